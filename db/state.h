@@ -1,0 +1,105 @@
+/*
+ * state.h: the state DB, the record of what both sides looked like after
+ * the last sync. The only module that speaks SQL.
+ *
+ * One SQLite file per account, WAL journal, synchronous=FULL, created 0600
+ * in a 0700 directory. A file that is not a usable mailsync DB is an error
+ * (MS_ELOCAL) and is never silently replaced.
+ *
+ * Every function returns MS_OK or MS_ELOCAL (with err filled).
+ */
+#ifndef MAILSYNC_STATE_H
+#define MAILSYNC_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sync/error.h"
+
+struct state;
+
+/* Open or create the DB at path (parent directories created 0700). */
+int state_open(const char *path, struct state **out, struct ms_error *err);
+void state_close(struct state *s);
+
+/* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK). Every write below may
+ * run inside one; outside one each write is its own transaction. */
+int state_begin(struct state *s, struct ms_error *err);
+int state_commit(struct state *s, struct ms_error *err);
+void state_rollback(struct state *s);
+
+/* --- folders --- */
+
+struct state_folder {
+    int64_t id;             /* 0 = not in the DB yet */
+    char *name;             /* raw server name (modified UTF-7) */
+    char *path;             /* relative local path it maps to */
+    uint32_t uidvalidity;   /* 0 = never selected */
+    uint32_t uidnext;
+    uint64_t highestmodseq; /* 0 = unknown / no CONDSTORE */
+    int64_t last_sync;      /* unix time of the last complete sync, 0 = never */
+    int64_t message_count;  /* rows in the message table (filled by list/get) */
+};
+
+/* Look a folder up by raw server name. If absent, out->id is 0 and the other
+ * fields are zero (name/path NULL). Returns MS_OK either way. */
+int state_folder_get(struct state *s, const char *name, struct state_folder *out, struct ms_error *err);
+
+/* Insert (id == 0; sets f->id) or update the folder row. */
+int state_folder_save(struct state *s, struct state_folder *f, struct ms_error *err);
+
+/* All folders, ordered by name. */
+int state_folder_list(struct state *s, struct state_folder **out, size_t *n, struct ms_error *err);
+
+/* Remove a folder and all its messages from the DB. */
+int state_folder_delete(struct state *s, int64_t folder_id, struct ms_error *err);
+
+void state_folder_free(struct state_folder *f);            /* frees members */
+void state_folders_free(struct state_folder *f, size_t n); /* frees array too */
+
+/* --- messages --- */
+
+struct state_msg {
+    uint32_t uid;
+    char *uniq;       /* unique part of the local file name */
+    unsigned flags;   /* FLAG_* as last synced */
+    char *keywords;   /* other keywords, space separated, or NULL */
+    uint64_t size;    /* RFC822.SIZE on the server */
+    char *message_id; /* Message-ID header value (with <>), or NULL */
+    char *hash;       /* hex SHA-256 of the local file content, or NULL */
+    bool pending;     /* delivery journalled but not yet confirmed durable */
+};
+
+/* All messages of a folder, ordered by uid. */
+int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n, struct ms_error *err);
+
+/* Insert or replace the row (folder_id, m->uid). */
+int state_msg_put(struct state *s, int64_t folder_id, const struct state_msg *m, struct ms_error *err);
+
+/* Update flags and keywords of (folder_id, uid). */
+int state_msg_set_flags(struct state *s, int64_t folder_id, uint32_t uid, unsigned flags, const char *keywords,
+                        struct ms_error *err);
+
+/* Clear the pending mark of (folder_id, uid). */
+int state_msg_confirm(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err);
+
+/* Delete the row (folder_id, uid). */
+int state_msg_delete(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err);
+
+/* Delete every message row of a folder (used when UIDVALIDITY changes,
+ * inside the transaction that re-inserts the re-matched rows). */
+int state_msg_delete_all(struct state *s, int64_t folder_id, struct ms_error *err);
+
+void state_msg_free(struct state_msg *m);            /* frees members */
+void state_msgs_free(struct state_msg *m, size_t n); /* frees array too */
+
+/* --- account-wide key/value (last_sync, last_error, ...) --- */
+
+/* Set key to value (NULL deletes). */
+int state_meta_set(struct state *s, const char *key, const char *value, struct ms_error *err);
+
+/* Get a malloc'd copy of key's value into *value, or NULL if unset. */
+int state_meta_get(struct state *s, const char *key, char **value, struct ms_error *err);
+
+#endif

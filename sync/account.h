@@ -1,0 +1,57 @@
+/*
+ * account.h: one account of the config file, as the engine sees it.
+ *
+ * cmd/config.c fills these from the INI file (with ~ and $VAR expanded and
+ * defaults applied); sync/ only reads them. All strings are owned by the
+ * struct and freed by account_free().
+ */
+#ifndef MAILSYNC_ACCOUNT_H
+#define MAILSYNC_ACCOUNT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum account_type { ACCOUNT_IMAP, ACCOUNT_POP3 };
+enum tls_mode { TLS_IMPLICIT, TLS_STARTTLS, TLS_NONE };
+enum auth_mech { AUTH_AUTO, AUTH_LOGIN, AUTH_PLAIN, AUTH_XOAUTH2, AUTH_OAUTHBEARER };
+enum folder_layout { LAYOUT_VERBATIM, LAYOUT_MAILDIRPP };
+enum sync_mode { MODE_MIRROR, MODE_BACKUP };
+
+struct account {
+    char *name;                /* the section name: [account NAME] */
+    char *config_file;         /* where it was defined, for messages */
+    int config_line;
+
+    enum account_type type;    /* default ACCOUNT_IMAP */
+    char *host;                /* required */
+    int port;                  /* default 993/143 (imap), 995/110 (pop3) */
+    enum tls_mode tls;         /* default TLS_IMPLICIT */
+    bool allow_plaintext;      /* default false */
+    char *user;                /* required */
+    char *password;            /* optional (refused if file is group/other readable) */
+    char *password_command;    /* optional: first line of its stdout */
+    enum auth_mech auth;       /* default AUTH_AUTO */
+    char *oauth_token_command; /* optional */
+    char *ca_file;             /* optional: NULL = system store */
+    char *fingerprint;         /* optional: "sha256:AB:CD:..." as written */
+
+    char *maildir;             /* required, expanded */
+    char *state_path;          /* default $XDG_STATE_HOME/mailsync/NAME.sqlite */
+    char **folders;            /* patterns, in order; default {"*"} */
+    size_t nfolders;
+    enum folder_layout layout; /* default LAYOUT_VERBATIM */
+    enum sync_mode mode;       /* default MODE_MIRROR */
+    bool expunge;              /* default true */
+    char *trash;               /* optional */
+    int server_retention_days; /* 0 = off */
+    uint64_t max_size;         /* bytes; 0 = no limit. Accepts K/M/G suffixes */
+    int connections;           /* default 1 */
+    bool leave_on_server;      /* pop3; default true */
+    int max_delete;            /* percent, default 50 */
+    int timeout;               /* seconds of no progress before giving up; default 60 */
+};
+
+void account_free(struct account *a);
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * log.h: messages for the user on stderr, by verbosity.
+ *
+ * The program sets log_verbosity from -q/-v; the library calls log_msg().
+ * Level 0 is errors and warnings (shown unless --quiet makes it -1 for
+ * warnings... errors are always shown), 1 is -v, 2 is -vv (the protocol
+ * trace, with secrets already masked by the caller).
+ */
+#ifndef MAILSYNC_LOG_H
+#define MAILSYNC_LOG_H
+
+enum log_level { LOG_ERROR = -2, LOG_WARN = -1, LOG_INFO = 0, LOG_VERBOSE = 1, LOG_TRACE = 2 };
+
+/* -1 with --quiet (errors only), 0 by default, 1 with -v, 2 with -vv. */
+extern int log_verbosity;
+
+/* Optional hook the program installs so log lines do not tear a progress
+ * line on the terminal (called before each line is written). */
+extern void (*log_before_write)(void);
+
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Write text of length len for humans: control characters and bytes that
+ * are not printable are shown as \xNN, and at most max bytes are shown
+ * (then "..."). For logging what a server sent. Returns a static buffer. */
+const char *log_escape(const char *text, size_t len, size_t max);
+
+#endif

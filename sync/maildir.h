@@ -1,0 +1,127 @@
+/*
+ * maildir.h: the Maildir side. Scanning a folder, delivering messages the
+ * Maildir way (tmp/ -> new/ or cur/), renaming for flags, removing.
+ *
+ * Every path is opened relative to the root's directory fd with openat()
+ * and O_NOFOLLOW, so a symlink planted inside the store cannot lead a write
+ * outside it. Files are created 0600, directories 0700.
+ *
+ * File names: "<uniq>" in new/, "<uniq>:2,<letters>" in cur/. The unique
+ * part <uniq> is what identifies a message locally (MUAs rename files to
+ * change flags and may move them new/ -> cur/).
+ */
+#ifndef MAILSYNC_MAILDIR_H
+#define MAILSYNC_MAILDIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "sync/error.h"
+
+struct maildir_folder;
+
+/* Open the Maildir root directory. If it does not exist: create it (mkdir -p,
+ * 0700) when create is true, else fail with MS_ELOCAL ("Maildir root ...
+ * does not exist": an unmounted disk must never look like an empty store).
+ * On success *rootfd is an O_DIRECTORY fd the caller closes. */
+int maildir_root_open(const char *path, bool create, int *rootfd, struct ms_error *err);
+
+/* Open (and with create, make) the Maildir folder at relpath below the root
+ * ("" = the root itself). Each component is opened with O_NOFOLLOW; cur/,
+ * new/ and tmp/ are created when create is true. A folder that is missing
+ * when create is false is MS_ELOCAL. */
+int maildir_folder_open(int rootfd, const char *relpath, bool create,
+                        struct maildir_folder **out, struct ms_error *err);
+void maildir_folder_close(struct maildir_folder *f);
+
+/* Whether the folder exists (cur/ new/ tmp/ present) below the root. */
+bool maildir_folder_exists(int rootfd, const char *relpath);
+
+/* One message file found by a scan. */
+struct local_msg {
+    char *uniq;      /* unique part of the name (before ":2,") */
+    char *name;      /* the whole file name */
+    bool in_new;     /* in new/ (else cur/) */
+    unsigned flags;  /* FLAG_* from the info letters */
+    char extra[32];  /* unknown info letters, kept */
+    uint64_t size;   /* file size in bytes */
+};
+
+/* List the messages in new/ and cur/ (sorted by uniq). Files whose names
+ * start with '.' are ignored. The scan is repeated if a directory changed
+ * while it ran. */
+int maildir_scan(struct maildir_folder *f, struct local_msg **out, size_t *n, struct ms_error *err);
+void maildir_msgs_free(struct local_msg *msgs, size_t n);
+
+/* Find one message by unique part (after a rename by a MUA). Fills *out
+ * (caller frees out->uniq/out->name with free()); returns MS_OK, or 1 if
+ * not found (no error message), or an error code. */
+int maildir_find(struct maildir_folder *f, const char *uniq, struct local_msg *out, struct ms_error *err);
+
+/* --- delivery --- */
+
+struct maildir_tmp; /* a message being written to tmp/ */
+
+/* Create a new file in tmp/ with a fresh unique name
+ * (time.M<usec>P<pid>R<random>.<host>, O_EXCL, 0600). */
+int maildir_tmp_open(struct maildir_folder *f, struct maildir_tmp **out, struct ms_error *err);
+
+/* Append bytes, converting CRLF to LF (a CR at the end of one chunk
+ * followed by LF at the start of the next is handled). Buffered. */
+int maildir_tmp_write(struct maildir_tmp *t, const char *data, size_t len, struct ms_error *err);
+
+/* Flush and close the file, set its mtime to mtime (if not 0), fsync it
+ * first when fsync_now. After this the tmp file is complete on disk but
+ * not necessarily durable unless fsync_now or maildir_syncfs() follows. */
+int maildir_tmp_close(struct maildir_tmp *t, time_t mtime, bool fsync_now, struct ms_error *err);
+
+/* The unique part chosen for this message (also its name in tmp/). */
+const char *maildir_tmp_uniq(const struct maildir_tmp *t);
+
+/* Bytes written to the file so far (after CRLF -> LF). */
+uint64_t maildir_tmp_size(const struct maildir_tmp *t);
+
+/* Move the closed tmp file into new/ (flags == 0 and no extra letters) or
+ * cur/ as "<uniq>:2,<letters>", never over an existing name
+ * (RENAME_NOREPLACE, or link+unlink). Does not fsync the directory; see
+ * maildir_sync_dirs(). Frees t on success and on failure. */
+int maildir_tmp_commit(struct maildir_folder *f, struct maildir_tmp *t, unsigned flags, const char *extra,
+                       struct ms_error *err);
+
+/* Remove the tmp file (if any) and free t. */
+void maildir_tmp_discard(struct maildir_tmp *t);
+
+/* Move a file that is already in tmp/ under name uniq (left there by a
+ * crashed run after its data was made durable) into place as above. */
+int maildir_tmp_commit_name(struct maildir_folder *f, const char *uniq, unsigned flags, const char *extra,
+                            struct ms_error *err);
+
+/* Whether tmp/<uniq> exists. */
+bool maildir_tmp_exists(struct maildir_folder *f, const char *uniq);
+
+/* Make everything written to this file system durable (syncfs(2)). */
+int maildir_syncfs(struct maildir_folder *f, struct ms_error *err);
+
+/* fsync new/ and cur/ (after renames) so the renames are durable. */
+int maildir_sync_dirs(struct maildir_folder *f, struct ms_error *err);
+
+/* Remove files in tmp/ older than max_age seconds (Maildir spec: 36 h). */
+int maildir_sweep_tmp(struct maildir_folder *f, time_t max_age, struct ms_error *err);
+
+/* --- changes to delivered messages --- */
+
+/* Give message m new flags: rename to cur/<uniq>:2,<letters+extra>.
+ * If the file is gone (MUA renamed it), look it up by uniq first; if it is
+ * truly gone returns 1 without error. Updates m->name/in_new/flags. */
+int maildir_set_flags(struct maildir_folder *f, struct local_msg *m, unsigned flags, struct ms_error *err);
+
+/* Unlink message m (looked up by uniq if renamed); 1 if already gone. */
+int maildir_remove(struct maildir_folder *f, struct local_msg *m, struct ms_error *err);
+
+/* Open message m for reading (O_RDONLY|O_NOFOLLOW); returns an fd or -1
+ * with err set. Looks m up by uniq if it was renamed. */
+int maildir_open_msg(struct maildir_folder *f, struct local_msg *m, struct ms_error *err);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * names.h: folder names. Modified UTF-7 (RFC 3501 5.1.3) <-> UTF-8, the
+ * mapping of a server folder name to a safe relative path below the Maildir
+ * root, and the `folders =` pattern filter.
+ *
+ * Server names are hostile input (see shared/docs/reliability.md §1): the
+ * path mapping checks every component *after* decoding and layout mapping.
+ */
+#ifndef MAILSYNC_NAMES_H
+#define MAILSYNC_NAMES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "sync/account.h"
+
+/* Decode modified UTF-7 to UTF-8. Returns a malloc'd string, or NULL if the
+ * input is not valid modified UTF-7 (bad base64, '&' unterminated, encoded
+ * printable ASCII, invalid UTF-16, ...). */
+char *names_mutf7_decode(const char *mutf7);
+
+/* Encode UTF-8 as modified UTF-7. Returns a malloc'd string, or NULL if the
+ * input is not valid UTF-8. */
+char *names_mutf7_encode(const char *utf8);
+
+/* The UTF-8 display name of a raw server name: decoded, or a copy of the
+ * raw name when it does not decode. Never NULL (aborts on OOM). */
+char *names_display(const char *raw);
+
+/* Map a raw (modified UTF-7) server folder name with hierarchy delimiter
+ * delim ('\0' = flat) to a relative path below the Maildir root.
+ *
+ * verbatim:  "INBOX" -> "INBOX", "Sent/2024" -> "Sent/2024"
+ * maildir++: "INBOX" -> "" (the root itself), "Sent/2024" -> ".Sent.2024"
+ *
+ * Returns a malloc'd path, or NULL with *why set to a static reason when
+ * the folder must be skipped. The path never contains "." or ".." or empty
+ * components, NUL or control characters, never starts with '/', and no
+ * component collides with a Maildir's cur/new/tmp; distinct server names
+ * map to distinct paths (characters that cannot appear are %XX-escaped,
+ * and '%' itself is escaped, so the mapping is one-to-one). */
+char *names_folder_path(const char *raw, char delim, enum folder_layout layout, const char **why);
+
+/* Whether a folder is selected by the `folders =` patterns. name is the
+ * UTF-8 display name with the server's delimiter replaced by '/'.
+ * Patterns are tried in order and the last one that matches decides;
+ * a leading '!' excludes. '*' matches any run of characters, '%' any run
+ * without '/', '?' one character. No pattern matching -> not selected. */
+bool names_folder_selected(const char *name, char *const *patterns, size_t npatterns);
+
+#endif
