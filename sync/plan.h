@@ -1,0 +1,122 @@
+/*
+ * plan.h: the reconciliation planner. Pure: plain structs in, a plan out;
+ * no I/O, no libetpan, no SQLite, so a test can state a whole situation in
+ * a few lines and assert the exact plan.
+ *
+ * Three views of one folder meet here:
+ *   state  - what both sides looked like after the last sync (db/)
+ *   local  - what the Maildir holds now (maildir_scan)
+ *   remote - what the server holds now (UID FETCH 1:* (FLAGS))
+ *
+ * plan_pull() decides the server -> local direction: what to download,
+ * which local files get new flags, which are removed because the server
+ * expunged them, and which state rows are forgotten. Local changes not yet
+ * pushed are never reverted: a flag the user changed locally survives a
+ * server change of other flags (the server's delta is applied to the local
+ * flags, not the server's flags copied over them).
+ *
+ * plan_match() pairs messages by identity (Message-ID + size) when the
+ * state cannot: after a UIDVALIDITY change or a lost state DB.
+ */
+#ifndef MAILSYNC_PLAN_H
+#define MAILSYNC_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sync/account.h"
+
+struct plan_state {
+    uint32_t uid;
+    const char *uniq;     /* local file's unique part */
+    unsigned flags;       /* FLAG_* as last synced */
+    const char *keywords; /* as last synced; NULL = none */
+};
+
+struct plan_local {
+    const char *uniq;
+    unsigned flags;
+};
+
+struct plan_remote {
+    uint32_t uid;
+    unsigned flags;
+    const char *keywords; /* NULL = none */
+    uint64_t size;
+};
+
+struct plan_input {
+    const struct plan_state *state;   /* sorted by uid, unique */
+    size_t nstate;
+    const struct plan_local *local;   /* sorted by strcmp(uniq), unique */
+    size_t nlocal;
+    const struct plan_remote *remote; /* sorted by uid, unique */
+    size_t nremote;
+    enum sync_mode mode;  /* MODE_BACKUP never removes local files */
+    uint64_t max_size;    /* 0 = no limit; larger messages are skipped */
+    int max_delete;       /* percent of a folder a run may delete */
+    bool force;           /* override the mass-deletion guard */
+};
+
+enum plan_op {
+    PLAN_FETCH,        /* download uid, deliver with flags/keywords */
+    PLAN_SKIP_LARGE,   /* uid is over max_size: reported, not fetched */
+    PLAN_LOCAL_FLAGS,  /* rename local uniq to flags; record remote flags */
+    PLAN_STATE_FLAGS,  /* record remote flags/keywords; local file unchanged */
+    PLAN_LOCAL_DELETE, /* server expunged uid: remove local uniq, forget uid */
+    PLAN_FORGET,       /* server expunged uid and the local file is gone */
+};
+
+struct plan_action {
+    enum plan_op op;
+    uint32_t uid;
+    const char *uniq;        /* borrowed from the input; NULL for FETCH */
+    unsigned flags;          /* LOCAL_FLAGS: new local flags; FETCH: remote */
+    unsigned state_flags;    /* flags to record as synced */
+    const char *keywords;    /* keywords to record (borrowed) */
+    uint64_t size;           /* FETCH/SKIP_LARGE: RFC822.SIZE */
+};
+
+struct plan {
+    struct plan_action *actions;
+    size_t n;
+    size_t nfetch, nskip, nflags, ndelete, nforget;
+    uint64_t fetch_bytes;
+    /* Mass-deletion guard: the folder holds >= 20 messages and the plan
+     * would delete more than max_delete percent of them. The deletions
+     * were left out of the plan; everything else stays. */
+    bool guard_tripped;
+    size_t guard_deletes;    /* how many deletions were withheld */
+    size_t guard_total;      /* of how many messages */
+};
+
+/* Plan the server -> local direction. Returns 0, or -1 on out of memory.
+ * The plan borrows strings from in; free it with plan_free(). Action order:
+ * deletions, flag changes, then fetches in ascending UID order. */
+int plan_pull(const struct plan_input *in, struct plan *out);
+void plan_free(struct plan *p);
+
+/* --- identity matching --- */
+
+struct plan_identity {
+    uint32_t uid;           /* remote side: the UID; local side: unused */
+    const char *uniq;       /* local side: the file; remote side: unused */
+    const char *message_id; /* NULL = none: never matched by identity */
+    uint64_t size;          /* RFC822.SIZE (CRLF size) */
+};
+
+struct plan_match {
+    uint32_t uid;
+    const char *uniq;
+};
+
+/* Pair remote and local messages with the same (Message-ID, size). When
+ * several messages share one identity, they are paired in input order and
+ * the surplus stays unmatched (a duplicate is downloaded, never dropped).
+ * Writes up to min(nremote, nlocal) pairs to *out (malloc'd) and their
+ * count to *nout. Returns 0, or -1 on out of memory. */
+int plan_match(const struct plan_identity *remote, size_t nremote, const struct plan_identity *local,
+               size_t nlocal, struct plan_match **out, size_t *nout);
+
+#endif

@@ -1,0 +1,278 @@
+/* test_plan.c: the reconciliation planner, one situation per test. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/flags.h"
+#include "sync/plan.h"
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static struct plan_input input(const struct plan_state *s, size_t ns, const struct plan_local *l, size_t nl,
+                               const struct plan_remote *r, size_t nr)
+{
+    struct plan_input in = {.state = s, .nstate = ns, .local = l, .nlocal = nl, .remote = r, .nremote = nr,
+                            .mode = MODE_MIRROR, .max_delete = 50};
+    return in;
+}
+
+static void first_pull_fetches_everything_in_uid_order(void **unused)
+{
+    (void)unused;
+    struct plan_remote r[] = {{1, FLAG_SEEN, NULL, 100}, {5, 0, NULL, 200}, {9, FLAG_FLAGGED, "$Junk", 300}};
+    struct plan_input in = input(NULL, 0, NULL, 0, r, N(r));
+    struct plan p;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_int_equal(p.n, 3);
+    assert_int_equal(p.nfetch, 3);
+    assert_int_equal(p.fetch_bytes, 600);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(p.actions[i].op, PLAN_FETCH);
+        assert_int_equal(p.actions[i].uid, r[i].uid);
+        assert_int_equal(p.actions[i].flags, r[i].flags);
+    }
+    assert_string_equal(p.actions[2].keywords, "$Junk");
+    plan_free(&p);
+}
+
+static void unchanged_folder_plans_nothing(void **unused)
+{
+    (void)unused;
+    struct plan_state s[] = {{1, "a", FLAG_SEEN, NULL}, {2, "b", 0, NULL}};
+    struct plan_local l[] = {{"a", FLAG_SEEN}, {"b", 0}};
+    struct plan_remote r[] = {{1, FLAG_SEEN, NULL, 10}, {2, 0, NULL, 10}};
+    struct plan_input in = input(s, N(s), l, N(l), r, N(r));
+    struct plan p;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_int_equal(p.n, 0);
+    assert_false(p.guard_tripped);
+    plan_free(&p);
+}
+
+static void server_flag_change_is_applied_as_a_delta(void **unused)
+{
+    (void)unused;
+    /* Synced as Seen. Locally the user flagged it (not pushed yet); on the
+     * server someone marked it Answered and unread. The local Flagged must
+     * survive; Seen goes, Answered comes. */
+    struct plan_state s[] = {{7, "x", FLAG_SEEN, NULL}};
+    struct plan_local l[] = {{"x", FLAG_SEEN | FLAG_FLAGGED}};
+    struct plan_remote r[] = {{7, FLAG_ANSWERED, NULL, 10}};
+    struct plan_input in = input(s, 1, l, 1, r, 1);
+    struct plan p;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_int_equal(p.n, 1);
+    assert_int_equal(p.actions[0].op, PLAN_LOCAL_FLAGS);
+    assert_string_equal(p.actions[0].uniq, "x");
+    assert_int_equal(p.actions[0].flags, FLAG_ANSWERED | FLAG_FLAGGED);
+    assert_int_equal(p.actions[0].state_flags, FLAG_ANSWERED);
+    plan_free(&p);
+}
+
+static void server_change_already_present_locally_only_updates_state(void **unused)
+{
+    (void)unused;
+    struct plan_state s[] = {{3, "x", 0, NULL}};
+    struct plan_local l[] = {{"x", FLAG_SEEN}};
+    struct plan_remote r[] = {{3, FLAG_SEEN, NULL, 10}};
+    struct plan_input in = input(s, 1, l, 1, r, 1);
+    struct plan p;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_int_equal(p.n, 1);
+    assert_int_equal(p.actions[0].op, PLAN_STATE_FLAGS);
+    assert_int_equal(p.actions[0].state_flags, FLAG_SEEN);
+    plan_free(&p);
+}
+
+static void keyword_change_updates_state(void **unused)
+{
+    (void)unused;
+    struct plan_state s[] = {{3, "x", FLAG_SEEN, "$Junk"}};
+    struct plan_local l[] = {{"x", FLAG_SEEN}};
+    struct plan_remote r[] = {{3, FLAG_SEEN, "$NotJunk", 10}};
+    struct plan_input in = input(s, 1, l, 1, r, 1);
+    struct plan p;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_int_equal(p.n, 1);
+    assert_int_equal(p.actions[0].op, PLAN_STATE_FLAGS);
+    assert_string_equal(p.actions[0].keywords, "$NotJunk");
+    plan_free(&p);
+}
+
+static void local_file_gone_is_not_refetched_by_pull(void **unused)
+{
+    (void)unused;
+    /* Deleted locally, not pushed yet: a pull must not bring it back. */
+    struct plan_state s[] = {{1, "a", 0, NULL}};
+    struct plan_remote r[] = {{1, FLAG_SEEN, NULL, 10}};
+    struct plan_input in = input(s, 1, NULL, 0, r, 1);
+    struct plan p;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_int_equal(p.n, 1);
+    assert_int_equal(p.actions[0].op, PLAN_STATE_FLAGS);
+    assert_int_equal(p.nfetch, 0);
+    plan_free(&p);
+}
+
+static void expunge_mirror_deletes_backup_keeps(void **unused)
+{
+    (void)unused;
+    struct plan_state s[] = {{1, "a", 0, NULL}, {2, "b", 0, NULL}, {3, "c", 0, NULL}};
+    struct plan_local l[] = {{"a", 0}, {"c", 0}}; /* b is gone locally too */
+    struct plan_remote r[] = {{3, 0, NULL, 10}};
+    struct plan_input in = input(s, 3, l, 2, r, 1);
+    in.max_delete = 100;
+    struct plan p;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_int_equal(p.n, 2);
+    assert_int_equal(p.actions[0].op, PLAN_LOCAL_DELETE);
+    assert_int_equal(p.actions[0].uid, 1);
+    assert_string_equal(p.actions[0].uniq, "a");
+    assert_int_equal(p.actions[1].op, PLAN_FORGET);
+    assert_int_equal(p.actions[1].uid, 2);
+    plan_free(&p);
+
+    in.mode = MODE_BACKUP;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_int_equal(p.n, 1); /* only the row whose file is gone anyway */
+    assert_int_equal(p.actions[0].op, PLAN_FORGET);
+    assert_int_equal(p.ndelete, 0);
+    plan_free(&p);
+}
+
+static void order_is_deletes_then_flags_then_fetches(void **unused)
+{
+    (void)unused;
+    struct plan_state s[] = {{1, "a", 0, NULL}, {2, "b", 0, NULL}};
+    struct plan_local l[] = {{"a", 0}, {"b", 0}};
+    struct plan_remote r[] = {{2, FLAG_SEEN, NULL, 10}, {3, 0, NULL, 10}};
+    struct plan_input in = input(s, 2, l, 2, r, 2);
+    in.max_delete = 100;
+    struct plan p;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_int_equal(p.n, 3);
+    assert_int_equal(p.actions[0].op, PLAN_LOCAL_DELETE);
+    assert_int_equal(p.actions[1].op, PLAN_LOCAL_FLAGS);
+    assert_int_equal(p.actions[2].op, PLAN_FETCH);
+    plan_free(&p);
+}
+
+static void too_big_messages_are_skipped(void **unused)
+{
+    (void)unused;
+    struct plan_remote r[] = {{1, 0, NULL, 1000}, {2, 0, NULL, 1001}};
+    struct plan_input in = input(NULL, 0, NULL, 0, r, 2);
+    in.max_size = 1000;
+    struct plan p;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_int_equal(p.nfetch, 1);
+    assert_int_equal(p.nskip, 1);
+    assert_int_equal(p.actions[1].op, PLAN_SKIP_LARGE);
+    assert_int_equal(p.actions[1].uid, 2);
+    plan_free(&p);
+}
+
+/* A folder of n synced messages of which the server still lists `keep`. */
+static void guard_case(size_t n, size_t keep, int max_delete, bool force, bool expect_trip)
+{
+    struct plan_state *s = calloc(n, sizeof *s);
+    struct plan_local *l = calloc(n, sizeof *l);
+    struct plan_remote *r = calloc(n + 1, sizeof *r);
+    char (*names)[24] = calloc(n, sizeof *names);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(names[i], sizeof names[i], "m%06zu", i);
+        s[i] = (struct plan_state){(uint32_t)i + 1, names[i], 0, NULL};
+        l[i] = (struct plan_local){names[i], 0};
+    }
+    for (size_t i = 0; i < keep; i++)
+        r[i] = (struct plan_remote){(uint32_t)i + 1, 0, NULL, 10};
+    r[keep] = (struct plan_remote){(uint32_t)n + 1, 0, NULL, 10}; /* and one new */
+    struct plan_input in = input(s, n, l, n, r, keep + 1);
+    in.max_delete = max_delete;
+    in.force = force;
+    struct plan p;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_int_equal(p.guard_tripped, expect_trip);
+    if (expect_trip) {
+        assert_int_equal(p.n, 0); /* the folder is left untouched */
+        assert_int_equal(p.guard_deletes, n - keep);
+        assert_int_equal(p.guard_total, n);
+    } else {
+        assert_int_equal(p.ndelete, n - keep);
+        assert_int_equal(p.nfetch, 1);
+    }
+    plan_free(&p);
+    free(s), free(l), free(r), free(names);
+}
+
+static void mass_deletion_guard(void **unused)
+{
+    (void)unused;
+    guard_case(100, 0, 50, false, true);  /* server lists an empty folder */
+    guard_case(100, 49, 50, false, true); /* 51 % */
+    guard_case(100, 50, 50, false, false);/* exactly 50 % is allowed */
+    guard_case(100, 0, 50, true, false);  /* --force */
+    guard_case(19, 0, 50, false, false);  /* small folders are not guarded */
+    guard_case(20, 0, 50, false, true);
+    guard_case(100, 90, 5, false, true);  /* max_delete = 5 % */
+}
+
+static void match_pairs_by_message_id_and_size(void **unused)
+{
+    (void)unused;
+    struct plan_identity remote[] = {
+        {10, NULL, "<a@x>", 100}, {11, NULL, "<b@x>", 200}, {12, NULL, "<b@x>", 200},
+        {13, NULL, NULL, 300},    {14, NULL, "<c@x>", 400}, {15, NULL, "<d@x>", 500},
+    };
+    struct plan_identity local[] = {
+        {0, "L1", "<b@x>", 200}, {0, "L2", "<a@x>", 100}, {0, "L3", NULL, 300},
+        {0, "L4", "<c@x>", 401}, /* same id, other size: not the same */
+        {0, "L5", "<d@x>", 500}, {0, "L6", "<d@x>", 500}, /* one too many */
+    };
+    struct plan_match *m;
+    size_t n;
+    assert_int_equal(plan_match(remote, N(remote), local, N(local), &m, &n), 0);
+    assert_int_equal(n, 3);
+    /* sorted by Message-ID: a, b, d */
+    assert_int_equal(m[0].uid, 10);
+    assert_string_equal(m[0].uniq, "L2");
+    assert_int_equal(m[1].uid, 11);
+    assert_string_equal(m[1].uniq, "L1");
+    assert_int_equal(m[2].uid, 15);
+    assert_string_equal(m[2].uniq, "L5");
+    free(m);
+}
+
+static void match_with_nothing(void **unused)
+{
+    (void)unused;
+    struct plan_match *m;
+    size_t n = 99;
+    assert_int_equal(plan_match(NULL, 0, NULL, 0, &m, &n), 0);
+    assert_int_equal(n, 0);
+    free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(first_pull_fetches_everything_in_uid_order),
+        cmocka_unit_test(unchanged_folder_plans_nothing),
+        cmocka_unit_test(server_flag_change_is_applied_as_a_delta),
+        cmocka_unit_test(server_change_already_present_locally_only_updates_state),
+        cmocka_unit_test(keyword_change_updates_state),
+        cmocka_unit_test(local_file_gone_is_not_refetched_by_pull),
+        cmocka_unit_test(expunge_mirror_deletes_backup_keeps),
+        cmocka_unit_test(order_is_deletes_then_flags_then_fetches),
+        cmocka_unit_test(too_big_messages_are_skipped),
+        cmocka_unit_test(mass_deletion_guard),
+        cmocka_unit_test(match_pairs_by_message_id_and_size),
+        cmocka_unit_test(match_with_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
