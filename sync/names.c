@@ -1,0 +1,612 @@
+/*
+ * names.c: folder names (see names.h).
+ *
+ * Three jobs:
+ *  1. A strict modified UTF-7 codec (RFC 3501 5.1.3). Strict matters for
+ *     safety: a lenient decoder lets a server spell "/" or ".." in a way a
+ *     naive check on the raw name does not see (isync CVE-2021-20247), and
+ *     it matters for the one-to-one mapping: every valid input must be the
+ *     one canonical encoding of what it decodes to, so two distinct server
+ *     names never decode to the same text. The decoder therefore checks its
+ *     result by re-encoding it and comparing.
+ *  2. The mapping of a server name to a relative path below the Maildir
+ *     root, checked component by component after decoding and escaping.
+ *  3. The `folders =` pattern filter.
+ */
+#include "sync/names.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Limits of the path mapping: one file name on Linux file systems, and a
+ * whole relative path (isync caps names at 1000 bytes as well). */
+#define NAME_MAX_COMPONENT 255
+#define NAME_MAX_PATH 1000
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        abort();
+    return p;
+}
+
+/* ---- a tiny growable byte buffer ------------------------------------ */
+
+struct buf {
+    char *data;
+    size_t len, cap;
+};
+
+static void buf_put(struct buf *b, const void *src, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->data, cap);
+        if (!p)
+            abort();
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, src, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static void buf_putc(struct buf *b, char c)
+{
+    buf_put(b, &c, 1);
+}
+
+/* Returns the NUL-terminated contents (never NULL), giving up ownership. */
+static char *buf_take(struct buf *b)
+{
+    if (!b->data)
+        buf_put(b, "", 0);
+    char *s = b->data;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return s;
+}
+
+static void buf_free(struct buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ---- modified UTF-7 -------------------------------------------------- */
+
+/* RFC 3501 modified base64: the alphabet of RFC 2045 with ',' for '/'. */
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == ',')
+        return 63;
+    return -1;
+}
+
+/* Printable US-ASCII represents itself in modified UTF-7; everything else
+ * (controls, DEL, non-ASCII) must be base64 encoded. */
+static bool mutf7_direct(uint32_t c)
+{
+    return c >= 0x20 && c <= 0x7e;
+}
+
+/* Append code point cp as UTF-8. */
+static void put_utf8(struct buf *b, uint32_t cp)
+{
+    char u[4];
+    size_t n;
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xc0 | (cp >> 6));
+        u[1] = (char)(0x80 | (cp & 0x3f));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (char)(0xe0 | (cp >> 12));
+        u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        u[2] = (char)(0x80 | (cp & 0x3f));
+        n = 3;
+    } else {
+        u[0] = (char)(0xf0 | (cp >> 18));
+        u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        u[3] = (char)(0x80 | (cp & 0x3f));
+        n = 4;
+    }
+    buf_put(b, u, n);
+}
+
+/* Read one strictly valid UTF-8 sequence (no overlongs, no surrogates, at
+ * most U+10FFFF) from s[0..len). Returns its length and sets *cp, or 0 if
+ * the bytes are not valid UTF-8. */
+static size_t get_utf8(const unsigned char *s, size_t len, uint32_t *cp)
+{
+    if (len == 0)
+        return 0;
+    unsigned char c = s[0];
+    size_t n;
+    uint32_t v, min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+        n = 2, v = c & 0x1f, min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3, v = c & 0x0f, min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4, v = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3f);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return n;
+}
+
+/* Flush a run of UTF-16 units as "&<base64>-". */
+static void put_b64_run(struct buf *b, const uint16_t *units, size_t n)
+{
+    buf_putc(b, '&');
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = (acc << 16) | units[i];
+        bits += 16;
+        while (bits >= 6) {
+            bits -= 6;
+            buf_putc(b, b64_alphabet[(acc >> bits) & 0x3f]);
+        }
+    }
+    if (bits > 0)
+        buf_putc(b, b64_alphabet[(acc << (6 - bits)) & 0x3f]);
+    buf_putc(b, '-');
+}
+
+/* Encode len bytes of UTF-8 (NUL allowed inside: it is a control
+ * character and gets encoded). Returns false if not valid UTF-8. */
+static bool mutf7_encode_n(const char *in, size_t len, struct buf *out)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    size_t i = 0;
+    while (i < len) {
+        uint32_t cp;
+        if (s[i] == '&') {
+            buf_put(out, "&-", 2);
+            i++;
+            continue;
+        }
+        if (mutf7_direct(s[i])) {
+            buf_putc(out, (char)s[i]);
+            i++;
+            continue;
+        }
+        /* A run of characters that must be encoded, as UTF-16 units.
+         * Each code point gives at most 2 units: the run is at most 2x the
+         * bytes left. */
+        uint16_t *units = xmalloc((len - i) * 2 * sizeof *units);
+        size_t n = 0;
+        while (i < len && !mutf7_direct(s[i])) {
+            size_t k = get_utf8(s + i, len - i, &cp);
+            if (k == 0) {
+                free(units);
+                return false;
+            }
+            i += k;
+            if (cp >= 0x10000) {
+                cp -= 0x10000;
+                units[n++] = (uint16_t)(0xd800 | (cp >> 10));
+                units[n++] = (uint16_t)(0xdc00 | (cp & 0x3ff));
+            } else {
+                units[n++] = (uint16_t)cp;
+            }
+        }
+        put_b64_run(out, units, n);
+        free(units);
+    }
+    return true;
+}
+
+/* Decode one base64 run s[0..n) (between '&' and '-', n >= 1) to UTF-8.
+ * Rejects leftover bits that are not zero, a wasted sextet, broken
+ * surrogate pairs and encoded printable ASCII. */
+static bool decode_b64_run(const unsigned char *s, size_t n, struct buf *out)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    uint32_t high = 0; /* pending high surrogate, 0 = none */
+    size_t units = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_value(s[i]);
+        if (v < 0)
+            return false;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits < 16)
+            continue;
+        bits -= 16;
+        uint32_t u = (acc >> bits) & 0xffff;
+        acc &= (1u << bits) - 1;
+        units++;
+        if (high) {
+            if (u < 0xdc00 || u > 0xdfff)
+                return false;
+            put_utf8(out, 0x10000 + ((high - 0xd800) << 10) + (u - 0xdc00));
+            high = 0;
+        } else if (u >= 0xd800 && u <= 0xdbff) {
+            high = u;
+        } else if (u >= 0xdc00 && u <= 0xdfff) {
+            return false;
+        } else if (mutf7_direct(u)) {
+            return false;
+        } else {
+            put_utf8(out, u);
+        }
+    }
+    /* Padding: fewer than 6 bits, all zero; and a pair must not be split
+     * across runs. */
+    return units > 0 && bits < 6 && acc == 0 && !high;
+}
+
+/* Decode modified UTF-7 to UTF-8 into out (which may then hold NUL bytes,
+ * from "&AAA-"; out->len tells the length). Returns false if invalid. */
+static bool mutf7_decode_n(const char *in, struct buf *out)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    size_t i = 0;
+    while (s[i]) {
+        if (s[i] != '&') {
+            if (!mutf7_direct(s[i]))
+                return false;
+            buf_putc(out, (char)s[i++]);
+            continue;
+        }
+        size_t start = ++i;
+        while (s[i] && s[i] != '-')
+            i++;
+        if (s[i] != '-')
+            return false; /* unterminated */
+        if (i == start) {
+            buf_putc(out, '&'); /* "&-" */
+        } else if (!decode_b64_run(s + start, i - start, out)) {
+            return false;
+        }
+        i++;
+    }
+    /* Canonical form check: the decoder above already refuses most
+     * non-canonical spellings; re-encoding catches the rest (two adjacent
+     * runs "&AOQ-&APY-" for "&AOQA9g-"), which keeps decoding one-to-one. */
+    struct buf again = {0};
+    bool same = mutf7_encode_n(out->data ? out->data : "", out->len, &again) &&
+                again.len == (size_t)(i) && memcmp(again.data ? again.data : "", in, i) == 0;
+    buf_free(&again);
+    return same;
+}
+
+char *names_mutf7_decode(const char *mutf7)
+{
+    struct buf out = {0};
+    if (!mutf7 || !mutf7_decode_n(mutf7, &out) || memchr(out.data ? out.data : "", '\0', out.len)) {
+        /* A decoded NUL cannot be returned in a C string: invalid here. */
+        buf_free(&out);
+        return NULL;
+    }
+    return buf_take(&out);
+}
+
+char *names_mutf7_encode(const char *utf8)
+{
+    struct buf out = {0};
+    if (!utf8 || !mutf7_encode_n(utf8, strlen(utf8), &out)) {
+        buf_free(&out);
+        return NULL;
+    }
+    return buf_take(&out);
+}
+
+char *names_display(const char *raw)
+{
+    char *s = names_mutf7_decode(raw);
+    if (s)
+        return s;
+    s = strdup(raw ? raw : "");
+    if (!s)
+        abort();
+    return s;
+}
+
+/* ---- server name -> relative path ----------------------------------------
+ *
+ * The name is split on the delimiter first (outside "&...-" runs, so a
+ * delimiter that is also a base64 character cannot cut a run in two), then
+ * each component is decoded and escaped on its own:
+ *
+ *  - A component that decodes is used as UTF-8. Escaped as "%XX" (upper
+ *    case hex): '%' itself, '/', control characters 0x01-0x1f and 0x7f; in
+ *    maildir++ also '.'; in verbatim a leading '.' and the first letter of
+ *    a component that is exactly "cur", "new" or "tmp" (it would collide
+ *    with the Maildir's own subdirectories). A decoded NUL, "." or "..",
+ *    or an empty component makes the folder skipped.
+ *  - A component that does not decode (a server sending raw 8-bit or bad
+ *    base64) is used as raw bytes with the same escapes, and in addition
+ *    '&' and every byte >= 0x80 escaped. Such a component therefore always
+ *    contains "%26" or "%80".."%FF", which a decoded component never does:
+ *    the two cases cannot collide. The one undecodable case that would
+ *    contain neither, raw control characters in otherwise plain ASCII
+ *    ("a\x01b" vs the valid "a&AAE-b"), is skipped instead.
+ *
+ * Every escape is of a byte that otherwise cannot appear and '%' is always
+ * escaped, so component -> escaped component is one-to-one; components
+ * never contain the joining character ('/' verbatim, '.' maildir++), so
+ * the joined path is one-to-one too.
+ *
+ * INBOX (the whole name, any case, as IMAP says) is "INBOX" in verbatim
+ * and "" (the root) in maildir++. Children of INBOX keep their first
+ * component as sent: "INBOX/x" -> "INBOX/x" (verbatim, a folder inside the
+ * INBOX Maildir, which is why cur/new/tmp are escaped) and ".INBOX.x"
+ * (maildir++). Dropping the "INBOX." prefix, as some tools do, would make
+ * "INBOX/x" and a top-level "x" collide (OfflineIMAP #693).
+ */
+
+struct component {
+    const char *raw;
+    size_t len;
+};
+
+static bool is_hex_escape_needed(unsigned char c, bool raw_case, bool maildirpp)
+{
+    if (c == '%' || c == '/' || c < 0x20 || c == 0x7f)
+        return true;
+    if (maildirpp && c == '.')
+        return true;
+    if (raw_case && (c == '&' || c >= 0x80))
+        return true;
+    return false;
+}
+
+static void put_escape(struct buf *b, unsigned char c)
+{
+    char e[4];
+    snprintf(e, sizeof e, "%%%02X", c);
+    buf_put(b, e, 3);
+}
+
+static bool is_reserved_subdir(const char *s, size_t n)
+{
+    return n == 3 && (!memcmp(s, "cur", 3) || !memcmp(s, "new", 3) || !memcmp(s, "tmp", 3));
+}
+
+/* Escape one (decoded or raw) component text[0..n) onto out. Returns a
+ * skip reason, or NULL on success. */
+static const char *escape_component(const char *text, size_t n, bool raw_case,
+                                    enum folder_layout layout, struct buf *out)
+{
+    bool pp = layout == LAYOUT_MAILDIRPP;
+    if (n == 0)
+        return "empty name component";
+    if (memchr(text, '\0', n))
+        return "name contains a NUL character";
+    if ((n == 1 && text[0] == '.') || (n == 2 && text[0] == '.' && text[1] == '.'))
+        return "name component is \".\" or \"..\"";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)text[i];
+        bool first_special = i == 0 && !pp && (c == '.' || is_reserved_subdir(text, n));
+        if (first_special || is_hex_escape_needed(c, raw_case, pp))
+            put_escape(out, c);
+        else
+            buf_putc(out, (char)c);
+    }
+    return NULL;
+}
+
+static bool has_raw_control(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return true;
+    return false;
+}
+
+/* Map one raw component onto out; see the comment block above. */
+static const char *map_component(struct component c, enum folder_layout layout, struct buf *out)
+{
+    char *tmp = xmalloc(c.len + 1);
+    memcpy(tmp, c.raw, c.len);
+    tmp[c.len] = '\0';
+    struct buf dec = {0};
+    const char *why;
+    if (mutf7_decode_n(tmp, &dec)) {
+        why = escape_component(dec.data ? dec.data : "", dec.len, false, layout, out);
+    } else if (has_raw_control(tmp, c.len)) {
+        why = "name contains raw control characters";
+    } else {
+        why = escape_component(tmp, c.len, true, layout, out);
+    }
+    buf_free(&dec);
+    free(tmp);
+    return why;
+}
+
+/* Split raw on delim, outside "&...-" runs. Returns the number of
+ * components written to comps (which has room for strlen(raw) + 1). */
+static size_t split_name(const char *raw, char delim, struct component *comps)
+{
+    size_t n = 0;
+    const char *start = raw;
+    bool in_run = false;
+    for (const char *p = raw;; p++) {
+        if (*p == '\0' || (!in_run && delim != '\0' && *p == delim)) {
+            comps[n].raw = start;
+            comps[n].len = (size_t)(p - start);
+            n++;
+            if (*p == '\0')
+                break;
+            start = p + 1;
+            continue;
+        }
+        if (delim != '&' && *p == '&')
+            in_run = true;
+        else if (*p == '-')
+            in_run = false;
+    }
+    return n;
+}
+
+char *names_folder_path(const char *raw, char delim, enum folder_layout layout, const char **why)
+{
+    static const char *dummy;
+    if (!why)
+        why = &dummy;
+    *why = NULL;
+    if (!raw || !*raw) {
+        *why = "empty folder name";
+        return NULL;
+    }
+    if (strcasecmp(raw, "INBOX") == 0) {
+        char *p = strdup(layout == LAYOUT_MAILDIRPP ? "" : "INBOX");
+        if (!p)
+            abort();
+        return p;
+    }
+    size_t rawlen = strlen(raw);
+    if (rawlen > NAME_MAX_PATH * 4) {
+        /* Cheap early exit: decoding and escaping never shrink a name to
+         * less than 0.4 of its raw length ("&AIA-", 5 bytes, is 2 bytes of
+         * UTF-8), so this is over NAME_MAX_PATH either way. */
+        *why = "name too long";
+        return NULL;
+    }
+    struct component *comps = xmalloc((rawlen + 1) * sizeof *comps);
+    size_t ncomps = split_name(raw, delim, comps);
+    struct buf out = {0};
+    if (layout == LAYOUT_MAILDIRPP)
+        buf_putc(&out, '.');
+    for (size_t i = 0; i < ncomps && !*why; i++) {
+        if (i > 0)
+            buf_putc(&out, layout == LAYOUT_MAILDIRPP ? '.' : '/');
+        size_t start = out.len;
+        *why = map_component(comps[i], layout, &out);
+        if (!*why && layout == LAYOUT_VERBATIM && out.len - start > NAME_MAX_COMPONENT)
+            *why = "name component too long";
+    }
+    free(comps);
+    /* In maildir++ the whole path is one directory name. */
+    if (!*why && layout == LAYOUT_MAILDIRPP && out.len > NAME_MAX_COMPONENT)
+        *why = "name too long";
+    if (!*why && out.len > NAME_MAX_PATH)
+        *why = "name too long";
+    if (*why) {
+        buf_free(&out);
+        return NULL;
+    }
+    return buf_take(&out);
+}
+
+/* ---- folder patterns ------------------------------------------------------ */
+
+/* Length of the UTF-8 character at s (1 for a stray byte). */
+static size_t char_len(const unsigned char *s, size_t left)
+{
+    uint32_t cp;
+    size_t k = get_utf8(s, left, &cp);
+    return k ? k : 1;
+}
+
+/* Whether name matches pattern. A set of reachable name positions is
+ * carried through the pattern (O(len(name) * len(pattern)), no
+ * exponential backtracking on patterns like "*a*a*a*b"). */
+static bool glob_match(const char *pattern, const char *name)
+{
+    size_t n = strlen(name);
+    bool *cur = xmalloc(n + 1), *next = xmalloc(n + 1);
+    memset(cur, 0, n + 1);
+    cur[0] = true;
+    const unsigned char *s = (const unsigned char *)name;
+    for (const unsigned char *p = (const unsigned char *)pattern; *p; p++) {
+        memset(next, 0, n + 1);
+        if (*p == '*' || *p == '%') {
+            bool reach = false;
+            for (size_t j = 0; j <= n; j++) {
+                if (cur[j])
+                    reach = true;
+                next[j] = reach;
+                if (*p == '%' && j < n && s[j] == '/')
+                    reach = false;
+            }
+        } else if (*p == '?') {
+            for (size_t j = 0; j < n; j++)
+                if (cur[j])
+                    next[j + char_len(s + j, n - j)] = true;
+        } else {
+            for (size_t j = 0; j < n; j++)
+                if (cur[j] && s[j] == *p)
+                    next[j + 1] = true;
+        }
+        bool *t = cur;
+        cur = next;
+        next = t;
+    }
+    bool ok = cur[n];
+    free(cur);
+    free(next);
+    return ok;
+}
+
+/* A copy of s where a leading "INBOX" component (any case) is upper case,
+ * since IMAP treats the name INBOX case-insensitively. */
+static char *inbox_normalised(const char *s)
+{
+    char *c = strdup(s);
+    if (!c)
+        abort();
+    if (strncasecmp(c, "INBOX", 5) == 0 && (c[5] == '\0' || c[5] == '/'))
+        memcpy(c, "INBOX", 5);
+    return c;
+}
+
+bool names_folder_selected(const char *name, char *const *patterns, size_t npatterns)
+{
+    if (!name)
+        return false;
+    char *nname = inbox_normalised(name);
+    bool selected = false;
+    for (size_t i = 0; i < npatterns; i++) {
+        const char *pat = patterns[i];
+        if (!pat)
+            continue;
+        bool negate = pat[0] == '!';
+        char *npat = inbox_normalised(negate ? pat + 1 : pat);
+        if (glob_match(npat, nname))
+            selected = !negate;
+        free(npat);
+    }
+    free(nname);
+    return selected;
+}
