@@ -1,0 +1,691 @@
+/*
+ * state.c: the state DB (see state.h): schema, checks on open, and every
+ * SQL statement of mailsync.
+ *
+ * Rules this file keeps:
+ * - A file that exists is never deleted, truncated or re-created. Before
+ *   SQLite touches an existing file we check it looks like SQLite, then that
+ *   it passes quick_check and carries our `meta` table with a schema version
+ *   we understand; anything else is MS_ELOCAL and the file is left as is.
+ * - WAL journal, synchronous=FULL: a committed transaction survives a crash.
+ * - Statements are prepared once and cached: a pull records thousands of
+ *   rows per second inside one transaction.
+ * - UIDs (uint32) and modseqs (uint64) are stored as SQLite int64; a modseq
+ *   above INT64_MAX round-trips through the two's-complement cast.
+ */
+#include "db/state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sync/log.h"
+
+#define SCHEMA_VERSION 1
+
+enum stmt_id {
+    ST_FOLDER_GET,
+    ST_FOLDER_INSERT,
+    ST_FOLDER_UPDATE,
+    ST_FOLDER_LIST,
+    ST_FOLDER_DELETE,
+    ST_MSG_LIST,
+    ST_MSG_PUT,
+    ST_MSG_SET_FLAGS,
+    ST_MSG_CONFIRM,
+    ST_MSG_DELETE,
+    ST_MSG_DELETE_ALL,
+    ST_META_SET,
+    ST_META_DEL,
+    ST_META_GET,
+    ST_COUNT
+};
+
+#define FOLDER_COLUMNS                                                                                      \
+    "id, name, path, uidvalidity, uidnext, highestmodseq, last_sync, "                                      \
+    "(SELECT count(*) FROM messages WHERE folder_id = folders.id)"
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_FOLDER_GET] = "SELECT " FOLDER_COLUMNS " FROM folders WHERE name = ?1",
+    [ST_FOLDER_INSERT] = "INSERT INTO folders (name, path, uidvalidity, uidnext, highestmodseq, last_sync) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_FOLDER_UPDATE] = "UPDATE folders SET name = ?1, path = ?2, uidvalidity = ?3, uidnext = ?4, "
+                         "highestmodseq = ?5, last_sync = ?6 WHERE id = ?7",
+    [ST_FOLDER_LIST] = "SELECT " FOLDER_COLUMNS " FROM folders ORDER BY name",
+    [ST_FOLDER_DELETE] = "DELETE FROM folders WHERE id = ?1",
+    [ST_MSG_LIST] = "SELECT uid, uniq, flags, keywords, size, message_id, hash, pending FROM messages "
+                    "WHERE folder_id = ?1 ORDER BY uid",
+    [ST_MSG_PUT] = "INSERT OR REPLACE INTO messages "
+                   "(folder_id, uid, uniq, flags, keywords, size, message_id, hash, pending) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_MSG_SET_FLAGS] = "UPDATE messages SET flags = ?3, keywords = ?4 WHERE folder_id = ?1 AND uid = ?2",
+    [ST_MSG_CONFIRM] = "UPDATE messages SET pending = 0 WHERE folder_id = ?1 AND uid = ?2",
+    [ST_MSG_DELETE] = "DELETE FROM messages WHERE folder_id = ?1 AND uid = ?2",
+    [ST_MSG_DELETE_ALL] = "DELETE FROM messages WHERE folder_id = ?1",
+    [ST_META_SET] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+    [ST_META_DEL] = "DELETE FROM meta WHERE key = ?1",
+    [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+    "CREATE TABLE folders ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT UNIQUE NOT NULL,"
+    "  path TEXT,"
+    "  uidvalidity INTEGER,"
+    "  uidnext INTEGER,"
+    "  highestmodseq INTEGER,"
+    "  last_sync INTEGER);"
+    "CREATE TABLE messages ("
+    "  folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,"
+    "  uid INTEGER NOT NULL,"
+    "  uniq TEXT,"
+    "  flags INTEGER NOT NULL DEFAULT 0,"
+    "  keywords TEXT,"
+    "  size INTEGER,"
+    "  message_id TEXT,"
+    "  hash TEXT,"
+    "  pending INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (folder_id, uid)) WITHOUT ROWID;"
+    "CREATE INDEX messages_message_id ON messages (folder_id, message_id);";
+
+struct state {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *stmt[ST_COUNT];
+};
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                             */
+
+static char *xstrdup_or_null(const char *s)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        abort(); /* out of memory */
+    return d;
+}
+
+static int db_error(struct state *s, struct ms_error *err, const char *what)
+{
+    return ms_error_set(err, MS_ELOCAL, "state DB %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+static int unusable(struct ms_error *err, const char *path, const char *why)
+{
+    return ms_error_set(err, MS_ELOCAL,
+                        "state DB %s is unusable: %s (move it away to start over; nothing was changed)", path,
+                        why);
+}
+
+/* The cached statement id, prepared on first use, reset and unbound. */
+static sqlite3_stmt *stmt(struct state *s, enum stmt_id id, struct ms_error *err)
+{
+    if (!s->stmt[id]) {
+        if (sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[id], NULL) !=
+            SQLITE_OK) {
+            db_error(s, err, "preparing a statement");
+            return NULL;
+        }
+    }
+    return s->stmt[id];
+}
+
+/* Done with a cached statement: ready it for the next use. */
+static void stmt_done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* Step a statement that returns no rows, then reset it. */
+static int run(struct state *s, sqlite3_stmt *st, const char *what, struct ms_error *err)
+{
+    int rc = sqlite3_step(st);
+    stmt_done(st);
+    if (rc != SQLITE_DONE)
+        return db_error(s, err, what);
+    return MS_OK;
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+static char *column_strdup(sqlite3_stmt *st, int i)
+{
+    return xstrdup_or_null((const char *)sqlite3_column_text(st, i));
+}
+
+static int exec(struct state *s, const char *sql, const char *what, struct ms_error *err)
+{
+    if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return db_error(s, err, what);
+    return MS_OK;
+}
+
+/* mkdir -p of the directory part of path, new directories 0700. */
+static int make_parents(const char *path)
+{
+    char *copy = xstrdup_or_null(path);
+    char *slash = strrchr(copy, '/');
+    int rc = 0;
+    if (slash && slash != copy) {
+        *slash = '\0';
+        for (char *p = copy + 1;; p++) {
+            if (*p == '/' || *p == '\0') {
+                char saved = *p;
+                *p = '\0';
+                if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
+                    rc = -1;
+                    break;
+                }
+                *p = saved;
+                if (!saved)
+                    break;
+            }
+        }
+    }
+    int e = errno;
+    free(copy);
+    errno = e;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* open: create or check                                               */
+
+/* Make sure the file exists with mode 0600 (SQLite would use 0644 less the
+ * umask) and look at an existing one before SQLite does. *fresh is set
+ * when the file is new or empty (nothing to lose). */
+static int precheck_file(const char *path, bool *fresh, struct ms_error *err)
+{
+    *fresh = false;
+    if (make_parents(path) != 0)
+        return ms_error_errno(err, MS_ELOCAL, errno, "cannot create the directory of state DB %s", path);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        close(fd);
+        *fresh = true;
+        return MS_OK;
+    }
+    if (errno != EEXIST)
+        return ms_error_errno(err, MS_ELOCAL, errno, "cannot create state DB %s", path);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ms_error_errno(err, MS_ELOCAL, errno, "cannot open state DB %s", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return ms_error_errno(err, MS_ELOCAL, e, "cannot stat state DB %s", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return unusable(err, path, "not a regular file");
+    }
+    if (st.st_size == 0) { /* created by a run that died before the schema */
+        close(fd);
+        *fresh = true;
+        return MS_OK;
+    }
+    char header[16];
+    ssize_t n = pread(fd, header, sizeof header, 0);
+    close(fd);
+    if (n != (ssize_t)sizeof header || memcmp(header, "SQLite format 3", 16) != 0 || st.st_size < 512)
+        return unusable(err, path, "not an SQLite database");
+    return MS_OK;
+}
+
+/* Integrity and identity of an existing DB. Returns MS_OK with *empty set
+ * when it has no tables at all (a fresh file a crashed run left). */
+static int check_existing(struct state *s, bool *empty, struct ms_error *err)
+{
+    *empty = false;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK)
+        return unusable(err, s->path, sqlite3_errmsg(s->db));
+    int rc = sqlite3_step(st);
+    const char *res = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    if (!res || strcmp(res, "ok") != 0) {
+        char why[256];
+        snprintf(why, sizeof why, "integrity check failed: %s", res ? res : sqlite3_errmsg(s->db));
+        sqlite3_finalize(st);
+        return unusable(err, s->path, why);
+    }
+    sqlite3_finalize(st);
+
+    if (sqlite3_prepare_v2(s->db, "SELECT count(*), sum(name = 'meta') FROM sqlite_master", -1, &st, NULL) !=
+            SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return unusable(err, s->path, sqlite3_errmsg(s->db));
+    }
+    int64_t objects = sqlite3_column_int64(st, 0), has_meta = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    if (objects == 0) {
+        *empty = true;
+        return MS_OK;
+    }
+    if (!has_meta)
+        return unusable(err, s->path, "not a mailsync state DB (no meta table)");
+
+    if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &st, NULL) !=
+        SQLITE_OK)
+        return unusable(err, s->path, sqlite3_errmsg(s->db));
+    rc = sqlite3_step(st);
+    const char *v = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    char *end = NULL;
+    long version = v ? strtol(v, &end, 10) : 0;
+    bool valid = v && end != v && *end == '\0';
+    sqlite3_finalize(st);
+    if (!valid)
+        return unusable(err, s->path, "not a mailsync state DB (no schema version)");
+    if (version > SCHEMA_VERSION) {
+        char why[128];
+        snprintf(why, sizeof why, "schema version %ld is newer than this mailsync understands (%d)", version,
+                 SCHEMA_VERSION);
+        return unusable(err, s->path, why);
+    }
+    if (version < 1)
+        return unusable(err, s->path, "bad schema version");
+    /* version == SCHEMA_VERSION: migrations from older versions go here. */
+    return MS_OK;
+}
+
+static int create_schema(struct state *s, struct ms_error *err)
+{
+    int rc = exec(s, "BEGIN IMMEDIATE", "starting a transaction", err);
+    if (rc)
+        return rc;
+    rc = exec(s, schema_sql, "creating the schema", err);
+    if (!rc) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "INSERT INTO meta (key, value) VALUES ('schema_version', '%d')", SCHEMA_VERSION);
+        rc = exec(s, sql, "creating the schema", err);
+    }
+    if (!rc)
+        rc = exec(s, "COMMIT", "committing", err);
+    if (rc)
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int set_pragmas(struct state *s, struct ms_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return db_error(s, err, "setting WAL mode");
+    }
+    const char *mode = (const char *)sqlite3_column_text(st, 0);
+    if (!mode || strcmp(mode, "wal") != 0)
+        log_msg(LOG_WARN, "state DB %s: WAL journal not available here (using %s)", s->path, mode ? mode : "?");
+    sqlite3_finalize(st);
+    int rc = exec(s, "PRAGMA synchronous=FULL", "setting synchronous=FULL", err);
+    if (!rc)
+        rc = exec(s, "PRAGMA foreign_keys=ON", "enabling foreign keys", err);
+    return rc;
+}
+
+int state_open(const char *path, struct state **out, struct ms_error *err)
+{
+    *out = NULL;
+    if (!path || !*path)
+        return ms_error_set(err, MS_ELOCAL, "state DB path is empty");
+    bool fresh;
+    int rc = precheck_file(path, &fresh, err);
+    if (rc)
+        return rc;
+
+    struct state *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    s->path = xstrdup_or_null(path);
+    /* No SQLITE_OPEN_CREATE: the file exists now, and must not be replaced. */
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        rc = ms_error_set(err, MS_ELOCAL, "cannot open state DB %s: %s", path,
+                          s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        state_close(s);
+        return rc;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    sqlite3_extended_result_codes(s->db, 1);
+
+    if (!fresh) {
+        bool empty;
+        rc = check_existing(s, &empty, err);
+        if (rc) {
+            state_close(s);
+            return rc;
+        }
+        fresh = empty;
+    }
+    rc = set_pragmas(s, err);
+    if (!rc && fresh)
+        rc = create_schema(s, err);
+    if (rc) {
+        state_close(s);
+        return rc;
+    }
+    *out = s;
+    return MS_OK;
+}
+
+void state_close(struct state *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->stmt[i]);
+    if (s->db && sqlite3_close(s->db) != SQLITE_OK)
+        log_msg(LOG_WARN, "state DB %s: close: %s", s->path, sqlite3_errmsg(s->db));
+    free(s->path);
+    free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* transactions                                                        */
+
+int state_begin(struct state *s, struct ms_error *err)
+{
+    return exec(s, "BEGIN IMMEDIATE", "starting a transaction", err);
+}
+
+int state_commit(struct state *s, struct ms_error *err)
+{
+    int rc = exec(s, "COMMIT", "committing", err);
+    /* A failed COMMIT may leave the transaction open; do not let later
+     * autocommit writes silently join it. */
+    if (rc && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+void state_rollback(struct state *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* folders                                                             */
+
+static void read_folder(sqlite3_stmt *st, struct state_folder *f)
+{
+    f->id = sqlite3_column_int64(st, 0);
+    f->name = column_strdup(st, 1);
+    f->path = column_strdup(st, 2);
+    f->uidvalidity = (uint32_t)sqlite3_column_int64(st, 3);
+    f->uidnext = (uint32_t)sqlite3_column_int64(st, 4);
+    f->highestmodseq = (uint64_t)sqlite3_column_int64(st, 5);
+    f->last_sync = sqlite3_column_int64(st, 6);
+    f->message_count = sqlite3_column_int64(st, 7);
+}
+
+int state_folder_get(struct state *s, const char *name, struct state_folder *out, struct ms_error *err)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = stmt(s, ST_FOLDER_GET, err);
+    if (!st)
+        return MS_ELOCAL;
+    bind_text(st, 1, name);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        read_folder(st, out);
+    stmt_done(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_error(s, err, "reading a folder");
+    return MS_OK;
+}
+
+int state_folder_save(struct state *s, struct state_folder *f, struct ms_error *err)
+{
+    if (!f->name)
+        return ms_error_set(err, MS_ELOCAL, "state DB %s: folder without a name", s->path);
+    sqlite3_stmt *st = stmt(s, f->id ? ST_FOLDER_UPDATE : ST_FOLDER_INSERT, err);
+    if (!st)
+        return MS_ELOCAL;
+    bind_text(st, 1, f->name);
+    bind_text(st, 2, f->path);
+    sqlite3_bind_int64(st, 3, f->uidvalidity);
+    sqlite3_bind_int64(st, 4, f->uidnext);
+    sqlite3_bind_int64(st, 5, (int64_t)f->highestmodseq);
+    sqlite3_bind_int64(st, 6, f->last_sync);
+    if (f->id)
+        sqlite3_bind_int64(st, 7, f->id);
+    int rc = run(s, st, "saving a folder", err);
+    if (rc)
+        return rc;
+    if (!f->id)
+        f->id = sqlite3_last_insert_rowid(s->db);
+    else if (sqlite3_changes(s->db) != 1)
+        return ms_error_set(err, MS_ELOCAL, "state DB %s: folder %lld is gone", s->path, (long long)f->id);
+    return MS_OK;
+}
+
+int state_folder_list(struct state *s, struct state_folder **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_FOLDER_LIST, err);
+    if (!st)
+        return MS_ELOCAL;
+    struct state_folder *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct state_folder *nv = realloc(v, cap * sizeof *v);
+            if (!nv)
+                abort();
+            v = nv;
+        }
+        memset(&v[len], 0, sizeof v[len]);
+        read_folder(st, &v[len++]);
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        state_folders_free(v, len);
+        return db_error(s, err, "listing folders");
+    }
+    *out = v;
+    *n = len;
+    return MS_OK;
+}
+
+int state_folder_delete(struct state *s, int64_t folder_id, struct ms_error *err)
+{
+    /* Messages go by ON DELETE CASCADE (foreign_keys=ON). */
+    sqlite3_stmt *st = stmt(s, ST_FOLDER_DELETE, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    return run(s, st, "deleting a folder", err);
+}
+
+void state_folder_free(struct state_folder *f)
+{
+    if (!f)
+        return;
+    free(f->name);
+    free(f->path);
+    f->name = f->path = NULL;
+}
+
+void state_folders_free(struct state_folder *f, size_t n)
+{
+    if (!f)
+        return;
+    for (size_t i = 0; i < n; i++)
+        state_folder_free(&f[i]);
+    free(f);
+}
+
+/* ------------------------------------------------------------------ */
+/* messages                                                            */
+
+int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_MSG_LIST, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    struct state_msg *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 256;
+            struct state_msg *nv = realloc(v, cap * sizeof *v);
+            if (!nv)
+                abort();
+            v = nv;
+        }
+        struct state_msg *m = &v[len++];
+        m->uid = (uint32_t)sqlite3_column_int64(st, 0);
+        m->uniq = column_strdup(st, 1);
+        m->flags = (unsigned)sqlite3_column_int64(st, 2);
+        m->keywords = column_strdup(st, 3);
+        m->size = (uint64_t)sqlite3_column_int64(st, 4);
+        m->message_id = column_strdup(st, 5);
+        m->hash = column_strdup(st, 6);
+        m->pending = sqlite3_column_int64(st, 7) != 0;
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        state_msgs_free(v, len);
+        return db_error(s, err, "listing messages");
+    }
+    *out = v;
+    *n = len;
+    return MS_OK;
+}
+
+int state_msg_put(struct state *s, int64_t folder_id, const struct state_msg *m, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_MSG_PUT, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, m->uid);
+    bind_text(st, 3, m->uniq);
+    sqlite3_bind_int64(st, 4, m->flags);
+    bind_text(st, 5, m->keywords);
+    sqlite3_bind_int64(st, 6, (int64_t)m->size);
+    bind_text(st, 7, m->message_id);
+    bind_text(st, 8, m->hash);
+    sqlite3_bind_int(st, 9, m->pending ? 1 : 0);
+    return run(s, st, "recording a message", err);
+}
+
+/* Run a (folder_id, uid) keyed update/delete statement. */
+static int by_uid(struct state *s, enum stmt_id id, int64_t folder_id, uint32_t uid, const char *what,
+                  struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, id, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, uid);
+    return run(s, st, what, err);
+}
+
+int state_msg_set_flags(struct state *s, int64_t folder_id, uint32_t uid, unsigned flags, const char *keywords,
+                        struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_MSG_SET_FLAGS, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, uid);
+    sqlite3_bind_int64(st, 3, flags);
+    bind_text(st, 4, keywords);
+    return run(s, st, "updating flags", err);
+}
+
+int state_msg_confirm(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err)
+{
+    return by_uid(s, ST_MSG_CONFIRM, folder_id, uid, "confirming a message", err);
+}
+
+int state_msg_delete(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err)
+{
+    return by_uid(s, ST_MSG_DELETE, folder_id, uid, "deleting a message", err);
+}
+
+int state_msg_delete_all(struct state *s, int64_t folder_id, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_MSG_DELETE_ALL, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    return run(s, st, "deleting messages", err);
+}
+
+void state_msg_free(struct state_msg *m)
+{
+    if (!m)
+        return;
+    free(m->uniq);
+    free(m->keywords);
+    free(m->message_id);
+    free(m->hash);
+    m->uniq = m->keywords = m->message_id = m->hash = NULL;
+}
+
+void state_msgs_free(struct state_msg *m, size_t n)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < n; i++)
+        state_msg_free(&m[i]);
+    free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* meta                                                                */
+
+int state_meta_set(struct state *s, const char *key, const char *value, struct ms_error *err)
+{
+    if (!key)
+        return ms_error_set(err, MS_ELOCAL, "state DB %s: meta key missing", s->path);
+    if (!strcmp(key, "schema_version"))
+        return ms_error_set(err, MS_ELOCAL, "state DB %s: schema_version is not writable", s->path);
+    sqlite3_stmt *st = stmt(s, value ? ST_META_SET : ST_META_DEL, err);
+    if (!st)
+        return MS_ELOCAL;
+    bind_text(st, 1, key);
+    if (value)
+        bind_text(st, 2, value);
+    return run(s, st, "writing meta data", err);
+}
+
+int state_meta_get(struct state *s, const char *key, char **value, struct ms_error *err)
+{
+    *value = NULL;
+    sqlite3_stmt *st = stmt(s, ST_META_GET, err);
+    if (!st)
+        return MS_ELOCAL;
+    bind_text(st, 1, key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *value = column_strdup(st, 0);
+    stmt_done(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_error(s, err, "reading meta data");
+    return MS_OK;
+}
