@@ -1,0 +1,119 @@
+/*
+ * engine.h: runs one account: lock, connect, and for each selected folder
+ * snapshot (server, Maildir, state) -> plan -> execute -> record.
+ *
+ * The engine owns the order of steps and so crash safety: a message is
+ * recorded in the state DB only once its file is durable, and a delivery
+ * that was interrupted is finished (or undone) by the next run; see the
+ * comment at the top of engine.c.
+ *
+ * It knows nothing of argv or terminals: progress and results go to the
+ * program through struct engine_progress and struct engine_result.
+ */
+#ifndef MAILSYNC_ENGINE_H
+#define MAILSYNC_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sync/account.h"
+#include "sync/error.h"
+
+struct engine_folder_result {
+    char *name;      /* UTF-8 display name, '/' separated */
+    char *path;      /* local path below the Maildir root, or NULL */
+    size_t fetched;  /* messages downloaded (or that would be, --dry-run) */
+    uint64_t bytes;  /* bytes downloaded */
+    size_t flagged;  /* flag changes applied */
+    size_t deleted;  /* local messages removed (server expunged them) */
+    size_t skipped;  /* messages over max_size */
+    int status;      /* MS_OK, or the MS_* code of what failed */
+    char *error;     /* what failed, or NULL */
+};
+
+struct engine_result {
+    char *account;
+    int status;                 /* MS_* exit code for this account */
+    char error[512];            /* account-level failure, or "" */
+    struct engine_folder_result *folders;
+    size_t nfolders;
+    double seconds;
+};
+
+void engine_result_free(struct engine_result *r);
+
+struct engine_progress {
+    void *ctx;
+    /* A folder's plan is known: it will download nmsgs messages, nbytes. */
+    void (*folder_start)(void *ctx, const char *account, const char *folder, size_t nmsgs, uint64_t nbytes);
+    /* One more message of the current folder is done (durable or not yet). */
+    void (*message_done)(void *ctx, uint64_t bytes);
+    void (*folder_done)(void *ctx, const struct engine_folder_result *r);
+};
+
+struct engine_options {
+    bool dry_run;
+    bool force;
+    char **folder_patterns; /* --folder; NULL/0 = all selected by config */
+    size_t nfolder_patterns;
+    const struct engine_progress *progress; /* may be NULL */
+    /* Fetch the account's secret (password_command...); the engine wipes
+     * and frees it right after authentication. */
+    int (*get_password)(const struct account *a, char **out, struct ms_error *err);
+};
+
+/* server -> local. Fills res (always, also on failure); returns res->status. */
+int engine_pull(const struct account *a, const struct engine_options *opt, struct engine_result *res);
+
+/* --- commands that change nothing --- */
+
+struct engine_check {
+    char tls[512];
+    char *capabilities;
+    size_t nfolders;
+};
+
+/* Connect, verify TLS, authenticate, LIST. */
+int engine_check(const struct account *a, const struct engine_options *opt, struct engine_check *out,
+                 struct ms_error *err);
+void engine_check_free(struct engine_check *c);
+
+struct engine_folder_map {
+    char *raw;        /* server name as sent */
+    char *name;       /* UTF-8, '/' separated */
+    char *path;       /* local path below the root, or NULL if unsafe */
+    const char *why;  /* why path is NULL (static) */
+    bool selected;    /* by `folders =` and --folder */
+    bool noselect;
+};
+
+/* LIST and map every folder. */
+int engine_folders(const struct account *a, const struct engine_options *opt, struct engine_folder_map **out,
+                   size_t *n, struct ms_error *err);
+void engine_folders_free(struct engine_folder_map *f, size_t n);
+
+struct engine_status_folder {
+    char *name;          /* raw server name */
+    char *path;
+    int64_t synced;      /* messages in the state DB */
+    int64_t local;       /* message files in the Maildir folder, -1 if missing */
+    int64_t local_new;   /* local files the state does not know (to push) */
+    int64_t local_flags; /* known files whose flags differ from the state */
+    int64_t local_gone;  /* known messages whose file is gone (to push) */
+    int64_t last_sync;
+};
+
+struct engine_status {
+    int64_t last_sync;   /* 0 = never */
+    char *last_error;    /* or NULL */
+    struct engine_status_folder *folders;
+    size_t nfolders;
+    bool have_state;     /* false: the account never synced (no DB) */
+};
+
+/* Offline: reads only the state DB and the Maildir. */
+int engine_status(const struct account *a, struct engine_status *out, struct ms_error *err);
+void engine_status_free(struct engine_status *s);
+
+#endif

@@ -1,0 +1,23 @@
+/* util.h: small helpers shared by the library. */
+#ifndef MAILSYNC_UTIL_H
+#define MAILSYNC_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* mkdir -p the directories of path up to (not including) its last
+ * component when parent_only, else the whole path; new ones get mode.
+ * Returns 0 or -1 with errno set. */
+int util_mkdirs(const char *path, mode_t mode, bool parent_only);
+
+/* xmalloc-style helpers: abort with a message on out of memory. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+/* Seconds on the monotonic clock. */
+double util_now(void);
+
+#endif
