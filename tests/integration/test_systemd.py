@@ -20,7 +20,8 @@ class SystemdUnits(unittest.TestCase):
                     text = f.read()
                 # The unit names the installed path; verify needs an
                 # executable that exists here, so point it at the build.
-                self.assertIn("/usr/local/bin/mailsync", text) if name.endswith(".service") else None
+                if name.endswith(".service"):
+                    self.assertIn("/usr/local/bin/mailsync", text)
                 text = text.replace("/usr/local/bin/mailsync", os.path.abspath(BIN))
                 base = name.replace("@.", "@personal.")
                 with open(os.path.join(d, base), "w") as f:
