@@ -1,0 +1,1055 @@
+/*
+ * config.c: the INI config parser and the password/token commands (see
+ * config.h for the syntax).
+ *
+ * Parsing is one pass over the lines: a section header starts an account,
+ * a key line is checked and stored at once (so the error names the line),
+ * and when a section ends its required keys, cross-key rules and defaults
+ * are applied. The first error stops everything: a half-read config must
+ * never drive a sync. No IMAP, no SQL here.
+ */
+#include "cmd/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* A config file is small; anything bigger is a mistake (a mail file?). */
+#define CONFIG_MAX_BYTES (1024 * 1024)
+/* A password or token is one short line; cap what we read of the output. */
+#define COMMAND_MAX_OUTPUT (64 * 1024)
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p)
+        abort();
+    return p;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+    char *p = strndup(s, n);
+    if (!p)
+        abort();
+    return p;
+}
+
+/* ---- the keys ------------------------------------------------------------ */
+
+enum key_id {
+    K_TYPE, K_HOST, K_PORT, K_TLS, K_USER, K_PASSWORD, K_PASSWORD_COMMAND, K_AUTH,
+    K_OAUTH_TOKEN_COMMAND, K_CA_FILE, K_FINGERPRINT, K_MAILDIR, K_STATE, K_FOLDERS,
+    K_LAYOUT, K_MODE, K_EXPUNGE, K_TRASH, K_SERVER_RETENTION_DAYS, K_MAX_SIZE,
+    K_CONNECTIONS, K_LEAVE_ON_SERVER, K_ALLOW_PLAINTEXT, K_MAX_DELETE, K_TIMEOUT,
+    NKEYS
+};
+
+struct parser {
+    const char *path;
+    int line;                /* current line number, 1-based */
+    struct config *cfg;
+    struct account *acc;     /* the section being read, or NULL */
+    int key_line[NKEYS];     /* where each key of this section was set, 0 = not */
+    mode_t file_mode;
+    struct ms_error *err;
+};
+
+typedef int (*key_setter)(struct parser *p, const char *key, const char *value);
+
+/* "FILE:LINE: KEY: message" */
+static int key_error(struct parser *p, int line, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int key_error(struct parser *p, int line, const char *key, const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return ms_error_set(p->err, MS_EUSAGE, "%s:%d: %s: %s", p->path, line, key, what);
+}
+
+/* Match value against a list of words (case-insensitive); returns the
+ * index or -1. */
+static int pick_word(const char *value, const char *const *words)
+{
+    for (int i = 0; words[i]; i++)
+        if (strcasecmp(value, words[i]) == 0)
+            return i;
+    return -1;
+}
+
+static int parse_long(struct parser *p, const char *key, const char *value, long min, long max,
+                      const char *suffix_ok, long *out)
+{
+    errno = 0;
+    char *end;
+    if (!isdigit((unsigned char)value[0]))
+        return key_error(p, p->line, key, "\"%s\" is not a number", value);
+    long v = strtol(value, &end, 10);
+    if (suffix_ok && strcmp(end, suffix_ok) == 0)
+        end += strlen(end);
+    if (*end)
+        return key_error(p, p->line, key, "\"%s\" is not a number", value);
+    if (errno == ERANGE || v < min || v > max)
+        return key_error(p, p->line, key, "%s is out of range (%ld to %ld)", value, min, max);
+    *out = v;
+    return MS_OK;
+}
+
+static int set_int(struct parser *p, const char *key, const char *value, long min, long max,
+                   int *field)
+{
+    long v;
+    int rc = parse_long(p, key, value, min, max, NULL, &v);
+    if (rc == MS_OK)
+        *field = (int)v;
+    return rc;
+}
+
+static int set_bool(struct parser *p, const char *key, const char *value, bool *field)
+{
+    static const char *const words[] = {"yes", "true", "on", "1", "no", "false", "off", "0", NULL};
+    int i = pick_word(value, words);
+    if (i < 0)
+        return key_error(p, p->line, key, "\"%s\" is not yes or no", value);
+    *field = i < 4;
+    return MS_OK;
+}
+
+static int set_string(char **field, const char *value)
+{
+    free(*field);
+    *field = xstrdup(value);
+    return MS_OK;
+}
+
+static int set_path(struct parser *p, const char *key, const char *value, char **field)
+{
+    if (value[0] != '/')
+        return key_error(p, p->line, key,
+                         "\"%s\" is not an absolute path (start it with / or ~/)", value);
+    return set_string(field, value);
+}
+
+static int set_type(struct parser *p, const char *key, const char *value)
+{
+    static const char *const words[] = {"imap", "pop3", NULL};
+    int i = pick_word(value, words);
+    if (i < 0)
+        return key_error(p, p->line, key, "\"%s\" is not imap or pop3", value);
+    p->acc->type = i == 0 ? ACCOUNT_IMAP : ACCOUNT_POP3;
+    return MS_OK;
+}
+
+static int set_host(struct parser *p, const char *key, const char *value)
+{
+    for (const char *c = value; *c; c++)
+        if (isspace((unsigned char)*c) || *c == '/' || iscntrl((unsigned char)*c))
+            return key_error(p, p->line, key, "\"%s\" is not a host name", value);
+    return set_string(&p->acc->host, value);
+}
+
+static int set_port(struct parser *p, const char *key, const char *value)
+{
+    return set_int(p, key, value, 1, 65535, &p->acc->port);
+}
+
+static int set_tls(struct parser *p, const char *key, const char *value)
+{
+    static const char *const words[] = {"implicit", "starttls", "none", NULL};
+    static const enum tls_mode modes[] = {TLS_IMPLICIT, TLS_STARTTLS, TLS_NONE};
+    int i = pick_word(value, words);
+    if (i < 0)
+        return key_error(p, p->line, key, "\"%s\" is not implicit, starttls or none", value);
+    p->acc->tls = modes[i];
+    return MS_OK;
+}
+
+static int set_user(struct parser *p, const char *key, const char *value)
+{
+    (void)key;
+    return set_string(&p->acc->user, value);
+}
+
+/* A password in a file others can read is a leaked password (fetchmail
+ * CVE-2005-3088): refuse rather than warn. */
+static int set_password(struct parser *p, const char *key, const char *value)
+{
+    if (p->file_mode & (S_IRGRP | S_IROTH))
+        return key_error(p, p->line, key,
+                         "the file is readable by group or others; run \"chmod 600 %s\" "
+                         "or use password_command",
+                         p->path);
+    if (p->acc->password) {
+        explicit_bzero(p->acc->password, strlen(p->acc->password));
+        free(p->acc->password);
+    }
+    p->acc->password = xstrdup(value);
+    return MS_OK;
+}
+
+static int set_password_command(struct parser *p, const char *key, const char *value)
+{
+    (void)key;
+    return set_string(&p->acc->password_command, value);
+}
+
+static int set_auth(struct parser *p, const char *key, const char *value)
+{
+    static const char *const words[] = {"auto", "login", "plain", "xoauth2", "oauthbearer", NULL};
+    static const enum auth_mech mechs[] = {AUTH_AUTO, AUTH_LOGIN, AUTH_PLAIN, AUTH_XOAUTH2,
+                                           AUTH_OAUTHBEARER};
+    int i = pick_word(value, words);
+    if (i < 0)
+        return key_error(p, p->line, key,
+                         "\"%s\" is not login, plain, xoauth2, oauthbearer or auto", value);
+    p->acc->auth = mechs[i];
+    return MS_OK;
+}
+
+static int set_oauth_token_command(struct parser *p, const char *key, const char *value)
+{
+    (void)key;
+    return set_string(&p->acc->oauth_token_command, value);
+}
+
+static int set_ca_file(struct parser *p, const char *key, const char *value)
+{
+    return set_path(p, key, value, &p->acc->ca_file);
+}
+
+/* "sha256:" then 64 hex digits, either contiguous or as colon-separated
+ * pairs ("AB:CD:..."), as openssl x509 -fingerprint prints them. */
+static int set_fingerprint(struct parser *p, const char *key, const char *value)
+{
+    bool ok = strncasecmp(value, "sha256:", 7) == 0;
+    const char *h = value + 7;
+    size_t len = ok ? strlen(h) : 0;
+    bool colons = len == 32 * 3 - 1;
+    ok = ok && (len == 64 || colons);
+    for (size_t i = 0; ok && i < len; i++)
+        ok = colons && i % 3 == 2 ? h[i] == ':' : isxdigit((unsigned char)h[i]) != 0;
+    if (!ok)
+        return key_error(p, p->line, key,
+                         "\"%s\" is not a certificate fingerprint like sha256:AB:CD:... "
+                         "(32 hex bytes)",
+                         value);
+    return set_string(&p->acc->fingerprint, value);
+}
+
+static int set_maildir(struct parser *p, const char *key, const char *value)
+{
+    return set_path(p, key, value, &p->acc->maildir);
+}
+
+static int set_state(struct parser *p, const char *key, const char *value)
+{
+    return set_path(p, key, value, &p->acc->state_path);
+}
+
+static void add_pattern(struct account *a, const char *s, size_t n)
+{
+    char **f = realloc(a->folders, (a->nfolders + 1) * sizeof *f);
+    if (!f)
+        abort();
+    a->folders = f;
+    a->folders[a->nfolders++] = xstrndup(s, n);
+}
+
+/* Patterns separated by whitespace; "..." quotes one with spaces (the
+ * quotes may follow a '!': !"Junk mail" or "!Junk mail"). */
+static int set_folders(struct parser *p, const char *key, const char *value)
+{
+    struct account *a = p->acc;
+    for (size_t i = 0; i < a->nfolders; i++)
+        free(a->folders[i]);
+    a->nfolders = 0;
+    const char *s = value;
+    char *word = malloc(strlen(value) + 1);
+    if (!word)
+        abort();
+    int rc = MS_OK;
+    while (*s && rc == MS_OK) {
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (!*s)
+            break;
+        size_t n = 0;
+        bool quoted_any = false;
+        while (*s && *s != ' ' && *s != '\t') {
+            if (*s != '"') {
+                word[n++] = *s++;
+                continue;
+            }
+            const char *close = strchr(s + 1, '"');
+            if (!close) {
+                rc = key_error(p, p->line, key, "unterminated quote in \"%s\"", value);
+                break;
+            }
+            memcpy(word + n, s + 1, (size_t)(close - s - 1));
+            n += (size_t)(close - s - 1);
+            s = close + 1;
+            quoted_any = true;
+        }
+        if (rc == MS_OK && (n == 0 || (n == 1 && word[0] == '!')))
+            rc = key_error(p, p->line, key, "empty pattern%s", quoted_any ? " \"\"" : "");
+        if (rc == MS_OK)
+            add_pattern(a, word, n);
+    }
+    free(word);
+    if (rc == MS_OK && a->nfolders == 0)
+        rc = key_error(p, p->line, key, "no patterns");
+    return rc;
+}
+
+static int set_layout(struct parser *p, const char *key, const char *value)
+{
+    static const char *const words[] = {"verbatim", "maildir++", NULL};
+    int i = pick_word(value, words);
+    if (i < 0)
+        return key_error(p, p->line, key, "\"%s\" is not verbatim or maildir++", value);
+    p->acc->layout = i == 0 ? LAYOUT_VERBATIM : LAYOUT_MAILDIRPP;
+    return MS_OK;
+}
+
+static int set_mode(struct parser *p, const char *key, const char *value)
+{
+    static const char *const words[] = {"mirror", "backup", NULL};
+    int i = pick_word(value, words);
+    if (i < 0)
+        return key_error(p, p->line, key, "\"%s\" is not mirror or backup", value);
+    p->acc->mode = i == 0 ? MODE_MIRROR : MODE_BACKUP;
+    return MS_OK;
+}
+
+static int set_expunge(struct parser *p, const char *key, const char *value)
+{
+    return set_bool(p, key, value, &p->acc->expunge);
+}
+
+static int set_trash(struct parser *p, const char *key, const char *value)
+{
+    (void)key;
+    return set_string(&p->acc->trash, value);
+}
+
+static int set_server_retention_days(struct parser *p, const char *key, const char *value)
+{
+    return set_int(p, key, value, 0, 36500, &p->acc->server_retention_days);
+}
+
+/* Bytes, or with a K/M/G suffix (binary: 1K = 1024). */
+static int set_max_size(struct parser *p, const char *key, const char *value)
+{
+    errno = 0;
+    char *end;
+    if (!isdigit((unsigned char)value[0]))
+        return key_error(p, p->line, key, "\"%s\" is not a size like 25M", value);
+    unsigned long long v = strtoull(value, &end, 10);
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: break;
+    }
+    if (*end)
+        return key_error(p, p->line, key, "\"%s\" is not a size like 25M", value);
+    if (errno == ERANGE || v > (UINT64_MAX >> 30))
+        return key_error(p, p->line, key, "%s is too large", value);
+    p->acc->max_size = (uint64_t)v << shift;
+    return MS_OK;
+}
+
+static int set_connections(struct parser *p, const char *key, const char *value)
+{
+    return set_int(p, key, value, 1, 16, &p->acc->connections);
+}
+
+static int set_leave_on_server(struct parser *p, const char *key, const char *value)
+{
+    return set_bool(p, key, value, &p->acc->leave_on_server);
+}
+
+static int set_allow_plaintext(struct parser *p, const char *key, const char *value)
+{
+    return set_bool(p, key, value, &p->acc->allow_plaintext);
+}
+
+static int set_max_delete(struct parser *p, const char *key, const char *value)
+{
+    long v;
+    int rc = parse_long(p, key, value, 0, 100, "%", &v);
+    if (rc == MS_OK)
+        p->acc->max_delete = (int)v;
+    return rc;
+}
+
+static int set_timeout(struct parser *p, const char *key, const char *value)
+{
+    return set_int(p, key, value, 1, 86400, &p->acc->timeout);
+}
+
+static const struct key_def {
+    const char *name;
+    key_setter set;
+    bool expand; /* ~ and $VAR apply */
+} key_defs[NKEYS] = {
+    [K_TYPE] = {"type", set_type, true},
+    [K_HOST] = {"host", set_host, true},
+    [K_PORT] = {"port", set_port, true},
+    [K_TLS] = {"tls", set_tls, true},
+    [K_USER] = {"user", set_user, true},
+    [K_PASSWORD] = {"password", set_password, false},
+    [K_PASSWORD_COMMAND] = {"password_command", set_password_command, true},
+    [K_AUTH] = {"auth", set_auth, true},
+    [K_OAUTH_TOKEN_COMMAND] = {"oauth_token_command", set_oauth_token_command, true},
+    [K_CA_FILE] = {"ca_file", set_ca_file, true},
+    [K_FINGERPRINT] = {"fingerprint", set_fingerprint, true},
+    [K_MAILDIR] = {"maildir", set_maildir, true},
+    [K_STATE] = {"state", set_state, true},
+    [K_FOLDERS] = {"folders", set_folders, false},
+    [K_LAYOUT] = {"layout", set_layout, true},
+    [K_MODE] = {"mode", set_mode, true},
+    [K_EXPUNGE] = {"expunge", set_expunge, true},
+    [K_TRASH] = {"trash", set_trash, true},
+    [K_SERVER_RETENTION_DAYS] = {"server_retention_days", set_server_retention_days, true},
+    [K_MAX_SIZE] = {"max_size", set_max_size, true},
+    [K_CONNECTIONS] = {"connections", set_connections, true},
+    [K_LEAVE_ON_SERVER] = {"leave_on_server", set_leave_on_server, true},
+    [K_ALLOW_PLAINTEXT] = {"allow_plaintext", set_allow_plaintext, true},
+    [K_MAX_DELETE] = {"max_delete", set_max_delete, true},
+    [K_TIMEOUT] = {"timeout", set_timeout, true},
+};
+
+static int find_key(const char *name)
+{
+    for (int i = 0; i < NKEYS; i++)
+        if (strcmp(key_defs[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- ~ and $VAR ----------------------------------------------------------- */
+
+/* $HOME, else the password database. NULL if neither knows. */
+static const char *home_dir(void)
+{
+    const char *h = getenv("HOME");
+    if (h && h[0] == '/')
+        return h;
+    struct passwd *pw = getpwuid(getuid());
+    return pw && pw->pw_dir && pw->pw_dir[0] == '/' ? pw->pw_dir : NULL;
+}
+
+struct strbuf {
+    char *s;
+    size_t len, cap;
+};
+
+static void sb_put(struct strbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 128;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *ns = realloc(b->s, cap);
+        if (!ns)
+            abort();
+        b->s = ns;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static bool var_start(char c)
+{
+    return isalpha((unsigned char)c) || c == '_';
+}
+
+static bool var_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_';
+}
+
+/* Expand a leading ~ and every $VAR / ${VAR} of in. On success *out is
+ * malloc'd. */
+static int expand_value(struct parser *p, const char *key, const char *in, char **out)
+{
+    struct strbuf b = {0};
+    sb_put(&b, "", 0);
+    const char *s = in;
+    if (s[0] == '~' && (s[1] == '\0' || s[1] == '/')) {
+        const char *home = home_dir();
+        if (!home) {
+            free(b.s);
+            return key_error(p, p->line, key, "cannot expand ~: no home directory");
+        }
+        sb_put(&b, home, strlen(home));
+        s++;
+    }
+    while (*s) {
+        const char *dollar = strchr(s, '$');
+        if (!dollar) {
+            sb_put(&b, s, strlen(s));
+            break;
+        }
+        sb_put(&b, s, (size_t)(dollar - s));
+        const char *name = dollar + 1, *end;
+        bool braced = *name == '{';
+        if (braced)
+            name++;
+        for (end = name; var_char(*end); end++)
+            ;
+        if (!var_start(*name) || (braced && *end != '}')) {
+            if (braced) {
+                free(b.s);
+                return key_error(p, p->line, key, "bad ${...} in \"%s\"", in);
+            }
+            sb_put(&b, "$", 1); /* "$1", "a$": not a variable */
+            s = dollar + 1;
+            continue;
+        }
+        char *var = xstrndup(name, (size_t)(end - name));
+        const char *val = getenv(var);
+        if (!val) {
+            int rc = key_error(p, p->line, key, "environment variable $%s is not set", var);
+            free(var);
+            free(b.s);
+            return rc;
+        }
+        free(var);
+        sb_put(&b, val, strlen(val));
+        s = braced ? end + 1 : end;
+    }
+    *out = b.s;
+    return MS_OK;
+}
+
+/* ---- lines ---------------------------------------------------------------- */
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = '\0';
+    return s;
+}
+
+/* Cut a comment from a value: '#' at its start or after whitespace. For
+ * `folders` a '#' inside double quotes is part of a pattern. */
+static void strip_comment(char *v, bool quote_aware)
+{
+    bool quoted = false;
+    for (char *c = v; *c; c++) {
+        if (quote_aware && *c == '"')
+            quoted = !quoted;
+        if (*c == '#' && !quoted && (c == v || c[-1] == ' ' || c[-1] == '\t')) {
+            *c = '\0';
+            return;
+        }
+    }
+}
+
+static bool valid_account_name(const char *n)
+{
+    if (!*n || n[0] == '.' || n[0] == '-' || strlen(n) > 64)
+        return false;
+    for (const char *c = n; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_' && *c != '.')
+            return false;
+    return true;
+}
+
+static int finish_account(struct parser *p);
+
+/* "[account NAME]" */
+static int section_line(struct parser *p, char *line)
+{
+    char *close = strchr(line, ']');
+    if (!close)
+        return key_error(p, p->line, "section", "header without ']'");
+    char *after = trim(close + 1);
+    if (*after && *after != '#')
+        return key_error(p, p->line, "section", "unexpected text after ']'");
+    *close = '\0';
+    char *inner = trim(line + 1);
+    if (strncmp(inner, "account", 7) != 0 || (inner[7] != ' ' && inner[7] != '\t'))
+        return key_error(p, p->line, "section",
+                         "[%s] is not a section this program knows; write [account NAME]", inner);
+    char *name = trim(inner + 7);
+    if (!valid_account_name(name))
+        return key_error(p, p->line, "account",
+                         "\"%s\" is not a valid account name (letters, digits, '-', '_', '.'; "
+                         "not starting with '.' or '-')",
+                         name);
+    int rc = finish_account(p);
+    if (rc != MS_OK)
+        return rc;
+    struct config *c = p->cfg;
+    for (size_t i = 0; i < c->naccounts; i++)
+        if (strcmp(c->accounts[i].name, name) == 0)
+            return key_error(p, p->line, "account", "%s is already defined on line %d", name,
+                             c->accounts[i].config_line);
+    struct account *na = realloc(c->accounts, (c->naccounts + 1) * sizeof *na);
+    if (!na)
+        abort();
+    c->accounts = na;
+    struct account *a = &c->accounts[c->naccounts++];
+    memset(a, 0, sizeof *a);
+    a->name = xstrdup(name);
+    a->config_file = xstrdup(p->path);
+    a->config_line = p->line;
+    /* Defaults that do not depend on other keys (the rest in finish). */
+    a->type = ACCOUNT_IMAP;
+    a->tls = TLS_IMPLICIT;
+    a->auth = AUTH_AUTO;
+    a->layout = LAYOUT_VERBATIM;
+    a->mode = MODE_MIRROR;
+    a->expunge = true;
+    a->connections = 1;
+    a->leave_on_server = true;
+    a->max_delete = 50;
+    a->timeout = 60;
+    p->acc = a;
+    memset(p->key_line, 0, sizeof p->key_line);
+    return MS_OK;
+}
+
+/* "key = value" */
+static int key_line(struct parser *p, char *line)
+{
+    char *eq = strchr(line, '=');
+    if (!eq)
+        return key_error(p, p->line, trim(line), "expected \"key = value\"");
+    *eq = '\0';
+    char *key = trim(line);
+    int id = find_key(key);
+    if (id < 0)
+        return key_error(p, p->line, key, "unknown key");
+    if (!p->acc)
+        return key_error(p, p->line, key, "key outside an [account NAME] section");
+    if (p->key_line[id])
+        return key_error(p, p->line, key, "set twice in [account %s] (first on line %d)",
+                         p->acc->name, p->key_line[id]);
+    char *raw = eq + 1;
+    strip_comment(raw, id == K_FOLDERS);
+    char *value = trim(raw);
+    if (!*value)
+        return key_error(p, p->line, key, "empty value");
+    p->key_line[id] = p->line;
+    if (!key_defs[id].expand)
+        return key_defs[id].set(p, key, value);
+    char *expanded;
+    int rc = expand_value(p, key, value, &expanded);
+    if (rc != MS_OK)
+        return rc;
+    if (!*expanded)
+        rc = key_error(p, p->line, key, "empty value after expanding \"%s\"", value);
+    else
+        rc = key_defs[id].set(p, key, expanded);
+    free(expanded);
+    return rc;
+}
+
+static int parse_line(struct parser *p, char *line)
+{
+    size_t n = strlen(line);
+    if (n > 0 && line[n - 1] == '\r')
+        line[--n] = '\0';
+    line = trim(line);
+    if (!*line || *line == '#')
+        return MS_OK;
+    if (*line == '[')
+        return section_line(p, line);
+    return key_line(p, line);
+}
+
+/* ---- end of a section: required keys, cross-key rules, defaults ----------- */
+
+/* Loopback, decided without DNS: localhost, 127.0.0.0/8, ::1 and
+ * ::ffff:127.x. Anything else may cross a network. */
+static bool host_is_loopback(const char *host)
+{
+    if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0)
+        return true;
+    char h[INET6_ADDRSTRLEN + 2];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof h) {
+        memcpy(h, host + 1, n - 2);
+        h[n - 2] = '\0';
+    } else if (n < sizeof h) {
+        memcpy(h, host, n + 1);
+    } else {
+        return false;
+    }
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, h, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, h, &v6) == 1) {
+        if (IN6_IS_ADDR_LOOPBACK(&v6))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+static int check_required(struct parser *p)
+{
+    struct account *a = p->acc;
+    const struct { const char *key; const char *value; } req[] = {
+        {"host", a->host}, {"user", a->user}, {"maildir", a->maildir}};
+    for (size_t i = 0; i < sizeof req / sizeof *req; i++)
+        if (!req[i].value)
+            return key_error(p, a->config_line, req[i].key, "missing in [account %s] (required)",
+                             a->name);
+    return MS_OK;
+}
+
+static int check_credentials(struct parser *p)
+{
+    struct account *a = p->acc;
+    bool oauth = a->auth == AUTH_XOAUTH2 || a->auth == AUTH_OAUTHBEARER;
+    if (a->password && a->password_command) {
+        int l = p->key_line[K_PASSWORD] > p->key_line[K_PASSWORD_COMMAND]
+                    ? p->key_line[K_PASSWORD] : p->key_line[K_PASSWORD_COMMAND];
+        return key_error(p, l, l == p->key_line[K_PASSWORD] ? "password" : "password_command",
+                         "password and password_command are both set in [account %s]; keep one",
+                         a->name);
+    }
+    if (oauth && !a->oauth_token_command)
+        return key_error(p, p->key_line[K_AUTH], "auth",
+                         "%s needs oauth_token_command in [account %s]",
+                         a->auth == AUTH_XOAUTH2 ? "xoauth2" : "oauthbearer", a->name);
+    if (a->oauth_token_command && !oauth)
+        return key_error(p, p->key_line[K_OAUTH_TOKEN_COMMAND], "oauth_token_command",
+                         "needs auth = xoauth2 or auth = oauthbearer in [account %s]", a->name);
+    if (!oauth && !a->password && !a->password_command)
+        return key_error(p, a->config_line, "password_command",
+                         "[account %s] needs password_command or password "
+                         "(or oauth_token_command with auth = xoauth2)",
+                         a->name);
+    return MS_OK;
+}
+
+/* tls = none sends the password in clear: only to this machine, or when
+ * the user says so explicitly. */
+static int check_plaintext(struct parser *p)
+{
+    struct account *a = p->acc;
+    if (a->tls != TLS_NONE || a->allow_plaintext || host_is_loopback(a->host))
+        return MS_OK;
+    return key_error(p, p->key_line[K_TLS], "tls",
+                     "none would send the password in clear to %s; refused unless the host "
+                     "is a loopback address or allow_plaintext = yes",
+                     a->host);
+}
+
+/* $XDG_STATE_HOME/mailsync/NAME.sqlite, else ~/.local/state/mailsync/... */
+static int default_state_path(struct parser *p)
+{
+    struct account *a = p->acc;
+    const char *xdg = getenv("XDG_STATE_HOME");
+    char *path = NULL;
+    int n;
+    if (xdg && xdg[0] == '/') {
+        n = asprintf(&path, "%s/mailsync/%s.sqlite", xdg, a->name);
+    } else {
+        const char *home = home_dir();
+        if (!home)
+            return key_error(p, a->config_line, "state",
+                             "no home directory for the default; set state = /path");
+        n = asprintf(&path, "%s/.local/state/mailsync/%s.sqlite", home, a->name);
+    }
+    if (n < 0)
+        abort();
+    a->state_path = path;
+    return MS_OK;
+}
+
+static int finish_account(struct parser *p)
+{
+    struct account *a = p->acc;
+    if (!a)
+        return MS_OK;
+    int rc;
+    if ((rc = check_required(p)) || (rc = check_credentials(p)) || (rc = check_plaintext(p)))
+        return rc;
+    if (!p->key_line[K_PORT]) {
+        bool implicit = a->tls == TLS_IMPLICIT;
+        if (a->type == ACCOUNT_IMAP)
+            a->port = implicit ? 993 : 143;
+        else
+            a->port = implicit ? 995 : 110;
+    }
+    if (!a->state_path && (rc = default_state_path(p)))
+        return rc;
+    if (a->nfolders == 0)
+        add_pattern(a, "*", 1);
+    p->acc = NULL;
+    return MS_OK;
+}
+
+/* ---- the file ------------------------------------------------------------- */
+
+static int read_file(const char *path, char **text, size_t *len, mode_t *mode,
+                     struct ms_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return ms_error_errno(err, MS_EUSAGE, errno, "%s: cannot read", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return ms_error_errno(err, MS_EUSAGE, e, "%s: cannot read", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return ms_error_set(err, MS_EUSAGE, "%s: cannot read: not a regular file", path);
+    }
+    if (st.st_size > CONFIG_MAX_BYTES) {
+        close(fd);
+        return ms_error_set(err, MS_EUSAGE, "%s: cannot read: larger than %d bytes", path,
+                            CONFIG_MAX_BYTES);
+    }
+    char *buf = malloc(CONFIG_MAX_BYTES + 1);
+    if (!buf)
+        abort();
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + n, CONFIG_MAX_BYTES + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            free(buf);
+            return ms_error_errno(err, MS_EUSAGE, e, "%s: cannot read", path);
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (n > CONFIG_MAX_BYTES) {
+            close(fd);
+            free(buf);
+            return ms_error_set(err, MS_EUSAGE, "%s: cannot read: larger than %d bytes", path,
+                                CONFIG_MAX_BYTES);
+        }
+    }
+    close(fd);
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    *mode = st.st_mode;
+    return MS_OK;
+}
+
+static int parse_text(struct parser *p, char *text, size_t len)
+{
+    char *line = text, *end = text + len;
+    p->line = 0;
+    while (line < end) {
+        p->line++;
+        char *nl = memchr(line, '\n', (size_t)(end - line));
+        char *stop = nl ? nl : end;
+        if (memchr(line, '\0', (size_t)(stop - line)))
+            return key_error(p, p->line, "line", "contains a NUL byte (is this a text file?)");
+        *stop = '\0';
+        int rc = parse_line(p, line);
+        if (rc != MS_OK)
+            return rc;
+        line = stop + 1;
+    }
+    return finish_account(p);
+}
+
+int config_load(const char *path, struct config *out, struct ms_error *err)
+{
+    memset(out, 0, sizeof *out);
+    char *text;
+    size_t len;
+    mode_t mode;
+    int rc = read_file(path, &text, &len, &mode, err);
+    if (rc != MS_OK)
+        return rc;
+    out->path = xstrdup(path);
+    struct parser p = {.path = path, .cfg = out, .file_mode = mode, .err = err};
+    rc = parse_text(&p, text, len);
+    /* The text may hold a password. */
+    explicit_bzero(text, len);
+    free(text);
+    if (rc == MS_OK && out->naccounts == 0)
+        rc = ms_error_set(err, MS_EUSAGE, "%s: no [account NAME] section", path);
+    if (rc != MS_OK)
+        config_free(out);
+    return rc;
+}
+
+void config_free(struct config *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->naccounts; i++)
+        account_free(&c->accounts[i]);
+    free(c->accounts);
+    free(c->path);
+    memset(c, 0, sizeof *c);
+}
+
+char *config_default_path(void)
+{
+    const char *env = getenv("MAILSYNC_CONFIG");
+    if (env && *env)
+        return xstrdup(env);
+    char *path = NULL;
+    int n;
+    const char *xdg = getenv("XDG_CONFIG_HOME");
+    if (xdg && xdg[0] == '/') {
+        n = asprintf(&path, "%s/mailsync/config", xdg);
+    } else {
+        const char *home = home_dir();
+        if (!home)
+            return NULL;
+        n = asprintf(&path, "%s/.config/mailsync/config", home);
+    }
+    if (n < 0)
+        abort();
+    return path;
+}
+
+struct account *config_find(struct config *c, const char *name)
+{
+    for (size_t i = 0; c && name && i < c->naccounts; i++)
+        if (strcmp(c->accounts[i].name, name) == 0)
+            return &c->accounts[i];
+    return NULL;
+}
+
+/* ---- password and token commands ----------------------------------------- */
+
+/* Read all of fd into buf (at most cap bytes kept; the rest is drained so
+ * the command never blocks on a full pipe). Returns bytes kept, -1 on a
+ * read error. */
+static ssize_t read_all(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    char sink[4096];
+    for (;;) {
+        char *dst = n < cap ? buf + n : sink;
+        size_t room = n < cap ? cap - n : sizeof sink;
+        ssize_t r = read(fd, dst, room);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        if (dst != sink)
+            n += (size_t)r;
+        else
+            explicit_bzero(sink, sizeof sink);
+    }
+    return (ssize_t)n;
+}
+
+/* Run cmd with /bin/sh -c (stdin /dev/null, stderr inherited) and return
+ * the first line of its stdout in *out. what names the key in messages. */
+static int command_first_line(const struct account *a, const char *what, const char *cmd,
+                              char **out, struct ms_error *err)
+{
+    *out = NULL;
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0)
+        return ms_error_errno(err, MS_EUSAGE, errno, "account %s: %s: cannot run", a->name, what);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+    char *argv[] = {"sh", "-c", (char *)cmd, NULL};
+    pid_t pid;
+    int rc = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pipefd[1]);
+    if (rc != 0) {
+        close(pipefd[0]);
+        return ms_error_errno(err, MS_EUSAGE, rc, "account %s: %s: cannot run /bin/sh", a->name,
+                              what);
+    }
+    char *buf = malloc(COMMAND_MAX_OUTPUT + 1);
+    if (!buf)
+        abort();
+    ssize_t n = read_all(pipefd[0], buf, COMMAND_MAX_OUTPUT);
+    close(pipefd[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    size_t kept = n > 0 ? (size_t)n : 0;
+    buf[kept] = '\0';
+    const char *nl = memchr(buf, '\n', kept);
+    size_t line = nl ? (size_t)(nl - buf) : kept;
+    if (line > 0 && buf[line - 1] == '\r')
+        line--;
+    if (n < 0)
+        rc = ms_error_set(err, MS_EUSAGE, "account %s: %s: cannot read its output", a->name, what);
+    else if (WIFSIGNALED(status))
+        rc = ms_error_set(err, MS_EUSAGE, "account %s: %s was killed by signal %d", a->name, what,
+                          WTERMSIG(status));
+    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        rc = ms_error_set(err, MS_EUSAGE, "account %s: %s failed (exit status %d)", a->name, what,
+                          WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    else if (line == 0)
+        rc = ms_error_set(err, MS_EUSAGE, "account %s: %s printed nothing on its first line",
+                          a->name, what);
+    else if (memchr(buf, '\0', line))
+        rc = ms_error_set(err, MS_EUSAGE, "account %s: %s printed a NUL byte", a->name, what);
+    else
+        *out = xstrndup(buf, line);
+    explicit_bzero(buf, COMMAND_MAX_OUTPUT + 1);
+    free(buf);
+    return rc;
+}
+
+int config_password(const struct account *a, char **out, struct ms_error *err)
+{
+    *out = NULL;
+    if (a->password) {
+        *out = xstrdup(a->password);
+        return MS_OK;
+    }
+    if (a->password_command)
+        return command_first_line(a, "password_command", a->password_command, out, err);
+    return ms_error_set(err, MS_EUSAGE, "account %s: no password or password_command", a->name);
+}
+
+int config_oauth_token(const struct account *a, char **out, struct ms_error *err)
+{
+    *out = NULL;
+    if (a->oauth_token_command)
+        return command_first_line(a, "oauth_token_command", a->oauth_token_command, out, err);
+    return ms_error_set(err, MS_EUSAGE, "account %s: no oauth_token_command", a->name);
+}

@@ -1,0 +1,66 @@
+/*
+ * config.h: the INI config file (shared/docs/interface.md, "Config file").
+ *
+ * config_load() reads the whole file into struct account records (see
+ * sync/account.h) with `~` and `$VAR` expanded and defaults applied, or
+ * fails with MS_EUSAGE and a message "FILE:LINE: KEY: what is wrong" that a
+ * user can act on. Nothing here knows IMAP or SQL.
+ *
+ * File syntax:
+ *   [account NAME]        NAME: letters, digits, '-', '_', '.'; not starting
+ *                         with '.' or '-'
+ *   key = value           one per line; unknown or repeated keys are errors
+ *   # comment             a line starting with '#', or '#' preceded by
+ *                         whitespace after a value ("port = 993  # note");
+ *                         a '#' inside a value ("a#b") is kept
+ * Values are trimmed. `~` at the start of a value is $HOME; $VAR and ${VAR}
+ * are expanded from the environment (an unset variable is an error; a '$'
+ * not followed by a name is kept). Two keys are taken literally, without
+ * expansion: `password` (a secret may contain '$') and `folders` (server
+ * folder names may contain '$' and '~'). `folders` is split on whitespace;
+ * a pattern with spaces is written in double quotes: folders = * "!Thư rác".
+ */
+#ifndef MAILSYNC_CONFIG_H
+#define MAILSYNC_CONFIG_H
+
+#include <stddef.h>
+
+#include "sync/account.h"
+#include "sync/error.h"
+
+struct config {
+    struct account *accounts; /* in file order */
+    size_t naccounts;
+    char *path;               /* the file read */
+};
+
+/* Load path into *out (which the caller frees with config_free, also after
+ * a failure: *out is then empty). Returns MS_OK, or MS_EUSAGE with err->msg
+ * like "FILE:LINE: KEY: what is wrong" or "FILE: cannot read: ...".
+ * A file that sets `password` and is readable by group or others is
+ * refused. A file without any account is an error. */
+int config_load(const char *path, struct config *out, struct ms_error *err);
+
+void config_free(struct config *c);
+
+/* $MAILSYNC_CONFIG, else $XDG_CONFIG_HOME/mailsync/config, else
+ * ~/.config/mailsync/config. malloc'd; NULL only if there is no home
+ * directory to be found. */
+char *config_default_path(void);
+
+/* The account named name, or NULL. */
+struct account *config_find(struct config *c, const char *name);
+
+/* The account's password: `password`, or the first line of the stdout of
+ * `password_command` (run with /bin/sh -c, stdin /dev/null, stderr passed
+ * through). A command that fails, exits non-zero or prints an empty first
+ * line is MS_EUSAGE with a message that says which account and what
+ * happened (never the output). *out is malloc'd; the caller wipes it with
+ * explicit_bzero() and frees it. The password is never logged. */
+int config_password(const struct account *a, char **out, struct ms_error *err);
+
+/* The OAuth2 access token: the first line of `oauth_token_command`'s
+ * stdout, with the same rules and ownership as config_password(). */
+int config_oauth_token(const struct account *a, char **out, struct ms_error *err);
+
+#endif
