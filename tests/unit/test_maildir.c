@@ -1,0 +1,732 @@
+/* test_maildir.c: the Maildir side (sync/maildir.c) on a real file system,
+ * in a fresh mkdtemp directory per test. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sync/flags.h"
+#include "sync/maildir.h"
+
+struct fixture {
+    char dir[64];   /* the mkdtemp directory */
+    char root[128]; /* dir/Mail: the Maildir root */
+    int rootfd;
+};
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof *fx);
+    assert_non_null(fx);
+    strcpy(fx->dir, "/tmp/test_maildir.XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(fx->root, sizeof fx->root, "%s/Mail", fx->dir);
+    struct ms_error err;
+    assert_int_equal(maildir_root_open(fx->root, true, &fx->rootfd, &err), MS_OK);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    close(fx->rootfd);
+    nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(fx);
+    return 0;
+}
+
+/* Read a whole small file below the root into buf; returns its length or -1. */
+static ssize_t slurp(const struct fixture *fx, const char *rel, char *buf, size_t cap)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", fx->root, rel);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, cap);
+    close(fd);
+    return n;
+}
+
+static void put_file(const char *path, const char *content)
+{
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(content, fp);
+    fclose(fp);
+}
+
+static struct maildir_folder *open_folder(struct fixture *fx, const char *rel)
+{
+    struct maildir_folder *f = NULL;
+    struct ms_error err;
+    int rc = maildir_folder_open(fx->rootfd, rel, true, &f, &err);
+    if (rc)
+        fail_msg("%s", err.msg);
+    return f;
+}
+
+/* Deliver content in one chunk; returns a malloc'd copy of the uniq. */
+static char *deliver(struct maildir_folder *f, const char *content, unsigned flags, const char *extra)
+{
+    struct maildir_tmp *t;
+    struct ms_error err;
+    assert_int_equal(maildir_tmp_open(f, &t, &err), MS_OK);
+    char *uniq = strdup(maildir_tmp_uniq(t));
+    assert_int_equal(maildir_tmp_write(t, content, strlen(content), &err), MS_OK);
+    assert_int_equal(maildir_tmp_close(t, 0, false, &err), MS_OK);
+    assert_int_equal(maildir_tmp_commit(f, t, flags, extra, &err), MS_OK);
+    return uniq;
+}
+
+/* ---- delivery ---- */
+
+static void crlf_every_split(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    static const char in[] = "A: b\r\n\r\nbody\rx\r\n\r\r\nend\r";
+    static const char want[] = "A: b\n\nbody\rx\n\r\nend\r";
+    size_t len = strlen(in);
+    for (size_t i = 0; i <= len; i++) {
+        for (size_t j = i; j <= len; j++) {
+            struct maildir_tmp *t;
+            struct ms_error err;
+            assert_int_equal(maildir_tmp_open(f, &t, &err), MS_OK);
+            char uniq[256];
+            snprintf(uniq, sizeof uniq, "%s", maildir_tmp_uniq(t));
+            assert_int_equal(maildir_tmp_write(t, in, i, &err), MS_OK);
+            assert_int_equal(maildir_tmp_write(t, in + i, j - i, &err), MS_OK);
+            assert_int_equal(maildir_tmp_write(t, in + j, len - j, &err), MS_OK);
+            assert_int_equal(maildir_tmp_close(t, 0, false, &err), MS_OK);
+            assert_int_equal(maildir_tmp_size(t), strlen(want));
+            assert_int_equal(maildir_tmp_commit(f, t, 0, NULL, &err), MS_OK);
+            char rel[512], buf[128];
+            snprintf(rel, sizeof rel, "INBOX/new/%s", uniq);
+            ssize_t n = slurp(fx, rel, buf, sizeof buf);
+            assert_int_equal(n, (ssize_t)strlen(want));
+            assert_memory_equal(buf, want, strlen(want));
+        }
+    }
+    /* Byte by byte, too. */
+    struct maildir_tmp *t;
+    struct ms_error err;
+    assert_int_equal(maildir_tmp_open(f, &t, &err), MS_OK);
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(maildir_tmp_write(t, in + i, 1, &err), MS_OK);
+    assert_int_equal(maildir_tmp_close(t, 0, true, &err), MS_OK);
+    assert_int_equal(maildir_tmp_size(t), strlen(want));
+    maildir_tmp_discard(t);
+    maildir_folder_close(f);
+}
+
+static void big_message_through_buffer(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    /* 300 KiB of "line\r\n" written in odd-sized chunks crosses the
+     * internal buffer several times. */
+    size_t lines = 300 * 1024 / 6;
+    size_t inlen = lines * 6;
+    char *in = malloc(inlen);
+    for (size_t i = 0; i < lines; i++)
+        memcpy(in + i * 6, "line\r\n", 6);
+    struct maildir_tmp *t;
+    struct ms_error err;
+    assert_int_equal(maildir_tmp_open(f, &t, &err), MS_OK);
+    char uniq[256];
+    snprintf(uniq, sizeof uniq, "%s", maildir_tmp_uniq(t));
+    for (size_t off = 0; off < inlen; off += 4999) {
+        size_t k = inlen - off < 4999 ? inlen - off : 4999;
+        assert_int_equal(maildir_tmp_write(t, in + off, k, &err), MS_OK);
+    }
+    assert_int_equal(maildir_tmp_close(t, 1000000000, false, &err), MS_OK);
+    assert_int_equal(maildir_tmp_commit(f, t, FLAG_SEEN, NULL, &err), MS_OK);
+    char path[512];
+    snprintf(path, sizeof path, "%s/INBOX/cur/%s:2,S", fx->root, uniq);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, (off_t)(lines * 5));
+    assert_int_equal(st.st_mtime, 1000000000); /* the INTERNALDATE */
+    free(in);
+    maildir_folder_close(f);
+}
+
+static void commit_new_or_cur_and_modes(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "Archive/2024");
+    char *u1 = deliver(f, "a\r\n", 0, NULL);
+    char *u2 = deliver(f, "b\r\n", FLAG_SEEN | FLAG_FLAGGED, "a");
+    char *u3 = deliver(f, "c\r\n", 0, "zb");
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/Archive/2024/new/%s", fx->root, u1);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    snprintf(path, sizeof path, "%s/Archive/2024/cur/%s:2,FSa", fx->root, u2);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    snprintf(path, sizeof path, "%s/Archive/2024/cur/%s:2,bz", fx->root, u3);
+    assert_int_equal(stat(path, &st), 0);
+    const char *dirs[] = {"", "/Archive", "/Archive/2024", "/Archive/2024/cur", "/Archive/2024/new",
+                          "/Archive/2024/tmp"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        snprintf(path, sizeof path, "%s%s", fx->root, dirs[i]);
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, 0700);
+    }
+    /* The unique name has the documented shape. */
+    long long sec;
+    long usec, pid;
+    char rnd[17], host[128];
+    assert_int_equal(sscanf(u1, "%lld.M%ldP%ldR%16[0-9a-f].%127s", &sec, &usec, &pid, rnd, host), 5);
+    assert_int_equal(pid, (long)getpid());
+    assert_true(strchr(u1, '/') == NULL && strchr(u1, ':') == NULL);
+    /* tmp/ is empty again. */
+    assert_false(maildir_tmp_exists(f, u1));
+    free(u1);
+    free(u2);
+    free(u3);
+    maildir_folder_close(f);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void names_unique(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    enum { N = 2000 };
+    char **names = calloc(N, sizeof *names);
+    for (int i = 0; i < N; i++)
+        names[i] = deliver(f, "x\n", 0, NULL);
+    qsort(names, N, sizeof *names, cmp_str);
+    for (int i = 1; i < N; i++)
+        assert_string_not_equal(names[i - 1], names[i]);
+    struct local_msg *msgs;
+    size_t n;
+    struct ms_error err;
+    assert_int_equal(maildir_scan(f, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, N);
+    for (int i = 0; i < N; i++) {
+        assert_string_equal(msgs[i].uniq, names[i]); /* sorted by uniq */
+        free(names[i]);
+    }
+    free(names);
+    maildir_msgs_free(msgs, n);
+    maildir_folder_close(f);
+}
+
+static void commit_never_overwrites(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    char path[512], buf[64];
+    struct ms_error err;
+    snprintf(path, sizeof path, "%s/INBOX/tmp/victim", fx->root);
+    put_file(path, "new content");
+    snprintf(path, sizeof path, "%s/INBOX/new/victim", fx->root);
+    put_file(path, "precious");
+    assert_true(maildir_tmp_exists(f, "victim"));
+    assert_int_equal(maildir_tmp_commit_name(f, "victim", 0, NULL, &err), MS_ELOCAL);
+    ssize_t n = slurp(fx, "INBOX/new/victim", buf, sizeof buf);
+    assert_int_equal(n, 8);
+    assert_memory_equal(buf, "precious", 8);
+    assert_true(maildir_tmp_exists(f, "victim")); /* nothing lost */
+
+    snprintf(path, sizeof path, "%s/INBOX/cur/victim:2,S", fx->root);
+    put_file(path, "precious");
+    assert_int_equal(maildir_tmp_commit_name(f, "victim", FLAG_SEEN, "", &err), MS_ELOCAL);
+    n = slurp(fx, "INBOX/cur/victim:2,S", buf, sizeof buf);
+    assert_memory_equal(buf, "precious", 8);
+
+    /* With other flags the name is free: the leftover goes to cur/. */
+    assert_int_equal(maildir_tmp_commit_name(f, "victim", FLAG_SEEN | FLAG_ANSWERED, NULL, &err), MS_OK);
+    n = slurp(fx, "INBOX/cur/victim:2,RS", buf, sizeof buf);
+    assert_int_equal(n, 11);
+    assert_false(maildir_tmp_exists(f, "victim"));
+
+    /* Unsafe names are refused. */
+    assert_int_equal(maildir_tmp_commit_name(f, "../x", 0, NULL, &err), MS_ELOCAL);
+    assert_int_equal(maildir_tmp_commit_name(f, ".hidden", 0, NULL, &err), MS_ELOCAL);
+    assert_int_equal(maildir_tmp_commit_name(f, "", 0, NULL, &err), MS_ELOCAL);
+    maildir_folder_close(f);
+}
+
+static void discard_removes_tmp(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    struct maildir_tmp *t;
+    struct ms_error err;
+    assert_int_equal(maildir_tmp_open(f, &t, &err), MS_OK);
+    char uniq[256];
+    snprintf(uniq, sizeof uniq, "%s", maildir_tmp_uniq(t));
+    assert_int_equal(maildir_tmp_write(t, "partial", 7, &err), MS_OK);
+    assert_true(maildir_tmp_exists(f, uniq));
+    maildir_tmp_discard(t);
+    assert_false(maildir_tmp_exists(f, uniq));
+    maildir_folder_close(f);
+}
+
+static void write_error_is_elocal(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    /* A file size limit makes write() fail with EFBIG, like a full disk. */
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = 100000;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    struct maildir_tmp *t;
+    struct ms_error err;
+    assert_int_equal(maildir_tmp_open(f, &t, &err), MS_OK);
+    char uniq[256];
+    snprintf(uniq, sizeof uniq, "%s", maildir_tmp_uniq(t));
+    char chunk[8192];
+    memset(chunk, 'x', sizeof chunk);
+    int rc = MS_OK;
+    for (int i = 0; i < 40 && rc == MS_OK; i++)
+        rc = maildir_tmp_write(t, chunk, sizeof chunk, &err);
+    if (rc == MS_OK)
+        rc = maildir_tmp_close(t, 0, false, &err);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, prev);
+    assert_int_equal(rc, MS_ELOCAL);
+    assert_non_null(strstr(err.msg, "cannot write"));
+    /* Committing an incomplete file fails and removes it: nothing lands in
+     * new/ or cur/. */
+    assert_int_equal(maildir_tmp_commit(f, t, 0, NULL, &err), MS_ELOCAL);
+    assert_false(maildir_tmp_exists(f, uniq));
+    struct local_msg *msgs;
+    size_t n;
+    assert_int_equal(maildir_scan(f, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, 0);
+    maildir_msgs_free(msgs, n);
+    maildir_folder_close(f);
+}
+
+/* ---- scanning and changes ---- */
+
+static void scan_flags_extra_dotfiles(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    char path[512];
+    snprintf(path, sizeof path, "%s/INBOX/cur/111.abc:2,STz", fx->root);
+    put_file(path, "hello\n");
+    snprintf(path, sizeof path, "%s/INBOX/cur/222.def:2,", fx->root);
+    put_file(path, "x");
+    snprintf(path, sizeof path, "%s/INBOX/new/000.new", fx->root);
+    put_file(path, "abc");
+    snprintf(path, sizeof path, "%s/INBOX/cur/.hidden:2,S", fx->root);
+    put_file(path, "ignored");
+    snprintf(path, sizeof path, "%s/INBOX/new/.nfs0001", fx->root);
+    put_file(path, "ignored");
+    snprintf(path, sizeof path, "%s/INBOX/cur/subdir", fx->root);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/INBOX/cur/333.ghi", fx->root);
+    put_file(path, "no info");
+
+    struct local_msg *msgs;
+    size_t n;
+    struct ms_error err;
+    assert_int_equal(maildir_scan(f, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, 4);
+    assert_string_equal(msgs[0].uniq, "000.new");
+    assert_true(msgs[0].in_new);
+    assert_int_equal(msgs[0].flags, 0);
+    assert_int_equal(msgs[0].size, 3);
+    assert_string_equal(msgs[1].uniq, "111.abc");
+    assert_string_equal(msgs[1].name, "111.abc:2,STz");
+    assert_false(msgs[1].in_new);
+    assert_int_equal(msgs[1].flags, FLAG_SEEN | FLAG_DELETED);
+    assert_string_equal(msgs[1].extra, "z");
+    assert_int_equal(msgs[1].size, 6);
+    assert_string_equal(msgs[2].uniq, "222.def");
+    assert_int_equal(msgs[2].flags, 0);
+    assert_string_equal(msgs[3].uniq, "333.ghi");
+    assert_false(msgs[3].in_new);
+    maildir_msgs_free(msgs, n);
+
+    struct local_msg m;
+    assert_int_equal(maildir_find(f, "111.abc", &m, &err), MS_OK);
+    assert_string_equal(m.name, "111.abc:2,STz");
+    free(m.uniq);
+    free(m.name);
+    assert_int_equal(maildir_find(f, "000.new", &m, &err), MS_OK);
+    assert_true(m.in_new);
+    free(m.uniq);
+    free(m.name);
+    assert_int_equal(maildir_find(f, "111", &m, &err), 1); /* a prefix is not a match */
+    assert_int_equal(maildir_find(f, "nope", &m, &err), 1);
+    maildir_folder_close(f);
+}
+
+static struct local_msg scan_one(struct maildir_folder *f)
+{
+    struct local_msg *msgs;
+    size_t n;
+    struct ms_error err;
+    assert_int_equal(maildir_scan(f, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, 1);
+    struct local_msg m = msgs[0];
+    free(msgs);
+    return m;
+}
+
+static void set_flags_after_mua_rename(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    char *uniq = deliver(f, "body\n", 0, NULL);
+    struct local_msg m = scan_one(f);
+    assert_true(m.in_new);
+
+    /* A MUA reads it: new/X -> cur/X:2,Sa (with a letter of its own). */
+    char from[512], to[512];
+    snprintf(from, sizeof from, "%s/INBOX/new/%s", fx->root, uniq);
+    snprintf(to, sizeof to, "%s/INBOX/cur/%s:2,Sa", fx->root, uniq);
+    assert_int_equal(rename(from, to), 0);
+
+    /* Our m is stale; set_flags must find the file by uniq. */
+    struct ms_error err;
+    assert_int_equal(maildir_set_flags(f, &m, FLAG_SEEN | FLAG_FLAGGED, &err), MS_OK);
+    char want[300];
+    snprintf(want, sizeof want, "%s:2,FSa", uniq);
+    assert_string_equal(m.name, want);
+    assert_false(m.in_new);
+    assert_int_equal(m.flags, FLAG_SEEN | FLAG_FLAGGED);
+    assert_string_equal(m.extra, "a");
+    struct local_msg again = scan_one(f);
+    assert_string_equal(again.name, want);
+    free(again.uniq);
+    free(again.name);
+
+    /* The same flags again: nothing to do. */
+    assert_int_equal(maildir_set_flags(f, &m, FLAG_SEEN | FLAG_FLAGGED, &err), MS_OK);
+    /* Clearing all flags keeps it in cur/ with the extra letter. */
+    assert_int_equal(maildir_set_flags(f, &m, 0, &err), MS_OK);
+    snprintf(want, sizeof want, "%s:2,a", uniq);
+    assert_string_equal(m.name, want);
+
+    /* Reading through a stale name works too. */
+    free(m.name);
+    m.name = strdup(uniq);
+    m.in_new = true;
+    int fd = maildir_open_msg(f, &m, &err);
+    assert_true(fd >= 0);
+    char buf[16];
+    assert_int_equal(read(fd, buf, sizeof buf), 5);
+    assert_memory_equal(buf, "body\n", 5);
+    close(fd);
+
+    /* Gone for real: 1, no error. */
+    snprintf(from, sizeof from, "%s/INBOX/cur/%s", fx->root, m.name);
+    assert_int_equal(unlink(from), 0);
+    assert_int_equal(maildir_set_flags(f, &m, FLAG_SEEN, &err), 1);
+    assert_int_equal(maildir_open_msg(f, &m, &err), -1);
+    assert_int_equal(err.code, MS_ELOCAL);
+    free(m.uniq);
+    free(m.name);
+    free(uniq);
+    maildir_folder_close(f);
+}
+
+static void remove_message(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    char *uniq = deliver(f, "body\n", FLAG_SEEN, NULL);
+    struct local_msg m = scan_one(f);
+    /* Renamed by a MUA first. */
+    char from[512], to[512];
+    snprintf(from, sizeof from, "%s/INBOX/cur/%s:2,S", fx->root, uniq);
+    snprintf(to, sizeof to, "%s/INBOX/cur/%s:2,RS", fx->root, uniq);
+    assert_int_equal(rename(from, to), 0);
+    struct ms_error err;
+    assert_int_equal(maildir_remove(f, &m, &err), MS_OK);
+    assert_int_equal(access(to, F_OK), -1);
+    assert_int_equal(maildir_remove(f, &m, &err), 1);
+    struct local_msg *msgs;
+    size_t n;
+    assert_int_equal(maildir_scan(f, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, 0);
+    maildir_msgs_free(msgs, n);
+    free(m.uniq);
+    free(m.name);
+    free(uniq);
+    maildir_folder_close(f);
+}
+
+/* A renamer thread moves files new/ -> cur/ while the main thread scans:
+ * every scan that succeeds must list every message exactly once. */
+struct renamer {
+    int newfd, curfd;
+    char **uniqs;
+    int n;
+};
+
+static void *renamer_main(void *arg)
+{
+    struct renamer *r = arg;
+    for (int i = 0; i < r->n; i++) {
+        char to[300];
+        snprintf(to, sizeof to, "%s:2,S", r->uniqs[i]);
+        renameat(r->newfd, r->uniqs[i], r->curfd, to);
+        if (i % 7 == 0) {
+            struct timespec nap = {0, 3000000};
+            nanosleep(&nap, NULL);
+        }
+    }
+    return NULL;
+}
+
+static void scan_during_renames(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    enum { N = 400 };
+    char *uniqs[N];
+    for (int i = 0; i < N; i++)
+        uniqs[i] = deliver(f, "m\n", 0, NULL);
+    char path[512];
+    snprintf(path, sizeof path, "%s/INBOX/new", fx->root);
+    struct renamer r = {open(path, O_RDONLY | O_DIRECTORY), -1, uniqs, N};
+    snprintf(path, sizeof path, "%s/INBOX/cur", fx->root);
+    r.curfd = open(path, O_RDONLY | O_DIRECTORY);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, renamer_main, &r), 0);
+    int ok = 0;
+    for (int k = 0; k < 30; k++) {
+        struct local_msg *msgs;
+        size_t n;
+        struct ms_error err;
+        if (maildir_scan(f, &msgs, &n, &err) != MS_OK)
+            continue; /* "kept changing" is allowed; an incomplete list is not */
+        ok++;
+        assert_int_equal(n, N);
+        for (size_t i = 1; i < n; i++)
+            assert_string_not_equal(msgs[i - 1].uniq, msgs[i].uniq);
+        maildir_msgs_free(msgs, n);
+    }
+    pthread_join(th, NULL);
+    assert_true(ok > 0);
+    close(r.newfd);
+    close(r.curfd);
+    for (int i = 0; i < N; i++)
+        free(uniqs[i]);
+    maildir_folder_close(f);
+}
+
+static void sweep_uses_ctime(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    struct maildir_tmp *t;
+    struct ms_error err;
+    assert_int_equal(maildir_tmp_open(f, &t, &err), MS_OK);
+    char uniq[256];
+    snprintf(uniq, sizeof uniq, "%s", maildir_tmp_uniq(t));
+    assert_int_equal(maildir_tmp_write(t, "old mail\r\n", 10, &err), MS_OK);
+    /* INTERNALDATE from 2001: the mtime is old, the file is not. */
+    assert_int_equal(maildir_tmp_close(t, 1000000000, false, &err), MS_OK);
+    assert_int_equal(maildir_sweep_tmp(f, 36 * 3600, &err), MS_OK);
+    assert_true(maildir_tmp_exists(f, uniq));
+    /* Once its ctime is older than max_age it goes. */
+    sleep(2);
+    assert_int_equal(maildir_sweep_tmp(f, 1, &err), MS_OK);
+    assert_false(maildir_tmp_exists(f, uniq));
+    /* t was closed and its file swept: commit now fails, cleanly. */
+    assert_int_equal(maildir_tmp_commit(f, t, 0, NULL, &err), MS_ELOCAL);
+    maildir_folder_close(f);
+}
+
+static void sync_calls_work(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    char *u = deliver(f, "x\n", 0, NULL);
+    struct ms_error err;
+    assert_int_equal(maildir_sync_dirs(f, &err), MS_OK);
+    assert_int_equal(maildir_syncfs(f, &err), MS_OK);
+    free(u);
+    maildir_folder_close(f);
+}
+
+/* ---- the root and folder paths ---- */
+
+static void missing_root_is_an_error(void **state)
+{
+    struct fixture *fx = *state;
+    char path[256];
+    snprintf(path, sizeof path, "%s/unmounted/Mail", fx->dir);
+    int fd = 123;
+    struct ms_error err;
+    assert_int_equal(maildir_root_open(path, false, &fd, &err), MS_ELOCAL);
+    assert_int_equal(fd, -1);
+    assert_non_null(strstr(err.msg, "does not exist (unmounted disk?)"));
+    assert_int_equal(access(path, F_OK), -1);
+    /* A missing folder without create is an error too, not "empty". */
+    struct maildir_folder *f;
+    assert_int_equal(maildir_folder_open(fx->rootfd, "Nope", false, &f, &err), MS_ELOCAL);
+    assert_null(f);
+    assert_false(maildir_folder_exists(fx->rootfd, "Nope"));
+    /* With create the root is made, 0700. */
+    assert_int_equal(maildir_root_open(path, true, &fd, &err), MS_OK);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    close(fd);
+}
+
+static void folder_exists_and_root_folder(void **state)
+{
+    struct fixture *fx = *state;
+    assert_false(maildir_folder_exists(fx->rootfd, ""));
+    struct maildir_folder *f = open_folder(fx, "");
+    char *u = deliver(f, "x\n", 0, NULL);
+    char path[512];
+    snprintf(path, sizeof path, "%s/new/%s", fx->root, u);
+    assert_int_equal(access(path, F_OK), 0);
+    assert_true(maildir_folder_exists(fx->rootfd, ""));
+    assert_false(maildir_folder_exists(fx->rootfd, ".Sent"));
+    maildir_folder_close(f);
+    f = open_folder(fx, ".Sent");
+    assert_true(maildir_folder_exists(fx->rootfd, ".Sent"));
+    maildir_folder_close(f);
+    /* Half a Maildir (no tmp/) does not count. */
+    snprintf(path, sizeof path, "%s/Half", fx->root);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/Half/cur", fx->root);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/Half/new", fx->root);
+    mkdir(path, 0700);
+    assert_false(maildir_folder_exists(fx->rootfd, "Half"));
+    free(u);
+}
+
+static void unsafe_relpaths_refused(void **state)
+{
+    struct fixture *fx = *state;
+    const char *bad[] = {"..", "../x", "a/../b", "a/..", ".", "./a", "a/./b", "/etc", "a//b", "a/", "/"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct maildir_folder *f = (struct maildir_folder *)1;
+        struct ms_error err;
+        assert_int_equal(maildir_folder_open(fx->rootfd, bad[i], true, &f, &err), MS_ELOCAL);
+        assert_null(f);
+        assert_false(maildir_folder_exists(fx->rootfd, bad[i]));
+    }
+    /* Nothing was created next to the root. */
+    char path[256];
+    snprintf(path, sizeof path, "%s/x", fx->dir);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof path, "%s/cur", fx->dir);
+    assert_int_equal(access(path, F_OK), -1);
+}
+
+static void symlinks_refused(void **state)
+{
+    struct fixture *fx = *state;
+    char outside[256], link[512], path[512];
+    snprintf(outside, sizeof outside, "%s/outside", fx->dir);
+    assert_int_equal(mkdir(outside, 0700), 0);
+
+    /* A symlink as a folder component. */
+    snprintf(link, sizeof link, "%s/Evil", fx->root);
+    assert_int_equal(symlink(outside, link), 0);
+    struct maildir_folder *f;
+    struct ms_error err;
+    assert_int_equal(maildir_folder_open(fx->rootfd, "Evil", true, &f, &err), MS_ELOCAL);
+    assert_non_null(strstr(err.msg, "symlink"));
+    assert_int_equal(maildir_folder_open(fx->rootfd, "Evil/Sub", true, &f, &err), MS_ELOCAL);
+    assert_false(maildir_folder_exists(fx->rootfd, "Evil"));
+
+    /* A symlink as cur/ of a real folder. */
+    snprintf(path, sizeof path, "%s/Real", fx->root);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(link, sizeof link, "%s/Real/cur", fx->root);
+    assert_int_equal(symlink(outside, link), 0);
+    assert_int_equal(maildir_folder_open(fx->rootfd, "Real", true, &f, &err), MS_ELOCAL);
+
+    /* Nothing was written through either link. */
+    DIR *d = opendir(outside);
+    assert_non_null(d);
+    struct dirent *de;
+    int entries = 0;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            entries++;
+    closedir(d);
+    assert_int_equal(entries, 0);
+
+    /* A symlinked message file is not listed, and not opened. */
+    f = open_folder(fx, "INBOX");
+    snprintf(path, sizeof path, "%s/secret", fx->dir);
+    put_file(path, "secret");
+    snprintf(link, sizeof link, "%s/INBOX/cur/123.link:2,S", fx->root);
+    assert_int_equal(symlink(path, link), 0);
+    struct local_msg *msgs;
+    size_t n;
+    assert_int_equal(maildir_scan(f, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, 0);
+    maildir_msgs_free(msgs, n);
+    struct local_msg m = {.uniq = "123.link", .name = "123.link:2,S"};
+    assert_int_equal(maildir_open_msg(f, &m, &err), -1);
+    maildir_folder_close(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(crlf_every_split, setup, teardown),
+        cmocka_unit_test_setup_teardown(big_message_through_buffer, setup, teardown),
+        cmocka_unit_test_setup_teardown(commit_new_or_cur_and_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(names_unique, setup, teardown),
+        cmocka_unit_test_setup_teardown(commit_never_overwrites, setup, teardown),
+        cmocka_unit_test_setup_teardown(discard_removes_tmp, setup, teardown),
+        cmocka_unit_test_setup_teardown(write_error_is_elocal, setup, teardown),
+        cmocka_unit_test_setup_teardown(scan_flags_extra_dotfiles, setup, teardown),
+        cmocka_unit_test_setup_teardown(set_flags_after_mua_rename, setup, teardown),
+        cmocka_unit_test_setup_teardown(remove_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(scan_during_renames, setup, teardown),
+        cmocka_unit_test_setup_teardown(sweep_uses_ctime, setup, teardown),
+        cmocka_unit_test_setup_teardown(sync_calls_work, setup, teardown),
+        cmocka_unit_test_setup_teardown(missing_root_is_an_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(folder_exists_and_root_folder, setup, teardown),
+        cmocka_unit_test_setup_teardown(unsafe_relpaths_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(symlinks_refused, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
