@@ -1,0 +1,496 @@
+/* test_state.c: the state DB (db/state.c) in a fresh mkdtemp directory per
+ * test: schema, folders, messages, transactions, meta, and refusing files
+ * that are not usable mailsync DBs without touching them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "db/state.h"
+#include "sync/flags.h"
+
+struct fixture {
+    char dir[64];
+    char path[256]; /* dir/a/b/state.sqlite: parents do not exist yet */
+};
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof *fx);
+    assert_non_null(fx);
+    strcpy(fx->dir, "/tmp/test_state.XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(fx->path, sizeof fx->path, "%s/a/b/state.sqlite", fx->dir);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(fx);
+    return 0;
+}
+
+static struct state *open_ok(const char *path)
+{
+    struct state *s = NULL;
+    struct ms_error err;
+    if (state_open(path, &s, &err) != MS_OK)
+        fail_msg("%s", err.msg);
+    return s;
+}
+
+static int64_t add_folder(struct state *s, const char *name)
+{
+    struct state_folder f = {.name = (char *)name, .path = (char *)name, .uidvalidity = 7, .uidnext = 1};
+    struct ms_error err;
+    assert_int_equal(state_folder_save(s, &f, &err), MS_OK);
+    assert_true(f.id > 0);
+    return f.id;
+}
+
+static void put(struct state *s, int64_t fid, uint32_t uid, const char *uniq)
+{
+    struct state_msg m = {.uid = uid, .uniq = (char *)uniq, .flags = FLAG_SEEN, .size = 100 + uid};
+    struct ms_error err;
+    assert_int_equal(state_msg_put(s, fid, &m, &err), MS_OK);
+}
+
+static size_t count_msgs(struct state *s, int64_t fid)
+{
+    struct state_msg *v;
+    size_t n;
+    struct ms_error err;
+    assert_int_equal(state_msg_list(s, fid, &v, &n, &err), MS_OK);
+    state_msgs_free(v, n);
+    return n;
+}
+
+/* ---- opening ---- */
+
+static void create_and_reopen(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct stat st;
+    assert_int_equal(stat(fx->path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/a", fx->dir);
+    assert_int_equal(stat(dir, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    snprintf(dir, sizeof dir, "%s/a/b", fx->dir);
+    assert_int_equal(stat(dir, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    int64_t fid = add_folder(s, "INBOX");
+    put(s, fid, 1, "u1");
+    struct ms_error err;
+    assert_int_equal(state_meta_set(s, "last_sync", "123", &err), MS_OK);
+    /* WAL and shm files are not readable by others either. */
+    char wal[300];
+    snprintf(wal, sizeof wal, "%s-wal", fx->path);
+    if (stat(wal, &st) == 0)
+        assert_int_equal(st.st_mode & 077, 0);
+    state_close(s);
+
+    s = open_ok(fx->path);
+    struct state_folder f;
+    assert_int_equal(state_folder_get(s, "INBOX", &f, &err), MS_OK);
+    assert_int_equal(f.id, fid);
+    assert_int_equal(f.message_count, 1);
+    state_folder_free(&f);
+    char *v;
+    assert_int_equal(state_meta_get(s, "last_sync", &v, &err), MS_OK);
+    assert_string_equal(v, "123");
+    free(v);
+    /* The schema version is ours, and cannot be overwritten by a caller. */
+    assert_int_equal(state_meta_get(s, "schema_version", &v, &err), MS_OK);
+    assert_string_equal(v, "1");
+    free(v);
+    assert_int_equal(state_meta_set(s, "schema_version", "2", &err), MS_ELOCAL);
+    state_close(s);
+}
+
+static void empty_file_is_initialized(void **state)
+{
+    struct fixture *fx = *state;
+    char path[300];
+    snprintf(path, sizeof path, "%s/empty.sqlite", fx->dir);
+    int fd = open(path, O_CREAT | O_WRONLY, 0600);
+    close(fd);
+    struct state *s = open_ok(path);
+    add_folder(s, "INBOX");
+    state_close(s);
+}
+
+static void check_refused_untouched(const char *path, const char *content, size_t len, const char *why)
+{
+    struct state *s = (struct state *)1;
+    struct ms_error err;
+    assert_int_equal(state_open(path, &s, &err), MS_ELOCAL);
+    assert_null(s);
+    assert_non_null(strstr(err.msg, "is unusable"));
+    assert_non_null(strstr(err.msg, "nothing was changed"));
+    if (why && !strstr(err.msg, why))
+        fail_msg("message \"%s\" lacks \"%s\"", err.msg, why);
+    /* Byte for byte the same, and no journal files appeared. */
+    char *buf = malloc(len + 16);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, buf, len + 16);
+    close(fd);
+    assert_int_equal(n, (ssize_t)len);
+    assert_memory_equal(buf, content, len);
+    free(buf);
+    const char *suffixes[] = {"-wal", "-shm", "-journal"};
+    for (int i = 0; i < 3; i++) {
+        char side[300];
+        snprintf(side, sizeof side, "%s%s", path, suffixes[i]);
+        assert_int_equal(access(side, F_OK), -1);
+    }
+}
+
+static void garbage_file_refused(void **state)
+{
+    struct fixture *fx = *state;
+    char path[300];
+    snprintf(path, sizeof path, "%s/garbage.sqlite", fx->dir);
+    char content[4096];
+    for (size_t i = 0; i < sizeof content; i++)
+        content[i] = (char)(i * 7 + 3);
+    int fd = open(path, O_CREAT | O_WRONLY, 0600);
+    assert_int_equal(write(fd, content, sizeof content), (ssize_t)sizeof content);
+    close(fd);
+    check_refused_untouched(path, content, sizeof content, "not an SQLite database");
+
+    /* A text file (say, the config saved to the wrong path). */
+    const char *text = "[account personal]\nhost = imap.example.org\n";
+    fd = open(path, O_TRUNC | O_WRONLY);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    check_refused_untouched(path, text, strlen(text), NULL);
+}
+
+/* Build a real DB with some rows and return its bytes (closed, WAL merged). */
+static char *make_db(const char *path, size_t *len, int rows)
+{
+    struct state *s = open_ok(path);
+    int64_t fid = add_folder(s, "INBOX");
+    struct ms_error err;
+    assert_int_equal(state_begin(s, &err), MS_OK);
+    for (int i = 1; i <= rows; i++) {
+        char uniq[64];
+        snprintf(uniq, sizeof uniq, "1700000000.M%dP1R0123456789abcdef.host", i);
+        put(s, fid, (uint32_t)i, uniq);
+    }
+    assert_int_equal(state_commit(s, &err), MS_OK);
+    state_close(s);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    *len = (size_t)st.st_size;
+    char *buf = malloc(*len);
+    int fd = open(path, O_RDONLY);
+    assert_int_equal(read(fd, buf, *len), (ssize_t)*len);
+    close(fd);
+    return buf;
+}
+
+static void truncated_db_refused(void **state)
+{
+    struct fixture *fx = *state;
+    size_t len;
+    char *bytes = make_db(fx->path, &len, 3000);
+    assert_true(len > 8 * 4096);
+    /* Cut it in half, then to a few hundred bytes. */
+    size_t cuts[] = {len / 2, 4096 + 100, 300};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        assert_int_equal(truncate(fx->path, (off_t)cuts[i]), 0);
+        check_refused_untouched(fx->path, bytes, cuts[i], NULL);
+    }
+    free(bytes);
+}
+
+static void garbled_db_refused(void **state)
+{
+    struct fixture *fx = *state;
+    size_t len;
+    char *bytes = make_db(fx->path, &len, 3000);
+    /* Overwrite a few pages in the middle with junk. */
+    for (size_t i = len / 3; i < len / 3 + 3 * 4096 && i < len; i++)
+        bytes[i] = (char)(i * 13);
+    int fd = open(fx->path, O_WRONLY);
+    assert_int_equal(pwrite(fd, bytes, len, 0), (ssize_t)len);
+    close(fd);
+    check_refused_untouched(fx->path, bytes, len, "integrity");
+    free(bytes);
+}
+
+static void foreign_or_newer_db_refused(void **state)
+{
+    struct fixture *fx = *state;
+    /* Somebody else's SQLite DB. */
+    char path[300];
+    snprintf(path, sizeof path, "%s/other.sqlite", fx->dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE cookies (name TEXT); INSERT INTO cookies VALUES ('x');", NULL,
+                                  NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    char *buf = malloc((size_t)st.st_size);
+    int fd = open(path, O_RDONLY);
+    assert_int_equal(read(fd, buf, (size_t)st.st_size), st.st_size);
+    close(fd);
+    check_refused_untouched(path, buf, (size_t)st.st_size, "not a mailsync state DB");
+    free(buf);
+
+    /* Ours, but from a newer mailsync. */
+    struct state *s = open_ok(fx->path);
+    state_close(s);
+    assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "UPDATE meta SET value = '99' WHERE key = 'schema_version'", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    struct ms_error err;
+    assert_int_equal(state_open(fx->path, &s, &err), MS_ELOCAL);
+    assert_non_null(strstr(err.msg, "newer"));
+}
+
+static void not_a_file_refused(void **state)
+{
+    struct fixture *fx = *state;
+    char path[300];
+    snprintf(path, sizeof path, "%s/adir", fx->dir);
+    mkdir(path, 0700);
+    struct state *s;
+    struct ms_error err;
+    assert_int_equal(state_open(path, &s, &err), MS_ELOCAL);
+    assert_null(s);
+}
+
+/* ---- folders ---- */
+
+static void folders(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    struct state_folder f;
+    assert_int_equal(state_folder_get(s, "Sent", &f, &err), MS_OK);
+    assert_int_equal(f.id, 0);
+    assert_null(f.name);
+    assert_null(f.path);
+
+    struct state_folder sent = {.name = "Sent", .path = "Sent", .uidvalidity = 0xFFFFFFFFu, .uidnext = 4000000000u,
+                                .highestmodseq = (1ull << 63) + 5, .last_sync = 1700000000};
+    assert_int_equal(state_folder_save(s, &sent, &err), MS_OK);
+    int64_t sent_id = sent.id;
+    int64_t a_id = add_folder(s, "Archive");
+    assert_int_not_equal(a_id, sent_id);
+    put(s, sent_id, 1, "x");
+    put(s, sent_id, 2, "y");
+
+    assert_int_equal(state_folder_get(s, "Sent", &f, &err), MS_OK);
+    assert_int_equal(f.id, sent_id);
+    assert_string_equal(f.name, "Sent");
+    assert_string_equal(f.path, "Sent");
+    assert_int_equal(f.uidvalidity, 0xFFFFFFFFu);
+    assert_int_equal(f.uidnext, 4000000000u);
+    assert_true(f.highestmodseq == (1ull << 63) + 5);
+    assert_int_equal(f.last_sync, 1700000000);
+    assert_int_equal(f.message_count, 2);
+
+    /* Update. */
+    f.uidvalidity = 42;
+    f.highestmodseq = 0;
+    char *oldpath = f.path;
+    f.path = strdup("Sent Items");
+    free(oldpath);
+    assert_int_equal(state_folder_save(s, &f, &err), MS_OK);
+    assert_int_equal(f.id, sent_id);
+    state_folder_free(&f);
+
+    struct state_folder *list;
+    size_t n;
+    assert_int_equal(state_folder_list(s, &list, &n, &err), MS_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].name, "Archive");
+    assert_int_equal(list[0].message_count, 0);
+    assert_string_equal(list[1].name, "Sent");
+    assert_string_equal(list[1].path, "Sent Items");
+    assert_int_equal(list[1].uidvalidity, 42);
+    assert_int_equal(list[1].message_count, 2);
+    state_folders_free(list, n);
+
+    /* A second folder with the same name is refused (UNIQUE). */
+    struct state_folder dup = {.name = "Sent"};
+    assert_int_equal(state_folder_save(s, &dup, &err), MS_ELOCAL);
+
+    /* Delete cascades to the messages. */
+    assert_int_equal(state_folder_delete(s, sent_id, &err), MS_OK);
+    assert_int_equal(count_msgs(s, sent_id), 0);
+    assert_int_equal(state_folder_get(s, "Sent", &f, &err), MS_OK);
+    assert_int_equal(f.id, 0);
+    /* Saving a folder whose row is gone is an error, not a silent no-op. */
+    struct state_folder gone = {.id = sent_id, .name = "Sent"};
+    assert_int_equal(state_folder_save(s, &gone, &err), MS_ELOCAL);
+    state_close(s);
+}
+
+/* ---- messages ---- */
+
+static void messages(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    int64_t fid = add_folder(s, "INBOX");
+    int64_t other = add_folder(s, "Other");
+    struct state_msg m = {.uid = 0xFFFFFFFFu, .uniq = "big", .flags = FLAG_FLAGGED | FLAG_DRAFT,
+                          .keywords = "$Junk work", .size = 5000000000ull, .message_id = "<a@b>",
+                          .hash = "abcdef", .pending = true};
+    assert_int_equal(state_msg_put(s, fid, &m, &err), MS_OK);
+    put(s, fid, 5, "five");
+    put(s, fid, 3, "three");
+    put(s, other, 3, "other-three");
+
+    struct state_msg *v;
+    size_t n;
+    assert_int_equal(state_msg_list(s, fid, &v, &n, &err), MS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(v[0].uid, 3);
+    assert_string_equal(v[0].uniq, "three");
+    assert_int_equal(v[0].flags, FLAG_SEEN);
+    assert_null(v[0].keywords);
+    assert_null(v[0].message_id);
+    assert_null(v[0].hash);
+    assert_false(v[0].pending);
+    assert_int_equal(v[1].uid, 5);
+    assert_int_equal(v[2].uid, 0xFFFFFFFFu);
+    assert_string_equal(v[2].uniq, "big");
+    assert_int_equal(v[2].flags, FLAG_FLAGGED | FLAG_DRAFT);
+    assert_string_equal(v[2].keywords, "$Junk work");
+    assert_true(v[2].size == 5000000000ull);
+    assert_string_equal(v[2].message_id, "<a@b>");
+    assert_string_equal(v[2].hash, "abcdef");
+    assert_true(v[2].pending);
+    state_msgs_free(v, n);
+
+    /* Put replaces. */
+    put(s, fid, 5, "five-again");
+    assert_int_equal(state_msg_set_flags(s, fid, 3, FLAG_ANSWERED, "kw", &err), MS_OK);
+    assert_int_equal(state_msg_confirm(s, fid, 0xFFFFFFFFu, &err), MS_OK);
+    assert_int_equal(state_msg_list(s, fid, &v, &n, &err), MS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(v[0].flags, FLAG_ANSWERED);
+    assert_string_equal(v[0].keywords, "kw");
+    assert_string_equal(v[1].uniq, "five-again");
+    assert_false(v[2].pending);
+    state_msgs_free(v, n);
+
+    assert_int_equal(state_msg_delete(s, fid, 5, &err), MS_OK);
+    assert_int_equal(count_msgs(s, fid), 2);
+    assert_int_equal(state_msg_delete_all(s, fid, &err), MS_OK);
+    assert_int_equal(count_msgs(s, fid), 0);
+    assert_int_equal(count_msgs(s, other), 1); /* other folders untouched */
+
+    /* A message for a folder that does not exist violates the foreign key. */
+    assert_int_equal(state_msg_put(s, 9999, &m, &err), MS_ELOCAL);
+    state_close(s);
+}
+
+static void transactions(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    int64_t fid = add_folder(s, "INBOX");
+    put(s, fid, 1, "kept");
+
+    assert_int_equal(state_begin(s, &err), MS_OK);
+    put(s, fid, 2, "discarded");
+    assert_int_equal(state_msg_delete(s, fid, 1, &err), MS_OK);
+    assert_int_equal(state_meta_set(s, "k", "v", &err), MS_OK);
+    state_rollback(s);
+    assert_int_equal(count_msgs(s, fid), 1);
+    char *v;
+    assert_int_equal(state_meta_get(s, "k", &v, &err), MS_OK);
+    assert_null(v);
+
+    assert_int_equal(state_begin(s, &err), MS_OK);
+    put(s, fid, 2, "committed");
+    assert_int_equal(state_commit(s, &err), MS_OK);
+    state_rollback(s); /* harmless outside a transaction */
+    assert_int_equal(count_msgs(s, fid), 2);
+    state_close(s);
+
+    /* Committed work survives reopening; an open transaction at close does
+     * not. */
+    s = open_ok(fx->path);
+    assert_int_equal(count_msgs(s, fid), 2);
+    assert_int_equal(state_begin(s, &err), MS_OK);
+    put(s, fid, 3, "uncommitted");
+    state_close(s);
+    s = open_ok(fx->path);
+    assert_int_equal(count_msgs(s, fid), 2);
+    state_close(s);
+}
+
+static void meta(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    char *v = (char *)1;
+    assert_int_equal(state_meta_get(s, "last_error", &v, &err), MS_OK);
+    assert_null(v);
+    assert_int_equal(state_meta_set(s, "last_error", "connection refused", &err), MS_OK);
+    assert_int_equal(state_meta_set(s, "last_error", "timeout", &err), MS_OK);
+    assert_int_equal(state_meta_get(s, "last_error", &v, &err), MS_OK);
+    assert_string_equal(v, "timeout");
+    free(v);
+    assert_int_equal(state_meta_set(s, "last_error", NULL, &err), MS_OK);
+    assert_int_equal(state_meta_get(s, "last_error", &v, &err), MS_OK);
+    assert_null(v);
+    state_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(create_and_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(empty_file_is_initialized, setup, teardown),
+        cmocka_unit_test_setup_teardown(garbage_file_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(truncated_db_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(garbled_db_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(foreign_or_newer_db_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(not_a_file_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(folders, setup, teardown),
+        cmocka_unit_test_setup_teardown(messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(transactions, setup, teardown),
+        cmocka_unit_test_setup_teardown(meta, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
