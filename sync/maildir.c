@@ -511,7 +511,7 @@ int maildir_scan(struct maildir_folder *f, struct local_msg **out, size_t *n, st
     *out = NULL;
     *n = 0;
     for (int attempt = 0; attempt < SCAN_ATTEMPTS; attempt++) {
-        struct timespec before[2], after[2];
+        struct timespec before[2] = {{0, 0}, {0, 0}}, after[2] = {{0, 0}, {0, 0}};
         int rc = settle(f, before, err);
         if (rc)
             return rc;
@@ -580,7 +580,7 @@ int maildir_find(struct maildir_folder *f, const char *uniq, struct local_msg *o
     if (!name_ok(uniq) || strstr(uniq, ":2,"))
         return 1;
     for (int attempt = 0; attempt < SCAN_ATTEMPTS; attempt++) {
-        struct timespec before[2], after[2];
+        struct timespec before[2] = {{0, 0}, {0, 0}}, after[2] = {{0, 0}, {0, 0}};
         int rc = settle(f, before, err);
         if (rc)
             return rc;

@@ -62,7 +62,7 @@ static int teardown(void **state)
 /* Read a whole small file below the root into buf; returns its length or -1. */
 static ssize_t slurp(const struct fixture *fx, const char *rel, char *buf, size_t cap)
 {
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof path, "%s/%s", fx->root, rel);
     int fd = open(path, O_RDONLY);
     if (fd < 0)
