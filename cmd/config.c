@@ -663,7 +663,7 @@ static int key_line(struct parser *p, char *line)
     p->key_line[id] = p->line;
     if (!key_defs[id].expand)
         return key_defs[id].set(p, key, value);
-    char *expanded;
+    char *expanded = NULL;
     int rc = expand_value(p, key, value, &expanded);
     if (rc != MS_OK)
         return rc;
@@ -891,9 +891,9 @@ static int parse_text(struct parser *p, char *text, size_t len)
 int config_load(const char *path, struct config *out, struct ms_error *err)
 {
     memset(out, 0, sizeof *out);
-    char *text;
-    size_t len;
-    mode_t mode;
+    char *text = NULL;
+    size_t len = 0;
+    mode_t mode = 0;
     int rc = read_file(path, &text, &len, &mode, err);
     if (rc != MS_OK)
         return rc;
