@@ -1,0 +1,1332 @@
+/*
+ * imap.c: the IMAP side (imap.h) over libetpan, on our own transport.
+ *
+ * libetpan parses and formats IMAP; sync/netstream.c moves the bytes (TLS,
+ * deadlines, literal caps, masked trace). This file decides what is sent
+ * and when: the connect sequence (TLS, STARTTLS without stripping or
+ * injection, fresh capabilities, authentication), LIST, SELECT/EXAMINE,
+ * and the three UID FETCH shapes, all with libetpan's per-message handler
+ * so no FETCH result list grows and a tagged NO is never hidden, and with
+ * a body handler installed for the whole session so no body is ever held
+ * in memory (libetpan would otherwise keep each literal whole).
+ *
+ * libetpan codes map to ours as in shared/docs/libetpan.md §6: STREAM,
+ * PARSE, PROTOCOL (BAD, wrong tag), FATAL (BYE) mean the session is dead
+ * (MS_ENET, the stream is closed at once, later calls fail fast); a
+ * command's own error code means a tagged NO (MS_EPARTIAL, still usable).
+ */
+#include "sync/imap.h"
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <libetpan/libetpan.h>
+#include <openssl/evp.h>
+
+#include "sync/flags.h"
+#include "sync/log.h"
+#include "sync/netstream.h"
+#include "sync/tls.h"
+
+#define STREAM_BUFFER_SIZE 65536
+#define FETCH_BATCH_UIDS 500
+#define FETCH_SET_CHARS 7000 /* keeps a UID FETCH line well under 8 KB */
+#define IDENTITY_MAX 8192
+#define KEYWORDS_MAX 4096
+#define CAPS_MAX 16384
+
+enum body_mode { BODY_DISCARD, BODY_SINK, BODY_IDENTITY };
+
+struct imap_session {
+    mailimap *imap;
+    struct netstream *ns; /* owned by imap->imap_stream; NULL once closed */
+    struct tls_client *tls;
+    char *host;
+    int port;
+    int timeout;
+    bool dead;
+    char *caps;
+    char *tls_info;
+    /* What the session-wide body handler does with body bytes now. */
+    enum body_mode body_mode;
+    struct fetch_ctx *fetch;
+};
+
+/* ======================================================================
+ * Errors
+ * ==================================================================== */
+
+static const char *server_text(struct imap_session *s)
+{
+    const char *t = s->imap ? s->imap->imap_response : NULL;
+    if (!t || !*t)
+        return "(no text)";
+    return log_escape(t, strlen(t), 200);
+}
+
+/* Close the connection now: after a fatal error nothing more may be sent
+ * or trusted, and mailimap_free() must not try a LOGOUT. */
+static void kill_stream(struct imap_session *s)
+{
+    s->dead = true;
+    if (s->imap && s->imap->imap_stream) {
+        mailstream_close(s->imap->imap_stream);
+        s->imap->imap_stream = NULL;
+        s->imap->imap_state = MAILIMAP_STATE_DISCONNECTED;
+    }
+    s->ns = NULL;
+}
+
+static int fail_dead(struct imap_session *s, struct ms_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail_dead(struct imap_session *s, struct ms_error *err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = MS_ENET;
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    kill_stream(s);
+    return MS_ENET;
+}
+
+/* Why the connection broke, from the transport's point of view. */
+static const char *stream_reason(struct imap_session *s, const char *fallback)
+{
+    if (s->ns && netstream_failed(s->ns))
+        return netstream_reason(s->ns);
+    if (s->ns && netstream_bye_text(s->ns))
+        return netstream_bye_text(s->ns);
+    return fallback;
+}
+
+/* A libetpan call `what` returned r (not NO_ERROR). */
+static int fail_call(struct imap_session *s, int r, const char *what, struct ms_error *err)
+{
+    char text[260];
+    switch (r) {
+    case MAILIMAP_ERROR_STREAM:
+        return fail_dead(s, err, "%s: %s:%d: %s", what, s->host, s->port, stream_reason(s, "connection lost"));
+    case MAILIMAP_ERROR_PARSE:
+        return fail_dead(s, err, "%s: %s:%d: %s", what, s->host, s->port,
+                         stream_reason(s, "could not parse the server's response"));
+    case MAILIMAP_ERROR_PROTOCOL:
+        snprintf(text, sizeof text, "%s", server_text(s));
+        return fail_dead(s, err, "%s: %s:%d: server replied BAD (or with a wrong tag): %s", what, s->host, s->port,
+                         text);
+    case MAILIMAP_ERROR_FATAL:
+        snprintf(text, sizeof text, "%s", server_text(s));
+        return fail_dead(s, err, "%s: %s:%d: server closed the session: %s", what, s->host, s->port, text);
+    case MAILIMAP_ERROR_MEMORY:
+        return fail_dead(s, err, "%s: out of memory", what);
+    case MAILIMAP_ERROR_BAD_STATE:
+        return ms_error_set(err, MS_EPARTIAL, "%s: not possible in this IMAP state (no folder selected?)", what);
+    case MAILIMAP_ERROR_CONNECTION_REFUSED:
+    case MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION:
+        snprintf(text, sizeof text, "%s", server_text(s));
+        return fail_dead(s, err, "%s: %s:%d refused the session: %s", what, s->host, s->port, text);
+    default:
+        return ms_error_set(err, MS_EPARTIAL, "%s: server said NO: %s", what, server_text(s));
+    }
+}
+
+static int check_alive(struct imap_session *s, struct ms_error *err)
+{
+    if (!s || s->dead || !s->imap || !s->imap->imap_stream)
+        return ms_error_set(err, MS_ENET, "the IMAP connection%s%s is no longer usable", s ? " to " : "",
+                            s ? s->host : "");
+    return MS_OK;
+}
+
+/* ======================================================================
+ * Capabilities
+ * ==================================================================== */
+
+static void set_caps_text(struct imap_session *s)
+{
+    free(s->caps);
+    s->caps = NULL;
+    struct mailimap_connection_info *ci = s->imap->imap_connection_info;
+    size_t cap = 256, o = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return;
+    out[0] = '\0';
+    if (ci && ci->imap_capability && ci->imap_capability->cap_list) {
+        for (clistiter *it = clist_begin(ci->imap_capability->cap_list); it; it = clist_next(it)) {
+            struct mailimap_capability *c = clist_content(it);
+            const char *pre = c->cap_type == MAILIMAP_CAPABILITY_AUTH_TYPE ? "AUTH=" : "";
+            const char *name =
+                c->cap_type == MAILIMAP_CAPABILITY_AUTH_TYPE ? c->cap_data.cap_auth_type : c->cap_data.cap_name;
+            if (!name)
+                continue;
+            size_t need = o + 1 + strlen(pre) + strlen(name) + 1;
+            if (need > CAPS_MAX)
+                break;
+            if (need > cap) {
+                size_t ncap = need * 2;
+                char *n = realloc(out, ncap);
+                if (!n)
+                    break;
+                out = n;
+                cap = ncap;
+            }
+            o += (size_t)snprintf(out + o, cap - o, "%s%s%s", o ? " " : "", pre, name);
+        }
+    }
+    /* Capabilities are atoms; anything else is shown harmlessly. */
+    for (size_t i = 0; i < o; i++)
+        if ((unsigned char)out[i] < 0x21 || (unsigned char)out[i] > 0x7e)
+            out[i] = out[i] == ' ' ? ' ' : '?';
+    s->caps = out;
+}
+
+/* Forget cached capabilities (libetpan keeps the pre-TLS ones) and ask
+ * again. The cache gets an empty list first: libetpan 1.9.4 dereferences
+ * it unchecked when the server answers OK without CAPABILITY data. */
+static int refresh_caps(struct imap_session *s, struct ms_error *err)
+{
+    mailimap *imap = s->imap;
+    if (!imap->imap_connection_info) {
+        imap->imap_connection_info = mailimap_connection_info_new();
+        if (!imap->imap_connection_info)
+            return fail_dead(s, err, "out of memory");
+    }
+    struct mailimap_connection_info *ci = imap->imap_connection_info;
+    if (ci->imap_capability)
+        mailimap_capability_data_free(ci->imap_capability);
+    ci->imap_capability = NULL;
+    clist *empty = clist_new();
+    if (empty)
+        ci->imap_capability = mailimap_capability_data_new(empty);
+    if (!ci->imap_capability) {
+        if (empty)
+            clist_free(empty);
+        return fail_dead(s, err, "out of memory");
+    }
+    struct mailimap_capability_data *cd = NULL;
+    int r = mailimap_capability(imap, &cd);
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, "CAPABILITY", err);
+    mailimap_capability_data_free(cd);
+    set_caps_text(s);
+    if (!s->caps)
+        return fail_dead(s, err, "out of memory");
+    return MS_OK;
+}
+
+const char *imap_capabilities(struct imap_session *s)
+{
+    return s && s->caps ? s->caps : "";
+}
+
+bool imap_has_capability(struct imap_session *s, const char *name)
+{
+    if (!s || !s->caps || !name || !*name)
+        return false;
+    size_t n = strlen(name);
+    for (const char *p = s->caps; *p;) {
+        const char *e = strchr(p, ' ');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && strncasecmp(p, name, n) == 0)
+            return true;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return false;
+}
+
+const char *imap_tls_info(struct imap_session *s)
+{
+    return s && s->tls_info ? s->tls_info : "none";
+}
+
+/* ======================================================================
+ * Authentication
+ * ==================================================================== */
+
+/* malloc'd base64 of len bytes of data (no line breaks). */
+static char *base64(const unsigned char *data, size_t len)
+{
+    size_t outlen = 4 * ((len + 2) / 3) + 1;
+    char *out = malloc(outlen);
+    if (!out)
+        return NULL;
+    EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+    return out;
+}
+
+static void free_secret(char *p)
+{
+    if (p) {
+        explicit_bzero(p, strlen(p));
+        free(p);
+    }
+}
+
+static int stream_puts(mailstream *st, const char *text)
+{
+    size_t n = strlen(text);
+    return mailstream_write(st, text, n) == (ssize_t)n ? 0 : -1;
+}
+
+/* One SASL exchange with a single client message: AUTHENTICATE mech, the
+ * initial response inline when the server has SASL-IR or after the first
+ * "+", then `cancel` for any further challenge (the server's error detail
+ * for XOAUTH2/OAUTHBEARER, or "*" to give up). Returns a libetpan code:
+ * NO_ERROR, ERROR_LOGIN for NO (or BAD after our cancel), or a fatal one. */
+static int sasl_exchange(struct imap_session *s, const char *mech, const char *ir, const char *cancel)
+{
+    mailimap *imap = s->imap;
+    mailstream *st = imap->imap_stream;
+    bool inline_ir = imap_has_capability(s, "SASL-IR");
+    int r = MAILIMAP_NO_ERROR;
+    bool cancelled = false;
+
+    mailstream_set_privacy(st, 0);
+    netstream_set_secret(s->ns, true);
+    r = mailimap_send_current_tag(imap);
+    if (r == MAILIMAP_NO_ERROR &&
+        (stream_puts(st, "AUTHENTICATE ") || stream_puts(st, mech) ||
+         (inline_ir && (stream_puts(st, " ") || stream_puts(st, *ir ? ir : "="))) || stream_puts(st, "\r\n") ||
+         mailstream_flush(st) != 0))
+        r = MAILIMAP_ERROR_STREAM;
+    bool sent = inline_ir;
+    for (int round = 0; r == MAILIMAP_NO_ERROR; round++) {
+        if (!mailimap_read_line(imap)) {
+            r = MAILIMAP_ERROR_STREAM;
+            break;
+        }
+        if (imap->imap_stream_buffer->str[0] != '+')
+            break; /* untagged data or the tagged result: parsed below */
+        if (round >= 3) {
+            r = MAILIMAP_ERROR_PROTOCOL;
+            break;
+        }
+        const char *reply = sent ? cancel : ir;
+        cancelled = sent;
+        sent = true;
+        if (stream_puts(st, reply) || stream_puts(st, "\r\n") || mailstream_flush(st) != 0)
+            r = MAILIMAP_ERROR_STREAM;
+    }
+    netstream_set_secret(s->ns, false);
+    mailstream_set_privacy(st, 1);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+
+    struct mailimap_response *resp = NULL;
+    r = mailimap_parse_response(imap, &resp);
+    if (r == MAILIMAP_ERROR_PROTOCOL && cancelled)
+        return MAILIMAP_ERROR_LOGIN; /* BAD is the answer to our "*" */
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    mailimap_response_free(resp);
+    if (state != MAILIMAP_RESP_COND_STATE_OK)
+        return MAILIMAP_ERROR_LOGIN;
+    imap->imap_state = MAILIMAP_STATE_AUTHENTICATED;
+    return MAILIMAP_NO_ERROR;
+}
+
+/* Build the single client message of a mechanism, base64-encoded. */
+static char *sasl_message(enum auth_mech mech, const char *user, const char *secret, const char *host, int port)
+{
+    char *raw = NULL;
+    int len = -1;
+    switch (mech) {
+    case AUTH_PLAIN: {
+        /* authzid NUL authcid NUL passwd, with an empty authzid */
+        size_t ul = strlen(user), pl = strlen(secret);
+        raw = malloc(ul + pl + 2);
+        if (!raw)
+            return NULL;
+        raw[0] = '\0';
+        memcpy(raw + 1, user, ul);
+        raw[1 + ul] = '\0';
+        memcpy(raw + 2 + ul, secret, pl);
+        len = (int)(ul + pl + 2);
+        break;
+    }
+    case AUTH_XOAUTH2:
+        len = asprintf(&raw, "user=%s\001auth=Bearer %s\001\001", user, secret);
+        break;
+    case AUTH_OAUTHBEARER:
+        len = asprintf(&raw, "n,a=%s,\001host=%s\001port=%d\001auth=Bearer %s\001\001", user, host, port, secret);
+        break;
+    default:
+        return NULL;
+    }
+    if (len < 0)
+        return NULL;
+    char *b64 = base64((unsigned char *)raw, (size_t)len);
+    explicit_bzero(raw, (size_t)len);
+    free(raw);
+    return b64;
+}
+
+static enum auth_mech choose_mech(struct imap_session *s, enum auth_mech wanted)
+{
+    if (wanted != AUTH_AUTO)
+        return wanted;
+    if (imap_has_capability(s, "AUTH=PLAIN"))
+        return AUTH_PLAIN;
+    return AUTH_LOGIN;
+}
+
+static const char *mech_name(enum auth_mech m)
+{
+    switch (m) {
+    case AUTH_PLAIN:
+        return "PLAIN";
+    case AUTH_XOAUTH2:
+        return "XOAUTH2";
+    case AUTH_OAUTHBEARER:
+        return "OAUTHBEARER";
+    default:
+        return "LOGIN";
+    }
+}
+
+static int authenticate(struct imap_session *s, const struct account *acct, const char *password,
+                        struct ms_error *err)
+{
+    enum auth_mech mech = choose_mech(s, acct->auth);
+    if (mech == AUTH_LOGIN && imap_has_capability(s, "LOGINDISABLED"))
+        return fail_dead(s, err, "%s: server disabled LOGIN and does not offer AUTH=PLAIN (it offers: %s)", s->host,
+                         imap_capabilities(s));
+    if (strpbrk(acct->user, "\r\n") || (mech == AUTH_LOGIN && strpbrk(password, "\r\n")))
+        return fail_dead(s, err, "user name or password contains a line break");
+    log_msg(LOG_VERBOSE, "authenticating as %s with %s", acct->user, mech_name(mech));
+    int r;
+    if (mech == AUTH_LOGIN) {
+        r = mailimap_login(s->imap, acct->user, password);
+    } else {
+        char *msg = sasl_message(mech, acct->user, password, s->host, s->port);
+        if (!msg)
+            return fail_dead(s, err, "out of memory");
+        /* "*" cancels PLAIN; XOAUTH2 wants an empty line, OAUTHBEARER ^A. */
+        const char *cancel = mech == AUTH_PLAIN ? "*" : mech == AUTH_XOAUTH2 ? "" : "AQ==";
+        r = sasl_exchange(s, mech_name(mech), msg, cancel);
+        free_secret(msg);
+    }
+    /* libetpan's write buffer still holds the command we sent. */
+    if (s->imap->imap_stream)
+        explicit_bzero(s->imap->imap_stream->write_buffer, s->imap->imap_stream->buffer_max_size);
+    if (r == MAILIMAP_NO_ERROR)
+        return MS_OK;
+    if (r == MAILIMAP_ERROR_LOGIN) {
+        char text[260];
+        snprintf(text, sizeof text, "%s", server_text(s));
+        ms_error_set(err, MS_EAUTH, "authentication as %s on %s failed (%s): %s", acct->user, s->host,
+                     mech_name(mech), text);
+        kill_stream(s);
+        return MS_EAUTH;
+    }
+    return fail_call(s, r, "authentication", err);
+}
+
+/* ======================================================================
+ * Connect
+ * ==================================================================== */
+
+static bool is_loopback(const char *host)
+{
+    char name[256];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
+        snprintf(name, sizeof name, "%.*s", (int)(n - 2), host + 1);
+    else
+        snprintf(name, sizeof name, "%s", host);
+    if (strcasecmp(name, "localhost") == 0 || strcasecmp(name, "localhost.") == 0)
+        return true;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, name, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, name, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) ||
+               (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
+}
+
+static void body_handler_install(struct imap_session *s);
+
+/* Greeting read; now the STARTTLS dance, refusing every downgrade. */
+static int do_starttls(struct imap_session *s, bool preauth, struct ms_error *err)
+{
+    if (preauth)
+        return fail_dead(s, err,
+                         "%s: server greeted with PREAUTH before STARTTLS; refusing to continue without TLS",
+                         s->host);
+    int rc = refresh_caps(s, err);
+    if (rc != MS_OK)
+        return rc;
+    if (!imap_has_capability(s, "STARTTLS"))
+        return fail_dead(s, err,
+                         "%s: server does not offer STARTTLS; refusing to continue without TLS (tls = implicit?)",
+                         s->host);
+    int r = mailimap_starttls(s->imap);
+    mailstream *st = s->imap->imap_stream;
+    if (st && st->read_buffer_len != 0)
+        return fail_dead(s, err, "%s: server sent data after STARTTLS OK (injection?); connection closed", s->host);
+    if (r == MAILIMAP_ERROR_STARTTLS) {
+        char text[260];
+        snprintf(text, sizeof text, "%s", server_text(s));
+        return fail_dead(s, err, "%s: server refused STARTTLS: %s", s->host, text);
+    }
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, "STARTTLS", err);
+    rc = netstream_start_tls(s->ns, s->tls, s->host, err);
+    if (rc != MS_OK) {
+        kill_stream(s);
+        return rc;
+    }
+    return MS_OK;
+}
+
+static int check_account(const struct account *acct, const char *password, struct ms_error *err)
+{
+    if (!acct->host || !*acct->host || !acct->user)
+        return ms_error_set(err, MS_EUSAGE, "account %s: host and user are required", acct->name ? acct->name : "?");
+    if (acct->tls == TLS_NONE && !acct->allow_plaintext && !is_loopback(acct->host))
+        return ms_error_set(err, MS_EUSAGE,
+                            "account %s: tls = none is only allowed for a loopback host or with allow_plaintext = yes",
+                            acct->name ? acct->name : "?");
+    if (!password)
+        return ms_error_set(err, MS_EUSAGE, "account %s: no password or token", acct->name ? acct->name : "?");
+    return MS_OK;
+}
+
+/* TCP (+ implicit TLS) and the greeting. Returns the greeting code through
+ * *preauth. */
+static int open_session(struct imap_session *s, const struct account *acct, bool *preauth, struct ms_error *err)
+{
+    struct netstream *ns = NULL;
+    int rc = netstream_connect(s->host, s->port, s->timeout, &ns, err);
+    if (rc != MS_OK)
+        return rc;
+    if (acct->tls == TLS_IMPLICIT) {
+        rc = netstream_start_tls(ns, s->tls, s->host, err);
+        if (rc != MS_OK) {
+            netstream_destroy(ns);
+            return rc;
+        }
+    }
+    mailstream *st = mailstream_new(netstream_low(ns), STREAM_BUFFER_SIZE);
+    s->imap = st ? mailimap_new(0, NULL) : NULL;
+    if (!s->imap) {
+        if (st)
+            mailstream_close(st);
+        else
+            netstream_destroy(ns);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    s->ns = ns;
+    body_handler_install(s);
+    int r = mailimap_connect(s->imap, st);
+    if (!s->imap->imap_stream) /* libetpan did not take it (cannot happen in 1.9.4) */
+        mailstream_close(st);
+    if (r == MAILIMAP_NO_ERROR_AUTHENTICATED || r == MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
+        *preauth = r == MAILIMAP_NO_ERROR_AUTHENTICATED;
+        return MS_OK;
+    }
+    return fail_call(s, r, "greeting", err);
+}
+
+int imap_connect(const struct account *acct, const char *password, struct imap_session **out, struct ms_error *err)
+{
+    *out = NULL;
+    signal(SIGPIPE, SIG_IGN);
+    int rc = check_account(acct, password, err);
+    if (rc != MS_OK)
+        return rc;
+    struct imap_session *s = calloc(1, sizeof *s);
+    if (!s || !(s->host = strdup(acct->host))) {
+        free(s);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    s->timeout = acct->timeout > 0 ? acct->timeout : 60;
+    s->port = acct->port > 0 ? acct->port : (acct->tls == TLS_IMPLICIT ? 993 : 143);
+    if (acct->tls != TLS_NONE)
+        rc = tls_client_new(acct->ca_file, acct->fingerprint, &s->tls, err);
+    bool preauth = false;
+    if (rc == MS_OK)
+        rc = open_session(s, acct, &preauth, err);
+    if (rc == MS_OK && acct->tls == TLS_STARTTLS)
+        rc = do_starttls(s, preauth, err);
+    if (rc == MS_OK) {
+        s->tls_info = strdup(s->ns ? netstream_tls_info(s->ns) : "none");
+        /* Only capabilities learnt under the final protection count. */
+        rc = refresh_caps(s, err);
+    }
+    if (rc == MS_OK && !preauth) {
+        rc = authenticate(s, acct, password, err);
+        if (rc == MS_OK)
+            rc = refresh_caps(s, err); /* servers announce more after login */
+    }
+    if (rc != MS_OK) {
+        imap_close(s);
+        return rc;
+    }
+    log_msg(LOG_VERBOSE, "%s: capabilities: %s", s->host, imap_capabilities(s));
+    *out = s;
+    return MS_OK;
+}
+
+void imap_close(struct imap_session *s)
+{
+    if (!s)
+        return;
+    if (s->imap) {
+        if (!s->dead && s->imap->imap_stream) {
+            /* Best effort: do not wait long for a goodbye. */
+            netstream_set_timeout(s->ns, s->timeout < 10 ? s->timeout : 10);
+            mailimap_logout(s->imap); /* closes the stream */
+            s->ns = NULL;
+        }
+        kill_stream(s);
+        mailimap_free(s->imap);
+    }
+    tls_client_free(s->tls);
+    free(s->caps);
+    free(s->tls_info);
+    free(s->host);
+    free(s);
+}
+
+/* ======================================================================
+ * LIST, SELECT
+ * ==================================================================== */
+
+static bool flag_ext_is(const char *ext, const char *name)
+{
+    if (!ext)
+        return false;
+    if (*ext == '\\')
+        ext++;
+    return strcasecmp(ext, name) == 0;
+}
+
+static bool mailbox_noselect(const struct mailimap_mbx_list_flags *fl)
+{
+    if (!fl)
+        return false;
+    if (fl->mbf_type == MAILIMAP_MBX_LIST_FLAGS_SFLAG && fl->mbf_sflag == MAILIMAP_MBX_LIST_SFLAG_NOSELECT)
+        return true;
+    for (clistiter *it = fl->mbf_oflags ? clist_begin(fl->mbf_oflags) : NULL; it; it = clist_next(it)) {
+        struct mailimap_mbx_list_oflag *of = clist_content(it);
+        if (of->of_type == MAILIMAP_MBX_LIST_OFLAG_FLAG_EXT &&
+            (flag_ext_is(of->of_flag_ext, "NonExistent") || flag_ext_is(of->of_flag_ext, "Noselect")))
+            return true;
+    }
+    return false;
+}
+
+int imap_list(struct imap_session *s, struct imap_folder **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = check_alive(s, err);
+    if (rc != MS_OK)
+        return rc;
+    clist *list = NULL;
+    int r = mailimap_list(s->imap, "", "*", &list);
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, "LIST", err);
+    size_t count = list ? (size_t)clist_count(list) : 0;
+    struct imap_folder *f = calloc(count ? count : 1, sizeof *f);
+    if (!f) {
+        mailimap_list_result_free(list);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    size_t i = 0;
+    for (clistiter *it = list ? clist_begin(list) : NULL; it; it = clist_next(it)) {
+        struct mailimap_mailbox_list *mb = clist_content(it);
+        if (!mb || !mb->mb_name)
+            continue;
+        f[i].name = strdup(mb->mb_name);
+        if (!f[i].name) {
+            imap_folders_free(f, i);
+            mailimap_list_result_free(list);
+            return ms_error_set(err, MS_ELOCAL, "out of memory");
+        }
+        f[i].delim = mb->mb_delimiter;
+        f[i].noselect = mailbox_noselect(mb->mb_flag);
+        i++;
+    }
+    if (list)
+        mailimap_list_result_free(list);
+    *out = f;
+    *n = i;
+    return MS_OK;
+}
+
+void imap_folders_free(struct imap_folder *f, size_t n)
+{
+    if (!f)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(f[i].name);
+    free(f);
+}
+
+int imap_select(struct imap_session *s, const char *name, bool read_write, struct imap_mailbox *out,
+                struct ms_error *err)
+{
+    memset(out, 0, sizeof *out);
+    int rc = check_alive(s, err);
+    if (rc != MS_OK)
+        return rc;
+    /* libetpan sends names as quoted strings, raw: a line break would
+     * split the command. */
+    if (!name || !*name || strpbrk(name, "\r\n"))
+        return ms_error_set(err, MS_EPARTIAL, "folder name %s cannot be selected (empty or has a line break)",
+                            name ? log_escape(name, strlen(name), 100) : "(null)");
+    bool condstore = imap_has_capability(s, "CONDSTORE");
+    uint64_t modseq = 0;
+    int r;
+    if (read_write)
+        r = condstore ? mailimap_select_condstore(s->imap, name, &modseq) : mailimap_select(s->imap, name);
+    else
+        r = condstore ? mailimap_examine_condstore(s->imap, name, &modseq) : mailimap_examine(s->imap, name);
+    char what[200];
+    snprintf(what, sizeof what, "%s %s", read_write ? "SELECT" : "EXAMINE", log_escape(name, strlen(name), 100));
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, what, err);
+    struct mailimap_selection_info *si = s->imap->imap_selection_info;
+    if (!si || si->sel_uidvalidity == 0)
+        return ms_error_set(err, MS_EPARTIAL, "%s: server gave no UIDVALIDITY", what);
+    out->uidvalidity = si->sel_uidvalidity;
+    out->uidnext = si->sel_uidnext;
+    out->exists = si->sel_exists;
+    out->highestmodseq = modseq;
+    return MS_OK;
+}
+
+/* ======================================================================
+ * FETCH machinery: the session-wide body handler and per-fetch handlers.
+ * ==================================================================== */
+
+struct fetch_ctx {
+    struct imap_session *s;
+    const uint32_t *batch; /* sorted UIDs asked for in this command */
+    size_t nbatch;
+    bool *seen;            /* per batch entry: a body/identity came back */
+    int rc;                /* non-zero: abort (callback's code, or MS_ENET) */
+    char why[200];
+    /* imap_fetch_flags */
+    uint32_t first, last;
+    struct imap_msg *msgs;
+    size_t nmsgs, capmsgs;
+    /* imap_fetch_bodies */
+    const struct imap_body_sink *sink;
+    bool body_started;
+    /* imap_fetch_identity */
+    void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id);
+    void *found_ctx;
+    char idbuf[IDENTITY_MAX];
+    size_t idlen;
+    bool id_seen;
+};
+
+static bool is_full_body(int type, const struct mailimap_msg_att_body_section *sec)
+{
+    if (type == MAILIMAP_MSG_ATT_RFC822)
+        return true;
+    return type == MAILIMAP_MSG_ATT_BODY_SECTION && sec && (!sec->sec_section || !sec->sec_section->sec_spec);
+}
+
+/* Stop the fetch: remember why and make the transport fail, so libetpan
+ * stops reading at once instead of draining the rest of the response. */
+static void fetch_abort(struct fetch_ctx *f, int rc, const char *why)
+{
+    if (f->rc)
+        return;
+    f->rc = rc;
+    snprintf(f->why, sizeof f->why, "%s", why);
+    if (f->s->ns)
+        netstream_cancel(f->s->ns);
+}
+
+static bool on_body(int type, struct mailimap_msg_att_body_section *sec, const char *bytes, size_t len, void *ctx)
+{
+    struct imap_session *s = ctx;
+    struct fetch_ctx *f = s->fetch;
+    if (!f || s->body_mode == BODY_DISCARD)
+        return true; /* nobody asked for it: drop it, keep memory flat */
+    if (f->rc)
+        return false;
+    if (s->body_mode == BODY_SINK) {
+        if (!is_full_body(type, sec))
+            return true;
+        f->body_started = true;
+        int r = f->sink->chunk(f->sink->ctx, bytes, len);
+        if (r != 0) {
+            fetch_abort(f, r, "message data could not be stored");
+            return false;
+        }
+        return true;
+    }
+    /* BODY_IDENTITY: keep the first bytes of the header section. */
+    if (type == MAILIMAP_MSG_ATT_BODY_SECTION && !is_full_body(type, sec)) {
+        size_t room = sizeof f->idbuf - f->idlen;
+        size_t take = len < room ? len : room;
+        memcpy(f->idbuf + f->idlen, bytes, take);
+        f->idlen += take;
+        f->id_seen = true;
+    }
+    return true;
+}
+
+static void body_handler_install(struct imap_session *s)
+{
+    s->body_mode = BODY_DISCARD;
+    mailimap_set_msg_body_handler(s->imap, on_body, s);
+}
+
+/* libetpan calls the per-message handler only with a progress callback. */
+static void on_items_progress(size_t current, size_t maximum, void *ctx)
+{
+    (void)current;
+    (void)maximum;
+    (void)ctx;
+}
+
+static int fetch_index(const struct fetch_ctx *f, uint32_t uid)
+{
+    size_t lo = 0, hi = f->nbatch;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->batch[mid] == uid)
+            return (int)mid;
+        if (f->batch[mid] < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+static time_t internaldate_to_time(const struct mailimap_date_time *d)
+{
+    if (!d || d->dt_year < 1970 || d->dt_year > 9999 || d->dt_month < 1 || d->dt_month > 12 || d->dt_day < 1 ||
+        d->dt_day > 31 || d->dt_hour < 0 || d->dt_hour > 23 || d->dt_min < 0 || d->dt_min > 59 || d->dt_sec < 0 ||
+        d->dt_sec > 60)
+        return 0;
+    struct tm tm = {.tm_year = d->dt_year - 1900,
+                    .tm_mon = d->dt_month - 1,
+                    .tm_mday = d->dt_day,
+                    .tm_hour = d->dt_hour,
+                    .tm_min = d->dt_min,
+                    .tm_sec = d->dt_sec};
+    time_t t = timegm(&tm);
+    /* dt_zone is the signed +HHMM offset as a number, e.g. -130 for -0130. */
+    if (d->dt_zone < -1459 || d->dt_zone > 1459)
+        return t;
+    int z = d->dt_zone < 0 ? -d->dt_zone : d->dt_zone;
+    if (z % 100 > 59)
+        return t;
+    long off = (long)(z / 100) * 3600 + (long)(z % 100) * 60;
+    return d->dt_zone < 0 ? t + off : t - off;
+}
+
+/* Append keyword kw to the space-separated list *kws. */
+static void add_keyword(char **kws, const char *kw)
+{
+    if (!kw || !*kw || strlen(kw) > 200)
+        return;
+    for (const char *p = kw; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return; /* not an atom: not something we could store back */
+    size_t old = *kws ? strlen(*kws) : 0;
+    if (old + strlen(kw) + 2 > KEYWORDS_MAX)
+        return;
+    char *n = realloc(*kws, old + strlen(kw) + 2);
+    if (!n)
+        return;
+    if (old)
+        n[old++] = ' ';
+    strcpy(n + old, kw);
+    *kws = n;
+}
+
+static void parse_flags(const struct mailimap_msg_att_dynamic *dyn, struct imap_msg *m)
+{
+    if (!dyn || !dyn->att_list)
+        return;
+    for (clistiter *it = clist_begin(dyn->att_list); it; it = clist_next(it)) {
+        struct mailimap_flag_fetch *ff = clist_content(it);
+        if (!ff || ff->fl_type != MAILIMAP_FLAG_FETCH_OTHER || !ff->fl_flag)
+            continue; /* \Recent is not ours to keep */
+        struct mailimap_flag *fl = ff->fl_flag;
+        switch (fl->fl_type) {
+        case MAILIMAP_FLAG_ANSWERED:
+            m->flags |= FLAG_ANSWERED;
+            break;
+        case MAILIMAP_FLAG_FLAGGED:
+            m->flags |= FLAG_FLAGGED;
+            break;
+        case MAILIMAP_FLAG_DELETED:
+            m->flags |= FLAG_DELETED;
+            break;
+        case MAILIMAP_FLAG_SEEN:
+            m->flags |= FLAG_SEEN;
+            break;
+        case MAILIMAP_FLAG_DRAFT:
+            m->flags |= FLAG_DRAFT;
+            break;
+        case MAILIMAP_FLAG_KEYWORD: {
+            unsigned bit = flags_from_imap_name(fl->fl_data.fl_keyword ? fl->fl_data.fl_keyword : "");
+            if (bit)
+                m->flags |= bit;
+            else
+                add_keyword(&m->keywords, fl->fl_data.fl_keyword);
+            break;
+        }
+        default:
+            break; /* \Extension flags: not keywords, not ours */
+        }
+    }
+}
+
+/* What one FETCH response says. */
+struct fetched {
+    struct imap_msg m;
+    bool has_uid;
+    bool has_body;
+    bool partial_body;
+};
+
+static void parse_att(const struct mailimap_msg_att *att, struct fetched *out)
+{
+    memset(out, 0, sizeof *out);
+    for (clistiter *it = att->att_list ? clist_begin(att->att_list) : NULL; it; it = clist_next(it)) {
+        struct mailimap_msg_att_item *item = clist_content(it);
+        if (item->att_type == MAILIMAP_MSG_ATT_ITEM_DYNAMIC) {
+            parse_flags(item->att_data.att_dyn, &out->m);
+            continue;
+        }
+        if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC || !item->att_data.att_static)
+            continue;
+        struct mailimap_msg_att_static *st = item->att_data.att_static;
+        switch (st->att_type) {
+        case MAILIMAP_MSG_ATT_UID:
+            out->m.uid = st->att_data.att_uid;
+            out->has_uid = st->att_data.att_uid != 0;
+            break;
+        case MAILIMAP_MSG_ATT_RFC822_SIZE:
+            out->m.size = st->att_data.att_rfc822_size;
+            break;
+        case MAILIMAP_MSG_ATT_INTERNALDATE:
+            out->m.internaldate = internaldate_to_time(st->att_data.att_internal_date);
+            break;
+        case MAILIMAP_MSG_ATT_RFC822:
+            out->has_body = true;
+            break;
+        case MAILIMAP_MSG_ATT_BODY_SECTION:
+            if (is_full_body(MAILIMAP_MSG_ATT_BODY_SECTION, st->att_data.att_body_section)) {
+                out->has_body = true;
+                if (st->att_data.att_body_section->sec_origin_octet != 0)
+                    out->partial_body = true;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* Run one UID FETCH with the per-message handler h. */
+static int run_fetch(struct imap_session *s, struct fetch_ctx *f, struct mailimap_set *set,
+                     struct mailimap_fetch_type *ft, mailimap_msg_att_handler *h, enum body_mode mode,
+                     const char *what, struct ms_error *err)
+{
+    s->fetch = f;
+    s->body_mode = mode;
+    mailimap_set_msg_att_handler(s->imap, h, f);
+    mailimap_set_progress_callback(s->imap, NULL, on_items_progress, f);
+    clist *result = NULL;
+    int r = mailimap_uid_fetch(s->imap, set, ft, &result);
+    mailimap_set_msg_att_handler(s->imap, NULL, NULL);
+    mailimap_set_progress_callback(s->imap, NULL, NULL, NULL);
+    s->body_mode = BODY_DISCARD;
+    s->fetch = NULL;
+    if (result)
+        mailimap_fetch_list_free(result);
+    if (f->rc) {
+        /* A callback or a check stopped us mid-response: the session is
+         * out of step with the server and cannot be reused. */
+        int rc = f->rc;
+        if (!err || err->code != rc || !err->msg[0])
+            ms_error_set(err, rc, "%s: %s", what, f->why);
+        kill_stream(s);
+        return rc;
+    }
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, what, err);
+    return MS_OK;
+}
+
+static struct mailimap_set *set_from_ranges(const struct uid_range *r, size_t n)
+{
+    struct mailimap_set *set = mailimap_set_new_empty();
+    for (size_t i = 0; set && i < n; i++) {
+        if (mailimap_set_add_interval(set, r[i].first, r[i].last) != MAILIMAP_NO_ERROR) {
+            mailimap_set_free(set);
+            return NULL;
+        }
+    }
+    return set;
+}
+
+static struct mailimap_fetch_type *fetch_type_of(struct mailimap_fetch_att **atts, size_t n)
+{
+    struct mailimap_fetch_type *ft = mailimap_fetch_type_new_fetch_att_list_empty();
+    for (size_t i = 0; i < n; i++) {
+        if (!ft || !atts[i] || mailimap_fetch_type_new_fetch_att_list_add(ft, atts[i]) != MAILIMAP_NO_ERROR) {
+            for (size_t j = i; j < n; j++)
+                if (atts[j])
+                    mailimap_fetch_att_free(atts[j]);
+            if (ft)
+                mailimap_fetch_type_free(ft);
+            return NULL;
+        }
+    }
+    return ft;
+}
+
+/* Run a fetch over sorted uids in batches; each batch's set and bookkeeping
+ * come from here, the per-message work from h. */
+static int fetch_batches(struct imap_session *s, struct fetch_ctx *f, const uint32_t *uids, size_t n,
+                         struct mailimap_fetch_type *ft, mailimap_msg_att_handler *h, enum body_mode mode,
+                         const char *what, struct ms_error *err)
+{
+    struct uid_range *ranges = malloc(FETCH_BATCH_UIDS * sizeof *ranges);
+    uint32_t *batch = malloc(FETCH_BATCH_UIDS * sizeof *batch);
+    bool *seen = malloc(FETCH_BATCH_UIDS * sizeof *seen);
+    int rc = MS_OK;
+    if (!ranges || !batch || !seen)
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    size_t i = 0;
+    while (rc == MS_OK && i < n) {
+        size_t nr = 0;
+        size_t used = imap_uid_batch(uids + i, n - i, FETCH_BATCH_UIDS, FETCH_SET_CHARS, ranges,
+                                     FETCH_BATCH_UIDS, &nr);
+        size_t nb = 0;
+        for (size_t k = 0; k < nr; k++)
+            for (uint64_t u = ranges[k].first; u <= ranges[k].last; u++)
+                batch[nb++] = (uint32_t)u;
+        i += used;
+        if (nr == 0)
+            break;
+        memset(seen, 0, nb * sizeof *seen);
+        f->batch = batch;
+        f->nbatch = nb;
+        f->seen = seen;
+        struct mailimap_set *set = set_from_ranges(ranges, nr);
+        if (!set) {
+            rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+            break;
+        }
+        rc = run_fetch(s, f, set, ft, h, mode, what, err);
+        mailimap_set_free(set);
+    }
+    free(ranges);
+    free(batch);
+    free(seen);
+    return rc;
+}
+
+/* ======================================================================
+ * imap_fetch_flags
+ * ==================================================================== */
+
+static void on_flags_att(struct mailimap_msg_att *att, void *ctx)
+{
+    struct fetch_ctx *f = ctx;
+    if (f->rc)
+        return;
+    struct fetched x;
+    parse_att(att, &x);
+    /* No UID: an unsolicited update we cannot place. Outside the range:
+     * "first:*" also returns the highest message when it is below first. */
+    if (!x.has_uid || x.m.uid < f->first || (f->last && x.m.uid > f->last)) {
+        free(x.m.keywords);
+        return;
+    }
+    if (f->nmsgs == f->capmsgs) {
+        size_t ncap = f->capmsgs ? f->capmsgs * 2 : 256;
+        struct imap_msg *n = realloc(f->msgs, ncap * sizeof *n);
+        if (!n) {
+            free(x.m.keywords);
+            fetch_abort(f, MS_ELOCAL, "out of memory");
+            return;
+        }
+        f->msgs = n;
+        f->capmsgs = ncap;
+    }
+    f->msgs[f->nmsgs++] = x.m;
+}
+
+/* A report and its arrival order, for sort_dedupe. */
+struct keyed_msg {
+    struct imap_msg m;
+    size_t idx;
+};
+
+static int cmp_keyed(const void *a, const void *b)
+{
+    const struct keyed_msg *x = a, *y = b;
+    if (x->m.uid != y->m.uid)
+        return x->m.uid < y->m.uid ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Sort by UID; when a UID came twice (an unsolicited update after the
+ * answer), the later report wins. Returns the new count; on allocation
+ * failure the list is left as it is and SIZE_MAX returned. */
+static size_t sort_dedupe(struct imap_msg *m, size_t n)
+{
+    if (n < 2)
+        return n;
+    struct keyed_msg *k = malloc(n * sizeof *k);
+    if (!k)
+        return SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        k[i].m = m[i];
+        k[i].idx = i;
+    }
+    qsort(k, n, sizeof *k, cmp_keyed);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 1 < n && k[i + 1].m.uid == k[i].m.uid) {
+            free(k[i].m.keywords); /* superseded by a later report */
+            continue;
+        }
+        m[o++] = k[i].m;
+    }
+    free(k);
+    return o;
+}
+
+int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct imap_msg **out, size_t *n,
+                     struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = check_alive(s, err);
+    if (rc != MS_OK)
+        return rc;
+    if (first == 0)
+        first = 1;
+    if (last != 0 && last < first)
+        return MS_OK;
+    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(),
+                                         mailimap_fetch_att_new_rfc822_size()};
+    struct mailimap_fetch_type *ft = fetch_type_of(atts, 3);
+    struct mailimap_set *set = mailimap_set_new_interval(first, last);
+    struct fetch_ctx *f = calloc(1, sizeof *f);
+    if (!ft || !set || !f) {
+        if (ft)
+            mailimap_fetch_type_free(ft);
+        if (set)
+            mailimap_set_free(set);
+        free(f);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    f->s = s;
+    f->first = first;
+    f->last = last;
+    rc = run_fetch(s, f, set, ft, on_flags_att, BODY_DISCARD, "UID FETCH (FLAGS)", err);
+    mailimap_set_free(set);
+    mailimap_fetch_type_free(ft);
+    if (rc != MS_OK) {
+        imap_msgs_free(f->msgs, f->nmsgs);
+        free(f);
+        return rc;
+    }
+    size_t kept = sort_dedupe(f->msgs, f->nmsgs);
+    if (kept == SIZE_MAX) {
+        imap_msgs_free(f->msgs, f->nmsgs);
+        free(f);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    *n = kept;
+    *out = f->msgs;
+    if (!*out) {
+        *out = calloc(1, sizeof **out); /* a valid, empty result */
+        if (!*out) {
+            free(f);
+            return ms_error_set(err, MS_ELOCAL, "out of memory");
+        }
+    }
+    free(f);
+    return MS_OK;
+}
+
+void imap_msgs_free(struct imap_msg *m, size_t n)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(m[i].keywords);
+    free(m);
+}
+
+/* ======================================================================
+ * imap_fetch_bodies
+ * ==================================================================== */
+
+static void on_body_att(struct mailimap_msg_att *att, void *ctx)
+{
+    struct fetch_ctx *f = ctx;
+    if (f->rc)
+        return;
+    struct fetched x;
+    parse_att(att, &x);
+    bool had_chunks = f->body_started;
+    f->body_started = false;
+    if (x.has_body || had_chunks) {
+        int idx = x.has_uid ? fetch_index(f, x.m.uid) : -1;
+        char why[120];
+        if (idx < 0 || f->seen[idx] || x.partial_body) {
+            snprintf(why, sizeof why, "server sent %s body for UID %u", x.partial_body ? "a partial" :
+                     idx < 0 ? "an unrequested" : "a second", x.m.uid);
+            free(x.m.keywords);
+            fetch_abort(f, MS_ENET, why);
+            return;
+        }
+        f->seen[idx] = true;
+    } else if (!x.has_uid) {
+        free(x.m.keywords);
+        return; /* an unsolicited update without UID: nothing to tell */
+    }
+    int r = f->sink->message(f->sink->ctx, &x.m, x.has_body);
+    free(x.m.keywords);
+    if (r != 0)
+        fetch_abort(f, r, "message could not be stored");
+}
+
+int imap_fetch_bodies(struct imap_session *s, const uint32_t *uids, size_t n, const struct imap_body_sink *sink,
+                      struct ms_error *err)
+{
+    int rc = check_alive(s, err);
+    if (rc != MS_OK || n == 0)
+        return rc;
+    if (err)
+        ms_error_clear(err);
+    struct mailimap_fetch_att *atts[] = {
+        mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(), mailimap_fetch_att_new_internaldate(),
+        mailimap_fetch_att_new_rfc822_size(), mailimap_fetch_att_new_body_peek_section(mailimap_section_new(NULL))};
+    struct mailimap_fetch_type *ft = fetch_type_of(atts, 5);
+    struct fetch_ctx *f = calloc(1, sizeof *f);
+    if (!ft || !f) {
+        if (ft)
+            mailimap_fetch_type_free(ft);
+        free(f);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    f->s = s;
+    f->sink = sink;
+    rc = fetch_batches(s, f, uids, n, ft, on_body_att, BODY_SINK, "UID FETCH (BODY.PEEK[])", err);
+    mailimap_fetch_type_free(ft);
+    free(f);
+    return rc;
+}
+
+/* ======================================================================
+ * imap_fetch_identity
+ * ==================================================================== */
+
+static void on_identity_att(struct mailimap_msg_att *att, void *ctx)
+{
+    struct fetch_ctx *f = ctx;
+    struct fetched x;
+    parse_att(att, &x);
+    free(x.m.keywords);
+    bool had_header = f->id_seen;
+    size_t len = f->idlen;
+    f->idlen = 0;
+    f->id_seen = false;
+    if (f->rc || !x.has_uid)
+        return;
+    int idx = fetch_index(f, x.m.uid);
+    if (idx < 0 || f->seen[idx])
+        return; /* unasked or repeated: identity must come from the answer */
+    if (!had_header) {
+        /* Some servers send an empty section as "" without calling us. */
+        bool section = false;
+        for (clistiter *it = clist_begin(att->att_list); it; it = clist_next(it)) {
+            struct mailimap_msg_att_item *item = clist_content(it);
+            if (item->att_type == MAILIMAP_MSG_ATT_ITEM_STATIC && item->att_data.att_static &&
+                item->att_data.att_static->att_type == MAILIMAP_MSG_ATT_BODY_SECTION)
+                section = true;
+        }
+        if (!section)
+            return; /* a flag update, not our answer */
+    }
+    f->seen[idx] = true;
+    char id[1000];
+    long l = imap_header_value(f->idbuf, len, "Message-ID", id, sizeof id);
+    f->found(f->found_ctx, x.m.uid, x.m.size, l > 0 ? id : NULL);
+}
+
+static void free_clist_item(void *item, void *unused)
+{
+    (void)unused;
+    free(item);
+}
+
+int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
+                        void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id), void *ctx,
+                        struct ms_error *err)
+{
+    int rc = check_alive(s, err);
+    if (rc != MS_OK || n == 0)
+        return rc;
+    clist *hdrs = clist_new();
+    char *h = strdup("MESSAGE-ID");
+    struct mailimap_header_list *hl = NULL;
+    if (hdrs && h && clist_append(hdrs, h) == 0) {
+        h = NULL;
+        hl = mailimap_header_list_new(hdrs);
+    }
+    struct mailimap_section *sec = hl ? mailimap_section_new_header_fields(hl) : NULL;
+    if (!sec) {
+        free(h);
+        if (hl)
+            mailimap_header_list_free(hl);
+        else if (hdrs) {
+            clist_foreach(hdrs, free_clist_item, NULL);
+            clist_free(hdrs);
+        }
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_rfc822_size(),
+                                         mailimap_fetch_att_new_body_peek_section(sec)};
+    struct mailimap_fetch_type *ft = fetch_type_of(atts, 3);
+    struct fetch_ctx *f = calloc(1, sizeof *f);
+    if (!ft || !f) {
+        if (ft)
+            mailimap_fetch_type_free(ft);
+        free(f);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    f->s = s;
+    f->found = found;
+    f->found_ctx = ctx;
+    rc = fetch_batches(s, f, uids, n, ft, on_identity_att, BODY_IDENTITY,
+                       "UID FETCH (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])", err);
+    mailimap_fetch_type_free(ft);
+    free(f);
+    return rc;
+}
