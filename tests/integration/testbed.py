@@ -1268,10 +1268,10 @@ def _ini_value(v):
     return str(v)
 
 
-def write_config(path, accounts, mode=0o600):
+def write_config(path, accounts, file_mode=0o600):
     """Write an INI config: accounts = {name: {key: value}} (values str, int
     or bool -> yes/no; a value None omits the key). File mode 0600 unless
-    told otherwise. Returns the path (str)."""
+    file_mode says otherwise. Returns the path (str)."""
     lines = ["# written by tests/integration/testbed.py"]
     for name, keys in accounts.items():
         lines.append("")
@@ -1283,17 +1283,18 @@ def write_config(path, accounts, mode=0o600):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write("\n".join(lines) + "\n")
-    os.chmod(path, mode)
+    os.chmod(path, file_mode)
     return path
 
 
-def account_keys(bed, user, maildir, state, tls="implicit", host=HOST, **extra):
-    """Config keys of an IMAP account on `bed` for `user`. tls: implicit
-    (port imaps), starttls (port imap), none (port imap). extra keys are
-    added/override (None removes a key)."""
+def account_keys(bed, login, maildir, state, tls="implicit", host=HOST, **extra):
+    """Config keys of an IMAP account on `bed` for `login` (a User). tls:
+    implicit (port imaps), starttls (port imap), none (port imap). extra
+    keys are added/override, e.g. user=..., password=... (None removes a
+    key)."""
     port = bed.imaps_port if tls == "implicit" else bed.imap_port
-    keys = {"host": host, "port": port, "tls": tls, "user": user.name,
-            "password": user.password, "ca_file": bed.ca_file,
+    keys = {"host": host, "port": port, "tls": tls, "user": login.name,
+            "password": login.password, "ca_file": bed.ca_file,
             "maildir": str(maildir), "state": str(state)}
     keys.update(extra)
     return {k: v for k, v in keys.items() if v is not None}
@@ -1411,11 +1412,17 @@ class Proxy:
     at most `chunk` bytes (throttling). cut_after: close both sides once this
     many server->client bytes went through (per connection). pause()/resume()
     stall the server->client direction. Counters: connections, bytes_down,
-    bytes_up. Use as a context manager or start()/stop()."""
+    bytes_up; record=True also keeps the raw bytes (upstream: client->server,
+    downstream: server->client) to check, e.g., that no password was sent.
+    delay/cut_after may be changed while running. Use as a context manager or start()/stop()."""
 
-    def __init__(self, target_port, target_host=HOST, delay=0.0, chunk=16384, cut_after=None):
+    def __init__(self, target_port, target_host=HOST, delay=0.0, chunk=16384, cut_after=None,
+                 record=False):
         self.target = (target_host, target_port)
         self.delay, self.chunk, self.cut_after = delay, chunk, cut_after
+        self.record = record
+        self.upstream = bytearray()    # client->server bytes when record=True
+        self.downstream = bytearray()  # server->client bytes when record=True
         self.connections = self.bytes_down = self.bytes_up = 0
         self._running = threading.Event()
         self._running.set()        # set = not paused
@@ -1499,8 +1506,12 @@ class Proxy:
                         break
                     state["down"] += len(data)
                     self.bytes_down += len(data)
+                    if self.record:
+                        self.downstream += data
                 else:
                     self.bytes_up += len(data)
+                    if self.record:
+                        self.upstream += data
                 dst.sendall(data)
         except OSError:
             pass
@@ -1552,10 +1563,11 @@ class BedTestCase(unittest.TestCase):
     def account_keys(self, **keys):
         return account_keys(self.bed, self.user, self.maildir, self.state, **keys)
 
-    def write_config(self, mode=0o600, **keys):
+    def write_config(self, file_mode=0o600, **keys):
         """(Re)write the config for account self.account; keys override the
         defaults of account_keys() (tls=..., mode=..., None drops a key)."""
-        return write_config(self.config_path, {self.account: self.account_keys(**keys)}, mode=mode)
+        return write_config(self.config_path, {self.account: self.account_keys(**keys)},
+                            file_mode=file_mode)
 
     def mailsync(self, *args, timeout=120, config=None):
         return run_mailsync(list(args), config=config or self.config_path,
