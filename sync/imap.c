@@ -223,6 +223,31 @@ static int refresh_caps(struct imap_session *s, struct ms_error *err)
     return MS_OK;
 }
 
+/* Forget what libetpan cached, so we can tell whether the next response
+ * brought capabilities. */
+static void drop_cached_caps(struct imap_session *s)
+{
+    struct mailimap_connection_info *ci = s->imap->imap_connection_info;
+    if (ci && ci->imap_capability) {
+        mailimap_capability_data_free(ci->imap_capability);
+        ci->imap_capability = NULL;
+    }
+}
+
+/* Use capabilities the server volunteered (greeting, login OK) when there
+ * are any; ask otherwise. */
+static int learn_caps(struct imap_session *s, struct ms_error *err)
+{
+    struct mailimap_connection_info *ci = s->imap->imap_connection_info;
+    if (ci && ci->imap_capability) {
+        set_caps_text(s);
+        if (!s->caps)
+            return fail_dead(s, err, "out of memory");
+        return MS_OK;
+    }
+    return refresh_caps(s, err);
+}
+
 const char *imap_capabilities(struct imap_session *s)
 {
     return s && s->caps ? s->caps : "";
@@ -467,7 +492,7 @@ static int do_starttls(struct imap_session *s, bool preauth, struct ms_error *er
         return fail_dead(s, err,
                          "%s: server greeted with PREAUTH before STARTTLS; refusing to continue without TLS",
                          s->host);
-    int rc = refresh_caps(s, err);
+    int rc = learn_caps(s, err); /* plaintext capabilities: only for STARTTLS */
     if (rc != MS_OK)
         return rc;
     if (!imap_has_capability(s, "STARTTLS"))
@@ -490,6 +515,7 @@ static int do_starttls(struct imap_session *s, bool preauth, struct ms_error *er
         kill_stream(s);
         return rc;
     }
+    drop_cached_caps(s); /* nothing learnt before TLS counts */
     return MS_OK;
 }
 
@@ -566,12 +592,13 @@ int imap_connect(const struct account *acct, const char *password, struct imap_s
     if (rc == MS_OK) {
         s->tls_info = strdup(s->ns ? netstream_tls_info(s->ns) : "none");
         /* Only capabilities learnt under the final protection count. */
-        rc = refresh_caps(s, err);
+        rc = learn_caps(s, err);
     }
     if (rc == MS_OK && !preauth) {
+        drop_cached_caps(s); /* servers announce more after login */
         rc = authenticate(s, acct, password, err);
         if (rc == MS_OK)
-            rc = refresh_caps(s, err); /* servers announce more after login */
+            rc = learn_caps(s, err);
     }
     if (rc != MS_OK) {
         imap_close(s);
@@ -960,7 +987,8 @@ static int run_fetch(struct imap_session *s, struct fetch_ctx *f, struct mailima
     mailimap_set_progress_callback(s->imap, NULL, NULL, NULL);
     s->body_mode = BODY_DISCARD;
     s->fetch = NULL;
-    if (result)
+    /* On failure libetpan has already freed the list it left in result. */
+    if (r == MAILIMAP_NO_ERROR && result)
         mailimap_fetch_list_free(result);
     if (f->rc) {
         /* A callback or a check stopped us mid-response: the session is
