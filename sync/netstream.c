@@ -958,7 +958,9 @@ long imap_header_value(const char *hdr, size_t len, const char *name, char *out,
                 char c = hdr[j++];
                 if (c == '\0')
                     j = len;
-                else if (c != '\r' && o + 1 < outlen)
+                else if (c == '\r' || ((c == ' ' || c == '\t') && o == 0))
+                    continue; /* leading blanks go before truncation */
+                else if (o + 1 < outlen)
                     out[o++] = c == '\t' ? ' ' : c;
             }
             if (j + 1 < len && (hdr[j + 1] == ' ' || hdr[j + 1] == '\t')) {

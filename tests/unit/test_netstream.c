@@ -1,0 +1,346 @@
+/* test_netstream.c: the pure parts of the transport: IMAP framing and its
+ * limits, secret masking, UID set batching, header values, fingerprints. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/netstream.h"
+#include "sync/tls.h"
+
+/* ---- framer ---------------------------------------------------------- */
+
+struct seen {
+    int lines;
+    int literals;
+    uint64_t last_literal;
+    char last_head[300];
+};
+
+static void record(void *ctx, const struct imap_framer *f, bool literal, uint64_t len)
+{
+    struct seen *s = ctx;
+    s->lines++;
+    if (literal) {
+        s->literals++;
+        s->last_literal = len;
+    }
+    snprintf(s->last_head, sizeof s->last_head, "%.*s", (int)f->head_len, f->head);
+}
+
+static void framer_setup(struct imap_framer *f, struct seen *s, bool limits)
+{
+    memset(s, 0, sizeof *s);
+    memset(f, 0, sizeof *f);
+    f->on_line = record;
+    f->ctx = s;
+    imap_framer_init(f, limits);
+}
+
+static int feed(struct imap_framer *f, const char *text)
+{
+    return imap_framer_feed(f, text, strlen(text), false);
+}
+
+static void literal_is_skipped(void **unused)
+{
+    (void)unused;
+    struct imap_framer f;
+    struct seen s;
+    framer_setup(&f, &s, true);
+    /* The literal holds a line that would be a huge literal if parsed. */
+    const char *in = "* 1 FETCH (UID 5 BODY[] {20}\r\n{99999999999}\r\nabcdef)\r\nA1 OK done\r\n";
+    assert_int_equal(feed(&f, in), 0);
+    assert_int_equal(s.literals, 1);
+    assert_int_equal(s.last_literal, 20);
+    assert_int_equal(s.lines, 3); /* the FETCH line, ")", the tagged OK */
+    assert_string_equal(s.last_head, "A1 OK done\r\n");
+}
+
+static void byte_by_byte_equals_whole(void **unused)
+{
+    (void)unused;
+    const char *in = "* LIST () \"/\" {3}\r\nabc\r\n* 2 FETCH (BODY[]<0> {4}\r\nx\r\ny)\r\nT OK x\r\n";
+    struct imap_framer f;
+    struct seen s;
+    framer_setup(&f, &s, true);
+    for (size_t i = 0; in[i]; i++)
+        assert_int_equal(imap_framer_feed(&f, in + i, 1, false), 0);
+    assert_int_equal(s.literals, 2);
+    assert_int_equal(s.last_literal, 4);
+    assert_false(f.in_literal);
+    assert_true(f.response_start);
+}
+
+static void wrapping_size_is_refused(void **unused)
+{
+    (void)unused;
+    struct imap_framer f;
+    struct seen s;
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* 1 FETCH (BODY[] {4294967306}\r\n"), -1);
+    assert_non_null(strstr(f.reason, "4294967306"));
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* 1 FETCH (BODY[] {000000000001}\r\n"), -1);
+    assert_non_null(strstr(f.reason, "12-digit"));
+}
+
+static void body_cap_and_small_cap(void **unused)
+{
+    (void)unused;
+    struct imap_framer f;
+    struct seen s;
+    framer_setup(&f, &s, true);
+    /* A 100 MB body is fine... */
+    assert_int_equal(feed(&f, "* 1 FETCH (UID 1 BODY[] {100000000}\r\n"), 0);
+    assert_true(f.in_literal);
+    /* ...over 1 GiB is not. */
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* 1 FETCH (UID 1 RFC822 {1073741825}\r\n"), -1);
+    /* A 2 MiB mailbox name is not a body. */
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* LIST () \"/\" {2097152}\r\n"), -1);
+    assert_non_null(strstr(f.reason, "limit 1048576"));
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* LIST () \"/\" {1048576}\r\n"), 0);
+}
+
+static void mid_line_brace_checked(void **unused)
+{
+    (void)unused;
+    struct imap_framer f;
+    struct seen s;
+    framer_setup(&f, &s, true);
+    /* libetpan also reads "{N}  data" in the middle of a line. */
+    assert_int_equal(feed(&f, "* 1 FETCH (BODY[] {4294967295}  xx)\r\n"), -1);
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* 1 FETCH (BODY[] {5}  hello)\r\nA OK ok\r\n"), 0);
+    assert_int_equal(s.literals, 0);
+}
+
+static void status_text_is_not_a_literal(void **unused)
+{
+    (void)unused;
+    struct imap_framer f;
+    struct seen s;
+    framer_setup(&f, &s, true);
+    /* A literal announced in text would let the server hide the next
+     * line from the framer: it must stay a line. */
+    assert_int_equal(feed(&f, "* OK hello {30}\r\n* 1 FETCH (BODY[] {4294967306}\r\n"), -1);
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "A1 NO sorry {5}\r\n+ go ahead {7}\r\n"), 0);
+    assert_int_equal(s.literals, 0);
+    assert_false(f.in_literal);
+}
+
+static void long_line_refused(void **unused)
+{
+    (void)unused;
+    struct imap_framer f;
+    struct seen s;
+    framer_setup(&f, &s, true);
+    size_t n = MAILSYNC_MAX_LINE + 10;
+    char *big = malloc(n);
+    assert_non_null(big);
+    memset(big, 'a', n);
+    assert_int_equal(imap_framer_feed(&f, big, n, false), -1);
+    assert_non_null(strstr(f.reason, "line longer"));
+    free(big);
+    /* Without limits (client side) nothing is refused. */
+    framer_setup(&f, &s, false);
+    assert_int_equal(feed(&f, "a APPEND x {4294967306}\r\n"), 0);
+}
+
+static void bare_lf_and_trailing_space(void **unused)
+{
+    (void)unused;
+    struct imap_framer f;
+    struct seen s;
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* 1 FETCH (BODY[] {3} \nabc)\nA OK x\n"), 0);
+    assert_int_equal(s.literals, 1);
+    assert_int_equal(s.last_literal, 3);
+    assert_string_equal(s.last_head, "A OK x\n");
+}
+
+/* ---- masking --------------------------------------------------------- */
+
+static void mask(const char *line, bool priv, char *out, size_t outlen)
+{
+    imap_mask_client_line(line, strlen(line), strlen(line), priv, out, outlen);
+}
+
+static void masking(void **unused)
+{
+    (void)unused;
+    char out[512];
+    mask("4 LOGIN alice \"secret pw\"\r\n", true, out, sizeof out);
+    assert_null(strstr(out, "secret"));
+    assert_string_equal(out, "4 LOGIN [credentials masked]");
+    /* Even if libetpan forgot to mark it private. */
+    mask("4 login alice hunter2\r\n", false, out, sizeof out);
+    assert_null(strstr(out, "hunter2"));
+    mask("5 AUTHENTICATE PLAIN AGFsaWNlAGh1bnRlcjI=\r\n", true, out, sizeof out);
+    assert_string_equal(out, "5 AUTHENTICATE PLAIN [initial response masked]");
+    mask("5 AUTHENTICATE XOAUTH2\r\n", true, out, sizeof out);
+    assert_string_equal(out, "5 AUTHENTICATE XOAUTH2");
+    mask("AGFsaWNlAGh1bnRlcjI=\r\n", true, out, sizeof out);
+    assert_null(strstr(out, "AGFs"));
+    mask("6 SELECT INBOX\r\n", false, out, sizeof out);
+    assert_string_equal(out, "6 SELECT INBOX");
+}
+
+struct trace_capture {
+    char text[2048];
+};
+
+static void capture(void *ctx, const struct imap_framer *f, bool literal, uint64_t len)
+{
+    (void)literal;
+    (void)len;
+    struct trace_capture *t = ctx;
+    char shown[512];
+    imap_mask_client_line(f->head, f->head_len, f->line_len, f->line_private, shown, sizeof shown);
+    strncat(t->text, shown, sizeof t->text - strlen(t->text) - 2);
+    strcat(t->text, "|");
+}
+
+static void login_literal_password_masked(void **unused)
+{
+    (void)unused;
+    struct imap_framer f;
+    struct trace_capture t = {{0}};
+    memset(&f, 0, sizeof f);
+    f.on_line = capture;
+    f.ctx = &t;
+    imap_framer_init(&f, false);
+    const char *cmd = "7 LOGIN alice {6}\r\n";
+    assert_int_equal(imap_framer_feed(&f, cmd, strlen(cmd), true), 0);
+    assert_int_equal(imap_framer_feed(&f, "s3cr3t\r\n", 8, true), 0);
+    assert_null(strstr(t.text, "s3cr3t"));
+    assert_non_null(strstr(t.text, "7 LOGIN [credentials masked]"));
+}
+
+/* ---- UID batches ----------------------------------------------------- */
+
+static void uid_batches(void **unused)
+{
+    (void)unused;
+    uint32_t uids[] = {0, 1, 2, 3, 3, 5, 7, 8, 9, 100};
+    struct uid_range r[10];
+    size_t nr;
+    size_t used = imap_uid_batch(uids, 10, 500, 8000, r, 10, &nr);
+    assert_int_equal(used, 10);
+    assert_int_equal(nr, 4);
+    assert_int_equal(r[0].first, 1);
+    assert_int_equal(r[0].last, 3);
+    assert_int_equal(r[1].first, 5);
+    assert_int_equal(r[1].last, 5);
+    assert_int_equal(r[2].first, 7);
+    assert_int_equal(r[2].last, 9);
+    assert_int_equal(r[3].first, 100);
+    /* At most 4 UIDs per batch. */
+    used = imap_uid_batch(uids, 10, 4, 8000, r, 10, &nr);
+    assert_int_equal(nr, 2);
+    assert_int_equal(r[1].first, 5);
+    assert_int_equal(used, 6); /* 0,1,2,3,3,5 */
+}
+
+static void uid_batch_char_limit(void **unused)
+{
+    (void)unused;
+    enum { N = 5000 };
+    uint32_t *uids = malloc(N * sizeof *uids);
+    assert_non_null(uids);
+    for (uint32_t i = 0; i < N; i++)
+        uids[i] = 1000000000u + 2 * i; /* no ranges: 10 digits + comma each */
+    struct uid_range *r = malloc(N * sizeof *r);
+    assert_non_null(r);
+    size_t done = 0, batches = 0;
+    while (done < N) {
+        size_t nr;
+        size_t used = imap_uid_batch(uids + done, N - done, N, 7000, r, N, &nr);
+        assert_true(used > 0);
+        assert_true(nr * 11 - 1 <= 7000);
+        done += used;
+        batches++;
+    }
+    assert_int_equal(batches, (N + 636 - 1) / 636);
+    free(uids);
+    free(r);
+}
+
+/* ---- header values --------------------------------------------------- */
+
+static void header_values(void **unused)
+{
+    (void)unused;
+    char out[100];
+    const char *h = "Subject: x\r\nmessage-id:\r\n  <a@b>  \r\nX: y\r\n\r\nMessage-ID: <body@x>\r\n";
+    assert_int_equal(imap_header_value(h, strlen(h), "Message-ID", out, sizeof out), 5);
+    assert_string_equal(out, "<a@b>");
+    const char *none = "Subject: x\r\n\r\n";
+    assert_int_equal(imap_header_value(none, strlen(none), "Message-ID", out, sizeof out), -1);
+    const char *empty = "Message-ID:   \r\n";
+    assert_int_equal(imap_header_value(empty, strlen(empty), "Message-ID", out, sizeof out), -1);
+    const char *lf = "Message-ID: <lf@x>\nOther: 1\n";
+    assert_int_equal(imap_header_value(lf, strlen(lf), "Message-ID", out, sizeof out), 6);
+    assert_string_equal(out, "<lf@x>");
+    char small[4];
+    assert_int_equal(imap_header_value(lf, strlen(lf), "Message-ID", small, sizeof small), 3);
+    assert_string_equal(small, "<lf");
+    const char nul[] = "Message-ID: <a\0b>\r\n";
+    assert_int_equal(imap_header_value(nul, sizeof nul - 1, "Message-ID", out, sizeof out), 2);
+    /* "Message-IDX:" is another header. */
+    const char *other = "Message-IDX: <no>\r\n";
+    assert_int_equal(imap_header_value(other, strlen(other), "Message-ID", out, sizeof out), -1);
+}
+
+/* ---- fingerprints ---------------------------------------------------- */
+
+static void fingerprints(void **unused)
+{
+    (void)unused;
+    unsigned char md[32], md2[32];
+    const char *colons =
+        "sha256:4F:73:C7:B8:F2:3E:01:58:B0:D0:F7:C7:CB:9F:B4:AC:67:23:5A:10:B1:84:D1:96:94:18:BE:69:82:44:FA:E4";
+    assert_int_equal(tls_parse_fingerprint(colons, md), 0);
+    assert_int_equal(
+        tls_parse_fingerprint("4f73c7b8f23e0158b0d0f7c7cb9fb4ac67235a10b184d1969418be698244fae4", md2), 0);
+    assert_memory_equal(md, md2, 32);
+    char out[110];
+    tls_format_fingerprint(md, out, sizeof out);
+    assert_string_equal(out, colons);
+    assert_int_equal(tls_parse_fingerprint("sha256:4F:73", md), -1);
+    assert_int_equal(tls_parse_fingerprint(colons + 7, md2), 0);
+    char longer[200];
+    snprintf(longer, sizeof longer, "%s:00", colons);
+    assert_int_equal(tls_parse_fingerprint(longer, md), -1);
+    assert_int_equal(tls_parse_fingerprint("sha256:zz", md), -1);
+    assert_int_equal(tls_parse_fingerprint("", md), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(literal_is_skipped),
+        cmocka_unit_test(byte_by_byte_equals_whole),
+        cmocka_unit_test(wrapping_size_is_refused),
+        cmocka_unit_test(body_cap_and_small_cap),
+        cmocka_unit_test(mid_line_brace_checked),
+        cmocka_unit_test(status_text_is_not_a_literal),
+        cmocka_unit_test(long_line_refused),
+        cmocka_unit_test(bare_lf_and_trailing_space),
+        cmocka_unit_test(masking),
+        cmocka_unit_test(login_literal_password_masked),
+        cmocka_unit_test(uid_batches),
+        cmocka_unit_test(uid_batch_char_limit),
+        cmocka_unit_test(header_values),
+        cmocka_unit_test(fingerprints),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
