@@ -1,0 +1,1005 @@
+#!/usr/bin/env python3
+"""bench.py: mailsync against mbsync and OfflineIMAP on one corpus (issue 4).
+
+    python3 tests/bench/bench.py [--n 2000] [--runs 3]
+        [--tools mailsync,mbsync,mbsync-nofsync,offlineimap]
+        [--scenarios a,b,c,d,e] [--small] [--json FILE]
+
+Starts the test bed's private Dovecot (tests/integration/testbed.py), seeds
+a deterministic corpus (corpus.py) straight into its Maildir, and times every
+tool over IMAPS on loopback, each run starting from the identical server
+state and (for b-e) the tool's own post-(a) local state:
+
+  (a) initial pull into an empty Maildir
+  (b) no-op resync
+  (c) resync after 1% of the server messages changed flags
+  (d) resync after 100 new server messages
+  (e) resync after 1% of the local messages were marked seen (push)
+
+Server states are snapshots of Dovecot's Maildir (message files hard-linked,
+index files copied) restored while no IMAP session runs; local states are
+snapshots of each tool's work dir restored the same way. The page cache is
+flushed (sync) before every timed run so no run pays for another's writes.
+
+After every run the tool's Maildir is checked against the server (every
+message exactly once in the right folder, content equal with CRLF -> LF,
+flags mapped to Maildir letters; for mailsync also mtime == INTERNALDATE, a
+contract point): a run that does not match is a FAIL and its time does not
+count. Prints per tool and scenario the median, range and peak RSS (of the
+tool's process, from wait4), and the ratios mailsync/peer.
+
+Exit status: 0 when every run verified, 1 when some run failed, 2 on a
+usage or set-up error (such as a requested tool that is not installed).
+"""
+
+import argparse
+import collections
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "integration"))
+sys.path.insert(0, str(HERE))
+
+import testbed as tb        # noqa: E402
+import corpus as corpus_mod  # noqa: E402
+
+ALL_TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap")
+ALL_SCENARIOS = ("a", "b", "c", "d", "e")
+SCENARIO_NAMES = {"a": "(a) initial pull", "b": "(b) no-op resync", "c": "(c) 1% flags changed",
+                  "d": "(d) 100 new messages", "e": "(e) 1% local seen (push)"}
+USER, PASSWORD = "bench", "bench-pw"
+LETTERS = set("DFPRST")
+# Every tool connects to this name (the test certificate names localhost and
+# 127.0.0.1; mbsync and OfflineIMAP match DNS names only). It must resolve
+# to 127.0.0.1 alone, where Dovecot listens.
+HOSTNAME = "localhost"
+
+# ----------------------------------------------------------------------------
+# Small utilities
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def clone_tree(src, dst, uid=None, gid=None):
+    """Copy the tree src to dst: message files (anything directly inside a
+    cur/ or new/ directory) are hard-linked, everything else (index files,
+    state DBs, sync state) is copied. Maildir message files are never
+    written in place by Dovecot or by any of the tools (flags change by
+    rename), so a link is as good as a copy and keeps the inode; a tool
+    that wrote one in place would corrupt the snapshot and fail the next
+    verification. Directory modes and mtimes are kept. uid/gid: chown
+    everything (for the server's mail user)."""
+    src, dst = str(src), str(dst)
+    dirs = []
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        target = dst if rel == "." else os.path.join(dst, rel)
+        st = os.lstat(dirpath)
+        os.mkdir(target, st.st_mode & 0o7777)
+        dirs.append((target, st))
+        link = os.path.basename(dirpath) in ("cur", "new")
+        for name in filenames:
+            s, d = os.path.join(dirpath, name), os.path.join(target, name)
+            if os.path.islink(s):
+                os.symlink(os.readlink(s), d)
+                continue
+            done = False
+            if link:
+                try:
+                    os.link(s, d)
+                    done = True
+                except OSError:
+                    pass
+            if not done:
+                shutil.copy2(s, d)
+            if uid is not None:
+                os.chown(d, uid, gid)
+    for target, st in reversed(dirs):
+        if uid is not None:
+            os.chown(target, uid, gid)
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def replace_tree(snapshot, live, uid=None, gid=None):
+    if os.path.lexists(live):
+        shutil.rmtree(live)
+    clone_tree(snapshot, live, uid, gid)
+
+
+def fmt_s(x):
+    if x is None:
+        return "-"
+    return "%.3f" % x if x < 10 else "%.2f" % x if x < 100 else "%.1f" % x
+
+
+def mib(kb):
+    return kb / 1024.0
+
+
+# ----------------------------------------------------------------------------
+# The server: Dovecot from the test bed, seeded and snapshotted
+
+
+class Server:
+    """The test bed's Dovecot with one user 'bench' and named snapshots of
+    that user's mail (home dir: Maildir with Dovecot's index files)."""
+
+    def __init__(self, workdir):
+        (Path(workdir) / "dovecot").mkdir()
+        self.bed = tb.Dovecot(users={USER: PASSWORD}, pool=0,
+                              workdir=str(Path(workdir) / "dovecot"))
+        self.user = self.bed.user(USER)
+        self.snapdir = Path(workdir) / "server-snapshots"
+        self.snapdir.mkdir()
+        # content cache: (folder, uidvalidity, uid) -> (sha256 of LF data, internaldate)
+        self.content = {}
+
+    @property
+    def home(self):
+        return self.bed.server_maildir(self.user).parent
+
+    @property
+    def maildir(self):
+        return self.bed.server_maildir(self.user)
+
+    def start(self):
+        self.bed.start()
+
+    def stop(self):
+        self.bed.stop()
+
+    def imap(self):
+        return self.bed.imap(self.user, timeout=600)
+
+    def folder_path(self, folder):
+        return self.maildir if folder == "INBOX" else self.maildir.joinpath(*folder.split("/"))
+
+    # -- idle: no IMAP session may run while the mail is swapped -----------
+
+    def wait_idle(self, timeout=30):
+        """Wait until no 'imap' process of our Dovecot remains: after a
+        client logs out its imap process may still be writing indexes."""
+        sid = self.bed.proc.pid
+        deadline = time.monotonic() + timeout
+        while True:
+            busy = []
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open("/proc/%s/stat" % pid) as f:
+                        stat = f.read()
+                except OSError:
+                    continue
+                comm = stat[stat.find("(") + 1:stat.rfind(")")]
+                fields = stat[stat.rfind(")") + 2:].split()
+                if len(fields) > 3 and int(fields[3]) == sid and comm == "imap":
+                    busy.append(int(pid))
+            if not busy:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("dovecot imap processes %s still running" % busy)
+            time.sleep(0.02)
+
+    def snapshot(self, name):
+        self.wait_idle()
+        dst = self.snapdir / name
+        if dst.exists():
+            shutil.rmtree(dst)
+        clone_tree(self.home, dst)
+        return dst
+
+    def restore(self, name):
+        self.wait_idle()
+        replace_tree(self.snapdir / name, self.home, self.bed.mail_uid, self.bed.mail_gid)
+
+    # -- seeding -------------------------------------------------------------
+
+    def seed(self, msgs):
+        """Write the corpus into Dovecot's Maildir (files named the way a
+        delivery agent would, mtime = INTERNALDATE, flags in the info),
+        owned by the mail user; then let Dovecot index every folder and
+        check over IMAP that it serves exactly the corpus."""
+        uid, gid = self.bed.mail_uid, self.bed.mail_gid
+        folders = sorted({m.folder for m in msgs}, key=lambda f: (f != "INBOX", f))
+        for folder in folders:
+            for sub in ("cur", "new", "tmp"):
+                (self.folder_path(folder) / sub).mkdir(parents=True, exist_ok=True)
+        for i, m in enumerate(msgs):
+            letters = tb.flags_to_letters(m.flags)
+            base = "%d.M%dP%d.bench,S=%d" % (m.date, i, 4242, m.size)
+            if letters or "\\Seen" in m.flags:
+                path = self.folder_path(m.folder) / "cur" / (base + ":2," + letters)
+            else:
+                path = self.folder_path(m.folder) / "new" / base
+            try:
+                os.link(m.path, path)
+            except OSError:
+                shutil.copyfile(m.path, path)
+            os.chmod(path, 0o600)
+            os.utime(path, (m.date, m.date))
+        if os.geteuid() == 0:
+            for dirpath, dirnames, filenames in os.walk(self.home):
+                os.chown(dirpath, uid, gid)
+                for n in filenames:
+                    os.chown(os.path.join(dirpath, n), uid, gid)
+        # Dovecot lists a folder it has never seen once it exists on disk;
+        # subscribe them all, as a real account would be.
+        with self.imap() as c:
+            listed = c.list_folders()
+            for folder in folders:
+                if folder not in listed:
+                    raise RuntimeError("dovecot does not list seeded folder %r (lists %s)" % (
+                        folder, listed))
+                c.subscribe(c.mbox(folder))
+        state = self.state(fetch_all=True)
+        want = collections.Counter((m.folder, m.sha256, tb.flags_to_letters(m.flags), m.date)
+                                   for m in msgs)
+        got = collections.Counter()
+        for folder, entries in state.items():
+            for e in entries:
+                got[(folder, e["sha"], e["letters"], e["date"])] += 1
+        if want != got:
+            diff = list((want - got).items())[:5] + list((got - want).items())[:5]
+            raise RuntimeError("dovecot does not serve the corpus as written: %s" % diff)
+
+    # -- reading the server state --------------------------------------------
+
+    def state(self, fetch_all=False):
+        """{folder: [{uid, sha, letters, date}]} of every selectable folder.
+        Bodies are fetched only for UIDs not seen before (IMAP messages are
+        immutable: folder+UIDVALIDITY+UID names the same bytes for good)."""
+        out = {}
+        with self.imap() as c:
+            for folder in c.list_folders():
+                out[folder] = self._folder_state(c, folder, fetch_all)
+        return out
+
+    _ITEM_RE = re.compile(rb"UID (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE \"([^\"]+)\"", re.I)
+
+    def _folder_state(self, c, folder, fetch_all):
+        typ, dat = c.select(c.mbox(folder), readonly=True)
+        if typ != "OK":
+            raise RuntimeError("EXAMINE %s: %r" % (folder, dat))
+        count = int(dat[0] or 0)
+        uv = c.untagged_responses.get("UIDVALIDITY", [b"0"])[-1]
+        uidvalidity = int(uv)
+        if count == 0:
+            return []
+        typ, dat = c.uid("FETCH", "1:*", "(UID FLAGS INTERNALDATE)")
+        if typ != "OK":
+            raise RuntimeError("FETCH in %s: %r" % (folder, dat))
+        entries = []
+        for item in dat:
+            line = item[0] if isinstance(item, tuple) else item
+            if not line:
+                continue
+            u = f = d = None
+            for m in self._ITEM_RE.finditer(line):
+                if m.group(1):
+                    u = int(m.group(1))
+                elif m.group(2) is not None:
+                    f = m.group(2).decode().split()
+                elif m.group(3):
+                    d = tb.parse_imap_date(m.group(3))
+            if u is None or f is None or d is None:
+                raise RuntimeError("unparsable FETCH response in %s: %r" % (folder, line))
+            entries.append({"uid": u, "letters": tb.flags_to_letters(f), "date": d})
+        need = [e["uid"] for e in entries
+                if fetch_all or (folder, uidvalidity, e["uid"]) not in self.content]
+        for i in range(0, len(need), 200):
+            chunk = need[i:i + 200]
+            typ, dat = c.uid("FETCH", tb.uid_set(chunk), "(UID BODY.PEEK[])")
+            if typ != "OK":
+                raise RuntimeError("FETCH BODY in %s: %r" % (folder, dat))
+            for item in dat:
+                if not isinstance(item, tuple):
+                    continue
+                m = re.search(rb"UID (\d+)", item[0])
+                if not m:
+                    raise RuntimeError("FETCH BODY without UID in %s: %r" % (folder, item[0]))
+                data = item[1].replace(b"\r\n", b"\n")
+                self.content[(folder, uidvalidity, int(m.group(1)))] = hashlib.sha256(data).hexdigest()
+        for e in entries:
+            e["sha"] = self.content[(folder, uidvalidity, e["uid"])]
+        return entries
+
+    # -- changing the server (scenario set-up) ------------------------------
+
+    def change_flags(self, share, seed):
+        """Change the flags of `share` of all messages (deterministic pick):
+        unread ones get read, read ones get flagged, answered, or unread."""
+        state = self.state()
+        allmsgs = sorted((f, e["uid"], e["letters"]) for f, es in state.items() for e in es)
+        rng = random.Random("bench-c/%s" % seed)
+        k = max(1, round(len(allmsgs) * share))
+        picked = rng.sample(allmsgs, k)
+        ops = collections.defaultdict(list)
+        for folder, uid, letters in picked:
+            if "S" not in letters:
+                op = ("+", "\\Seen")
+            else:
+                op = rng.choice((("+", "\\Flagged"), ("+", "\\Answered"), ("-", "\\Seen")))
+                if op[1] == "\\Flagged" and "F" in letters:
+                    op = ("-", "\\Flagged")
+                if op[1] == "\\Answered" and "R" in letters:
+                    op = ("-", "\\Seen")
+            ops[(folder,) + op].append(uid)
+        with self.imap() as c:
+            for (folder, mode, flag), uids in sorted(ops.items()):
+                c.set_flags(folder, uids, [flag], mode)
+        return k
+
+    def append(self, msgs):
+        with self.imap() as c:
+            for m in msgs:
+                c.append_message(m.folder, m.data_crlf(), m.flags, m.date)
+
+
+# ----------------------------------------------------------------------------
+# The tools
+
+
+class Tool:
+    """One client under test: writes its config into `work`, says how to run
+    a scenario, and where its Maildir lives and how folder names map."""
+
+    name = "?"
+    decode_mutf7 = False        # local folder names are modified UTF-7
+    added_header = None         # a header line the tool adds (bytes prefix), ignored
+    check_mtime = False         # contract: file mtime == INTERNALDATE
+
+    def __init__(self, work, server):
+        self.work = Path(work)       # everything of this tool lives here
+        self.server = server
+        self.maildir = self.work / "Mail"
+
+    def binary(self):
+        raise NotImplementedError
+
+    def prepare(self):
+        """Create the work dir with config and an empty Maildir root."""
+        raise NotImplementedError
+
+    def argv(self, scenario):
+        raise NotImplementedError
+
+    def env(self):
+        env = dict(os.environ)
+        env["HOME"] = str(self.work / "home")
+        for var, sub in (("XDG_CONFIG_HOME", "xdg-config"), ("XDG_STATE_HOME", "xdg-state"),
+                         ("XDG_CACHE_HOME", "xdg-cache"), ("XDG_DATA_HOME", "xdg-data")):
+            env[var] = str(self.work / "home" / sub)
+        env.pop("MAILSYNC_CONFIG", None)
+        return env
+
+    def missing(self, scenario, result):
+        """A reason string when a run shows the tool lacks the scenario's
+        feature (then it is reported, not failed)."""
+        return None
+
+    def _mkdirs(self):
+        self.work.mkdir(parents=True, exist_ok=True)
+        (self.work / "home").mkdir(exist_ok=True)
+        self.maildir.mkdir(exist_ok=True)
+
+
+class Mailsync(Tool):
+    name = "mailsync"
+    check_mtime = True
+
+    def binary(self):
+        return tb.mailsync_bin()
+
+    def prepare(self):
+        self._mkdirs()
+        bed = self.server.bed
+        self.config = self.work / "config"
+        keys = tb.account_keys(bed, self.server.user, self.maildir, self.work / "state.sqlite",
+                               tls="implicit", host=HOSTNAME)
+        tb.write_config(self.config, {"bench": keys})
+
+    def argv(self, scenario):
+        cmd = "sync" if scenario == "e" else "pull"
+        return [self.binary(), "-q", "-c", str(self.config), cmd]
+
+    def missing(self, scenario, result):
+        if scenario == "e" and result["code"] != 0:
+            err = result["stderr"].lower()
+            if any(s in err for s in ("not implemented", "unknown command", "not yet",
+                                      "unsupported", "usage")) or result["code"] == 2:
+                return "missing: needs push"
+        return None
+
+
+class Mbsync(Tool):
+    name = "mbsync"
+    decode_mutf7 = True
+    # mbsync writes a tracking header into every message it stores (its
+    # "TUID", used to find a message again after an interrupted run).
+    added_header = b"X-TUID: "
+    fsync = True
+
+    def binary(self):
+        return shutil.which("mbsync") or "mbsync"
+
+    def prepare(self):
+        self._mkdirs()
+        bed = self.server.bed
+        for mode in ("Pull", "All"):
+            rc = """\
+# written by tests/bench/bench.py
+FSync {fsync}
+
+IMAPAccount bench
+Host {host}
+Port {port}
+User {user}
+Pass {password}
+SSLType IMAPS
+CertificateFile {ca}
+
+IMAPStore remote
+Account bench
+
+MaildirStore local
+Path {root}/
+Inbox {root}/INBOX
+SubFolders Verbatim
+
+Channel bench
+Far :remote:
+Near :local:
+Patterns *
+Create Near
+Sync {mode}
+SyncState *
+""".format(fsync="yes" if self.fsync else "no", host=HOSTNAME, port=bed.imaps_port, user=USER,
+           password=PASSWORD, ca=bed.ca_file, root=self.maildir, mode=mode)
+            p = self.work / ("mbsyncrc-" + mode.lower())
+            p.write_text(rc)
+            os.chmod(p, 0o600)
+
+    def argv(self, scenario):
+        rc = self.work / ("mbsyncrc-all" if scenario == "e" else "mbsyncrc-pull")
+        return [self.binary(), "-q", "-c", str(rc), "-a"]
+
+
+class MbsyncNoFsync(Mbsync):
+    name = "mbsync-nofsync"
+    fsync = False
+
+
+class OfflineImap(Tool):
+    name = "offlineimap"
+    decode_mutf7 = True
+
+    def binary(self):
+        return shutil.which("offlineimap") or "offlineimap"
+
+    def prepare(self):
+        self._mkdirs()
+        bed = self.server.bed
+        (self.work / "meta").mkdir(exist_ok=True)
+        rc = """\
+# written by tests/bench/bench.py
+[general]
+accounts = bench
+metadata = {meta}
+ui = quiet
+
+[Account bench]
+localrepository = local
+remoterepository = remote
+
+[Repository local]
+type = Maildir
+localfolders = {root}
+sep = /
+
+[Repository remote]
+type = IMAP
+remotehost = {host}
+remoteport = {port}
+ssl = yes
+sslcacertfile = {ca}
+remoteuser = {user}
+remotepass = {password}
+""".format(meta=self.work / "meta", root=self.maildir, host=HOSTNAME, port=bed.imaps_port, ca=bed.ca_file,
+           user=USER, password=PASSWORD)
+        self.config = self.work / "offlineimaprc"
+        self.config.write_text(rc)
+        os.chmod(self.config, 0o600)
+
+    def argv(self, scenario):
+        return [self.binary(), "-c", str(self.config), "-o", "-u", "quiet"]
+
+
+TOOL_CLASSES = {c.name: c for c in (Mailsync, Mbsync, MbsyncNoFsync, OfflineImap)}
+
+
+# ----------------------------------------------------------------------------
+# Local side: reading a tool's Maildir and comparing it with the server
+
+
+def file_hash(path, added_header=None):
+    """sha256 of a message file; added_header: drop the first header line
+    starting with it (only within the header block)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if added_header:
+            data = f.read()
+            end = data.find(b"\n\n")
+            head = data[:end + 1] if end >= 0 else data
+            i = head.find(b"\n" + added_header) + 1 if not head.startswith(added_header) else 0
+            if i > 0 or head.startswith(added_header):
+                j = data.find(b"\n", i)
+                data = data[:i] + (data[j + 1:] if j >= 0 else b"")
+            h.update(data)
+        else:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def local_state(tool):
+    """{folder: [(sha, letters, mtime, path)]} of every Maildir under the
+    tool's root, folder names mapped back to the server's UTF-8 names."""
+    root = str(tool.maildir)
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        ismd = all(os.path.isdir(os.path.join(dirpath, d)) for d in ("cur", "new", "tmp"))
+        if ismd:
+            dirnames[:] = [d for d in dirnames if d not in ("cur", "new", "tmp")]
+        dirnames.sort()
+        if not ismd or dirpath == root:
+            continue
+        rel = os.path.relpath(dirpath, root).split(os.sep)
+        if tool.decode_mutf7:
+            try:
+                rel = [tb.mutf7_decode(p) for p in rel]
+            except (ValueError, UnicodeDecodeError):
+                pass
+        folder = "/".join(rel)
+        msgs = []
+        for sub in ("new", "cur"):
+            d = os.path.join(dirpath, sub)
+            for name in sorted(os.listdir(d)):
+                if name.startswith("."):
+                    continue
+                p = os.path.join(d, name)
+                if not os.path.isfile(p):
+                    continue
+                letters = name.rsplit(":2,", 1)[1] if ":2," in name else ""
+                letters = "".join(sorted(set(letters) & LETTERS))
+                msgs.append((file_hash(p, tool.added_header), letters, int(os.stat(p).st_mtime), p))
+        out[folder] = msgs
+    return out
+
+
+def verify(tool, server_state):
+    """Problems (list of str) between the tool's Maildir and the server."""
+    local = local_state(tool)
+    problems = []
+    for folder, entries in sorted(server_state.items()):
+        if folder not in local:
+            if entries:
+                problems.append("%s: folder missing locally (%d messages)" % (folder, len(entries)))
+            continue
+        by_sha = collections.defaultdict(list)
+        for lm in local[folder]:
+            by_sha[lm[0]].append(lm)
+        for e in entries:
+            cands = by_sha.get(e["sha"])
+            if not cands:
+                problems.append("%s: UID %d missing locally" % (folder, e["uid"]))
+                continue
+            # Prefer a copy whose flags match (duplicates are reported below).
+            cands.sort(key=lambda lm: lm[1] != e["letters"])
+            lm = cands.pop(0)
+            if lm[1] != e["letters"]:
+                problems.append("%s: UID %d flags %r locally, %r on the server" % (
+                    folder, e["uid"], lm[1], e["letters"]))
+            if tool.check_mtime and lm[2] != e["date"]:
+                problems.append("%s: UID %d mtime %d != INTERNALDATE %d" % (
+                    folder, e["uid"], lm[2], e["date"]))
+        for rest in by_sha.values():
+            for lm in rest:
+                problems.append("%s: extra local message %s" % (folder, lm[3]))
+    for folder, msgs in local.items():
+        if folder not in server_state and msgs:
+            problems.append("extra local folder %r with %d messages" % (folder, len(msgs)))
+    return problems
+
+
+def mark_local_seen(tool, share, seed):
+    """Scenario (e): mark `share` of the local messages seen the way a mail
+    reader does (rename into cur/ with S added). Unread ones first."""
+    local = local_state(tool)
+    allmsgs = sorted((lm[3], lm[1]) for msgs in local.values() for lm in msgs)
+    k = max(1, round(len(allmsgs) * share))
+    rng = random.Random("bench-e/%s" % seed)
+    unseen = [m for m in allmsgs if "S" not in m[1]]
+    seen = [m for m in allmsgs if "S" in m[1]]
+    rng.shuffle(unseen)
+    picked = unseen[:k]
+    if len(picked) < k:
+        # Not enough unread mail: flag read ones instead, still 1% changed.
+        picked += [(p, l + "F") for p, l in rng.sample(seen, k - len(picked)) if "F" not in l]
+    for path, letters in picked:
+        d, name = os.path.split(path)
+        base = name.rsplit(":2,", 1)[0]
+        new_letters = "".join(sorted(set(letters) | ({"S"} if "S" not in letters else {"F"})))
+        dst = os.path.join(os.path.dirname(d), "cur", base + ":2," + new_letters)
+        os.rename(path, dst)
+    return len(picked)
+
+
+# ----------------------------------------------------------------------------
+# Running and timing
+
+
+def build_helper(workdir):
+    """Compile spawn_rusage.c (see there why peak RSS needs it) into
+    workdir; -> path of the executable."""
+    exe = os.path.join(str(workdir), "spawn_rusage")
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise RuntimeError("no C compiler (cc): needed to build tests/bench/spawn_rusage.c")
+    tb._run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", exe, str(HERE / "spawn_rusage.c")])
+    return exe
+
+
+def run_timed(helper, argv, env, cwd, timeout, logpath):
+    """Run argv through the helper; -> dict(code, seconds, maxrss_kb,
+    stderr). Wall time and peak RSS are the tool's own, from wait4() in a
+    small parent (spawn_rusage), so Python's size never counts."""
+    killed = []
+
+    def kill(pid):
+        killed.append(pid)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    resfile = str(logpath) + ".rusage"
+    with open(logpath, "wb") as out:
+        t0 = time.monotonic()
+        p = subprocess.Popen([helper, resfile] + list(argv), stdin=subprocess.DEVNULL, stdout=out,
+                             stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+        timer = threading.Timer(timeout, kill, (p.pid,))
+        timer.start()
+        try:
+            p.wait()
+        finally:
+            timer.cancel()
+        secs = time.monotonic() - t0
+    text = Path(logpath).read_text(errors="replace")
+    try:
+        status, maxrss, wall_ns = (int(x) for x in Path(resfile).read_text().split())
+    except (OSError, ValueError):
+        return {"code": "killed" if killed else "helper exit %s" % p.returncode, "seconds": secs,
+                "maxrss_kb": 0, "stderr": ("killed after %.0f s\n" % timeout if killed else "") + text}
+    return {"code": os.waitstatus_to_exitcode(status), "seconds": wall_ns / 1e9,
+            "maxrss_kb": maxrss, "stderr": text}
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.results = collections.defaultdict(list)   # (tool, scen) -> [run dicts]
+        self.notes = {}                                 # (tool, scen) -> str
+        self.failures = []                              # text for the report
+
+    def setup(self):
+        a = self.args
+        self.work = Path(tempfile.mkdtemp(prefix="mailsync-bench-", dir=a.workdir))
+        os.chmod(self.work, 0o755)
+        self.helper = build_helper(self.work)
+        self.base, self.extra = corpus_mod.load(a.n, a.seed, a.small, log=log)
+        self.corpus_bytes = sum(m.size for m in self.base)
+        self.server = Server(self.work)
+        self.server.start()
+        t0 = time.monotonic()
+        self.server.seed(self.base)
+        log("server: seeded %d messages (%.1f MiB) and verified over IMAP in %.1f s" % (
+            len(self.base), self.corpus_bytes / 2**20, time.monotonic() - t0))
+        self.server.snapshot("a")
+        self.states = {"a": self.server.state()}
+        if "c" in a.scenarios:
+            k = self.server.change_flags(0.01, a.seed)
+            self.server.snapshot("c")
+            self.states["c"] = self.server.state()
+            self.server.restore("a")
+            log("server: state (c) = %d messages with changed flags" % k)
+        if "d" in a.scenarios:
+            self.server.append(self.extra)
+            self.server.snapshot("d")
+            self.states["d"] = self.server.state()
+            self.server.restore("a")
+            log("server: state (d) = %d messages appended to INBOX" % len(self.extra))
+        self.tools = {}
+        for name in a.tools:
+            t = TOOL_CLASSES[name](self.work / "tools" / name, self.server)
+            self.tools[name] = t
+        self.local_snap = {}
+        self.setup_tried = set()
+
+    def timeout(self):
+        return 300 + self.args.n * 0.1
+
+    def one_run(self, tool, scen, run):
+        """Restore both sides, run the tool once, verify; record the run."""
+        server_snap = {"c": "c", "d": "d"}.get(scen, "a")
+        self.server.restore(server_snap)
+        if os.path.lexists(tool.work):
+            shutil.rmtree(tool.work)
+        if scen == "a":
+            tool.prepare()
+        else:
+            clone_tree(self.local_snap[tool.name], tool.work)
+        changed = None
+        if scen == "e":
+            changed = mark_local_seen(tool, 0.01, self.args.seed)
+        os.sync()
+        logpath = self.work / ("log-%s-%s-%d.txt" % (tool.name, scen, run))
+        res = run_timed(self.helper, tool.argv(scen), tool.env(), str(tool.work), self.timeout(),
+                        logpath)
+        res["run"] = run
+        why = tool.missing(scen, res)
+        if why:
+            self.notes[(tool.name, scen)] = why
+            return res
+        problems = []
+        if res["code"] != 0:
+            problems.append("exit code %s; output (end):\n%s" % (res["code"], res["stderr"][-1200:]))
+        try:
+            state = self.server.state()
+        except Exception as e:       # the tool may have broken the server state
+            problems.append("reading the server state failed: %s" % e)
+            state = None
+        if state is not None:
+            if scen in ("a", "b", "c", "d") and state != self.states[server_snap]:
+                problems.append("the server state changed during a pull")
+            problems += verify(tool, state)
+        res["ok"] = not problems
+        res["problems"] = problems
+        if problems:
+            self.failures.append("%s %s run %d: %d problems:\n  %s" % (
+                tool.name, SCENARIO_NAMES[scen], run, len(problems),
+                "\n  ".join(problems[:15]) + ("\n  ..." if len(problems) > 15 else "")))
+            log("  FAIL %s %s run %d (%d problems; first: %s)" % (
+                tool.name, scen, run, len(problems), problems[0].splitlines()[0]))
+        else:
+            log("  %-15s %s run %d: %s s, %.1f MiB%s" % (
+                tool.name, scen, run, fmt_s(res["seconds"]), mib(res["maxrss_kb"]),
+                "" if changed is None else " (%d marked seen)" % changed))
+        self.results[(tool.name, scen)].append(res)
+        if scen == "a" and res["ok"] and tool.name not in self.local_snap:
+            self.snapshot_local(tool)
+        return res
+
+    def snapshot_local(self, tool):
+        dst = self.work / "local-snapshots" / tool.name
+        dst.parent.mkdir(exist_ok=True)
+        if dst.exists():
+            shutil.rmtree(dst)
+        clone_tree(tool.work, dst)
+        self.local_snap[tool.name] = dst
+
+    def run(self):
+        a = self.args
+        order = list(a.scenarios)
+        for scen in order:
+            if scen != "a":
+                for name, tool in self.tools.items():
+                    if name not in self.local_snap and name not in self.setup_tried:
+                        self.setup_tried.add(name)
+                        # (a) not benchmarked or failed: one untimed set-up pull.
+                        log("  %s: untimed initial pull to set up %s" % (name, SCENARIO_NAMES[scen]))
+                        r = self.one_run(tool, "a", 0)
+                        if not r.get("ok"):
+                            self.results[(name, "a")].pop()
+            log("scenario %s" % SCENARIO_NAMES[scen])
+            for run in range(1, a.runs + 1):
+                for name, tool in self.tools.items():
+                    if scen != "a" and name not in self.local_snap:
+                        self.notes[(name, scen)] = "no initial pull"
+                        continue
+                    if (name, scen) in self.notes:
+                        continue
+                    self.one_run(tool, scen, run)
+
+    # -- output ----------------------------------------------------------------
+
+    def summary(self):
+        """{(tool, scen): {median, min, max, rss_kb, ok, total, note}}"""
+        out = {}
+        for tool in self.tools:
+            for scen in self.args.scenarios:
+                runs = self.results.get((tool, scen), [])
+                ok = [r for r in runs if r.get("ok")]
+                secs = [r["seconds"] for r in ok]
+                out[(tool, scen)] = {
+                    "median": statistics.median(secs) if secs else None,
+                    "min": min(secs) if secs else None, "max": max(secs) if secs else None,
+                    "rss_kb": max((r["maxrss_kb"] for r in ok), default=None),
+                    "ok": len(ok), "total": len(runs), "note": self.notes.get((tool, scen)),
+                }
+        return out
+
+    def table(self):
+        s = self.summary()
+        a = self.args
+        lines = []
+        lines.append("mailsync benchmark: N=%d (%.1f MiB, %d folders)%s, %d run%s each, IMAPS on "
+                     "127.0.0.1, Dovecot %s, %d CPUs" % (
+                         a.n, self.corpus_bytes / 2**20, len({m.folder for m in self.base}),
+                         " small" if a.small else "", a.runs, "" if a.runs == 1 else "s",
+                         dovecot_version(), os.cpu_count()))
+        lines.append("")
+        head = "%-27s %-15s %10s  %-19s %10s  %s" % ("scenario", "tool", "median s", "range s",
+                                                      "peak RSS", "runs ok")
+        lines.append(head)
+        lines.append("-" * len(head))
+        for scen in a.scenarios:
+            first = True
+            for tool in self.tools:
+                c = s[(tool, scen)]
+                label = SCENARIO_NAMES[scen] if first else ""
+                first = False
+                if c["note"] and not c["ok"]:
+                    lines.append("%-27s %-15s %s" % (label, tool, c["note"]))
+                    continue
+                if c["median"] is None:
+                    lines.append("%-27s %-15s %10s  %-19s %10s  %d/%d FAIL" % (
+                        label, tool, "FAIL", "-", "-", c["ok"], c["total"]))
+                    continue
+                rng = "%s-%s" % (fmt_s(c["min"]), fmt_s(c["max"]))
+                status = "%d/%d" % (c["ok"], c["total"]) + ("" if c["ok"] == c["total"] else " FAIL")
+                lines.append("%-27s %-15s %10s  %-19s %6.1f MiB  %s" % (
+                    label, tool, fmt_s(c["median"]), rng, mib(c["rss_kb"]), status))
+        peers = [t for t in self.tools if t != "mailsync"]
+        if "mailsync" in self.tools and peers:
+            lines.append("")
+            head = "%-27s %s" % ("mailsync/peer (median)", "".join("%16s" % p for p in peers))
+            lines.append(head)
+            lines.append("-" * len(head))
+            for scen in a.scenarios:
+                m = s[("mailsync", scen)]
+                cells = []
+                for p in peers:
+                    q = s[(p, scen)]
+                    if m["median"] is None or q["median"] is None or q["median"] <= 0:
+                        cells.append("%16s" % ((m["note"] or "-") if m["note"] and m["median"] is None
+                                               else "-"))
+                    else:
+                        cells.append("%16s" % ("%.2fx" % (m["median"] / q["median"])))
+                lines.append("%-27s %s" % (SCENARIO_NAMES[scen], "".join(cells)))
+            m = [s[("mailsync", sc)]["rss_kb"] for sc in a.scenarios if s[("mailsync", sc)]["rss_kb"]]
+            cells = []
+            for p in peers:
+                q = [s[(p, sc)]["rss_kb"] for sc in a.scenarios if s[(p, sc)]["rss_kb"]]
+                cells.append("%16s" % ("%.2fx" % (max(m) / max(q)) if m and q else "-"))
+            lines.append("%-27s %s" % ("peak RSS (max over scen.)", "".join(cells)))
+        return "\n".join(lines)
+
+    def json_data(self):
+        s = self.summary()
+        return {
+            "n": self.args.n, "small": self.args.small, "runs": self.args.runs, "seed": self.args.seed,
+            "corpus_bytes": self.corpus_bytes, "dovecot": dovecot_version(),
+            "results": [{"tool": t, "scenario": sc, **v} for (t, sc), v in s.items()],
+            "runs_raw": [{"tool": t, "scenario": sc, "seconds": r["seconds"], "maxrss_kb": r["maxrss_kb"],
+                          "ok": r.get("ok"), "code": r["code"]}
+                         for (t, sc), rs in self.results.items() for r in rs],
+            "failures": self.failures,
+        }
+
+    def cleanup(self):
+        try:
+            self.server.stop()
+        finally:
+            if not self.args.keep:
+                shutil.rmtree(self.work, ignore_errors=True)
+            else:
+                log("kept work dir %s" % self.work)
+
+
+def dovecot_version():
+    try:
+        return subprocess.run([tb.DOVECOT_BIN, "--version"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True).stdout.split()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=2000, help="messages in the corpus (default 2000)")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per tool and scenario (default 3)")
+    ap.add_argument("--tools", default=",".join(ALL_TOOLS),
+                    help="comma-separated, from %s" % ",".join(ALL_TOOLS))
+    ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
+                    help="comma-separated, from a,b,c,d,e (default all)")
+    ap.add_argument("--small", action="store_true", help="small attachments (smoke tests)")
+    ap.add_argument("--seed", default="1", help="corpus seed (default 1)")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ap.add_argument("--workdir", default=None, help="parent of the temp work dir (default $TMPDIR)")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, Maildirs)")
+    a = ap.parse_args(argv)
+    a.tools = [t.strip() for t in a.tools.split(",") if t.strip()]
+    a.scenarios = [s.strip().lower() for s in a.scenarios.split(",") if s.strip()]
+    for t in a.tools:
+        if t not in TOOL_CLASSES:
+            ap.error("unknown tool %r (one of %s)" % (t, ", ".join(ALL_TOOLS)))
+    for s in a.scenarios:
+        if s not in ALL_SCENARIOS:
+            ap.error("unknown scenario %r (one of a,b,c,d,e)" % s)
+    a.scenarios = [s for s in ALL_SCENARIOS if s in a.scenarios]
+    if a.n < 10 or a.runs < 1:
+        ap.error("--n must be >= 10 and --runs >= 1")
+    return a
+
+
+def check_tools(names):
+    """Every requested tool must be installed: a benchmark that quietly
+    drops a peer would print misleading ratios."""
+    missing = []
+    for n in names:
+        if n == "mailsync":
+            b = tb.mailsync_bin()
+            if not os.access(b, os.X_OK):
+                missing.append("mailsync (no executable at %s; set MAILSYNC_BIN)" % b)
+        elif n.startswith("mbsync"):
+            if not shutil.which("mbsync"):
+                missing.append("%s (mbsync not found: apt-get install isync)" % n)
+        elif n == "offlineimap":
+            if not shutil.which("offlineimap"):
+                missing.append("offlineimap (not found: apt-get install offlineimap3)")
+    return missing
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    missing = check_tools(args.tools)
+    if missing:
+        log("bench: missing tools:\n  " + "\n  ".join(missing))
+        return 2
+    bench = Bench(args)
+    try:
+        bench.setup()
+        bench.run()
+    finally:
+        if hasattr(bench, "server"):
+            table = bench.table() if hasattr(bench, "tools") else None
+            if bench.failures:
+                log("\nFAILED RUNS (not counted):\n" + "\n".join(bench.failures))
+            if table:
+                print(table, flush=True)
+            if args.json and hasattr(bench, "tools"):
+                with open(args.json, "w") as f:
+                    json.dump(bench.json_data(), f, indent=1)
+            bench.cleanup()
+    return 1 if bench.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
