@@ -69,7 +69,15 @@ def main():
                 blob = f.readline().decode().strip()
                 sys.stderr.write("C: (continuation) %r\n" % blob)
             raw = base64.b64decode(blob)
-            ok = raw.split(b"\0")[1:] == [b"user", b"pw"]
+            mech = parts[2].upper()
+            if mech == "PLAIN":
+                ok = raw.split(b"\0")[1:] == [b"user", b"pw"]
+            else:  # XOAUTH2 / OAUTHBEARER: the token is "pw"
+                ok = b"auth=Bearer pw\x01" in raw and b"user" in raw
+                sys.stderr.write("C: (decoded) %r\n" % raw)
+                if not ok:
+                    send(b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n")
+                    sys.stderr.write("C: (after error) %r\n" % f.readline())
             send(b"%s %s\r\n" % (tag.encode(), b"OK welcome" if ok else b"NO [AUTHENTICATIONFAILED] bad"))
         elif cmd == "LIST":
             if SCEN == "hugelit":

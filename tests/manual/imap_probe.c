@@ -10,6 +10,7 @@
  *   --ca FILE  --fp sha256:..  --auth auto|login|plain|xoauth2
  *   --timeout N  -v N (log verbosity)  --folder NAME (select + fetch)
  *   --out DIR (write bodies there)  --identity  --write (SELECT, not EXAMINE)
+ *   --fail-after N (chunk() fails with MS_ELOCAL after N chunks)  --quiet
  * Prints what it did; exit code = the MS_* code of the first failure.
  */
 #include <stdio.h>
@@ -25,6 +26,8 @@ struct sink_state {
     FILE *cur;
     char tmpname[512];
     unsigned long long bytes, msgs, chunks;
+    unsigned long long fail_after; /* chunk() fails (MS_ELOCAL) after this many; 0 = never */
+    bool quiet;
 };
 
 static int on_chunk(void *ctx, const char *data, size_t len)
@@ -32,6 +35,8 @@ static int on_chunk(void *ctx, const char *data, size_t len)
     struct sink_state *st = ctx;
     st->chunks++;
     st->bytes += len;
+    if (st->fail_after && st->chunks > st->fail_after)
+        return 5;
     if (!st->dir)
         return 0;
     if (!st->cur) {
@@ -47,7 +52,8 @@ static int on_message(void *ctx, const struct imap_msg *m, bool has_body)
 {
     struct sink_state *st = ctx;
     st->msgs++;
-    printf("  message uid=%u size=%llu flags=0x%x kw=%s date=%lld body=%d\n", m->uid, (unsigned long long)m->size,
+    if (!st->quiet)
+        printf("  message uid=%u size=%llu flags=0x%x kw=%s date=%lld body=%d\n", m->uid, (unsigned long long)m->size,
            m->flags, m->keywords ? m->keywords : "-", (long long)m->internaldate, has_body);
     if (st->dir && has_body) {
         if (!st->cur) { /* empty body */
@@ -64,10 +70,13 @@ static int on_message(void *ctx, const struct imap_msg *m, bool has_body)
     return 0;
 }
 
+static unsigned long identities;
+
 static void on_identity(void *ctx, uint32_t uid, uint64_t size, const char *mid)
 {
     (void)ctx;
-    printf("  identity uid=%u size=%llu message-id=%s\n", uid, (unsigned long long)size, mid ? mid : "(none)");
+    if (identities++ < 10)
+        printf("  identity uid=%u size=%llu message-id=%s\n", uid, (unsigned long long)size, mid ? mid : "(none)");
 }
 
 static void print_hwm(void)
@@ -95,7 +104,8 @@ int main(int argc, char **argv)
     a.user = argv[4];
     a.timeout = 20;
     const char *folder = NULL, *out = NULL;
-    bool identity = false, rw = false;
+    bool identity = false, rw = false, quiet = false;
+    unsigned long long fail_after = 0;
     for (int i = 5; i < argc; i++) {
         if (!strcmp(argv[i], "--ca") && i + 1 < argc)
             a.ca_file = argv[++i];
@@ -117,6 +127,10 @@ int main(int argc, char **argv)
             identity = true;
         else if (!strcmp(argv[i], "--write"))
             rw = true;
+        else if (!strcmp(argv[i], "--fail-after") && i + 1 < argc)
+            fail_after = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--quiet"))
+            quiet = true;
         else if (!strcmp(argv[i], "--allow-plaintext"))
             a.allow_plaintext = true;
     }
@@ -161,21 +175,28 @@ int main(int argc, char **argv)
         }
         uint32_t *uids = calloc(nm + 1, sizeof *uids);
         for (size_t i = 0; i < nm; i++) {
-            printf("  flags uid=%u flags=0x%x kw=%s size=%llu\n", m[i].uid, m[i].flags,
+            if (!quiet)
+                printf("  flags uid=%u flags=0x%x kw=%s size=%llu\n", m[i].uid, m[i].flags,
                    m[i].keywords ? m[i].keywords : "-", (unsigned long long)m[i].size);
             uids[i] = m[i].uid;
         }
         imap_msgs_free(m, nm);
         if (identity) {
             rc = imap_fetch_identity(s, uids, nm, on_identity, NULL, &err);
-            if (rc)
-                printf("identity failed: %d: %s\n", rc, err.msg);
+            printf("identity: rc %d, %lu found %s\n", rc, identities, rc ? err.msg : "");
         }
-        struct sink_state st = {.dir = out};
+        struct sink_state st = {.dir = out, .fail_after = fail_after, .quiet = quiet};
         struct imap_body_sink sink = {&st, on_chunk, on_message};
         rc = imap_fetch_bodies(s, uids, nm, &sink, &err);
         printf("bodies: rc %d msgs %llu bytes %llu chunks %llu %s\n", rc, st.msgs, st.bytes, st.chunks,
                rc ? err.msg : "");
+        if (rc) {
+            /* The session must now refuse work at once. */
+            struct imap_folder *f2;
+            size_t n2;
+            int rc2 = imap_list(s, &f2, &n2, &err);
+            printf("after failure: list rc %d: %s\n", rc2, err.msg);
+        }
         free(uids);
     }
     print_hwm();
