@@ -930,6 +930,7 @@ struct fetched {
     struct imap_msg m;
     bool has_uid;
     bool has_body;
+    int bodies;         /* full-body items: more than one is hostile */
     bool partial_body;
 };
 
@@ -958,10 +959,12 @@ static void parse_att(const struct mailimap_msg_att *att, struct fetched *out)
             break;
         case MAILIMAP_MSG_ATT_RFC822:
             out->has_body = true;
+            out->bodies++;
             break;
         case MAILIMAP_MSG_ATT_BODY_SECTION:
             if (is_full_body(MAILIMAP_MSG_ATT_BODY_SECTION, st->att_data.att_body_section)) {
                 out->has_body = true;
+                out->bodies++;
                 if (st->att_data.att_body_section->sec_origin_octet != 0)
                     out->partial_body = true;
             }
@@ -1226,9 +1229,11 @@ static void on_body_att(struct mailimap_msg_att *att, void *ctx)
     if (x.has_body || had_chunks) {
         int idx = x.has_uid ? fetch_index(f, x.m.uid) : -1;
         char why[120];
-        if (idx < 0 || f->seen[idx] || x.partial_body) {
-            snprintf(why, sizeof why, "server sent %s body for UID %u", x.partial_body ? "a partial" :
-                     idx < 0 ? "an unrequested" : "a second", x.m.uid);
+        if (idx < 0 || f->seen[idx] || x.partial_body || x.bodies > 1) {
+            /* The chunks already went to the sink: without message() it
+             * must drop them, so stop here rather than misfile them. */
+            snprintf(why, sizeof why, "server sent %s body for UID %u",
+                     x.partial_body ? "a partial" : idx < 0 ? "an unrequested" : "a second", x.m.uid);
             free(x.m.keywords);
             fetch_abort(f, MS_ENET, why);
             return;
