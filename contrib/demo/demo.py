@@ -58,10 +58,10 @@ def seed(bed, per_folder):
     return total
 
 
-def run(binary, config, *args):
+def run(label, binary, config, *args):
     """Run mailsync with the terminal attached so the user sees its output."""
     cmd = [binary, "-c", str(config)] + list(args)
-    print("\n$ %s" % " ".join(cmd), flush=True)
+    print("\n# %s\n$ %s" % (label, " ".join(cmd)), flush=True)
     t0 = time.monotonic()
     rc = subprocess.call(cmd, env=tb.mailsync_env())
     print("(exit code %d, %.2f s)" % (rc, time.monotonic() - t0), flush=True)
@@ -107,10 +107,10 @@ def main():
             "mode": "mirror"}})
         print("Config written to %s:\n%s" % (config, Path(config).read_text()))
 
-        rc = run(binary, config, "pull")
+        rc = run("first pull: download everything", binary, config, "pull")
         if rc == 0:
-            run(binary, config, "pull")          # second run: nothing to do
-            run(binary, config, "status")
+            run("second pull: nothing new, nothing changes", binary, config, "pull")
+            run("status: read from the state DB, works offline", binary, config, "status")
         with bed.imap("alice") as c:
             state = c.server_state()
         problems = tb.compare_maildir(maildir, state)

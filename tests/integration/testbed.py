@@ -600,7 +600,9 @@ class Dovecot:
                 except (ProcessLookupError, PermissionError):
                     proc.send_signal(signal.SIGTERM)
                 try:
-                    proc.wait(timeout=10)
+                    # Usually ~10 ms; sometimes a child lingers and the
+                    # master waits for it for seconds: don't.
+                    proc.wait(timeout=0.5)
                 except subprocess.TimeoutExpired:
                     pass
             try:
