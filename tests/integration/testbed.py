@@ -343,20 +343,20 @@ def mail_owner():
     Otherwise the current user."""
     if os.geteuid() != 0:
         return os.getuid(), os.getgid(), pwd.getpwuid(os.getuid()).pw_name
-    try:
-        pw = pwd.getpwnam(MAIL_USER_NAME)
-    except KeyError:
-        r = subprocess.run(["useradd", "--system", "--no-create-home", "--user-group",
-                            "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
-                            MAIL_USER_NAME], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for attempt in range(10):
         try:
             pw = pwd.getpwnam(MAIL_USER_NAME)
+            break
         except KeyError:
-            if r.returncode != 0:
-                # useradd unusable (e.g. read-only /etc): fall back to nobody.
-                pw = pwd.getpwnam("nobody")
-            else:
-                raise
+            pass
+        # Parallel test processes may race here: "already exists" and "cannot
+        # lock /etc/passwd" both mean: look again shortly.
+        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group",
+                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                        MAIL_USER_NAME], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.1 * attempt)
+    else:
+        pw = pwd.getpwnam("nobody")    # useradd unusable (e.g. read-only /etc)
     return pw.pw_uid, pw.pw_gid, pw.pw_name
 
 
