@@ -240,5 +240,87 @@ class PullTest(tb.BedTestCase):
         self.assertTrue(tb.is_maildir(self.maildir / "INBOX"))
 
 
+class FolderSelectionTest(tb.BedTestCase):
+    """folders = patterns, --folder, and the maildir++ layout."""
+    bed_options = {"pool": 10}
+
+    def setUp(self):
+        super().setUp()
+        with self.imap() as c:
+            for f in ("Spam", "Archive", "Archive/2024", "Archive/2023", "Work"):
+                c.create_folder(f)
+            for i, f in enumerate(("INBOX", "Spam", "Archive", "Archive/2024", "Archive/2023", "Work")):
+                c.append_many(f, tb.make_corpus(2, seed=30 + i, start=10 * i))
+
+    def test_folder_patterns_exclude(self):
+        self.write_config(folders="* !Spam !Archive/2023")
+        self.pull()
+        state = self.server_state()
+        kept = [f for f in state if f not in ("Spam", "Archive/2023")]
+        self.assertSynced(state, folders=kept)
+        local = sorted(tb.read_maildir(self.maildir))
+        self.assertNotIn("Spam", local)
+        self.assertNotIn("Archive/2023", local)
+        self.assertFalse((self.maildir / "Spam").exists())
+
+    def test_folder_option_limits_the_run(self):
+        self.pull("--folder", "Archive/2024")
+        local = tb.read_maildir(self.maildir)
+        self.assertEqual(sorted(f for f, msgs in local.items() if msgs), ["Archive/2024"])
+        self.assertSynced(folders=["Archive/2024"])
+
+    def test_layout_maildirpp(self):
+        self.write_config(layout="maildir++")
+        self.pull()
+        self.assertTrue(tb.is_maildir(self.maildir), "INBOX must be the root with maildir++")
+        self.assertTrue(tb.is_maildir(self.maildir / ".Archive.2024"))
+        self.assertSynced(layout="maildir++")
+
+
+class IdentityTest(tb.BedTestCase):
+    """Lost state DB and UIDVALIDITY change: re-match, never re-download or
+    duplicate (contract: "re-matches existing messages by identity")."""
+    bed_options = {"pool": 10}
+
+    def seed(self):
+        msgs = tb.make_corpus(12, seed=40, size=(1000, 8000))
+        with self.imap() as c:
+            c.create_folder("Archive/2024")
+            c.append_many("INBOX", msgs[:6])
+            c.append_many("Archive/2024", msgs[6:])
+        return msgs
+
+    def file_set(self):
+        return {(m.folder, m.data, os.stat(m.path).st_ino) for ms in tb.read_maildir(self.maildir).values()
+                for m in ms}
+
+    def test_lost_state_db(self):
+        self.seed()
+        self.pull()
+        before = self.file_set()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            p = Path(str(self.state) + suffix)
+            if p.exists():
+                p.unlink()
+        self.pull()
+        self.assertSynced()
+        self.assertEqual(before, self.file_set(), "messages re-downloaded after the state DB was lost")
+
+    def test_uidvalidity_change(self):
+        msgs = self.seed()
+        self.pull()
+        with self.imap() as c:
+            v1 = c.status_of("Archive/2024")["UIDVALIDITY"]
+            c.delete_folder("Archive/2024")
+            c.create_folder("Archive/2024")
+            c.append_many("Archive/2024", msgs[6:])
+            self.assertNotEqual(c.status_of("Archive/2024")["UIDVALIDITY"], v1)
+        before = self.file_set()
+        r = self.mailsync("pull")
+        self.assertIn(r.code, (0, 1), str(r))
+        self.assertSynced()
+        self.assertEqual(before, self.file_set(), "messages re-downloaded after UIDVALIDITY changed")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -733,7 +733,7 @@ class Dovecot:
 class ServerMessage:
     uid: int
     flags: frozenset          # as the server spells them, e.g. {"\\Seen"}
-    data: bytes               # BODY[] exactly as sent (CRLF)
+    data: bytes = dataclasses.field(repr=False)   # BODY[] exactly as sent (CRLF)
     internaldate: int         # epoch seconds
 
     @property
@@ -943,7 +943,7 @@ def letters_to_flags(letters):
 
 @dataclasses.dataclass
 class SeedMessage:
-    data: bytes                # CRLF line endings (what the server will send)
+    data: bytes = dataclasses.field(repr=False)   # CRLF (what the server will send)
     flags: tuple = ()
     date: int = 1700000000     # INTERNALDATE, epoch seconds
 
@@ -1103,7 +1103,7 @@ class LocalMessage:
     name: str
     uniq: str
     letters: str       # info letters after ":2," ("" if none)
-    data: bytes
+    data: bytes = dataclasses.field(repr=False)
     mtime: float
     path: str
 
