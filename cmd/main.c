@@ -1,7 +1,441 @@
-/* main.c: placeholder until the command dispatcher lands. */
+/*
+ * main.c: the mailsync program: argv, config, dispatch to the engine,
+ * output and the exit code (shared/docs/interface.md).
+ *
+ *   mailsync [GLOBAL OPTIONS] COMMAND [ACCOUNT...] [COMMAND OPTIONS]
+ *
+ * Options may stand anywhere on the line; the first word that is not an
+ * option is the command, the following ones are account names.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cmd/config.h"
+#include "cmd/output.h"
+#include "sync/engine.h"
+#include "sync/log.h"
+#include "sync/names.h"
+#include "sync/util.h"
+
+struct options {
+    const char *config;
+    bool json;
+    bool dry_run;
+    bool force;
+    bool quiet;
+    enum progress_mode progress;
+    char **folders;
+    size_t nfolders;
+    const char *command;
+    char **accounts;
+    size_t naccounts;
+};
+
+static const char usage_text[] =
+    "Usage: mailsync [OPTIONS] COMMAND [ACCOUNT...]\n"
+    "\n"
+    "Keep local Maildirs and IMAP accounts in step.\n"
+    "\n"
+    "Commands:\n"
+    "  pull      server -> local: download new mail, apply server flag changes\n"
+    "            and deletions, create folders that are new on the server\n"
+    "  push      local -> server (not implemented yet)\n"
+    "  sync      push, then pull (not implemented yet)\n"
+    "  status    per account and folder: counts, pending local changes, last\n"
+    "            sync and last error; offline, reads only local data\n"
+    "  check     validate the config, connect, verify TLS, authenticate, list\n"
+    "            folders, show server capabilities; changes nothing\n"
+    "  folders   list server folders and the local path each maps to\n"
+    "  watch     stay connected and pull on changes (not implemented yet)\n"
+    "\n"
+    "No ACCOUNT means every account in the config file.\n"
+    "\n"
+    "Options:\n"
+    "  -c, --config FILE      config file (default: $MAILSYNC_CONFIG, else\n"
+    "                         $XDG_CONFIG_HOME/mailsync/config, else\n"
+    "                         ~/.config/mailsync/config)\n"
+    "  -v, --verbose          more detail; -vv shows the IMAP conversation\n"
+    "                         (passwords masked)\n"
+    "  -q, --quiet            only errors\n"
+    "      --progress=WHEN    auto (on a terminal), always, never\n"
+    "      --json             one JSON object on stdout summarising the run\n"
+    "      --dry-run          print what would change, change nothing\n"
+    "      --folder PATTERN   limit the run to matching folders (repeatable;\n"
+    "                         * any text, %% any text but '/', ? one char)\n"
+    "      --force            override the mass-deletion guard\n"
+    "      --version          print the version\n"
+    "  -h, --help             this help\n"
+    "\n"
+    "Exit codes: 0 all synced, 1 some folders or messages failed, 2 usage or\n"
+    "config error, 3 authentication failed, 4 network or TLS failure,\n"
+    "5 local storage failure, 75 another run holds the account's lock.\n"
+    "\n"
+    "See mailsync(1) for the config file.\n";
+
+static int usage_error(const char *fmt, const char *arg)
 {
-    fputs("mailsync: not built yet\n", stderr);
-    return 2;
+    fprintf(stderr, "mailsync: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'mailsync --help'.\n");
+    return MS_EUSAGE;
+}
+
+static void add_folder_pattern(struct options *o, const char *p)
+{
+    o->folders = xrealloc(o->folders, (o->nfolders + 1) * sizeof *o->folders);
+    o->folders[o->nfolders++] = (char *)p;
+}
+
+/* Returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, struct options *o)
+{
+    enum { OPT_PROGRESS = 256, OPT_JSON, OPT_DRY_RUN, OPT_FOLDER, OPT_FORCE, OPT_VERSION };
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"progress", required_argument, NULL, OPT_PROGRESS},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"folder", required_argument, NULL, OPT_FOLDER},
+        {"force", no_argument, NULL, OPT_FORCE},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:vqh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o->config = optarg; break;
+        case 'v': log_verbosity = log_verbosity < 0 ? 1 : log_verbosity + 1; break;
+        case 'q': o->quiet = true; break;
+        case OPT_PROGRESS:
+            if (strcmp(optarg, "auto") == 0)
+                o->progress = PROGRESS_AUTO;
+            else if (strcmp(optarg, "always") == 0)
+                o->progress = PROGRESS_ALWAYS;
+            else if (strcmp(optarg, "never") == 0)
+                o->progress = PROGRESS_NEVER;
+            else
+                return usage_error("--progress takes auto, always or never, not '%s'", optarg);
+            break;
+        case OPT_JSON: o->json = true; break;
+        case OPT_DRY_RUN: o->dry_run = true; break;
+        case OPT_FOLDER: add_folder_pattern(o, optarg); break;
+        case OPT_FORCE: o->force = true; break;
+        case OPT_VERSION: printf("mailsync %s\n", MAILSYNC_VERSION); return 0;
+        case 'h': fputs(usage_text, stdout); return 0;
+        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
+        default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (o->quiet)
+        log_verbosity = -1;
+    if (optind >= argc)
+        return usage_error("%s", "no command given (pull, push, sync, status, check, folders, watch)");
+    o->command = argv[optind++];
+    o->accounts = argv + optind;
+    o->naccounts = (size_t)(argc - optind);
+    return -1;
+}
+
+/* Secrets must not end up in a core file, and files we create are ours
+ * alone. */
+static void harden_process(void)
+{
+    umask(077);
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* The accounts the command line names, or all of them. NULL entries never
+ * occur: an unknown name is a usage error. */
+static int pick_accounts(struct config *cfg, const struct options *o, struct account ***out, size_t *n)
+{
+    size_t want = o->naccounts ? o->naccounts : cfg->naccounts;
+    struct account **list = xcalloc(want, sizeof *list);
+    for (size_t i = 0; i < want; i++) {
+        list[i] = o->naccounts ? config_find(cfg, o->accounts[i]) : &cfg->accounts[i];
+        if (!list[i]) {
+            free(list);
+            fprintf(stderr, "mailsync: no account named '%s' in %s\n", o->accounts[i], cfg->path);
+            return MS_EUSAGE;
+        }
+    }
+    *out = list;
+    *n = want;
+    return MS_OK;
+}
+
+static int get_secret(const struct account *a, char **out, struct ms_error *err)
+{
+    if (a->auth == AUTH_XOAUTH2 || a->auth == AUTH_OAUTHBEARER)
+        return config_oauth_token(a, out, err);
+    return config_password(a, out, err);
+}
+
+static struct engine_options engine_opts(const struct options *o)
+{
+    return (struct engine_options){.dry_run = o->dry_run,
+                                   .force = o->force,
+                                   .folder_patterns = o->folders,
+                                   .nfolder_patterns = o->nfolders,
+                                   .progress = output_progress(),
+                                   .get_password = get_secret};
+}
+
+static int unsupported_type(const struct account *a)
+{
+    if (a->type != ACCOUNT_POP3)
+        return MS_OK;
+    log_msg(LOG_ERROR, "%s: POP3 accounts are not supported yet", a->name);
+    return MS_EUSAGE;
+}
+
+static int cmd_pull(const struct options *o, struct account **acc, size_t n)
+{
+    struct engine_options eo = engine_opts(o);
+    struct engine_result *res = xcalloc(n, sizeof *res);
+    int exit_code = MS_OK;
+    for (size_t i = 0; i < n; i++) {
+        int rc = unsupported_type(acc[i]);
+        if (rc) {
+            res[i].account = xstrdup(acc[i]->name);
+            res[i].status = rc;
+            snprintf(res[i].error, sizeof res[i].error, "POP3 accounts are not supported yet");
+        } else {
+            rc = engine_pull(acc[i], &eo, &res[i]);
+            if (res[i].error[0])
+                log_msg(LOG_ERROR, "%s: %s", acc[i]->name, res[i].error);
+        }
+        exit_code = ms_error_worse(exit_code, rc);
+        if (!o->json && !o->quiet && rc != MS_ELOCKED)
+            output_summary(stdout, o->command, &res[i], o->dry_run);
+    }
+    if (o->json)
+        output_json_results(stdout, o->command, res, n, exit_code, o->dry_run);
+    for (size_t i = 0; i < n; i++)
+        engine_result_free(&res[i]);
+    free(res);
+    return exit_code;
+}
+
+static void print_time(const char *label, int64_t t)
+{
+    if (!t) {
+        printf("%snever", label);
+        return;
+    }
+    char buf[64];
+    time_t tt = (time_t)t;
+    struct tm tm;
+    localtime_r(&tt, &tm);
+    strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+    printf("%s%s", label, buf);
+}
+
+static void status_json(const struct account *a, const struct engine_status *s, bool first)
+{
+    printf("%s{\"name\":", first ? "" : ",");
+    output_json_string(stdout, a->name);
+    printf(",\"synced_before\":%s,\"last_sync\":%lld,\"last_error\":", s->have_state ? "true" : "false",
+           (long long)s->last_sync);
+    output_json_string(stdout, s->last_error);
+    printf(",\"folders\":[");
+    for (size_t i = 0; i < s->nfolders; i++) {
+        const struct engine_status_folder *f = &s->folders[i];
+        char *name = names_display(f->name);
+        printf("%s{\"name\":", i ? "," : "");
+        output_json_string(stdout, name);
+        printf(",\"path\":");
+        output_json_string(stdout, f->path);
+        printf(",\"synced\":%lld,\"local\":%lld,\"local_new\":%lld,\"local_flag_changes\":%lld,"
+               "\"local_deleted\":%lld,\"last_sync\":%lld}",
+               (long long)f->synced, (long long)f->local, (long long)f->local_new, (long long)f->local_flags,
+               (long long)f->local_gone, (long long)f->last_sync);
+        free(name);
+    }
+    printf("]}");
+}
+
+static void status_text(const struct account *a, const struct engine_status *s)
+{
+    printf("%s (%s)\n", a->name, a->maildir);
+    if (!s->have_state) {
+        printf("  never synced\n");
+        return;
+    }
+    print_time("  last successful sync: ", s->last_sync);
+    printf("\n  last error: %s\n", s->last_error ? s->last_error : "none");
+    for (size_t i = 0; i < s->nfolders; i++) {
+        const struct engine_status_folder *f = &s->folders[i];
+        char *name = names_display(f->name);
+        printf("  %-30s %6lld synced, ", name, (long long)f->synced);
+        if (f->local < 0)
+            printf("local folder missing");
+        else
+            printf("%6lld local; to push: %lld new, %lld flag changes, %lld deleted", (long long)f->local,
+                   (long long)f->local_new, (long long)f->local_flags, (long long)f->local_gone);
+        print_time("; synced ", f->last_sync);
+        printf("\n");
+        free(name);
+    }
+}
+
+static int cmd_status(const struct options *o, struct account **acc, size_t n)
+{
+    int exit_code = MS_OK;
+    if (o->json)
+        printf("{\"command\":\"status\",\"accounts\":[");
+    for (size_t i = 0; i < n; i++) {
+        struct engine_status s;
+        struct ms_error err = {0};
+        int rc = engine_status(acc[i], &s, &err);
+        if (rc) {
+            log_msg(LOG_ERROR, "%s: %s", acc[i]->name, err.msg);
+            exit_code = ms_error_worse(exit_code, rc);
+        } else if (o->json) {
+            status_json(acc[i], &s, i == 0);
+        } else {
+            status_text(acc[i], &s);
+        }
+        engine_status_free(&s);
+    }
+    if (o->json)
+        printf("],\"exit\":%d}\n", exit_code);
+    return exit_code;
+}
+
+static int cmd_check(const struct options *o, struct account **acc, size_t n)
+{
+    struct engine_options eo = engine_opts(o);
+    int exit_code = MS_OK;
+    for (size_t i = 0; i < n; i++) {
+        struct engine_check c;
+        struct ms_error err = {0};
+        int rc = unsupported_type(acc[i]);
+        if (rc == MS_OK)
+            rc = engine_check(acc[i], &eo, &c, &err);
+        if (rc) {
+            if (err.msg[0])
+                log_msg(LOG_ERROR, "%s: %s", acc[i]->name, err.msg);
+            exit_code = ms_error_worse(exit_code, rc);
+            continue;
+        }
+        printf("%s: OK: %s@%s:%d\n  TLS: %s\n  authenticated as %s\n  %zu folders\n  capabilities: %s\n",
+               acc[i]->name, acc[i]->user, acc[i]->host, acc[i]->port, c.tls, acc[i]->user, c.nfolders,
+               c.capabilities ? c.capabilities : "");
+        engine_check_free(&c);
+    }
+    return exit_code;
+}
+
+static int cmd_folders(const struct options *o, struct account **acc, size_t n)
+{
+    struct engine_options eo = engine_opts(o);
+    int exit_code = MS_OK;
+    for (size_t i = 0; i < n; i++) {
+        struct engine_folder_map *m = NULL;
+        size_t nm = 0;
+        struct ms_error err = {0};
+        int rc = unsupported_type(acc[i]);
+        if (rc == MS_OK)
+            rc = engine_folders(acc[i], &eo, &m, &nm, &err);
+        if (rc) {
+            if (err.msg[0])
+                log_msg(LOG_ERROR, "%s: %s", acc[i]->name, err.msg);
+            exit_code = ms_error_worse(exit_code, rc);
+            continue;
+        }
+        printf("%s:\n", acc[i]->name);
+        for (size_t j = 0; j < nm; j++) {
+            printf("  %-32s ", m[j].name);
+            if (m[j].noselect)
+                printf("(no messages: \\Noselect)\n");
+            else if (!m[j].path)
+                printf("(skipped: %s)\n", m[j].why);
+            else if (!m[j].selected)
+                printf("(excluded) %s/%s\n", acc[i]->maildir, m[j].path);
+            else
+                printf("-> %s/%s\n", acc[i]->maildir, m[j].path);
+        }
+        engine_folders_free(m, nm);
+    }
+    return exit_code;
+}
+
+static int run_command(const struct options *o, struct account **acc, size_t n)
+{
+    const char *c = o->command;
+    if (strcmp(c, "pull") == 0)
+        return cmd_pull(o, acc, n);
+    if (strcmp(c, "status") == 0)
+        return cmd_status(o, acc, n);
+    if (strcmp(c, "check") == 0)
+        return cmd_check(o, acc, n);
+    if (strcmp(c, "folders") == 0)
+        return cmd_folders(o, acc, n);
+    fprintf(stderr, "mailsync: '%s' is not implemented yet; this version can pull, status, check and folders\n", c);
+    return MS_EUSAGE;
+}
+
+static bool known_command(const char *c)
+{
+    static const char *const all[] = {"pull", "push", "sync", "status", "check", "folders", "watch"};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(c, all[i]) == 0)
+            return true;
+    return false;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = {.progress = PROGRESS_AUTO};
+    harden_process();
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0)
+        goto out;
+    if (!known_command(o.command)) {
+        rc = usage_error("unknown command '%s' (pull, push, sync, status, check, folders, watch)", o.command);
+        goto out;
+    }
+    output_init(o.progress, o.quiet, o.json);
+
+    char *path = o.config ? xstrdup(o.config) : config_default_path();
+    if (!path) {
+        fprintf(stderr, "mailsync: cannot find a config file: set -c FILE or $MAILSYNC_CONFIG\n");
+        rc = MS_EUSAGE;
+        goto out;
+    }
+    struct config cfg = {0};
+    struct ms_error err = {0};
+    rc = config_load(path, &cfg, &err);
+    free(path);
+    if (rc) {
+        fprintf(stderr, "mailsync: %s\n", err.msg);
+        config_free(&cfg);
+        goto out;
+    }
+    struct account **acc = NULL;
+    size_t n = 0;
+    rc = pick_accounts(&cfg, &o, &acc, &n);
+    if (rc == MS_OK)
+        rc = run_command(&o, acc, n);
+    free(acc);
+    config_free(&cfg);
+out:
+    free(o.folders);
+    return rc;
 }

@@ -329,7 +329,7 @@ static int set_pragmas(struct state *s, struct ms_error *err)
         return db_error(s, err, "setting WAL mode");
     }
     const char *mode = (const char *)sqlite3_column_text(st, 0);
-    if (!mode || strcmp(mode, "wal") != 0)
+    if ((!mode || strcmp(mode, "wal") != 0) && strcmp(s->path, ":memory:") != 0)
         log_msg(LOG_WARN, "state DB %s: WAL journal not available here (using %s)", s->path, mode ? mode : "?");
     sqlite3_finalize(st);
     int rc = exec(s, "PRAGMA synchronous=FULL", "setting synchronous=FULL", err);
@@ -343,8 +343,9 @@ int state_open(const char *path, struct state **out, struct ms_error *err)
     *out = NULL;
     if (!path || !*path)
         return ms_error_set(err, MS_ELOCAL, "state DB path is empty");
-    bool fresh;
-    int rc = precheck_file(path, &fresh, err);
+    bool fresh = true;
+    bool memory = strcmp(path, ":memory:") == 0;
+    int rc = memory ? MS_OK : precheck_file(path, &fresh, err);
     if (rc)
         return rc;
 
@@ -353,7 +354,8 @@ int state_open(const char *path, struct state **out, struct ms_error *err)
         abort();
     s->path = xstrdup_or_null(path);
     /* No SQLITE_OPEN_CREATE: the file exists now, and must not be replaced. */
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (memory ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
         rc = ms_error_set(err, MS_ELOCAL, "cannot open state DB %s: %s", path,
                           s->db ? sqlite3_errmsg(s->db) : "out of memory");
         state_close(s);

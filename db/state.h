@@ -19,7 +19,9 @@
 
 struct state;
 
-/* Open or create the DB at path (parent directories created 0700). */
+/* Open or create the DB at path (parent directories created 0700).
+ * ":memory:" opens a private, empty DB that vanishes on close (for a
+ * --dry-run of an account that never synced: it must not create files). */
 int state_open(const char *path, struct state **out, struct ms_error *err);
 void state_close(struct state *s);
 

@@ -146,12 +146,20 @@ static bool synced_before(struct state *st)
     return yes;
 }
 
-static int open_store(struct run *r, bool create_root, struct ms_error *err)
+/* The state DB and the Maildir root. A root that is missing although the
+ * account synced before is an error; on the first run it is created (or,
+ * with --dry-run, left missing: every folder is then simply empty). */
+static int open_store(struct run *r, struct ms_error *err)
 {
-    int rc = state_open(r->acct->state_path, &r->st, err);
+    const char *path = r->acct->state_path;
+    if (r->opt->dry_run && access(path, F_OK) != 0)
+        path = ":memory:";
+    int rc = state_open(path, &r->st, err);
     if (rc)
         return rc;
-    bool must_exist = synced_before(r->st) || !create_root;
+    bool must_exist = synced_before(r->st);
+    if (r->opt->dry_run && !must_exist && access(r->acct->maildir, F_OK) != 0)
+        return MS_OK;
     return maildir_root_open(r->acct->maildir, !must_exist, &r->rootfd, err);
 }
 
@@ -856,7 +864,7 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     int rc = folder_row(r, sel, &sf, err);
     if (rc)
         goto out;
-    bool exists = maildir_folder_exists(r->rootfd, sel->path);
+    bool exists = r->rootfd >= 0 && maildir_folder_exists(r->rootfd, sel->path);
     if (!exists && sf.last_sync) {
         rc = ms_error_set(err, MS_EPARTIAL,
                           "%s: local folder %s/%s is missing although it was synced before; not touching it",
@@ -1013,9 +1021,11 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
     memset(res, 0, sizeof *res);
     res->account = xstrdup(a->name);
 
-    int rc = take_lock(&r, &err);
+    /* A dry run changes nothing, so it needs no lock (and creates no lock
+     * file for an account that never ran). */
+    int rc = opt->dry_run ? MS_OK : take_lock(&r, &err);
     if (rc == MS_OK)
-        rc = open_store(&r, !opt->dry_run, &err);
+        rc = open_store(&r, &err);
     if (rc == MS_OK)
         rc = connect_account(&r, &err);
     if (rc == MS_OK)
