@@ -1236,17 +1236,22 @@ def message_id(data):
     return m.group(1).decode(errors="replace") if m else "(none)"
 
 
-def snapshot_tree(root):
-    """{relative path: (inode, mtime_ns, size)} of every file and dir under
-    root: two equal snapshots mean nothing was touched."""
+def snapshot_tree(root, dir_mtimes=False):
+    """{relative path: (inode, mtime_ns, size)} of every file and directory
+    under root: two equal snapshots mean no file was written, renamed,
+    replaced or removed. Directory mtimes are left out unless dir_mtimes
+    (a lock or temp file created and removed again would change them)."""
     snap = {}
     root = str(root)
     for dirpath, dirnames, filenames in os.walk(root):
-        for n in dirnames + filenames:
+        for n in dirnames:
             p = os.path.join(dirpath, n)
             st = os.lstat(p)
-            snap[os.path.relpath(p, root)] = (st.st_ino, st.st_mtime_ns,
-                                              st.st_size if not os.path.isdir(p) else 0)
+            snap[os.path.relpath(p, root) + "/"] = (st.st_ino, st.st_mtime_ns if dir_mtimes else 0, 0)
+        for n in filenames:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            snap[os.path.relpath(p, root)] = (st.st_ino, st.st_mtime_ns, st.st_size)
     return snap
 
 
