@@ -413,6 +413,12 @@ static short ssl_want(struct netstream *ns, int n, int saved_errno)
             ns_fail(ns, "TLS error: %s", ERR_reason_error_string(ERR_peek_error()));
         return 0;
     default: {
+#ifdef SSL_R_UNEXPECTED_EOF_WHILE_READING
+        if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+            fail_closed(ns); /* cut without close_notify: a plain EOF to the user */
+            return 0;
+        }
+#endif
         const char *r = ERR_reason_error_string(ERR_peek_error());
         ns_fail(ns, "TLS error: %s", r ? r : "unknown");
         return 0;
