@@ -40,10 +40,16 @@
 #include "sync/plan.h"
 #include "sync/util.h"
 
-/* A fetch batch ends at this many messages or bytes, whichever comes
- * first: one syncfs and two transactions per batch. */
+/* One UID FETCH command asks for at most this many messages or bytes. */
 #define BATCH_MESSAGES 500
 #define BATCH_BYTES (32u * 1024 * 1024)
+/* Delivered messages are made durable and recorded (one syncfs, two
+ * transactions) after this many messages, bytes or seconds, whichever
+ * comes first, also in the middle of a FETCH: a killed run loses at most
+ * that much work. */
+#define COMMIT_MESSAGES 200
+#define COMMIT_BYTES (8u * 1024 * 1024)
+#define COMMIT_SECONDS 1.0
 /* How much of each message we keep while it streams, to read its
  * Message-ID for identity. */
 #define HEADER_KEEP 16384
@@ -319,13 +325,18 @@ struct fetch_ctx {
     struct engine_folder_result *fres;
     const uint32_t *wanted; /* sorted UIDs of this batch */
     size_t nwanted;
+    bool *got;              /* got[i]: wanted[i] was delivered */
     struct maildir_tmp *cur; /* the message streaming now */
     char head[HEADER_KEEP];
     size_t nhead;
     struct fetched *done;
     size_t ndone;
+    uint64_t done_bytes;
+    double last_commit;
     struct ms_error err;
 };
+
+static int commit_batch(struct fetch_ctx *c, struct ms_error *err);
 
 static int fetch_chunk(void *vctx, const char *data, size_t len)
 {
@@ -347,21 +358,15 @@ static int cmp_uid(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static bool already_done(const struct fetch_ctx *c, uint32_t uid)
-{
-    for (size_t i = c->ndone; i-- > 0;)
-        if (c->done[i].uid == uid)
-            return true;
-    return false;
-}
 
 static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
 {
     struct fetch_ctx *c = vctx;
     if (!has_body)
         return 0; /* an unsolicited flag update: nothing streamed */
-    bool asked = bsearch(&m->uid, c->wanted, c->nwanted, sizeof *c->wanted, cmp_uid) != NULL;
-    if (!asked || already_done(c, m->uid)) {
+    const uint32_t *slot = bsearch(&m->uid, c->wanted, c->nwanted, sizeof *c->wanted, cmp_uid);
+    bool *got = slot ? &c->got[slot - c->wanted] : NULL;
+    if (!got || *got) { /* not asked for, or a second body for one UID */
         log_msg(LOG_VERBOSE, "ignoring a body for UID %u the run did not ask for", m->uid);
         if (c->cur)
             maildir_tmp_discard(c->cur);
@@ -378,6 +383,7 @@ static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
         c->cur = NULL;
         return -1;
     }
+    *got = true;
     struct fetched *f = &c->done[c->ndone++];
     f->uid = m->uid;
     f->tmp = c->cur;
@@ -386,8 +392,12 @@ static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
     f->size = m->size;
     f->message_id = message_header(c->head, c->nhead, "Message-ID");
     c->cur = NULL;
+    c->done_bytes += m->size;
     if (c->run->opt->progress && c->run->opt->progress->message_done)
         c->run->opt->progress->message_done(c->run->opt->progress->ctx, m->size);
+    if (c->ndone >= COMMIT_MESSAGES || c->done_bytes >= COMMIT_BYTES ||
+        util_now() - c->last_commit >= COMMIT_SECONDS)
+        return commit_batch(c, &c->err) ? -1 : 0;
     return 0;
 }
 
@@ -409,6 +419,8 @@ static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
     struct state *st = c->run->st;
     if (c->ndone == 0)
         return MS_OK;
+    c->last_commit = util_now();
+    c->done_bytes = 0;
     int rc = maildir_syncfs(c->mf, err);
     if (rc == MS_OK)
         rc = state_begin(st, err);
@@ -453,7 +465,10 @@ static int fetch_batch(struct fetch_ctx *c, const uint32_t *uids, size_t n, stru
     c->wanted = uids;
     c->nwanted = n;
     c->done = xcalloc(n, sizeof *c->done);
+    c->got = xcalloc(n, sizeof *c->got);
     c->ndone = 0;
+    c->done_bytes = 0;
+    c->last_commit = util_now();
     ms_error_clear(&c->err);
     int rc = imap_fetch_bodies(c->run->imap, uids, n, &sink, err);
     if (c->cur) { /* cut mid-message: that one is not complete */
@@ -470,7 +485,9 @@ static int fetch_batch(struct fetch_ctx *c, const uint32_t *uids, size_t n, stru
         *err = cerr;
     }
     free(c->done);
+    free(c->got);
     c->done = NULL;
+    c->got = NULL;
     return rc;
 }
 
