@@ -282,7 +282,8 @@ static void status_text(const struct account *a, const struct engine_status *s)
     for (size_t i = 0; i < s->nfolders; i++) {
         const struct engine_status_folder *f = &s->folders[i];
         char *name = names_display(f->name);
-        printf("  %-30s %6lld synced, ", name, (long long)f->synced);
+        output_name_column(stdout, name, 30);
+        printf("%6lld synced, ", (long long)f->synced);
         if (f->local < 0)
             printf("local folder missing");
         else
@@ -361,7 +362,7 @@ static int cmd_folders(const struct options *o, struct account **acc, size_t n)
         }
         printf("%s:\n", acc[i]->name);
         for (size_t j = 0; j < nm; j++) {
-            printf("  %-32s ", m[j].name);
+            output_name_column(stdout, m[j].name, 32);
             if (m[j].noselect)
                 printf("(no messages: \\Noselect)\n");
             else if (!m[j].path)

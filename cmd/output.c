@@ -120,9 +120,11 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
         deleted += f->deleted;
         skipped += f->skipped;
         failed += f->status != 0;
-        if (log_verbosity >= 1 && (f->fetched || f->flagged || f->deleted || f->status))
-            fprintf(out, "  %-30s %zu new, %zu flag changes, %zu deleted%s\n", f->name, f->fetched, f->flagged,
-                    f->deleted, f->status ? " (failed)" : "");
+        if (log_verbosity >= 1 && (f->fetched || f->flagged || f->deleted || f->status)) {
+            output_name_column(out, f->name, 30);
+            fprintf(out, "%zu new, %zu flag changes, %zu deleted%s\n", f->fetched, f->flagged, f->deleted,
+                    f->status ? " (failed)" : "");
+        }
     }
     char b[32];
     human_bytes(b, sizeof b, bytes);
@@ -133,6 +135,14 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
     if (failed)
         fprintf(out, ", %zu folders failed", failed);
     fprintf(out, " in %.1f s\n", r->seconds);
+}
+
+void output_name_column(FILE *out, const char *name, int width)
+{
+    int chars = 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        chars += (*p & 0xc0) != 0x80; /* count UTF-8 lead bytes */
+    fprintf(out, "  %s%*s ", name, chars < width ? width - chars : 0, "");
 }
 
 void output_json_string(FILE *out, const char *s)

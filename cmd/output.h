@@ -25,6 +25,10 @@ void output_clear_line(void);
 /* The human summary of one account's pull. */
 void output_summary(FILE *out, const char *command, const struct engine_result *r, bool dry_run);
 
+/* Write "  " + name padded with spaces to width characters (UTF-8 aware:
+ * counts code points, not bytes) + " ". */
+void output_name_column(FILE *out, const char *name, int width);
+
 /* Write s as a JSON string literal (with quotes), or null for NULL. */
 void output_json_string(FILE *out, const char *s);
 
