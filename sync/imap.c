@@ -56,18 +56,22 @@ struct imap_session {
     /* What the session-wide body handler does with body bytes now. */
     enum body_mode body_mode;
     struct fetch_ctx *fetch;
+    char text[204]; /* server_text() */
 };
 
 /* ======================================================================
  * Errors
  * ==================================================================== */
 
+/* The server's text of the last tagged response, escaped and bounded
+ * (it is hostile input); valid until the next call. */
 static const char *server_text(struct imap_session *s)
 {
     const char *t = s->imap ? s->imap->imap_response : NULL;
     if (!t || !*t)
         return "(no text)";
-    return log_escape(t, strlen(t), 200);
+    imap_escape_text(t, strnlen(t, 1000), s->text, sizeof s->text);
+    return s->text;
 }
 
 /* Close the connection now: after a fatal error nothing more may be sent
@@ -715,9 +719,11 @@ int imap_select(struct imap_session *s, const char *name, bool read_write, struc
         return rc;
     /* libetpan sends names as quoted strings, raw: a line break would
      * split the command. */
+    char shown[120];
+    imap_escape_text(name ? name : "", name ? strnlen(name, 200) : 0, shown, sizeof shown);
     if (!name || !*name || strpbrk(name, "\r\n"))
-        return ms_error_set(err, MS_EPARTIAL, "folder name %s cannot be selected (empty or has a line break)",
-                            name ? log_escape(name, strlen(name), 100) : "(null)");
+        return ms_error_set(err, MS_EPARTIAL, "folder name \"%s\" cannot be selected (empty or has a line break)",
+                            shown);
     bool condstore = imap_has_capability(s, "CONDSTORE");
     uint64_t modseq = 0;
     int r;
@@ -726,7 +732,7 @@ int imap_select(struct imap_session *s, const char *name, bool read_write, struc
     else
         r = condstore ? mailimap_examine_condstore(s->imap, name, &modseq) : mailimap_examine(s->imap, name);
     char what[200];
-    snprintf(what, sizeof what, "%s %s", read_write ? "SELECT" : "EXAMINE", log_escape(name, strlen(name), 100));
+    snprintf(what, sizeof what, "%s %s", read_write ? "SELECT" : "EXAMINE", shown);
     if (r != MAILIMAP_NO_ERROR)
         return fail_call(s, r, what, err);
     struct mailimap_selection_info *si = s->imap->imap_selection_info;

@@ -311,14 +311,18 @@ void imap_mask_client_line(const char *head, size_t head_len, uint64_t line_len,
         }
         if (keep > 100)
             keep = 100;
-        snprintf(out, outlen, "%s%s%s", log_escape(head, keep, 100), *what ? " " : "", what);
+        char shown[420];
+        imap_escape_text(head, keep, shown, sizeof shown);
+        snprintf(out, outlen, "%s%s%s", shown, *what ? " " : "", what);
         return;
     }
     if (private_line) {
         snprintf(out, outlen, "[secret masked, %llu bytes]", (unsigned long long)line_len);
         return;
     }
-    snprintf(out, outlen, "%s%s", log_escape(head, shown, 300), line_len > head_len ? " ..." : "");
+    char text[1100];
+    imap_escape_text(head, shown, text, sizeof text);
+    snprintf(out, outlen, "%s%s", text, line_len > head_len ? " ..." : "");
 }
 
 /* ======================================================================
@@ -639,12 +643,15 @@ static void rx_line(void *ctx, const struct imap_framer *f, bool literal, uint64
     size_t n = shown_len(f);
     if (f->response_start && n >= 5 && strncasecmp(f->head, "* BYE", 5) == 0) {
         size_t skip = n > 6 ? 6 : n;
-        snprintf(ns->bye, sizeof ns->bye, "%s", log_escape(f->head + skip, n - skip, 150));
+        imap_escape_text(f->head + skip, n - skip, ns->bye, sizeof ns->bye);
     }
     if (log_verbosity < LOG_TRACE || f->line_len == 0)
         return;
-    if (n > 0)
-        log_msg(LOG_TRACE, "S: %s%s", log_escape(f->head, n, 300), f->line_len > f->head_len ? " ..." : "");
+    if (n > 0) {
+        char text[1100];
+        imap_escape_text(f->head, n, text, sizeof text);
+        log_msg(LOG_TRACE, "S: %s%s", text, f->line_len > f->head_len ? " ..." : "");
+    }
     if (literal)
         log_msg(LOG_TRACE, "S: <literal, %llu bytes>", (unsigned long long)literal_len);
 }
@@ -886,6 +893,41 @@ const char *netstream_tls_info(const struct netstream *ns)
 /* ======================================================================
  * Pure IMAP helpers.
  * ==================================================================== */
+
+void imap_escape_text(const char *text, size_t len, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (outlen == 0)
+        return;
+    size_t full = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        full += (c >= 0x20 && c < 0x7f && c != '\\') ? 1 : 4;
+    }
+    size_t reserve = full < outlen ? 1 : 4; /* the NUL, and "..." if cut */
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        bool plain = c >= 0x20 && c < 0x7f && c != '\\';
+        size_t need = plain ? 1 : 4;
+        if (o + need + reserve > outlen) {
+            if (o + 4 <= outlen) {
+                memcpy(out + o, "...", 3);
+                o += 3;
+            }
+            break;
+        }
+        if (plain) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+}
 
 static size_t decimal_len(uint32_t v)
 {

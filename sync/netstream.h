@@ -151,6 +151,10 @@ struct uid_range {
 size_t imap_uid_batch(const uint32_t *uids, size_t n, size_t max_uids, size_t max_chars, struct uid_range *ranges,
                       size_t max_ranges, size_t *nranges);
 
+/* Copy server text for a message to the user, thread-safe: printable
+ * ASCII kept, other bytes as \xNN, cut with "..." to fit out. */
+void imap_escape_text(const char *text, size_t len, char *out, size_t outlen);
+
 /* Find header `name` (case-insensitive) in a raw header block of len bytes
  * (CRLF or LF lines), unfold and trim its value, and copy it NUL-terminated
  * into out (truncated to outlen-1; NUL bytes end it). Returns the value's

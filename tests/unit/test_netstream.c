@@ -300,6 +300,19 @@ static void header_values(void **unused)
     assert_int_equal(imap_header_value(other, strlen(other), "Message-ID", out, sizeof out), -1);
 }
 
+static void escaping(void **unused)
+{
+    (void)unused;
+    char out[16];
+    imap_escape_text("ok\r\n\\", 5, out, sizeof out);
+    assert_string_equal(out, "ok\\x0d\\x0a\\x5c");
+    imap_escape_text("abcdefghijklmnopqrstuvwxyz", 26, out, sizeof out);
+    assert_string_equal(out, "abcdefghijkl...");
+    assert_true(strlen(out) < sizeof out);
+    imap_escape_text("\x01\x02\x03\x04\x05", 5, out, sizeof out);
+    assert_string_equal(out, "\\x01\\x02\\x03...");
+}
+
 /* ---- fingerprints ---------------------------------------------------- */
 
 static void fingerprints(void **unused)
@@ -340,6 +353,7 @@ int main(void)
         cmocka_unit_test(uid_batches),
         cmocka_unit_test(uid_batch_char_limit),
         cmocka_unit_test(header_values),
+        cmocka_unit_test(escaping),
         cmocka_unit_test(fingerprints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
