@@ -42,8 +42,9 @@
  * RFC822...), and anywhere else. */
 #define MAILSYNC_MAX_LITERAL (1ull << 30)
 #define MAILSYNC_MAX_SMALL_LITERAL (1ull << 20)
-/* Longest line (literal contents not counted). */
-#define MAILSYNC_MAX_LINE (1ull << 20)
+/* Longest line (literal contents not counted). Big enough for a
+ * "* SEARCH" listing a million UIDs, small enough not to matter. */
+#define MAILSYNC_MAX_LINE (16ull << 20)
 /* Most bytes libetpan may have to keep for one untagged response, and for
  * all responses up to a tagged one (body literals excluded: they stream). */
 #define MAILSYNC_MAX_RESPONSE (64ull << 20)

@@ -89,7 +89,7 @@ def main():
                 c.close()
                 return
             elif SCEN == "longline":
-                send(b"* LIST () \"/\" " + b"a" * (2 << 20) + b"\r\n")
+                send(b"* LIST () \"/\" " + b"a" * (17 << 20) + b"\r\n")
             send(b'* LIST () "/" INBOX\r\n%s OK done\r\n' % tag.encode())
         elif cmd in ("SELECT", "EXAMINE"):
             send(b"* 2 EXISTS\r\n* OK [UIDVALIDITY 42] v\r\n* OK [UIDNEXT 3] n\r\n%s OK done\r\n" % tag.encode())
