@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "db/state.h"
 #include "sync/flags.h"
 #include "sync/imap.h"
@@ -309,9 +311,22 @@ out:
 /* ------------------------------------------------------------------ */
 /* fetching */
 
+/* A local file the state does not know and identity matching could not
+ * pair (no Message-ID, or one the server does not show): a download of
+ * the same size is compared with it by content before it is delivered, so
+ * after a lost DB a message without Message-ID is adopted, not doubled. */
+struct leftover {
+    char *uniq;
+    uint64_t size; /* as it would be on the server (CRLF) */
+    unsigned char hash[32];
+    bool hashed;
+    bool adopted;
+};
+
 struct fetched {
     uint32_t uid;
-    struct maildir_tmp *tmp;
+    struct maildir_tmp *tmp; /* NULL: an adopted local file */
+    char *adopted;           /* its unique name */
     unsigned flags;
     char *keywords;
     uint64_t size;
@@ -333,19 +348,60 @@ struct fetch_ctx {
     size_t ndone;
     uint64_t done_bytes;
     double last_commit;
+    struct leftover *left;   /* see struct leftover; usually none */
+    size_t nleft;
+    struct local_msg *local; /* the folder's scan, sorted by uniq */
+    size_t nlocal;
+    EVP_MD_CTX *md;          /* content hash of the streaming message, only with leftovers */
+    bool cr_pending;         /* hashing: a CR ended the last chunk */
     struct ms_error err;
 };
 
 static int commit_batch(struct fetch_ctx *c, struct ms_error *err);
 
+/* Hash data as it will be stored: a CR directly before LF is dropped
+ * (the same rule as maildir_tmp_write). */
+static void hash_stored_form(struct fetch_ctx *c, const char *data, size_t len)
+{
+    size_t start = 0;
+    if (c->cr_pending && len) {
+        if (data[0] != '\n')
+            EVP_DigestUpdate(c->md, "\r", 1);
+        c->cr_pending = false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] != '\r')
+            continue;
+        if (i + 1 == len) { /* decide with the next chunk */
+            EVP_DigestUpdate(c->md, data + start, i - start);
+            c->cr_pending = true;
+            return;
+        }
+        if (data[i + 1] == '\n') {
+            EVP_DigestUpdate(c->md, data + start, i - start);
+            start = i + 1;
+        }
+    }
+    EVP_DigestUpdate(c->md, data + start, len - start);
+}
+
+static int start_message(struct fetch_ctx *c)
+{
+    c->nhead = 0;
+    if (c->md) {
+        EVP_DigestInit_ex(c->md, EVP_sha256(), NULL);
+        c->cr_pending = false;
+    }
+    return maildir_tmp_open(c->mf, &c->cur, &c->err) ? -1 : 0;
+}
+
 static int fetch_chunk(void *vctx, const char *data, size_t len)
 {
     struct fetch_ctx *c = vctx;
-    if (!c->cur) {
-        c->nhead = 0;
-        if (maildir_tmp_open(c->mf, &c->cur, &c->err))
-            return -1;
-    }
+    if (!c->cur && start_message(c))
+        return -1;
+    if (c->md)
+        hash_stored_form(c, data, len);
     size_t keep = len < HEADER_KEEP - c->nhead ? len : HEADER_KEEP - c->nhead;
     memcpy(c->head + c->nhead, data, keep);
     c->nhead += keep;
@@ -358,6 +414,58 @@ static int cmp_uid(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+
+static struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq);
+
+static bool hash_local_file(struct fetch_ctx *c, struct leftover *lo)
+{
+    struct local_msg *l = local_by_uniq(c->local, c->nlocal, lo->uniq);
+    struct ms_error e;
+    int fd = l ? maildir_open_msg(c->mf, l, &e) : -1;
+    if (fd < 0)
+        return false;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    char buf[65536];
+    ssize_t n;
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    while (ok && (n = read(fd, buf, sizeof buf)) > 0)
+        EVP_DigestUpdate(md, buf, (size_t)n);
+    ok = ok && n == 0 && EVP_DigestFinal_ex(md, lo->hash, NULL);
+    EVP_MD_CTX_free(md);
+    close(fd);
+    lo->hashed = ok;
+    return ok;
+}
+
+/* The downloaded message m is byte for byte a local file nobody claimed:
+ * give that file the server's flags and return its unique name (which
+ * the batch then records for m's UID); else NULL. */
+static char *adopt_leftover(struct fetch_ctx *c, const struct imap_msg *m)
+{
+    unsigned char hash[32];
+    if (c->cr_pending)
+        EVP_DigestUpdate(c->md, "\r", 1);
+    c->cr_pending = false;
+    if (!EVP_DigestFinal_ex(c->md, hash, NULL))
+        return NULL;
+    for (size_t i = 0; i < c->nleft; i++) {
+        struct leftover *lo = &c->left[i];
+        if (lo->adopted || lo->size != m->size)
+            continue;
+        if (!lo->hashed && !hash_local_file(c, lo))
+            continue;
+        if (memcmp(lo->hash, hash, sizeof hash) != 0)
+            continue;
+        struct local_msg *l = local_by_uniq(c->local, c->nlocal, lo->uniq);
+        struct ms_error e;
+        if (!l || maildir_set_flags(c->mf, l, m->flags, &e) != MS_OK)
+            continue;
+        lo->adopted = true;
+        log_msg(LOG_VERBOSE, "UID %u is local file %s: adopted, not downloaded again", m->uid, lo->uniq);
+        return xstrdup(lo->uniq);
+    }
+    return NULL;
+}
 
 static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
 {
@@ -373,11 +481,8 @@ static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
         c->cur = NULL;
         return 0;
     }
-    if (!c->cur) { /* an empty message: no chunk came */
-        c->nhead = 0;
-        if (maildir_tmp_open(c->mf, &c->cur, &c->err))
-            return -1;
-    }
+    if (!c->cur && start_message(c)) /* an empty message: no chunk came */
+        return -1;
     if (maildir_tmp_close(c->cur, m->internaldate, false, &c->err)) {
         maildir_tmp_discard(c->cur);
         c->cur = NULL;
@@ -386,6 +491,11 @@ static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
     *got = true;
     struct fetched *f = &c->done[c->ndone++];
     f->uid = m->uid;
+    f->adopted = c->nleft ? adopt_leftover(c, m) : NULL;
+    if (f->adopted) {
+        maildir_tmp_discard(c->cur);
+        c->cur = NULL;
+    }
     f->tmp = c->cur;
     f->flags = m->flags;
     f->keywords = m->keywords ? xstrdup(m->keywords) : NULL;
@@ -406,6 +516,7 @@ static void free_fetched(struct fetch_ctx *c)
     for (size_t i = 0; i < c->ndone; i++) {
         if (c->done[i].tmp)
             maildir_tmp_discard(c->done[i].tmp);
+        free(c->done[i].adopted);
         free(c->done[i].keywords);
         free(c->done[i].message_id);
     }
@@ -426,9 +537,9 @@ static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
         rc = state_begin(st, err);
     for (size_t i = 0; i < c->ndone && rc == MS_OK; i++) {
         struct fetched *f = &c->done[i];
-        struct state_msg m = {.uid = f->uid, .uniq = (char *)maildir_tmp_uniq(f->tmp), .flags = f->flags,
-                              .keywords = f->keywords, .size = f->size, .message_id = f->message_id,
-                              .pending = true};
+        struct state_msg m = {.uid = f->uid, .uniq = f->tmp ? (char *)maildir_tmp_uniq(f->tmp) : f->adopted,
+                              .flags = f->flags, .keywords = f->keywords, .size = f->size,
+                              .message_id = f->message_id, .pending = f->tmp != NULL};
         rc = state_msg_put(st, c->folder_id, &m, err);
     }
     if (rc == MS_OK)
@@ -438,6 +549,8 @@ static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
     for (size_t i = 0; i < c->ndone && rc == MS_OK; i++) {
         struct fetched *f = &c->done[i];
         struct maildir_tmp *t = f->tmp;
+        if (!t)
+            continue; /* adopted: already in place */
         f->tmp = NULL; /* commit frees it either way */
         rc = maildir_tmp_commit(c->mf, t, f->flags, "", err);
         if (rc == MS_OK) {
@@ -492,6 +605,7 @@ static int fetch_batch(struct fetch_ctx *c, const uint32_t *uids, size_t n, stru
 }
 
 static int fetch_new(struct run *r, struct maildir_folder *mf, int64_t folder_id, const struct plan *p,
+                     struct leftover *left, size_t nleft, struct local_msg *local, size_t nlocal,
                      struct engine_folder_result *fres, struct ms_error *err)
 {
     uint32_t *uids = xmalloc((p->nfetch ? p->nfetch : 1) * sizeof *uids);
@@ -500,6 +614,15 @@ static int fetch_new(struct run *r, struct maildir_folder *mf, int64_t folder_id
     c->mf = mf;
     c->folder_id = folder_id;
     c->fres = fres;
+    c->left = left;
+    c->nleft = nleft;
+    c->local = local;
+    c->nlocal = nlocal;
+    if (nleft && !(c->md = EVP_MD_CTX_new())) {
+        free(c);
+        free(uids);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
     int rc = MS_OK;
     size_t n = 0;
     uint64_t bytes = 0;
@@ -521,6 +644,7 @@ static int fetch_new(struct run *r, struct maildir_folder *mf, int64_t folder_id
             bytes = 0;
         }
     }
+    EVP_MD_CTX_free(c->md);
     free(c);
     free(uids);
     return rc;
@@ -690,9 +814,33 @@ static void local_identity(struct maildir_folder *mf, struct local_msg *l, const
  * after a UIDVALIDITY change or a lost state DB these are the same
  * messages. Pair them by identity and record the pairs, so nothing is
  * downloaded twice. Rewrites *state / *nstate. */
+static void collect_leftovers(const struct id_list *lids, const struct plan_match *m, size_t nm,
+                              struct leftover **left, size_t *nleft)
+{
+    size_t nidx = nm;
+    const char **idx = xmalloc((nm ? nm : 1) * sizeof *idx);
+    for (size_t i = 0; i < nm; i++)
+        idx[i] = m[i].uniq;
+    qsort(idx, nidx, sizeof *idx, cmp_str);
+    *left = xcalloc(lids->n, sizeof **left);
+    *nleft = 0;
+    for (size_t i = 0; i < lids->n; i++)
+        if (!index_has(idx, nidx, lids->ids[i].uniq))
+            (*left)[(*nleft)++] = (struct leftover){.uniq = xstrdup(lids->ids[i].uniq), .size = lids->ids[i].size};
+    free(idx);
+}
+
+static void free_leftovers(struct leftover *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(l[i].uniq);
+    free(l);
+}
+
 static int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct state_msg **state,
                    size_t *nstate, const struct state_msg *old, size_t nold, struct local_msg *local, size_t nlocal,
-                   const struct imap_msg *remote, size_t nremote, size_t *nmatched, struct ms_error *err)
+                   const struct imap_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left,
+                   size_t *nleft, struct ms_error *err)
 {
     struct id_list lids = {0}, rids = {0};
     uint32_t *uids = NULL;
@@ -724,6 +872,7 @@ static int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, 
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
         goto out;
     }
+    collect_leftovers(&lids, m, nm, left, nleft);
     if (nm == 0)
         goto out;
     qsort(rids.ids, rids.n, sizeof *rids.ids, cmp_identity_uid);
@@ -872,7 +1021,8 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     struct imap_msg *rm = NULL;
     struct local_msg *local = NULL;
     struct state_msg *state = NULL, *old = NULL;
-    size_t nr = 0, nlocal = 0, nstate = 0, nold = 0, nmatched = 0;
+    struct leftover *left = NULL;
+    size_t nr = 0, nlocal = 0, nstate = 0, nold = 0, nmatched = 0, nleft = 0;
     struct plan_input in = {0};
     struct plan p = {0};
     bool uv_changed = false;
@@ -914,7 +1064,7 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
         if (!r->opt->dry_run && (rc = state_msg_delete_all(r->st, sf.id, err)))
             goto out;
     }
-    if (mf && (rc = rematch(r, mf, sf.id, &state, &nstate, old, nold, local, nlocal, rm, nr, &nmatched, err)))
+    if (mf && (rc = rematch(r, mf, sf.id, &state, &nstate, old, nold, local, nlocal, rm, nr, &nmatched, &left, &nleft, err)))
         goto out;
     if (nmatched)
         log_msg(LOG_INFO, "%s: %zu local messages matched to the server by identity", sel->name, nmatched);
@@ -945,7 +1095,7 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
         prog->folder_start(prog->ctx, r->acct->name, sel->name, p.nfetch, p.fetch_bytes);
     if ((rc = apply_local_changes(r, mf, sf.id, &p, local, nlocal, fres, err)))
         goto out;
-    if ((rc = fetch_new(r, mf, sf.id, &p, fres, err)))
+    if ((rc = fetch_new(r, mf, sf.id, &p, left, nleft, local, nlocal, fres, err)))
         goto out;
     sf.uidvalidity = mb.uidvalidity;
     sf.uidnext = mb.uidnext;
@@ -959,6 +1109,7 @@ out:
     free_plan_input(&in);
     state_msgs_free(state, nstate);
     state_msgs_free(old, nold);
+    free_leftovers(left, nleft);
     maildir_msgs_free(local, nlocal);
     imap_msgs_free(rm, nr);
     maildir_folder_close(mf);
