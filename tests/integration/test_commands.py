@@ -1,0 +1,139 @@
+"""test_commands.py: the commands besides pull (status, check, folders),
+the program's own options, and refusing what is not built yet.
+"""
+
+import os
+import unittest
+
+import testbed as tb
+
+
+class CommandsTest(tb.BedTestCase):
+    bed_options = {"pool": 10}
+
+    def seed(self):
+        with self.imap() as c:
+            return tb.seed_sample(c, per_folder=3)
+
+    # -- status ------------------------------------------------------------
+
+    def test_status_before_any_sync(self):
+        r = self.run_ok("status")
+        self.assertIn("never synced", r.stdout)
+        self.assertFalse(self.state.exists(), "status created the state DB")
+        self.assertFalse(self.maildir.exists(), "status created the Maildir")
+
+    def test_status_works_offline_and_counts_local_changes(self):
+        self.seed()
+        self.pull()
+        # server unreachable from now on
+        self.write_config(port=tb.free_port())
+        inbox = self.maildir / "INBOX"
+        files = sorted((inbox / "cur").iterdir()) + sorted((inbox / "new").iterdir())
+        self.assertGreaterEqual(len(files), 3)
+        # a flag change, a deletion, a new message, the way a MUA makes them
+        f0 = files[0]
+        base = f0.name.split(":2,")[0]
+        letters = f0.name.split(":2,")[1] if ":2," in f0.name else ""
+        new_letters = "".join(sorted(set(letters) ^ {"F"}))
+        os.rename(f0, inbox / "cur" / ("%s:2,%s" % (base, new_letters)))
+        os.unlink(files[1])
+        (inbox / "new" / "1700000000.M1P1.localhost").write_bytes(b"Subject: draft\n\nhi\n")
+
+        r = self.run_ok("status", "--json")
+        acc = r.json()["accounts"][0]
+        self.assertTrue(acc["synced_before"])
+        self.assertGreater(acc["last_sync"], 0)
+        self.assertIsNone(acc["last_error"])
+        folders = {f["name"]: f for f in acc["folders"]}
+        self.assertEqual(set(folders), set(tb.SAMPLE_FOLDERS))
+        i = folders["INBOX"]
+        self.assertEqual(i["synced"], 3)
+        self.assertEqual(i["local"], 3)  # 3 - 1 deleted + 1 new
+        self.assertEqual(i["local_new"], 1)
+        self.assertEqual(i["local_flag_changes"], 1)
+        self.assertEqual(i["local_deleted"], 1)
+        other = folders["Archive/2024"]
+        self.assertEqual((other["synced"], other["local"], other["local_new"]), (3, 3, 0))
+
+        r = self.run_ok("status")
+        self.assertIn("Thư đã gửi", r.stdout)
+        self.assertIn("1 new, 1 flag changes, 1 deleted", r.stdout)
+
+    def test_status_shows_last_error(self):
+        self.seed()
+        self.pull()
+        self.write_config(port=tb.free_port())
+        self.pull(expect=4)
+        r = self.run_ok("status", "--json")
+        err = r.json()["accounts"][0]["last_error"]
+        self.assertTrue(err, r.stdout)
+
+    # -- check / folders ------------------------------------------------------
+
+    def test_check_reports_tls_capabilities_and_changes_nothing(self):
+        self.seed()
+        with self.imap() as c:
+            nfolders = len(c.list_folders(selectable_only=False))
+        r = self.run_ok("check")
+        self.assertIn("IMAP4rev1", r.stdout)
+        self.assertIn("TLSv1.", r.stdout)
+        self.assertIn("issuer: CN = mailsync test CA", r.stdout)
+        self.assertIn("\n  %d folders\n" % nfolders, r.stdout)
+        self.assertFalse(self.maildir.exists())
+        self.assertFalse(self.state.exists())
+
+    def test_check_wrong_password(self):
+        self.write_config(password="wrong")
+        r = self.mailsync("check")
+        self.assertEqual(r.code, 3, str(r))
+
+    def test_folders_lists_paths_and_exclusions(self):
+        self.seed()
+        self.write_config(folders='* !Archive*')
+        r = self.run_ok("folders")
+        lines = {l.split()[0]: l for l in r.stdout.splitlines()[1:] if l.strip()}
+        self.assertIn("-> %s/INBOX" % self.maildir, lines["INBOX"])
+        self.assertIn("(excluded)", lines["Archive"])
+        self.assertIn("(excluded)", lines["Archive/2024"])
+        self.assertIn("Thư", r.stdout)
+        self.assertIn("-> %s/Thư đã gửi" % self.maildir, r.stdout)
+        self.assertFalse(self.maildir.exists())
+
+    def test_folder_option_limits_the_pull(self):
+        self.seed()
+        self.pull("--folder", "Archive/*")
+        self.assertEqual(sorted(tb.read_maildir(self.maildir)), ["Archive/2024"])
+
+    def test_maildirpp_layout(self):
+        self.seed()
+        self.write_config(layout="maildir++")
+        self.pull()
+        self.assertTrue(tb.is_maildir(self.maildir))              # INBOX is the root
+        self.assertTrue(tb.is_maildir(self.maildir / ".Archive.2024"))
+        self.assertTrue(tb.is_maildir(self.maildir / ".Thư đã gửi"))
+        self.assertSynced(layout="maildir++")
+
+    # -- the program ------------------------------------------------------------
+
+    def test_help_version_and_usage_errors(self):
+        r = self.run_ok("--help")
+        for word in ("pull", "status", "check", "folders", "--dry-run", "--json", "Exit codes"):
+            self.assertIn(word, r.stdout)
+        r = self.run_ok("--version")
+        self.assertRegex(r.stdout, r"^mailsync \d+\.\d+")
+        for args in (["frobnicate"], [], ["pull", "nosuchaccount"], ["--progress=sometimes", "pull"],
+                     ["--bogus", "pull"]):
+            r = self.mailsync(*args)
+            self.assertEqual(r.code, 2, str(r))
+            self.assertTrue(r.stderr.strip(), "no message for %s" % args)
+
+    def test_unbuilt_commands_say_so(self):
+        for cmd in ("push", "sync", "watch"):
+            r = self.mailsync(cmd)
+            self.assertEqual(r.code, 2, str(r))
+            self.assertIn("not implemented", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
