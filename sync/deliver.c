@@ -1,0 +1,414 @@
+/*
+ * deliver.c: bringing server messages into the Maildir, crash-safely
+ * (the batch protocol is described at the top of engine.c), and finishing
+ * the deliveries a killed run left half done.
+ */
+#include "sync/engine_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "sync/flags.h"
+#include "sync/log.h"
+#include "sync/message.h"
+#include "sync/util.h"
+
+/* One UID FETCH command asks for at most this many messages or bytes. */
+#define BATCH_MESSAGES 500
+#define BATCH_BYTES (32u * 1024 * 1024)
+/* Delivered messages are made durable and recorded (one syncfs, two
+ * transactions) after this many messages, bytes or seconds, whichever
+ * comes first, also in the middle of a FETCH: a killed run loses at most
+ * that much work. */
+#define COMMIT_MESSAGES 200
+#define COMMIT_BYTES (8u * 1024 * 1024)
+#define COMMIT_SECONDS 1.0
+/* How much of each message we keep while it streams, to read its
+ * Message-ID for identity. */
+#define HEADER_KEEP 16384
+
+/* ------------------------------------------------------------------ */
+/* crash recovery */
+
+/* Finish deliveries a killed run journalled but did not confirm. */
+int recover_pending(struct run *r, int64_t folder_id, struct maildir_folder *mf, struct ms_error *err)
+{
+    struct state_msg *m = NULL;
+    size_t n = 0;
+    int rc = state_msg_list(r->st, folder_id, &m, &n, err);
+    if (rc)
+        return rc;
+    size_t npending = 0;
+    for (size_t i = 0; i < n; i++)
+        npending += m[i].pending;
+    if (npending == 0)
+        goto out;
+    log_msg(LOG_VERBOSE, "finishing %zu deliveries of an interrupted run", npending);
+    for (size_t i = 0; i < n && rc == MS_OK; i++) {
+        if (!m[i].pending)
+            continue;
+        struct local_msg found;
+        int f = maildir_find(mf, m[i].uniq, &found, err);
+        if (f == MS_OK) {
+            free(found.uniq);
+            free(found.name);
+        } else if (f == 1 && maildir_tmp_exists(mf, m[i].uniq)) {
+            rc = maildir_tmp_commit_name(mf, m[i].uniq, m[i].flags, "", err);
+        } else if (f == 1) {
+            /* never made it: forget it, the UID is fetched again */
+            rc = state_msg_delete(r->st, folder_id, m[i].uid, err);
+            m[i].pending = false;
+        } else {
+            rc = f;
+        }
+    }
+    if (rc == MS_OK)
+        rc = maildir_sync_dirs(mf, err);
+    if (rc == MS_OK)
+        rc = state_begin(r->st, err);
+    for (size_t i = 0; i < n && rc == MS_OK; i++)
+        if (m[i].pending)
+            rc = state_msg_confirm(r->st, folder_id, m[i].uid, err);
+    if (rc == MS_OK)
+        rc = state_commit(r->st, err);
+    else
+        state_rollback(r->st);
+out:
+    state_msgs_free(m, n);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* fetching */
+
+struct fetched {
+    uint32_t uid;
+    struct maildir_tmp *tmp; /* NULL: an adopted local file */
+    char *adopted;           /* its unique name */
+    unsigned flags;
+    char *keywords;
+    uint64_t size;
+    char *message_id;
+};
+
+struct fetch_ctx {
+    struct run *run;
+    struct maildir_folder *mf;
+    int64_t folder_id;
+    struct engine_folder_result *fres;
+    const uint32_t *wanted; /* sorted UIDs of this batch */
+    size_t nwanted;
+    bool *got;              /* got[i]: wanted[i] was delivered */
+    struct maildir_tmp *cur; /* the message streaming now */
+    char head[HEADER_KEEP];
+    size_t nhead;
+    struct fetched *done;
+    size_t ndone;
+    uint64_t done_bytes;
+    double last_commit;
+    struct leftover *left;   /* see struct leftover; usually none */
+    size_t nleft;
+    struct local_msg *local; /* the folder's scan, sorted by uniq */
+    size_t nlocal;
+    EVP_MD_CTX *md;          /* content hash of the streaming message, only with leftovers */
+    bool cr_pending;         /* hashing: a CR ended the last chunk */
+    struct ms_error err;
+};
+
+static int commit_batch(struct fetch_ctx *c, struct ms_error *err);
+
+/* Hash data as it will be stored: a CR directly before LF is dropped
+ * (the same rule as maildir_tmp_write). */
+static void hash_stored_form(struct fetch_ctx *c, const char *data, size_t len)
+{
+    size_t start = 0;
+    if (c->cr_pending && len) {
+        if (data[0] != '\n')
+            EVP_DigestUpdate(c->md, "\r", 1);
+        c->cr_pending = false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] != '\r')
+            continue;
+        if (i + 1 == len) { /* decide with the next chunk */
+            EVP_DigestUpdate(c->md, data + start, i - start);
+            c->cr_pending = true;
+            return;
+        }
+        if (data[i + 1] == '\n') {
+            EVP_DigestUpdate(c->md, data + start, i - start);
+            start = i + 1;
+        }
+    }
+    EVP_DigestUpdate(c->md, data + start, len - start);
+}
+
+static int start_message(struct fetch_ctx *c)
+{
+    c->nhead = 0;
+    if (c->md) {
+        EVP_DigestInit_ex(c->md, EVP_sha256(), NULL);
+        c->cr_pending = false;
+    }
+    return maildir_tmp_open(c->mf, &c->cur, &c->err) ? -1 : 0;
+}
+
+static int fetch_chunk(void *vctx, const char *data, size_t len)
+{
+    struct fetch_ctx *c = vctx;
+    if (!c->cur && start_message(c))
+        return -1;
+    if (c->md)
+        hash_stored_form(c, data, len);
+    size_t keep = len < HEADER_KEEP - c->nhead ? len : HEADER_KEEP - c->nhead;
+    memcpy(c->head + c->nhead, data, keep);
+    c->nhead += keep;
+    return maildir_tmp_write(c->cur, data, len, &c->err) ? -1 : 0;
+}
+
+static int cmp_uid(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+
+static bool hash_local_file(struct fetch_ctx *c, struct leftover *lo)
+{
+    struct local_msg *l = local_by_uniq(c->local, c->nlocal, lo->uniq);
+    struct ms_error e;
+    int fd = l ? maildir_open_msg(c->mf, l, &e) : -1;
+    if (fd < 0)
+        return false;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    char buf[65536];
+    ssize_t n;
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    while (ok && (n = read(fd, buf, sizeof buf)) > 0)
+        EVP_DigestUpdate(md, buf, (size_t)n);
+    ok = ok && n == 0 && EVP_DigestFinal_ex(md, lo->hash, NULL);
+    EVP_MD_CTX_free(md);
+    close(fd);
+    lo->hashed = ok;
+    return ok;
+}
+
+/* The downloaded message m is byte for byte a local file nobody claimed:
+ * give that file the server's flags and return its unique name (which
+ * the batch then records for m's UID); else NULL. */
+static char *adopt_leftover(struct fetch_ctx *c, const struct imap_msg *m)
+{
+    unsigned char hash[32];
+    if (c->cr_pending)
+        EVP_DigestUpdate(c->md, "\r", 1);
+    c->cr_pending = false;
+    if (!EVP_DigestFinal_ex(c->md, hash, NULL))
+        return NULL;
+    for (size_t i = 0; i < c->nleft; i++) {
+        struct leftover *lo = &c->left[i];
+        if (lo->adopted || lo->size != m->size)
+            continue;
+        if (!lo->hashed && !hash_local_file(c, lo))
+            continue;
+        if (memcmp(lo->hash, hash, sizeof hash) != 0)
+            continue;
+        struct local_msg *l = local_by_uniq(c->local, c->nlocal, lo->uniq);
+        struct ms_error e;
+        if (!l || maildir_set_flags(c->mf, l, m->flags, &e) != MS_OK)
+            continue;
+        lo->adopted = true;
+        log_msg(LOG_VERBOSE, "UID %u is local file %s: adopted, not downloaded again", m->uid, lo->uniq);
+        return xstrdup(lo->uniq);
+    }
+    return NULL;
+}
+
+static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
+{
+    struct fetch_ctx *c = vctx;
+    if (!has_body)
+        return 0; /* an unsolicited flag update: nothing streamed */
+    const uint32_t *slot = bsearch(&m->uid, c->wanted, c->nwanted, sizeof *c->wanted, cmp_uid);
+    bool *got = slot ? &c->got[slot - c->wanted] : NULL;
+    if (!got || *got) { /* not asked for, or a second body for one UID */
+        log_msg(LOG_VERBOSE, "ignoring a body for UID %u the run did not ask for", m->uid);
+        if (c->cur)
+            maildir_tmp_discard(c->cur);
+        c->cur = NULL;
+        return 0;
+    }
+    if (!c->cur && start_message(c)) /* an empty message: no chunk came */
+        return -1;
+    if (maildir_tmp_close(c->cur, m->internaldate, false, &c->err)) {
+        maildir_tmp_discard(c->cur);
+        c->cur = NULL;
+        return -1;
+    }
+    *got = true;
+    struct fetched *f = &c->done[c->ndone++];
+    f->uid = m->uid;
+    f->adopted = c->nleft ? adopt_leftover(c, m) : NULL;
+    if (f->adopted) {
+        maildir_tmp_discard(c->cur);
+        c->cur = NULL;
+    }
+    f->tmp = c->cur;
+    f->flags = m->flags;
+    f->keywords = m->keywords ? xstrdup(m->keywords) : NULL;
+    f->size = m->size;
+    f->message_id = message_header(c->head, c->nhead, "Message-ID");
+    c->cur = NULL;
+    c->done_bytes += m->size;
+    if (c->run->opt->progress && c->run->opt->progress->message_done)
+        c->run->opt->progress->message_done(c->run->opt->progress->ctx, m->size);
+    if (c->ndone >= COMMIT_MESSAGES || c->done_bytes >= COMMIT_BYTES ||
+        util_now() - c->last_commit >= COMMIT_SECONDS)
+        return commit_batch(c, &c->err) ? -1 : 0;
+    return 0;
+}
+
+static void free_fetched(struct fetch_ctx *c)
+{
+    for (size_t i = 0; i < c->ndone; i++) {
+        if (c->done[i].tmp)
+            maildir_tmp_discard(c->done[i].tmp);
+        free(c->done[i].adopted);
+        free(c->done[i].keywords);
+        free(c->done[i].message_id);
+    }
+    c->ndone = 0;
+}
+
+/* Steps 2-6 of the comment at the top: make the batch durable, journal it,
+ * move it into place, confirm it. */
+static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
+{
+    struct state *st = c->run->st;
+    if (c->ndone == 0)
+        return MS_OK;
+    c->last_commit = util_now();
+    c->done_bytes = 0;
+    int rc = maildir_syncfs(c->mf, err);
+    if (rc == MS_OK)
+        rc = state_begin(st, err);
+    for (size_t i = 0; i < c->ndone && rc == MS_OK; i++) {
+        struct fetched *f = &c->done[i];
+        struct state_msg m = {.uid = f->uid, .uniq = f->tmp ? (char *)maildir_tmp_uniq(f->tmp) : f->adopted,
+                              .flags = f->flags, .keywords = f->keywords, .size = f->size,
+                              .message_id = f->message_id, .pending = f->tmp != NULL};
+        rc = state_msg_put(st, c->folder_id, &m, err);
+    }
+    if (rc == MS_OK)
+        rc = state_commit(st, err);
+    else
+        state_rollback(st);
+    for (size_t i = 0; i < c->ndone && rc == MS_OK; i++) {
+        struct fetched *f = &c->done[i];
+        struct maildir_tmp *t = f->tmp;
+        if (!t)
+            continue; /* adopted: already in place */
+        f->tmp = NULL; /* commit frees it either way */
+        rc = maildir_tmp_commit(c->mf, t, f->flags, "", err);
+        if (rc == MS_OK) {
+            c->fres->fetched++;
+            c->fres->bytes += f->size;
+        }
+    }
+    if (rc == MS_OK)
+        rc = maildir_sync_dirs(c->mf, err);
+    if (rc == MS_OK)
+        rc = state_begin(st, err);
+    for (size_t i = 0; i < c->ndone && rc == MS_OK; i++)
+        rc = state_msg_confirm(st, c->folder_id, c->done[i].uid, err);
+    if (rc == MS_OK)
+        rc = state_commit(st, err);
+    else
+        state_rollback(st);
+    free_fetched(c);
+    return rc;
+}
+
+static int fetch_batch(struct fetch_ctx *c, const uint32_t *uids, size_t n, struct ms_error *err)
+{
+    struct imap_body_sink sink = {.ctx = c, .chunk = fetch_chunk, .message = fetch_message};
+    c->wanted = uids;
+    c->nwanted = n;
+    c->done = xcalloc(n, sizeof *c->done);
+    c->got = xcalloc(n, sizeof *c->got);
+    c->ndone = 0;
+    c->done_bytes = 0;
+    c->last_commit = util_now();
+    ms_error_clear(&c->err);
+    int rc = imap_fetch_bodies(c->run->imap, uids, n, &sink, err);
+    if (c->cur) { /* cut mid-message: that one is not complete */
+        maildir_tmp_discard(c->cur);
+        c->cur = NULL;
+    }
+    if (rc && c->err.code) /* our own callback failed: say why */
+        *err = c->err;
+    /* What arrived complete is kept even if the fetch failed later. */
+    struct ms_error cerr;
+    int crc = commit_batch(c, &cerr);
+    if (crc) {
+        rc = crc;
+        *err = cerr;
+    }
+    free(c->done);
+    free(c->got);
+    c->done = NULL;
+    c->got = NULL;
+    return rc;
+}
+
+int fetch_new(struct run *r, struct maildir_folder *mf, int64_t folder_id, const struct plan *p,
+                     struct leftover *left, size_t nleft, struct local_msg *local, size_t nlocal,
+                     struct engine_folder_result *fres, struct ms_error *err)
+{
+    uint32_t *uids = xmalloc((p->nfetch ? p->nfetch : 1) * sizeof *uids);
+    struct fetch_ctx *c = xcalloc(1, sizeof *c);
+    c->run = r;
+    c->mf = mf;
+    c->folder_id = folder_id;
+    c->fres = fres;
+    c->left = left;
+    c->nleft = nleft;
+    c->local = local;
+    c->nlocal = nlocal;
+    if (nleft && !(c->md = EVP_MD_CTX_new())) {
+        free(c);
+        free(uids);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    int rc = MS_OK;
+    size_t n = 0;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
+        const struct plan_action *a = &p->actions[i];
+        if (a->op != PLAN_FETCH)
+            continue;
+        uids[n++] = a->uid;
+        bytes += a->size;
+        bool last = true;
+        for (size_t j = i + 1; j < p->n; j++)
+            if (p->actions[j].op == PLAN_FETCH) {
+                last = false;
+                break;
+            }
+        if (n == BATCH_MESSAGES || bytes >= BATCH_BYTES || last) {
+            rc = fetch_batch(c, uids, n, err);
+            n = 0;
+            bytes = 0;
+        }
+    }
+    EVP_MD_CTX_free(c->md);
+    free(c);
+    free(uids);
+    return rc;
+}

@@ -1,0 +1,73 @@
+/*
+ * engine_int.h: what the engine's files share (engine.c runs an account,
+ * deliver.c brings messages in, rematch.c pairs by identity, inspect.c
+ * serves check/folders/status). Not for use outside sync/.
+ */
+#ifndef MAILSYNC_ENGINE_INT_H
+#define MAILSYNC_ENGINE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db/state.h"
+#include "sync/engine.h"
+#include "sync/imap.h"
+#include "sync/maildir.h"
+#include "sync/names.h"
+#include "sync/plan.h"
+
+/* One account run. */
+struct run {
+    const struct account *acct;
+    const struct engine_options *opt;
+    struct engine_result *res;
+    struct state *st;
+    struct imap_session *imap;
+    int rootfd;
+    int lockfd;
+};
+
+/* A local file the state does not know and identity matching could not
+ * pair (no Message-ID, or one the server does not show): a download of
+ * the same size is compared with it by content before it is delivered, so
+ * after a lost DB a message without Message-ID is adopted, not doubled. */
+struct leftover {
+    char *uniq;
+    uint64_t size; /* as it would be on the server (CRLF) */
+    unsigned char hash[32];
+    bool hashed;
+    bool adopted;
+};
+
+/* engine.c */
+int connect_account(struct run *r, struct ms_error *err);
+void end_run(struct run *r);
+void map_folders(const struct account *a, const struct engine_options *opt, const struct imap_folder *f, size_t n,
+                 struct engine_folder_map *out);
+/* The scan entry with this unique name (l sorted by uniq), or NULL. */
+struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq);
+
+/* deliver.c */
+/* Finish deliveries a killed run journalled but did not confirm. */
+int recover_pending(struct run *r, int64_t folder_id, struct maildir_folder *mf, struct ms_error *err);
+/* Download and deliver the plan's PLAN_FETCH messages, comparing each
+ * with the leftovers first. */
+int fetch_new(struct run *r, struct maildir_folder *mf, int64_t folder_id, const struct plan *p,
+              struct leftover *left, size_t nleft, struct local_msg *local, size_t nlocal,
+              struct engine_folder_result *fres, struct ms_error *err);
+
+/* rematch.c */
+int cmp_str(const void *a, const void *b);
+/* The unique names the state knows, sorted (borrowed strings). */
+const char **state_uniq_index(const struct state_msg *s, size_t ns, size_t *n);
+bool index_has(const char **idx, size_t n, const char *uniq);
+/* Pair unknown local files with unknown server UIDs by identity and record
+ * the pairs; what stays unpaired comes back as leftovers. */
+int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct state_msg **state, size_t *nstate,
+            const struct state_msg *old, size_t nold, struct local_msg *local, size_t nlocal,
+            const struct imap_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left, size_t *nleft,
+            struct ms_error *err);
+void free_leftovers(struct leftover *l, size_t n);
+
+#endif
