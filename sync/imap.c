@@ -129,16 +129,14 @@ static int fail_call(struct imap_session *s, int r, const char *what, struct ms_
     case MAILIMAP_ERROR_FATAL:
         snprintf(text, sizeof text, "%s", server_text(s));
         return fail_dead(s, err, "%s: %s:%d: server closed the session: %s", what, s->host, s->port, text);
-    case MAILIMAP_ERROR_MEMORY:
-        return fail_dead(s, err, "%s: out of memory", what);
+    case MAILIMAP_ERROR_MEMORY: return fail_dead(s, err, "%s: out of memory", what);
     case MAILIMAP_ERROR_BAD_STATE:
         return ms_error_set(err, MS_EPARTIAL, "%s: not possible in this IMAP state (no folder selected?)", what);
     case MAILIMAP_ERROR_CONNECTION_REFUSED:
     case MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION:
         snprintf(text, sizeof text, "%s", server_text(s));
         return fail_dead(s, err, "%s: %s:%d refused the session: %s", what, s->host, s->port, text);
-    default:
-        return ms_error_set(err, MS_EPARTIAL, "%s: server said NO: %s", what, server_text(s));
+    default: return ms_error_set(err, MS_EPARTIAL, "%s: server said NO: %s", what, server_text(s));
     }
 }
 
@@ -324,10 +322,9 @@ static int sasl_exchange(struct imap_session *s, const char *mech, const char *i
     mailstream_set_privacy(st, 0);
     netstream_set_secret(s->ns, true);
     r = mailimap_send_current_tag(imap);
-    if (r == MAILIMAP_NO_ERROR &&
-        (stream_puts(st, "AUTHENTICATE ") || stream_puts(st, mech) ||
-         (inline_ir && (stream_puts(st, " ") || stream_puts(st, *ir ? ir : "="))) || stream_puts(st, "\r\n") ||
-         mailstream_flush(st) != 0))
+    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, "AUTHENTICATE ") || stream_puts(st, mech) ||
+                                   (inline_ir && (stream_puts(st, " ") || stream_puts(st, *ir ? ir : "="))) ||
+                                   stream_puts(st, "\r\n") || mailstream_flush(st) != 0))
         r = MAILIMAP_ERROR_STREAM;
     bool sent = inline_ir;
     for (int round = 0; r == MAILIMAP_NO_ERROR; round++) {
@@ -385,14 +382,11 @@ static char *sasl_message(enum auth_mech mech, const char *user, const char *sec
         len = (int)(ul + pl + 2);
         break;
     }
-    case AUTH_XOAUTH2:
-        len = asprintf(&raw, "user=%s\001auth=Bearer %s\001\001", user, secret);
-        break;
+    case AUTH_XOAUTH2: len = asprintf(&raw, "user=%s\001auth=Bearer %s\001\001", user, secret); break;
     case AUTH_OAUTHBEARER:
         len = asprintf(&raw, "n,a=%s,\001host=%s\001port=%d\001auth=Bearer %s\001\001", user, host, port, secret);
         break;
-    default:
-        return NULL;
+    default: return NULL;
     }
     if (len < 0)
         return NULL;
@@ -414,19 +408,14 @@ static enum auth_mech choose_mech(struct imap_session *s, enum auth_mech wanted)
 static const char *mech_name(enum auth_mech m)
 {
     switch (m) {
-    case AUTH_PLAIN:
-        return "PLAIN";
-    case AUTH_XOAUTH2:
-        return "XOAUTH2";
-    case AUTH_OAUTHBEARER:
-        return "OAUTHBEARER";
-    default:
-        return "LOGIN";
+    case AUTH_PLAIN: return "PLAIN";
+    case AUTH_XOAUTH2: return "XOAUTH2";
+    case AUTH_OAUTHBEARER: return "OAUTHBEARER";
+    default: return "LOGIN";
     }
 }
 
-static int authenticate(struct imap_session *s, const struct account *acct, const char *password,
-                        struct ms_error *err)
+static int authenticate(struct imap_session *s, const struct account *acct, const char *password, struct ms_error *err)
 {
     enum auth_mech mech = choose_mech(s, acct->auth);
     if (mech == AUTH_LOGIN && imap_has_capability(s, "LOGINDISABLED"))
@@ -455,8 +444,8 @@ static int authenticate(struct imap_session *s, const struct account *acct, cons
     if (r == MAILIMAP_ERROR_LOGIN) {
         char text[260];
         snprintf(text, sizeof text, "%s", server_text(s));
-        ms_error_set(err, MS_EAUTH, "authentication as %s on %s failed (%s): %s", acct->user, s->host,
-                     mech_name(mech), text);
+        ms_error_set(err, MS_EAUTH, "authentication as %s on %s failed (%s): %s", acct->user, s->host, mech_name(mech),
+                     text);
         kill_stream(s);
         return MS_EAUTH;
     }
@@ -482,8 +471,7 @@ static bool is_loopback(const char *host)
     if (inet_pton(AF_INET, name, &a4) == 1)
         return (ntohl(a4.s_addr) >> 24) == 127;
     if (inet_pton(AF_INET6, name, &a6) == 1)
-        return IN6_IS_ADDR_LOOPBACK(&a6) ||
-               (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
     return false;
 }
 
@@ -493,16 +481,14 @@ static void body_handler_install(struct imap_session *s);
 static int do_starttls(struct imap_session *s, bool preauth, struct ms_error *err)
 {
     if (preauth)
-        return fail_dead(s, err,
-                         "%s: server greeted with PREAUTH before STARTTLS; refusing to continue without TLS",
+        return fail_dead(s, err, "%s: server greeted with PREAUTH before STARTTLS; refusing to continue without TLS",
                          s->host);
     int rc = learn_caps(s, err); /* plaintext capabilities: only for STARTTLS */
     if (rc != MS_OK)
         return rc;
     if (!imap_has_capability(s, "STARTTLS"))
-        return fail_dead(s, err,
-                         "%s: server does not offer STARTTLS; refusing to continue without TLS (tls = implicit?)",
-                         s->host);
+        return fail_dead(
+            s, err, "%s: server does not offer STARTTLS; refusing to continue without TLS (tls = implicit?)", s->host);
     int r = mailimap_starttls(s->imap);
     mailstream *st = s->imap->imap_stream;
     if (st && st->read_buffer_len != 0)
@@ -753,8 +739,8 @@ struct fetch_ctx {
     struct imap_session *s;
     const uint32_t *batch; /* sorted UIDs asked for in this command */
     size_t nbatch;
-    bool *seen;            /* per batch entry: a body/identity came back */
-    int rc;                /* non-zero: abort (callback's code, or MS_ENET) */
+    bool *seen; /* per batch entry: a body/identity came back */
+    int rc;     /* non-zero: abort (callback's code, or MS_ENET) */
     char why[200];
     /* imap_fetch_flags */
     uint32_t first, last;
@@ -902,21 +888,11 @@ static void parse_flags(const struct mailimap_msg_att_dynamic *dyn, struct imap_
             continue; /* \Recent is not ours to keep */
         struct mailimap_flag *fl = ff->fl_flag;
         switch (fl->fl_type) {
-        case MAILIMAP_FLAG_ANSWERED:
-            m->flags |= FLAG_ANSWERED;
-            break;
-        case MAILIMAP_FLAG_FLAGGED:
-            m->flags |= FLAG_FLAGGED;
-            break;
-        case MAILIMAP_FLAG_DELETED:
-            m->flags |= FLAG_DELETED;
-            break;
-        case MAILIMAP_FLAG_SEEN:
-            m->flags |= FLAG_SEEN;
-            break;
-        case MAILIMAP_FLAG_DRAFT:
-            m->flags |= FLAG_DRAFT;
-            break;
+        case MAILIMAP_FLAG_ANSWERED: m->flags |= FLAG_ANSWERED; break;
+        case MAILIMAP_FLAG_FLAGGED: m->flags |= FLAG_FLAGGED; break;
+        case MAILIMAP_FLAG_DELETED: m->flags |= FLAG_DELETED; break;
+        case MAILIMAP_FLAG_SEEN: m->flags |= FLAG_SEEN; break;
+        case MAILIMAP_FLAG_DRAFT: m->flags |= FLAG_DRAFT; break;
         case MAILIMAP_FLAG_KEYWORD: {
             unsigned bit = flags_from_imap_name(fl->fl_data.fl_keyword ? fl->fl_data.fl_keyword : "");
             if (bit)
@@ -925,8 +901,7 @@ static void parse_flags(const struct mailimap_msg_att_dynamic *dyn, struct imap_
                 add_keyword(&m->keywords, fl->fl_data.fl_keyword);
             break;
         }
-        default:
-            break; /* \Extension flags: not keywords, not ours */
+        default: break; /* \Extension flags: not keywords, not ours */
         }
     }
 }
@@ -936,7 +911,7 @@ struct fetched {
     struct imap_msg m;
     bool has_uid;
     bool has_body;
-    int bodies;         /* full-body items: more than one is hostile */
+    int bodies; /* full-body items: more than one is hostile */
     bool partial_body;
 };
 
@@ -957,9 +932,7 @@ static void parse_att(const struct mailimap_msg_att *att, struct fetched *out)
             out->m.uid = st->att_data.att_uid;
             out->has_uid = st->att_data.att_uid != 0;
             break;
-        case MAILIMAP_MSG_ATT_RFC822_SIZE:
-            out->m.size = st->att_data.att_rfc822_size;
-            break;
+        case MAILIMAP_MSG_ATT_RFC822_SIZE: out->m.size = st->att_data.att_rfc822_size; break;
         case MAILIMAP_MSG_ATT_INTERNALDATE:
             out->m.internaldate = internaldate_to_time(st->att_data.att_internal_date);
             break;
@@ -975,16 +948,15 @@ static void parse_att(const struct mailimap_msg_att *att, struct fetched *out)
                     out->partial_body = true;
             }
             break;
-        default:
-            break;
+        default: break;
         }
     }
 }
 
 /* Run one UID FETCH with the per-message handler h. */
 static int run_fetch(struct imap_session *s, struct fetch_ctx *f, struct mailimap_set *set,
-                     struct mailimap_fetch_type *ft, mailimap_msg_att_handler *h, enum body_mode mode,
-                     const char *what, struct ms_error *err)
+                     struct mailimap_fetch_type *ft, mailimap_msg_att_handler *h, enum body_mode mode, const char *what,
+                     struct ms_error *err)
 {
     s->fetch = f;
     s->body_mode = mode;
@@ -1056,8 +1028,7 @@ static int fetch_batches(struct imap_session *s, struct fetch_ctx *f, const uint
     size_t i = 0;
     while (rc == MS_OK && i < n) {
         size_t nr = 0;
-        size_t used = imap_uid_batch(uids + i, n - i, FETCH_BATCH_UIDS, FETCH_SET_CHARS, ranges,
-                                     FETCH_BATCH_UIDS, &nr);
+        size_t used = imap_uid_batch(uids + i, n - i, FETCH_BATCH_UIDS, FETCH_SET_CHARS, ranges, FETCH_BATCH_UIDS, &nr);
         size_t nb = 0;
         for (size_t k = 0; k < nr; k++)
             for (uint64_t u = ranges[k].first; u <= ranges[k].last; u++)
@@ -1239,7 +1210,10 @@ static void on_body_att(struct mailimap_msg_att *att, void *ctx)
             /* The chunks already went to the sink: without message() it
              * must drop them, so stop here rather than misfile them. */
             snprintf(why, sizeof why, "server sent %s body for UID %u",
-                     x.partial_body ? "a partial" : idx < 0 ? "an unrequested" : "a second", x.m.uid);
+                     x.partial_body ? "a partial"
+                     : idx < 0      ? "an unrequested"
+                                    : "a second",
+                     x.m.uid);
             free(x.m.keywords);
             fetch_abort(f, MS_ENET, why);
             return;
@@ -1263,9 +1237,9 @@ int imap_fetch_bodies(struct imap_session *s, const uint32_t *uids, size_t n, co
         return rc;
     if (err)
         ms_error_clear(err);
-    struct mailimap_fetch_att *atts[] = {
-        mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(), mailimap_fetch_att_new_internaldate(),
-        mailimap_fetch_att_new_rfc822_size(), mailimap_fetch_att_new_body_peek_section(mailimap_section_new(NULL))};
+    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(),
+                                         mailimap_fetch_att_new_internaldate(), mailimap_fetch_att_new_rfc822_size(),
+                                         mailimap_fetch_att_new_body_peek_section(mailimap_section_new(NULL))};
     struct mailimap_fetch_type *ft = fetch_type_of(atts, 5);
     struct fetch_ctx *f = calloc(1, sizeof *f);
     if (!ft || !f) {

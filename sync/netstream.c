@@ -400,16 +400,11 @@ static short ssl_want(struct netstream *ns, int n, int saved_errno)
 {
     int e = SSL_get_error(ns->ssl, n);
     switch (e) {
-    case SSL_ERROR_WANT_READ:
-        return POLLIN;
-    case SSL_ERROR_WANT_WRITE:
-        return POLLOUT;
-    case SSL_ERROR_ZERO_RETURN:
-        fail_closed(ns);
-        return 0;
+    case SSL_ERROR_WANT_READ: return POLLIN;
+    case SSL_ERROR_WANT_WRITE: return POLLOUT;
+    case SSL_ERROR_ZERO_RETURN: fail_closed(ns); return 0;
     case SSL_ERROR_SYSCALL:
-        if (ERR_peek_error() == 0 && (n == 0 || saved_errno == 0 || saved_errno == ECONNRESET ||
-                                      saved_errno == EPIPE))
+        if (ERR_peek_error() == 0 && (n == 0 || saved_errno == 0 || saved_errno == ECONNRESET || saved_errno == EPIPE))
             fail_closed(ns);
         else if (ERR_peek_error() == 0)
             ns_fail(ns, "%s", strerror(saved_errno));
@@ -748,8 +743,8 @@ static int connect_any(const char *name, int port, int timeout_s, int *out_fd, s
     freeaddrinfo(res);
     if (fd < 0) {
         if (tried > 1)
-            return ms_error_set(err, MS_ENET, "cannot connect to %s port %d (%d addresses tried, last %s): %s",
-                                name, port, tried, addr, why);
+            return ms_error_set(err, MS_ENET, "cannot connect to %s port %d (%d addresses tried, last %s): %s", name,
+                                port, tried, addr, why);
         return ms_error_set(err, MS_ENET, "cannot connect to %s port %d: %s", name, port, why);
     }
     int one = 1;

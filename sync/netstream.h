@@ -96,14 +96,14 @@ const char *netstream_tls_info(const struct netstream *ns);
 
 /* Follows IMAP framing over a byte stream, one direction. */
 struct imap_framer {
-    bool check_limits;      /* server -> client: enforce the caps above */
+    bool check_limits; /* server -> client: enforce the caps above */
     bool in_literal;
     uint64_t literal_left;
-    uint64_t line_len;      /* bytes of the current line so far */
-    bool response_start;    /* the current line starts a response */
+    uint64_t line_len;   /* bytes of the current line so far */
+    bool response_start; /* the current line starts a response */
     uint64_t response_bytes;
     uint64_t command_bytes;
-    bool line_private;      /* (sending) some byte of this line was secret */
+    bool line_private; /* (sending) some byte of this line was secret */
     /* Start of the current line, for status detection and the trace. */
     char head[256];
     size_t head_len;
@@ -113,12 +113,12 @@ struct imap_framer {
     char brace_ctx[24];
     size_t brace_ctx_len;
     /* {digits} scanner */
-    int brace_state;        /* 0 none, 1 in digits, 2 after '}' (only blanks since) */
+    int brace_state; /* 0 none, 1 in digits, 2 after '}' (only blanks since) */
     unsigned brace_digits;
     uint64_t brace_value;
-    uint64_t brace_last;    /* value of the last complete {N} */
-    bool brace_body;        /* it followed a body section */
-    char reason[200];       /* why feeding failed */
+    uint64_t brace_last; /* value of the last complete {N} */
+    bool brace_body;     /* it followed a body section */
+    char reason[200];    /* why feeding failed */
     /* Called for each complete line (head, head_len, full length, whether
      * a literal of literal_len bytes follows, private) and may be NULL. */
     void (*on_line)(void *ctx, const struct imap_framer *f, bool literal_follows, uint64_t literal_len);

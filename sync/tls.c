@@ -113,8 +113,7 @@ static int load_ca(SSL_CTX *ctx, const char *ca_file, struct ms_error *err)
 {
     if (!ca_file) {
         if (SSL_CTX_set_default_verify_paths(ctx) != 1)
-            return ms_error_set(err, MS_EUSAGE, "cannot load the system certificate store: %s",
-                                openssl_reason());
+            return ms_error_set(err, MS_EUSAGE, "cannot load the system certificate store: %s", openssl_reason());
         return MS_OK;
     }
     struct stat st;
@@ -123,8 +122,7 @@ static int load_ca(SSL_CTX *ctx, const char *ca_file, struct ms_error *err)
     bool dir = S_ISDIR(st.st_mode);
     ERR_clear_error();
     if (SSL_CTX_load_verify_locations(ctx, dir ? NULL : ca_file, dir ? ca_file : NULL) != 1)
-        return ms_error_set(err, MS_EUSAGE, "ca_file %s holds no usable certificate: %s", ca_file,
-                            openssl_reason());
+        return ms_error_set(err, MS_EUSAGE, "ca_file %s holds no usable certificate: %s", ca_file, openssl_reason());
     return MS_OK;
 }
 
@@ -296,12 +294,8 @@ static int verify_failure(SSL *ssl, long code, const char *host, struct ms_error
         tls_format_fingerprint(md, fp, sizeof fp);
     char why[400];
     switch (code) {
-    case X509_V_ERR_CERT_HAS_EXPIRED:
-        snprintf(why, sizeof why, "certificate has expired");
-        break;
-    case X509_V_ERR_CERT_NOT_YET_VALID:
-        snprintf(why, sizeof why, "certificate is not yet valid");
-        break;
+    case X509_V_ERR_CERT_HAS_EXPIRED: snprintf(why, sizeof why, "certificate has expired"); break;
+    case X509_V_ERR_CERT_NOT_YET_VALID: snprintf(why, sizeof why, "certificate is not yet valid"); break;
     case X509_V_ERR_HOSTNAME_MISMATCH:
     case X509_V_ERR_IP_ADDRESS_MISMATCH: {
         char names[200] = "?";
@@ -317,9 +311,7 @@ static int verify_failure(SSL *ssl, long code, const char *host, struct ms_error
     case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
         snprintf(why, sizeof why, "unknown issuer / self-signed (check ca_file, or pin the certificate)");
         break;
-    default:
-        snprintf(why, sizeof why, "%s", X509_verify_cert_error_string(code));
-        break;
+    default: snprintf(why, sizeof why, "%s", X509_verify_cert_error_string(code)); break;
     }
     return ms_error_set(err, MS_ENET, "TLS certificate of %s rejected: %s%s%s", host, why,
                         fp[0] ? "; server certificate " : "", fp);
@@ -333,8 +325,7 @@ static int handshake_failure(SSL *ssl, int ssl_err, int ret, int saved_errno, bo
         return verify_failure(ssl, vr, host, err);
     if (ssl_err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
         if (ret == 0 || saved_errno == 0)
-            return ms_error_set(err, MS_ENET, "TLS handshake with %s failed: connection closed by the server",
-                                host);
+            return ms_error_set(err, MS_ENET, "TLS handshake with %s failed: connection closed by the server", host);
         return ms_error_errno(err, MS_ENET, saved_errno, "TLS handshake with %s failed", host);
     }
     const char *reason = openssl_reason();

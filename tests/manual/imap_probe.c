@@ -54,7 +54,7 @@ static int on_message(void *ctx, const struct imap_msg *m, bool has_body)
     st->msgs++;
     if (!st->quiet)
         printf("  message uid=%u size=%llu flags=0x%x kw=%s date=%lld body=%d\n", m->uid, (unsigned long long)m->size,
-           m->flags, m->keywords ? m->keywords : "-", (long long)m->internaldate, has_body);
+               m->flags, m->keywords ? m->keywords : "-", (long long)m->internaldate, has_body);
     if (st->dir && has_body) {
         if (!st->cur) { /* empty body */
             snprintf(st->tmpname, sizeof st->tmpname, "%s/.partial", st->dir);
@@ -113,8 +113,11 @@ int main(int argc, char **argv)
             a.fingerprint = argv[++i];
         else if (!strcmp(argv[i], "--auth") && i + 1 < argc) {
             const char *m = argv[++i];
-            a.auth = !strcmp(m, "login") ? AUTH_LOGIN : !strcmp(m, "plain") ? AUTH_PLAIN
-                   : !strcmp(m, "xoauth2") ? AUTH_XOAUTH2 : !strcmp(m, "oauthbearer") ? AUTH_OAUTHBEARER : AUTH_AUTO;
+            a.auth = !strcmp(m, "login")         ? AUTH_LOGIN
+                     : !strcmp(m, "plain")       ? AUTH_PLAIN
+                     : !strcmp(m, "xoauth2")     ? AUTH_XOAUTH2
+                     : !strcmp(m, "oauthbearer") ? AUTH_OAUTHBEARER
+                                                 : AUTH_AUTO;
         } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
             a.timeout = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-v") && i + 1 < argc)
@@ -177,7 +180,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < nm; i++) {
             if (!quiet)
                 printf("  flags uid=%u flags=0x%x kw=%s size=%llu\n", m[i].uid, m[i].flags,
-                   m[i].keywords ? m[i].keywords : "-", (unsigned long long)m[i].size);
+                       m[i].keywords ? m[i].keywords : "-", (unsigned long long)m[i].size);
             uids[i] = m[i].uid;
         }
         imap_msgs_free(m, nm);

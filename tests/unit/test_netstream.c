@@ -322,8 +322,7 @@ static void fingerprints(void **unused)
     const char *colons =
         "sha256:4F:73:C7:B8:F2:3E:01:58:B0:D0:F7:C7:CB:9F:B4:AC:67:23:5A:10:B1:84:D1:96:94:18:BE:69:82:44:FA:E4";
     assert_int_equal(tls_parse_fingerprint(colons, md), 0);
-    assert_int_equal(
-        tls_parse_fingerprint("4f73c7b8f23e0158b0d0f7c7cb9fb4ac67235a10b184d1969418be698244fae4", md2), 0);
+    assert_int_equal(tls_parse_fingerprint("4f73c7b8f23e0158b0d0f7c7cb9fb4ac67235a10b184d1969418be698244fae4", md2), 0);
     assert_memory_equal(md, md2, 32);
     char out[110];
     tls_format_fingerprint(md, out, sizeof out);
