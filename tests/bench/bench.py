@@ -56,7 +56,7 @@ sys.path.insert(0, str(HERE))
 import testbed as tb        # noqa: E402
 import corpus as corpus_mod  # noqa: E402
 
-ALL_TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap")
+ALL_TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "wire")
 ALL_SCENARIOS = ("a", "b", "c", "d", "e")
 SCENARIO_NAMES = {"a": "(a) initial pull", "b": "(b) no-op resync", "c": "(c) 1% flags changed",
                   "d": "(d) 100 new messages", "e": "(e) 1% local seen (push)"}
@@ -363,6 +363,7 @@ class Tool:
     decode_mutf7 = False        # local folder names are modified UTF-7
     added_header = None         # a header line the tool adds (bytes prefix), ignored
     check_mtime = False         # contract: file mtime == INTERNALDATE
+    reference = False           # a baseline, not a sync tool: not verified
 
     def __init__(self, work, server):
         self.work = Path(work)       # everything of this tool lives here
@@ -530,7 +531,37 @@ remotepass = {password}
         return [self.binary(), "-c", str(self.config), "-o", "-u", "quiet"]
 
 
-TOOL_CLASSES = {c.name: c for c in (Mailsync, Mbsync, MbsyncNoFsync, OfflineImap)}
+class Wire(Tool):
+    """Reference row, not a sync tool: the whole corpus fetched over IMAPS
+    in one pipelined burst (LOGIN, then per folder EXAMINE + UID FETCH 1:*
+    BODY.PEEK[], then LOGOUT, all sent at once) by `openssl s_client` to
+    /dev/null. The floor any pull pays for the wire and the server; only
+    scenario (a), nothing stored, nothing verified."""
+
+    name = "wire"
+    reference = True
+
+    def binary(self):
+        return shutil.which("openssl") or "openssl"
+
+    def prepare(self):
+        self._mkdirs()
+        folders = sorted({m.folder for m in self.server.corpus})
+        cmds = ["a LOGIN %s %s" % (USER, PASSWORD)]
+        for i, f in enumerate(folders):
+            cmds.append("e%d EXAMINE %s" % (i, tb.ImapClient.mbox(f)))
+            cmds.append("f%d UID FETCH 1:* BODY.PEEK[]" % i)
+        cmds.append("z LOGOUT")
+        (self.work / "commands").write_bytes(("\r\n".join(cmds) + "\r\n").encode())
+
+    def argv(self, scenario):
+        script = 'exec "$0" s_client -quiet -verify_return_error -CAfile "$1" -servername "$2" ' \
+                 '-connect "$2:$3" < "$4" > /dev/null'
+        return ["/bin/sh", "-c", script, self.binary(), self.server.bed.ca_file, HOSTNAME,
+                str(self.server.bed.imaps_port), str(self.work / "commands")]
+
+
+TOOL_CLASSES = {c.name: c for c in (Mailsync, Mbsync, MbsyncNoFsync, OfflineImap, Wire)}
 
 
 # ----------------------------------------------------------------------------
@@ -627,6 +658,19 @@ def verify(tool, server_state):
     return problems
 
 
+def settle(root):
+    """Wait until every directory under root was last changed over a second
+    ago. A resync normally runs minutes after the last change; right after
+    one, mbsync sleeps a second when a cur/ changed within the current
+    second, and would be timed for a situation that does not occur."""
+    newest = 0
+    for dirpath, dirnames, filenames in os.walk(str(root)):
+        newest = max(newest, os.stat(dirpath).st_mtime_ns)
+    wait = (newest / 1e9 + 1.05) - time.time()
+    if wait > 0:
+        time.sleep(wait)
+
+
 def mark_local_seen(tool, share, seed):
     """Scenario (e): mark `share` of the local messages seen the way a mail
     reader does (rename into cur/ with S added). Unread ones first."""
@@ -715,6 +759,7 @@ class Bench:
         self.base, self.extra = corpus_mod.load(a.n, a.seed, a.small, log=log)
         self.corpus_bytes = sum(m.size for m in self.base)
         self.server = Server(self.work)
+        self.server.corpus = self.base
         self.server.start()
         t0 = time.monotonic()
         self.server.seed(self.base)
@@ -757,10 +802,8 @@ class Bench:
         changed = None
         if scen == "e":
             changed = mark_local_seen(tool, 0.01, self.args.seed)
-            # A reader marks mail seen some time before the next timer run;
-            # right after, mbsync would sleep a second for the changed cur/
-            # (its mtime is within the current second) and be timed for that.
-            time.sleep(1.1)
+        if scen != "a":
+            settle(tool.work)
         os.sync()
         logpath = self.work / ("log-%s-%s-%d.txt" % (tool.name, scen, run))
         res = run_timed(self.helper, tool.argv(scen), tool.env(), str(tool.work), self.timeout(),
@@ -771,6 +814,10 @@ class Bench:
             self.notes[(tool.name, scen)] = why
             return res
         problems = []
+        if tool.reference:
+            if res["code"] != 0:
+                problems.append("exit code %s; output (end):\n%s" % (res["code"], res["stderr"][-1200:]))
+            return self._record(tool, scen, run, res, problems, changed)
         if res["code"] != 0:
             problems.append("exit code %s; output (end):\n%s" % (res["code"], res["stderr"][-1200:]))
         try:
@@ -782,6 +829,9 @@ class Bench:
             if scen in ("a", "b", "c", "d") and state != self.states[server_snap]:
                 problems.append("the server state changed during a pull")
             problems += verify(tool, state)
+        return self._record(tool, scen, run, res, problems, changed)
+
+    def _record(self, tool, scen, run, res, problems, changed):
         res["ok"] = not problems
         res["problems"] = problems
         if problems:
@@ -795,7 +845,7 @@ class Bench:
                 tool.name, scen, run, fmt_s(res["seconds"]), mib(res["maxrss_kb"]),
                 "" if changed is None else " (%d marked seen)" % changed))
         self.results[(tool.name, scen)].append(res)
-        if scen == "a" and res["ok"] and tool.name not in self.local_snap:
+        if scen == "a" and res["ok"] and not tool.reference and tool.name not in self.local_snap:
             self.snapshot_local(tool)
         return res
 
@@ -813,6 +863,8 @@ class Bench:
         for scen in order:
             if scen != "a":
                 for name, tool in self.tools.items():
+                    if tool.reference:
+                        continue
                     if name not in self.local_snap and name not in self.setup_tried:
                         self.setup_tried.add(name)
                         # (a) not benchmarked or failed: one untimed set-up pull.
@@ -823,6 +875,9 @@ class Bench:
             log("scenario %s" % SCENARIO_NAMES[scen])
             for run in range(1, a.runs + 1):
                 for name, tool in self.tools.items():
+                    if tool.reference and scen != "a":
+                        self.notes[(name, scen)] = "(reference: a only)"
+                        continue
                     if scen != "a" and name not in self.local_snap:
                         self.notes[(name, scen)] = "no initial pull"
                         continue
@@ -879,7 +934,7 @@ class Bench:
                 status = "%d/%d" % (c["ok"], c["total"]) + ("" if c["ok"] == c["total"] else " FAIL")
                 lines.append("%-27s %-15s %10s  %-19s %6.1f MiB  %s" % (
                     label, tool, fmt_s(c["median"]), rng, mib(c["rss_kb"]), status))
-        peers = [t for t in self.tools if t != "mailsync"]
+        peers = [t for t in self.tools if t != "mailsync" and not self.tools[t].reference]
         if "mailsync" in self.tools and peers:
             lines.append("")
             head = "%-27s %s" % ("mailsync/peer (median)", "".join("%16s" % p for p in peers))
@@ -978,6 +1033,9 @@ def check_tools(names):
         elif n == "offlineimap":
             if not shutil.which("offlineimap"):
                 missing.append("offlineimap (not found: apt-get install offlineimap3)")
+        elif n == "wire":
+            if not shutil.which("openssl"):
+                missing.append("wire (openssl CLI not found)")
     return missing
 
 
