@@ -869,9 +869,8 @@ class Bench:
                         self.setup_tried.add(name)
                         # (a) not benchmarked or failed: one untimed set-up pull.
                         log("  %s: untimed initial pull to set up %s" % (name, SCENARIO_NAMES[scen]))
-                        r = self.one_run(tool, "a", 0)
-                        if not r.get("ok"):
-                            self.results[(name, "a")].pop()
+                        self.one_run(tool, "a", 0)
+                        self.results[(name, "a")].pop()     # untimed: not a result
             log("scenario %s" % SCENARIO_NAMES[scen])
             for run in range(1, a.runs + 1):
                 for name, tool in self.tools.items():
