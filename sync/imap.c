@@ -18,6 +18,7 @@
 #include "sync/imap.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -40,6 +41,9 @@
 #define IDENTITY_MAX 8192
 #define KEYWORDS_MAX 4096
 #define CAPS_MAX 16384
+#define FLAGS_MISSING (1u << 31) /* internal: a FETCH report without FLAGS */
+#define VANISHED_MAX ((size_t)1 << 24)
+#define UIDS_PER_SEARCH 20000 /* expected answers per UID SEARCH of imap_fetch_uids */
 
 enum body_mode { BODY_DISCARD, BODY_SINK, BODY_IDENTITY };
 
@@ -56,6 +60,8 @@ struct imap_session {
     /* What the session-wide body handler does with body bytes now. */
     enum body_mode body_mode;
     struct fetch_ctx *fetch;
+    bool enable_tried; /* ENABLE QRESYNC was sent (once per session) */
+    bool qresync;      /* ...and the server confirmed it */
     char text[204]; /* server_text() */
 };
 
@@ -710,7 +716,8 @@ int imap_select(struct imap_session *s, const char *name, bool read_write, struc
     if (!name || !*name || strpbrk(name, "\r\n"))
         return ms_error_set(err, MS_EPARTIAL, "folder name \"%s\" cannot be selected (empty or has a line break)",
                             shown);
-    bool condstore = imap_has_capability(s, "CONDSTORE");
+    /* QRESYNC implies CONDSTORE (RFC 7162 section 3.2). */
+    bool condstore = imap_has_capability(s, "CONDSTORE") || imap_has_capability(s, "QRESYNC");
     uint64_t modseq = 0;
     int r;
     if (read_write)
@@ -910,6 +917,7 @@ static void parse_flags(const struct mailimap_msg_att_dynamic *dyn, struct imap_
 struct fetched {
     struct imap_msg m;
     bool has_uid;
+    bool has_flags;
     bool has_body;
     int bodies; /* full-body items: more than one is hostile */
     bool partial_body;
@@ -922,6 +930,7 @@ static void parse_att(const struct mailimap_msg_att *att, struct fetched *out)
         struct mailimap_msg_att_item *item = clist_content(it);
         if (item->att_type == MAILIMAP_MSG_ATT_ITEM_DYNAMIC) {
             parse_flags(item->att_data.att_dyn, &out->m);
+            out->has_flags = true;
             continue;
         }
         if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC || !item->att_data.att_static)
@@ -953,17 +962,19 @@ static void parse_att(const struct mailimap_msg_att *att, struct fetched *out)
     }
 }
 
-/* Run one UID FETCH with the per-message handler h. */
+/* Run one UID FETCH with the per-message handler h; with a non-zero
+ * modseq, with the (CHANGEDSINCE modseq) modifier. */
 static int run_fetch(struct imap_session *s, struct fetch_ctx *f, struct mailimap_set *set,
-                     struct mailimap_fetch_type *ft, mailimap_msg_att_handler *h, enum body_mode mode, const char *what,
-                     struct ms_error *err)
+                     struct mailimap_fetch_type *ft, uint64_t modseq, mailimap_msg_att_handler *h, enum body_mode mode,
+                     const char *what, struct ms_error *err)
 {
     s->fetch = f;
     s->body_mode = mode;
     mailimap_set_msg_att_handler(s->imap, h, f);
     mailimap_set_progress_callback(s->imap, NULL, on_items_progress, f);
     clist *result = NULL;
-    int r = mailimap_uid_fetch(s->imap, set, ft, &result);
+    int r = modseq ? mailimap_uid_fetch_changedsince(s->imap, set, ft, modseq, &result)
+                   : mailimap_uid_fetch(s->imap, set, ft, &result);
     mailimap_set_msg_att_handler(s->imap, NULL, NULL);
     mailimap_set_progress_callback(s->imap, NULL, NULL, NULL);
     s->body_mode = BODY_DISCARD;
@@ -1045,7 +1056,7 @@ static int fetch_batches(struct imap_session *s, struct fetch_ctx *f, const uint
             rc = ms_error_set(err, MS_ELOCAL, "out of memory");
             break;
         }
-        rc = run_fetch(s, f, set, ft, h, mode, what, err);
+        rc = run_fetch(s, f, set, ft, 0, h, mode, what, err);
         mailimap_set_free(set);
     }
     free(ranges);
@@ -1071,6 +1082,8 @@ static void on_flags_att(struct mailimap_msg_att *att, void *ctx)
         free(x.m.keywords);
         return;
     }
+    if (!x.has_flags)
+        x.m.flags |= FLAGS_MISSING; /* e.g. an unsolicited MODSEQ-only update */
     if (f->nmsgs == f->capmsgs) {
         size_t ncap = f->capmsgs ? f->capmsgs * 2 : 256;
         struct imap_msg *n = realloc(f->msgs, ncap * sizeof *n);
@@ -1100,12 +1113,16 @@ static int cmp_keyed(const void *a, const void *b)
 }
 
 /* Sort by UID; when a UID came twice (an unsolicited update after the
- * answer), the later report wins. Returns the new count; on allocation
- * failure the list is left as it is and SIZE_MAX returned. */
+ * answer), the later report that carried FLAGS wins. Clears FLAGS_MISSING.
+ * Returns the new count; on allocation failure the list is left as it is
+ * and SIZE_MAX returned. */
 static size_t sort_dedupe(struct imap_msg *m, size_t n)
 {
-    if (n < 2)
+    if (n < 2) {
+        for (size_t i = 0; i < n; i++)
+            m[i].flags &= ~FLAGS_MISSING;
         return n;
+    }
     struct keyed_msg *k = malloc(n * sizeof *k);
     if (!k)
         return SIZE_MAX;
@@ -1115,19 +1132,27 @@ static size_t sort_dedupe(struct imap_msg *m, size_t n)
     }
     qsort(k, n, sizeof *k, cmp_keyed);
     size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (i + 1 < n && k[i + 1].m.uid == k[i].m.uid) {
-            free(k[i].m.keywords); /* superseded by a later report */
-            continue;
-        }
-        m[o++] = k[i].m;
+    for (size_t i = 0; i < n;) {
+        size_t end = i + 1, pick = i;
+        while (end < n && k[end].m.uid == k[i].m.uid)
+            end++;
+        for (size_t j = i; j < end; j++) /* the latest with FLAGS, else the latest */
+            if (!(k[j].m.flags & FLAGS_MISSING) || (k[pick].m.flags & FLAGS_MISSING))
+                pick = j;
+        for (size_t j = i; j < end; j++)
+            if (j != pick)
+                free(k[j].m.keywords); /* superseded */
+        m[o] = k[pick].m;
+        m[o++].flags &= ~FLAGS_MISSING;
+        i = end;
     }
     free(k);
     return o;
 }
 
-int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct imap_msg **out, size_t *n,
-                     struct ms_error *err)
+/* UID FETCH first:last (UID FLAGS RFC822.SIZE) [(CHANGEDSINCE modseq)]. */
+static int fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq, struct imap_msg **out,
+                       size_t *n, struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
@@ -1154,7 +1179,8 @@ int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, stru
     f->s = s;
     f->first = first;
     f->last = last;
-    rc = run_fetch(s, f, set, ft, on_flags_att, BODY_DISCARD, "UID FETCH (FLAGS)", err);
+    rc = run_fetch(s, f, set, ft, modseq, on_flags_att, BODY_DISCARD,
+                   modseq ? "UID FETCH (FLAGS) (CHANGEDSINCE)" : "UID FETCH (FLAGS)", err);
     mailimap_set_free(set);
     mailimap_fetch_type_free(ft);
     if (rc != MS_OK) {
@@ -1179,6 +1205,12 @@ int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, stru
     }
     free(f);
     return MS_OK;
+}
+
+int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct imap_msg **out, size_t *n,
+                     struct ms_error *err)
+{
+    return fetch_flags(s, first, last, 0, out, n, err);
 }
 
 void imap_msgs_free(struct imap_msg *m, size_t n)
@@ -1342,4 +1374,445 @@ int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
     mailimap_fetch_type_free(ft);
     free(f);
     return rc;
+}
+
+/* ======================================================================
+ * CONDSTORE / QRESYNC
+ * ==================================================================== */
+
+/* Refuse names that cannot be sent as one quoted string. shown gets the
+ * escaped name for messages. */
+static int check_name(const char *name, char *shown, size_t shown_len, struct ms_error *err)
+{
+    imap_escape_text(name ? name : "", name ? strnlen(name, 200) : 0, shown, shown_len);
+    if (!name || !*name || strpbrk(name, "\r\n"))
+        return ms_error_set(err, MS_EPARTIAL, "folder name \"%s\" cannot be used (empty or has a line break)", shown);
+    return MS_OK;
+}
+
+/* The same mailbox? INBOX is case-insensitive (RFC 3501 section 5.1). */
+static bool same_mailbox(const char *a, const char *b)
+{
+    if (!a || !b)
+        return false;
+    if (strcasecmp(a, "INBOX") == 0 && strcasecmp(b, "INBOX") == 0)
+        return true;
+    return strcmp(a, b) == 0;
+}
+
+static struct mailimap_extension_data *ext_item(clistiter *it, int ext_id, int ext_type)
+{
+    struct mailimap_extension_data *e = clist_content(it);
+    if (!e || !e->ext_extension || e->ext_extension->ext_id != ext_id || e->ext_type != ext_type || !e->ext_data)
+        return NULL;
+    return e;
+}
+
+int imap_status(struct imap_session *s, const char *name, struct imap_status *out, struct ms_error *err)
+{
+    memset(out, 0, sizeof *out);
+    int rc = check_alive(s, err);
+    if (rc != MS_OK)
+        return rc;
+    char shown[120], what[140];
+    rc = check_name(name, shown, sizeof shown, err);
+    if (rc != MS_OK)
+        return rc;
+    snprintf(what, sizeof what, "STATUS %s", shown);
+    bool condstore = imap_has_capability(s, "CONDSTORE") || imap_has_capability(s, "QRESYNC");
+    struct mailimap_status_att_list *atts = mailimap_status_att_list_new_empty();
+    if (!atts || mailimap_status_att_list_add(atts, MAILIMAP_STATUS_ATT_MESSAGES) != MAILIMAP_NO_ERROR ||
+        mailimap_status_att_list_add(atts, MAILIMAP_STATUS_ATT_UIDNEXT) != MAILIMAP_NO_ERROR ||
+        mailimap_status_att_list_add(atts, MAILIMAP_STATUS_ATT_UIDVALIDITY) != MAILIMAP_NO_ERROR ||
+        (condstore && mailimap_status_att_list_add(atts, MAILIMAP_STATUS_ATT_HIGHESTMODSEQ) != MAILIMAP_NO_ERROR)) {
+        if (atts)
+            mailimap_status_att_list_free(atts);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    struct mailimap_mailbox_data_status *st = NULL;
+    int r = mailimap_status(s->imap, name, atts, &st);
+    mailimap_status_att_list_free(atts);
+    if (r != MAILIMAP_NO_ERROR) {
+        if (st) /* after a NO libetpan still hands over what it parsed */
+            mailimap_mailbox_data_status_free(st);
+        return fail_call(s, r, what, err);
+    }
+    /* libetpan keeps only the last STATUS response of the command. */
+    if (!st || !same_mailbox(st->st_mailbox, name)) {
+        if (st)
+            mailimap_mailbox_data_status_free(st);
+        return ms_error_set(err, MS_EPARTIAL, "%s: the server's answer was %s", what,
+                            st ? "about another folder" : "missing");
+    }
+    for (clistiter *it = st->st_info_list ? clist_begin(st->st_info_list) : NULL; it; it = clist_next(it)) {
+        struct mailimap_status_info *si = clist_content(it);
+        if (!si)
+            continue;
+        switch (si->st_att) {
+        case MAILIMAP_STATUS_ATT_MESSAGES: out->messages = si->st_value; break;
+        case MAILIMAP_STATUS_ATT_UIDNEXT: out->uidnext = si->st_value; break;
+        case MAILIMAP_STATUS_ATT_UIDVALIDITY: out->uidvalidity = si->st_value; break;
+        case MAILIMAP_STATUS_ATT_EXTENSION: {
+            struct mailimap_extension_data *e = si->st_ext_data;
+            if (condstore && e && e->ext_extension && e->ext_extension->ext_id == MAILIMAP_EXTENSION_CONDSTORE &&
+                e->ext_type == MAILIMAP_CONDSTORE_TYPE_STATUS_INFO && e->ext_data)
+                out->highestmodseq = ((struct mailimap_condstore_status_info *)e->ext_data)->cs_highestmodseq_value;
+            break;
+        }
+        default: break;
+        }
+    }
+    mailimap_mailbox_data_status_free(st);
+    return MS_OK;
+}
+
+/* A capability list of the two names, for ENABLE; NULL if out of memory. */
+static struct mailimap_capability_data *new_cap_list(const char *a, const char *b)
+{
+    clist *list = clist_new();
+    struct mailimap_capability_data *cd = list ? mailimap_capability_data_new(list) : NULL;
+    if (!cd) {
+        if (list)
+            clist_free(list);
+        return NULL;
+    }
+    const char *names[] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        char *n = strdup(names[i]);
+        struct mailimap_capability *c = n ? mailimap_capability_new(MAILIMAP_CAPABILITY_NAME, NULL, n) : NULL;
+        if (!c || clist_append(list, c) != 0) {
+            if (c)
+                mailimap_capability_free(c);
+            else
+                free(n);
+            mailimap_capability_data_free(cd); /* frees what the list holds */
+            return NULL;
+        }
+    }
+    return cd;
+}
+
+bool imap_enable_qresync(struct imap_session *s)
+{
+    if (!s || s->dead || !s->imap || !s->imap->imap_stream)
+        return false;
+    if (s->qresync || s->enable_tried)
+        return s->qresync;
+    if (!imap_has_capability(s, "QRESYNC") || !imap_has_capability(s, "ENABLE"))
+        return false;
+    /* RFC 5161: not after a SELECT; libetpan would refuse it anyway. */
+    if (s->imap->imap_state != MAILIMAP_STATE_AUTHENTICATED)
+        return false;
+    s->enable_tried = true;
+    struct mailimap_capability_data *req = new_cap_list("QRESYNC", "CONDSTORE");
+    if (!req)
+        return false;
+    struct mailimap_capability_data *got = NULL;
+    int r = mailimap_enable(s->imap, req, &got);
+    mailimap_capability_data_free(req);
+    if (r != MAILIMAP_NO_ERROR) {
+        struct ms_error e = {0};
+        fail_call(s, r, "ENABLE QRESYNC", &e); /* kills the session if fatal */
+        log_msg(LOG_VERBOSE, "%s: %s", s->host, e.msg);
+        return false;
+    }
+    for (clistiter *it = got && got->cap_list ? clist_begin(got->cap_list) : NULL; it; it = clist_next(it)) {
+        struct mailimap_capability *c = clist_content(it);
+        if (c && c->cap_type == MAILIMAP_CAPABILITY_NAME && c->cap_data.cap_name &&
+            strcasecmp(c->cap_data.cap_name, "QRESYNC") == 0)
+            s->qresync = true;
+    }
+    if (got)
+        mailimap_capability_data_free(got);
+    log_msg(LOG_VERBOSE, "%s: QRESYNC %s", s->host, s->qresync ? "enabled" : "not confirmed by the server");
+    return s->qresync;
+}
+
+/* Add every VANISHED response of the last command to l (clipped to
+ * max_uid, 0 = no clip). Returns MS_OK or fills err. libetpan's own API
+ * hands out only the first one. */
+static int collect_vanished(struct imap_session *s, struct imap_uid_list *l, uint32_t max_uid, const char *what,
+                            struct ms_error *err)
+{
+    struct mailimap_response_info *ri = s->imap ? s->imap->imap_response_info : NULL;
+    if (!ri || !ri->rsp_extension_list)
+        return MS_OK;
+    for (clistiter *it = clist_begin(ri->rsp_extension_list); it; it = clist_next(it)) {
+        struct mailimap_extension_data *e = ext_item(it, MAILIMAP_EXTENSION_QRESYNC, MAILIMAP_QRESYNC_TYPE_VANISHED);
+        struct mailimap_qresync_vanished *v = e ? e->ext_data : NULL;
+        if (!v || !v->qr_known_uids || !v->qr_known_uids->set_list)
+            continue;
+        for (clistiter *j = clist_begin(v->qr_known_uids->set_list); j; j = clist_next(j)) {
+            struct mailimap_set_item *item = clist_content(j);
+            if (!item)
+                continue;
+            int r = imap_uid_list_add_range(l, item->set_first, item->set_last, max_uid, VANISHED_MAX);
+            if (r == -1)
+                return ms_error_set(err, MS_ELOCAL, "out of memory");
+            if (r == -2)
+                return ms_error_set(err, MS_EPARTIAL, "%s: the server reported more than %zu vanished UIDs", what,
+                                    VANISHED_MAX);
+        }
+    }
+    return MS_OK;
+}
+
+/* HIGHESTMODSEQ of the last command's response codes; 0 for NOMODSEQ or
+ * none. */
+static uint64_t response_highestmodseq(struct imap_session *s)
+{
+    struct mailimap_response_info *ri = s->imap->imap_response_info;
+    uint64_t v = 0;
+    for (clistiter *it = ri && ri->rsp_extension_list ? clist_begin(ri->rsp_extension_list) : NULL; it;
+         it = clist_next(it)) {
+        struct mailimap_extension_data *e =
+            ext_item(it, MAILIMAP_EXTENSION_CONDSTORE, MAILIMAP_CONDSTORE_TYPE_RESP_TEXT_CODE);
+        struct mailimap_condstore_resptextcode *c = e ? e->ext_data : NULL;
+        if (c && c->cs_type == MAILIMAP_CONDSTORE_RESPTEXTCODE_HIGHESTMODSEQ)
+            v = c->cs_data.cs_modseq_value;
+        else if (c && c->cs_type == MAILIMAP_CONDSTORE_RESPTEXTCODE_NOMODSEQ)
+            v = 0;
+    }
+    return v;
+}
+
+static void on_discard_att(struct mailimap_msg_att *att, void *ctx)
+{
+    (void)att;
+    (void)ctx;
+}
+
+/* Send "EXAMINE|SELECT "name" (QRESYNC (uv modseq))" and parse the answer
+ * like libetpan's own SELECT does (fresh selection info, state). libetpan's
+ * mailimap_select_qresync cannot EXAMINE, and mailimap_custom_command adds
+ * a trailing space. The FETCH responses of the SELECT are dropped as they
+ * arrive (the caller's list comes from a CHANGEDSINCE FETCH with sizes). */
+static int send_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
+                               uint64_t modseq)
+{
+    mailimap *imap = s->imap;
+    mailstream *st = imap->imap_stream;
+    size_t len = strlen(name);
+    char *quoted = malloc(2 * len + 3);
+    if (!quoted)
+        return MAILIMAP_ERROR_MEMORY;
+    size_t o = 0;
+    quoted[o++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        if (name[i] == '"' || name[i] == '\\')
+            quoted[o++] = '\\';
+        quoted[o++] = name[i];
+    }
+    quoted[o++] = '"';
+    quoted[o] = '\0';
+    char tail[80];
+    snprintf(tail, sizeof tail, " (QRESYNC (%" PRIu32 " %" PRIu64 "))\r\n", uidvalidity, modseq);
+    int r = mailimap_send_current_tag(imap);
+    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, read_write ? "SELECT " : "EXAMINE ") || stream_puts(st, quoted) ||
+                                   stream_puts(st, tail) || mailstream_flush(st) != 0))
+        r = MAILIMAP_ERROR_STREAM;
+    free(quoted);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    if (!mailimap_read_line(imap))
+        return MAILIMAP_ERROR_STREAM;
+    if (imap->imap_selection_info)
+        mailimap_selection_info_free(imap->imap_selection_info);
+    imap->imap_selection_info = mailimap_selection_info_new();
+    mailimap_set_msg_att_handler(imap, on_discard_att, NULL);
+    mailimap_set_progress_callback(imap, NULL, on_items_progress, NULL);
+    struct mailimap_response *resp = NULL;
+    r = mailimap_parse_response(imap, &resp);
+    mailimap_set_msg_att_handler(imap, NULL, NULL);
+    mailimap_set_progress_callback(imap, NULL, NULL, NULL);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    mailimap_response_free(resp);
+    if (state != MAILIMAP_RESP_COND_STATE_OK) {
+        /* A failed SELECT leaves no folder selected (RFC 3501 6.3.1). */
+        if (imap->imap_selection_info)
+            mailimap_selection_info_free(imap->imap_selection_info);
+        imap->imap_selection_info = NULL;
+        imap->imap_state = MAILIMAP_STATE_AUTHENTICATED;
+        return MAILIMAP_ERROR_SELECT;
+    }
+    imap->imap_state = MAILIMAP_STATE_SELECTED;
+    return MAILIMAP_NO_ERROR;
+}
+
+/* Drop from the sorted m[0..*n) every UID in the sorted, unique v. */
+static void drop_vanished(struct imap_msg *m, size_t *n, const uint32_t *v, size_t nv)
+{
+    size_t o = 0, j = 0;
+    for (size_t i = 0; i < *n; i++) {
+        while (j < nv && v[j] < m[i].uid)
+            j++;
+        if (j < nv && v[j] == m[i].uid) {
+            free(m[i].keywords);
+            continue;
+        }
+        m[o++] = m[i];
+    }
+    *n = o;
+}
+
+int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
+                        uint64_t modseq, struct imap_mailbox *out, struct imap_msg **changed, size_t *nchanged,
+                        uint32_t **vanished, size_t *nvanished, struct ms_error *err)
+{
+    memset(out, 0, sizeof *out);
+    *changed = NULL;
+    *nchanged = 0;
+    *vanished = NULL;
+    *nvanished = 0;
+    int rc = check_alive(s, err);
+    if (rc != MS_OK)
+        return rc;
+    char shown[120], what[160];
+    rc = check_name(name, shown, sizeof shown, err);
+    if (rc != MS_OK)
+        return rc;
+    snprintf(what, sizeof what, "%s %s (QRESYNC)", read_write ? "SELECT" : "EXAMINE", shown);
+    if (!s->qresync)
+        return ms_error_set(err, MS_EUSAGE, "%s: QRESYNC is not enabled on this session", what);
+    if (uidvalidity == 0 || modseq == 0)
+        return ms_error_set(err, MS_EUSAGE, "%s: needs a known UIDVALIDITY and MODSEQ", what);
+
+    int r = send_select_qresync(s, name, read_write, uidvalidity, modseq);
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, what, err);
+    struct mailimap_selection_info *si = s->imap->imap_selection_info;
+    if (!si || si->sel_uidvalidity == 0)
+        return ms_error_set(err, MS_EPARTIAL, "%s: server gave no UIDVALIDITY", what);
+    out->uidvalidity = si->sel_uidvalidity;
+    out->uidnext = si->sel_uidnext;
+    out->exists = si->sel_exists;
+    out->highestmodseq = response_highestmodseq(s);
+
+    struct imap_uid_list gone = {0};
+    struct imap_msg *msgs = NULL;
+    size_t nmsgs = 0;
+    bool incremental = out->uidvalidity == uidvalidity && out->highestmodseq != 0 && out->highestmodseq >= modseq;
+    if (incremental) {
+        /* VANISHED (EARLIER) came with the SELECT: collect them all before
+         * the next command replaces libetpan's response info. */
+        uint32_t top = out->uidnext > 1 ? out->uidnext - 1 : 0;
+        rc = collect_vanished(s, &gone, top, what, err);
+        if (rc == MS_OK && out->exists > 0)
+            rc = fetch_flags(s, 1, 0, modseq, &msgs, &nmsgs, err);
+        if (rc == MS_OK) {
+            /* Expunges while we fetched arrive as plain VANISHED. */
+            if (nmsgs > 0 && msgs[nmsgs - 1].uid > top)
+                top = msgs[nmsgs - 1].uid;
+            rc = collect_vanished(s, &gone, top, what, err);
+        }
+    }
+    if (rc != MS_OK) {
+        imap_uid_list_free(&gone);
+        imap_msgs_free(msgs, nmsgs);
+        return rc;
+    }
+    imap_uid_list_sort_unique(&gone);
+    if (msgs)
+        drop_vanished(msgs, &nmsgs, gone.v, gone.n);
+    *changed = msgs ? msgs : calloc(1, sizeof **changed);
+    *vanished = gone.v ? gone.v : calloc(1, sizeof **vanished);
+    if (!*changed || !*vanished) {
+        imap_msgs_free(*changed, nmsgs);
+        free(*vanished);
+        *changed = NULL;
+        *vanished = NULL;
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    *nchanged = msgs ? nmsgs : 0;
+    *nvanished = gone.n;
+    log_msg(LOG_VERBOSE, "%s: %s: %zu changed, %zu vanished since modseq %" PRIu64, s->host, what, *nchanged,
+            *nvanished, modseq);
+    return MS_OK;
+}
+
+int imap_fetch_flags_changedsince(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
+                                  struct imap_msg **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    if (modseq == 0)
+        return ms_error_set(err, MS_EUSAGE, "UID FETCH (CHANGEDSINCE): needs a known MODSEQ");
+    return fetch_flags(s, first, last, modseq, out, n, err);
+}
+
+/* One UID SEARCH UID first:last (last 0 = '*'), adding the answers within
+ * the range to l. */
+static int search_uid_range(struct imap_session *s, uint32_t first, uint32_t last, struct imap_uid_list *l,
+                            struct ms_error *err)
+{
+    struct mailimap_set *set = mailimap_set_new_interval(first, last);
+    struct mailimap_search_key *key = set ? mailimap_search_key_new_uid(set) : NULL;
+    if (!key) {
+        if (set)
+            mailimap_set_free(set);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    clist *res = NULL;
+    int r = mailimap_uid_search(s->imap, NULL, key, &res);
+    mailimap_search_key_free(key);
+    if (r != MAILIMAP_NO_ERROR) {
+        if (res) /* after a NO libetpan still hands over the list */
+            mailimap_search_result_free(res);
+        return fail_call(s, r, "UID SEARCH", err);
+    }
+    int rc = MS_OK;
+    for (clistiter *it = res ? clist_begin(res) : NULL; it && rc == MS_OK; it = clist_next(it)) {
+        uint32_t *u = clist_content(it);
+        /* "a:*" also matches the highest UID when it is below a. */
+        if (!u || *u < first || (last && *u > last))
+            continue;
+        if (imap_uid_list_add_range(l, *u, *u, 0, SIZE_MAX / sizeof(uint32_t)) != 0)
+            rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    if (res)
+        mailimap_search_result_free(res);
+    return rc;
+}
+
+int imap_fetch_uids(struct imap_session *s, uint32_t **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = check_alive(s, err);
+    if (rc != MS_OK)
+        return rc;
+    struct mailimap_selection_info *si = s->imap->imap_selection_info;
+    if (s->imap->imap_state != MAILIMAP_STATE_SELECTED || !si)
+        return ms_error_set(err, MS_EUSAGE, "UID SEARCH: no folder selected");
+    /* UID ranges expected to hold UIDS_PER_SEARCH messages each: bounded
+     * answers even when UIDs are sparse, and UIDs (not sequence numbers)
+     * so expunges between the commands cannot shift anything. */
+    uint64_t width = UINT32_MAX;
+    if (si->sel_uidnext > 1 && si->sel_exists > 0) {
+        width = (uint64_t)UIDS_PER_SEARCH * si->sel_uidnext / si->sel_exists;
+        if (width < UIDS_PER_SEARCH)
+            width = UIDS_PER_SEARCH;
+    }
+    uint64_t top = si->sel_uidnext > 1 ? si->sel_uidnext - 1 : 0;
+    struct imap_uid_list l = {0};
+    for (uint64_t a = 1; rc == MS_OK;) {
+        uint64_t b = a + width - 1;
+        bool last = top == 0 || b >= top || b >= UINT32_MAX;
+        rc = search_uid_range(s, (uint32_t)a, last ? 0 : (uint32_t)b, &l, err);
+        if (last)
+            break;
+        a = b + 1;
+    }
+    if (rc != MS_OK) {
+        imap_uid_list_free(&l);
+        return rc;
+    }
+    imap_uid_list_sort_unique(&l);
+    *out = l.v ? l.v : calloc(1, sizeof **out);
+    if (!*out)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    *n = l.n;
+    return MS_OK;
 }

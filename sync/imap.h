@@ -111,4 +111,87 @@ int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
                         void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id), void *ctx,
                         struct ms_error *err);
 
+/* ---- CONDSTORE / QRESYNC (RFC 7162): cheap resyncs ------------------------
+ *
+ * The intended use, per folder, with the state of the last run (uidvalidity,
+ * uidnext, messages, highestmodseq):
+ *   1. imap_enable_qresync() once, right after imap_connect(), before any
+ *      SELECT/EXAMINE (ENABLE is not allowed later).
+ *   2. imap_status(): if UIDVALIDITY, UIDNEXT, MESSAGES and HIGHESTMODSEQ
+ *      (non-zero) all equal the stored values, nothing changed: skip the
+ *      folder without selecting it.
+ *   3. Otherwise, with QRESYNC enabled and a stored highestmodseq:
+ *      imap_select_qresync(); without QRESYNC but with CONDSTORE:
+ *      imap_select() + imap_fetch_flags_changedsince() + imap_fetch_uids();
+ *      else imap_select() + imap_fetch_flags() (the full listing).
+ * A HIGHESTMODSEQ of 0 (no CONDSTORE, or a NOMODSEQ mailbox) means modseqs
+ * cannot be used for that folder. */
+
+struct imap_status {
+    uint32_t uidvalidity;   /* 0 if the server did not say (do not skip then) */
+    uint32_t uidnext;       /* 0 if the server did not say (do not skip then) */
+    uint32_t messages;
+    uint64_t highestmodseq; /* 0 if the server has no CONDSTORE (or NOMODSEQ) */
+};
+
+/* STATUS name (MESSAGES UIDNEXT UIDVALIDITY [HIGHESTMODSEQ if CONDSTORE]),
+ * without selecting it (allowed while another folder is selected). The
+ * answer is checked to be about `name`: libetpan keeps only the last STATUS
+ * response of a command, so an unsolicited STATUS for another folder would
+ * otherwise be taken for ours (CVE-2022-4121, a NULL dereference in its
+ * STATUS freeing, is patched in Debian's 1.9.4-3.1). NO (e.g. no such
+ * folder) is MS_EPARTIAL. */
+int imap_status(struct imap_session *s, const char *name, struct imap_status *out, struct ms_error *err);
+
+/* ENABLE QRESYNC CONDSTORE, once per session, if the server offers ENABLE
+ * and QRESYNC, and only before the first SELECT/EXAMINE (later it returns
+ * false without asking, unless already enabled). Returns true if the server
+ * confirmed QRESYNC. A NO leaves the session usable (false); a broken
+ * connection makes the next call fail with MS_ENET. */
+bool imap_enable_qresync(struct imap_session *s);
+
+/* EXAMINE (or SELECT if read_write) name (QRESYNC (uidvalidity modseq)), on
+ * a session where imap_enable_qresync() returned true (else MS_EUSAGE);
+ * uidvalidity and modseq are the stored, non-zero values (else MS_EUSAGE).
+ * Fills *out like imap_select.
+ *
+ * When the server's UIDVALIDITY equals uidvalidity and its HIGHESTMODSEQ is
+ * non-zero and >= modseq, the answer is incremental:
+ *   *changed: the messages whose flags changed since modseq or that are new
+ *     (uid, flags, keywords, size; internaldate 0), sorted by uid, from
+ *     UID FETCH 1:* (UID FLAGS RFC822.SIZE) (CHANGEDSINCE modseq) after the
+ *     SELECT;
+ *   *vanished: the UIDs expunged since modseq (all VANISHED (EARLIER)
+ *     responses of the SELECT, plus any VANISHED arriving during the FETCH),
+ *     sorted, unique, never in *changed. It may contain UIDs the client
+ *     never knew (RFC 7162 allows it); UIDs >= UIDNEXT are dropped.
+ * Otherwise (UIDVALIDITY changed, NOMODSEQ, or the server's HIGHESTMODSEQ
+ * went backwards) both lists are empty and the caller must fall back to a
+ * full listing (imap_fetch_flags):
+ *   full = out->uidvalidity != uidvalidity || out->highestmodseq == 0 ||
+ *          out->highestmodseq < modseq;
+ * Both lists are malloc'd (never NULL on MS_OK; free with imap_msgs_free and
+ * free). On failure nothing is returned; a server reporting more than 2^24
+ * vanished UIDs is refused with MS_EPARTIAL (the caller may use the CONDSTORE
+ * path instead). */
+int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
+                        uint64_t modseq, struct imap_mailbox *out, struct imap_msg **changed, size_t *nchanged,
+                        uint32_t **vanished, size_t *nvanished, struct ms_error *err);
+
+/* CONDSTORE without QRESYNC, on the selected folder: UID FETCH first:last
+ * (UID FLAGS RFC822.SIZE) (CHANGEDSINCE modseq); last == 0 means '*'. The
+ * messages whose flags changed since modseq or that are new, sorted by uid,
+ * as imap_fetch_flags (modseq must be non-zero, else MS_EUSAGE). Expunges
+ * are not reported: compare imap_fetch_uids() with the known UIDs. */
+int imap_fetch_flags_changedsince(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
+                                  struct imap_msg **out, size_t *n, struct ms_error *err);
+
+/* All UIDs of the selected folder, sorted, unique (malloc'd, never NULL on
+ * MS_OK; free with free()): to detect expunges when the server has
+ * CONDSTORE but not QRESYNC. Sent as UID SEARCH UID a:b in UID ranges sized
+ * to hold ~20000 messages each (bounded memory; UIDs so expunges between the
+ * commands cannot shift anything). Only complete answers count: on any
+ * failure nothing is returned. */
+int imap_fetch_uids(struct imap_session *s, uint32_t **out, size_t *n, struct ms_error *err);
+
 #endif

@@ -974,6 +974,72 @@ size_t imap_uid_batch(const uint32_t *uids, size_t n, size_t max_uids, size_t ma
     return i;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void imap_uid_list_sort_unique(struct imap_uid_list *l)
+{
+    if (l->n < 2)
+        return;
+    qsort(l->v, l->n, sizeof *l->v, cmp_u32);
+    size_t o = 1;
+    for (size_t i = 1; i < l->n; i++)
+        if (l->v[i] != l->v[o - 1])
+            l->v[o++] = l->v[i];
+    l->n = o;
+}
+
+int imap_uid_list_add_range(struct imap_uid_list *l, uint32_t first, uint32_t last, uint32_t max_uid,
+                            size_t max_total)
+{
+    uint32_t top = max_uid ? max_uid : UINT32_MAX;
+    if (first == 0)
+        first = top;
+    if (last == 0)
+        last = top;
+    if (first > last) {
+        uint32_t t = first;
+        first = last;
+        last = t;
+    }
+    if (first > top)
+        return 0; /* entirely above the clip */
+    if (last > top)
+        last = top;
+    uint64_t count = (uint64_t)last - first + 1;
+    if (count > max_total || l->n + count > max_total) {
+        /* Overlapping reports may still fit once duplicates are gone. */
+        imap_uid_list_sort_unique(l);
+        if (count > max_total || l->n + count > max_total)
+            return -2;
+    }
+    if (l->n + count > l->cap) {
+        size_t ncap = l->cap ? l->cap : 64;
+        while (ncap < l->n + count)
+            ncap *= 2;
+        if (ncap > max_total)
+            ncap = max_total;
+        uint32_t *nv = realloc(l->v, ncap * sizeof *nv);
+        if (!nv)
+            return -1;
+        l->v = nv;
+        l->cap = ncap;
+    }
+    for (uint64_t u = first; u <= last; u++)
+        l->v[l->n++] = (uint32_t)u;
+    return 0;
+}
+
+void imap_uid_list_free(struct imap_uid_list *l)
+{
+    free(l->v);
+    l->v = NULL;
+    l->n = l->cap = 0;
+}
+
 /* Start of the next line after position i (or len). */
 static size_t next_line(const char *h, size_t len, size_t i)
 {

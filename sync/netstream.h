@@ -152,6 +152,26 @@ struct uid_range {
 size_t imap_uid_batch(const uint32_t *uids, size_t n, size_t max_uids, size_t max_chars, struct uid_range *ranges,
                       size_t max_ranges, size_t *nranges);
 
+/* A growing, malloc'd list of UIDs (e.g. from VANISHED ranges). */
+struct imap_uid_list {
+    uint32_t *v;
+    size_t n, cap;
+};
+
+/* Add the UIDs first..last (either order; 0, i.e. '*', stands for the top)
+ * clipped to 1..max_uid (max_uid 0: no clip). Returns 0; -1 out of memory;
+ * -2 if the list, made unique, plus the whole new range would exceed
+ * max_total (it is then left sorted and unique, without this range).
+ * Server input: a single range may be 2^32 wide. */
+int imap_uid_list_add_range(struct imap_uid_list *l, uint32_t first, uint32_t last, uint32_t max_uid,
+                            size_t max_total);
+
+/* Sort ascending and drop duplicates. */
+void imap_uid_list_sort_unique(struct imap_uid_list *l);
+
+/* Free the entries; the list is empty (and reusable) afterwards. */
+void imap_uid_list_free(struct imap_uid_list *l);
+
 /* Copy server text for a message to the user, thread-safe: printable
  * ASCII kept, other bytes as \xNN, cut with "..." to fit out. */
 void imap_escape_text(const char *text, size_t len, char *out, size_t outlen);

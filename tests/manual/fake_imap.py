@@ -9,7 +9,11 @@ Drive it with tests/manual/imap_probe (tls = none on loopback, or starttls).
 
 Scenarios: ok, nostarttls, refuse, preauth, inject, hugelit, listbig, biglit,
 smalllit, cutlit, stall, fetchno, nocapdata, nosaslir, unrequested, bye,
-longline.
+longline; for tests/manual/qresync_probe: qresync (several VANISHED (EARLIER)
+responses, a plain VANISHED and a FLAGS-less update during the CHANGEDSINCE
+FETCH), vanishedclip (VANISHED (EARLIER) 1:4294967295 with UIDNEXT 40),
+vanishedhuge (the same without UIDNEXT), nomodseq (NOMODSEQ, STATUS without
+HIGHESTMODSEQ), statusother (a second STATUS about another folder).
 """
 import base64
 import socket
@@ -23,6 +27,8 @@ if SCEN == "nostarttls":
     CAPS = "IMAP4rev1 AUTH=PLAIN SASL-IR"
 if SCEN == "nosaslir":
     CAPS = "IMAP4rev1 AUTH=PLAIN"
+if SCEN in ("qresync", "vanishedclip", "vanishedhuge", "nomodseq", "statusother"):
+    CAPS = "IMAP4rev1 AUTH=PLAIN SASL-IR ENABLE CONDSTORE QRESYNC"
 BODY = b"Subject: hi\r\nMessage-ID: <x@y>\r\n\r\nhello\r\n"
 
 
@@ -91,6 +97,40 @@ def main():
             elif SCEN == "longline":
                 send(b"* LIST () \"/\" " + b"a" * (17 << 20) + b"\r\n")
             send(b'* LIST () "/" INBOX\r\n%s OK done\r\n' % tag.encode())
+        elif cmd == "ENABLE":
+            send(b"* ENABLED QRESYNC CONDSTORE\r\n%s OK enabled\r\n" % tag.encode())
+        elif cmd == "STATUS":
+            t = tag.encode()
+            hms = b"" if SCEN == "nomodseq" else b" HIGHESTMODSEQ 900"
+            send(b"* STATUS INBOX (MESSAGES 30 UIDNEXT 40 UIDVALIDITY 42%s)\r\n" % hms)
+            if SCEN == "statusother":
+                send(b"* STATUS Other (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 7)\r\n")
+            send(b"%s OK done\r\n" % t)
+        elif cmd in ("SELECT", "EXAMINE") and SCEN in ("qresync", "vanishedclip", "vanishedhuge", "nomodseq"):
+            t = tag.encode()
+            send(b"* 30 EXISTS\r\n* OK [UIDVALIDITY 42] v\r\n")
+            if SCEN != "vanishedhuge":
+                send(b"* OK [UIDNEXT 40] n\r\n")
+            if SCEN == "nomodseq":
+                send(b"* OK [NOMODSEQ] no modseqs here\r\n%s OK done\r\n" % t)
+                continue
+            send(b"* OK [HIGHESTMODSEQ 900] m\r\n")
+            if "QRESYNC" in line.decode().upper():
+                if SCEN == "qresync":
+                    send(b"* VANISHED (EARLIER) 2,4\r\n* VANISHED (EARLIER) 6\r\n")
+                    send(b"* 1 FETCH (UID 3 FLAGS (\\Seen) MODSEQ (850))\r\n")
+                    send(b"* VANISHED (EARLIER) 10:12,20:18\r\n")
+                else:
+                    send(b"* VANISHED (EARLIER) 1:4294967295\r\n")
+            send(b"%s OK [READ-ONLY] done\r\n" % t)
+        elif cmd == "UID FETCH" and "CHANGEDSINCE" in line.decode().upper():
+            t = tag.encode()
+            send(b"* 1 FETCH (UID 3 FLAGS (\\Seen $Label1) RFC822.SIZE 10 MODSEQ (850))\r\n")
+            send(b"* 2 FETCH (UID 7 FLAGS () RFC822.SIZE 11 MODSEQ (851))\r\n")
+            send(b"* 3 FETCH (UID 25 FLAGS (\\Flagged) RFC822.SIZE 12 MODSEQ (853))\r\n")
+            send(b"* VANISHED 7\r\n")
+            send(b"* 1 FETCH (UID 3 MODSEQ (852))\r\n")  # no FLAGS: must not clear them
+            send(b"%s OK done\r\n" % t)
         elif cmd in ("SELECT", "EXAMINE"):
             send(b"* 2 EXISTS\r\n* OK [UIDVALIDITY 42] v\r\n* OK [UIDNEXT 3] n\r\n%s OK done\r\n" % tag.encode())
         elif cmd == "UID FETCH":

@@ -1,5 +1,6 @@
 /* test_netstream.c: the pure parts of the transport: IMAP framing and its
- * limits, secret masking, UID set batching, header values, fingerprints. */
+ * limits, secret masking, UID set batching, UID lists, header values,
+ * fingerprints. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -250,6 +251,40 @@ static void uid_batches(void **unused)
     assert_int_equal(used, 6); /* 0,1,2,3,3,5 */
 }
 
+/* VANISHED ranges: clipping, '*', reversed ranges, caps, dedupe. */
+static void uid_lists(void **unused)
+{
+    (void)unused;
+    struct imap_uid_list l = {0};
+    assert_int_equal(imap_uid_list_add_range(&l, 10, 12, 39, 100), 0);
+    assert_int_equal(imap_uid_list_add_range(&l, 4, 2, 39, 100), 0);  /* reversed: 2..4 */
+    assert_int_equal(imap_uid_list_add_range(&l, 11, 11, 39, 100), 0); /* duplicate */
+    assert_int_equal(imap_uid_list_add_range(&l, 38, 0, 39, 100), 0);  /* 38:* -> 38,39 */
+    assert_int_equal(imap_uid_list_add_range(&l, 50, 60, 39, 100), 0); /* above the clip */
+    imap_uid_list_sort_unique(&l);
+    uint32_t want[] = {2, 3, 4, 10, 11, 12, 38, 39};
+    assert_int_equal(l.n, 8);
+    assert_memory_equal(l.v, want, sizeof want);
+    /* 2^32 wide without a clip: refused, not allocated. */
+    assert_int_equal(imap_uid_list_add_range(&l, 1, UINT32_MAX, 0, 1000), -2);
+    assert_int_equal(l.n, 8);
+    /* With a clip it fits. */
+    assert_int_equal(imap_uid_list_add_range(&l, 1, UINT32_MAX, 39, 1000), 0);
+    imap_uid_list_sort_unique(&l);
+    assert_int_equal(l.n, 39);
+    /* Overlapping reports fit once duplicates are dropped (the new range
+     * counts whole). */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(imap_uid_list_add_range(&l, 1, 39, 39, 80), 0);
+    imap_uid_list_sort_unique(&l);
+    assert_int_equal(l.n, 39);
+    assert_int_equal(l.v[38], 39);
+    imap_uid_list_free(&l);
+    assert_null(l.v);
+    assert_int_equal(l.n, 0);
+    imap_uid_list_sort_unique(&l); /* empty is fine */
+}
+
 static void uid_batch_char_limit(void **unused)
 {
     (void)unused;
@@ -351,6 +386,7 @@ int main(void)
         cmocka_unit_test(login_literal_password_masked),
         cmocka_unit_test(uid_batches),
         cmocka_unit_test(uid_batch_char_limit),
+        cmocka_unit_test(uid_lists),
         cmocka_unit_test(header_values),
         cmocka_unit_test(escaping),
         cmocka_unit_test(fingerprints),
