@@ -6,8 +6,12 @@
 # self-signed one, seeds mail (including a 50 MB message), builds
 # tests/manual/imap_probe against BUILD_DIR (default build-b), and runs the
 # TLS, auth, listing, fetch, memory and hostile-server checks, printing PASS
-# or FAIL per check. Needs root (Dovecot), openssl, python3. Stops Dovecot
-# and removes its directory at the end.
+# or FAIL per check. Then the CONDSTORE/QRESYNC checks: tests/manual/
+# qresync_probe against scripted servers (several VANISHED responses,
+# hostile ranges, NOMODSEQ) and, through tests/manual/qresync_checks.py, the
+# test bed's Dovecot (STATUS, ENABLE, SELECT (QRESYNC), CHANGEDSINCE, UID
+# listing of a big folder, capabilities hidden). Needs root (Dovecot),
+# openssl, python3. Stops Dovecot and removes its directory at the end.
 #
 #   tests/manual/run_imap_checks.sh [BUILD_DIR]
 set -u
@@ -228,6 +232,46 @@ check "OAUTHBEARER without SASL-IR" 0 'tls: none' -- fake nosaslir none --auth o
 check "unrequested body" 4 'unrequested body for UID 7' -- fake unrequested none --folder INBOX
 check "BYE text reported" 4 'BYE going down' -- fake bye none
 check "over-long line" 4 'line longer' -- fake longline none
+
+# ---- CONDSTORE / QRESYNC ------------------------------------------------------
+QPROBE=$W/qresync_probe
+(cd "$REPO" && gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -I. tests/manual/qresync_probe.c \
+    "$BUILD/libmailsync_core.a" -letpan -lssl -lcrypto -lsqlite3 -lpthread -o "$QPROBE") ||
+    { echo "cannot build the QRESYNC probe"; exit 1; }
+fakeq() { # fakeq SCENARIO OP...
+    local scen=$1 port=$((23000 + RANDOM % 2000))
+    shift
+    python3 "$REPO/tests/manual/fake_imap.py" $port "$scen" 2>"$W/fake.$scen.log" &
+    local fp=$!
+    for _ in $(seq 50); do ss -ltn | grep -q "127.0.0.1:$port " && break; sleep 0.1; done
+    PROBE_PASSWORD=pw timeout 60 "$QPROBE" 127.0.0.1 $port user "$@"
+    local rc=$?
+    kill $fp 2>/dev/null
+    wait $fp 2>/dev/null
+    return $rc
+}
+check "several VANISHED (EARLIER) + VANISHED mid-FETCH all collected" 0 \
+    'vanished \(10\): 2,4,6:7,10:12,18:20$' -- fakeq qresync enable qselect:INBOX:42:800
+check "FLAGS-less update keeps flags; vanished UID not in changed" 0 \
+    'changed \(2\): 3,25$' -- fakeq qresync enable qselect:INBOX:42:800
+check "keywords from CHANGEDSINCE" 0 'msg uid=3 flags=0x10 kw=\$Label1 size=10' -- \
+    fakeq qresync enable qselect:INBOX:42:800
+check "VANISHED 1:4294967295 clipped below UIDNEXT" 0 'vanished \(39\): 1:39$' -- \
+    fakeq vanishedclip enable qselect:INBOX:42:800
+check "VANISHED 1:4294967295 without UIDNEXT refused" 1 'more than 16777216 vanished' -- \
+    fakeq vanishedhuge enable qselect:INBOX:42:800
+check "NOMODSEQ: STATUS without HIGHESTMODSEQ reports 0" 0 'status INBOX: .* highestmodseq 0$' -- \
+    fakeq nomodseq status:INBOX
+check "NOMODSEQ: imap_select reports 0" 0 '^select: .* highestmodseq 0$' -- fakeq nomodseq select:INBOX
+check "NOMODSEQ: SELECT (QRESYNC) tells the caller to fall back" 0 'full-fallback 1' -- \
+    fakeq nomodseq enable qselect:INBOX:42:800
+check "STATUS answer about another folder refused" 1 'about another folder' -- \
+    fakeq statusother status:INBOX
+qout=$(python3 "$REPO/tests/manual/qresync_checks.py" "$QPROBE" 2>&1)
+echo "$qout" | grep -E '^(PASS|FAIL|    )'
+PASS=$((PASS + $(grep -c '^PASS' <<<"$qout")))
+FAIL=$((FAIL + $(grep -c '^FAIL' <<<"$qout")))
+grep -q '^passed ' <<<"$qout" || { FAIL=$((FAIL + 1)); echo "FAIL qresync_checks.py did not finish"; tail -5 <<<"$qout"; }
 
 echo "passed $PASS, failed $FAIL"
 [ "$FAIL" = 0 ]
