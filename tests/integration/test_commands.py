@@ -2,6 +2,7 @@
 the program's own options, and refusing what is not built yet.
 """
 
+import base64
 import os
 import unittest
 
@@ -9,7 +10,7 @@ import testbed as tb
 
 
 class CommandsTest(tb.BedTestCase):
-    bed_options = {"pool": 10}
+    bed_options = {"pool": 20}
 
     def seed(self):
         with self.imap() as c:
@@ -113,6 +114,41 @@ class CommandsTest(tb.BedTestCase):
         self.assertTrue(tb.is_maildir(self.maildir / ".Archive.2024"))
         self.assertTrue(tb.is_maildir(self.maildir / ".Thư đã gửi"))
         self.assertSynced(layout="maildir++")
+
+    # -- what the program shows ---------------------------------------------------
+
+    def test_trace_masks_the_password(self):
+        self.seed()
+        for auth in ("login", "plain"):
+            with self.subTest(auth=auth):
+                self.maildir = self.work / ("Mail-%s" % auth)
+                self.state = self.work / ("state-%s.sqlite" % auth)
+                self.write_config(auth=auth)
+                r = self.run_ok("-vv", "pull")
+                self.assertIn("LOGIN" if auth == "login" else "AUTHENTICATE", r.stderr)
+                self.assertIn("FETCH", r.stderr)  # it is a real trace
+                self.assertNotIn(self.user.password, r.stderr + r.stdout)
+                # PLAIN sends base64("\0user\0password"): not that either
+                blob = base64.b64encode(b"\0" + self.user.name.encode() + b"\0" +
+                                        self.user.password.encode()).decode()
+                self.assertNotIn(blob, r.stderr)
+
+    def test_progress_line(self):
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(30, seed=3, size=(2000, 4000)))
+        r = self.run_ok("--progress=always", "pull")
+        self.assertRegex(r.stderr, r"INBOX: \d+/30 messages, [\d.]+ KiB/[\d.]+ KiB, [\d.]+ \S+/s")
+        r = self.run_ok("--progress=never", "pull", "--folder", "INBOX")
+        self.assertNotIn("messages,", r.stderr)
+
+    def test_quiet_and_json_keep_stdout_clean(self):
+        self.seed()
+        r = self.run_ok("-q", "pull")
+        self.assertEqual(r.stdout, "")
+        r = self.run_ok("--json", "pull")
+        doc = r.json()
+        self.assertEqual(doc["exit"], 0)
+        self.assertEqual(doc["command"], "pull")
 
     # -- the program ------------------------------------------------------------
 
