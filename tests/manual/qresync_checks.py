@@ -13,7 +13,8 @@ SELECT/EXAMINE (QRESYNC) after flag changes, two separate expunges and new
 mail (every vanished UID back, every change with its flags and size), a
 UIDVALIDITY mismatch and a modseq from the future (fallback), CHANGEDSINCE
 without QRESYNC, imap_fetch_uids on a big sparse folder (count, sum, time,
-peak RSS), and imap_select's HIGHESTMODSEQ with and without CONDSTORE.
+peak RSS), CONDSTORE without QRESYNC, and imap_select's HIGHESTMODSEQ with
+and without CONDSTORE.
 """
 import os
 import re
@@ -194,6 +195,15 @@ def run(bed):
     rc, out = probe(bed, bigu, "quiet", "status:Big")
     check("STATUS of the big folder", rc == 0 and "messages %d" % len(server_uids) in out, out)
     print("     (a whole STATUS session took %.0f ms)" % ((time.time() - t0) * 1000))
+
+    # CONDSTORE without QRESYNC: the path for servers that lack QRESYNC.
+    bed.restart(hide_capabilities=("QRESYNC",))
+    rc, out = probe(bed, alice, "enable", "status:INBOX", "select:INBOX", "changed:1:0:%d" % hms0, "uids")
+    caps = field(out, r"^caps: (.*)$") or ""
+    ok = (rc == 0 and "QRESYNC" not in caps.upper() and "CONDSTORE" in caps.upper() and "enable: 0" in out
+          and "highestmodseq %d" % hms1 in out and re.search(r"^select: .* highestmodseq %d$" % hms1, out, re.M)
+          and "changedsince (5): 3,7,15,21:22\n" in out and "uids (16): 1,3,5,7:9,13:22\n" in out)
+    check("CONDSTORE without QRESYNC: no ENABLE; STATUS, SELECT modseqs, CHANGEDSINCE, UID list", ok, out)
 
     # Without CONDSTORE/QRESYNC advertised.
     bed.restart(hide_capabilities=("CONDSTORE", "QRESYNC"))
