@@ -48,7 +48,8 @@ enum stmt_id {
 
 #define FOLDER_COLUMNS                                                                                      \
     "id, name, path, uidvalidity, uidnext, highestmodseq, last_sync, "                                      \
-    "(SELECT count(*) FROM messages WHERE folder_id = folders.id)"
+    "(SELECT count(*) FROM messages WHERE folder_id = folders.id), "                                      \
+    "(SELECT count(*) FROM messages WHERE folder_id = folders.id AND pending)"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_FOLDER_GET] = "SELECT " FOLDER_COLUMNS " FROM folders WHERE name = ?1",
@@ -433,6 +434,7 @@ static void read_folder(sqlite3_stmt *st, struct state_folder *f)
     f->highestmodseq = (uint64_t)sqlite3_column_int64(st, 5);
     f->last_sync = sqlite3_column_int64(st, 6);
     f->message_count = sqlite3_column_int64(st, 7);
+    f->pending_count = sqlite3_column_int64(st, 8);
 }
 
 int state_folder_get(struct state *s, const char *name, struct state_folder *out, struct ms_error *err)

@@ -42,6 +42,7 @@ struct state_folder {
     uint64_t highestmodseq; /* 0 = unknown / no CONDSTORE */
     int64_t last_sync;      /* unix time of the last complete sync, 0 = never */
     int64_t message_count;  /* rows in the message table (filled by list/get) */
+    int64_t pending_count;  /* of those, deliveries not yet confirmed (list/get) */
 };
 
 /* Look a folder up by raw server name. If absent, out->id is 0 and the other

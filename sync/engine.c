@@ -356,15 +356,108 @@ static int folder_row(struct run *r, const struct selected *sel, struct state_fo
     return state_folder_save(r->st, sf, err);
 }
 
+static bool uid_in(const uint32_t *uids, size_t n, uint32_t uid)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (uids[mid] == uid)
+            return true;
+        if (uids[mid] < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* The server's folder as a full listing, rebuilt from what the state
+ * recorded plus what changed since: the changed messages (new ones among
+ * them) replace or join the recorded ones; recorded UIDs that vanished, or
+ * that are missing from the list of all UIDs (when one is given), go. */
+static void merge_changes(const struct state_msg *st, size_t ns, const struct imap_msg *chg, size_t nchg,
+                          const uint32_t *vanished, size_t nvanished, const uint32_t *all, size_t nall,
+                          bool have_all, struct imap_msg **out, size_t *nout)
+{
+    struct imap_msg *m = xcalloc(ns + nchg, sizeof *m);
+    size_t i = 0, j = 0, k = 0;
+    while (i < ns || j < nchg) {
+        if (j < nchg && (i == ns || chg[j].uid <= st[i].uid)) {
+            if (i < ns && st[i].uid == chg[j].uid)
+                i++;
+            m[k] = chg[j++];
+            m[k].keywords = m[k].keywords ? xstrdup(m[k].keywords) : NULL;
+            k++;
+            continue;
+        }
+        const struct state_msg *s = &st[i++];
+        if (uid_in(vanished, nvanished, s->uid) || (have_all && !uid_in(all, nall, s->uid)))
+            continue;
+        m[k++] = (struct imap_msg){.uid = s->uid, .flags = s->flags,
+                                   .keywords = s->keywords ? xstrdup(s->keywords) : NULL, .size = s->size};
+    }
+    *out = m;
+    *nout = k;
+}
+
+/* Only what changed since the last sync, where the server can say so
+ * (RFC 7162): QRESYNC gives changed flags and vanished UIDs on SELECT;
+ * CONDSTORE alone gives changed flags, and expunges show as UIDs missing
+ * from the list of all. *done is false when that cannot be used (no
+ * modseq recorded, UIDVALIDITY changed, HIGHESTMODSEQ went back): then
+ * the caller lists everything. The folder is selected either way. */
+static int remote_changes(struct run *r, const struct selected *sel, const struct state_folder *sf,
+                          const struct state_msg *st, size_t ns, struct imap_mailbox *mb, struct imap_msg **rm,
+                          size_t *nr, bool *done, struct ms_error *err)
+{
+    struct imap_msg *chg = NULL;
+    uint32_t *van = NULL, *all = NULL;
+    size_t nchg = 0, nvan = 0, nall = 0;
+    int rc;
+    *done = false;
+    if (r->qresync)
+        rc = imap_select_qresync(r->imap, sel->raw, false, sf->uidvalidity, sf->highestmodseq, mb, &chg, &nchg,
+                                 &van, &nvan, err);
+    else
+        rc = imap_select(r->imap, sel->raw, false, mb, err);
+    if (rc || mb->uidvalidity != sf->uidvalidity || mb->highestmodseq < sf->highestmodseq)
+        goto out;
+    if (!r->qresync) {
+        rc = imap_fetch_flags_changedsince(r->imap, 1, 0, sf->highestmodseq, &chg, &nchg, err);
+        if (rc == MS_OK && mb->exists)
+            rc = imap_fetch_uids(r->imap, &all, &nall, err);
+        if (rc)
+            goto out;
+    }
+    merge_changes(st, ns, chg, nchg, van, nvan, all, nall, !r->qresync, rm, nr);
+    log_msg(LOG_VERBOSE, "%s: %zu messages changed since modseq %llu (%s)", sel->name, nchg,
+            (unsigned long long)sf->highestmodseq, r->qresync ? "QRESYNC" : "CONDSTORE");
+    *done = true;
+out:
+    imap_msgs_free(chg, nchg);
+    free(van);
+    free(all);
+    return rc;
+}
+
 /* The server's view of the folder; *changed when its UIDVALIDITY differs
  * from the recorded one. */
 static int remote_snapshot(struct run *r, const struct selected *sel, const struct state_folder *sf,
-                           struct imap_mailbox *mb, struct imap_msg **rm, size_t *nr, bool *changed,
-                           struct ms_error *err)
+                           const struct state_msg *st, size_t ns, struct imap_mailbox *mb, struct imap_msg **rm,
+                           size_t *nr, bool *changed, struct ms_error *err)
 {
-    int rc = imap_select(r->imap, sel->raw, false, mb, err);
-    if (rc)
-        return rc;
+    int rc;
+    bool done = false;
+    /* Incremental only after a complete sync: then the state is whole. */
+    if (r->condstore && sf->last_sync && sf->uidvalidity && sf->highestmodseq) {
+        rc = remote_changes(r, sel, sf, st, ns, mb, rm, nr, &done, err);
+        if (rc || done)
+            return rc;
+    } else {
+        rc = imap_select(r->imap, sel->raw, false, mb, err);
+        if (rc)
+            return rc;
+    }
     *changed = sf->uidvalidity && sf->uidvalidity != mb->uidvalidity;
     if (*changed)
         log_msg(LOG_WARN, "%s: UIDVALIDITY changed (%u -> %u): re-matching messages by identity, deleting nothing",
@@ -380,6 +473,29 @@ static void report_skips(const char *folder, const struct plan *p)
         if (p->actions[i].op == PLAN_SKIP_LARGE)
             log_msg(LOG_WARN, "%s: UID %u skipped: %llu bytes is over max_size", folder, p->actions[i].uid,
                     (unsigned long long)p->actions[i].size);
+}
+
+/* A folder whose UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ are what the last
+ * complete sync recorded has nothing to pull: one STATUS, no SELECT, no
+ * listing, no scan. That keeps a no-op run flat in the number of messages. */
+static int unchanged_since_last_sync(struct run *r, const struct selected *sel, struct state_folder *sf,
+                                     bool *unchanged, struct ms_error *err)
+{
+    struct imap_status st;
+    *unchanged = false;
+    if (!r->condstore || !sf->last_sync || !sf->highestmodseq || sf->pending_count)
+        return MS_OK;
+    int rc = imap_status(r->imap, sel->raw, &st, err);
+    if (rc)
+        return rc;
+    if (st.uidvalidity != sf->uidvalidity || st.uidnext != sf->uidnext || st.highestmodseq != sf->highestmodseq)
+        return MS_OK;
+    log_msg(LOG_VERBOSE, "%s: unchanged since the last sync", sel->name);
+    *unchanged = true;
+    if (r->opt->dry_run)
+        return MS_OK;
+    sf->last_sync = (int64_t)time(NULL);
+    return state_folder_save(r->st, sf, err);
 }
 
 static int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
@@ -408,6 +524,9 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
                           sel->name, r->acct->maildir, sel->path);
         goto out;
     }
+    bool unchanged = false;
+    if ((rc = unchanged_since_last_sync(r, sel, &sf, &unchanged, err)) || unchanged)
+        goto out;
     if (exists || !r->opt->dry_run) {
         rc = maildir_folder_open(r->rootfd, sel->path, !r->opt->dry_run, &mf, err);
         if (rc)
@@ -420,9 +539,9 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
         if ((rc = maildir_scan(mf, &local, &nlocal, err)))
             goto out;
     }
-    if ((rc = remote_snapshot(r, sel, &sf, &mb, &rm, &nr, &uv_changed, err)))
-        goto out;
     if (sf.id && (rc = state_msg_list(r->st, sf.id, &state, &nstate, err)))
+        goto out;
+    if ((rc = remote_snapshot(r, sel, &sf, state, nstate, &mb, &rm, &nr, &uv_changed, err)))
         goto out;
     if (uv_changed) {
         /* The old UIDs mean nothing now; their rows still tell which local
@@ -566,8 +685,11 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
         rc = open_store(&r, &err);
     if (rc == MS_OK)
         rc = connect_account(&r, &err);
-    if (rc == MS_OK)
+    if (rc == MS_OK) {
+        r.condstore = imap_has_capability(r.imap, "CONDSTORE") || imap_has_capability(r.imap, "QRESYNC");
+        r.qresync = r.condstore && imap_enable_qresync(r.imap);
         rc = list_selected(&r, &sel, &nsel, &err);
+    }
     if (rc) {
         res->status = rc;
         snprintf(res->error, sizeof res->error, "%s", err.msg);

@@ -26,6 +26,8 @@ struct run {
     struct imap_session *imap;
     int rootfd;
     int lockfd;
+    bool condstore; /* the server has CONDSTORE: folders carry HIGHESTMODSEQ */
+    bool qresync;   /* QRESYNC is enabled on the session */
 };
 
 /* A local file the state does not know and identity matching could not

@@ -1,0 +1,101 @@
+"""test_incremental.py: resyncs that ask the server only for what changed.
+
+With QRESYNC the server reports changed flags and vanished UIDs on SELECT;
+with CONDSTORE alone, changed flags plus the list of UIDs; without either, a
+full flag listing. Each path must end with the same Maildir as the server,
+and an unchanged folder is not even selected.
+"""
+
+import time
+import unittest
+
+import testbed as tb
+
+
+class IncrementalMixin:
+    bed_options = {"pool": 6}
+    expect_path = None  # "QRESYNC", "CONDSTORE" or None (full listing)
+
+    def seed(self):
+        with self.imap() as c:
+            return tb.seed_sample(c, per_folder=12)
+
+    def change_server(self, uids):
+        with self.imap() as c:
+            inbox = uids["INBOX"]
+            c.set_flags("INBOX", inbox[0:3], ["\\Seen", "\\Flagged"])
+            c.set_flags("INBOX", inbox[3:4], ["\\Seen"], mode="-")
+            # several separate expunges: several VANISHED ranges
+            c.expunge_uids("INBOX", inbox[5:6])
+            c.expunge_uids("INBOX", inbox[7:9])
+            c.expunge_uids("Archive/2024", uids["Archive/2024"][0:1])
+            c.append_many("INBOX", tb.make_corpus(2, seed=5, size=(500, 900), start=700))
+
+    def test_changes_are_applied(self):
+        uids = self.seed()
+        self.pull()
+        self.change_server(uids)
+        r = self.pull("-v")
+        if self.expect_path:
+            self.assertIn("changed since modseq", r.stderr)
+            self.assertIn("(%s)" % self.expect_path, r.stderr)
+        else:
+            self.assertNotIn("changed since modseq", r.stderr)
+        self.assertSynced()
+        # and a run after that is a no-op
+        snap = tb.snapshot_tree(self.maildir)
+        self.pull()
+        self.assertEqual(tb.snapshot_tree(self.maildir), snap)
+
+    def test_unchanged_folders_are_skipped(self):
+        self.seed()
+        self.pull()
+        r = self.pull("-v")
+        skipped = r.stderr.count("unchanged since the last sync")
+        if self.expect_path:
+            self.assertEqual(skipped, len(tb.SAMPLE_FOLDERS), r.stderr)
+        else:
+            self.assertEqual(skipped, 0, r.stderr)
+        # a change in one folder is still seen
+        with self.imap() as c:
+            c.set_flags("Thư đã gửi", [c.messages("Thư đã gửi")[0].uid], ["$Forwarded"])
+        r = self.pull("-v")
+        if self.expect_path:
+            self.assertEqual(r.stderr.count("unchanged since the last sync"), len(tb.SAMPLE_FOLDERS) - 1)
+        self.assertSynced()
+
+    def test_uidvalidity_change_falls_back_to_rematch(self):
+        uids = self.seed()
+        self.pull()
+        time.sleep(1.1)  # Dovecot's UIDVALIDITY is the creation second
+        with self.imap() as c:
+            before = c.status_of("Archive")["UIDVALIDITY"]
+            msgs = c.messages("Archive")
+            c.select_folder("INBOX")
+            c.delete_folder("Archive")
+            c.create_folder("Archive")
+            for m in msgs:
+                c.append_message("Archive", m.data, sorted(set(m.flags) - {"\\Recent"}), m.internaldate)
+            self.assertNotEqual(c.status_of("Archive")["UIDVALIDITY"], before)
+        r = self.pull("--json")
+        archive = [f for f in r.json()["accounts"][0]["folders"] if f["name"] == "Archive"][0]
+        self.assertEqual(archive["fetched"], 0, str(r))
+        self.assertSynced()
+
+
+class QresyncTest(IncrementalMixin, tb.BedTestCase):
+    expect_path = "QRESYNC"
+
+
+class CondstoreOnlyTest(IncrementalMixin, tb.BedTestCase):
+    bed_options = {"pool": 6, "hide_capabilities": ("QRESYNC",)}
+    expect_path = "CONDSTORE"
+
+
+class NoCondstoreTest(IncrementalMixin, tb.BedTestCase):
+    bed_options = {"pool": 6, "hide_capabilities": ("QRESYNC", "CONDSTORE")}
+    expect_path = None
+
+
+if __name__ == "__main__":
+    unittest.main()
