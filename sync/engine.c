@@ -420,7 +420,7 @@ static int remote_changes(struct run *r, const struct selected *sel, const struc
                                  &van, &nvan, err);
     else
         rc = imap_select(r->imap, sel->raw, false, mb, err);
-    if (rc || mb->uidvalidity != sf->uidvalidity || mb->highestmodseq < sf->highestmodseq)
+    if (rc || mb->uidvalidity != sf->uidvalidity || mb->highestmodseq == 0 || mb->highestmodseq < sf->highestmodseq)
         goto out;
     if (!r->qresync) {
         rc = imap_fetch_flags_changedsince(r->imap, 1, 0, sf->highestmodseq, &chg, &nchg, err);

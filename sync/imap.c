@@ -1390,6 +1390,23 @@ static int check_name(const char *name, char *shown, size_t shown_len, struct ms
     return MS_OK;
 }
 
+/* a (as a server response named it) equals b? libetpan hands over the
+ * mailbox of a STATUS response still in its quoted form ("a b" with
+ * \" and \\ escapes) when the server quoted it, so undo that first. */
+static bool same_quoted(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+    if (n < 2 || a[0] != '"' || a[n - 1] != '"')
+        return false;
+    for (size_t i = 1; i < n - 1; i++, b++) {
+        if (a[i] == '\\' && i + 1 < n - 1)
+            i++;
+        if (*b != a[i])
+            return false;
+    }
+    return *b == '\0';
+}
+
 /* The same mailbox? INBOX is case-insensitive (RFC 3501 section 5.1). */
 static bool same_mailbox(const char *a, const char *b)
 {
@@ -1397,7 +1414,7 @@ static bool same_mailbox(const char *a, const char *b)
         return false;
     if (strcasecmp(a, "INBOX") == 0 && strcasecmp(b, "INBOX") == 0)
         return true;
-    return strcmp(a, b) == 0;
+    return strcmp(a, b) == 0 || same_quoted(a, b);
 }
 
 static struct mailimap_extension_data *ext_item(clistiter *it, int ext_id, int ext_type)
