@@ -28,8 +28,8 @@
  * comes first, also in the middle of a FETCH: a killed run loses at most
  * that much work. */
 #define COMMIT_MESSAGES 200
-#define COMMIT_BYTES (8u * 1024 * 1024)
-#define COMMIT_SECONDS 1.0
+#define COMMIT_BYTES (4u * 1024 * 1024)
+#define COMMIT_SECONDS 0.5
 /* How much of each message we keep while it streams, to read its
  * Message-ID for identity. */
 #define HEADER_KEEP 16384
@@ -111,6 +111,8 @@ struct fetch_ctx {
     size_t nhead;
     struct fetched *done;
     size_t ndone;
+    uint32_t *unconfirmed;   /* the previous commit's UIDs: in place, durable, still pending */
+    size_t nunconfirmed;
     uint64_t done_bytes;
     double last_commit;
     struct leftover *left;   /* see struct leftover; usually none */
@@ -286,8 +288,32 @@ static void free_fetched(struct fetch_ctx *c)
     c->ndone = 0;
 }
 
+static int confirm_rows(struct fetch_ctx *c, struct ms_error *err)
+{
+    int rc = MS_OK;
+    for (size_t i = 0; i < c->nunconfirmed && rc == MS_OK; i++)
+        rc = state_msg_confirm(c->run->st, c->folder_id, c->unconfirmed[i], err);
+    c->nunconfirmed = 0;
+    return rc;
+}
+
+/* Confirm the last commit's rows on their own (at the end of a fetch). */
+static int confirm_last(struct fetch_ctx *c, struct ms_error *err)
+{
+    if (c->nunconfirmed == 0)
+        return MS_OK;
+    int rc = state_begin(c->run->st, err);
+    if (rc == MS_OK)
+        rc = confirm_rows(c, err);
+    if (rc == MS_OK)
+        return state_commit(c->run->st, err);
+    state_rollback(c->run->st);
+    return rc;
+}
+
 /* Steps 2-6 of the comment at the top: make the batch durable, journal it,
- * move it into place, confirm it. */
+ * move it into place. Step 6 (confirming) rides on the next batch's
+ * transaction, or confirm_last(): one SQLite commit per batch. */
 static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
 {
     struct state *st = c->run->st;
@@ -298,6 +324,8 @@ static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
     int rc = maildir_syncfs(c->mf, err);
     if (rc == MS_OK)
         rc = state_begin(st, err);
+    if (rc == MS_OK)
+        rc = confirm_rows(c, err);
     for (size_t i = 0; i < c->ndone && rc == MS_OK; i++) {
         struct fetched *f = &c->done[i];
         struct state_msg m = {.uid = f->uid, .uniq = f->tmp ? (char *)maildir_tmp_uniq(f->tmp) : f->adopted,
@@ -323,14 +351,12 @@ static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
     }
     if (rc == MS_OK)
         rc = maildir_sync_dirs(c->mf, err);
-    if (rc == MS_OK)
-        rc = state_begin(st, err);
-    for (size_t i = 0; i < c->ndone && rc == MS_OK; i++)
-        rc = state_msg_confirm(st, c->folder_id, c->done[i].uid, err);
-    if (rc == MS_OK)
-        rc = state_commit(st, err);
-    else
-        state_rollback(st);
+    if (rc == MS_OK) {
+        c->unconfirmed = xrealloc(c->unconfirmed, c->ndone * sizeof *c->unconfirmed);
+        for (size_t i = 0; i < c->ndone; i++)
+            if (c->done[i].tmp == NULL && !c->done[i].adopted)
+                c->unconfirmed[c->nunconfirmed++] = c->done[i].uid;
+    }
     free_fetched(c);
     return rc;
 }
@@ -387,7 +413,7 @@ int fetch_new(struct run *r, struct maildir_folder *mf, int64_t folder_id, const
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     }
     int rc = MS_OK;
-    size_t n = 0;
+    size_t n = 0, seen = 0;
     uint64_t bytes = 0;
     for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
         const struct plan_action *a = &p->actions[i];
@@ -395,18 +421,20 @@ int fetch_new(struct run *r, struct maildir_folder *mf, int64_t folder_id, const
             continue;
         uids[n++] = a->uid;
         bytes += a->size;
-        bool last = true;
-        for (size_t j = i + 1; j < p->n; j++)
-            if (p->actions[j].op == PLAN_FETCH) {
-                last = false;
-                break;
-            }
-        if (n == BATCH_MESSAGES || bytes >= BATCH_BYTES || last) {
+        seen++;
+        if (n == BATCH_MESSAGES || bytes >= BATCH_BYTES || seen == p->nfetch) {
             rc = fetch_batch(c, uids, n, err);
             n = 0;
             bytes = 0;
         }
     }
+    struct ms_error cerr;
+    int crc = confirm_last(c, &cerr);
+    if (crc && rc == MS_OK) {
+        rc = crc;
+        *err = cerr;
+    }
+    free(c->unconfirmed);
     EVP_MD_CTX_free(c->md);
     free(c);
     free(uids);
