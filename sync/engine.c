@@ -588,7 +588,10 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
         goto out;
     sf.uidvalidity = mb.uidvalidity;
     sf.uidnext = mb.uidnext;
-    sf.highestmodseq = mb.highestmodseq;
+    /* Messages skipped for max_size are in no record: a folder that has
+     * some is listed in full every time, so they come in once the limit
+     * allows, and the incremental paths never lose sight of them. */
+    sf.highestmodseq = p.nskip ? 0 : mb.highestmodseq;
     sf.last_sync = (int64_t)time(NULL);
     rc = state_folder_save(r->st, &sf, err);
 out:
@@ -685,6 +688,9 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
         rc = open_store(&r, &err);
     if (rc == MS_OK)
         rc = connect_account(&r, &err);
+    if (rc == MS_OK && a->server_retention_days > 0)
+        log_msg(LOG_WARN, "%s: server_retention_days is not implemented for IMAP yet: nothing is removed from "
+                          "the server", a->name);
     if (rc == MS_OK) {
         r.condstore = imap_has_capability(r.imap, "CONDSTORE") || imap_has_capability(r.imap, "QRESYNC");
         r.qresync = r.condstore && imap_enable_qresync(r.imap);

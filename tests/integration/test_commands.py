@@ -150,6 +150,29 @@ class CommandsTest(tb.BedTestCase):
         self.assertEqual(doc["exit"], 0)
         self.assertEqual(doc["command"], "pull")
 
+    def test_max_size_skips_and_reports(self):
+        with self.imap() as c:
+            small = c.append_message("INBOX", tb.make_message(1, size=2000), (), 1600000000)
+            big = c.append_message("INBOX", tb.make_message(2, size=300000), ("\\Seen",), 1600000001)
+        self.write_config(max_size="100K")
+        r = self.run_ok("pull", "--json")
+        inbox = [f for f in r.json()["accounts"][0]["folders"] if f["name"] == "INBOX"][0]
+        self.assertEqual((inbox["fetched"], inbox["skipped"]), (1, 1))
+        self.assertIn("UID %d skipped" % big, r.stderr)
+        self.assertIn("over max_size", r.stderr)
+        self.assertEqual(tb.count_messages(self.maildir), 1)
+        # raising the limit brings it in
+        self.write_config(max_size="1M")
+        self.pull()
+        self.assertSynced()
+        self.assertNotEqual(small, big)
+
+    def test_unbuilt_options_warn(self):
+        self.seed()
+        self.write_config(server_retention_days="30")
+        r = self.run_ok("pull")
+        self.assertIn("server_retention_days is not implemented", r.stderr)
+
     # -- the program ------------------------------------------------------------
 
     def test_help_version_and_usage_errors(self):
