@@ -35,6 +35,8 @@ between runs (each mailsync run is one connection):
                   connection (close=True).
   fetch_extra_items  bytes or callable(cmd, msg) -> bytes inserted into each
                   FETCH response's item list (unrequested data).
+  fetch_rewrite   callable(cmd, msg, response) -> bytes: replaces each FETCH
+                  response (e.g. to reorder items or lie about sizes).
   handlers        {command name: callable(conn, cmd) -> bool}: a test's own
                   handler; return True if it answered the command.
 
@@ -291,6 +293,7 @@ class FakeImap:
         self.after_tagged = {}
         self.mid_fetch = []
         self.fetch_extra_items = None
+        self.fetch_rewrite = None
         self.handlers = {}
         # Records.
         self.commands = []
@@ -769,7 +772,10 @@ class _Conn:
             extra = extra(cmd, msg)
         if extra:
             parts.append(extra)
-        return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts))
+        response = b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts))
+        if self.server.fetch_rewrite:
+            response = self.server.fetch_rewrite(cmd, msg, response)
+        return response
 
     @staticmethod
     def section(raw, section):

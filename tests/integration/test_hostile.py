@@ -1,0 +1,928 @@
+"""test_hostile.py: `mailsync pull` against a hostile IMAP server.
+
+Each test starts its own fakeimap.FakeImap (a scripted stdlib server, plain
+text on 127.0.0.1) and checks the outcomes shared/docs/reliability.md asks
+for: no crash and no sanitizer report (the runner raises SanitizerError),
+exit codes per the contract (0 / 1 for a finished run, 4 for a network or
+protocol failure), nothing written outside the Maildir root and the state
+file (the whole temp tree, a sentinel directory beside the work directory
+and the file system root are snapshotted), mail stored byte for byte with
+CRLF -> LF only, nothing deleted on a cut listing, the mass-deletion guard,
+bounded memory against huge literals (peak RSS from wait4), and never a
+changing command (STORE, EXPUNGE, ...) sent by a pull.
+
+A known mailsync bug is a test marked @unittest.expectedFailure with a
+"BUG:" comment saying exactly what goes wrong.
+"""
+
+import collections
+import os
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+import fakeimap as fi
+import testbed as tb
+
+RSS_LIMIT_KB = 200 * 1024          # peak RSS allowed against hostile literals
+RUN_TIMEOUT = 60                   # seconds per mailsync run
+MSGID_RE = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]*>)", re.I | re.M)
+
+
+def lf(raw):
+    """The contract's storage conversion: CRLF -> LF, nothing else."""
+    return raw.replace(b"\r\n", b"\n")
+
+
+def msg(uid, body_tag, flags=(), date=1600000000, extra=b""):
+    """A small distinct message whose Message-ID is <body_tag@fake>."""
+    raw = (b"From: a@example.org\r\nSubject: %s\r\nMessage-ID: <%s@fake>\r\n%s\r\n"
+           b"Body %s\r\n" % (body_tag, body_tag, extra, body_tag))
+    return fi.Message(uid, tuple(flags), date + uid, raw)
+
+
+def messages(n, tag=b"m", start=1):
+    """n messages, every third \\Seen (so both new/ and cur/ are used)."""
+    return [msg(u, b"%s-%d" % (tag, u), (r"\Seen",) if u % 3 == 0 else ())
+            for u in range(start, start + n)]
+
+
+def local_files(root):
+    """{maildir path: [(subdir, name, bytes)]} for every directory under root
+    holding cur/, new/ or tmp/, plus a list of anomalies (non-regular
+    entries in cur/ new/, symlinks anywhere)."""
+    found = collections.defaultdict(list)
+    anomalies = []
+    for dirpath, dirnames, filenames in os.walk(str(root)):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            if os.path.islink(p):
+                anomalies.append("symlink %s" % p)
+        base = os.path.basename(dirpath)
+        if base in ("cur", "new"):
+            md = os.path.dirname(dirpath)
+            for n in dirnames:
+                anomalies.append("directory inside %s: %s" % (dirpath, n))
+            for n in filenames:
+                with open(os.path.join(dirpath, n), "rb") as f:
+                    found[md].append((base, n, f.read()))
+    return found, anomalies
+
+
+def all_message_bytes(root):
+    """Every message file's bytes under root (new/ and cur/), as a Counter."""
+    found, _ = local_files(root)
+    return collections.Counter(data for files in found.values() for _, _, data in files)
+
+
+def tmp_files(root):
+    out = []
+    for dirpath, _, filenames in os.walk(str(root)):
+        if os.path.basename(dirpath) == "tmp":
+            out += [os.path.join(dirpath, n) for n in filenames]
+    return out
+
+
+def is_sanitizer_build():
+    """Whether the binary under test was built with ASan."""
+    try:
+        with open(tb.mailsync_bin(), "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+class HostileTestCase(unittest.TestCase):
+    """Per test: a temp dir `top` holding `work` (config, state/, the Maildir
+    root three levels down so that '..' tricks still land inside the
+    snapshot) and a `sentinel` directory beside it."""
+
+    maxDiff = None
+
+    def setUp(self):
+        self.top = Path(tempfile.mkdtemp(prefix="mailsync-hostile-"))
+        if not tb.keep_tmp():
+            self.addCleanup(shutil.rmtree, self.top, True)
+        self.new_workdir("work")
+
+    def new_workdir(self, name):
+        """(Re)point work/root/state at a fresh directory under top."""
+        self.work = self.top / name
+        self.root = self.work / "d1" / "d2" / "Mail"
+        self.statedir = self.work / "state"
+        self.state = self.statedir / "state.sqlite"
+        self.config = self.work / "config"
+        self.sentinel = self.top / ("sentinel-" + name)
+        for d in (self.root, self.statedir, self.sentinel / "sub"):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o700)
+        (self.sentinel / "keep.txt").write_bytes(b"sentinel\n")
+        (self.sentinel / "sub" / "INBOX").write_bytes(b"sentinel\n")
+        self.rootfs_before = sorted(os.listdir("/"))
+
+    def server(self, folders, **kw):
+        srv = fi.FakeImap(folders, **kw).start()
+        self.addCleanup(srv.stop)
+        self.addCleanup(self.assertServerHealthy, srv)
+        return srv
+
+    def assertServerHealthy(self, srv):
+        self.assertEqual(srv.errors, [], "fakeimap raised inside a connection")
+
+    def write_config(self, srv, **extra):
+        keys = {"host": "127.0.0.1", "port": srv.port, "tls": "none", "user": "user",
+                "password": "pw", "maildir": str(self.root), "state": str(self.state),
+                "timeout": 10}
+        keys.update(extra)
+        tb.write_config(self.config, {"hostile": {k: v for k, v in keys.items() if v is not None}})
+
+    def run_mailsync(self, *args, env=None):
+        """Run mailsync; returns (Result, peak RSS in KiB). Raises
+        SanitizerError on a sanitizer report, TimeoutError on a hang."""
+        argv = [tb._check_binary(), "-c", str(self.config)] + [str(a) for a in args]
+        out = tempfile.TemporaryFile()
+        err = tempfile.TemporaryFile()
+        t0 = time.monotonic()
+        p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                             env=tb.mailsync_env(self.work, env))
+        deadline = t0 + RUN_TIMEOUT
+        while True:
+            pid, status, rusage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                p.kill()
+                os.wait4(p.pid, 0)
+                err.seek(0)
+                raise TimeoutError("mailsync %s hung for %ss\n%s" % (
+                    " ".join(args), RUN_TIMEOUT, err.read().decode(errors="replace")[-3000:]))
+            time.sleep(0.01)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        res = tb.Result(argv[1:], p.returncode, out.read().decode(errors="replace"),
+                        err.read().decode(errors="replace"), time.monotonic() - t0)
+        out.close()
+        err.close()
+        if any(m in res.stderr for m in tb.SANITIZER_MARKERS):
+            raise tb.SanitizerError("sanitizer report:\n%s" % res)
+        self.assertGreaterEqual(res.code, 0, "mailsync died by a signal\n%s" % res)
+        return res, rusage.ru_maxrss
+
+    def pull(self, *args, expect=None, env=None):
+        res, _ = self.run_mailsync("pull", *args, env=env)
+        if expect is not None:
+            codes = expect if isinstance(expect, tuple) else (expect,)
+            self.assertIn(res.code, codes, "unexpected exit code\n%s" % res)
+        return res
+
+    # -- the "nothing outside the root" check ----------------------------------
+
+    def snapshot(self):
+        return tb.snapshot_tree(self.top)
+
+    def allowed(self, rel):
+        """Paths (relative to top) a run may create or change."""
+        work = os.path.relpath(self.work, self.top)
+        root = os.path.relpath(self.root, self.top)
+        state = os.path.relpath(self.state, self.top)
+        return (rel.startswith(root + "/") or rel == state or rel.startswith(state + "-")
+                or rel.startswith(state + ".") or rel == os.path.relpath(self.statedir, self.top) + "/"
+                or rel == work + "/")
+
+    def assertOnlyInRoot(self, before, after):
+        changed = sorted(p for p in set(before) | set(after)
+                         if before.get(p) != after.get(p) and not self.allowed(p))
+        self.assertEqual(changed, [], "files written outside the Maildir root and state file")
+        self.assertEqual(sorted(os.listdir("/")), self.rootfs_before, "something appeared in /")
+        _, anomalies = local_files(self.root)
+        self.assertEqual(anomalies, [])
+        for dirpath, dirnames, filenames in os.walk(str(self.root)):
+            for n in dirnames + filenames:
+                real = os.path.realpath(os.path.join(dirpath, n))
+                self.assertTrue(real.startswith(str(self.root) + "/"), real)
+
+    def assertNoChanges(self, srv):
+        self.assertEqual([c.line for c in srv.changing_commands()], [],
+                         "a pull sent commands that change the server")
+
+
+# ----------------------------------------------------------------------------
+# 1. Hostile folder names
+
+HOSTILE_NAMES = [
+    b"..", b"../escape", b"a/../../escape", b"/abs", b"/mailsync-hostile-abs", b"INBOX/../..",
+    b".", b"a/./b", b"a//b", b"trail/", b"..a/b..", b"~", b"~/x",
+    b"&AC8-etc",               # encoded '/' (printable ASCII may not be encoded)
+    b"&AC4ALg-",               # encoded ".."
+    b"&AC4ALg-/&AC4ALg-/escape2",
+    b"&AAA-x",                 # encoded NUL
+    b"&AAoA-nl",               # encoded LF
+    b"bad&-amp&Zm9v",          # unterminated shift
+    b"ctl\x01name", b"tab\tname", b"esc\x1bname", b"del\x7fname",
+    b"x" * 5000,
+    b"long/" + b"y" * 300,     # one component over NAME_MAX
+    b"cur", b"new", b"tmp", b"INBOX/cur", b"INBOX/new", b"INBOX/tmp",
+    b"%2E%2E", b"%2F", b"%", b"pct%41",
+    b"back\\slash", b'quo"te',
+    b"raw-utf8-caf\xc3\xa9",   # 8-bit on the wire (not modified UTF-7)
+    b"raw-latin1-\xe9",
+]
+VALID_NAMES = {b"INBOX": "INBOX", b"Entw&APw-rfe": "Entwürfe", b"Sub": "Sub",
+               b"Sub/Child": "Sub/Child",
+               tb.mutf7_encode("Thư đã gửi").encode(): "Thư đã gửi"}
+
+
+class HostileNames(HostileTestCase):
+
+    def name_server(self, names, delimiter="/"):
+        folders, by_id = {}, {}
+        for k, name in enumerate(names):
+            tag = b"folder-%d" % k
+            folders[name] = fi.Folder(100 + k, [msg(1, tag)])
+            by_id[b"<%s@fake>" % tag] = name
+        return self.server(folders, delimiter=delimiter), by_id
+
+    def where(self, by_id):
+        """{server name: [local Maildir paths holding its message]}"""
+        found, _ = local_files(self.root)
+        placed = collections.defaultdict(list)
+        for md, files in found.items():
+            for _, _, data in files:
+                m = MSGID_RE.search(data)
+                self.assertIsNotNone(m, "unknown file in %s" % md)
+                placed[by_id[m.group(1)]].append(md)
+        return placed
+
+    def check_names(self, names, valid, layout="verbatim", delimiter="/", second_run=True):
+        srv, by_id = self.name_server(names, delimiter)
+        self.write_config(srv, layout=layout)
+        before = self.snapshot()
+        res = self.pull()
+        after = self.snapshot()
+        self.assertOnlyInRoot(before, after)
+        self.assertNoChanges(srv)
+        placed = self.where(by_id)
+        # One-to-one: every folder at most once, every Maildir one folder.
+        for name, mds in placed.items():
+            self.assertEqual(len(mds), 1, "%r stored in %s" % (name, mds))
+        owners = collections.Counter(mds[0] for mds in placed.values())
+        self.assertEqual([md for md, c in owners.items() if c > 1], [],
+                         "two server folders share one local Maildir")
+        for name, rel in valid.items():
+            self.assertIn(name, placed, "valid folder %r was not synced\n%s" % (name, res))
+            self.assertEqual(placed[name][0], str(self.root / rel) if rel else str(self.root))
+        skipped = sorted(set(names) - set(placed))
+        # 0 or 1 here; that a skipped folder must make it 1 is checked by
+        # test_skipped_folder_exit_code.
+        self.assertIn(res.code, (0, 1), res)
+        for name in skipped:
+            self.assertIn("skip", res.stderr.lower(), "%r skipped silently\n%s" % (name, res))
+        if not second_run:
+            return placed, skipped, res
+        # A second run changes nothing and exits the same way.
+        snap = tb.snapshot_tree(self.root)
+        res2 = self.pull()
+        self.assertEqual(res2.code, res.code, res2)
+        self.assertEqual(tb.snapshot_tree(self.root), snap, "second run changed files")
+        self.assertEqual(self.where(by_id), placed)
+        return placed, skipped, res
+
+    def test_hostile_names_verbatim(self):
+        names = list(VALID_NAMES) + HOSTILE_NAMES
+        placed, skipped, res = self.check_names(names, VALID_NAMES)
+        # Names that are unsafe verbatim never map to themselves.
+        for name, mds in placed.items():
+            rel = os.path.relpath(mds[0], self.root)
+            self.assertNotIn("..", rel.split("/"), name)
+            if name in HOSTILE_NAMES and name not in (b"~", b"~/x", b"back\\slash", b'quo"te'):
+                self.assertNotEqual(rel.encode("utf-8", "surrogateescape"), name,
+                                    "%r used verbatim" % name)
+
+    def test_hostile_names_maildirpp(self):
+        valid = {b"INBOX": "", b"Entw&APw-rfe": ".Entwürfe", b"Sub/Child": ".Sub.Child"}
+        names = list(valid) + [n for n in HOSTILE_NAMES if n != b"x" * 5000] + [
+            b".hidden", b"a.b", b"..a", b"Sub.Child"]
+        self.check_names(names, valid, layout="maildir++", second_run=False)
+
+    def test_hostile_names_dot_delimiter(self):
+        """A Courier-style server: '.' is the delimiter, '/' is a plain
+        character inside a component."""
+        valid = {b"INBOX": "INBOX", b"INBOX.Sent": "INBOX/Sent", b"Entw&APw-rfe": "Entwürfe"}
+        names = list(valid) + [b"a/b", b"../x", b"a..b", b".lead", b"trail.", b"/abs",
+                               b"INBOX.cur", b"x.&AC8-.y"]
+        self.check_names(names, valid, delimiter=".", second_run=False)
+
+    def test_raw_list_lines(self):
+        """LIST lines written by hand: NIL delimiter, a literal name holding
+        NUL, CR and LF, odd attributes, a 2 KiB name as a literal, an empty
+        name, INBOX listed twice."""
+        srv, by_id = self.name_server([b"INBOX", b"nil/delim", b"lit"])
+        srv.list_lines = [
+            b'* LIST (\\HasNoChildren) "/" INBOX',
+            b'* LIST () NIL "nil/delim"',
+            b'* LIST (\\Noselect \\X-Weird) "/" {7}\r\nnul\x00\r\nx',
+            b'* LIST () "/" {2048}\r\n' + b"z" * 2048,
+            b'* LIST () "/" {9}\r\na/../../x',
+            b'* LIST (\\Marked) "." ""',
+            b'* LIST () "/" "lit"',
+            b'* LIST () "/" "INBOX"',
+        ]
+        self.write_config(srv)
+        before = self.snapshot()
+        res = self.pull(expect=(0, 1))
+        self.assertOnlyInRoot(before, self.snapshot())
+        self.assertNoChanges(srv)
+        placed = self.where(by_id)
+        self.assertEqual(placed.get(b"INBOX"), [str(self.root / "INBOX")], res)
+        self.assertEqual(placed.get(b"lit"), [str(self.root / "lit")], res)
+        # One component: the '/' of a flat (NIL delimiter) name is escaped.
+        self.assertEqual(os.path.dirname(placed[b"nil/delim"][0]), str(self.root), res)
+
+    # BUG: a folder skipped because its name is unsafe (here "..") only
+    # logs a warning and the run exits 0. The contract says 0 means "every
+    # selected account and folder synced" and 1 "some folders or messages
+    # failed": the skipped folder's mail was not synced, so a script or
+    # systemd timer checking the exit code believes everything was backed
+    # up. (sync/engine.c list_selected() logs the skip but never raises the
+    # run's status to MS_EPARTIAL; --json does not list the folder either.)
+    @unittest.expectedFailure
+    def test_skipped_folder_exit_code(self):
+        srv, by_id = self.name_server([b"INBOX", b".."])
+        self.write_config(srv)
+        res = self.pull()
+        self.assertEqual(set(self.where(by_id)), {b"INBOX"})
+        self.assertIn("skip", res.stderr)
+        self.assertEqual(res.code, 1, "a folder was skipped, the exit code must say so\n%s" % res)
+
+
+# ----------------------------------------------------------------------------
+# 2. Hostile messages
+
+def chunky_message(seed, size):
+    """A message made of random runs of CR, LF, CRLF and text, so CRLF pairs
+    and lone CRs fall on every possible read-chunk boundary."""
+    rnd = random.Random(seed)
+    parts = [b"Subject: chunky %d\r\nMessage-ID: <chunky-%d@fake>\r\n\r\n" % (seed, seed)]
+    n = len(parts[0])
+    while n < size:
+        p = rnd.choice((b"\r", b"\n", b"\r\n", b"\r\r\n", b"\n\r", b"x" * rnd.randint(1, 700)))
+        parts.append(p)
+        n += len(p)
+    return b"".join(parts)
+
+
+HOSTILE_BODIES = [
+    b"\r\nHeaderless body.\r\n",
+    b"\n\nheaderless with bare LF\n",
+    b"\r\n",
+    b"",
+    b"Subject: nul\x00here\r\nMessage-ID: <nul\x00@fake>\r\n\r\nbody\x00\x00 with NUL\r\n\x00",
+    b"Subject: bare lf\nMessage-ID: <lf@fake>\n\nline1\nline2\n",
+    b"Subject: bare cr\rMessage-ID: <cr@fake>\r\rline1\rline2\r",
+    b"Subject: mixed\r\n\r\na\r\r\nb\n\rc\r\n\r\rd\r",
+    b"Subject: \xff\xfe caf\xc3\xa9\r\nMessage-ID: <8bit-\xe9@fake>\r\n\r\n\x80\x81\xff\r\n",
+    b"X-Long: " + b"a" * (1 << 20) + b"\r\nMessage-ID: <long@fake>\r\n\r\nbody\r\n",
+    b"Message-ID: <" + b"i" * 100000 + b"@fake>\r\n\r\nlong id\r\n",
+    b"".join(b"X-H%d: v\r\n" % i for i in range(50000)) + b"Message-ID: <many@fake>\r\n\r\nx\r\n",
+    b"Subject: no newline at end\r\n\r\nno newline at end",
+    b"Subject: no body, no blank line\r\n",
+    b"Message-ID: <dup@fake>\r\n\r\nfirst of two with one Message-ID\r\n",
+    b"Message-ID: <dup@fake>\r\n\r\nsecond of two with one Message-ID\r\n",
+    b"Message-ID: <dup@fake>\r\n\r\nfirst of two with one Message-ID\r\n",   # same bytes again
+    b"Message-ID:\r\n\r\nempty id\r\n",
+    b"Message-ID: <a@fake> <b@fake>\r\nMessage-ID: <c@fake>\r\n\r\ntwo ids\r\n",
+    b"From nobody Mon Jan  1 00:00:00 2024\r\nSubject: mbox line\r\n\r\n>From x\r\n",
+    b"Subject: big one line\r\n\r\n" + b"q" * (3 << 20),
+    chunky_message(1, 300000),
+    chunky_message(2, 70000),
+]
+
+
+def has_bare_lf(raw):
+    return re.search(rb"(?<!\r)\n", raw) is not None
+
+
+class HostileMessages(HostileTestCase):
+
+    def folder(self, bodies=HOSTILE_BODIES):
+        msgs = []
+        for k, raw in enumerate(bodies):
+            flags = ((r"\Seen",), (), (r"\Flagged", r"\Answered"))[k % 3]
+            msgs.append(fi.Message(k + 1, flags, 1500000000 + 1000 * k, raw))
+        return {"INBOX": fi.Folder(42, msgs)}
+
+    def assertStoredExactly(self, folder):
+        want = collections.Counter(lf(m.raw) for m in folder.messages)
+        got = all_message_bytes(self.root)
+        missing = want - got
+        extra = got - want
+        self.assertEqual((len(missing), len(extra)), (0, 0), "missing: %r\nextra: %r" % (
+            [m[:80] for m in missing], [e[:80] for e in extra]))
+        # mtime = INTERNALDATE, flags as letters.
+        found, _ = local_files(self.root)
+        by_data = collections.defaultdict(list)
+        for m in folder.messages:
+            by_data[lf(m.raw)].append(m)
+        for md, files in found.items():
+            for sub, name, data in files:
+                cands = by_data[data]
+                st = os.stat(os.path.join(md, sub, name))
+                letters = tb.parse_maildir_name(name)[1]
+                self.assertTrue(any(int(st.st_mtime) == m.internaldate and
+                                    letters == tb.flags_to_letters(m.flags) for m in cands),
+                                "%s/%s: mtime %d, letters %r" % (sub, name, st.st_mtime, letters))
+
+    def test_hostile_bodies_stored_byte_exact(self):
+        folders = self.folder()
+        srv = self.server(folders)
+        self.write_config(srv)
+        before = self.snapshot()
+        res = self.pull(expect=0)
+        self.assertOnlyInRoot(before, self.snapshot())
+        self.assertNoChanges(srv)
+        self.assertStoredExactly(folders["INBOX"])
+        self.assertEqual(tmp_files(self.root), [])
+        # Idempotent: the second run neither changes nor adds files.
+        snap = tb.snapshot_tree(self.root)
+        self.pull(expect=0)
+        self.assertEqual(tb.snapshot_tree(self.root), snap)
+
+    def lose_state_and_pull(self, bodies):
+        folders = self.folder(bodies)
+        srv = self.server(folders)
+        self.write_config(srv)
+        self.pull(expect=0)
+        for p in self.statedir.iterdir():
+            p.unlink()
+        self.pull(expect=0)
+        self.assertStoredExactly(folders["INBOX"])
+        self.assertNoChanges(srv)
+
+    def test_hostile_bodies_lost_state_rematch(self):
+        """State DB lost: identity re-matching must cope with NUL, missing,
+        huge and duplicated Message-IDs: no duplicate, nothing lost. (Bodies
+        with bare LF have their own test below.)"""
+        self.lose_state_and_pull([b for b in HOSTILE_BODIES if not has_bare_lf(b)])
+
+    # BUG: after the state DB is lost, a message containing a bare LF (a
+    # "\n" not preceded by "\r", e.g. b"Subject: x\nMessage-ID: <lf@fake>\n\n
+    # body\n") is not re-matched with its local file and is downloaded a
+    # second time: two identical files in INBOX/new (the contract: "none
+    # duplicated", "a lost state DB re-matches existing messages by
+    # identity"). CRLF-only messages, and even b"a\r\r\nb\n\rc" without a
+    # Message-ID, are re-matched fine. Probably the local size is turned into
+    # a server size by adding one byte per LF, which is wrong for bare LFs
+    # (and the content comparison of leftovers is then never reached).
+    @unittest.expectedFailure
+    def test_lost_state_bare_lf_not_duplicated(self):
+        self.lose_state_and_pull([b"Subject: bare lf\nMessage-ID: <lf@fake>\n\nline1\nline2\n",
+                                  b"Subject: bare lf, no id\n\nline1\n"])
+
+    def test_hostile_bodies_uidvalidity_change(self):
+        """UIDVALIDITY changes and the UIDs are renumbered: re-match, no
+        duplicates, nothing lost."""
+        folders = self.folder()
+        srv = self.server(folders)
+        self.write_config(srv)
+        self.pull(expect=0)
+        inbox = folders["INBOX"]
+        inbox.uidvalidity = 4242
+        for m in inbox.messages:
+            m.uid += 1000
+        self.pull(expect=(0, 1))
+        self.assertStoredExactly(inbox)
+        self.assertNoChanges(srv)
+
+
+# ----------------------------------------------------------------------------
+# 3. Huge literals, endless lines: exit 4, bounded memory, nothing half-stored
+
+class HugeLiterals(HostileTestCase):
+
+    VARIANTS = [
+        # (name, when, after, data, pad)
+        ("body 4294967306", "body", 1, b"* 2 FETCH (UID 2 BODY[] {4294967306}\r\n0123456789", 0),
+        ("body 99999999999999", "body", 1, b"* 2 FETCH (UID 2 BODY[] {99999999999999}\r\n", 1000),
+        ("body 2 GiB then close", "body", 1, b"* 2 FETCH (UID 2 BODY[] {2147483648}\r\n", 4 << 20),
+        ("body 2^64+5 wraps", "body", 0, b"* 1 FETCH (UID 1 BODY[] {18446744073709551621}\r\nabcde)\r\n", 0),
+        # Streamed, not buffered: more than RSS_LIMIT_KB arrives, then a cut.
+        ("body under the cap, cut after 220 MiB", "body", 1,
+         b"* 2 FETCH (UID 2 FLAGS () RFC822.SIZE 1000000000 BODY[] {1000000000}\r\n", 220 << 20),
+        ("flag listing 4294967306", "flags", 1,
+         b"* 2 FETCH (UID 2 FLAGS () BODY[HEADER] {4294967306}\r\n0123456789", 0),
+        ("flag listing, 2 MiB BODY[HEADER] then close", "flags", 1,
+         b"* 2 FETCH (UID 2 FLAGS () BODY[HEADER] {2097152}\r\n", 2 << 20),
+        ("endless line (100 MB, no CRLF)", "flags", 1, b"* 2 FETCH (UID 2 FLAGS (", 100 << 20),
+    ]
+
+    def three_messages(self):
+        return {"INBOX": fi.Folder(5, messages(3))}
+
+    def check_refused(self, srv, folders, label):
+        before = self.snapshot()
+        res, rss = self.run_mailsync("pull")
+        self.assertEqual(res.code, 4, "%s: want exit 4\n%s" % (label, res))
+        self.assertLess(rss, RSS_LIMIT_KB, "%s: peak RSS %d KiB" % (label, rss))
+        self.assertOnlyInRoot(before, self.snapshot())
+        self.assertNoChanges(srv)
+        # Only whole messages in new/ and cur/ (a delivered first one is fine).
+        whole = {lf(m.raw) for m in folders["INBOX"].messages}
+        for data in all_message_bytes(self.root):
+            self.assertIn(data, whole, "%s: partial or foreign file stored" % label)
+        leftovers = tmp_files(self.root)
+        self.assertEqual(leftovers, [], "%s: files left in tmp/" % label)
+        # Nothing wrongly recorded: a well-behaved server now gets everything.
+        srv.mid_fetch, srv.list_lines = [], None
+        res = self.pull(expect=0)
+        self.assertEqual(all_message_bytes(self.root), collections.Counter(whole), label)
+        return res
+
+    def test_huge_literals_in_fetch(self):
+        for k, (label, when, after, data, pad) in enumerate(self.VARIANTS):
+            with self.subTest(label):
+                self.new_workdir("w-%d" % k)
+                folders = self.three_messages()
+                srv = self.server(folders)
+                pred = (lambda c: c.is_body_fetch) if when == "body" else (lambda c: c.is_flag_listing)
+                srv.mid_fetch = [fi.MidFetch(data=data, after=after, pad=pad, close=True, when=pred)]
+                self.write_config(srv)
+                self.check_refused(srv, folders, label)
+
+    def test_huge_literal_in_list(self):
+        """Non-body literals (a folder name) are small by nature: 4 GiB,
+        2 MiB (over the 1 MiB cap for non-body literals) and a 20 MiB quoted
+        name are refused."""
+        variants = [
+            ("4294967306", b'* LIST () "/" {4294967306}\r\n0123456789'),
+            ("2 MiB name", b'* LIST () "/" {2097152}\r\n' + b"n" * (2 << 20)),
+            ("20 MiB quoted name", b'* LIST () "/" "' + b"q" * (20 << 20) + b'"'),
+        ]
+        for k, (label, line) in enumerate(variants):
+            with self.subTest(label):
+                self.new_workdir("w-%d" % k)
+                srv = self.server(self.three_messages())
+                srv.list_lines = [b'* LIST () "/" INBOX', line]
+                self.write_config(srv)
+                before = self.snapshot()
+                res, rss = self.run_mailsync("pull")
+                self.assertEqual(res.code, 4, res)
+                self.assertLess(rss, RSS_LIMIT_KB)
+                self.assertOnlyInRoot(before, self.snapshot())
+                self.assertEqual(all_message_bytes(self.root), collections.Counter())
+
+    def test_body_literal_cut_leaves_nothing(self):
+        """The connection drops in the middle of a body literal (50 KB of a
+        200 KB message): exit 4, nothing partial anywhere, the next run
+        completes."""
+        big = msg(2, b"big", extra=b"X-Pad: " + b"p" * 200000 + b"\r\n")
+        folders = {"INBOX": fi.Folder(5, [msg(1, b"one"), big, msg(3, b"three")])}
+        srv = self.server(folders)
+        head = b"* 2 FETCH (UID 2 FLAGS () RFC822.SIZE %d BODY[] {%d}\r\n" % (
+            len(big.raw), len(big.raw))
+        srv.mid_fetch = [fi.MidFetch(data=head + big.raw[:50000], after=1, close=True,
+                                     when=lambda c: c.is_body_fetch)]
+        self.write_config(srv)
+        self.check_refused(srv, folders, "cut mid literal")
+
+
+# ----------------------------------------------------------------------------
+# 4./5. Cut listings and empty folders: nothing deleted
+
+class CutListing(HostileTestCase):
+
+    def first_pull(self, n=30, extra_folders=None):
+        folders = {"INBOX": fi.Folder(7, messages(n))}
+        folders.update(extra_folders or {})
+        srv = self.server(folders)
+        self.write_config(srv)
+        self.pull(expect=0)
+        self.assertEqual(sum(all_message_bytes(self.root).values()),
+                         sum(len(f.messages) for f in folders.values()))
+        return srv, folders
+
+    def assertAllThere(self, folders):
+        want = collections.Counter(lf(m.raw) for f in folders.values() for m in f.messages)
+        self.assertEqual(all_message_bytes(self.root), want)
+
+    def test_bye_or_close_mid_flag_listing(self):
+        variants = [
+            ("BYE then close", b"* BYE going down\r\n", True),
+            ("close", b"", True),
+            ("close mid line", b"* 11 FETCH (UID 11 FLA", True),
+            ("BYE, then more lines and OK", b"* BYE going down\r\n", False),
+        ]
+        for k, (label, data, close) in enumerate(variants):
+            with self.subTest(label):
+                self.new_workdir("w-%d" % k)
+                srv, folders = self.first_pull()
+                snap = tb.snapshot_tree(self.root)
+                hook = fi.MidFetch(data=data, after=10, close=close, when=lambda c: c.is_flag_listing)
+                srv.mid_fetch = [hook]
+                res = self.pull()
+                self.assertEqual(hook.fired, 1)
+                if close:
+                    self.assertEqual(res.code, 4, res)
+                else:
+                    self.assertIn(res.code, (0, 4), res)
+                self.assertAllThere(folders)
+                self.assertEqual(tb.snapshot_tree(self.root), snap, "local files changed")
+                self.assertNoChanges(srv)
+
+    def test_cut_listing_in_second_folder(self):
+        srv, folders = self.first_pull(extra_folders={"Archive": fi.Folder(9, messages(25, b"arch"))})
+        del folders["INBOX"].messages[-5:]          # a real expunge on the server
+        srv.mid_fetch = [fi.MidFetch(data=b"* BYE bye\r\n", after=3, close=True,
+                                     when=lambda c: c.is_flag_listing and c.conn == 2 and
+                                     srv.received("EXAMINE", 2)[-1].has_item("Archive"))]
+        res = self.pull(expect=4)
+        arch = [lf(m.raw) for m in folders["Archive"].messages]
+        self.assertEqual(sum(1 for d in all_message_bytes(self.root) if d in arch), 25)
+        self.assertNoChanges(srv)
+
+    def test_cut_mid_body_fetch_then_resume(self):
+        folders = {"INBOX": fi.Folder(7, messages(30))}
+        srv = self.server(folders)
+        srv.mid_fetch = [fi.MidFetch(data=b"* BYE nope\r\n", after=12, close=True,
+                                     when=lambda c: c.is_body_fetch)]
+        self.write_config(srv)
+        self.pull(expect=4)
+        got = all_message_bytes(self.root)
+        whole = {lf(m.raw) for m in folders["INBOX"].messages}
+        self.assertTrue(set(got) <= whole)
+        self.assertTrue(all(c == 1 for c in got.values()))
+        srv.mid_fetch = []
+        self.pull(expect=0)
+        self.assertAllThere(folders)
+        self.assertNoChanges(srv)
+
+    def test_empty_folder_mass_deletion_guard(self):
+        srv, folders = self.first_pull()
+        kept = list(folders["INBOX"].messages)
+        folders["INBOX"].messages = []              # EXISTS 0, UIDNEXT unchanged
+        folders["INBOX"].uidnext = 31
+        res = self.pull(expect=1)
+        self.assertIn("--force", res.stdout + res.stderr)
+        self.assertEqual(sum(all_message_bytes(self.root).values()), 30)
+        res = self.pull("--force", expect=0)
+        self.assertEqual(sum(all_message_bytes(self.root).values()), 0, res)
+        self.assertNoChanges(srv)
+        del kept
+
+    def test_folder_vanishes_from_list(self):
+        """INBOX is no longer listed: no local mail may be deleted without
+        --force (the guard or a 'folder gone' policy must keep it)."""
+        srv, folders = self.first_pull(extra_folders={"Other": fi.Folder(3, messages(2, b"o"))})
+        inbox = folders.pop("INBOX")
+        srv.folders = folders
+        res = self.pull(expect=(0, 1))
+        self.assertEqual(sum(1 for d in all_message_bytes(self.root)
+                             if d in {lf(m.raw) for m in inbox.messages}), 30, res)
+
+
+# ----------------------------------------------------------------------------
+# 6. Response codes and data out of context
+
+class OutOfContext(HostileTestCase):
+
+    def run_twice(self, srv, folders, expect_first=0):
+        self.write_config(srv, **getattr(self, "config_extra", {}))
+        res = self.pull(expect=expect_first)
+        want = collections.Counter(lf(m.raw) for f in folders.values() for m in f.messages)
+        self.assertEqual(all_message_bytes(self.root), want, res)
+        snap = tb.snapshot_tree(self.root)
+        res2 = self.pull(expect=0)
+        self.assertEqual(tb.snapshot_tree(self.root), snap, "second run changed files\n%s" % res2)
+        self.assertNoChanges(srv)
+        return res
+
+    def test_codes_on_tagged_ok(self):
+        for auth in ("plain", "login"):
+            with self.subTest(auth=auth):
+                self.new_workdir("w-" + auth)
+                folders = {"INBOX": fi.Folder(11, messages(6))}
+                srv = self.server(folders)
+                self.config_extra = {"auth": auth}
+                srv.tagged_text = {
+                    "AUTHENTICATE": "OK [APPENDUID 1 2] welcome",
+                    "LOGIN": "OK [COPYUID 1 1:2 3:4] welcome",
+                    "CAPABILITY": "OK [UIDNEXT 1] caps",
+                    "LIST": "OK [APPENDUID 4294967295 4294967295] listed",
+                    "EXAMINE": "OK [COPYUID 99 1:* 5:9] [READ-ONLY] examined",
+                    "UID FETCH": "OK [UIDVALIDITY 999] [APPENDUID 1 1] fetched",
+                }
+                self.run_twice(srv, folders)
+                how = "LOGIN" if auth == "login" else "AUTHENTICATE"
+                self.assertEqual([c.name for c in srv.auth_commands()], [how, how])
+
+    def test_unsolicited_responses_during_fetch(self):
+        folders = {"INBOX": fi.Folder(11, messages(6)), "Other": fi.Folder(12, messages(2, b"o"))}
+        srv = self.server(folders)
+        noise = (b"* 3 EXPUNGE\r\n"
+                 b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 5)\r\n"
+                 b"* STATUS Other (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 6)\r\n"
+                 b"* STATUS {5}\r\nOther (MESSAGES 0)\r\n"
+                 b"* OK [UIDVALIDITY 12345] changed?\r\n"
+                 b"* OK [ALERT] " + b"A" * 5000 + b"\r\n"
+                 b"* 99 EXISTS\r\n* 0 RECENT\r\n"
+                 b"* FLAGS (\\Seen $Junk)\r\n"
+                 b"* CAPABILITY IMAP4rev1\r\n"
+                 b'* LIST () "/" "../evil"\r\n'
+                 b"* SEARCH 1 2 3\r\n"
+                 b"* OK [COPYUID 1 1 2] x\r\n"
+                 b"* NO [ALERT] \x1b[31mred\x1b[0m\r\n")
+        srv.mid_fetch = [fi.MidFetch(data=noise, after=2, close=False)]
+        srv.before_tagged = {"EXAMINE": b"* 3 EXPUNGE\r\n* OK [APPENDUID 1 2] hi\r\n"}
+        res = self.run_twice(srv, folders)
+        self.assertNotIn("\x1b", res.stderr, "server text logged unescaped")
+
+    def test_unrequested_bodies_are_ignored(self):
+        """While fetching the new UID 31, the server also sends a different
+        body for the known UID 5 and one for UID 999 that was never listed:
+        neither may replace, duplicate or add a file."""
+        folders = {"INBOX": fi.Folder(7, messages(30))}
+        srv = self.server(folders)
+        self.write_config(srv)
+        self.pull(expect=0)
+        snap = tb.snapshot_tree(self.root)
+        folders["INBOX"].messages.append(msg(31, b"new-31"))
+        forged = b"Message-ID: <forged@fake>\r\n\r\nforged body\r\n"
+        srv.mid_fetch = [fi.MidFetch(
+            data=(b"* 5 FETCH (UID 5 RFC822.SIZE %d BODY[] {%d}\r\n%s)\r\n"
+                  b"* 31 FETCH (UID 999 FLAGS () INTERNALDATE \"01-Jan-2020 00:00:00 +0000\" "
+                  b"RFC822.SIZE %d BODY[] {%d}\r\n%s)\r\n") % (
+                len(forged), len(forged), forged, len(forged), len(forged), forged),
+            after=1, close=False, when=lambda c: c.is_body_fetch)]
+        res = self.pull(expect=(0, 1, 4))     # refusing the session is fine too
+        got = all_message_bytes(self.root)
+        self.assertNotIn(lf(forged), got, "an unrequested body was stored\n%s" % res)
+        want = collections.Counter(lf(m.raw) for m in folders["INBOX"].messages)
+        self.assertEqual(got, want)
+        for p, v in snap.items():
+            if p.endswith("/"):
+                continue
+            self.assertIn(p, tb.snapshot_tree(self.root), "known message file %s replaced" % p)
+        self.assertNoChanges(srv)
+
+    def test_extra_and_reordered_fetch_items(self):
+        """Known but unrequested items in every FETCH response, and the body
+        before the UID."""
+        folders = {"INBOX": fi.Folder(11, messages(8))}
+        srv = self.server(folders)
+        srv.fetch_extra_items = lambda cmd, m: (
+            b"BODY[HEADER.FIELDS (SUBJECT)] {4}\r\nab\r\n RFC822.SIZE %d" % len(m.raw))
+
+        def body_first(cmd, m, resp):
+            if not cmd.is_body_fetch:
+                return resp
+            lit = b"BODY[] {%d}\r\n%s" % (len(m.raw), m.raw)
+            rest = resp.replace(lit, b"").replace(b"  ", b" ").replace(b"( ", b"(").replace(b" )", b")")
+            return rest.replace(b"FETCH (", b"FETCH (" + lit + b" ", 1)
+        srv.fetch_rewrite = body_first
+        self.run_twice(srv, folders)
+
+    def test_unknown_fetch_items(self):
+        """Items libetpan does not know (X-GM-MSGID, a made-up one): a clean
+        protocol error (4) or ignoring them (0) is fine; no crash, no
+        wrong data."""
+        folders = {"INBOX": fi.Folder(11, messages(4))}
+        srv = self.server(folders)
+        srv.fetch_extra_items = b"X-GM-MSGID 1278455344230334865 X-FOO (bar {3}\r\nbaz)"
+        self.write_config(srv)
+        res = self.pull(expect=(0, 4))
+        got = all_message_bytes(self.root)
+        whole = {lf(m.raw) for m in folders["INBOX"].messages}
+        self.assertTrue(set(got) <= whole)
+        self.assertNoChanges(srv)
+
+
+# ----------------------------------------------------------------------------
+# Authentication on the fake server (it also checks the fake server itself)
+
+class Auth(HostileTestCase):
+
+    def test_auth_variants(self):
+        cases = [
+            ("sasl-ir", fi.DEFAULT_CAPABILITY, {}, 0, "AUTHENTICATE"),
+            ("continuation", "IMAP4rev1 AUTH=PLAIN", {}, 0, "AUTHENTICATE"),
+            ("login", "IMAP4rev1", {}, 0, "LOGIN"),
+            ("wrong password", fi.DEFAULT_CAPABILITY, {"password": "nope"}, 3, "AUTHENTICATE"),
+            ("wrong password, login", "IMAP4rev1", {"password": "nope"}, 3, "LOGIN"),
+        ]
+        for label, caps, extra, code, how in cases:
+            with self.subTest(label):
+                self.new_workdir("w-" + label.replace(" ", "-").replace(",", ""))
+                folders = {"INBOX": fi.Folder(1, messages(2))}
+                srv = self.server(folders, capability=caps)
+                self.write_config(srv, **extra)
+                res = self.pull(expect=code)
+                self.assertEqual([c.name for c in srv.auth_commands()], [how], res)
+                if code == 0:
+                    self.assertEqual(sum(all_message_bytes(self.root).values()), 2)
+                else:
+                    self.assertEqual(srv.received("LIST"), [])
+
+    def test_logindisabled_sends_no_login(self):
+        folders = {"INBOX": fi.Folder(1, messages(2))}
+        srv = self.server(folders, capability="IMAP4rev1 LOGINDISABLED")
+        self.write_config(srv)
+        res = self.pull()
+        self.assertIn(res.code, (3, 4), res)
+        self.assertEqual(srv.auth_commands(), [])
+
+    def test_bye_greeting(self):
+        """(With LeakSanitizer told about libetpan's own leak of a BYE
+        greeting; see test_bye_greeting_no_leak_report.)"""
+        srv = self.server({}, greeting=b"* BYE too busy")
+        self.write_config(srv)
+        supp = self.top / "lsan.supp"
+        supp.write_text("leak:mailimap_greeting_new\nleak:mailimap_resp_cond_bye_new\n")
+        self.pull(expect=4, env={"LSAN_OPTIONS": "suppressions=%s" % supp})
+        self.assertEqual(srv.auth_commands(), [])
+
+    # BUG (in libetpan 1.9.4, reported by mailsync's sanitizer build): on a
+    # "* BYE" greeting, libetpan's parse_greeting() (mailimap.c) returns
+    # MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION without freeing the parsed
+    # greeting, so the ASan/LSan build of mailsync exits 86 with "detected
+    # memory leaks" (49 bytes: mailimap_greeting_new, mailimap_resp_text_new,
+    # mailimap_resp_cond_bye_new) instead of 4. Harmless in a normal build,
+    # but it turns the sanitizer CI red for any BYE-greeting test. Fix: ship
+    # an LSan suppression file (leak:mailimap_greeting_new) that the test
+    # harness passes in LSAN_OPTIONS, or read the greeting ourselves.
+    @unittest.skipUnless(is_sanitizer_build(), "only the ASan build reports leaks")
+    @unittest.expectedFailure
+    def test_bye_greeting_no_leak_report(self):
+        srv = self.server({}, greeting=b"* BYE too busy")
+        self.write_config(srv)
+        self.pull(expect=4)
+
+    def test_fetch_answered_bad_no_or_wrong_tag(self):
+        """UID FETCH answered with BAD, NO, a wrong tag, or a tagged BYE:
+        the folder (or the run) fails, nothing crashes or leaks, no file."""
+        variants = [("BAD", "BAD [PARSE] what?", (1, 4)), ("NO", "NO [SERVERBUG] oops", (1, 4))]
+        for k, (label, text, codes) in enumerate(variants):
+            with self.subTest(label):
+                self.new_workdir("w-%d" % k)
+                srv = self.server({"INBOX": fi.Folder(1, messages(3))})
+                srv.tagged_text = {"UID FETCH": text}
+                self.write_config(srv)
+                self.pull(expect=codes)
+                self.assertEqual(sum(all_message_bytes(self.root).values()), 0)
+        # (Each reply is followed by the server closing the connection: a
+        # server that says BYE and then stays silent costs a full timeout.)
+        for k, (label, reply) in enumerate([("wrong tag", b"999 OK done\r\n"),
+                                           ("untagged BYE as reply", b"* BYE no\r\n"),
+                                           ("garbage", b"\x00\xff garbage )))\r\n")]):
+            with self.subTest(label):
+                self.new_workdir("x-%d" % k)
+                srv = self.server({"INBOX": fi.Folder(1, messages(3))})
+                srv.handlers = {"UID FETCH": lambda conn, cmd, reply=reply: conn.send(reply) or conn.close()}
+                self.write_config(srv)
+                self.pull(expect=4)
+                self.assertEqual(sum(all_message_bytes(self.root).values()), 0)
+
+
+# ----------------------------------------------------------------------------
+# 8. UID reuse: the server swaps two bodies under the same UIDVALIDITY
+
+class UidReuse(HostileTestCase):
+    """Not a contract test yet: it documents what mailsync does when a
+    server (ProtonMail Bridge #220 style) swaps the bodies of two UIDs. It
+    asserts only that no mail is lost and nothing crashes; the outcome is
+    printed (run with -v) for the report."""
+
+    def swap(self, same_size):
+        folders = {"INBOX": fi.Folder(7, messages(5))}
+        if not same_size:
+            folders["INBOX"].messages[2].raw += b"longer\r\n"
+        srv = self.server(folders)
+        self.write_config(srv)
+        self.pull(expect=0)
+        before = all_message_bytes(self.root)
+        m2, m3 = folders["INBOX"].messages[1], folders["INBOX"].messages[2]
+        m2.raw, m3.raw = m3.raw, m2.raw
+        snap = tb.snapshot_tree(self.root)
+        res = self.pull()
+        after = all_message_bytes(self.root)
+        self.assertIn(res.code, (0, 1), res)
+        self.assertTrue(set(before) <= set(after), "mail lost after a body swap")
+        changed = snap != tb.snapshot_tree(self.root)
+        print("\n  body swap (%s size): exit %d, local files changed: %s, files %d -> %d; %s" % (
+            "same" if same_size else "different", res.code, changed, sum(before.values()),
+            sum(after.values()), (res.stderr.strip().splitlines() or ["(no message)"])[-1]))
+        self.assertNoChanges(srv)
+
+    def test_swap_same_size(self):
+        self.swap(True)
+
+    def test_swap_different_size(self):
+        self.swap(False)
+
+
+if __name__ == "__main__":
+    unittest.main()
