@@ -207,6 +207,9 @@ static bool hash_local_file(struct fetch_ctx *c, struct leftover *lo)
  * the batch then records for m's UID); else NULL. */
 static char *adopt_leftover(struct fetch_ctx *c, const struct imap_msg *m)
 {
+    /* Compared as stored (CRLF -> LF on both sides): RFC822.SIZE is only a
+     * hint (bare LFs, servers that count loosely). */
+    uint64_t stored_size = maildir_tmp_size(c->cur);
     unsigned char hash[32];
     if (c->cr_pending)
         EVP_DigestUpdate(c->md, "\r", 1);
@@ -215,7 +218,7 @@ static char *adopt_leftover(struct fetch_ctx *c, const struct imap_msg *m)
         return NULL;
     for (size_t i = 0; i < c->nleft; i++) {
         struct leftover *lo = &c->left[i];
-        if (lo->adopted || lo->size != m->size)
+        if (lo->adopted || lo->size != stored_size)
             continue;
         if (!lo->hashed && !hash_local_file(c, lo))
             continue;

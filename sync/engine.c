@@ -184,13 +184,17 @@ struct selected {
     char *path;
 };
 
+/* The name people see and patterns match: UTF-8, '/' between levels, and
+ * no control characters (a server's name must not drive the terminal). */
 static char *display_name(const struct imap_folder *f)
 {
     char *name = names_display(f->name);
-    if (f->delim && f->delim != '/')
-        for (char *p = name; *p; p++)
-            if (*p == f->delim)
-                *p = '/';
+    for (char *p = name; *p; p++) {
+        if (f->delim && f->delim != '/' && *p == f->delim)
+            *p = '/';
+        else if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    }
     return name;
 }
 
@@ -626,9 +630,16 @@ static int list_selected(struct run *r, struct selected **out, size_t *nout, str
     struct selected *sel = xcalloc(n, sizeof *sel);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!map[i].path && !map[i].noselect)
-            log_msg(LOG_WARN, "skipping server folder \"%s\": %s", log_escape(map[i].raw, strlen(map[i].raw), 200),
-                    map[i].why);
+        if (!map[i].path && !map[i].noselect && names_folder_selected(map[i].name, r->acct->folders, r->acct->nfolders) &&
+            wanted_by_options(r->opt, map[i].name)) {
+            /* Its mail is not synced: the run must not claim it was. */
+            struct ms_error e;
+            ms_error_set(&e, MS_EPARTIAL, "skipped server folder \"%s\": %s",
+                         log_escape(map[i].raw, strlen(map[i].raw), 200), map[i].why);
+            log_msg(LOG_WARN, "%s", e.msg);
+            folder_fail(add_folder_result(r->res, map[i].name, NULL), &e);
+            r->res->status = ms_error_worse(r->res->status, MS_EPARTIAL);
+        }
         if (!map[i].selected)
             continue;
         sel[k].raw = map[i].raw;

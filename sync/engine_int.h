@@ -36,7 +36,7 @@ struct run {
  * after a lost DB a message without Message-ID is adopted, not doubled. */
 struct leftover {
     char *uniq;
-    uint64_t size; /* as it would be on the server (CRLF) */
+    uint64_t size; /* of the file as stored (LF line ends) */
     unsigned char hash[32];
     bool hashed;
     bool adopted;

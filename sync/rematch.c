@@ -125,7 +125,7 @@ static void local_identity(struct maildir_folder *mf, struct local_msg *l, const
  * messages. Pair them by identity and record the pairs, so nothing is
  * downloaded twice. Rewrites *state / *nstate. */
 static void collect_leftovers(const struct id_list *lids, const struct plan_match *m, size_t nm,
-                              struct leftover **left, size_t *nleft)
+                              struct local_msg *local, size_t nlocal, struct leftover **left, size_t *nleft)
 {
     size_t nidx = nm;
     const char **idx = xmalloc((nm ? nm : 1) * sizeof *idx);
@@ -135,8 +135,11 @@ static void collect_leftovers(const struct id_list *lids, const struct plan_matc
     *left = xcalloc(lids->n, sizeof **left);
     *nleft = 0;
     for (size_t i = 0; i < lids->n; i++)
-        if (!index_has(idx, nidx, lids->ids[i].uniq))
-            (*left)[(*nleft)++] = (struct leftover){.uniq = xstrdup(lids->ids[i].uniq), .size = lids->ids[i].size};
+        if (!index_has(idx, nidx, lids->ids[i].uniq)) {
+            const struct local_msg *l = local_by_uniq(local, nlocal, lids->ids[i].uniq);
+            if (l)
+                (*left)[(*nleft)++] = (struct leftover){.uniq = xstrdup(l->uniq), .size = l->size};
+        }
     free(idx);
 }
 
@@ -182,7 +185,7 @@ int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct 
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
         goto out;
     }
-    collect_leftovers(&lids, m, nm, left, nleft);
+    collect_leftovers(&lids, m, nm, local, nlocal, left, nleft);
     if (nm == 0)
         goto out;
     qsort(rids.ids, rids.n, sizeof *rids.ids, cmp_identity_uid);
