@@ -365,10 +365,15 @@ class Tool:
     check_mtime = False         # contract: file mtime == INTERNALDATE
     reference = False           # a baseline, not a sync tool: not verified
 
-    def __init__(self, work, server):
+    def __init__(self, work, server, tls=True):
         self.work = Path(work)       # everything of this tool lives here
         self.server = server
+        self.tls = tls               # IMAPS (implicit TLS) or plain IMAP
         self.maildir = self.work / "Mail"
+
+    @property
+    def port(self):
+        return self.server.bed.imaps_port if self.tls else self.server.bed.imap_port
 
     def binary(self):
         raise NotImplementedError
@@ -412,7 +417,7 @@ class Mailsync(Tool):
         bed = self.server.bed
         self.config = self.work / "config"
         keys = tb.account_keys(bed, self.server.user, self.maildir, self.work / "state.sqlite",
-                               tls="implicit", host=HOSTNAME)
+                               tls="implicit" if self.tls else "none", host=HOSTNAME)
         tb.write_config(self.config, {"bench": keys})
 
     def argv(self, scenario):
@@ -452,8 +457,7 @@ Host {host}
 Port {port}
 User {user}
 Pass {password}
-SSLType IMAPS
-CertificateFile {ca}
+{tls}
 
 IMAPStore remote
 Account bench
@@ -470,7 +474,8 @@ Patterns *
 Create Near
 Sync {mode}
 SyncState *
-""".format(fsync="yes" if self.fsync else "no", host=HOSTNAME, port=bed.imaps_port, user=USER,
+""".format(fsync="yes" if self.fsync else "no", host=HOSTNAME, port=self.port, user=USER,
+           tls=("SSLType IMAPS\nCertificateFile %s" % bed.ca_file) if self.tls else "SSLType None",
            password=PASSWORD, ca=bed.ca_file, root=self.maildir, mode=mode)
             p = self.work / ("mbsyncrc-" + mode.lower())
             p.write_text(rc)
@@ -517,11 +522,11 @@ sep = /
 type = IMAP
 remotehost = {host}
 remoteport = {port}
-ssl = yes
-sslcacertfile = {ca}
+{tls}
 remoteuser = {user}
 remotepass = {password}
-""".format(meta=self.work / "meta", root=self.maildir, host=HOSTNAME, port=bed.imaps_port, ca=bed.ca_file,
+""".format(meta=self.work / "meta", root=self.maildir, host=HOSTNAME, port=self.port,
+           tls=("ssl = yes\nsslcacertfile = %s" % bed.ca_file) if self.tls else "ssl = no\nstarttls = no",
            user=USER, password=PASSWORD)
         self.config = self.work / "offlineimaprc"
         self.config.write_text(rc)
@@ -555,10 +560,15 @@ class Wire(Tool):
         (self.work / "commands").write_bytes(("\r\n".join(cmds) + "\r\n").encode())
 
     def argv(self, scenario):
+        if not self.tls:
+            # bash's /dev/tcp: send everything, read until Dovecot closes.
+            script = 'exec 3<>"/dev/tcp/127.0.0.1/$0" && cat "$1" >&3 && exec cat <&3 > /dev/null'
+            return [shutil.which("bash") or "/bin/bash", "-c", script, str(self.port),
+                    str(self.work / "commands")]
         script = 'exec "$0" s_client -quiet -verify_return_error -CAfile "$1" -servername "$2" ' \
                  '-connect "$2:$3" < "$4" > /dev/null'
         return ["/bin/sh", "-c", script, self.binary(), self.server.bed.ca_file, HOSTNAME,
-                str(self.server.bed.imaps_port), str(self.work / "commands")]
+                str(self.port), str(self.work / "commands")]
 
 
 TOOL_CLASSES = {c.name: c for c in (Mailsync, Mbsync, MbsyncNoFsync, OfflineImap, Wire)}
@@ -781,7 +791,8 @@ class Bench:
             log("server: state (d) = %d messages appended to INBOX" % len(self.extra))
         self.tools = {}
         for name in a.tools:
-            t = TOOL_CLASSES[name](self.work / "tools" / name, self.server)
+            t = TOOL_CLASSES[name](self.work / "tools" / name, self.server,
+                                   tls=a.transport == "imaps")
             self.tools[name] = t
         self.local_snap = {}
         self.setup_tried = set()
@@ -906,11 +917,14 @@ class Bench:
         s = self.summary()
         a = self.args
         lines = []
-        lines.append("mailsync benchmark: N=%d (%.1f MiB, %d folders)%s, %d run%s each, IMAPS on "
+        lines.append("mailsync benchmark: N=%d (%.1f MiB, %d folders)%s, %d run%s each, %s on "
                      "127.0.0.1, Dovecot %s, %d CPUs" % (
                          a.n, self.corpus_bytes / 2**20, len({m.folder for m in self.base}),
                          " small" if a.small else "", a.runs, "" if a.runs == 1 else "s",
+                         "IMAPS" if a.transport == "imaps" else "plain IMAP",
                          dovecot_version(), os.cpu_count()))
+        if "mailsync" in self.tools:
+            lines.append("mailsync: %s (source %s)" % (tb.mailsync_bin(), source_revision()))
         lines.append("")
         head = "%-27s %-15s %10s  %-19s %10s  %s" % ("scenario", "tool", "median s", "range s",
                                                       "peak RSS", "runs ok")
@@ -941,12 +955,14 @@ class Bench:
             lines.append("-" * len(head))
             for scen in a.scenarios:
                 m = s[("mailsync", scen)]
+                if m["median"] is None:
+                    lines.append("%-27s %s" % (SCENARIO_NAMES[scen], m["note"] or "FAIL"))
+                    continue
                 cells = []
                 for p in peers:
                     q = s[(p, scen)]
-                    if m["median"] is None or q["median"] is None or q["median"] <= 0:
-                        cells.append("%16s" % ((m["note"] or "-") if m["note"] and m["median"] is None
-                                               else "-"))
+                    if q["median"] is None or q["median"] <= 0:
+                        cells.append("%16s" % "-")
                     else:
                         cells.append("%16s" % ("%.2fx" % (m["median"] / q["median"])))
                 lines.append("%-27s %s" % (SCENARIO_NAMES[scen], "".join(cells)))
@@ -961,8 +977,9 @@ class Bench:
     def json_data(self):
         s = self.summary()
         return {
-            "n": self.args.n, "small": self.args.small, "runs": self.args.runs, "seed": self.args.seed,
+            "n": self.args.n, "small": self.args.small, "transport": self.args.transport, "runs": self.args.runs, "seed": self.args.seed,
             "corpus_bytes": self.corpus_bytes, "dovecot": dovecot_version(),
+            "source": source_revision(),
             "results": [{"tool": t, "scenario": sc, **v} for (t, sc), v in s.items()],
             "runs_raw": [{"tool": t, "scenario": sc, "seconds": r["seconds"], "maxrss_kb": r["maxrss_kb"],
                           "ok": r.get("ok"), "code": r["code"]}
@@ -978,6 +995,19 @@ class Bench:
                 shutil.rmtree(self.work, ignore_errors=True)
             else:
                 log("kept work dir %s" % self.work)
+
+
+def source_revision():
+    """git revision of the checkout the bench runs from (the mailsync binary
+    is normally built from it), '+dirty' when tracked files differ."""
+    try:
+        rev = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(HERE), "status", "--porcelain", "-uno"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
+        return (rev + ("+dirty" if dirty else "")) or "?"
+    except OSError:
+        return "?"
 
 
 def dovecot_version():
@@ -998,6 +1028,8 @@ def parse_args(argv):
     ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
                     help="comma-separated, from a,b,c,d,e (default all)")
     ap.add_argument("--small", action="store_true", help="small attachments (smoke tests)")
+    ap.add_argument("--transport", choices=("imaps", "plain"), default="imaps",
+                    help="how every tool connects: IMAPS (default) or plain IMAP on loopback")
     ap.add_argument("--seed", default="1", help="corpus seed (default 1)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--workdir", default=None, help="parent of the temp work dir (default $TMPDIR)")
