@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# tests/fuzz/run.sh: run every libFuzzer target of a MAILSYNC_FUZZ build for
+# a bounded time, starting from its seed corpus (tests/fuzz/corpus/<target>).
+#
+#   tests/fuzz/run.sh BUILD_DIR [SECONDS_PER_TARGET] [TARGET...]
+#
+# New inputs go to BUILD_DIR/fuzz-work/<target> (the seed corpus in the
+# tree is only read); a crash, leak, timeout or sanitizer report is saved
+# in BUILD_DIR/fuzz-artifacts/<target>/ and makes the script exit 1 after
+# all targets ran. Default: 12 s per target. Used by .ci/run (stage "fuzz").
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:?usage: tests/fuzz/run.sh BUILD_DIR [SECONDS] [TARGET...]}
+secs=${2:-12}
+shift $(($# >= 2 ? 2 : 1))
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    for src in "$here"/fuzz_*.c; do
+        targets+=("$(basename "$src" .c)")
+    done
+fi
+
+# The fuzzers' own settings; not the ones the ASan test stage exports.
+export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+unset LSAN_OPTIONS
+
+failed=()
+for t in "${targets[@]}"; do
+    bin="$build/tests/fuzz/$t"
+    if [ ! -x "$bin" ]; then
+        echo "fuzz: $t: $bin not built" >&2
+        failed+=("$t (not built)")
+        continue
+    fi
+    work="$build/fuzz-work/$t" art="$build/fuzz-artifacts/$t"
+    mkdir -p "$work" "$art"
+    seeds=()
+    [ -d "$here/corpus/$t" ] && seeds=("$here/corpus/$t")
+    echo "=== fuzz: $t for ${secs}s"
+    # -timeout: one input taking 10 s is a finding (a hang on hostile input).
+    if "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+        -print_final_stats=1 -artifact_prefix="$art/" "$work" "${seeds[@]}" >"$art/log" 2>&1; then
+        grep -E '^stat::number_of_executed_units|^Done' "$art/log" | tr '\n' ' '
+        echo
+    else
+        echo "!!! fuzz: $t FAILED; last lines of $art/log:"
+        tail -n 40 "$art/log"
+        ls -l "$art"/crash-* "$art"/leak-* "$art"/timeout-* "$art"/oom-* 2>/dev/null
+        failed+=("$t")
+    fi
+done
+
+if [ ${#failed[@]} -ne 0 ]; then
+    printf 'fuzz: %d target(s) failed: %s\n' ${#failed[@]} "${failed[*]}"
+    exit 1
+fi
+echo "fuzz: all ${#targets[@]} targets clean"
