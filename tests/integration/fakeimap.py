@@ -361,6 +361,9 @@ class FakeImap:
                 sock, _ = self.listener.accept()
             except OSError:
                 continue
+            # Many small writes per reply: without NODELAY, Nagle + the
+            # client's delayed ACK cost ~40 ms per command.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.lock:
                 self.connections += 1
                 number = self.connections
@@ -404,10 +407,13 @@ class FakeImap:
             with self.lock:
                 self.errors.append(e)
         finally:
-            try:
-                sock.close()
-            except OSError:
-                pass
+            # shutdown, not just close: the makefile() reader still holds
+            # the descriptor, and the client must see the end of file.
+            for f in (lambda: sock.shutdown(socket.SHUT_RDWR), conn.rfile.close, sock.close):
+                try:
+                    f()
+                except OSError:
+                    pass
             with self.lock:
                 self._socks.discard(sock)
 

@@ -29,7 +29,8 @@ from pathlib import Path
 import fakeimap as fi
 import testbed as tb
 
-RSS_LIMIT_KB = 200 * 1024          # peak RSS allowed against hostile literals
+RSS_LIMIT_KB = 128 * 1024          # peak RSS allowed against hostile literals
+                                   # (an ASan build idles at ~35 MiB)
 RUN_TIMEOUT = 60                   # seconds per mailsync run
 MSGID_RE = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]*>)", re.I | re.M)
 
@@ -88,6 +89,20 @@ def tmp_files(root):
     return out
 
 
+def fast_tmp():
+    """Where the tests' work trees go: /dev/shm when usable (tmpfs makes
+    mailsync's many fsyncs free; none of these tests is about durability),
+    else the default temp dir. $MAILSYNC_HOSTILE_TMP overrides."""
+    d = os.environ.get("MAILSYNC_HOSTILE_TMP")
+    if d:
+        return d
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        st = os.statvfs("/dev/shm")
+        if st.f_bavail * st.f_frsize > (512 << 20):
+            return "/dev/shm"
+    return None
+
+
 def is_sanitizer_build():
     """Whether the binary under test was built with ASan."""
     try:
@@ -105,7 +120,7 @@ class HostileTestCase(unittest.TestCase):
     maxDiff = None
 
     def setUp(self):
-        self.top = Path(tempfile.mkdtemp(prefix="mailsync-hostile-"))
+        self.top = Path(tempfile.mkdtemp(prefix="mailsync-hostile-", dir=fast_tmp()))
         if not tb.keep_tmp():
             self.addCleanup(shutil.rmtree, self.top, True)
         self.new_workdir("work")
@@ -306,8 +321,10 @@ class HostileNames(HostileTestCase):
 
     def test_hostile_names_maildirpp(self):
         valid = {b"INBOX": "", b"Entw&APw-rfe": ".Entwürfe", b"Sub/Child": ".Sub.Child"}
-        names = list(valid) + [n for n in HOSTILE_NAMES if n != b"x" * 5000] + [
-            b".hidden", b"a.b", b"..a", b"Sub.Child"]
+        names = list(valid) + [
+            b"..", b"../escape", b".", b"a/./b", b"/abs", b"trail/", b"&AC4ALg-", b"&AC8-etc",
+            b"&AAA-x", b"ctl\x01name", b"long/" + b"y" * 300, b"cur", b"INBOX/cur", b"%2E",
+            b".hidden", b"a.b", b"..a", b"Sub.Child", b"Sub"]
         self.check_names(names, valid, layout="maildir++", second_run=False)
 
     def test_hostile_names_dot_delimiter(self):
@@ -512,8 +529,8 @@ class HugeLiterals(HostileTestCase):
         ("body 2 GiB then close", "body", 1, b"* 2 FETCH (UID 2 BODY[] {2147483648}\r\n", 4 << 20),
         ("body 2^64+5 wraps", "body", 0, b"* 1 FETCH (UID 1 BODY[] {18446744073709551621}\r\nabcde)\r\n", 0),
         # Streamed, not buffered: more than RSS_LIMIT_KB arrives, then a cut.
-        ("body under the cap, cut after 220 MiB", "body", 1,
-         b"* 2 FETCH (UID 2 FLAGS () RFC822.SIZE 1000000000 BODY[] {1000000000}\r\n", 220 << 20),
+        ("body under the cap, cut after 160 MiB", "body", 1,
+         b"* 2 FETCH (UID 2 FLAGS () RFC822.SIZE 1000000000 BODY[] {1000000000}\r\n", 160 << 20),
         ("flag listing 4294967306", "flags", 1,
          b"* 2 FETCH (UID 2 FLAGS () BODY[HEADER] {4294967306}\r\n0123456789", 0),
         ("flag listing, 2 MiB BODY[HEADER] then close", "flags", 1,
@@ -524,7 +541,7 @@ class HugeLiterals(HostileTestCase):
     def three_messages(self):
         return {"INBOX": fi.Folder(5, messages(3))}
 
-    def check_refused(self, srv, folders, label):
+    def check_refused(self, srv, folders, label, repull=True):
         before = self.snapshot()
         res, rss = self.run_mailsync("pull")
         self.assertEqual(res.code, 4, "%s: want exit 4\n%s" % (label, res))
@@ -537,6 +554,8 @@ class HugeLiterals(HostileTestCase):
             self.assertIn(data, whole, "%s: partial or foreign file stored" % label)
         leftovers = tmp_files(self.root)
         self.assertEqual(leftovers, [], "%s: files left in tmp/" % label)
+        if not repull:
+            return res
         # Nothing wrongly recorded: a well-behaved server now gets everything.
         srv.mid_fetch, srv.list_lines = [], None
         res = self.pull(expect=0)
@@ -561,7 +580,6 @@ class HugeLiterals(HostileTestCase):
         variants = [
             ("4294967306", b'* LIST () "/" {4294967306}\r\n0123456789'),
             ("2 MiB name", b'* LIST () "/" {2097152}\r\n' + b"n" * (2 << 20)),
-            ("20 MiB quoted name", b'* LIST () "/" "' + b"q" * (20 << 20) + b'"'),
         ]
         for k, (label, line) in enumerate(variants):
             with self.subTest(label):
@@ -617,11 +635,10 @@ class CutListing(HostileTestCase):
             ("close mid line", b"* 11 FETCH (UID 11 FLA", True),
             ("BYE, then more lines and OK", b"* BYE going down\r\n", False),
         ]
-        for k, (label, data, close) in enumerate(variants):
+        srv, folders = self.first_pull()
+        snap = tb.snapshot_tree(self.root)
+        for label, data, close in variants:       # one after the other, same state
             with self.subTest(label):
-                self.new_workdir("w-%d" % k)
-                srv, folders = self.first_pull()
-                snap = tb.snapshot_tree(self.root)
                 hook = fi.MidFetch(data=data, after=10, close=close, when=lambda c: c.is_flag_listing)
                 srv.mid_fetch = [hook]
                 res = self.pull()
@@ -799,6 +816,106 @@ class OutOfContext(HostileTestCase):
         whole = {lf(m.raw) for m in folders["INBOX"].messages}
         self.assertTrue(set(got) <= whole)
         self.assertNoChanges(srv)
+
+
+# ----------------------------------------------------------------------------
+# Odd numbers and values: overflowing UIDs and sizes, impossible dates,
+# thousands of keywords, UIDVALIDITY 0 or over 32 bits
+
+def set_item(pattern, value):
+    """A fetch_rewrite replacing one item of every FETCH response."""
+    return lambda resp: re.sub(pattern, lambda _: value, resp, count=1)
+
+
+def add_flags(*flags):
+    return lambda resp: re.sub(rb"FLAGS \(([^)]*)\)", lambda m: b"FLAGS (" + b" ".join(
+        list(flags) + m.group(1).split()) + b")", resp, count=1)
+
+
+class OddValues(HostileTestCase):
+
+    ODDITIES = [          # one per message, uid = index + 1
+        set_item(rb"RFC822\.SIZE \d+", b"RFC822.SIZE 18446744073709551615"),
+        set_item(rb"RFC822\.SIZE \d+", b"RFC822.SIZE 99999999999999999999"),
+        set_item(rb"RFC822\.SIZE \d+", b"RFC822.SIZE 0"),
+        set_item(rb'INTERNALDATE "[^"]*"', b'INTERNALDATE "31-Feb-2020 25:61:61 +9999"'),
+        set_item(rb'INTERNALDATE "[^"]*"', b'INTERNALDATE "01-Jan-0001 00:00:00 -2359"'),
+        set_item(rb'INTERNALDATE "[^"]*"', b'INTERNALDATE "31-Dec-9999 23:59:59 +2359"'),
+        set_item(rb'INTERNALDATE "[^"]*"', b'INTERNALDATE "01-Jan-2147483647 00:00:00 +0000"'),
+        add_flags(*[b"$kw%05d%s" % (i, b"k" * 100) for i in range(3000)]),
+        add_flags(b"\\*", b"\\Recent", b"\\Unknown", b"NonJunk", b"$MDNSent", b"$Forwarded"),
+    ]
+
+    def test_odd_fetch_values(self):
+        n = len(self.ODDITIES)
+        folders = {"INBOX": fi.Folder(5, messages(n))}
+        srv = self.server(folders)
+        srv.fetch_rewrite = lambda cmd, m, resp: self.ODDITIES[m.uid - 1](resp)
+        self.write_config(srv)
+        self.pull(expect=0)
+        want = collections.Counter(lf(m.raw) for m in folders["INBOX"].messages)
+        self.assertEqual(all_message_bytes(self.root), want)
+        # $Forwarded is P; unknown flags are no letters.
+        found, _ = local_files(self.root)
+        names = [name for files in found.values() for _, name, data in files if b"-%d@" % n in data]
+        self.assertEqual(len(names), 1)
+        self.assertIn(tb.parse_maildir_name(names[0])[1], ("P", "PS"))
+        snap = tb.snapshot_tree(self.root)
+        self.pull(expect=0)
+        self.assertEqual(tb.snapshot_tree(self.root), snap)
+        self.assertNoChanges(srv)
+
+    def test_odd_uids_in_listing(self):
+        """UID 2^32+1 (wraps to 1 in a 32-bit parser), UID 0 and a second
+        answer for UID 2 with \\Deleted in the second run's listing: nothing
+        deleted, duplicated or renamed wrongly."""
+        folders = {"INBOX": fi.Folder(5, messages(5))}
+        srv = self.server(folders)
+        self.write_config(srv)
+        self.pull(expect=0)
+        snap = tb.snapshot_tree(self.root)
+        srv.mid_fetch = [fi.MidFetch(
+            data=(b"* 6 FETCH (UID 4294967297 FLAGS () RFC822.SIZE 10)\r\n"
+                  b"* 7 FETCH (UID 0 FLAGS () RFC822.SIZE 10)\r\n"
+                  b"* 8 FETCH (UID 99999999999999999999 FLAGS () RFC822.SIZE 10)\r\n"),
+            after=2, close=False, when=lambda c: c.is_flag_listing)]
+        res = self.pull(expect=(0, 1, 4))
+        want = collections.Counter(lf(m.raw) for m in folders["INBOX"].messages)
+        self.assertEqual(all_message_bytes(self.root), want, res)
+        self.assertNoChanges(srv)
+        del snap
+
+    def test_odd_mailbox_numbers(self):
+        """UIDVALIDITY 2^32-1, 2^32+5 (over 32 bits), UIDNEXT 0 and 1 (below
+        the UIDs), and a folder with UIDVALIDITY 0 (= none: that folder
+        fails, the others sync, exit 1)."""
+        folders = {"INBOX": fi.Folder(4294967295, messages(3, b"a")),
+                   "Big": fi.Folder(4294967301, messages(3, b"b")),
+                   "Next0": fi.Folder(7, messages(3, b"c"), uidnext=0),
+                   "Next1": fi.Folder(8, messages(3, b"d"), uidnext=1),
+                   "NoValidity": fi.Folder(0, messages(3, b"e"))}
+        srv = self.server(folders)
+        self.write_config(srv)
+        res = self.pull(expect=1)
+        got = all_message_bytes(self.root)
+        want = collections.Counter(lf(m.raw) for name, f in folders.items() if name != "NoValidity"
+                                   for m in f.messages)
+        self.assertEqual(got, want, res)
+        snap = tb.snapshot_tree(self.root)
+        self.pull(expect=1)
+        self.assertEqual(tb.snapshot_tree(self.root), snap)
+        self.assertNoChanges(srv)
+
+    def test_malformed_flags_list(self):
+        """"FLAGS (\\Seen )" (a space before the parenthesis) is not valid
+        IMAP; libetpan accepts it. Either way: no wrong data."""
+        folders = {"INBOX": fi.Folder(5, messages(3))}
+        srv = self.server(folders)
+        srv.fetch_rewrite = lambda cmd, m, resp: resp.replace(b"FLAGS (", b"FLAGS (\\Seen ", 1)
+        self.write_config(srv)
+        res = self.pull(expect=(0, 4))
+        got = all_message_bytes(self.root)
+        self.assertTrue(set(got) <= {lf(m.raw) for m in folders["INBOX"].messages}, res)
 
 
 # ----------------------------------------------------------------------------
