@@ -763,6 +763,7 @@ class Bench:
 
     def setup(self):
         a = self.args
+        self.load_start = os.getloadavg()[0]
         self.work = Path(tempfile.mkdtemp(prefix="mailsync-bench-", dir=a.workdir))
         os.chmod(self.work, 0o755)
         self.helper = build_helper(self.work)
@@ -925,6 +926,9 @@ class Bench:
                          dovecot_version(), os.cpu_count()))
         if "mailsync" in self.tools:
             lines.append("mailsync: %s (source %s)" % (tb.mailsync_bin(), source_revision()))
+        # Other work on the machine skews the numbers: say how busy it was.
+        lines.append("load average (1 min) at start %.2f, at end %.2f" % (
+            self.load_start, os.getloadavg()[0]))
         lines.append("")
         head = "%-27s %-15s %10s  %-19s %10s  %s" % ("scenario", "tool", "median s", "range s",
                                                       "peak RSS", "runs ok")
