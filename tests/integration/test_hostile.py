@@ -124,6 +124,16 @@ class HostileTestCase(unittest.TestCase):
         if not tb.keep_tmp():
             self.addCleanup(shutil.rmtree, self.top, True)
         self.new_workdir("work")
+        # For every test: the file system root and a sentinel directory
+        # beside the work directories stay untouched.
+        sentinel = self.top / "sentinel"
+        (sentinel / "sub").mkdir(parents=True)
+        (sentinel / "keep.txt").write_bytes(b"sentinel\n")
+        (sentinel / "sub" / "INBOX").write_bytes(b"sentinel\n")
+        rootfs, snap = sorted(os.listdir("/")), tb.snapshot_tree(sentinel, dir_mtimes=True)
+        self.addCleanup(lambda: (
+            self.assertEqual(sorted(os.listdir("/")), rootfs, "something appeared in /"),
+            self.assertEqual(tb.snapshot_tree(sentinel, dir_mtimes=True), snap, "sentinel touched")))
 
     def new_workdir(self, name):
         """(Re)point work/root/state at a fresh directory under top."""
@@ -654,10 +664,12 @@ class CutListing(HostileTestCase):
     def test_cut_listing_in_second_folder(self):
         srv, folders = self.first_pull(extra_folders={"Archive": fi.Folder(9, messages(25, b"arch"))})
         del folders["INBOX"].messages[-5:]          # a real expunge on the server
-        srv.mid_fetch = [fi.MidFetch(data=b"* BYE bye\r\n", after=3, close=True,
-                                     when=lambda c: c.is_flag_listing and c.conn == 2 and
-                                     srv.received("EXAMINE", 2)[-1].has_item("Archive"))]
+        hook = fi.MidFetch(data=b"* BYE bye\r\n", after=3, close=True,
+                           when=lambda c: c.is_flag_listing and c.conn == 2 and
+                           srv.received("EXAMINE", 2)[-1].has_item("Archive"))
+        srv.mid_fetch = [hook]
         res = self.pull(expect=4)
+        self.assertEqual(hook.fired, 1)
         arch = [lf(m.raw) for m in folders["Archive"].messages]
         self.assertEqual(sum(1 for d in all_message_bytes(self.root) if d in arch), 25)
         self.assertNoChanges(srv)
