@@ -8,6 +8,13 @@
 # tree is only read); a crash, leak, timeout or sanitizer report is saved
 # in BUILD_DIR/fuzz-artifacts/<target>/ and makes the script exit 1 after
 # all targets ran. Default: 12 s per target. Used by .ci/run (stage "fuzz").
+#
+# Each target first replays its seeds once with leak detection on; then it
+# fuzzes. fuzz_imap_fetch fuzzes with leak detection off unless FUZZ_LEAKS=1:
+# libetpan 1.9.4's parser leaks on some malformed responses (its error
+# paths, not our code; the known ones are suppressed in fuzz_imap_fetch.c),
+# and an unknown one would make CI fail at random. Our own paths stay
+# leak-checked by the replay (and by the ASan integration tests).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:?usage: tests/fuzz/run.sh BUILD_DIR [SECONDS] [TARGET...]}
@@ -37,10 +44,22 @@ for t in "${targets[@]}"; do
     mkdir -p "$work" "$art"
     seeds=()
     [ -d "$here/corpus/$t" ] && seeds=("$here/corpus/$t")
+    extra=() asan=$ASAN_OPTIONS
+    if [ "$t" = fuzz_imap_fetch ] && [ "${FUZZ_LEAKS:-0}" != 1 ]; then
+        extra=(-detect_leaks=0) asan="detect_leaks=0:allocator_may_return_null=0"
+    fi
+    [ -f "$here/$t.dict" ] && extra+=(-dict="$here/$t.dict")
     echo "=== fuzz: $t for ${secs}s"
+    if [ ${#seeds[@]} -ne 0 ] && ! "$bin" -runs=0 -timeout=10 -artifact_prefix="$art/" "${seeds[@]}" \
+        >"$art/replay.log" 2>&1; then
+        echo "!!! fuzz: $t: a seed input fails; last lines of $art/replay.log:"
+        tail -n 40 "$art/replay.log"
+        failed+=("$t (seeds)")
+        continue
+    fi
     # -timeout: one input taking 10 s is a finding (a hang on hostile input).
-    if "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
-        -print_final_stats=1 -artifact_prefix="$art/" "$work" "${seeds[@]}" >"$art/log" 2>&1; then
+    if ASAN_OPTIONS=$asan "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+        -print_final_stats=1 -artifact_prefix="$art/" "${extra[@]}" "$work" "${seeds[@]}" >"$art/log" 2>&1; then
         grep -E '^stat::number_of_executed_units|^Done' "$art/log" | tr '\n' ' '
         echo
     else
