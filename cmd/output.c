@@ -177,7 +177,7 @@ static void json_folder(FILE *out, const struct engine_folder_result *f)
     output_json_string(out, f->path);
     fprintf(out, ",\"fetched\":%zu,\"bytes\":%" PRIu64 ",\"flags_changed\":%zu,\"deleted\":%zu,\"skipped\":%zu",
             f->fetched, f->bytes, f->flagged, f->deleted, f->skipped);
-    fprintf(out, ",\"status\":%d,\"error\":", f->status);
+    fprintf(out, ",\"failed\":%zu,\"status\":%d,\"error\":", f->failed, f->status);
     output_json_string(out, f->error);
     fputc('}', out);
 }

@@ -257,6 +257,17 @@ static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
         return -1;
     }
     *got = true;
+    if (m->size > 0 && maildir_tmp_size(c->cur) == 0) {
+        /* BODY[] NIL, or an empty literal for a message the server says
+         * is not empty: not the message. Not recorded; the next run asks
+         * again. */
+        log_msg(LOG_WARN, "UID %u: the server sent an empty body for a message of %llu bytes; not stored",
+                m->uid, (unsigned long long)m->size);
+        maildir_tmp_discard(c->cur);
+        c->cur = NULL;
+        c->fres->failed++;
+        return 0;
+    }
     struct fetched *f = &c->done[c->ndone++];
     f->uid = m->uid;
     f->adopted = c->nleft ? adopt_leftover(c, m) : NULL;
@@ -382,6 +393,14 @@ static int fetch_batch(struct fetch_ctx *c, const uint32_t *uids, size_t n, stru
     }
     if (rc && c->err.code) /* our own callback failed: say why */
         *err = c->err;
+    if (rc == MS_OK)
+        for (size_t i = 0; i < n; i++)
+            if (!c->got[i]) {
+                /* Asked for, not answered with a body: expunged meanwhile,
+                 * or a server in trouble. Either way not synced now. */
+                log_msg(LOG_WARN, "UID %u: the server returned no body; not stored", uids[i]);
+                c->fres->failed++;
+            }
     /* What arrived complete is kept even if the fetch failed later. */
     struct ms_error cerr;
     int crc = commit_batch(c, &cerr);

@@ -590,6 +590,12 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
         goto out;
     if ((rc = fetch_new(r, mf, sf.id, &p, left, nleft, local, nlocal, fres, err)))
         goto out;
+    if (fres->failed) {
+        /* The folder's record stays as it was, so the next run looks for
+         * these messages again. */
+        rc = ms_error_set(err, MS_EPARTIAL, "%s: %zu messages could not be fetched", sel->name, fres->failed);
+        goto out;
+    }
     sf.uidvalidity = mb.uidvalidity;
     sf.uidnext = mb.uidnext;
     /* Messages skipped for max_size are in no record: a folder that has

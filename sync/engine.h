@@ -28,6 +28,7 @@ struct engine_folder_result {
     size_t flagged;  /* flag changes applied */
     size_t deleted;  /* local messages removed (server expunged them) */
     size_t skipped;  /* messages over max_size */
+    size_t failed;   /* messages the server did not deliver properly */
     int status;      /* MS_OK, or the MS_* code of what failed */
     char *error;     /* what failed, or NULL */
 };
