@@ -371,21 +371,19 @@ class HostileNames(HostileTestCase):
         # One component: the '/' of a flat (NIL delimiter) name is escaped.
         self.assertEqual(os.path.dirname(placed[b"nil/delim"][0]), str(self.root), res)
 
-    # BUG: a folder skipped because its name is unsafe (here "..") only
-    # logs a warning and the run exits 0. The contract says 0 means "every
-    # selected account and folder synced" and 1 "some folders or messages
-    # failed": the skipped folder's mail was not synced, so a script or
-    # systemd timer checking the exit code believes everything was backed
-    # up. (sync/engine.c list_selected() logs the skip but never raises the
-    # run's status to MS_EPARTIAL; --json does not list the folder either.)
-    @unittest.expectedFailure
+    # Was a bug (fixed in feabf71): the skip only logged a warning, exit 0.
     def test_skipped_folder_exit_code(self):
+        """Exit 0 means "every selected folder synced": a skipped folder
+        makes it 1, and --json names it with its reason."""
         srv, by_id = self.name_server([b"INBOX", b".."])
         self.write_config(srv)
-        res = self.pull()
+        res = self.pull("--json")
         self.assertEqual(set(self.where(by_id)), {b"INBOX"})
         self.assertIn("skip", res.stderr)
         self.assertEqual(res.code, 1, "a folder was skipped, the exit code must say so\n%s" % res)
+        folders = {f["name"]: f for a in res.json()["accounts"] for f in a["folders"]}
+        self.assertEqual(folders[".."]["status"], 1, res)
+        self.assertTrue(folders[".."]["error"], res)
 
 
 # ----------------------------------------------------------------------------
@@ -497,16 +495,8 @@ class HostileMessages(HostileTestCase):
         with bare LF have their own test below.)"""
         self.lose_state_and_pull([b for b in HOSTILE_BODIES if not has_bare_lf(b)])
 
-    # BUG: after the state DB is lost, a message containing a bare LF (a
-    # "\n" not preceded by "\r", e.g. b"Subject: x\nMessage-ID: <lf@fake>\n\n
-    # body\n") is not re-matched with its local file and is downloaded a
-    # second time: two identical files in INBOX/new (the contract: "none
-    # duplicated", "a lost state DB re-matches existing messages by
-    # identity"). CRLF-only messages, and even b"a\r\r\nb\n\rc" without a
-    # Message-ID, are re-matched fine. Probably the local size is turned into
-    # a server size by adding one byte per LF, which is wrong for bare LFs
-    # (and the content comparison of leftovers is then never reached).
-    @unittest.expectedFailure
+    # Was a bug (fixed in feabf71): after the state DB was lost, a message
+    # with a bare LF was not re-matched and was downloaded a second time.
     def test_lost_state_bare_lf_not_duplicated(self):
         self.lose_state_and_pull([b"Subject: bare lf\nMessage-ID: <lf@fake>\n\nline1\nline2\n",
                                   b"Subject: bare lf, no id\n\nline1\n"])
@@ -1054,30 +1044,41 @@ class Auth(HostileTestCase):
         self.assertEqual(srv.auth_commands(), [])
 
     def test_bye_greeting(self):
-        """(With LeakSanitizer told about libetpan's own leak of a BYE
-        greeting; see test_bye_greeting_no_leak_report.)"""
+        """A "* BYE" greeting: exit 4, no credentials sent. libetpan 1.9.4
+        leaks the parsed BYE greeting (49 bytes); that leak is suppressed
+        here by its allocating function, which LSan always sees (see
+        test_ci_lsan_suppression_covers_bye_greeting for the project's own
+        suppression file)."""
         srv = self.server({}, greeting=b"* BYE too busy")
         self.write_config(srv)
         supp = self.top / "lsan.supp"
-        supp.write_text("leak:mailimap_greeting_new\nleak:mailimap_resp_cond_bye_new\n")
-        self.pull(expect=4, env={"LSAN_OPTIONS": "suppressions=%s" % supp})
+        supp.write_text("leak:mailimap_greeting_new\n")
+        self.pull(expect=4, env={"LSAN_OPTIONS": "exitcode=86:suppressions=%s" % supp})
         self.assertEqual(srv.auth_commands(), [])
 
-    # BUG (in libetpan 1.9.4, reported by mailsync's sanitizer build): on a
-    # "* BYE" greeting, libetpan's parse_greeting() (mailimap.c) returns
-    # MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION without freeing the parsed
-    # greeting, so the ASan/LSan build of mailsync exits 86 with "detected
-    # memory leaks" (49 bytes: mailimap_greeting_new, mailimap_resp_text_new,
-    # mailimap_resp_cond_bye_new) instead of 4. Harmless in a normal build,
-    # but it turns the sanitizer CI red for any BYE-greeting test. Fix: ship
-    # an LSan suppression file (leak:mailimap_greeting_new) that the test
-    # harness passes in LSAN_OPTIONS, or read the greeting ourselves.
+    # BUG (in .ci/lsan.supp, feabf71): its rule "leak:mailimap_greeting_parse"
+    # never matches, so the ASan stage still reports libetpan's BYE-greeting
+    # leak (exit 86). Debian's libetpan is built without frame pointers and
+    # LSan's default fast unwinder stops at the first libetpan frame: the
+    # reported stacks are only "#0 malloc, #1 mailimap_greeting_new" (and
+    # mailimap_resp_text_new, mailimap_resp_cond_bye_new, one anonymous
+    # frame for the indirect leaks); mailimap_greeting_parse is never in
+    # them. Reproduce: ASAN_OPTIONS=detect_leaks=1:exitcode=86
+    # LSAN_OPTIONS=exitcode=86:suppressions=.ci/lsan.supp, a server whose
+    # greeting is "* BYE too busy", `mailsync pull` -> exit 86. Fix: add
+    # "leak:mailimap_greeting_new" (only called for greetings), or
+    # fast_unwind_on_malloc=0 in .ci/run's ASAN_OPTIONS (then the existing
+    # rule matches; checked). Runs with $ASAN_OPTIONS when set (as in
+    # .ci/run), so a fix in either place turns this into an unexpected
+    # success.
     @unittest.skipUnless(is_sanitizer_build(), "only the ASan build reports leaks")
     @unittest.expectedFailure
-    def test_bye_greeting_no_leak_report(self):
+    def test_ci_lsan_suppression_covers_bye_greeting(self):
         srv = self.server({}, greeting=b"* BYE too busy")
         self.write_config(srv)
-        self.pull(expect=4)
+        supp = tb.REPO_ROOT / ".ci" / "lsan.supp"
+        self.assertTrue(supp.exists())
+        self.pull(expect=4, env={"LSAN_OPTIONS": "exitcode=86:suppressions=%s" % supp})
 
     def test_fetch_answered_bad_no_or_wrong_tag(self):
         """UID FETCH answered with BAD, NO, a wrong tag, or a tagged BYE:
