@@ -12,7 +12,8 @@ bounded memory against huge literals (peak RSS from wait4), and never a
 changing command (STORE, EXPUNGE, ...) sent by a pull.
 
 A known mailsync bug is a test marked @unittest.expectedFailure with a
-"BUG:" comment saying exactly what goes wrong.
+"BUG:" comment saying exactly what goes wrong ("Was a bug" comments mark
+the tests of bugs found here and fixed since).
 """
 
 import collections
@@ -869,14 +870,11 @@ class BodyQuirks(HostileTestCase):
                     self.assertEqual(got, want, res)
                 self.assertNoChanges(srv)
 
-    # BUG: a FETCH answering BODY[] NIL (the server has no content for it;
-    # RFC822.SIZE said 71) is stored as a 0-byte file and recorded as
-    # synced, exit 0. When the server is healthy again the message is never
-    # fetched again: the "backup" holds an empty file for good. Expected: a
-    # NIL body is not a message (the message fails: exit 1, not recorded,
-    # fetched on a later run).
-    @unittest.expectedFailure
+    # Was a bug (fixed in 4edc8d1): BODY[] NIL was stored as a 0-byte file,
+    # recorded as synced (exit 0) and never fetched again.
     def test_nil_body_not_recorded(self):
+        """BODY[] NIL for a 71-byte message: the message fails (exit 1),
+        nothing is recorded, a later healthy run fetches it."""
         folders = {"INBOX": fi.Folder(5, messages(3))}
         srv = self.server(folders)
         self.rewrite_uid2(srv, lambda m, r: r.replace(body_literal(m), b"BODY[] NIL"))
@@ -889,15 +887,11 @@ class BodyQuirks(HostileTestCase):
         want = collections.Counter(lf(m.raw) for m in folders["INBOX"].messages)
         self.assertEqual(all_message_bytes(self.root), want)
 
-    # BUG: the server answers the body FETCH of UID 2 with a FETCH response
-    # for UID 2 that carries BODY[TEXT] instead of BODY[] (or no body at
-    # all). mailsync treats it like a message expunged meanwhile: nothing
-    # stored, nothing recorded (fine, the next healthy run fetches it), but
-    # the run exits 0 and says "0 failed", every run, although the server
-    # just confirmed the message exists. The contract's 0 means "every
-    # folder synced"; expected 1 (that message failed).
-    @unittest.expectedFailure
+    # Was a bug (fixed in 4edc8d1): a FETCH response for UID 2 with
+    # BODY[TEXT] instead of BODY[] left the message unstored with exit 0.
     def test_body_missing_from_response_exit_code(self):
+        """The server answers for UID 2 with BODY[TEXT] instead of BODY[]:
+        not stored, and the run says so (exit 1)."""
         folders = {"INBOX": fi.Folder(5, messages(3))}
         srv = self.server(folders)
         self.rewrite_uid2(srv, lambda m, r: r.replace(b"BODY[] ", b"BODY[TEXT] "))
@@ -1053,24 +1047,14 @@ class Auth(HostileTestCase):
         self.pull(expect=4, env={"LSAN_OPTIONS": "exitcode=86:suppressions=%s" % supp})
         self.assertEqual(srv.auth_commands(), [])
 
-    # BUG (in .ci/lsan.supp, feabf71): its rule "leak:mailimap_greeting_parse"
-    # never matches, so the ASan stage still reports libetpan's BYE-greeting
-    # leak (exit 86). Debian's libetpan is built without frame pointers and
-    # LSan's default fast unwinder stops at the first libetpan frame: the
-    # reported stacks are only "#0 malloc, #1 mailimap_greeting_new" (and
-    # mailimap_resp_text_new, mailimap_resp_cond_bye_new, one anonymous
-    # frame for the indirect leaks); mailimap_greeting_parse is never in
-    # them. Reproduce: ASAN_OPTIONS=detect_leaks=1:exitcode=86
-    # LSAN_OPTIONS=exitcode=86:suppressions=.ci/lsan.supp, a server whose
-    # greeting is "* BYE too busy", `mailsync pull` -> exit 86. Fix: add
-    # "leak:mailimap_greeting_new" (only called for greetings), or
-    # fast_unwind_on_malloc=0 in .ci/run's ASAN_OPTIONS (then the existing
-    # rule matches; checked). Runs with $ASAN_OPTIONS when set (as in
-    # .ci/run), so a fix in either place turns this into an unexpected
-    # success.
+    # Was a bug (fixed in 4edc8d1): the rule "leak:mailimap_greeting_parse"
+    # never matched, because LSan's fast unwinder stops at the first frame
+    # of Debian's libetpan (no frame pointers): the stacks show only
+    # mailimap_greeting_new & co.
     @unittest.skipUnless(is_sanitizer_build(), "only the ASan build reports leaks")
-    @unittest.expectedFailure
     def test_ci_lsan_suppression_covers_bye_greeting(self):
+        """The project's .ci/lsan.supp suppresses libetpan's BYE-greeting
+        leak (with $ASAN_OPTIONS as the caller set them, e.g. by .ci/run)."""
         srv = self.server({}, greeting=b"* BYE too busy")
         self.write_config(srv)
         supp = tb.REPO_ROOT / ".ci" / "lsan.supp"
