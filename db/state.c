@@ -32,6 +32,7 @@
 
 enum stmt_id {
     ST_FOLDER_GET,
+    ST_ANY_SYNCED,
     ST_FOLDER_INSERT,
     ST_FOLDER_UPDATE,
     ST_FOLDER_LIST,
@@ -48,13 +49,18 @@ enum stmt_id {
     ST_COUNT
 };
 
+/* The pending count uses the partial index (cheap); the message count
+ * reads the folder's whole range, so only the list (for status) pays it. */
+#define FOLDER_BASE_COLUMNS                                                                                 \
+    "id, name, path, uidvalidity, uidnext, highestmodseq, last_sync, "
+#define PENDING_COLUMN "(SELECT count(*) FROM messages WHERE folder_id = folders.id AND pending)"
+#define FOLDER_GET_COLUMNS FOLDER_BASE_COLUMNS "-1, " PENDING_COLUMN
 #define FOLDER_COLUMNS                                                                                      \
-    "id, name, path, uidvalidity, uidnext, highestmodseq, last_sync, "                                      \
-    "(SELECT count(*) FROM messages WHERE folder_id = folders.id), "                                      \
-    "(SELECT count(*) FROM messages WHERE folder_id = folders.id AND pending)"
+    FOLDER_BASE_COLUMNS "(SELECT count(*) FROM messages WHERE folder_id = folders.id), " PENDING_COLUMN
 
 static const char *const stmt_sql[ST_COUNT] = {
-    [ST_FOLDER_GET] = "SELECT " FOLDER_COLUMNS " FROM folders WHERE name = ?1",
+    [ST_FOLDER_GET] = "SELECT " FOLDER_GET_COLUMNS " FROM folders WHERE name = ?1",
+    [ST_ANY_SYNCED] = "SELECT EXISTS (SELECT 1 FROM folders WHERE last_sync != 0)",
     [ST_FOLDER_INSERT] = "INSERT INTO folders (name, path, uidvalidity, uidnext, highestmodseq, last_sync) "
                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_FOLDER_UPDATE] = "UPDATE folders SET name = ?1, path = ?2, uidvalidity = ?3, uidnext = ?4, "
@@ -487,6 +493,19 @@ int state_folder_get(struct state *s, const char *name, struct state_folder *out
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return db_error(s, err, "reading a folder");
     return MS_OK;
+}
+
+int state_any_synced(struct state *s, bool *out, struct ms_error *err)
+{
+    *out = false;
+    sqlite3_stmt *st = stmt(s, ST_ANY_SYNCED, err);
+    if (!st)
+        return MS_ELOCAL;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0) != 0;
+    stmt_done(st);
+    return rc == SQLITE_ROW ? MS_OK : db_error(s, err, "reading folders");
 }
 
 int state_folder_save(struct state *s, struct state_folder *f, struct ms_error *err)

@@ -41,8 +41,9 @@ struct state_folder {
     uint32_t uidnext;
     uint64_t highestmodseq; /* 0 = unknown / no CONDSTORE */
     int64_t last_sync;      /* unix time of the last complete sync, 0 = never */
-    int64_t message_count;  /* rows in the message table (filled by list/get) */
-    int64_t pending_count;  /* of those, deliveries not yet confirmed (list/get) */
+    int64_t message_count;  /* rows in the message table (filled by list; -1 from get,
+                               which stays cheap however big the folder is) */
+    int64_t pending_count;  /* deliveries not yet confirmed (list/get) */
 };
 
 /* Look a folder up by raw server name. If absent, out->id is 0 and the other
@@ -51,6 +52,9 @@ int state_folder_get(struct state *s, const char *name, struct state_folder *out
 
 /* Insert (id == 0; sets f->id) or update the folder row. */
 int state_folder_save(struct state *s, struct state_folder *f, struct ms_error *err);
+
+/* Whether any folder ever completed a sync (*out). */
+int state_any_synced(struct state *s, bool *out, struct ms_error *err);
 
 /* All folders, ordered by name. */
 int state_folder_list(struct state *s, struct state_folder **out, size_t *n, struct ms_error *err);

@@ -118,14 +118,9 @@ out:
  * must exist, and a missing one is an unmounted disk, not an empty store. */
 static bool synced_before(struct state *st)
 {
-    struct state_folder *f = NULL;
-    size_t n = 0;
     struct ms_error e;
     bool yes = false;
-    if (state_folder_list(st, &f, &n, &e) == MS_OK)
-        for (size_t i = 0; i < n && !yes; i++)
-            yes = f[i].last_sync != 0;
-    state_folders_free(f, n);
+    state_any_synced(st, &yes, &e);
     return yes;
 }
 
