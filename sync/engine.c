@@ -531,7 +531,7 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
         if (rc)
             goto out;
         if (!r->opt->dry_run) {
-            if (sf.id && (rc = recover_pending(r, sf.id, mf, err)))
+            if (sf.id && sf.pending_count && (rc = recover_pending(r, sf.id, mf, err)))
                 goto out;
             maildir_sweep_tmp(mf, TMP_MAX_AGE, NULL);
         }

@@ -162,6 +162,14 @@ int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct 
     size_t nm = 0;
     int rc = MS_OK;
     *nmatched = 0;
+    /* Server UIDs the state does not know first: usually there are none,
+     * and then no local file needs reading. */
+    uids = xmalloc((nremote ? nremote : 1) * sizeof *uids);
+    for (size_t i = 0; i < nremote; i++)
+        if (!state_has_uid(*state, *nstate, remote[i].uid))
+            uids[nuids++] = remote[i].uid;
+    if (nuids == 0)
+        goto out;
     size_t nidx;
     const char **idx = state_uniq_index(*state, *nstate, &nidx);
     for (size_t i = 0; i < nlocal; i++)
@@ -169,12 +177,6 @@ int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct 
             local_identity(mf, &local[i], old, nold, &lids);
     free(idx);
     if (lids.n == 0)
-        goto out;
-    uids = xmalloc((nremote ? nremote : 1) * sizeof *uids);
-    for (size_t i = 0; i < nremote; i++)
-        if (!state_has_uid(*state, *nstate, remote[i].uid))
-            uids[nuids++] = remote[i].uid;
-    if (nuids == 0)
         goto out;
     log_msg(LOG_VERBOSE, "matching %zu unknown local messages against %zu server messages by identity", lids.n,
             nuids);
