@@ -937,6 +937,8 @@ class Bench:
         for scen in a.scenarios:
             first = True
             for tool in self.tools:
+                if self.tools[tool].reference and scen != "a":
+                    continue
                 c = s[(tool, scen)]
                 label = SCENARIO_NAMES[scen] if first else ""
                 first = False
