@@ -391,8 +391,10 @@ static int fetch_batch(struct fetch_ctx *c, const uint32_t *uids, size_t n, stru
         maildir_tmp_discard(c->cur);
         c->cur = NULL;
     }
-    if (rc && c->err.code) /* our own callback failed: say why */
+    if (rc && c->err.code) { /* our own callback failed: its code and why */
         *err = c->err;
+        rc = c->err.code;
+    }
     if (rc == MS_OK)
         for (size_t i = 0; i < n; i++)
             if (!c->got[i]) {

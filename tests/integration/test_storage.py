@@ -1,0 +1,131 @@
+"""test_storage.py: local storage failures: a full disk, a read-only
+Maildir, a damaged state DB. Each must end in exit 5 with nothing half
+written: no empty or partial message file, no record of a message that is
+not on disk, and the server untouched.
+
+A full and a read-only disk are real: a small tmpfs mounted for the test
+(needs root, as CI has; skipped with the reason otherwise).
+"""
+
+import os
+import shutil
+import subprocess
+import unittest
+
+import testbed as tb
+
+SIZE = 50000
+
+
+def mount_tmpfs(path, size):
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs", str(path)], check=True)
+
+
+def remount(path, opts):
+    subprocess.run(["mount", "-o", "remount,%s" % opts, str(path)], check=True)
+
+
+def message_files(root):
+    out = []
+    for dirpath, _, files in os.walk(root):
+        if os.path.basename(dirpath) in ("cur", "new"):
+            out += [os.path.join(dirpath, f) for f in files]
+    return out
+
+
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("mount"), "needs root to mount a small tmpfs")
+class StorageTest(tb.BedTestCase):
+    bed_options = {"pool": 6}
+
+    def setUp(self):
+        super().setUp()
+        self.mnt = self.work / "disk"
+        self.mnt.mkdir()
+        mount_tmpfs(self.mnt, "1m")
+        self.addCleanup(subprocess.run, ["umount", "-l", str(self.mnt)])
+        self.maildir = self.mnt / "Mail"
+        self.write_config()
+
+    def seed(self, n, start=0):
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(n, seed=31, size=(SIZE - 2000, SIZE + 2000), start=start))
+
+    def assert_nothing_half_written(self, server):
+        by_data = {m.data_lf for ms in server.values() for m in ms}
+        files = message_files(self.maildir)
+        for f in files:
+            with open(f, "rb") as fh:
+                data = fh.read()
+            self.assertTrue(data, "empty message file %s" % f)
+            self.assertIn(data, by_data, "partial or foreign message file %s" % f)
+        return len(files)
+
+    def test_disk_full_exits_5_then_completes(self):
+        self.seed(40)                                  # ~2 MB for a 1 MB disk
+        server = self.server_state()
+        r = self.mailsync("pull")
+        self.assertEqual(r.code, 5, str(r))
+        self.assertRegex(r.stderr, r"(?i)no space|disk|full")
+        stored = self.assert_nothing_half_written(server)
+        self.assertLess(stored, 40)
+        self.assertEqual(self.server_state(), server, "a failed pull changed the server")
+        # room again: the next run finishes the job, one copy each
+        remount(self.mnt, "size=20m")
+        self.pull()
+        self.assertSynced()
+        self.assertEqual(len(message_files(self.maildir)), 40)
+
+    def test_read_only_maildir_exits_5(self):
+        self.seed(5)
+        self.pull()
+        self.seed(3, start=100)
+        server = self.server_state()
+        remount(self.mnt, "ro")
+        self.addCleanup(remount, self.mnt, "rw")
+        r = self.mailsync("pull")
+        self.assertEqual(r.code, 5, str(r))
+        self.assertEqual(self.server_state(), server)
+        remount(self.mnt, "rw")
+        self.pull()
+        self.assertSynced()
+
+
+class StateDbTest(tb.BedTestCase):
+    bed_options = {"pool": 4}
+
+    def test_damaged_state_db_exits_5_and_is_kept(self):
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(30, seed=32, size=(2000, 4000)))
+        self.pull()
+        # fold the WAL into the main file, then damage its pages
+        self.pull()
+        for suffix in ("-wal", "-shm"):
+            p = str(self.state) + suffix
+            if os.path.exists(p):
+                os.unlink(p)
+        data = bytearray(self.state.read_bytes())
+        self.assertGreater(len(data), 8192)
+        # Wreck every page after the first two (b-tree headers and cells):
+        # structural damage, which SQLite's quick_check finds. (A flipped
+        # bit inside a record's text is not detectable without checksums.)
+        page = 4096
+        for off in range(2 * page, len(data), page):
+            data[off:off + page] = bytes((i * 131 + off) % 251 for i in range(page))
+        self.state.write_bytes(bytes(data))
+        snap = tb.snapshot_tree(self.maildir)
+        r = self.mailsync("pull")
+        self.assertEqual(r.code, 5, str(r))
+        self.assertIn("state DB", r.stderr)
+        self.assertEqual(self.state.read_bytes(), bytes(data), "the damaged DB was changed or replaced")
+        self.assertEqual(tb.snapshot_tree(self.maildir), snap)
+
+    def test_state_db_that_is_not_sqlite(self):
+        self.state.write_bytes(b"this is not a database\n" * 100)
+        r = self.mailsync("pull")
+        self.assertEqual(r.code, 5, str(r))
+        self.assertIn("unusable", r.stderr)
+        self.assertFalse(self.maildir.exists(), "a pull with an unusable DB created the Maildir")
+
+
+if __name__ == "__main__":
+    unittest.main()
