@@ -374,24 +374,34 @@ static bool uid_in(const uint32_t *uids, size_t n, uint32_t uid)
  * recorded plus what changed since: the changed messages (new ones among
  * them) replace or join the recorded ones; recorded UIDs that vanished, or
  * that are missing from the list of all UIDs (when one is given), go. */
+/* UIDs, sorted ascending. */
+struct uid_list {
+    uint32_t *v;
+    size_t n;
+};
+
 static void merge_changes(const struct state_msg *st, size_t ns, const struct imap_msg *chg, size_t nchg,
                           const uint32_t *vanished, size_t nvanished, const uint32_t *all, size_t nall,
-                          bool have_all, struct imap_msg **out, size_t *nout)
+                          bool have_all, struct imap_msg **out, size_t *nout, struct uid_list *affected)
 {
     struct imap_msg *m = xcalloc(ns + nchg, sizeof *m);
     size_t i = 0, j = 0, k = 0;
+    affected->v = xmalloc((ns + 1) * sizeof *affected->v);
+    affected->n = 0;
     while (i < ns || j < nchg) {
         if (j < nchg && (i == ns || chg[j].uid <= st[i].uid)) {
             if (i < ns && st[i].uid == chg[j].uid)
-                i++;
+                affected->v[affected->n++] = st[i++].uid;
             m[k] = chg[j++];
             m[k].keywords = m[k].keywords ? xstrdup(m[k].keywords) : NULL;
             k++;
             continue;
         }
         const struct state_msg *s = &st[i++];
-        if (uid_in(vanished, nvanished, s->uid) || (have_all && !uid_in(all, nall, s->uid)))
+        if (uid_in(vanished, nvanished, s->uid) || (have_all && !uid_in(all, nall, s->uid))) {
+            affected->v[affected->n++] = s->uid;
             continue;
+        }
         m[k++] = (struct imap_msg){.uid = s->uid, .flags = s->flags,
                                    .keywords = s->keywords ? xstrdup(s->keywords) : NULL, .size = s->size};
     }
@@ -407,7 +417,7 @@ static void merge_changes(const struct state_msg *st, size_t ns, const struct im
  * the caller lists everything. The folder is selected either way. */
 static int remote_changes(struct run *r, const struct selected *sel, const struct state_folder *sf,
                           const struct state_msg *st, size_t ns, struct imap_mailbox *mb, struct imap_msg **rm,
-                          size_t *nr, bool *done, struct ms_error *err)
+                          size_t *nr, bool *done, struct uid_list *affected, struct ms_error *err)
 {
     struct imap_msg *chg = NULL;
     uint32_t *van = NULL, *all = NULL;
@@ -428,7 +438,7 @@ static int remote_changes(struct run *r, const struct selected *sel, const struc
         if (rc)
             goto out;
     }
-    merge_changes(st, ns, chg, nchg, van, nvan, all, nall, !r->qresync, rm, nr);
+    merge_changes(st, ns, chg, nchg, van, nvan, all, nall, !r->qresync, rm, nr, affected);
     log_msg(LOG_VERBOSE, "%s: %zu messages changed since modseq %llu (%s)", sel->name, nchg,
             (unsigned long long)sf->highestmodseq, r->qresync ? "QRESYNC" : "CONDSTORE");
     *done = true;
@@ -440,17 +450,20 @@ out:
 }
 
 /* The server's view of the folder; *changed when its UIDVALIDITY differs
- * from the recorded one. */
+ * from the recorded one. *incremental when only the changes since the last
+ * sync were asked for: then *affected holds the recorded UIDs whose flags
+ * changed or that are gone, the only ones the local side must look at. */
 static int remote_snapshot(struct run *r, const struct selected *sel, const struct state_folder *sf,
                            const struct state_msg *st, size_t ns, struct imap_mailbox *mb, struct imap_msg **rm,
-                           size_t *nr, bool *changed, struct ms_error *err)
+                           size_t *nr, bool *changed, bool *incremental, struct uid_list *affected,
+                           struct ms_error *err)
 {
     int rc;
-    bool done = false;
+    *incremental = false;
     /* Incremental only after a complete sync: then the state is whole. */
     if (r->condstore && sf->last_sync && sf->uidvalidity && sf->highestmodseq) {
-        rc = remote_changes(r, sel, sf, st, ns, mb, rm, nr, &done, err);
-        if (rc || done)
+        rc = remote_changes(r, sel, sf, st, ns, mb, rm, nr, incremental, affected, err);
+        if (rc || *incremental)
             return rc;
     } else {
         rc = imap_select(r->imap, sel->raw, false, mb, err);
@@ -472,6 +485,45 @@ static void report_skips(const char *folder, const struct plan *p)
         if (p->actions[i].op == PLAN_SKIP_LARGE)
             log_msg(LOG_WARN, "%s: UID %u skipped: %llu bytes is over max_size", folder, p->actions[i].uid,
                     (unsigned long long)p->actions[i].size);
+}
+
+static int cmp_local_uniq(const void *a, const void *b)
+{
+    return strcmp(((const struct local_msg *)a)->uniq, ((const struct local_msg *)b)->uniq);
+}
+
+/* The local files of the affected messages only, found by the names they
+ * were given (a directory read only for files a MUA renamed): with
+ * incremental server changes, the local work stays proportional to the
+ * changes, not to the folder. */
+static int local_lookup(struct maildir_folder *mf, const struct state_msg *st, size_t ns,
+                        const struct uid_list *affected, struct local_msg **out, size_t *nout, struct ms_error *err)
+{
+    struct local_msg *l = xcalloc(affected->n + 1, sizeof *l);
+    size_t k = 0, i = 0, j = 0;
+    int rc = MS_OK;
+    while (i < ns && j < affected->n && rc == MS_OK) {
+        if (st[i].uid < affected->v[j]) {
+            i++;
+        } else if (st[i].uid > affected->v[j]) {
+            j++;
+        } else {
+            int f = st[i].uniq ? maildir_find_hint(mf, st[i].uniq, st[i].flags, &l[k], err) : 1;
+            if (f == MS_OK)
+                k++;
+            else if (f != 1)
+                rc = f;
+            i++, j++;
+        }
+    }
+    if (rc) {
+        maildir_msgs_free(l, k);
+        return rc;
+    }
+    qsort(l, k, sizeof *l, cmp_local_uniq);
+    *out = l;
+    *nout = k;
+    return MS_OK;
 }
 
 /* A folder whose UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ are what the last
@@ -507,6 +559,7 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     struct local_msg *local = NULL;
     struct state_msg *state = NULL, *old = NULL;
     struct leftover *left = NULL;
+    struct uid_list affected = {0};
     size_t nr = 0, nlocal = 0, nstate = 0, nold = 0, nmatched = 0, nleft = 0;
     struct plan_input in = {0};
     struct plan p = {0};
@@ -535,12 +588,18 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
                 goto out;
             maildir_sweep_tmp(mf, TMP_MAX_AGE, NULL);
         }
-        if ((rc = maildir_scan(mf, &local, &nlocal, err)))
-            goto out;
     }
     if (sf.id && (rc = state_msg_list(r->st, sf.id, &state, &nstate, err)))
         goto out;
-    if ((rc = remote_snapshot(r, sel, &sf, state, nstate, &mb, &rm, &nr, &uv_changed, err)))
+    bool incremental;
+    if ((rc = remote_snapshot(r, sel, &sf, state, nstate, &mb, &rm, &nr, &uv_changed, &incremental, &affected,
+                              err)))
+        goto out;
+    if (mf && incremental)
+        rc = local_lookup(mf, state, nstate, &affected, &local, &nlocal, err);
+    else if (mf)
+        rc = maildir_scan(mf, &local, &nlocal, err);
+    if (rc)
         goto out;
     if (uv_changed) {
         /* The old UIDs mean nothing now; their rows still tell which local
@@ -607,6 +666,7 @@ out:
     state_msgs_free(state, nstate);
     state_msgs_free(old, nold);
     free_leftovers(left, nleft);
+    free(affected.v);
     maildir_msgs_free(local, nlocal);
     imap_msgs_free(rm, nr);
     maildir_folder_close(mf);

@@ -599,6 +599,30 @@ int maildir_find(struct maildir_folder *f, const char *uniq, struct local_msg *o
     return 1;
 }
 
+int maildir_find_hint(struct maildir_folder *f, const char *uniq, unsigned flags, struct local_msg *out,
+                      struct ms_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!name_ok(uniq) || strstr(uniq, ":2,"))
+        return 1;
+    char letters[8], name[NAME_MAX + 1];
+    int n = snprintf(name, sizeof name, "%s:2,%s", uniq, flags_to_letters(flags, letters));
+    struct stat st;
+    if (n > 0 && (size_t)n < sizeof name && fstatat(f->curfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(st.st_mode)) {
+        split_name(name, out);
+        out->size = (uint64_t)st.st_size;
+        return 0;
+    }
+    if (fstatat(f->newfd, uniq, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+        split_name(uniq, out);
+        out->in_new = true;
+        out->size = (uint64_t)st.st_size;
+        return 0;
+    }
+    return maildir_find(f, uniq, out, err);
+}
+
 /* ------------------------------------------------------------------ */
 /* delivery                                                            */
 

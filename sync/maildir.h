@@ -60,6 +60,12 @@ void maildir_msgs_free(struct local_msg *msgs, size_t n);
  * not found (no error message), or an error code. */
 int maildir_find(struct maildir_folder *f, const char *uniq, struct local_msg *out, struct ms_error *err);
 
+/* maildir_find(), trying first the names the message has when nobody
+ * renamed it since it got flags (cur/<uniq>:2,<letters>, new/<uniq>): no
+ * directory read in the common case. */
+int maildir_find_hint(struct maildir_folder *f, const char *uniq, unsigned flags, struct local_msg *out,
+                      struct ms_error *err);
+
 /* --- delivery --- */
 
 struct maildir_tmp; /* a message being written to tmp/ */

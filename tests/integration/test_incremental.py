@@ -6,6 +6,7 @@ full flag listing. Each path must end with the same Maildir as the server,
 and an unchanged folder is not even selected.
 """
 
+import os
 import time
 import unittest
 
@@ -46,6 +47,35 @@ class IncrementalMixin:
         snap = tb.snapshot_tree(self.maildir)
         self.pull()
         self.assertEqual(tb.snapshot_tree(self.maildir), snap)
+
+    def test_files_renamed_by_a_mua_are_found(self):
+        """The incremental path looks files up by the name mailsync gave
+        them; a MUA's rename (new flags, new/ -> cur/) must still be found."""
+        uids = self.seed()
+        self.pull()
+        inbox = self.maildir / "INBOX"
+        files = sorted(p for d in ("cur", "new") for p in (inbox / d).iterdir())
+        renamed = {}
+        for f in files[:2]:
+            base, _, letters = f.name.partition(":2,")
+            target = inbox / "cur" / ("%s:2,%s" % (base, "".join(sorted(set(letters) | {"F"}))))
+            os.rename(f, target)
+            renamed[base] = target
+        # which UIDs are those two? match by content
+        with self.imap() as c:
+            server = {m.data_lf: m.uid for m in c.messages("INBOX")}
+        by_uid = {server[p.read_bytes()]: p for p in renamed.values()}
+        (u_flag, u_gone) = sorted(by_uid)
+        with self.imap() as c:
+            c.set_flags("INBOX", [u_flag], ["\\Answered"])
+            c.expunge_uids("INBOX", [u_gone])
+        self.pull()
+        self.assertFalse(by_uid[u_gone].exists(), "expunged message still here")
+        flagged = [p for p in (inbox / "cur").iterdir() if p.name.startswith(by_uid[u_flag].name.split(":2,")[0])]
+        self.assertEqual(len(flagged), 1)
+        letters = flagged[0].name.split(":2,")[1]
+        self.assertIn("F", letters)  # the local change survives
+        self.assertIn("R", letters)  # the server's arrives
 
     def test_unchanged_folders_are_skipped(self):
         self.seed()
