@@ -52,6 +52,9 @@ struct netstream {
  * The framer (pure): lines, literals and limits.
  * ==================================================================== */
 
+/* States of the PERMANENTFLAGS list check (perm_flags_step). */
+enum { PERM_NONE, PERM_SP, PERM_OPEN, PERM_FIRST, PERM_NEXT, PERM_BS, PERM_ATOM, PERM_STAR, PERM_CLOSE, PERM_DONE };
+
 void imap_framer_init(struct imap_framer *f, bool check_limits)
 {
     void (*cb)(void *, const struct imap_framer *, bool, uint64_t) = f->on_line;
@@ -204,10 +207,15 @@ static void reset_line(struct imap_framer *f)
     f->tail_len = 0;
     f->brace_state = 0;
     f->line_private = false;
+    f->perm_state = PERM_NONE;
 }
+
+static int refuse_libetpan_traps(struct imap_framer *f);
 
 static int end_of_line(struct imap_framer *f)
 {
+    if (f->check_limits && refuse_libetpan_traps(f) != 0)
+        return -1;
     bool announced = f->brace_state == 2;
     bool literal = announced;
     if (f->check_limits && f->response_start && is_text_line(f->head, f->head_len))
@@ -248,6 +256,96 @@ static int feed_literal(struct imap_framer *f, const char *data, size_t len, siz
     return 0;
 }
 
+/* ---- libetpan traps ---------------------------------------------------
+ *
+ * libetpan 1.9.4 dereferences NULL on a few shapes of server responses
+ * (found by tests/fuzz/fuzz_imap_fetch; two are not fixed upstream):
+ *   - "* CAPABILITY" with no capability names (also as a response code);
+ *   - a malformed list in "[PERMANENTFLAGS (...)]";
+ *   - a greeting whose response code holds a parenthesised list.
+ * The framer sees each line before libetpan parses it, so these lines are
+ * refused here and the connection fails (exit 4) instead of crashing. */
+
+
+static bool atom_char(unsigned char c)
+{
+    return c > 0x20 && c < 0x7f && !strchr("(){%*\"\\]", c);
+}
+
+/* One more byte of "[PERMANENTFLAGS" SP "(" [flag *(SP flag)] ")" "]". */
+static int perm_flags_step(struct imap_framer *f, unsigned char c)
+{
+    int next = -1;
+    switch (f->perm_state) {
+    case PERM_SP: next = c == ' ' ? PERM_OPEN : -1; break;
+    case PERM_OPEN: next = c == '(' ? PERM_FIRST : -1; break;
+    case PERM_FIRST:
+        if (c == ')') {
+            next = PERM_CLOSE;
+            break;
+        }
+        /* fall through */
+    case PERM_NEXT: next = c == '\\' ? PERM_BS : atom_char(c) ? PERM_ATOM : -1; break;
+    case PERM_BS: next = c == '*' ? PERM_STAR : atom_char(c) ? PERM_ATOM : -1; break;
+    case PERM_ATOM:
+        if (atom_char(c)) {
+            next = PERM_ATOM;
+            break;
+        }
+        /* fall through */
+    case PERM_STAR: next = c == ' ' ? PERM_NEXT : c == ')' ? PERM_CLOSE : -1; break;
+    case PERM_CLOSE: next = c == ']' ? PERM_DONE : -1; break;
+    default: return 0;
+    }
+    if (next < 0)
+        return framer_fail(f, "server sent a malformed PERMANENTFLAGS list (refused: it would crash libetpan)");
+    f->perm_state = next;
+    return 0;
+}
+
+static bool rest_is_blank(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return false;
+    return true;
+}
+
+/* Checks on a complete line, at its end (head holds its first bytes). */
+static int refuse_libetpan_traps(struct imap_framer *f)
+{
+    const char *h = f->head;
+    size_t n = f->head_len;
+    if (f->perm_state != PERM_NONE && f->perm_state != PERM_DONE)
+        return framer_fail(f, "server sent an unterminated PERMANENTFLAGS list (refused: it would crash libetpan)");
+    if (n >= 12 && strncasecmp(h, "* CAPABILITY", 12) == 0 && rest_is_blank(h + 12, n - 12))
+        return framer_fail(f, "server sent an empty CAPABILITY list (refused: it would crash libetpan)");
+    for (size_t i = 0; i + 11 <= n; i++)
+        if (h[i] == '[' && strncasecmp(h + i + 1, "CAPABILITY", 10) == 0) {
+            size_t j = i + 11;
+            while (j < n && h[j] == ' ')
+                j++;
+            if (j < n && h[j] == ']')
+                return framer_fail(f, "server sent an empty CAPABILITY code (refused: it would crash libetpan)");
+        }
+    f->greeting_seen = true;
+    return 0;
+}
+
+/* One more byte of the greeting: a '(' inside its response code is fatal
+ * to libetpan (however long the code, so this is tracked byte by byte). */
+static int greeting_step(struct imap_framer *f, char c)
+{
+    if (f->greeting_code == 0 && c == '[')
+        f->greeting_code = 1;
+    else if (f->greeting_code == 1 && c == ']')
+        f->greeting_code = 2;
+    else if (f->greeting_code == 1 && c == '(')
+        return framer_fail(f, "server greeting carries a list in its response code (refused: it would crash "
+                              "libetpan)");
+    return 0;
+}
+
 int imap_framer_feed(struct imap_framer *f, const char *data, size_t len, bool private_data)
 {
     size_t i = 0;
@@ -265,8 +363,17 @@ int imap_framer_feed(struct imap_framer *f, const char *data, size_t len, bool p
             return framer_fail(f, "server sent a line longer than %llu bytes", (unsigned long long)MAILSYNC_MAX_LINE);
         if (count_bytes(f, 1) != 0)
             return -1;
-        if (f->head_len < sizeof f->head)
+        bool in_head = f->head_len < sizeof f->head;
+        if (in_head)
             f->head[f->head_len++] = c;
+        if (f->check_limits && !f->greeting_seen && greeting_step(f, c) != 0)
+            return -1;
+        if (f->check_limits && c != '\r' && c != '\n') {
+            if (f->perm_state != PERM_NONE && perm_flags_step(f, (unsigned char)c) != 0)
+                return -1;
+            if (f->perm_state == PERM_NONE && in_head && ends_with_ci(f->head, f->head_len, "[PERMANENTFLAGS"))
+                f->perm_state = PERM_SP;
+        }
         if (scan_brace(f, (unsigned char)c) != 0)
             return -1;
         if (c == '\n') {

@@ -119,6 +119,11 @@ struct imap_framer {
     uint64_t brace_last; /* value of the last complete {N} */
     bool brace_body;     /* it followed a body section */
     char reason[200];    /* why feeding failed */
+    /* Guards against libetpan 1.9.4's NULL dereferences (see
+     * refuse_libetpan_traps() in netstream.c). */
+    bool greeting_seen;
+    int greeting_code;   /* 0 before '[', 1 inside the code, 2 after ']' */
+    int perm_state;      /* validating a [PERMANENTFLAGS (...)] list */
     /* Called for each complete line (head, head_len, full length, whether
      * a literal of literal_len bytes follows, private) and may be NULL. */
     void (*on_line)(void *ctx, const struct imap_framer *f, bool literal_follows, uint64_t literal_len);

@@ -1034,6 +1034,24 @@ class Auth(HostileTestCase):
         self.assertIn(res.code, (3, 4), res)
         self.assertEqual(srv.auth_commands(), [])
 
+    def test_libetpan_crash_shapes_are_refused(self):
+        """Three answers that crash libetpan 1.9.4 (NULL dereferences found
+        by tests/fuzz/fuzz_imap_fetch) are refused by our transport before
+        libetpan parses them: exit 4, never a crash, no credentials sent."""
+        cases = [
+            ("greeting with a list", {"greeting": b"* OK [PERMANENTFLAGS (\\Seen)] hi"}),
+            ("greeting with BADCHARSET", {"greeting": b"* OK [BADCHARSET (x)] hi"}),
+            ("empty CAPABILITY", {"capability": ""}),
+        ]
+        for k, (label, kw) in enumerate(cases):
+            with self.subTest(label):
+                self.new_workdir("crash-%d" % k)
+                srv = self.server({"INBOX": fi.Folder(1, messages(1))}, **kw)
+                self.write_config(srv)
+                res = self.pull(expect=4)
+                self.assertIn("crash libetpan", res.stderr, res)
+                self.assertEqual(srv.auth_commands(), [])
+
     def test_bye_greeting(self):
         """A "* BYE" greeting: exit 4, no credentials sent. libetpan 1.9.4
         leaks the parsed BYE greeting (49 bytes); that leak is suppressed
