@@ -772,6 +772,10 @@ int maildir_tmp_close(struct maildir_tmp *t, time_t mtime, bool fsync_now, struc
     if (close(t->fd) != 0 && !rc)
         rc = write_error(t, errno, err);
     t->fd = -1;
+    /* A closed message may wait for its batch's commit: it keeps no
+     * buffer meanwhile (200 waiting messages would hold 12 MiB). */
+    free(t->buf);
+    t->buf = NULL;
     return rc;
 }
 
