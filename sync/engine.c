@@ -716,6 +716,30 @@ static int list_selected(struct run *r, struct selected **out, size_t *nout, str
     return MS_OK;
 }
 
+/* Folders the state knows that the server no longer lists: a pull keeps
+ * their local copy (it never deletes a folder), but says so once a run. */
+static void report_vanished_folders(struct run *r, const struct selected *sel, size_t nsel)
+{
+    struct state_folder *f = NULL;
+    size_t n = 0;
+    struct ms_error e;
+    if (state_folder_list(r->st, &f, &n, &e) != MS_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        bool listed = false;
+        for (size_t j = 0; j < nsel && !listed; j++)
+            listed = strcmp(sel[j].raw, f[i].name) == 0;
+        if (listed || !f[i].last_sync)
+            continue;
+        char *name = names_display(f[i].name);
+        if (names_folder_selected(name, r->acct->folders, r->acct->nfolders) && wanted_by_options(r->opt, name))
+            log_msg(LOG_WARN, "folder \"%s\" is no longer on the server; its local copy %s/%s is kept",
+                    log_escape(name, strlen(name), 200), r->acct->maildir, f[i].path ? f[i].path : "?");
+        free(name);
+    }
+    state_folders_free(f, n);
+}
+
 static void free_selected(struct selected *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -767,6 +791,8 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
         r.condstore = imap_has_capability(r.imap, "CONDSTORE") || imap_has_capability(r.imap, "QRESYNC");
         r.qresync = r.condstore && imap_enable_qresync(r.imap);
         rc = list_selected(&r, &sel, &nsel, &err);
+        if (rc == MS_OK)
+            report_vanished_folders(&r, sel, nsel);
     }
     if (rc) {
         res->status = rc;

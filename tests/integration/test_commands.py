@@ -167,6 +167,16 @@ class CommandsTest(tb.BedTestCase):
         self.assertSynced()
         self.assertNotEqual(small, big)
 
+    def test_folder_deleted_on_server_is_kept_and_reported(self):
+        self.seed()
+        self.pull()
+        before = len(tb.read_maildir(self.maildir)["Archive/2024"])
+        with self.imap() as c:
+            c.delete_folder("Archive/2024")
+        r = self.run_ok("pull")
+        self.assertIn('folder "Archive/2024" is no longer on the server', r.stderr)
+        self.assertEqual(len(tb.read_maildir(self.maildir)["Archive/2024"]), before)
+
     def test_unbuilt_options_warn(self):
         self.seed()
         self.write_config(server_retention_days="30")
