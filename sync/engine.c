@@ -193,9 +193,11 @@ static char *display_name(const struct imap_folder *f)
     return name;
 }
 
-static bool wanted_by_options(const struct engine_options *opt, const char *name)
+/* Selected by the account's `folders =` and by --folder (if any). */
+static bool folder_wanted(const struct account *a, const struct engine_options *opt, const char *name)
 {
-    return opt->nfolder_patterns == 0 || names_folder_selected(name, opt->folder_patterns, opt->nfolder_patterns);
+    return names_folder_selected(name, a->folders, a->nfolders) &&
+           (opt->nfolder_patterns == 0 || names_folder_selected(name, opt->folder_patterns, opt->nfolder_patterns));
 }
 
 void map_folders(const struct account *a, const struct engine_options *opt, const struct imap_folder *f,
@@ -207,8 +209,7 @@ void map_folders(const struct account *a, const struct engine_options *opt, cons
         m->name = display_name(&f[i]);
         m->noselect = f[i].noselect;
         m->path = names_folder_path(f[i].name, f[i].delim, a->layout, &m->why);
-        m->selected = !m->noselect && m->path && names_folder_selected(m->name, a->folders, a->nfolders) &&
-                      wanted_by_options(opt, m->name);
+        m->selected = !m->noselect && m->path && folder_wanted(a, opt, m->name);
         /* Two server names on one path would mix two folders: keep the
          * first, refuse the second. */
         for (size_t j = 0; m->path && j < i; j++)
@@ -691,8 +692,7 @@ static int list_selected(struct run *r, struct selected **out, size_t *nout, str
     struct selected *sel = xcalloc(n, sizeof *sel);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!map[i].path && !map[i].noselect && names_folder_selected(map[i].name, r->acct->folders, r->acct->nfolders) &&
-            wanted_by_options(r->opt, map[i].name)) {
+        if (!map[i].path && !map[i].noselect && folder_wanted(r->acct, r->opt, map[i].name)) {
             /* Its mail is not synced: the run must not claim it was. */
             struct ms_error e;
             ms_error_set(&e, MS_EPARTIAL, "skipped server folder \"%s\": %s",
@@ -732,7 +732,7 @@ static void report_vanished_folders(struct run *r, const struct selected *sel, s
         if (listed || !f[i].last_sync)
             continue;
         char *name = names_display(f[i].name);
-        if (names_folder_selected(name, r->acct->folders, r->acct->nfolders) && wanted_by_options(r->opt, name))
+        if (folder_wanted(r->acct, r->opt, name))
             log_msg(LOG_WARN, "folder \"%s\" is no longer on the server; its local copy %s/%s is kept",
                     log_escape(name, strlen(name), 200), r->acct->maildir, f[i].path ? f[i].path : "?");
         free(name);

@@ -1024,6 +1024,25 @@ static struct mailimap_fetch_type *fetch_type_of(struct mailimap_fetch_att **att
     return ft;
 }
 
+/* The fetch type of atts and a zeroed context for session s. On out of
+ * memory both are NULL and MS_ELOCAL is returned. */
+static int start_fetch(struct imap_session *s, struct mailimap_fetch_att **atts, size_t n,
+                       struct mailimap_fetch_type **ft, struct fetch_ctx **f, struct ms_error *err)
+{
+    *ft = fetch_type_of(atts, n);
+    *f = calloc(1, sizeof **f);
+    if (!*ft || !*f) {
+        if (*ft)
+            mailimap_fetch_type_free(*ft);
+        free(*f);
+        *ft = NULL;
+        *f = NULL;
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    (*f)->s = s;
+    return MS_OK;
+}
+
 /* Run a fetch over sorted uids in batches; each batch's set and bookkeeping
  * come from here, the per-message work from h. */
 static int fetch_batches(struct imap_session *s, struct fetch_ctx *f, const uint32_t *uids, size_t n,
@@ -1165,18 +1184,16 @@ static int fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, ui
         return MS_OK;
     struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(),
                                          mailimap_fetch_att_new_rfc822_size()};
-    struct mailimap_fetch_type *ft = fetch_type_of(atts, 3);
+    struct mailimap_fetch_type *ft;
+    struct fetch_ctx *f;
+    if ((rc = start_fetch(s, atts, 3, &ft, &f, err)) != MS_OK)
+        return rc;
     struct mailimap_set *set = mailimap_set_new_interval(first, last);
-    struct fetch_ctx *f = calloc(1, sizeof *f);
-    if (!ft || !set || !f) {
-        if (ft)
-            mailimap_fetch_type_free(ft);
-        if (set)
-            mailimap_set_free(set);
+    if (!set) {
+        mailimap_fetch_type_free(ft);
         free(f);
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     }
-    f->s = s;
     f->first = first;
     f->last = last;
     rc = run_fetch(s, f, set, ft, modseq, on_flags_att, BODY_DISCARD,
@@ -1272,15 +1289,10 @@ int imap_fetch_bodies(struct imap_session *s, const uint32_t *uids, size_t n, co
     struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(),
                                          mailimap_fetch_att_new_internaldate(), mailimap_fetch_att_new_rfc822_size(),
                                          mailimap_fetch_att_new_body_peek_section(mailimap_section_new(NULL))};
-    struct mailimap_fetch_type *ft = fetch_type_of(atts, 5);
-    struct fetch_ctx *f = calloc(1, sizeof *f);
-    if (!ft || !f) {
-        if (ft)
-            mailimap_fetch_type_free(ft);
-        free(f);
-        return ms_error_set(err, MS_ELOCAL, "out of memory");
-    }
-    f->s = s;
+    struct mailimap_fetch_type *ft;
+    struct fetch_ctx *f;
+    if ((rc = start_fetch(s, atts, 5, &ft, &f, err)) != MS_OK)
+        return rc;
     f->sink = sink;
     rc = fetch_batches(s, f, uids, n, ft, on_body_att, BODY_SINK, "UID FETCH (BODY.PEEK[])", err);
     mailimap_fetch_type_free(ft);
@@ -1358,15 +1370,10 @@ int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
     }
     struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_rfc822_size(),
                                          mailimap_fetch_att_new_body_peek_section(sec)};
-    struct mailimap_fetch_type *ft = fetch_type_of(atts, 3);
-    struct fetch_ctx *f = calloc(1, sizeof *f);
-    if (!ft || !f) {
-        if (ft)
-            mailimap_fetch_type_free(ft);
-        free(f);
-        return ms_error_set(err, MS_ELOCAL, "out of memory");
-    }
-    f->s = s;
+    struct mailimap_fetch_type *ft;
+    struct fetch_ctx *f;
+    if ((rc = start_fetch(s, atts, 3, &ft, &f, err)) != MS_OK)
+        return rc;
     f->found = found;
     f->found_ctx = ctx;
     rc = fetch_batches(s, f, uids, n, ft, on_identity_att, BODY_IDENTITY,

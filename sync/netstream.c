@@ -597,9 +597,11 @@ static ssize_t write_once(struct netstream *ns, const void *buf, size_t count, s
     }
 }
 
-static ssize_t ns_read(mailstream_low *low, void *buf, size_t count)
+/* One read (out == NULL) or write (in == NULL) of at most count bytes,
+ * waiting with a deadline reset by each call: > 0 bytes moved, or -1 with
+ * the reason recorded. */
+static ssize_t ns_transfer(struct netstream *ns, void *out, const void *in, size_t count)
 {
-    struct netstream *ns = low->data;
     if (ns->failed || atomic_load(&ns->cancelled)) {
         ns_fail(ns, "cancelled");
         return -1;
@@ -608,15 +610,22 @@ static ssize_t ns_read(mailstream_low *low, void *buf, size_t count)
         return 0;
     struct timespec deadline;
     deadline_in(&deadline, ns->timeout_s);
-    ssize_t n;
     for (;;) {
         short want = 0;
-        n = read_once(ns, buf, count, &want);
+        ssize_t n = out ? read_once(ns, out, count, &want) : write_once(ns, in, count, &want);
         if (n > 0)
-            break;
+            return n;
         if (want == 0 || ns_wait(ns, want, &deadline) != 1)
             return -1;
     }
+}
+
+static ssize_t ns_read(mailstream_low *low, void *buf, size_t count)
+{
+    struct netstream *ns = low->data;
+    ssize_t n = ns_transfer(ns, buf, NULL, count);
+    if (n <= 0)
+        return n;
     ns->rx += (uint64_t)n;
     if (imap_framer_feed(&ns->rx_framer, buf, (size_t)n, false) != 0) {
         ns_fail(ns, "%s", ns->rx_framer.reason);
@@ -628,23 +637,9 @@ static ssize_t ns_read(mailstream_low *low, void *buf, size_t count)
 static ssize_t ns_write(mailstream_low *low, const void *buf, size_t count)
 {
     struct netstream *ns = low->data;
-    if (ns->failed || atomic_load(&ns->cancelled)) {
-        ns_fail(ns, "cancelled");
-        return -1;
-    }
-    if (count == 0)
-        return 0;
-    struct timespec deadline;
-    deadline_in(&deadline, ns->timeout_s);
-    ssize_t n;
-    for (;;) {
-        short want = 0;
-        n = write_once(ns, buf, count, &want);
-        if (n > 0)
-            break;
-        if (want == 0 || ns_wait(ns, want, &deadline) != 1)
-            return -1;
-    }
+    ssize_t n = ns_transfer(ns, NULL, buf, count);
+    if (n <= 0)
+        return n;
     ns->tx += (uint64_t)n;
     /* libetpan turns privacy off (0) while it writes a password. */
     imap_framer_feed(&ns->tx_framer, buf, (size_t)n, low->privacy == 0 || ns->secret);
