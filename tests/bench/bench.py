@@ -2,8 +2,8 @@
 """bench.py: mailsync against mbsync and OfflineIMAP on one corpus (issue 4).
 
     python3 tests/bench/bench.py [--n 2000] [--runs 3]
-        [--tools mailsync,mbsync,mbsync-nofsync,offlineimap]
-        [--scenarios a,b,c,d,e] [--small] [--json FILE]
+        [--tools mailsync,mbsync,mbsync-nofsync,offlineimap,wire]
+        [--scenarios a,b,c,d,e,f] [--server default|tuned] [--small] [--json FILE]
 
 Starts the test bed's private Dovecot (tests/integration/testbed.py), seeds
 a deterministic corpus (corpus.py) straight into its Maildir, and times every
@@ -15,6 +15,13 @@ state and (for b-e) the tool's own post-(a) local state:
   (c) resync after 1% of the server messages changed flags
   (d) resync after 100 new server messages
   (e) resync after 1% of the local messages were marked seen (push)
+  (f) resync after one message of about 50 MB arrived (peak RSS must not grow)
+
+--server picks Dovecot's process mode: 'default' is the test bed's (a new
+imap-login process per connection, a new imap process per login), 'tuned'
+the documented high-performance mode of a busy server (login and imap
+processes kept waiting and reused), which takes most of the server's fixed
+per-connection cost out of every run.
 
 Server states are snapshots of Dovecot's Maildir (message files hard-linked,
 index files copied) restored while no IMAP session runs; local states are
@@ -57,9 +64,16 @@ import testbed as tb        # noqa: E402
 import corpus as corpus_mod  # noqa: E402
 
 ALL_TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "wire")
-ALL_SCENARIOS = ("a", "b", "c", "d", "e")
+ALL_SCENARIOS = ("a", "b", "c", "d", "e", "f")
 SCENARIO_NAMES = {"a": "(a) initial pull", "b": "(b) no-op resync", "c": "(c) 1% flags changed",
-                  "d": "(d) 100 new messages", "e": "(e) 1% local seen (push)"}
+                  "d": "(d) 100 new messages", "e": "(e) 1% local seen (push)",
+                  "f": "(f) one 50 MB message arrives"}
+DEFAULT_SCENARIOS = ALL_SCENARIOS
+# Scenarios whose server state is its own snapshot (made from (a) in set-up);
+# the others run against state (a). In all but (e) the server must not change.
+SERVER_STATES = ("c", "d", "f")
+LABEL_W = 30                # width of the scenario column in the tables
+SERVER_PROFILES = ("default", "tuned")
 USER, PASSWORD = "bench", "bench-pw"
 LETTERS = set("DFPRST")
 # Every tool connects to this name (the test certificate names localhost and
@@ -135,18 +149,61 @@ def mib(kb):
 # The server: Dovecot from the test bed, seeded and snapshotted
 
 
+def server_conf(profile):
+    """Dovecot settings added to the test bed's config for a --server profile.
+
+    'default' adds nothing: Dovecot's own defaults, i.e. its high-security
+    login mode: every connection forks and execs a new imap-login process
+    (it does the TLS handshake), every login a new imap process; on this
+    machine that is ~20-45 ms of connect+TLS and ~10-12 ms of LOGIN per
+    connection.
+
+    'tuned' is what a busy production server runs: the login processes in
+    Dovecot's documented high-performance mode (service_count = 0: one
+    process serves many connections; process_min_avail = the number of CPUs,
+    kept waiting), and the imap processes prespawned and reused
+    (process_min_avail, and service_count = 100 instead of 1: a process
+    serves up to 100 logins one after the other, then is replaced; all
+    users share one system uid here, which reuse needs). Measured on this
+    machine: connect+TLS ~3 ms, LOGIN ~1.5-2 ms. Of the two imap settings
+    it is the reuse that makes LOGIN fast (prespawning alone: ~5-10 ms).
+    verbose_proctitle lets wait_idle() tell a reused imap process that still
+    serves a session from one that is idle."""
+    if profile == "default":
+        return ""
+    cpus = max(2, os.cpu_count() or 1)
+    return "\n".join([
+        "# --server tuned (tests/bench/bench.py)",
+        "service imap-login {",
+        "  service_count = 0",
+        "  process_min_avail = %d" % cpus,
+        "}",
+        "service imap {",
+        "  service_count = 100",
+        "  process_min_avail = %d" % cpus,
+        "}",
+        "verbose_proctitle = yes",
+    ])
+
+
 class Server:
     """The test bed's Dovecot with one user 'bench' and named snapshots of
-    that user's mail (home dir: Maildir with Dovecot's index files)."""
+    that user's mail (home dir: Maildir with Dovecot's index files).
+    profile: a SERVER_PROFILES name, see server_conf()."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, profile="default"):
         (Path(workdir) / "dovecot").mkdir()
+        self.profile = profile
         self.bed = tb.Dovecot(users={USER: PASSWORD}, pool=0,
-                              workdir=str(Path(workdir) / "dovecot"))
+                              workdir=str(Path(workdir) / "dovecot"),
+                              extra_conf=server_conf(profile))
         self.user = self.bed.user(USER)
         self.snapdir = Path(workdir) / "server-snapshots"
         self.snapdir.mkdir()
-        # content cache: (folder, uidvalidity, uid) -> (sha256 of LF data, internaldate)
+        # content cache: (folder, uidvalidity, uid, size, internaldate) -> sha256
+        # of the LF data. Size and date are in the key because the derived
+        # states (d) and (f) both append to (a) and so give the same new
+        # UIDs to different messages.
         self.content = {}
 
     @property
@@ -172,9 +229,16 @@ class Server:
     # -- idle: no IMAP session may run while the mail is swapped -----------
 
     def wait_idle(self, timeout=30):
-        """Wait until no 'imap' process of our Dovecot remains: after a
-        client logs out its imap process may still be writing indexes."""
+        """Wait until no 'imap' process of our Dovecot serves a session:
+        after a client logs out its imap process may still be writing
+        indexes. By default each imap process serves one login and exits,
+        so any imap process is busy. With reused processes (--server tuned)
+        an idle one stays; verbose_proctitle shows '[user ip ...]' from
+        the login until the session's last index write is done (Dovecot
+        sets '[idling]' after freeing the user), and no brackets in a
+        process that has never served anyone."""
         sid = self.bed.proc.pid
+        reused = self.profile != "default"
         deadline = time.monotonic() + timeout
         while True:
             busy = []
@@ -189,6 +253,14 @@ class Server:
                 comm = stat[stat.find("(") + 1:stat.rfind(")")]
                 fields = stat[stat.rfind(")") + 2:].split()
                 if len(fields) > 3 and int(fields[3]) == sid and comm == "imap":
+                    if reused:
+                        try:
+                            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                                title = f.read().replace(b"\0", b" ").strip()
+                        except OSError:
+                            continue
+                        if b"[" not in title or title.endswith(b"[idling]"):
+                            continue
                     busy.append(int(pid))
             if not busy:
                 return
@@ -270,7 +342,8 @@ class Server:
                 out[folder] = self._folder_state(c, folder, fetch_all)
         return out
 
-    _ITEM_RE = re.compile(rb"UID (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE \"([^\"]+)\"", re.I)
+    _ITEM_RE = re.compile(rb"UID (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE \"([^\"]+)\"|"
+                          rb"RFC822\.SIZE (\d+)", re.I)
 
     def _folder_state(self, c, folder, fetch_all):
         typ, dat = c.select(c.mbox(folder), readonly=True)
@@ -281,7 +354,7 @@ class Server:
         uidvalidity = int(uv)
         if count == 0:
             return []
-        typ, dat = c.uid("FETCH", "1:*", "(UID FLAGS INTERNALDATE)")
+        typ, dat = c.uid("FETCH", "1:*", "(UID FLAGS INTERNALDATE RFC822.SIZE)")
         if typ != "OK":
             raise RuntimeError("FETCH in %s: %r" % (folder, dat))
         entries = []
@@ -289,7 +362,7 @@ class Server:
             line = item[0] if isinstance(item, tuple) else item
             if not line:
                 continue
-            u = f = d = None
+            u = f = d = z = None
             for m in self._ITEM_RE.finditer(line):
                 if m.group(1):
                     u = int(m.group(1))
@@ -297,11 +370,13 @@ class Server:
                     f = m.group(2).decode().split()
                 elif m.group(3):
                     d = tb.parse_imap_date(m.group(3))
-            if u is None or f is None or d is None:
+                elif m.group(4):
+                    z = int(m.group(4))
+            if u is None or f is None or d is None or z is None:
                 raise RuntimeError("unparsable FETCH response in %s: %r" % (folder, line))
-            entries.append({"uid": u, "letters": tb.flags_to_letters(f), "date": d})
-        need = [e["uid"] for e in entries
-                if fetch_all or (folder, uidvalidity, e["uid"]) not in self.content]
+            entries.append({"uid": u, "letters": tb.flags_to_letters(f), "date": d, "size": z})
+        keys = {e["uid"]: (folder, uidvalidity, e["uid"], e["size"], e["date"]) for e in entries}
+        need = [e["uid"] for e in entries if fetch_all or keys[e["uid"]] not in self.content]
         for i in range(0, len(need), 200):
             chunk = need[i:i + 200]
             typ, dat = c.uid("FETCH", tb.uid_set(chunk), "(UID BODY.PEEK[])")
@@ -314,9 +389,12 @@ class Server:
                 if not m:
                     raise RuntimeError("FETCH BODY without UID in %s: %r" % (folder, item[0]))
                 data = item[1].replace(b"\r\n", b"\n")
-                self.content[(folder, uidvalidity, int(m.group(1)))] = hashlib.sha256(data).hexdigest()
+                uid = int(m.group(1))
+                if uid not in keys:
+                    raise RuntimeError("FETCH BODY of unknown UID %d in %s" % (uid, folder))
+                self.content[keys[uid]] = hashlib.sha256(data).hexdigest()
         for e in entries:
-            e["sha"] = self.content[(folder, uidvalidity, e["uid"])]
+            e["sha"] = self.content[keys[e["uid"]]]
         return entries
 
     # -- changing the server (scenario set-up) ------------------------------
@@ -780,7 +858,7 @@ class Bench:
         self.helper = build_helper(self.work)
         self.base, self.extra = corpus_mod.load(a.n, a.seed, a.small, log=log)
         self.corpus_bytes = sum(m.size for m in self.base)
-        self.server = Server(self.work)
+        self.server = Server(self.work, a.server)
         self.server.corpus = self.base
         self.server.start()
         t0 = time.monotonic()
@@ -802,6 +880,16 @@ class Bench:
             self.states["d"] = self.server.state()
             self.server.restore("a")
             log("server: state (d) = %d messages appended to INBOX" % len(self.extra))
+        if "f" in a.scenarios:
+            # Built and appended like (d)'s arrivals, but one message alone.
+            self.big = corpus_mod.load_big(a.seed, log=log)
+            t0 = time.monotonic()
+            self.server.append([self.big])
+            self.server.snapshot("f")
+            self.states["f"] = self.server.state()
+            self.server.restore("a")
+            log("server: state (f) = one %.1f MiB message appended to INBOX (%.1f s)" % (
+                self.big.size / 2**20, time.monotonic() - t0))
         self.tools = {}
         for name in a.tools:
             t = TOOL_CLASSES[name](self.work / "tools" / name, self.server,
@@ -815,7 +903,7 @@ class Bench:
 
     def one_run(self, tool, scen, run):
         """Restore both sides, run the tool once, verify; record the run."""
-        server_snap = {"c": "c", "d": "d"}.get(scen, "a")
+        server_snap = scen if scen in SERVER_STATES else "a"
         self.server.restore(server_snap)
         if os.path.lexists(tool.work):
             shutil.rmtree(tool.work)
@@ -850,7 +938,7 @@ class Bench:
             problems.append("reading the server state failed: %s" % e)
             state = None
         if state is not None:
-            if scen in ("a", "b", "c", "d") and state != self.states[server_snap]:
+            if scen != "e" and state != self.states[server_snap]:
                 problems.append("the server state changed during a pull")
             problems += verify(tool, state)
         return self._record(tool, scen, run, res, problems, changed)
@@ -931,19 +1019,19 @@ class Bench:
         a = self.args
         lines = []
         lines.append("mailsync benchmark: N=%d (%.1f MiB, %d folders)%s, %d run%s each, %s on "
-                     "127.0.0.1, Dovecot %s, %d CPUs" % (
+                     "127.0.0.1, Dovecot %s (process mode: %s), %d CPUs" % (
                          a.n, self.corpus_bytes / 2**20, len({m.folder for m in self.base}),
                          " small" if a.small else "", a.runs, "" if a.runs == 1 else "s",
                          "IMAPS" if a.transport == "imaps" else "plain IMAP",
-                         dovecot_version(), os.cpu_count()))
+                         dovecot_version(), a.server, os.cpu_count()))
         if "mailsync" in self.tools:
             lines.append("mailsync: %s (source %s)" % (tb.mailsync_bin(), source_revision()))
         # Other work on the machine skews the numbers: say how busy it was.
         lines.append("load average (1 min) at start %.2f, at end %.2f" % (
             self.load_start, os.getloadavg()[0]))
         lines.append("")
-        head = "%-27s %-15s %10s  %-19s %10s  %s" % ("scenario", "tool", "median s", "range s",
-                                                      "peak RSS", "runs ok")
+        head = "%-*s %-15s %10s  %-19s %10s  %s" % (LABEL_W, "scenario", "tool", "median s",
+                                                      "range s", "peak RSS", "runs ok")
         lines.append(head)
         lines.append("-" * len(head))
         for scen in a.scenarios:
@@ -955,26 +1043,26 @@ class Bench:
                 label = SCENARIO_NAMES[scen] if first else ""
                 first = False
                 if c["note"] and not c["ok"]:
-                    lines.append("%-27s %-15s %s" % (label, tool, c["note"]))
+                    lines.append("%-*s %-15s %s" % (LABEL_W, label, tool, c["note"]))
                     continue
                 if c["median"] is None:
-                    lines.append("%-27s %-15s %10s  %-19s %10s  %d/%d FAIL" % (
-                        label, tool, "FAIL", "-", "-", c["ok"], c["total"]))
+                    lines.append("%-*s %-15s %10s  %-19s %10s  %d/%d FAIL" % (
+                        LABEL_W, label, tool, "FAIL", "-", "-", c["ok"], c["total"]))
                     continue
                 rng = "%s-%s" % (fmt_s(c["min"]), fmt_s(c["max"]))
                 status = "%d/%d" % (c["ok"], c["total"]) + ("" if c["ok"] == c["total"] else " FAIL")
-                lines.append("%-27s %-15s %10s  %-19s %6.1f MiB  %s" % (
-                    label, tool, fmt_s(c["median"]), rng, mib(c["rss_kb"]), status))
+                lines.append("%-*s %-15s %10s  %-19s %6.1f MiB  %s" % (
+                    LABEL_W, label, tool, fmt_s(c["median"]), rng, mib(c["rss_kb"]), status))
         peers = [t for t in self.tools if t != "mailsync" and not self.tools[t].reference]
         if "mailsync" in self.tools and peers:
             lines.append("")
-            head = "%-27s %s" % ("mailsync/peer (median)", "".join("%16s" % p for p in peers))
+            head = "%-*s %s" % (LABEL_W, "mailsync/peer (median)", "".join("%16s" % p for p in peers))
             lines.append(head)
             lines.append("-" * len(head))
             for scen in a.scenarios:
                 m = s[("mailsync", scen)]
                 if m["median"] is None:
-                    lines.append("%-27s %s" % (SCENARIO_NAMES[scen], m["note"] or "FAIL"))
+                    lines.append("%-*s %s" % (LABEL_W, SCENARIO_NAMES[scen], m["note"] or "FAIL"))
                     continue
                 cells = []
                 for p in peers:
@@ -983,20 +1071,43 @@ class Bench:
                         cells.append("%16s" % "-")
                     else:
                         cells.append("%16s" % ("%.2fx" % (m["median"] / q["median"])))
-                lines.append("%-27s %s" % (SCENARIO_NAMES[scen], "".join(cells)))
+                lines.append("%-*s %s" % (LABEL_W, SCENARIO_NAMES[scen], "".join(cells)))
             m = [s[("mailsync", sc)]["rss_kb"] for sc in a.scenarios if s[("mailsync", sc)]["rss_kb"]]
             cells = []
             for p in peers:
                 q = [s[(p, sc)]["rss_kb"] for sc in a.scenarios if s[(p, sc)]["rss_kb"]]
                 cells.append("%16s" % ("%.2fx" % (max(m) / max(q)) if m and q else "-"))
-            lines.append("%-27s %s" % ("peak RSS (max over scen.)", "".join(cells)))
+            lines.append("%-*s %s" % (LABEL_W, "peak RSS (max over scen.)", "".join(cells)))
+        lines += self.rss_big_table(s)
         return "\n".join(lines)
+
+    def rss_big_table(self, s):
+        """Peak RSS in (d) next to (f), per tool: what one 50 MB message
+        does to a tool's memory ((d) is the same kind of run: a resync
+        that fetches new INBOX mail)."""
+        if not ("d" in self.args.scenarios and "f" in self.args.scenarios):
+            return []
+        lines = [""]
+        head = "%-*s %14s %14s %14s" % (LABEL_W, "peak RSS, (d) vs (f)", "(d) 100 new",
+                                        "(f) 50 MB msg", "(f) - (d)")
+        lines += [head, "-" * len(head)]
+        for tool in self.tools:
+            if self.tools[tool].reference:
+                continue
+            d, f = s[(tool, "d")]["rss_kb"], s[(tool, "f")]["rss_kb"]
+            cell = lambda kb: "%10.1f MiB" % mib(kb) if kb else "%14s" % "-"
+            diff = "%+10.1f MiB" % mib(f - d) if d and f else "%14s" % "-"
+            lines.append("%-*s %s %s %s" % (LABEL_W, tool, cell(d), cell(f), diff))
+        return lines
 
     def json_data(self):
         s = self.summary()
         return {
-            "n": self.args.n, "small": self.args.small, "transport": self.args.transport, "runs": self.args.runs, "seed": self.args.seed,
+            "n": self.args.n, "small": self.args.small, "transport": self.args.transport,
+            "runs": self.args.runs, "seed": self.args.seed, "server": self.args.server,
+            "server_conf": server_conf(self.args.server),
             "corpus_bytes": self.corpus_bytes, "dovecot": dovecot_version(),
+            "big_message_bytes": self.big.size if getattr(self, "big", None) else None,
             "source": source_revision(),
             "results": [{"tool": t, "scenario": sc, **v} for (t, sc), v in s.items()],
             "runs_raw": [{"tool": t, "scenario": sc, "seconds": r["seconds"], "maxrss_kb": r["maxrss_kb"],
@@ -1043,11 +1154,19 @@ def parse_args(argv):
     ap.add_argument("--runs", type=int, default=3, help="timed runs per tool and scenario (default 3)")
     ap.add_argument("--tools", default=",".join(ALL_TOOLS),
                     help="comma-separated, from %s" % ",".join(ALL_TOOLS))
-    ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
-                    help="comma-separated, from a,b,c,d,e (default all)")
+    ap.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS),
+                    help="comma-separated, from %s (default %s): %s" % (
+                        ",".join(ALL_SCENARIOS), ",".join(DEFAULT_SCENARIOS),
+                        # argparse %-formats help texts: '1%' must be '1%%'
+                        "; ".join(SCENARIO_NAMES[x] for x in ALL_SCENARIOS).replace("%", "%%")))
     ap.add_argument("--small", action="store_true", help="small attachments (smoke tests)")
     ap.add_argument("--transport", choices=("imaps", "plain"), default="imaps",
                     help="how every tool connects: IMAPS (default) or plain IMAP on loopback")
+    ap.add_argument("--server", choices=SERVER_PROFILES, default="default",
+                    help="Dovecot's process mode: 'default' (the test bed's: a new login "
+                         "process per connection, a new imap process per login) or 'tuned' "
+                         "(high-performance mode: login and imap processes kept and reused, "
+                         "as a busy server runs)")
     ap.add_argument("--seed", default="1", help="corpus seed (default 1)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--workdir", default=None, help="parent of the temp work dir (default $TMPDIR)")
@@ -1060,7 +1179,7 @@ def parse_args(argv):
             ap.error("unknown tool %r (one of %s)" % (t, ", ".join(ALL_TOOLS)))
     for s in a.scenarios:
         if s not in ALL_SCENARIOS:
-            ap.error("unknown scenario %r (one of a,b,c,d,e)" % s)
+            ap.error("unknown scenario %r (one of %s)" % (s, ",".join(ALL_SCENARIOS)))
     a.scenarios = [s for s in ALL_SCENARIOS if s in a.scenarios]
     if a.n < 10 or a.runs < 1:
         ap.error("--n must be >= 10 and --runs >= 1")
