@@ -23,7 +23,13 @@ struct state;
  * ":memory:" opens a private, empty DB that vanishes on close (for a
  * --dry-run of an account that never synced: it must not create files). */
 int state_open(const char *path, struct state **out, struct ms_error *err);
+/* A clean close also writes <path>.checked, which lets the next open skip
+ * the integrity check while the files are exactly as this close left them
+ * (for at most a day). */
 void state_close(struct state *s);
+/* Whether this open ran PRAGMA quick_check (false: a fresh DB, or the
+ * stamp vouched for the file). */
+bool state_integrity_checked(const struct state *s);
 
 /* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK). Every write below may
  * run inside one; outside one each write is its own transaction. */
@@ -58,6 +64,12 @@ int state_any_synced(struct state *s, bool *out, struct ms_error *err);
 
 /* All folders, ordered by name. */
 int state_folder_list(struct state *s, struct state_folder **out, size_t *n, struct ms_error *err);
+/* The same without message counts (message_count -1): no folder's rows are
+ * read, so it costs the same for 10 messages or 100,000. */
+int state_folder_list_brief(struct state *s, struct state_folder **out, size_t *n, struct ms_error *err);
+
+/* Set only the folder's last_sync (a run found it unchanged). */
+int state_folder_touch(struct state *s, int64_t folder_id, int64_t last_sync, struct ms_error *err);
 
 /* Remove a folder and all its messages from the DB. */
 int state_folder_delete(struct state *s, int64_t folder_id, struct ms_error *err);

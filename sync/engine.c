@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,9 @@ int connect_account(struct run *r, struct ms_error *err)
 
 void end_run(struct run *r)
 {
+    free(r->touched);
+    r->touched = NULL;
+    r->ntouched = 0;
     imap_close(r->imap);
     r->imap = NULL;
     if (r->st)
@@ -168,6 +172,45 @@ void end_run(struct run *r)
     if (r->lockfd >= 0)
         close(r->lockfd);
     r->lockfd = -1;
+}
+
+struct store_job {
+    struct run *r;
+    struct ms_error err;
+    int rc;
+};
+
+static void *store_thread(void *arg)
+{
+    struct store_job *j = arg;
+    j->rc = open_store(j->r, &j->err);
+    return NULL;
+}
+
+/* The state DB's integrity check reads the whole file (tens of ms for a
+ * big account), and a server takes as long or longer to hand out a logged
+ * in session (Dovecot forks a login and then a mail process): do the two
+ * at once. The threads touch different members of *r; the DB is used by
+ * the main thread only after the join. A store error wins over a
+ * connection error, as when the store was opened first. */
+static int open_store_and_connect(struct run *r, struct ms_error *err)
+{
+    struct store_job j = {.r = r};
+    pthread_t t;
+    if (pthread_create(&t, NULL, store_thread, &j) != 0) {
+        int rc = open_store(r, err);
+        return rc ? rc : connect_account(r, err);
+    }
+    struct ms_error cerr = {0};
+    int crc = connect_account(r, &cerr);
+    pthread_join(t, NULL);
+    if (j.rc) {
+        *err = j.err;
+        return j.rc;
+    }
+    if (crc)
+        *err = cerr;
+    return crc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -544,10 +587,11 @@ static int unchanged_since_last_sync(struct run *r, const struct selected *sel, 
         return MS_OK;
     log_msg(LOG_VERBOSE, "%s: unchanged since the last sync", sel->name);
     *unchanged = true;
-    if (r->opt->dry_run)
-        return MS_OK;
-    sf->last_sync = (int64_t)time(NULL);
-    return state_folder_save(r->st, sf, err);
+    if (!r->opt->dry_run) {
+        r->touched = xrealloc(r->touched, (r->ntouched + 1) * sizeof *r->touched);
+        r->touched[r->ntouched++] = sf->id;
+    }
+    return MS_OK;
 }
 
 static int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
@@ -723,7 +767,7 @@ static void report_vanished_folders(struct run *r, const struct selected *sel, s
     struct state_folder *f = NULL;
     size_t n = 0;
     struct ms_error e;
-    if (state_folder_list(r->st, &f, &n, &e) != MS_OK)
+    if (state_folder_list_brief(r->st, &f, &n, &e) != MS_OK)
         return;
     for (size_t i = 0; i < n; i++) {
         bool listed = false;
@@ -750,21 +794,35 @@ static void free_selected(struct selected *s, size_t n)
     free(s);
 }
 
+/* The run's outcome and the unchanged folders' last_sync, in one
+ * transaction: a no-op run then costs one commit. Nothing here is needed
+ * for correctness (it feeds `status`), so a failure is only a warning. */
 static void record_outcome(struct run *r)
 {
     if (!r->st || r->opt->dry_run)
         return;
-    struct ms_error e;
+    struct ms_error e = {0};
     char buf[32];
     const char *worst = r->res->error[0] ? r->res->error : NULL;
     for (size_t i = 0; !worst && i < r->res->nfolders; i++)
         if (r->res->folders[i].error)
             worst = r->res->folders[i].error;
-    if (r->res->status == MS_OK) {
-        snprintf(buf, sizeof buf, "%lld", (long long)time(NULL));
-        state_meta_set(r->st, "last_sync", buf, &e);
+    int64_t now = (int64_t)time(NULL);
+    int rc = state_begin(r->st, &e);
+    for (size_t i = 0; rc == MS_OK && i < r->ntouched; i++)
+        rc = state_folder_touch(r->st, r->touched[i], now, &e);
+    if (rc == MS_OK && r->res->status == MS_OK) {
+        snprintf(buf, sizeof buf, "%lld", (long long)now);
+        rc = state_meta_set(r->st, "last_sync", buf, &e);
     }
-    state_meta_set(r->st, "last_error", worst, &e);
+    if (rc == MS_OK)
+        rc = state_meta_set(r->st, "last_error", worst, &e);
+    if (rc == MS_OK)
+        rc = state_commit(r->st, &e);
+    else
+        state_rollback(r->st);
+    if (rc)
+        log_msg(LOG_WARN, "could not record the run's outcome: %s", e.msg);
 }
 
 int engine_pull(const struct account *a, const struct engine_options *opt, struct engine_result *res)
@@ -781,9 +839,7 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
      * file for an account that never ran). */
     int rc = opt->dry_run ? MS_OK : take_lock(&r, &err);
     if (rc == MS_OK)
-        rc = open_store(&r, &err);
-    if (rc == MS_OK)
-        rc = connect_account(&r, &err);
+        rc = open_store_and_connect(&r, &err);
     if (rc == MS_OK && a->server_retention_days > 0)
         log_msg(LOG_WARN, "%s: server_retention_days is not implemented for IMAP yet: nothing is removed from "
                           "the server", a->name);

@@ -28,6 +28,10 @@ struct run {
     int lockfd;
     bool condstore; /* the server has CONDSTORE: folders carry HIGHESTMODSEQ */
     bool qresync;   /* QRESYNC is enabled on the session */
+    /* Folders found unchanged: their last_sync is written with the run's
+     * outcome, in one transaction (one fsync, not one per folder). */
+    int64_t *touched;
+    size_t ntouched;
 };
 
 /* A local file the state does not know and identity matching could not

@@ -30,7 +30,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 const char *log_escape(const char *text, size_t len, size_t max)
 {
-    static char buf[4096];
+    static _Thread_local char buf[4096];
     size_t o = 0;
     if (max > 1000)
         max = 1000;

@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <cmocka.h>
 
@@ -491,6 +492,89 @@ static void meta(void **state)
     state_close(s);
 }
 
+/* The integrity stamp: a clean close vouches for the files, so the next
+ * open skips quick_check; any change to their bytes, an old or a garbled
+ * stamp brings the check back. */
+static void stamp_path(const struct fixture *fx, char *out, size_t len)
+{
+    snprintf(out, len, "%s.checked", fx->path);
+}
+
+static bool reopen_checks(const char *path)
+{
+    struct state *s = open_ok(path);
+    bool checked = state_integrity_checked(s);
+    state_close(s);
+    return checked;
+}
+
+static void integrity_stamp(void **state)
+{
+    struct fixture *fx = *state;
+    struct ms_error err;
+    struct state *s = open_ok(fx->path);
+    assert_false(state_integrity_checked(s)); /* fresh: nothing to check */
+    int64_t fid = add_folder(s, "INBOX");
+    for (uint32_t uid = 1; uid <= 500; uid++) {
+        char uniq[32];
+        snprintf(uniq, sizeof uniq, "u%u", uid);
+        put(s, fid, uid, uniq);
+    }
+    state_close(s);
+    char stamp[300];
+    stamp_path(fx, stamp, sizeof stamp);
+    struct stat st;
+    assert_int_equal(stat(stamp, &st), 0);
+    assert_int_equal(st.st_mode & 077, 0);
+
+    /* Untouched: the stamp vouches, twice in a row. */
+    assert_false(reopen_checks(fx->path));
+    assert_false(reopen_checks(fx->path));
+
+    /* Written by another program (same size, same second): checked. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE messages SET flags = 0 WHERE uid = 7", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_true(reopen_checks(fx->path));
+    assert_false(reopen_checks(fx->path));
+
+    /* A stamp more than a day old: checked. */
+    FILE *f = fopen(stamp, "r");
+    assert_non_null(f);
+    char line[512], magic[64], ver[8];
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    long long at;
+    int off = 0;
+    assert_int_equal(sscanf(line, "%63s %7s %lld %n", magic, ver, &at, &off), 3);
+    f = fopen(stamp, "w");
+    fprintf(f, "%s %s %lld %s", magic, ver, at - 2 * 24 * 3600, line + off);
+    fclose(f);
+    assert_true(reopen_checks(fx->path));
+    assert_false(reopen_checks(fx->path));
+
+    /* A garbled stamp: checked, and replaced by a good one. */
+    f = fopen(stamp, "w");
+    fputs("mailsync-integrity-stamp 2 garbage\n", f);
+    fclose(f);
+    assert_true(reopen_checks(fx->path));
+    assert_false(reopen_checks(fx->path));
+
+    /* A page garbled at once after a clean close (within the file system's
+     * timestamp tick): refused, the stamp does not vouch for it. */
+    int fd = open(fx->path, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &st), 0);
+    char junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (char)(i * 31 + 7);
+    assert_int_equal(pwrite(fd, junk, sizeof junk, st.st_size / 2 / 4096 * 4096), (ssize_t)sizeof junk);
+    close(fd);
+    assert_int_equal(state_open(fx->path, &s, &err), MS_ELOCAL);
+    assert_non_null(strstr(err.msg, "integrity"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -505,6 +589,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(messages, setup, teardown),
         cmocka_unit_test_setup_teardown(transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(integrity_stamp, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
