@@ -48,6 +48,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -215,7 +216,31 @@ class Server:
         return self.bed.server_maildir(self.user)
 
     def start(self):
-        self.bed.start()
+        """Start Dovecot on four distinct free ports. The test bed asks the
+        kernel for each port separately and may get the same one twice
+        (Dovecot then refuses a 'duplicate listener'): pick them while all
+        four are held, and retry on that error anyway (someone may take a
+        port between the pick and Dovecot's bind)."""
+        for attempt in range(3):
+            socks = []
+            try:
+                for _ in range(4):
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    socks.append(sock)
+                    sock.bind((tb.HOST, 0))
+                ports = [sock.getsockname()[1] for sock in socks]
+            finally:
+                for sock in socks:
+                    sock.close()
+            bed = self.bed
+            bed.imap_port, bed.imaps_port, bed.pop3_port, bed.pop3s_port = ports
+            try:
+                bed.start()
+                return
+            except RuntimeError as e:
+                if "duplicate listener" not in str(e) or attempt == 2:
+                    raise
+                log("server: dovecot refused its ports (%s); new ports" % str(e).splitlines()[-1])
 
     def stop(self):
         self.bed.stop()
@@ -853,6 +878,7 @@ class Bench:
     def setup(self):
         a = self.args
         self.load_start = os.getloadavg()[0]
+        self.source = source_revision()     # at the start: nearest to the build
         self.work = Path(tempfile.mkdtemp(prefix="mailsync-bench-", dir=a.workdir))
         os.chmod(self.work, 0o755)
         self.helper = build_helper(self.work)
@@ -1025,7 +1051,7 @@ class Bench:
                          "IMAPS" if a.transport == "imaps" else "plain IMAP",
                          dovecot_version(), a.server, os.cpu_count()))
         if "mailsync" in self.tools:
-            lines.append("mailsync: %s (source %s)" % (tb.mailsync_bin(), source_revision()))
+            lines.append("mailsync: %s (source %s)" % (tb.mailsync_bin(), self.source))
         # Other work on the machine skews the numbers: say how busy it was.
         lines.append("load average (1 min) at start %.2f, at end %.2f" % (
             self.load_start, os.getloadavg()[0]))
@@ -1118,7 +1144,7 @@ class Bench:
             "server_conf": server_conf(self.args.server),
             "corpus_bytes": self.corpus_bytes, "dovecot": dovecot_version(),
             "big_message_bytes": self.big.size if getattr(self, "big", None) else None,
-            "source": source_revision(),
+            "source": self.source,
             "results": [{"tool": t, "scenario": sc, **v} for (t, sc), v in s.items()],
             "runs_raw": [{"tool": t, "scenario": sc, "seconds": r["seconds"], "maxrss_kb": r["maxrss_kb"],
                           "ok": r.get("ok"), "code": r["code"]}
@@ -1138,13 +1164,17 @@ class Bench:
 
 def source_revision():
     """git revision of the checkout the bench runs from (the mailsync binary
-    is normally built from it), '+dirty' when tracked files differ."""
+    is normally built from it); '+dirty' and the first few changed tracked
+    files when there are any (in a shared checkout: whose work it is)."""
     try:
         rev = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(HERE), "status", "--porcelain", "-uno"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
-        return (rev + ("+dirty" if dirty else "")) or "?"
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.split("\n")
+        files = [line[3:] for line in dirty if line.strip()]
+        if files:
+            rev += "+dirty: %s%s" % (" ".join(files[:4]), " ..." if len(files) > 4 else "")
+        return rev or "?"
     except OSError:
         return "?"
 
