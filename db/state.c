@@ -116,6 +116,12 @@ struct state {
     sqlite3_stmt *stmt[ST_COUNT];
     int64_t checked_at; /* when quick_check last passed on this file; 0: never */
     bool ran_check;     /* this open ran quick_check */
+    bool wrote;         /* a schema was created (total_changes misses DDL) */
+    /* <path>.lastrun, read on first use */
+    bool quiet_loaded;
+    int64_t quiet_when;
+    struct state_quiet_folder *quiet;
+    size_t nquiet;
 };
 
 /* ------------------------------------------------------------------ */
@@ -524,8 +530,10 @@ int state_open(const char *path, struct state **out, struct ms_error *err)
         s->checked_at = vouched;
     else if (!rc)
         rc = integrity_check(s, err);
-    if (!rc && fresh && !memory)
+    if (!rc && fresh && !memory) {
         s->checked_at = (int64_t)time(NULL); /* nothing in it to damage yet */
+        s->wrote = true;
+    }
     /* Added after schema 1 first shipped; cheap to ensure on every open. */
     if (!rc)
         sqlite3_exec(s->db, "CREATE INDEX IF NOT EXISTS messages_pending ON messages (folder_id) WHERE pending",
@@ -544,12 +552,22 @@ void state_close(struct state *s)
         return;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->stmt[i]);
+    /* Nothing written and the stamp vouched at open: the files are as it
+     * says (if SQLite touched them anyway, the next open sees it). */
+    bool restamp = s->db && s->checked_at && s->path && strcmp(s->path, ":memory:") != 0 &&
+                   (s->ran_check || state_changed(s));
     if (s->db && sqlite3_close(s->db) != SQLITE_OK)
         log_msg(LOG_WARN, "state DB %s: close: %s", s->path, sqlite3_errmsg(s->db));
-    else if (s->db && s->checked_at && s->path && strcmp(s->path, ":memory:") != 0)
+    else if (restamp)
         stamp_write(s->path, s->checked_at);
+    free(s->quiet);
     free(s->path);
     free(s);
+}
+
+bool state_changed(const struct state *s)
+{
+    return s->wrote || sqlite3_total_changes64(s->db) > 0;
 }
 
 bool state_integrity_checked(const struct state *s)
@@ -885,4 +903,101 @@ int state_meta_get(struct state *s, const char *key, char **value, struct ms_err
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return db_error(s, err, "reading meta data");
     return MS_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* quiet runs (<path>.lastrun)                                         */
+
+#define QUIET_MAGIC "mailsync-lastrun 1"
+#define QUIET_MAX_FOLDERS 100000
+
+int state_note_quiet_run(struct state *s, int64_t when, const struct state_quiet_folder *f, size_t n,
+                         struct ms_error *err)
+{
+    if (!s->path || !strcmp(s->path, ":memory:"))
+        return MS_OK;
+    char *path = sibling(s->path, ".lastrun");
+    FILE *out = NULL;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0 && !(out = fdopen(fd, "w")))
+        close(fd);
+    int rc = MS_OK;
+    if (!out) {
+        rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot write %s", path);
+    } else {
+        fprintf(out, "%s %lld %zu\n", QUIET_MAGIC, (long long)when, n);
+        for (size_t i = 0; i < n; i++)
+            fprintf(out, "%lld %u %u %llu\n", (long long)f[i].folder_id, f[i].uidvalidity, f[i].uidnext,
+                    (unsigned long long)f[i].highestmodseq);
+        if (ferror(out) | (fclose(out) != 0)) {
+            rc = ms_error_set(err, MS_ELOCAL, "cannot write %s", path);
+            unlink(path); /* a torn record must not be read */
+        }
+    }
+    free(path);
+    return rc;
+}
+
+/* Read <path>.lastrun once; anything malformed reads as no quiet run. */
+static void quiet_load(struct state *s)
+{
+    if (s->quiet_loaded)
+        return;
+    s->quiet_loaded = true;
+    if (!s->path || !strcmp(s->path, ":memory:"))
+        return;
+    char *path = sibling(s->path, ".lastrun");
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    free(path);
+    FILE *in = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!in) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    long long when;
+    size_t n;
+    if (fscanf(in, QUIET_MAGIC " %lld %zu", &when, &n) == 2 && when > 0 && n <= QUIET_MAX_FOLDERS) {
+        struct state_quiet_folder *v = calloc(n + 1, sizeof *v);
+        if (!v)
+            abort();
+        size_t k = 0;
+        long long id;
+        unsigned uv, next;
+        unsigned long long modseq;
+        while (k < n && fscanf(in, "%lld %u %u %llu", &id, &uv, &next, &modseq) == 4)
+            v[k++] = (struct state_quiet_folder){id, uv, next, modseq};
+        if (k == n) {
+            s->quiet_when = when;
+            s->quiet = v;
+            s->nquiet = n;
+        } else {
+            free(v);
+        }
+    }
+    fclose(in);
+}
+
+int64_t state_last_sync(struct state *s)
+{
+    char *v = NULL;
+    struct ms_error e;
+    int64_t t = 0;
+    if (state_meta_get(s, "last_sync", &v, &e) == MS_OK && v)
+        t = strtoll(v, NULL, 10);
+    free(v);
+    quiet_load(s);
+    return s->quiet_when > t ? s->quiet_when : t;
+}
+
+int64_t state_folder_last_sync(struct state *s, const struct state_folder *f)
+{
+    quiet_load(s);
+    for (size_t i = 0; i < s->nquiet; i++) {
+        const struct state_quiet_folder *q = &s->quiet[i];
+        if (q->folder_id == f->id && q->uidvalidity == f->uidvalidity && q->uidnext == f->uidnext &&
+            q->highestmodseq == f->highestmodseq && f->last_sync && s->quiet_when > f->last_sync)
+            return s->quiet_when;
+    }
+    return f->last_sync;
 }

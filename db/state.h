@@ -18,6 +18,7 @@
 #include "sync/error.h"
 
 struct state;
+struct state_folder;
 
 /* Open or create the DB at path (parent directories created 0700).
  * ":memory:" opens a private, empty DB that vanishes on close (for a
@@ -30,6 +31,27 @@ void state_close(struct state *s);
 /* Whether this open ran PRAGMA quick_check (false: a fresh DB, or the
  * stamp vouched for the file). */
 bool state_integrity_checked(const struct state *s);
+/* Whether anything was written to the DB since it was opened. */
+bool state_changed(const struct state *s);
+
+/* A quiet run: one that changed nothing. Writing its time into the DB
+ * would cost a new WAL, its fsyncs and a checkpoint, most of a no-op run's
+ * local time; so it goes to <path>.lastrun instead, a small side file that
+ * is not synced and only feeds `status` (the engine never reads it: lost,
+ * status shows an older time). Each folder is noted with the
+ * UIDVALIDITY/UIDNEXT/HIGHESTMODSEQ it was found unchanged at. */
+struct state_quiet_folder {
+    int64_t folder_id;
+    uint32_t uidvalidity, uidnext;
+    uint64_t highestmodseq;
+};
+int state_note_quiet_run(struct state *s, int64_t when, const struct state_quiet_folder *f, size_t n,
+                         struct ms_error *err);
+/* The last successful sync: meta last_sync or the last quiet run, the later. */
+int64_t state_last_sync(struct state *s);
+/* The folder's last sync: its row's, or the last quiet run's when it
+ * noted the folder with the values the row still has. */
+int64_t state_folder_last_sync(struct state *s, const struct state_folder *f);
 
 /* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK). Every write below may
  * run inside one; outside one each write is its own transaction. */

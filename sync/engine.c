@@ -589,7 +589,8 @@ static int unchanged_since_last_sync(struct run *r, const struct selected *sel, 
     *unchanged = true;
     if (!r->opt->dry_run) {
         r->touched = xrealloc(r->touched, (r->ntouched + 1) * sizeof *r->touched);
-        r->touched[r->ntouched++] = sf->id;
+        r->touched[r->ntouched++] = (struct state_quiet_folder){sf->id, sf->uidvalidity, sf->uidnext,
+                                                                 sf->highestmodseq};
     }
     return MS_OK;
 }
@@ -794,9 +795,11 @@ static void free_selected(struct selected *s, size_t n)
     free(s);
 }
 
-/* The run's outcome and the unchanged folders' last_sync, in one
- * transaction: a no-op run then costs one commit. Nothing here is needed
- * for correctness (it feeds `status`), so a failure is only a warning. */
+/* The run's outcome and the unchanged folders' last_sync. Nothing here is
+ * needed for correctness (it feeds `status`), so a failure is only a
+ * warning. A quiet run (nothing written, no error now or last time) leaves
+ * the DB alone and notes its time in the side file; otherwise all of it
+ * goes into one transaction. */
 static void record_outcome(struct run *r)
 {
     if (!r->st || r->opt->dry_run)
@@ -808,9 +811,14 @@ static void record_outcome(struct run *r)
         if (r->res->folders[i].error)
             worst = r->res->folders[i].error;
     int64_t now = (int64_t)time(NULL);
+    if (r->res->status == MS_OK && !worst && !r->prev_error && !state_changed(r->st)) {
+        if (state_note_quiet_run(r->st, now, r->touched, r->ntouched, &e) != MS_OK)
+            log_msg(LOG_WARN, "could not record the run's outcome: %s", e.msg);
+        return;
+    }
     int rc = state_begin(r->st, &e);
     for (size_t i = 0; rc == MS_OK && i < r->ntouched; i++)
-        rc = state_folder_touch(r->st, r->touched[i], now, &e);
+        rc = state_folder_touch(r->st, r->touched[i].folder_id, now, &e);
     if (rc == MS_OK && r->res->status == MS_OK) {
         snprintf(buf, sizeof buf, "%lld", (long long)now);
         rc = state_meta_set(r->st, "last_sync", buf, &e);
@@ -840,6 +848,12 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
     int rc = opt->dry_run ? MS_OK : take_lock(&r, &err);
     if (rc == MS_OK)
         rc = open_store_and_connect(&r, &err);
+    if (rc == MS_OK) {
+        char *prev = NULL;
+        struct ms_error e;
+        r.prev_error = state_meta_get(r.st, "last_error", &prev, &e) != MS_OK || prev;
+        free(prev);
+    }
     if (rc == MS_OK && a->server_retention_days > 0)
         log_msg(LOG_WARN, "%s: server_retention_days is not implemented for IMAP yet: nothing is removed from "
                           "the server", a->name);

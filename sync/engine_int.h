@@ -28,10 +28,11 @@ struct run {
     int lockfd;
     bool condstore; /* the server has CONDSTORE: folders carry HIGHESTMODSEQ */
     bool qresync;   /* QRESYNC is enabled on the session */
-    /* Folders found unchanged: their last_sync is written with the run's
-     * outcome, in one transaction (one fsync, not one per folder). */
-    int64_t *touched;
+    /* Folders found unchanged: their last_sync is recorded with the run's
+     * outcome (a run that changed nothing writes no transaction at all). */
+    struct state_quiet_folder *touched;
     size_t ntouched;
+    bool prev_error; /* the state recorded an error from the last run */
 };
 
 /* A local file the state does not know and identity matching could not

@@ -75,7 +75,7 @@ static void status_folder(struct state *st, int rootfd, const struct state_folde
     struct maildir_folder *mf = NULL;
     out->name = xstrdup(sf->name);
     out->path = xstrdup(sf->path ? sf->path : "");
-    out->last_sync = sf->last_sync;
+    out->last_sync = state_folder_last_sync(st, sf);
     out->local = -1;
     if (state_msg_list(st, sf->id, &s, &ns, &e) == MS_OK)
         out->synced = (int64_t)ns;
@@ -115,10 +115,7 @@ int engine_status(const struct account *a, struct engine_status *out, struct ms_
     if (rc)
         return rc;
     out->have_state = true;
-    char *v = NULL;
-    if (state_meta_get(st, "last_sync", &v, err) == MS_OK && v)
-        out->last_sync = strtoll(v, NULL, 10);
-    free(v);
+    out->last_sync = state_last_sync(st);
     state_meta_get(st, "last_error", &out->last_error, err);
     rc = state_folder_list(st, &f, &n, err);
     if (rc == MS_OK) {

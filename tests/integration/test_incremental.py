@@ -94,6 +94,47 @@ class IncrementalMixin:
             self.assertEqual(r.stderr.count("unchanged since the last sync"), len(tb.SAMPLE_FOLDERS) - 1)
         self.assertSynced()
 
+    def test_quiet_run_leaves_the_db_alone(self):
+        """A run that finds nothing changed writes nothing to the state DB
+        (no WAL, no fsync, no checkpoint), yet `status` shows its time; an
+        error from the run before it is still cleared."""
+        if not self.expect_path:
+            self.skipTest("without CONDSTORE every folder is listed and recorded")
+        self.seed()
+        self.pull()
+        state_bytes = self.state.read_bytes()
+        first = self.run_ok("status", "--json").json()["accounts"][0]
+        time.sleep(1.1)
+        self.pull()
+        self.assertEqual(self.state.read_bytes(), state_bytes, "a quiet run wrote to the DB")
+        self.assertFalse(os.path.exists(str(self.state) + "-wal"))
+        acc = self.run_ok("status", "--json").json()["accounts"][0]
+        self.assertGreater(acc["last_sync"], first["last_sync"])
+        self.assertIsNone(acc["last_error"])
+        for f in acc["folders"]:
+            self.assertEqual(f["last_sync"], acc["last_sync"], f)
+        # a folder that changed since is no longer vouched for by that run
+        time.sleep(1.1)
+        with self.imap() as c:
+            c.set_flags("Archive", [c.messages("Archive")[0].uid], ["\\Flagged"])
+        self.pull()
+        self.assertNotEqual(self.state.read_bytes(), state_bytes)
+        third = self.run_ok("status", "--json").json()["accounts"][0]
+        self.assertGreater(third["last_sync"], acc["last_sync"])
+        for f in third["folders"]:
+            self.assertEqual(f["last_sync"], third["last_sync"], f)
+        # a failed run is recorded; the quiet run after it clears the error
+        self.write_config(port=tb.free_port())
+        self.pull(expect=4)
+        err = self.run_ok("status", "--json").json()["accounts"][0]
+        self.assertIsNotNone(err["last_error"])
+        self.assertEqual(err["last_sync"], third["last_sync"])
+        self.write_config()
+        self.pull()
+        ok = self.run_ok("status", "--json").json()["accounts"][0]
+        self.assertIsNone(ok["last_error"])
+        self.assertGreaterEqual(ok["last_sync"], third["last_sync"])
+
     def test_uidvalidity_change_falls_back_to_rematch(self):
         uids = self.seed()
         self.pull()

@@ -575,6 +575,67 @@ static void integrity_stamp(void **state)
     assert_non_null(strstr(err.msg, "integrity"));
 }
 
+/* A quiet run's record (<path>.lastrun): read for status only, per folder
+ * only while the row still has the values the run saw; a torn or foreign
+ * file reads as no record. */
+static void quiet_run_record(void **state)
+{
+    struct fixture *fx = *state;
+    struct ms_error err;
+    struct state *s = open_ok(fx->path);
+    struct state_folder a = {.name = "A", .path = "A", .uidvalidity = 7, .uidnext = 10, .highestmodseq = 50,
+                             .last_sync = 1000};
+    struct state_folder b = {.name = "B", .path = "B", .uidvalidity = 8, .uidnext = 3, .highestmodseq = 9,
+                             .last_sync = 1000};
+    assert_int_equal(state_folder_save(s, &a, &err), MS_OK);
+    assert_int_equal(state_folder_save(s, &b, &err), MS_OK);
+    assert_int_equal(state_meta_set(s, "last_sync", "1000", &err), MS_OK);
+    assert_true(state_changed(s));
+    state_close(s);
+
+    s = open_ok(fx->path);
+    assert_false(state_changed(s));
+    struct state_quiet_folder q[2] = {{a.id, 7, 10, 50}, {b.id, 8, 3, 8 /* B moved on since */}};
+    assert_int_equal(state_note_quiet_run(s, 2000, q, 2, &err), MS_OK);
+    assert_false(state_changed(s)); /* the DB itself is untouched */
+    state_close(s);
+
+    s = open_ok(fx->path);
+    assert_int_equal(state_last_sync(s), 2000);
+    struct state_folder f;
+    assert_int_equal(state_folder_get(s, "A", &f, &err), MS_OK);
+    assert_int_equal(f.last_sync, 1000); /* the engine sees the DB's value */
+    assert_int_equal(state_folder_last_sync(s, &f), 2000);
+    state_folder_free(&f);
+    assert_int_equal(state_folder_get(s, "B", &f, &err), MS_OK);
+    assert_int_equal(state_folder_last_sync(s, &f), 1000);
+    state_folder_free(&f);
+    state_close(s);
+
+    /* A later DB record wins over an older quiet run. */
+    s = open_ok(fx->path);
+    assert_int_equal(state_meta_set(s, "last_sync", "3000", &err), MS_OK);
+    assert_int_equal(state_last_sync(s), 3000);
+    state_close(s);
+
+    /* Torn or foreign: ignored. */
+    char path[300];
+    snprintf(path, sizeof path, "%s.lastrun", fx->path);
+    const char *bad[] = {"mailsync-lastrun 1 9000 2\n1 7 10 50\n", "garbage 9000\n",
+                         "mailsync-lastrun 1 -5 0\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        FILE *out = fopen(path, "w");
+        fputs(bad[i], out);
+        fclose(out);
+        s = open_ok(fx->path);
+        assert_int_equal(state_last_sync(s), 3000);
+        assert_int_equal(state_folder_get(s, "A", &f, &err), MS_OK);
+        assert_int_equal(state_folder_last_sync(s, &f), 1000);
+        state_folder_free(&f);
+        state_close(s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -590,6 +651,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(meta, setup, teardown),
         cmocka_unit_test_setup_teardown(integrity_stamp, setup, teardown),
+        cmocka_unit_test_setup_teardown(quiet_run_record, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
