@@ -1259,15 +1259,18 @@ def main(argv=None):
         bench.run()
     finally:
         if hasattr(bench, "server"):
-            table = bench.table() if hasattr(bench, "tools") else None
-            if bench.failures:
-                log("\nFAILED RUNS (not counted):\n" + "\n".join(bench.failures))
-            if table:
-                print(table, flush=True)
-            if args.json and hasattr(bench, "tools"):
-                with open(args.json, "w") as f:
-                    json.dump(bench.json_data(), f, indent=1)
-            bench.cleanup()
+            # cleanup() even when printing fails (e.g. stdout piped to head).
+            try:
+                table = bench.table() if hasattr(bench, "tools") else None
+                if bench.failures:
+                    log("\nFAILED RUNS (not counted):\n" + "\n".join(bench.failures))
+                if args.json and hasattr(bench, "tools"):
+                    with open(args.json, "w") as f:
+                        json.dump(bench.json_data(), f, indent=1)
+                if table:
+                    print(table, flush=True)
+            finally:
+                bench.cleanup()
     return 1 if bench.failures else 0
 
 
