@@ -56,7 +56,10 @@ enum stmt_id {
  * reads the folder's whole range, so only the list (for status) pays it. */
 #define FOLDER_BASE_COLUMNS                                                                                 \
     "id, name, path, uidvalidity, uidnext, highestmodseq, last_sync, "
-#define PENDING_COLUMN "(SELECT count(*) FROM messages WHERE folder_id = folders.id AND pending)"
+/* INDEXED BY: without statistics SQLite prefers the primary key, which
+ * reads every row of the folder (12 ms at 20,000 messages, each run). */
+#define PENDING_COLUMN                                                                                      \
+    "(SELECT count(*) FROM messages INDEXED BY messages_pending WHERE folder_id = folders.id AND pending)"
 #define FOLDER_GET_COLUMNS FOLDER_BASE_COLUMNS "-1, " PENDING_COLUMN
 #define FOLDER_COLUMNS                                                                                      \
     FOLDER_BASE_COLUMNS "(SELECT count(*) FROM messages WHERE folder_id = folders.id), " PENDING_COLUMN
