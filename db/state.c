@@ -41,6 +41,7 @@ enum stmt_id {
     ST_FOLDER_LIST_BRIEF,
     ST_FOLDER_TOUCH,
     ST_MSG_LIST,
+    ST_MSG_GET,
     ST_MSG_PUT,
     ST_MSG_SET_FLAGS,
     ST_MSG_CONFIRM,
@@ -77,6 +78,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_FOLDER_TOUCH] = "UPDATE folders SET last_sync = ?2 WHERE id = ?1",
     [ST_MSG_LIST] = "SELECT uid, uniq, flags, keywords, size, message_id, hash, pending FROM messages "
                     "WHERE folder_id = ?1 ORDER BY uid",
+    [ST_MSG_GET] = "SELECT uid, uniq, flags, keywords, size, message_id, hash, pending FROM messages "
+                   "WHERE folder_id = ?1 AND uid = ?2",
     [ST_MSG_PUT] = "INSERT OR REPLACE INTO messages "
                    "(folder_id, uid, uniq, flags, keywords, size, message_id, hash, pending) "
                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -754,6 +757,49 @@ void state_folders_free(struct state_folder *f, size_t n)
 /* ------------------------------------------------------------------ */
 /* messages                                                            */
 
+static void read_msg(sqlite3_stmt *st, struct state_msg *m)
+{
+    m->uid = (uint32_t)sqlite3_column_int64(st, 0);
+    m->uniq = column_strdup(st, 1);
+    m->flags = (unsigned)sqlite3_column_int64(st, 2);
+    m->keywords = column_strdup(st, 3);
+    m->size = (uint64_t)sqlite3_column_int64(st, 4);
+    m->message_id = column_strdup(st, 5);
+    m->hash = column_strdup(st, 6);
+    m->pending = sqlite3_column_int64(st, 7) != 0;
+}
+
+int state_msg_get_uids(struct state *s, int64_t folder_id, const uint32_t *uids, size_t nuids,
+                       struct state_msg **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_MSG_GET, err);
+    if (!st)
+        return MS_ELOCAL;
+    struct state_msg *v = calloc(nuids + 1, sizeof *v);
+    if (!v)
+        abort();
+    size_t len = 0;
+    for (size_t i = 0; i < nuids; i++) {
+        if (i > 0 && uids[i] == uids[i - 1])
+            continue;
+        sqlite3_bind_int64(st, 1, folder_id);
+        sqlite3_bind_int64(st, 2, uids[i]);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            read_msg(st, &v[len++]);
+        stmt_done(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            state_msgs_free(v, len);
+            return db_error(s, err, "reading messages");
+        }
+    }
+    *out = v;
+    *n = len;
+    return MS_OK;
+}
+
 int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n, struct ms_error *err)
 {
     *out = NULL;
@@ -773,15 +819,7 @@ int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, s
                 abort();
             v = nv;
         }
-        struct state_msg *m = &v[len++];
-        m->uid = (uint32_t)sqlite3_column_int64(st, 0);
-        m->uniq = column_strdup(st, 1);
-        m->flags = (unsigned)sqlite3_column_int64(st, 2);
-        m->keywords = column_strdup(st, 3);
-        m->size = (uint64_t)sqlite3_column_int64(st, 4);
-        m->message_id = column_strdup(st, 5);
-        m->hash = column_strdup(st, 6);
-        m->pending = sqlite3_column_int64(st, 7) != 0;
+        read_msg(st, &v[len++]);
     }
     stmt_done(st);
     if (rc != SQLITE_DONE) {

@@ -114,6 +114,11 @@ struct state_msg {
 
 /* All messages of a folder, ordered by uid. */
 int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n, struct ms_error *err);
+/* The rows of these UIDs (sorted ascending; absent ones are left out),
+ * in UID order: one indexed lookup each, so the cost follows the number
+ * of UIDs, not the folder's size. */
+int state_msg_get_uids(struct state *s, int64_t folder_id, const uint32_t *uids, size_t nuids,
+                       struct state_msg **out, size_t *n, struct ms_error *err);
 
 /* Insert or replace the row (folder_id, m->uid). */
 int state_msg_put(struct state *s, int64_t folder_id, const struct state_msg *m, struct ms_error *err);

@@ -459,9 +459,50 @@ static void merge_changes(const struct state_msg *st, size_t ns, const struct im
  * from the list of all. *done is false when that cannot be used (no
  * modseq recorded, UIDVALIDITY changed, HIGHESTMODSEQ went back): then
  * the caller lists everything. The folder is selected either way. */
+/* The state rows the incremental path needs. With QRESYNC: only those of
+ * the changed and vanished UIDs, looked up one by one, so a resync's local
+ * cost follows the changes, not the folder (unless the server reports more
+ * than LOOKUP_MAX of them: then one read of all rows is cheaper). CONDSTORE
+ * alone finds expunges by comparing all UIDs: all rows. *guard_total is
+ * how many messages the folder held as last synced, for the planner's
+ * mass-deletion guard when only some rows were read. */
+#define LOOKUP_MAX 4096
+
+static int changed_rows(struct run *r, const struct state_folder *sf, const struct imap_mailbox *mb,
+                        const struct imap_msg *chg, size_t nchg, const uint32_t *van, size_t nvan,
+                        struct state_msg **st, size_t *ns, size_t *guard_total, struct ms_error *err)
+{
+    *guard_total = 0;
+    if (!r->qresync || nchg + nvan > LOOKUP_MAX)
+        return state_msg_list(r->st, sf->id, st, ns, err);
+    uint32_t *want = xmalloc((nchg + nvan + 1) * sizeof *want);
+    size_t n = 0, i = 0, j = 0, nnew = 0;
+    while (i < nchg || j < nvan) { /* both sorted: merge */
+        if (j == nvan || (i < nchg && chg[i].uid < van[j])) {
+            nnew += chg[i].uid >= sf->uidnext;
+            want[n++] = chg[i++].uid;
+        } else {
+            want[n++] = van[j++];
+        }
+    }
+    int rc = state_msg_get_uids(r->st, sf->id, want, n, st, ns, err);
+    free(want);
+    if (rc)
+        return rc;
+    size_t gone = 0;
+    for (size_t k = 0; k < *ns; k++)
+        gone += uid_in(van, nvan, (*st)[k].uid);
+    size_t held = (size_t)mb->exists + gone;
+    *guard_total = held > nnew ? held - nnew : 0;
+    if (*guard_total < *ns)
+        *guard_total = *ns;
+    return MS_OK;
+}
+
 static int remote_changes(struct run *r, const struct selected *sel, const struct state_folder *sf,
-                          const struct state_msg *st, size_t ns, struct imap_mailbox *mb, struct imap_msg **rm,
-                          size_t *nr, bool *done, struct uid_list *affected, struct ms_error *err)
+                          struct state_msg **st, size_t *ns, size_t *guard_total, struct imap_mailbox *mb,
+                          struct imap_msg **rm, size_t *nr, bool *done, struct uid_list *affected,
+                          struct ms_error *err)
 {
     struct imap_msg *chg = NULL;
     uint32_t *van = NULL, *all = NULL;
@@ -482,7 +523,9 @@ static int remote_changes(struct run *r, const struct selected *sel, const struc
         if (rc)
             goto out;
     }
-    merge_changes(st, ns, chg, nchg, van, nvan, all, nall, !r->qresync, rm, nr, affected);
+    if ((rc = changed_rows(r, sf, mb, chg, nchg, van, nvan, st, ns, guard_total, err)))
+        goto out;
+    merge_changes(*st, *ns, chg, nchg, van, nvan, all, nall, !r->qresync, rm, nr, affected);
     log_msg(LOG_VERBOSE, "%s: %zu messages changed since modseq %llu (%s)", sel->name, nchg,
             (unsigned long long)sf->highestmodseq, r->qresync ? "QRESYNC" : "CONDSTORE");
     *done = true;
@@ -498,22 +541,29 @@ out:
  * sync were asked for: then *affected holds the recorded UIDs whose flags
  * changed or that are gone, the only ones the local side must look at. */
 static int remote_snapshot(struct run *r, const struct selected *sel, const struct state_folder *sf,
-                           const struct state_msg *st, size_t ns, struct imap_mailbox *mb, struct imap_msg **rm,
-                           size_t *nr, bool *changed, bool *incremental, struct uid_list *affected,
-                           struct ms_error *err)
+                           struct state_msg **st, size_t *ns, size_t *guard_total, struct imap_mailbox *mb,
+                           struct imap_msg **rm, size_t *nr, bool *changed, bool *incremental,
+                           struct uid_list *affected, struct ms_error *err)
 {
     int rc;
     *incremental = false;
+    *guard_total = 0;
     /* Incremental only after a complete sync: then the state is whole. */
     if (r->condstore && sf->last_sync && sf->uidvalidity && sf->highestmodseq) {
-        rc = remote_changes(r, sel, sf, st, ns, mb, rm, nr, incremental, affected, err);
+        rc = remote_changes(r, sel, sf, st, ns, guard_total, mb, rm, nr, incremental, affected, err);
         if (rc || *incremental)
             return rc;
+        state_msgs_free(*st, *ns);
+        *st = NULL;
+        *ns = 0;
     } else {
         rc = imap_select(r->imap, sel->raw, false, mb, err);
         if (rc)
             return rc;
     }
+    /* The full listing: every row. */
+    if (sf->id && (rc = state_msg_list(r->st, sf->id, st, ns, err)))
+        return rc;
     *changed = sf->uidvalidity && sf->uidvalidity != mb->uidvalidity;
     if (*changed)
         log_msg(LOG_WARN, "%s: UIDVALIDITY changed (%u -> %u): re-matching messages by identity, deleting nothing",
@@ -635,11 +685,10 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
             maildir_sweep_tmp(mf, TMP_MAX_AGE, NULL);
         }
     }
-    if (sf.id && (rc = state_msg_list(r->st, sf.id, &state, &nstate, err)))
-        goto out;
     bool incremental;
-    if ((rc = remote_snapshot(r, sel, &sf, state, nstate, &mb, &rm, &nr, &uv_changed, &incremental, &affected,
-                              err)))
+    size_t guard_total = 0;
+    if ((rc = remote_snapshot(r, sel, &sf, &state, &nstate, &guard_total, &mb, &rm, &nr, &uv_changed, &incremental,
+                              &affected, err)))
         goto out;
     if (mf && incremental)
         rc = local_lookup(mf, state, nstate, &affected, &local, &nlocal, err);
@@ -663,6 +712,7 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
         log_msg(LOG_INFO, "%s: %zu local messages matched to the server by identity", sel->name, nmatched);
 
     build_plan_input(&in, r->acct, r->opt, state, nstate, local, nlocal, rm, nr);
+    in.guard_total = guard_total;
     if (plan_pull(&in, &p) != 0) {
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
         goto out;

@@ -135,7 +135,7 @@ static void count(struct plan *p)
  * lists an empty folder by mistake: leave the whole folder untouched. */
 static void apply_guard(const struct plan_input *in, struct plan *p)
 {
-    size_t total = in->nstate;
+    size_t total = in->guard_total ? in->guard_total : in->nstate;
     if (in->force || total < GUARD_MIN_MESSAGES)
         return;
     if ((uint64_t)p->ndelete * 100 <= (uint64_t)in->max_delete * total)

@@ -57,6 +57,9 @@ struct plan_input {
     uint64_t max_size;    /* 0 = no limit; larger messages are skipped */
     int max_delete;       /* percent of a folder a run may delete */
     bool force;           /* override the mass-deletion guard */
+    size_t guard_total;   /* messages in the folder, when state holds only
+                             some of its rows (an incremental resync);
+                             0 = nstate */
 };
 
 enum plan_op {

@@ -94,6 +94,25 @@ class IncrementalMixin:
             self.assertEqual(r.stderr.count("unchanged since the last sync"), len(tb.SAMPLE_FOLDERS) - 1)
         self.assertSynced()
 
+    def test_expunges_weighed_against_the_whole_folder(self):
+        """The incremental path reads only the rows of changed and vanished
+        UIDs; the mass-deletion guard must still weigh deletions against
+        the whole folder: 25 of 60 (42 %) pass (25 of the 25 rows read
+        would not), all of the remaining 35 do not."""
+        with self.imap() as c:
+            uids = c.append_many("INBOX", tb.make_corpus(60, seed=9, size=(400, 700)))
+        self.pull()
+        with self.imap() as c:
+            c.expunge_uids("INBOX", uids[:25])
+        self.pull()
+        self.assertSynced()
+        with self.imap() as c:
+            c.expunge_uids("INBOX", uids[25:])
+        before = tb.snapshot_tree(self.maildir)
+        r = self.pull(expect=1)
+        self.assertIn("max_delete", r.stderr)
+        self.assertEqual(before, tb.snapshot_tree(self.maildir))
+
     def test_quiet_run_leaves_the_db_alone(self):
         """A run that finds nothing changed writes nothing to the state DB
         (no WAL, no fsync, no checkpoint), yet `status` shows its time; an

@@ -222,6 +222,38 @@ static void mass_deletion_guard(void **unused)
     guard_case(100, 90, 5, false, true);  /* max_delete = 5 % */
 }
 
+/* An incremental resync passes only the rows of changed and vanished UIDs;
+ * the guard then weighs the deletions against the folder's real size. */
+static void guard_with_partial_state(void **unused)
+{
+    (void)unused;
+    struct plan_state s[30];
+    struct plan_local l[30];
+    char names[30][16];
+    for (size_t i = 0; i < 30; i++) {
+        snprintf(names[i], sizeof names[i], "v%04zu", i);
+        s[i] = (struct plan_state){(uint32_t)(100 + i), names[i], 0, NULL};
+        l[i] = (struct plan_local){names[i], 0};
+    }
+    struct plan_remote none[1];
+    struct plan p;
+    /* 30 vanished of a 1000-message folder: 3 %, allowed. */
+    struct plan_input in = input(s, 30, l, 30, none, 0);
+    in.max_delete = 50;
+    in.guard_total = 1000;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_false(p.guard_tripped);
+    assert_int_equal(p.ndelete, 30);
+    plan_free(&p);
+    /* 30 vanished of a 40-message folder: 75 %, held back. */
+    in.guard_total = 40;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_true(p.guard_tripped);
+    assert_int_equal(p.guard_total, 40);
+    assert_int_equal(p.n, 0);
+    plan_free(&p);
+}
+
 static void match_pairs_by_message_id_and_size(void **unused)
 {
     (void)unused;
@@ -271,6 +303,7 @@ int main(void)
         cmocka_unit_test(order_is_deletes_then_flags_then_fetches),
         cmocka_unit_test(too_big_messages_are_skipped),
         cmocka_unit_test(mass_deletion_guard),
+        cmocka_unit_test(guard_with_partial_state),
         cmocka_unit_test(match_pairs_by_message_id_and_size),
         cmocka_unit_test(match_with_nothing),
     };
