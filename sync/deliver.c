@@ -311,14 +311,17 @@ static int confirm_rows(struct fetch_ctx *c, struct ms_error *err)
     return rc;
 }
 
-/* Confirm the last commit's rows on their own (at the end of a fetch). */
-static int confirm_last(struct fetch_ctx *c, struct ms_error *err)
+/* Confirm the last commit's rows at the end of a fetch, with the folder's
+ * row (finish) when given. */
+static int confirm_last(struct fetch_ctx *c, struct state_folder *finish, struct ms_error *err)
 {
-    if (c->nunconfirmed == 0)
+    if (c->nunconfirmed == 0 && !finish)
         return MS_OK;
     int rc = state_begin(c->run->st, err);
     if (rc == MS_OK)
         rc = confirm_rows(c, err);
+    if (rc == MS_OK && finish)
+        rc = state_folder_save(c->run->st, finish, err);
     if (rc == MS_OK)
         return state_commit(c->run->st, err);
     state_rollback(c->run->st);
@@ -419,7 +422,7 @@ static int fetch_batch(struct fetch_ctx *c, const uint32_t *uids, size_t n, stru
 
 int fetch_new(struct run *r, struct maildir_folder *mf, int64_t folder_id, const struct plan *p,
                      struct leftover *left, size_t nleft, struct local_msg *local, size_t nlocal,
-                     struct engine_folder_result *fres, struct ms_error *err)
+                     struct engine_folder_result *fres, struct state_folder *finish, struct ms_error *err)
 {
     uint32_t *uids = xmalloc((p->nfetch ? p->nfetch : 1) * sizeof *uids);
     struct fetch_ctx *c = xcalloc(1, sizeof *c);
@@ -453,7 +456,7 @@ int fetch_new(struct run *r, struct maildir_folder *mf, int64_t folder_id, const
         }
     }
     struct ms_error cerr;
-    int crc = confirm_last(c, &cerr);
+    int crc = confirm_last(c, rc == MS_OK && fres->failed == 0 ? finish : NULL, &cerr);
     if (crc && rc == MS_OK) {
         rc = crc;
         *err = cerr;

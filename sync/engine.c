@@ -294,9 +294,11 @@ struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq)
     return NULL;
 }
 
+/* finish: when not NULL, the folder's row is saved in the same
+ * transaction (one commit, one fsync, for a folder with nothing to fetch). */
 static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t folder_id, const struct plan *p,
                                struct local_msg *local, size_t nlocal, struct engine_folder_result *fres,
-                               struct ms_error *err)
+                               struct state_folder *finish, struct ms_error *err)
 {
     int rc = MS_OK;
     /* Files first (rename/unlink), records after, in one transaction. */
@@ -327,6 +329,8 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
         else if (a->op == PLAN_LOCAL_FLAGS || a->op == PLAN_STATE_FLAGS)
             rc = state_msg_set_flags(r->st, folder_id, a->uid, a->state_flags, a->keywords, err);
     }
+    if (rc == MS_OK && finish)
+        rc = state_folder_save(r->st, finish, err);
     if (rc == MS_OK)
         return state_commit(r->st, err);
     state_rollback(r->st);
@@ -736,24 +740,26 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     }
     if (prog && prog->folder_start)
         prog->folder_start(prog->ctx, r->acct->name, sel->name, p.nfetch, p.fetch_bytes);
-    if ((rc = apply_local_changes(r, mf, sf.id, &p, local, nlocal, fres, err)))
+    /* The folder's record as it will be once everything is in: saved with
+     * the last transaction of the folder's work. Messages skipped for
+     * max_size are in no record: a folder that has some is listed in full
+     * every time (modseq 0), so they come in once the limit allows, and
+     * the incremental paths never lose sight of them. */
+    struct state_folder done = sf;
+    done.uidvalidity = mb.uidvalidity;
+    done.uidnext = mb.uidnext;
+    done.highestmodseq = p.nskip ? 0 : mb.highestmodseq;
+    done.last_sync = (int64_t)time(NULL);
+    if ((rc = apply_local_changes(r, mf, sf.id, &p, local, nlocal, fres, p.nfetch ? NULL : &done, err)))
         goto out;
-    if ((rc = fetch_new(r, mf, sf.id, &p, left, nleft, local, nlocal, fres, err)))
+    if (p.nfetch && (rc = fetch_new(r, mf, sf.id, &p, left, nleft, local, nlocal, fres, &done, err)))
         goto out;
     if (fres->failed) {
-        /* The folder's record stays as it was, so the next run looks for
-         * these messages again. */
+        /* The folder's record stays as it was (fetch_new did not save
+         * it), so the next run looks for these messages again. */
         rc = ms_error_set(err, MS_EPARTIAL, "%s: %zu messages could not be fetched", sel->name, fres->failed);
         goto out;
     }
-    sf.uidvalidity = mb.uidvalidity;
-    sf.uidnext = mb.uidnext;
-    /* Messages skipped for max_size are in no record: a folder that has
-     * some is listed in full every time, so they come in once the limit
-     * allows, and the incremental paths never lose sight of them. */
-    sf.highestmodseq = p.nskip ? 0 : mb.highestmodseq;
-    sf.last_sync = (int64_t)time(NULL);
-    rc = state_folder_save(r->st, &sf, err);
 out:
     if (rc)
         folder_fail(fres, err);

@@ -60,9 +60,11 @@ struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq)
 int recover_pending(struct run *r, int64_t folder_id, struct maildir_folder *mf, struct ms_error *err);
 /* Download and deliver the plan's PLAN_FETCH messages, comparing each
  * with the leftovers first. */
+/* finish: the folder's row, saved with the last confirmations when every
+ * message came in (fres->failed == 0); otherwise left unsaved. */
 int fetch_new(struct run *r, struct maildir_folder *mf, int64_t folder_id, const struct plan *p,
               struct leftover *left, size_t nleft, struct local_msg *local, size_t nlocal,
-              struct engine_folder_result *fres, struct ms_error *err);
+              struct engine_folder_result *fres, struct state_folder *finish, struct ms_error *err);
 
 /* rematch.c */
 int cmp_str(const void *a, const void *b);
