@@ -536,6 +536,12 @@ static int open_session(struct imap_session *s, const struct account *acct, bool
     int rc = netstream_connect(s->host, s->port, s->timeout, &ns, err);
     if (rc != MS_OK)
         return rc;
+    /* The TLS context (CA store, a few ms) is built after the TCP connect:
+     * meanwhile the server accepts and starts its side of the session. */
+    if (acct->tls != TLS_NONE && (rc = tls_client_new(acct->ca_file, acct->fingerprint, &s->tls, err)) != MS_OK) {
+        netstream_destroy(ns);
+        return rc;
+    }
     if (acct->tls == TLS_IMPLICIT) {
         rc = netstream_start_tls(ns, s->tls, s->host, err);
         if (rc != MS_OK) {
@@ -578,11 +584,8 @@ int imap_connect(const struct account *acct, const char *password, struct imap_s
     }
     s->timeout = acct->timeout > 0 ? acct->timeout : 60;
     s->port = acct->port > 0 ? acct->port : (acct->tls == TLS_IMPLICIT ? 993 : 143);
-    if (acct->tls != TLS_NONE)
-        rc = tls_client_new(acct->ca_file, acct->fingerprint, &s->tls, err);
     bool preauth = false;
-    if (rc == MS_OK)
-        rc = open_session(s, acct, &preauth, err);
+    rc = open_session(s, acct, &preauth, err);
     if (rc == MS_OK && acct->tls == TLS_STARTTLS)
         rc = do_starttls(s, preauth, err);
     if (rc == MS_OK) {
