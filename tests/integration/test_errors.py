@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import time
+import subprocess
 import unittest
 
 import testbed as tb
@@ -59,6 +60,38 @@ class ErrorsTest(tb.BedTestCase):
         r = self.mailsync("pull")
         self.assertEqual(r.code, 4, str(r))
         self.assertIn("certificate", r.stderr.lower())
+
+    def _hashed_dir(self, name, ca):
+        """A certificate directory holding ca under its subject-hash name,
+        as /etc/ssl/certs holds the system's."""
+        d = self.work / name
+        d.mkdir()
+        h = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(ca)],
+                           stdout=subprocess.PIPE, check=True, text=True).stdout.strip()
+        shutil.copy(str(ca), str(d / "test-ca.pem"))
+        os.symlink("test-ca.pem", str(d / ("%s.0" % h)))
+        return d
+
+    def test_system_store_directory_and_file(self):
+        """Without ca_file the system store is used the cheap way: the
+        hashed directory, read only for the issuers a chain needs (not the
+        whole bundle, 20-25 ms each run); SSL_CERT_FILE still wins."""
+        self.seed(2)
+        self.write_config(ca_file=None)
+        good = self._hashed_dir("certs-good", self.bed.ca_file)
+        other = self._hashed_dir("certs-other", self.bed.other_ca_file)
+        def pull(extra):
+            env = tb.mailsync_env(self.work, extra=extra)
+            if "SSL_CERT_FILE" not in extra:
+                env.pop("SSL_CERT_FILE", None)
+            return tb.run_mailsync(["pull"], config=self.config_path, env=env)
+        r = pull({"SSL_CERT_DIR": str(good)})
+        self.assertEqual(r.code, 0, str(r))
+        self.assertSynced()
+        r = pull({"SSL_CERT_DIR": str(other)})
+        self.assertEqual(r.code, 4, str(r))
+        r = pull({"SSL_CERT_DIR": str(other), "SSL_CERT_FILE": str(self.bed.ca_file)})
+        self.assertEqual(r.code, 0, str(r))
 
     def test_pinned_fingerprint_works_without_ca(self):
         self.seed(2)

@@ -135,6 +135,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_ports(n):
+    """n distinct free TCP ports on 127.0.0.1: all sockets are held open
+    while the next is picked (free_port() twice in a row may return the
+    same port, and Dovecot refuses a duplicate listener)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def port_open(port, host=HOST, timeout=0.2):
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -561,8 +577,7 @@ class Dovecot:
     def _start_once(self):
         for attempt in range(3):
             if self.imap_port is None or attempt > 0:
-                self.imap_port, self.imaps_port = free_port(), free_port()
-                self.pop3_port, self.pop3s_port = free_port(), free_port()
+                self.imap_port, self.imaps_port, self.pop3_port, self.pop3s_port = free_ports(4)
             self._write_passwd()
             self._write_config()
             for sub in ("run", "state"):
@@ -582,7 +597,8 @@ class Dovecot:
             except RuntimeError as e:
                 err = e
                 self.stop(cleanup=False)
-                if "in use" not in self.log_text() + self._stderr_text():
+                why = self.log_text() + self._stderr_text()
+                if "in use" not in why and "uplicate listener" not in why:
                     break
         raise RuntimeError("dovecot did not start: %s\n--- stderr:\n%s\n--- log:\n%s" % (
             err, self._stderr_text()[-3000:], self.log_text()[-3000:]))
