@@ -278,6 +278,22 @@ def big_cache_dir(seed, base=None):
     return os.path.join(base, "mailsync-bench-big-s%s" % seed)
 
 
+def publish_dir(path, prefix, fill):
+    """Make the directory path appear whole or not at all: fill(tmp) writes
+    a temp directory beside it, which then replaces path in one rename."""
+    parent = os.path.dirname(path) or "."
+    tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    try:
+        fill(tmp)
+        os.chmod(tmp, 0o755)
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def load_big(seed=1, base=None, log=print):
     """Scenario (f)'s message (generated or from the cache) -> Message."""
     path = big_cache_dir(seed, base)
@@ -295,20 +311,12 @@ def load_big(seed=1, base=None, log=print):
         e = {"format": BIG_FORMAT, "seed": seed, "target": BIG_BYTES, "i": -1, "folder": folder,
              "flags": list(flags), "date": date, "size": len(data),
              "sha256": hashlib.sha256(data).hexdigest(), "file": "big.eml"}
-        parent = os.path.dirname(path) or "."
-        tmp = tempfile.mkdtemp(prefix=".corpus-big-tmp-", dir=parent)
-        try:
+        def fill(tmp):
             with open(os.path.join(tmp, "big.eml"), "wb") as f:
                 f.write(data)
             with open(os.path.join(tmp, "manifest.json"), "w") as f:
                 json.dump(e, f)
-            os.chmod(tmp, 0o755)
-            if os.path.exists(path):
-                shutil.rmtree(path)
-            os.rename(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        publish_dir(path, ".corpus-big-tmp-", fill)
         log("corpus: generated the big message (%.1f MiB) in %s (%.1f s)" % (
             len(data) / 2**20, path, time.monotonic() - t0))
     else:
@@ -355,9 +363,7 @@ def load(n, seed=1, small=False, base=None, log=print):
 def _generate(path, n, seed, small):
     rng = random.Random("bench-pools/%s" % seed)
     pools = (_lines_pool(rng, 3000), _lines_pool(rng, 1500, utf8_share=0.5))
-    parent = os.path.dirname(path) or "."
-    tmp = tempfile.mkdtemp(prefix=".corpus-tmp-", dir=parent)
-    try:
+    def fill(tmp):
         os.mkdir(os.path.join(tmp, "m"))
         entries = []
         for i in range(n + EXTRA):
@@ -372,13 +378,7 @@ def _generate(path, n, seed, small):
                "messages": entries, "bytes": sum(e["size"] for e in entries[:n])}
         with open(os.path.join(tmp, "manifest.json"), "w") as f:
             json.dump(man, f)
-        os.chmod(tmp, 0o755)
-        if os.path.exists(path):
-            shutil.rmtree(path)
-        os.rename(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    publish_dir(path, ".corpus-tmp-", fill)
 
 
 if __name__ == "__main__":
