@@ -276,6 +276,40 @@ void engine_folders_free(struct engine_folder_map *f, size_t n)
 }
 
 /* ------------------------------------------------------------------ */
+/* the run's open transaction */
+
+/* Flag changes and expunges of a folder are recorded after the files were
+ * renamed or removed; those of all such folders of a run go into one
+ * transaction, committed before the next delivery or with the run's
+ * outcome: one fsync instead of one per folder. A crash before the commit
+ * loses only records of what the files already show: the next run is told
+ * the same changes again (its HIGHESTMODSEQ was not advanced either) and
+ * finds the files already as the server wants them. */
+static int run_txn(struct run *r, struct ms_error *err)
+{
+    if (r->txn_open)
+        return MS_OK;
+    int rc = state_begin(r->st, err);
+    r->txn_open = rc == MS_OK;
+    return rc;
+}
+
+int run_txn_commit(struct run *r, struct ms_error *err)
+{
+    if (!r->txn_open)
+        return MS_OK;
+    r->txn_open = false;
+    return state_commit(r->st, err);
+}
+
+static void run_txn_abort(struct run *r)
+{
+    if (r->txn_open)
+        state_rollback(r->st);
+    r->txn_open = false;
+}
+
+/* ------------------------------------------------------------------ */
 /* local changes from the plan */
 
 struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq)
@@ -321,7 +355,7 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
     }
     if (rc)
         return rc;
-    rc = state_begin(r->st, err);
+    rc = run_txn(r, err);
     for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
         const struct plan_action *a = &p->actions[i];
         if (a->op == PLAN_LOCAL_DELETE || a->op == PLAN_FORGET)
@@ -331,10 +365,13 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
     }
     if (rc == MS_OK && finish)
         rc = state_folder_save(r->st, finish, err);
-    if (rc == MS_OK)
-        return state_commit(r->st, err);
-    state_rollback(r->st);
-    return rc;
+    if (rc) {
+        run_txn_abort(r);
+        return rc;
+    }
+    /* With nothing to fetch the records wait for the run's end (or the
+     * next delivery); deliveries have transactions of their own. */
+    return finish ? MS_OK : run_txn_commit(r, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -684,7 +721,7 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
         if (rc)
             goto out;
         if (!r->opt->dry_run) {
-            if (sf.id && sf.pending_count && (rc = recover_pending(r, sf.id, mf, err)))
+            if (sf.id && sf.pending_count && ((rc = run_txn_commit(r, err)) || (rc = recover_pending(r, sf.id, mf, err))))
                 goto out;
             maildir_sweep_tmp(mf, TMP_MAX_AGE, NULL);
         }
@@ -752,7 +789,8 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     done.last_sync = (int64_t)time(NULL);
     if ((rc = apply_local_changes(r, mf, sf.id, &p, local, nlocal, fres, p.nfetch ? NULL : &done, err)))
         goto out;
-    if (p.nfetch && (rc = fetch_new(r, mf, sf.id, &p, left, nleft, local, nlocal, fres, &done, err)))
+    if (p.nfetch && ((rc = run_txn_commit(r, err)) ||
+                     (rc = fetch_new(r, mf, sf.id, &p, left, nleft, local, nlocal, fres, &done, err))))
         goto out;
     if (fres->failed) {
         /* The folder's record stays as it was (fetch_new did not save
@@ -872,7 +910,7 @@ static void record_outcome(struct run *r)
             log_msg(LOG_WARN, "could not record the run's outcome: %s", e.msg);
         return;
     }
-    int rc = state_begin(r->st, &e);
+    int rc = run_txn(r, &e);
     for (size_t i = 0; rc == MS_OK && i < r->ntouched; i++)
         rc = state_folder_touch(r->st, r->touched[i].folder_id, now, &e);
     if (rc == MS_OK && r->res->status == MS_OK) {
@@ -882,9 +920,9 @@ static void record_outcome(struct run *r)
     if (rc == MS_OK)
         rc = state_meta_set(r->st, "last_error", worst, &e);
     if (rc == MS_OK)
-        rc = state_commit(r->st, &e);
+        rc = run_txn_commit(r, &e);
     else
-        state_rollback(r->st);
+        run_txn_abort(r);
     if (rc)
         log_msg(LOG_WARN, "could not record the run's outcome: %s", e.msg);
 }

@@ -11,6 +11,7 @@ the Maildir against the server byte for byte: exactly one copy each.
 
 import os
 import signal
+import sqlite3
 import time
 import unittest
 
@@ -127,3 +128,58 @@ class CrashTest(tb.BedTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class FlagRecordsCrashTest(tb.BedTestCase):
+    """Flag changes of several folders are recorded in one transaction at
+    the run's end. A run killed after it renamed the files of one folder
+    but before that commit must leave nothing a re-run cannot finish."""
+    bed_options = {"pool": 4}
+
+    def state_rows(self):
+        db = sqlite3.connect("file:%s?mode=ro" % self.state, uri=True)
+        try:
+            return sorted(db.execute("SELECT folder_id, uid, flags, keywords FROM messages"))
+        finally:
+            db.close()
+
+    def test_kill_before_the_shared_commit(self):
+        uids = {}
+        with self.imap() as c:
+            c.create_folder("Archive")
+            uids["INBOX"] = c.append_many("INBOX", tb.make_corpus(12, seed=31, size=(400, 900)))
+            uids["Archive"] = c.append_many("Archive", tb.make_corpus(12, seed=32, size=(400, 900),
+                                                                      start=100))
+        self.pull()
+        recorded = self.state_rows()
+        with self.imap() as c:
+            for folder in ("INBOX", "Archive"):
+                c.set_flags(folder, uids[folder][:5], ["\\Flagged", "\\Seen"])
+                c.set_flags(folder, uids[folder][5:7], ["\\Seen"], mode="-")
+        server = self.server_state()
+        # Plain IMAP through a recording proxy: the kill comes while the
+        # second changed folder is being listed, when the first one's files
+        # are renamed and its records wait in the open transaction.
+        px = tb.Proxy(self.bed.imap_port, stall_on=(b"CHANGEDSINCE", 2)).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        p = tb.start_mailsync(["pull"], config=self.config_path, workdir=self.work)
+        try:
+            self.assertTrue(px.stalled.wait(30), "kill point never reached")
+            time.sleep(0.3)
+            self.assertIsNone(p.poll(), "pull ended before the kill point")
+            os.kill(p.pid, signal.SIGKILL)
+        finally:
+            res = tb.finish_mailsync(p)
+        self.assertEqual(res.code, -signal.SIGKILL, "not killed: %s" % res)
+        # The window was hit: some files already carry the new flags while
+        # no record changed.
+        flagged = sum(1 for ms in tb.read_maildir(self.maildir).values() for m in ms if "F" in m.letters)
+        self.assertGreaterEqual(flagged, 5, "no folder was renamed before the kill")
+        self.assertEqual(self.state_rows(), recorded, "records were committed before the kill")
+        self.write_config()
+        self.pull()
+        tb.assert_maildir_matches(self.maildir, server)
+        snap = tb.snapshot_tree(self.maildir)
+        self.pull()
+        self.assertEqual(snap, tb.snapshot_tree(self.maildir))

@@ -1437,10 +1437,17 @@ class Proxy:
     stall the server->client direction. Counters: connections, bytes_down,
     bytes_up; record=True also keeps the raw bytes (upstream: client->server,
     downstream: server->client) to check, e.g., that no password was sent.
-    delay/cut_after may be changed while running. Use as a context manager or start()/stop()."""
+    delay/cut_after may be changed while running. stall_on=(pattern, n): once
+    the client has sent pattern n times, that chunk and everything after it
+    is held back from the server (self.stalled is set), so the client
+    waits for an answer that does not come, at a known point. Use as a
+    context manager or start()/stop()."""
 
     def __init__(self, target_port, target_host=HOST, delay=0.0, chunk=16384, cut_after=None,
-                 record=False):
+                 record=False, stall_on=None):
+        self.stall_on = stall_on
+        self.stalled = threading.Event()
+        self._sent_up = bytearray()
         self.target = (target_host, target_port)
         self.delay, self.chunk, self.cut_after = delay, chunk, cut_after
         self.record = record
@@ -1535,6 +1542,12 @@ class Proxy:
                     self.bytes_up += len(data)
                     if self.record:
                         self.upstream += data
+                    if self.stall_on is not None:
+                        self._sent_up += data
+                        pattern, n = self.stall_on
+                        if self.stalled.is_set() or self._sent_up.count(pattern) >= n:
+                            self.stalled.set()
+                            continue
                 dst.sendall(data)
         except OSError:
             pass
