@@ -345,16 +345,21 @@ static int create_schema(struct state *s, struct ms_error *err)
  * messages): a damaged DB must stop the run before anything is written
  * (exit 5), not only when some later run happens to read a damaged page.
  * But a timer running every few minutes would pay it every time for a file
- * nobody else touched. So a clean close writes a stamp next to the DB: the
- * size and SHA-256 of the DB file and of its WAL, and when quick_check last
- * passed. An open whose files hash to the stamp's values, and whose last
- * check is under STAMP_MAX_AGE old, skips the check: the files are byte for
- * byte what SQLite left, which it had checked (hashing runs at over 1 GB/s,
- * a few ms). Any other writer, a restored backup or a crash mid-transaction
- * changes the bytes, and the check runs; so does the daily one. The stamp
- * is not synced: losing it only costs one check. */
+ * nobody else touched. So a clean close writes a stamp next to the DB that
+ * identifies the DB file (and its WAL) exactly as SQLite left them, with
+ * when quick_check last passed. An open whose files still match, and whose
+ * last check is under STAMP_MAX_AGE old, skips the check.
+ *
+ * How a file is identified, cheaply and for any size: the close sets the
+ * DB's mtime to a nanosecond value of its own choosing, just before now,
+ * and records device, inode, size, mtime and ctime. Any later write moves
+ * mtime to the kernel's clock tick (not that value) and ctime too; a
+ * restored copy has another inode or ctime. Where the file system keeps no
+ * nanoseconds (the value read back differs), and for a WAL left behind,
+ * the stamp holds the size and SHA-256 of the bytes instead (over 1 GB/s).
+ * The stamp is not synced: losing it only costs one check. */
 #define STAMP_MAX_AGE (24 * 3600)
-#define STAMP_MAGIC "mailsync-integrity-stamp 2"
+#define STAMP_MAGIC "mailsync-integrity-stamp 3"
 
 static char *sibling(const char *path, const char *suffix)
 {
@@ -366,8 +371,8 @@ static char *sibling(const char *path, const char *suffix)
     return p;
 }
 
-/* "<size>:<sha256 hex>" of the file, "-" when it does not exist; false on
- * any other error. */
+/* "h:<size>:<sha256 hex>" of the file, "-" when it does not exist; false
+ * on any other error. */
 static bool file_digest(const char *path, char *out, size_t len)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -395,21 +400,55 @@ static bool file_digest(const char *path, char *out, size_t len)
     close(fd);
     if (!ok)
         return false;
-    int o = snprintf(out, len, "%lld:", size);
+    int o = snprintf(out, len, "h:%lld:", size);
     for (unsigned i = 0; i < mdlen && o > 0 && (size_t)o + 3 <= len; i++)
         o += snprintf(out + o, len - (size_t)o, "%02x", md[i]);
     return true;
 }
 
-/* The stamp's line for the files as they are now. */
-static bool stamp_line(const char *path, int64_t checked_at, char *buf, size_t len)
+static long long ns_of(struct timespec t)
 {
-    char db[128], wal[128];
-    char *walpath = sibling(path, "-wal");
-    bool ok = file_digest(path, db, sizeof db) && file_digest(walpath, wal, sizeof wal);
-    free(walpath);
-    int w = snprintf(buf, len, "%s %lld %s %s\n", STAMP_MAGIC, (long long)checked_at, db, wal);
-    return ok && w > 0 && (size_t)w < len;
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* "s:<dev>:<ino>:<size>:<mtime ns>:<ctime ns>" */
+static void stat_token(const struct stat *st, char *out, size_t len)
+{
+    snprintf(out, len, "s:%llu:%llu:%lld:%lld:%lld", (unsigned long long)st->st_dev,
+             (unsigned long long)st->st_ino, (long long)st->st_size, ns_of(st->st_mtim), ns_of(st->st_ctim));
+}
+
+/* At close: give the DB an mtime of our own and identify it by stat (see
+ * above); a hash where that cannot be done. */
+static bool db_token_planted(const char *path, char *out, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long want = ns_of(now) - 1 - (ns_of(now) ^ ((long long)getpid() * 2654435761LL)) % 999983;
+    struct timespec ts[2] = {{0, UTIME_OMIT}, {(time_t)(want / 1000000000LL), (long)(want % 1000000000LL)}};
+    struct stat st;
+    bool planted = futimens(fd, ts) == 0 && fstat(fd, &st) == 0 && ns_of(st.st_mtim) == want;
+    close(fd);
+    if (planted) {
+        stat_token(&st, out, len);
+        return true;
+    }
+    return file_digest(path, out, len);
+}
+
+/* At open: the file's token of the same kind as the recorded one. */
+static bool db_token_like(const char *path, const char *recorded, char *out, size_t len)
+{
+    if (strncmp(recorded, "s:", 2) != 0)
+        return file_digest(path, out, len);
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return false;
+    stat_token(&st, out, len);
+    return true;
 }
 
 /* When the stamp vouches for the files as they are now: the time of the
@@ -421,32 +460,40 @@ static int64_t stamp_valid(const char *path)
     free(stamppath);
     if (fd < 0)
         return 0;
-    char have[512], want[512];
+    char have[512];
     ssize_t n = read(fd, have, sizeof have - 1);
     close(fd);
     if (n <= 0)
         return 0;
     have[n] = '\0';
     long long checked_at = 0;
-    if (sscanf(have, STAMP_MAGIC " %lld", &checked_at) != 1)
+    char db_rec[200], wal_rec[200];
+    if (sscanf(have, STAMP_MAGIC " %lld %199s %199s", &checked_at, db_rec, wal_rec) != 3)
         return 0;
     int64_t now = (int64_t)time(NULL);
     if (checked_at <= 0 || checked_at > now || now - checked_at >= STAMP_MAX_AGE)
         return 0;
-    if (!stamp_line(path, checked_at, want, sizeof want) || strcmp(have, want) != 0)
+    char db[200], wal[200];
+    char *walpath = sibling(path, "-wal");
+    bool ok = db_token_like(path, db_rec, db, sizeof db) && file_digest(walpath, wal, sizeof wal);
+    free(walpath);
+    if (!ok || strcmp(db, db_rec) != 0 || strcmp(wal, wal_rec) != 0)
         return 0;
     return checked_at;
 }
 
 static void stamp_write(const char *path, int64_t checked_at)
 {
-    char line[512];
-    bool ok = stamp_line(path, checked_at, line, sizeof line);
+    char line[512], db[200], wal[200];
+    char *walpath = sibling(path, "-wal");
+    bool ok = db_token_planted(path, db, sizeof db) && file_digest(walpath, wal, sizeof wal);
+    free(walpath);
+    int w = ok ? snprintf(line, sizeof line, "%s %lld %s %s\n", STAMP_MAGIC, (long long)checked_at, db, wal) : -1;
+    ok = w > 0 && (size_t)w < sizeof line;
     char *stamppath = sibling(path, ".checked");
     int fd = ok ? open(stamppath, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
     if (fd >= 0) {
-        ssize_t len = (ssize_t)strlen(line);
-        ok = write(fd, line, (size_t)len) == len;
+        ok = write(fd, line, (size_t)w) == w;
         if (close(fd) != 0)
             ok = false;
     }
