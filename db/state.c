@@ -123,6 +123,7 @@ struct state {
     int64_t checked_at; /* when quick_check last passed on this file; 0: never */
     bool ran_check;     /* this open ran quick_check */
     bool wrote;         /* a schema was created (total_changes misses DDL) */
+    bool restamp;       /* the stamp vouched by hash only: renew it at close */
     /* <path>.lastrun, read on first use */
     bool quiet_loaded;
     int64_t quiet_when;
@@ -350,14 +351,15 @@ static int create_schema(struct state *s, struct ms_error *err)
  * when quick_check last passed. An open whose files still match, and whose
  * last check is under STAMP_MAX_AGE old, skips the check.
  *
- * How a file is identified, cheaply and for any size: the close sets the
- * DB's mtime to a nanosecond value of its own choosing, just before now,
- * and records device, inode, size, mtime and ctime. Any later write moves
- * mtime to the kernel's clock tick (not that value) and ctime too; a
- * restored copy has another inode or ctime. Where the file system keeps no
- * nanoseconds (the value read back differs), and for a WAL left behind,
- * the stamp holds the size and SHA-256 of the bytes instead (over 1 GB/s).
- * The stamp is not synced: losing it only costs one check. */
+ * How a file is identified: the close sets the DB's mtime to a nanosecond
+ * value of its own choosing, just before now, and records device, inode,
+ * size, mtime and ctime, which the next open compares without reading the
+ * file (the common case: the timer's previous run left it). Any later
+ * write moves mtime to the kernel's clock and ctime too. Where those do not
+ * match (a restored copy: new inode and ctime; a file system without
+ * nanosecond timestamps), the stamp's size and SHA-256 of the bytes decide
+ * (over 1 GB/s); the WAL, normally gone after a clean close, is always
+ * compared by hash. The stamp is not synced: losing it costs one check. */
 #define STAMP_MAX_AGE (24 * 3600)
 #define STAMP_MAGIC "mailsync-integrity-stamp 3"
 
@@ -418,8 +420,8 @@ static void stat_token(const struct stat *st, char *out, size_t len)
              (unsigned long long)st->st_ino, (long long)st->st_size, ns_of(st->st_mtim), ns_of(st->st_ctim));
 }
 
-/* At close: give the DB an mtime of our own and identify it by stat (see
- * above); a hash where that cannot be done. */
+/* At close: give the DB an mtime of our own and return its stat token
+ * (false where that cannot be done: no nanosecond timestamps). */
 static bool db_token_planted(const char *path, char *out, size_t len)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -432,63 +434,65 @@ static bool db_token_planted(const char *path, char *out, size_t len)
     struct stat st;
     bool planted = futimens(fd, ts) == 0 && fstat(fd, &st) == 0 && ns_of(st.st_mtim) == want;
     close(fd);
-    if (planted) {
+    if (planted)
         stat_token(&st, out, len);
-        return true;
-    }
-    return file_digest(path, out, len);
-}
-
-/* At open: the file's token of the same kind as the recorded one. */
-static bool db_token_like(const char *path, const char *recorded, char *out, size_t len)
-{
-    if (strncmp(recorded, "s:", 2) != 0)
-        return file_digest(path, out, len);
-    struct stat st;
-    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
-        return false;
-    stat_token(&st, out, len);
-    return true;
+    return planted;
 }
 
 /* When the stamp vouches for the files as they are now: the time of the
- * check it carries; otherwise 0. */
-static int64_t stamp_valid(const char *path)
+ * check it carries; otherwise 0. The stat token is tried first (no read
+ * of the file); a copy of the files (a restored backup: new inode and
+ * ctime) is still vouched for when its bytes hash to the recorded value. */
+static int64_t stamp_valid(const char *path, bool *by_hash)
 {
+    *by_hash = false;
     char *stamppath = sibling(path, ".checked");
     int fd = open(stamppath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     free(stamppath);
     if (fd < 0)
         return 0;
-    char have[512];
+    char have[640];
     ssize_t n = read(fd, have, sizeof have - 1);
     close(fd);
     if (n <= 0)
         return 0;
     have[n] = '\0';
     long long checked_at = 0;
-    char db_rec[200], wal_rec[200];
-    if (sscanf(have, STAMP_MAGIC " %lld %199s %199s", &checked_at, db_rec, wal_rec) != 3)
+    char stat_rec[200], hash_rec[200], wal_rec[200];
+    if (sscanf(have, STAMP_MAGIC " %lld %199s %199s %199s", &checked_at, stat_rec, hash_rec, wal_rec) != 4)
         return 0;
     int64_t now = (int64_t)time(NULL);
     if (checked_at <= 0 || checked_at > now || now - checked_at >= STAMP_MAX_AGE)
         return 0;
-    char db[200], wal[200];
+    char tok[200], wal[200];
     char *walpath = sibling(path, "-wal");
-    bool ok = db_token_like(path, db_rec, db, sizeof db) && file_digest(walpath, wal, sizeof wal);
+    bool ok = file_digest(walpath, wal, sizeof wal) && strcmp(wal, wal_rec) == 0;
     free(walpath);
-    if (!ok || strcmp(db, db_rec) != 0 || strcmp(wal, wal_rec) != 0)
+    if (!ok)
         return 0;
+    struct stat st;
+    if (strncmp(stat_rec, "s:", 2) == 0 && lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+        stat_token(&st, tok, sizeof tok);
+        if (strcmp(tok, stat_rec) == 0)
+            return checked_at;
+    }
+    if (!file_digest(path, tok, sizeof tok) || strcmp(tok, hash_rec) != 0)
+        return 0;
+    *by_hash = true; /* restamped at close, so the next open need not hash */
     return checked_at;
 }
 
 static void stamp_write(const char *path, int64_t checked_at)
 {
-    char line[512], db[200], wal[200];
+    char line[640], tok[200], hash[200], wal[200];
     char *walpath = sibling(path, "-wal");
-    bool ok = db_token_planted(path, db, sizeof db) && file_digest(walpath, wal, sizeof wal);
+    if (!db_token_planted(path, tok, sizeof tok))
+        snprintf(tok, sizeof tok, "-");
+    bool ok = file_digest(path, hash, sizeof hash) && file_digest(walpath, wal, sizeof wal);
     free(walpath);
-    int w = ok ? snprintf(line, sizeof line, "%s %lld %s %s\n", STAMP_MAGIC, (long long)checked_at, db, wal) : -1;
+    int w = ok ? snprintf(line, sizeof line, "%s %lld %s %s %s\n", STAMP_MAGIC, (long long)checked_at, tok, hash,
+                          wal)
+               : -1;
     ok = w > 0 && (size_t)w < sizeof line;
     char *stamppath = sibling(path, ".checked");
     int fd = ok ? open(stamppath, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
@@ -555,7 +559,7 @@ int state_open(const char *path, struct state **out, struct ms_error *err)
         abort();
     s->path = xstrdup_or_null(path);
     /* Before SQLite opens (and maybe recovers) anything. */
-    int64_t vouched = memory || fresh ? 0 : stamp_valid(path);
+    int64_t vouched = memory || fresh ? 0 : stamp_valid(path, &s->restamp);
     /* No SQLITE_OPEN_CREATE: the file exists now, and must not be replaced. */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (memory ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
@@ -608,7 +612,7 @@ void state_close(struct state *s)
     /* Nothing written and the stamp vouched at open: the files are as it
      * says (if SQLite touched them anyway, the next open sees it). */
     bool restamp = s->db && s->checked_at && s->path && strcmp(s->path, ":memory:") != 0 &&
-                   (s->ran_check || state_changed(s));
+                   (s->ran_check || s->restamp || state_changed(s));
     if (s->db && sqlite3_close(s->db) != SQLITE_OK)
         log_msg(LOG_WARN, "state DB %s: close: %s", s->path, sqlite3_errmsg(s->db));
     else if (restamp)
