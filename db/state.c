@@ -352,14 +352,18 @@ static int create_schema(struct state *s, struct ms_error *err)
  * last check is under STAMP_MAX_AGE old, skips the check.
  *
  * How a file is identified: the close sets the DB's mtime to a nanosecond
- * value of its own choosing, just before now, and records device, inode,
- * size, mtime and ctime, which the next open compares without reading the
- * file (the common case: the timer's previous run left it). Any later
- * write moves mtime to the kernel's clock and ctime too. Where those do not
- * match (a restored copy: new inode and ctime; a file system without
- * nanosecond timestamps), the stamp's size and SHA-256 of the bytes decide
- * (over 1 GB/s); the WAL, normally gone after a clean close, is always
- * compared by hash. The stamp is not synced: losing it costs one check. */
+ * value of its own choosing, a random fraction of a millisecond before now,
+ * and records size and mtime, which the next open compares without reading
+ * the file (the common case: the timer's previous run left it). Any later
+ * write sets mtime to the kernel's clock, which lands on that value by
+ * chance only (about one in a million per write in the same millisecond),
+ * and copies that keep the mtime keep the bytes. Only a deliberate reset
+ * of the mtime to that value would hide a change. Where they do not match
+ * (a copy that took a new mtime; a file system without nanosecond
+ * timestamps), the stamp's size and SHA-256 of the bytes decide (over
+ * 1 GB/s), and the close renews the stamp; the WAL, normally gone after a
+ * clean close, is always compared by hash. The stamp is not synced:
+ * losing it costs one check. */
 #define STAMP_MAX_AGE (24 * 3600)
 #define STAMP_MAGIC "mailsync-integrity-stamp 3"
 
@@ -413,11 +417,11 @@ static long long ns_of(struct timespec t)
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-/* "s:<dev>:<ino>:<size>:<mtime ns>:<ctime ns>" */
+/* "s:<size>:<mtime ns>": no inode or ctime, so that a copy that keeps
+ * the mtime (cp -a, a backup restored) is recognized without a read. */
 static void stat_token(const struct stat *st, char *out, size_t len)
 {
-    snprintf(out, len, "s:%llu:%llu:%lld:%lld:%lld", (unsigned long long)st->st_dev,
-             (unsigned long long)st->st_ino, (long long)st->st_size, ns_of(st->st_mtim), ns_of(st->st_ctim));
+    snprintf(out, len, "s:%lld:%lld", (long long)st->st_size, ns_of(st->st_mtim));
 }
 
 /* At close: give the DB an mtime of our own and return its stat token
