@@ -124,6 +124,7 @@ struct state {
     bool ran_check;     /* this open ran quick_check */
     bool wrote;         /* a schema was created (total_changes misses DDL) */
     bool restamp;       /* the stamp vouched by hash only: renew it at close */
+    bool batch;         /* the open transaction is a batch (state_batch) */
     /* <path>.lastrun, read on first use */
     bool quiet_loaded;
     int64_t quiet_when;
@@ -641,7 +642,32 @@ bool state_integrity_checked(const struct state *s)
 
 int state_begin(struct state *s, struct ms_error *err)
 {
-    return exec(s, "BEGIN IMMEDIATE", "starting a transaction", err);
+    int rc = state_batch_commit(s, err);
+    return rc ? rc : exec(s, "BEGIN IMMEDIATE", "starting a transaction", err);
+}
+
+int state_batch(struct state *s, struct ms_error *err)
+{
+    if (s->batch)
+        return MS_OK;
+    int rc = exec(s, "BEGIN IMMEDIATE", "starting a transaction", err);
+    s->batch = rc == MS_OK;
+    return rc;
+}
+
+int state_batch_commit(struct state *s, struct ms_error *err)
+{
+    if (!s->batch)
+        return MS_OK;
+    s->batch = false;
+    return state_commit(s, err);
+}
+
+void state_batch_abort(struct state *s)
+{
+    if (s->batch)
+        state_rollback(s);
+    s->batch = false;
 }
 
 int state_commit(struct state *s, struct ms_error *err)

@@ -59,6 +59,16 @@ int state_begin(struct state *s, struct ms_error *err);
 int state_commit(struct state *s, struct ms_error *err);
 void state_rollback(struct state *s);
 
+/* A batch: a transaction left open across several pieces of work, so that
+ * their records cost one commit (one fsync). state_batch() opens it or
+ * joins the open one; state_begin() commits an open batch first, so the
+ * batch's records always land before any later transaction's; a batch
+ * left open at state_close() is rolled back. For records whose loss in a
+ * crash is harmless (the next run finds the same changes again). */
+int state_batch(struct state *s, struct ms_error *err);
+int state_batch_commit(struct state *s, struct ms_error *err);
+void state_batch_abort(struct state *s);
+
 /* --- folders --- */
 
 struct state_folder {

@@ -276,40 +276,6 @@ void engine_folders_free(struct engine_folder_map *f, size_t n)
 }
 
 /* ------------------------------------------------------------------ */
-/* the run's open transaction */
-
-/* Flag changes and expunges of a folder are recorded after the files were
- * renamed or removed; those of all such folders of a run go into one
- * transaction, committed before the next delivery or with the run's
- * outcome: one fsync instead of one per folder. A crash before the commit
- * loses only records of what the files already show: the next run is told
- * the same changes again (its HIGHESTMODSEQ was not advanced either) and
- * finds the files already as the server wants them. */
-static int run_txn(struct run *r, struct ms_error *err)
-{
-    if (r->txn_open)
-        return MS_OK;
-    int rc = state_begin(r->st, err);
-    r->txn_open = rc == MS_OK;
-    return rc;
-}
-
-int run_txn_commit(struct run *r, struct ms_error *err)
-{
-    if (!r->txn_open)
-        return MS_OK;
-    r->txn_open = false;
-    return state_commit(r->st, err);
-}
-
-static void run_txn_abort(struct run *r)
-{
-    if (r->txn_open)
-        state_rollback(r->st);
-    r->txn_open = false;
-}
-
-/* ------------------------------------------------------------------ */
 /* local changes from the plan */
 
 struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq)
@@ -355,7 +321,14 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
     }
     if (rc)
         return rc;
-    rc = run_txn(r, err);
+    /* Flag changes and expunges are recorded after the files were renamed
+     * or removed; those of all such folders of a run share one batch,
+     * committed before the next delivery (state_begin) or with the run's
+     * outcome: one fsync instead of one per folder. A crash before the
+     * commit loses only records of what the files already show: the next
+     * run is told the same changes again (its HIGHESTMODSEQ was not
+     * advanced either) and finds the files already as the server wants. */
+    rc = state_batch(r->st, err);
     for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
         const struct plan_action *a = &p->actions[i];
         if (a->op == PLAN_LOCAL_DELETE || a->op == PLAN_FORGET)
@@ -366,12 +339,12 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
     if (rc == MS_OK && finish)
         rc = state_folder_save(r->st, finish, err);
     if (rc) {
-        run_txn_abort(r);
+        state_batch_abort(r->st);
         return rc;
     }
-    /* With nothing to fetch the records wait for the run's end (or the
-     * next delivery); deliveries have transactions of their own. */
-    return finish ? MS_OK : run_txn_commit(r, err);
+    /* With nothing to fetch the records wait in the batch; before a
+     * delivery, the folder's own records go first. */
+    return finish ? MS_OK : state_batch_commit(r->st, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -721,7 +694,7 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
         if (rc)
             goto out;
         if (!r->opt->dry_run) {
-            if (sf.id && sf.pending_count && ((rc = run_txn_commit(r, err)) || (rc = recover_pending(r, sf.id, mf, err))))
+            if (sf.id && sf.pending_count && (rc = recover_pending(r, sf.id, mf, err)))
                 goto out;
             maildir_sweep_tmp(mf, TMP_MAX_AGE, NULL);
         }
@@ -789,8 +762,7 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     done.last_sync = (int64_t)time(NULL);
     if ((rc = apply_local_changes(r, mf, sf.id, &p, local, nlocal, fres, p.nfetch ? NULL : &done, err)))
         goto out;
-    if (p.nfetch && ((rc = run_txn_commit(r, err)) ||
-                     (rc = fetch_new(r, mf, sf.id, &p, left, nleft, local, nlocal, fres, &done, err))))
+    if (p.nfetch && (rc = fetch_new(r, mf, sf.id, &p, left, nleft, local, nlocal, fres, &done, err)))
         goto out;
     if (fres->failed) {
         /* The folder's record stays as it was (fetch_new did not save
@@ -910,7 +882,7 @@ static void record_outcome(struct run *r)
             log_msg(LOG_WARN, "could not record the run's outcome: %s", e.msg);
         return;
     }
-    int rc = run_txn(r, &e);
+    int rc = state_batch(r->st, &e);
     for (size_t i = 0; rc == MS_OK && i < r->ntouched; i++)
         rc = state_folder_touch(r->st, r->touched[i].folder_id, now, &e);
     if (rc == MS_OK && r->res->status == MS_OK) {
@@ -920,9 +892,9 @@ static void record_outcome(struct run *r)
     if (rc == MS_OK)
         rc = state_meta_set(r->st, "last_error", worst, &e);
     if (rc == MS_OK)
-        rc = run_txn_commit(r, &e);
+        rc = state_batch_commit(r->st, &e);
     else
-        run_txn_abort(r);
+        state_batch_abort(r->st);
     if (rc)
         log_msg(LOG_WARN, "could not record the run's outcome: %s", e.msg);
 }

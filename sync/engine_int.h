@@ -33,7 +33,6 @@ struct run {
     struct state_quiet_folder *touched;
     size_t ntouched;
     bool prev_error; /* the state recorded an error from the last run */
-    bool txn_open;   /* flag/expunge records waiting for the run's commit */
 };
 
 /* A local file the state does not know and identity matching could not
@@ -50,9 +49,6 @@ struct leftover {
 
 /* engine.c */
 int connect_account(struct run *r, struct ms_error *err);
-/* Commit the run's open transaction of flag and expunge records (see
- * engine.c), if any: before anything begins a transaction of its own. */
-int run_txn_commit(struct run *r, struct ms_error *err);
 void end_run(struct run *r);
 void map_folders(const struct account *a, const struct engine_options *opt, const struct imap_folder *f, size_t n,
                  struct engine_folder_map *out);

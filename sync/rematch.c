@@ -192,9 +192,7 @@ int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct 
         goto out;
     qsort(rids.ids, rids.n, sizeof *rids.ids, cmp_identity_uid);
     if (!r->opt->dry_run) {
-        rc = run_txn_commit(r, err); /* earlier folders' records first */
-        if (rc == MS_OK)
-            rc = state_begin(r->st, err);
+        rc = state_begin(r->st, err);
         for (size_t i = 0; i < nm && rc == MS_OK; i++) {
             struct local_msg *l = local_by_uniq(local, nlocal, m[i].uniq);
             struct plan_identity key = {.uid = m[i].uid};

@@ -679,6 +679,42 @@ static void quiet_run_record(void **state)
     }
 }
 
+/* A batch stays open across pieces of work; a transaction begun later
+ * lands it first; an abort or a close drops it. */
+static void batches(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    int64_t fid = add_folder(s, "INBOX");
+    assert_int_equal(state_batch(s, &err), MS_OK);
+    put(s, fid, 1, "a");
+    assert_int_equal(state_batch(s, &err), MS_OK); /* joins */
+    put(s, fid, 2, "b");
+    /* A transaction of its own: the batch is committed before it begins,
+     * so rolling it back keeps the batch's rows. */
+    assert_int_equal(state_begin(s, &err), MS_OK);
+    put(s, fid, 3, "c");
+    state_rollback(s);
+    assert_int_equal(count_msgs(s, fid), 2);
+    assert_int_equal(state_batch_commit(s, &err), MS_OK); /* nothing open: no-op */
+
+    assert_int_equal(state_batch(s, &err), MS_OK);
+    put(s, fid, 4, "d");
+    state_batch_abort(s);
+    assert_int_equal(count_msgs(s, fid), 2);
+
+    assert_int_equal(state_batch(s, &err), MS_OK);
+    put(s, fid, 5, "e");
+    assert_int_equal(state_batch_commit(s, &err), MS_OK);
+    assert_int_equal(state_batch(s, &err), MS_OK);
+    put(s, fid, 6, "left open");
+    state_close(s);
+    s = open_ok(fx->path);
+    assert_int_equal(count_msgs(s, fid), 3);
+    state_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -692,6 +728,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(folders, setup, teardown),
         cmocka_unit_test_setup_teardown(messages, setup, teardown),
         cmocka_unit_test_setup_teardown(transactions, setup, teardown),
+        cmocka_unit_test_setup_teardown(batches, setup, teardown),
         cmocka_unit_test_setup_teardown(meta, setup, teardown),
         cmocka_unit_test_setup_teardown(integrity_stamp, setup, teardown),
         cmocka_unit_test_setup_teardown(quiet_run_record, setup, teardown),
