@@ -705,20 +705,29 @@ void imap_folders_free(struct imap_folder *f, size_t n)
     free(f);
 }
 
+/* Before a command on a folder: the session is usable, and the name can
+ * be sent (libetpan sends names as quoted strings, raw: a line break would
+ * split the command). shown: the name escaped for messages. */
+static int folder_cmd_start(struct imap_session *s, const char *name, char *shown, size_t shown_len,
+                            struct ms_error *err)
+{
+    int rc = check_alive(s, err);
+    if (rc != MS_OK)
+        return rc;
+    imap_escape_text(name ? name : "", name ? strnlen(name, 200) : 0, shown, shown_len);
+    if (!name || !*name || strpbrk(name, "\r\n"))
+        return ms_error_set(err, MS_EPARTIAL, "folder name \"%s\" cannot be used (empty or has a line break)", shown);
+    return MS_OK;
+}
+
 int imap_select(struct imap_session *s, const char *name, bool read_write, struct imap_mailbox *out,
                 struct ms_error *err)
 {
     memset(out, 0, sizeof *out);
-    int rc = check_alive(s, err);
+    char shown[120];
+    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
     if (rc != MS_OK)
         return rc;
-    /* libetpan sends names as quoted strings, raw: a line break would
-     * split the command. */
-    char shown[120];
-    imap_escape_text(name ? name : "", name ? strnlen(name, 200) : 0, shown, sizeof shown);
-    if (!name || !*name || strpbrk(name, "\r\n"))
-        return ms_error_set(err, MS_EPARTIAL, "folder name \"%s\" cannot be selected (empty or has a line break)",
-                            shown);
     /* QRESYNC implies CONDSTORE (RFC 7162 section 3.2). */
     bool condstore = imap_has_capability(s, "CONDSTORE") || imap_has_capability(s, "QRESYNC");
     uint64_t modseq = 0;
@@ -1392,13 +1401,6 @@ int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
 
 /* Refuse names that cannot be sent as one quoted string. shown gets the
  * escaped name for messages. */
-static int check_name(const char *name, char *shown, size_t shown_len, struct ms_error *err)
-{
-    imap_escape_text(name ? name : "", name ? strnlen(name, 200) : 0, shown, shown_len);
-    if (!name || !*name || strpbrk(name, "\r\n"))
-        return ms_error_set(err, MS_EPARTIAL, "folder name \"%s\" cannot be used (empty or has a line break)", shown);
-    return MS_OK;
-}
 
 /* a (as a server response named it) equals b? libetpan hands over the
  * mailbox of a STATUS response still in its quoted form ("a b" with
@@ -1438,11 +1440,8 @@ static struct mailimap_extension_data *ext_item(clistiter *it, int ext_id, int e
 int imap_status(struct imap_session *s, const char *name, struct imap_status *out, struct ms_error *err)
 {
     memset(out, 0, sizeof *out);
-    int rc = check_alive(s, err);
-    if (rc != MS_OK)
-        return rc;
     char shown[120], what[140];
-    rc = check_name(name, shown, sizeof shown, err);
+    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
     if (rc != MS_OK)
         return rc;
     snprintf(what, sizeof what, "STATUS %s", shown);
@@ -1693,11 +1692,8 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     *nchanged = 0;
     *vanished = NULL;
     *nvanished = 0;
-    int rc = check_alive(s, err);
-    if (rc != MS_OK)
-        return rc;
     char shown[120], what[160];
-    rc = check_name(name, shown, sizeof shown, err);
+    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
     if (rc != MS_OK)
         return rc;
     snprintf(what, sizeof what, "%s %s (QRESYNC)", read_write ? "SELECT" : "EXAMINE", shown);
