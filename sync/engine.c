@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
@@ -158,6 +159,11 @@ int connect_account(struct run *r, struct ms_error *err)
 
 void end_run(struct run *r)
 {
+    state_folders_free(r->known, r->nknown);
+    free(r->known_status);
+    r->known = NULL;
+    r->known_status = NULL;
+    r->nknown = 0;
     free(r->touched);
     r->touched = NULL;
     r->ntouched = 0;
@@ -634,6 +640,23 @@ static int local_lookup(struct maildir_folder *mf, const struct state_msg *st, s
     return MS_OK;
 }
 
+/* The STATUS of a folder asked for with the run's LIST, or NULL. */
+static const struct imap_status *known_status(const struct run *r, const char *raw)
+{
+    size_t lo = 0, hi = r->known_status ? r->nknown : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(r->known[mid].name, raw);
+        if (c == 0)
+            return &r->known_status[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
 /* A folder whose UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ are what the last
  * complete sync recorded has nothing to pull: one STATUS, no SELECT, no
  * listing, no scan. That keeps a no-op run flat in the number of messages. */
@@ -644,9 +667,14 @@ static int unchanged_since_last_sync(struct run *r, const struct selected *sel, 
     *unchanged = false;
     if (!r->condstore || !sf->last_sync || !sf->highestmodseq || sf->pending_count)
         return MS_OK;
-    int rc = imap_status(r->imap, sel->raw, &st, err);
-    if (rc)
-        return rc;
+    const struct imap_status *early = known_status(r, sel->raw);
+    if (early && early->uidvalidity) {
+        st = *early;
+    } else {
+        int rc = imap_status(r->imap, sel->raw, &st, err);
+        if (rc)
+            return rc;
+    }
     if (st.uidvalidity != sf->uidvalidity || st.uidnext != sf->uidnext || st.highestmodseq != sf->highestmodseq)
         return MS_OK;
     log_msg(LOG_VERBOSE, "%s: unchanged since the last sync", sel->name);
@@ -791,11 +819,58 @@ out:
 /* ------------------------------------------------------------------ */
 /* the account */
 
+/* Could the folder be skipped as unchanged (unchanged_since_last_sync)? */
+static bool skip_candidate(const struct run *r, const struct state_folder *f)
+{
+    if (!f->last_sync || !f->highestmodseq || f->pending_count)
+        return false;
+    if (r->acct->nfolders == 0 && r->opt->nfolder_patterns == 0)
+        return true;
+    /* The server's delimiter is not known yet: with '/' this is the name
+     * patterns see; with another one a wanted folder may be missed here
+     * (it then gets its own STATUS later) or an unwanted one asked for. */
+    char *name = names_display(f->name);
+    bool wanted = folder_wanted(r->acct, r->opt, name);
+    free(name);
+    return wanted;
+}
+
+/* The server's folders. With CONDSTORE, the STATUS of every folder that
+ * may be unchanged goes out with the LIST (one round trip instead of one
+ * per folder), INBOX first: Dovecot answers STATUS INBOX from its list
+ * index only until the session has looked at another folder (afterwards
+ * it opens the mailbox: ~3 ms at 10,000 messages). */
+static int list_folders(struct run *r, struct imap_folder **f, size_t *n, struct ms_error *err)
+{
+    if (!r->condstore || state_folder_list_brief(r->st, &r->known, &r->nknown, err) != MS_OK)
+        return imap_list(r->imap, f, n, err);
+    const char **names = xcalloc(r->nknown + 1, sizeof *names);
+    size_t *idx = xcalloc(r->nknown + 1, sizeof *idx);
+    size_t k = 0;
+    for (int inbox_pass = 1; inbox_pass >= 0; inbox_pass--)
+        for (size_t i = 0; i < r->nknown; i++)
+            if ((strcasecmp(r->known[i].name, "INBOX") == 0) == inbox_pass && skip_candidate(r, &r->known[i])) {
+                names[k] = r->known[i].name;
+                idx[k++] = i;
+            }
+    struct imap_status *st = xcalloc(k + 1, sizeof *st);
+    int rc = imap_status_and_list(r->imap, names, k, st, f, n, err);
+    if (rc == MS_OK) {
+        r->known_status = xcalloc(r->nknown + 1, sizeof *r->known_status);
+        for (size_t j = 0; j < k; j++)
+            r->known_status[idx[j]] = st[j];
+    }
+    free(st);
+    free(idx);
+    free(names);
+    return rc;
+}
+
 static int list_selected(struct run *r, struct selected **out, size_t *nout, struct ms_error *err)
 {
     struct imap_folder *f = NULL;
     size_t n = 0;
-    int rc = imap_list(r->imap, &f, &n, err);
+    int rc = list_folders(r, &f, &n, err);
     if (rc)
         return rc;
     struct engine_folder_map *map = xcalloc(n, sizeof *map);

@@ -33,6 +33,11 @@ struct run {
     struct state_quiet_folder *touched;
     size_t ntouched;
     bool prev_error; /* the state recorded an error from the last run */
+    /* Folders the state knows (sorted by name) and, where asked for with
+     * the LIST, their STATUS at the start of the run (uidvalidity 0: none). */
+    struct state_folder *known;
+    struct imap_status *known_status;
+    size_t nknown;
 };
 
 /* A local file the state does not know and identity matching could not

@@ -312,6 +312,27 @@ static int stream_puts(mailstream *st, const char *text)
     return mailstream_write(st, text, n) == (ssize_t)n ? 0 : -1;
 }
 
+/* name as an IMAP quoted string ("..." with \" and \\ escaped), malloc'd;
+ * NULL if out of memory. The caller has checked that a quoted string can
+ * carry it (no line break). */
+static char *quote_name(const char *name)
+{
+    size_t len = strlen(name);
+    char *quoted = malloc(2 * len + 3);
+    if (!quoted)
+        return NULL;
+    size_t o = 0;
+    quoted[o++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        if (name[i] == '"' || name[i] == '\\')
+            quoted[o++] = '\\';
+        quoted[o++] = name[i];
+    }
+    quoted[o++] = '"';
+    quoted[o] = '\0';
+    return quoted;
+}
+
 /* One SASL exchange with a single client message: AUTHENTICATE mech, the
  * initial response inline when the server has SASL-IR or after the first
  * "+", then `cancel` for any further challenge (the server's error detail
@@ -537,7 +558,8 @@ static int open_session(struct imap_session *s, const struct account *acct, bool
     if (rc != MS_OK)
         return rc;
     /* The TLS context (CA store, a few ms) is built after the TCP connect:
-     * meanwhile the server accepts and starts its side of the session. */
+     * meanwhile the server accepts and starts its side of the session. (A
+     * thread building it during the connect measured slower on loopback.) */
     if (acct->tls != TLS_NONE && (rc = tls_client_new(acct->ca_file, acct->fingerprint, &s->tls, err)) != MS_OK) {
         netstream_destroy(ns);
         return rc;
@@ -657,6 +679,34 @@ static bool mailbox_noselect(const struct mailimap_mbx_list_flags *fl)
     return false;
 }
 
+/* Append the LIST responses in list to *f (*n entries, *cap allocated).
+ * Returns false if out of memory. */
+static bool add_folders(clist *list, struct imap_folder **f, size_t *n, size_t *cap)
+{
+    for (clistiter *it = list ? clist_begin(list) : NULL; it; it = clist_next(it)) {
+        struct mailimap_mailbox_list *mb = clist_content(it);
+        if (!mb || !mb->mb_name)
+            continue;
+        if (*n == *cap) {
+            size_t ncap = *cap ? *cap * 2 : 16;
+            struct imap_folder *g = realloc(*f, ncap * sizeof *g);
+            if (!g)
+                return false;
+            *f = g;
+            *cap = ncap;
+        }
+        struct imap_folder *x = &(*f)[*n];
+        *x = (struct imap_folder){0};
+        x->name = strdup(mb->mb_name);
+        if (!x->name)
+            return false;
+        x->delim = mb->mb_delimiter;
+        x->noselect = mailbox_noselect(mb->mb_flag);
+        (*n)++;
+    }
+    return true;
+}
+
 int imap_list(struct imap_session *s, struct imap_folder **out, size_t *n, struct ms_error *err)
 {
     *out = NULL;
@@ -668,32 +718,18 @@ int imap_list(struct imap_session *s, struct imap_folder **out, size_t *n, struc
     int r = mailimap_list(s->imap, "", "*", &list);
     if (r != MAILIMAP_NO_ERROR)
         return fail_call(s, r, "LIST", err);
-    size_t count = list ? (size_t)clist_count(list) : 0;
-    struct imap_folder *f = calloc(count ? count : 1, sizeof *f);
-    if (!f) {
-        mailimap_list_result_free(list);
-        return ms_error_set(err, MS_ELOCAL, "out of memory");
-    }
-    size_t i = 0;
-    for (clistiter *it = list ? clist_begin(list) : NULL; it; it = clist_next(it)) {
-        struct mailimap_mailbox_list *mb = clist_content(it);
-        if (!mb || !mb->mb_name)
-            continue;
-        f[i].name = strdup(mb->mb_name);
-        if (!f[i].name) {
-            imap_folders_free(f, i);
-            mailimap_list_result_free(list);
-            return ms_error_set(err, MS_ELOCAL, "out of memory");
-        }
-        f[i].delim = mb->mb_delimiter;
-        f[i].noselect = mailbox_noselect(mb->mb_flag);
-        i++;
-    }
+    struct imap_folder *f = NULL;
+    size_t nf = 0, cap = 0;
+    bool ok = add_folders(list, &f, &nf, &cap);
     if (list)
         mailimap_list_result_free(list);
-    *out = f;
-    *n = i;
-    return MS_OK;
+    if (!ok) {
+        imap_folders_free(f, nf);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    *out = f ? f : calloc(1, sizeof *f);
+    *n = nf;
+    return *out ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
 }
 
 void imap_folders_free(struct imap_folder *f, size_t n)
@@ -1437,15 +1473,9 @@ static struct mailimap_extension_data *ext_item(clistiter *it, int ext_id, int e
     return e;
 }
 
-int imap_status(struct imap_session *s, const char *name, struct imap_status *out, struct ms_error *err)
+/* The STATUS items this session asks for; NULL if out of memory. */
+static struct mailimap_status_att_list *status_atts(bool condstore)
 {
-    memset(out, 0, sizeof *out);
-    char shown[120], what[140];
-    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
-    if (rc != MS_OK)
-        return rc;
-    snprintf(what, sizeof what, "STATUS %s", shown);
-    bool condstore = imap_has_capability(s, "CONDSTORE") || imap_has_capability(s, "QRESYNC");
     struct mailimap_status_att_list *atts = mailimap_status_att_list_new_empty();
     if (!atts || mailimap_status_att_list_add(atts, MAILIMAP_STATUS_ATT_MESSAGES) != MAILIMAP_NO_ERROR ||
         mailimap_status_att_list_add(atts, MAILIMAP_STATUS_ATT_UIDNEXT) != MAILIMAP_NO_ERROR ||
@@ -1453,23 +1483,19 @@ int imap_status(struct imap_session *s, const char *name, struct imap_status *ou
         (condstore && mailimap_status_att_list_add(atts, MAILIMAP_STATUS_ATT_HIGHESTMODSEQ) != MAILIMAP_NO_ERROR)) {
         if (atts)
             mailimap_status_att_list_free(atts);
-        return ms_error_set(err, MS_ELOCAL, "out of memory");
+        return NULL;
     }
-    struct mailimap_mailbox_data_status *st = NULL;
-    int r = mailimap_status(s->imap, name, atts, &st);
-    mailimap_status_att_list_free(atts);
-    if (r != MAILIMAP_NO_ERROR) {
-        if (st) /* after a NO libetpan still hands over what it parsed */
-            mailimap_mailbox_data_status_free(st);
-        return fail_call(s, r, what, err);
-    }
-    /* libetpan keeps only the last STATUS response of the command. */
-    if (!st || !same_mailbox(st->st_mailbox, name)) {
-        if (st)
-            mailimap_mailbox_data_status_free(st);
-        return ms_error_set(err, MS_EPARTIAL, "%s: the server's answer was %s", what,
-                            st ? "about another folder" : "missing");
-    }
+    return atts;
+}
+
+static bool session_condstore(struct imap_session *s)
+{
+    return imap_has_capability(s, "CONDSTORE") || imap_has_capability(s, "QRESYNC");
+}
+
+/* The values of a STATUS response into out. */
+static void status_values(const struct mailimap_mailbox_data_status *st, bool condstore, struct imap_status *out)
+{
     for (clistiter *it = st->st_info_list ? clist_begin(st->st_info_list) : NULL; it; it = clist_next(it)) {
         struct mailimap_status_info *si = clist_content(it);
         if (!si)
@@ -1488,8 +1514,163 @@ int imap_status(struct imap_session *s, const char *name, struct imap_status *ou
         default: break;
         }
     }
+}
+
+int imap_status(struct imap_session *s, const char *name, struct imap_status *out, struct ms_error *err)
+{
+    memset(out, 0, sizeof *out);
+    char shown[120], what[140];
+    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
+    if (rc != MS_OK)
+        return rc;
+    snprintf(what, sizeof what, "STATUS %s", shown);
+    bool condstore = session_condstore(s);
+    struct mailimap_status_att_list *atts = status_atts(condstore);
+    if (!atts)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    struct mailimap_mailbox_data_status *st = NULL;
+    int r = mailimap_status(s->imap, name, atts, &st);
+    mailimap_status_att_list_free(atts);
+    if (r != MAILIMAP_NO_ERROR) {
+        if (st) /* after a NO libetpan still hands over what it parsed */
+            mailimap_mailbox_data_status_free(st);
+        return fail_call(s, r, what, err);
+    }
+    /* libetpan keeps only the last STATUS response of the command. */
+    if (!st || !same_mailbox(st->st_mailbox, name)) {
+        if (st)
+            mailimap_mailbox_data_status_free(st);
+        return ms_error_set(err, MS_EPARTIAL, "%s: the server's answer was %s", what,
+                            st ? "about another folder" : "missing");
+    }
+    status_values(st, condstore, out);
     mailimap_mailbox_data_status_free(st);
     return MS_OK;
+}
+
+/* Can a STATUS for name go out as a plain quoted string? Printable ASCII
+ * only (a name with 8-bit bytes would need a literal). */
+static bool quotable_name(const char *name)
+{
+    if (!name || !*name)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p < 0x20 || *p > 0x7e)
+            return false;
+    return true;
+}
+
+/* After each complete response of the pipeline: the STATUS data it carried
+ * (matched to a requested name by mailbox, whichever command it came
+ * with) and its LIST entries. Returns false if out of memory. */
+static bool take_pipelined(struct imap_session *s, const char *const *names, size_t n, bool condstore,
+                           struct imap_status *st, bool *got, struct imap_folder **f, size_t *nf, size_t *cap)
+{
+    struct mailimap_response_info *ri = s->imap->imap_response_info;
+    if (!ri)
+        return true;
+    struct mailimap_mailbox_data_status *d = ri->rsp_status;
+    for (size_t i = 0; d && i < n; i++)
+        if (!got[i] && names[i] && same_mailbox(d->st_mailbox, names[i])) {
+            status_values(d, condstore, &st[i]);
+            got[i] = true;
+            break;
+        }
+    return add_folders(ri->rsp_mailbox_list, f, nf, cap);
+}
+
+int imap_status_and_list(struct imap_session *s, const char *const *names, size_t n, struct imap_status *st,
+                         struct imap_folder **out, size_t *nout, struct ms_error *err)
+{
+    *out = NULL;
+    *nout = 0;
+    if (n)
+        memset(st, 0, n * sizeof *st);
+    int rc = check_alive(s, err);
+    if (rc != MS_OK)
+        return rc;
+    bool condstore = session_condstore(s);
+    const char *items =
+        condstore ? " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n" : " (MESSAGES UIDNEXT UIDVALIDITY)\r\n";
+    mailimap *imap = s->imap;
+    mailstream *stream = imap->imap_stream;
+    bool *got = calloc(n + 1, sizeof *got);
+    if (!got)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    size_t sent = 0;
+    int r = MAILIMAP_NO_ERROR;
+    for (size_t i = 0; i < n && r == MAILIMAP_NO_ERROR; i++) {
+        got[i] = !quotable_name(names[i]); /* not asked: nothing to match */
+        if (got[i])
+            continue;
+        char *q = quote_name(names[i]);
+        if (!q)
+            r = MAILIMAP_ERROR_MEMORY;
+        else if ((r = mailimap_send_current_tag(imap)) == MAILIMAP_NO_ERROR &&
+                 (stream_puts(stream, "STATUS ") || stream_puts(stream, q) || stream_puts(stream, items)))
+            r = MAILIMAP_ERROR_STREAM;
+        free(q);
+        if (r == MAILIMAP_NO_ERROR)
+            sent++;
+    }
+    if (r == MAILIMAP_NO_ERROR && (r = mailimap_send_current_tag(imap)) == MAILIMAP_NO_ERROR &&
+        (stream_puts(stream, "LIST \"\" \"*\"\r\n") || mailstream_flush(stream) != 0))
+        r = MAILIMAP_ERROR_STREAM;
+    /* Something may have gone out: the session cannot be trusted now. */
+    if (r != MAILIMAP_NO_ERROR) {
+        free(got);
+        return fail_dead(s, err, "STATUS/LIST: %s", r == MAILIMAP_ERROR_MEMORY ? "out of memory" : "connection lost");
+    }
+
+    /* Read sent + 1 complete responses. Servers may complete pipelined
+     * commands in any order (RFC 3501 5.5), so libetpan is told to expect
+     * the LIST's tag: it parses every response and keeps its untagged data
+     * either way, but returns MAILIMAP_ERROR_PROTOCOL for the other tags. The
+     * STATUS data is matched by mailbox name; a STATUS that failed simply
+     * brings none. */
+    struct imap_folder *f = NULL;
+    size_t nf = 0, cap = 0;
+    int list_state = -1;
+    for (size_t k = 0; k <= sent && r == MAILIMAP_NO_ERROR; k++) {
+        struct mailimap_response *resp = NULL;
+        if (!mailimap_read_line(imap)) {
+            r = MAILIMAP_ERROR_STREAM;
+            break;
+        }
+        r = mailimap_parse_response(imap, &resp);
+        if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_PROTOCOL)
+            break;
+        if (!take_pipelined(s, names, n, condstore, st, got, &f, &nf, &cap)) {
+            if (resp)
+                mailimap_response_free(resp);
+            r = MAILIMAP_ERROR_MEMORY;
+            break;
+        }
+        if (r == MAILIMAP_NO_ERROR) {
+            if (list_state != -1) { /* the LIST's tag twice */
+                mailimap_response_free(resp);
+                r = MAILIMAP_ERROR_PROTOCOL;
+                break;
+            }
+            list_state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+            mailimap_response_free(resp);
+        }
+        r = MAILIMAP_NO_ERROR;
+    }
+    free(got);
+    if (r == MAILIMAP_NO_ERROR && list_state == -1)
+        r = MAILIMAP_ERROR_PROTOCOL; /* every answer had some other tag */
+    if (r == MAILIMAP_NO_ERROR && list_state != MAILIMAP_RESP_COND_STATE_OK)
+        r = MAILIMAP_ERROR_LIST;
+    if (r != MAILIMAP_NO_ERROR) {
+        imap_folders_free(f, nf);
+        if (r == MAILIMAP_ERROR_MEMORY)
+            return fail_dead(s, err, "STATUS/LIST: out of memory");
+        return fail_call(s, r, r == MAILIMAP_ERROR_LIST ? "LIST" : "STATUS/LIST", err);
+    }
+    *out = f ? f : calloc(1, sizeof *f);
+    *nout = nf;
+    return *out ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
 }
 
 /* A capability list of the two names, for ENABLE; NULL if out of memory. */
@@ -1618,19 +1799,9 @@ static int send_select_qresync(struct imap_session *s, const char *name, bool re
 {
     mailimap *imap = s->imap;
     mailstream *st = imap->imap_stream;
-    size_t len = strlen(name);
-    char *quoted = malloc(2 * len + 3);
+    char *quoted = quote_name(name);
     if (!quoted)
         return MAILIMAP_ERROR_MEMORY;
-    size_t o = 0;
-    quoted[o++] = '"';
-    for (size_t i = 0; i < len; i++) {
-        if (name[i] == '"' || name[i] == '\\')
-            quoted[o++] = '\\';
-        quoted[o++] = name[i];
-    }
-    quoted[o++] = '"';
-    quoted[o] = '\0';
     char tail[80];
     snprintf(tail, sizeof tail, " (QRESYNC (%" PRIu32 " %" PRIu64 "))\r\n", uidvalidity, modseq);
     int r = mailimap_send_current_tag(imap);

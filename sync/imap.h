@@ -143,6 +143,15 @@ struct imap_status {
  * folder) is MS_EPARTIAL. */
 int imap_status(struct imap_session *s, const char *name, struct imap_status *out, struct ms_error *err);
 
+/* LIST "" "*" (as imap_list) and a STATUS of each of names[0..n) (as
+ * imap_status) in one round trip: the STATUS commands in the given order,
+ * then the LIST, pipelined. st[i] stays zeroed when names[i] got no answer
+ * (e.g. NO: the folder is gone, or a name that needs a literal, which is
+ * not sent): not an error, ask imap_status() for it. A LIST failure is
+ * reported as by imap_list(). */
+int imap_status_and_list(struct imap_session *s, const char *const *names, size_t n, struct imap_status *st,
+                         struct imap_folder **out, size_t *nout, struct ms_error *err);
+
 /* ENABLE QRESYNC CONDSTORE, once per session, if the server offers ENABLE
  * and QRESYNC, and only before the first SELECT/EXAMINE (later it returns
  * false without asking, unless already enabled). Returns true if the server

@@ -14,7 +14,7 @@ import testbed as tb
 
 
 class IncrementalMixin:
-    bed_options = {"pool": 6}
+    bed_options = {"pool": 7}
     expect_path = None  # "QRESYNC", "CONDSTORE" or None (full listing)
 
     def seed(self):
@@ -93,6 +93,59 @@ class IncrementalMixin:
         if self.expect_path:
             self.assertEqual(r.stderr.count("unchanged since the last sync"), len(tb.SAMPLE_FOLDERS) - 1)
         self.assertSynced()
+
+    def test_status_of_known_folders_rides_with_the_list(self):
+        """With CONDSTORE the STATUS of every folder synced before goes out
+        with the LIST in one round trip (INBOX first), and a folder found
+        unchanged is not asked again. The answers may come back in any
+        order (RFC 3501 5.5): here a proxy holds INBOX's STATUS answer back
+        until after the LIST's, and INBOX's new message must still come."""
+        self.seed()
+        self.pull()
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(1, seed=11, size=(400, 600), start=900))
+
+        reordered = []
+
+        def reorder():
+            buf, held = bytearray(), []
+
+            def rewrite(data):
+                buf.extend(data)
+                lines = buf.split(b"\r\n")
+                buf[:] = lines.pop()          # an incomplete line waits
+                out = []
+                for line in lines:
+                    if held and len(held) < 2:   # INBOX's tagged answer
+                        held.append(line)
+                    elif line.startswith(b"* STATUS INBOX ") and not reordered:
+                        held.append(line)
+                    else:
+                        out.append(line)
+                        if held and b"List completed" in line:
+                            out += held
+                            held.clear()
+                            reordered.append(True)
+                return b"".join(x + b"\r\n" for x in out)
+            return rewrite
+
+        px = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=reorder).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        r = self.pull("-v")
+        self.assertSynced()
+        up = bytes(px.upstream)
+        statuses = [line for line in up.split(b"\r\n") if b" STATUS " in line]
+        if self.expect_path:
+            self.assertTrue(reordered, "the proxy never saw INBOX's STATUS answer")
+            self.assertEqual(len(statuses), len(tb.SAMPLE_FOLDERS), up)   # none asked twice
+            self.assertIn(b'STATUS "INBOX"', statuses[0])
+            self.assertLess(up.index(b" STATUS "), up.index(b" LIST "))
+            self.assertGreater(up.index(b" LIST "), up.rindex(b" STATUS "))
+            self.assertEqual(r.stderr.count("unchanged since the last sync"), len(tb.SAMPLE_FOLDERS) - 1,
+                             r.stderr)
+        else:
+            self.assertEqual(statuses, [], up)
 
     def test_expunges_weighed_against_the_whole_folder(self):
         """The incremental path reads only the rows of changed and vanished
@@ -179,12 +232,12 @@ class QresyncTest(IncrementalMixin, tb.BedTestCase):
 
 
 class CondstoreOnlyTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 6, "hide_capabilities": ("QRESYNC",)}
+    bed_options = {"pool": 7, "hide_capabilities": ("QRESYNC",)}
     expect_path = "CONDSTORE"
 
 
 class NoCondstoreTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 6, "hide_capabilities": ("QRESYNC", "CONDSTORE")}
+    bed_options = {"pool": 7, "hide_capabilities": ("QRESYNC", "CONDSTORE")}
     expect_path = None
 
 

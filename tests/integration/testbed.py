@@ -1440,12 +1440,16 @@ class Proxy:
     delay/cut_after may be changed while running. stall_on=(pattern, n): once
     the client has sent pattern n times, that chunk and everything after it
     is held back from the server (self.stalled is set), so the client
-    waits for an answer that does not come, at a known point. Use as a
-    context manager or start()/stop()."""
+    waits for an answer that does not come, at a known point.
+    rewrite_down: a factory called once per connection that returns a
+    callable(bytes) -> bytes applied to each server->client chunk before it
+    is forwarded (it may hold bytes back and send them with a later chunk).
+    Use as a context manager or start()/stop()."""
 
     def __init__(self, target_port, target_host=HOST, delay=0.0, chunk=16384, cut_after=None,
-                 record=False, stall_on=None):
+                 record=False, stall_on=None, rewrite_down=None):
         self.stall_on = stall_on
+        self.rewrite_down = rewrite_down
         self.stalled = threading.Event()
         self._sent_up = bytearray()
         self.target = (target_host, target_port)
@@ -1514,7 +1518,7 @@ class Proxy:
             with self._lock:
                 self.connections += 1
                 self._socks.update((client, server))
-            state = {"down": 0}
+            state = {"down": 0, "rewrite": self.rewrite_down() if self.rewrite_down else None}
             threading.Thread(target=self._pump, args=(server, client, True, state), daemon=True).start()
             threading.Thread(target=self._pump, args=(client, server, False, state), daemon=True).start()
 
@@ -1534,6 +1538,10 @@ class Proxy:
                             dst.sendall(data[:keep])
                         state["down"] += max(keep, 0)
                         break
+                    if state["rewrite"]:
+                        data = state["rewrite"](data)
+                        if not data:
+                            continue
                     state["down"] += len(data)
                     self.bytes_down += len(data)
                     if self.record:
