@@ -18,7 +18,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,7 +122,6 @@ struct state {
     int64_t checked_at; /* when quick_check last passed on this file; 0: never */
     bool ran_check;     /* this open ran quick_check */
     bool wrote;         /* a schema was created (total_changes misses DDL) */
-    bool restamp;       /* the stamp vouched by hash only: renew it at close */
     bool batch;         /* the open transaction is a batch (state_batch) */
     /* <path>.lastrun, read on first use */
     bool quiet_loaded;
@@ -352,21 +350,19 @@ static int create_schema(struct state *s, struct ms_error *err)
  * when quick_check last passed. An open whose files still match, and whose
  * last check is under STAMP_MAX_AGE old, skips the check.
  *
- * How a file is identified: the close sets the DB's mtime to a nanosecond
- * value of its own choosing, a random fraction of a millisecond before now,
- * and records size and mtime, which the next open compares without reading
- * the file (the common case: the timer's previous run left it). Any later
- * write sets mtime to the kernel's clock, which lands on that value by
- * chance only (about one in a million per write in the same millisecond),
- * and copies that keep the mtime keep the bytes. Only a deliberate reset
- * of the mtime to that value would hide a change. Where they do not match
- * (a copy that took a new mtime; a file system without nanosecond
- * timestamps), the stamp's size and SHA-256 of the bytes decide (over
- * 1 GB/s), and the close renews the stamp; the WAL, normally gone after a
- * clean close, is always compared by hash. The stamp is not synced:
- * losing it costs one check. */
+ * How the file is identified: the close sets the DB's mtime to a
+ * nanosecond value of its own choosing, a random fraction of a millisecond
+ * before now, and records size and mtime, which the next open compares
+ * without reading the file (O(1) however big the DB). Any later write sets
+ * mtime to the kernel's clock, which lands on that value by chance only
+ * (about one in a million per write in the same millisecond), and copies
+ * that keep the mtime keep the bytes. Only a deliberate reset of the mtime
+ * to that value would hide a change. A copy that took a new mtime, a WAL
+ * left behind (a crash, or another program still had the DB open) or a file
+ * system without nanosecond timestamps: checked, then stamped anew. The
+ * stamp is not synced: losing it costs one check. */
 #define STAMP_MAX_AGE (24 * 3600)
-#define STAMP_MAGIC "mailsync-integrity-stamp 3"
+#define STAMP_MAGIC "mailsync-integrity-stamp 4"
 
 static char *sibling(const char *path, const char *suffix)
 {
@@ -376,41 +372,6 @@ static char *sibling(const char *path, const char *suffix)
         abort();
     snprintf(p, n, "%s%s", path, suffix);
     return p;
-}
-
-/* "h:<size>:<sha256 hex>" of the file, "-" when it does not exist; false
- * on any other error. */
-static bool file_digest(const char *path, char *out, size_t len)
-{
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(out, len, "-");
-        return errno == ENOENT;
-    }
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
-    static _Thread_local unsigned char buf[1 << 16];
-    long long size = 0;
-    ssize_t n;
-    while (ok && (n = read(fd, buf, sizeof buf)) != 0) {
-        if (n < 0) {
-            ok = errno == EINTR;
-            continue;
-        }
-        ok = EVP_DigestUpdate(ctx, buf, (size_t)n) == 1;
-        size += n;
-    }
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1;
-    EVP_MD_CTX_free(ctx);
-    close(fd);
-    if (!ok)
-        return false;
-    int o = snprintf(out, len, "h:%lld:", size);
-    for (unsigned i = 0; i < mdlen && o > 0 && (size_t)o + 3 <= len; i++)
-        o += snprintf(out + o, len - (size_t)o, "%02x", md[i]);
-    return true;
 }
 
 static long long ns_of(struct timespec t)
@@ -444,60 +405,47 @@ static bool db_token_planted(const char *path, char *out, size_t len)
     return planted;
 }
 
-/* When the stamp vouches for the files as they are now: the time of the
- * check it carries; otherwise 0. The stat token is tried first (no read
- * of the file); a copy of the files (a restored backup: new inode and
- * ctime) is still vouched for when its bytes hash to the recorded value. */
-static int64_t stamp_valid(const char *path, bool *by_hash)
+/* When the stamp vouches for the file as it is now (and no WAL is
+ * there): the time of the check it carries; otherwise 0. */
+static int64_t stamp_valid(const char *path)
 {
-    *by_hash = false;
     char *stamppath = sibling(path, ".checked");
     int fd = open(stamppath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     free(stamppath);
     if (fd < 0)
         return 0;
-    char have[640];
+    char have[400];
     ssize_t n = read(fd, have, sizeof have - 1);
     close(fd);
     if (n <= 0)
         return 0;
     have[n] = '\0';
     long long checked_at = 0;
-    char stat_rec[200], hash_rec[200], wal_rec[200];
-    if (sscanf(have, STAMP_MAGIC " %lld %199s %199s %199s", &checked_at, stat_rec, hash_rec, wal_rec) != 4)
+    char stat_rec[200];
+    if (sscanf(have, STAMP_MAGIC " %lld %199s", &checked_at, stat_rec) != 2)
         return 0;
     int64_t now = (int64_t)time(NULL);
     if (checked_at <= 0 || checked_at > now || now - checked_at >= STAMP_MAX_AGE)
         return 0;
-    char tok[200], wal[200];
     char *walpath = sibling(path, "-wal");
-    bool ok = file_digest(walpath, wal, sizeof wal) && strcmp(wal, wal_rec) == 0;
-    free(walpath);
-    if (!ok)
-        return 0;
     struct stat st;
-    if (strncmp(stat_rec, "s:", 2) == 0 && lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
-        stat_token(&st, tok, sizeof tok);
-        if (strcmp(tok, stat_rec) == 0)
-            return checked_at;
-    }
-    if (!file_digest(path, tok, sizeof tok) || strcmp(tok, hash_rec) != 0)
+    bool wal = lstat(walpath, &st) == 0 || errno != ENOENT;
+    free(walpath);
+    if (wal || lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
         return 0;
-    *by_hash = true; /* restamped at close, so the next open need not hash */
-    return checked_at;
+    char tok[200];
+    stat_token(&st, tok, sizeof tok);
+    return strcmp(tok, stat_rec) == 0 ? checked_at : 0;
 }
 
 static void stamp_write(const char *path, int64_t checked_at)
 {
-    char line[640], tok[200], hash[200], wal[200];
+    char line[300], tok[200];
     char *walpath = sibling(path, "-wal");
-    if (!db_token_planted(path, tok, sizeof tok))
-        snprintf(tok, sizeof tok, "-");
-    bool ok = file_digest(path, hash, sizeof hash) && file_digest(walpath, wal, sizeof wal);
+    struct stat st;
+    bool ok = lstat(walpath, &st) != 0 && errno == ENOENT && db_token_planted(path, tok, sizeof tok);
     free(walpath);
-    int w = ok ? snprintf(line, sizeof line, "%s %lld %s %s %s\n", STAMP_MAGIC, (long long)checked_at, tok, hash,
-                          wal)
-               : -1;
+    int w = ok ? snprintf(line, sizeof line, "%s %lld %s\n", STAMP_MAGIC, (long long)checked_at, tok) : -1;
     ok = w > 0 && (size_t)w < sizeof line;
     char *stamppath = sibling(path, ".checked");
     int fd = ok ? open(stamppath, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
@@ -564,7 +512,7 @@ int state_open(const char *path, struct state **out, struct ms_error *err)
         abort();
     s->path = xstrdup_or_null(path);
     /* Before SQLite opens (and maybe recovers) anything. */
-    int64_t vouched = memory || fresh ? 0 : stamp_valid(path, &s->restamp);
+    int64_t vouched = memory || fresh ? 0 : stamp_valid(path);
     /* No SQLITE_OPEN_CREATE: the file exists now, and must not be replaced. */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (memory ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
@@ -617,7 +565,7 @@ void state_close(struct state *s)
     /* Nothing written and the stamp vouched at open: the files are as it
      * says (if SQLite touched them anyway, the next open sees it). */
     bool restamp = s->db && s->checked_at && s->path && strcmp(s->path, ":memory:") != 0 &&
-                   (s->ran_check || s->restamp || state_changed(s));
+                   (s->ran_check || state_changed(s));
     if (s->db && sqlite3_close(s->db) != SQLITE_OK)
         log_msg(LOG_WARN, "state DB %s: close: %s", s->path, sqlite3_errmsg(s->db));
     else if (restamp)
