@@ -519,6 +519,44 @@ static int changed_rows(struct run *r, const struct state_folder *sf, const stru
     return MS_OK;
 }
 
+/* With QRESYNC, changed messages the last sync already knew come without
+ * their size (imap_select_qresync). One the state has no row for (one
+ * skipped as too large, say) is planned like a new message, which needs
+ * it: ask the server for those. */
+static int sizes_of_strangers(struct run *r, const struct state_folder *sf, const struct state_msg *st, size_t ns,
+                              struct imap_msg *chg, size_t nchg, struct ms_error *err)
+{
+    uint32_t *want = NULL;
+    size_t n = 0, j = 0;
+    for (size_t i = 0; i < nchg; i++) {
+        while (j < ns && st[j].uid < chg[i].uid)
+            j++;
+        if (chg[i].uid < sf->uidnext && chg[i].size == 0 && !(j < ns && st[j].uid == chg[i].uid)) {
+            want = xrealloc(want, (n + 1) * sizeof *want);
+            want[n++] = chg[i].uid;
+        }
+    }
+    if (n == 0)
+        return MS_OK;
+    struct imap_msg *got = NULL;
+    size_t ngot = 0;
+    int rc = imap_fetch_flags_uids(r->imap, want, n, &got, &ngot, err);
+    free(want);
+    if (rc)
+        return rc;
+    for (size_t i = 0, k = 0; i < nchg && k < ngot; i++) {
+        while (k < ngot && got[k].uid < chg[i].uid)
+            k++;
+        if (k < ngot && got[k].uid == chg[i].uid) {
+            free(chg[i].keywords);
+            chg[i] = got[k];
+            got[k].keywords = NULL;
+        }
+    }
+    imap_msgs_free(got, ngot);
+    return MS_OK;
+}
+
 static int remote_changes(struct run *r, const struct selected *sel, const struct state_folder *sf,
                           struct state_msg **st, size_t *ns, size_t *guard_total, struct imap_mailbox *mb,
                           struct imap_msg **rm, size_t *nr, bool *done, struct uid_list *affected,
@@ -530,8 +568,8 @@ static int remote_changes(struct run *r, const struct selected *sel, const struc
     int rc;
     *done = false;
     if (r->qresync)
-        rc = imap_select_qresync(r->imap, sel->raw, false, sf->uidvalidity, sf->highestmodseq, mb, &chg, &nchg,
-                                 &van, &nvan, err);
+        rc = imap_select_qresync(r->imap, sel->raw, false, sf->uidvalidity, sf->highestmodseq, sf->uidnext, mb, &chg,
+                                 &nchg, &van, &nvan, err);
     else
         rc = imap_select(r->imap, sel->raw, false, mb, err);
     if (rc || mb->uidvalidity != sf->uidvalidity || mb->highestmodseq == 0 || mb->highestmodseq < sf->highestmodseq)
@@ -544,6 +582,8 @@ static int remote_changes(struct run *r, const struct selected *sel, const struc
             goto out;
     }
     if ((rc = changed_rows(r, sf, mb, chg, nchg, van, nvan, st, ns, guard_total, err)))
+        goto out;
+    if (r->qresync && (rc = sizes_of_strangers(r, sf, *st, *ns, chg, nchg, err)))
         goto out;
     merge_changes(*st, *ns, chg, nchg, van, nvan, all, nall, !r->qresync, rm, nr, affected);
     log_msg(LOG_VERBOSE, "%s: %zu messages changed since modseq %llu (%s)", sel->name, nchg,

@@ -801,6 +801,7 @@ struct fetch_ctx {
     uint32_t first, last;
     struct imap_msg *msgs;
     size_t nmsgs, capmsgs;
+    size_t unplaced; /* reports without UID */
     /* imap_fetch_bodies */
     const struct imap_body_sink *sink;
     bool body_started;
@@ -1146,6 +1147,7 @@ static void on_flags_att(struct mailimap_msg_att *att, void *ctx)
     /* No UID: an unsolicited update we cannot place. Outside the range:
      * "first:*" also returns the highest message when it is below first. */
     if (!x.has_uid || x.m.uid < f->first || (f->last && x.m.uid > f->last)) {
+        f->unplaced += !x.has_uid;
         free(x.m.keywords);
         return;
     }
@@ -1795,7 +1797,7 @@ static void on_discard_att(struct mailimap_msg_att *att, void *ctx)
  * a trailing space. The FETCH responses of the SELECT are dropped as they
  * arrive (the caller's list comes from a CHANGEDSINCE FETCH with sizes). */
 static int send_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
-                               uint64_t modseq)
+                               uint64_t modseq, struct fetch_ctx *f)
 {
     mailimap *imap = s->imap;
     mailstream *st = imap->imap_stream;
@@ -1816,10 +1818,12 @@ static int send_select_qresync(struct imap_session *s, const char *name, bool re
     if (imap->imap_selection_info)
         mailimap_selection_info_free(imap->imap_selection_info);
     imap->imap_selection_info = mailimap_selection_info_new();
-    mailimap_set_msg_att_handler(imap, on_discard_att, NULL);
-    mailimap_set_progress_callback(imap, NULL, on_items_progress, NULL);
+    s->fetch = f;
+    mailimap_set_msg_att_handler(imap, f ? on_flags_att : on_discard_att, f);
+    mailimap_set_progress_callback(imap, NULL, on_items_progress, f);
     struct mailimap_response *resp = NULL;
     r = mailimap_parse_response(imap, &resp);
+    s->fetch = NULL;
     mailimap_set_msg_att_handler(imap, NULL, NULL);
     mailimap_set_progress_callback(imap, NULL, NULL, NULL);
     if (r != MAILIMAP_NO_ERROR)
@@ -1854,9 +1858,62 @@ static void drop_vanished(struct imap_msg *m, size_t *n, const uint32_t *v, size
     *n = o;
 }
 
+/* The SELECT's own FETCH reports (UID FLAGS per message changed since the
+ * modseq, RFC 7162 3.2.5.2) for UIDs below known_uidnext, plus UID FETCH
+ * known_uidnext:* (UID FLAGS RFC822.SIZE) when UIDNEXT moved past it. Falls
+ * back to the full CHANGEDSINCE listing (false returned through *used)
+ * when a report lacked UID or FLAGS, or nothing is known. */
+static int changes_from_select(struct imap_session *s, struct fetch_ctx *sel, uint32_t known_uidnext,
+                               const struct imap_mailbox *mb, struct imap_msg **out, size_t *n, bool *used,
+                               struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    *used = false;
+    if (known_uidnext <= 1 || sel->unplaced)
+        return MS_OK;
+    for (size_t i = 0; i < sel->nmsgs; i++)
+        if (sel->msgs[i].flags & FLAGS_MISSING)
+            return MS_OK;
+    struct imap_msg *fresh = NULL;
+    size_t nfresh = 0;
+    if (mb->uidnext == 0 || mb->uidnext > known_uidnext) {
+        int rc = fetch_flags(s, known_uidnext, 0, 0, &fresh, &nfresh, err);
+        if (rc != MS_OK)
+            return rc;
+    }
+    struct imap_msg *m = malloc((sel->nmsgs + nfresh + 1) * sizeof *m);
+    if (!m) {
+        imap_msgs_free(fresh, nfresh);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < sel->nmsgs; i++) {
+        if (sel->msgs[i].uid < known_uidnext) {
+            m[k] = sel->msgs[i];
+            m[k++].size = 0; /* not asked: the caller knows these */
+        } else {
+            free(sel->msgs[i].keywords); /* new: the FETCH below says it with its size */
+        }
+    }
+    sel->nmsgs = 0;
+    for (size_t i = 0; i < nfresh; i++)
+        m[k++] = fresh[i];
+    free(fresh);
+    size_t kept = sort_dedupe(m, k);
+    if (kept == SIZE_MAX) {
+        imap_msgs_free(m, k);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    *out = m;
+    *n = kept;
+    *used = true;
+    return MS_OK;
+}
+
 int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
-                        uint64_t modseq, struct imap_mailbox *out, struct imap_msg **changed, size_t *nchanged,
-                        uint32_t **vanished, size_t *nvanished, struct ms_error *err)
+                        uint64_t modseq, uint32_t known_uidnext, struct imap_mailbox *out, struct imap_msg **changed,
+                        size_t *nchanged, uint32_t **vanished, size_t *nvanished, struct ms_error *err)
 {
     memset(out, 0, sizeof *out);
     *changed = NULL;
@@ -1873,12 +1930,26 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     if (uidvalidity == 0 || modseq == 0)
         return ms_error_set(err, MS_EUSAGE, "%s: needs a known UIDVALIDITY and MODSEQ", what);
 
-    int r = send_select_qresync(s, name, read_write, uidvalidity, modseq);
-    if (r != MAILIMAP_NO_ERROR)
-        return fail_call(s, r, what, err);
-    struct mailimap_selection_info *si = s->imap->imap_selection_info;
-    if (!si || si->sel_uidvalidity == 0)
-        return ms_error_set(err, MS_EPARTIAL, "%s: server gave no UIDVALIDITY", what);
+    struct fetch_ctx *sel = calloc(1, sizeof *sel);
+    if (!sel)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    sel->s = s;
+    sel->first = 1;
+    int r = send_select_qresync(s, name, read_write, uidvalidity, modseq, sel);
+    if (r == MAILIMAP_NO_ERROR && sel->rc) {
+        rc = ms_error_set(err, sel->rc, "%s: %s", what, sel->why);
+        kill_stream(s);
+    } else if (r != MAILIMAP_NO_ERROR) {
+        rc = fail_call(s, r, what, err);
+    }
+    struct mailimap_selection_info *si = rc == MS_OK ? s->imap->imap_selection_info : NULL;
+    if (rc == MS_OK && (!si || si->sel_uidvalidity == 0))
+        rc = ms_error_set(err, MS_EPARTIAL, "%s: server gave no UIDVALIDITY", what);
+    if (rc != MS_OK) {
+        imap_msgs_free(sel->msgs, sel->nmsgs);
+        free(sel);
+        return rc;
+    }
     out->uidvalidity = si->sel_uidvalidity;
     out->uidnext = si->sel_uidnext;
     out->exists = si->sel_exists;
@@ -1893,7 +1964,10 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
          * the next command replaces libetpan's response info. */
         uint32_t top = out->uidnext > 1 ? out->uidnext - 1 : 0;
         rc = collect_vanished(s, &gone, top, what, err);
-        if (rc == MS_OK && out->exists > 0)
+        bool used = false;
+        if (rc == MS_OK)
+            rc = changes_from_select(s, sel, known_uidnext, out, &msgs, &nmsgs, &used, err);
+        if (rc == MS_OK && !used && out->exists > 0)
             rc = fetch_flags(s, 1, 0, modseq, &msgs, &nmsgs, err);
         if (rc == MS_OK) {
             /* Expunges while we fetched arrive as plain VANISHED. */
@@ -1902,6 +1976,8 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
             rc = collect_vanished(s, &gone, top, what, err);
         }
     }
+    imap_msgs_free(sel->msgs, sel->nmsgs);
+    free(sel);
     if (rc != MS_OK) {
         imap_uid_list_free(&gone);
         imap_msgs_free(msgs, nmsgs);
@@ -1924,6 +2000,37 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     log_msg(LOG_VERBOSE, "%s: %s: %zu changed, %zu vanished since modseq %" PRIu64, s->host, what, *nchanged,
             *nvanished, modseq);
     return MS_OK;
+}
+
+int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n, struct imap_msg **out,
+                          size_t *nout, struct ms_error *err)
+{
+    *out = NULL;
+    *nout = 0;
+    int rc = check_alive(s, err);
+    if (rc != MS_OK)
+        return rc;
+    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(),
+                                         mailimap_fetch_att_new_rfc822_size()};
+    struct mailimap_fetch_type *ft;
+    struct fetch_ctx *f;
+    if ((rc = start_fetch(s, atts, 3, &ft, &f, err)) != MS_OK)
+        return rc;
+    f->first = 1;
+    rc = fetch_batches(s, f, uids, n, ft, on_flags_att, BODY_DISCARD, "UID FETCH (FLAGS)", err);
+    mailimap_fetch_type_free(ft);
+    size_t kept = rc == MS_OK ? sort_dedupe(f->msgs, f->nmsgs) : 0;
+    if (rc == MS_OK && kept == SIZE_MAX)
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    if (rc != MS_OK) {
+        imap_msgs_free(f->msgs, f->nmsgs);
+        free(f);
+        return rc;
+    }
+    *out = f->msgs ? f->msgs : calloc(1, sizeof **out);
+    *nout = kept;
+    free(f);
+    return *out ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
 }
 
 int imap_fetch_flags_changedsince(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,

@@ -167,9 +167,15 @@ bool imap_enable_qresync(struct imap_session *s);
  * When the server's UIDVALIDITY equals uidvalidity and its HIGHESTMODSEQ is
  * non-zero and >= modseq, the answer is incremental:
  *   *changed: the messages whose flags changed since modseq or that are new
- *     (uid, flags, keywords, size; internaldate 0), sorted by uid, from
- *     UID FETCH 1:* (UID FLAGS RFC822.SIZE) (CHANGEDSINCE modseq) after the
- *     SELECT;
+ *     (uid, flags, keywords, size; internaldate 0), sorted by uid. Those
+ *     below known_uidnext (the UIDNEXT of the last sync) come from the
+ *     FETCH reports the SELECT itself sends (RFC 7162 3.2.5.2) and have
+ *     size 0 (not asked: the caller knows them, or asks
+ *     imap_fetch_flags_uids); newer ones from UID FETCH known_uidnext:*
+ *     (UID FLAGS RFC822.SIZE), sent only when UIDNEXT moved. With
+ *     known_uidnext 0, or when a report of the SELECT lacked UID or FLAGS:
+ *     all from UID FETCH 1:* (UID FLAGS RFC822.SIZE) (CHANGEDSINCE modseq),
+ *     sizes included;
  *   *vanished: the UIDs expunged since modseq (all VANISHED (EARLIER)
  *     responses of the SELECT, plus any VANISHED arriving during the FETCH),
  *     sorted, unique, never in *changed. It may contain UIDs the client
@@ -184,8 +190,14 @@ bool imap_enable_qresync(struct imap_session *s);
  * vanished UIDs is refused with MS_EPARTIAL (the caller may use the CONDSTORE
  * path instead). */
 int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
-                        uint64_t modseq, struct imap_mailbox *out, struct imap_msg **changed, size_t *nchanged,
-                        uint32_t **vanished, size_t *nvanished, struct ms_error *err);
+                        uint64_t modseq, uint32_t known_uidnext, struct imap_mailbox *out, struct imap_msg **changed,
+                        size_t *nchanged, uint32_t **vanished, size_t *nvanished, struct ms_error *err);
+
+/* UID FETCH uids (UID FLAGS RFC822.SIZE) on the selected folder; uids
+ * sorted. The messages that came back, sorted by uid (expunged ones are
+ * missing). */
+int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n, struct imap_msg **out,
+                          size_t *nout, struct ms_error *err);
 
 /* CONDSTORE without QRESYNC, on the selected folder: UID FETCH first:last
  * (UID FLAGS RFC822.SIZE) (CHANGEDSINCE modseq); last == 0 means '*'. The

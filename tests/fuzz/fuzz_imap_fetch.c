@@ -307,7 +307,7 @@ static void run_op(struct imap_session *s, enum op op)
         size_t nchanged = 0, nvanished = 0;
         uint32_t *vanished = NULL;
         if (imap_enable_qresync(s) &&
-            imap_select_qresync(s, "INBOX", false, 7, 50, &mb, &changed, &nchanged, &vanished, &nvanished, &err) ==
+            imap_select_qresync(s, "INBOX", false, 7, 50, 20, &mb, &changed, &nchanged, &vanished, &nvanished, &err) ==
                 MS_OK) {
             check_msgs(changed, nchanged);
             check_sorted_unique(vanished, nvanished, "VANISHED");

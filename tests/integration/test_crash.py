@@ -157,10 +157,10 @@ class FlagRecordsCrashTest(tb.BedTestCase):
                 c.set_flags(folder, uids[folder][:5], ["\\Flagged", "\\Seen"])
                 c.set_flags(folder, uids[folder][5:7], ["\\Seen"], mode="-")
         server = self.server_state()
-        # Plain IMAP through a recording proxy: the kill comes while the
-        # second changed folder is being listed, when the first one's files
+        # Plain IMAP through a stalling proxy: the kill comes while the
+        # second changed folder is being opened, when the first one's files
         # are renamed and its records wait in the open transaction.
-        px = tb.Proxy(self.bed.imap_port, stall_on=(b"CHANGEDSINCE", 2)).start()
+        px = tb.Proxy(self.bed.imap_port, stall_on=(b"EXAMINE", 2)).start()
         self.addCleanup(px.stop)
         self.write_config(tls="none", port=px.port)
         p = tb.start_mailsync(["pull"], config=self.config_path, workdir=self.work)

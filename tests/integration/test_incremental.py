@@ -7,6 +7,7 @@ and an unchanged folder is not even selected.
 """
 
 import os
+import sqlite3
 import time
 import unittest
 
@@ -14,7 +15,7 @@ import testbed as tb
 
 
 class IncrementalMixin:
-    bed_options = {"pool": 7}
+    bed_options = {"pool": 8}
     expect_path = None  # "QRESYNC", "CONDSTORE" or None (full listing)
 
     def seed(self):
@@ -147,6 +148,65 @@ class IncrementalMixin:
         else:
             self.assertEqual(statuses, [], up)
 
+    def test_flag_changes_come_with_the_select(self):
+        """With QRESYNC the flag changes come with the EXAMINE itself: no
+        second listing when nothing is new, and only the UIDs from the old
+        UIDNEXT on are asked for when something is. A changed message the
+        state has no row for gets its size asked for (here it is over
+        max_size, so it must be skipped, not downloaded)."""
+        with self.imap() as c:
+            small = c.append_many("INBOX", tb.make_corpus(6, seed=21, size=(400, 700)))
+            big = c.append_many("INBOX", tb.make_corpus(1, seed=22, size=(30000, 40000), start=50))[0]
+        self.pull()
+        px = tb.Proxy(self.bed.imap_port, record=True).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+
+        def wire(since):
+            up = bytes(px.upstream[since:])
+            return up, [x for x in up.split(b"\r\n") if b" UID FETCH " in x]
+
+        with self.imap() as c:
+            c.set_flags("INBOX", small[:2], ["\\Flagged"])
+        self.pull()
+        up, fetches = wire(0)
+        if self.expect_path == "QRESYNC":
+            self.assertNotIn(b"CHANGEDSINCE", up)
+            self.assertEqual(fetches, [])
+        self.assertSynced()
+
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(2, seed=23, size=(400, 700), start=60))
+            c.set_flags("INBOX", small[2:3], ["\\Seen"])
+        mark = len(px.upstream)
+        self.pull()
+        up, fetches = wire(mark)
+        if self.expect_path == "QRESYNC":
+            self.assertNotIn(b"CHANGEDSINCE", up)
+            self.assertIn(b" UID FETCH %d:* (UID FLAGS RFC822.SIZE)" % (big + 1), up)
+        self.assertSynced()
+
+        db = sqlite3.connect(str(self.state))
+        with db:
+            db.execute("DELETE FROM messages WHERE uid = ? AND folder_id = "
+                       "(SELECT id FROM folders WHERE name = 'INBOX')", (big,))
+        db.close()
+        with self.imap() as c:
+            c.set_flags("INBOX", [big], ["\\Flagged"])
+        self.write_config(tls="none", port=px.port, max_size="20k")
+        mark = len(px.upstream)
+        r = self.pull("-v")
+        up, fetches = wire(mark)
+        self.assertEqual(tb.count_messages(self.maildir), 9)
+        if self.expect_path != "QRESYNC":
+            # a full listing also sees the local file, and adopts it
+            self.assertTrue("UID %d skipped" % big in r.stderr or "matched to the server by identity" in r.stderr,
+                            r.stderr)
+        else:
+            self.assertIn("UID %d skipped" % big, r.stderr)
+            self.assertEqual(len(fetches), 1, fetches)
+            self.assertIn(b" UID FETCH %d (UID FLAGS RFC822.SIZE)" % big, fetches[0])
+
     def test_expunges_weighed_against_the_whole_folder(self):
         """The incremental path reads only the rows of changed and vanished
         UIDs; the mass-deletion guard must still weigh deletions against
@@ -232,12 +292,12 @@ class QresyncTest(IncrementalMixin, tb.BedTestCase):
 
 
 class CondstoreOnlyTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 7, "hide_capabilities": ("QRESYNC",)}
+    bed_options = {"pool": 8, "hide_capabilities": ("QRESYNC",)}
     expect_path = "CONDSTORE"
 
 
 class NoCondstoreTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 7, "hide_capabilities": ("QRESYNC", "CONDSTORE")}
+    bed_options = {"pool": 8, "hide_capabilities": ("QRESYNC", "CONDSTORE")}
     expect_path = None
 
 
