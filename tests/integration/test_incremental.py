@@ -15,7 +15,7 @@ import testbed as tb
 
 
 class IncrementalMixin:
-    bed_options = {"pool": 8}
+    bed_options = {"pool": 9}
     expect_path = None  # "QRESYNC", "CONDSTORE" or None (full listing)
 
     def seed(self):
@@ -207,6 +207,44 @@ class IncrementalMixin:
             self.assertEqual(len(fetches), 1, fetches)
             self.assertIn(b" UID FETCH %d (UID FLAGS RFC822.SIZE)" % big, fetches[0])
 
+    def test_select_reports_without_flags_fall_back(self):
+        """A server whose FETCH reports during the EXAMINE lack FLAGS (or
+        UID) is not trusted for the changes: the full CHANGEDSINCE listing
+        is asked for instead, and the flags still arrive."""
+        if self.expect_path != "QRESYNC":
+            self.skipTest("QRESYNC path only")
+        uids = self.seed()
+        self.pull()
+        with self.imap() as c:
+            c.set_flags("INBOX", uids["INBOX"][:3], ["\\Flagged"])
+        stripped = []
+
+        def strip_flags():
+            buf = bytearray()
+
+            def rewrite(data):
+                buf.extend(data)
+                lines = buf.split(b"\r\n")
+                buf[:] = lines.pop()
+                out = []
+                for line in lines:
+                    if line.startswith(b"* ") and b" FETCH (" in line and b"FLAGS (" in line and not stripped:
+                        head, _, rest = line.partition(b"FLAGS (")
+                        line = head.rstrip() + b" " + rest.partition(b")")[2].lstrip()
+                        line = line.replace(b"( ", b"(").replace(b" )", b")")
+                        stripped.append(line)
+                    out.append(line)
+                return b"".join(x + b"\r\n" for x in out)
+            return rewrite
+
+        px = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=strip_flags).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        self.pull()
+        self.assertTrue(stripped, "no FETCH report came with the EXAMINE")
+        self.assertIn(b"CHANGEDSINCE", bytes(px.upstream))
+        self.assertSynced()
+
     def test_expunges_weighed_against_the_whole_folder(self):
         """The incremental path reads only the rows of changed and vanished
         UIDs; the mass-deletion guard must still weigh deletions against
@@ -292,12 +330,12 @@ class QresyncTest(IncrementalMixin, tb.BedTestCase):
 
 
 class CondstoreOnlyTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 8, "hide_capabilities": ("QRESYNC",)}
+    bed_options = {"pool": 9, "hide_capabilities": ("QRESYNC",)}
     expect_path = "CONDSTORE"
 
 
 class NoCondstoreTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 8, "hide_capabilities": ("QRESYNC", "CONDSTORE")}
+    bed_options = {"pool": 9, "hide_capabilities": ("QRESYNC", "CONDSTORE")}
     expect_path = None
 
 
