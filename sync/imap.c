@@ -55,6 +55,7 @@ struct imap_session {
     int port;
     int timeout;
     bool dead;
+    bool logout_sent; /* imap_logout_start(): the answer is read at close */
     char *caps;
     char *tls_info;
     /* What the session-wide body handler does with body bytes now. */
@@ -630,12 +631,32 @@ int imap_connect(const struct account *acct, const char *password, struct imap_s
     return MS_OK;
 }
 
+void imap_logout_start(struct imap_session *s)
+{
+    if (!s || s->dead || s->logout_sent || !s->imap || !s->imap->imap_stream)
+        return;
+    mailstream *st = s->imap->imap_stream;
+    if (mailimap_send_current_tag(s->imap) != MAILIMAP_NO_ERROR || stream_puts(st, "LOGOUT\r\n") ||
+        mailstream_flush(st) != 0) {
+        kill_stream(s);
+        return;
+    }
+    s->logout_sent = true;
+}
+
 void imap_close(struct imap_session *s)
 {
     if (!s)
         return;
     if (s->imap) {
-        if (!s->dead && s->imap->imap_stream) {
+        if (!s->dead && s->imap->imap_stream && s->logout_sent) {
+            /* The goodbye to LOGOUT (BYE, then OK), read and dropped so that
+             * the connection ends with no unread data (else a reset). */
+            netstream_set_timeout(s->ns, s->timeout < 10 ? s->timeout : 10);
+            struct mailimap_response *resp = NULL;
+            if (mailimap_read_line(s->imap) && mailimap_parse_response(s->imap, &resp) == MAILIMAP_NO_ERROR)
+                mailimap_response_free(resp);
+        } else if (!s->dead && s->imap->imap_stream) {
             /* Best effort: do not wait long for a goodbye. */
             netstream_set_timeout(s->ns, s->timeout < 10 ? s->timeout : 10);
             mailimap_logout(s->imap); /* closes the stream */

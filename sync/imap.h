@@ -36,7 +36,13 @@ struct imap_session;
 int imap_connect(const struct account *acct, const char *password, struct imap_session **out,
                  struct ms_error *err);
 
-/* LOGOUT (best effort) and free everything. NULL is fine. */
+/* Send LOGOUT without waiting for the answer: the server closes its side
+ * while the caller finishes local work; imap_close() then reads the
+ * goodbye. No other command may follow. NULL is fine. */
+void imap_logout_start(struct imap_session *s);
+
+/* LOGOUT (best effort; or the goodbye to imap_logout_start's) and free
+ * everything. NULL is fine. */
 void imap_close(struct imap_session *s);
 
 /* One-line descriptions for `mailsync check`: TLS version + cipher +
