@@ -37,8 +37,11 @@
 #include "sync/imap.h"
 #include "sync/log.h"
 
+/* The first input byte picks the op: 0-239 modulo the first ten ops (the
+ * seeds written for them keep their meaning), 240-255 the ops added since. */
 enum op { OP_LIST, OP_SELECT, OP_FLAGS, OP_BODIES, OP_IDENTITY, OP_STATUS, OP_UIDS, OP_QRESYNC, OP_CAPA,
-          OP_GREETING, NOPS };
+          OP_GREETING, OP_STATUS_LIST, NOPS };
+#define NOPS_FIRST 10
 
 /* Known leaks inside libetpan 1.9.4, not ours, suppressed (libetpan has
  * no frame pointers, so a report may only show the allocating function):
@@ -133,6 +136,7 @@ static bool is_target(enum op op, const char *cmd, const char *rest)
     case OP_UIDS:
         return !strcasecmp(cmd, "UID") && !strncasecmp(rest, "SEARCH", 6);
     case OP_STATUS:
+    case OP_STATUS_LIST: /* the first STATUS of the pipeline gets the input */
         return !strcasecmp(cmd, "STATUS");
     case OP_CAPA:
         return !strcasecmp(cmd, "CAPABILITY");
@@ -294,6 +298,17 @@ static void run_op(struct imap_session *s, enum op op)
         imap_status(s, "INBOX", &st, &err);
         break;
     }
+    case OP_STATUS_LIST: {
+        static const char *const names[] = {"INBOX", "Archive", "a \"q\" b", "Sent"};
+        struct imap_status st[4];
+        struct imap_folder *f = NULL;
+        size_t n = 0;
+        if (imap_status_and_list(s, names, 4, st, &f, &n, &err) == MS_OK)
+            for (size_t i = 0; i < n; i++)
+                CHECK(f[i].name != NULL, "folder without a name");
+        imap_folders_free(f, n);
+        break;
+    }
     case OP_UIDS: {
         uint32_t *v = NULL;
         size_t n = 0;
@@ -331,7 +346,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
         return 0;
-    struct script sc = {(enum op)(data[0] % NOPS), (const char *)data + 1, size - 1};
+    enum op op = data[0] < 240 ? (enum op)(data[0] % NOPS_FIRST) : (enum op)(NOPS_FIRST + (data[0] - 240) % (NOPS - NOPS_FIRST));
+    struct script sc = {op, (const char *)data + 1, size - 1};
     pthread_t th;
     if (pthread_create(&th, NULL, server, &sc) != 0)
         abort();
