@@ -58,12 +58,14 @@ HOST = "127.0.0.1"
 
 
 def mailsync_bin():
-    """Path of the binary under test: $MAILSYNC_BIN, else
-    $MAILSYNC_BUILD_DIR/mailsync, else <repo>/build/mailsync."""
+    """Absolute path of the binary under test: $MAILSYNC_BIN, else
+    $MAILSYNC_BUILD_DIR/mailsync, else <repo>/build/mailsync (relative
+    paths are taken from the current directory: tests and the benchmark
+    run it from other directories)."""
     if os.environ.get("MAILSYNC_BIN"):
-        return os.environ["MAILSYNC_BIN"]
+        return os.path.abspath(os.environ["MAILSYNC_BIN"])
     if os.environ.get("MAILSYNC_BUILD_DIR"):
-        return os.path.join(os.environ["MAILSYNC_BUILD_DIR"], "mailsync")
+        return os.path.abspath(os.path.join(os.environ["MAILSYNC_BUILD_DIR"], "mailsync"))
     return str(REPO_ROOT / "build" / "mailsync")
 
 
