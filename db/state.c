@@ -128,6 +128,8 @@ struct state {
     int64_t quiet_when;
     struct state_quiet_folder *quiet;
     size_t nquiet;
+    int (*before_commit)(void *ctx, struct ms_error *err); /* state_before_batch_commit */
+    void *before_commit_ctx;
 };
 
 /* ------------------------------------------------------------------ */
@@ -603,10 +605,21 @@ int state_batch(struct state *s, struct ms_error *err)
     return rc;
 }
 
+void state_before_batch_commit(struct state *s, int (*fn)(void *ctx, struct ms_error *err), void *ctx)
+{
+    s->before_commit = fn;
+    s->before_commit_ctx = ctx;
+}
+
 int state_batch_commit(struct state *s, struct ms_error *err)
 {
     if (!s->batch)
         return MS_OK;
+    int rc = s->before_commit ? s->before_commit(s->before_commit_ctx, err) : MS_OK;
+    if (rc) {
+        state_batch_abort(s);
+        return rc;
+    }
     s->batch = false;
     return state_commit(s, err);
 }

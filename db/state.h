@@ -68,6 +68,10 @@ void state_rollback(struct state *s);
 int state_batch(struct state *s, struct ms_error *err);
 int state_batch_commit(struct state *s, struct ms_error *err);
 void state_batch_abort(struct state *s);
+/* Called before a batch is committed (by state_batch_commit or
+ * state_begin): e.g. to make durable the files its records describe. A
+ * failure rolls the batch back and is returned. NULL removes it. */
+void state_before_batch_commit(struct state *s, int (*fn)(void *ctx, struct ms_error *err), void *ctx);
 
 /* --- folders --- */
 

@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +158,11 @@ int connect_account(struct run *r, struct ms_error *err)
     return rc;
 }
 
+static int dirs_durable(void *ctx, struct ms_error *err)
+{
+    return dirsync_wait(((struct run *)ctx)->dirs, err);
+}
+
 void end_run(struct run *r)
 {
     state_folders_free(r->known, r->nknown);
@@ -172,6 +178,8 @@ void end_run(struct run *r)
     if (r->st)
         state_close(r->st);
     r->st = NULL;
+    dirsync_free(r->dirs);
+    r->dirs = NULL;
     if (r->rootfd >= 0)
         close(r->rootfd);
     r->rootfd = -1;
@@ -307,6 +315,7 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
                                struct state_folder *finish, struct ms_error *err)
 {
     int rc = MS_OK;
+    size_t flagged0 = fres->flagged, deleted0 = fres->deleted;
     /* Files first (rename/unlink), records after, in one transaction. */
     for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
         const struct plan_action *a = &p->actions[i];
@@ -327,13 +336,30 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
     }
     if (rc)
         return rc;
+    if (fres->flagged != flagged0 || fres->deleted != deleted0) {
+        /* Durable before the batch commits (the state's hook waits), in
+         * the background meanwhile. */
+        int fds[2];
+        char what[PATH_MAX + 8];
+        maildir_dup_dirs(mf, &fds[0], &fds[1]);
+        for (int i = 0; i < 2; i++) {
+            snprintf(what, sizeof what, "%s/%s", maildir_folder_path(mf), i ? "new" : "cur");
+            if (fds[i] < 0) {
+                if (i == 0 && fds[1] >= 0)
+                    close(fds[1]);
+                return ms_error_errno(err, MS_ELOCAL, errno, "cannot open %s", what);
+            }
+            dirsync_add(r->dirs, fds[i], what);
+        }
+    }
     /* Flag changes and expunges are recorded after the files were renamed
-     * or removed; those of all such folders of a run share one batch,
-     * committed before the next delivery (state_begin) or with the run's
-     * outcome: one fsync instead of one per folder. A crash before the
-     * commit loses only records of what the files already show: the next
-     * run is told the same changes again (its HIGHESTMODSEQ was not
-     * advanced either) and finds the files already as the server wants. */
+     * or removed (and their directories fsynced: see above); those of all
+     * such folders of a run share one batch, committed before the next
+     * delivery (state_begin) or with the run's outcome: one fsync instead
+     * of one per folder. A crash before the commit loses only records of
+     * what the files already show: the next run is told the same changes
+     * again (its HIGHESTMODSEQ was not advanced either) and finds the
+     * files already as the server wants. */
     rc = state_batch(r->st, err);
     for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
         const struct plan_action *a = &p->actions[i];
@@ -1029,6 +1055,10 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
     int rc = opt->dry_run ? MS_OK : take_lock(&r, &err);
     if (rc == MS_OK)
         rc = open_store_and_connect(&r, &err);
+    if (rc == MS_OK) {
+        r.dirs = dirsync_new();
+        state_before_batch_commit(r.st, dirs_durable, &r);
+    }
     if (rc == MS_OK) {
         char *prev = NULL;
         struct ms_error e;

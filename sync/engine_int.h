@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "db/state.h"
+#include "sync/dirsync.h"
 #include "sync/engine.h"
 #include "sync/imap.h"
 #include "sync/maildir.h"
@@ -38,6 +39,9 @@ struct run {
     struct state_folder *known;
     struct imap_status *known_status;
     size_t nknown;
+    /* Directories whose renames and unlinks must be durable before the
+     * batch of records describing them is committed. */
+    struct dirsync *dirs;
 };
 
 /* A local file the state does not know and identity matching could not

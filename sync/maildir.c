@@ -862,6 +862,17 @@ int maildir_sync_dirs(struct maildir_folder *f, struct ms_error *err)
     return MS_OK;
 }
 
+void maildir_dup_dirs(const struct maildir_folder *f, int *cur, int *newdir)
+{
+    *cur = fcntl(f->curfd, F_DUPFD_CLOEXEC, 0);
+    *newdir = fcntl(f->newfd, F_DUPFD_CLOEXEC, 0);
+}
+
+const char *maildir_folder_path(const struct maildir_folder *f)
+{
+    return f->path;
+}
+
 /* Age is judged by st_ctime, not st_mtime: maildir_tmp_close() sets a
  * delivered file's mtime to the message's INTERNALDATE, which may be years
  * old, while its ctime is when we wrote it. Sweeping by mtime would delete

@@ -112,6 +112,11 @@ int maildir_syncfs(struct maildir_folder *f, struct ms_error *err);
 
 /* fsync new/ and cur/ (after renames) so the renames are durable. */
 int maildir_sync_dirs(struct maildir_folder *f, struct ms_error *err);
+/* New descriptors of cur/ and new/ (for an fsync elsewhere); -1 where
+ * dup() failed. */
+void maildir_dup_dirs(const struct maildir_folder *f, int *cur, int *newdir);
+/* "<root>/<relpath>", for messages. */
+const char *maildir_folder_path(const struct maildir_folder *f);
 
 /* Remove files in tmp/ older than max_age seconds (Maildir spec: 36 h). */
 int maildir_sweep_tmp(struct maildir_folder *f, time_t max_age, struct ms_error *err);

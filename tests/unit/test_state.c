@@ -729,6 +729,53 @@ static void batches(void **state)
     state_close(s);
 }
 
+/* The hook before a batch commit: called for state_batch_commit and for
+ * the batch state_begin commits; its failure rolls the batch back. */
+struct hook_log {
+    int calls;
+    int fail;
+};
+
+static int before_commit(void *ctx, struct ms_error *err)
+{
+    struct hook_log *h = ctx;
+    h->calls++;
+    return h->fail ? ms_error_set(err, MS_ELOCAL, "cannot fsync dir: test") : MS_OK;
+}
+
+static void batch_hook(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    struct hook_log h = {0};
+    state_before_batch_commit(s, before_commit, &h);
+    int64_t fid = add_folder(s, "INBOX");
+    assert_int_equal(state_batch_commit(s, &err), MS_OK); /* no batch: not called */
+    assert_int_equal(h.calls, 0);
+    assert_int_equal(state_batch(s, &err), MS_OK);
+    put(s, fid, 1, "a");
+    assert_int_equal(state_batch_commit(s, &err), MS_OK);
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(state_batch(s, &err), MS_OK);
+    put(s, fid, 2, "b");
+    assert_int_equal(state_begin(s, &err), MS_OK); /* commits the batch first */
+    assert_int_equal(h.calls, 2);
+    state_rollback(s);
+    assert_int_equal(count_msgs(s, fid), 2);
+    h.fail = 1;
+    assert_int_equal(state_batch(s, &err), MS_OK);
+    put(s, fid, 3, "c");
+    assert_int_equal(state_batch_commit(s, &err), MS_ELOCAL);
+    assert_non_null(strstr(err.msg, "fsync"));
+    assert_int_equal(count_msgs(s, fid), 2); /* rolled back */
+    assert_int_equal(state_batch(s, &err), MS_OK);
+    put(s, fid, 4, "d");
+    assert_int_equal(state_begin(s, &err), MS_ELOCAL); /* nor does a later transaction start */
+    assert_int_equal(count_msgs(s, fid), 2);
+    state_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -743,6 +790,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(messages, setup, teardown),
         cmocka_unit_test_setup_teardown(transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(batch_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(meta, setup, teardown),
         cmocka_unit_test_setup_teardown(integrity_stamp, setup, teardown),
         cmocka_unit_test_setup_teardown(quiet_run_record, setup, teardown),

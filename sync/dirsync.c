@@ -1,0 +1,138 @@
+/* dirsync.c: fsync directories in a helper thread (dirsync.h). */
+#include "sync/dirsync.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct job {
+    int fd;
+    char what[200];
+};
+
+struct dirsync {
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* a job was added, or stop */
+    pthread_cond_t idle; /* the queue ran empty */
+    struct job *q;
+    size_t n, cap;
+    bool busy;    /* the thread is inside an fsync */
+    bool stop;
+    bool started; /* the thread runs */
+    bool failed;
+    char why[300];
+    pthread_t thread;
+};
+
+static void run_job(struct dirsync *d, struct job *j, bool locked)
+{
+    int rc = fsync(j->fd);
+    int e = errno;
+    close(j->fd);
+    if (rc == 0)
+        return;
+    if (!locked)
+        pthread_mutex_lock(&d->mu);
+    if (!d->failed) {
+        d->failed = true;
+        snprintf(d->why, sizeof d->why, "cannot fsync %s: %s", j->what, strerror(e));
+    }
+    if (!locked)
+        pthread_mutex_unlock(&d->mu);
+}
+
+static void *worker(void *arg)
+{
+    struct dirsync *d = arg;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (d->n == 0 && !d->stop)
+            pthread_cond_wait(&d->work, &d->mu);
+        if (d->n == 0 && d->stop)
+            break;
+        struct job j = d->q[0];
+        memmove(d->q, d->q + 1, (d->n - 1) * sizeof *d->q);
+        d->n--;
+        d->busy = true;
+        pthread_mutex_unlock(&d->mu);
+        run_job(d, &j, false);
+        pthread_mutex_lock(&d->mu);
+        d->busy = false;
+        if (d->n == 0)
+            pthread_cond_broadcast(&d->idle);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+struct dirsync *dirsync_new(void)
+{
+    struct dirsync *d = calloc(1, sizeof *d);
+    if (!d)
+        abort();
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->work, NULL);
+    pthread_cond_init(&d->idle, NULL);
+    return d;
+}
+
+void dirsync_add(struct dirsync *d, int fd, const char *what)
+{
+    struct job j = {.fd = fd};
+    snprintf(j.what, sizeof j.what, "%s", what ? what : "a directory");
+    pthread_mutex_lock(&d->mu);
+    if (!d->started && !d->stop)
+        d->started = pthread_create(&d->thread, NULL, worker, d) == 0;
+    if (!d->started) {
+        run_job(d, &j, true); /* no thread: at once */
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
+    if (d->n == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 8;
+        d->q = realloc(d->q, d->cap * sizeof *d->q);
+        if (!d->q)
+            abort();
+    }
+    d->q[d->n++] = j;
+    pthread_cond_signal(&d->work);
+    pthread_mutex_unlock(&d->mu);
+}
+
+int dirsync_wait(struct dirsync *d, struct ms_error *err)
+{
+    if (!d)
+        return MS_OK;
+    pthread_mutex_lock(&d->mu);
+    while (d->n > 0 || d->busy)
+        pthread_cond_wait(&d->idle, &d->mu);
+    int rc = MS_OK;
+    if (d->failed) {
+        rc = ms_error_set(err, MS_ELOCAL, "%s", d->why);
+        d->failed = false;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+void dirsync_free(struct dirsync *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->mu);
+    d->stop = true;
+    pthread_cond_signal(&d->work);
+    bool started = d->started;
+    pthread_mutex_unlock(&d->mu);
+    if (started)
+        pthread_join(d->thread, NULL); /* it drains the queue first */
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->work);
+    pthread_cond_destroy(&d->idle);
+    free(d->q);
+    free(d);
+}
