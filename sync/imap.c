@@ -1240,6 +1240,38 @@ static size_t sort_dedupe(struct imap_msg *m, size_t n)
     return o;
 }
 
+/* The fetch type (UID FLAGS RFC822.SIZE) and a context for it. */
+static int start_flags_fetch(struct imap_session *s, struct mailimap_fetch_type **ft, struct fetch_ctx **f,
+                             struct ms_error *err)
+{
+    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(),
+                                         mailimap_fetch_att_new_rfc822_size()};
+    int rc = start_fetch(s, atts, 3, ft, f, err);
+    if (rc == MS_OK)
+        (*f)->first = 1;
+    return rc;
+}
+
+/* After a flags fetch that returned rc: its messages sorted and unique
+ * into *out (never NULL on MS_OK); f is freed. */
+static int finish_flags_fetch(struct fetch_ctx *f, int rc, struct imap_msg **out, size_t *n, struct ms_error *err)
+{
+    size_t kept = rc == MS_OK ? sort_dedupe(f->msgs, f->nmsgs) : 0;
+    if (rc == MS_OK && kept == SIZE_MAX)
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    if (rc == MS_OK && !f->msgs && !(f->msgs = calloc(1, sizeof *f->msgs)))
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    if (rc != MS_OK) {
+        imap_msgs_free(f->msgs, f->nmsgs);
+        free(f);
+        return rc;
+    }
+    *out = f->msgs;
+    *n = kept;
+    free(f);
+    return MS_OK;
+}
+
 /* UID FETCH first:last (UID FLAGS RFC822.SIZE) [(CHANGEDSINCE modseq)]. */
 static int fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq, struct imap_msg **out,
                        size_t *n, struct ms_error *err)
@@ -1253,11 +1285,9 @@ static int fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, ui
         first = 1;
     if (last != 0 && last < first)
         return MS_OK;
-    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(),
-                                         mailimap_fetch_att_new_rfc822_size()};
     struct mailimap_fetch_type *ft;
     struct fetch_ctx *f;
-    if ((rc = start_fetch(s, atts, 3, &ft, &f, err)) != MS_OK)
+    if ((rc = start_flags_fetch(s, &ft, &f, err)) != MS_OK)
         return rc;
     struct mailimap_set *set = mailimap_set_new_interval(first, last);
     if (!set) {
@@ -1271,28 +1301,7 @@ static int fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, ui
                    modseq ? "UID FETCH (FLAGS) (CHANGEDSINCE)" : "UID FETCH (FLAGS)", err);
     mailimap_set_free(set);
     mailimap_fetch_type_free(ft);
-    if (rc != MS_OK) {
-        imap_msgs_free(f->msgs, f->nmsgs);
-        free(f);
-        return rc;
-    }
-    size_t kept = sort_dedupe(f->msgs, f->nmsgs);
-    if (kept == SIZE_MAX) {
-        imap_msgs_free(f->msgs, f->nmsgs);
-        free(f);
-        return ms_error_set(err, MS_ELOCAL, "out of memory");
-    }
-    *n = kept;
-    *out = f->msgs;
-    if (!*out) {
-        *out = calloc(1, sizeof **out); /* a valid, empty result */
-        if (!*out) {
-            free(f);
-            return ms_error_set(err, MS_ELOCAL, "out of memory");
-        }
-    }
-    free(f);
-    return MS_OK;
+    return finish_flags_fetch(f, rc, out, n, err);
 }
 
 int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct imap_msg **out, size_t *n,
@@ -2029,29 +2038,13 @@ int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n
     *out = NULL;
     *nout = 0;
     int rc = check_alive(s, err);
-    if (rc != MS_OK)
-        return rc;
-    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(),
-                                         mailimap_fetch_att_new_rfc822_size()};
     struct mailimap_fetch_type *ft;
     struct fetch_ctx *f;
-    if ((rc = start_fetch(s, atts, 3, &ft, &f, err)) != MS_OK)
+    if (rc != MS_OK || (rc = start_flags_fetch(s, &ft, &f, err)) != MS_OK)
         return rc;
-    f->first = 1;
     rc = fetch_batches(s, f, uids, n, ft, on_flags_att, BODY_DISCARD, "UID FETCH (FLAGS)", err);
     mailimap_fetch_type_free(ft);
-    size_t kept = rc == MS_OK ? sort_dedupe(f->msgs, f->nmsgs) : 0;
-    if (rc == MS_OK && kept == SIZE_MAX)
-        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
-    if (rc != MS_OK) {
-        imap_msgs_free(f->msgs, f->nmsgs);
-        free(f);
-        return rc;
-    }
-    *out = f->msgs ? f->msgs : calloc(1, sizeof **out);
-    *nout = kept;
-    free(f);
-    return *out ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
+    return finish_flags_fetch(f, rc, out, nout, err);
 }
 
 int imap_fetch_flags_changedsince(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,

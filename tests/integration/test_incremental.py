@@ -106,31 +106,23 @@ class IncrementalMixin:
         with self.imap() as c:
             c.append_many("INBOX", tb.make_corpus(1, seed=11, size=(400, 600), start=900))
 
-        reordered = []
+        reordered, held = [], []
 
-        def reorder():
-            buf, held = bytearray(), []
+        def reorder(line):
+            if held and len(held) < 2:          # INBOX's tagged answer
+                held.append(line)
+                return []
+            if line.startswith(b"* STATUS INBOX ") and not reordered:
+                held.append(line)
+                return []
+            if held and b"List completed" in line:
+                out = [line] + held
+                held.clear()
+                reordered.append(True)
+                return out
+            return [line]
 
-            def rewrite(data):
-                buf.extend(data)
-                lines = buf.split(b"\r\n")
-                buf[:] = lines.pop()          # an incomplete line waits
-                out = []
-                for line in lines:
-                    if held and len(held) < 2:   # INBOX's tagged answer
-                        held.append(line)
-                    elif line.startswith(b"* STATUS INBOX ") and not reordered:
-                        held.append(line)
-                    else:
-                        out.append(line)
-                        if held and b"List completed" in line:
-                            out += held
-                            held.clear()
-                            reordered.append(True)
-                return b"".join(x + b"\r\n" for x in out)
-            return rewrite
-
-        px = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=reorder).start()
+        px = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=tb.line_rewriter(reorder)).start()
         self.addCleanup(px.stop)
         self.write_config(tls="none", port=px.port)
         r = self.pull("-v")
@@ -219,25 +211,15 @@ class IncrementalMixin:
             c.set_flags("INBOX", uids["INBOX"][:3], ["\\Flagged"])
         stripped = []
 
-        def strip_flags():
-            buf = bytearray()
+        def strip_flags(line):
+            if line.startswith(b"* ") and b" FETCH (" in line and b"FLAGS (" in line and not stripped:
+                head, _, rest = line.partition(b"FLAGS (")
+                line = head.rstrip() + b" " + rest.partition(b")")[2].lstrip()
+                line = line.replace(b"( ", b"(").replace(b" )", b")")
+                stripped.append(line)
+            return [line]
 
-            def rewrite(data):
-                buf.extend(data)
-                lines = buf.split(b"\r\n")
-                buf[:] = lines.pop()
-                out = []
-                for line in lines:
-                    if line.startswith(b"* ") and b" FETCH (" in line and b"FLAGS (" in line and not stripped:
-                        head, _, rest = line.partition(b"FLAGS (")
-                        line = head.rstrip() + b" " + rest.partition(b")")[2].lstrip()
-                        line = line.replace(b"( ", b"(").replace(b" )", b")")
-                        stripped.append(line)
-                    out.append(line)
-                return b"".join(x + b"\r\n" for x in out)
-            return rewrite
-
-        px = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=strip_flags).start()
+        px = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=tb.line_rewriter(strip_flags)).start()
         self.addCleanup(px.stop)
         self.write_config(tls="none", port=px.port)
         self.pull()

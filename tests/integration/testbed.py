@@ -1573,6 +1573,26 @@ class Proxy:
                     pass
 
 
+def line_rewriter(per_line):
+    """A Proxy rewrite_down factory working on whole lines: per_line(line)
+    returns the lines to send in its place (bytes without CRLF; [] holds a
+    line back, more than one sends held ones along). A partial line waits
+    for its end."""
+    def factory():
+        buf = bytearray()
+
+        def rewrite(data):
+            buf.extend(data)
+            lines = buf.split(b"\r\n")
+            buf[:] = lines.pop()
+            out = []
+            for line in lines:
+                out += per_line(line)
+            return b"".join(x + b"\r\n" for x in out)
+        return rewrite
+    return factory
+
+
 # ----------------------------------------------------------------------------
 # unittest base class
 
