@@ -1611,6 +1611,50 @@ static bool take_pipelined(struct imap_session *s, const char *const *names, siz
     return add_folders(ri->rsp_mailbox_list, f, nf, cap);
 }
 
+/* At most this many commands of imap_status_and_list are in flight: the
+ * round trips are still hidden, and neither side's buffers can fill up
+ * while the other waits for it to read (a deadlock with hundreds). */
+#define PIPELINE_MAX 32
+
+struct pipeline {
+    struct imap_session *s;
+    const char *const *names;
+    size_t n;
+    const char *items;
+    size_t next;    /* next index into names to consider */
+    size_t total;   /* commands to send: the STATUSes asked + the LIST */
+    size_t sent;
+    int list_tag;   /* 0 until the LIST is sent */
+};
+
+/* Send the next STATUS, or the LIST once they are all out (no flush). */
+static int pipeline_send_next(struct pipeline *p)
+{
+    mailimap *imap = p->s->imap;
+    mailstream *stream = imap->imap_stream;
+    while (p->next < p->n && !quotable_name(p->names[p->next]))
+        p->next++;
+    int r;
+    if (p->next < p->n) {
+        char *q = quote_name(p->names[p->next++]);
+        if (!q)
+            return MAILIMAP_ERROR_MEMORY;
+        r = mailimap_send_current_tag(imap);
+        if (r == MAILIMAP_NO_ERROR &&
+            (stream_puts(stream, "STATUS ") || stream_puts(stream, q) || stream_puts(stream, p->items)))
+            r = MAILIMAP_ERROR_STREAM;
+        free(q);
+    } else {
+        r = mailimap_send_current_tag(imap);
+        if (r == MAILIMAP_NO_ERROR && stream_puts(stream, "LIST \"\" \"*\"\r\n"))
+            r = MAILIMAP_ERROR_STREAM;
+        p->list_tag = imap->imap_tag;
+    }
+    if (r == MAILIMAP_NO_ERROR)
+        p->sent++;
+    return r;
+}
+
 int imap_status_and_list(struct imap_session *s, const char *const *names, size_t n, struct imap_status *st,
                          struct imap_folder **out, size_t *nout, struct ms_error *err)
 {
@@ -1622,48 +1666,34 @@ int imap_status_and_list(struct imap_session *s, const char *const *names, size_
     if (rc != MS_OK)
         return rc;
     bool condstore = session_condstore(s);
-    const char *items =
-        condstore ? " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n" : " (MESSAGES UIDNEXT UIDVALIDITY)\r\n";
-    mailimap *imap = s->imap;
-    mailstream *stream = imap->imap_stream;
+    struct pipeline p = {.s = s, .names = names, .n = n, .total = 1,
+                         .items = condstore ? " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n"
+                                            : " (MESSAGES UIDNEXT UIDVALIDITY)\r\n"};
     bool *got = calloc(n + 1, sizeof *got);
     if (!got)
         return ms_error_set(err, MS_ELOCAL, "out of memory");
-    size_t sent = 0;
-    int r = MAILIMAP_NO_ERROR;
-    for (size_t i = 0; i < n && r == MAILIMAP_NO_ERROR; i++) {
+    for (size_t i = 0; i < n; i++) {
         got[i] = !quotable_name(names[i]); /* not asked: nothing to match */
-        if (got[i])
-            continue;
-        char *q = quote_name(names[i]);
-        if (!q)
-            r = MAILIMAP_ERROR_MEMORY;
-        else if ((r = mailimap_send_current_tag(imap)) == MAILIMAP_NO_ERROR &&
-                 (stream_puts(stream, "STATUS ") || stream_puts(stream, q) || stream_puts(stream, items)))
-            r = MAILIMAP_ERROR_STREAM;
-        free(q);
-        if (r == MAILIMAP_NO_ERROR)
-            sent++;
+        p.total += !got[i];
     }
-    if (r == MAILIMAP_NO_ERROR && (r = mailimap_send_current_tag(imap)) == MAILIMAP_NO_ERROR &&
-        (stream_puts(stream, "LIST \"\" \"*\"\r\n") || mailstream_flush(stream) != 0))
+    mailimap *imap = s->imap;
+    int r = MAILIMAP_NO_ERROR;
+    while (r == MAILIMAP_NO_ERROR && p.sent < p.total && p.sent < PIPELINE_MAX)
+        r = pipeline_send_next(&p);
+    if (r == MAILIMAP_NO_ERROR && mailstream_flush(imap->imap_stream) != 0)
         r = MAILIMAP_ERROR_STREAM;
-    /* Something may have gone out: the session cannot be trusted now. */
-    if (r != MAILIMAP_NO_ERROR) {
-        free(got);
-        return fail_dead(s, err, "STATUS/LIST: %s", r == MAILIMAP_ERROR_MEMORY ? "out of memory" : "connection lost");
-    }
 
-    /* Read sent + 1 complete responses. Servers may complete pipelined
-     * commands in any order (RFC 3501 5.5), so libetpan is told to expect
-     * the LIST's tag: it parses every response and keeps its untagged data
-     * either way, but returns MAILIMAP_ERROR_PROTOCOL for the other tags. The
-     * STATUS data is matched by mailbox name; a STATUS that failed simply
-     * brings none. */
+    /* Read p.total complete responses, sending one more command after
+     * each while some are left. Servers may complete pipelined commands in
+     * any order (RFC 3501 5.5): libetpan expects the tag last sent, parses
+     * every response and keeps its untagged data either way, but returns
+     * MAILIMAP_ERROR_PROTOCOL for other tags. The STATUS data is matched by
+     * mailbox name (a STATUS that failed simply brings none); the LIST's
+     * completion is the one with its tag. */
     struct imap_folder *f = NULL;
     size_t nf = 0, cap = 0;
     int list_state = -1;
-    for (size_t k = 0; k <= sent && r == MAILIMAP_NO_ERROR; k++) {
+    for (size_t k = 0; k < p.total && r == MAILIMAP_NO_ERROR; k++) {
         struct mailimap_response *resp = NULL;
         if (!mailimap_read_line(imap)) {
             r = MAILIMAP_ERROR_STREAM;
@@ -1672,33 +1702,34 @@ int imap_status_and_list(struct imap_session *s, const char *const *names, size_
         r = mailimap_parse_response(imap, &resp);
         if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_PROTOCOL)
             break;
-        if (!take_pipelined(s, names, n, condstore, st, got, &f, &nf, &cap)) {
-            if (resp)
-                mailimap_response_free(resp);
-            r = MAILIMAP_ERROR_MEMORY;
-            break;
-        }
-        if (r == MAILIMAP_NO_ERROR) {
-            if (list_state != -1) { /* the LIST's tag twice */
-                mailimap_response_free(resp);
-                r = MAILIMAP_ERROR_PROTOCOL;
-                break;
-            }
-            list_state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+        bool is_list = r == MAILIMAP_NO_ERROR && p.list_tag && imap->imap_tag == p.list_tag;
+        int state = r == MAILIMAP_NO_ERROR ? resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type : -1;
+        if (resp)
             mailimap_response_free(resp);
-        }
         r = MAILIMAP_NO_ERROR;
+        if (!take_pipelined(s, names, n, condstore, st, got, &f, &nf, &cap))
+            r = MAILIMAP_ERROR_MEMORY;
+        else if (is_list && list_state != -1)
+            r = MAILIMAP_ERROR_PROTOCOL; /* the LIST's tag twice */
+        else if (is_list)
+            list_state = state;
+        if (r == MAILIMAP_NO_ERROR && p.sent < p.total &&
+            ((r = pipeline_send_next(&p)) != MAILIMAP_NO_ERROR || mailstream_flush(imap->imap_stream) != 0))
+            r = r != MAILIMAP_NO_ERROR ? r : MAILIMAP_ERROR_STREAM;
     }
     free(got);
     if (r == MAILIMAP_NO_ERROR && list_state == -1)
-        r = MAILIMAP_ERROR_PROTOCOL; /* every answer had some other tag */
+        r = MAILIMAP_ERROR_PROTOCOL; /* the LIST never completed under its tag */
     if (r == MAILIMAP_NO_ERROR && list_state != MAILIMAP_RESP_COND_STATE_OK)
         r = MAILIMAP_ERROR_LIST;
     if (r != MAILIMAP_NO_ERROR) {
         imap_folders_free(f, nf);
+        /* Commands may still be in flight: the session cannot be trusted. */
         if (r == MAILIMAP_ERROR_MEMORY)
             return fail_dead(s, err, "STATUS/LIST: out of memory");
-        return fail_call(s, r, r == MAILIMAP_ERROR_LIST ? "LIST" : "STATUS/LIST", err);
+        if (r == MAILIMAP_ERROR_LIST)
+            return fail_call(s, r, "LIST", err);
+        return fail_call(s, r, "STATUS/LIST", err);
     }
     *out = f ? f : calloc(1, sizeof *f);
     *nout = nf;

@@ -15,7 +15,7 @@ import testbed as tb
 
 
 class IncrementalMixin:
-    bed_options = {"pool": 9}
+    bed_options = {"pool": 10}
     expect_path = None  # "QRESYNC", "CONDSTORE" or None (full listing)
 
     def seed(self):
@@ -139,6 +139,29 @@ class IncrementalMixin:
                              r.stderr)
         else:
             self.assertEqual(statuses, [], up)
+
+    def test_many_folders_in_a_bounded_pipeline(self):
+        """More known folders than commands kept in flight (32): every
+        STATUS still goes out once, and a change in the last one is seen."""
+        names = ["F%02d" % i for i in range(45)]
+        with self.imap() as c:
+            for name in names:
+                c.create_folder(name)
+                c.append_many(name, tb.make_corpus(1, seed=40 + len(name), size=(300, 400)))
+        self.pull()
+        with self.imap() as c:
+            c.set_flags(names[-1], [c.messages(names[-1])[0].uid], ["$Pipelined"])
+        px = tb.Proxy(self.bed.imap_port, record=True).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        r = self.pull("-v")
+        self.assertSynced()
+        statuses = [x for x in bytes(px.upstream).split(b"\r\n") if b" STATUS " in x]
+        if self.expect_path:
+            self.assertEqual(len(statuses), len(names) + 1, statuses)   # + INBOX
+            self.assertEqual(r.stderr.count("unchanged since the last sync"), len(names), r.stderr)
+        else:
+            self.assertEqual(statuses, [])
 
     def test_flag_changes_come_with_the_select(self):
         """With QRESYNC the flag changes come with the EXAMINE itself: no
@@ -312,12 +335,12 @@ class QresyncTest(IncrementalMixin, tb.BedTestCase):
 
 
 class CondstoreOnlyTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 9, "hide_capabilities": ("QRESYNC",)}
+    bed_options = {"pool": 10, "hide_capabilities": ("QRESYNC",)}
     expect_path = "CONDSTORE"
 
 
 class NoCondstoreTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 9, "hide_capabilities": ("QRESYNC", "CONDSTORE")}
+    bed_options = {"pool": 10, "hide_capabilities": ("QRESYNC", "CONDSTORE")}
     expect_path = None
 
 
