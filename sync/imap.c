@@ -2028,6 +2028,13 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
         bool used = false;
         if (rc == MS_OK)
             rc = changes_from_select(s, sel, known_uidnext, out, &msgs, &nmsgs, &used, err);
+        if (rc == MS_OK && used && nmsgs == 0 && gone.n == 0 && out->highestmodseq > modseq) {
+            /* HIGHESTMODSEQ moved, yet the SELECT reported no change and
+             * no expunge: do not trust its silence, list the changes. */
+            imap_msgs_free(msgs, nmsgs);
+            msgs = NULL;
+            used = false;
+        }
         if (rc == MS_OK && !used && out->exists > 0)
             rc = fetch_flags(s, 1, 0, modseq, &msgs, &nmsgs, err);
         if (rc == MS_OK) {

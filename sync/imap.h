@@ -179,9 +179,10 @@ bool imap_enable_qresync(struct imap_session *s);
  *     size 0 (not asked: the caller knows them, or asks
  *     imap_fetch_flags_uids); newer ones from UID FETCH known_uidnext:*
  *     (UID FLAGS RFC822.SIZE), sent only when UIDNEXT moved. With
- *     known_uidnext 0, or when a report of the SELECT lacked UID or FLAGS:
- *     all from UID FETCH 1:* (UID FLAGS RFC822.SIZE) (CHANGEDSINCE modseq),
- *     sizes included;
+ *     known_uidnext 0, when a report of the SELECT lacked UID or FLAGS, or
+ *     when HIGHESTMODSEQ moved but the SELECT reported neither a change
+ *     nor an expunge: all from UID FETCH 1:* (UID FLAGS RFC822.SIZE)
+ *     (CHANGEDSINCE modseq), sizes included;
  *   *vanished: the UIDs expunged since modseq (all VANISHED (EARLIER)
  *     responses of the SELECT, plus any VANISHED arriving during the FETCH),
  *     sorted, unique, never in *changed. It may contain UIDs the client

@@ -250,6 +250,29 @@ class IncrementalMixin:
         self.assertIn(b"CHANGEDSINCE", bytes(px.upstream))
         self.assertSynced()
 
+        # A server that reports nothing at all although HIGHESTMODSEQ moved:
+        # its silence is not trusted either.
+        with self.imap() as c:
+            c.set_flags("INBOX", uids["INBOX"][3:5], ["$Silent"])
+        dropped, examined = [], []
+
+        def drop_fetches(line):             # those of the EXAMINE only
+            if not examined and line.startswith(b"* ") and b" FETCH (" in line:
+                dropped.append(line)
+                return []
+            if b"Examine completed" in line:
+                examined.append(True)
+            return [line]
+
+        px2 = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=tb.line_rewriter(drop_fetches)).start()
+        self.addCleanup(px2.stop)
+        self.write_config(tls="none", port=px2.port)
+        self.pull()
+        self.assertTrue(dropped, "no FETCH report came with the EXAMINE")
+        self.assertIn(b"CHANGEDSINCE", bytes(px2.upstream))
+        self.write_config()
+        self.assertSynced()
+
     def test_expunges_weighed_against_the_whole_folder(self):
         """The incremental path reads only the rows of changed and vanished
         UIDs; the mass-deletion guard must still weigh deletions against
