@@ -901,15 +901,17 @@ static bool skip_candidate(const struct run *r, const struct state_folder *f)
     return wanted;
 }
 
-/* The server's folders. With CONDSTORE, the STATUS of every folder that
- * may be unchanged goes out with the LIST (one round trip instead of one
- * per folder), INBOX first: Dovecot answers STATUS INBOX from its list
+/* The server's folders, and whether QRESYNC is on. With CONDSTORE, the
+ * STATUS of every folder that may be unchanged goes out with the LIST (one
+ * round trip instead of one per folder), INBOX first: Dovecot answers STATUS INBOX from its list
  * index only until the session has looked at another folder (afterwards
  * it opens the mailbox: ~3 ms at 10,000 messages). */
 static int list_folders(struct run *r, struct imap_folder **f, size_t *n, struct ms_error *err)
 {
-    if (!r->condstore || state_folder_list_brief(r->st, &r->known, &r->nknown, err) != MS_OK)
+    if (!r->condstore || state_folder_list_brief(r->st, &r->known, &r->nknown, err) != MS_OK) {
+        r->qresync = r->condstore && imap_enable_qresync(r->imap);
         return imap_list(r->imap, f, n, err);
+    }
     const char **names = xcalloc(r->nknown + 1, sizeof *names);
     size_t *idx = xcalloc(r->nknown + 1, sizeof *idx);
     size_t k = 0;
@@ -920,7 +922,12 @@ static int list_folders(struct run *r, struct imap_folder **f, size_t *n, struct
                 idx[k++] = i;
             }
     struct imap_status *st = xcalloc(k + 1, sizeof *st);
-    int rc = imap_status_and_list(r->imap, names, k, st, f, n, err);
+    /* ENABLE QRESYNC rides along too (it only has to precede the first
+     * EXAMINE). */
+    int rc = imap_status_and_list(r->imap, true, names, k, st, f, n, err);
+    r->qresync = imap_qresync_enabled(r->imap);
+    if (r->qresync)
+        log_msg(LOG_VERBOSE, "%s: QRESYNC enabled", r->acct->host);
     if (rc == MS_OK) {
         r->known_status = xcalloc(r->nknown + 1, sizeof *r->known_status);
         for (size_t j = 0; j < k; j++)
@@ -1070,7 +1077,6 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
                           "the server", a->name);
     if (rc == MS_OK) {
         r.condstore = imap_has_capability(r.imap, "CONDSTORE") || imap_has_capability(r.imap, "QRESYNC");
-        r.qresync = r.condstore && imap_enable_qresync(r.imap);
         rc = list_selected(&r, &sel, &nsel, &err);
         if (rc == MS_OK)
             report_vanished_folders(&r, sel, nsel);

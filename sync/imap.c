@@ -1580,6 +1580,32 @@ int imap_status(struct imap_session *s, const char *name, struct imap_status *ou
     return MS_OK;
 }
 
+/* ENABLE QRESYNC may (still) be sent on this session. */
+static bool may_enable_qresync(struct imap_session *s)
+{
+    /* RFC 5161: not after a SELECT; libetpan would refuse it anyway. */
+    return s && !s->dead && s->imap && s->imap->imap_stream && !s->qresync && !s->enable_tried &&
+           imap_has_capability(s, "QRESYNC") && imap_has_capability(s, "ENABLE") &&
+           s->imap->imap_state == MAILIMAP_STATE_AUTHENTICATED;
+}
+
+/* QRESYNC among the capabilities an ENABLED response lists. */
+static bool lists_qresync(const struct mailimap_capability_data *got)
+{
+    for (clistiter *it = got && got->cap_list ? clist_begin(got->cap_list) : NULL; it; it = clist_next(it)) {
+        struct mailimap_capability *c = clist_content(it);
+        if (c && c->cap_type == MAILIMAP_CAPABILITY_NAME && c->cap_data.cap_name &&
+            strcasecmp(c->cap_data.cap_name, "QRESYNC") == 0)
+            return true;
+    }
+    return false;
+}
+
+bool imap_qresync_enabled(const struct imap_session *s)
+{
+    return s && s->qresync;
+}
+
 /* Can a STATUS for name go out as a plain quoted string? Printable ASCII
  * only (a name with 8-bit bytes would need a literal). */
 static bool quotable_name(const char *name)
@@ -1601,6 +1627,13 @@ static bool take_pipelined(struct imap_session *s, const char *const *names, siz
     struct mailimap_response_info *ri = s->imap->imap_response_info;
     if (!ri)
         return true;
+    for (clistiter *it = ri->rsp_extension_list ? clist_begin(ri->rsp_extension_list) : NULL; it;
+         it = clist_next(it)) {
+        /* ENABLED (libetpan's type 0 of its ENABLE extension) */
+        struct mailimap_extension_data *e = ext_item(it, MAILIMAP_EXTENSION_ENABLE, 0);
+        if (e && lists_qresync(e->ext_data))
+            s->qresync = true;
+    }
     struct mailimap_mailbox_data_status *d = ri->rsp_status;
     for (size_t i = 0; d && i < n; i++)
         if (!got[i] && names[i] && same_mailbox(d->st_mailbox, names[i])) {
@@ -1621,6 +1654,7 @@ struct pipeline {
     const char *const *names;
     size_t n;
     const char *items;
+    bool enable;    /* ENABLE QRESYNC CONDSTORE still to go out (first) */
     size_t next;    /* next index into names to consider */
     size_t total;   /* commands to send: the STATUSes asked + the LIST */
     size_t sent;
@@ -1635,7 +1669,13 @@ static int pipeline_send_next(struct pipeline *p)
     while (p->next < p->n && !quotable_name(p->names[p->next]))
         p->next++;
     int r;
-    if (p->next < p->n) {
+    if (p->enable) {
+        p->enable = false;
+        p->s->enable_tried = true;
+        r = mailimap_send_current_tag(imap);
+        if (r == MAILIMAP_NO_ERROR && stream_puts(stream, "ENABLE QRESYNC CONDSTORE\r\n"))
+            r = MAILIMAP_ERROR_STREAM;
+    } else if (p->next < p->n) {
         char *q = quote_name(p->names[p->next++]);
         if (!q)
             return MAILIMAP_ERROR_MEMORY;
@@ -1655,8 +1695,8 @@ static int pipeline_send_next(struct pipeline *p)
     return r;
 }
 
-int imap_status_and_list(struct imap_session *s, const char *const *names, size_t n, struct imap_status *st,
-                         struct imap_folder **out, size_t *nout, struct ms_error *err)
+int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char *const *names, size_t n,
+                         struct imap_status *st, struct imap_folder **out, size_t *nout, struct ms_error *err)
 {
     *out = NULL;
     *nout = 0;
@@ -1676,6 +1716,8 @@ int imap_status_and_list(struct imap_session *s, const char *const *names, size_
         got[i] = !quotable_name(names[i]); /* not asked: nothing to match */
         p.total += !got[i];
     }
+    p.enable = enable_qresync && may_enable_qresync(s);
+    p.total += p.enable;
     mailimap *imap = s->imap;
     int r = MAILIMAP_NO_ERROR;
     while (r == MAILIMAP_NO_ERROR && p.sent < p.total && p.sent < PIPELINE_MAX)
@@ -1766,13 +1808,8 @@ bool imap_enable_qresync(struct imap_session *s)
 {
     if (!s || s->dead || !s->imap || !s->imap->imap_stream)
         return false;
-    if (s->qresync || s->enable_tried)
+    if (!may_enable_qresync(s))
         return s->qresync;
-    if (!imap_has_capability(s, "QRESYNC") || !imap_has_capability(s, "ENABLE"))
-        return false;
-    /* RFC 5161: not after a SELECT; libetpan would refuse it anyway. */
-    if (s->imap->imap_state != MAILIMAP_STATE_AUTHENTICATED)
-        return false;
     s->enable_tried = true;
     struct mailimap_capability_data *req = new_cap_list("QRESYNC", "CONDSTORE");
     if (!req)
@@ -1786,12 +1823,7 @@ bool imap_enable_qresync(struct imap_session *s)
         log_msg(LOG_VERBOSE, "%s: %s", s->host, e.msg);
         return false;
     }
-    for (clistiter *it = got && got->cap_list ? clist_begin(got->cap_list) : NULL; it; it = clist_next(it)) {
-        struct mailimap_capability *c = clist_content(it);
-        if (c && c->cap_type == MAILIMAP_CAPABILITY_NAME && c->cap_data.cap_name &&
-            strcasecmp(c->cap_data.cap_name, "QRESYNC") == 0)
-            s->qresync = true;
-    }
+    s->qresync = lists_qresync(got);
     if (got)
         mailimap_capability_data_free(got);
     log_msg(LOG_VERBOSE, "%s: QRESYNC %s", s->host, s->qresync ? "enabled" : "not confirmed by the server");
@@ -2025,6 +2057,7 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
          * the next command replaces libetpan's response info. */
         uint32_t top = out->uidnext > 1 ? out->uidnext - 1 : 0;
         rc = collect_vanished(s, &gone, top, what, err);
+        int select_tag = s->imap->imap_tag;
         bool used = false;
         if (rc == MS_OK)
             rc = changes_from_select(s, sel, known_uidnext, out, &msgs, &nmsgs, &used, err);
@@ -2037,8 +2070,10 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
         }
         if (rc == MS_OK && !used && out->exists > 0)
             rc = fetch_flags(s, 1, 0, modseq, &msgs, &nmsgs, err);
-        if (rc == MS_OK) {
-            /* Expunges while we fetched arrive as plain VANISHED. */
+        if (rc == MS_OK && s->imap->imap_tag != select_tag) {
+            /* Expunges while we fetched arrive as plain VANISHED (only
+             * when a FETCH went out: else the response info is still the
+             * SELECT's, whose VANISHED are in, clipped at UIDNEXT). */
             if (nmsgs > 0 && msgs[nmsgs - 1].uid > top)
                 top = msgs[nmsgs - 1].uid;
             rc = collect_vanished(s, &gone, top, what, err);

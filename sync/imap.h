@@ -122,10 +122,12 @@ int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
  * The intended use, per folder, with the state of the last run (uidvalidity,
  * uidnext, messages, highestmodseq):
  *   1. imap_enable_qresync() once, right after imap_connect(), before any
- *      SELECT/EXAMINE (ENABLE is not allowed later).
- *   2. imap_status(): if UIDVALIDITY, UIDNEXT, MESSAGES and HIGHESTMODSEQ
- *      (non-zero) all equal the stored values, nothing changed: skip the
- *      folder without selecting it.
+ *      SELECT/EXAMINE (ENABLE is not allowed later); or let
+ *      imap_status_and_list() send it along with step 2.
+ *   2. imap_status() (or the STATUS answers of imap_status_and_list()): if
+ *      UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ (non-zero) all equal the
+ *      stored values, nothing changed: skip the folder without selecting
+ *      it.
  *   3. Otherwise, with QRESYNC enabled and a stored highestmodseq:
  *      imap_select_qresync(); without QRESYNC but with CONDSTORE:
  *      imap_select() + imap_fetch_flags_changedsince() + imap_fetch_uids();
@@ -151,12 +153,18 @@ int imap_status(struct imap_session *s, const char *name, struct imap_status *ou
 
 /* LIST "" "*" (as imap_list) and a STATUS of each of names[0..n) (as
  * imap_status) in one round trip: the STATUS commands in the given order,
- * then the LIST, pipelined. st[i] stays zeroed when names[i] got no answer
- * (e.g. NO: the folder is gone, or a name that needs a literal, which is
- * not sent): not an error, ask imap_status() for it. A LIST failure is
- * reported as by imap_list(). */
-int imap_status_and_list(struct imap_session *s, const char *const *names, size_t n, struct imap_status *st,
-                         struct imap_folder **out, size_t *nout, struct ms_error *err);
+ * then the LIST, pipelined (at most 32 in flight). st[i] stays zeroed when
+ * names[i] got no answer (e.g. NO: the folder is gone, or a name that needs
+ * a literal, which is not sent): not an error, ask imap_status() for it. A
+ * LIST failure is reported as by imap_list(). With enable_qresync, ENABLE
+ * QRESYNC CONDSTORE goes first in the same round trip where
+ * imap_enable_qresync() would send it; imap_qresync_enabled() tells the
+ * outcome. */
+int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char *const *names, size_t n,
+                         struct imap_status *st, struct imap_folder **out, size_t *nout, struct ms_error *err);
+
+/* The server confirmed QRESYNC (imap_enable_qresync, imap_status_and_list). */
+bool imap_qresync_enabled(const struct imap_session *s);
 
 /* ENABLE QRESYNC CONDSTORE, once per session, if the server offers ENABLE
  * and QRESYNC, and only before the first SELECT/EXAMINE (later it returns

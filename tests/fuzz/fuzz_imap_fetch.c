@@ -303,7 +303,7 @@ static void run_op(struct imap_session *s, enum op op)
         struct imap_status st[4];
         struct imap_folder *f = NULL;
         size_t n = 0;
-        if (imap_status_and_list(s, names, 4, st, &f, &n, &err) == MS_OK)
+        if (imap_status_and_list(s, true, names, 4, st, &f, &n, &err) == MS_OK)
             for (size_t i = 0; i < n; i++)
                 CHECK(f[i].name != NULL, "folder without a name");
         imap_folders_free(f, n);

@@ -134,6 +134,9 @@ class IncrementalMixin:
             self.assertEqual(len(statuses), len(tb.SAMPLE_FOLDERS), up)   # none asked twice
             self.assertIn(b'STATUS "INBOX"', statuses[0])
             self.assertLess(up.index(b" STATUS "), up.index(b" LIST "))
+            if self.expect_path == "QRESYNC":    # ENABLE rides along, first
+                self.assertLess(up.index(b" ENABLE QRESYNC"), up.index(b" STATUS "))
+                self.assertIn("(QRESYNC)", r.stderr)
             self.assertGreater(up.index(b" LIST "), up.rindex(b" STATUS "))
             self.assertEqual(r.stderr.count("unchanged since the last sync"), len(tb.SAMPLE_FOLDERS) - 1,
                              r.stderr)
