@@ -348,9 +348,10 @@ static int create_schema(struct state *s, struct ms_error *err)
  * (exit 5), not only when some later run happens to read a damaged page.
  * But a timer running every few minutes would pay it every time for a file
  * nobody else touched. So a clean close writes a stamp next to the DB that
- * identifies the DB file (and its WAL) exactly as SQLite left them, with
- * when quick_check last passed. An open whose files still match, and whose
- * last check is under STAMP_MAX_AGE old, skips the check.
+ * identifies the DB file exactly as SQLite left it (with no WAL beside
+ * it), with when quick_check last passed. An open whose file still
+ * matches, with still no WAL, and whose last check is under STAMP_MAX_AGE
+ * old, skips the check.
  *
  * How the file is identified: the close sets the DB's mtime to a
  * nanosecond value of its own choosing, a random fraction of a millisecond
@@ -374,6 +375,16 @@ static char *sibling(const char *path, const char *suffix)
         abort();
     snprintf(p, n, "%s%s", path, suffix);
     return p;
+}
+
+/* No WAL beside the DB (anything but "does not exist" counts as one). */
+static bool wal_absent(const char *path)
+{
+    char *walpath = sibling(path, "-wal");
+    struct stat st;
+    bool absent = lstat(walpath, &st) != 0 && errno == ENOENT;
+    free(walpath);
+    return absent;
 }
 
 static long long ns_of(struct timespec t)
@@ -429,11 +440,8 @@ static int64_t stamp_valid(const char *path)
     int64_t now = (int64_t)time(NULL);
     if (checked_at <= 0 || checked_at > now || now - checked_at >= STAMP_MAX_AGE)
         return 0;
-    char *walpath = sibling(path, "-wal");
     struct stat st;
-    bool wal = lstat(walpath, &st) == 0 || errno != ENOENT;
-    free(walpath);
-    if (wal || lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+    if (!wal_absent(path) || lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
         return 0;
     char tok[200];
     stat_token(&st, tok, sizeof tok);
@@ -443,10 +451,7 @@ static int64_t stamp_valid(const char *path)
 static void stamp_write(const char *path, int64_t checked_at)
 {
     char line[300], tok[200];
-    char *walpath = sibling(path, "-wal");
-    struct stat st;
-    bool ok = lstat(walpath, &st) != 0 && errno == ENOENT && db_token_planted(path, tok, sizeof tok);
-    free(walpath);
+    bool ok = wal_absent(path) && db_token_planted(path, tok, sizeof tok);
     int w = ok ? snprintf(line, sizeof line, "%s %lld %s\n", STAMP_MAGIC, (long long)checked_at, tok) : -1;
     ok = w > 0 && (size_t)w < sizeof line;
     char *stamppath = sibling(path, ".checked");

@@ -706,6 +706,13 @@ static int local_lookup(struct maildir_folder *mf, const struct state_msg *st, s
     return MS_OK;
 }
 
+/* Could the folder's record let a STATUS alone show it unchanged? (A
+ * complete sync with a modseq, no delivery left unconfirmed.) */
+static bool may_be_unchanged(const struct state_folder *f)
+{
+    return f->last_sync && f->highestmodseq && !f->pending_count;
+}
+
 /* The STATUS of a folder asked for with the run's LIST, or NULL. */
 static const struct imap_status *known_status(const struct run *r, const char *raw)
 {
@@ -731,7 +738,7 @@ static int unchanged_since_last_sync(struct run *r, const struct selected *sel, 
 {
     struct imap_status st;
     *unchanged = false;
-    if (!r->condstore || !sf->last_sync || !sf->highestmodseq || sf->pending_count)
+    if (!r->condstore || !may_be_unchanged(sf))
         return MS_OK;
     const struct imap_status *early = known_status(r, sel->raw);
     if (early && early->uidvalidity) {
@@ -885,10 +892,11 @@ out:
 /* ------------------------------------------------------------------ */
 /* the account */
 
-/* Could the folder be skipped as unchanged (unchanged_since_last_sync)? */
+/* Is the folder's STATUS worth asking for with the LIST
+ * (unchanged_since_last_sync may use it)? */
 static bool skip_candidate(const struct run *r, const struct state_folder *f)
 {
-    if (!f->last_sync || !f->highestmodseq || f->pending_count)
+    if (!may_be_unchanged(f))
         return false;
     if (r->acct->nfolders == 0 && r->opt->nfolder_patterns == 0)
         return true;
@@ -903,9 +911,10 @@ static bool skip_candidate(const struct run *r, const struct state_folder *f)
 
 /* The server's folders, and whether QRESYNC is on. With CONDSTORE, the
  * STATUS of every folder that may be unchanged goes out with the LIST (one
- * round trip instead of one per folder), INBOX first: Dovecot answers STATUS INBOX from its list
- * index only until the session has looked at another folder (afterwards
- * it opens the mailbox: ~3 ms at 10,000 messages). */
+ * round trip instead of one per folder), INBOX first: Dovecot answers
+ * STATUS INBOX from its list index only until the session has looked at
+ * another folder (afterwards it opens the mailbox: ~3 ms at 10,000
+ * messages). */
 static int list_folders(struct run *r, struct imap_folder **f, size_t *n, struct ms_error *err)
 {
     if (!r->condstore || state_folder_list_brief(r->st, &r->known, &r->nknown, err) != MS_OK) {
@@ -926,8 +935,6 @@ static int list_folders(struct run *r, struct imap_folder **f, size_t *n, struct
      * EXAMINE). */
     int rc = imap_status_and_list(r->imap, true, names, k, st, f, n, err);
     r->qresync = imap_qresync_enabled(r->imap);
-    if (r->qresync)
-        log_msg(LOG_VERBOSE, "%s: QRESYNC enabled", r->acct->host);
     if (rc == MS_OK) {
         r->known_status = xcalloc(r->nknown + 1, sizeof *r->known_status);
         for (size_t j = 0; j < k; j++)
@@ -979,10 +986,12 @@ static int list_selected(struct run *r, struct selected **out, size_t *nout, str
  * their local copy (it never deletes a folder), but says so once a run. */
 static void report_vanished_folders(struct run *r, const struct selected *sel, size_t nsel)
 {
-    struct state_folder *f = NULL;
-    size_t n = 0;
+    /* The list read for the LIST's STATUS commands, if there was one (no
+     * folder row is added before this runs). */
+    struct state_folder *f = r->known;
+    size_t n = r->nknown;
     struct ms_error e;
-    if (state_folder_list_brief(r->st, &f, &n, &e) != MS_OK)
+    if (!f && state_folder_list_brief(r->st, &f, &n, &e) != MS_OK)
         return;
     for (size_t i = 0; i < n; i++) {
         bool listed = false;
@@ -996,7 +1005,8 @@ static void report_vanished_folders(struct run *r, const struct selected *sel, s
                     log_escape(name, strlen(name), 200), r->acct->maildir, f[i].path ? f[i].path : "?");
         free(name);
     }
-    state_folders_free(f, n);
+    if (f != r->known)
+        state_folders_free(f, n);
 }
 
 static void free_selected(struct selected *s, size_t n)

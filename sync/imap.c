@@ -649,18 +649,20 @@ void imap_close(struct imap_session *s)
     if (!s)
         return;
     if (s->imap) {
-        if (!s->dead && s->imap->imap_stream && s->logout_sent) {
-            /* The goodbye to LOGOUT (BYE, then OK), read and dropped so that
-             * the connection ends with no unread data (else a reset). */
-            netstream_set_timeout(s->ns, s->timeout < 10 ? s->timeout : 10);
-            struct mailimap_response *resp = NULL;
-            if (mailimap_read_line(s->imap) && mailimap_parse_response(s->imap, &resp) == MAILIMAP_NO_ERROR)
-                mailimap_response_free(resp);
-        } else if (!s->dead && s->imap->imap_stream) {
+        if (!s->dead && s->imap->imap_stream) {
             /* Best effort: do not wait long for a goodbye. */
             netstream_set_timeout(s->ns, s->timeout < 10 ? s->timeout : 10);
-            mailimap_logout(s->imap); /* closes the stream */
-            s->ns = NULL;
+            if (s->logout_sent) {
+                /* The goodbye to imap_logout_start's LOGOUT (BYE, then OK),
+                 * read and dropped so that the connection ends with no
+                 * unread data (else a reset). */
+                struct mailimap_response *resp = NULL;
+                if (mailimap_read_line(s->imap) && mailimap_parse_response(s->imap, &resp) == MAILIMAP_NO_ERROR)
+                    mailimap_response_free(resp);
+            } else {
+                mailimap_logout(s->imap); /* closes the stream */
+                s->ns = NULL;
+            }
         }
         kill_stream(s);
         mailimap_free(s->imap);
@@ -1467,9 +1469,6 @@ int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
  * CONDSTORE / QRESYNC
  * ==================================================================== */
 
-/* Refuse names that cannot be sent as one quoted string. shown gets the
- * escaped name for messages. */
-
 /* a (as a server response named it) equals b? libetpan hands over the
  * mailbox of a STATUS response still in its quoted form ("a b" with
  * \" and \\ escapes) when the server quoted it, so undo that first. */
@@ -1601,6 +1600,12 @@ static bool lists_qresync(const struct mailimap_capability_data *got)
     return false;
 }
 
+/* After an ENABLE was sent and its answer read. */
+static void log_enable_outcome(const struct imap_session *s)
+{
+    log_msg(LOG_VERBOSE, "%s: QRESYNC %s", s->host, s->qresync ? "enabled" : "not confirmed by the server");
+}
+
 bool imap_qresync_enabled(const struct imap_session *s)
 {
     return s && s->qresync;
@@ -1716,8 +1721,9 @@ int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char
         got[i] = !quotable_name(names[i]); /* not asked: nothing to match */
         p.total += !got[i];
     }
-    p.enable = enable_qresync && may_enable_qresync(s);
-    p.total += p.enable;
+    bool enabling = enable_qresync && may_enable_qresync(s);
+    p.enable = enabling;
+    p.total += enabling;
     mailimap *imap = s->imap;
     int r = MAILIMAP_NO_ERROR;
     while (r == MAILIMAP_NO_ERROR && p.sent < p.total && p.sent < PIPELINE_MAX)
@@ -1760,6 +1766,8 @@ int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char
             r = r != MAILIMAP_NO_ERROR ? r : MAILIMAP_ERROR_STREAM;
     }
     free(got);
+    if (enabling && r == MAILIMAP_NO_ERROR)
+        log_enable_outcome(s);
     if (r == MAILIMAP_NO_ERROR && list_state == -1)
         r = MAILIMAP_ERROR_PROTOCOL; /* the LIST never completed under its tag */
     if (r == MAILIMAP_NO_ERROR && list_state != MAILIMAP_RESP_COND_STATE_OK)
@@ -1826,7 +1834,7 @@ bool imap_enable_qresync(struct imap_session *s)
     s->qresync = lists_qresync(got);
     if (got)
         mailimap_capability_data_free(got);
-    log_msg(LOG_VERBOSE, "%s: QRESYNC %s", s->host, s->qresync ? "enabled" : "not confirmed by the server");
+    log_enable_outcome(s);
     return s->qresync;
 }
 
@@ -1887,8 +1895,9 @@ static void on_discard_att(struct mailimap_msg_att *att, void *ctx)
 /* Send "EXAMINE|SELECT "name" (QRESYNC (uv modseq))" and parse the answer
  * like libetpan's own SELECT does (fresh selection info, state). libetpan's
  * mailimap_select_qresync cannot EXAMINE, and mailimap_custom_command adds
- * a trailing space. The FETCH responses of the SELECT are dropped as they
- * arrive (the caller's list comes from a CHANGEDSINCE FETCH with sizes). */
+ * a trailing space. The FETCH reports that come with the SELECT go to f
+ * (UID FLAGS, as on_flags_att collects them), or are dropped as they
+ * arrive when f is NULL. */
 static int send_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
                                uint64_t modseq, struct fetch_ctx *f)
 {
