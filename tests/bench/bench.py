@@ -2,7 +2,7 @@
 """bench.py: mailsync against mbsync and OfflineIMAP on one corpus (issue 4).
 
     python3 tests/bench/bench.py [--n 2000] [--runs 3]
-        [--tools mailsync,mbsync,mbsync-nofsync,offlineimap,wire]
+        [--tools mailsync,mbsync,mbsync-nofsync,offlineimap,wire,session]
         [--scenarios a,b,c,d,e,f] [--server default|tuned] [--small] [--json FILE]
 
 Starts the test bed's private Dovecot (tests/integration/testbed.py), seeds
@@ -67,7 +67,7 @@ sys.path.insert(0, str(HERE))
 import testbed as tb        # noqa: E402
 import corpus as corpus_mod  # noqa: E402
 
-ALL_TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "wire")
+ALL_TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "wire", "session")
 ALL_SCENARIOS = ("a", "b", "c", "d", "e", "f")
 SCENARIO_NAMES = {"a": "(a) initial pull", "b": "(b) no-op resync", "c": "(c) 1% flags changed",
                   "d": "(d) 100 new messages", "e": "(e) 1% local seen (push)",
@@ -147,6 +147,12 @@ def fmt_s(x):
 
 def mib(kb):
     return kb / 1024.0
+
+
+def fmt_rss(kb):
+    """Peak RSS as '%6.1f MiB', or '-' where there is none (a self-timed
+    reference row)."""
+    return "%6.1f MiB" % mib(kb) if kb is not None else "%10s" % "-"
 
 
 # ----------------------------------------------------------------------------
@@ -497,6 +503,8 @@ class Tool:
     added_header = None         # a header line the tool adds (bytes prefix), ignored
     check_mtime = False         # contract: file mtime == INTERNALDATE
     reference = False           # a baseline, not a sync tool: not verified
+    ref_scenarios = ()          # the scenarios a reference row runs in
+    self_timed = False          # prints "session-seconds S": its own timing
 
     def __init__(self, work, server, tls=True):
         self.work = Path(work)       # everything of this tool lives here
@@ -678,6 +686,7 @@ class Wire(Tool):
 
     name = "wire"
     reference = True
+    ref_scenarios = ("a",)
 
     def binary(self):
         return shutil.which("openssl") or "openssl"
@@ -704,7 +713,73 @@ class Wire(Tool):
                 str(self.port), str(self.work / "commands")]
 
 
-TOOL_CLASSES = {c.name: c for c in (Mailsync, Mbsync, MbsyncNoFsync, OfflineImap, Wire)}
+# Run by the Session row: one session's worth of server work, timed from the
+# connect to Dovecot closing the connection (after LOGOUT). Everything a
+# client could prepare beforehand (the interpreter, the TLS context) is
+# outside the timed part.
+SESSION_SCRIPT = r"""
+import socket, ssl, sys, time
+host, port, ca, commands = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+burst = open(commands, "rb").read()
+ctx = ssl.create_default_context(cafile=ca) if ca else None
+t0 = time.monotonic()
+s = socket.create_connection((host, port))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+if ctx:
+    s = ctx.wrap_socket(s, server_hostname=host)
+s.sendall(burst)
+got = b""
+while True:
+    try:
+        chunk = s.recv(65536)
+    except (ssl.SSLEOFError, ConnectionResetError):
+        break
+    if not chunk:
+        break
+    got += chunk
+t1 = time.monotonic()
+tags = [line.split(b" ", 1)[0] for line in burst.split(b"\r\n") if line]
+if any(b"\r\n" + t + b" OK " not in got for t in tags):
+    sys.exit("session: incomplete answers:\n" + got.decode(errors="replace")[-2000:])
+print("session-seconds %.6f" % (t1 - t0))
+"""
+
+
+class Session(Tool):
+    """Reference row, not a sync tool: the least any resync asks of the
+    server. LOGIN, a STATUS of every folder and LOGOUT, sent in one burst
+    right after the TLS handshake, without waiting for any answer; timed in
+    the process from the connect until Dovecot closes the connection, so
+    the client's own start-up (process, TLS context) is not in it. What is
+    left is the server's fixed cost of one session on this bed (with the
+    default process mode: starting an imap-login and an imap process) plus
+    the round trips: a ratio target for (b)-(d) below session/peer cannot
+    be met by any client here. No state, no Maildir, nothing verified; no
+    RSS (the process is Python)."""
+
+    name = "session"
+    reference = True
+    ref_scenarios = ("b", "c", "d")
+    self_timed = True
+
+    def binary(self):
+        return sys.executable
+
+    def prepare(self):
+        self._mkdirs()
+        folders = sorted({m.folder for m in self.server.corpus})
+        cmds = ["a LOGIN %s %s" % (USER, PASSWORD)]
+        for i, f in enumerate(folders):
+            cmds.append("s%d STATUS %s (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" % (i, tb.ImapClient.mbox(f)))
+        cmds.append("z LOGOUT")
+        (self.work / "commands").write_bytes(("\r\n".join(cmds) + "\r\n").encode())
+
+    def argv(self, scenario):
+        return [self.binary(), "-c", SESSION_SCRIPT, HOSTNAME, str(self.port),
+                self.server.bed.ca_file if self.tls else "", str(self.work / "commands")]
+
+
+TOOL_CLASSES = {c.name: c for c in (Mailsync, Mbsync, MbsyncNoFsync, OfflineImap, Wire, Session)}
 
 
 # ----------------------------------------------------------------------------
@@ -952,7 +1027,7 @@ class Bench:
         self.server.restore(server_snap)
         if os.path.lexists(tool.work):
             shutil.rmtree(tool.work)
-        if scen == "a":
+        if scen == "a" or tool.reference:
             tool.prepare()
         else:
             clone_tree(self.local_snap[tool.name], tool.work)
@@ -966,6 +1041,10 @@ class Bench:
         res = run_timed(self.helper, tool.argv(scen), tool.env(), str(tool.work), self.timeout(),
                         logpath)
         res["run"] = run
+        if tool.self_timed:
+            m = re.search(r"^session-seconds ([0-9.]+)$", res["stderr"], re.M)
+            res["seconds"] = float(m.group(1)) if m else res["seconds"]
+            res["maxrss_kb"] = None
         why = tool.missing(scen, res)
         if why:
             self.notes[(tool.name, scen)] = why
@@ -998,8 +1077,8 @@ class Bench:
             log("  FAIL %s %s run %d (%d problems; first: %s)" % (
                 tool.name, scen, run, len(problems), problems[0].splitlines()[0]))
         else:
-            log("  %-15s %s run %d: %s s, %.1f MiB%s" % (
-                tool.name, scen, run, fmt_s(res["seconds"]), mib(res["maxrss_kb"]),
+            log("  %-15s %s run %d: %s s, %s%s" % (
+                tool.name, scen, run, fmt_s(res["seconds"]), fmt_rss(res["maxrss_kb"]).strip(),
                 "" if changed is None else " (%d marked seen)" % changed))
         self.results[(tool.name, scen)].append(res)
         if scen == "a" and res["ok"] and not tool.reference and tool.name not in self.local_snap:
@@ -1031,10 +1110,10 @@ class Bench:
             log("scenario %s" % SCENARIO_NAMES[scen])
             for run in range(1, a.runs + 1):
                 for name, tool in self.tools.items():
-                    if tool.reference and scen != "a":
-                        self.notes[(name, scen)] = "(reference: a only)"
+                    if tool.reference and scen not in tool.ref_scenarios:
+                        self.notes[(name, scen)] = "(reference: %s only)" % ",".join(tool.ref_scenarios)
                         continue
-                    if scen != "a" and name not in self.local_snap:
+                    if scen != "a" and not tool.reference and name not in self.local_snap:
                         self.notes[(name, scen)] = "no initial pull"
                         continue
                     if (name, scen) in self.notes:
@@ -1054,7 +1133,7 @@ class Bench:
                 out[(tool, scen)] = {
                     "median": statistics.median(secs) if secs else None,
                     "min": min(secs) if secs else None, "max": max(secs) if secs else None,
-                    "rss_kb": max((r["maxrss_kb"] for r in ok), default=None),
+                    "rss_kb": max((r["maxrss_kb"] for r in ok if r["maxrss_kb"] is not None), default=None),
                     "ok": len(ok), "total": len(runs), "note": self.notes.get((tool, scen)),
                 }
         return out
@@ -1083,7 +1162,7 @@ class Bench:
         for scen in a.scenarios:
             first = True
             for tool in self.tools:
-                if self.tools[tool].reference and scen != "a":
+                if self.tools[tool].reference and scen not in self.tools[tool].ref_scenarios:
                     continue
                 c = s[(tool, scen)]
                 label = SCENARIO_NAMES[scen] if first else ""
@@ -1097,8 +1176,8 @@ class Bench:
                     continue
                 rng = "%s-%s" % (fmt_s(c["min"]), fmt_s(c["max"]))
                 status = "%d/%d" % (c["ok"], c["total"]) + ("" if c["ok"] == c["total"] else " FAIL")
-                lines.append("%-*s %-15s %10s  %-19s %6.1f MiB  %s" % (
-                    LABEL_W, label, tool, fmt_s(c["median"]), rng, mib(c["rss_kb"]), status))
+                lines.append("%-*s %-15s %10s  %-19s %s  %s" % (
+                    LABEL_W, label, tool, fmt_s(c["median"]), rng, fmt_rss(c["rss_kb"]), status))
         peers = [t for t in self.tools if t != "mailsync" and not self.tools[t].reference]
         if "mailsync" in self.tools and peers:
             lines.append("")
@@ -1110,22 +1189,38 @@ class Bench:
                 if m["median"] is None:
                     lines.append("%-*s %s" % (LABEL_W, SCENARIO_NAMES[scen], m["note"] or "FAIL"))
                     continue
-                cells = []
-                for p in peers:
-                    q = s[(p, scen)]
-                    if q["median"] is None or q["median"] <= 0:
-                        cells.append("%16s" % "-")
-                    else:
-                        cells.append("%16s" % ("%.2fx" % (m["median"] / q["median"])))
-                lines.append("%-*s %s" % (LABEL_W, SCENARIO_NAMES[scen], "".join(cells)))
+                lines.append(self.ratio_row(s, m, peers, scen))
             lines.append(self.rss_ratio_row(s, peers, a.scenarios, "peak RSS (max over scen.)"))
             if "f" in a.scenarios and len(a.scenarios) > 1:
                 # (f) alone decides the max for a client that holds a whole
                 # message in memory; the usual runs' memory shows without it.
                 lines.append(self.rss_ratio_row(s, peers, [x for x in a.scenarios if x != "f"],
                                                 "peak RSS (max, not (f))"))
+        lines += self.floor_table(s, peers)
         lines += self.rss_big_table(s)
         return "\n".join(lines)
+
+    def ratio_row(self, s, m, peers, scen):
+        """A table row: m's median over each peer's in scen."""
+        cells = []
+        for p in peers:
+            q = s[(p, scen)]
+            if m["median"] is None or q["median"] is None or q["median"] <= 0:
+                cells.append("%16s" % "-")
+            else:
+                cells.append("%16s" % ("%.2fx" % (m["median"] / q["median"])))
+        return "%-*s %s" % (LABEL_W, SCENARIO_NAMES[scen], "".join(cells))
+
+    def floor_table(self, s, peers):
+        """session/peer: a ratio no client can beat on this bed (the fixed
+        cost of one session, see Session)."""
+        scens = [x for x in self.args.scenarios if x in Session.ref_scenarios]
+        if "session" not in self.tools or not peers or not scens:
+            return []
+        head = "%-*s %s" % (LABEL_W, "session/peer (floor)", "".join("%16s" % p for p in peers))
+        lines = ["", head, "-" * len(head)]
+        lines += [self.ratio_row(s, s[("session", x)], peers, x) for x in scens]
+        return lines
 
     def rss_ratio_row(self, s, peers, scens, label):
         """mailsync's peak RSS over scens / each peer's, as a table row."""

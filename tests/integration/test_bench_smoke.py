@@ -1,7 +1,7 @@
 """test_bench_smoke.py: the benchmark (tests/bench/bench.py) as a CI smoke test.
 
 Runs the whole benchmark at a tiny N (40 small messages, one run, every tool,
-every scenario) and checks only that it completes, that every run of every
+every scenario, the `session` reference row too) and checks only that it completes, that every run of every
 tool verified equal to the server (bench.py exits 1 otherwise), and that the
 table was printed. It never asserts on timing: the numbers are for people.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import testbed as tb
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench.py"
-TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap")
+TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "session")
 
 
 class BenchSmokeTest(unittest.TestCase):
@@ -56,6 +56,9 @@ class BenchSmokeTest(unittest.TestCase):
                       "(d) 100 new messages", "(e) 1% local seen"):
             self.assertIn(label, out, report)
         self.assertIn("mailsync/peer", out, report)
+        # the session reference ran (its runs check every answer came) in b-d
+        self.assertIn("session/peer (floor)", out, report)
+        self.assertRegex(out, r"\n\s+session\s+[0-9.]+\s", report)
 
 
 if __name__ == "__main__":
