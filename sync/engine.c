@@ -1053,8 +1053,17 @@ static void record_outcome(struct run *r)
         rc = state_batch_commit(r->st, &e);
     else
         state_batch_abort(r->st);
-    if (rc)
-        log_msg(LOG_WARN, "could not record the run's outcome: %s", e.msg);
+    if (rc == MS_OK)
+        return;
+    /* The batch held the folders' records too (flag changes, deletions,
+     * the folders' new UIDNEXT/HIGHESTMODSEQ): rolled back, the run did
+     * not complete, whatever the folders reported. The files on disk are
+     * matched again by the next run. */
+    if (r->res->status == MS_OK || r->res->status == MS_EPARTIAL)
+        snprintf(r->res->error, sizeof r->res->error, "the run's records were not saved: %.440s", e.msg);
+    else
+        log_msg(LOG_ERROR, "%s: the run's records were not saved: %s", r->acct->name, e.msg);
+    r->res->status = ms_error_worse(r->res->status, rc);
 }
 
 int engine_pull(const struct account *a, const struct engine_options *opt, struct engine_result *res)

@@ -1,7 +1,7 @@
 """test_storage.py: local storage failures: a full disk, a read-only
-Maildir, a damaged state DB. Each must end in exit 5 with nothing half
-written: no empty or partial message file, no record of a message that is
-not on disk, and the server untouched.
+Maildir, a damaged state DB, a directory fsync that fails. Each must end
+in exit 5 with nothing half written: no empty or partial message file, no
+record of a message that is not on disk, and the server untouched.
 
 A full and a read-only disk are real: a small tmpfs mounted for the test
 (needs root, as CI has; skipped with the reason otherwise).
@@ -9,6 +9,7 @@ A full and a read-only disk are real: a small tmpfs mounted for the test
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import unittest
 
@@ -129,3 +130,62 @@ class StateDbTest(tb.BedTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+FAULT_LIB = os.environ.get("MAILSYNC_FAULT_FSYNC_LIB")
+
+
+@unittest.skipUnless(FAULT_LIB and os.path.exists(FAULT_LIB or ""),
+                     "MAILSYNC_FAULT_FSYNC_LIB not set (ctest sets it to the built tests/fault shim)")
+class DirFsyncFailureTest(tb.BedTestCase):
+    """A directory fsync that fails after renames (EIO from a dying disk):
+    the run must end in exit 5 with the renames' records not committed,
+    and the next run must finish the job with one copy of each message.
+    The failure is real to mailsync: a preloaded shim (tests/fault/
+    fault_fsync.c) makes fsync() of directories under the Maildir fail."""
+
+    bed_options = {"pool": 2}
+
+    def faulty_env(self):
+        env = tb.mailsync_env(self.work)
+        env["LD_PRELOAD"] = FAULT_LIB
+        env["MAILSYNC_FAULT_DIR_FSYNC"] = "0"
+        env["MAILSYNC_FAULT_DIR_FSYNC_UNDER"] = os.path.realpath(self.maildir)
+        # the shim is not sanitized: let a sanitized build load it first
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+        return env
+
+    def db_view(self):
+        db = sqlite3.connect(str(self.state))
+        try:
+            folder = db.execute("SELECT highestmodseq FROM folders WHERE name = 'INBOX'").fetchone()
+            flags = dict(db.execute("SELECT uid, flags FROM messages WHERE folder_id = "
+                                    "(SELECT id FROM folders WHERE name = 'INBOX')"))
+        finally:
+            db.close()
+        return folder, flags
+
+    def test_failed_directory_fsync_exits_5_and_commits_nothing(self):
+        with self.imap() as c:
+            uids = c.append_many("INBOX", tb.make_corpus(12, seed=33, size=(1500, 3000)))
+        self.pull()
+        before = self.db_view()
+        with self.imap() as c:
+            c.set_flags("INBOX", uids[:5], ["\\Seen"])
+            c.set_flags("INBOX", uids[5:8], ["\\Flagged"])
+        server = self.server_state()
+
+        r = tb.run_mailsync(["pull"], config=self.config_path, env=self.faulty_env())
+        self.assertIn("fault_fsync: failing fsync of directory", r.stderr, "the fault was not hit\n%s" % r)
+        self.assertEqual(r.code, 5, str(r))
+        self.assertRegex(r.stderr, r"cannot fsync .*Input/output error")
+        # the flag changes' records (and the folder's new HIGHESTMODSEQ)
+        # were rolled back: the state still describes the run before
+        self.assertEqual(self.db_view(), before)
+        self.assertEqual(self.server_state(), server, "a failed pull changed the server")
+
+        # the disk is back: the next run finishes, one copy of each message
+        self.pull()
+        self.assertSynced()
+        self.assertEqual(len(message_files(self.maildir)), 12)
+        self.assertNotEqual(self.db_view(), before)

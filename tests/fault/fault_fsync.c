@@ -1,0 +1,65 @@
+/* fault_fsync.c: an LD_PRELOAD shim for the integration tests that makes
+ * fsync() of a directory fail, the way a dying disk or a lost network
+ * file system reports it (EIO), so the error path the engine takes after
+ * renames and unlinks runs against the real program.
+ *
+ *   MAILSYNC_FAULT_DIR_FSYNC=N        let N directory fsyncs through, fail
+ *                                     every later one with EIO
+ *   MAILSYNC_FAULT_DIR_FSYNC_UNDER=P  only directories whose path starts
+ *                                     with P count (default: all)
+ *
+ * Files, and anything not fsync() (SQLite's fdatasync of its own
+ * directory), are passed through untouched. Every failure is noted on
+ * stderr ("fault_fsync: ..."), so a test can tell the fault was hit. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static atomic_int dirs_seen;
+
+static int real_fsync(int fd)
+{
+    static int (*fn)(int);
+    if (!fn)
+        fn = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    return fn ? fn(fd) : (errno = ENOSYS, -1);
+}
+
+static int path_of(int fd, char *buf, size_t size)
+{
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, buf, size - 1);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
+int fsync(int fd)
+{
+    const char *budget = getenv("MAILSYNC_FAULT_DIR_FSYNC");
+    struct stat st;
+    if (!budget || fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode))
+        return real_fsync(fd);
+    char path[PATH_MAX] = "?";
+    const char *under = getenv("MAILSYNC_FAULT_DIR_FSYNC_UNDER");
+    if (path_of(fd, path, sizeof path) != 0 && under)
+        return real_fsync(fd);
+    if (under && strncmp(path, under, strlen(under)) != 0)
+        return real_fsync(fd);
+    if (atomic_fetch_add(&dirs_seen, 1) < atoi(budget))
+        return real_fsync(fd);
+    fprintf(stderr, "fault_fsync: failing fsync of directory %s\n", path);
+    errno = EIO;
+    return -1;
+}
