@@ -34,8 +34,22 @@ def message_files(root):
     return out
 
 
+class NothingHalfWritten:
+    """For a test case with self.maildir."""
+
+    def assert_nothing_half_written(self, server):
+        by_data = {m.data_lf for ms in server.values() for m in ms}
+        files = message_files(self.maildir)
+        for f in files:
+            with open(f, "rb") as fh:
+                data = fh.read()
+            self.assertTrue(data, "empty message file %s" % f)
+            self.assertIn(data, by_data, "partial or foreign message file %s" % f)
+        return len(files)
+
+
 @unittest.skipUnless(os.geteuid() == 0 and shutil.which("mount"), "needs root to mount a small tmpfs")
-class StorageTest(tb.BedTestCase):
+class StorageTest(NothingHalfWritten, tb.BedTestCase):
     bed_options = {"pool": 6}
 
     def setUp(self):
@@ -50,16 +64,6 @@ class StorageTest(tb.BedTestCase):
     def seed(self, n, start=0):
         with self.imap() as c:
             c.append_many("INBOX", tb.make_corpus(n, seed=31, size=(SIZE - 2000, SIZE + 2000), start=start))
-
-    def assert_nothing_half_written(self, server):
-        by_data = {m.data_lf for ms in server.values() for m in ms}
-        files = message_files(self.maildir)
-        for f in files:
-            with open(f, "rb") as fh:
-                data = fh.read()
-            self.assertTrue(data, "empty message file %s" % f)
-            self.assertIn(data, by_data, "partial or foreign message file %s" % f)
-        return len(files)
 
     def test_disk_full_exits_5_then_completes(self):
         self.seed(40)                                  # ~2 MB for a 1 MB disk
@@ -137,7 +141,7 @@ FAULT_LIB = os.environ.get("MAILSYNC_FAULT_FSYNC_LIB")
 
 @unittest.skipUnless(FAULT_LIB and os.path.exists(FAULT_LIB or ""),
                      "MAILSYNC_FAULT_FSYNC_LIB not set (ctest sets it to the built tests/fault shim)")
-class DirFsyncFailureTest(tb.BedTestCase):
+class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
     """A directory fsync that fails after renames (EIO from a dying disk):
     the run must end in exit 5 with the renames' records not committed,
     and the next run must finish the job with one copy of each message.
@@ -189,3 +193,25 @@ class DirFsyncFailureTest(tb.BedTestCase):
         self.assertSynced()
         self.assertEqual(len(message_files(self.maildir)), 12)
         self.assertNotEqual(self.db_view(), before)
+
+    def test_failed_directory_fsync_on_delivery_leaves_no_duplicate(self):
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(10, seed=34, size=(1500, 3000)))
+        server = self.server_state()
+        r = tb.run_mailsync(["pull"], config=self.config_path, env=self.faulty_env())
+        self.assertIn("fault_fsync: failing fsync of directory", r.stderr, "the fault was not hit\n%s" % r)
+        self.assertEqual(r.code, 5, str(r))
+        self.assertRegex(r.stderr, r"cannot fsync .*Input/output error")
+        # whatever reached the disk is whole, and none of it is recorded as
+        # synced: the rows are still the journal's "pending" intent
+        self.assert_nothing_half_written(server)
+        db = sqlite3.connect(str(self.state))
+        try:
+            confirmed = db.execute("SELECT count(*) FROM messages WHERE NOT pending").fetchone()[0]
+        finally:
+            db.close()
+        self.assertEqual(confirmed, 0)
+        # the next run finishes those deliveries: one copy each
+        self.pull()
+        self.assertSynced()
+        self.assertEqual(len(message_files(self.maildir)), 10)
