@@ -692,12 +692,16 @@ class Wire(Tool):
         return shutil.which("openssl") or "openssl"
 
     def prepare(self):
+        self.write_burst(lambda i, mbox: ["e%d EXAMINE %s" % (i, mbox), "f%d UID FETCH 1:* BODY.PEEK[]" % i])
+
+    def write_burst(self, per_folder):
+        """The commands file: LOGIN, per_folder(i, quoted name) for every
+        folder of the corpus, LOGOUT (tag z), sent as one burst."""
         self._mkdirs()
         folders = sorted({m.folder for m in self.server.corpus})
         cmds = ["a LOGIN %s %s" % (USER, PASSWORD)]
         for i, f in enumerate(folders):
-            cmds.append("e%d EXAMINE %s" % (i, tb.ImapClient.mbox(f)))
-            cmds.append("f%d UID FETCH 1:* BODY.PEEK[]" % i)
+            cmds += per_folder(i, tb.ImapClient.mbox(f))
         cmds.append("z LOGOUT")
         (self.work / "commands").write_bytes(("\r\n".join(cmds) + "\r\n").encode())
 
@@ -748,7 +752,7 @@ print("session-seconds %.6f" % (t1 - t0))
 """
 
 
-class Session(Tool):
+class Session(Wire):
     """Reference row, not a sync tool: the least any resync asks of the
     server. LOGIN, a STATUS of every folder and LOGOUT, sent in one burst
     right after the TLS handshake, without waiting for any answer; timed in
@@ -769,13 +773,7 @@ class Session(Tool):
         return sys.executable
 
     def prepare(self):
-        self._mkdirs()
-        folders = sorted({m.folder for m in self.server.corpus})
-        cmds = ["a LOGIN %s %s" % (USER, PASSWORD)]
-        for i, f in enumerate(folders):
-            cmds.append("s%d STATUS %s (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" % (i, tb.ImapClient.mbox(f)))
-        cmds.append("z LOGOUT")
-        (self.work / "commands").write_bytes(("\r\n".join(cmds) + "\r\n").encode())
+        self.write_burst(lambda i, mbox: ["s%d STATUS %s (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" % (i, mbox)])
 
     def argv(self, scenario):
         return [self.binary(), "-c", SESSION_SCRIPT, HOSTNAME, str(self.port),
