@@ -1111,13 +1111,14 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
         int frc = pull_folder(&r, &sel[i], fres, &ferr);
         if (frc == MS_OK)
             continue;
-        log_msg(LOG_ERROR, "%s", ferr.msg);
         if (frc == MS_ENET || frc == MS_ELOCAL || frc == MS_EAUTH) {
-            /* the session or the store is unusable: stop the account */
+            /* the session or the store is unusable: stop the account (the
+             * error is printed once, with the account's result) */
             res->status = frc;
             snprintf(res->error, sizeof res->error, "%s", ferr.msg);
             goto out;
         }
+        log_msg(LOG_ERROR, "%s", ferr.msg);
         res->status = ms_error_worse(res->status, MS_EPARTIAL);
     }
 out:
