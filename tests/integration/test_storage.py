@@ -148,7 +148,7 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
     The failure is real to mailsync: a preloaded shim (tests/fault/
     fault_fsync.c) makes fsync() of directories under the Maildir fail."""
 
-    bed_options = {"pool": 2}
+    bed_options = {"pool": 4}
 
     def faulty_env(self):
         env = tb.mailsync_env(self.work)
@@ -193,6 +193,25 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
         self.assertSynced()
         self.assertEqual(len(message_files(self.maildir)), 12)
         self.assertNotEqual(self.db_view(), before)
+
+    def test_failed_directory_fsync_after_deletions_exits_5(self):
+        with self.imap() as c:
+            uids = c.append_many("INBOX", tb.make_corpus(10, seed=35, size=(1500, 3000)))
+        self.pull()
+        before = self.db_view()
+        with self.imap() as c:
+            c.expunge_uids("INBOX", uids[:4])
+        server = self.server_state()
+        r = tb.run_mailsync(["pull"], config=self.config_path, env=self.faulty_env())
+        self.assertIn("fault_fsync: failing fsync of directory", r.stderr, "the fault was not hit\n%s" % r)
+        self.assertEqual(r.code, 5, str(r))
+        # the removals' records were rolled back with the batch
+        self.assertEqual(self.db_view(), before)
+        self.assertEqual(self.server_state(), server, "a failed pull changed the server")
+        self.pull()
+        self.assertSynced()
+        self.assertEqual(len(message_files(self.maildir)), 6)
+        self.assertEqual(len(self.db_view()[1]), 6)
 
     def test_failed_directory_fsync_on_delivery_leaves_no_duplicate(self):
         with self.imap() as c:
