@@ -512,8 +512,12 @@ class Tool:
         self.tls = tls               # IMAPS (implicit TLS) or plain IMAP
         self.maildir = self.work / "Mail"
 
+    port_override = None        # --rtt: the delaying proxy's port
+
     @property
     def port(self):
+        if self.port_override:
+            return self.port_override
         return self.server.bed.imaps_port if self.tls else self.server.bed.imap_port
 
     def binary(self):
@@ -558,7 +562,7 @@ class Mailsync(Tool):
         bed = self.server.bed
         self.config = self.work / "config"
         keys = tb.account_keys(bed, self.server.user, self.maildir, self.work / "state.sqlite",
-                               tls="implicit" if self.tls else "none", host=HOSTNAME)
+                               tls="implicit" if self.tls else "none", host=HOSTNAME, port=self.port)
         tb.write_config(self.config, {"bench": keys})
 
     def argv(self, scenario):
@@ -1011,10 +1015,18 @@ class Bench:
             self.server.restore("a")
             log("server: state (f) = one %.1f MiB message appended to INBOX (%.1f s)" % (
                 self.big.size / 2**20, time.monotonic() - t0))
+        self.proxy = None
+        if a.rtt:
+            # Every tool's connection crosses a proxy that delays each chunk
+            # by half the round trip, each way (testbed.Proxy latency).
+            direct = self.server.bed.imaps_port if a.transport == "imaps" else self.server.bed.imap_port
+            self.proxy = tb.Proxy(direct, latency=a.rtt / 2000.0).start()
         self.tools = {}
         for name in a.tools:
             t = TOOL_CLASSES[name](self.work / "tools" / name, self.server,
                                    tls=a.transport == "imaps")
+            if self.proxy:
+                t.port_override = self.proxy.port
             self.tools[name] = t
         self.local_snap = {}
         self.setup_tried = set()
@@ -1147,7 +1159,8 @@ class Bench:
                      "127.0.0.1, Dovecot %s (process mode: %s%s), %d CPUs" % (
                          a.n, self.corpus_bytes / 2**20, len({m.folder for m in self.base}),
                          " small" if a.small else "", a.runs, "" if a.runs == 1 else "s",
-                         "IMAPS" if a.transport == "imaps" else "plain IMAP",
+                         ("IMAPS" if a.transport == "imaps" else "plain IMAP") +
+                         (" with a %g ms round trip" % a.rtt if a.rtt else ""),
                          dovecot_version(), a.server, ", cold index" if a.cold_server else "",
                          os.cpu_count()))
         if "mailsync" in self.tools:
@@ -1255,7 +1268,7 @@ class Bench:
     def json_data(self):
         s = self.summary()
         return {
-            "n": self.args.n, "small": self.args.small, "transport": self.args.transport,
+            "n": self.args.n, "small": self.args.small, "transport": self.args.transport, "rtt_ms": self.args.rtt,
             "runs": self.args.runs, "seed": self.args.seed, "server": self.args.server, "cold_server": self.args.cold_server,
             "server_conf": server_conf(self.args.server),
             "corpus_bytes": self.corpus_bytes, "dovecot": dovecot_version(),
@@ -1269,6 +1282,8 @@ class Bench:
         }
 
     def cleanup(self):
+        if getattr(self, "proxy", None):
+            self.proxy.stop()
         try:
             self.server.stop()
         finally:
@@ -1316,6 +1331,10 @@ def parse_args(argv):
                         # argparse %-formats help texts: '1%' must be '1%%'
                         "; ".join(SCENARIO_NAMES[x] for x in ALL_SCENARIOS).replace("%", "%%")))
     ap.add_argument("--small", action="store_true", help="small attachments (smoke tests)")
+    ap.add_argument("--rtt", type=float, default=0.0, metavar="MS",
+                    help="a network round trip of MS milliseconds between every tool and "
+                         "Dovecot (a delaying proxy; default 0: direct). Meant for the resyncs: "
+                         "the proxy is Python and bulk data through it is slow")
     ap.add_argument("--transport", choices=("imaps", "plain"), default="imaps",
                     help="how every tool connects: IMAPS (default) or plain IMAP on loopback")
     ap.add_argument("--cold-server", action="store_true",

@@ -30,6 +30,7 @@ import hashlib
 import imaplib
 import json
 import os
+import queue
 import poplib
 import pwd
 import grp
@@ -1446,10 +1447,16 @@ class Proxy:
     rewrite_down: a factory called once per connection that returns a
     callable(bytes) -> bytes applied to each server->client chunk before it
     is forwarded (it may hold bytes back and send them with a later chunk).
+    latency: seconds each chunk takes to arrive, in both directions (a
+    network's one-way delay, so a round trip costs 2 * latency; chunks stay
+    pipelined: one sent while another is in flight is not held up by it).
+    The TCP handshake's own round trip is not added. With latency the
+    other options but the counters do not apply.
     Use as a context manager or start()/stop()."""
 
     def __init__(self, target_port, target_host=HOST, delay=0.0, chunk=16384, cut_after=None,
-                 record=False, stall_on=None, rewrite_down=None):
+                 record=False, stall_on=None, rewrite_down=None, latency=0.0):
+        self.latency = latency
         self.stall_on = stall_on
         self.rewrite_down = rewrite_down
         self.stalled = threading.Event()
@@ -1520,9 +1527,61 @@ class Proxy:
             with self._lock:
                 self.connections += 1
                 self._socks.update((client, server))
+            if self.latency:
+                ends = {"left": 2, "socks": (client, server)}
+                for sock in (client, server):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for src, dst, down in ((server, client, True), (client, server, False)):
+                    q = queue.Queue()
+                    threading.Thread(target=self._delay_in, args=(src, q, down), daemon=True).start()
+                    threading.Thread(target=self._delay_out, args=(dst, q, ends), daemon=True).start()
+                continue
             state = {"down": 0, "rewrite": self.rewrite_down() if self.rewrite_down else None}
             threading.Thread(target=self._pump, args=(server, client, True, state), daemon=True).start()
             threading.Thread(target=self._pump, args=(client, server, False, state), daemon=True).start()
+
+    def _delay_in(self, src, q, down):
+        """Read chunks as they come, each due latency seconds later."""
+        try:
+            while not self._stop:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if down:
+                    self.bytes_down += len(data)
+                else:
+                    self.bytes_up += len(data)
+                q.put((time.monotonic() + self.latency, data))
+        except OSError:
+            pass
+        q.put((time.monotonic() + self.latency, None))
+
+    def _delay_out(self, dst, q, ends):
+        """Deliver each chunk when due, in order; at the end close dst's
+        sending side (the other direction may still run), and both sockets
+        once both directions ended."""
+        try:
+            while True:
+                due, data = q.get()
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                if data is None:
+                    dst.shutdown(socket.SHUT_WR)
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        with self._lock:
+            ends["left"] -= 1
+            last = ends["left"] == 0
+        if last:
+            for sock in ends["socks"]:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+                self._socks.discard(sock)
 
     def _pump(self, src, dst, down, state):
         try:
