@@ -653,11 +653,17 @@ void imap_close(struct imap_session *s)
             /* Best effort: do not wait long for a goodbye. */
             netstream_set_timeout(s->ns, s->timeout < 10 ? s->timeout : 10);
             if (s->logout_sent) {
-                /* The goodbye to imap_logout_start's LOGOUT (BYE, then OK),
-                 * read and dropped so that the connection ends with no
-                 * unread data (else a reset). */
+                /* The goodbye to imap_logout_start's LOGOUT (BYE, then OK)
+                 * is read and dropped when it is already here (closing
+                 * with unread data would reset the connection), but not
+                 * waited for: it tells nothing, and over a network the
+                 * wait is a whole round trip. When it comes after the
+                 * close the server has already taken the LOGOUT (Dovecot
+                 * logs "Logged out" either way). */
+                mailstream *st = s->imap->imap_stream;
                 struct mailimap_response *resp = NULL;
-                if (mailimap_read_line(s->imap) && mailimap_parse_response(s->imap, &resp) == MAILIMAP_NO_ERROR)
+                if ((st->read_buffer_len > 0 || netstream_readable_now(s->ns)) && mailimap_read_line(s->imap) &&
+                    mailimap_parse_response(s->imap, &resp) == MAILIMAP_NO_ERROR)
                     mailimap_response_free(resp);
             } else {
                 mailimap_logout(s->imap); /* closes the stream */

@@ -982,6 +982,16 @@ void netstream_cancel(struct netstream *ns)
     (void)r;
 }
 
+bool netstream_readable_now(const struct netstream *ns)
+{
+    if (!ns || ns->fd < 0)
+        return false;
+    if (ns->ssl && SSL_pending(ns->ssl) > 0)
+        return true;
+    struct pollfd p = {.fd = ns->fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
 const char *netstream_tls_info(const struct netstream *ns)
 {
     return ns->ssl && ns->tls_info ? ns->tls_info : "none";

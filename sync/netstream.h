@@ -89,6 +89,10 @@ void netstream_set_secret(struct netstream *ns, bool on);
  * from another thread. */
 void netstream_cancel(struct netstream *ns);
 
+/* Whether bytes from the server can be read without waiting (decrypted
+ * and pending, or on the socket). */
+bool netstream_readable_now(const struct netstream *ns);
+
 /* TLS description (tls_describe) or "none". Owned by the netstream. */
 const char *netstream_tls_info(const struct netstream *ns);
 

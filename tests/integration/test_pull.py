@@ -11,6 +11,7 @@ guard, and file modes.
 import json
 import os
 import stat
+import time
 import unittest
 from pathlib import Path
 
@@ -238,6 +239,41 @@ class PullTest(tb.BedTestCase):
         self.pull()
         self.assertTrue(tb.is_maildir(self.maildir / "Empty"))
         self.assertTrue(tb.is_maildir(self.maildir / "INBOX"))
+
+
+    def test_logout_answer_is_not_waited_for(self):
+        """The run ends once LOGOUT is sent: a goodbye that does not come
+        costs no wait (it cost up to 10 s), and over a network no round
+        trip. The server still takes the LOGOUT: over a slow link, where
+        the client has closed before the goodbye could arrive, Dovecot logs
+        the session as logged out."""
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(3, seed=41, size=(500, 900)))
+        self.pull()
+
+        # The LOGOUT is held back: no goodbye, and the connection stays open.
+        px = tb.Proxy(self.bed.imap_port, stall_on=(b" LOGOUT\r\n", 1)).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port, timeout="30")
+        r = self.pull()
+        self.assertTrue(px.stalled.is_set(), "the LOGOUT never went out")
+        self.assertLess(r.seconds, 5.0, "waited for the goodbye\n%s" % r)
+
+        # 0.3 s each way: the goodbye comes 0.6 s after the LOGOUT left.
+        slow = tb.Proxy(self.bed.imap_port, latency=0.3).start()
+        self.addCleanup(slow.stop)
+        self.write_config(tls="none", port=slow.port, timeout="30")
+        log_before = len(self.bed.log_text())
+        self.pull()
+        deadline = time.monotonic() + 10
+
+        def logged_out():
+            return any("imap(%s)" % self.user.name in line and "Logged out" in line
+                       for line in self.bed.log_text()[log_before:].splitlines())
+        while not logged_out():
+            self.assertLess(time.monotonic(), deadline, self.bed.log_text()[log_before:])
+            time.sleep(0.05)
+        self.assertSynced()
 
 
 class FolderSelectionTest(tb.BedTestCase):
