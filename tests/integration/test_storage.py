@@ -169,58 +169,55 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
             db.close()
         return folder, flags
 
-    def test_failed_directory_fsync_exits_5_and_commits_nothing(self):
+    def seed(self, n, seed, pull=True):
+        """n messages in INBOX (pulled once); -> their UIDs."""
         with self.imap() as c:
-            uids = c.append_many("INBOX", tb.make_corpus(12, seed=33, size=(1500, 3000)))
-        self.pull()
-        before = self.db_view()
-        with self.imap() as c:
-            c.set_flags("INBOX", uids[:5], ["\\Seen"])
-            c.set_flags("INBOX", uids[5:8], ["\\Flagged"])
-        server = self.server_state()
+            uids = c.append_many("INBOX", tb.make_corpus(n, seed=seed, size=(1500, 3000)))
+        if pull:
+            self.pull()
+        return uids
 
+    def faulty_pull(self):
+        """A pull whose directory fsyncs under the Maildir fail: exit 5."""
         r = tb.run_mailsync(["pull"], config=self.config_path, env=self.faulty_env())
         self.assertIn("fault_fsync: failing fsync of directory", r.stderr, "the fault was not hit\n%s" % r)
         self.assertEqual(r.code, 5, str(r))
         self.assertRegex(r.stderr, r"cannot fsync .*Input/output error")
-        # the flag changes' records (and the folder's new HIGHESTMODSEQ)
-        # were rolled back: the state still describes the run before
+        return r
+
+    def fault_after(self, n, seed, change, left):
+        """n messages pulled, change(client, uids) on the server, then a
+        pull whose directory fsync fails: its records (and the folder's
+        new HIGHESTMODSEQ) are rolled back, the state still describes the
+        run before, the server is untouched; once the disk is back the
+        next run finishes with `left` messages, one copy each."""
+        uids = self.seed(n, seed)
+        before = self.db_view()
+        with self.imap() as c:
+            change(c, uids)
+        server = self.server_state()
+        self.faulty_pull()
         self.assertEqual(self.db_view(), before)
         self.assertEqual(self.server_state(), server, "a failed pull changed the server")
-
-        # the disk is back: the next run finishes, one copy of each message
         self.pull()
         self.assertSynced()
-        self.assertEqual(len(message_files(self.maildir)), 12)
+        self.assertEqual(len(message_files(self.maildir)), left)
+        self.assertEqual(len(self.db_view()[1]), left)
         self.assertNotEqual(self.db_view(), before)
 
+    def test_failed_directory_fsync_exits_5_and_commits_nothing(self):
+        def flags(c, uids):
+            c.set_flags("INBOX", uids[:5], ["\\Seen"])
+            c.set_flags("INBOX", uids[5:8], ["\\Flagged"])
+        self.fault_after(12, 33, flags, 12)
+
     def test_failed_directory_fsync_after_deletions_exits_5(self):
-        with self.imap() as c:
-            uids = c.append_many("INBOX", tb.make_corpus(10, seed=35, size=(1500, 3000)))
-        self.pull()
-        before = self.db_view()
-        with self.imap() as c:
-            c.expunge_uids("INBOX", uids[:4])
-        server = self.server_state()
-        r = tb.run_mailsync(["pull"], config=self.config_path, env=self.faulty_env())
-        self.assertIn("fault_fsync: failing fsync of directory", r.stderr, "the fault was not hit\n%s" % r)
-        self.assertEqual(r.code, 5, str(r))
-        # the removals' records were rolled back with the batch
-        self.assertEqual(self.db_view(), before)
-        self.assertEqual(self.server_state(), server, "a failed pull changed the server")
-        self.pull()
-        self.assertSynced()
-        self.assertEqual(len(message_files(self.maildir)), 6)
-        self.assertEqual(len(self.db_view()[1]), 6)
+        self.fault_after(10, 35, lambda c, uids: c.expunge_uids("INBOX", uids[:4]), 6)
 
     def test_failed_directory_fsync_on_delivery_leaves_no_duplicate(self):
-        with self.imap() as c:
-            c.append_many("INBOX", tb.make_corpus(10, seed=34, size=(1500, 3000)))
+        self.seed(10, 34, pull=False)
         server = self.server_state()
-        r = tb.run_mailsync(["pull"], config=self.config_path, env=self.faulty_env())
-        self.assertIn("fault_fsync: failing fsync of directory", r.stderr, "the fault was not hit\n%s" % r)
-        self.assertEqual(r.code, 5, str(r))
-        self.assertRegex(r.stderr, r"cannot fsync .*Input/output error")
+        self.faulty_pull()
         # whatever reached the disk is whole, and none of it is recorded as
         # synced: the rows are still the journal's "pending" intent
         self.assert_nothing_half_written(server)
