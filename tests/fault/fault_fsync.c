@@ -7,6 +7,7 @@
  *                                     every later one with EIO
  *   MAILSYNC_FAULT_DIR_FSYNC_UNDER=P  only directories whose path starts
  *                                     with P count (default: all)
+ *   MAILSYNC_FAULT_SYNCFS=1           every syncfs() fails with EIO
  *
  * Files, and anything not fsync() (SQLite's fdatasync of its own
  * directory), are passed through untouched. Every failure is noted on
@@ -31,6 +32,19 @@ static int real_fsync(int fd)
     static int (*fn)(int);
     if (!fn)
         fn = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    return fn ? fn(fd) : (errno = ENOSYS, -1);
+}
+
+int syncfs(int fd)
+{
+    static int (*fn)(int);
+    if (getenv("MAILSYNC_FAULT_SYNCFS")) {
+        fprintf(stderr, "fault_fsync: failing syncfs\n");
+        errno = EIO;
+        return -1;
+    }
+    if (!fn)
+        fn = (int (*)(int))dlsym(RTLD_NEXT, "syncfs");
     return fn ? fn(fd) : (errno = ENOSYS, -1);
 }
 

@@ -148,13 +148,16 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
     The failure is real to mailsync: a preloaded shim (tests/fault/
     fault_fsync.c) makes fsync() of directories under the Maildir fail."""
 
-    bed_options = {"pool": 4}
+    bed_options = {"pool": 6}
 
-    def faulty_env(self):
+    def faulty_env(self, what="dir-fsync"):
         env = tb.mailsync_env(self.work)
         env["LD_PRELOAD"] = FAULT_LIB
-        env["MAILSYNC_FAULT_DIR_FSYNC"] = "0"
-        env["MAILSYNC_FAULT_DIR_FSYNC_UNDER"] = os.path.realpath(self.maildir)
+        if what == "syncfs":
+            env["MAILSYNC_FAULT_SYNCFS"] = "1"
+        else:
+            env["MAILSYNC_FAULT_DIR_FSYNC"] = "0"
+            env["MAILSYNC_FAULT_DIR_FSYNC_UNDER"] = os.path.realpath(self.maildir)
         # the shim is not sanitized: let a sanitized build load it first
         env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
         return env
@@ -177,12 +180,13 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
             self.pull()
         return uids
 
-    def faulty_pull(self):
-        """A pull whose directory fsyncs under the Maildir fail: exit 5."""
-        r = tb.run_mailsync(["pull"], config=self.config_path, env=self.faulty_env())
-        self.assertIn("fault_fsync: failing fsync of directory", r.stderr, "the fault was not hit\n%s" % r)
+    def faulty_pull(self, what="dir-fsync"):
+        """A pull whose directory fsyncs under the Maildir (or, what =
+        "syncfs", whose syncfs calls) fail: exit 5."""
+        r = tb.run_mailsync(["pull"], config=self.config_path, env=self.faulty_env(what))
+        self.assertIn("fault_fsync: failing", r.stderr, "the fault was not hit\n%s" % r)
         self.assertEqual(r.code, 5, str(r))
-        self.assertRegex(r.stderr, r"cannot fsync .*Input/output error")
+        self.assertRegex(r.stderr, r"cannot (fsync|sync the file system of) .*Input/output error")
         return r
 
     def fault_after(self, n, seed, change, left):
@@ -228,6 +232,24 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
             db.close()
         self.assertEqual(confirmed, 0)
         # the next run finishes those deliveries: one copy each
+        self.pull()
+        self.assertSynced()
+        self.assertEqual(len(message_files(self.maildir)), 10)
+
+    def test_failed_syncfs_on_delivery_records_nothing(self):
+        """syncfs makes a batch of new files durable before anything about
+        them is recorded: when it fails, not even the journal's intent is
+        written, the files stay in tmp/, and the next run fetches them
+        again, one copy each."""
+        self.seed(10, 36, pull=False)
+        self.faulty_pull("syncfs")
+        db = sqlite3.connect(str(self.state))
+        try:
+            rows = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+        finally:
+            db.close()
+        self.assertEqual(rows, 0)
+        self.assertEqual(message_files(self.maildir), [], "a file left tmp/ without a durable batch")
         self.pull()
         self.assertSynced()
         self.assertEqual(len(message_files(self.maildir)), 10)
