@@ -1,6 +1,7 @@
 /* test_netstream.c: the pure parts of the transport: IMAP framing and its
  * limits, secret masking, UID set batching, UID lists, header values,
- * fingerprints. */
+ * fingerprints; and, over a loopback connection the test makes itself,
+ * whether the server's bytes can be read without waiting. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "sync/netstream.h"
 #include "sync/tls.h"
@@ -371,6 +376,44 @@ static void fingerprints(void **unused)
     assert_int_equal(tls_parse_fingerprint("", md), -1);
 }
 
+/* ---- readable without waiting ---------------------------------------- */
+
+static bool readable_within(struct netstream *ns, int ms)
+{
+    for (int i = 0; i < ms; i++) {
+        if (netstream_readable_now(ns))
+            return true;
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    }
+    return netstream_readable_now(ns);
+}
+
+static void readable_now(void **unused)
+{
+    (void)unused;
+    assert_false(netstream_readable_now(NULL));
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+
+    struct netstream *ns = NULL;
+    struct ms_error err = {0};
+    assert_int_equal(netstream_connect("127.0.0.1", ntohs(a.sin_port), 5, &ns, &err), MS_OK);
+    int peer = accept(lfd, NULL, NULL);
+    assert_true(peer >= 0);
+    /* nothing sent yet: not readable (and the check does not wait) */
+    assert_false(netstream_readable_now(ns));
+    assert_int_equal(write(peer, "* BYE\r\n", 7), 7);
+    assert_true(readable_within(ns, 2000));
+    netstream_destroy(ns);
+    close(peer);
+    close(lfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +433,7 @@ int main(void)
         cmocka_unit_test(header_values),
         cmocka_unit_test(escaping),
         cmocka_unit_test(fingerprints),
+        cmocka_unit_test(readable_now),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
