@@ -583,6 +583,23 @@ static int sizes_of_strangers(struct run *r, const struct state_folder *sf, cons
     return MS_OK;
 }
 
+/* The STATUS of a folder asked for with the run's LIST, or NULL. */
+static const struct imap_status *known_status(const struct run *r, const char *raw)
+{
+    size_t lo = 0, hi = r->known_status ? r->nknown : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(r->known[mid].name, raw);
+        if (c == 0)
+            return &r->known_status[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
 static int remote_changes(struct run *r, const struct selected *sel, const struct state_folder *sf,
                           struct state_msg **st, size_t *ns, size_t *guard_total, struct imap_mailbox *mb,
                           struct imap_msg **rm, size_t *nr, bool *done, struct uid_list *affected,
@@ -593,9 +610,10 @@ static int remote_changes(struct run *r, const struct selected *sel, const struc
     size_t nchg = 0, nvan = 0, nall = 0;
     int rc;
     *done = false;
+    const struct imap_status *early = known_status(r, sel->raw);
     if (r->qresync)
-        rc = imap_select_qresync(r->imap, sel->raw, false, sf->uidvalidity, sf->highestmodseq, sf->uidnext, mb, &chg,
-                                 &nchg, &van, &nvan, err);
+        rc = imap_select_qresync(r->imap, sel->raw, false, sf->uidvalidity, sf->highestmodseq, sf->uidnext,
+                                 early ? early->uidnext : 0, mb, &chg, &nchg, &van, &nvan, err);
     else
         rc = imap_select(r->imap, sel->raw, false, mb, err);
     if (rc || mb->uidvalidity != sf->uidvalidity || mb->highestmodseq == 0 || mb->highestmodseq < sf->highestmodseq)
@@ -711,23 +729,6 @@ static int local_lookup(struct maildir_folder *mf, const struct state_msg *st, s
 static bool may_be_unchanged(const struct state_folder *f)
 {
     return f->last_sync && f->highestmodseq && !f->pending_count;
-}
-
-/* The STATUS of a folder asked for with the run's LIST, or NULL. */
-static const struct imap_status *known_status(const struct run *r, const char *raw)
-{
-    size_t lo = 0, hi = r->known_status ? r->nknown : 0;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(r->known[mid].name, raw);
-        if (c == 0)
-            return &r->known_status[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
 }
 
 /* A folder whose UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ are what the last

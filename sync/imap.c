@@ -1898,46 +1898,83 @@ static void on_discard_att(struct mailimap_msg_att *att, void *ctx)
     (void)ctx;
 }
 
+/* Read one response to the command sent under tag (libetpan checks the
+ * tag against imap_tag, the last one sent: it is set to tag for the read
+ * and back after), the FETCH data going to f (UID FLAGS [RFC822.SIZE], as
+ * on_flags_att collects them) or dropped when f is NULL. The tagged state
+ * through *state. */
+static int read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *state)
+{
+    mailimap *imap = s->imap;
+    int last = imap->imap_tag;
+    if (!mailimap_read_line(imap))
+        return MAILIMAP_ERROR_STREAM;
+    s->fetch = f;
+    mailimap_set_msg_att_handler(imap, f ? on_flags_att : on_discard_att, f);
+    mailimap_set_progress_callback(imap, NULL, on_items_progress, f);
+    struct mailimap_response *resp = NULL;
+    imap->imap_tag = tag;
+    int r = mailimap_parse_response(imap, &resp);
+    imap->imap_tag = last;
+    s->fetch = NULL;
+    mailimap_set_msg_att_handler(imap, NULL, NULL);
+    mailimap_set_progress_callback(imap, NULL, NULL, NULL);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    *state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    mailimap_response_free(resp);
+    return MAILIMAP_NO_ERROR;
+}
+
 /* Send "EXAMINE|SELECT "name" (QRESYNC (uv modseq))" and parse the answer
  * like libetpan's own SELECT does (fresh selection info, state). libetpan's
  * mailimap_select_qresync cannot EXAMINE, and mailimap_custom_command adds
  * a trailing space. The FETCH reports that come with the SELECT go to f
  * (UID FLAGS, as on_flags_att collects them), or are dropped as they
- * arrive when f is NULL. */
+ * arrive when f is NULL. With fetch_from, "UID FETCH fetch_from:* (UID
+ * FLAGS RFC822.SIZE)" goes out right behind it, in the same write; its
+ * answer is left unread (read_tagged with the session's current tag),
+ * except when the SELECT failed: then it is read and dropped here. */
 static int send_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
-                               uint64_t modseq, struct fetch_ctx *f)
+                               uint64_t modseq, uint32_t fetch_from, struct fetch_ctx *f)
 {
     mailimap *imap = s->imap;
     mailstream *st = imap->imap_stream;
     char *quoted = quote_name(name);
     if (!quoted)
         return MAILIMAP_ERROR_MEMORY;
-    char tail[80];
+    char tail[80], fetch[80];
     snprintf(tail, sizeof tail, " (QRESYNC (%" PRIu32 " %" PRIu64 "))\r\n", uidvalidity, modseq);
+    snprintf(fetch, sizeof fetch, "UID FETCH %" PRIu32 ":* (UID FLAGS RFC822.SIZE)\r\n", fetch_from);
     int r = mailimap_send_current_tag(imap);
+    int select_tag = imap->imap_tag;
     if (r == MAILIMAP_NO_ERROR && (stream_puts(st, read_write ? "SELECT " : "EXAMINE ") || stream_puts(st, quoted) ||
-                                   stream_puts(st, tail) || mailstream_flush(st) != 0))
+                                   stream_puts(st, tail)))
+        r = MAILIMAP_ERROR_STREAM;
+    if (r == MAILIMAP_NO_ERROR && fetch_from &&
+        ((r = mailimap_send_current_tag(imap)) != MAILIMAP_NO_ERROR || stream_puts(st, fetch)))
+        r = r != MAILIMAP_NO_ERROR ? r : MAILIMAP_ERROR_STREAM;
+    if (r == MAILIMAP_NO_ERROR && mailstream_flush(st) != 0)
         r = MAILIMAP_ERROR_STREAM;
     free(quoted);
     if (r != MAILIMAP_NO_ERROR)
         return r;
-    if (!mailimap_read_line(imap))
-        return MAILIMAP_ERROR_STREAM;
     if (imap->imap_selection_info)
         mailimap_selection_info_free(imap->imap_selection_info);
     imap->imap_selection_info = mailimap_selection_info_new();
-    s->fetch = f;
-    mailimap_set_msg_att_handler(imap, f ? on_flags_att : on_discard_att, f);
-    mailimap_set_progress_callback(imap, NULL, on_items_progress, f);
-    struct mailimap_response *resp = NULL;
-    r = mailimap_parse_response(imap, &resp);
-    s->fetch = NULL;
-    mailimap_set_msg_att_handler(imap, NULL, NULL);
-    mailimap_set_progress_callback(imap, NULL, NULL, NULL);
+    int state = -1;
+    r = read_tagged(s, select_tag, f, &state);
     if (r != MAILIMAP_NO_ERROR)
         return r;
-    int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
-    mailimap_response_free(resp);
+    if (state != MAILIMAP_RESP_COND_STATE_OK && fetch_from) {
+        /* The FETCH ran with no folder selected: its answer (BAD, which
+         * libetpan calls a protocol error, but read to its end) means
+         * nothing; the session goes on, as after any failed SELECT. */
+        int ignored;
+        r = read_tagged(s, imap->imap_tag, NULL, &ignored);
+        if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_PROTOCOL)
+            return r;
+    }
     if (state != MAILIMAP_RESP_COND_STATE_OK) {
         /* A failed SELECT leaves no folder selected (RFC 3501 6.3.1). */
         if (imap->imap_selection_info)
@@ -1968,12 +2005,14 @@ static void drop_vanished(struct imap_msg *m, size_t *n, const uint32_t *v, size
 
 /* The SELECT's own FETCH reports (UID FLAGS per message changed since the
  * modseq, RFC 7162 3.2.5.2) for UIDs below known_uidnext, plus UID FETCH
- * known_uidnext:* (UID FLAGS RFC822.SIZE) when UIDNEXT moved past it. Falls
- * back to the full CHANGEDSINCE listing (false returned through *used)
- * when a report lacked UID or FLAGS, or nothing is known. */
+ * known_uidnext:* (UID FLAGS RFC822.SIZE) when UIDNEXT moved past it (when
+ * have_pre, that listing was pipelined with the SELECT and is *pre: taken
+ * over when used, else left to the caller). Falls back to the full
+ * CHANGEDSINCE listing (false returned through *used) when a report lacked
+ * UID or FLAGS, or nothing is known. */
 static int changes_from_select(struct imap_session *s, struct fetch_ctx *sel, uint32_t known_uidnext,
-                               const struct imap_mailbox *mb, struct imap_msg **out, size_t *n, bool *used,
-                               struct ms_error *err)
+                               const struct imap_mailbox *mb, bool have_pre, struct imap_msg **pre, size_t *npre,
+                               struct imap_msg **out, size_t *n, bool *used, struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
@@ -1986,9 +2025,16 @@ static int changes_from_select(struct imap_session *s, struct fetch_ctx *sel, ui
     struct imap_msg *fresh = NULL;
     size_t nfresh = 0;
     if (mb->uidnext == 0 || mb->uidnext > known_uidnext) {
-        int rc = fetch_flags(s, known_uidnext, 0, 0, &fresh, &nfresh, err);
-        if (rc != MS_OK)
-            return rc;
+        if (have_pre) {
+            fresh = *pre;
+            nfresh = *npre;
+            *pre = NULL;
+            *npre = 0;
+        } else {
+            int rc = fetch_flags(s, known_uidnext, 0, 0, &fresh, &nfresh, err);
+            if (rc != MS_OK)
+                return rc;
+        }
     }
     struct imap_msg *m = malloc((sel->nmsgs + nfresh + 1) * sizeof *m);
     if (!m) {
@@ -2019,9 +2065,40 @@ static int changes_from_select(struct imap_session *s, struct fetch_ctx *sel, ui
     return MS_OK;
 }
 
+/* The answer to the UID FETCH send_select_qresync pipelined behind the
+ * SELECT (the last command sent): the new messages' UID FLAGS
+ * RFC822.SIZE into *out, as fetch_flags(first, 0) would give them. */
+static int read_ahead_fetch(struct imap_session *s, uint32_t first, struct imap_msg **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    struct mailimap_fetch_type *ft;
+    struct fetch_ctx *f;
+    int rc = start_flags_fetch(s, &ft, &f, err);
+    if (rc != MS_OK) {
+        kill_stream(s); /* its answer cannot be read now */
+        return rc;
+    }
+    mailimap_fetch_type_free(ft);
+    f->first = first;
+    f->last = 0;
+    int state = -1;
+    int r = read_tagged(s, s->imap->imap_tag, f, &state);
+    if (r == MAILIMAP_NO_ERROR && f->rc) {
+        rc = ms_error_set(err, f->rc, "UID FETCH (FLAGS): %s", f->why);
+        kill_stream(s);
+    } else if (r != MAILIMAP_NO_ERROR) {
+        rc = fail_call(s, r, "UID FETCH (FLAGS)", err);
+    } else if (state != MAILIMAP_RESP_COND_STATE_OK) {
+        rc = fail_call(s, MAILIMAP_ERROR_UID_FETCH, "UID FETCH (FLAGS)", err);
+    }
+    return finish_flags_fetch(f, rc, out, n, err);
+}
+
 int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
-                        uint64_t modseq, uint32_t known_uidnext, struct imap_mailbox *out, struct imap_msg **changed,
-                        size_t *nchanged, uint32_t **vanished, size_t *nvanished, struct ms_error *err)
+                        uint64_t modseq, uint32_t known_uidnext, uint32_t expect_uidnext, struct imap_mailbox *out,
+                        struct imap_msg **changed, size_t *nchanged, uint32_t **vanished, size_t *nvanished,
+                        struct ms_error *err)
 {
     memset(out, 0, sizeof *out);
     *changed = NULL;
@@ -2043,7 +2120,10 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     sel->s = s;
     sel->first = 1;
-    int r = send_select_qresync(s, name, read_write, uidvalidity, modseq, sel);
+    /* New mail the caller already knows of (a STATUS earlier in the
+     * session): its listing goes out with the SELECT, a round trip less. */
+    uint32_t ahead = known_uidnext > 1 && expect_uidnext > known_uidnext ? known_uidnext : 0;
+    int r = send_select_qresync(s, name, read_write, uidvalidity, modseq, ahead, sel);
     if (r == MAILIMAP_NO_ERROR && sel->rc) {
         rc = ms_error_set(err, sel->rc, "%s: %s", what, sel->why);
         kill_stream(s);
@@ -2051,8 +2131,12 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
         rc = fail_call(s, r, what, err);
     }
     struct mailimap_selection_info *si = rc == MS_OK ? s->imap->imap_selection_info : NULL;
-    if (rc == MS_OK && (!si || si->sel_uidvalidity == 0))
+    if (rc == MS_OK && (!si || si->sel_uidvalidity == 0)) {
         rc = ms_error_set(err, MS_EPARTIAL, "%s: server gave no UIDVALIDITY", what);
+        int ignored;
+        if (ahead && read_tagged(s, s->imap->imap_tag, NULL, &ignored) != MAILIMAP_NO_ERROR)
+            kill_stream(s);
+    }
     if (rc != MS_OK) {
         imap_msgs_free(sel->msgs, sel->nmsgs);
         free(sel);
@@ -2064,18 +2148,25 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     out->highestmodseq = response_highestmodseq(s);
 
     struct imap_uid_list gone = {0};
-    struct imap_msg *msgs = NULL;
-    size_t nmsgs = 0;
+    struct imap_msg *msgs = NULL, *fresh = NULL;
+    size_t nmsgs = 0, nfresh = 0;
     bool incremental = out->uidvalidity == uidvalidity && out->highestmodseq != 0 && out->highestmodseq >= modseq;
-    if (incremental) {
-        /* VANISHED (EARLIER) came with the SELECT: collect them all before
-         * the next command replaces libetpan's response info. */
-        uint32_t top = out->uidnext > 1 ? out->uidnext - 1 : 0;
+    /* VANISHED (EARLIER) came with the SELECT: collect them all before the
+     * next answer read replaces libetpan's response info. */
+    uint32_t top = out->uidnext > 1 ? out->uidnext - 1 : 0;
+    if (incremental)
         rc = collect_vanished(s, &gone, top, what, err);
+    if (ahead) {
+        /* Read whatever happens next: the session must stay in step. */
+        int frc = read_ahead_fetch(s, ahead, &fresh, &nfresh, err);
+        rc = rc != MS_OK ? rc : frc;
+    }
+    if (incremental) {
         int select_tag = s->imap->imap_tag;
         bool used = false;
         if (rc == MS_OK)
-            rc = changes_from_select(s, sel, known_uidnext, out, &msgs, &nmsgs, &used, err);
+            rc = changes_from_select(s, sel, known_uidnext, out, ahead != 0, &fresh, &nfresh, &msgs, &nmsgs, &used,
+                                     err);
         if (rc == MS_OK && used && nmsgs == 0 && gone.n == 0 && out->highestmodseq > modseq) {
             /* HIGHESTMODSEQ moved, yet the SELECT reported no change and
              * no expunge: do not trust its silence, list the changes. */
@@ -2085,7 +2176,7 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
         }
         if (rc == MS_OK && !used && out->exists > 0)
             rc = fetch_flags(s, 1, 0, modseq, &msgs, &nmsgs, err);
-        if (rc == MS_OK && s->imap->imap_tag != select_tag) {
+        if (rc == MS_OK && (ahead || s->imap->imap_tag != select_tag)) {
             /* Expunges while we fetched arrive as plain VANISHED (only
              * when a FETCH went out: else the response info is still the
              * SELECT's, whose VANISHED are in, clipped at UIDNEXT). */
@@ -2096,6 +2187,7 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     }
     imap_msgs_free(sel->msgs, sel->nmsgs);
     free(sel);
+    imap_msgs_free(fresh, nfresh); /* not taken (non-incremental, or no new UIDs) */
     if (rc != MS_OK) {
         imap_uid_list_free(&gone);
         imap_msgs_free(msgs, nmsgs);

@@ -186,7 +186,10 @@ bool imap_enable_qresync(struct imap_session *s);
  *     FETCH reports the SELECT itself sends (RFC 7162 3.2.5.2) and have
  *     size 0 (not asked: the caller knows them, or asks
  *     imap_fetch_flags_uids); newer ones from UID FETCH known_uidnext:*
- *     (UID FLAGS RFC822.SIZE), sent only when UIDNEXT moved. With
+ *     (UID FLAGS RFC822.SIZE), sent only when UIDNEXT moved: with the
+ *     SELECT, in the same write, when expect_uidnext (the UIDNEXT a STATUS
+ *     of this session gave; 0 if none) is above known_uidnext, else once
+ *     the SELECT's answer shows it. With
  *     known_uidnext 0, when a report of the SELECT lacked UID or FLAGS, or
  *     when HIGHESTMODSEQ moved but the SELECT reported neither a change
  *     nor an expunge: all from UID FETCH 1:* (UID FLAGS RFC822.SIZE)
@@ -205,8 +208,9 @@ bool imap_enable_qresync(struct imap_session *s);
  * vanished UIDs is refused with MS_EPARTIAL (the caller may use the CONDSTORE
  * path instead). */
 int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
-                        uint64_t modseq, uint32_t known_uidnext, struct imap_mailbox *out, struct imap_msg **changed,
-                        size_t *nchanged, uint32_t **vanished, size_t *nvanished, struct ms_error *err);
+                        uint64_t modseq, uint32_t known_uidnext, uint32_t expect_uidnext, struct imap_mailbox *out,
+                        struct imap_msg **changed, size_t *nchanged, uint32_t **vanished, size_t *nvanished,
+                        struct ms_error *err);
 
 /* UID FETCH uids (UID FLAGS RFC822.SIZE) on the selected folder; uids
  * sorted. The messages that came back, sorted by uid (expunged ones are

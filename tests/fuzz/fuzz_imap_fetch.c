@@ -40,7 +40,7 @@
 /* The first input byte picks the op: 0-239 modulo the first ten ops (the
  * seeds written for them keep their meaning), 240-255 the ops added since. */
 enum op { OP_LIST, OP_SELECT, OP_FLAGS, OP_BODIES, OP_IDENTITY, OP_STATUS, OP_UIDS, OP_QRESYNC, OP_CAPA,
-          OP_GREETING, OP_STATUS_LIST, NOPS };
+          OP_GREETING, OP_STATUS_LIST, OP_QRESYNC_AHEAD, NOPS };
 #define NOPS_FIRST 10
 
 /* Known leaks inside libetpan 1.9.4, not ours, suppressed (libetpan has
@@ -133,6 +133,8 @@ static bool is_target(enum op op, const char *cmd, const char *rest)
     case OP_BODIES:
     case OP_IDENTITY:
         return !strcasecmp(cmd, "UID") && !strncasecmp(rest, "FETCH", 5);
+    case OP_QRESYNC_AHEAD: /* the listing pipelined behind the EXAMINE */
+        return !strcasecmp(cmd, "UID") && !strncasecmp(rest, "FETCH", 5);
     case OP_UIDS:
         return !strcasecmp(cmd, "UID") && !strncasecmp(rest, "SEARCH", 6);
     case OP_STATUS:
@@ -146,7 +148,7 @@ static bool is_target(enum op op, const char *cmd, const char *rest)
 }
 
 /* The sensible answer to a command that is not under test. */
-static void answer(int fd, const char *tag, const char *cmd)
+static void answer(int fd, const char *tag, const char *cmd, unsigned uidnext)
 {
     char out[512];
     if (!strcasecmp(cmd, "CAPABILITY"))
@@ -157,9 +159,9 @@ static void answer(int fd, const char *tag, const char *cmd)
         snprintf(out, sizeof out, "* ENABLED QRESYNC CONDSTORE\r\n%s OK enabled\r\n", tag);
     else if (!strcasecmp(cmd, "EXAMINE") || !strcasecmp(cmd, "SELECT"))
         snprintf(out, sizeof out,
-                 "* 5 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 20] n\r\n* OK [HIGHESTMODSEQ 100] m\r\n"
+                 "* 5 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT %u] n\r\n* OK [HIGHESTMODSEQ 100] m\r\n"
                  "%s OK [READ-ONLY] done\r\n",
-                 tag);
+                 uidnext, tag);
     else if (!strcasecmp(cmd, "LOGOUT"))
         snprintf(out, sizeof out, "* BYE bye\r\n%s OK done\r\n", tag);
     else
@@ -195,7 +197,7 @@ static void *server(void *arg)
             send_str(fd, ok);
             done = true;
         } else {
-            answer(fd, tag, cmd);
+            answer(fd, tag, cmd, sc->op == OP_QRESYNC_AHEAD ? 30 : 20);
         }
     }
     /* End of stream: whatever the client still waits for fails now. */
@@ -317,13 +319,17 @@ static void run_op(struct imap_session *s, enum op op)
         free(v);
         break;
     }
-    case OP_QRESYNC: {
+    case OP_QRESYNC:
+    case OP_QRESYNC_AHEAD: {
+        /* AHEAD: a STATUS said UIDNEXT 25, so the listing of UIDs 20:*
+         * goes out with the EXAMINE (which then says UIDNEXT 30) */
         struct imap_msg *changed = NULL;
         size_t nchanged = 0, nvanished = 0;
         uint32_t *vanished = NULL;
+        uint32_t expect = op == OP_QRESYNC_AHEAD ? 25 : 0;
         if (imap_enable_qresync(s) &&
-            imap_select_qresync(s, "INBOX", false, 7, 50, 20, &mb, &changed, &nchanged, &vanished, &nvanished, &err) ==
-                MS_OK) {
+            imap_select_qresync(s, "INBOX", false, 7, 50, 20, expect, &mb, &changed, &nchanged, &vanished, &nvanished,
+                                &err) == MS_OK) {
             check_msgs(changed, nchanged);
             check_sorted_unique(vanished, nvanished, "VANISHED");
             for (size_t i = 0; i < nvanished; i++) {

@@ -171,7 +171,9 @@ class IncrementalMixin:
         second listing when nothing is new, and only the UIDs from the old
         UIDNEXT on are asked for when something is. A changed message the
         state has no row for gets its size asked for (here it is over
-        max_size, so it must be skipped, not downloaded)."""
+        max_size, so it must be skipped, not downloaded). When the STATUS
+        already said UIDNEXT moved, that listing goes out with the EXAMINE,
+        without waiting for its answer."""
         with self.imap() as c:
             small = c.append_many("INBOX", tb.make_corpus(6, seed=21, size=(400, 700)))
             big = c.append_many("INBOX", tb.make_corpus(1, seed=22, size=(30000, 40000), start=50))[0]
@@ -196,12 +198,19 @@ class IncrementalMixin:
         with self.imap() as c:
             c.append_many("INBOX", tb.make_corpus(2, seed=23, size=(400, 700), start=60))
             c.set_flags("INBOX", small[2:3], ["\\Seen"])
-        mark = len(px.upstream)
+        mark, mark_t = len(px.upstream), len(px.transcript)
         self.pull()
         up, fetches = wire(mark)
         if self.expect_path == "QRESYNC":
             self.assertNotIn(b"CHANGEDSINCE", up)
-            self.assertIn(b" UID FETCH %d:* (UID FLAGS RFC822.SIZE)" % (big + 1), up)
+            listing = b" UID FETCH %d:* (UID FLAGS RFC822.SIZE)" % (big + 1)
+            self.assertIn(listing, up)
+            # The STATUS had said UIDNEXT moved: the listing went out with
+            # the EXAMINE, before its answer came back.
+            order = [(down, data) for down, data in px.transcript[mark_t:]]
+            sent = next(i for i, (down, data) in enumerate(order) if not down and listing in data)
+            answered = next(i for i, (down, data) in enumerate(order) if down and b"Examine completed" in data)
+            self.assertLess(sent, answered, order)
         self.assertSynced()
 
         db = sqlite3.connect(str(self.state))

@@ -1439,7 +1439,8 @@ class Proxy:
     many server->client bytes went through (per connection). pause()/resume()
     stall the server->client direction. Counters: connections, bytes_down,
     bytes_up; record=True also keeps the raw bytes (upstream: client->server,
-    downstream: server->client) to check, e.g., that no password was sent.
+    downstream: server->client) to check, e.g., that no password was sent,
+    and their order across both directions (transcript).
     delay/cut_after may be changed while running. stall_on=(pattern, n): once
     the client has sent pattern n times, that chunk and everything after it
     is held back from the server (self.stalled is set), so the client
@@ -1466,6 +1467,9 @@ class Proxy:
         self.record = record
         self.upstream = bytearray()    # client->server bytes when record=True
         self.downstream = bytearray()  # server->client bytes when record=True
+        # record=True: (down, bytes) per chunk in the order the proxy passed
+        # them on, both directions: what was sent before what was answered
+        self.transcript = []
         self.connections = self.bytes_down = self.bytes_up = 0
         self._running = threading.Event()
         self._running.set()        # set = not paused
@@ -1606,11 +1610,15 @@ class Proxy:
                     state["down"] += len(data)
                     self.bytes_down += len(data)
                     if self.record:
-                        self.downstream += data
+                        with self._lock:
+                            self.downstream += data
+                            self.transcript.append((True, bytes(data)))
                 else:
                     self.bytes_up += len(data)
                     if self.record:
-                        self.upstream += data
+                        with self._lock:
+                            self.upstream += data
+                            self.transcript.append((False, bytes(data)))
                     if self.stall_on is not None:
                         self._sent_up += data
                         pattern, n = self.stall_on
