@@ -15,7 +15,7 @@ import testbed as tb
 
 
 class IncrementalMixin:
-    bed_options = {"pool": 10}
+    bed_options = {"pool": 14}
     expect_path = None  # "QRESYNC", "CONDSTORE" or None (full listing)
 
     def seed(self):
@@ -234,6 +234,44 @@ class IncrementalMixin:
             self.assertEqual(len(fetches), 1, fetches)
             self.assertIn(b" UID FETCH %d (UID FLAGS RFC822.SIZE)" % big, fetches[0])
 
+    def test_failed_examine_with_a_pipelined_listing(self):
+        """Every folder has new mail, so each listing rides behind its
+        EXAMINE. When the first EXAMINE fails (a proxy turns its OK into
+        NO), the listing's answer is read and dropped, that folder is
+        reported, and the session goes on in step: every other folder's
+        new mail still arrives."""
+        if self.expect_path != "QRESYNC":
+            self.skipTest("the listing rides with the EXAMINE only with QRESYNC")
+        self.seed()
+        self.pull()
+        with self.imap() as c:
+            for i, folder in enumerate(tb.SAMPLE_FOLDERS):
+                c.append_many(folder, tb.make_corpus(2, seed=71 + i, size=(400, 700), start=800 + 10 * i))
+
+        def fail_first(line):
+            # only one EXAMINE is in flight: the last one sent
+            up = bytes(px.upstream)
+            first = up.find(b" EXAMINE ")
+            if b"Examine completed" in line and up.rfind(b" EXAMINE ") == first:
+                return [line.split(b" ", 1)[0] + b" NO [UNAVAILABLE] not now"]
+            return [line]
+
+        px = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=tb.line_rewriter(fail_first)).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        r = self.mailsync("pull")
+        self.assertEqual(r.code, 1, str(r))
+        up = bytes(px.upstream)
+        failed = tb.mutf7_decode(up[up.find(b" EXAMINE "):].split(b'"')[1].decode())
+        self.assertIn(failed, r.stderr)
+        self.assertIn(b"UID FETCH", up[up.find(b" EXAMINE "):up.find(b" EXAMINE ") + 200])
+        state = self.server_state()
+        state.pop(failed)
+        for folder in state:
+            local = self.maildir / folder
+            n = sum(len(os.listdir(local / d)) for d in ("cur", "new"))
+            self.assertEqual(n, len(state[folder]), folder)
+
     def test_select_reports_without_flags_fall_back(self):
         """A server whose FETCH reports during the EXAMINE lack FLAGS (or
         UID) is not trusted for the changes: the full CHANGEDSINCE listing
@@ -373,12 +411,12 @@ class QresyncTest(IncrementalMixin, tb.BedTestCase):
 
 
 class CondstoreOnlyTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 10, "hide_capabilities": ("QRESYNC",)}
+    bed_options = {"pool": 14, "hide_capabilities": ("QRESYNC",)}
     expect_path = "CONDSTORE"
 
 
 class NoCondstoreTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 10, "hide_capabilities": ("QRESYNC", "CONDSTORE")}
+    bed_options = {"pool": 14, "hide_capabilities": ("QRESYNC", "CONDSTORE")}
     expect_path = None
 
 
