@@ -172,6 +172,14 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
             db.close()
         return folder, flags
 
+    def rows(self, where=""):
+        """How many message rows the state DB holds (where: a SQL filter)."""
+        db = sqlite3.connect(str(self.state))
+        try:
+            return db.execute("SELECT count(*) FROM messages " + where).fetchone()[0]
+        finally:
+            db.close()
+
     def seed(self, n, seed, pull=True):
         """n messages in INBOX (pulled once); -> their UIDs."""
         with self.imap() as c:
@@ -225,12 +233,7 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
         # whatever reached the disk is whole, and none of it is recorded as
         # synced: the rows are still the journal's "pending" intent
         self.assert_nothing_half_written(server)
-        db = sqlite3.connect(str(self.state))
-        try:
-            confirmed = db.execute("SELECT count(*) FROM messages WHERE NOT pending").fetchone()[0]
-        finally:
-            db.close()
-        self.assertEqual(confirmed, 0)
+        self.assertEqual(self.rows("WHERE NOT pending"), 0)
         # the next run finishes those deliveries: one copy each
         self.pull()
         self.assertSynced()
@@ -243,12 +246,7 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
         again, one copy each."""
         self.seed(10, 36, pull=False)
         self.faulty_pull("syncfs")
-        db = sqlite3.connect(str(self.state))
-        try:
-            rows = db.execute("SELECT count(*) FROM messages").fetchone()[0]
-        finally:
-            db.close()
-        self.assertEqual(rows, 0)
+        self.assertEqual(self.rows(), 0)
         self.assertEqual(message_files(self.maildir), [], "a file left tmp/ without a durable batch")
         self.pull()
         self.assertSynced()
