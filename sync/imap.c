@@ -198,34 +198,34 @@ static void set_caps_text(struct imap_session *s)
     s->caps = out;
 }
 
+static int read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *state);
+static int stream_puts(mailstream *st, const char *text);
+
 /* Forget cached capabilities (libetpan keeps the pre-TLS ones) and ask
- * again. The cache gets an empty list first: libetpan 1.9.4 dereferences
- * it unchecked when the server answers OK without CAPABILITY data. */
+ * again. Not with mailimap_capability(): libetpan 1.9.4 copies the
+ * session's capability list there without checking it, and a malformed
+ * answer ("*  CAPABILITY", found by fuzz_imap_fetch) leaves it NULL. The
+ * answer is parsed the usual way (libetpan stores what CAPABILITY data
+ * came); none at all is an empty list. */
 static int refresh_caps(struct imap_session *s, struct ms_error *err)
 {
     mailimap *imap = s->imap;
-    if (!imap->imap_connection_info) {
-        imap->imap_connection_info = mailimap_connection_info_new();
-        if (!imap->imap_connection_info)
-            return fail_dead(s, err, "out of memory");
-    }
     struct mailimap_connection_info *ci = imap->imap_connection_info;
-    if (ci->imap_capability)
+    if (ci && ci->imap_capability) {
         mailimap_capability_data_free(ci->imap_capability);
-    ci->imap_capability = NULL;
-    clist *empty = clist_new();
-    if (empty)
-        ci->imap_capability = mailimap_capability_data_new(empty);
-    if (!ci->imap_capability) {
-        if (empty)
-            clist_free(empty);
-        return fail_dead(s, err, "out of memory");
+        ci->imap_capability = NULL;
     }
-    struct mailimap_capability_data *cd = NULL;
-    int r = mailimap_capability(imap, &cd);
+    mailstream *st = imap->imap_stream;
+    int r = mailimap_send_current_tag(imap);
+    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, "CAPABILITY\r\n") || mailstream_flush(st) != 0))
+        r = MAILIMAP_ERROR_STREAM;
+    int state = -1;
+    if (r == MAILIMAP_NO_ERROR)
+        r = read_tagged(s, imap->imap_tag, NULL, &state);
+    if (r == MAILIMAP_NO_ERROR && state != MAILIMAP_RESP_COND_STATE_OK)
+        r = MAILIMAP_ERROR_CAPABILITY;
     if (r != MAILIMAP_NO_ERROR)
         return fail_call(s, r, "CAPABILITY", err);
-    mailimap_capability_data_free(cd);
     set_caps_text(s);
     if (!s->caps)
         return fail_dead(s, err, "out of memory");
