@@ -1042,6 +1042,23 @@ static void parse_att(const struct mailimap_msg_att *att, struct fetched *out)
 
 /* Run one UID FETCH with the per-message handler h; with a non-zero
  * modseq, with the (CHANGEDSINCE modseq) modifier. */
+/* How a command whose FETCH data went to f ended, libetpan saying r. */
+static int fetch_outcome(struct imap_session *s, struct fetch_ctx *f, int r, const char *what, struct ms_error *err)
+{
+    if (f->rc) {
+        /* A callback or a check stopped us mid-response: the session is
+         * out of step with the server and cannot be reused. */
+        int rc = f->rc;
+        if (!err || err->code != rc || !err->msg[0])
+            ms_error_set(err, rc, "%s: %s", what, f->why);
+        kill_stream(s);
+        return rc;
+    }
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, what, err);
+    return MS_OK;
+}
+
 static int run_fetch(struct imap_session *s, struct fetch_ctx *f, struct mailimap_set *set,
                      struct mailimap_fetch_type *ft, uint64_t modseq, mailimap_msg_att_handler *h, enum body_mode mode,
                      const char *what, struct ms_error *err)
@@ -1060,18 +1077,7 @@ static int run_fetch(struct imap_session *s, struct fetch_ctx *f, struct mailima
     /* On failure libetpan has already freed the list it left in result. */
     if (r == MAILIMAP_NO_ERROR && result)
         mailimap_fetch_list_free(result);
-    if (f->rc) {
-        /* A callback or a check stopped us mid-response: the session is
-         * out of step with the server and cannot be reused. */
-        int rc = f->rc;
-        if (!err || err->code != rc || !err->msg[0])
-            ms_error_set(err, rc, "%s: %s", what, f->why);
-        kill_stream(s);
-        return rc;
-    }
-    if (r != MAILIMAP_NO_ERROR)
-        return fail_call(s, r, what, err);
-    return MS_OK;
+    return fetch_outcome(s, f, r, what, err);
 }
 
 static struct mailimap_set *set_from_ranges(const struct uid_range *r, size_t n)
@@ -2072,27 +2078,18 @@ static int read_ahead_fetch(struct imap_session *s, uint32_t first, struct imap_
 {
     *out = NULL;
     *n = 0;
-    struct mailimap_fetch_type *ft;
-    struct fetch_ctx *f;
-    int rc = start_flags_fetch(s, &ft, &f, err);
-    if (rc != MS_OK) {
+    struct fetch_ctx *f = calloc(1, sizeof *f);
+    if (!f) {
         kill_stream(s); /* its answer cannot be read now */
-        return rc;
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
     }
-    mailimap_fetch_type_free(ft);
+    f->s = s;
     f->first = first;
-    f->last = 0;
     int state = -1;
     int r = read_tagged(s, s->imap->imap_tag, f, &state);
-    if (r == MAILIMAP_NO_ERROR && f->rc) {
-        rc = ms_error_set(err, f->rc, "UID FETCH (FLAGS): %s", f->why);
-        kill_stream(s);
-    } else if (r != MAILIMAP_NO_ERROR) {
-        rc = fail_call(s, r, "UID FETCH (FLAGS)", err);
-    } else if (state != MAILIMAP_RESP_COND_STATE_OK) {
-        rc = fail_call(s, MAILIMAP_ERROR_UID_FETCH, "UID FETCH (FLAGS)", err);
-    }
-    return finish_flags_fetch(f, rc, out, n, err);
+    if (r == MAILIMAP_NO_ERROR && state != MAILIMAP_RESP_COND_STATE_OK)
+        r = MAILIMAP_ERROR_UID_FETCH;
+    return finish_flags_fetch(f, fetch_outcome(s, f, r, "UID FETCH (FLAGS)", err), out, n, err);
 }
 
 int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
@@ -2124,12 +2121,7 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
      * session): its listing goes out with the SELECT, a round trip less. */
     uint32_t ahead = known_uidnext > 1 && expect_uidnext > known_uidnext ? known_uidnext : 0;
     int r = send_select_qresync(s, name, read_write, uidvalidity, modseq, ahead, sel);
-    if (r == MAILIMAP_NO_ERROR && sel->rc) {
-        rc = ms_error_set(err, sel->rc, "%s: %s", what, sel->why);
-        kill_stream(s);
-    } else if (r != MAILIMAP_NO_ERROR) {
-        rc = fail_call(s, r, what, err);
-    }
+    rc = fetch_outcome(s, sel, r, what, err);
     struct mailimap_selection_info *si = rc == MS_OK ? s->imap->imap_selection_info : NULL;
     if (rc == MS_OK && (!si || si->sel_uidvalidity == 0)) {
         rc = ms_error_set(err, MS_EPARTIAL, "%s: server gave no UIDVALIDITY", what);
