@@ -292,20 +292,14 @@ void engine_folders_free(struct engine_folder_map *f, size_t n)
 /* ------------------------------------------------------------------ */
 /* local changes from the plan */
 
+static int cmp_key_local(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct local_msg *)elem)->uniq);
+}
+
 struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq)
 {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(l[mid].uniq, uniq);
-        if (c == 0)
-            return &l[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    return n ? bsearch(uniq, l, n, sizeof *l, cmp_key_local) : NULL;
 }
 
 /* finish: when not NULL, the folder's row is saved in the same
@@ -583,21 +577,19 @@ static int sizes_of_strangers(struct run *r, const struct state_folder *sf, cons
     return MS_OK;
 }
 
-/* The STATUS of a folder asked for with the run's LIST, or NULL. */
+static int cmp_key_folder(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct state_folder *)elem)->name);
+}
+
+/* The STATUS of a folder asked for with the run's LIST, or NULL (r->known
+ * is sorted by name, r->known_status parallel to it). */
 static const struct imap_status *known_status(const struct run *r, const char *raw)
 {
-    size_t lo = 0, hi = r->known_status ? r->nknown : 0;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(r->known[mid].name, raw);
-        if (c == 0)
-            return &r->known_status[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    if (!r->known_status || r->nknown == 0)
+        return NULL;
+    const struct state_folder *f = bsearch(raw, r->known, r->nknown, sizeof *r->known, cmp_key_folder);
+    return f ? &r->known_status[f - r->known] : NULL;
 }
 
 static int remote_changes(struct run *r, const struct selected *sel, const struct state_folder *sf,

@@ -32,20 +32,14 @@ static int push(struct builder *b, struct plan_action act)
     return 0;
 }
 
+static int cmp_key_local(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct plan_local *)elem)->uniq);
+}
+
 static const struct plan_local *find_local(const struct plan_input *in, const char *uniq)
 {
-    size_t lo = 0, hi = in->nlocal;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(in->local[mid].uniq, uniq);
-        if (c == 0)
-            return &in->local[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    return in->nlocal ? bsearch(uniq, in->local, in->nlocal, sizeof *in->local, cmp_key_local) : NULL;
 }
 
 static bool same_keywords(const char *a, const char *b)
