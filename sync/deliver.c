@@ -30,6 +30,11 @@
 #define COMMIT_MESSAGES 200
 #define COMMIT_BYTES (4u * 1024 * 1024)
 #define COMMIT_SECONDS 0.5
+/* While a batch streams in, a helper thread runs syncfs() each time this
+ * much more has been written: the batch's own syncfs (its durability
+ * point) then finds most of the data on disk already, instead of making
+ * the run wait for all of it after the last message. */
+#define SYNC_AHEAD_BYTES (256u * 1024)
 /* How much of each message we keep while it streams, to read its
  * Message-ID for identity. */
 #define HEADER_KEEP 16384
@@ -114,6 +119,7 @@ struct fetch_ctx {
     uint32_t *unconfirmed;   /* the previous commit's UIDs: in place, durable, still pending */
     size_t nunconfirmed;
     uint64_t done_bytes;
+    uint64_t unsynced;       /* bytes written since the last syncfs was started */
     double last_commit;
     struct leftover *left;   /* see struct leftover; usually none */
     size_t nleft;
@@ -287,6 +293,13 @@ static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
     if (c->ndone >= COMMIT_MESSAGES || c->done_bytes >= COMMIT_BYTES ||
         util_now() - c->last_commit >= COMMIT_SECONDS)
         return commit_batch(c, &c->err) ? -1 : 0;
+    c->unsynced += m->size;
+    if (c->unsynced >= SYNC_AHEAD_BYTES) {
+        c->unsynced = 0;
+        int fd = maildir_dup_tmp(c->mf);
+        if (fd >= 0) /* else the batch's syncfs does it all */
+            dirsync_syncfs_ahead(c->run->dirs, fd, maildir_folder_path(c->mf));
+    }
     return 0;
 }
 
@@ -338,7 +351,15 @@ static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
         return MS_OK;
     c->last_commit = util_now();
     c->done_bytes = 0;
+    c->unsynced = 0;
     int rc = maildir_syncfs(c->mf, err);
+    /* A syncfs started ahead that failed fails the batch too: its error
+     * may not be reported twice. */
+    struct ms_error ahead;
+    if (dirsync_wait(c->run->dirs, &ahead) != MS_OK && rc == MS_OK) {
+        *err = ahead;
+        rc = MS_ELOCAL;
+    }
     if (rc == MS_OK)
         rc = state_begin(st, err);
     if (rc == MS_OK)

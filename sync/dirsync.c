@@ -1,4 +1,5 @@
-/* dirsync.c: fsync directories in a helper thread (dirsync.h). */
+/* dirsync.c: fsync directories, and syncfs ahead of a delivery batch's
+ * commit, in a helper thread (dirsync.h). */
 #include "sync/dirsync.h"
 
 #include <errno.h>
@@ -11,6 +12,7 @@
 
 struct job {
     int fd;
+    bool whole_fs; /* syncfs(fd), not fsync(fd) */
     char what[200];
 };
 
@@ -30,7 +32,7 @@ struct dirsync {
 
 static void run_job(struct dirsync *d, struct job *j, bool locked)
 {
-    int rc = fsync(j->fd);
+    int rc = j->whole_fs ? syncfs(j->fd) : fsync(j->fd);
     int e = errno;
     close(j->fd);
     if (rc == 0)
@@ -39,7 +41,8 @@ static void run_job(struct dirsync *d, struct job *j, bool locked)
         pthread_mutex_lock(&d->mu);
     if (!d->failed) {
         d->failed = true;
-        snprintf(d->why, sizeof d->why, "cannot fsync %s: %s", j->what, strerror(e));
+        snprintf(d->why, sizeof d->why, "cannot %s %s: %s", j->whole_fs ? "sync the file system of" : "fsync",
+                 j->what, strerror(e));
     }
     if (!locked)
         pthread_mutex_unlock(&d->mu);
@@ -80,11 +83,21 @@ struct dirsync *dirsync_new(void)
     return d;
 }
 
-void dirsync_add(struct dirsync *d, int fd, const char *what)
+static void add_job(struct dirsync *d, int fd, bool whole_fs, const char *what)
 {
-    struct job j = {.fd = fd};
+    struct job j = {.fd = fd, .whole_fs = whole_fs};
     snprintf(j.what, sizeof j.what, "%s", what ? what : "a directory");
     pthread_mutex_lock(&d->mu);
+    if (whole_fs) {
+        /* One syncfs still waiting covers everything written before it
+         * runs, this one's data included. */
+        for (size_t i = 0; i < d->n; i++)
+            if (d->q[i].whole_fs) {
+                pthread_mutex_unlock(&d->mu);
+                close(fd);
+                return;
+            }
+    }
     if (!d->started && !d->stop)
         d->started = pthread_create(&d->thread, NULL, worker, d) == 0;
     if (!d->started) {
@@ -103,6 +116,16 @@ void dirsync_add(struct dirsync *d, int fd, const char *what)
     pthread_mutex_unlock(&d->mu);
 }
 
+void dirsync_add(struct dirsync *d, int fd, const char *what)
+{
+    add_job(d, fd, false, what);
+}
+
+void dirsync_syncfs_ahead(struct dirsync *d, int fd, const char *what)
+{
+    add_job(d, fd, true, what);
+}
+
 int dirsync_wait(struct dirsync *d, struct ms_error *err)
 {
     if (!d)
@@ -111,10 +134,8 @@ int dirsync_wait(struct dirsync *d, struct ms_error *err)
     while (d->n > 0 || d->busy)
         pthread_cond_wait(&d->idle, &d->mu);
     int rc = MS_OK;
-    if (d->failed) {
+    if (d->failed) /* and stays failed: see dirsync.h */
         rc = ms_error_set(err, MS_ELOCAL, "%s", d->why);
-        d->failed = false;
-    }
     pthread_mutex_unlock(&d->mu);
     return rc;
 }

@@ -1,11 +1,12 @@
-/* dirsync.h: fsync directories in the background.
+/* dirsync.h: fsync directories (and syncfs ahead) in the background.
  *
  * Renames and unlinks in a Maildir are durable only once their directory
  * is fsynced, and the records that describe them must not be committed
  * before. The journal commit such an fsync forces costs milliseconds; done
  * by a helper thread it overlaps with what the run does next (waiting for
  * the server's answer about the next folder), and dirsync_wait() is the
- * point where the records' commit waits for it. */
+ * point where the records' commit waits for it. The same thread runs the
+ * syncfs() a delivery batch starts early (dirsync_syncfs_ahead). */
 #ifndef MAILSYNC_DIRSYNC_H
 #define MAILSYNC_DIRSYNC_H
 
@@ -20,8 +21,19 @@ struct dirsync *dirsync_new(void);
  * names it in an error message. Without a thread it is done at once. */
 void dirsync_add(struct dirsync *d, int fd, const char *what);
 
-/* Wait until every fd added so far is fsynced. MS_OK, or MS_ELOCAL with
- * the first failure (then cleared). NULL is fine. */
+/* syncfs(fd) (fd is taken over and closed; what names the file system's
+ * folder in an error message) in the background, unless a syncfs is
+ * already waiting to start: it will cover the same writes. A delivery
+ * batch calls it while messages still stream in, so that most of the data
+ * is on disk by the time the batch's own syncfs (the one its durability
+ * rests on) runs; a failure here fails that batch at dirsync_wait(). */
+void dirsync_syncfs_ahead(struct dirsync *d, int fd, const char *what);
+
+/* Wait until every job added so far is done. MS_OK, or MS_ELOCAL with the
+ * first failure, then and at every later call: after a failed sync nothing
+ * written before it is known to be durable, so no later commit may rely
+ * on it (a syncfs that failed may not report the same error twice). NULL
+ * is fine. */
 int dirsync_wait(struct dirsync *d, struct ms_error *err);
 
 /* Wait (errors are dropped: dirsync_wait() first for them) and free. */

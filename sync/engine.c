@@ -1054,7 +1054,7 @@ static void record_outcome(struct run *r)
      * matched again by the next run. */
     if (r->res->status == MS_OK || r->res->status == MS_EPARTIAL)
         snprintf(r->res->error, sizeof r->res->error, "the run's records were not saved: %.440s", e.msg);
-    else
+    else if (strcmp(e.msg, r->res->error) != 0) /* not the cause the run already stops with */
         log_msg(LOG_ERROR, "%s: the run's records were not saved: %s", r->acct->name, e.msg);
     r->res->status = ms_error_worse(r->res->status, rc);
 }

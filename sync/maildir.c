@@ -868,6 +868,11 @@ void maildir_dup_dirs(const struct maildir_folder *f, int *cur, int *newdir)
     *newdir = fcntl(f->newfd, F_DUPFD_CLOEXEC, 0);
 }
 
+int maildir_dup_tmp(const struct maildir_folder *f)
+{
+    return fcntl(f->tmpfd, F_DUPFD_CLOEXEC, 0);
+}
+
 const char *maildir_folder_path(const struct maildir_folder *f)
 {
     return f->path;

@@ -115,6 +115,8 @@ int maildir_sync_dirs(struct maildir_folder *f, struct ms_error *err);
 /* New descriptors of cur/ and new/ (for an fsync elsewhere); -1 where
  * dup() failed. */
 void maildir_dup_dirs(const struct maildir_folder *f, int *cur, int *newdir);
+/* A new descriptor of tmp/ (for a syncfs elsewhere), or -1. */
+int maildir_dup_tmp(const struct maildir_folder *f);
 /* "<root>/<relpath>", for messages. */
 const char *maildir_folder_path(const struct maildir_folder *f);
 

@@ -8,10 +8,13 @@
  *   MAILSYNC_FAULT_DIR_FSYNC_UNDER=P  only directories whose path starts
  *                                     with P count (default: all)
  *   MAILSYNC_FAULT_SYNCFS=1           every syncfs() fails with EIO
+ *   MAILSYNC_FAULT_SYNCFS=helper      only those called by a thread other
+ *                                     than the main one fail
  *
  * Files, and anything not fsync() (SQLite's fdatasync of its own
  * directory), are passed through untouched. Every failure is noted on
- * stderr ("fault_fsync: ..."), so a test can tell the fault was hit. */
+ * stderr ("fault_fsync: ..."), so a test can tell the fault was hit, and
+ * by which thread ("main" or "helper"). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -25,7 +28,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static atomic_int dirs_seen;
+static atomic_int dirs_seen, syncfs_seen;
+
+static const char *thread_kind(void)
+{
+    return gettid() == getpid() ? "main" : "helper";
+}
 
 static int real_fsync(int fd)
 {
@@ -38,8 +46,10 @@ static int real_fsync(int fd)
 int syncfs(int fd)
 {
     static int (*fn)(int);
-    if (getenv("MAILSYNC_FAULT_SYNCFS")) {
-        fprintf(stderr, "fault_fsync: failing syncfs\n");
+    const char *mode = getenv("MAILSYNC_FAULT_SYNCFS");
+    int k = atomic_fetch_add(&syncfs_seen, 1) + 1;
+    if (mode && (strcmp(mode, "helper") != 0 || gettid() != getpid())) {
+        fprintf(stderr, "fault_fsync: failing syncfs #%d (%s thread)\n", k, thread_kind());
         errno = EIO;
         return -1;
     }

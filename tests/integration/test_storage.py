@@ -155,6 +155,8 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
         env["LD_PRELOAD"] = FAULT_LIB
         if what == "syncfs":
             env["MAILSYNC_FAULT_SYNCFS"] = "1"
+        elif what == "helper-syncfs":
+            env["MAILSYNC_FAULT_SYNCFS"] = "helper"
         else:
             env["MAILSYNC_FAULT_DIR_FSYNC"] = "0"
             env["MAILSYNC_FAULT_DIR_FSYNC_UNDER"] = os.path.realpath(self.maildir)
@@ -180,10 +182,10 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
         finally:
             db.close()
 
-    def seed(self, n, seed, pull=True):
+    def seed(self, n, seed, pull=True, size=(1500, 3000)):
         """n messages in INBOX (pulled once); -> their UIDs."""
         with self.imap() as c:
-            uids = c.append_many("INBOX", tb.make_corpus(n, seed=seed, size=(1500, 3000)))
+            uids = c.append_many("INBOX", tb.make_corpus(n, seed=seed, size=size))
         if pull:
             self.pull()
         return uids
@@ -251,3 +253,20 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
         self.pull()
         self.assertSynced()
         self.assertEqual(len(message_files(self.maildir)), 10)
+
+    def test_failed_syncfs_ahead_fails_the_batch(self):
+        """While a batch streams in, a helper thread starts a syncfs every
+        256 KiB, so that the batch's own syncfs finds the data on disk.
+        When that early one fails (EIO) and the batch's own succeeds (the
+        kernel may not report the same error twice), the batch must still
+        fail, with nothing recorded and nothing out of tmp/."""
+        self.seed(12, 37, pull=False, size=(40000, 50000))  # ~540 KB, one batch
+        r = self.faulty_pull("helper-syncfs")
+        self.assertIn("(helper thread)", r.stderr, "no early syncfs failed")
+        self.assertNotIn("(main thread)", r.stderr)
+        self.assertEqual(r.stderr.count("Input/output error"), 1, "the cause is printed once\n" + r.stderr)
+        self.assertEqual(self.rows(), 0)
+        self.assertEqual(message_files(self.maildir), [], "a file left tmp/ without a durable batch")
+        self.pull()
+        self.assertSynced()
+        self.assertEqual(len(message_files(self.maildir)), 12)
