@@ -582,14 +582,19 @@ static int cmp_key_folder(const void *key, const void *elem)
     return strcmp(key, ((const struct state_folder *)elem)->name);
 }
 
+/* The state's row of a folder as read for the run's LIST (r->known is
+ * sorted by name), or NULL. */
+static const struct state_folder *known_folder(const struct run *r, const char *raw)
+{
+    return r->nknown ? bsearch(raw, r->known, r->nknown, sizeof *r->known, cmp_key_folder) : NULL;
+}
+
 /* The STATUS of a folder asked for with the run's LIST, or NULL (r->known
  * is sorted by name, r->known_status parallel to it). */
 static const struct imap_status *known_status(const struct run *r, const char *raw)
 {
-    if (!r->known_status || r->nknown == 0)
-        return NULL;
-    const struct state_folder *f = bsearch(raw, r->known, r->nknown, sizeof *r->known, cmp_key_folder);
-    return f ? &r->known_status[f - r->known] : NULL;
+    const struct state_folder *f = known_folder(r, raw);
+    return f && r->known_status ? &r->known_status[f - r->known] : NULL;
 }
 
 static int remote_changes(struct run *r, const struct selected *sel, const struct state_folder *sf,
@@ -882,6 +887,35 @@ out:
     return rc;
 }
 
+/* The folders whose STATUS (asked with the LIST) shows flag changes or
+ * expunges but no new mail will each be opened with EXAMINE (QRESYNC) by
+ * pull_folder, in this order, with nothing else to ask the server unless
+ * their answer holds a surprise: send those EXAMINEs now, in one write.
+ * The server then answers the next ones while this side renames the
+ * files of the first: one round trip for all of them, not one each. */
+static void examine_ahead(struct run *r, const struct selected *sel, size_t nsel)
+{
+    if (!r->qresync || nsel < 2)
+        return;
+    struct imap_examine_req *req = xcalloc(nsel, sizeof *req);
+    size_t n = 0;
+    for (size_t i = 0; i < nsel; i++) {
+        const struct imap_status *st = known_status(r, sel[i].raw);
+        const struct state_folder *sf = known_folder(r, sel[i].raw);
+        if (!st || !sf || !sf->last_sync || !sf->uidvalidity || !sf->highestmodseq)
+            continue;
+        if (st->uidvalidity != sf->uidvalidity || st->uidnext != sf->uidnext || !st->highestmodseq ||
+            st->highestmodseq == sf->highestmodseq)
+            continue;
+        req[n++] = (struct imap_examine_req){sel[i].raw, sf->uidvalidity, sf->highestmodseq};
+    }
+    struct ms_error err;
+    /* A failure ends the session: the folders report it. */
+    if (n >= 2 && imap_examine_ahead(r->imap, req, n, &err) != MS_OK)
+        log_msg(LOG_VERBOSE, "%s", err.msg);
+    free(req);
+}
+
 /* ------------------------------------------------------------------ */
 /* the account */
 
@@ -1098,6 +1132,7 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
         snprintf(res->error, sizeof res->error, "%s", err.msg);
         goto out;
     }
+    examine_ahead(&r, sel, nsel);
     for (size_t i = 0; i < nsel; i++) {
         struct engine_folder_result *fres = add_folder_result(res, sel[i].name, sel[i].path);
         struct ms_error ferr = {0};

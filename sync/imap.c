@@ -47,6 +47,13 @@
 
 enum body_mode { BODY_DISCARD, BODY_SINK, BODY_IDENTITY };
 
+struct queued_examine {
+    int tag;
+    char *name;
+    uint32_t uidvalidity;
+    uint64_t modseq;
+};
+
 struct imap_session {
     mailimap *imap;
     struct netstream *ns; /* owned by imap->imap_stream; NULL once closed */
@@ -63,6 +70,15 @@ struct imap_session {
     struct fetch_ctx *fetch;
     bool enable_tried; /* ENABLE QRESYNC was sent (once per session) */
     bool qresync;      /* ...and the server confirmed it */
+    /* imap_examine_ahead(): EXAMINEs sent, answers not read yet, in the
+     * order sent (ahead[ahead_next..nahead)). */
+    struct queued_examine *ahead;
+    size_t nahead, ahead_next;
+    /* The folder a pipelined answer was read for while later EXAMINEs were
+     * in flight: the server has another one selected by now, so a command
+     * on this one EXAMINEs it again first (and checks its UIDVALIDITY). */
+    char *reselect;
+    uint32_t reselect_uv;
     char text[204]; /* server_text() */
 };
 
@@ -199,7 +215,17 @@ static void set_caps_text(struct imap_session *s)
 }
 
 static int read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *state);
+static int settle_ahead(struct imap_session *s, bool on_selected, struct ms_error *err);
 static int stream_puts(mailstream *st, const char *text);
+
+/* Before a command: the session is usable, and no pipelined EXAMINE
+ * answer is waiting (on_selected: and the folder the caller works on is
+ * the one the server has selected). */
+static int ready(struct imap_session *s, bool on_selected, struct ms_error *err)
+{
+    int rc = check_alive(s, err);
+    return rc != MS_OK ? rc : settle_ahead(s, on_selected, err);
+}
 
 /* Forget cached capabilities (libetpan keeps the pre-TLS ones) and ask
  * again. Not with mailimap_capability(): libetpan 1.9.4 copies the
@@ -662,10 +688,13 @@ void imap_close(struct imap_session *s)
                  * logs "Logged out" either way). */
                 mailstream *st = s->imap->imap_stream;
                 struct mailimap_response *resp = NULL;
-                if ((st->read_buffer_len > 0 || netstream_readable_now(s->ns)) && mailimap_read_line(s->imap) &&
+                /* (Unread pipelined EXAMINE answers come first: then the
+                 * connection is just closed.) */
+                if (s->ahead_next == s->nahead && (st->read_buffer_len > 0 || netstream_readable_now(s->ns)) &&
+                    mailimap_read_line(s->imap) &&
                     mailimap_parse_response(s->imap, &resp) == MAILIMAP_NO_ERROR)
                     mailimap_response_free(resp);
-            } else {
+            } else if (s->ahead_next == s->nahead) {
                 mailimap_logout(s->imap); /* closes the stream */
                 s->ns = NULL;
             }
@@ -674,6 +703,10 @@ void imap_close(struct imap_session *s)
         mailimap_free(s->imap);
     }
     tls_client_free(s->tls);
+    for (size_t i = 0; i < s->nahead; i++)
+        free(s->ahead[i].name);
+    free(s->ahead);
+    free(s->reselect);
     free(s->caps);
     free(s->tls_info);
     free(s->host);
@@ -740,7 +773,7 @@ int imap_list(struct imap_session *s, struct imap_folder **out, size_t *n, struc
 {
     *out = NULL;
     *n = 0;
-    int rc = check_alive(s, err);
+    int rc = ready(s, false, err);
     if (rc != MS_OK)
         return rc;
     clist *list = NULL;
@@ -773,16 +806,19 @@ void imap_folders_free(struct imap_folder *f, size_t n)
 /* Before a command on a folder: the session is usable, and the name can
  * be sent (libetpan sends names as quoted strings, raw: a line break would
  * split the command). shown: the name escaped for messages. */
-static int folder_cmd_start(struct imap_session *s, const char *name, char *shown, size_t shown_len,
-                            struct ms_error *err)
+static int folder_name_ok(const char *name, char *shown, size_t shown_len, struct ms_error *err)
 {
-    int rc = check_alive(s, err);
-    if (rc != MS_OK)
-        return rc;
     imap_escape_text(name ? name : "", name ? strnlen(name, 200) : 0, shown, shown_len);
     if (!name || !*name || strpbrk(name, "\r\n"))
         return ms_error_set(err, MS_EPARTIAL, "folder name \"%s\" cannot be used (empty or has a line break)", shown);
     return MS_OK;
+}
+
+static int folder_cmd_start(struct imap_session *s, const char *name, char *shown, size_t shown_len,
+                            struct ms_error *err)
+{
+    int rc = ready(s, false, err);
+    return rc != MS_OK ? rc : folder_name_ok(name, shown, shown_len, err);
 }
 
 int imap_select(struct imap_session *s, const char *name, bool read_write, struct imap_mailbox *out,
@@ -793,6 +829,8 @@ int imap_select(struct imap_session *s, const char *name, bool read_write, struc
     int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
     if (rc != MS_OK)
         return rc;
+    free(s->reselect); /* whatever is selected next, it is this one */
+    s->reselect = NULL;
     /* QRESYNC implies CONDSTORE (RFC 7162 section 3.2). */
     bool condstore = imap_has_capability(s, "CONDSTORE") || imap_has_capability(s, "QRESYNC");
     uint64_t modseq = 0;
@@ -1292,7 +1330,7 @@ static int fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, ui
 {
     *out = NULL;
     *n = 0;
-    int rc = check_alive(s, err);
+    int rc = ready(s, true, err);
     if (rc != MS_OK)
         return rc;
     if (first == 0)
@@ -1375,7 +1413,7 @@ static void on_body_att(struct mailimap_msg_att *att, void *ctx)
 int imap_fetch_bodies(struct imap_session *s, const uint32_t *uids, size_t n, const struct imap_body_sink *sink,
                       struct ms_error *err)
 {
-    int rc = check_alive(s, err);
+    int rc = ready(s, true, err);
     if (rc != MS_OK || n == 0)
         return rc;
     if (err)
@@ -1441,7 +1479,7 @@ int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
                         void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id), void *ctx,
                         struct ms_error *err)
 {
-    int rc = check_alive(s, err);
+    int rc = ready(s, true, err);
     if (rc != MS_OK || n == 0)
         return rc;
     clist *hdrs = clist_new();
@@ -1719,7 +1757,7 @@ int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char
     *nout = 0;
     if (n)
         memset(st, 0, n * sizeof *st);
-    int rc = check_alive(s, err);
+    int rc = ready(s, false, err);
     if (rc != MS_OK)
         return rc;
     bool condstore = session_condstore(s);
@@ -1932,44 +1970,42 @@ static int read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int
     return MAILIMAP_NO_ERROR;
 }
 
-/* Send "EXAMINE|SELECT "name" (QRESYNC (uv modseq))" and parse the answer
- * like libetpan's own SELECT does (fresh selection info, state). libetpan's
+/* Write "<tag> EXAMINE|SELECT "name" (QRESYNC (uv modseq))" (libetpan's
  * mailimap_select_qresync cannot EXAMINE, and mailimap_custom_command adds
- * a trailing space. The FETCH reports that come with the SELECT go to f
- * (UID FLAGS, as on_flags_att collects them), or are dropped as they
- * arrive when f is NULL. With fetch_from, "UID FETCH fetch_from:* (UID
- * FLAGS RFC822.SIZE)" goes out right behind it, in the same write; its
- * answer is left unread (read_tagged with the session's current tag),
- * except when the SELECT failed: then it is read and dropped here. */
-static int send_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
-                               uint64_t modseq, uint32_t fetch_from, struct fetch_ctx *f)
+ * a trailing space), not flushed; its tag through *tag. */
+static int put_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
+                              uint64_t modseq, int *tag)
 {
     mailimap *imap = s->imap;
     mailstream *st = imap->imap_stream;
     char *quoted = quote_name(name);
     if (!quoted)
         return MAILIMAP_ERROR_MEMORY;
-    char tail[80], fetch[80];
+    char tail[80];
     snprintf(tail, sizeof tail, " (QRESYNC (%" PRIu32 " %" PRIu64 "))\r\n", uidvalidity, modseq);
-    snprintf(fetch, sizeof fetch, "UID FETCH %" PRIu32 ":* (UID FLAGS RFC822.SIZE)\r\n", fetch_from);
     int r = mailimap_send_current_tag(imap);
-    int select_tag = imap->imap_tag;
+    *tag = imap->imap_tag;
     if (r == MAILIMAP_NO_ERROR && (stream_puts(st, read_write ? "SELECT " : "EXAMINE ") || stream_puts(st, quoted) ||
                                    stream_puts(st, tail)))
         r = MAILIMAP_ERROR_STREAM;
-    if (r == MAILIMAP_NO_ERROR && fetch_from &&
-        ((r = mailimap_send_current_tag(imap)) != MAILIMAP_NO_ERROR || stream_puts(st, fetch)))
-        r = r != MAILIMAP_NO_ERROR ? r : MAILIMAP_ERROR_STREAM;
-    if (r == MAILIMAP_NO_ERROR && mailstream_flush(st) != 0)
-        r = MAILIMAP_ERROR_STREAM;
     free(quoted);
-    if (r != MAILIMAP_NO_ERROR)
-        return r;
+    return r;
+}
+
+/* Read the answer to a SELECT/EXAMINE (QRESYNC) sent under tag, like
+ * libetpan's own SELECT does (fresh selection info, state). Its FETCH
+ * reports go to f (UID FLAGS, as on_flags_att collects them), or are
+ * dropped as they arrive when f is NULL. fetch_from: a UID FETCH went out
+ * right behind it (send_select_qresync); its answer is left unread, except
+ * when the SELECT failed: then it is read and dropped here. */
+static int read_select_qresync(struct imap_session *s, int tag, uint32_t fetch_from, struct fetch_ctx *f)
+{
+    mailimap *imap = s->imap;
     if (imap->imap_selection_info)
         mailimap_selection_info_free(imap->imap_selection_info);
     imap->imap_selection_info = mailimap_selection_info_new();
     int state = -1;
-    r = read_tagged(s, select_tag, f, &state);
+    int r = read_tagged(s, tag, f, &state);
     if (r != MAILIMAP_NO_ERROR)
         return r;
     if (state != MAILIMAP_RESP_COND_STATE_OK && fetch_from) {
@@ -1991,6 +2027,143 @@ static int send_select_qresync(struct imap_session *s, const char *name, bool re
     }
     imap->imap_state = MAILIMAP_STATE_SELECTED;
     return MAILIMAP_NO_ERROR;
+}
+
+/* Send the SELECT/EXAMINE (QRESYNC) and read its answer (above). With
+ * fetch_from, "UID FETCH fetch_from:* (UID FLAGS RFC822.SIZE)" goes out
+ * right behind it, in the same write, its answer left for read_tagged
+ * with the session's current tag. */
+static int send_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
+                               uint64_t modseq, uint32_t fetch_from, struct fetch_ctx *f)
+{
+    mailimap *imap = s->imap;
+    mailstream *st = imap->imap_stream;
+    char fetch[80];
+    snprintf(fetch, sizeof fetch, "UID FETCH %" PRIu32 ":* (UID FLAGS RFC822.SIZE)\r\n", fetch_from);
+    int select_tag;
+    int r = put_select_qresync(s, name, read_write, uidvalidity, modseq, &select_tag);
+    if (r == MAILIMAP_NO_ERROR && fetch_from &&
+        ((r = mailimap_send_current_tag(imap)) != MAILIMAP_NO_ERROR || stream_puts(st, fetch)))
+        r = r != MAILIMAP_NO_ERROR ? r : MAILIMAP_ERROR_STREAM;
+    if (r == MAILIMAP_NO_ERROR && mailstream_flush(st) != 0)
+        r = MAILIMAP_ERROR_STREAM;
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    return read_select_qresync(s, select_tag, fetch_from, f);
+}
+
+/* ---- EXAMINEs sent ahead (imap_examine_ahead) ---- */
+
+static void forget_queue(struct imap_session *s)
+{
+    for (size_t i = 0; i < s->nahead; i++)
+        free(s->ahead[i].name);
+    free(s->ahead);
+    s->ahead = NULL;
+    s->nahead = s->ahead_next = 0;
+}
+
+/* Read and drop the next queued answer. After a failed one no folder is
+ * selected (read_select_qresync), after a good one that folder is. */
+static int drop_queued(struct imap_session *s, struct ms_error *err)
+{
+    struct queued_examine *q = &s->ahead[s->ahead_next++];
+    char shown[120], what[160];
+    imap_escape_text(q->name, strnlen(q->name, 200), shown, sizeof shown);
+    snprintf(what, sizeof what, "EXAMINE %s (QRESYNC), sent ahead", shown);
+    int r = read_select_qresync(s, q->tag, 0, NULL);
+    if (s->ahead_next == s->nahead)
+        forget_queue(s);
+    if (r == MAILIMAP_ERROR_SELECT)
+        return MS_OK; /* nobody asked for it any more */
+    return r == MAILIMAP_NO_ERROR ? MS_OK : fail_call(s, r, what, err);
+}
+
+/* The queued EXAMINE of name with these values, if one is waiting: the
+ * ones queued before it are read and dropped (their folders were not
+ * asked for after all). *tag: its tag; false when none matched (then the
+ * queue is empty). */
+static int take_queued(struct imap_session *s, const char *name, uint32_t uidvalidity, uint64_t modseq, int *tag,
+                       bool *found, struct ms_error *err)
+{
+    *found = false;
+    while (s->ahead_next < s->nahead) {
+        struct queued_examine *q = &s->ahead[s->ahead_next];
+        if (strcmp(q->name, name) == 0 && q->uidvalidity == uidvalidity && q->modseq == modseq) {
+            *tag = q->tag;
+            *found = true;
+            s->ahead_next++;
+            return MS_OK;
+        }
+        int rc = drop_queued(s, err);
+        if (rc != MS_OK)
+            return rc;
+    }
+    return MS_OK;
+}
+
+static int settle_ahead(struct imap_session *s, bool on_selected, struct ms_error *err)
+{
+    while (s->ahead_next < s->nahead) {
+        int rc = drop_queued(s, err);
+        if (rc != MS_OK)
+            return rc;
+    }
+    if (!on_selected || !s->reselect)
+        return MS_OK;
+    char *name = s->reselect;
+    uint32_t uv = s->reselect_uv;
+    s->reselect = NULL;
+    struct imap_mailbox mb;
+    int rc = imap_select(s, name, false, &mb, err);
+    if (rc == MS_OK && mb.uidvalidity != uv) {
+        char shown[120];
+        imap_escape_text(name, strnlen(name, 200), shown, sizeof shown);
+        rc = ms_error_set(err, MS_EPARTIAL, "EXAMINE %s: UIDVALIDITY changed during the run (%" PRIu32 " -> %" PRIu32 ")",
+                          shown, uv, mb.uidvalidity);
+    }
+    free(name);
+    return rc;
+}
+
+int imap_examine_ahead(struct imap_session *s, const struct imap_examine_req *req, size_t n, struct ms_error *err)
+{
+    int rc = ready(s, false, err);
+    if (rc != MS_OK || n == 0)
+        return rc;
+    if (!s->qresync)
+        return ms_error_set(err, MS_EUSAGE, "EXAMINE (QRESYNC) ahead: QRESYNC is not enabled on this session");
+    for (size_t i = 0; i < n; i++) {
+        char shown[120];
+        if ((rc = folder_name_ok(req[i].name, shown, sizeof shown, err)) != MS_OK)
+            return rc;
+        if (req[i].uidvalidity == 0 || req[i].modseq == 0)
+            return ms_error_set(err, MS_EUSAGE, "EXAMINE %s (QRESYNC): needs a known UIDVALIDITY and MODSEQ", shown);
+    }
+    s->ahead = calloc(n, sizeof *s->ahead);
+    if (!s->ahead)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    int r = MAILIMAP_NO_ERROR;
+    for (size_t i = 0; i < n && r == MAILIMAP_NO_ERROR; i++) {
+        struct queued_examine *q = &s->ahead[i];
+        if (!(q->name = strdup(req[i].name))) {
+            r = MAILIMAP_ERROR_MEMORY;
+            break;
+        }
+        q->uidvalidity = req[i].uidvalidity;
+        q->modseq = req[i].modseq;
+        s->nahead = i + 1;
+        r = put_select_qresync(s, req[i].name, false, req[i].uidvalidity, req[i].modseq, &q->tag);
+    }
+    if (r == MAILIMAP_NO_ERROR && mailstream_flush(s->imap->imap_stream) != 0)
+        r = MAILIMAP_ERROR_STREAM;
+    if (r != MAILIMAP_NO_ERROR) {
+        /* Part of it may have gone out: the session is out of step (both
+         * errors end it). */
+        forget_queue(s);
+        return fail_call(s, r == MAILIMAP_ERROR_MEMORY ? r : MAILIMAP_ERROR_STREAM, "EXAMINE (QRESYNC) ahead", err);
+    }
+    return MS_OK;
 }
 
 /* Drop from the sorted m[0..*n) every UID in the sorted, unique v. */
@@ -2103,7 +2276,9 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     *vanished = NULL;
     *nvanished = 0;
     char shown[120], what[160];
-    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
+    int rc = check_alive(s, err); /* not ready(): its answer may be queued */
+    if (rc == MS_OK)
+        rc = folder_name_ok(name, shown, sizeof shown, err);
     if (rc != MS_OK)
         return rc;
     snprintf(what, sizeof what, "%s %s (QRESYNC)", read_write ? "SELECT" : "EXAMINE", shown);
@@ -2120,7 +2295,21 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     /* New mail the caller already knows of (a STATUS earlier in the
      * session): its listing goes out with the SELECT, a round trip less. */
     uint32_t ahead = known_uidnext > 1 && expect_uidnext > known_uidnext ? known_uidnext : 0;
-    int r = send_select_qresync(s, name, read_write, uidvalidity, modseq, ahead, sel);
+    /* Sent already by imap_examine_ahead()? Then only its answer is read. */
+    int queued_tag = 0;
+    bool queued = false;
+    if (!read_write && !ahead)
+        rc = take_queued(s, name, uidvalidity, modseq, &queued_tag, &queued, err);
+    if (rc == MS_OK && !queued)
+        rc = settle_ahead(s, false, err);
+    if (rc != MS_OK) {
+        free(sel);
+        return rc;
+    }
+    free(s->reselect); /* whatever is selected next, it is this one */
+    s->reselect = NULL;
+    int r = queued ? read_select_qresync(s, queued_tag, 0, sel)
+                   : send_select_qresync(s, name, read_write, uidvalidity, modseq, ahead, sel);
     rc = fetch_outcome(s, sel, r, what, err);
     struct mailimap_selection_info *si = rc == MS_OK ? s->imap->imap_selection_info : NULL;
     if (rc == MS_OK && (!si || si->sel_uidvalidity == 0)) {
@@ -2138,6 +2327,17 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     out->uidnext = si->sel_uidnext;
     out->exists = si->sel_exists;
     out->highestmodseq = response_highestmodseq(s);
+    if (queued && s->ahead_next < s->nahead) {
+        /* The EXAMINEs queued behind this one move the server on: a
+         * command on this folder selects it again first. */
+        s->reselect = strdup(name);
+        s->reselect_uv = out->uidvalidity;
+        if (!s->reselect) {
+            imap_msgs_free(sel->msgs, sel->nmsgs);
+            free(sel);
+            return ms_error_set(err, MS_ELOCAL, "out of memory");
+        }
+    }
 
     struct imap_uid_list gone = {0};
     struct imap_msg *msgs = NULL, *fresh = NULL;
@@ -2209,7 +2409,7 @@ int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n
 {
     *out = NULL;
     *nout = 0;
-    int rc = check_alive(s, err);
+    int rc = ready(s, true, err);
     struct mailimap_fetch_type *ft;
     struct fetch_ctx *f;
     if (rc != MS_OK || (rc = start_flags_fetch(s, &ft, &f, err)) != MS_OK)
@@ -2267,7 +2467,7 @@ int imap_fetch_uids(struct imap_session *s, uint32_t **out, size_t *n, struct ms
 {
     *out = NULL;
     *n = 0;
-    int rc = check_alive(s, err);
+    int rc = ready(s, true, err);
     if (rc != MS_OK)
         return rc;
     struct mailimap_selection_info *si = s->imap->imap_selection_info;

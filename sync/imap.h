@@ -212,6 +212,25 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
                         struct imap_msg **changed, size_t *nchanged, uint32_t **vanished, size_t *nvanished,
                         struct ms_error *err);
 
+/* Several folders known to need step 3 (their STATUS showed a new
+ * HIGHESTMODSEQ, not new mail): send "EXAMINE name (QRESYNC (uidvalidity
+ * modseq))" for each in one write, leaving the answers unread, so that the
+ * server works through them while the caller handles the first ones: one
+ * round trip for all instead of one each. A later imap_select_qresync()
+ * of such a folder with the same values (read-only, no new mail expected)
+ * reads its answer instead of sending; queued answers of folders not
+ * asked for by then are read and dropped, and so are all that are left
+ * when any other command comes. A command on a folder whose answer was
+ * read while later ones were still queued (the server has moved on)
+ * EXAMINEs it again first, and fails with MS_EPARTIAL if its UIDVALIDITY
+ * changed meanwhile. Needs QRESYNC enabled. */
+struct imap_examine_req {
+    const char *name;
+    uint32_t uidvalidity;
+    uint64_t modseq;
+};
+int imap_examine_ahead(struct imap_session *s, const struct imap_examine_req *req, size_t n, struct ms_error *err);
+
 /* UID FETCH uids (UID FLAGS RFC822.SIZE) on the selected folder; uids
  * sorted. The messages that came back, sorted by uid (expunged ones are
  * missing). */

@@ -12,7 +12,10 @@
  * followed by "TAG OK" and the end of the stream (so nothing ever waits for
  * a timeout). The operations: LIST, EXAMINE, UID FETCH flags, UID FETCH
  * bodies, UID FETCH identity, STATUS, UID SEARCH, QRESYNC EXAMINE, the
- * CAPABILITY answer, and the greeting itself.
+ * CAPABILITY answer, and the greeting itself; and since: the STATUS+LIST
+ * pipeline, the listing pipelined behind a QRESYNC EXAMINE, and the second
+ * of three EXAMINEs sent ahead (imap_examine_ahead), its answer either
+ * read as the one asked for or dropped before a command on the first.
  *
  * Properties: no sanitizer report (libetpan itself is not instrumented;
  * ASan still sees bad frees and overflows of what it allocates), and the
@@ -40,7 +43,7 @@
 /* The first input byte picks the op: 0-239 modulo the first ten ops (the
  * seeds written for them keep their meaning), 240-255 the ops added since. */
 enum op { OP_LIST, OP_SELECT, OP_FLAGS, OP_BODIES, OP_IDENTITY, OP_STATUS, OP_UIDS, OP_QRESYNC, OP_CAPA,
-          OP_GREETING, OP_STATUS_LIST, OP_QRESYNC_AHEAD, NOPS };
+          OP_GREETING, OP_STATUS_LIST, OP_QRESYNC_AHEAD, OP_AHEAD_READ, OP_AHEAD_DROP, NOPS };
 #define NOPS_FIRST 10
 
 /* Known leaks inside libetpan 1.9.4, not ours, suppressed (libetpan has
@@ -176,6 +179,7 @@ static void *server(void *arg)
     if (fd < 0)
         return NULL;
     bool done = false;
+    int examines = 0;
     if (sc->op == OP_GREETING) {
         send_all(fd, sc->payload, sc->len);
         done = true;
@@ -190,7 +194,8 @@ static void *server(void *arg)
         char *rest = cmd ? strtok_r(NULL, "", &save) : NULL;
         if (!tag || !cmd)
             continue;
-        if (is_target(sc->op, cmd, rest ? rest : "")) {
+        bool ahead = sc->op == OP_AHEAD_READ || sc->op == OP_AHEAD_DROP;
+        if (ahead ? !strcasecmp(cmd, "EXAMINE") && ++examines == 2 : is_target(sc->op, cmd, rest ? rest : "")) {
             char ok[300];
             snprintf(ok, sizeof ok, "%s OK done\r\n", tag);
             send_all(fd, sc->payload, sc->len);
@@ -341,6 +346,35 @@ static void run_op(struct imap_session *s, enum op op)
         }
         imap_msgs_free(changed, nchanged);
         free(vanished);
+        break;
+    }
+    case OP_AHEAD_READ:
+    case OP_AHEAD_DROP: {
+        /* Three EXAMINEs go out at once; the input is the answer to the
+         * second. READ asks for the first and then the second (read as
+         * queued); DROP asks for the first, then lists its flags (the
+         * other answers are dropped, the first folder examined again),
+         * then the third (sent anew). */
+        static const struct imap_examine_req req[] = {{"INBOX", 7, 50}, {"Archive", 7, 50}, {"Sent", 7, 50}};
+        static const char *const asked[2][2] = {{"INBOX", "Archive"}, {"INBOX", "Sent"}};
+        if (!imap_enable_qresync(s) || imap_examine_ahead(s, req, 3, &err) != MS_OK)
+            break;
+        for (int k = 0; k < 2; k++) {
+            struct imap_msg *changed = NULL, *m = NULL;
+            size_t nchanged = 0, nvanished = 0, n = 0;
+            uint32_t *vanished = NULL;
+            int rc = imap_select_qresync(s, asked[op == OP_AHEAD_DROP][k], false, 7, 50, 20, 0, &mb, &changed,
+                                         &nchanged, &vanished, &nvanished, &err);
+            if (rc == MS_OK) {
+                check_msgs(changed, nchanged);
+                check_sorted_unique(vanished, nvanished, "VANISHED");
+            }
+            imap_msgs_free(changed, nchanged);
+            free(vanished);
+            if (rc == MS_OK && k == 0 && op == OP_AHEAD_DROP && imap_fetch_flags(s, 1, 0, &m, &n, &err) == MS_OK)
+                check_msgs(m, n);
+            imap_msgs_free(m, n);
+        }
         break;
     }
     default:

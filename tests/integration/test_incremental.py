@@ -7,6 +7,7 @@ and an unchanged folder is not even selected.
 """
 
 import os
+import re
 import sqlite3
 import time
 import unittest
@@ -271,6 +272,77 @@ class IncrementalMixin:
             local = self.maildir / folder
             n = sum(len(os.listdir(local / d)) for d in ("cur", "new"))
             self.assertEqual(n, len(state[folder]), folder)
+
+    def flag_three_folders(self, uids):
+        """Flag changes (no new mail) in three of the sample's folders; ->
+        their names in the order the pull visits them."""
+        changed = ["Archive", "Archive/2024", "INBOX"]
+        with self.imap() as c:
+            for f in changed:
+                c.set_flags(f, uids[f][:2], ["\\Flagged"])
+        return changed
+
+    def test_flag_changes_of_several_folders_examined_together(self):
+        """Folders whose STATUS shows only flag changes are examined with
+        one write: every EXAMINE is sent before the first is answered,
+        each folder is examined once, and the result is the server's."""
+        uids = self.seed()
+        self.pull()
+        self.flag_three_folders(uids)
+        px = tb.Proxy(self.bed.imap_port, record=True).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        self.pull()
+        self.assertSynced()
+        up = bytes(px.upstream)
+        examines = [x for x in up.split(b"\r\n") if b" EXAMINE " in x]
+        if self.expect_path != "QRESYNC":
+            return
+        self.assertEqual(len(examines), 3, examines)
+        order = px.transcript
+        last_sent = max(i for i, (down, data) in enumerate(order) if not down and b" EXAMINE " in data)
+        first_answer = next(i for i, (down, data) in enumerate(order) if down and b"Examine completed" in data)
+        self.assertLess(last_sent, first_answer, [(down, data[:60]) for down, data in order])
+
+    def test_examined_ahead_then_new_mail_after_all(self):
+        """The STATUS of a folder said "no new mail" (a proxy shows the
+        old UIDNEXT, as if mail came in between the STATUS and the
+        EXAMINE), so its EXAMINE went out ahead with the others; its answer
+        shows new mail. Asking for it needs that folder selected again
+        after the answers queued behind it: they are read and dropped, the
+        folder is examined again (plain), its new mail is fetched, and the
+        folders after it are examined anew. Everything arrives."""
+        if self.expect_path != "QRESYNC":
+            self.skipTest("EXAMINEs go out ahead only with QRESYNC")
+        uids = self.seed()
+        self.pull()
+        changed = self.flag_three_folders(uids)
+        db = sqlite3.connect(str(self.state))
+        old_next = db.execute("SELECT uidnext FROM folders WHERE name = 'Archive'").fetchone()[0]
+        db.close()
+        with self.imap() as c:
+            c.append_many("Archive", tb.make_corpus(3, seed=81, size=(400, 700), start=900))
+
+        def hide_new_mail(line):
+            if line.startswith(b'* STATUS "Archive" ') or line.startswith(b"* STATUS Archive "):
+                line = re.sub(rb"UIDNEXT \d+", b"UIDNEXT %d" % old_next, line)
+                line = re.sub(rb"MESSAGES \d+", b"MESSAGES 12", line)
+            return [line]
+
+        px = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=tb.line_rewriter(hide_new_mail)).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        r = self.mailsync("pull")
+        self.assertEqual(r.code, 0, str(r))
+        self.assertSynced()
+        lines = [x for x in bytes(px.upstream).split(b"\r\n") if b" EXAMINE " in x]
+        names = [x.split(b'"')[1].decode() if b'"' in x else x.split()[2].decode() for x in lines]
+        # ahead: all three; again: Archive (plain, for its new mail), then
+        # the two whose queued answers were dropped
+        self.assertEqual(names[:3], changed, lines)
+        self.assertEqual(names[3:], ["Archive", "Archive/2024", "INBOX"], lines)
+        self.assertNotIn(b"QRESYNC", lines[3])
+        self.assertIn(b"QRESYNC", lines[4])
 
     def test_select_reports_without_flags_fall_back(self):
         """A server whose FETCH reports during the EXAMINE lack FLAGS (or
