@@ -889,17 +889,27 @@ out:
 
 /* The folders whose STATUS (asked with the LIST) shows flag changes or
  * expunges but no new mail will each be opened with EXAMINE (QRESYNC) by
- * pull_folder, in this order, with nothing else to ask the server unless
- * their answer holds a surprise: send those EXAMINEs now, in one write.
- * The server then answers the next ones while this side renames the
- * files of the first: one round trip for all of them, not one each. */
-static void examine_ahead(struct run *r, const struct selected *sel, size_t nsel)
+ * pull_folder, with nothing else to ask the server unless their answer
+ * holds a surprise: send those EXAMINEs now, in one write, and visit
+ * those folders first, in that order (a folder visited in between would
+ * make the session drop the answers still queued). The server then
+ * answers the next ones while this side renames the files of the first:
+ * one round trip for all of them, not one each. The biggest go first, so
+ * that the renames (and directory fsyncs) that take longest overlap with
+ * the server's work, not follow it. Returns how many were queued; order
+ * gets the visiting order of all nsel folders (as indexes into sel). */
+static int cmp_messages_desc(const void *a, const void *b, void *ctx)
 {
-    if (!r->qresync || nsel < 2)
-        return;
-    struct imap_examine_req *req = xcalloc(nsel, sizeof *req);
+    const uint32_t *size = ctx;
+    uint32_t x = size[*(const size_t *)a], y = size[*(const size_t *)b];
+    return x < y ? 1 : x > y ? -1 : (*(const size_t *)a > *(const size_t *)b) - (*(const size_t *)a < *(const size_t *)b);
+}
+
+static size_t examine_ahead(struct run *r, const struct selected *sel, size_t nsel, size_t *order)
+{
     size_t n = 0;
-    for (size_t i = 0; i < nsel; i++) {
+    uint32_t *size = xcalloc(nsel + 1, sizeof *size);
+    for (size_t i = 0; i < nsel && r->qresync; i++) {
         const struct imap_status *st = known_status(r, sel[i].raw);
         const struct state_folder *sf = known_folder(r, sel[i].raw);
         if (!st || !sf || !sf->last_sync || !sf->uidvalidity || !sf->highestmodseq)
@@ -907,13 +917,33 @@ static void examine_ahead(struct run *r, const struct selected *sel, size_t nsel
         if (st->uidvalidity != sf->uidvalidity || st->uidnext != sf->uidnext || !st->highestmodseq ||
             st->highestmodseq == sf->highestmodseq)
             continue;
-        req[n++] = (struct imap_examine_req){sel[i].raw, sf->uidvalidity, sf->highestmodseq};
+        size[i] = st->messages;
+        order[n++] = i;
+    }
+    if (n < 2)
+        n = 0;
+    qsort_r(order, n, sizeof *order, cmp_messages_desc, size);
+    struct imap_examine_req *req = xcalloc(n + 1, sizeof *req);
+    for (size_t k = 0; k < n; k++) {
+        const struct state_folder *sf = known_folder(r, sel[order[k]].raw);
+        req[k] = (struct imap_examine_req){sel[order[k]].raw, sf->uidvalidity, sf->highestmodseq};
     }
     struct ms_error err;
     /* A failure ends the session: the folders report it. */
-    if (n >= 2 && imap_examine_ahead(r->imap, req, n, &err) != MS_OK)
+    if (n && imap_examine_ahead(r->imap, req, n, &err) != MS_OK)
         log_msg(LOG_VERBOSE, "%s", err.msg);
     free(req);
+    /* the rest in their own order */
+    size_t k = n;
+    for (size_t i = 0; i < nsel; i++) {
+        bool queued = false;
+        for (size_t q = 0; q < n && !queued; q++)
+            queued = order[q] == i;
+        if (!queued)
+            order[k++] = i;
+    }
+    free(size);
+    return n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1093,12 +1123,39 @@ static void record_outcome(struct run *r)
     r->res->status = ms_error_worse(r->res->status, rc);
 }
 
+struct placed_result {
+    size_t at; /* index into the run's folders (sel) */
+    struct engine_folder_result f;
+};
+
+static int cmp_placed(const void *a, const void *b)
+{
+    size_t x = ((const struct placed_result *)a)->at, y = ((const struct placed_result *)b)->at;
+    return (x > y) - (x < y);
+}
+
+/* The folders were visited in `order` (examine_ahead); report them in
+ * the order the account lists them. */
+static void results_in_folder_order(struct engine_result *res, const size_t *order)
+{
+    size_t n = res->nfolders;
+    if (!order || n < 2)
+        return;
+    struct placed_result *t = xmalloc(n * sizeof *t);
+    for (size_t k = 0; k < n; k++)
+        t[k] = (struct placed_result){order[k], res->folders[k]};
+    qsort(t, n, sizeof *t, cmp_placed);
+    for (size_t k = 0; k < n; k++)
+        res->folders[k] = t[k].f;
+    free(t);
+}
+
 int engine_pull(const struct account *a, const struct engine_options *opt, struct engine_result *res)
 {
     struct run r = {.acct = a, .opt = opt, .res = res, .rootfd = -1, .lockfd = -1};
     struct ms_error err = {0};
     struct selected *sel = NULL;
-    size_t nsel = 0;
+    size_t nsel = 0, *order = NULL;
     double t0 = util_now();
     memset(res, 0, sizeof *res);
     res->account = xstrdup(a->name);
@@ -1132,8 +1189,10 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
         snprintf(res->error, sizeof res->error, "%s", err.msg);
         goto out;
     }
-    examine_ahead(&r, sel, nsel);
-    for (size_t i = 0; i < nsel; i++) {
+    order = xcalloc(nsel + 1, sizeof *order);
+    examine_ahead(&r, sel, nsel, order);
+    for (size_t k = 0; k < nsel; k++) {
+        size_t i = order[k];
         struct engine_folder_result *fres = add_folder_result(res, sel[i].name, sel[i].path);
         struct ms_error ferr = {0};
         int frc = pull_folder(&r, &sel[i], fres, &ferr);
@@ -1150,6 +1209,8 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
         res->status = ms_error_worse(res->status, MS_EPARTIAL);
     }
 out:
+    results_in_folder_order(res, order);
+    free(order);
     /* The server closes the session (Dovecot: the selected folder's index
      * too, ~1-2 ms) while the outcome is committed. */
     imap_logout_start(r.imap);

@@ -285,20 +285,31 @@ class IncrementalMixin:
     def test_flag_changes_of_several_folders_examined_together(self):
         """Folders whose STATUS shows only flag changes are examined with
         one write: every EXAMINE is sent before the first is answered,
-        each folder is examined once, and the result is the server's."""
+        each folder is examined once, the biggest first, and the result is
+        the server's. The report still lists the folders in the account's
+        order."""
         uids = self.seed()
-        self.pull()
-        self.flag_three_folders(uids)
+        with self.imap() as c:  # Archive/2024 the biggest, then INBOX
+            c.append_many("INBOX", tb.make_corpus(2, seed=91, size=(300, 400), start=950))
+            c.append_many("Archive/2024", tb.make_corpus(4, seed=92, size=(300, 400), start=960))
+        first = self.pull("-v")
+        changed = self.flag_three_folders(uids)
         px = tb.Proxy(self.bed.imap_port, record=True).start()
         self.addCleanup(px.stop)
         self.write_config(tls="none", port=px.port)
-        self.pull()
+        again = self.pull("-v")
         self.assertSynced()
+
+        def report(r):
+            return [line.split()[0] for line in r.stdout.splitlines() if line.startswith("  ")]
+
+        self.assertEqual(len(report(first)), len(tb.SAMPLE_FOLDERS), first.stdout)
+        self.assertEqual(report(again), [f for f in report(first) if f in changed], again.stdout)
         up = bytes(px.upstream)
         examines = [x for x in up.split(b"\r\n") if b" EXAMINE " in x]
         if self.expect_path != "QRESYNC":
             return
-        self.assertEqual(len(examines), 3, examines)
+        self.assertEqual([x.split(b'"')[1] for x in examines], [b"Archive/2024", b"INBOX", b"Archive"], examines)
         order = px.transcript
         last_sent = max(i for i, (down, data) in enumerate(order) if not down and b" EXAMINE " in data)
         first_answer = next(i for i, (down, data) in enumerate(order) if down and b"Examine completed" in data)
