@@ -355,6 +355,39 @@ class IncrementalMixin:
         self.assertNotIn(b"QRESYNC", lines[3])
         self.assertIn(b"QRESYNC", lines[4])
 
+    def test_failed_examine_sent_ahead(self):
+        """Of the EXAMINEs sent ahead, the first answered fails (a proxy
+        turns its OK into NO): that folder is reported (exit 1), and the
+        others' answers, already on their way, are still read as theirs:
+        their flag changes arrive, each folder examined once."""
+        if self.expect_path != "QRESYNC":
+            self.skipTest("EXAMINEs go out ahead only with QRESYNC")
+        uids = self.seed()
+        self.pull()
+        self.flag_three_folders(uids)
+        failed = []
+
+        def fail_first(line):
+            if b"Examine completed" in line and not failed:
+                failed.append(line.split(b" ", 1)[0])
+                return [failed[0] + b" NO [UNAVAILABLE] not now"]
+            return [line]
+
+        px = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=tb.line_rewriter(fail_first)).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        r = self.mailsync("pull")
+        self.assertEqual(r.code, 1, str(r))
+        up = bytes(px.upstream)
+        examines = [x for x in up.split(b"\r\n") if b" EXAMINE " in x]
+        self.assertEqual(len(examines), 3, examines)
+        name = next(x for x in examines if x.startswith(failed[0] + b" ")).split(b'"')[1].decode()
+        self.assertIn(name, r.stderr)
+        state = self.server_state()
+        self.assertSynced(state, folders=[f for f in state if f != name])
+        # the failed one is still as the last run left it
+        self.assertTrue(tb.compare_maildir(self.maildir, state, folders=[name]), "the failed folder was synced")
+
     def test_select_reports_without_flags_fall_back(self):
         """A server whose FETCH reports during the EXAMINE lack FLAGS (or
         UID) is not trusted for the changes: the full CHANGEDSINCE listing
