@@ -2092,7 +2092,8 @@ static int take_queued(struct imap_session *s, const char *name, uint32_t uidval
         if (strcmp(q->name, name) == 0 && q->uidvalidity == uidvalidity && q->modseq == modseq) {
             *tag = q->tag;
             *found = true;
-            s->ahead_next++;
+            if (++s->ahead_next == s->nahead)
+                forget_queue(s);
             return MS_OK;
         }
         int rc = drop_queued(s, err);
@@ -2140,6 +2141,7 @@ int imap_examine_ahead(struct imap_session *s, const struct imap_examine_req *re
         if (req[i].uidvalidity == 0 || req[i].modseq == 0)
             return ms_error_set(err, MS_EUSAGE, "EXAMINE %s (QRESYNC): needs a known UIDVALIDITY and MODSEQ", shown);
     }
+    forget_queue(s); /* (empty: ready() read what was left) */
     s->ahead = calloc(n, sizeof *s->ahead);
     if (!s->ahead)
         return ms_error_set(err, MS_ELOCAL, "out of memory");
