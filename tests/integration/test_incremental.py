@@ -273,6 +273,16 @@ class IncrementalMixin:
             n = sum(len(os.listdir(local / d)) for d in ("cur", "new"))
             self.assertEqual(n, len(state[folder]), folder)
 
+    def pull_via_proxy(self, per_line=None, *args):
+        """A pull through a recording proxy (rewriting the server's lines
+        with per_line, if given); -> (result, proxy). Exit codes are the
+        caller's to check."""
+        rewrite = tb.line_rewriter(per_line) if per_line else None
+        px = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=rewrite).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        return self.mailsync("pull", *args), px
+
     def flag_three_folders(self, uids):
         """Flag changes (no new mail) in three of the sample's folders; ->
         their names in the order the pull visits them."""
@@ -294,10 +304,8 @@ class IncrementalMixin:
             c.append_many("Archive/2024", tb.make_corpus(4, seed=92, size=(300, 400), start=960))
         first = self.pull("-v")
         changed = self.flag_three_folders(uids)
-        px = tb.Proxy(self.bed.imap_port, record=True).start()
-        self.addCleanup(px.stop)
-        self.write_config(tls="none", port=px.port)
-        again = self.pull("-v")
+        again, px = self.pull_via_proxy(None, "-v")
+        self.assertEqual(again.code, 0, str(again))
         self.assertSynced()
 
         def report(r):
@@ -340,10 +348,7 @@ class IncrementalMixin:
                 line = re.sub(rb"MESSAGES \d+", b"MESSAGES 12", line)
             return [line]
 
-        px = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=tb.line_rewriter(hide_new_mail)).start()
-        self.addCleanup(px.stop)
-        self.write_config(tls="none", port=px.port)
-        r = self.mailsync("pull")
+        r, px = self.pull_via_proxy(hide_new_mail)
         self.assertEqual(r.code, 0, str(r))
         self.assertSynced()
         lines = [x for x in bytes(px.upstream).split(b"\r\n") if b" EXAMINE " in x]
@@ -373,10 +378,7 @@ class IncrementalMixin:
                 return [failed[0] + b" NO [UNAVAILABLE] not now"]
             return [line]
 
-        px = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=tb.line_rewriter(fail_first)).start()
-        self.addCleanup(px.stop)
-        self.write_config(tls="none", port=px.port)
-        r = self.mailsync("pull")
+        r, px = self.pull_via_proxy(fail_first)
         self.assertEqual(r.code, 1, str(r))
         up = bytes(px.upstream)
         examines = [x for x in up.split(b"\r\n") if b" EXAMINE " in x]
