@@ -3,7 +3,9 @@
  *
  * Crash safety. A pull moves messages in batches:
  *   1. the bodies stream into files in tmp/ (not yet durable);
- *   2. syncfs() makes the whole batch durable at once;
+ *   2. syncfs() makes the whole batch durable at once (a helper thread
+ *      starts one every 256 KiB while the batch streams in, so most of it
+ *      is on disk by then; any of them failing fails the batch);
  *   3. one transaction journals every message as a *pending* row
  *      (UID, unique name, flags);
  *   4. each file is renamed into new/ or cur/, never over another file;
@@ -887,6 +889,14 @@ out:
     return rc;
 }
 
+/* By the messages the folders hold (ctx), most first; ties keep their order. */
+static int cmp_messages_desc(const void *a, const void *b, void *ctx)
+{
+    const uint32_t *size = ctx;
+    uint32_t x = size[*(const size_t *)a], y = size[*(const size_t *)b];
+    return x < y ? 1 : x > y ? -1 : (*(const size_t *)a > *(const size_t *)b) - (*(const size_t *)a < *(const size_t *)b);
+}
+
 /* The folders whose STATUS (asked with the LIST) shows flag changes or
  * expunges but no new mail will each be opened with EXAMINE (QRESYNC) by
  * pull_folder, with nothing else to ask the server unless their answer
@@ -898,13 +908,6 @@ out:
  * that the renames (and directory fsyncs) that take longest overlap with
  * the server's work, not follow it. Returns how many were queued; order
  * gets the visiting order of all nsel folders (as indexes into sel). */
-static int cmp_messages_desc(const void *a, const void *b, void *ctx)
-{
-    const uint32_t *size = ctx;
-    uint32_t x = size[*(const size_t *)a], y = size[*(const size_t *)b];
-    return x < y ? 1 : x > y ? -1 : (*(const size_t *)a > *(const size_t *)b) - (*(const size_t *)a < *(const size_t *)b);
-}
-
 static size_t examine_ahead(struct run *r, const struct selected *sel, size_t nsel, size_t *order)
 {
     size_t n = 0;
@@ -934,14 +937,13 @@ static size_t examine_ahead(struct run *r, const struct selected *sel, size_t ns
         log_msg(LOG_VERBOSE, "%s", err.msg);
     free(req);
     /* the rest in their own order */
-    size_t k = n;
-    for (size_t i = 0; i < nsel; i++) {
-        bool queued = false;
-        for (size_t q = 0; q < n && !queued; q++)
-            queued = order[q] == i;
-        if (!queued)
+    bool *queued = xcalloc(nsel + 1, sizeof *queued);
+    for (size_t k = 0; k < n; k++)
+        queued[order[k]] = true;
+    for (size_t i = 0, k = n; i < nsel; i++)
+        if (!queued[i])
             order[k++] = i;
-    }
+    free(queued);
     free(size);
     return n;
 }
