@@ -1136,19 +1136,21 @@ static int cmp_placed(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The folders were visited in `order` (examine_ahead); report them in
- * the order the account lists them. */
-static void results_in_folder_order(struct engine_result *res, const size_t *order)
+/* The folders were visited in `order` (examine_ahead), their results
+ * added from res->folders[base] on (those before, such as folders gone
+ * from the server, are not visited); report them in the order the account
+ * lists them. */
+static void results_in_folder_order(struct engine_result *res, size_t base, const size_t *order)
 {
-    size_t n = res->nfolders;
-    if (!order || n < 2)
+    size_t n = res->nfolders - base;
+    if (!order || res->nfolders < base || n < 2)
         return;
     struct placed_result *t = xmalloc(n * sizeof *t);
     for (size_t k = 0; k < n; k++)
-        t[k] = (struct placed_result){order[k], res->folders[k]};
+        t[k] = (struct placed_result){order[k], res->folders[base + k]};
     qsort(t, n, sizeof *t, cmp_placed);
     for (size_t k = 0; k < n; k++)
-        res->folders[k] = t[k].f;
+        res->folders[base + k] = t[k].f;
     free(t);
 }
 
@@ -1157,7 +1159,7 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
     struct run r = {.acct = a, .opt = opt, .res = res, .rootfd = -1, .lockfd = -1};
     struct ms_error err = {0};
     struct selected *sel = NULL;
-    size_t nsel = 0, *order = NULL;
+    size_t nsel = 0, *order = NULL, base = 0;
     double t0 = util_now();
     memset(res, 0, sizeof *res);
     res->account = xstrdup(a->name);
@@ -1193,6 +1195,7 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
     }
     order = xcalloc(nsel + 1, sizeof *order);
     examine_ahead(&r, sel, nsel, order);
+    base = res->nfolders;
     for (size_t k = 0; k < nsel; k++) {
         size_t i = order[k];
         struct engine_folder_result *fres = add_folder_result(res, sel[i].name, sel[i].path);
@@ -1211,7 +1214,7 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
         res->status = ms_error_worse(res->status, MS_EPARTIAL);
     }
 out:
-    results_in_folder_order(res, order);
+    results_in_folder_order(res, base, order);
     free(order);
     /* The server closes the session (Dovecot: the selected folder's index
      * too, ~1-2 ms) while the outcome is committed. */
