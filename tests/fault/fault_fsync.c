@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +31,9 @@
 
 static atomic_int dirs_seen, syncfs_seen;
 
-static const char *thread_kind(void)
+static bool main_thread(void)
 {
-    return gettid() == getpid() ? "main" : "helper";
+    return gettid() == getpid();
 }
 
 static int real_fsync(int fd)
@@ -48,8 +49,8 @@ int syncfs(int fd)
     static int (*fn)(int);
     const char *mode = getenv("MAILSYNC_FAULT_SYNCFS");
     int k = atomic_fetch_add(&syncfs_seen, 1) + 1;
-    if (mode && (strcmp(mode, "helper") != 0 || gettid() != getpid())) {
-        fprintf(stderr, "fault_fsync: failing syncfs #%d (%s thread)\n", k, thread_kind());
+    if (mode && (strcmp(mode, "helper") != 0 || !main_thread())) {
+        fprintf(stderr, "fault_fsync: failing syncfs #%d (%s thread)\n", k, main_thread() ? "main" : "helper");
         errno = EIO;
         return -1;
     }

@@ -182,6 +182,16 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
         finally:
             db.close()
 
+    def assert_batch_refused_then_fetched(self, n):
+        """After a pull whose delivery batch could not be made durable:
+        nothing recorded, no file out of tmp/; the next pull brings the n
+        messages, one copy each."""
+        self.assertEqual(self.rows(), 0)
+        self.assertEqual(message_files(self.maildir), [], "a file left tmp/ without a durable batch")
+        self.pull()
+        self.assertSynced()
+        self.assertEqual(len(message_files(self.maildir)), n)
+
     def seed(self, n, seed, pull=True, size=(1500, 3000)):
         """n messages in INBOX (pulled once); -> their UIDs."""
         with self.imap() as c:
@@ -248,11 +258,7 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
         again, one copy each."""
         self.seed(10, 36, pull=False)
         self.faulty_pull("syncfs")
-        self.assertEqual(self.rows(), 0)
-        self.assertEqual(message_files(self.maildir), [], "a file left tmp/ without a durable batch")
-        self.pull()
-        self.assertSynced()
-        self.assertEqual(len(message_files(self.maildir)), 10)
+        self.assert_batch_refused_then_fetched(10)
 
     def test_failed_syncfs_ahead_fails_the_batch(self):
         """While a batch streams in, a helper thread starts a syncfs every
@@ -265,8 +271,4 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
         self.assertIn("(helper thread)", r.stderr, "no early syncfs failed")
         self.assertNotIn("(main thread)", r.stderr)
         self.assertEqual(r.stderr.count("Input/output error"), 1, "the cause is printed once\n" + r.stderr)
-        self.assertEqual(self.rows(), 0)
-        self.assertEqual(message_files(self.maildir), [], "a file left tmp/ without a durable batch")
-        self.pull()
-        self.assertSynced()
-        self.assertEqual(len(message_files(self.maildir)), 12)
+        self.assert_batch_refused_then_fetched(12)
