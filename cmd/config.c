@@ -118,7 +118,7 @@ static int parse_long(struct parser *p, const char *key, const char *value, long
 static int set_int(struct parser *p, const char *key, const char *value, long min, long max,
                    int *field)
 {
-    long v;
+    long v = 0;
     int rc = parse_long(p, key, value, min, max, NULL, &v);
     if (rc == MS_OK)
         *field = (int)v;
@@ -397,7 +397,7 @@ static int set_allow_plaintext(struct parser *p, const char *key, const char *va
 
 static int set_max_delete(struct parser *p, const char *key, const char *value)
 {
-    long v;
+    long v = 0;
     int rc = parse_long(p, key, value, 0, 100, "%", &v);
     if (rc == MS_OK)
         p->acc->max_delete = (int)v;

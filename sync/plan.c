@@ -203,6 +203,7 @@ static int cmp_keyed(const void *pa, const void *pb)
  * order). */
 static struct keyed *sorted_keys(const struct plan_identity *ids, size_t n, size_t *nkeyed)
 {
+    *nkeyed = 0;
     struct keyed *k = malloc((n ? n : 1) * sizeof *k);
     if (!k)
         return NULL;
