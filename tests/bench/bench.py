@@ -2,7 +2,7 @@
 """bench.py: mailsync against mbsync and OfflineIMAP on one corpus (issue 4).
 
     python3 tests/bench/bench.py [--n 2000] [--runs 3]
-        [--tools mailsync,mbsync,mbsync-nofsync,offlineimap,wire,session]
+        [--tools mailsync,mbsync,mbsync-nofsync,offlineimap,wire,session,mailsync-b]
         [--scenarios a,b,c,d,e,f] [--server default|tuned] [--small] [--json FILE]
 
 Starts the test bed's private Dovecot (tests/integration/testbed.py), seeds
@@ -37,6 +37,10 @@ flags mapped to Maildir letters; for mailsync also mtime == INTERNALDATE, a
 contract point): a run that does not match is a FAIL and its time does not
 count. Prints per tool and scenario the median, range and peak RSS (of the
 tool's process, from wait4), and the ratios mailsync/peer.
+
+mailsync-b (not in the default --tools) is a second mailsync binary, named by
+MAILSYNC_BIN_B, run in turn with the first on the same states: an A/B of two
+builds under the same load, its ratio printed as mailsync/mailsync-b.
 
 Exit status: 0 when every run verified, 1 when some run failed, 2 on a
 usage or set-up error (such as a requested tool that is not installed).
@@ -578,6 +582,15 @@ class Mailsync(Tool):
         return None
 
 
+class MailsyncB(Mailsync):
+    """Another build of mailsync (MAILSYNC_BIN_B), for an A/B comparison
+    whose runs interleave with the first's."""
+    name = "mailsync-b"
+
+    def binary(self):
+        return os.environ.get("MAILSYNC_BIN_B", "")
+
+
 class Mbsync(Tool):
     name = "mbsync"
     decode_mutf7 = True
@@ -784,7 +797,7 @@ class Session(Wire):
                 self.server.bed.ca_file if self.tls else "", str(self.work / "commands")]
 
 
-TOOL_CLASSES = {c.name: c for c in (Mailsync, Mbsync, MbsyncNoFsync, OfflineImap, Wire, Session)}
+TOOL_CLASSES = {c.name: c for c in (Mailsync, Mbsync, MbsyncNoFsync, OfflineImap, Wire, Session, MailsyncB)}
 
 
 # ----------------------------------------------------------------------------
@@ -1165,6 +1178,8 @@ class Bench:
                          os.cpu_count()))
         if "mailsync" in self.tools:
             lines.append("mailsync: %s (source %s)" % (tb.mailsync_bin(), self.source))
+        if "mailsync-b" in self.tools:
+            lines.append("mailsync-b: %s" % self.tools["mailsync-b"].binary())
         # Other work on the machine skews the numbers: say how busy it was.
         lines.append("load average (1 min) at start %.2f, at end %.2f" % (
             self.load_start, os.getloadavg()[0]))
@@ -1355,7 +1370,7 @@ def parse_args(argv):
     a.scenarios = [s.strip().lower() for s in a.scenarios.split(",") if s.strip()]
     for t in a.tools:
         if t not in TOOL_CLASSES:
-            ap.error("unknown tool %r (one of %s)" % (t, ", ".join(ALL_TOOLS)))
+            ap.error("unknown tool %r (one of %s)" % (t, ", ".join(ALL_TOOLS + ("mailsync-b",))))
     for s in a.scenarios:
         if s not in ALL_SCENARIOS:
             ap.error("unknown scenario %r (one of %s)" % (s, ",".join(ALL_SCENARIOS)))
@@ -1374,6 +1389,10 @@ def check_tools(names):
             b = tb.mailsync_bin()
             if not os.access(b, os.X_OK):
                 missing.append("mailsync (no executable at %s; set MAILSYNC_BIN)" % b)
+        elif n == "mailsync-b":
+            b = os.environ.get("MAILSYNC_BIN_B", "")
+            if not b or not os.access(b, os.X_OK):
+                missing.append("mailsync-b (set MAILSYNC_BIN_B to a mailsync executable)")
         elif n.startswith("mbsync"):
             if not shutil.which("mbsync"):
                 missing.append("%s (mbsync not found: apt-get install isync)" % n)
