@@ -986,7 +986,7 @@ bool netstream_readable_now(const struct netstream *ns)
 {
     if (!ns || ns->fd < 0)
         return false;
-    if (ns->ssl && SSL_pending(ns->ssl) > 0)
+    if (ns->ssl && SSL_has_pending(ns->ssl))
         return true;
     struct pollfd p = {.fd = ns->fd, .events = POLLIN};
     return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);

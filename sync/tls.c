@@ -186,6 +186,8 @@ int tls_client_new(const char *ca_file, const char *fingerprint, struct tls_clie
     SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(c->ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(c->ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(c->ctx, 65536);
     if (c->pinned) {
         /* The pin replaces the chain: a self-signed certificate is fine. */
         SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
