@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,13 @@
 /* One UID FETCH command asks for at most this many messages or bytes. */
 #define BATCH_MESSAGES 500
 #define BATCH_BYTES (32u * 1024 * 1024)
+/* With extra connections (connections = N), commands are smaller, so that
+ * the connections run out of work at nearly the same time; and a folder
+ * uses them only when it has at least this much to download (the extra
+ * logins would cost more than they bring). */
+#define SHARED_BATCH_MESSAGES 250
+#define SHARED_BATCH_BYTES (8u * 1024 * 1024)
+#define SHARED_MIN_BYTES (16u * 1024 * 1024)
 /* Delivered messages are made durable and recorded (one syncfs, two
  * transactions) after this many messages, bytes or seconds, whichever
  * comes first, also in the middle of a FETCH: a killed run loses at most
@@ -128,7 +136,22 @@ struct fetch_ctx {
     EVP_MD_CTX *md;          /* content hash of the streaming message, only with leftovers */
     bool cr_pending;         /* hashing: a CR ended the last chunk */
     struct ms_error err;
+    /* Downloads share the folder with other connections' threads: this
+     * lock (the run's) guards the state DB and the progress callbacks. */
+    pthread_mutex_t *lock;
 };
+
+static void ctx_lock(struct fetch_ctx *c)
+{
+    if (c->lock)
+        pthread_mutex_lock(c->lock);
+}
+
+static void ctx_unlock(struct fetch_ctx *c)
+{
+    if (c->lock)
+        pthread_mutex_unlock(c->lock);
+}
 
 static int commit_batch(struct fetch_ctx *c, struct ms_error *err);
 
@@ -288,8 +311,11 @@ static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
     f->message_id = message_header(c->head, c->nhead, "Message-ID");
     c->cur = NULL;
     c->done_bytes += m->size;
-    if (c->run->opt->progress && c->run->opt->progress->message_done)
+    if (c->run->opt->progress && c->run->opt->progress->message_done) {
+        ctx_lock(c);
         c->run->opt->progress->message_done(c->run->opt->progress->ctx, m->size);
+        ctx_unlock(c);
+    }
     if (c->ndone >= COMMIT_MESSAGES || c->done_bytes >= COMMIT_BYTES ||
         util_now() - c->last_commit >= COMMIT_SECONDS)
         return commit_batch(c, &c->err) ? -1 : 0;
@@ -330,14 +356,17 @@ static int confirm_last(struct fetch_ctx *c, struct state_folder *finish, struct
 {
     if (c->nunconfirmed == 0 && !finish)
         return MS_OK;
+    ctx_lock(c);
     int rc = state_begin(c->run->st, err);
     if (rc == MS_OK)
         rc = confirm_rows(c, err);
     if (rc == MS_OK && finish)
         rc = state_folder_save(c->run->st, finish, err);
     if (rc == MS_OK)
-        return state_commit(c->run->st, err);
-    state_rollback(c->run->st);
+        rc = state_commit(c->run->st, err);
+    else
+        state_rollback(c->run->st);
+    ctx_unlock(c);
     return rc;
 }
 
@@ -360,8 +389,12 @@ static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
         *err = ahead;
         rc = MS_ELOCAL;
     }
-    if (rc == MS_OK)
+    bool began = false; /* and holds the lock */
+    if (rc == MS_OK) {
+        ctx_lock(c);
         rc = state_begin(st, err);
+        began = true;
+    }
     if (rc == MS_OK)
         rc = confirm_rows(c, err);
     for (size_t i = 0; i < c->ndone && rc == MS_OK; i++) {
@@ -371,10 +404,13 @@ static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
                               .message_id = f->message_id, .pending = f->tmp != NULL};
         rc = state_msg_put(st, c->folder_id, &m, err);
     }
-    if (rc == MS_OK)
-        rc = state_commit(st, err);
-    else
-        state_rollback(st);
+    if (began) {
+        if (rc == MS_OK)
+            rc = state_commit(st, err);
+        else
+            state_rollback(st);
+        ctx_unlock(c);
+    }
     for (size_t i = 0; i < c->ndone && rc == MS_OK; i++) {
         struct fetched *f = &c->done[i];
         struct maildir_tmp *t = f->tmp;
@@ -399,7 +435,8 @@ static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
     return rc;
 }
 
-static int fetch_batch(struct fetch_ctx *c, const uint32_t *uids, size_t n, struct ms_error *err)
+static int fetch_batch(struct fetch_ctx *c, struct imap_session *s, const uint32_t *uids, size_t n,
+                       struct ms_error *err)
 {
     struct imap_body_sink sink = {.ctx = c, .chunk = fetch_chunk, .message = fetch_message};
     c->wanted = uids;
@@ -410,7 +447,7 @@ static int fetch_batch(struct fetch_ctx *c, const uint32_t *uids, size_t n, stru
     c->done_bytes = 0;
     c->last_commit = util_now();
     ms_error_clear(&c->err);
-    int rc = imap_fetch_bodies(c->run->imap, uids, n, &sink, err);
+    int rc = imap_fetch_bodies(s, uids, n, &sink, err);
     if (c->cur) { /* cut mid-message: that one is not complete */
         maildir_tmp_discard(c->cur);
         c->cur = NULL;
@@ -419,14 +456,15 @@ static int fetch_batch(struct fetch_ctx *c, const uint32_t *uids, size_t n, stru
         *err = c->err;
         rc = c->err.code;
     }
-    if (rc == MS_OK)
-        for (size_t i = 0; i < n; i++)
-            if (!c->got[i]) {
-                /* Asked for, not answered with a body: expunged meanwhile,
-                 * or a server in trouble. Either way not synced now. */
+    for (size_t i = 0; i < n; i++)
+        if (!c->got[i]) {
+            /* Asked for, not answered with a body: expunged meanwhile,
+             * or a server in trouble. Either way not synced now. (After a
+             * failure, the rest of the command is just counted.) */
+            if (rc == MS_OK)
                 log_msg(LOG_WARN, "UID %u: the server returned no body; not stored", uids[i]);
-                c->fres->failed++;
-            }
+            c->fres->failed++;
+        }
     /* What arrived complete is kept even if the fetch failed later. */
     struct ms_error cerr;
     int crc = commit_batch(c, &cerr);
@@ -441,50 +479,232 @@ static int fetch_batch(struct fetch_ctx *c, const uint32_t *uids, size_t n, stru
     return rc;
 }
 
-int fetch_new(struct run *r, struct maildir_folder *mf, int64_t folder_id, const struct plan *p,
-                     struct leftover *left, size_t nleft, struct local_msg *local, size_t nlocal,
-                     struct engine_folder_result *fres, struct state_folder *finish, struct ms_error *err)
+/* The commands of one folder's download, taken in turn by the
+ * connections that share it. */
+struct fetch_queue {
+    pthread_mutex_t mu;
+    const uint32_t *uids;
+    size_t *start; /* command k asks for uids[start[k] .. start[k+1]) */
+    size_t ncmd, next;
+    bool stop;     /* a failure that ends the folder's download */
+};
+
+static bool take_command(struct fetch_queue *q, const uint32_t **uids, size_t *n)
 {
-    uint32_t *uids = xmalloc((p->nfetch ? p->nfetch : 1) * sizeof *uids);
+    pthread_mutex_lock(&q->mu);
+    bool ok = !q->stop && q->next < q->ncmd;
+    if (ok) {
+        *uids = q->uids + q->start[q->next];
+        *n = q->start[q->next + 1] - q->start[q->next];
+        q->next++;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return ok;
+}
+
+static void stop_queue(struct fetch_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->stop = true;
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* Download commands from q over s until none is left or one fails. A
+ * failure stops the others too, except (ends_all false) a lost
+ * connection: the others then take the remaining commands. */
+static int drain(struct fetch_ctx *c, struct imap_session *s, struct fetch_queue *q, bool ends_all,
+                 struct ms_error *err)
+{
+    const uint32_t *uids;
+    size_t n;
+    int rc = MS_OK;
+    while (rc == MS_OK && take_command(q, &uids, &n))
+        rc = fetch_batch(c, s, uids, n, err);
+    if (rc && (ends_all || rc != MS_ENET))
+        stop_queue(q);
+    return rc;
+}
+
+static struct fetch_ctx *new_ctx(struct run *r, struct maildir_folder *mf, int64_t folder_id,
+                                 struct engine_folder_result *fres)
+{
     struct fetch_ctx *c = xcalloc(1, sizeof *c);
     c->run = r;
     c->mf = mf;
     c->folder_id = folder_id;
     c->fres = fres;
+    return c;
+}
+
+static void free_ctx(struct fetch_ctx *c)
+{
+    if (!c)
+        return;
+    free(c->unconfirmed);
+    EVP_MD_CTX_free(c->md);
+    free(c);
+}
+
+/* One extra connection's share of a folder's download, in its thread. */
+struct helper {
+    struct run *r;
+    size_t slot; /* r->extra[slot] */
+    const struct selected *sel;
+    uint32_t uidvalidity;
+    int64_t folder_id;
+    struct fetch_queue *q;
+    pthread_t thread;
+    /* Its own descriptors of the folder: the kernel reports a write-back
+     * error to each open file once, so each connection's batch syncfs
+     * sees every error, not only the one that happened to ask first. */
+    struct maildir_folder *mf;
+    struct fetch_ctx *c;
+    struct engine_folder_result fres; /* its counts, added to the folder's */
+    int rc;
+    struct ms_error err;
+};
+
+/* The connection could not be used: downloads go on without it (for the
+ * rest of the run). */
+static void drop_extra(struct helper *h, const char *what, const struct ms_error *e)
+{
+    log_msg(LOG_VERBOSE, "%s: extra connection %zu %s: %s; downloading over the others", h->sel->name,
+            h->slot + 1, what, e->msg);
+    imap_close(h->r->extra[h->slot]);
+    h->r->extra[h->slot] = NULL;
+    h->r->extra_failed[h->slot] = true;
+}
+
+static void *helper_main(void *arg)
+{
+    struct helper *h = arg;
+    struct run *r = h->r;
+    struct ms_error e = {0};
+    if (!r->extra[h->slot] && imap_connect(r->acct, r->password, &r->extra[h->slot], &e) != MS_OK) {
+        drop_extra(h, "failed", &e);
+        return NULL;
+    }
+    struct imap_mailbox mb;
+    if (imap_select(r->extra[h->slot], h->sel->raw, false, &mb, &e) != MS_OK) {
+        drop_extra(h, "could not open the folder", &e);
+        return NULL;
+    }
+    if (mb.uidvalidity != h->uidvalidity) /* changed since the main connection looked: leave it to that one */
+        return NULL;
+    h->rc = maildir_folder_open(r->rootfd, h->sel->path, false, &h->mf, &h->err);
+    if (h->rc) {
+        stop_queue(h->q);
+        return NULL;
+    }
+    h->c = new_ctx(r, h->mf, h->folder_id, &h->fres);
+    h->c->lock = &r->lock;
+    h->rc = drain(h->c, r->extra[h->slot], h->q, false, &h->err);
+    if (h->rc == MS_ENET) {
+        /* What it brought in is kept; what it did not is counted failed
+         * (fetch_batch), and the next run asks for it again. */
+        log_msg(LOG_WARN, "%s: %s", h->sel->name, h->err.msg);
+        drop_extra(h, "was lost", &h->err);
+        h->rc = MS_OK;
+    }
+    return NULL;
+}
+
+int fetch_new(struct run *r, const struct selected *sel, uint32_t uidvalidity, struct maildir_folder *mf,
+              int64_t folder_id, const struct plan *p, struct leftover *left, size_t nleft, struct local_msg *local,
+              size_t nlocal, struct engine_folder_result *fres, struct state_folder *finish, struct ms_error *err)
+{
+    /* Extra connections share the download when there are some, the
+     * folder has enough to download, and no leftover may be adopted
+     * (adoption is one connection's job: it compares with local files). */
+    size_t nhelp = 0;
+    for (size_t k = 0; k < r->nextra; k++)
+        nhelp += !r->extra_failed[k];
+    if (nleft || p->fetch_bytes < SHARED_MIN_BYTES)
+        nhelp = 0;
+    size_t max_msgs = nhelp ? SHARED_BATCH_MESSAGES : BATCH_MESSAGES;
+    uint64_t max_bytes = nhelp ? SHARED_BATCH_BYTES : BATCH_BYTES;
+
+    /* The commands: runs of the plan's UIDs, cut by count and size. */
+    struct fetch_queue q = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    uint32_t *uids = xmalloc((p->nfetch ? p->nfetch : 1) * sizeof *uids);
+    q.start = xmalloc((p->nfetch + 1) * sizeof *q.start);
+    q.uids = uids;
+    size_t n = 0, inbatch = 0;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        const struct plan_action *a = &p->actions[i];
+        if (a->op != PLAN_FETCH)
+            continue;
+        if (inbatch == 0)
+            q.start[q.ncmd++] = n;
+        uids[n++] = a->uid;
+        inbatch++;
+        bytes += a->size;
+        if (inbatch == max_msgs || bytes >= max_bytes)
+            inbatch = 0, bytes = 0;
+    }
+    q.start[q.ncmd] = n;
+    if (q.ncmd < 2)
+        nhelp = 0;
+
+    struct fetch_ctx *c = new_ctx(r, mf, folder_id, fres);
     c->left = left;
     c->nleft = nleft;
     c->local = local;
     c->nlocal = nlocal;
-    if (nleft && !(c->md = EVP_MD_CTX_new())) {
-        free(c);
-        free(uids);
-        return ms_error_set(err, MS_ELOCAL, "out of memory");
-    }
     int rc = MS_OK;
-    size_t n = 0, seen = 0;
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
-        const struct plan_action *a = &p->actions[i];
-        if (a->op != PLAN_FETCH)
-            continue;
-        uids[n++] = a->uid;
-        bytes += a->size;
-        seen++;
-        if (n == BATCH_MESSAGES || bytes >= BATCH_BYTES || seen == p->nfetch) {
-            rc = fetch_batch(c, uids, n, err);
-            n = 0;
-            bytes = 0;
+    if (nleft && !(c->md = EVP_MD_CTX_new()))
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    struct helper *h = xcalloc(nhelp ? nhelp : 1, sizeof *h);
+    size_t nstarted = 0;
+    if (rc == MS_OK && nhelp) {
+        c->lock = &r->lock;
+        for (size_t k = 0; k < r->nextra; k++) {
+            if (r->extra_failed[k])
+                continue;
+            struct helper *x = &h[nstarted];
+            *x = (struct helper){.r = r, .slot = k, .sel = sel, .uidvalidity = uidvalidity,
+                                 .folder_id = folder_id, .q = &q};
+            if (pthread_create(&x->thread, NULL, helper_main, x) == 0)
+                nstarted++;
+        }
+        if (nstarted)
+            log_msg(LOG_VERBOSE, "%s: downloading over %zu connections", sel->name, nstarted + 1);
+    }
+    if (rc == MS_OK)
+        rc = drain(c, r->imap, &q, true, err);
+    for (size_t k = 0; k < nstarted; k++) {
+        pthread_join(h[k].thread, NULL);
+        fres->fetched += h[k].fres.fetched;
+        fres->bytes += h[k].fres.bytes;
+        fres->failed += h[k].fres.failed;
+        if (h[k].rc && rc == MS_OK) {
+            rc = h[k].rc;
+            *err = h[k].err;
         }
     }
+    /* Only this thread is left: the last confirmations, the helpers'
+     * first, then this one's with the folder's row. */
     struct ms_error cerr;
+    for (size_t k = 0; k < nstarted; k++) {
+        if (h[k].c) {
+            int crc = confirm_last(h[k].c, NULL, &cerr);
+            if (crc && rc == MS_OK) {
+                rc = crc;
+                *err = cerr;
+            }
+        }
+        free_ctx(h[k].c);
+        maildir_folder_close(h[k].mf);
+    }
     int crc = confirm_last(c, rc == MS_OK && fres->failed == 0 ? finish : NULL, &cerr);
     if (crc && rc == MS_OK) {
         rc = crc;
         *err = cerr;
     }
-    free(c->unconfirmed);
-    EVP_MD_CTX_free(c->md);
-    free(c);
+    free_ctx(c);
+    free(h);
+    free(q.start);
     free(uids);
     return rc;
 }

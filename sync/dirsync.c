@@ -19,10 +19,13 @@ struct job {
 struct dirsync {
     pthread_mutex_t mu;
     pthread_cond_t work; /* a job was added, or stop */
-    pthread_cond_t idle; /* the queue ran empty */
+    pthread_cond_t idle; /* a job finished */
     struct job *q;
     size_t n, cap;
-    bool busy;    /* the thread is inside an fsync */
+    /* Jobs queued and jobs finished so far (the queue runs in order):
+     * dirsync_wait() waits for the count queued when it was called, not
+     * for jobs other threads add while it waits. */
+    unsigned long long added, finished;
     bool stop;
     bool started; /* the thread runs */
     bool failed;
@@ -60,13 +63,11 @@ static void *worker(void *arg)
         struct job j = d->q[0];
         memmove(d->q, d->q + 1, (d->n - 1) * sizeof *d->q);
         d->n--;
-        d->busy = true;
         pthread_mutex_unlock(&d->mu);
         run_job(d, &j, false);
         pthread_mutex_lock(&d->mu);
-        d->busy = false;
-        if (d->n == 0)
-            pthread_cond_broadcast(&d->idle);
+        d->finished++;
+        pthread_cond_broadcast(&d->idle);
     }
     pthread_mutex_unlock(&d->mu);
     return NULL;
@@ -112,6 +113,7 @@ static void add_job(struct dirsync *d, int fd, bool whole_fs, const char *what)
             abort();
     }
     d->q[d->n++] = j;
+    d->added++;
     pthread_cond_signal(&d->work);
     pthread_mutex_unlock(&d->mu);
 }
@@ -131,7 +133,8 @@ int dirsync_wait(struct dirsync *d, struct ms_error *err)
     if (!d)
         return MS_OK;
     pthread_mutex_lock(&d->mu);
-    while (d->n > 0 || d->busy)
+    unsigned long long target = d->added;
+    while (d->finished < target)
         pthread_cond_wait(&d->idle, &d->mu);
     int rc = MS_OK;
     if (d->failed) /* and stays failed: see dirsync.h */

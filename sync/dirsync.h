@@ -29,7 +29,8 @@ void dirsync_add(struct dirsync *d, int fd, const char *what);
  * rests on) runs; a failure here fails that batch at dirsync_wait(). */
 void dirsync_syncfs_ahead(struct dirsync *d, int fd, const char *what);
 
-/* Wait until every job added so far is done. MS_OK, or MS_ELOCAL with the
+/* Wait until every job added so far is done (not for those that other
+ * threads add while it waits). MS_OK, or MS_ELOCAL with the
  * first failure, then and at every later call: after a failed sync nothing
  * written before it is known to be durable, so no later commit may rely
  * on it (a syncfs that failed may not report the same error twice). NULL

@@ -153,6 +153,12 @@ int connect_account(struct run *r, struct ms_error *err)
     if (rc)
         return rc;
     rc = imap_connect(r->acct, pw ? pw : "", &r->imap, err);
+    if (rc == MS_OK && r->want_extra) {
+        r->nextra = r->want_extra;
+        r->extra = xcalloc(r->nextra, sizeof *r->extra);
+        r->extra_failed = xcalloc(r->nextra, sizeof *r->extra_failed);
+        r->password = xstrdup(pw ? pw : "");
+    }
     if (pw) {
         explicit_bzero(pw, strlen(pw));
         free(pw);
@@ -177,6 +183,18 @@ void end_run(struct run *r)
     r->ntouched = 0;
     imap_close(r->imap);
     r->imap = NULL;
+    for (size_t i = 0; i < r->nextra; i++)
+        imap_close(r->extra[i]);
+    free(r->extra);
+    free(r->extra_failed);
+    r->extra = NULL;
+    r->extra_failed = NULL;
+    r->nextra = 0;
+    if (r->password) {
+        explicit_bzero(r->password, strlen(r->password));
+        free(r->password);
+        r->password = NULL;
+    }
     if (r->st)
         state_close(r->st);
     r->st = NULL;
@@ -231,12 +249,6 @@ static int open_store_and_connect(struct run *r, struct ms_error *err)
 
 /* ------------------------------------------------------------------ */
 /* folder selection */
-
-struct selected {
-    char *raw;
-    char *name;
-    char *path;
-};
 
 /* The name people see and patterns match: UTF-8, '/' between levels, and
  * no control characters (a server's name must not drive the terminal). */
@@ -863,7 +875,8 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     done.last_sync = (int64_t)time(NULL);
     if ((rc = apply_local_changes(r, mf, sf.id, &p, local, nlocal, fres, p.nfetch ? NULL : &done, err)))
         goto out;
-    if (p.nfetch && (rc = fetch_new(r, mf, sf.id, &p, left, nleft, local, nlocal, fres, &done, err)))
+    if (p.nfetch && (rc = fetch_new(r, sel, mb.uidvalidity, mf, sf.id, &p, left, nleft, local, nlocal, fres, &done,
+                                    err)))
         goto out;
     if (fres->failed) {
         /* The folder's record stays as it was (fetch_new did not save
@@ -1156,7 +1169,9 @@ static void results_in_folder_order(struct engine_result *res, size_t base, cons
 
 int engine_pull(const struct account *a, const struct engine_options *opt, struct engine_result *res)
 {
-    struct run r = {.acct = a, .opt = opt, .res = res, .rootfd = -1, .lockfd = -1};
+    struct run r = {.acct = a, .opt = opt, .res = res, .rootfd = -1, .lockfd = -1,
+                    .lock = PTHREAD_MUTEX_INITIALIZER,
+                    .want_extra = a->connections > 1 && !opt->dry_run ? (size_t)a->connections - 1 : 0};
     struct ms_error err = {0};
     struct selected *sel = NULL;
     size_t nsel = 0, *order = NULL, base = 0;
@@ -1219,6 +1234,8 @@ out:
     /* The server closes the session (Dovecot: the selected folder's index
      * too, ~1-2 ms) while the outcome is committed. */
     imap_logout_start(r.imap);
+    for (size_t i = 0; i < r.nextra; i++)
+        imap_logout_start(r.extra[i]);
     record_outcome(&r);
     free_selected(sel, nsel);
     end_run(&r);

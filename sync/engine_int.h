@@ -6,6 +6,7 @@
 #ifndef MAILSYNC_ENGINE_INT_H
 #define MAILSYNC_ENGINE_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,25 @@ struct run {
     /* Directories whose renames and unlinks must be durable before the
      * batch of records describing them is committed. */
     struct dirsync *dirs;
+    /* connections > 1: the extra sessions that download alongside imap
+     * (each connected by the first folder that needs it; NULL before, or
+     * after it failed: then it is not tried again), the password they log
+     * in with (kept for the run, wiped at its end), and the lock for what
+     * their threads share: the state DB and the progress callbacks. */
+    size_t want_extra; /* set before connecting: how many */
+    struct imap_session **extra;
+    bool *extra_failed;
+    size_t nextra;
+    char *password;
+    pthread_mutex_t lock;
+};
+
+/* A server folder the run syncs: raw (server) name, display name, local
+ * path below the Maildir root. */
+struct selected {
+    char *raw;
+    char *name;
+    char *path;
 };
 
 /* A local file the state does not know and identity matching could not
@@ -71,7 +91,9 @@ int recover_pending(struct run *r, int64_t folder_id, struct maildir_folder *mf,
  * with the leftovers first. */
 /* finish: the folder's row, saved with the last confirmations when every
  * message came in (fres->failed == 0); otherwise left unsaved. */
-int fetch_new(struct run *r, struct maildir_folder *mf, int64_t folder_id, const struct plan *p,
+/* sel and uidvalidity: the folder as selected, for extra connections. */
+int fetch_new(struct run *r, const struct selected *sel, uint32_t uidvalidity, struct maildir_folder *mf,
+              int64_t folder_id, const struct plan *p,
               struct leftover *left, size_t nleft, struct local_msg *local, size_t nlocal,
               struct engine_folder_result *fres, struct state_folder *finish, struct ms_error *err);
 

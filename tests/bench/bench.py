@@ -557,6 +557,7 @@ class Tool:
 class Mailsync(Tool):
     name = "mailsync"
     check_mtime = True
+    connections = 1             # its config's `connections =` (--connections)
 
     def binary(self):
         return tb.mailsync_bin()
@@ -567,6 +568,8 @@ class Mailsync(Tool):
         self.config = self.work / "config"
         keys = tb.account_keys(bed, self.server.user, self.maildir, self.work / "state.sqlite",
                                tls="implicit" if self.tls else "none", host=HOSTNAME, port=self.port)
+        if self.connections > 1:
+            keys["connections"] = self.connections
         tb.write_config(self.config, {"bench": keys})
 
     def argv(self, scenario):
@@ -588,7 +591,8 @@ class MailsyncB(Mailsync):
     name = "mailsync-b"
 
     def binary(self):
-        return os.environ.get("MAILSYNC_BIN_B", "")
+        b = os.environ.get("MAILSYNC_BIN_B", "")
+        return os.path.abspath(b) if b else b
 
 
 class Mbsync(Tool):
@@ -1040,6 +1044,10 @@ class Bench:
                                    tls=a.transport == "imaps")
             if self.proxy:
                 t.port_override = self.proxy.port
+            if isinstance(t, Mailsync):
+                t.connections = a.connections
+                if isinstance(t, MailsyncB) and a.connections_b is not None:
+                    t.connections = a.connections_b
             self.tools[name] = t
         self.local_snap = {}
         self.setup_tried = set()
@@ -1180,6 +1188,9 @@ class Bench:
             lines.append("mailsync: %s (source %s)" % (tb.mailsync_bin(), self.source))
         if "mailsync-b" in self.tools:
             lines.append("mailsync-b: %s" % self.tools["mailsync-b"].binary())
+        for name in ("mailsync", "mailsync-b"):
+            if name in self.tools and self.tools[name].connections != 1:
+                lines.append("%s: connections = %d" % (name, self.tools[name].connections))
         # Other work on the machine skews the numbers: say how busy it was.
         lines.append("load average (1 min) at start %.2f, at end %.2f" % (
             self.load_start, os.getloadavg()[0]))
@@ -1361,6 +1372,10 @@ def parse_args(argv):
                          "process per connection, a new imap process per login) or 'tuned' "
                          "(high-performance mode: login and imap processes kept and reused, "
                          "as a busy server runs)")
+    ap.add_argument("--connections", type=int, default=1, metavar="N",
+                    help="mailsync's `connections = N` (default 1)")
+    ap.add_argument("--connections-b", type=int, default=None, metavar="N",
+                    help="mailsync-b's `connections = N` (default: as --connections)")
     ap.add_argument("--seed", default="1", help="corpus seed (default 1)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--workdir", default=None, help="parent of the temp work dir (default $TMPDIR)")

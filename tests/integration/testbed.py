@@ -1436,9 +1436,11 @@ class Proxy:
 
     delay: seconds to sleep before forwarding each server->client chunk of
     at most `chunk` bytes (throttling). cut_after: close both sides once this
-    many server->client bytes went through (per connection). pause()/resume()
+    many server->client bytes went through (per connection; with cut_only=k
+    only in the k-th connection, counted from 1). pause()/resume()
     stall the server->client direction. Counters: connections, bytes_down,
-    bytes_up; record=True also keeps the raw bytes (upstream: client->server,
+    bytes_up, down_per_connection (server->client bytes of each connection,
+    in the order they came); record=True also keeps the raw bytes (upstream: client->server,
     downstream: server->client) to check, e.g., that no password was sent,
     and their order across both directions (transcript).
     delay/cut_after may be changed while running. stall_on=(pattern, n): once
@@ -1456,7 +1458,9 @@ class Proxy:
     Use as a context manager or start()/stop()."""
 
     def __init__(self, target_port, target_host=HOST, delay=0.0, chunk=16384, cut_after=None,
-                 record=False, stall_on=None, rewrite_down=None, latency=0.0):
+                 record=False, stall_on=None, rewrite_down=None, latency=0.0, cut_only=None):
+        self.cut_only = cut_only
+        self.down_per_connection = []
         self.latency = latency
         self.stall_on = stall_on
         self.rewrite_down = rewrite_down
@@ -1530,6 +1534,8 @@ class Proxy:
                 continue
             with self._lock:
                 self.connections += 1
+                self.down_per_connection.append(0)
+                number = self.connections
                 self._socks.update((client, server))
             if self.latency:
                 ends = {"left": 2, "socks": (client, server)}
@@ -1540,7 +1546,8 @@ class Proxy:
                     threading.Thread(target=self._delay_in, args=(src, q, down), daemon=True).start()
                     threading.Thread(target=self._delay_out, args=(dst, q, ends), daemon=True).start()
                 continue
-            state = {"down": 0, "rewrite": self.rewrite_down() if self.rewrite_down else None}
+            state = {"down": 0, "rewrite": self.rewrite_down() if self.rewrite_down else None,
+                     "number": number}
             threading.Thread(target=self._pump, args=(server, client, True, state), daemon=True).start()
             threading.Thread(target=self._pump, args=(client, server, False, state), daemon=True).start()
 
@@ -1597,7 +1604,8 @@ class Proxy:
                     self._running.wait()
                     if self.delay:
                         time.sleep(self.delay)
-                    if self.cut_after is not None and state["down"] + len(data) >= self.cut_after:
+                    if self.cut_after is not None and self.cut_only in (None, state["number"]) and \
+                            state["down"] + len(data) >= self.cut_after:
                         keep = self.cut_after - state["down"]
                         if keep > 0:
                             dst.sendall(data[:keep])
@@ -1609,6 +1617,7 @@ class Proxy:
                             continue
                     state["down"] += len(data)
                     self.bytes_down += len(data)
+                    self.down_per_connection[state["number"] - 1] += len(data)
                     if self.record:
                         with self._lock:
                             self.downstream += data
