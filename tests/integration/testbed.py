@@ -1327,7 +1327,8 @@ def account_keys(bed, login, maildir, state, tls="implicit", host=HOST, **extra)
 
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                     "SUMMARY: UndefinedBehaviorSanitizer", "AddressSanitizer:DEADLYSIGNAL")
+                     "SUMMARY: UndefinedBehaviorSanitizer", "AddressSanitizer:DEADLYSIGNAL",
+                     "WARNING: ThreadSanitizer")
 
 
 class SanitizerError(AssertionError):
