@@ -3,6 +3,7 @@ session and N-1 extra connections (each logs in, EXAMINEs the folder and
 takes UID FETCH commands from a common queue). Against the real Dovecot,
 through a proxy that counts what each connection carries and can cut one
 of them."""
+import re
 import sqlite3
 import unittest
 
@@ -68,6 +69,26 @@ class ConnectionsTest(tb.BedTestCase):
         self.assertEqual(px.connections, 2)
         self.assertEqual(px.down_per_connection[1], 0)
         self.assertIn("extra connection 1 failed", r.stderr)
+        self.assert_one_copy_each(BIG)
+
+    def test_extra_connection_seeing_another_uidvalidity_stays_out(self):
+        """The folder the extra connection examines shows a UIDVALIDITY
+        other than the one the main session planned with (here a proxy
+        changes it): its UIDs would mean other messages, so it takes no
+        command and the session downloads everything."""
+        self.seed(seed=55)
+
+        def bump(line):
+            return [re.sub(rb"UIDVALIDITY (\d+)", lambda m: b"UIDVALIDITY %d" % (int(m.group(1)) + 1), line)]
+        second = tb.line_rewriter(bump)
+        made = []
+
+        def factory():  # only the second connection's answers are changed
+            made.append(1)
+            return second() if len(made) == 2 else (lambda data: data)
+        r, px = self.pull_through(2, 0, rewrite_down=factory)
+        self.assertEqual(px.connections, 2)
+        self.assertLess(px.down_per_connection[1], 64 * 1024, "the second connection fetched bodies")
         self.assert_one_copy_each(BIG)
 
     def test_extra_connection_lost_mid_download(self):
