@@ -683,20 +683,19 @@ int fetch_new(struct run *r, const struct selected *sel, uint32_t uidvalidity, s
             *err = h[k].err;
         }
     }
-    /* Only this thread is left: the last confirmations, the helpers'
-     * first, then this one's with the folder's row. */
-    struct ms_error cerr;
+    /* Only this thread is left: the helpers' last commits are confirmed
+     * with this one's and the folder's row, in one transaction. */
     for (size_t k = 0; k < nstarted; k++) {
-        if (h[k].c) {
-            int crc = confirm_last(h[k].c, NULL, &cerr);
-            if (crc && rc == MS_OK) {
-                rc = crc;
-                *err = cerr;
-            }
+        struct fetch_ctx *x = h[k].c;
+        if (x && x->nunconfirmed) {
+            c->unconfirmed = xrealloc(c->unconfirmed, (c->nunconfirmed + x->nunconfirmed) * sizeof *c->unconfirmed);
+            memcpy(c->unconfirmed + c->nunconfirmed, x->unconfirmed, x->nunconfirmed * sizeof *x->unconfirmed);
+            c->nunconfirmed += x->nunconfirmed;
         }
-        free_ctx(h[k].c);
+        free_ctx(x);
         maildir_folder_close(h[k].mf);
     }
+    struct ms_error cerr;
     int crc = confirm_last(c, rc == MS_OK && fres->failed == 0 ? finish : NULL, &cerr);
     if (crc && rc == MS_OK) {
         rc = crc;
