@@ -8,7 +8,6 @@ import sqlite3
 import unittest
 
 import testbed as tb
-from test_storage import message_files
 
 BIG = 60   # messages of ~330 KB as the server counts them: ~20 MiB, above the 16 MiB a folder needs to share
 
@@ -39,7 +38,7 @@ class ConnectionsTest(tb.BedTestCase):
 
     def assert_one_copy_each(self, n):
         self.assertSynced()
-        self.assertEqual(len(message_files(self.maildir)), n)
+        self.assertEqual(len(tb.message_files(self.maildir)), n)
         self.assertEqual(self.rows(), (n, 0))
 
     def test_two_connections_share_a_big_download(self):

@@ -26,20 +26,12 @@ def remount(path, opts):
     subprocess.run(["mount", "-o", "remount,%s" % opts, str(path)], check=True)
 
 
-def message_files(root):
-    out = []
-    for dirpath, _, files in os.walk(root):
-        if os.path.basename(dirpath) in ("cur", "new"):
-            out += [os.path.join(dirpath, f) for f in files]
-    return out
-
-
 class NothingHalfWritten:
     """For a test case with self.maildir."""
 
     def assert_nothing_half_written(self, server):
         by_data = {m.data_lf for ms in server.values() for m in ms}
-        files = message_files(self.maildir)
+        files = tb.message_files(self.maildir)
         for f in files:
             with open(f, "rb") as fh:
                 data = fh.read()
@@ -78,7 +70,7 @@ class StorageTest(NothingHalfWritten, tb.BedTestCase):
         remount(self.mnt, "size=20m")
         self.pull()
         self.assertSynced()
-        self.assertEqual(len(message_files(self.maildir)), 40)
+        self.assertEqual(len(tb.message_files(self.maildir)), 40)
 
     def test_read_only_maildir_exits_5(self):
         self.seed(5)
@@ -187,10 +179,10 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
         nothing recorded, no file out of tmp/; the next pull brings the n
         messages, one copy each."""
         self.assertEqual(self.rows(), 0)
-        self.assertEqual(message_files(self.maildir), [], "a file left tmp/ without a durable batch")
+        self.assertEqual(tb.message_files(self.maildir), [], "a file left tmp/ without a durable batch")
         self.pull()
         self.assertSynced()
-        self.assertEqual(len(message_files(self.maildir)), n)
+        self.assertEqual(len(tb.message_files(self.maildir)), n)
 
     def seed(self, n, seed, pull=True, size=(1500, 3000)):
         """n messages in INBOX (pulled once); -> their UIDs."""
@@ -225,7 +217,7 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
         self.assertEqual(self.server_state(), server, "a failed pull changed the server")
         self.pull()
         self.assertSynced()
-        self.assertEqual(len(message_files(self.maildir)), left)
+        self.assertEqual(len(tb.message_files(self.maildir)), left)
         self.assertEqual(len(self.db_view()[1]), left)
         self.assertNotEqual(self.db_view(), before)
 
@@ -249,7 +241,7 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
         # the next run finishes those deliveries: one copy each
         self.pull()
         self.assertSynced()
-        self.assertEqual(len(message_files(self.maildir)), 10)
+        self.assertEqual(len(tb.message_files(self.maildir)), 10)
 
     def test_failed_syncfs_on_delivery_records_nothing(self):
         """syncfs makes a batch of new files durable before anything about

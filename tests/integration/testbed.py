@@ -1148,6 +1148,15 @@ def local_folder_path(root, folder, layout="verbatim"):
     return os.path.join(root, "." + folder.replace("/", "."))
 
 
+def message_files(root):
+    """Paths of every message file (in a cur/ or new/) under root."""
+    out = []
+    for dirpath, _, files in os.walk(root):
+        if os.path.basename(dirpath) in ("cur", "new"):
+            out += [os.path.join(dirpath, f) for f in files]
+    return out
+
+
 def read_maildir(root, layout="verbatim"):
     """{folder: [LocalMessage]} for every Maildir under root. verbatim:
     folder = path relative to root ('Archive/2024', 'INBOX'); maildir++: root
