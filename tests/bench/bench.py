@@ -585,14 +585,19 @@ class Mailsync(Tool):
         return None
 
 
+def mailsync_b_bin():
+    """The second build's executable (MAILSYNC_BIN_B, absolute), or ""."""
+    b = os.environ.get("MAILSYNC_BIN_B", "")
+    return os.path.abspath(b) if b else b
+
+
 class MailsyncB(Mailsync):
     """Another build of mailsync (MAILSYNC_BIN_B), for an A/B comparison
     whose runs interleave with the first's."""
     name = "mailsync-b"
 
     def binary(self):
-        b = os.environ.get("MAILSYNC_BIN_B", "")
-        return os.path.abspath(b) if b else b
+        return mailsync_b_bin()
 
 
 class Mbsync(Tool):
@@ -1405,7 +1410,7 @@ def check_tools(names):
             if not os.access(b, os.X_OK):
                 missing.append("mailsync (no executable at %s; set MAILSYNC_BIN)" % b)
         elif n == "mailsync-b":
-            b = os.environ.get("MAILSYNC_BIN_B", "")
+            b = mailsync_b_bin()
             if not b or not os.access(b, os.X_OK):
                 missing.append("mailsync-b (set MAILSYNC_BIN_B to a mailsync executable)")
         elif n.startswith("mbsync"):
