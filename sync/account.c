@@ -4,15 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Free a string that may hold a secret: wipe it first so it does not
- * linger in freed heap memory (or a core dump). */
-static void free_secret(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
+#include "sync/util.h"
 
 void account_free(struct account *a)
 {
@@ -22,7 +14,7 @@ void account_free(struct account *a)
     free(a->config_file);
     free(a->host);
     free(a->user);
-    free_secret(a->password);
+    util_free_secret(a->password);
     free(a->password_command);
     free(a->oauth_token_command);
     free(a->ca_file);

@@ -159,10 +159,7 @@ int connect_account(struct run *r, struct ms_error *err)
         r->extra_failed = xcalloc(r->nextra, sizeof *r->extra_failed);
         r->password = xstrdup(pw ? pw : "");
     }
-    if (pw) {
-        explicit_bzero(pw, strlen(pw));
-        free(pw);
-    }
+    util_free_secret(pw);
     return rc;
 }
 
@@ -190,11 +187,8 @@ void end_run(struct run *r)
     r->extra = NULL;
     r->extra_failed = NULL;
     r->nextra = 0;
-    if (r->password) {
-        explicit_bzero(r->password, strlen(r->password));
-        free(r->password);
-        r->password = NULL;
-    }
+    util_free_secret(r->password);
+    r->password = NULL;
     if (r->st)
         state_close(r->st);
     r->st = NULL;

@@ -34,6 +34,7 @@
 #include "sync/log.h"
 #include "sync/netstream.h"
 #include "sync/tls.h"
+#include "sync/util.h"
 
 #define STREAM_BUFFER_SIZE 65536
 #define FETCH_BATCH_UIDS 500
@@ -325,14 +326,6 @@ static char *base64(const unsigned char *data, size_t len)
     return out;
 }
 
-static void free_secret(char *p)
-{
-    if (p) {
-        explicit_bzero(p, strlen(p));
-        free(p);
-    }
-}
-
 static int stream_puts(mailstream *st, const char *text)
 {
     size_t n = strlen(text);
@@ -488,7 +481,7 @@ static int authenticate(struct imap_session *s, const struct account *acct, cons
         /* "*" cancels PLAIN; XOAUTH2 wants an empty line, OAUTHBEARER ^A. */
         const char *cancel = mech == AUTH_PLAIN ? "*" : mech == AUTH_XOAUTH2 ? "" : "AQ==";
         r = sasl_exchange(s, mech_name(mech), msg, cancel);
-        free_secret(msg);
+        util_free_secret(msg);
     }
     /* libetpan's write buffer still holds the command we sent. */
     if (s->imap->imap_stream)

@@ -78,6 +78,14 @@ char *xstrdup(const char *s)
     return p;
 }
 
+void util_free_secret(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
 double util_now(void)
 {
     struct timespec ts;

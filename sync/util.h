@@ -17,6 +17,10 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 
+/* Free a string that may hold a secret (NULL is fine): wiped first, so it
+ * does not linger in freed heap memory or a core dump. */
+void util_free_secret(char *s);
+
 /* Seconds on the monotonic clock. */
 double util_now(void);
 
