@@ -2498,3 +2498,179 @@ int imap_fetch_uids(struct imap_session *s, uint32_t **out, size_t *n, struct ms
     *n = l.n;
     return MS_OK;
 }
+
+/* ======================================================================
+ * Changes to the server (push): STORE, EXPUNGE, MOVE, APPEND
+ * ==================================================================== */
+
+static struct mailimap_flag_list *flag_list_of(unsigned flags)
+{
+    struct mailimap_flag_list *fl = mailimap_flag_list_new_empty();
+    for (unsigned bit = 1; fl && bit <= FLAG_ALL; bit <<= 1) {
+        if (!(flags & bit))
+            continue;
+        struct mailimap_flag *f = NULL;
+        switch (bit) {
+        case FLAG_DRAFT: f = mailimap_flag_new_draft(); break;
+        case FLAG_FLAGGED: f = mailimap_flag_new_flagged(); break;
+        case FLAG_ANSWERED: f = mailimap_flag_new_answered(); break;
+        case FLAG_SEEN: f = mailimap_flag_new_seen(); break;
+        case FLAG_DELETED: f = mailimap_flag_new_deleted(); break;
+        case FLAG_FORWARDED: {
+            char *kw = strdup("$Forwarded");
+            f = kw ? mailimap_flag_new_flag_keyword(kw) : NULL;
+            if (!f)
+                free(kw);
+            break;
+        }
+        default: break;
+        }
+        if (!f || mailimap_flag_list_add(fl, f) != MAILIMAP_NO_ERROR) {
+            if (f)
+                mailimap_flag_free(f);
+            mailimap_flag_list_free(fl);
+            return NULL;
+        }
+    }
+    return fl;
+}
+
+/* Run cmd over sorted uids in batches of ranges (one command line each
+ * well under 8 KB). cmd returns a libetpan code. */
+static int uid_set_batches(struct imap_session *s, const uint32_t *uids, size_t n, const char *what,
+                           int (*cmd)(struct imap_session *s, struct mailimap_set *set, void *ctx), void *ctx,
+                           struct ms_error *err)
+{
+    struct uid_range *ranges = malloc(FETCH_BATCH_UIDS * sizeof *ranges);
+    int rc = ranges ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
+    size_t i = 0;
+    while (rc == MS_OK && i < n) {
+        size_t nr = 0;
+        i += imap_uid_batch(uids + i, n - i, FETCH_BATCH_UIDS, FETCH_SET_CHARS, ranges, FETCH_BATCH_UIDS, &nr);
+        if (nr == 0)
+            break;
+        struct mailimap_set *set = set_from_ranges(ranges, nr);
+        if (!set) {
+            rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+            break;
+        }
+        int r = cmd(s, set, ctx);
+        mailimap_set_free(set);
+        if (r != MAILIMAP_NO_ERROR)
+            rc = fail_call(s, r, what, err);
+    }
+    free(ranges);
+    return rc;
+}
+
+struct store_args {
+    unsigned flags;
+    bool add;
+};
+
+static int store_cmd(struct imap_session *s, struct mailimap_set *set, void *ctx)
+{
+    const struct store_args *a = ctx;
+    struct mailimap_flag_list *fl = flag_list_of(a->flags);
+    if (!fl)
+        return MAILIMAP_ERROR_MEMORY;
+    struct mailimap_store_att_flags *att = a->add ? mailimap_store_att_flags_new_add_flags_silent(fl)
+                                                  : mailimap_store_att_flags_new_remove_flags_silent(fl);
+    if (!att) {
+        mailimap_flag_list_free(fl);
+        return MAILIMAP_ERROR_MEMORY;
+    }
+    int r = mailimap_uid_store(s->imap, set, att);
+    mailimap_store_att_flags_free(att);
+    return r;
+}
+
+int imap_store_flags(struct imap_session *s, const uint32_t *uids, size_t n, unsigned flags, bool add,
+                     struct ms_error *err)
+{
+    int rc = ready(s, true, err);
+    if (rc != MS_OK || n == 0 || !(flags & FLAG_ALL))
+        return rc;
+    struct store_args a = {flags & FLAG_ALL, add};
+    return uid_set_batches(s, uids, n, add ? "UID STORE +FLAGS" : "UID STORE -FLAGS", store_cmd, &a, err);
+}
+
+static int expunge_cmd(struct imap_session *s, struct mailimap_set *set, void *ctx)
+{
+    (void)ctx;
+    return mailimap_uid_expunge(s->imap, set);
+}
+
+int imap_uid_expunge(struct imap_session *s, const uint32_t *uids, size_t n, struct ms_error *err)
+{
+    int rc = ready(s, true, err);
+    if (rc != MS_OK || n == 0)
+        return rc;
+    if (!imap_has_capability(s, "UIDPLUS"))
+        return ms_error_set(err, MS_EUSAGE, "the server has no UIDPLUS: UID EXPUNGE is not possible");
+    return uid_set_batches(s, uids, n, "UID EXPUNGE", expunge_cmd, NULL, err);
+}
+
+static int move_cmd(struct imap_session *s, struct mailimap_set *set, void *ctx)
+{
+    return mailimap_uid_move(s->imap, set, ctx);
+}
+
+static int copy_cmd(struct imap_session *s, struct mailimap_set *set, void *ctx)
+{
+    return mailimap_uid_copy(s->imap, set, ctx);
+}
+
+int imap_move(struct imap_session *s, const uint32_t *uids, size_t n, const char *dest, struct ms_error *err)
+{
+    char shown[120];
+    int rc = ready(s, true, err);
+    if (rc == MS_OK)
+        rc = folder_name_ok(dest, shown, sizeof shown, err);
+    if (rc != MS_OK || n == 0)
+        return rc;
+    if (imap_has_capability(s, "MOVE"))
+        return uid_set_batches(s, uids, n, "UID MOVE", move_cmd, (void *)dest, err);
+    /* RFC 6851's fallback: COPY, then \Deleted and expunge only these. */
+    if (!imap_has_capability(s, "UIDPLUS"))
+        return ms_error_set(err, MS_EUSAGE, "the server has neither MOVE nor UIDPLUS: cannot move to \"%s\"", shown);
+    rc = uid_set_batches(s, uids, n, "UID COPY", copy_cmd, (void *)dest, err);
+    if (rc == MS_OK)
+        rc = imap_store_flags(s, uids, n, FLAG_DELETED, true, err);
+    if (rc == MS_OK)
+        rc = imap_uid_expunge(s, uids, n, err);
+    return rc;
+}
+
+int imap_append(struct imap_session *s, const char *name, unsigned flags, time_t date, const char *data, size_t len,
+                uint32_t *uidvalidity, uint32_t *uid, struct ms_error *err)
+{
+    char shown[120];
+    *uidvalidity = *uid = 0;
+    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
+    if (rc != MS_OK)
+        return rc;
+    struct mailimap_flag_list *fl = flag_list_of(flags & ~FLAG_DELETED);
+    struct mailimap_date_time *dt = NULL;
+    struct tm tm;
+    if (date > 0 && gmtime_r(&date, &tm))
+        dt = mailimap_date_time_new(tm.tm_mday, tm.tm_mon + 1, tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                                    0);
+    if (!fl || (date > 0 && !dt)) {
+        if (fl)
+            mailimap_flag_list_free(fl);
+        if (dt)
+            mailimap_date_time_free(dt);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    int r = mailimap_uidplus_append(s->imap, name, fl, dt, data, len, uidvalidity, uid);
+    mailimap_flag_list_free(fl);
+    if (dt)
+        mailimap_date_time_free(dt);
+    if (r != MAILIMAP_NO_ERROR) {
+        char what[160];
+        snprintf(what, sizeof what, "APPEND to %s", shown);
+        return fail_call(s, r, what, err);
+    }
+    return MS_OK;
+}

@@ -253,4 +253,29 @@ int imap_fetch_flags_changedsince(struct imap_session *s, uint32_t first, uint32
  * failure nothing is returned. */
 int imap_fetch_uids(struct imap_session *s, uint32_t **out, size_t *n, struct ms_error *err);
 
+/* ---- changes to the server (push) ---------------------------------------
+ * On the selected folder (SELECT, read-write). uids sorted ascending. */
+
+/* UID STORE uids +FLAGS.SILENT (flags) (add) or -FLAGS.SILENT (flags), in
+ * commands of at most ~7 KB of UID set each. Only the FLAG_* bits are
+ * sent; nothing is sent for an empty set. */
+int imap_store_flags(struct imap_session *s, const uint32_t *uids, size_t n, unsigned flags, bool add,
+                     struct ms_error *err);
+
+/* UID EXPUNGE uids (UIDPLUS, RFC 4315): only these, never other messages
+ * someone else flagged \Deleted. MS_EUSAGE without UIDPLUS. */
+int imap_uid_expunge(struct imap_session *s, const uint32_t *uids, size_t n, struct ms_error *err);
+
+/* UID MOVE uids to dest (raw name) with MOVE (RFC 6851), else UID COPY +
+ * \Deleted + UID EXPUNGE (needs UIDPLUS; MS_EUSAGE without). */
+int imap_move(struct imap_session *s, const uint32_t *uids, size_t n, const char *dest, struct ms_error *err);
+
+/* APPEND name (flags) "date" {len} data: data must use CRLF line ends
+ * (the whole message in memory: libetpan sends it from one buffer). With
+ * UIDPLUS the server's APPENDUID fills *uidvalidity and *uid; without,
+ * both are 0. \Deleted is never sent with an upload. date 0: none (the
+ * server takes now). */
+int imap_append(struct imap_session *s, const char *name, unsigned flags, time_t date, const char *data, size_t len,
+                uint32_t *uidvalidity, uint32_t *uid, struct ms_error *err);
+
 #endif

@@ -7,6 +7,8 @@
  */
 #include "sync/plan.h"
 
+#include "sync/flags.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,6 +178,106 @@ int plan_pull(const struct plan_input *in, struct plan *out)
 }
 
 void plan_free(struct plan *p)
+{
+    free(p->actions);
+    memset(p, 0, sizeof *p);
+}
+
+/* --- local -> server --- */
+
+static int push_add(struct push_plan *p, size_t *cap, struct push_action act)
+{
+    if (p->n == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        struct push_action *a = realloc(p->actions, c * sizeof *a);
+        if (!a)
+            return -1;
+        p->actions = a;
+        *cap = c;
+    }
+    p->actions[p->n++] = act;
+    return 0;
+}
+
+static int cmp_uniq_ptr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int cmp_push(const void *pa, const void *pb)
+{
+    const struct push_action *a = pa, *b = pb;
+    if (a->op != b->op)
+        return (int)a->op - (int)b->op;
+    if (a->op == PUSH_APPEND)
+        return strcmp(a->uniq, b->uniq);
+    return (a->uid > b->uid) - (a->uid < b->uid);
+}
+
+int plan_push(const struct plan_input *in, struct push_plan *out)
+{
+    size_t cap = 0;
+    memset(out, 0, sizeof *out);
+    /* The local names the state knows, sorted, to find the unknown files. */
+    const char **known = malloc((in->nstate ? in->nstate : 1) * sizeof *known);
+    if (!known)
+        return -1;
+    size_t nknown = 0;
+    int rc = 0;
+    for (size_t i = 0; i < in->nstate && rc == 0; i++) {
+        const struct plan_state *s = &in->state[i];
+        if (!s->uniq)
+            continue;
+        known[nknown++] = s->uniq;
+        const struct plan_local *l = find_local(in, s->uniq);
+        if (!l) {
+            if (in->mode != MODE_BACKUP)
+                rc = push_add(out, &cap, (struct push_action){.op = PUSH_DELETE, .uid = s->uid, .uniq = s->uniq});
+            continue;
+        }
+        unsigned now = l->flags & FLAG_ALL, was = s->flags & FLAG_ALL;
+        if (now == was)
+            continue;
+        rc = push_add(out, &cap, (struct push_action){.op = PUSH_FLAGS, .uid = s->uid, .uniq = s->uniq,
+                                                      .add = now & ~was, .remove = was & ~now,
+                                                      .flags = (s->flags & ~FLAG_ALL) | now});
+    }
+    qsort(known, nknown, sizeof *known, cmp_uniq_ptr);
+    for (size_t i = 0; i < in->nlocal && rc == 0; i++) {
+        const char *u = in->local[i].uniq;
+        if (nknown && bsearch(&u, known, nknown, sizeof *known, cmp_uniq_ptr))
+            continue;
+        rc = push_add(out, &cap, (struct push_action){.op = PUSH_APPEND, .uniq = u, .flags = in->local[i].flags});
+    }
+    free(known);
+    if (rc) {
+        push_plan_free(out);
+        return -1;
+    }
+    if (out->n)
+        qsort(out->actions, out->n, sizeof *out->actions, cmp_push);
+    for (size_t i = 0; i < out->n; i++) {
+        switch (out->actions[i].op) {
+        case PUSH_FLAGS: out->nflags++; break;
+        case PUSH_DELETE: out->ndelete++; break;
+        case PUSH_APPEND: out->nappend++; break;
+        }
+    }
+    size_t total = in->guard_total ? in->guard_total : in->nstate;
+    if (out->ndelete && !in->force && total >= GUARD_MIN_MESSAGES &&
+        (uint64_t)out->ndelete * 100 > (uint64_t)in->max_delete * total) {
+        out->guard_tripped = true;
+        out->guard_deletes = out->ndelete;
+        out->guard_total = total;
+        /* the deletions sort first: drop them, keep the rest */
+        memmove(out->actions, out->actions + out->ndelete, (out->n - out->ndelete) * sizeof *out->actions);
+        out->n -= out->ndelete;
+        out->ndelete = 0;
+    }
+    return 0;
+}
+
+void push_plan_free(struct push_plan *p)
 {
     free(p->actions);
     memset(p, 0, sizeof *p);

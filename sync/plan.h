@@ -122,4 +122,43 @@ struct plan_match {
 int plan_match(const struct plan_identity *remote, size_t nremote, const struct plan_identity *local,
                size_t nlocal, struct plan_match **out, size_t *nout);
 
+/* --- local -> server --- */
+
+/* plan_push() decides the local -> server direction from the state and
+ * the local scan (in->remote is not used: the server's side is changed by
+ * deltas, so a concurrent server change of other flags is never undone).
+ *   - a known message whose local flags differ from the recorded ones:
+ *     the difference is added/removed on the server (PUSH_FLAGS);
+ *   - a known message whose file is gone: removed on the server
+ *     (PUSH_DELETE), except in backup mode (then nothing), and held back
+ *     by the mass-deletion guard like a pull's deletions;
+ *   - a local file the state does not know: uploaded (PUSH_APPEND).
+ * State rows without a local name are left alone. */
+enum push_op { /* in the order they are planned */
+    PUSH_DELETE, /* uid: remove from the server, then forget the row */
+    PUSH_FLAGS,  /* uid: STORE +add / -remove; record state_flags */
+    PUSH_APPEND, /* uniq: upload with flags, then record the new UID */
+};
+
+struct push_action {
+    enum push_op op;
+    uint32_t uid;        /* FLAGS, DELETE */
+    const char *uniq;    /* borrowed from the input */
+    unsigned add, remove;/* FLAGS: the local delta since the last sync */
+    unsigned flags;      /* FLAGS: flags to record as synced; APPEND: local flags */
+};
+
+struct push_plan {
+    struct push_action *actions;
+    size_t n;
+    size_t nflags, ndelete, nappend;
+    bool guard_tripped;  /* deletions withheld, as struct plan's */
+    size_t guard_deletes, guard_total;
+};
+
+/* Returns 0, or -1 on out of memory. Action order: deletions (by uid),
+ * flag changes (by uid), uploads (by uniq). */
+int plan_push(const struct plan_input *in, struct push_plan *out);
+void push_plan_free(struct push_plan *p);
+
 #endif

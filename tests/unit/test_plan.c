@@ -290,6 +290,118 @@ static void match_with_nothing(void **unused)
     free(m);
 }
 
+/* --- plan_push --- */
+
+static void push_of_unchanged_folder_is_empty(void **unused)
+{
+    (void)unused;
+    struct plan_state s[] = {{1, "a", FLAG_SEEN, "$Junk"}, {2, "b", 0, NULL}};
+    struct plan_local l[] = {{"a", FLAG_SEEN}, {"b", 0}};
+    struct plan_input in = input(s, N(s), l, N(l), NULL, 0);
+    struct push_plan p;
+    assert_int_equal(plan_push(&in, &p), 0);
+    assert_int_equal(p.n, 0);
+    assert_false(p.guard_tripped);
+    push_plan_free(&p);
+}
+
+static void push_sends_the_local_flag_delta(void **unused)
+{
+    (void)unused;
+    /* a: marked seen and unflagged locally; b: unchanged; c: replied */
+    struct plan_state s[] = {{1, "a", FLAG_FLAGGED, "$Junk"}, {2, "b", FLAG_SEEN, NULL}, {3, "c", FLAG_SEEN, NULL}};
+    struct plan_local l[] = {{"a", FLAG_SEEN}, {"b", FLAG_SEEN}, {"c", FLAG_SEEN | FLAG_ANSWERED}};
+    struct plan_input in = input(s, N(s), l, N(l), NULL, 0);
+    struct push_plan p;
+    assert_int_equal(plan_push(&in, &p), 0);
+    assert_int_equal(p.n, 2);
+    assert_int_equal(p.nflags, 2);
+    assert_int_equal(p.actions[0].op, PUSH_FLAGS);
+    assert_int_equal(p.actions[0].uid, 1);
+    assert_int_equal(p.actions[0].add, FLAG_SEEN);
+    assert_int_equal(p.actions[0].remove, FLAG_FLAGGED);
+    assert_int_equal(p.actions[0].flags, FLAG_SEEN);
+    assert_int_equal(p.actions[1].uid, 3);
+    assert_int_equal(p.actions[1].add, FLAG_ANSWERED);
+    assert_int_equal(p.actions[1].remove, 0);
+    assert_int_equal(p.actions[1].flags, FLAG_SEEN | FLAG_ANSWERED);
+    push_plan_free(&p);
+}
+
+static void push_deletes_gone_files_and_uploads_unknown_ones(void **unused)
+{
+    (void)unused;
+    /* uid 2's file is gone; "new1" and "new0" are not in the state; a row
+     * without a local name (never delivered) is left alone */
+    struct plan_state s[] = {{1, "a", 0, NULL}, {2, "b", FLAG_SEEN, NULL}, {3, NULL, 0, NULL}};
+    struct plan_local l[] = {{"a", 0}, {"new0", FLAG_DRAFT}, {"new1", 0}};
+    struct plan_input in = input(s, N(s), l, N(l), NULL, 0);
+    struct push_plan p;
+    assert_int_equal(plan_push(&in, &p), 0);
+    assert_int_equal(p.n, 3);
+    assert_int_equal(p.ndelete, 1);
+    assert_int_equal(p.nappend, 2);
+    assert_int_equal(p.actions[0].op, PUSH_DELETE);
+    assert_int_equal(p.actions[0].uid, 2);
+    assert_int_equal(p.actions[1].op, PUSH_APPEND);
+    assert_string_equal(p.actions[1].uniq, "new0");
+    assert_int_equal(p.actions[1].flags, FLAG_DRAFT);
+    assert_string_equal(p.actions[2].uniq, "new1");
+    push_plan_free(&p);
+}
+
+static void push_in_backup_mode_deletes_nothing(void **unused)
+{
+    (void)unused;
+    struct plan_state s[] = {{1, "a", 0, NULL}, {2, "b", 0, NULL}};
+    struct plan_local l[] = {{"a", FLAG_SEEN}};
+    struct plan_input in = input(s, N(s), l, N(l), NULL, 0);
+    in.mode = MODE_BACKUP;
+    struct push_plan p;
+    assert_int_equal(plan_push(&in, &p), 0);
+    assert_int_equal(p.n, 1);
+    assert_int_equal(p.actions[0].op, PUSH_FLAGS);
+    assert_int_equal(p.ndelete, 0);
+    push_plan_free(&p);
+}
+
+static void push_guard_holds_back_mass_deletion(void **unused)
+{
+    (void)unused;
+    /* 30 known messages, 20 files gone (67% > 50%), one flag change and
+     * one new file: the deletions are withheld, the rest stays */
+    struct plan_state s[30];
+    char names[30][8];
+    struct plan_local l[12];
+    size_t nl = 0;
+    for (int i = 0; i < 30; i++) {
+        snprintf(names[i], sizeof names[i], "m%02d", i);
+        s[i] = (struct plan_state){(uint32_t)i + 1, names[i], 0, NULL};
+        if (i >= 20)
+            l[nl++] = (struct plan_local){names[i], i == 25 ? FLAG_SEEN : 0};
+    }
+    l[nl++] = (struct plan_local){"zz-new", 0};
+    struct plan_input in = input(s, N(s), l, nl, NULL, 0);
+    struct push_plan p;
+    assert_int_equal(plan_push(&in, &p), 0);
+    assert_true(p.guard_tripped);
+    assert_int_equal(p.guard_deletes, 20);
+    assert_int_equal(p.guard_total, 30);
+    assert_int_equal(p.ndelete, 0);
+    assert_int_equal(p.n, 2);
+    assert_int_equal(p.actions[0].op, PUSH_FLAGS);
+    assert_int_equal(p.actions[0].uid, 26);
+    assert_int_equal(p.actions[1].op, PUSH_APPEND);
+    push_plan_free(&p);
+    /* --force lets them through */
+    in.force = true;
+    assert_int_equal(plan_push(&in, &p), 0);
+    assert_false(p.guard_tripped);
+    assert_int_equal(p.ndelete, 20);
+    assert_int_equal(p.n, 22);
+    push_plan_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,6 +418,11 @@ int main(void)
         cmocka_unit_test(guard_with_partial_state),
         cmocka_unit_test(match_pairs_by_message_id_and_size),
         cmocka_unit_test(match_with_nothing),
+        cmocka_unit_test(push_of_unchanged_folder_is_empty),
+        cmocka_unit_test(push_sends_the_local_flag_delta),
+        cmocka_unit_test(push_deletes_gone_files_and_uploads_unknown_ones),
+        cmocka_unit_test(push_in_backup_mode_deletes_nothing),
+        cmocka_unit_test(push_guard_holds_back_mass_deletion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
