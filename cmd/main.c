@@ -48,8 +48,9 @@ static const char usage_text[] =
     "Commands:\n"
     "  pull      server -> local: download new mail, apply server flag changes\n"
     "            and deletions, create folders that are new on the server\n"
-    "  push      local -> server (not implemented yet)\n"
-    "  sync      push, then pull (not implemented yet)\n"
+    "  push      local -> server: upload new local messages, store local flag\n"
+    "            changes, remove messages deleted locally\n"
+    "  sync      push, then pull, in one connection\n"
     "  status    per account and folder: counts, pending local changes, last\n"
     "            sync and last error; offline, reads only local data\n"
     "  check     validate the config, connect, verify TLS, authenticate, list\n"
@@ -216,7 +217,12 @@ static int cmd_pull(const struct options *o, struct account **acc, size_t n)
             res[i].status = rc;
             snprintf(res[i].error, sizeof res[i].error, "POP3 accounts are not supported yet");
         } else {
-            rc = engine_pull(acc[i], &eo, &res[i]);
+            if (strcmp(o->command, "push") == 0)
+                rc = engine_push(acc[i], &eo, &res[i]);
+            else if (strcmp(o->command, "sync") == 0)
+                rc = engine_sync(acc[i], &eo, &res[i]);
+            else
+                rc = engine_pull(acc[i], &eo, &res[i]);
             if (res[i].error[0])
                 log_msg(LOG_ERROR, "%s: %s", acc[i]->name, res[i].error);
         }
@@ -380,7 +386,7 @@ static int cmd_folders(const struct options *o, struct account **acc, size_t n)
 static int run_command(const struct options *o, struct account **acc, size_t n)
 {
     const char *c = o->command;
-    if (strcmp(c, "pull") == 0)
+    if (strcmp(c, "pull") == 0 || strcmp(c, "push") == 0 || strcmp(c, "sync") == 0)
         return cmd_pull(o, acc, n);
     if (strcmp(c, "status") == 0)
         return cmd_status(o, acc, n);
@@ -388,7 +394,7 @@ static int run_command(const struct options *o, struct account **acc, size_t n)
         return cmd_check(o, acc, n);
     if (strcmp(c, "folders") == 0)
         return cmd_folders(o, acc, n);
-    fprintf(stderr, "mailsync: '%s' is not implemented yet; this version can pull, status, check and folders\n", c);
+    fprintf(stderr, "mailsync: '%s' is not implemented yet; this version can pull, push, sync, status, check and folders\n", c);
     return MS_EUSAGE;
 }
 

@@ -111,7 +111,10 @@ const struct engine_progress *output_progress(void)
 void output_summary(FILE *out, const char *command, const struct engine_result *r, bool dry_run)
 {
     size_t fetched = 0, flagged = 0, deleted = 0, skipped = 0, failed = 0;
+    size_t uploaded = 0, pflags = 0, pdeleted = 0;
     uint64_t bytes = 0;
+    bool pushing = strcmp(command, "push") == 0 || strcmp(command, "sync") == 0;
+    bool pulling = strcmp(command, "push") != 0;
     for (size_t i = 0; i < r->nfolders; i++) {
         const struct engine_folder_result *f = &r->folders[i];
         fetched += f->fetched;
@@ -120,16 +123,28 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
         deleted += f->deleted;
         skipped += f->skipped;
         failed += f->status != 0;
-        if (log_verbosity >= 1 && (f->fetched || f->flagged || f->deleted || f->status)) {
+        uploaded += f->uploaded;
+        pflags += f->pushed_flags;
+        pdeleted += f->pushed_deleted;
+        bool pushed = f->uploaded || f->pushed_flags || f->pushed_deleted;
+        if (log_verbosity >= 1 && (f->fetched || f->flagged || f->deleted || f->status || pushed)) {
             output_name_column(out, f->name, 30);
-            fprintf(out, "%zu new, %zu flag changes, %zu deleted%s\n", f->fetched, f->flagged, f->deleted,
-                    f->status ? " (failed)" : "");
+            if (pulling)
+                fprintf(out, "%zu new, %zu flag changes, %zu deleted", f->fetched, f->flagged, f->deleted);
+            if (pushing)
+                fprintf(out, "%sup: %zu uploaded, %zu flag changes, %zu deleted", pulling ? "; " : "", f->uploaded,
+                        f->pushed_flags, f->pushed_deleted);
+            fprintf(out, "%s\n", f->status ? " (failed)" : "");
         }
     }
     char b[32];
     human_bytes(b, sizeof b, bytes);
-    fprintf(out, "%s%s: %s %zu folders: %zu new (%s), %zu flag changes, %zu deleted", dry_run ? "[dry run] " : "",
-            r->account, command, r->nfolders, fetched, b, flagged, deleted);
+    fprintf(out, "%s%s: %s %zu folders:", dry_run ? "[dry run] " : "", r->account, command, r->nfolders);
+    if (pulling)
+        fprintf(out, " %zu new (%s), %zu flag changes, %zu deleted", fetched, b, flagged, deleted);
+    if (pushing)
+        fprintf(out, "%s %zu uploaded, %zu flag changes, %zu deleted on the server", pulling ? ";" : "", uploaded,
+                pflags, pdeleted);
     if (skipped)
         fprintf(out, ", %zu over max_size skipped", skipped);
     if (failed)
@@ -177,6 +192,8 @@ static void json_folder(FILE *out, const struct engine_folder_result *f)
     output_json_string(out, f->path);
     fprintf(out, ",\"fetched\":%zu,\"bytes\":%" PRIu64 ",\"flags_changed\":%zu,\"deleted\":%zu,\"skipped\":%zu",
             f->fetched, f->bytes, f->flagged, f->deleted, f->skipped);
+    fprintf(out, ",\"uploaded\":%zu,\"bytes_up\":%" PRIu64 ",\"flags_pushed\":%zu,\"deleted_on_server\":%zu",
+            f->uploaded, f->bytes_up, f->pushed_flags, f->pushed_deleted);
     fprintf(out, ",\"failed\":%zu,\"status\":%d,\"error\":", f->failed, f->status);
     output_json_string(out, f->error);
     fputc('}', out);

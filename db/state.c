@@ -49,6 +49,9 @@ enum stmt_id {
     ST_META_SET,
     ST_META_DEL,
     ST_META_GET,
+    ST_APPEND_PUT,
+    ST_APPEND_LIST,
+    ST_APPEND_DELETE,
     ST_COUNT
 };
 
@@ -88,6 +91,11 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_MSG_DELETE_ALL] = "DELETE FROM messages WHERE folder_id = ?1",
     [ST_META_SET] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
     [ST_META_DEL] = "DELETE FROM meta WHERE key = ?1",
+    [ST_APPEND_PUT] = "INSERT OR REPLACE INTO appends (folder_id, uniq, uidvalidity, uidnext, size, message_id) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_APPEND_LIST] = "SELECT uniq, uidvalidity, uidnext, size, message_id FROM appends WHERE folder_id = ?1 "
+                       "ORDER BY uniq",
+    [ST_APPEND_DELETE] = "DELETE FROM appends WHERE folder_id = ?1 AND uniq = ?2",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
 };
 
@@ -114,6 +122,18 @@ static const char schema_sql[] =
     "  PRIMARY KEY (folder_id, uid)) WITHOUT ROWID;"
     "CREATE INDEX messages_message_id ON messages (folder_id, message_id);"
     "CREATE INDEX messages_pending ON messages (folder_id) WHERE pending;";
+
+/* Uploads sent or about to be sent whose UID is not recorded yet (added
+ * after schema 1 shipped: created on open where missing). */
+#define APPENDS_TABLE_SQL                                                                                   \
+    "CREATE TABLE IF NOT EXISTS appends ("                                                                  \
+    "  folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,"                               \
+    "  uniq TEXT NOT NULL,"                                                                                 \
+    "  uidvalidity INTEGER,"                                                                                \
+    "  uidnext INTEGER,"                                                                                    \
+    "  size INTEGER,"                                                                                       \
+    "  message_id TEXT,"                                                                                    \
+    "  PRIMARY KEY (folder_id, uniq)) WITHOUT ROWID"
 
 struct state {
     sqlite3 *db;
@@ -195,6 +215,19 @@ static int bind_text(sqlite3_stmt *st, int i, const char *v)
 static char *column_strdup(sqlite3_stmt *st, int i)
 {
     return xstrdup_or_null((const char *)sqlite3_column_text(st, i));
+}
+
+static bool has_table(struct state *s, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    bool yes = false;
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        yes = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    return yes;
 }
 
 static int exec(struct state *s, const char *sql, const char *what, struct ms_error *err)
@@ -555,6 +588,10 @@ int state_open(const char *path, struct state **out, struct ms_error *err)
     if (!rc)
         sqlite3_exec(s->db, "CREATE INDEX IF NOT EXISTS messages_pending ON messages (folder_id) WHERE pending",
                      NULL, NULL, NULL);
+    if (!rc && !has_table(s, "appends")) {
+        rc = exec(s, APPENDS_TABLE_SQL, "creating the uploads journal", err);
+        s->wrote = true;
+    }
     if (rc) {
         state_close(s);
         return rc;
@@ -1088,4 +1125,77 @@ int64_t state_folder_last_sync(struct state *s, const struct state_folder *f)
             return s->quiet_when;
     }
     return f->last_sync;
+}
+
+/* ------------------------------------------------------------------ */
+/* the uploads journal */
+
+int state_append_put(struct state *s, int64_t folder_id, const struct state_append *a, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_APPEND_PUT, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    bind_text(st, 2, a->uniq);
+    sqlite3_bind_int64(st, 3, a->uidvalidity);
+    sqlite3_bind_int64(st, 4, a->uidnext);
+    sqlite3_bind_int64(st, 5, (int64_t)a->size);
+    bind_text(st, 6, a->message_id);
+    return run(s, st, "journalling an upload", err);
+}
+
+int state_append_list(struct state *s, int64_t folder_id, struct state_append **out, size_t *n,
+                      struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_APPEND_LIST, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    struct state_append *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct state_append *nv = realloc(v, cap * sizeof *v);
+            if (!nv)
+                abort();
+            v = nv;
+        }
+        struct state_append *a = &v[len++];
+        a->uniq = column_strdup(st, 0);
+        a->uidvalidity = (uint32_t)sqlite3_column_int64(st, 1);
+        a->uidnext = (uint32_t)sqlite3_column_int64(st, 2);
+        a->size = (uint64_t)sqlite3_column_int64(st, 3);
+        a->message_id = column_strdup(st, 4);
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        state_appends_free(v, len);
+        return db_error(s, err, "listing the uploads journal");
+    }
+    *out = v;
+    *n = len;
+    return MS_OK;
+}
+
+int state_append_forget(struct state *s, int64_t folder_id, const char *uniq, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_APPEND_DELETE, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    bind_text(st, 2, uniq);
+    return run(s, st, "clearing the uploads journal", err);
+}
+
+void state_appends_free(struct state_append *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(a[i].uniq);
+        free(a[i].message_id);
+    }
+    free(a);
 }

@@ -154,6 +154,26 @@ int state_msg_delete_all(struct state *s, int64_t folder_id, struct ms_error *er
 void state_msg_free(struct state_msg *m);            /* frees members */
 void state_msgs_free(struct state_msg *m, size_t n); /* frees array too */
 
+/* --- the uploads journal ---
+ * A push journals each upload (committed) before it sends the APPEND and
+ * forgets it in the transaction that records the new UID. A row left over
+ * means a run died in between: the next run looks for the message among
+ * the server's UIDs from uidnext on (by size and Message-ID) before it
+ * uploads the file again, so a crash never doubles a message. */
+struct state_append {
+    char *uniq;           /* the local file's unique part */
+    uint32_t uidvalidity; /* of the folder when the upload was journalled */
+    uint32_t uidnext;     /* its UIDNEXT then: the new UID is at least this */
+    uint64_t size;        /* the upload's size (CRLF) */
+    char *message_id;     /* or NULL */
+};
+int state_append_put(struct state *s, int64_t folder_id, const struct state_append *a, struct ms_error *err);
+/* A folder's journal rows, by uniq. */
+int state_append_list(struct state *s, int64_t folder_id, struct state_append **out, size_t *n,
+                      struct ms_error *err);
+int state_append_forget(struct state *s, int64_t folder_id, const char *uniq, struct ms_error *err);
+void state_appends_free(struct state_append *a, size_t n);
+
 /* --- account-wide key/value (last_sync, last_error, ...) --- */
 
 /* Set key to value (NULL deletes). */

@@ -1161,7 +1161,8 @@ static void results_in_folder_order(struct engine_result *res, size_t base, cons
     free(t);
 }
 
-int engine_pull(const struct account *a, const struct engine_options *opt, struct engine_result *res)
+static int engine_run(const struct account *a, const struct engine_options *opt, struct engine_result *res,
+                      bool do_push, bool do_pull)
 {
     struct run r = {.acct = a, .opt = opt, .res = res, .rootfd = -1, .lockfd = -1,
                     .lock = PTHREAD_MUTEX_INITIALIZER,
@@ -1203,13 +1204,33 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
         goto out;
     }
     order = xcalloc(nsel + 1, sizeof *order);
-    examine_ahead(&r, sel, nsel, order);
+    if (do_pull && !do_push)
+        examine_ahead(&r, sel, nsel, order);
+    else
+        for (size_t i = 0; i < nsel; i++)
+            order[i] = i;
     base = res->nfolders;
     for (size_t k = 0; k < nsel; k++) {
         size_t i = order[k];
         struct engine_folder_result *fres = add_folder_result(res, sel[i].name, sel[i].path);
         struct ms_error ferr = {0};
-        int frc = pull_folder(&r, &sel[i], fres, &ferr);
+        int frc = MS_OK;
+        if (do_push) {
+            frc = push_folder(&r, &sel[i], fres, &ferr);
+            if (frc == MS_EPARTIAL && do_pull) {
+                /* the pull of the folder still goes ahead */
+                log_msg(LOG_ERROR, "%s", ferr.msg);
+                folder_fail(fres, &ferr);
+                res->status = ms_error_worse(res->status, MS_EPARTIAL);
+                frc = MS_OK;
+            } else if (frc != MS_OK && frc != MS_ENET && frc != MS_ELOCAL && frc != MS_EAUTH) {
+                folder_fail(fres, &ferr);
+            }
+        }
+        if (frc == MS_OK && do_pull)
+            frc = pull_folder(&r, &sel[i], fres, &ferr);
+        else if (frc == MS_OK && opt->progress && opt->progress->folder_done && !opt->dry_run)
+            opt->progress->folder_done(opt->progress->ctx, fres);
         if (frc == MS_OK)
             continue;
         if (frc == MS_ENET || frc == MS_ELOCAL || frc == MS_EAUTH) {
@@ -1235,4 +1256,19 @@ out:
     end_run(&r);
     res->seconds = util_now() - t0;
     return res->status;
+}
+
+int engine_pull(const struct account *a, const struct engine_options *opt, struct engine_result *res)
+{
+    return engine_run(a, opt, res, false, true);
+}
+
+int engine_push(const struct account *a, const struct engine_options *opt, struct engine_result *res)
+{
+    return engine_run(a, opt, res, true, false);
+}
+
+int engine_sync(const struct account *a, const struct engine_options *opt, struct engine_result *res)
+{
+    return engine_run(a, opt, res, true, true);
 }

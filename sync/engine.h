@@ -28,7 +28,12 @@ struct engine_folder_result {
     size_t flagged;  /* flag changes applied */
     size_t deleted;  /* local messages removed (server expunged them) */
     size_t skipped;  /* messages over max_size */
-    size_t failed;   /* messages the server did not deliver properly */
+    size_t failed;   /* messages the server did not deliver properly (or,
+                        pushing, local ones that could not be uploaded) */
+    size_t uploaded;       /* push: local messages uploaded */
+    uint64_t bytes_up;     /* push: bytes uploaded */
+    size_t pushed_flags;   /* push: flag changes stored on the server */
+    size_t pushed_deleted; /* push: messages removed on the server */
     int status;      /* MS_OK, or the MS_* code of what failed */
     char *error;     /* what failed, or NULL */
 };
@@ -66,6 +71,10 @@ struct engine_options {
 
 /* server -> local. Fills res (always, also on failure); returns res->status. */
 int engine_pull(const struct account *a, const struct engine_options *opt, struct engine_result *res);
+/* local -> server (see sync/push.c), the same way. */
+int engine_push(const struct account *a, const struct engine_options *opt, struct engine_result *res);
+/* push, then pull, folder by folder, in one session. */
+int engine_sync(const struct account *a, const struct engine_options *opt, struct engine_result *res);
 
 /* --- commands that change nothing --- */
 

@@ -84,6 +84,10 @@ void map_folders(const struct account *a, const struct engine_options *opt, cons
 /* The scan entry with this unique name (l sorted by uniq), or NULL. */
 struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq);
 
+/* push.c */
+/* Push the folder's local changes (never for a folder no pull completed). */
+int push_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres, struct ms_error *err);
+
 /* deliver.c */
 /* Finish deliveries a killed run journalled but did not confirm. */
 int recover_pending(struct run *r, int64_t folder_id, struct maildir_folder *mf, struct ms_error *err);

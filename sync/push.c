@@ -1,0 +1,561 @@
+/*
+ * push.c: one folder, local -> server (the first half of `sync`, all of
+ * `push`).
+ *
+ * The planner (plan_push) compares the Maildir with the state; this file
+ * carries the plan out on the selected folder, in an order that keeps the
+ * contract's guarantees whatever point a run dies at:
+ *   - deletions: the server removes the messages (UID MOVE to `trash`, or
+ *     \Deleted + UID EXPUNGE of exactly those UIDs), then the rows are
+ *     forgotten. Replayed after a crash they touch UIDs that are gone: a
+ *     no-op. With `expunge = no` the messages keep \Deleted on the server
+ *     and their rows stay, recording \Deleted, so no pull fetches them back.
+ *   - flag changes: UID STORE +FLAGS.SILENT / -FLAGS.SILENT of the local
+ *     delta (never the whole flag list: a change the server got meanwhile
+ *     from elsewhere is kept), then the rows record the new flags.
+ *     Replaying a STORE is harmless.
+ *   - uploads: each one is journalled (committed) before its APPEND and
+ *     the journal row is replaced by the message's row once the server
+ *     gave its UID (APPENDUID). A journal row found by a later run means
+ *     the run died in between: the server's messages from the journalled
+ *     UIDNEXT on are compared with it (size, Message-ID) and a match is
+ *     recorded instead of uploading again. So a crash never doubles a
+ *     message on the server; at worst the upload is redone when the first
+ *     one never arrived. A server without UIDPLUS gives no APPENDUID: the
+ *     same search records the uploads right after them.
+ * A folder that has never completed a pull is not pushed: its local files
+ * are matched with the server's by the pull first (otherwise the first
+ * `sync` of a Maildir that another tool filled would upload it all again).
+ */
+#include "sync/engine_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sync/flags.h"
+#include "sync/log.h"
+#include "sync/message.h"
+#include "sync/util.h"
+
+/* Uploads journalled per transaction. */
+#define APPEND_CHUNK 64
+/* An upload is read whole into memory (libetpan sends APPEND from one
+ * buffer): larger files are reported and left local. */
+#define APPEND_MAX ((uint64_t)256 << 20)
+
+struct push_ctx {
+    struct run *r;
+    const struct selected *sel;
+    struct maildir_folder *mf;
+    struct state_folder *sf;
+    struct state_msg *state; /* by uid */
+    size_t nstate;
+    struct local_msg *local; /* by uniq */
+    size_t nlocal;
+    uint32_t uidvalidity, uidnext; /* of the SELECT */
+    struct engine_folder_result *fres;
+};
+
+static bool known_uid(const struct push_ctx *c, uint32_t uid)
+{
+    size_t lo = 0, hi = c->nstate;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->state[mid].uid == uid)
+            return true;
+        if (c->state[mid].uid < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* finding uploads that arrived without a recorded UID */
+
+struct candidate {
+    uint32_t uid;
+    unsigned flags;
+    char *keywords;
+    uint64_t size;
+    char *message_id;
+    bool taken;
+};
+
+struct candidates {
+    struct candidate *v;
+    size_t n;
+};
+
+static void on_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
+{
+    struct candidates *c = ctx;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->v[i].uid == uid) {
+            c->v[i].size = size;
+            free(c->v[i].message_id);
+            c->v[i].message_id = message_id ? xstrdup(message_id) : NULL;
+        }
+}
+
+static bool same_id(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* The journal's uploads: each one the server holds (a UID from its
+ * UIDNEXT on, that the state does not know, of the same size and
+ * Message-ID) is recorded; the others are forgotten (their files are
+ * still unknown, so they are uploaded again). */
+static int settle_journal(struct push_ctx *c, struct ms_error *err)
+{
+    struct run *r = c->r;
+    struct state_append *j = NULL;
+    size_t nj = 0;
+    int rc = state_append_list(r->st, c->sf->id, &j, &nj, err);
+    if (rc || nj == 0) {
+        state_appends_free(j, nj);
+        return rc;
+    }
+    uint32_t from = 0;
+    for (size_t i = 0; i < nj; i++)
+        if (j[i].uidvalidity == c->uidvalidity && (from == 0 || j[i].uidnext < from))
+            from = j[i].uidnext ? j[i].uidnext : 1;
+    struct imap_msg *m = NULL;
+    size_t nm = 0;
+    struct candidates cand = {0};
+    if (from)
+        rc = imap_fetch_flags(r->imap, from, 0, &m, &nm, err);
+    if (rc == MS_OK && nm) {
+        cand.v = xcalloc(nm, sizeof *cand.v);
+        uint32_t *uids = xcalloc(nm, sizeof *uids);
+        size_t nu = 0;
+        for (size_t i = 0; i < nm; i++) {
+            if (m[i].uid < from || known_uid(c, m[i].uid))
+                continue;
+            cand.v[cand.n++] = (struct candidate){m[i].uid, m[i].flags, m[i].keywords, m[i].size, NULL, false};
+            m[i].keywords = NULL;
+            uids[nu++] = m[i].uid;
+        }
+        if (nu)
+            rc = imap_fetch_identity(r->imap, uids, nu, on_identity, &cand, err);
+        free(uids);
+    }
+    size_t found = 0;
+    if (rc == MS_OK)
+        rc = state_begin(r->st, err);
+    for (size_t i = 0; rc == MS_OK && i < nj; i++) {
+        struct candidate *hit = NULL;
+        for (size_t k = 0; !hit && k < cand.n && j[i].uidvalidity == c->uidvalidity; k++) {
+            struct candidate *x = &cand.v[k];
+            if (!x->taken && x->uid >= j[i].uidnext && x->size == j[i].size && same_id(x->message_id, j[i].message_id))
+                hit = x;
+        }
+        if (hit) {
+            hit->taken = true;
+            struct state_msg row = {.uid = hit->uid, .uniq = j[i].uniq, .flags = hit->flags,
+                                    .keywords = hit->keywords, .size = hit->size, .message_id = hit->message_id};
+            rc = state_msg_put(r->st, c->sf->id, &row, err);
+            found++;
+        }
+        if (rc == MS_OK)
+            rc = state_append_forget(r->st, c->sf->id, j[i].uniq, err);
+    }
+    if (rc == MS_OK)
+        rc = state_commit(r->st, err);
+    else
+        state_rollback(r->st);
+    if (rc == MS_OK && found)
+        log_msg(LOG_VERBOSE, "%s: %zu earlier uploads found on the server and recorded", c->sel->name, found);
+    for (size_t k = 0; k < cand.n; k++) {
+        free(cand.v[k].keywords);
+        free(cand.v[k].message_id);
+    }
+    free(cand.v);
+    imap_msgs_free(m, nm);
+    state_appends_free(j, nj);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* the three kinds of change */
+
+static int push_deletions(struct push_ctx *c, const struct push_plan *p, struct ms_error *err)
+{
+    struct run *r = c->r;
+    const struct account *a = r->acct;
+    uint32_t *uids = xcalloc(p->n + 1, sizeof *uids);
+    size_t n = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->actions[i].op == PUSH_DELETE)
+            uids[n++] = p->actions[i].uid;
+    int rc = MS_OK;
+    bool to_trash = a->trash && *a->trash && strcmp(a->trash, c->sel->raw) != 0 &&
+                    strcmp(a->trash, c->sel->name) != 0;
+    bool keep_rows = false;
+    if (n == 0)
+        goto out;
+    if (to_trash) {
+        rc = imap_move(r->imap, uids, n, a->trash, err);
+    } else {
+        rc = imap_store_flags(r->imap, uids, n, FLAG_DELETED, true, err);
+        if (rc == MS_OK && a->expunge && imap_has_capability(r->imap, "UIDPLUS"))
+            rc = imap_uid_expunge(r->imap, uids, n, err);
+        else if (rc == MS_OK) {
+            if (a->expunge)
+                log_msg(LOG_WARN, "%s: the server has no UIDPLUS: %zu messages deleted locally are only flagged "
+                                  "\\Deleted on the server (a plain EXPUNGE could remove others' too)",
+                        c->sel->name, n);
+            keep_rows = true;
+        }
+    }
+    if (rc)
+        goto out;
+    rc = state_batch(r->st, err);
+    for (size_t i = 0; rc == MS_OK && i < n; i++) {
+        if (!keep_rows) {
+            rc = state_msg_delete(r->st, c->sf->id, uids[i], err);
+            continue;
+        }
+        struct state_msg *s = NULL;
+        for (size_t k = 0; k < c->nstate && !s; k++)
+            if (c->state[k].uid == uids[i])
+                s = &c->state[k];
+        if (s)
+            rc = state_msg_set_flags(r->st, c->sf->id, s->uid, s->flags | FLAG_DELETED, s->keywords, err);
+    }
+    if (rc == MS_OK)
+        rc = state_batch_commit(r->st, err);
+    else
+        state_batch_abort(r->st);
+    if (rc == MS_OK)
+        c->fres->pushed_deleted += n;
+out:
+    free(uids);
+    return rc;
+}
+
+static int push_flags(struct push_ctx *c, const struct push_plan *p, struct ms_error *err)
+{
+    struct run *r = c->r;
+    uint32_t *uids = xcalloc(p->n + 1, sizeof *uids);
+    int rc = MS_OK;
+    /* One STORE per distinct delta (e.g. all "+\Seen" at once). */
+    for (int pass = 0; pass < 2 && rc == MS_OK; pass++) {
+        unsigned done_masks[64] = {0};
+        size_t ndone = 0;
+        for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
+            const struct push_action *x = &p->actions[i];
+            unsigned mask = pass == 0 ? x->add : x->remove;
+            if (x->op != PUSH_FLAGS || !mask)
+                continue;
+            bool seen = false;
+            for (size_t k = 0; k < ndone && !seen; k++)
+                seen = done_masks[k] == mask;
+            if (seen)
+                continue;
+            done_masks[ndone++] = mask;
+            size_t n = 0;
+            for (size_t k = i; k < p->n; k++) {
+                const struct push_action *y = &p->actions[k];
+                if (y->op == PUSH_FLAGS && (pass == 0 ? y->add : y->remove) == mask)
+                    uids[n++] = y->uid;
+            }
+            rc = imap_store_flags(r->imap, uids, n, mask, pass == 0, err);
+        }
+    }
+    free(uids);
+    if (rc)
+        return rc;
+    rc = state_batch(r->st, err);
+    for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
+        const struct push_action *x = &p->actions[i];
+        if (x->op != PUSH_FLAGS)
+            continue;
+        const char *kw = NULL;
+        for (size_t k = 0; k < c->nstate; k++)
+            if (c->state[k].uid == x->uid) {
+                kw = c->state[k].keywords;
+                break;
+            }
+        rc = state_msg_set_flags(r->st, c->sf->id, x->uid, x->flags, kw, err);
+        if (rc == MS_OK)
+            c->fres->pushed_flags++;
+    }
+    if (rc == MS_OK)
+        rc = state_batch_commit(r->st, err);
+    else
+        state_batch_abort(r->st);
+    return rc;
+}
+
+/* The whole file as the server wants it (CRLF line ends), its mtime. */
+static int read_upload(struct push_ctx *c, struct local_msg *l, char **data, size_t *len, time_t *mtime,
+                       struct ms_error *err)
+{
+    int fd = maildir_open_msg(c->mf, l, err);
+    if (fd < 0)
+        return err->code ? err->code : MS_ELOCAL;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return ms_error_errno(err, MS_ELOCAL, e, "%s: cannot stat %s", c->sel->name, l->name);
+    }
+    *mtime = st.st_mtime;
+    size_t cap = (size_t)st.st_size + (size_t)st.st_size / 16 + 64, n = 0;
+    char *out = xmalloc(cap);
+    char buf[65536];
+    char prev = 0;
+    ssize_t got;
+    while ((got = read(fd, buf, sizeof buf)) > 0) {
+        for (ssize_t i = 0; i < got; i++) {
+            if (n + 2 > cap) {
+                cap = cap * 2;
+                out = xrealloc(out, cap);
+            }
+            if (buf[i] == '\n' && prev != '\r')
+                out[n++] = '\r';
+            out[n++] = buf[i];
+            prev = buf[i];
+        }
+    }
+    int e = errno;
+    close(fd);
+    if (got < 0) {
+        free(out);
+        return ms_error_errno(err, MS_ELOCAL, e, "%s: cannot read %s", c->sel->name, l->name);
+    }
+    *data = out;
+    *len = n;
+    return MS_OK;
+}
+
+static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms_error *err)
+{
+    struct run *r = c->r;
+    const struct engine_progress *prog = r->opt->progress;
+    struct local_msg **todo = xcalloc(p->nappend + 1, sizeof *todo);
+    size_t ntodo = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->actions[i].op != PUSH_APPEND)
+            continue;
+        struct local_msg *l = local_by_uniq(c->local, c->nlocal, p->actions[i].uniq);
+        if (!l)
+            continue;
+        if (l->size > APPEND_MAX) {
+            log_msg(LOG_WARN, "%s: %s not uploaded: %llu bytes is over the upload limit", c->sel->name, l->name,
+                    (unsigned long long)l->size);
+            c->fres->failed++;
+            continue;
+        }
+        todo[ntodo++] = l;
+    }
+    int rc = MS_OK;
+    bool unrecorded = false;
+    for (size_t at = 0; at < ntodo && rc == MS_OK; at += APPEND_CHUNK) {
+        size_t end = at + APPEND_CHUNK < ntodo ? at + APPEND_CHUNK : ntodo;
+        /* 1. journal the chunk (durable before any APPEND of it) */
+        rc = state_begin(r->st, err);
+        for (size_t i = at; i < end && rc == MS_OK; i++) {
+            struct ms_error e;
+            int fd = maildir_open_msg(c->mf, todo[i], &e);
+            struct state_append ja = {.uniq = todo[i]->uniq, .uidvalidity = c->uidvalidity, .uidnext = c->uidnext};
+            if (fd >= 0 && message_identity_fd(fd, &ja.message_id, &ja.size) == 0)
+                rc = state_append_put(r->st, c->sf->id, &ja, err);
+            if (fd >= 0)
+                close(fd);
+            free(ja.message_id);
+        }
+        if (rc == MS_OK)
+            rc = state_commit(r->st, err);
+        else
+            state_rollback(r->st);
+        /* 2. upload, 3. record (one batch per chunk) */
+        for (size_t i = at; i < end && rc == MS_OK; i++) {
+            char *data = NULL;
+            size_t len = 0;
+            time_t mtime = 0;
+            struct ms_error e = {0};
+            int x = read_upload(c, todo[i], &data, &len, &mtime, &e);
+            if (x != MS_OK) {
+                log_msg(LOG_WARN, "%s", e.msg);
+                c->fres->failed++;
+                continue;
+            }
+            uint32_t uv = 0, uid = 0;
+            x = imap_append(r->imap, c->sel->raw, todo[i]->flags, mtime, data, len, &uv, &uid, &e);
+            if (x == MS_OK && uid && uv == c->uidvalidity) {
+                char *mid = message_header(data, len, "Message-ID");
+                struct state_msg row = {.uid = uid, .uniq = todo[i]->uniq, .flags = todo[i]->flags & FLAG_ALL,
+                                        .size = len, .message_id = mid};
+                x = state_batch(r->st, &e);
+                if (x == MS_OK)
+                    x = state_msg_put(r->st, c->sf->id, &row, &e);
+                if (x == MS_OK)
+                    x = state_append_forget(r->st, c->sf->id, todo[i]->uniq, &e);
+                free(mid);
+                if (x != MS_OK) {
+                    state_batch_abort(r->st);
+                    *err = e;
+                    rc = x;
+                }
+            } else if (x == MS_OK) {
+                unrecorded = true; /* no APPENDUID: found by settle_journal below */
+            } else if (x == MS_EPARTIAL) {
+                log_msg(LOG_WARN, "%s", e.msg);
+                c->fres->failed++;
+            } else {
+                *err = e;
+                rc = x;
+            }
+            if (x == MS_OK) {
+                c->fres->uploaded++;
+                c->fres->bytes_up += len;
+                if (prog && prog->message_done)
+                    prog->message_done(prog->ctx, len);
+            }
+            free(data);
+        }
+        if (rc == MS_OK)
+            rc = state_batch_commit(r->st, err);
+        else
+            state_batch_abort(r->st);
+    }
+    free(todo);
+    if (rc == MS_OK && unrecorded)
+        rc = settle_journal(c, err);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* one folder */
+
+static void print_push_dry_run(const char *folder, const struct push_plan *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        const struct push_action *a = &p->actions[i];
+        char add[8], del[8];
+        switch (a->op) {
+        case PUSH_DELETE:
+            printf("%s: would remove UID %u from the server (deleted locally)\n", folder, a->uid);
+            break;
+        case PUSH_FLAGS:
+            printf("%s: would change flags of UID %u on the server: +%s -%s\n", folder, a->uid,
+                   flags_to_letters(a->add, add), flags_to_letters(a->remove, del));
+            break;
+        case PUSH_APPEND: printf("%s: would upload %s\n", folder, a->uniq); break;
+        }
+    }
+}
+
+int push_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres, struct ms_error *err)
+{
+    struct state_folder sf = {0};
+    struct push_ctx c = {.r = r, .sel = sel, .sf = &sf, .fres = fres};
+    struct plan_input in = {0};
+    struct push_plan p = {0};
+    struct state_append *journal = NULL;
+    size_t njournal = 0;
+    int rc = state_folder_get(r->st, sel->raw, &sf, err);
+    if (rc || !sf.id || !sf.last_sync || !sf.uidvalidity)
+        goto out; /* never pulled: nothing of it can be pushed yet */
+    if (r->rootfd < 0 || !maildir_folder_exists(r->rootfd, sel->path)) {
+        rc = ms_error_set(err, MS_EPARTIAL,
+                          "%s: local folder %s/%s is missing although it was synced before; not touching it",
+                          sel->name, r->acct->maildir, sel->path);
+        goto out;
+    }
+    if ((rc = maildir_folder_open(r->rootfd, sel->path, false, &c.mf, err)))
+        goto out;
+    if (!r->opt->dry_run && sf.pending_count && (rc = recover_pending(r, sf.id, c.mf, err)))
+        goto out;
+    if ((rc = maildir_scan(c.mf, &c.local, &c.nlocal, err)) || (rc = state_msg_list(r->st, sf.id, &c.state, &c.nstate, err)) ||
+        (rc = state_append_list(r->st, sf.id, &journal, &njournal, err)))
+        goto out;
+    struct plan_state *ps = xcalloc(c.nstate + 1, sizeof *ps);
+    struct plan_local *pl = xcalloc(c.nlocal + 1, sizeof *pl);
+    for (size_t i = 0; i < c.nstate; i++)
+        ps[i] = (struct plan_state){c.state[i].uid, c.state[i].uniq, c.state[i].flags, c.state[i].keywords};
+    for (size_t i = 0; i < c.nlocal; i++)
+        pl[i] = (struct plan_local){c.local[i].uniq, c.local[i].flags};
+    in = (struct plan_input){.state = ps, .nstate = c.nstate, .local = pl, .nlocal = c.nlocal,
+                             .mode = r->acct->mode, .max_delete = r->acct->max_delete, .force = r->opt->force};
+    if (plan_push(&in, &p) != 0) {
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+        goto out;
+    }
+    if (p.guard_tripped) {
+        /* As a pull's guard: the folder is left untouched. */
+        rc = ms_error_set(err, MS_EPARTIAL,
+                          "%s: nothing pushed: %zu of %zu messages are gone locally, more than max_delete (%d%%); "
+                          "if that is right, run again with --force",
+                          sel->name, p.guard_deletes, p.guard_total, r->acct->max_delete);
+        goto out;
+    }
+    if (p.n == 0 && njournal == 0)
+        goto out;
+    if (r->opt->dry_run) {
+        print_push_dry_run(sel->name, &p);
+        fres->uploaded = p.nappend;
+        fres->pushed_flags = p.nflags;
+        fres->pushed_deleted = p.ndelete;
+        goto out;
+    }
+    struct imap_mailbox mb;
+    if ((rc = imap_select(r->imap, sel->raw, true, &mb, err)))
+        goto out;
+    if (mb.uidvalidity != sf.uidvalidity) {
+        log_msg(LOG_WARN, "%s: UIDVALIDITY changed on the server: local changes are pushed after the pull has "
+                          "matched the messages again", sel->name);
+        goto out;
+    }
+    c.uidvalidity = mb.uidvalidity;
+    c.uidnext = mb.uidnext;
+    if (njournal && (rc = settle_journal(&c, err)))
+        goto out;
+    if (njournal) {
+        /* Recorded uploads are known now: plan again. */
+        push_plan_free(&p);
+        state_msgs_free(c.state, c.nstate);
+        c.state = NULL;
+        c.nstate = 0;
+        if ((rc = state_msg_list(r->st, sf.id, &c.state, &c.nstate, err)))
+            goto out;
+        ps = xrealloc(ps, (c.nstate + 1) * sizeof *ps);
+        for (size_t i = 0; i < c.nstate; i++)
+            ps[i] = (struct plan_state){c.state[i].uid, c.state[i].uniq, c.state[i].flags, c.state[i].keywords};
+        in.state = ps;
+        in.nstate = c.nstate;
+        if (plan_push(&in, &p) != 0) {
+            rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+            goto out;
+        }
+    }
+    if (p.ndelete && (rc = push_deletions(&c, &p, err)))
+        goto out;
+    if (p.nflags && (rc = push_flags(&c, &p, err)))
+        goto out;
+    if (p.nappend && (rc = push_appends(&c, &p, err)))
+        goto out;
+    if (fres->failed) {
+        rc = ms_error_set(err, MS_EPARTIAL, "%s: %zu local messages could not be uploaded", sel->name, fres->failed);
+        goto out;
+    }
+out:
+    free((void *)in.state);
+    free((void *)in.local);
+    push_plan_free(&p);
+    state_appends_free(journal, njournal);
+    state_msgs_free(c.state, c.nstate);
+    maildir_msgs_free(c.local, c.nlocal);
+    maildir_folder_close(c.mf);
+    state_folder_free(&sf);
+    return rc;
+}

@@ -1,0 +1,262 @@
+"""test_push.py: `mailsync push` and `mailsync sync` against a real Dovecot
+(the contract's local -> server direction).
+
+Local flag changes reach the server as deltas (a server change of another
+flag survives), local deletions expunge exactly those messages (or move
+them to `trash`, or only flag them with `expunge = no`), new local files
+are uploaded byte for byte (LF -> CRLF, INTERNALDATE = mtime, flags) and
+recorded so no later pull downloads them again, a run killed between an
+APPEND and its record does not upload twice, the mass-deletion guard holds
+local deletions back, a folder never pulled is not pushed, and `sync`
+does both directions in one run.
+"""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import testbed as tb
+
+
+def local_files(root, folder="INBOX"):
+    """{uniq: LocalMessage} of one folder."""
+    return {m.uniq: m for m in tb.read_maildir(root).get(folder, [])}
+
+
+def set_letters(m, letters):
+    """Rename a local message to cur/<uniq>:2,<letters> (as a MUA does)."""
+    folder_dir = Path(m.path).parent.parent
+    new = folder_dir / "cur" / ("%s:2,%s" % (m.uniq, "".join(sorted(letters))))
+    os.rename(m.path, new)
+    return new
+
+
+def write_local(root, folder, name, data_lf, letters="", mtime=1700000000):
+    d = Path(tb.local_folder_path(root, folder))
+    sub = "cur" if letters else "new"
+    path = d / sub / ("%s:2,%s" % (name, letters) if letters else name)
+    path.write_bytes(data_lf)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+class PushTest(tb.BedTestCase):
+    bed_options = {"pool": 30}
+
+    def seed_and_pull(self, n=6, folder="INBOX"):
+        with self.imap() as c:
+            msgs = tb.make_corpus(n, seed=3)
+            c.append_many(folder, msgs)
+        self.pull()
+
+    def by_uid(self, folder="INBOX"):
+        with self.imap() as c:
+            return {m.uid: m for m in c.messages(folder)}
+
+    # -- flags -----------------------------------------------------------------
+
+    def test_local_flag_changes_reach_the_server(self):
+        self.seed_and_pull()
+        files = sorted(local_files(self.maildir).values(), key=lambda m: m.uniq)
+        want = {}
+        for i, m in enumerate(files[:4]):
+            letters = set(m.letters)
+            if i % 2 == 0:
+                letters ^= {"S"}
+            else:
+                letters ^= {"F", "R"}
+            set_letters(m, letters)
+            want[m.uniq] = "".join(sorted(letters))
+        r = self.run_ok("push")
+        self.assertIn("4 flag changes", r.stdout)
+        # the server now shows the local flags, and a pull changes nothing
+        self.assertSynced()
+        before = tb.snapshot_tree(self.maildir)
+        self.pull()
+        self.assertEqual(tb.snapshot_tree(self.maildir), before)
+        for uniq, letters in want.items():
+            self.assertEqual(local_files(self.maildir)[uniq].letters, letters)
+        # nothing left to push
+        self.assertIn("0 uploaded, 0 flag changes, 0 deleted", self.run_ok("push").stdout)
+
+    def test_flag_push_is_a_delta(self):
+        """The user marks a message seen locally while another client
+        flags it on the server: both changes survive a sync."""
+        self.seed_and_pull(n=3)
+        state = self.by_uid()
+        uid = min(state)
+        m = next(x for x in local_files(self.maildir).values()
+                 if x.data == state[uid].data_lf)
+        with self.imap() as c:
+            c.set_flags("INBOX", [uid], ["\\Seen"], mode="-")
+            c.set_flags("INBOX", [uid], ["\\Flagged"], mode="+")
+        set_letters(m, set(m.letters) | {"S"})
+        self.run_ok("sync")
+        flags = self.by_uid()[uid].flags
+        self.assertIn("\\Seen", flags)
+        self.assertIn("\\Flagged", flags)
+        self.assertSynced()
+
+    # -- deletions -------------------------------------------------------------
+
+    def test_local_deletion_expunges_exactly_those(self):
+        self.seed_and_pull(n=6)
+        before = self.by_uid()
+        files = local_files(self.maildir)
+        gone = sorted(files.values(), key=lambda m: m.uniq)[:2]
+        gone_data = {m.data for m in gone}
+        for m in gone:
+            os.unlink(m.path)
+        # another client flags a message \Deleted without expunging: ours
+        # must not expunge it (UID EXPUNGE, not EXPUNGE)
+        keep_uid = next(u for u, m in before.items() if m.data_lf not in gone_data)
+        with self.imap() as c:
+            c.set_flags("INBOX", [keep_uid], ["\\Deleted"])
+        self.run_ok("push")
+        after = self.by_uid()
+        self.assertEqual(len(after), 4)
+        self.assertIn(keep_uid, after)
+        self.assertFalse({m.data_lf for m in after.values()} & gone_data)
+        self.pull()
+        self.assertEqual(tb.count_messages(self.maildir), 4)
+
+    def test_deletion_with_expunge_no_only_flags(self):
+        self.write_config(expunge="no")
+        self.seed_and_pull(n=4)
+        m = sorted(local_files(self.maildir).values(), key=lambda m: m.uniq)[0]
+        os.unlink(m.path)
+        self.run_ok("push")
+        after = self.by_uid()
+        self.assertEqual(len(after), 4)
+        deleted = [x for x in after.values() if "\\Deleted" in x.flags]
+        self.assertEqual([x.data_lf for x in deleted], [m.data])
+        # the flagged message is not downloaded again
+        self.pull()
+        self.assertEqual(tb.count_messages(self.maildir), 3)
+        self.assertIn("0 new", self.pull().stdout)
+
+    def test_deletion_moves_to_trash(self):
+        with self.imap() as c:
+            c.create_folder("Trash")
+        self.write_config(trash="Trash", folders="INBOX")
+        self.seed_and_pull(n=4)
+        m = sorted(local_files(self.maildir).values(), key=lambda m: m.uniq)[0]
+        os.unlink(m.path)
+        self.run_ok("push")
+        self.assertEqual(len(self.by_uid()), 3)
+        trash = self.by_uid("Trash")
+        self.assertEqual([x.data_lf for x in trash.values()], [m.data])
+
+    def test_mass_local_deletion_is_held_back(self):
+        self.seed_and_pull(n=24)
+        files = sorted(local_files(self.maildir).values(), key=lambda m: m.uniq)
+        for m in files[:20]:
+            os.unlink(m.path)
+        r = self.run_ok("push", expect=1)
+        self.assertIn("max_delete", r.stderr)
+        self.assertEqual(len(self.by_uid()), 24)
+        self.run_ok("push", "--force")
+        self.assertEqual(len(self.by_uid()), 4)
+
+    # -- uploads ---------------------------------------------------------------
+
+    def test_new_local_message_is_uploaded_once(self):
+        self.seed_and_pull(n=2)
+        data = tb.make_message(77, size=5000, kind="multipart").replace(b"\r\n", b"\n")
+        write_local(self.maildir, "INBOX", "1700000000.local1.host", data, letters="FS", mtime=1700000123)
+        plain = tb.make_message(78, kind="nonl", size=300).replace(b"\r\n", b"\n")
+        write_local(self.maildir, "INBOX", "1700000001.local2.host", plain, mtime=1700000456)
+        r = self.run_ok("push")
+        self.assertIn("2 uploaded", r.stdout)
+        server = self.by_uid()
+        self.assertEqual(len(server), 4)
+        up = {m.data: m for m in server.values()}
+        got = up[data.replace(b"\n", b"\r\n")]
+        self.assertEqual(got.flags, frozenset({"\\Flagged", "\\Seen"}))
+        self.assertEqual(got.internaldate, 1700000123)
+        self.assertEqual(up[plain.replace(b"\n", b"\r\n")].internaldate, 1700000456)
+        # recorded: a pull does not download them again, a push sends nothing
+        self.pull()
+        self.assertEqual(tb.count_messages(self.maildir), 4)
+        self.assertSynced()
+        self.assertIn("0 uploaded", self.run_ok("push").stdout)
+        self.assertEqual(len(self.by_uid()), 4)
+
+    def test_killed_after_append_does_not_upload_twice(self):
+        """The first APPEND reaches the server, the run is killed before it
+        records it (the second APPEND is held back by the proxy): the next
+        run finds the first on the server and uploads only the second."""
+        self.seed_and_pull(n=2)
+        for i in range(2):
+            data = tb.make_message(90 + i, size=1500).replace(b"\r\n", b"\n")
+            write_local(self.maildir, "INBOX", "1700000000.crash%d.host" % i, data, mtime=1700000000 + i)
+        # plain IMAP on loopback, so the proxy can see the commands
+        with tb.Proxy(self.bed.imap_port, stall_on=(b" APPEND ", 2)) as proxy:
+            self.write_config(tls="none", port=proxy.port)
+            p = tb.start_mailsync(["push"], config=self.config_path, workdir=self.work)
+            try:
+                self.assertTrue(proxy.stalled.wait(30), "the second APPEND never came")
+                time.sleep(0.3)
+                self.assertIsNone(p.poll(), "push ended before the kill")
+                os.kill(p.pid, signal.SIGKILL)
+            finally:
+                p.wait(10)
+        self.assertEqual(len(self.by_uid()), 3)   # the first upload landed
+        self.write_config()
+        self.run_ok("push")
+        server = self.by_uid()
+        self.assertEqual(len(server), 4)
+        self.assertEqual(len({m.data for m in server.values()}), 4, "a message was uploaded twice")
+        self.pull()
+        self.assertEqual(tb.count_messages(self.maildir), 4)
+        self.assertSynced()
+
+    def test_unpulled_folder_is_not_pushed(self):
+        """A Maildir another tool filled: the first sync matches, never
+        uploads what the server already has."""
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(3, seed=5))
+        self.pull()
+        # lose the state: the files are all unknown now
+        for p in self.work.glob("state.sqlite*"):
+            p.unlink()
+        self.run_ok("sync")
+        self.assertEqual(len(self.by_uid()), 3)
+        self.assertEqual(tb.count_messages(self.maildir), 3)
+        self.assertIn("0 uploaded", self.run_ok("sync").stdout)
+        self.assertEqual(len(self.by_uid()), 3)
+
+    # -- sync ------------------------------------------------------------------
+
+    def test_sync_both_ways(self):
+        self.seed_and_pull(n=4)
+        files = sorted(local_files(self.maildir).values(), key=lambda m: m.uniq)
+        set_letters(files[0], set(files[0].letters) | {"R"})
+        os.unlink(files[1].path)
+        data = tb.make_message(55, size=800).replace(b"\r\n", b"\n")
+        write_local(self.maildir, "INBOX", "1700000000.both.host", data, letters="S")
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(2, seed=9, start=100))
+        r = self.run_ok("sync", "--json")
+        self.assertIn('"uploaded":1', r.stdout)
+        self.assertIn('"fetched":2', r.stdout)
+        self.assertEqual(len(self.by_uid()), 6)
+        self.assertSynced()
+        before = tb.snapshot_tree(self.maildir)
+        self.run_ok("sync")
+        self.assertEqual(tb.snapshot_tree(self.maildir), before)
+        self.assertEqual(len(self.by_uid()), 6)
+
+    def test_dry_run_changes_nothing(self):
+        self.seed_and_pull(n=3)
+        files = sorted(local_files(self.maildir).values(), key=lambda m: m.uniq)
+        set_letters(files[0], set(files[0].letters) | {"F"})
+        os.unlink(files[1].path)
+        write_local(self.maildir, "INBOX", "1700000000.dry.host", b"Subject: x\n\nhi\n")
+        server = self.server_state()
+        r = self.run_ok("push", "--dry-run")
+        self.assertIn("would upload 1700000000.dry.host", r.stdout)
+        self.assertIn("would remove UID", r.stdout)
+        self.assertIn("would change flags of UID", r.stdout)
+        self.assertEqual(self.server_state(), server)
