@@ -61,19 +61,20 @@ struct push_ctx {
     struct engine_folder_result *fres;
 };
 
-static bool known_uid(const struct push_ctx *c, uint32_t uid)
+/* The state row of uid (c->state is sorted by uid), or NULL. */
+static const struct state_msg *state_row(const struct push_ctx *c, uint32_t uid)
 {
     size_t lo = 0, hi = c->nstate;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (c->state[mid].uid == uid)
-            return true;
+            return &c->state[mid];
         if (c->state[mid].uid < uid)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return false;
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -137,7 +138,7 @@ static int settle_journal(struct push_ctx *c, struct ms_error *err)
         uint32_t *uids = xcalloc(nm, sizeof *uids);
         size_t nu = 0;
         for (size_t i = 0; i < nm; i++) {
-            if (m[i].uid < from || known_uid(c, m[i].uid))
+            if (m[i].uid < from || state_row(c, m[i].uid))
                 continue;
             cand.v[cand.n++] = (struct candidate){m[i].uid, m[i].flags, m[i].keywords, m[i].size, NULL, false};
             m[i].keywords = NULL;
@@ -223,10 +224,7 @@ static int push_deletions(struct push_ctx *c, const struct push_plan *p, struct 
             rc = state_msg_delete(r->st, c->sf->id, uids[i], err);
             continue;
         }
-        struct state_msg *s = NULL;
-        for (size_t k = 0; k < c->nstate && !s; k++)
-            if (c->state[k].uid == uids[i])
-                s = &c->state[k];
+        const struct state_msg *s = state_row(c, uids[i]);
         if (s)
             rc = state_msg_set_flags(r->st, c->sf->id, s->uid, s->flags | FLAG_DELETED, s->keywords, err);
     }
@@ -278,13 +276,8 @@ static int push_flags(struct push_ctx *c, const struct push_plan *p, struct ms_e
         const struct push_action *x = &p->actions[i];
         if (x->op != PUSH_FLAGS)
             continue;
-        const char *kw = NULL;
-        for (size_t k = 0; k < c->nstate; k++)
-            if (c->state[k].uid == x->uid) {
-                kw = c->state[k].keywords;
-                break;
-            }
-        rc = state_msg_set_flags(r->st, c->sf->id, x->uid, x->flags, kw, err);
+        const struct state_msg *row = state_row(c, x->uid);
+        rc = state_msg_set_flags(r->st, c->sf->id, x->uid, x->flags, row ? row->keywords : NULL, err);
         if (rc == MS_OK)
             c->fres->pushed_flags++;
     }
@@ -314,7 +307,7 @@ static int read_upload(struct push_ctx *c, struct local_msg *l, char **data, siz
     char buf[65536];
     char prev = 0;
     ssize_t got;
-    while ((got = read(fd, buf, sizeof buf)) > 0) {
+    while ((got = read(fd, buf, sizeof buf)) > 0 || (got < 0 && errno == EINTR)) {
         for (ssize_t i = 0; i < got; i++) {
             if (n + 2 > cap) {
                 cap = cap * 2;
