@@ -86,6 +86,7 @@ struct state_folder {
     int64_t message_count;  /* rows in the message table (filled by list; -1 from get,
                                which stays cheap however big the folder is) */
     int64_t pending_count;  /* deliveries not yet confirmed (list/get) */
+    int64_t appends_count;  /* uploads journalled, UID not recorded (list/get) */
 };
 
 /* Look a folder up by raw server name. If absent, out->id is 0 and the other

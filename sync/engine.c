@@ -733,7 +733,7 @@ static int local_lookup(struct maildir_folder *mf, const struct state_msg *st, s
  * complete sync with a modseq, no delivery left unconfirmed.) */
 static bool may_be_unchanged(const struct state_folder *f)
 {
-    return f->last_sync && f->highestmodseq && !f->pending_count;
+    return f->last_sync && f->highestmodseq && !f->pending_count && !f->appends_count;
 }
 
 /* A folder whose UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ are what the last
@@ -805,6 +805,13 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
                 goto out;
             maildir_sweep_tmp(mf, TMP_MAX_AGE, NULL);
         }
+    }
+    if (sf.appends_count && !r->opt->dry_run) {
+        /* A push was killed between an upload and its record: record what
+         * arrived before the listing shows it as a stranger to download. */
+        if ((rc = imap_select(r->imap, sel->raw, false, &mb, err)) ||
+            (mb.uidvalidity == sf.uidvalidity && (rc = settle_uploads(r, sel, sf.id, mb.uidvalidity, err))))
+            goto out;
     }
     bool incremental;
     size_t guard_total = 0;
@@ -1215,8 +1222,9 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         struct engine_folder_result *fres = add_folder_result(res, sel[i].name, sel[i].path);
         struct ms_error ferr = {0};
         int frc = MS_OK;
+        struct maildir_stamp stamp = {0};
         if (do_push) {
-            frc = push_folder(&r, &sel[i], fres, &ferr);
+            frc = push_folder(&r, &sel[i], fres, &stamp, &ferr);
             if (frc == MS_EPARTIAL && do_pull) {
                 /* the pull of the folder still goes ahead */
                 log_msg(LOG_ERROR, "%s", ferr.msg);
@@ -1231,6 +1239,19 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
             frc = pull_folder(&r, &sel[i], fres, &ferr);
         else if (frc == MS_OK && opt->progress && opt->progress->folder_done && !opt->dry_run)
             opt->progress->folder_done(opt->progress->ctx, fres);
+        if (frc == MS_OK && stamp.settled) {
+            /* The push saw everything pushed; if nothing (the pull
+             * included) has touched the folder since, the next push may
+             * skip its scan. A failure to record only costs a scan. */
+            struct maildir_stamp now;
+            struct state_folder f = {0};
+            struct ms_error e;
+            if (maildir_change_stamp(r.rootfd, sel[i].path, &now) == 0 && now.cur_ns == stamp.cur_ns &&
+                now.new_ns == stamp.new_ns && state_folder_get(r.st, sel[i].raw, &f, &e) == MS_OK && f.id &&
+                !stamp_recorded(&r, f.id, &stamp) && stamp_record(&r, f.id, &stamp, &e) != MS_OK)
+                log_msg(LOG_VERBOSE, "%s: %s", sel[i].name, e.msg);
+            state_folder_free(&f);
+        }
         if (frc == MS_OK)
             continue;
         if (frc == MS_ENET || frc == MS_ELOCAL || frc == MS_EAUTH) {

@@ -86,7 +86,22 @@ struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq)
 
 /* push.c */
 /* Push the folder's local changes (never for a folder no pull completed). */
-int push_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres, struct ms_error *err);
+/* *stamp: when the push found the folder's files in full agreement with
+ * the state (all pushed) and the folder had been quiet for a while, the
+ * change stamp taken before its scan (settled true); the caller records
+ * it once the folder's run is over if the folder still has that stamp.
+ * A later push that finds the recorded stamp skips the scan. */
+int push_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
+                struct maildir_stamp *stamp, struct ms_error *err);
+/* Record (or find gone) uploads a killed run journalled, on the selected
+ * folder: before a pull downloads them as strangers, or a push sends them
+ * again. */
+int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id, uint32_t uidvalidity,
+                   struct ms_error *err);
+/* The change stamp a push recorded for the folder (false if none). */
+bool stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp *now);
+/* Record it, in the run's batch. */
+int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s, struct ms_error *err);
 
 /* deliver.c */
 /* Finish deliveries a killed run journalled but did not confirm. */

@@ -354,6 +354,31 @@ bool maildir_folder_exists(int rootfd, const char *relpath)
     return ok;
 }
 
+int maildir_change_stamp(int rootfd, const char *relpath, struct maildir_stamp *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!relpath_ok(relpath))
+        return -1;
+    int fd = walk(rootfd, relpath, false);
+    if (fd < 0)
+        return -1;
+    struct stat cur, new;
+    struct timespec now;
+    int rc = fstatat(fd, "cur", &cur, AT_SYMLINK_NOFOLLOW) == 0 && fstatat(fd, "new", &new, AT_SYMLINK_NOFOLLOW) == 0 &&
+                     S_ISDIR(cur.st_mode) && S_ISDIR(new.st_mode) && clock_gettime(CLOCK_REALTIME, &now) == 0
+                 ? 0
+                 : -1;
+    close(fd);
+    if (rc)
+        return -1;
+    out->cur_ns = (int64_t)cur.st_mtim.tv_sec * 1000000000 + cur.st_mtim.tv_nsec;
+    out->new_ns = (int64_t)new.st_mtim.tv_sec * 1000000000 + new.st_mtim.tv_nsec;
+    int64_t now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    int64_t last = out->cur_ns > out->new_ns ? out->cur_ns : out->new_ns;
+    out->settled = now_ns - last > MAILDIR_STAMP_SETTLE_NS;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* scanning                                                            */
 

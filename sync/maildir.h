@@ -39,6 +39,21 @@ void maildir_folder_close(struct maildir_folder *f);
 /* Whether the folder exists (cur/ new/ tmp/ present) below the root. */
 bool maildir_folder_exists(int rootfd, const char *relpath);
 
+/* A folder's change stamp: the mtimes (ns) of cur/ and new/. Any file
+ * added, removed or renamed there sets them to the kernel's clock, so a
+ * stamp equal to one taken before a scan means the scan's view still
+ * holds, without reading the directories. The kernel's clock is coarse
+ * (a few ms): a change in the same tick as the stamp would leave it
+ * unchanged, so only a stamp taken more than MAILDIR_STAMP_SETTLE_NS
+ * after the last change is `settled` (worth recording). */
+#define MAILDIR_STAMP_SETTLE_NS 50000000LL /* 50 ms */
+struct maildir_stamp {
+    int64_t cur_ns, new_ns;
+    bool settled;
+};
+/* Returns 0, or -1 if the folder or its cur/ or new/ cannot be read. */
+int maildir_change_stamp(int rootfd, const char *relpath, struct maildir_stamp *out);
+
 /* One message file found by a scan. */
 struct local_msg {
     char *uniq;      /* unique part of the name (before ":2,") */

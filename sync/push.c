@@ -110,23 +110,24 @@ static bool same_id(const char *a, const char *b)
     return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
-/* The journal's uploads: each one the server holds (a UID from its
- * UIDNEXT on, that the state does not know, of the same size and
- * Message-ID) is recorded; the others are forgotten (their files are
- * still unknown, so they are uploaded again). */
-static int settle_journal(struct push_ctx *c, struct ms_error *err)
+/* The journal's uploads of the selected folder (UIDVALIDITY uidvalidity):
+ * each one the server holds (a UID from its UIDNEXT on, that the state
+ * does not know, of the same size and Message-ID) is recorded; the others
+ * are forgotten (their files are still unknown, so they are uploaded
+ * again). */
+int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id, uint32_t uidvalidity,
+                   struct ms_error *err)
 {
-    struct run *r = c->r;
     struct state_append *j = NULL;
     size_t nj = 0;
-    int rc = state_append_list(r->st, c->sf->id, &j, &nj, err);
+    int rc = state_append_list(r->st, folder_id, &j, &nj, err);
     if (rc || nj == 0) {
         state_appends_free(j, nj);
         return rc;
     }
     uint32_t from = 0;
     for (size_t i = 0; i < nj; i++)
-        if (j[i].uidvalidity == c->uidvalidity && (from == 0 || j[i].uidnext < from))
+        if (j[i].uidvalidity == uidvalidity && (from == 0 || j[i].uidnext < from))
             from = j[i].uidnext ? j[i].uidnext : 1;
     struct imap_msg *m = NULL;
     size_t nm = 0;
@@ -134,17 +135,27 @@ static int settle_journal(struct push_ctx *c, struct ms_error *err)
     if (from)
         rc = imap_fetch_flags(r->imap, from, 0, &m, &nm, err);
     if (rc == MS_OK && nm) {
-        cand.v = xcalloc(nm, sizeof *cand.v);
+        /* the UIDs the state already knows are not candidates */
         uint32_t *uids = xcalloc(nm, sizeof *uids);
-        size_t nu = 0;
-        for (size_t i = 0; i < nm; i++) {
-            if (m[i].uid < from || state_row(c, m[i].uid))
+        struct state_msg *known = NULL;
+        size_t nu = 0, nknown = 0;
+        for (size_t i = 0; i < nm; i++)
+            if (m[i].uid >= from)
+                uids[nu++] = m[i].uid;
+        rc = state_msg_get_uids(r->st, folder_id, uids, nu, &known, &nknown, err);
+        cand.v = xcalloc(nm, sizeof *cand.v);
+        nu = 0;
+        for (size_t i = 0, k = 0; rc == MS_OK && i < nm; i++) {
+            while (k < nknown && known[k].uid < m[i].uid)
+                k++;
+            if (m[i].uid < from || (k < nknown && known[k].uid == m[i].uid))
                 continue;
             cand.v[cand.n++] = (struct candidate){m[i].uid, m[i].flags, m[i].keywords, m[i].size, NULL, false};
             m[i].keywords = NULL;
             uids[nu++] = m[i].uid;
         }
-        if (nu)
+        state_msgs_free(known, nknown);
+        if (rc == MS_OK && nu)
             rc = imap_fetch_identity(r->imap, uids, nu, on_identity, &cand, err);
         free(uids);
     }
@@ -153,7 +164,7 @@ static int settle_journal(struct push_ctx *c, struct ms_error *err)
         rc = state_begin(r->st, err);
     for (size_t i = 0; rc == MS_OK && i < nj; i++) {
         struct candidate *hit = NULL;
-        for (size_t k = 0; !hit && k < cand.n && j[i].uidvalidity == c->uidvalidity; k++) {
+        for (size_t k = 0; !hit && k < cand.n && j[i].uidvalidity == uidvalidity; k++) {
             struct candidate *x = &cand.v[k];
             if (!x->taken && x->uid >= j[i].uidnext && x->size == j[i].size && same_id(x->message_id, j[i].message_id))
                 hit = x;
@@ -162,18 +173,19 @@ static int settle_journal(struct push_ctx *c, struct ms_error *err)
             hit->taken = true;
             struct state_msg row = {.uid = hit->uid, .uniq = j[i].uniq, .flags = hit->flags,
                                     .keywords = hit->keywords, .size = hit->size, .message_id = hit->message_id};
-            rc = state_msg_put(r->st, c->sf->id, &row, err);
+            rc = state_msg_put(r->st, folder_id, &row, err);
             found++;
         }
         if (rc == MS_OK)
-            rc = state_append_forget(r->st, c->sf->id, j[i].uniq, err);
+            rc = state_append_forget(r->st, folder_id, j[i].uniq, err);
     }
     if (rc == MS_OK)
         rc = state_commit(r->st, err);
     else
         state_rollback(r->st);
-    if (rc == MS_OK && found)
-        log_msg(LOG_VERBOSE, "%s: %zu earlier uploads found on the server and recorded", c->sel->name, found);
+    if (rc == MS_OK)
+        log_msg(LOG_VERBOSE, "%s: %zu of %zu unrecorded uploads found on the server and recorded", sel->name, found,
+                nj);
     for (size_t k = 0; k < cand.n; k++) {
         free(cand.v[k].keywords);
         free(cand.v[k].message_id);
@@ -400,7 +412,7 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
                     rc = x;
                 }
             } else if (x == MS_OK) {
-                unrecorded = true; /* no APPENDUID: found by settle_journal below */
+                unrecorded = true; /* no APPENDUID: found by settle_uploads below */
             } else if (x == MS_EPARTIAL) {
                 log_msg(LOG_WARN, "%s", e.msg);
                 c->fres->failed++;
@@ -423,7 +435,7 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
     }
     free(todo);
     if (rc == MS_OK && unrecorded)
-        rc = settle_journal(c, err);
+        rc = settle_uploads(r, c->sel, c->sf->id, c->uidvalidity, err);
     return rc;
 }
 
@@ -448,8 +460,41 @@ static void print_push_dry_run(const char *folder, const struct push_plan *p)
     }
 }
 
-int push_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres, struct ms_error *err)
+/* meta key of a folder's change stamp */
+static void stamp_key(char *key, size_t len, int64_t folder_id)
 {
+    snprintf(key, len, "local_stamp:%lld", (long long)folder_id);
+}
+
+bool stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp *now)
+{
+    char key[64], *v = NULL;
+    struct ms_error e;
+    stamp_key(key, sizeof key, folder_id);
+    if (state_meta_get(r->st, key, &v, &e) != MS_OK || !v)
+        return false;
+    long long cur = 0, new = 0;
+    bool same = sscanf(v, "%lld %lld", &cur, &new) == 2 && cur == now->cur_ns && new == now->new_ns;
+    free(v);
+    return same;
+}
+
+int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s, struct ms_error *err)
+{
+    char key[64], val[64];
+    stamp_key(key, sizeof key, folder_id);
+    snprintf(val, sizeof val, "%lld %lld", (long long)s->cur_ns, (long long)s->new_ns);
+    int rc = state_batch(r->st, err);
+    if (rc == MS_OK)
+        rc = state_meta_set(r->st, key, val, err);
+    return rc;
+}
+
+int push_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
+                struct maildir_stamp *stamp, struct ms_error *err)
+{
+    struct maildir_stamp before = {0};
+    memset(stamp, 0, sizeof *stamp);
     struct state_folder sf = {0};
     struct push_ctx c = {.r = r, .sel = sel, .sf = &sf, .fres = fres};
     struct plan_input in = {0};
@@ -463,6 +508,14 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         rc = ms_error_set(err, MS_EPARTIAL,
                           "%s: local folder %s/%s is missing although it was synced before; not touching it",
                           sel->name, r->acct->maildir, sel->path);
+        goto out;
+    }
+    /* Nothing added, removed or renamed since a push found everything
+     * pushed: nothing to scan (a no-op sync stays flat in the folder's
+     * size). A journal left by a killed run is settled by the pull. */
+    bool have_stamp = maildir_change_stamp(r->rootfd, sel->path, &before) == 0;
+    if (have_stamp && !sf.appends_count && !sf.pending_count && stamp_recorded(r, sf.id, &before)) {
+        log_msg(LOG_VERBOSE, "%s: no local change since the last push", sel->name);
         goto out;
     }
     if ((rc = maildir_folder_open(r->rootfd, sel->path, false, &c.mf, err)))
@@ -493,7 +546,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         goto out;
     }
     if (p.n == 0 && njournal == 0)
-        goto out;
+        goto done;
     if (r->opt->dry_run) {
         print_push_dry_run(sel->name, &p);
         fres->uploaded = p.nappend;
@@ -511,7 +564,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     }
     c.uidvalidity = mb.uidvalidity;
     c.uidnext = mb.uidnext;
-    if (njournal && (rc = settle_journal(&c, err)))
+    if (njournal && (rc = settle_uploads(r, sel, sf.id, c.uidvalidity, err)))
         goto out;
     if (njournal) {
         /* Recorded uploads are known now: plan again. */
@@ -541,6 +594,10 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         rc = ms_error_set(err, MS_EPARTIAL, "%s: %zu local messages could not be uploaded", sel->name, fres->failed);
         goto out;
     }
+done:
+    /* Everything the scan saw is pushed and recorded. */
+    if (have_stamp && before.settled && !r->opt->dry_run)
+        *stamp = before;
 out:
     free((void *)in.state);
     free((void *)in.local);

@@ -227,6 +227,30 @@ class PushTest(tb.BedTestCase):
         self.assertIn("0 uploaded", self.run_ok("sync").stdout)
         self.assertEqual(len(self.by_uid()), 3)
 
+    def test_quiet_folder_is_not_scanned_and_changes_are_still_seen(self):
+        """A folder nothing touched since a push found everything pushed is
+        not scanned again (its cur/ and new/ mtimes are unchanged); any
+        rename, new file or deletion there is still pushed."""
+        self.seed_and_pull(n=4)
+        time.sleep(0.2)     # older than the kernel clock's tick: a stamp is kept
+        self.run_ok("sync")
+        r = self.run_ok("-v", "sync")
+        self.assertIn("INBOX: no local change since the last push", r.stderr)
+        files = sorted(local_files(self.maildir).values(), key=lambda m: m.uniq)
+        for step in ("rename", "new", "delete"):
+            if step == "rename":
+                set_letters(files[0], set(files[0].letters) ^ {"F"})
+            elif step == "new":
+                write_local(self.maildir, "INBOX", "1700000000.quiet.host", b"Subject: q\n\nq\n")
+            else:
+                os.unlink(files[1].path)
+            r = self.run_ok("-v", "sync")
+            self.assertNotIn("INBOX: no local change", r.stderr, step)
+            self.assertSynced()
+            time.sleep(0.2)
+            self.run_ok("sync")   # records the stamp again
+        self.assertEqual(len(self.by_uid()), 4)   # one new, one deleted
+
     # -- sync ------------------------------------------------------------------
 
     def test_sync_both_ways(self):
