@@ -186,7 +186,8 @@ class PushTest(tb.BedTestCase):
     def test_killed_after_append_does_not_upload_twice(self):
         """The first APPEND reaches the server, the run is killed before it
         records it (the second APPEND is held back by the proxy): the next
-        run finds the first on the server and uploads only the second."""
+        pull finds the first on the server (no local copy comes down) and
+        the next push uploads only the second."""
         self.seed_and_pull(n=2)
         for i in range(2):
             data = tb.make_message(90 + i, size=1500).replace(b"\r\n", b"\n")
@@ -204,6 +205,9 @@ class PushTest(tb.BedTestCase):
                 p.wait(10)
         self.assertEqual(len(self.by_uid()), 3)   # the first upload landed
         self.write_config()
+        # a pull first: it must record the landed upload, not download it
+        self.pull()
+        self.assertEqual(tb.count_messages(self.maildir), 4)
         self.run_ok("push")
         server = self.by_uid()
         self.assertEqual(len(server), 4)
