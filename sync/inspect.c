@@ -81,7 +81,7 @@ static void status_folder(struct state *st, int rootfd, const struct state_folde
         out->synced = (int64_t)ns;
     if (rootfd >= 0 && sf->path && maildir_folder_exists(rootfd, sf->path) &&
         maildir_folder_open(rootfd, sf->path, false, &mf, &e) == MS_OK &&
-        maildir_scan(mf, &l, &nl, &e) == MS_OK) {
+        maildir_scan_names(mf, &l, &nl, &e) == MS_OK) {
         out->local = (int64_t)nl;
         size_t nidx;
         const char **idx = state_uniq_index(s, ns, &nidx);

@@ -427,7 +427,7 @@ static DIR *open_stream(int dirfd)
 }
 
 /* Append the messages of one subdirectory to vec. */
-static int list_dir(struct maildir_folder *f, bool in_new, struct msg_vec *vec, struct ms_error *err)
+static int list_dir(struct maildir_folder *f, bool in_new, bool sizes, struct msg_vec *vec, struct ms_error *err)
 {
     int dirfd = subdir_fd(f, in_new);
     DIR *d = open_stream(dirfd);
@@ -439,6 +439,15 @@ static int list_dir(struct maildir_folder *f, bool in_new, struct msg_vec *vec, 
         if (!name_ok(de->d_name))
             continue;
         struct stat st;
+        if (!sizes && de->d_type == DT_REG) {
+            /* the directory says it is a regular file: no stat needed */
+            struct local_msg *m = vec_push(vec);
+            split_name(de->d_name, m);
+            m->in_new = in_new;
+            m->size = 0;
+            errno = 0;
+            continue;
+        }
         if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
             if (errno == ENOENT) { /* renamed meanwhile: the mtime check rescans */
                 errno = 0;
@@ -531,7 +540,7 @@ static int cmp_uniq(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-int maildir_scan(struct maildir_folder *f, struct local_msg **out, size_t *n, struct ms_error *err)
+static int scan(struct maildir_folder *f, bool sizes, struct local_msg **out, size_t *n, struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
@@ -541,9 +550,9 @@ int maildir_scan(struct maildir_folder *f, struct local_msg **out, size_t *n, st
         if (rc)
             return rc;
         struct msg_vec vec = {0};
-        rc = list_dir(f, true, &vec, err);
+        rc = list_dir(f, true, sizes, &vec, err);
         if (!rc)
-            rc = list_dir(f, false, &vec, err);
+            rc = list_dir(f, false, sizes, &vec, err);
         if (!rc)
             rc = dir_times(f, after, err);
         if (rc) {
@@ -563,6 +572,16 @@ int maildir_scan(struct maildir_folder *f, struct local_msg **out, size_t *n, st
     }
     return ms_error_set(err, MS_ELOCAL, "Maildir folder %s kept changing during %d scans; try again later",
                         f->path, SCAN_ATTEMPTS);
+}
+
+int maildir_scan(struct maildir_folder *f, struct local_msg **out, size_t *n, struct ms_error *err)
+{
+    return scan(f, true, out, n, err);
+}
+
+int maildir_scan_names(struct maildir_folder *f, struct local_msg **out, size_t *n, struct ms_error *err)
+{
+    return scan(f, false, out, n, err);
 }
 
 /* Search one subdirectory for uniq. 0 found (fills m), 1 not, else error. */

@@ -199,11 +199,6 @@ static int push_add(struct push_plan *p, size_t *cap, struct push_action act)
     return 0;
 }
 
-static int cmp_uniq_ptr(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static int cmp_push(const void *pa, const void *pb)
 {
     const struct push_action *a = pa, *b = pb;
@@ -218,23 +213,22 @@ int plan_push(const struct plan_input *in, struct push_plan *out)
 {
     size_t cap = 0;
     memset(out, 0, sizeof *out);
-    /* The local names the state knows, sorted, to find the unknown files. */
-    const char **known = malloc((in->nstate ? in->nstate : 1) * sizeof *known);
+    /* The local files some state row names; the others are new. */
+    bool *known = calloc(in->nlocal ? in->nlocal : 1, sizeof *known);
     if (!known)
         return -1;
-    size_t nknown = 0;
     int rc = 0;
     for (size_t i = 0; i < in->nstate && rc == 0; i++) {
         const struct plan_state *s = &in->state[i];
         if (!s->uniq)
             continue;
-        known[nknown++] = s->uniq;
         const struct plan_local *l = find_local(in, s->uniq);
         if (!l) {
             if (in->mode != MODE_BACKUP)
                 rc = push_add(out, &cap, (struct push_action){.op = PUSH_DELETE, .uid = s->uid, .uniq = s->uniq});
             continue;
         }
+        known[l - in->local] = true;
         unsigned now = l->flags & FLAG_ALL, was = s->flags & FLAG_ALL;
         if (now == was)
             continue;
@@ -242,13 +236,10 @@ int plan_push(const struct plan_input *in, struct push_plan *out)
                                                       .add = now & ~was, .remove = was & ~now,
                                                       .flags = (s->flags & ~FLAG_ALL) | now});
     }
-    qsort(known, nknown, sizeof *known, cmp_uniq_ptr);
-    for (size_t i = 0; i < in->nlocal && rc == 0; i++) {
-        const char *u = in->local[i].uniq;
-        if (nknown && bsearch(&u, known, nknown, sizeof *known, cmp_uniq_ptr))
-            continue;
-        rc = push_add(out, &cap, (struct push_action){.op = PUSH_APPEND, .uniq = u, .flags = in->local[i].flags});
-    }
+    for (size_t i = 0; i < in->nlocal && rc == 0; i++)
+        if (!known[i])
+            rc = push_add(out, &cap,
+                          (struct push_action){.op = PUSH_APPEND, .uniq = in->local[i].uniq, .flags = in->local[i].flags});
     free(known);
     if (rc) {
         push_plan_free(out);

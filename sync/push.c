@@ -314,6 +314,11 @@ static int read_upload(struct push_ctx *c, struct local_msg *l, char **data, siz
         return ms_error_errno(err, MS_ELOCAL, e, "%s: cannot stat %s", c->sel->name, l->name);
     }
     *mtime = st.st_mtime;
+    if ((uint64_t)st.st_size > APPEND_MAX) {
+        close(fd);
+        return ms_error_set(err, MS_EPARTIAL, "%s: %s not uploaded: %lld bytes is over the upload limit (%llu)",
+                            c->sel->name, l->name, (long long)st.st_size, (unsigned long long)APPEND_MAX);
+    }
     size_t cap = (size_t)st.st_size + (size_t)st.st_size / 16 + 64, n = 0;
     char *out = xmalloc(cap);
     char buf[65536];
@@ -354,12 +359,6 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
         struct local_msg *l = local_by_uniq(c->local, c->nlocal, p->actions[i].uniq);
         if (!l)
             continue;
-        if (l->size > APPEND_MAX) {
-            log_msg(LOG_WARN, "%s: %s not uploaded: %llu bytes is over the upload limit", c->sel->name, l->name,
-                    (unsigned long long)l->size);
-            c->fres->failed++;
-            continue;
-        }
         todo[ntodo++] = l;
     }
     int rc = MS_OK;
@@ -372,8 +371,15 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
             struct ms_error e;
             int fd = maildir_open_msg(c->mf, todo[i], &e);
             struct state_append ja = {.uniq = todo[i]->uniq, .uidvalidity = c->uidvalidity, .uidnext = c->uidnext};
-            if (fd >= 0 && message_identity_fd(fd, &ja.message_id, &ja.size) == 0)
+            struct stat st;
+            if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size > APPEND_MAX) {
+                log_msg(LOG_WARN, "%s: %s not uploaded: %lld bytes is over the upload limit (%llu)", c->sel->name,
+                        todo[i]->name, (long long)st.st_size, (unsigned long long)APPEND_MAX);
+                c->fres->failed++;
+                todo[i] = NULL;
+            } else if (fd >= 0 && message_identity_fd(fd, &ja.message_id, &ja.size) == 0) {
                 rc = state_append_put(r->st, c->sf->id, &ja, err);
+            }
             if (fd >= 0)
                 close(fd);
             free(ja.message_id);
@@ -384,6 +390,8 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
             state_rollback(r->st);
         /* 2. upload, 3. record (one batch per chunk) */
         for (size_t i = at; i < end && rc == MS_OK; i++) {
+            if (!todo[i])
+                continue;
             char *data = NULL;
             size_t len = 0;
             time_t mtime = 0;
@@ -522,7 +530,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         goto out;
     if (!r->opt->dry_run && sf.pending_count && (rc = recover_pending(r, sf.id, c.mf, err)))
         goto out;
-    if ((rc = maildir_scan(c.mf, &c.local, &c.nlocal, err)) || (rc = state_msg_list(r->st, sf.id, &c.state, &c.nstate, err)) ||
+    if ((rc = maildir_scan_names(c.mf, &c.local, &c.nlocal, err)) || (rc = state_msg_list(r->st, sf.id, &c.state, &c.nstate, err)) ||
         (rc = state_append_list(r->st, sf.id, &journal, &njournal, err)))
         goto out;
     struct plan_state *ps = xcalloc(c.nstate + 1, sizeof *ps);
