@@ -49,6 +49,7 @@ enum stmt_id {
     ST_META_SET,
     ST_META_DEL,
     ST_META_GET,
+    ST_MSG_LIST_BRIEF,
     ST_APPEND_PUT,
     ST_APPEND_LIST,
     ST_APPEND_DELETE,
@@ -93,6 +94,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_MSG_DELETE_ALL] = "DELETE FROM messages WHERE folder_id = ?1",
     [ST_META_SET] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
     [ST_META_DEL] = "DELETE FROM meta WHERE key = ?1",
+    [ST_MSG_LIST_BRIEF] = "SELECT uid, uniq, flags, keywords, size, NULL, NULL, pending FROM messages "
+                          "WHERE folder_id = ?1 ORDER BY uid",
     [ST_APPEND_PUT] = "INSERT OR REPLACE INTO appends (folder_id, uniq, uidvalidity, uidnext, size, message_id) "
                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_APPEND_LIST] = "SELECT uniq, uidvalidity, uidnext, size, message_id FROM appends WHERE folder_id = ?1 "
@@ -887,11 +890,12 @@ int state_msg_get_uids(struct state *s, int64_t folder_id, const uint32_t *uids,
     return MS_OK;
 }
 
-int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n, struct ms_error *err)
+static int msg_list(struct state *s, enum stmt_id id, int64_t folder_id, struct state_msg **out, size_t *n,
+                    struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *st = stmt(s, ST_MSG_LIST, err);
+    sqlite3_stmt *st = stmt(s, id, err);
     if (!st)
         return MS_ELOCAL;
     sqlite3_bind_int64(st, 1, folder_id);
@@ -916,6 +920,17 @@ int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, s
     *out = v;
     *n = len;
     return MS_OK;
+}
+
+int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n, struct ms_error *err)
+{
+    return msg_list(s, ST_MSG_LIST, folder_id, out, n, err);
+}
+
+int state_msg_list_brief(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n,
+                         struct ms_error *err)
+{
+    return msg_list(s, ST_MSG_LIST_BRIEF, folder_id, out, n, err);
 }
 
 int state_msg_put(struct state *s, int64_t folder_id, const struct state_msg *m, struct ms_error *err)

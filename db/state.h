@@ -129,6 +129,9 @@ struct state_msg {
 
 /* All messages of a folder, ordered by uid. */
 int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n, struct ms_error *err);
+/* The same without message_id and hash (NULL): what a push compares. */
+int state_msg_list_brief(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n,
+                         struct ms_error *err);
 /* The rows of these UIDs (sorted ascending; absent ones are left out),
  * in UID order: one indexed lookup each, so the cost follows the number
  * of UIDs, not the folder's size. */

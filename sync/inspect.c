@@ -77,7 +77,7 @@ static void status_folder(struct state *st, int rootfd, const struct state_folde
     out->path = xstrdup(sf->path ? sf->path : "");
     out->last_sync = state_folder_last_sync(st, sf);
     out->local = -1;
-    if (state_msg_list(st, sf->id, &s, &ns, &e) == MS_OK)
+    if (state_msg_list_brief(st, sf->id, &s, &ns, &e) == MS_OK)
         out->synced = (int64_t)ns;
     if (rootfd >= 0 && sf->path && maildir_folder_exists(rootfd, sf->path) &&
         maildir_folder_open(rootfd, sf->path, false, &mf, &e) == MS_OK &&

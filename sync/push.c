@@ -530,7 +530,8 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         goto out;
     if (!r->opt->dry_run && sf.pending_count && (rc = recover_pending(r, sf.id, c.mf, err)))
         goto out;
-    if ((rc = maildir_scan_names(c.mf, &c.local, &c.nlocal, err)) || (rc = state_msg_list(r->st, sf.id, &c.state, &c.nstate, err)) ||
+    if ((rc = maildir_scan_names(c.mf, &c.local, &c.nlocal, err)) ||
+        (rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
         (rc = state_append_list(r->st, sf.id, &journal, &njournal, err)))
         goto out;
     struct plan_state *ps = xcalloc(c.nstate + 1, sizeof *ps);
@@ -580,7 +581,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         state_msgs_free(c.state, c.nstate);
         c.state = NULL;
         c.nstate = 0;
-        if ((rc = state_msg_list(r->st, sf.id, &c.state, &c.nstate, err)))
+        if ((rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)))
             goto out;
         ps = xrealloc(ps, (c.nstate + 1) * sizeof *ps);
         for (size_t i = 0; i < c.nstate; i++)
