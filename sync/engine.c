@@ -200,6 +200,11 @@ void end_run(struct run *r)
     if (r->lockfd >= 0)
         close(r->lockfd);
     r->lockfd = -1;
+    for (size_t i = 0; i < r->nserver_paths; i++)
+        free(r->server_paths[i]);
+    free(r->server_paths);
+    r->server_paths = NULL;
+    r->nserver_paths = 0;
 }
 
 struct store_job {
@@ -259,7 +264,7 @@ static char *display_name(const struct imap_folder *f)
 }
 
 /* Selected by the account's `folders =` and by --folder (if any). */
-static bool folder_wanted(const struct account *a, const struct engine_options *opt, const char *name)
+bool folder_wanted(const struct account *a, const struct engine_options *opt, const char *name)
 {
     return names_folder_selected(name, a->folders, a->nfolders) &&
            (opt->nfolder_patterns == 0 || names_folder_selected(name, opt->folder_patterns, opt->nfolder_patterns));
@@ -1028,6 +1033,14 @@ static int list_selected(struct run *r, struct selected **out, size_t *nout, str
         return rc;
     struct engine_folder_map *map = xcalloc(n, sizeof *map);
     map_folders(r->acct, r->opt, f, n, map);
+    r->server_paths = xcalloc(n + 1, sizeof *r->server_paths);
+    for (size_t i = 0; i < n; i++) {
+        if (map[i].path)
+            r->server_paths[r->nserver_paths++] = xstrdup(map[i].path);
+        if (f[i].delim && (!r->delim || strcasecmp(f[i].name, "INBOX") == 0))
+            r->delim = f[i].delim;
+    }
+    qsort(r->server_paths, r->nserver_paths, sizeof *r->server_paths, cmp_str);
     struct selected *sel = xcalloc(n, sizeof *sel);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -1204,6 +1217,8 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         rc = list_selected(&r, &sel, &nsel, &err);
         if (rc == MS_OK)
             report_vanished_folders(&r, sel, nsel);
+        if (rc == MS_OK && do_push)
+            rc = create_local_folders(&r, &sel, &nsel, &err);
     }
     if (rc) {
         res->status = rc;

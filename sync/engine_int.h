@@ -54,6 +54,12 @@ struct run {
     size_t nextra;
     char *password;
     pthread_mutex_t lock;
+    /* From the LIST: the server's hierarchy delimiter ('\0': flat or not
+     * known) and the local path of every server folder (sorted), so a push
+     * can tell folders that exist only locally. */
+    char delim;
+    char **server_paths;
+    size_t nserver_paths;
 };
 
 /* A server folder the run syncs: raw (server) name, display name, local
@@ -79,6 +85,7 @@ struct leftover {
 /* engine.c */
 int connect_account(struct run *r, struct ms_error *err);
 void end_run(struct run *r);
+bool folder_wanted(const struct account *a, const struct engine_options *opt, const char *name);
 void map_folders(const struct account *a, const struct engine_options *opt, const struct imap_folder *f, size_t n,
                  struct engine_folder_map *out);
 /* The scan entry with this unique name (l sorted by uniq), or NULL. */
@@ -93,6 +100,12 @@ struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq)
  * A later push that finds the recorded stamp skips the scan. */
 int push_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
                 struct maildir_stamp *stamp, struct ms_error *err);
+/* Create on the server the local folders that no server folder maps to
+ * and the state never knew (a folder the server dropped is not brought
+ * back), that the folder patterns select, and add them to *sel with a
+ * state row that lets the push upload their messages at once (the new
+ * folder is empty). Only an unusable session is an error. */
+int create_local_folders(struct run *r, struct selected **sel, size_t *nsel, struct ms_error *err);
 /* Record (or find gone) uploads a killed run journalled, on the selected
  * folder: before a pull downloads them as strangers, or a push sends them
  * again. */

@@ -2674,3 +2674,18 @@ int imap_append(struct imap_session *s, const char *name, unsigned flags, time_t
     }
     return MS_OK;
 }
+
+int imap_create(struct imap_session *s, const char *name, struct ms_error *err)
+{
+    char shown[120];
+    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
+    if (rc != MS_OK)
+        return rc;
+    int r = mailimap_create(s->imap, name);
+    if (r != MAILIMAP_NO_ERROR) {
+        char what[160];
+        snprintf(what, sizeof what, "CREATE %s", shown);
+        return fail_call(s, r, what, err);
+    }
+    return MS_OK;
+}

@@ -270,6 +270,10 @@ int imap_uid_expunge(struct imap_session *s, const uint32_t *uids, size_t n, str
  * \Deleted + UID EXPUNGE (needs UIDPLUS; MS_EUSAGE without). */
 int imap_move(struct imap_session *s, const uint32_t *uids, size_t n, const char *dest, struct ms_error *err);
 
+/* CREATE name (raw, modified UTF-7). NO (exists, not allowed) is
+ * MS_EPARTIAL. */
+int imap_create(struct imap_session *s, const char *name, struct ms_error *err);
+
 /* APPEND name (flags) "date" {len} data: data must use CRLF line ends
  * (the whole message in memory: libetpan sends it from one buffer). With
  * UIDPLUS the server's APPENDUID fills *uidvalidity and *uid; without,

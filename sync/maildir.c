@@ -25,6 +25,7 @@
 
 #include "sync/flags.h"
 #include "sync/log.h"
+#include "sync/util.h"
 
 #define TMP_BUFSIZE (64 * 1024)
 #define SCAN_ATTEMPTS 8      /* rescans before giving up on a busy folder */
@@ -57,14 +58,6 @@ static const char *const subdirs[3] = {"cur", "new", "tmp"};
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d)
-        abort(); /* out of memory: nothing sensible to do */
-    return d;
-}
 
 /* A plain file name we are willing to use below cur/ new/ tmp/. Names come
  * from the state DB and from readdir, so they are checked, not trusted. */
@@ -376,6 +369,105 @@ int maildir_change_stamp(int rootfd, const char *relpath, struct maildir_stamp *
     int64_t now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
     int64_t last = out->cur_ns > out->new_ns ? out->cur_ns : out->new_ns;
     out->settled = now_ns - last > MAILDIR_STAMP_SETTLE_NS;
+    return 0;
+}
+
+/* Whether directory fd holds cur/, new/ and tmp/ (a Maildir folder). */
+static bool holds_maildir(int fd)
+{
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        if (fstatat(fd, subdirs[i], &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
+            return false;
+    }
+    return true;
+}
+
+struct path_vec {
+    char **v;
+    size_t n, cap;
+};
+
+static void path_push(struct path_vec *p, const char *path)
+{
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 16;
+        p->v = xrealloc(p->v, p->cap * sizeof *p->v);
+    }
+    p->v[p->n++] = xstrdup(path);
+}
+
+/* verbatim: every directory below dirfd (not cur/new/tmp, not dot names,
+ * no symlinks) that holds a Maildir, depth-first. */
+static void find_nested(int dirfd, const char *prefix, int depth, struct path_vec *out)
+{
+    if (depth > MAILDIR_FIND_DEPTH)
+        return;
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (n[0] == '.' || !strcmp(n, "cur") || !strcmp(n, "new") || !strcmp(n, "tmp"))
+            continue;
+        if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+            continue;
+        int sub = openat(dirfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0)
+            continue;
+        size_t len = strlen(prefix) + strlen(n) + 2;
+        char *path = xmalloc(len);
+        snprintf(path, len, "%s%s%s", prefix, *prefix ? "/" : "", n);
+        if (holds_maildir(sub))
+            path_push(out, path);
+        find_nested(sub, path, depth + 1, out);
+        free(path);
+        close(sub);
+    }
+    closedir(d);
+}
+
+static int cmp_path(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int maildir_find_folders(int rootfd, bool maildirpp, char ***out, size_t *n)
+{
+    struct path_vec p = {0};
+    if (!maildirpp) {
+        find_nested(rootfd, "", 0, &p);
+    } else {
+        if (holds_maildir(rootfd))
+            path_push(&p, "");
+        int fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+        if (!d && fd >= 0)
+            close(fd);
+        struct dirent *de;
+        while (d && (de = readdir(d)) != NULL) {
+            const char *n = de->d_name;
+            if (n[0] != '.' || !strcmp(n, ".") || !strcmp(n, ".."))
+                continue;
+            int sub = openat(rootfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0)
+                continue;
+            if (holds_maildir(sub))
+                path_push(&p, n);
+            close(sub);
+        }
+        if (d)
+            closedir(d);
+    }
+    if (p.n)
+        qsort(p.v, p.n, sizeof *p.v, cmp_path);
+    *out = p.v;
+    *n = p.n;
     return 0;
 }
 

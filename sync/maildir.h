@@ -54,6 +54,14 @@ struct maildir_stamp {
 /* Returns 0, or -1 if the folder or its cur/ or new/ cannot be read. */
 int maildir_change_stamp(int rootfd, const char *relpath, struct maildir_stamp *out);
 
+/* The Maildir folders below the root, as relative paths, sorted: with
+ * maildir++ the root itself ("") and its ".Name" directories; otherwise
+ * every directory (to MAILDIR_FIND_DEPTH levels, no symlinks, no names
+ * starting with '.') that holds cur/, new/ and tmp/. Unreadable
+ * directories are passed over. Free each path and the array. */
+#define MAILDIR_FIND_DEPTH 16
+int maildir_find_folders(int rootfd, bool maildirpp, char ***out, size_t *n);
+
 /* One message file found by a scan. */
 struct local_msg {
     char *uniq;      /* unique part of the name (before ":2,") */

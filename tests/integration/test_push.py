@@ -32,8 +32,8 @@ def set_letters(m, letters):
     return new
 
 
-def write_local(root, folder, name, data_lf, letters="", mtime=1700000000):
-    d = Path(tb.local_folder_path(root, folder))
+def write_local(root, folder, name, data_lf, letters="", mtime=1700000000, layout="verbatim"):
+    d = Path(tb.local_folder_path(root, folder, layout))
     sub = "cur" if letters else "new"
     path = d / sub / ("%s:2,%s" % (name, letters) if letters else name)
     path.write_bytes(data_lf)
@@ -254,6 +254,65 @@ class PushTest(tb.BedTestCase):
             time.sleep(0.2)
             self.run_ok("sync")   # records the stamp again
         self.assertEqual(len(self.by_uid()), 4)   # one new, one deleted
+
+    # -- folders ---------------------------------------------------------------
+
+    def make_local_folder(self, rel, n, layout="verbatim"):
+        d = Path(tb.local_folder_path(self.maildir, rel, layout))
+        for sub in ("cur", "new", "tmp"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        data = []
+        for i in range(n):
+            m = tb.make_message(300 + i, size=600).replace(b"\r\n", b"\n")
+            write_local(self.maildir, rel, "1700000000.f%d.host" % i, m, letters="S", mtime=1700000000 + i,
+                        layout=layout)
+            data.append(m)
+        return data
+
+    def test_local_only_folders_are_created_and_filled(self):
+        self.write_config(folders="* !Junk")
+        self.seed_and_pull(n=2)
+        ideas = self.make_local_folder("Projects/Ideas", 2)
+        viet = self.make_local_folder("Thư mới", 1)
+        self.make_local_folder("Junk", 1)            # excluded by the patterns
+        r = self.run_ok("push")
+        self.assertIn('created folder "Projects/Ideas" on the server', r.stderr)
+        self.assertIn('created folder "Thư mới" on the server', r.stderr)
+        with self.imap() as c:
+            names = set(c.list_folders())
+            self.assertIn("Projects/Ideas", names)
+            self.assertIn("Thư mới", names)
+            self.assertNotIn("Junk", names)
+            self.assertEqual(sorted(m.data_lf for m in c.messages("Projects/Ideas")), sorted(ideas))
+            self.assertEqual([m.data_lf for m in c.messages("Thư mới")], viet)
+        # a pull brings nothing twice; a second push creates nothing
+        self.pull()
+        self.assertEqual(len(tb.read_maildir(self.maildir)["Projects/Ideas"]), 2)
+        r = self.run_ok("push")
+        self.assertNotIn("created folder", r.stderr)
+        self.assertIn("0 uploaded", r.stdout)
+
+    def test_folder_deleted_on_server_is_not_recreated(self):
+        with self.imap() as c:
+            c.create_folder("Old")
+            c.append_many("Old", tb.make_corpus(2, seed=4))
+        self.pull()
+        with self.imap() as c:
+            c.delete_folder("Old")
+        r = self.run_ok("sync")
+        self.assertNotIn("created folder", r.stderr)
+        with self.imap() as c:
+            self.assertNotIn("Old", set(c.list_folders()))
+        self.assertEqual(len(tb.read_maildir(self.maildir)["Old"]), 2)   # kept locally
+
+    def test_maildirpp_local_folder_is_created(self):
+        self.write_config(layout="maildir++")
+        self.seed_and_pull(n=1)
+        data = self.make_local_folder("Notes/2025", 1, layout="maildir++")
+        self.run_ok("sync")
+        with self.imap() as c:
+            self.assertEqual([m.data_lf for m in c.messages("Notes/2025")], data)
+        self.assertIn("0 uploaded", self.run_ok("sync").stdout)
 
     # -- sync ------------------------------------------------------------------
 
