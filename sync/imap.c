@@ -2650,7 +2650,7 @@ int imap_append(struct imap_session *s, const char *name, unsigned flags, time_t
     int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
     if (rc != MS_OK)
         return rc;
-    struct mailimap_flag_list *fl = flag_list_of(flags & ~FLAG_DELETED);
+    struct mailimap_flag_list *fl = flag_list_of(flags);
     struct mailimap_date_time *dt = NULL;
     struct tm tm;
     if (date > 0 && gmtime_r(&date, &tm))

@@ -277,8 +277,7 @@ int imap_create(struct imap_session *s, const char *name, struct ms_error *err);
 /* APPEND name (flags) "date" {len} data: data must use CRLF line ends
  * (the whole message in memory: libetpan sends it from one buffer). With
  * UIDPLUS the server's APPENDUID fills *uidvalidity and *uid; without,
- * both are 0. \Deleted is never sent with an upload. date 0: none (the
- * server takes now). */
+ * both are 0. date 0: none (the server takes now). */
 int imap_append(struct imap_session *s, const char *name, unsigned flags, time_t date, const char *data, size_t len,
                 uint32_t *uidvalidity, uint32_t *uid, struct ms_error *err);
 

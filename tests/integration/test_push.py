@@ -183,6 +183,20 @@ class PushTest(tb.BedTestCase):
         self.assertIn("0 uploaded", self.run_ok("push").stdout)
         self.assertEqual(len(self.by_uid()), 4)
 
+    def test_upload_keeps_a_trashed_mark(self):
+        """A new local file marked T (trashed) goes up with \\Deleted, and no
+        pull takes the mark away again."""
+        self.seed_and_pull(n=1)
+        data = b"Subject: trashed\n\nbye\n"
+        write_local(self.maildir, "INBOX", "1700000000.trash.host", data, letters="ST")
+        self.run_ok("push")
+        up = [m for m in self.by_uid().values() if m.data_lf == data]
+        self.assertEqual(len(up), 1)
+        self.assertEqual(up[0].flags, frozenset({"\\Seen", "\\Deleted"}))
+        self.pull()
+        self.assertEqual(local_files(self.maildir)["1700000000.trash.host"].letters, "ST")
+        self.assertSynced()
+
     def test_killed_after_append_does_not_upload_twice(self):
         """The first APPEND reaches the server, the run is killed before it
         records it (the second APPEND is held back by the proxy): the next
