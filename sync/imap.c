@@ -18,6 +18,7 @@
 #include "sync/imap.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -26,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <libetpan/libetpan.h>
 #include <openssl/evp.h>
@@ -2642,35 +2645,115 @@ int imap_move(struct imap_session *s, const uint32_t *uids, size_t n, const char
     return rc;
 }
 
-int imap_append(struct imap_session *s, const char *name, unsigned flags, time_t date, const char *data, size_t len,
-                uint32_t *uidvalidity, uint32_t *uid, struct ms_error *err)
+/* The flags of an APPEND as IMAP names, space separated. */
+static void flag_names(unsigned flags, char *out, size_t len)
 {
-    char shown[120];
+    size_t o = 0;
+    out[0] = '\0';
+    for (unsigned bit = 1; bit <= FLAG_ALL; bit <<= 1) {
+        const char *n = (flags & bit) ? flags_imap_name(bit) : NULL;
+        if (n && o + strlen(n) + 2 < len)
+            o += (size_t)snprintf(out + o, len - o, "%s%s", o ? " " : "", n);
+    }
+}
+
+/* The body of fd as a literal of exactly size bytes (LF -> CRLF). */
+static int send_literal_fd(mailstream *st, int fd, uint64_t size, uint64_t *sent)
+{
+    char in[65536], out[2 * sizeof in];
+    char prev = '\0';
+    *sent = 0;
+    for (;;) {
+        ssize_t got = read(fd, in, sizeof in);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return -1;
+        if (got == 0)
+            return 0;
+        size_t o = 0;
+        for (ssize_t i = 0; i < got; i++) {
+            if (in[i] == '\n' && prev != '\r')
+                out[o++] = '\r';
+            out[o++] = in[i];
+            prev = in[i];
+        }
+        /* never more than announced: the file grew meanwhile */
+        if (*sent + o > size)
+            return -1;
+        if (mailstream_write(st, out, o) != (ssize_t)o)
+            return -1;
+        *sent += o;
+    }
+}
+
+int imap_append_fd(struct imap_session *s, const char *name, unsigned flags, time_t date, int fd, uint64_t size,
+                   uint32_t *uidvalidity, uint32_t *uid, struct ms_error *err)
+{
+    char shown[120], what[160], head[512], names[120], when[40];
     *uidvalidity = *uid = 0;
     int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
     if (rc != MS_OK)
         return rc;
-    struct mailimap_flag_list *fl = flag_list_of(flags);
-    struct mailimap_date_time *dt = NULL;
-    struct tm tm;
-    if (date > 0 && gmtime_r(&date, &tm))
-        dt = mailimap_date_time_new(tm.tm_mday, tm.tm_mon + 1, tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                                    0);
-    if (!fl || (date > 0 && !dt)) {
-        if (fl)
-            mailimap_flag_list_free(fl);
-        if (dt)
-            mailimap_date_time_free(dt);
+    snprintf(what, sizeof what, "APPEND to %s", shown);
+    char *quoted = quote_name(name);
+    if (!quoted)
         return ms_error_set(err, MS_ELOCAL, "out of memory");
-    }
-    int r = mailimap_uidplus_append(s->imap, name, fl, dt, data, len, uidvalidity, uid);
-    mailimap_flag_list_free(fl);
-    if (dt)
-        mailimap_date_time_free(dt);
-    if (r != MAILIMAP_NO_ERROR) {
-        char what[160];
-        snprintf(what, sizeof what, "APPEND to %s", shown);
+    static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    struct tm tm;
+    when[0] = '\0';
+    if (date > 0 && gmtime_r(&date, &tm))
+        snprintf(when, sizeof when, " \"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday, mon[tm.tm_mon],
+                 tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    flag_names(flags, names, sizeof names);
+    int n = snprintf(head, sizeof head, "APPEND %s (%s)%s {%" PRIu64 "}\r\n", quoted, names, when, size);
+    free(quoted);
+    if (n < 0 || (size_t)n >= sizeof head)
+        return ms_error_set(err, MS_EPARTIAL, "%s: folder name too long", what);
+    mailimap *imap = s->imap;
+    mailstream *st = imap->imap_stream;
+    int r = mailimap_send_current_tag(imap);
+    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, head) || mailstream_flush(st) != 0))
+        r = MAILIMAP_ERROR_STREAM;
+    if (r == MAILIMAP_NO_ERROR && !mailimap_read_line(imap))
+        r = MAILIMAP_ERROR_STREAM;
+    if (r != MAILIMAP_NO_ERROR)
         return fail_call(s, r, what, err);
+    struct mailimap_response *resp = NULL;
+    if (imap->imap_stream_buffer->str[0] == '+') {
+        uint64_t sent = 0;
+        if (send_literal_fd(st, fd, size, &sent) != 0 || sent != size)
+            /* The literal cannot be finished honestly: end the session
+             * (the server drops the incomplete APPEND). */
+            return fail_dead(s, err, "%s: the local file changed or could not be read while it was sent", what);
+        if (stream_puts(st, "\r\n") || mailstream_flush(st) != 0 || !mailimap_read_line(imap))
+            return fail_call(s, MAILIMAP_ERROR_STREAM, what, err);
+    }
+    /* The tagged answer (a NO instead of the continuation, or the result)
+     * with any untagged data before it. */
+    r = mailimap_parse_response(imap, &resp);
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, what, err);
+    int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    mailimap_response_free(resp);
+    if (state != MAILIMAP_RESP_COND_STATE_OK)
+        return fail_call(s, MAILIMAP_ERROR_APPEND, what, err);
+    /* [APPENDUID uidvalidity uid] (UIDPLUS), parsed by libetpan's
+     * extension into the response info */
+    struct mailimap_response_info *info = imap->imap_response_info;
+    for (clistiter *it = info ? clist_begin(info->rsp_extension_list) : NULL; it; it = clist_next(it)) {
+        struct mailimap_extension_data *ext = clist_content(it);
+        if (ext->ext_extension != &mailimap_extension_uidplus || ext->ext_type != MAILIMAP_UIDPLUS_RESP_CODE_APND)
+            continue;
+        struct mailimap_uidplus_resp_code_apnd *apnd = ext->ext_data;
+        clistiter *first = apnd && apnd->uid_set ? clist_begin(apnd->uid_set->set_list) : NULL;
+        if (first) {
+            struct mailimap_set_item *item = clist_content(first);
+            *uidvalidity = apnd->uid_uidvalidity;
+            *uid = item->set_first == item->set_last ? item->set_first : 0;
+        }
+        break;
     }
     return MS_OK;
 }

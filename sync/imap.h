@@ -274,11 +274,14 @@ int imap_move(struct imap_session *s, const uint32_t *uids, size_t n, const char
  * MS_EPARTIAL. */
 int imap_create(struct imap_session *s, const char *name, struct ms_error *err);
 
-/* APPEND name (flags) "date" {len} data: data must use CRLF line ends
- * (the whole message in memory: libetpan sends it from one buffer). With
- * UIDPLUS the server's APPENDUID fills *uidvalidity and *uid; without,
- * both are 0. date 0: none (the server takes now). */
-int imap_append(struct imap_session *s, const char *name, unsigned flags, time_t date, const char *data, size_t len,
-                uint32_t *uidvalidity, uint32_t *uid, struct ms_error *err);
+/* APPEND name (flags) "date" {size}, the body streamed from fd (its
+ * current offset to its end) with LF sent as CRLF, in bounded memory
+ * (libetpan's APPEND wants the whole message in one buffer). size is the
+ * CRLF size announced: a file that turns out longer or shorter ends the
+ * session (MS_ENET; the server drops the incomplete APPEND). With UIDPLUS
+ * the server's APPENDUID fills *uidvalidity and *uid; without, both are
+ * 0. date 0: none (the server takes now). NO is MS_EPARTIAL. */
+int imap_append_fd(struct imap_session *s, const char *name, unsigned flags, time_t date, int fd, uint64_t size,
+                   uint32_t *uidvalidity, uint32_t *uid, struct ms_error *err);
 
 #endif

@@ -45,9 +45,6 @@
 
 /* Uploads journalled per transaction. */
 #define APPEND_CHUNK 64
-/* An upload is read whole into memory (libetpan sends APPEND from one
- * buffer): larger files are reported and left local. */
-#define APPEND_MAX ((uint64_t)256 << 20)
 
 struct push_ctx {
     struct run *r;
@@ -241,11 +238,12 @@ static int push_deletions(struct push_ctx *c, const struct push_plan *p, struct 
         if (s)
             rc = state_msg_set_flags(r->st, c->sf->id, s->uid, s->flags | FLAG_DELETED, s->keywords, err);
     }
-    if (rc == MS_OK)
-        rc = state_batch_commit(r->st, err);
-    else
+    /* The records wait in the run's batch (one commit for all folders):
+     * lost in a crash, the next run removes the same UIDs again, which
+     * finds nothing to do. */
+    if (rc != MS_OK)
         state_batch_abort(r->st);
-    if (rc == MS_OK)
+    else
         c->fres->pushed_deleted += n;
 out:
     free(uids);
@@ -294,73 +292,33 @@ static int push_flags(struct push_ctx *c, const struct push_plan *p, struct ms_e
         if (rc == MS_OK)
             c->fres->pushed_flags++;
     }
-    if (rc == MS_OK)
-        rc = state_batch_commit(r->st, err);
-    else
+    /* In the run's batch, as the deletions: a lost record means the same
+     * +FLAGS/-FLAGS again, a no-op. */
+    if (rc != MS_OK)
         state_batch_abort(r->st);
     return rc;
 }
 
-/* The whole file as the server wants it (CRLF line ends), its mtime. */
-static int read_upload(struct push_ctx *c, struct local_msg *l, char **data, size_t *len, time_t *mtime,
-                       struct ms_error *err)
-{
-    int fd = maildir_open_msg(c->mf, l, err);
-    if (fd < 0)
-        return err->code ? err->code : MS_ELOCAL;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return ms_error_errno(err, MS_ELOCAL, e, "%s: cannot stat %s", c->sel->name, l->name);
-    }
-    *mtime = st.st_mtime;
-    if ((uint64_t)st.st_size > APPEND_MAX) {
-        close(fd);
-        return ms_error_set(err, MS_EPARTIAL, "%s: %s not uploaded: %lld bytes is over the upload limit (%llu)",
-                            c->sel->name, l->name, (long long)st.st_size, (unsigned long long)APPEND_MAX);
-    }
-    size_t cap = (size_t)st.st_size + (size_t)st.st_size / 16 + 64, n = 0;
-    char *out = xmalloc(cap);
-    char buf[65536];
-    char prev = 0;
-    ssize_t got;
-    while ((got = read(fd, buf, sizeof buf)) > 0 || (got < 0 && errno == EINTR)) {
-        for (ssize_t i = 0; i < got; i++) {
-            if (n + 2 > cap) {
-                cap = cap * 2;
-                out = xrealloc(out, cap);
-            }
-            if (buf[i] == '\n' && prev != '\r')
-                out[n++] = '\r';
-            out[n++] = buf[i];
-            prev = buf[i];
-        }
-    }
-    int e = errno;
-    close(fd);
-    if (got < 0) {
-        free(out);
-        return ms_error_errno(err, MS_ELOCAL, e, "%s: cannot read %s", c->sel->name, l->name);
-    }
-    *data = out;
-    *len = n;
-    return MS_OK;
-}
+/* One upload: the file, and what its journal row says (CRLF size,
+ * Message-ID), which its record repeats. */
+struct upload {
+    struct local_msg *l;
+    uint64_t size;
+    char *message_id;
+    bool journalled;
+};
 
 static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms_error *err)
 {
     struct run *r = c->r;
     const struct engine_progress *prog = r->opt->progress;
-    struct local_msg **todo = xcalloc(p->nappend + 1, sizeof *todo);
+    struct upload *todo = xcalloc(p->nappend + 1, sizeof *todo);
     size_t ntodo = 0;
     for (size_t i = 0; i < p->n; i++) {
-        if (p->actions[i].op != PUSH_APPEND)
-            continue;
-        struct local_msg *l = local_by_uniq(c->local, c->nlocal, p->actions[i].uniq);
-        if (!l)
-            continue;
-        todo[ntodo++] = l;
+        struct local_msg *l = p->actions[i].op == PUSH_APPEND ? local_by_uniq(c->local, c->nlocal, p->actions[i].uniq)
+                                                              : NULL;
+        if (l)
+            todo[ntodo++].l = l;
     }
     int rc = MS_OK;
     bool unrecorded = false;
@@ -369,52 +327,49 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
         /* 1. journal the chunk (durable before any APPEND of it) */
         rc = state_begin(r->st, err);
         for (size_t i = at; i < end && rc == MS_OK; i++) {
+            struct upload *u = &todo[i];
             struct ms_error e;
-            int fd = maildir_open_msg(c->mf, todo[i], &e);
-            struct state_append ja = {.uniq = todo[i]->uniq, .uidvalidity = c->uidvalidity, .uidnext = c->uidnext};
-            struct stat st;
-            if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size > APPEND_MAX) {
-                log_msg(LOG_WARN, "%s: %s not uploaded: %lld bytes is over the upload limit (%llu)", c->sel->name,
-                        todo[i]->name, (long long)st.st_size, (unsigned long long)APPEND_MAX);
+            int fd = maildir_open_msg(c->mf, u->l, &e);
+            if (fd < 0 || message_identity_fd(fd, &u->message_id, &u->size) != 0) {
+                log_msg(LOG_WARN, "%s: %s not uploaded: cannot read it", c->sel->name, u->l->name);
                 c->fres->failed++;
-                todo[i] = NULL;
-            } else if (fd >= 0 && message_identity_fd(fd, &ja.message_id, &ja.size) == 0) {
+            } else {
+                struct state_append ja = {.uniq = u->l->uniq, .uidvalidity = c->uidvalidity, .uidnext = c->uidnext,
+                                          .size = u->size, .message_id = u->message_id};
                 rc = state_append_put(r->st, c->sf->id, &ja, err);
+                u->journalled = rc == MS_OK;
             }
             if (fd >= 0)
                 close(fd);
-            free(ja.message_id);
         }
         if (rc == MS_OK)
             rc = state_commit(r->st, err);
         else
             state_rollback(r->st);
-        /* 2. upload, 3. record (one batch per chunk) */
+        /* 2. upload (streamed from the file), 3. record (one batch per chunk) */
         for (size_t i = at; i < end && rc == MS_OK; i++) {
-            if (!todo[i])
+            struct upload *u = &todo[i];
+            if (!u->journalled)
                 continue;
-            char *data = NULL;
-            size_t len = 0;
-            time_t mtime = 0;
             struct ms_error e = {0};
-            int x = read_upload(c, todo[i], &data, &len, &mtime, &e);
-            if (x != MS_OK) {
-                log_msg(LOG_WARN, "%s", e.msg);
-                c->fres->failed++;
-                continue;
-            }
+            struct stat st;
             uint32_t uv = 0, uid = 0;
-            x = imap_append(r->imap, c->sel->raw, todo[i]->flags, mtime, data, len, &uv, &uid, &e);
+            int fd = maildir_open_msg(c->mf, u->l, &e);
+            int x = fd < 0 ? MS_EPARTIAL : MS_OK;
+            if (x == MS_OK && fstat(fd, &st) != 0)
+                x = ms_error_errno(&e, MS_EPARTIAL, errno, "%s: cannot stat %s", c->sel->name, u->l->name);
+            if (x == MS_OK)
+                x = imap_append_fd(r->imap, c->sel->raw, u->l->flags, st.st_mtime, fd, u->size, &uv, &uid, &e);
+            if (fd >= 0)
+                close(fd);
             if (x == MS_OK && uid && uv == c->uidvalidity) {
-                char *mid = message_header(data, len, "Message-ID");
-                struct state_msg row = {.uid = uid, .uniq = todo[i]->uniq, .flags = todo[i]->flags & FLAG_ALL,
-                                        .size = len, .message_id = mid};
+                struct state_msg row = {.uid = uid, .uniq = u->l->uniq, .flags = u->l->flags & FLAG_ALL,
+                                        .size = u->size, .message_id = u->message_id};
                 x = state_batch(r->st, &e);
                 if (x == MS_OK)
                     x = state_msg_put(r->st, c->sf->id, &row, &e);
                 if (x == MS_OK)
-                    x = state_append_forget(r->st, c->sf->id, todo[i]->uniq, &e);
-                free(mid);
+                    x = state_append_forget(r->st, c->sf->id, u->l->uniq, &e);
                 if (x != MS_OK) {
                     state_batch_abort(r->st);
                     *err = e;
@@ -431,17 +386,18 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
             }
             if (x == MS_OK) {
                 c->fres->uploaded++;
-                c->fres->bytes_up += len;
+                c->fres->bytes_up += u->size;
                 if (prog && prog->message_done)
-                    prog->message_done(prog->ctx, len);
+                    prog->message_done(prog->ctx, u->size);
             }
-            free(data);
         }
         if (rc == MS_OK)
             rc = state_batch_commit(r->st, err);
         else
             state_batch_abort(r->st);
     }
+    for (size_t i = 0; i < ntodo; i++)
+        free(todo[i].message_id);
     free(todo);
     if (rc == MS_OK && unrecorded)
         rc = settle_uploads(r, c->sel, c->sf->id, c->uidvalidity, err);

@@ -11,6 +11,7 @@ local deletions back, a folder never pulled is not pushed, and `sync`
 does both directions in one run.
 """
 
+import hashlib
 import os
 import signal
 import time
@@ -182,6 +183,37 @@ class PushTest(tb.BedTestCase):
         self.assertSynced()
         self.assertIn("0 uploaded", self.run_ok("push").stdout)
         self.assertEqual(len(self.by_uid()), 4)
+
+    def test_big_upload_is_streamed(self):
+        """An 80 MiB local message goes up with the process's peak RSS far
+        below its size (the body is streamed from the file, LF -> CRLF on
+        the way, not read into memory), and arrives byte for byte. The
+        file is written in pieces: a child's peak RSS starts at its
+        parent's RSS when it is forked."""
+        self.seed_and_pull(n=1)
+        line = b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3\n"
+        head = b"Subject: big\nMessage-ID: <big@test>\nContent-Type: application/octet-stream\n\n"
+        want = hashlib.sha256()
+        path = write_local(self.maildir, "INBOX", "1700000000.big.host", head, letters="S")
+        with open(path, "ab") as f:
+            want.update(head.replace(b"\n", b"\r\n"))
+            block = line * 4096
+            for _ in range((80 << 20) // len(block)):
+                f.write(block)
+                want.update(block.replace(b"\n", b"\r\n"))
+        p = tb.start_mailsync(["push"], config=self.config_path, workdir=self.work)
+        _, status, usage = os.wait4(p.pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, Path(p.err_path).read_text())
+        # an ASan build idles at ~35 MiB; holding the message would add 80+
+        self.assertLess(usage.ru_maxrss, 56 * 1024, "peak RSS %d KiB" % usage.ru_maxrss)
+        with self.imap() as c:
+            c.select_folder("INBOX", readonly=True)
+            typ, dat = c.uid("SEARCH", "HEADER", "Message-ID", "<big@test>")
+            uids = dat[0].split()
+            self.assertEqual(len(uids), 1)
+            typ, dat = c.uid("FETCH", uids[0], "(BODY.PEEK[])")
+            self.assertEqual(hashlib.sha256(dat[0][1]).hexdigest(), want.hexdigest())
+        self.assertIn("0 uploaded", self.run_ok("push").stdout)
 
     def test_upload_keeps_a_trashed_mark(self):
         """A new local file marked T (trashed) goes up with \\Deleted, and no
