@@ -389,9 +389,9 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
 /* ------------------------------------------------------------------ */
 /* one folder */
 
-static void build_plan_input(struct plan_input *in, const struct account *a, const struct engine_options *opt,
-                             const struct state_msg *s, size_t ns, const struct local_msg *l, size_t nl,
-                             const struct imap_msg *rm, size_t nr)
+void build_plan_input(struct plan_input *in, const struct account *a, const struct engine_options *opt,
+                      const struct state_msg *s, size_t ns, const struct local_msg *l, size_t nl,
+                      const struct imap_msg *rm, size_t nr)
 {
     struct plan_state *ps = xcalloc(ns, sizeof *ps);
     struct plan_local *pl = xcalloc(nl, sizeof *pl);
@@ -407,11 +407,12 @@ static void build_plan_input(struct plan_input *in, const struct account *a, con
                               .max_delete = a->max_delete, .force = opt->force};
 }
 
-static void free_plan_input(struct plan_input *in)
+void free_plan_input(struct plan_input *in)
 {
     free((void *)in->state);
     free((void *)in->local);
     free((void *)in->remote);
+    memset(in, 0, sizeof *in);
 }
 
 static void print_dry_run(const char *folder, const struct plan *p)

@@ -88,6 +88,12 @@ void end_run(struct run *r);
 bool folder_wanted(const struct account *a, const struct engine_options *opt, const char *name);
 void map_folders(const struct account *a, const struct engine_options *opt, const struct imap_folder *f, size_t n,
                  struct engine_folder_map *out);
+/* The planner's input from the state rows, the scan and the server's
+ * listing (borrowed strings; free_plan_input frees the arrays only). */
+void build_plan_input(struct plan_input *in, const struct account *a, const struct engine_options *opt,
+                      const struct state_msg *s, size_t ns, const struct local_msg *l, size_t nl,
+                      const struct imap_msg *rm, size_t nr);
+void free_plan_input(struct plan_input *in);
 /* The scan entry with this unique name (l sorted by uniq), or NULL. */
 struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq);
 

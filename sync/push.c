@@ -455,6 +455,15 @@ int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s
     return rc;
 }
 
+/* (Re)plan the folder from c's state rows and scan. */
+static int plan_folder(struct push_ctx *c, struct plan_input *in, struct push_plan *p, struct ms_error *err)
+{
+    free_plan_input(in);
+    push_plan_free(p);
+    build_plan_input(in, c->r->acct, c->r->opt, c->state, c->nstate, c->local, c->nlocal, NULL, 0);
+    return plan_push(in, p) == 0 ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
+}
+
 int push_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
                 struct maildir_stamp *stamp, struct ms_error *err)
 {
@@ -491,18 +500,8 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         (rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
         (rc = state_append_list(r->st, sf.id, &journal, &njournal, err)))
         goto out;
-    struct plan_state *ps = xcalloc(c.nstate + 1, sizeof *ps);
-    struct plan_local *pl = xcalloc(c.nlocal + 1, sizeof *pl);
-    for (size_t i = 0; i < c.nstate; i++)
-        ps[i] = (struct plan_state){c.state[i].uid, c.state[i].uniq, c.state[i].flags, c.state[i].keywords};
-    for (size_t i = 0; i < c.nlocal; i++)
-        pl[i] = (struct plan_local){c.local[i].uniq, c.local[i].flags};
-    in = (struct plan_input){.state = ps, .nstate = c.nstate, .local = pl, .nlocal = c.nlocal,
-                             .mode = r->acct->mode, .max_delete = r->acct->max_delete, .force = r->opt->force};
-    if (plan_push(&in, &p) != 0) {
-        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    if ((rc = plan_folder(&c, &in, &p, err)))
         goto out;
-    }
     if (p.guard_tripped) {
         /* As a pull's guard: the folder is left untouched. */
         rc = ms_error_set(err, MS_EPARTIAL,
@@ -534,21 +533,12 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         goto out;
     if (njournal) {
         /* Recorded uploads are known now: plan again. */
-        push_plan_free(&p);
         state_msgs_free(c.state, c.nstate);
         c.state = NULL;
         c.nstate = 0;
-        if ((rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)))
+        if ((rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
+            (rc = plan_folder(&c, &in, &p, err)))
             goto out;
-        ps = xrealloc(ps, (c.nstate + 1) * sizeof *ps);
-        for (size_t i = 0; i < c.nstate; i++)
-            ps[i] = (struct plan_state){c.state[i].uid, c.state[i].uniq, c.state[i].flags, c.state[i].keywords};
-        in.state = ps;
-        in.nstate = c.nstate;
-        if (plan_push(&in, &p) != 0) {
-            rc = ms_error_set(err, MS_ELOCAL, "out of memory");
-            goto out;
-        }
     }
     if (p.ndelete && (rc = push_deletions(&c, &p, err)))
         goto out;
@@ -565,8 +555,7 @@ done:
     if (have_stamp && before.settled && !r->opt->dry_run)
         *stamp = before;
 out:
-    free((void *)in.state);
-    free((void *)in.local);
+    free_plan_input(&in);
     push_plan_free(&p);
     state_appends_free(journal, njournal);
     state_msgs_free(c.state, c.nstate);
