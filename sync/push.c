@@ -212,6 +212,12 @@ static int push_deletions(struct push_ctx *c, const struct push_plan *p, struct 
     bool keep_rows = false;
     if (n == 0)
         goto out;
+    if (to_trash && !imap_has_capability(r->imap, "MOVE") && !imap_has_capability(r->imap, "UIDPLUS")) {
+        log_msg(LOG_WARN, "%s: the server has neither MOVE nor UIDPLUS: %zu messages deleted locally are flagged "
+                          "\\Deleted instead of moved to %s",
+                c->sel->name, n, a->trash);
+        to_trash = false;
+    }
     if (to_trash) {
         rc = imap_move(r->imap, uids, n, a->trash, err);
     } else {

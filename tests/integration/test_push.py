@@ -13,7 +13,9 @@ does both directions in one run.
 
 import hashlib
 import os
+import re
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -393,3 +395,80 @@ class PushTest(tb.BedTestCase):
         self.assertIn("would remove UID", r.stdout)
         self.assertIn("would change flags of UID", r.stdout)
         self.assertEqual(self.server_state(), server)
+
+
+class PushWithoutMoveTest(tb.BedTestCase):
+    """Dovecot without MOVE: `trash` falls back to UID COPY + \\Deleted +
+    UID EXPUNGE of exactly those UIDs."""
+    bed_options = {"pool": 4, "hide_capabilities": ("MOVE",)}
+
+    def test_deletion_copies_to_trash(self):
+        with self.imap() as c:
+            c.create_folder("Trash")
+            c.append_many("INBOX", tb.make_corpus(3, seed=6))
+        self.write_config(trash="Trash", folders="INBOX")
+        self.pull()
+        m = sorted(local_files(self.maildir).values(), key=lambda m: m.uniq)[0]
+        os.unlink(m.path)
+        self.run_ok("push")
+        with self.imap() as c:
+            self.assertEqual(len(c.messages("INBOX")), 2)
+            self.assertEqual([x.data_lf for x in c.messages("Trash")], [m.data])
+
+
+class PushWithoutUidplusTest(tb.BedTestCase):
+    """Dovecot without UIDPLUS (and MOVE): a local deletion only flags the
+    message \\Deleted (a plain EXPUNGE could remove messages others flagged)
+    and no pull brings it back; with `trash` the same, with a warning. An
+    upload whose answer has no APPENDUID (stripped by a proxy) is found on
+    the server and recorded in the same run: no pull downloads it again."""
+    bed_options = {"pool": 6, "hide_capabilities": ("UIDPLUS", "MOVE")}
+
+    def test_deletion_only_flags(self):
+        with self.imap() as c:
+            c.create_folder("Trash")
+            c.append_many("INBOX", tb.make_corpus(3, seed=7, flags=False))
+        self.write_config(trash="Trash", folders="INBOX")
+        self.pull()
+        m = sorted(local_files(self.maildir).values(), key=lambda m: m.uniq)[0]
+        os.unlink(m.path)
+        r = self.run_ok("push")
+        self.assertIn("neither MOVE nor UIDPLUS", r.stderr)
+        with self.imap() as c:
+            msgs = c.messages("INBOX")
+            self.assertEqual(len(msgs), 3)
+            self.assertEqual([x.data_lf for x in msgs if "\\Deleted" in x.flags], [m.data])
+            self.assertEqual(c.messages("Trash"), [])
+        self.pull()
+        self.assertEqual(tb.count_messages(self.maildir), 2)
+
+    def test_upload_without_appenduid_is_recorded(self):
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(2, seed=8))
+        self.pull()
+        data = tb.make_message(400, size=900).replace(b"\r\n", b"\n")
+        write_local(self.maildir, "INBOX", "1700000000.noapp.host", data, letters="S")
+        stripped = []
+
+        def strip(line):
+            if b"[APPENDUID " in line:
+                stripped.append(line)
+                line = re.sub(rb"\[APPENDUID [0-9]+ [0-9]+\] ", b"", line)
+            return [line]
+        with tb.Proxy(self.bed.imap_port, rewrite_down=tb.line_rewriter(strip)) as proxy:
+            self.write_config(tls="none", port=proxy.port)
+            r = self.run_ok("push")
+        self.assertTrue(stripped, "the server sent no APPENDUID to strip")
+        self.assertIn("1 uploaded", r.stdout)
+        # recorded by the push itself: no journal row is left for later
+        with sqlite3.connect(self.state) as db:
+            self.assertEqual(db.execute("SELECT count(*) FROM appends").fetchone()[0], 0)
+            self.assertEqual(db.execute("SELECT count(*) FROM messages WHERE uniq = ?",
+                                        ("1700000000.noapp.host",)).fetchone()[0], 1)
+        self.write_config()
+        self.pull()
+        self.assertEqual(tb.count_messages(self.maildir), 3)
+        self.assertSynced()
+        self.assertIn("0 uploaded", self.run_ok("push").stdout)
+        with self.imap() as c:
+            self.assertEqual(len(c.messages("INBOX")), 3)
