@@ -38,6 +38,7 @@ struct options {
     const char *command;
     char **accounts;
     size_t naccounts;
+    int interval; /* watch: seconds between full passes */
 };
 
 static const char usage_text[] =
@@ -56,7 +57,9 @@ static const char usage_text[] =
     "  check     validate the config, connect, verify TLS, authenticate, list\n"
     "            folders, show server capabilities; changes nothing\n"
     "  folders   list server folders and the local path each maps to\n"
-    "  watch     stay connected and pull on changes (not implemented yet)\n"
+    "  watch     stay connected: sync, then wait for the server to report a\n"
+    "            change in INBOX (IDLE), or --interval seconds (default 300),\n"
+    "            and sync again; until SIGINT/SIGTERM. One account.\n"
     "\n"
     "No ACCOUNT means every account in the config file.\n"
     "\n"
@@ -73,6 +76,7 @@ static const char usage_text[] =
     "      --folder PATTERN   limit the run to matching folders (repeatable;\n"
     "                         * any text, %% any text but '/', ? one char)\n"
     "      --force            override the mass-deletion guard\n"
+    "      --interval SECONDS watch: a full pass at least this often (300)\n"
     "      --version          print the version\n"
     "  -h, --help             this help\n"
     "\n"
@@ -99,7 +103,7 @@ static void add_folder_pattern(struct options *o, const char *p)
 /* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, struct options *o)
 {
-    enum { OPT_PROGRESS = 256, OPT_JSON, OPT_DRY_RUN, OPT_FOLDER, OPT_FORCE, OPT_VERSION };
+    enum { OPT_PROGRESS = 256, OPT_JSON, OPT_DRY_RUN, OPT_FOLDER, OPT_FORCE, OPT_VERSION, OPT_INTERVAL };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"verbose", no_argument, NULL, 'v'},
@@ -110,6 +114,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"folder", required_argument, NULL, OPT_FOLDER},
         {"force", no_argument, NULL, OPT_FORCE},
         {"version", no_argument, NULL, OPT_VERSION},
+        {"interval", required_argument, NULL, OPT_INTERVAL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -135,6 +140,14 @@ static int parse_args(int argc, char **argv, struct options *o)
         case OPT_FOLDER: add_folder_pattern(o, optarg); break;
         case OPT_FORCE: o->force = true; break;
         case OPT_VERSION: printf("mailsync %s\n", MAILSYNC_VERSION); return 0;
+        case OPT_INTERVAL: {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 1 || v > 86400)
+                return usage_error("--interval takes seconds from 1 to 86400, not '%s'", optarg);
+            o->interval = (int)v;
+            break;
+        }
         case 'h': fputs(usage_text, stdout); return 0;
         case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
         default: return usage_error("unknown option '%s'", argv[optind - 1]);
@@ -383,6 +396,61 @@ static int cmd_folders(const struct options *o, struct account **acc, size_t n)
     return exit_code;
 }
 
+static volatile sig_atomic_t stop_watch;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_watch = 1;
+}
+
+struct watch_out {
+    const struct options *o;
+    unsigned passes;
+};
+
+static void watch_pass_done(void *ctx, const struct engine_result *res)
+{
+    struct watch_out *w = ctx;
+    w->passes++;
+    if (res->error[0])
+        log_msg(LOG_ERROR, "%s: %s", res->account, res->error);
+    if (w->o->json)
+        output_json_results(stdout, "watch", res, 1, res->status, false);
+    else if (!w->o->quiet && res->status != MS_ELOCKED)
+        output_summary(stdout, "sync", res, false);
+    fflush(stdout);
+}
+
+static int cmd_watch(const struct options *o, struct account **acc, size_t n)
+{
+    if (n != 1)
+        return usage_error("watch runs one account at a time: name it, e.g. 'mailsync watch %s' (one watch per "
+                           "account)",
+                           n ? acc[0]->name : "ACCOUNT");
+    if (o->dry_run)
+        return usage_error("%s", "watch changes mail as it goes: --dry-run does not apply");
+    int rc = unsupported_type(acc[0]);
+    if (rc)
+        return rc;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal; /* no SA_RESTART: a wait ends at once */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    struct engine_options eo = engine_opts(o);
+    struct watch_out out = {.o = o};
+    struct engine_watch w = {.interval_s = o->interval ? o->interval : 300, .stop = &stop_watch,
+                             .pass_done = watch_pass_done, .ctx = &out};
+    log_msg(LOG_VERBOSE, "%s: watching (a full pass at least every %d s; INBOX with IDLE)", acc[0]->name,
+            w.interval_s);
+    rc = engine_watch(acc[0], &eo, &w);
+    if (rc == MS_OK)
+        log_msg(LOG_VERBOSE, "%s: watch stopped after %u passes", acc[0]->name, out.passes);
+    return rc;
+}
+
 static int run_command(const struct options *o, struct account **acc, size_t n)
 {
     const char *c = o->command;
@@ -394,7 +462,9 @@ static int run_command(const struct options *o, struct account **acc, size_t n)
         return cmd_check(o, acc, n);
     if (strcmp(c, "folders") == 0)
         return cmd_folders(o, acc, n);
-    fprintf(stderr, "mailsync: '%s' is not implemented yet; this version can pull, push, sync, status, check and folders\n", c);
+    if (strcmp(c, "watch") == 0)
+        return cmd_watch(o, acc, n);
+    fprintf(stderr, "mailsync: '%s' is not implemented yet\n", c);
     return MS_EUSAGE;
 }
 

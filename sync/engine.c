@@ -1309,3 +1309,88 @@ int engine_sync(const struct account *a, const struct engine_options *opt, struc
 {
     return engine_run(a, opt, res, true, true);
 }
+
+/* ------------------------------------------------------------------ */
+/* watch */
+
+/* Sleep ms unless *stop comes first (looked at every 200 ms). */
+static void nap(int ms, volatile sig_atomic_t *stop)
+{
+    while (ms > 0 && !(stop && *stop)) {
+        int slice = ms > 200 ? 200 : ms;
+        struct timespec t = {0, (long)slice * 1000000L};
+        nanosleep(&t, NULL);
+        ms -= slice;
+    }
+}
+
+/* The session that IDLEs on INBOX between passes; NULL when it could not
+ * be set up (then the next pass waits for the interval instead). */
+static struct imap_session *idle_session(const struct account *a, const struct engine_options *opt)
+{
+    struct ms_error e = {0};
+    char *pw = NULL;
+    struct imap_session *s = NULL;
+    struct imap_mailbox mb;
+    int rc = opt->get_password ? opt->get_password(a, &pw, &e) : MS_OK;
+    if (rc == MS_OK)
+        rc = imap_connect(a, pw ? pw : "", &s, &e);
+    util_free_secret(pw);
+    if (rc == MS_OK && !imap_has_capability(s, "IDLE"))
+        rc = ms_error_set(&e, MS_EUSAGE, "the server has no IDLE: polling every pass interval instead");
+    if (rc == MS_OK)
+        rc = imap_select(s, "INBOX", false, &mb, &e);
+    if (rc == MS_OK)
+        return s;
+    log_msg(LOG_WARN, "%s: watch: %s", a->name, e.msg);
+    imap_close(s);
+    return NULL;
+}
+
+int engine_watch(const struct account *a, const struct engine_options *opt, const struct engine_watch *w)
+{
+    int interval_ms = (w->interval_s > 0 ? w->interval_s : 300) * 1000;
+    int retry_ms = interval_ms < 60000 ? interval_ms : 60000;
+    struct imap_session *idle = NULL;
+    int rc = MS_OK;
+    while (!*w->stop) {
+        /* INBOX is selected on the IDLE session before the pass, so what
+         * arrives during the pass is reported when the IDLE starts. */
+        if (!idle)
+            idle = idle_session(a, opt);
+        struct engine_result res;
+        int pass = engine_sync(a, opt, &res);
+        if (w->pass_done)
+            w->pass_done(w->ctx, &res);
+        engine_result_free(&res);
+        if (pass == MS_EUSAGE || pass == MS_EAUTH || pass == MS_ELOCAL) {
+            rc = pass; /* the next pass would fail the same way */
+            break;
+        }
+        if (*w->stop)
+            break;
+        if (pass == MS_ENET || pass == MS_ELOCKED) {
+            /* server unreachable or another run busy: try again later */
+            imap_close(idle);
+            idle = NULL;
+            nap(retry_ms, w->stop);
+            continue;
+        }
+        if (!idle) {
+            nap(interval_ms, w->stop);
+            continue;
+        }
+        bool changed = false;
+        struct ms_error e = {0};
+        if (imap_idle(idle, interval_ms, w->stop, &changed, &e) != MS_OK) {
+            log_msg(LOG_VERBOSE, "%s: watch: %s", a->name, e.msg);
+            imap_close(idle);
+            idle = NULL;
+        } else if (changed) {
+            log_msg(LOG_VERBOSE, "%s: the server reports a change", a->name);
+        }
+    }
+    imap_logout_start(idle);
+    imap_close(idle);
+    return rc;
+}

@@ -13,6 +13,7 @@
 #ifndef MAILSYNC_ENGINE_H
 #define MAILSYNC_ENGINE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -75,6 +76,24 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
 int engine_push(const struct account *a, const struct engine_options *opt, struct engine_result *res);
 /* push, then pull, folder by folder, in one session. */
 int engine_sync(const struct account *a, const struct engine_options *opt, struct engine_result *res);
+
+/* --- watch --- */
+
+struct engine_watch {
+    int interval_s;              /* a full pass (sync) at least this often */
+    volatile sig_atomic_t *stop; /* non-zero: finish at the next chance */
+    /* After every pass, with its result (the program prints it). */
+    void (*pass_done)(void *ctx, const struct engine_result *res);
+    void *ctx;
+};
+
+/* Stay connected: a sync pass, then IDLE on INBOX until the server reports
+ * a change or interval_s passes, then another pass, until *stop. A lost
+ * connection or an unreachable server is retried (after interval_s, at most
+ * a minute); another run holding the lock is waited for. Returns MS_OK when
+ * stopped, or the error that makes going on pointless (configuration,
+ * authentication, local storage). */
+int engine_watch(const struct account *a, const struct engine_options *opt, const struct engine_watch *w);
 
 /* --- commands that change nothing --- */
 

@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -2770,5 +2771,76 @@ int imap_create(struct imap_session *s, const char *name, struct ms_error *err)
         snprintf(what, sizeof what, "CREATE %s", shown);
         return fail_call(s, r, what, err);
     }
+    return MS_OK;
+}
+
+/* ======================================================================
+ * IDLE (watch)
+ * ==================================================================== */
+
+int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *stop, bool *changed,
+              struct ms_error *err)
+{
+    *changed = false;
+    int rc = ready(s, true, err);
+    if (rc != MS_OK)
+        return rc;
+    if (!imap_has_capability(s, "IDLE"))
+        return ms_error_set(err, MS_EUSAGE, "the server has no IDLE");
+    mailimap *imap = s->imap;
+    mailstream *st = imap->imap_stream;
+    int r = mailimap_send_current_tag(imap);
+    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, "IDLE\r\n") || mailstream_flush(st) != 0))
+        r = MAILIMAP_ERROR_STREAM;
+    /* Untagged data may come before the "+" (then there is news already);
+     * a tagged answer instead means the server refused. */
+    bool idling = false;
+    while (r == MAILIMAP_NO_ERROR && !idling) {
+        if (!mailimap_read_line(imap)) {
+            r = MAILIMAP_ERROR_STREAM;
+            break;
+        }
+        const char *line = imap->imap_stream_buffer->str;
+        if (line[0] == '+')
+            idling = true;
+        else if (line[0] == '*')
+            *changed = true;
+        else
+            break; /* the tagged answer: parsed below */
+        mmap_string_truncate(imap->imap_stream_buffer, 0);
+    }
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, "IDLE", err);
+    if (idling) {
+        int fd = mailstream_low_get_fd(mailstream_get_low(st));
+        long left = timeout_ms;
+        while (!*changed && left > 0 && !(stop && *stop)) {
+            if (st->read_buffer_len > 0 || netstream_readable_now(s->ns)) {
+                *changed = true;
+                break;
+            }
+            struct pollfd p = {.fd = fd, .events = POLLIN};
+            int slice = left > 1000 ? 1000 : (int)left;
+            int n = poll(&p, 1, slice);
+            if (n > 0)
+                *changed = true;
+            else if (n < 0 && errno != EINTR)
+                return fail_dead(s, err, "IDLE: poll: %s", strerror(errno));
+            left -= slice;
+        }
+        if (stream_puts(st, "DONE\r\n") || mailstream_flush(st) != 0 || !mailimap_read_line(imap))
+            return fail_call(s, MAILIMAP_ERROR_STREAM, "IDLE", err);
+    }
+    struct mailimap_response *resp = NULL;
+    r = mailimap_parse_response(imap, &resp);
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, "IDLE", err);
+    /* news that came while DONE was on its way */
+    if (resp->rsp_cont_req_or_resp_data_list && clist_count(resp->rsp_cont_req_or_resp_data_list) > 0)
+        *changed = true;
+    int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    mailimap_response_free(resp);
+    if (state != MAILIMAP_RESP_COND_STATE_OK)
+        return ms_error_set(err, MS_EPARTIAL, "IDLE: server said NO: %s", server_text(s));
     return MS_OK;
 }

@@ -16,6 +16,7 @@
 #ifndef MAILSYNC_IMAP_H
 #define MAILSYNC_IMAP_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -283,5 +284,13 @@ int imap_create(struct imap_session *s, const char *name, struct ms_error *err);
  * 0. date 0: none (the server takes now). NO is MS_EPARTIAL. */
 int imap_append_fd(struct imap_session *s, const char *name, unsigned flags, time_t date, int fd, uint64_t size,
                    uint32_t *uidvalidity, uint32_t *uid, struct ms_error *err);
+
+/* ---- IDLE (RFC 2177), for watch ------------------------------------------
+ * IDLE on the selected folder until the server reports anything (*changed
+ * true), timeout_ms passes, or *stop (may be NULL) becomes non-zero (looked
+ * at every second and after a signal), then DONE and the tagged answer.
+ * MS_EUSAGE without the IDLE capability. */
+int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *stop, bool *changed,
+              struct ms_error *err);
 
 #endif

@@ -197,11 +197,6 @@ class CommandsTest(tb.BedTestCase):
             self.assertEqual(r.code, 2, str(r))
             self.assertTrue(r.stderr.strip(), "no message for %s" % args)
 
-    def test_unbuilt_commands_say_so(self):
-        for cmd in ("watch",):
-            r = self.mailsync(cmd)
-            self.assertEqual(r.code, 2, str(r))
-            self.assertIn("not implemented", r.stderr)
 
 
 if __name__ == "__main__":

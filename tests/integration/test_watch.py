@@ -1,0 +1,107 @@
+"""test_watch.py: `mailsync watch` against a real Dovecot.
+
+A watch syncs at once, then brings new server mail down within seconds of
+its arrival in INBOX (IDLE), sends local changes up at the next full pass
+(--interval), survives the server going away and coming back, and ends
+cleanly (exit 0, the lock released) on SIGTERM or SIGINT. It runs one
+account; a dry run makes no sense for it.
+"""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import testbed as tb
+
+
+def wait_for(pred, timeout=15.0, step=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+class WatchTest(tb.BedTestCase):
+    bed_options = {"pool": 8}
+
+    def start_watch(self, *args):
+        p = tb.start_mailsync(["-v", "watch", *args], config=self.config_path, workdir=self.work)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        return p
+
+    def stop_watch(self, p, sig=signal.SIGTERM):
+        os.kill(p.pid, sig)
+        try:
+            code = p.wait(15)
+        except Exception:
+            p.kill()
+            raise
+        err = Path(p.err_path).read_text()
+        self.assertFalse(any(m in err for m in tb.SANITIZER_MARKERS), err)
+        return code, err
+
+    def test_new_server_mail_arrives_and_sigterm_ends_it(self):
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(2, seed=11))
+        p = self.start_watch("--interval", "3600")
+        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 2), "the first pass did not come")
+        t0 = time.monotonic()
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(1, seed=12, start=50))
+        # IDLE, not the hour-long interval, brings it
+        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 3, timeout=20),
+                        Path(p.err_path).read_text())
+        self.assertLess(time.monotonic() - t0, 20)
+        code, err = self.stop_watch(p)
+        self.assertEqual(code, 0, err)
+        self.assertIn("the server reports a change", err)
+        self.assertSynced()
+        # the lock is free again
+        self.pull()
+
+    def test_local_change_goes_up_at_the_next_pass_and_sigint_ends_it(self):
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(2, seed=13, flags=False))
+        p = self.start_watch("--interval", "2")
+        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 2))
+        m = sorted(tb.read_maildir(self.maildir)["INBOX"], key=lambda m: m.uniq)[0]
+        time.sleep(0.5)
+        os.rename(m.path, os.path.join(os.path.dirname(os.path.dirname(m.path)), "cur", m.uniq + ":2,F"))
+
+        def flagged_on_server():
+            with self.imap() as c:
+                return any("\\Flagged" in x.flags for x in c.messages("INBOX"))
+        self.assertTrue(wait_for(flagged_on_server, timeout=20), Path(p.err_path).read_text())
+        code, err = self.stop_watch(p, signal.SIGINT)
+        self.assertEqual(code, 0, err)
+
+    def test_server_going_away_is_retried(self):
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(1, seed=14))
+        p = self.start_watch("--interval", "2")
+        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 1))
+        self.bed.restart()
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(1, seed=15, start=60))
+        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 2, timeout=30),
+                        Path(p.err_path).read_text())
+        self.assertIsNone(p.poll(), "watch ended when the server went away")
+        code, err = self.stop_watch(p)
+        self.assertEqual(code, 0, err)
+
+    def test_usage(self):
+        r = self.mailsync("watch", "--dry-run")
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("--dry-run", r.stderr)
+        r = self.mailsync("watch", "--interval", "0")
+        self.assertEqual(r.code, 2, r)
+        two = self.work / "two.conf"
+        keys = self.account_keys()
+        tb.write_config(two, {"one": keys, "two": dict(keys, maildir=str(self.work / "Mail2"),
+                                                       state=str(self.work / "two.sqlite"))})
+        r = self.mailsync("watch", config=two)
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("one account at a time", r.stderr)
