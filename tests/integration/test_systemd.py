@@ -15,7 +15,7 @@ class SystemdUnits(unittest.TestCase):
         analyze = shutil.which("systemd-analyze")
         self.assertIsNotNone(analyze, "systemd-analyze is needed to check the units")
         with tempfile.TemporaryDirectory() as d:
-            for name in ("mailsync@.service", "mailsync@.timer"):
+            for name in ("mailsync@.service", "mailsync@.timer", "mailsync-watch@.service"):
                 with open(os.path.join(UNITS, name)) as f:
                     text = f.read()
                 # The unit names the installed path; verify needs an
@@ -28,7 +28,8 @@ class SystemdUnits(unittest.TestCase):
                     f.write(text)
             r = subprocess.run([analyze, "verify",
                                 os.path.join(d, "mailsync@personal.service"),
-                                os.path.join(d, "mailsync@personal.timer")],
+                                os.path.join(d, "mailsync@personal.timer"),
+                                os.path.join(d, "mailsync-watch@personal.service")],
                                capture_output=True, text=True, cwd=d)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(r.stderr.strip(), "", r.stderr)
@@ -39,6 +40,13 @@ class SystemdUnits(unittest.TestCase):
         self.assertRegex(text, r"(?m)^ExecStart=\S+ .*pull %i$")
         self.assertRegex(text, r"(?m)^Type=oneshot$")
         self.assertRegex(text, r"(?m)^SuccessExitStatus=75$")
+
+    def test_watch_service_watches_the_instance_account(self):
+        with open(os.path.join(UNITS, "mailsync-watch@.service")) as f:
+            text = f.read()
+        self.assertRegex(text, r"(?m)^ExecStart=\S+ .*watch %i$")
+        self.assertRegex(text, r"(?m)^Type=simple$")
+        self.assertRegex(text, r"(?m)^Restart=on-failure$")
 
 
 if __name__ == "__main__":
