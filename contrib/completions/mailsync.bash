@@ -6,10 +6,10 @@ _mailsync()
     case $prev in
         -c|--config) _filedir; return ;;
         --progress) COMPREPLY=($(compgen -W 'auto always never' -- "$cur")); return ;;
-        --folder) return ;;
+        --folder|--interval) return ;;
     esac
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W '--config --verbose --quiet --progress= --json --dry-run --folder --force --version --help' -- "$cur"))
+        COMPREPLY=($(compgen -W '--config --verbose --quiet --progress= --json --dry-run --folder --force --interval --version --help' -- "$cur"))
         return
     fi
     local i cmd= cfg=${MAILSYNC_CONFIG:-${XDG_CONFIG_HOME:-$HOME/.config}/mailsync/config}
