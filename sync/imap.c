@@ -2815,18 +2815,27 @@ int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *sto
         int fd = mailstream_low_get_fd(mailstream_get_low(st));
         long left = timeout_ms;
         while (!*changed && left > 0 && !(stop && *stop)) {
-            if (st->read_buffer_len > 0 || netstream_readable_now(s->ns)) {
-                *changed = true;
-                break;
-            }
-            struct pollfd p = {.fd = fd, .events = POLLIN};
+            bool ready_now = st->read_buffer_len > 0 || netstream_readable_now(s->ns);
             int slice = left > 1000 ? 1000 : (int)left;
-            int n = poll(&p, 1, slice);
-            if (n > 0)
+            if (!ready_now) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                int n = poll(&p, 1, slice);
+                if (n < 0 && errno != EINTR)
+                    return fail_dead(s, err, "IDLE: poll: %s", strerror(errno));
+                left -= slice;
+                if (n <= 0)
+                    continue;
+            }
+            /* Something came: a change, or only the server's "still
+             * here" (Dovecot says "* OK Still here" every 2 minutes). */
+            if (!mailimap_read_line(imap))
+                return fail_call(s, MAILIMAP_ERROR_STREAM, "IDLE", err);
+            const char *line = imap->imap_stream_buffer->str;
+            if (strncasecmp(line, "* BYE", 5) == 0)
+                return fail_dead(s, err, "IDLE: %s:%d closed the session", s->host, s->port);
+            if (strncasecmp(line, "* OK", 4) != 0)
                 *changed = true;
-            else if (n < 0 && errno != EINTR)
-                return fail_dead(s, err, "IDLE: poll: %s", strerror(errno));
-            left -= slice;
+            mmap_string_truncate(imap->imap_stream_buffer, 0);
         }
         if (stream_puts(st, "DONE\r\n") || mailstream_flush(st) != 0 || !mailimap_read_line(imap))
             return fail_call(s, MAILIMAP_ERROR_STREAM, "IDLE", err);

@@ -105,3 +105,21 @@ class WatchTest(tb.BedTestCase):
         r = self.mailsync("watch", config=two)
         self.assertEqual(r.code, 2, r)
         self.assertIn("one account at a time", r.stderr)
+
+
+class WatchKeepaliveTest(tb.BedTestCase):
+    """Dovecot says "* OK Still here" during IDLE (here every second): that
+    is no change, and starts no pass."""
+    bed_options = {"pool": 2, "extra_conf": "imap_idle_notify_interval = 1 secs"}
+
+    def test_keepalives_start_no_pass(self):
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(1, seed=16))
+        p = tb.start_mailsync(["watch", "--interval", "3600"], config=self.config_path, workdir=self.work)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 1))
+        time.sleep(4)
+        os.kill(p.pid, signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, Path(p.err_path).read_text())
+        passes = [l for l in Path(p.out_path).read_text().splitlines() if ": sync " in l]
+        self.assertEqual(len(passes), 1, passes)
