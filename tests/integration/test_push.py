@@ -217,6 +217,52 @@ class PushTest(tb.BedTestCase):
             self.assertEqual(hashlib.sha256(dat[0][1]).hexdigest(), want.hexdigest())
         self.assertIn("0 uploaded", self.run_ok("push").stdout)
 
+    def test_append_answered_no_but_stored_is_not_doubled(self):
+        """The server stores an upload but answers NO (a proxy rewrites its
+        OK): the push reports the failure (exit 1), and the next push finds
+        the message through the journal instead of uploading it again."""
+        self.seed_and_pull(n=1)
+        data = tb.make_message(401, size=700).replace(b"\r\n", b"\n")
+        write_local(self.maildir, "INBOX", "1700000000.lie.host", data)
+        lied = []
+
+        def lie(line):
+            if b"[APPENDUID " in line:
+                lied.append(line)
+                tag = line.split(b" ", 1)[0]
+                return [tag + b" NO [OVERQUOTA] Quota exceeded (mailbox for user is full)"]
+            return [line]
+        with tb.Proxy(self.bed.imap_port, rewrite_down=tb.line_rewriter(lie)) as proxy:
+            self.write_config(tls="none", port=proxy.port)
+            r = self.run_ok("push", expect=1)
+        self.assertTrue(lied)
+        self.assertIn("Quota exceeded", r.stderr)
+        self.assertIn("could not be uploaded", r.stderr)
+        self.write_config()
+        self.assertIn("0 uploaded", self.run_ok("push").stdout)
+        self.assertEqual(len(self.by_uid()), 2)
+        self.pull()
+        self.assertEqual(tb.count_messages(self.maildir), 2)
+        self.assertSynced()
+
+    def test_connection_cut_mid_upload(self):
+        """The connection drops while a literal is on its way: exit 4, no
+        crash, nothing half-recorded; the next push uploads it once."""
+        self.seed_and_pull(n=1)
+        line = b"x" * 75 + b"\n"
+        data = b"Subject: cut\nMessage-ID: <cut@test>\n\n" + line * 40000    # ~3 MiB
+        write_local(self.maildir, "INBOX", "1700000000.cut.host", data)
+        with tb.Proxy(self.bed.imap_port, stall_on=(b"xxxxxxxx", 1)) as proxy:
+            self.write_config(tls="none", port=proxy.port, timeout="2")
+            r = self.run_ok("push", expect=4, timeout=60)
+        self.assertNotIn("Sanitizer", r.stderr)
+        self.write_config()
+        self.run_ok("push")
+        with self.imap() as c:
+            c.select_folder("INBOX", readonly=True)
+            typ, dat = c.uid("SEARCH", "HEADER", "Message-ID", "<cut@test>")
+            self.assertEqual(len(dat[0].split()), 1)
+
     def test_upload_keeps_a_trashed_mark(self):
         """A new local file marked T (trashed) goes up with \\Deleted, and no
         pull takes the mark away again."""
