@@ -111,7 +111,7 @@ const struct engine_progress *output_progress(void)
 void output_summary(FILE *out, const char *command, const struct engine_result *r, bool dry_run)
 {
     size_t fetched = 0, flagged = 0, deleted = 0, skipped = 0, failed = 0;
-    size_t uploaded = 0, pflags = 0, pdeleted = 0;
+    size_t uploaded = 0, pflags = 0, pdeleted = 0, retired = 0;
     uint64_t bytes = 0;
     bool pushing = strcmp(command, "push") == 0 || strcmp(command, "sync") == 0;
     bool pulling = strcmp(command, "push") != 0;
@@ -126,6 +126,7 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
         uploaded += f->uploaded;
         pflags += f->pushed_flags;
         pdeleted += f->pushed_deleted;
+        retired += f->retired;
         bool pushed = f->uploaded || f->pushed_flags || f->pushed_deleted;
         if (log_verbosity >= 1 && (f->fetched || f->flagged || f->deleted || f->status || pushed)) {
             output_name_column(out, f->name, 30);
@@ -145,6 +146,8 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
     if (pushing)
         fprintf(out, "%s %zu uploaded, %zu flag changes, %zu deleted on the server", pulling ? ";" : "", uploaded,
                 pflags, pdeleted);
+    if (retired)
+        fprintf(out, ", %zu old messages removed from the server (kept locally)", retired);
     if (skipped)
         fprintf(out, ", %zu over max_size skipped", skipped);
     if (failed)
@@ -194,6 +197,7 @@ static void json_folder(FILE *out, const struct engine_folder_result *f)
             f->fetched, f->bytes, f->flagged, f->deleted, f->skipped);
     fprintf(out, ",\"uploaded\":%zu,\"bytes_up\":%" PRIu64 ",\"flags_pushed\":%zu,\"deleted_on_server\":%zu",
             f->uploaded, f->bytes_up, f->pushed_flags, f->pushed_deleted);
+    fprintf(out, ",\"retired\":%zu", f->retired);
     fprintf(out, ",\"failed\":%zu,\"status\":%d,\"error\":", f->failed, f->status);
     output_json_string(out, f->error);
     fputc('}', out);

@@ -1210,9 +1210,6 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         r.prev_error = state_meta_get(r.st, "last_error", &prev, &e) != MS_OK || prev;
         free(prev);
     }
-    if (rc == MS_OK && a->server_retention_days > 0)
-        log_msg(LOG_WARN, "%s: server_retention_days is not implemented for IMAP yet: nothing is removed from "
-                          "the server", a->name);
     if (rc == MS_OK) {
         r.condstore = imap_has_capability(r.imap, "CONDSTORE") || imap_has_capability(r.imap, "QRESYNC");
         rc = list_selected(&r, &sel, &nsel, &err);
@@ -1253,6 +1250,9 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         }
         if (frc == MS_OK && do_pull)
             frc = pull_folder(&r, &sel[i], fres, &ferr);
+        if (frc == MS_OK && do_pull && (frc = retire_old(&r, &sel[i], fres, &ferr)) != MS_OK &&
+            frc != MS_ENET && frc != MS_ELOCAL)
+            folder_fail(fres, &ferr);
         else if (frc == MS_OK && opt->progress && opt->progress->folder_done && !opt->dry_run)
             opt->progress->folder_done(opt->progress->ctx, fres);
         if (frc == MS_OK && stamp.settled) {

@@ -35,6 +35,7 @@ struct engine_folder_result {
     uint64_t bytes_up;     /* push: bytes uploaded */
     size_t pushed_flags;   /* push: flag changes stored on the server */
     size_t pushed_deleted; /* push: messages removed on the server */
+    size_t retired;        /* server_retention_days: removed from the server, kept locally */
     int status;      /* MS_OK, or the MS_* code of what failed */
     char *error;     /* what failed, or NULL */
 };

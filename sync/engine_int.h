@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "db/state.h"
 #include "sync/dirsync.h"
@@ -121,6 +122,14 @@ int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id,
 bool stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp *now);
 /* Record it, in the run's batch. */
 int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s, struct ms_error *err);
+
+/* retention.c */
+/* With server_retention_days: the time before which messages live only
+ * locally (0 without). */
+time_t retention_cutoff(const struct account *a);
+/* After the folder's pull: remove from the server what is older than the
+ * cutoff and safely stored locally, at most once a day per folder. */
+int retire_old(struct run *r, const struct selected *sel, struct engine_folder_result *fres, struct ms_error *err);
 
 /* deliver.c */
 /* Finish deliveries a killed run journalled but did not confirm. */

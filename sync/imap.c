@@ -2853,3 +2853,46 @@ int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *sto
         return ms_error_set(err, MS_EPARTIAL, "IDLE: server said NO: %s", server_text(s));
     return MS_OK;
 }
+
+int imap_search_before(struct imap_session *s, time_t before, uint32_t **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = ready(s, true, err);
+    if (rc != MS_OK)
+        return rc;
+    struct tm tm;
+    if (!gmtime_r(&before, &tm))
+        return ms_error_set(err, MS_EUSAGE, "UID SEARCH BEFORE: bad date");
+    struct mailimap_date *d = mailimap_date_new(tm.tm_mday, tm.tm_mon + 1, tm.tm_year + 1900);
+    struct mailimap_search_key *key = d ? mailimap_search_key_new_before(d) : NULL;
+    if (!key) {
+        if (d)
+            mailimap_date_free(d);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    clist *res = NULL;
+    int r = mailimap_uid_search(s->imap, NULL, key, &res);
+    mailimap_search_key_free(key);
+    if (r != MAILIMAP_NO_ERROR) {
+        if (res)
+            mailimap_search_result_free(res);
+        return fail_call(s, r, "UID SEARCH BEFORE", err);
+    }
+    struct imap_uid_list l = {0};
+    for (clistiter *it = res ? clist_begin(res) : NULL; it && rc == MS_OK; it = clist_next(it)) {
+        uint32_t *u = clist_content(it);
+        if (u && *u && imap_uid_list_add_range(&l, *u, *u, 0, SIZE_MAX / sizeof(uint32_t)) != 0)
+            rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    if (res)
+        mailimap_search_result_free(res);
+    if (rc != MS_OK) {
+        free(l.v);
+        return rc;
+    }
+    imap_uid_list_sort_unique(&l);
+    *out = l.v ? l.v : xcalloc(1, sizeof **out);
+    *n = l.n;
+    return MS_OK;
+}

@@ -271,6 +271,11 @@ int imap_uid_expunge(struct imap_session *s, const uint32_t *uids, size_t n, str
  * \Deleted + UID EXPUNGE (needs UIDPLUS; MS_EUSAGE without). */
 int imap_move(struct imap_session *s, const uint32_t *uids, size_t n, const char *dest, struct ms_error *err);
 
+/* UID SEARCH BEFORE <date of `before`, UTC> on the selected folder: the
+ * UIDs whose INTERNALDATE is before that day, sorted (malloc'd, never NULL
+ * on MS_OK). */
+int imap_search_before(struct imap_session *s, time_t before, uint32_t **out, size_t *n, struct ms_error *err);
+
 /* CREATE name (raw, modified UTF-7). NO (exists, not allowed) is
  * MS_EPARTIAL. */
 int imap_create(struct imap_session *s, const char *name, struct ms_error *err);

@@ -328,6 +328,7 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
     }
     int rc = MS_OK;
     bool unrecorded = false;
+    time_t cutoff = retention_cutoff(r->acct);
     for (size_t at = 0; at < ntodo && rc == MS_OK; at += APPEND_CHUNK) {
         size_t end = at + APPEND_CHUNK < ntodo ? at + APPEND_CHUNK : ntodo;
         /* 1. journal the chunk (durable before any APPEND of it) */
@@ -335,8 +336,14 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
         for (size_t i = at; i < end && rc == MS_OK; i++) {
             struct upload *u = &todo[i];
             struct ms_error e;
+            struct stat st;
             int fd = maildir_open_msg(c->mf, u->l, &e);
-            if (fd < 0 || message_identity_fd(fd, &u->message_id, &u->size) != 0) {
+            if (fd >= 0 && cutoff && fstat(fd, &st) == 0 && st.st_mtime < cutoff) {
+                /* older than server_retention_days: it lives only here
+                 * (retired from the server, or it would be at once) */
+                log_msg(LOG_VERBOSE, "%s: %s not uploaded: older than server_retention_days", c->sel->name,
+                        u->l->name);
+            } else if (fd < 0 || message_identity_fd(fd, &u->message_id, &u->size) != 0) {
                 log_msg(LOG_WARN, "%s: %s not uploaded: cannot read it", c->sel->name, u->l->name);
                 c->fres->failed++;
             } else {

@@ -177,12 +177,6 @@ class CommandsTest(tb.BedTestCase):
         self.assertIn('folder "Archive/2024" is no longer on the server', r.stderr)
         self.assertEqual(len(tb.read_maildir(self.maildir)["Archive/2024"]), before)
 
-    def test_unbuilt_options_warn(self):
-        self.seed()
-        self.write_config(server_retention_days="30")
-        r = self.run_ok("pull")
-        self.assertIn("server_retention_days is not implemented", r.stderr)
-
     # -- the program ------------------------------------------------------------
 
     def test_help_version_and_usage_errors(self):
