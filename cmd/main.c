@@ -214,7 +214,7 @@ static int unsupported_type(const struct account *a)
 {
     if (a->type != ACCOUNT_POP3)
         return MS_OK;
-    log_msg(LOG_ERROR, "%s: POP3 accounts are not supported yet", a->name);
+    log_msg(LOG_ERROR, "%s: this command is for IMAP accounts (a POP3 account has pull, push and sync)", a->name);
     return MS_EUSAGE;
 }
 
@@ -224,12 +224,8 @@ static int cmd_pull(const struct options *o, struct account **acc, size_t n)
     struct engine_result *res = xcalloc(n, sizeof *res);
     int exit_code = MS_OK;
     for (size_t i = 0; i < n; i++) {
-        int rc = unsupported_type(acc[i]);
-        if (rc) {
-            res[i].account = xstrdup(acc[i]->name);
-            res[i].status = rc;
-            snprintf(res[i].error, sizeof res[i].error, "POP3 accounts are not supported yet");
-        } else {
+        int rc = MS_OK;
+        {
             if (strcmp(o->command, "push") == 0)
                 rc = engine_push(acc[i], &eo, &res[i]);
             else if (strcmp(o->command, "sync") == 0)

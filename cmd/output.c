@@ -147,7 +147,7 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
         fprintf(out, "%s %zu uploaded, %zu flag changes, %zu deleted on the server", pulling ? ";" : "", uploaded,
                 pflags, pdeleted);
     if (retired)
-        fprintf(out, ", %zu old messages removed from the server (kept locally)", retired);
+        fprintf(out, ", %zu removed from the server (kept locally)", retired);
     if (skipped)
         fprintf(out, ", %zu over max_size skipped", skipped);
     if (failed)

@@ -50,6 +50,10 @@ enum stmt_id {
     ST_META_DEL,
     ST_META_GET,
     ST_MSG_LIST_BRIEF,
+    ST_POP3_PUT,
+    ST_POP3_LIST,
+    ST_POP3_CONFIRM,
+    ST_POP3_DELETE,
     ST_APPEND_PUT,
     ST_APPEND_LIST,
     ST_APPEND_DELETE,
@@ -96,6 +100,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_META_DEL] = "DELETE FROM meta WHERE key = ?1",
     [ST_MSG_LIST_BRIEF] = "SELECT uid, uniq, flags, keywords, size, NULL, NULL, pending FROM messages "
                           "WHERE folder_id = ?1 ORDER BY uid",
+    [ST_POP3_PUT] = "INSERT OR REPLACE INTO pop3 (folder_id, uidl, uniq, first_seen, pending) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_POP3_LIST] = "SELECT uidl, uniq, first_seen, pending FROM pop3 WHERE folder_id = ?1 ORDER BY uidl",
+    [ST_POP3_CONFIRM] = "UPDATE pop3 SET pending = 0 WHERE folder_id = ?1 AND uidl = ?2",
+    [ST_POP3_DELETE] = "DELETE FROM pop3 WHERE folder_id = ?1 AND uidl = ?2",
     [ST_APPEND_PUT] = "INSERT OR REPLACE INTO appends (folder_id, uniq, uidvalidity, uidnext, size, message_id) "
                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_APPEND_LIST] = "SELECT uniq, uidvalidity, uidnext, size, message_id FROM appends WHERE folder_id = ?1 "
@@ -139,6 +147,16 @@ static const char schema_sql[] =
     "  size INTEGER,"                                                                                       \
     "  message_id TEXT,"                                                                                    \
     "  PRIMARY KEY (folder_id, uniq)) WITHOUT ROWID"
+
+/* POP3 messages fetched (by UIDL), also created on open where missing. */
+#define POP3_TABLE_SQL                                                                                      \
+    "CREATE TABLE IF NOT EXISTS pop3 ("                                                                     \
+    "  folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,"                               \
+    "  uidl TEXT NOT NULL,"                                                                                 \
+    "  uniq TEXT,"                                                                                          \
+    "  first_seen INTEGER,"                                                                                 \
+    "  pending INTEGER NOT NULL DEFAULT 0,"                                                                 \
+    "  PRIMARY KEY (folder_id, uidl)) WITHOUT ROWID"
 
 struct state {
     sqlite3 *db;
@@ -595,6 +613,10 @@ int state_open(const char *path, struct state **out, struct ms_error *err)
                      NULL, NULL, NULL);
     if (!rc && !has_table(s, "appends")) {
         rc = exec(s, APPENDS_TABLE_SQL, "creating the uploads journal", err);
+        s->wrote = true;
+    }
+    if (!rc && !has_table(s, "pop3")) {
+        rc = exec(s, POP3_TABLE_SQL, "creating the POP3 table", err);
         s->wrote = true;
     }
     if (rc) {
@@ -1216,4 +1238,85 @@ void state_appends_free(struct state_append *a, size_t n)
         free(a[i].message_id);
     }
     free(a);
+}
+
+/* ------------------------------------------------------------------ */
+/* POP3 */
+
+int state_pop3_put(struct state *s, int64_t folder_id, const struct state_pop3 *m, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_POP3_PUT, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    bind_text(st, 2, m->uidl);
+    bind_text(st, 3, m->uniq);
+    sqlite3_bind_int64(st, 4, m->first_seen);
+    sqlite3_bind_int(st, 5, m->pending ? 1 : 0);
+    return run(s, st, "recording a POP3 message", err);
+}
+
+int state_pop3_list(struct state *s, int64_t folder_id, struct state_pop3 **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_POP3_LIST, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    struct state_pop3 *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 64;
+            struct state_pop3 *nv = realloc(v, cap * sizeof *v);
+            if (!nv)
+                abort();
+            v = nv;
+        }
+        struct state_pop3 *m = &v[len++];
+        m->uidl = column_strdup(st, 0);
+        m->uniq = column_strdup(st, 1);
+        m->first_seen = sqlite3_column_int64(st, 2);
+        m->pending = sqlite3_column_int64(st, 3) != 0;
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        state_pop3_free(v, len);
+        return db_error(s, err, "listing POP3 messages");
+    }
+    *out = v;
+    *n = len;
+    return MS_OK;
+}
+
+static int pop3_by_uidl(struct state *s, enum stmt_id id, int64_t folder_id, const char *uidl, const char *what,
+                        struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, id, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    bind_text(st, 2, uidl);
+    return run(s, st, what, err);
+}
+
+int state_pop3_confirm(struct state *s, int64_t folder_id, const char *uidl, struct ms_error *err)
+{
+    return pop3_by_uidl(s, ST_POP3_CONFIRM, folder_id, uidl, "confirming a POP3 message", err);
+}
+
+int state_pop3_delete(struct state *s, int64_t folder_id, const char *uidl, struct ms_error *err)
+{
+    return pop3_by_uidl(s, ST_POP3_DELETE, folder_id, uidl, "forgetting a POP3 message", err);
+}
+
+void state_pop3_free(struct state_pop3 *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(m[i].uidl);
+        free(m[i].uniq);
+    }
+    free(m);
 }

@@ -178,6 +178,23 @@ int state_append_list(struct state *s, int64_t folder_id, struct state_append **
 int state_append_forget(struct state *s, int64_t folder_id, const char *uniq, struct ms_error *err);
 void state_appends_free(struct state_append *a, size_t n);
 
+/* --- POP3: messages by UIDL ---
+ * A row is written pending (the file durable in tmp/) before the file is
+ * moved into new/, and confirmed after that move is durable, as IMAP
+ * deliveries are. */
+struct state_pop3 {
+    char *uidl;
+    char *uniq;         /* the local file's unique part */
+    int64_t first_seen; /* unix time of its download */
+    bool pending;
+};
+int state_pop3_put(struct state *s, int64_t folder_id, const struct state_pop3 *m, struct ms_error *err);
+/* By UIDL (strcmp order). */
+int state_pop3_list(struct state *s, int64_t folder_id, struct state_pop3 **out, size_t *n, struct ms_error *err);
+int state_pop3_confirm(struct state *s, int64_t folder_id, const char *uidl, struct ms_error *err);
+int state_pop3_delete(struct state *s, int64_t folder_id, const char *uidl, struct ms_error *err);
+void state_pop3_free(struct state_pop3 *m, size_t n);
+
 /* --- account-wide key/value (last_sync, last_error, ...) --- */
 
 /* Set key to value (NULL deletes). */

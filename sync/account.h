@@ -54,4 +54,10 @@ struct account {
 
 void account_free(struct account *a);
 
+struct ms_error;
+/* Before connecting: host and user set, a password (or token), and
+ * tls = none only for a loopback host or with allow_plaintext. MS_OK or
+ * MS_EUSAGE with err set. */
+int account_check(const struct account *acct, const char *password, struct ms_error *err);
+
 #endif

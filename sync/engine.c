@@ -51,8 +51,7 @@
 /* ------------------------------------------------------------------ */
 /* results */
 
-static struct engine_folder_result *add_folder_result(struct engine_result *res, const char *name,
-                                                      const char *path)
+struct engine_folder_result *add_folder_result(struct engine_result *res, const char *name, const char *path)
 {
     res->folders = xrealloc(res->folders, (res->nfolders + 1) * sizeof *res->folders);
     struct engine_folder_result *f = &res->folders[res->nfolders++];
@@ -62,7 +61,7 @@ static struct engine_folder_result *add_folder_result(struct engine_result *res,
     return f;
 }
 
-static void folder_fail(struct engine_folder_result *f, const struct ms_error *err)
+void folder_fail(struct engine_folder_result *f, const struct ms_error *err)
 {
     f->status = err->code ? err->code : MS_EPARTIAL;
     free(f->error);
@@ -94,7 +93,7 @@ static char *lock_path(const struct account *a)
 
 /* One run per account: flock() on a file beside the state DB. The lock
  * goes away with the process, however it ends. */
-static int take_lock(struct run *r, struct ms_error *err)
+int take_lock(struct run *r, struct ms_error *err)
 {
     char *path = lock_path(r->acct);
     int rc = MS_OK;
@@ -132,7 +131,7 @@ static bool synced_before(struct state *st)
 /* The state DB and the Maildir root. A root that is missing although the
  * account synced before is an error; on the first run it is created (or,
  * with --dry-run, left missing: every folder is then simply empty). */
-static int open_store(struct run *r, struct ms_error *err)
+int open_store(struct run *r, struct ms_error *err)
 {
     const char *path = r->acct->state_path;
     if (r->opt->dry_run && access(path, F_OK) != 0)
@@ -1198,6 +1197,24 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
     /* A dry run changes nothing, so it needs no lock (and creates no lock
      * file for an account that never ran). */
     int rc = opt->dry_run ? MS_OK : take_lock(&r, &err);
+    if (a->type == ACCOUNT_POP3) {
+        /* pull-only: a push has nothing to do */
+        if (rc == MS_OK)
+            rc = open_store(&r, &err);
+        if (rc == MS_OK && do_pull)
+            rc = pop3_pull(&r, &err);
+        else if (rc == MS_OK)
+            log_msg(LOG_INFO, "%s: a POP3 account is pull-only: nothing to push", a->name);
+        if (rc) {
+            res->status = ms_error_worse(res->status, rc);
+            if (rc != MS_EPARTIAL)
+                snprintf(res->error, sizeof res->error, "%s", err.msg);
+        }
+        record_outcome(&r);
+        end_run(&r);
+        res->seconds = util_now() - t0;
+        return res->status;
+    }
     if (rc == MS_OK)
         rc = open_store_and_connect(&r, &err);
     if (rc == MS_OK) {

@@ -84,6 +84,12 @@ struct leftover {
 };
 
 /* engine.c */
+struct engine_folder_result *add_folder_result(struct engine_result *res, const char *name, const char *path);
+void folder_fail(struct engine_folder_result *f, const struct ms_error *err);
+/* The account's lock (flock beside the state DB; MS_ELOCKED if taken). */
+int take_lock(struct run *r, struct ms_error *err);
+/* The state DB and the Maildir root (see engine.c). */
+int open_store(struct run *r, struct ms_error *err);
 int connect_account(struct run *r, struct ms_error *err);
 void end_run(struct run *r);
 bool folder_wanted(const struct account *a, const struct engine_options *opt, const char *name);
@@ -122,6 +128,12 @@ int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id,
 bool stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp *now);
 /* Record it, in the run's batch. */
 int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s, struct ms_error *err);
+
+/* popfetch.c */
+/* A POP3 account's pull: new messages (by UIDL) into INBOX, crash-safe as
+ * IMAP deliveries; then DELE per leave_on_server / server_retention_days
+ * of what is durably stored. Fills r->res's folder result. */
+int pop3_pull(struct run *r, struct ms_error *err);
 
 /* retention.c */
 /* With server_retention_days: the time before which messages live only

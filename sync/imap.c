@@ -507,24 +507,6 @@ static int authenticate(struct imap_session *s, const struct account *acct, cons
  * Connect
  * ==================================================================== */
 
-static bool is_loopback(const char *host)
-{
-    char name[256];
-    size_t n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
-        snprintf(name, sizeof name, "%.*s", (int)(n - 2), host + 1);
-    else
-        snprintf(name, sizeof name, "%s", host);
-    if (strcasecmp(name, "localhost") == 0 || strcasecmp(name, "localhost.") == 0)
-        return true;
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (inet_pton(AF_INET, name, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    if (inet_pton(AF_INET6, name, &a6) == 1)
-        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
-    return false;
-}
 
 static void body_handler_install(struct imap_session *s);
 
@@ -560,18 +542,6 @@ static int do_starttls(struct imap_session *s, bool preauth, struct ms_error *er
     return MS_OK;
 }
 
-static int check_account(const struct account *acct, const char *password, struct ms_error *err)
-{
-    if (!acct->host || !*acct->host || !acct->user)
-        return ms_error_set(err, MS_EUSAGE, "account %s: host and user are required", acct->name ? acct->name : "?");
-    if (acct->tls == TLS_NONE && !acct->allow_plaintext && !is_loopback(acct->host))
-        return ms_error_set(err, MS_EUSAGE,
-                            "account %s: tls = none is only allowed for a loopback host or with allow_plaintext = yes",
-                            acct->name ? acct->name : "?");
-    if (!password)
-        return ms_error_set(err, MS_EUSAGE, "account %s: no password or token", acct->name ? acct->name : "?");
-    return MS_OK;
-}
 
 /* TCP (+ implicit TLS) and the greeting. Returns the greeting code through
  * *preauth. */
@@ -620,7 +590,7 @@ int imap_connect(const struct account *acct, const char *password, struct imap_s
 {
     *out = NULL;
     signal(SIGPIPE, SIG_IGN);
-    int rc = check_account(acct, password, err);
+    int rc = account_check(acct, password, err);
     if (rc != MS_OK)
         return rc;
     struct imap_session *s = calloc(1, sizeof *s);

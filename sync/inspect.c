@@ -64,7 +64,7 @@ int engine_folders(const struct account *a, const struct engine_options *opt, st
     return rc;
 }
 
-static void status_folder(struct state *st, int rootfd, const struct state_folder *sf,
+static void status_folder(struct state *st, int rootfd, const struct state_folder *sf, bool pop3,
                           struct engine_status_folder *out)
 {
     struct ms_error e;
@@ -77,6 +77,21 @@ static void status_folder(struct state *st, int rootfd, const struct state_folde
     out->path = xstrdup(sf->path ? sf->path : "");
     out->last_sync = state_folder_last_sync(st, sf);
     out->local = -1;
+    if (pop3) {
+        /* pull-only: what is stored, and nothing to push */
+        struct state_pop3 *p = NULL;
+        size_t np = 0;
+        if (state_pop3_list(st, sf->id, &p, &np, &e) == MS_OK)
+            out->synced = (int64_t)np;
+        state_pop3_free(p, np);
+        if (rootfd >= 0 && sf->path && maildir_folder_exists(rootfd, sf->path) &&
+            maildir_folder_open(rootfd, sf->path, false, &mf, &e) == MS_OK &&
+            maildir_scan_names(mf, &l, &nl, &e) == MS_OK)
+            out->local = (int64_t)nl;
+        maildir_msgs_free(l, nl);
+        maildir_folder_close(mf);
+        return;
+    }
     if (state_msg_list_brief(st, sf->id, &s, &ns, &e) == MS_OK)
         out->synced = (int64_t)ns;
     if (rootfd >= 0 && sf->path && maildir_folder_exists(rootfd, sf->path) &&
@@ -125,7 +140,7 @@ int engine_status(const struct account *a, struct engine_status *out, struct ms_
         out->folders = xcalloc(n, sizeof *out->folders);
         out->nfolders = n;
         for (size_t i = 0; i < n; i++)
-            status_folder(st, rootfd, &f[i], &out->folders[i]);
+            status_folder(st, rootfd, &f[i], a->type == ACCOUNT_POP3, &out->folders[i]);
     }
     if (rootfd >= 0)
         close(rootfd);

@@ -45,6 +45,7 @@ struct netstream {
     char bye[200];
     uint64_t rx, tx;
     struct imap_framer rx_framer, tx_framer;
+    bool raw; /* not IMAP (POP3): no framing checks, no IMAP trace */
     char *tls_info;
 };
 
@@ -627,7 +628,7 @@ static ssize_t ns_read(mailstream_low *low, void *buf, size_t count)
     if (n <= 0)
         return n;
     ns->rx += (uint64_t)n;
-    if (imap_framer_feed(&ns->rx_framer, buf, (size_t)n, false) != 0) {
+    if (!ns->raw && imap_framer_feed(&ns->rx_framer, buf, (size_t)n, false) != 0) {
         ns_fail(ns, "%s", ns->rx_framer.reason);
         return -1;
     }
@@ -642,7 +643,8 @@ static ssize_t ns_write(mailstream_low *low, const void *buf, size_t count)
         return n;
     ns->tx += (uint64_t)n;
     /* libetpan turns privacy off (0) while it writes a password. */
-    imap_framer_feed(&ns->tx_framer, buf, (size_t)n, low->privacy == 0 || ns->secret);
+    if (!ns->raw)
+        imap_framer_feed(&ns->tx_framer, buf, (size_t)n, low->privacy == 0 || ns->secret);
     return n;
 }
 
@@ -965,6 +967,11 @@ uint64_t netstream_bytes_sent(const struct netstream *ns)
 void netstream_set_timeout(struct netstream *ns, int timeout_s)
 {
     ns->timeout_s = timeout_s > 0 ? timeout_s : 60;
+}
+
+void netstream_set_raw(struct netstream *ns, bool on)
+{
+    ns->raw = on;
 }
 
 void netstream_set_secret(struct netstream *ns, bool on)

@@ -82,6 +82,10 @@ uint64_t netstream_bytes_sent(const struct netstream *ns);
 /* Seconds without progress before a read/write gives up (<= 0: 60). */
 void netstream_set_timeout(struct netstream *ns, int timeout_s);
 
+/* Not IMAP (POP3): no IMAP framing checks or trace; the caller bounds its
+ * own reads. */
+void netstream_set_raw(struct netstream *ns, bool on);
+
 /* While on, every byte written is a secret (masked in the trace). */
 void netstream_set_secret(struct netstream *ns, bool on);
 

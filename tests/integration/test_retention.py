@@ -34,7 +34,7 @@ class RetentionTest(tb.BedTestCase):
         old, young = self.seed()
         self.write_config(server_retention_days="30")
         r = self.pull()
-        self.assertIn("4 old messages removed from the server", r.stdout)
+        self.assertIn("4 removed from the server", r.stdout)
         self.assertEqual(self.server_datas(), sorted(m.data_lf for m in young))
         self.assertEqual(tb.count_messages(self.maildir), 6)
         # later runs keep the local copies and upload nothing back
@@ -83,6 +83,6 @@ class RetentionTest(tb.BedTestCase):
         with sqlite3.connect(self.state) as db:
             db.execute("UPDATE meta SET value = value - 90000 WHERE key LIKE 'retention_checked:%'")
         r = self.pull()
-        self.assertIn("1 old messages removed from the server", r.stdout)
+        self.assertIn("1 removed from the server", r.stdout)
         self.assertEqual(len(self.server_datas()), 2)
         self.assertEqual(tb.count_messages(self.maildir), 7)

@@ -1,0 +1,285 @@
+/*
+ * popfetch.c: a POP3 account's pull (see engine_int.h, pop3_pull).
+ *
+ * POP3 has one folder, delivered to INBOX, and no flags: a new message
+ * goes to new/. Messages are known by UIDL. Crash safety as for IMAP
+ * deliveries, per batch:
+ *   1. each body streams into its own file in tmp/;
+ *   2. syncfs() makes the batch durable;
+ *   3. one transaction records every message as a pending row (UIDL,
+ *      unique name);
+ *   4. the files are renamed into new/, and the directory fsynced;
+ *   5. one transaction confirms the rows.
+ * A run killed anywhere leaves nothing recorded (the tmp/ files are swept
+ * later and the messages fetched again) or pending rows whose files are
+ * durable in tmp/ or in place, which the next run finishes. A message is
+ * deleted from the server (DELE, carried out at QUIT) only when its row is
+ * confirmed, so never before its file is durable.
+ */
+#include "sync/engine_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sync/log.h"
+#include "sync/pop3.h"
+#include "sync/util.h"
+
+#define POP3_BATCH_MSGS 64
+#define POP3_BATCH_BYTES ((uint64_t)16 << 20)
+
+struct fetched {
+    struct maildir_tmp *tmp;
+    char uidl[72];
+    uint64_t size;
+};
+
+struct popctx {
+    struct run *r;
+    struct maildir_folder *mf;
+    int64_t folder_id;
+    struct engine_folder_result *fres;
+    struct fetched batch[POP3_BATCH_MSGS];
+    size_t nbatch;
+    uint64_t batch_bytes;
+};
+
+static int cmp_row_uidl(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct state_pop3 *)elem)->uidl);
+}
+
+static const struct state_pop3 *row_of(const struct state_pop3 *rows, size_t n, const char *uidl)
+{
+    return n ? bsearch(uidl, rows, n, sizeof *rows, cmp_row_uidl) : NULL;
+}
+
+/* Finish what a killed run left pending: files durable in tmp/ are moved
+ * into place, rows whose files are in place confirmed, the others
+ * forgotten (their messages are fetched again). */
+static int recover(struct popctx *c, struct ms_error *err)
+{
+    struct state_pop3 *rows = NULL;
+    size_t n = 0;
+    int rc = state_pop3_list(c->r->st, c->folder_id, &rows, &n, err);
+    bool any = false;
+    for (size_t i = 0; rc == MS_OK && i < n; i++) {
+        if (!rows[i].pending)
+            continue;
+        if (!any && (rc = state_begin(c->r->st, err)) != MS_OK)
+            break;
+        any = true;
+        struct local_msg l = {0};
+        struct ms_error e;
+        bool placed = rows[i].uniq && maildir_find(c->mf, rows[i].uniq, &l, &e) == MS_OK;
+        free(l.uniq);
+        free(l.name);
+        if (!placed && rows[i].uniq && maildir_tmp_exists(c->mf, rows[i].uniq))
+            placed = maildir_tmp_commit_name(c->mf, rows[i].uniq, 0, NULL, &e) == MS_OK &&
+                     maildir_sync_dirs(c->mf, &e) == MS_OK;
+        rc = placed ? state_pop3_confirm(c->r->st, c->folder_id, rows[i].uidl, err)
+                    : state_pop3_delete(c->r->st, c->folder_id, rows[i].uidl, err);
+    }
+    if (any)
+        rc = rc == MS_OK ? state_commit(c->r->st, err) : (state_rollback(c->r->st), rc);
+    state_pop3_free(rows, n);
+    return rc;
+}
+
+static int on_chunk(void *ctx, const char *data, size_t len)
+{
+    struct ms_error e;
+    return maildir_tmp_write(ctx, data, len, &e) == MS_OK ? 0 : -1;
+}
+
+/* Steps 2-5 for the batch. */
+static int land_batch(struct popctx *c, struct ms_error *err)
+{
+    struct run *r = c->r;
+    if (c->nbatch == 0)
+        return MS_OK;
+    int64_t now = (int64_t)time(NULL);
+    int rc = maildir_syncfs(c->mf, err);
+    if (rc == MS_OK)
+        rc = state_begin(r->st, err);
+    for (size_t i = 0; rc == MS_OK && i < c->nbatch; i++) {
+        struct state_pop3 row = {.uidl = c->batch[i].uidl, .uniq = (char *)maildir_tmp_uniq(c->batch[i].tmp),
+                                 .first_seen = now, .pending = true};
+        rc = state_pop3_put(r->st, c->folder_id, &row, err);
+    }
+    if (rc == MS_OK)
+        rc = state_commit(r->st, err);
+    else
+        state_rollback(r->st);
+    size_t placed = 0;
+    for (size_t i = 0; rc == MS_OK && i < c->nbatch; i++) {
+        rc = maildir_tmp_commit(c->mf, c->batch[i].tmp, 0, NULL, err);
+        c->batch[i].tmp = NULL; /* freed by the commit, also on failure */
+        placed += rc == MS_OK;
+    }
+    if (rc == MS_OK)
+        rc = maildir_sync_dirs(c->mf, err);
+    if (rc == MS_OK)
+        rc = state_begin(r->st, err);
+    for (size_t i = 0; rc == MS_OK && i < c->nbatch; i++)
+        rc = state_pop3_confirm(r->st, c->folder_id, c->batch[i].uidl, err);
+    if (rc == MS_OK)
+        rc = state_commit(r->st, err);
+    else if (placed)
+        state_rollback(r->st); /* pending rows stay: the next run finishes them */
+    for (size_t i = 0; i < c->nbatch; i++)
+        if (c->batch[i].tmp)
+            maildir_tmp_discard(c->batch[i].tmp);
+    if (rc == MS_OK) {
+        c->fres->fetched += c->nbatch;
+        c->fres->bytes += c->batch_bytes;
+    }
+    c->nbatch = 0;
+    c->batch_bytes = 0;
+    return rc;
+}
+
+int pop3_pull(struct run *r, struct ms_error *err)
+{
+    const struct account *a = r->acct;
+    const char *path = a->layout == LAYOUT_MAILDIRPP ? "" : "INBOX";
+    const struct engine_progress *prog = r->opt->progress;
+    struct engine_folder_result *fres = add_folder_result(r->res, "INBOX", path);
+    struct popctx c = {.r = r, .fres = fres};
+    struct state_folder sf = {0};
+    struct pop3_session *s = NULL;
+    struct pop3_msg *msgs = NULL;
+    struct state_pop3 *rows = NULL;
+    size_t nmsgs = 0, nrows = 0;
+    char *pw = NULL;
+    int rc = state_folder_get(r->st, "INBOX", &sf, err);
+    if (rc == MS_OK && !sf.id && !r->opt->dry_run) {
+        sf.name = xstrdup("INBOX");
+        sf.path = xstrdup(path);
+        rc = state_folder_save(r->st, &sf, err);
+    }
+    c.folder_id = sf.id;
+    if (rc == MS_OK && r->rootfd >= 0)
+        rc = maildir_folder_open(r->rootfd, path, !r->opt->dry_run, &c.mf, err);
+    if (rc == MS_OK && c.mf && !r->opt->dry_run)
+        rc = recover(&c, err);
+    if (rc == MS_OK)
+        rc = r->opt->get_password ? r->opt->get_password(a, &pw, err) : MS_OK;
+    if (rc == MS_OK)
+        rc = pop3_connect(a, pw ? pw : "", &s, err);
+    util_free_secret(pw);
+    if (rc == MS_OK)
+        rc = pop3_list(s, &msgs, &nmsgs, err);
+    if (rc == MS_OK && sf.id)
+        rc = state_pop3_list(r->st, sf.id, &rows, &nrows, err);
+    if (rc)
+        goto out;
+
+    /* what is new */
+    size_t nnew = 0;
+    uint64_t new_bytes = 0;
+    for (size_t i = 0; i < nmsgs; i++) {
+        if (row_of(rows, nrows, msgs[i].uidl))
+            continue;
+        if (a->max_size && msgs[i].size > a->max_size) {
+            log_msg(LOG_WARN, "INBOX: POP3 message %s skipped: %llu bytes is over max_size", msgs[i].uidl,
+                    (unsigned long long)msgs[i].size);
+            fres->skipped++;
+            continue;
+        }
+        nnew++;
+        new_bytes += msgs[i].size;
+    }
+    if (r->opt->dry_run) {
+        printf("INBOX: would fetch %zu POP3 messages (%llu bytes)\n", nnew, (unsigned long long)new_bytes);
+        fres->fetched = nnew;
+        fres->bytes = new_bytes;
+        goto out;
+    }
+    if (prog && prog->folder_start)
+        prog->folder_start(prog->ctx, a->name, "INBOX", nnew, new_bytes);
+    for (size_t i = 0; rc == MS_OK && i < nmsgs; i++) {
+        if (row_of(rows, nrows, msgs[i].uidl) || (a->max_size && msgs[i].size > a->max_size))
+            continue;
+        struct fetched *f = &c.batch[c.nbatch];
+        if ((rc = maildir_tmp_open(c.mf, &f->tmp, err)) != MS_OK)
+            break;
+        rc = pop3_retr(s, msgs[i].n, on_chunk, f->tmp, err);
+        if (rc == MS_OK)
+            rc = maildir_tmp_close(f->tmp, 0, false, err);
+        if (rc != MS_OK) {
+            maildir_tmp_discard(f->tmp);
+            f->tmp = NULL;
+            if (rc == MS_EPARTIAL) { /* -ERR: this one only (gone meanwhile?) */
+                log_msg(LOG_WARN, "INBOX: %s", err->msg);
+                fres->failed++;
+                rc = MS_OK;
+            }
+            continue;
+        }
+        snprintf(f->uidl, sizeof f->uidl, "%s", msgs[i].uidl);
+        f->size = maildir_tmp_size(f->tmp);
+        c.nbatch++;
+        c.batch_bytes += f->size;
+        if (prog && prog->message_done)
+            prog->message_done(prog->ctx, f->size);
+        if (c.nbatch == POP3_BATCH_MSGS || c.batch_bytes >= POP3_BATCH_BYTES)
+            rc = land_batch(&c, err);
+    }
+    if (rc == MS_OK)
+        rc = land_batch(&c, err);
+    for (size_t i = 0; i < c.nbatch; i++)
+        maildir_tmp_discard(c.batch[i].tmp);
+    c.nbatch = 0;
+    if (rc)
+        goto out;
+
+    /* deletions, of what is durably here */
+    state_pop3_free(rows, nrows);
+    rows = NULL;
+    nrows = 0;
+    if ((rc = state_pop3_list(r->st, sf.id, &rows, &nrows, err)))
+        goto out;
+    int64_t cutoff = a->server_retention_days > 0 ? (int64_t)time(NULL) - (int64_t)a->server_retention_days * 86400
+                                                   : 0;
+    size_t ndele = 0;
+    for (size_t i = 0; rc == MS_OK && i < nmsgs; i++) {
+        const struct state_pop3 *row = row_of(rows, nrows, msgs[i].uidl);
+        if (!row || row->pending)
+            continue;
+        if (a->leave_on_server && !(cutoff && row->first_seen < cutoff))
+            continue;
+        rc = pop3_dele(s, msgs[i].n, err);
+        if (rc == MS_EPARTIAL) {
+            log_msg(LOG_WARN, "INBOX: %s", err->msg);
+            rc = MS_OK;
+            continue;
+        }
+        ndele += rc == MS_OK;
+    }
+    if (rc == MS_OK && ndele) {
+        bool committed = false;
+        pop3_quit(s, &committed);
+        s = NULL;
+        if (!committed)
+            rc = ms_error_set(err, MS_ENET, "POP3 QUIT was not confirmed: the %zu deletions may not have happened "
+                                            "(the next run tries again)", ndele);
+        else
+            fres->retired += ndele;
+    }
+    if (rc == MS_OK && fres->failed)
+        rc = ms_error_set(err, MS_EPARTIAL, "INBOX: %zu POP3 messages could not be fetched", fres->failed);
+out:
+    if (rc)
+        folder_fail(fres, err);
+    pop3_quit(s, NULL);
+    free(msgs);
+    state_pop3_free(rows, nrows);
+    maildir_folder_close(c.mf);
+    state_folder_free(&sf);
+    if (prog && prog->folder_done && !r->opt->dry_run)
+        prog->folder_done(prog->ctx, fres);
+    return rc;
+}

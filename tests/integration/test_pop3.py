@@ -1,0 +1,145 @@
+"""test_pop3.py: POP3 accounts (`type = pop3`) against a real Dovecot
+(dovecot-pop3d): pull-only, tracked by UIDL, leave_on_server and
+server_retention_days, crash-safe.
+
+Every message arrives once in INBOX/new, byte for byte (CRLF as LF,
+dot-stuffing undone); a second pull fetches nothing; with leave_on_server =
+no the server is emptied only of what is stored; with retention only what
+was fetched more than N days ago leaves the server; a pull killed in the
+middle finishes without a duplicate; implicit TLS and STLS both verify the
+test CA; a push has nothing to do.
+"""
+
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import testbed as tb
+
+
+class Pop3Test(tb.BedTestCase):
+    bed_options = {"pool": 10}
+
+    def pop_keys(self, tls="implicit", **extra):
+        port = self.bed.pop3s_port if tls == "implicit" else self.bed.pop3_port
+        keys = dict(type="pop3", port=port, tls=tls)
+        keys.update(extra)
+        return keys
+
+    def use_pop3(self, **kw):
+        self.write_config(**self.pop_keys(**kw))
+
+    def seed(self, n=4, seed=31):
+        msgs = tb.make_corpus(n, seed=seed, flags=False)
+        # a line starting with "." must survive dot-stuffing
+        msgs.append(tb.SeedMessage(b"Subject: dots\r\nMessage-ID: <dots@test>\r\n\r\n.leading dot\r\n..two\r\n.\r\nend\r\n",
+                                   (), 1700000000))
+        with self.imap() as c:
+            c.append_many("INBOX", msgs)
+        # POP3 ends every message with a line break (a message without a
+        # final one cannot be told from one with it on this protocol)
+        return sorted(m.data_lf if m.data_lf.endswith(b"\n") else m.data_lf + b"\n" for m in msgs)
+
+    def local(self):
+        return sorted(m.data for m in tb.read_maildir(self.maildir).get("INBOX", []))
+
+    def server_count(self):
+        with self.imap() as c:
+            return len(c.messages("INBOX"))
+
+    def test_pull_fetches_each_message_once(self):
+        want = self.seed()
+        self.use_pop3()
+        r = self.pull()
+        self.assertIn("5 new", r.stdout)
+        self.assertEqual(self.local(), want)
+        for m in tb.read_maildir(self.maildir)["INBOX"]:
+            self.assertEqual(m.subdir, "new")
+        self.assertIn("0 new", self.pull().stdout)
+        self.assertEqual(self.local(), want)
+        self.assertEqual(self.server_count(), 5)      # leave_on_server = yes (default)
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(1, seed=32, start=90))
+        self.assertIn("1 new", self.pull().stdout)
+        self.assertEqual(len(self.local()), 6)
+        r = self.run_ok("status")
+        self.assertIn("INBOX", r.stdout)
+        self.assertIn("to push: 0 new, 0 flag changes, 0 deleted", r.stdout)
+
+    def test_leave_on_server_no_empties_the_server(self):
+        want = self.seed()
+        self.use_pop3(leave_on_server="no")
+        r = self.pull()
+        self.assertIn("5 removed from the server", r.stdout)
+        self.assertEqual(self.server_count(), 0)
+        self.assertEqual(self.local(), want)
+
+    def test_retention_days(self):
+        want = self.seed()
+        self.use_pop3(server_retention_days="7")
+        self.pull()
+        self.assertEqual(self.server_count(), 5)
+        with sqlite3.connect(self.state) as db:
+            db.execute("UPDATE pop3 SET first_seen = first_seen - 8 * 86400 WHERE uidl IN "
+                       "(SELECT uidl FROM pop3 ORDER BY uidl LIMIT 2)")
+        r = self.pull()
+        self.assertIn("2 removed from the server", r.stdout)
+        self.assertEqual(self.server_count(), 3)
+        self.assertEqual(self.local(), want)
+
+    def test_starttls_and_plain_loopback(self):
+        want = self.seed(n=2)
+        self.use_pop3(tls="starttls")
+        self.pull()
+        self.assertEqual(self.local(), want)
+        self.use_pop3(tls="none")
+        self.assertIn("0 new", self.pull().stdout)
+
+    def test_killed_mid_pull_finishes_without_duplicates(self):
+        want = self.seed(n=6)
+        with tb.Proxy(self.bed.pop3_port, stall_on=(b"RETR ", 4)) as proxy:
+            self.write_config(**self.pop_keys(tls="none", port=proxy.port))
+            p = tb.start_mailsync(["pull"], config=self.config_path, workdir=self.work)
+            try:
+                self.assertTrue(proxy.stalled.wait(30), "the fourth RETR never came")
+                time.sleep(0.3)
+                self.assertIsNone(p.poll())
+                os.kill(p.pid, signal.SIGKILL)
+            finally:
+                p.wait(10)
+        self.use_pop3()
+        self.pull()
+        self.assertEqual(self.local(), want)
+        self.assertIn("0 new", self.pull().stdout)
+
+    def test_pending_rows_are_finished(self):
+        """What a run killed between its records and its renames leaves:
+        a pending row whose file is still in tmp/ is moved into place (not
+        fetched again); one whose file is gone is fetched again."""
+        want = self.seed(n=2)
+        self.use_pop3()
+        self.pull()
+        files = sorted(tb.read_maildir(self.maildir)["INBOX"], key=lambda m: m.uniq)
+        tmp = self.maildir / "INBOX" / "tmp"
+        os.rename(files[0].path, tmp / files[0].uniq)
+        os.unlink(files[1].path)
+        with sqlite3.connect(self.state) as db:
+            db.execute("UPDATE pop3 SET pending = 1 WHERE uniq IN (?, ?)", (files[0].uniq, files[1].uniq))
+        r = self.pull()
+        self.assertIn("1 new", r.stdout)
+        self.assertEqual(self.local(), want)
+        self.assertFalse(os.listdir(tmp))
+        with sqlite3.connect(self.state) as db:
+            self.assertEqual(db.execute("SELECT count(*) FROM pop3 WHERE pending").fetchone()[0], 0)
+
+    def test_wrong_password_and_push(self):
+        self.seed(n=1)
+        self.use_pop3(password="wrong")
+        r = self.pull(expect=3)
+        self.assertIn("refused", r.stderr)
+        self.use_pop3()
+        r = self.run_ok("push")
+        self.assertIn("pull-only", r.stderr)
+        self.assertEqual(self.local(), [])
