@@ -18,6 +18,7 @@
  */
 #include "sync/engine_int.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,10 +89,22 @@ static int recover(struct popctx *c, struct ms_error *err)
     return rc;
 }
 
+/* Where a body goes, and how much of it may come: a server that sends
+ * far more than the size it listed is cut off, not allowed to fill the
+ * disk. */
+struct body_sink {
+    struct maildir_tmp *tmp;
+    uint64_t got, cap;
+};
+
 static int on_chunk(void *ctx, const char *data, size_t len)
 {
+    struct body_sink *b = ctx;
     struct ms_error e;
-    return maildir_tmp_write(ctx, data, len, &e) == MS_OK ? 0 : -1;
+    b->got += len;
+    if (b->got > b->cap)
+        return -1;
+    return maildir_tmp_write(b->tmp, data, len, &e) == MS_OK ? 0 : -1;
 }
 
 /* Steps 2-5 for the batch. */
@@ -206,7 +219,11 @@ int pop3_pull(struct run *r, struct ms_error *err)
         struct fetched *f = &c.batch[c.nbatch];
         if ((rc = maildir_tmp_open(c.mf, &f->tmp, err)) != MS_OK)
             break;
-        rc = pop3_retr(s, msgs[i].n, on_chunk, f->tmp, err);
+        struct body_sink sink = {.tmp = f->tmp, .cap = 2 * msgs[i].size + (1u << 20)};
+        rc = pop3_retr(s, msgs[i].n, on_chunk, &sink, err);
+        if (rc != MS_OK && sink.got > sink.cap)
+            rc = ms_error_set(err, MS_ENET, "POP3 RETR %" PRIu32 ": the server sent more than twice the %llu bytes "
+                                            "it listed: cut off", msgs[i].n, (unsigned long long)msgs[i].size);
         if (rc == MS_OK)
             rc = maildir_tmp_close(f->tmp, 0, false, err);
         if (rc != MS_OK) {

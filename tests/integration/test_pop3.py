@@ -143,3 +143,87 @@ class Pop3Test(tb.BedTestCase):
         r = self.run_ok("push")
         self.assertIn("pull-only", r.stderr)
         self.assertEqual(self.local(), [])
+
+
+class FakePop3:
+    """A POP3 server on loopback that plays a script: greeting, USER/PASS,
+    UIDL and LIST of one message, then `retr` (bytes) as the answer to
+    RETR; or `greeting` instead of a proper one."""
+
+    def __init__(self, retr=b"", size=100, greeting=b"+OK fake\r\n"):
+        import socket
+        import threading
+        self.retr, self.size, self.greeting = retr, size, greeting
+        self.sock = socket.socket()
+        self.sock.bind((tb.HOST, 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            f = conn.makefile("rb")
+            try:
+                conn.sendall(self.greeting)
+                for line in f:
+                    cmd = line.strip().split(b" ")[0].upper()
+                    if cmd in (b"USER", b"PASS", b"DELE"):
+                        conn.sendall(b"+OK\r\n")
+                    elif cmd == b"UIDL":
+                        conn.sendall(b"+OK\r\n1 uid-one\r\n.\r\n")
+                    elif cmd == b"LIST":
+                        conn.sendall(b"+OK\r\n1 %d\r\n.\r\n" % self.size)
+                    elif cmd == b"RETR":
+                        conn.sendall(b"+OK\r\n" + self.retr)
+                    elif cmd == b"QUIT":
+                        conn.sendall(b"+OK bye\r\n")
+                        return
+                    else:
+                        conn.sendall(b"-ERR unknown\r\n")
+            except OSError:
+                return
+
+    def close(self):
+        self.sock.close()
+
+
+class Pop3HostileTest(tb.BedTestCase):
+    """Hostile POP3 servers: a clear error and exit 4, no crash, nothing
+    half-delivered."""
+    bed_options = {"pool": 6}
+
+    def run_against(self, server):
+        self.addCleanup(server.close)
+        self.write_config(type="pop3", port=server.port, tls="none", ca_file=None, timeout="3")
+        return self.mailsync("pull", timeout=60)
+
+    def no_files(self):
+        return tb.count_messages(self.maildir) if self.maildir.exists() else 0
+
+    def test_endless_body_is_cut_off(self):
+        r = self.run_against(FakePop3(retr=(b"x" * 70 + b"\r\n") * 50000, size=100))     # 3.6 MB for 100
+        self.assertEqual(r.code, 4, r)
+        self.assertIn("more than twice", r.stderr)
+        self.assertEqual(self.no_files(), 0)
+        tmp = self.maildir / "INBOX" / "tmp"
+        self.assertEqual(os.listdir(tmp) if tmp.exists() else [], [])
+
+    def test_overlong_status_line(self):
+        r = self.run_against(FakePop3(greeting=b"+OK " + b"a" * 20000 + b"\r\n"))
+        self.assertEqual(r.code, 4, r)
+        self.assertIn("too long", r.stderr)
+
+    def test_not_pop3(self):
+        r = self.run_against(FakePop3(greeting=b"* OK IMAP4rev1 ready\r\n"))
+        self.assertEqual(r.code, 4, r)
+        self.assertIn("greeting", r.stderr)
+
+    def test_body_without_end_then_close(self):
+        r = self.run_against(FakePop3(retr=b"Subject: cut\r\n\r\npart", size=100))
+        self.assertEqual(r.code, 4, r)
+        self.assertEqual(self.no_files(), 0)
