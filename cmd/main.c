@@ -341,9 +341,7 @@ static int cmd_check(const struct options *o, struct account **acc, size_t n)
     for (size_t i = 0; i < n; i++) {
         struct engine_check c;
         struct ms_error err = {0};
-        int rc = unsupported_type(acc[i]);
-        if (rc == MS_OK)
-            rc = engine_check(acc[i], &eo, &c, &err);
+        int rc = engine_check(acc[i], &eo, &c, &err);
         if (rc) {
             if (err.msg[0])
                 log_msg(LOG_ERROR, "%s: %s", acc[i]->name, err.msg);

@@ -345,6 +345,11 @@ int pop3_retr(struct pop3_session *s, uint32_t n, int (*chunk)(void *ctx, const 
     return rc;
 }
 
+const char *pop3_tls_info(struct pop3_session *s)
+{
+    return netstream_tls_info(s->ns);
+}
+
 int pop3_dele(struct pop3_session *s, uint32_t n, struct ms_error *err)
 {
     char cmd[32];

@@ -42,6 +42,9 @@ int pop3_list(struct pop3_session *s, struct pop3_msg **out, size_t *n, struct m
 int pop3_retr(struct pop3_session *s, uint32_t n, int (*chunk)(void *ctx, const char *data, size_t len), void *ctx,
               struct ms_error *err);
 
+/* TLS version, cipher and certificate, or "none" (owned by the session). */
+const char *pop3_tls_info(struct pop3_session *s);
+
 /* DELE n (carried out at QUIT). */
 int pop3_dele(struct pop3_session *s, uint32_t n, struct ms_error *err);
 

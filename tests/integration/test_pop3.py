@@ -134,6 +134,15 @@ class Pop3Test(tb.BedTestCase):
         with sqlite3.connect(self.state) as db:
             self.assertEqual(db.execute("SELECT count(*) FROM pop3 WHERE pending").fetchone()[0], 0)
 
+    def test_check(self):
+        self.seed(n=2)
+        self.use_pop3()
+        r = self.run_ok("check")
+        self.assertIn("TLS: TLSv1", r.stdout)
+        self.assertIn("POP3 UIDL (3 messages in the maildrop)", r.stdout)
+        self.use_pop3(password="wrong")
+        self.assertEqual(self.mailsync("check").code, 3)
+
     def test_wrong_password_and_push(self):
         self.seed(n=1)
         self.use_pop3(password="wrong")
