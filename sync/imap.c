@@ -2689,6 +2689,14 @@ int imap_append_fd(struct imap_session *s, const char *name, unsigned flags, tim
         r = MAILIMAP_ERROR_STREAM;
     if (r == MAILIMAP_NO_ERROR && !mailimap_read_line(imap))
         r = MAILIMAP_ERROR_STREAM;
+    /* Untagged data (a new message elsewhere...) may come before the "+":
+     * it is passed over, or the server would wait for the literal while we
+     * waited for its answer. */
+    for (int skipped = 0; r == MAILIMAP_NO_ERROR && imap->imap_stream_buffer->str[0] == '*'; skipped++) {
+        mmap_string_truncate(imap->imap_stream_buffer, 0);
+        if (skipped > 1000 || !mailimap_read_line(imap))
+            r = MAILIMAP_ERROR_STREAM;
+    }
     if (r != MAILIMAP_NO_ERROR)
         return fail_call(s, r, what, err);
     struct mailimap_response *resp = NULL;

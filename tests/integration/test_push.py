@@ -245,6 +245,28 @@ class PushTest(tb.BedTestCase):
         self.assertEqual(tb.count_messages(self.maildir), 2)
         self.assertSynced()
 
+    def test_untagged_data_before_the_continuation(self):
+        """The server sends "* 99 EXISTS" before its "+" to an APPEND (a
+        proxy injects it): the upload still goes through, once."""
+        self.seed_and_pull(n=1)
+        data = tb.make_message(402, size=700).replace(b"\r\n", b"\n")
+        write_local(self.maildir, "INBOX", "1700000000.untagged.host", data)
+        injected = []
+
+        def inject(line):
+            if line.startswith(b"+ "):
+                injected.append(line)
+                return [b"* 99 EXISTS", line]
+            return [line]
+        with tb.Proxy(self.bed.imap_port, rewrite_down=tb.line_rewriter(inject)) as proxy:
+            self.write_config(tls="none", port=proxy.port, timeout="5")
+            r = self.run_ok("push", timeout=60)
+        self.assertTrue(injected)
+        self.assertIn("1 uploaded", r.stdout)
+        self.write_config()
+        self.assertEqual(len(self.by_uid()), 2)
+        self.assertIn("0 uploaded", self.run_ok("push").stdout)
+
     def test_connection_cut_mid_upload(self):
         """The connection drops while a literal is on its way: exit 4, no
         crash, nothing half-recorded; the next push uploads it once."""
