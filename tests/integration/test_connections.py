@@ -96,7 +96,10 @@ class ConnectionsTest(tb.BedTestCase):
         (exit 1, the folder's record not advanced), the others' work is
         unaffected, and the next run brings the rest, one copy each."""
         self.seed(seed=54)
-        r, px = self.pull_through(2, 1, cut_after=3 * 2**20, cut_only=2)
+        # Throttled (1 ms per 16 KiB, each connection): unthrottled, the
+        # first connection could drain the queue before the second one
+        # has logged in and carried 3 MiB (seen once in CI).
+        r, px = self.pull_through(2, 1, cut_after=3 * 2**20, cut_only=2, delay=0.001)
         self.assertEqual(px.connections, 2)
         self.assertIn("was lost", r.stderr)
         self.assertRegex(r.stderr, r"\d+ messages could not be fetched")
