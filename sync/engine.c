@@ -1266,12 +1266,12 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
             }
         }
         if (frc == MS_OK && do_pull)
-            frc = pull_folder(&r, &sel[i], fres, &ferr);
+            frc = pull_folder(&r, &sel[i], fres, &ferr); /* reports folder_done itself */
+        else if (frc == MS_OK && opt->progress && opt->progress->folder_done && !opt->dry_run)
+            opt->progress->folder_done(opt->progress->ctx, fres);
         if (frc == MS_OK && do_pull && (frc = retire_old(&r, &sel[i], fres, &ferr)) != MS_OK &&
             frc != MS_ENET && frc != MS_ELOCAL)
             folder_fail(fres, &ferr);
-        else if (frc == MS_OK && opt->progress && opt->progress->folder_done && !opt->dry_run)
-            opt->progress->folder_done(opt->progress->ctx, fres);
         if (frc == MS_OK && stamp.settled) {
             /* The push saw everything pushed; if nothing (the pull
              * included) has touched the folder since, the next push may
