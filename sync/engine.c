@@ -1346,13 +1346,10 @@ static void nap(int ms, volatile sig_atomic_t *stop)
 static struct imap_session *idle_session(const struct account *a, const struct engine_options *opt)
 {
     struct ms_error e = {0};
-    char *pw = NULL;
-    struct imap_session *s = NULL;
+    struct run conn = {.acct = a, .opt = opt};
     struct imap_mailbox mb;
-    int rc = opt->get_password ? opt->get_password(a, &pw, &e) : MS_OK;
-    if (rc == MS_OK)
-        rc = imap_connect(a, pw ? pw : "", &s, &e);
-    util_free_secret(pw);
+    int rc = connect_account(&conn, &e);
+    struct imap_session *s = conn.imap;
     if (rc == MS_OK && !imap_has_capability(s, "IDLE"))
         rc = ms_error_set(&e, MS_EUSAGE, "the server has no IDLE: polling every pass interval instead");
     if (rc == MS_OK)

@@ -134,6 +134,11 @@ int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s
  * IMAP deliveries; then DELE per leave_on_server / server_retention_days
  * of what is durably stored. Fills r->res's folder result. */
 int pop3_pull(struct run *r, struct ms_error *err);
+/* The account's secret (opt->get_password), then pop3_connect: the POP3
+ * twin of connect_account. */
+struct pop3_session;
+int pop3_open(const struct account *a, const struct engine_options *opt, struct pop3_session **out,
+              struct ms_error *err);
 
 /* retention.c */
 /* With server_retention_days: the time before which messages live only

@@ -23,14 +23,10 @@
 static int check_pop3(const struct account *a, const struct engine_options *opt, struct engine_check *out,
                       struct ms_error *err)
 {
-    char *pw = NULL;
     struct pop3_session *s = NULL;
     struct pop3_msg *m = NULL;
     size_t n = 0;
-    int rc = opt->get_password ? opt->get_password(a, &pw, err) : MS_OK;
-    if (rc == MS_OK)
-        rc = pop3_connect(a, pw ? pw : "", &s, err);
-    util_free_secret(pw);
+    int rc = pop3_open(a, opt, &s, err);
     if (rc == MS_OK)
         rc = pop3_list(s, &m, &n, err);
     if (rc == MS_OK) {

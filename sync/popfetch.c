@@ -154,6 +154,17 @@ static int land_batch(struct popctx *c, struct ms_error *err)
     return rc;
 }
 
+int pop3_open(const struct account *a, const struct engine_options *opt, struct pop3_session **out,
+              struct ms_error *err)
+{
+    char *pw = NULL;
+    int rc = opt->get_password ? opt->get_password(a, &pw, err) : MS_OK;
+    if (rc == MS_OK)
+        rc = pop3_connect(a, pw ? pw : "", out, err);
+    util_free_secret(pw);
+    return rc;
+}
+
 int pop3_pull(struct run *r, struct ms_error *err)
 {
     const struct account *a = r->acct;
@@ -166,7 +177,6 @@ int pop3_pull(struct run *r, struct ms_error *err)
     struct pop3_msg *msgs = NULL;
     struct state_pop3 *rows = NULL;
     size_t nmsgs = 0, nrows = 0;
-    char *pw = NULL;
     int rc = state_folder_get(r->st, "INBOX", &sf, err);
     if (rc == MS_OK && !sf.id && !r->opt->dry_run) {
         sf.name = xstrdup("INBOX");
@@ -179,10 +189,7 @@ int pop3_pull(struct run *r, struct ms_error *err)
     if (rc == MS_OK && c.mf && !r->opt->dry_run)
         rc = recover(&c, err);
     if (rc == MS_OK)
-        rc = r->opt->get_password ? r->opt->get_password(a, &pw, err) : MS_OK;
-    if (rc == MS_OK)
-        rc = pop3_connect(a, pw ? pw : "", &s, err);
-    util_free_secret(pw);
+        rc = pop3_open(a, r->opt, &s, err);
     if (rc == MS_OK)
         rc = pop3_list(s, &msgs, &nmsgs, err);
     if (rc == MS_OK && sf.id)
