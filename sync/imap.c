@@ -2398,25 +2398,18 @@ int imap_fetch_flags_changedsince(struct imap_session *s, uint32_t first, uint32
     return fetch_flags(s, first, last, modseq, out, n, err);
 }
 
-/* One UID SEARCH UID first:last (last 0 = '*'), adding the answers within
- * the range to l. */
-static int search_uid_range(struct imap_session *s, uint32_t first, uint32_t last, struct imap_uid_list *l,
-                            struct ms_error *err)
+/* UID SEARCH key (freed here), adding the answers within first..last
+ * (last 0: no upper end) to l. what names the command in errors. */
+static int uid_search(struct imap_session *s, struct mailimap_search_key *key, uint32_t first, uint32_t last,
+                      const char *what, struct imap_uid_list *l, struct ms_error *err)
 {
-    struct mailimap_set *set = mailimap_set_new_interval(first, last);
-    struct mailimap_search_key *key = set ? mailimap_search_key_new_uid(set) : NULL;
-    if (!key) {
-        if (set)
-            mailimap_set_free(set);
-        return ms_error_set(err, MS_ELOCAL, "out of memory");
-    }
     clist *res = NULL;
     int r = mailimap_uid_search(s->imap, NULL, key, &res);
     mailimap_search_key_free(key);
     if (r != MAILIMAP_NO_ERROR) {
         if (res) /* after a NO libetpan still hands over the list */
             mailimap_search_result_free(res);
-        return fail_call(s, r, "UID SEARCH", err);
+        return fail_call(s, r, what, err);
     }
     int rc = MS_OK;
     for (clistiter *it = res ? clist_begin(res) : NULL; it && rc == MS_OK; it = clist_next(it)) {
@@ -2430,6 +2423,21 @@ static int search_uid_range(struct imap_session *s, uint32_t first, uint32_t las
     if (res)
         mailimap_search_result_free(res);
     return rc;
+}
+
+/* One UID SEARCH UID first:last (last 0 = '*'), adding the answers within
+ * the range to l. */
+static int search_uid_range(struct imap_session *s, uint32_t first, uint32_t last, struct imap_uid_list *l,
+                            struct ms_error *err)
+{
+    struct mailimap_set *set = mailimap_set_new_interval(first, last);
+    struct mailimap_search_key *key = set ? mailimap_search_key_new_uid(set) : NULL;
+    if (!key) {
+        if (set)
+            mailimap_set_free(set);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    return uid_search(s, key, first, last, "UID SEARCH", l, err);
 }
 
 int imap_fetch_uids(struct imap_session *s, uint32_t **out, size_t *n, struct ms_error *err)
@@ -2849,22 +2857,8 @@ int imap_search_before(struct imap_session *s, time_t before, uint32_t **out, si
             mailimap_date_free(d);
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     }
-    clist *res = NULL;
-    int r = mailimap_uid_search(s->imap, NULL, key, &res);
-    mailimap_search_key_free(key);
-    if (r != MAILIMAP_NO_ERROR) {
-        if (res)
-            mailimap_search_result_free(res);
-        return fail_call(s, r, "UID SEARCH BEFORE", err);
-    }
     struct imap_uid_list l = {0};
-    for (clistiter *it = res ? clist_begin(res) : NULL; it && rc == MS_OK; it = clist_next(it)) {
-        uint32_t *u = clist_content(it);
-        if (u && *u && imap_uid_list_add_range(&l, *u, *u, 0, SIZE_MAX / sizeof(uint32_t)) != 0)
-            rc = ms_error_set(err, MS_ELOCAL, "out of memory");
-    }
-    if (res)
-        mailimap_search_result_free(res);
+    rc = uid_search(s, key, 1, 0, "UID SEARCH BEFORE", &l, err);
     if (rc != MS_OK) {
         free(l.v);
         return rc;
