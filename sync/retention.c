@@ -42,13 +42,14 @@ int retire_old(struct run *r, const struct selected *sel, struct engine_folder_r
     int rc = state_folder_get(r->st, sel->raw, &sf, err);
     char key[64], *last = NULL, val[32];
     snprintf(key, sizeof key, "retention_checked:%lld", (long long)sf.id);
-    if (rc == MS_OK && sf.id && state_meta_get(r->st, key, &last, err) == MS_OK && last &&
-        time(NULL) - (time_t)strtoll(last, NULL, 10) < RETENTION_EVERY && time(NULL) >= (time_t)strtoll(last, NULL, 10)) {
-        free(last);
+    time_t now = time(NULL), checked = 0;
+    if (rc == MS_OK && sf.id && state_meta_get(r->st, key, &last, err) == MS_OK && last)
+        checked = (time_t)strtoll(last, NULL, 10);
+    free(last);
+    if (checked && now >= checked && now - checked < RETENTION_EVERY) {
         state_folder_free(&sf);
         return MS_OK;
     }
-    free(last);
     if (rc || !sf.id || !sf.uidvalidity) {
         state_folder_free(&sf);
         return rc;
@@ -83,7 +84,7 @@ int retire_old(struct run *r, const struct selected *sel, struct engine_folder_r
         free(l.name);
         gone[ngone++] = rows[i].uid;
     }
-    snprintf(val, sizeof val, "%lld", (long long)time(NULL));
+    snprintf(val, sizeof val, "%lld", (long long)now);
     rc = state_begin(r->st, err);
     for (size_t i = 0; rc == MS_OK && i < ngone; i++)
         rc = state_msg_delete(r->st, sf.id, gone[i], err);
