@@ -75,7 +75,7 @@ static int piece(struct pop3_session *s, const char **p, size_t *len, bool *whol
             s->start += *len;
             return 0;
         }
-        if (s->end - s->start == sizeof s->buf || (s->start == 0 && s->end == sizeof s->buf)) {
+        if (s->end - s->start == sizeof s->buf) {
             *p = s->buf + s->start;
             *len = s->end - s->start;
             *whole = false;
