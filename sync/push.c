@@ -92,15 +92,22 @@ struct candidates {
     size_t n;
 };
 
+static int cmp_key_candidate(const void *key, const void *elem)
+{
+    uint32_t a = *(const uint32_t *)key, b = ((const struct candidate *)elem)->uid;
+    return (a > b) - (a < b);
+}
+
+/* The candidates are in UID order (the listing's). */
 static void on_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
 {
     struct candidates *c = ctx;
-    for (size_t i = 0; i < c->n; i++)
-        if (c->v[i].uid == uid) {
-            c->v[i].size = size;
-            free(c->v[i].message_id);
-            c->v[i].message_id = message_id ? xstrdup(message_id) : NULL;
-        }
+    struct candidate *x = c->n ? bsearch(&uid, c->v, c->n, sizeof *c->v, cmp_key_candidate) : NULL;
+    if (!x)
+        return;
+    x->size = size;
+    free(x->message_id);
+    x->message_id = message_id ? xstrdup(message_id) : NULL;
 }
 
 static bool same_id(const char *a, const char *b)
