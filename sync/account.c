@@ -37,11 +37,7 @@ void account_free(struct account *a)
 static bool is_loopback(const char *host)
 {
     char name[256];
-    size_t n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
-        snprintf(name, sizeof name, "%.*s", (int)(n - 2), host + 1);
-    else
-        snprintf(name, sizeof name, "%s", host);
+    util_host_unbracket(host, name, sizeof name);
     if (strcasecmp(name, "localhost") == 0 || strcasecmp(name, "localhost.") == 0)
         return true;
     struct in_addr a4;

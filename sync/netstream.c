@@ -31,6 +31,7 @@
 #include <openssl/err.h>
 
 #include "sync/log.h"
+#include "sync/util.h"
 
 struct netstream {
     mailstream_low *low;
@@ -866,11 +867,7 @@ int netstream_connect(const char *host, int port, int timeout_s, struct netstrea
     if (timeout_s <= 0)
         timeout_s = 60;
     char name[256];
-    size_t hl = strlen(host);
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
-        snprintf(name, sizeof name, "%.*s", (int)(hl - 2), host + 1);
-    else
-        snprintf(name, sizeof name, "%s", host);
+    util_host_unbracket(host, name, sizeof name);
 
     struct netstream *ns = calloc(1, sizeof *ns);
     if (!ns)

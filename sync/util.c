@@ -86,6 +86,15 @@ void util_free_secret(char *s)
     }
 }
 
+void util_host_unbracket(const char *host, char *out, size_t len)
+{
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
+        snprintf(out, len, "%.*s", (int)(n - 2), host + 1);
+    else
+        snprintf(out, len, "%s", host);
+}
+
 double util_now(void)
 {
     struct timespec ts;

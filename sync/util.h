@@ -21,6 +21,10 @@ char *xstrdup(const char *s);
  * does not linger in freed heap memory or a core dump. */
 void util_free_secret(char *s);
 
+/* A host name as the resolver wants it: "[::1]" -> "::1" (an address in
+ * brackets), anything else copied; truncated to len - 1 bytes. */
+void util_host_unbracket(const char *host, char *out, size_t len);
+
 /* Seconds on the monotonic clock. */
 double util_now(void);
 
