@@ -58,8 +58,9 @@ static const char usage_text[] =
     "            folders, show server capabilities; changes nothing\n"
     "  folders   list server folders and the local path each maps to\n"
     "  watch     stay connected: sync, then wait for the server to report a\n"
-    "            change in INBOX (IDLE), or --interval seconds (default 300),\n"
-    "            and sync again; until SIGINT/SIGTERM. One account.\n"
+    "            change in any folder (NOTIFY; else INBOX, IDLE), or\n"
+    "            --interval seconds (default 300), and sync again; until\n"
+    "            SIGINT/SIGTERM. One account.\n"
     "\n"
     "No ACCOUNT means every account in the config file.\n"
     "\n"
@@ -437,7 +438,7 @@ static int cmd_watch(const struct options *o, struct account **acc, size_t n)
     struct watch_out out = {.o = o};
     struct engine_watch w = {.interval_s = o->interval ? o->interval : 300, .stop = &stop_watch,
                              .pass_done = watch_pass_done, .ctx = &out};
-    log_msg(LOG_VERBOSE, "%s: watching (a full pass at least every %d s; INBOX with IDLE)", acc[0]->name,
+    log_msg(LOG_VERBOSE, "%s: watching (a full pass at least every %d s)", acc[0]->name,
             w.interval_s);
     rc = engine_watch(acc[0], &eo, &w);
     if (rc == MS_OK)

@@ -1341,8 +1341,9 @@ static void nap(int ms, volatile sig_atomic_t *stop)
     }
 }
 
-/* The session that IDLEs on INBOX between passes; NULL when it could not
- * be set up (then the next pass waits for the interval instead). */
+/* The session that IDLEs between passes: with NOTIFY it hears of changes
+ * in every folder, else it has INBOX selected. NULL when it could not be
+ * set up (then the next pass waits for the interval instead). */
 static struct imap_session *idle_session(const struct account *a, const struct engine_options *opt)
 {
     struct ms_error e = {0};
@@ -1352,10 +1353,23 @@ static struct imap_session *idle_session(const struct account *a, const struct e
     struct imap_session *s = conn.imap;
     if (rc == MS_OK && !imap_has_capability(s, "IDLE"))
         rc = ms_error_set(&e, MS_EUSAGE, "the server has no IDLE: polling every pass interval instead");
+    if (rc == MS_OK && imap_has_capability(s, "NOTIFY")) {
+        rc = imap_notify_all(s, &e);
+        if (rc == MS_OK) {
+            log_msg(LOG_VERBOSE, "%s: watch: the server reports changes in every folder (NOTIFY)", a->name);
+            return s;
+        }
+        if (rc == MS_EPARTIAL) {
+            log_msg(LOG_VERBOSE, "%s: watch: %s; watching INBOX only", a->name, e.msg);
+            rc = MS_OK;
+        }
+    }
     if (rc == MS_OK)
         rc = imap_select(s, "INBOX", false, &mb, &e);
-    if (rc == MS_OK)
+    if (rc == MS_OK) {
+        log_msg(LOG_VERBOSE, "%s: watch: the server reports changes in INBOX (IDLE)", a->name);
         return s;
+    }
     log_msg(LOG_WARN, "%s: watch: %s", a->name, e.msg);
     imap_close(s);
     return NULL;
@@ -1368,7 +1382,7 @@ int engine_watch(const struct account *a, const struct engine_options *opt, cons
     struct imap_session *idle = NULL;
     int rc = MS_OK;
     while (!*w->stop) {
-        /* INBOX is selected on the IDLE session before the pass, so what
+        /* The IDLE session is set up (NOTIFY or INBOX) before the pass, so what
          * arrives during the pass is reported when the IDLE starts. */
         if (!idle)
             idle = idle_session(a, opt);

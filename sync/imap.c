@@ -2840,6 +2840,47 @@ int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *sto
     return MS_OK;
 }
 
+/* One command whose text needs no quoting; untagged data is dropped and
+ * the tagged state comes through *state. A libetpan error code. */
+static int plain_command(struct imap_session *s, const char *text, int *state)
+{
+    mailimap *imap = s->imap;
+    mailstream *st = imap->imap_stream;
+    int r = mailimap_send_current_tag(imap);
+    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, text) || stream_puts(st, "\r\n") || mailstream_flush(st) != 0))
+        r = MAILIMAP_ERROR_STREAM;
+    *state = -1;
+    return r == MAILIMAP_NO_ERROR ? read_tagged(s, imap->imap_tag, NULL, state) : r;
+}
+
+int imap_notify_all(struct imap_session *s, struct ms_error *err)
+{
+    int rc = ready(s, false, err);
+    if (rc != MS_OK)
+        return rc;
+    if (!imap_has_capability(s, "NOTIFY"))
+        return ms_error_set(err, MS_EPARTIAL, "the server has no NOTIFY");
+    int state;
+    /* Without CONDSTORE a flag changed in a folder that is not selected
+     * is not reported (RFC 5465 5.4: it comes as HIGHESTMODSEQ). */
+    if (imap_has_capability(s, "CONDSTORE")) {
+        int r = plain_command(s, "ENABLE CONDSTORE", &state);
+        if (r != MAILIMAP_NO_ERROR)
+            return fail_call(s, r, "ENABLE", err);
+    }
+    /* "selected" too: a session that goes on to select INBOX after all
+     * (the answer was lost or garbled) still hears of its changes. */
+    int r = plain_command(s,
+                          "NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) "
+                          "(personal (MessageNew MessageExpunge FlagChange MailboxName))",
+                          &state);
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, "NOTIFY", err);
+    if (state != MAILIMAP_RESP_COND_STATE_OK)
+        return ms_error_set(err, MS_EPARTIAL, "NOTIFY refused: %s", server_text(s));
+    return MS_OK;
+}
+
 int imap_search_before(struct imap_session *s, time_t before, uint32_t **out, size_t *n, struct ms_error *err)
 {
     *out = NULL;

@@ -290,11 +290,21 @@ int imap_create(struct imap_session *s, const char *name, struct ms_error *err);
 int imap_append_fd(struct imap_session *s, const char *name, unsigned flags, time_t date, int fd, uint64_t size,
                    uint32_t *uidvalidity, uint32_t *uid, struct ms_error *err);
 
+/* ---- NOTIFY (RFC 5465), for watch -----------------------------------------
+ * Ask the server to report, to this session, new, expunged and re-flagged
+ * messages in every folder of the personal namespace, and folders created,
+ * deleted or renamed (with CONDSTORE enabled first where offered, since a
+ * flag change in a folder not selected is reported as its HIGHESTMODSEQ).
+ * The reports come while the session IDLEs (imap_idle), with no folder
+ * selected. MS_EPARTIAL when the server lacks NOTIFY or refuses it. */
+int imap_notify_all(struct imap_session *s, struct ms_error *err);
+
 /* ---- IDLE (RFC 2177), for watch ------------------------------------------
- * IDLE on the selected folder until the server reports anything (*changed
- * true), timeout_ms passes, or *stop (may be NULL) becomes non-zero (looked
- * at every second and after a signal), then DONE and the tagged answer.
- * MS_EUSAGE without the IDLE capability. */
+ * IDLE (on the selected folder, or after imap_notify_all() on every
+ * folder) until the server reports anything (*changed true), timeout_ms
+ * passes, or *stop (may be NULL) becomes non-zero (looked at every second
+ * and after a signal), then DONE and the tagged answer. MS_EUSAGE without
+ * the IDLE capability. */
 int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *stop, bool *changed,
               struct ms_error *err);
 

@@ -1,7 +1,8 @@
 """test_watch.py: `mailsync watch` against a real Dovecot.
 
-A watch syncs at once, then brings new server mail down within seconds of
-its arrival in INBOX (IDLE), sends local changes up at the next full pass
+A watch syncs at once, then brings server changes down within seconds: in
+every folder where the server offers NOTIFY (Dovecot does), else in INBOX
+(IDLE on it, tested with NOTIFY hidden). It sends local changes up at the next full pass
 (--interval), survives the server going away and coming back, and ends
 cleanly (exit 0, the lock released) on SIGTERM or SIGINT. It runs one
 account; a dry run makes no sense for it.
@@ -78,6 +79,35 @@ class WatchTest(tb.BedTestCase):
         code, err = self.stop_watch(p, signal.SIGINT)
         self.assertEqual(code, 0, err)
 
+    def test_changes_in_every_folder_come_through_notify(self):
+        with self.imap() as c:
+            c.create_folder("Lists")
+            c.append_many("INBOX", tb.make_corpus(1, seed=17))
+            c.append_many("Lists", tb.make_corpus(1, seed=18, start=70, flags=False))
+        p = self.start_watch("--interval", "3600")
+        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 2), "the first pass did not come")
+        lists = lambda: tb.read_maildir(self.maildir).get("Lists", [])
+        # a new message in a folder other than INBOX
+        with self.imap() as c:
+            c.append_many("Lists", tb.make_corpus(1, seed=19, start=80, flags=False))
+        self.assertTrue(wait_for(lambda: len(lists()) == 2, timeout=20), Path(p.err_path).read_text())
+        # a flag set on the server in that folder
+        with self.imap() as c:
+            uid = min(m.uid for m in c.messages("Lists"))
+            c.set_flags("Lists", [uid], ["\\Flagged"])
+        self.assertTrue(wait_for(lambda: any("F" in m.letters for m in lists()), timeout=20),
+                        Path(p.err_path).read_text())
+        # a folder created on the server, with a message in it
+        with self.imap() as c:
+            c.create_folder("Fresh")
+            c.append_many("Fresh", tb.make_corpus(1, seed=20, start=90))
+        self.assertTrue(wait_for(lambda: len(tb.read_maildir(self.maildir).get("Fresh", [])) == 1, timeout=20),
+                        Path(p.err_path).read_text())
+        code, err = self.stop_watch(p)
+        self.assertEqual(code, 0, err)
+        self.assertIn("(NOTIFY)", err)
+        self.assertSynced()
+
     def test_server_going_away_is_retried(self):
         with self.imap() as c:
             c.append_many("INBOX", tb.make_corpus(1, seed=14))
@@ -123,3 +153,57 @@ class WatchKeepaliveTest(tb.BedTestCase):
         self.assertEqual(p.wait(15), 0, Path(p.err_path).read_text())
         passes = [l for l in Path(p.out_path).read_text().splitlines() if ": sync " in l]
         self.assertEqual(len(passes), 1, passes)
+
+
+class WatchWithoutNotifyTest(tb.BedTestCase):
+    """A server without NOTIFY: the IDLE session has INBOX selected, and
+    new INBOX mail still comes at once."""
+    bed_options = {"pool": 2, "hide_capabilities": ("NOTIFY",)}
+
+    def test_inbox_mail_comes_through_idle(self):
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(1, seed=21))
+        p = tb.start_mailsync(["-v", "watch", "--interval", "3600"], config=self.config_path, workdir=self.work)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 1))
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(1, seed=22, start=40))
+        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 2, timeout=20),
+                        Path(p.err_path).read_text())
+        os.kill(p.pid, signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, Path(p.err_path).read_text())
+        err = Path(p.err_path).read_text()
+        self.assertIn("changes in INBOX (IDLE)", err)
+        self.assertNotIn("(NOTIFY)", err)
+
+
+class WatchNotifyRefusedTest(tb.BedTestCase):
+    bed_options = {"pool": 2}
+
+    def test_notify_refused_falls_back_to_inbox(self):
+        """The server offers NOTIFY but answers NO to it (a proxy rewrites
+        the answer): the watch says so and IDLEs on INBOX instead."""
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(1, seed=23))
+        refused = []
+
+        def refuse(line):
+            if b"OK NOTIFY completed" in line:
+                refused.append(line)
+                return [line.split(b" ", 1)[0] + b" NO [NOTIFICATIONOVERFLOW] Too many mailboxes"]
+            return [line]
+        with tb.Proxy(self.bed.imap_port, rewrite_down=tb.line_rewriter(refuse)) as proxy:
+            self.write_config(tls="none", port=proxy.port)
+            p = tb.start_mailsync(["-v", "watch", "--interval", "3600"], config=self.config_path, workdir=self.work)
+            self.addCleanup(lambda: p.poll() is None and p.kill())
+            self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 1))
+            with self.imap() as c:
+                c.append_many("INBOX", tb.make_corpus(1, seed=24, start=40))
+            self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 2, timeout=20),
+                            Path(p.err_path).read_text())
+            os.kill(p.pid, signal.SIGTERM)
+            self.assertEqual(p.wait(15), 0, Path(p.err_path).read_text())
+        err = Path(p.err_path).read_text()
+        self.assertTrue(refused, "the proxy saw no NOTIFY answer")
+        self.assertIn("NOTIFY refused: Too many mailboxes; watching INBOX only", err)
+        self.assertIn("changes in INBOX (IDLE)", err)
