@@ -69,15 +69,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     log_verbosity = -1; /* errors only: keep the fuzzer's output readable */
-    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(listen_fd, 4) != 0 ||
-        getsockname(listen_fd, (struct sockaddr *)&a, &len) != 0) {
-        perror("fuzz_imap_fetch: listen");
-        exit(1);
-    }
-    port = ntohs(a.sin_port);
+    listen_fd = fuzz_listen_loopback("fuzz_imap_fetch: listen", &port);
     return 0;
 }
 
@@ -89,37 +81,9 @@ struct script {
     size_t len;
 };
 
-static bool send_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            return false;
-        p += w, n -= (size_t)w;
-    }
-    return true;
-}
-
 static bool send_str(int fd, const char *s)
 {
-    return send_all(fd, s, strlen(s));
-}
-
-/* One command line (without CRLF) into buf; false at EOF. */
-static bool read_line(int fd, char *buf, size_t cap)
-{
-    size_t n = 0;
-    for (;;) {
-        char c;
-        if (recv(fd, &c, 1, 0) != 1)
-            return false;
-        if (c == '\n')
-            break;
-        if (c != '\r' && n + 1 < cap)
-            buf[n++] = c;
-    }
-    buf[n] = '\0';
-    return true;
+    return fuzz_send_all(fd, s, strlen(s));
 }
 
 #define CAPS "IMAP4rev1 LITERAL+ UIDPLUS ENABLE CONDSTORE QRESYNC"
@@ -181,13 +145,13 @@ static void *server(void *arg)
     bool done = false;
     int examines = 0;
     if (sc->op == OP_GREETING) {
-        send_all(fd, sc->payload, sc->len);
+        fuzz_send_all(fd, sc->payload, sc->len);
         done = true;
     } else {
         send_str(fd, "* OK fuzz server ready\r\n");
     }
     char line[8192];
-    while (!done && read_line(fd, line, sizeof line)) {
+    while (!done && fuzz_read_line(fd, line, sizeof line)) {
         char *save = NULL;
         char *tag = strtok_r(line, " ", &save);
         char *cmd = tag ? strtok_r(NULL, " ", &save) : NULL;
@@ -198,18 +162,14 @@ static void *server(void *arg)
         if (ahead ? !strcasecmp(cmd, "EXAMINE") && ++examines == 2 : is_target(sc->op, cmd, rest ? rest : "")) {
             char ok[300];
             snprintf(ok, sizeof ok, "%s OK done\r\n", tag);
-            send_all(fd, sc->payload, sc->len);
+            fuzz_send_all(fd, sc->payload, sc->len);
             send_str(fd, ok);
             done = true;
         } else {
             answer(fd, tag, cmd, sc->op == OP_QRESYNC_AHEAD ? 30 : 20);
         }
     }
-    /* End of stream: whatever the client still waits for fails now. */
-    shutdown(fd, SHUT_WR);
-    while (read_line(fd, line, sizeof line))
-        ;
-    close(fd);
+    fuzz_end_stream(fd);
     return NULL;
 }
 

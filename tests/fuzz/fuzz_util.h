@@ -10,11 +10,16 @@
 #ifndef MAILSYNC_FUZZ_UTIL_H
 #define MAILSYNC_FUZZ_UTIL_H
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define CHECK(cond, ...)                                                                                  \
     do {                                                                                                  \
@@ -87,6 +92,67 @@ static inline void fuzz_dump(const char *label, const char *s, size_t n)
             fprintf(stderr, "\\x%02x", c);
     }
     fprintf(stderr, "\"\n");
+}
+
+/* ---- a scripted server on loopback ------------------------------------------
+ * For the targets that run our client code over a real TCP connection
+ * (fuzz_imap_fetch, fuzz_pop3): a listening socket on 127.0.0.1 (exits
+ * when it cannot be had), whole writes that never raise SIGPIPE, one
+ * command line at a time, and an end of stream the client sees as EOF. */
+
+static inline int fuzz_listen_loopback(const char *who, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 4) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        perror(who);
+        exit(1);
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static inline bool fuzz_send_all(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return false;
+        p += w, n -= (size_t)w;
+    }
+    return true;
+}
+
+/* One command line (without CRLF) into buf; false at EOF. */
+static inline bool fuzz_read_line(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (;;) {
+        char c;
+        if (recv(fd, &c, 1, 0) != 1)
+            return false;
+        if (c == '\n')
+            break;
+        if (c != '\r' && n + 1 < cap)
+            buf[n++] = c;
+    }
+    buf[n] = '\0';
+    return true;
+}
+
+/* The server says no more: whatever the client still waits for fails now.
+ * What the client still sends is read until it closes, so the close is a
+ * FIN, not a reset that could drop data the client has not read yet. */
+static inline void fuzz_end_stream(int fd)
+{
+    char line[512];
+    shutdown(fd, SHUT_WR);
+    while (fuzz_read_line(fd, line, sizeof line))
+        ;
+    close(fd);
 }
 
 #endif
