@@ -88,8 +88,9 @@ struct engine_watch {
     void *ctx;
 };
 
-/* Stay connected: a sync pass, then IDLE on INBOX until the server reports
- * a change or interval_s passes, then another pass, until *stop. A lost
+/* Stay connected: a sync pass, then IDLE (with NOTIFY on every folder,
+ * else on INBOX) until the server reports a change or interval_s passes,
+ * then another pass, until *stop. A lost
  * connection or an unreachable server is retried (after interval_s, at most
  * a minute); another run holding the lock is waited for. Returns MS_OK when
  * stopped, or the error that makes going on pointless (configuration,
