@@ -111,6 +111,23 @@ struct fetched {
     char *message_id;
 };
 
+/* Steps 2-6 of a batch (see commit_now) run in a thread of their own, so
+ * that the download goes on while a batch is made durable and recorded
+ * (about a sixth of a first pull's time when it waited for them). One
+ * batch at a time: the next is handed over once the previous is done, and
+ * batches are committed in the order they were fetched. */
+struct committer {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct fetched *batch; /* owned by the thread while busy */
+    size_t n, cap;
+    bool busy, quit;
+    int rc;                /* the first failure: every later batch fails too */
+    struct ms_error err;
+};
+
 struct fetch_ctx {
     struct run *run;
     struct maildir_folder *mf;
@@ -139,6 +156,7 @@ struct fetch_ctx {
     /* Downloads share the folder with other connections' threads: this
      * lock (the run's) guards the state DB and the progress callbacks. */
     pthread_mutex_t *lock;
+    struct committer com;
 };
 
 static void ctx_lock(struct fetch_ctx *c)
@@ -329,16 +347,15 @@ static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
     return 0;
 }
 
-static void free_fetched(struct fetch_ctx *c)
+static void free_fetched(struct fetched *v, size_t n)
 {
-    for (size_t i = 0; i < c->ndone; i++) {
-        if (c->done[i].tmp)
-            maildir_tmp_discard(c->done[i].tmp);
-        free(c->done[i].adopted);
-        free(c->done[i].keywords);
-        free(c->done[i].message_id);
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].tmp)
+            maildir_tmp_discard(v[i].tmp);
+        free(v[i].adopted);
+        free(v[i].keywords);
+        free(v[i].message_id);
     }
-    c->ndone = 0;
 }
 
 static int confirm_rows(struct fetch_ctx *c, struct ms_error *err)
@@ -370,17 +387,13 @@ static int confirm_last(struct fetch_ctx *c, struct state_folder *finish, struct
     return rc;
 }
 
-/* Steps 2-6 of the comment at the top: make the batch durable, journal it,
- * move it into place. Step 6 (confirming) rides on the next batch's
- * transaction, or confirm_last(): one SQLite commit per batch. */
-static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
+/* Steps 2-6 of the comment at the top: make the batch v[0..n) durable,
+ * journal it, move it into place. Step 6 (confirming) rides on the next
+ * batch's transaction, or confirm_last(): one SQLite commit per batch. In
+ * the committer's thread. Frees the batch's entries. */
+static int commit_now(struct fetch_ctx *c, struct fetched *v, size_t n, struct ms_error *err)
 {
     struct state *st = c->run->st;
-    if (c->ndone == 0)
-        return MS_OK;
-    c->last_commit = util_now();
-    c->done_bytes = 0;
-    c->unsynced = 0;
     int rc = maildir_syncfs(c->mf, err);
     /* A syncfs started ahead that failed fails the batch too: its error
      * may not be reported twice. */
@@ -397,8 +410,8 @@ static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
     }
     if (rc == MS_OK)
         rc = confirm_rows(c, err);
-    for (size_t i = 0; i < c->ndone && rc == MS_OK; i++) {
-        struct fetched *f = &c->done[i];
+    for (size_t i = 0; i < n && rc == MS_OK; i++) {
+        struct fetched *f = &v[i];
         struct state_msg m = {.uid = f->uid, .uniq = f->tmp ? (char *)maildir_tmp_uniq(f->tmp) : f->adopted,
                               .flags = f->flags, .keywords = f->keywords, .size = f->size,
                               .message_id = f->message_id, .pending = f->tmp != NULL};
@@ -411,27 +424,138 @@ static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
             state_rollback(st);
         ctx_unlock(c);
     }
-    for (size_t i = 0; i < c->ndone && rc == MS_OK; i++) {
-        struct fetched *f = &c->done[i];
+    uint64_t fetched = 0, bytes = 0;
+    for (size_t i = 0; i < n && rc == MS_OK; i++) {
+        struct fetched *f = &v[i];
         struct maildir_tmp *t = f->tmp;
         if (!t)
             continue; /* adopted: already in place */
         f->tmp = NULL; /* commit frees it either way */
         rc = maildir_tmp_commit(c->mf, t, f->flags, "", err);
         if (rc == MS_OK) {
-            c->fres->fetched++;
-            c->fres->bytes += f->size;
+            fetched++;
+            bytes += f->size;
         }
     }
     if (rc == MS_OK)
         rc = maildir_sync_dirs(c->mf, err);
     if (rc == MS_OK) {
-        c->unconfirmed = xrealloc(c->unconfirmed, c->ndone * sizeof *c->unconfirmed);
-        for (size_t i = 0; i < c->ndone; i++)
-            if (c->done[i].tmp == NULL && !c->done[i].adopted)
-                c->unconfirmed[c->nunconfirmed++] = c->done[i].uid;
+        c->unconfirmed = xrealloc(c->unconfirmed, n * sizeof *c->unconfirmed);
+        for (size_t i = 0; i < n; i++)
+            if (v[i].tmp == NULL && !v[i].adopted)
+                c->unconfirmed[c->nunconfirmed++] = v[i].uid;
     }
-    free_fetched(c);
+    ctx_lock(c);
+    c->fres->fetched += fetched;
+    c->fres->bytes += bytes;
+    ctx_unlock(c);
+    free_fetched(v, n);
+    return rc;
+}
+
+static void *committer_main(void *arg)
+{
+    struct fetch_ctx *c = arg;
+    struct committer *k = &c->com;
+    pthread_mutex_lock(&k->mu);
+    for (;;) {
+        while (!k->busy && !k->quit)
+            pthread_cond_wait(&k->cv, &k->mu);
+        if (!k->busy)
+            break;
+        int failed = k->rc;
+        pthread_mutex_unlock(&k->mu);
+        struct ms_error e = {0};
+        int rc = MS_OK;
+        if (failed) /* nothing after a failure is known durable: dropped */
+            free_fetched(k->batch, k->n);
+        else
+            rc = commit_now(c, k->batch, k->n, &e);
+        pthread_mutex_lock(&k->mu);
+        if (rc && !k->rc) {
+            k->rc = rc;
+            k->err = e;
+        }
+        k->n = 0;
+        k->busy = false;
+        pthread_cond_broadcast(&k->cv);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+/* Wait until the committer is idle; its first failure, if any. Called
+ * with k->mu held. */
+static int committer_idle(struct committer *k, struct ms_error *err)
+{
+    while (k->busy)
+        pthread_cond_wait(&k->cv, &k->mu);
+    if (k->rc)
+        *err = k->err;
+    return k->rc;
+}
+
+/* Hand the messages fetched so far over to the committer (once it is done
+ * with the previous batch). A failure of an earlier batch is returned
+ * here, and then this batch is dropped: its files stay unrecorded in
+ * tmp/, and the next run asks for those UIDs again. */
+static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
+{
+    if (c->ndone == 0)
+        return MS_OK;
+    c->last_commit = util_now();
+    c->done_bytes = 0;
+    c->unsynced = 0;
+    struct committer *k = &c->com;
+    if (!k->started) {
+        pthread_mutex_init(&k->mu, NULL);
+        pthread_cond_init(&k->cv, NULL);
+        if (pthread_create(&k->thread, NULL, committer_main, c) != 0) {
+            pthread_cond_destroy(&k->cv);
+            pthread_mutex_destroy(&k->mu);
+            /* no thread: commit here, as it used to be done */
+            int rc = commit_now(c, c->done, c->ndone, err);
+            c->ndone = 0;
+            return rc;
+        }
+        k->started = true;
+    }
+    pthread_mutex_lock(&k->mu);
+    int rc = committer_idle(k, err);
+    if (rc == MS_OK) {
+        if (k->cap < c->ndone) {
+            k->cap = c->ndone;
+            k->batch = xrealloc(k->batch, k->cap * sizeof *k->batch);
+        }
+        memcpy(k->batch, c->done, c->ndone * sizeof *c->done);
+        k->n = c->ndone;
+        k->busy = true;
+        pthread_cond_broadcast(&k->cv);
+    }
+    pthread_mutex_unlock(&k->mu);
+    if (rc)
+        free_fetched(c->done, c->ndone);
+    c->ndone = 0;
+    return rc;
+}
+
+/* Wait for the last batch handed over and end the committer: MS_OK, or
+ * the first failure. */
+static int commit_finish(struct fetch_ctx *c, struct ms_error *err)
+{
+    struct committer *k = &c->com;
+    if (!k->started)
+        return MS_OK;
+    pthread_mutex_lock(&k->mu);
+    int rc = committer_idle(k, err);
+    k->quit = true;
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    pthread_join(k->thread, NULL);
+    pthread_cond_destroy(&k->cv);
+    pthread_mutex_destroy(&k->mu);
+    free(k->batch);
+    memset(k, 0, sizeof *k);
     return rc;
 }
 
@@ -520,6 +644,12 @@ static int drain(struct fetch_ctx *c, struct imap_session *s, struct fetch_queue
     int rc = MS_OK;
     while (rc == MS_OK && take_command(q, &uids, &n))
         rc = fetch_batch(c, s, uids, n, err);
+    struct ms_error cerr;
+    int crc = commit_finish(c, &cerr);
+    if (crc && (rc == MS_OK || rc == MS_ENET)) { /* a local failure weighs more */
+        rc = crc;
+        *err = cerr;
+    }
     if (rc && (ends_all || rc != MS_ENET))
         stop_queue(q);
     return rc;
