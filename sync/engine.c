@@ -11,6 +11,8 @@
  *   4. each file is renamed into new/ or cur/, never over another file;
  *   5. the directories are fsynced, so the renames are durable;
  *   6. the pending marks are cleared (in the next batch's transaction).
+ * Steps 2-6 run in a committer thread (sync/deliver.c) while the next
+ * batch streams in, one batch at a time and in order.
  * A run killed anywhere leaves either nothing recorded (the tmp/ files are
  * swept later and the UIDs fetched again) or pending rows whose files are
  * durable in tmp/ or already in place: recover_pending() finishes those
