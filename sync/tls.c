@@ -28,6 +28,8 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "sync/util.h"
+
 struct tls_client {
     SSL_CTX *ctx;
     bool pinned;
@@ -242,20 +244,6 @@ static int wait_until(int fd, short events, int cancel_fd, const struct timespec
     }
 }
 
-/* Copy a host as configured, without [] around an IPv6 literal. */
-static void bare_host(const char *host, char *out, size_t outlen)
-{
-    size_t n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
-        host++;
-        n -= 2;
-    }
-    if (n >= outlen)
-        n = outlen - 1;
-    memcpy(out, host, n);
-    out[n] = '\0';
-}
-
 static bool is_ip_literal(const char *host)
 {
     unsigned char buf[16];
@@ -414,7 +402,7 @@ int tls_handshake(struct tls_client *c, int fd, const char *host, int timeout_s,
 {
     *out = NULL;
     char name[256];
-    bare_host(host, name, sizeof name);
+    util_host_unbracket(host, name, sizeof name);
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0 && !(fl & O_NONBLOCK))
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);

@@ -155,24 +155,30 @@ class WatchKeepaliveTest(tb.BedTestCase):
         self.assertEqual(len(passes), 1, passes)
 
 
+def inbox_mail_comes_at_once(case, seed):
+    """One message in INBOX, a watch with an hour's interval, one more
+    message: it must come within seconds (IDLE). Then SIGTERM, exit 0.
+    The watch's stderr."""
+    with case.imap() as c:
+        c.append_many("INBOX", tb.make_corpus(1, seed=seed))
+    p = tb.start_mailsync(["-v", "watch", "--interval", "3600"], config=case.config_path, workdir=case.work)
+    case.addCleanup(lambda: p.poll() is None and p.kill())
+    case.assertTrue(wait_for(lambda: tb.count_messages(case.maildir) == 1))
+    with case.imap() as c:
+        c.append_many("INBOX", tb.make_corpus(1, seed=seed + 1, start=40))
+    case.assertTrue(wait_for(lambda: tb.count_messages(case.maildir) == 2, timeout=20), Path(p.err_path).read_text())
+    os.kill(p.pid, signal.SIGTERM)
+    case.assertEqual(p.wait(15), 0, Path(p.err_path).read_text())
+    return Path(p.err_path).read_text()
+
+
 class WatchWithoutNotifyTest(tb.BedTestCase):
     """A server without NOTIFY: the IDLE session has INBOX selected, and
     new INBOX mail still comes at once."""
     bed_options = {"pool": 2, "hide_capabilities": ("NOTIFY",)}
 
     def test_inbox_mail_comes_through_idle(self):
-        with self.imap() as c:
-            c.append_many("INBOX", tb.make_corpus(1, seed=21))
-        p = tb.start_mailsync(["-v", "watch", "--interval", "3600"], config=self.config_path, workdir=self.work)
-        self.addCleanup(lambda: p.poll() is None and p.kill())
-        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 1))
-        with self.imap() as c:
-            c.append_many("INBOX", tb.make_corpus(1, seed=22, start=40))
-        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 2, timeout=20),
-                        Path(p.err_path).read_text())
-        os.kill(p.pid, signal.SIGTERM)
-        self.assertEqual(p.wait(15), 0, Path(p.err_path).read_text())
-        err = Path(p.err_path).read_text()
+        err = inbox_mail_comes_at_once(self, seed=21)
         self.assertIn("changes in INBOX (IDLE)", err)
         self.assertNotIn("(NOTIFY)", err)
 
@@ -183,8 +189,6 @@ class WatchNotifyRefusedTest(tb.BedTestCase):
     def test_notify_refused_falls_back_to_inbox(self):
         """The server offers NOTIFY but answers NO to it (a proxy rewrites
         the answer): the watch says so and IDLEs on INBOX instead."""
-        with self.imap() as c:
-            c.append_many("INBOX", tb.make_corpus(1, seed=23))
         refused = []
 
         def refuse(line):
@@ -194,16 +198,7 @@ class WatchNotifyRefusedTest(tb.BedTestCase):
             return [line]
         with tb.Proxy(self.bed.imap_port, rewrite_down=tb.line_rewriter(refuse)) as proxy:
             self.write_config(tls="none", port=proxy.port)
-            p = tb.start_mailsync(["-v", "watch", "--interval", "3600"], config=self.config_path, workdir=self.work)
-            self.addCleanup(lambda: p.poll() is None and p.kill())
-            self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 1))
-            with self.imap() as c:
-                c.append_many("INBOX", tb.make_corpus(1, seed=24, start=40))
-            self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 2, timeout=20),
-                            Path(p.err_path).read_text())
-            os.kill(p.pid, signal.SIGTERM)
-            self.assertEqual(p.wait(15), 0, Path(p.err_path).read_text())
-        err = Path(p.err_path).read_text()
+            err = inbox_mail_comes_at_once(self, seed=23)
         self.assertTrue(refused, "the proxy saw no NOTIFY answer")
         self.assertIn("NOTIFY refused: Too many mailboxes; watching INBOX only", err)
         self.assertIn("changes in INBOX (IDLE)", err)
