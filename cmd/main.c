@@ -408,7 +408,9 @@ static void watch_pass_done(void *ctx, const struct engine_result *res)
 {
     struct watch_out *w = ctx;
     w->passes++;
-    if (res->error[0])
+    if (res->error[0] && stop_watch && res->status == MS_EPARTIAL)
+        log_msg(LOG_INFO, "%s: %s", res->account, res->error); /* asked for, not a failure */
+    else if (res->error[0])
         log_msg(LOG_ERROR, "%s: %s", res->account, res->error);
     if (w->o->json)
         output_json_results(stdout, "watch", res, 1, res->status, false);

@@ -110,7 +110,7 @@ const struct engine_progress *output_progress(void)
 
 void output_summary(FILE *out, const char *command, const struct engine_result *r, bool dry_run)
 {
-    size_t fetched = 0, flagged = 0, deleted = 0, skipped = 0, failed = 0;
+    size_t fetched = 0, flagged = 0, deleted = 0, skipped = 0, failed = 0, stopped = 0;
     size_t uploaded = 0, pflags = 0, pdeleted = 0, retired = 0;
     uint64_t bytes = 0;
     bool pushing = strcmp(command, "push") == 0 || strcmp(command, "sync") == 0;
@@ -122,7 +122,8 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
         flagged += f->flagged;
         deleted += f->deleted;
         skipped += f->skipped;
-        failed += f->status != 0;
+        failed += f->status != 0 && !f->stopped;
+        stopped += f->stopped;
         uploaded += f->uploaded;
         pflags += f->pushed_flags;
         pdeleted += f->pushed_deleted;
@@ -135,7 +136,7 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
             if (pushing)
                 fprintf(out, "%sup: %zu uploaded, %zu flag changes, %zu deleted", pulling ? "; " : "", f->uploaded,
                         f->pushed_flags, f->pushed_deleted);
-            fprintf(out, "%s\n", f->status ? " (failed)" : "");
+            fprintf(out, "%s\n", f->stopped ? " (stopped)" : f->status ? " (failed)" : "");
         }
     }
     char b[32];
@@ -152,6 +153,8 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
         fprintf(out, ", %zu over max_size skipped", skipped);
     if (failed)
         fprintf(out, ", %zu folders failed", failed);
+    if (stopped)
+        fprintf(out, ", stopped early by a signal");
     fprintf(out, " in %.1f s\n", r->seconds);
 }
 
@@ -198,7 +201,8 @@ static void json_folder(FILE *out, const struct engine_folder_result *f)
     fprintf(out, ",\"uploaded\":%zu,\"bytes_up\":%" PRIu64 ",\"flags_pushed\":%zu,\"deleted_on_server\":%zu",
             f->uploaded, f->bytes_up, f->pushed_flags, f->pushed_deleted);
     fprintf(out, ",\"retired\":%zu", f->retired);
-    fprintf(out, ",\"failed\":%zu,\"status\":%d,\"error\":", f->failed, f->status);
+    fprintf(out, ",\"failed\":%zu,\"stopped\":%s,\"status\":%d,\"error\":", f->failed, f->stopped ? "true" : "false",
+            f->status);
     output_json_string(out, f->error);
     fputc('}', out);
 }

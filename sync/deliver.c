@@ -334,6 +334,10 @@ static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
         c->run->opt->progress->message_done(c->run->opt->progress->ctx, m->size);
         ctx_unlock(c);
     }
+    if (run_stopped(c->run)) { /* what came is committed by fetch_batch */
+        ms_error_set(&c->err, MS_EPARTIAL, "stopped by a signal during the download; the rest comes at the next run");
+        return -1;
+    }
     if (c->ndone >= COMMIT_MESSAGES || c->done_bytes >= COMMIT_BYTES ||
         util_now() - c->last_commit >= COMMIT_SECONDS)
         return commit_batch(c, &c->err) ? -1 : 0;
@@ -587,7 +591,8 @@ static int fetch_batch(struct fetch_ctx *c, struct imap_session *s, const uint32
              * failure, the rest of the command is just counted.) */
             if (rc == MS_OK)
                 log_msg(LOG_WARN, "UID %u: the server returned no body; not stored", uids[i]);
-            c->fres->failed++;
+            if (!run_stopped(c->run)) /* not failed: left for the next run */
+                c->fres->failed++;
         }
     /* What arrived complete is kept even if the fetch failed later. */
     struct ms_error cerr;

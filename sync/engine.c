@@ -1251,6 +1251,13 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
     base = res->nfolders;
     for (size_t k = 0; k < nsel; k++) {
         size_t i = order[k];
+        if (run_stopped(&r)) {
+            res->status = ms_error_worse(res->status, MS_EPARTIAL);
+            if (!res->error[0])
+                snprintf(res->error, sizeof res->error,
+                         "stopped by a signal before %s; the rest comes at the next run", sel[i].name);
+            break;
+        }
         struct engine_folder_result *fres = add_folder_result(res, sel[i].name, sel[i].path);
         struct ms_error ferr = {0};
         int frc = MS_OK;
@@ -1289,6 +1296,12 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         }
         if (frc == MS_OK)
             continue;
+        if (frc == MS_EPARTIAL && run_stopped(&r)) {
+            fres->stopped = true;
+            res->status = ms_error_worse(res->status, MS_EPARTIAL);
+            snprintf(res->error, sizeof res->error, "%.200s: %.300s", sel[i].name, ferr.msg);
+            continue; /* and the loop ends */
+        }
         if (frc == MS_ENET || frc == MS_ELOCAL || frc == MS_EAUTH) {
             /* the session or the store is unusable: stop the account (the
              * error is printed once, with the account's result) */
@@ -1377,8 +1390,11 @@ static struct imap_session *idle_session(const struct account *a, const struct e
     return NULL;
 }
 
-int engine_watch(const struct account *a, const struct engine_options *opt, const struct engine_watch *w)
+int engine_watch(const struct account *a, const struct engine_options *watch_opt, const struct engine_watch *w)
 {
+    struct engine_options stoppable = *watch_opt;
+    stoppable.stop = w->stop; /* a signal ends a long pass early too */
+    const struct engine_options *opt = &stoppable;
     int interval_ms = (w->interval_s > 0 ? w->interval_s : 300) * 1000;
     int retry_ms = interval_ms < 60000 ? interval_ms : 60000;
     struct imap_session *idle = NULL;

@@ -63,6 +63,12 @@ struct run {
     size_t nserver_paths;
 };
 
+/* The run was asked to stop early (engine_options.stop). */
+static inline bool run_stopped(const struct run *r)
+{
+    return r->opt->stop && *r->opt->stop;
+}
+
 /* A server folder the run syncs: raw (server) name, display name, local
  * path below the Maildir root. */
 struct selected {

@@ -338,6 +338,11 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
     time_t cutoff = retention_cutoff(r->acct);
     for (size_t at = 0; at < ntodo && rc == MS_OK; at += APPEND_CHUNK) {
         size_t end = at + APPEND_CHUNK < ntodo ? at + APPEND_CHUNK : ntodo;
+        if (run_stopped(r)) {
+            rc = ms_error_set(err, MS_EPARTIAL, "stopped by a signal after %zu of %zu uploads; the rest goes at the "
+                              "next run", at, ntodo);
+            break;
+        }
         /* 1. journal the chunk (durable before any APPEND of it) */
         rc = state_begin(r->st, err);
         for (size_t i = at; i < end && rc == MS_OK; i++) {

@@ -202,3 +202,69 @@ class WatchNotifyRefusedTest(tb.BedTestCase):
         self.assertTrue(refused, "the proxy saw no NOTIFY answer")
         self.assertIn("NOTIFY refused: Too many mailboxes; watching INBOX only", err)
         self.assertIn("changes in INBOX (IDLE)", err)
+
+
+class WatchStopsMidPassTest(tb.BedTestCase):
+    """SIGTERM during a long first pass ends the watch within seconds, not
+    at the end of the pass: what came is kept, and the next run brings the
+    rest, once each."""
+    bed_options = {"pool": 2}
+
+    def test_sigterm_during_a_long_download(self):
+        with self.imap() as c:
+            c.create_folder("Later")
+            c.append_many("Later", tb.make_corpus(3, seed=26, start=500))
+            c.append_many("INBOX", tb.make_corpus(60, seed=25, size=100000))
+        # about 6 MB through a proxy that waits 25 ms per 16 KiB: ~10 s
+        with tb.Proxy(self.bed.imap_port, delay=0.025) as proxy:
+            self.write_config(tls="none", port=proxy.port)
+            p = tb.start_mailsync(["-v", "watch", "--interval", "3600"], config=self.config_path, workdir=self.work)
+            self.addCleanup(lambda: p.poll() is None and p.kill())
+            self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) > 0, timeout=30),
+                            Path(p.err_path).read_text())
+            os.kill(p.pid, signal.SIGTERM)
+            t0 = time.monotonic()
+            self.assertEqual(p.wait(30), 0, Path(p.err_path).read_text())
+            stopped_after = time.monotonic() - t0
+        err = Path(p.err_path).read_text()
+        self.assertFalse(any(m in err for m in tb.SANITIZER_MARKERS), err)
+        self.assertLess(stopped_after, 5, err)
+        self.assertIn("INBOX: stopped by a signal during the download", err)
+        out = Path(p.out_path).read_text()
+        self.assertIn("(stopped)", out)
+        self.assertNotIn("failed", out)
+        got = tb.count_messages(self.maildir)
+        self.assertLess(got, 63, "the pass ran to its end")
+        # the next run finishes the job: every message once
+        self.write_config()
+        self.pull()
+        self.assertEqual(tb.count_messages(self.maildir), 63)
+        self.assertSynced()
+
+    def test_sigterm_during_long_uploads(self):
+        """Uploads stop at the next chunk of 64 (each chunk is journalled
+        before its APPENDs): the next push sends the rest, none twice."""
+        self.pull()
+        inbox = Path(tb.local_folder_path(self.maildir, "INBOX", "verbatim"))
+        for n, m in enumerate(tb.make_corpus(150, seed=27, size=3000, flags=False)):
+            name = "1700000000.up%03d.host" % n
+            (inbox / "new" / name).write_bytes(m.data.replace(b"\r\n", b"\n"))
+
+        def on_server():
+            with self.imap() as c:
+                return len(c.messages("INBOX"))
+        # every APPEND waits two round trips of 40 ms: a chunk takes ~5 s
+        with tb.Proxy(self.bed.imap_port, latency=0.02) as proxy:
+            self.write_config(tls="none", port=proxy.port)
+            p = tb.start_mailsync(["-v", "watch", "--interval", "3600"], config=self.config_path, workdir=self.work)
+            self.addCleanup(lambda: p.poll() is None and p.kill())
+            self.assertTrue(wait_for(lambda: on_server() > 0, timeout=30), Path(p.err_path).read_text())
+            os.kill(p.pid, signal.SIGTERM)
+            self.assertEqual(p.wait(30), 0, Path(p.err_path).read_text())
+        err = Path(p.err_path).read_text()
+        self.assertIn("stopped by a signal after", err)
+        self.assertIn(on_server(), (64, 128), err)
+        self.write_config()
+        r = self.run_ok("push")
+        self.assertEqual(on_server(), 150, r.stdout)
+        self.assertSynced()
