@@ -461,6 +461,7 @@ static void *committer_main(void *arg)
 {
     struct fetch_ctx *c = arg;
     struct committer *k = &c->com;
+    pthread_setname_np(pthread_self(), "ms-commit");
     pthread_mutex_lock(&k->mu);
     for (;;) {
         while (!k->busy && !k->quit)
@@ -713,6 +714,7 @@ static void drop_extra(struct helper *h, const char *what, const struct ms_error
 static void *helper_main(void *arg)
 {
     struct helper *h = arg;
+    pthread_setname_np(pthread_self(), "ms-fetch");
     struct run *r = h->r;
     struct ms_error e = {0};
     if (!r->extra[h->slot] && imap_connect(r->acct, r->password, &r->extra[h->slot], &e) != MS_OK) {

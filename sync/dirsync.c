@@ -54,6 +54,7 @@ static void run_job(struct dirsync *d, struct job *j, bool locked)
 static void *worker(void *arg)
 {
     struct dirsync *d = arg;
+    pthread_setname_np(pthread_self(), "ms-dirsync"); /* top -H, gdb, the fault shim */
     pthread_mutex_lock(&d->mu);
     for (;;) {
         while (d->n == 0 && !d->stop)

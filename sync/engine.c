@@ -217,6 +217,7 @@ struct store_job {
 static void *store_thread(void *arg)
 {
     struct store_job *j = arg;
+    pthread_setname_np(pthread_self(), "ms-store");
     j->rc = open_store(j->r, &j->err);
     return NULL;
 }

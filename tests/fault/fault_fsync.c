@@ -8,13 +8,15 @@
  *   MAILSYNC_FAULT_DIR_FSYNC_UNDER=P  only directories whose path starts
  *                                     with P count (default: all)
  *   MAILSYNC_FAULT_SYNCFS=1           every syncfs() fails with EIO
- *   MAILSYNC_FAULT_SYNCFS=helper      only those called by a thread other
- *                                     than the main one fail
+ *   MAILSYNC_FAULT_SYNCFS=helper      only those called by the background
+ *                                     syncer (the thread named ms-dirsync:
+ *                                     the syncfs a batch starts ahead) fail
  *
  * Files, and anything not fsync() (SQLite's fdatasync of its own
  * directory), are passed through untouched. Every failure is noted on
  * stderr ("fault_fsync: ..."), so a test can tell the fault was hit, and
- * by which thread ("main" or "helper"). */
+ * by which thread (its name: "mailsync" for the main one, "ms-dirsync",
+ * "ms-commit", ...). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -31,9 +33,13 @@
 
 static atomic_int dirs_seen, syncfs_seen;
 
-static bool main_thread(void)
+#include <sys/prctl.h>
+
+static const char *thread_name(char buf[16])
 {
-    return gettid() == getpid();
+    if (prctl(PR_GET_NAME, buf) != 0)
+        snprintf(buf, 16, "?");
+    return buf;
 }
 
 static int real_fsync(int fd)
@@ -49,8 +55,10 @@ int syncfs(int fd)
     static int (*fn)(int);
     const char *mode = getenv("MAILSYNC_FAULT_SYNCFS");
     int k = atomic_fetch_add(&syncfs_seen, 1) + 1;
-    if (mode && (strcmp(mode, "helper") != 0 || !main_thread())) {
-        fprintf(stderr, "fault_fsync: failing syncfs #%d (%s thread)\n", k, main_thread() ? "main" : "helper");
+    char name[16];
+    thread_name(name);
+    if (mode && (strcmp(mode, "helper") != 0 || strcmp(name, "ms-dirsync") == 0)) {
+        fprintf(stderr, "fault_fsync: failing syncfs #%d (%s thread)\n", k, name);
         errno = EIO;
         return -1;
     }

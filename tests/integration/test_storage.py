@@ -260,7 +260,9 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
         fail, with nothing recorded and nothing out of tmp/."""
         self.seed(12, 37, pull=False, size=(40000, 50000))  # ~540 KB, one batch
         r = self.faulty_pull("helper-syncfs")
-        self.assertIn("(helper thread)", r.stderr, "no early syncfs failed")
-        self.assertNotIn("(main thread)", r.stderr)
+        self.assertIn("(ms-dirsync thread)", r.stderr, "no early syncfs failed")
+        # the batch's own syncfs (in the committer) succeeded: the early
+        # failure alone must fail the batch
+        self.assertEqual(r.stderr.count("fault_fsync: failing syncfs"), r.stderr.count("(ms-dirsync thread)"))
         self.assertEqual(r.stderr.count("Input/output error"), 1, "the cause is printed once\n" + r.stderr)
         self.assert_batch_refused_then_fetched(12)
