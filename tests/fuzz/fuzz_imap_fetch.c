@@ -15,7 +15,8 @@
  * CAPABILITY answer, and the greeting itself; and since: the STATUS+LIST
  * pipeline, the listing pipelined behind a QRESYNC EXAMINE, and the second
  * of three EXAMINEs sent ahead (imap_examine_ahead), its answer either
- * read as the one asked for or dropped before a command on the first.
+ * read as the one asked for or dropped before a command on the first;
+ * and watch's NOTIFY SET (imap_notify_all) and IDLE (imap_idle, 50 ms).
  *
  * Properties: no sanitizer report (libetpan itself is not instrumented;
  * ASan still sees bad frees and overflows of what it allocates), and the
@@ -43,7 +44,7 @@
 /* The first input byte picks the op: 0-239 modulo the first ten ops (the
  * seeds written for them keep their meaning), 240-255 the ops added since. */
 enum op { OP_LIST, OP_SELECT, OP_FLAGS, OP_BODIES, OP_IDENTITY, OP_STATUS, OP_UIDS, OP_QRESYNC, OP_CAPA,
-          OP_GREETING, OP_STATUS_LIST, OP_QRESYNC_AHEAD, OP_AHEAD_READ, OP_AHEAD_DROP, NOPS };
+          OP_GREETING, OP_STATUS_LIST, OP_QRESYNC_AHEAD, OP_AHEAD_READ, OP_AHEAD_DROP, OP_NOTIFY, OP_IDLE, NOPS };
 #define NOPS_FIRST 10
 
 /* Known leaks inside libetpan 1.9.4, not ours, suppressed (libetpan has
@@ -86,7 +87,7 @@ static bool send_str(int fd, const char *s)
     return fuzz_send_all(fd, s, strlen(s));
 }
 
-#define CAPS "IMAP4rev1 LITERAL+ UIDPLUS ENABLE CONDSTORE QRESYNC"
+#define CAPS "IMAP4rev1 LITERAL+ UIDPLUS ENABLE CONDSTORE QRESYNC IDLE NOTIFY"
 
 static bool is_target(enum op op, const char *cmd, const char *rest)
 {
@@ -109,6 +110,10 @@ static bool is_target(enum op op, const char *cmd, const char *rest)
         return !strcasecmp(cmd, "STATUS");
     case OP_CAPA:
         return !strcasecmp(cmd, "CAPABILITY");
+    case OP_NOTIFY:
+        return !strcasecmp(cmd, "NOTIFY");
+    case OP_IDLE:
+        return !strcasecmp(cmd, "IDLE");
     default:
         return false;
     }
@@ -335,6 +340,14 @@ static void run_op(struct imap_session *s, enum op op)
                 check_msgs(m, n);
             imap_msgs_free(m, n);
         }
+        break;
+    }
+    case OP_NOTIFY: /* watch's set-up: ENABLE CONDSTORE, then NOTIFY SET */
+        imap_notify_all(s, &err);
+        break;
+    case OP_IDLE: { /* watch's wait: untagged lines before and after "+" */
+        bool changed = false;
+        imap_idle(s, 50, NULL, &changed, &err);
         break;
     }
     default:
