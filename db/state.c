@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "sync/log.h"
+#include "sync/util.h"
 
 #define SCHEMA_VERSION 1
 
@@ -656,6 +657,17 @@ bool state_integrity_checked(const struct state *s)
     return s->ran_check;
 }
 
+/* Room for one more row in v (len rows used of *cap; the first growth
+ * makes room for `first`, later ones double). Out of memory aborts
+ * (xrealloc), as everything here does. */
+static void *grow_rows(void *v, size_t len, size_t *cap, size_t size, size_t first)
+{
+    if (len < *cap)
+        return v;
+    *cap = *cap ? *cap * 2 : first;
+    return xrealloc(v, *cap * size);
+}
+
 /* ------------------------------------------------------------------ */
 /* transactions                                                        */
 
@@ -798,13 +810,7 @@ static int folder_list(struct state *s, int which, struct state_folder **out, si
     size_t len = 0, cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 16;
-            struct state_folder *nv = realloc(v, cap * sizeof *v);
-            if (!nv)
-                abort();
-            v = nv;
-        }
+        v = grow_rows(v, len, &cap, sizeof *v, 16);
         memset(&v[len], 0, sizeof v[len]);
         read_folder(st, &v[len++]);
     }
@@ -925,13 +931,7 @@ static int msg_list(struct state *s, enum stmt_id id, int64_t folder_id, struct 
     size_t len = 0, cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 256;
-            struct state_msg *nv = realloc(v, cap * sizeof *v);
-            if (!nv)
-                abort();
-            v = nv;
-        }
+        v = grow_rows(v, len, &cap, sizeof *v, 256);
         read_msg(st, &v[len++]);
     }
     stmt_done(st);
@@ -1197,13 +1197,7 @@ int state_append_list(struct state *s, int64_t folder_id, struct state_append **
     size_t len = 0, cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 16;
-            struct state_append *nv = realloc(v, cap * sizeof *v);
-            if (!nv)
-                abort();
-            v = nv;
-        }
+        v = grow_rows(v, len, &cap, sizeof *v, 16);
         struct state_append *a = &v[len++];
         a->uniq = column_strdup(st, 0);
         a->uidvalidity = (uint32_t)sqlite3_column_int64(st, 1);
@@ -1268,13 +1262,7 @@ int state_pop3_list(struct state *s, int64_t folder_id, struct state_pop3 **out,
     size_t len = 0, cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 64;
-            struct state_pop3 *nv = realloc(v, cap * sizeof *v);
-            if (!nv)
-                abort();
-            v = nv;
-        }
+        v = grow_rows(v, len, &cap, sizeof *v, 64);
         struct state_pop3 *m = &v[len++];
         m->uidl = column_strdup(st, 0);
         m->uniq = column_strdup(st, 1);
