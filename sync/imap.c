@@ -232,35 +232,17 @@ static int ready(struct imap_session *s, bool on_selected, struct ms_error *err)
     return rc != MS_OK ? rc : settle_ahead(s, on_selected, err);
 }
 
-/* Forget cached capabilities (libetpan keeps the pre-TLS ones) and ask
- * again. Not with mailimap_capability(): libetpan 1.9.4 copies the
- * session's capability list there without checking it, and a malformed
- * answer ("*  CAPABILITY", found by fuzz_imap_fetch) leaves it NULL. The
- * answer is parsed the usual way (libetpan stores what CAPABILITY data
- * came); none at all is an empty list. */
-static int refresh_caps(struct imap_session *s, struct ms_error *err)
+/* One command whose text needs no quoting; untagged data is dropped and
+ * the tagged state comes through *state. A libetpan error code. */
+static int plain_command(struct imap_session *s, const char *text, int *state)
 {
     mailimap *imap = s->imap;
-    struct mailimap_connection_info *ci = imap->imap_connection_info;
-    if (ci && ci->imap_capability) {
-        mailimap_capability_data_free(ci->imap_capability);
-        ci->imap_capability = NULL;
-    }
     mailstream *st = imap->imap_stream;
     int r = mailimap_send_current_tag(imap);
-    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, "CAPABILITY\r\n") || mailstream_flush(st) != 0))
+    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, text) || stream_puts(st, "\r\n") || mailstream_flush(st) != 0))
         r = MAILIMAP_ERROR_STREAM;
-    int state = -1;
-    if (r == MAILIMAP_NO_ERROR)
-        r = read_tagged(s, imap->imap_tag, NULL, &state);
-    if (r == MAILIMAP_NO_ERROR && state != MAILIMAP_RESP_COND_STATE_OK)
-        r = MAILIMAP_ERROR_CAPABILITY;
-    if (r != MAILIMAP_NO_ERROR)
-        return fail_call(s, r, "CAPABILITY", err);
-    set_caps_text(s);
-    if (!s->caps)
-        return fail_dead(s, err, "out of memory");
-    return MS_OK;
+    *state = -1;
+    return r == MAILIMAP_NO_ERROR ? read_tagged(s, imap->imap_tag, NULL, state) : r;
 }
 
 /* Forget what libetpan cached, so we can tell whether the next response
@@ -272,6 +254,27 @@ static void drop_cached_caps(struct imap_session *s)
         mailimap_capability_data_free(ci->imap_capability);
         ci->imap_capability = NULL;
     }
+}
+
+/* Forget cached capabilities (libetpan keeps the pre-TLS ones) and ask
+ * again. Not with mailimap_capability(): libetpan 1.9.4 copies the
+ * session's capability list there without checking it, and a malformed
+ * answer ("*  CAPABILITY", found by fuzz_imap_fetch) leaves it NULL. The
+ * answer is parsed the usual way (libetpan stores what CAPABILITY data
+ * came); none at all is an empty list. */
+static int refresh_caps(struct imap_session *s, struct ms_error *err)
+{
+    drop_cached_caps(s);
+    int state;
+    int r = plain_command(s, "CAPABILITY", &state);
+    if (r == MAILIMAP_NO_ERROR && state != MAILIMAP_RESP_COND_STATE_OK)
+        r = MAILIMAP_ERROR_CAPABILITY;
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, "CAPABILITY", err);
+    set_caps_text(s);
+    if (!s->caps)
+        return fail_dead(s, err, "out of memory");
+    return MS_OK;
 }
 
 /* Use capabilities the server volunteered (greeting, login OK) when there
@@ -2838,19 +2841,6 @@ int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *sto
     if (state != MAILIMAP_RESP_COND_STATE_OK)
         return ms_error_set(err, MS_EPARTIAL, "IDLE: server said NO: %s", server_text(s));
     return MS_OK;
-}
-
-/* One command whose text needs no quoting; untagged data is dropped and
- * the tagged state comes through *state. A libetpan error code. */
-static int plain_command(struct imap_session *s, const char *text, int *state)
-{
-    mailimap *imap = s->imap;
-    mailstream *st = imap->imap_stream;
-    int r = mailimap_send_current_tag(imap);
-    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, text) || stream_puts(st, "\r\n") || mailstream_flush(st) != 0))
-        r = MAILIMAP_ERROR_STREAM;
-    *state = -1;
-    return r == MAILIMAP_NO_ERROR ? read_tagged(s, imap->imap_tag, NULL, state) : r;
 }
 
 int imap_notify_all(struct imap_session *s, struct ms_error *err)
