@@ -225,17 +225,15 @@ static int cmd_pull(const struct options *o, struct account **acc, size_t n)
     struct engine_result *res = xcalloc(n, sizeof *res);
     int exit_code = MS_OK;
     for (size_t i = 0; i < n; i++) {
-        int rc = MS_OK;
-        {
-            if (strcmp(o->command, "push") == 0)
-                rc = engine_push(acc[i], &eo, &res[i]);
-            else if (strcmp(o->command, "sync") == 0)
-                rc = engine_sync(acc[i], &eo, &res[i]);
-            else
-                rc = engine_pull(acc[i], &eo, &res[i]);
-            if (res[i].error[0])
-                log_msg(LOG_ERROR, "%s: %s", acc[i]->name, res[i].error);
-        }
+        int rc;
+        if (strcmp(o->command, "push") == 0)
+            rc = engine_push(acc[i], &eo, &res[i]);
+        else if (strcmp(o->command, "sync") == 0)
+            rc = engine_sync(acc[i], &eo, &res[i]);
+        else
+            rc = engine_pull(acc[i], &eo, &res[i]);
+        if (res[i].error[0])
+            log_msg(LOG_ERROR, "%s: %s", acc[i]->name, res[i].error);
         exit_code = ms_error_worse(exit_code, rc);
         if (!o->json && !o->quiet && rc != MS_ELOCKED)
             output_summary(stdout, o->command, &res[i], o->dry_run);

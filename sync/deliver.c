@@ -428,7 +428,6 @@ static int commit_now(struct fetch_ctx *c, struct fetched *v, size_t n, struct m
             state_rollback(st);
         ctx_unlock(c);
     }
-    uint64_t fetched = 0, bytes = 0;
     for (size_t i = 0; i < n && rc == MS_OK; i++) {
         struct fetched *f = &v[i];
         struct maildir_tmp *t = f->tmp;
@@ -436,9 +435,9 @@ static int commit_now(struct fetch_ctx *c, struct fetched *v, size_t n, struct m
             continue; /* adopted: already in place */
         f->tmp = NULL; /* commit frees it either way */
         rc = maildir_tmp_commit(c->mf, t, f->flags, "", err);
-        if (rc == MS_OK) {
-            fetched++;
-            bytes += f->size;
+        if (rc == MS_OK) { /* (the fetching thread counts only `failed`) */
+            c->fres->fetched++;
+            c->fres->bytes += f->size;
         }
     }
     if (rc == MS_OK)
@@ -449,10 +448,6 @@ static int commit_now(struct fetch_ctx *c, struct fetched *v, size_t n, struct m
             if (v[i].tmp == NULL && !v[i].adopted)
                 c->unconfirmed[c->nunconfirmed++] = v[i].uid;
     }
-    ctx_lock(c);
-    c->fres->fetched += fetched;
-    c->fres->bytes += bytes;
-    ctx_unlock(c);
     free_fetched(v, n);
     return rc;
 }
@@ -468,16 +463,12 @@ static void *committer_main(void *arg)
             pthread_cond_wait(&k->cv, &k->mu);
         if (!k->busy)
             break;
-        int failed = k->rc;
+        /* (A batch is handed over only while k->rc is 0: commit_batch.) */
         pthread_mutex_unlock(&k->mu);
         struct ms_error e = {0};
-        int rc = MS_OK;
-        if (failed) /* nothing after a failure is known durable: dropped */
-            free_fetched(k->batch, k->n);
-        else
-            rc = commit_now(c, k->batch, k->n, &e);
+        int rc = commit_now(c, k->batch, k->n, &e);
         pthread_mutex_lock(&k->mu);
-        if (rc && !k->rc) {
+        if (rc) {
             k->rc = rc;
             k->err = e;
         }

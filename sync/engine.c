@@ -1301,7 +1301,7 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
             fres->stopped = true;
             res->status = ms_error_worse(res->status, MS_EPARTIAL);
             snprintf(res->error, sizeof res->error, "%.200s: %.300s", sel[i].name, ferr.msg);
-            continue; /* and the loop ends */
+            break;
         }
         if (frc == MS_ENET || frc == MS_ELOCAL || frc == MS_EAUTH) {
             /* the session or the store is unusable: stop the account (the
