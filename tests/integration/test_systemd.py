@@ -10,14 +10,18 @@ UNITS = os.path.join(HERE, "..", "..", "contrib", "systemd")
 BIN = os.environ.get("MAILSYNC_BIN", os.path.join(HERE, "..", "..", "build", "mailsync"))
 
 
+def unit_text(name):
+    with open(os.path.join(UNITS, name)) as f:
+        return f.read()
+
+
 class SystemdUnits(unittest.TestCase):
     def test_units_verify(self):
         analyze = shutil.which("systemd-analyze")
         self.assertIsNotNone(analyze, "systemd-analyze is needed to check the units")
         with tempfile.TemporaryDirectory() as d:
             for name in ("mailsync@.service", "mailsync@.timer", "mailsync-watch@.service"):
-                with open(os.path.join(UNITS, name)) as f:
-                    text = f.read()
+                text = unit_text(name)
                 # The unit names the installed path; verify needs an
                 # executable that exists here, so point it at the build.
                 if name.endswith(".service"):
@@ -35,15 +39,13 @@ class SystemdUnits(unittest.TestCase):
             self.assertEqual(r.stderr.strip(), "", r.stderr)
 
     def test_service_pulls_the_instance_account(self):
-        with open(os.path.join(UNITS, "mailsync@.service")) as f:
-            text = f.read()
+        text = unit_text("mailsync@.service")
         self.assertRegex(text, r"(?m)^ExecStart=\S+ .*pull %i$")
         self.assertRegex(text, r"(?m)^Type=oneshot$")
         self.assertRegex(text, r"(?m)^SuccessExitStatus=75$")
 
     def test_watch_service_watches_the_instance_account(self):
-        with open(os.path.join(UNITS, "mailsync-watch@.service")) as f:
-            text = f.read()
+        text = unit_text("mailsync-watch@.service")
         self.assertRegex(text, r"(?m)^ExecStart=\S+ .*watch %i$")
         self.assertRegex(text, r"(?m)^Type=simple$")
         self.assertRegex(text, r"(?m)^Restart=on-failure$")
