@@ -43,7 +43,12 @@ class ConnectionsTest(tb.BedTestCase):
 
     def test_two_connections_share_a_big_download(self):
         self.seed()
-        r, px = self.pull_through(2, 0)
+        # Each connection is held to ~8 MB/s (2 ms per 16 KiB chunk), so an
+        # 8 MiB command takes about a second: the extra connection's login
+        # and EXAMINE fit well inside the first command even on a loaded
+        # machine under ASan, where unthrottled loopback once let the main
+        # connection take every command before the other was ready.
+        r, px = self.pull_through(2, 0, delay=0.002)
         self.assertEqual(px.connections, 2, "no second connection")
         self.assertIn("downloading over 2 connections", r.stderr)
         # both carried a real share of the ~20 MiB of bodies
