@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cmd/config.h"
 #include "cmd/output.h"
@@ -84,6 +85,9 @@ static const char usage_text[] =
     "Exit codes: 0 all synced, 1 some folders or messages failed, 2 usage or\n"
     "config error, 3 authentication failed, 4 network or TLS failure,\n"
     "5 local storage failure, 75 another run holds the account's lock.\n"
+    "Ctrl-C (SIGINT) or SIGTERM: pull, push and sync stop after the current\n"
+    "message or chunk of uploads, record what is done, then end by the signal;\n"
+    "a second signal ends them at once.\n"
     "\n"
     "See mailsync(1) for the config file.\n";
 
@@ -219,12 +223,74 @@ static int unsupported_type(const struct account *a)
     return MS_EUSAGE;
 }
 
+/* SIGINT/SIGTERM during pull, push, sync and watch: the first asks the
+ * engine to stop at its next safe point (after the message being
+ * downloaded, before the next chunk of uploads, between folders), so what
+ * is done is recorded; a second one ends the process at once (the
+ * handler resets itself), which is as safe as any kill. */
+static volatile sig_atomic_t stop_signal; /* the signal that asked, or 0 */
+static volatile sig_atomic_t stop_notice; /* say so on stderr (not with -q) */
+
+static void on_stop_signal(int sig)
+{
+    int saved = errno;
+    stop_signal = sig;
+    struct sigaction dfl; /* the next SIGINT or SIGTERM, whichever, ends it */
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGINT, &dfl, NULL);
+    sigaction(SIGTERM, &dfl, NULL);
+    static const char msg[] = "mailsync: stopping at the next safe point (send the signal again to quit at once)\n";
+    if (stop_notice) {
+        ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)w;
+    }
+    errno = saved;
+}
+
+/* restart: interrupted system calls go on (one-shot commands: the stop
+ * is looked at between messages); without it a wait ends at once (watch:
+ * its IDLE wait checks the flag). */
+static void catch_stop_signals(const struct options *o, bool restart)
+{
+    stop_notice = !o->quiet && !o->json;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = restart ? SA_RESTART : 0;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* A one-shot command that a signal stopped ends by that signal, once its
+ * results are out: a shell sees 130 or 143 as it would without the
+ * handler, and systemd a clean stop. */
+static void end_by_stop_signal(void)
+{
+    int sig = stop_signal;
+    if (!sig)
+        return;
+    fflush(stdout);
+    fflush(stderr);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static int cmd_pull(const struct options *o, struct account **acc, size_t n)
 {
     struct engine_options eo = engine_opts(o);
+    if (!o->dry_run) {
+        catch_stop_signals(o, true);
+        eo.stop = &stop_signal;
+    }
     struct engine_result *res = xcalloc(n, sizeof *res);
     int exit_code = MS_OK;
-    for (size_t i = 0; i < n; i++) {
+    size_t ran = 0;
+    for (size_t i = 0; i < n && !stop_signal; i++, ran++) {
         int rc;
         if (strcmp(o->command, "push") == 0)
             rc = engine_push(acc[i], &eo, &res[i]);
@@ -232,14 +298,16 @@ static int cmd_pull(const struct options *o, struct account **acc, size_t n)
             rc = engine_sync(acc[i], &eo, &res[i]);
         else
             rc = engine_pull(acc[i], &eo, &res[i]);
-        if (res[i].error[0])
+        if (res[i].error[0] && stop_signal && res[i].status == MS_EPARTIAL)
+            log_msg(LOG_INFO, "%s: %s", acc[i]->name, res[i].error); /* asked for, not a failure */
+        else if (res[i].error[0])
             log_msg(LOG_ERROR, "%s: %s", acc[i]->name, res[i].error);
         exit_code = ms_error_worse(exit_code, rc);
         if (!o->json && !o->quiet && rc != MS_ELOCKED)
             output_summary(stdout, o->command, &res[i], o->dry_run);
     }
     if (o->json)
-        output_json_results(stdout, o->command, res, n, exit_code, o->dry_run);
+        output_json_results(stdout, o->command, res, ran, exit_code, o->dry_run);
     for (size_t i = 0; i < n; i++)
         engine_result_free(&res[i]);
     free(res);
@@ -389,14 +457,6 @@ static int cmd_folders(const struct options *o, struct account **acc, size_t n)
     return exit_code;
 }
 
-static volatile sig_atomic_t stop_watch;
-
-static void on_stop_signal(int sig)
-{
-    (void)sig;
-    stop_watch = 1;
-}
-
 struct watch_out {
     const struct options *o;
     unsigned passes;
@@ -406,7 +466,7 @@ static void watch_pass_done(void *ctx, const struct engine_result *res)
 {
     struct watch_out *w = ctx;
     w->passes++;
-    if (res->error[0] && stop_watch && res->status == MS_EPARTIAL)
+    if (res->error[0] && stop_signal && res->status == MS_EPARTIAL)
         log_msg(LOG_INFO, "%s: %s", res->account, res->error); /* asked for, not a failure */
     else if (res->error[0])
         log_msg(LOG_ERROR, "%s: %s", res->account, res->error);
@@ -428,15 +488,10 @@ static int cmd_watch(const struct options *o, struct account **acc, size_t n)
     int rc = unsupported_type(acc[0]);
     if (rc)
         return rc;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal; /* no SA_RESTART: a wait ends at once */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    catch_stop_signals(o, false);
     struct engine_options eo = engine_opts(o);
     struct watch_out out = {.o = o};
-    struct engine_watch w = {.interval_s = o->interval ? o->interval : 300, .stop = &stop_watch,
+    struct engine_watch w = {.interval_s = o->interval ? o->interval : 300, .stop = &stop_signal,
                              .pass_done = watch_pass_done, .ctx = &out};
     log_msg(LOG_VERBOSE, "%s: watching (a full pass at least every %d s)", acc[0]->name,
             w.interval_s);
@@ -507,6 +562,8 @@ int main(int argc, char **argv)
         rc = run_command(&o, acc, n);
     free(acc);
     config_free(&cfg);
+    if (strcmp(o.command, "watch") != 0) /* a watch's normal end is a signal: exit 0 */
+        end_by_stop_signal();
 out:
     free(o.folders);
     return rc;

@@ -1210,7 +1210,7 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
             log_msg(LOG_INFO, "%s: a POP3 account is pull-only: nothing to push", a->name);
         if (rc) {
             res->status = ms_error_worse(res->status, rc);
-            if (rc != MS_EPARTIAL)
+            if (rc != MS_EPARTIAL || run_stopped(&r))
                 snprintf(res->error, sizeof res->error, "%s", err.msg);
         }
         record_outcome(&r);
@@ -1265,8 +1265,8 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         struct maildir_stamp stamp = {0};
         if (do_push) {
             frc = push_folder(&r, &sel[i], fres, &stamp, &ferr);
-            if (frc == MS_EPARTIAL && do_pull) {
-                /* the pull of the folder still goes ahead */
+            if (frc == MS_EPARTIAL && do_pull && !run_stopped(&r)) {
+                /* the pull of the folder still goes ahead (not after a stop) */
                 log_msg(LOG_ERROR, "%s", ferr.msg);
                 folder_fail(fres, &ferr);
                 res->status = ms_error_worse(res->status, MS_EPARTIAL);

@@ -38,7 +38,7 @@ struct engine_folder_result {
     size_t retired;        /* server_retention_days: removed from the server, kept locally */
     int status;      /* MS_OK, or the MS_* code of what failed */
     char *error;     /* what failed, or NULL */
-    bool stopped;    /* watch: a signal ended it early (status MS_EPARTIAL,
+    bool stopped;    /* a signal ended it early (status MS_EPARTIAL,
                         error says so); not a failure */
 };
 
@@ -71,9 +71,10 @@ struct engine_options {
     /* Fetch the account's secret (password_command...); the engine wipes
      * and frees it right after authentication. */
     int (*get_password)(const struct account *a, char **out, struct ms_error *err);
-    /* watch sets it: non-zero (a signal came) ends a pass at the next safe
-     * point (between folders, messages of a download, or chunks of
-     * uploads) instead of at its end. NULL: runs to the end. */
+    /* Non-zero (a signal came) ends a run or a watch's pass at the next
+     * safe point (between folders, messages of a download, or chunks of
+     * uploads) instead of at its end, keeping what is done. NULL: runs
+     * to the end. */
     volatile sig_atomic_t *stop;
 };
 

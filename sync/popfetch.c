@@ -251,12 +251,19 @@ int pop3_pull(struct run *r, struct ms_error *err)
             prog->message_done(prog->ctx, f->size);
         if (c.nbatch == POP3_BATCH_MSGS || c.batch_bytes >= POP3_BATCH_BYTES)
             rc = land_batch(&c, err);
+        if (rc == MS_OK && run_stopped(r)) { /* what came is landed below */
+            fres->stopped = true;
+            break;
+        }
     }
     if (rc == MS_OK)
         rc = land_batch(&c, err);
     for (size_t i = 0; i < c.nbatch; i++)
         maildir_tmp_discard(c.batch[i].tmp);
     c.nbatch = 0;
+    if (rc == MS_OK && fres->stopped) /* deletions wait for the next run too */
+        rc = ms_error_set(err, MS_EPARTIAL, "INBOX: stopped by a signal during the download; the rest comes at the "
+                                            "next run");
     if (rc)
         goto out;
 
