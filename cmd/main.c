@@ -9,11 +9,13 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -527,6 +529,39 @@ static bool known_command(const char *c)
     return false;
 }
 
+/* Page faults are a large part of a short run where they are slow: on this
+ * project's 2-core VM each costs ~11 us, while the kernel maps the same
+ * pages for ~2 us each when asked for a range at once. A no-op sync faults
+ * in ~110 heap pages, nearly all during OpenSSL's and SQLite's start-up,
+ * so the heap is grown once by about what that needs and mapped in one
+ * madvise(MADV_POPULATE_WRITE) (Linux 5.14 and later; elsewhere the call
+ * fails and nothing changes). 1.0-1.5 ms of a 24 ms no-op, measured.
+ * Setting any of these malloc parameters ends glibc's dynamic thresholds,
+ * so they are set to where those would settle: blocks up to 1 MiB come
+ * from the heap, and its top is given back once 4 MiB are free there
+ * (which also keeps the mapped pages until then). */
+#define PREFAULT_PAD (512u * 1024)
+#define PREFAULT_REQUEST (128u * 1024)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+static void prefault_heap(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    mallopt(M_TRIM_THRESHOLD, 4 << 20);
+    mallopt(M_TOP_PAD, PREFAULT_PAD);
+    uintptr_t lo = ((uintptr_t)sbrk(0) + 4095) & ~(uintptr_t)4095;
+    void *grow = malloc(PREFAULT_REQUEST);
+    uintptr_t hi = (uintptr_t)sbrk(0);
+    if (grow && hi > lo && hi - lo <= 2 * (PREFAULT_PAD + PREFAULT_REQUEST))
+        (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+    mallopt(M_TOP_PAD, 128 * 1024); /* glibc's default, for later growth */
+    free(grow);
+#endif
+}
+
 int main(int argc, char **argv)
 {
     struct options o = {.progress = PROGRESS_AUTO};
@@ -538,6 +573,7 @@ int main(int argc, char **argv)
         rc = usage_error("unknown command '%s' (pull, push, sync, status, check, folders, watch)", o.command);
         goto out;
     }
+    prefault_heap();
     output_init(o.progress, o.quiet, o.json);
 
     char *path = o.config ? xstrdup(o.config) : config_default_path();
