@@ -898,20 +898,32 @@ int state_msg_get_uids(struct state *s, int64_t folder_id, const uint32_t *uids,
     struct state_msg *v = calloc(nuids + 1, sizeof *v);
     if (!v)
         abort();
+    /* Outside a transaction each lookup would be a read transaction of
+     * its own (shm locks, a check of the file: ~3 system calls each, 300
+     * of them for 1% of 20,000 messages changed): one read transaction
+     * for all of them instead. Inside one (a batch), it is left alone. */
+    bool own = nuids > 1 && sqlite3_get_autocommit(s->db) &&
+               sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
     size_t len = 0;
+    int rc = SQLITE_DONE;
     for (size_t i = 0; i < nuids; i++) {
         if (i > 0 && uids[i] == uids[i - 1])
             continue;
         sqlite3_bind_int64(st, 1, folder_id);
         sqlite3_bind_int64(st, 2, uids[i]);
-        int rc = sqlite3_step(st);
+        rc = sqlite3_step(st);
         if (rc == SQLITE_ROW)
             read_msg(st, &v[len++]);
         stmt_done(st);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-            state_msgs_free(v, len);
-            return db_error(s, err, "reading messages");
-        }
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            break;
+    }
+    int failed = rc != SQLITE_ROW && rc != SQLITE_DONE ? db_error(s, err, "reading messages") : MS_OK;
+    if (own) /* a read transaction: ending it cannot lose anything */
+        sqlite3_exec(s->db, failed ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL);
+    if (failed) {
+        state_msgs_free(v, len);
+        return failed;
     }
     *out = v;
     *n = len;

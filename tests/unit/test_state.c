@@ -729,6 +729,44 @@ static void batches(void **state)
     state_close(s);
 }
 
+/* Looking rows up by UID: outside a transaction it runs in a read
+ * transaction of its own and ends it; inside a batch it sees the batch's
+ * rows and leaves the batch as it was (not committed). */
+static void lookups_by_uid(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    int64_t fid = add_folder(s, "INBOX");
+    put(s, fid, 1, "a");
+    put(s, fid, 2, "b");
+    put(s, fid, 3, "c");
+    const uint32_t want[] = {1, 3, 3, 9};
+    struct state_msg *m = NULL;
+    size_t n = 0;
+    assert_int_equal(state_msg_get_uids(s, fid, want, 4, &m, &n, &err), MS_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(m[0].uid, 1);
+    assert_int_equal(m[1].uid, 3);
+    state_msgs_free(m, n);
+    /* nothing left open: a transaction can begin, and its rollback works */
+    assert_int_equal(state_begin(s, &err), MS_OK);
+    put(s, fid, 7, "rolled back");
+    state_rollback(s);
+    assert_int_equal(count_msgs(s, fid), 3);
+
+    assert_int_equal(state_batch(s, &err), MS_OK);
+    put(s, fid, 4, "in the batch");
+    const uint32_t want2[] = {2, 4};
+    assert_int_equal(state_msg_get_uids(s, fid, want2, 2, &m, &n, &err), MS_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(m[1].uid, 4);
+    state_msgs_free(m, n);
+    state_batch_abort(s);
+    assert_int_equal(count_msgs(s, fid), 3); /* the lookup did not commit the batch */
+    state_close(s);
+}
+
 /* The hook before a batch commit: called for state_batch_commit and for
  * the batch state_begin commits; its failure rolls the batch back. */
 struct hook_log {
@@ -790,6 +828,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(messages, setup, teardown),
         cmocka_unit_test_setup_teardown(transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(lookups_by_uid, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(meta, setup, teardown),
         cmocka_unit_test_setup_teardown(integrity_stamp, setup, teardown),
