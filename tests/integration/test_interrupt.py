@@ -17,13 +17,8 @@ from pathlib import Path
 import testbed as tb
 
 
-def wait_for(pred, timeout=30.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
+def wait_for(pred):
+    return tb.wait_for(pred, timeout=30.0, step=0.05)
 
 
 class InterruptTest(tb.BedTestCase):

@@ -16,13 +16,7 @@ from pathlib import Path
 import testbed as tb
 
 
-def wait_for(pred, timeout=15.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
+wait_for = tb.wait_for
 
 
 class WatchTest(tb.BedTestCase):

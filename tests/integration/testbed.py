@@ -177,6 +177,16 @@ def wait_ports(ports, timeout=15.0, proc=None, what="server"):
         time.sleep(0.05)
 
 
+def wait_for(pred, timeout=15.0, step=0.1):
+    """Poll pred() until it is true or timeout seconds pass -> its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
 def _set_pdeathsig():
     """preexec_fn: the child gets SIGTERM if the test process dies, even by
     SIGKILL (ctest timeout), so no Dovecot outlives its test."""
