@@ -270,7 +270,8 @@ static void catch_stop_signals(const struct options *o, bool restart)
 
 /* A one-shot command that a signal stopped ends by that signal, once its
  * results are out: a shell sees 130 or 143 as it would without the
- * handler, and systemd a clean stop. */
+ * handler, and systemd a clean stop. (A watch's normal end is a signal:
+ * it exits 0.) */
 static void end_by_stop_signal(void)
 {
     int sig = stop_signal;
@@ -282,6 +283,16 @@ static void end_by_stop_signal(void)
     raise(sig);
 }
 
+/* An account's error, once: as information when a signal asked for the
+ * stop it reports, as an error otherwise. */
+static void log_account_error(const struct engine_result *res)
+{
+    if (res->error[0] && stop_signal && res->status == MS_EPARTIAL)
+        log_msg(LOG_INFO, "%s: %s", res->account, res->error); /* asked for, not a failure */
+    else if (res->error[0])
+        log_msg(LOG_ERROR, "%s: %s", res->account, res->error);
+}
+
 static int cmd_pull(const struct options *o, struct account **acc, size_t n)
 {
     struct engine_options eo = engine_opts(o);
@@ -291,8 +302,8 @@ static int cmd_pull(const struct options *o, struct account **acc, size_t n)
     }
     struct engine_result *res = xcalloc(n, sizeof *res);
     int exit_code = MS_OK;
-    size_t ran = 0;
-    for (size_t i = 0; i < n && !stop_signal; i++, ran++) {
+    size_t i; /* after the loop: the accounts started (a stop skips the rest) */
+    for (i = 0; i < n && !stop_signal; i++) {
         int rc;
         if (strcmp(o->command, "push") == 0)
             rc = engine_push(acc[i], &eo, &res[i]);
@@ -300,19 +311,17 @@ static int cmd_pull(const struct options *o, struct account **acc, size_t n)
             rc = engine_sync(acc[i], &eo, &res[i]);
         else
             rc = engine_pull(acc[i], &eo, &res[i]);
-        if (res[i].error[0] && stop_signal && res[i].status == MS_EPARTIAL)
-            log_msg(LOG_INFO, "%s: %s", acc[i]->name, res[i].error); /* asked for, not a failure */
-        else if (res[i].error[0])
-            log_msg(LOG_ERROR, "%s: %s", acc[i]->name, res[i].error);
+        log_account_error(&res[i]);
         exit_code = ms_error_worse(exit_code, rc);
         if (!o->json && !o->quiet && rc != MS_ELOCKED)
             output_summary(stdout, o->command, &res[i], o->dry_run);
     }
     if (o->json)
-        output_json_results(stdout, o->command, res, ran, exit_code, o->dry_run);
-    for (size_t i = 0; i < n; i++)
-        engine_result_free(&res[i]);
+        output_json_results(stdout, o->command, res, i, exit_code, o->dry_run);
+    for (size_t k = 0; k < n; k++)
+        engine_result_free(&res[k]);
     free(res);
+    end_by_stop_signal(); /* after the results are out */
     return exit_code;
 }
 
@@ -468,10 +477,7 @@ static void watch_pass_done(void *ctx, const struct engine_result *res)
 {
     struct watch_out *w = ctx;
     w->passes++;
-    if (res->error[0] && stop_signal && res->status == MS_EPARTIAL)
-        log_msg(LOG_INFO, "%s: %s", res->account, res->error); /* asked for, not a failure */
-    else if (res->error[0])
-        log_msg(LOG_ERROR, "%s: %s", res->account, res->error);
+    log_account_error(res);
     if (w->o->json)
         output_json_results(stdout, "watch", res, 1, res->status, false);
     else if (!w->o->quiet && res->status != MS_ELOCKED)
@@ -598,8 +604,6 @@ int main(int argc, char **argv)
         rc = run_command(&o, acc, n);
     free(acc);
     config_free(&cfg);
-    if (strcmp(o.command, "watch") != 0) /* a watch's normal end is a signal: exit 0 */
-        end_by_stop_signal();
 out:
     free(o.folders);
     return rc;

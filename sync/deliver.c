@@ -335,7 +335,7 @@ static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
         ctx_unlock(c);
     }
     if (run_stopped(c->run)) { /* what came is committed by fetch_batch */
-        ms_error_set(&c->err, MS_EPARTIAL, "stopped by a signal during the download; the rest comes at the next run");
+        ms_error_set(&c->err, MS_EPARTIAL, "%s", STOPPED_DOWNLOAD);
         return -1;
     }
     if (c->ndone >= COMMIT_MESSAGES || c->done_bytes >= COMMIT_BYTES ||

@@ -68,6 +68,8 @@ static inline bool run_stopped(const struct run *r)
 {
     return r->opt->stop && *r->opt->stop;
 }
+/* Why a download ended early when run_stopped() (IMAP and POP3 alike). */
+#define STOPPED_DOWNLOAD "stopped by a signal during the download; the rest comes at the next run"
 
 /* A server folder the run syncs: raw (server) name, display name, local
  * path below the Maildir root. */

@@ -262,8 +262,7 @@ int pop3_pull(struct run *r, struct ms_error *err)
         maildir_tmp_discard(c.batch[i].tmp);
     c.nbatch = 0;
     if (rc == MS_OK && fres->stopped) /* deletions wait for the next run too */
-        rc = ms_error_set(err, MS_EPARTIAL, "INBOX: stopped by a signal during the download; the rest comes at the "
-                                            "next run");
+        rc = ms_error_set(err, MS_EPARTIAL, "INBOX: %s", STOPPED_DOWNLOAD);
     if (rc)
         goto out;
 
