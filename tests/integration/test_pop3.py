@@ -45,10 +45,6 @@ class Pop3Test(tb.BedTestCase):
     def local(self):
         return sorted(m.data for m in tb.read_maildir(self.maildir).get("INBOX", []))
 
-    def server_count(self):
-        with self.imap() as c:
-            return len(c.messages("INBOX"))
-
     def test_pull_fetches_each_message_once(self):
         want = self.seed()
         self.use_pop3()

@@ -241,26 +241,19 @@ class WatchStopsMidPassTest(tb.BedTestCase):
         """Uploads stop at the next chunk of 64 (each chunk is journalled
         before its APPENDs): the next push sends the rest, none twice."""
         self.pull()
-        inbox = Path(tb.local_folder_path(self.maildir, "INBOX", "verbatim"))
-        for n, m in enumerate(tb.make_corpus(150, seed=27, size=3000, flags=False)):
-            name = "1700000000.up%03d.host" % n
-            (inbox / "new" / name).write_bytes(m.data.replace(b"\r\n", b"\n"))
-
-        def on_server():
-            with self.imap() as c:
-                return len(c.messages("INBOX"))
+        self.add_local_new(150, seed=27)
         # every APPEND waits two round trips of 40 ms: a chunk takes ~5 s
         with tb.Proxy(self.bed.imap_port, latency=0.02) as proxy:
             self.write_config(tls="none", port=proxy.port)
             p = tb.start_mailsync(["-v", "watch", "--interval", "3600"], config=self.config_path, workdir=self.work)
             self.addCleanup(lambda: p.poll() is None and p.kill())
-            self.assertTrue(wait_for(lambda: on_server() > 0, timeout=30), Path(p.err_path).read_text())
+            self.assertTrue(wait_for(lambda: self.server_count() > 0, timeout=30), Path(p.err_path).read_text())
             os.kill(p.pid, signal.SIGTERM)
             self.assertEqual(p.wait(30), 0, Path(p.err_path).read_text())
         err = Path(p.err_path).read_text()
         self.assertIn("stopped by a signal after", err)
-        self.assertIn(on_server(), (64, 128), err)
+        self.assertIn(self.server_count(), (64, 128), err)
         self.write_config()
         r = self.run_ok("push")
-        self.assertEqual(on_server(), 150, r.stdout)
+        self.assertEqual(self.server_count(), 150, r.stdout)
         self.assertSynced()

@@ -1751,6 +1751,18 @@ class BedTestCase(unittest.TestCase):
         with self.imap() as c:
             return c.server_state()
 
+    def server_count(self, folder="INBOX"):
+        """How many messages the server's folder holds."""
+        with self.imap() as c:
+            return len(c.messages(folder))
+
+    def add_local_new(self, n, seed, size=3000):
+        """n corpus messages written into the local INBOX's new/ (LF line
+        ends, names 1700000000.upNNN.host), for a push to upload."""
+        inbox = Path(local_folder_path(self.maildir, "INBOX", "verbatim"))
+        for k, m in enumerate(make_corpus(n, seed=seed, size=size, flags=False)):
+            (inbox / "new" / ("1700000000.up%03d.host" % k)).write_bytes(m.data.replace(b"\r\n", b"\n"))
+
     def assertSynced(self, state=None, **kw):
         """Assert the local Maildir equals the server (compare_maildir)."""
         assert_maildir_matches(self.maildir, state if state is not None else self.server_state(), **kw)
