@@ -834,13 +834,12 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
         goto out;
     if (uv_changed) {
         /* The old UIDs mean nothing now; their rows still tell which local
-         * file is which message. */
+         * file is which message and what was synced last: rematch()
+         * replaces them with the re-matched rows in one transaction. */
         old = state;
         nold = nstate;
         state = NULL;
         nstate = 0;
-        if (!r->opt->dry_run && (rc = state_msg_delete_all(r->st, sf.id, err)))
-            goto out;
     }
     if (mf && (rc = rematch(r, mf, sf.id, &state, &nstate, old, nold, local, nlocal, rm, nr, &nmatched, &left, &nleft, err)))
         goto out;

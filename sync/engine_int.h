@@ -175,7 +175,12 @@ int cmp_str(const void *a, const void *b);
 const char **state_uniq_index(const struct state_msg *s, size_t ns, size_t *n);
 bool index_has(const char **idx, size_t n, const char *uniq);
 /* Pair unknown local files with unknown server UIDs by identity and record
- * the pairs; what stays unpaired comes back as leftovers. */
+ * the pairs; what stays unpaired comes back as leftovers. old: the rows
+ * from before a UIDVALIDITY change (else none), replaced by the pairs in
+ * one transaction; their files are matched by their recorded identity,
+ * with their last synced flags (local changes stay pending), and those
+ * deleted locally are matched and recorded without a file, for the push
+ * to remove. */
 int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct state_msg **state, size_t *nstate,
             const struct state_msg *old, size_t nold, struct local_msg *local, size_t nlocal,
             const struct imap_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left, size_t *nleft,

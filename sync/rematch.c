@@ -95,18 +95,53 @@ static bool state_has_uid(const struct state_msg *s, size_t ns, uint32_t uid)
     return false;
 }
 
+/* The rows the state had before a UIDVALIDITY change, sorted by unique
+ * name (rows without one are left out): they say which local file is
+ * which message, and what both sides looked like at the last sync. */
+struct old_rows {
+    const struct state_msg **v;
+    size_t n;
+};
+
+static int cmp_row_uniq(const void *a, const void *b)
+{
+    return strcmp((*(const struct state_msg *const *)a)->uniq, (*(const struct state_msg *const *)b)->uniq);
+}
+
+static void index_old_rows(struct old_rows *o, const struct state_msg *old, size_t nold)
+{
+    o->v = xmalloc((nold ? nold : 1) * sizeof *o->v);
+    o->n = 0;
+    for (size_t i = 0; i < nold; i++)
+        if (old[i].uniq)
+            o->v[o->n++] = &old[i];
+    qsort(o->v, o->n, sizeof *o->v, cmp_row_uniq);
+}
+
+static const struct state_msg *old_row(const struct old_rows *o, const char *uniq)
+{
+    struct state_msg key = {.uniq = (char *)uniq};
+    const struct state_msg *k = &key;
+    const struct state_msg **hit = o->n ? bsearch(&k, o->v, o->n, sizeof *o->v, cmp_row_uniq) : NULL;
+    return hit ? *hit : NULL;
+}
+
+static void add_identity(struct id_list *out, const char *uniq, const char *message_id, uint64_t size)
+{
+    out->ids = xrealloc(out->ids, (out->n + 1) * sizeof *out->ids);
+    out->ids[out->n++] = (struct plan_identity){0, xstrdup(uniq), message_id ? xstrdup(message_id) : NULL, size};
+}
+
 /* Local identity of a file: from the rows the state had before a
  * UIDVALIDITY change if it knew the file, else read from the file. */
-static void local_identity(struct maildir_folder *mf, struct local_msg *l, const struct state_msg *old,
-                           size_t nold, struct id_list *out)
+static void local_identity(struct maildir_folder *mf, struct local_msg *l, const struct old_rows *old,
+                           struct id_list *out)
 {
-    for (size_t i = 0; i < nold; i++)
-        if (old[i].uniq && strcmp(old[i].uniq, l->uniq) == 0) {
-            out->ids = xrealloc(out->ids, (out->n + 1) * sizeof *out->ids);
-            out->ids[out->n++] = (struct plan_identity){
-                0, xstrdup(l->uniq), old[i].message_id ? xstrdup(old[i].message_id) : NULL, old[i].size};
-            return;
-        }
+    const struct state_msg *o = old_row(old, l->uniq);
+    if (o) {
+        add_identity(out, l->uniq, o->message_id, o->size);
+        return;
+    }
     struct ms_error e;
     int fd = maildir_open_msg(mf, l, &e);
     if (fd < 0)
@@ -118,6 +153,21 @@ static void local_identity(struct maildir_folder *mf, struct local_msg *l, const
         out->ids[out->n++] = (struct plan_identity){0, xstrdup(l->uniq), mid, size};
     }
     close(fd);
+}
+
+/* The pair's row as recorded: with the flags and keywords of the last
+ * sync when the old rows knew the file, so that the planners see local
+ * changes not yet pushed as such (a pull keeps them, a push sends them)
+ * and bring down only what the server changed; a file the old rows did
+ * not know is recorded with its local flags, and the server's flags come
+ * down as a change. */
+static struct state_msg matched_row(const struct plan_match *m, const struct old_rows *old,
+                                    struct local_msg *local, size_t nlocal)
+{
+    const struct state_msg *o = old_row(old, m->uniq);
+    const struct local_msg *l = local_by_uniq(local, nlocal, m->uniq);
+    return (struct state_msg){.uid = m->uid, .uniq = (char *)m->uniq,
+                              .flags = o ? o->flags : l ? l->flags : 0, .keywords = o ? o->keywords : NULL};
 }
 
 /* Local files the state does not know, and server UIDs it does not know:
@@ -156,12 +206,14 @@ int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct 
                    size_t *nleft, struct ms_error *err)
 {
     struct id_list lids = {0}, rids = {0};
+    struct old_rows orows;
     uint32_t *uids = NULL;
     size_t nuids = 0;
     struct plan_match *m = NULL;
     size_t nm = 0;
     int rc = MS_OK;
     *nmatched = 0;
+    index_old_rows(&orows, old, nold);
     /* Server UIDs the state does not know first: usually there are none,
      * and then no local file needs reading. */
     uids = xmalloc((nremote ? nremote : 1) * sizeof *uids);
@@ -169,15 +221,21 @@ int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct 
         if (!state_has_uid(*state, *nstate, remote[i].uid))
             uids[nuids++] = remote[i].uid;
     if (nuids == 0)
-        goto out;
+        goto record;
     size_t nidx;
     const char **idx = state_uniq_index(*state, *nstate, &nidx);
     for (size_t i = 0; i < nlocal; i++)
         if (!index_has(idx, nidx, local[i].uniq))
-            local_identity(mf, &local[i], old, nold, &lids);
+            local_identity(mf, &local[i], &orows, &lids);
     free(idx);
+    /* Messages deleted locally since the last sync and not yet removed on
+     * the server: matched too, and recorded without a file, so that a pull
+     * does not bring them back and the push removes them. */
+    for (size_t i = 0; i < orows.n; i++)
+        if (!local_by_uniq(local, nlocal, orows.v[i]->uniq))
+            add_identity(&lids, orows.v[i]->uniq, orows.v[i]->message_id, orows.v[i]->size);
     if (lids.n == 0)
-        goto out;
+        goto record;
     log_msg(LOG_VERBOSE, "matching %zu unknown local messages against %zu server messages by identity", lids.n,
             nuids);
     rc = imap_fetch_identity(r->imap, uids, nuids, found_identity, &rids, err);
@@ -188,22 +246,23 @@ int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct 
         goto out;
     }
     collect_leftovers(&lids, m, nm, local, nlocal, left, nleft);
-    if (nm == 0)
-        goto out;
     qsort(rids.ids, rids.n, sizeof *rids.ids, cmp_identity_uid);
+record:
+    if (nm == 0 && nold == 0)
+        goto out;
     if (!r->opt->dry_run) {
+        /* The old rows go in the transaction that records the pairs: a
+         * crash in between leaves the old knowledge, never none. */
         rc = state_begin(r->st, err);
+        if (rc == MS_OK && nold)
+            rc = state_msg_delete_all(r->st, folder_id, err);
         for (size_t i = 0; i < nm && rc == MS_OK; i++) {
-            struct local_msg *l = local_by_uniq(local, nlocal, m[i].uniq);
             struct plan_identity key = {.uid = m[i].uid};
             const struct plan_identity *rid =
-                bsearch(&key, rids.ids, rids.n, sizeof *rids.ids, cmp_identity_uid);
-            uint64_t size = rid ? rid->size : 0;
-            const char *mid = rid ? rid->message_id : NULL;
-            /* Recorded with the local flags: the planner then brings the
-             * server's flags down as a change. */
-            struct state_msg row = {.uid = m[i].uid, .uniq = (char *)m[i].uniq, .flags = l ? l->flags : 0,
-                                    .size = size, .message_id = (char *)mid};
+                rids.n ? bsearch(&key, rids.ids, rids.n, sizeof *rids.ids, cmp_identity_uid) : NULL;
+            struct state_msg row = matched_row(&m[i], &orows, local, nlocal);
+            row.size = rid ? rid->size : 0;
+            row.message_id = rid ? (char *)rid->message_id : NULL;
             rc = state_msg_put(r->st, folder_id, &row, err);
         }
         if (rc == MS_OK)
@@ -218,16 +277,18 @@ int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct 
         rc = state_msg_list(r->st, folder_id, state, nstate, err);
     } else {
         /* --dry-run: pretend, in memory only */
-        *state = xrealloc(*state, (*nstate + nm) * sizeof **state);
+        *state = xrealloc(*state, (*nstate + nm + 1) * sizeof **state);
         for (size_t i = 0; i < nm; i++) {
-            struct local_msg *l = local_by_uniq(local, nlocal, m[i].uniq);
-            (*state)[(*nstate)++] = (struct state_msg){.uid = m[i].uid, .uniq = xstrdup(m[i].uniq),
-                                                       .flags = l ? l->flags : 0};
+            struct state_msg row = matched_row(&m[i], &orows, local, nlocal);
+            row.uniq = xstrdup(row.uniq);
+            row.keywords = row.keywords ? xstrdup(row.keywords) : NULL;
+            (*state)[(*nstate)++] = row;
         }
         qsort(*state, *nstate, sizeof **state, cmp_state_uid);
     }
     *nmatched = nm;
 out:
+    free(orows.v);
     free(m);
     free(uids);
     free_ids(&lids, true);

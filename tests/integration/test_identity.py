@@ -1,8 +1,10 @@
 """test_identity.py: a UIDVALIDITY change and a lost state DB re-match the
 local messages by identity (Message-ID + size, else content): nothing is
-delivered twice, no local file is replaced, and the server's flags win.
+delivered twice, no local file is replaced, and the server's flags win,
+except over local changes not yet pushed: those survive the re-match.
 """
 
+import hashlib
 import os
 import re
 import time
@@ -21,8 +23,16 @@ def inodes(root):
     return out
 
 
+def content_hash(data_lf):
+    return hashlib.sha256(data_lf).hexdigest()
+
+
+def toggle(letters, letter):
+    return "".join(sorted(set(letters) ^ {letter}))
+
+
 class IdentityTest(tb.BedTestCase):
-    bed_options = {"pool": 6}
+    bed_options = {"pool": 8}
     FOLDER = "Archive"
 
     def seed(self):
@@ -112,6 +122,86 @@ class IdentityTest(tb.BedTestCase):
         folder = [f for f in r.json()["accounts"][0]["folders"] if f["name"] == self.FOLDER][0]
         self.assertEqual(folder["fetched"], 3, str(r))
         self.assertSynced()
+
+
+    # -- local changes not yet pushed survive the re-match ---------------
+
+    def change_locally(self):
+        """After a pull: remove two messages' files and change the flags of
+        four others (\\Seen off, \\Seen on, \\Flagged on; \\Answered toggled
+        on message 10, whose \\Flagged recreate_folder(change_flags=True)
+        toggles on the server), nothing pushed. Returns ({content hash:
+        letters} as the user wants the folder once the server's changes are
+        in, the same for the server with only the server's changes, the
+        removed messages' hashes)."""
+        msgs = self.server_state()[self.FOLDER]
+        local = {content_hash(m.data): m for m in tb.read_maildir(self.maildir)[self.FOLDER]}
+        free = [i for i in range(25) if i % 5]  # recreate_folder leaves their flags
+        deleted = set(free[:2])
+        rest = free[2:]
+        drop_s = next(i for i in rest if "S" in msgs[i].letters)
+        add_s = next(i for i in rest if "S" not in msgs[i].letters)
+        add_f = next(i for i in rest if i not in (drop_s, add_s) and "F" not in msgs[i].letters)
+        toggles = {drop_s: "S", add_s: "S", add_f: "F", 10: "R"}
+        wanted, server_only = {}, {}
+        cur = os.path.join(tb.local_folder_path(self.maildir, self.FOLDER), "cur")
+        for i, m in enumerate(msgs):
+            h = content_hash(m.data_lf)
+            server_only[h] = toggle(m.letters, "F") if i % 5 == 0 else m.letters
+            if i in deleted:
+                os.unlink(local[h].path)
+                continue
+            letters = m.letters
+            if i in toggles:
+                letters = toggle(letters, toggles[i])
+                os.rename(local[h].path, os.path.join(cur, "%s:2,%s" % (local[h].uniq, letters)))
+            wanted[h] = toggle(letters, "F") if i % 5 == 0 else letters
+        return wanted, server_only, {content_hash(msgs[i].data_lf) for i in deleted}
+
+    def letters_by_content(self, msgs, side):
+        """{content hash: letters} of the folder's messages on one side,
+        each message there once."""
+        out = {}
+        for m in msgs:
+            h = content_hash(m.data_lf if side == "server" else m.data)
+            self.assertNotIn(h, out, "a message is doubled on the %s" % side)
+            out[h] = m.letters
+        return out
+
+    def assertFolder(self, local, server):
+        """The folder holds these messages with these letters ({content
+        hash: letters}) locally and on the server, each once."""
+        self.assertEqual(self.letters_by_content(tb.read_maildir(self.maildir)[self.FOLDER], "local"), local)
+        self.assertEqual(self.letters_by_content(self.server_state()[self.FOLDER], "server"), server)
+
+    def folder_result(self, r):
+        return [f for f in r.json()["accounts"][0]["folders"] if f["name"] == self.FOLDER][0]
+
+    def test_uidvalidity_change_pull_keeps_local_changes_for_the_push(self):
+        self.seed()
+        self.pull()
+        files = inodes(self.maildir)
+        wanted, server_only, deleted = self.change_locally()
+        self.recreate_folder(change_flags=True)
+        r = self.pull("--json", "-v")
+        self.assertIn("UIDVALIDITY changed", r.stderr)
+        self.assertEqual(self.folder_result(r)["fetched"], 0, "messages were delivered again:\n%s" % r)
+        # a pull sends nothing: the server has only its own changes, the
+        # local side keeps its changes (the removed ones stay removed) and
+        # has the server's
+        self.assertFolder(wanted, server_only)
+        self.assertEqual(len(server_only), 27)
+        self.assertLessEqual(set(inodes(self.maildir)), set(files))
+        # pending they stay, through another pull
+        self.pull()
+        self.assertFolder(wanted, server_only)
+        r = self.run_ok("push", "--json")
+        folder = self.folder_result(r)
+        self.assertEqual((folder["deleted_on_server"], folder["flags_pushed"], folder["uploaded"]), (2, 4, 0), str(r))
+        self.assertFolder(wanted, wanted)
+        self.pull()
+        self.assertSynced()
+        self.assertEqual(len(inodes(self.maildir)), 25)
 
 
 if __name__ == "__main__":
