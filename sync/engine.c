@@ -1262,6 +1262,7 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         struct ms_error ferr = {0};
         int frc = MS_OK;
         struct maildir_stamp stamp = {0};
+        r.push_after_pull = false;
         if (do_push) {
             frc = push_folder(&r, &sel[i], fres, &stamp, &ferr);
             if (frc == MS_EPARTIAL && do_pull && !run_stopped(&r)) {
@@ -1278,6 +1279,13 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
             frc = pull_folder(&r, &sel[i], fres, &ferr); /* reports folder_done itself */
         else if (frc == MS_OK && opt->progress && opt->progress->folder_done && !opt->dry_run)
             opt->progress->folder_done(opt->progress->ctx, fres);
+        if (frc == MS_OK && do_pull && r.push_after_pull && !run_stopped(&r)) {
+            /* The pull has matched the messages under the new UIDVALIDITY
+             * (the local changes kept pending): push them now. */
+            frc = push_folder(&r, &sel[i], fres, &stamp, &ferr);
+            if (frc != MS_OK && frc != MS_ENET && frc != MS_ELOCAL && frc != MS_EAUTH)
+                folder_fail(fres, &ferr);
+        }
         if (frc == MS_OK && do_pull && (frc = retire_old(&r, &sel[i], fres, &ferr)) != MS_OK &&
             frc != MS_ENET && frc != MS_ELOCAL)
             folder_fail(fres, &ferr);

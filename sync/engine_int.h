@@ -61,6 +61,9 @@ struct run {
     char delim;
     char **server_paths;
     size_t nserver_paths;
+    /* The push of the current folder found its UIDVALIDITY changed: its
+     * local changes go after the pull has matched the messages again. */
+    bool push_after_pull;
 };
 
 /* The run was asked to stop early (engine_options.stop). */

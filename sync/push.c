@@ -550,6 +550,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     if (mb.uidvalidity != sf.uidvalidity) {
         log_msg(LOG_WARN, "%s: UIDVALIDITY changed on the server: local changes are pushed after the pull has "
                           "matched the messages again", sel->name);
+        r->push_after_pull = true;
         goto out;
     }
     c.uidvalidity = mb.uidvalidity;

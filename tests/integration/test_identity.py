@@ -177,6 +177,34 @@ class IdentityTest(tb.BedTestCase):
     def folder_result(self, r):
         return [f for f in r.json()["accounts"][0]["folders"] if f["name"] == self.FOLDER][0]
 
+    def test_uidvalidity_change_keeps_local_changes_and_sync_pushes_them(self):
+        self.seed()
+        self.pull()
+        files = inodes(self.maildir)
+        wanted, _, deleted = self.change_locally()
+        self.recreate_folder(change_flags=True)
+        r = self.run_ok("sync", "--json", "-v")
+        self.assertIn("UIDVALIDITY changed", r.stderr)
+        folder = self.folder_result(r)
+        self.assertEqual(folder["fetched"], 0, "messages were delivered again:\n%s" % r)
+        self.assertEqual(folder["deleted_on_server"], 2, str(r))
+        self.assertEqual(folder["flags_pushed"], 4, str(r))
+        # the removed messages are gone on both sides, the local flag
+        # changes and the server's are both in, on both sides
+        self.assertEqual(len(wanted), 25)
+        self.assertTrue(deleted.isdisjoint(wanted))
+        self.assertFolder(wanted, wanted)
+        self.assertSynced()
+        # no file was downloaded again: the same inodes, two fewer
+        now = inodes(self.maildir)
+        self.assertEqual(len(now), 25)
+        self.assertLessEqual(set(now), set(files))
+        # and the next run has nothing to do
+        snap = tb.snapshot_tree(self.maildir)
+        self.run_ok("sync")
+        self.assertEqual(tb.snapshot_tree(self.maildir), snap)
+        self.assertFolder(wanted, wanted)
+
     def test_uidvalidity_change_pull_keeps_local_changes_for_the_push(self):
         self.seed()
         self.pull()
