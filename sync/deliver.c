@@ -251,7 +251,9 @@ static bool hash_local_file(struct fetch_ctx *c, struct leftover *lo)
 
 /* The downloaded message m is byte for byte a local file nobody claimed:
  * give that file the server's flags and return its unique name (which
- * the batch then records for m's UID); else NULL. */
+ * the batch then records for m's UID, with the server's flags); else NULL.
+ * A file the state knew before a UIDVALIDITY change gets only the server's
+ * changes since the last sync, so its local changes stay for the push. */
 static char *adopt_leftover(struct fetch_ctx *c, const struct imap_msg *m)
 {
     /* Compared as stored (CRLF -> LF on both sides): RFC822.SIZE is only a
@@ -273,7 +275,10 @@ static char *adopt_leftover(struct fetch_ctx *c, const struct imap_msg *m)
             continue;
         struct local_msg *l = local_by_uniq(c->local, c->nlocal, lo->uniq);
         struct ms_error e;
-        if (!l || maildir_set_flags(c->mf, l, m->flags, &e) != MS_OK)
+        unsigned want = m->flags;
+        if (l && lo->synced)
+            want = (l->flags & ~(lo->synced_flags & ~m->flags)) | (m->flags & ~lo->synced_flags);
+        if (!l || maildir_set_flags(c->mf, l, want, &e) != MS_OK)
             continue;
         lo->adopted = true;
         log_msg(LOG_VERBOSE, "UID %u is local file %s: adopted, not downloaded again", m->uid, lo->uniq);

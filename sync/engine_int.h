@@ -92,6 +92,10 @@ struct leftover {
     unsigned char hash[32];
     bool hashed;
     bool adopted;
+    /* The state knew the file before a UIDVALIDITY change, with these
+     * flags as last synced: adopted, it keeps its local changes. */
+    bool synced;
+    unsigned synced_flags;
 };
 
 /* engine.c */

@@ -175,7 +175,8 @@ static struct state_msg matched_row(const struct plan_match *m, const struct old
  * messages. Pair them by identity and record the pairs, so nothing is
  * downloaded twice. Rewrites *state / *nstate. */
 static void collect_leftovers(const struct id_list *lids, const struct plan_match *m, size_t nm,
-                              struct local_msg *local, size_t nlocal, struct leftover **left, size_t *nleft)
+                              const struct old_rows *old, struct local_msg *local, size_t nlocal,
+                              struct leftover **left, size_t *nleft)
 {
     size_t nidx = nm;
     const char **idx = xmalloc((nm ? nm : 1) * sizeof *idx);
@@ -187,8 +188,10 @@ static void collect_leftovers(const struct id_list *lids, const struct plan_matc
     for (size_t i = 0; i < lids->n; i++)
         if (!index_has(idx, nidx, lids->ids[i].uniq)) {
             const struct local_msg *l = local_by_uniq(local, nlocal, lids->ids[i].uniq);
+            const struct state_msg *o = l ? old_row(old, l->uniq) : NULL;
             if (l)
-                (*left)[(*nleft)++] = (struct leftover){.uniq = xstrdup(l->uniq), .size = l->size};
+                (*left)[(*nleft)++] = (struct leftover){.uniq = xstrdup(l->uniq), .size = l->size,
+                                                        .synced = o != NULL, .synced_flags = o ? o->flags : 0};
         }
     free(idx);
 }
@@ -245,7 +248,7 @@ int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct 
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
         goto out;
     }
-    collect_leftovers(&lids, m, nm, local, nlocal, left, nleft);
+    collect_leftovers(&lids, m, nm, &orows, local, nlocal, left, nleft);
     qsort(rids.ids, rids.n, sizeof *rids.ids, cmp_identity_uid);
 record:
     if (nm == 0 && nold == 0)

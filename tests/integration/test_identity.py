@@ -128,9 +128,10 @@ class IdentityTest(tb.BedTestCase):
 
     def change_locally(self):
         """After a pull: remove two messages' files and change the flags of
-        four others (\\Seen off, \\Seen on, \\Flagged on; \\Answered toggled
-        on message 10, whose \\Flagged recreate_folder(change_flags=True)
-        toggles on the server), nothing pushed. Returns ({content hash:
+        six others (\\Seen off, \\Seen on, \\Flagged on; \\Answered toggled
+        on messages 10 and 25, whose \\Flagged recreate_folder(change_flags=
+        True) toggles on the server; \\Draft on the headerless 26: the two
+        without Message-ID are matched by content), nothing pushed. Returns ({content hash:
         letters} as the user wants the folder once the server's changes are
         in, the same for the server with only the server's changes, the
         removed messages' hashes)."""
@@ -142,7 +143,7 @@ class IdentityTest(tb.BedTestCase):
         drop_s = next(i for i in rest if "S" in msgs[i].letters)
         add_s = next(i for i in rest if "S" not in msgs[i].letters)
         add_f = next(i for i in rest if i not in (drop_s, add_s) and "F" not in msgs[i].letters)
-        toggles = {drop_s: "S", add_s: "S", add_f: "F", 10: "R"}
+        toggles = {drop_s: "S", add_s: "S", add_f: "F", 10: "R", 25: "R", 26: "D"}
         wanted, server_only = {}, {}
         cur = os.path.join(tb.local_folder_path(self.maildir, self.FOLDER), "cur")
         for i, m in enumerate(msgs):
@@ -188,7 +189,7 @@ class IdentityTest(tb.BedTestCase):
         folder = self.folder_result(r)
         self.assertEqual(folder["fetched"], 0, "messages were delivered again:\n%s" % r)
         self.assertEqual(folder["deleted_on_server"], 2, str(r))
-        self.assertEqual(folder["flags_pushed"], 4, str(r))
+        self.assertEqual(folder["flags_pushed"], 6, str(r))
         # the removed messages are gone on both sides, the local flag
         # changes and the server's are both in, on both sides
         self.assertEqual(len(wanted), 25)
@@ -225,7 +226,7 @@ class IdentityTest(tb.BedTestCase):
         self.assertFolder(wanted, server_only)
         r = self.run_ok("push", "--json")
         folder = self.folder_result(r)
-        self.assertEqual((folder["deleted_on_server"], folder["flags_pushed"], folder["uploaded"]), (2, 4, 0), str(r))
+        self.assertEqual((folder["deleted_on_server"], folder["flags_pushed"], folder["uploaded"]), (2, 6, 0), str(r))
         self.assertFolder(wanted, wanted)
         self.pull()
         self.assertSynced()
