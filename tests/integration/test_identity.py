@@ -212,6 +212,12 @@ class IdentityTest(tb.BedTestCase):
         files = inodes(self.maildir)
         wanted, server_only, deleted = self.change_locally()
         self.recreate_folder(change_flags=True)
+        # a dry run would fetch only the two without Message-ID (a real run
+        # compares them by content first), and changes nothing
+        snap = tb.snapshot_tree(self.maildir)
+        r = self.pull("--dry-run")
+        self.assertEqual(r.stdout.count("would fetch"), 2, r.stdout)
+        self.assertEqual(tb.snapshot_tree(self.maildir), snap)
         r = self.pull("--json", "-v")
         self.assertIn("UIDVALIDITY changed", r.stderr)
         self.assertEqual(self.folder_result(r)["fetched"], 0, "messages were delivered again:\n%s" % r)
@@ -231,6 +237,35 @@ class IdentityTest(tb.BedTestCase):
         self.pull()
         self.assertSynced()
         self.assertEqual(len(inodes(self.maildir)), 25)
+
+
+    def test_uidvalidity_change_local_mass_deletion_needs_force(self):
+        """Most of the folder deleted locally, then the UIDVALIDITY changes:
+        the push's mass-deletion guard still holds the deletions back (exit
+        1, nothing removed on the server), and the pull does not bring the
+        messages back; --force removes them."""
+        self.seed()
+        self.pull()
+        msgs = self.server_state()[self.FOLDER]
+        local = {content_hash(m.data): m for m in tb.read_maildir(self.maildir)[self.FOLDER]}
+        gone = {content_hash(m.data_lf) for m in msgs[:20]}
+        for h in gone:
+            os.unlink(local[h].path)
+        kept = {content_hash(m.data_lf): m.letters for m in msgs[20:]}
+        everything = {content_hash(m.data_lf): m.letters for m in msgs}
+        self.recreate_folder(change_flags=False)
+        r = self.run_ok("sync", "--json", expect=1)
+        self.assertIn("max_delete", r.stderr)
+        folder = self.folder_result(r)
+        self.assertEqual((folder["fetched"], folder["deleted_on_server"]), (0, 0), str(r))
+        self.assertFolder(kept, everything)
+        # held back again by the next run, not downloaded either
+        self.run_ok("sync", expect=1)
+        self.assertFolder(kept, everything)
+        r = self.run_ok("sync", "--force", "--json")
+        self.assertEqual(self.folder_result(r)["deleted_on_server"], 20, str(r))
+        self.assertFolder(kept, kept)
+        self.assertSynced()
 
 
 if __name__ == "__main__":
