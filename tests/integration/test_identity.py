@@ -7,6 +7,7 @@ except over local changes not yet pushed: those survive the re-match.
 import hashlib
 import os
 import re
+import signal
 import time
 import unittest
 
@@ -266,6 +267,34 @@ class IdentityTest(tb.BedTestCase):
         self.assertEqual(self.folder_result(r)["deleted_on_server"], 20, str(r))
         self.assertFolder(kept, kept)
         self.assertSynced()
+
+
+    def test_uidvalidity_change_killed_while_matching_keeps_local_changes(self):
+        """A pull killed while it waits for the server's Message-IDs (after
+        it saw the UIDVALIDITY change): the rows of the last sync are still
+        there, so the next pull keeps the local changes all the same."""
+        self.seed()
+        self.pull()
+        wanted, server_only, _ = self.change_locally()
+        self.recreate_folder(change_flags=True)
+        px = tb.Proxy(self.bed.imap_port, stall_on=(b"MESSAGE-ID", 1)).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        p = tb.start_mailsync(["pull"], config=self.config_path, workdir=self.work)
+        try:
+            self.assertTrue(px.stalled.wait(30), "kill point never reached")
+            time.sleep(0.3)
+            self.assertIsNone(p.poll(), "pull ended before the kill point")
+            os.kill(p.pid, signal.SIGKILL)
+        finally:
+            res = tb.finish_mailsync(p)
+        self.assertEqual(res.code, -signal.SIGKILL, "not killed: %s" % res)
+        self.write_config()
+        r = self.pull("--json")
+        self.assertEqual(self.folder_result(r)["fetched"], 0, "messages were delivered again:\n%s" % r)
+        self.assertFolder(wanted, server_only)
+        self.run_ok("push")
+        self.assertFolder(wanted, wanted)
 
 
 if __name__ == "__main__":
