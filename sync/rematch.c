@@ -250,6 +250,12 @@ int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct 
     }
     collect_leftovers(&lids, m, nm, &orows, local, nlocal, left, nleft);
     qsort(rids.ids, rids.n, sizeof *rids.ids, cmp_identity_uid);
+    size_t gone = 0;
+    for (size_t i = 0; i < nm; i++)
+        gone += !local_by_uniq(local, nlocal, m[i].uniq);
+    if (gone)
+        log_msg(LOG_VERBOSE, "%zu of the messages matched were deleted locally: they stay deleted, and a push "
+                             "removes them from the server", gone);
 record:
     if (nm == 0 && nold == 0)
         goto out;

@@ -187,6 +187,7 @@ class IdentityTest(tb.BedTestCase):
         self.recreate_folder(change_flags=True)
         r = self.run_ok("sync", "--json", "-v")
         self.assertIn("UIDVALIDITY changed", r.stderr)
+        self.assertIn("2 of the messages matched were deleted locally", r.stderr)
         folder = self.folder_result(r)
         self.assertEqual(folder["fetched"], 0, "messages were delivered again:\n%s" % r)
         self.assertEqual(folder["deleted_on_server"], 2, str(r))
