@@ -161,8 +161,8 @@ static void local_identity(struct maildir_folder *mf, struct local_msg *l, const
  * and bring down only what the server changed; a file the old rows did
  * not know is recorded with its local flags, and the server's flags come
  * down as a change. */
-static struct state_msg matched_row(const struct plan_match *m, const struct old_rows *old,
-                                    struct local_msg *local, size_t nlocal)
+static struct state_msg matched_row(const struct plan_match *m, const struct old_rows *old, struct local_msg *local,
+                                    size_t nlocal)
 {
     const struct state_msg *o = old_row(old, m->uniq);
     const struct local_msg *l = local_by_uniq(local, nlocal, m->uniq);
