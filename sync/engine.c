@@ -855,8 +855,9 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     }
     if (p.guard_tripped) {
         rc = ms_error_set(err, MS_EPARTIAL,
-                          "%s: left untouched: the server no longer lists %zu of %zu messages, more than "
-                          "max_delete (%d%%); if that is right, run again with --force",
+                          "%s: left untouched: the server no longer lists %zu of the %zu messages synced "
+                          "before, more than max_delete (%d%%) allows or all of them; if that is right, run "
+                          "again with --force",
                           sel->name, p.guard_deletes, p.guard_total, r->acct->max_delete);
         goto out;
     }
