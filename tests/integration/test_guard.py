@@ -47,6 +47,130 @@ class GuardTestCase(tb.BedTestCase):
         self.assertEqual(self.local_hashes(), hashes, "a guarded folder lost local mail")
 
 
+class QresyncRace(GuardTestCase):
+    """Another client empties the folder after the EXAMINE is answered and
+    before our UID FETCH reaches the server: the expunges come as VANISHED
+    in the FETCH's answer while the EXAMINE's EXISTS still counts them. The
+    proxy makes the moment exact: while it holds INBOX's STATUS answer a
+    message is appended (so the EXAMINE shows new mail the STATUS did not,
+    and the UID FETCH of it goes out after the EXAMINE's answer), and while
+    it holds the EXAMINE's tagged OK every message is expunged."""
+
+    def race(self, n, seed):
+        uids = self.seed_and_pull(n, seed)
+        with self.imap() as c:
+            c.set_flags("INBOX", uids[:1], ["$GuardTest"])  # HIGHESTMODSEQ moves: INBOX is looked at
+        before = self.local_hashes()
+        events = []
+
+        def per_line(line):
+            if line.startswith(b"* STATUS INBOX ") and "appended" not in events:
+                with self.imap() as c:
+                    c.append_many("INBOX", tb.make_corpus(1, seed=seed, size=(400, 800), start=900))
+                events.append("appended")
+            elif b" OK [READ-ONLY]" in line and "appended" in events and "expunged" not in events:
+                with self.imap() as c:
+                    c.expunge_uids("INBOX", [m.uid for m in c.messages("INBOX")])
+                events.append("expunged")
+            return [line]
+
+        px = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=tb.line_rewriter(per_line)).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        r = self.mailsync("pull", "-v")
+        self.assertEqual(events, ["appended", "expunged"], r)
+        self.assertIn("(QRESYNC)", r.stderr)
+        # the race happened: the expunges came with the answer to our FETCH
+        down = bytes(px.downstream)
+        self.assertRegex(down, rb"\r\n\* VANISHED 1:\d+", "no VANISHED during the FETCH")
+        self.assertHeld(r, before)
+        self.assertEqual(self.server_hashes(), collections.Counter())
+        # the state still knows them: the next run is held back the same way
+        r = self.mailsync("pull")
+        self.assertHeld(r, before)
+        # and --force lets the deletions through
+        self.pull("--force")
+        self.assertEqual(self.local_hashes(), collections.Counter())
+        self.assertSynced()
+
+    def test_folder_of_100_emptied_during_the_fetch(self):
+        self.race(100, seed=61)
+
+    def test_folder_of_30_emptied_during_the_fetch(self):
+        self.race(30, seed=62)
+
+
+class LyingVanished(GuardTestCase):
+    """A server that answers the EXAMINE with VANISHED (EARLIER) 1:1100 and
+    100 EXISTS while it still holds every message: the vanished set
+    contradicts the server's own count, so the folder is listed in full and
+    nothing is deleted; the state keeps every message."""
+
+    def test_injected_vanished_deletes_nothing(self):
+        uids = self.seed_and_pull(100, seed=63)
+        with self.imap() as c:
+            c.set_flags("INBOX", uids[:3], ["$GuardTest"])  # something to resync
+        before = self.local_hashes()
+        files_before = set(tb.message_files(self.maildir))
+        injected = []
+
+        def per_line(line):
+            if b" OK [READ-ONLY]" in line and not injected:
+                injected.append(line)
+                return [b"* VANISHED (EARLIER) 1:1100", line]
+            return [line]
+
+        px = tb.Proxy(self.bed.imap_port, rewrite_down=tb.line_rewriter(per_line)).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        r = self.mailsync("pull", "-v")
+        self.assertTrue(injected, "the proxy never saw the EXAMINE's answer")
+        self.assertEqual(self.local_hashes(), before, r)
+        self.assertEqual(self.server_hashes(), before)
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("listing the folder in full", r.stderr)
+        self.assertSynced()    # the flag changes did arrive
+        # the state still knows all 100: a normal pull fetches and deletes nothing
+        self.write_config()
+        r = self.pull("--json")
+        folders = {f["name"]: f for f in r.json()["accounts"][0]["folders"]}
+        self.assertEqual(folders["INBOX"]["fetched"], 0, r)
+        self.assertEqual(folders["INBOX"]["deleted"], 0, r)
+        self.assertEqual(self.local_hashes(), before)
+        self.assertEqual({os.path.basename(p).split(":2,")[0] for p in tb.message_files(self.maildir)},
+                         {os.path.basename(p).split(":2,")[0] for p in files_before})
+
+
+    def test_injected_vanished_below_the_share_deletes_nothing(self):
+        """10 of 100 said vanished (well under max_delete) while the server
+        holds all 100 and says 100 EXISTS: the set does not add up to
+        EXISTS, so it is not trusted; nothing is deleted or forgotten."""
+        uids = self.seed_and_pull(100, seed=69)
+        with self.imap() as c:
+            c.set_flags("INBOX", uids[50:52], ["$GuardTest"])
+        before = self.local_hashes()
+        injected = []
+
+        def per_line(line):
+            if b" OK [READ-ONLY]" in line and not injected:
+                injected.append(line)
+                return [b"* VANISHED (EARLIER) %d:%d" % (uids[0], uids[9]), line]
+            return [line]
+
+        px = tb.Proxy(self.bed.imap_port, rewrite_down=tb.line_rewriter(per_line)).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        r = self.pull("-v")
+        self.assertTrue(injected, "the proxy never saw the EXAMINE's answer")
+        self.assertEqual(self.local_hashes(), before, r)
+        self.assertSynced()
+        self.write_config()
+        r = self.pull("--json")
+        inbox = [f for f in r.json()["accounts"][0]["folders"] if f["name"] == "INBOX"][0]
+        self.assertEqual((inbox["fetched"], inbox["deleted"]), (0, 0), r)
+        self.assertEqual(self.local_hashes(), before)
+
+
 class SmallFolders(GuardTestCase):
     """Under 20 messages there is no share rule, but a folder is never
     emptied without --force; its last message may still go."""
