@@ -171,6 +171,43 @@ class LyingVanished(GuardTestCase):
         self.assertEqual(self.local_hashes(), before)
 
 
+    def test_vanished_during_the_pipelined_fetch_is_checked(self):
+        """New mail the STATUS showed: the UID FETCH of it goes out with the
+        EXAMINE, in one write. A VANISHED of every known UID in that
+        FETCH's answer (here injected: the server still has them all)
+        contradicts the EXAMINE's EXISTS: the folder is listed in full, the
+        new message arrives and nothing is deleted or forgotten."""
+        uids = self.seed_and_pull(100, seed=70)
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(1, seed=70, size=(400, 800), start=900))
+        injected, examined = [], []
+
+        def per_line(line):
+            if b" OK [READ-ONLY]" in line:
+                examined.append(line)
+            elif examined and not injected and b" OK Fetch completed" in line:
+                injected.append(line)
+                return [b"* VANISHED %d:%d" % (uids[0], uids[-1]), line]
+            return [line]
+
+        px = tb.Proxy(self.bed.imap_port, record=True, rewrite_down=tb.line_rewriter(per_line)).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        r = self.mailsync("pull", "-v")
+        self.assertTrue(injected, "the proxy never saw the FETCH's answer\n%s" % r)
+        # the FETCH did ride with the EXAMINE
+        self.assertTrue(any(b"EXAMINE" in data and b"UID FETCH" in data for down, data in px.transcript if not down),
+                        "the UID FETCH was not pipelined with the EXAMINE")
+        self.assertEqual(self.local_hashes(), self.server_hashes(), r)
+        self.assertEqual(sum(self.local_hashes().values()), 101)
+        self.assertEqual(r.code, 0, r)
+        self.write_config()
+        r = self.pull("--json")
+        inbox = [f for f in r.json()["accounts"][0]["folders"] if f["name"] == "INBOX"][0]
+        self.assertEqual((inbox["fetched"], inbox["deleted"]), (0, 0), r)
+        self.assertEqual(sum(self.local_hashes().values()), 101)
+
+
 class SmallFolders(GuardTestCase):
     """Under 20 messages there is no share rule, but a folder is never
     emptied without --force; its last message may still go."""
