@@ -47,6 +47,7 @@ enum stmt_id {
     ST_MSG_CONFIRM,
     ST_MSG_DELETE,
     ST_MSG_DELETE_ALL,
+    ST_MSG_COUNT,
     ST_META_SET,
     ST_META_DEL,
     ST_META_GET,
@@ -97,6 +98,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_MSG_CONFIRM] = "UPDATE messages SET pending = 0 WHERE folder_id = ?1 AND uid = ?2",
     [ST_MSG_DELETE] = "DELETE FROM messages WHERE folder_id = ?1 AND uid = ?2",
     [ST_MSG_DELETE_ALL] = "DELETE FROM messages WHERE folder_id = ?1",
+    [ST_MSG_COUNT] = "SELECT count(*) FROM messages WHERE folder_id = ?1",
     [ST_META_SET] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
     [ST_META_DEL] = "DELETE FROM meta WHERE key = ?1",
     [ST_MSG_LIST_BRIEF] = "SELECT uid, uniq, flags, keywords, size, NULL, NULL, pending FROM messages "
@@ -1026,6 +1028,20 @@ int state_msg_delete_all(struct state *s, int64_t folder_id, struct ms_error *er
         return MS_ELOCAL;
     sqlite3_bind_int64(st, 1, folder_id);
     return run(s, st, "deleting messages", err);
+}
+
+int state_msg_count(struct state *s, int64_t folder_id, size_t *out, struct ms_error *err)
+{
+    *out = 0;
+    sqlite3_stmt *st = stmt(s, ST_MSG_COUNT, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = (size_t)sqlite3_column_int64(st, 0);
+    stmt_done(st);
+    return rc == SQLITE_ROW ? MS_OK : db_error(s, err, "counting messages");
 }
 
 void state_msg_free(struct state_msg *m)

@@ -155,6 +155,12 @@ int state_msg_delete(struct state *s, int64_t folder_id, uint32_t uid, struct ms
  * inside the transaction that re-inserts the re-matched rows). */
 int state_msg_delete_all(struct state *s, int64_t folder_id, struct ms_error *err);
 
+/* How many message rows the folder has (*out): what the state knew of it,
+ * the mass-deletion guard's denominator. Reads an index entry for every
+ * row of the folder (some ms at 20,000), so callers ask only when a plan
+ * would delete. */
+int state_msg_count(struct state *s, int64_t folder_id, size_t *out, struct ms_error *err);
+
 void state_msg_free(struct state_msg *m);            /* frees members */
 void state_msgs_free(struct state_msg *m, size_t n); /* frees array too */
 

@@ -519,39 +519,57 @@ static void merge_changes(const struct state_msg *st, size_t ns, const struct im
  * the changed and vanished UIDs, looked up one by one, so a resync's local
  * cost follows the changes, not the folder (unless the server reports more
  * than LOOKUP_MAX of them: then one read of all rows is cheaper). CONDSTORE
- * alone finds expunges by comparing all UIDs: all rows. *guard_total is
- * how many messages the folder held as last synced, for the planner's
- * mass-deletion guard when only some rows were read. */
+ * alone finds expunges by comparing all UIDs: all rows.
+ * When vanished UIDs hit rows (the plan will delete), *guard_total is the
+ * folder's number of state rows, for the planner's mass-deletion guard:
+ * what the state knew, never the server's EXISTS, which a VANISHED that
+ * came after it was counted (another client emptying the folder between
+ * our SELECT and FETCH) or a lying server inflates. Counted only then, so
+ * a resync without expunges pays nothing for it. *doubt is set when the
+ * vanished set is not to be trusted without looking again: the known rows
+ * it leaves plus the new messages do not make the server's EXISTS, or it
+ * would delete enough to trip the guard. Then the caller lists all UIDs. */
 #define LOOKUP_MAX 4096
 
 static int changed_rows(struct run *r, const struct state_folder *sf, const struct imap_mailbox *mb,
                         const struct imap_msg *chg, size_t nchg, const uint32_t *van, size_t nvan,
-                        struct state_msg **st, size_t *ns, size_t *guard_total, struct ms_error *err)
+                        struct state_msg **st, size_t *ns, size_t *guard_total, bool *doubt, struct ms_error *err)
 {
     *guard_total = 0;
-    if (!r->qresync || nchg + nvan > LOOKUP_MAX)
-        return state_msg_list(r->st, sf->id, st, ns, err);
-    uint32_t *want = xmalloc((nchg + nvan + 1) * sizeof *want);
-    size_t n = 0, i = 0, j = 0, nnew = 0;
-    while (i < nchg || j < nvan) { /* both sorted: merge */
-        if (j == nvan || (i < nchg && chg[i].uid < van[j])) {
-            nnew += chg[i].uid >= sf->uidnext;
-            want[n++] = chg[i++].uid;
-        } else {
-            want[n++] = van[j++];
+    *doubt = false;
+    bool all = !r->qresync || nchg + nvan > LOOKUP_MAX;
+    int rc;
+    if (all) {
+        rc = state_msg_list(r->st, sf->id, st, ns, err);
+    } else {
+        uint32_t *want = xmalloc((nchg + nvan + 1) * sizeof *want);
+        size_t n = 0, i = 0, j = 0;
+        while (i < nchg || j < nvan) { /* both sorted: merge */
+            if (j == nvan || (i < nchg && chg[i].uid < van[j]))
+                want[n++] = chg[i++].uid;
+            else
+                want[n++] = van[j++];
         }
+        rc = state_msg_get_uids(r->st, sf->id, want, n, st, ns, err);
+        free(want);
     }
-    int rc = state_msg_get_uids(r->st, sf->id, want, n, st, ns, err);
-    free(want);
-    if (rc)
+    if (rc || !r->qresync)
         return rc;
-    size_t gone = 0;
+    size_t gone = 0, strangers = 0;
     for (size_t k = 0; k < *ns; k++)
         gone += uid_in(van, nvan, (*st)[k].uid);
-    size_t held = (size_t)mb->exists + gone;
-    *guard_total = held > nnew ? held - nnew : 0;
-    if (*guard_total < *ns)
-        *guard_total = *ns;
+    if (gone == 0)
+        return MS_OK; /* nothing to delete: nothing for the guard to weigh */
+    for (size_t i = 0, k = 0; i < nchg; i++) { /* changed UIDs without a row: new mail */
+        while (k < *ns && (*st)[k].uid < chg[i].uid)
+            k++;
+        strangers += !(k < *ns && (*st)[k].uid == chg[i].uid);
+    }
+    size_t held = *ns;
+    if (!all && (rc = state_msg_count(r->st, sf->id, &held, err)))
+        return rc;
+    *guard_total = held;
+    *doubt = held - gone + strangers != mb->exists || plan_guard_trips(gone, gone, held, r->acct->max_delete);
     return MS_OK;
 }
 
@@ -638,8 +656,16 @@ static int remote_changes(struct run *r, const struct selected *sel, const struc
         if (rc)
             goto out;
     }
-    if ((rc = changed_rows(r, sf, mb, chg, nchg, van, nvan, st, ns, guard_total, err)))
+    bool doubt;
+    if ((rc = changed_rows(r, sf, mb, chg, nchg, van, nvan, st, ns, guard_total, &doubt, err)))
         goto out;
+    if (doubt) {
+        /* *done stays false: the caller compares all UIDs instead. */
+        log_msg(LOG_VERBOSE, "%s: %zu vanished UIDs against %u EXISTS: listing the folder in full", sel->name, nvan,
+                mb->exists);
+        *guard_total = 0;
+        goto out;
+    }
     if (r->qresync && (rc = sizes_of_strangers(r, sf, *st, *ns, chg, nchg, err)))
         goto out;
     merge_changes(*st, *ns, chg, nchg, van, nvan, all, nall, !r->qresync, rm, nr, affected);
@@ -854,8 +880,9 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     }
     if (p.guard_tripped) {
         rc = ms_error_set(err, MS_EPARTIAL,
-                          "%s: left untouched: the server no longer lists %zu of %zu messages, more than "
-                          "max_delete (%d%%); if that is right, run again with --force",
+                          "%s: left untouched: the server no longer lists %zu of the %zu messages synced "
+                          "before, more than max_delete (%d%%) allows or all of them; if that is right, run "
+                          "again with --force",
                           sel->name, p.guard_deletes, p.guard_total, r->acct->max_delete);
         goto out;
     }

@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The mass-deletion guard only watches folders at least this big. */
+/* The mass-deletion guard's share rule watches folders at least this big;
+ * its floor (no folder emptied) needs at least this many deletions. */
 #define GUARD_MIN_MESSAGES 20
+#define GUARD_FLOOR_DELETES 2
 
 struct builder {
     struct plan_action *a;
@@ -127,21 +129,23 @@ static void count(struct plan *p)
     }
 }
 
-/* Too many deletions at once looks like an unmounted disk or a server that
- * lists an empty folder by mistake: leave the whole folder untouched. */
-static void apply_guard(const struct plan_input *in, struct plan *p)
+bool plan_guard_trips(size_t ndelete, size_t nremoved, size_t total, int max_delete)
 {
-    size_t total = in->guard_total ? in->guard_total : in->nstate;
-    if (in->force || total < GUARD_MIN_MESSAGES)
-        return;
-    if ((uint64_t)p->ndelete * 100 <= (uint64_t)in->max_delete * total)
-        return;
-    p->guard_tripped = true;
-    p->guard_deletes = p->ndelete;
-    p->guard_total = total;
-    p->n = 0;
-    p->nfetch = p->nskip = p->nflags = p->ndelete = p->nforget = 0;
-    p->fetch_bytes = 0;
+    if (ndelete == 0)
+        return false;
+    if (total >= GUARD_MIN_MESSAGES && (uint64_t)ndelete * 100 > (uint64_t)max_delete * total)
+        return true;
+    return ndelete >= GUARD_FLOOR_DELETES && nremoved >= total;
+}
+
+/* Too many deletions at once looks like an unmounted disk or a server that
+ * lists an empty folder by mistake. Both planners ask this one question;
+ * on true each drops its whole plan (the folder is left untouched) and
+ * keeps only *total, the denominator, to say why. */
+static bool guard_trips(const struct plan_input *in, size_t ndelete, size_t nremoved, size_t *total)
+{
+    *total = in->guard_total ? in->guard_total : in->nstate;
+    return !in->force && plan_guard_trips(ndelete, nremoved, *total, in->max_delete);
 }
 
 int plan_pull(const struct plan_input *in, struct plan *out)
@@ -173,7 +177,11 @@ int plan_pull(const struct plan_input *in, struct plan *out)
     out->actions = b.a;
     out->n = b.n;
     count(out);
-    apply_guard(in, out);
+    size_t total, ndelete = out->ndelete;
+    if (guard_trips(in, ndelete, ndelete + out->nforget, &total)) {
+        plan_free(out);
+        *out = (struct plan){.guard_tripped = true, .guard_deletes = ndelete, .guard_total = total};
+    }
     return 0;
 }
 
@@ -254,16 +262,10 @@ int plan_push(const struct plan_input *in, struct push_plan *out)
         case PUSH_APPEND: out->nappend++; break;
         }
     }
-    size_t total = in->guard_total ? in->guard_total : in->nstate;
-    if (out->ndelete && !in->force && total >= GUARD_MIN_MESSAGES &&
-        (uint64_t)out->ndelete * 100 > (uint64_t)in->max_delete * total) {
-        out->guard_tripped = true;
-        out->guard_deletes = out->ndelete;
-        out->guard_total = total;
-        /* the deletions sort first: drop them, keep the rest */
-        memmove(out->actions, out->actions + out->ndelete, (out->n - out->ndelete) * sizeof *out->actions);
-        out->n -= out->ndelete;
-        out->ndelete = 0;
+    size_t total, ndelete = out->ndelete;
+    if (guard_trips(in, ndelete, ndelete, &total)) {
+        push_plan_free(out);
+        *out = (struct push_plan){.guard_tripped = true, .guard_deletes = ndelete, .guard_total = total};
     }
     return 0;
 }

@@ -57,9 +57,11 @@ struct plan_input {
     uint64_t max_size;    /* 0 = no limit; larger messages are skipped */
     int max_delete;       /* percent of a folder a run may delete */
     bool force;           /* override the mass-deletion guard */
-    size_t guard_total;   /* messages in the folder, when state holds only
-                             some of its rows (an incremental resync);
-                             0 = nstate */
+    size_t guard_total;   /* the folder's state rows (what the state DB
+                             knew of it), when state holds only some of
+                             them (an incremental resync); 0 = nstate.
+                             Never a count the server reports: a server
+                             could inflate it and so dilute the share. */
 };
 
 enum plan_op {
@@ -86,13 +88,31 @@ struct plan {
     size_t n;
     size_t nfetch, nskip, nflags, ndelete, nforget;
     uint64_t fetch_bytes;
-    /* Mass-deletion guard: the folder holds >= 20 messages and the plan
-     * would delete more than max_delete percent of them. The deletions
-     * were left out of the plan; everything else stays. */
+    /* Mass-deletion guard (plan_guard_trips) tripped: the whole plan was
+     * dropped (n == 0, every count 0), so the caller leaves the folder
+     * untouched and says why with the two numbers below. */
     bool guard_tripped;
-    size_t guard_deletes;    /* how many deletions were withheld */
-    size_t guard_total;      /* of how many messages */
+    size_t guard_deletes;    /* how many deletions the plan would have made */
+    size_t guard_total;      /* of how many messages the state knew */
 };
+
+/* The mass-deletion guard, the same for plan_pull() and plan_push(): does
+ * a plan that deletes ndelete of the total messages the state knew of a
+ * folder need --force? nremoved is ndelete plus the known messages the
+ * plan forgets without deleting anything (a pull's PLAN_FORGET: the local
+ * file is gone already). It trips when
+ *   - the share: the folder held at least 20 and more than max_delete
+ *     percent of them would be deleted; or
+ *   - the floor, whatever the size: every message the state knew would
+ *     go (nremoved >= total) and at least two are deletions.
+ * Why two: removing the last message of a folder is an everyday user
+ * action (read it, delete it) that looks exactly like a one-message folder
+ * emptied by mistake; asking --force for it would make --force routine,
+ * and a guard that is always overridden guards nothing. Two or more
+ * known messages all gone at once is what an unmounted disk, a wiped
+ * Maildir or a server listing an empty folder looks like. total is what
+ * the state DB knew, never a number the server reported in the run. */
+bool plan_guard_trips(size_t ndelete, size_t nremoved, size_t total, int max_delete);
 
 /* Plan the server -> local direction. Returns 0, or -1 on out of memory.
  * The plan borrows strings from in; free it with plan_free(). Action order:
@@ -130,8 +150,9 @@ int plan_match(const struct plan_identity *remote, size_t nremote, const struct 
  *   - a known message whose local flags differ from the recorded ones:
  *     the difference is added/removed on the server (PUSH_FLAGS);
  *   - a known message whose file is gone: removed on the server
- *     (PUSH_DELETE), except in backup mode (then nothing), and held back
- *     by the mass-deletion guard like a pull's deletions;
+ *     (PUSH_DELETE), except in backup mode (then nothing); the
+ *     mass-deletion guard weighs them as a pull's (plan_guard_trips) and
+ *     on a trip drops the whole plan;
  *   - a local file the state does not know: uploaded (PUSH_APPEND).
  * State rows without a local name are left alone. */
 enum push_op { /* in the order they are planned */
@@ -152,7 +173,7 @@ struct push_plan {
     struct push_action *actions;
     size_t n;
     size_t nflags, ndelete, nappend;
-    bool guard_tripped;  /* deletions withheld, as struct plan's */
+    bool guard_tripped;  /* as struct plan's: the whole plan was dropped */
     size_t guard_deletes, guard_total;
 };
 

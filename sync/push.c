@@ -530,8 +530,8 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     if (p.guard_tripped) {
         /* As a pull's guard: the folder is left untouched. */
         rc = ms_error_set(err, MS_EPARTIAL,
-                          "%s: nothing pushed: %zu of %zu messages are gone locally, more than max_delete (%d%%); "
-                          "if that is right, run again with --force",
+                          "%s: nothing pushed: %zu of the %zu messages synced before are gone locally, more than "
+                          "max_delete (%d%%) allows or all of them; if that is right, run again with --force",
                           sel->name, p.guard_deletes, p.guard_total, r->acct->max_delete);
         goto out;
     }

@@ -217,9 +217,52 @@ static void mass_deletion_guard(void **unused)
     guard_case(100, 49, 50, false, true); /* 51 % */
     guard_case(100, 50, 50, false, false);/* exactly 50 % is allowed */
     guard_case(100, 0, 50, true, false);  /* --force */
-    guard_case(19, 0, 50, false, false);  /* small folders are not guarded */
+    guard_case(19, 1, 50, false, false);  /* under 20: no share rule */
     guard_case(20, 0, 50, false, true);
     guard_case(100, 90, 5, false, true);  /* max_delete = 5 % */
+}
+
+/* The floor: whatever its size, a folder is not emptied without --force;
+ * the last message of a folder may go (an everyday user action). */
+static void guard_floor_on_small_folders(void **unused)
+{
+    (void)unused;
+    guard_case(10, 0, 50, false, true);   /* 10 of 10: emptied */
+    guard_case(19, 0, 50, false, true);
+    guard_case(2, 0, 50, false, true);    /* two is already "all at once" */
+    guard_case(10, 0, 100, false, true);  /* max_delete does not lift it */
+    guard_case(10, 0, 50, true, false);   /* --force */
+    guard_case(10, 1, 50, false, false);  /* 9 of 10, one stays */
+    guard_case(1, 0, 50, false, false);   /* the last message, deleted */
+}
+
+/* The rule itself, as both planners and the engine ask it. */
+static void guard_rule_table(void **unused)
+{
+    (void)unused;
+    static const struct {
+        size_t ndelete, nremoved, total;
+        int max_delete;
+        bool trips;
+    } t[] = {
+        {0, 0, 100, 50, false},    /* no deletion, never */
+        {0, 5, 5, 50, false},      /* only forgotten rows: nothing deleted */
+        {50, 50, 100, 50, false},  /* exactly the share */
+        {51, 51, 100, 50, true},
+        {100, 100, 100, 50, true}, /* an emptied 100: the QRESYNC race */
+        {100, 100, 200, 50, false},/* ...if EXISTS + VANISHED were the total */
+        {18, 18, 19, 50, false},   /* small, one stays */
+        {19, 19, 19, 50, true},    /* small, emptied */
+        {2, 10, 10, 50, true},     /* 2 deleted, 8 already gone locally */
+        {1, 10, 10, 50, false},    /* the one file left goes */
+        {1, 1, 1, 50, false},
+        {2, 2, 2, 100, true},
+        {0, 0, 0, 50, false},
+    };
+    for (size_t i = 0; i < N(t); i++)
+        if (plan_guard_trips(t[i].ndelete, t[i].nremoved, t[i].total, t[i].max_delete) != t[i].trips)
+            fail_msg("row %zu: %zu deleted, %zu removed of %zu at %d%%: expected %s", i, t[i].ndelete,
+                     t[i].nremoved, t[i].total, t[i].max_delete, t[i].trips ? "a trip" : "none");
 }
 
 /* An incremental resync passes only the rows of changed and vanished UIDs;
@@ -251,6 +294,22 @@ static void guard_with_partial_state(void **unused)
     assert_true(p.guard_tripped);
     assert_int_equal(p.guard_total, 40);
     assert_int_equal(p.n, 0);
+    plan_free(&p);
+    /* All 30 rows the state had vanished, the denominator being the
+     * state's count (30): held back, whatever EXISTS said (the engine no
+     * longer adds EXISTS to the vanished, which made this 30 of 60). */
+    in.guard_total = 30;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_true(p.guard_tripped);
+    assert_int_equal(p.guard_deletes, 30);
+    assert_int_equal(p.guard_total, 30);
+    plan_free(&p);
+    /* The same for a small folder: 5 rows, all vanished. */
+    in.nstate = in.nlocal = 5;
+    in.guard_total = 5;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_true(p.guard_tripped);
+    assert_int_equal(p.guard_total, 5);
     plan_free(&p);
 }
 
@@ -369,7 +428,7 @@ static void push_guard_holds_back_mass_deletion(void **unused)
 {
     (void)unused;
     /* 30 known messages, 20 files gone (67% > 50%), one flag change and
-     * one new file: the deletions are withheld, the rest stays */
+     * one new file: the whole plan is dropped, the folder left untouched */
     struct plan_state s[30];
     char names[30][8];
     struct plan_local l[12];
@@ -388,10 +447,9 @@ static void push_guard_holds_back_mass_deletion(void **unused)
     assert_int_equal(p.guard_deletes, 20);
     assert_int_equal(p.guard_total, 30);
     assert_int_equal(p.ndelete, 0);
-    assert_int_equal(p.n, 2);
-    assert_int_equal(p.actions[0].op, PUSH_FLAGS);
-    assert_int_equal(p.actions[0].uid, 26);
-    assert_int_equal(p.actions[1].op, PUSH_APPEND);
+    assert_int_equal(p.nflags, 0);
+    assert_int_equal(p.nappend, 0);
+    assert_int_equal(p.n, 0);
     push_plan_free(&p);
     /* --force lets them through */
     in.force = true;
@@ -400,6 +458,49 @@ static void push_guard_holds_back_mass_deletion(void **unused)
     assert_int_equal(p.ndelete, 20);
     assert_int_equal(p.n, 22);
     push_plan_free(&p);
+}
+
+/* A pushed folder of n known messages of which `keep` files are left. */
+static void push_guard_case(size_t n, size_t keep, bool force, bool expect_trip)
+{
+    struct plan_state *s = calloc(n, sizeof *s);
+    struct plan_local *l = calloc(n + 1, sizeof *l);
+    char (*names)[24] = calloc(n, sizeof *names);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(names[i], sizeof names[i], "m%06zu", i);
+        s[i] = (struct plan_state){(uint32_t)i + 1, names[i], 0, NULL};
+    }
+    for (size_t i = 0; i < keep; i++)
+        l[i] = (struct plan_local){names[n - keep + i], 0};
+    struct plan_input in = input(s, n, l, keep, NULL, 0);
+    in.force = force;
+    struct push_plan p;
+    assert_int_equal(plan_push(&in, &p), 0);
+    assert_int_equal(p.guard_tripped, expect_trip);
+    if (expect_trip) {
+        assert_int_equal(p.n, 0);
+        assert_int_equal(p.guard_deletes, n - keep);
+        assert_int_equal(p.guard_total, n);
+    } else {
+        assert_int_equal(p.ndelete, n - keep);
+    }
+    push_plan_free(&p);
+    free(s), free(l), free(names);
+}
+
+/* A 10-message INBOX replaced by an empty Maildir must not empty the
+ * server's; the last message of a folder may still be deleted. */
+static void push_guard_floor_on_small_folders(void **unused)
+{
+    (void)unused;
+    push_guard_case(10, 0, false, true);
+    push_guard_case(10, 0, true, false); /* --force */
+    push_guard_case(10, 1, false, false);
+    push_guard_case(2, 0, false, true);
+    push_guard_case(1, 0, false, false);
+    push_guard_case(19, 0, false, true);
+    push_guard_case(20, 10, false, false); /* exactly 50 % */
+    push_guard_case(20, 9, false, true);
 }
 
 int main(void)
@@ -415,6 +516,8 @@ int main(void)
         cmocka_unit_test(order_is_deletes_then_flags_then_fetches),
         cmocka_unit_test(too_big_messages_are_skipped),
         cmocka_unit_test(mass_deletion_guard),
+        cmocka_unit_test(guard_floor_on_small_folders),
+        cmocka_unit_test(guard_rule_table),
         cmocka_unit_test(guard_with_partial_state),
         cmocka_unit_test(match_pairs_by_message_id_and_size),
         cmocka_unit_test(match_with_nothing),
@@ -423,6 +526,7 @@ int main(void)
         cmocka_unit_test(push_deletes_gone_files_and_uploads_unknown_ones),
         cmocka_unit_test(push_in_backup_mode_deletes_nothing),
         cmocka_unit_test(push_guard_holds_back_mass_deletion),
+        cmocka_unit_test(push_guard_floor_on_small_folders),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -767,6 +767,32 @@ static void lookups_by_uid(void **state)
     state_close(s);
 }
 
+/* The mass-deletion guard's denominator: the folder's rows, no other's. */
+static void message_count(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    int64_t fid = add_folder(s, "INBOX");
+    int64_t other = add_folder(s, "Other");
+    size_t n = 99;
+    assert_int_equal(state_msg_count(s, fid, &n, &err), MS_OK);
+    assert_int_equal(n, 0);
+    for (uint32_t uid = 1; uid <= 5; uid++)
+        put(s, fid, uid, "x");
+    put(s, other, 1, "y");
+    assert_int_equal(state_msg_count(s, fid, &n, &err), MS_OK);
+    assert_int_equal(n, 5);
+    assert_int_equal(state_msg_delete(s, fid, 2, &err), MS_OK);
+    assert_int_equal(state_msg_count(s, fid, &n, &err), MS_OK);
+    assert_int_equal(n, 4);
+    assert_int_equal(state_msg_count(s, other, &n, &err), MS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(state_msg_count(s, 9999, &n, &err), MS_OK); /* no such folder: none */
+    assert_int_equal(n, 0);
+    state_close(s);
+}
+
 /* The hook before a batch commit: called for state_batch_commit and for
  * the batch state_begin commits; its failure rolls the batch back. */
 struct hook_log {
@@ -829,6 +855,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(batches, setup, teardown),
         cmocka_unit_test_setup_teardown(lookups_by_uid, setup, teardown),
+        cmocka_unit_test_setup_teardown(message_count, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(meta, setup, teardown),
         cmocka_unit_test_setup_teardown(integrity_stamp, setup, teardown),
