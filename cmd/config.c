@@ -413,16 +413,17 @@ static const struct key_def {
     const char *name;
     key_setter set;
     bool expand; /* ~ and $VAR apply */
+    bool secret; /* its value is never repeated in a message */
 } key_defs[NKEYS] = {
     [K_TYPE] = {"type", set_type, true},
     [K_HOST] = {"host", set_host, true},
     [K_PORT] = {"port", set_port, true},
     [K_TLS] = {"tls", set_tls, true},
     [K_USER] = {"user", set_user, true},
-    [K_PASSWORD] = {"password", set_password, false},
-    [K_PASSWORD_COMMAND] = {"password_command", set_password_command, true},
+    [K_PASSWORD] = {"password", set_password, false, true},
+    [K_PASSWORD_COMMAND] = {"password_command", set_password_command, true, true},
     [K_AUTH] = {"auth", set_auth, true},
-    [K_OAUTH_TOKEN_COMMAND] = {"oauth_token_command", set_oauth_token_command, true},
+    [K_OAUTH_TOKEN_COMMAND] = {"oauth_token_command", set_oauth_token_command, true, true},
     [K_CA_FILE] = {"ca_file", set_ca_file, true},
     [K_FINGERPRINT] = {"fingerprint", set_fingerprint, true},
     [K_MAILDIR] = {"maildir", set_maildir, true},
@@ -494,8 +495,10 @@ static bool var_char(char c)
 }
 
 /* Expand a leading ~ and every $VAR / ${VAR} of in. On success *out is
- * malloc'd. */
-static int expand_value(struct parser *p, const char *key, const char *in, char **out)
+ * malloc'd. secret: the key's value may hold a secret (a command that
+ * prints a password), so no part of it goes into a message. */
+static int expand_value(struct parser *p, const char *key, const char *in, bool secret,
+                        char **out)
 {
     struct strbuf b = {0};
     sb_put(&b, "", 0);
@@ -525,7 +528,8 @@ static int expand_value(struct parser *p, const char *key, const char *in, char 
         if (!var_start(*name) || (braced && *end != '}')) {
             if (braced) {
                 free(b.s);
-                return key_error(p, p->line, key, "bad ${...} in \"%s\"", in);
+                return secret ? key_error(p, p->line, key, "bad ${...} in the value")
+                              : key_error(p, p->line, key, "bad ${...} in \"%s\"", in);
             }
             sb_put(&b, "$", 1); /* "$1", "a$": not a variable */
             s = dollar + 1;
@@ -534,7 +538,10 @@ static int expand_value(struct parser *p, const char *key, const char *in, char 
         char *var = xstrndup(name, (size_t)(end - name));
         const char *val = getenv(var);
         if (!val) {
-            int rc = key_error(p, p->line, key, "environment variable $%s is not set", var);
+            int rc = secret ? key_error(p, p->line, key,
+                                        "an environment variable it names is not set (the "
+                                        "value is not shown: it may hold a secret)")
+                            : key_error(p, p->line, key, "environment variable $%s is not set", var);
             free(var);
             free(b.s);
             return rc;
@@ -584,6 +591,34 @@ static bool valid_account_name(const char *n)
     return true;
 }
 
+/* Whether a word from a line that could not be used may be repeated in
+ * the error: only something shaped like a key name (lower case, digits,
+ * '_'), so a typo such as "hots" is named, while a pasted password or the
+ * value of a line without '=' never reaches the terminal or the journal. */
+static bool shows_like_key(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 32 || !islower((unsigned char)s[0]))
+        return false;
+    for (; *s; s++)
+        if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) && *s != '_')
+            return false;
+    return true;
+}
+
+/* A line without '=': the key it starts with if that is one of ours
+ * ("password secret"), else "line". The rest is never shown. */
+static const char *name_of_bad_line(const char *line)
+{
+    size_t n = 0;
+    while (islower((unsigned char)line[n]) || line[n] == '_')
+        n++;
+    for (int i = 0; i < NKEYS; i++)
+        if (strlen(key_defs[i].name) == n && strncmp(key_defs[i].name, line, n) == 0)
+            return key_defs[i].name;
+    return "line";
+}
+
 static int finish_account(struct parser *p);
 
 /* "[account NAME]" */
@@ -597,15 +632,22 @@ static int section_line(struct parser *p, char *line)
         return key_error(p, p->line, "section", "unexpected text after ']'");
     *close = '\0';
     char *inner = trim(line + 1);
-    if (strncmp(inner, "account", 7) != 0 || (inner[7] != ' ' && inner[7] != '\t'))
+    /* A header that cannot be used is repeated only when it looks like a
+     * section or account name: the line may be a pasted password. */
+    if (strncmp(inner, "account", 7) != 0 || (inner[7] != ' ' && inner[7] != '\t')) {
+        if (shows_like_key(inner))
+            return key_error(p, p->line, "section",
+                             "[%s] is not a section this program knows; write [account NAME]",
+                             inner);
         return key_error(p, p->line, "section",
-                         "[%s] is not a section this program knows; write [account NAME]", inner);
+                         "not a section this program knows (not shown: it may hold a secret); "
+                         "write [account NAME]");
+    }
     char *name = trim(inner + 7);
     if (!valid_account_name(name))
         return key_error(p, p->line, "account",
-                         "\"%s\" is not a valid account name (letters, digits, '-', '_', '.'; "
-                         "not starting with '.' or '-')",
-                         name);
+                         "not a valid account name (letters, digits, '-', '_', '.'; "
+                         "not starting with '.' or '-'; at most 64)");
     int rc = finish_account(p);
     if (rc != MS_OK)
         return rc;
@@ -644,12 +686,14 @@ static int key_line(struct parser *p, char *line)
 {
     char *eq = strchr(line, '=');
     if (!eq)
-        return key_error(p, p->line, trim(line), "expected \"key = value\"");
+        return key_error(p, p->line, name_of_bad_line(line),
+                         "expected \"key = value\" (the line is not shown: it may hold a secret)");
     *eq = '\0';
     char *key = trim(line);
     int id = find_key(key);
     if (id < 0)
-        return key_error(p, p->line, key, "unknown key");
+        return key_error(p, p->line, shows_like_key(key) ? key : "line",
+                         "unknown key%s", shows_like_key(key) ? "" : " (not shown: it may hold a secret)");
     if (!p->acc)
         return key_error(p, p->line, key, "key outside an [account NAME] section");
     if (p->key_line[id])
@@ -664,10 +708,13 @@ static int key_line(struct parser *p, char *line)
     if (!key_defs[id].expand)
         return key_defs[id].set(p, key, value);
     char *expanded = NULL;
-    int rc = expand_value(p, key, value, &expanded);
+    bool secret = key_defs[id].secret;
+    int rc = expand_value(p, key, value, secret, &expanded);
     if (rc != MS_OK)
         return rc;
-    if (!*expanded)
+    if (!*expanded && secret)
+        rc = key_error(p, p->line, key, "empty value after expanding ~ and $VAR");
+    else if (!*expanded)
         rc = key_error(p, p->line, key, "empty value after expanding \"%s\"", value);
     else
         rc = key_defs[id].set(p, key, expanded);

@@ -273,7 +273,7 @@ static void errors(void **unused)
     load_fails("[account x/y]\n", 1, "account", NULL);
     load_fails("[general]\n", 1, "section", "[account NAME]");
     load_fails("[account a\n", 1, "section", NULL);
-    load_fails(MINIMAL "what\n", 6, "what", "key = value");
+    load_fails(MINIMAL "what\n", 6, "line", "key = value");
     load_fails(MINIMAL "trash =   # nothing\n", 6, "trash", "empty value");
     load_fails(MINIMAL "port = 0\n", 6, "port", "out of range");
     load_fails(MINIMAL "port = 65536\n", 6, "port", "out of range");
@@ -353,6 +353,83 @@ static void password_permissions(void **unused)
     struct config c;
     struct ms_error err = {0};
     assert_int_equal(config_load(cfgpath, &c, &err), MS_OK);
+    config_free(&c);
+}
+
+/* Load text with mode and expect MS_EUSAGE at line with key, and that no
+ * message text contains needle (a secret written into the config). */
+static void fails_quietly(const char *text, mode_t mode, int line, const char *key,
+                          const char *needle)
+{
+    load_fails_mode(text, mode, line, key, NULL);
+    struct config c;
+    struct ms_error err = {0};
+    assert_int_equal(config_load(cfgpath, &c, &err), MS_EUSAGE);
+    if (strstr(err.msg, needle))
+        fail_msg("message \"%s\" repeats \"%s\" from:\n%s", err.msg, needle, text);
+    config_free(&c);
+}
+
+#define SECRET "Zq7-hunter2-Xy"
+
+/* No error repeats a value of password, password_command or
+ * oauth_token_command, or the text of a line that could not be used. */
+static void secrets_not_echoed(void **unused)
+{
+    (void)unused;
+    /* Lines without '=': the key is named when it is one of ours. */
+    fails_quietly(MINIMAL "password " SECRET "\n", 0600, 6, "password", SECRET);
+    fails_quietly(MINIMAL "password: " SECRET "\n", 0600, 6, "password", SECRET);
+    fails_quietly(MINIMAL "password\t" SECRET "\n", 0600, 6, "password", SECRET);
+    fails_quietly(MINIMAL "password_command " SECRET "\n", 0600, 6, "password_command", SECRET);
+    fails_quietly(MINIMAL SECRET "\n", 0600, 6, "line", SECRET);
+    fails_quietly(MINIMAL "zqlowersecret\n", 0600, 6, "line", "zqlowersecret");
+    fails_quietly("  " SECRET "  \n" MINIMAL, 0600, 1, "line", SECRET);
+    /* Unknown keys: named only when shaped like a key; never the value. */
+    fails_quietly(MINIMAL "passwd = " SECRET "\n", 0600, 6, "passwd", SECRET);
+    fails_quietly(MINIMAL SECRET " = x\n", 0600, 6, "line", SECRET);
+    fails_quietly(MINIMAL "my " SECRET " = x\n", 0600, 6, "line", SECRET);
+    fails_quietly(MINIMAL "Zq7Hunter2 = x\n", 0600, 6, "line", "Zq7Hunter2");
+    /* Duplicates, permissions and conflicts name the key only. */
+    fails_quietly(MINIMAL "password = " SECRET "\n", 0600, 6, "password", SECRET);
+    fails_quietly("[account a]\nhost = h\nuser = u\nmaildir = /m\npassword = " SECRET "\n", 0640,
+                  5, "password", SECRET);
+    fails_quietly("[account a]\nhost = h\nuser = u\nmaildir = /m\npassword = " SECRET
+                  "\npassword_command = echo " SECRET "\n",
+                  0600, 6, "password_command", SECRET);
+    fails_quietly(MINIMAL "password_command = echo " SECRET "\npassword_command = echo " SECRET
+                  "\n",
+                  0600, 7, "password_command", SECRET);
+    /* ~ and $VAR in the commands: neither the text nor a variable name. */
+    unsetenv("ZQ7SECRETVAR");
+    fails_quietly("[account a]\nhost = h\nuser = u\nmaildir = /m\n"
+                  "password_command = echo " SECRET "$ZQ7SECRETVAR\n",
+                  0600, 5, "password_command", "ZQ7SECRETVAR");
+    fails_quietly("[account a]\nhost = h\nuser = u\nmaildir = /m\n"
+                  "password_command = echo " SECRET "$ZQ7SECRETVAR\n",
+                  0600, 5, "password_command", SECRET);
+    fails_quietly("[account a]\nhost = h\nuser = u\nmaildir = /m\nauth = xoauth2\n"
+                  "oauth_token_command = echo ${" SECRET "}\n",
+                  0600, 6, "oauth_token_command", SECRET);
+    setenv("ZQ7EMPTY", "", 1);
+    fails_quietly("[account a]\nhost = h\nuser = u\nmaildir = /m\npassword_command = $ZQ7EMPTY\n",
+                  0600, 5, "password_command", "ZQ7EMPTY");
+    unsetenv("ZQ7EMPTY");
+    /* Section headers gone wrong. */
+    fails_quietly("[" SECRET "]\n", 0600, 1, "section", SECRET);
+    fails_quietly("[account " SECRET "!]\n", 0600, 1, "account", SECRET);
+    fails_quietly("[account a " SECRET "]\n", 0600, 1, "account", SECRET);
+    fails_quietly("[" SECRET "\n", 0600, 1, "section", SECRET);
+    fails_quietly("[account a] " SECRET "\n", 0600, 1, "section", SECRET);
+    /* A line with a NUL byte. */
+    FILE *f = fopen(cfgpath, "w");
+    assert_non_null(f);
+    fwrite(MINIMAL SECRET "\0\n", 1, sizeof MINIMAL - 1 + sizeof SECRET + 1, f);
+    fclose(f);
+    struct config c;
+    struct ms_error err = {0};
+    assert_int_equal(config_load(cfgpath, &c, &err), MS_EUSAGE);
+    assert_null(strstr(err.msg, SECRET));
     config_free(&c);
 }
 
@@ -459,6 +536,7 @@ int main(void)
         cmocka_unit_test(errors),
         cmocka_unit_test(unreadable),
         cmocka_unit_test(password_permissions),
+        cmocka_unit_test(secrets_not_echoed),
         cmocka_unit_test(plaintext_rules),
         cmocka_unit_test(password_command),
         cmocka_unit_test(default_path),
