@@ -863,6 +863,27 @@ static int finish_account(struct parser *p)
 
 /* ---- the file ------------------------------------------------------------- */
 
+/* Whoever can write the config can run commands as the user
+ * (password_command) or send the password to a host of their choosing, so
+ * (as OpenSSH does for its config) the file must belong to the user or
+ * root and be writable by no one else. Its directory is not checked: a
+ * file put in place of it by someone else is theirs, and refused here (the
+ * check is on the file opened, after any symbolic link). */
+static int check_trusted_file(const char *path, const struct stat *st, struct ms_error *err)
+{
+    if (st->st_uid != 0 && st->st_uid != getuid())
+        return ms_error_set(err, MS_EUSAGE,
+                            "%s: refused: the file belongs to another user (uid %u); it must be "
+                            "yours or root's",
+                            path, (unsigned)st->st_uid);
+    if (st->st_mode & (S_IWGRP | S_IWOTH))
+        return ms_error_set(err, MS_EUSAGE,
+                            "%s: refused: the file is writable by group or others, who could run "
+                            "commands as you through it; run \"chmod go-w %s\"",
+                            path, path);
+    return MS_OK;
+}
+
 static int read_file(const char *path, char **text, size_t *len, mode_t *mode,
                      struct ms_error *err)
 {
@@ -878,6 +899,11 @@ static int read_file(const char *path, char **text, size_t *len, mode_t *mode,
     if (!S_ISREG(st.st_mode)) {
         close(fd);
         return ms_error_set(err, MS_EUSAGE, "%s: cannot read: not a regular file", path);
+    }
+    int rc = check_trusted_file(path, &st, err);
+    if (rc != MS_OK) {
+        close(fd);
+        return rc;
     }
     if (st.st_size > CONFIG_MAX_BYTES) {
         close(fd);
@@ -987,6 +1013,48 @@ char *config_default_path(void)
     if (n < 0)
         abort();
     return path;
+}
+
+/* The state DB's directory also holds its journals and the lock, files
+ * that anyone who can write there could plant or swap (a -wal file
+ * SQLite would replay into the DB, a lock taken away): it must belong to
+ * the user or root and be writable by no one else. When it does not exist
+ * yet, the run creates it (0700) in the nearest directory that does,
+ * which may be shared only with the sticky bit (/tmp): others cannot then
+ * remove or rename what is ours. */
+int config_check_state_dir(const struct account *a, struct ms_error *err)
+{
+    char *dir = xstrdup(a->state_path);
+    bool own = true; /* dir is the state DB's own directory, not an ancestor */
+    struct stat st;
+    for (;; own = false) {
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            slash[slash == dir] = '\0'; /* the parent; "/x" lives in "/" */
+        if (slash && stat(dir, &st) == 0)
+            break;
+        /* Other stat errors are the run's to report (exit 5); a path
+         * without '/' cannot come from set_path(). */
+        if (!slash || errno != ENOENT || strcmp(dir, "/") == 0) {
+            free(dir);
+            return MS_OK;
+        }
+    }
+    int rc = MS_OK;
+    bool shared = st.st_mode & (S_IWGRP | S_IWOTH);
+    if (st.st_uid != 0 && st.st_uid != getuid())
+        rc = ms_error_set(err, MS_EUSAGE,
+                          "account %s: refused: the state directory %s belongs to another user "
+                          "(uid %u); set state = to a directory of yours",
+                          a->name, dir, (unsigned)st.st_uid);
+    else if (shared && (own || !(st.st_mode & S_ISVTX)))
+        rc = ms_error_set(err, MS_EUSAGE,
+                          "account %s: refused: the state directory %s is writable by group or "
+                          "others, who could plant files beside the state DB; run "
+                          "\"chmod go-w %s\"",
+                          a->name, dir, dir);
+    free(dir);
+    return rc;
 }
 
 struct account *config_find(struct config *c, const char *name)

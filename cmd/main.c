@@ -182,7 +182,8 @@ static void harden_process(void)
 }
 
 /* The accounts the command line names, or all of them. NULL entries never
- * occur: an unknown name is a usage error. */
+ * occur: an unknown name is a usage error, and so is an account whose
+ * state directory others could write (config_check_state_dir). */
 static int pick_accounts(struct config *cfg, const struct options *o, struct account ***out, size_t *n)
 {
     size_t want = o->naccounts ? o->naccounts : cfg->naccounts;
@@ -192,6 +193,16 @@ static int pick_accounts(struct config *cfg, const struct options *o, struct acc
         if (!list[i]) {
             free(list);
             fprintf(stderr, "mailsync: no account named '%s' in %s\n", o->accounts[i], cfg->path);
+            return MS_EUSAGE;
+        }
+    }
+    /* Before anything is touched: a state directory others can write is
+     * a setup error like a config file they can write (exit 2). */
+    for (size_t i = 0; i < want; i++) {
+        struct ms_error err = {0};
+        if (config_check_state_dir(list[i], &err) != MS_OK) {
+            free(list);
+            fprintf(stderr, "mailsync: %s\n", err.msg);
             return MS_EUSAGE;
         }
     }

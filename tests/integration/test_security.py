@@ -69,6 +69,64 @@ class SecurityTest(tb.BedTestCase):
                 self.assertNothingTouched(r)
         self.assertEqual(self.server_count(), 3)
 
+    # -- 9: config and state directory that others could write -----------------
+
+    def assertRefused(self, r, what):
+        self.assertEqual(r.code, 2, str(r))
+        self.assertIn(what, r.stderr)
+        self.assertIn("refused", r.stderr)
+        self.assertNothingTouched(r)
+        self.assertEqual(self.server_count(), 3, "the server changed")
+
+    def test_writable_config_refused(self):
+        self.seed()
+        marker = self.work / "command-ran"
+        for mode in (0o602, 0o620, 0o666, 0o622):
+            with self.subTest(mode=oct(mode)):
+                # password_command would run as us: it must not be run at all.
+                self.write_config(file_mode=mode, password=None,
+                                  password_command="touch %s; echo %s" % (marker, self.user.password))
+                r = self.mailsync("pull")
+                self.assertRefused(r, 'chmod go-w %s' % self.config_path)
+                self.assertFalse(marker.exists(), "password_command was run")
+        self.write_config(file_mode=0o640, password=None,
+                          password_command="echo %s" % self.user.password)
+        self.pull()
+        self.assertEqual(tb.count_messages(self.maildir), 3)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to give the file away")
+    def test_config_of_another_user_refused(self):
+        self.seed()
+        self.write_config()
+        os.chown(self.config_path, 65534, -1)
+        r = self.mailsync("pull")
+        self.assertRefused(r, "another user")
+
+    def test_writable_state_directory_refused(self):
+        self.seed()
+        shared = self.work / "shared"
+        shared.mkdir()
+        os.chmod(shared, 0o777)
+        for state in (shared / "state.sqlite", shared / "new-dir" / "state.sqlite"):
+            with self.subTest(state=str(state)):
+                self.state = state
+                self.write_config()
+                r = self.mailsync("sync")
+                self.assertRefused(r, 'chmod go-w %s' % shared)
+                self.assertEqual(os.listdir(shared), [], "something was written there")
+        # The same place with the sticky bit still refuses the state
+        # directory itself, but may hold a new one the run creates 0700.
+        os.chmod(shared, 0o1777)
+        r = self.mailsync("sync")
+        self.assertEqual(r.code, 0, str(r))
+        self.assertEqual(os.stat(shared / "new-dir").st_mode & 0o777, 0o700)
+        self.assertEqual(tb.count_messages(self.maildir), 3)
+        self.state = shared / "state.sqlite"
+        self.write_config()
+        r = self.mailsync("status")
+        self.assertEqual(r.code, 2, str(r))
+        self.assertIn('chmod go-w %s' % shared, r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -433,6 +433,105 @@ static void secrets_not_echoed(void **unused)
     config_free(&c);
 }
 
+/* A config file others can write, or that another user owns, is refused
+ * whatever it holds (OpenSSH's rule for its config). */
+static void untrusted_config(void **unused)
+{
+    (void)unused;
+    const char *text = "[account a]\nhost = h\nuser = u\npassword_command = true\nmaildir = /m\n";
+    const mode_t bad[] = {0620, 0602, 0666, 0660, 0622, 0646};
+    struct config c;
+    struct ms_error err = {0};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        write_config(i % 2 ? MINIMAL : text, bad[i]);
+        assert_int_equal(config_load(cfgpath, &c, &err), MS_EUSAGE);
+        assert_non_null(strstr(err.msg, "writable by group or others"));
+        assert_non_null(strstr(err.msg, "chmod go-w"));
+        assert_non_null(strstr(err.msg, cfgpath));
+        assert_int_equal(c.naccounts, 0);
+        config_free(&c);
+    }
+    write_config(text, 0644);
+    assert_int_equal(config_load(cfgpath, &c, &err), MS_OK);
+    config_free(&c);
+    /* Owned by another user (only root can make such a file here). */
+    if (geteuid() == 0) {
+        write_config(text, 0600);
+        assert_int_equal(chown(cfgpath, 65534, (gid_t)-1), 0);
+        assert_int_equal(config_load(cfgpath, &c, &err), MS_EUSAGE);
+        assert_non_null(strstr(err.msg, "another user"));
+        config_free(&c);
+        assert_int_equal(chown(cfgpath, getuid(), (gid_t)-1), 0);
+    }
+}
+
+/* config_check_state_dir on state = DIR/sub/s.sqlite, DIR and sub made
+ * with the given modes (sub_mode 0: sub is not created). */
+static int state_dir_rc(mode_t dir_mode, mode_t sub_mode, struct ms_error *err)
+{
+    char dir[128], sub[160], path[200];
+    snprintf(dir, sizeof dir, "%s/d", tmpdir);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    snprintf(path, sizeof path, "%s/s.sqlite", sub);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    if (sub_mode) {
+        assert_int_equal(mkdir(sub, 0700), 0);
+        assert_int_equal(chmod(sub, sub_mode), 0);
+    }
+    assert_int_equal(chmod(dir, dir_mode), 0);
+    struct account a;
+    memset(&a, 0, sizeof a);
+    a.name = "acc";
+    a.state_path = path;
+    int rc = config_check_state_dir(&a, err);
+    if (sub_mode)
+        rmdir(sub);
+    rmdir(dir);
+    return rc;
+}
+
+static void state_dir_permissions(void **unused)
+{
+    (void)unused;
+    struct ms_error err = {0};
+    assert_int_equal(state_dir_rc(0700, 0700, &err), MS_OK);
+    assert_int_equal(state_dir_rc(0755, 0755, &err), MS_OK);
+    const mode_t bad[] = {0777, 0770, 0707, 0720, 01777};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(state_dir_rc(0700, bad[i], &err), MS_EUSAGE);
+        assert_non_null(strstr(err.msg, "account acc"));
+        assert_non_null(strstr(err.msg, "/d/sub"));
+        assert_non_null(strstr(err.msg, "chmod go-w"));
+    }
+    /* Not there yet: the run creates it (0700) in the nearest existing
+     * directory, which may be shared only with the sticky bit. */
+    assert_int_equal(state_dir_rc(0700, 0, &err), MS_OK);
+    assert_int_equal(state_dir_rc(01777, 0, &err), MS_OK);
+    assert_int_equal(state_dir_rc(0777, 0, &err), MS_EUSAGE);
+    assert_non_null(strstr(err.msg, "/d "));
+    assert_int_equal(state_dir_rc(0770, 0, &err), MS_EUSAGE);
+    /* The root directory, and a path whose first component is missing. */
+    struct account a;
+    memset(&a, 0, sizeof a);
+    a.name = "acc";
+    a.state_path = "/s.sqlite";
+    assert_int_equal(config_check_state_dir(&a, &err), MS_OK);
+    a.state_path = "/no-such-dir-mailsync-test/x/s.sqlite";
+    assert_int_equal(config_check_state_dir(&a, &err), MS_OK);
+    /* Owned by another user. */
+    if (geteuid() == 0) {
+        char dir[128], path[160];
+        snprintf(dir, sizeof dir, "%s/other", tmpdir);
+        snprintf(path, sizeof path, "%s/s.sqlite", dir);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        assert_int_equal(chown(dir, 65534, (gid_t)-1), 0);
+        a.state_path = path;
+        assert_int_equal(config_check_state_dir(&a, &err), MS_EUSAGE);
+        assert_non_null(strstr(err.msg, "another user"));
+        rmdir(dir);
+    }
+}
+
 static void plaintext_rules(void **unused)
 {
     (void)unused;
@@ -537,6 +636,8 @@ int main(void)
         cmocka_unit_test(unreadable),
         cmocka_unit_test(password_permissions),
         cmocka_unit_test(secrets_not_echoed),
+        cmocka_unit_test(untrusted_config),
+        cmocka_unit_test(state_dir_permissions),
         cmocka_unit_test(plaintext_rules),
         cmocka_unit_test(password_command),
         cmocka_unit_test(default_path),
