@@ -127,6 +127,72 @@ class SecurityTest(tb.BedTestCase):
         self.assertEqual(r.code, 2, str(r))
         self.assertIn('chmod go-w %s' % shared, r.stderr)
 
+    # -- 10: names from outside are escaped in every message --------------------
+
+    FORGED = "mailsync: error: forged"
+
+    def assertClean(self, text, what):
+        self.assertNotIn("\x1b", text, "%s carries an escape byte:\n%r" % (what, text))
+        for line in text.splitlines():
+            self.assertFalse(line.startswith(self.FORGED), "%s has a forged line:\n%r" % (what, text))
+
+    def test_local_file_name_escaped(self):
+        self.seed()
+        self.pull()
+        # A file in cur/ whose name carries a terminal escape and a newline,
+        # older than server_retention_days: push names it and leaves it.
+        self.write_config(server_retention_days=30)
+        name = "evil\x1b[2J\n%s:2,S" % self.FORGED
+        cur = tb.local_folder_path(self.maildir, "INBOX") + "/cur/"
+        with open(cur + name, "wb") as f:
+            f.write(tb.make_message(99, seed=42).replace(b"\r\n", b"\n"))
+        os.utime(cur + name, (1e9, 1e9))
+        r = self.run_ok("-v", "push")
+        self.assertIn("evil\\x1b[2J\\nmailsync: error: forged:2,S not uploaded", r.stderr)
+        self.assertClean(r.stderr, "stderr")
+        self.assertEqual(self.server_count(), 3, "the file was uploaded")
+        self.assertTrue(os.path.exists(cur + name), "the file was touched")
+        self.assertEqual(tb.count_messages(self.maildir), 4)
+
+    def test_server_folder_name_escaped(self):
+        # Dovecot refuses such a CREATE, but lists a directory put there:
+        # "Evil&ABs-[2J&AAo-mailsync: error: forged" (ESC and LF in mUTF-7).
+        # The display name already shows them as '?'; every output must
+        # stay clean whichever way.
+        name = "Evil\x1b[2J\n%s" % self.FORGED
+        shown = "Evil?[2J?" + self.FORGED
+        self.bed.seed_direct(self.user, name, tb.make_corpus(2, seed=43, size=9000, flags=False))
+        self.seed()
+        self.write_config(max_size="6K")
+        r = self.run_ok("-v", "pull")
+        self.assertIn("warning: %s: UID 1 skipped" % shown, r.stderr)
+        self.assertClean(r.stderr, "stderr")
+        self.assertClean(r.stdout, "stdout")
+        for args in (["status"], ["folders"], ["-v", "pull"]):
+            with self.subTest(args=args):
+                r = self.run_ok(*args)
+                self.assertClean(r.stdout + r.stderr, " ".join(args))
+        # --json: valid JSON whose strings carry no raw control byte.
+        r = self.run_ok("--json", "pull")
+        self.assertClean(r.stdout + r.stderr, "--json")
+        names = [f["name"] for f in r.json()["accounts"][0]["folders"]]
+        self.assertIn(shown, names)
+        self.assertEqual(tb.count_messages(self.maildir), 3, "INBOX, and nothing over max_size")
+    def test_config_path_and_account_name_escaped(self):
+        evil = "evil\x1b[2J\n" + self.FORGED
+        r = self.mailsync("pull", config=self.work / evil)
+        self.assertEqual(r.code, 2, str(r))
+        self.assertIn("evil\\x1b[2J\\nmailsync: error: forged: cannot read", r.stderr)
+        self.assertClean(r.stderr, "stderr")
+        r = self.mailsync("pull", evil)
+        self.assertEqual(r.code, 2, str(r))
+        self.assertIn("no account named 'evil\\x1b[2J\\n", r.stderr)
+        self.assertClean(r.stderr, "stderr")
+        r = self.mailsync(evil)
+        self.assertEqual(r.code, 2, str(r))
+        self.assertClean(r.stderr, "stderr")
+        self.assertNothingTouched(r)
+
 
 if __name__ == "__main__":
     unittest.main()
