@@ -153,12 +153,23 @@ class SecurityTest(tb.BedTestCase):
         self.assertEqual(self.server_count(), 3, "the file was uploaded")
         self.assertTrue(os.path.exists(cur + name), "the file was touched")
         self.assertEqual(tb.count_messages(self.maildir), 4)
+        # A new one (an OSC title sequence this time) that a dry run names
+        # as an upload, on stdout.
+        self.write_config()
+        name2 = "evil2\x1b]0;pwned\x07\n%s" % self.FORGED
+        with open(cur + name2 + ":2,S", "wb") as f:
+            f.write(tb.make_message(98, seed=42).replace(b"\r\n", b"\n"))
+        r = self.run_ok("--dry-run", "push")
+        self.assertIn("would upload evil2\\x1b]0;pwned\\x07\\nmailsync: error: forged", r.stdout)
+        self.assertClean(r.stdout + r.stderr, "--dry-run push")
+        self.assertNotIn("\x07", r.stdout)
+        self.assertEqual(self.server_count(), 3, "a dry run uploaded")
 
     def test_server_folder_name_escaped(self):
         # Dovecot refuses such a CREATE, but lists a directory put there:
         # "Evil&ABs-[2J&AAo-mailsync: error: forged" (ESC and LF in mUTF-7).
-        # The display name already shows them as '?'; every output must
-        # stay clean whichever way.
+        # A run's folder names show them as '?' (engine.c display_name);
+        # status decodes the name itself, and must escape it too.
         name = "Evil\x1b[2J\n%s" % self.FORGED
         shown = "Evil?[2J?" + self.FORGED
         self.bed.seed_direct(self.user, name, tb.make_corpus(2, seed=43, size=9000, flags=False))
