@@ -185,6 +185,12 @@ void output_json_string(FILE *out, const char *s)
             fputs("\\ufffd", out);
             continue;
         }
+        if (len == 2 && p[0] == 0xc2 && p[1] < 0xa0) { /* a C1 control: a terminal may obey it */
+            fprintf(out, "\\u%04x", p[1]);
+            p++;
+            left--;
+            continue;
+        }
         if (len > 1) {
             fwrite(p, 1, len, out);
             p += len - 1;

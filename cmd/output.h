@@ -30,7 +30,10 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
  * escaped (log_clean). */
 void output_name_column(FILE *out, const char *name, int width);
 
-/* Write s as a JSON string literal (with quotes), or null for NULL. */
+/* Write s as a JSON string literal (with quotes), or null for NULL.
+ * Control characters (C0, DEL, C1) are written as \u escapes and bytes
+ * that are not UTF-8 as \ufffd, so the output is valid JSON and safe on
+ * a terminal. */
 void output_json_string(FILE *out, const char *s);
 
 /* The --json object of a run over several accounts. */

@@ -12,8 +12,12 @@
 
 import os
 import re
+import shutil
+import tempfile
 import unittest
+from pathlib import Path
 
+import fakeimap as fi
 import testbed as tb
 
 SECRET = "Zq7-hunter2-Xy"
@@ -204,6 +208,58 @@ class SecurityTest(tb.BedTestCase):
         self.assertClean(r.stderr, "stderr")
         self.assertNothingTouched(r)
 
+
+class HostileServerTextTest(unittest.TestCase):
+    """Folder names Dovecot would not send, from fakeimap: raw ESC, a C1
+    CSI (U+009B) and Latin-1 bytes that are not UTF-8."""
+
+    NAMES = [b"INBOX", b"esc\x1b[31mred", b"c1\xc2\x9b31mcsi", b"raw-latin1-caf\xe9"]
+
+    def setUp(self):
+        self.work = Path(tempfile.mkdtemp(prefix="mailsync-test-"))
+        if not tb.keep_tmp():
+            self.addCleanup(shutil.rmtree, self.work, True)
+        folders = {}
+        for k, name in enumerate(self.NAMES):
+            raw = (b"From: a@example.org\r\nSubject: m%d\r\nMessage-ID: <m%d@fake>\r\n\r\nBody\r\n"
+                   % (k, k))
+            folders[name] = fi.Folder(100 + k, [fi.Message(1, (), 1600000000, raw)])
+        self.srv = fi.FakeImap(folders).start()
+        self.addCleanup(self.srv.stop)
+        self.config = tb.write_config(self.work / "config", {"hostile": {
+            "host": "127.0.0.1", "port": self.srv.port, "tls": "none", "user": "user",
+            "password": "pw", "maildir": str(self.work / "Mail"),
+            "state": str(self.work / "state.sqlite"), "timeout": 10}})
+
+    def run_ok(self, *args, expect=0):
+        r = tb.run_mailsync(list(args), config=self.config, workdir=self.work)
+        self.assertEqual(r.code, expect, str(r))
+        # Run's stdout/stderr were decoded with errors="replace": a U+FFFD
+        # there is a byte that was not UTF-8.
+        for what, text in (("stdout", r.stdout), ("stderr", r.stderr)):
+            self.assertNotIn("\x1b", text, "%s carries an escape byte\n%s" % (what, r))
+            self.assertNotIn("\x9b", text, "%s carries a C1 CSI\n%s" % (what, r))
+            self.assertNotIn("\ufffd", text, "%s carries a byte that is not UTF-8\n%s" % (what, r))
+        return r
+
+    def test_names_escaped_in_text_and_json(self):
+        # The raw ESC name is skipped (exit 1), the others are synced.
+        r = self.run_ok("-v", "pull", expect=1)
+        self.assertIn("warning: skipped server folder \"esc\\x1b[31mred\"", r.stderr)
+        self.assertIn("c1\\xc2\\x9b31mcsi", r.stdout)
+        self.assertIn("raw-latin1-caf\\xe9", r.stdout)
+        self.assertEqual(tb.count_messages(self.work / "Mail"), 3)
+        r = self.run_ok("--json", "pull", expect=1)
+        folders = {f["name"]: f for f in r.json()["accounts"][0]["folders"]}
+        self.assertEqual(sorted(folders), sorted(["INBOX", "esc?[31mred", "c1\x9b31mcsi",
+                                                  "raw-latin1-caf\ufffd"]))
+        self.assertIn("esc\\x1b[31mred", folders["esc?[31mred"]["error"])
+        r = self.run_ok("status")
+        self.assertIn("c1\\xc2\\x9b31mcsi", r.stdout)
+        self.assertIn("last error: ", r.stdout)
+        self.run_ok("--json", "status")
+        self.run_ok("folders")
+        self.assertEqual(tb.count_messages(self.work / "Mail"), 3)
 
 if __name__ == "__main__":
     unittest.main()
