@@ -7,7 +7,8 @@
   state directory that others can write, is refused with exit 2 before
   anything is touched: no Maildir, no state DB, nothing on the server.
 - Text from outside (file names, folder names, server text) reaches stderr
-  with control bytes escaped: no terminal escape sequence, no forged line.
+  and stdout with control bytes escaped: no terminal escape sequence, no
+  forged line; --json stays valid UTF-8 JSON.
 """
 
 import os
@@ -34,9 +35,6 @@ class SecurityTest(tb.BedTestCase):
         self.assertFalse(self.maildir.exists(), "the Maildir was created\n%s" % r)
         self.assertFalse(self.state.exists(), "the state DB was created\n%s" % r)
         self.assertFalse(os.path.exists(str(self.state) + ".lock"), "a lock file was created")
-
-    def base_lines(self):
-        return ["[account test]"] + ["%s = %s" % kv for kv in self.account_keys().items()]
 
     def raw_config(self, lines, mode=0o600):
         with open(self.config_path, "w") as f:
