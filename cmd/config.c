@@ -413,16 +413,17 @@ static const struct key_def {
     const char *name;
     key_setter set;
     bool expand; /* ~ and $VAR apply */
+    bool secret; /* its value is never repeated in a message */
 } key_defs[NKEYS] = {
     [K_TYPE] = {"type", set_type, true},
     [K_HOST] = {"host", set_host, true},
     [K_PORT] = {"port", set_port, true},
     [K_TLS] = {"tls", set_tls, true},
     [K_USER] = {"user", set_user, true},
-    [K_PASSWORD] = {"password", set_password, false},
-    [K_PASSWORD_COMMAND] = {"password_command", set_password_command, true},
+    [K_PASSWORD] = {"password", set_password, false, true},
+    [K_PASSWORD_COMMAND] = {"password_command", set_password_command, true, true},
     [K_AUTH] = {"auth", set_auth, true},
-    [K_OAUTH_TOKEN_COMMAND] = {"oauth_token_command", set_oauth_token_command, true},
+    [K_OAUTH_TOKEN_COMMAND] = {"oauth_token_command", set_oauth_token_command, true, true},
     [K_CA_FILE] = {"ca_file", set_ca_file, true},
     [K_FINGERPRINT] = {"fingerprint", set_fingerprint, true},
     [K_MAILDIR] = {"maildir", set_maildir, true},
@@ -494,8 +495,10 @@ static bool var_char(char c)
 }
 
 /* Expand a leading ~ and every $VAR / ${VAR} of in. On success *out is
- * malloc'd. */
-static int expand_value(struct parser *p, const char *key, const char *in, char **out)
+ * malloc'd. secret: the key's value may hold a secret (a command that
+ * prints a password), so no part of it goes into a message. */
+static int expand_value(struct parser *p, const char *key, const char *in, bool secret,
+                        char **out)
 {
     struct strbuf b = {0};
     sb_put(&b, "", 0);
@@ -525,7 +528,8 @@ static int expand_value(struct parser *p, const char *key, const char *in, char 
         if (!var_start(*name) || (braced && *end != '}')) {
             if (braced) {
                 free(b.s);
-                return key_error(p, p->line, key, "bad ${...} in \"%s\"", in);
+                return secret ? key_error(p, p->line, key, "bad ${...} in the value")
+                              : key_error(p, p->line, key, "bad ${...} in \"%s\"", in);
             }
             sb_put(&b, "$", 1); /* "$1", "a$": not a variable */
             s = dollar + 1;
@@ -534,7 +538,10 @@ static int expand_value(struct parser *p, const char *key, const char *in, char 
         char *var = xstrndup(name, (size_t)(end - name));
         const char *val = getenv(var);
         if (!val) {
-            int rc = key_error(p, p->line, key, "environment variable $%s is not set", var);
+            int rc = secret ? key_error(p, p->line, key,
+                                        "an environment variable it names is not set (the "
+                                        "value is not shown: it may hold a secret)")
+                            : key_error(p, p->line, key, "environment variable $%s is not set", var);
             free(var);
             free(b.s);
             return rc;
@@ -584,6 +591,34 @@ static bool valid_account_name(const char *n)
     return true;
 }
 
+/* Whether a word from a line that could not be used may be repeated in
+ * the error: only something shaped like a key name (lower case, digits,
+ * '_'), so a typo such as "hots" is named, while a pasted password or the
+ * value of a line without '=' never reaches the terminal or the journal. */
+static bool shows_like_key(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 32 || !islower((unsigned char)s[0]))
+        return false;
+    for (; *s; s++)
+        if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) && *s != '_')
+            return false;
+    return true;
+}
+
+/* A line without '=': the key it starts with if that is one of ours
+ * ("password secret"), else "line". The rest is never shown. */
+static const char *name_of_bad_line(const char *line)
+{
+    size_t n = 0;
+    while (islower((unsigned char)line[n]) || line[n] == '_')
+        n++;
+    for (int i = 0; i < NKEYS; i++)
+        if (strlen(key_defs[i].name) == n && strncmp(key_defs[i].name, line, n) == 0)
+            return key_defs[i].name;
+    return "line";
+}
+
 static int finish_account(struct parser *p);
 
 /* "[account NAME]" */
@@ -597,15 +632,22 @@ static int section_line(struct parser *p, char *line)
         return key_error(p, p->line, "section", "unexpected text after ']'");
     *close = '\0';
     char *inner = trim(line + 1);
-    if (strncmp(inner, "account", 7) != 0 || (inner[7] != ' ' && inner[7] != '\t'))
+    /* A header that cannot be used is repeated only when it looks like a
+     * section or account name: the line may be a pasted password. */
+    if (strncmp(inner, "account", 7) != 0 || (inner[7] != ' ' && inner[7] != '\t')) {
+        if (shows_like_key(inner))
+            return key_error(p, p->line, "section",
+                             "[%s] is not a section this program knows; write [account NAME]",
+                             inner);
         return key_error(p, p->line, "section",
-                         "[%s] is not a section this program knows; write [account NAME]", inner);
+                         "not a section this program knows (not shown: it may hold a secret); "
+                         "write [account NAME]");
+    }
     char *name = trim(inner + 7);
     if (!valid_account_name(name))
         return key_error(p, p->line, "account",
-                         "\"%s\" is not a valid account name (letters, digits, '-', '_', '.'; "
-                         "not starting with '.' or '-')",
-                         name);
+                         "not a valid account name (letters, digits, '-', '_', '.'; "
+                         "not starting with '.' or '-'; at most 64)");
     int rc = finish_account(p);
     if (rc != MS_OK)
         return rc;
@@ -644,12 +686,14 @@ static int key_line(struct parser *p, char *line)
 {
     char *eq = strchr(line, '=');
     if (!eq)
-        return key_error(p, p->line, trim(line), "expected \"key = value\"");
+        return key_error(p, p->line, name_of_bad_line(line),
+                         "expected \"key = value\" (the line is not shown: it may hold a secret)");
     *eq = '\0';
     char *key = trim(line);
     int id = find_key(key);
     if (id < 0)
-        return key_error(p, p->line, key, "unknown key");
+        return key_error(p, p->line, shows_like_key(key) ? key : "line",
+                         "unknown key%s", shows_like_key(key) ? "" : " (not shown: it may hold a secret)");
     if (!p->acc)
         return key_error(p, p->line, key, "key outside an [account NAME] section");
     if (p->key_line[id])
@@ -664,10 +708,13 @@ static int key_line(struct parser *p, char *line)
     if (!key_defs[id].expand)
         return key_defs[id].set(p, key, value);
     char *expanded = NULL;
-    int rc = expand_value(p, key, value, &expanded);
+    bool secret = key_defs[id].secret;
+    int rc = expand_value(p, key, value, secret, &expanded);
     if (rc != MS_OK)
         return rc;
-    if (!*expanded)
+    if (!*expanded && secret)
+        rc = key_error(p, p->line, key, "empty value after expanding ~ and $VAR");
+    else if (!*expanded)
         rc = key_error(p, p->line, key, "empty value after expanding \"%s\"", value);
     else
         rc = key_defs[id].set(p, key, expanded);
@@ -816,6 +863,27 @@ static int finish_account(struct parser *p)
 
 /* ---- the file ------------------------------------------------------------- */
 
+/* Whoever can write the config can run commands as the user
+ * (password_command) or send the password to a host of their choosing, so
+ * (as OpenSSH does for its config) the file must belong to the user or
+ * root and be writable by no one else. Its directory is not checked: a
+ * file put in place of it by someone else is theirs, and refused here (the
+ * check is on the file opened, after any symbolic link). */
+static int check_trusted_file(const char *path, const struct stat *st, struct ms_error *err)
+{
+    if (st->st_uid != 0 && st->st_uid != getuid())
+        return ms_error_set(err, MS_EUSAGE,
+                            "%s: refused: the file belongs to another user (uid %u); it must be "
+                            "yours or root's",
+                            path, (unsigned)st->st_uid);
+    if (st->st_mode & (S_IWGRP | S_IWOTH))
+        return ms_error_set(err, MS_EUSAGE,
+                            "%s: refused: the file is writable by group or others, who could run "
+                            "commands as you through it; run \"chmod go-w %s\"",
+                            path, path);
+    return MS_OK;
+}
+
 static int read_file(const char *path, char **text, size_t *len, mode_t *mode,
                      struct ms_error *err)
 {
@@ -831,6 +899,11 @@ static int read_file(const char *path, char **text, size_t *len, mode_t *mode,
     if (!S_ISREG(st.st_mode)) {
         close(fd);
         return ms_error_set(err, MS_EUSAGE, "%s: cannot read: not a regular file", path);
+    }
+    int rc = check_trusted_file(path, &st, err);
+    if (rc != MS_OK) {
+        close(fd);
+        return rc;
     }
     if (st.st_size > CONFIG_MAX_BYTES) {
         close(fd);
@@ -940,6 +1013,48 @@ char *config_default_path(void)
     if (n < 0)
         abort();
     return path;
+}
+
+/* The state DB's directory also holds its journals and the lock, files
+ * that anyone who can write there could plant or swap (a -wal file
+ * SQLite would replay into the DB, a lock taken away): it must belong to
+ * the user or root and be writable by no one else. When it does not exist
+ * yet, the run creates it (0700) in the nearest directory that does,
+ * which may be shared only with the sticky bit (/tmp): others cannot then
+ * remove or rename what is ours. */
+int config_check_state_dir(const struct account *a, struct ms_error *err)
+{
+    char *dir = xstrdup(a->state_path);
+    bool own = true; /* dir is the state DB's own directory, not an ancestor */
+    struct stat st;
+    for (;; own = false) {
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            slash[slash == dir] = '\0'; /* the parent; "/x" lives in "/" */
+        if (slash && stat(dir, &st) == 0)
+            break;
+        /* Other stat errors are the run's to report (exit 5); a path
+         * without '/' cannot come from set_path(). */
+        if (!slash || errno != ENOENT || strcmp(dir, "/") == 0) {
+            free(dir);
+            return MS_OK;
+        }
+    }
+    int rc = MS_OK;
+    bool shared = st.st_mode & (S_IWGRP | S_IWOTH);
+    if (st.st_uid != 0 && st.st_uid != getuid())
+        rc = ms_error_set(err, MS_EUSAGE,
+                          "account %s: refused: the state directory %s belongs to another user "
+                          "(uid %u); set state = to a directory of yours",
+                          a->name, dir, (unsigned)st.st_uid);
+    else if (shared && (own || !(st.st_mode & S_ISVTX)))
+        rc = ms_error_set(err, MS_EUSAGE,
+                          "account %s: refused: the state directory %s is writable by group or "
+                          "others, who could plant files beside the state DB; run "
+                          "\"chmod go-w %s\"",
+                          a->name, dir, dir);
+    free(dir);
+    return rc;
 }
 
 struct account *config_find(struct config *c, const char *name)

@@ -37,8 +37,9 @@ struct config {
 /* Load path into *out (which the caller frees with config_free, also after
  * a failure: *out is then empty). Returns MS_OK, or MS_EUSAGE with err->msg
  * like "FILE:LINE: KEY: what is wrong" or "FILE: cannot read: ...".
- * A file that sets `password` and is readable by group or others is
- * refused. A file without any account is an error. */
+ * A file that belongs to another user (not root) or is writable by group
+ * or others is refused, and so is one that sets `password` and is readable
+ * by group or others. A file without any account is an error. */
 int config_load(const char *path, struct config *out, struct ms_error *err);
 
 void config_free(struct config *c);
@@ -47,6 +48,14 @@ void config_free(struct config *c);
  * ~/.config/mailsync/config. malloc'd; NULL only if there is no home
  * directory to be found. */
 char *config_default_path(void);
+
+/* Refuse (MS_EUSAGE, saying what to run) a state DB whose directory
+ * belongs to another user (not root) or is writable by group or others;
+ * when the directory does not exist yet, the nearest existing ancestor
+ * (where the run will create it) is held to the same rule, except that a
+ * sticky shared directory such as /tmp is fine. Other stat() failures are
+ * left to the run. Called before anything is touched. */
+int config_check_state_dir(const struct account *a, struct ms_error *err);
 
 /* The account named name, or NULL. */
 struct account *config_find(struct config *c, const char *name);

@@ -11,6 +11,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,11 +94,27 @@ static const char usage_text[] =
     "\n"
     "See mailsync(1) for the config file.\n";
 
+/* "mailsync: " + the message + newline on stderr, its control characters
+ * escaped like every log line (log_clean): a name from the command line,
+ * the config or the disk cannot end the line or drive the terminal. */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void say(const char *fmt, ...)
+{
+    char text[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    fputs("mailsync: ", stderr);
+    log_print_clean(stderr, text);
+    fputc('\n', stderr);
+}
+
 static int usage_error(const char *fmt, const char *arg)
 {
-    fprintf(stderr, "mailsync: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry 'mailsync --help'.\n");
+    say(fmt, arg);
+    fputs("Try 'mailsync --help'.\n", stderr);
     return MS_EUSAGE;
 }
 
@@ -182,7 +199,8 @@ static void harden_process(void)
 }
 
 /* The accounts the command line names, or all of them. NULL entries never
- * occur: an unknown name is a usage error. */
+ * occur: an unknown name is a usage error, and so is an account whose
+ * state directory others could write (config_check_state_dir). */
 static int pick_accounts(struct config *cfg, const struct options *o, struct account ***out, size_t *n)
 {
     size_t want = o->naccounts ? o->naccounts : cfg->naccounts;
@@ -191,7 +209,17 @@ static int pick_accounts(struct config *cfg, const struct options *o, struct acc
         list[i] = o->naccounts ? config_find(cfg, o->accounts[i]) : &cfg->accounts[i];
         if (!list[i]) {
             free(list);
-            fprintf(stderr, "mailsync: no account named '%s' in %s\n", o->accounts[i], cfg->path);
+            say("no account named '%s' in %s", o->accounts[i], cfg->path);
+            return MS_EUSAGE;
+        }
+    }
+    /* Before anything is touched: a state directory others can write is
+     * a setup error like a config file they can write (exit 2). */
+    for (size_t i = 0; i < want; i++) {
+        struct ms_error err = {0};
+        if (config_check_state_dir(list[i], &err) != MS_OK) {
+            free(list);
+            say("%s", err.msg);
             return MS_EUSAGE;
         }
     }
@@ -365,13 +393,17 @@ static void status_json(const struct account *a, const struct engine_status *s, 
 
 static void status_text(const struct account *a, const struct engine_status *s)
 {
-    printf("%s (%s)\n", a->name, a->maildir);
+    printf("%s (", a->name);
+    log_print_clean(stdout, a->maildir);
+    printf(")\n");
     if (!s->have_state) {
         printf("  never synced\n");
         return;
     }
     print_time("  last successful sync: ", s->last_sync);
-    printf("\n  last error: %s\n", s->last_error ? s->last_error : "none");
+    printf("\n  last error: "); /* its text may quote a server or a name on disk */
+    log_print_clean(stdout, s->last_error ? s->last_error : "none");
+    printf("\n");
     for (size_t i = 0; i < s->nfolders; i++) {
         const struct engine_status_folder *f = &s->folders[i];
         char *name = names_display(f->name);
@@ -426,9 +458,12 @@ static int cmd_check(const struct options *o, struct account **acc, size_t n)
             exit_code = ms_error_worse(exit_code, rc);
             continue;
         }
-        printf("%s: OK: %s@%s:%d\n  TLS: %s\n  authenticated as %s\n  %zu folders\n  capabilities: %s\n",
-               acc[i]->name, acc[i]->user, acc[i]->host, acc[i]->port, c.tls, acc[i]->user, c.nfolders,
-               c.capabilities ? c.capabilities : "");
+        /* The TLS line (certificate names) and capabilities are server text. */
+        printf("%s: OK: %s@%s:%d\n  TLS: ", acc[i]->name, acc[i]->user, acc[i]->host, acc[i]->port);
+        log_print_clean(stdout, c.tls);
+        printf("\n  authenticated as %s\n  %zu folders\n  capabilities: ", acc[i]->user, c.nfolders);
+        log_print_clean(stdout, c.capabilities ? c.capabilities : "");
+        printf("\n");
         engine_check_free(&c);
     }
     return exit_code;
@@ -522,7 +557,7 @@ static int run_command(const struct options *o, struct account **acc, size_t n)
         return cmd_folders(o, acc, n);
     if (strcmp(c, "watch") == 0)
         return cmd_watch(o, acc, n);
-    fprintf(stderr, "mailsync: '%s' is not implemented yet\n", c);
+    say("'%s' is not implemented yet", c);
     return MS_EUSAGE;
 }
 
@@ -584,7 +619,7 @@ int main(int argc, char **argv)
 
     char *path = o.config ? xstrdup(o.config) : config_default_path();
     if (!path) {
-        fprintf(stderr, "mailsync: cannot find a config file: set -c FILE or $MAILSYNC_CONFIG\n");
+        say("cannot find a config file: set -c FILE or $MAILSYNC_CONFIG");
         rc = MS_EUSAGE;
         goto out;
     }
@@ -593,7 +628,7 @@ int main(int argc, char **argv)
     rc = config_load(path, &cfg, &err);
     free(path);
     if (rc) {
-        fprintf(stderr, "mailsync: %s\n", err.msg);
+        say("%s", err.msg);
         config_free(&cfg);
         goto out;
     }

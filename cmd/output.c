@@ -7,6 +7,7 @@
 #include "cmd/output.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -64,7 +65,9 @@ static void on_folder_start(void *ctx, const char *account, const char *folder, 
 {
     (void)ctx;
     snprintf(bar.account, sizeof bar.account, "%s", account);
-    snprintf(bar.folder, sizeof bar.folder, "%s", folder);
+    char *clean = log_clean(folder); /* a server's name: no escape sequences */
+    snprintf(bar.folder, sizeof bar.folder, "%s", clean);
+    free(clean);
     bar.total = n;
     bar.total_bytes = bytes;
     bar.done = 0;
@@ -160,10 +163,12 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
 
 void output_name_column(FILE *out, const char *name, int width)
 {
+    char *clean = log_clean(name); /* folder names come from the server */
     int chars = 0;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+    for (const unsigned char *p = (const unsigned char *)clean; *p; p++)
         chars += (*p & 0xc0) != 0x80; /* count UTF-8 lead bytes */
-    fprintf(out, "  %s%*s ", name, chars < width ? width - chars : 0, "");
+    fprintf(out, "  %s%*s ", clean, chars < width ? width - chars : 0, "");
+    free(clean);
 }
 
 void output_json_string(FILE *out, const char *s)
@@ -173,7 +178,25 @@ void output_json_string(FILE *out, const char *s)
         return;
     }
     fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    size_t left = strlen(s);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++, left--) {
+        size_t len = log_utf8_len((const char *)p, left);
+        if (len == 0) { /* not UTF-8 (a raw server name, an error's text): JSON must be */
+            fputs("\\ufffd", out);
+            continue;
+        }
+        if (len == 2 && p[0] == 0xc2 && p[1] < 0xa0) { /* a C1 control: a terminal may obey it */
+            fprintf(out, "\\u%04x", p[1]);
+            p++;
+            left--;
+            continue;
+        }
+        if (len > 1) {
+            fwrite(p, 1, len, out);
+            p += len - 1;
+            left -= len - 1;
+            continue;
+        }
         switch (*p) {
         case '"': fputs("\\\"", out); break;
         case '\\': fputs("\\\\", out); break;
@@ -184,7 +207,7 @@ void output_json_string(FILE *out, const char *s)
             if (*p < 0x20 || *p == 0x7f)
                 fprintf(out, "\\u%04x", *p);
             else
-                fputc(*p, out); /* UTF-8 passes through; names.c made it valid or escaped it */
+                fputc(*p, out);
         }
     }
     fputc('"', out);

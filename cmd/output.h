@@ -26,10 +26,14 @@ void output_clear_line(void);
 void output_summary(FILE *out, const char *command, const struct engine_result *r, bool dry_run);
 
 /* Write "  " + name padded with spaces to width characters (UTF-8 aware:
- * counts code points, not bytes) + " ". */
+ * counts code points, not bytes) + " ". Control characters in name are
+ * escaped (log_clean). */
 void output_name_column(FILE *out, const char *name, int width);
 
-/* Write s as a JSON string literal (with quotes), or null for NULL. */
+/* Write s as a JSON string literal (with quotes), or null for NULL.
+ * Control characters (C0, DEL, C1) are written as \u escapes and bytes
+ * that are not UTF-8 as \ufffd, so the output is valid JSON and safe on
+ * a terminal. */
 void output_json_string(FILE *out, const char *s);
 
 /* The --json object of a run over several accounts. */

@@ -4,28 +4,122 @@
 #include "sync/log.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 int log_verbosity = 0;
 void (*log_before_write)(void) = NULL;
+
+/* *cp gets the code point (see log_utf8_len). */
+static size_t utf8_sequence(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    size_t len;
+    uint32_t c, min;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        len = 2, c = s[0] & 0x1f, min = 0x80;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        len = 3, c = s[0] & 0x0f, min = 0x800;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        len = 4, c = s[0] & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = c << 6 | (s[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+size_t log_utf8_len(const char *s, size_t n)
+{
+    uint32_t cp;
+    return n && (unsigned char)s[0] < 0x80 ? 1 : n ? utf8_sequence((const unsigned char *)s, n, &cp) : 0;
+}
+
+char *log_clean(const char *text)
+{
+    size_t n = strlen(text);
+    char *out = malloc(n * 4 + 1);
+    if (!out)
+        abort();
+    const unsigned char *s = (const unsigned char *)text;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        uint32_t cp = 0;
+        size_t len = c >= 0x80 ? utf8_sequence(s + i, n - i, &cp) : 0;
+        if (c >= 0x20 && c != 0x7f && c < 0x80) {
+            out[o++] = (char)c;
+            i++;
+        } else if (len && cp >= 0xa0) { /* printable UTF-8 ("Thư đã gửi") */
+            memcpy(out + o, s + i, len);
+            o += len;
+            i += len;
+        } else if (c == '\n' || c == '\r' || c == '\t') {
+            out[o++] = '\\';
+            out[o++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+            i++;
+        } else { /* C0, DEL, a C1 control's bytes, or not UTF-8 */
+            size_t k = len ? len : 1;
+            for (size_t j = 0; j < k; j++)
+                o += (size_t)snprintf(out + o, 5, "\\x%02x", s[i + j]);
+            i += k;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     if (level > LOG_ERROR && (int)level > log_verbosity)
         return;
-    if (log_before_write)
-        log_before_write();
     const char *prefix = "";
     if (level == LOG_ERROR)
         prefix = "mailsync: error: ";
     else if (level == LOG_WARN)
         prefix = "mailsync: warning: ";
-    fputs(prefix, stderr);
+    /* Format first, then escape the whole line: names and server text in
+     * the arguments must not carry a newline (a forged log line) or an
+     * escape sequence (a rewritten terminal) out. */
+    char small[1024], *text = small;
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int len = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    if (len < 0)
+        return;
+    if ((size_t)len >= sizeof small) {
+        text = malloc((size_t)len + 1);
+        if (!text)
+            abort();
+        va_start(ap, fmt);
+        vsnprintf(text, (size_t)len + 1, fmt, ap);
+        va_end(ap);
+    }
+    char *clean = log_clean(text);
+    if (text != small)
+        free(text);
+    if (log_before_write)
+        log_before_write();
+    fprintf(stderr, "%s%s\n", prefix, clean);
+    free(clean);
+}
+
+void log_print_clean(FILE *out, const char *text)
+{
+    char *clean = log_clean(text);
+    fputs(clean, out);
+    free(clean);
 }
 
 const char *log_escape(const char *text, size_t len, size_t max)

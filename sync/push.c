@@ -445,7 +445,12 @@ static void print_push_dry_run(const char *folder, const struct push_plan *p)
             printf("%s: would change flags of UID %u on the server: +%s -%s\n", folder, a->uid,
                    flags_to_letters(a->add, add), flags_to_letters(a->remove, del));
             break;
-        case PUSH_APPEND: printf("%s: would upload %s\n", folder, a->uniq); break;
+        case PUSH_APPEND: {
+            char *name = log_clean(a->uniq); /* a local file name: anything but '/' */
+            printf("%s: would upload %s\n", folder, name);
+            free(name);
+            break;
+        }
         }
     }
 }

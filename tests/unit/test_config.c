@@ -273,7 +273,7 @@ static void errors(void **unused)
     load_fails("[account x/y]\n", 1, "account", NULL);
     load_fails("[general]\n", 1, "section", "[account NAME]");
     load_fails("[account a\n", 1, "section", NULL);
-    load_fails(MINIMAL "what\n", 6, "what", "key = value");
+    load_fails(MINIMAL "what\n", 6, "line", "key = value");
     load_fails(MINIMAL "trash =   # nothing\n", 6, "trash", "empty value");
     load_fails(MINIMAL "port = 0\n", 6, "port", "out of range");
     load_fails(MINIMAL "port = 65536\n", 6, "port", "out of range");
@@ -354,6 +354,182 @@ static void password_permissions(void **unused)
     struct ms_error err = {0};
     assert_int_equal(config_load(cfgpath, &c, &err), MS_OK);
     config_free(&c);
+}
+
+/* Load text with mode and expect MS_EUSAGE at line with key, and that no
+ * message text contains needle (a secret written into the config). */
+static void fails_quietly(const char *text, mode_t mode, int line, const char *key,
+                          const char *needle)
+{
+    load_fails_mode(text, mode, line, key, NULL);
+    struct config c;
+    struct ms_error err = {0};
+    assert_int_equal(config_load(cfgpath, &c, &err), MS_EUSAGE);
+    if (strstr(err.msg, needle))
+        fail_msg("message \"%s\" repeats \"%s\" from:\n%s", err.msg, needle, text);
+    config_free(&c);
+}
+
+#define SECRET "Zq7-hunter2-Xy"
+
+/* No error repeats a value of password, password_command or
+ * oauth_token_command, or the text of a line that could not be used. */
+static void secrets_not_echoed(void **unused)
+{
+    (void)unused;
+    /* Lines without '=': the key is named when it is one of ours. */
+    fails_quietly(MINIMAL "password " SECRET "\n", 0600, 6, "password", SECRET);
+    fails_quietly(MINIMAL "password: " SECRET "\n", 0600, 6, "password", SECRET);
+    fails_quietly(MINIMAL "password\t" SECRET "\n", 0600, 6, "password", SECRET);
+    fails_quietly(MINIMAL "password_command " SECRET "\n", 0600, 6, "password_command", SECRET);
+    fails_quietly(MINIMAL SECRET "\n", 0600, 6, "line", SECRET);
+    fails_quietly(MINIMAL "zqlowersecret\n", 0600, 6, "line", "zqlowersecret");
+    fails_quietly("  " SECRET "  \n" MINIMAL, 0600, 1, "line", SECRET);
+    /* Unknown keys: named only when shaped like a key; never the value. */
+    fails_quietly(MINIMAL "passwd = " SECRET "\n", 0600, 6, "passwd", SECRET);
+    fails_quietly(MINIMAL SECRET " = x\n", 0600, 6, "line", SECRET);
+    fails_quietly(MINIMAL "my " SECRET " = x\n", 0600, 6, "line", SECRET);
+    fails_quietly(MINIMAL "Zq7Hunter2 = x\n", 0600, 6, "line", "Zq7Hunter2");
+    /* Duplicates, permissions and conflicts name the key only. */
+    fails_quietly(MINIMAL "password = " SECRET "\n", 0600, 6, "password", SECRET);
+    fails_quietly("[account a]\nhost = h\nuser = u\nmaildir = /m\npassword = " SECRET "\n", 0640,
+                  5, "password", SECRET);
+    fails_quietly("[account a]\nhost = h\nuser = u\nmaildir = /m\npassword = " SECRET
+                  "\npassword_command = echo " SECRET "\n",
+                  0600, 6, "password_command", SECRET);
+    fails_quietly(MINIMAL "password_command = echo " SECRET "\npassword_command = echo " SECRET
+                  "\n",
+                  0600, 7, "password_command", SECRET);
+    /* ~ and $VAR in the commands: neither the text nor a variable name. */
+    unsetenv("ZQ7SECRETVAR");
+    fails_quietly("[account a]\nhost = h\nuser = u\nmaildir = /m\n"
+                  "password_command = echo " SECRET "$ZQ7SECRETVAR\n",
+                  0600, 5, "password_command", "ZQ7SECRETVAR");
+    fails_quietly("[account a]\nhost = h\nuser = u\nmaildir = /m\n"
+                  "password_command = echo " SECRET "$ZQ7SECRETVAR\n",
+                  0600, 5, "password_command", SECRET);
+    fails_quietly("[account a]\nhost = h\nuser = u\nmaildir = /m\nauth = xoauth2\n"
+                  "oauth_token_command = echo ${" SECRET "}\n",
+                  0600, 6, "oauth_token_command", SECRET);
+    setenv("ZQ7EMPTY", "", 1);
+    fails_quietly("[account a]\nhost = h\nuser = u\nmaildir = /m\npassword_command = $ZQ7EMPTY\n",
+                  0600, 5, "password_command", "ZQ7EMPTY");
+    unsetenv("ZQ7EMPTY");
+    /* Section headers gone wrong. */
+    fails_quietly("[" SECRET "]\n", 0600, 1, "section", SECRET);
+    fails_quietly("[account " SECRET "!]\n", 0600, 1, "account", SECRET);
+    fails_quietly("[account a " SECRET "]\n", 0600, 1, "account", SECRET);
+    fails_quietly("[" SECRET "\n", 0600, 1, "section", SECRET);
+    fails_quietly("[account a] " SECRET "\n", 0600, 1, "section", SECRET);
+    /* A line with a NUL byte. */
+    FILE *f = fopen(cfgpath, "w");
+    assert_non_null(f);
+    fwrite(MINIMAL SECRET "\0\n", 1, sizeof MINIMAL - 1 + sizeof SECRET + 1, f);
+    fclose(f);
+    struct config c;
+    struct ms_error err = {0};
+    assert_int_equal(config_load(cfgpath, &c, &err), MS_EUSAGE);
+    assert_null(strstr(err.msg, SECRET));
+    config_free(&c);
+}
+
+/* A config file others can write, or that another user owns, is refused
+ * whatever it holds (OpenSSH's rule for its config). */
+static void untrusted_config(void **unused)
+{
+    (void)unused;
+    const char *text = "[account a]\nhost = h\nuser = u\npassword_command = true\nmaildir = /m\n";
+    const mode_t bad[] = {0620, 0602, 0666, 0660, 0622, 0646};
+    struct config c;
+    struct ms_error err = {0};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        write_config(i % 2 ? MINIMAL : text, bad[i]);
+        assert_int_equal(config_load(cfgpath, &c, &err), MS_EUSAGE);
+        assert_non_null(strstr(err.msg, "writable by group or others"));
+        assert_non_null(strstr(err.msg, "chmod go-w"));
+        assert_non_null(strstr(err.msg, cfgpath));
+        assert_int_equal(c.naccounts, 0);
+        config_free(&c);
+    }
+    write_config(text, 0644);
+    assert_int_equal(config_load(cfgpath, &c, &err), MS_OK);
+    config_free(&c);
+    /* Owned by another user (only root can make such a file here). */
+    if (geteuid() == 0) {
+        write_config(text, 0600);
+        assert_int_equal(chown(cfgpath, 65534, (gid_t)-1), 0);
+        assert_int_equal(config_load(cfgpath, &c, &err), MS_EUSAGE);
+        assert_non_null(strstr(err.msg, "another user"));
+        config_free(&c);
+        assert_int_equal(chown(cfgpath, getuid(), (gid_t)-1), 0);
+    }
+}
+
+/* config_check_state_dir on state = DIR/sub/s.sqlite, DIR and sub made
+ * with the given modes (sub_mode 0: sub is not created). */
+static int state_dir_rc(mode_t dir_mode, mode_t sub_mode, struct ms_error *err)
+{
+    char dir[128], sub[160], path[200];
+    snprintf(dir, sizeof dir, "%s/d", tmpdir);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    snprintf(path, sizeof path, "%s/s.sqlite", sub);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    if (sub_mode) {
+        assert_int_equal(mkdir(sub, 0700), 0);
+        assert_int_equal(chmod(sub, sub_mode), 0);
+    }
+    assert_int_equal(chmod(dir, dir_mode), 0);
+    struct account a;
+    memset(&a, 0, sizeof a);
+    a.name = "acc";
+    a.state_path = path;
+    int rc = config_check_state_dir(&a, err);
+    if (sub_mode)
+        rmdir(sub);
+    rmdir(dir);
+    return rc;
+}
+
+static void state_dir_permissions(void **unused)
+{
+    (void)unused;
+    struct ms_error err = {0};
+    assert_int_equal(state_dir_rc(0700, 0700, &err), MS_OK);
+    assert_int_equal(state_dir_rc(0755, 0755, &err), MS_OK);
+    const mode_t bad[] = {0777, 0770, 0707, 0720, 01777};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(state_dir_rc(0700, bad[i], &err), MS_EUSAGE);
+        assert_non_null(strstr(err.msg, "account acc"));
+        assert_non_null(strstr(err.msg, "/d/sub"));
+        assert_non_null(strstr(err.msg, "chmod go-w"));
+    }
+    /* Not there yet: the run creates it (0700) in the nearest existing
+     * directory, which may be shared only with the sticky bit. */
+    assert_int_equal(state_dir_rc(0700, 0, &err), MS_OK);
+    assert_int_equal(state_dir_rc(01777, 0, &err), MS_OK);
+    assert_int_equal(state_dir_rc(0777, 0, &err), MS_EUSAGE);
+    assert_non_null(strstr(err.msg, "/d "));
+    assert_int_equal(state_dir_rc(0770, 0, &err), MS_EUSAGE);
+    /* The root directory, and a path whose first component is missing. */
+    struct account a;
+    memset(&a, 0, sizeof a);
+    a.name = "acc";
+    a.state_path = "/s.sqlite";
+    assert_int_equal(config_check_state_dir(&a, &err), MS_OK);
+    a.state_path = "/no-such-dir-mailsync-test/x/s.sqlite";
+    assert_int_equal(config_check_state_dir(&a, &err), MS_OK);
+    /* Owned by another user. */
+    if (geteuid() == 0) {
+        char dir[128], path[160];
+        snprintf(dir, sizeof dir, "%s/other", tmpdir);
+        snprintf(path, sizeof path, "%s/s.sqlite", dir);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        assert_int_equal(chown(dir, 65534, (gid_t)-1), 0);
+        a.state_path = path;
+        assert_int_equal(config_check_state_dir(&a, &err), MS_EUSAGE);
+        assert_non_null(strstr(err.msg, "another user"));
+        rmdir(dir);
+    }
 }
 
 static void plaintext_rules(void **unused)
@@ -459,6 +635,9 @@ int main(void)
         cmocka_unit_test(errors),
         cmocka_unit_test(unreadable),
         cmocka_unit_test(password_permissions),
+        cmocka_unit_test(secrets_not_echoed),
+        cmocka_unit_test(untrusted_config),
+        cmocka_unit_test(state_dir_permissions),
         cmocka_unit_test(plaintext_rules),
         cmocka_unit_test(password_command),
         cmocka_unit_test(default_path),
