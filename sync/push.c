@@ -217,11 +217,13 @@ static int cmp_key_trash(const void *key, const void *elem)
     return (a > b) - (a < b);
 }
 
-/* Journal rows (by uid), and which of their messages the source holds. */
+/* Journal rows (by uid), and which of their messages the source holds
+ * (other: a message of another identity under that UID, e.g. after a
+ * UIDVALIDITY change: the row is stale). */
 struct trash_rows {
     struct state_trash *v;
     size_t n;
-    bool *present;
+    bool *present, *other;
 };
 
 static int cmp_key_uid(const void *key, const void *elem)
@@ -242,6 +244,18 @@ static void on_source_identity(void *ctx, uint32_t uid, uint64_t size, const cha
     x->size = size;
     free(x->message_id);
     x->message_id = message_id ? xstrdup(message_id) : NULL;
+}
+
+/* As on_source_identity, for rows journalled before: their identity is
+ * kept, and compared. */
+static void on_journalled_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
+{
+    struct trash_rows *t = ctx;
+    struct state_trash *x = t->n ? bsearch(&uid, t->v, t->n, sizeof *t->v, cmp_key_trash) : NULL;
+    if (!x)
+        return;
+    t->present[x - t->v] = true;
+    t->other[x - t->v] = x->size != size || !same_id(x->message_id, message_id);
 }
 
 static bool in_uids(const uint32_t *uids, size_t n, uint32_t uid)
@@ -315,6 +329,18 @@ static int find_copies(struct run *r, const char *dest, const struct state_trash
     return rc;
 }
 
+/* Whether the folder has rows in the trash journal (on error: yes, the
+ * journalled way reports it). */
+static bool trash_journalled(struct push_ctx *c)
+{
+    struct state_trash *t = NULL;
+    size_t n = 0;
+    struct ms_error e;
+    bool yes = state_trash_list(c->r->st, c->sf->id, &t, &n, &e) != MS_OK || n > 0;
+    state_trashes_free(t, n);
+    return yes;
+}
+
 /* The first half of RFC 6851's MOVE without MOVE, journalled: when it
  * returns MS_OK each of uids (sorted) either has one copy in the trash
  * folder or is gone from the source, and the source is selected again;
@@ -342,13 +368,14 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
         for (size_t i = 0; i < j.n; i++)
             juids[i] = j.v[i].uid;
         j.present = xcalloc(j.n, sizeof *j.present);
-        rc = imap_fetch_identity(r->imap, juids, j.n, on_source_identity, &j, err);
+        j.other = xcalloc(j.n, sizeof *j.other);
+        rc = imap_fetch_identity(r->imap, juids, j.n, on_journalled_identity, &j, err);
         free(juids);
         want = xcalloc(j.n, sizeof *want);
         found = xcalloc(j.n, sizeof *found);
         bool look = false;
         for (size_t i = 0; i < j.n; i++)
-            look |= want[i] = j.present[i] && in_uids(uids, n, j.v[i].uid);
+            look |= want[i] = j.present[i] && !j.other[i] && in_uids(uids, n, j.v[i].uid);
         if (rc == MS_OK && look) {
             struct imap_mailbox mb;
             rc = find_copies(r, dest, j.v, j.n, want, found, err);
@@ -447,6 +474,7 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
     free(found);
     free(done);
     free(j.present);
+    free(j.other);
     state_trashes_free(j.v, j.n);
     return rc;
 }
@@ -475,8 +503,13 @@ static int push_deletions(struct push_ctx *c, const struct push_plan *p, struct 
                 c->sel->name, n, a->trash);
         to_trash = false;
     }
-    if (to_trash && imap_has_capability(r->imap, "MOVE")) {
-        rc = imap_move(r->imap, uids, n, a->trash, err); /* atomic: nothing to journal */
+    /* UID MOVE is atomic: nothing to journal. But a message an interrupted
+     * run was moving without MOVE (the server offers it since) may have
+     * its copy in the trash already: it is finished the journalled way. */
+    bool move = to_trash && imap_has_capability(r->imap, "MOVE") &&
+                !(imap_has_capability(r->imap, "UIDPLUS") && trash_journalled(c));
+    if (move) {
+        rc = imap_move(r->imap, uids, n, a->trash, err);
     } else if (to_trash) {
         /* RFC 6851's fallback, journalled (copy_to_trash), then \Deleted
          * and the expunge of only these */
@@ -503,7 +536,7 @@ static int push_deletions(struct push_ctx *c, const struct push_plan *p, struct 
     for (size_t i = 0; rc == MS_OK && i < n; i++) {
         if (!keep_rows) {
             rc = state_msg_delete(r->st, c->sf->id, uids[i], err);
-            if (rc == MS_OK && to_trash)
+            if (rc == MS_OK)
                 rc = state_trash_forget(r->st, c->sf->id, uids[i], err);
             continue;
         }

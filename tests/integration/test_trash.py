@@ -31,8 +31,9 @@ def local_hashes(root, folder):
     return collections.Counter(digest(m.data) for m in tb.read_maildir(root).get(folder, []))
 
 
-class TrashWithoutMoveTest(tb.BedTestCase):
-    bed_options = {"pool": 12, "hide_capabilities": ("MOVE",)}
+class TrashCase(tb.BedTestCase):
+    """Nine messages in INBOX (one without Message-ID, two identical),
+    pulled with INBOX and Trash; five of them deleted locally."""
 
     def setUp(self):
         super().setUp()
@@ -107,6 +108,10 @@ class TrashWithoutMoveTest(tb.BedTestCase):
         self.assertSynced()
         self.assertIn("0 uploaded, 0 flag changes, 0 deleted", self.run_ok("push").stdout)
 
+
+class TrashWithoutMoveTest(TrashCase):
+    bed_options = {"pool": 12, "hide_capabilities": ("MOVE",)}
+
     def test_uninterrupted(self):
         r = self.run_ok("push")
         self.assertIn("5 deleted", r.stdout)
@@ -165,6 +170,22 @@ class TrashWithoutMoveTest(tb.BedTestCase):
         self.assert_trashed_once()
 
 
+class TrashGainsMoveTest(TrashCase):
+    """A run without MOVE is killed after its COPY; the server offers MOVE
+    at the next run: the copies already in Trash are not moved there
+    again."""
+    bed_options = {"pool": 2, "hide_capabilities": ("MOVE",)}
+
+    def test_kill_after_copy_then_move(self):
+        self.interrupted_push(stall_on=(b"UID STORE", 1))
+        self.bed.restart(hide_capabilities=())
+        self.addCleanup(self.bed.restart, hide_capabilities=("MOVE",))
+        with self.imap() as c:
+            self.assertIn("MOVE", c.capability_list())
+        self.run_ok("push")
+        self.assert_trashed_once()
+
+
 class TrashWithoutUidplusTest(tb.BedTestCase):
     """Neither MOVE nor UIDPLUS: a deletion only flags the message \\Deleted
     in the source; killed runs and re-runs never put it into Trash nor
@@ -196,6 +217,9 @@ class TrashWithoutUidplusTest(tb.BedTestCase):
             finally:
                 tb.finish_mailsync(p)
             px.stop()
+            with self.imap() as c:
+                self.assertEqual(collections.Counter(digest(m.data_lf) for m in c.messages("INBOX")
+                                                     if "\\Deleted" in m.flags), gone_h, "killed before the STORE")
         self.write_config(trash="Trash")
         self.run_ok("sync")
         self.run_ok("sync")
