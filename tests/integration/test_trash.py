@@ -69,6 +69,8 @@ class TrashCase(tb.BedTestCase):
         def swallow(line):
             if drop and re.search(drop, line):
                 seen.append(line)
+                if cut:
+                    raise OSError("cut")  # the proxy shuts both sides down
                 return []
             return [line]
         px = tb.Proxy(self.bed.imap_port, stall_on=stall_on,
@@ -79,11 +81,9 @@ class TrashCase(tb.BedTestCase):
         try:
             reached = px.stalled.wait if stall_on else (lambda t: tb.wait_for(lambda: seen, timeout=t))
             self.assertTrue(reached(60), "interruption point never reached")
-            time.sleep(0.3)
-            self.assertIsNone(p.poll(), "%s ended before the interruption point" % cmd)
-            if cut:
-                px.stop()
-            else:
+            if not cut:
+                time.sleep(0.3)
+                self.assertIsNone(p.poll(), "%s ended before the interruption point" % cmd)
                 os.kill(p.pid, signal.SIGKILL)
         finally:
             res = tb.finish_mailsync(p)
@@ -126,6 +126,16 @@ class TrashWithoutMoveTest(TrashCase):
 
     def test_kill_before_expunge(self):
         self.interrupted_push(stall_on=(b"UID EXPUNGE", 1))
+        self.run_ok("push")
+        self.assert_trashed_once()
+
+    def test_pull_between(self):
+        """A pull after the killed run brings the copies into the local
+        Trash and nothing back into INBOX; the next push does not copy."""
+        self.interrupted_push(stall_on=(b"UID EXPUNGE", 1))
+        self.pull()
+        self.assertEqual(local_hashes(self.maildir, "Trash"), self.gone)
+        self.assertEqual(local_hashes(self.maildir, "INBOX"), self.kept)
         self.run_ok("push")
         self.assert_trashed_once()
 
