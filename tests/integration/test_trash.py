@@ -117,6 +117,14 @@ class TrashWithoutMoveTest(TrashCase):
         self.assertIn("5 deleted", r.stdout)
         self.assert_trashed_once()
 
+    def test_kill_before_copy(self):
+        """Journalled, but the COPY never reached the server: copied once."""
+        self.interrupted_push(stall_on=(b"UID COPY", 1))
+        with self.imap() as c:
+            self.assertEqual(server_hashes(c, "Trash"), collections.Counter())
+        self.run_ok("push")
+        self.assert_trashed_once()
+
     def test_kill_after_copy_answered(self):
         self.interrupted_push(stall_on=(b"UID STORE", 1))
         with self.imap() as c:
