@@ -29,7 +29,8 @@
 #include "sync/log.h"
 #include "sync/util.h"
 
-#define SCHEMA_VERSION 1
+/* 2: the trash journal (table trashing, see "the trash journal" below) */
+#define SCHEMA_VERSION 2
 
 enum stmt_id {
     ST_FOLDER_GET,
@@ -59,6 +60,11 @@ enum stmt_id {
     ST_APPEND_PUT,
     ST_APPEND_LIST,
     ST_APPEND_DELETE,
+    /* the trash journal */
+    ST_TRASH_PUT,
+    ST_TRASH_LIST,
+    ST_TRASH_SET_COPY,
+    ST_TRASH_DELETE,
     ST_COUNT
 };
 
@@ -113,6 +119,13 @@ static const char *const stmt_sql[ST_COUNT] = {
                        "ORDER BY uniq",
     [ST_APPEND_DELETE] = "DELETE FROM appends WHERE folder_id = ?1 AND uniq = ?2",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    /* the trash journal */
+    [ST_TRASH_PUT] = "INSERT OR REPLACE INTO trashing (folder_id, uid, trash, trash_uidvalidity, trash_uidnext, "
+                     "copy_uid, size, message_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_TRASH_LIST] = "SELECT uid, trash, trash_uidvalidity, trash_uidnext, copy_uid, size, message_id "
+                      "FROM trashing WHERE folder_id = ?1 ORDER BY uid",
+    [ST_TRASH_SET_COPY] = "UPDATE trashing SET copy_uid = ?3 WHERE folder_id = ?1 AND uid = ?2",
+    [ST_TRASH_DELETE] = "DELETE FROM trashing WHERE folder_id = ?1 AND uid = ?2",
 };
 
 static const char schema_sql[] =
@@ -160,6 +173,20 @@ static const char schema_sql[] =
     "  first_seen INTEGER,"                                                                                 \
     "  pending INTEGER NOT NULL DEFAULT 0,"                                                                 \
     "  PRIMARY KEY (folder_id, uidl)) WITHOUT ROWID"
+
+/* Schema 2: messages being moved to the trash folder by COPY + \Deleted
+ * + UID EXPUNGE (a server without MOVE): see "the trash journal". */
+#define TRASHING_TABLE_SQL                                                                                  \
+    "CREATE TABLE IF NOT EXISTS trashing ("                                                                 \
+    "  folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,"                               \
+    "  uid INTEGER NOT NULL,"                                                                               \
+    "  trash TEXT,"                                                                                         \
+    "  trash_uidvalidity INTEGER,"                                                                          \
+    "  trash_uidnext INTEGER,"                                                                              \
+    "  copy_uid INTEGER NOT NULL DEFAULT 0,"                                                                \
+    "  size INTEGER,"                                                                                       \
+    "  message_id TEXT,"                                                                                    \
+    "  PRIMARY KEY (folder_id, uid)) WITHOUT ROWID"
 
 struct state {
     sqlite3 *db;
@@ -377,8 +404,29 @@ static int check_existing(struct state *s, bool *empty, struct ms_error *err)
     }
     if (version < 1)
         return unusable(err, s->path, "bad schema version");
-    /* version == SCHEMA_VERSION: migrations from older versions go here. */
+    /* Older versions are brought up to date by state_open (migrate_*). */
     return MS_OK;
+}
+
+/* Schema 1 -> 2: the trash journal, and the version that keeps an older
+ * mailsync (which would not read the journal, and could copy a message
+ * to the trash twice) from using the DB. One transaction: a crash leaves
+ * either schema. Also run on a fresh DB (its version is already 2). */
+static int migrate_trash_journal(struct state *s, struct ms_error *err)
+{
+    int rc = exec(s, "BEGIN IMMEDIATE", "starting a transaction", err);
+    if (rc)
+        return rc;
+    rc = exec(s, TRASHING_TABLE_SQL, "creating the trash journal", err);
+    if (!rc)
+        rc = exec(s, "UPDATE meta SET value = '2' WHERE key = 'schema_version' AND CAST(value AS INTEGER) < 2",
+                  "updating the schema version", err);
+    if (!rc)
+        rc = exec(s, "COMMIT", "committing", err);
+    if (rc)
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    s->wrote = true;
+    return rc;
 }
 
 static int create_schema(struct state *s, struct ms_error *err)
@@ -622,6 +670,8 @@ int state_open(const char *path, struct state **out, struct ms_error *err)
         rc = exec(s, POP3_TABLE_SQL, "creating the POP3 table", err);
         s->wrote = true;
     }
+    if (!rc && !has_table(s, "trashing"))
+        rc = migrate_trash_journal(s, err);
     if (rc) {
         state_close(s);
         return rc;
@@ -1335,4 +1385,85 @@ void state_pop3_free(struct state_pop3 *m, size_t n)
         free(m[i].uniq);
     }
     free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* the trash journal */
+
+int state_trash_put(struct state *s, int64_t folder_id, const struct state_trash *t, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_TRASH_PUT, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, t->uid);
+    bind_text(st, 3, t->trash);
+    sqlite3_bind_int64(st, 4, t->trash_uidvalidity);
+    sqlite3_bind_int64(st, 5, t->trash_uidnext);
+    sqlite3_bind_int64(st, 6, t->copy_uid);
+    sqlite3_bind_int64(st, 7, (int64_t)t->size);
+    bind_text(st, 8, t->message_id);
+    return run(s, st, "journalling a move to the trash", err);
+}
+
+int state_trash_list(struct state *s, int64_t folder_id, struct state_trash **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_TRASH_LIST, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    struct state_trash *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        v = grow_rows(v, len, &cap, sizeof *v, 16);
+        struct state_trash *t = &v[len++];
+        t->uid = (uint32_t)sqlite3_column_int64(st, 0);
+        t->trash = column_strdup(st, 1);
+        t->trash_uidvalidity = (uint32_t)sqlite3_column_int64(st, 2);
+        t->trash_uidnext = (uint32_t)sqlite3_column_int64(st, 3);
+        t->copy_uid = (uint32_t)sqlite3_column_int64(st, 4);
+        t->size = (uint64_t)sqlite3_column_int64(st, 5);
+        t->message_id = column_strdup(st, 6);
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        state_trashes_free(v, len);
+        return db_error(s, err, "listing the trash journal");
+    }
+    *out = v;
+    *n = len;
+    return MS_OK;
+}
+
+int state_trash_set_copy(struct state *s, int64_t folder_id, uint32_t uid, uint32_t copy_uid, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_TRASH_SET_COPY, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, uid);
+    sqlite3_bind_int64(st, 3, copy_uid);
+    return run(s, st, "recording a copy in the trash", err);
+}
+
+int state_trash_forget(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_TRASH_DELETE, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, uid);
+    return run(s, st, "clearing the trash journal", err);
+}
+
+void state_trashes_free(struct state_trash *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(t[i].trash);
+        free(t[i].message_id);
+    }
+    free(t);
 }

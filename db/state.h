@@ -184,6 +184,34 @@ int state_append_list(struct state *s, int64_t folder_id, struct state_append **
 int state_append_forget(struct state *s, int64_t folder_id, const char *uniq, struct ms_error *err);
 void state_appends_free(struct state_append *a, size_t n);
 
+/* --- the trash journal ---
+ * A move to the trash folder on a server without MOVE takes three commands
+ * (UID COPY to the trash, UID STORE +FLAGS \Deleted, UID EXPUNGE): a run
+ * that dies in between must not copy again. So each message is journalled
+ * (committed) before the COPY, with what finds its copy later: the trash
+ * folder's UIDVALIDITY and UIDNEXT then (the copy's UID is at least that),
+ * the copy's UID once the server's COPYUID gave it, size and Message-ID.
+ * The row is forgotten with the message's own row once it is expunged. A
+ * row left over means a run died in between: the next run looks for the
+ * copy in the trash and, if it is there, only flags and expunges. */
+struct state_trash {
+    uint32_t uid;               /* the message's UID in the folder */
+    char *trash;                /* raw name of the trash folder */
+    uint32_t trash_uidvalidity; /* of the trash folder when journalled */
+    uint32_t trash_uidnext;     /* its UIDNEXT then */
+    uint32_t copy_uid;          /* the copy's UID (COPYUID), 0 = unknown */
+    uint64_t size;              /* RFC822.SIZE */
+    char *message_id;           /* or NULL */
+};
+/* Insert or replace the row (folder_id, t->uid). */
+int state_trash_put(struct state *s, int64_t folder_id, const struct state_trash *t, struct ms_error *err);
+/* A folder's journal rows, by uid. */
+int state_trash_list(struct state *s, int64_t folder_id, struct state_trash **out, size_t *n, struct ms_error *err);
+/* Record the copy's UID of (folder_id, uid). */
+int state_trash_set_copy(struct state *s, int64_t folder_id, uint32_t uid, uint32_t copy_uid, struct ms_error *err);
+int state_trash_forget(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err);
+void state_trashes_free(struct state_trash *t, size_t n);
+
 /* --- POP3: messages by UIDL ---
  * A row is written pending (the file durable in tmp/) before the file is
  * moved into new/, and confirmed after that move is durable, as IMAP

@@ -2601,9 +2601,85 @@ static int move_cmd(struct imap_session *s, struct mailimap_set *set, void *ctx)
     return mailimap_uid_move(s->imap, set, ctx);
 }
 
+/* A UID COPY: its destination, and where the COPYUID answers go. */
+struct copy_args {
+    const char *dest;
+    const uint32_t *uids; /* all of the call's, sorted */
+    size_t n;
+    uint32_t *copy_uids; /* per uids[i]; NULL: not wanted */
+    uint32_t uidvalidity;
+};
+
+/* The UIDs of a set, in its order, into out (room for max). 0 when it
+ * names more than max or a '*': a COPYUID that does not add up is not
+ * believed. */
+static size_t set_expand(const struct mailimap_set *set, uint32_t *out, size_t max)
+{
+    size_t n = 0;
+    for (clistiter *it = set ? clist_begin(set->set_list) : NULL; it; it = clist_next(it)) {
+        const struct mailimap_set_item *item = clist_content(it);
+        uint32_t lo = item->set_first, hi = item->set_last;
+        if (lo > hi) {
+            uint32_t t = lo;
+            lo = hi;
+            hi = t;
+        }
+        if (lo == 0 || (uint64_t)hi - lo + 1 > max - n)
+            return 0;
+        for (uint64_t u = lo; u <= hi; u++)
+            out[n++] = (uint32_t)u;
+    }
+    return n;
+}
+
+static int cmp_uid32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
 static int copy_cmd(struct imap_session *s, struct mailimap_set *set, void *ctx)
 {
-    return mailimap_uid_copy(s->imap, set, ctx);
+    struct copy_args *a = ctx;
+    if (!a->copy_uids)
+        return mailimap_uid_copy(s->imap, set, a->dest);
+    uint32_t uidvalidity = 0;
+    struct mailimap_set *src = NULL, *dst = NULL;
+    int r = mailimap_uidplus_uid_copy(s->imap, set, a->dest, &uidvalidity, &src, &dst);
+    uint32_t *sv = r == MAILIMAP_NO_ERROR && src && dst && uidvalidity ? malloc(2 * a->n * sizeof *sv) : NULL;
+    size_t ns = sv ? set_expand(src, sv, a->n) : 0;
+    if (ns && set_expand(dst, sv + a->n, a->n) == ns) {
+        a->uidvalidity = uidvalidity;
+        for (size_t k = 0; k < ns; k++) {
+            const uint32_t *at = bsearch(&sv[k], a->uids, a->n, sizeof *a->uids, cmp_uid32);
+            if (at)
+                a->copy_uids[at - a->uids] = sv[a->n + k];
+        }
+    }
+    free(sv);
+    if (src)
+        mailimap_set_free(src);
+    if (dst)
+        mailimap_set_free(dst);
+    return r;
+}
+
+int imap_copy(struct imap_session *s, const uint32_t *uids, size_t n, const char *dest, uint32_t *copy_uids,
+              uint32_t *dest_uidvalidity, struct ms_error *err)
+{
+    char shown[120];
+    if (dest_uidvalidity)
+        *dest_uidvalidity = 0;
+    int rc = ready(s, true, err);
+    if (rc == MS_OK)
+        rc = folder_name_ok(dest, shown, sizeof shown, err);
+    if (rc != MS_OK || n == 0)
+        return rc;
+    struct copy_args a = {dest, uids, n, copy_uids, 0};
+    rc = uid_set_batches(s, uids, n, "UID COPY", copy_cmd, &a, err);
+    if (rc == MS_OK && dest_uidvalidity)
+        *dest_uidvalidity = a.uidvalidity;
+    return rc;
 }
 
 int imap_move(struct imap_session *s, const uint32_t *uids, size_t n, const char *dest, struct ms_error *err)
@@ -2619,7 +2695,7 @@ int imap_move(struct imap_session *s, const uint32_t *uids, size_t n, const char
     /* RFC 6851's fallback: COPY, then \Deleted and expunge only these. */
     if (!imap_has_capability(s, "UIDPLUS"))
         return ms_error_set(err, MS_EUSAGE, "the server has neither MOVE nor UIDPLUS: cannot move to \"%s\"", shown);
-    rc = uid_set_batches(s, uids, n, "UID COPY", copy_cmd, (void *)dest, err);
+    rc = imap_copy(s, uids, n, dest, NULL, NULL, err);
     if (rc == MS_OK)
         rc = imap_store_flags(s, uids, n, FLAG_DELETED, true, err);
     if (rc == MS_OK)

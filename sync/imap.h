@@ -267,6 +267,14 @@ int imap_store_flags(struct imap_session *s, const uint32_t *uids, size_t n, uns
  * someone else flagged \Deleted. MS_EUSAGE without UIDPLUS. */
 int imap_uid_expunge(struct imap_session *s, const uint32_t *uids, size_t n, struct ms_error *err);
 
+/* UID COPY uids to dest (raw name). With copy_uids (n entries, zeroed by
+ * the caller), the server's COPYUID answers (UIDPLUS) fill copy_uids[i]
+ * with the UID of uids[i]'s copy in dest, and *dest_uidvalidity (if not
+ * NULL) with dest's UIDVALIDITY; entries no answer named stay 0 (and
+ * *dest_uidvalidity is 0 when none came). */
+int imap_copy(struct imap_session *s, const uint32_t *uids, size_t n, const char *dest, uint32_t *copy_uids,
+              uint32_t *dest_uidvalidity, struct ms_error *err);
+
 /* UID MOVE uids to dest (raw name) with MOVE (RFC 6851), else UID COPY +
  * \Deleted + UID EXPUNGE (needs UIDPLUS; MS_EUSAGE without). */
 int imap_move(struct imap_session *s, const uint32_t *uids, size_t n, const char *dest, struct ms_error *err);

@@ -137,7 +137,7 @@ static void create_and_reopen(void **state)
     free(v);
     /* The schema version is ours, and cannot be overwritten by a caller. */
     assert_int_equal(state_meta_get(s, "schema_version", &v, &err), MS_OK);
-    assert_string_equal(v, "1");
+    assert_string_equal(v, "2");
     free(v);
     assert_int_equal(state_meta_set(s, "schema_version", "2", &err), MS_ELOCAL);
     state_close(s);
@@ -840,6 +840,101 @@ static void batch_hook(void **state)
     state_close(s);
 }
 
+/* ---- the trash journal ---- */
+
+static char *schema_version_of(const char *path)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    char *v = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &st, NULL),
+                     SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void trash_journal(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    struct state_folder f = {.name = "INBOX", .path = "INBOX", .uidvalidity = 7};
+    assert_int_equal(state_folder_save(s, &f, &err), MS_OK);
+    struct state_trash a = {.uid = 9, .trash = "Trash", .trash_uidvalidity = 3, .trash_uidnext = 40, .size = 1234,
+                            .message_id = "<a@b>"};
+    struct state_trash b = {.uid = 4, .trash = "Trash", .trash_uidvalidity = 3, .trash_uidnext = 40, .size = 99};
+    assert_int_equal(state_trash_put(s, f.id, &a, &err), MS_OK);
+    assert_int_equal(state_trash_put(s, f.id, &b, &err), MS_OK);
+    assert_int_equal(state_trash_set_copy(s, f.id, 9, 41, &err), MS_OK);
+    state_close(s);
+
+    /* durable, by uid, with the copy's UID */
+    s = open_ok(fx->path);
+    struct state_trash *t;
+    size_t n;
+    assert_int_equal(state_trash_list(s, f.id, &t, &n, &err), MS_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(t[0].uid, 4);
+    assert_int_equal(t[0].copy_uid, 0);
+    assert_null(t[0].message_id);
+    assert_int_equal(t[1].uid, 9);
+    assert_string_equal(t[1].trash, "Trash");
+    assert_int_equal(t[1].trash_uidvalidity, 3);
+    assert_int_equal(t[1].trash_uidnext, 40);
+    assert_int_equal(t[1].copy_uid, 41);
+    assert_int_equal(t[1].size, 1234);
+    assert_string_equal(t[1].message_id, "<a@b>");
+    state_trashes_free(t, n);
+    assert_int_equal(state_trash_forget(s, f.id, 4, &err), MS_OK);
+    assert_int_equal(state_trash_list(s, f.id, &t, &n, &err), MS_OK);
+    assert_int_equal(n, 1);
+    state_trashes_free(t, n);
+    /* gone with its folder */
+    assert_int_equal(state_folder_delete(s, f.id, &err), MS_OK);
+    assert_int_equal(state_trash_list(s, f.id, &t, &n, &err), MS_OK);
+    assert_int_equal(n, 0);
+    state_trashes_free(t, n);
+    state_close(s);
+}
+
+static void schema_1_gains_the_trash_journal(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    struct state_folder f = {.name = "INBOX", .path = "INBOX", .uidvalidity = 7};
+    assert_int_equal(state_folder_save(s, &f, &err), MS_OK);
+    state_close(s);
+    /* what a mailsync of schema 1 left */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TABLE trashing; "
+                                  "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    char *v = schema_version_of(fx->path);
+    assert_string_equal(v, "1");
+    free(v);
+
+    s = open_ok(fx->path);
+    struct state_trash a = {.uid = 9, .trash = "Trash", .trash_uidvalidity = 3, .trash_uidnext = 40};
+    assert_int_equal(state_trash_put(s, f.id, &a, &err), MS_OK);
+    struct state_folder g;
+    assert_int_equal(state_folder_get(s, "INBOX", &g, &err), MS_OK);
+    assert_int_equal(g.id, f.id); /* the rest is kept */
+    state_folder_free(&g);
+    state_close(s);
+    v = schema_version_of(fx->path);
+    assert_string_equal(v, "2");
+    free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -860,6 +955,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(meta, setup, teardown),
         cmocka_unit_test_setup_teardown(integrity_stamp, setup, teardown),
         cmocka_unit_test_setup_teardown(quiet_run_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(trash_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(schema_1_gains_the_trash_journal, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
