@@ -192,6 +192,11 @@ static void info_letters(unsigned flags, const char *extra, char *out, size_t ou
     out[n] = '\0';
 }
 
+/* The info of a name starts at its first ":2," (as Dovecot reads it). A
+ * tool that appended its own ":2,<letters>" leaves a second one: its
+ * letters count too, but the marker is no letter, and neither is any ':'
+ * (kept as an unknown letter, the next rename for flags would write a
+ * second marker again). */
 static void split_name(const char *name, struct local_msg *m)
 {
     const char *info = strstr(name, ":2,");
@@ -201,7 +206,21 @@ static void split_name(const char *name, struct local_msg *m)
         abort();
     m->name = xstrdup(name);
     m->extra[0] = '\0';
-    m->flags = info ? flags_from_letters(info + 3, m->extra, sizeof m->extra) : 0;
+    m->flags = 0;
+    if (!info)
+        return;
+    char letters[NAME_MAX + 1];
+    size_t n = 0;
+    for (const char *p = info + 3; *p && n + 1 < sizeof letters; p++) {
+        if (*p == ':') {
+            if (p[1] == '2' && p[2] == ',')
+                p += 2;
+            continue;
+        }
+        letters[n++] = *p;
+    }
+    letters[n] = '\0';
+    m->flags = flags_from_letters(letters, m->extra, sizeof m->extra);
 }
 
 static int subdir_fd(struct maildir_folder *f, bool in_new)

@@ -718,6 +718,46 @@ static void symlinks_refused(void **state)
     maildir_folder_close(f);
 }
 
+/* The info starts at the first ":2,"; a second marker is no letter, and a
+ * rename for flags writes one marker only. */
+static void double_info_names(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    char path[512];
+    snprintf(path, sizeof path, "%s/INBOX/cur/1700000000.x.host:2,S:2,", fx->root);
+    put_file(path, "one\n");
+    snprintf(path, sizeof path, "%s/INBOX/cur/1700000001.y.host:2,S:2,Fa", fx->root);
+    put_file(path, "two\n");
+    snprintf(path, sizeof path, "%s/INBOX/cur/1700000002.z.host:2,R:x", fx->root);
+    put_file(path, "three\n");
+    struct local_msg *msgs;
+    size_t n;
+    struct ms_error err;
+    assert_int_equal(maildir_scan(f, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(msgs[0].uniq, "1700000000.x.host");
+    assert_int_equal(msgs[0].flags, FLAG_SEEN);
+    assert_string_equal(msgs[0].extra, "");
+    assert_string_equal(msgs[1].uniq, "1700000001.y.host");
+    assert_int_equal(msgs[1].flags, FLAG_SEEN | FLAG_FLAGGED);
+    assert_string_equal(msgs[1].extra, "a");
+    assert_string_equal(msgs[2].uniq, "1700000002.z.host");
+    assert_int_equal(msgs[2].flags, FLAG_ANSWERED);
+    assert_string_equal(msgs[2].extra, "x");
+    assert_int_equal(maildir_set_flags(f, &msgs[0], FLAG_SEEN | FLAG_FLAGGED, &err), MS_OK);
+    assert_string_equal(msgs[0].name, "1700000000.x.host:2,FS");
+    assert_int_equal(maildir_set_flags(f, &msgs[1], FLAG_SEEN, &err), MS_OK);
+    assert_string_equal(msgs[1].name, "1700000001.y.host:2,Sa");
+    assert_int_equal(maildir_set_flags(f, &msgs[2], FLAG_ANSWERED | FLAG_SEEN, &err), MS_OK);
+    assert_string_equal(msgs[2].name, "1700000002.z.host:2,RSx");
+    char buf[16];
+    assert_int_equal(slurp(fx, "INBOX/cur/1700000000.x.host:2,FS", buf, sizeof buf), 4);
+    assert_int_equal(slurp(fx, "INBOX/cur/1700000000.x.host:2,S:2,", buf, sizeof buf), -1);
+    maildir_msgs_free(msgs, n);
+    maildir_folder_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -738,6 +778,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(folder_exists_and_root_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(unsafe_relpaths_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(symlinks_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(double_info_names, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,95 @@
+"""test_maildir_odd.py: Maildir entries other tools leave behind, against a
+real Dovecot.
+
+A known message file replaced by a symlink (a dedup tool) is still that
+message; one replaced by a dangling symlink, a directory, a FIFO or a socket
+is skipped with a warning and is not a deletion. A name with ":2," twice is
+renamed to a sane one on a flag change. Two files with one unique part (a
+restored backup) are one message when their content is the same, and two
+when it differs. A 0-byte file is no mail: skipped with a warning, never a
+failure. Each test counts messages by content hash on both sides and checks
+the files on disk.
+"""
+
+import collections
+import hashlib
+import os
+import shutil
+import socket
+import sqlite3
+from pathlib import Path
+
+import testbed as tb
+
+
+def digest(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class MaildirOddTest(tb.BedTestCase):
+    bed_options = {"pool": 20}
+
+    # -- helpers -----------------------------------------------------------
+
+    def inbox(self):
+        return Path(tb.local_folder_path(self.maildir, "INBOX"))
+
+    def seed_and_pull(self, n=6, flags=()):
+        msgs = tb.make_corpus(n, seed=11, flags=False)
+        with self.imap() as c:
+            for m in msgs:
+                c.append_message("INBOX", m.data, flags=flags, date=m.date)
+        self.pull()
+        return msgs
+
+    def server_hashes(self):
+        """Counter of content hashes (LF line ends) in the server's INBOX."""
+        with self.imap() as c:
+            return collections.Counter(digest(m.data_lf) for m in c.messages("INBOX"))
+
+    def server_flags(self):
+        """{content hash: server letters} of the server's INBOX."""
+        with self.imap() as c:
+            return {digest(m.data_lf): m.letters for m in c.messages("INBOX")}
+
+    def local_hashes(self):
+        """Counter of content hashes of the local INBOX's readable files
+        (symlinks followed, as a MUA reads them)."""
+        return collections.Counter(digest(m.data) for m in tb.read_maildir(self.maildir).get("INBOX", []))
+
+    def cur_files(self):
+        return sorted((self.inbox() / "cur").iterdir())
+
+    def state_uniqs(self):
+        db = sqlite3.connect(str(self.state))
+        try:
+            return {r[0] for r in db.execute("SELECT uniq FROM messages WHERE uniq IS NOT NULL")}
+        finally:
+            db.close()
+
+    def assertNoControlBytes(self, text):
+        self.assertFalse([c for c in text if ord(c) < 0x20 and c not in "\n\t"], text)
+
+    # -- point 7a: ":2," twice ----------------------------------------------
+
+    def test_double_info_is_renamed_sanely(self):
+        self.seed_and_pull(2)
+        data = tb.make_message(50, seed=12).replace(b"\r\n", b"\n")
+        odd = self.inbox() / "cur" / "1700000000.x.host:2,S:2,"
+        odd.write_bytes(data)
+        self.run_ok("sync")
+        h = digest(data)
+        self.assertEqual(self.server_hashes()[h], 1)
+        self.assertEqual(self.server_flags()[h], "S")
+        with self.imap() as c:
+            uid = [m.uid for m in c.messages("INBOX") if digest(m.data_lf) == h][0]
+            c.set_flags("INBOX", [uid], ["\\Flagged"])
+        self.run_ok("sync")
+        names = [p.name for p in self.cur_files() if p.read_bytes() == data]
+        self.assertEqual(names, ["1700000000.x.host:2,FS"])
+        for p in self.cur_files():
+            self.assertEqual(p.name.count(":2,"), 1, p.name)
+        self.run_ok("sync")
+        self.assertEqual(self.server_hashes()[h], 1)
+        self.assertEqual(self.local_hashes()[h], 1)
+        self.assertSynced()
