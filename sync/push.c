@@ -358,6 +358,12 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
             } else if (fd < 0 || message_identity_fd(fd, &u->message_id, &u->size) != 0) {
                 log_msg(LOG_WARN, "%s: %s not uploaded: cannot read it", c->sel->name, u->l->name);
                 c->fres->failed++;
+            } else if (u->size == 0) {
+                /* No mail, and no server stores it (an APPEND of an empty
+                 * literal is refused): not a failure to retry every run.
+                 * The file stays (it is the user's). */
+                log_msg(LOG_WARN, "%s: %s not uploaded: it is empty (0 bytes)", c->sel->name,
+                        log_escape(u->l->name, strlen(u->l->name), 100));
             } else {
                 struct state_append ja = {.uniq = u->l->uniq, .uidvalidity = c->uidvalidity, .uidnext = c->uidnext,
                                           .size = u->size, .message_id = u->message_id};

@@ -93,3 +93,23 @@ class MaildirOddTest(tb.BedTestCase):
         self.assertEqual(self.server_hashes()[h], 1)
         self.assertEqual(self.local_hashes()[h], 1)
         self.assertSynced()
+
+    # -- point 7c: 0 bytes --------------------------------------------------
+
+    def test_empty_file_is_skipped_not_a_failure(self):
+        msgs = self.seed_and_pull(3)
+        want = collections.Counter(digest(m.data_lf) for m in msgs)
+        empty = self.inbox() / "cur" / "1700000000.empty.host:2,S"
+        empty.write_bytes(b"")
+        self.add_local_new(2, seed=14)
+        for m in tb.make_corpus(2, seed=14, size=3000, flags=False):
+            want[digest(m.data_lf)] += 1
+        for cmd in ("push", "sync", "sync"):
+            r = self.run_ok(cmd)
+            if cmd == "push":  # warned once; later runs see no change
+                self.assertIn("1700000000.empty.host", r.stderr, r)
+                self.assertIn("empty", r.stderr)
+            self.assertEqual(self.server_hashes(), want, r)
+            self.assertTrue(empty.exists())
+            self.assertEqual(empty.stat().st_size, 0)
+        self.assertEqual(self.local_hashes() - collections.Counter([digest(b"")]), want)
