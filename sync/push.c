@@ -486,6 +486,73 @@ int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s
     return rc;
 }
 
+/* ------------------------------------------------------------------ */
+/* what the scan left out */
+
+/* The state row naming uniq, or NULL (a linear search: only for the few
+ * entries a scan leaves out). */
+static const struct state_msg *state_row_of(const struct push_ctx *c, const char *uniq)
+{
+    for (size_t i = 0; i < c->nstate; i++)
+        if (c->state[i].uniq && strcmp(c->state[i].uniq, uniq) == 0)
+            return &c->state[i];
+    return NULL;
+}
+
+/* A copy of m for c->local (which owns its strings). */
+static struct local_msg copy_msg(const struct local_msg *m)
+{
+    struct local_msg x = *m;
+    x.uniq = xstrdup(m->uniq);
+    x.name = xstrdup(m->name);
+    return x;
+}
+
+static int cmp_msg_uniq(const void *a, const void *b)
+{
+    return strcmp(((const struct local_msg *)a)->uniq, ((const struct local_msg *)b)->uniq);
+}
+
+/* Before planning, the entries the scan left out (maildir_scan_left_out()):
+ * not a regular file where a known message was (a dangling symlink, a
+ * directory, a FIFO, a socket) is no deletion ("a known message file that
+ * is no longer a regular file is not a deletion"). It stands in the list
+ * with the flags its row records, so the plan pushes nothing for it and
+ * the row stays; it is never opened. */
+static void take_left_out(struct push_ctx *c)
+{
+    size_t n;
+    struct local_msg *left = maildir_scan_left_out(c->mf, &n);
+    struct local_msg *add = xcalloc(n + 1, sizeof *add);
+    size_t nadd = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct local_msg *m = &left[i];
+        struct local_msg *kept = local_by_uniq(c->local, c->nlocal, m->uniq);
+        const struct state_msg *s = state_row_of(c, m->uniq);
+        char name[420];
+        snprintf(name, sizeof name, "%s/%s", m->in_new ? "new" : "cur", log_escape(m->name, strlen(m->name), 100));
+        if (m->odd) {
+            log_msg(LOG_WARN, "%s: skipping %s: not a regular file (a dangling symlink, directory, FIFO or socket); "
+                              "not taken for a deletion",
+                    c->sel->name, name);
+            bool listed = kept != NULL;
+            for (size_t k = 0; k < nadd && !listed; k++)
+                listed = strcmp(add[k].uniq, m->uniq) == 0;
+            if (s && !listed) {
+                add[nadd] = copy_msg(m);
+                add[nadd++].flags = s->flags & FLAG_ALL;
+            }
+        }
+    }
+    if (nadd) {
+        c->local = xrealloc(c->local, (c->nlocal + nadd) * sizeof *c->local);
+        memcpy(c->local + c->nlocal, add, nadd * sizeof *add);
+        c->nlocal += nadd;
+        qsort(c->local, c->nlocal, sizeof *c->local, cmp_msg_uniq);
+    }
+    free(add);
+}
+
 /* (Re)plan the folder from c's state rows and scan. */
 static int plan_folder(struct push_ctx *c, struct plan_input *in, struct push_plan *p, struct ms_error *err)
 {
@@ -531,6 +598,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         (rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
         (rc = state_append_list(r->st, sf.id, &journal, &njournal, err)))
         goto out;
+    take_left_out(&c);
     if ((rc = plan_folder(&c, &in, &p, err)))
         goto out;
     if (p.guard_tripped) {

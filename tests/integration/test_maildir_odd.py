@@ -70,6 +70,91 @@ class MaildirOddTest(tb.BedTestCase):
     def assertNoControlBytes(self, text):
         self.assertFalse([c for c in text if ord(c) < 0x20 and c not in "\n\t"], text)
 
+    # -- point 5: not a regular file ----------------------------------------
+
+    def test_symlink_to_identical_copy_is_the_message(self):
+        """rdfind -makesymlinks: a file replaced by a symlink to an identical
+        copy (here outside the root) is present: nothing is expunged, its
+        flag changes go both ways, and a rename renames the link only."""
+        msgs = self.seed_and_pull(6)
+        want = collections.Counter(digest(m.data_lf) for m in msgs)
+        victim = self.cur_files()[0] if self.cur_files() else sorted((self.inbox() / "new").iterdir())[0]
+        copies = self.work / "dedup"
+        copies.mkdir()
+        target = copies / "copy.eml"
+        shutil.copy2(victim, target)
+        target_stat = os.stat(target)
+        victim.unlink()
+        os.symlink(target, victim)
+        h = digest(target.read_bytes())
+
+        r = self.run_ok("sync")
+        self.assertEqual(self.server_hashes(), want, r)
+        self.assertEqual(self.local_hashes(), want)
+        self.assertTrue(victim.is_symlink())
+        # the server flags it: the link is renamed, the target is untouched
+        with self.imap() as c:
+            uid = [m.uid for m in c.messages("INBOX") if digest(m.data_lf) == h][0]
+            c.set_flags("INBOX", [uid], ["\\Flagged"])
+        self.run_ok("sync")
+        links = [p for p in (self.inbox() / "cur").iterdir() if p.is_symlink()]
+        self.assertEqual(len(links), 1)
+        self.assertIn("F", tb.parse_maildir_name(links[0].name)[1])
+        self.assertEqual(os.readlink(links[0]), str(target))
+        self.assertEqual(os.stat(target).st_mtime_ns, target_stat.st_mtime_ns)
+        self.assertEqual(sorted(os.listdir(copies)), ["copy.eml"])
+        # a local flag change on the link goes to the server
+        uniq = tb.parse_maildir_name(links[0].name)[0]
+        os.rename(links[0], links[0].with_name(uniq + ":2,FS"))
+        self.run_ok("sync")
+        self.assertEqual(self.server_flags()[h], "FS")
+        self.assertEqual(self.server_hashes(), want)
+        self.assertEqual(self.local_hashes(), want)
+
+    def test_unreadable_entries_are_not_deletions(self):
+        """A dangling symlink, a directory, a FIFO and a socket where a known
+        message was: a warning each, nothing expunged or pushed, the state
+        rows kept; the real files put back are synced as before."""
+        msgs = self.seed_and_pull(8)
+        want = collections.Counter(digest(m.data_lf) for m in msgs)
+        files = sorted(p for sub in ("cur", "new") for p in (self.inbox() / sub).iterdir())
+        saved = {}
+        for kind, p in zip(("dangling", "dir", "fifo", "socket"), files):
+            saved[p] = p.read_bytes()
+            p.unlink()
+            if kind == "dangling":
+                os.symlink(self.work / "nowhere", p)
+            elif kind == "dir":
+                p.mkdir()
+            elif kind == "fifo":
+                os.mkfifo(p)
+            else:
+                s = socket.socket(socket.AF_UNIX)
+                s.bind(str(p))
+                s.close()
+        uniqs = self.state_uniqs()
+        for cmd in ("push", "sync", "sync"):
+            r = self.run_ok(cmd, timeout=60)
+            if cmd == "push":  # warned once; later runs see no change
+                for p in saved:
+                    self.assertIn(p.name, r.stderr, r)
+                self.assertIn("not a regular file", r.stderr)
+                self.assertNoControlBytes(r.stderr)
+            self.assertEqual(self.server_hashes(), want, r)
+            self.assertEqual(self.state_uniqs(), uniqs)
+        self.assertEqual(self.local_hashes(), want - collections.Counter(digest(d) for d in saved.values()))
+        # the real files come back: nothing moves, both sides agree
+        for p, data in saved.items():
+            if p.is_dir() and not p.is_symlink():
+                p.rmdir()
+            else:
+                p.unlink()
+            p.write_bytes(data)
+        r = self.run_ok("sync")
+        self.assertEqual(self.server_hashes(), want, r)
+        self.assertEqual(self.local_hashes(), want)
+        self.assertEqual(self.state_uniqs(), uniqs)
+
     # -- point 7a: ":2," twice ----------------------------------------------
 
     def test_double_info_is_renamed_sanely(self):
