@@ -683,6 +683,21 @@ static int cmp_uniq(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* Keep the first file of each unique part in vec (sorted by uniq, then
+ * name) and move the others to left: one unique part is one message to
+ * the state and the planner, whatever a restored backup put next to it. */
+static void move_duplicates(struct msg_vec *vec, struct msg_vec *left)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < vec->n; i++) {
+        if (k && strcmp(vec->v[i].uniq, vec->v[k - 1].uniq) == 0)
+            *vec_push(left) = vec->v[i];
+        else
+            vec->v[k++] = vec->v[i];
+    }
+    vec->n = k;
+}
+
 static int scan(struct maildir_folder *f, bool sizes, struct local_msg **out, size_t *n, struct ms_error *err)
 {
     *out = NULL;
@@ -706,6 +721,7 @@ static int scan(struct maildir_folder *f, bool sizes, struct local_msg **out, si
         if (ts_equal(before[0], after[0]) && ts_equal(before[1], after[1])) {
             if (vec.n)
                 qsort(vec.v, vec.n, sizeof *vec.v, cmp_uniq);
+            move_duplicates(&vec, &left);
             maildir_msgs_free(f->left_out, f->nleft_out);
             f->left_out = left.v;
             f->nleft_out = left.n;
@@ -823,6 +839,18 @@ int maildir_find_hint(struct maildir_folder *f, const char *uniq, unsigned flags
 /* ------------------------------------------------------------------ */
 /* delivery                                                            */
 
+/* A fresh unique part: time.M<usec>P<pid>R<random>.<host>. */
+static void make_uniq(const struct maildir_folder *f, int attempt, char *out, size_t outlen)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    uint64_t rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+        rnd = ((uint64_t)tv.tv_usec << 32) ^ (uint64_t)rand() ^ ((uint64_t)attempt << 56);
+    snprintf(out, outlen, "%lld.M%ldP%ldR%016llx.%s", (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(),
+             (unsigned long long)rnd, f->host);
+}
+
 int maildir_tmp_open(struct maildir_folder *f, struct maildir_tmp **out, struct ms_error *err)
 {
     *out = NULL;
@@ -835,13 +863,7 @@ int maildir_tmp_open(struct maildir_folder *f, struct maildir_tmp **out, struct 
     if (!t->buf)
         abort();
     for (int attempt = 0; attempt < 10; attempt++) {
-        struct timeval tv;
-        gettimeofday(&tv, NULL);
-        uint64_t rnd = 0;
-        if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
-            rnd = ((uint64_t)tv.tv_usec << 32) ^ (uint64_t)rand() ^ ((uint64_t)attempt << 56);
-        snprintf(t->uniq, sizeof t->uniq, "%lld.M%ldP%ldR%016llx.%s", (long long)tv.tv_sec, (long)tv.tv_usec,
-                 (long)getpid(), (unsigned long long)rnd, f->host);
+        make_uniq(f, attempt, t->uniq, sizeof t->uniq);
         t->fd = openat(f->tmpfd, t->uniq, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (t->fd >= 0) {
             *out = t;
@@ -1174,6 +1196,23 @@ int maildir_remove(struct maildir_folder *f, struct local_msg *m, struct ms_erro
     return ms_error_set(err, MS_ELOCAL, "%s: message %s keeps being renamed", f->path, m->uniq);
 }
 
+/* read() until len bytes or the end of the file; -1 on error. */
+static ssize_t read_full(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = read(fd, buf + got, len - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
 /* errno of open_for_reading() for an entry that is no message file. */
 #define EFTYPE_NOT_REG EINVAL
 
@@ -1236,4 +1275,64 @@ int maildir_open_exact(struct maildir_folder *f, const struct local_msg *m, stru
         ms_error_errno(err, MS_ELOCAL, name_ok(m->name) ? errno : EINVAL, "cannot open %s/%s/%s", f->path,
                        m->in_new ? "new" : "cur", log_escape(m->name, strlen(m->name), 100));
     return fd;
+}
+
+int maildir_same_content(struct maildir_folder *f, struct local_msg *a, struct local_msg *b, struct ms_error *err)
+{
+    /* By name, not by uniq: the two share it. */
+    int fa = maildir_open_exact(f, a, err), fb = fa >= 0 ? maildir_open_exact(f, b, err) : -1;
+    if (fb < 0) {
+        if (fa >= 0)
+            close(fa);
+        return -1;
+    }
+    char *bufa = xmalloc(2 * TMP_BUFSIZE), *bufb = bufa + TMP_BUFSIZE;
+    int same = 1;
+    for (;;) {
+        ssize_t na = read_full(fa, bufa, TMP_BUFSIZE), nb = read_full(fb, bufb, TMP_BUFSIZE);
+        if (na < 0 || nb < 0) {
+            ms_error_errno(err, MS_ELOCAL, errno, "cannot read a message file in %s", f->path);
+            same = -1;
+            break;
+        }
+        if (na != nb || memcmp(bufa, bufb, (size_t)na) != 0) {
+            same = 0;
+            break;
+        }
+        if (na == 0)
+            break;
+    }
+    free(bufa);
+    close(fa);
+    close(fb);
+    return same;
+}
+
+int maildir_rename_uniq(struct maildir_folder *f, struct local_msg *m, struct ms_error *err)
+{
+    if (!name_ok(m->name))
+        return ms_error_set(err, MS_ELOCAL, "refusing unsafe Maildir file name \"%s\"",
+                            log_escape(m->name, strlen(m->name), 100));
+    int dirfd = subdir_fd(f, m->in_new);
+    bool info = strstr(m->name, ":2,") != NULL;
+    for (int attempt = 0; attempt < 10; attempt++) {
+        char uniq[UNIQ_MAX + 1], letters[64], target[NAME_MAX + 1];
+        make_uniq(f, attempt, uniq, sizeof uniq);
+        info_letters(m->flags, m->extra, letters, sizeof letters);
+        int n = info ? snprintf(target, sizeof target, "%s:2,%s", uniq, letters)
+                     : snprintf(target, sizeof target, "%s", uniq);
+        if (n < 0 || (size_t)n >= sizeof target)
+            return ms_error_set(err, MS_ELOCAL, "Maildir file name too long for %s", uniq);
+        if (rename_noreplace(dirfd, m->name, dirfd, target) == 0) {
+            free(m->name);
+            free(m->uniq);
+            m->name = xstrdup(target);
+            m->uniq = xstrdup(uniq);
+            return MS_OK;
+        }
+        if (errno != EEXIST)
+            return ms_error_errno(err, MS_ELOCAL, errno, "cannot rename %s/%s/%s", f->path,
+                                  m->in_new ? "new" : "cur", log_escape(m->name, strlen(m->name), 100));
+    }
+    return ms_error_set(err, MS_ELOCAL, "%s: no free unique name for %s", f->path, m->name);
 }

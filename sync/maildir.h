@@ -73,7 +73,7 @@ struct local_msg {
     bool odd;        /* maildir_scan_left_out(): not a regular file */
 };
 
-/* List the messages in new/ and cur/ (sorted by uniq).
+/* List the messages in new/ and cur/ (sorted by uniq, one per uniq).
  * Files whose names start with '.' are ignored. A message file is a
  * regular file or a symlink to one (flags from the link's name; read
  * through the link, renamed and removed as the link itself). The scan is
@@ -85,15 +85,25 @@ int maildir_scan_names(struct maildir_folder *f, struct local_msg **out, size_t 
 void maildir_msgs_free(struct local_msg *msgs, size_t n);
 
 /* What the last scan of f left out of its list, in no particular order;
- * owned by f, valid until its next scan or maildir_folder_close(): the
- * entries that are odd (not a regular file: a dangling symlink, a
- * directory, a FIFO, a socket; never opened). None is a deletion of the
- * message its name gives. */
+ * owned by f, valid until its next scan or maildir_folder_close(). Each is
+ * either odd (not a regular file: a dangling symlink, a directory, a
+ * FIFO, a socket; it is never opened) or a second file with the unique
+ * part of one in the list (a restored backup; the list has the first by
+ * name). Neither is a deletion of the message its name gives. */
 struct local_msg *maildir_scan_left_out(struct maildir_folder *f, size_t *n);
 
 /* maildir_open_msg() by m's name as scanned only (no lookup by uniq:
  * for files that share one). */
 int maildir_open_exact(struct maildir_folder *f, const struct local_msg *m, struct ms_error *err);
+
+/* Whether the files of a and b (by their names as scanned) hold the
+ * same bytes: 1 yes, 0 no, -1 with err set if one cannot be read. */
+int maildir_same_content(struct maildir_folder *f, struct local_msg *a, struct local_msg *b, struct ms_error *err);
+
+/* Give message m a fresh unique part: rename it within its directory to
+ * <new uniq>:2,<its letters> (or <new uniq> if its name had no info),
+ * never over an existing name. Updates m->uniq and m->name. */
+int maildir_rename_uniq(struct maildir_folder *f, struct local_msg *m, struct ms_error *err);
 
 /* Find one message by unique part (after a rename by a MUA). Fills *out
  * (caller frees out->uniq/out->name with free()); returns MS_OK, or 1 if

@@ -179,6 +179,56 @@ class MaildirOddTest(tb.BedTestCase):
         self.assertEqual(self.local_hashes()[h], 1)
         self.assertSynced()
 
+    # -- point 7b: one unique part, two files -------------------------------
+
+    def restore_duplicate(self, content, where="cur"):
+        """A backup brings back a second file with a known message's unique
+        part: cur/<uniq>:2,FS (or new/<uniq>) holding content(original)."""
+        orig = self.cur_files()[0]
+        uniq, _ = tb.parse_maildir_name(orig.name)
+        dup = (self.inbox() / "cur" / (uniq + ":2,FS")) if where == "cur" else (self.inbox() / "new" / uniq)
+        dup.write_bytes(content(orig.read_bytes()))
+        return orig, dup
+
+    def identical_duplicate(self, where):
+        msgs = self.seed_and_pull(4, flags=("\\Seen",))
+        want = collections.Counter(digest(m.data_lf) for m in msgs)
+        orig, dup = self.restore_duplicate(lambda d: d, where)
+        flags = self.server_flags()
+        r = self.run_ok("sync")
+        self.assertIn("same unique name", r.stderr, r)
+        self.assertEqual(self.server_hashes(), want, r)
+        self.assertEqual(self.server_flags(), flags)
+        self.assertTrue(orig.exists() and dup.exists())
+        r = self.run_ok("sync")
+        self.assertEqual(self.server_hashes(), want, r)
+        self.assertEqual(self.server_flags(), flags)
+
+    def test_identical_duplicate_in_cur_is_not_uploaded(self):
+        self.identical_duplicate("cur")
+
+    def test_identical_duplicate_in_new_is_not_uploaded(self):
+        self.identical_duplicate("new")
+
+    def test_different_duplicate_gets_its_own_name(self):
+        msgs = self.seed_and_pull(4, flags=("\\Seen",))
+        want = collections.Counter(digest(m.data_lf) for m in msgs)
+        other = tb.make_message(60, seed=13).replace(b"\r\n", b"\n")
+        orig, dup = self.restore_duplicate(lambda d: other)
+        r = self.run_ok("sync")
+        want[digest(other)] += 1
+        self.assertEqual(self.server_hashes(), want, r)
+        self.assertTrue(orig.exists())
+        self.assertFalse(dup.exists())
+        renamed = [p for p in self.cur_files() if p.read_bytes() == other]
+        self.assertEqual(len(renamed), 1)
+        self.assertNotEqual(tb.parse_maildir_name(renamed[0].name)[0], tb.parse_maildir_name(orig.name)[0])
+        self.assertEqual(tb.parse_maildir_name(renamed[0].name)[1], "FS")
+        r = self.run_ok("sync")
+        self.assertEqual(self.server_hashes(), want, r)
+        self.assertEqual(self.local_hashes(), want)
+        self.assertSynced(check_mtime=False)
+
     # -- point 7c: 0 bytes --------------------------------------------------
 
     def test_empty_file_is_skipped_not_a_failure(self):

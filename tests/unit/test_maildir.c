@@ -835,6 +835,53 @@ static void double_info_names(void **state)
     maildir_folder_close(f);
 }
 
+/* Files sharing one unique part (a restored backup): the list has the
+ * first by name, the others are left out; their content can be compared,
+ * and one can get a unique part of its own (info kept, one marker). */
+static void duplicates_left_out(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    char path[512];
+    snprintf(path, sizeof path, "%s/INBOX/cur/77.dup:2,S", fx->root);
+    put_file(path, "same\n");
+    snprintf(path, sizeof path, "%s/INBOX/cur/77.dup:2,FS", fx->root);
+    put_file(path, "same\n");
+    snprintf(path, sizeof path, "%s/INBOX/new/77.dup", fx->root);
+    put_file(path, "other\n");
+    struct local_msg *msgs;
+    size_t n, nleft;
+    struct ms_error err;
+    assert_int_equal(maildir_scan_names(f, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(msgs[0].name, "77.dup");
+    struct local_msg *left = maildir_scan_left_out(f, &nleft);
+    assert_int_equal(nleft, 2);
+    assert_false(left[0].odd || left[1].odd);
+    assert_string_equal(left[0].name, "77.dup:2,FS");
+    assert_string_equal(left[1].name, "77.dup:2,S");
+    assert_int_equal(maildir_same_content(f, &left[0], &left[1], &err), 1);
+    assert_int_equal(maildir_same_content(f, &msgs[0], &left[1], &err), 0);
+    assert_int_equal(maildir_rename_uniq(f, &left[0], &err), MS_OK);
+    assert_string_not_equal(left[0].uniq, "77.dup");
+    assert_non_null(strstr(left[0].name, ":2,FS"));
+    assert_null(strstr(strstr(left[0].name, ":2,") + 1, ":2,"));
+    char rel[600], buf[16];
+    snprintf(rel, sizeof rel, "INBOX/cur/%s", left[0].name);
+    assert_int_equal(slurp(fx, rel, buf, sizeof buf), 5);
+    assert_int_equal(maildir_rename_uniq(f, &msgs[0], &err), MS_OK);
+    assert_null(strstr(msgs[0].name, ":2,"));
+    snprintf(rel, sizeof rel, "INBOX/new/%s", msgs[0].name);
+    assert_int_equal(slurp(fx, rel, buf, sizeof buf), 6);
+    maildir_msgs_free(msgs, n);
+    assert_int_equal(maildir_scan_names(f, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, 3);
+    maildir_scan_left_out(f, &nleft);
+    assert_int_equal(nleft, 0);
+    maildir_msgs_free(msgs, n);
+    maildir_folder_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -857,6 +904,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(symlinks_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(odd_entries_left_out, setup, teardown),
         cmocka_unit_test_setup_teardown(double_info_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(duplicates_left_out, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
