@@ -1331,8 +1331,9 @@ int maildir_rename_uniq(struct maildir_folder *f, struct local_msg *m, struct ms
             return MS_OK;
         }
         if (errno != EEXIST)
-            return ms_error_errno(err, MS_ELOCAL, errno, "cannot rename %s/%s/%s", f->path,
-                                  m->in_new ? "new" : "cur", log_escape(m->name, strlen(m->name), 100));
+            return ms_error_errno(err, MS_ELOCAL, errno, "cannot rename %s/%s/%s", f->path, m->in_new ? "new" : "cur",
+                                  log_escape(m->name, strlen(m->name), 100));
     }
-    return ms_error_set(err, MS_ELOCAL, "%s: no free unique name for %s", f->path, m->name);
+    return ms_error_set(err, MS_ELOCAL, "%s: no free unique name for %s", f->path,
+                        log_escape(m->name, strlen(m->name), 100));
 }

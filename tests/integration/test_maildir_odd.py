@@ -132,6 +132,8 @@ class MaildirOddTest(tb.BedTestCase):
                 s = socket.socket(socket.AF_UNIX)
                 s.bind(str(p))
                 s.close()
+        # and a directory nobody knows, named with a terminal escape
+        (self.inbox() / "cur" / "1700000000.\x1b[2Jevil.host:2,S").mkdir()
         uniqs = self.state_uniqs()
         for cmd in ("push", "sync", "sync"):
             r = self.run_ok(cmd, timeout=60)
@@ -139,6 +141,7 @@ class MaildirOddTest(tb.BedTestCase):
                 for p in saved:
                     self.assertIn(p.name, r.stderr, r)
                 self.assertIn("not a regular file", r.stderr)
+                self.assertIn("1700000000.\\x1b[2Jevil.host", r.stderr)
                 self.assertNoControlBytes(r.stderr)
             self.assertEqual(self.server_hashes(), want, r)
             self.assertEqual(self.state_uniqs(), uniqs)
