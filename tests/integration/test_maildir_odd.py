@@ -135,6 +135,9 @@ class MaildirOddTest(tb.BedTestCase):
         # and a directory nobody knows, named with a terminal escape
         (self.inbox() / "cur" / "1700000000.\x1b[2Jevil.host:2,S").mkdir()
         uniqs = self.state_uniqs()
+        # status agrees: nothing deleted locally
+        inbox = [f for f in self.run_ok("status", "--json").json()["accounts"][0]["folders"] if f["name"] == "INBOX"]
+        self.assertEqual((inbox[0]["synced"], inbox[0]["local_deleted"]), (8, 0))
         for cmd in ("push", "sync", "sync"):
             r = self.run_ok(cmd, timeout=60)
             if cmd == "push":  # warned once; later runs see no change
