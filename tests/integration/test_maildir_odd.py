@@ -86,7 +86,8 @@ class MaildirOddTest(tb.BedTestCase):
         target_stat = os.stat(target)
         victim.unlink()
         os.symlink(target, victim)
-        h = digest(target.read_bytes())
+        data_before = target.read_bytes()
+        h = digest(data_before)
 
         r = self.run_ok("sync")
         self.assertEqual(self.server_hashes(), want, r)
@@ -108,6 +109,25 @@ class MaildirOddTest(tb.BedTestCase):
         os.rename(links[0], links[0].with_name(uniq + ":2,FS"))
         self.run_ok("sync")
         self.assertEqual(self.server_flags()[h], "FS")
+        self.assertEqual(self.server_hashes(), want)
+        self.assertEqual(self.local_hashes(), want)
+        # a new message that is a symlink is uploaded once, read through it
+        fresh = copies / "fresh.eml"
+        fresh.write_bytes(tb.make_message(70, seed=15).replace(b"\r\n", b"\n"))
+        os.symlink(fresh, self.inbox() / "new" / "1700000000.link.host")
+        want[digest(fresh.read_bytes())] += 1
+        self.run_ok("sync")
+        self.run_ok("sync")
+        self.assertEqual(self.server_hashes(), want)
+        self.assertEqual(self.local_hashes(), want)
+        # expunged on the server: the link goes, the file it pointed to stays
+        with self.imap() as c:
+            c.expunge_uids("INBOX", [m.uid for m in c.messages("INBOX") if digest(m.data_lf) == h])
+        self.run_ok("sync")
+        self.assertEqual([p for p in (self.inbox() / "cur").iterdir() if p.is_symlink() and "FS" in p.name], [])
+        self.assertEqual(target.read_bytes(), data_before)
+        self.assertEqual(sorted(os.listdir(copies)), ["copy.eml", "fresh.eml"])
+        del want[h]
         self.assertEqual(self.server_hashes(), want)
         self.assertEqual(self.local_hashes(), want)
 
