@@ -129,11 +129,18 @@ static void status_folder(struct state *st, int rootfd, const struct state_folde
             if (!index_has(idx, nidx, l[i].uniq))
                 out->local_new++;
         free(idx);
+        /* Where a known message's file is no longer a regular file, push
+         * deletes nothing (see push.c): not counted as deleted here. */
+        size_t nodd;
+        const struct local_msg *odd = maildir_scan_left_out(mf, &nodd);
         for (size_t i = 0; i < ns; i++) {
             struct local_msg *m = s[i].uniq ? local_by_uniq(l, nl, s[i].uniq) : NULL;
-            if (!m)
+            bool skipped = false;
+            for (size_t k = 0; !m && s[i].uniq && k < nodd && !skipped; k++)
+                skipped = odd[k].odd && strcmp(odd[k].uniq, s[i].uniq) == 0;
+            if (!m && !skipped)
                 out->local_gone++;
-            else if (m->flags != s[i].flags)
+            else if (m && m->flags != s[i].flags)
                 out->local_flags++;
         }
     }

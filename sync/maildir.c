@@ -41,6 +41,9 @@ struct maildir_folder {
     int curfd, newfd, tmpfd;
     char *path; /* for messages: "<root>/<relpath>" */
     char host[HOST_ESC_MAX + 1]; /* escaped host name for unique names */
+    /* What the last scan left out of its list (maildir_scan_left_out()). */
+    struct local_msg *left_out;
+    size_t nleft_out;
 };
 
 struct maildir_tmp {
@@ -192,6 +195,11 @@ static void info_letters(unsigned flags, const char *extra, char *out, size_t ou
     out[n] = '\0';
 }
 
+/* The info of a name starts at its first ":2," (as Dovecot reads it). A
+ * tool that appended its own ":2,<letters>" leaves a second one: its
+ * letters count too, but the marker is no letter, and neither is any ':'
+ * (kept as an unknown letter, the next rename for flags would write a
+ * second marker again). */
 static void split_name(const char *name, struct local_msg *m)
 {
     const char *info = strstr(name, ":2,");
@@ -201,7 +209,21 @@ static void split_name(const char *name, struct local_msg *m)
         abort();
     m->name = xstrdup(name);
     m->extra[0] = '\0';
-    m->flags = info ? flags_from_letters(info + 3, m->extra, sizeof m->extra) : 0;
+    m->flags = 0;
+    if (!info)
+        return;
+    char letters[NAME_MAX + 1];
+    size_t n = 0;
+    for (const char *p = info + 3; *p && n + 1 < sizeof letters; p++) {
+        if (*p == ':') {
+            if (p[1] == '2' && p[2] == ',')
+                p += 2;
+            continue;
+        }
+        letters[n++] = *p;
+    }
+    letters[n] = '\0';
+    m->flags = flags_from_letters(letters, m->extra, sizeof m->extra);
 }
 
 static int subdir_fd(struct maildir_folder *f, bool in_new)
@@ -283,6 +305,7 @@ void maildir_folder_close(struct maildir_folder *f)
         if (fds[i] >= 0)
             close(fds[i]);
     free(f->path);
+    maildir_msgs_free(f->left_out, f->nleft_out);
     free(f);
 }
 
@@ -518,8 +541,28 @@ static DIR *open_stream(int dirfd)
     return d;
 }
 
-/* Append the messages of one subdirectory to vec. */
-static int list_dir(struct maildir_folder *f, bool in_new, bool sizes, struct msg_vec *vec, struct ms_error *err)
+/* What a directory entry is, found without opening it (opening a FIFO
+ * would block): 0 a message file: a regular file, or a symlink to one (a
+ * dedup tool's link to an identical copy is readable mail wherever it
+ * points; it is only ever read through, and renamed or removed as the
+ * link itself); 1 anything else (a dangling symlink, a directory, a FIFO,
+ * a socket); -1 with errno (ENOENT: renamed meanwhile). *st describes the
+ * file (a link's target). */
+static int entry_kind(int dirfd, const char *name, struct stat *st)
+{
+    if (fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) != 0)
+        return -1;
+    if (S_ISREG(st->st_mode))
+        return 0;
+    if (S_ISLNK(st->st_mode) && fstatat(dirfd, name, st, 0) == 0 && S_ISREG(st->st_mode))
+        return 0;
+    return 1;
+}
+
+/* Append the messages of one subdirectory to vec, and the entries that
+ * are not message files to odd. */
+static int list_dir(struct maildir_folder *f, bool in_new, bool sizes, struct msg_vec *vec, struct msg_vec *odd,
+                    struct ms_error *err)
 {
     int dirfd = subdir_fd(f, in_new);
     DIR *d = open_stream(dirfd);
@@ -540,7 +583,8 @@ static int list_dir(struct maildir_folder *f, bool in_new, bool sizes, struct ms
             errno = 0;
             continue;
         }
-        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        int kind = entry_kind(dirfd, de->d_name, &st);
+        if (kind < 0) {
             if (errno == ENOENT) { /* renamed meanwhile: the mtime check rescans */
                 errno = 0;
                 continue;
@@ -550,9 +594,16 @@ static int list_dir(struct maildir_folder *f, bool in_new, bool sizes, struct ms
             return ms_error_errno(err, MS_ELOCAL, e, "cannot stat %s/%s/%s", f->path, in_new ? "new" : "cur",
                                   de->d_name);
         }
-        if (!S_ISREG(st.st_mode)) {
+        if (kind > 0) {
+            /* Not mail, but where a message may have been: left out of
+             * the list, yet reported, so that it is not taken for a
+             * deletion (see maildir_scan_left_out()). */
             log_msg(LOG_VERBOSE, "%s/%s: skipping %s (not a regular file)", f->path, in_new ? "new" : "cur",
                     log_escape(de->d_name, strlen(de->d_name), 100));
+            struct local_msg *m = vec_push(odd);
+            split_name(de->d_name, m);
+            m->in_new = in_new;
+            m->odd = true;
             errno = 0;
             continue;
         }
@@ -632,6 +683,21 @@ static int cmp_uniq(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* Keep the first file of each unique part in vec (sorted by uniq, then
+ * name) and move the others to left: one unique part is one message to
+ * the state and the planner, whatever a restored backup put next to it. */
+static void move_duplicates(struct msg_vec *vec, struct msg_vec *left)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < vec->n; i++) {
+        if (k && strcmp(vec->v[i].uniq, vec->v[k - 1].uniq) == 0)
+            *vec_push(left) = vec->v[i];
+        else
+            vec->v[k++] = vec->v[i];
+    }
+    vec->n = k;
+}
+
 static int scan(struct maildir_folder *f, bool sizes, struct local_msg **out, size_t *n, struct ms_error *err)
 {
     *out = NULL;
@@ -641,19 +707,24 @@ static int scan(struct maildir_folder *f, bool sizes, struct local_msg **out, si
         int rc = settle(f, before, err);
         if (rc)
             return rc;
-        struct msg_vec vec = {0};
-        rc = list_dir(f, true, sizes, &vec, err);
+        struct msg_vec vec = {0}, left = {0};
+        rc = list_dir(f, true, sizes, &vec, &left, err);
         if (!rc)
-            rc = list_dir(f, false, sizes, &vec, err);
+            rc = list_dir(f, false, sizes, &vec, &left, err);
         if (!rc)
             rc = dir_times(f, after, err);
         if (rc) {
             maildir_msgs_free(vec.v, vec.n);
+            maildir_msgs_free(left.v, left.n);
             return rc;
         }
         if (ts_equal(before[0], after[0]) && ts_equal(before[1], after[1])) {
             if (vec.n)
                 qsort(vec.v, vec.n, sizeof *vec.v, cmp_uniq);
+            move_duplicates(&vec, &left);
+            maildir_msgs_free(f->left_out, f->nleft_out);
+            f->left_out = left.v;
+            f->nleft_out = left.n;
             *out = vec.v;
             *n = vec.n;
             return MS_OK;
@@ -661,6 +732,7 @@ static int scan(struct maildir_folder *f, bool sizes, struct local_msg **out, si
         /* Something was added, renamed or removed while we read: a file
          * renamed mid-readdir may have been missed, so read again. */
         maildir_msgs_free(vec.v, vec.n);
+        maildir_msgs_free(left.v, left.n);
     }
     return ms_error_set(err, MS_ELOCAL, "Maildir folder %s kept changing during %d scans; try again later",
                         f->path, SCAN_ATTEMPTS);
@@ -676,6 +748,12 @@ int maildir_scan_names(struct maildir_folder *f, struct local_msg **out, size_t 
     return scan(f, false, out, n, err);
 }
 
+struct local_msg *maildir_scan_left_out(struct maildir_folder *f, size_t *n)
+{
+    *n = f->nleft_out;
+    return f->left_out;
+}
+
 /* Search one subdirectory for uniq. 0 found (fills m), 1 not, else error. */
 static int find_in(struct maildir_folder *f, bool in_new, const char *uniq, struct local_msg *m,
                    struct ms_error *err)
@@ -683,7 +761,7 @@ static int find_in(struct maildir_folder *f, bool in_new, const char *uniq, stru
     int dirfd = subdir_fd(f, in_new);
     struct stat st;
     /* The common cases first: the bare name (new/), no directory read. */
-    if (fstatat(dirfd, uniq, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+    if (entry_kind(dirfd, uniq, &st) == 0) {
         split_name(uniq, m);
         m->in_new = in_new;
         m->size = (uint64_t)st.st_size;
@@ -698,7 +776,7 @@ static int find_in(struct maildir_folder *f, bool in_new, const char *uniq, stru
     while ((de = readdir(d)) != NULL) {
         if (strncmp(de->d_name, uniq, ulen) != 0 || strncmp(de->d_name + ulen, ":2,", 3) != 0)
             continue;
-        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+        if (entry_kind(dirfd, de->d_name, &st) != 0)
             continue;
         split_name(de->d_name, m);
         m->in_new = in_new;
@@ -744,13 +822,12 @@ int maildir_find_hint(struct maildir_folder *f, const char *uniq, unsigned flags
     char letters[8], name[NAME_MAX + 1];
     int n = snprintf(name, sizeof name, "%s:2,%s", uniq, flags_to_letters(flags, letters));
     struct stat st;
-    if (n > 0 && (size_t)n < sizeof name && fstatat(f->curfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISREG(st.st_mode)) {
+    if (n > 0 && (size_t)n < sizeof name && entry_kind(f->curfd, name, &st) == 0) {
         split_name(name, out);
         out->size = (uint64_t)st.st_size;
         return 0;
     }
-    if (fstatat(f->newfd, uniq, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+    if (entry_kind(f->newfd, uniq, &st) == 0) {
         split_name(uniq, out);
         out->in_new = true;
         out->size = (uint64_t)st.st_size;
@@ -761,6 +838,18 @@ int maildir_find_hint(struct maildir_folder *f, const char *uniq, unsigned flags
 
 /* ------------------------------------------------------------------ */
 /* delivery                                                            */
+
+/* A fresh unique part: time.M<usec>P<pid>R<random>.<host>. */
+static void make_uniq(const struct maildir_folder *f, int attempt, char *out, size_t outlen)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    uint64_t rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+        rnd = ((uint64_t)tv.tv_usec << 32) ^ (uint64_t)rand() ^ ((uint64_t)attempt << 56);
+    snprintf(out, outlen, "%lld.M%ldP%ldR%016llx.%s", (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(),
+             (unsigned long long)rnd, f->host);
+}
 
 int maildir_tmp_open(struct maildir_folder *f, struct maildir_tmp **out, struct ms_error *err)
 {
@@ -774,13 +863,7 @@ int maildir_tmp_open(struct maildir_folder *f, struct maildir_tmp **out, struct 
     if (!t->buf)
         abort();
     for (int attempt = 0; attempt < 10; attempt++) {
-        struct timeval tv;
-        gettimeofday(&tv, NULL);
-        uint64_t rnd = 0;
-        if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
-            rnd = ((uint64_t)tv.tv_usec << 32) ^ (uint64_t)rand() ^ ((uint64_t)attempt << 56);
-        snprintf(t->uniq, sizeof t->uniq, "%lld.M%ldP%ldR%016llx.%s", (long long)tv.tv_sec, (long)tv.tv_usec,
-                 (long)getpid(), (unsigned long long)rnd, f->host);
+        make_uniq(f, attempt, t->uniq, sizeof t->uniq);
         t->fd = openat(f->tmpfd, t->uniq, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (t->fd >= 0) {
             *out = t;
@@ -1113,6 +1196,47 @@ int maildir_remove(struct maildir_folder *f, struct local_msg *m, struct ms_erro
     return ms_error_set(err, MS_ELOCAL, "%s: message %s keeps being renamed", f->path, m->uniq);
 }
 
+/* read() until len bytes or the end of the file; -1 on error. */
+static ssize_t read_full(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = read(fd, buf + got, len - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+/* errno of open_for_reading() for an entry that is no message file. */
+#define EFTYPE_NOT_REG EINVAL
+
+/* Open a message file read-only: a regular file, or a symlink to one
+ * (read through, never written). O_NONBLOCK, so that a FIFO put there
+ * meanwhile cannot block the open; anything not a regular file once open
+ * is refused with errno EFTYPE_NOT_REG. Returns an fd or -1. */
+static int open_for_reading(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && errno == ELOOP)
+        fd = openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    int flags = fcntl(fd, F_GETFL);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        close(fd);
+        errno = EFTYPE_NOT_REG;
+        return -1;
+    }
+    return fd;
+}
+
 int maildir_open_msg(struct maildir_folder *f, struct local_msg *m, struct ms_error *err)
 {
     if (!name_ok(m->name) || !name_ok(m->uniq)) {
@@ -1121,9 +1245,14 @@ int maildir_open_msg(struct maildir_folder *f, struct local_msg *m, struct ms_er
         return -1;
     }
     for (int attempt = 0; attempt < SCAN_ATTEMPTS; attempt++) {
-        int fd = openat(subdir_fd(f, m->in_new), m->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        int fd = open_for_reading(subdir_fd(f, m->in_new), m->name);
         if (fd >= 0)
             return fd;
+        if (errno == EFTYPE_NOT_REG) {
+            ms_error_set(err, MS_ELOCAL, "%s/%s/%s is not a regular file", f->path, m->in_new ? "new" : "cur",
+                         log_escape(m->name, strlen(m->name), 100));
+            return -1;
+        }
         if (errno != ENOENT) {
             ms_error_errno(err, MS_ELOCAL, errno, "cannot open %s/%s/%s", f->path, m->in_new ? "new" : "cur",
                            m->name);
@@ -1137,4 +1266,74 @@ int maildir_open_msg(struct maildir_folder *f, struct local_msg *m, struct ms_er
     }
     ms_error_set(err, MS_ELOCAL, "%s: message %s keeps being renamed", f->path, m->uniq);
     return -1;
+}
+
+int maildir_open_exact(struct maildir_folder *f, const struct local_msg *m, struct ms_error *err)
+{
+    int fd = name_ok(m->name) ? open_for_reading(subdir_fd(f, m->in_new), m->name) : -1;
+    if (fd < 0)
+        ms_error_errno(err, MS_ELOCAL, name_ok(m->name) ? errno : EINVAL, "cannot open %s/%s/%s", f->path,
+                       m->in_new ? "new" : "cur", log_escape(m->name, strlen(m->name), 100));
+    return fd;
+}
+
+int maildir_same_content(struct maildir_folder *f, struct local_msg *a, struct local_msg *b, struct ms_error *err)
+{
+    /* By name, not by uniq: the two share it. */
+    int fa = maildir_open_exact(f, a, err), fb = fa >= 0 ? maildir_open_exact(f, b, err) : -1;
+    if (fb < 0) {
+        if (fa >= 0)
+            close(fa);
+        return -1;
+    }
+    char *bufa = xmalloc(2 * TMP_BUFSIZE), *bufb = bufa + TMP_BUFSIZE;
+    int same = 1;
+    for (;;) {
+        ssize_t na = read_full(fa, bufa, TMP_BUFSIZE), nb = read_full(fb, bufb, TMP_BUFSIZE);
+        if (na < 0 || nb < 0) {
+            ms_error_errno(err, MS_ELOCAL, errno, "cannot read a message file in %s", f->path);
+            same = -1;
+            break;
+        }
+        if (na != nb || memcmp(bufa, bufb, (size_t)na) != 0) {
+            same = 0;
+            break;
+        }
+        if (na == 0)
+            break;
+    }
+    free(bufa);
+    close(fa);
+    close(fb);
+    return same;
+}
+
+int maildir_rename_uniq(struct maildir_folder *f, struct local_msg *m, struct ms_error *err)
+{
+    if (!name_ok(m->name))
+        return ms_error_set(err, MS_ELOCAL, "refusing unsafe Maildir file name \"%s\"",
+                            log_escape(m->name, strlen(m->name), 100));
+    int dirfd = subdir_fd(f, m->in_new);
+    bool info = strstr(m->name, ":2,") != NULL;
+    for (int attempt = 0; attempt < 10; attempt++) {
+        char uniq[UNIQ_MAX + 1], letters[64], target[NAME_MAX + 1];
+        make_uniq(f, attempt, uniq, sizeof uniq);
+        info_letters(m->flags, m->extra, letters, sizeof letters);
+        int n = info ? snprintf(target, sizeof target, "%s:2,%s", uniq, letters)
+                     : snprintf(target, sizeof target, "%s", uniq);
+        if (n < 0 || (size_t)n >= sizeof target)
+            return ms_error_set(err, MS_ELOCAL, "Maildir file name too long for %s", uniq);
+        if (rename_noreplace(dirfd, m->name, dirfd, target) == 0) {
+            free(m->name);
+            free(m->uniq);
+            m->name = xstrdup(target);
+            m->uniq = xstrdup(uniq);
+            return MS_OK;
+        }
+        if (errno != EEXIST)
+            return ms_error_errno(err, MS_ELOCAL, errno, "cannot rename %s/%s/%s", f->path, m->in_new ? "new" : "cur",
+                                  log_escape(m->name, strlen(m->name), 100));
+    }
+    return ms_error_set(err, MS_ELOCAL, "%s: no free unique name for %s", f->path,
+                        log_escape(m->name, strlen(m->name), 100));
 }

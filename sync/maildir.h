@@ -70,16 +70,40 @@ struct local_msg {
     unsigned flags;  /* FLAG_* from the info letters */
     char extra[32];  /* unknown info letters, kept */
     uint64_t size;   /* file size in bytes */
+    bool odd;        /* maildir_scan_left_out(): not a regular file */
 };
 
-/* List the messages in new/ and cur/ (sorted by uniq). Files whose names
- * start with '.' are ignored. The scan is repeated if a directory changed
- * while it ran. */
+/* List the messages in new/ and cur/ (sorted by uniq, one per uniq).
+ * Files whose names start with '.' are ignored. A message file is a
+ * regular file or a symlink to one (flags from the link's name; read
+ * through the link, renamed and removed as the link itself). The scan is
+ * repeated if a directory changed while it ran. */
 int maildir_scan(struct maildir_folder *f, struct local_msg **out, size_t *n, struct ms_error *err);
 /* The same without sizes (size 0) where the directory tells a file's type
  * (no stat per file: a fifth of the time at 20,000 messages). */
 int maildir_scan_names(struct maildir_folder *f, struct local_msg **out, size_t *n, struct ms_error *err);
 void maildir_msgs_free(struct local_msg *msgs, size_t n);
+
+/* What the last scan of f left out of its list, in no particular order;
+ * owned by f, valid until its next scan or maildir_folder_close(). Each is
+ * either odd (not a regular file: a dangling symlink, a directory, a
+ * FIFO, a socket; it is never opened) or a second file with the unique
+ * part of one in the list (a restored backup; the list has the first by
+ * name). Neither is a deletion of the message its name gives. */
+struct local_msg *maildir_scan_left_out(struct maildir_folder *f, size_t *n);
+
+/* maildir_open_msg() by m's name as scanned only (no lookup by uniq:
+ * for files that share one). */
+int maildir_open_exact(struct maildir_folder *f, const struct local_msg *m, struct ms_error *err);
+
+/* Whether the files of a and b (by their names as scanned) hold the
+ * same bytes: 1 yes, 0 no, -1 with err set if one cannot be read. */
+int maildir_same_content(struct maildir_folder *f, struct local_msg *a, struct local_msg *b, struct ms_error *err);
+
+/* Give message m a fresh unique part: rename it within its directory to
+ * <new uniq>:2,<its letters> (or <new uniq> if its name had no info),
+ * never over an existing name. Updates m->uniq and m->name. */
+int maildir_rename_uniq(struct maildir_folder *f, struct local_msg *m, struct ms_error *err);
 
 /* Find one message by unique part (after a rename by a MUA). Fills *out
  * (caller frees out->uniq/out->name with free()); returns MS_OK, or 1 if
@@ -159,8 +183,10 @@ int maildir_set_flags(struct maildir_folder *f, struct local_msg *m, unsigned fl
 /* Unlink message m (looked up by uniq if renamed); 1 if already gone. */
 int maildir_remove(struct maildir_folder *f, struct local_msg *m, struct ms_error *err);
 
-/* Open message m for reading (O_RDONLY|O_NOFOLLOW); returns an fd or -1
- * with err set. Looks m up by uniq if it was renamed. */
+/* Open message m for reading: a regular file, or a symlink to one (read
+ * through; O_NONBLOCK, so a FIFO never blocks: anything that is not a
+ * regular file is refused). Returns an fd or -1 with err set. Looks m up
+ * by uniq if it was renamed. */
 int maildir_open_msg(struct maildir_folder *f, struct local_msg *m, struct ms_error *err);
 
 #endif

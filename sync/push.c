@@ -651,6 +651,12 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
             } else if (fd < 0 || message_identity_fd(fd, &u->message_id, &u->size) != 0) {
                 log_msg(LOG_WARN, "%s: %s not uploaded: cannot read it", c->sel->name, u->l->name);
                 c->fres->failed++;
+            } else if (u->size == 0) {
+                /* No mail, and no server stores it (an APPEND of an empty
+                 * literal is refused): not a failure to retry every run.
+                 * The file stays (it is the user's). */
+                log_msg(LOG_WARN, "%s: %s not uploaded: it is empty (0 bytes)", c->sel->name,
+                        log_escape(u->l->name, strlen(u->l->name), 100));
             } else {
                 struct state_append ja = {.uniq = u->l->uniq, .uidvalidity = c->uidvalidity, .uidnext = c->uidnext,
                                           .size = u->size, .message_id = u->message_id};
@@ -778,6 +784,149 @@ int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s
     return rc;
 }
 
+/* ------------------------------------------------------------------ */
+/* what the scan left out */
+
+/* The state row naming uniq, or NULL (a linear search: only for the few
+ * entries a scan leaves out). */
+static const struct state_msg *state_row_of(const struct push_ctx *c, const char *uniq)
+{
+    for (size_t i = 0; i < c->nstate; i++)
+        if (c->state[i].uniq && strcmp(c->state[i].uniq, uniq) == 0)
+            return &c->state[i];
+    return NULL;
+}
+
+/* The size m has on the server (CRLF), or UINT64_MAX if unreadable. */
+static uint64_t crlf_size_of(struct push_ctx *c, const struct local_msg *m)
+{
+    struct ms_error e;
+    char *mid = NULL;
+    uint64_t size = UINT64_MAX;
+    int fd = maildir_open_exact(c->mf, m, &e);
+    if (fd >= 0 && message_identity_fd(fd, &mid, &size) != 0)
+        size = UINT64_MAX;
+    if (fd >= 0)
+        close(fd);
+    free(mid);
+    return size;
+}
+
+/* Of two files with one unique part, whether dup rather than kept is the
+ * message the state row s recorded: the one of the recorded size, else
+ * the one with the recorded flags. */
+static bool dup_is_recorded(struct push_ctx *c, const struct state_msg *s, const struct local_msg *kept,
+                            const struct local_msg *dup)
+{
+    if (!s)
+        return false;
+    bool k = crlf_size_of(c, kept) == s->size, d = crlf_size_of(c, dup) == s->size;
+    if (k != d)
+        return d;
+    return (kept->flags & FLAG_ALL) != (s->flags & FLAG_ALL) && (dup->flags & FLAG_ALL) == (s->flags & FLAG_ALL);
+}
+
+static void swap_msgs(struct local_msg *a, struct local_msg *b)
+{
+    struct local_msg t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* A copy of m for c->local (which owns its strings). */
+static struct local_msg copy_msg(const struct local_msg *m)
+{
+    struct local_msg x = *m;
+    x.uniq = xstrdup(m->uniq);
+    x.name = xstrdup(m->name);
+    return x;
+}
+
+static int cmp_msg_uniq(const void *a, const void *b)
+{
+    return strcmp(((const struct local_msg *)a)->uniq, ((const struct local_msg *)b)->uniq);
+}
+
+/* Before planning, the entries the scan left out (maildir_scan_left_out()):
+ *  - not a regular file where a known message was (a dangling symlink, a
+ *    directory, a FIFO, a socket): that is no deletion ("a known message
+ *    file that is no longer a regular file is not a deletion"). It stands
+ *    in the list with the flags its row records, so the plan pushes
+ *    nothing for it and the row stays; it is never opened.
+ *  - a second file with a listed file's unique part (a restored backup):
+ *    the same bytes are the same message, never uploaded again (both
+ *    files stay, with a warning: removing one is the user's call). Other
+ *    bytes are another message: it gets a unique part of its own and is
+ *    uploaded once. Of the two, the list keeps the one the state recorded
+ *    (by size, else by flags), so no flag change is pushed for the other.
+ * Returns MS_OK or a local error (a failed rename). */
+static int take_left_out(struct push_ctx *c, struct ms_error *err)
+{
+    size_t n;
+    struct local_msg *left = maildir_scan_left_out(c->mf, &n);
+    struct local_msg *add = xcalloc(n + 1, sizeof *add);
+    size_t nadd = 0;
+    int rc = MS_OK;
+    for (size_t i = 0; i < n && rc == MS_OK; i++) {
+        struct local_msg *m = &left[i];
+        struct local_msg *kept = local_by_uniq(c->local, c->nlocal, m->uniq);
+        const struct state_msg *s = state_row_of(c, m->uniq);
+        char name[420];
+        snprintf(name, sizeof name, "%s/%s", m->in_new ? "new" : "cur", log_escape(m->name, strlen(m->name), 100));
+        if (m->odd) {
+            log_msg(LOG_WARN, "%s: skipping %s: not a regular file (a dangling symlink, directory, FIFO or socket); "
+                              "not taken for a deletion",
+                    c->sel->name, name);
+            bool listed = kept != NULL;
+            for (size_t k = 0; k < nadd && !listed; k++)
+                listed = strcmp(add[k].uniq, m->uniq) == 0;
+            if (s && !listed) {
+                add[nadd] = copy_msg(m);
+                add[nadd++].flags = s->flags & FLAG_ALL;
+            }
+            continue;
+        }
+        if (!kept)
+            continue;
+        struct ms_error e;
+        int same = maildir_same_content(c->mf, kept, m, &e);
+        if (same < 0) {
+            log_msg(LOG_WARN, "%s: %s", c->sel->name, e.msg);
+            c->fres->failed++;
+            continue;
+        }
+        if (dup_is_recorded(c, s, kept, m)) {
+            swap_msgs(kept, m);
+            snprintf(name, sizeof name, "%s/%s", m->in_new ? "new" : "cur", log_escape(m->name, strlen(m->name), 100));
+        }
+        if (same) {
+            log_msg(LOG_WARN, "%s: %s has the same unique name and content as %s/%s: the same message, not uploaded "
+                              "again (one of the two files may go)",
+                    c->sel->name, name, kept->in_new ? "new" : "cur", log_escape(kept->name, strlen(kept->name), 100));
+            continue;
+        }
+        if (c->r->opt->dry_run) {
+            log_msg(LOG_WARN, "%s: %s has the same unique name as another message: it would get its own and be "
+                              "uploaded", c->sel->name, name);
+            continue;
+        }
+        if ((rc = maildir_rename_uniq(c->mf, m, err)) != MS_OK)
+            break;
+        log_msg(LOG_WARN, "%s: %s had the same unique name as another message (a restored backup?): renamed to %s, "
+                          "uploaded as a message of its own",
+                c->sel->name, name, log_escape(m->name, strlen(m->name), 100));
+        add[nadd++] = copy_msg(m);
+    }
+    if (nadd) {
+        c->local = xrealloc(c->local, (c->nlocal + nadd) * sizeof *c->local);
+        memcpy(c->local + c->nlocal, add, nadd * sizeof *add);
+        c->nlocal += nadd;
+        qsort(c->local, c->nlocal, sizeof *c->local, cmp_msg_uniq);
+    }
+    free(add);
+    return rc;
+}
+
 /* (Re)plan the folder from c's state rows and scan. */
 static int plan_folder(struct push_ctx *c, struct plan_input *in, struct push_plan *p, struct ms_error *err)
 {
@@ -821,7 +970,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         goto out;
     if ((rc = maildir_scan_names(c.mf, &c.local, &c.nlocal, err)) ||
         (rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
-        (rc = state_append_list(r->st, sf.id, &journal, &njournal, err)))
+        (rc = state_append_list(r->st, sf.id, &journal, &njournal, err)) || (rc = take_left_out(&c, err)))
         goto out;
     if ((rc = plan_folder(&c, &in, &p, err)))
         goto out;

@@ -702,19 +702,183 @@ static void symlinks_refused(void **state)
     closedir(d);
     assert_int_equal(entries, 0);
 
-    /* A symlinked message file is not listed, and not opened. */
+    /* A symlinked message file (a dedup tool's link to an identical copy,
+     * here outside the root) is the message: listed, read through, and
+     * renamed for flags as the link itself; its target is never written. */
     f = open_folder(fx, "INBOX");
     snprintf(path, sizeof path, "%s/secret", fx->dir);
     put_file(path, "secret");
+    struct stat target_before;
+    assert_int_equal(stat(path, &target_before), 0);
     snprintf(link, sizeof link, "%s/INBOX/cur/123.link:2,S", fx->root);
     assert_int_equal(symlink(path, link), 0);
     struct local_msg *msgs;
     size_t n;
     assert_int_equal(maildir_scan(f, &msgs, &n, &err), MS_OK);
-    assert_int_equal(n, 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(msgs[0].uniq, "123.link");
+    assert_int_equal(msgs[0].flags, FLAG_SEEN);
+    assert_int_equal(msgs[0].size, 6);
+    int fd = maildir_open_msg(f, &msgs[0], &err);
+    assert_true(fd >= 0);
+    char buf[16] = "";
+    assert_int_equal(read(fd, buf, sizeof buf), 6);
+    assert_memory_equal(buf, "secret", 6);
+    close(fd);
+    assert_int_equal(maildir_set_flags(f, &msgs[0], FLAG_SEEN | FLAG_FLAGGED, &err), MS_OK);
+    assert_string_equal(msgs[0].name, "123.link:2,FS");
+    struct stat st, target_after;
+    snprintf(link, sizeof link, "%s/INBOX/cur/123.link:2,FS", fx->root);
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(stat(path, &target_after), 0);
+    assert_int_equal(target_after.st_ino, target_before.st_ino);
+    assert_int_equal(target_after.st_mtim.tv_nsec, target_before.st_mtim.tv_nsec);
+    assert_int_equal(target_after.st_nlink, 1);
+    assert_int_equal(slurp(fx, "../secret", buf, sizeof buf), 6);
+    assert_memory_equal(buf, "secret", 6);
     maildir_msgs_free(msgs, n);
-    struct local_msg m = {.uniq = "123.link", .name = "123.link:2,S"};
+    maildir_folder_close(f);
+}
+
+/* Entries that are not message files where messages were (a dangling
+ * symlink, a directory, a FIFO, a symlink to a FIFO) are left out of the
+ * list but reported, and never opened: nothing here may block. */
+static void odd_entries_left_out(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    char path[512], fifo[512];
+    snprintf(path, sizeof path, "%s/INBOX/cur/1.real:2,S", fx->root);
+    put_file(path, "real\n");
+    snprintf(path, sizeof path, "%s/INBOX/cur/2.dangling:2,S", fx->root);
+    assert_int_equal(symlink("/nonexistent/mailsync-test", path), 0);
+    snprintf(path, sizeof path, "%s/INBOX/cur/3.dir:2,F", fx->root);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(fifo, sizeof fifo, "%s/INBOX/new/4.fifo", fx->root);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    snprintf(path, sizeof path, "%s/INBOX/cur/5.tofifo:2,", fx->root);
+    assert_int_equal(symlink(fifo, path), 0);
+
+    struct local_msg *msgs;
+    size_t n, nleft;
+    struct ms_error err;
+    assert_int_equal(maildir_scan_names(f, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(msgs[0].uniq, "1.real");
+    maildir_msgs_free(msgs, n);
+    assert_int_equal(maildir_scan(f, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, 1);
+    struct local_msg *left = maildir_scan_left_out(f, &nleft);
+    assert_int_equal(nleft, 4);
+    unsigned seen = 0;
+    for (size_t i = 0; i < nleft; i++) {
+        assert_true(left[i].odd);
+        if (!strcmp(left[i].uniq, "2.dangling"))
+            seen |= 1, assert_int_equal(left[i].flags, FLAG_SEEN);
+        if (!strcmp(left[i].uniq, "3.dir"))
+            seen |= 2, assert_int_equal(left[i].flags, FLAG_FLAGGED);
+        if (!strcmp(left[i].uniq, "4.fifo"))
+            seen |= 4, assert_true(left[i].in_new);
+        if (!strcmp(left[i].uniq, "5.tofifo"))
+            seen |= 8;
+        /* refused, not opened for good (a FIFO would block a plain open) */
+        assert_int_equal(maildir_open_exact(f, &left[i], &err), -1);
+    }
+    assert_int_equal(seen, 15);
+    struct local_msg m = {.uniq = "4.fifo", .name = "4.fifo", .in_new = true};
     assert_int_equal(maildir_open_msg(f, &m, &err), -1);
+    struct local_msg found;
+    assert_int_equal(maildir_find(f, "5.tofifo", &found, &err), 1);
+    assert_int_equal(maildir_find_hint(f, "3.dir", FLAG_FLAGGED, &found, &err), 1);
+    maildir_msgs_free(msgs, n);
+    maildir_folder_close(f);
+}
+
+/* The info starts at the first ":2,"; a second marker is no letter, and a
+ * rename for flags writes one marker only. */
+static void double_info_names(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    char path[512];
+    snprintf(path, sizeof path, "%s/INBOX/cur/1700000000.x.host:2,S:2,", fx->root);
+    put_file(path, "one\n");
+    snprintf(path, sizeof path, "%s/INBOX/cur/1700000001.y.host:2,S:2,Fa", fx->root);
+    put_file(path, "two\n");
+    snprintf(path, sizeof path, "%s/INBOX/cur/1700000002.z.host:2,R:x", fx->root);
+    put_file(path, "three\n");
+    struct local_msg *msgs;
+    size_t n;
+    struct ms_error err;
+    assert_int_equal(maildir_scan(f, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(msgs[0].uniq, "1700000000.x.host");
+    assert_int_equal(msgs[0].flags, FLAG_SEEN);
+    assert_string_equal(msgs[0].extra, "");
+    assert_string_equal(msgs[1].uniq, "1700000001.y.host");
+    assert_int_equal(msgs[1].flags, FLAG_SEEN | FLAG_FLAGGED);
+    assert_string_equal(msgs[1].extra, "a");
+    assert_string_equal(msgs[2].uniq, "1700000002.z.host");
+    assert_int_equal(msgs[2].flags, FLAG_ANSWERED);
+    assert_string_equal(msgs[2].extra, "x");
+    assert_int_equal(maildir_set_flags(f, &msgs[0], FLAG_SEEN | FLAG_FLAGGED, &err), MS_OK);
+    assert_string_equal(msgs[0].name, "1700000000.x.host:2,FS");
+    assert_int_equal(maildir_set_flags(f, &msgs[1], FLAG_SEEN, &err), MS_OK);
+    assert_string_equal(msgs[1].name, "1700000001.y.host:2,Sa");
+    assert_int_equal(maildir_set_flags(f, &msgs[2], FLAG_ANSWERED | FLAG_SEEN, &err), MS_OK);
+    assert_string_equal(msgs[2].name, "1700000002.z.host:2,RSx");
+    char buf[16];
+    assert_int_equal(slurp(fx, "INBOX/cur/1700000000.x.host:2,FS", buf, sizeof buf), 4);
+    assert_int_equal(slurp(fx, "INBOX/cur/1700000000.x.host:2,S:2,", buf, sizeof buf), -1);
+    maildir_msgs_free(msgs, n);
+    maildir_folder_close(f);
+}
+
+/* Files sharing one unique part (a restored backup): the list has the
+ * first by name, the others are left out; their content can be compared,
+ * and one can get a unique part of its own (info kept, one marker). */
+static void duplicates_left_out(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    char path[512];
+    snprintf(path, sizeof path, "%s/INBOX/cur/77.dup:2,S", fx->root);
+    put_file(path, "same\n");
+    snprintf(path, sizeof path, "%s/INBOX/cur/77.dup:2,FS", fx->root);
+    put_file(path, "same\n");
+    snprintf(path, sizeof path, "%s/INBOX/new/77.dup", fx->root);
+    put_file(path, "other\n");
+    struct local_msg *msgs;
+    size_t n, nleft;
+    struct ms_error err;
+    assert_int_equal(maildir_scan_names(f, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(msgs[0].name, "77.dup");
+    struct local_msg *left = maildir_scan_left_out(f, &nleft);
+    assert_int_equal(nleft, 2);
+    assert_false(left[0].odd || left[1].odd);
+    assert_string_equal(left[0].name, "77.dup:2,FS");
+    assert_string_equal(left[1].name, "77.dup:2,S");
+    assert_int_equal(maildir_same_content(f, &left[0], &left[1], &err), 1);
+    assert_int_equal(maildir_same_content(f, &msgs[0], &left[1], &err), 0);
+    assert_int_equal(maildir_rename_uniq(f, &left[0], &err), MS_OK);
+    assert_string_not_equal(left[0].uniq, "77.dup");
+    assert_non_null(strstr(left[0].name, ":2,FS"));
+    assert_null(strstr(strstr(left[0].name, ":2,") + 1, ":2,"));
+    char rel[600], buf[16];
+    snprintf(rel, sizeof rel, "INBOX/cur/%s", left[0].name);
+    assert_int_equal(slurp(fx, rel, buf, sizeof buf), 5);
+    assert_int_equal(maildir_rename_uniq(f, &msgs[0], &err), MS_OK);
+    assert_null(strstr(msgs[0].name, ":2,"));
+    snprintf(rel, sizeof rel, "INBOX/new/%s", msgs[0].name);
+    assert_int_equal(slurp(fx, rel, buf, sizeof buf), 6);
+    maildir_msgs_free(msgs, n);
+    assert_int_equal(maildir_scan_names(f, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, 3);
+    maildir_scan_left_out(f, &nleft);
+    assert_int_equal(nleft, 0);
+    maildir_msgs_free(msgs, n);
     maildir_folder_close(f);
 }
 
@@ -738,6 +902,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(folder_exists_and_root_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(unsafe_relpaths_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(symlinks_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(odd_entries_left_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(double_info_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(duplicates_left_out, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
