@@ -62,6 +62,13 @@ LETTERS = "FRS"        # \Flagged \Answered \Seen: what the test sets and clears
 STALL_ON = (b"SELECT", b"EXAMINE", b"UID FETCH", b"UID STORE", b"UID EXPUNGE",
             b"UID COPY", b"UID MOVE", b"APPEND", b"UID SEARCH", b"STATUS")
 
+KNOWN_UIDVALIDITY_BUG = "KNOWN OPEN BUG (local changes not yet pushed at a UIDVALIDITY change)"
+# Found by this test (see the report on branch h-kills); labelled so a
+# failure says at once which one it is.
+DEFERRED_PUSH = ("FINDING (sync skips the push of a folder whose first pull never finished or "
+                 "whose UIDVALIDITY changed; only the next run pushes)")
+TRASH_NOT_PULLED = ("FINDING (a local deletion moved to Trash on the server is not pulled into the "
+                    "local Trash by the same sync)")
 KNOWN_TRASH_BUG = ("KNOWN OPEN BUG (trash without MOVE: a run killed between UID COPY and "
                    "UID EXPUNGE copies the message to Trash again at the next run)")
 
@@ -85,6 +92,7 @@ class Msg:
         self.alive = True
         self.deleted_by = None        # "server" | "local"
         self.touched = None           # side that changed it since the last complete sync
+        self.trashed = False          # deleted locally, so `trash` moves it
         self.places = {folder}
 
     @property
@@ -107,6 +115,7 @@ class RandomKillBase(tb.BedTestCase):
         self.next_n = 0
         self.stats = collections.Counter()
         self.kill_log = []
+        self.findings = []             # see check_complete
         self.est_bytes, self.est_secs = None, 1.0
         # Seed the server directly (APPEND of all would cost more time
         # than the rounds themselves).
@@ -159,12 +168,20 @@ class RandomKillBase(tb.BedTestCase):
     # -- changes -------------------------------------------------------------
 
     def deletable(self, folder):
-        """Keep every folder well away from the mass-deletion guard."""
-        return len(self.alive(folder)) >= 12 and self.epoch_deletes[folder] < 6
+        """Keep every folder well away from the mass-deletion guard, and
+        deletions out of a folder with a new UIDVALIDITY (see renumber)."""
+        return len(self.alive(folder)) >= 12 and self.epoch_deletes[folder] < 6 and \
+            folder not in self.renumbered
 
     def change_server(self, server):
         """Random changes through IMAP, straight to Dovecot (not through the
         proxy), on messages the server holds once where the model has them."""
+        c = self.imap()
+        self.addCleanup(c.__exit__)
+        done = []
+        if self.rng.random() < 0.25:
+            done += self.renumber(c)
+            server = dict(server, **{f: c.messages(f) for f in self.renumbered})    # new UIDs
         where = {}
         for f, sms in server.items():
             for sm in sms:
@@ -172,8 +189,7 @@ class RandomKillBase(tb.BedTestCase):
         cands = [m for m in self.alive() if m.touched != "local" and not m.moving
                  and len(where.get(m.key, ())) == 1 and where[m.key][0][0] == m.folder]
         self.rng.shuffle(cands)
-        done = []
-        with self.imap() as c:
+        with c:
             for _ in range(self.rng.randint(0, 3)):
                 f = self.rng.choice(FOLDERS)
                 sm = self.new_message()
@@ -206,6 +222,8 @@ class RandomKillBase(tb.BedTestCase):
                 m = cands.pop()
                 f, sm = where[m.key][0]
                 to = self.rng.choice([x for x in FOLDERS if x != f])
+                if to in self.renumbered:
+                    return done
                 c.select_folder(f)
                 c._ok(*c.uid("COPY", str(sm.uid), c.mbox(to)), "UID COPY")
                 c.expunge_uids(f, [sm.uid])
@@ -215,8 +233,40 @@ class RandomKillBase(tb.BedTestCase):
                 done.append("move to %s: %s" % (to, m))
         return done
 
-    def change_local(self, local):
-        """Random changes to the Maildir as a MUA makes them."""
+    def renumber(self, c):
+        """Give Archive or Trash a new UIDVALIDITY (DELETE, CREATE, APPEND the same
+        messages with their flags and INTERNALDATEs), as a server restored
+        or migrated does: mailsync re-matches by identity and local changes
+        not yet pushed must survive. Only while nothing was deleted from or
+        moved through the folder since the last complete sync, nor until the
+        next one (a pending deletion is then re-fetched or re-uploaded by
+        design: the re-match freezes deletions), and once per period."""
+        f = self.rng.choice(("Archive", "Trash"))
+        if self.renumbered or self.epoch_deletes[f] or self.stats["complete"] == 0 or \
+                any(m.moving and f in m.places for m in self.msgs.values()):
+            return []
+        msgs = c.messages(f)          # as this round's changes left it
+        if any("\\Deleted" in sm.flags or not self.msgs.get(content_key(sm.data_lf)) or
+               not self.msgs[content_key(sm.data_lf)].alive for sm in msgs):
+            return []
+        before = c.status_of(f)["UIDVALIDITY"]
+        c.select_folder("INBOX", readonly=True)       # not the one deleted
+        c.delete_folder(f)
+        c.create_folder(f)
+        for sm in msgs:
+            c.append_message(f, sm.data, [x for x in sm.flags if x.lower() != "\\recent"], sm.internaldate)
+        after = c.status_of(f)["UIDVALIDITY"]
+        self.assertNotEqual(before, after, "test bug: Dovecot kept the UIDVALIDITY of %s" % f)
+        self.renumbered.add(f)
+        pending = [m for m in self.alive(f) if m.touched == "local"]
+        self.stats["UIDVALIDITY changes"] += 1
+        self.stats["UIDVALIDITY changes with local changes pending"] += bool(pending)
+        return ["new UIDVALIDITY %d for %s (%d messages; %d with local changes pending)" % (
+            after, f, len(msgs), len(pending))]
+
+    def change_local(self, local, on_server):
+        """Random changes to the Maildir as a MUA makes them. on_server: the
+        keys the server holds (a file deleted before its upload is gone)."""
         where = {}
         for f, lms in local.items():
             for lm in lms:
@@ -255,12 +305,15 @@ class RandomKillBase(tb.BedTestCase):
         for _ in range(self.rng.randint(0, 2)):
             if not cands or not self.deletable(cands[-1].folder):
                 break
+            if self.trash and cands[-1].folder != self.trash and self.trash in self.renumbered:
+                break                          # nothing moves into a renumbered folder
             m = cands.pop()
             os.unlink(where[m.key][0].path)
             self.epoch_deletes[m.folder] += 1
             m.touched = "local"
-            if self.trash and m.folder != self.trash:
+            if self.trash and m.folder != self.trash and m.key in on_server:
                 m.folder = self.trash          # `trash`: the push moves it there
+                m.trashed = True
                 m.places.add(self.trash)
                 deleted_to_trash = True
                 done.append("delete (to %s) %s" % (self.trash, m))
@@ -316,7 +369,21 @@ class RandomKillBase(tb.BedTestCase):
         self.est_bytes, self.est_secs = px.bytes_down + px.bytes_up, res.seconds
         return "round %d: ended before the kill (%s)" % (rnd, where)
 
+    def folders_not_pushed(self):
+        """The folders whose push the next `sync` skips: never pulled to
+        the end, or UIDVALIDITY forgotten (sync/push.c)."""
+        if not self.state.exists():
+            return set(FOLDERS)
+        db = sqlite3.connect("file:%s?mode=ro" % self.state, uri=True)
+        try:
+            rows = {n: bool(ls and uv) for n, ls, uv in
+                    db.execute("SELECT name, last_sync, uidvalidity FROM folders")}
+        finally:
+            db.close()
+        return {f for f in FOLDERS if not rows.get(f)}
+
     def complete_sync(self, what):
+        self.not_pushed = self.folders_not_pushed()
         px, p = self.start_sync()
         res = tb.finish_mailsync(p, timeout=180)
         px.stop()
@@ -360,8 +427,9 @@ class RandomKillBase(tb.BedTestCase):
                 folders = [f for s, f in where if s == side]
                 for f, n in collections.Counter(folders).items():
                     if n > 1:
-                        known = self.trash and side == "server" and f == self.trash \
-                            and "MOVE" not in self.capabilities
+                        # (locally too once a run has pulled the copies)
+                        known = self.trash and f == self.trash and "MOVE" not in self.capabilities \
+                            and where.count(("server", f)) > 1
                         problems.append("%s%s: %d copies in %s of %s" % (
                             KNOWN_TRASH_BUG + ": " if known else "", side, n, f, m))
                 stray = set(folders) - m.places
@@ -390,9 +458,24 @@ class RandomKillBase(tb.BedTestCase):
                                     % (p, len(data)))
         return problems
 
-    def check_complete(self, what):
+    def label(self, line, folder, m):
+        """Prefix a problem of check_complete with the known bug or finding
+        it shows, if it is one."""
+        if m and m.touched == "local" and folder in self.renumbered:
+            return KNOWN_UIDVALIDITY_BUG + ": " + line
+        if m and m.touched == "local" and m.places & self.not_pushed:
+            return DEFERRED_PUSH + ": " + line
+        if m and m.trashed and folder == self.trash and "missing locally" in line:
+            return TRASH_NOT_PULLED + ": " + line
+        return line
+
+    def check_complete(self, what, again=False):
         """After a sync that ran to its end: both sides equal to each other
-        and to the model; then a new period of changes starts."""
+        and to the model; then a new period of changes starts. If all that
+        differs is a finding a further run settles (DEFERRED_PUSH,
+        TRASH_NOT_PULLED), it is kept for the end of the test and one more
+        sync must then leave both sides equal (so the rounds go on and can
+        find more); anything else fails at once."""
         server = self.server_view()
         local = self.local_view()
         self.check_midway(what, server, local)
@@ -404,14 +487,24 @@ class RandomKillBase(tb.BedTestCase):
                 wk = collections.Counter(want)
                 hk = collections.Counter(have)
                 for (key, letters), n in sorted((wk - hk).items()):
-                    problems.append("server %s lacks %s [%s] (%s)" % (f, key, letters, self.msgs[key]))
+                    m = self.msgs[key]
+                    problems.append(self.label("server %s lacks %s [%s] (%s)" % (f, key, letters, m), f, m))
                 for (key, letters), n in sorted((hk - wk).items()):
                     m = self.msgs.get(key)
-                    problems.append("server %s has %dx %s [%s] (model: %s)%s" % (
-                        f, n, key, letters, m,
-                        " " + KNOWN_TRASH_BUG if self.trash and f == self.trash and m and m.alive
-                        and "MOVE" not in self.capabilities else ""))
-        problems += tb.compare_maildir(self.maildir, server)
+                    known = KNOWN_TRASH_BUG + ": " if self.trash and f == self.trash and m and m.alive \
+                        and "MOVE" not in self.capabilities and hk[(key, letters)] > 1 else ""
+                    problems.append(known + self.label("server %s has %dx %s [%s] (model: %s)" % (
+                        f, n, key, letters, m), f, m))
+        by_mid = {m.mid: m for m in self.msgs.values()}
+        for line in tb.compare_maildir(self.maildir, server):
+            f = line.split(":")[0]
+            mid = line.rsplit("Message-ID ", 1)[-1].rstrip(")") if "Message-ID" in line else None
+            m = by_mid.get(mid)
+            if "flags" in line:       # "<folder>: UID n flags ..." names no Message-ID
+                uid = int(line.split("UID ")[1].split()[0])
+                m = next((self.msgs.get(content_key(sm.data_lf)) for sm in server.get(f, ())
+                          if sm.uid == uid), None)
+            problems.append(self.label(line, f, m) if m else line)
         db = sqlite3.connect("file:%s?mode=ro" % self.state, uri=True)
         try:
             pending = db.execute("SELECT count(*) FROM messages WHERE pending").fetchone()[0]
@@ -421,13 +514,18 @@ class RandomKillBase(tb.BedTestCase):
         if pending or appends:
             problems.append("state DB: %d pending deliveries, %d unsettled uploads after a complete run"
                             % (pending, appends))
+        if problems and not again and all(x.startswith((DEFERRED_PUSH, TRASH_NOT_PULLED)) for x in problems):
+            self.findings.append("%s (complete sync):\n    %s" % (what, "\n    ".join(problems)))
+            self.complete_sync(what + ", one more")
+            return self.check_complete(what + ", one more", again=True)
         if problems:
             self.fail_with(what + " (complete sync)", problems)
         # A new period: every side may change every message again.
         for key, m in list(self.msgs.items()):
-            m.touched = None
+            m.touched, m.trashed = None, False
             m.places = {m.folder}
         self.epoch_deletes = collections.Counter()
+        self.renumbered = set()       # folders given a new UIDVALIDITY in this period
 
     # -- the test ---------------------------------------------------------------
 
@@ -436,13 +534,14 @@ class RandomKillBase(tb.BedTestCase):
         with self.imap() as c:
             self.capabilities = {x.upper() for x in c.capability_list()}
         self.epoch_deletes = collections.Counter()
+        self.renumbered = set()       # folders given a new UIDVALIDITY in this period
         for rnd in range(1, ROUNDS + 1):
             server, local = self.server_view(), self.local_view()
             changes = []
             trash_window = False
             if rnd > 1:           # the first run is the first download
                 changes = self.change_server(server)
-                local_changes, trash_window = self.change_local(local)
+                local_changes, trash_window = self.change_local(local, self.sightings(server, {}))
                 changes += ["local " + x for x in local_changes]
             where = self.killed_sync(rnd, trash_window)
             self.kill_log.append("%s; changes: %s" % (where, "; ".join(changes) or "none"))
@@ -463,6 +562,9 @@ class RandomKillBase(tb.BedTestCase):
             len(self.alive()), len(self.msgs) - len(self.alive())), file=sys.stderr)
         self.assertGreaterEqual(self.stats["killed"], ROUNDS // 2,
                                 "most runs ended before their kill point: the test lost its bite")
+        if self.findings:
+            self.fail("seed %d: a complete sync left the sides unequal, one more run settled it:\n  %s"
+                      % (SEED, "\n  ".join(self.findings)))
 
 
 class RandomKillTest(RandomKillBase):
