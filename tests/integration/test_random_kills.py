@@ -5,7 +5,8 @@ The contract: no mail lost and none duplicated, on either side, whatever
 point a run is killed at; re-running finishes the job. An account with
 INBOX, Archive and Trash (a few hundred small messages) is changed each
 round on the server (APPEND, flags set and cleared, EXPUNGE, a move by
-COPY + EXPUNGE) and locally as mutt would (a new file through tmp/ into
+COPY + EXPUNGE, now and then a new UIDVALIDITY for Archive or Trash) and
+locally as mutt would (a new file through tmp/ into
 new/ or cur/, a rename for flags, an unlink); then `mailsync sync` runs
 through a throttling proxy and is killed: after a random share of the
 bytes it would move, after a random time, or while it waits for the answer
@@ -33,8 +34,13 @@ two complete syncs (mailsync applies each side's delta to the other, so a
 flag both sides changed differently has no single right answer) and a
 message on its way between folders is left alone until the next one.
 
-MAILSYNC_KILL_SEED picks the seed (printed; fixed by default so CI is
-reproducible), MAILSYNC_KILL_ROUNDS the number of killed rounds.
+Problems that show a known open bug or a finding of this test are
+labelled as such (KNOWN_*, DEFERRED_PUSH, TRASH_NOT_PULLED); they still
+fail the test.
+
+MAILSYNC_KILL_SEED picks the seed (printed; fixed by default so the changes
+are reproducible; where a kill lands still depends on the machine's speed),
+MAILSYNC_KILL_ROUNDS the number of killed rounds.
 """
 
 import collections
