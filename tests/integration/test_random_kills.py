@@ -182,20 +182,18 @@ class RandomKillBase(tb.BedTestCase):
     def change_server(self, server):
         """Random changes through IMAP, straight to Dovecot (not through the
         proxy), on messages the server holds once where the model has them."""
-        c = self.imap()
-        self.addCleanup(c.__exit__)
         done = []
-        if self.rng.random() < 0.25:
-            done += self.renumber(c)
-            server = dict(server, **{f: c.messages(f) for f in self.renumbered})    # new UIDs
-        where = {}
-        for f, sms in server.items():
-            for sm in sms:
-                where.setdefault(content_key(sm.data_lf), []).append((f, sm))
-        cands = [m for m in self.alive() if m.touched != "local" and not m.moving
-                 and len(where.get(m.key, ())) == 1 and where[m.key][0][0] == m.folder]
-        self.rng.shuffle(cands)
-        with c:
+        with self.imap() as c:
+            if self.rng.random() < 0.25:
+                done += self.renumber(c)
+                server = dict(server, **{f: c.messages(f) for f in self.renumbered})    # new UIDs
+            where = {}
+            for f, sms in server.items():
+                for sm in sms:
+                    where.setdefault(content_key(sm.data_lf), []).append((f, sm))
+            cands = [m for m in self.alive() if m.touched != "local" and not m.moving
+                     and len(where.get(m.key, ())) == 1 and where[m.key][0][0] == m.folder]
+            self.rng.shuffle(cands)
             for _ in range(self.rng.randint(0, 3)):
                 f = self.rng.choice(FOLDERS)
                 sm = self.new_message()
