@@ -17,6 +17,7 @@ watch alike.
 import collections
 import hashlib
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -97,6 +98,27 @@ class LockTest(tb.BedTestCase):
             self.second_run_locked_out(first, "pull")
             px.delay = 0
             res = tb.finish_mailsync(first, timeout=120)
+        self.assertEqual(res.code, 0, str(res))
+        self.write_config()
+        self.pull()
+        self.assert_once_each(60)
+
+    def test_deleted_lock_file_during_a_watch_pass(self):
+        """watch locks for each pass, all of it: a lock file deleted during
+        a long pass lets no other run in."""
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(60, seed=84, size=20000, flags=False))
+        with tb.Proxy(self.bed.imaps_port, delay=0.01, chunk=4096) as px:
+            self.write_config(port=px.port)
+            watch = self.start("watch", "--interval", "3600")
+            self.assertTrue(tb.wait_for(lambda: px.bytes_down > 20000, timeout=30),
+                            Path(watch.err_path).read_text())
+            self.second_run_locked_out(watch, "pull")
+            px.delay = 0
+            self.assertTrue(tb.wait_for(lambda: tb.count_messages(self.maildir) == 60, timeout=60),
+                            Path(watch.err_path).read_text())
+            os.kill(watch.pid, signal.SIGTERM)
+            res = tb.finish_mailsync(watch, timeout=30)
         self.assertEqual(res.code, 0, str(res))
         self.write_config()
         self.pull()
