@@ -15,10 +15,12 @@ watch alike.
 """
 
 import collections
+import fcntl
 import hashlib
 import os
 import signal
 import time
+import unittest
 from pathlib import Path
 
 import testbed as tb
@@ -139,6 +141,47 @@ class LockTest(tb.BedTestCase):
         self.write_config()
         self.pull()
         self.assert_once_each(40)
+
+
+FAULT_LIB = os.environ.get("MAILSYNC_FAULT_FSYNC_LIB")
+
+
+@unittest.skipUnless(FAULT_LIB and os.path.exists(FAULT_LIB or ""),
+                     "MAILSYNC_FAULT_FSYNC_LIB not set (ctest sets it to the built tests/fault shim)")
+class ReplacedLockFileTest(tb.BedTestCase):
+    bed_options = {"pool": 4}
+
+    def test_lock_file_replaced_before_the_flock(self):
+        """The lock file is replaced between the run's open and its flock
+        (the preloaded shim does it, as a second run that deleted and
+        created it would): the run must hold the lock on the file now at
+        the path, not on the orphan, so another locker is refused."""
+        self.pull()
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(60, seed=85, size=20000, flags=False))
+        env = tb.mailsync_env(self.work)
+        env["LD_PRELOAD"] = FAULT_LIB
+        env["MAILSYNC_FAULT_LOCK_SWAP"] = "1"
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+        lock = str(self.state) + ".lock"
+        with tb.Proxy(self.bed.imaps_port, delay=0.01, chunk=4096) as px:
+            self.write_config(port=px.port)
+            run = tb.start_mailsync(["pull"], config=self.config_path, env=env)
+            self.addCleanup(lambda: run.poll() is None and run.kill())
+            self.assertTrue(tb.wait_for(lambda: px.bytes_down > 20000, timeout=30),
+                            Path(run.err_path).read_text())
+            self.assertIsNone(run.poll(), "the run ended early")
+            fd = os.open(lock, os.O_RDWR)
+            try:
+                with self.assertRaises(BlockingIOError, msg="the lock file at the path is not locked"):
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            finally:
+                os.close(fd)
+            px.delay = 0
+            res = tb.finish_mailsync(run, timeout=120)
+        self.assertEqual(res.code, 0, str(res))
+        self.assertIn("fault_fsync: replaced", res.stderr)
+        self.assertSynced()
 
 
 class AuthFailureTest(tb.BedTestCase):
