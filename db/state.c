@@ -699,6 +699,11 @@ void state_close(struct state *s)
     free(s);
 }
 
+void state_leave_stamp(struct state *s)
+{
+    s->checked_at = 0;
+}
+
 bool state_changed(const struct state *s)
 {
     return s->wrote || sqlite3_total_changes64(s->db) > 0;

@@ -28,6 +28,10 @@ int state_open(const char *path, struct state **out, struct ms_error *err);
  * the integrity check while the files are exactly as this close left them
  * (for at most a day). */
 void state_close(struct state *s);
+/* Make the close leave the integrity stamp and the DB's mtime as they
+ * are: for a run that must change nothing on disk (it failed before its
+ * login). Costs the next open its check only if this one ran it. */
+void state_leave_stamp(struct state *s);
 /* Whether this open ran PRAGMA quick_check (false: a fresh DB, or the
  * stamp vouched for the file). */
 bool state_integrity_checked(const struct state *s);

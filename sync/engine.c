@@ -34,6 +34,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@
 #include "sync/message.h"
 #include "sync/names.h"
 #include "sync/plan.h"
+#include "sync/pop3.h"
 #include "sync/util.h"
 
 /* Unfinished tmp/ files older than this are swept (Maildir spec: 36 h). */
@@ -93,28 +95,89 @@ static char *lock_path(const struct account *a)
     return p;
 }
 
-/* One run per account: flock() on a file beside the state DB. The lock
- * goes away with the process, however it ends. */
-int take_lock(struct run *r, struct ms_error *err)
+/* The Maildir root's share of the lock (see take_lock). */
+static int lock_root(struct run *r, struct ms_error *err)
+{
+    if (r->rootfd < 0 || flock(r->rootfd, LOCK_EX | LOCK_NB) == 0)
+        return MS_OK;
+    if (errno == EWOULDBLOCK)
+        return ms_error_set(err, MS_ELOCKED, "another mailsync run holds the lock of account %s (its Maildir root %s)",
+                            r->acct->name, r->acct->maildir);
+    log_msg(LOG_VERBOSE, "%s: cannot lock the Maildir root %s (%s): the lock file alone serves", r->acct->name,
+            r->acct->maildir, strerror(errno));
+    return MS_OK;
+}
+
+/* How often a lock file replaced between our open and flock is tried
+ * again before the run gives up as if it were locked. */
+#define LOCK_TRIES 20
+
+/* One run per account at a time: a second one stops with MS_ELOCKED (exit
+ * 75) at once, without waiting. Two flock()s, held until the run ends
+ * (however the process ends):
+ *  - on <state>.lock beside the state DB. Once locked, the file must still
+ *    be the one at that path (device and inode): one opened just before it
+ *    was deleted is an orphan nobody else will lock, so locking it
+ *    excludes no one; the run opens the path again.
+ *  - on the Maildir root directory. A lock file can be deleted while a run
+ *    holds it (rm, a cleaner of old files), and the next run would create
+ *    a new one and lock that: it then still finds the root locked. The
+ *    root cannot be swapped under a run without moving its store away,
+ *    and a run that finds no root while the account synced before stops
+ *    anyway (exit 5). Where a directory cannot be flocked (NFS emulates
+ *    flock with fcntl locks, which a read-only descriptor cannot take
+ *    exclusively), the lock file alone serves.
+ * A run that fails before it has authenticated must change nothing on
+ * disk, so before the login (create false) only what exists is locked:
+ * the lock file if it exists, the root if it exists. After the login
+ * (create true) the lock file and its directory are created; open_store
+ * creates the root and locks it. An account's first two runs started
+ * together may therefore both log in; the one second to lock then stops
+ * with 75. `watch` takes both locks for each pass, the run that touches
+ * the disk: a lock file deleted meanwhile is created again by the next
+ * pass, and a pass never runs beside another run. */
+int take_lock(struct run *r, bool create, struct ms_error *err)
 {
     char *path = lock_path(r->acct);
     int rc = MS_OK;
-    if (util_mkdirs(path, 0700, true) != 0) {
+    if (create && util_mkdirs(path, 0700, true) != 0) {
         rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot create the directory of %s", path);
         goto out;
     }
-    r->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (r->lockfd < 0) {
-        rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot open lock file %s", path);
-        goto out;
-    }
-    if (flock(r->lockfd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK)
-            rc = ms_error_set(err, MS_ELOCKED, "another mailsync run holds the lock of account %s (%s)",
-                              r->acct->name, path);
+    for (int tries = 0; r->lockfd < 0; tries++) {
+        if (tries == LOCK_TRIES) {
+            rc = ms_error_set(err, MS_ELOCKED, "the lock file %s of account %s keeps being replaced", path,
+                              r->acct->name);
+            goto out;
+        }
+        int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
+        if (fd < 0 && errno == ENOENT && !create)
+            break; /* none yet: created after the login */
+        if (fd < 0) {
+            rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot open lock file %s", path);
+            goto out;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            if (errno == EWOULDBLOCK)
+                rc = ms_error_set(err, MS_ELOCKED, "another mailsync run holds the lock of account %s (%s)",
+                                  r->acct->name, path);
+            else
+                rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot lock %s", path);
+            close(fd);
+            goto out;
+        }
+        struct stat held, now;
+        if (fstat(fd, &held) == 0 && stat(path, &now) == 0 && held.st_dev == now.st_dev && held.st_ino == now.st_ino)
+            r->lockfd = fd;
         else
-            rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot lock %s", path);
+            close(fd); /* deleted or replaced meanwhile: not the lock any more */
     }
+    if (r->rootfd < 0) {
+        struct ms_error e;
+        if (maildir_root_open(r->acct->maildir, false, &r->rootfd, &e) != MS_OK)
+            r->rootfd = -1; /* none yet, or not usable: open_store says which */
+    }
+    rc = lock_root(r, err);
 out:
     free(path);
     return rc;
@@ -130,21 +193,39 @@ static bool synced_before(struct state *st)
     return yes;
 }
 
-/* The state DB and the Maildir root. A root that is missing although the
- * account synced before is an error; on the first run it is created (or,
- * with --dry-run, left missing: every folder is then simply empty). */
-int open_store(struct run *r, struct ms_error *err)
+/* The state DB. Before the login (create false) only one that exists
+ * is opened: its integrity check overlaps the login (open_store_and_connect),
+ * while a new DB is created only once the login succeeded. A file that
+ * exists but is empty (a run died before the schema) is new: opening it
+ * writes the schema. */
+static int open_state(struct run *r, bool create, struct ms_error *err)
 {
     const char *path = r->acct->state_path;
+    struct stat sb;
+    if (r->st)
+        return MS_OK;
     if (r->opt->dry_run && access(path, F_OK) != 0)
         path = ":memory:";
-    int rc = state_open(path, &r->st, err);
+    else if (!create && (stat(path, &sb) != 0 || sb.st_size == 0))
+        return MS_OK;
+    return state_open(path, &r->st, err);
+}
+
+/* The state DB and the Maildir root, after the login. A root that is
+ * missing although the account synced before is an error; on the first
+ * run it is created (or, with --dry-run, left missing: every folder is
+ * then simply empty), and locked (take_lock). */
+int open_store(struct run *r, struct ms_error *err)
+{
+    int rc = open_state(r, true, err);
     if (rc)
         return rc;
     bool must_exist = synced_before(r->st);
     if (r->opt->dry_run && !must_exist && access(r->acct->maildir, F_OK) != 0)
         return MS_OK;
-    return maildir_root_open(r->acct->maildir, !must_exist, &r->rootfd, err);
+    if (r->rootfd < 0)
+        rc = maildir_root_open(r->acct->maildir, !must_exist, &r->rootfd, err);
+    return rc || r->opt->dry_run ? rc : lock_root(r, err);
 }
 
 int connect_account(struct run *r, struct ms_error *err)
@@ -190,6 +271,12 @@ void end_run(struct run *r)
     r->nextra = 0;
     util_free_secret(r->password);
     r->password = NULL;
+    pop3_quit(r->pop3, NULL);
+    r->pop3 = NULL;
+    /* A run that did not get as far as the login and the lock leaves the
+     * integrity stamp (and the DB's mtime) as they were. */
+    if (r->st && !(r->authed && (r->lockfd >= 0 || r->opt->dry_run)))
+        state_leave_stamp(r->st);
     if (r->st)
         state_close(r->st);
     r->st = NULL;
@@ -218,34 +305,41 @@ static void *store_thread(void *arg)
 {
     struct store_job *j = arg;
     pthread_setname_np(pthread_self(), "ms-store");
-    j->rc = open_store(j->r, &j->err);
+    j->rc = open_state(j->r, false, &j->err);
     return NULL;
 }
 
-/* The state DB's integrity check reads the whole file (tens of ms for a
- * big account), and a server takes as long or longer to hand out a logged
- * in session (Dovecot forks a login and then a mail process): do the two
- * at once. The threads touch different members of *r; the DB is used by
- * the main thread only after the join. A store error wins over a
- * connection error, as when the store was opened first. */
+/* Log in, then (once the server accepted the login) lock and open the
+ * store: nothing is created or written before that (take_lock). The state
+ * DB's integrity check reads the whole file (tens of ms for a big account),
+ * and a server takes as long or longer to hand out a logged in session
+ * (Dovecot forks a login and then a mail process): an existing DB is
+ * opened and checked during the login, which only reads it. The threads
+ * touch different members of *r; the DB is used by the main thread only
+ * after the join. A store error wins over a connection error, as when the
+ * store was opened first. */
 static int open_store_and_connect(struct run *r, struct ms_error *err)
 {
     struct store_job j = {.r = r};
     pthread_t t;
-    if (pthread_create(&t, NULL, store_thread, &j) != 0) {
-        int rc = open_store(r, err);
-        return rc ? rc : connect_account(r, err);
-    }
+    bool threaded = pthread_create(&t, NULL, store_thread, &j) == 0;
     struct ms_error cerr = {0};
-    int crc = connect_account(r, &cerr);
-    pthread_join(t, NULL);
-    if (j.rc) {
+    int crc = threaded ? MS_OK : open_state(r, false, &cerr);
+    if (crc == MS_OK)
+        crc = connect_account(r, &cerr);
+    if (threaded)
+        pthread_join(t, NULL);
+    if (threaded && j.rc) {
         *err = j.err;
         return j.rc;
     }
-    if (crc)
+    if (crc) {
         *err = cerr;
-    return crc;
+        return crc;
+    }
+    r->authed = true;
+    int rc = r->lockfd < 0 && !r->opt->dry_run ? take_lock(r, true, err) : MS_OK;
+    return rc ? rc : open_store(r, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1141,7 +1235,10 @@ static void free_selected(struct selected *s, size_t n)
  * goes into one transaction. */
 static void record_outcome(struct run *r)
 {
-    if (!r->st || r->opt->dry_run)
+    /* Not for a run that failed before the login (the contract: it
+     * changes nothing on disk, so `status` keeps the last real run's
+     * outcome) or that found the account locked. */
+    if (!r->st || r->opt->dry_run || !r->authed || r->lockfd < 0)
         return;
     struct ms_error e = {0};
     char buf[32];
@@ -1224,16 +1321,22 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
     res->account = xstrdup(a->name);
 
     /* A dry run changes nothing, so it needs no lock (and creates no lock
-     * file for an account that never ran). */
-    int rc = opt->dry_run ? MS_OK : take_lock(&r, &err);
+     * file for an account that never ran). Before the login only what
+     * exists is locked (take_lock). */
+    int rc = opt->dry_run ? MS_OK : take_lock(&r, false, &err);
     if (a->type == ACCOUNT_POP3) {
-        /* pull-only: a push has nothing to do */
-        if (rc == MS_OK)
-            rc = open_store(&r, &err);
-        if (rc == MS_OK && do_pull)
-            rc = pop3_pull(&r, &err);
-        else if (rc == MS_OK)
+        /* pull-only: a push has nothing to do, and touches nothing */
+        if (rc == MS_OK && !do_pull)
             log_msg(LOG_INFO, "%s: a POP3 account is pull-only: nothing to push", a->name);
+        else if (rc == MS_OK && (rc = pop3_open(a, opt, &r.pop3, &err)) == MS_OK) {
+            r.authed = true; /* from here on the run may write */
+            if (r.lockfd < 0 && !opt->dry_run)
+                rc = take_lock(&r, true, &err);
+            if (rc == MS_OK)
+                rc = open_store(&r, &err);
+            if (rc == MS_OK)
+                rc = pop3_pull(&r, &err);
+        }
         if (rc) {
             res->status = ms_error_worse(res->status, rc);
             if (rc != MS_EPARTIAL || run_stopped(&r))
@@ -1245,7 +1348,7 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         return res->status;
     }
     if (rc == MS_OK)
-        rc = open_store_and_connect(&r, &err);
+        rc = open_store_and_connect(&r, &err); /* logs in, then creates and locks */
     if (rc == MS_OK) {
         r.dirs = dirsync_new();
         state_before_batch_commit(r.st, dirs_durable, &r);

@@ -27,8 +27,10 @@ struct run {
     struct engine_result *res;
     struct state *st;
     struct imap_session *imap;
-    int rootfd;
+    struct pop3_session *pop3; /* a POP3 account's, logged in (pop3_pull takes it) */
+    int rootfd; /* also flocked: part of the account's lock (take_lock) */
     int lockfd;
+    bool authed; /* the server accepted the login: the run may write to disk */
     bool condstore; /* the server has CONDSTORE: folders carry HIGHESTMODSEQ */
     bool qresync;   /* QRESYNC is enabled on the session */
     /* Folders found unchanged: their last_sync is recorded with the run's
@@ -101,9 +103,13 @@ struct leftover {
 /* engine.c */
 struct engine_folder_result *add_folder_result(struct engine_result *res, const char *name, const char *path);
 void folder_fail(struct engine_folder_result *f, const struct ms_error *err);
-/* The account's lock (flock beside the state DB; MS_ELOCKED if taken). */
-int take_lock(struct run *r, struct ms_error *err);
-/* The state DB and the Maildir root (see engine.c). */
+/* The account's lock: flocks on the lock file beside the state DB and on
+ * the Maildir root (MS_ELOCKED if another run holds either). create false
+ * (before the login): only what exists, nothing is created; true: the lock
+ * file and its directory too. See engine.c. */
+int take_lock(struct run *r, bool create, struct ms_error *err);
+/* The state DB and the Maildir root, created where new, the root locked
+ * (after the login; see engine.c). */
 int open_store(struct run *r, struct ms_error *err);
 int connect_account(struct run *r, struct ms_error *err);
 void end_run(struct run *r);
@@ -145,9 +151,11 @@ bool stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp
 int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s, struct ms_error *err);
 
 /* popfetch.c */
-/* A POP3 account's pull: new messages (by UIDL) into INBOX, crash-safe as
- * IMAP deliveries; then DELE per leave_on_server / server_retention_days
- * of what is durably stored. Fills r->res's folder result. */
+/* A POP3 account's pull over r->pop3 (logged in by pop3_open; the pull
+ * takes it over and ends it): new messages (by UIDL) into INBOX,
+ * crash-safe as IMAP deliveries; then DELE per leave_on_server /
+ * server_retention_days of what is durably stored. Fills r->res's folder
+ * result. */
 int pop3_pull(struct run *r, struct ms_error *err);
 /* The account's secret (opt->get_password), then pop3_connect: the POP3
  * twin of connect_account. */

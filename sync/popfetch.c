@@ -173,10 +173,11 @@ int pop3_pull(struct run *r, struct ms_error *err)
     struct engine_folder_result *fres = add_folder_result(r->res, "INBOX", path);
     struct popctx c = {.r = r, .fres = fres};
     struct state_folder sf = {0};
-    struct pop3_session *s = NULL;
+    struct pop3_session *s = r->pop3;
     struct pop3_msg *msgs = NULL;
     struct state_pop3 *rows = NULL;
     size_t nmsgs = 0, nrows = 0;
+    r->pop3 = NULL;
     int rc = state_folder_get(r->st, "INBOX", &sf, err);
     if (rc == MS_OK && !sf.id && !r->opt->dry_run) {
         sf.name = xstrdup("INBOX");
@@ -188,8 +189,6 @@ int pop3_pull(struct run *r, struct ms_error *err)
         rc = maildir_folder_open(r->rootfd, path, !r->opt->dry_run, &c.mf, err);
     if (rc == MS_OK && c.mf && !r->opt->dry_run)
         rc = recover(&c, err);
-    if (rc == MS_OK)
-        rc = pop3_open(a, r->opt, &s, err);
     if (rc == MS_OK)
         rc = pop3_list(s, &msgs, &nmsgs, err);
     if (rc == MS_OK && sf.id)

@@ -11,6 +11,11 @@
  *   MAILSYNC_FAULT_SYNCFS=helper      only those called by the background
  *                                     syncer (the thread named ms-dirsync:
  *                                     the syncfs a batch starts ahead) fail
+ *   MAILSYNC_FAULT_LOCK_SWAP=1        the first flock() of a file named
+ *                                     *.lock finds it already replaced at
+ *                                     its path by a new file (as if another
+ *                                     run had deleted and created it between
+ *                                     the open and the flock)
  *
  * Files, and anything not fsync() (SQLite's fdatasync of its own
  * directory), are passed through untouched. Every failure is noted on
@@ -28,10 +33,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static atomic_int dirs_seen, syncfs_seen;
+static atomic_int dirs_seen, syncfs_seen, lock_swapped;
 
 #include <sys/prctl.h>
 
@@ -95,4 +102,21 @@ int fsync(int fd)
     fprintf(stderr, "fault_fsync: failing fsync of directory %s\n", path);
     errno = EIO;
     return -1;
+}
+
+int flock(int fd, int op)
+{
+    static int (*fn)(int, int);
+    char path[PATH_MAX], fresh[PATH_MAX + 8];
+    size_t n;
+    if (getenv("MAILSYNC_FAULT_LOCK_SWAP") && path_of(fd, path, sizeof path) == 0 && (n = strlen(path)) > 5 &&
+        strcmp(path + n - 5, ".lock") == 0 && !atomic_exchange(&lock_swapped, 1)) {
+        snprintf(fresh, sizeof fresh, "%s.swap", path);
+        int nfd = open(fresh, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (nfd >= 0 && close(nfd) == 0 && rename(fresh, path) == 0)
+            fprintf(stderr, "fault_fsync: replaced %s before its flock\n", path);
+    }
+    if (!fn)
+        fn = (int (*)(int, int))dlsym(RTLD_NEXT, "flock");
+    return fn ? fn(fd, op) : (errno = ENOSYS, -1);
 }

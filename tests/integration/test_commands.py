@@ -64,8 +64,13 @@ class CommandsTest(tb.BedTestCase):
     def test_status_shows_last_error(self):
         self.seed()
         self.pull()
-        self.write_config(port=tb.free_port())
-        self.pull(expect=4)
+        # a connection lost after the login (one that fails before it
+        # changes nothing on disk, so leaves no error to show)
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(3, seed=19, size=30000))
+        with tb.Proxy(self.bed.imap_port, cut_after=20000) as px:
+            self.write_config(tls="none", port=px.port)
+            self.pull(expect=4)
         r = self.run_ok("status", "--json")
         err = r.json()["accounts"][0]["last_error"]
         self.assertTrue(err, r.stdout)

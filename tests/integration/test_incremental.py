@@ -494,8 +494,11 @@ class IncrementalMixin:
         for f in third["folders"]:  # this run's time, whichever second it fell in
             self.assertTrue(started <= f["last_sync"] <= third["last_sync"], (f, started))
         # a failed run is recorded; the quiet run after it clears the error
-        self.write_config(port=tb.free_port())
-        self.pull(expect=4)
+        # (a run that fails after its login: one that fails before it
+        # changes nothing on disk)
+        with tb.Proxy(self.bed.imap_port, stall_on=(b" LIST ", 1)) as px:
+            self.write_config(tls="none", port=px.port, timeout=2)
+            self.pull(expect=4)
         err = self.run_ok("status", "--json").json()["accounts"][0]
         self.assertIsNotNone(err["last_error"])
         self.assertEqual(err["last_sync"], third["last_sync"])

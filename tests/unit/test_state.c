@@ -508,6 +508,53 @@ static bool reopen_checks(const char *path)
     return checked;
 }
 
+/* A run that failed before its login closes the DB it opened with
+ * state_leave_stamp: the DB, its stamp and the directory's files are then
+ * as they were, whether the open checked the DB or the stamp vouched. */
+static void leave_stamp_changes_nothing(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    add_folder(s, "INBOX");
+    state_close(s);
+    char stamp[300], wal[300], shm[300];
+    stamp_path(fx, stamp, sizeof stamp);
+    snprintf(wal, sizeof wal, "%s-wal", fx->path);
+    snprintf(shm, sizeof shm, "%s-shm", fx->path);
+    struct stat db0, st0, db1, st1;
+    assert_int_equal(stat(fx->path, &db0), 0);
+    assert_int_equal(stat(stamp, &st0), 0);
+
+    /* the stamp vouches: the close leaves DB and stamp alone */
+    s = open_ok(fx->path);
+    assert_false(state_integrity_checked(s));
+    state_leave_stamp(s);
+    state_close(s);
+    assert_int_equal(stat(fx->path, &db1), 0);
+    assert_int_equal(stat(stamp, &st1), 0);
+    assert_true(db1.st_mtim.tv_sec == db0.st_mtim.tv_sec && db1.st_mtim.tv_nsec == db0.st_mtim.tv_nsec);
+    assert_true(st1.st_mtim.tv_sec == st0.st_mtim.tv_sec && st1.st_mtim.tv_nsec == st0.st_mtim.tv_nsec);
+    assert_int_equal(st1.st_ino, st0.st_ino);
+
+    /* no stamp: the open checks, and the close writes no stamp and plants
+     * no mtime */
+    assert_int_equal(unlink(stamp), 0);
+    s = open_ok(fx->path);
+    assert_true(state_integrity_checked(s));
+    state_leave_stamp(s);
+    state_close(s);
+    assert_int_equal(stat(fx->path, &db1), 0);
+    assert_true(db1.st_mtim.tv_sec == db0.st_mtim.tv_sec && db1.st_mtim.tv_nsec == db0.st_mtim.tv_nsec);
+    assert_int_equal(db1.st_size, db0.st_size);
+    assert_int_not_equal(access(stamp, F_OK), 0);
+    assert_int_not_equal(access(wal, F_OK), 0);
+    assert_int_not_equal(access(shm, F_OK), 0);
+
+    /* an ordinary close after that stamps again */
+    assert_true(reopen_checks(fx->path));
+    assert_int_equal(access(stamp, F_OK), 0);
+}
+
 static void integrity_stamp(void **state)
 {
     struct fixture *fx = *state;
@@ -954,6 +1001,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(batch_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(meta, setup, teardown),
         cmocka_unit_test_setup_teardown(integrity_stamp, setup, teardown),
+        cmocka_unit_test_setup_teardown(leave_stamp_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(quiet_run_record, setup, teardown),
         cmocka_unit_test_setup_teardown(trash_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(schema_1_gains_the_trash_journal, setup, teardown),
