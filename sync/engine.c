@@ -345,6 +345,11 @@ static int open_store_and_connect(struct run *r, struct ms_error *err)
 /* ------------------------------------------------------------------ */
 /* folder selection */
 
+bool is_trash_folder(const struct account *a, const struct selected *sel)
+{
+    return a->trash && *a->trash && (strcmp(a->trash, sel->raw) == 0 || strcmp(a->trash, sel->name) == 0);
+}
+
 /* The name people see and patterns match: UTF-8, '/' between levels, and
  * no control characters (a server's name must not drive the terminal). */
 static char *display_name(const struct imap_folder *f)
@@ -875,6 +880,8 @@ static int unchanged_since_last_sync(struct run *r, const struct selected *sel, 
     if (!r->condstore || !may_be_unchanged(sf))
         return MS_OK;
     const struct imap_status *early = known_status(r, sel->raw);
+    if (r->trash_changed && is_trash_folder(r->acct, sel))
+        early = NULL; /* this run's push moved messages into it since */
     if (early && early->uidvalidity) {
         st = *early;
     } else {
@@ -1373,11 +1380,21 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         goto out;
     }
     order = xcalloc(nsel + 1, sizeof *order);
-    if (do_pull && !do_push)
+    if (do_pull && !do_push) {
         examine_ahead(&r, sel, nsel, order);
-    else
+    } else {
+        /* A sync pulls the trash folder last: the other folders' pushes
+         * move their local deletions into it, and one sync must bring
+         * those down too. */
+        size_t k = 0, trash = nsel;
         for (size_t i = 0; i < nsel; i++)
-            order[i] = i;
+            if (trash == nsel && do_pull && is_trash_folder(a, &sel[i]))
+                trash = i;
+            else
+                order[k++] = i;
+        if (trash < nsel)
+            order[k] = trash;
+    }
     base = res->nfolders;
     for (size_t k = 0; k < nsel; k++) {
         size_t i = order[k];
@@ -1410,8 +1427,9 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         else if (frc == MS_OK && opt->progress && opt->progress->folder_done && !opt->dry_run)
             opt->progress->folder_done(opt->progress->ctx, fres);
         if (frc == MS_OK && do_pull && r.push_after_pull && !run_stopped(&r)) {
-            /* The pull has matched the messages under the new UIDVALIDITY
-             * (the local changes kept pending): push them now. */
+            /* The pull has matched the messages (under a new UIDVALIDITY,
+             * or for the first time), the local changes kept pending:
+             * push them now. */
             frc = push_folder(&r, &sel[i], fres, &stamp, &ferr);
             if (frc != MS_OK && frc != MS_ENET && frc != MS_ELOCAL && frc != MS_EAUTH)
                 folder_fail(fres, &ferr);

@@ -66,6 +66,9 @@ struct run {
     /* The push of the current folder found its UIDVALIDITY changed: its
      * local changes go after the pull has matched the messages again. */
     bool push_after_pull;
+    /* This run moved messages into the account's trash folder: its STATUS
+     * taken with the LIST is out of date (see is_trash_folder). */
+    bool trash_changed;
 };
 
 /* The run was asked to stop early (engine_options.stop). */
@@ -83,6 +86,10 @@ struct selected {
     char *name;
     char *path;
 };
+
+/* Whether sel is the account's `trash` folder (by raw or display name,
+ * as push_deletions compares). */
+bool is_trash_folder(const struct account *a, const struct selected *sel);
 
 /* A local file the state does not know and identity matching could not
  * pair (no Message-ID, or one the server does not show): a download of

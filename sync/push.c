@@ -492,8 +492,7 @@ static int push_deletions(struct push_ctx *c, const struct push_plan *p, struct 
         if (p->actions[i].op == PUSH_DELETE)
             uids[n++] = p->actions[i].uid;
     int rc = MS_OK;
-    bool to_trash = a->trash && *a->trash && strcmp(a->trash, c->sel->raw) != 0 &&
-                    strcmp(a->trash, c->sel->name) != 0;
+    bool to_trash = a->trash && *a->trash && !is_trash_folder(a, c->sel);
     bool keep_rows = false;
     if (n == 0)
         goto out;
@@ -532,6 +531,8 @@ static int push_deletions(struct push_ctx *c, const struct push_plan *p, struct 
     }
     if (rc)
         goto out;
+    if (to_trash)
+        r->trash_changed = true;
     rc = state_batch(r->st, err);
     for (size_t i = 0; rc == MS_OK && i < n; i++) {
         if (!keep_rows) {
@@ -948,8 +949,13 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     struct state_append *journal = NULL;
     size_t njournal = 0;
     int rc = state_folder_get(r->st, sel->raw, &sf, err);
-    if (rc || !sf.id || !sf.last_sync || !sf.uidvalidity)
-        goto out; /* never pulled: nothing of it can be pushed yet */
+    if (rc || !sf.id || !sf.last_sync || !sf.uidvalidity) {
+        /* never pulled: nothing of it can be pushed yet; a sync pushes it
+         * once its pull has matched the files (else one complete sync
+         * would leave the local changes of such a folder behind) */
+        r->push_after_pull = rc == MS_OK;
+        goto out;
+    }
     if (r->rootfd < 0 || !maildir_folder_exists(r->rootfd, sel->path)) {
         rc = ms_error_set(err, MS_EPARTIAL,
                           "%s: local folder %s/%s is missing although it was synced before; not touching it",

@@ -347,6 +347,28 @@ class PushTest(tb.BedTestCase):
         self.assertIn("0 uploaded", self.run_ok("sync").stdout)
         self.assertEqual(len(self.by_uid()), 3)
 
+    def test_first_sync_pushes_once_the_pull_has_matched(self):
+        """A folder no pull completed is pushed by the same sync once its
+        pull has matched the files: what the server has is not uploaded,
+        the new local files are, and one sync leaves both sides equal."""
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(3, seed=6))
+        self.pull()
+        for p in self.work.glob("state.sqlite*"):
+            p.unlink()
+        write_local(self.maildir, "INBOX", "1700000000.first1.host", b"Subject: first 1\n\none\n")
+        write_local(self.maildir, "INBOX", "1700000000.first2.host", b"Subject: first 2\n\ntwo\n")
+        self.assertIn("2 uploaded", self.run_ok("sync").stdout)
+        server = self.by_uid()
+        self.assertEqual(len(server), 5)
+        self.assertEqual(len({m.data for m in server.values()}), 5, "a message was uploaded twice")
+        self.assertEqual(tb.count_messages(self.maildir), 5)
+        self.assertSynced()
+        r = self.run_ok("sync")
+        self.assertIn("0 uploaded", r.stdout)
+        self.assertEqual(len(self.by_uid()), 5)
+        self.assertEqual(tb.count_messages(self.maildir), 5)
+
     def test_quiet_folder_is_not_scanned_and_changes_are_still_seen(self):
         """A folder nothing touched since a push found everything pushed is
         not scanned again (its cur/ and new/ mtimes are unchanged); any

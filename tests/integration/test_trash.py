@@ -253,6 +253,40 @@ class TrashWithoutUidplusTest(tb.BedTestCase):
                          collections.Counter(digest(m.data) for m in files[2:]))
 
 
+class TrashInOneSyncTest(tb.BedTestCase):
+    """With MOVE: one `sync` moves the local deletions into the server's
+    trash and brings them into the local trash too, whether the trash
+    folder sorts after the source folder (Trash) or before it (Bin), and
+    although the STATUS taken with the LIST showed the trash unchanged."""
+    bed_options = {"pool": 4}
+
+    def one_sync(self, trash):
+        corpus = tb.make_corpus(6, seed=44, size=(500, 1500), flags=False)
+        with self.imap() as c:
+            c.create_folder(trash)
+            c.append_many("INBOX", corpus[:5])
+            c.append_message(trash, corpus[5].data)
+        self.write_config(trash=trash)
+        self.run_ok("sync")
+        files = sorted(tb.read_maildir(self.maildir)["INBOX"], key=lambda m: m.uniq)
+        os.unlink(files[0].path)
+        r = self.run_ok("sync")
+        self.assertIn("1 deleted", r.stdout)
+        want = collections.Counter([digest(files[0].data), digest(corpus[5].data.replace(b"\r\n", b"\n"))])
+        with self.imap() as c:
+            self.assertEqual(server_hashes(c, trash), want)
+        self.assertEqual(local_hashes(self.maildir, trash), want, "the same sync brings the move down")
+        self.assertEqual(local_hashes(self.maildir, "INBOX"),
+                         collections.Counter(digest(m.data) for m in files[1:]))
+        self.assertSynced()
+
+    def test_trash_after_the_source(self):
+        self.one_sync("Trash")
+
+    def test_trash_before_the_source(self):
+        self.one_sync("Bin")
+
+
 if __name__ == "__main__":
     import unittest
     unittest.main()
