@@ -235,8 +235,9 @@ static int run(struct state *s, sqlite3_stmt *st, const char *what, struct ms_er
 
 static int exec(struct state *s, const char *sql, const char *what, struct ms_error *err);
 
-/* run() for a statement that records a change of mail, folders, uploads
- * or POP3 messages (not meta data, not a folder's last_sync): the first
+/* run() for a statement that records a change of messages, the set of
+ * folders, uploads or POP3 messages (not meta data, not the bookkeeping
+ * columns of a folder: see state_folder_save): the first
  * one of this open calls the state_before_first_change() hook, and the
  * hook's own writes are committed before the change is made, even inside
  * an open transaction (which holds no change yet, so committing it early
@@ -882,7 +883,11 @@ int state_folder_save(struct state *s, struct state_folder *f, struct ms_error *
     sqlite3_bind_int64(st, 6, f->last_sync);
     if (f->id)
         sqlite3_bind_int64(st, 7, f->id);
-    int rc = record(s, st, "saving a folder", err);
+    /* An update only moves the folder's UIDVALIDITY/UIDNEXT/HIGHESTMODSEQ
+     * and last_sync (its path is fixed at insert; a UIDVALIDITY change
+     * also drops its messages, a change): bookkeeping that a DB may lag
+     * behind in without harm (the next run looks at more), not a change. */
+    int rc = f->id ? run(s, st, "saving a folder", err) : record(s, st, "saving a folder", err);
     if (rc)
         return rc;
     if (!f->id)

@@ -78,8 +78,9 @@ void state_batch_abort(struct state *s);
  * failure rolls the batch back and is returned. NULL removes it. */
 void state_before_batch_commit(struct state *s, int (*fn)(void *ctx, struct ms_error *err), void *ctx);
 /* Called once per open, before the first write that records a change
- * (of messages, folders, the uploads journal or POP3 messages; not meta
- * data nor a folder's last_sync) reaches the DB: e.g. to note durably
+ * (of messages, the set of folders, the uploads journal or POP3 messages;
+ * not meta data, nor an update of a folder's UIDVALIDITY, UIDNEXT,
+ * HIGHESTMODSEQ or last_sync) reaches the DB: e.g. to note durably
  * elsewhere that the DB is about to move on. Its own writes (meta data)
  * are committed before that change, also when it comes inside an open
  * transaction. A failure fails that write (the change is not made) and

@@ -850,9 +850,11 @@ static void first_change_hook(void **state)
     int64_t fid = add_folder(s, "INBOX");
     struct change_log h = {.s = s, .fail = 1};
     state_before_first_change(s, before_change, &h);
-    /* meta data and a folder's last_sync are no changes */
+    /* meta data and a folder's bookkeeping are no changes */
     assert_int_equal(state_meta_set(s, "last_sync", "5", &err), MS_OK);
     assert_int_equal(state_folder_touch(s, fid, 5, &err), MS_OK);
+    struct state_folder f = {.id = fid, .name = "INBOX", .path = "INBOX", .uidvalidity = 7, .uidnext = 9};
+    assert_int_equal(state_folder_save(s, &f, &err), MS_OK);
     assert_int_equal(h.calls, 0);
     /* a failing hook fails the change, which is not made */
     struct state_msg m = {.uid = 1, .uniq = "a", .size = 10};
