@@ -144,7 +144,8 @@ int open_store(struct run *r, struct ms_error *err)
     bool must_exist = synced_before(r->st);
     if (r->opt->dry_run && !must_exist && access(r->acct->maildir, F_OK) != 0)
         return MS_OK;
-    return maildir_root_open(r->acct->maildir, !must_exist, &r->rootfd, err);
+    rc = maildir_root_open(r->acct->maildir, !must_exist, &r->rootfd, err);
+    return rc ? rc : generation_check(r, err);
 }
 
 int connect_account(struct run *r, struct ms_error *err)
