@@ -135,6 +135,26 @@ class StaleStateTest(tb.BedTestCase):
         self.assertEqual(self.local_hashes(), want)
         self.assertSynced()
 
+    def test_unusable_db_advice_is_safe_to_follow(self):
+        """A DB that is not SQLite stops the run (exit 5) with advice; done
+        as it says (moved away), the next run re-matches, nothing doubled."""
+        self.seed_and_sync()
+        want = self.server_hashes()
+        self.state.write_bytes(b"this is no database" * 100)
+        r = self.pull(expect=5)
+        self.assertIn("unusable", r.stderr)
+        self.assertIn("move it away", r.stderr)
+        self.assertIn("re-matches", r.stderr)
+        self.assertIn("comes back", r.stderr)
+        os.rename(self.state, str(self.state) + ".bad")
+        r = self.run_ok("sync", "--json")
+        self.assertIn("re-match", r.stderr)
+        self.assertEqual(sum(f["fetched"] for f in r.json()["accounts"][0]["folders"]), 0, str(r))
+        self.assertNoDuplicates()
+        self.assertEqual(self.local_hashes(), want)
+        self.assertEqual(self.server_hashes(), want)
+        self.assertSynced()
+
     def test_missing_marker_is_an_upgrade_not_stale(self):
         self.seed_and_sync()
         (self.maildir / MARKER).unlink()
