@@ -8,10 +8,12 @@
  * Every IMAP run that records a change bumps a generation, kept twice:
  * in the DB (meta "generation", with "db_id", a random identity given to
  * the DB at its first change) and in a marker file in the Maildir root,
- * MARKER, holding "mailsync-state 1 <db_id> <generation>". It is a regular
- * file with a dot name: the folder scan skips it in both layouts (verbatim
+ * .mailsync-state-ACCOUNT (one per account: two accounts may share a root),
+ * holding "mailsync-state 1 <db_id> <generation>". It is a regular file
+ * with a dot name: the folder scan skips it in both layouts (verbatim
  * skips dot names; maildir++ folders are ".Name" directories, and a file
- * is no directory).
+ * is no directory). Account names are file-name safe (cmd/config.c); the
+ * temporary file's prefix, .mailsync-state.tmp-, is no marker's.
  *
  * At open, with a marker present, the DB is trusted only if it carries the
  * marker's identity and a generation at least the marker's. Without a
@@ -42,6 +44,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,9 +56,16 @@
 #include "sync/log.h"
 #include "sync/util.h"
 
-#define MARKER ".mailsync-state"
-#define MARKER_TMP ".mailsync-state.tmp"
+#define MARKER_PREFIX ".mailsync-state-"
+#define MARKER_TMP_PREFIX ".mailsync-state.tmp-"
 #define MARKER_MAGIC "mailsync-state 1"
+
+/* The account's marker file name (and its temporary one) in the root. */
+static void marker_names(const struct account *a, char name[NAME_MAX + 1], char tmp[NAME_MAX + 1])
+{
+    snprintf(name, NAME_MAX + 1, MARKER_PREFIX "%s", a->name);
+    snprintf(tmp, NAME_MAX + 1, MARKER_TMP_PREFIX "%s", a->name);
+}
 
 struct marker {
     char id[GENERATION_ID_LEN + 1];
@@ -63,9 +73,9 @@ struct marker {
 };
 
 /* 1: read into *m; 0: there is none; -1: unreadable or malformed. */
-static int marker_read(int rootfd, struct marker *m)
+static int marker_read(int rootfd, const char *name, struct marker *m)
 {
-    int fd = openat(rootfd, MARKER, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(rootfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? 0 : -1;
     char buf[160];
@@ -85,13 +95,15 @@ static int marker_read(int rootfd, struct marker *m)
 
 /* Atomically: a crash leaves the old marker or the new one, never a torn
  * one, and the new one is durable before the DB moves on. */
-static int marker_write(int rootfd, const char *root, const struct marker *m, struct ms_error *err)
+static int marker_write(int rootfd, const struct account *a, const struct marker *m, struct ms_error *err)
 {
-    char line[128];
+    char name[NAME_MAX + 1], tmp[NAME_MAX + 1], line[128];
+    const char *root = a->maildir;
+    marker_names(a, name, tmp);
     int len = snprintf(line, sizeof line, MARKER_MAGIC " %s %" PRIu64 "\n", m->id, m->generation);
-    int fd = openat(rootfd, MARKER_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int fd = openat(rootfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
-        return ms_error_errno(err, MS_ELOCAL, errno, "cannot write %s/%s", root, MARKER_TMP);
+        return ms_error_errno(err, MS_ELOCAL, errno, "cannot write %s/%s", root, tmp);
     bool ok = fchmod(fd, 0600) == 0 && write(fd, line, (size_t)len) == len && fsync(fd) == 0;
     int e = errno;
     if (close(fd) != 0 && ok) {
@@ -99,13 +111,13 @@ static int marker_write(int rootfd, const char *root, const struct marker *m, st
         e = errno;
     }
     if (!ok) {
-        unlinkat(rootfd, MARKER_TMP, 0);
-        return ms_error_errno(err, MS_ELOCAL, e, "cannot write %s/%s", root, MARKER_TMP);
+        unlinkat(rootfd, tmp, 0);
+        return ms_error_errno(err, MS_ELOCAL, e, "cannot write %s/%s", root, tmp);
     }
-    if (renameat(rootfd, MARKER_TMP, rootfd, MARKER) != 0)
-        return ms_error_errno(err, MS_ELOCAL, errno, "cannot rename %s/%s to %s", root, MARKER_TMP, MARKER);
+    if (renameat(rootfd, tmp, rootfd, name) != 0)
+        return ms_error_errno(err, MS_ELOCAL, errno, "cannot rename %s/%s to %s", root, tmp, name);
     if (fsync(rootfd) != 0)
-        return ms_error_errno(err, MS_ELOCAL, errno, "cannot fsync %s (for %s)", root, MARKER);
+        return ms_error_errno(err, MS_ELOCAL, errno, "cannot fsync %s (for %s)", root, name);
     return MS_OK;
 }
 
@@ -115,7 +127,7 @@ static int generation_bump(void *ctx, struct ms_error *err)
     struct run *r = ctx;
     struct marker m = {.generation = r->gen_next};
     memcpy(m.id, r->gen_id, sizeof m.id);
-    int rc = marker_write(r->rootfd, r->acct->maildir, &m, err);
+    int rc = marker_write(r->rootfd, r->acct, &m, err);
     char buf[32];
     snprintf(buf, sizeof buf, "%" PRIu64, r->gen_next);
     if (rc == MS_OK)
@@ -147,7 +159,7 @@ static const char *stale_why(struct run *r, int have, const struct marker *m, co
     if (have == 0)
         return NULL;
     if (have < 0)
-        return "the marker " MARKER " in the Maildir root is unreadable";
+        return "its marker in the Maildir root is unreadable";
     if (!id) {
         struct state_folder *f = NULL;
         size_t n = 0;
@@ -169,7 +181,9 @@ int generation_check(struct run *r, struct ms_error *err)
     if (r->acct->type == ACCOUNT_POP3 || r->rootfd < 0 || !r->st)
         return MS_OK;
     struct marker m = {{0}, 0};
-    int have = marker_read(r->rootfd, &m);
+    char name[NAME_MAX + 1], tmp[NAME_MAX + 1];
+    marker_names(r->acct, name, tmp);
+    int have = marker_read(r->rootfd, name, &m);
     char *id = NULL, *gen_s = NULL;
     int rc = state_meta_get(r->st, "db_id", &id, err);
     if (rc == MS_OK)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import testbed as tb
 
-MARKER = ".mailsync-state"
+MARKER = ".mailsync-state-test"  # per account (BedTestCase.account)
 
 
 def digest(data_lf):
@@ -195,6 +195,31 @@ class StaleStateTest(tb.BedTestCase):
                 self.assertEqual((self.maildir / MARKER).stat().st_ino, st.st_ino, "a quiet run rewrote it")
                 self.assertEqual(self.server_state().keys(), {"INBOX"})
 
+    def test_two_accounts_sharing_a_root_keep_their_own_marker(self):
+        """Each account has its marker: alternating runs of two accounts
+        on one Maildir root never take each other's DB for stale."""
+        other = self.bed.fresh_user()
+        with self.imap() as c:
+            c.create_folder("Archive")
+            c.append_many("Archive", tb.make_corpus(3, seed=46, size=800))
+        keys = {"test": self.account_keys(folders="Archive"),
+                "other": tb.account_keys(self.bed, other, self.maildir, self.work / "other.sqlite",
+                                         folders="INBOX")}
+        tb.write_config(self.config_path, keys)
+        with self.bed.imap(other) as c:
+            c.append_many("INBOX", tb.make_corpus(3, seed=47, size=800))
+        for i in range(2):
+            for acct in ("test", "other"):
+                with self.bed.imap(other if acct == "other" else self.user) as c:
+                    c.append_many("INBOX" if acct == "other" else "Archive",
+                                  tb.make_corpus(1, seed=48 + i, size=700, start=400 + i))
+                r = self.run_ok("sync", acct)
+                self.assertNotIn("state DB", r.stderr)
+        self.assertEqual(sorted(p for p in os.listdir(self.maildir) if p.startswith(".mailsync")),
+                         [".mailsync-state-other", ".mailsync-state-test"])
+        self.assertEqual(len(tb.read_maildir(self.maildir)["Archive"]), 5)
+        self.assertEqual(len(tb.read_maildir(self.maildir)["INBOX"]), 5)
+
     def test_killed_between_marker_and_db_falls_back_to_rematch(self):
         """What a kill after the marker write and before the DB's commit
         leaves: the marker one generation ahead. Treated as stale."""
@@ -216,10 +241,10 @@ class StaleStateTest(tb.BedTestCase):
         _, gen = self.marker()
         with self.imap() as c:
             c.append_many("INBOX", tb.make_corpus(3, seed=45, size=800, start=300))
-        blocker = self.maildir / (MARKER + ".tmp")
+        blocker = self.maildir / ".mailsync-state.tmp-test"
         blocker.mkdir()
         r = self.pull(expect=5)
-        self.assertIn(MARKER, r.stderr)
+        self.assertIn(".mailsync-state.tmp-test", r.stderr)
         self.assertEqual(self.marker()[1], gen)
         blocker.rmdir()
         r = self.run_ok("sync")
