@@ -254,6 +254,10 @@ static int record(struct state *s, sqlite3_stmt *st, const char *what, struct ms
         int (*fn)(void *ctx, struct ms_error *err) = s->before_change;
         s->before_change = NULL; /* once; and its own writes are not changes */
         int rc = fn(s->before_change_ctx, err);
+        /* A batch may hold bookkeeping of files already renamed: it keeps
+         * its rule (state_before_batch_commit) when committed early. */
+        if (rc == MS_OK && s->batch && s->before_commit)
+            rc = s->before_commit(s->before_commit_ctx, err);
         if (rc == MS_OK && !sqlite3_get_autocommit(s->db)) {
             rc = exec(s, "COMMIT", "committing", err);
             if (rc == MS_OK)

@@ -883,6 +883,37 @@ static void first_change_hook(void **state)
     state_close(s);
 }
 
+/* The hook's commit inside a batch keeps the batch's rule: what the batch
+ * held so far is committed after the before-commit hook, and a rollback of
+ * the batch later takes only the change. */
+static void first_change_in_batch(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    int64_t fid = add_folder(s, "INBOX");
+    struct change_log h = {.s = s};
+    struct hook_log b = {0};
+    state_before_first_change(s, before_change, &h);
+    state_before_batch_commit(s, before_commit, &b);
+    assert_int_equal(state_batch(s, &err), MS_OK);
+    struct state_folder f = {.id = fid, .name = "INBOX", .path = "INBOX", .uidvalidity = 7, .uidnext = 42};
+    assert_int_equal(state_folder_save(s, &f, &err), MS_OK);
+    put(s, fid, 1, "a");
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(b.calls, 1);
+    state_batch_abort(s);
+    assert_int_equal(count_msgs(s, fid), 0);
+    struct state_folder g;
+    assert_int_equal(state_folder_get(s, "INBOX", &g, &err), MS_OK);
+    assert_int_equal(g.uidnext, 42);
+    state_folder_free(&g);
+    char *v = meta_of(s, "generation");
+    assert_string_equal(v, "1");
+    free(v);
+    state_close(s);
+}
+
 /* Moving a DB aside keeps it (and its WAL) under a new name, drops the
  * side files that describe it, and leaves room for a fresh one. */
 static void move_aside(void **state)
@@ -935,6 +966,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(lookups_by_uid, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(first_change_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(first_change_in_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(move_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(meta, setup, teardown),
         cmocka_unit_test_setup_teardown(integrity_stamp, setup, teardown),
