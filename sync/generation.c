@@ -152,8 +152,8 @@ static void new_id(char out[GENERATION_ID_LEN + 1])
 
 /* Why the DB cannot be trusted, or NULL. *empty: it holds nothing to move
  * aside (new, or 0 bytes, or no folder yet). */
-static const char *stale_why(struct run *r, int have, const struct marker *m, const char *id, uint64_t gen,
-                             bool *empty, struct ms_error *err)
+static const char *stale_why(struct run *r, int have, const struct marker *m, const char *id, uint64_t gen, bool *empty,
+                             struct ms_error *err)
 {
     *empty = false;
     if (have == 0)
@@ -199,13 +199,15 @@ int generation_check(struct run *r, struct ms_error *err)
         const char *path = r->acct->state_path;
         char *moved = NULL;
         if (empty) {
-            log_msg(LOG_WARN, "%s: state DB %s: %s, but %s was synced before: re-matching the messages of both "
-                              "sides by identity (a message deleted on one side only since the last sync may "
-                              "come back)",
+            log_msg(LOG_WARN,
+                    "%s: state DB %s: %s, but %s was synced before: re-matching the messages of both "
+                    "sides by identity (a message deleted on one side only since the last sync may "
+                    "come back)",
                     r->acct->name, path, why, r->acct->maildir);
         } else if (r->opt->dry_run) {
-            log_msg(LOG_WARN, "%s: state DB %s: %s; a run would move it aside and re-match the messages by "
-                              "identity (dry run: shown as if it were gone)",
+            log_msg(LOG_WARN,
+                    "%s: state DB %s: %s; a run would move it aside and re-match the messages by "
+                    "identity (dry run: shown as if it were gone)",
                     r->acct->name, path, why);
             state_close(r->st);
             r->st = NULL;
@@ -217,9 +219,10 @@ int generation_check(struct run *r, struct ms_error *err)
             if (rc == MS_OK)
                 rc = state_open(path, &r->st, err);
             if (rc == MS_OK)
-                log_msg(LOG_WARN, "%s: state DB %s: %s: moved aside to %s; starting from an empty DB and "
-                                  "re-matching the messages of both sides by identity (a message deleted on one "
-                                  "side only since the last sync may come back)",
+                log_msg(LOG_WARN,
+                        "%s: state DB %s: %s: moved aside to %s; starting from an empty DB and "
+                        "re-matching the messages of both sides by identity (a message deleted on one "
+                        "side only since the last sync may come back)",
                         r->acct->name, path, why, moved);
             free(moved);
         }
