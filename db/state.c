@@ -203,6 +203,8 @@ struct state {
     size_t nquiet;
     int (*before_commit)(void *ctx, struct ms_error *err); /* state_before_batch_commit */
     void *before_commit_ctx;
+    int (*before_change)(void *ctx, struct ms_error *err); /* state_before_first_change */
+    void *before_change_ctx;
 };
 
 /* ------------------------------------------------------------------ */
@@ -223,11 +225,17 @@ static int db_error(struct state *s, struct ms_error *err, const char *what)
     return ms_error_set(err, MS_ELOCAL, "state DB %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 
+/* The advice must be true: a run without the DB re-matches an IMAP
+ * account's messages by identity (sync/generation.c, rematch.c), but it
+ * cannot know the deletions the DB was still to carry over, and POP3 has
+ * no re-match at all. */
 static int unusable(struct ms_error *err, const char *path, const char *why)
 {
     return ms_error_set(err, MS_ELOCAL,
-                        "state DB %s is unusable: %s (move it away to start over; nothing was changed)", path,
-                        why);
+                        "state DB %s is unusable: %s; nothing was changed. To start over, move it away: the next run "
+                        "re-matches an IMAP account's messages by identity (a message deleted on one side only "
+                        "since the last sync comes back); a POP3 account fetches all mail left on the server again",
+                        path, why);
 }
 
 /* The cached statement id, prepared on first use, reset and unbound. */
@@ -258,6 +266,39 @@ static int run(struct state *s, sqlite3_stmt *st, const char *what, struct ms_er
     if (rc != SQLITE_DONE)
         return db_error(s, err, what);
     return MS_OK;
+}
+
+static int exec(struct state *s, const char *sql, const char *what, struct ms_error *err);
+
+/* run() for a statement that records a change of messages, the set of
+ * folders, uploads or POP3 messages (not meta data, not the bookkeeping
+ * columns of a folder: see state_folder_save): the first
+ * one of this open calls the state_before_first_change() hook, and the
+ * hook's own writes are committed before the change is made, even inside
+ * an open transaction (which holds no change yet, so committing it early
+ * splits nothing the caller meant to be atomic). */
+static int record(struct state *s, sqlite3_stmt *st, const char *what, struct ms_error *err)
+{
+    if (s->before_change) {
+        int (*fn)(void *ctx, struct ms_error *err) = s->before_change;
+        s->before_change = NULL; /* once; and its own writes are not changes */
+        int rc = fn(s->before_change_ctx, err);
+        /* A batch may hold bookkeeping of files already renamed: it keeps
+         * its rule (state_before_batch_commit) when committed early. */
+        if (rc == MS_OK && s->batch && s->before_commit)
+            rc = s->before_commit(s->before_commit_ctx, err);
+        if (rc == MS_OK && !sqlite3_get_autocommit(s->db)) {
+            rc = exec(s, "COMMIT", "committing", err);
+            if (rc == MS_OK)
+                rc = exec(s, "BEGIN IMMEDIATE", "starting a transaction", err);
+        }
+        if (rc) {
+            s->before_change = fn; /* the change is not made: the next one tries again */
+            stmt_done(st);
+            return rc;
+        }
+    }
+    return run(s, st, what, err);
 }
 
 static int bind_text(sqlite3_stmt *st, int i, const char *v)
@@ -704,6 +745,63 @@ void state_leave_stamp(struct state *s)
     s->checked_at = 0;
 }
 
+int state_move_aside(const char *path, char **moved, struct ms_error *err)
+{
+    *moved = NULL;
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, ".stale-%Y%m%dT%H%M%SZ", &tm);
+    char *to = sibling(path, stamp);
+    /* Never over an earlier one (two in the same second): -2, -3, ... */
+    bool taken = false;
+    for (int n = 2; (taken = access(to, F_OK) == 0) && n < 100; n++) {
+        char more[48];
+        snprintf(more, sizeof more, "%s-%d", stamp, n);
+        free(to);
+        to = sibling(path, more);
+    }
+    if (taken)
+        errno = EEXIST;
+    if (taken || errno != ENOENT || rename(path, to) != 0) {
+        int rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot move state DB %s aside to %s", path, to);
+        free(to);
+        return rc;
+    }
+    /* A WAL left beside it belongs to it (SQLite finds it by name). */
+    char *wal = sibling(path, "-wal"), *wal_to = sibling(to, "-wal");
+    if (rename(wal, wal_to) != 0 && errno != ENOENT)
+        log_msg(LOG_WARN, "cannot move %s to %s: %s", wal, wal_to, strerror(errno));
+    free(wal);
+    free(wal_to);
+    /* The side files describe the old DB: the integrity stamp its file,
+     * the quiet-run notes its folder ids. */
+    const char *sides[] = {"-shm", ".checked", ".lastrun"};
+    for (size_t i = 0; i < sizeof sides / sizeof *sides; i++) {
+        char *p = sibling(path, sides[i]);
+        unlink(p);
+        free(p);
+    }
+    /* The rename must be durable before a new DB is created in its place. */
+    char *dir = xstrdup_or_null(path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = MS_OK;
+    if (fd < 0 || fsync(fd) != 0)
+        rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot make the move of %s to %s durable", path, to);
+    if (fd >= 0)
+        close(fd);
+    free(dir);
+    if (rc)
+        free(to);
+    else
+        *moved = to;
+    return rc;
+}
+
 bool state_changed(const struct state *s)
 {
     return s->wrote || sqlite3_total_changes64(s->db) > 0;
@@ -747,6 +845,12 @@ void state_before_batch_commit(struct state *s, int (*fn)(void *ctx, struct ms_e
 {
     s->before_commit = fn;
     s->before_commit_ctx = ctx;
+}
+
+void state_before_first_change(struct state *s, int (*fn)(void *ctx, struct ms_error *err), void *ctx)
+{
+    s->before_change = fn;
+    s->before_change_ctx = ctx;
 }
 
 int state_batch_commit(struct state *s, struct ms_error *err)
@@ -846,7 +950,11 @@ int state_folder_save(struct state *s, struct state_folder *f, struct ms_error *
     sqlite3_bind_int64(st, 6, f->last_sync);
     if (f->id)
         sqlite3_bind_int64(st, 7, f->id);
-    int rc = run(s, st, "saving a folder", err);
+    /* An update only moves the folder's UIDVALIDITY/UIDNEXT/HIGHESTMODSEQ
+     * and last_sync (its path is fixed at insert; a UIDVALIDITY change
+     * also drops its messages, a change): bookkeeping that a DB may lag
+     * behind in without harm (the next run looks at more), not a change. */
+    int rc = f->id ? run(s, st, "saving a folder", err) : record(s, st, "saving a folder", err);
     if (rc)
         return rc;
     if (!f->id)
@@ -908,7 +1016,7 @@ int state_folder_delete(struct state *s, int64_t folder_id, struct ms_error *err
     if (!st)
         return MS_ELOCAL;
     sqlite3_bind_int64(st, 1, folder_id);
-    return run(s, st, "deleting a folder", err);
+    return record(s, st, "deleting a folder", err);
 }
 
 void state_folder_free(struct state_folder *f)
@@ -1038,7 +1146,7 @@ int state_msg_put(struct state *s, int64_t folder_id, const struct state_msg *m,
     bind_text(st, 7, m->message_id);
     bind_text(st, 8, m->hash);
     sqlite3_bind_int(st, 9, m->pending ? 1 : 0);
-    return run(s, st, "recording a message", err);
+    return record(s, st, "recording a message", err);
 }
 
 /* Run a (folder_id, uid) keyed update/delete statement. */
@@ -1050,7 +1158,7 @@ static int by_uid(struct state *s, enum stmt_id id, int64_t folder_id, uint32_t 
         return MS_ELOCAL;
     sqlite3_bind_int64(st, 1, folder_id);
     sqlite3_bind_int64(st, 2, uid);
-    return run(s, st, what, err);
+    return record(s, st, what, err);
 }
 
 int state_msg_set_flags(struct state *s, int64_t folder_id, uint32_t uid, unsigned flags, const char *keywords,
@@ -1063,7 +1171,7 @@ int state_msg_set_flags(struct state *s, int64_t folder_id, uint32_t uid, unsign
     sqlite3_bind_int64(st, 2, uid);
     sqlite3_bind_int64(st, 3, flags);
     bind_text(st, 4, keywords);
-    return run(s, st, "updating flags", err);
+    return record(s, st, "updating flags", err);
 }
 
 int state_msg_confirm(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err)
@@ -1082,7 +1190,7 @@ int state_msg_delete_all(struct state *s, int64_t folder_id, struct ms_error *er
     if (!st)
         return MS_ELOCAL;
     sqlite3_bind_int64(st, 1, folder_id);
-    return run(s, st, "deleting messages", err);
+    return record(s, st, "deleting messages", err);
 }
 
 int state_msg_count(struct state *s, int64_t folder_id, size_t *out, struct ms_error *err)
@@ -1264,7 +1372,7 @@ int state_append_put(struct state *s, int64_t folder_id, const struct state_appe
     sqlite3_bind_int64(st, 4, a->uidnext);
     sqlite3_bind_int64(st, 5, (int64_t)a->size);
     bind_text(st, 6, a->message_id);
-    return run(s, st, "journalling an upload", err);
+    return record(s, st, "journalling an upload", err);
 }
 
 int state_append_list(struct state *s, int64_t folder_id, struct state_append **out, size_t *n,
@@ -1305,7 +1413,7 @@ int state_append_forget(struct state *s, int64_t folder_id, const char *uniq, st
         return MS_ELOCAL;
     sqlite3_bind_int64(st, 1, folder_id);
     bind_text(st, 2, uniq);
-    return run(s, st, "clearing the uploads journal", err);
+    return record(s, st, "clearing the uploads journal", err);
 }
 
 void state_appends_free(struct state_append *a, size_t n)
@@ -1330,7 +1438,7 @@ int state_pop3_put(struct state *s, int64_t folder_id, const struct state_pop3 *
     bind_text(st, 3, m->uniq);
     sqlite3_bind_int64(st, 4, m->first_seen);
     sqlite3_bind_int(st, 5, m->pending ? 1 : 0);
-    return run(s, st, "recording a POP3 message", err);
+    return record(s, st, "recording a POP3 message", err);
 }
 
 int state_pop3_list(struct state *s, int64_t folder_id, struct state_pop3 **out, size_t *n, struct ms_error *err)
@@ -1370,7 +1478,7 @@ static int pop3_by_uidl(struct state *s, enum stmt_id id, int64_t folder_id, con
         return MS_ELOCAL;
     sqlite3_bind_int64(st, 1, folder_id);
     bind_text(st, 2, uidl);
-    return run(s, st, what, err);
+    return record(s, st, what, err);
 }
 
 int state_pop3_confirm(struct state *s, int64_t folder_id, const char *uidl, struct ms_error *err)
@@ -1408,7 +1516,7 @@ int state_trash_put(struct state *s, int64_t folder_id, const struct state_trash
     sqlite3_bind_int64(st, 6, t->copy_uid);
     sqlite3_bind_int64(st, 7, (int64_t)t->size);
     bind_text(st, 8, t->message_id);
-    return run(s, st, "journalling a move to the trash", err);
+    return record(s, st, "journalling a move to the trash", err);
 }
 
 int state_trash_list(struct state *s, int64_t folder_id, struct state_trash **out, size_t *n, struct ms_error *err)
@@ -1451,7 +1559,7 @@ int state_trash_set_copy(struct state *s, int64_t folder_id, uint32_t uid, uint3
     sqlite3_bind_int64(st, 1, folder_id);
     sqlite3_bind_int64(st, 2, uid);
     sqlite3_bind_int64(st, 3, copy_uid);
-    return run(s, st, "recording a copy in the trash", err);
+    return record(s, st, "recording a copy in the trash", err);
 }
 
 int state_trash_forget(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err)
@@ -1461,7 +1569,7 @@ int state_trash_forget(struct state *s, int64_t folder_id, uint32_t uid, struct 
         return MS_ELOCAL;
     sqlite3_bind_int64(st, 1, folder_id);
     sqlite3_bind_int64(st, 2, uid);
-    return run(s, st, "clearing the trash journal", err);
+    return record(s, st, "clearing the trash journal", err);
 }
 
 void state_trashes_free(struct state_trash *t, size_t n)

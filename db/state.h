@@ -32,6 +32,11 @@ void state_close(struct state *s);
  * are: for a run that must change nothing on disk (it failed before its
  * login). Costs the next open its check only if this one ran it. */
 void state_leave_stamp(struct state *s);
+/* Move the (closed) DB at path aside to <path>.stale-<UTC time> (its
+ * -wal with it; the side files of the old DB, -shm, .checked and
+ * .lastrun, are removed), durably, so that the next state_open() starts
+ * an empty DB. Nothing is deleted. *moved: the new name (caller frees). */
+int state_move_aside(const char *path, char **moved, struct ms_error *err);
 /* Whether this open ran PRAGMA quick_check (false: a fresh DB, or the
  * stamp vouched for the file). */
 bool state_integrity_checked(const struct state *s);
@@ -76,6 +81,15 @@ void state_batch_abort(struct state *s);
  * state_begin): e.g. to make durable the files its records describe. A
  * failure rolls the batch back and is returned. NULL removes it. */
 void state_before_batch_commit(struct state *s, int (*fn)(void *ctx, struct ms_error *err), void *ctx);
+/* Called once per open, before the first write that records a change
+ * (of messages, the set of folders, the uploads journal or POP3 messages;
+ * not meta data, nor an update of a folder's UIDVALIDITY, UIDNEXT,
+ * HIGHESTMODSEQ or last_sync) reaches the DB: e.g. to note durably
+ * elsewhere that the DB is about to move on. Its own writes (meta data)
+ * are committed before that change, also when it comes inside an open
+ * transaction. A failure fails that write (the change is not made) and
+ * the next change calls it again. NULL removes it. */
+void state_before_first_change(struct state *s, int (*fn)(void *ctx, struct ms_error *err), void *ctx);
 
 /* --- folders --- */
 

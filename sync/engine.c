@@ -225,7 +225,10 @@ int open_store(struct run *r, struct ms_error *err)
         return MS_OK;
     if (r->rootfd < 0)
         rc = maildir_root_open(r->acct->maildir, !must_exist, &r->rootfd, err);
-    return rc || r->opt->dry_run ? rc : lock_root(r, err);
+    if (rc == MS_OK && !r->opt->dry_run)
+        rc = lock_root(r, err);
+    /* a stale DB is moved aside only by the run that holds the lock */
+    return rc ? rc : generation_check(r, err);
 }
 
 int connect_account(struct run *r, struct ms_error *err)

@@ -20,6 +20,8 @@
 #include "sync/names.h"
 #include "sync/plan.h"
 
+#define GENERATION_ID_LEN 32 /* hex digits of a state DB's identity (generation.c) */
+
 /* One account run. */
 struct run {
     const struct account *acct;
@@ -69,6 +71,10 @@ struct run {
     /* This run moved messages into the account's trash folder: its STATUS
      * taken with the LIST is out of date (see is_trash_folder). */
     bool trash_changed;
+    /* generation.c: what the run's first change records, in the marker
+     * beside the Maildir and in the DB. */
+    uint64_t gen_next;
+    char gen_id[GENERATION_ID_LEN + 1];
 };
 
 /* The run was asked to stop early (engine_options.stop). */
@@ -169,6 +175,16 @@ int pop3_pull(struct run *r, struct ms_error *err);
 struct pop3_session;
 int pop3_open(const struct account *a, const struct engine_options *opt, struct pop3_session **out,
               struct ms_error *err);
+
+/* generation.c */
+/* After the state DB and the Maildir root are open: a DB older than the
+ * marker in the Maildir root (a restored backup), or new or empty while the
+ * marker says the Maildir was synced, is said so in a warning and handled
+ * as lost (moved aside, an empty one opened; a dry run uses an empty DB in
+ * memory) so the folders are re-matched by identity. Then arms the bump of
+ * the generation at the run's first change. MS_ELOCAL if the DB cannot
+ * be moved or reopened. */
+int generation_check(struct run *r, struct ms_error *err);
 
 /* retention.c */
 /* With server_retention_days: the time before which messages live only

@@ -982,6 +982,141 @@ static void schema_1_gains_the_trash_journal(void **state)
     free(v);
 }
 
+/* The hook before the first change: once per open, not for meta data or
+ * a folder's last_sync, its own writes committed even when the change's
+ * transaction is rolled back; a failure fails the change and re-arms. */
+struct change_log {
+    struct state *s;
+    int calls;
+    int fail;
+};
+
+static int before_change(void *ctx, struct ms_error *err)
+{
+    struct change_log *h = ctx;
+    h->calls++;
+    if (h->fail)
+        return ms_error_set(err, MS_ELOCAL, "cannot write marker: test");
+    char v[16];
+    snprintf(v, sizeof v, "%d", h->calls);
+    return state_meta_set(h->s, "generation", v, err);
+}
+
+static char *meta_of(struct state *s, const char *key)
+{
+    char *v = NULL;
+    struct ms_error err;
+    assert_int_equal(state_meta_get(s, key, &v, &err), MS_OK);
+    return v;
+}
+
+static void first_change_hook(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    int64_t fid = add_folder(s, "INBOX");
+    struct change_log h = {.s = s, .fail = 1};
+    state_before_first_change(s, before_change, &h);
+    /* meta data and a folder's bookkeeping are no changes */
+    assert_int_equal(state_meta_set(s, "last_sync", "5", &err), MS_OK);
+    assert_int_equal(state_folder_touch(s, fid, 5, &err), MS_OK);
+    struct state_folder f = {.id = fid, .name = "INBOX", .path = "INBOX", .uidvalidity = 7, .uidnext = 9};
+    assert_int_equal(state_folder_save(s, &f, &err), MS_OK);
+    assert_int_equal(h.calls, 0);
+    /* a failing hook fails the change, which is not made */
+    struct state_msg m = {.uid = 1, .uniq = "a", .size = 10};
+    assert_int_equal(state_msg_put(s, fid, &m, &err), MS_ELOCAL);
+    assert_non_null(strstr(err.msg, "marker"));
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(count_msgs(s, fid), 0);
+    /* then the next change calls it again; inside a transaction that is
+     * rolled back, the hook's own write stays */
+    h.fail = 0;
+    assert_int_equal(state_begin(s, &err), MS_OK);
+    put(s, fid, 1, "a");
+    assert_int_equal(h.calls, 2);
+    state_rollback(s);
+    assert_int_equal(count_msgs(s, fid), 0);
+    char *v = meta_of(s, "generation");
+    assert_string_equal(v, "2");
+    free(v);
+    /* and only once */
+    put(s, fid, 2, "b");
+    assert_int_equal(state_batch(s, &err), MS_OK);
+    put(s, fid, 3, "c");
+    assert_int_equal(state_batch_commit(s, &err), MS_OK);
+    assert_int_equal(h.calls, 2);
+    assert_int_equal(count_msgs(s, fid), 2);
+    state_close(s);
+}
+
+/* The hook's commit inside a batch keeps the batch's rule: what the batch
+ * held so far is committed after the before-commit hook, and a rollback of
+ * the batch later takes only the change. */
+static void first_change_in_batch(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    int64_t fid = add_folder(s, "INBOX");
+    struct change_log h = {.s = s};
+    struct hook_log b = {0};
+    state_before_first_change(s, before_change, &h);
+    state_before_batch_commit(s, before_commit, &b);
+    assert_int_equal(state_batch(s, &err), MS_OK);
+    struct state_folder f = {.id = fid, .name = "INBOX", .path = "INBOX", .uidvalidity = 7, .uidnext = 42};
+    assert_int_equal(state_folder_save(s, &f, &err), MS_OK);
+    put(s, fid, 1, "a");
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(b.calls, 1);
+    state_batch_abort(s);
+    assert_int_equal(count_msgs(s, fid), 0);
+    struct state_folder g;
+    assert_int_equal(state_folder_get(s, "INBOX", &g, &err), MS_OK);
+    assert_int_equal(g.uidnext, 42);
+    state_folder_free(&g);
+    char *v = meta_of(s, "generation");
+    assert_string_equal(v, "1");
+    free(v);
+    state_close(s);
+}
+
+/* Moving a DB aside keeps it (and its WAL) under a new name, drops the
+ * side files that describe it, and leaves room for a fresh one. */
+static void move_aside(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    add_folder(s, "INBOX");
+    state_close(s);
+    char side[300];
+    snprintf(side, sizeof side, "%s.lastrun", fx->path);
+    close(open(side, O_WRONLY | O_CREAT, 0600));
+    char *moved = NULL;
+    struct ms_error err;
+    assert_int_equal(state_move_aside(fx->path, &moved, &err), MS_OK);
+    assert_non_null(strstr(moved, ".stale-"));
+    assert_int_equal(access(fx->path, F_OK), -1);
+    assert_int_equal(access(side, F_OK), -1);
+    s = open_ok(moved); /* the old DB, intact */
+    struct state_folder f;
+    assert_int_equal(state_folder_get(s, "INBOX", &f, &err), MS_OK);
+    assert_true(f.id > 0);
+    state_folder_free(&f);
+    state_close(s);
+    char *again = NULL;
+    s = open_ok(fx->path); /* a new, empty one */
+    assert_int_equal(state_folder_get(s, "INBOX", &f, &err), MS_OK);
+    assert_int_equal(f.id, 0);
+    state_close(s);
+    assert_int_equal(state_move_aside(fx->path, &again, &err), MS_OK); /* same second: another name */
+    assert_string_not_equal(again, moved);
+    assert_int_equal(access(moved, F_OK), 0);
+    free(moved);
+    free(again);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -999,6 +1134,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(lookups_by_uid, setup, teardown),
         cmocka_unit_test_setup_teardown(message_count, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(first_change_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(first_change_in_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(move_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(meta, setup, teardown),
         cmocka_unit_test_setup_teardown(integrity_stamp, setup, teardown),
         cmocka_unit_test_setup_teardown(leave_stamp_changes_nothing, setup, teardown),
