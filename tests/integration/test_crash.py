@@ -160,18 +160,7 @@ class FlagRecordsCrashTest(tb.BedTestCase):
         # Plain IMAP through a stalling proxy: the kill comes while the
         # second changed folder is being opened, when the first one's files
         # are renamed and its records wait in the open transaction.
-        px = tb.Proxy(self.bed.imap_port, stall_on=(b"EXAMINE", 2)).start()
-        self.addCleanup(px.stop)
-        self.write_config(tls="none", port=px.port)
-        p = tb.start_mailsync(["pull"], config=self.config_path, workdir=self.work)
-        try:
-            self.assertTrue(px.stalled.wait(30), "kill point never reached")
-            time.sleep(0.3)
-            self.assertIsNone(p.poll(), "pull ended before the kill point")
-            os.kill(p.pid, signal.SIGKILL)
-        finally:
-            res = tb.finish_mailsync(p)
-        self.assertEqual(res.code, -signal.SIGKILL, "not killed: %s" % res)
+        self.run_killed_at("pull", (b"EXAMINE", 2))
         # The window was hit: some files already carry the new flags while
         # no record changed.
         flagged = sum(1 for ms in tb.read_maildir(self.maildir).values() for m in ms if "F" in m.letters)

@@ -7,7 +7,6 @@ except over local changes not yet pushed: those survive the re-match.
 import hashlib
 import os
 import re
-import signal
 import time
 import unittest
 
@@ -278,18 +277,7 @@ class IdentityTest(tb.BedTestCase):
         self.pull()
         wanted, server_only, _ = self.change_locally()
         self.recreate_folder(change_flags=True)
-        px = tb.Proxy(self.bed.imap_port, stall_on=(b"MESSAGE-ID", 1)).start()
-        self.addCleanup(px.stop)
-        self.write_config(tls="none", port=px.port)
-        p = tb.start_mailsync(["pull"], config=self.config_path, workdir=self.work)
-        try:
-            self.assertTrue(px.stalled.wait(30), "kill point never reached")
-            time.sleep(0.3)
-            self.assertIsNone(p.poll(), "pull ended before the kill point")
-            os.kill(p.pid, signal.SIGKILL)
-        finally:
-            res = tb.finish_mailsync(p)
-        self.assertEqual(res.code, -signal.SIGKILL, "not killed: %s" % res)
+        self.run_killed_at("pull", (b"MESSAGE-ID", 1))
         self.write_config()
         r = self.pull("--json")
         self.assertEqual(self.folder_result(r)["fetched"], 0, "messages were delivered again:\n%s" % r)

@@ -1763,6 +1763,25 @@ class BedTestCase(unittest.TestCase):
         for k, m in enumerate(make_corpus(n, seed=seed, size=size, flags=False)):
             (inbox / "new" / ("1700000000.up%03d.host" % k)).write_bytes(m.data.replace(b"\r\n", b"\n"))
 
+    def run_killed_at(self, command, stall_on):
+        """Run `mailsync COMMAND` through a proxy that holds back from the
+        server what the client sends from stall_on=(pattern, n) on (the
+        config rewritten for it: plain IMAP), and SIGKILL it there, while
+        it waits for the answer. Returns its Result."""
+        px = Proxy(self.bed.imap_port, stall_on=stall_on).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        p = start_mailsync([command], config=self.config_path, workdir=self.work)
+        try:
+            self.assertTrue(px.stalled.wait(30), "kill point never reached")
+            time.sleep(0.3)
+            self.assertIsNone(p.poll(), "%s ended before the kill point" % command)
+            os.kill(p.pid, signal.SIGKILL)
+        finally:
+            res = finish_mailsync(p)
+        self.assertEqual(res.code, -signal.SIGKILL, "not killed: %s" % res)
+        return res
+
     def assertSynced(self, state=None, **kw):
         """Assert the local Maildir equals the server (compare_maildir)."""
         assert_maildir_matches(self.maildir, state if state is not None else self.server_state(), **kw)
