@@ -9,40 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sync/names.h"
+
 int log_verbosity = 0;
 void (*log_before_write)(void) = NULL;
-
-/* *cp gets the code point (see log_utf8_len). */
-static size_t utf8_sequence(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    size_t len;
-    uint32_t c, min;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        len = 2, c = s[0] & 0x1f, min = 0x80;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        len = 3, c = s[0] & 0x0f, min = 0x800;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        len = 4, c = s[0] & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = c << 6 | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return len;
-}
 
 size_t log_utf8_len(const char *s, size_t n)
 {
     uint32_t cp;
-    return n && (unsigned char)s[0] < 0x80 ? 1 : n ? utf8_sequence((const unsigned char *)s, n, &cp) : 0;
+    return names_utf8_decode((const unsigned char *)s, n, &cp);
 }
 
 char *log_clean(const char *text)
@@ -56,7 +31,7 @@ char *log_clean(const char *text)
     for (size_t i = 0; i < n;) {
         unsigned char c = s[i];
         uint32_t cp = 0;
-        size_t len = c >= 0x80 ? utf8_sequence(s + i, n - i, &cp) : 0;
+        size_t len = c >= 0x80 ? names_utf8_decode(s + i, n - i, &cp) : 0;
         if (c >= 0x20 && c != 0x7f && c < 0x80) {
             out[o++] = (char)c;
             i++;

@@ -139,7 +139,7 @@ static void put_utf8(struct buf *b, uint32_t cp)
 /* Read one strictly valid UTF-8 sequence (no overlongs, no surrogates, at
  * most U+10FFFF) from s[0..len). Returns its length and sets *cp, or 0 if
  * the bytes are not valid UTF-8. */
-static size_t get_utf8(const unsigned char *s, size_t len, uint32_t *cp)
+size_t names_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
 {
     if (len == 0)
         return 0;
@@ -214,7 +214,7 @@ static bool mutf7_encode_n(const char *in, size_t len, struct buf *out)
         uint16_t *units = xmalloc((len - i) * 2 * sizeof *units);
         size_t n = 0;
         while (i < len && !mutf7_direct(s[i])) {
-            size_t k = get_utf8(s + i, len - i, &cp);
+            size_t k = names_utf8_decode(s + i, len - i, &cp);
             if (k == 0) {
                 free(units);
                 return false;
@@ -535,7 +535,7 @@ char *names_folder_path(const char *raw, char delim, enum folder_layout layout, 
 static size_t char_len(const unsigned char *s, size_t left)
 {
     uint32_t cp;
-    size_t k = get_utf8(s, left, &cp);
+    size_t k = names_utf8_decode(s, left, &cp);
     return k ? k : 1;
 }
 

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sync/account.h"
 
@@ -21,6 +22,11 @@ char *names_mutf7_decode(const char *mutf7);
 
 /* Encode UTF-8 as modified UTF-7. Returns a malloc'd string, or NULL if the
  * input is not valid UTF-8. */
+/* Read one strictly valid UTF-8 sequence (no overlongs, no surrogates, at
+ * most U+10FFFF) from s[0..len): its length (1 for ASCII) with *cp set,
+ * or 0 if the bytes there are not valid UTF-8 (or len is 0). */
+size_t names_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp);
+
 char *names_mutf7_encode(const char *utf8);
 
 /* The UTF-8 display name of a raw server name: decoded, or a copy of the
