@@ -14,8 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "sync/flags.h"
 #include "sync/log.h"
 #include "sync/message.h"
@@ -150,8 +148,7 @@ struct fetch_ctx {
     size_t nleft;
     struct local_msg *local; /* the folder's scan, sorted by uniq */
     size_t nlocal;
-    EVP_MD_CTX *md;          /* content hash of the streaming message, only with leftovers */
-    bool cr_pending;         /* hashing: a CR ended the last chunk */
+    struct message_hash *hash; /* of the streaming message, only with leftovers */
     struct ms_error err;
     /* Downloads share the folder with other connections' threads: this
      * lock (the run's) guards the state DB and the progress callbacks. */
@@ -173,39 +170,11 @@ static void ctx_unlock(struct fetch_ctx *c)
 
 static int commit_batch(struct fetch_ctx *c, struct ms_error *err);
 
-/* Hash data as it will be stored: a CR directly before LF is dropped
- * (the same rule as maildir_tmp_write). */
-static void hash_stored_form(struct fetch_ctx *c, const char *data, size_t len)
-{
-    size_t start = 0;
-    if (c->cr_pending && len) {
-        if (data[0] != '\n')
-            EVP_DigestUpdate(c->md, "\r", 1);
-        c->cr_pending = false;
-    }
-    for (size_t i = 0; i < len; i++) {
-        if (data[i] != '\r')
-            continue;
-        if (i + 1 == len) { /* decide with the next chunk */
-            EVP_DigestUpdate(c->md, data + start, i - start);
-            c->cr_pending = true;
-            return;
-        }
-        if (data[i + 1] == '\n') {
-            EVP_DigestUpdate(c->md, data + start, i - start);
-            start = i + 1;
-        }
-    }
-    EVP_DigestUpdate(c->md, data + start, len - start);
-}
-
 static int start_message(struct fetch_ctx *c)
 {
     c->nhead = 0;
-    if (c->md) {
-        EVP_DigestInit_ex(c->md, EVP_sha256(), NULL);
-        c->cr_pending = false;
-    }
+    if (c->hash)
+        message_hash_start(c->hash);
     return maildir_tmp_open(c->mf, &c->cur, &c->err) ? -1 : 0;
 }
 
@@ -214,8 +183,8 @@ static int fetch_chunk(void *vctx, const char *data, size_t len)
     struct fetch_ctx *c = vctx;
     if (!c->cur && start_message(c))
         return -1;
-    if (c->md)
-        hash_stored_form(c, data, len);
+    if (c->hash)
+        message_hash_add(c->hash, data, len);
     size_t keep = len < HEADER_KEEP - c->nhead ? len : HEADER_KEEP - c->nhead;
     memcpy(c->head + c->nhead, data, keep);
     c->nhead += keep;
@@ -236,17 +205,9 @@ static bool hash_local_file(struct fetch_ctx *c, struct leftover *lo)
     int fd = l ? maildir_open_msg(c->mf, l, &e) : -1;
     if (fd < 0)
         return false;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    char buf[65536];
-    ssize_t n;
-    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-    while (ok && (n = read(fd, buf, sizeof buf)) > 0)
-        EVP_DigestUpdate(md, buf, (size_t)n);
-    ok = ok && n == 0 && EVP_DigestFinal_ex(md, lo->hash, NULL);
-    EVP_MD_CTX_free(md);
+    lo->hashed = message_hash_fd(fd, lo->hash) == 0;
     close(fd);
-    lo->hashed = ok;
-    return ok;
+    return lo->hashed;
 }
 
 /* The downloaded message m is byte for byte a local file nobody claimed:
@@ -260,10 +221,7 @@ static char *adopt_leftover(struct fetch_ctx *c, const struct imap_msg *m)
      * hint (bare LFs, servers that count loosely). */
     uint64_t stored_size = maildir_tmp_size(c->cur);
     unsigned char hash[32];
-    if (c->cr_pending)
-        EVP_DigestUpdate(c->md, "\r", 1);
-    c->cr_pending = false;
-    if (!EVP_DigestFinal_ex(c->md, hash, NULL))
+    if (!message_hash_end(c->hash, hash))
         return NULL;
     for (size_t i = 0; i < c->nleft; i++) {
         struct leftover *lo = &c->left[i];
@@ -673,7 +631,7 @@ static void free_ctx(struct fetch_ctx *c)
     if (!c)
         return;
     free(c->unconfirmed);
-    EVP_MD_CTX_free(c->md);
+    message_hash_free(c->hash);
     free(c);
 }
 
@@ -786,7 +744,7 @@ int fetch_new(struct run *r, const struct selected *sel, uint32_t uidvalidity, s
     c->local = local;
     c->nlocal = nlocal;
     int rc = MS_OK;
-    if (nleft && !(c->md = EVP_MD_CTX_new()))
+    if (nleft && !(c->hash = message_hash_new()))
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
     struct helper *h = xcalloc(nhelp ? nhelp : 1, sizeof *h);
     size_t nstarted = 0;

@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #define MAX_VALUE 998
 /* How much of a file we keep to find its header block. */
 #define HEADER_WINDOW (64 * 1024)
@@ -113,4 +115,83 @@ int message_identity_fd(int fd, char **message_id, uint64_t *crlf_size)
     *crlf_size = size;
     free(head);
     return 0;
+}
+
+/* ---- content hash ---------------------------------------------------- */
+
+struct message_hash {
+    EVP_MD_CTX *md;
+    bool cr_pending; /* a CR ended the last chunk: dropped if LF follows */
+};
+
+struct message_hash *message_hash_new(void)
+{
+    struct message_hash *h = calloc(1, sizeof *h);
+    if (h && !(h->md = EVP_MD_CTX_new())) {
+        free(h);
+        return NULL;
+    }
+    if (h)
+        message_hash_start(h);
+    return h;
+}
+
+void message_hash_start(struct message_hash *h)
+{
+    EVP_DigestInit_ex(h->md, EVP_sha256(), NULL);
+    h->cr_pending = false;
+}
+
+void message_hash_add(struct message_hash *h, const char *data, size_t len)
+{
+    size_t start = 0;
+    if (h->cr_pending && len) {
+        if (data[0] != '\n')
+            EVP_DigestUpdate(h->md, "\r", 1);
+        h->cr_pending = false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] != '\r')
+            continue;
+        if (i + 1 == len) { /* decide with the next chunk */
+            EVP_DigestUpdate(h->md, data + start, i - start);
+            h->cr_pending = true;
+            return;
+        }
+        if (data[i + 1] == '\n') {
+            EVP_DigestUpdate(h->md, data + start, i - start);
+            start = i + 1;
+        }
+    }
+    EVP_DigestUpdate(h->md, data + start, len - start);
+}
+
+bool message_hash_end(struct message_hash *h, unsigned char out[32])
+{
+    if (h->cr_pending)
+        EVP_DigestUpdate(h->md, "\r", 1);
+    h->cr_pending = false;
+    return EVP_DigestFinal_ex(h->md, out, NULL) == 1;
+}
+
+void message_hash_free(struct message_hash *h)
+{
+    if (!h)
+        return;
+    EVP_MD_CTX_free(h->md);
+    free(h);
+}
+
+int message_hash_fd(int fd, unsigned char out[32])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    char buf[65536];
+    ssize_t n = 0;
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    while (ok && ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)))
+        if (n > 0)
+            EVP_DigestUpdate(md, buf, (size_t)n);
+    ok = ok && n == 0 && EVP_DigestFinal_ex(md, out, NULL);
+    EVP_MD_CTX_free(md);
+    return ok ? 0 : -1;
 }

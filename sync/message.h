@@ -6,6 +6,7 @@
 #ifndef MAILSYNC_MESSAGE_H
 #define MAILSYNC_MESSAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,5 +21,23 @@ char *message_header(const char *buf, size_t len, const char *name);
  * file from fd's current offset to its end. Returns 0, or -1 on a read
  * error (errno set). */
 int message_identity_fd(int fd, char **message_id, uint64_t *crlf_size);
+
+/* SHA-256 of a message as a Maildir stores it, fed chunk by chunk as it
+ * streams from a server: a CR right before LF is dropped, the rule of
+ * maildir_tmp_write(), so the digest equals message_hash_fd() of the
+ * stored file. Used to recognise a download as a local file the state
+ * does not know (a lost or stale state DB). */
+struct message_hash;
+/* NULL if OpenSSL cannot give a digest context. Started (ready for add). */
+struct message_hash *message_hash_new(void);
+/* Start over for the next message. */
+void message_hash_start(struct message_hash *h);
+void message_hash_add(struct message_hash *h, const char *data, size_t len);
+/* The digest of what was added since the start; false on failure. */
+bool message_hash_end(struct message_hash *h, unsigned char out[32]);
+void message_hash_free(struct message_hash *h);
+/* SHA-256 of the bytes fd holds from its offset to its end, as they are (a
+ * stored file). 0, or -1 on a read or digest error. */
+int message_hash_fd(int fd, unsigned char out[32]);
 
 #endif
