@@ -227,14 +227,15 @@ static int db_error(struct state *s, struct ms_error *err, const char *what)
 
 /* The advice must be true: a run without the DB re-matches an IMAP
  * account's messages by identity (sync/generation.c, rematch.c), but it
- * cannot know the deletions the DB was still to carry over, and POP3 has
- * no re-match at all. */
+ * cannot know the deletions the DB was still to carry over; a POP3 pull
+ * compares its downloads with INBOX's files (sync/popfetch.c). */
 static int unusable(struct ms_error *err, const char *path, const char *why)
 {
     return ms_error_set(err, MS_ELOCAL,
                         "state DB %s is unusable: %s; nothing was changed. To start over, move it away: the next run "
                         "re-matches an IMAP account's messages by identity (a message deleted on one side only "
-                        "since the last sync comes back); a POP3 account fetches all mail left on the server again",
+                        "since the last sync comes back); a POP3 account downloads again what the server keeps, to "
+                        "compare it with the local files, and delivers none of it twice",
                         path, why);
 }
 

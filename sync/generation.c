@@ -35,9 +35,10 @@
  * order would not be safe: DB first, a kill before the marker, and a
  * backup of generation G restored later would match the marker's G.
  *
- * A run that changes nothing writes neither. POP3 accounts are left out:
- * they have no re-match, and an empty DB would fetch every message kept on
- * the server again, which is worse than what a stale DB does.
+ * A run that changes nothing writes neither. A POP3 account is treated
+ * the same way: with an empty DB its pull compares what it downloads with
+ * the files already in INBOX (popfetch.c), so it downloads again what the
+ * server keeps, once, but delivers none of it twice.
  */
 #include "sync/engine_int.h"
 
@@ -178,7 +179,7 @@ static const char *stale_why(struct run *r, int have, const struct marker *m, co
 
 int generation_check(struct run *r, struct ms_error *err)
 {
-    if (r->acct->type == ACCOUNT_POP3 || r->rootfd < 0 || !r->st)
+    if (r->rootfd < 0 || !r->st)
         return MS_OK;
     struct marker m = {{0}, 0};
     char name[NAME_MAX + 1], tmp[NAME_MAX + 1];

@@ -15,6 +15,14 @@
  * durable in tmp/ or in place, which the next run finishes. A message is
  * deleted from the server (DELE, carried out at QUIT) only when its row is
  * confirmed, so never before its file is durable.
+ *
+ * A state that knows no POP3 message while INBOX holds files (the DB was
+ * lost, or found stale and moved aside: generation.c) cannot tell which
+ * of the server's messages are here already. Then each download is
+ * compared, as stored, with the files by size and SHA-256 before it is
+ * delivered: one that is already here is recorded under that file's name
+ * (and may then be deleted from the server as usual), never delivered a
+ * second time.
  */
 #include "sync/engine_int.h"
 
@@ -23,8 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sync/log.h"
+#include "sync/message.h"
 #include "sync/pop3.h"
 #include "sync/util.h"
 
@@ -32,9 +42,17 @@
 #define POP3_BATCH_BYTES ((uint64_t)16 << 20)
 
 struct fetched {
-    struct maildir_tmp *tmp;
+    struct maildir_tmp *tmp; /* NULL when adopted */
+    char *adopted;           /* the local file it is (unique part), or NULL */
     char uidl[72];
     uint64_t size;
+};
+
+/* A local file no state row names, for the comparison by content. */
+struct stranger {
+    struct local_msg *l; /* in popctx.local */
+    unsigned char hash[32];
+    bool hashed, adopted;
 };
 
 struct popctx {
@@ -45,6 +63,12 @@ struct popctx {
     struct fetched batch[POP3_BATCH_MSGS];
     size_t nbatch;
     uint64_t batch_bytes;
+    /* Only when the state knows no message and INBOX holds files. */
+    struct local_msg *local;
+    size_t nlocal;
+    struct stranger *strangers;
+    size_t nstrangers;
+    struct message_hash *hash; /* of the message being downloaded */
 };
 
 static int cmp_row_uidl(const void *key, const void *elem)
@@ -94,6 +118,7 @@ static int recover(struct popctx *c, struct ms_error *err)
  * disk. */
 struct body_sink {
     struct maildir_tmp *tmp;
+    struct message_hash *hash; /* or NULL */
     uint64_t got, cap;
 };
 
@@ -104,7 +129,56 @@ static int on_chunk(void *ctx, const char *data, size_t len)
     b->got += len;
     if (b->got > b->cap)
         return -1;
+    if (b->hash)
+        message_hash_add(b->hash, data, len);
     return maildir_tmp_write(b->tmp, data, len, &e) == MS_OK ? 0 : -1;
+}
+
+/* The files of INBOX, to compare downloads with, when the state knows no
+ * POP3 message (see the top of this file). */
+static int find_strangers(struct popctx *c, struct ms_error *err)
+{
+    int rc = maildir_scan(c->mf, &c->local, &c->nlocal, err);
+    if (rc || c->nlocal == 0)
+        return rc;
+    if (!(c->hash = message_hash_new()))
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    c->strangers = xcalloc(c->nlocal, sizeof *c->strangers);
+    for (size_t i = 0; i < c->nlocal; i++)
+        c->strangers[c->nstrangers++] = (struct stranger){.l = &c->local[i]};
+    log_msg(LOG_WARN, "%s: the state DB knows no POP3 message while INBOX holds %zu files: every download is "
+                      "compared with them first, and one already here is not delivered again",
+            c->r->acct->name, c->nlocal);
+    return MS_OK;
+}
+
+/* The unique part of the local file the download in t is, byte for byte
+ * as stored (claimed: no second download is matched with it), or NULL. */
+static const char *same_as_stranger(struct popctx *c, const struct maildir_tmp *t)
+{
+    unsigned char hash[32];
+    uint64_t size = maildir_tmp_size(t);
+    if (!message_hash_end(c->hash, hash))
+        return NULL;
+    for (size_t i = 0; i < c->nstrangers; i++) {
+        struct stranger *x = &c->strangers[i];
+        if (x->adopted || x->l->size != size)
+            continue;
+        if (!x->hashed) {
+            struct ms_error e;
+            int fd = maildir_open_msg(c->mf, x->l, &e);
+            x->hashed = fd >= 0 && message_hash_fd(fd, x->hash) == 0;
+            if (fd >= 0)
+                close(fd);
+            if (!x->hashed)
+                continue;
+        }
+        if (memcmp(x->hash, hash, sizeof hash) == 0) {
+            x->adopted = true;
+            return x->l->uniq;
+        }
+    }
+    return NULL;
 }
 
 /* Steps 2-5 for the batch. */
@@ -118,16 +192,21 @@ static int land_batch(struct popctx *c, struct ms_error *err)
     if (rc == MS_OK)
         rc = state_begin(r->st, err);
     for (size_t i = 0; rc == MS_OK && i < c->nbatch; i++) {
-        struct state_pop3 row = {.uidl = c->batch[i].uidl, .uniq = (char *)maildir_tmp_uniq(c->batch[i].tmp),
-                                 .first_seen = now, .pending = true};
+        struct fetched *f = &c->batch[i];
+        struct state_pop3 row = {.uidl = f->uidl, .uniq = f->adopted ? f->adopted : (char *)maildir_tmp_uniq(f->tmp),
+                                 .first_seen = now, .pending = !f->adopted};
         rc = state_pop3_put(r->st, c->folder_id, &row, err);
     }
     if (rc == MS_OK)
         rc = state_commit(r->st, err);
     else
         state_rollback(r->st);
-    size_t placed = 0;
+    size_t placed = 0, adopted = 0;
     for (size_t i = 0; rc == MS_OK && i < c->nbatch; i++) {
+        if (c->batch[i].adopted) { /* the file is in place, its row confirmed */
+            adopted++;
+            continue;
+        }
         rc = maildir_tmp_commit(c->mf, c->batch[i].tmp, 0, NULL, err);
         c->batch[i].tmp = NULL; /* freed by the commit, also on failure */
         placed += rc == MS_OK;
@@ -142,11 +221,14 @@ static int land_batch(struct popctx *c, struct ms_error *err)
         rc = state_commit(r->st, err);
     else if (placed)
         state_rollback(r->st); /* pending rows stay: the next run finishes them */
-    for (size_t i = 0; i < c->nbatch; i++)
+    for (size_t i = 0; i < c->nbatch; i++) {
         if (c->batch[i].tmp)
             maildir_tmp_discard(c->batch[i].tmp);
+        free(c->batch[i].adopted);
+        c->batch[i].adopted = NULL;
+    }
     if (rc == MS_OK) {
-        c->fres->fetched += c->nbatch;
+        c->fres->fetched += c->nbatch - adopted;
         c->fres->bytes += c->batch_bytes;
     }
     c->nbatch = 0;
@@ -217,6 +299,8 @@ int pop3_pull(struct run *r, struct ms_error *err)
         fres->bytes = new_bytes;
         goto out;
     }
+    if (nrows == 0 && nnew && (rc = find_strangers(&c, err)) != MS_OK)
+        goto out;
     if (prog && prog->folder_start)
         prog->folder_start(prog->ctx, a->name, "INBOX", nnew, new_bytes);
     for (size_t i = 0; rc == MS_OK && i < nmsgs; i++) {
@@ -225,7 +309,9 @@ int pop3_pull(struct run *r, struct ms_error *err)
         struct fetched *f = &c.batch[c.nbatch];
         if ((rc = maildir_tmp_open(c.mf, &f->tmp, err)) != MS_OK)
             break;
-        struct body_sink sink = {.tmp = f->tmp, .cap = 2 * msgs[i].size + (1u << 20)};
+        struct body_sink sink = {.tmp = f->tmp, .hash = c.hash, .cap = 2 * msgs[i].size + (1u << 20)};
+        if (c.hash)
+            message_hash_start(c.hash);
         rc = pop3_retr(s, msgs[i].n, on_chunk, &sink, err);
         if (rc != MS_OK && sink.got > sink.cap)
             rc = ms_error_set(err, MS_ENET, "POP3 RETR %" PRIu32 ": the server sent more than twice the %llu bytes "
@@ -244,8 +330,16 @@ int pop3_pull(struct run *r, struct ms_error *err)
         }
         snprintf(f->uidl, sizeof f->uidl, "%s", msgs[i].uidl);
         f->size = maildir_tmp_size(f->tmp);
+        const char *same = c.hash ? same_as_stranger(&c, f->tmp) : NULL;
+        if (same) {
+            log_msg(LOG_VERBOSE, "INBOX: POP3 message %s is local file %s: adopted, not delivered again",
+                    msgs[i].uidl, same);
+            f->adopted = xstrdup(same);
+            maildir_tmp_discard(f->tmp);
+            f->tmp = NULL;
+        }
         c.nbatch++;
-        c.batch_bytes += f->size;
+        c.batch_bytes += f->adopted ? 0 : f->size; /* what is delivered */
         if (prog && prog->message_done)
             prog->message_done(prog->ctx, f->size);
         if (c.nbatch == POP3_BATCH_MSGS || c.batch_bytes >= POP3_BATCH_BYTES)
@@ -257,8 +351,10 @@ int pop3_pull(struct run *r, struct ms_error *err)
     }
     if (rc == MS_OK)
         rc = land_batch(&c, err);
-    for (size_t i = 0; i < c.nbatch; i++)
+    for (size_t i = 0; i < c.nbatch; i++) {
         maildir_tmp_discard(c.batch[i].tmp);
+        free(c.batch[i].adopted);
+    }
     c.nbatch = 0;
     if (rc == MS_OK && fres->stopped) /* deletions wait for the next run too */
         rc = ms_error_set(err, MS_EPARTIAL, "INBOX: %s", STOPPED_DOWNLOAD);
@@ -306,6 +402,9 @@ out:
     pop3_quit(s, NULL);
     free(msgs);
     state_pop3_free(rows, nrows);
+    message_hash_free(c.hash);
+    free(c.strangers);
+    maildir_msgs_free(c.local, c.nlocal);
     maildir_folder_close(c.mf);
     state_folder_free(&sf);
     if (prog && prog->folder_done && !r->opt->dry_run)

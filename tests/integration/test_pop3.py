@@ -11,6 +11,7 @@ test CA; a push has nothing to do.
 """
 
 import os
+import shutil
 import signal
 import sqlite3
 import time
@@ -129,6 +130,54 @@ class Pop3Test(tb.BedTestCase):
         self.assertFalse(os.listdir(tmp))
         with sqlite3.connect(self.state) as db:
             self.assertEqual(db.execute("SELECT count(*) FROM pop3 WHERE pending").fetchone()[0], 0)
+
+    def test_lost_db_delivers_nothing_twice(self):
+        """Without its DB, a pull compares what it downloads with INBOX's
+        files: what is already here is recorded, not delivered again (the
+        next pull fetches nothing); only what is new arrives."""
+        want = self.seed()
+        self.use_pop3()
+        self.pull()
+        for p in self.work.glob("state.sqlite*"):
+            p.unlink()
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(1, seed=33, start=95, flags=False))
+        r = self.pull()
+        self.assertIn("knows no POP3 message while INBOX holds 5 files", r.stderr)
+        self.assertIn("1 new", r.stdout)
+        after = self.local()
+        self.assertEqual(len(after), 6, "a message was delivered twice")
+        self.assertEqual([m for m in want if m not in after], [])
+        r = self.pull()
+        self.assertIn("0 new", r.stdout)
+        self.assertNotIn("knows no POP3 message", r.stderr)
+        self.assertEqual(self.local(), after)
+
+    def test_restored_db_backup_delivers_nothing_twice(self):
+        """A state DB restored from a backup is stale (the Maildir's marker
+        is ahead): moved aside, and what came since the backup is matched
+        by content, not delivered a second time; with leave_on_server = no
+        the matched messages then leave the server."""
+        want = self.seed()
+        self.use_pop3()
+        self.pull()
+        backup = self.work / "backup.sqlite"
+        shutil.copy2(self.state, backup)
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(3, seed=34, start=96, flags=False))
+        self.assertIn("3 new", self.pull().stdout)
+        everything = self.local()
+        self.assertEqual(len(everything), 8)
+        shutil.copy2(backup, self.state)
+        self.use_pop3(leave_on_server="no")
+        r = self.pull()
+        self.assertIn("older than the Maildir", r.stderr)
+        self.assertIn("0 new", r.stdout)
+        self.assertEqual(self.local(), everything)
+        self.assertEqual(self.server_count(), 0)
+        self.assertIn("0 new", self.pull().stdout)
+        self.assertEqual(self.local(), everything)
+        self.assertTrue(set(want) <= set(everything))
 
     def test_check(self):
         self.seed(n=2)
