@@ -312,17 +312,32 @@ static char *column_strdup(sqlite3_stmt *st, int i)
     return xstrdup_or_null((const char *)sqlite3_column_text(st, i));
 }
 
-static bool has_table(struct state *s, const char *name)
+static bool has_object(struct state *s, const char *type, const char *name)
 {
     sqlite3_stmt *st = NULL;
     bool yes = false;
-    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", -1, &st,
-                           NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_master WHERE type = ?1 AND name = ?2", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
         yes = sqlite3_step(st) == SQLITE_ROW;
     }
     sqlite3_finalize(st);
     return yes;
+}
+
+/* What a DB of an older mailsync lacks, added by an open that may write. */
+struct upgrades {
+    bool pending_index, appends, pop3, trashing;
+};
+
+static bool needs_upgrade(struct state *s, struct upgrades *u)
+{
+    u->pending_index = !has_object(s, "index", "messages_pending");
+    u->appends = !has_object(s, "table", "appends");
+    u->pop3 = !has_object(s, "table", "pop3");
+    u->trashing = !has_object(s, "table", "trashing");
+    return u->pending_index || u->appends || u->pop3 || u->trashing;
 }
 
 static int exec(struct state *s, const char *sql, const char *what, struct ms_error *err)
@@ -652,7 +667,9 @@ static int set_pragmas(struct state *s, struct ms_error *err)
     return rc;
 }
 
-int state_open(const char *path, struct state **out, struct ms_error *err)
+/* state_open(); with may_write false, *out stays NULL (MS_OK) where the
+ * open would have to write: a schema to create or to upgrade. */
+static int open_db(const char *path, bool may_write, struct state **out, struct ms_error *err)
 {
     *out = NULL;
     if (!path || !*path)
@@ -689,6 +706,11 @@ int state_open(const char *path, struct state **out, struct ms_error *err)
         }
         fresh = empty;
     }
+    struct upgrades up = {0};
+    if (!may_write && (fresh || needs_upgrade(s, &up))) {
+        state_close(s); /* nothing read or written yet: nothing to stamp */
+        return MS_OK;
+    }
     rc = set_pragmas(s, err);
     if (!rc && fresh)
         rc = create_schema(s, err);
@@ -700,26 +722,38 @@ int state_open(const char *path, struct state **out, struct ms_error *err)
         s->checked_at = (int64_t)time(NULL); /* nothing in it to damage yet */
         s->wrote = true;
     }
-    /* Added after schema 1 first shipped; cheap to ensure on every open. */
-    if (!rc)
-        sqlite3_exec(s->db, "CREATE INDEX IF NOT EXISTS messages_pending ON messages (folder_id) WHERE pending",
-                     NULL, NULL, NULL);
-    if (!rc && !has_table(s, "appends")) {
-        rc = exec(s, APPENDS_TABLE_SQL, "creating the uploads journal", err);
-        s->wrote = true;
+    /* Added after schema 1 first shipped. */
+    if (!rc && needs_upgrade(s, &up)) {
+        if (up.pending_index)
+            sqlite3_exec(s->db, "CREATE INDEX IF NOT EXISTS messages_pending ON messages (folder_id) WHERE pending",
+                         NULL, NULL, NULL);
+        if (up.appends) {
+            rc = exec(s, APPENDS_TABLE_SQL, "creating the uploads journal", err);
+            s->wrote = true;
+        }
+        if (!rc && up.pop3) {
+            rc = exec(s, POP3_TABLE_SQL, "creating the POP3 table", err);
+            s->wrote = true;
+        }
+        if (!rc && up.trashing)
+            rc = migrate_trash_journal(s, err);
     }
-    if (!rc && !has_table(s, "pop3")) {
-        rc = exec(s, POP3_TABLE_SQL, "creating the POP3 table", err);
-        s->wrote = true;
-    }
-    if (!rc && !has_table(s, "trashing"))
-        rc = migrate_trash_journal(s, err);
     if (rc) {
         state_close(s);
         return rc;
     }
     *out = s;
     return MS_OK;
+}
+
+int state_open(const char *path, struct state **out, struct ms_error *err)
+{
+    return open_db(path, true, out, err);
+}
+
+int state_open_unchanged(const char *path, struct state **out, struct ms_error *err)
+{
+    return open_db(path, false, out, err);
 }
 
 void state_close(struct state *s)

@@ -24,6 +24,11 @@ struct state_folder;
  * ":memory:" opens a private, empty DB that vanishes on close (for a
  * --dry-run of an account that never synced: it must not create files). */
 int state_open(const char *path, struct state **out, struct ms_error *err);
+/* The same for a DB that exists, by a run that may not write yet (before
+ * its login): *out is NULL (MS_OK) where the open would have to write,
+ * a schema to create or an older mailsync's to upgrade; state_open() it
+ * once writing is allowed. */
+int state_open_unchanged(const char *path, struct state **out, struct ms_error *err);
 /* A clean close also writes <path>.checked, which lets the next open skip
  * the integrity check while the files are exactly as this close left them
  * (for at most a day). */

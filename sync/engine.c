@@ -197,7 +197,8 @@ static bool synced_before(struct state *st)
  * is opened: its integrity check overlaps the login (open_store_and_connect),
  * while a new DB is created only once the login succeeded. A file that
  * exists but is empty (a run died before the schema) is new: opening it
- * writes the schema. */
+ * writes the schema; that, and an older mailsync's DB that needs an
+ * upgrade, wait for the login too (state_open_unchanged). */
 static int open_state(struct run *r, bool create, struct ms_error *err)
 {
     const char *path = r->acct->state_path;
@@ -208,7 +209,7 @@ static int open_state(struct run *r, bool create, struct ms_error *err)
         path = ":memory:";
     else if (!create && (stat(path, &sb) != 0 || sb.st_size == 0))
         return MS_OK;
-    return state_open(path, &r->st, err);
+    return create ? state_open(path, &r->st, err) : state_open_unchanged(path, &r->st, err);
 }
 
 /* The state DB and the Maildir root, after the login. A root that is

@@ -18,6 +18,7 @@ import collections
 import fcntl
 import hashlib
 import os
+import sqlite3
 import signal
 import time
 import unittest
@@ -268,6 +269,37 @@ class AuthFailureTest(tb.BedTestCase):
         self.assert_nothing_changed(4, "pull", "sync")
         self.write_config()
         self.pull()
+        self.assertSynced()
+
+    def test_older_schema_is_upgraded_only_after_the_login(self):
+        """A DB an older mailsync wrote (schema 1: no trash journal) is
+        not upgraded by a run whose login fails; the next run that logs
+        in upgrades it."""
+        self.seed()
+        self.pull()
+        db = sqlite3.connect(str(self.state))
+        db.execute("DROP TABLE trashing")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        db.commit()
+        db.close()
+        self.write_config(password="wrong")
+        self.assert_nothing_changed(3, "pull", "sync")
+        db = sqlite3.connect("file:%s?mode=ro" % self.state, uri=True)
+        try:
+            tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            db.close()
+        self.assertNotIn("trashing", tables)
+        self.write_config()
+        self.pull()
+        db = sqlite3.connect("file:%s?mode=ro" % self.state, uri=True)
+        try:
+            tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        finally:
+            db.close()
+        self.assertIn("trashing", tables)
+        self.assertEqual(version, "2")
         self.assertSynced()
 
     def test_synced_pop3_account_wrong_password_changes_nothing(self):
