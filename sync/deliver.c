@@ -191,23 +191,20 @@ static int fetch_chunk(void *vctx, const char *data, size_t len)
     return maildir_tmp_write(c->cur, data, len, &c->err) ? -1 : 0;
 }
 
-static int cmp_uid(const void *a, const void *b)
+bool leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_msg *l, uint64_t size,
+                 const unsigned char hash[32])
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-
-static bool hash_local_file(struct fetch_ctx *c, struct leftover *lo)
-{
-    struct local_msg *l = local_by_uniq(c->local, c->nlocal, lo->uniq);
-    struct ms_error e;
-    int fd = l ? maildir_open_msg(c->mf, l, &e) : -1;
-    if (fd < 0)
+    if (lo->adopted || !l || lo->size != size)
         return false;
-    lo->hashed = message_hash_fd(fd, lo->hash) == 0;
-    close(fd);
-    return lo->hashed;
+    if (!lo->hashed) {
+        struct ms_error e;
+        int fd = maildir_open_msg(mf, l, &e);
+        if (fd < 0)
+            return false;
+        lo->hashed = message_hash_fd(fd, lo->hash) == 0;
+        close(fd);
+    }
+    return lo->hashed && memcmp(lo->hash, hash, sizeof lo->hash) == 0;
 }
 
 /* The downloaded message m is byte for byte a local file nobody claimed:
@@ -225,18 +222,14 @@ static char *adopt_leftover(struct fetch_ctx *c, const struct imap_msg *m)
         return NULL;
     for (size_t i = 0; i < c->nleft; i++) {
         struct leftover *lo = &c->left[i];
-        if (lo->adopted || lo->size != stored_size)
-            continue;
-        if (!lo->hashed && !hash_local_file(c, lo))
-            continue;
-        if (memcmp(lo->hash, hash, sizeof hash) != 0)
-            continue;
         struct local_msg *l = local_by_uniq(c->local, c->nlocal, lo->uniq);
+        if (!leftover_is(c->mf, lo, l, stored_size, hash))
+            continue;
         struct ms_error e;
         unsigned want = m->flags;
-        if (l && lo->synced)
+        if (lo->synced)
             want = (l->flags & ~(lo->synced_flags & ~m->flags)) | (m->flags & ~lo->synced_flags);
-        if (!l || maildir_set_flags(c->mf, l, want, &e) != MS_OK)
+        if (maildir_set_flags(c->mf, l, want, &e) != MS_OK)
             continue;
         lo->adopted = true;
         log_msg(LOG_VERBOSE, "UID %u is local file %s: adopted, not downloaded again", m->uid, lo->uniq);
@@ -250,7 +243,7 @@ static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
     struct fetch_ctx *c = vctx;
     if (!has_body)
         return 0; /* an unsolicited flag update: nothing streamed */
-    const uint32_t *slot = bsearch(&m->uid, c->wanted, c->nwanted, sizeof *c->wanted, cmp_uid);
+    const uint32_t *slot = uid_find(c->wanted, c->nwanted, m->uid);
     bool *got = slot ? &c->got[slot - c->wanted] : NULL;
     if (!got || *got) { /* not asked for, or a second body for one UID */
         log_msg(LOG_VERBOSE, "ignoring a body for UID %u the run did not ask for", m->uid);

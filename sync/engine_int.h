@@ -135,6 +135,8 @@ void build_plan_input(struct plan_input *in, const struct account *a, const stru
                       const struct state_msg *s, size_t ns, const struct local_msg *l, size_t nl,
                       const struct imap_msg *rm, size_t nr);
 void free_plan_input(struct plan_input *in);
+/* Where uid stands in uids (sorted ascending), or NULL. */
+const uint32_t *uid_find(const uint32_t *uids, size_t n, uint32_t uid);
 /* The scan entry with this unique name (l sorted by uniq), or NULL. */
 struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq);
 
@@ -195,6 +197,11 @@ time_t retention_cutoff(const struct account *a);
 int retire_old(struct run *r, const struct selected *sel, struct engine_folder_result *fres, struct ms_error *err);
 
 /* deliver.c */
+/* Whether lo, whose file is l (NULL: none), is not adopted yet and holds
+ * exactly a download of size bytes (as stored) with this content hash
+ * (message_hash); the file is hashed on the first comparison only. */
+bool leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_msg *l, uint64_t size,
+                 const unsigned char hash[32]);
 /* Finish deliveries a killed run journalled but did not confirm. */
 int recover_pending(struct run *r, int64_t folder_id, struct maildir_folder *mf, struct ms_error *err);
 /* Download and deliver the plan's PLAN_FETCH messages, comparing each

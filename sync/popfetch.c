@@ -48,13 +48,6 @@ struct fetched {
     uint64_t size;
 };
 
-/* A local file no state row names, for the comparison by content. */
-struct stranger {
-    struct local_msg *l; /* in popctx.local */
-    unsigned char hash[32];
-    bool hashed, adopted;
-};
-
 struct popctx {
     struct run *r;
     struct maildir_folder *mf;
@@ -66,8 +59,8 @@ struct popctx {
     /* Only when the state knows no message and INBOX holds files. */
     struct local_msg *local;
     size_t nlocal;
-    struct stranger *strangers;
-    size_t nstrangers;
+    struct leftover *left; /* INBOX's files, for the comparison by content */
+    size_t nleft;
     struct message_hash *hash; /* of the message being downloaded */
 };
 
@@ -136,16 +129,16 @@ static int on_chunk(void *ctx, const char *data, size_t len)
 
 /* The files of INBOX, to compare downloads with, when the state knows no
  * POP3 message (see the top of this file). */
-static int find_strangers(struct popctx *c, struct ms_error *err)
+static int find_leftovers(struct popctx *c, struct ms_error *err)
 {
     int rc = maildir_scan(c->mf, &c->local, &c->nlocal, err);
     if (rc || c->nlocal == 0)
         return rc;
     if (!(c->hash = message_hash_new()))
         return ms_error_set(err, MS_ELOCAL, "out of memory");
-    c->strangers = xcalloc(c->nlocal, sizeof *c->strangers);
+    c->left = xcalloc(c->nlocal, sizeof *c->left);
     for (size_t i = 0; i < c->nlocal; i++)
-        c->strangers[c->nstrangers++] = (struct stranger){.l = &c->local[i]};
+        c->left[c->nleft++] = (struct leftover){.uniq = xstrdup(c->local[i].uniq), .size = c->local[i].size};
     log_msg(LOG_WARN, "%s: the state DB knows no POP3 message while INBOX holds %zu files: every download is "
                       "compared with them first, and one already here is not delivered again",
             c->r->acct->name, c->nlocal);
@@ -154,28 +147,17 @@ static int find_strangers(struct popctx *c, struct ms_error *err)
 
 /* The unique part of the local file the download in t is, byte for byte
  * as stored (claimed: no second download is matched with it), or NULL. */
-static const char *same_as_stranger(struct popctx *c, const struct maildir_tmp *t)
+static const char *same_as_leftover(struct popctx *c, const struct maildir_tmp *t)
 {
     unsigned char hash[32];
     uint64_t size = maildir_tmp_size(t);
     if (!message_hash_end(c->hash, hash))
         return NULL;
-    for (size_t i = 0; i < c->nstrangers; i++) {
-        struct stranger *x = &c->strangers[i];
-        if (x->adopted || x->l->size != size)
-            continue;
-        if (!x->hashed) {
-            struct ms_error e;
-            int fd = maildir_open_msg(c->mf, x->l, &e);
-            x->hashed = fd >= 0 && message_hash_fd(fd, x->hash) == 0;
-            if (fd >= 0)
-                close(fd);
-            if (!x->hashed)
-                continue;
-        }
-        if (memcmp(x->hash, hash, sizeof hash) == 0) {
-            x->adopted = true;
-            return x->l->uniq;
+    for (size_t i = 0; i < c->nleft; i++) {
+        struct leftover *lo = &c->left[i];
+        if (leftover_is(c->mf, lo, local_by_uniq(c->local, c->nlocal, lo->uniq), size, hash)) {
+            lo->adopted = true;
+            return lo->uniq;
         }
     }
     return NULL;
@@ -299,7 +281,7 @@ int pop3_pull(struct run *r, struct ms_error *err)
         fres->bytes = new_bytes;
         goto out;
     }
-    if (nrows == 0 && nnew && (rc = find_strangers(&c, err)) != MS_OK)
+    if (nrows == 0 && nnew && (rc = find_leftovers(&c, err)) != MS_OK)
         goto out;
     if (prog && prog->folder_start)
         prog->folder_start(prog->ctx, a->name, "INBOX", nnew, new_bytes);
@@ -330,7 +312,7 @@ int pop3_pull(struct run *r, struct ms_error *err)
         }
         snprintf(f->uidl, sizeof f->uidl, "%s", msgs[i].uidl);
         f->size = maildir_tmp_size(f->tmp);
-        const char *same = c.hash ? same_as_stranger(&c, f->tmp) : NULL;
+        const char *same = c.hash ? same_as_leftover(&c, f->tmp) : NULL;
         if (same) {
             log_msg(LOG_VERBOSE, "INBOX: POP3 message %s is local file %s: adopted, not delivered again",
                     msgs[i].uidl, same);
@@ -403,7 +385,7 @@ out:
     free(msgs);
     state_pop3_free(rows, nrows);
     message_hash_free(c.hash);
-    free(c.strangers);
+    free_leftovers(c.left, c.nleft);
     maildir_msgs_free(c.local, c.nlocal);
     maildir_folder_close(c.mf);
     state_folder_free(&sf);

@@ -226,12 +226,6 @@ struct trash_rows {
     bool *present, *other;
 };
 
-static int cmp_key_uid(const void *key, const void *elem)
-{
-    uint32_t a = *(const uint32_t *)key, b = *(const uint32_t *)elem;
-    return (a > b) - (a < b);
-}
-
 /* The source holds uid: its row is marked present and takes the
  * message's identity (the same for a row journalled before). */
 static void on_source_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
@@ -256,11 +250,6 @@ static void on_journalled_identity(void *ctx, uint32_t uid, uint64_t size, const
         return;
     t->present[x - t->v] = true;
     t->other[x - t->v] = x->size != size || !same_id(x->message_id, message_id);
-}
-
-static bool in_uids(const uint32_t *uids, size_t n, uint32_t uid)
-{
-    return n && bsearch(&uid, uids, n, sizeof *uids, cmp_key_uid) != NULL;
 }
 
 /* Whether the row's copy would be in dest as the trash is now. */
@@ -375,7 +364,7 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
         found = xcalloc(j.n, sizeof *found);
         bool look = false;
         for (size_t i = 0; i < j.n; i++)
-            look |= want[i] = j.present[i] && !j.other[i] && in_uids(uids, n, j.v[i].uid);
+            look |= want[i] = j.present[i] && !j.other[i] && uid_find(uids, n, j.v[i].uid);
         if (rc == MS_OK && look) {
             struct imap_mailbox mb;
             rc = find_copies(r, dest, j.v, j.n, want, found, err);
@@ -392,7 +381,7 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
             rc = state_batch(r->st, err);
         for (size_t i = 0; rc == MS_OK && i < j.n; i++) {
             struct state_trash *t = &j.v[i];
-            const uint32_t *at = n ? bsearch(&t->uid, uids, n, sizeof *uids, cmp_key_uid) : NULL;
+            const uint32_t *at = uid_find(uids, n, t->uid);
             if (at && (!j.present[i] || found[i])) {
                 done[at - uids] = true;
                 settled++;
