@@ -281,6 +281,7 @@ void end_run(struct run *r)
      * integrity stamp (and the DB's mtime) as they were. */
     if (r->st && !(r->authed && (r->lockfd >= 0 || r->opt->dry_run)))
         state_leave_stamp(r->st);
+    generation_confirm(r);
     if (r->st)
         state_close(r->st);
     r->st = NULL;

@@ -75,6 +75,7 @@ struct run {
      * beside the Maildir and in the DB. */
     uint64_t gen_next;
     char gen_id[GENERATION_ID_LEN + 1];
+    bool gen_bumped; /* the marker was written open: confirm it at the end */
 };
 
 /* The run was asked to stop early (engine_options.stop). */
@@ -187,6 +188,9 @@ int pop3_open(const struct account *a, const struct engine_options *opt, struct 
  * the generation at the run's first change. MS_ELOCAL if the DB cannot
  * be moved or reopened. */
 int generation_check(struct run *r, struct ms_error *err);
+/* At the end of a run whose first change bumped the generation: confirm
+ * the marker once the DB holds that generation (see generation.c). */
+void generation_confirm(struct run *r);
 
 /* retention.c */
 /* With server_retention_days: the time before which messages live only

@@ -29,11 +29,18 @@
  * Every change a DB holds is thus recorded after a marker at least as new
  * as the DB's generation was durable; a backup of the DB taken at
  * generation G is seen as stale as soon as any later run changed
- * anything. A kill between 1 and 2 leaves the marker one ahead of a DB
- * that is in fact current: it is then treated as stale too (re-matched),
- * which costs time but never trusts a DB that misses changes. The reverse
- * order would not be safe: DB first, a kill before the marker, and a
- * backup of generation G restored later would match the marker's G.
+ * anything. The marker of step 1 is "open" (the line ends in " open"),
+ * and the run's end confirms it (the same line without " open",
+ * generation_confirm) once the DB holds the generation. A kill between 1
+ * and 2 leaves an open marker one ahead of a DB that is in fact current
+ * (it committed nothing of that run): trusted, since treating it as stale
+ * would re-match and bring back what was deleted on one side only. A
+ * confirmed marker one ahead is a DB that missed a run: stale. (The one
+ * case this trusts wrongly: a run killed after its DB commit, before its
+ * confirmation, and a backup exactly one generation old restored before
+ * any other run.) The reverse order would not be safe: DB first, a kill
+ * before the marker, and a backup of generation G restored later would
+ * match the marker's G.
  *
  * A run that changes nothing writes neither. A POP3 account is treated
  * the same way: with an empty DB its pull compares what it downloads with
@@ -71,6 +78,8 @@ static void marker_names(const struct account *a, char name[NAME_MAX + 1], char 
 struct marker {
     char id[GENERATION_ID_LEN + 1];
     uint64_t generation;
+    bool open; /* written before the DB's commit of generation, not yet
+                  confirmed after it (see the top of this file) */
 };
 
 /* 1: read into *m; 0: there is none; -1: unreadable or malformed. */
@@ -85,23 +94,28 @@ static int marker_read(int rootfd, const char *name, struct marker *m)
     if (n <= 0)
         return -1;
     buf[n] = '\0';
-    char id[64];
+    char id[64], state[8] = "";
     unsigned long long gen;
-    if (sscanf(buf, MARKER_MAGIC " %63s %llu", id, &gen) != 2 || strlen(id) != GENERATION_ID_LEN)
+    int got = sscanf(buf, MARKER_MAGIC " %63s %llu %7s", id, &gen, state);
+    if (got < 2 || strlen(id) != GENERATION_ID_LEN || (got == 3 && strcmp(state, "open") != 0))
         return -1;
     memcpy(m->id, id, sizeof m->id);
     m->generation = gen;
+    m->open = got == 3;
     return 1;
 }
 
 /* Atomically: a crash leaves the old marker or the new one, never a torn
- * one, and the new one is durable before the DB moves on. */
-static int marker_write(int rootfd, const struct account *a, const struct marker *m, struct ms_error *err)
+ * one; with durable, the new one is durable (the root fsynced) before the
+ * DB moves on. */
+static int marker_write(int rootfd, const struct account *a, const struct marker *m, bool durable,
+                        struct ms_error *err)
 {
     char name[NAME_MAX + 1], tmp[NAME_MAX + 1], line[128];
     const char *root = a->maildir;
     marker_names(a, name, tmp);
-    int len = snprintf(line, sizeof line, MARKER_MAGIC " %s %" PRIu64 "\n", m->id, m->generation);
+    int len = snprintf(line, sizeof line, MARKER_MAGIC " %s %" PRIu64 "%s\n", m->id, m->generation,
+                       m->open ? " open" : "");
     int fd = openat(rootfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return ms_error_errno(err, MS_ELOCAL, errno, "cannot write %s/%s", root, tmp);
@@ -117,7 +131,7 @@ static int marker_write(int rootfd, const struct account *a, const struct marker
     }
     if (renameat(rootfd, tmp, rootfd, name) != 0)
         return ms_error_errno(err, MS_ELOCAL, errno, "cannot rename %s/%s to %s", root, tmp, name);
-    if (fsync(rootfd) != 0)
+    if (durable && fsync(rootfd) != 0)
         return ms_error_errno(err, MS_ELOCAL, errno, "cannot fsync %s (for %s)", root, name);
     return MS_OK;
 }
@@ -126,9 +140,10 @@ static int marker_write(int rootfd, const struct account *a, const struct marker
 static int generation_bump(void *ctx, struct ms_error *err)
 {
     struct run *r = ctx;
-    struct marker m = {.generation = r->gen_next};
+    struct marker m = {.generation = r->gen_next, .open = true};
     memcpy(m.id, r->gen_id, sizeof m.id);
-    int rc = marker_write(r->rootfd, r->acct, &m, err);
+    int rc = marker_write(r->rootfd, r->acct, &m, true, err);
+    r->gen_bumped = rc == MS_OK;
     char buf[32];
     snprintf(buf, sizeof buf, "%" PRIu64, r->gen_next);
     if (rc == MS_OK)
@@ -172,7 +187,9 @@ static const char *stale_why(struct run *r, int have, const struct marker *m, co
     }
     if (strcmp(id, m->id) != 0)
         return "it is not the DB that last synced the Maildir";
-    if (gen < m->generation)
+    /* One behind an open marker: the run that wrote it died before the DB
+     * committed its generation, so the DB missed no change. */
+    if (gen < m->generation && !(m->open && gen + 1 == m->generation))
         return "it is older than the Maildir (a restored backup?)";
     return NULL;
 }
@@ -181,7 +198,7 @@ int generation_check(struct run *r, struct ms_error *err)
 {
     if (r->rootfd < 0 || !r->st)
         return MS_OK;
-    struct marker m = {{0}, 0};
+    struct marker m = {{0}, 0, false};
     char name[NAME_MAX + 1], tmp[NAME_MAX + 1];
     marker_names(r->acct, name, tmp);
     int have = marker_read(r->rootfd, name, &m);
@@ -243,4 +260,22 @@ int generation_check(struct run *r, struct ms_error *err)
     free(id);
     free(gen_s);
     return rc;
+}
+
+void generation_confirm(struct run *r)
+{
+    if (!r->gen_bumped || r->rootfd < 0 || !r->st)
+        return;
+    r->gen_bumped = false;
+    char *gen_s = NULL;
+    struct ms_error e;
+    bool committed = state_meta_get(r->st, "generation", &gen_s, &e) == MS_OK && gen_s &&
+                     strtoull(gen_s, NULL, 10) == r->gen_next;
+    free(gen_s);
+    struct marker m = {.generation = r->gen_next};
+    memcpy(m.id, r->gen_id, sizeof m.id);
+    /* Not durable: a crash that loses it leaves the open marker, which
+     * the DB matches exactly. */
+    if (committed && marker_write(r->rootfd, r->acct, &m, false, &e) != MS_OK)
+        log_msg(LOG_VERBOSE, "%s: %s", r->acct->name, e.msg);
 }

@@ -23,7 +23,7 @@ def digest(data_lf):
 
 
 class StaleStateTest(tb.BedTestCase):
-    bed_options = {"pool": 12}
+    bed_options = {"pool": 14}
 
     def seed_and_sync(self, n=10, layout="verbatim"):
         with self.imap() as c:
@@ -226,9 +226,35 @@ class StaleStateTest(tb.BedTestCase):
         self.assertEqual(len(tb.read_maildir(self.maildir)["Archive"]), 5)
         self.assertEqual(len(tb.read_maildir(self.maildir)["INBOX"]), 5)
 
-    def test_killed_between_marker_and_db_falls_back_to_rematch(self):
+    def test_killed_between_marker_and_db_is_trusted(self):
         """What a kill after the marker write and before the DB's commit
-        leaves: the marker one generation ahead. Treated as stale."""
+        leaves: an open marker one generation ahead of a DB that missed no
+        change. Trusted: not moved aside, and what was deleted on one side
+        only does not come back (a re-match would bring it back)."""
+        self.seed_and_sync()
+        ident, gen = self.marker()
+        self.assertEqual(len((self.maildir / MARKER).read_text().split()), 4, "a finished run confirms")
+        with self.imap() as c:
+            msgs = c.messages("INBOX")
+            c.expunge_uids("INBOX", [msgs[0].uid])
+            server_gone = digest(msgs[0].data_lf)
+        local = sorted(tb.read_maildir(self.maildir)["INBOX"], key=lambda m: m.uniq)
+        victim = next(m for m in local if digest(m.data) != server_gone)
+        os.unlink(victim.path)
+        want = self.server_hashes() - collections.Counter([digest(victim.data)])
+        (self.maildir / MARKER).write_text("mailsync-state 1 %s %d open\n" % (ident, gen + 1))
+        r = self.run_ok("sync")
+        self.assertNotIn("older than the Maildir", r.stderr)
+        self.assertEqual([p for p in os.listdir(self.work) if ".stale-" in p], [])
+        self.assertNoDuplicates()
+        self.assertEqual(self.local_hashes(), want)
+        self.assertEqual(self.server_hashes(), want)
+        self.assertEqual(self.marker(), (ident, gen + 2))
+        self.assertEqual(len((self.maildir / MARKER).read_text().split()), 4)
+
+    def test_confirmed_marker_one_ahead_falls_back_to_rematch(self):
+        """A confirmed marker one generation ahead: the DB missed a run
+        (a backup one run old). Treated as stale."""
         self.seed_and_sync()
         ident, gen = self.marker()
         (self.maildir / MARKER).write_text("mailsync-state 1 %s %d\n" % (ident, gen + 1))
