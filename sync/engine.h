@@ -21,6 +21,8 @@
 #include "sync/account.h"
 #include "sync/error.h"
 
+struct remote;
+
 struct engine_folder_result {
     char *name;      /* UTF-8 display name, '/' separated */
     char *path;      /* local path below the Maildir root, or NULL */
@@ -76,6 +78,11 @@ struct engine_options {
      * uploads) instead of at its end, keeping what is done. NULL: runs
      * to the end. */
     volatile sig_atomic_t *stop;
+    /* How the run connects to the server (sync/remote.h): NULL is
+     * remote_connect (the side by the account's type); the engine's unit
+     * tests put an in-memory side here. */
+    int (*connect_remote)(const struct account *a, const char *password, struct remote **out,
+                          struct ms_error *err);
 };
 
 /* server -> local. Fills res (always, also on failure); returns res->status. */
