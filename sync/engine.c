@@ -47,7 +47,6 @@
 #include "sync/message.h"
 #include "sync/names.h"
 #include "sync/plan.h"
-#include "sync/pop3.h"
 #include "sync/util.h"
 
 /* Unfinished tmp/ files older than this are swept (Maildir spec: 36 h). */
@@ -276,8 +275,7 @@ void end_run(struct run *r)
     r->nextra = 0;
     util_free_secret(r->password);
     r->password = NULL;
-    pop3_quit(r->pop3, NULL);
-    r->pop3 = NULL;
+    remote_close(&r->remote);
     /* A run that did not get as far as the login and the lock leaves the
      * integrity stamp (and the DB's mtime) as they were. */
     if (r->st && !(r->authed && (r->lockfd >= 0 || r->opt->dry_run)))
@@ -1341,7 +1339,7 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         /* pull-only: a push has nothing to do, and touches nothing */
         if (rc == MS_OK && !do_pull)
             log_msg(LOG_INFO, "%s: a POP3 account is pull-only: nothing to push", a->name);
-        else if (rc == MS_OK && (rc = pop3_open(a, opt, &r.pop3, &err)) == MS_OK) {
+        else if (rc == MS_OK && (rc = pop3_open(a, opt, &r.remote, &err)) == MS_OK) {
             r.authed = true; /* from here on the run may write */
             if (r.lockfd < 0 && !opt->dry_run)
                 rc = take_lock(&r, true, &err);

@@ -19,6 +19,7 @@
 #include "sync/maildir.h"
 #include "sync/names.h"
 #include "sync/plan.h"
+#include "sync/remote.h"
 
 #define GENERATION_ID_LEN 32 /* hex digits of a state DB's identity (generation.c) */
 
@@ -29,7 +30,7 @@ struct run {
     struct engine_result *res;
     struct state *st;
     struct imap_session *imap;
-    struct pop3_session *pop3; /* a POP3 account's, logged in (pop3_pull takes it) */
+    struct remote *remote; /* a POP3 account's session, logged in (remote.h) */
     int rootfd; /* also flocked: part of the account's lock (take_lock) */
     int lockfd;
     bool authed; /* the server accepted the login: the run may write to disk */
@@ -167,17 +168,15 @@ bool stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp
 int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s, struct ms_error *err);
 
 /* popfetch.c */
-/* A POP3 account's pull over r->pop3 (logged in by pop3_open; the pull
- * takes it over and ends it): new messages (by UIDL) into INBOX,
- * crash-safe as IMAP deliveries; then DELE per leave_on_server /
- * server_retention_days of what is durably stored. Fills r->res's folder
- * result. */
+/* A POP3 account's pull over r->remote (logged in by pop3_open): new
+ * messages (by UIDL, the side's message id) into INBOX through the
+ * delivery journal; then removal per leave_on_server /
+ * server_retention_days of what is durably stored, committed (QUIT).
+ * Fills r->res's folder result. */
 int pop3_pull(struct run *r, struct ms_error *err);
-/* The account's secret (opt->get_password), then pop3_connect: the POP3
+/* The account's secret (opt->get_password), then remote_connect: the POP3
  * twin of connect_account. */
-struct pop3_session;
-int pop3_open(const struct account *a, const struct engine_options *opt, struct pop3_session **out,
-              struct ms_error *err);
+int pop3_open(const struct account *a, const struct engine_options *opt, struct remote **out, struct ms_error *err);
 
 /* generation.c */
 /* After the state DB and the Maildir root are open: a DB older than the

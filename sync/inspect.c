@@ -13,31 +13,29 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sync/pop3.h"
 #include "sync/util.h"
 
 /* ------------------------------------------------------------------ */
 /* check, folders, status */
 
-/* POP3: connect, verify TLS, log in, list the maildrop (UIDL + LIST). */
+/* POP3: connect, verify TLS, log in, list the maildrop (the side's
+ * folder listing reads it). */
 static int check_pop3(const struct account *a, const struct engine_options *opt, struct engine_check *out,
                       struct ms_error *err)
 {
-    struct pop3_session *s = NULL;
-    struct pop3_msg *m = NULL;
+    struct remote *side = NULL;
+    struct remote_folder *f = NULL;
     size_t n = 0;
-    int rc = pop3_open(a, opt, &s, err);
+    int rc = pop3_open(a, opt, &side, err);
     if (rc == MS_OK)
-        rc = pop3_list(s, &m, &n, err);
+        rc = side->ops->list(side, NULL, 0, NULL, &f, &n, err);
     if (rc == MS_OK) {
-        snprintf(out->tls, sizeof out->tls, "%s", pop3_tls_info(s));
-        char caps[64];
-        snprintf(caps, sizeof caps, "POP3 UIDL (%zu messages in the maildrop)", n);
-        out->capabilities = xstrdup(caps);
-        out->nfolders = 1;
+        snprintf(out->tls, sizeof out->tls, "%s", side->ops->tls_info(side));
+        out->capabilities = xstrdup(side->ops->capabilities(side));
+        out->nfolders = n;
     }
-    free(m);
-    pop3_quit(s, NULL);
+    remote_folders_free(f, n);
+    remote_close(&side);
     return rc;
 }
 
