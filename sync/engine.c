@@ -1,23 +1,16 @@
 /*
  * engine.c: one account run, server -> local (see engine.h).
  *
- * Crash safety. A pull moves messages in batches:
- *   1. the bodies stream into files in tmp/ (not yet durable);
- *   2. syncfs() makes the whole batch durable at once (a helper thread
- *      starts one every 256 KiB while the batch streams in, so most of it
- *      is on disk by then; any of them failing fails the batch);
- *   3. one transaction journals every message as a *pending* row
- *      (UID, unique name, flags);
- *   4. each file is renamed into new/ or cur/, never over another file;
- *   5. the directories are fsynced, so the renames are durable;
- *   6. the pending marks are cleared (in the next batch's transaction).
- * Steps 2-6 run in a committer thread (sync/deliver.c) while the next
- * batch streams in, one batch at a time and in order.
- * A run killed anywhere leaves either nothing recorded (the tmp/ files are
- * swept later and the UIDs fetched again) or pending rows whose files are
- * durable in tmp/ or already in place: recover_pending() finishes those
- * renames on the next run. So no message is recorded without its file, and
- * none is delivered twice.
+ * Crash safety. A pull moves messages in batches: the bodies stream into
+ * files in tmp/ (deliver.c; a helper thread starts a syncfs() every 256 KiB
+ * while a batch streams in, so most of it is on disk by the batch's own),
+ * and the delivery journal (sync/journal.h, where the steps and their
+ * order are written down) makes each batch durable with one syncfs(),
+ * journals it as pending rows, renames the files into new/ or cur/, fsyncs
+ * the directories and confirms the rows, in a committer thread while the
+ * next batch streams in. journal_recover() finishes what a killed run
+ * left. So no message is recorded without its file, and none is delivered
+ * twice.
  *
  * Flag changes rename first and record after; deletions unlink first and
  * forget after. Both are idempotent when replayed by the planner, because
