@@ -15,11 +15,12 @@
 #include "db/state.h"
 #include "sync/dirsync.h"
 #include "sync/engine.h"
-#include "sync/imap.h"
+#include "sync/imap.h" /* until every engine file speaks remote.h */
+#include "sync/remote.h"
+#include "sync/remote_imap.h"
 #include "sync/maildir.h"
 #include "sync/names.h"
 #include "sync/plan.h"
-#include "sync/remote.h"
 
 #define GENERATION_ID_LEN 32 /* hex digits of a state DB's identity (generation.c) */
 
@@ -29,13 +30,10 @@ struct run {
     const struct engine_options *opt;
     struct engine_result *res;
     struct state *st;
-    struct imap_session *imap;
-    struct remote *remote; /* a POP3 account's session, logged in (remote.h) */
+    struct remote *remote; /* the server session (remote.h) */
     int rootfd; /* also flocked: part of the account's lock (take_lock) */
     int lockfd;
     bool authed; /* the server accepted the login: the run may write to disk */
-    bool condstore; /* the server has CONDSTORE: folders carry HIGHESTMODSEQ */
-    bool qresync;   /* QRESYNC is enabled on the session */
     /* Folders found unchanged: their last_sync is recorded with the run's
      * outcome (a run that changed nothing writes no transaction at all). */
     struct state_quiet_folder *touched;
@@ -49,13 +47,13 @@ struct run {
     /* Directories whose renames and unlinks must be durable before the
      * batch of records describing them is committed. */
     struct dirsync *dirs;
-    /* connections > 1: the extra sessions that download alongside imap
+    /* connections > 1: the extra sessions that download alongside remote
      * (each connected by the first folder that needs it; NULL before, or
      * after it failed: then it is not tried again), the password they log
      * in with (kept for the run, wiped at its end), and the lock for what
      * their threads share: the state DB and the progress callbacks. */
     size_t want_extra; /* set before connecting: how many */
-    struct imap_session **extra;
+    struct remote **extra;
     bool *extra_failed;
     size_t nextra;
     char *password;
