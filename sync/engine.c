@@ -1336,34 +1336,26 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
      * file for an account that never ran). Before the login only what
      * exists is locked (take_lock). */
     int rc = opt->dry_run ? MS_OK : take_lock(&r, false, &err);
-    if (a->type == ACCOUNT_POP3) {
-        /* pull-only: a push has nothing to do, and touches nothing */
-        if (rc == MS_OK && !do_pull)
-            log_msg(LOG_INFO, "%s: a POP3 account is pull-only: nothing to push", a->name);
-        else if (rc == MS_OK && (rc = pop3_open(a, opt, &r.remote, &err)) == MS_OK) {
-            r.authed = true; /* from here on the run may write */
-            if (r.lockfd < 0 && !opt->dry_run)
-                rc = take_lock(&r, true, &err);
-            if (rc == MS_OK)
-                rc = open_store(&r, &err);
-            if (rc == MS_OK)
-                rc = pop3_pull(&r, &err);
-        }
-        if (rc) {
-            res->status = ms_error_worse(res->status, rc);
-            if (rc != MS_EPARTIAL || run_stopped(&r))
-                snprintf(res->error, sizeof res->error, "%s", err.msg);
-        }
-        record_outcome(&r);
-        end_run(&r);
-        res->seconds = util_now() - t0;
-        return res->status;
+    if (rc == MS_OK && a->type == ACCOUNT_POP3 && !do_pull) {
+        /* A POP3 account is pull-only (its side has no REMOTE_WRITE): its
+         * type says so before any login, and a push touches nothing. */
+        log_msg(LOG_INFO, "%s: a POP3 account is pull-only: nothing to push", a->name);
+        goto out;
     }
     if (rc == MS_OK)
         rc = open_store_and_connect(&r, &err); /* logs in, then creates and locks */
     if (rc == MS_OK) {
         r.dirs = dirsync_new();
         state_before_batch_commit(r.st, dirs_durable, &r);
+    }
+    if (rc == MS_OK && !remote_can(r.remote, REMOTE_UIDS)) {
+        /* One folder whose messages are named by id (POP3's UIDL). */
+        if ((rc = pop3_pull(&r, &err)) != MS_OK) {
+            res->status = rc;
+            if (rc != MS_EPARTIAL || run_stopped(&r))
+                snprintf(res->error, sizeof res->error, "%s", err.msg);
+        }
+        goto out;
     }
     if (rc == MS_OK) {
         char *prev = NULL;

@@ -166,15 +166,12 @@ bool stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp
 int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s, struct ms_error *err);
 
 /* popfetch.c */
-/* A POP3 account's pull over r->remote (logged in by pop3_open): new
- * messages (by UIDL, the side's message id) into INBOX through the
- * delivery journal; then removal per leave_on_server /
- * server_retention_days of what is durably stored, committed (QUIT).
- * Fills r->res's folder result. */
+/* The pull of a side without REMOTE_UIDS (POP3) over r->remote, logged
+ * in: new messages, named by the side's message id (POP3's UIDL), into
+ * INBOX through the delivery journal; then removal per leave_on_server /
+ * server_retention_days of what is durably stored, committed (POP3's
+ * QUIT). Fills r->res's folder result. */
 int pop3_pull(struct run *r, struct ms_error *err);
-/* The account's secret (opt->get_password), then remote_connect: the POP3
- * twin of connect_account. */
-int pop3_open(const struct account *a, const struct engine_options *opt, struct remote **out, struct ms_error *err);
 
 /* generation.c */
 /* After the state DB and the Maildir root are open: a DB older than the

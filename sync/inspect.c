@@ -18,27 +18,6 @@
 /* ------------------------------------------------------------------ */
 /* check, folders, status */
 
-/* POP3: connect, verify TLS, log in, list the maildrop (the side's
- * folder listing reads it). */
-static int check_pop3(const struct account *a, const struct engine_options *opt, struct engine_check *out,
-                      struct ms_error *err)
-{
-    struct remote *side = NULL;
-    struct remote_folder *f = NULL;
-    size_t n = 0;
-    int rc = pop3_open(a, opt, &side, err);
-    if (rc == MS_OK)
-        rc = side->ops->list(side, NULL, 0, NULL, &f, &n, err);
-    if (rc == MS_OK) {
-        snprintf(out->tls, sizeof out->tls, "%s", side->ops->tls_info(side));
-        out->capabilities = xstrdup(side->ops->capabilities(side));
-        out->nfolders = n;
-    }
-    remote_folders_free(f, n);
-    remote_close(&side);
-    return rc;
-}
-
 int engine_check(const struct account *a, const struct engine_options *opt, struct engine_check *out,
                  struct ms_error *err)
 {
@@ -46,8 +25,6 @@ int engine_check(const struct account *a, const struct engine_options *opt, stru
     struct remote_folder *f = NULL;
     size_t n = 0;
     memset(out, 0, sizeof *out);
-    if (a->type == ACCOUNT_POP3)
-        return check_pop3(a, opt, out, err);
     int rc = connect_account(&r, err);
     if (rc == MS_OK) {
         snprintf(out->tls, sizeof out->tls, "%s", r.remote->ops->tls_info(r.remote));

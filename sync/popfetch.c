@@ -129,16 +129,6 @@ static int land_batch(struct popctx *c, struct ms_error *err)
     return rc;
 }
 
-int pop3_open(const struct account *a, const struct engine_options *opt, struct remote **out, struct ms_error *err)
-{
-    char *pw = NULL;
-    int rc = opt->get_password ? opt->get_password(a, &pw, err) : MS_OK;
-    if (rc == MS_OK)
-        rc = remote_connect(a, pw ? pw : "", out, err);
-    util_free_secret(pw);
-    return rc;
-}
-
 int pop3_pull(struct run *r, struct ms_error *err)
 {
     const struct account *a = r->acct;
