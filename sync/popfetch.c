@@ -158,8 +158,8 @@ int pop3_pull(struct run *r, struct ms_error *err)
         rc = side->ops->open(side, "INBOX", &(struct remote_known){0}, &inbox, err);
     for (size_t i = 0; rc == MS_OK && i < inbox.nmsgs; i++)
         if (!inbox.msgs[i].id)
-            rc = ms_error_set(err, MS_ENET, "INBOX: the %s side named message %" PRIu32 " without an id", side->ops->name,
-                              inbox.msgs[i].uid);
+            rc = ms_error_set(err, MS_ENET, "INBOX: the %s side named message %" PRIu32 " without an id",
+                              side->ops->name, inbox.msgs[i].uid);
     const struct remote_msg *msgs = inbox.msgs;
     size_t nmsgs = inbox.nmsgs;
     if (rc == MS_OK && sf.id)

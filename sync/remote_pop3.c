@@ -82,8 +82,8 @@ static int unsupported(const char *what, struct ms_error *err)
 /* The listing entry as the interface's message (id copied). */
 static void to_remote_msg(const struct pop3_msg *m, struct remote_msg *out)
 {
-    *out = (struct remote_msg){.uid = m->n, .flags = 0, .keywords = NULL, .size = m->size, .internaldate = 0,
-                               .id = xstrdup(m->uidl)};
+    *out = (struct remote_msg){
+        .uid = m->n, .flags = 0, .keywords = NULL, .size = m->size, .internaldate = 0, .id = xstrdup(m->uidl)};
 }
 
 /* ---- the ops ---------------------------------------------------------- */
@@ -123,8 +123,8 @@ static int pop3_r_list(struct remote *r, const char *const *names, size_t n, str
         return rc;
     for (size_t i = 0; names && i < n; i++)
         if (strcmp(names[i], "INBOX") == 0)
-            st[i] = (struct remote_status){.uidvalidity = 0, .uidnext = 0, .messages = (uint32_t)p->nmsgs,
-                                           .highestmodseq = 0};
+            st[i] = (struct remote_status){
+                .uidvalidity = 0, .uidnext = 0, .messages = (uint32_t)p->nmsgs, .highestmodseq = 0};
     *out = xcalloc(1, sizeof **out);
     (*out)[0] = (struct remote_folder){.name = xstrdup("INBOX"), .delim = '\0', .noselect = false};
     *nout = 1;
@@ -142,8 +142,7 @@ static int pop3_r_status(struct remote *r, const char *name, struct remote_statu
     return rc;
 }
 
-static int pop3_r_select(struct remote *r, const char *name, bool write, struct remote_box *box,
-                         struct ms_error *err)
+static int pop3_r_select(struct remote *r, const char *name, bool write, struct remote_box *box, struct ms_error *err)
 {
     (void)write; /* DELE needs no more than the session has */
     memset(box, 0, sizeof *box);
@@ -156,8 +155,8 @@ static int pop3_r_select(struct remote *r, const char *name, bool write, struct 
 }
 
 /* Always in full: POP3 has no changes to list since. */
-static int pop3_r_open(struct remote *r, const char *name, const struct remote_known *known,
-                       struct remote_listing *out, struct ms_error *err)
+static int pop3_r_open(struct remote *r, const char *name, const struct remote_known *known, struct remote_listing *out,
+                       struct ms_error *err)
 {
     (void)known;
     struct pop3_remote *p = P(r);
@@ -185,12 +184,13 @@ static int meta(struct pop3_remote *p, uint32_t first, uint32_t last, const uint
     int rc = listing(p, err);
     if (rc)
         return rc;
-    struct remote_msg *v = xcalloc(p->nmsgs ? p->nmsgs : 1, sizeof *v);
+    size_t cap = uids ? nuids : p->nmsgs; /* (uids may repeat one) */
+    struct remote_msg *v = xcalloc(cap ? cap : 1, sizeof *v);
     size_t k = 0;
     if (uids) {
         for (size_t i = 0; i < nuids; i++) {
             const struct pop3_msg *m = by_number(p, uids[i]);
-            if (m)
+            if (m && (k == 0 || v[k - 1].uid != m->n))
                 to_remote_msg(m, &v[k++]);
         }
     } else {
@@ -203,8 +203,8 @@ static int meta(struct pop3_remote *p, uint32_t first, uint32_t last, const uint
     return MS_OK;
 }
 
-static int pop3_r_fetch_meta_range(struct remote *r, uint32_t first, uint32_t last, struct remote_msg **out,
-                                   size_t *n, struct ms_error *err)
+static int pop3_r_fetch_meta_range(struct remote *r, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n,
+                                   struct ms_error *err)
 {
     return meta(P(r), first, last, NULL, 0, out, n, err);
 }
@@ -215,8 +215,8 @@ static int pop3_r_fetch_meta(struct remote *r, const uint32_t *uids, size_t n, s
     return meta(P(r), 0, 0, uids, n, out, nout, err);
 }
 
-static int pop3_r_fetch_identity(struct remote *r, const uint32_t *uids, size_t n, remote_identity_fn *found,
-                                 void *ctx, struct ms_error *err)
+static int pop3_r_fetch_identity(struct remote *r, const uint32_t *uids, size_t n, remote_identity_fn *found, void *ctx,
+                                 struct ms_error *err)
 {
     (void)r, (void)uids, (void)n, (void)found, (void)ctx;
     return unsupported("read a message's identity without its body", err);
@@ -261,8 +261,10 @@ static int pop3_r_fetch_bodies(struct remote *r, const uint32_t *uids, size_t n,
         struct retr t = {.sink = sink, .got = 0, .cap = 2 * m->size + (1u << 20), .over = false, .sink_rc = 0};
         rc = pop3_retr(p->s, m->n, on_chunk, &t, err);
         if (rc != MS_OK && t.over)
-            rc = ms_error_set(err, MS_ENET, "POP3 RETR %" PRIu32 ": the server sent more than twice the %llu bytes "
-                                            "it listed: cut off", m->n, (unsigned long long)m->size);
+            rc = ms_error_set(err, MS_ENET,
+                              "POP3 RETR %" PRIu32 ": the server sent more than twice the %llu bytes "
+                              "it listed: cut off",
+                              m->n, (unsigned long long)m->size);
         else if (rc != MS_OK && t.sink_rc)
             rc = t.sink_rc > 0 ? t.sink_rc : MS_ELOCAL;
         if (rc == MS_EPARTIAL) { /* -ERR: this one only */
@@ -276,8 +278,8 @@ static int pop3_r_fetch_bodies(struct remote *r, const uint32_t *uids, size_t n,
             int cb = sink->message(sink->ctx, &rm, true);
             free(rm.id);
             if (cb)
-                rc = ms_error_set(err, cb > 0 ? cb : MS_ELOCAL, "POP3 RETR %" PRIu32 ": the message could not be stored",
-                                  m->n);
+                rc = ms_error_set(err, cb > 0 ? cb : MS_ELOCAL,
+                                  "POP3 RETR %" PRIu32 ": the message could not be stored", m->n);
         }
     }
     return rc ? rc : partial;
@@ -421,8 +423,7 @@ static const struct remote_ops pop3_ops = {
     .close = pop3_r_close,
 };
 
-int remote_pop3_connect(const struct account *acct, const char *password, struct remote **out,
-                        struct ms_error *err)
+int remote_pop3_connect(const struct account *acct, const char *password, struct remote **out, struct ms_error *err)
 {
     struct pop3_session *s = NULL;
     *out = NULL;

@@ -8,7 +8,6 @@
 
 /* pop3_connect (TLS verified, USER/PASS with password, not kept), wrapped
  * as a remote side. */
-int remote_pop3_connect(const struct account *acct, const char *password, struct remote **out,
-                        struct ms_error *err);
+int remote_pop3_connect(const struct account *acct, const char *password, struct remote **out, struct ms_error *err);
 
 #endif

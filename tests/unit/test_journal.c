@@ -35,9 +35,9 @@
 #define ADOPTED_UNIQ "1700000000.adopted.host"
 
 struct fixture {
-    char dir[64];    /* the mkdtemp directory */
-    char root[128];  /* dir/Mail: the Maildir root */
-    char db[128];    /* dir/state.sqlite */
+    char dir[64];   /* the mkdtemp directory */
+    char root[128]; /* dir/Mail: the Maildir root */
+    char db[128];   /* dir/state.sqlite */
 };
 
 static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
@@ -312,19 +312,19 @@ struct point {
 };
 
 static const struct point points[] = {
-    {JOURNAL_STEP_SYNCED, 1, 0, false},    /* batch 1 durable in tmp/, nothing recorded */
-    {JOURNAL_STEP_ROWS, 1, 0, false},      /* its rows written, not committed */
-    {JOURNAL_STEP_RECORDED, 1, 2, false},  /* committed: the durable point; files still in tmp/ */
-    {JOURNAL_STEP_RENAMED, 1, 2, false},   /* one in place, one in tmp/ */
-    {JOURNAL_STEP_RENAMED, 2, 2, false},   /* both in place, new/ and cur/ not fsynced */
-    {JOURNAL_STEP_PLACED, 1, 2, false},    /* batch 1 in place, its rows pending */
-    {JOURNAL_STEP_SYNCED, 2, 2, false},    /* batch 2 durable in tmp/, not recorded */
-    {JOURNAL_STEP_ROWS, 2, 2, false},      /* batch 2's rows and batch 1's confirmation uncommitted */
-    {JOURNAL_STEP_RECORDED, 2, 3, true},   /* batch 2 recorded, batch 1 confirmed */
-    {JOURNAL_STEP_RENAMED, 3, 3, true},    /* message 3 in place */
-    {JOURNAL_STEP_PLACED, 2, 3, true},     /* batch 2 in place, pending */
-    {JOURNAL_STEP_CONFIRMED, 1, 3, true},  /* all confirmed */
-    {JOURNAL_STEP_CONFIRMED, 0, 3, true},  /* no kill */
+    {JOURNAL_STEP_SYNCED, 1, 0, false},   /* batch 1 durable in tmp/, nothing recorded */
+    {JOURNAL_STEP_ROWS, 1, 0, false},     /* its rows written, not committed */
+    {JOURNAL_STEP_RECORDED, 1, 2, false}, /* committed: the durable point; files still in tmp/ */
+    {JOURNAL_STEP_RENAMED, 1, 2, false},  /* one in place, one in tmp/ */
+    {JOURNAL_STEP_RENAMED, 2, 2, false},  /* both in place, new/ and cur/ not fsynced */
+    {JOURNAL_STEP_PLACED, 1, 2, false},   /* batch 1 in place, its rows pending */
+    {JOURNAL_STEP_SYNCED, 2, 2, false},   /* batch 2 durable in tmp/, not recorded */
+    {JOURNAL_STEP_ROWS, 2, 2, false},     /* batch 2's rows and batch 1's confirmation uncommitted */
+    {JOURNAL_STEP_RECORDED, 2, 3, true},  /* batch 2 recorded, batch 1 confirmed */
+    {JOURNAL_STEP_RENAMED, 3, 3, true},   /* message 3 in place */
+    {JOURNAL_STEP_PLACED, 2, 3, true},    /* batch 2 in place, pending */
+    {JOURNAL_STEP_CONFIRMED, 1, 3, true}, /* all confirmed */
+    {JOURNAL_STEP_CONFIRMED, 0, 3, true}, /* no kill */
 };
 
 static void each_point(void **state, enum journal_key key)
