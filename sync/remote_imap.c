@@ -327,8 +327,3 @@ int remote_imap_connect(const struct account *acct, const char *password, struct
     *out = &x->base;
     return MS_OK;
 }
-
-struct imap_session *remote_imap_session(struct remote *r)
-{
-    return r ? ir(r)->s : NULL;
-}
