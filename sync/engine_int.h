@@ -15,9 +15,7 @@
 #include "db/state.h"
 #include "sync/dirsync.h"
 #include "sync/engine.h"
-#include "sync/imap.h" /* until every engine file speaks remote.h */
 #include "sync/remote.h"
-#include "sync/remote_imap.h"
 #include "sync/maildir.h"
 #include "sync/names.h"
 #include "sync/plan.h"

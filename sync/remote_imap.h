@@ -11,8 +11,4 @@
 int remote_imap_connect(const struct account *acct, const char *password, struct remote **out,
                         struct ms_error *err);
 
-/* The IMAP session under r (an IMAP side's): transitional, for engine
- * files not yet converted to remote.h; goes once they are. */
-struct imap_session *remote_imap_session(struct remote *r);
-
 #endif
