@@ -138,6 +138,20 @@ class JsonTest(tb.BedTestCase):
         r = self.run_ok("--dry-run", "pull")
         self.assertIn("INBOX: would fetch 4 POP3 messages (", r.stdout)
 
+    def test_dry_run_plans_per_account(self):
+        """Two accounts: each one's plan holds its own steps only."""
+        mine = self.seed_inbox(2)
+        other = self.bed.fresh_user()
+        with self.bed.imap(other) as c:
+            c.append_many("INBOX", tb.make_corpus(3, seed=6))
+            theirs = sorted(m.uid for m in c.messages("INBOX"))
+        tb.write_config(self.config_path, {
+            "a": self.account_keys(),
+            "b": tb.account_keys(self.bed, other, self.work / "Mail-b", self.work / "state-b.sqlite")})
+        doc = parse(self, self.run_ok("--json", "--dry-run", "pull"))
+        plans = {a["name"]: sorted(s["uid"] for s in a["plan"]) for a in doc["accounts"]}
+        self.assertEqual(plans, {"a": mine, "b": theirs})
+
     def test_real_run_has_no_plan(self):
         self.seed_inbox(1)
         doc = parse(self, self.run_ok("--json", "pull"))
