@@ -36,6 +36,7 @@
 
 #include "sync/flags.h"
 #include "sync/log.h"
+#include "sync/message.h"
 #include "sync/netstream.h"
 #include "sync/tls.h"
 #include "sync/util.h"
@@ -1434,9 +1435,10 @@ static void on_identity_att(struct mailimap_msg_att *att, void *ctx)
             return; /* a flag update, not our answer */
     }
     f->seen[idx] = true;
-    char id[1000];
-    long l = imap_header_value(f->idbuf, len, "Message-ID", id, sizeof id);
-    f->found(f->found_ctx, x.m.uid, x.m.size, l > 0 ? id : NULL);
+    /* The Maildir side's parser: the same message has the same identity. */
+    char *id = message_header(f->idbuf, len, "Message-ID");
+    f->found(f->found_ctx, x.m.uid, x.m.size, id);
+    free(id);
 }
 
 static void free_clist_item(void *item, void *unused)
