@@ -347,34 +347,6 @@ static int exec(struct state *s, const char *sql, const char *what, struct ms_er
     return MS_OK;
 }
 
-/* mkdir -p of the directory part of path, new directories 0700. */
-static int make_parents(const char *path)
-{
-    char *copy = xstrdup_or_null(path);
-    char *slash = strrchr(copy, '/');
-    int rc = 0;
-    if (slash && slash != copy) {
-        *slash = '\0';
-        for (char *p = copy + 1;; p++) {
-            if (*p == '/' || *p == '\0') {
-                char saved = *p;
-                *p = '\0';
-                if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
-                    rc = -1;
-                    break;
-                }
-                *p = saved;
-                if (!saved)
-                    break;
-            }
-        }
-    }
-    int e = errno;
-    free(copy);
-    errno = e;
-    return rc;
-}
-
 /* ------------------------------------------------------------------ */
 /* open: create or check                                               */
 
@@ -384,7 +356,7 @@ static int make_parents(const char *path)
 static int precheck_file(const char *path, bool *fresh, struct ms_error *err)
 {
     *fresh = false;
-    if (make_parents(path) != 0)
+    if (util_mkdirs(path, 0700, true) != 0)
         return ms_error_errno(err, MS_ELOCAL, errno, "cannot create the directory of state DB %s", path);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd >= 0) {

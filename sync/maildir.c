@@ -72,30 +72,6 @@ static bool name_ok(const char *name)
     return strchr(name, '/') == NULL;
 }
 
-/* mkdir -p for the root (absolute or relative path), mode 0700. */
-static int mkdir_p(const char *path)
-{
-    char *copy = xstrdup(path);
-    int rc = 0;
-    for (char *p = copy + 1; ; p++) {
-        if (*p == '/' || *p == '\0') {
-            char saved = *p;
-            *p = '\0';
-            if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
-                rc = -1;
-                break;
-            }
-            *p = saved;
-            if (saved == '\0')
-                break;
-        }
-    }
-    int e = errno;
-    free(copy);
-    errno = e;
-    return rc;
-}
-
 /* Open (and with create, make) one directory below dirfd, not following a
  * symlink. Sets errno on failure. */
 static int open_subdir(int dirfd, const char *name, bool create)
@@ -243,7 +219,7 @@ int maildir_root_open(const char *path, bool create, int *rootfd, struct ms_erro
     if (fd < 0 && errno == ENOENT) {
         if (!create)
             return ms_error_set(err, MS_ELOCAL, "Maildir root %s does not exist (unmounted disk?)", path);
-        if (mkdir_p(path) != 0)
+        if (util_mkdirs(path, 0700, false) != 0)
             return ms_error_errno(err, MS_ELOCAL, errno, "cannot create Maildir root %s", path);
         fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     }
