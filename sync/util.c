@@ -78,6 +78,14 @@ char *xstrdup(const char *s)
     return p;
 }
 
+char *xstrndup(const char *s, size_t n)
+{
+    char *p = strndup(s, n);
+    if (!p)
+        oom();
+    return p;
+}
+
 void util_free_secret(char *s)
 {
     if (s) {

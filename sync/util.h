@@ -11,11 +11,14 @@
  * Returns 0 or -1 with errno set. */
 int util_mkdirs(const char *path, mode_t mode, bool parent_only);
 
-/* xmalloc-style helpers: abort with a message on out of memory. */
+/* The allocation wrappers, the only ones in the program: out of memory,
+ * they abort with a message (never NULL). A size of 0 allocates 1 byte. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* At most n bytes of s, NUL-terminated. */
+char *xstrndup(const char *s, size_t n);
 
 /* Free a string that may hold a secret (NULL is fine): wiped first, so it
  * does not linger in freed heap memory or a core dump. */

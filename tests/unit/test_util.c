@@ -1,6 +1,7 @@
 /* test_util.c: the small shared helpers of sync/util.h that everything
  * else leans on: the one mkdir -p (the Maildir root, the state DB's
- * directory, the lock's) and the one binary search by UID. */
+ * directory, the lock's), the allocation wrappers and the one binary
+ * search by UID. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -98,12 +99,36 @@ static void mkdirs_fails_with_errno(void **unused)
     assert_int_equal(errno, ENOTDIR);
 }
 
+/* The allocation wrappers: never NULL, a size of 0 is 1 byte. */
+static void allocation_wrappers(void **unused)
+{
+    (void)unused;
+    char *p = xstrndup("abcdef", 3);
+    assert_string_equal(p, "abc");
+    free(p);
+    p = xstrndup("ab", 10);
+    assert_string_equal(p, "ab");
+    free(p);
+    p = xstrdup("");
+    assert_string_equal(p, "");
+    free(p);
+    void *z = xmalloc(0);
+    assert_non_null(z);
+    z = xrealloc(z, 0);
+    assert_non_null(z);
+    free(z);
+    int *c = xcalloc(4, sizeof *c);
+    assert_true(c[0] == 0 && c[3] == 0);
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mkdirs_whole_path),
         cmocka_unit_test(mkdirs_parents_only),
         cmocka_unit_test(mkdirs_fails_with_errno),
+        cmocka_unit_test(allocation_wrappers),
     };
     return cmocka_run_group_tests(tests, make_base, remove_base);
 }
