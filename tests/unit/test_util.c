@@ -122,6 +122,47 @@ static void allocation_wrappers(void **unused)
     free(c);
 }
 
+/* util_find_uid against a linear search, on arrays of every size up to
+ * 40 with gaps, for UIDs below, between, on and above the entries. */
+static void find_uid_agrees_with_a_scan(void **unused)
+{
+    (void)unused;
+    uint32_t v[40];
+    for (size_t n = 0; n <= 40; n++) {
+        for (size_t i = 0; i < n; i++)
+            v[i] = (uint32_t)(3 * i + 2 + (i > 20 ? 1000 : 0));
+        for (uint32_t uid = 0; uid < 3 * 40 + 1010; uid++) {
+            const uint32_t *want = NULL;
+            for (size_t i = 0; i < n; i++)
+                if (v[i] == uid)
+                    want = &v[i];
+            assert_ptr_equal(util_uid_find(v, n, uid), want);
+        }
+    }
+    assert_null(util_uid_find(NULL, 0, 1));
+    uint32_t top[] = {1, 0xfffffffeu, 0xffffffffu};
+    assert_ptr_equal(util_uid_find(top, 3, 0xffffffffu), &top[2]);
+    assert_null(util_uid_find(top, 3, 0));
+}
+
+/* By a member of a struct: the element comes back, of its own type. */
+static void find_uid_by_member(void **unused)
+{
+    (void)unused;
+    struct row {
+        const char *name;
+        uint64_t size;
+        uint32_t uid;
+    } rows[] = {{"a", 1, 5}, {"b", 2, 9}, {"c", 3, 10}, {"d", 4, 4000000000u}};
+    const struct row *r = UTIL_FIND_UID(rows, 4, uid, 10);
+    assert_non_null(r);
+    assert_string_equal(r->name, "c");
+    assert_ptr_equal(UTIL_FIND_UID(rows, 4, uid, 4000000000u), &rows[3]);
+    assert_ptr_equal(UTIL_FIND_UID(rows, 4, uid, 5), &rows[0]);
+    assert_null(UTIL_FIND_UID(rows, 4, uid, 6));
+    assert_null(UTIL_FIND_UID(rows, 0, uid, 5));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -129,6 +170,8 @@ int main(void)
         cmocka_unit_test(mkdirs_parents_only),
         cmocka_unit_test(mkdirs_fails_with_errno),
         cmocka_unit_test(allocation_wrappers),
+        cmocka_unit_test(find_uid_agrees_with_a_scan),
+        cmocka_unit_test(find_uid_by_member),
     };
     return cmocka_run_group_tests(tests, make_base, remove_base);
 }
