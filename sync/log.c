@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "sync/names.h"
+#include "sync/util.h"
 
 int log_verbosity = 0;
 static log_sink_fn log_sink; /* NULL: lines are dropped */
@@ -34,9 +35,7 @@ size_t log_utf8_len(const char *s, size_t n)
 char *log_clean(const char *text)
 {
     size_t n = strlen(text);
-    char *out = malloc(n * 4 + 1);
-    if (!out)
-        abort();
+    char *out = xmalloc(n * 4 + 1);
     const unsigned char *s = (const unsigned char *)text;
     size_t o = 0;
     for (size_t i = 0; i < n;) {
@@ -80,9 +79,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if (len < 0)
         return;
     if ((size_t)len >= sizeof small) {
-        text = malloc((size_t)len + 1);
-        if (!text)
-            abort();
+        text = xmalloc((size_t)len + 1);
         va_start(ap, fmt);
         vsnprintf(text, (size_t)len + 1, fmt, ap);
         va_end(ap);
