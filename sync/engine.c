@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "db/state.h"
+#include "sync/dryrun.h"
 #include "sync/flags.h"
 #include "sync/journal.h"
 #include "sync/log.h"
@@ -519,33 +520,6 @@ void free_plan_input(struct plan_input *in)
     memset(in, 0, sizeof *in);
 }
 
-static void print_dry_run(const char *folder, const struct plan *p)
-{
-    for (size_t i = 0; i < p->n; i++) {
-        const struct plan_action *a = &p->actions[i];
-        char letters[8];
-        switch (a->op) {
-        case PLAN_FETCH:
-            printf("%s: would fetch UID %u (%llu bytes, flags %s)\n", folder, a->uid, (unsigned long long)a->size,
-                   flags_to_letters(a->flags, letters));
-            break;
-        case PLAN_SKIP_LARGE:
-            printf("%s: would skip UID %u (%llu bytes, over max_size)\n", folder, a->uid,
-                   (unsigned long long)a->size);
-            break;
-        case PLAN_LOCAL_FLAGS:
-            printf("%s: would set flags of UID %u to %s\n", folder, a->uid, flags_to_letters(a->flags, letters));
-            break;
-        case PLAN_LOCAL_DELETE:
-            printf("%s: would delete the local copy of UID %u (expunged on the server)\n", folder, a->uid);
-            break;
-        case PLAN_STATE_FLAGS:
-        case PLAN_FORGET:
-            break;
-        }
-    }
-}
-
 /* The state row of the folder, created on first sight. */
 static int folder_row(struct run *r, const struct selected *sel, struct state_folder *sf, struct ms_error *err)
 {
@@ -557,20 +531,6 @@ static int folder_row(struct run *r, const struct selected *sel, struct state_fo
     return state_folder_save(r->st, sf, err);
 }
 
-const uint32_t *uid_find(const uint32_t *uids, size_t n, uint32_t uid)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (uids[mid] == uid)
-            return &uids[mid];
-        if (uids[mid] < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
 
 /* The server's folder as a full listing, rebuilt from what the state
  * recorded plus what changed since: the changed messages (new ones among
@@ -600,7 +560,7 @@ static void merge_changes(const struct state_msg *st, size_t ns, const struct re
             continue;
         }
         const struct state_msg *s = &st[i++];
-        if (uid_find(vanished, nvanished, s->uid) || (have_all && !uid_find(all, nall, s->uid))) {
+        if (util_uid_find(vanished, nvanished, s->uid) || (have_all && !util_uid_find(all, nall, s->uid))) {
             affected->v[affected->n++] = s->uid;
             continue;
         }
@@ -665,7 +625,7 @@ static int changed_rows(struct run *r, const struct state_folder *sf, const stru
         return rc;
     size_t gone = 0, strangers = 0;
     for (size_t k = 0; k < *ns; k++)
-        gone += uid_find(van, nvan, (*st)[k].uid) != NULL;
+        gone += util_uid_find(van, nvan, (*st)[k].uid) != NULL;
     if (gone == 0)
         return MS_OK; /* nothing to delete: nothing for the guard to weigh */
     for (size_t i = 0, k = 0; i < nchg; i++) { /* changed UIDs without a row: new mail */
@@ -1000,7 +960,7 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     fres->skipped = p.nskip;
     report_skips(sel->name, &p);
     if (r->opt->dry_run) {
-        print_dry_run(sel->name, &p);
+        dryrun_report_pull(r->opt, r->acct->name, sel->name, &p);
         fres->fetched = p.nfetch;
         fres->bytes = p.fetch_bytes;
         fres->flagged = p.nflags;

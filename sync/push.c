@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sync/dryrun.h"
 #include "sync/flags.h"
 #include "sync/journal.h"
 #include "sync/log.h"
@@ -70,17 +71,7 @@ struct push_ctx {
 /* The state row of uid (c->state is sorted by uid), or NULL. */
 static const struct state_msg *state_row(const struct push_ctx *c, uint32_t uid)
 {
-    size_t lo = 0, hi = c->nstate;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (c->state[mid].uid == uid)
-            return &c->state[mid];
-        if (c->state[mid].uid < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    return UTIL_FIND_UID(c->state, c->nstate, uid, uid);
 }
 
 /* ------------------------------------------------------------------ */
@@ -100,17 +91,11 @@ struct candidates {
     size_t n;
 };
 
-static int cmp_key_candidate(const void *key, const void *elem)
-{
-    uint32_t a = *(const uint32_t *)key, b = ((const struct candidate *)elem)->uid;
-    return (a > b) - (a < b);
-}
-
 /* The candidates are in UID order (the listing's). */
 static void on_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
 {
     struct candidates *c = ctx;
-    struct candidate *x = c->n ? bsearch(&uid, c->v, c->n, sizeof *c->v, cmp_key_candidate) : NULL;
+    struct candidate *x = UTIL_FIND_UID(c->v, c->n, uid, uid);
     if (!x)
         return;
     x->size = size;
@@ -212,12 +197,6 @@ int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id,
 /* ------------------------------------------------------------------ */
 /* moving to the trash without MOVE */
 
-static int cmp_key_trash(const void *key, const void *elem)
-{
-    uint32_t a = *(const uint32_t *)key, b = ((const struct state_trash *)elem)->uid;
-    return (a > b) - (a < b);
-}
-
 /* Journal rows (by uid), and which of their messages the source holds
  * (other: a message of another identity under that UID, e.g. after a
  * UIDVALIDITY change: the row is stale). */
@@ -232,7 +211,7 @@ struct trash_rows {
 static void on_source_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
 {
     struct trash_rows *t = ctx;
-    struct state_trash *x = t->n ? bsearch(&uid, t->v, t->n, sizeof *t->v, cmp_key_trash) : NULL;
+    struct state_trash *x = UTIL_FIND_UID(t->v, t->n, uid, uid);
     if (!x)
         return;
     t->present[x - t->v] = true;
@@ -246,7 +225,7 @@ static void on_source_identity(void *ctx, uint32_t uid, uint64_t size, const cha
 static void on_journalled_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
 {
     struct trash_rows *t = ctx;
-    struct state_trash *x = t->n ? bsearch(&uid, t->v, t->n, sizeof *t->v, cmp_key_trash) : NULL;
+    struct state_trash *x = UTIL_FIND_UID(t->v, t->n, uid, uid);
     if (!x)
         return;
     t->present[x - t->v] = true;
@@ -365,7 +344,7 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
         found = xcalloc(j.n, sizeof *found);
         bool look = false;
         for (size_t i = 0; i < j.n; i++)
-            look |= want[i] = j.present[i] && !j.other[i] && uid_find(uids, n, j.v[i].uid);
+            look |= want[i] = j.present[i] && !j.other[i] && util_uid_find(uids, n, j.v[i].uid);
         if (rc == MS_OK && look) {
             struct remote_box mb;
             rc = find_copies(r, dest, j.v, j.n, want, found, err);
@@ -382,7 +361,7 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
             rc = state_batch(r->st, err);
         for (size_t i = 0; rc == MS_OK && i < j.n; i++) {
             struct state_trash *t = &j.v[i];
-            const uint32_t *at = uid_find(uids, n, t->uid);
+            const uint32_t *at = util_uid_find(uids, n, t->uid);
             if (at && (!j.present[i] || found[i])) {
                 done[at - uids] = true;
                 settled++;
@@ -720,29 +699,6 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
 /* ------------------------------------------------------------------ */
 /* one folder */
 
-static void print_push_dry_run(const char *folder, const struct push_plan *p)
-{
-    for (size_t i = 0; i < p->n; i++) {
-        const struct push_action *a = &p->actions[i];
-        char add[8], del[8];
-        switch (a->op) {
-        case PUSH_DELETE:
-            printf("%s: would remove UID %u from the server (deleted locally)\n", folder, a->uid);
-            break;
-        case PUSH_FLAGS:
-            printf("%s: would change flags of UID %u on the server: +%s -%s\n", folder, a->uid,
-                   flags_to_letters(a->add, add), flags_to_letters(a->remove, del));
-            break;
-        case PUSH_APPEND: {
-            char *name = log_clean(a->uniq); /* a local file name: anything but '/' */
-            printf("%s: would upload %s\n", folder, name);
-            free(name);
-            break;
-        }
-        }
-    }
-}
-
 /* meta key of a folder's change stamp */
 static void stamp_key(char *key, size_t len, int64_t folder_id)
 {
@@ -979,7 +935,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     if (p.n == 0 && njournal == 0)
         goto done;
     if (r->opt->dry_run) {
-        print_push_dry_run(sel->name, &p);
+        dryrun_report_push(r->opt, r->acct->name, sel->name, &p);
         fres->uploaded = p.nappend;
         fres->pushed_flags = p.nflags;
         fres->pushed_deleted = p.ndelete;
@@ -1126,7 +1082,9 @@ int create_local_folders(struct run *r, struct selected **sel, size_t *nsel, str
         struct remote_box mb = {0};
         struct state_folder sf = {0};
         if (r->opt->dry_run) {
-            printf("%s: would create the folder on the server (it exists only locally)\n", name);
+            dryrun_report(r->opt, &(struct engine_planned){.account = r->acct->name, .folder = name,
+                                                          .kind = ENGINE_PLAN_CREATE_FOLDER, .uid = 0, .size = 0,
+                                                          .count = 0, .flags = 0, .flags_removed = 0, .file = NULL});
             free(raw);
             free(name);
             continue;

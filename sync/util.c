@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "sync/log.h"
+
 int util_mkdirs(const char *path, mode_t mode, bool parent_only)
 {
     char *p = strdup(path);
@@ -42,7 +44,7 @@ int util_mkdirs(const char *path, mode_t mode, bool parent_only)
 
 static void oom(void)
 {
-    fputs("mailsync: out of memory\n", stderr);
+    log_fatal("out of memory"); /* the program's sink shows it; nothing is allocated */
     abort();
 }
 
@@ -76,6 +78,32 @@ char *xstrdup(const char *s)
     if (!p)
         oom();
     return p;
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+    char *p = strndup(s, n);
+    if (!p)
+        oom();
+    return p;
+}
+
+void *util_find_uid(const void *base, size_t n, size_t size, size_t off, uint32_t uid)
+{
+    const char *b = base;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint32_t at;
+        memcpy(&at, b + mid * size + off, sizeof at);
+        if (at == uid)
+            return (void *)(b + mid * size);
+        if (at < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
 }
 
 void util_free_secret(char *s)
