@@ -106,7 +106,8 @@ struct remote_known {
 /* The answer of open(). */
 enum remote_listing_kind {
     /* msgs: every message of the folder (uidnext/modseq did not allow
-     * less, or UIDVALIDITY changed: compare box.uidvalidity). uids empty. */
+     * less, or UIDVALIDITY changed: compare box.uidvalidity). uids empty
+     * (NULL or an empty array: the one exception to "never NULL"). */
     REMOTE_LIST_FULL = 0,
     /* msgs: the messages whose flags changed since known.modseq or that
      * are new; uids: the UIDs expunged since (sorted, unique, never in msgs;
