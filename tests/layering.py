@@ -41,12 +41,11 @@ SIDE_FILES = {
 # and libetpan).
 SIDE_HEADERS = re.compile(r'^(?:.*/)?(?:imap|pop3|netstream|tls|imap_[a-z0-9_]+|remote_imap|remote_pop3)\.h$|^libetpan/')
 
-# Rule (a) does not hold on main yet: helpers "remote" and "pop" are
-# removing the engine's IMAP/POP3 includes in their branches. Until then
-# its violations are listed ("pending (a)") but do not fail the test; the
-# self-test checks the rule itself either way. SWITCH RULE (a) ON: set
-# this to True once both branches are merged.
-ENFORCE_ENGINE_SIDE_RULE = False
+# Rule (a) holds since helpers "remote" and "pop" were merged (no engine
+# file includes sync/imap.h or sync/pop3.h): it is enforced. False would
+# list its violations ("pending (a)") without failing; the self-test
+# checks the rule itself either way.
+ENFORCE_ENGINE_SIDE_RULE = True
 
 SOURCE_DIRS = ("cmd", "sync", "db")
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
