@@ -276,6 +276,8 @@ static void log_op(struct mem_server *s, unsigned session, enum mem_op op, const
     e->session = session;
     snprintf(e->folder, sizeof e->folder, "%s", folder ? folder : "");
     snprintf(e->to, sizeof e->to, "%s", to ? to : "");
+    if (s->on_op)
+        s->on_op(s->on_op_ctx, e);
 }
 
 void mem_log_clear(struct mem_server *s)

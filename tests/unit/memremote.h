@@ -134,6 +134,11 @@ struct mem_server {
     size_t nlog;
     unsigned sessions;    /* how many connected so far */
     unsigned refuse_login;/* the next N logins fail (MS_ENET) */
+    /* Called with every entry as it is logged (the server's lock held: it
+     * must not call the server), so a test can look at the local side at
+     * that moment. NULL: none. */
+    void (*on_op)(void *ctx, const struct mem_logentry *e);
+    void *on_op_ctx;
 };
 
 struct mem_server *mem_server_new(void);
