@@ -212,7 +212,7 @@ bool leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_ms
  * the batch then records for m's UID, with the server's flags); else NULL.
  * A file the state knew before a UIDVALIDITY change gets only the server's
  * changes since the last sync, so its local changes stay for the push. */
-static char *adopt_leftover(struct fetch_ctx *c, const struct imap_msg *m)
+static char *adopt_leftover(struct fetch_ctx *c, const struct remote_msg *m)
 {
     /* Compared as stored (CRLF -> LF on both sides): RFC822.SIZE is only a
      * hint (bare LFs, servers that count loosely). */
@@ -238,7 +238,7 @@ static char *adopt_leftover(struct fetch_ctx *c, const struct imap_msg *m)
     return NULL;
 }
 
-static int fetch_message(void *vctx, const struct imap_msg *m, bool has_body)
+static int fetch_message(void *vctx, const struct remote_msg *m, bool has_body)
 {
     struct fetch_ctx *c = vctx;
     if (!has_body)
@@ -514,7 +514,7 @@ static int commit_finish(struct fetch_ctx *c, struct ms_error *err)
 static int fetch_batch(struct fetch_ctx *c, struct imap_session *s, const uint32_t *uids, size_t n,
                        struct ms_error *err)
 {
-    struct imap_body_sink sink = {.ctx = c, .chunk = fetch_chunk, .message = fetch_message};
+    struct remote_body_sink sink = {.ctx = c, .chunk = fetch_chunk, .message = fetch_message};
     c->wanted = uids;
     c->nwanted = n;
     c->done = xcalloc(n, sizeof *c->done);
@@ -668,7 +668,7 @@ static void *helper_main(void *arg)
         drop_extra(h, "failed", &e);
         return NULL;
     }
-    struct imap_mailbox mb;
+    struct remote_box mb;
     if (imap_select(r->extra[h->slot], h->sel->raw, false, &mb, &e) != MS_OK) {
         drop_extra(h, "could not open the folder", &e);
         return NULL;

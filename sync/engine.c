@@ -357,7 +357,7 @@ bool is_trash_folder(const struct account *a, const struct selected *sel)
 
 /* The name people see and patterns match: UTF-8, '/' between levels, and
  * no control characters (a server's name must not drive the terminal). */
-static char *display_name(const struct imap_folder *f)
+static char *display_name(const struct remote_folder *f)
 {
     char *name = names_display(f->name);
     for (char *p = name; *p; p++) {
@@ -376,7 +376,7 @@ bool folder_wanted(const struct account *a, const struct engine_options *opt, co
            (opt->nfolder_patterns == 0 || names_folder_selected(name, opt->folder_patterns, opt->nfolder_patterns));
 }
 
-void map_folders(const struct account *a, const struct engine_options *opt, const struct imap_folder *f,
+void map_folders(const struct account *a, const struct engine_options *opt, const struct remote_folder *f,
                         size_t n, struct engine_folder_map *out)
 {
     for (size_t i = 0; i < n; i++) {
@@ -497,7 +497,7 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
 
 void build_plan_input(struct plan_input *in, const struct account *a, const struct engine_options *opt,
                       const struct state_msg *s, size_t ns, const struct local_msg *l, size_t nl,
-                      const struct imap_msg *rm, size_t nr)
+                      const struct remote_msg *rm, size_t nr)
 {
     struct plan_state *ps = xcalloc(ns, sizeof *ps);
     struct plan_local *pl = xcalloc(nl, sizeof *pl);
@@ -584,11 +584,11 @@ struct uid_list {
     size_t n;
 };
 
-static void merge_changes(const struct state_msg *st, size_t ns, const struct imap_msg *chg, size_t nchg,
+static void merge_changes(const struct state_msg *st, size_t ns, const struct remote_msg *chg, size_t nchg,
                           const uint32_t *vanished, size_t nvanished, const uint32_t *all, size_t nall,
-                          bool have_all, struct imap_msg **out, size_t *nout, struct uid_list *affected)
+                          bool have_all, struct remote_msg **out, size_t *nout, struct uid_list *affected)
 {
-    struct imap_msg *m = xcalloc(ns + nchg, sizeof *m);
+    struct remote_msg *m = xcalloc(ns + nchg, sizeof *m);
     size_t i = 0, j = 0, k = 0;
     affected->v = xmalloc((ns + 1) * sizeof *affected->v);
     affected->n = 0;
@@ -606,7 +606,7 @@ static void merge_changes(const struct state_msg *st, size_t ns, const struct im
             affected->v[affected->n++] = s->uid;
             continue;
         }
-        m[k++] = (struct imap_msg){.uid = s->uid, .flags = s->flags,
+        m[k++] = (struct remote_msg){.uid = s->uid, .flags = s->flags,
                                    .keywords = s->keywords ? xstrdup(s->keywords) : NULL, .size = s->size};
     }
     *out = m;
@@ -635,8 +635,8 @@ static void merge_changes(const struct state_msg *st, size_t ns, const struct im
  * would delete enough to trip the guard. Then the caller lists all UIDs. */
 #define LOOKUP_MAX 4096
 
-static int changed_rows(struct run *r, const struct state_folder *sf, const struct imap_mailbox *mb,
-                        const struct imap_msg *chg, size_t nchg, const uint32_t *van, size_t nvan,
+static int changed_rows(struct run *r, const struct state_folder *sf, const struct remote_box *mb,
+                        const struct remote_msg *chg, size_t nchg, const uint32_t *van, size_t nvan,
                         struct state_msg **st, size_t *ns, size_t *guard_total, bool *doubt, struct ms_error *err)
 {
     *guard_total = 0;
@@ -682,7 +682,7 @@ static int changed_rows(struct run *r, const struct state_folder *sf, const stru
  * skipped as too large, say) is planned like a new message, which needs
  * it: ask the server for those. */
 static int sizes_of_strangers(struct run *r, const struct state_folder *sf, const struct state_msg *st, size_t ns,
-                              struct imap_msg *chg, size_t nchg, struct ms_error *err)
+                              struct remote_msg *chg, size_t nchg, struct ms_error *err)
 {
     uint32_t *want = NULL;
     size_t n = 0, j = 0;
@@ -696,7 +696,7 @@ static int sizes_of_strangers(struct run *r, const struct state_folder *sf, cons
     }
     if (n == 0)
         return MS_OK;
-    struct imap_msg *got = NULL;
+    struct remote_msg *got = NULL;
     size_t ngot = 0;
     int rc = imap_fetch_flags_uids(r->imap, want, n, &got, &ngot, err);
     free(want);
@@ -711,7 +711,7 @@ static int sizes_of_strangers(struct run *r, const struct state_folder *sf, cons
             got[k].keywords = NULL;
         }
     }
-    imap_msgs_free(got, ngot);
+    remote_msgs_free(got, ngot);
     return MS_OK;
 }
 
@@ -729,23 +729,23 @@ static const struct state_folder *known_folder(const struct run *r, const char *
 
 /* The STATUS of a folder asked for with the run's LIST, or NULL (r->known
  * is sorted by name, r->known_status parallel to it). */
-static const struct imap_status *known_status(const struct run *r, const char *raw)
+static const struct remote_status *known_status(const struct run *r, const char *raw)
 {
     const struct state_folder *f = known_folder(r, raw);
     return f && r->known_status ? &r->known_status[f - r->known] : NULL;
 }
 
 static int remote_changes(struct run *r, const struct selected *sel, const struct state_folder *sf,
-                          struct state_msg **st, size_t *ns, size_t *guard_total, struct imap_mailbox *mb,
-                          struct imap_msg **rm, size_t *nr, bool *done, struct uid_list *affected,
+                          struct state_msg **st, size_t *ns, size_t *guard_total, struct remote_box *mb,
+                          struct remote_msg **rm, size_t *nr, bool *done, struct uid_list *affected,
                           struct ms_error *err)
 {
-    struct imap_msg *chg = NULL;
+    struct remote_msg *chg = NULL;
     uint32_t *van = NULL, *all = NULL;
     size_t nchg = 0, nvan = 0, nall = 0;
     int rc;
     *done = false;
-    const struct imap_status *early = known_status(r, sel->raw);
+    const struct remote_status *early = known_status(r, sel->raw);
     if (r->qresync)
         rc = imap_select_qresync(r->imap, sel->raw, false, sf->uidvalidity, sf->highestmodseq, sf->uidnext,
                                  early ? early->uidnext : 0, mb, &chg, &nchg, &van, &nvan, err);
@@ -777,7 +777,7 @@ static int remote_changes(struct run *r, const struct selected *sel, const struc
             (unsigned long long)sf->highestmodseq, r->qresync ? "QRESYNC" : "CONDSTORE");
     *done = true;
 out:
-    imap_msgs_free(chg, nchg);
+    remote_msgs_free(chg, nchg);
     free(van);
     free(all);
     return rc;
@@ -788,8 +788,8 @@ out:
  * sync were asked for: then *affected holds the recorded UIDs whose flags
  * changed or that are gone, the only ones the local side must look at. */
 static int remote_snapshot(struct run *r, const struct selected *sel, const struct state_folder *sf,
-                           struct state_msg **st, size_t *ns, size_t *guard_total, struct imap_mailbox *mb,
-                           struct imap_msg **rm, size_t *nr, bool *changed, bool *incremental,
+                           struct state_msg **st, size_t *ns, size_t *guard_total, struct remote_box *mb,
+                           struct remote_msg **rm, size_t *nr, bool *changed, bool *incremental,
                            struct uid_list *affected, struct ms_error *err)
 {
     int rc;
@@ -880,11 +880,11 @@ static bool may_be_unchanged(const struct state_folder *f)
 static int unchanged_since_last_sync(struct run *r, const struct selected *sel, struct state_folder *sf,
                                      bool *unchanged, struct ms_error *err)
 {
-    struct imap_status st;
+    struct remote_status st;
     *unchanged = false;
     if (!r->condstore || !may_be_unchanged(sf))
         return MS_OK;
-    const struct imap_status *early = known_status(r, sel->raw);
+    const struct remote_status *early = known_status(r, sel->raw);
     if (r->trash_changed && is_trash_folder(r->acct, sel))
         early = NULL; /* this run's push moved messages into it since */
     if (early && early->uidvalidity) {
@@ -911,8 +911,8 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
 {
     struct state_folder sf = {0};
     struct maildir_folder *mf = NULL;
-    struct imap_mailbox mb = {0};
-    struct imap_msg *rm = NULL;
+    struct remote_box mb = {0};
+    struct remote_msg *rm = NULL;
     struct local_msg *local = NULL;
     struct state_msg *state = NULL, *old = NULL;
     struct leftover *left = NULL;
@@ -1035,7 +1035,7 @@ out:
     free_leftovers(left, nleft);
     free(affected.v);
     maildir_msgs_free(local, nlocal);
-    imap_msgs_free(rm, nr);
+    remote_msgs_free(rm, nr);
     maildir_folder_close(mf);
     state_folder_free(&sf);
     if (prog && prog->folder_done && !r->opt->dry_run)
@@ -1067,7 +1067,7 @@ static size_t examine_ahead(struct run *r, const struct selected *sel, size_t ns
     size_t n = 0;
     uint32_t *size = xcalloc(nsel + 1, sizeof *size);
     for (size_t i = 0; i < nsel && r->qresync; i++) {
-        const struct imap_status *st = known_status(r, sel[i].raw);
+        const struct remote_status *st = known_status(r, sel[i].raw);
         const struct state_folder *sf = known_folder(r, sel[i].raw);
         if (!st || !sf || !sf->last_sync || !sf->uidvalidity || !sf->highestmodseq)
             continue;
@@ -1128,7 +1128,7 @@ static bool skip_candidate(const struct run *r, const struct state_folder *f)
  * STATUS INBOX from its list index only until the session has looked at
  * another folder (afterwards it opens the mailbox: ~3 ms at 10,000
  * messages). */
-static int list_folders(struct run *r, struct imap_folder **f, size_t *n, struct ms_error *err)
+static int list_folders(struct run *r, struct remote_folder **f, size_t *n, struct ms_error *err)
 {
     if (!r->condstore || state_folder_list_brief(r->st, &r->known, &r->nknown, err) != MS_OK) {
         r->qresync = r->condstore && imap_enable_qresync(r->imap);
@@ -1143,7 +1143,7 @@ static int list_folders(struct run *r, struct imap_folder **f, size_t *n, struct
                 names[k] = r->known[i].name;
                 idx[k++] = i;
             }
-    struct imap_status *st = xcalloc(k + 1, sizeof *st);
+    struct remote_status *st = xcalloc(k + 1, sizeof *st);
     /* ENABLE QRESYNC rides along too (it only has to precede the first
      * EXAMINE). */
     int rc = imap_status_and_list(r->imap, true, names, k, st, f, n, err);
@@ -1161,7 +1161,7 @@ static int list_folders(struct run *r, struct imap_folder **f, size_t *n, struct
 
 static int list_selected(struct run *r, struct selected **out, size_t *nout, struct ms_error *err)
 {
-    struct imap_folder *f = NULL;
+    struct remote_folder *f = NULL;
     size_t n = 0;
     int rc = list_folders(r, &f, &n, err);
     if (rc)
@@ -1197,7 +1197,7 @@ static int list_selected(struct run *r, struct selected **out, size_t *nout, str
         k++;
     }
     engine_folders_free(map, n);
-    imap_folders_free(f, n);
+    remote_folders_free(f, n);
     *out = sel;
     *nout = k;
     return MS_OK;
@@ -1524,7 +1524,7 @@ static struct imap_session *idle_session(const struct account *a, const struct e
 {
     struct ms_error e = {0};
     struct run conn = {.acct = a, .opt = opt};
-    struct imap_mailbox mb;
+    struct remote_box mb;
     int rc = connect_account(&conn, &e);
     struct imap_session *s = conn.imap;
     if (rc == MS_OK && !imap_has_capability(s, "IDLE"))

@@ -43,7 +43,7 @@ struct run {
     /* Folders the state knows (sorted by name) and, where asked for with
      * the LIST, their STATUS at the start of the run (uidvalidity 0: none). */
     struct state_folder *known;
-    struct imap_status *known_status;
+    struct remote_status *known_status;
     size_t nknown;
     /* Directories whose renames and unlinks must be durable before the
      * batch of records describing them is committed. */
@@ -128,13 +128,13 @@ int open_store(struct run *r, struct ms_error *err);
 int connect_account(struct run *r, struct ms_error *err);
 void end_run(struct run *r);
 bool folder_wanted(const struct account *a, const struct engine_options *opt, const char *name);
-void map_folders(const struct account *a, const struct engine_options *opt, const struct imap_folder *f, size_t n,
+void map_folders(const struct account *a, const struct engine_options *opt, const struct remote_folder *f, size_t n,
                  struct engine_folder_map *out);
 /* The planner's input from the state rows, the scan and the server's
  * listing (borrowed strings; free_plan_input frees the arrays only). */
 void build_plan_input(struct plan_input *in, const struct account *a, const struct engine_options *opt,
                       const struct state_msg *s, size_t ns, const struct local_msg *l, size_t nl,
-                      const struct imap_msg *rm, size_t nr);
+                      const struct remote_msg *rm, size_t nr);
 void free_plan_input(struct plan_input *in);
 /* Where uid stands in uids (sorted ascending), or NULL. */
 const uint32_t *uid_find(const uint32_t *uids, size_t n, uint32_t uid);
@@ -232,7 +232,7 @@ bool index_has(const char **idx, size_t n, const char *uniq);
  * to remove. */
 int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct state_msg **state, size_t *nstate,
             const struct state_msg *old, size_t nold, struct local_msg *local, size_t nlocal,
-            const struct imap_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left, size_t *nleft,
+            const struct remote_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left, size_t *nleft,
             struct ms_error *err);
 void free_leftovers(struct leftover *l, size_t n);
 

@@ -713,7 +713,7 @@ static bool mailbox_noselect(const struct mailimap_mbx_list_flags *fl)
 
 /* Append the LIST responses in list to *f (*n entries, *cap allocated).
  * Returns false if out of memory. */
-static bool add_folders(clist *list, struct imap_folder **f, size_t *n, size_t *cap)
+static bool add_folders(clist *list, struct remote_folder **f, size_t *n, size_t *cap)
 {
     for (clistiter *it = list ? clist_begin(list) : NULL; it; it = clist_next(it)) {
         struct mailimap_mailbox_list *mb = clist_content(it);
@@ -721,14 +721,14 @@ static bool add_folders(clist *list, struct imap_folder **f, size_t *n, size_t *
             continue;
         if (*n == *cap) {
             size_t ncap = *cap ? *cap * 2 : 16;
-            struct imap_folder *g = realloc(*f, ncap * sizeof *g);
+            struct remote_folder *g = realloc(*f, ncap * sizeof *g);
             if (!g)
                 return false;
             *f = g;
             *cap = ncap;
         }
-        struct imap_folder *x = &(*f)[*n];
-        *x = (struct imap_folder){0};
+        struct remote_folder *x = &(*f)[*n];
+        *x = (struct remote_folder){0};
         x->name = strdup(mb->mb_name);
         if (!x->name)
             return false;
@@ -739,7 +739,7 @@ static bool add_folders(clist *list, struct imap_folder **f, size_t *n, size_t *
     return true;
 }
 
-int imap_list(struct imap_session *s, struct imap_folder **out, size_t *n, struct ms_error *err)
+int imap_list(struct imap_session *s, struct remote_folder **out, size_t *n, struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
@@ -750,27 +750,18 @@ int imap_list(struct imap_session *s, struct imap_folder **out, size_t *n, struc
     int r = mailimap_list(s->imap, "", "*", &list);
     if (r != MAILIMAP_NO_ERROR)
         return fail_call(s, r, "LIST", err);
-    struct imap_folder *f = NULL;
+    struct remote_folder *f = NULL;
     size_t nf = 0, cap = 0;
     bool ok = add_folders(list, &f, &nf, &cap);
     if (list)
         mailimap_list_result_free(list);
     if (!ok) {
-        imap_folders_free(f, nf);
+        remote_folders_free(f, nf);
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     }
     *out = f ? f : calloc(1, sizeof *f);
     *n = nf;
     return *out ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
-}
-
-void imap_folders_free(struct imap_folder *f, size_t n)
-{
-    if (!f)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(f[i].name);
-    free(f);
 }
 
 /* Before a command on a folder: the session is usable, and the name can
@@ -791,7 +782,7 @@ static int folder_cmd_start(struct imap_session *s, const char *name, char *show
     return rc != MS_OK ? rc : folder_name_ok(name, shown, shown_len, err);
 }
 
-int imap_select(struct imap_session *s, const char *name, bool read_write, struct imap_mailbox *out,
+int imap_select(struct imap_session *s, const char *name, bool read_write, struct remote_box *out,
                 struct ms_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -836,11 +827,11 @@ struct fetch_ctx {
     char why[200];
     /* imap_fetch_flags */
     uint32_t first, last;
-    struct imap_msg *msgs;
+    struct remote_msg *msgs;
     size_t nmsgs, capmsgs;
     size_t unplaced; /* reports without UID */
     /* imap_fetch_bodies */
-    const struct imap_body_sink *sink;
+    const struct remote_body_sink *sink;
     bool body_started;
     /* imap_fetch_identity */
     void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id);
@@ -971,7 +962,7 @@ static void add_keyword(char **kws, const char *kw)
     *kws = n;
 }
 
-static void parse_flags(const struct mailimap_msg_att_dynamic *dyn, struct imap_msg *m)
+static void parse_flags(const struct mailimap_msg_att_dynamic *dyn, struct remote_msg *m)
 {
     if (!dyn || !dyn->att_list)
         return;
@@ -1001,7 +992,7 @@ static void parse_flags(const struct mailimap_msg_att_dynamic *dyn, struct imap_
 
 /* What one FETCH response says. */
 struct fetched {
-    struct imap_msg m;
+    struct remote_msg m;
     bool has_uid;
     bool has_flags;
     bool has_body;
@@ -1198,7 +1189,7 @@ static void on_flags_att(struct mailimap_msg_att *att, void *ctx)
         x.m.flags |= FLAGS_MISSING; /* e.g. an unsolicited MODSEQ-only update */
     if (f->nmsgs == f->capmsgs) {
         size_t ncap = f->capmsgs ? f->capmsgs * 2 : 256;
-        struct imap_msg *n = realloc(f->msgs, ncap * sizeof *n);
+        struct remote_msg *n = realloc(f->msgs, ncap * sizeof *n);
         if (!n) {
             free(x.m.keywords);
             fetch_abort(f, MS_ELOCAL, "out of memory");
@@ -1212,7 +1203,7 @@ static void on_flags_att(struct mailimap_msg_att *att, void *ctx)
 
 /* A report and its arrival order, for sort_dedupe. */
 struct keyed_msg {
-    struct imap_msg m;
+    struct remote_msg m;
     size_t idx;
 };
 
@@ -1228,7 +1219,7 @@ static int cmp_keyed(const void *a, const void *b)
  * answer), the later report that carried FLAGS wins. Clears FLAGS_MISSING.
  * Returns the new count; on allocation failure the list is left as it is
  * and SIZE_MAX returned. */
-static size_t sort_dedupe(struct imap_msg *m, size_t n)
+static size_t sort_dedupe(struct remote_msg *m, size_t n)
 {
     if (n < 2) {
         for (size_t i = 0; i < n; i++)
@@ -1276,7 +1267,7 @@ static int start_flags_fetch(struct imap_session *s, struct mailimap_fetch_type 
 
 /* After a flags fetch that returned rc: its messages sorted and unique
  * into *out (never NULL on MS_OK); f is freed. */
-static int finish_flags_fetch(struct fetch_ctx *f, int rc, struct imap_msg **out, size_t *n, struct ms_error *err)
+static int finish_flags_fetch(struct fetch_ctx *f, int rc, struct remote_msg **out, size_t *n, struct ms_error *err)
 {
     size_t kept = rc == MS_OK ? sort_dedupe(f->msgs, f->nmsgs) : 0;
     if (rc == MS_OK && kept == SIZE_MAX)
@@ -1284,7 +1275,7 @@ static int finish_flags_fetch(struct fetch_ctx *f, int rc, struct imap_msg **out
     if (rc == MS_OK && !f->msgs && !(f->msgs = calloc(1, sizeof *f->msgs)))
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
     if (rc != MS_OK) {
-        imap_msgs_free(f->msgs, f->nmsgs);
+        remote_msgs_free(f->msgs, f->nmsgs);
         free(f);
         return rc;
     }
@@ -1295,7 +1286,7 @@ static int finish_flags_fetch(struct fetch_ctx *f, int rc, struct imap_msg **out
 }
 
 /* UID FETCH first:last (UID FLAGS RFC822.SIZE) [(CHANGEDSINCE modseq)]. */
-static int fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq, struct imap_msg **out,
+static int fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq, struct remote_msg **out,
                        size_t *n, struct ms_error *err)
 {
     *out = NULL;
@@ -1326,19 +1317,10 @@ static int fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, ui
     return finish_flags_fetch(f, rc, out, n, err);
 }
 
-int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct imap_msg **out, size_t *n,
+int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n,
                      struct ms_error *err)
 {
     return fetch_flags(s, first, last, 0, out, n, err);
-}
-
-void imap_msgs_free(struct imap_msg *m, size_t n)
-{
-    if (!m)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(m[i].keywords);
-    free(m);
 }
 
 /* ======================================================================
@@ -1380,7 +1362,7 @@ static void on_body_att(struct mailimap_msg_att *att, void *ctx)
         fetch_abort(f, r, "message could not be stored");
 }
 
-int imap_fetch_bodies(struct imap_session *s, const uint32_t *uids, size_t n, const struct imap_body_sink *sink,
+int imap_fetch_bodies(struct imap_session *s, const uint32_t *uids, size_t n, const struct remote_body_sink *sink,
                       struct ms_error *err)
 {
     int rc = ready(s, true, err);
@@ -1545,7 +1527,7 @@ static bool session_condstore(struct imap_session *s)
 }
 
 /* The values of a STATUS response into out. */
-static void status_values(const struct mailimap_mailbox_data_status *st, bool condstore, struct imap_status *out)
+static void status_values(const struct mailimap_mailbox_data_status *st, bool condstore, struct remote_status *out)
 {
     for (clistiter *it = st->st_info_list ? clist_begin(st->st_info_list) : NULL; it; it = clist_next(it)) {
         struct mailimap_status_info *si = clist_content(it);
@@ -1567,7 +1549,7 @@ static void status_values(const struct mailimap_mailbox_data_status *st, bool co
     }
 }
 
-int imap_status(struct imap_session *s, const char *name, struct imap_status *out, struct ms_error *err)
+int imap_status(struct imap_session *s, const char *name, struct remote_status *out, struct ms_error *err)
 {
     memset(out, 0, sizeof *out);
     char shown[120], what[140];
@@ -1647,7 +1629,7 @@ static bool quotable_name(const char *name)
  * (matched to a requested name by mailbox, whichever command it came
  * with) and its LIST entries. Returns false if out of memory. */
 static bool take_pipelined(struct imap_session *s, const char *const *names, size_t n, bool condstore,
-                           struct imap_status *st, bool *got, struct imap_folder **f, size_t *nf, size_t *cap)
+                           struct remote_status *st, bool *got, struct remote_folder **f, size_t *nf, size_t *cap)
 {
     struct mailimap_response_info *ri = s->imap->imap_response_info;
     if (!ri)
@@ -1721,7 +1703,7 @@ static int pipeline_send_next(struct pipeline *p)
 }
 
 int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char *const *names, size_t n,
-                         struct imap_status *st, struct imap_folder **out, size_t *nout, struct ms_error *err)
+                         struct remote_status *st, struct remote_folder **out, size_t *nout, struct ms_error *err)
 {
     *out = NULL;
     *nout = 0;
@@ -1758,7 +1740,7 @@ int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char
      * MAILIMAP_ERROR_PROTOCOL for other tags. The STATUS data is matched by
      * mailbox name (a STATUS that failed simply brings none); the LIST's
      * completion is the one with its tag. */
-    struct imap_folder *f = NULL;
+    struct remote_folder *f = NULL;
     size_t nf = 0, cap = 0;
     int list_state = -1;
     for (size_t k = 0; k < p.total && r == MAILIMAP_NO_ERROR; k++) {
@@ -1793,7 +1775,7 @@ int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char
     if (r == MAILIMAP_NO_ERROR && list_state != MAILIMAP_RESP_COND_STATE_OK)
         r = MAILIMAP_ERROR_LIST;
     if (r != MAILIMAP_NO_ERROR) {
-        imap_folders_free(f, nf);
+        remote_folders_free(f, nf);
         /* Commands may still be in flight: the session cannot be trusted. */
         if (r == MAILIMAP_ERROR_MEMORY)
             return fail_dead(s, err, "STATUS/LIST: out of memory");
@@ -2085,7 +2067,7 @@ static int settle_ahead(struct imap_session *s, bool on_selected, struct ms_erro
     char *name = s->reselect;
     uint32_t uv = s->reselect_uv;
     s->reselect = NULL;
-    struct imap_mailbox mb;
+    struct remote_box mb;
     int rc = imap_select(s, name, false, &mb, err);
     if (rc == MS_OK && mb.uidvalidity != uv) {
         char shown[120];
@@ -2139,7 +2121,7 @@ int imap_examine_ahead(struct imap_session *s, const struct imap_examine_req *re
 }
 
 /* Drop from the sorted m[0..*n) every UID in the sorted, unique v. */
-static void drop_vanished(struct imap_msg *m, size_t *n, const uint32_t *v, size_t nv)
+static void drop_vanished(struct remote_msg *m, size_t *n, const uint32_t *v, size_t nv)
 {
     size_t o = 0, j = 0;
     for (size_t i = 0; i < *n; i++) {
@@ -2162,8 +2144,8 @@ static void drop_vanished(struct imap_msg *m, size_t *n, const uint32_t *v, size
  * CHANGEDSINCE listing (false returned through *used) when a report lacked
  * UID or FLAGS, or nothing is known. */
 static int changes_from_select(struct imap_session *s, struct fetch_ctx *sel, uint32_t known_uidnext,
-                               const struct imap_mailbox *mb, bool have_pre, struct imap_msg **pre, size_t *npre,
-                               struct imap_msg **out, size_t *n, bool *used, struct ms_error *err)
+                               const struct remote_box *mb, bool have_pre, struct remote_msg **pre, size_t *npre,
+                               struct remote_msg **out, size_t *n, bool *used, struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
@@ -2173,7 +2155,7 @@ static int changes_from_select(struct imap_session *s, struct fetch_ctx *sel, ui
     for (size_t i = 0; i < sel->nmsgs; i++)
         if (sel->msgs[i].flags & FLAGS_MISSING)
             return MS_OK;
-    struct imap_msg *fresh = NULL;
+    struct remote_msg *fresh = NULL;
     size_t nfresh = 0;
     if (mb->uidnext == 0 || mb->uidnext > known_uidnext) {
         if (have_pre) {
@@ -2187,9 +2169,9 @@ static int changes_from_select(struct imap_session *s, struct fetch_ctx *sel, ui
                 return rc;
         }
     }
-    struct imap_msg *m = malloc((sel->nmsgs + nfresh + 1) * sizeof *m);
+    struct remote_msg *m = malloc((sel->nmsgs + nfresh + 1) * sizeof *m);
     if (!m) {
-        imap_msgs_free(fresh, nfresh);
+        remote_msgs_free(fresh, nfresh);
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     }
     size_t k = 0;
@@ -2207,7 +2189,7 @@ static int changes_from_select(struct imap_session *s, struct fetch_ctx *sel, ui
     free(fresh);
     size_t kept = sort_dedupe(m, k);
     if (kept == SIZE_MAX) {
-        imap_msgs_free(m, k);
+        remote_msgs_free(m, k);
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     }
     *out = m;
@@ -2219,7 +2201,7 @@ static int changes_from_select(struct imap_session *s, struct fetch_ctx *sel, ui
 /* The answer to the UID FETCH send_select_qresync pipelined behind the
  * SELECT (the last command sent): the new messages' UID FLAGS
  * RFC822.SIZE into *out, as fetch_flags(first, 0) would give them. */
-static int read_ahead_fetch(struct imap_session *s, uint32_t first, struct imap_msg **out, size_t *n, struct ms_error *err)
+static int read_ahead_fetch(struct imap_session *s, uint32_t first, struct remote_msg **out, size_t *n, struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
@@ -2238,8 +2220,8 @@ static int read_ahead_fetch(struct imap_session *s, uint32_t first, struct imap_
 }
 
 int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
-                        uint64_t modseq, uint32_t known_uidnext, uint32_t expect_uidnext, struct imap_mailbox *out,
-                        struct imap_msg **changed, size_t *nchanged, uint32_t **vanished, size_t *nvanished,
+                        uint64_t modseq, uint32_t known_uidnext, uint32_t expect_uidnext, struct remote_box *out,
+                        struct remote_msg **changed, size_t *nchanged, uint32_t **vanished, size_t *nvanished,
                         struct ms_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -2291,7 +2273,7 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
             kill_stream(s);
     }
     if (rc != MS_OK) {
-        imap_msgs_free(sel->msgs, sel->nmsgs);
+        remote_msgs_free(sel->msgs, sel->nmsgs);
         free(sel);
         return rc;
     }
@@ -2305,14 +2287,14 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
         s->reselect = strdup(name);
         s->reselect_uv = out->uidvalidity;
         if (!s->reselect) {
-            imap_msgs_free(sel->msgs, sel->nmsgs);
+            remote_msgs_free(sel->msgs, sel->nmsgs);
             free(sel);
             return ms_error_set(err, MS_ELOCAL, "out of memory");
         }
     }
 
     struct imap_uid_list gone = {0};
-    struct imap_msg *msgs = NULL, *fresh = NULL;
+    struct remote_msg *msgs = NULL, *fresh = NULL;
     size_t nmsgs = 0, nfresh = 0;
     bool incremental = out->uidvalidity == uidvalidity && out->highestmodseq != 0 && out->highestmodseq >= modseq;
     /* VANISHED (EARLIER) came with the SELECT: collect them all before the
@@ -2334,7 +2316,7 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
         if (rc == MS_OK && used && nmsgs == 0 && gone.n == 0 && out->highestmodseq > modseq) {
             /* HIGHESTMODSEQ moved, yet the SELECT reported no change and
              * no expunge: do not trust its silence, list the changes. */
-            imap_msgs_free(msgs, nmsgs);
+            remote_msgs_free(msgs, nmsgs);
             msgs = NULL;
             used = false;
         }
@@ -2349,12 +2331,12 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
             rc = collect_vanished(s, &gone, top, what, err);
         }
     }
-    imap_msgs_free(sel->msgs, sel->nmsgs);
+    remote_msgs_free(sel->msgs, sel->nmsgs);
     free(sel);
-    imap_msgs_free(fresh, nfresh); /* not taken (non-incremental, or no new UIDs) */
+    remote_msgs_free(fresh, nfresh); /* not taken (non-incremental, or no new UIDs) */
     if (rc != MS_OK) {
         imap_uid_list_free(&gone);
-        imap_msgs_free(msgs, nmsgs);
+        remote_msgs_free(msgs, nmsgs);
         return rc;
     }
     imap_uid_list_sort_unique(&gone);
@@ -2363,7 +2345,7 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     *changed = msgs ? msgs : calloc(1, sizeof **changed);
     *vanished = gone.v ? gone.v : calloc(1, sizeof **vanished);
     if (!*changed || !*vanished) {
-        imap_msgs_free(*changed, nmsgs);
+        remote_msgs_free(*changed, nmsgs);
         free(*vanished);
         *changed = NULL;
         *vanished = NULL;
@@ -2376,7 +2358,7 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     return MS_OK;
 }
 
-int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n, struct imap_msg **out,
+int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n, struct remote_msg **out,
                           size_t *nout, struct ms_error *err)
 {
     *out = NULL;
@@ -2392,7 +2374,7 @@ int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n
 }
 
 int imap_fetch_flags_changedsince(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
-                                  struct imap_msg **out, size_t *n, struct ms_error *err)
+                                  struct remote_msg **out, size_t *n, struct ms_error *err)
 {
     *out = NULL;
     *n = 0;

@@ -24,6 +24,7 @@
 
 #include "sync/account.h"
 #include "sync/error.h"
+#include "sync/remote.h" /* the message, folder and status types */
 
 struct imap_session;
 
@@ -53,61 +54,25 @@ const char *imap_tls_info(struct imap_session *s);
 const char *imap_capabilities(struct imap_session *s);
 bool imap_has_capability(struct imap_session *s, const char *name);
 
-struct imap_folder {
-    char *name;    /* raw server name (modified UTF-7), as LIST sent it */
-    char delim;    /* hierarchy delimiter, '\0' if none */
-    bool noselect; /* \Noselect or \NonExistent: has no messages */
-};
-
 /* LIST "" "*". */
-int imap_list(struct imap_session *s, struct imap_folder **out, size_t *n, struct ms_error *err);
-void imap_folders_free(struct imap_folder *f, size_t n);
-
-struct imap_mailbox {
-    uint32_t uidvalidity;
-    uint32_t uidnext;       /* 0 if the server did not say */
-    uint32_t exists;
-    uint64_t highestmodseq; /* 0 if no CONDSTORE / NOMODSEQ */
-};
+int imap_list(struct imap_session *s, struct remote_folder **out, size_t *n, struct ms_error *err);
 
 /* EXAMINE (read-only) or SELECT (read_write) the folder by raw name. */
-int imap_select(struct imap_session *s, const char *name, bool read_write, struct imap_mailbox *out,
+int imap_select(struct imap_session *s, const char *name, bool read_write, struct remote_box *out,
                 struct ms_error *err);
-
-struct imap_msg {
-    uint32_t uid;
-    unsigned flags;     /* FLAG_* */
-    char *keywords;     /* other keywords (not \Recent), space separated, or NULL */
-    uint64_t size;      /* RFC822.SIZE */
-    time_t internaldate;/* 0 if not fetched */
-};
 
 /* UID FETCH first:last (UID FLAGS RFC822.SIZE) on the selected folder
  * (last == 0 means '*'). Returns the messages sorted by uid. Only the
  * tagged OK makes the list complete: on any failure nothing is returned. */
-int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct imap_msg **out, size_t *n,
+int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n,
                      struct ms_error *err);
-void imap_msgs_free(struct imap_msg *m, size_t n);
-
-/* Streamed bodies. For every message of the UID FETCH, the body bytes
- * arrive in order through chunk() (zero or more calls, never the whole
- * message in memory), then message() once with UID, FLAGS, INTERNALDATE and
- * RFC822.SIZE (has_body false if the FETCH response carried no body, e.g.
- * an unsolicited flag update: then no chunk() preceded it). A non-zero
- * return from a callback aborts the fetch (the session is then closed,
- * returning MS_ENET unless the callback's own code is returned through
- * err). */
-struct imap_body_sink {
-    void *ctx;
-    int (*chunk)(void *ctx, const char *data, size_t len);
-    int (*message)(void *ctx, const struct imap_msg *m, bool has_body);
-};
 
 /* UID FETCH uids (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]), with the
  * UID set compressed into ranges and split so no command line exceeds
  * ~8 KB. uids must be sorted ascending. UIDs the server did not return
- * (expunged meanwhile) are simply not reported. */
-int imap_fetch_bodies(struct imap_session *s, const uint32_t *uids, size_t n, const struct imap_body_sink *sink,
+ * (expunged meanwhile) are simply not reported. The sink as in remote.h
+ * (m->id is NULL). */
+int imap_fetch_bodies(struct imap_session *s, const uint32_t *uids, size_t n, const struct remote_body_sink *sink,
                       struct ms_error *err);
 
 /* Identity of messages, for re-matching after a UIDVALIDITY change:
@@ -136,13 +101,6 @@ int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
  * A HIGHESTMODSEQ of 0 (no CONDSTORE, or a NOMODSEQ mailbox) means modseqs
  * cannot be used for that folder. */
 
-struct imap_status {
-    uint32_t uidvalidity;   /* 0 if the server did not say (do not skip then) */
-    uint32_t uidnext;       /* 0 if the server did not say (do not skip then) */
-    uint32_t messages;
-    uint64_t highestmodseq; /* 0 if the server has no CONDSTORE (or NOMODSEQ) */
-};
-
 /* STATUS name (MESSAGES UIDNEXT UIDVALIDITY [HIGHESTMODSEQ if CONDSTORE]),
  * without selecting it (allowed while another folder is selected). The
  * answer is checked to be about `name`: libetpan keeps only the last STATUS
@@ -150,7 +108,7 @@ struct imap_status {
  * otherwise be taken for ours (CVE-2022-4121, a NULL dereference in its
  * STATUS freeing, is patched in Debian's 1.9.4-3.1). NO (e.g. no such
  * folder) is MS_EPARTIAL. */
-int imap_status(struct imap_session *s, const char *name, struct imap_status *out, struct ms_error *err);
+int imap_status(struct imap_session *s, const char *name, struct remote_status *out, struct ms_error *err);
 
 /* LIST "" "*" (as imap_list) and a STATUS of each of names[0..n) (as
  * imap_status) in one round trip: the STATUS commands in the given order,
@@ -162,7 +120,7 @@ int imap_status(struct imap_session *s, const char *name, struct imap_status *ou
  * imap_enable_qresync() would send it; imap_qresync_enabled() tells the
  * outcome. */
 int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char *const *names, size_t n,
-                         struct imap_status *st, struct imap_folder **out, size_t *nout, struct ms_error *err);
+                         struct remote_status *st, struct remote_folder **out, size_t *nout, struct ms_error *err);
 
 /* The server confirmed QRESYNC (imap_enable_qresync, imap_status_and_list). */
 bool imap_qresync_enabled(const struct imap_session *s);
@@ -204,13 +162,13 @@ bool imap_enable_qresync(struct imap_session *s);
  * full listing (imap_fetch_flags):
  *   full = out->uidvalidity != uidvalidity || out->highestmodseq == 0 ||
  *          out->highestmodseq < modseq;
- * Both lists are malloc'd (never NULL on MS_OK; free with imap_msgs_free and
+ * Both lists are malloc'd (never NULL on MS_OK; free with remote_msgs_free and
  * free). On failure nothing is returned; a server reporting more than 2^24
  * vanished UIDs is refused with MS_EPARTIAL (the caller may use the CONDSTORE
  * path instead). */
 int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
-                        uint64_t modseq, uint32_t known_uidnext, uint32_t expect_uidnext, struct imap_mailbox *out,
-                        struct imap_msg **changed, size_t *nchanged, uint32_t **vanished, size_t *nvanished,
+                        uint64_t modseq, uint32_t known_uidnext, uint32_t expect_uidnext, struct remote_box *out,
+                        struct remote_msg **changed, size_t *nchanged, uint32_t **vanished, size_t *nvanished,
                         struct ms_error *err);
 
 /* Several folders known to need step 3 (their STATUS showed a new
@@ -235,7 +193,7 @@ int imap_examine_ahead(struct imap_session *s, const struct imap_examine_req *re
 /* UID FETCH uids (UID FLAGS RFC822.SIZE) on the selected folder; uids
  * sorted. The messages that came back, sorted by uid (expunged ones are
  * missing). */
-int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n, struct imap_msg **out,
+int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n, struct remote_msg **out,
                           size_t *nout, struct ms_error *err);
 
 /* CONDSTORE without QRESYNC, on the selected folder: UID FETCH first:last
@@ -244,7 +202,7 @@ int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n
  * as imap_fetch_flags (modseq must be non-zero, else MS_EUSAGE). Expunges
  * are not reported: compare imap_fetch_uids() with the known UIDs. */
 int imap_fetch_flags_changedsince(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
-                                  struct imap_msg **out, size_t *n, struct ms_error *err);
+                                  struct remote_msg **out, size_t *n, struct ms_error *err);
 
 /* All UIDs of the selected folder, sorted, unique (malloc'd, never NULL on
  * MS_OK; free with free()): to detect expunges when the server has

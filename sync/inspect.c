@@ -45,7 +45,7 @@ int engine_check(const struct account *a, const struct engine_options *opt, stru
                  struct ms_error *err)
 {
     struct run r = {.acct = a, .opt = opt, .rootfd = -1, .lockfd = -1};
-    struct imap_folder *f = NULL;
+    struct remote_folder *f = NULL;
     size_t n = 0;
     memset(out, 0, sizeof *out);
     if (a->type == ACCOUNT_POP3)
@@ -56,7 +56,7 @@ int engine_check(const struct account *a, const struct engine_options *opt, stru
         out->capabilities = xstrdup(imap_capabilities(r.imap));
         rc = imap_list(r.imap, &f, &n, err);
         out->nfolders = n;
-        imap_folders_free(f, n);
+        remote_folders_free(f, n);
     }
     end_run(&r);
     return rc;
@@ -72,7 +72,7 @@ int engine_folders(const struct account *a, const struct engine_options *opt, st
                    size_t *nout, struct ms_error *err)
 {
     struct run r = {.acct = a, .opt = opt, .rootfd = -1, .lockfd = -1};
-    struct imap_folder *f = NULL;
+    struct remote_folder *f = NULL;
     size_t n = 0;
     *out = NULL;
     *nout = 0;
@@ -84,7 +84,7 @@ int engine_folders(const struct account *a, const struct engine_options *opt, st
         map_folders(a, opt, f, n, *out);
         *nout = n;
     }
-    imap_folders_free(f, n);
+    remote_folders_free(f, n);
     end_run(&r);
     return rc;
 }

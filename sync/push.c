@@ -141,7 +141,7 @@ int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id,
     for (size_t i = 0; i < nj; i++)
         if (j[i].uidvalidity == uidvalidity && (from == 0 || j[i].uidnext < from))
             from = j[i].uidnext ? j[i].uidnext : 1;
-    struct imap_msg *m = NULL;
+    struct remote_msg *m = NULL;
     size_t nm = 0;
     struct candidates cand = {0};
     if (from)
@@ -203,7 +203,7 @@ int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id,
         free(cand.v[k].message_id);
     }
     free(cand.v);
-    imap_msgs_free(m, nm);
+    remote_msgs_free(m, nm);
     state_appends_free(j, nj);
     return rc;
 }
@@ -266,7 +266,7 @@ static bool copy_may_be_in(const struct state_trash *t, const char *dest, uint32
 static int find_copies(struct run *r, const char *dest, const struct state_trash *rows, size_t n, const bool *want,
                        bool *found, struct ms_error *err)
 {
-    struct imap_mailbox mb;
+    struct remote_box mb;
     struct ms_error e;
     int rc = imap_select(r->imap, dest, false, &mb, &e);
     if (rc == MS_EPARTIAL)
@@ -281,7 +281,7 @@ static int find_copies(struct run *r, const char *dest, const struct state_trash
             from = rows[i].trash_uidnext ? rows[i].trash_uidnext : 1;
     if (from == 0)
         return MS_OK;
-    struct imap_msg *m = NULL;
+    struct remote_msg *m = NULL;
     size_t nm = 0;
     struct candidates cand = {0};
     rc = imap_fetch_flags(r->imap, from, 0, &m, &nm, err);
@@ -314,7 +314,7 @@ static int find_copies(struct run *r, const char *dest, const struct state_trash
     for (size_t k = 0; k < cand.n; k++)
         free(cand.v[k].message_id);
     free(cand.v);
-    imap_msgs_free(m, nm);
+    remote_msgs_free(m, nm);
     return rc;
 }
 
@@ -366,7 +366,7 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
         for (size_t i = 0; i < j.n; i++)
             look |= want[i] = j.present[i] && !j.other[i] && uid_find(uids, n, j.v[i].uid);
         if (rc == MS_OK && look) {
-            struct imap_mailbox mb;
+            struct remote_box mb;
             rc = find_copies(r, dest, j.v, j.n, want, found, err);
             if (rc == MS_OK)
                 rc = imap_select(r->imap, c->sel->raw, true, &mb, err);
@@ -403,7 +403,7 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
     for (size_t i = 0; i < n; i++)
         if (!done[i])
             todo[ntodo++] = uids[i];
-    struct imap_status ts = {0};
+    struct remote_status ts = {0};
     if (rc == MS_OK && ntodo) {
         ids.v = xcalloc(ntodo, sizeof *ids.v);
         for (size_t i = 0; i < ntodo; i++)
@@ -986,7 +986,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         fres->pushed_deleted = p.ndelete;
         goto out;
     }
-    struct imap_mailbox mb;
+    struct remote_box mb;
     if ((rc = imap_select(r->imap, sel->raw, true, &mb, err)))
         goto out;
     if (mb.uidvalidity != sf.uidvalidity) {
@@ -1119,7 +1119,7 @@ int create_local_folders(struct run *r, struct selected **sel, size_t *nsel, str
             free(name);
             continue;
         }
-        struct imap_mailbox mb = {0};
+        struct remote_box mb = {0};
         struct state_folder sf = {0};
         if (r->opt->dry_run) {
             printf("%s: would create the folder on the server (it exists only locally)\n", name);

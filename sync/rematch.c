@@ -205,7 +205,7 @@ void free_leftovers(struct leftover *l, size_t n)
 
 int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct state_msg **state,
                    size_t *nstate, const struct state_msg *old, size_t nold, struct local_msg *local, size_t nlocal,
-                   const struct imap_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left,
+                   const struct remote_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left,
                    size_t *nleft, struct ms_error *err)
 {
     struct id_list lids = {0}, rids = {0};

@@ -4,6 +4,8 @@
  */
 #include "sync/remote.h"
 
+#include "sync/remote_imap.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,4 +30,16 @@ void remote_listing_free(struct remote_listing *l)
     remote_msgs_free(l->msgs, l->nmsgs);
     free(l->uids);
     memset(l, 0, sizeof *l);
+}
+
+int remote_connect(const struct account *acct, const char *password, struct remote **out, struct ms_error *err)
+{
+    *out = NULL;
+    switch (acct->type) {
+    case ACCOUNT_IMAP:
+        return remote_imap_connect(acct, password, out, err);
+    /* case ACCOUNT_POP3: the POP3 side goes here */
+    default:
+        return ms_error_set(err, MS_EUSAGE, "%s: no remote side for this account type", acct->name);
+    }
 }

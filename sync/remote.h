@@ -127,6 +127,7 @@ struct remote_listing {
     size_t nmsgs;
     uint32_t *uids;
     size_t nuids;
+    const char *how; /* how the side listed, for verbose logs (static; may be NULL) */
 };
 
 /* Frees the arrays and zeroes *l. */

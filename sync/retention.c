@@ -62,7 +62,7 @@ int retire_old(struct run *r, const struct selected *sel, struct engine_folder_r
         return MS_OK;
     }
     struct maildir_folder *mf = NULL;
-    struct imap_mailbox mb;
+    struct remote_box mb;
     uint32_t *uids = NULL, *gone = NULL;
     size_t n = 0, ngone = 0, nrows = 0;
     struct state_msg *rows = NULL;

@@ -200,7 +200,7 @@ static int sink_chunk(void *ctx, const char *data, size_t len)
     return 0;
 }
 
-static int sink_message(void *ctx, const struct imap_msg *m, bool has_body)
+static int sink_message(void *ctx, const struct remote_msg *m, bool has_body)
 {
     (void)ctx, (void)has_body;
     CHECK((m->flags & ~FLAG_ALL) == 0, "flags 0x%x", m->flags);
@@ -214,7 +214,7 @@ static void found_identity(void *ctx, uint32_t uid, uint64_t size, const char *i
         CHECK(strlen(id) < 1u << 20, "huge Message-ID");
 }
 
-static void check_msgs(const struct imap_msg *m, size_t n)
+static void check_msgs(const struct remote_msg *m, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         CHECK((m[i].flags & ~FLAG_ALL) == 0, "flags 0x%x", m[i].flags);
@@ -231,32 +231,32 @@ static void check_sorted_unique(const uint32_t *v, size_t n, const char *what)
 static void run_op(struct imap_session *s, enum op op)
 {
     struct ms_error err = {0};
-    struct imap_mailbox mb;
+    struct remote_box mb;
     static const uint32_t uids[] = {1, 2, 3, 5, 8, 13};
     const size_t nuids = sizeof uids / sizeof *uids;
     switch (op) {
     case OP_LIST: {
-        struct imap_folder *f = NULL;
+        struct remote_folder *f = NULL;
         size_t n = 0;
         if (imap_list(s, &f, &n, &err) == MS_OK)
             for (size_t i = 0; i < n; i++)
                 CHECK(f[i].name != NULL, "folder without a name");
-        imap_folders_free(f, n);
+        remote_folders_free(f, n);
         break;
     }
     case OP_SELECT:
         imap_select(s, "INBOX", false, &mb, &err);
         break;
     case OP_FLAGS: {
-        struct imap_msg *m = NULL;
+        struct remote_msg *m = NULL;
         size_t n = 0;
         if (imap_select(s, "INBOX", false, &mb, &err) == MS_OK && imap_fetch_flags(s, 1, 0, &m, &n, &err) == MS_OK)
             check_msgs(m, n);
-        imap_msgs_free(m, n);
+        remote_msgs_free(m, n);
         break;
     }
     case OP_BODIES: {
-        struct imap_body_sink sink = {NULL, sink_chunk, sink_message};
+        struct remote_body_sink sink = {NULL, sink_chunk, sink_message};
         if (imap_select(s, "INBOX", false, &mb, &err) == MS_OK)
             imap_fetch_bodies(s, uids, nuids, &sink, &err);
         break;
@@ -266,19 +266,19 @@ static void run_op(struct imap_session *s, enum op op)
             imap_fetch_identity(s, uids, nuids, found_identity, NULL, &err);
         break;
     case OP_STATUS: {
-        struct imap_status st;
+        struct remote_status st;
         imap_status(s, "INBOX", &st, &err);
         break;
     }
     case OP_STATUS_LIST: {
         static const char *const names[] = {"INBOX", "Archive", "a \"q\" b", "Sent"};
-        struct imap_status st[4];
-        struct imap_folder *f = NULL;
+        struct remote_status st[4];
+        struct remote_folder *f = NULL;
         size_t n = 0;
         if (imap_status_and_list(s, true, names, 4, st, &f, &n, &err) == MS_OK)
             for (size_t i = 0; i < n; i++)
                 CHECK(f[i].name != NULL, "folder without a name");
-        imap_folders_free(f, n);
+        remote_folders_free(f, n);
         break;
     }
     case OP_UIDS: {
@@ -293,7 +293,7 @@ static void run_op(struct imap_session *s, enum op op)
     case OP_QRESYNC_AHEAD: {
         /* AHEAD: a STATUS said UIDNEXT 25, so the listing of UIDs 20:*
          * goes out with the EXAMINE (which then says UIDNEXT 30) */
-        struct imap_msg *changed = NULL;
+        struct remote_msg *changed = NULL;
         size_t nchanged = 0, nvanished = 0;
         uint32_t *vanished = NULL;
         uint32_t expect = op == OP_QRESYNC_AHEAD ? 25 : 0;
@@ -309,7 +309,7 @@ static void run_op(struct imap_session *s, enum op op)
                     CHECK(changed[j].uid != vanished[i], "UID %u both changed and vanished", vanished[i]);
             }
         }
-        imap_msgs_free(changed, nchanged);
+        remote_msgs_free(changed, nchanged);
         free(vanished);
         break;
     }
@@ -325,7 +325,7 @@ static void run_op(struct imap_session *s, enum op op)
         if (!imap_enable_qresync(s) || imap_examine_ahead(s, req, 3, &err) != MS_OK)
             break;
         for (int k = 0; k < 2; k++) {
-            struct imap_msg *changed = NULL, *m = NULL;
+            struct remote_msg *changed = NULL, *m = NULL;
             size_t nchanged = 0, nvanished = 0, n = 0;
             uint32_t *vanished = NULL;
             int rc = imap_select_qresync(s, asked[op == OP_AHEAD_DROP][k], false, 7, 50, 20, 0, &mb, &changed,
@@ -334,11 +334,11 @@ static void run_op(struct imap_session *s, enum op op)
                 check_msgs(changed, nchanged);
                 check_sorted_unique(vanished, nvanished, "VANISHED");
             }
-            imap_msgs_free(changed, nchanged);
+            remote_msgs_free(changed, nchanged);
             free(vanished);
             if (rc == MS_OK && k == 0 && op == OP_AHEAD_DROP && imap_fetch_flags(s, 1, 0, &m, &n, &err) == MS_OK)
                 check_msgs(m, n);
-            imap_msgs_free(m, n);
+            remote_msgs_free(m, n);
         }
         break;
     }

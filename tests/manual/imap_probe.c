@@ -48,7 +48,7 @@ static int on_chunk(void *ctx, const char *data, size_t len)
     return fwrite(data, 1, len, st->cur) == len ? 0 : 5;
 }
 
-static int on_message(void *ctx, const struct imap_msg *m, bool has_body)
+static int on_message(void *ctx, const struct remote_msg *m, bool has_body)
 {
     struct sink_state *st = ctx;
     st->msgs++;
@@ -147,7 +147,7 @@ int main(int argc, char **argv)
     }
     printf("tls: %s\ncaps: %s\nIMAP4rev1: %d\n", imap_tls_info(s), imap_capabilities(s),
            imap_has_capability(s, "imap4rev1"));
-    struct imap_folder *fl;
+    struct remote_folder *fl;
     size_t nf;
     rc = imap_list(s, &fl, &nf, &err);
     if (rc) {
@@ -157,9 +157,9 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < nf; i++)
         printf("  folder '%s' delim '%c' noselect %d\n", fl[i].name, fl[i].delim ? fl[i].delim : '0', fl[i].noselect);
-    imap_folders_free(fl, nf);
+    remote_folders_free(fl, nf);
     if (folder) {
-        struct imap_mailbox mb;
+        struct remote_box mb;
         rc = imap_select(s, folder, rw, &mb, &err);
         if (rc) {
             printf("select failed: %d: %s\n", rc, err.msg);
@@ -168,7 +168,7 @@ int main(int argc, char **argv)
         }
         printf("selected %s: uidvalidity %u uidnext %u exists %u highestmodseq %llu\n", folder, mb.uidvalidity,
                mb.uidnext, mb.exists, (unsigned long long)mb.highestmodseq);
-        struct imap_msg *m;
+        struct remote_msg *m;
         size_t nm;
         rc = imap_fetch_flags(s, 1, 0, &m, &nm, &err);
         if (rc) {
@@ -183,19 +183,19 @@ int main(int argc, char **argv)
                        m[i].keywords ? m[i].keywords : "-", (unsigned long long)m[i].size);
             uids[i] = m[i].uid;
         }
-        imap_msgs_free(m, nm);
+        remote_msgs_free(m, nm);
         if (identity) {
             rc = imap_fetch_identity(s, uids, nm, on_identity, NULL, &err);
             printf("identity: rc %d, %lu found %s\n", rc, identities, rc ? err.msg : "");
         }
         struct sink_state st = {.dir = out, .fail_after = fail_after, .quiet = quiet};
-        struct imap_body_sink sink = {&st, on_chunk, on_message};
+        struct remote_body_sink sink = {&st, on_chunk, on_message};
         rc = imap_fetch_bodies(s, uids, nm, &sink, &err);
         printf("bodies: rc %d msgs %llu bytes %llu chunks %llu %s\n", rc, st.msgs, st.bytes, st.chunks,
                rc ? err.msg : "");
         if (rc) {
             /* The session must now refuse work at once. */
-            struct imap_folder *f2;
+            struct remote_folder *f2;
             size_t n2;
             int rc2 = imap_list(s, &f2, &n2, &err);
             printf("after failure: list rc %d: %s\n", rc2, err.msg);

@@ -51,7 +51,7 @@ static void print_set(const char *label, const uint32_t *v, size_t n)
     printf("\n");
 }
 
-static void print_msgs(const char *label, const struct imap_msg *m, size_t n)
+static void print_msgs(const char *label, const struct remote_msg *m, size_t n)
 {
     uint32_t *u = calloc(n + 1, sizeof *u);
     for (size_t i = 0; i < n; i++)
@@ -63,7 +63,7 @@ static void print_msgs(const char *label, const struct imap_msg *m, size_t n)
                m[i].keywords ? m[i].keywords : "-", m[i].size);
 }
 
-static void print_mailbox(const char *what, const struct imap_mailbox *mb)
+static void print_mailbox(const char *what, const struct remote_box *mb)
 {
     printf("%s: uidvalidity %" PRIu32 " uidnext %" PRIu32 " exists %" PRIu32 " highestmodseq %" PRIu64 "\n", what,
            mb->uidvalidity, mb->uidnext, mb->exists, mb->highestmodseq);
@@ -113,20 +113,20 @@ static int run_op(struct imap_session *s, char *op)
     } else if (!strcmp(f[0], "enable")) {
         printf("enable: %d\n", imap_enable_qresync(s));
     } else if (!strcmp(f[0], "status") && nf == 2) {
-        struct imap_status st;
+        struct remote_status st;
         rc = imap_status(s, f[1], &st, &err);
         if (rc == 0)
             printf("status %s: messages %" PRIu32 " uidnext %" PRIu32 " uidvalidity %" PRIu32
                    " highestmodseq %" PRIu64 "\n",
                    f[1], st.messages, st.uidnext, st.uidvalidity, st.highestmodseq);
     } else if (!strcmp(f[0], "select") && nf == 2) {
-        struct imap_mailbox mb;
+        struct remote_box mb;
         rc = imap_select(s, f[1], false, &mb, &err);
         if (rc == 0)
             print_mailbox("select", &mb);
     } else if (!strcmp(f[0], "qselect") && nf >= 4) {
-        struct imap_mailbox mb;
-        struct imap_msg *m = NULL;
+        struct remote_box mb;
+        struct remote_msg *m = NULL;
         uint32_t *v = NULL;
         size_t nm = 0, nv = 0;
         uint32_t uv = (uint32_t)strtoul(f[2], NULL, 10);
@@ -139,25 +139,25 @@ static int run_op(struct imap_session *s, char *op)
             printf("qselect full-fallback %d in %.1f ms\n", full, now_ms() - t0);
             print_msgs("changed", m, nm);
             print_set("vanished", v, nv);
-            imap_msgs_free(m, nm);
+            remote_msgs_free(m, nm);
             free(v);
         }
     } else if (!strcmp(f[0], "changed") && nf == 4) {
-        struct imap_msg *m = NULL;
+        struct remote_msg *m = NULL;
         size_t nm = 0;
         rc = imap_fetch_flags_changedsince(s, (uint32_t)strtoul(f[1], NULL, 10), (uint32_t)strtoul(f[2], NULL, 10),
                                            strtoull(f[3], NULL, 10), &m, &nm, &err);
         if (rc == 0) {
             print_msgs("changedsince", m, nm);
-            imap_msgs_free(m, nm);
+            remote_msgs_free(m, nm);
         }
     } else if (!strcmp(f[0], "flags")) {
-        struct imap_msg *m = NULL;
+        struct remote_msg *m = NULL;
         size_t nm = 0;
         rc = imap_fetch_flags(s, 1, 0, &m, &nm, &err);
         if (rc == 0) {
             print_msgs("flags", m, nm);
-            imap_msgs_free(m, nm);
+            remote_msgs_free(m, nm);
         }
     } else if (!strcmp(f[0], "uids")) {
         uint32_t *v = NULL;
