@@ -1,7 +1,7 @@
 /*
- * deliver.c: bringing server messages into the Maildir, crash-safely
- * (the batch protocol is described at the top of engine.c), and finishing
- * the deliveries a killed run left half done.
+ * deliver.c: bringing server messages into the Maildir: the download of
+ * a folder's new messages over one or more connections, in batches that
+ * the delivery journal (sync/journal.h) lands crash-safely.
  */
 #include "sync/engine_int.h"
 
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "sync/flags.h"
+#include "sync/journal.h"
 #include "sync/log.h"
 #include "sync/message.h"
 #include "sync/util.h"
@@ -46,85 +47,7 @@
 #define HEADER_KEEP 16384
 
 /* ------------------------------------------------------------------ */
-/* crash recovery */
-
-/* Finish deliveries a killed run journalled but did not confirm. */
-int recover_pending(struct run *r, int64_t folder_id, struct maildir_folder *mf, struct ms_error *err)
-{
-    struct state_msg *m = NULL;
-    size_t n = 0;
-    int rc = state_msg_list(r->st, folder_id, &m, &n, err);
-    if (rc)
-        return rc;
-    size_t npending = 0;
-    for (size_t i = 0; i < n; i++)
-        npending += m[i].pending;
-    if (npending == 0)
-        goto out;
-    log_msg(LOG_VERBOSE, "finishing %zu deliveries of an interrupted run", npending);
-    for (size_t i = 0; i < n && rc == MS_OK; i++) {
-        if (!m[i].pending)
-            continue;
-        struct local_msg found;
-        int f = maildir_find(mf, m[i].uniq, &found, err);
-        if (f == MS_OK) {
-            free(found.uniq);
-            free(found.name);
-        } else if (f == 1 && maildir_tmp_exists(mf, m[i].uniq)) {
-            rc = maildir_tmp_commit_name(mf, m[i].uniq, m[i].flags, "", err);
-        } else if (f == 1) {
-            /* never made it: forget it, the UID is fetched again */
-            rc = state_msg_delete(r->st, folder_id, m[i].uid, err);
-            m[i].pending = false;
-        } else {
-            rc = f;
-        }
-    }
-    if (rc == MS_OK)
-        rc = maildir_sync_dirs(mf, err);
-    if (rc == MS_OK)
-        rc = state_begin(r->st, err);
-    for (size_t i = 0; i < n && rc == MS_OK; i++)
-        if (m[i].pending)
-            rc = state_msg_confirm(r->st, folder_id, m[i].uid, err);
-    if (rc == MS_OK)
-        rc = state_commit(r->st, err);
-    else
-        state_rollback(r->st);
-out:
-    state_msgs_free(m, n);
-    return rc;
-}
-
-/* ------------------------------------------------------------------ */
 /* fetching */
-
-struct fetched {
-    uint32_t uid;
-    struct maildir_tmp *tmp; /* NULL: an adopted local file */
-    char *adopted;           /* its unique name */
-    unsigned flags;
-    char *keywords;
-    uint64_t size;
-    char *message_id;
-};
-
-/* Steps 2-6 of a batch (see commit_now) run in a thread of their own, so
- * that the download goes on while a batch is made durable and recorded
- * (about a sixth of a first pull's time when it waited for them). One
- * batch at a time: the next is handed over once the previous is done, and
- * batches are committed in the order they were fetched. */
-struct committer {
-    pthread_t thread;
-    bool started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct fetched *batch; /* owned by the thread while busy */
-    size_t n, cap;
-    bool busy, quit;
-    int rc;                /* the first failure: every later batch fails too */
-    struct ms_error err;
-};
 
 struct fetch_ctx {
     struct run *run;
@@ -137,10 +60,8 @@ struct fetch_ctx {
     struct maildir_tmp *cur; /* the message streaming now */
     char head[HEADER_KEEP];
     size_t nhead;
-    struct fetched *done;
+    struct journal_entry *done;
     size_t ndone;
-    uint32_t *unconfirmed;   /* the previous commit's UIDs: in place, durable, still pending */
-    size_t nunconfirmed;
     uint64_t done_bytes;
     uint64_t unsynced;       /* bytes written since the last syncfs was started */
     double last_commit;
@@ -153,7 +74,7 @@ struct fetch_ctx {
     /* Downloads share the folder with other connections' threads: this
      * lock (the run's) guards the state DB and the progress callbacks. */
     pthread_mutex_t *lock;
-    struct committer com;
+    struct journal *journal; /* made by the first batch (ctx_journal) */
 };
 
 static void ctx_lock(struct fetch_ctx *c)
@@ -271,7 +192,7 @@ static int fetch_message(void *vctx, const struct remote_msg *m, bool has_body)
         c->fres->failed++;
         return 0;
     }
-    struct fetched *f = &c->done[c->ndone++];
+    struct journal_entry *f = &c->done[c->ndone++];
     f->uid = m->uid;
     f->adopted = c->nleft ? adopt_leftover(c, m) : NULL;
     if (f->adopted) {
@@ -307,150 +228,18 @@ static int fetch_message(void *vctx, const struct remote_msg *m, bool has_body)
     return 0;
 }
 
-static void free_fetched(struct fetched *v, size_t n)
+/* The folder's delivery journal, made with the context's lock on first use. */
+static struct journal *ctx_journal(struct fetch_ctx *c)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (v[i].tmp)
-            maildir_tmp_discard(v[i].tmp);
-        free(v[i].adopted);
-        free(v[i].keywords);
-        free(v[i].message_id);
-    }
+    if (!c->journal)
+        c->journal = journal_new(c->run->st, c->mf, c->folder_id, JOURNAL_UID, c->run->dirs, c->lock, c->fres);
+    return c->journal;
 }
 
-static int confirm_rows(struct fetch_ctx *c, struct ms_error *err)
-{
-    int rc = MS_OK;
-    for (size_t i = 0; i < c->nunconfirmed && rc == MS_OK; i++)
-        rc = state_msg_confirm(c->run->st, c->folder_id, c->unconfirmed[i], err);
-    c->nunconfirmed = 0;
-    return rc;
-}
-
-/* Confirm the last commit's rows at the end of a fetch, with the folder's
- * row (finish) when given. */
-static int confirm_last(struct fetch_ctx *c, struct state_folder *finish, struct ms_error *err)
-{
-    if (c->nunconfirmed == 0 && !finish)
-        return MS_OK;
-    ctx_lock(c);
-    int rc = state_begin(c->run->st, err);
-    if (rc == MS_OK)
-        rc = confirm_rows(c, err);
-    if (rc == MS_OK && finish)
-        rc = state_folder_save(c->run->st, finish, err);
-    if (rc == MS_OK)
-        rc = state_commit(c->run->st, err);
-    else
-        state_rollback(c->run->st);
-    ctx_unlock(c);
-    return rc;
-}
-
-/* Steps 2-6 of the comment at the top: make the batch v[0..n) durable,
- * journal it, move it into place. Step 6 (confirming) rides on the next
- * batch's transaction, or confirm_last(): one SQLite commit per batch. In
- * the committer's thread. Frees the batch's entries. */
-static int commit_now(struct fetch_ctx *c, struct fetched *v, size_t n, struct ms_error *err)
-{
-    struct state *st = c->run->st;
-    int rc = maildir_syncfs(c->mf, err);
-    /* A syncfs started ahead that failed fails the batch too: its error
-     * may not be reported twice. */
-    struct ms_error ahead;
-    if (dirsync_wait(c->run->dirs, &ahead) != MS_OK && rc == MS_OK) {
-        *err = ahead;
-        rc = MS_ELOCAL;
-    }
-    bool began = false; /* and holds the lock */
-    if (rc == MS_OK) {
-        ctx_lock(c);
-        rc = state_begin(st, err);
-        began = true;
-    }
-    if (rc == MS_OK)
-        rc = confirm_rows(c, err);
-    for (size_t i = 0; i < n && rc == MS_OK; i++) {
-        struct fetched *f = &v[i];
-        struct state_msg m = {.uid = f->uid, .uniq = f->tmp ? (char *)maildir_tmp_uniq(f->tmp) : f->adopted,
-                              .flags = f->flags, .keywords = f->keywords, .size = f->size,
-                              .message_id = f->message_id, .pending = f->tmp != NULL};
-        rc = state_msg_put(st, c->folder_id, &m, err);
-    }
-    if (began) {
-        if (rc == MS_OK)
-            rc = state_commit(st, err);
-        else
-            state_rollback(st);
-        ctx_unlock(c);
-    }
-    for (size_t i = 0; i < n && rc == MS_OK; i++) {
-        struct fetched *f = &v[i];
-        struct maildir_tmp *t = f->tmp;
-        if (!t)
-            continue; /* adopted: already in place */
-        f->tmp = NULL; /* commit frees it either way */
-        rc = maildir_tmp_commit(c->mf, t, f->flags, "", err);
-        if (rc == MS_OK) { /* (the fetching thread counts only `failed`) */
-            c->fres->fetched++;
-            c->fres->bytes += f->size;
-        }
-    }
-    if (rc == MS_OK)
-        rc = maildir_sync_dirs(c->mf, err);
-    if (rc == MS_OK) {
-        c->unconfirmed = xrealloc(c->unconfirmed, n * sizeof *c->unconfirmed);
-        for (size_t i = 0; i < n; i++)
-            if (v[i].tmp == NULL && !v[i].adopted)
-                c->unconfirmed[c->nunconfirmed++] = v[i].uid;
-    }
-    free_fetched(v, n);
-    return rc;
-}
-
-static void *committer_main(void *arg)
-{
-    struct fetch_ctx *c = arg;
-    struct committer *k = &c->com;
-    pthread_setname_np(pthread_self(), "ms-commit");
-    pthread_mutex_lock(&k->mu);
-    for (;;) {
-        while (!k->busy && !k->quit)
-            pthread_cond_wait(&k->cv, &k->mu);
-        if (!k->busy)
-            break;
-        /* (A batch is handed over only while k->rc is 0: commit_batch.) */
-        pthread_mutex_unlock(&k->mu);
-        struct ms_error e = {0};
-        int rc = commit_now(c, k->batch, k->n, &e);
-        pthread_mutex_lock(&k->mu);
-        if (rc) {
-            k->rc = rc;
-            k->err = e;
-        }
-        k->n = 0;
-        k->busy = false;
-        pthread_cond_broadcast(&k->cv);
-    }
-    pthread_mutex_unlock(&k->mu);
-    return NULL;
-}
-
-/* Wait until the committer is idle; its first failure, if any. Called
- * with k->mu held. */
-static int committer_idle(struct committer *k, struct ms_error *err)
-{
-    while (k->busy)
-        pthread_cond_wait(&k->cv, &k->mu);
-    if (k->rc)
-        *err = k->err;
-    return k->rc;
-}
-
-/* Hand the messages fetched so far over to the committer (once it is done
- * with the previous batch). A failure of an earlier batch is returned
- * here, and then this batch is dropped: its files stay unrecorded in
- * tmp/, and the next run asks for those UIDs again. */
+/* Hand the messages fetched so far over to the journal's committer. A
+ * failure of an earlier batch is returned here, and then this batch is
+ * dropped: its files stay unrecorded, and the next run asks for those
+ * UIDs again. */
 static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
 {
     if (c->ndone == 0)
@@ -458,57 +247,15 @@ static int commit_batch(struct fetch_ctx *c, struct ms_error *err)
     c->last_commit = util_now();
     c->done_bytes = 0;
     c->unsynced = 0;
-    struct committer *k = &c->com;
-    if (!k->started) {
-        pthread_mutex_init(&k->mu, NULL);
-        pthread_cond_init(&k->cv, NULL);
-        if (pthread_create(&k->thread, NULL, committer_main, c) != 0) {
-            pthread_cond_destroy(&k->cv);
-            pthread_mutex_destroy(&k->mu);
-            /* no thread: commit here, as it used to be done */
-            int rc = commit_now(c, c->done, c->ndone, err);
-            c->ndone = 0;
-            return rc;
-        }
-        k->started = true;
-    }
-    pthread_mutex_lock(&k->mu);
-    int rc = committer_idle(k, err);
-    if (rc == MS_OK) {
-        if (k->cap < c->ndone) {
-            k->cap = c->ndone;
-            k->batch = xrealloc(k->batch, k->cap * sizeof *k->batch);
-        }
-        memcpy(k->batch, c->done, c->ndone * sizeof *c->done);
-        k->n = c->ndone;
-        k->busy = true;
-        pthread_cond_broadcast(&k->cv);
-    }
-    pthread_mutex_unlock(&k->mu);
-    if (rc)
-        free_fetched(c->done, c->ndone);
+    int rc = journal_submit(ctx_journal(c), c->done, c->ndone, err);
     c->ndone = 0;
     return rc;
 }
 
-/* Wait for the last batch handed over and end the committer: MS_OK, or
- * the first failure. */
+/* Wait for the last batch handed over: MS_OK, or the first failure. */
 static int commit_finish(struct fetch_ctx *c, struct ms_error *err)
 {
-    struct committer *k = &c->com;
-    if (!k->started)
-        return MS_OK;
-    pthread_mutex_lock(&k->mu);
-    int rc = committer_idle(k, err);
-    k->quit = true;
-    pthread_cond_broadcast(&k->cv);
-    pthread_mutex_unlock(&k->mu);
-    pthread_join(k->thread, NULL);
-    pthread_cond_destroy(&k->cv);
-    pthread_mutex_destroy(&k->mu);
-    free(k->batch);
-    memset(k, 0, sizeof *k);
-    return rc;
+    return c->journal ? journal_finish(c->journal, err) : MS_OK;
 }
 
 static int fetch_batch(struct fetch_ctx *c, struct imap_session *s, const uint32_t *uids, size_t n,
@@ -623,7 +370,7 @@ static void free_ctx(struct fetch_ctx *c)
 {
     if (!c)
         return;
-    free(c->unconfirmed);
+    journal_free(&c->journal);
     message_hash_free(c->hash);
     free(c);
 }
@@ -771,16 +518,13 @@ int fetch_new(struct run *r, const struct selected *sel, uint32_t uidvalidity, s
      * with this one's and the folder's row, in one transaction. */
     for (size_t k = 0; k < nstarted; k++) {
         struct fetch_ctx *x = h[k].c;
-        if (x && x->nunconfirmed) {
-            c->unconfirmed = xrealloc(c->unconfirmed, (c->nunconfirmed + x->nunconfirmed) * sizeof *c->unconfirmed);
-            memcpy(c->unconfirmed + c->nunconfirmed, x->unconfirmed, x->nunconfirmed * sizeof *x->unconfirmed);
-            c->nunconfirmed += x->nunconfirmed;
-        }
+        if (x && x->journal)
+            journal_take_pending(ctx_journal(c), x->journal);
         free_ctx(x);
         maildir_folder_close(h[k].mf);
     }
     struct ms_error cerr;
-    int crc = confirm_last(c, rc == MS_OK && fres->failed == 0 ? finish : NULL, &cerr);
+    int crc = journal_confirm(ctx_journal(c), rc == MS_OK && fres->failed == 0 ? finish : NULL, &cerr);
     if (crc && rc == MS_OK) {
         rc = crc;
         *err = cerr;

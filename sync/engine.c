@@ -41,6 +41,7 @@
 #include "db/state.h"
 #include "sync/flags.h"
 #include "sync/imap.h"
+#include "sync/journal.h"
 #include "sync/log.h"
 #include "sync/maildir.h"
 #include "sync/message.h"
@@ -941,7 +942,7 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
         if (rc)
             goto out;
         if (!r->opt->dry_run) {
-            if (sf.id && sf.pending_count && (rc = recover_pending(r, sf.id, mf, err)))
+            if (sf.id && sf.pending_count && (rc = journal_recover(r->st, mf, sf.id, JOURNAL_UID, err)))
                 goto out;
             maildir_sweep_tmp(mf, TMP_MAX_AGE, NULL);
         }

@@ -206,8 +206,6 @@ int retire_old(struct run *r, const struct selected *sel, struct engine_folder_r
  * (message_hash); the file is hashed on the first comparison only. */
 bool leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_msg *l, uint64_t size,
                  const unsigned char hash[32]);
-/* Finish deliveries a killed run journalled but did not confirm. */
-int recover_pending(struct run *r, int64_t folder_id, struct maildir_folder *mf, struct ms_error *err);
 /* Download and deliver the plan's PLAN_FETCH messages, comparing each
  * with the leftovers first. */
 /* finish: the folder's row, saved with the last confirmations when every

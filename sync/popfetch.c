@@ -2,19 +2,11 @@
  * popfetch.c: a POP3 account's pull (see engine_int.h, pop3_pull).
  *
  * POP3 has one folder, delivered to INBOX, and no flags: a new message
- * goes to new/. Messages are known by UIDL. Crash safety as for IMAP
- * deliveries, per batch:
- *   1. each body streams into its own file in tmp/;
- *   2. syncfs() makes the batch durable;
- *   3. one transaction records every message as a pending row (UIDL,
- *      unique name);
- *   4. the files are renamed into new/, and the directory fsynced;
- *   5. one transaction confirms the rows.
- * A run killed anywhere leaves nothing recorded (the tmp/ files are swept
- * later and the messages fetched again) or pending rows whose files are
- * durable in tmp/ or in place, which the next run finishes. A message is
- * deleted from the server (DELE, carried out at QUIT) only when its row is
- * confirmed, so never before its file is durable.
+ * goes to new/. Messages are known by UIDL. Each body streams into its own
+ * file in tmp/, and batches of them land through the delivery journal
+ * (sync/journal.h, rows keyed by UIDL), crash-safe as IMAP deliveries. A
+ * message is deleted from the server (DELE, carried out at QUIT) only when
+ * its row is confirmed, so never before its file is durable.
  *
  * A state that knows no POP3 message while INBOX holds files (the DB was
  * lost, or found stale and moved aside: generation.c) cannot tell which
@@ -33,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sync/journal.h"
 #include "sync/log.h"
 #include "sync/message.h"
 #include "sync/pop3.h"
@@ -41,19 +34,13 @@
 #define POP3_BATCH_MSGS 64
 #define POP3_BATCH_BYTES ((uint64_t)16 << 20)
 
-struct fetched {
-    struct maildir_tmp *tmp; /* NULL when adopted */
-    char *adopted;           /* the local file it is (unique part), or NULL */
-    char uidl[72];
-    uint64_t size;
-};
-
 struct popctx {
     struct run *r;
     struct maildir_folder *mf;
     int64_t folder_id;
     struct engine_folder_result *fres;
-    struct fetched batch[POP3_BATCH_MSGS];
+    struct journal *journal;
+    struct journal_entry batch[POP3_BATCH_MSGS];
     size_t nbatch;
     uint64_t batch_bytes;
     /* Only when the state knows no message and INBOX holds files. */
@@ -72,38 +59,6 @@ static int cmp_row_uidl(const void *key, const void *elem)
 static const struct state_pop3 *row_of(const struct state_pop3 *rows, size_t n, const char *uidl)
 {
     return n ? bsearch(uidl, rows, n, sizeof *rows, cmp_row_uidl) : NULL;
-}
-
-/* Finish what a killed run left pending: files durable in tmp/ are moved
- * into place, rows whose files are in place confirmed, the others
- * forgotten (their messages are fetched again). */
-static int recover(struct popctx *c, struct ms_error *err)
-{
-    struct state_pop3 *rows = NULL;
-    size_t n = 0;
-    int rc = state_pop3_list(c->r->st, c->folder_id, &rows, &n, err);
-    bool any = false;
-    for (size_t i = 0; rc == MS_OK && i < n; i++) {
-        if (!rows[i].pending)
-            continue;
-        if (!any && (rc = state_begin(c->r->st, err)) != MS_OK)
-            break;
-        any = true;
-        struct local_msg l = {0};
-        struct ms_error e;
-        bool placed = rows[i].uniq && maildir_find(c->mf, rows[i].uniq, &l, &e) == MS_OK;
-        free(l.uniq);
-        free(l.name);
-        if (!placed && rows[i].uniq && maildir_tmp_exists(c->mf, rows[i].uniq))
-            placed = maildir_tmp_commit_name(c->mf, rows[i].uniq, 0, NULL, &e) == MS_OK &&
-                     maildir_sync_dirs(c->mf, &e) == MS_OK;
-        rc = placed ? state_pop3_confirm(c->r->st, c->folder_id, rows[i].uidl, err)
-                    : state_pop3_delete(c->r->st, c->folder_id, rows[i].uidl, err);
-    }
-    if (any)
-        rc = rc == MS_OK ? state_commit(c->r->st, err) : (state_rollback(c->r->st), rc);
-    state_pop3_free(rows, n);
-    return rc;
 }
 
 /* Where a body goes, and how much of it may come: a server that sends
@@ -163,56 +118,10 @@ static const char *same_as_leftover(struct popctx *c, const struct maildir_tmp *
     return NULL;
 }
 
-/* Steps 2-5 for the batch. */
+/* Hand the batch to the journal. */
 static int land_batch(struct popctx *c, struct ms_error *err)
 {
-    struct run *r = c->r;
-    if (c->nbatch == 0)
-        return MS_OK;
-    int64_t now = (int64_t)time(NULL);
-    int rc = maildir_syncfs(c->mf, err);
-    if (rc == MS_OK)
-        rc = state_begin(r->st, err);
-    for (size_t i = 0; rc == MS_OK && i < c->nbatch; i++) {
-        struct fetched *f = &c->batch[i];
-        struct state_pop3 row = {.uidl = f->uidl, .uniq = f->adopted ? f->adopted : (char *)maildir_tmp_uniq(f->tmp),
-                                 .first_seen = now, .pending = !f->adopted};
-        rc = state_pop3_put(r->st, c->folder_id, &row, err);
-    }
-    if (rc == MS_OK)
-        rc = state_commit(r->st, err);
-    else
-        state_rollback(r->st);
-    size_t placed = 0, adopted = 0;
-    for (size_t i = 0; rc == MS_OK && i < c->nbatch; i++) {
-        if (c->batch[i].adopted) { /* the file is in place, its row confirmed */
-            adopted++;
-            continue;
-        }
-        rc = maildir_tmp_commit(c->mf, c->batch[i].tmp, 0, NULL, err);
-        c->batch[i].tmp = NULL; /* freed by the commit, also on failure */
-        placed += rc == MS_OK;
-    }
-    if (rc == MS_OK)
-        rc = maildir_sync_dirs(c->mf, err);
-    if (rc == MS_OK)
-        rc = state_begin(r->st, err);
-    for (size_t i = 0; rc == MS_OK && i < c->nbatch; i++)
-        rc = state_pop3_confirm(r->st, c->folder_id, c->batch[i].uidl, err);
-    if (rc == MS_OK)
-        rc = state_commit(r->st, err);
-    else if (placed)
-        state_rollback(r->st); /* pending rows stay: the next run finishes them */
-    for (size_t i = 0; i < c->nbatch; i++) {
-        if (c->batch[i].tmp)
-            maildir_tmp_discard(c->batch[i].tmp);
-        free(c->batch[i].adopted);
-        c->batch[i].adopted = NULL;
-    }
-    if (rc == MS_OK) {
-        c->fres->fetched += c->nbatch - adopted;
-        c->fres->bytes += c->batch_bytes;
-    }
+    int rc = journal_submit(c->journal, c->batch, c->nbatch, err);
     c->nbatch = 0;
     c->batch_bytes = 0;
     return rc;
@@ -251,8 +160,10 @@ int pop3_pull(struct run *r, struct ms_error *err)
     c.folder_id = sf.id;
     if (rc == MS_OK && r->rootfd >= 0)
         rc = maildir_folder_open(r->rootfd, path, !r->opt->dry_run, &c.mf, err);
-    if (rc == MS_OK && c.mf && !r->opt->dry_run)
-        rc = recover(&c, err);
+    if (rc == MS_OK && c.mf && !r->opt->dry_run) {
+        rc = journal_recover(r->st, c.mf, c.folder_id, JOURNAL_UIDL, err);
+        c.journal = journal_new(r->st, c.mf, c.folder_id, JOURNAL_UIDL, r->dirs, NULL, fres);
+    }
     if (rc == MS_OK)
         rc = pop3_list(s, &msgs, &nmsgs, err);
     if (rc == MS_OK && sf.id)
@@ -288,7 +199,7 @@ int pop3_pull(struct run *r, struct ms_error *err)
     for (size_t i = 0; rc == MS_OK && i < nmsgs; i++) {
         if (row_of(rows, nrows, msgs[i].uidl) || (a->max_size && msgs[i].size > a->max_size))
             continue;
-        struct fetched *f = &c.batch[c.nbatch];
+        struct journal_entry *f = &c.batch[c.nbatch];
         if ((rc = maildir_tmp_open(c.mf, &f->tmp, err)) != MS_OK)
             break;
         struct body_sink sink = {.tmp = f->tmp, .hash = c.hash, .cap = 2 * msgs[i].size + (1u << 20)};
@@ -333,11 +244,18 @@ int pop3_pull(struct run *r, struct ms_error *err)
     }
     if (rc == MS_OK)
         rc = land_batch(&c, err);
-    for (size_t i = 0; i < c.nbatch; i++) {
-        maildir_tmp_discard(c.batch[i].tmp);
-        free(c.batch[i].adopted);
-    }
+    journal_entries_clear(c.batch, c.nbatch);
     c.nbatch = 0;
+    /* What landed is confirmed, also after a failure: the deletions below
+     * take only confirmed rows. */
+    struct ms_error jerr;
+    int jrc = c.journal ? journal_finish(c.journal, &jerr) : MS_OK;
+    if (jrc == MS_OK && c.journal)
+        jrc = journal_confirm(c.journal, NULL, &jerr);
+    if (jrc && rc == MS_OK) {
+        rc = jrc;
+        *err = jerr;
+    }
     if (rc == MS_OK && fres->stopped) /* deletions wait for the next run too */
         rc = ms_error_set(err, MS_EPARTIAL, "INBOX: %s", STOPPED_DOWNLOAD);
     if (rc)
@@ -384,6 +302,7 @@ out:
     pop3_quit(s, NULL);
     free(msgs);
     state_pop3_free(rows, nrows);
+    journal_free(&c.journal);
     message_hash_free(c.hash);
     free_leftovers(c.left, c.nleft);
     maildir_msgs_free(c.local, c.nlocal);

@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "sync/flags.h"
+#include "sync/journal.h"
 #include "sync/log.h"
 #include "sync/message.h"
 #include "sync/util.h"
@@ -961,7 +962,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     }
     if ((rc = maildir_folder_open(r->rootfd, sel->path, false, &c.mf, err)))
         goto out;
-    if (!r->opt->dry_run && sf.pending_count && (rc = recover_pending(r, sf.id, c.mf, err)))
+    if (!r->opt->dry_run && sf.pending_count && (rc = journal_recover(r->st, c.mf, sf.id, JOURNAL_UID, err)))
         goto out;
     if ((rc = maildir_scan_names(c.mf, &c.local, &c.nlocal, err)) ||
         (rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
