@@ -121,7 +121,8 @@ static void full_and_incremental_listings(void **state)
     assert_int_equal(l.msgs[0].uid, a);
     assert_int_equal(l.msgs[2].uid, c);
     assert_true(l.msgs[0].size > 0);
-    struct remote_known k = {.uidvalidity = l.box.uidvalidity, .uidnext = l.box.uidnext, .modseq = l.box.highestmodseq};
+    struct remote_known k = {.uidvalidity = l.box.uidvalidity, .uidnext = l.box.uidnext, .modseq = l.box.highestmodseq,
+                             .status_uidnext = 0};
     remote_listing_free(&l);
 
     mem_set_flags(srv, "INBOX", b, FLAG_FLAGGED);
