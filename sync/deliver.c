@@ -258,7 +258,7 @@ static int commit_finish(struct fetch_ctx *c, struct ms_error *err)
     return c->journal ? journal_finish(c->journal, err) : MS_OK;
 }
 
-static int fetch_batch(struct fetch_ctx *c, struct imap_session *s, const uint32_t *uids, size_t n,
+static int fetch_batch(struct fetch_ctx *c, struct remote *s, const uint32_t *uids, size_t n,
                        struct ms_error *err)
 {
     struct remote_body_sink sink = {.ctx = c, .chunk = fetch_chunk, .message = fetch_message};
@@ -270,7 +270,7 @@ static int fetch_batch(struct fetch_ctx *c, struct imap_session *s, const uint32
     c->done_bytes = 0;
     c->last_commit = util_now();
     ms_error_clear(&c->err);
-    int rc = imap_fetch_bodies(s, uids, n, &sink, err);
+    int rc = s->ops->fetch_bodies(s, uids, n, &sink, err);
     if (c->cur) { /* cut mid-message: that one is not complete */
         maildir_tmp_discard(c->cur);
         c->cur = NULL;
@@ -336,7 +336,7 @@ static void stop_queue(struct fetch_queue *q)
 /* Download commands from q over s until none is left or one fails. A
  * failure stops the others too, except (ends_all false) a lost
  * connection: the others then take the remaining commands. */
-static int drain(struct fetch_ctx *c, struct imap_session *s, struct fetch_queue *q, bool ends_all,
+static int drain(struct fetch_ctx *c, struct remote *s, struct fetch_queue *q, bool ends_all,
                  struct ms_error *err)
 {
     const uint32_t *uids;
@@ -400,8 +400,7 @@ static void drop_extra(struct helper *h, const char *what, const struct ms_error
 {
     log_msg(LOG_VERBOSE, "%s: extra connection %zu %s: %s; downloading over the others", h->sel->name,
             h->slot + 1, what, e->msg);
-    imap_close(h->r->extra[h->slot]);
-    h->r->extra[h->slot] = NULL;
+    remote_close(&h->r->extra[h->slot]);
     h->r->extra_failed[h->slot] = true;
 }
 
@@ -411,12 +410,14 @@ static void *helper_main(void *arg)
     pthread_setname_np(pthread_self(), "ms-fetch");
     struct run *r = h->r;
     struct ms_error e = {0};
-    if (!r->extra[h->slot] && imap_connect(r->acct, r->password, &r->extra[h->slot], &e) != MS_OK) {
+    /* clone() only reads what the main session's connect set up: safe
+     * beside the main thread's use of it */
+    if (!r->extra[h->slot] && r->remote->ops->clone(r->remote, r->password, &r->extra[h->slot], &e) != MS_OK) {
         drop_extra(h, "failed", &e);
         return NULL;
     }
     struct remote_box mb;
-    if (imap_select(r->extra[h->slot], h->sel->raw, false, &mb, &e) != MS_OK) {
+    if (r->extra[h->slot]->ops->select(r->extra[h->slot], h->sel->raw, false, &mb, &e) != MS_OK) {
         drop_extra(h, "could not open the folder", &e);
         return NULL;
     }
@@ -503,7 +504,7 @@ int fetch_new(struct run *r, const struct selected *sel, uint32_t uidvalidity, s
             log_msg(LOG_VERBOSE, "%s: downloading over %zu connections", sel->name, nstarted + 1);
     }
     if (rc == MS_OK)
-        rc = drain(c, r->imap, &q, true, err);
+        rc = drain(c, r->remote, &q, true, err);
     for (size_t k = 0; k < nstarted; k++) {
         pthread_join(h[k].thread, NULL);
         fres->fetched += h[k].fres.fetched;

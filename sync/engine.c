@@ -40,7 +40,6 @@
 
 #include "db/state.h"
 #include "sync/flags.h"
-#include "sync/imap.h"
 #include "sync/journal.h"
 #include "sync/log.h"
 #include "sync/maildir.h"
@@ -239,8 +238,10 @@ int connect_account(struct run *r, struct ms_error *err)
     int rc = r->opt->get_password ? r->opt->get_password(r->acct, &pw, err) : MS_OK;
     if (rc)
         return rc;
-    rc = imap_connect(r->acct, pw ? pw : "", &r->imap, err);
-    if (rc == MS_OK && r->want_extra) {
+    int (*connect)(const struct account *, const char *, struct remote **, struct ms_error *) =
+        r->opt->connect_remote ? r->opt->connect_remote : remote_connect;
+    rc = connect(r->acct, pw ? pw : "", &r->remote, err);
+    if (rc == MS_OK && r->want_extra && remote_can(r->remote, REMOTE_EXTRA)) {
         r->nextra = r->want_extra;
         r->extra = xcalloc(r->nextra, sizeof *r->extra);
         r->extra_failed = xcalloc(r->nextra, sizeof *r->extra_failed);
@@ -265,10 +266,9 @@ void end_run(struct run *r)
     free(r->touched);
     r->touched = NULL;
     r->ntouched = 0;
-    imap_close(r->imap);
-    r->imap = NULL;
+    remote_close(&r->remote);
     for (size_t i = 0; i < r->nextra; i++)
-        imap_close(r->extra[i]);
+        remote_close(&r->extra[i]);
     free(r->extra);
     free(r->extra_failed);
     r->extra = NULL;
@@ -636,13 +636,18 @@ static void merge_changes(const struct state_msg *st, size_t ns, const struct re
  * would delete enough to trip the guard. Then the caller lists all UIDs. */
 #define LOOKUP_MAX 4096
 
-static int changed_rows(struct run *r, const struct state_folder *sf, const struct remote_box *mb,
-                        const struct remote_msg *chg, size_t nchg, const uint32_t *van, size_t nvan,
+static int changed_rows(struct run *r, const struct state_folder *sf, const struct remote_listing *l,
                         struct state_msg **st, size_t *ns, size_t *guard_total, bool *doubt, struct ms_error *err)
 {
+    /* With REMOTE_LIST_ALL_UIDS, l->uids are all UIDs, not vanished ones. */
+    bool vanished = l->kind == REMOTE_LIST_VANISHED;
+    const struct remote_msg *chg = l->msgs;
+    size_t nchg = l->nmsgs;
+    const uint32_t *van = vanished ? l->uids : NULL;
+    size_t nvan = vanished ? l->nuids : 0;
     *guard_total = 0;
     *doubt = false;
-    bool all = !r->qresync || nchg + nvan > LOOKUP_MAX;
+    bool all = !vanished || nchg + nvan > LOOKUP_MAX;
     int rc;
     if (all) {
         rc = state_msg_list(r->st, sf->id, st, ns, err);
@@ -658,7 +663,7 @@ static int changed_rows(struct run *r, const struct state_folder *sf, const stru
         rc = state_msg_get_uids(r->st, sf->id, want, n, st, ns, err);
         free(want);
     }
-    if (rc || !r->qresync)
+    if (rc || !vanished)
         return rc;
     size_t gone = 0, strangers = 0;
     for (size_t k = 0; k < *ns; k++)
@@ -674,12 +679,12 @@ static int changed_rows(struct run *r, const struct state_folder *sf, const stru
     if (!all && (rc = state_msg_count(r->st, sf->id, &held, err)))
         return rc;
     *guard_total = held;
-    *doubt = held - gone + strangers != mb->exists || plan_guard_trips(gone, gone, held, r->acct->max_delete);
+    *doubt = held - gone + strangers != l->box.exists || plan_guard_trips(gone, gone, held, r->acct->max_delete);
     return MS_OK;
 }
 
-/* With QRESYNC, changed messages the last sync already knew come without
- * their size (imap_select_qresync). One the state has no row for (one
+/* In a REMOTE_LIST_VANISHED listing (QRESYNC), changed messages the last
+ * sync already knew may come without their size. One the state has no row for (one
  * skipped as too large, say) is planned like a new message, which needs
  * it: ask the server for those. */
 static int sizes_of_strangers(struct run *r, const struct state_folder *sf, const struct state_msg *st, size_t ns,
@@ -699,7 +704,7 @@ static int sizes_of_strangers(struct run *r, const struct state_folder *sf, cons
         return MS_OK;
     struct remote_msg *got = NULL;
     size_t ngot = 0;
-    int rc = imap_fetch_flags_uids(r->imap, want, n, &got, &ngot, err);
+    int rc = r->remote->ops->fetch_meta(r->remote, want, n, &got, &ngot, err);
     free(want);
     if (rc)
         return rc;
@@ -736,89 +741,90 @@ static const struct remote_status *known_status(const struct run *r, const char 
     return f && r->known_status ? &r->known_status[f - r->known] : NULL;
 }
 
-static int remote_changes(struct run *r, const struct selected *sel, const struct state_folder *sf,
-                          struct state_msg **st, size_t *ns, size_t *guard_total, struct remote_box *mb,
-                          struct remote_msg **rm, size_t *nr, bool *done, struct uid_list *affected,
-                          struct ms_error *err)
+/* An incremental listing (l) turned into the full one the planner wants:
+ * the recorded rows the changes touch (changed_rows), merged with the
+ * changes. *done is false when the listing cannot be trusted (doubt):
+ * then the caller lists everything. */
+static int use_changes(struct run *r, const struct selected *sel, const struct state_folder *sf,
+                       struct remote_listing *l, struct state_msg **st, size_t *ns, size_t *guard_total,
+                       struct remote_msg **rm, size_t *nr, bool *done, struct uid_list *affected,
+                       struct ms_error *err)
 {
-    struct remote_msg *chg = NULL;
-    uint32_t *van = NULL, *all = NULL;
-    size_t nchg = 0, nvan = 0, nall = 0;
+    bool vanished = l->kind == REMOTE_LIST_VANISHED;
+    bool doubt;
     int rc;
     *done = false;
-    const struct remote_status *early = known_status(r, sel->raw);
-    if (r->qresync)
-        rc = imap_select_qresync(r->imap, sel->raw, false, sf->uidvalidity, sf->highestmodseq, sf->uidnext,
-                                 early ? early->uidnext : 0, mb, &chg, &nchg, &van, &nvan, err);
-    else
-        rc = imap_select(r->imap, sel->raw, false, mb, err);
-    if (rc || mb->uidvalidity != sf->uidvalidity || mb->highestmodseq == 0 || mb->highestmodseq < sf->highestmodseq)
-        goto out;
-    if (!r->qresync) {
-        rc = imap_fetch_flags_changedsince(r->imap, 1, 0, sf->highestmodseq, &chg, &nchg, err);
-        if (rc == MS_OK && mb->exists)
-            rc = imap_fetch_uids(r->imap, &all, &nall, err);
-        if (rc)
-            goto out;
-    }
-    bool doubt;
-    if ((rc = changed_rows(r, sf, mb, chg, nchg, van, nvan, st, ns, guard_total, &doubt, err)))
-        goto out;
+    if ((rc = changed_rows(r, sf, l, st, ns, guard_total, &doubt, err)))
+        return rc;
     if (doubt) {
         /* *done stays false: the caller compares all UIDs instead. */
-        log_msg(LOG_VERBOSE, "%s: %zu vanished UIDs against %u EXISTS: listing the folder in full", sel->name, nvan,
-                mb->exists);
+        log_msg(LOG_VERBOSE, "%s: %zu vanished UIDs against %u EXISTS: listing the folder in full", sel->name,
+                l->nuids, l->box.exists);
         *guard_total = 0;
-        goto out;
+        return MS_OK;
     }
-    if (r->qresync && (rc = sizes_of_strangers(r, sf, *st, *ns, chg, nchg, err)))
-        goto out;
-    merge_changes(*st, *ns, chg, nchg, van, nvan, all, nall, !r->qresync, rm, nr, affected);
-    log_msg(LOG_VERBOSE, "%s: %zu messages changed since modseq %llu (%s)", sel->name, nchg,
-            (unsigned long long)sf->highestmodseq, r->qresync ? "QRESYNC" : "CONDSTORE");
+    if (vanished && (rc = sizes_of_strangers(r, sf, *st, *ns, l->msgs, l->nmsgs, err)))
+        return rc;
+    merge_changes(*st, *ns, l->msgs, l->nmsgs, vanished ? l->uids : NULL, vanished ? l->nuids : 0,
+                  vanished ? NULL : l->uids, vanished ? 0 : l->nuids, !vanished, rm, nr, affected);
+    log_msg(LOG_VERBOSE, "%s: %zu messages changed since modseq %llu (%s)", sel->name, l->nmsgs,
+            (unsigned long long)sf->highestmodseq, l->how ? l->how : "incremental");
     *done = true;
-out:
-    remote_msgs_free(chg, nchg);
-    free(van);
-    free(all);
-    return rc;
+    return MS_OK;
 }
 
 /* The server's view of the folder; *changed when its UIDVALIDITY differs
  * from the recorded one. *incremental when only the changes since the last
- * sync were asked for: then *affected holds the recorded UIDs whose flags
- * changed or that are gone, the only ones the local side must look at. */
+ * sync were listed (the side decides whether it can: remote.h, open): then
+ * *affected holds the recorded UIDs whose flags changed or that are gone,
+ * the only ones the local side must look at. */
 static int remote_snapshot(struct run *r, const struct selected *sel, const struct state_folder *sf,
                            struct state_msg **st, size_t *ns, size_t *guard_total, struct remote_box *mb,
                            struct remote_msg **rm, size_t *nr, bool *changed, bool *incremental,
                            struct uid_list *affected, struct ms_error *err)
 {
+    struct remote_known known = {0};
+    struct remote_listing l = {0};
     int rc;
     *incremental = false;
     *guard_total = 0;
     /* Incremental only after a complete sync: then the state is whole. */
-    if (r->condstore && sf->last_sync && sf->uidvalidity && sf->highestmodseq) {
-        rc = remote_changes(r, sel, sf, st, ns, guard_total, mb, rm, nr, incremental, affected, err);
+    if (sf->last_sync && sf->uidvalidity && sf->highestmodseq) {
+        const struct remote_status *early = known_status(r, sel->raw);
+        known = (struct remote_known){.uidvalidity = sf->uidvalidity, .uidnext = sf->uidnext,
+                                      .modseq = sf->highestmodseq, .status_uidnext = early ? early->uidnext : 0};
+    }
+    if ((rc = r->remote->ops->open(r->remote, sel->raw, &known, &l, err)))
+        return rc;
+    *mb = l.box;
+    bool full = l.kind == REMOTE_LIST_FULL;
+    if (!full) {
+        rc = use_changes(r, sel, sf, &l, st, ns, guard_total, rm, nr, incremental, affected, err);
+        remote_listing_free(&l);
         if (rc || *incremental)
             return rc;
         state_msgs_free(*st, *ns);
         *st = NULL;
         *ns = 0;
-    } else {
-        rc = imap_select(r->imap, sel->raw, false, mb, err);
-        if (rc)
-            return rc;
     }
     /* The full listing: every row. */
-    if (sf->id && (rc = state_msg_list(r->st, sf->id, st, ns, err)))
+    if (sf->id && (rc = state_msg_list(r->st, sf->id, st, ns, err))) {
+        remote_listing_free(&l);
         return rc;
+    }
     *changed = sf->uidvalidity && sf->uidvalidity != mb->uidvalidity;
     if (*changed)
         log_msg(LOG_WARN, "%s: UIDVALIDITY changed (%u -> %u): re-matching messages by identity, deleting nothing",
                 sel->name, sf->uidvalidity, mb->uidvalidity);
+    if (full) {
+        *rm = l.msgs;
+        *nr = l.nmsgs;
+        return MS_OK; /* l's other arrays are empty */
+    }
+    /* The incremental listing was in doubt: list the open folder in full. */
     if (mb->exists == 0)
         return MS_OK;
-    return imap_fetch_flags(r->imap, 1, 0, rm, nr, err);
+    return r->remote->ops->fetch_meta_range(r->remote, 1, 0, rm, nr, err);
 }
 
 static void report_skips(const char *folder, const struct plan *p)
@@ -883,7 +889,7 @@ static int unchanged_since_last_sync(struct run *r, const struct selected *sel, 
 {
     struct remote_status st;
     *unchanged = false;
-    if (!r->condstore || !may_be_unchanged(sf))
+    if (!remote_can(r->remote, REMOTE_CHANGES) || !may_be_unchanged(sf))
         return MS_OK;
     const struct remote_status *early = known_status(r, sel->raw);
     if (r->trash_changed && is_trash_folder(r->acct, sel))
@@ -891,7 +897,7 @@ static int unchanged_since_last_sync(struct run *r, const struct selected *sel, 
     if (early && early->uidvalidity) {
         st = *early;
     } else {
-        int rc = imap_status(r->imap, sel->raw, &st, err);
+        int rc = r->remote->ops->status(r->remote, sel->raw, &st, err);
         if (rc)
             return rc;
     }
@@ -950,7 +956,7 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     if (sf.appends_count && !r->opt->dry_run) {
         /* A push was killed between an upload and its record: record what
          * arrived before the listing shows it as a stranger to download. */
-        if ((rc = imap_select(r->imap, sel->raw, false, &mb, err)) ||
+        if ((rc = r->remote->ops->select(r->remote, sel->raw, false, &mb, err)) ||
             (mb.uidvalidity == sf.uidvalidity && (rc = settle_uploads(r, sel, sf.id, mb.uidvalidity, err))))
             goto out;
     }
@@ -1067,7 +1073,8 @@ static size_t examine_ahead(struct run *r, const struct selected *sel, size_t ns
 {
     size_t n = 0;
     uint32_t *size = xcalloc(nsel + 1, sizeof *size);
-    for (size_t i = 0; i < nsel && r->qresync; i++) {
+    bool ahead = remote_can(r->remote, REMOTE_AHEAD) && r->remote->ops->open_ahead;
+    for (size_t i = 0; i < nsel && ahead; i++) {
         const struct remote_status *st = known_status(r, sel[i].raw);
         const struct state_folder *sf = known_folder(r, sel[i].raw);
         if (!st || !sf || !sf->last_sync || !sf->uidvalidity || !sf->highestmodseq)
@@ -1081,14 +1088,14 @@ static size_t examine_ahead(struct run *r, const struct selected *sel, size_t ns
     if (n < 2)
         n = 0;
     qsort_r(order, n, sizeof *order, cmp_messages_desc, size);
-    struct imap_examine_req *req = xcalloc(n + 1, sizeof *req);
+    struct remote_ahead *req = xcalloc(n + 1, sizeof *req);
     for (size_t k = 0; k < n; k++) {
         const struct state_folder *sf = known_folder(r, sel[order[k]].raw);
-        req[k] = (struct imap_examine_req){sel[order[k]].raw, sf->uidvalidity, sf->highestmodseq};
+        req[k] = (struct remote_ahead){sel[order[k]].raw, sf->uidvalidity, sf->highestmodseq};
     }
     struct ms_error err;
     /* A failure ends the session: the folders report it. */
-    if (n && imap_examine_ahead(r->imap, req, n, &err) != MS_OK)
+    if (n && r->remote->ops->open_ahead(r->remote, req, n, &err) != MS_OK)
         log_msg(LOG_VERBOSE, "%s", err.msg);
     free(req);
     /* the rest in their own order */
@@ -1131,9 +1138,12 @@ static bool skip_candidate(const struct run *r, const struct state_folder *f)
  * messages). */
 static int list_folders(struct run *r, struct remote_folder **f, size_t *n, struct ms_error *err)
 {
-    if (!r->condstore || state_folder_list_brief(r->st, &r->known, &r->nknown, err) != MS_OK) {
-        r->qresync = r->condstore && imap_enable_qresync(r->imap);
-        return imap_list(r->imap, f, n, err);
+    if (!remote_can(r->remote, REMOTE_CHANGES) || state_folder_list_brief(r->st, &r->known, &r->nknown, err) != MS_OK) {
+        /* a sync run's listing all the same (the side may prepare for
+         * incremental opens: ENABLE QRESYNC), without STATUS */
+        const char *none = NULL;
+        struct remote_status nost = {0};
+        return r->remote->ops->list(r->remote, &none, 0, &nost, f, n, err);
     }
     const char **names = xcalloc(r->nknown + 1, sizeof *names);
     size_t *idx = xcalloc(r->nknown + 1, sizeof *idx);
@@ -1147,8 +1157,7 @@ static int list_folders(struct run *r, struct remote_folder **f, size_t *n, stru
     struct remote_status *st = xcalloc(k + 1, sizeof *st);
     /* ENABLE QRESYNC rides along too (it only has to precede the first
      * EXAMINE). */
-    int rc = imap_status_and_list(r->imap, true, names, k, st, f, n, err);
-    r->qresync = imap_qresync_enabled(r->imap);
+    int rc = r->remote->ops->list(r->remote, names, k, st, f, n, err);
     if (rc == MS_OK) {
         r->known_status = xcalloc(r->nknown + 1, sizeof *r->known_status);
         for (size_t j = 0; j < k; j++)
@@ -1373,7 +1382,6 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         free(prev);
     }
     if (rc == MS_OK) {
-        r.condstore = imap_has_capability(r.imap, "CONDSTORE") || imap_has_capability(r.imap, "QRESYNC");
         rc = list_selected(&r, &sel, &nsel, &err);
         if (rc == MS_OK)
             report_vanished_folders(&r, sel, nsel);
@@ -1479,9 +1487,9 @@ out:
     free(order);
     /* The server closes the session (Dovecot: the selected folder's index
      * too, ~1-2 ms) while the outcome is committed. */
-    imap_logout_start(r.imap);
+    remote_logout_start(r.remote);
     for (size_t i = 0; i < r.nextra; i++)
-        imap_logout_start(r.extra[i]);
+        remote_logout_start(r.extra[i]);
     record_outcome(&r);
     free_selected(sel, nsel);
     end_run(&r);
@@ -1518,37 +1526,21 @@ static void nap(int ms, volatile sig_atomic_t *stop)
     }
 }
 
-/* The session that IDLEs between passes: with NOTIFY it hears of changes
- * in every folder, else it has INBOX selected. NULL when it could not be
- * set up (then the next pass waits for the interval instead). */
-static struct imap_session *idle_session(const struct account *a, const struct engine_options *opt)
+/* The session that waits for changes between passes (the side chooses
+ * how: IMAP NOTIFY on every folder, else IDLE on INBOX). NULL when it
+ * could not be set up (then the next pass waits for the interval
+ * instead). */
+static struct remote *idle_session(const struct account *a, const struct engine_options *opt)
 {
     struct ms_error e = {0};
     struct run conn = {.acct = a, .opt = opt};
-    struct remote_box mb;
     int rc = connect_account(&conn, &e);
-    struct imap_session *s = conn.imap;
-    if (rc == MS_OK && !imap_has_capability(s, "IDLE"))
-        rc = ms_error_set(&e, MS_EUSAGE, "the server has no IDLE: polling every pass interval instead");
-    if (rc == MS_OK && imap_has_capability(s, "NOTIFY")) {
-        rc = imap_notify_all(s, &e);
-        if (rc == MS_OK) {
-            log_msg(LOG_VERBOSE, "%s: watch: the server reports changes in every folder (NOTIFY)", a->name);
-            return s;
-        }
-        if (rc == MS_EPARTIAL) {
-            log_msg(LOG_VERBOSE, "%s: watch: %s; watching INBOX only", a->name, e.msg);
-            rc = MS_OK;
-        }
-    }
-    if (rc == MS_OK)
-        rc = imap_select(s, "INBOX", false, &mb, &e);
-    if (rc == MS_OK) {
-        log_msg(LOG_VERBOSE, "%s: watch: the server reports changes in INBOX (IDLE)", a->name);
-        return s;
-    }
+    if (rc == MS_OK && !conn.remote->ops->watch)
+        rc = ms_error_set(&e, MS_EUSAGE, "the server cannot report changes: polling every pass interval instead");
+    if (rc == MS_OK && (rc = conn.remote->ops->watch(conn.remote, &e)) == MS_OK)
+        return conn.remote;
     log_msg(LOG_WARN, "%s: watch: %s", a->name, e.msg);
-    imap_close(s);
+    remote_close(&conn.remote);
     return NULL;
 }
 
@@ -1559,7 +1551,7 @@ int engine_watch(const struct account *a, const struct engine_options *watch_opt
     const struct engine_options *opt = &stoppable;
     int interval_ms = (w->interval_s > 0 ? w->interval_s : 300) * 1000;
     int retry_ms = interval_ms < 60000 ? interval_ms : 60000;
-    struct imap_session *idle = NULL;
+    struct remote *idle = NULL;
     int rc = MS_OK;
     while (!*w->stop) {
         /* The IDLE session is set up (NOTIFY or INBOX) before the pass, so what
@@ -1579,8 +1571,7 @@ int engine_watch(const struct account *a, const struct engine_options *watch_opt
             break;
         if (pass == MS_ENET || pass == MS_ELOCKED) {
             /* server unreachable or another run busy: try again later */
-            imap_close(idle);
-            idle = NULL;
+            remote_close(&idle);
             nap(retry_ms, w->stop);
             continue;
         }
@@ -1590,15 +1581,14 @@ int engine_watch(const struct account *a, const struct engine_options *watch_opt
         }
         bool changed = false;
         struct ms_error e = {0};
-        if (imap_idle(idle, interval_ms, w->stop, &changed, &e) != MS_OK) {
+        if (idle->ops->wait(idle, interval_ms, w->stop, &changed, &e) != MS_OK) {
             log_msg(LOG_VERBOSE, "%s: watch: %s", a->name, e.msg);
-            imap_close(idle);
-            idle = NULL;
+            remote_close(&idle);
         } else if (changed) {
             log_msg(LOG_VERBOSE, "%s: the server reports a change", a->name);
         }
     }
-    imap_logout_start(idle);
-    imap_close(idle);
+    remote_logout_start(idle);
+    remote_close(&idle);
     return rc;
 }

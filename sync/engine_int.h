@@ -15,7 +15,7 @@
 #include "db/state.h"
 #include "sync/dirsync.h"
 #include "sync/engine.h"
-#include "sync/imap.h"
+#include "sync/remote.h"
 #include "sync/maildir.h"
 #include "sync/names.h"
 #include "sync/plan.h"
@@ -28,13 +28,11 @@ struct run {
     const struct engine_options *opt;
     struct engine_result *res;
     struct state *st;
-    struct imap_session *imap;
+    struct remote *remote; /* the server session (remote.h) */
     struct pop3_session *pop3; /* a POP3 account's, logged in (pop3_pull takes it) */
     int rootfd; /* also flocked: part of the account's lock (take_lock) */
     int lockfd;
     bool authed; /* the server accepted the login: the run may write to disk */
-    bool condstore; /* the server has CONDSTORE: folders carry HIGHESTMODSEQ */
-    bool qresync;   /* QRESYNC is enabled on the session */
     /* Folders found unchanged: their last_sync is recorded with the run's
      * outcome (a run that changed nothing writes no transaction at all). */
     struct state_quiet_folder *touched;
@@ -48,13 +46,13 @@ struct run {
     /* Directories whose renames and unlinks must be durable before the
      * batch of records describing them is committed. */
     struct dirsync *dirs;
-    /* connections > 1: the extra sessions that download alongside imap
+    /* connections > 1: the extra sessions that download alongside remote
      * (each connected by the first folder that needs it; NULL before, or
      * after it failed: then it is not tried again), the password they log
      * in with (kept for the run, wiped at its end), and the lock for what
      * their threads share: the state DB and the progress callbacks. */
     size_t want_extra; /* set before connecting: how many */
-    struct imap_session **extra;
+    struct remote **extra;
     bool *extra_failed;
     size_t nextra;
     char *password;

@@ -52,9 +52,9 @@ int engine_check(const struct account *a, const struct engine_options *opt, stru
         return check_pop3(a, opt, out, err);
     int rc = connect_account(&r, err);
     if (rc == MS_OK) {
-        snprintf(out->tls, sizeof out->tls, "%s", imap_tls_info(r.imap));
-        out->capabilities = xstrdup(imap_capabilities(r.imap));
-        rc = imap_list(r.imap, &f, &n, err);
+        snprintf(out->tls, sizeof out->tls, "%s", r.remote->ops->tls_info(r.remote));
+        out->capabilities = xstrdup(r.remote->ops->capabilities(r.remote));
+        rc = r.remote->ops->list(r.remote, NULL, 0, NULL, &f, &n, err);
         out->nfolders = n;
         remote_folders_free(f, n);
     }
@@ -78,7 +78,7 @@ int engine_folders(const struct account *a, const struct engine_options *opt, st
     *nout = 0;
     int rc = connect_account(&r, err);
     if (rc == MS_OK)
-        rc = imap_list(r.imap, &f, &n, err);
+        rc = r.remote->ops->list(r.remote, NULL, 0, NULL, &f, &n, err);
     if (rc == MS_OK) {
         *out = xcalloc(n, sizeof **out);
         map_folders(a, opt, f, n, *out);

@@ -146,7 +146,7 @@ int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id,
     size_t nm = 0;
     struct candidates cand = {0};
     if (from)
-        rc = imap_fetch_flags(r->imap, from, 0, &m, &nm, err);
+        rc = r->remote->ops->fetch_meta_range(r->remote, from, 0, &m, &nm, err);
     if (rc == MS_OK && nm) {
         /* the UIDs the state already knows are not candidates */
         uint32_t *uids = xcalloc(nm, sizeof *uids);
@@ -169,7 +169,7 @@ int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id,
         }
         state_msgs_free(known, nknown);
         if (rc == MS_OK && nu)
-            rc = imap_fetch_identity(r->imap, uids, nu, on_identity, &cand, err);
+            rc = r->remote->ops->fetch_identity(r->remote, uids, nu, on_identity, &cand, err);
         free(uids);
     }
     size_t found = 0;
@@ -269,7 +269,7 @@ static int find_copies(struct run *r, const char *dest, const struct state_trash
 {
     struct remote_box mb;
     struct ms_error e;
-    int rc = imap_select(r->imap, dest, false, &mb, &e);
+    int rc = r->remote->ops->select(r->remote, dest, false, &mb, &e);
     if (rc == MS_EPARTIAL)
         return MS_OK; /* no trash folder (any more): nothing is there */
     if (rc != MS_OK) {
@@ -285,7 +285,7 @@ static int find_copies(struct run *r, const char *dest, const struct state_trash
     struct remote_msg *m = NULL;
     size_t nm = 0;
     struct candidates cand = {0};
-    rc = imap_fetch_flags(r->imap, from, 0, &m, &nm, err);
+    rc = r->remote->ops->fetch_meta_range(r->remote, from, 0, &m, &nm, err);
     if (rc == MS_OK && nm) {
         uint32_t *uids = xcalloc(nm, sizeof *uids);
         cand.v = xcalloc(nm, sizeof *cand.v);
@@ -295,7 +295,7 @@ static int find_copies(struct run *r, const char *dest, const struct state_trash
                 uids[cand.n++] = m[i].uid;
             }
         if (cand.n)
-            rc = imap_fetch_identity(r->imap, uids, cand.n, on_identity, &cand, err);
+            rc = r->remote->ops->fetch_identity(r->remote, uids, cand.n, on_identity, &cand, err);
         free(uids);
     }
     /* Rows with a known copy UID first: a search must not take theirs. */
@@ -359,7 +359,7 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
             juids[i] = j.v[i].uid;
         j.present = xcalloc(j.n, sizeof *j.present);
         j.other = xcalloc(j.n, sizeof *j.other);
-        rc = imap_fetch_identity(r->imap, juids, j.n, on_journalled_identity, &j, err);
+        rc = r->remote->ops->fetch_identity(r->remote, juids, j.n, on_journalled_identity, &j, err);
         free(juids);
         want = xcalloc(j.n, sizeof *want);
         found = xcalloc(j.n, sizeof *found);
@@ -370,7 +370,7 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
             struct remote_box mb;
             rc = find_copies(r, dest, j.v, j.n, want, found, err);
             if (rc == MS_OK)
-                rc = imap_select(r->imap, c->sel->raw, true, &mb, err);
+                rc = r->remote->ops->select(r->remote, c->sel->raw, true, &mb, err);
             if (rc == MS_OK && mb.uidvalidity != c->uidvalidity)
                 rc = ms_error_set(err, MS_EPARTIAL, "%s: UIDVALIDITY changed on the server during the push",
                                   c->sel->name);
@@ -395,7 +395,7 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
         /* The run may have flagged it \Deleted before the copy was lost
          * from the trash: a new copy must not carry that flag along. */
         if (rc == MS_OK && nagain)
-            rc = imap_store_flags(r->imap, todo, nagain, FLAG_DELETED, false, err);
+            rc = r->remote->ops->store_flags(r->remote, todo, nagain, FLAG_DELETED, false, err);
         if (rc == MS_OK)
             log_msg(LOG_VERBOSE, "%s: %zu of %zu messages an interrupted run was moving to %s need no new copy",
                     c->sel->name, settled, j.n, dest);
@@ -411,10 +411,10 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
             ids.v[i].uid = todo[i];
         ids.n = ntodo;
         ids.present = xcalloc(ntodo, sizeof *ids.present);
-        rc = imap_fetch_identity(r->imap, todo, ntodo, on_source_identity, &ids, err);
+        rc = r->remote->ops->fetch_identity(r->remote, todo, ntodo, on_source_identity, &ids, err);
     }
     if (rc == MS_OK && ntodo)
-        rc = imap_status(r->imap, dest, &ts, err);
+        rc = r->remote->ops->status(r->remote, dest, &ts, err);
     if (rc == MS_OK && ntodo) {
         size_t k = 0;
         rc = state_begin(r->st, err);
@@ -439,7 +439,7 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
     if (rc == MS_OK && ntodo) {
         uint32_t uv = 0;
         copies = xcalloc(ntodo, sizeof *copies);
-        rc = imap_copy(r->imap, todo, ntodo, dest, copies, &uv, err);
+        rc = r->remote->ops->copy(r->remote, todo, ntodo, dest, copies, &uv, err);
         bool any = false;
         for (size_t i = 0; i < ntodo; i++)
             any |= copies[i] != 0;
@@ -486,7 +486,7 @@ static int push_deletions(struct push_ctx *c, const struct push_plan *p, struct 
     bool keep_rows = false;
     if (n == 0)
         goto out;
-    if (to_trash && !imap_has_capability(r->imap, "MOVE") && !imap_has_capability(r->imap, "UIDPLUS")) {
+    if (to_trash && !remote_can(r->remote, REMOTE_MOVE) && !remote_can(r->remote, REMOTE_EXACT)) {
         log_msg(LOG_WARN, "%s: the server has neither MOVE nor UIDPLUS: %zu messages deleted locally are flagged "
                           "\\Deleted instead of moved to %s",
                 c->sel->name, n, a->trash);
@@ -495,23 +495,21 @@ static int push_deletions(struct push_ctx *c, const struct push_plan *p, struct 
     /* UID MOVE is atomic: nothing to journal. But a message an interrupted
      * run was moving without MOVE (the server offers it since) may have
      * its copy in the trash already: it is finished the journalled way. */
-    bool move = to_trash && imap_has_capability(r->imap, "MOVE") &&
-                !(imap_has_capability(r->imap, "UIDPLUS") && trash_journalled(c));
+    bool move = to_trash && remote_can(r->remote, REMOTE_MOVE) &&
+                !(remote_can(r->remote, REMOTE_EXACT) && trash_journalled(c));
     if (move) {
-        rc = imap_move(r->imap, uids, n, a->trash, err);
+        rc = r->remote->ops->move(r->remote, uids, n, a->trash, err);
     } else if (to_trash) {
-        /* RFC 6851's fallback, journalled (copy_to_trash), then \Deleted
-         * and the expunge of only these */
+        /* RFC 6851's fallback, journalled (copy_to_trash), then the exact
+         * removal of only these (REMOTE_EXACT: \Deleted + UID EXPUNGE) */
         rc = copy_to_trash(c, uids, n, err);
         if (rc == MS_OK)
-            rc = imap_store_flags(r->imap, uids, n, FLAG_DELETED, true, err);
-        if (rc == MS_OK)
-            rc = imap_uid_expunge(r->imap, uids, n, err);
+            rc = r->remote->ops->remove(r->remote, uids, n, err);
+    } else if (a->expunge && remote_can(r->remote, REMOTE_EXACT)) {
+        rc = r->remote->ops->remove(r->remote, uids, n, err);
     } else {
-        rc = imap_store_flags(r->imap, uids, n, FLAG_DELETED, true, err);
-        if (rc == MS_OK && a->expunge && imap_has_capability(r->imap, "UIDPLUS"))
-            rc = imap_uid_expunge(r->imap, uids, n, err);
-        else if (rc == MS_OK) {
+        rc = r->remote->ops->store_flags(r->remote, uids, n, FLAG_DELETED, true, err);
+        if (rc == MS_OK) {
             if (a->expunge)
                 log_msg(LOG_WARN, "%s: the server has no UIDPLUS: %zu messages deleted locally are only flagged "
                                   "\\Deleted on the server (a plain EXPUNGE could remove others' too)",
@@ -573,7 +571,7 @@ static int push_flags(struct push_ctx *c, const struct push_plan *p, struct ms_e
                 if (y->op == PUSH_FLAGS && (pass == 0 ? y->add : y->remove) == mask)
                     uids[n++] = y->uid;
             }
-            rc = imap_store_flags(r->imap, uids, n, mask, pass == 0, err);
+            rc = r->remote->ops->store_flags(r->remote, uids, n, mask, pass == 0, err);
         }
     }
     free(uids);
@@ -674,7 +672,7 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
             if (x == MS_OK && fstat(fd, &st) != 0)
                 x = ms_error_errno(&e, MS_EPARTIAL, errno, "%s: cannot stat %s", c->sel->name, u->l->name);
             if (x == MS_OK)
-                x = imap_append_fd(r->imap, c->sel->raw, u->l->flags, st.st_mtime, fd, u->size, &uv, &uid, &e);
+                x = r->remote->ops->append(r->remote, c->sel->raw, u->l->flags, st.st_mtime, fd, u->size, &uv, &uid, &e);
             if (fd >= 0)
                 close(fd);
             if (x == MS_OK && uid && uv == c->uidvalidity) {
@@ -988,7 +986,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         goto out;
     }
     struct remote_box mb;
-    if ((rc = imap_select(r->imap, sel->raw, true, &mb, err)))
+    if ((rc = r->remote->ops->select(r->remote, sel->raw, true, &mb, err)))
         goto out;
     if (mb.uidvalidity != sf.uidvalidity) {
         log_msg(LOG_WARN, "%s: UIDVALIDITY changed on the server: local changes are pushed after the pull has "
@@ -1128,9 +1126,9 @@ int create_local_folders(struct run *r, struct selected **sel, size_t *nsel, str
             free(name);
             continue;
         }
-        int x = imap_create(r->imap, raw, &e);
+        int x = r->remote->ops->create(r->remote, raw, &e);
         if (x == MS_OK)
-            x = imap_select(r->imap, raw, false, &mb, &e);
+            x = r->remote->ops->select(r->remote, raw, false, &mb, &e);
         if (x == MS_OK) {
             /* Empty on the server, made by us: the push may upload the
              * folder's messages at once. The first pull lists it in full

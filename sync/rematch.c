@@ -241,7 +241,7 @@ int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct 
         goto record;
     log_msg(LOG_VERBOSE, "matching %zu unknown local messages against %zu server messages by identity", lids.n,
             nuids);
-    rc = imap_fetch_identity(r->imap, uids, nuids, found_identity, &rids, err);
+    rc = r->remote->ops->fetch_identity(r->remote, uids, nuids, found_identity, &rids, err);
     if (rc)
         goto out;
     if (plan_match(rids.ids, rids.n, lids.ids, lids.n, &m, &nm) != 0) {

@@ -314,7 +314,8 @@ struct remote_ops {
 
     /* A new session of the same kind to the same server and account,
      * logged in with password (the caller keeps it: the side does not).
-     * REMOTE_EXTRA. */
+     * May be called from another thread while r is in use there: it reads
+     * only what r's connect set up. REMOTE_EXTRA. */
     int (*clone)(struct remote *r, const char *password, struct remote **out, struct ms_error *err);
 
     /* Start ending the session without waiting (IMAP: LOGOUT sent, the

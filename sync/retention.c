@@ -54,7 +54,11 @@ int retire_old(struct run *r, const struct selected *sel, struct engine_folder_r
         state_folder_free(&sf);
         return rc;
     }
-    if (!imap_has_capability(r->imap, "UIDPLUS")) {
+    if (!remote_can(r->remote, REMOTE_AGE)) {
+        state_folder_free(&sf);
+        return MS_OK; /* the side cannot search by date */
+    }
+    if (!remote_can(r->remote, REMOTE_EXACT)) {
         log_msg(LOG_WARN, "%s: server_retention_days needs UIDPLUS (to expunge only those messages); the server "
                           "has none: nothing removed",
                 sel->name);
@@ -67,11 +71,11 @@ int retire_old(struct run *r, const struct selected *sel, struct engine_folder_r
     size_t n = 0, ngone = 0, nrows = 0;
     struct state_msg *rows = NULL;
     if ((rc = maildir_folder_open(r->rootfd, sel->path, false, &mf, err)) ||
-        (rc = imap_select(r->imap, sel->raw, true, &mb, err)))
+        (rc = r->remote->ops->select(r->remote, sel->raw, true, &mb, err)))
         goto out;
     if (mb.uidvalidity != sf.uidvalidity)
         goto out; /* the next pull matches the messages again first */
-    if ((rc = imap_search_before(r->imap, cutoff, &uids, &n, err)) ||
+    if ((rc = r->remote->ops->search_before(r->remote, cutoff, &uids, &n, err)) ||
         (rc = state_msg_get_uids(r->st, sf.id, uids, n, &rows, &nrows, err)))
         goto out;
     gone = xcalloc(nrows + 1, sizeof *gone);
@@ -94,8 +98,8 @@ int retire_old(struct run *r, const struct selected *sel, struct engine_folder_r
         rc = state_commit(r->st, err);
     else
         state_rollback(r->st);
-    if (rc == MS_OK && ngone && (rc = imap_store_flags(r->imap, gone, ngone, FLAG_DELETED, true, err)) == MS_OK)
-        rc = imap_uid_expunge(r->imap, gone, ngone, err);
+    if (rc == MS_OK && ngone)
+        rc = r->remote->ops->remove(r->remote, gone, ngone, err);
     if (rc == MS_OK && ngone) {
         fres->retired += ngone;
         log_msg(LOG_INFO, "%s: %zu messages older than %d days removed from the server (kept locally)", sel->name,
