@@ -510,7 +510,18 @@ static int side_select(struct remote *r, const char *name, bool write, struct re
 /* After a listing of f: the scripted UIDVALIDITY change, if it is f's. */
 static void after_listing(struct mem_server *s, struct mem_folder *f)
 {
-    if (s->faults.uidvalidity_after_listing[0] && strcmp(s->faults.uidvalidity_after_listing, f->name) == 0) {
+    if (s->faults.uidvalidity_after_listing[0] && strcmp(s->faults.uidvalidity_after_listing, f->name) == 0 &&
+        s->faults.uidvalidity_after_bodies == 0) {
+        s->faults.uidvalidity_after_listing[0] = '\0';
+        mem_renumber(s, f->name);
+    }
+}
+
+/* After a body of f: the scripted UIDVALIDITY change, if it is due. */
+static void after_body(struct mem_server *s, struct mem_folder *f)
+{
+    if (s->faults.uidvalidity_after_listing[0] && strcmp(s->faults.uidvalidity_after_listing, f->name) == 0 &&
+        s->faults.uidvalidity_after_bodies && --s->faults.uidvalidity_after_bodies == 0) {
         s->faults.uidvalidity_after_listing[0] = '\0';
         mem_renumber(s, f->name);
     }
@@ -707,6 +718,8 @@ static int side_fetch_bodies(struct remote *r, const uint32_t *uids, size_t n, c
         log_op(s, m->id, b.drop ? MEM_OP_DROP : MEM_OP_BODY, m->open, NULL, x->uid);
         if (b.drop)
             m->dead = true;
+        else
+            after_body(s, f);
         op_end(m);
 
         int cb = 0;

@@ -111,6 +111,9 @@ struct mem_faults {
     /* UIDVALIDITY of this folder changes (every UID renumbered) right after
      * a listing of it, before the bodies are fetched. */
     char uidvalidity_after_listing[64];
+    /* With the above: the change comes only after this many bodies of the
+     * fetch that follows the listing (0: before the first). */
+    unsigned uidvalidity_after_bodies;
     /* What a session that has the folder open then sees: false, the
      * server ends it (MS_ENET, as Dovecot's "BYE Mailbox UIDVALIDITY
      * changed"); true, it goes on answering by the new numbering. */

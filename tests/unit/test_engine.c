@@ -35,6 +35,17 @@
 #define ACCOUNT_WIDE_PLANNING 0
 #endif
 
+/* A known bug, not this refactor's to change (behaviour stays): a folder's
+ * first pull records message rows before the folder's UIDVALIDITY (saved
+ * only when the folder completes). When that pull is cut and the
+ * UIDVALIDITY changes before the next run, the next run takes the old
+ * rows for the new UIDs: it leaves messages out and fetches others twice.
+ * Its test is skipped, saying so, until this is 1 (-D...=1 shows it
+ * failing today). */
+#ifndef FIRST_PULL_RECORDS_UIDVALIDITY
+#define FIRST_PULL_RECORDS_UIDVALIDITY 0
+#endif
+
 struct fixture {
     char dir[64];
     char maildir[128];
@@ -482,16 +493,18 @@ static void push_without_appenduid(void **state)
 }
 
 /* The folder's UIDVALIDITY changes between its listing and the fetch of
- * the bodies, the server ending the session (as Dovecot does) or going on
- * under the new numbering (an old UID names another message): after the
- * next run, nothing is doubled or lost. */
-static void uidvalidity_changes_before_fetch(struct fixture *fx, bool goes_on)
+ * the bodies (after_bodies 0) or in the middle of it, the server ending
+ * the session (as Dovecot does) or going on under the new numbering (an
+ * old UID names another message): after the next run, nothing is doubled
+ * or lost. */
+static void uidvalidity_changes_before_fetch(struct fixture *fx, bool goes_on, unsigned after_bodies)
 {
     add(fx, "INBOX", "u0", 0);
     add(fx, "INBOX", "u1", FLAG_SEEN);
     add(fx, "INBOX", "u2", FLAG_FLAGGED);
     add(fx, "INBOX", "u3", 0);
     fx->srv->faults.stale_session_goes_on = goes_on;
+    fx->srv->faults.uidvalidity_after_bodies = after_bodies;
     snprintf(fx->srv->faults.uidvalidity_after_listing, sizeof fx->srv->faults.uidvalidity_after_listing,
              "INBOX");
     run(fx, PULL);
@@ -507,13 +520,30 @@ static void uidvalidity_changes_before_fetch(struct fixture *fx, bool goes_on)
 
 static void uidvalidity_changes_server_ends_session(void **state)
 {
-    uidvalidity_changes_before_fetch(*state, false);
+    uidvalidity_changes_before_fetch(*state, false, 0);
 }
 
 static void uidvalidity_changes_server_goes_on(void **state)
 {
-    uidvalidity_changes_before_fetch(*state, true);
+    uidvalidity_changes_before_fetch(*state, true, 0);
 }
+
+/* The session ends after two bodies of a first pull, the UIDVALIDITY
+ * having changed (Dovecot: "BYE Mailbox UIDVALIDITY changed"; or a drop,
+ * and the mailbox recreated before the next run). */
+static void uidvalidity_changes_mid_fetch_server_ends_session(void **state)
+{
+    if (!FIRST_PULL_RECORDS_UIDVALIDITY) {
+        print_message("SKIPPED: known bug (see FIRST_PULL_RECORDS_UIDVALIDITY at the top): an interrupted first pull "
+                      "records rows but not the UIDVALIDITY they belong to; after a UIDVALIDITY change the next "
+                      "run loses two messages and doubles two. Build with -DFIRST_PULL_RECORDS_UIDVALIDITY=1 to "
+                      "run it (it fails on today's engine).\n");
+        skip();
+    }
+    uidvalidity_changes_before_fetch(*state, false, 2);
+}
+
+
 
 /* ---- a kill at each step of the delivery journal ---- */
 
@@ -636,6 +666,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(push_without_appenduid, setup, teardown),
         cmocka_unit_test_setup_teardown(uidvalidity_changes_server_ends_session, setup, teardown),
         cmocka_unit_test_setup_teardown(uidvalidity_changes_server_goes_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(uidvalidity_changes_mid_fetch_server_ends_session, setup, teardown),
         cmocka_unit_test_setup_teardown(kill_at_each_journal_step, setup, teardown),
         /* skipped until account-wide planning is built (see above) */
         cmocka_unit_test_setup_teardown(move_between_folders_planned_in_one_run, setup, teardown),

@@ -412,6 +412,34 @@ static void uidvalidity_changes_after_listing(void **state)
     mem_server_free(srv);
 }
 
+/* ...or only after K bodies of the fetch that follows the listing. */
+static void uidvalidity_changes_mid_fetch(void **state)
+{
+    (void)state;
+    struct mem_server *srv = mem_server_new();
+    uint32_t u[3];
+    u[0] = mem_add_simple(srv, "INBOX", "<a@x>", "a", 0);
+    u[1] = mem_add_simple(srv, "INBOX", "<b@x>", "b", 0);
+    u[2] = mem_add_simple(srv, "INBOX", "<c@x>", "c", 0);
+    struct remote *r = connect_to(srv);
+    struct remote_listing l;
+    struct remote_known none = {0};
+    struct ms_error err;
+    snprintf(srv->faults.uidvalidity_after_listing, sizeof srv->faults.uidvalidity_after_listing, "INBOX");
+    srv->faults.uidvalidity_after_bodies = 1;
+    assert_int_equal(r->ops->open(r, "INBOX", &none, &l, &err), MS_OK);
+    uint32_t uv = l.box.uidvalidity;
+    remote_listing_free(&l);
+    assert_int_equal(mem_folder(srv, "INBOX")->uidvalidity, uv); /* not yet */
+    struct sink s = {0};
+    struct remote_body_sink k = body_sink(&s);
+    assert_int_equal(r->ops->fetch_bodies(r, u, 3, &k, &err), MS_ENET);
+    assert_int_equal(s.n, 1);
+    assert_true(mem_folder(srv, "INBOX")->uidvalidity != uv);
+    remote_close(&r);
+    mem_server_free(srv);
+}
+
 static void move_between_folders_and_identity(void **state)
 {
     (void)state;
@@ -446,6 +474,7 @@ int main(void)
         cmocka_unit_test(append_with_and_without_appenduid),
         cmocka_unit_test(store_remove_copy_move_create),
         cmocka_unit_test(uidvalidity_changes_after_listing),
+        cmocka_unit_test(uidvalidity_changes_mid_fetch),
         cmocka_unit_test(move_between_folders_and_identity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
