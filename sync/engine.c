@@ -424,8 +424,11 @@ struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq)
 
 /* finish: when not NULL, the folder's row is saved in the same
  * transaction (one commit, one fsync, for a folder with nothing to fetch). */
+/* hold: the plan's PLAN_LOCAL_DELETEs are left for the second pass
+ * (struct run's defer_deletions): neither the file nor its row is
+ * touched. */
 static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t folder_id, const struct plan *p,
-                               struct local_msg *local, size_t nlocal, struct engine_folder_result *fres,
+                               bool hold, struct local_msg *local, size_t nlocal, struct engine_folder_result *fres,
                                struct state_folder *finish, struct ms_error *err)
 {
     int rc = MS_OK;
@@ -433,6 +436,8 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
     /* Files first (rename/unlink), records after, in one transaction. */
     for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
         const struct plan_action *a = &p->actions[i];
+        if (hold && a->op == PLAN_LOCAL_DELETE)
+            continue;
         struct local_msg *l = a->uniq ? local_by_uniq(local, nlocal, a->uniq) : NULL;
         if (a->op == PLAN_LOCAL_DELETE && l) {
             int x = maildir_remove(mf, l, err);
@@ -477,6 +482,8 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
     rc = state_batch(r->st, err);
     for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
         const struct plan_action *a = &p->actions[i];
+        if (hold && a->op == PLAN_LOCAL_DELETE)
+            continue;
         if (a->op == PLAN_LOCAL_DELETE || a->op == PLAN_FORGET)
             rc = state_msg_delete(r->st, folder_id, a->uid, err);
         else if (a->op == PLAN_LOCAL_FLAGS || a->op == PLAN_STATE_FLAGS)
@@ -928,7 +935,7 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     struct plan_input in = {0};
     struct plan p = {0};
     bool uv_changed = false;
-    const struct engine_progress *prog = r->opt->progress;
+    const struct engine_progress *prog = r->second_pass ? NULL : r->opt->progress;
 
     int rc = folder_row(r, sel, &sf, err);
     if (rc)
@@ -1009,6 +1016,12 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
         fres->deleted = p.ndelete;
         goto out;
     }
+    /* Deletions wait for every folder's listing (the second pass): until
+     * then the folder's record keeps its old counters, so a run killed
+     * in between is told the same expunges again. */
+    bool hold = r->defer_deletions && p.ndelete;
+    if (hold)
+        r->held_pull = true;
     if (prog && prog->folder_start)
         prog->folder_start(prog->ctx, r->acct->name, sel->name, p.nfetch, p.fetch_bytes);
     /* The folder's record as it will be once everything is in: saved with
@@ -1021,10 +1034,11 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     done.uidnext = mb.uidnext;
     done.highestmodseq = p.nskip ? 0 : mb.highestmodseq;
     done.last_sync = (int64_t)time(NULL);
-    if ((rc = apply_local_changes(r, mf, sf.id, &p, local, nlocal, fres, p.nfetch ? NULL : &done, err)))
+    if ((rc = apply_local_changes(r, mf, sf.id, &p, hold, local, nlocal, fres, p.nfetch || hold ? NULL : &done,
+                                  err)))
         goto out;
-    if (p.nfetch && (rc = fetch_new(r, sel, mb.uidvalidity, mf, sf.id, &p, left, nleft, local, nlocal, fres, &done,
-                                    err)))
+    if (p.nfetch && (rc = fetch_new(r, sel, mb.uidvalidity, mf, sf.id, &p, left, nleft, local, nlocal, fres,
+                                    hold ? NULL : &done, err)))
         goto out;
     if (fres->failed) {
         /* The folder's record stays as it was (fetch_new did not save
@@ -1329,6 +1343,95 @@ static void results_in_folder_order(struct engine_result *res, size_t base, cons
     free(t);
 }
 
+#define HELD_PUSH 1u /* push_folder held local deletions back */
+#define HELD_PULL 2u /* pull_folder held server expunges back */
+
+/* What a folder's pass ended with, in res (the account's) and fres;
+ * returns non-zero when the account's run must end (the session or the
+ * store is unusable, or a stop came). */
+static int folder_outcome(struct run *r, const struct selected *sel, struct engine_folder_result *fres, int frc,
+                          const struct ms_error *ferr)
+{
+    struct engine_result *res = r->res;
+    if (frc == MS_OK)
+        return MS_OK;
+    if (frc == MS_EPARTIAL && run_stopped(r)) {
+        fres->stopped = true;
+        res->status = ms_error_worse(res->status, MS_EPARTIAL);
+        snprintf(res->error, sizeof res->error, "%.200s: %.300s", sel->name, ferr->msg);
+        return frc;
+    }
+    if (frc == MS_ENET || frc == MS_ELOCAL || frc == MS_EAUTH) {
+        res->status = frc;
+        snprintf(res->error, sizeof res->error, "%s", ferr->msg);
+        return frc;
+    }
+    folder_fail(fres, ferr);
+    log_msg(LOG_ERROR, "%s", ferr->msg);
+    res->status = ms_error_worse(res->status, MS_EPARTIAL);
+    return MS_OK;
+}
+
+/* The second pass over the folders, once every selected folder was listed
+ * and its plan applied but for deletions: the deletions each folder held
+ * back (held[k], for order[k]) are planned again and applied (a push's
+ * removals on the server, then a pull's local removals), then
+ * server_retention_days retires old messages. The folders are planned
+ * again rather than their first plans kept, so memory does not grow with
+ * the account, and a run killed between the passes leaves the deletions
+ * to the next run: their records were not touched (a held pull did not
+ * save the folder's new counters either). A trash folder that received
+ * messages in this pass is pulled once more. Returns MS_OK, or the code
+ * that ends the account's run (res says why). */
+static int second_pass(struct run *r, const struct selected *sel, size_t nsel, const size_t *order,
+                       const unsigned char *held, bool do_push, bool do_pull)
+{
+    struct engine_result *res = r->res;
+    size_t base = res->nfolders - nsel;
+    bool trash_before = r->trash_changed;
+    r->defer_deletions = false;
+    r->second_pass = true;
+    r->trash_changed = false;
+    int rc = MS_OK;
+    size_t trash = nsel;
+    for (size_t k = 0; k < nsel && rc == MS_OK; k++) {
+        size_t i = order[k];
+        struct engine_folder_result *fres = &res->folders[base + k];
+        struct ms_error ferr = {0};
+        struct maildir_stamp stamp;
+        int frc = MS_OK;
+        if (is_trash_folder(r->acct, &sel[i]))
+            trash = k;
+        if (fres->status != MS_OK)
+            continue; /* the folder failed in the first pass: nothing more */
+        if (run_stopped(r)) {
+            res->status = ms_error_worse(res->status, MS_EPARTIAL);
+            if (!res->error[0])
+                snprintf(res->error, sizeof res->error,
+                         "stopped by a signal before %s; the rest comes at the next run", sel[i].name);
+            rc = MS_EPARTIAL;
+            break;
+        }
+        r->push_after_pull = false;
+        if (do_push && (held[k] & HELD_PUSH))
+            frc = push_folder(r, &sel[i], fres, &stamp, &ferr);
+        if (frc == MS_OK && do_pull && (held[k] & HELD_PULL))
+            frc = pull_folder(r, &sel[i], fres, &ferr);
+        if (frc == MS_OK && do_pull)
+            frc = retire_old(r, &sel[i], fres, &ferr);
+        rc = folder_outcome(r, &sel[i], fres, frc, &ferr);
+    }
+    if (rc == MS_OK && do_pull && r->trash_changed && trash < nsel && res->folders[base + trash].status == MS_OK) {
+        /* the moves into the trash folder come down in the same run */
+        struct ms_error ferr = {0};
+        int frc = pull_folder(r, &sel[order[trash]], &res->folders[base + trash], &ferr);
+        rc = folder_outcome(r, &sel[order[trash]], &res->folders[base + trash], frc, &ferr);
+    }
+    r->trash_changed = r->trash_changed || trash_before;
+    r->second_pass = false;
+    return rc;
+}
+
 static int engine_run(const struct account *a, const struct engine_options *opt, struct engine_result *res,
                       bool do_push, bool do_pull)
 {
@@ -1338,6 +1441,7 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
     struct ms_error err = {0};
     struct selected *sel = NULL;
     size_t nsel = 0, *order = NULL, base = 0;
+    unsigned char *held = NULL;
     double t0 = util_now();
     memset(res, 0, sizeof *res);
     res->account = xstrdup(a->name);
@@ -1410,8 +1514,14 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
             order[k] = trash;
     }
     base = res->nfolders;
+    /* First pass: every folder is listed and its plan applied but for
+     * deletions, which wait for the second pass below, when the whole
+     * account's listings are known. */
+    held = xcalloc(nsel + 1, sizeof *held);
+    r.defer_deletions = !opt->dry_run;
     for (size_t k = 0; k < nsel; k++) {
         size_t i = order[k];
+        r.held_push = r.held_pull = false;
         if (run_stopped(&r)) {
             res->status = ms_error_worse(res->status, MS_EPARTIAL);
             if (!res->error[0])
@@ -1448,9 +1558,7 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
             if (frc != MS_OK && frc != MS_ENET && frc != MS_ELOCAL && frc != MS_EAUTH)
                 folder_fail(fres, &ferr);
         }
-        if (frc == MS_OK && do_pull && (frc = retire_old(&r, &sel[i], fres, &ferr)) != MS_OK &&
-            frc != MS_ENET && frc != MS_ELOCAL)
-            folder_fail(fres, &ferr);
+        held[k] = (r.held_push ? HELD_PUSH : 0) | (r.held_pull ? HELD_PULL : 0);
         if (frc == MS_OK && stamp.settled) {
             /* The push saw everything pushed; if nothing (the pull
              * included) has touched the folder since, the next push may
@@ -1482,9 +1590,13 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         log_msg(LOG_ERROR, "%s", ferr.msg);
         res->status = ms_error_worse(res->status, MS_EPARTIAL);
     }
+    if (!run_stopped(&r) && res->nfolders == base + nsel && !opt->dry_run &&
+        (rc = second_pass(&r, sel, nsel, order, held, do_push, do_pull)) != MS_OK)
+        goto out;
 out:
     results_in_folder_order(res, base, order);
     free(order);
+    free(held);
     /* The server closes the session (Dovecot: the selected folder's index
      * too, ~1-2 ms) while the outcome is committed. */
     remote_logout_start(r.remote);

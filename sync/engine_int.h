@@ -66,6 +66,17 @@ struct run {
     /* The push of the current folder found its UIDVALIDITY changed: its
      * local changes go after the pull has matched the messages again. */
     bool push_after_pull;
+    /* Account-wide planning: while set (the first pass over the folders),
+     * no deletion is applied on either side, so that every folder's
+     * listing is known before any message is removed (a message that
+     * moved between folders is seen in both). A folder whose plan held
+     * deletions back sets held_push / held_pull; the second pass
+     * (engine_run) applies them. */
+    bool defer_deletions;
+    bool held_push;
+    bool held_pull;
+    /* The second pass: the folder's progress was reported by the first. */
+    bool second_pass;
     /* This run moved messages into the account's trash folder: its STATUS
      * taken with the LIST is out of date (see is_trash_folder). */
     bool trash_changed;

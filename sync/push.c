@@ -1007,7 +1007,12 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
             (rc = plan_folder(&c, &in, &p, err)))
             goto out;
     }
-    if (p.ndelete && (rc = push_deletions(&c, &p, err)))
+    /* Removals wait for every folder's listing (struct run's
+     * defer_deletions); the second pass plans the folder again. */
+    bool hold = r->defer_deletions && p.ndelete;
+    if (hold)
+        r->held_push = true;
+    else if (p.ndelete && (rc = push_deletions(&c, &p, err)))
         goto out;
     if (p.nflags && (rc = push_flags(&c, &p, err)))
         goto out;
@@ -1019,7 +1024,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     }
 done:
     /* Everything the scan saw is pushed and recorded. */
-    if (have_stamp && before.settled && !r->opt->dry_run)
+    if (have_stamp && before.settled && !r->opt->dry_run && !r->held_push)
         *stamp = before;
 out:
     free_plan_input(&in);
