@@ -621,17 +621,18 @@ static void merge_changes(const struct state_msg *st, size_t ns, const struct re
     *nout = k;
 }
 
-/* Only what changed since the last sync, where the server can say so
- * (RFC 7162): QRESYNC gives changed flags and vanished UIDs on SELECT;
- * CONDSTORE alone gives changed flags, and expunges show as UIDs missing
- * from the list of all. *done is false when that cannot be used (no
- * modseq recorded, UIDVALIDITY changed, HIGHESTMODSEQ went back): then
- * the caller lists everything. The folder is selected either way. */
-/* The state rows the incremental path needs. With QRESYNC: only those of
+/* Incremental listings (remote.h, open): the side lists only what changed
+ * since the last sync where it can (IMAP RFC 7162). REMOTE_LIST_VANISHED
+ * (QRESYNC) gives changed messages and vanished UIDs; REMOTE_LIST_ALL_UIDS
+ * (CONDSTORE alone) changed messages, and expunges show as recorded UIDs
+ * missing from the list of all. Whether it can (modseq recorded,
+ * UIDVALIDITY unchanged, HIGHESTMODSEQ not gone back) the side decides;
+ * otherwise it lists everything. */
+/* The state rows the incremental path needs. With vanished UIDs: only those of
  * the changed and vanished UIDs, looked up one by one, so a resync's local
  * cost follows the changes, not the folder (unless the server reports more
- * than LOOKUP_MAX of them: then one read of all rows is cheaper). CONDSTORE
- * alone finds expunges by comparing all UIDs: all rows.
+ * than LOOKUP_MAX of them: then one read of all rows is cheaper). A list of
+ * all UIDs finds expunges by comparing with every row: all rows.
  * When vanished UIDs hit rows (the plan will delete), *guard_total is the
  * folder's number of state rows, for the planner's mass-deletion guard:
  * what the state knew, never the server's EXISTS, which a VANISHED that
@@ -1073,9 +1074,10 @@ static int cmp_messages_desc(const void *a, const void *b, void *ctx)
 }
 
 /* The folders whose STATUS (asked with the LIST) shows flag changes or
- * expunges but no new mail will each be opened with EXAMINE (QRESYNC) by
- * pull_folder, with nothing else to ask the server unless their answer
- * holds a surprise: send those EXAMINEs now, in one write, and visit
+ * expunges but no new mail will each be opened incrementally by
+ * pull_folder (IMAP: EXAMINE (QRESYNC)), with nothing else to ask the
+ * server unless their answer holds a surprise: with REMOTE_AHEAD, hand
+ * them to the side's open_ahead now (IMAP: the EXAMINEs in one write), and visit
  * those folders first, in that order (a folder visited in between would
  * make the session drop the answers still queued). The server then
  * answers the next ones while this side renames the files of the first:
@@ -1144,8 +1146,8 @@ static bool skip_candidate(const struct run *r, const struct state_folder *f)
     return wanted;
 }
 
-/* The server's folders, and whether QRESYNC is on. With CONDSTORE, the
- * STATUS of every folder that may be unchanged goes out with the LIST (one
+/* The server's folders. With REMOTE_CHANGES, the status (IMAP STATUS) of
+ * every folder that may be unchanged goes out with the listing (one
  * round trip instead of one per folder), INBOX first: Dovecot answers
  * STATUS INBOX from its list index only until the session has looked at
  * another folder (afterwards it opens the mailbox: ~3 ms at 10,000
@@ -1169,8 +1171,8 @@ static int list_folders(struct run *r, struct remote_folder **f, size_t *n, stru
                 idx[k++] = i;
             }
     struct remote_status *st = xcalloc(k + 1, sizeof *st);
-    /* ENABLE QRESYNC rides along too (it only has to precede the first
-     * EXAMINE). */
+    /* The IMAP side sends ENABLE QRESYNC along (it only has to precede
+     * the first EXAMINE). */
     int rc = r->remote->ops->list(r->remote, names, k, st, f, n, err);
     if (rc == MS_OK) {
         r->known_status = xcalloc(r->nknown + 1, sizeof *r->known_status);

@@ -29,8 +29,9 @@
 struct imap_remote {
     struct remote base; /* first: a struct remote * is one of these */
     struct imap_session *s;
+    unsigned caps;  /* REMOTE_* from the capabilities after the login */
     bool condstore; /* CONDSTORE or QRESYNC offered: modseqs usable */
-    bool qresync;   /* QRESYNC enabled on the session */
+    bool qresync;   /* QRESYNC enabled on the session (by a sync run's list) */
 };
 
 static struct imap_remote *ir(struct remote *r)
@@ -38,23 +39,28 @@ static struct imap_remote *ir(struct remote *r)
     return (struct imap_remote *)r;
 }
 
+/* The capability bits the server's CAPABILITY (read again after TLS and
+ * the login) gives; they do not change during the session. */
+static unsigned caps_of(struct imap_session *s)
+{
+    unsigned c = REMOTE_FOLDERS | REMOTE_WRITE | REMOTE_UIDS | REMOTE_EXTRA | REMOTE_AGE;
+    if (imap_has_capability(s, "CONDSTORE") || imap_has_capability(s, "QRESYNC"))
+        c |= REMOTE_CHANGES;
+    if (imap_has_capability(s, "MOVE"))
+        c |= REMOTE_MOVE;
+    if (imap_has_capability(s, "UIDPLUS"))
+        c |= REMOTE_EXACT;
+    if (imap_has_capability(s, "IDLE"))
+        c |= REMOTE_WATCH;
+    if (imap_has_capability(s, "NOTIFY"))
+        c |= REMOTE_WATCH_ALL;
+    return c;
+}
+
 static unsigned imap_caps(struct remote *r)
 {
     struct imap_remote *x = ir(r);
-    unsigned c = REMOTE_FOLDERS | REMOTE_WRITE | REMOTE_UIDS | REMOTE_EXTRA | REMOTE_AGE;
-    if (x->condstore)
-        c |= REMOTE_CHANGES;
-    if (x->qresync)
-        c |= REMOTE_AHEAD;
-    if (imap_has_capability(x->s, "MOVE"))
-        c |= REMOTE_MOVE;
-    if (imap_has_capability(x->s, "UIDPLUS"))
-        c |= REMOTE_EXACT;
-    if (imap_has_capability(x->s, "IDLE"))
-        c |= REMOTE_WATCH;
-    if (imap_has_capability(x->s, "NOTIFY"))
-        c |= REMOTE_WATCH_ALL;
-    return c;
+    return x->caps | (x->qresync ? REMOTE_AHEAD : 0);
 }
 
 static const char *imap_r_tls_info(struct remote *r)
@@ -323,7 +329,8 @@ int remote_imap_connect(const struct account *acct, const char *password, struct
     struct imap_remote *x = xcalloc(1, sizeof *x);
     x->base = (struct remote){.ops = &imap_ops, .acct = acct};
     x->s = s;
-    x->condstore = imap_has_capability(s, "CONDSTORE") || imap_has_capability(s, "QRESYNC");
+    x->caps = caps_of(s);
+    x->condstore = (x->caps & REMOTE_CHANGES) != 0;
     *out = &x->base;
     return MS_OK;
 }
