@@ -1,23 +1,16 @@
 /*
  * engine.c: one account run, server -> local (see engine.h).
  *
- * Crash safety. A pull moves messages in batches:
- *   1. the bodies stream into files in tmp/ (not yet durable);
- *   2. syncfs() makes the whole batch durable at once (a helper thread
- *      starts one every 256 KiB while the batch streams in, so most of it
- *      is on disk by then; any of them failing fails the batch);
- *   3. one transaction journals every message as a *pending* row
- *      (UID, unique name, flags);
- *   4. each file is renamed into new/ or cur/, never over another file;
- *   5. the directories are fsynced, so the renames are durable;
- *   6. the pending marks are cleared (in the next batch's transaction).
- * Steps 2-6 run in a committer thread (sync/deliver.c) while the next
- * batch streams in, one batch at a time and in order.
- * A run killed anywhere leaves either nothing recorded (the tmp/ files are
- * swept later and the UIDs fetched again) or pending rows whose files are
- * durable in tmp/ or already in place: recover_pending() finishes those
- * renames on the next run. So no message is recorded without its file, and
- * none is delivered twice.
+ * Crash safety. A pull moves messages in batches: the bodies stream into
+ * files in tmp/ (deliver.c; a helper thread starts a syncfs() every 256 KiB
+ * while a batch streams in, so most of it is on disk by the batch's own),
+ * and the delivery journal (sync/journal.h, where the steps and their
+ * order are written down) makes each batch durable with one syncfs(),
+ * journals it as pending rows, renames the files into new/ or cur/, fsyncs
+ * the directories and confirms the rows, in a committer thread while the
+ * next batch streams in. journal_recover() finishes what a killed run
+ * left. So no message is recorded without its file, and none is delivered
+ * twice.
  *
  * Flag changes rename first and record after; deletions unlink first and
  * forget after. Both are idempotent when replayed by the planner, because
@@ -46,7 +39,6 @@
 #include "sync/message.h"
 #include "sync/names.h"
 #include "sync/plan.h"
-#include "sync/pop3.h"
 #include "sync/util.h"
 
 /* Unfinished tmp/ files older than this are swept (Maildir spec: 36 h). */
@@ -276,8 +268,6 @@ void end_run(struct run *r)
     r->nextra = 0;
     util_free_secret(r->password);
     r->password = NULL;
-    pop3_quit(r->pop3, NULL);
-    r->pop3 = NULL;
     /* A run that did not get as far as the login and the lock leaves the
      * integrity stamp (and the DB's mtime) as they were. */
     if (r->st && !(r->authed && (r->lockfd >= 0 || r->opt->dry_run)))
@@ -1452,34 +1442,26 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
      * file for an account that never ran). Before the login only what
      * exists is locked (take_lock). */
     int rc = opt->dry_run ? MS_OK : take_lock(&r, false, &err);
-    if (a->type == ACCOUNT_POP3) {
-        /* pull-only: a push has nothing to do, and touches nothing */
-        if (rc == MS_OK && !do_pull)
-            log_msg(LOG_INFO, "%s: a POP3 account is pull-only: nothing to push", a->name);
-        else if (rc == MS_OK && (rc = pop3_open(a, opt, &r.pop3, &err)) == MS_OK) {
-            r.authed = true; /* from here on the run may write */
-            if (r.lockfd < 0 && !opt->dry_run)
-                rc = take_lock(&r, true, &err);
-            if (rc == MS_OK)
-                rc = open_store(&r, &err);
-            if (rc == MS_OK)
-                rc = pop3_pull(&r, &err);
-        }
-        if (rc) {
-            res->status = ms_error_worse(res->status, rc);
-            if (rc != MS_EPARTIAL || run_stopped(&r))
-                snprintf(res->error, sizeof res->error, "%s", err.msg);
-        }
-        record_outcome(&r);
-        end_run(&r);
-        res->seconds = util_now() - t0;
-        return res->status;
+    if (rc == MS_OK && a->type == ACCOUNT_POP3 && !do_pull) {
+        /* A POP3 account is pull-only (its side has no REMOTE_WRITE): its
+         * type says so before any login, and a push touches nothing. */
+        log_msg(LOG_INFO, "%s: a POP3 account is pull-only: nothing to push", a->name);
+        goto out;
     }
     if (rc == MS_OK)
         rc = open_store_and_connect(&r, &err); /* logs in, then creates and locks */
     if (rc == MS_OK) {
         r.dirs = dirsync_new();
         state_before_batch_commit(r.st, dirs_durable, &r);
+    }
+    if (rc == MS_OK && !remote_can(r.remote, REMOTE_UIDS)) {
+        /* One folder whose messages are named by id (POP3's UIDL). */
+        if ((rc = pop3_pull(&r, &err)) != MS_OK) {
+            res->status = rc;
+            if (rc != MS_EPARTIAL || run_stopped(&r))
+                snprintf(res->error, sizeof res->error, "%s", err.msg);
+        }
+        goto out;
     }
     if (rc == MS_OK) {
         char *prev = NULL;

@@ -29,7 +29,6 @@ struct run {
     struct engine_result *res;
     struct state *st;
     struct remote *remote; /* the server session (remote.h) */
-    struct pop3_session *pop3; /* a POP3 account's, logged in (pop3_pull takes it) */
     int rootfd; /* also flocked: part of the account's lock (take_lock) */
     int lockfd;
     bool authed; /* the server accepted the login: the run may write to disk */
@@ -176,17 +175,12 @@ bool stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp
 int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s, struct ms_error *err);
 
 /* popfetch.c */
-/* A POP3 account's pull over r->pop3 (logged in by pop3_open; the pull
- * takes it over and ends it): new messages (by UIDL) into INBOX,
- * crash-safe as IMAP deliveries; then DELE per leave_on_server /
- * server_retention_days of what is durably stored. Fills r->res's folder
- * result. */
+/* The pull of a side without REMOTE_UIDS (POP3) over r->remote, logged
+ * in: new messages, named by the side's message id (POP3's UIDL), into
+ * INBOX through the delivery journal; then removal per leave_on_server /
+ * server_retention_days of what is durably stored, committed (POP3's
+ * QUIT). Fills r->res's folder result. */
 int pop3_pull(struct run *r, struct ms_error *err);
-/* The account's secret (opt->get_password), then pop3_connect: the POP3
- * twin of connect_account. */
-struct pop3_session;
-int pop3_open(const struct account *a, const struct engine_options *opt, struct pop3_session **out,
-              struct ms_error *err);
 
 /* generation.c */
 /* After the state DB and the Maildir root are open: a DB older than the

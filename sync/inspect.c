@@ -13,33 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sync/pop3.h"
 #include "sync/util.h"
 
 /* ------------------------------------------------------------------ */
 /* check, folders, status */
-
-/* POP3: connect, verify TLS, log in, list the maildrop (UIDL + LIST). */
-static int check_pop3(const struct account *a, const struct engine_options *opt, struct engine_check *out,
-                      struct ms_error *err)
-{
-    struct pop3_session *s = NULL;
-    struct pop3_msg *m = NULL;
-    size_t n = 0;
-    int rc = pop3_open(a, opt, &s, err);
-    if (rc == MS_OK)
-        rc = pop3_list(s, &m, &n, err);
-    if (rc == MS_OK) {
-        snprintf(out->tls, sizeof out->tls, "%s", pop3_tls_info(s));
-        char caps[64];
-        snprintf(caps, sizeof caps, "POP3 UIDL (%zu messages in the maildrop)", n);
-        out->capabilities = xstrdup(caps);
-        out->nfolders = 1;
-    }
-    free(m);
-    pop3_quit(s, NULL);
-    return rc;
-}
 
 int engine_check(const struct account *a, const struct engine_options *opt, struct engine_check *out,
                  struct ms_error *err)
@@ -48,8 +25,6 @@ int engine_check(const struct account *a, const struct engine_options *opt, stru
     struct remote_folder *f = NULL;
     size_t n = 0;
     memset(out, 0, sizeof *out);
-    if (a->type == ACCOUNT_POP3)
-        return check_pop3(a, opt, out, err);
     int rc = connect_account(&r, err);
     if (rc == MS_OK) {
         snprintf(out->tls, sizeof out->tls, "%s", r.remote->ops->tls_info(r.remote));

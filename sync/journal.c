@@ -78,12 +78,18 @@ static int row_put(struct journal *j, const struct journal_entry *e, int64_t now
 {
     const char *uniq = e->tmp ? maildir_tmp_uniq(e->tmp) : e->adopted;
     if (j->key == JOURNAL_UIDL) {
-        struct state_pop3 row = {.uidl = (char *)e->uidl, .uniq = (char *)uniq, .first_seen = now,
-                                 .pending = e->tmp != NULL};
+        struct state_pop3 row = {
+            .uidl = (char *)e->uidl, .uniq = (char *)uniq, .first_seen = now, .pending = e->tmp != NULL};
         return state_pop3_put(j->st, j->folder_id, &row, err);
     }
-    struct state_msg m = {.uid = e->uid, .uniq = (char *)uniq, .flags = e->flags, .keywords = e->keywords,
-                          .size = e->size, .message_id = e->message_id, .hash = NULL, .pending = e->tmp != NULL};
+    struct state_msg m = {.uid = e->uid,
+                          .uniq = (char *)uniq,
+                          .flags = e->flags,
+                          .keywords = e->keywords,
+                          .size = e->size,
+                          .message_id = e->message_id,
+                          .hash = NULL,
+                          .pending = e->tmp != NULL};
     return state_msg_put(j->st, j->folder_id, &m, err);
 }
 
@@ -166,7 +172,7 @@ static int land(struct journal *j, struct journal_entry *v, size_t n, struct ms_
     for (size_t i = 0; i < n && rc == MS_OK; i++) {
         struct maildir_tmp *t = v[i].tmp;
         if (!t)
-            continue; /* adopted: already in place, its row confirmed */
+            continue;    /* adopted: already in place, its row confirmed */
         v[i].tmp = NULL; /* the commit frees it either way */
         rc = maildir_tmp_commit(j->mf, t, v[i].flags, "", err);
         if (rc == MS_OK) {
@@ -349,7 +355,7 @@ struct recovered {
     struct pending key;
     const char *uniq; /* borrowed from the row list; NULL: none recorded */
     unsigned flags;
-    bool placed;      /* its file is in place now */
+    bool placed; /* its file is in place now */
 };
 
 /* The pending rows of the folder, from the row list of its key (owned by

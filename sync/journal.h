@@ -52,14 +52,14 @@ enum journal_key {
 /* One downloaded message. The journal takes over tmp, adopted, keywords
  * and message_id with the entry (journal_submit). */
 struct journal_entry {
-    uint32_t uid;             /* JOURNAL_UID: its key */
-    char uidl[72];            /* JOURNAL_UIDL: its key (RFC 1939: 1-70 characters) */
-    struct maildir_tmp *tmp;  /* the closed file in tmp/; NULL: adopted */
-    char *adopted;            /* unique part of a local file that is this message, already in place */
-    unsigned flags;           /* FLAG_*: cur/ with these letters, new/ when 0 */
-    char *keywords;           /* recorded with a UID row, or NULL */
-    uint64_t size;            /* recorded with a UID row, counted as delivered bytes */
-    char *message_id;         /* recorded with a UID row, or NULL */
+    uint32_t uid;            /* JOURNAL_UID: its key */
+    char uidl[72];           /* JOURNAL_UIDL: its key (RFC 1939: 1-70 characters) */
+    struct maildir_tmp *tmp; /* the closed file in tmp/; NULL: adopted */
+    char *adopted;           /* unique part of a local file that is this message, already in place */
+    unsigned flags;          /* FLAG_*: cur/ with these letters, new/ when 0 */
+    char *keywords;          /* recorded with a UID row, or NULL */
+    uint64_t size;           /* recorded with a UID row, counted as delivered bytes */
+    char *message_id;        /* recorded with a UID row, or NULL */
 };
 
 /* The points of a batch's landing, for journal_step_hook. */

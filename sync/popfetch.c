@@ -28,7 +28,7 @@
 #include "sync/journal.h"
 #include "sync/log.h"
 #include "sync/message.h"
-#include "sync/pop3.h"
+#include "sync/remote.h"
 #include "sync/util.h"
 
 #define POP3_BATCH_MSGS 64
@@ -61,25 +61,27 @@ static const struct state_pop3 *row_of(const struct state_pop3 *rows, size_t n, 
     return n ? bsearch(uidl, rows, n, sizeof *rows, cmp_row_uidl) : NULL;
 }
 
-/* Where a body goes, and how much of it may come: a server that sends
- * far more than the size it listed is cut off, not allowed to fill the
- * disk. */
+/* Where a body goes (the side cuts off one far over its listed size). */
 struct body_sink {
     struct maildir_tmp *tmp;
     struct message_hash *hash; /* or NULL */
-    uint64_t got, cap;
+    bool got;                  /* the side reported the whole message */
 };
 
 static int on_chunk(void *ctx, const char *data, size_t len)
 {
     struct body_sink *b = ctx;
     struct ms_error e;
-    b->got += len;
-    if (b->got > b->cap)
-        return -1;
     if (b->hash)
         message_hash_add(b->hash, data, len);
-    return maildir_tmp_write(b->tmp, data, len, &e) == MS_OK ? 0 : -1;
+    return maildir_tmp_write(b->tmp, data, len, &e) == MS_OK ? 0 : MS_ELOCAL;
+}
+
+static int on_message(void *ctx, const struct remote_msg *m, bool has_body)
+{
+    (void)m;
+    ((struct body_sink *)ctx)->got = has_body;
+    return 0;
 }
 
 /* The files of INBOX, to compare downloads with, when the state knows no
@@ -127,17 +129,6 @@ static int land_batch(struct popctx *c, struct ms_error *err)
     return rc;
 }
 
-int pop3_open(const struct account *a, const struct engine_options *opt, struct pop3_session **out,
-              struct ms_error *err)
-{
-    char *pw = NULL;
-    int rc = opt->get_password ? opt->get_password(a, &pw, err) : MS_OK;
-    if (rc == MS_OK)
-        rc = pop3_connect(a, pw ? pw : "", out, err);
-    util_free_secret(pw);
-    return rc;
-}
-
 int pop3_pull(struct run *r, struct ms_error *err)
 {
     const struct account *a = r->acct;
@@ -146,11 +137,10 @@ int pop3_pull(struct run *r, struct ms_error *err)
     struct engine_folder_result *fres = add_folder_result(r->res, "INBOX", path);
     struct popctx c = {.r = r, .fres = fres};
     struct state_folder sf = {0};
-    struct pop3_session *s = r->pop3;
-    struct pop3_msg *msgs = NULL;
+    struct remote *side = r->remote;
+    struct remote_listing inbox = {0};
     struct state_pop3 *rows = NULL;
-    size_t nmsgs = 0, nrows = 0;
-    r->pop3 = NULL;
+    size_t nrows = 0;
     int rc = state_folder_get(r->st, "INBOX", &sf, err);
     if (rc == MS_OK && !sf.id && !r->opt->dry_run) {
         sf.name = xstrdup("INBOX");
@@ -165,7 +155,13 @@ int pop3_pull(struct run *r, struct ms_error *err)
         c.journal = journal_new(r->st, c.mf, c.folder_id, JOURNAL_UIDL, r->dirs, NULL, fres);
     }
     if (rc == MS_OK)
-        rc = pop3_list(s, &msgs, &nmsgs, err);
+        rc = side->ops->open(side, "INBOX", &(struct remote_known){0}, &inbox, err);
+    for (size_t i = 0; rc == MS_OK && i < inbox.nmsgs; i++)
+        if (!inbox.msgs[i].id)
+            rc = ms_error_set(err, MS_ENET, "INBOX: the %s side named message %" PRIu32 " without an id",
+                              side->ops->name, inbox.msgs[i].uid);
+    const struct remote_msg *msgs = inbox.msgs;
+    size_t nmsgs = inbox.nmsgs;
     if (rc == MS_OK && sf.id)
         rc = state_pop3_list(r->st, sf.id, &rows, &nrows, err);
     if (rc)
@@ -175,10 +171,10 @@ int pop3_pull(struct run *r, struct ms_error *err)
     size_t nnew = 0;
     uint64_t new_bytes = 0;
     for (size_t i = 0; i < nmsgs; i++) {
-        if (row_of(rows, nrows, msgs[i].uidl))
+        if (row_of(rows, nrows, msgs[i].id))
             continue;
         if (a->max_size && msgs[i].size > a->max_size) {
-            log_msg(LOG_WARN, "INBOX: POP3 message %s skipped: %llu bytes is over max_size", msgs[i].uidl,
+            log_msg(LOG_WARN, "INBOX: POP3 message %s skipped: %llu bytes is over max_size", msgs[i].id,
                     (unsigned long long)msgs[i].size);
             fres->skipped++;
             continue;
@@ -197,18 +193,18 @@ int pop3_pull(struct run *r, struct ms_error *err)
     if (prog && prog->folder_start)
         prog->folder_start(prog->ctx, a->name, "INBOX", nnew, new_bytes);
     for (size_t i = 0; rc == MS_OK && i < nmsgs; i++) {
-        if (row_of(rows, nrows, msgs[i].uidl) || (a->max_size && msgs[i].size > a->max_size))
+        if (row_of(rows, nrows, msgs[i].id) || (a->max_size && msgs[i].size > a->max_size))
             continue;
         struct journal_entry *f = &c.batch[c.nbatch];
         if ((rc = maildir_tmp_open(c.mf, &f->tmp, err)) != MS_OK)
             break;
-        struct body_sink sink = {.tmp = f->tmp, .hash = c.hash, .cap = 2 * msgs[i].size + (1u << 20)};
+        struct body_sink b = {.tmp = f->tmp, .hash = c.hash, .got = false};
+        struct remote_body_sink sink = {.ctx = &b, .chunk = on_chunk, .message = on_message};
         if (c.hash)
             message_hash_start(c.hash);
-        rc = pop3_retr(s, msgs[i].n, on_chunk, &sink, err);
-        if (rc != MS_OK && sink.got > sink.cap)
-            rc = ms_error_set(err, MS_ENET, "POP3 RETR %" PRIu32 ": the server sent more than twice the %llu bytes "
-                                            "it listed: cut off", msgs[i].n, (unsigned long long)msgs[i].size);
+        rc = side->ops->fetch_bodies(side, &msgs[i].uid, 1, &sink, err);
+        if (rc == MS_OK && !b.got)
+            rc = ms_error_set(err, MS_EPARTIAL, "POP3 message %s: the server sent no body", msgs[i].id);
         if (rc == MS_OK)
             rc = maildir_tmp_close(f->tmp, 0, false, err);
         if (rc != MS_OK) {
@@ -221,12 +217,12 @@ int pop3_pull(struct run *r, struct ms_error *err)
             }
             continue;
         }
-        snprintf(f->uidl, sizeof f->uidl, "%s", msgs[i].uidl);
+        snprintf(f->uidl, sizeof f->uidl, "%s", msgs[i].id);
         f->size = maildir_tmp_size(f->tmp);
         const char *same = c.hash ? same_as_leftover(&c, f->tmp) : NULL;
         if (same) {
             log_msg(LOG_VERBOSE, "INBOX: POP3 message %s is local file %s: adopted, not delivered again",
-                    msgs[i].uidl, same);
+                    msgs[i].id, same);
             f->adopted = xstrdup(same);
             maildir_tmp_discard(f->tmp);
             f->tmp = NULL;
@@ -271,12 +267,12 @@ int pop3_pull(struct run *r, struct ms_error *err)
                                                    : 0;
     size_t ndele = 0;
     for (size_t i = 0; rc == MS_OK && i < nmsgs; i++) {
-        const struct state_pop3 *row = row_of(rows, nrows, msgs[i].uidl);
+        const struct state_pop3 *row = row_of(rows, nrows, msgs[i].id);
         if (!row || row->pending)
             continue;
         if (a->leave_on_server && !(cutoff && row->first_seen < cutoff))
             continue;
-        rc = pop3_dele(s, msgs[i].n, err);
+        rc = side->ops->remove(side, &msgs[i].uid, 1, err);
         if (rc == MS_EPARTIAL) {
             log_msg(LOG_WARN, "INBOX: %s", err->msg);
             rc = MS_OK;
@@ -284,23 +280,22 @@ int pop3_pull(struct run *r, struct ms_error *err)
         }
         ndele += rc == MS_OK;
     }
-    if (rc == MS_OK && ndele) {
-        bool committed = false;
-        pop3_quit(s, &committed);
-        s = NULL;
-        if (!committed)
-            rc = ms_error_set(err, MS_ENET, "POP3 QUIT was not confirmed: the %zu deletions may not have happened "
-                                            "(the next run tries again)", ndele);
+    if (rc == MS_OK && ndele && remote_can(side, REMOTE_COMMIT)) {
+        struct ms_error e;
+        if (side->ops->commit(side, &e) != MS_OK)
+            rc = ms_error_set(err, MS_ENET, "%s: the %zu deletions may not have happened (the next run tries again)",
+                              e.msg, ndele);
         else
             fres->retired += ndele;
+    } else if (rc == MS_OK) {
+        fres->retired += ndele;
     }
     if (rc == MS_OK && fres->failed)
         rc = ms_error_set(err, MS_EPARTIAL, "INBOX: %zu POP3 messages could not be fetched", fres->failed);
 out:
     if (rc)
         folder_fail(fres, err);
-    pop3_quit(s, NULL);
-    free(msgs);
+    remote_listing_free(&inbox);
     state_pop3_free(rows, nrows);
     journal_free(&c.journal);
     message_hash_free(c.hash);

@@ -5,6 +5,7 @@
 #include "sync/remote.h"
 
 #include "sync/remote_imap.h"
+#include "sync/remote_pop3.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,8 @@ int remote_connect(const struct account *acct, const char *password, struct remo
     switch (acct->type) {
     case ACCOUNT_IMAP:
         return remote_imap_connect(acct, password, out, err);
-    /* case ACCOUNT_POP3: the POP3 side goes here */
+    case ACCOUNT_POP3:
+        return remote_pop3_connect(acct, password, out, err);
     default:
         return ms_error_set(err, MS_EUSAGE, "%s: no remote side for this account type", acct->name);
     }
