@@ -555,7 +555,7 @@ static int side_open(struct remote *r, const char *name, const struct remote_kno
     out->nmsgs = k;
     if (!inc) {
         out->kind = REMOTE_LIST_FULL;
-        out->uids = xcalloc(1, sizeof *out->uids);
+        out->uids = NULL; /* as the IMAP side: the engine keeps only msgs of a full listing */
     } else if (s->incremental_kind == REMOTE_LIST_ALL_UIDS) {
         out->kind = REMOTE_LIST_ALL_UIDS;
         out->uids = xcalloc(f->n + 1, sizeof *out->uids);
