@@ -28,28 +28,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sync/util.h"
+
 extern char **environ;
 
 /* A config file is small; anything bigger is a mistake (a mail file?). */
 #define CONFIG_MAX_BYTES (1024 * 1024)
 /* A password or token is one short line; cap what we read of the output. */
 #define COMMAND_MAX_OUTPUT (64 * 1024)
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (!p)
-        abort();
-    return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-    char *p = strndup(s, n);
-    if (!p)
-        abort();
-    return p;
-}
 
 /* ---- the keys ------------------------------------------------------------ */
 
@@ -268,9 +254,7 @@ static int set_state(struct parser *p, const char *key, const char *value)
 
 static void add_pattern(struct account *a, const char *s, size_t n)
 {
-    char **f = realloc(a->folders, (a->nfolders + 1) * sizeof *f);
-    if (!f)
-        abort();
+    char **f = xrealloc(a->folders, (a->nfolders + 1) * sizeof *f);
     a->folders = f;
     a->folders[a->nfolders++] = xstrndup(s, n);
 }
@@ -284,9 +268,7 @@ static int set_folders(struct parser *p, const char *key, const char *value)
         free(a->folders[i]);
     a->nfolders = 0;
     const char *s = value;
-    char *word = malloc(strlen(value) + 1);
-    if (!word)
-        abort();
+    char *word = xmalloc(strlen(value) + 1);
     int rc = MS_OK;
     while (*s && rc == MS_OK) {
         while (*s == ' ' || *s == '\t')
@@ -473,9 +455,7 @@ static void sb_put(struct strbuf *b, const char *s, size_t n)
         size_t cap = b->cap ? b->cap * 2 : 128;
         while (cap < b->len + n + 1)
             cap *= 2;
-        char *ns = realloc(b->s, cap);
-        if (!ns)
-            abort();
+        char *ns = xrealloc(b->s, cap);
         b->s = ns;
         b->cap = cap;
     }
@@ -656,9 +636,7 @@ static int section_line(struct parser *p, char *line)
         if (strcmp(c->accounts[i].name, name) == 0)
             return key_error(p, p->line, "account", "%s is already defined on line %d", name,
                              c->accounts[i].config_line);
-    struct account *na = realloc(c->accounts, (c->naccounts + 1) * sizeof *na);
-    if (!na)
-        abort();
+    struct account *na = xrealloc(c->accounts, (c->naccounts + 1) * sizeof *na);
     c->accounts = na;
     struct account *a = &c->accounts[c->naccounts++];
     memset(a, 0, sizeof *a);
@@ -910,9 +888,7 @@ static int read_file(const char *path, char **text, size_t *len, mode_t *mode,
         return ms_error_set(err, MS_EUSAGE, "%s: cannot read: larger than %d bytes", path,
                             CONFIG_MAX_BYTES);
     }
-    char *buf = malloc(CONFIG_MAX_BYTES + 1);
-    if (!buf)
-        abort();
+    char *buf = xmalloc(CONFIG_MAX_BYTES + 1);
     size_t n = 0;
     for (;;) {
         ssize_t r = read(fd, buf + n, CONFIG_MAX_BYTES + 1 - n);
@@ -1115,9 +1091,7 @@ static int command_first_line(const struct account *a, const char *what, const c
         return ms_error_errno(err, MS_EUSAGE, rc, "account %s: %s: cannot run /bin/sh", a->name,
                               what);
     }
-    char *buf = malloc(COMMAND_MAX_OUTPUT + 1);
-    if (!buf)
-        abort();
+    char *buf = xmalloc(COMMAND_MAX_OUTPUT + 1);
     ssize_t n = read_all(pipefd[0], buf, COMMAND_MAX_OUTPUT);
     close(pipefd[0]);
     int status;

@@ -212,12 +212,7 @@ struct state {
 
 static char *xstrdup_or_null(const char *s)
 {
-    if (!s)
-        return NULL;
-    char *d = strdup(s);
-    if (!d)
-        abort(); /* out of memory */
-    return d;
+    return s ? xstrdup(s) : NULL;
 }
 
 static int db_error(struct state *s, struct ms_error *err, const char *what)
@@ -347,34 +342,6 @@ static int exec(struct state *s, const char *sql, const char *what, struct ms_er
     return MS_OK;
 }
 
-/* mkdir -p of the directory part of path, new directories 0700. */
-static int make_parents(const char *path)
-{
-    char *copy = xstrdup_or_null(path);
-    char *slash = strrchr(copy, '/');
-    int rc = 0;
-    if (slash && slash != copy) {
-        *slash = '\0';
-        for (char *p = copy + 1;; p++) {
-            if (*p == '/' || *p == '\0') {
-                char saved = *p;
-                *p = '\0';
-                if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
-                    rc = -1;
-                    break;
-                }
-                *p = saved;
-                if (!saved)
-                    break;
-            }
-        }
-    }
-    int e = errno;
-    free(copy);
-    errno = e;
-    return rc;
-}
-
 /* ------------------------------------------------------------------ */
 /* open: create or check                                               */
 
@@ -384,7 +351,7 @@ static int make_parents(const char *path)
 static int precheck_file(const char *path, bool *fresh, struct ms_error *err)
 {
     *fresh = false;
-    if (make_parents(path) != 0)
+    if (util_mkdirs(path, 0700, true) != 0)
         return ms_error_errno(err, MS_ELOCAL, errno, "cannot create the directory of state DB %s", path);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd >= 0) {
@@ -534,9 +501,7 @@ static int create_schema(struct state *s, struct ms_error *err)
 static char *sibling(const char *path, const char *suffix)
 {
     size_t n = strlen(path) + strlen(suffix) + 1;
-    char *p = malloc(n);
-    if (!p)
-        abort();
+    char *p = xmalloc(n);
     snprintf(p, n, "%s%s", path, suffix);
     return p;
 }
@@ -680,9 +645,7 @@ static int open_db(const char *path, bool may_write, struct state **out, struct 
     if (rc)
         return rc;
 
-    struct state *s = calloc(1, sizeof *s);
-    if (!s)
-        abort();
+    struct state *s = xcalloc(1, sizeof *s);
     s->path = xstrdup_or_null(path);
     /* Before SQLite opens (and maybe recovers) anything. */
     int64_t vouched = memory || fresh ? 0 : stamp_valid(path);
@@ -1095,9 +1058,7 @@ int state_msg_get_uids(struct state *s, int64_t folder_id, const uint32_t *uids,
     sqlite3_stmt *st = stmt(s, ST_MSG_GET, err);
     if (!st)
         return MS_ELOCAL;
-    struct state_msg *v = calloc(nuids + 1, sizeof *v);
-    if (!v)
-        abort();
+    struct state_msg *v = xcalloc(nuids + 1, sizeof *v);
     /* Outside a transaction each lookup would be a read transaction of
      * its own (shm locks, a check of the file: ~3 system calls each, 300
      * of them for 1% of 20,000 messages changed): one read transaction
@@ -1349,9 +1310,7 @@ static void quiet_load(struct state *s)
     long long when;
     size_t n;
     if (fscanf(in, QUIET_MAGIC " %lld %zu", &when, &n) == 2 && when > 0 && n <= QUIET_MAX_FOLDERS) {
-        struct state_quiet_folder *v = calloc(n + 1, sizeof *v);
-        if (!v)
-            abort();
+        struct state_quiet_folder *v = xcalloc(n + 1, sizeof *v);
         size_t k = 0;
         long long id;
         unsigned uv, next;

@@ -164,7 +164,7 @@ static int fetch_message(void *vctx, const struct remote_msg *m, bool has_body)
     struct fetch_ctx *c = vctx;
     if (!has_body)
         return 0; /* an unsolicited flag update: nothing streamed */
-    const uint32_t *slot = uid_find(c->wanted, c->nwanted, m->uid);
+    const uint32_t *slot = util_uid_find(c->wanted, c->nwanted, m->uid);
     bool *got = slot ? &c->got[slot - c->wanted] : NULL;
     if (!got || *got) { /* not asked for, or a second body for one UID */
         log_msg(LOG_VERBOSE, "ignoring a body for UID %u the run did not ask for", m->uid);

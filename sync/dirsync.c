@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sync/util.h"
+
 struct job {
     int fd;
     bool whole_fs; /* syncfs(fd), not fsync(fd) */
@@ -76,9 +78,7 @@ static void *worker(void *arg)
 
 struct dirsync *dirsync_new(void)
 {
-    struct dirsync *d = calloc(1, sizeof *d);
-    if (!d)
-        abort();
+    struct dirsync *d = xcalloc(1, sizeof *d);
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->work, NULL);
     pthread_cond_init(&d->idle, NULL);
@@ -109,9 +109,7 @@ static void add_job(struct dirsync *d, int fd, bool whole_fs, const char *what)
     }
     if (d->n == d->cap) {
         d->cap = d->cap ? d->cap * 2 : 8;
-        d->q = realloc(d->q, d->cap * sizeof *d->q);
-        if (!d->q)
-            abort();
+        d->q = xrealloc(d->q, d->cap * sizeof *d->q);
     }
     d->q[d->n++] = j;
     d->added++;

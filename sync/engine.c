@@ -557,20 +557,6 @@ static int folder_row(struct run *r, const struct selected *sel, struct state_fo
     return state_folder_save(r->st, sf, err);
 }
 
-const uint32_t *uid_find(const uint32_t *uids, size_t n, uint32_t uid)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (uids[mid] == uid)
-            return &uids[mid];
-        if (uids[mid] < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
 
 /* The server's folder as a full listing, rebuilt from what the state
  * recorded plus what changed since: the changed messages (new ones among
@@ -600,7 +586,7 @@ static void merge_changes(const struct state_msg *st, size_t ns, const struct re
             continue;
         }
         const struct state_msg *s = &st[i++];
-        if (uid_find(vanished, nvanished, s->uid) || (have_all && !uid_find(all, nall, s->uid))) {
+        if (util_uid_find(vanished, nvanished, s->uid) || (have_all && !util_uid_find(all, nall, s->uid))) {
             affected->v[affected->n++] = s->uid;
             continue;
         }
@@ -665,7 +651,7 @@ static int changed_rows(struct run *r, const struct state_folder *sf, const stru
         return rc;
     size_t gone = 0, strangers = 0;
     for (size_t k = 0; k < *ns; k++)
-        gone += uid_find(van, nvan, (*st)[k].uid) != NULL;
+        gone += util_uid_find(van, nvan, (*st)[k].uid) != NULL;
     if (gone == 0)
         return MS_OK; /* nothing to delete: nothing for the guard to weigh */
     for (size_t i = 0, k = 0; i < nchg; i++) { /* changed UIDs without a row: new mail */

@@ -144,8 +144,6 @@ void build_plan_input(struct plan_input *in, const struct account *a, const stru
                       const struct state_msg *s, size_t ns, const struct local_msg *l, size_t nl,
                       const struct remote_msg *rm, size_t nr);
 void free_plan_input(struct plan_input *in);
-/* Where uid stands in uids (sorted ascending), or NULL. */
-const uint32_t *uid_find(const uint32_t *uids, size_t n, uint32_t uid);
 /* The scan entry with this unique name (l sorted by uniq), or NULL. */
 struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq);
 

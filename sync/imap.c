@@ -36,6 +36,7 @@
 
 #include "sync/flags.h"
 #include "sync/log.h"
+#include "sync/message.h"
 #include "sync/netstream.h"
 #include "sync/tls.h"
 #include "sync/util.h"
@@ -906,17 +907,8 @@ static void on_items_progress(size_t current, size_t maximum, void *ctx)
 
 static int fetch_index(const struct fetch_ctx *f, uint32_t uid)
 {
-    size_t lo = 0, hi = f->nbatch;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (f->batch[mid] == uid)
-            return (int)mid;
-        if (f->batch[mid] < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -1;
+    const uint32_t *at = util_uid_find(f->batch, f->nbatch, uid);
+    return at ? (int)(at - f->batch) : -1;
 }
 
 static time_t internaldate_to_time(const struct mailimap_date_time *d)
@@ -1416,9 +1408,10 @@ static void on_identity_att(struct mailimap_msg_att *att, void *ctx)
             return; /* a flag update, not our answer */
     }
     f->seen[idx] = true;
-    char id[1000];
-    long l = imap_header_value(f->idbuf, len, "Message-ID", id, sizeof id);
-    f->found(f->found_ctx, x.m.uid, x.m.size, l > 0 ? id : NULL);
+    /* The Maildir side's parser: the same message has the same identity. */
+    char *id = message_header(f->idbuf, len, "Message-ID");
+    f->found(f->found_ctx, x.m.uid, x.m.size, id);
+    free(id);
 }
 
 static void free_clist_item(void *item, void *unused)
@@ -2614,12 +2607,6 @@ static size_t set_expand(const struct mailimap_set *set, uint32_t *out, size_t m
     return n;
 }
 
-static int cmp_uid32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 static int copy_cmd(struct imap_session *s, struct mailimap_set *set, void *ctx)
 {
     struct copy_args *a = ctx;
@@ -2633,7 +2620,7 @@ static int copy_cmd(struct imap_session *s, struct mailimap_set *set, void *ctx)
     if (ns && set_expand(dst, sv + a->n, a->n) == ns) {
         a->uidvalidity = uidvalidity;
         for (size_t k = 0; k < ns; k++) {
-            const uint32_t *at = bsearch(&sv[k], a->uids, a->n, sizeof *a->uids, cmp_uid32);
+            const uint32_t *at = util_uid_find(a->uids, a->n, sv[k]);
             if (at)
                 a->copy_uids[at - a->uids] = sv[a->n + k];
         }

@@ -72,30 +72,6 @@ static bool name_ok(const char *name)
     return strchr(name, '/') == NULL;
 }
 
-/* mkdir -p for the root (absolute or relative path), mode 0700. */
-static int mkdir_p(const char *path)
-{
-    char *copy = xstrdup(path);
-    int rc = 0;
-    for (char *p = copy + 1; ; p++) {
-        if (*p == '/' || *p == '\0') {
-            char saved = *p;
-            *p = '\0';
-            if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
-                rc = -1;
-                break;
-            }
-            *p = saved;
-            if (saved == '\0')
-                break;
-        }
-    }
-    int e = errno;
-    free(copy);
-    errno = e;
-    return rc;
-}
-
 /* Open (and with create, make) one directory below dirfd, not following a
  * symlink. Sets errno on failure. */
 static int open_subdir(int dirfd, const char *name, bool create)
@@ -204,9 +180,7 @@ static void split_name(const char *name, struct local_msg *m)
 {
     const char *info = strstr(name, ":2,");
     size_t ulen = info ? (size_t)(info - name) : strlen(name);
-    m->uniq = strndup(name, ulen);
-    if (!m->uniq)
-        abort();
+    m->uniq = xstrndup(name, ulen);
     m->name = xstrdup(name);
     m->extra[0] = '\0';
     m->flags = 0;
@@ -243,7 +217,7 @@ int maildir_root_open(const char *path, bool create, int *rootfd, struct ms_erro
     if (fd < 0 && errno == ENOENT) {
         if (!create)
             return ms_error_set(err, MS_ELOCAL, "Maildir root %s does not exist (unmounted disk?)", path);
-        if (mkdir_p(path) != 0)
+        if (util_mkdirs(path, 0700, false) != 0)
             return ms_error_errno(err, MS_ELOCAL, errno, "cannot create Maildir root %s", path);
         fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     }
@@ -316,15 +290,11 @@ int maildir_folder_open(int rootfd, const char *relpath, bool create, struct mai
     if (!relpath_ok(relpath))
         return ms_error_set(err, MS_ELOCAL, "refusing unsafe Maildir folder path \"%s\"", relpath);
 
-    struct maildir_folder *f = calloc(1, sizeof *f);
-    if (!f)
-        abort();
+    struct maildir_folder *f = xcalloc(1, sizeof *f);
     f->dirfd = f->curfd = f->newfd = f->tmpfd = -1;
     char *root = fd_path(rootfd);
     size_t plen = strlen(root) + strlen(relpath) + 2;
-    f->path = malloc(plen);
-    if (!f->path)
-        abort();
+    f->path = xmalloc(plen);
     snprintf(f->path, plen, "%s%s%s", root, relpath[0] ? "/" : "", relpath);
     free(root);
     escaped_host(f->host, sizeof f->host);
@@ -506,9 +476,7 @@ static struct local_msg *vec_push(struct msg_vec *vec)
 {
     if (vec->n == vec->cap) {
         size_t cap = vec->cap ? vec->cap * 2 : 64;
-        struct local_msg *v = realloc(vec->v, cap * sizeof *v);
-        if (!v)
-            abort();
+        struct local_msg *v = xrealloc(vec->v, cap * sizeof *v);
         vec->v = v;
         vec->cap = cap;
     }
@@ -854,14 +822,10 @@ static void make_uniq(const struct maildir_folder *f, int attempt, char *out, si
 int maildir_tmp_open(struct maildir_folder *f, struct maildir_tmp **out, struct ms_error *err)
 {
     *out = NULL;
-    struct maildir_tmp *t = calloc(1, sizeof *t);
-    if (!t)
-        abort();
+    struct maildir_tmp *t = xcalloc(1, sizeof *t);
     t->folder = f;
     t->fd = -1;
-    t->buf = malloc(TMP_BUFSIZE);
-    if (!t->buf)
-        abort();
+    t->buf = xmalloc(TMP_BUFSIZE);
     for (int attempt = 0; attempt < 10; attempt++) {
         make_uniq(f, attempt, t->uniq, sizeof t->uniq);
         t->fd = openat(f->tmpfd, t->uniq, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);

@@ -34,11 +34,12 @@ static char *append_trimmed(char *val, size_t *vlen, const char *s, size_t n, bo
         s++, n--;
     while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
         n--;
-    if (memchr(s, '\0', n) || *vlen + n + 1 > MAX_VALUE) {
+    size_t blank = *vlen && n ? 1 : 0; /* the fold's white space, as one space */
+    if (memchr(s, '\0', n) || *vlen + blank + n > MAX_VALUE) {
         *bad = true;
         return val;
     }
-    if (*vlen && n)
+    if (blank)
         val[(*vlen)++] = ' ';
     memcpy(val + *vlen, s, n);
     *vlen += n;

@@ -10,10 +10,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The unfolded, trimmed value of the first header called name (case-
- * insensitive) in the header block at the start of buf (up to the first
- * empty line or len). Lines may end in CRLF or LF. Values over 998 bytes
- * or containing NUL are ignored. Returns a malloc'd string or NULL. */
+/* The value of the first header called name (case-insensitive, the name
+ * right before its colon) in the header block at the start of buf (up to
+ * the first empty line, or len). The one header parser: the Maildir side
+ * (message_identity_fd), the download (deliver.c) and the IMAP side's
+ * Message-ID FETCH all read identity through it, so a message has the
+ * same Message-ID whichever side it is read on (an upload without
+ * APPENDUID is found on the server by size and Message-ID).
+ * The rule:
+ *  - lines end in LF or CRLF (both read alike); a line that starts with a
+ *    space or tab continues the header (a fold);
+ *  - each line of the value loses its leading and trailing spaces and
+ *    tabs; the non-empty ones are joined with one space (a fold, whatever
+ *    its blanks, is one space); tabs inside a line stay tabs;
+ *  - no angle brackets are needed or removed: the value as it stands;
+ *  - a value that is empty, holds a NUL or is longer than 998 bytes
+ *    (RFC 5322's line limit) is no value: NULL. The first header of
+ *    that name decides; a later duplicate is not looked at.
+ * Returns a malloc'd string, or NULL (also on out of memory). */
 char *message_header(const char *buf, size_t len, const char *name);
 
 /* Identity of a local message file (LF line ends): its Message-ID (or

@@ -21,18 +21,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "sync/util.h"
+
 /* Limits of the path mapping: one file name on Linux file systems, and a
  * whole relative path (isync caps names at 1000 bytes as well). */
 #define NAME_MAX_COMPONENT 255
 #define NAME_MAX_PATH 1000
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p)
-        abort();
-    return p;
-}
 
 /* ---- a tiny growable byte buffer ------------------------------------ */
 
@@ -47,9 +41,7 @@ static void buf_put(struct buf *b, const void *src, size_t n)
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->len + n + 1)
             cap *= 2;
-        char *p = realloc(b->data, cap);
-        if (!p)
-            abort();
+        char *p = xrealloc(b->data, cap);
         b->data = p;
         b->cap = cap;
     }
@@ -336,9 +328,7 @@ char *names_display(const char *raw)
     char *s = names_mutf7_decode(raw);
     if (s)
         return s;
-    s = strdup(raw ? raw : "");
-    if (!s)
-        abort();
+    s = xstrdup(raw ? raw : "");
     return s;
 }
 
@@ -490,9 +480,7 @@ char *names_folder_path(const char *raw, char delim, enum folder_layout layout, 
         return NULL;
     }
     if (strcasecmp(raw, "INBOX") == 0) {
-        char *p = strdup(layout == LAYOUT_MAILDIRPP ? "" : "INBOX");
-        if (!p)
-            abort();
+        char *p = xstrdup(layout == LAYOUT_MAILDIRPP ? "" : "INBOX");
         return p;
     }
     size_t rawlen = strlen(raw);
@@ -583,9 +571,7 @@ static bool glob_match(const char *pattern, const char *name)
  * since IMAP treats the name INBOX case-insensitively. */
 static char *inbox_normalised(const char *s)
 {
-    char *c = strdup(s);
-    if (!c)
-        abort();
+    char *c = xstrdup(s);
     if (strncasecmp(c, "INBOX", 5) == 0 && (c[5] == '\0' || c[5] == '/'))
         memcpy(c, "INBOX", 5);
     return c;

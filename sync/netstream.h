@@ -189,10 +189,4 @@ void imap_uid_list_free(struct imap_uid_list *l);
  * ASCII kept, other bytes as \xNN, cut with "..." to fit out. */
 void imap_escape_text(const char *text, size_t len, char *out, size_t outlen);
 
-/* Find header `name` (case-insensitive) in a raw header block of len bytes
- * (CRLF or LF lines), unfold and trim its value, and copy it NUL-terminated
- * into out (truncated to outlen-1; NUL bytes end it). Returns the value's
- * length, or -1 if the header is absent or empty. */
-long imap_header_value(const char *hdr, size_t len, const char *name, char *out, size_t outlen);
-
 #endif

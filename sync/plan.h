@@ -111,7 +111,15 @@ struct plan {
  * and a guard that is always overridden guards nothing. Two or more
  * known messages all gone at once is what an unmounted disk, a wiped
  * Maildir or a server listing an empty folder looks like. total is what
- * the state DB knew, never a number the server reported in the run. */
+ * the state DB knew, never a number the server reported in the run.
+ * No deletion never trips; a total of 0 with deletions (the caller's
+ * numbers disagree) trips from two deletions on, by the floor.
+ * On a trip plan_pull() and plan_push() drop their whole plan (flag
+ * changes, downloads and uploads too: the folder is left untouched) and
+ * say so in guard_tripped, guard_deletes, guard_total; with --force
+ * (plan_input.force) they do not ask. This is the only place the rule is
+ * decided: the engine asks it too, only to choose a full listing when an
+ * incremental one would trip it. */
 bool plan_guard_trips(size_t ndelete, size_t nremoved, size_t total, int max_delete);
 
 /* Plan the server -> local direction. Returns 0, or -1 on out of memory.

@@ -70,17 +70,7 @@ struct push_ctx {
 /* The state row of uid (c->state is sorted by uid), or NULL. */
 static const struct state_msg *state_row(const struct push_ctx *c, uint32_t uid)
 {
-    size_t lo = 0, hi = c->nstate;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (c->state[mid].uid == uid)
-            return &c->state[mid];
-        if (c->state[mid].uid < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    return UTIL_FIND_UID(c->state, c->nstate, uid, uid);
 }
 
 /* ------------------------------------------------------------------ */
@@ -100,17 +90,11 @@ struct candidates {
     size_t n;
 };
 
-static int cmp_key_candidate(const void *key, const void *elem)
-{
-    uint32_t a = *(const uint32_t *)key, b = ((const struct candidate *)elem)->uid;
-    return (a > b) - (a < b);
-}
-
 /* The candidates are in UID order (the listing's). */
 static void on_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
 {
     struct candidates *c = ctx;
-    struct candidate *x = c->n ? bsearch(&uid, c->v, c->n, sizeof *c->v, cmp_key_candidate) : NULL;
+    struct candidate *x = UTIL_FIND_UID(c->v, c->n, uid, uid);
     if (!x)
         return;
     x->size = size;
@@ -212,12 +196,6 @@ int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id,
 /* ------------------------------------------------------------------ */
 /* moving to the trash without MOVE */
 
-static int cmp_key_trash(const void *key, const void *elem)
-{
-    uint32_t a = *(const uint32_t *)key, b = ((const struct state_trash *)elem)->uid;
-    return (a > b) - (a < b);
-}
-
 /* Journal rows (by uid), and which of their messages the source holds
  * (other: a message of another identity under that UID, e.g. after a
  * UIDVALIDITY change: the row is stale). */
@@ -232,7 +210,7 @@ struct trash_rows {
 static void on_source_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
 {
     struct trash_rows *t = ctx;
-    struct state_trash *x = t->n ? bsearch(&uid, t->v, t->n, sizeof *t->v, cmp_key_trash) : NULL;
+    struct state_trash *x = UTIL_FIND_UID(t->v, t->n, uid, uid);
     if (!x)
         return;
     t->present[x - t->v] = true;
@@ -246,7 +224,7 @@ static void on_source_identity(void *ctx, uint32_t uid, uint64_t size, const cha
 static void on_journalled_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
 {
     struct trash_rows *t = ctx;
-    struct state_trash *x = t->n ? bsearch(&uid, t->v, t->n, sizeof *t->v, cmp_key_trash) : NULL;
+    struct state_trash *x = UTIL_FIND_UID(t->v, t->n, uid, uid);
     if (!x)
         return;
     t->present[x - t->v] = true;
@@ -365,7 +343,7 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
         found = xcalloc(j.n, sizeof *found);
         bool look = false;
         for (size_t i = 0; i < j.n; i++)
-            look |= want[i] = j.present[i] && !j.other[i] && uid_find(uids, n, j.v[i].uid);
+            look |= want[i] = j.present[i] && !j.other[i] && util_uid_find(uids, n, j.v[i].uid);
         if (rc == MS_OK && look) {
             struct remote_box mb;
             rc = find_copies(r, dest, j.v, j.n, want, found, err);
@@ -382,7 +360,7 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
             rc = state_batch(r->st, err);
         for (size_t i = 0; rc == MS_OK && i < j.n; i++) {
             struct state_trash *t = &j.v[i];
-            const uint32_t *at = uid_find(uids, n, t->uid);
+            const uint32_t *at = util_uid_find(uids, n, t->uid);
             if (at && (!j.present[i] || found[i])) {
                 done[at - uids] = true;
                 settled++;

@@ -82,17 +82,7 @@ static int cmp_identity_uid(const void *a, const void *b)
 
 static bool state_has_uid(const struct state_msg *s, size_t ns, uint32_t uid)
 {
-    size_t lo = 0, hi = ns;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s[mid].uid == uid)
-            return true;
-        if (s[mid].uid < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return false;
+    return UTIL_FIND_UID(s, ns, uid, uid) != NULL;
 }
 
 /* The rows the state had before a UIDVALIDITY change, sorted by unique
@@ -266,9 +256,7 @@ record:
         if (rc == MS_OK && nold)
             rc = state_msg_delete_all(r->st, folder_id, err);
         for (size_t i = 0; i < nm && rc == MS_OK; i++) {
-            struct plan_identity key = {.uid = m[i].uid};
-            const struct plan_identity *rid =
-                rids.n ? bsearch(&key, rids.ids, rids.n, sizeof *rids.ids, cmp_identity_uid) : NULL;
+            const struct plan_identity *rid = UTIL_FIND_UID(rids.ids, rids.n, uid, m[i].uid);
             struct state_msg row = matched_row(&m[i], &orows, local, nlocal);
             row.size = rid ? rid->size : 0;
             row.message_id = rid ? (char *)rid->message_id : NULL;

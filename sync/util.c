@@ -78,6 +78,32 @@ char *xstrdup(const char *s)
     return p;
 }
 
+char *xstrndup(const char *s, size_t n)
+{
+    char *p = strndup(s, n);
+    if (!p)
+        oom();
+    return p;
+}
+
+void *util_find_uid(const void *base, size_t n, size_t size, size_t off, uint32_t uid)
+{
+    const char *b = base;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint32_t at;
+        memcpy(&at, b + mid * size + off, sizeof at);
+        if (at == uid)
+            return (void *)(b + mid * size);
+        if (at < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
 void util_free_secret(char *s)
 {
     if (s) {

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* mkdir -p the directories of path up to (not including) its last
@@ -11,11 +12,33 @@
  * Returns 0 or -1 with errno set. */
 int util_mkdirs(const char *path, mode_t mode, bool parent_only);
 
-/* xmalloc-style helpers: abort with a message on out of memory. */
+/* The allocation wrappers, the only ones in the program: out of memory,
+ * they abort with a message (never NULL). A size of 0 allocates 1 byte. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* At most n bytes of s, NUL-terminated. */
+char *xstrndup(const char *s, size_t n);
+
+/* Binary search by UID, the one in the program. base holds n elements of
+ * size bytes, sorted by a uint32_t UID at byte offset off in each,
+ * ascending and unique (UID lists, listings, state rows, journals are
+ * kept so). Returns the element whose UID is uid, or NULL. */
+void *util_find_uid(const void *base, size_t n, size_t size, size_t off, uint32_t uid);
+
+/* util_find_uid over an array of structs by their uint32_t member field
+ * (a compile error if field is not a uint32_t); the result has the
+ * array's element type: UTIL_FIND_UID(rows, nrows, uid, 42). */
+#define UTIL_FIND_UID(arr, n, field, uid)                                                                   \
+    ((__typeof__(&(arr)[0]))_Generic((arr)->field, uint32_t: util_find_uid)((arr), (n), sizeof *(arr),     \
+                                                                          offsetof(__typeof__(*(arr)), field), (uid)))
+
+/* Where uid stands in the sorted, unique array uids, or NULL. */
+static inline const uint32_t *util_uid_find(const uint32_t *uids, size_t n, uint32_t uid)
+{
+    return util_find_uid(uids, n, sizeof *uids, 0, uid);
+}
 
 /* Free a string that may hold a secret (NULL is fine): wiped first, so it
  * does not linger in freed heap memory or a core dump. */

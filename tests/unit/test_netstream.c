@@ -314,32 +314,6 @@ static void uid_batch_char_limit(void **unused)
     free(r);
 }
 
-/* ---- header values --------------------------------------------------- */
-
-static void header_values(void **unused)
-{
-    (void)unused;
-    char out[100];
-    const char *h = "Subject: x\r\nmessage-id:\r\n  <a@b>  \r\nX: y\r\n\r\nMessage-ID: <body@x>\r\n";
-    assert_int_equal(imap_header_value(h, strlen(h), "Message-ID", out, sizeof out), 5);
-    assert_string_equal(out, "<a@b>");
-    const char *none = "Subject: x\r\n\r\n";
-    assert_int_equal(imap_header_value(none, strlen(none), "Message-ID", out, sizeof out), -1);
-    const char *empty = "Message-ID:   \r\n";
-    assert_int_equal(imap_header_value(empty, strlen(empty), "Message-ID", out, sizeof out), -1);
-    const char *lf = "Message-ID: <lf@x>\nOther: 1\n";
-    assert_int_equal(imap_header_value(lf, strlen(lf), "Message-ID", out, sizeof out), 6);
-    assert_string_equal(out, "<lf@x>");
-    char small[4];
-    assert_int_equal(imap_header_value(lf, strlen(lf), "Message-ID", small, sizeof small), 3);
-    assert_string_equal(small, "<lf");
-    const char nul[] = "Message-ID: <a\0b>\r\n";
-    assert_int_equal(imap_header_value(nul, sizeof nul - 1, "Message-ID", out, sizeof out), 2);
-    /* "Message-IDX:" is another header. */
-    const char *other = "Message-IDX: <no>\r\n";
-    assert_int_equal(imap_header_value(other, strlen(other), "Message-ID", out, sizeof out), -1);
-}
-
 static void escaping(void **unused)
 {
     (void)unused;
@@ -430,7 +404,6 @@ int main(void)
         cmocka_unit_test(uid_batches),
         cmocka_unit_test(uid_batch_char_limit),
         cmocka_unit_test(uid_lists),
-        cmocka_unit_test(header_values),
         cmocka_unit_test(escaping),
         cmocka_unit_test(fingerprints),
         cmocka_unit_test(readable_now),

@@ -258,11 +258,95 @@ static void guard_rule_table(void **unused)
         {1, 1, 1, 50, false},
         {2, 2, 2, 100, true},
         {0, 0, 0, 50, false},
+        {1, 1, 0, 50, false},      /* total 0 with deletions: the floor decides */
+        {2, 2, 0, 50, true},
+        {1, 1, 20, 0, true},       /* max_delete 0: any deletion in a big folder */
+        {1, 1, 19, 0, false},      /* ...not in a small one */
+        {19, 19, 20, 100, false},  /* max_delete 100: only the floor is left */
+        {20, 20, 20, 100, true},
+        {10, 10, 20, 50, false},   /* exactly 50 % of the smallest watched folder */
+        {11, 11, 20, 50, true},
     };
     for (size_t i = 0; i < N(t); i++)
         if (plan_guard_trips(t[i].ndelete, t[i].nremoved, t[i].total, t[i].max_delete) != t[i].trips)
             fail_msg("row %zu: %zu deleted, %zu removed of %zu at %d%%: expected %s", i, t[i].ndelete,
                      t[i].nremoved, t[i].total, t[i].max_delete, t[i].trips ? "a trip" : "none");
+}
+
+/* The rule restated for the grid below: no deletion never trips; a folder
+ * of 20 or more trips above max_delete percent; any folder trips when two
+ * or more deletions leave nothing of it; --force never trips. */
+static bool guard_expected(size_t n, size_t ndelete, int max_delete, bool force)
+{
+    if (force || ndelete == 0)
+        return false;
+    if (n >= 20 && ndelete * 100 > (size_t)max_delete * n)
+        return true;
+    return ndelete >= 2 && ndelete >= n;
+}
+
+/* Pull and push decide by the one rule: the same folder losing the same
+ * messages (gone from the server for a pull, gone locally for a push)
+ * trips both planners or neither, and each drops its whole plan. */
+static void guard_pull_and_push_agree(void **unused)
+{
+    (void)unused;
+    static const size_t sizes[] = {1, 2, 3, 19, 20, 21, 40, 100};
+    static const int shares[] = {0, 5, 50, 100};
+    char names[100][8];
+    struct plan_state s[100];
+    struct plan_local all[100], kept[101];
+    struct plan_remote r[101];
+    for (size_t i = 0; i < 100; i++) {
+        snprintf(names[i], sizeof names[i], "m%03zu", i);
+        s[i] = (struct plan_state){(uint32_t)i + 1, names[i], 0, NULL};
+        all[i] = (struct plan_local){names[i], 0};
+    }
+    for (size_t a = 0; a < N(sizes); a++) {
+        size_t n = sizes[a];
+        size_t keeps[] = {0, 1, n / 2, n - 1, n};
+        for (size_t b = 0; b < N(keeps); b++) {
+            size_t keep = keeps[b], nr = 0, nk = 0;
+            for (size_t i = 0; i < keep; i++) {
+                r[nr++] = (struct plan_remote){(uint32_t)i + 1, 0, NULL, 10};
+                kept[nk++] = all[i];
+            }
+            /* and one new message on each side: dropped with the plan */
+            r[nr++] = (struct plan_remote){(uint32_t)n + 1, 0, NULL, 10};
+            kept[nk++] = (struct plan_local){"zz-new", 0};
+            for (size_t c = 0; c < N(shares); c++)
+                for (int force = 0; force < 2; force++) {
+                    bool want = guard_expected(n, n - keep, shares[c], force);
+                    struct plan_input pull_in = input(s, n, all, n, r, nr);
+                    pull_in.max_delete = shares[c];
+                    pull_in.force = force;
+                    struct plan pp;
+                    assert_int_equal(plan_pull(&pull_in, &pp), 0);
+                    struct plan_input push_in = input(s, n, kept, nk, NULL, 0);
+                    push_in.max_delete = shares[c];
+                    push_in.force = force;
+                    struct push_plan qp;
+                    assert_int_equal(plan_push(&push_in, &qp), 0);
+                    if (pp.guard_tripped != want || qp.guard_tripped != want)
+                        fail_msg("%zu of %zu deleted at %d%%%s: pull %s, push %s, expected %s", n - keep, n,
+                                 shares[c], force ? " --force" : "", pp.guard_tripped ? "trips" : "passes",
+                                 qp.guard_tripped ? "trips" : "passes", want ? "a trip" : "none");
+                    assert_int_equal(want ? pp.n : pp.ndelete, want ? 0 : n - keep);
+                    assert_int_equal(want ? qp.n : qp.ndelete, want ? 0 : n - keep);
+                    if (want) {
+                        assert_int_equal(pp.guard_deletes, n - keep);
+                        assert_int_equal(qp.guard_deletes, n - keep);
+                        assert_int_equal(pp.guard_total, n);
+                        assert_int_equal(qp.guard_total, n);
+                    } else {
+                        assert_int_equal(pp.nfetch, 1);
+                        assert_int_equal(qp.nappend, 1);
+                    }
+                    plan_free(&pp);
+                    push_plan_free(&qp);
+                }
+        }
+    }
 }
 
 /* An incremental resync passes only the rows of changed and vanished UIDs;
@@ -518,6 +602,7 @@ int main(void)
         cmocka_unit_test(mass_deletion_guard),
         cmocka_unit_test(guard_floor_on_small_folders),
         cmocka_unit_test(guard_rule_table),
+        cmocka_unit_test(guard_pull_and_push_agree),
         cmocka_unit_test(guard_with_partial_state),
         cmocka_unit_test(match_pairs_by_message_id_and_size),
         cmocka_unit_test(match_with_nothing),
