@@ -803,7 +803,8 @@ static int remote_snapshot(struct run *r, const struct selected *sel, const stru
     if (full) {
         *rm = l.msgs;
         *nr = l.nmsgs;
-        return MS_OK; /* l's other arrays are empty */
+        free(l.uids); /* empty in a full listing (NULL or not) */
+        return MS_OK;
     }
     /* The incremental listing was in doubt: list the open folder in full. */
     if (mb->exists == 0)

@@ -79,8 +79,8 @@ void remote_folders_free(struct remote_folder *f, size_t n);
 
 /* A folder's counters as a status query (without opening it) gives them. */
 struct remote_status {
-    uint32_t uidvalidity;   /* 0 if not said (then never take it as unchanged) */
-    uint32_t uidnext;       /* 0 if not said */
+    uint32_t uidvalidity; /* 0 if not said (then never take it as unchanged) */
+    uint32_t uidnext;     /* 0 if not said */
     uint32_t messages;
     uint64_t highestmodseq; /* 0 without REMOTE_CHANGES (or IMAP NOMODSEQ) */
 };
@@ -98,7 +98,7 @@ struct remote_box {
 struct remote_known {
     uint32_t uidvalidity; /* 0: never synced */
     uint32_t uidnext;
-    uint64_t modseq;      /* 0: list in full (no incremental listing wanted) */
+    uint64_t modseq;         /* 0: list in full (no incremental listing wanted) */
     uint32_t status_uidnext; /* hint: UIDNEXT a status() or list() of this
                                 session reported for the folder, 0 if none */
 };
@@ -106,7 +106,8 @@ struct remote_known {
 /* The answer of open(). */
 enum remote_listing_kind {
     /* msgs: every message of the folder (uidnext/modseq did not allow
-     * less, or UIDVALIDITY changed: compare box.uidvalidity). uids empty. */
+     * less, or UIDVALIDITY changed: compare box.uidvalidity). uids empty
+     * (NULL or an empty array: the one exception to "never NULL"). */
     REMOTE_LIST_FULL = 0,
     /* msgs: the messages whose flags changed since known.modseq or that
      * are new; uids: the UIDs expunged since (sorted, unique, never in msgs;
@@ -163,22 +164,22 @@ typedef void remote_identity_fn(void *ctx, uint32_t uid, uint64_t size, const ch
 /* ---- capabilities ---------------------------------------------------------- */
 
 enum {
-    REMOTE_FOLDERS = 1u << 0,  /* several folders (else only INBOX); create() */
-    REMOTE_WRITE = 1u << 1,    /* store_flags, append, copy: a push is possible */
-    REMOTE_UIDS = 1u << 2,     /* UIDVALIDITY + UIDs stable across sessions */
-    REMOTE_CHANGES = 1u << 3,  /* modseqs: status/open report HIGHESTMODSEQ, open()
-                                  may list incrementally (IMAP CONDSTORE) */
-    REMOTE_AHEAD = 1u << 4,    /* open_ahead() does something (IMAP: QRESYNC enabled;
-                                  known only after list()) */
-    REMOTE_MOVE = 1u << 5,     /* move() is atomic (IMAP MOVE) */
-    REMOTE_EXACT = 1u << 6,    /* remove() removes exactly the given messages
-                                  (IMAP UIDPLUS: UID EXPUNGE; POP3 DELE); copy() and
-                                  append() may report the new UIDs */
-    REMOTE_WATCH = 1u << 7,    /* watch() + wait() (IMAP IDLE) */
-    REMOTE_WATCH_ALL = 1u << 8,/* watch() hears of every folder (IMAP NOTIFY), else INBOX */
-    REMOTE_EXTRA = 1u << 9,    /* clone(): extra sessions for parallel downloads */
-    REMOTE_COMMIT = 1u << 10,  /* removals take effect only at commit() (POP3 QUIT) */
-    REMOTE_AGE = 1u << 11,     /* search_before() */
+    REMOTE_FOLDERS = 1u << 0,   /* several folders (else only INBOX); create() */
+    REMOTE_WRITE = 1u << 1,     /* store_flags, append, copy: a push is possible */
+    REMOTE_UIDS = 1u << 2,      /* UIDVALIDITY + UIDs stable across sessions */
+    REMOTE_CHANGES = 1u << 3,   /* modseqs: status/open report HIGHESTMODSEQ, open()
+                                   may list incrementally (IMAP CONDSTORE) */
+    REMOTE_AHEAD = 1u << 4,     /* open_ahead() does something (IMAP: QRESYNC enabled;
+                                   known only after list()) */
+    REMOTE_MOVE = 1u << 5,      /* move() is atomic (IMAP MOVE) */
+    REMOTE_EXACT = 1u << 6,     /* remove() removes exactly the given messages
+                                   (IMAP UIDPLUS: UID EXPUNGE; POP3 DELE); copy() and
+                                   append() may report the new UIDs */
+    REMOTE_WATCH = 1u << 7,     /* watch() + wait() (IMAP IDLE) */
+    REMOTE_WATCH_ALL = 1u << 8, /* watch() hears of every folder (IMAP NOTIFY), else INBOX */
+    REMOTE_EXTRA = 1u << 9,     /* clone(): extra sessions for parallel downloads */
+    REMOTE_COMMIT = 1u << 10,   /* removals take effect only at commit() (POP3 QUIT) */
+    REMOTE_AGE = 1u << 11,      /* search_before() */
 };
 
 /* ---- the side ---------------------------------------------------------- */

@@ -91,8 +91,7 @@ static int imap_r_status(struct remote *r, const char *name, struct remote_statu
     return imap_status(ir(r)->s, name, out, err);
 }
 
-static int imap_r_select(struct remote *r, const char *name, bool write, struct remote_box *box,
-                         struct ms_error *err)
+static int imap_r_select(struct remote *r, const char *name, bool write, struct remote_box *box, struct ms_error *err)
 {
     return imap_select(ir(r)->s, name, write, box, err);
 }
@@ -108,8 +107,16 @@ static int list_full(struct imap_remote *x, struct remote_listing *out, struct m
     return MS_OK;
 }
 
-static int imap_r_open(struct remote *r, const char *name, const struct remote_known *known,
-                       struct remote_listing *out, struct ms_error *err)
+/* Whether the folder as opened can be listed by its changes since the
+ * recorded values: same UIDVALIDITY, modseqs on, HIGHESTMODSEQ not gone
+ * back. */
+static bool usable_since(const struct remote_box *mb, const struct remote_known *known)
+{
+    return mb->uidvalidity == known->uidvalidity && mb->highestmodseq != 0 && mb->highestmodseq >= known->modseq;
+}
+
+static int imap_r_open(struct remote *r, const char *name, const struct remote_known *known, struct remote_listing *out,
+                       struct ms_error *err)
 {
     struct imap_remote *x = ir(r);
     struct remote_box *mb = &out->box;
@@ -119,18 +126,15 @@ static int imap_r_open(struct remote *r, const char *name, const struct remote_k
         rc = imap_select(x->s, name, false, mb, err);
     } else if (x->qresync) {
         rc = imap_select_qresync(x->s, name, false, known->uidvalidity, known->modseq, known->uidnext,
-                                 known->status_uidnext, mb, &out->msgs, &out->nmsgs, &out->uids, &out->nuids,
-                                 err);
-        if (rc == MS_OK && !(mb->uidvalidity != known->uidvalidity || mb->highestmodseq == 0 ||
-                             mb->highestmodseq < known->modseq)) {
+                                 known->status_uidnext, mb, &out->msgs, &out->nmsgs, &out->uids, &out->nuids, err);
+        if (rc == MS_OK && usable_since(mb, known)) {
             out->kind = REMOTE_LIST_VANISHED;
             out->how = "QRESYNC";
             return MS_OK;
         }
     } else {
         rc = imap_select(x->s, name, false, mb, err);
-        if (rc == MS_OK && !(mb->uidvalidity != known->uidvalidity || mb->highestmodseq == 0 ||
-                             mb->highestmodseq < known->modseq)) {
+        if (rc == MS_OK && usable_since(mb, known)) {
             out->kind = REMOTE_LIST_ALL_UIDS;
             out->how = "CONDSTORE";
             rc = imap_fetch_flags_changedsince(x->s, 1, 0, known->modseq, &out->msgs, &out->nmsgs, err);
@@ -167,26 +171,26 @@ static int imap_r_open_ahead(struct remote *r, const struct remote_ahead *req, s
     return rc;
 }
 
-static int imap_r_fetch_meta_range(struct remote *r, uint32_t first, uint32_t last, struct remote_msg **out,
-                                   size_t *n, struct ms_error *err)
+static int imap_r_fetch_meta_range(struct remote *r, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n,
+                                   struct ms_error *err)
 {
     return imap_fetch_flags(ir(r)->s, first, last, out, n, err);
 }
 
-static int imap_r_fetch_meta(struct remote *r, const uint32_t *uids, size_t n, struct remote_msg **out,
-                             size_t *nout, struct ms_error *err)
+static int imap_r_fetch_meta(struct remote *r, const uint32_t *uids, size_t n, struct remote_msg **out, size_t *nout,
+                             struct ms_error *err)
 {
     return imap_fetch_flags_uids(ir(r)->s, uids, n, out, nout, err);
 }
 
-static int imap_r_fetch_identity(struct remote *r, const uint32_t *uids, size_t n, remote_identity_fn *found,
-                                 void *ctx, struct ms_error *err)
+static int imap_r_fetch_identity(struct remote *r, const uint32_t *uids, size_t n, remote_identity_fn *found, void *ctx,
+                                 struct ms_error *err)
 {
     return imap_fetch_identity(ir(r)->s, uids, n, found, ctx, err);
 }
 
-static int imap_r_fetch_bodies(struct remote *r, const uint32_t *uids, size_t n,
-                               const struct remote_body_sink *sink, struct ms_error *err)
+static int imap_r_fetch_bodies(struct remote *r, const uint32_t *uids, size_t n, const struct remote_body_sink *sink,
+                               struct ms_error *err)
 {
     return imap_fetch_bodies(ir(r)->s, uids, n, sink, err);
 }
@@ -318,8 +322,7 @@ static const struct remote_ops imap_ops = {
     .close = imap_r_close,
 };
 
-int remote_imap_connect(const struct account *acct, const char *password, struct remote **out,
-                        struct ms_error *err)
+int remote_imap_connect(const struct account *acct, const char *password, struct remote **out, struct ms_error *err)
 {
     struct imap_session *s = NULL;
     *out = NULL;

@@ -8,7 +8,6 @@
 
 /* imap_connect (TLS verified, logged in with password, not kept), wrapped
  * as a remote side. */
-int remote_imap_connect(const struct account *acct, const char *password, struct remote **out,
-                        struct ms_error *err);
+int remote_imap_connect(const struct account *acct, const char *password, struct remote **out, struct ms_error *err);
 
 #endif

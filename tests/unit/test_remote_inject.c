@@ -85,9 +85,17 @@ static int stub_connect(const struct account *a, const char *password, struct re
 static struct account stub_account(void)
 {
     static char *all[] = {"*"};
-    return (struct account){.name = "stub", .host = "192.0.2.1", .port = 1, .user = "u", .maildir = "/nonexistent",
-                            .state_path = "/nonexistent/stub.sqlite", .folders = all, .nfolders = 1,
-                            .connections = 1, .max_delete = 50, .timeout = 1};
+    return (struct account){.name = "stub",
+                            .host = "192.0.2.1",
+                            .port = 1,
+                            .user = "u",
+                            .maildir = "/nonexistent",
+                            .state_path = "/nonexistent/stub.sqlite",
+                            .folders = all,
+                            .nfolders = 1,
+                            .connections = 1,
+                            .max_delete = 50,
+                            .timeout = 1};
 }
 
 static void check_uses_the_injected_side(void **unused)
@@ -129,8 +137,8 @@ static void frees_take_ids_and_keywords(void **unused)
 {
     (void)unused;
     struct remote_msg *m = calloc(2, sizeof *m);
-    m[0] = (struct remote_msg){.uid = 1, .flags = 0, .keywords = strdup("$Junk"), .size = 3, .internaldate = 0,
-                               .id = strdup("uidl-1")};
+    m[0] = (struct remote_msg){
+        .uid = 1, .flags = 0, .keywords = strdup("$Junk"), .size = 3, .internaldate = 0, .id = strdup("uidl-1")};
     struct remote_listing l = {.kind = REMOTE_LIST_VANISHED, .msgs = m, .nmsgs = 2, .uids = calloc(1, 4), .nuids = 1};
     remote_listing_free(&l); /* ASan builds: no leak */
     assert_null(l.msgs);
