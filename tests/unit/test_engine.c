@@ -181,7 +181,7 @@ static void each_file(const struct fixture *fx, const char *folder,
         while ((de = readdir(d))) {
             if (de->d_name[0] == '.')
                 continue;
-            char path[1024], buf[8192];
+            char path[1024], buf[16384];
             snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
             int fd = open(path, O_RDONLY);
             assert_true(fd >= 0);
@@ -204,7 +204,7 @@ struct id_count {
 static void count_id(void *ctx, const char *name, const char *content)
 {
     struct id_count *c = ctx;
-    char want[128];
+    char want[2048];
     snprintf(want, sizeof want, "Message-ID: %s\n", c->id ? c->id : "");
     if (c->id && !strstr(content, want))
         return;
@@ -286,7 +286,7 @@ static void assert_in_step(const struct fixture *fx, const char *folder)
     for (size_t i = 0; i < f->n; i++) {
         const char *p = strstr(f->msgs[i].body, "Message-ID: ");
         assert_non_null(p);
-        char id[128];
+        char id[1500];
         size_t len = strcspn(p + 12, "\r\n");
         snprintf(id, sizeof id, "%.*s", (int)len, p + 12);
         size_t n = local_count(fx, folder, id);
@@ -459,19 +459,18 @@ static void session_drops_at_every_op(void **state)
 }
 
 /* A push to a server that sends no APPENDUID: the upload is recorded
- * anyway (found again by identity), and the next sync neither uploads it
- * again nor downloads a second local copy. */
-static void push_without_appenduid(void **state)
+ * anyway (found again by size and Message-ID), and the next sync neither
+ * uploads it again nor downloads a second local copy. */
+static void push_without_appenduid_of(struct fixture *fx, const char *message_id)
 {
-    struct fixture *fx = *state;
     add(fx, "INBOX", "i0", 0);
     run_ok(fx, PULL); /* a folder is pushed only once a pull completed */
     fx->srv->faults.no_appenduid = true;
-    put_local(fx, "INBOX", "1700000000.M1P1.here", "S", "<local@test>");
+    put_local(fx, "INBOX", "1700000000.M1P1.here", "S", message_id);
     mem_log_clear(fx->srv);
     run_ok(fx, SYNC);
     assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, "INBOX"), 1);
-    assert_int_equal(mem_count_id(fx->srv, "INBOX", "<local@test>"), 1);
+    assert_int_equal(mem_count_id(fx->srv, "INBOX", message_id), 1);
     assert_int_equal(folder_result(fx, "INBOX")->uploaded, 1);
     assert_int_equal(mem_folder(fx->srv, "INBOX")->msgs[1].flags, FLAG_SEEN);
     assert_in_step(fx, "INBOX");
@@ -480,9 +479,30 @@ static void push_without_appenduid(void **state)
     run_ok(fx, SYNC);
     assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
     assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
-    assert_int_equal(mem_count_id(fx->srv, "INBOX", "<local@test>"), 1);
-    assert_int_equal(local_count(fx, "INBOX", "<local@test>"), 1);
+    assert_int_equal(mem_count_id(fx->srv, "INBOX", message_id), 1);
+    assert_int_equal(local_count(fx, "INBOX", message_id), 1);
     assert_in_step(fx, "INBOX");
+}
+
+static void push_without_appenduid(void **state)
+{
+    push_without_appenduid_of(*state, "<local@test>");
+}
+
+/* The two Message-IDs the old parsers disagreed on (issue 15): one with a
+ * tab inside, one over RFC 5322's 998 bytes (no value: matched by size). */
+static void push_without_appenduid_tab_in_message_id(void **state)
+{
+    push_without_appenduid_of(*state, "<lo\tcal@test>");
+}
+
+static void push_without_appenduid_long_message_id(void **state)
+{
+    char id[1100];
+    memset(id, 'x', sizeof id - 1);
+    id[0] = '<';
+    memcpy(id + sizeof id - 7, "@test>", 7);
+    push_without_appenduid_of(*state, id);
 }
 
 /* The folder's UIDVALIDITY changes between its listing and the fetch of
@@ -653,6 +673,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(session_drops_mid_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(session_drops_at_every_op, setup, teardown),
         cmocka_unit_test_setup_teardown(push_without_appenduid, setup, teardown),
+        cmocka_unit_test_setup_teardown(push_without_appenduid_tab_in_message_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(push_without_appenduid_long_message_id, setup, teardown),
         cmocka_unit_test_setup_teardown(uidvalidity_changes_server_ends_session, setup, teardown),
         cmocka_unit_test_setup_teardown(uidvalidity_changes_server_goes_on, setup, teardown),
         cmocka_unit_test_setup_teardown(uidvalidity_changes_mid_fetch_server_ends_session, setup, teardown),
