@@ -27,7 +27,6 @@
 #include "cmd/output.h"
 #include "sync/engine.h"
 #include "sync/log.h"
-#include "sync/names.h"
 #include "sync/util.h"
 
 struct options {
@@ -107,8 +106,9 @@ static void say(const char *fmt, ...)
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     fputs("mailsync: ", stderr);
-    log_print_clean(stderr, text);
+    output_print_clean(stderr, text);
     fputc('\n', stderr);
+    output_note_error(text);
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -353,78 +353,11 @@ static int cmd_pull(const struct options *o, struct account **acc, size_t n)
     return exit_code;
 }
 
-static void print_time(const char *label, int64_t t)
-{
-    if (!t) {
-        printf("%snever", label);
-        return;
-    }
-    char buf[64];
-    time_t tt = (time_t)t;
-    struct tm tm;
-    localtime_r(&tt, &tm);
-    strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-    printf("%s%s", label, buf);
-}
-
-static void status_json(const struct account *a, const struct engine_status *s, bool first)
-{
-    printf("%s{\"name\":", first ? "" : ",");
-    output_json_string(stdout, a->name);
-    printf(",\"synced_before\":%s,\"last_sync\":%lld,\"last_error\":", s->have_state ? "true" : "false",
-           (long long)s->last_sync);
-    output_json_string(stdout, s->last_error);
-    printf(",\"folders\":[");
-    for (size_t i = 0; i < s->nfolders; i++) {
-        const struct engine_status_folder *f = &s->folders[i];
-        char *name = names_display(f->name);
-        printf("%s{\"name\":", i ? "," : "");
-        output_json_string(stdout, name);
-        printf(",\"path\":");
-        output_json_string(stdout, f->path);
-        printf(",\"synced\":%lld,\"local\":%lld,\"local_new\":%lld,\"local_flag_changes\":%lld,"
-               "\"local_deleted\":%lld,\"last_sync\":%lld}",
-               (long long)f->synced, (long long)f->local, (long long)f->local_new, (long long)f->local_flags,
-               (long long)f->local_gone, (long long)f->last_sync);
-        free(name);
-    }
-    printf("]}");
-}
-
-static void status_text(const struct account *a, const struct engine_status *s)
-{
-    printf("%s (", a->name);
-    log_print_clean(stdout, a->maildir);
-    printf(")\n");
-    if (!s->have_state) {
-        printf("  never synced\n");
-        return;
-    }
-    print_time("  last successful sync: ", s->last_sync);
-    printf("\n  last error: "); /* its text may quote a server or a name on disk */
-    log_print_clean(stdout, s->last_error ? s->last_error : "none");
-    printf("\n");
-    for (size_t i = 0; i < s->nfolders; i++) {
-        const struct engine_status_folder *f = &s->folders[i];
-        char *name = names_display(f->name);
-        output_name_column(stdout, name, 30);
-        printf("%6lld synced, ", (long long)f->synced);
-        if (f->local < 0)
-            printf("local folder missing");
-        else
-            printf("%6lld local; to push: %lld new, %lld flag changes, %lld deleted", (long long)f->local,
-                   (long long)f->local_new, (long long)f->local_flags, (long long)f->local_gone);
-        print_time("; synced ", f->last_sync);
-        printf("\n");
-        free(name);
-    }
-}
-
 static int cmd_status(const struct options *o, struct account **acc, size_t n)
 {
     int exit_code = MS_OK;
     if (o->json)
-        printf("{\"command\":\"status\",\"accounts\":[");
+        output_json_begin(stdout, "status");
     for (size_t i = 0; i < n; i++) {
         struct engine_status s;
         struct ms_error err = {0};
@@ -432,15 +365,15 @@ static int cmd_status(const struct options *o, struct account **acc, size_t n)
         if (rc) {
             log_msg(LOG_ERROR, "%s: %s", acc[i]->name, err.msg);
             exit_code = ms_error_worse(exit_code, rc);
-        } else if (o->json) {
-            status_json(acc[i], &s, i == 0);
-        } else {
-            status_text(acc[i], &s);
         }
+        if (o->json)
+            output_status_json(stdout, acc[i], rc, err.msg, &s, i == 0);
+        else if (rc == MS_OK)
+            output_status_text(stdout, acc[i], &s);
         engine_status_free(&s);
     }
     if (o->json)
-        printf("],\"exit\":%d}\n", exit_code);
+        output_json_end(stdout, exit_code);
     return exit_code;
 }
 
@@ -448,6 +381,8 @@ static int cmd_check(const struct options *o, struct account **acc, size_t n)
 {
     struct engine_options eo = engine_opts(o);
     int exit_code = MS_OK;
+    if (o->json)
+        output_json_begin(stdout, "check");
     for (size_t i = 0; i < n; i++) {
         struct engine_check c;
         struct ms_error err = {0};
@@ -456,16 +391,17 @@ static int cmd_check(const struct options *o, struct account **acc, size_t n)
             if (err.msg[0])
                 log_msg(LOG_ERROR, "%s: %s", acc[i]->name, err.msg);
             exit_code = ms_error_worse(exit_code, rc);
-            continue;
         }
-        /* The TLS line (certificate names) and capabilities are server text. */
-        printf("%s: OK: %s@%s:%d\n  TLS: ", acc[i]->name, acc[i]->user, acc[i]->host, acc[i]->port);
-        log_print_clean(stdout, c.tls);
-        printf("\n  authenticated as %s\n  %zu folders\n  capabilities: ", acc[i]->user, c.nfolders);
-        log_print_clean(stdout, c.capabilities ? c.capabilities : "");
-        printf("\n");
+        if (o->json)
+            output_check_json(stdout, acc[i], rc, err.msg, &c, i == 0);
+        if (rc)
+            continue;
+        if (!o->json)
+            output_check_text(stdout, acc[i], &c);
         engine_check_free(&c);
     }
+    if (o->json)
+        output_json_end(stdout, exit_code);
     return exit_code;
 }
 
@@ -473,6 +409,8 @@ static int cmd_folders(const struct options *o, struct account **acc, size_t n)
 {
     struct engine_options eo = engine_opts(o);
     int exit_code = MS_OK;
+    if (o->json)
+        output_json_begin(stdout, "folders");
     for (size_t i = 0; i < n; i++) {
         struct engine_folder_map *m = NULL;
         size_t nm = 0;
@@ -484,22 +422,17 @@ static int cmd_folders(const struct options *o, struct account **acc, size_t n)
             if (err.msg[0])
                 log_msg(LOG_ERROR, "%s: %s", acc[i]->name, err.msg);
             exit_code = ms_error_worse(exit_code, rc);
+        }
+        if (o->json)
+            output_folders_json(stdout, acc[i], rc, err.msg[0] ? err.msg : NULL, m, nm, i == 0);
+        if (rc)
             continue;
-        }
-        printf("%s:\n", acc[i]->name);
-        for (size_t j = 0; j < nm; j++) {
-            output_name_column(stdout, m[j].name, 32);
-            if (m[j].noselect)
-                printf("(no messages: \\Noselect)\n");
-            else if (!m[j].path)
-                printf("(skipped: %s)\n", m[j].why);
-            else if (!m[j].selected)
-                printf("(excluded) %s/%s\n", acc[i]->maildir, m[j].path);
-            else
-                printf("-> %s/%s\n", acc[i]->maildir, m[j].path);
-        }
+        if (!o->json)
+            output_folders_text(stdout, acc[i], m, nm);
         engine_folders_free(m, nm);
     }
+    if (o->json)
+        output_json_end(stdout, exit_code);
     return exit_code;
 }
 
@@ -603,13 +536,25 @@ static void prefault_heap(void)
 #endif
 }
 
+/* --json on the command line, also where parse_args stopped before it */
+static bool wants_json(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--json") == 0)
+            return true;
+    return false;
+}
+
 int main(int argc, char **argv)
 {
     struct options o = {.progress = PROGRESS_AUTO};
     harden_process();
+    log_set_sink(output_log_line); /* the library's lines: on stderr, as the program's */
     int rc = parse_args(argc, argv, &o);
-    if (rc >= 0)
+    if (rc >= 0) { /* --help and --version print text; a usage error gets a document too */
+        o.json = rc > 0 && wants_json(argc, argv);
         goto out;
+    }
     if (!known_command(o.command)) {
         rc = usage_error("unknown command '%s' (pull, push, sync, status, check, folders, watch)", o.command);
         goto out;
@@ -640,6 +585,8 @@ int main(int argc, char **argv)
     free(acc);
     config_free(&cfg);
 out:
+    if (o.json && output_json_documents() == 0) /* failed before its document (or watch before a pass) */
+        output_json_error(stdout, o.command, rc);
     free(o.folders);
     return rc;
 }

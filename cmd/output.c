@@ -1,17 +1,21 @@
 /*
- * output.c: progress line, human summary, --json (output.h).
+ * output.c: progress line, log lines, dry-run plans, human summary,
+ * --json (output.h).
  *
  * Progress goes to stderr and is redrawn at most ten times a second; log
- * lines clear it first (log_before_write) so they never tear it.
+ * lines clear it first (output_log_line) so they never tear it.
  */
 #include "cmd/output.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "sync/log.h"
+#include "sync/flags.h"
+#include "sync/names.h"
 #include "sync/util.h"
 
 static struct {
@@ -92,23 +96,147 @@ static void on_folder_done(void *ctx, const struct engine_folder_result *r)
     output_clear_line();
 }
 
-static const struct engine_progress hooks = {
+/* log lines: from any of the run's threads */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char last_error[1024];
+
+void output_note_error(const char *text)
+{
+    pthread_mutex_lock(&log_lock);
+    snprintf(last_error, sizeof last_error, "%s", text);
+    pthread_mutex_unlock(&log_lock);
+}
+
+void output_log_line(enum log_level level, const char *text)
+{
+    const char *prefix = "";
+    if (level == LOG_FATAL)
+        prefix = "mailsync: ";
+    else if (level == LOG_ERROR)
+        prefix = "mailsync: error: ";
+    else if (level == LOG_WARN)
+        prefix = "mailsync: warning: ";
+    pthread_mutex_lock(&log_lock);
+    output_clear_line();
+    fprintf(stderr, "%s%s\n", prefix, text);
+    if (level <= LOG_ERROR)
+        snprintf(last_error, sizeof last_error, "%s", text);
+    pthread_mutex_unlock(&log_lock);
+}
+
+/* --dry-run plans: printed at once, or kept for the --json document */
+struct planned_copy {
+    char *account, *folder, *file;
+    struct engine_planned step; /* its pointers point to the copies */
+};
+
+static struct {
+    bool json;
+    struct planned_copy *v;
+    size_t n, cap;
+} plans;
+
+static void print_planned(const struct engine_planned *p)
+{
+    char *folder = log_clean(p->folder); /* already safe from the engine; a local name may not be */
+    char a[8], b[8];
+    switch (p->kind) {
+    case ENGINE_PLAN_FETCH:
+        printf("%s: would fetch UID %u (%llu bytes, flags %s)\n", folder, p->uid, (unsigned long long)p->size,
+               flags_to_letters(p->flags, a));
+        break;
+    case ENGINE_PLAN_SKIP:
+        printf("%s: would skip UID %u (%llu bytes, over max_size)\n", folder, p->uid, (unsigned long long)p->size);
+        break;
+    case ENGINE_PLAN_SET_FLAGS:
+        printf("%s: would set flags of UID %u to %s\n", folder, p->uid, flags_to_letters(p->flags, a));
+        break;
+    case ENGINE_PLAN_DELETE_LOCAL:
+        printf("%s: would delete the local copy of UID %u (expunged on the server)\n", folder, p->uid);
+        break;
+    case ENGINE_PLAN_REMOVE_ON_SERVER:
+        printf("%s: would remove UID %u from the server (deleted locally)\n", folder, p->uid);
+        break;
+    case ENGINE_PLAN_STORE_FLAGS:
+        printf("%s: would change flags of UID %u on the server: +%s -%s\n", folder, p->uid,
+               flags_to_letters(p->flags, a), flags_to_letters(p->flags_removed, b));
+        break;
+    case ENGINE_PLAN_UPLOAD: {
+        char *name = log_clean(p->file ? p->file : ""); /* a local file name: anything but '/' */
+        printf("%s: would upload %s\n", folder, name);
+        free(name);
+        break;
+    }
+    case ENGINE_PLAN_CREATE_FOLDER:
+        printf("%s: would create the folder on the server (it exists only locally)\n", folder);
+        break;
+    case ENGINE_PLAN_FETCH_COUNT:
+        printf("%s: would fetch %zu POP3 messages (%llu bytes)\n", folder, p->count, (unsigned long long)p->size);
+        break;
+    }
+    free(folder);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+static void on_planned(void *ctx, const struct engine_planned *p)
+{
+    (void)ctx;
+    if (!plans.json) {
+        print_planned(p);
+        return;
+    }
+    if (plans.n == plans.cap) {
+        plans.cap = plans.cap ? plans.cap * 2 : 64;
+        plans.v = xrealloc(plans.v, plans.cap * sizeof *plans.v);
+    }
+    struct planned_copy *c = &plans.v[plans.n++];
+    c->account = dup_or_null(p->account);
+    c->folder = dup_or_null(p->folder);
+    c->file = dup_or_null(p->file);
+    c->step = *p;
+    c->step.account = c->account;
+    c->step.folder = c->folder;
+    c->step.file = c->file;
+}
+
+static void plans_free(void)
+{
+    for (size_t i = 0; i < plans.n; i++) {
+        free(plans.v[i].account);
+        free(plans.v[i].folder);
+        free(plans.v[i].file);
+    }
+    free(plans.v);
+    plans.v = NULL;
+    plans.n = plans.cap = 0;
+}
+
+static struct engine_progress hooks = {
     .ctx = NULL,
-    .folder_start = on_folder_start,
-    .message_done = on_message_done,
-    .folder_done = on_folder_done,
+    .folder_start = NULL,
+    .message_done = NULL,
+    .folder_done = NULL,
+    .planned = on_planned,
 };
 
 void output_init(enum progress_mode mode, bool quiet, bool json)
 {
-    (void)json;
     bar.on = mode == PROGRESS_ALWAYS || (mode == PROGRESS_AUTO && !quiet && isatty(STDERR_FILENO));
-    log_before_write = output_clear_line;
+    plans.json = json;
+    if (bar.on) {
+        hooks.folder_start = on_folder_start;
+        hooks.message_done = on_message_done;
+        hooks.folder_done = on_folder_done;
+    }
 }
 
 const struct engine_progress *output_progress(void)
 {
-    return bar.on ? &hooks : NULL;
+    return &hooks;
 }
 
 void output_summary(FILE *out, const char *command, const struct engine_result *r, bool dry_run)
@@ -171,6 +299,13 @@ void output_name_column(FILE *out, const char *name, int width)
     free(clean);
 }
 
+void output_print_clean(FILE *out, const char *text)
+{
+    char *clean = log_clean(text);
+    fputs(clean, out);
+    free(clean);
+}
+
 void output_json_string(FILE *out, const char *s)
 {
     if (!s) {
@@ -230,6 +365,79 @@ static void json_folder(FILE *out, const struct engine_folder_result *f)
     fputc('}', out);
 }
 
+static unsigned json_documents;
+
+unsigned output_json_documents(void)
+{
+    return json_documents;
+}
+
+static void json_letters(FILE *out, const char *key, unsigned flags)
+{
+    char l[8];
+    fprintf(out, ",\"%s\":\"%s\"", key, flags_to_letters(flags, l));
+}
+
+static void json_planned(FILE *out, const struct engine_planned *p)
+{
+    static const char *const kinds[] = {
+        [ENGINE_PLAN_FETCH] = "fetch",
+        [ENGINE_PLAN_SKIP] = "skip",
+        [ENGINE_PLAN_SET_FLAGS] = "set_flags",
+        [ENGINE_PLAN_DELETE_LOCAL] = "delete_local",
+        [ENGINE_PLAN_REMOVE_ON_SERVER] = "remove_on_server",
+        [ENGINE_PLAN_STORE_FLAGS] = "store_flags",
+        [ENGINE_PLAN_UPLOAD] = "upload",
+        [ENGINE_PLAN_CREATE_FOLDER] = "create_folder",
+        [ENGINE_PLAN_FETCH_COUNT] = "fetch_count",
+    };
+    fputs("{\"folder\":", out);
+    output_json_string(out, p->folder);
+    fprintf(out, ",\"action\":\"%s\"", kinds[p->kind]);
+    switch (p->kind) {
+    case ENGINE_PLAN_FETCH:
+        fprintf(out, ",\"uid\":%u,\"size\":%" PRIu64, p->uid, p->size);
+        json_letters(out, "flags", p->flags);
+        break;
+    case ENGINE_PLAN_SKIP: fprintf(out, ",\"uid\":%u,\"size\":%" PRIu64, p->uid, p->size); break;
+    case ENGINE_PLAN_SET_FLAGS:
+        fprintf(out, ",\"uid\":%u", p->uid);
+        json_letters(out, "flags", p->flags);
+        break;
+    case ENGINE_PLAN_DELETE_LOCAL:
+    case ENGINE_PLAN_REMOVE_ON_SERVER: fprintf(out, ",\"uid\":%u", p->uid); break;
+    case ENGINE_PLAN_STORE_FLAGS:
+        fprintf(out, ",\"uid\":%u", p->uid);
+        json_letters(out, "add", p->flags);
+        json_letters(out, "remove", p->flags_removed);
+        break;
+    case ENGINE_PLAN_UPLOAD:
+        fputs(",\"file\":", out);
+        output_json_string(out, p->file);
+        json_letters(out, "flags", p->flags);
+        break;
+    case ENGINE_PLAN_CREATE_FOLDER: break;
+    case ENGINE_PLAN_FETCH_COUNT: fprintf(out, ",\"count\":%zu,\"size\":%" PRIu64, p->count, p->size); break;
+    }
+    fputc('}', out);
+}
+
+/* ,"plan":[...] of account (the steps kept for it) */
+static void json_plan(FILE *out, const char *account)
+{
+    fputs(",\"plan\":[", out);
+    bool first = true;
+    for (size_t i = 0; i < plans.n; i++) {
+        if (!plans.v[i].account || strcmp(plans.v[i].account, account) != 0)
+            continue;
+        if (!first)
+            fputc(',', out);
+        first = false;
+        json_planned(out, &plans.v[i].step);
+    }
+    fputc(']', out);
+}
+
 void output_json_results(FILE *out, const char *command, const struct engine_result *r, size_t n, int exit_code,
                          bool dry_run)
 {
@@ -247,7 +455,195 @@ void output_json_results(FILE *out, const char *command, const struct engine_res
                 fputc(',', out);
             json_folder(out, &r[i].folders[j]);
         }
-        fputs("]}", out);
+        fputc(']', out);
+        if (dry_run)
+            json_plan(out, r[i].account);
+        fputc('}', out);
     }
     fputs("]}\n", out);
+    json_documents++;
+    plans_free();
+}
+
+void output_json_error(FILE *out, const char *command, int exit_code)
+{
+    fputs("{\"command\":", out);
+    output_json_string(out, command);
+    fprintf(out, ",\"exit\":%d,\"error\":", exit_code);
+    pthread_mutex_lock(&log_lock);
+    output_json_string(out, last_error[0] ? last_error : NULL);
+    pthread_mutex_unlock(&log_lock);
+    fputs(",\"accounts\":[]}\n", out);
+    json_documents++;
+}
+
+void output_json_begin(FILE *out, const char *command)
+{
+    fputs("{\"command\":", out);
+    output_json_string(out, command);
+    fputs(",\"accounts\":[", out);
+}
+
+void output_json_end(FILE *out, int exit_code)
+{
+    fprintf(out, "],\"exit\":%d}\n", exit_code);
+    json_documents++;
+}
+
+/* {"name":..,"status":..,"error":.. of an account object */
+static void json_account_head(FILE *out, const struct account *a, int rc, const char *error, bool first)
+{
+    fputs(first ? "{\"name\":" : ",{\"name\":", out);
+    output_json_string(out, a->name);
+    fprintf(out, ",\"status\":%d,\"error\":", rc);
+    output_json_string(out, rc && error && error[0] ? error : NULL);
+}
+
+static void print_time(FILE *out, const char *label, int64_t t)
+{
+    if (!t) {
+        fprintf(out, "%snever", label);
+        return;
+    }
+    char buf[64];
+    time_t tt = (time_t)t;
+    struct tm tm;
+    localtime_r(&tt, &tm);
+    strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+    fprintf(out, "%s%s", label, buf);
+}
+
+void output_status_json(FILE *out, const struct account *a, int rc, const char *error, const struct engine_status *s,
+                        bool first)
+{
+    json_account_head(out, a, rc, error, first);
+    if (rc) {
+        fputs(",\"synced_before\":null,\"last_sync\":null,\"last_error\":null,\"folders\":[]}", out);
+        return;
+    }
+    fprintf(out, ",\"synced_before\":%s,\"last_sync\":%lld,\"last_error\":", s->have_state ? "true" : "false",
+            (long long)s->last_sync);
+    output_json_string(out, s->last_error);
+    fputs(",\"folders\":[", out);
+    for (size_t i = 0; i < s->nfolders; i++) {
+        const struct engine_status_folder *f = &s->folders[i];
+        char *name = names_display(f->name);
+        fputs(i ? ",{\"name\":" : "{\"name\":", out);
+        output_json_string(out, name);
+        fputs(",\"path\":", out);
+        output_json_string(out, f->path);
+        fprintf(out,
+                ",\"synced\":%lld,\"local\":%lld,\"local_new\":%lld,\"local_flag_changes\":%lld,"
+                "\"local_deleted\":%lld,\"last_sync\":%lld}",
+                (long long)f->synced, (long long)f->local, (long long)f->local_new, (long long)f->local_flags,
+                (long long)f->local_gone, (long long)f->last_sync);
+        free(name);
+    }
+    fputs("]}", out);
+}
+
+void output_status_text(FILE *out, const struct account *a, const struct engine_status *s)
+{
+    fprintf(out, "%s (", a->name);
+    output_print_clean(out, a->maildir);
+    fprintf(out, ")\n");
+    if (!s->have_state) {
+        fprintf(out, "  never synced\n");
+        return;
+    }
+    print_time(out, "  last successful sync: ", s->last_sync);
+    fprintf(out, "\n  last error: "); /* its text may quote a server or a name on disk */
+    output_print_clean(out, s->last_error ? s->last_error : "none");
+    fprintf(out, "\n");
+    for (size_t i = 0; i < s->nfolders; i++) {
+        const struct engine_status_folder *f = &s->folders[i];
+        char *name = names_display(f->name);
+        output_name_column(out, name, 30);
+        fprintf(out, "%6lld synced, ", (long long)f->synced);
+        if (f->local < 0)
+            fprintf(out, "local folder missing");
+        else
+            fprintf(out, "%6lld local; to push: %lld new, %lld flag changes, %lld deleted", (long long)f->local,
+                    (long long)f->local_new, (long long)f->local_flags, (long long)f->local_gone);
+        print_time(out, "; synced ", f->last_sync);
+        fprintf(out, "\n");
+        free(name);
+    }
+}
+
+void output_check_text(FILE *out, const struct account *a, const struct engine_check *c)
+{
+    /* The TLS line (certificate names) and capabilities are server text. */
+    fprintf(out, "%s: OK: %s@%s:%d\n  TLS: ", a->name, a->user, a->host, a->port);
+    output_print_clean(out, c->tls);
+    fprintf(out, "\n  authenticated as %s\n  %zu folders\n  capabilities: ", a->user, c->nfolders);
+    output_print_clean(out, c->capabilities ? c->capabilities : "");
+    fprintf(out, "\n");
+}
+
+void output_check_json(FILE *out, const struct account *a, int rc, const char *error, const struct engine_check *c,
+                       bool first)
+{
+    json_account_head(out, a, rc, error, first);
+    fputs(",\"user\":", out);
+    output_json_string(out, a->user);
+    fputs(",\"host\":", out);
+    output_json_string(out, a->host);
+    fprintf(out, ",\"port\":%d,\"tls\":", a->port);
+    output_json_string(out, rc ? NULL : c->tls);
+    if (rc)
+        fputs(",\"folders\":null", out);
+    else
+        fprintf(out, ",\"folders\":%zu", c->nfolders);
+    fputs(",\"capabilities\":", out);
+    output_json_string(out, rc ? NULL : c->capabilities ? c->capabilities : "");
+    fputc('}', out);
+}
+
+void output_folders_text(FILE *out, const struct account *a, const struct engine_folder_map *m, size_t n)
+{
+    fprintf(out, "%s:\n", a->name);
+    for (size_t j = 0; j < n; j++) {
+        output_name_column(out, m[j].name, 32);
+        if (m[j].noselect)
+            fprintf(out, "(no messages: \\Noselect)\n");
+        else if (!m[j].path)
+            fprintf(out, "(skipped: %s)\n", m[j].why);
+        else if (!m[j].selected)
+            fprintf(out, "(excluded) %s/%s\n", a->maildir, m[j].path);
+        else
+            fprintf(out, "-> %s/%s\n", a->maildir, m[j].path);
+    }
+}
+
+void output_folders_json(FILE *out, const struct account *a, int rc, const char *error,
+                         const struct engine_folder_map *m, size_t n, bool first)
+{
+    json_account_head(out, a, rc, error, first);
+    fputs(",\"maildir\":", out);
+    output_json_string(out, a->maildir);
+    fputs(",\"folders\":[", out);
+    for (size_t j = 0; !rc && j < n; j++) {
+        fputs(j ? ",{\"name\":" : "{\"name\":", out);
+        output_json_string(out, m[j].name);
+        fputs(",\"raw\":", out);
+        output_json_string(out, m[j].raw);
+        fputs(",\"path\":", out);
+        output_json_string(out, m[j].path);
+        fputs(",\"local_path\":", out);
+        if (m[j].path) {
+            size_t len = strlen(a->maildir) + strlen(m[j].path) + 2;
+            char *full = xmalloc(len);
+            snprintf(full, len, "%s/%s", a->maildir, m[j].path);
+            output_json_string(out, full);
+            free(full);
+        } else {
+            fputs("null", out);
+        }
+        fprintf(out, ",\"selected\":%s,\"noselect\":%s,\"skipped\":", m[j].selected ? "true" : "false",
+                m[j].noselect ? "true" : "false");
+        output_json_string(out, !m[j].path && !m[j].noselect ? m[j].why : NULL);
+        fputc('}', out);
+    }
+    fputs("]}", out);
 }

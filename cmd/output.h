@@ -1,6 +1,12 @@
 /*
  * output.h: what the program shows: the progress line on a terminal, the
- * human summary on stdout, and the --json object for scripts.
+ * library's log lines on stderr, a --dry-run's plan, the human summary on
+ * stdout, and the --json document for scripts. The library (sync/, db/)
+ * never prints: it hands lines and plans here (log sink, engine_progress).
+ *
+ * --json: every command prints exactly one JSON object on stdout, also
+ * when it fails before any account ran ({"command", "exit", "error",
+ * "accounts": []}); watch prints one per pass.
  */
 #ifndef MAILSYNC_OUTPUT_H
 #define MAILSYNC_OUTPUT_H
@@ -8,15 +14,29 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "sync/account.h"
 #include "sync/engine.h"
+#include "sync/log.h"
 
 enum progress_mode { PROGRESS_AUTO, PROGRESS_ALWAYS, PROGRESS_NEVER };
 
 /* Decide whether to draw progress (auto: stderr is a terminal and not
- * --quiet/--json). */
+ * --quiet/--json) and how to show a --dry-run's plan (json: kept for
+ * output_json_results; else a line on stdout per step, at once). */
 void output_init(enum progress_mode mode, bool quiet, bool json);
 
-/* The progress hooks for the engine, or NULL when progress is off. */
+/* The log sink (log_set_sink): the level's prefix ("mailsync: error: ",
+ * "mailsync: warning: ", "mailsync: " for a fatal one) + text on stderr,
+ * after clearing the progress line. Remembers the last error for
+ * output_json_error. */
+void output_log_line(enum log_level level, const char *text);
+
+/* Remember text as the run's last error (a message the program printed
+ * itself), for output_json_error. */
+void output_note_error(const char *text);
+
+/* The hooks for the engine: the plan of a --dry-run always, the progress
+ * line's when it is on. */
 const struct engine_progress *output_progress(void);
 
 /* Clear the progress line (before other output). */
@@ -30,14 +50,42 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
  * escaped (log_clean). */
 void output_name_column(FILE *out, const char *name, int width);
 
+/* Write log_clean(text) to out. */
+void output_print_clean(FILE *out, const char *text);
+
 /* Write s as a JSON string literal (with quotes), or null for NULL.
  * Control characters (C0, DEL, C1) are written as \u escapes and bytes
  * that are not UTF-8 as \ufffd, so the output is valid JSON and safe on
  * a terminal. */
 void output_json_string(FILE *out, const char *s);
 
-/* The --json object of a run over several accounts. */
+/* The --json object of a run over several accounts. With dry_run, each
+ * account holds "plan": the steps collected from the engine for it. */
 void output_json_results(FILE *out, const char *command, const struct engine_result *r, size_t n, int exit_code,
                          bool dry_run);
+
+/* How many JSON documents were written so far (by any output_json_*). */
+unsigned output_json_documents(void);
+
+/* The document of a command that failed before (or without) its own:
+ * {"command": command or null, "exit": exit_code, "error": the last
+ * error logged or noted, "accounts": []}. */
+void output_json_error(FILE *out, const char *command, int exit_code);
+
+/* status, check, folders: per account, text or one JSON object (call
+ * output_json_begin, then an account function per account with first
+ * telling the first, then output_json_end). rc != MS_OK: the account
+ * failed with error (its data is not looked at). */
+void output_json_begin(FILE *out, const char *command);
+void output_json_end(FILE *out, int exit_code);
+void output_status_text(FILE *out, const struct account *a, const struct engine_status *s);
+void output_status_json(FILE *out, const struct account *a, int rc, const char *error, const struct engine_status *s,
+                        bool first);
+void output_check_text(FILE *out, const struct account *a, const struct engine_check *c);
+void output_check_json(FILE *out, const struct account *a, int rc, const char *error, const struct engine_check *c,
+                       bool first);
+void output_folders_text(FILE *out, const struct account *a, const struct engine_folder_map *m, size_t n);
+void output_folders_json(FILE *out, const struct account *a, int rc, const char *error,
+                         const struct engine_folder_map *m, size_t n, bool first);
 
 #endif

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "db/state.h"
+#include "sync/dryrun.h"
 #include "sync/flags.h"
 #include "sync/journal.h"
 #include "sync/log.h"
@@ -519,33 +520,6 @@ void free_plan_input(struct plan_input *in)
     memset(in, 0, sizeof *in);
 }
 
-static void print_dry_run(const char *folder, const struct plan *p)
-{
-    for (size_t i = 0; i < p->n; i++) {
-        const struct plan_action *a = &p->actions[i];
-        char letters[8];
-        switch (a->op) {
-        case PLAN_FETCH:
-            printf("%s: would fetch UID %u (%llu bytes, flags %s)\n", folder, a->uid, (unsigned long long)a->size,
-                   flags_to_letters(a->flags, letters));
-            break;
-        case PLAN_SKIP_LARGE:
-            printf("%s: would skip UID %u (%llu bytes, over max_size)\n", folder, a->uid,
-                   (unsigned long long)a->size);
-            break;
-        case PLAN_LOCAL_FLAGS:
-            printf("%s: would set flags of UID %u to %s\n", folder, a->uid, flags_to_letters(a->flags, letters));
-            break;
-        case PLAN_LOCAL_DELETE:
-            printf("%s: would delete the local copy of UID %u (expunged on the server)\n", folder, a->uid);
-            break;
-        case PLAN_STATE_FLAGS:
-        case PLAN_FORGET:
-            break;
-        }
-    }
-}
-
 /* The state row of the folder, created on first sight. */
 static int folder_row(struct run *r, const struct selected *sel, struct state_folder *sf, struct ms_error *err)
 {
@@ -987,7 +961,7 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     fres->skipped = p.nskip;
     report_skips(sel->name, &p);
     if (r->opt->dry_run) {
-        print_dry_run(sel->name, &p);
+        dryrun_report_pull(r->opt, r->acct->name, sel->name, &p);
         fres->fetched = p.nfetch;
         fres->bytes = p.fetch_bytes;
         fres->flagged = p.nflags;

@@ -55,6 +55,33 @@ struct engine_result {
 
 void engine_result_free(struct engine_result *r);
 
+/* One step a --dry-run would take (struct engine_progress's planned):
+ * plain data the program renders, as text lines or inside --json. */
+enum engine_plan_kind {
+    ENGINE_PLAN_FETCH,            /* pull: download uid (size, flags) */
+    ENGINE_PLAN_SKIP,             /* pull: uid is over max_size (size) */
+    ENGINE_PLAN_SET_FLAGS,        /* pull: the local copy of uid gets flags */
+    ENGINE_PLAN_DELETE_LOCAL,     /* pull: the server expunged uid; its local copy goes */
+    ENGINE_PLAN_REMOVE_ON_SERVER, /* push: uid was deleted locally; it goes on the server */
+    ENGINE_PLAN_STORE_FLAGS,      /* push: flags of uid on the server: +flags -flags_removed */
+    ENGINE_PLAN_UPLOAD,           /* push: the local file `file` (flags) is uploaded */
+    ENGINE_PLAN_CREATE_FOLDER,    /* push: folder exists only locally; it is created on the server */
+    ENGINE_PLAN_FETCH_COUNT,      /* POP3 pull: count new messages, size bytes in all */
+};
+
+struct engine_planned {
+    const char *account;
+    const char *folder;         /* UTF-8 display name ('/' separated), raw: escape it to show it */
+    enum engine_plan_kind kind;
+    uint32_t uid;               /* the message (0 for CREATE_FOLDER, UPLOAD, FETCH_COUNT) */
+    uint64_t size;              /* FETCH, SKIP: its size; FETCH_COUNT: the total */
+    size_t count;               /* FETCH_COUNT: how many */
+    unsigned flags;             /* FLAG_* bits: FETCH (server's), SET_FLAGS (new local),
+                                   STORE_FLAGS (added), UPLOAD (the file's) */
+    unsigned flags_removed;     /* STORE_FLAGS: removed */
+    const char *file;           /* UPLOAD: the local file name, raw: escape it to show it */
+};
+
 struct engine_progress {
     void *ctx;
     /* A folder's plan is known: it will download nmsgs messages, nbytes. */
@@ -62,6 +89,9 @@ struct engine_progress {
     /* One more message of the current folder is done (durable or not yet). */
     void (*message_done)(void *ctx, uint64_t bytes);
     void (*folder_done)(void *ctx, const struct engine_folder_result *r);
+    /* --dry-run: one step the run would take, in plan order (the run
+     * changes nothing). The pointers live for the call only. */
+    void (*planned)(void *ctx, const struct engine_planned *step);
 };
 
 struct engine_options {

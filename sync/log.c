@@ -1,4 +1,4 @@
-/* log.c: stderr messages by verbosity (log.h). */
+/* log.c: messages by verbosity, escaped, handed to the program's sink (log.h). */
 #include <stddef.h>
 
 #include "sync/log.h"
@@ -10,9 +10,21 @@
 #include <string.h>
 
 #include "sync/names.h"
+#include "sync/util.h"
 
 int log_verbosity = 0;
-void (*log_before_write)(void) = NULL;
+static log_sink_fn log_sink; /* NULL: lines are dropped */
+
+void log_set_sink(log_sink_fn sink)
+{
+    log_sink = sink;
+}
+
+void log_fatal(const char *text)
+{
+    if (log_sink)
+        log_sink(LOG_FATAL, text);
+}
 
 size_t log_utf8_len(const char *s, size_t n)
 {
@@ -23,9 +35,7 @@ size_t log_utf8_len(const char *s, size_t n)
 char *log_clean(const char *text)
 {
     size_t n = strlen(text);
-    char *out = malloc(n * 4 + 1);
-    if (!out)
-        abort();
+    char *out = xmalloc(n * 4 + 1);
     const unsigned char *s = (const unsigned char *)text;
     size_t o = 0;
     for (size_t i = 0; i < n;) {
@@ -56,13 +66,8 @@ char *log_clean(const char *text)
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-    if (level > LOG_ERROR && (int)level > log_verbosity)
+    if ((level > LOG_ERROR && (int)level > log_verbosity) || !log_sink)
         return;
-    const char *prefix = "";
-    if (level == LOG_ERROR)
-        prefix = "mailsync: error: ";
-    else if (level == LOG_WARN)
-        prefix = "mailsync: warning: ";
     /* Format first, then escape the whole line: names and server text in
      * the arguments must not carry a newline (a forged log line) or an
      * escape sequence (a rewritten terminal) out. */
@@ -74,9 +79,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if (len < 0)
         return;
     if ((size_t)len >= sizeof small) {
-        text = malloc((size_t)len + 1);
-        if (!text)
-            abort();
+        text = xmalloc((size_t)len + 1);
         va_start(ap, fmt);
         vsnprintf(text, (size_t)len + 1, fmt, ap);
         va_end(ap);
@@ -84,16 +87,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     char *clean = log_clean(text);
     if (text != small)
         free(text);
-    if (log_before_write)
-        log_before_write();
-    fprintf(stderr, "%s%s\n", prefix, clean);
-    free(clean);
-}
-
-void log_print_clean(FILE *out, const char *text)
-{
-    char *clean = log_clean(text);
-    fputs(clean, out);
+    log_sink(level, clean);
     free(clean);
 }
 

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sync/dryrun.h"
 #include "sync/journal.h"
 #include "sync/log.h"
 #include "sync/message.h"
@@ -183,7 +184,9 @@ int pop3_pull(struct run *r, struct ms_error *err)
         new_bytes += msgs[i].size;
     }
     if (r->opt->dry_run) {
-        printf("INBOX: would fetch %zu POP3 messages (%llu bytes)\n", nnew, (unsigned long long)new_bytes);
+        dryrun_report(r->opt, &(struct engine_planned){.account = a->name, .folder = "INBOX",
+                                                      .kind = ENGINE_PLAN_FETCH_COUNT, .uid = 0, .size = new_bytes,
+                                                      .count = nnew, .flags = 0, .flags_removed = 0, .file = NULL});
         fres->fetched = nnew;
         fres->bytes = new_bytes;
         goto out;

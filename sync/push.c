@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sync/dryrun.h"
 #include "sync/flags.h"
 #include "sync/journal.h"
 #include "sync/log.h"
@@ -698,29 +699,6 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
 /* ------------------------------------------------------------------ */
 /* one folder */
 
-static void print_push_dry_run(const char *folder, const struct push_plan *p)
-{
-    for (size_t i = 0; i < p->n; i++) {
-        const struct push_action *a = &p->actions[i];
-        char add[8], del[8];
-        switch (a->op) {
-        case PUSH_DELETE:
-            printf("%s: would remove UID %u from the server (deleted locally)\n", folder, a->uid);
-            break;
-        case PUSH_FLAGS:
-            printf("%s: would change flags of UID %u on the server: +%s -%s\n", folder, a->uid,
-                   flags_to_letters(a->add, add), flags_to_letters(a->remove, del));
-            break;
-        case PUSH_APPEND: {
-            char *name = log_clean(a->uniq); /* a local file name: anything but '/' */
-            printf("%s: would upload %s\n", folder, name);
-            free(name);
-            break;
-        }
-        }
-    }
-}
-
 /* meta key of a folder's change stamp */
 static void stamp_key(char *key, size_t len, int64_t folder_id)
 {
@@ -957,7 +935,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     if (p.n == 0 && njournal == 0)
         goto done;
     if (r->opt->dry_run) {
-        print_push_dry_run(sel->name, &p);
+        dryrun_report_push(r->opt, r->acct->name, sel->name, &p);
         fres->uploaded = p.nappend;
         fres->pushed_flags = p.nflags;
         fres->pushed_deleted = p.ndelete;
@@ -1104,7 +1082,9 @@ int create_local_folders(struct run *r, struct selected **sel, size_t *nsel, str
         struct remote_box mb = {0};
         struct state_folder sf = {0};
         if (r->opt->dry_run) {
-            printf("%s: would create the folder on the server (it exists only locally)\n", name);
+            dryrun_report(r->opt, &(struct engine_planned){.account = r->acct->name, .folder = name,
+                                                          .kind = ENGINE_PLAN_CREATE_FOLDER, .uid = 0, .size = 0,
+                                                          .count = 0, .flags = 0, .flags_removed = 0, .file = NULL});
             free(raw);
             free(name);
             continue;

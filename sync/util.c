@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "sync/log.h"
+
 int util_mkdirs(const char *path, mode_t mode, bool parent_only)
 {
     char *p = strdup(path);
@@ -42,7 +44,7 @@ int util_mkdirs(const char *path, mode_t mode, bool parent_only)
 
 static void oom(void)
 {
-    fputs("mailsync: out of memory\n", stderr);
+    log_fatal("out of memory"); /* the program's sink shows it; nothing is allocated */
     abort();
 }
 

@@ -90,8 +90,16 @@ static void print_hwm(void)
         fclose(f);
 }
 
+/* The library prints nothing itself: its log lines (the -vv trace) to stderr. */
+static void probe_log(enum log_level level, const char *text)
+{
+    (void)level;
+    fprintf(stderr, "%s\n", text);
+}
+
 int main(int argc, char **argv)
 {
+    log_set_sink(probe_log);
     if (argc < 5) {
         fprintf(stderr, "usage: %s HOST PORT implicit|starttls|none USER [options]\n", argv[0]);
         return 2;

@@ -181,8 +181,16 @@ static int run_op(struct imap_session *s, char *op)
     return rc;
 }
 
+/* The library prints nothing itself: its log lines (the -vv trace) to stderr. */
+static void probe_log(enum log_level level, const char *text)
+{
+    (void)level;
+    fprintf(stderr, "%s\n", text);
+}
+
 int main(int argc, char **argv)
 {
+    log_set_sink(probe_log);
     if (argc < 4) {
         fprintf(stderr, "usage: %s HOST PORT USER OP...\n", argv[0]);
         return 2;

@@ -1,11 +1,14 @@
-/* test_log.c: log_clean(), the escaping of every message line. */
+/* test_log.c: log_clean(), the escaping of every message line, and the
+ * sink that takes the lines (the library itself never prints). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sync/log.h"
 
@@ -62,12 +65,78 @@ static void utf8_len(void **unused)
     assert_int_equal(log_utf8_len("", 0), 0);
 }
 
+static struct {
+    int calls;
+    enum log_level level;
+    char text[256];
+} got;
+
+static void test_sink(enum log_level level, const char *text)
+{
+    got.calls++;
+    got.level = level;
+    snprintf(got.text, sizeof got.text, "%s", text);
+}
+
+/* A line reaches the sink formatted and escaped, without prefix or
+ * newline, with its level; levels above the verbosity do not. */
+static void lines_go_to_the_sink(void **unused)
+{
+    (void)unused;
+    memset(&got, 0, sizeof got);
+    log_set_sink(test_sink);
+    log_verbosity = 0;
+    log_msg(LOG_WARN, "folder %s: %d\n", "evil\x1b[2J", 7);
+    assert_int_equal(got.calls, 1);
+    assert_int_equal(got.level, LOG_WARN);
+    assert_string_equal(got.text, "folder evil\\x1b[2J: 7\\n");
+    log_msg(LOG_VERBOSE, "not shown at verbosity 0");
+    assert_int_equal(got.calls, 1);
+    log_verbosity = -1; /* --quiet: errors still come */
+    log_msg(LOG_INFO, "dropped");
+    log_msg(LOG_ERROR, "kept");
+    assert_int_equal(got.calls, 2);
+    assert_int_equal(got.level, LOG_ERROR);
+    assert_string_equal(got.text, "kept");
+    log_fatal("out of memory"); /* the OOM path: no allocation, always shown */
+    assert_int_equal(got.calls, 3);
+    assert_int_equal(got.level, LOG_FATAL);
+    assert_string_equal(got.text, "out of memory");
+    log_verbosity = 0;
+    log_set_sink(NULL);
+}
+
+/* Without a sink nothing is written anywhere: not to stderr either. */
+static void no_sink_writes_nothing(void **unused)
+{
+    (void)unused;
+    char path[] = "/tmp/test_log.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fd, STDERR_FILENO) >= 0);
+    log_set_sink(NULL);
+    log_msg(LOG_ERROR, "an error nobody asked to see");
+    log_fatal("out of memory");
+    fflush(stderr);
+    off_t size = lseek(fd, 0, SEEK_END);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fd);
+    assert_int_equal(size, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(controls_escaped),
         cmocka_unit_test(utf8_kept),
         cmocka_unit_test(utf8_len),
+        cmocka_unit_test(lines_go_to_the_sink),
+        cmocka_unit_test(no_sink_writes_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
