@@ -1,0 +1,685 @@
+/* test_engine.c: the engine (engine_pull / engine_push / engine_sync) run
+ * against the in-memory server (memremote.c), with a real Maildir and a
+ * real state DB in a fresh mkdtemp directory per test. Each test takes
+ * milliseconds; what a run did on the server is read from the server's
+ * operation log, what it did locally from the Maildir and the state DB.
+ *
+ * The invariant every test ends with: each message of the server is
+ * exactly once in its local folder, and the state knows it, confirmed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "db/state.h"
+#include "memremote.h"
+#include "sync/engine.h"
+#include "sync/flags.h"
+#include "sync/journal.h"
+
+/* A known bug, not this refactor's to change (behaviour stays): a folder's
+ * first pull records message rows before the folder's UIDVALIDITY (saved
+ * only when the folder completes). When that pull is cut and the
+ * UIDVALIDITY changes before the next run, the next run takes the old
+ * rows for the new UIDs: it leaves messages out and fetches others twice.
+ * Its test is skipped, saying so, until this is 1 (-D...=1 shows it
+ * failing today). */
+#ifndef FIRST_PULL_RECORDS_UIDVALIDITY
+#define FIRST_PULL_RECORDS_UIDVALIDITY 0
+#endif
+
+struct fixture {
+    char dir[64];
+    char maildir[128];
+    char state_path[128];
+    char *folders[1];
+    struct account acct;
+    struct engine_options opt;
+    struct mem_server *srv;
+    struct engine_result res; /* of the last run */
+};
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof *fx);
+    assert_non_null(fx);
+    /* On tmpfs where there is one: the runs' fsyncs then cost nothing, and
+     * each test takes milliseconds, not seconds. */
+    strcpy(fx->dir, access("/dev/shm", W_OK) == 0 ? "/dev/shm/test_engine.XXXXXX" : "/tmp/test_engine.XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(fx->maildir, sizeof fx->maildir, "%s/Mail", fx->dir);
+    snprintf(fx->state_path, sizeof fx->state_path, "%s/state/t.sqlite", fx->dir);
+    fx->folders[0] = "*";
+    /* As cmd/config.c fills it, with its defaults (set field by field, so a
+     * field added later starts zeroed). The host is never reached:
+     * connect_remote is the in-memory server (a refused loopback port if
+     * it ever were not). */
+    struct account *a = &fx->acct;
+    memset(a, 0, sizeof *a);
+    a->name = "t";
+    a->config_file = "test";
+    a->config_line = 1;
+    a->type = ACCOUNT_IMAP;
+    a->host = "127.0.0.1";
+    a->port = 1;
+    a->tls = TLS_NONE;
+    a->allow_plaintext = true;
+    a->user = "u";
+    a->password = "p";
+    a->auth = AUTH_AUTO;
+    a->maildir = fx->maildir;
+    a->state_path = fx->state_path;
+    a->folders = fx->folders;
+    a->nfolders = 1;
+    a->layout = LAYOUT_VERBATIM;
+    a->mode = MODE_MIRROR;
+    a->expunge = true;
+    a->connections = 1;
+    a->leave_on_server = true;
+    a->max_delete = 50;
+    a->timeout = 60;
+    memset(&fx->opt, 0, sizeof fx->opt);
+    fx->opt.connect_remote = mem_remote_connect;
+    fx->srv = mem_server_new();
+    mem_install(fx->srv);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    engine_result_free(&fx->res);
+    mem_install(NULL);
+    mem_server_free(fx->srv);
+    nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(fx);
+    return 0;
+}
+
+/* Print the server's log (when a test is about to fail on it). */
+static void dump_log(const struct fixture *fx)
+{
+    char *t = mem_log_text(fx->srv);
+    print_message("server log:\n%s", t);
+    free(t);
+}
+
+enum run_kind { PULL, PUSH, SYNC };
+
+/* One run; its result stays in fx->res until the next. */
+static int run(struct fixture *fx, enum run_kind k)
+{
+    engine_result_free(&fx->res);
+    switch (k) {
+    case PULL:
+        return engine_pull(&fx->acct, &fx->opt, &fx->res);
+    case PUSH:
+        return engine_push(&fx->acct, &fx->opt, &fx->res);
+    case SYNC:
+        return engine_sync(&fx->acct, &fx->opt, &fx->res);
+    }
+    return -1;
+}
+
+/* A run that must succeed, with what went wrong printed if not. */
+static void run_ok(struct fixture *fx, enum run_kind k)
+{
+    int rc = run(fx, k);
+    if (rc != MS_OK) {
+        print_message("run failed (%d): %s\n", rc, fx->res.error);
+        for (size_t i = 0; i < fx->res.nfolders; i++)
+            if (fx->res.folders[i].error)
+                print_message("  %s: %s\n", fx->res.folders[i].name, fx->res.folders[i].error);
+        dump_log(fx);
+    }
+    assert_int_equal(rc, MS_OK);
+}
+
+static const struct engine_folder_result *folder_result(const struct fixture *fx, const char *name)
+{
+    for (size_t i = 0; i < fx->res.nfolders; i++)
+        if (strcmp(fx->res.folders[i].name, name) == 0)
+            return &fx->res.folders[i];
+    fail_msg("no result for folder %s", name);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* the local side */
+
+/* Calls fn for every message file of the local folder (cur/ and new/). */
+static void each_file(const struct fixture *fx, const char *folder,
+                      void (*fn)(void *ctx, const char *name, const char *content), void *ctx)
+{
+    for (int sub = 0; sub < 2; sub++) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/%s/%s", fx->maildir, folder, sub ? "new" : "cur");
+        DIR *d = opendir(dir);
+        if (!d)
+            continue;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (de->d_name[0] == '.')
+                continue;
+            char path[1024], buf[16384];
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            int fd = open(path, O_RDONLY);
+            assert_true(fd >= 0);
+            ssize_t n = read(fd, buf, sizeof buf - 1);
+            close(fd);
+            assert_true(n >= 0);
+            buf[n] = '\0';
+            fn(ctx, de->d_name, buf);
+        }
+        closedir(d);
+    }
+}
+
+struct id_count {
+    const char *id; /* NULL: every file */
+    size_t n;
+    char flags[16]; /* the letters of the last match */
+};
+
+static void count_id(void *ctx, const char *name, const char *content)
+{
+    struct id_count *c = ctx;
+    char want[2048];
+    snprintf(want, sizeof want, "Message-ID: %s\n", c->id ? c->id : "");
+    if (c->id && !strstr(content, want))
+        return;
+    c->n++;
+    const char *info = strstr(name, ":2,");
+    snprintf(c->flags, sizeof c->flags, "%s", info ? info + 3 : "");
+}
+
+/* How many local files of folder carry Message-ID id (NULL: all files). */
+static size_t local_count(const struct fixture *fx, const char *folder, const char *id)
+{
+    struct id_count c = {.id = id, .n = 0, .flags = ""};
+    each_file(fx, folder, count_id, &c);
+    return c.n;
+}
+
+/* The Maildir flag letters of the (one) local file with Message-ID id. */
+static const char *local_flags(const struct fixture *fx, const char *folder, const char *id)
+{
+    static struct id_count c;
+    c = (struct id_count){.id = id, .n = 0, .flags = ""};
+    each_file(fx, folder, count_id, &c);
+    assert_int_equal(c.n, 1);
+    return c.flags;
+}
+
+/* A message file the user put into the local folder (cur/), as a MUA
+ * would: name uniq:2,<letters>. */
+static void put_local(const struct fixture *fx, const char *folder, const char *uniq, const char *letters,
+                      const char *message_id)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/cur/%s:2,%s", fx->maildir, folder, uniq, letters);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "From: me@example.org\nSubject: written here\nMessage-ID: %s\n\nA local message.\n", message_id);
+    fclose(f);
+}
+
+/* ------------------------------------------------------------------ */
+/* the state DB */
+
+struct state_view {
+    size_t rows, pending;
+    uint32_t uidvalidity;
+    int64_t last_sync;
+};
+
+static struct state_view state_of(const struct fixture *fx, const char *folder)
+{
+    struct state *st = NULL;
+    struct ms_error err;
+    struct state_view v = {0};
+    assert_int_equal(state_open(fx->state_path, &st, &err), MS_OK);
+    struct state_folder f = {0};
+    assert_int_equal(state_folder_get(st, folder, &f, &err), MS_OK);
+    if (f.id) {
+        struct state_msg *m = NULL;
+        size_t n = 0;
+        assert_int_equal(state_msg_list(st, f.id, &m, &n, &err), MS_OK);
+        v.rows = n;
+        for (size_t i = 0; i < n; i++)
+            v.pending += m[i].pending;
+        state_msgs_free(m, n);
+        v.uidvalidity = f.uidvalidity;
+        v.last_sync = f.last_sync;
+    }
+    state_folder_free(&f);
+    state_close(st);
+    return v;
+}
+
+/* Every message of the server folder is exactly once locally, and the
+ * state knows exactly those, none pending. */
+static void assert_in_step(const struct fixture *fx, const char *folder)
+{
+    struct mem_folder *f = mem_folder_find(fx->srv, folder);
+    assert_non_null(f);
+    for (size_t i = 0; i < f->n; i++) {
+        const char *p = strstr(f->msgs[i].body, "Message-ID: ");
+        assert_non_null(p);
+        char id[1500];
+        size_t len = strcspn(p + 12, "\r\n");
+        snprintf(id, sizeof id, "%.*s", (int)len, p + 12);
+        size_t n = local_count(fx, folder, id);
+        if (n != 1)
+            fail_msg("%s: %s is %zu times in the local folder", folder, id, n);
+    }
+    assert_int_equal(local_count(fx, folder, NULL), f->n);
+    struct state_view v = state_of(fx, folder);
+    assert_int_equal(v.rows, f->n);
+    assert_int_equal(v.pending, 0);
+}
+
+/* A message with Message-ID <tag@test> and subject tag. */
+static uint32_t add(struct fixture *fx, const char *folder, const char *tag, unsigned flags)
+{
+    char id[64];
+    snprintf(id, sizeof id, "<%s@test>", tag);
+    return mem_add_simple(fx->srv, folder, id, tag, flags);
+}
+
+/* ------------------------------------------------------------------ */
+/* tests */
+
+/* A first pull of two folders brings every message once, the flags as
+ * letters in the names, and records the state; a second pull fetches no
+ * body at all. */
+static void first_pull_then_noop(void **state)
+{
+    struct fixture *fx = *state;
+    add(fx, "INBOX", "i1", 0);
+    add(fx, "INBOX", "i2", FLAG_SEEN);
+    add(fx, "INBOX", "i3", FLAG_SEEN | FLAG_FLAGGED | FLAG_ANSWERED);
+    add(fx, "Archive", "a1", FLAG_SEEN);
+    add(fx, "Archive", "a2", FLAG_DRAFT);
+    run_ok(fx, PULL);
+    assert_in_step(fx, "INBOX");
+    assert_in_step(fx, "Archive");
+    assert_string_equal(local_flags(fx, "INBOX", "<i1@test>"), "");
+    assert_string_equal(local_flags(fx, "INBOX", "<i2@test>"), "S");
+    assert_string_equal(local_flags(fx, "INBOX", "<i3@test>"), "FRS");
+    assert_string_equal(local_flags(fx, "Archive", "<a2@test>"), "D");
+    assert_int_equal(folder_result(fx, "INBOX")->fetched, 3);
+    assert_int_equal(folder_result(fx, "Archive")->fetched, 2);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 5);
+    struct state_view v = state_of(fx, "INBOX");
+    assert_int_equal(v.uidvalidity, mem_folder(fx->srv, "INBOX")->uidvalidity);
+    assert_true(v.last_sync > 0);
+
+    mem_log_clear(fx->srv);
+    run_ok(fx, PULL);
+    if (mem_log_count(fx->srv, MEM_OP_BODY, NULL) != 0)
+        dump_log(fx);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+    assert_int_equal(folder_result(fx, "INBOX")->fetched, 0);
+    assert_in_step(fx, "INBOX");
+    assert_in_step(fx, "Archive");
+}
+
+/* The third body of five fails (kind): the others are delivered, the
+ * folder is reported failed, and the next run fetches only the missing
+ * one. */
+static void nth_fetch_fails(struct fixture *fx, enum mem_body_fault kind)
+{
+    uint32_t uid[5];
+    for (int i = 0; i < 5; i++) {
+        char tag[8];
+        snprintf(tag, sizeof tag, "m%d", i);
+        uid[i] = add(fx, "INBOX", tag, 0);
+    }
+    fx->srv->faults.fail_body = 3;
+    fx->srv->faults.body_kind = kind;
+    assert_int_equal(run(fx, PULL), MS_EPARTIAL);
+    const struct engine_folder_result *r = folder_result(fx, "INBOX");
+    assert_int_equal(r->status, MS_EPARTIAL);
+    assert_non_null(r->error);
+    assert_int_equal(r->failed, 1);
+    assert_int_equal(r->fetched, 4);
+    assert_int_equal(local_count(fx, "INBOX", NULL), 4);
+    assert_int_equal(local_count(fx, "INBOX", "<m2@test>"), 0);
+    struct state_view v = state_of(fx, "INBOX");
+    assert_int_equal(v.rows, 4);
+    assert_int_equal(v.pending, 0);
+
+    mem_log_clear(fx->srv);
+    run_ok(fx, PULL);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 1);
+    assert_int_equal(fx->srv->log[mem_log_first(fx->srv, MEM_OP_BODY, NULL)].n, uid[2]);
+    assert_in_step(fx, "INBOX");
+}
+
+static void nth_fetch_fails_with_an_error(void **state)
+{
+    nth_fetch_fails(*state, MEM_BODY_ERROR);
+}
+
+static void nth_fetch_is_missing(void **state)
+{
+    nth_fetch_fails(*state, MEM_BODY_MISSING);
+}
+
+/* The session drops in the middle of the fourth body: the three before
+ * are delivered once, the run fails (MS_ENET); the next run brings the
+ * rest, fetching none of the three again. */
+static void session_drops_mid_folder(void **state)
+{
+    struct fixture *fx = *state;
+    for (int i = 0; i < 6; i++) {
+        char tag[8];
+        snprintf(tag, sizeof tag, "m%d", i);
+        add(fx, "INBOX", tag, i % 2 ? FLAG_SEEN : 0);
+    }
+    add(fx, "Work", "w0", 0);
+    add(fx, "Work", "w1", 0);
+    fx->srv->faults.drop_after_bodies = 3;
+    assert_int_equal(run(fx, PULL), MS_ENET);
+    assert_int_equal(local_count(fx, "INBOX", NULL), 3);
+    for (int i = 0; i < 3; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "<m%d@test>", i);
+        assert_int_equal(local_count(fx, "INBOX", id), 1);
+    }
+    struct state_view v = state_of(fx, "INBOX");
+    assert_int_equal(v.rows, 3);
+    assert_int_equal(v.pending, 0);
+    assert_int_equal(v.last_sync, 0); /* the folder is not complete */
+
+    mem_log_clear(fx->srv);
+    run_ok(fx, PULL);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, "INBOX"), 3);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, "Work"), 2);
+    assert_in_step(fx, "INBOX");
+    assert_in_step(fx, "Work");
+    assert_string_equal(local_flags(fx, "INBOX", "<m1@test>"), "S");
+}
+
+/* The session drops at the server's Nth operation, for every N a pull
+ * of two folders makes: whatever was cut, the next run completes and
+ * nothing is doubled or lost. */
+static void session_drops_at_every_op(void **state)
+{
+    struct fixture *fx = *state;
+    add(fx, "INBOX", "i0", 0);
+    add(fx, "INBOX", "i1", FLAG_SEEN);
+    add(fx, "Work", "w0", 0);
+    /* how many ops a clean first pull makes, on a copy of the server */
+    unsigned nops = 0;
+    for (unsigned n = 1;; n++) {
+        /* each round from scratch: no Maildir, no state */
+        nftw(fx->maildir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        char dir[160];
+        snprintf(dir, sizeof dir, "%s/state", fx->dir);
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        fx->srv->ops = 0;
+        fx->srv->faults.drop_at_op = n;
+        int rc = run(fx, PULL);
+        bool fired = fx->srv->faults.drop_at_op == 0;
+        fx->srv->faults.drop_at_op = 0;
+        if (!fired) {
+            assert_int_equal(rc, MS_OK);
+            nops = n - 1;
+            break;
+        }
+        assert_int_not_equal(rc, MS_OK);
+        run_ok(fx, PULL);
+        assert_in_step(fx, "INBOX");
+        assert_in_step(fx, "Work");
+        assert_true(n < 200);
+    }
+    assert_true(nops >= 4); /* it did try several cut points */
+}
+
+/* A push to a server that sends no APPENDUID: the upload is recorded
+ * anyway (found again by size and Message-ID), and the next sync neither
+ * uploads it again nor downloads a second local copy. */
+static void push_without_appenduid_of(struct fixture *fx, const char *message_id)
+{
+    add(fx, "INBOX", "i0", 0);
+    run_ok(fx, PULL); /* a folder is pushed only once a pull completed */
+    fx->srv->faults.no_appenduid = true;
+    put_local(fx, "INBOX", "1700000000.M1P1.here", "S", message_id);
+    mem_log_clear(fx->srv);
+    run_ok(fx, SYNC);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, "INBOX"), 1);
+    assert_int_equal(mem_count_id(fx->srv, "INBOX", message_id), 1);
+    assert_int_equal(folder_result(fx, "INBOX")->uploaded, 1);
+    assert_int_equal(mem_folder(fx->srv, "INBOX")->msgs[1].flags, FLAG_SEEN);
+    assert_in_step(fx, "INBOX");
+
+    mem_log_clear(fx->srv);
+    run_ok(fx, SYNC);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+    assert_int_equal(mem_count_id(fx->srv, "INBOX", message_id), 1);
+    assert_int_equal(local_count(fx, "INBOX", message_id), 1);
+    assert_in_step(fx, "INBOX");
+}
+
+static void push_without_appenduid(void **state)
+{
+    push_without_appenduid_of(*state, "<local@test>");
+}
+
+/* The two Message-IDs the old parsers disagreed on (issue 15): one with a
+ * tab inside, one over RFC 5322's 998 bytes (no value: matched by size). */
+static void push_without_appenduid_tab_in_message_id(void **state)
+{
+    push_without_appenduid_of(*state, "<lo\tcal@test>");
+}
+
+static void push_without_appenduid_long_message_id(void **state)
+{
+    char id[1100];
+    memset(id, 'x', sizeof id - 1);
+    id[0] = '<';
+    memcpy(id + sizeof id - 7, "@test>", 7);
+    push_without_appenduid_of(*state, id);
+}
+
+/* The folder's UIDVALIDITY changes between its listing and the fetch of
+ * the bodies (after_bodies 0) or in the middle of it, the server ending
+ * the session (as Dovecot does) or going on under the new numbering (an
+ * old UID names another message): after the next run, nothing is doubled
+ * or lost. */
+static void uidvalidity_changes_before_fetch(struct fixture *fx, bool goes_on, unsigned after_bodies)
+{
+    add(fx, "INBOX", "u0", 0);
+    add(fx, "INBOX", "u1", FLAG_SEEN);
+    add(fx, "INBOX", "u2", FLAG_FLAGGED);
+    add(fx, "INBOX", "u3", 0);
+    fx->srv->faults.stale_session_goes_on = goes_on;
+    fx->srv->faults.uidvalidity_after_bodies = after_bodies;
+    snprintf(fx->srv->faults.uidvalidity_after_listing, sizeof fx->srv->faults.uidvalidity_after_listing,
+             "INBOX");
+    run(fx, PULL);
+    assert_int_equal(fx->srv->faults.uidvalidity_after_listing[0], '\0'); /* it fired */
+    run_ok(fx, PULL);
+    run_ok(fx, PULL);
+    assert_in_step(fx, "INBOX");
+    assert_string_equal(local_flags(fx, "INBOX", "<u1@test>"), "S");
+    assert_string_equal(local_flags(fx, "INBOX", "<u2@test>"), "F");
+    struct state_view v = state_of(fx, "INBOX");
+    assert_int_equal(v.uidvalidity, mem_folder(fx->srv, "INBOX")->uidvalidity);
+}
+
+static void uidvalidity_changes_server_ends_session(void **state)
+{
+    uidvalidity_changes_before_fetch(*state, false, 0);
+}
+
+static void uidvalidity_changes_server_goes_on(void **state)
+{
+    uidvalidity_changes_before_fetch(*state, true, 0);
+}
+
+/* The session ends after two bodies of a first pull, the UIDVALIDITY
+ * having changed (Dovecot: "BYE Mailbox UIDVALIDITY changed"; or a drop,
+ * and the mailbox recreated before the next run). */
+static void uidvalidity_changes_mid_fetch_server_ends_session(void **state)
+{
+    if (!FIRST_PULL_RECORDS_UIDVALIDITY) {
+        print_message("SKIPPED: known bug (see FIRST_PULL_RECORDS_UIDVALIDITY at the top): an interrupted first pull "
+                      "records rows but not the UIDVALIDITY they belong to; after a UIDVALIDITY change the next "
+                      "run loses two messages and doubles two. Build with -DFIRST_PULL_RECORDS_UIDVALIDITY=1 to "
+                      "run it (it fails on today's engine).\n");
+        skip();
+    }
+    uidvalidity_changes_before_fetch(*state, false, 2);
+}
+
+
+
+/* ---- a kill at each step of the delivery journal ---- */
+
+static unsigned kill_at, steps_seen;
+
+static void kill_hook(enum journal_step step)
+{
+    (void)step;
+    if (++steps_seen == kill_at)
+        _exit(77);
+}
+
+/* A child runs a pull and dies (_exit) at the journal's kth step, for
+ * every k the pull goes through; after each, a normal run in the parent
+ * finds every message exactly once locally and in the state. */
+static void kill_at_each_journal_step(void **state)
+{
+    struct fixture *fx = *state;
+    for (int i = 0; i < 4; i++) {
+        char tag[8];
+        snprintf(tag, sizeof tag, "k%d", i);
+        add(fx, "INBOX", tag, i == 2 ? FLAG_SEEN : 0);
+    }
+    unsigned k;
+    for (k = 1; k < 100; k++) {
+        nftw(fx->maildir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        char dir[160];
+        snprintf(dir, sizeof dir, "%s/state", fx->dir);
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            kill_at = k;
+            steps_seen = 0;
+            journal_step_hook = kill_hook;
+            struct engine_result res;
+            int rc = engine_pull(&fx->acct, &fx->opt, &res);
+            _exit(rc == MS_OK ? 0 : 1);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) == 0)
+            break; /* the pull went through every step: done */
+        assert_int_equal(WEXITSTATUS(status), 77);
+        run_ok(fx, PULL);
+        assert_in_step(fx, "INBOX");
+        assert_string_equal(local_flags(fx, "INBOX", "<k2@test>"), "S");
+    }
+    /* SYNCED, ROWS, RECORDED, one RENAMED per message, PLACED, CONFIRMED */
+    assert_true(k >= 4 + 5);
+}
+
+/* ---- account-wide planning ---- */
+
+struct watch_local {
+    const struct fixture *fx;
+    size_t listings;      /* folder listings seen (OPEN, OPEN_INC) */
+    long deleted_before;  /* the log index of the first listing that came
+                             after A's local copy was deleted, or -1 */
+};
+
+/* At each folder listing: is A's local copy of the moved message still
+ * there (no local deletion applied yet)? */
+static void on_op(void *ctx, const struct mem_logentry *e)
+{
+    struct watch_local *w = ctx;
+    if (e->op != MEM_OP_OPEN && e->op != MEM_OP_OPEN_INC)
+        return;
+    w->listings++;
+    if (w->deleted_before < 0 && local_count(w->fx, "A", "<moved@test>") == 0)
+        w->deleted_before = (long)w->fx->srv->nlog - 1;
+}
+
+/* A message moves on the server from folder A to folder B: in one run,
+ * the deletion in A and the arrival in B must be seen together, so every
+ * folder's listing comes before any local deletion is applied (then the
+ * identity work can take the arrival for the same message). Account-wide
+ * planning (issue 15, point 3; main's ef64966, its first step); this test
+ * fails on the engine before it. */
+static void move_between_folders_planned_in_one_run(void **state)
+{
+    struct fixture *fx = *state;
+    uint32_t uid = add(fx, "A", "moved", FLAG_SEEN);
+    add(fx, "A", "stays", 0);
+    mem_folder(fx->srv, "B");
+    run_ok(fx, PULL);
+    assert_int_equal(local_count(fx, "A", "<moved@test>"), 1);
+
+    mem_move(fx->srv, "A", uid, "B");
+    struct watch_local w = {.fx = fx, .listings = 0, .deleted_before = -1};
+    fx->srv->on_op = on_op;
+    fx->srv->on_op_ctx = &w;
+    mem_log_clear(fx->srv);
+    run_ok(fx, PULL);
+    fx->srv->on_op = NULL;
+    if (w.deleted_before >= 0) {
+        dump_log(fx);
+        fail_msg("folder A's local deletion was applied before the listing at log entry %ld", w.deleted_before);
+    }
+    assert_true(w.listings >= 2); /* both folders were listed (A again by the deletions' pass) */
+    assert_int_equal(local_count(fx, "A", "<moved@test>"), 0);
+    assert_in_step(fx, "A");
+    assert_in_step(fx, "B");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(first_pull_then_noop, setup, teardown),
+        cmocka_unit_test_setup_teardown(nth_fetch_fails_with_an_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(nth_fetch_is_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(session_drops_mid_folder, setup, teardown),
+        cmocka_unit_test_setup_teardown(session_drops_at_every_op, setup, teardown),
+        cmocka_unit_test_setup_teardown(push_without_appenduid, setup, teardown),
+        cmocka_unit_test_setup_teardown(push_without_appenduid_tab_in_message_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(push_without_appenduid_long_message_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(uidvalidity_changes_server_ends_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(uidvalidity_changes_server_goes_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(uidvalidity_changes_mid_fetch_server_ends_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(kill_at_each_journal_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(move_between_folders_planned_in_one_run, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
