@@ -924,6 +924,16 @@ static int pull_folder(struct run *r, const struct selected *sel, struct engine_
     if ((rc = remote_snapshot(r, sel, &sf, &state, &nstate, &guard_total, &mb, &rm, &nr, &uv_changed, &incremental,
                               &affected, err)))
         goto out;
+    if (!sf.uidvalidity && mb.uidvalidity && sf.id && !r->opt->dry_run) {
+        /* A first pull records the rows of what it delivered before the
+         * folder's record is complete: the record must say now which
+         * UIDVALIDITY their UIDs belong to, or a run after an interrupted
+         * first pull and a UIDVALIDITY change would read the old rows as
+         * the new UIDs (messages left out, others fetched twice). */
+        sf.uidvalidity = mb.uidvalidity;
+        if ((rc = state_folder_save(r->st, &sf, err)))
+            goto out;
+    }
     if (mf && incremental)
         rc = local_lookup(mf, state, nstate, &affected, &local, &nlocal, err);
     else if (mf)

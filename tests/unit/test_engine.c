@@ -28,16 +28,6 @@
 #include "sync/flags.h"
 #include "sync/journal.h"
 
-/* A known bug, not this refactor's to change (behaviour stays): a folder's
- * first pull records message rows before the folder's UIDVALIDITY (saved
- * only when the folder completes). When that pull is cut and the
- * UIDVALIDITY changes before the next run, the next run takes the old
- * rows for the new UIDs: it leaves messages out and fetches others twice.
- * Its test is skipped, saying so, until this is 1 (-D...=1 shows it
- * failing today). */
-#ifndef FIRST_PULL_RECORDS_UIDVALIDITY
-#define FIRST_PULL_RECORDS_UIDVALIDITY 0
-#endif
 
 struct fixture {
     char dir[64];
@@ -546,13 +536,6 @@ static void uidvalidity_changes_server_goes_on(void **state)
  * and the mailbox recreated before the next run). */
 static void uidvalidity_changes_mid_fetch_server_ends_session(void **state)
 {
-    if (!FIRST_PULL_RECORDS_UIDVALIDITY) {
-        print_message("SKIPPED: known bug (see FIRST_PULL_RECORDS_UIDVALIDITY at the top): an interrupted first pull "
-                      "records rows but not the UIDVALIDITY they belong to; after a UIDVALIDITY change the next "
-                      "run loses two messages and doubles two. Build with -DFIRST_PULL_RECORDS_UIDVALIDITY=1 to "
-                      "run it (it fails on today's engine).\n");
-        skip();
-    }
     uidvalidity_changes_before_fetch(*state, false, 2);
 }
 
