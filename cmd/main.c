@@ -25,7 +25,7 @@
 
 #include "cmd/config.h"
 #include "cmd/output.h"
-#include "sync/engine.h"
+#include "sync/engine/engine.h"
 #include "sync/log.h"
 #include "sync/util.h"
 

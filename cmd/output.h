@@ -15,7 +15,7 @@
 #include <stdio.h>
 
 #include "sync/account.h"
-#include "sync/engine.h"
+#include "sync/engine/engine.h"
 #include "sync/log.h"
 
 enum progress_mode { PROGRESS_AUTO, PROGRESS_ALWAYS, PROGRESS_NEVER };

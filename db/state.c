@@ -221,9 +221,9 @@ static int db_error(struct state *s, struct ms_error *err, const char *what)
 }
 
 /* The advice must be true: a run without the DB re-matches an IMAP
- * account's messages by identity (sync/generation.c, rematch.c), but it
+ * account's messages by identity (sync/engine/generation.c, rematch.c), but it
  * cannot know the deletions the DB was still to carry over; a POP3 pull
- * compares its downloads with INBOX's files (sync/popfetch.c). */
+ * compares its downloads with INBOX's files (sync/engine/popfetch.c). */
 static int unusable(struct ms_error *err, const char *path, const char *why)
 {
     return ms_error_set(err, MS_ELOCAL,

@@ -26,23 +26,17 @@ import shutil
 import sys
 import tempfile
 
-# The remote sides: files of sync/ that may speak IMAP or POP3. A name
-# matches a file of that name anywhere below sync/, a name ending in "/"
-# a directory below sync/ (for when the sides move to sync/remote/,
-# sync/net/).
-SIDE_FILES = {
-    "imap.c", "imap.h", "pop3.c", "pop3.h", "netstream.c", "netstream.h", "tls.c", "tls.h",
-    "remote_imap.c", "remote_pop3.c", "remote.c",
-    "imap_session.c", "imap_fetch.c", "imap_status.c", "imap_mailbox.c",
-    "remote/", "net/",
-}
+# The remote sides: the directories below sync/ that may speak IMAP or
+# POP3 (the sides and their transport). A name ending in "/" is a
+# directory below sync/; any other name a file of that name below sync/.
+SIDE_FILES = {"remote/", "net/"}
 
 # What an engine file must not include (the sides' headers, by file name,
 # and libetpan).
 SIDE_HEADERS = re.compile(r'^(?:.*/)?(?:imap|pop3|netstream|tls|imap_[a-z0-9_]+|remote_imap|remote_pop3)\.h$|^libetpan/')
 
 # Rule (a) holds since helpers "remote" and "pop" were merged (no engine
-# file includes sync/imap.h or sync/pop3.h): it is enforced. False would
+# file includes sync/remote/imap.h or sync/remote/pop3.h): it is enforced. False would
 # list its violations ("pending (a)") without failing; the self-test
 # checks the rule itself either way.
 ENFORCE_ENGINE_SIDE_RULE = True
@@ -138,9 +132,9 @@ def check(root, enforce_a=True):
 # -- self-test: each rule fails on a planted violation ---------------------------
 
 PLANTS = [
-    ("(a)", "sync/planted_engine.c", '#include "sync/imap.h"\nint planted;\n'),
+    ("(a)", "sync/planted_engine.c", '#include "sync/remote/imap.h"\nint planted;\n'),
     ("(a)", "sync/planted_engine2.c", '#include <libetpan/libetpan.h>\nint planted;\n'),
-    ("(a)", "sync/planted_engine3.h", '#include "sync/remote_pop3.h"\n'),
+    ("(a)", "sync/planted_engine3.h", '#include "sync/remote/remote_pop3.h"\n'),
     ("(b)", "cmd/planted.c", '#include <sqlite3.h>\nint planted;\n'),
     ("(b)", "sync/planted_db.c", '#include <sqlite3.h>\nint planted;\n'),
     ("(c)", "sync/planted_print.c", 'void f(void) { printf("x"); }\n'),
@@ -156,7 +150,7 @@ INNOCENT = [
     "sync/innocent.c",
     '/* printf("x") to stderr; #include <sqlite3.h> */\n'
     '// puts(stdout)\n'
-    'static const char *s = "printf(stderr) #include \\"sync/imap.h\\"";\n'
+    'static const char *s = "printf(stderr) #include \\"sync/remote/imap.h\\"";\n'
     'int g(char *b) { return snprintf(b, 4, "%d", 1) + stream_puts(b) + fputs_like(b); }\n'
     'void h(int fd) { (void)write(fd, "x", 1); fprintf(file, "x"); }\n'
     '__attribute__((format(printf, 1, 2))) void k(const char *fmt, ...);\n',
@@ -190,11 +184,11 @@ def self_test(root):
             else:
                 print("ok: %s caught in %s" % (rule, rel))
         # a side may include its own headers: imap.c including imap.h is fine
-        path = os.path.join(tmp, "sync/remote_imap.c")
+        path = os.path.join(tmp, "sync/remote/remote_imap.c")
         existed = os.path.exists(path)
         if not existed:
             with open(path, "w") as f:
-                f.write('#include "sync/imap.h"\n#include <libetpan/libetpan.h>\n')
+                f.write('#include "sync/remote/imap.h"\n#include <libetpan/libetpan.h>\n')
             found = [v for v in check(tmp)[0] if v not in base_set]
             os.unlink(path)
             if found:
@@ -202,7 +196,7 @@ def self_test(root):
         # not enforced, rule (a) lists but does not fail
         path = os.path.join(tmp, "sync/planted_engine.c")
         with open(path, "w") as f:
-            f.write('#include "sync/imap.h"\n')
+            f.write('#include "sync/remote/imap.h"\n')
         bad, pending = check(tmp, enforce_a=False)
         if any("(a)" in v for v in bad) or not any("planted_engine.c" in v for v in pending):
             failures.append("rule (a) not enforced: still failed, or not listed")

@@ -1,7 +1,7 @@
 /*
  * fuzz_imap_fetch.c: libFuzzer target for the IMAP side as a whole:
- * arbitrary server bytes through our transport (sync/netstream.c: framing,
- * literal caps), libetpan's parser and sync/imap.c's handling of what it
+ * arbitrary server bytes through our transport (sync/net/netstream.c: framing,
+ * literal caps), libetpan's parser and sync/remote/imap.c's handling of what it
  * parsed (reliability.md §1: out-of-context replies, huge literals, odd
  * STATUS/LIST/FETCH/VANISHED answers).
  *
@@ -38,7 +38,7 @@
 
 #include "fuzz_util.h"
 #include "sync/flags.h"
-#include "sync/imap.h"
+#include "sync/remote/imap.h"
 #include "sync/log.h"
 
 /* The first input byte picks the op: 0-239 modulo the first ten ops (the
@@ -180,9 +180,9 @@ static void *server(void *arg)
 
 /* ---- former findings ------------------------------------------------------
  *
- * Three NULL dereferences inside libetpan 1.9.4, reachable from sync/imap.c,
+ * Three NULL dereferences inside libetpan 1.9.4, reachable from sync/remote/imap.c,
  * were found here: an empty CAPABILITY answer, a malformed PERMANENTFLAGS
- * list, a greeting whose response code holds a list. sync/netstream.c now
+ * list, a greeting whose response code holds a list. sync/net/netstream.c now
  * refuses those lines before libetpan parses them (refuse_libetpan_traps);
  * the inputs are part of the seed corpus (crash-*), so every CI run replays
  * them. */

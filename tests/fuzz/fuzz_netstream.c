@@ -1,6 +1,6 @@
 /*
  * fuzz_netstream.c: libFuzzer target for the pure parts of the transport
- * (sync/netstream.h): the IMAP framer that follows lines and {N} literals
+ * (sync/net/netstream.h): the IMAP framer that follows lines and {N} literals
  * and enforces the size caps before libetpan sees a byte, the masking of
  * client lines for the -vv trace, the escaping of server text, and the
  * UID set helpers fed by server-chosen numbers.
@@ -31,7 +31,7 @@
 #include <strings.h>
 
 #include "fuzz_util.h"
-#include "sync/netstream.h"
+#include "sync/net/netstream.h"
 
 /* ---- framer: a log of what it reported ------------------------------- */
 

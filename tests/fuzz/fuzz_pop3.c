@@ -1,5 +1,5 @@
 /*
- * fuzz_pop3.c: libFuzzer target for the POP3 client (sync/pop3.c), which
+ * fuzz_pop3.c: libFuzzer target for the POP3 client (sync/remote/pop3.c), which
  * reads what a hostile server sends: status lines, the UIDL and LIST
  * listings, and message bodies (dot-stuffed, of any length).
  *
@@ -36,7 +36,7 @@
 #include "sync/account.h"
 #include "sync/error.h"
 #include "sync/log.h"
-#include "sync/pop3.h"
+#include "sync/remote/pop3.h"
 
 #define SINK_MAX (1u << 20)
 

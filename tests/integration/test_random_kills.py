@@ -375,7 +375,7 @@ class RandomKillBase(tb.BedTestCase):
 
     def folders_not_pushed(self):
         """The folders whose push the next `sync` skips: never pulled to
-        the end, or UIDVALIDITY forgotten (sync/push.c)."""
+        the end, or UIDVALIDITY forgotten (sync/engine/push.c)."""
         if not self.state.exists():
             return set(FOLDERS)
         db = sqlite3.connect("file:%s?mode=ro" % self.state, uri=True)

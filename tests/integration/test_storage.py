@@ -234,7 +234,7 @@ class DirFsyncFailureTest(NothingHalfWritten, tb.BedTestCase):
         self.seed(10, 34, pull=False)
         server = self.server_state()
         # the first one is the Maildir root's, for the generation marker
-        # written before the run's first record (sync/generation.c)
+        # written before the run's first record (sync/engine/generation.c)
         self.faulty_pull(let_through=1)
         # whatever reached the disk is whole, and none of it is recorded as
         # synced: the rows are still the journal's "pending" intent

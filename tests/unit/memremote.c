@@ -14,7 +14,7 @@
 
 #include "sync/flags.h"
 #include "sync/message.h"
-#include "sync/remote.h"
+#include "sync/remote/remote.h"
 #include "sync/util.h"
 
 /* INTERNALDATE of messages added without one: 2024-01-02 03:04:05 UTC. */

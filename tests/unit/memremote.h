@@ -1,6 +1,6 @@
 /*
  * memremote.h: an IMAP-like server held in memory, and a remote side
- * (sync/remote.h) that talks to it, for the engine's unit tests.
+ * (sync/remote/remote.h) that talks to it, for the engine's unit tests.
  *
  * The server (struct mem_server) outlives the sessions: a test fills it,
  * runs the engine (each run connects a new session through

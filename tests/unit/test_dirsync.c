@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sync/dirsync.h"
+#include "sync/local/dirsync.h"
 
 static void syncs_and_closes(void **unused)
 {

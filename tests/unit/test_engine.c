@@ -24,9 +24,9 @@
 
 #include "db/state.h"
 #include "memremote.h"
-#include "sync/engine.h"
+#include "sync/engine/engine.h"
 #include "sync/flags.h"
-#include "sync/journal.h"
+#include "sync/engine/journal.h"
 
 
 struct fixture {

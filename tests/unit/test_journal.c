@@ -1,4 +1,4 @@
-/* test_journal.c: the delivery journal (sync/journal.c) killed at each of
+/* test_journal.c: the delivery journal (sync/engine/journal.c) killed at each of
  * its steps, then recovered.
  *
  * A child process delivers three messages in two batches through the
@@ -26,10 +26,10 @@
 #include <unistd.h>
 
 #include "db/state.h"
-#include "sync/engine.h"
+#include "sync/engine/engine.h"
 #include "sync/flags.h"
-#include "sync/journal.h"
-#include "sync/maildir.h"
+#include "sync/engine/journal.h"
+#include "sync/local/maildir.h"
 
 #define NMSG 3 /* messages 1 and 2 in the first batch, 3 in the second */
 #define ADOPTED_UNIQ "1700000000.adopted.host"

@@ -1,4 +1,4 @@
-/* test_maildir.c: the Maildir side (sync/maildir.c) on a real file system,
+/* test_maildir.c: the Maildir side (sync/local/maildir.c) on a real file system,
  * in a fresh mkdtemp directory per test. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "sync/flags.h"
-#include "sync/maildir.h"
+#include "sync/local/maildir.h"
 
 struct fixture {
     char dir[64];   /* the mkdtemp directory */

@@ -15,7 +15,7 @@
 
 #include "memremote.h"
 #include "sync/flags.h"
-#include "sync/remote.h"
+#include "sync/remote/remote.h"
 
 static struct account the_account = {.name = "mem"};
 

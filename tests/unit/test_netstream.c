@@ -15,8 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sync/netstream.h"
-#include "sync/tls.h"
+#include "sync/net/netstream.h"
+#include "sync/net/tls.h"
 
 /* ---- framer ---------------------------------------------------------- */
 

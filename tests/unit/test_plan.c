@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "sync/flags.h"
-#include "sync/plan.h"
+#include "sync/plan/plan.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sync/engine.h"
-#include "sync/remote.h"
+#include "sync/engine/engine.h"
+#include "sync/remote/remote.h"
 
 struct stub {
     struct remote base;

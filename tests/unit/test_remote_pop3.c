@@ -1,4 +1,4 @@
-/* test_remote_pop3.c: the POP3 side of remote.h (sync/remote_pop3.c)
+/* test_remote_pop3.c: the POP3 side of remote.h (sync/remote/remote_pop3.c)
  * against a scripted POP3 server on loopback: what POP3 is in the
  * interface's terms (capabilities, one INBOX, session numbers as uids with
  * the UIDL as id, DELE as remove carried out by commit = QUIT), and a body
@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "sync/account.h"
-#include "sync/remote.h"
+#include "sync/remote/remote.h"
 
 /* The server: two messages, "1 uid-one" (dot-stuffed) and "2 uid-two";
  * RETR 2 answers -ERR; the commands it got are kept in order. */

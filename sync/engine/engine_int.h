@@ -1,0 +1,238 @@
+/*
+ * engine_int.h: what the engine's files share (engine.c runs an account,
+ * deliver.c brings messages in, rematch.c pairs by identity, inspect.c
+ * serves check/folders/status). Not for use outside sync/.
+ */
+#ifndef MAILSYNC_ENGINE_INT_H
+#define MAILSYNC_ENGINE_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "db/state.h"
+#include "sync/local/dirsync.h"
+#include "sync/engine/engine.h"
+#include "sync/remote/remote.h"
+#include "sync/local/maildir.h"
+#include "sync/names.h"
+#include "sync/plan/plan.h"
+
+#define GENERATION_ID_LEN 32 /* hex digits of a state DB's identity (generation.c) */
+
+/* One account run. */
+struct run {
+    const struct account *acct;
+    const struct engine_options *opt;
+    struct engine_result *res;
+    struct state *st;
+    struct remote *remote; /* the server session (remote.h) */
+    int rootfd; /* also flocked: part of the account's lock (take_lock) */
+    int lockfd;
+    bool authed; /* the server accepted the login: the run may write to disk */
+    /* Folders found unchanged: their last_sync is recorded with the run's
+     * outcome (a run that changed nothing writes no transaction at all). */
+    struct state_quiet_folder *touched;
+    size_t ntouched;
+    bool prev_error; /* the state recorded an error from the last run */
+    /* Folders the state knows (sorted by name) and, where asked for with
+     * the LIST, their STATUS at the start of the run (uidvalidity 0: none). */
+    struct state_folder *known;
+    struct remote_status *known_status;
+    size_t nknown;
+    /* Directories whose renames and unlinks must be durable before the
+     * batch of records describing them is committed. */
+    struct dirsync *dirs;
+    /* connections > 1: the extra sessions that download alongside remote
+     * (each connected by the first folder that needs it; NULL before, or
+     * after it failed: then it is not tried again), the password they log
+     * in with (kept for the run, wiped at its end), and the lock for what
+     * their threads share: the state DB and the progress callbacks. */
+    size_t want_extra; /* set before connecting: how many */
+    struct remote **extra;
+    bool *extra_failed;
+    size_t nextra;
+    char *password;
+    pthread_mutex_t lock;
+    /* From the LIST: the server's hierarchy delimiter ('\0': flat or not
+     * known) and the local path of every server folder (sorted), so a push
+     * can tell folders that exist only locally. */
+    char delim;
+    char **server_paths;
+    size_t nserver_paths;
+    /* The push of the current folder found its UIDVALIDITY changed: its
+     * local changes go after the pull has matched the messages again. */
+    bool push_after_pull;
+    /* Account-wide planning: while set (the first pass over the folders),
+     * no deletion is applied on either side, so that every folder's
+     * listing is known before any message is removed (a message that
+     * moved between folders is seen in both). A folder whose plan held
+     * deletions back sets held_push / held_pull; the second pass
+     * (engine_run) applies them. */
+    bool defer_deletions;
+    bool held_push;
+    bool held_pull;
+    /* The second pass: the folder's progress was reported by the first. */
+    bool second_pass;
+    /* This run moved messages into the account's trash folder: its STATUS
+     * taken with the LIST is out of date (see is_trash_folder). */
+    bool trash_changed;
+    /* generation.c: what the run's first change records, in the marker
+     * beside the Maildir and in the DB. */
+    uint64_t gen_next;
+    char gen_id[GENERATION_ID_LEN + 1];
+    bool gen_bumped; /* the marker was written open: confirm it at the end */
+};
+
+/* The run was asked to stop early (engine_options.stop). */
+static inline bool run_stopped(const struct run *r)
+{
+    return r->opt->stop && *r->opt->stop;
+}
+/* Why a download ended early when run_stopped() (IMAP and POP3 alike). */
+#define STOPPED_DOWNLOAD "stopped by a signal during the download; the rest comes at the next run"
+
+/* A server folder the run syncs: raw (server) name, display name, local
+ * path below the Maildir root. */
+struct selected {
+    char *raw;
+    char *name;
+    char *path;
+};
+
+/* Whether sel is the account's `trash` folder (by raw or display name,
+ * as push_deletions compares). */
+bool is_trash_folder(const struct account *a, const struct selected *sel);
+
+/* A local file the state does not know and identity matching could not
+ * pair (no Message-ID, or one the server does not show): a download of
+ * the same size is compared with it by content before it is delivered, so
+ * after a lost DB a message without Message-ID is adopted, not doubled. */
+struct leftover {
+    char *uniq;
+    uint64_t size; /* of the file as stored (LF line ends) */
+    unsigned char hash[32];
+    bool hashed;
+    bool adopted;
+    /* The state knew the file before a UIDVALIDITY change, with these
+     * flags as last synced: adopted, it keeps its local changes. */
+    bool synced;
+    unsigned synced_flags;
+};
+
+/* engine.c */
+struct engine_folder_result *add_folder_result(struct engine_result *res, const char *name, const char *path);
+void folder_fail(struct engine_folder_result *f, const struct ms_error *err);
+/* The account's lock: flocks on the lock file beside the state DB and on
+ * the Maildir root (MS_ELOCKED if another run holds either). create false
+ * (before the login): only what exists, nothing is created; true: the lock
+ * file and its directory too. See engine.c. */
+int take_lock(struct run *r, bool create, struct ms_error *err);
+/* The state DB and the Maildir root, created where new, the root locked
+ * (after the login; see engine.c). */
+int open_store(struct run *r, struct ms_error *err);
+int connect_account(struct run *r, struct ms_error *err);
+void end_run(struct run *r);
+bool folder_wanted(const struct account *a, const struct engine_options *opt, const char *name);
+void map_folders(const struct account *a, const struct engine_options *opt, const struct remote_folder *f, size_t n,
+                 struct engine_folder_map *out);
+/* The planner's input from the state rows, the scan and the server's
+ * listing (borrowed strings; free_plan_input frees the arrays only). */
+void build_plan_input(struct plan_input *in, const struct account *a, const struct engine_options *opt,
+                      const struct state_msg *s, size_t ns, const struct local_msg *l, size_t nl,
+                      const struct remote_msg *rm, size_t nr);
+void free_plan_input(struct plan_input *in);
+/* The scan entry with this unique name (l sorted by uniq), or NULL. */
+struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq);
+
+/* push.c */
+/* Push the folder's local changes (never for a folder no pull completed). */
+/* *stamp: when the push found the folder's files in full agreement with
+ * the state (all pushed) and the folder had been quiet for a while, the
+ * change stamp taken before its scan (settled true); the caller records
+ * it once the folder's run is over if the folder still has that stamp.
+ * A later push that finds the recorded stamp skips the scan. */
+int push_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
+                struct maildir_stamp *stamp, struct ms_error *err);
+/* Create on the server the local folders that no server folder maps to
+ * and the state never knew (a folder the server dropped is not brought
+ * back), that the folder patterns select, and add them to *sel with a
+ * state row that lets the push upload their messages at once (the new
+ * folder is empty). Only an unusable session is an error. */
+int create_local_folders(struct run *r, struct selected **sel, size_t *nsel, struct ms_error *err);
+/* Record (or find gone) uploads a killed run journalled, on the selected
+ * folder: before a pull downloads them as strangers, or a push sends them
+ * again. */
+int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id, uint32_t uidvalidity,
+                   struct ms_error *err);
+/* The change stamp a push recorded for the folder (false if none). */
+bool stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp *now);
+/* Record it, in the run's batch. */
+int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s, struct ms_error *err);
+
+/* popfetch.c */
+/* The pull of a side without REMOTE_UIDS (POP3) over r->remote, logged
+ * in: new messages, named by the side's message id (POP3's UIDL), into
+ * INBOX through the delivery journal; then removal per leave_on_server /
+ * server_retention_days of what is durably stored, committed (POP3's
+ * QUIT). Fills r->res's folder result. */
+int pop3_pull(struct run *r, struct ms_error *err);
+
+/* generation.c */
+/* After the state DB and the Maildir root are open: a DB older than the
+ * marker in the Maildir root (a restored backup), or new or empty while the
+ * marker says the Maildir was synced, is said so in a warning and handled
+ * as lost (moved aside, an empty one opened; a dry run uses an empty DB in
+ * memory) so the folders are re-matched by identity. Then arms the bump of
+ * the generation at the run's first change. MS_ELOCAL if the DB cannot
+ * be moved or reopened. */
+int generation_check(struct run *r, struct ms_error *err);
+/* At the end of a run whose first change bumped the generation: confirm
+ * the marker once the DB holds that generation (see generation.c). */
+void generation_confirm(struct run *r);
+
+/* retention.c */
+/* With server_retention_days: the time before which messages live only
+ * locally (0 without). */
+time_t retention_cutoff(const struct account *a);
+/* After the folder's pull: remove from the server what is older than the
+ * cutoff and safely stored locally, at most once a day per folder. */
+int retire_old(struct run *r, const struct selected *sel, struct engine_folder_result *fres, struct ms_error *err);
+
+/* deliver.c */
+/* Whether lo, whose file is l (NULL: none), is not adopted yet and holds
+ * exactly a download of size bytes (as stored) with this content hash
+ * (message_hash); the file is hashed on the first comparison only. */
+bool leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_msg *l, uint64_t size,
+                 const unsigned char hash[32]);
+/* Download and deliver the plan's PLAN_FETCH messages, comparing each
+ * with the leftovers first. */
+/* finish: the folder's row, saved with the last confirmations when every
+ * message came in (fres->failed == 0); otherwise left unsaved. */
+/* sel and uidvalidity: the folder as selected, for extra connections. */
+int fetch_new(struct run *r, const struct selected *sel, uint32_t uidvalidity, struct maildir_folder *mf,
+              int64_t folder_id, const struct plan *p,
+              struct leftover *left, size_t nleft, struct local_msg *local, size_t nlocal,
+              struct engine_folder_result *fres, struct state_folder *finish, struct ms_error *err);
+
+/* rematch.c */
+int cmp_str(const void *a, const void *b);
+/* The unique names the state knows, sorted (borrowed strings). */
+const char **state_uniq_index(const struct state_msg *s, size_t ns, size_t *n);
+bool index_has(const char **idx, size_t n, const char *uniq);
+/* Pair unknown local files with unknown server UIDs by identity and record
+ * the pairs; what stays unpaired comes back as leftovers. old: the rows
+ * from before a UIDVALIDITY change (else none), replaced by the pairs in
+ * one transaction; their files are matched by their recorded identity,
+ * with their last synced flags (local changes stay pending), and those
+ * deleted locally are matched and recorded without a file, for the push
+ * to remove. */
+int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct state_msg **state, size_t *nstate,
+            const struct state_msg *old, size_t nold, struct local_msg *local, size_t nlocal,
+            const struct remote_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left, size_t *nleft,
+            struct ms_error *err);
+void free_leftovers(struct leftover *l, size_t n);
+
+#endif

@@ -1,0 +1,1128 @@
+/*
+ * push.c: one folder, local -> server (the first half of `sync`, all of
+ * `push`).
+ *
+ * The planner (plan_push) compares the Maildir with the state; this file
+ * carries the plan out on the selected folder, in an order that keeps the
+ * contract's guarantees whatever point a run dies at:
+ *   - deletions: the server removes the messages (UID MOVE to `trash`, or
+ *     \Deleted + UID EXPUNGE of exactly those UIDs), then the rows are
+ *     forgotten. Replayed after a crash they touch UIDs that are gone: a
+ *     no-op. With `expunge = no` the messages keep \Deleted on the server
+ *     and their rows stay, recording \Deleted, so no pull fetches them back.
+ *     Without MOVE a move to `trash` is UID COPY, then \Deleted and UID
+ *     EXPUNGE: each message is journalled (committed) before the COPY, so
+ *     a run that died after it is known. The next run first looks for the
+ *     copy in the trash (by the COPYUID's UID, else by size and Message-ID
+ *     from the trash's journalled UIDNEXT on) and, if it is there (or the
+ *     message is gone from the source), only flags and expunges: however
+ *     often a run dies, the trash gets one copy.
+ *   - flag changes: UID STORE +FLAGS.SILENT / -FLAGS.SILENT of the local
+ *     delta (never the whole flag list: a change the server got meanwhile
+ *     from elsewhere is kept), then the rows record the new flags.
+ *     Replaying a STORE is harmless.
+ *   - uploads: each one is journalled (committed) before its APPEND and
+ *     the journal row is replaced by the message's row once the server
+ *     gave its UID (APPENDUID). A journal row found by a later run means
+ *     the run died in between: the server's messages from the journalled
+ *     UIDNEXT on are compared with it (size, Message-ID) and a match is
+ *     recorded instead of uploading again. So a crash never doubles a
+ *     message on the server; at worst the upload is redone when the first
+ *     one never arrived. A server without UIDPLUS gives no APPENDUID: the
+ *     same search records the uploads right after them.
+ * A folder that has never completed a pull is not pushed: its local files
+ * are matched with the server's by the pull first (otherwise the first
+ * `sync` of a Maildir that another tool filled would upload it all again).
+ */
+#include "sync/engine/engine_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sync/engine/dryrun.h"
+#include "sync/flags.h"
+#include "sync/engine/journal.h"
+#include "sync/log.h"
+#include "sync/message.h"
+#include "sync/util.h"
+
+/* Uploads journalled per transaction. */
+#define APPEND_CHUNK 64
+
+struct push_ctx {
+    struct run *r;
+    const struct selected *sel;
+    struct maildir_folder *mf;
+    struct state_folder *sf;
+    struct state_msg *state; /* by uid */
+    size_t nstate;
+    struct local_msg *local; /* by uniq */
+    size_t nlocal;
+    uint32_t uidvalidity, uidnext; /* of the SELECT */
+    struct engine_folder_result *fres;
+};
+
+/* The state row of uid (c->state is sorted by uid), or NULL. */
+static const struct state_msg *state_row(const struct push_ctx *c, uint32_t uid)
+{
+    return UTIL_FIND_UID(c->state, c->nstate, uid, uid);
+}
+
+/* ------------------------------------------------------------------ */
+/* finding uploads that arrived without a recorded UID */
+
+struct candidate {
+    uint32_t uid;
+    unsigned flags;
+    char *keywords;
+    uint64_t size;
+    char *message_id;
+    bool taken;
+};
+
+struct candidates {
+    struct candidate *v;
+    size_t n;
+};
+
+/* The candidates are in UID order (the listing's). */
+static void on_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
+{
+    struct candidates *c = ctx;
+    struct candidate *x = UTIL_FIND_UID(c->v, c->n, uid, uid);
+    if (!x)
+        return;
+    x->size = size;
+    free(x->message_id);
+    x->message_id = message_id ? xstrdup(message_id) : NULL;
+}
+
+static bool same_id(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* The journal's uploads of the selected folder (UIDVALIDITY uidvalidity):
+ * each one the server holds (a UID from its UIDNEXT on, that the state
+ * does not know, of the same size and Message-ID) is recorded; the others
+ * are forgotten (their files are still unknown, so they are uploaded
+ * again). */
+int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id, uint32_t uidvalidity,
+                   struct ms_error *err)
+{
+    struct state_append *j = NULL;
+    size_t nj = 0;
+    int rc = state_append_list(r->st, folder_id, &j, &nj, err);
+    if (rc || nj == 0) {
+        state_appends_free(j, nj);
+        return rc;
+    }
+    uint32_t from = 0;
+    for (size_t i = 0; i < nj; i++)
+        if (j[i].uidvalidity == uidvalidity && (from == 0 || j[i].uidnext < from))
+            from = j[i].uidnext ? j[i].uidnext : 1;
+    struct remote_msg *m = NULL;
+    size_t nm = 0;
+    struct candidates cand = {0};
+    if (from)
+        rc = r->remote->ops->fetch_meta_range(r->remote, from, 0, &m, &nm, err);
+    if (rc == MS_OK && nm) {
+        /* the UIDs the state already knows are not candidates */
+        uint32_t *uids = xcalloc(nm, sizeof *uids);
+        struct state_msg *known = NULL;
+        size_t nu = 0, nknown = 0;
+        for (size_t i = 0; i < nm; i++)
+            if (m[i].uid >= from)
+                uids[nu++] = m[i].uid;
+        rc = state_msg_get_uids(r->st, folder_id, uids, nu, &known, &nknown, err);
+        cand.v = xcalloc(nm, sizeof *cand.v);
+        nu = 0;
+        for (size_t i = 0, k = 0; rc == MS_OK && i < nm; i++) {
+            while (k < nknown && known[k].uid < m[i].uid)
+                k++;
+            if (m[i].uid < from || (k < nknown && known[k].uid == m[i].uid))
+                continue;
+            cand.v[cand.n++] = (struct candidate){m[i].uid, m[i].flags, m[i].keywords, m[i].size, NULL, false};
+            m[i].keywords = NULL;
+            uids[nu++] = m[i].uid;
+        }
+        state_msgs_free(known, nknown);
+        if (rc == MS_OK && nu)
+            rc = r->remote->ops->fetch_identity(r->remote, uids, nu, on_identity, &cand, err);
+        free(uids);
+    }
+    size_t found = 0;
+    if (rc == MS_OK)
+        rc = state_begin(r->st, err);
+    for (size_t i = 0; rc == MS_OK && i < nj; i++) {
+        struct candidate *hit = NULL;
+        for (size_t k = 0; !hit && k < cand.n && j[i].uidvalidity == uidvalidity; k++) {
+            struct candidate *x = &cand.v[k];
+            if (!x->taken && x->uid >= j[i].uidnext && x->size == j[i].size && same_id(x->message_id, j[i].message_id))
+                hit = x;
+        }
+        if (hit) {
+            hit->taken = true;
+            struct state_msg row = {.uid = hit->uid, .uniq = j[i].uniq, .flags = hit->flags,
+                                    .keywords = hit->keywords, .size = hit->size, .message_id = hit->message_id};
+            rc = state_msg_put(r->st, folder_id, &row, err);
+            found++;
+        }
+        if (rc == MS_OK)
+            rc = state_append_forget(r->st, folder_id, j[i].uniq, err);
+    }
+    if (rc == MS_OK)
+        rc = state_commit(r->st, err);
+    else
+        state_rollback(r->st);
+    if (rc == MS_OK)
+        log_msg(LOG_VERBOSE, "%s: %zu of %zu unrecorded uploads found on the server and recorded", sel->name, found,
+                nj);
+    for (size_t k = 0; k < cand.n; k++) {
+        free(cand.v[k].keywords);
+        free(cand.v[k].message_id);
+    }
+    free(cand.v);
+    remote_msgs_free(m, nm);
+    state_appends_free(j, nj);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* moving to the trash without MOVE */
+
+/* Journal rows (by uid), and which of their messages the source holds
+ * (other: a message of another identity under that UID, e.g. after a
+ * UIDVALIDITY change: the row is stale). */
+struct trash_rows {
+    struct state_trash *v;
+    size_t n;
+    bool *present, *other;
+};
+
+/* The source holds uid: its row is marked present and takes the
+ * message's identity (the same for a row journalled before). */
+static void on_source_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
+{
+    struct trash_rows *t = ctx;
+    struct state_trash *x = UTIL_FIND_UID(t->v, t->n, uid, uid);
+    if (!x)
+        return;
+    t->present[x - t->v] = true;
+    x->size = size;
+    free(x->message_id);
+    x->message_id = message_id ? xstrdup(message_id) : NULL;
+}
+
+/* As on_source_identity, for rows journalled before: their identity is
+ * kept, and compared. */
+static void on_journalled_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
+{
+    struct trash_rows *t = ctx;
+    struct state_trash *x = UTIL_FIND_UID(t->v, t->n, uid, uid);
+    if (!x)
+        return;
+    t->present[x - t->v] = true;
+    t->other[x - t->v] = x->size != size || !same_id(x->message_id, message_id);
+}
+
+/* Whether the row's copy would be in dest as the trash is now. */
+static bool copy_may_be_in(const struct state_trash *t, const char *dest, uint32_t uidvalidity)
+{
+    return t->trash && strcmp(t->trash, dest) == 0 && t->trash_uidvalidity == uidvalidity;
+}
+
+/* The copies in the trash folder (dest, raw name) of the journal rows
+ * marked in want: rows[i].copy_uid, or else a message from the row's
+ * trash_uidnext on of the same size and Message-ID (a COPY whose answer
+ * was lost), each taken once. found[i] is set for those the trash holds.
+ * EXAMINEs the trash; the caller selects the source again. */
+static int find_copies(struct run *r, const char *dest, const struct state_trash *rows, size_t n, const bool *want,
+                       bool *found, struct ms_error *err)
+{
+    struct remote_box mb;
+    struct ms_error e;
+    int rc = r->remote->ops->select(r->remote, dest, false, &mb, &e);
+    if (rc == MS_EPARTIAL)
+        return MS_OK; /* no trash folder (any more): nothing is there */
+    if (rc != MS_OK) {
+        *err = e;
+        return rc;
+    }
+    uint32_t from = 0;
+    for (size_t i = 0; i < n; i++)
+        if (want[i] && copy_may_be_in(&rows[i], dest, mb.uidvalidity) && (from == 0 || rows[i].trash_uidnext < from))
+            from = rows[i].trash_uidnext ? rows[i].trash_uidnext : 1;
+    if (from == 0)
+        return MS_OK;
+    struct remote_msg *m = NULL;
+    size_t nm = 0;
+    struct candidates cand = {0};
+    rc = r->remote->ops->fetch_meta_range(r->remote, from, 0, &m, &nm, err);
+    if (rc == MS_OK && nm) {
+        uint32_t *uids = xcalloc(nm, sizeof *uids);
+        cand.v = xcalloc(nm, sizeof *cand.v);
+        for (size_t i = 0; i < nm; i++)
+            if (m[i].uid >= from) {
+                cand.v[cand.n] = (struct candidate){m[i].uid, m[i].flags, NULL, m[i].size, NULL, false};
+                uids[cand.n++] = m[i].uid;
+            }
+        if (cand.n)
+            rc = r->remote->ops->fetch_identity(r->remote, uids, cand.n, on_identity, &cand, err);
+        free(uids);
+    }
+    /* Rows with a known copy UID first: a search must not take theirs. */
+    for (int pass = 0; pass < 2 && rc == MS_OK; pass++)
+        for (size_t i = 0; i < n; i++) {
+            const struct state_trash *t = &rows[i];
+            if (!want[i] || found[i] || (pass == 0) != (t->copy_uid != 0) || !copy_may_be_in(t, dest, mb.uidvalidity))
+                continue;
+            for (size_t k = 0; k < cand.n && !found[i]; k++) {
+                struct candidate *x = &cand.v[k];
+                if (x->taken || x->size != t->size || !same_id(x->message_id, t->message_id) ||
+                    (t->copy_uid ? x->uid != t->copy_uid : x->uid < t->trash_uidnext))
+                    continue;
+                x->taken = found[i] = true;
+            }
+        }
+    for (size_t k = 0; k < cand.n; k++)
+        free(cand.v[k].message_id);
+    free(cand.v);
+    remote_msgs_free(m, nm);
+    return rc;
+}
+
+/* Whether the folder has rows in the trash journal (on error: yes, the
+ * journalled way reports it). */
+static bool trash_journalled(struct push_ctx *c)
+{
+    struct state_trash *t = NULL;
+    size_t n = 0;
+    struct ms_error e;
+    bool yes = state_trash_list(c->r->st, c->sf->id, &t, &n, &e) != MS_OK || n > 0;
+    state_trashes_free(t, n);
+    return yes;
+}
+
+/* The first half of RFC 6851's MOVE without MOVE, journalled: when it
+ * returns MS_OK each of uids (sorted) either has one copy in the trash
+ * folder or is gone from the source, and the source is selected again;
+ * the caller flags and expunges them and forgets their journal rows with
+ * their own. A run that died after a COPY left journal rows: a message
+ * whose copy the trash holds (or that the source no longer holds: its
+ * expunge went through) is not copied again. Every other message is
+ * journalled (committed) before its COPY, with the trash's UIDNEXT, then
+ * the COPYUID answer records its copy's UID. */
+static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, struct ms_error *err)
+{
+    struct run *r = c->r;
+    const char *dest = r->acct->trash;
+    struct trash_rows j = {0};
+    bool *done = xcalloc(n + 1, sizeof *done);
+    bool *want = NULL, *found = NULL;
+    uint32_t *todo = xcalloc(n + 1, sizeof *todo), *copies = NULL;
+    size_t ntodo = 0, settled = 0, nagain = 0;
+    struct trash_rows ids = {0};
+    int rc = state_trash_list(r->st, c->sf->id, &j.v, &j.n, err);
+    if (rc == MS_OK && j.n) {
+        /* 1. the journal of a run that died: which of its messages the
+         * source still holds, and which of those the trash has a copy of */
+        uint32_t *juids = xcalloc(j.n, sizeof *juids);
+        for (size_t i = 0; i < j.n; i++)
+            juids[i] = j.v[i].uid;
+        j.present = xcalloc(j.n, sizeof *j.present);
+        j.other = xcalloc(j.n, sizeof *j.other);
+        rc = r->remote->ops->fetch_identity(r->remote, juids, j.n, on_journalled_identity, &j, err);
+        free(juids);
+        want = xcalloc(j.n, sizeof *want);
+        found = xcalloc(j.n, sizeof *found);
+        bool look = false;
+        for (size_t i = 0; i < j.n; i++)
+            look |= want[i] = j.present[i] && !j.other[i] && util_uid_find(uids, n, j.v[i].uid);
+        if (rc == MS_OK && look) {
+            struct remote_box mb;
+            rc = find_copies(r, dest, j.v, j.n, want, found, err);
+            if (rc == MS_OK)
+                rc = r->remote->ops->select(r->remote, c->sel->raw, true, &mb, err);
+            if (rc == MS_OK && mb.uidvalidity != c->uidvalidity)
+                rc = ms_error_set(err, MS_EPARTIAL, "%s: UIDVALIDITY changed on the server during the push",
+                                  c->sel->name);
+        }
+        /* Rows of messages no longer deleted (nor gone) are dropped: the
+         * next deletion journals them anew. In the run's batch: lost, the
+         * same is done again. */
+        if (rc == MS_OK)
+            rc = state_batch(r->st, err);
+        for (size_t i = 0; rc == MS_OK && i < j.n; i++) {
+            struct state_trash *t = &j.v[i];
+            const uint32_t *at = util_uid_find(uids, n, t->uid);
+            if (at && (!j.present[i] || found[i])) {
+                done[at - uids] = true;
+                settled++;
+            } else if (at) {
+                todo[nagain++] = t->uid; /* copied again below */
+            } else {
+                rc = state_trash_forget(r->st, c->sf->id, t->uid, err);
+            }
+        }
+        /* The run may have flagged it \Deleted before the copy was lost
+         * from the trash: a new copy must not carry that flag along. */
+        if (rc == MS_OK && nagain)
+            rc = r->remote->ops->store_flags(r->remote, todo, nagain, FLAG_DELETED, false, err);
+        if (rc == MS_OK)
+            log_msg(LOG_VERBOSE, "%s: %zu of %zu messages an interrupted run was moving to %s need no new copy",
+                    c->sel->name, settled, j.n, dest);
+    }
+    /* 2. journal the others (committed), with what finds their copies */
+    for (size_t i = 0; i < n; i++)
+        if (!done[i])
+            todo[ntodo++] = uids[i];
+    struct remote_status ts = {0};
+    if (rc == MS_OK && ntodo) {
+        ids.v = xcalloc(ntodo, sizeof *ids.v);
+        for (size_t i = 0; i < ntodo; i++)
+            ids.v[i].uid = todo[i];
+        ids.n = ntodo;
+        ids.present = xcalloc(ntodo, sizeof *ids.present);
+        rc = r->remote->ops->fetch_identity(r->remote, todo, ntodo, on_source_identity, &ids, err);
+    }
+    if (rc == MS_OK && ntodo)
+        rc = r->remote->ops->status(r->remote, dest, &ts, err);
+    if (rc == MS_OK && ntodo) {
+        size_t k = 0;
+        rc = state_begin(r->st, err);
+        for (size_t i = 0; rc == MS_OK && i < ntodo; i++) {
+            if (!ids.present[i])
+                continue; /* gone from the source already: nothing to copy */
+            struct state_trash *t = &ids.v[i];
+            t->trash = (char *)dest;
+            t->trash_uidvalidity = ts.uidvalidity;
+            t->trash_uidnext = ts.uidnext;
+            rc = state_trash_put(r->st, c->sf->id, t, err);
+            t->trash = NULL;
+            todo[k++] = t->uid;
+        }
+        if (rc == MS_OK)
+            rc = state_commit(r->st, err);
+        else
+            state_rollback(r->st);
+        ntodo = k;
+    }
+    /* 3. copy, and record where the copies are */
+    if (rc == MS_OK && ntodo) {
+        uint32_t uv = 0;
+        copies = xcalloc(ntodo, sizeof *copies);
+        rc = r->remote->ops->copy(r->remote, todo, ntodo, dest, copies, &uv, err);
+        bool any = false;
+        for (size_t i = 0; i < ntodo; i++)
+            any |= copies[i] != 0;
+        if (rc == MS_OK && any && uv == ts.uidvalidity) {
+            rc = state_begin(r->st, err);
+            for (size_t i = 0; rc == MS_OK && i < ntodo; i++)
+                if (copies[i])
+                    rc = state_trash_set_copy(r->st, c->sf->id, todo[i], copies[i], err);
+            if (rc == MS_OK)
+                rc = state_commit(r->st, err);
+            else
+                state_rollback(r->st);
+        }
+    }
+    for (size_t i = 0; i < ids.n; i++)
+        free(ids.v[i].message_id);
+    free(ids.v);
+    free(ids.present);
+    free(copies);
+    free(todo);
+    free(want);
+    free(found);
+    free(done);
+    free(j.present);
+    free(j.other);
+    state_trashes_free(j.v, j.n);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* the three kinds of change */
+
+static int push_deletions(struct push_ctx *c, const struct push_plan *p, struct ms_error *err)
+{
+    struct run *r = c->r;
+    const struct account *a = r->acct;
+    uint32_t *uids = xcalloc(p->n + 1, sizeof *uids);
+    size_t n = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->actions[i].op == PUSH_DELETE)
+            uids[n++] = p->actions[i].uid;
+    int rc = MS_OK;
+    bool to_trash = a->trash && *a->trash && !is_trash_folder(a, c->sel);
+    bool keep_rows = false;
+    if (n == 0)
+        goto out;
+    if (to_trash && !remote_can(r->remote, REMOTE_MOVE) && !remote_can(r->remote, REMOTE_EXACT)) {
+        log_msg(LOG_WARN, "%s: the server has neither MOVE nor UIDPLUS: %zu messages deleted locally are flagged "
+                          "\\Deleted instead of moved to %s",
+                c->sel->name, n, a->trash);
+        to_trash = false;
+    }
+    /* UID MOVE is atomic: nothing to journal. But a message an interrupted
+     * run was moving without MOVE (the server offers it since) may have
+     * its copy in the trash already: it is finished the journalled way. */
+    bool move = to_trash && remote_can(r->remote, REMOTE_MOVE) &&
+                !(remote_can(r->remote, REMOTE_EXACT) && trash_journalled(c));
+    if (move) {
+        rc = r->remote->ops->move(r->remote, uids, n, a->trash, err);
+    } else if (to_trash) {
+        /* RFC 6851's fallback, journalled (copy_to_trash), then the exact
+         * removal of only these (REMOTE_EXACT: \Deleted + UID EXPUNGE) */
+        rc = copy_to_trash(c, uids, n, err);
+        if (rc == MS_OK)
+            rc = r->remote->ops->remove(r->remote, uids, n, err);
+    } else if (a->expunge && remote_can(r->remote, REMOTE_EXACT)) {
+        rc = r->remote->ops->remove(r->remote, uids, n, err);
+    } else {
+        rc = r->remote->ops->store_flags(r->remote, uids, n, FLAG_DELETED, true, err);
+        if (rc == MS_OK) {
+            if (a->expunge)
+                log_msg(LOG_WARN, "%s: the server has no UIDPLUS: %zu messages deleted locally are only flagged "
+                                  "\\Deleted on the server (a plain EXPUNGE could remove others' too)",
+                        c->sel->name, n);
+            keep_rows = true;
+        }
+    }
+    if (rc)
+        goto out;
+    if (to_trash)
+        r->trash_changed = true;
+    rc = state_batch(r->st, err);
+    for (size_t i = 0; rc == MS_OK && i < n; i++) {
+        if (!keep_rows) {
+            rc = state_msg_delete(r->st, c->sf->id, uids[i], err);
+            if (rc == MS_OK)
+                rc = state_trash_forget(r->st, c->sf->id, uids[i], err);
+            continue;
+        }
+        const struct state_msg *s = state_row(c, uids[i]);
+        if (s)
+            rc = state_msg_set_flags(r->st, c->sf->id, s->uid, s->flags | FLAG_DELETED, s->keywords, err);
+    }
+    /* The records wait in the run's batch (one commit for all folders):
+     * lost in a crash, the next run removes the same UIDs again, which
+     * finds nothing to do. */
+    if (rc != MS_OK)
+        state_batch_abort(r->st);
+    else
+        c->fres->pushed_deleted += n;
+out:
+    free(uids);
+    return rc;
+}
+
+static int push_flags(struct push_ctx *c, const struct push_plan *p, struct ms_error *err)
+{
+    struct run *r = c->r;
+    uint32_t *uids = xcalloc(p->n + 1, sizeof *uids);
+    int rc = MS_OK;
+    /* One STORE per distinct delta (e.g. all "+\Seen" at once). */
+    for (int pass = 0; pass < 2 && rc == MS_OK; pass++) {
+        unsigned done_masks[64] = {0};
+        size_t ndone = 0;
+        for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
+            const struct push_action *x = &p->actions[i];
+            unsigned mask = pass == 0 ? x->add : x->remove;
+            if (x->op != PUSH_FLAGS || !mask)
+                continue;
+            bool seen = false;
+            for (size_t k = 0; k < ndone && !seen; k++)
+                seen = done_masks[k] == mask;
+            if (seen)
+                continue;
+            done_masks[ndone++] = mask;
+            size_t n = 0;
+            for (size_t k = i; k < p->n; k++) {
+                const struct push_action *y = &p->actions[k];
+                if (y->op == PUSH_FLAGS && (pass == 0 ? y->add : y->remove) == mask)
+                    uids[n++] = y->uid;
+            }
+            rc = r->remote->ops->store_flags(r->remote, uids, n, mask, pass == 0, err);
+        }
+    }
+    free(uids);
+    if (rc)
+        return rc;
+    rc = state_batch(r->st, err);
+    for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
+        const struct push_action *x = &p->actions[i];
+        if (x->op != PUSH_FLAGS)
+            continue;
+        const struct state_msg *row = state_row(c, x->uid);
+        rc = state_msg_set_flags(r->st, c->sf->id, x->uid, x->flags, row ? row->keywords : NULL, err);
+        if (rc == MS_OK)
+            c->fres->pushed_flags++;
+    }
+    /* In the run's batch, as the deletions: a lost record means the same
+     * +FLAGS/-FLAGS again, a no-op. */
+    if (rc != MS_OK)
+        state_batch_abort(r->st);
+    return rc;
+}
+
+/* One upload: the file, and what its journal row says (CRLF size,
+ * Message-ID), which its record repeats. */
+struct upload {
+    struct local_msg *l;
+    uint64_t size;
+    char *message_id;
+    bool journalled;
+};
+
+static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms_error *err)
+{
+    struct run *r = c->r;
+    const struct engine_progress *prog = r->opt->progress;
+    struct upload *todo = xcalloc(p->nappend + 1, sizeof *todo);
+    size_t ntodo = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        struct local_msg *l = p->actions[i].op == PUSH_APPEND ? local_by_uniq(c->local, c->nlocal, p->actions[i].uniq)
+                                                              : NULL;
+        if (l)
+            todo[ntodo++].l = l;
+    }
+    int rc = MS_OK;
+    bool unrecorded = false;
+    time_t cutoff = retention_cutoff(r->acct);
+    for (size_t at = 0; at < ntodo && rc == MS_OK; at += APPEND_CHUNK) {
+        size_t end = at + APPEND_CHUNK < ntodo ? at + APPEND_CHUNK : ntodo;
+        if (run_stopped(r)) {
+            rc = ms_error_set(err, MS_EPARTIAL, "stopped by a signal after %zu of %zu uploads; the rest goes at the "
+                              "next run", at, ntodo);
+            break;
+        }
+        /* 1. journal the chunk (durable before any APPEND of it) */
+        rc = state_begin(r->st, err);
+        for (size_t i = at; i < end && rc == MS_OK; i++) {
+            struct upload *u = &todo[i];
+            struct ms_error e;
+            struct stat st;
+            int fd = maildir_open_msg(c->mf, u->l, &e);
+            if (fd >= 0 && cutoff && fstat(fd, &st) == 0 && st.st_mtime < cutoff) {
+                /* older than server_retention_days: it lives only here
+                 * (retired from the server, or it would be at once) */
+                log_msg(LOG_VERBOSE, "%s: %s not uploaded: older than server_retention_days", c->sel->name,
+                        u->l->name);
+            } else if (fd < 0 || message_identity_fd(fd, &u->message_id, &u->size) != 0) {
+                log_msg(LOG_WARN, "%s: %s not uploaded: cannot read it", c->sel->name, u->l->name);
+                c->fres->failed++;
+            } else if (u->size == 0) {
+                /* No mail, and no server stores it (an APPEND of an empty
+                 * literal is refused): not a failure to retry every run.
+                 * The file stays (it is the user's). */
+                log_msg(LOG_WARN, "%s: %s not uploaded: it is empty (0 bytes)", c->sel->name,
+                        log_escape(u->l->name, strlen(u->l->name), 100));
+            } else {
+                struct state_append ja = {.uniq = u->l->uniq, .uidvalidity = c->uidvalidity, .uidnext = c->uidnext,
+                                          .size = u->size, .message_id = u->message_id};
+                rc = state_append_put(r->st, c->sf->id, &ja, err);
+                u->journalled = rc == MS_OK;
+            }
+            if (fd >= 0)
+                close(fd);
+        }
+        if (rc == MS_OK)
+            rc = state_commit(r->st, err);
+        else
+            state_rollback(r->st);
+        /* 2. upload (streamed from the file), 3. record (one batch per chunk) */
+        for (size_t i = at; i < end && rc == MS_OK; i++) {
+            struct upload *u = &todo[i];
+            if (!u->journalled)
+                continue;
+            struct ms_error e = {0};
+            struct stat st;
+            uint32_t uv = 0, uid = 0;
+            int fd = maildir_open_msg(c->mf, u->l, &e);
+            int x = fd < 0 ? MS_EPARTIAL : MS_OK;
+            if (x == MS_OK && fstat(fd, &st) != 0)
+                x = ms_error_errno(&e, MS_EPARTIAL, errno, "%s: cannot stat %s", c->sel->name, u->l->name);
+            if (x == MS_OK)
+                x = r->remote->ops->append(r->remote, c->sel->raw, u->l->flags, st.st_mtime, fd, u->size, &uv, &uid, &e);
+            if (fd >= 0)
+                close(fd);
+            if (x == MS_OK && uid && uv == c->uidvalidity) {
+                struct state_msg row = {.uid = uid, .uniq = u->l->uniq, .flags = u->l->flags & FLAG_ALL,
+                                        .size = u->size, .message_id = u->message_id};
+                x = state_batch(r->st, &e);
+                if (x == MS_OK)
+                    x = state_msg_put(r->st, c->sf->id, &row, &e);
+                if (x == MS_OK)
+                    x = state_append_forget(r->st, c->sf->id, u->l->uniq, &e);
+                if (x != MS_OK) {
+                    state_batch_abort(r->st);
+                    *err = e;
+                    rc = x;
+                }
+            } else if (x == MS_OK) {
+                unrecorded = true; /* no APPENDUID: found by settle_uploads below */
+            } else if (x == MS_EPARTIAL) {
+                log_msg(LOG_WARN, "%s", e.msg);
+                c->fres->failed++;
+            } else {
+                *err = e;
+                rc = x;
+            }
+            if (x == MS_OK) {
+                c->fres->uploaded++;
+                c->fres->bytes_up += u->size;
+                if (prog && prog->message_done)
+                    prog->message_done(prog->ctx, u->size);
+            }
+        }
+        if (rc == MS_OK)
+            rc = state_batch_commit(r->st, err);
+        else
+            state_batch_abort(r->st);
+    }
+    for (size_t i = 0; i < ntodo; i++)
+        free(todo[i].message_id);
+    free(todo);
+    if (rc == MS_OK && unrecorded)
+        rc = settle_uploads(r, c->sel, c->sf->id, c->uidvalidity, err);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* one folder */
+
+/* meta key of a folder's change stamp */
+static void stamp_key(char *key, size_t len, int64_t folder_id)
+{
+    snprintf(key, len, "local_stamp:%lld", (long long)folder_id);
+}
+
+bool stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp *now)
+{
+    char key[64], *v = NULL;
+    struct ms_error e;
+    stamp_key(key, sizeof key, folder_id);
+    if (state_meta_get(r->st, key, &v, &e) != MS_OK || !v)
+        return false;
+    long long cur = 0, new = 0;
+    bool same = sscanf(v, "%lld %lld", &cur, &new) == 2 && cur == now->cur_ns && new == now->new_ns;
+    free(v);
+    return same;
+}
+
+int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s, struct ms_error *err)
+{
+    char key[64], val[64];
+    stamp_key(key, sizeof key, folder_id);
+    snprintf(val, sizeof val, "%lld %lld", (long long)s->cur_ns, (long long)s->new_ns);
+    int rc = state_batch(r->st, err);
+    if (rc == MS_OK)
+        rc = state_meta_set(r->st, key, val, err);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* what the scan left out */
+
+/* The state row naming uniq, or NULL (a linear search: only for the few
+ * entries a scan leaves out). */
+static const struct state_msg *state_row_of(const struct push_ctx *c, const char *uniq)
+{
+    for (size_t i = 0; i < c->nstate; i++)
+        if (c->state[i].uniq && strcmp(c->state[i].uniq, uniq) == 0)
+            return &c->state[i];
+    return NULL;
+}
+
+/* The size m has on the server (CRLF), or UINT64_MAX if unreadable. */
+static uint64_t crlf_size_of(struct push_ctx *c, const struct local_msg *m)
+{
+    struct ms_error e;
+    char *mid = NULL;
+    uint64_t size = UINT64_MAX;
+    int fd = maildir_open_exact(c->mf, m, &e);
+    if (fd >= 0 && message_identity_fd(fd, &mid, &size) != 0)
+        size = UINT64_MAX;
+    if (fd >= 0)
+        close(fd);
+    free(mid);
+    return size;
+}
+
+/* Of two files with one unique part, whether dup rather than kept is the
+ * message the state row s recorded: the one of the recorded size, else
+ * the one with the recorded flags. */
+static bool dup_is_recorded(struct push_ctx *c, const struct state_msg *s, const struct local_msg *kept,
+                            const struct local_msg *dup)
+{
+    if (!s)
+        return false;
+    bool k = crlf_size_of(c, kept) == s->size, d = crlf_size_of(c, dup) == s->size;
+    if (k != d)
+        return d;
+    return (kept->flags & FLAG_ALL) != (s->flags & FLAG_ALL) && (dup->flags & FLAG_ALL) == (s->flags & FLAG_ALL);
+}
+
+static void swap_msgs(struct local_msg *a, struct local_msg *b)
+{
+    struct local_msg t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* A copy of m for c->local (which owns its strings). */
+static struct local_msg copy_msg(const struct local_msg *m)
+{
+    struct local_msg x = *m;
+    x.uniq = xstrdup(m->uniq);
+    x.name = xstrdup(m->name);
+    return x;
+}
+
+static int cmp_msg_uniq(const void *a, const void *b)
+{
+    return strcmp(((const struct local_msg *)a)->uniq, ((const struct local_msg *)b)->uniq);
+}
+
+/* Before planning, the entries the scan left out (maildir_scan_left_out()):
+ *  - not a regular file where a known message was (a dangling symlink, a
+ *    directory, a FIFO, a socket): that is no deletion ("a known message
+ *    file that is no longer a regular file is not a deletion"). It stands
+ *    in the list with the flags its row records, so the plan pushes
+ *    nothing for it and the row stays; it is never opened.
+ *  - a second file with a listed file's unique part (a restored backup):
+ *    the same bytes are the same message, never uploaded again (both
+ *    files stay, with a warning: removing one is the user's call). Other
+ *    bytes are another message: it gets a unique part of its own and is
+ *    uploaded once. Of the two, the list keeps the one the state recorded
+ *    (by size, else by flags), so no flag change is pushed for the other.
+ * Returns MS_OK or a local error (a failed rename). */
+static int take_left_out(struct push_ctx *c, struct ms_error *err)
+{
+    size_t n;
+    struct local_msg *left = maildir_scan_left_out(c->mf, &n);
+    struct local_msg *add = xcalloc(n + 1, sizeof *add);
+    size_t nadd = 0;
+    int rc = MS_OK;
+    for (size_t i = 0; i < n && rc == MS_OK; i++) {
+        struct local_msg *m = &left[i];
+        struct local_msg *kept = local_by_uniq(c->local, c->nlocal, m->uniq);
+        const struct state_msg *s = state_row_of(c, m->uniq);
+        char name[420];
+        snprintf(name, sizeof name, "%s/%s", m->in_new ? "new" : "cur", log_escape(m->name, strlen(m->name), 100));
+        if (m->odd) {
+            log_msg(LOG_WARN, "%s: skipping %s: not a regular file (a dangling symlink, directory, FIFO or socket); "
+                              "not taken for a deletion",
+                    c->sel->name, name);
+            bool listed = kept != NULL;
+            for (size_t k = 0; k < nadd && !listed; k++)
+                listed = strcmp(add[k].uniq, m->uniq) == 0;
+            if (s && !listed) {
+                add[nadd] = copy_msg(m);
+                add[nadd++].flags = s->flags & FLAG_ALL;
+            }
+            continue;
+        }
+        if (!kept)
+            continue;
+        struct ms_error e;
+        int same = maildir_same_content(c->mf, kept, m, &e);
+        if (same < 0) {
+            log_msg(LOG_WARN, "%s: %s", c->sel->name, e.msg);
+            c->fres->failed++;
+            continue;
+        }
+        if (dup_is_recorded(c, s, kept, m)) {
+            swap_msgs(kept, m);
+            snprintf(name, sizeof name, "%s/%s", m->in_new ? "new" : "cur", log_escape(m->name, strlen(m->name), 100));
+        }
+        if (same) {
+            log_msg(LOG_WARN, "%s: %s has the same unique name and content as %s/%s: the same message, not uploaded "
+                              "again (one of the two files may go)",
+                    c->sel->name, name, kept->in_new ? "new" : "cur", log_escape(kept->name, strlen(kept->name), 100));
+            continue;
+        }
+        if (c->r->opt->dry_run) {
+            log_msg(LOG_WARN, "%s: %s has the same unique name as another message: it would get its own and be "
+                              "uploaded", c->sel->name, name);
+            continue;
+        }
+        if ((rc = maildir_rename_uniq(c->mf, m, err)) != MS_OK)
+            break;
+        log_msg(LOG_WARN, "%s: %s had the same unique name as another message (a restored backup?): renamed to %s, "
+                          "uploaded as a message of its own",
+                c->sel->name, name, log_escape(m->name, strlen(m->name), 100));
+        add[nadd++] = copy_msg(m);
+    }
+    if (nadd) {
+        c->local = xrealloc(c->local, (c->nlocal + nadd) * sizeof *c->local);
+        memcpy(c->local + c->nlocal, add, nadd * sizeof *add);
+        c->nlocal += nadd;
+        qsort(c->local, c->nlocal, sizeof *c->local, cmp_msg_uniq);
+    }
+    free(add);
+    return rc;
+}
+
+/* (Re)plan the folder from c's state rows and scan. */
+static int plan_folder(struct push_ctx *c, struct plan_input *in, struct push_plan *p, struct ms_error *err)
+{
+    free_plan_input(in);
+    push_plan_free(p);
+    build_plan_input(in, c->r->acct, c->r->opt, c->state, c->nstate, c->local, c->nlocal, NULL, 0);
+    return plan_push(in, p) == 0 ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
+}
+
+int push_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
+                struct maildir_stamp *stamp, struct ms_error *err)
+{
+    struct maildir_stamp before = {0};
+    memset(stamp, 0, sizeof *stamp);
+    struct state_folder sf = {0};
+    struct push_ctx c = {.r = r, .sel = sel, .sf = &sf, .fres = fres};
+    struct plan_input in = {0};
+    struct push_plan p = {0};
+    struct state_append *journal = NULL;
+    size_t njournal = 0;
+    int rc = state_folder_get(r->st, sel->raw, &sf, err);
+    if (rc || !sf.id || !sf.last_sync || !sf.uidvalidity) {
+        /* never pulled: nothing of it can be pushed yet; a sync pushes it
+         * once its pull has matched the files (else one complete sync
+         * would leave the local changes of such a folder behind) */
+        r->push_after_pull = rc == MS_OK;
+        goto out;
+    }
+    if (r->rootfd < 0 || !maildir_folder_exists(r->rootfd, sel->path)) {
+        rc = ms_error_set(err, MS_EPARTIAL,
+                          "%s: local folder %s/%s is missing although it was synced before; not touching it",
+                          sel->name, r->acct->maildir, sel->path);
+        goto out;
+    }
+    /* Nothing added, removed or renamed since a push found everything
+     * pushed: nothing to scan (a no-op sync stays flat in the folder's
+     * size). A journal left by a killed run is settled by the pull. */
+    bool have_stamp = maildir_change_stamp(r->rootfd, sel->path, &before) == 0;
+    if (have_stamp && !sf.appends_count && !sf.pending_count && stamp_recorded(r, sf.id, &before)) {
+        log_msg(LOG_VERBOSE, "%s: no local change since the last push", sel->name);
+        goto out;
+    }
+    if ((rc = maildir_folder_open(r->rootfd, sel->path, false, &c.mf, err)))
+        goto out;
+    if (!r->opt->dry_run && sf.pending_count && (rc = journal_recover(r->st, c.mf, sf.id, JOURNAL_UID, err)))
+        goto out;
+    if ((rc = maildir_scan_names(c.mf, &c.local, &c.nlocal, err)) ||
+        (rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
+        (rc = state_append_list(r->st, sf.id, &journal, &njournal, err)) || (rc = take_left_out(&c, err)))
+        goto out;
+    if ((rc = plan_folder(&c, &in, &p, err)))
+        goto out;
+    if (p.guard_tripped) {
+        /* As a pull's guard: the folder is left untouched. */
+        rc = ms_error_set(err, MS_EPARTIAL,
+                          "%s: nothing pushed: %zu of the %zu messages synced before are gone locally, more than "
+                          "max_delete (%d%%) allows or all of them; if that is right, run again with --force",
+                          sel->name, p.guard_deletes, p.guard_total, r->acct->max_delete);
+        goto out;
+    }
+    if (p.n == 0 && njournal == 0)
+        goto done;
+    if (r->opt->dry_run) {
+        dryrun_report_push(r->opt, r->acct->name, sel->name, &p);
+        fres->uploaded = p.nappend;
+        fres->pushed_flags = p.nflags;
+        fres->pushed_deleted = p.ndelete;
+        goto out;
+    }
+    struct remote_box mb;
+    if ((rc = r->remote->ops->select(r->remote, sel->raw, true, &mb, err)))
+        goto out;
+    if (mb.uidvalidity != sf.uidvalidity) {
+        log_msg(LOG_WARN, "%s: UIDVALIDITY changed on the server: local changes are pushed after the pull has "
+                          "matched the messages again", sel->name);
+        r->push_after_pull = true;
+        goto out;
+    }
+    c.uidvalidity = mb.uidvalidity;
+    c.uidnext = mb.uidnext;
+    if (njournal && (rc = settle_uploads(r, sel, sf.id, c.uidvalidity, err)))
+        goto out;
+    if (njournal) {
+        /* Recorded uploads are known now: plan again. */
+        state_msgs_free(c.state, c.nstate);
+        c.state = NULL;
+        c.nstate = 0;
+        if ((rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
+            (rc = plan_folder(&c, &in, &p, err)))
+            goto out;
+    }
+    /* Removals wait for every folder's listing (struct run's
+     * defer_deletions); the second pass plans the folder again. */
+    bool hold = r->defer_deletions && p.ndelete;
+    if (hold)
+        r->held_push = true;
+    else if (p.ndelete && (rc = push_deletions(&c, &p, err)))
+        goto out;
+    if (p.nflags && (rc = push_flags(&c, &p, err)))
+        goto out;
+    if (p.nappend && (rc = push_appends(&c, &p, err)))
+        goto out;
+    if (fres->failed) {
+        rc = ms_error_set(err, MS_EPARTIAL, "%s: %zu local messages could not be uploaded", sel->name, fres->failed);
+        goto out;
+    }
+done:
+    /* Everything the scan saw is pushed and recorded. */
+    if (have_stamp && before.settled && !r->opt->dry_run && !r->held_push)
+        *stamp = before;
+out:
+    free_plan_input(&in);
+    push_plan_free(&p);
+    state_appends_free(journal, njournal);
+    state_msgs_free(c.state, c.nstate);
+    maildir_msgs_free(c.local, c.nlocal);
+    maildir_folder_close(c.mf);
+    state_folder_free(&sf);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* folders that exist only locally */
+
+/* The server name a local folder path stands for: each component encoded
+ * in modified UTF-7 and joined with the server's delimiter. NULL when
+ * there is none (a nested path on a flat server, bad UTF-8). The caller
+ * checks that the name maps back to the same path. */
+static char *server_name_of(const char *path, enum folder_layout layout, char delim)
+{
+    if (layout == LAYOUT_MAILDIRPP) {
+        if (!*path)
+            return xstrdup("INBOX");
+        if (path[0] != '.')
+            return NULL;
+        path++;
+    }
+    char sep = layout == LAYOUT_MAILDIRPP ? '.' : '/';
+    char *copy = xstrdup(path), *save = NULL, *out = NULL;
+    size_t len = 0;
+    for (char *comp = strtok_r(copy, (char[]){sep, 0}, &save); comp; comp = strtok_r(NULL, (char[]){sep, 0}, &save)) {
+        char *enc = names_mutf7_encode(comp);
+        if (!enc || (out && !delim)) {
+            free(enc);
+            free(out);
+            out = NULL;
+            break;
+        }
+        size_t el = strlen(enc);
+        out = xrealloc(out, len + el + 2);
+        if (len)
+            out[len++] = delim;
+        memcpy(out + len, enc, el + 1);
+        len += el;
+        free(enc);
+    }
+    free(copy);
+    return out;
+}
+
+static bool path_in(char **v, size_t n, const char *path)
+{
+    return n && bsearch(&path, v, n, sizeof *v, cmp_str) != NULL;
+}
+
+int create_local_folders(struct run *r, struct selected **sel, size_t *nsel, struct ms_error *err)
+{
+    if (r->rootfd < 0)
+        return MS_OK;
+    char **paths = NULL;
+    size_t np = 0;
+    maildir_find_folders(r->rootfd, r->acct->layout == LAYOUT_MAILDIRPP, &paths, &np);
+    struct state_folder *known = NULL;
+    size_t nknown = 0;
+    struct ms_error e;
+    int rc = MS_OK;
+    if (np && state_folder_list_brief(r->st, &known, &nknown, &e) != MS_OK) {
+        log_msg(LOG_WARN, "%s", e.msg); /* without it, nothing can be told new */
+        np = 0;
+    }
+    for (size_t i = 0; i < np && rc == MS_OK; i++) {
+        const char *path = paths[i];
+        bool seen = path_in(r->server_paths, r->nserver_paths, path);
+        for (size_t k = 0; k < nknown && !seen; k++)
+            seen = known[k].path && strcmp(known[k].path, path) == 0;
+        if (seen)
+            continue;
+        const char *why = NULL;
+        char *raw = server_name_of(path, r->acct->layout, r->delim);
+        char *back = raw ? names_folder_path(raw, r->delim, r->acct->layout, &why) : NULL;
+        if (!back || strcmp(back, path) != 0) {
+            log_msg(LOG_WARN, "local folder %s/%s has no server name that maps back to it; not created on the server",
+                    r->acct->maildir, log_escape(path, strlen(path), 200));
+            free(raw);
+            free(back);
+            continue;
+        }
+        free(back);
+        char *name = names_display(raw);
+        for (char *p = name; r->delim && r->delim != '/' && *p; p++)
+            if (*p == r->delim)
+                *p = '/';
+        if (!folder_wanted(r->acct, r->opt, name)) {
+            free(raw);
+            free(name);
+            continue;
+        }
+        struct remote_box mb = {0};
+        struct state_folder sf = {0};
+        if (r->opt->dry_run) {
+            dryrun_report(r->opt, &(struct engine_planned){.account = r->acct->name, .folder = name,
+                                                          .kind = ENGINE_PLAN_CREATE_FOLDER, .uid = 0, .size = 0,
+                                                          .count = 0, .flags = 0, .flags_removed = 0, .file = NULL});
+            free(raw);
+            free(name);
+            continue;
+        }
+        int x = r->remote->ops->create(r->remote, raw, &e);
+        if (x == MS_OK)
+            x = r->remote->ops->select(r->remote, raw, false, &mb, &e);
+        if (x == MS_OK) {
+            /* Empty on the server, made by us: the push may upload the
+             * folder's messages at once. The first pull lists it in full
+             * (no modseq recorded). */
+            sf.name = xstrdup(raw);
+            sf.path = xstrdup(path);
+            sf.uidvalidity = mb.uidvalidity;
+            sf.uidnext = mb.uidnext;
+            sf.last_sync = (int64_t)time(NULL);
+            x = state_folder_save(r->st, &sf, &e);
+            state_folder_free(&sf);
+        }
+        if (x == MS_OK) {
+            log_msg(LOG_INFO, "created folder \"%s\" on the server", name);
+            *sel = xrealloc(*sel, (*nsel + 1) * sizeof **sel);
+            (*sel)[(*nsel)++] = (struct selected){raw, name, xstrdup(path)};
+            continue;
+        }
+        if (x == MS_EPARTIAL) {
+            log_msg(LOG_ERROR, "cannot create folder \"%s\" on the server: %s", name, e.msg);
+            r->res->status = ms_error_worse(r->res->status, MS_EPARTIAL);
+        } else {
+            *err = e;
+            rc = x;
+        }
+        free(raw);
+        free(name);
+    }
+    state_folders_free(known, nknown);
+    for (size_t i = 0; i < np; i++)
+        free(paths[i]);
+    free(paths);
+    return rc;
+}

@@ -1,0 +1,2946 @@
+/*
+ * imap.c: the IMAP side (imap.h) over libetpan, on our own transport.
+ *
+ * libetpan parses and formats IMAP; sync/net/netstream.c moves the bytes (TLS,
+ * deadlines, literal caps, masked trace). This file decides what is sent
+ * and when: the connect sequence (TLS, STARTTLS without stripping or
+ * injection, fresh capabilities, authentication), LIST, SELECT/EXAMINE,
+ * and the three UID FETCH shapes, all with libetpan's per-message handler
+ * so no FETCH result list grows and a tagged NO is never hidden, and with
+ * a body handler installed for the whole session so no body is ever held
+ * in memory (libetpan would otherwise keep each literal whole).
+ *
+ * libetpan codes map to ours as in shared/docs/libetpan.md §6: STREAM,
+ * PARSE, PROTOCOL (BAD, wrong tag), FATAL (BYE) mean the session is dead
+ * (MS_ENET, the stream is closed at once, later calls fail fast); a
+ * command's own error code means a tagged NO (MS_EPARTIAL, still usable).
+ */
+#include "sync/remote/imap.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libetpan/libetpan.h>
+#include <openssl/evp.h>
+
+#include "sync/flags.h"
+#include "sync/log.h"
+#include "sync/message.h"
+#include "sync/net/netstream.h"
+#include "sync/net/tls.h"
+#include "sync/util.h"
+
+#define STREAM_BUFFER_SIZE 65536
+#define FETCH_BATCH_UIDS 500
+#define FETCH_SET_CHARS 7000 /* keeps a UID FETCH line well under 8 KB */
+#define IDENTITY_MAX 8192
+#define KEYWORDS_MAX 4096
+#define CAPS_MAX 16384
+#define FLAGS_MISSING (1u << 31) /* internal: a FETCH report without FLAGS */
+#define VANISHED_MAX ((size_t)1 << 24)
+#define UIDS_PER_SEARCH 20000 /* expected answers per UID SEARCH of imap_fetch_uids */
+
+enum body_mode { BODY_DISCARD, BODY_SINK, BODY_IDENTITY };
+
+struct queued_examine {
+    int tag;
+    char *name;
+    uint32_t uidvalidity;
+    uint64_t modseq;
+};
+
+struct imap_session {
+    mailimap *imap;
+    struct netstream *ns; /* owned by imap->imap_stream; NULL once closed */
+    struct tls_client *tls;
+    char *host;
+    int port;
+    int timeout;
+    bool dead;
+    bool logout_sent; /* imap_logout_start(): the answer is read at close */
+    char *caps;
+    char *tls_info;
+    /* What the session-wide body handler does with body bytes now. */
+    enum body_mode body_mode;
+    struct fetch_ctx *fetch;
+    bool enable_tried; /* ENABLE QRESYNC was sent (once per session) */
+    bool qresync;      /* ...and the server confirmed it */
+    /* imap_examine_ahead(): EXAMINEs sent, answers not read yet, in the
+     * order sent (ahead[ahead_next..nahead)). */
+    struct queued_examine *ahead;
+    size_t nahead, ahead_next;
+    /* The folder a pipelined answer was read for while later EXAMINEs were
+     * in flight: the server has another one selected by now, so a command
+     * on this one EXAMINEs it again first (and checks its UIDVALIDITY). */
+    char *reselect;
+    uint32_t reselect_uv;
+    char text[204]; /* server_text() */
+};
+
+/* ======================================================================
+ * Errors
+ * ==================================================================== */
+
+/* The server's text of the last tagged response, escaped and bounded
+ * (it is hostile input); valid until the next call. */
+static const char *server_text(struct imap_session *s)
+{
+    const char *t = s->imap ? s->imap->imap_response : NULL;
+    if (!t || !*t)
+        return "(no text)";
+    imap_escape_text(t, strnlen(t, 1000), s->text, sizeof s->text);
+    return s->text;
+}
+
+/* Close the connection now: after a fatal error nothing more may be sent
+ * or trusted, and mailimap_free() must not try a LOGOUT. */
+static void kill_stream(struct imap_session *s)
+{
+    s->dead = true;
+    if (s->imap && s->imap->imap_stream) {
+        mailstream_close(s->imap->imap_stream);
+        s->imap->imap_stream = NULL;
+        s->imap->imap_state = MAILIMAP_STATE_DISCONNECTED;
+    }
+    s->ns = NULL;
+}
+
+static int fail_dead(struct imap_session *s, struct ms_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail_dead(struct imap_session *s, struct ms_error *err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = MS_ENET;
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    kill_stream(s);
+    return MS_ENET;
+}
+
+/* Why the connection broke, from the transport's point of view. */
+static const char *stream_reason(struct imap_session *s, const char *fallback)
+{
+    if (s->ns && netstream_failed(s->ns))
+        return netstream_reason(s->ns);
+    if (s->ns && netstream_bye_text(s->ns))
+        return netstream_bye_text(s->ns);
+    return fallback;
+}
+
+/* A libetpan call `what` returned r (not NO_ERROR). */
+static int fail_call(struct imap_session *s, int r, const char *what, struct ms_error *err)
+{
+    char text[260];
+    switch (r) {
+    case MAILIMAP_ERROR_STREAM:
+        return fail_dead(s, err, "%s: %s:%d: %s", what, s->host, s->port, stream_reason(s, "connection lost"));
+    case MAILIMAP_ERROR_PARSE:
+        return fail_dead(s, err, "%s: %s:%d: %s", what, s->host, s->port,
+                         stream_reason(s, "could not parse the server's response"));
+    case MAILIMAP_ERROR_PROTOCOL:
+        snprintf(text, sizeof text, "%s", server_text(s));
+        return fail_dead(s, err, "%s: %s:%d: server replied BAD (or with a wrong tag): %s", what, s->host, s->port,
+                         text);
+    case MAILIMAP_ERROR_FATAL:
+        snprintf(text, sizeof text, "%s", server_text(s));
+        return fail_dead(s, err, "%s: %s:%d: server closed the session: %s", what, s->host, s->port, text);
+    case MAILIMAP_ERROR_MEMORY: return fail_dead(s, err, "%s: out of memory", what);
+    case MAILIMAP_ERROR_BAD_STATE:
+        return ms_error_set(err, MS_EPARTIAL, "%s: not possible in this IMAP state (no folder selected?)", what);
+    case MAILIMAP_ERROR_CONNECTION_REFUSED:
+    case MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION:
+        snprintf(text, sizeof text, "%s", server_text(s));
+        return fail_dead(s, err, "%s: %s:%d refused the session: %s", what, s->host, s->port, text);
+    default: return ms_error_set(err, MS_EPARTIAL, "%s: server said NO: %s", what, server_text(s));
+    }
+}
+
+static int check_alive(struct imap_session *s, struct ms_error *err)
+{
+    if (!s || s->dead || !s->imap || !s->imap->imap_stream)
+        return ms_error_set(err, MS_ENET, "the IMAP connection%s%s is no longer usable", s ? " to " : "",
+                            s ? s->host : "");
+    return MS_OK;
+}
+
+/* ======================================================================
+ * Capabilities
+ * ==================================================================== */
+
+static void set_caps_text(struct imap_session *s)
+{
+    free(s->caps);
+    s->caps = NULL;
+    struct mailimap_connection_info *ci = s->imap->imap_connection_info;
+    size_t cap = 256, o = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return;
+    out[0] = '\0';
+    if (ci && ci->imap_capability && ci->imap_capability->cap_list) {
+        for (clistiter *it = clist_begin(ci->imap_capability->cap_list); it; it = clist_next(it)) {
+            struct mailimap_capability *c = clist_content(it);
+            const char *pre = c->cap_type == MAILIMAP_CAPABILITY_AUTH_TYPE ? "AUTH=" : "";
+            const char *name =
+                c->cap_type == MAILIMAP_CAPABILITY_AUTH_TYPE ? c->cap_data.cap_auth_type : c->cap_data.cap_name;
+            if (!name)
+                continue;
+            size_t need = o + 1 + strlen(pre) + strlen(name) + 1;
+            if (need > CAPS_MAX)
+                break;
+            if (need > cap) {
+                size_t ncap = need * 2;
+                char *n = realloc(out, ncap);
+                if (!n)
+                    break;
+                out = n;
+                cap = ncap;
+            }
+            o += (size_t)snprintf(out + o, cap - o, "%s%s%s", o ? " " : "", pre, name);
+        }
+    }
+    /* Capabilities are atoms; anything else is shown harmlessly. */
+    for (size_t i = 0; i < o; i++)
+        if ((unsigned char)out[i] < 0x21 || (unsigned char)out[i] > 0x7e)
+            out[i] = out[i] == ' ' ? ' ' : '?';
+    s->caps = out;
+}
+
+static int read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *state);
+static int settle_ahead(struct imap_session *s, bool on_selected, struct ms_error *err);
+static int stream_puts(mailstream *st, const char *text);
+
+/* Before a command: the session is usable, and no pipelined EXAMINE
+ * answer is waiting (on_selected: and the folder the caller works on is
+ * the one the server has selected). */
+static int ready(struct imap_session *s, bool on_selected, struct ms_error *err)
+{
+    int rc = check_alive(s, err);
+    return rc != MS_OK ? rc : settle_ahead(s, on_selected, err);
+}
+
+/* One command whose text needs no quoting; untagged data is dropped and
+ * the tagged state comes through *state. A libetpan error code. */
+static int plain_command(struct imap_session *s, const char *text, int *state)
+{
+    mailimap *imap = s->imap;
+    mailstream *st = imap->imap_stream;
+    int r = mailimap_send_current_tag(imap);
+    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, text) || stream_puts(st, "\r\n") || mailstream_flush(st) != 0))
+        r = MAILIMAP_ERROR_STREAM;
+    *state = -1;
+    return r == MAILIMAP_NO_ERROR ? read_tagged(s, imap->imap_tag, NULL, state) : r;
+}
+
+/* Forget what libetpan cached, so we can tell whether the next response
+ * brought capabilities. */
+static void drop_cached_caps(struct imap_session *s)
+{
+    struct mailimap_connection_info *ci = s->imap->imap_connection_info;
+    if (ci && ci->imap_capability) {
+        mailimap_capability_data_free(ci->imap_capability);
+        ci->imap_capability = NULL;
+    }
+}
+
+/* Forget cached capabilities (libetpan keeps the pre-TLS ones) and ask
+ * again. Not with mailimap_capability(): libetpan 1.9.4 copies the
+ * session's capability list there without checking it, and a malformed
+ * answer ("*  CAPABILITY", found by fuzz_imap_fetch) leaves it NULL. The
+ * answer is parsed the usual way (libetpan stores what CAPABILITY data
+ * came); none at all is an empty list. */
+static int refresh_caps(struct imap_session *s, struct ms_error *err)
+{
+    drop_cached_caps(s);
+    int state;
+    int r = plain_command(s, "CAPABILITY", &state);
+    if (r == MAILIMAP_NO_ERROR && state != MAILIMAP_RESP_COND_STATE_OK)
+        r = MAILIMAP_ERROR_CAPABILITY;
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, "CAPABILITY", err);
+    set_caps_text(s);
+    if (!s->caps)
+        return fail_dead(s, err, "out of memory");
+    return MS_OK;
+}
+
+/* Use capabilities the server volunteered (greeting, login OK) when there
+ * are any; ask otherwise. */
+static int learn_caps(struct imap_session *s, struct ms_error *err)
+{
+    struct mailimap_connection_info *ci = s->imap->imap_connection_info;
+    if (ci && ci->imap_capability) {
+        set_caps_text(s);
+        if (!s->caps)
+            return fail_dead(s, err, "out of memory");
+        return MS_OK;
+    }
+    return refresh_caps(s, err);
+}
+
+const char *imap_capabilities(struct imap_session *s)
+{
+    return s && s->caps ? s->caps : "";
+}
+
+bool imap_has_capability(struct imap_session *s, const char *name)
+{
+    if (!s || !s->caps || !name || !*name)
+        return false;
+    size_t n = strlen(name);
+    for (const char *p = s->caps; *p;) {
+        const char *e = strchr(p, ' ');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && strncasecmp(p, name, n) == 0)
+            return true;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return false;
+}
+
+const char *imap_tls_info(struct imap_session *s)
+{
+    return s && s->tls_info ? s->tls_info : "none";
+}
+
+/* ======================================================================
+ * Authentication
+ * ==================================================================== */
+
+/* malloc'd base64 of len bytes of data (no line breaks). */
+static char *base64(const unsigned char *data, size_t len)
+{
+    size_t outlen = 4 * ((len + 2) / 3) + 1;
+    char *out = malloc(outlen);
+    if (!out)
+        return NULL;
+    EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+    return out;
+}
+
+static int stream_puts(mailstream *st, const char *text)
+{
+    size_t n = strlen(text);
+    return mailstream_write(st, text, n) == (ssize_t)n ? 0 : -1;
+}
+
+/* name as an IMAP quoted string ("..." with \" and \\ escaped), malloc'd;
+ * NULL if out of memory. The caller has checked that a quoted string can
+ * carry it (no line break). */
+static char *quote_name(const char *name)
+{
+    size_t len = strlen(name);
+    char *quoted = malloc(2 * len + 3);
+    if (!quoted)
+        return NULL;
+    size_t o = 0;
+    quoted[o++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        if (name[i] == '"' || name[i] == '\\')
+            quoted[o++] = '\\';
+        quoted[o++] = name[i];
+    }
+    quoted[o++] = '"';
+    quoted[o] = '\0';
+    return quoted;
+}
+
+/* One SASL exchange with a single client message: AUTHENTICATE mech, the
+ * initial response inline when the server has SASL-IR or after the first
+ * "+", then `cancel` for any further challenge (the server's error detail
+ * for XOAUTH2/OAUTHBEARER, or "*" to give up). Returns a libetpan code:
+ * NO_ERROR, ERROR_LOGIN for NO (or BAD after our cancel), or a fatal one. */
+static int sasl_exchange(struct imap_session *s, const char *mech, const char *ir, const char *cancel)
+{
+    mailimap *imap = s->imap;
+    mailstream *st = imap->imap_stream;
+    bool inline_ir = imap_has_capability(s, "SASL-IR");
+    int r = MAILIMAP_NO_ERROR;
+    bool cancelled = false;
+
+    mailstream_set_privacy(st, 0);
+    netstream_set_secret(s->ns, true);
+    r = mailimap_send_current_tag(imap);
+    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, "AUTHENTICATE ") || stream_puts(st, mech) ||
+                                   (inline_ir && (stream_puts(st, " ") || stream_puts(st, *ir ? ir : "="))) ||
+                                   stream_puts(st, "\r\n") || mailstream_flush(st) != 0))
+        r = MAILIMAP_ERROR_STREAM;
+    bool sent = inline_ir;
+    for (int round = 0; r == MAILIMAP_NO_ERROR; round++) {
+        if (!mailimap_read_line(imap)) {
+            r = MAILIMAP_ERROR_STREAM;
+            break;
+        }
+        if (imap->imap_stream_buffer->str[0] != '+')
+            break; /* untagged data or the tagged result: parsed below */
+        if (round >= 3) {
+            r = MAILIMAP_ERROR_PROTOCOL;
+            break;
+        }
+        const char *reply = sent ? cancel : ir;
+        cancelled = sent;
+        sent = true;
+        if (stream_puts(st, reply) || stream_puts(st, "\r\n") || mailstream_flush(st) != 0)
+            r = MAILIMAP_ERROR_STREAM;
+    }
+    netstream_set_secret(s->ns, false);
+    mailstream_set_privacy(st, 1);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+
+    struct mailimap_response *resp = NULL;
+    r = mailimap_parse_response(imap, &resp);
+    if (r == MAILIMAP_ERROR_PROTOCOL && cancelled)
+        return MAILIMAP_ERROR_LOGIN; /* BAD is the answer to our "*" */
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    mailimap_response_free(resp);
+    if (state != MAILIMAP_RESP_COND_STATE_OK)
+        return MAILIMAP_ERROR_LOGIN;
+    imap->imap_state = MAILIMAP_STATE_AUTHENTICATED;
+    return MAILIMAP_NO_ERROR;
+}
+
+/* Build the single client message of a mechanism, base64-encoded. */
+static char *sasl_message(enum auth_mech mech, const char *user, const char *secret, const char *host, int port)
+{
+    char *raw = NULL;
+    int len = -1;
+    switch (mech) {
+    case AUTH_PLAIN: {
+        /* authzid NUL authcid NUL passwd, with an empty authzid */
+        size_t ul = strlen(user), pl = strlen(secret);
+        raw = malloc(ul + pl + 2);
+        if (!raw)
+            return NULL;
+        raw[0] = '\0';
+        memcpy(raw + 1, user, ul);
+        raw[1 + ul] = '\0';
+        memcpy(raw + 2 + ul, secret, pl);
+        len = (int)(ul + pl + 2);
+        break;
+    }
+    case AUTH_XOAUTH2: len = asprintf(&raw, "user=%s\001auth=Bearer %s\001\001", user, secret); break;
+    case AUTH_OAUTHBEARER:
+        len = asprintf(&raw, "n,a=%s,\001host=%s\001port=%d\001auth=Bearer %s\001\001", user, host, port, secret);
+        break;
+    default: return NULL;
+    }
+    if (len < 0)
+        return NULL;
+    char *b64 = base64((unsigned char *)raw, (size_t)len);
+    explicit_bzero(raw, (size_t)len);
+    free(raw);
+    return b64;
+}
+
+static enum auth_mech choose_mech(struct imap_session *s, enum auth_mech wanted)
+{
+    if (wanted != AUTH_AUTO)
+        return wanted;
+    if (imap_has_capability(s, "AUTH=PLAIN"))
+        return AUTH_PLAIN;
+    return AUTH_LOGIN;
+}
+
+static const char *mech_name(enum auth_mech m)
+{
+    switch (m) {
+    case AUTH_PLAIN: return "PLAIN";
+    case AUTH_XOAUTH2: return "XOAUTH2";
+    case AUTH_OAUTHBEARER: return "OAUTHBEARER";
+    default: return "LOGIN";
+    }
+}
+
+static int authenticate(struct imap_session *s, const struct account *acct, const char *password, struct ms_error *err)
+{
+    enum auth_mech mech = choose_mech(s, acct->auth);
+    if (mech == AUTH_LOGIN && imap_has_capability(s, "LOGINDISABLED"))
+        return fail_dead(s, err, "%s: server disabled LOGIN and does not offer AUTH=PLAIN (it offers: %s)", s->host,
+                         imap_capabilities(s));
+    if (strpbrk(acct->user, "\r\n") || (mech == AUTH_LOGIN && strpbrk(password, "\r\n")))
+        return fail_dead(s, err, "user name or password contains a line break");
+    log_msg(LOG_VERBOSE, "authenticating as %s with %s", acct->user, mech_name(mech));
+    int r;
+    if (mech == AUTH_LOGIN) {
+        r = mailimap_login(s->imap, acct->user, password);
+    } else {
+        char *msg = sasl_message(mech, acct->user, password, s->host, s->port);
+        if (!msg)
+            return fail_dead(s, err, "out of memory");
+        /* "*" cancels PLAIN; XOAUTH2 wants an empty line, OAUTHBEARER ^A. */
+        const char *cancel = mech == AUTH_PLAIN ? "*" : mech == AUTH_XOAUTH2 ? "" : "AQ==";
+        r = sasl_exchange(s, mech_name(mech), msg, cancel);
+        util_free_secret(msg);
+    }
+    /* libetpan's write buffer still holds the command we sent. */
+    if (s->imap->imap_stream)
+        explicit_bzero(s->imap->imap_stream->write_buffer, s->imap->imap_stream->buffer_max_size);
+    if (r == MAILIMAP_NO_ERROR)
+        return MS_OK;
+    if (r == MAILIMAP_ERROR_LOGIN) {
+        char text[260];
+        snprintf(text, sizeof text, "%s", server_text(s));
+        ms_error_set(err, MS_EAUTH, "authentication as %s on %s failed (%s): %s", acct->user, s->host, mech_name(mech),
+                     text);
+        kill_stream(s);
+        return MS_EAUTH;
+    }
+    return fail_call(s, r, "authentication", err);
+}
+
+/* ======================================================================
+ * Connect
+ * ==================================================================== */
+
+
+static void body_handler_install(struct imap_session *s);
+
+/* Greeting read; now the STARTTLS dance, refusing every downgrade. */
+static int do_starttls(struct imap_session *s, bool preauth, struct ms_error *err)
+{
+    if (preauth)
+        return fail_dead(s, err, "%s: server greeted with PREAUTH before STARTTLS; refusing to continue without TLS",
+                         s->host);
+    int rc = learn_caps(s, err); /* plaintext capabilities: only for STARTTLS */
+    if (rc != MS_OK)
+        return rc;
+    if (!imap_has_capability(s, "STARTTLS"))
+        return fail_dead(
+            s, err, "%s: server does not offer STARTTLS; refusing to continue without TLS (tls = implicit?)", s->host);
+    int r = mailimap_starttls(s->imap);
+    mailstream *st = s->imap->imap_stream;
+    if (st && st->read_buffer_len != 0)
+        return fail_dead(s, err, "%s: server sent data after STARTTLS OK (injection?); connection closed", s->host);
+    if (r == MAILIMAP_ERROR_STARTTLS) {
+        char text[260];
+        snprintf(text, sizeof text, "%s", server_text(s));
+        return fail_dead(s, err, "%s: server refused STARTTLS: %s", s->host, text);
+    }
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, "STARTTLS", err);
+    rc = netstream_start_tls(s->ns, s->tls, s->host, err);
+    if (rc != MS_OK) {
+        kill_stream(s);
+        return rc;
+    }
+    drop_cached_caps(s); /* nothing learnt before TLS counts */
+    return MS_OK;
+}
+
+
+/* TCP (+ implicit TLS) and the greeting. Returns the greeting code through
+ * *preauth. */
+static int open_session(struct imap_session *s, const struct account *acct, bool *preauth, struct ms_error *err)
+{
+    struct netstream *ns = NULL;
+    int rc = netstream_connect(s->host, s->port, s->timeout, &ns, err);
+    if (rc != MS_OK)
+        return rc;
+    /* The TLS context (CA store, a few ms) is built after the TCP connect:
+     * meanwhile the server accepts and starts its side of the session. (A
+     * thread building it during the connect measured slower on loopback.) */
+    if (acct->tls != TLS_NONE && (rc = tls_client_new(acct->ca_file, acct->fingerprint, &s->tls, err)) != MS_OK) {
+        netstream_destroy(ns);
+        return rc;
+    }
+    if (acct->tls == TLS_IMPLICIT) {
+        rc = netstream_start_tls(ns, s->tls, s->host, err);
+        if (rc != MS_OK) {
+            netstream_destroy(ns);
+            return rc;
+        }
+    }
+    mailstream *st = mailstream_new(netstream_low(ns), STREAM_BUFFER_SIZE);
+    s->imap = st ? mailimap_new(0, NULL) : NULL;
+    if (!s->imap) {
+        if (st)
+            mailstream_close(st);
+        else
+            netstream_destroy(ns);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    s->ns = ns;
+    body_handler_install(s);
+    int r = mailimap_connect(s->imap, st);
+    if (!s->imap->imap_stream) /* libetpan did not take it (cannot happen in 1.9.4) */
+        mailstream_close(st);
+    if (r == MAILIMAP_NO_ERROR_AUTHENTICATED || r == MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
+        *preauth = r == MAILIMAP_NO_ERROR_AUTHENTICATED;
+        return MS_OK;
+    }
+    return fail_call(s, r, "greeting", err);
+}
+
+int imap_connect(const struct account *acct, const char *password, struct imap_session **out, struct ms_error *err)
+{
+    *out = NULL;
+    signal(SIGPIPE, SIG_IGN);
+    int rc = account_check(acct, password, err);
+    if (rc != MS_OK)
+        return rc;
+    struct imap_session *s = calloc(1, sizeof *s);
+    if (!s || !(s->host = strdup(acct->host))) {
+        free(s);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    s->timeout = acct->timeout > 0 ? acct->timeout : 60;
+    s->port = acct->port > 0 ? acct->port : (acct->tls == TLS_IMPLICIT ? 993 : 143);
+    bool preauth = false;
+    rc = open_session(s, acct, &preauth, err);
+    if (rc == MS_OK && acct->tls == TLS_STARTTLS)
+        rc = do_starttls(s, preauth, err);
+    if (rc == MS_OK) {
+        s->tls_info = strdup(s->ns ? netstream_tls_info(s->ns) : "none");
+        /* Only capabilities learnt under the final protection count. */
+        rc = learn_caps(s, err);
+    }
+    if (rc == MS_OK && !preauth) {
+        drop_cached_caps(s); /* servers announce more after login */
+        rc = authenticate(s, acct, password, err);
+        if (rc == MS_OK)
+            rc = learn_caps(s, err);
+    }
+    if (rc != MS_OK) {
+        imap_close(s);
+        return rc;
+    }
+    log_msg(LOG_VERBOSE, "%s: capabilities: %s", s->host, imap_capabilities(s));
+    *out = s;
+    return MS_OK;
+}
+
+void imap_logout_start(struct imap_session *s)
+{
+    if (!s || s->dead || s->logout_sent || !s->imap || !s->imap->imap_stream)
+        return;
+    mailstream *st = s->imap->imap_stream;
+    if (mailimap_send_current_tag(s->imap) != MAILIMAP_NO_ERROR || stream_puts(st, "LOGOUT\r\n") ||
+        mailstream_flush(st) != 0) {
+        kill_stream(s);
+        return;
+    }
+    s->logout_sent = true;
+}
+
+void imap_close(struct imap_session *s)
+{
+    if (!s)
+        return;
+    if (s->imap) {
+        if (!s->dead && s->imap->imap_stream) {
+            /* Best effort: do not wait long for a goodbye. */
+            netstream_set_timeout(s->ns, s->timeout < 10 ? s->timeout : 10);
+            if (s->logout_sent) {
+                /* The goodbye to imap_logout_start's LOGOUT (BYE, then OK)
+                 * is read and dropped when it is already here (closing
+                 * with unread data would reset the connection), but not
+                 * waited for: it tells nothing, and over a network the
+                 * wait is a whole round trip. When it comes after the
+                 * close the server has already taken the LOGOUT (Dovecot
+                 * logs "Logged out" either way). */
+                mailstream *st = s->imap->imap_stream;
+                struct mailimap_response *resp = NULL;
+                /* (Unread pipelined EXAMINE answers come first: then the
+                 * connection is just closed.) */
+                if (s->ahead_next == s->nahead && (st->read_buffer_len > 0 || netstream_readable_now(s->ns)) &&
+                    mailimap_read_line(s->imap) &&
+                    mailimap_parse_response(s->imap, &resp) == MAILIMAP_NO_ERROR)
+                    mailimap_response_free(resp);
+            } else if (s->ahead_next == s->nahead) {
+                mailimap_logout(s->imap); /* closes the stream */
+                s->ns = NULL;
+            }
+        }
+        kill_stream(s);
+        mailimap_free(s->imap);
+    }
+    tls_client_free(s->tls);
+    for (size_t i = 0; i < s->nahead; i++)
+        free(s->ahead[i].name);
+    free(s->ahead);
+    free(s->reselect);
+    free(s->caps);
+    free(s->tls_info);
+    free(s->host);
+    free(s);
+}
+
+/* ======================================================================
+ * LIST, SELECT
+ * ==================================================================== */
+
+static bool flag_ext_is(const char *ext, const char *name)
+{
+    if (!ext)
+        return false;
+    if (*ext == '\\')
+        ext++;
+    return strcasecmp(ext, name) == 0;
+}
+
+static bool mailbox_noselect(const struct mailimap_mbx_list_flags *fl)
+{
+    if (!fl)
+        return false;
+    if (fl->mbf_type == MAILIMAP_MBX_LIST_FLAGS_SFLAG && fl->mbf_sflag == MAILIMAP_MBX_LIST_SFLAG_NOSELECT)
+        return true;
+    for (clistiter *it = fl->mbf_oflags ? clist_begin(fl->mbf_oflags) : NULL; it; it = clist_next(it)) {
+        struct mailimap_mbx_list_oflag *of = clist_content(it);
+        if (of->of_type == MAILIMAP_MBX_LIST_OFLAG_FLAG_EXT &&
+            (flag_ext_is(of->of_flag_ext, "NonExistent") || flag_ext_is(of->of_flag_ext, "Noselect")))
+            return true;
+    }
+    return false;
+}
+
+/* Append the LIST responses in list to *f (*n entries, *cap allocated).
+ * Returns false if out of memory. */
+static bool add_folders(clist *list, struct remote_folder **f, size_t *n, size_t *cap)
+{
+    for (clistiter *it = list ? clist_begin(list) : NULL; it; it = clist_next(it)) {
+        struct mailimap_mailbox_list *mb = clist_content(it);
+        if (!mb || !mb->mb_name)
+            continue;
+        if (*n == *cap) {
+            size_t ncap = *cap ? *cap * 2 : 16;
+            struct remote_folder *g = realloc(*f, ncap * sizeof *g);
+            if (!g)
+                return false;
+            *f = g;
+            *cap = ncap;
+        }
+        struct remote_folder *x = &(*f)[*n];
+        *x = (struct remote_folder){0};
+        x->name = strdup(mb->mb_name);
+        if (!x->name)
+            return false;
+        x->delim = mb->mb_delimiter;
+        x->noselect = mailbox_noselect(mb->mb_flag);
+        (*n)++;
+    }
+    return true;
+}
+
+int imap_list(struct imap_session *s, struct remote_folder **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = ready(s, false, err);
+    if (rc != MS_OK)
+        return rc;
+    clist *list = NULL;
+    int r = mailimap_list(s->imap, "", "*", &list);
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, "LIST", err);
+    struct remote_folder *f = NULL;
+    size_t nf = 0, cap = 0;
+    bool ok = add_folders(list, &f, &nf, &cap);
+    if (list)
+        mailimap_list_result_free(list);
+    if (!ok) {
+        remote_folders_free(f, nf);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    *out = f ? f : calloc(1, sizeof *f);
+    *n = nf;
+    return *out ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
+}
+
+/* Before a command on a folder: the session is usable, and the name can
+ * be sent (libetpan sends names as quoted strings, raw: a line break would
+ * split the command). shown: the name escaped for messages. */
+static int folder_name_ok(const char *name, char *shown, size_t shown_len, struct ms_error *err)
+{
+    imap_escape_text(name ? name : "", name ? strnlen(name, 200) : 0, shown, shown_len);
+    if (!name || !*name || strpbrk(name, "\r\n"))
+        return ms_error_set(err, MS_EPARTIAL, "folder name \"%s\" cannot be used (empty or has a line break)", shown);
+    return MS_OK;
+}
+
+static int folder_cmd_start(struct imap_session *s, const char *name, char *shown, size_t shown_len,
+                            struct ms_error *err)
+{
+    int rc = ready(s, false, err);
+    return rc != MS_OK ? rc : folder_name_ok(name, shown, shown_len, err);
+}
+
+int imap_select(struct imap_session *s, const char *name, bool read_write, struct remote_box *out,
+                struct ms_error *err)
+{
+    memset(out, 0, sizeof *out);
+    char shown[120];
+    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
+    if (rc != MS_OK)
+        return rc;
+    free(s->reselect); /* whatever is selected next, it is this one */
+    s->reselect = NULL;
+    /* QRESYNC implies CONDSTORE (RFC 7162 section 3.2). */
+    bool condstore = imap_has_capability(s, "CONDSTORE") || imap_has_capability(s, "QRESYNC");
+    uint64_t modseq = 0;
+    int r;
+    if (read_write)
+        r = condstore ? mailimap_select_condstore(s->imap, name, &modseq) : mailimap_select(s->imap, name);
+    else
+        r = condstore ? mailimap_examine_condstore(s->imap, name, &modseq) : mailimap_examine(s->imap, name);
+    char what[200];
+    snprintf(what, sizeof what, "%s %s", read_write ? "SELECT" : "EXAMINE", shown);
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, what, err);
+    struct mailimap_selection_info *si = s->imap->imap_selection_info;
+    if (!si || si->sel_uidvalidity == 0)
+        return ms_error_set(err, MS_EPARTIAL, "%s: server gave no UIDVALIDITY", what);
+    out->uidvalidity = si->sel_uidvalidity;
+    out->uidnext = si->sel_uidnext;
+    out->exists = si->sel_exists;
+    out->highestmodseq = modseq;
+    return MS_OK;
+}
+
+/* ======================================================================
+ * FETCH machinery: the session-wide body handler and per-fetch handlers.
+ * ==================================================================== */
+
+struct fetch_ctx {
+    struct imap_session *s;
+    const uint32_t *batch; /* sorted UIDs asked for in this command */
+    size_t nbatch;
+    bool *seen; /* per batch entry: a body/identity came back */
+    int rc;     /* non-zero: abort (callback's code, or MS_ENET) */
+    char why[200];
+    /* imap_fetch_flags */
+    uint32_t first, last;
+    struct remote_msg *msgs;
+    size_t nmsgs, capmsgs;
+    size_t unplaced; /* reports without UID */
+    /* imap_fetch_bodies */
+    const struct remote_body_sink *sink;
+    bool body_started;
+    /* imap_fetch_identity */
+    void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id);
+    void *found_ctx;
+    char idbuf[IDENTITY_MAX];
+    size_t idlen;
+    bool id_seen;
+};
+
+static bool is_full_body(int type, const struct mailimap_msg_att_body_section *sec)
+{
+    if (type == MAILIMAP_MSG_ATT_RFC822)
+        return true;
+    return type == MAILIMAP_MSG_ATT_BODY_SECTION && sec && (!sec->sec_section || !sec->sec_section->sec_spec);
+}
+
+/* Stop the fetch: remember why and make the transport fail, so libetpan
+ * stops reading at once instead of draining the rest of the response. */
+static void fetch_abort(struct fetch_ctx *f, int rc, const char *why)
+{
+    if (f->rc)
+        return;
+    f->rc = rc;
+    snprintf(f->why, sizeof f->why, "%s", why);
+    if (f->s->ns)
+        netstream_cancel(f->s->ns);
+}
+
+static bool on_body(int type, struct mailimap_msg_att_body_section *sec, const char *bytes, size_t len, void *ctx)
+{
+    struct imap_session *s = ctx;
+    struct fetch_ctx *f = s->fetch;
+    if (!f || s->body_mode == BODY_DISCARD)
+        return true; /* nobody asked for it: drop it, keep memory flat */
+    if (f->rc)
+        return false;
+    if (s->body_mode == BODY_SINK) {
+        if (!is_full_body(type, sec))
+            return true;
+        f->body_started = true;
+        int r = f->sink->chunk(f->sink->ctx, bytes, len);
+        if (r != 0) {
+            fetch_abort(f, r, "message data could not be stored");
+            return false;
+        }
+        return true;
+    }
+    /* BODY_IDENTITY: keep the first bytes of the header section. */
+    if (type == MAILIMAP_MSG_ATT_BODY_SECTION && !is_full_body(type, sec)) {
+        size_t room = sizeof f->idbuf - f->idlen;
+        size_t take = len < room ? len : room;
+        memcpy(f->idbuf + f->idlen, bytes, take);
+        f->idlen += take;
+        f->id_seen = true;
+    }
+    return true;
+}
+
+static void body_handler_install(struct imap_session *s)
+{
+    s->body_mode = BODY_DISCARD;
+    mailimap_set_msg_body_handler(s->imap, on_body, s);
+}
+
+/* libetpan calls the per-message handler only with a progress callback. */
+static void on_items_progress(size_t current, size_t maximum, void *ctx)
+{
+    (void)current;
+    (void)maximum;
+    (void)ctx;
+}
+
+static int fetch_index(const struct fetch_ctx *f, uint32_t uid)
+{
+    const uint32_t *at = util_uid_find(f->batch, f->nbatch, uid);
+    return at ? (int)(at - f->batch) : -1;
+}
+
+static time_t internaldate_to_time(const struct mailimap_date_time *d)
+{
+    if (!d || d->dt_year < 1970 || d->dt_year > 9999 || d->dt_month < 1 || d->dt_month > 12 || d->dt_day < 1 ||
+        d->dt_day > 31 || d->dt_hour < 0 || d->dt_hour > 23 || d->dt_min < 0 || d->dt_min > 59 || d->dt_sec < 0 ||
+        d->dt_sec > 60)
+        return 0;
+    struct tm tm = {.tm_year = d->dt_year - 1900,
+                    .tm_mon = d->dt_month - 1,
+                    .tm_mday = d->dt_day,
+                    .tm_hour = d->dt_hour,
+                    .tm_min = d->dt_min,
+                    .tm_sec = d->dt_sec};
+    time_t t = timegm(&tm);
+    /* dt_zone is the signed +HHMM offset as a number, e.g. -130 for -0130. */
+    if (d->dt_zone < -1459 || d->dt_zone > 1459)
+        return t;
+    int z = d->dt_zone < 0 ? -d->dt_zone : d->dt_zone;
+    if (z % 100 > 59)
+        return t;
+    long off = (long)(z / 100) * 3600 + (long)(z % 100) * 60;
+    return d->dt_zone < 0 ? t + off : t - off;
+}
+
+/* Append keyword kw to the space-separated list *kws. */
+static void add_keyword(char **kws, const char *kw)
+{
+    if (!kw || !*kw || strlen(kw) > 200)
+        return;
+    for (const char *p = kw; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return; /* not an atom: not something we could store back */
+    size_t old = *kws ? strlen(*kws) : 0;
+    if (old + strlen(kw) + 2 > KEYWORDS_MAX)
+        return;
+    char *n = realloc(*kws, old + strlen(kw) + 2);
+    if (!n)
+        return;
+    if (old)
+        n[old++] = ' ';
+    strcpy(n + old, kw);
+    *kws = n;
+}
+
+static void parse_flags(const struct mailimap_msg_att_dynamic *dyn, struct remote_msg *m)
+{
+    if (!dyn || !dyn->att_list)
+        return;
+    for (clistiter *it = clist_begin(dyn->att_list); it; it = clist_next(it)) {
+        struct mailimap_flag_fetch *ff = clist_content(it);
+        if (!ff || ff->fl_type != MAILIMAP_FLAG_FETCH_OTHER || !ff->fl_flag)
+            continue; /* \Recent is not ours to keep */
+        struct mailimap_flag *fl = ff->fl_flag;
+        switch (fl->fl_type) {
+        case MAILIMAP_FLAG_ANSWERED: m->flags |= FLAG_ANSWERED; break;
+        case MAILIMAP_FLAG_FLAGGED: m->flags |= FLAG_FLAGGED; break;
+        case MAILIMAP_FLAG_DELETED: m->flags |= FLAG_DELETED; break;
+        case MAILIMAP_FLAG_SEEN: m->flags |= FLAG_SEEN; break;
+        case MAILIMAP_FLAG_DRAFT: m->flags |= FLAG_DRAFT; break;
+        case MAILIMAP_FLAG_KEYWORD: {
+            unsigned bit = flags_from_imap_name(fl->fl_data.fl_keyword ? fl->fl_data.fl_keyword : "");
+            if (bit)
+                m->flags |= bit;
+            else
+                add_keyword(&m->keywords, fl->fl_data.fl_keyword);
+            break;
+        }
+        default: break; /* \Extension flags: not keywords, not ours */
+        }
+    }
+}
+
+/* What one FETCH response says. */
+struct fetched {
+    struct remote_msg m;
+    bool has_uid;
+    bool has_flags;
+    bool has_body;
+    int bodies; /* full-body items: more than one is hostile */
+    bool partial_body;
+};
+
+static void parse_att(const struct mailimap_msg_att *att, struct fetched *out)
+{
+    memset(out, 0, sizeof *out);
+    for (clistiter *it = att->att_list ? clist_begin(att->att_list) : NULL; it; it = clist_next(it)) {
+        struct mailimap_msg_att_item *item = clist_content(it);
+        if (item->att_type == MAILIMAP_MSG_ATT_ITEM_DYNAMIC) {
+            parse_flags(item->att_data.att_dyn, &out->m);
+            out->has_flags = true;
+            continue;
+        }
+        if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC || !item->att_data.att_static)
+            continue;
+        struct mailimap_msg_att_static *st = item->att_data.att_static;
+        switch (st->att_type) {
+        case MAILIMAP_MSG_ATT_UID:
+            out->m.uid = st->att_data.att_uid;
+            out->has_uid = st->att_data.att_uid != 0;
+            break;
+        case MAILIMAP_MSG_ATT_RFC822_SIZE: out->m.size = st->att_data.att_rfc822_size; break;
+        case MAILIMAP_MSG_ATT_INTERNALDATE:
+            out->m.internaldate = internaldate_to_time(st->att_data.att_internal_date);
+            break;
+        case MAILIMAP_MSG_ATT_RFC822:
+            out->has_body = true;
+            out->bodies++;
+            break;
+        case MAILIMAP_MSG_ATT_BODY_SECTION:
+            if (is_full_body(MAILIMAP_MSG_ATT_BODY_SECTION, st->att_data.att_body_section)) {
+                out->has_body = true;
+                out->bodies++;
+                if (st->att_data.att_body_section->sec_origin_octet != 0)
+                    out->partial_body = true;
+            }
+            break;
+        default: break;
+        }
+    }
+}
+
+/* Run one UID FETCH with the per-message handler h; with a non-zero
+ * modseq, with the (CHANGEDSINCE modseq) modifier. */
+/* How a command whose FETCH data went to f ended, libetpan saying r. */
+static int fetch_outcome(struct imap_session *s, struct fetch_ctx *f, int r, const char *what, struct ms_error *err)
+{
+    if (f->rc) {
+        /* A callback or a check stopped us mid-response: the session is
+         * out of step with the server and cannot be reused. */
+        int rc = f->rc;
+        if (!err || err->code != rc || !err->msg[0])
+            ms_error_set(err, rc, "%s: %s", what, f->why);
+        kill_stream(s);
+        return rc;
+    }
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, what, err);
+    return MS_OK;
+}
+
+static int run_fetch(struct imap_session *s, struct fetch_ctx *f, struct mailimap_set *set,
+                     struct mailimap_fetch_type *ft, uint64_t modseq, mailimap_msg_att_handler *h, enum body_mode mode,
+                     const char *what, struct ms_error *err)
+{
+    s->fetch = f;
+    s->body_mode = mode;
+    mailimap_set_msg_att_handler(s->imap, h, f);
+    mailimap_set_progress_callback(s->imap, NULL, on_items_progress, f);
+    clist *result = NULL;
+    int r = modseq ? mailimap_uid_fetch_changedsince(s->imap, set, ft, modseq, &result)
+                   : mailimap_uid_fetch(s->imap, set, ft, &result);
+    mailimap_set_msg_att_handler(s->imap, NULL, NULL);
+    mailimap_set_progress_callback(s->imap, NULL, NULL, NULL);
+    s->body_mode = BODY_DISCARD;
+    s->fetch = NULL;
+    /* On failure libetpan has already freed the list it left in result. */
+    if (r == MAILIMAP_NO_ERROR && result)
+        mailimap_fetch_list_free(result);
+    return fetch_outcome(s, f, r, what, err);
+}
+
+static struct mailimap_set *set_from_ranges(const struct uid_range *r, size_t n)
+{
+    struct mailimap_set *set = mailimap_set_new_empty();
+    for (size_t i = 0; set && i < n; i++) {
+        if (mailimap_set_add_interval(set, r[i].first, r[i].last) != MAILIMAP_NO_ERROR) {
+            mailimap_set_free(set);
+            return NULL;
+        }
+    }
+    return set;
+}
+
+static struct mailimap_fetch_type *fetch_type_of(struct mailimap_fetch_att **atts, size_t n)
+{
+    struct mailimap_fetch_type *ft = mailimap_fetch_type_new_fetch_att_list_empty();
+    for (size_t i = 0; i < n; i++) {
+        if (!ft || !atts[i] || mailimap_fetch_type_new_fetch_att_list_add(ft, atts[i]) != MAILIMAP_NO_ERROR) {
+            for (size_t j = i; j < n; j++)
+                if (atts[j])
+                    mailimap_fetch_att_free(atts[j]);
+            if (ft)
+                mailimap_fetch_type_free(ft);
+            return NULL;
+        }
+    }
+    return ft;
+}
+
+/* The fetch type of atts and a zeroed context for session s. On out of
+ * memory both are NULL and MS_ELOCAL is returned. */
+static int start_fetch(struct imap_session *s, struct mailimap_fetch_att **atts, size_t n,
+                       struct mailimap_fetch_type **ft, struct fetch_ctx **f, struct ms_error *err)
+{
+    *ft = fetch_type_of(atts, n);
+    *f = calloc(1, sizeof **f);
+    if (!*ft || !*f) {
+        if (*ft)
+            mailimap_fetch_type_free(*ft);
+        free(*f);
+        *ft = NULL;
+        *f = NULL;
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    (*f)->s = s;
+    return MS_OK;
+}
+
+/* Run a fetch over sorted uids in batches; each batch's set and bookkeeping
+ * come from here, the per-message work from h. */
+static int fetch_batches(struct imap_session *s, struct fetch_ctx *f, const uint32_t *uids, size_t n,
+                         struct mailimap_fetch_type *ft, mailimap_msg_att_handler *h, enum body_mode mode,
+                         const char *what, struct ms_error *err)
+{
+    struct uid_range *ranges = malloc(FETCH_BATCH_UIDS * sizeof *ranges);
+    uint32_t *batch = malloc(FETCH_BATCH_UIDS * sizeof *batch);
+    bool *seen = malloc(FETCH_BATCH_UIDS * sizeof *seen);
+    int rc = MS_OK;
+    if (!ranges || !batch || !seen)
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    size_t i = 0;
+    while (rc == MS_OK && i < n) {
+        size_t nr = 0;
+        size_t used = imap_uid_batch(uids + i, n - i, FETCH_BATCH_UIDS, FETCH_SET_CHARS, ranges, FETCH_BATCH_UIDS, &nr);
+        size_t nb = 0;
+        for (size_t k = 0; k < nr; k++)
+            for (uint64_t u = ranges[k].first; u <= ranges[k].last; u++)
+                batch[nb++] = (uint32_t)u;
+        i += used;
+        if (nr == 0)
+            break;
+        memset(seen, 0, nb * sizeof *seen);
+        f->batch = batch;
+        f->nbatch = nb;
+        f->seen = seen;
+        struct mailimap_set *set = set_from_ranges(ranges, nr);
+        if (!set) {
+            rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+            break;
+        }
+        rc = run_fetch(s, f, set, ft, 0, h, mode, what, err);
+        mailimap_set_free(set);
+    }
+    free(ranges);
+    free(batch);
+    free(seen);
+    return rc;
+}
+
+/* ======================================================================
+ * imap_fetch_flags
+ * ==================================================================== */
+
+static void on_flags_att(struct mailimap_msg_att *att, void *ctx)
+{
+    struct fetch_ctx *f = ctx;
+    if (f->rc)
+        return;
+    struct fetched x;
+    parse_att(att, &x);
+    /* No UID: an unsolicited update we cannot place. Outside the range:
+     * "first:*" also returns the highest message when it is below first. */
+    if (!x.has_uid || x.m.uid < f->first || (f->last && x.m.uid > f->last)) {
+        f->unplaced += !x.has_uid;
+        free(x.m.keywords);
+        return;
+    }
+    if (!x.has_flags)
+        x.m.flags |= FLAGS_MISSING; /* e.g. an unsolicited MODSEQ-only update */
+    if (f->nmsgs == f->capmsgs) {
+        size_t ncap = f->capmsgs ? f->capmsgs * 2 : 256;
+        struct remote_msg *n = realloc(f->msgs, ncap * sizeof *n);
+        if (!n) {
+            free(x.m.keywords);
+            fetch_abort(f, MS_ELOCAL, "out of memory");
+            return;
+        }
+        f->msgs = n;
+        f->capmsgs = ncap;
+    }
+    f->msgs[f->nmsgs++] = x.m;
+}
+
+/* A report and its arrival order, for sort_dedupe. */
+struct keyed_msg {
+    struct remote_msg m;
+    size_t idx;
+};
+
+static int cmp_keyed(const void *a, const void *b)
+{
+    const struct keyed_msg *x = a, *y = b;
+    if (x->m.uid != y->m.uid)
+        return x->m.uid < y->m.uid ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Sort by UID; when a UID came twice (an unsolicited update after the
+ * answer), the later report that carried FLAGS wins. Clears FLAGS_MISSING.
+ * Returns the new count; on allocation failure the list is left as it is
+ * and SIZE_MAX returned. */
+static size_t sort_dedupe(struct remote_msg *m, size_t n)
+{
+    if (n < 2) {
+        for (size_t i = 0; i < n; i++)
+            m[i].flags &= ~FLAGS_MISSING;
+        return n;
+    }
+    struct keyed_msg *k = malloc(n * sizeof *k);
+    if (!k)
+        return SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        k[i].m = m[i];
+        k[i].idx = i;
+    }
+    qsort(k, n, sizeof *k, cmp_keyed);
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t end = i + 1, pick = i;
+        while (end < n && k[end].m.uid == k[i].m.uid)
+            end++;
+        for (size_t j = i; j < end; j++) /* the latest with FLAGS, else the latest */
+            if (!(k[j].m.flags & FLAGS_MISSING) || (k[pick].m.flags & FLAGS_MISSING))
+                pick = j;
+        for (size_t j = i; j < end; j++)
+            if (j != pick)
+                free(k[j].m.keywords); /* superseded */
+        m[o] = k[pick].m;
+        m[o++].flags &= ~FLAGS_MISSING;
+        i = end;
+    }
+    free(k);
+    return o;
+}
+
+/* The fetch type (UID FLAGS RFC822.SIZE) and a context for it. */
+static int start_flags_fetch(struct imap_session *s, struct mailimap_fetch_type **ft, struct fetch_ctx **f,
+                             struct ms_error *err)
+{
+    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(),
+                                         mailimap_fetch_att_new_rfc822_size()};
+    int rc = start_fetch(s, atts, 3, ft, f, err);
+    if (rc == MS_OK)
+        (*f)->first = 1;
+    return rc;
+}
+
+/* After a flags fetch that returned rc: its messages sorted and unique
+ * into *out (never NULL on MS_OK); f is freed. */
+static int finish_flags_fetch(struct fetch_ctx *f, int rc, struct remote_msg **out, size_t *n, struct ms_error *err)
+{
+    size_t kept = rc == MS_OK ? sort_dedupe(f->msgs, f->nmsgs) : 0;
+    if (rc == MS_OK && kept == SIZE_MAX)
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    if (rc == MS_OK && !f->msgs && !(f->msgs = calloc(1, sizeof *f->msgs)))
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    if (rc != MS_OK) {
+        remote_msgs_free(f->msgs, f->nmsgs);
+        free(f);
+        return rc;
+    }
+    *out = f->msgs;
+    *n = kept;
+    free(f);
+    return MS_OK;
+}
+
+/* UID FETCH first:last (UID FLAGS RFC822.SIZE) [(CHANGEDSINCE modseq)]. */
+static int fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq, struct remote_msg **out,
+                       size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = ready(s, true, err);
+    if (rc != MS_OK)
+        return rc;
+    if (first == 0)
+        first = 1;
+    if (last != 0 && last < first)
+        return MS_OK;
+    struct mailimap_fetch_type *ft;
+    struct fetch_ctx *f;
+    if ((rc = start_flags_fetch(s, &ft, &f, err)) != MS_OK)
+        return rc;
+    struct mailimap_set *set = mailimap_set_new_interval(first, last);
+    if (!set) {
+        mailimap_fetch_type_free(ft);
+        free(f);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    f->first = first;
+    f->last = last;
+    rc = run_fetch(s, f, set, ft, modseq, on_flags_att, BODY_DISCARD,
+                   modseq ? "UID FETCH (FLAGS) (CHANGEDSINCE)" : "UID FETCH (FLAGS)", err);
+    mailimap_set_free(set);
+    mailimap_fetch_type_free(ft);
+    return finish_flags_fetch(f, rc, out, n, err);
+}
+
+int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n,
+                     struct ms_error *err)
+{
+    return fetch_flags(s, first, last, 0, out, n, err);
+}
+
+/* ======================================================================
+ * imap_fetch_bodies
+ * ==================================================================== */
+
+static void on_body_att(struct mailimap_msg_att *att, void *ctx)
+{
+    struct fetch_ctx *f = ctx;
+    if (f->rc)
+        return;
+    struct fetched x;
+    parse_att(att, &x);
+    bool had_chunks = f->body_started;
+    f->body_started = false;
+    if (x.has_body || had_chunks) {
+        int idx = x.has_uid ? fetch_index(f, x.m.uid) : -1;
+        char why[120];
+        if (idx < 0 || f->seen[idx] || x.partial_body || x.bodies > 1) {
+            /* The chunks already went to the sink: without message() it
+             * must drop them, so stop here rather than misfile them. */
+            snprintf(why, sizeof why, "server sent %s body for UID %u",
+                     x.partial_body ? "a partial"
+                     : idx < 0      ? "an unrequested"
+                                    : "a second",
+                     x.m.uid);
+            free(x.m.keywords);
+            fetch_abort(f, MS_ENET, why);
+            return;
+        }
+        f->seen[idx] = true;
+    } else if (!x.has_uid) {
+        free(x.m.keywords);
+        return; /* an unsolicited update without UID: nothing to tell */
+    }
+    int r = f->sink->message(f->sink->ctx, &x.m, x.has_body);
+    free(x.m.keywords);
+    if (r != 0)
+        fetch_abort(f, r, "message could not be stored");
+}
+
+int imap_fetch_bodies(struct imap_session *s, const uint32_t *uids, size_t n, const struct remote_body_sink *sink,
+                      struct ms_error *err)
+{
+    int rc = ready(s, true, err);
+    if (rc != MS_OK || n == 0)
+        return rc;
+    if (err)
+        ms_error_clear(err);
+    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(),
+                                         mailimap_fetch_att_new_internaldate(), mailimap_fetch_att_new_rfc822_size(),
+                                         mailimap_fetch_att_new_body_peek_section(mailimap_section_new(NULL))};
+    struct mailimap_fetch_type *ft;
+    struct fetch_ctx *f;
+    if ((rc = start_fetch(s, atts, 5, &ft, &f, err)) != MS_OK)
+        return rc;
+    f->sink = sink;
+    rc = fetch_batches(s, f, uids, n, ft, on_body_att, BODY_SINK, "UID FETCH (BODY.PEEK[])", err);
+    mailimap_fetch_type_free(ft);
+    free(f);
+    return rc;
+}
+
+/* ======================================================================
+ * imap_fetch_identity
+ * ==================================================================== */
+
+static void on_identity_att(struct mailimap_msg_att *att, void *ctx)
+{
+    struct fetch_ctx *f = ctx;
+    struct fetched x;
+    parse_att(att, &x);
+    free(x.m.keywords);
+    bool had_header = f->id_seen;
+    size_t len = f->idlen;
+    f->idlen = 0;
+    f->id_seen = false;
+    if (f->rc || !x.has_uid)
+        return;
+    int idx = fetch_index(f, x.m.uid);
+    if (idx < 0 || f->seen[idx])
+        return; /* unasked or repeated: identity must come from the answer */
+    if (!had_header) {
+        /* Some servers send an empty section as "" without calling us. */
+        bool section = false;
+        for (clistiter *it = clist_begin(att->att_list); it; it = clist_next(it)) {
+            struct mailimap_msg_att_item *item = clist_content(it);
+            if (item->att_type == MAILIMAP_MSG_ATT_ITEM_STATIC && item->att_data.att_static &&
+                item->att_data.att_static->att_type == MAILIMAP_MSG_ATT_BODY_SECTION)
+                section = true;
+        }
+        if (!section)
+            return; /* a flag update, not our answer */
+    }
+    f->seen[idx] = true;
+    /* The Maildir side's parser: the same message has the same identity. */
+    char *id = message_header(f->idbuf, len, "Message-ID");
+    f->found(f->found_ctx, x.m.uid, x.m.size, id);
+    free(id);
+}
+
+static void free_clist_item(void *item, void *unused)
+{
+    (void)unused;
+    free(item);
+}
+
+int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
+                        void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id), void *ctx,
+                        struct ms_error *err)
+{
+    int rc = ready(s, true, err);
+    if (rc != MS_OK || n == 0)
+        return rc;
+    clist *hdrs = clist_new();
+    char *h = strdup("MESSAGE-ID");
+    struct mailimap_header_list *hl = NULL;
+    if (hdrs && h && clist_append(hdrs, h) == 0) {
+        h = NULL;
+        hl = mailimap_header_list_new(hdrs);
+    }
+    struct mailimap_section *sec = hl ? mailimap_section_new_header_fields(hl) : NULL;
+    if (!sec) {
+        free(h);
+        if (hl)
+            mailimap_header_list_free(hl);
+        else if (hdrs) {
+            clist_foreach(hdrs, free_clist_item, NULL);
+            clist_free(hdrs);
+        }
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_rfc822_size(),
+                                         mailimap_fetch_att_new_body_peek_section(sec)};
+    struct mailimap_fetch_type *ft;
+    struct fetch_ctx *f;
+    if ((rc = start_fetch(s, atts, 3, &ft, &f, err)) != MS_OK)
+        return rc;
+    f->found = found;
+    f->found_ctx = ctx;
+    rc = fetch_batches(s, f, uids, n, ft, on_identity_att, BODY_IDENTITY,
+                       "UID FETCH (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])", err);
+    mailimap_fetch_type_free(ft);
+    free(f);
+    return rc;
+}
+
+/* ======================================================================
+ * CONDSTORE / QRESYNC
+ * ==================================================================== */
+
+/* a (as a server response named it) equals b? libetpan hands over the
+ * mailbox of a STATUS response still in its quoted form ("a b" with
+ * \" and \\ escapes) when the server quoted it, so undo that first. */
+static bool same_quoted(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+    if (n < 2 || a[0] != '"' || a[n - 1] != '"')
+        return false;
+    for (size_t i = 1; i < n - 1; i++, b++) {
+        if (a[i] == '\\' && i + 1 < n - 1)
+            i++;
+        if (*b != a[i])
+            return false;
+    }
+    return *b == '\0';
+}
+
+/* The same mailbox? INBOX is case-insensitive (RFC 3501 section 5.1). */
+static bool same_mailbox(const char *a, const char *b)
+{
+    if (!a || !b)
+        return false;
+    if (strcasecmp(a, "INBOX") == 0 && strcasecmp(b, "INBOX") == 0)
+        return true;
+    return strcmp(a, b) == 0 || same_quoted(a, b);
+}
+
+static struct mailimap_extension_data *ext_item(clistiter *it, int ext_id, int ext_type)
+{
+    struct mailimap_extension_data *e = clist_content(it);
+    if (!e || !e->ext_extension || e->ext_extension->ext_id != ext_id || e->ext_type != ext_type || !e->ext_data)
+        return NULL;
+    return e;
+}
+
+/* The STATUS items this session asks for; NULL if out of memory. */
+static struct mailimap_status_att_list *status_atts(bool condstore)
+{
+    struct mailimap_status_att_list *atts = mailimap_status_att_list_new_empty();
+    if (!atts || mailimap_status_att_list_add(atts, MAILIMAP_STATUS_ATT_MESSAGES) != MAILIMAP_NO_ERROR ||
+        mailimap_status_att_list_add(atts, MAILIMAP_STATUS_ATT_UIDNEXT) != MAILIMAP_NO_ERROR ||
+        mailimap_status_att_list_add(atts, MAILIMAP_STATUS_ATT_UIDVALIDITY) != MAILIMAP_NO_ERROR ||
+        (condstore && mailimap_status_att_list_add(atts, MAILIMAP_STATUS_ATT_HIGHESTMODSEQ) != MAILIMAP_NO_ERROR)) {
+        if (atts)
+            mailimap_status_att_list_free(atts);
+        return NULL;
+    }
+    return atts;
+}
+
+static bool session_condstore(struct imap_session *s)
+{
+    return imap_has_capability(s, "CONDSTORE") || imap_has_capability(s, "QRESYNC");
+}
+
+/* The values of a STATUS response into out. */
+static void status_values(const struct mailimap_mailbox_data_status *st, bool condstore, struct remote_status *out)
+{
+    for (clistiter *it = st->st_info_list ? clist_begin(st->st_info_list) : NULL; it; it = clist_next(it)) {
+        struct mailimap_status_info *si = clist_content(it);
+        if (!si)
+            continue;
+        switch (si->st_att) {
+        case MAILIMAP_STATUS_ATT_MESSAGES: out->messages = si->st_value; break;
+        case MAILIMAP_STATUS_ATT_UIDNEXT: out->uidnext = si->st_value; break;
+        case MAILIMAP_STATUS_ATT_UIDVALIDITY: out->uidvalidity = si->st_value; break;
+        case MAILIMAP_STATUS_ATT_EXTENSION: {
+            struct mailimap_extension_data *e = si->st_ext_data;
+            if (condstore && e && e->ext_extension && e->ext_extension->ext_id == MAILIMAP_EXTENSION_CONDSTORE &&
+                e->ext_type == MAILIMAP_CONDSTORE_TYPE_STATUS_INFO && e->ext_data)
+                out->highestmodseq = ((struct mailimap_condstore_status_info *)e->ext_data)->cs_highestmodseq_value;
+            break;
+        }
+        default: break;
+        }
+    }
+}
+
+int imap_status(struct imap_session *s, const char *name, struct remote_status *out, struct ms_error *err)
+{
+    memset(out, 0, sizeof *out);
+    char shown[120], what[140];
+    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
+    if (rc != MS_OK)
+        return rc;
+    snprintf(what, sizeof what, "STATUS %s", shown);
+    bool condstore = session_condstore(s);
+    struct mailimap_status_att_list *atts = status_atts(condstore);
+    if (!atts)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    struct mailimap_mailbox_data_status *st = NULL;
+    int r = mailimap_status(s->imap, name, atts, &st);
+    mailimap_status_att_list_free(atts);
+    if (r != MAILIMAP_NO_ERROR) {
+        if (st) /* after a NO libetpan still hands over what it parsed */
+            mailimap_mailbox_data_status_free(st);
+        return fail_call(s, r, what, err);
+    }
+    /* libetpan keeps only the last STATUS response of the command. */
+    if (!st || !same_mailbox(st->st_mailbox, name)) {
+        if (st)
+            mailimap_mailbox_data_status_free(st);
+        return ms_error_set(err, MS_EPARTIAL, "%s: the server's answer was %s", what,
+                            st ? "about another folder" : "missing");
+    }
+    status_values(st, condstore, out);
+    mailimap_mailbox_data_status_free(st);
+    return MS_OK;
+}
+
+/* ENABLE QRESYNC may (still) be sent on this session. */
+static bool may_enable_qresync(struct imap_session *s)
+{
+    /* RFC 5161: not after a SELECT; libetpan would refuse it anyway. */
+    return s && !s->dead && s->imap && s->imap->imap_stream && !s->qresync && !s->enable_tried &&
+           imap_has_capability(s, "QRESYNC") && imap_has_capability(s, "ENABLE") &&
+           s->imap->imap_state == MAILIMAP_STATE_AUTHENTICATED;
+}
+
+/* QRESYNC among the capabilities an ENABLED response lists. */
+static bool lists_qresync(const struct mailimap_capability_data *got)
+{
+    for (clistiter *it = got && got->cap_list ? clist_begin(got->cap_list) : NULL; it; it = clist_next(it)) {
+        struct mailimap_capability *c = clist_content(it);
+        if (c && c->cap_type == MAILIMAP_CAPABILITY_NAME && c->cap_data.cap_name &&
+            strcasecmp(c->cap_data.cap_name, "QRESYNC") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* After an ENABLE was sent and its answer read. */
+static void log_enable_outcome(const struct imap_session *s)
+{
+    log_msg(LOG_VERBOSE, "%s: QRESYNC %s", s->host, s->qresync ? "enabled" : "not confirmed by the server");
+}
+
+bool imap_qresync_enabled(const struct imap_session *s)
+{
+    return s && s->qresync;
+}
+
+/* Can a STATUS for name go out as a plain quoted string? Printable ASCII
+ * only (a name with 8-bit bytes would need a literal). */
+static bool quotable_name(const char *name)
+{
+    if (!name || !*name)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p < 0x20 || *p > 0x7e)
+            return false;
+    return true;
+}
+
+/* After each complete response of the pipeline: the STATUS data it carried
+ * (matched to a requested name by mailbox, whichever command it came
+ * with) and its LIST entries. Returns false if out of memory. */
+static bool take_pipelined(struct imap_session *s, const char *const *names, size_t n, bool condstore,
+                           struct remote_status *st, bool *got, struct remote_folder **f, size_t *nf, size_t *cap)
+{
+    struct mailimap_response_info *ri = s->imap->imap_response_info;
+    if (!ri)
+        return true;
+    for (clistiter *it = ri->rsp_extension_list ? clist_begin(ri->rsp_extension_list) : NULL; it;
+         it = clist_next(it)) {
+        /* ENABLED (libetpan's type 0 of its ENABLE extension) */
+        struct mailimap_extension_data *e = ext_item(it, MAILIMAP_EXTENSION_ENABLE, 0);
+        if (e && lists_qresync(e->ext_data))
+            s->qresync = true;
+    }
+    struct mailimap_mailbox_data_status *d = ri->rsp_status;
+    for (size_t i = 0; d && i < n; i++)
+        if (!got[i] && names[i] && same_mailbox(d->st_mailbox, names[i])) {
+            status_values(d, condstore, &st[i]);
+            got[i] = true;
+            break;
+        }
+    return add_folders(ri->rsp_mailbox_list, f, nf, cap);
+}
+
+/* At most this many commands of imap_status_and_list are in flight: the
+ * round trips are still hidden, and neither side's buffers can fill up
+ * while the other waits for it to read (a deadlock with hundreds). */
+#define PIPELINE_MAX 32
+
+struct pipeline {
+    struct imap_session *s;
+    const char *const *names;
+    size_t n;
+    const char *items;
+    bool enable;    /* ENABLE QRESYNC CONDSTORE still to go out (first) */
+    size_t next;    /* next index into names to consider */
+    size_t total;   /* commands to send: the STATUSes asked + the LIST */
+    size_t sent;
+    int list_tag;   /* 0 until the LIST is sent */
+};
+
+/* Send the next STATUS, or the LIST once they are all out (no flush). */
+static int pipeline_send_next(struct pipeline *p)
+{
+    mailimap *imap = p->s->imap;
+    mailstream *stream = imap->imap_stream;
+    while (p->next < p->n && !quotable_name(p->names[p->next]))
+        p->next++;
+    int r;
+    if (p->enable) {
+        p->enable = false;
+        p->s->enable_tried = true;
+        r = mailimap_send_current_tag(imap);
+        if (r == MAILIMAP_NO_ERROR && stream_puts(stream, "ENABLE QRESYNC CONDSTORE\r\n"))
+            r = MAILIMAP_ERROR_STREAM;
+    } else if (p->next < p->n) {
+        char *q = quote_name(p->names[p->next++]);
+        if (!q)
+            return MAILIMAP_ERROR_MEMORY;
+        r = mailimap_send_current_tag(imap);
+        if (r == MAILIMAP_NO_ERROR &&
+            (stream_puts(stream, "STATUS ") || stream_puts(stream, q) || stream_puts(stream, p->items)))
+            r = MAILIMAP_ERROR_STREAM;
+        free(q);
+    } else {
+        r = mailimap_send_current_tag(imap);
+        if (r == MAILIMAP_NO_ERROR && stream_puts(stream, "LIST \"\" \"*\"\r\n"))
+            r = MAILIMAP_ERROR_STREAM;
+        p->list_tag = imap->imap_tag;
+    }
+    if (r == MAILIMAP_NO_ERROR)
+        p->sent++;
+    return r;
+}
+
+int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char *const *names, size_t n,
+                         struct remote_status *st, struct remote_folder **out, size_t *nout, struct ms_error *err)
+{
+    *out = NULL;
+    *nout = 0;
+    if (n)
+        memset(st, 0, n * sizeof *st);
+    int rc = ready(s, false, err);
+    if (rc != MS_OK)
+        return rc;
+    bool condstore = session_condstore(s);
+    struct pipeline p = {.s = s, .names = names, .n = n, .total = 1,
+                         .items = condstore ? " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n"
+                                            : " (MESSAGES UIDNEXT UIDVALIDITY)\r\n"};
+    bool *got = calloc(n + 1, sizeof *got);
+    if (!got)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        got[i] = !quotable_name(names[i]); /* not asked: nothing to match */
+        p.total += !got[i];
+    }
+    bool enabling = enable_qresync && may_enable_qresync(s);
+    p.enable = enabling;
+    p.total += enabling;
+    mailimap *imap = s->imap;
+    int r = MAILIMAP_NO_ERROR;
+    while (r == MAILIMAP_NO_ERROR && p.sent < p.total && p.sent < PIPELINE_MAX)
+        r = pipeline_send_next(&p);
+    if (r == MAILIMAP_NO_ERROR && mailstream_flush(imap->imap_stream) != 0)
+        r = MAILIMAP_ERROR_STREAM;
+
+    /* Read p.total complete responses, sending one more command after
+     * each while some are left. Servers may complete pipelined commands in
+     * any order (RFC 3501 5.5): libetpan expects the tag last sent, parses
+     * every response and keeps its untagged data either way, but returns
+     * MAILIMAP_ERROR_PROTOCOL for other tags. The STATUS data is matched by
+     * mailbox name (a STATUS that failed simply brings none); the LIST's
+     * completion is the one with its tag. */
+    struct remote_folder *f = NULL;
+    size_t nf = 0, cap = 0;
+    int list_state = -1;
+    for (size_t k = 0; k < p.total && r == MAILIMAP_NO_ERROR; k++) {
+        struct mailimap_response *resp = NULL;
+        if (!mailimap_read_line(imap)) {
+            r = MAILIMAP_ERROR_STREAM;
+            break;
+        }
+        r = mailimap_parse_response(imap, &resp);
+        if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_PROTOCOL)
+            break;
+        bool is_list = r == MAILIMAP_NO_ERROR && p.list_tag && imap->imap_tag == p.list_tag;
+        int state = r == MAILIMAP_NO_ERROR ? resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type : -1;
+        if (resp)
+            mailimap_response_free(resp);
+        r = MAILIMAP_NO_ERROR;
+        if (!take_pipelined(s, names, n, condstore, st, got, &f, &nf, &cap))
+            r = MAILIMAP_ERROR_MEMORY;
+        else if (is_list && list_state != -1)
+            r = MAILIMAP_ERROR_PROTOCOL; /* the LIST's tag twice */
+        else if (is_list)
+            list_state = state;
+        if (r == MAILIMAP_NO_ERROR && p.sent < p.total &&
+            ((r = pipeline_send_next(&p)) != MAILIMAP_NO_ERROR || mailstream_flush(imap->imap_stream) != 0))
+            r = r != MAILIMAP_NO_ERROR ? r : MAILIMAP_ERROR_STREAM;
+    }
+    free(got);
+    if (enabling && r == MAILIMAP_NO_ERROR)
+        log_enable_outcome(s);
+    if (r == MAILIMAP_NO_ERROR && list_state == -1)
+        r = MAILIMAP_ERROR_PROTOCOL; /* the LIST never completed under its tag */
+    if (r == MAILIMAP_NO_ERROR && list_state != MAILIMAP_RESP_COND_STATE_OK)
+        r = MAILIMAP_ERROR_LIST;
+    if (r != MAILIMAP_NO_ERROR) {
+        remote_folders_free(f, nf);
+        /* Commands may still be in flight: the session cannot be trusted. */
+        if (r == MAILIMAP_ERROR_MEMORY)
+            return fail_dead(s, err, "STATUS/LIST: out of memory");
+        if (r == MAILIMAP_ERROR_LIST)
+            return fail_call(s, r, "LIST", err);
+        return fail_call(s, r, "STATUS/LIST", err);
+    }
+    *out = f ? f : calloc(1, sizeof *f);
+    *nout = nf;
+    return *out ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
+}
+
+/* A capability list of the two names, for ENABLE; NULL if out of memory. */
+static struct mailimap_capability_data *new_cap_list(const char *a, const char *b)
+{
+    clist *list = clist_new();
+    struct mailimap_capability_data *cd = list ? mailimap_capability_data_new(list) : NULL;
+    if (!cd) {
+        if (list)
+            clist_free(list);
+        return NULL;
+    }
+    const char *names[] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        char *n = strdup(names[i]);
+        struct mailimap_capability *c = n ? mailimap_capability_new(MAILIMAP_CAPABILITY_NAME, NULL, n) : NULL;
+        if (!c || clist_append(list, c) != 0) {
+            if (c)
+                mailimap_capability_free(c);
+            else
+                free(n);
+            mailimap_capability_data_free(cd); /* frees what the list holds */
+            return NULL;
+        }
+    }
+    return cd;
+}
+
+bool imap_enable_qresync(struct imap_session *s)
+{
+    if (!s || s->dead || !s->imap || !s->imap->imap_stream)
+        return false;
+    if (!may_enable_qresync(s))
+        return s->qresync;
+    s->enable_tried = true;
+    struct mailimap_capability_data *req = new_cap_list("QRESYNC", "CONDSTORE");
+    if (!req)
+        return false;
+    struct mailimap_capability_data *got = NULL;
+    int r = mailimap_enable(s->imap, req, &got);
+    mailimap_capability_data_free(req);
+    if (r != MAILIMAP_NO_ERROR) {
+        struct ms_error e = {0};
+        fail_call(s, r, "ENABLE QRESYNC", &e); /* kills the session if fatal */
+        log_msg(LOG_VERBOSE, "%s: %s", s->host, e.msg);
+        return false;
+    }
+    s->qresync = lists_qresync(got);
+    if (got)
+        mailimap_capability_data_free(got);
+    log_enable_outcome(s);
+    return s->qresync;
+}
+
+/* Add every VANISHED response of the last command to l (clipped to
+ * max_uid, 0 = no clip). Returns MS_OK or fills err. libetpan's own API
+ * hands out only the first one. */
+static int collect_vanished(struct imap_session *s, struct imap_uid_list *l, uint32_t max_uid, const char *what,
+                            struct ms_error *err)
+{
+    struct mailimap_response_info *ri = s->imap ? s->imap->imap_response_info : NULL;
+    if (!ri || !ri->rsp_extension_list)
+        return MS_OK;
+    for (clistiter *it = clist_begin(ri->rsp_extension_list); it; it = clist_next(it)) {
+        struct mailimap_extension_data *e = ext_item(it, MAILIMAP_EXTENSION_QRESYNC, MAILIMAP_QRESYNC_TYPE_VANISHED);
+        struct mailimap_qresync_vanished *v = e ? e->ext_data : NULL;
+        if (!v || !v->qr_known_uids || !v->qr_known_uids->set_list)
+            continue;
+        for (clistiter *j = clist_begin(v->qr_known_uids->set_list); j; j = clist_next(j)) {
+            struct mailimap_set_item *item = clist_content(j);
+            if (!item)
+                continue;
+            int r = imap_uid_list_add_range(l, item->set_first, item->set_last, max_uid, VANISHED_MAX);
+            if (r == -1)
+                return ms_error_set(err, MS_ELOCAL, "out of memory");
+            if (r == -2)
+                return ms_error_set(err, MS_EPARTIAL, "%s: the server reported more than %zu vanished UIDs", what,
+                                    VANISHED_MAX);
+        }
+    }
+    return MS_OK;
+}
+
+/* HIGHESTMODSEQ of the last command's response codes; 0 for NOMODSEQ or
+ * none. */
+static uint64_t response_highestmodseq(struct imap_session *s)
+{
+    struct mailimap_response_info *ri = s->imap->imap_response_info;
+    uint64_t v = 0;
+    for (clistiter *it = ri && ri->rsp_extension_list ? clist_begin(ri->rsp_extension_list) : NULL; it;
+         it = clist_next(it)) {
+        struct mailimap_extension_data *e =
+            ext_item(it, MAILIMAP_EXTENSION_CONDSTORE, MAILIMAP_CONDSTORE_TYPE_RESP_TEXT_CODE);
+        struct mailimap_condstore_resptextcode *c = e ? e->ext_data : NULL;
+        if (c && c->cs_type == MAILIMAP_CONDSTORE_RESPTEXTCODE_HIGHESTMODSEQ)
+            v = c->cs_data.cs_modseq_value;
+        else if (c && c->cs_type == MAILIMAP_CONDSTORE_RESPTEXTCODE_NOMODSEQ)
+            v = 0;
+    }
+    return v;
+}
+
+static void on_discard_att(struct mailimap_msg_att *att, void *ctx)
+{
+    (void)att;
+    (void)ctx;
+}
+
+/* Read one response to the command sent under tag (libetpan checks the
+ * tag against imap_tag, the last one sent: it is set to tag for the read
+ * and back after), the FETCH data going to f (UID FLAGS [RFC822.SIZE], as
+ * on_flags_att collects them) or dropped when f is NULL. The tagged state
+ * through *state. */
+static int read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *state)
+{
+    mailimap *imap = s->imap;
+    int last = imap->imap_tag;
+    if (!mailimap_read_line(imap))
+        return MAILIMAP_ERROR_STREAM;
+    s->fetch = f;
+    mailimap_set_msg_att_handler(imap, f ? on_flags_att : on_discard_att, f);
+    mailimap_set_progress_callback(imap, NULL, on_items_progress, f);
+    struct mailimap_response *resp = NULL;
+    imap->imap_tag = tag;
+    int r = mailimap_parse_response(imap, &resp);
+    imap->imap_tag = last;
+    s->fetch = NULL;
+    mailimap_set_msg_att_handler(imap, NULL, NULL);
+    mailimap_set_progress_callback(imap, NULL, NULL, NULL);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    *state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    mailimap_response_free(resp);
+    return MAILIMAP_NO_ERROR;
+}
+
+/* Write "<tag> EXAMINE|SELECT "name" (QRESYNC (uv modseq))" (libetpan's
+ * mailimap_select_qresync cannot EXAMINE, and mailimap_custom_command adds
+ * a trailing space), not flushed; its tag through *tag. */
+static int put_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
+                              uint64_t modseq, int *tag)
+{
+    mailimap *imap = s->imap;
+    mailstream *st = imap->imap_stream;
+    char *quoted = quote_name(name);
+    if (!quoted)
+        return MAILIMAP_ERROR_MEMORY;
+    char tail[80];
+    snprintf(tail, sizeof tail, " (QRESYNC (%" PRIu32 " %" PRIu64 "))\r\n", uidvalidity, modseq);
+    int r = mailimap_send_current_tag(imap);
+    *tag = imap->imap_tag;
+    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, read_write ? "SELECT " : "EXAMINE ") || stream_puts(st, quoted) ||
+                                   stream_puts(st, tail)))
+        r = MAILIMAP_ERROR_STREAM;
+    free(quoted);
+    return r;
+}
+
+/* Read the answer to a SELECT/EXAMINE (QRESYNC) sent under tag, like
+ * libetpan's own SELECT does (fresh selection info, state). Its FETCH
+ * reports go to f (UID FLAGS, as on_flags_att collects them), or are
+ * dropped as they arrive when f is NULL. fetch_from: a UID FETCH went out
+ * right behind it (send_select_qresync); its answer is left unread, except
+ * when the SELECT failed: then it is read and dropped here. */
+static int read_select_qresync(struct imap_session *s, int tag, uint32_t fetch_from, struct fetch_ctx *f)
+{
+    mailimap *imap = s->imap;
+    if (imap->imap_selection_info)
+        mailimap_selection_info_free(imap->imap_selection_info);
+    imap->imap_selection_info = mailimap_selection_info_new();
+    int state = -1;
+    int r = read_tagged(s, tag, f, &state);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    if (state != MAILIMAP_RESP_COND_STATE_OK && fetch_from) {
+        /* The FETCH ran with no folder selected: its answer (BAD, which
+         * libetpan calls a protocol error, but read to its end) means
+         * nothing; the session goes on, as after any failed SELECT. */
+        int ignored;
+        r = read_tagged(s, imap->imap_tag, NULL, &ignored);
+        if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_PROTOCOL)
+            return r;
+    }
+    if (state != MAILIMAP_RESP_COND_STATE_OK) {
+        /* A failed SELECT leaves no folder selected (RFC 3501 6.3.1). */
+        if (imap->imap_selection_info)
+            mailimap_selection_info_free(imap->imap_selection_info);
+        imap->imap_selection_info = NULL;
+        imap->imap_state = MAILIMAP_STATE_AUTHENTICATED;
+        return MAILIMAP_ERROR_SELECT;
+    }
+    imap->imap_state = MAILIMAP_STATE_SELECTED;
+    return MAILIMAP_NO_ERROR;
+}
+
+/* Send the SELECT/EXAMINE (QRESYNC) and read its answer (above). With
+ * fetch_from, "UID FETCH fetch_from:* (UID FLAGS RFC822.SIZE)" goes out
+ * right behind it, in the same write, its answer left for read_tagged
+ * with the session's current tag. */
+static int send_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
+                               uint64_t modseq, uint32_t fetch_from, struct fetch_ctx *f)
+{
+    mailimap *imap = s->imap;
+    mailstream *st = imap->imap_stream;
+    char fetch[80];
+    snprintf(fetch, sizeof fetch, "UID FETCH %" PRIu32 ":* (UID FLAGS RFC822.SIZE)\r\n", fetch_from);
+    int select_tag;
+    int r = put_select_qresync(s, name, read_write, uidvalidity, modseq, &select_tag);
+    if (r == MAILIMAP_NO_ERROR && fetch_from &&
+        ((r = mailimap_send_current_tag(imap)) != MAILIMAP_NO_ERROR || stream_puts(st, fetch)))
+        r = r != MAILIMAP_NO_ERROR ? r : MAILIMAP_ERROR_STREAM;
+    if (r == MAILIMAP_NO_ERROR && mailstream_flush(st) != 0)
+        r = MAILIMAP_ERROR_STREAM;
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    return read_select_qresync(s, select_tag, fetch_from, f);
+}
+
+/* ---- EXAMINEs sent ahead (imap_examine_ahead) ---- */
+
+static void forget_queue(struct imap_session *s)
+{
+    for (size_t i = 0; i < s->nahead; i++)
+        free(s->ahead[i].name);
+    free(s->ahead);
+    s->ahead = NULL;
+    s->nahead = s->ahead_next = 0;
+}
+
+/* Read and drop the next queued answer. After a failed one no folder is
+ * selected (read_select_qresync), after a good one that folder is. */
+static int drop_queued(struct imap_session *s, struct ms_error *err)
+{
+    struct queued_examine *q = &s->ahead[s->ahead_next++];
+    char shown[120], what[160];
+    imap_escape_text(q->name, strnlen(q->name, 200), shown, sizeof shown);
+    snprintf(what, sizeof what, "EXAMINE %s (QRESYNC), sent ahead", shown);
+    int r = read_select_qresync(s, q->tag, 0, NULL);
+    if (s->ahead_next == s->nahead)
+        forget_queue(s);
+    if (r == MAILIMAP_ERROR_SELECT)
+        return MS_OK; /* nobody asked for it any more */
+    return r == MAILIMAP_NO_ERROR ? MS_OK : fail_call(s, r, what, err);
+}
+
+/* The queued EXAMINE of name with these values, if one is waiting: the
+ * ones queued before it are read and dropped (their folders were not
+ * asked for after all). *tag: its tag; false when none matched (then the
+ * queue is empty). */
+static int take_queued(struct imap_session *s, const char *name, uint32_t uidvalidity, uint64_t modseq, int *tag,
+                       bool *found, struct ms_error *err)
+{
+    *found = false;
+    while (s->ahead_next < s->nahead) {
+        struct queued_examine *q = &s->ahead[s->ahead_next];
+        if (strcmp(q->name, name) == 0 && q->uidvalidity == uidvalidity && q->modseq == modseq) {
+            *tag = q->tag;
+            *found = true;
+            if (++s->ahead_next == s->nahead)
+                forget_queue(s);
+            return MS_OK;
+        }
+        int rc = drop_queued(s, err);
+        if (rc != MS_OK)
+            return rc;
+    }
+    return MS_OK;
+}
+
+static int settle_ahead(struct imap_session *s, bool on_selected, struct ms_error *err)
+{
+    while (s->ahead_next < s->nahead) {
+        int rc = drop_queued(s, err);
+        if (rc != MS_OK)
+            return rc;
+    }
+    if (!on_selected || !s->reselect)
+        return MS_OK;
+    char *name = s->reselect;
+    uint32_t uv = s->reselect_uv;
+    s->reselect = NULL;
+    struct remote_box mb;
+    int rc = imap_select(s, name, false, &mb, err);
+    if (rc == MS_OK && mb.uidvalidity != uv) {
+        char shown[120];
+        imap_escape_text(name, strnlen(name, 200), shown, sizeof shown);
+        rc = ms_error_set(err, MS_EPARTIAL, "EXAMINE %s: UIDVALIDITY changed during the run (%" PRIu32 " -> %" PRIu32 ")",
+                          shown, uv, mb.uidvalidity);
+    }
+    free(name);
+    return rc;
+}
+
+int imap_examine_ahead(struct imap_session *s, const struct imap_examine_req *req, size_t n, struct ms_error *err)
+{
+    int rc = ready(s, false, err);
+    if (rc != MS_OK || n == 0)
+        return rc;
+    if (!s->qresync)
+        return ms_error_set(err, MS_EUSAGE, "EXAMINE (QRESYNC) ahead: QRESYNC is not enabled on this session");
+    for (size_t i = 0; i < n; i++) {
+        char shown[120];
+        if ((rc = folder_name_ok(req[i].name, shown, sizeof shown, err)) != MS_OK)
+            return rc;
+        if (req[i].uidvalidity == 0 || req[i].modseq == 0)
+            return ms_error_set(err, MS_EUSAGE, "EXAMINE %s (QRESYNC): needs a known UIDVALIDITY and MODSEQ", shown);
+    }
+    forget_queue(s); /* (empty: ready() read what was left) */
+    s->ahead = calloc(n, sizeof *s->ahead);
+    if (!s->ahead)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    int r = MAILIMAP_NO_ERROR;
+    for (size_t i = 0; i < n && r == MAILIMAP_NO_ERROR; i++) {
+        struct queued_examine *q = &s->ahead[i];
+        if (!(q->name = strdup(req[i].name))) {
+            r = MAILIMAP_ERROR_MEMORY;
+            break;
+        }
+        q->uidvalidity = req[i].uidvalidity;
+        q->modseq = req[i].modseq;
+        s->nahead = i + 1;
+        r = put_select_qresync(s, req[i].name, false, req[i].uidvalidity, req[i].modseq, &q->tag);
+    }
+    if (r == MAILIMAP_NO_ERROR && mailstream_flush(s->imap->imap_stream) != 0)
+        r = MAILIMAP_ERROR_STREAM;
+    if (r != MAILIMAP_NO_ERROR) {
+        /* Part of it may have gone out: the session is out of step (both
+         * errors end it). */
+        forget_queue(s);
+        return fail_call(s, r == MAILIMAP_ERROR_MEMORY ? r : MAILIMAP_ERROR_STREAM, "EXAMINE (QRESYNC) ahead", err);
+    }
+    return MS_OK;
+}
+
+/* Drop from the sorted m[0..*n) every UID in the sorted, unique v. */
+static void drop_vanished(struct remote_msg *m, size_t *n, const uint32_t *v, size_t nv)
+{
+    size_t o = 0, j = 0;
+    for (size_t i = 0; i < *n; i++) {
+        while (j < nv && v[j] < m[i].uid)
+            j++;
+        if (j < nv && v[j] == m[i].uid) {
+            free(m[i].keywords);
+            continue;
+        }
+        m[o++] = m[i];
+    }
+    *n = o;
+}
+
+/* The SELECT's own FETCH reports (UID FLAGS per message changed since the
+ * modseq, RFC 7162 3.2.5.2) for UIDs below known_uidnext, plus UID FETCH
+ * known_uidnext:* (UID FLAGS RFC822.SIZE) when UIDNEXT moved past it (when
+ * have_pre, that listing was pipelined with the SELECT and is *pre: taken
+ * over when used, else left to the caller). Falls back to the full
+ * CHANGEDSINCE listing (false returned through *used) when a report lacked
+ * UID or FLAGS, or nothing is known. */
+static int changes_from_select(struct imap_session *s, struct fetch_ctx *sel, uint32_t known_uidnext,
+                               const struct remote_box *mb, bool have_pre, struct remote_msg **pre, size_t *npre,
+                               struct remote_msg **out, size_t *n, bool *used, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    *used = false;
+    if (known_uidnext <= 1 || sel->unplaced)
+        return MS_OK;
+    for (size_t i = 0; i < sel->nmsgs; i++)
+        if (sel->msgs[i].flags & FLAGS_MISSING)
+            return MS_OK;
+    struct remote_msg *fresh = NULL;
+    size_t nfresh = 0;
+    if (mb->uidnext == 0 || mb->uidnext > known_uidnext) {
+        if (have_pre) {
+            fresh = *pre;
+            nfresh = *npre;
+            *pre = NULL;
+            *npre = 0;
+        } else {
+            int rc = fetch_flags(s, known_uidnext, 0, 0, &fresh, &nfresh, err);
+            if (rc != MS_OK)
+                return rc;
+        }
+    }
+    struct remote_msg *m = malloc((sel->nmsgs + nfresh + 1) * sizeof *m);
+    if (!m) {
+        remote_msgs_free(fresh, nfresh);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < sel->nmsgs; i++) {
+        if (sel->msgs[i].uid < known_uidnext) {
+            m[k] = sel->msgs[i];
+            m[k++].size = 0; /* not asked: the caller knows these */
+        } else {
+            free(sel->msgs[i].keywords); /* new: the FETCH below says it with its size */
+        }
+    }
+    sel->nmsgs = 0;
+    for (size_t i = 0; i < nfresh; i++)
+        m[k++] = fresh[i];
+    free(fresh);
+    size_t kept = sort_dedupe(m, k);
+    if (kept == SIZE_MAX) {
+        remote_msgs_free(m, k);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    *out = m;
+    *n = kept;
+    *used = true;
+    return MS_OK;
+}
+
+/* The answer to the UID FETCH send_select_qresync pipelined behind the
+ * SELECT (the last command sent): the new messages' UID FLAGS
+ * RFC822.SIZE into *out, as fetch_flags(first, 0) would give them. */
+static int read_ahead_fetch(struct imap_session *s, uint32_t first, struct remote_msg **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    struct fetch_ctx *f = calloc(1, sizeof *f);
+    if (!f) {
+        kill_stream(s); /* its answer cannot be read now */
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    f->s = s;
+    f->first = first;
+    int state = -1;
+    int r = read_tagged(s, s->imap->imap_tag, f, &state);
+    if (r == MAILIMAP_NO_ERROR && state != MAILIMAP_RESP_COND_STATE_OK)
+        r = MAILIMAP_ERROR_UID_FETCH;
+    return finish_flags_fetch(f, fetch_outcome(s, f, r, "UID FETCH (FLAGS)", err), out, n, err);
+}
+
+int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
+                        uint64_t modseq, uint32_t known_uidnext, uint32_t expect_uidnext, struct remote_box *out,
+                        struct remote_msg **changed, size_t *nchanged, uint32_t **vanished, size_t *nvanished,
+                        struct ms_error *err)
+{
+    memset(out, 0, sizeof *out);
+    *changed = NULL;
+    *nchanged = 0;
+    *vanished = NULL;
+    *nvanished = 0;
+    char shown[120], what[160];
+    int rc = check_alive(s, err); /* not ready(): its answer may be queued */
+    if (rc == MS_OK)
+        rc = folder_name_ok(name, shown, sizeof shown, err);
+    if (rc != MS_OK)
+        return rc;
+    snprintf(what, sizeof what, "%s %s (QRESYNC)", read_write ? "SELECT" : "EXAMINE", shown);
+    if (!s->qresync)
+        return ms_error_set(err, MS_EUSAGE, "%s: QRESYNC is not enabled on this session", what);
+    if (uidvalidity == 0 || modseq == 0)
+        return ms_error_set(err, MS_EUSAGE, "%s: needs a known UIDVALIDITY and MODSEQ", what);
+
+    struct fetch_ctx *sel = calloc(1, sizeof *sel);
+    if (!sel)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    sel->s = s;
+    sel->first = 1;
+    /* New mail the caller already knows of (a STATUS earlier in the
+     * session): its listing goes out with the SELECT, a round trip less. */
+    uint32_t ahead = known_uidnext > 1 && expect_uidnext > known_uidnext ? known_uidnext : 0;
+    /* Sent already by imap_examine_ahead()? Then only its answer is read. */
+    int queued_tag = 0;
+    bool queued = false;
+    if (!read_write && !ahead)
+        rc = take_queued(s, name, uidvalidity, modseq, &queued_tag, &queued, err);
+    if (rc == MS_OK && !queued)
+        rc = settle_ahead(s, false, err);
+    if (rc != MS_OK) {
+        free(sel);
+        return rc;
+    }
+    free(s->reselect); /* whatever is selected next, it is this one */
+    s->reselect = NULL;
+    int r = queued ? read_select_qresync(s, queued_tag, 0, sel)
+                   : send_select_qresync(s, name, read_write, uidvalidity, modseq, ahead, sel);
+    rc = fetch_outcome(s, sel, r, what, err);
+    struct mailimap_selection_info *si = rc == MS_OK ? s->imap->imap_selection_info : NULL;
+    if (rc == MS_OK && (!si || si->sel_uidvalidity == 0)) {
+        rc = ms_error_set(err, MS_EPARTIAL, "%s: server gave no UIDVALIDITY", what);
+        int ignored;
+        if (ahead && read_tagged(s, s->imap->imap_tag, NULL, &ignored) != MAILIMAP_NO_ERROR)
+            kill_stream(s);
+    }
+    if (rc != MS_OK) {
+        remote_msgs_free(sel->msgs, sel->nmsgs);
+        free(sel);
+        return rc;
+    }
+    out->uidvalidity = si->sel_uidvalidity;
+    out->uidnext = si->sel_uidnext;
+    out->exists = si->sel_exists;
+    out->highestmodseq = response_highestmodseq(s);
+    if (queued && s->ahead_next < s->nahead) {
+        /* The EXAMINEs queued behind this one move the server on: a
+         * command on this folder selects it again first. */
+        s->reselect = strdup(name);
+        s->reselect_uv = out->uidvalidity;
+        if (!s->reselect) {
+            remote_msgs_free(sel->msgs, sel->nmsgs);
+            free(sel);
+            return ms_error_set(err, MS_ELOCAL, "out of memory");
+        }
+    }
+
+    struct imap_uid_list gone = {0};
+    struct remote_msg *msgs = NULL, *fresh = NULL;
+    size_t nmsgs = 0, nfresh = 0;
+    bool incremental = out->uidvalidity == uidvalidity && out->highestmodseq != 0 && out->highestmodseq >= modseq;
+    /* VANISHED (EARLIER) came with the SELECT: collect them all before the
+     * next answer read replaces libetpan's response info. */
+    uint32_t top = out->uidnext > 1 ? out->uidnext - 1 : 0;
+    if (incremental)
+        rc = collect_vanished(s, &gone, top, what, err);
+    if (ahead) {
+        /* Read whatever happens next: the session must stay in step. */
+        int frc = read_ahead_fetch(s, ahead, &fresh, &nfresh, err);
+        rc = rc != MS_OK ? rc : frc;
+    }
+    if (incremental) {
+        int select_tag = s->imap->imap_tag;
+        bool used = false;
+        if (rc == MS_OK)
+            rc = changes_from_select(s, sel, known_uidnext, out, ahead != 0, &fresh, &nfresh, &msgs, &nmsgs, &used,
+                                     err);
+        if (rc == MS_OK && used && nmsgs == 0 && gone.n == 0 && out->highestmodseq > modseq) {
+            /* HIGHESTMODSEQ moved, yet the SELECT reported no change and
+             * no expunge: do not trust its silence, list the changes. */
+            remote_msgs_free(msgs, nmsgs);
+            msgs = NULL;
+            used = false;
+        }
+        if (rc == MS_OK && !used && out->exists > 0)
+            rc = fetch_flags(s, 1, 0, modseq, &msgs, &nmsgs, err);
+        if (rc == MS_OK && (ahead || s->imap->imap_tag != select_tag)) {
+            /* Expunges while we fetched arrive as plain VANISHED (only
+             * when a FETCH went out: else the response info is still the
+             * SELECT's, whose VANISHED are in, clipped at UIDNEXT). */
+            if (nmsgs > 0 && msgs[nmsgs - 1].uid > top)
+                top = msgs[nmsgs - 1].uid;
+            rc = collect_vanished(s, &gone, top, what, err);
+        }
+    }
+    remote_msgs_free(sel->msgs, sel->nmsgs);
+    free(sel);
+    remote_msgs_free(fresh, nfresh); /* not taken (non-incremental, or no new UIDs) */
+    if (rc != MS_OK) {
+        imap_uid_list_free(&gone);
+        remote_msgs_free(msgs, nmsgs);
+        return rc;
+    }
+    imap_uid_list_sort_unique(&gone);
+    if (msgs)
+        drop_vanished(msgs, &nmsgs, gone.v, gone.n);
+    *changed = msgs ? msgs : calloc(1, sizeof **changed);
+    *vanished = gone.v ? gone.v : calloc(1, sizeof **vanished);
+    if (!*changed || !*vanished) {
+        remote_msgs_free(*changed, nmsgs);
+        free(*vanished);
+        *changed = NULL;
+        *vanished = NULL;
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    *nchanged = msgs ? nmsgs : 0;
+    *nvanished = gone.n;
+    log_msg(LOG_VERBOSE, "%s: %s: %zu changed, %zu vanished since modseq %" PRIu64, s->host, what, *nchanged,
+            *nvanished, modseq);
+    return MS_OK;
+}
+
+int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n, struct remote_msg **out,
+                          size_t *nout, struct ms_error *err)
+{
+    *out = NULL;
+    *nout = 0;
+    int rc = ready(s, true, err);
+    struct mailimap_fetch_type *ft;
+    struct fetch_ctx *f;
+    if (rc != MS_OK || (rc = start_flags_fetch(s, &ft, &f, err)) != MS_OK)
+        return rc;
+    rc = fetch_batches(s, f, uids, n, ft, on_flags_att, BODY_DISCARD, "UID FETCH (FLAGS)", err);
+    mailimap_fetch_type_free(ft);
+    return finish_flags_fetch(f, rc, out, nout, err);
+}
+
+int imap_fetch_flags_changedsince(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
+                                  struct remote_msg **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    if (modseq == 0)
+        return ms_error_set(err, MS_EUSAGE, "UID FETCH (CHANGEDSINCE): needs a known MODSEQ");
+    return fetch_flags(s, first, last, modseq, out, n, err);
+}
+
+/* UID SEARCH key (freed here), adding the answers within first..last
+ * (last 0: no upper end) to l. what names the command in errors. */
+static int uid_search(struct imap_session *s, struct mailimap_search_key *key, uint32_t first, uint32_t last,
+                      const char *what, struct imap_uid_list *l, struct ms_error *err)
+{
+    clist *res = NULL;
+    int r = mailimap_uid_search(s->imap, NULL, key, &res);
+    mailimap_search_key_free(key);
+    if (r != MAILIMAP_NO_ERROR) {
+        if (res) /* after a NO libetpan still hands over the list */
+            mailimap_search_result_free(res);
+        return fail_call(s, r, what, err);
+    }
+    int rc = MS_OK;
+    for (clistiter *it = res ? clist_begin(res) : NULL; it && rc == MS_OK; it = clist_next(it)) {
+        uint32_t *u = clist_content(it);
+        /* "a:*" also matches the highest UID when it is below a. */
+        if (!u || *u < first || (last && *u > last))
+            continue;
+        if (imap_uid_list_add_range(l, *u, *u, 0, SIZE_MAX / sizeof(uint32_t)) != 0)
+            rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    if (res)
+        mailimap_search_result_free(res);
+    return rc;
+}
+
+/* One UID SEARCH UID first:last (last 0 = '*'), adding the answers within
+ * the range to l. */
+static int search_uid_range(struct imap_session *s, uint32_t first, uint32_t last, struct imap_uid_list *l,
+                            struct ms_error *err)
+{
+    struct mailimap_set *set = mailimap_set_new_interval(first, last);
+    struct mailimap_search_key *key = set ? mailimap_search_key_new_uid(set) : NULL;
+    if (!key) {
+        if (set)
+            mailimap_set_free(set);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    return uid_search(s, key, first, last, "UID SEARCH", l, err);
+}
+
+int imap_fetch_uids(struct imap_session *s, uint32_t **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = ready(s, true, err);
+    if (rc != MS_OK)
+        return rc;
+    struct mailimap_selection_info *si = s->imap->imap_selection_info;
+    if (s->imap->imap_state != MAILIMAP_STATE_SELECTED || !si)
+        return ms_error_set(err, MS_EUSAGE, "UID SEARCH: no folder selected");
+    /* UID ranges expected to hold UIDS_PER_SEARCH messages each: bounded
+     * answers even when UIDs are sparse, and UIDs (not sequence numbers)
+     * so expunges between the commands cannot shift anything. */
+    uint64_t width = UINT32_MAX;
+    if (si->sel_uidnext > 1 && si->sel_exists > 0) {
+        width = (uint64_t)UIDS_PER_SEARCH * si->sel_uidnext / si->sel_exists;
+        if (width < UIDS_PER_SEARCH)
+            width = UIDS_PER_SEARCH;
+    }
+    uint64_t top = si->sel_uidnext > 1 ? si->sel_uidnext - 1 : 0;
+    struct imap_uid_list l = {0};
+    for (uint64_t a = 1; rc == MS_OK;) {
+        uint64_t b = a + width - 1;
+        bool last = top == 0 || b >= top || b >= UINT32_MAX;
+        rc = search_uid_range(s, (uint32_t)a, last ? 0 : (uint32_t)b, &l, err);
+        if (last)
+            break;
+        a = b + 1;
+    }
+    if (rc != MS_OK) {
+        imap_uid_list_free(&l);
+        return rc;
+    }
+    imap_uid_list_sort_unique(&l);
+    *out = l.v ? l.v : calloc(1, sizeof **out);
+    if (!*out)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    *n = l.n;
+    return MS_OK;
+}
+
+/* ======================================================================
+ * Changes to the server (push): STORE, EXPUNGE, MOVE, APPEND
+ * ==================================================================== */
+
+static struct mailimap_flag_list *flag_list_of(unsigned flags)
+{
+    struct mailimap_flag_list *fl = mailimap_flag_list_new_empty();
+    for (unsigned bit = 1; fl && bit <= FLAG_ALL; bit <<= 1) {
+        if (!(flags & bit))
+            continue;
+        struct mailimap_flag *f = NULL;
+        switch (bit) {
+        case FLAG_DRAFT: f = mailimap_flag_new_draft(); break;
+        case FLAG_FLAGGED: f = mailimap_flag_new_flagged(); break;
+        case FLAG_ANSWERED: f = mailimap_flag_new_answered(); break;
+        case FLAG_SEEN: f = mailimap_flag_new_seen(); break;
+        case FLAG_DELETED: f = mailimap_flag_new_deleted(); break;
+        case FLAG_FORWARDED: {
+            char *kw = strdup("$Forwarded");
+            f = kw ? mailimap_flag_new_flag_keyword(kw) : NULL;
+            if (!f)
+                free(kw);
+            break;
+        }
+        default: break;
+        }
+        if (!f || mailimap_flag_list_add(fl, f) != MAILIMAP_NO_ERROR) {
+            if (f)
+                mailimap_flag_free(f);
+            mailimap_flag_list_free(fl);
+            return NULL;
+        }
+    }
+    return fl;
+}
+
+/* Run cmd over sorted uids in batches of ranges (one command line each
+ * well under 8 KB). cmd returns a libetpan code. */
+static int uid_set_batches(struct imap_session *s, const uint32_t *uids, size_t n, const char *what,
+                           int (*cmd)(struct imap_session *s, struct mailimap_set *set, void *ctx), void *ctx,
+                           struct ms_error *err)
+{
+    struct uid_range *ranges = malloc(FETCH_BATCH_UIDS * sizeof *ranges);
+    int rc = ranges ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
+    size_t i = 0;
+    while (rc == MS_OK && i < n) {
+        size_t nr = 0;
+        i += imap_uid_batch(uids + i, n - i, FETCH_BATCH_UIDS, FETCH_SET_CHARS, ranges, FETCH_BATCH_UIDS, &nr);
+        if (nr == 0)
+            break;
+        struct mailimap_set *set = set_from_ranges(ranges, nr);
+        if (!set) {
+            rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+            break;
+        }
+        int r = cmd(s, set, ctx);
+        mailimap_set_free(set);
+        if (r != MAILIMAP_NO_ERROR)
+            rc = fail_call(s, r, what, err);
+    }
+    free(ranges);
+    return rc;
+}
+
+struct store_args {
+    unsigned flags;
+    bool add;
+};
+
+static int store_cmd(struct imap_session *s, struct mailimap_set *set, void *ctx)
+{
+    const struct store_args *a = ctx;
+    struct mailimap_flag_list *fl = flag_list_of(a->flags);
+    if (!fl)
+        return MAILIMAP_ERROR_MEMORY;
+    struct mailimap_store_att_flags *att = a->add ? mailimap_store_att_flags_new_add_flags_silent(fl)
+                                                  : mailimap_store_att_flags_new_remove_flags_silent(fl);
+    if (!att) {
+        mailimap_flag_list_free(fl);
+        return MAILIMAP_ERROR_MEMORY;
+    }
+    int r = mailimap_uid_store(s->imap, set, att);
+    mailimap_store_att_flags_free(att);
+    return r;
+}
+
+int imap_store_flags(struct imap_session *s, const uint32_t *uids, size_t n, unsigned flags, bool add,
+                     struct ms_error *err)
+{
+    int rc = ready(s, true, err);
+    if (rc != MS_OK || n == 0 || !(flags & FLAG_ALL))
+        return rc;
+    struct store_args a = {flags & FLAG_ALL, add};
+    return uid_set_batches(s, uids, n, add ? "UID STORE +FLAGS" : "UID STORE -FLAGS", store_cmd, &a, err);
+}
+
+static int expunge_cmd(struct imap_session *s, struct mailimap_set *set, void *ctx)
+{
+    (void)ctx;
+    return mailimap_uid_expunge(s->imap, set);
+}
+
+int imap_uid_expunge(struct imap_session *s, const uint32_t *uids, size_t n, struct ms_error *err)
+{
+    int rc = ready(s, true, err);
+    if (rc != MS_OK || n == 0)
+        return rc;
+    if (!imap_has_capability(s, "UIDPLUS"))
+        return ms_error_set(err, MS_EUSAGE, "the server has no UIDPLUS: UID EXPUNGE is not possible");
+    return uid_set_batches(s, uids, n, "UID EXPUNGE", expunge_cmd, NULL, err);
+}
+
+static int move_cmd(struct imap_session *s, struct mailimap_set *set, void *ctx)
+{
+    return mailimap_uid_move(s->imap, set, ctx);
+}
+
+/* A UID COPY: its destination, and where the COPYUID answers go. */
+struct copy_args {
+    const char *dest;
+    const uint32_t *uids; /* all of the call's, sorted */
+    size_t n;
+    uint32_t *copy_uids; /* per uids[i]; NULL: not wanted */
+    uint32_t uidvalidity;
+};
+
+/* The UIDs of a set, in its order, into out (room for max). 0 when it
+ * names more than max or a '*': a COPYUID that does not add up is not
+ * believed. */
+static size_t set_expand(const struct mailimap_set *set, uint32_t *out, size_t max)
+{
+    size_t n = 0;
+    for (clistiter *it = set ? clist_begin(set->set_list) : NULL; it; it = clist_next(it)) {
+        const struct mailimap_set_item *item = clist_content(it);
+        uint32_t lo = item->set_first, hi = item->set_last;
+        if (lo > hi) {
+            uint32_t t = lo;
+            lo = hi;
+            hi = t;
+        }
+        if (lo == 0 || (uint64_t)hi - lo + 1 > max - n)
+            return 0;
+        for (uint64_t u = lo; u <= hi; u++)
+            out[n++] = (uint32_t)u;
+    }
+    return n;
+}
+
+static int copy_cmd(struct imap_session *s, struct mailimap_set *set, void *ctx)
+{
+    struct copy_args *a = ctx;
+    if (!a->copy_uids)
+        return mailimap_uid_copy(s->imap, set, a->dest);
+    uint32_t uidvalidity = 0;
+    struct mailimap_set *src = NULL, *dst = NULL;
+    int r = mailimap_uidplus_uid_copy(s->imap, set, a->dest, &uidvalidity, &src, &dst);
+    uint32_t *sv = r == MAILIMAP_NO_ERROR && src && dst && uidvalidity ? malloc(2 * a->n * sizeof *sv) : NULL;
+    size_t ns = sv ? set_expand(src, sv, a->n) : 0;
+    if (ns && set_expand(dst, sv + a->n, a->n) == ns) {
+        a->uidvalidity = uidvalidity;
+        for (size_t k = 0; k < ns; k++) {
+            const uint32_t *at = util_uid_find(a->uids, a->n, sv[k]);
+            if (at)
+                a->copy_uids[at - a->uids] = sv[a->n + k];
+        }
+    }
+    free(sv);
+    if (src)
+        mailimap_set_free(src);
+    if (dst)
+        mailimap_set_free(dst);
+    return r;
+}
+
+int imap_copy(struct imap_session *s, const uint32_t *uids, size_t n, const char *dest, uint32_t *copy_uids,
+              uint32_t *dest_uidvalidity, struct ms_error *err)
+{
+    char shown[120];
+    if (dest_uidvalidity)
+        *dest_uidvalidity = 0;
+    int rc = ready(s, true, err);
+    if (rc == MS_OK)
+        rc = folder_name_ok(dest, shown, sizeof shown, err);
+    if (rc != MS_OK || n == 0)
+        return rc;
+    struct copy_args a = {dest, uids, n, copy_uids, 0};
+    rc = uid_set_batches(s, uids, n, "UID COPY", copy_cmd, &a, err);
+    if (rc == MS_OK && dest_uidvalidity)
+        *dest_uidvalidity = a.uidvalidity;
+    return rc;
+}
+
+int imap_move(struct imap_session *s, const uint32_t *uids, size_t n, const char *dest, struct ms_error *err)
+{
+    char shown[120];
+    int rc = ready(s, true, err);
+    if (rc == MS_OK)
+        rc = folder_name_ok(dest, shown, sizeof shown, err);
+    if (rc != MS_OK || n == 0)
+        return rc;
+    if (imap_has_capability(s, "MOVE"))
+        return uid_set_batches(s, uids, n, "UID MOVE", move_cmd, (void *)dest, err);
+    /* RFC 6851's fallback: COPY, then \Deleted and expunge only these. */
+    if (!imap_has_capability(s, "UIDPLUS"))
+        return ms_error_set(err, MS_EUSAGE, "the server has neither MOVE nor UIDPLUS: cannot move to \"%s\"", shown);
+    rc = imap_copy(s, uids, n, dest, NULL, NULL, err);
+    if (rc == MS_OK)
+        rc = imap_store_flags(s, uids, n, FLAG_DELETED, true, err);
+    if (rc == MS_OK)
+        rc = imap_uid_expunge(s, uids, n, err);
+    return rc;
+}
+
+/* The flags of an APPEND as IMAP names, space separated. */
+static void flag_names(unsigned flags, char *out, size_t len)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (unsigned bit = 1; bit <= FLAG_ALL; bit <<= 1) {
+        const char *n = (flags & bit) ? flags_imap_name(bit) : NULL;
+        if (n && o + strlen(n) + 2 < len)
+            o += (size_t)snprintf(out + o, len - o, "%s%s", o ? " " : "", n);
+    }
+}
+
+/* The body of fd as a literal of exactly size bytes (LF -> CRLF). */
+static int send_literal_fd(mailstream *st, int fd, uint64_t size, uint64_t *sent)
+{
+    char in[65536], out[2 * sizeof in];
+    char prev = '\0';
+    *sent = 0;
+    for (;;) {
+        ssize_t got = read(fd, in, sizeof in);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return -1;
+        if (got == 0)
+            return 0;
+        size_t o = 0;
+        for (ssize_t i = 0; i < got; i++) {
+            if (in[i] == '\n' && prev != '\r')
+                out[o++] = '\r';
+            out[o++] = in[i];
+            prev = in[i];
+        }
+        /* never more than announced: the file grew meanwhile */
+        if (*sent + o > size)
+            return -1;
+        if (mailstream_write(st, out, o) != (ssize_t)o)
+            return -1;
+        *sent += o;
+    }
+}
+
+int imap_append_fd(struct imap_session *s, const char *name, unsigned flags, time_t date, int fd, uint64_t size,
+                   uint32_t *uidvalidity, uint32_t *uid, struct ms_error *err)
+{
+    char shown[120], what[160], head[512], names[120], when[40];
+    *uidvalidity = *uid = 0;
+    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
+    if (rc != MS_OK)
+        return rc;
+    snprintf(what, sizeof what, "APPEND to %s", shown);
+    char *quoted = quote_name(name);
+    if (!quoted)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    struct tm tm;
+    when[0] = '\0';
+    if (date > 0 && gmtime_r(&date, &tm))
+        snprintf(when, sizeof when, " \"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday, mon[tm.tm_mon],
+                 tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    flag_names(flags, names, sizeof names);
+    int n = snprintf(head, sizeof head, "APPEND %s (%s)%s {%" PRIu64 "}\r\n", quoted, names, when, size);
+    free(quoted);
+    if (n < 0 || (size_t)n >= sizeof head)
+        return ms_error_set(err, MS_EPARTIAL, "%s: folder name too long", what);
+    mailimap *imap = s->imap;
+    mailstream *st = imap->imap_stream;
+    int r = mailimap_send_current_tag(imap);
+    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, head) || mailstream_flush(st) != 0))
+        r = MAILIMAP_ERROR_STREAM;
+    if (r == MAILIMAP_NO_ERROR && !mailimap_read_line(imap))
+        r = MAILIMAP_ERROR_STREAM;
+    /* Untagged data (a new message elsewhere...) may come before the "+":
+     * it is passed over, or the server would wait for the literal while we
+     * waited for its answer. */
+    for (int skipped = 0; r == MAILIMAP_NO_ERROR && imap->imap_stream_buffer->str[0] == '*'; skipped++) {
+        mmap_string_truncate(imap->imap_stream_buffer, 0);
+        if (skipped > 1000 || !mailimap_read_line(imap))
+            r = MAILIMAP_ERROR_STREAM;
+    }
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, what, err);
+    struct mailimap_response *resp = NULL;
+    if (imap->imap_stream_buffer->str[0] == '+') {
+        uint64_t sent = 0;
+        if (send_literal_fd(st, fd, size, &sent) != 0 || sent != size)
+            /* The literal cannot be finished honestly: end the session
+             * (the server drops the incomplete APPEND). */
+            return fail_dead(s, err, "%s: the local file changed or could not be read while it was sent", what);
+        if (stream_puts(st, "\r\n") || mailstream_flush(st) != 0 || !mailimap_read_line(imap))
+            return fail_call(s, MAILIMAP_ERROR_STREAM, what, err);
+    }
+    /* The tagged answer (a NO instead of the continuation, or the result)
+     * with any untagged data before it. */
+    r = mailimap_parse_response(imap, &resp);
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, what, err);
+    int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    mailimap_response_free(resp);
+    if (state != MAILIMAP_RESP_COND_STATE_OK)
+        return fail_call(s, MAILIMAP_ERROR_APPEND, what, err);
+    /* [APPENDUID uidvalidity uid] (UIDPLUS), parsed by libetpan's
+     * extension into the response info */
+    struct mailimap_response_info *info = imap->imap_response_info;
+    for (clistiter *it = info ? clist_begin(info->rsp_extension_list) : NULL; it; it = clist_next(it)) {
+        struct mailimap_extension_data *ext = clist_content(it);
+        if (ext->ext_extension != &mailimap_extension_uidplus || ext->ext_type != MAILIMAP_UIDPLUS_RESP_CODE_APND)
+            continue;
+        struct mailimap_uidplus_resp_code_apnd *apnd = ext->ext_data;
+        clistiter *first = apnd && apnd->uid_set ? clist_begin(apnd->uid_set->set_list) : NULL;
+        if (first) {
+            struct mailimap_set_item *item = clist_content(first);
+            *uidvalidity = apnd->uid_uidvalidity;
+            *uid = item->set_first == item->set_last ? item->set_first : 0;
+        }
+        break;
+    }
+    return MS_OK;
+}
+
+int imap_create(struct imap_session *s, const char *name, struct ms_error *err)
+{
+    char shown[120];
+    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
+    if (rc != MS_OK)
+        return rc;
+    int r = mailimap_create(s->imap, name);
+    if (r != MAILIMAP_NO_ERROR) {
+        char what[160];
+        snprintf(what, sizeof what, "CREATE %s", shown);
+        return fail_call(s, r, what, err);
+    }
+    return MS_OK;
+}
+
+/* ======================================================================
+ * IDLE (watch)
+ * ==================================================================== */
+
+int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *stop, bool *changed,
+              struct ms_error *err)
+{
+    *changed = false;
+    int rc = ready(s, true, err);
+    if (rc != MS_OK)
+        return rc;
+    if (!imap_has_capability(s, "IDLE"))
+        return ms_error_set(err, MS_EUSAGE, "the server has no IDLE");
+    mailimap *imap = s->imap;
+    mailstream *st = imap->imap_stream;
+    int r = mailimap_send_current_tag(imap);
+    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, "IDLE\r\n") || mailstream_flush(st) != 0))
+        r = MAILIMAP_ERROR_STREAM;
+    /* Untagged data may come before the "+" (then there is news already);
+     * a tagged answer instead means the server refused. */
+    bool idling = false;
+    while (r == MAILIMAP_NO_ERROR && !idling) {
+        if (!mailimap_read_line(imap)) {
+            r = MAILIMAP_ERROR_STREAM;
+            break;
+        }
+        const char *line = imap->imap_stream_buffer->str;
+        if (line[0] == '+')
+            idling = true;
+        else if (line[0] == '*')
+            *changed = true;
+        else
+            break; /* the tagged answer: parsed below */
+        mmap_string_truncate(imap->imap_stream_buffer, 0);
+    }
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, "IDLE", err);
+    if (idling) {
+        int fd = mailstream_low_get_fd(mailstream_get_low(st));
+        long left = timeout_ms;
+        while (!*changed && left > 0 && !(stop && *stop)) {
+            bool ready_now = st->read_buffer_len > 0 || netstream_readable_now(s->ns);
+            int slice = left > 1000 ? 1000 : (int)left;
+            if (!ready_now) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                int n = poll(&p, 1, slice);
+                if (n < 0 && errno != EINTR)
+                    return fail_dead(s, err, "IDLE: poll: %s", strerror(errno));
+                left -= slice;
+                if (n <= 0)
+                    continue;
+            }
+            /* Something came: a change, or only the server's "still
+             * here" (Dovecot says "* OK Still here" every 2 minutes). */
+            if (!mailimap_read_line(imap))
+                return fail_call(s, MAILIMAP_ERROR_STREAM, "IDLE", err);
+            const char *line = imap->imap_stream_buffer->str;
+            if (strncasecmp(line, "* BYE", 5) == 0)
+                return fail_dead(s, err, "IDLE: %s:%d closed the session", s->host, s->port);
+            if (strncasecmp(line, "* OK", 4) != 0)
+                *changed = true;
+            mmap_string_truncate(imap->imap_stream_buffer, 0);
+        }
+        if (stream_puts(st, "DONE\r\n") || mailstream_flush(st) != 0 || !mailimap_read_line(imap))
+            return fail_call(s, MAILIMAP_ERROR_STREAM, "IDLE", err);
+    }
+    struct mailimap_response *resp = NULL;
+    r = mailimap_parse_response(imap, &resp);
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, "IDLE", err);
+    /* news that came while DONE was on its way */
+    if (resp->rsp_cont_req_or_resp_data_list && clist_count(resp->rsp_cont_req_or_resp_data_list) > 0)
+        *changed = true;
+    int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    mailimap_response_free(resp);
+    if (state != MAILIMAP_RESP_COND_STATE_OK)
+        return ms_error_set(err, MS_EPARTIAL, "IDLE: server said NO: %s", server_text(s));
+    return MS_OK;
+}
+
+int imap_notify_all(struct imap_session *s, struct ms_error *err)
+{
+    int rc = ready(s, false, err);
+    if (rc != MS_OK)
+        return rc;
+    if (!imap_has_capability(s, "NOTIFY"))
+        return ms_error_set(err, MS_EPARTIAL, "the server has no NOTIFY");
+    int state;
+    /* Without CONDSTORE a flag changed in a folder that is not selected
+     * is not reported (RFC 5465 5.4: it comes as HIGHESTMODSEQ). */
+    if (imap_has_capability(s, "CONDSTORE")) {
+        int r = plain_command(s, "ENABLE CONDSTORE", &state);
+        if (r != MAILIMAP_NO_ERROR)
+            return fail_call(s, r, "ENABLE", err);
+    }
+    /* "selected" too: a session that goes on to select INBOX after all
+     * (the answer was lost or garbled) still hears of its changes. */
+    int r = plain_command(s,
+                          "NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) "
+                          "(personal (MessageNew MessageExpunge FlagChange MailboxName))",
+                          &state);
+    if (r != MAILIMAP_NO_ERROR)
+        return fail_call(s, r, "NOTIFY", err);
+    if (state != MAILIMAP_RESP_COND_STATE_OK)
+        return ms_error_set(err, MS_EPARTIAL, "NOTIFY refused: %s", server_text(s));
+    return MS_OK;
+}
+
+int imap_search_before(struct imap_session *s, time_t before, uint32_t **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = ready(s, true, err);
+    if (rc != MS_OK)
+        return rc;
+    struct tm tm;
+    if (!gmtime_r(&before, &tm))
+        return ms_error_set(err, MS_EUSAGE, "UID SEARCH BEFORE: bad date");
+    struct mailimap_date *d = mailimap_date_new(tm.tm_mday, tm.tm_mon + 1, tm.tm_year + 1900);
+    struct mailimap_search_key *key = d ? mailimap_search_key_new_before(d) : NULL;
+    if (!key) {
+        if (d)
+            mailimap_date_free(d);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    struct imap_uid_list l = {0};
+    rc = uid_search(s, key, 1, 0, "UID SEARCH BEFORE", &l, err);
+    if (rc != MS_OK) {
+        free(l.v);
+        return rc;
+    }
+    imap_uid_list_sort_unique(&l);
+    *out = l.v ? l.v : xcalloc(1, sizeof **out);
+    *n = l.n;
+    return MS_OK;
+}

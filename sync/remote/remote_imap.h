@@ -1,0 +1,13 @@
+/*
+ * remote_imap.h: the IMAP side of remote.h, over sync/remote/imap.c.
+ */
+#ifndef MAILSYNC_REMOTE_IMAP_H
+#define MAILSYNC_REMOTE_IMAP_H
+
+#include "sync/remote/remote.h"
+
+/* imap_connect (TLS verified, logged in with password, not kept), wrapped
+ * as a remote side. */
+int remote_imap_connect(const struct account *acct, const char *password, struct remote **out, struct ms_error *err);
+
+#endif
