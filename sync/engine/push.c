@@ -1034,7 +1034,7 @@ static char *server_name_of(const char *path, enum folder_layout layout, char de
 
 static bool path_in(char **v, size_t n, const char *path)
 {
-    return n && bsearch(&path, v, n, sizeof *v, cmp_str) != NULL;
+    return n && bsearch(&path, v, n, sizeof *v, util_cmp_str) != NULL;
 }
 
 int create_local_folders(struct run *r, struct selected **sel, size_t *nsel, struct ms_error *err)
