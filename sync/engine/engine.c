@@ -280,7 +280,7 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         if (rc == MS_OK)
             folders_report_vanished(&r, sel, nsel);
         if (rc == MS_OK && do_push)
-            rc = create_local_folders(&r, &sel, &nsel, &err);
+            rc = folders_create_local(&r, &sel, &nsel, &err);
     }
     if (rc) {
         res->status = rc;

@@ -168,6 +168,13 @@ void folders_report_vanished(struct run *r, const struct selected *sel, size_t n
  * were queued. See folders.c. */
 size_t folders_examine_ahead(struct run *r, const struct selected *sel, size_t nsel, size_t *order);
 
+/* Create on the server the local folders that no server folder maps to
+ * and the state never knew (a folder the server dropped is not brought
+ * back), that the folder patterns select, and add them to *sel with a
+ * state row that lets the push upload their messages at once (the new
+ * folder is empty). Only an unusable session is an error. */
+int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, struct ms_error *err);
+
 /* pull.c: one folder, server -> local */
 /* Pull the selected folder into the Maildir (reports its progress unless
  * in the second pass); fres gets the counts, and the error if it fails. */
@@ -192,12 +199,6 @@ struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq)
  * A later push that finds the recorded stamp skips the scan. */
 int push_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
                 struct maildir_stamp *stamp, struct ms_error *err);
-/* Create on the server the local folders that no server folder maps to
- * and the state never knew (a folder the server dropped is not brought
- * back), that the folder patterns select, and add them to *sel with a
- * state row that lets the push upload their messages at once (the new
- * folder is empty). Only an unusable session is an error. */
-int create_local_folders(struct run *r, struct selected **sel, size_t *nsel, struct ms_error *err);
 /* Record (or find gone) uploads a killed run journalled, on the selected
  * folder: before a pull downloads them as strangers, or a push sends them
  * again. */

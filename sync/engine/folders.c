@@ -3,7 +3,8 @@
  * LIST (with the STATUS of the folders that may be unchanged), the mapping
  * of server names to local paths and display names, the selection by the
  * account's and the command line's patterns, the folders the state knows
- * that the server dropped, and the examine-ahead order of a pull.
+ * that the server dropped, the examine-ahead order of a pull, and the
+ * local folders a push creates on the server.
  */
 #include "sync/engine/engine_int.h"
 
@@ -11,8 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "db/state.h"
+#include "sync/engine/dryrun.h"
+#include "sync/local/maildir.h"
 #include "sync/log.h"
 #include "sync/names.h"
 #include "sync/util.h"
@@ -295,4 +299,138 @@ void folders_free_selected(struct selected *s, size_t n)
         free(s[i].path);
     }
     free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* folders that exist only locally */
+
+/* The server name a local folder path stands for: each component encoded
+ * in modified UTF-7 and joined with the server's delimiter. NULL when
+ * there is none (a nested path on a flat server, bad UTF-8). The caller
+ * checks that the name maps back to the same path. */
+static char *server_name_of(const char *path, enum folder_layout layout, char delim)
+{
+    if (layout == LAYOUT_MAILDIRPP) {
+        if (!*path)
+            return xstrdup("INBOX");
+        if (path[0] != '.')
+            return NULL;
+        path++;
+    }
+    char sep = layout == LAYOUT_MAILDIRPP ? '.' : '/';
+    char *copy = xstrdup(path), *save = NULL, *out = NULL;
+    size_t len = 0;
+    for (char *comp = strtok_r(copy, (char[]){sep, 0}, &save); comp; comp = strtok_r(NULL, (char[]){sep, 0}, &save)) {
+        char *enc = names_mutf7_encode(comp);
+        if (!enc || (out && !delim)) {
+            free(enc);
+            free(out);
+            out = NULL;
+            break;
+        }
+        size_t el = strlen(enc);
+        out = xrealloc(out, len + el + 2);
+        if (len)
+            out[len++] = delim;
+        memcpy(out + len, enc, el + 1);
+        len += el;
+        free(enc);
+    }
+    free(copy);
+    return out;
+}
+
+static bool path_in(char **v, size_t n, const char *path)
+{
+    return n && bsearch(&path, v, n, sizeof *v, util_cmp_str) != NULL;
+}
+
+int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, struct ms_error *err)
+{
+    if (r->rootfd < 0)
+        return MS_OK;
+    char **paths = NULL;
+    size_t np = 0;
+    maildir_find_folders(r->rootfd, r->acct->layout == LAYOUT_MAILDIRPP, &paths, &np);
+    struct state_folder *known = NULL;
+    size_t nknown = 0;
+    struct ms_error e;
+    int rc = MS_OK;
+    if (np && state_folder_list_brief(r->st, &known, &nknown, &e) != MS_OK) {
+        log_msg(LOG_WARN, "%s", e.msg); /* without it, nothing can be told new */
+        np = 0;
+    }
+    for (size_t i = 0; i < np && rc == MS_OK; i++) {
+        const char *path = paths[i];
+        bool seen = path_in(r->server_paths, r->nserver_paths, path);
+        for (size_t k = 0; k < nknown && !seen; k++)
+            seen = known[k].path && strcmp(known[k].path, path) == 0;
+        if (seen)
+            continue;
+        const char *why = NULL;
+        char *raw = server_name_of(path, r->acct->layout, r->delim);
+        char *back = raw ? names_folder_path(raw, r->delim, r->acct->layout, &why) : NULL;
+        if (!back || strcmp(back, path) != 0) {
+            log_msg(LOG_WARN, "local folder %s/%s has no server name that maps back to it; not created on the server",
+                    r->acct->maildir, log_escape(path, strlen(path), 200));
+            free(raw);
+            free(back);
+            continue;
+        }
+        free(back);
+        char *name = names_display(raw);
+        for (char *p = name; r->delim && r->delim != '/' && *p; p++)
+            if (*p == r->delim)
+                *p = '/';
+        if (!folder_wanted(r->acct, r->opt, name)) {
+            free(raw);
+            free(name);
+            continue;
+        }
+        struct remote_box mb = {0};
+        struct state_folder sf = {0};
+        if (r->opt->dry_run) {
+            dryrun_report(r->opt, &(struct engine_planned){.account = r->acct->name, .folder = name,
+                                                          .kind = ENGINE_PLAN_CREATE_FOLDER, .uid = 0, .size = 0,
+                                                          .count = 0, .flags = 0, .flags_removed = 0, .file = NULL});
+            free(raw);
+            free(name);
+            continue;
+        }
+        int x = r->remote->ops->create(r->remote, raw, &e);
+        if (x == MS_OK)
+            x = r->remote->ops->select(r->remote, raw, false, &mb, &e);
+        if (x == MS_OK) {
+            /* Empty on the server, made by us: the push may upload the
+             * folder's messages at once. The first pull lists it in full
+             * (no modseq recorded). */
+            sf.name = xstrdup(raw);
+            sf.path = xstrdup(path);
+            sf.uidvalidity = mb.uidvalidity;
+            sf.uidnext = mb.uidnext;
+            sf.last_sync = (int64_t)time(NULL);
+            x = state_folder_save(r->st, &sf, &e);
+            state_folder_free(&sf);
+        }
+        if (x == MS_OK) {
+            log_msg(LOG_INFO, "created folder \"%s\" on the server", name);
+            *sel = xrealloc(*sel, (*nsel + 1) * sizeof **sel);
+            (*sel)[(*nsel)++] = (struct selected){raw, name, xstrdup(path)};
+            continue;
+        }
+        if (x == MS_EPARTIAL) {
+            log_msg(LOG_ERROR, "cannot create folder \"%s\" on the server: %s", name, e.msg);
+            r->res->status = ms_error_worse(r->res->status, MS_EPARTIAL);
+        } else {
+            *err = e;
+            rc = x;
+        }
+        free(raw);
+        free(name);
+    }
+    state_folders_free(known, nknown);
+    for (size_t i = 0; i < np; i++)
+        free(paths[i]);
+    free(paths);
+    return rc;
 }
