@@ -26,6 +26,7 @@
 #include "cmd/config.h"
 #include "cmd/output.h"
 #include "sync/engine/engine.h"
+#include "sync/remote/remote.h"
 #include "sync/log.h"
 #include "sync/util.h"
 
@@ -245,9 +246,12 @@ static struct engine_options engine_opts(const struct options *o)
                                    .get_password = get_secret};
 }
 
-static int unsupported_type(const struct account *a)
+/* A command that needs capability bits (REMOTE_*) no server of the
+ * account's kind has (only POP3 lacks any: folders, watch) is a usage
+ * error, said before connecting. */
+static int unsupported_type(const struct account *a, unsigned need)
 {
-    if (a->type != ACCOUNT_POP3)
+    if ((remote_caps_possible(a) & need) == need)
         return MS_OK;
     log_msg(LOG_ERROR, "%s: this command is for IMAP accounts (a POP3 account has pull, push and sync)", a->name);
     return MS_EUSAGE;
@@ -415,7 +419,7 @@ static int cmd_folders(const struct options *o, struct account **acc, size_t n)
         struct engine_folder_map *m = NULL;
         size_t nm = 0;
         struct ms_error err = {0};
-        int rc = unsupported_type(acc[i]);
+        int rc = unsupported_type(acc[i], REMOTE_FOLDERS);
         if (rc == MS_OK)
             rc = engine_folders(acc[i], &eo, &m, &nm, &err);
         if (rc) {
@@ -461,7 +465,7 @@ static int cmd_watch(const struct options *o, struct account **acc, size_t n)
                            n ? acc[0]->name : "ACCOUNT");
     if (o->dry_run)
         return usage_error("%s", "watch changes mail as it goes: --dry-run does not apply");
-    int rc = unsupported_type(acc[0]);
+    int rc = unsupported_type(acc[0], REMOTE_WATCH);
     if (rc)
         return rc;
     catch_stop_signals(o, false);

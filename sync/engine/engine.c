@@ -248,9 +248,9 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
      * file for an account that never ran). Before the login only what
      * exists is locked (engine_take_lock). */
     int rc = opt->dry_run ? MS_OK : engine_take_lock(&r, false, &err);
-    if (rc == MS_OK && a->type == ACCOUNT_POP3 && !do_pull) {
-        /* A POP3 account is pull-only (its side has no REMOTE_WRITE): its
-         * type says so before any login, and a push touches nothing. */
+    if (rc == MS_OK && !(remote_caps_possible(a) & REMOTE_WRITE) && !do_pull) {
+        /* A pull-only side (POP3: no REMOTE_WRITE whatever the server):
+         * known before any login, and a push touches nothing. */
         log_msg(LOG_INFO, "%s: a POP3 account is pull-only: nothing to push", a->name);
         goto out;
     }

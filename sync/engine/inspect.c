@@ -147,7 +147,7 @@ int engine_status(const struct account *a, struct engine_status *out, struct ms_
         out->folders = xcalloc(n, sizeof *out->folders);
         out->nfolders = n;
         for (size_t i = 0; i < n; i++)
-            status_folder(st, rootfd, &f[i], a->type == ACCOUNT_POP3, &out->folders[i]);
+            status_folder(st, rootfd, &f[i], !(remote_caps_possible(a) & REMOTE_UIDS), &out->folders[i]);
     }
     if (rootfd >= 0)
         close(rootfd);

@@ -45,3 +45,16 @@ int remote_connect(const struct account *acct, const char *password, struct remo
         return ms_error_set(err, MS_EUSAGE, "%s: no remote side for this account type", acct->name);
     }
 }
+
+unsigned remote_caps_possible(const struct account *acct)
+{
+    switch (acct->type) {
+    case ACCOUNT_IMAP:
+        return REMOTE_FOLDERS | REMOTE_WRITE | REMOTE_UIDS | REMOTE_CHANGES | REMOTE_AHEAD | REMOTE_MOVE |
+               REMOTE_EXACT | REMOTE_WATCH | REMOTE_WATCH_ALL | REMOTE_EXTRA | REMOTE_AGE;
+    case ACCOUNT_POP3:
+        return REMOTE_EXACT | REMOTE_COMMIT;
+    default:
+        return 0;
+    }
+}

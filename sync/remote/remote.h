@@ -337,6 +337,14 @@ struct remote {
  * engine_options.connect_remote. */
 int remote_connect(const struct account *acct, const char *password, struct remote **out, struct ms_error *err);
 
+/* The capability bits a side of this account's kind can have at best,
+ * known without connecting (a server may offer fewer): for what the
+ * program and the engine decide before a login, e.g. that a POP3
+ * account is pull-only (no REMOTE_WRITE), has no folder list
+ * (REMOTE_FOLDERS) and cannot be watched (REMOTE_WATCH), or that its
+ * rows are keyed by id, not UID (REMOTE_UIDS). 0 for an unknown kind. */
+unsigned remote_caps_possible(const struct account *acct);
+
 /* ---- short forms ---------------------------------------------------------- */
 
 static inline unsigned remote_caps(struct remote *r)
