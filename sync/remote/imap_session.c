@@ -16,6 +16,7 @@
  * command's own error code means a tagged NO (MS_EPARTIAL, still usable).
  */
 #include "sync/remote/imap.h"
+#include "sync/remote/imap_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,51 +43,10 @@
 #include "sync/util.h"
 
 #define STREAM_BUFFER_SIZE 65536
-#define FETCH_BATCH_UIDS 500
-#define FETCH_SET_CHARS 7000 /* keeps a UID FETCH line well under 8 KB */
-#define IDENTITY_MAX 8192
 #define KEYWORDS_MAX 4096
 #define CAPS_MAX 16384
-#define FLAGS_MISSING (1u << 31) /* internal: a FETCH report without FLAGS */
 #define VANISHED_MAX ((size_t)1 << 24)
 #define UIDS_PER_SEARCH 20000 /* expected answers per UID SEARCH of imap_fetch_uids */
-
-enum body_mode { BODY_DISCARD, BODY_SINK, BODY_IDENTITY };
-
-struct queued_examine {
-    int tag;
-    char *name;
-    uint32_t uidvalidity;
-    uint64_t modseq;
-};
-
-struct imap_session {
-    mailimap *imap;
-    struct netstream *ns; /* owned by imap->imap_stream; NULL once closed */
-    struct tls_client *tls;
-    char *host;
-    int port;
-    int timeout;
-    bool dead;
-    bool logout_sent; /* imap_logout_start(): the answer is read at close */
-    char *caps;
-    char *tls_info;
-    /* What the session-wide body handler does with body bytes now. */
-    enum body_mode body_mode;
-    struct fetch_ctx *fetch;
-    bool enable_tried; /* ENABLE QRESYNC was sent (once per session) */
-    bool qresync;      /* ...and the server confirmed it */
-    /* imap_examine_ahead(): EXAMINEs sent, answers not read yet, in the
-     * order sent (ahead[ahead_next..nahead)). */
-    struct queued_examine *ahead;
-    size_t nahead, ahead_next;
-    /* The folder a pipelined answer was read for while later EXAMINEs were
-     * in flight: the server has another one selected by now, so a command
-     * on this one EXAMINEs it again first (and checks its UIDVALIDITY). */
-    char *reselect;
-    uint32_t reselect_uv;
-    char text[204]; /* server_text() */
-};
 
 /* ======================================================================
  * Errors
@@ -94,7 +54,7 @@ struct imap_session {
 
 /* The server's text of the last tagged response, escaped and bounded
  * (it is hostile input); valid until the next call. */
-static const char *server_text(struct imap_session *s)
+const char *imap_server_text(struct imap_session *s)
 {
     const char *t = s->imap ? s->imap->imap_response : NULL;
     if (!t || !*t)
@@ -105,7 +65,7 @@ static const char *server_text(struct imap_session *s)
 
 /* Close the connection now: after a fatal error nothing more may be sent
  * or trusted, and mailimap_free() must not try a LOGOUT. */
-static void kill_stream(struct imap_session *s)
+void imap_kill_stream(struct imap_session *s)
 {
     s->dead = true;
     if (s->imap && s->imap->imap_stream) {
@@ -116,9 +76,7 @@ static void kill_stream(struct imap_session *s)
     s->ns = NULL;
 }
 
-static int fail_dead(struct imap_session *s, struct ms_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail_dead(struct imap_session *s, struct ms_error *err, const char *fmt, ...)
+int imap_fail_dead(struct imap_session *s, struct ms_error *err, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -127,7 +85,7 @@ static int fail_dead(struct imap_session *s, struct ms_error *err, const char *f
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
     }
-    kill_stream(s);
+    imap_kill_stream(s);
     return MS_ENET;
 }
 
@@ -142,34 +100,34 @@ static const char *stream_reason(struct imap_session *s, const char *fallback)
 }
 
 /* A libetpan call `what` returned r (not NO_ERROR). */
-static int fail_call(struct imap_session *s, int r, const char *what, struct ms_error *err)
+int imap_fail_call(struct imap_session *s, int r, const char *what, struct ms_error *err)
 {
     char text[260];
     switch (r) {
     case MAILIMAP_ERROR_STREAM:
-        return fail_dead(s, err, "%s: %s:%d: %s", what, s->host, s->port, stream_reason(s, "connection lost"));
+        return imap_fail_dead(s, err, "%s: %s:%d: %s", what, s->host, s->port, stream_reason(s, "connection lost"));
     case MAILIMAP_ERROR_PARSE:
-        return fail_dead(s, err, "%s: %s:%d: %s", what, s->host, s->port,
-                         stream_reason(s, "could not parse the server's response"));
+        return imap_fail_dead(s, err, "%s: %s:%d: %s", what, s->host, s->port,
+                              stream_reason(s, "could not parse the server's response"));
     case MAILIMAP_ERROR_PROTOCOL:
-        snprintf(text, sizeof text, "%s", server_text(s));
-        return fail_dead(s, err, "%s: %s:%d: server replied BAD (or with a wrong tag): %s", what, s->host, s->port,
-                         text);
+        snprintf(text, sizeof text, "%s", imap_server_text(s));
+        return imap_fail_dead(s, err, "%s: %s:%d: server replied BAD (or with a wrong tag): %s", what, s->host, s->port,
+                              text);
     case MAILIMAP_ERROR_FATAL:
-        snprintf(text, sizeof text, "%s", server_text(s));
-        return fail_dead(s, err, "%s: %s:%d: server closed the session: %s", what, s->host, s->port, text);
-    case MAILIMAP_ERROR_MEMORY: return fail_dead(s, err, "%s: out of memory", what);
+        snprintf(text, sizeof text, "%s", imap_server_text(s));
+        return imap_fail_dead(s, err, "%s: %s:%d: server closed the session: %s", what, s->host, s->port, text);
+    case MAILIMAP_ERROR_MEMORY: return imap_fail_dead(s, err, "%s: out of memory", what);
     case MAILIMAP_ERROR_BAD_STATE:
         return ms_error_set(err, MS_EPARTIAL, "%s: not possible in this IMAP state (no folder selected?)", what);
     case MAILIMAP_ERROR_CONNECTION_REFUSED:
     case MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION:
-        snprintf(text, sizeof text, "%s", server_text(s));
-        return fail_dead(s, err, "%s: %s:%d refused the session: %s", what, s->host, s->port, text);
-    default: return ms_error_set(err, MS_EPARTIAL, "%s: server said NO: %s", what, server_text(s));
+        snprintf(text, sizeof text, "%s", imap_server_text(s));
+        return imap_fail_dead(s, err, "%s: %s:%d refused the session: %s", what, s->host, s->port, text);
+    default: return ms_error_set(err, MS_EPARTIAL, "%s: server said NO: %s", what, imap_server_text(s));
     }
 }
 
-static int check_alive(struct imap_session *s, struct ms_error *err)
+int imap_check_alive(struct imap_session *s, struct ms_error *err)
 {
     if (!s || s->dead || !s->imap || !s->imap->imap_stream)
         return ms_error_set(err, MS_ENET, "the IMAP connection%s%s is no longer usable", s ? " to " : "",
@@ -220,30 +178,27 @@ static void set_caps_text(struct imap_session *s)
     s->caps = out;
 }
 
-static int read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *state);
-static int settle_ahead(struct imap_session *s, bool on_selected, struct ms_error *err);
-static int stream_puts(mailstream *st, const char *text);
-
 /* Before a command: the session is usable, and no pipelined EXAMINE
  * answer is waiting (on_selected: and the folder the caller works on is
  * the one the server has selected). */
-static int ready(struct imap_session *s, bool on_selected, struct ms_error *err)
+int imap_ready(struct imap_session *s, bool on_selected, struct ms_error *err)
 {
-    int rc = check_alive(s, err);
-    return rc != MS_OK ? rc : settle_ahead(s, on_selected, err);
+    int rc = imap_check_alive(s, err);
+    return rc != MS_OK ? rc : imap_settle_ahead(s, on_selected, err);
 }
 
 /* One command whose text needs no quoting; untagged data is dropped and
  * the tagged state comes through *state. A libetpan error code. */
-static int plain_command(struct imap_session *s, const char *text, int *state)
+int imap_plain_command(struct imap_session *s, const char *text, int *state)
 {
     mailimap *imap = s->imap;
     mailstream *st = imap->imap_stream;
     int r = mailimap_send_current_tag(imap);
-    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, text) || stream_puts(st, "\r\n") || mailstream_flush(st) != 0))
+    if (r == MAILIMAP_NO_ERROR &&
+        (imap_stream_puts(st, text) || imap_stream_puts(st, "\r\n") || mailstream_flush(st) != 0))
         r = MAILIMAP_ERROR_STREAM;
     *state = -1;
-    return r == MAILIMAP_NO_ERROR ? read_tagged(s, imap->imap_tag, NULL, state) : r;
+    return r == MAILIMAP_NO_ERROR ? imap_read_tagged(s, imap->imap_tag, NULL, state) : r;
 }
 
 /* Forget what libetpan cached, so we can tell whether the next response
@@ -267,14 +222,14 @@ static int refresh_caps(struct imap_session *s, struct ms_error *err)
 {
     drop_cached_caps(s);
     int state;
-    int r = plain_command(s, "CAPABILITY", &state);
+    int r = imap_plain_command(s, "CAPABILITY", &state);
     if (r == MAILIMAP_NO_ERROR && state != MAILIMAP_RESP_COND_STATE_OK)
         r = MAILIMAP_ERROR_CAPABILITY;
     if (r != MAILIMAP_NO_ERROR)
-        return fail_call(s, r, "CAPABILITY", err);
+        return imap_fail_call(s, r, "CAPABILITY", err);
     set_caps_text(s);
     if (!s->caps)
-        return fail_dead(s, err, "out of memory");
+        return imap_fail_dead(s, err, "out of memory");
     return MS_OK;
 }
 
@@ -286,7 +241,7 @@ static int learn_caps(struct imap_session *s, struct ms_error *err)
     if (ci && ci->imap_capability) {
         set_caps_text(s);
         if (!s->caps)
-            return fail_dead(s, err, "out of memory");
+            return imap_fail_dead(s, err, "out of memory");
         return MS_OK;
     }
     return refresh_caps(s, err);
@@ -334,7 +289,7 @@ static char *base64(const unsigned char *data, size_t len)
     return out;
 }
 
-static int stream_puts(mailstream *st, const char *text)
+int imap_stream_puts(mailstream *st, const char *text)
 {
     size_t n = strlen(text);
     return mailstream_write(st, text, n) == (ssize_t)n ? 0 : -1;
@@ -343,7 +298,7 @@ static int stream_puts(mailstream *st, const char *text)
 /* name as an IMAP quoted string ("..." with \" and \\ escaped), malloc'd;
  * NULL if out of memory. The caller has checked that a quoted string can
  * carry it (no line break). */
-static char *quote_name(const char *name)
+char *imap_quote_name(const char *name)
 {
     size_t len = strlen(name);
     char *quoted = malloc(2 * len + 3);
@@ -377,9 +332,9 @@ static int sasl_exchange(struct imap_session *s, const char *mech, const char *i
     mailstream_set_privacy(st, 0);
     netstream_set_secret(s->ns, true);
     r = mailimap_send_current_tag(imap);
-    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, "AUTHENTICATE ") || stream_puts(st, mech) ||
-                                   (inline_ir && (stream_puts(st, " ") || stream_puts(st, *ir ? ir : "="))) ||
-                                   stream_puts(st, "\r\n") || mailstream_flush(st) != 0))
+    if (r == MAILIMAP_NO_ERROR && (imap_stream_puts(st, "AUTHENTICATE ") || imap_stream_puts(st, mech) ||
+                                   (inline_ir && (imap_stream_puts(st, " ") || imap_stream_puts(st, *ir ? ir : "="))) ||
+                                   imap_stream_puts(st, "\r\n") || mailstream_flush(st) != 0))
         r = MAILIMAP_ERROR_STREAM;
     bool sent = inline_ir;
     for (int round = 0; r == MAILIMAP_NO_ERROR; round++) {
@@ -396,7 +351,7 @@ static int sasl_exchange(struct imap_session *s, const char *mech, const char *i
         const char *reply = sent ? cancel : ir;
         cancelled = sent;
         sent = true;
-        if (stream_puts(st, reply) || stream_puts(st, "\r\n") || mailstream_flush(st) != 0)
+        if (imap_stream_puts(st, reply) || imap_stream_puts(st, "\r\n") || mailstream_flush(st) != 0)
             r = MAILIMAP_ERROR_STREAM;
     }
     netstream_set_secret(s->ns, false);
@@ -474,10 +429,10 @@ static int authenticate(struct imap_session *s, const struct account *acct, cons
 {
     enum auth_mech mech = choose_mech(s, acct->auth);
     if (mech == AUTH_LOGIN && imap_has_capability(s, "LOGINDISABLED"))
-        return fail_dead(s, err, "%s: server disabled LOGIN and does not offer AUTH=PLAIN (it offers: %s)", s->host,
-                         imap_capabilities(s));
+        return imap_fail_dead(s, err, "%s: server disabled LOGIN and does not offer AUTH=PLAIN (it offers: %s)",
+                              s->host, imap_capabilities(s));
     if (strpbrk(acct->user, "\r\n") || (mech == AUTH_LOGIN && strpbrk(password, "\r\n")))
-        return fail_dead(s, err, "user name or password contains a line break");
+        return imap_fail_dead(s, err, "user name or password contains a line break");
     log_msg(LOG_VERBOSE, "authenticating as %s with %s", acct->user, mech_name(mech));
     int r;
     if (mech == AUTH_LOGIN) {
@@ -485,7 +440,7 @@ static int authenticate(struct imap_session *s, const struct account *acct, cons
     } else {
         char *msg = sasl_message(mech, acct->user, password, s->host, s->port);
         if (!msg)
-            return fail_dead(s, err, "out of memory");
+            return imap_fail_dead(s, err, "out of memory");
         /* "*" cancels PLAIN; XOAUTH2 wants an empty line, OAUTHBEARER ^A. */
         const char *cancel = mech == AUTH_PLAIN ? "*" : mech == AUTH_XOAUTH2 ? "" : "AQ==";
         r = sasl_exchange(s, mech_name(mech), msg, cancel);
@@ -498,54 +453,51 @@ static int authenticate(struct imap_session *s, const struct account *acct, cons
         return MS_OK;
     if (r == MAILIMAP_ERROR_LOGIN) {
         char text[260];
-        snprintf(text, sizeof text, "%s", server_text(s));
+        snprintf(text, sizeof text, "%s", imap_server_text(s));
         ms_error_set(err, MS_EAUTH, "authentication as %s on %s failed (%s): %s", acct->user, s->host, mech_name(mech),
                      text);
-        kill_stream(s);
+        imap_kill_stream(s);
         return MS_EAUTH;
     }
-    return fail_call(s, r, "authentication", err);
+    return imap_fail_call(s, r, "authentication", err);
 }
 
 /* ======================================================================
  * Connect
  * ==================================================================== */
 
-
-static void body_handler_install(struct imap_session *s);
-
 /* Greeting read; now the STARTTLS dance, refusing every downgrade. */
 static int do_starttls(struct imap_session *s, bool preauth, struct ms_error *err)
 {
     if (preauth)
-        return fail_dead(s, err, "%s: server greeted with PREAUTH before STARTTLS; refusing to continue without TLS",
-                         s->host);
+        return imap_fail_dead(
+            s, err, "%s: server greeted with PREAUTH before STARTTLS; refusing to continue without TLS", s->host);
     int rc = learn_caps(s, err); /* plaintext capabilities: only for STARTTLS */
     if (rc != MS_OK)
         return rc;
     if (!imap_has_capability(s, "STARTTLS"))
-        return fail_dead(
+        return imap_fail_dead(
             s, err, "%s: server does not offer STARTTLS; refusing to continue without TLS (tls = implicit?)", s->host);
     int r = mailimap_starttls(s->imap);
     mailstream *st = s->imap->imap_stream;
     if (st && st->read_buffer_len != 0)
-        return fail_dead(s, err, "%s: server sent data after STARTTLS OK (injection?); connection closed", s->host);
+        return imap_fail_dead(s, err, "%s: server sent data after STARTTLS OK (injection?); connection closed",
+                              s->host);
     if (r == MAILIMAP_ERROR_STARTTLS) {
         char text[260];
-        snprintf(text, sizeof text, "%s", server_text(s));
-        return fail_dead(s, err, "%s: server refused STARTTLS: %s", s->host, text);
+        snprintf(text, sizeof text, "%s", imap_server_text(s));
+        return imap_fail_dead(s, err, "%s: server refused STARTTLS: %s", s->host, text);
     }
     if (r != MAILIMAP_NO_ERROR)
-        return fail_call(s, r, "STARTTLS", err);
+        return imap_fail_call(s, r, "STARTTLS", err);
     rc = netstream_start_tls(s->ns, s->tls, s->host, err);
     if (rc != MS_OK) {
-        kill_stream(s);
+        imap_kill_stream(s);
         return rc;
     }
     drop_cached_caps(s); /* nothing learnt before TLS counts */
     return MS_OK;
 }
-
 
 /* TCP (+ implicit TLS) and the greeting. Returns the greeting code through
  * *preauth. */
@@ -579,7 +531,7 @@ static int open_session(struct imap_session *s, const struct account *acct, bool
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     }
     s->ns = ns;
-    body_handler_install(s);
+    imap_body_handler_install(s);
     int r = mailimap_connect(s->imap, st);
     if (!s->imap->imap_stream) /* libetpan did not take it (cannot happen in 1.9.4) */
         mailstream_close(st);
@@ -587,7 +539,7 @@ static int open_session(struct imap_session *s, const struct account *acct, bool
         *preauth = r == MAILIMAP_NO_ERROR_AUTHENTICATED;
         return MS_OK;
     }
-    return fail_call(s, r, "greeting", err);
+    return imap_fail_call(s, r, "greeting", err);
 }
 
 int imap_connect(const struct account *acct, const char *password, struct imap_session **out, struct ms_error *err)
@@ -633,9 +585,9 @@ void imap_logout_start(struct imap_session *s)
     if (!s || s->dead || s->logout_sent || !s->imap || !s->imap->imap_stream)
         return;
     mailstream *st = s->imap->imap_stream;
-    if (mailimap_send_current_tag(s->imap) != MAILIMAP_NO_ERROR || stream_puts(st, "LOGOUT\r\n") ||
+    if (mailimap_send_current_tag(s->imap) != MAILIMAP_NO_ERROR || imap_stream_puts(st, "LOGOUT\r\n") ||
         mailstream_flush(st) != 0) {
-        kill_stream(s);
+        imap_kill_stream(s);
         return;
     }
     s->logout_sent = true;
@@ -662,15 +614,14 @@ void imap_close(struct imap_session *s)
                 /* (Unread pipelined EXAMINE answers come first: then the
                  * connection is just closed.) */
                 if (s->ahead_next == s->nahead && (st->read_buffer_len > 0 || netstream_readable_now(s->ns)) &&
-                    mailimap_read_line(s->imap) &&
-                    mailimap_parse_response(s->imap, &resp) == MAILIMAP_NO_ERROR)
+                    mailimap_read_line(s->imap) && mailimap_parse_response(s->imap, &resp) == MAILIMAP_NO_ERROR)
                     mailimap_response_free(resp);
             } else if (s->ahead_next == s->nahead) {
                 mailimap_logout(s->imap); /* closes the stream */
                 s->ns = NULL;
             }
         }
-        kill_stream(s);
+        imap_kill_stream(s);
         mailimap_free(s->imap);
     }
     tls_client_free(s->tls);
@@ -744,13 +695,13 @@ int imap_list(struct imap_session *s, struct remote_folder **out, size_t *n, str
 {
     *out = NULL;
     *n = 0;
-    int rc = ready(s, false, err);
+    int rc = imap_ready(s, false, err);
     if (rc != MS_OK)
         return rc;
     clist *list = NULL;
     int r = mailimap_list(s->imap, "", "*", &list);
     if (r != MAILIMAP_NO_ERROR)
-        return fail_call(s, r, "LIST", err);
+        return imap_fail_call(s, r, "LIST", err);
     struct remote_folder *f = NULL;
     size_t nf = 0, cap = 0;
     bool ok = add_folders(list, &f, &nf, &cap);
@@ -768,7 +719,7 @@ int imap_list(struct imap_session *s, struct remote_folder **out, size_t *n, str
 /* Before a command on a folder: the session is usable, and the name can
  * be sent (libetpan sends names as quoted strings, raw: a line break would
  * split the command). shown: the name escaped for messages. */
-static int folder_name_ok(const char *name, char *shown, size_t shown_len, struct ms_error *err)
+int imap_folder_name_ok(const char *name, char *shown, size_t shown_len, struct ms_error *err)
 {
     imap_escape_text(name ? name : "", name ? strnlen(name, 200) : 0, shown, shown_len);
     if (!name || !*name || strpbrk(name, "\r\n"))
@@ -776,19 +727,17 @@ static int folder_name_ok(const char *name, char *shown, size_t shown_len, struc
     return MS_OK;
 }
 
-static int folder_cmd_start(struct imap_session *s, const char *name, char *shown, size_t shown_len,
-                            struct ms_error *err)
+int imap_folder_cmd_start(struct imap_session *s, const char *name, char *shown, size_t shown_len, struct ms_error *err)
 {
-    int rc = ready(s, false, err);
-    return rc != MS_OK ? rc : folder_name_ok(name, shown, shown_len, err);
+    int rc = imap_ready(s, false, err);
+    return rc != MS_OK ? rc : imap_folder_name_ok(name, shown, shown_len, err);
 }
 
-int imap_select(struct imap_session *s, const char *name, bool read_write, struct remote_box *out,
-                struct ms_error *err)
+int imap_select(struct imap_session *s, const char *name, bool read_write, struct remote_box *out, struct ms_error *err)
 {
     memset(out, 0, sizeof *out);
     char shown[120];
-    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
+    int rc = imap_folder_cmd_start(s, name, shown, sizeof shown, err);
     if (rc != MS_OK)
         return rc;
     free(s->reselect); /* whatever is selected next, it is this one */
@@ -804,7 +753,7 @@ int imap_select(struct imap_session *s, const char *name, bool read_write, struc
     char what[200];
     snprintf(what, sizeof what, "%s %s", read_write ? "SELECT" : "EXAMINE", shown);
     if (r != MAILIMAP_NO_ERROR)
-        return fail_call(s, r, what, err);
+        return imap_fail_call(s, r, what, err);
     struct mailimap_selection_info *si = s->imap->imap_selection_info;
     if (!si || si->sel_uidvalidity == 0)
         return ms_error_set(err, MS_EPARTIAL, "%s: server gave no UIDVALIDITY", what);
@@ -818,29 +767,6 @@ int imap_select(struct imap_session *s, const char *name, bool read_write, struc
 /* ======================================================================
  * FETCH machinery: the session-wide body handler and per-fetch handlers.
  * ==================================================================== */
-
-struct fetch_ctx {
-    struct imap_session *s;
-    const uint32_t *batch; /* sorted UIDs asked for in this command */
-    size_t nbatch;
-    bool *seen; /* per batch entry: a body/identity came back */
-    int rc;     /* non-zero: abort (callback's code, or MS_ENET) */
-    char why[200];
-    /* imap_fetch_flags */
-    uint32_t first, last;
-    struct remote_msg *msgs;
-    size_t nmsgs, capmsgs;
-    size_t unplaced; /* reports without UID */
-    /* imap_fetch_bodies */
-    const struct remote_body_sink *sink;
-    bool body_started;
-    /* imap_fetch_identity */
-    void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id);
-    void *found_ctx;
-    char idbuf[IDENTITY_MAX];
-    size_t idlen;
-    bool id_seen;
-};
 
 static bool is_full_body(int type, const struct mailimap_msg_att_body_section *sec)
 {
@@ -891,7 +817,7 @@ static bool on_body(int type, struct mailimap_msg_att_body_section *sec, const c
     return true;
 }
 
-static void body_handler_install(struct imap_session *s)
+void imap_body_handler_install(struct imap_session *s)
 {
     s->body_mode = BODY_DISCARD;
     mailimap_set_msg_body_handler(s->imap, on_body, s);
@@ -1034,7 +960,7 @@ static void parse_att(const struct mailimap_msg_att *att, struct fetched *out)
 /* Run one UID FETCH with the per-message handler h; with a non-zero
  * modseq, with the (CHANGEDSINCE modseq) modifier. */
 /* How a command whose FETCH data went to f ended, libetpan saying r. */
-static int fetch_outcome(struct imap_session *s, struct fetch_ctx *f, int r, const char *what, struct ms_error *err)
+int imap_fetch_outcome(struct imap_session *s, struct fetch_ctx *f, int r, const char *what, struct ms_error *err)
 {
     if (f->rc) {
         /* A callback or a check stopped us mid-response: the session is
@@ -1042,11 +968,11 @@ static int fetch_outcome(struct imap_session *s, struct fetch_ctx *f, int r, con
         int rc = f->rc;
         if (!err || err->code != rc || !err->msg[0])
             ms_error_set(err, rc, "%s: %s", what, f->why);
-        kill_stream(s);
+        imap_kill_stream(s);
         return rc;
     }
     if (r != MAILIMAP_NO_ERROR)
-        return fail_call(s, r, what, err);
+        return imap_fail_call(s, r, what, err);
     return MS_OK;
 }
 
@@ -1068,10 +994,10 @@ static int run_fetch(struct imap_session *s, struct fetch_ctx *f, struct mailima
     /* On failure libetpan has already freed the list it left in result. */
     if (r == MAILIMAP_NO_ERROR && result)
         mailimap_fetch_list_free(result);
-    return fetch_outcome(s, f, r, what, err);
+    return imap_fetch_outcome(s, f, r, what, err);
 }
 
-static struct mailimap_set *set_from_ranges(const struct uid_range *r, size_t n)
+struct mailimap_set *imap_set_from_ranges(const struct uid_range *r, size_t n)
 {
     struct mailimap_set *set = mailimap_set_new_empty();
     for (size_t i = 0; set && i < n; i++) {
@@ -1145,7 +1071,7 @@ static int fetch_batches(struct imap_session *s, struct fetch_ctx *f, const uint
         f->batch = batch;
         f->nbatch = nb;
         f->seen = seen;
-        struct mailimap_set *set = set_from_ranges(ranges, nr);
+        struct mailimap_set *set = imap_set_from_ranges(ranges, nr);
         if (!set) {
             rc = ms_error_set(err, MS_ELOCAL, "out of memory");
             break;
@@ -1193,7 +1119,7 @@ static void on_flags_att(struct mailimap_msg_att *att, void *ctx)
     f->msgs[f->nmsgs++] = x.m;
 }
 
-/* A report and its arrival order, for sort_dedupe. */
+/* A report and its arrival order, for imap_sort_dedupe. */
 struct keyed_msg {
     struct remote_msg m;
     size_t idx;
@@ -1211,7 +1137,7 @@ static int cmp_keyed(const void *a, const void *b)
  * answer), the later report that carried FLAGS wins. Clears FLAGS_MISSING.
  * Returns the new count; on allocation failure the list is left as it is
  * and SIZE_MAX returned. */
-static size_t sort_dedupe(struct remote_msg *m, size_t n)
+size_t imap_sort_dedupe(struct remote_msg *m, size_t n)
 {
     if (n < 2) {
         for (size_t i = 0; i < n; i++)
@@ -1259,9 +1185,9 @@ static int start_flags_fetch(struct imap_session *s, struct mailimap_fetch_type 
 
 /* After a flags fetch that returned rc: its messages sorted and unique
  * into *out (never NULL on MS_OK); f is freed. */
-static int finish_flags_fetch(struct fetch_ctx *f, int rc, struct remote_msg **out, size_t *n, struct ms_error *err)
+int imap_finish_flags_fetch(struct fetch_ctx *f, int rc, struct remote_msg **out, size_t *n, struct ms_error *err)
 {
-    size_t kept = rc == MS_OK ? sort_dedupe(f->msgs, f->nmsgs) : 0;
+    size_t kept = rc == MS_OK ? imap_sort_dedupe(f->msgs, f->nmsgs) : 0;
     if (rc == MS_OK && kept == SIZE_MAX)
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
     if (rc == MS_OK && !f->msgs && !(f->msgs = calloc(1, sizeof *f->msgs)))
@@ -1278,12 +1204,12 @@ static int finish_flags_fetch(struct fetch_ctx *f, int rc, struct remote_msg **o
 }
 
 /* UID FETCH first:last (UID FLAGS RFC822.SIZE) [(CHANGEDSINCE modseq)]. */
-static int fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq, struct remote_msg **out,
-                       size_t *n, struct ms_error *err)
+int imap_fetch_flags_modseq(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
+                            struct remote_msg **out, size_t *n, struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
-    int rc = ready(s, true, err);
+    int rc = imap_ready(s, true, err);
     if (rc != MS_OK)
         return rc;
     if (first == 0)
@@ -1306,13 +1232,13 @@ static int fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, ui
                    modseq ? "UID FETCH (FLAGS) (CHANGEDSINCE)" : "UID FETCH (FLAGS)", err);
     mailimap_set_free(set);
     mailimap_fetch_type_free(ft);
-    return finish_flags_fetch(f, rc, out, n, err);
+    return imap_finish_flags_fetch(f, rc, out, n, err);
 }
 
 int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n,
                      struct ms_error *err)
 {
-    return fetch_flags(s, first, last, 0, out, n, err);
+    return imap_fetch_flags_modseq(s, first, last, 0, out, n, err);
 }
 
 /* ======================================================================
@@ -1357,7 +1283,7 @@ static void on_body_att(struct mailimap_msg_att *att, void *ctx)
 int imap_fetch_bodies(struct imap_session *s, const uint32_t *uids, size_t n, const struct remote_body_sink *sink,
                       struct ms_error *err)
 {
-    int rc = ready(s, true, err);
+    int rc = imap_ready(s, true, err);
     if (rc != MS_OK || n == 0)
         return rc;
     if (err)
@@ -1424,7 +1350,7 @@ int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
                         void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id), void *ctx,
                         struct ms_error *err)
 {
-    int rc = ready(s, true, err);
+    int rc = imap_ready(s, true, err);
     if (rc != MS_OK || n == 0)
         return rc;
     clist *hdrs = clist_new();
@@ -1491,7 +1417,7 @@ static bool same_mailbox(const char *a, const char *b)
     return strcmp(a, b) == 0 || same_quoted(a, b);
 }
 
-static struct mailimap_extension_data *ext_item(clistiter *it, int ext_id, int ext_type)
+struct mailimap_extension_data *imap_ext_item(clistiter *it, int ext_id, int ext_type)
 {
     struct mailimap_extension_data *e = clist_content(it);
     if (!e || !e->ext_extension || e->ext_extension->ext_id != ext_id || e->ext_type != ext_type || !e->ext_data)
@@ -1546,7 +1472,7 @@ int imap_status(struct imap_session *s, const char *name, struct remote_status *
 {
     memset(out, 0, sizeof *out);
     char shown[120], what[140];
-    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
+    int rc = imap_folder_cmd_start(s, name, shown, sizeof shown, err);
     if (rc != MS_OK)
         return rc;
     snprintf(what, sizeof what, "STATUS %s", shown);
@@ -1560,7 +1486,7 @@ int imap_status(struct imap_session *s, const char *name, struct remote_status *
     if (r != MAILIMAP_NO_ERROR) {
         if (st) /* after a NO libetpan still hands over what it parsed */
             mailimap_mailbox_data_status_free(st);
-        return fail_call(s, r, what, err);
+        return imap_fail_call(s, r, what, err);
     }
     /* libetpan keeps only the last STATUS response of the command. */
     if (!st || !same_mailbox(st->st_mailbox, name)) {
@@ -1627,10 +1553,9 @@ static bool take_pipelined(struct imap_session *s, const char *const *names, siz
     struct mailimap_response_info *ri = s->imap->imap_response_info;
     if (!ri)
         return true;
-    for (clistiter *it = ri->rsp_extension_list ? clist_begin(ri->rsp_extension_list) : NULL; it;
-         it = clist_next(it)) {
+    for (clistiter *it = ri->rsp_extension_list ? clist_begin(ri->rsp_extension_list) : NULL; it; it = clist_next(it)) {
         /* ENABLED (libetpan's type 0 of its ENABLE extension) */
-        struct mailimap_extension_data *e = ext_item(it, MAILIMAP_EXTENSION_ENABLE, 0);
+        struct mailimap_extension_data *e = imap_ext_item(it, MAILIMAP_EXTENSION_ENABLE, 0);
         if (e && lists_qresync(e->ext_data))
             s->qresync = true;
     }
@@ -1654,11 +1579,11 @@ struct pipeline {
     const char *const *names;
     size_t n;
     const char *items;
-    bool enable;    /* ENABLE QRESYNC CONDSTORE still to go out (first) */
-    size_t next;    /* next index into names to consider */
-    size_t total;   /* commands to send: the STATUSes asked + the LIST */
+    bool enable;  /* ENABLE QRESYNC CONDSTORE still to go out (first) */
+    size_t next;  /* next index into names to consider */
+    size_t total; /* commands to send: the STATUSes asked + the LIST */
     size_t sent;
-    int list_tag;   /* 0 until the LIST is sent */
+    int list_tag; /* 0 until the LIST is sent */
 };
 
 /* Send the next STATUS, or the LIST once they are all out (no flush). */
@@ -1673,20 +1598,20 @@ static int pipeline_send_next(struct pipeline *p)
         p->enable = false;
         p->s->enable_tried = true;
         r = mailimap_send_current_tag(imap);
-        if (r == MAILIMAP_NO_ERROR && stream_puts(stream, "ENABLE QRESYNC CONDSTORE\r\n"))
+        if (r == MAILIMAP_NO_ERROR && imap_stream_puts(stream, "ENABLE QRESYNC CONDSTORE\r\n"))
             r = MAILIMAP_ERROR_STREAM;
     } else if (p->next < p->n) {
-        char *q = quote_name(p->names[p->next++]);
+        char *q = imap_quote_name(p->names[p->next++]);
         if (!q)
             return MAILIMAP_ERROR_MEMORY;
         r = mailimap_send_current_tag(imap);
         if (r == MAILIMAP_NO_ERROR &&
-            (stream_puts(stream, "STATUS ") || stream_puts(stream, q) || stream_puts(stream, p->items)))
+            (imap_stream_puts(stream, "STATUS ") || imap_stream_puts(stream, q) || imap_stream_puts(stream, p->items)))
             r = MAILIMAP_ERROR_STREAM;
         free(q);
     } else {
         r = mailimap_send_current_tag(imap);
-        if (r == MAILIMAP_NO_ERROR && stream_puts(stream, "LIST \"\" \"*\"\r\n"))
+        if (r == MAILIMAP_NO_ERROR && imap_stream_puts(stream, "LIST \"\" \"*\"\r\n"))
             r = MAILIMAP_ERROR_STREAM;
         p->list_tag = imap->imap_tag;
     }
@@ -1702,11 +1627,14 @@ int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char
     *nout = 0;
     if (n)
         memset(st, 0, n * sizeof *st);
-    int rc = ready(s, false, err);
+    int rc = imap_ready(s, false, err);
     if (rc != MS_OK)
         return rc;
     bool condstore = session_condstore(s);
-    struct pipeline p = {.s = s, .names = names, .n = n, .total = 1,
+    struct pipeline p = {.s = s,
+                         .names = names,
+                         .n = n,
+                         .total = 1,
                          .items = condstore ? " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n"
                                             : " (MESSAGES UIDNEXT UIDVALIDITY)\r\n"};
     bool *got = calloc(n + 1, sizeof *got);
@@ -1771,10 +1699,10 @@ int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char
         remote_folders_free(f, nf);
         /* Commands may still be in flight: the session cannot be trusted. */
         if (r == MAILIMAP_ERROR_MEMORY)
-            return fail_dead(s, err, "STATUS/LIST: out of memory");
+            return imap_fail_dead(s, err, "STATUS/LIST: out of memory");
         if (r == MAILIMAP_ERROR_LIST)
-            return fail_call(s, r, "LIST", err);
-        return fail_call(s, r, "STATUS/LIST", err);
+            return imap_fail_call(s, r, "LIST", err);
+        return imap_fail_call(s, r, "STATUS/LIST", err);
     }
     *out = f ? f : calloc(1, sizeof *f);
     *nout = nf;
@@ -1822,7 +1750,7 @@ bool imap_enable_qresync(struct imap_session *s)
     mailimap_capability_data_free(req);
     if (r != MAILIMAP_NO_ERROR) {
         struct ms_error e = {0};
-        fail_call(s, r, "ENABLE QRESYNC", &e); /* kills the session if fatal */
+        imap_fail_call(s, r, "ENABLE QRESYNC", &e); /* kills the session if fatal */
         log_msg(LOG_VERBOSE, "%s: %s", s->host, e.msg);
         return false;
     }
@@ -1843,7 +1771,8 @@ static int collect_vanished(struct imap_session *s, struct imap_uid_list *l, uin
     if (!ri || !ri->rsp_extension_list)
         return MS_OK;
     for (clistiter *it = clist_begin(ri->rsp_extension_list); it; it = clist_next(it)) {
-        struct mailimap_extension_data *e = ext_item(it, MAILIMAP_EXTENSION_QRESYNC, MAILIMAP_QRESYNC_TYPE_VANISHED);
+        struct mailimap_extension_data *e =
+            imap_ext_item(it, MAILIMAP_EXTENSION_QRESYNC, MAILIMAP_QRESYNC_TYPE_VANISHED);
         struct mailimap_qresync_vanished *v = e ? e->ext_data : NULL;
         if (!v || !v->qr_known_uids || !v->qr_known_uids->set_list)
             continue;
@@ -1871,7 +1800,7 @@ static uint64_t response_highestmodseq(struct imap_session *s)
     for (clistiter *it = ri && ri->rsp_extension_list ? clist_begin(ri->rsp_extension_list) : NULL; it;
          it = clist_next(it)) {
         struct mailimap_extension_data *e =
-            ext_item(it, MAILIMAP_EXTENSION_CONDSTORE, MAILIMAP_CONDSTORE_TYPE_RESP_TEXT_CODE);
+            imap_ext_item(it, MAILIMAP_EXTENSION_CONDSTORE, MAILIMAP_CONDSTORE_TYPE_RESP_TEXT_CODE);
         struct mailimap_condstore_resptextcode *c = e ? e->ext_data : NULL;
         if (c && c->cs_type == MAILIMAP_CONDSTORE_RESPTEXTCODE_HIGHESTMODSEQ)
             v = c->cs_data.cs_modseq_value;
@@ -1892,7 +1821,7 @@ static void on_discard_att(struct mailimap_msg_att *att, void *ctx)
  * and back after), the FETCH data going to f (UID FLAGS [RFC822.SIZE], as
  * on_flags_att collects them) or dropped when f is NULL. The tagged state
  * through *state. */
-static int read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *state)
+int imap_read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *state)
 {
     mailimap *imap = s->imap;
     int last = imap->imap_tag;
@@ -1923,15 +1852,15 @@ static int put_select_qresync(struct imap_session *s, const char *name, bool rea
 {
     mailimap *imap = s->imap;
     mailstream *st = imap->imap_stream;
-    char *quoted = quote_name(name);
+    char *quoted = imap_quote_name(name);
     if (!quoted)
         return MAILIMAP_ERROR_MEMORY;
     char tail[80];
     snprintf(tail, sizeof tail, " (QRESYNC (%" PRIu32 " %" PRIu64 "))\r\n", uidvalidity, modseq);
     int r = mailimap_send_current_tag(imap);
     *tag = imap->imap_tag;
-    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, read_write ? "SELECT " : "EXAMINE ") || stream_puts(st, quoted) ||
-                                   stream_puts(st, tail)))
+    if (r == MAILIMAP_NO_ERROR && (imap_stream_puts(st, read_write ? "SELECT " : "EXAMINE ") ||
+                                   imap_stream_puts(st, quoted) || imap_stream_puts(st, tail)))
         r = MAILIMAP_ERROR_STREAM;
     free(quoted);
     return r;
@@ -1950,7 +1879,7 @@ static int read_select_qresync(struct imap_session *s, int tag, uint32_t fetch_f
         mailimap_selection_info_free(imap->imap_selection_info);
     imap->imap_selection_info = mailimap_selection_info_new();
     int state = -1;
-    int r = read_tagged(s, tag, f, &state);
+    int r = imap_read_tagged(s, tag, f, &state);
     if (r != MAILIMAP_NO_ERROR)
         return r;
     if (state != MAILIMAP_RESP_COND_STATE_OK && fetch_from) {
@@ -1958,7 +1887,7 @@ static int read_select_qresync(struct imap_session *s, int tag, uint32_t fetch_f
          * libetpan calls a protocol error, but read to its end) means
          * nothing; the session goes on, as after any failed SELECT. */
         int ignored;
-        r = read_tagged(s, imap->imap_tag, NULL, &ignored);
+        r = imap_read_tagged(s, imap->imap_tag, NULL, &ignored);
         if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_PROTOCOL)
             return r;
     }
@@ -1976,7 +1905,7 @@ static int read_select_qresync(struct imap_session *s, int tag, uint32_t fetch_f
 
 /* Send the SELECT/EXAMINE (QRESYNC) and read its answer (above). With
  * fetch_from, "UID FETCH fetch_from:* (UID FLAGS RFC822.SIZE)" goes out
- * right behind it, in the same write, its answer left for read_tagged
+ * right behind it, in the same write, its answer left for imap_read_tagged
  * with the session's current tag. */
 static int send_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
                                uint64_t modseq, uint32_t fetch_from, struct fetch_ctx *f)
@@ -1988,7 +1917,7 @@ static int send_select_qresync(struct imap_session *s, const char *name, bool re
     int select_tag;
     int r = put_select_qresync(s, name, read_write, uidvalidity, modseq, &select_tag);
     if (r == MAILIMAP_NO_ERROR && fetch_from &&
-        ((r = mailimap_send_current_tag(imap)) != MAILIMAP_NO_ERROR || stream_puts(st, fetch)))
+        ((r = mailimap_send_current_tag(imap)) != MAILIMAP_NO_ERROR || imap_stream_puts(st, fetch)))
         r = r != MAILIMAP_NO_ERROR ? r : MAILIMAP_ERROR_STREAM;
     if (r == MAILIMAP_NO_ERROR && mailstream_flush(st) != 0)
         r = MAILIMAP_ERROR_STREAM;
@@ -2021,7 +1950,7 @@ static int drop_queued(struct imap_session *s, struct ms_error *err)
         forget_queue(s);
     if (r == MAILIMAP_ERROR_SELECT)
         return MS_OK; /* nobody asked for it any more */
-    return r == MAILIMAP_NO_ERROR ? MS_OK : fail_call(s, r, what, err);
+    return r == MAILIMAP_NO_ERROR ? MS_OK : imap_fail_call(s, r, what, err);
 }
 
 /* The queued EXAMINE of name with these values, if one is waiting: the
@@ -2048,7 +1977,7 @@ static int take_queued(struct imap_session *s, const char *name, uint32_t uidval
     return MS_OK;
 }
 
-static int settle_ahead(struct imap_session *s, bool on_selected, struct ms_error *err)
+int imap_settle_ahead(struct imap_session *s, bool on_selected, struct ms_error *err)
 {
     while (s->ahead_next < s->nahead) {
         int rc = drop_queued(s, err);
@@ -2065,8 +1994,9 @@ static int settle_ahead(struct imap_session *s, bool on_selected, struct ms_erro
     if (rc == MS_OK && mb.uidvalidity != uv) {
         char shown[120];
         imap_escape_text(name, strnlen(name, 200), shown, sizeof shown);
-        rc = ms_error_set(err, MS_EPARTIAL, "EXAMINE %s: UIDVALIDITY changed during the run (%" PRIu32 " -> %" PRIu32 ")",
-                          shown, uv, mb.uidvalidity);
+        rc = ms_error_set(err, MS_EPARTIAL,
+                          "EXAMINE %s: UIDVALIDITY changed during the run (%" PRIu32 " -> %" PRIu32 ")", shown, uv,
+                          mb.uidvalidity);
     }
     free(name);
     return rc;
@@ -2074,19 +2004,19 @@ static int settle_ahead(struct imap_session *s, bool on_selected, struct ms_erro
 
 int imap_examine_ahead(struct imap_session *s, const struct imap_examine_req *req, size_t n, struct ms_error *err)
 {
-    int rc = ready(s, false, err);
+    int rc = imap_ready(s, false, err);
     if (rc != MS_OK || n == 0)
         return rc;
     if (!s->qresync)
         return ms_error_set(err, MS_EUSAGE, "EXAMINE (QRESYNC) ahead: QRESYNC is not enabled on this session");
     for (size_t i = 0; i < n; i++) {
         char shown[120];
-        if ((rc = folder_name_ok(req[i].name, shown, sizeof shown, err)) != MS_OK)
+        if ((rc = imap_folder_name_ok(req[i].name, shown, sizeof shown, err)) != MS_OK)
             return rc;
         if (req[i].uidvalidity == 0 || req[i].modseq == 0)
             return ms_error_set(err, MS_EUSAGE, "EXAMINE %s (QRESYNC): needs a known UIDVALIDITY and MODSEQ", shown);
     }
-    forget_queue(s); /* (empty: ready() read what was left) */
+    forget_queue(s); /* (empty: imap_ready() read what was left) */
     s->ahead = calloc(n, sizeof *s->ahead);
     if (!s->ahead)
         return ms_error_set(err, MS_ELOCAL, "out of memory");
@@ -2108,7 +2038,8 @@ int imap_examine_ahead(struct imap_session *s, const struct imap_examine_req *re
         /* Part of it may have gone out: the session is out of step (both
          * errors end it). */
         forget_queue(s);
-        return fail_call(s, r == MAILIMAP_ERROR_MEMORY ? r : MAILIMAP_ERROR_STREAM, "EXAMINE (QRESYNC) ahead", err);
+        return imap_fail_call(s, r == MAILIMAP_ERROR_MEMORY ? r : MAILIMAP_ERROR_STREAM, "EXAMINE (QRESYNC) ahead",
+                              err);
     }
     return MS_OK;
 }
@@ -2157,7 +2088,7 @@ static int changes_from_select(struct imap_session *s, struct fetch_ctx *sel, ui
             *pre = NULL;
             *npre = 0;
         } else {
-            int rc = fetch_flags(s, known_uidnext, 0, 0, &fresh, &nfresh, err);
+            int rc = imap_fetch_flags_modseq(s, known_uidnext, 0, 0, &fresh, &nfresh, err);
             if (rc != MS_OK)
                 return rc;
         }
@@ -2180,7 +2111,7 @@ static int changes_from_select(struct imap_session *s, struct fetch_ctx *sel, ui
     for (size_t i = 0; i < nfresh; i++)
         m[k++] = fresh[i];
     free(fresh);
-    size_t kept = sort_dedupe(m, k);
+    size_t kept = imap_sort_dedupe(m, k);
     if (kept == SIZE_MAX) {
         remote_msgs_free(m, k);
         return ms_error_set(err, MS_ELOCAL, "out of memory");
@@ -2193,23 +2124,24 @@ static int changes_from_select(struct imap_session *s, struct fetch_ctx *sel, ui
 
 /* The answer to the UID FETCH send_select_qresync pipelined behind the
  * SELECT (the last command sent): the new messages' UID FLAGS
- * RFC822.SIZE into *out, as fetch_flags(first, 0) would give them. */
-static int read_ahead_fetch(struct imap_session *s, uint32_t first, struct remote_msg **out, size_t *n, struct ms_error *err)
+ * RFC822.SIZE into *out, as imap_fetch_flags_modseq(first, 0) would give them. */
+static int read_ahead_fetch(struct imap_session *s, uint32_t first, struct remote_msg **out, size_t *n,
+                            struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
     struct fetch_ctx *f = calloc(1, sizeof *f);
     if (!f) {
-        kill_stream(s); /* its answer cannot be read now */
+        imap_kill_stream(s); /* its answer cannot be read now */
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     }
     f->s = s;
     f->first = first;
     int state = -1;
-    int r = read_tagged(s, s->imap->imap_tag, f, &state);
+    int r = imap_read_tagged(s, s->imap->imap_tag, f, &state);
     if (r == MAILIMAP_NO_ERROR && state != MAILIMAP_RESP_COND_STATE_OK)
         r = MAILIMAP_ERROR_UID_FETCH;
-    return finish_flags_fetch(f, fetch_outcome(s, f, r, "UID FETCH (FLAGS)", err), out, n, err);
+    return imap_finish_flags_fetch(f, imap_fetch_outcome(s, f, r, "UID FETCH (FLAGS)", err), out, n, err);
 }
 
 int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
@@ -2223,9 +2155,9 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     *vanished = NULL;
     *nvanished = 0;
     char shown[120], what[160];
-    int rc = check_alive(s, err); /* not ready(): its answer may be queued */
+    int rc = imap_check_alive(s, err); /* not imap_ready(): its answer may be queued */
     if (rc == MS_OK)
-        rc = folder_name_ok(name, shown, sizeof shown, err);
+        rc = imap_folder_name_ok(name, shown, sizeof shown, err);
     if (rc != MS_OK)
         return rc;
     snprintf(what, sizeof what, "%s %s (QRESYNC)", read_write ? "SELECT" : "EXAMINE", shown);
@@ -2248,7 +2180,7 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     if (!read_write && !ahead)
         rc = take_queued(s, name, uidvalidity, modseq, &queued_tag, &queued, err);
     if (rc == MS_OK && !queued)
-        rc = settle_ahead(s, false, err);
+        rc = imap_settle_ahead(s, false, err);
     if (rc != MS_OK) {
         free(sel);
         return rc;
@@ -2257,13 +2189,13 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     s->reselect = NULL;
     int r = queued ? read_select_qresync(s, queued_tag, 0, sel)
                    : send_select_qresync(s, name, read_write, uidvalidity, modseq, ahead, sel);
-    rc = fetch_outcome(s, sel, r, what, err);
+    rc = imap_fetch_outcome(s, sel, r, what, err);
     struct mailimap_selection_info *si = rc == MS_OK ? s->imap->imap_selection_info : NULL;
     if (rc == MS_OK && (!si || si->sel_uidvalidity == 0)) {
         rc = ms_error_set(err, MS_EPARTIAL, "%s: server gave no UIDVALIDITY", what);
         int ignored;
-        if (ahead && read_tagged(s, s->imap->imap_tag, NULL, &ignored) != MAILIMAP_NO_ERROR)
-            kill_stream(s);
+        if (ahead && imap_read_tagged(s, s->imap->imap_tag, NULL, &ignored) != MAILIMAP_NO_ERROR)
+            imap_kill_stream(s);
     }
     if (rc != MS_OK) {
         remote_msgs_free(sel->msgs, sel->nmsgs);
@@ -2304,8 +2236,8 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
         int select_tag = s->imap->imap_tag;
         bool used = false;
         if (rc == MS_OK)
-            rc = changes_from_select(s, sel, known_uidnext, out, ahead != 0, &fresh, &nfresh, &msgs, &nmsgs, &used,
-                                     err);
+            rc =
+                changes_from_select(s, sel, known_uidnext, out, ahead != 0, &fresh, &nfresh, &msgs, &nmsgs, &used, err);
         if (rc == MS_OK && used && nmsgs == 0 && gone.n == 0 && out->highestmodseq > modseq) {
             /* HIGHESTMODSEQ moved, yet the SELECT reported no change and
              * no expunge: do not trust its silence, list the changes. */
@@ -2314,7 +2246,7 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
             used = false;
         }
         if (rc == MS_OK && !used && out->exists > 0)
-            rc = fetch_flags(s, 1, 0, modseq, &msgs, &nmsgs, err);
+            rc = imap_fetch_flags_modseq(s, 1, 0, modseq, &msgs, &nmsgs, err);
         if (rc == MS_OK && (ahead || s->imap->imap_tag != select_tag)) {
             /* Expunges while we fetched arrive as plain VANISHED (only
              * when a FETCH went out: else the response info is still the
@@ -2351,19 +2283,19 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     return MS_OK;
 }
 
-int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n, struct remote_msg **out,
-                          size_t *nout, struct ms_error *err)
+int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n, struct remote_msg **out, size_t *nout,
+                          struct ms_error *err)
 {
     *out = NULL;
     *nout = 0;
-    int rc = ready(s, true, err);
+    int rc = imap_ready(s, true, err);
     struct mailimap_fetch_type *ft;
     struct fetch_ctx *f;
     if (rc != MS_OK || (rc = start_flags_fetch(s, &ft, &f, err)) != MS_OK)
         return rc;
     rc = fetch_batches(s, f, uids, n, ft, on_flags_att, BODY_DISCARD, "UID FETCH (FLAGS)", err);
     mailimap_fetch_type_free(ft);
-    return finish_flags_fetch(f, rc, out, nout, err);
+    return imap_finish_flags_fetch(f, rc, out, nout, err);
 }
 
 int imap_fetch_flags_changedsince(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
@@ -2373,13 +2305,13 @@ int imap_fetch_flags_changedsince(struct imap_session *s, uint32_t first, uint32
     *n = 0;
     if (modseq == 0)
         return ms_error_set(err, MS_EUSAGE, "UID FETCH (CHANGEDSINCE): needs a known MODSEQ");
-    return fetch_flags(s, first, last, modseq, out, n, err);
+    return imap_fetch_flags_modseq(s, first, last, modseq, out, n, err);
 }
 
 /* UID SEARCH key (freed here), adding the answers within first..last
  * (last 0: no upper end) to l. what names the command in errors. */
-static int uid_search(struct imap_session *s, struct mailimap_search_key *key, uint32_t first, uint32_t last,
-                      const char *what, struct imap_uid_list *l, struct ms_error *err)
+int imap_uid_search(struct imap_session *s, struct mailimap_search_key *key, uint32_t first, uint32_t last,
+                    const char *what, struct imap_uid_list *l, struct ms_error *err)
 {
     clist *res = NULL;
     int r = mailimap_uid_search(s->imap, NULL, key, &res);
@@ -2387,7 +2319,7 @@ static int uid_search(struct imap_session *s, struct mailimap_search_key *key, u
     if (r != MAILIMAP_NO_ERROR) {
         if (res) /* after a NO libetpan still hands over the list */
             mailimap_search_result_free(res);
-        return fail_call(s, r, what, err);
+        return imap_fail_call(s, r, what, err);
     }
     int rc = MS_OK;
     for (clistiter *it = res ? clist_begin(res) : NULL; it && rc == MS_OK; it = clist_next(it)) {
@@ -2415,14 +2347,14 @@ static int search_uid_range(struct imap_session *s, uint32_t first, uint32_t las
             mailimap_set_free(set);
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     }
-    return uid_search(s, key, first, last, "UID SEARCH", l, err);
+    return imap_uid_search(s, key, first, last, "UID SEARCH", l, err);
 }
 
 int imap_fetch_uids(struct imap_session *s, uint32_t **out, size_t *n, struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
-    int rc = ready(s, true, err);
+    int rc = imap_ready(s, true, err);
     if (rc != MS_OK)
         return rc;
     struct mailimap_selection_info *si = s->imap->imap_selection_info;
@@ -2509,7 +2441,7 @@ static int uid_set_batches(struct imap_session *s, const uint32_t *uids, size_t 
         i += imap_uid_batch(uids + i, n - i, FETCH_BATCH_UIDS, FETCH_SET_CHARS, ranges, FETCH_BATCH_UIDS, &nr);
         if (nr == 0)
             break;
-        struct mailimap_set *set = set_from_ranges(ranges, nr);
+        struct mailimap_set *set = imap_set_from_ranges(ranges, nr);
         if (!set) {
             rc = ms_error_set(err, MS_ELOCAL, "out of memory");
             break;
@@ -2517,7 +2449,7 @@ static int uid_set_batches(struct imap_session *s, const uint32_t *uids, size_t 
         int r = cmd(s, set, ctx);
         mailimap_set_free(set);
         if (r != MAILIMAP_NO_ERROR)
-            rc = fail_call(s, r, what, err);
+            rc = imap_fail_call(s, r, what, err);
     }
     free(ranges);
     return rc;
@@ -2548,7 +2480,7 @@ static int store_cmd(struct imap_session *s, struct mailimap_set *set, void *ctx
 int imap_store_flags(struct imap_session *s, const uint32_t *uids, size_t n, unsigned flags, bool add,
                      struct ms_error *err)
 {
-    int rc = ready(s, true, err);
+    int rc = imap_ready(s, true, err);
     if (rc != MS_OK || n == 0 || !(flags & FLAG_ALL))
         return rc;
     struct store_args a = {flags & FLAG_ALL, add};
@@ -2563,7 +2495,7 @@ static int expunge_cmd(struct imap_session *s, struct mailimap_set *set, void *c
 
 int imap_uid_expunge(struct imap_session *s, const uint32_t *uids, size_t n, struct ms_error *err)
 {
-    int rc = ready(s, true, err);
+    int rc = imap_ready(s, true, err);
     if (rc != MS_OK || n == 0)
         return rc;
     if (!imap_has_capability(s, "UIDPLUS"))
@@ -2639,9 +2571,9 @@ int imap_copy(struct imap_session *s, const uint32_t *uids, size_t n, const char
     char shown[120];
     if (dest_uidvalidity)
         *dest_uidvalidity = 0;
-    int rc = ready(s, true, err);
+    int rc = imap_ready(s, true, err);
     if (rc == MS_OK)
-        rc = folder_name_ok(dest, shown, sizeof shown, err);
+        rc = imap_folder_name_ok(dest, shown, sizeof shown, err);
     if (rc != MS_OK || n == 0)
         return rc;
     struct copy_args a = {dest, uids, n, copy_uids, 0};
@@ -2654,9 +2586,9 @@ int imap_copy(struct imap_session *s, const uint32_t *uids, size_t n, const char
 int imap_move(struct imap_session *s, const uint32_t *uids, size_t n, const char *dest, struct ms_error *err)
 {
     char shown[120];
-    int rc = ready(s, true, err);
+    int rc = imap_ready(s, true, err);
     if (rc == MS_OK)
-        rc = folder_name_ok(dest, shown, sizeof shown, err);
+        rc = imap_folder_name_ok(dest, shown, sizeof shown, err);
     if (rc != MS_OK || n == 0)
         return rc;
     if (imap_has_capability(s, "MOVE"))
@@ -2719,11 +2651,11 @@ int imap_append_fd(struct imap_session *s, const char *name, unsigned flags, tim
 {
     char shown[120], what[160], head[512], names[120], when[40];
     *uidvalidity = *uid = 0;
-    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
+    int rc = imap_folder_cmd_start(s, name, shown, sizeof shown, err);
     if (rc != MS_OK)
         return rc;
     snprintf(what, sizeof what, "APPEND to %s", shown);
-    char *quoted = quote_name(name);
+    char *quoted = imap_quote_name(name);
     if (!quoted)
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -2741,7 +2673,7 @@ int imap_append_fd(struct imap_session *s, const char *name, unsigned flags, tim
     mailimap *imap = s->imap;
     mailstream *st = imap->imap_stream;
     int r = mailimap_send_current_tag(imap);
-    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, head) || mailstream_flush(st) != 0))
+    if (r == MAILIMAP_NO_ERROR && (imap_stream_puts(st, head) || mailstream_flush(st) != 0))
         r = MAILIMAP_ERROR_STREAM;
     if (r == MAILIMAP_NO_ERROR && !mailimap_read_line(imap))
         r = MAILIMAP_ERROR_STREAM;
@@ -2754,26 +2686,26 @@ int imap_append_fd(struct imap_session *s, const char *name, unsigned flags, tim
             r = MAILIMAP_ERROR_STREAM;
     }
     if (r != MAILIMAP_NO_ERROR)
-        return fail_call(s, r, what, err);
+        return imap_fail_call(s, r, what, err);
     struct mailimap_response *resp = NULL;
     if (imap->imap_stream_buffer->str[0] == '+') {
         uint64_t sent = 0;
         if (send_literal_fd(st, fd, size, &sent) != 0 || sent != size)
             /* The literal cannot be finished honestly: end the session
              * (the server drops the incomplete APPEND). */
-            return fail_dead(s, err, "%s: the local file changed or could not be read while it was sent", what);
-        if (stream_puts(st, "\r\n") || mailstream_flush(st) != 0 || !mailimap_read_line(imap))
-            return fail_call(s, MAILIMAP_ERROR_STREAM, what, err);
+            return imap_fail_dead(s, err, "%s: the local file changed or could not be read while it was sent", what);
+        if (imap_stream_puts(st, "\r\n") || mailstream_flush(st) != 0 || !mailimap_read_line(imap))
+            return imap_fail_call(s, MAILIMAP_ERROR_STREAM, what, err);
     }
     /* The tagged answer (a NO instead of the continuation, or the result)
      * with any untagged data before it. */
     r = mailimap_parse_response(imap, &resp);
     if (r != MAILIMAP_NO_ERROR)
-        return fail_call(s, r, what, err);
+        return imap_fail_call(s, r, what, err);
     int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
     mailimap_response_free(resp);
     if (state != MAILIMAP_RESP_COND_STATE_OK)
-        return fail_call(s, MAILIMAP_ERROR_APPEND, what, err);
+        return imap_fail_call(s, MAILIMAP_ERROR_APPEND, what, err);
     /* [APPENDUID uidvalidity uid] (UIDPLUS), parsed by libetpan's
      * extension into the response info */
     struct mailimap_response_info *info = imap->imap_response_info;
@@ -2796,14 +2728,14 @@ int imap_append_fd(struct imap_session *s, const char *name, unsigned flags, tim
 int imap_create(struct imap_session *s, const char *name, struct ms_error *err)
 {
     char shown[120];
-    int rc = folder_cmd_start(s, name, shown, sizeof shown, err);
+    int rc = imap_folder_cmd_start(s, name, shown, sizeof shown, err);
     if (rc != MS_OK)
         return rc;
     int r = mailimap_create(s->imap, name);
     if (r != MAILIMAP_NO_ERROR) {
         char what[160];
         snprintf(what, sizeof what, "CREATE %s", shown);
-        return fail_call(s, r, what, err);
+        return imap_fail_call(s, r, what, err);
     }
     return MS_OK;
 }
@@ -2812,11 +2744,10 @@ int imap_create(struct imap_session *s, const char *name, struct ms_error *err)
  * IDLE (watch)
  * ==================================================================== */
 
-int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *stop, bool *changed,
-              struct ms_error *err)
+int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *stop, bool *changed, struct ms_error *err)
 {
     *changed = false;
-    int rc = ready(s, true, err);
+    int rc = imap_ready(s, true, err);
     if (rc != MS_OK)
         return rc;
     if (!imap_has_capability(s, "IDLE"))
@@ -2824,7 +2755,7 @@ int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *sto
     mailimap *imap = s->imap;
     mailstream *st = imap->imap_stream;
     int r = mailimap_send_current_tag(imap);
-    if (r == MAILIMAP_NO_ERROR && (stream_puts(st, "IDLE\r\n") || mailstream_flush(st) != 0))
+    if (r == MAILIMAP_NO_ERROR && (imap_stream_puts(st, "IDLE\r\n") || mailstream_flush(st) != 0))
         r = MAILIMAP_ERROR_STREAM;
     /* Untagged data may come before the "+" (then there is news already);
      * a tagged answer instead means the server refused. */
@@ -2844,7 +2775,7 @@ int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *sto
         mmap_string_truncate(imap->imap_stream_buffer, 0);
     }
     if (r != MAILIMAP_NO_ERROR)
-        return fail_call(s, r, "IDLE", err);
+        return imap_fail_call(s, r, "IDLE", err);
     if (idling) {
         int fd = mailstream_low_get_fd(mailstream_get_low(st));
         long left = timeout_ms;
@@ -2855,7 +2786,7 @@ int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *sto
                 struct pollfd p = {.fd = fd, .events = POLLIN};
                 int n = poll(&p, 1, slice);
                 if (n < 0 && errno != EINTR)
-                    return fail_dead(s, err, "IDLE: poll: %s", strerror(errno));
+                    return imap_fail_dead(s, err, "IDLE: poll: %s", strerror(errno));
                 left -= slice;
                 if (n <= 0)
                     continue;
@@ -2863,34 +2794,34 @@ int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *sto
             /* Something came: a change, or only the server's "still
              * here" (Dovecot says "* OK Still here" every 2 minutes). */
             if (!mailimap_read_line(imap))
-                return fail_call(s, MAILIMAP_ERROR_STREAM, "IDLE", err);
+                return imap_fail_call(s, MAILIMAP_ERROR_STREAM, "IDLE", err);
             const char *line = imap->imap_stream_buffer->str;
             if (strncasecmp(line, "* BYE", 5) == 0)
-                return fail_dead(s, err, "IDLE: %s:%d closed the session", s->host, s->port);
+                return imap_fail_dead(s, err, "IDLE: %s:%d closed the session", s->host, s->port);
             if (strncasecmp(line, "* OK", 4) != 0)
                 *changed = true;
             mmap_string_truncate(imap->imap_stream_buffer, 0);
         }
-        if (stream_puts(st, "DONE\r\n") || mailstream_flush(st) != 0 || !mailimap_read_line(imap))
-            return fail_call(s, MAILIMAP_ERROR_STREAM, "IDLE", err);
+        if (imap_stream_puts(st, "DONE\r\n") || mailstream_flush(st) != 0 || !mailimap_read_line(imap))
+            return imap_fail_call(s, MAILIMAP_ERROR_STREAM, "IDLE", err);
     }
     struct mailimap_response *resp = NULL;
     r = mailimap_parse_response(imap, &resp);
     if (r != MAILIMAP_NO_ERROR)
-        return fail_call(s, r, "IDLE", err);
+        return imap_fail_call(s, r, "IDLE", err);
     /* news that came while DONE was on its way */
     if (resp->rsp_cont_req_or_resp_data_list && clist_count(resp->rsp_cont_req_or_resp_data_list) > 0)
         *changed = true;
     int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
     mailimap_response_free(resp);
     if (state != MAILIMAP_RESP_COND_STATE_OK)
-        return ms_error_set(err, MS_EPARTIAL, "IDLE: server said NO: %s", server_text(s));
+        return ms_error_set(err, MS_EPARTIAL, "IDLE: server said NO: %s", imap_server_text(s));
     return MS_OK;
 }
 
 int imap_notify_all(struct imap_session *s, struct ms_error *err)
 {
-    int rc = ready(s, false, err);
+    int rc = imap_ready(s, false, err);
     if (rc != MS_OK)
         return rc;
     if (!imap_has_capability(s, "NOTIFY"))
@@ -2899,20 +2830,20 @@ int imap_notify_all(struct imap_session *s, struct ms_error *err)
     /* Without CONDSTORE a flag changed in a folder that is not selected
      * is not reported (RFC 5465 5.4: it comes as HIGHESTMODSEQ). */
     if (imap_has_capability(s, "CONDSTORE")) {
-        int r = plain_command(s, "ENABLE CONDSTORE", &state);
+        int r = imap_plain_command(s, "ENABLE CONDSTORE", &state);
         if (r != MAILIMAP_NO_ERROR)
-            return fail_call(s, r, "ENABLE", err);
+            return imap_fail_call(s, r, "ENABLE", err);
     }
     /* "selected" too: a session that goes on to select INBOX after all
      * (the answer was lost or garbled) still hears of its changes. */
-    int r = plain_command(s,
-                          "NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) "
-                          "(personal (MessageNew MessageExpunge FlagChange MailboxName))",
-                          &state);
+    int r = imap_plain_command(s,
+                               "NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) "
+                               "(personal (MessageNew MessageExpunge FlagChange MailboxName))",
+                               &state);
     if (r != MAILIMAP_NO_ERROR)
-        return fail_call(s, r, "NOTIFY", err);
+        return imap_fail_call(s, r, "NOTIFY", err);
     if (state != MAILIMAP_RESP_COND_STATE_OK)
-        return ms_error_set(err, MS_EPARTIAL, "NOTIFY refused: %s", server_text(s));
+        return ms_error_set(err, MS_EPARTIAL, "NOTIFY refused: %s", imap_server_text(s));
     return MS_OK;
 }
 
@@ -2920,7 +2851,7 @@ int imap_search_before(struct imap_session *s, time_t before, uint32_t **out, si
 {
     *out = NULL;
     *n = 0;
-    int rc = ready(s, true, err);
+    int rc = imap_ready(s, true, err);
     if (rc != MS_OK)
         return rc;
     struct tm tm;
@@ -2934,7 +2865,7 @@ int imap_search_before(struct imap_session *s, time_t before, uint32_t **out, si
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     }
     struct imap_uid_list l = {0};
-    rc = uid_search(s, key, 1, 0, "UID SEARCH BEFORE", &l, err);
+    rc = imap_uid_search(s, key, 1, 0, "UID SEARCH BEFORE", &l, err);
     if (rc != MS_OK) {
         free(l.v);
         return rc;
