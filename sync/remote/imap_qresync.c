@@ -26,13 +26,12 @@
 #include "sync/log.h"
 #include "sync/net/netstream.h"
 
+#define VANISHED_MAX ((size_t)1 << 24)
+#define UIDS_PER_SEARCH 20000 /* expected answers per UID SEARCH of imap_fetch_uids */
+
 /* ======================================================================
  * SELECT/EXAMINE (QRESYNC)
  * ==================================================================== */
-
-#define VANISHED_MAX ((size_t)1 << 24)
-
-#define UIDS_PER_SEARCH 20000 /* expected answers per UID SEARCH of imap_fetch_uids */
 
 /* Add every VANISHED response of the last command to l (clipped to
  * max_uid, 0 = no clip). Returns MS_OK or fills err. libetpan's own API

@@ -1,14 +1,17 @@
 /*
- * imap.c: the IMAP side (imap.h) over libetpan, on our own transport.
+ * imap_session.c: the IMAP session (imap.h) over libetpan, on our own
+ * transport: the connect sequence (TCP, implicit TLS or STARTTLS without
+ * stripping or injection, fresh capabilities, LOGIN or AUTHENTICATE),
+ * logout and close, and what every command of the other imap_*.c files
+ * needs first (imap_ready, imap_folder_cmd_start) and on failure
+ * (imap_fail_call, imap_fail_dead).
  *
  * libetpan parses and formats IMAP; sync/net/netstream.c moves the bytes (TLS,
- * deadlines, literal caps, masked trace). This file decides what is sent
- * and when: the connect sequence (TLS, STARTTLS without stripping or
- * injection, fresh capabilities, authentication), LIST, SELECT/EXAMINE,
- * and the three UID FETCH shapes, all with libetpan's per-message handler
- * so no FETCH result list grows and a tagged NO is never hidden, and with
- * a body handler installed for the whole session so no body is ever held
- * in memory (libetpan would otherwise keep each literal whole).
+ * deadlines, literal caps, masked trace). The rest of the side, by concern:
+ * imap_fetch.c (UID FETCH), imap_status.c (LIST, SELECT, STATUS, ENABLE),
+ * imap_qresync.c (CONDSTORE/QRESYNC resyncs), imap_mailbox.c (STORE,
+ * EXPUNGE, COPY, MOVE, APPEND, CREATE, SEARCH BEFORE, NOTIFY, IDLE); what
+ * they share is in imap_int.h.
  *
  * libetpan codes map to ours as in shared/docs/libetpan.md §6: STREAM,
  * PARSE, PROTOCOL (BAD, wrong tag), FATAL (BYE) mean the session is dead
@@ -18,26 +21,17 @@
 #include "sync/remote/imap.h"
 #include "sync/remote/imap_int.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <libetpan/libetpan.h>
 #include <openssl/evp.h>
 
-#include "sync/flags.h"
 #include "sync/log.h"
-#include "sync/message.h"
 #include "sync/net/netstream.h"
 #include "sync/net/tls.h"
 #include "sync/util.h"
@@ -196,6 +190,23 @@ int imap_plain_command(struct imap_session *s, const char *text, int *state)
         r = MAILIMAP_ERROR_STREAM;
     *state = -1;
     return r == MAILIMAP_NO_ERROR ? imap_read_tagged(s, imap->imap_tag, NULL, state) : r;
+}
+
+/* Before a command on a folder: the session is usable, and the name can
+ * be sent (libetpan sends names as quoted strings, raw: a line break would
+ * split the command). shown: the name escaped for messages. */
+int imap_folder_name_ok(const char *name, char *shown, size_t shown_len, struct ms_error *err)
+{
+    imap_escape_text(name ? name : "", name ? strnlen(name, 200) : 0, shown, shown_len);
+    if (!name || !*name || strpbrk(name, "\r\n"))
+        return ms_error_set(err, MS_EPARTIAL, "folder name \"%s\" cannot be used (empty or has a line break)", shown);
+    return MS_OK;
+}
+
+int imap_folder_cmd_start(struct imap_session *s, const char *name, char *shown, size_t shown_len, struct ms_error *err)
+{
+    int rc = imap_ready(s, false, err);
+    return rc != MS_OK ? rc : imap_folder_name_ok(name, shown, shown_len, err);
 }
 
 /* Forget what libetpan cached, so we can tell whether the next response
@@ -630,21 +641,4 @@ void imap_close(struct imap_session *s)
     free(s->tls_info);
     free(s->host);
     free(s);
-}
-
-/* Before a command on a folder: the session is usable, and the name can
- * be sent (libetpan sends names as quoted strings, raw: a line break would
- * split the command). shown: the name escaped for messages. */
-int imap_folder_name_ok(const char *name, char *shown, size_t shown_len, struct ms_error *err)
-{
-    imap_escape_text(name ? name : "", name ? strnlen(name, 200) : 0, shown, shown_len);
-    if (!name || !*name || strpbrk(name, "\r\n"))
-        return ms_error_set(err, MS_EPARTIAL, "folder name \"%s\" cannot be used (empty or has a line break)", shown);
-    return MS_OK;
-}
-
-int imap_folder_cmd_start(struct imap_session *s, const char *name, char *shown, size_t shown_len, struct ms_error *err)
-{
-    int rc = imap_ready(s, false, err);
-    return rc != MS_OK ? rc : imap_folder_name_ok(name, shown, shown_len, err);
 }
