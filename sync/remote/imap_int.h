@@ -27,13 +27,14 @@
 #include "sync/net/tls.h"
 #include "sync/remote/imap.h"
 
-#define FETCH_BATCH_UIDS 500
+#define FETCH_BATCH_UIDS 500 /* UIDs per command: UID FETCH, and the UID set commands of imap_mailbox.c */
 #define FETCH_SET_CHARS 7000 /* keeps a UID FETCH line well under 8 KB */
 #define IDENTITY_MAX 8192
 #define FLAGS_MISSING (1u << 31) /* internal: a FETCH report without FLAGS */
 
 enum body_mode { BODY_DISCARD, BODY_SINK, BODY_IDENTITY };
 
+/* An EXAMINE (QRESYNC) sent by imap_examine_ahead(), its answer unread. */
 struct queued_examine {
     int tag;
     char *name;
@@ -41,6 +42,7 @@ struct queued_examine {
     uint64_t modseq;
 };
 
+/* One connection: made by imap_connect(), freed by imap_close(). */
 struct imap_session {
     mailimap *imap;
     struct netstream *ns; /* owned by imap->imap_stream; NULL once closed */
@@ -69,6 +71,8 @@ struct imap_session {
     char text[204]; /* imap_server_text() */
 };
 
+/* One fetch: what libetpan's handlers (imap_fetch.c) fill or stream to,
+ * and why it was stopped (rc, why). */
 struct fetch_ctx {
     struct imap_session *s;
     const uint32_t *batch; /* sorted UIDs asked for in this command */
