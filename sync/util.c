@@ -106,6 +106,11 @@ void *util_find_uid(const void *base, size_t n, size_t size, size_t off, uint32_
     return NULL;
 }
 
+int util_cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 void util_free_secret(char *s)
 {
     if (s) {

@@ -441,9 +441,10 @@ static void *helper_main(void *arg)
     return NULL;
 }
 
-int fetch_new(struct run *r, const struct selected *sel, uint32_t uidvalidity, struct maildir_folder *mf,
-              int64_t folder_id, const struct plan *p, struct leftover *left, size_t nleft, struct local_msg *local,
-              size_t nlocal, struct engine_folder_result *fres, struct state_folder *finish, struct ms_error *err)
+int deliver_fetch_new(struct run *r, const struct selected *sel, uint32_t uidvalidity, struct maildir_folder *mf,
+                      int64_t folder_id, const struct plan *p, struct leftover *left, size_t nleft,
+                      struct local_msg *local, size_t nlocal, struct engine_folder_result *fres,
+                      struct state_folder *finish, struct ms_error *err)
 {
     /* Extra connections share the download when there are some, the
      * folder has enough to download, and no leftover may be adopted

@@ -5,7 +5,7 @@
  * The engine owns the order of steps and so crash safety: a message is
  * recorded in the state DB only once its file is durable, and a delivery
  * that was interrupted is finished (or undone) by the next run; see the
- * comment at the top of engine.c.
+ * comment at the top of pull.c.
  *
  * It knows nothing of argv or terminals: progress and results go to the
  * program through struct engine_progress and struct engine_result.

@@ -1,7 +1,9 @@
 /*
  * engine_int.h: what the engine's files share (engine.c runs an account,
- * deliver.c brings messages in, rematch.c pairs by identity, inspect.c
- * serves check/folders/status). Not for use outside sync/.
+ * setup.c locks it and opens its store and session, folders.c selects its
+ * folders, pull.c and push.c sync one folder each way, deliver.c brings
+ * messages in, rematch.c pairs by identity, watch.c repeats runs,
+ * inspect.c serves check/folders/status). Not for use outside sync/.
  */
 #ifndef MAILSYNC_ENGINE_INT_H
 #define MAILSYNC_ENGINE_INT_H
@@ -29,7 +31,7 @@ struct run {
     struct engine_result *res;
     struct state *st;
     struct remote *remote; /* the server session (remote.h) */
-    int rootfd; /* also flocked: part of the account's lock (take_lock) */
+    int rootfd; /* also flocked: part of the account's lock (engine_take_lock) */
     int lockfd;
     bool authed; /* the server accepted the login: the run may write to disk */
     /* Folders found unchanged: their last_sync is recorded with the run's
@@ -102,7 +104,7 @@ struct selected {
     char *path;
 };
 
-/* Whether sel is the account's `trash` folder (by raw or display name,
+/* folders.c: whether sel is the account's `trash` folder (by raw or display name,
  * as push_deletions compares). */
 bool is_trash_folder(const struct account *a, const struct selected *sel);
 
@@ -122,22 +124,63 @@ struct leftover {
     unsigned synced_flags;
 };
 
-/* engine.c */
-struct engine_folder_result *add_folder_result(struct engine_result *res, const char *name, const char *path);
-void folder_fail(struct engine_folder_result *f, const struct ms_error *err);
+/* engine.c: the account's run */
+/* A result row for a folder, added to res (name and path copied). */
+struct engine_folder_result *engine_add_folder_result(struct engine_result *res, const char *name, const char *path);
+/* The folder failed with err (its code, or MS_EPARTIAL). */
+void engine_folder_fail(struct engine_folder_result *f, const struct ms_error *err);
+
+/* setup.c: lock, store, session */
 /* The account's lock: flocks on the lock file beside the state DB and on
  * the Maildir root (MS_ELOCKED if another run holds either). create false
  * (before the login): only what exists, nothing is created; true: the lock
- * file and its directory too. See engine.c. */
-int take_lock(struct run *r, bool create, struct ms_error *err);
+ * file and its directory too. See setup.c. */
+int engine_take_lock(struct run *r, bool create, struct ms_error *err);
 /* The state DB and the Maildir root, created where new, the root locked
- * (after the login; see engine.c). */
-int open_store(struct run *r, struct ms_error *err);
-int connect_account(struct run *r, struct ms_error *err);
-void end_run(struct run *r);
+ * (after the login; see setup.c). */
+int engine_open_store(struct run *r, struct ms_error *err);
+/* Log in (r->remote), with the extra sessions prepared when asked for. */
+int engine_connect_account(struct run *r, struct ms_error *err);
+/* Log in, opening an existing state DB meanwhile; then lock and open the
+ * store (nothing is created or written before the login succeeded). */
+int engine_open_store_and_connect(struct run *r, struct ms_error *err);
+/* Close and free everything the run opened (the session, the store, the
+ * locks); *r can be set up again. */
+void engine_end_run(struct run *r);
+
+/* folders.c: which folders, in what order */
 bool folder_wanted(const struct account *a, const struct engine_options *opt, const char *name);
 void map_folders(const struct account *a, const struct engine_options *opt, const struct remote_folder *f, size_t n,
                  struct engine_folder_map *out);
+/* The state's row of a folder as read for the run's LIST, or NULL. */
+const struct state_folder *folders_known(const struct run *r, const char *raw);
+/* The STATUS of a folder asked for with the run's LIST, or NULL. */
+const struct remote_status *folders_known_status(const struct run *r, const char *raw);
+/* The server's folders the run syncs (*out, folders_free_selected), the
+ * ones that cannot be mapped reported as failed in r->res; fills
+ * r->known, r->known_status, r->server_paths and r->delim. */
+int folders_list_selected(struct run *r, struct selected **out, size_t *nout, struct ms_error *err);
+void folders_free_selected(struct selected *s, size_t n);
+/* Warn about folders the state knows that the server no longer lists. */
+void folders_report_vanished(struct run *r, const struct selected *sel, size_t nsel);
+/* A pull's visiting order of the nsel folders (order, indexes into sel),
+ * the incremental opens queued ahead where the side can; returns how many
+ * were queued. See folders.c. */
+size_t folders_examine_ahead(struct run *r, const struct selected *sel, size_t nsel, size_t *order);
+
+/* Create on the server the local folders that no server folder maps to
+ * and the state never knew (a folder the server dropped is not brought
+ * back), that the folder patterns select, and add them to *sel with a
+ * state row that lets the push upload their messages at once (the new
+ * folder is empty). Only an unusable session is an error. */
+int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, struct ms_error *err);
+
+/* pull.c: one folder, server -> local */
+/* Pull the selected folder into the Maildir (reports its progress unless
+ * in the second pass); fres gets the counts, and the error if it fails. */
+int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres, struct ms_error *err);
+/* Could the folder's record let a STATUS alone show it unchanged? */
+bool pull_may_be_unchanged(const struct state_folder *f);
 /* The planner's input from the state rows, the scan and the server's
  * listing (borrowed strings; free_plan_input frees the arrays only). */
 void build_plan_input(struct plan_input *in, const struct account *a, const struct engine_options *opt,
@@ -156,12 +199,6 @@ struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq)
  * A later push that finds the recorded stamp skips the scan. */
 int push_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
                 struct maildir_stamp *stamp, struct ms_error *err);
-/* Create on the server the local folders that no server folder maps to
- * and the state never knew (a folder the server dropped is not brought
- * back), that the folder patterns select, and add them to *sel with a
- * state row that lets the push upload their messages at once (the new
- * folder is empty). Only an unusable session is an error. */
-int create_local_folders(struct run *r, struct selected **sel, size_t *nsel, struct ms_error *err);
 /* Record (or find gone) uploads a killed run journalled, on the selected
  * folder: before a pull downloads them as strangers, or a push sends them
  * again. */
@@ -212,13 +249,12 @@ bool leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_ms
 /* finish: the folder's row, saved with the last confirmations when every
  * message came in (fres->failed == 0); otherwise left unsaved. */
 /* sel and uidvalidity: the folder as selected, for extra connections. */
-int fetch_new(struct run *r, const struct selected *sel, uint32_t uidvalidity, struct maildir_folder *mf,
-              int64_t folder_id, const struct plan *p,
-              struct leftover *left, size_t nleft, struct local_msg *local, size_t nlocal,
-              struct engine_folder_result *fres, struct state_folder *finish, struct ms_error *err);
+int deliver_fetch_new(struct run *r, const struct selected *sel, uint32_t uidvalidity, struct maildir_folder *mf,
+                      int64_t folder_id, const struct plan *p, struct leftover *left, size_t nleft,
+                      struct local_msg *local, size_t nlocal, struct engine_folder_result *fres,
+                      struct state_folder *finish, struct ms_error *err);
 
 /* rematch.c */
-int cmp_str(const void *a, const void *b);
 /* The unique names the state knows, sorted (borrowed strings). */
 const char **state_uniq_index(const struct state_msg *s, size_t ns, size_t *n);
 bool index_has(const char **idx, size_t n, const char *uniq);
@@ -229,10 +265,10 @@ bool index_has(const char **idx, size_t n, const char *uniq);
  * with their last synced flags (local changes stay pending), and those
  * deleted locally are matched and recorded without a file, for the push
  * to remove. */
-int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct state_msg **state, size_t *nstate,
-            const struct state_msg *old, size_t nold, struct local_msg *local, size_t nlocal,
-            const struct remote_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left, size_t *nleft,
-            struct ms_error *err);
+int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct state_msg **state,
+                   size_t *nstate, const struct state_msg *old, size_t nold, struct local_msg *local, size_t nlocal,
+                   const struct remote_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left,
+                   size_t *nleft, struct ms_error *err);
 void free_leftovers(struct leftover *l, size_t n);
 
 #endif

@@ -25,7 +25,7 @@ int engine_check(const struct account *a, const struct engine_options *opt, stru
     struct remote_folder *f = NULL;
     size_t n = 0;
     memset(out, 0, sizeof *out);
-    int rc = connect_account(&r, err);
+    int rc = engine_connect_account(&r, err);
     if (rc == MS_OK) {
         snprintf(out->tls, sizeof out->tls, "%s", r.remote->ops->tls_info(r.remote));
         out->capabilities = xstrdup(r.remote->ops->capabilities(r.remote));
@@ -33,7 +33,7 @@ int engine_check(const struct account *a, const struct engine_options *opt, stru
         out->nfolders = n;
         remote_folders_free(f, n);
     }
-    end_run(&r);
+    engine_end_run(&r);
     return rc;
 }
 
@@ -51,7 +51,7 @@ int engine_folders(const struct account *a, const struct engine_options *opt, st
     size_t n = 0;
     *out = NULL;
     *nout = 0;
-    int rc = connect_account(&r, err);
+    int rc = engine_connect_account(&r, err);
     if (rc == MS_OK)
         rc = r.remote->ops->list(r.remote, NULL, 0, NULL, &f, &n, err);
     if (rc == MS_OK) {
@@ -60,7 +60,7 @@ int engine_folders(const struct account *a, const struct engine_options *opt, st
         *nout = n;
     }
     remote_folders_free(f, n);
-    end_run(&r);
+    engine_end_run(&r);
     return rc;
 }
 

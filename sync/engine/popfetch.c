@@ -135,7 +135,7 @@ int pop3_pull(struct run *r, struct ms_error *err)
     const struct account *a = r->acct;
     const char *path = a->layout == LAYOUT_MAILDIRPP ? "" : "INBOX";
     const struct engine_progress *prog = r->opt->progress;
-    struct engine_folder_result *fres = add_folder_result(r->res, "INBOX", path);
+    struct engine_folder_result *fres = engine_add_folder_result(r->res, "INBOX", path);
     struct popctx c = {.r = r, .fres = fres};
     struct state_folder sf = {0};
     struct remote *side = r->remote;
@@ -297,7 +297,7 @@ int pop3_pull(struct run *r, struct ms_error *err)
         rc = ms_error_set(err, MS_EPARTIAL, "INBOX: %zu POP3 messages could not be fetched", fres->failed);
 out:
     if (rc)
-        folder_fail(fres, err);
+        engine_folder_fail(fres, err);
     remote_listing_free(&inbox);
     state_pop3_free(rows, nrows);
     journal_free(&c.journal);

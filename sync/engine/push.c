@@ -5,18 +5,9 @@
  * The planner (plan_push) compares the Maildir with the state; this file
  * carries the plan out on the selected folder, in an order that keeps the
  * contract's guarantees whatever point a run dies at:
- *   - deletions: the server removes the messages (UID MOVE to `trash`, or
- *     \Deleted + UID EXPUNGE of exactly those UIDs), then the rows are
- *     forgotten. Replayed after a crash they touch UIDs that are gone: a
- *     no-op. With `expunge = no` the messages keep \Deleted on the server
- *     and their rows stay, recording \Deleted, so no pull fetches them back.
- *     Without MOVE a move to `trash` is UID COPY, then \Deleted and UID
- *     EXPUNGE: each message is journalled (committed) before the COPY, so
- *     a run that died after it is known. The next run first looks for the
- *     copy in the trash (by the COPYUID's UID, else by size and Message-ID
- *     from the trash's journalled UIDNEXT on) and, if it is there (or the
- *     message is gone from the source), only flags and expunges: however
- *     often a run dies, the trash gets one copy.
+ *   - deletions: see push_delete.c (the server removes the messages,
+ *     then their rows are forgotten; a move to `trash` without MOVE is
+ *     journalled).
  *   - flag changes: UID STORE +FLAGS.SILENT / -FLAGS.SILENT of the local
  *     delta (never the whole flag list: a change the server got meanwhile
  *     from elsewhere is kept), then the rows record the new flags.
@@ -34,7 +25,7 @@
  * are matched with the server's by the pull first (otherwise the first
  * `sync` of a Maildir that another tool filled would upload it all again).
  */
-#include "sync/engine/engine_int.h"
+#include "sync/engine/push_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,44 +46,11 @@
 /* Uploads journalled per transaction. */
 #define APPEND_CHUNK 64
 
-struct push_ctx {
-    struct run *r;
-    const struct selected *sel;
-    struct maildir_folder *mf;
-    struct state_folder *sf;
-    struct state_msg *state; /* by uid */
-    size_t nstate;
-    struct local_msg *local; /* by uniq */
-    size_t nlocal;
-    uint32_t uidvalidity, uidnext; /* of the SELECT */
-    struct engine_folder_result *fres;
-};
-
-/* The state row of uid (c->state is sorted by uid), or NULL. */
-static const struct state_msg *state_row(const struct push_ctx *c, uint32_t uid)
-{
-    return UTIL_FIND_UID(c->state, c->nstate, uid, uid);
-}
-
 /* ------------------------------------------------------------------ */
 /* finding uploads that arrived without a recorded UID */
 
-struct candidate {
-    uint32_t uid;
-    unsigned flags;
-    char *keywords;
-    uint64_t size;
-    char *message_id;
-    bool taken;
-};
-
-struct candidates {
-    struct candidate *v;
-    size_t n;
-};
-
 /* The candidates are in UID order (the listing's). */
-static void on_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
+void push_on_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
 {
     struct candidates *c = ctx;
     struct candidate *x = UTIL_FIND_UID(c->v, c->n, uid, uid);
@@ -101,11 +59,6 @@ static void on_identity(void *ctx, uint32_t uid, uint64_t size, const char *mess
     x->size = size;
     free(x->message_id);
     x->message_id = message_id ? xstrdup(message_id) : NULL;
-}
-
-static bool same_id(const char *a, const char *b)
-{
-    return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
 /* The journal's uploads of the selected folder (UIDVALIDITY uidvalidity):
@@ -154,7 +107,7 @@ int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id,
         }
         state_msgs_free(known, nknown);
         if (rc == MS_OK && nu)
-            rc = r->remote->ops->fetch_identity(r->remote, uids, nu, on_identity, &cand, err);
+            rc = r->remote->ops->fetch_identity(r->remote, uids, nu, push_on_identity, &cand, err);
         free(uids);
     }
     size_t found = 0;
@@ -164,7 +117,8 @@ int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id,
         struct candidate *hit = NULL;
         for (size_t k = 0; !hit && k < cand.n && j[i].uidvalidity == uidvalidity; k++) {
             struct candidate *x = &cand.v[k];
-            if (!x->taken && x->uid >= j[i].uidnext && x->size == j[i].size && same_id(x->message_id, j[i].message_id))
+            if (!x->taken && x->uid >= j[i].uidnext && x->size == j[i].size &&
+                push_same_id(x->message_id, j[i].message_id))
                 hit = x;
         }
         if (hit) {
@@ -195,334 +149,7 @@ int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id,
 }
 
 /* ------------------------------------------------------------------ */
-/* moving to the trash without MOVE */
-
-/* Journal rows (by uid), and which of their messages the source holds
- * (other: a message of another identity under that UID, e.g. after a
- * UIDVALIDITY change: the row is stale). */
-struct trash_rows {
-    struct state_trash *v;
-    size_t n;
-    bool *present, *other;
-};
-
-/* The source holds uid: its row is marked present and takes the
- * message's identity (the same for a row journalled before). */
-static void on_source_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
-{
-    struct trash_rows *t = ctx;
-    struct state_trash *x = UTIL_FIND_UID(t->v, t->n, uid, uid);
-    if (!x)
-        return;
-    t->present[x - t->v] = true;
-    x->size = size;
-    free(x->message_id);
-    x->message_id = message_id ? xstrdup(message_id) : NULL;
-}
-
-/* As on_source_identity, for rows journalled before: their identity is
- * kept, and compared. */
-static void on_journalled_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
-{
-    struct trash_rows *t = ctx;
-    struct state_trash *x = UTIL_FIND_UID(t->v, t->n, uid, uid);
-    if (!x)
-        return;
-    t->present[x - t->v] = true;
-    t->other[x - t->v] = x->size != size || !same_id(x->message_id, message_id);
-}
-
-/* Whether the row's copy would be in dest as the trash is now. */
-static bool copy_may_be_in(const struct state_trash *t, const char *dest, uint32_t uidvalidity)
-{
-    return t->trash && strcmp(t->trash, dest) == 0 && t->trash_uidvalidity == uidvalidity;
-}
-
-/* The copies in the trash folder (dest, raw name) of the journal rows
- * marked in want: rows[i].copy_uid, or else a message from the row's
- * trash_uidnext on of the same size and Message-ID (a COPY whose answer
- * was lost), each taken once. found[i] is set for those the trash holds.
- * EXAMINEs the trash; the caller selects the source again. */
-static int find_copies(struct run *r, const char *dest, const struct state_trash *rows, size_t n, const bool *want,
-                       bool *found, struct ms_error *err)
-{
-    struct remote_box mb;
-    struct ms_error e;
-    int rc = r->remote->ops->select(r->remote, dest, false, &mb, &e);
-    if (rc == MS_EPARTIAL)
-        return MS_OK; /* no trash folder (any more): nothing is there */
-    if (rc != MS_OK) {
-        *err = e;
-        return rc;
-    }
-    uint32_t from = 0;
-    for (size_t i = 0; i < n; i++)
-        if (want[i] && copy_may_be_in(&rows[i], dest, mb.uidvalidity) && (from == 0 || rows[i].trash_uidnext < from))
-            from = rows[i].trash_uidnext ? rows[i].trash_uidnext : 1;
-    if (from == 0)
-        return MS_OK;
-    struct remote_msg *m = NULL;
-    size_t nm = 0;
-    struct candidates cand = {0};
-    rc = r->remote->ops->fetch_meta_range(r->remote, from, 0, &m, &nm, err);
-    if (rc == MS_OK && nm) {
-        uint32_t *uids = xcalloc(nm, sizeof *uids);
-        cand.v = xcalloc(nm, sizeof *cand.v);
-        for (size_t i = 0; i < nm; i++)
-            if (m[i].uid >= from) {
-                cand.v[cand.n] = (struct candidate){m[i].uid, m[i].flags, NULL, m[i].size, NULL, false};
-                uids[cand.n++] = m[i].uid;
-            }
-        if (cand.n)
-            rc = r->remote->ops->fetch_identity(r->remote, uids, cand.n, on_identity, &cand, err);
-        free(uids);
-    }
-    /* Rows with a known copy UID first: a search must not take theirs. */
-    for (int pass = 0; pass < 2 && rc == MS_OK; pass++)
-        for (size_t i = 0; i < n; i++) {
-            const struct state_trash *t = &rows[i];
-            if (!want[i] || found[i] || (pass == 0) != (t->copy_uid != 0) || !copy_may_be_in(t, dest, mb.uidvalidity))
-                continue;
-            for (size_t k = 0; k < cand.n && !found[i]; k++) {
-                struct candidate *x = &cand.v[k];
-                if (x->taken || x->size != t->size || !same_id(x->message_id, t->message_id) ||
-                    (t->copy_uid ? x->uid != t->copy_uid : x->uid < t->trash_uidnext))
-                    continue;
-                x->taken = found[i] = true;
-            }
-        }
-    for (size_t k = 0; k < cand.n; k++)
-        free(cand.v[k].message_id);
-    free(cand.v);
-    remote_msgs_free(m, nm);
-    return rc;
-}
-
-/* Whether the folder has rows in the trash journal (on error: yes, the
- * journalled way reports it). */
-static bool trash_journalled(struct push_ctx *c)
-{
-    struct state_trash *t = NULL;
-    size_t n = 0;
-    struct ms_error e;
-    bool yes = state_trash_list(c->r->st, c->sf->id, &t, &n, &e) != MS_OK || n > 0;
-    state_trashes_free(t, n);
-    return yes;
-}
-
-/* The first half of RFC 6851's MOVE without MOVE, journalled: when it
- * returns MS_OK each of uids (sorted) either has one copy in the trash
- * folder or is gone from the source, and the source is selected again;
- * the caller flags and expunges them and forgets their journal rows with
- * their own. A run that died after a COPY left journal rows: a message
- * whose copy the trash holds (or that the source no longer holds: its
- * expunge went through) is not copied again. Every other message is
- * journalled (committed) before its COPY, with the trash's UIDNEXT, then
- * the COPYUID answer records its copy's UID. */
-static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, struct ms_error *err)
-{
-    struct run *r = c->r;
-    const char *dest = r->acct->trash;
-    struct trash_rows j = {0};
-    bool *done = xcalloc(n + 1, sizeof *done);
-    bool *want = NULL, *found = NULL;
-    uint32_t *todo = xcalloc(n + 1, sizeof *todo), *copies = NULL;
-    size_t ntodo = 0, settled = 0, nagain = 0;
-    struct trash_rows ids = {0};
-    int rc = state_trash_list(r->st, c->sf->id, &j.v, &j.n, err);
-    if (rc == MS_OK && j.n) {
-        /* 1. the journal of a run that died: which of its messages the
-         * source still holds, and which of those the trash has a copy of */
-        uint32_t *juids = xcalloc(j.n, sizeof *juids);
-        for (size_t i = 0; i < j.n; i++)
-            juids[i] = j.v[i].uid;
-        j.present = xcalloc(j.n, sizeof *j.present);
-        j.other = xcalloc(j.n, sizeof *j.other);
-        rc = r->remote->ops->fetch_identity(r->remote, juids, j.n, on_journalled_identity, &j, err);
-        free(juids);
-        want = xcalloc(j.n, sizeof *want);
-        found = xcalloc(j.n, sizeof *found);
-        bool look = false;
-        for (size_t i = 0; i < j.n; i++)
-            look |= want[i] = j.present[i] && !j.other[i] && util_uid_find(uids, n, j.v[i].uid);
-        if (rc == MS_OK && look) {
-            struct remote_box mb;
-            rc = find_copies(r, dest, j.v, j.n, want, found, err);
-            if (rc == MS_OK)
-                rc = r->remote->ops->select(r->remote, c->sel->raw, true, &mb, err);
-            if (rc == MS_OK && mb.uidvalidity != c->uidvalidity)
-                rc = ms_error_set(err, MS_EPARTIAL, "%s: UIDVALIDITY changed on the server during the push",
-                                  c->sel->name);
-        }
-        /* Rows of messages no longer deleted (nor gone) are dropped: the
-         * next deletion journals them anew. In the run's batch: lost, the
-         * same is done again. */
-        if (rc == MS_OK)
-            rc = state_batch(r->st, err);
-        for (size_t i = 0; rc == MS_OK && i < j.n; i++) {
-            struct state_trash *t = &j.v[i];
-            const uint32_t *at = util_uid_find(uids, n, t->uid);
-            if (at && (!j.present[i] || found[i])) {
-                done[at - uids] = true;
-                settled++;
-            } else if (at) {
-                todo[nagain++] = t->uid; /* copied again below */
-            } else {
-                rc = state_trash_forget(r->st, c->sf->id, t->uid, err);
-            }
-        }
-        /* The run may have flagged it \Deleted before the copy was lost
-         * from the trash: a new copy must not carry that flag along. */
-        if (rc == MS_OK && nagain)
-            rc = r->remote->ops->store_flags(r->remote, todo, nagain, FLAG_DELETED, false, err);
-        if (rc == MS_OK)
-            log_msg(LOG_VERBOSE, "%s: %zu of %zu messages an interrupted run was moving to %s need no new copy",
-                    c->sel->name, settled, j.n, dest);
-    }
-    /* 2. journal the others (committed), with what finds their copies */
-    for (size_t i = 0; i < n; i++)
-        if (!done[i])
-            todo[ntodo++] = uids[i];
-    struct remote_status ts = {0};
-    if (rc == MS_OK && ntodo) {
-        ids.v = xcalloc(ntodo, sizeof *ids.v);
-        for (size_t i = 0; i < ntodo; i++)
-            ids.v[i].uid = todo[i];
-        ids.n = ntodo;
-        ids.present = xcalloc(ntodo, sizeof *ids.present);
-        rc = r->remote->ops->fetch_identity(r->remote, todo, ntodo, on_source_identity, &ids, err);
-    }
-    if (rc == MS_OK && ntodo)
-        rc = r->remote->ops->status(r->remote, dest, &ts, err);
-    if (rc == MS_OK && ntodo) {
-        size_t k = 0;
-        rc = state_begin(r->st, err);
-        for (size_t i = 0; rc == MS_OK && i < ntodo; i++) {
-            if (!ids.present[i])
-                continue; /* gone from the source already: nothing to copy */
-            struct state_trash *t = &ids.v[i];
-            t->trash = (char *)dest;
-            t->trash_uidvalidity = ts.uidvalidity;
-            t->trash_uidnext = ts.uidnext;
-            rc = state_trash_put(r->st, c->sf->id, t, err);
-            t->trash = NULL;
-            todo[k++] = t->uid;
-        }
-        if (rc == MS_OK)
-            rc = state_commit(r->st, err);
-        else
-            state_rollback(r->st);
-        ntodo = k;
-    }
-    /* 3. copy, and record where the copies are */
-    if (rc == MS_OK && ntodo) {
-        uint32_t uv = 0;
-        copies = xcalloc(ntodo, sizeof *copies);
-        rc = r->remote->ops->copy(r->remote, todo, ntodo, dest, copies, &uv, err);
-        bool any = false;
-        for (size_t i = 0; i < ntodo; i++)
-            any |= copies[i] != 0;
-        if (rc == MS_OK && any && uv == ts.uidvalidity) {
-            rc = state_begin(r->st, err);
-            for (size_t i = 0; rc == MS_OK && i < ntodo; i++)
-                if (copies[i])
-                    rc = state_trash_set_copy(r->st, c->sf->id, todo[i], copies[i], err);
-            if (rc == MS_OK)
-                rc = state_commit(r->st, err);
-            else
-                state_rollback(r->st);
-        }
-    }
-    for (size_t i = 0; i < ids.n; i++)
-        free(ids.v[i].message_id);
-    free(ids.v);
-    free(ids.present);
-    free(copies);
-    free(todo);
-    free(want);
-    free(found);
-    free(done);
-    free(j.present);
-    free(j.other);
-    state_trashes_free(j.v, j.n);
-    return rc;
-}
-
-/* ------------------------------------------------------------------ */
 /* the three kinds of change */
-
-static int push_deletions(struct push_ctx *c, const struct push_plan *p, struct ms_error *err)
-{
-    struct run *r = c->r;
-    const struct account *a = r->acct;
-    uint32_t *uids = xcalloc(p->n + 1, sizeof *uids);
-    size_t n = 0;
-    for (size_t i = 0; i < p->n; i++)
-        if (p->actions[i].op == PUSH_DELETE)
-            uids[n++] = p->actions[i].uid;
-    int rc = MS_OK;
-    bool to_trash = a->trash && *a->trash && !is_trash_folder(a, c->sel);
-    bool keep_rows = false;
-    if (n == 0)
-        goto out;
-    if (to_trash && !remote_can(r->remote, REMOTE_MOVE) && !remote_can(r->remote, REMOTE_EXACT)) {
-        log_msg(LOG_WARN, "%s: the server has neither MOVE nor UIDPLUS: %zu messages deleted locally are flagged "
-                          "\\Deleted instead of moved to %s",
-                c->sel->name, n, a->trash);
-        to_trash = false;
-    }
-    /* UID MOVE is atomic: nothing to journal. But a message an interrupted
-     * run was moving without MOVE (the server offers it since) may have
-     * its copy in the trash already: it is finished the journalled way. */
-    bool move = to_trash && remote_can(r->remote, REMOTE_MOVE) &&
-                !(remote_can(r->remote, REMOTE_EXACT) && trash_journalled(c));
-    if (move) {
-        rc = r->remote->ops->move(r->remote, uids, n, a->trash, err);
-    } else if (to_trash) {
-        /* RFC 6851's fallback, journalled (copy_to_trash), then the exact
-         * removal of only these (REMOTE_EXACT: \Deleted + UID EXPUNGE) */
-        rc = copy_to_trash(c, uids, n, err);
-        if (rc == MS_OK)
-            rc = r->remote->ops->remove(r->remote, uids, n, err);
-    } else if (a->expunge && remote_can(r->remote, REMOTE_EXACT)) {
-        rc = r->remote->ops->remove(r->remote, uids, n, err);
-    } else {
-        rc = r->remote->ops->store_flags(r->remote, uids, n, FLAG_DELETED, true, err);
-        if (rc == MS_OK) {
-            if (a->expunge)
-                log_msg(LOG_WARN, "%s: the server has no UIDPLUS: %zu messages deleted locally are only flagged "
-                                  "\\Deleted on the server (a plain EXPUNGE could remove others' too)",
-                        c->sel->name, n);
-            keep_rows = true;
-        }
-    }
-    if (rc)
-        goto out;
-    if (to_trash)
-        r->trash_changed = true;
-    rc = state_batch(r->st, err);
-    for (size_t i = 0; rc == MS_OK && i < n; i++) {
-        if (!keep_rows) {
-            rc = state_msg_delete(r->st, c->sf->id, uids[i], err);
-            if (rc == MS_OK)
-                rc = state_trash_forget(r->st, c->sf->id, uids[i], err);
-            continue;
-        }
-        const struct state_msg *s = state_row(c, uids[i]);
-        if (s)
-            rc = state_msg_set_flags(r->st, c->sf->id, s->uid, s->flags | FLAG_DELETED, s->keywords, err);
-    }
-    /* The records wait in the run's batch (one commit for all folders):
-     * lost in a crash, the next run removes the same UIDs again, which
-     * finds nothing to do. */
-    if (rc != MS_OK)
-        state_batch_abort(r->st);
-    else
-        c->fres->pushed_deleted += n;
-out:
-    free(uids);
-    return rc;
-}
 
 static int push_flags(struct push_ctx *c, const struct push_plan *p, struct ms_error *err)
 {
@@ -561,7 +188,7 @@ static int push_flags(struct push_ctx *c, const struct push_plan *p, struct ms_e
         const struct push_action *x = &p->actions[i];
         if (x->op != PUSH_FLAGS)
             continue;
-        const struct state_msg *row = state_row(c, x->uid);
+        const struct state_msg *row = push_state_row(c, x->uid);
         rc = state_msg_set_flags(r->st, c->sf->id, x->uid, x->flags, row ? row->keywords : NULL, err);
         if (rc == MS_OK)
             c->fres->pushed_flags++;
@@ -990,139 +617,5 @@ out:
     maildir_msgs_free(c.local, c.nlocal);
     maildir_folder_close(c.mf);
     state_folder_free(&sf);
-    return rc;
-}
-
-/* ------------------------------------------------------------------ */
-/* folders that exist only locally */
-
-/* The server name a local folder path stands for: each component encoded
- * in modified UTF-7 and joined with the server's delimiter. NULL when
- * there is none (a nested path on a flat server, bad UTF-8). The caller
- * checks that the name maps back to the same path. */
-static char *server_name_of(const char *path, enum folder_layout layout, char delim)
-{
-    if (layout == LAYOUT_MAILDIRPP) {
-        if (!*path)
-            return xstrdup("INBOX");
-        if (path[0] != '.')
-            return NULL;
-        path++;
-    }
-    char sep = layout == LAYOUT_MAILDIRPP ? '.' : '/';
-    char *copy = xstrdup(path), *save = NULL, *out = NULL;
-    size_t len = 0;
-    for (char *comp = strtok_r(copy, (char[]){sep, 0}, &save); comp; comp = strtok_r(NULL, (char[]){sep, 0}, &save)) {
-        char *enc = names_mutf7_encode(comp);
-        if (!enc || (out && !delim)) {
-            free(enc);
-            free(out);
-            out = NULL;
-            break;
-        }
-        size_t el = strlen(enc);
-        out = xrealloc(out, len + el + 2);
-        if (len)
-            out[len++] = delim;
-        memcpy(out + len, enc, el + 1);
-        len += el;
-        free(enc);
-    }
-    free(copy);
-    return out;
-}
-
-static bool path_in(char **v, size_t n, const char *path)
-{
-    return n && bsearch(&path, v, n, sizeof *v, cmp_str) != NULL;
-}
-
-int create_local_folders(struct run *r, struct selected **sel, size_t *nsel, struct ms_error *err)
-{
-    if (r->rootfd < 0)
-        return MS_OK;
-    char **paths = NULL;
-    size_t np = 0;
-    maildir_find_folders(r->rootfd, r->acct->layout == LAYOUT_MAILDIRPP, &paths, &np);
-    struct state_folder *known = NULL;
-    size_t nknown = 0;
-    struct ms_error e;
-    int rc = MS_OK;
-    if (np && state_folder_list_brief(r->st, &known, &nknown, &e) != MS_OK) {
-        log_msg(LOG_WARN, "%s", e.msg); /* without it, nothing can be told new */
-        np = 0;
-    }
-    for (size_t i = 0; i < np && rc == MS_OK; i++) {
-        const char *path = paths[i];
-        bool seen = path_in(r->server_paths, r->nserver_paths, path);
-        for (size_t k = 0; k < nknown && !seen; k++)
-            seen = known[k].path && strcmp(known[k].path, path) == 0;
-        if (seen)
-            continue;
-        const char *why = NULL;
-        char *raw = server_name_of(path, r->acct->layout, r->delim);
-        char *back = raw ? names_folder_path(raw, r->delim, r->acct->layout, &why) : NULL;
-        if (!back || strcmp(back, path) != 0) {
-            log_msg(LOG_WARN, "local folder %s/%s has no server name that maps back to it; not created on the server",
-                    r->acct->maildir, log_escape(path, strlen(path), 200));
-            free(raw);
-            free(back);
-            continue;
-        }
-        free(back);
-        char *name = names_display(raw);
-        for (char *p = name; r->delim && r->delim != '/' && *p; p++)
-            if (*p == r->delim)
-                *p = '/';
-        if (!folder_wanted(r->acct, r->opt, name)) {
-            free(raw);
-            free(name);
-            continue;
-        }
-        struct remote_box mb = {0};
-        struct state_folder sf = {0};
-        if (r->opt->dry_run) {
-            dryrun_report(r->opt, &(struct engine_planned){.account = r->acct->name, .folder = name,
-                                                          .kind = ENGINE_PLAN_CREATE_FOLDER, .uid = 0, .size = 0,
-                                                          .count = 0, .flags = 0, .flags_removed = 0, .file = NULL});
-            free(raw);
-            free(name);
-            continue;
-        }
-        int x = r->remote->ops->create(r->remote, raw, &e);
-        if (x == MS_OK)
-            x = r->remote->ops->select(r->remote, raw, false, &mb, &e);
-        if (x == MS_OK) {
-            /* Empty on the server, made by us: the push may upload the
-             * folder's messages at once. The first pull lists it in full
-             * (no modseq recorded). */
-            sf.name = xstrdup(raw);
-            sf.path = xstrdup(path);
-            sf.uidvalidity = mb.uidvalidity;
-            sf.uidnext = mb.uidnext;
-            sf.last_sync = (int64_t)time(NULL);
-            x = state_folder_save(r->st, &sf, &e);
-            state_folder_free(&sf);
-        }
-        if (x == MS_OK) {
-            log_msg(LOG_INFO, "created folder \"%s\" on the server", name);
-            *sel = xrealloc(*sel, (*nsel + 1) * sizeof **sel);
-            (*sel)[(*nsel)++] = (struct selected){raw, name, xstrdup(path)};
-            continue;
-        }
-        if (x == MS_EPARTIAL) {
-            log_msg(LOG_ERROR, "cannot create folder \"%s\" on the server: %s", name, e.msg);
-            r->res->status = ms_error_worse(r->res->status, MS_EPARTIAL);
-        } else {
-            *err = e;
-            rc = x;
-        }
-        free(raw);
-        free(name);
-    }
-    state_folders_free(known, nknown);
-    for (size_t i = 0; i < np; i++)
-        free(paths[i]);
-    free(paths);
     return rc;
 }

@@ -45,11 +45,6 @@ static void free_ids(struct id_list *l, bool free_uniq)
     l->n = 0;
 }
 
-int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* The unique names the state knows, sorted, for lookups by name. */
 const char **state_uniq_index(const struct state_msg *s, size_t ns, size_t *n)
 {
@@ -58,14 +53,14 @@ const char **state_uniq_index(const struct state_msg *s, size_t ns, size_t *n)
     for (size_t i = 0; i < ns; i++)
         if (s[i].uniq)
             idx[k++] = s[i].uniq;
-    qsort(idx, k, sizeof *idx, cmp_str);
+    qsort(idx, k, sizeof *idx, util_cmp_str);
     *n = k;
     return idx;
 }
 
 bool index_has(const char **idx, size_t n, const char *uniq)
 {
-    return bsearch(&uniq, idx, n, sizeof *idx, cmp_str) != NULL;
+    return bsearch(&uniq, idx, n, sizeof *idx, util_cmp_str) != NULL;
 }
 
 static int cmp_state_uid(const void *a, const void *b)
@@ -172,7 +167,7 @@ static void collect_leftovers(const struct id_list *lids, const struct plan_matc
     const char **idx = xmalloc((nm ? nm : 1) * sizeof *idx);
     for (size_t i = 0; i < nm; i++)
         idx[i] = m[i].uniq;
-    qsort(idx, nidx, sizeof *idx, cmp_str);
+    qsort(idx, nidx, sizeof *idx, util_cmp_str);
     *left = xcalloc(lids->n, sizeof **left);
     *nleft = 0;
     for (size_t i = 0; i < lids->n; i++)
@@ -193,7 +188,7 @@ void free_leftovers(struct leftover *l, size_t n)
     free(l);
 }
 
-int rematch(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct state_msg **state,
+int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct state_msg **state,
                    size_t *nstate, const struct state_msg *old, size_t nold, struct local_msg *local, size_t nlocal,
                    const struct remote_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left,
                    size_t *nleft, struct ms_error *err)

@@ -170,7 +170,7 @@ class SecurityTest(tb.BedTestCase):
     def test_server_folder_name_escaped(self):
         # Dovecot refuses such a CREATE, but lists a directory put there:
         # "Evil&ABs-[2J&AAo-mailsync: error: forged" (ESC and LF in mUTF-7).
-        # A run's folder names show them as '?' (engine.c display_name);
+        # A run's folder names show them as '?' (folders.c display_name);
         # status decodes the name itself, and must escape it too.
         name = "Evil\x1b[2J\n%s" % self.FORGED
         shown = "Evil?[2J?" + self.FORGED

@@ -1,0 +1,436 @@
+/*
+ * folders.c: which folders a run visits, and in what order: the server's
+ * LIST (with the STATUS of the folders that may be unchanged), the mapping
+ * of server names to local paths and display names, the selection by the
+ * account's and the command line's patterns, the folders the state knows
+ * that the server dropped, the examine-ahead order of a pull, and the
+ * local folders a push creates on the server.
+ */
+#include "sync/engine/engine_int.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "db/state.h"
+#include "sync/engine/dryrun.h"
+#include "sync/local/maildir.h"
+#include "sync/log.h"
+#include "sync/names.h"
+#include "sync/util.h"
+
+/* ------------------------------------------------------------------ */
+/* folder selection */
+
+bool is_trash_folder(const struct account *a, const struct selected *sel)
+{
+    return a->trash && *a->trash && (strcmp(a->trash, sel->raw) == 0 || strcmp(a->trash, sel->name) == 0);
+}
+
+/* The name people see and patterns match: UTF-8, '/' between levels, and
+ * no control characters (a server's name must not drive the terminal). */
+static char *display_name(const struct remote_folder *f)
+{
+    char *name = names_display(f->name);
+    for (char *p = name; *p; p++) {
+        if (f->delim && f->delim != '/' && *p == f->delim)
+            *p = '/';
+        else if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    }
+    return name;
+}
+
+/* Selected by the account's `folders =` and by --folder (if any). */
+bool folder_wanted(const struct account *a, const struct engine_options *opt, const char *name)
+{
+    return names_folder_selected(name, a->folders, a->nfolders) &&
+           (opt->nfolder_patterns == 0 || names_folder_selected(name, opt->folder_patterns, opt->nfolder_patterns));
+}
+
+void map_folders(const struct account *a, const struct engine_options *opt, const struct remote_folder *f,
+                        size_t n, struct engine_folder_map *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct engine_folder_map *m = &out[i];
+        m->raw = xstrdup(f[i].name);
+        m->name = display_name(&f[i]);
+        m->noselect = f[i].noselect;
+        m->path = names_folder_path(f[i].name, f[i].delim, a->layout, &m->why);
+        m->selected = !m->noselect && m->path && folder_wanted(a, opt, m->name);
+        /* Two server names on one path would mix two folders: keep the
+         * first, refuse the second. */
+        for (size_t j = 0; m->path && j < i; j++)
+            if (out[j].path && strcmp(out[j].path, m->path) == 0) {
+                free(m->path);
+                m->path = NULL;
+                m->why = "maps to the same local path as another folder";
+                m->selected = false;
+            }
+    }
+}
+
+void engine_folders_free(struct engine_folder_map *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(f[i].raw);
+        free(f[i].name);
+        free(f[i].path);
+    }
+    free(f);
+}
+
+static int cmp_key_folder(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct state_folder *)elem)->name);
+}
+
+/* The state's row of a folder as read for the run's LIST (r->known is
+ * sorted by name), or NULL. */
+const struct state_folder *folders_known(const struct run *r, const char *raw)
+{
+    return r->nknown ? bsearch(raw, r->known, r->nknown, sizeof *r->known, cmp_key_folder) : NULL;
+}
+
+/* The STATUS of a folder asked for with the run's LIST, or NULL (r->known
+ * is sorted by name, r->known_status parallel to it). */
+const struct remote_status *folders_known_status(const struct run *r, const char *raw)
+{
+    const struct state_folder *f = folders_known(r, raw);
+    return f && r->known_status ? &r->known_status[f - r->known] : NULL;
+}
+/* By the messages the folders hold (ctx), most first; ties keep their order. */
+static int cmp_messages_desc(const void *a, const void *b, void *ctx)
+{
+    const uint32_t *size = ctx;
+    uint32_t x = size[*(const size_t *)a], y = size[*(const size_t *)b];
+    return x < y ? 1 : x > y ? -1 : (*(const size_t *)a > *(const size_t *)b) - (*(const size_t *)a < *(const size_t *)b);
+}
+
+/* The folders whose STATUS (asked with the LIST) shows flag changes or
+ * expunges but no new mail will each be opened incrementally by
+ * pull_folder (IMAP: EXAMINE (QRESYNC)), with nothing else to ask the
+ * server unless their answer holds a surprise: with REMOTE_AHEAD, hand
+ * them to the side's open_ahead now (IMAP: the EXAMINEs in one write), and visit
+ * those folders first, in that order (a folder visited in between would
+ * make the session drop the answers still queued). The server then
+ * answers the next ones while this side renames the files of the first:
+ * one round trip for all of them, not one each. The biggest go first, so
+ * that the renames (and directory fsyncs) that take longest overlap with
+ * the server's work, not follow it. Returns how many were queued; order
+ * gets the visiting order of all nsel folders (as indexes into sel). */
+size_t folders_examine_ahead(struct run *r, const struct selected *sel, size_t nsel, size_t *order)
+{
+    size_t n = 0;
+    uint32_t *size = xcalloc(nsel + 1, sizeof *size);
+    bool ahead = remote_can(r->remote, REMOTE_AHEAD) && r->remote->ops->open_ahead;
+    for (size_t i = 0; i < nsel && ahead; i++) {
+        const struct remote_status *st = folders_known_status(r, sel[i].raw);
+        const struct state_folder *sf = folders_known(r, sel[i].raw);
+        if (!st || !sf || !sf->last_sync || !sf->uidvalidity || !sf->highestmodseq)
+            continue;
+        if (st->uidvalidity != sf->uidvalidity || st->uidnext != sf->uidnext || !st->highestmodseq ||
+            st->highestmodseq == sf->highestmodseq)
+            continue;
+        size[i] = st->messages;
+        order[n++] = i;
+    }
+    if (n < 2)
+        n = 0;
+    qsort_r(order, n, sizeof *order, cmp_messages_desc, size);
+    struct remote_ahead *req = xcalloc(n + 1, sizeof *req);
+    for (size_t k = 0; k < n; k++) {
+        const struct state_folder *sf = folders_known(r, sel[order[k]].raw);
+        req[k] = (struct remote_ahead){sel[order[k]].raw, sf->uidvalidity, sf->highestmodseq};
+    }
+    struct ms_error err;
+    /* A failure ends the session: the folders report it. */
+    if (n && r->remote->ops->open_ahead(r->remote, req, n, &err) != MS_OK)
+        log_msg(LOG_VERBOSE, "%s", err.msg);
+    free(req);
+    /* the rest in their own order */
+    bool *queued = xcalloc(nsel + 1, sizeof *queued);
+    for (size_t k = 0; k < n; k++)
+        queued[order[k]] = true;
+    for (size_t i = 0, k = n; i < nsel; i++)
+        if (!queued[i])
+            order[k++] = i;
+    free(queued);
+    free(size);
+    return n;
+}
+/* ------------------------------------------------------------------ */
+/* the server's folders */
+
+/* Is the folder's STATUS worth asking for with the LIST
+ * (unchanged_since_last_sync may use it)? */
+static bool skip_candidate(const struct run *r, const struct state_folder *f)
+{
+    if (!pull_may_be_unchanged(f))
+        return false;
+    if (r->acct->nfolders == 0 && r->opt->nfolder_patterns == 0)
+        return true;
+    /* The server's delimiter is not known yet: with '/' this is the name
+     * patterns see; with another one a wanted folder may be missed here
+     * (it then gets its own STATUS later) or an unwanted one asked for. */
+    char *name = names_display(f->name);
+    bool wanted = folder_wanted(r->acct, r->opt, name);
+    free(name);
+    return wanted;
+}
+
+/* The server's folders. With REMOTE_CHANGES, the status (IMAP STATUS) of
+ * every folder that may be unchanged goes out with the listing (one
+ * round trip instead of one per folder), INBOX first: Dovecot answers
+ * STATUS INBOX from its list index only until the session has looked at
+ * another folder (afterwards it opens the mailbox: ~3 ms at 10,000
+ * messages). */
+static int list_folders(struct run *r, struct remote_folder **f, size_t *n, struct ms_error *err)
+{
+    if (!remote_can(r->remote, REMOTE_CHANGES) || state_folder_list_brief(r->st, &r->known, &r->nknown, err) != MS_OK) {
+        /* a sync run's listing all the same (the side may prepare for
+         * incremental opens: ENABLE QRESYNC), without STATUS */
+        const char *none = NULL;
+        struct remote_status nost = {0};
+        return r->remote->ops->list(r->remote, &none, 0, &nost, f, n, err);
+    }
+    const char **names = xcalloc(r->nknown + 1, sizeof *names);
+    size_t *idx = xcalloc(r->nknown + 1, sizeof *idx);
+    size_t k = 0;
+    for (int inbox_pass = 1; inbox_pass >= 0; inbox_pass--)
+        for (size_t i = 0; i < r->nknown; i++)
+            if ((strcasecmp(r->known[i].name, "INBOX") == 0) == inbox_pass && skip_candidate(r, &r->known[i])) {
+                names[k] = r->known[i].name;
+                idx[k++] = i;
+            }
+    struct remote_status *st = xcalloc(k + 1, sizeof *st);
+    /* The IMAP side sends ENABLE QRESYNC along (it only has to precede
+     * the first EXAMINE). */
+    int rc = r->remote->ops->list(r->remote, names, k, st, f, n, err);
+    if (rc == MS_OK) {
+        r->known_status = xcalloc(r->nknown + 1, sizeof *r->known_status);
+        for (size_t j = 0; j < k; j++)
+            r->known_status[idx[j]] = st[j];
+    }
+    free(st);
+    free(idx);
+    free(names);
+    return rc;
+}
+
+int folders_list_selected(struct run *r, struct selected **out, size_t *nout, struct ms_error *err)
+{
+    struct remote_folder *f = NULL;
+    size_t n = 0;
+    int rc = list_folders(r, &f, &n, err);
+    if (rc)
+        return rc;
+    struct engine_folder_map *map = xcalloc(n, sizeof *map);
+    map_folders(r->acct, r->opt, f, n, map);
+    r->server_paths = xcalloc(n + 1, sizeof *r->server_paths);
+    for (size_t i = 0; i < n; i++) {
+        if (map[i].path)
+            r->server_paths[r->nserver_paths++] = xstrdup(map[i].path);
+        if (f[i].delim && (!r->delim || strcasecmp(f[i].name, "INBOX") == 0))
+            r->delim = f[i].delim;
+    }
+    qsort(r->server_paths, r->nserver_paths, sizeof *r->server_paths, util_cmp_str);
+    struct selected *sel = xcalloc(n, sizeof *sel);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!map[i].path && !map[i].noselect && folder_wanted(r->acct, r->opt, map[i].name)) {
+            /* Its mail is not synced: the run must not claim it was. */
+            struct ms_error e;
+            ms_error_set(&e, MS_EPARTIAL, "skipped server folder \"%s\": %s",
+                         log_escape(map[i].raw, strlen(map[i].raw), 200), map[i].why);
+            log_msg(LOG_WARN, "%s", e.msg);
+            engine_folder_fail(engine_add_folder_result(r->res, map[i].name, NULL), &e);
+            r->res->status = ms_error_worse(r->res->status, MS_EPARTIAL);
+        }
+        if (!map[i].selected)
+            continue;
+        sel[k].raw = map[i].raw;
+        sel[k].name = map[i].name;
+        sel[k].path = map[i].path;
+        map[i].raw = map[i].name = map[i].path = NULL;
+        k++;
+    }
+    engine_folders_free(map, n);
+    remote_folders_free(f, n);
+    *out = sel;
+    *nout = k;
+    return MS_OK;
+}
+
+/* Folders the state knows that the server no longer lists: a pull keeps
+ * their local copy (it never deletes a folder), but says so once a run. */
+void folders_report_vanished(struct run *r, const struct selected *sel, size_t nsel)
+{
+    /* The list read for the LIST's STATUS commands, if there was one (no
+     * folder row is added before this runs). */
+    struct state_folder *f = r->known;
+    size_t n = r->nknown;
+    struct ms_error e;
+    if (!f && state_folder_list_brief(r->st, &f, &n, &e) != MS_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        bool listed = false;
+        for (size_t j = 0; j < nsel && !listed; j++)
+            listed = strcmp(sel[j].raw, f[i].name) == 0;
+        if (listed || !f[i].last_sync)
+            continue;
+        char *name = names_display(f[i].name);
+        if (folder_wanted(r->acct, r->opt, name))
+            log_msg(LOG_WARN, "folder \"%s\" is no longer on the server; its local copy %s/%s is kept",
+                    log_escape(name, strlen(name), 200), r->acct->maildir, f[i].path ? f[i].path : "?");
+        free(name);
+    }
+    if (f != r->known)
+        state_folders_free(f, n);
+}
+
+void folders_free_selected(struct selected *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(s[i].raw);
+        free(s[i].name);
+        free(s[i].path);
+    }
+    free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* folders that exist only locally */
+
+/* The server name a local folder path stands for: each component encoded
+ * in modified UTF-7 and joined with the server's delimiter. NULL when
+ * there is none (a nested path on a flat server, bad UTF-8). The caller
+ * checks that the name maps back to the same path. */
+static char *server_name_of(const char *path, enum folder_layout layout, char delim)
+{
+    if (layout == LAYOUT_MAILDIRPP) {
+        if (!*path)
+            return xstrdup("INBOX");
+        if (path[0] != '.')
+            return NULL;
+        path++;
+    }
+    char sep = layout == LAYOUT_MAILDIRPP ? '.' : '/';
+    char *copy = xstrdup(path), *save = NULL, *out = NULL;
+    size_t len = 0;
+    for (char *comp = strtok_r(copy, (char[]){sep, 0}, &save); comp; comp = strtok_r(NULL, (char[]){sep, 0}, &save)) {
+        char *enc = names_mutf7_encode(comp);
+        if (!enc || (out && !delim)) {
+            free(enc);
+            free(out);
+            out = NULL;
+            break;
+        }
+        size_t el = strlen(enc);
+        out = xrealloc(out, len + el + 2);
+        if (len)
+            out[len++] = delim;
+        memcpy(out + len, enc, el + 1);
+        len += el;
+        free(enc);
+    }
+    free(copy);
+    return out;
+}
+
+static bool path_in(char **v, size_t n, const char *path)
+{
+    return n && bsearch(&path, v, n, sizeof *v, util_cmp_str) != NULL;
+}
+
+int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, struct ms_error *err)
+{
+    if (r->rootfd < 0)
+        return MS_OK;
+    char **paths = NULL;
+    size_t np = 0;
+    maildir_find_folders(r->rootfd, r->acct->layout == LAYOUT_MAILDIRPP, &paths, &np);
+    struct state_folder *known = NULL;
+    size_t nknown = 0;
+    struct ms_error e;
+    int rc = MS_OK;
+    if (np && state_folder_list_brief(r->st, &known, &nknown, &e) != MS_OK) {
+        log_msg(LOG_WARN, "%s", e.msg); /* without it, nothing can be told new */
+        np = 0;
+    }
+    for (size_t i = 0; i < np && rc == MS_OK; i++) {
+        const char *path = paths[i];
+        bool seen = path_in(r->server_paths, r->nserver_paths, path);
+        for (size_t k = 0; k < nknown && !seen; k++)
+            seen = known[k].path && strcmp(known[k].path, path) == 0;
+        if (seen)
+            continue;
+        const char *why = NULL;
+        char *raw = server_name_of(path, r->acct->layout, r->delim);
+        char *back = raw ? names_folder_path(raw, r->delim, r->acct->layout, &why) : NULL;
+        if (!back || strcmp(back, path) != 0) {
+            log_msg(LOG_WARN, "local folder %s/%s has no server name that maps back to it; not created on the server",
+                    r->acct->maildir, log_escape(path, strlen(path), 200));
+            free(raw);
+            free(back);
+            continue;
+        }
+        free(back);
+        char *name = names_display(raw);
+        for (char *p = name; r->delim && r->delim != '/' && *p; p++)
+            if (*p == r->delim)
+                *p = '/';
+        if (!folder_wanted(r->acct, r->opt, name)) {
+            free(raw);
+            free(name);
+            continue;
+        }
+        struct remote_box mb = {0};
+        struct state_folder sf = {0};
+        if (r->opt->dry_run) {
+            dryrun_report(r->opt, &(struct engine_planned){.account = r->acct->name, .folder = name,
+                                                          .kind = ENGINE_PLAN_CREATE_FOLDER, .uid = 0, .size = 0,
+                                                          .count = 0, .flags = 0, .flags_removed = 0, .file = NULL});
+            free(raw);
+            free(name);
+            continue;
+        }
+        int x = r->remote->ops->create(r->remote, raw, &e);
+        if (x == MS_OK)
+            x = r->remote->ops->select(r->remote, raw, false, &mb, &e);
+        if (x == MS_OK) {
+            /* Empty on the server, made by us: the push may upload the
+             * folder's messages at once. The first pull lists it in full
+             * (no modseq recorded). */
+            sf.name = xstrdup(raw);
+            sf.path = xstrdup(path);
+            sf.uidvalidity = mb.uidvalidity;
+            sf.uidnext = mb.uidnext;
+            sf.last_sync = (int64_t)time(NULL);
+            x = state_folder_save(r->st, &sf, &e);
+            state_folder_free(&sf);
+        }
+        if (x == MS_OK) {
+            log_msg(LOG_INFO, "created folder \"%s\" on the server", name);
+            *sel = xrealloc(*sel, (*nsel + 1) * sizeof **sel);
+            (*sel)[(*nsel)++] = (struct selected){raw, name, xstrdup(path)};
+            continue;
+        }
+        if (x == MS_EPARTIAL) {
+            log_msg(LOG_ERROR, "cannot create folder \"%s\" on the server: %s", name, e.msg);
+            r->res->status = ms_error_worse(r->res->status, MS_EPARTIAL);
+        } else {
+            *err = e;
+            rc = x;
+        }
+        free(raw);
+        free(name);
+    }
+    state_folders_free(known, nknown);
+    for (size_t i = 0; i < np; i++)
+        free(paths[i]);
+    free(paths);
+    return rc;
+}

@@ -1,0 +1,649 @@
+/*
+ * pull.c: one folder, server -> local: the server's listing (in full, or
+ * incremental and merged with the recorded rows), the local scan (or a
+ * lookup of the affected files only), the plan, the local changes it asks
+ * for and the downloads (deliver.c); a folder found unchanged by its STATUS
+ * alone is skipped.
+ *
+ * Crash safety. A pull moves messages in batches: the bodies stream into
+ * files in tmp/ (deliver.c; a helper thread starts a syncfs() every 256 KiB
+ * while a batch streams in, so most of it is on disk by the batch's own),
+ * and the delivery journal (sync/engine/journal.h, where the steps and their
+ * order are written down) makes each batch durable with one syncfs(),
+ * journals it as pending rows, renames the files into new/ or cur/, fsyncs
+ * the directories and confirms the rows, in a committer thread while the
+ * next batch streams in. journal_recover() finishes what a killed run
+ * left. So no message is recorded without its file, and none is delivered
+ * twice.
+ *
+ * Flag changes rename first and record after; deletions unlink first and
+ * forget after. Both are idempotent when replayed by the planner, because
+ * it compares with what the state recorded.
+ */
+#include "sync/engine/engine_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "db/state.h"
+#include "sync/engine/dryrun.h"
+#include "sync/engine/journal.h"
+#include "sync/log.h"
+#include "sync/local/maildir.h"
+#include "sync/plan/plan.h"
+#include "sync/util.h"
+
+/* Unfinished tmp/ files older than this are swept (Maildir spec: 36 h). */
+#define TMP_MAX_AGE (36 * 3600)
+
+/* ------------------------------------------------------------------ */
+/* local changes from the plan */
+
+static int cmp_key_local(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct local_msg *)elem)->uniq);
+}
+
+struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq)
+{
+    return n ? bsearch(uniq, l, n, sizeof *l, cmp_key_local) : NULL;
+}
+
+/* finish: when not NULL, the folder's row is saved in the same
+ * transaction (one commit, one fsync, for a folder with nothing to fetch). */
+/* hold: the plan's PLAN_LOCAL_DELETEs are left for the second pass
+ * (struct run's defer_deletions): neither the file nor its row is
+ * touched. */
+static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t folder_id, const struct plan *p,
+                               bool hold, struct local_msg *local, size_t nlocal, struct engine_folder_result *fres,
+                               struct state_folder *finish, struct ms_error *err)
+{
+    int rc = MS_OK;
+    size_t flagged0 = fres->flagged, deleted0 = fres->deleted;
+    /* Files first (rename/unlink), records after, in one transaction. */
+    for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
+        const struct plan_action *a = &p->actions[i];
+        if (hold && a->op == PLAN_LOCAL_DELETE)
+            continue;
+        struct local_msg *l = a->uniq ? local_by_uniq(local, nlocal, a->uniq) : NULL;
+        if (a->op == PLAN_LOCAL_DELETE && l) {
+            int x = maildir_remove(mf, l, err);
+            if (x == MS_OK || x == 1)
+                fres->deleted++;
+            else
+                rc = x;
+        } else if (a->op == PLAN_LOCAL_FLAGS && l) {
+            int x = maildir_set_flags(mf, l, a->flags, err);
+            if (x == MS_OK)
+                fres->flagged++;
+            else if (x != 1)
+                rc = x;
+        }
+    }
+    if (rc)
+        return rc;
+    if (fres->flagged != flagged0 || fres->deleted != deleted0) {
+        /* Durable before the batch commits (the state's hook waits), in
+         * the background meanwhile. */
+        int fds[2];
+        char what[PATH_MAX + 8];
+        maildir_dup_dirs(mf, &fds[0], &fds[1]);
+        for (int i = 0; i < 2; i++) {
+            snprintf(what, sizeof what, "%s/%s", maildir_folder_path(mf), i ? "new" : "cur");
+            if (fds[i] < 0) {
+                if (i == 0 && fds[1] >= 0)
+                    close(fds[1]);
+                return ms_error_errno(err, MS_ELOCAL, errno, "cannot open %s", what);
+            }
+            dirsync_add(r->dirs, fds[i], what);
+        }
+    }
+    /* Flag changes and expunges are recorded after the files were renamed
+     * or removed (and their directories fsynced: see above); those of all
+     * such folders of a run share one batch, committed before the next
+     * delivery (state_begin) or with the run's outcome: one fsync instead
+     * of one per folder. A crash before the commit loses only records of
+     * what the files already show: the next run is told the same changes
+     * again (its HIGHESTMODSEQ was not advanced either) and finds the
+     * files already as the server wants. */
+    rc = state_batch(r->st, err);
+    for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
+        const struct plan_action *a = &p->actions[i];
+        if (hold && a->op == PLAN_LOCAL_DELETE)
+            continue;
+        if (a->op == PLAN_LOCAL_DELETE || a->op == PLAN_FORGET)
+            rc = state_msg_delete(r->st, folder_id, a->uid, err);
+        else if (a->op == PLAN_LOCAL_FLAGS || a->op == PLAN_STATE_FLAGS)
+            rc = state_msg_set_flags(r->st, folder_id, a->uid, a->state_flags, a->keywords, err);
+    }
+    if (rc == MS_OK && finish)
+        rc = state_folder_save(r->st, finish, err);
+    if (rc) {
+        state_batch_abort(r->st);
+        return rc;
+    }
+    /* With nothing to fetch the records wait in the batch; before a
+     * delivery, the folder's own records go first. */
+    return finish ? MS_OK : state_batch_commit(r->st, err);
+}
+
+/* ------------------------------------------------------------------ */
+/* one folder */
+
+void build_plan_input(struct plan_input *in, const struct account *a, const struct engine_options *opt,
+                      const struct state_msg *s, size_t ns, const struct local_msg *l, size_t nl,
+                      const struct remote_msg *rm, size_t nr)
+{
+    struct plan_state *ps = xcalloc(ns, sizeof *ps);
+    struct plan_local *pl = xcalloc(nl, sizeof *pl);
+    struct plan_remote *pr = xcalloc(nr, sizeof *pr);
+    for (size_t i = 0; i < ns; i++)
+        ps[i] = (struct plan_state){s[i].uid, s[i].uniq, s[i].flags, s[i].keywords};
+    for (size_t i = 0; i < nl; i++)
+        pl[i] = (struct plan_local){l[i].uniq, l[i].flags};
+    for (size_t i = 0; i < nr; i++)
+        pr[i] = (struct plan_remote){rm[i].uid, rm[i].flags, rm[i].keywords, rm[i].size};
+    *in = (struct plan_input){.state = ps, .nstate = ns, .local = pl, .nlocal = nl, .remote = pr,
+                              .nremote = nr, .mode = a->mode, .max_size = a->max_size,
+                              .max_delete = a->max_delete, .force = opt->force};
+}
+
+void free_plan_input(struct plan_input *in)
+{
+    free((void *)in->state);
+    free((void *)in->local);
+    free((void *)in->remote);
+    memset(in, 0, sizeof *in);
+}
+
+/* The state row of the folder, created on first sight. */
+static int folder_row(struct run *r, const struct selected *sel, struct state_folder *sf, struct ms_error *err)
+{
+    int rc = state_folder_get(r->st, sel->raw, sf, err);
+    if (rc || sf->id || r->opt->dry_run)
+        return rc;
+    sf->name = xstrdup(sel->raw);
+    sf->path = xstrdup(sel->path);
+    return state_folder_save(r->st, sf, err);
+}
+
+
+/* The server's folder as a full listing, rebuilt from what the state
+ * recorded plus what changed since: the changed messages (new ones among
+ * them) replace or join the recorded ones; recorded UIDs that vanished, or
+ * that are missing from the list of all UIDs (when one is given), go. */
+/* UIDs, sorted ascending. */
+struct uid_list {
+    uint32_t *v;
+    size_t n;
+};
+
+static void merge_changes(const struct state_msg *st, size_t ns, const struct remote_msg *chg, size_t nchg,
+                          const uint32_t *vanished, size_t nvanished, const uint32_t *all, size_t nall,
+                          bool have_all, struct remote_msg **out, size_t *nout, struct uid_list *affected)
+{
+    struct remote_msg *m = xcalloc(ns + nchg, sizeof *m);
+    size_t i = 0, j = 0, k = 0;
+    affected->v = xmalloc((ns + 1) * sizeof *affected->v);
+    affected->n = 0;
+    while (i < ns || j < nchg) {
+        if (j < nchg && (i == ns || chg[j].uid <= st[i].uid)) {
+            if (i < ns && st[i].uid == chg[j].uid)
+                affected->v[affected->n++] = st[i++].uid;
+            m[k] = chg[j++];
+            m[k].keywords = m[k].keywords ? xstrdup(m[k].keywords) : NULL;
+            k++;
+            continue;
+        }
+        const struct state_msg *s = &st[i++];
+        if (util_uid_find(vanished, nvanished, s->uid) || (have_all && !util_uid_find(all, nall, s->uid))) {
+            affected->v[affected->n++] = s->uid;
+            continue;
+        }
+        m[k++] = (struct remote_msg){.uid = s->uid, .flags = s->flags,
+                                   .keywords = s->keywords ? xstrdup(s->keywords) : NULL, .size = s->size};
+    }
+    *out = m;
+    *nout = k;
+}
+
+/* Incremental listings (remote.h, open): the side lists only what changed
+ * since the last sync where it can (IMAP RFC 7162). REMOTE_LIST_VANISHED
+ * (QRESYNC) gives changed messages and vanished UIDs; REMOTE_LIST_ALL_UIDS
+ * (CONDSTORE alone) changed messages, and expunges show as recorded UIDs
+ * missing from the list of all. Whether it can (modseq recorded,
+ * UIDVALIDITY unchanged, HIGHESTMODSEQ not gone back) the side decides;
+ * otherwise it lists everything. */
+/* The state rows the incremental path needs. With vanished UIDs: only those of
+ * the changed and vanished UIDs, looked up one by one, so a resync's local
+ * cost follows the changes, not the folder (unless the server reports more
+ * than LOOKUP_MAX of them: then one read of all rows is cheaper). A list of
+ * all UIDs finds expunges by comparing with every row: all rows.
+ * When vanished UIDs hit rows (the plan will delete), *guard_total is the
+ * folder's number of state rows, for the planner's mass-deletion guard:
+ * what the state knew, never the server's EXISTS, which a VANISHED that
+ * came after it was counted (another client emptying the folder between
+ * our SELECT and FETCH) or a lying server inflates. Counted only then, so
+ * a resync without expunges pays nothing for it. *doubt is set when the
+ * vanished set is not to be trusted without looking again: the known rows
+ * it leaves plus the new messages do not make the server's EXISTS, or it
+ * would delete enough to trip the guard. Then the caller lists all UIDs. */
+#define LOOKUP_MAX 4096
+
+static int changed_rows(struct run *r, const struct state_folder *sf, const struct remote_listing *l,
+                        struct state_msg **st, size_t *ns, size_t *guard_total, bool *doubt, struct ms_error *err)
+{
+    /* With REMOTE_LIST_ALL_UIDS, l->uids are all UIDs, not vanished ones. */
+    bool vanished = l->kind == REMOTE_LIST_VANISHED;
+    const struct remote_msg *chg = l->msgs;
+    size_t nchg = l->nmsgs;
+    const uint32_t *van = vanished ? l->uids : NULL;
+    size_t nvan = vanished ? l->nuids : 0;
+    *guard_total = 0;
+    *doubt = false;
+    bool all = !vanished || nchg + nvan > LOOKUP_MAX;
+    int rc;
+    if (all) {
+        rc = state_msg_list(r->st, sf->id, st, ns, err);
+    } else {
+        uint32_t *want = xmalloc((nchg + nvan + 1) * sizeof *want);
+        size_t n = 0, i = 0, j = 0;
+        while (i < nchg || j < nvan) { /* both sorted: merge */
+            if (j == nvan || (i < nchg && chg[i].uid < van[j]))
+                want[n++] = chg[i++].uid;
+            else
+                want[n++] = van[j++];
+        }
+        rc = state_msg_get_uids(r->st, sf->id, want, n, st, ns, err);
+        free(want);
+    }
+    if (rc || !vanished)
+        return rc;
+    size_t gone = 0, strangers = 0;
+    for (size_t k = 0; k < *ns; k++)
+        gone += util_uid_find(van, nvan, (*st)[k].uid) != NULL;
+    if (gone == 0)
+        return MS_OK; /* nothing to delete: nothing for the guard to weigh */
+    for (size_t i = 0, k = 0; i < nchg; i++) { /* changed UIDs without a row: new mail */
+        while (k < *ns && (*st)[k].uid < chg[i].uid)
+            k++;
+        strangers += !(k < *ns && (*st)[k].uid == chg[i].uid);
+    }
+    size_t held = *ns;
+    if (!all && (rc = state_msg_count(r->st, sf->id, &held, err)))
+        return rc;
+    *guard_total = held;
+    *doubt = held - gone + strangers != l->box.exists || plan_guard_trips(gone, gone, held, r->acct->max_delete);
+    return MS_OK;
+}
+
+/* In a REMOTE_LIST_VANISHED listing (QRESYNC), changed messages the last
+ * sync already knew may come without their size. One the state has no row for (one
+ * skipped as too large, say) is planned like a new message, which needs
+ * it: ask the server for those. */
+static int sizes_of_strangers(struct run *r, const struct state_folder *sf, const struct state_msg *st, size_t ns,
+                              struct remote_msg *chg, size_t nchg, struct ms_error *err)
+{
+    uint32_t *want = NULL;
+    size_t n = 0, j = 0;
+    for (size_t i = 0; i < nchg; i++) {
+        while (j < ns && st[j].uid < chg[i].uid)
+            j++;
+        if (chg[i].uid < sf->uidnext && chg[i].size == 0 && !(j < ns && st[j].uid == chg[i].uid)) {
+            want = xrealloc(want, (n + 1) * sizeof *want);
+            want[n++] = chg[i].uid;
+        }
+    }
+    if (n == 0)
+        return MS_OK;
+    struct remote_msg *got = NULL;
+    size_t ngot = 0;
+    int rc = r->remote->ops->fetch_meta(r->remote, want, n, &got, &ngot, err);
+    free(want);
+    if (rc)
+        return rc;
+    for (size_t i = 0, k = 0; i < nchg && k < ngot; i++) {
+        while (k < ngot && got[k].uid < chg[i].uid)
+            k++;
+        if (k < ngot && got[k].uid == chg[i].uid) {
+            free(chg[i].keywords);
+            chg[i] = got[k];
+            got[k].keywords = NULL;
+        }
+    }
+    remote_msgs_free(got, ngot);
+    return MS_OK;
+}
+
+/* An incremental listing (l) turned into the full one the planner wants:
+ * the recorded rows the changes touch (changed_rows), merged with the
+ * changes. *done is false when the listing cannot be trusted (doubt):
+ * then the caller lists everything. */
+static int use_changes(struct run *r, const struct selected *sel, const struct state_folder *sf,
+                       struct remote_listing *l, struct state_msg **st, size_t *ns, size_t *guard_total,
+                       struct remote_msg **rm, size_t *nr, bool *done, struct uid_list *affected,
+                       struct ms_error *err)
+{
+    bool vanished = l->kind == REMOTE_LIST_VANISHED;
+    bool doubt;
+    int rc;
+    *done = false;
+    if ((rc = changed_rows(r, sf, l, st, ns, guard_total, &doubt, err)))
+        return rc;
+    if (doubt) {
+        /* *done stays false: the caller compares all UIDs instead. */
+        log_msg(LOG_VERBOSE, "%s: %zu vanished UIDs against %u EXISTS: listing the folder in full", sel->name,
+                l->nuids, l->box.exists);
+        *guard_total = 0;
+        return MS_OK;
+    }
+    if (vanished && (rc = sizes_of_strangers(r, sf, *st, *ns, l->msgs, l->nmsgs, err)))
+        return rc;
+    merge_changes(*st, *ns, l->msgs, l->nmsgs, vanished ? l->uids : NULL, vanished ? l->nuids : 0,
+                  vanished ? NULL : l->uids, vanished ? 0 : l->nuids, !vanished, rm, nr, affected);
+    log_msg(LOG_VERBOSE, "%s: %zu messages changed since modseq %llu (%s)", sel->name, l->nmsgs,
+            (unsigned long long)sf->highestmodseq, l->how ? l->how : "incremental");
+    *done = true;
+    return MS_OK;
+}
+
+/* The server's view of the folder; *changed when its UIDVALIDITY differs
+ * from the recorded one. *incremental when only the changes since the last
+ * sync were listed (the side decides whether it can: remote.h, open): then
+ * *affected holds the recorded UIDs whose flags changed or that are gone,
+ * the only ones the local side must look at. */
+static int remote_snapshot(struct run *r, const struct selected *sel, const struct state_folder *sf,
+                           struct state_msg **st, size_t *ns, size_t *guard_total, struct remote_box *mb,
+                           struct remote_msg **rm, size_t *nr, bool *changed, bool *incremental,
+                           struct uid_list *affected, struct ms_error *err)
+{
+    struct remote_known known = {0};
+    struct remote_listing l = {0};
+    int rc;
+    *incremental = false;
+    *guard_total = 0;
+    /* Incremental only after a complete sync: then the state is whole. */
+    if (sf->last_sync && sf->uidvalidity && sf->highestmodseq) {
+        const struct remote_status *early = folders_known_status(r, sel->raw);
+        known = (struct remote_known){.uidvalidity = sf->uidvalidity, .uidnext = sf->uidnext,
+                                      .modseq = sf->highestmodseq, .status_uidnext = early ? early->uidnext : 0};
+    }
+    if ((rc = r->remote->ops->open(r->remote, sel->raw, &known, &l, err)))
+        return rc;
+    *mb = l.box;
+    bool full = l.kind == REMOTE_LIST_FULL;
+    if (!full) {
+        rc = use_changes(r, sel, sf, &l, st, ns, guard_total, rm, nr, incremental, affected, err);
+        remote_listing_free(&l);
+        if (rc || *incremental)
+            return rc;
+        state_msgs_free(*st, *ns);
+        *st = NULL;
+        *ns = 0;
+    }
+    /* The full listing: every row. */
+    if (sf->id && (rc = state_msg_list(r->st, sf->id, st, ns, err))) {
+        remote_listing_free(&l);
+        return rc;
+    }
+    *changed = sf->uidvalidity && sf->uidvalidity != mb->uidvalidity;
+    if (*changed)
+        log_msg(LOG_WARN, "%s: UIDVALIDITY changed (%u -> %u): re-matching messages by identity, deleting nothing",
+                sel->name, sf->uidvalidity, mb->uidvalidity);
+    if (full) {
+        *rm = l.msgs;
+        *nr = l.nmsgs;
+        free(l.uids); /* empty in a full listing (NULL or not) */
+        return MS_OK;
+    }
+    /* The incremental listing was in doubt: list the open folder in full. */
+    if (mb->exists == 0)
+        return MS_OK;
+    return r->remote->ops->fetch_meta_range(r->remote, 1, 0, rm, nr, err);
+}
+
+static void report_skips(const char *folder, const struct plan *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (p->actions[i].op == PLAN_SKIP_LARGE)
+            log_msg(LOG_WARN, "%s: UID %u skipped: %llu bytes is over max_size", folder, p->actions[i].uid,
+                    (unsigned long long)p->actions[i].size);
+}
+
+static int cmp_local_uniq(const void *a, const void *b)
+{
+    return strcmp(((const struct local_msg *)a)->uniq, ((const struct local_msg *)b)->uniq);
+}
+
+/* The local files of the affected messages only, found by the names they
+ * were given (a directory read only for files a MUA renamed): with
+ * incremental server changes, the local work stays proportional to the
+ * changes, not to the folder. */
+static int local_lookup(struct maildir_folder *mf, const struct state_msg *st, size_t ns,
+                        const struct uid_list *affected, struct local_msg **out, size_t *nout, struct ms_error *err)
+{
+    struct local_msg *l = xcalloc(affected->n + 1, sizeof *l);
+    size_t k = 0, i = 0, j = 0;
+    int rc = MS_OK;
+    while (i < ns && j < affected->n && rc == MS_OK) {
+        if (st[i].uid < affected->v[j]) {
+            i++;
+        } else if (st[i].uid > affected->v[j]) {
+            j++;
+        } else {
+            int f = st[i].uniq ? maildir_find_hint(mf, st[i].uniq, st[i].flags, &l[k], err) : 1;
+            if (f == MS_OK)
+                k++;
+            else if (f != 1)
+                rc = f;
+            i++, j++;
+        }
+    }
+    if (rc) {
+        maildir_msgs_free(l, k);
+        return rc;
+    }
+    qsort(l, k, sizeof *l, cmp_local_uniq);
+    *out = l;
+    *nout = k;
+    return MS_OK;
+}
+
+/* A folder whose UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ are what the last
+ * complete sync recorded has nothing to pull: one STATUS, no SELECT, no
+ * listing, no scan. That keeps a no-op run flat in the number of messages. */
+/* Could the folder's record let a STATUS alone show it unchanged? (A
+ * complete sync with a modseq, no delivery left unconfirmed.) */
+bool pull_may_be_unchanged(const struct state_folder *f)
+{
+    return f->last_sync && f->highestmodseq && !f->pending_count && !f->appends_count;
+}
+
+static int unchanged_since_last_sync(struct run *r, const struct selected *sel, struct state_folder *sf,
+                                     bool *unchanged, struct ms_error *err)
+{
+    struct remote_status st;
+    *unchanged = false;
+    if (!remote_can(r->remote, REMOTE_CHANGES) || !pull_may_be_unchanged(sf))
+        return MS_OK;
+    const struct remote_status *early = folders_known_status(r, sel->raw);
+    if (r->trash_changed && is_trash_folder(r->acct, sel))
+        early = NULL; /* this run's push moved messages into it since */
+    if (early && early->uidvalidity) {
+        st = *early;
+    } else {
+        int rc = r->remote->ops->status(r->remote, sel->raw, &st, err);
+        if (rc)
+            return rc;
+    }
+    if (st.uidvalidity != sf->uidvalidity || st.uidnext != sf->uidnext || st.highestmodseq != sf->highestmodseq)
+        return MS_OK;
+    log_msg(LOG_VERBOSE, "%s: unchanged since the last sync", sel->name);
+    *unchanged = true;
+    if (!r->opt->dry_run) {
+        r->touched = xrealloc(r->touched, (r->ntouched + 1) * sizeof *r->touched);
+        r->touched[r->ntouched++] = (struct state_quiet_folder){sf->id, sf->uidvalidity, sf->uidnext,
+                                                                 sf->highestmodseq};
+    }
+    return MS_OK;
+}
+
+int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
+                       struct ms_error *err)
+{
+    struct state_folder sf = {0};
+    struct maildir_folder *mf = NULL;
+    struct remote_box mb = {0};
+    struct remote_msg *rm = NULL;
+    struct local_msg *local = NULL;
+    struct state_msg *state = NULL, *old = NULL;
+    struct leftover *left = NULL;
+    struct uid_list affected = {0};
+    size_t nr = 0, nlocal = 0, nstate = 0, nold = 0, nmatched = 0, nleft = 0;
+    struct plan_input in = {0};
+    struct plan p = {0};
+    bool uv_changed = false;
+    const struct engine_progress *prog = r->second_pass ? NULL : r->opt->progress;
+
+    int rc = folder_row(r, sel, &sf, err);
+    if (rc)
+        goto out;
+    bool exists = r->rootfd >= 0 && maildir_folder_exists(r->rootfd, sel->path);
+    if (!exists && sf.last_sync) {
+        rc = ms_error_set(err, MS_EPARTIAL,
+                          "%s: local folder %s/%s is missing although it was synced before; not touching it",
+                          sel->name, r->acct->maildir, sel->path);
+        goto out;
+    }
+    bool unchanged = false;
+    if ((rc = unchanged_since_last_sync(r, sel, &sf, &unchanged, err)) || unchanged)
+        goto out;
+    if (exists || !r->opt->dry_run) {
+        rc = maildir_folder_open(r->rootfd, sel->path, !r->opt->dry_run, &mf, err);
+        if (rc)
+            goto out;
+        if (!r->opt->dry_run) {
+            if (sf.id && sf.pending_count && (rc = journal_recover(r->st, mf, sf.id, JOURNAL_UID, err)))
+                goto out;
+            maildir_sweep_tmp(mf, TMP_MAX_AGE, NULL);
+        }
+    }
+    if (sf.appends_count && !r->opt->dry_run) {
+        /* A push was killed between an upload and its record: record what
+         * arrived before the listing shows it as a stranger to download. */
+        if ((rc = r->remote->ops->select(r->remote, sel->raw, false, &mb, err)) ||
+            (mb.uidvalidity == sf.uidvalidity && (rc = settle_uploads(r, sel, sf.id, mb.uidvalidity, err))))
+            goto out;
+    }
+    bool incremental;
+    size_t guard_total = 0;
+    if ((rc = remote_snapshot(r, sel, &sf, &state, &nstate, &guard_total, &mb, &rm, &nr, &uv_changed, &incremental,
+                              &affected, err)))
+        goto out;
+    if (!sf.uidvalidity && mb.uidvalidity && sf.id && !r->opt->dry_run) {
+        /* A first pull records the rows of what it delivered before the
+         * folder's record is complete: the record must say now which
+         * UIDVALIDITY their UIDs belong to, or a run after an interrupted
+         * first pull and a UIDVALIDITY change would read the old rows as
+         * the new UIDs (messages left out, others fetched twice). */
+        sf.uidvalidity = mb.uidvalidity;
+        if ((rc = state_folder_save(r->st, &sf, err)))
+            goto out;
+    }
+    if (mf && incremental)
+        rc = local_lookup(mf, state, nstate, &affected, &local, &nlocal, err);
+    else if (mf)
+        rc = maildir_scan(mf, &local, &nlocal, err);
+    if (rc)
+        goto out;
+    if (uv_changed) {
+        /* The old UIDs mean nothing now; their rows still tell which local
+         * file is which message and what was synced last: rematch_folder()
+         * replaces them with the re-matched rows in one transaction. */
+        old = state;
+        nold = nstate;
+        state = NULL;
+        nstate = 0;
+    }
+    if (mf && (rc = rematch_folder(r, mf, sf.id, &state, &nstate, old, nold, local, nlocal, rm, nr, &nmatched, &left,
+                                   &nleft, err)))
+        goto out;
+    if (nmatched)
+        log_msg(LOG_INFO, "%s: %zu local messages matched to the server by identity", sel->name, nmatched);
+
+    build_plan_input(&in, r->acct, r->opt, state, nstate, local, nlocal, rm, nr);
+    in.guard_total = guard_total;
+    if (plan_pull(&in, &p) != 0) {
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+        goto out;
+    }
+    if (p.guard_tripped) {
+        rc = ms_error_set(err, MS_EPARTIAL,
+                          "%s: left untouched: the server no longer lists %zu of the %zu messages synced "
+                          "before, more than max_delete (%d%%) allows or all of them; if that is right, run "
+                          "again with --force",
+                          sel->name, p.guard_deletes, p.guard_total, r->acct->max_delete);
+        goto out;
+    }
+    fres->skipped = p.nskip;
+    report_skips(sel->name, &p);
+    if (r->opt->dry_run) {
+        dryrun_report_pull(r->opt, r->acct->name, sel->name, &p);
+        fres->fetched = p.nfetch;
+        fres->bytes = p.fetch_bytes;
+        fres->flagged = p.nflags;
+        fres->deleted = p.ndelete;
+        goto out;
+    }
+    /* Deletions wait for every folder's listing (the second pass): until
+     * then the folder's record keeps its old counters, so a run killed
+     * in between is told the same expunges again. */
+    bool hold = r->defer_deletions && p.ndelete;
+    if (hold)
+        r->held_pull = true;
+    if (prog && prog->folder_start)
+        prog->folder_start(prog->ctx, r->acct->name, sel->name, p.nfetch, p.fetch_bytes);
+    /* The folder's record as it will be once everything is in: saved with
+     * the last transaction of the folder's work. Messages skipped for
+     * max_size are in no record: a folder that has some is listed in full
+     * every time (modseq 0), so they come in once the limit allows, and
+     * the incremental paths never lose sight of them. */
+    struct state_folder done = sf;
+    done.uidvalidity = mb.uidvalidity;
+    done.uidnext = mb.uidnext;
+    done.highestmodseq = p.nskip ? 0 : mb.highestmodseq;
+    done.last_sync = (int64_t)time(NULL);
+    if ((rc = apply_local_changes(r, mf, sf.id, &p, hold, local, nlocal, fres, p.nfetch || hold ? NULL : &done,
+                                  err)))
+        goto out;
+    if (p.nfetch && (rc = deliver_fetch_new(r, sel, mb.uidvalidity, mf, sf.id, &p, left, nleft, local, nlocal, fres,
+                                            hold ? NULL : &done, err)))
+        goto out;
+    if (fres->failed) {
+        /* The folder's record stays as it was (deliver_fetch_new did not save
+         * it), so the next run looks for these messages again. */
+        rc = ms_error_set(err, MS_EPARTIAL, "%s: %zu messages could not be fetched", sel->name, fres->failed);
+        goto out;
+    }
+out:
+    if (rc)
+        engine_folder_fail(fres, err);
+    plan_free(&p);
+    free_plan_input(&in);
+    state_msgs_free(state, nstate);
+    state_msgs_free(old, nold);
+    free_leftovers(left, nleft);
+    free(affected.v);
+    maildir_msgs_free(local, nlocal);
+    remote_msgs_free(rm, nr);
+    maildir_folder_close(mf);
+    state_folder_free(&sf);
+    if (prog && prog->folder_done && !r->opt->dry_run)
+        prog->folder_done(prog->ctx, fres);
+    return rc;
+}

@@ -1,0 +1,69 @@
+/*
+ * push_int.h: what push.c (one folder's local changes to the server) and
+ * push_delete.c (its deletions, and the trash journal behind them) share.
+ * Not for use outside sync/engine/.
+ */
+#ifndef MAILSYNC_PUSH_INT_H
+#define MAILSYNC_PUSH_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "sync/engine/engine_int.h"
+#include "sync/plan/plan.h"
+#include "sync/util.h"
+
+/* One folder's push. */
+struct push_ctx {
+    struct run *r;
+    const struct selected *sel;
+    struct maildir_folder *mf;
+    struct state_folder *sf;
+    struct state_msg *state; /* by uid */
+    size_t nstate;
+    struct local_msg *local; /* by uniq */
+    size_t nlocal;
+    uint32_t uidvalidity, uidnext; /* of the SELECT */
+    struct engine_folder_result *fres;
+};
+
+/* The state row of uid (c->state is sorted by uid), or NULL. */
+static inline const struct state_msg *push_state_row(const struct push_ctx *c, uint32_t uid)
+{
+    return UTIL_FIND_UID(c->state, c->nstate, uid, uid);
+}
+
+/* Server messages that may be a journalled upload or copy, compared by
+ * size and Message-ID (each taken once). */
+struct candidate {
+    uint32_t uid;
+    unsigned flags;
+    char *keywords;
+    uint64_t size;
+    char *message_id;
+    bool taken;
+};
+
+struct candidates {
+    struct candidate *v;
+    size_t n;
+};
+
+/* remote_ops.fetch_identity's callback over struct candidates (ctx): the
+ * candidate of uid takes size and message_id (push.c). */
+void push_on_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id);
+
+/* Message-IDs compared, none equal to none. */
+static inline bool push_same_id(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* push_delete.c: remove the plan's PUSH_DELETEs on the server (move to
+ * `trash`, expunge or flag \Deleted, as the account and the server allow),
+ * then forget (or flag) their rows in the run's batch. */
+int push_deletions(struct push_ctx *c, const struct push_plan *p, struct ms_error *err);
+
+#endif
