@@ -14,6 +14,9 @@ Rules, over the product's sources (cmd/, sync/, db/; tests are free):
       1 or 2, or names stdout, stderr, STDOUT_FILENO, STDERR_FILENO at
       all); it reports through callbacks (struct engine_progress, the log
       sink) and cmd/ prints.
+  (d) a private header stays in its room: sync/remote/imap_int.h (what
+      the IMAP side's files share) is included only by files of
+      sync/remote/ (PRIVATE_HEADERS).
 Comments and string literals are ignored.
 
 Usage: layering.py [--root DIR] [--self-test]
@@ -40,6 +43,9 @@ SIDE_HEADERS = re.compile(r'^(?:.*/)?(?:imap|pop3|netstream|tls|imap_[a-z0-9_]+|
 # list its violations ("pending (a)") without failing; the self-test
 # checks the rule itself either way.
 ENFORCE_ENGINE_SIDE_RULE = True
+
+# Private headers and the directory whose files alone may include them.
+PRIVATE_HEADERS = {"sync/remote/imap_int.h": "sync/remote/"}
 
 SOURCE_DIRS = ("cmd", "sync", "db")
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
@@ -122,6 +128,9 @@ def check(root, enforce_a=True):
                                                        (where, header))
             if not rel.startswith("db/") and os.path.basename(header) == "sqlite3.h":
                 bad.append("%s: (b) sqlite3.h outside db/" % where)
+            room = PRIVATE_HEADERS.get(header)
+            if room and not rel.startswith(room):
+                bad.append("%s: (d) %s is private to %s" % (where, header, room))
         if rel.startswith(("sync/", "db/")):
             for rx, what in OUTPUT_CALLS:
                 for m in rx.finditer(code):
@@ -143,6 +152,8 @@ PLANTS = [
     ("(c)", "sync/planted_write.c", 'void f(void) { (void)write(2, "x", 1); }\n'),
     ("(c)", "sync/planted_perror.c", 'void f(void) { perror("x"); }\n'),
     ("(c)", "sync/planted_fd.c", 'int f(void) { return STDOUT_FILENO; }\n'),
+    ("(d)", "cmd/planted_int.c", '#include "sync/remote/imap_int.h"\nint planted;\n'),
+    ("(d)", "sync/net/planted_int.c", '#include "sync/remote/imap_int.h"\nint planted;\n'),
 ]
 
 # Not violations: the rules must not fire on these.

@@ -152,7 +152,7 @@ int imap_framer_feed(struct imap_framer *f, const char *data, size_t len, bool p
 void imap_mask_client_line(const char *head, size_t head_len, uint64_t line_len, bool private_line, char *out,
                            size_t outlen);
 
-/* ---- pure IMAP helpers used by imap.c, exposed for tests ------------- */
+/* ---- pure IMAP helpers used by imap_*.c, exposed for tests ------------- */
 
 struct uid_range {
     uint32_t first, last;

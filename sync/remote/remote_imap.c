@@ -14,7 +14,7 @@
  *  - removal: \Deleted then UID EXPUNGE (UIDPLUS) of exactly those UIDs;
  *    MOVE, or its fallback in imap_move;
  *  - watch: NOTIFY on every folder where offered, else IDLE on INBOX.
- * sync/remote/imap.c stays the protocol library (libetpan, our transport).
+ * sync/remote/imap_*.c (API imap.h) stay the protocol library (libetpan, our transport).
  */
 #include "sync/remote/remote_imap.h"
 

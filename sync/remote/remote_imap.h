@@ -1,5 +1,5 @@
 /*
- * remote_imap.h: the IMAP side of remote.h, over sync/remote/imap.c.
+ * remote_imap.h: the IMAP side of remote.h, over the IMAP protocol code (imap.h, imap_*.c).
  */
 #ifndef MAILSYNC_REMOTE_IMAP_H
 #define MAILSYNC_REMOTE_IMAP_H

@@ -1,7 +1,7 @@
 /*
  * fuzz_imap_fetch.c: libFuzzer target for the IMAP side as a whole:
  * arbitrary server bytes through our transport (sync/net/netstream.c: framing,
- * literal caps), libetpan's parser and sync/remote/imap.c's handling of what it
+ * literal caps), libetpan's parser and sync/remote/imap_*.c's handling of what it
  * parsed (reliability.md §1: out-of-context replies, huge literals, odd
  * STATUS/LIST/FETCH/VANISHED answers).
  *
@@ -180,7 +180,7 @@ static void *server(void *arg)
 
 /* ---- former findings ------------------------------------------------------
  *
- * Three NULL dereferences inside libetpan 1.9.4, reachable from sync/remote/imap.c,
+ * Three NULL dereferences inside libetpan 1.9.4, reachable from sync/remote/imap_*.c,
  * were found here: an empty CAPABILITY answer, a malformed PERMANENTFLAGS
  * list, a greeting whose response code holds a list. sync/net/netstream.c now
  * refuses those lines before libetpan parses them (refuse_libetpan_traps);

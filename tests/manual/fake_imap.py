@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""fake_imap.py: a scripted, hostile IMAP server for poking sync/remote/imap.c by hand.
+"""fake_imap.py: a scripted, hostile IMAP server for poking sync/remote/imap_*.c by hand.
 
 Usage: fake_imap.py PORT SCENARIO
 Serves one connection on 127.0.0.1:PORT, then exits. Prints every line it

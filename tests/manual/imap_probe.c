@@ -1,5 +1,5 @@
 /*
- * imap_probe.c: manual driver for sync/remote/imap.c against a real server.
+ * imap_probe.c: manual driver for sync/remote/imap_*.c against a real server.
  *
  * Not built by CMake. Compile by hand against a build directory:
  *   gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -I. tests/manual/imap_probe.c \

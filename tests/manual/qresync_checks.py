@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""qresync_checks.py: CONDSTORE/QRESYNC checks of sync/remote/imap.c against Dovecot.
+"""qresync_checks.py: CONDSTORE/QRESYNC checks of sync/remote/imap_*.c against Dovecot.
 
 Usage: qresync_checks.py QRESYNC_PROBE [--big N]
 Starts the test bed's Dovecot (tests/integration/testbed.py), seeds mail,

@@ -1,6 +1,6 @@
 /*
  * qresync_probe.c: manual driver for the CONDSTORE/QRESYNC calls of
- * sync/remote/imap.c (imap_status, imap_enable_qresync, imap_select_qresync,
+ * sync/remote/imap_*.c (imap_status, imap_enable_qresync, imap_select_qresync,
  * imap_fetch_flags_changedsince, imap_fetch_uids) against a real server.
  *
  * Not built by CMake. Compile by hand against a build directory:

@@ -1,5 +1,5 @@
 #!/bin/bash
-# run_imap_checks.sh: reproduce the manual checks of sync/remote/imap.c.
+# run_imap_checks.sh: reproduce the manual checks of sync/remote/imap_*.c.
 #
 # Starts a private Dovecot (127.0.0.1/.2/.4/.5, ports 21143 plain+STARTTLS
 # and 21993 implicit TLS) with a test CA, an expired certificate and a

@@ -1,0 +1,704 @@
+/*
+ * imap_fetch.c: the UID FETCH machinery of the IMAP side (imap.h).
+ *
+ * Three UID FETCH shapes: flag listings (UID FLAGS RFC822.SIZE, with
+ * CHANGEDSINCE for CONDSTORE), streamed bodies (BODY.PEEK[]) and identities
+ * (the Message-ID header, for re-matching). All run with libetpan's
+ * per-message handler, so no FETCH result list grows and a tagged NO is
+ * never hidden, and with one body handler installed for the whole session
+ * (imap_body_handler_install, at connect), so no body is ever held in
+ * memory (libetpan would otherwise keep each literal whole).
+ *
+ * imap_read_tagged() reads the answer of a command sent by hand (pipelined
+ * SELECTs and FETCHes of imap_qresync.c, plain commands of imap_session.c)
+ * through the same handlers. A callback or a check that stops a fetch
+ * mid-response leaves the session out of step: imap_fetch_outcome() ends it.
+ */
+#include "sync/remote/imap.h"
+#include "sync/remote/imap_int.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libetpan/libetpan.h>
+
+#include "sync/flags.h"
+#include "sync/message.h"
+#include "sync/net/netstream.h"
+#include "sync/util.h"
+
+#define KEYWORDS_MAX 4096
+
+/* ======================================================================
+ * FETCH machinery: the session-wide body handler and per-fetch handlers.
+ * ==================================================================== */
+
+static bool is_full_body(int type, const struct mailimap_msg_att_body_section *sec)
+{
+    if (type == MAILIMAP_MSG_ATT_RFC822)
+        return true;
+    return type == MAILIMAP_MSG_ATT_BODY_SECTION && sec && (!sec->sec_section || !sec->sec_section->sec_spec);
+}
+
+/* Stop the fetch: remember why and make the transport fail, so libetpan
+ * stops reading at once instead of draining the rest of the response. */
+static void fetch_abort(struct fetch_ctx *f, int rc, const char *why)
+{
+    if (f->rc)
+        return;
+    f->rc = rc;
+    snprintf(f->why, sizeof f->why, "%s", why);
+    if (f->s->ns)
+        netstream_cancel(f->s->ns);
+}
+
+static bool on_body(int type, struct mailimap_msg_att_body_section *sec, const char *bytes, size_t len, void *ctx)
+{
+    struct imap_session *s = ctx;
+    struct fetch_ctx *f = s->fetch;
+    if (!f || s->body_mode == BODY_DISCARD)
+        return true; /* nobody asked for it: drop it, keep memory flat */
+    if (f->rc)
+        return false;
+    if (s->body_mode == BODY_SINK) {
+        if (!is_full_body(type, sec))
+            return true;
+        f->body_started = true;
+        int r = f->sink->chunk(f->sink->ctx, bytes, len);
+        if (r != 0) {
+            fetch_abort(f, r, "message data could not be stored");
+            return false;
+        }
+        return true;
+    }
+    /* BODY_IDENTITY: keep the first bytes of the header section. */
+    if (type == MAILIMAP_MSG_ATT_BODY_SECTION && !is_full_body(type, sec)) {
+        size_t room = sizeof f->idbuf - f->idlen;
+        size_t take = len < room ? len : room;
+        memcpy(f->idbuf + f->idlen, bytes, take);
+        f->idlen += take;
+        f->id_seen = true;
+    }
+    return true;
+}
+
+void imap_body_handler_install(struct imap_session *s)
+{
+    s->body_mode = BODY_DISCARD;
+    mailimap_set_msg_body_handler(s->imap, on_body, s);
+}
+
+/* libetpan calls the per-message handler only with a progress callback. */
+static void on_items_progress(size_t current, size_t maximum, void *ctx)
+{
+    (void)current;
+    (void)maximum;
+    (void)ctx;
+}
+
+static int fetch_index(const struct fetch_ctx *f, uint32_t uid)
+{
+    const uint32_t *at = util_uid_find(f->batch, f->nbatch, uid);
+    return at ? (int)(at - f->batch) : -1;
+}
+
+static time_t internaldate_to_time(const struct mailimap_date_time *d)
+{
+    if (!d || d->dt_year < 1970 || d->dt_year > 9999 || d->dt_month < 1 || d->dt_month > 12 || d->dt_day < 1 ||
+        d->dt_day > 31 || d->dt_hour < 0 || d->dt_hour > 23 || d->dt_min < 0 || d->dt_min > 59 || d->dt_sec < 0 ||
+        d->dt_sec > 60)
+        return 0;
+    struct tm tm = {.tm_year = d->dt_year - 1900,
+                    .tm_mon = d->dt_month - 1,
+                    .tm_mday = d->dt_day,
+                    .tm_hour = d->dt_hour,
+                    .tm_min = d->dt_min,
+                    .tm_sec = d->dt_sec};
+    time_t t = timegm(&tm);
+    /* dt_zone is the signed +HHMM offset as a number, e.g. -130 for -0130. */
+    if (d->dt_zone < -1459 || d->dt_zone > 1459)
+        return t;
+    int z = d->dt_zone < 0 ? -d->dt_zone : d->dt_zone;
+    if (z % 100 > 59)
+        return t;
+    long off = (long)(z / 100) * 3600 + (long)(z % 100) * 60;
+    return d->dt_zone < 0 ? t + off : t - off;
+}
+
+/* Append keyword kw to the space-separated list *kws. */
+static void add_keyword(char **kws, const char *kw)
+{
+    if (!kw || !*kw || strlen(kw) > 200)
+        return;
+    for (const char *p = kw; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return; /* not an atom: not something we could store back */
+    size_t old = *kws ? strlen(*kws) : 0;
+    if (old + strlen(kw) + 2 > KEYWORDS_MAX)
+        return;
+    char *n = realloc(*kws, old + strlen(kw) + 2);
+    if (!n)
+        return;
+    if (old)
+        n[old++] = ' ';
+    strcpy(n + old, kw);
+    *kws = n;
+}
+
+static void parse_flags(const struct mailimap_msg_att_dynamic *dyn, struct remote_msg *m)
+{
+    if (!dyn || !dyn->att_list)
+        return;
+    for (clistiter *it = clist_begin(dyn->att_list); it; it = clist_next(it)) {
+        struct mailimap_flag_fetch *ff = clist_content(it);
+        if (!ff || ff->fl_type != MAILIMAP_FLAG_FETCH_OTHER || !ff->fl_flag)
+            continue; /* \Recent is not ours to keep */
+        struct mailimap_flag *fl = ff->fl_flag;
+        switch (fl->fl_type) {
+        case MAILIMAP_FLAG_ANSWERED: m->flags |= FLAG_ANSWERED; break;
+        case MAILIMAP_FLAG_FLAGGED: m->flags |= FLAG_FLAGGED; break;
+        case MAILIMAP_FLAG_DELETED: m->flags |= FLAG_DELETED; break;
+        case MAILIMAP_FLAG_SEEN: m->flags |= FLAG_SEEN; break;
+        case MAILIMAP_FLAG_DRAFT: m->flags |= FLAG_DRAFT; break;
+        case MAILIMAP_FLAG_KEYWORD: {
+            unsigned bit = flags_from_imap_name(fl->fl_data.fl_keyword ? fl->fl_data.fl_keyword : "");
+            if (bit)
+                m->flags |= bit;
+            else
+                add_keyword(&m->keywords, fl->fl_data.fl_keyword);
+            break;
+        }
+        default: break; /* \Extension flags: not keywords, not ours */
+        }
+    }
+}
+
+/* What one FETCH response says. */
+struct fetched {
+    struct remote_msg m;
+    bool has_uid;
+    bool has_flags;
+    bool has_body;
+    int bodies; /* full-body items: more than one is hostile */
+    bool partial_body;
+};
+
+static void parse_att(const struct mailimap_msg_att *att, struct fetched *out)
+{
+    memset(out, 0, sizeof *out);
+    for (clistiter *it = att->att_list ? clist_begin(att->att_list) : NULL; it; it = clist_next(it)) {
+        struct mailimap_msg_att_item *item = clist_content(it);
+        if (item->att_type == MAILIMAP_MSG_ATT_ITEM_DYNAMIC) {
+            parse_flags(item->att_data.att_dyn, &out->m);
+            out->has_flags = true;
+            continue;
+        }
+        if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC || !item->att_data.att_static)
+            continue;
+        struct mailimap_msg_att_static *st = item->att_data.att_static;
+        switch (st->att_type) {
+        case MAILIMAP_MSG_ATT_UID:
+            out->m.uid = st->att_data.att_uid;
+            out->has_uid = st->att_data.att_uid != 0;
+            break;
+        case MAILIMAP_MSG_ATT_RFC822_SIZE: out->m.size = st->att_data.att_rfc822_size; break;
+        case MAILIMAP_MSG_ATT_INTERNALDATE:
+            out->m.internaldate = internaldate_to_time(st->att_data.att_internal_date);
+            break;
+        case MAILIMAP_MSG_ATT_RFC822:
+            out->has_body = true;
+            out->bodies++;
+            break;
+        case MAILIMAP_MSG_ATT_BODY_SECTION:
+            if (is_full_body(MAILIMAP_MSG_ATT_BODY_SECTION, st->att_data.att_body_section)) {
+                out->has_body = true;
+                out->bodies++;
+                if (st->att_data.att_body_section->sec_origin_octet != 0)
+                    out->partial_body = true;
+            }
+            break;
+        default: break;
+        }
+    }
+}
+
+/* Run one UID FETCH with the per-message handler h; with a non-zero
+ * modseq, with the (CHANGEDSINCE modseq) modifier. */
+/* How a command whose FETCH data went to f ended, libetpan saying r. */
+int imap_fetch_outcome(struct imap_session *s, struct fetch_ctx *f, int r, const char *what, struct ms_error *err)
+{
+    if (f->rc) {
+        /* A callback or a check stopped us mid-response: the session is
+         * out of step with the server and cannot be reused. */
+        int rc = f->rc;
+        if (!err || err->code != rc || !err->msg[0])
+            ms_error_set(err, rc, "%s: %s", what, f->why);
+        imap_kill_stream(s);
+        return rc;
+    }
+    if (r != MAILIMAP_NO_ERROR)
+        return imap_fail_call(s, r, what, err);
+    return MS_OK;
+}
+
+static int run_fetch(struct imap_session *s, struct fetch_ctx *f, struct mailimap_set *set,
+                     struct mailimap_fetch_type *ft, uint64_t modseq, mailimap_msg_att_handler *h, enum body_mode mode,
+                     const char *what, struct ms_error *err)
+{
+    s->fetch = f;
+    s->body_mode = mode;
+    mailimap_set_msg_att_handler(s->imap, h, f);
+    mailimap_set_progress_callback(s->imap, NULL, on_items_progress, f);
+    clist *result = NULL;
+    int r = modseq ? mailimap_uid_fetch_changedsince(s->imap, set, ft, modseq, &result)
+                   : mailimap_uid_fetch(s->imap, set, ft, &result);
+    mailimap_set_msg_att_handler(s->imap, NULL, NULL);
+    mailimap_set_progress_callback(s->imap, NULL, NULL, NULL);
+    s->body_mode = BODY_DISCARD;
+    s->fetch = NULL;
+    /* On failure libetpan has already freed the list it left in result. */
+    if (r == MAILIMAP_NO_ERROR && result)
+        mailimap_fetch_list_free(result);
+    return imap_fetch_outcome(s, f, r, what, err);
+}
+
+struct mailimap_set *imap_set_from_ranges(const struct uid_range *r, size_t n)
+{
+    struct mailimap_set *set = mailimap_set_new_empty();
+    for (size_t i = 0; set && i < n; i++) {
+        if (mailimap_set_add_interval(set, r[i].first, r[i].last) != MAILIMAP_NO_ERROR) {
+            mailimap_set_free(set);
+            return NULL;
+        }
+    }
+    return set;
+}
+
+static struct mailimap_fetch_type *fetch_type_of(struct mailimap_fetch_att **atts, size_t n)
+{
+    struct mailimap_fetch_type *ft = mailimap_fetch_type_new_fetch_att_list_empty();
+    for (size_t i = 0; i < n; i++) {
+        if (!ft || !atts[i] || mailimap_fetch_type_new_fetch_att_list_add(ft, atts[i]) != MAILIMAP_NO_ERROR) {
+            for (size_t j = i; j < n; j++)
+                if (atts[j])
+                    mailimap_fetch_att_free(atts[j]);
+            if (ft)
+                mailimap_fetch_type_free(ft);
+            return NULL;
+        }
+    }
+    return ft;
+}
+
+/* The fetch type of atts and a zeroed context for session s. On out of
+ * memory both are NULL and MS_ELOCAL is returned. */
+static int start_fetch(struct imap_session *s, struct mailimap_fetch_att **atts, size_t n,
+                       struct mailimap_fetch_type **ft, struct fetch_ctx **f, struct ms_error *err)
+{
+    *ft = fetch_type_of(atts, n);
+    *f = calloc(1, sizeof **f);
+    if (!*ft || !*f) {
+        if (*ft)
+            mailimap_fetch_type_free(*ft);
+        free(*f);
+        *ft = NULL;
+        *f = NULL;
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    (*f)->s = s;
+    return MS_OK;
+}
+
+/* Run a fetch over sorted uids in batches; each batch's set and bookkeeping
+ * come from here, the per-message work from h. */
+static int fetch_batches(struct imap_session *s, struct fetch_ctx *f, const uint32_t *uids, size_t n,
+                         struct mailimap_fetch_type *ft, mailimap_msg_att_handler *h, enum body_mode mode,
+                         const char *what, struct ms_error *err)
+{
+    struct uid_range *ranges = malloc(FETCH_BATCH_UIDS * sizeof *ranges);
+    uint32_t *batch = malloc(FETCH_BATCH_UIDS * sizeof *batch);
+    bool *seen = malloc(FETCH_BATCH_UIDS * sizeof *seen);
+    int rc = MS_OK;
+    if (!ranges || !batch || !seen)
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    size_t i = 0;
+    while (rc == MS_OK && i < n) {
+        size_t nr = 0;
+        size_t used = imap_uid_batch(uids + i, n - i, FETCH_BATCH_UIDS, FETCH_SET_CHARS, ranges, FETCH_BATCH_UIDS, &nr);
+        size_t nb = 0;
+        for (size_t k = 0; k < nr; k++)
+            for (uint64_t u = ranges[k].first; u <= ranges[k].last; u++)
+                batch[nb++] = (uint32_t)u;
+        i += used;
+        if (nr == 0)
+            break;
+        memset(seen, 0, nb * sizeof *seen);
+        f->batch = batch;
+        f->nbatch = nb;
+        f->seen = seen;
+        struct mailimap_set *set = imap_set_from_ranges(ranges, nr);
+        if (!set) {
+            rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+            break;
+        }
+        rc = run_fetch(s, f, set, ft, 0, h, mode, what, err);
+        mailimap_set_free(set);
+    }
+    free(ranges);
+    free(batch);
+    free(seen);
+    return rc;
+}
+
+/* ======================================================================
+ * imap_fetch_flags
+ * ==================================================================== */
+
+static void on_flags_att(struct mailimap_msg_att *att, void *ctx)
+{
+    struct fetch_ctx *f = ctx;
+    if (f->rc)
+        return;
+    struct fetched x;
+    parse_att(att, &x);
+    /* No UID: an unsolicited update we cannot place. Outside the range:
+     * "first:*" also returns the highest message when it is below first. */
+    if (!x.has_uid || x.m.uid < f->first || (f->last && x.m.uid > f->last)) {
+        f->unplaced += !x.has_uid;
+        free(x.m.keywords);
+        return;
+    }
+    if (!x.has_flags)
+        x.m.flags |= FLAGS_MISSING; /* e.g. an unsolicited MODSEQ-only update */
+    if (f->nmsgs == f->capmsgs) {
+        size_t ncap = f->capmsgs ? f->capmsgs * 2 : 256;
+        struct remote_msg *n = realloc(f->msgs, ncap * sizeof *n);
+        if (!n) {
+            free(x.m.keywords);
+            fetch_abort(f, MS_ELOCAL, "out of memory");
+            return;
+        }
+        f->msgs = n;
+        f->capmsgs = ncap;
+    }
+    f->msgs[f->nmsgs++] = x.m;
+}
+
+/* A report and its arrival order, for imap_sort_dedupe. */
+struct keyed_msg {
+    struct remote_msg m;
+    size_t idx;
+};
+
+static int cmp_keyed(const void *a, const void *b)
+{
+    const struct keyed_msg *x = a, *y = b;
+    if (x->m.uid != y->m.uid)
+        return x->m.uid < y->m.uid ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Sort by UID; when a UID came twice (an unsolicited update after the
+ * answer), the later report that carried FLAGS wins. Clears FLAGS_MISSING.
+ * Returns the new count; on allocation failure the list is left as it is
+ * and SIZE_MAX returned. */
+size_t imap_sort_dedupe(struct remote_msg *m, size_t n)
+{
+    if (n < 2) {
+        for (size_t i = 0; i < n; i++)
+            m[i].flags &= ~FLAGS_MISSING;
+        return n;
+    }
+    struct keyed_msg *k = malloc(n * sizeof *k);
+    if (!k)
+        return SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        k[i].m = m[i];
+        k[i].idx = i;
+    }
+    qsort(k, n, sizeof *k, cmp_keyed);
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t end = i + 1, pick = i;
+        while (end < n && k[end].m.uid == k[i].m.uid)
+            end++;
+        for (size_t j = i; j < end; j++) /* the latest with FLAGS, else the latest */
+            if (!(k[j].m.flags & FLAGS_MISSING) || (k[pick].m.flags & FLAGS_MISSING))
+                pick = j;
+        for (size_t j = i; j < end; j++)
+            if (j != pick)
+                free(k[j].m.keywords); /* superseded */
+        m[o] = k[pick].m;
+        m[o++].flags &= ~FLAGS_MISSING;
+        i = end;
+    }
+    free(k);
+    return o;
+}
+
+/* The fetch type (UID FLAGS RFC822.SIZE) and a context for it. */
+static int start_flags_fetch(struct imap_session *s, struct mailimap_fetch_type **ft, struct fetch_ctx **f,
+                             struct ms_error *err)
+{
+    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(),
+                                         mailimap_fetch_att_new_rfc822_size()};
+    int rc = start_fetch(s, atts, 3, ft, f, err);
+    if (rc == MS_OK)
+        (*f)->first = 1;
+    return rc;
+}
+
+/* After a flags fetch that returned rc: its messages sorted and unique
+ * into *out (never NULL on MS_OK); f is freed. */
+int imap_finish_flags_fetch(struct fetch_ctx *f, int rc, struct remote_msg **out, size_t *n, struct ms_error *err)
+{
+    size_t kept = rc == MS_OK ? imap_sort_dedupe(f->msgs, f->nmsgs) : 0;
+    if (rc == MS_OK && kept == SIZE_MAX)
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    if (rc == MS_OK && !f->msgs && !(f->msgs = calloc(1, sizeof *f->msgs)))
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+    if (rc != MS_OK) {
+        remote_msgs_free(f->msgs, f->nmsgs);
+        free(f);
+        return rc;
+    }
+    *out = f->msgs;
+    *n = kept;
+    free(f);
+    return MS_OK;
+}
+
+/* UID FETCH first:last (UID FLAGS RFC822.SIZE) [(CHANGEDSINCE modseq)]. */
+int imap_fetch_flags_modseq(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
+                            struct remote_msg **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = imap_ready(s, true, err);
+    if (rc != MS_OK)
+        return rc;
+    if (first == 0)
+        first = 1;
+    if (last != 0 && last < first)
+        return MS_OK;
+    struct mailimap_fetch_type *ft;
+    struct fetch_ctx *f;
+    if ((rc = start_flags_fetch(s, &ft, &f, err)) != MS_OK)
+        return rc;
+    struct mailimap_set *set = mailimap_set_new_interval(first, last);
+    if (!set) {
+        mailimap_fetch_type_free(ft);
+        free(f);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    f->first = first;
+    f->last = last;
+    rc = run_fetch(s, f, set, ft, modseq, on_flags_att, BODY_DISCARD,
+                   modseq ? "UID FETCH (FLAGS) (CHANGEDSINCE)" : "UID FETCH (FLAGS)", err);
+    mailimap_set_free(set);
+    mailimap_fetch_type_free(ft);
+    return imap_finish_flags_fetch(f, rc, out, n, err);
+}
+
+int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n,
+                     struct ms_error *err)
+{
+    return imap_fetch_flags_modseq(s, first, last, 0, out, n, err);
+}
+
+int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n, struct remote_msg **out, size_t *nout,
+                          struct ms_error *err)
+{
+    *out = NULL;
+    *nout = 0;
+    int rc = imap_ready(s, true, err);
+    struct mailimap_fetch_type *ft;
+    struct fetch_ctx *f;
+    if (rc != MS_OK || (rc = start_flags_fetch(s, &ft, &f, err)) != MS_OK)
+        return rc;
+    rc = fetch_batches(s, f, uids, n, ft, on_flags_att, BODY_DISCARD, "UID FETCH (FLAGS)", err);
+    mailimap_fetch_type_free(ft);
+    return imap_finish_flags_fetch(f, rc, out, nout, err);
+}
+
+static void on_discard_att(struct mailimap_msg_att *att, void *ctx)
+{
+    (void)att;
+    (void)ctx;
+}
+
+/* Read one response to the command sent under tag (libetpan checks the
+ * tag against imap_tag, the last one sent: it is set to tag for the read
+ * and back after), the FETCH data going to f (UID FLAGS [RFC822.SIZE], as
+ * on_flags_att collects them) or dropped when f is NULL. The tagged state
+ * through *state. */
+int imap_read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *state)
+{
+    mailimap *imap = s->imap;
+    int last = imap->imap_tag;
+    if (!mailimap_read_line(imap))
+        return MAILIMAP_ERROR_STREAM;
+    s->fetch = f;
+    mailimap_set_msg_att_handler(imap, f ? on_flags_att : on_discard_att, f);
+    mailimap_set_progress_callback(imap, NULL, on_items_progress, f);
+    struct mailimap_response *resp = NULL;
+    imap->imap_tag = tag;
+    int r = mailimap_parse_response(imap, &resp);
+    imap->imap_tag = last;
+    s->fetch = NULL;
+    mailimap_set_msg_att_handler(imap, NULL, NULL);
+    mailimap_set_progress_callback(imap, NULL, NULL, NULL);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    *state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    mailimap_response_free(resp);
+    return MAILIMAP_NO_ERROR;
+}
+
+/* ======================================================================
+ * imap_fetch_bodies
+ * ==================================================================== */
+
+static void on_body_att(struct mailimap_msg_att *att, void *ctx)
+{
+    struct fetch_ctx *f = ctx;
+    if (f->rc)
+        return;
+    struct fetched x;
+    parse_att(att, &x);
+    bool had_chunks = f->body_started;
+    f->body_started = false;
+    if (x.has_body || had_chunks) {
+        int idx = x.has_uid ? fetch_index(f, x.m.uid) : -1;
+        char why[120];
+        if (idx < 0 || f->seen[idx] || x.partial_body || x.bodies > 1) {
+            /* The chunks already went to the sink: without message() it
+             * must drop them, so stop here rather than misfile them. */
+            snprintf(why, sizeof why, "server sent %s body for UID %u",
+                     x.partial_body ? "a partial"
+                     : idx < 0      ? "an unrequested"
+                                    : "a second",
+                     x.m.uid);
+            free(x.m.keywords);
+            fetch_abort(f, MS_ENET, why);
+            return;
+        }
+        f->seen[idx] = true;
+    } else if (!x.has_uid) {
+        free(x.m.keywords);
+        return; /* an unsolicited update without UID: nothing to tell */
+    }
+    int r = f->sink->message(f->sink->ctx, &x.m, x.has_body);
+    free(x.m.keywords);
+    if (r != 0)
+        fetch_abort(f, r, "message could not be stored");
+}
+
+int imap_fetch_bodies(struct imap_session *s, const uint32_t *uids, size_t n, const struct remote_body_sink *sink,
+                      struct ms_error *err)
+{
+    int rc = imap_ready(s, true, err);
+    if (rc != MS_OK || n == 0)
+        return rc;
+    if (err)
+        ms_error_clear(err);
+    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(),
+                                         mailimap_fetch_att_new_internaldate(), mailimap_fetch_att_new_rfc822_size(),
+                                         mailimap_fetch_att_new_body_peek_section(mailimap_section_new(NULL))};
+    struct mailimap_fetch_type *ft;
+    struct fetch_ctx *f;
+    if ((rc = start_fetch(s, atts, 5, &ft, &f, err)) != MS_OK)
+        return rc;
+    f->sink = sink;
+    rc = fetch_batches(s, f, uids, n, ft, on_body_att, BODY_SINK, "UID FETCH (BODY.PEEK[])", err);
+    mailimap_fetch_type_free(ft);
+    free(f);
+    return rc;
+}
+
+/* ======================================================================
+ * imap_fetch_identity
+ * ==================================================================== */
+
+static void on_identity_att(struct mailimap_msg_att *att, void *ctx)
+{
+    struct fetch_ctx *f = ctx;
+    struct fetched x;
+    parse_att(att, &x);
+    free(x.m.keywords);
+    bool had_header = f->id_seen;
+    size_t len = f->idlen;
+    f->idlen = 0;
+    f->id_seen = false;
+    if (f->rc || !x.has_uid)
+        return;
+    int idx = fetch_index(f, x.m.uid);
+    if (idx < 0 || f->seen[idx])
+        return; /* unasked or repeated: identity must come from the answer */
+    if (!had_header) {
+        /* Some servers send an empty section as "" without calling us. */
+        bool section = false;
+        for (clistiter *it = clist_begin(att->att_list); it; it = clist_next(it)) {
+            struct mailimap_msg_att_item *item = clist_content(it);
+            if (item->att_type == MAILIMAP_MSG_ATT_ITEM_STATIC && item->att_data.att_static &&
+                item->att_data.att_static->att_type == MAILIMAP_MSG_ATT_BODY_SECTION)
+                section = true;
+        }
+        if (!section)
+            return; /* a flag update, not our answer */
+    }
+    f->seen[idx] = true;
+    /* The Maildir side's parser: the same message has the same identity. */
+    char *id = message_header(f->idbuf, len, "Message-ID");
+    f->found(f->found_ctx, x.m.uid, x.m.size, id);
+    free(id);
+}
+
+static void free_clist_item(void *item, void *unused)
+{
+    (void)unused;
+    free(item);
+}
+
+int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
+                        void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id), void *ctx,
+                        struct ms_error *err)
+{
+    int rc = imap_ready(s, true, err);
+    if (rc != MS_OK || n == 0)
+        return rc;
+    clist *hdrs = clist_new();
+    char *h = strdup("MESSAGE-ID");
+    struct mailimap_header_list *hl = NULL;
+    if (hdrs && h && clist_append(hdrs, h) == 0) {
+        h = NULL;
+        hl = mailimap_header_list_new(hdrs);
+    }
+    struct mailimap_section *sec = hl ? mailimap_section_new_header_fields(hl) : NULL;
+    if (!sec) {
+        free(h);
+        if (hl)
+            mailimap_header_list_free(hl);
+        else if (hdrs) {
+            clist_foreach(hdrs, free_clist_item, NULL);
+            clist_free(hdrs);
+        }
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_rfc822_size(),
+                                         mailimap_fetch_att_new_body_peek_section(sec)};
+    struct mailimap_fetch_type *ft;
+    struct fetch_ctx *f;
+    if ((rc = start_fetch(s, atts, 3, &ft, &f, err)) != MS_OK)
+        return rc;
+    f->found = found;
+    f->found_ctx = ctx;
+    rc = fetch_batches(s, f, uids, n, ft, on_identity_att, BODY_IDENTITY,
+                       "UID FETCH (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])", err);
+    mailimap_fetch_type_free(ft);
+    free(f);
+    return rc;
+}

@@ -1,0 +1,169 @@
+/*
+ * imap_int.h: what the files of the IMAP side share, private to sync/remote/imap_*.c.
+ *
+ * The public API is imap.h. The protocol code is split by concern:
+ *   imap_session.c  the session: connect, TLS/STARTTLS, capabilities,
+ *                   LOGIN/AUTHENTICATE, logout, errors, "ready for a command"
+ *   imap_fetch.c    the FETCH machinery: streamed bodies, flag listings,
+ *                   identities, reading a tagged answer
+ *   imap_status.c   LIST, SELECT/EXAMINE, STATUS, LIST+STATUS pipelined, ENABLE
+ *   imap_qresync.c  CONDSTORE/QRESYNC: SELECT (QRESYNC), EXAMINEs sent ahead,
+ *                   CHANGEDSINCE, the UID SEARCH listing
+ *   imap_mailbox.c  changes and mailbox commands: STORE, EXPUNGE, COPY, MOVE,
+ *                   APPEND, CREATE, SEARCH BEFORE, NOTIFY, IDLE
+ * Nothing outside sync/remote/ includes this header.
+ */
+#ifndef MAILSYNC_IMAP_INT_H
+#define MAILSYNC_IMAP_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libetpan/libetpan.h>
+
+#include "sync/error.h"
+#include "sync/net/netstream.h"
+#include "sync/net/tls.h"
+#include "sync/remote/imap.h"
+
+#define FETCH_BATCH_UIDS 500 /* UIDs per command: UID FETCH, and the UID set commands of imap_mailbox.c */
+#define FETCH_SET_CHARS 7000 /* keeps a UID FETCH line well under 8 KB */
+#define IDENTITY_MAX 8192
+#define FLAGS_MISSING (1u << 31) /* internal: a FETCH report without FLAGS */
+
+enum body_mode { BODY_DISCARD, BODY_SINK, BODY_IDENTITY };
+
+/* An EXAMINE (QRESYNC) sent by imap_examine_ahead(), its answer unread. */
+struct queued_examine {
+    int tag;
+    char *name;
+    uint32_t uidvalidity;
+    uint64_t modseq;
+};
+
+/* One connection: made by imap_connect(), freed by imap_close(). */
+struct imap_session {
+    mailimap *imap;
+    struct netstream *ns; /* owned by imap->imap_stream; NULL once closed */
+    struct tls_client *tls;
+    char *host;
+    int port;
+    int timeout;
+    bool dead;
+    bool logout_sent; /* imap_logout_start(): the answer is read at close */
+    char *caps;
+    char *tls_info;
+    /* What the session-wide body handler does with body bytes now. */
+    enum body_mode body_mode;
+    struct fetch_ctx *fetch;
+    bool enable_tried; /* ENABLE QRESYNC was sent (once per session) */
+    bool qresync;      /* ...and the server confirmed it */
+    /* imap_examine_ahead(): EXAMINEs sent, answers not read yet, in the
+     * order sent (ahead[ahead_next..nahead)). */
+    struct queued_examine *ahead;
+    size_t nahead, ahead_next;
+    /* The folder a pipelined answer was read for while later EXAMINEs were
+     * in flight: the server has another one selected by now, so a command
+     * on this one EXAMINEs it again first (and checks its UIDVALIDITY). */
+    char *reselect;
+    uint32_t reselect_uv;
+    char text[204]; /* imap_server_text() */
+};
+
+/* One fetch: what libetpan's handlers (imap_fetch.c) fill or stream to,
+ * and why it was stopped (rc, why). */
+struct fetch_ctx {
+    struct imap_session *s;
+    const uint32_t *batch; /* sorted UIDs asked for in this command */
+    size_t nbatch;
+    bool *seen; /* per batch entry: a body/identity came back */
+    int rc;     /* non-zero: abort (callback's code, or MS_ENET) */
+    char why[200];
+    /* imap_fetch_flags */
+    uint32_t first, last;
+    struct remote_msg *msgs;
+    size_t nmsgs, capmsgs;
+    size_t unplaced; /* reports without UID */
+    /* imap_fetch_bodies */
+    const struct remote_body_sink *sink;
+    bool body_started;
+    /* imap_fetch_identity */
+    void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id);
+    void *found_ctx;
+    char idbuf[IDENTITY_MAX];
+    size_t idlen;
+    bool id_seen;
+};
+
+/* ---- imap_session.c: errors and the state before a command ---- */
+
+/* The server's text of the last tagged response, escaped and bounded
+ * (it is hostile input); valid until the next call. */
+const char *imap_server_text(struct imap_session *s);
+/* Close the connection now: after a fatal error nothing more may be sent
+ * or trusted, and mailimap_free() must not try a LOGOUT. */
+void imap_kill_stream(struct imap_session *s);
+/* Fill err (MS_ENET) from fmt, close the connection; returns MS_ENET. */
+int imap_fail_dead(struct imap_session *s, struct ms_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A libetpan call `what` returned r (not NO_ERROR): fatal codes end the
+ * session (MS_ENET), a tagged NO is MS_EPARTIAL. */
+int imap_fail_call(struct imap_session *s, int r, const char *what, struct ms_error *err);
+/* MS_ENET if the session is no longer usable. */
+int imap_check_alive(struct imap_session *s, struct ms_error *err);
+/* Before a command: the session is usable, and no pipelined EXAMINE
+ * answer is waiting (on_selected: and the folder the caller works on is
+ * the one the server has selected). */
+int imap_ready(struct imap_session *s, bool on_selected, struct ms_error *err);
+/* One command whose text needs no quoting; untagged data is dropped and
+ * the tagged state comes through *state. A libetpan error code. */
+int imap_plain_command(struct imap_session *s, const char *text, int *state);
+/* Write text to the stream (not flushed); 0 or -1. */
+int imap_stream_puts(mailstream *st, const char *text);
+/* name as an IMAP quoted string, malloc'd; NULL if out of memory. */
+char *imap_quote_name(const char *name);
+/* The name can be sent (not empty, no line break); shown: it escaped for
+ * messages. */
+int imap_folder_name_ok(const char *name, char *shown, size_t shown_len, struct ms_error *err);
+/* imap_ready(s, false) and imap_folder_name_ok(name). */
+int imap_folder_cmd_start(struct imap_session *s, const char *name, char *shown, size_t shown_len,
+                          struct ms_error *err);
+
+/* ---- imap_fetch.c ---- */
+
+/* Install the session-wide body handler (bodies dropped until a fetch
+ * says otherwise). */
+void imap_body_handler_install(struct imap_session *s);
+/* Read one response to the command sent under tag, the FETCH data going
+ * to f (UID FLAGS [RFC822.SIZE]) or dropped when f is NULL; the tagged
+ * state through *state. A libetpan error code. */
+int imap_read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *state);
+/* How a command whose FETCH data went to f ended, libetpan saying r. */
+int imap_fetch_outcome(struct imap_session *s, struct fetch_ctx *f, int r, const char *what, struct ms_error *err);
+/* A libetpan set of the ranges; NULL if out of memory. */
+struct mailimap_set *imap_set_from_ranges(const struct uid_range *r, size_t n);
+/* Sort by UID, the later report with FLAGS winning for a UID that came
+ * twice; the new count, or SIZE_MAX (list unchanged) if out of memory. */
+size_t imap_sort_dedupe(struct remote_msg *m, size_t n);
+/* After a flags fetch that returned rc: its messages sorted and unique
+ * into *out (never NULL on MS_OK); f is freed. */
+int imap_finish_flags_fetch(struct fetch_ctx *f, int rc, struct remote_msg **out, size_t *n, struct ms_error *err);
+/* UID FETCH first:last (UID FLAGS RFC822.SIZE) [(CHANGEDSINCE modseq) if
+ * modseq is non-zero]; last 0 means '*'. */
+int imap_fetch_flags_modseq(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
+                            struct remote_msg **out, size_t *n, struct ms_error *err);
+
+/* ---- imap_status.c / imap_qresync.c ---- */
+
+/* The extension data at it if it is of ext_id/ext_type with data; else NULL. */
+struct mailimap_extension_data *imap_ext_item(clistiter *it, int ext_id, int ext_type);
+/* Read (and drop) EXAMINE answers still queued, and re-EXAMINE a folder
+ * whose answer was read while others were in flight (on_selected). */
+int imap_settle_ahead(struct imap_session *s, bool on_selected, struct ms_error *err);
+/* UID SEARCH key (freed here), adding the answers within first..last
+ * (last 0: no upper end) to l. */
+int imap_uid_search(struct imap_session *s, struct mailimap_search_key *key, uint32_t first, uint32_t last,
+                    const char *what, struct imap_uid_list *l, struct ms_error *err);
+
+#endif
