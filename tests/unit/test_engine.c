@@ -12,9 +12,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "unit_tmp.h"
+
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,22 +41,13 @@ struct fixture {
     struct engine_result res; /* of the last run */
 };
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fixture *fx = calloc(1, sizeof *fx);
     assert_non_null(fx);
     /* On tmpfs where there is one: the runs' fsyncs then cost nothing, and
      * each test takes milliseconds, not seconds. */
-    strcpy(fx->dir, access("/dev/shm", W_OK) == 0 ? "/dev/shm/test_engine.XXXXXX" : "/tmp/test_engine.XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
+    unit_tmpdir(fx->dir, sizeof fx->dir, "test_engine", true);
     snprintf(fx->maildir, sizeof fx->maildir, "%s/Mail", fx->dir);
     snprintf(fx->state_path, sizeof fx->state_path, "%s/state/t.sqlite", fx->dir);
     fx->folders[0] = "*";
@@ -101,7 +93,7 @@ static int teardown(void **state)
     engine_result_free(&fx->res);
     mem_install(NULL);
     mem_server_free(fx->srv);
-    nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    unit_rmtree(fx->dir);
     free(fx);
     return 0;
 }
@@ -425,10 +417,10 @@ static void session_drops_at_every_op(void **state)
     unsigned nops = 0;
     for (unsigned n = 1;; n++) {
         /* each round from scratch: no Maildir, no state */
-        nftw(fx->maildir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        unit_rmtree(fx->maildir);
         char dir[160];
         snprintf(dir, sizeof dir, "%s/state", fx->dir);
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        unit_rmtree(dir);
         fx->srv->ops = 0;
         fx->srv->faults.drop_at_op = n;
         int rc = run(fx, PULL);
@@ -565,10 +557,10 @@ static void kill_at_each_journal_step(void **state)
     }
     unsigned k;
     for (k = 1; k < 100; k++) {
-        nftw(fx->maildir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        unit_rmtree(fx->maildir);
         char dir[160];
         snprintf(dir, sizeof dir, "%s/state", fx->dir);
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        unit_rmtree(dir);
         fflush(NULL);
         pid_t pid = fork();
         assert_true(pid >= 0);

@@ -15,8 +15,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "unit_tmp.h"
+
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,20 +41,11 @@ struct fixture {
     char db[128];   /* dir/state.sqlite */
 };
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fixture *fx = calloc(1, sizeof *fx);
     assert_non_null(fx);
-    strcpy(fx->dir, "/tmp/test_journal.XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
+    unit_tmpdir(fx->dir, sizeof fx->dir, "test_journal", false);
     snprintf(fx->root, sizeof fx->root, "%s/Mail", fx->dir);
     snprintf(fx->db, sizeof fx->db, "%s/state.sqlite", fx->dir);
     *state = fx;
@@ -63,7 +55,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    unit_rmtree(fx->dir);
     free(fx);
     return 0;
 }
@@ -299,7 +291,7 @@ static void run_killed(const struct fixture *fx, enum journal_key key, enum jour
 /* A fresh directory for the next case. */
 static void clean(const struct fixture *fx)
 {
-    nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    unit_rmtree(fx->dir);
     assert_int_equal(mkdir(fx->dir, 0700), 0);
 }
 
@@ -361,7 +353,7 @@ static void lost_tmp_files_are_forgotten(void **state)
         run_killed(fx, (enum journal_key)key, JOURNAL_STEP_RECORDED, 1);
         char tmp[256];
         snprintf(tmp, sizeof tmp, "%s/INBOX/tmp", fx->root);
-        assert_int_equal(nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+        assert_int_equal(unit_rmtree(tmp), 0);
         assert_int_equal(mkdir(tmp, 0700), 0);
         recover(fx, (enum journal_key)key);
         check(fx, (enum journal_key)key, 0, false);

@@ -6,10 +6,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "unit_tmp.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,20 +30,11 @@ struct fixture {
     int rootfd;
 };
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fixture *fx = calloc(1, sizeof *fx);
     assert_non_null(fx);
-    strcpy(fx->dir, "/tmp/test_maildir.XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
+    unit_tmpdir(fx->dir, sizeof fx->dir, "test_maildir", false);
     snprintf(fx->root, sizeof fx->root, "%s/Mail", fx->dir);
     struct ms_error err;
     assert_int_equal(maildir_root_open(fx->root, true, &fx->rootfd, &err), MS_OK);
@@ -54,7 +46,7 @@ static int teardown(void **state)
 {
     struct fixture *fx = *state;
     close(fx->rootfd);
-    nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    unit_rmtree(fx->dir);
     free(fx);
     return 0;
 }

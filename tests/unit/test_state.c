@@ -8,8 +8,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "unit_tmp.h"
+
 #include <fcntl.h>
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,20 +26,11 @@ struct fixture {
     char path[256]; /* dir/a/b/state.sqlite: parents do not exist yet */
 };
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fixture *fx = calloc(1, sizeof *fx);
     assert_non_null(fx);
-    strcpy(fx->dir, "/tmp/test_state.XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
+    unit_tmpdir(fx->dir, sizeof fx->dir, "test_state", false);
     snprintf(fx->path, sizeof fx->path, "%s/a/b/state.sqlite", fx->dir);
     *state = fx;
     return 0;
@@ -47,7 +39,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    unit_rmtree(fx->dir);
     free(fx);
     return 0;
 }
