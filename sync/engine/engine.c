@@ -25,38 +25,6 @@
 #include "sync/log.h"
 #include "sync/util.h"
 
-/* ------------------------------------------------------------------ */
-/* results */
-
-struct engine_folder_result *engine_add_folder_result(struct engine_result *res, const char *name, const char *path)
-{
-    res->folders = xrealloc(res->folders, (res->nfolders + 1) * sizeof *res->folders);
-    struct engine_folder_result *f = &res->folders[res->nfolders++];
-    memset(f, 0, sizeof *f);
-    f->name = xstrdup(name);
-    f->path = path ? xstrdup(path) : NULL;
-    return f;
-}
-
-void engine_folder_fail(struct engine_folder_result *f, const struct ms_error *err)
-{
-    f->status = err->code ? err->code : MS_EPARTIAL;
-    free(f->error);
-    f->error = xstrdup(err->msg);
-}
-
-void engine_result_free(struct engine_result *r)
-{
-    for (size_t i = 0; i < r->nfolders; i++) {
-        free(r->folders[i].name);
-        free(r->folders[i].path);
-        free(r->folders[i].error);
-    }
-    free(r->folders);
-    free(r->account);
-    memset(r, 0, sizeof *r);
-}
-
 static int dirs_durable(void *ctx, struct ms_error *err)
 {
     return dirsync_wait(((struct run *)ctx)->dirs, err);

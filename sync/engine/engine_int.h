@@ -124,7 +124,7 @@ struct leftover {
     unsigned synced_flags;
 };
 
-/* engine.c: the account's run */
+/* result.c: the results */
 /* A result row for a folder, added to res (name and path copied). */
 struct engine_folder_result *engine_add_folder_result(struct engine_result *res, const char *name, const char *path);
 /* The folder failed with err (its code, or MS_EPARTIAL). */
@@ -179,8 +179,12 @@ int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, str
 /* Pull the selected folder into the Maildir (reports its progress unless
  * in the second pass); fres gets the counts, and the error if it fails. */
 int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres, struct ms_error *err);
-/* Could the folder's record let a STATUS alone show it unchanged? */
+
+/* folders.c (with the folder list): could the folder's record let a
+ * STATUS alone show it unchanged? */
 bool pull_may_be_unchanged(const struct state_folder *f);
+
+/* views.c: the three views as the planner takes them */
 /* The planner's input from the state rows, the scan and the server's
  * listing (borrowed strings; free_plan_input frees the arrays only). */
 void build_plan_input(struct plan_input *in, const struct account *a, const struct engine_options *opt,

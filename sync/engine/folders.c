@@ -434,3 +434,10 @@ int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, str
     free(paths);
     return rc;
 }
+
+/* Could the folder's record let a STATUS alone show it unchanged? (A
+ * complete sync with a modseq, no delivery left unconfirmed.) */
+bool pull_may_be_unchanged(const struct state_folder *f)
+{
+    return f->last_sync && f->highestmodseq && !f->pending_count && !f->appends_count;
+}

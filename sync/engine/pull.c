@@ -44,16 +44,6 @@
 /* ------------------------------------------------------------------ */
 /* local changes from the plan */
 
-static int cmp_key_local(const void *key, const void *elem)
-{
-    return strcmp(key, ((const struct local_msg *)elem)->uniq);
-}
-
-struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq)
-{
-    return n ? bsearch(uniq, l, n, sizeof *l, cmp_key_local) : NULL;
-}
-
 /* finish: when not NULL, the folder's row is saved in the same
  * transaction (one commit, one fsync, for a folder with nothing to fetch). */
 /* hold: the plan's PLAN_LOCAL_DELETEs are left for the second pass
@@ -134,32 +124,6 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
 
 /* ------------------------------------------------------------------ */
 /* one folder */
-
-void build_plan_input(struct plan_input *in, const struct account *a, const struct engine_options *opt,
-                      const struct state_msg *s, size_t ns, const struct local_msg *l, size_t nl,
-                      const struct remote_msg *rm, size_t nr)
-{
-    struct plan_state *ps = xcalloc(ns, sizeof *ps);
-    struct plan_local *pl = xcalloc(nl, sizeof *pl);
-    struct plan_remote *pr = xcalloc(nr, sizeof *pr);
-    for (size_t i = 0; i < ns; i++)
-        ps[i] = (struct plan_state){s[i].uid, s[i].uniq, s[i].flags, s[i].keywords};
-    for (size_t i = 0; i < nl; i++)
-        pl[i] = (struct plan_local){l[i].uniq, l[i].flags};
-    for (size_t i = 0; i < nr; i++)
-        pr[i] = (struct plan_remote){rm[i].uid, rm[i].flags, rm[i].keywords, rm[i].size};
-    *in = (struct plan_input){.state = ps, .nstate = ns, .local = pl, .nlocal = nl, .remote = pr,
-                              .nremote = nr, .mode = a->mode, .max_size = a->max_size,
-                              .max_delete = a->max_delete, .force = opt->force};
-}
-
-void free_plan_input(struct plan_input *in)
-{
-    free((void *)in->state);
-    free((void *)in->local);
-    free((void *)in->remote);
-    memset(in, 0, sizeof *in);
-}
 
 /* The state row of the folder, created on first sight. */
 static int folder_row(struct run *r, const struct selected *sel, struct state_folder *sf, struct ms_error *err)
@@ -457,13 +421,6 @@ static int local_lookup(struct maildir_folder *mf, const struct state_msg *st, s
 /* A folder whose UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ are what the last
  * complete sync recorded has nothing to pull: one STATUS, no SELECT, no
  * listing, no scan. That keeps a no-op run flat in the number of messages. */
-/* Could the folder's record let a STATUS alone show it unchanged? (A
- * complete sync with a modseq, no delivery left unconfirmed.) */
-bool pull_may_be_unchanged(const struct state_folder *f)
-{
-    return f->last_sync && f->highestmodseq && !f->pending_count && !f->appends_count;
-}
-
 static int unchanged_since_last_sync(struct run *r, const struct selected *sel, struct state_folder *sf,
                                      bool *unchanged, struct ms_error *err)
 {

@@ -49,18 +49,6 @@
 /* ------------------------------------------------------------------ */
 /* finding uploads that arrived without a recorded UID */
 
-/* The candidates are in UID order (the listing's). */
-void push_on_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
-{
-    struct candidates *c = ctx;
-    struct candidate *x = UTIL_FIND_UID(c->v, c->n, uid, uid);
-    if (!x)
-        return;
-    x->size = size;
-    free(x->message_id);
-    x->message_id = message_id ? xstrdup(message_id) : NULL;
-}
-
 /* The journal's uploads of the selected folder (UIDVALIDITY uidvalidity):
  * each one the server holds (a UID from its UIDNEXT on, that the state
  * does not know, of the same size and Message-ID) is recorded; the others

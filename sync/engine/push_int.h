@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sync/engine/engine_int.h"
@@ -52,8 +53,18 @@ struct candidates {
 };
 
 /* remote_ops.fetch_identity's callback over struct candidates (ctx): the
- * candidate of uid takes size and message_id (push.c). */
-void push_on_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id);
+ * candidate of uid takes size and message_id (the candidates are in
+ * UID order, the listing's). */
+static inline void push_on_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
+{
+    struct candidates *c = ctx;
+    struct candidate *x = UTIL_FIND_UID(c->v, c->n, uid, uid);
+    if (!x)
+        return;
+    x->size = size;
+    free(x->message_id);
+    x->message_id = message_id ? xstrdup(message_id) : NULL;
+}
 
 /* Message-IDs compared, none equal to none. */
 static inline bool push_same_id(const char *a, const char *b)
