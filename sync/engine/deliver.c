@@ -112,7 +112,7 @@ static int fetch_chunk(void *vctx, const char *data, size_t len)
     return maildir_tmp_write(c->cur, data, len, &c->err) ? -1 : 0;
 }
 
-bool leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_msg *l, uint64_t size,
+bool deliver_leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_msg *l, uint64_t size,
                  const unsigned char hash[32])
 {
     if (lo->adopted || !l || lo->size != size)
@@ -143,8 +143,8 @@ static char *adopt_leftover(struct fetch_ctx *c, const struct remote_msg *m)
         return NULL;
     for (size_t i = 0; i < c->nleft; i++) {
         struct leftover *lo = &c->left[i];
-        struct local_msg *l = local_by_uniq(c->local, c->nlocal, lo->uniq);
-        if (!leftover_is(c->mf, lo, l, stored_size, hash))
+        struct local_msg *l = views_local_by_uniq(c->local, c->nlocal, lo->uniq);
+        if (!deliver_leftover_is(c->mf, lo, l, stored_size, hash))
             continue;
         struct ms_error e;
         unsigned want = m->flags;

@@ -166,7 +166,7 @@ static int second_pass(struct run *r, const struct selected *sel, size_t nsel, c
         struct ms_error ferr = {0};
         struct maildir_stamp stamp;
         int frc = MS_OK;
-        if (is_trash_folder(r->acct, &sel[i]))
+        if (folders_is_trash(r->acct, &sel[i]))
             trash = k;
         if (fres->status != MS_OK)
             continue; /* the folder failed in the first pass: nothing more */
@@ -184,7 +184,7 @@ static int second_pass(struct run *r, const struct selected *sel, size_t nsel, c
         if (frc == MS_OK && do_pull && (held[k] & HELD_PULL))
             frc = pull_folder(r, &sel[i], fres, &ferr);
         if (frc == MS_OK && do_pull)
-            frc = retire_old(r, &sel[i], fres, &ferr);
+            frc = retention_retire_old(r, &sel[i], fres, &ferr);
         rc = folder_outcome(r, &sel[i], fres, frc, &ferr);
     }
     if (rc == MS_OK && do_pull && r->trash_changed && trash < nsel && res->folders[base + trash].status == MS_OK) {
@@ -230,7 +230,7 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
     }
     if (rc == MS_OK && !remote_can(r.remote, REMOTE_UIDS)) {
         /* One folder whose messages are named by id (POP3's UIDL). */
-        if ((rc = pop3_pull(&r, &err)) != MS_OK) {
+        if ((rc = popfetch_pull(&r, &err)) != MS_OK) {
             res->status = rc;
             if (rc != MS_EPARTIAL || run_stopped(&r))
                 snprintf(res->error, sizeof res->error, "%s", err.msg);
@@ -264,7 +264,7 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
          * those down too. */
         size_t k = 0, trash = nsel;
         for (size_t i = 0; i < nsel; i++)
-            if (trash == nsel && do_pull && is_trash_folder(a, &sel[i]))
+            if (trash == nsel && do_pull && folders_is_trash(a, &sel[i]))
                 trash = i;
             else
                 order[k++] = i;
@@ -326,7 +326,7 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
             struct ms_error e;
             if (maildir_change_stamp(r.rootfd, sel[i].path, &now) == 0 && now.cur_ns == stamp.cur_ns &&
                 now.new_ns == stamp.new_ns && state_folder_get(r.st, sel[i].raw, &f, &e) == MS_OK && f.id &&
-                !stamp_recorded(&r, f.id, &stamp) && stamp_record(&r, f.id, &stamp, &e) != MS_OK)
+                !push_stamp_recorded(&r, f.id, &stamp) && push_stamp_record(&r, f.id, &stamp, &e) != MS_OK)
                 log_msg(LOG_VERBOSE, "%s: %s", sel[i].name, e.msg);
             state_folder_free(&f);
         }

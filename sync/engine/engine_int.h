@@ -79,7 +79,7 @@ struct run {
     /* The second pass: the folder's progress was reported by the first. */
     bool second_pass;
     /* This run moved messages into the account's trash folder: its STATUS
-     * taken with the LIST is out of date (see is_trash_folder). */
+     * taken with the LIST is out of date (see folders_is_trash). */
     bool trash_changed;
     /* generation.c: what the run's first change records, in the marker
      * beside the Maildir and in the DB. */
@@ -106,7 +106,7 @@ struct selected {
 
 /* folders.c: whether sel is the account's `trash` folder (by raw or display name,
  * as push_deletions compares). */
-bool is_trash_folder(const struct account *a, const struct selected *sel);
+bool folders_is_trash(const struct account *a, const struct selected *sel);
 
 /* A local file the state does not know and identity matching could not
  * pair (no Message-ID, or one the server does not show): a download of
@@ -149,8 +149,8 @@ int engine_open_store_and_connect(struct run *r, struct ms_error *err);
 void engine_end_run(struct run *r);
 
 /* folders.c: which folders, in what order */
-bool folder_wanted(const struct account *a, const struct engine_options *opt, const char *name);
-void map_folders(const struct account *a, const struct engine_options *opt, const struct remote_folder *f, size_t n,
+bool folders_wanted(const struct account *a, const struct engine_options *opt, const char *name);
+void folders_map(const struct account *a, const struct engine_options *opt, const struct remote_folder *f, size_t n,
                  struct engine_folder_map *out);
 /* The state's row of a folder as read for the run's LIST, or NULL. */
 const struct state_folder *folders_known(const struct run *r, const char *raw);
@@ -186,13 +186,13 @@ bool pull_may_be_unchanged(const struct state_folder *f);
 
 /* views.c: the three views as the planner takes them */
 /* The planner's input from the state rows, the scan and the server's
- * listing (borrowed strings; free_plan_input frees the arrays only). */
-void build_plan_input(struct plan_input *in, const struct account *a, const struct engine_options *opt,
+ * listing (borrowed strings; views_plan_input_free frees the arrays only). */
+void views_plan_input(struct plan_input *in, const struct account *a, const struct engine_options *opt,
                       const struct state_msg *s, size_t ns, const struct local_msg *l, size_t nl,
                       const struct remote_msg *rm, size_t nr);
-void free_plan_input(struct plan_input *in);
+void views_plan_input_free(struct plan_input *in);
 /* The scan entry with this unique name (l sorted by uniq), or NULL. */
-struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq);
+struct local_msg *views_local_by_uniq(struct local_msg *l, size_t n, const char *uniq);
 
 /* push.c */
 /* Push the folder's local changes (never for a folder no pull completed). */
@@ -206,12 +206,12 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
 /* Record (or find gone) uploads a killed run journalled, on the selected
  * folder: before a pull downloads them as strangers, or a push sends them
  * again. */
-int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id, uint32_t uidvalidity,
+int push_settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id, uint32_t uidvalidity,
                    struct ms_error *err);
 /* The change stamp a push recorded for the folder (false if none). */
-bool stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp *now);
+bool push_stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp *now);
 /* Record it, in the run's batch. */
-int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s, struct ms_error *err);
+int push_stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s, struct ms_error *err);
 
 /* popfetch.c */
 /* The pull of a side without REMOTE_UIDS (POP3) over r->remote, logged
@@ -219,7 +219,7 @@ int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s
  * INBOX through the delivery journal; then removal per leave_on_server /
  * server_retention_days of what is durably stored, committed (POP3's
  * QUIT). Fills r->res's folder result. */
-int pop3_pull(struct run *r, struct ms_error *err);
+int popfetch_pull(struct run *r, struct ms_error *err);
 
 /* generation.c */
 /* After the state DB and the Maildir root are open: a DB older than the
@@ -240,13 +240,14 @@ void generation_confirm(struct run *r);
 time_t retention_cutoff(const struct account *a);
 /* After the folder's pull: remove from the server what is older than the
  * cutoff and safely stored locally, at most once a day per folder. */
-int retire_old(struct run *r, const struct selected *sel, struct engine_folder_result *fres, struct ms_error *err);
+int retention_retire_old(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
+                         struct ms_error *err);
 
 /* deliver.c */
 /* Whether lo, whose file is l (NULL: none), is not adopted yet and holds
  * exactly a download of size bytes (as stored) with this content hash
  * (message_hash); the file is hashed on the first comparison only. */
-bool leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_msg *l, uint64_t size,
+bool deliver_leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_msg *l, uint64_t size,
                  const unsigned char hash[32]);
 /* Download and deliver the plan's PLAN_FETCH messages, comparing each
  * with the leftovers first. */
@@ -260,8 +261,8 @@ int deliver_fetch_new(struct run *r, const struct selected *sel, uint32_t uidval
 
 /* rematch.c */
 /* The unique names the state knows, sorted (borrowed strings). */
-const char **state_uniq_index(const struct state_msg *s, size_t ns, size_t *n);
-bool index_has(const char **idx, size_t n, const char *uniq);
+const char **rematch_uniq_index(const struct state_msg *s, size_t ns, size_t *n);
+bool rematch_index_has(const char **idx, size_t n, const char *uniq);
 /* Pair unknown local files with unknown server UIDs by identity and record
  * the pairs; what stays unpaired comes back as leftovers. old: the rows
  * from before a UIDVALIDITY change (else none), replaced by the pairs in
@@ -273,6 +274,6 @@ int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, 
                    size_t *nstate, const struct state_msg *old, size_t nold, struct local_msg *local, size_t nlocal,
                    const struct remote_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left,
                    size_t *nleft, struct ms_error *err);
-void free_leftovers(struct leftover *l, size_t n);
+void rematch_free_leftovers(struct leftover *l, size_t n);
 
 #endif

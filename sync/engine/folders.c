@@ -24,7 +24,7 @@
 /* ------------------------------------------------------------------ */
 /* folder selection */
 
-bool is_trash_folder(const struct account *a, const struct selected *sel)
+bool folders_is_trash(const struct account *a, const struct selected *sel)
 {
     return a->trash && *a->trash && (strcmp(a->trash, sel->raw) == 0 || strcmp(a->trash, sel->name) == 0);
 }
@@ -44,13 +44,13 @@ static char *display_name(const struct remote_folder *f)
 }
 
 /* Selected by the account's `folders =` and by --folder (if any). */
-bool folder_wanted(const struct account *a, const struct engine_options *opt, const char *name)
+bool folders_wanted(const struct account *a, const struct engine_options *opt, const char *name)
 {
     return names_folder_selected(name, a->folders, a->nfolders) &&
            (opt->nfolder_patterns == 0 || names_folder_selected(name, opt->folder_patterns, opt->nfolder_patterns));
 }
 
-void map_folders(const struct account *a, const struct engine_options *opt, const struct remote_folder *f,
+void folders_map(const struct account *a, const struct engine_options *opt, const struct remote_folder *f,
                         size_t n, struct engine_folder_map *out)
 {
     for (size_t i = 0; i < n; i++) {
@@ -59,7 +59,7 @@ void map_folders(const struct account *a, const struct engine_options *opt, cons
         m->name = display_name(&f[i]);
         m->noselect = f[i].noselect;
         m->path = names_folder_path(f[i].name, f[i].delim, a->layout, &m->why);
-        m->selected = !m->noselect && m->path && folder_wanted(a, opt, m->name);
+        m->selected = !m->noselect && m->path && folders_wanted(a, opt, m->name);
         /* Two server names on one path would mix two folders: keep the
          * first, refuse the second. */
         for (size_t j = 0; m->path && j < i; j++)
@@ -176,7 +176,7 @@ static bool skip_candidate(const struct run *r, const struct state_folder *f)
      * patterns see; with another one a wanted folder may be missed here
      * (it then gets its own STATUS later) or an unwanted one asked for. */
     char *name = names_display(f->name);
-    bool wanted = folder_wanted(r->acct, r->opt, name);
+    bool wanted = folders_wanted(r->acct, r->opt, name);
     free(name);
     return wanted;
 }
@@ -228,7 +228,7 @@ int folders_list_selected(struct run *r, struct selected **out, size_t *nout, st
     if (rc)
         return rc;
     struct engine_folder_map *map = xcalloc(n, sizeof *map);
-    map_folders(r->acct, r->opt, f, n, map);
+    folders_map(r->acct, r->opt, f, n, map);
     r->server_paths = xcalloc(n + 1, sizeof *r->server_paths);
     for (size_t i = 0; i < n; i++) {
         if (map[i].path)
@@ -240,7 +240,7 @@ int folders_list_selected(struct run *r, struct selected **out, size_t *nout, st
     struct selected *sel = xcalloc(n, sizeof *sel);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!map[i].path && !map[i].noselect && folder_wanted(r->acct, r->opt, map[i].name)) {
+        if (!map[i].path && !map[i].noselect && folders_wanted(r->acct, r->opt, map[i].name)) {
             /* Its mail is not synced: the run must not claim it was. */
             struct ms_error e;
             ms_error_set(&e, MS_EPARTIAL, "skipped server folder \"%s\": %s",
@@ -282,7 +282,7 @@ void folders_report_vanished(struct run *r, const struct selected *sel, size_t n
         if (listed || !f[i].last_sync)
             continue;
         char *name = names_display(f[i].name);
-        if (folder_wanted(r->acct, r->opt, name))
+        if (folders_wanted(r->acct, r->opt, name))
             log_msg(LOG_WARN, "folder \"%s\" is no longer on the server; its local copy %s/%s is kept",
                     log_escape(name, strlen(name), 200), r->acct->maildir, f[i].path ? f[i].path : "?");
         free(name);
@@ -382,7 +382,7 @@ int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, str
         for (char *p = name; r->delim && r->delim != '/' && *p; p++)
             if (*p == r->delim)
                 *p = '/';
-        if (!folder_wanted(r->acct, r->opt, name)) {
+        if (!folders_wanted(r->acct, r->opt, name)) {
             free(raw);
             free(name);
             continue;

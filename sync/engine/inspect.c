@@ -56,7 +56,7 @@ int engine_folders(const struct account *a, const struct engine_options *opt, st
         rc = r.remote->ops->list(r.remote, NULL, 0, NULL, &f, &n, err);
     if (rc == MS_OK) {
         *out = xcalloc(n, sizeof **out);
-        map_folders(a, opt, f, n, *out);
+        folders_map(a, opt, f, n, *out);
         *nout = n;
     }
     remote_folders_free(f, n);
@@ -99,9 +99,9 @@ static void status_folder(struct state *st, int rootfd, const struct state_folde
         maildir_scan_names(mf, &l, &nl, &e) == MS_OK) {
         out->local = (int64_t)nl;
         size_t nidx;
-        const char **idx = state_uniq_index(s, ns, &nidx);
+        const char **idx = rematch_uniq_index(s, ns, &nidx);
         for (size_t i = 0; i < nl; i++)
-            if (!index_has(idx, nidx, l[i].uniq))
+            if (!rematch_index_has(idx, nidx, l[i].uniq))
                 out->local_new++;
         free(idx);
         /* Where a known message's file is no longer a regular file, push
@@ -109,7 +109,7 @@ static void status_folder(struct state *st, int rootfd, const struct state_folde
         size_t nodd;
         const struct local_msg *odd = maildir_scan_left_out(mf, &nodd);
         for (size_t i = 0; i < ns; i++) {
-            struct local_msg *m = s[i].uniq ? local_by_uniq(l, nl, s[i].uniq) : NULL;
+            struct local_msg *m = s[i].uniq ? views_local_by_uniq(l, nl, s[i].uniq) : NULL;
             bool skipped = false;
             for (size_t k = 0; !m && s[i].uniq && k < nodd && !skipped; k++)
                 skipped = odd[k].odd && strcmp(odd[k].uniq, s[i].uniq) == 0;

@@ -1,5 +1,5 @@
 /*
- * popfetch.c: a POP3 account's pull (see engine_int.h, pop3_pull).
+ * popfetch.c: a POP3 account's pull (see engine_int.h, popfetch_pull).
  *
  * POP3 has one folder, delivered to INBOX, and no flags: a new message
  * goes to new/. Messages are known by UIDL. Each body streams into its own
@@ -113,7 +113,7 @@ static const char *same_as_leftover(struct popctx *c, const struct maildir_tmp *
         return NULL;
     for (size_t i = 0; i < c->nleft; i++) {
         struct leftover *lo = &c->left[i];
-        if (leftover_is(c->mf, lo, local_by_uniq(c->local, c->nlocal, lo->uniq), size, hash)) {
+        if (deliver_leftover_is(c->mf, lo, views_local_by_uniq(c->local, c->nlocal, lo->uniq), size, hash)) {
             lo->adopted = true;
             return lo->uniq;
         }
@@ -130,7 +130,7 @@ static int land_batch(struct popctx *c, struct ms_error *err)
     return rc;
 }
 
-int pop3_pull(struct run *r, struct ms_error *err)
+int popfetch_pull(struct run *r, struct ms_error *err)
 {
     const struct account *a = r->acct;
     const char *path = a->layout == LAYOUT_MAILDIRPP ? "" : "INBOX";
@@ -302,7 +302,7 @@ out:
     state_pop3_free(rows, nrows);
     journal_free(&c.journal);
     message_hash_free(c.hash);
-    free_leftovers(c.left, c.nleft);
+    rematch_free_leftovers(c.left, c.nleft);
     maildir_msgs_free(c.local, c.nlocal);
     maildir_folder_close(c.mf);
     state_folder_free(&sf);

@@ -60,7 +60,7 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
         const struct plan_action *a = &p->actions[i];
         if (hold && a->op == PLAN_LOCAL_DELETE)
             continue;
-        struct local_msg *l = a->uniq ? local_by_uniq(local, nlocal, a->uniq) : NULL;
+        struct local_msg *l = a->uniq ? views_local_by_uniq(local, nlocal, a->uniq) : NULL;
         if (a->op == PLAN_LOCAL_DELETE && l) {
             int x = maildir_remove(mf, l, err);
             if (x == MS_OK || x == 1)
@@ -429,7 +429,7 @@ static int unchanged_since_last_sync(struct run *r, const struct selected *sel, 
     if (!remote_can(r->remote, REMOTE_CHANGES) || !pull_may_be_unchanged(sf))
         return MS_OK;
     const struct remote_status *early = folders_known_status(r, sel->raw);
-    if (r->trash_changed && is_trash_folder(r->acct, sel))
+    if (r->trash_changed && folders_is_trash(r->acct, sel))
         early = NULL; /* this run's push moved messages into it since */
     if (early && early->uidvalidity) {
         st = *early;
@@ -494,7 +494,7 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
         /* A push was killed between an upload and its record: record what
          * arrived before the listing shows it as a stranger to download. */
         if ((rc = r->remote->ops->select(r->remote, sel->raw, false, &mb, err)) ||
-            (mb.uidvalidity == sf.uidvalidity && (rc = settle_uploads(r, sel, sf.id, mb.uidvalidity, err))))
+            (mb.uidvalidity == sf.uidvalidity && (rc = push_settle_uploads(r, sel, sf.id, mb.uidvalidity, err))))
             goto out;
     }
     bool incremental;
@@ -533,7 +533,7 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     if (nmatched)
         log_msg(LOG_INFO, "%s: %zu local messages matched to the server by identity", sel->name, nmatched);
 
-    build_plan_input(&in, r->acct, r->opt, state, nstate, local, nlocal, rm, nr);
+    views_plan_input(&in, r->acct, r->opt, state, nstate, local, nlocal, rm, nr);
     in.guard_total = guard_total;
     if (plan_pull(&in, &p) != 0) {
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
@@ -591,10 +591,10 @@ out:
     if (rc)
         engine_folder_fail(fres, err);
     plan_free(&p);
-    free_plan_input(&in);
+    views_plan_input_free(&in);
     state_msgs_free(state, nstate);
     state_msgs_free(old, nold);
-    free_leftovers(left, nleft);
+    rematch_free_leftovers(left, nleft);
     free(affected.v);
     maildir_msgs_free(local, nlocal);
     remote_msgs_free(rm, nr);

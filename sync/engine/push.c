@@ -54,7 +54,7 @@
  * does not know, of the same size and Message-ID) is recorded; the others
  * are forgotten (their files are still unknown, so they are uploaded
  * again). */
-int settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id, uint32_t uidvalidity,
+int push_settle_uploads(struct run *r, const struct selected *sel, int64_t folder_id, uint32_t uidvalidity,
                    struct ms_error *err)
 {
     struct state_append *j = NULL;
@@ -204,8 +204,8 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
     struct upload *todo = xcalloc(p->nappend + 1, sizeof *todo);
     size_t ntodo = 0;
     for (size_t i = 0; i < p->n; i++) {
-        struct local_msg *l = p->actions[i].op == PUSH_APPEND ? local_by_uniq(c->local, c->nlocal, p->actions[i].uniq)
-                                                              : NULL;
+        const struct push_action *a = &p->actions[i];
+        struct local_msg *l = a->op == PUSH_APPEND ? views_local_by_uniq(c->local, c->nlocal, a->uniq) : NULL;
         if (l)
             todo[ntodo++].l = l;
     }
@@ -283,7 +283,7 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
                     rc = x;
                 }
             } else if (x == MS_OK) {
-                unrecorded = true; /* no APPENDUID: found by settle_uploads below */
+                unrecorded = true; /* no APPENDUID: found by push_settle_uploads below */
             } else if (x == MS_EPARTIAL) {
                 log_msg(LOG_WARN, "%s", e.msg);
                 c->fres->failed++;
@@ -307,7 +307,7 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
         free(todo[i].message_id);
     free(todo);
     if (rc == MS_OK && unrecorded)
-        rc = settle_uploads(r, c->sel, c->sf->id, c->uidvalidity, err);
+        rc = push_settle_uploads(r, c->sel, c->sf->id, c->uidvalidity, err);
     return rc;
 }
 
@@ -320,7 +320,7 @@ static void stamp_key(char *key, size_t len, int64_t folder_id)
     snprintf(key, len, "local_stamp:%lld", (long long)folder_id);
 }
 
-bool stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp *now)
+bool push_stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp *now)
 {
     char key[64], *v = NULL;
     struct ms_error e;
@@ -333,7 +333,7 @@ bool stamp_recorded(struct run *r, int64_t folder_id, const struct maildir_stamp
     return same;
 }
 
-int stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s, struct ms_error *err)
+int push_stamp_record(struct run *r, int64_t folder_id, const struct maildir_stamp *s, struct ms_error *err)
 {
     char key[64], val[64];
     stamp_key(key, sizeof key, folder_id);
@@ -429,7 +429,7 @@ static int take_left_out(struct push_ctx *c, struct ms_error *err)
     int rc = MS_OK;
     for (size_t i = 0; i < n && rc == MS_OK; i++) {
         struct local_msg *m = &left[i];
-        struct local_msg *kept = local_by_uniq(c->local, c->nlocal, m->uniq);
+        struct local_msg *kept = views_local_by_uniq(c->local, c->nlocal, m->uniq);
         const struct state_msg *s = state_row_of(c, m->uniq);
         char name[420];
         snprintf(name, sizeof name, "%s/%s", m->in_new ? "new" : "cur", log_escape(m->name, strlen(m->name), 100));
@@ -490,9 +490,9 @@ static int take_left_out(struct push_ctx *c, struct ms_error *err)
 /* (Re)plan the folder from c's state rows and scan. */
 static int plan_folder(struct push_ctx *c, struct plan_input *in, struct push_plan *p, struct ms_error *err)
 {
-    free_plan_input(in);
+    views_plan_input_free(in);
     push_plan_free(p);
-    build_plan_input(in, c->r->acct, c->r->opt, c->state, c->nstate, c->local, c->nlocal, NULL, 0);
+    views_plan_input(in, c->r->acct, c->r->opt, c->state, c->nstate, c->local, c->nlocal, NULL, 0);
     return plan_push(in, p) == 0 ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
 }
 
@@ -525,7 +525,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
      * pushed: nothing to scan (a no-op sync stays flat in the folder's
      * size). A journal left by a killed run is settled by the pull. */
     bool have_stamp = maildir_change_stamp(r->rootfd, sel->path, &before) == 0;
-    if (have_stamp && !sf.appends_count && !sf.pending_count && stamp_recorded(r, sf.id, &before)) {
+    if (have_stamp && !sf.appends_count && !sf.pending_count && push_stamp_recorded(r, sf.id, &before)) {
         log_msg(LOG_VERBOSE, "%s: no local change since the last push", sel->name);
         goto out;
     }
@@ -567,7 +567,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     }
     c.uidvalidity = mb.uidvalidity;
     c.uidnext = mb.uidnext;
-    if (njournal && (rc = settle_uploads(r, sel, sf.id, c.uidvalidity, err)))
+    if (njournal && (rc = push_settle_uploads(r, sel, sf.id, c.uidvalidity, err)))
         goto out;
     if (njournal) {
         /* Recorded uploads are known now: plan again. */
@@ -598,7 +598,7 @@ done:
     if (have_stamp && before.settled && !r->opt->dry_run && !r->held_push)
         *stamp = before;
 out:
-    free_plan_input(&in);
+    views_plan_input_free(&in);
     push_plan_free(&p);
     state_appends_free(journal, njournal);
     state_msgs_free(c.state, c.nstate);

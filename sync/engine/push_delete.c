@@ -295,7 +295,7 @@ int push_deletions(struct push_ctx *c, const struct push_plan *p, struct ms_erro
         if (p->actions[i].op == PUSH_DELETE)
             uids[n++] = p->actions[i].uid;
     int rc = MS_OK;
-    bool to_trash = a->trash && *a->trash && !is_trash_folder(a, c->sel);
+    bool to_trash = a->trash && *a->trash && !folders_is_trash(a, c->sel);
     bool keep_rows = false;
     if (n == 0)
         goto out;

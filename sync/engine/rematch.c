@@ -46,7 +46,7 @@ static void free_ids(struct id_list *l, bool free_uniq)
 }
 
 /* The unique names the state knows, sorted, for lookups by name. */
-const char **state_uniq_index(const struct state_msg *s, size_t ns, size_t *n)
+const char **rematch_uniq_index(const struct state_msg *s, size_t ns, size_t *n)
 {
     const char **idx = xmalloc((ns ? ns : 1) * sizeof *idx);
     size_t k = 0;
@@ -58,7 +58,7 @@ const char **state_uniq_index(const struct state_msg *s, size_t ns, size_t *n)
     return idx;
 }
 
-bool index_has(const char **idx, size_t n, const char *uniq)
+bool rematch_index_has(const char **idx, size_t n, const char *uniq)
 {
     return bsearch(&uniq, idx, n, sizeof *idx, util_cmp_str) != NULL;
 }
@@ -150,7 +150,7 @@ static struct state_msg matched_row(const struct plan_match *m, const struct old
                                     size_t nlocal)
 {
     const struct state_msg *o = old_row(old, m->uniq);
-    const struct local_msg *l = local_by_uniq(local, nlocal, m->uniq);
+    const struct local_msg *l = views_local_by_uniq(local, nlocal, m->uniq);
     return (struct state_msg){.uid = m->uid, .uniq = (char *)m->uniq,
                               .flags = o ? o->flags : l ? l->flags : 0, .keywords = o ? o->keywords : NULL};
 }
@@ -171,8 +171,8 @@ static void collect_leftovers(const struct id_list *lids, const struct plan_matc
     *left = xcalloc(lids->n, sizeof **left);
     *nleft = 0;
     for (size_t i = 0; i < lids->n; i++)
-        if (!index_has(idx, nidx, lids->ids[i].uniq)) {
-            const struct local_msg *l = local_by_uniq(local, nlocal, lids->ids[i].uniq);
+        if (!rematch_index_has(idx, nidx, lids->ids[i].uniq)) {
+            const struct local_msg *l = views_local_by_uniq(local, nlocal, lids->ids[i].uniq);
             const struct state_msg *o = l ? old_row(old, l->uniq) : NULL;
             if (l)
                 (*left)[(*nleft)++] = (struct leftover){.uniq = xstrdup(l->uniq), .size = l->size,
@@ -181,7 +181,7 @@ static void collect_leftovers(const struct id_list *lids, const struct plan_matc
     free(idx);
 }
 
-void free_leftovers(struct leftover *l, size_t n)
+void rematch_free_leftovers(struct leftover *l, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(l[i].uniq);
@@ -211,16 +211,16 @@ int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, 
     if (nuids == 0)
         goto record;
     size_t nidx;
-    const char **idx = state_uniq_index(*state, *nstate, &nidx);
+    const char **idx = rematch_uniq_index(*state, *nstate, &nidx);
     for (size_t i = 0; i < nlocal; i++)
-        if (!index_has(idx, nidx, local[i].uniq))
+        if (!rematch_index_has(idx, nidx, local[i].uniq))
             local_identity(mf, &local[i], &orows, &lids);
     free(idx);
     /* Messages deleted locally since the last sync and not yet removed on
      * the server: matched too, and recorded without a file, so that a pull
      * does not bring them back and the push removes them. */
     for (size_t i = 0; i < orows.n; i++)
-        if (!local_by_uniq(local, nlocal, orows.v[i]->uniq))
+        if (!views_local_by_uniq(local, nlocal, orows.v[i]->uniq))
             add_identity(&lids, orows.v[i]->uniq, orows.v[i]->message_id, orows.v[i]->size);
     if (lids.n == 0)
         goto record;
@@ -237,7 +237,7 @@ int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, 
     qsort(rids.ids, rids.n, sizeof *rids.ids, cmp_identity_uid);
     size_t gone = 0;
     for (size_t i = 0; i < nm; i++)
-        gone += !local_by_uniq(local, nlocal, m[i].uniq);
+        gone += !views_local_by_uniq(local, nlocal, m[i].uniq);
     if (gone)
         log_msg(LOG_VERBOSE, "%zu of the messages matched were deleted locally: they stay deleted, and a push "
                              "removes them from the server", gone);

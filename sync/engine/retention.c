@@ -32,7 +32,8 @@ time_t retention_cutoff(const struct account *a)
     return a->server_retention_days > 0 ? time(NULL) - (time_t)a->server_retention_days * 86400 : 0;
 }
 
-int retire_old(struct run *r, const struct selected *sel, struct engine_folder_result *fres, struct ms_error *err)
+int retention_retire_old(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
+                         struct ms_error *err)
 {
     const struct account *a = r->acct;
     time_t cutoff = retention_cutoff(a);

@@ -17,12 +17,12 @@ static int cmp_key_local(const void *key, const void *elem)
     return strcmp(key, ((const struct local_msg *)elem)->uniq);
 }
 
-struct local_msg *local_by_uniq(struct local_msg *l, size_t n, const char *uniq)
+struct local_msg *views_local_by_uniq(struct local_msg *l, size_t n, const char *uniq)
 {
     return n ? bsearch(uniq, l, n, sizeof *l, cmp_key_local) : NULL;
 }
 
-void build_plan_input(struct plan_input *in, const struct account *a, const struct engine_options *opt,
+void views_plan_input(struct plan_input *in, const struct account *a, const struct engine_options *opt,
                       const struct state_msg *s, size_t ns, const struct local_msg *l, size_t nl,
                       const struct remote_msg *rm, size_t nr)
 {
@@ -40,7 +40,7 @@ void build_plan_input(struct plan_input *in, const struct account *a, const stru
                               .max_delete = a->max_delete, .force = opt->force};
 }
 
-void free_plan_input(struct plan_input *in)
+void views_plan_input_free(struct plan_input *in)
 {
     free((void *)in->state);
     free((void *)in->local);
