@@ -79,7 +79,7 @@ static const char usage_text[] =
     "      --json             one JSON object on stdout summarising the run\n"
     "      --dry-run          print what would change, change nothing\n"
     "      --folder PATTERN   limit the run to matching folders (repeatable;\n"
-    "                         * any text, %% any text but '/', ? one char)\n"
+    "                         * any text, % any text but '/', ? one char)\n"
     "      --force            override the mass-deletion guard\n"
     "      --interval SECONDS watch: a full pass at least this often (300)\n"
     "      --version          print the version\n"

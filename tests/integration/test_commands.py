@@ -188,6 +188,10 @@ class CommandsTest(tb.BedTestCase):
         r = self.run_ok("--help")
         for word in ("pull", "status", "check", "folders", "--dry-run", "--json", "Exit codes"):
             self.assertIn(word, r.stdout)
+        # the folder pattern syntax as it is typed (the text is printed as
+        # it stands, not through printf: no doubled percent sign)
+        self.assertIn("% any text but '/'", r.stdout)
+        self.assertNotIn("%%", r.stdout)
         r = self.run_ok("--version")
         self.assertRegex(r.stdout, r"^mailsync \d+\.\d+")
         for args in (["frobnicate"], [], ["pull", "nosuchaccount"], ["--progress=sometimes", "pull"],
