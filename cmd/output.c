@@ -521,8 +521,9 @@ void output_status_json(FILE *out, const struct account *a, int rc, const char *
         fputs(",\"synced_before\":null,\"last_sync\":null,\"last_error\":null,\"folders\":[]}", out);
         return;
     }
-    fprintf(out, ",\"synced_before\":%s,\"last_sync\":%lld,\"last_error\":", s->have_state ? "true" : "false",
-            (long long)s->last_sync);
+    fprintf(out, ",\"synced_before\":%s,\"last_sync\":%lld,\"retired\":%lld,\"kept_by_backup\":%lld,\"last_error\":",
+            s->have_state ? "true" : "false", (long long)s->last_sync, (long long)s->retired,
+            (long long)s->kept_by_backup);
     output_json_string(out, s->last_error);
     fputs(",\"folders\":[", out);
     for (size_t i = 0; i < s->nfolders; i++) {
@@ -534,9 +535,10 @@ void output_status_json(FILE *out, const struct account *a, int rc, const char *
         output_json_string(out, f->path);
         fprintf(out,
                 ",\"synced\":%lld,\"local\":%lld,\"local_new\":%lld,\"local_flag_changes\":%lld,"
-                "\"local_deleted\":%lld,\"last_sync\":%lld}",
+                "\"local_deleted\":%lld,\"last_sync\":%lld,\"retired\":%lld,\"kept_by_backup\":%lld}",
                 (long long)f->synced, (long long)f->local, (long long)f->local_new, (long long)f->local_flags,
-                (long long)f->local_gone, (long long)f->last_sync);
+                (long long)f->local_gone, (long long)f->last_sync, (long long)f->retired,
+                (long long)f->kept_by_backup);
         free(name);
     }
     fputs("]}", out);
@@ -555,6 +557,9 @@ void output_status_text(FILE *out, const struct account *a, const struct engine_
     fprintf(out, "\n  last error: "); /* its text may quote a server or a name on disk */
     output_print_clean(out, s->last_error ? s->last_error : "none");
     fprintf(out, "\n");
+    if (s->retired || s->kept_by_backup)
+        fprintf(out, "  only local, never pushed: %lld retired (server_retention_days), %lld kept by backup mode\n",
+                (long long)s->retired, (long long)s->kept_by_backup);
     for (size_t i = 0; i < s->nfolders; i++) {
         const struct engine_status_folder *f = &s->folders[i];
         char *name = names_display(f->name);
@@ -566,6 +571,9 @@ void output_status_text(FILE *out, const struct account *a, const struct engine_
             fprintf(out, "%6lld local; to push: %lld new, %lld flag changes, %lld deleted", (long long)f->local,
                     (long long)f->local_new, (long long)f->local_flags, (long long)f->local_gone);
         print_time(out, "; synced ", f->last_sync);
+        if (f->retired || f->kept_by_backup)
+            fprintf(out, "; only local: %lld retired, %lld kept by backup", (long long)f->retired,
+                    (long long)f->kept_by_backup);
         fprintf(out, "\n");
         free(name);
     }

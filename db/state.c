@@ -1813,12 +1813,18 @@ int state_tombstones_take(struct state *s, const char *from_path, size_t *n, str
     struct carried *v = NULL;
     size_t nv = 0;
     *n = 0;
-    int rc = tombstones_read_other(from_path, &v, &nv, err);
-    if (rc == MS_OK && nv)
+    struct ms_error e = {0};
+    size_t use = 0; /* all or none */
+    if (tombstones_read_other(from_path, &v, &nv, &e) == MS_OK)
+        use = nv;
+    else /* not this DB's failure: it starts without them, said so */
+        log_msg(LOG_WARN, "%s; what it recorded as retired or kept by backup mode may be uploaded again", e.msg);
+    int rc = MS_OK;
+    if (use)
         rc = state_begin(s, err);
-    if (rc == MS_OK && nv) {
+    if (rc == MS_OK && use) {
         struct state_folder f = {0};
-        for (size_t i = 0; i < nv && rc == MS_OK; i++) {
+        for (size_t i = 0; i < use && rc == MS_OK; i++) {
             if (!v[i].name)
                 continue;
             if (!f.name || strcmp(f.name, v[i].name) != 0) {

@@ -290,7 +290,9 @@ int state_tombstone_counts(struct state *s, int64_t folder_id, int64_t *retired,
  * by folder name (a folder row is created, bare, where this DB has none),
  * in one transaction: for a DB set aside as stale, whose successor
  * would otherwise upload what they protect. A file without the table
- * (an older mailsync's) carries nothing. *n: how many. */
+ * (an older mailsync's) carries nothing; one that cannot be read carries
+ * nothing either, with a warning (not an error: the failure is not this
+ * DB's). *n: how many. */
 int state_tombstones_take(struct state *s, const char *from_path, size_t *n, struct ms_error *err);
 void state_tombstone_free(struct state_tombstone *t);            /* frees members */
 void state_tombstones_free(struct state_tombstone *t, size_t n); /* frees array too */

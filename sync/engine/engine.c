@@ -4,7 +4,8 @@
  * passes over them. The first pushes (push.c) and pulls (pull.c) each
  * folder but holds its deletions back; the second, once every folder's
  * listing is known, applies the deletions and retires old messages
- * (retention.c). Then the run's outcome is recorded and the results are
+ * (retention.c), and with mode = mirror removes what backup mode kept
+ * (tombstones.c). Then the run's outcome is recorded and the results are
  * reported in the order the account lists its folders.
  *
  * The crash-safety of a pull (the delivery journal, renames before
@@ -185,6 +186,8 @@ static int second_pass(struct run *r, const struct selected *sel, size_t nsel, c
             frc = pull_folder(r, &sel[i], fres, &ferr);
         if (frc == MS_OK && do_pull)
             frc = retention_retire_old(r, &sel[i], fres, &ferr);
+        if (frc == MS_OK && do_pull)
+            frc = tombstones_discard_kept(r, &sel[i], fres, &ferr);
         rc = folder_outcome(r, &sel[i], fres, frc, &ferr);
     }
     if (rc == MS_OK && do_pull && r->trash_changed && trash < nsel && res->folders[base + trash].status == MS_OK) {

@@ -177,6 +177,10 @@ struct engine_status_folder {
     int64_t local_flags; /* known files whose flags differ from the state */
     int64_t local_gone;  /* known messages whose file is gone (to push) */
     int64_t last_sync;
+    /* Only local because a policy took them off the server (never pushed;
+     * not in local_new): */
+    int64_t retired;        /* by server_retention_days */
+    int64_t kept_by_backup; /* the server deleted them while mode = backup */
 };
 
 struct engine_status {
@@ -185,6 +189,7 @@ struct engine_status {
     struct engine_status_folder *folders;
     size_t nfolders;
     bool have_state;     /* false: the account never synced (no DB) */
+    int64_t retired, kept_by_backup; /* the folders' sums */
 };
 
 /* Offline: reads only the state DB and the Maildir. */

@@ -292,32 +292,39 @@ class BackupThenMirrorTest(TombstoneTestCase):
 
     def test_kill_during_the_mirror_cleanup_converges(self):
         """Two folders with kept messages; the run is killed after the first
-        folder's files are removed, before the records of it are committed
-        (they wait for the run's batch)."""
+        folder's (Archive's) kept files are removed, before the records of
+        it are committed (they wait for the run's batch): while the second
+        pass opens INBOX for an expunge it held back."""
         gone = self.backup_and_delete(n=8, k=3, folder="INBOX")
         uids = self.seed(6, "Archive")
         self.pull()
         gone += self.server_delete("Archive", uids[:2])
         self.pull()
-        # A third change so the second pass opens a folder after the first
-        # folder's cleanup: an expunge in Archive held for the second pass.
+        self.assertEqual(self.tombstones(), {"kept_by_backup": 5})
         with self.imap() as c:
-            last = [m.uid for m in c.messages("Archive")][-1:]
-        self.configure(mode="mirror")
-        gone += self.server_delete("Archive", last)
+            last = [m.uid for m in c.messages("INBOX")][-1:]
+        gone += self.server_delete("INBOX", last)
         self.run_killed_at("pull", (b"EXAMINE", 2))
+        # the window was hit: Archive's kept files removed, no record yet
+        self.assertEqual(self.tombstones(), {"kept_by_backup": 5})
+        self.assertEqual(sum(self.local_hashes("Archive").values()), 4, "the kill came before the cleanup")
+        self.assertEqual(sum(self.local_hashes("INBOX").values()), 8)
         self.configure(mode="mirror")
         self.pull()
         for f in ("INBOX", "Archive"):
             self.assertEqual(self.local_hashes(f), self.server_hashes(f))
-        self.assertEqual(sum(self.local_hashes("INBOX").values()), 5)
-        self.assertEqual(sum(self.local_hashes("Archive").values()), 3)
+        self.assertEqual(sum(self.local_hashes("INBOX").values()), 4)
+        self.assertEqual(sum(self.local_hashes("Archive").values()), 4)
+        for d in gone:
+            self.assertNotIn(d, self.local_hashes("INBOX") + self.local_hashes("Archive"))
         self.assertEqual(self.tombstones(), {})
+        self.assertEqual(self.wire.body_bytes(), 0)
         self.wire.reset()
         self.run_ok("sync")
         self.assertEqual(self.wire.appends(), [])
         self.assertEqual(self.wire.body_bytes(), 0)
-
+        self.no_duplicates("INBOX")
+        self.no_duplicates("Archive")
 
 if __name__ == "__main__":
     import unittest
