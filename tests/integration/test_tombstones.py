@@ -93,6 +93,9 @@ class RetiredTest(TombstoneTestCase):
     def seed(self):
         now = int(time.time())
         old = tb.make_corpus(4, seed=61, flags=False, base_date=now - 90 * 86400)
+        # one without Message-ID: protected by its file's unique part alone
+        old.append(tb.SeedMessage(b"Subject: no id\r\nFrom: a@example.org\r\n\r\nold, no Message-ID\r\n", (),
+                                  now - 80 * 86400))
         young = tb.make_corpus(2, seed=62, flags=False, start=100, base_date=now - 3600)
         with self.imap() as c:
             c.append_many("INBOX", old + young)
@@ -102,9 +105,9 @@ class RetiredTest(TombstoneTestCase):
         old, young = self.seed()
         self.configure(server_retention_days="30")
         r = self.pull()
-        self.assertIn("4 removed from the server", r.stdout)
+        self.assertIn("5 removed from the server", r.stdout)
         self.assertEqual(sum(self.server_hashes().values()), 2)
-        self.assertEqual(sum(self.local_hashes().values()), 6)
+        self.assertEqual(sum(self.local_hashes().values()), 7)
         return old, young
 
     def new_local_file(self, name="1700000000.fresh.host", seed=63):
@@ -115,7 +118,7 @@ class RetiredTest(TombstoneTestCase):
 
     def test_retired_not_uploaded_once_the_setting_is_gone(self):
         old, young = self.retire()
-        self.assertEqual(self.tombstones(), {"retired": 4})
+        self.assertEqual(self.tombstones(), {"retired": 5})
         inodes = self.local_inodes()
         self.configure()                      # retention removed
         self.wire.reset()
@@ -126,8 +129,9 @@ class RetiredTest(TombstoneTestCase):
         self.assertEqual(self.wire.appends(), [len(fresh.replace(b"\n", b"\r\n"))])
         self.assertEqual(self.wire.body_bytes(), 0)
         self.assertEqual(sum(self.server_hashes().values()), 3)
-        self.assertEqual(sum(self.local_hashes().values()), 7)
-        self.assertNotIn(digest(old[0].data), self.server_hashes())
+        self.assertEqual(sum(self.local_hashes().values()), 8)
+        for m in old:
+            self.assertNotIn(digest(m.data), self.server_hashes())
         for d, ino in inodes.items():
             self.assertEqual(self.local_inodes()[d], ino)
         # and again: nothing moves
@@ -136,7 +140,7 @@ class RetiredTest(TombstoneTestCase):
         self.run_ok("sync")
         self.assertEqual(len(self.wire.appends()), 1)
         self.assertEqual(sum(self.server_hashes().values()), 4)
-        self.assertEqual(self.tombstones(), {"retired": 4})
+        self.assertEqual(self.tombstones(), {"retired": 5})
         self.no_duplicates()
 
     def test_renamed_retired_file_is_not_uploaded(self):
@@ -153,8 +157,8 @@ class RetiredTest(TombstoneTestCase):
         self.assertIn("0 uploaded", r.stdout)
         self.assertEqual(self.wire.appends(), [])
         self.assertEqual(sum(self.server_hashes().values()), 2)
-        self.assertEqual(sum(self.local_hashes().values()), 6)
-        self.assertEqual(self.tombstones(), {"retired": 4})
+        self.assertEqual(sum(self.local_hashes().values()), 7)
+        self.assertEqual(self.tombstones(), {"retired": 5})
 
     def test_local_delete_of_a_retired_file_drops_its_tombstone(self):
         self.retire()
@@ -164,20 +168,20 @@ class RetiredTest(TombstoneTestCase):
         os.unlink(victim.path)
         self.wire.reset()
         self.run_ok("sync")
-        self.assertEqual(self.tombstones(), {"retired": 3})
+        self.assertEqual(self.tombstones(), {"retired": 4})
         self.assertEqual(self.wire.appends(), [])
         self.assertEqual(sum(self.server_hashes().values()), 2)
-        self.assertEqual(sum(self.local_hashes().values()), 5)
+        self.assertEqual(sum(self.local_hashes().values()), 6)
 
     def test_status_counts_retired(self):
         self.retire()
         s = self.status_json()
         acct = s["accounts"][0] if "accounts" in s else s
         inbox = next(f for f in acct["folders"] if f["name"] == "INBOX")
-        self.assertEqual((inbox["retired"], inbox["kept_by_backup"], inbox["local_new"]), (4, 0, 0))
-        self.assertEqual((acct["retired"], acct["kept_by_backup"]), (4, 0))
+        self.assertEqual((inbox["retired"], inbox["kept_by_backup"], inbox["local_new"]), (5, 0, 0))
+        self.assertEqual((acct["retired"], acct["kept_by_backup"]), (5, 0))
         text = self.run_ok("status").stdout
-        self.assertIn("4 retired", text)
+        self.assertIn("5 retired", text)
 
     def test_stale_state_db_keeps_the_tombstones(self):
         """A restored (older) state DB is set aside by the generation check;
@@ -202,8 +206,8 @@ class RetiredTest(TombstoneTestCase):
         self.assertEqual(self.wire.appends(), [])
         self.assertEqual(self.wire.body_bytes(), 0)
         self.assertEqual(sum(self.server_hashes().values()), 3)
-        self.assertEqual(sum(self.local_hashes().values()), 7)
-        self.assertEqual(self.tombstones(), {"retired": 4})
+        self.assertEqual(sum(self.local_hashes().values()), 8)
+        self.assertEqual(self.tombstones(), {"retired": 5})
         self.no_duplicates()
 
 
