@@ -161,9 +161,14 @@ static void print_planned(const struct engine_planned *p)
         printf("%s: would change flags of UID %u on the server: +%s -%s\n", folder, p->uid,
                flags_to_letters(p->flags, a), flags_to_letters(p->flags_removed, b));
         break;
-    case ENGINE_PLAN_UPLOAD: {
+    case ENGINE_PLAN_UPLOAD:
+    case ENGINE_PLAN_DELETE_KEPT: {
         char *name = log_clean(p->file ? p->file : ""); /* a local file name: anything but '/' */
-        printf("%s: would upload %s\n", folder, name);
+        if (p->kind == ENGINE_PLAN_UPLOAD)
+            printf("%s: would upload %s\n", folder, name);
+        else
+            printf("%s: would delete the local file %s (kept by backup mode; the server deleted it)\n", folder,
+                   name);
         free(name);
         break;
     }
@@ -390,6 +395,7 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         [ENGINE_PLAN_UPLOAD] = "upload",
         [ENGINE_PLAN_CREATE_FOLDER] = "create_folder",
         [ENGINE_PLAN_FETCH_COUNT] = "fetch_count",
+        [ENGINE_PLAN_DELETE_KEPT] = "delete_kept",
     };
     fputs("{\"folder\":", out);
     output_json_string(out, p->folder);
@@ -415,6 +421,10 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         fputs(",\"file\":", out);
         output_json_string(out, p->file);
         json_letters(out, "flags", p->flags);
+        break;
+    case ENGINE_PLAN_DELETE_KEPT:
+        fputs(",\"file\":", out);
+        output_json_string(out, p->file);
         break;
     case ENGINE_PLAN_CREATE_FOLDER: break;
     case ENGINE_PLAN_FETCH_COUNT: fprintf(out, ",\"count\":%zu,\"size\":%" PRIu64, p->count, p->size); break;

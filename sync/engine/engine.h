@@ -67,6 +67,8 @@ enum engine_plan_kind {
     ENGINE_PLAN_UPLOAD,           /* push: the local file `file` (flags) is uploaded */
     ENGINE_PLAN_CREATE_FOLDER,    /* push: folder exists only locally; it is created on the server */
     ENGINE_PLAN_FETCH_COUNT,      /* POP3 pull: count new messages, size bytes in all */
+    ENGINE_PLAN_DELETE_KEPT,      /* pull, mode = mirror: the local `file` backup mode kept
+                                     (the server deleted it) goes */
 };
 
 struct engine_planned {
@@ -79,7 +81,7 @@ struct engine_planned {
     unsigned flags;             /* FLAG_* bits: FETCH (server's), SET_FLAGS (new local),
                                    STORE_FLAGS (added), UPLOAD (the file's) */
     unsigned flags_removed;     /* STORE_FLAGS: removed */
-    const char *file;           /* UPLOAD: the local file name, raw: escape it to show it */
+    const char *file;           /* UPLOAD, DELETE_KEPT: the local file name, raw: escape it to show it */
 };
 
 struct engine_progress {

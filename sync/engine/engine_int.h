@@ -264,7 +264,8 @@ int tombstones_block_upload(struct run *r, const struct selected *sel, int64_t f
                             const char *message_id, uint64_t size, bool *blocked, struct ms_error *err);
 /* mode = mirror, in the pull's second pass: remove the folder's
  * kept_by_backup files and forget them, within the mass-deletion guard
- * (MS_EPARTIAL, the folder untouched, without --force). */
+ * (MS_EPARTIAL, the folder untouched, without --force). A dry run (which
+ * has no second pass: called after the folder's pull) reports them. */
 int tombstones_discard_kept(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
                             struct ms_error *err);
 

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "db/state.h"
+#include "sync/engine/dryrun.h"
 #include "sync/log.h"
 #include "sync/util.h"
 
@@ -218,7 +219,7 @@ static int remove_kept(struct run *r, struct maildir_folder *mf, struct local_ms
 int tombstones_discard_kept(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
                             struct ms_error *err)
 {
-    if (r->acct->mode != MODE_MIRROR || r->opt->dry_run || r->rootfd < 0)
+    if (r->acct->mode != MODE_MIRROR || r->rootfd < 0)
         return MS_OK;
     struct state_folder sf = {0};
     struct state_tombstone *t = NULL;
@@ -252,6 +253,20 @@ int tombstones_discard_kept(struct run *r, const struct selected *sel, struct en
                           "while mode = backup kept them locally; mode = mirror removes them, but that is more "
                           "than max_delete (%d%%) allows or all of them; if that is right, run again with --force",
                           sel->name, with_file, total, r->acct->max_delete);
+        goto out;
+    }
+    if (r->opt->dry_run) {
+        for (size_t i = 0; i < nt; i++) {
+            struct local_msg *l = rematch_index_has(idx, nidx, t[i].uniq)
+                                      ? NULL
+                                      : views_local_by_uniq(local, nlocal, t[i].uniq);
+            struct engine_planned step = {.account = r->acct->name, .folder = sel->name,
+                                          .kind = ENGINE_PLAN_DELETE_KEPT, .uid = 0, .size = 0, .count = 0,
+                                          .flags = 0, .flags_removed = 0, .file = l ? l->name : NULL};
+            if (l)
+                dryrun_report(r->opt, &step);
+        }
+        fres->deleted += with_file;
         goto out;
     }
     if ((rc = remove_kept(r, mf, local, nlocal, t, nt, idx, nidx, &removed, err)) == MS_OK)

@@ -262,6 +262,15 @@ class BackupThenMirrorTest(TombstoneTestCase):
         for d in gone:
             del keep[d]
         self.configure(mode="mirror")
+        # a dry run shows the three, and changes nothing
+        before = tb.snapshot_tree(self.maildir)
+        r = self.run_ok("--dry-run", "pull")
+        self.assertEqual(r.stdout.count("would delete the local file"), 3, r.stdout)
+        plan = self.run_ok("--dry-run", "--json", "pull").json()
+        acct = plan["accounts"][0]
+        self.assertEqual(sum(1 for st in acct["plan"] if st["action"] == "delete_kept"), 3)
+        self.assertEqual(before, tb.snapshot_tree(self.maildir))
+        self.assertEqual(self.tombstones(), {"kept_by_backup": 3})
         self.wire.reset()
         r = self.pull()
         self.assertIn("3 deleted", r.stdout)
