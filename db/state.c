@@ -1765,9 +1765,9 @@ static int tombstones_read_other(const char *from_path, struct carried **out, si
     *n = 0;
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
-    /* Read-write (no create): a WAL moved aside with the file is read in
-     * and checkpointed, as any open of it would. */
-    if (sqlite3_open_v2(from_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    /* Read only: a dry run reads the live DB this way, and must change
+     * nothing (a WAL beside the file is still read). */
+    if (sqlite3_open_v2(from_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         int rc = ms_error_set(err, MS_ELOCAL, "cannot open %s: %s", from_path, db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return rc;
