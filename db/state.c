@@ -1752,14 +1752,33 @@ int state_tombstone_counts(struct state *s, int64_t folder_id, int64_t *retired,
     return rc == SQLITE_DONE ? MS_OK : db_error(s, err, "counting tombstones");
 }
 
-/* A tombstone of the other DB, with its folder's name and path. */
-struct carried {
-    char *name, *path;
-    struct state_tombstone t;
-};
+/* Every tombstone of db with its folder's name and path, by folder name
+ * and uniq; false on a failure (sqlite3_errmsg(db) says why). */
+static bool tombstones_read_all(sqlite3 *db, struct state_tombstone_entry **out, size_t *n)
+{
+    static const char sql[] = "SELECT f.name, f.path, t.folder_id, t.uniq, t.message_id, t.size, t.reason, "
+                              "t.since FROM tombstones t JOIN folders f ON f.id = t.folder_id ORDER BY f.name, "
+                              "t.uniq";
+    sqlite3_stmt *st = NULL;
+    struct state_tombstone_entry *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK ? SQLITE_ROW : SQLITE_ERROR;
+    while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        v = grow_rows(v, len, &cap, sizeof *v, 16);
+        struct state_tombstone_entry *c = &v[len++];
+        c->folder = column_strdup(st, 0);
+        c->path = column_strdup(st, 1);
+        tomb_read(st, 2, &c->t);
+    }
+    sqlite3_finalize(st);
+    *out = v;
+    *n = len;
+    return rc == SQLITE_DONE;
+}
 
 /* The other DB's tombstones (none if it has no such table). */
-static int tombstones_read_other(const char *from_path, struct carried **out, size_t *n, struct ms_error *err)
+static int tombstones_read_other(const char *from_path, struct state_tombstone_entry **out, size_t *n,
+                                 struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
@@ -1768,13 +1787,12 @@ static int tombstones_read_other(const char *from_path, struct carried **out, si
     /* Read only: a dry run reads the live DB this way, and must change
      * nothing (a WAL beside the file is still read). */
     if (sqlite3_open_v2(from_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        int rc = ms_error_set(err, MS_ELOCAL, "cannot open %s: %s", from_path, db ? sqlite3_errmsg(db) : "out of memory");
+        int rc = ms_error_set(err, MS_ELOCAL, "cannot open %s: %s", from_path,
+                              db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return rc;
     }
     sqlite3_busy_timeout(db, 5000);
-    const char *sql = "SELECT f.name, f.path, " TOMB_COLUMNS " FROM tombstones JOIN folders f ON f.id = folder_id "
-                      "ORDER BY f.name, uniq";
     if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tombstones'", -1, &st,
                            NULL) != SQLITE_OK) {
         int rc = ms_error_set(err, MS_ELOCAL, "cannot read %s: %s", from_path, sqlite3_errmsg(db));
@@ -1788,74 +1806,75 @@ static int tombstones_read_other(const char *from_path, struct carried **out, si
         sqlite3_close(db);
         return MS_OK;
     }
-    struct carried *v = NULL;
-    size_t len = 0, cap = 0;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK ? SQLITE_ROW : SQLITE_ERROR;
-    while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        v = grow_rows(v, len, &cap, sizeof *v, 16);
-        struct carried *c = &v[len++];
-        c->name = column_strdup(st, 0);
-        c->path = column_strdup(st, 1);
-        tomb_read(st, 2, &c->t);
-    }
-    int ret = MS_OK;
-    if (rc != SQLITE_DONE)
-        ret = ms_error_set(err, MS_ELOCAL, "cannot read the tombstones of %s: %s", from_path, sqlite3_errmsg(db));
-    sqlite3_finalize(st);
+    int ret = tombstones_read_all(db, out, n) ? MS_OK
+              : ms_error_set(err, MS_ELOCAL, "cannot read the tombstones of %s: %s", from_path, sqlite3_errmsg(db));
     sqlite3_close(db);
-    *out = v;
-    *n = len;
     return ret;
 }
 
 int state_tombstones_take(struct state *s, const char *from_path, size_t *n, struct ms_error *err)
 {
-    struct carried *v = NULL;
+    struct state_tombstone_entry *v = NULL;
     size_t nv = 0;
     *n = 0;
     struct ms_error e = {0};
-    size_t use = 0; /* all or none */
-    if (tombstones_read_other(from_path, &v, &nv, &e) == MS_OK)
-        use = nv;
-    else /* not this DB's failure: it starts without them, said so */
-        log_msg(LOG_WARN, "%s; what it recorded as retired or kept by backup mode may be uploaded again", e.msg);
     int rc = MS_OK;
-    if (use)
-        rc = state_begin(s, err);
-    if (rc == MS_OK && use) {
-        struct state_folder f = {0};
-        for (size_t i = 0; i < use && rc == MS_OK; i++) {
-            if (!v[i].name)
-                continue;
-            if (!f.name || strcmp(f.name, v[i].name) != 0) {
-                state_folder_free(&f);
-                rc = state_folder_get(s, v[i].name, &f, err);
-                if (rc == MS_OK && !f.id) {
-                    f.name = xstrdup(v[i].name);
-                    f.path = xstrdup_or_null(v[i].path);
-                    rc = state_folder_save(s, &f, err);
-                }
+    if (tombstones_read_other(from_path, &v, &nv, &e) == MS_OK)
+        rc = state_tombstone_import(s, v, nv, n, err);
+    else /* not this DB's failure: it starts without them, said so (all or none) */
+        log_msg(LOG_WARN, "%s; what it recorded as retired or kept by backup mode may be uploaded again", e.msg);
+    state_tombstone_entries_free(v, nv);
+    return rc;
+}
+
+int state_tombstone_import(struct state *s, const struct state_tombstone_entry *v, size_t nv, size_t *n,
+                           struct ms_error *err)
+{
+    *n = 0;
+    if (nv == 0)
+        return MS_OK;
+    int rc = state_begin(s, err);
+    struct state_folder f = {0};
+    for (size_t i = 0; i < nv && rc == MS_OK; i++) {
+        if (!v[i].folder || !v[i].t.uniq)
+            continue;
+        if (!f.name || strcmp(f.name, v[i].folder) != 0) {
+            state_folder_free(&f);
+            rc = state_folder_get(s, v[i].folder, &f, err);
+            if (rc == MS_OK && !f.id) {
+                f.name = xstrdup(v[i].folder);
+                f.path = xstrdup_or_null(v[i].path);
+                rc = state_folder_save(s, &f, err);
             }
-            if (rc == MS_OK)
-                rc = state_tombstone_put(s, f.id, &v[i].t, err);
-            if (rc == MS_OK)
-                ++*n;
         }
-        state_folder_free(&f);
         if (rc == MS_OK)
-            rc = state_commit(s, err);
-        else
-            state_rollback(s);
+            rc = state_tombstone_put(s, f.id, &v[i].t, err);
+        if (rc == MS_OK)
+            ++*n;
     }
-    for (size_t i = 0; i < nv; i++) {
-        free(v[i].name);
+    state_folder_free(&f);
+    if (rc == MS_OK)
+        rc = state_commit(s, err);
+    else
+        state_rollback(s);
+    if (rc)
+        *n = 0;
+    return rc;
+}
+
+int state_tombstone_list_all(struct state *s, struct state_tombstone_entry **out, size_t *n, struct ms_error *err)
+{
+    return tombstones_read_all(s->db, out, n) ? MS_OK : db_error(s, err, "listing tombstones");
+}
+
+void state_tombstone_entries_free(struct state_tombstone_entry *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].folder);
         free(v[i].path);
         state_tombstone_free(&v[i].t);
     }
     free(v);
-    if (rc)
-        *n = 0;
-    return rc;
 }
 
 void state_tombstone_free(struct state_tombstone *t)

@@ -294,6 +294,20 @@ int state_tombstone_counts(struct state *s, int64_t folder_id, int64_t *retired,
  * nothing either, with a warning (not an error: the failure is not this
  * DB's). *n: how many. */
 int state_tombstones_take(struct state *s, const char *from_path, size_t *n, struct ms_error *err);
+/* A tombstone with its folder's raw name and path (a whole DB's, for a
+ * copy kept elsewhere or carried into another DB). */
+struct state_tombstone_entry {
+    char *folder;
+    char *path;
+    struct state_tombstone t;
+};
+/* Every folder's tombstones, by folder name and uniq. */
+int state_tombstone_list_all(struct state *s, struct state_tombstone_entry **out, size_t *n, struct ms_error *err);
+/* Put these into this DB by folder name (a folder row created, bare,
+ * where there is none), in one transaction. *n: how many. */
+int state_tombstone_import(struct state *s, const struct state_tombstone_entry *v, size_t nv, size_t *n,
+                           struct ms_error *err);
+void state_tombstone_entries_free(struct state_tombstone_entry *v, size_t n);
 void state_tombstone_free(struct state_tombstone *t);            /* frees members */
 void state_tombstones_free(struct state_tombstone *t, size_t n); /* frees array too */
 

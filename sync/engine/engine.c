@@ -366,6 +366,7 @@ out:
     for (size_t i = 0; i < r.nextra; i++)
         remote_logout_start(r.extra[i]);
     record_outcome(&r);
+    tombstones_save_copy(&r);
     folders_free_selected(sel, nsel);
     engine_end_run(&r);
     res->seconds = util_now() - t0;

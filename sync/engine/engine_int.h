@@ -86,6 +86,9 @@ struct run {
     uint64_t gen_next;
     char gen_id[GENERATION_ID_LEN + 1];
     bool gen_bumped; /* the marker was written open: confirm it at the end */
+    /* tombstones.c: the run recorded or forgot a tombstone (their copy
+     * beside the Maildir is rewritten at the end). */
+    bool tombs_changed;
 };
 
 /* The run was asked to stop early (engine_options.stop). */
@@ -268,6 +271,13 @@ int tombstones_block_upload(struct run *r, const struct selected *sel, int64_t f
  * has no second pass: called after the folder's pull) reports them. */
 int tombstones_discard_kept(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
                             struct ms_error *err);
+
+/* The copy of the account's tombstones in the Maildir root,
+ * .mailsync-tombstones-ACCOUNT: rewritten at the end of a run that
+ * changed any (tombs_changed); read by generation_check into a DB that
+ * replaced a lost or stale one, so no policy's message is uploaded. */
+void tombstones_save_copy(struct run *r);
+int tombstones_load_copy(struct run *r, struct ms_error *err);
 
 /* deliver.c */
 /* Whether lo, whose file is l (NULL: none), is not adopted yet and holds

@@ -203,9 +203,11 @@ static int carry_tombstones(struct run *r, const char *from, struct ms_error *er
 {
     size_t n = 0;
     int rc = state_tombstones_take(r->st, from, &n, err);
-    if (rc == MS_OK && n)
+    if (rc == MS_OK && n) {
+        r->tombs_changed = true; /* the copy beside the Maildir gets them too */
         log_msg(LOG_INFO, "%s: %zu tombstones (messages retired or kept by backup mode) taken from %s",
                 r->acct->name, n, from);
+    }
     return rc;
 }
 
@@ -276,6 +278,10 @@ int generation_check(struct run *r, struct ms_error *err)
     }
     if (rc == MS_OK && carry)
         rc = carry_tombstones(r, carry, err);
+    /* Lost or stale: the copy beside the Maildir (as of the last run that
+     * changed any) adds what the DB it replaces recorded. */
+    if (rc == MS_OK && why)
+        rc = tombstones_load_copy(r, err);
     free(moved);
     free(id);
     free(gen_s);

@@ -33,6 +33,7 @@
 #include "sync/engine/engine_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,7 @@ int tombstones_keep_backup(struct run *r, int64_t folder_id, uint32_t uid, struc
                                     .size = row->size, .reason = STATE_TOMB_KEPT_BY_BACKUP,
                                     .since = (int64_t)time(NULL)};
         rc = state_tombstone_put(r->st, folder_id, &t, err);
+        r->tombs_changed = true;
     }
     if (rc == MS_OK)
         rc = state_msg_delete(r->st, folder_id, uid, err);
@@ -72,6 +74,7 @@ int tombstones_retire(struct run *r, int64_t folder_id, const struct state_msg *
 {
     struct state_tombstone t = {.folder_id = folder_id, .uniq = row->uniq, .message_id = row->message_id,
                                 .size = row->size, .reason = STATE_TOMB_RETIRED, .since = (int64_t)time(NULL)};
+    r->tombs_changed = true;
     return state_tombstone_put(r->st, folder_id, &t, err);
 }
 
@@ -95,6 +98,7 @@ static int tomb_follow(struct run *r, int64_t folder_id, const char *uniq, const
     struct state_tombstone t = *like;
     t.folder_id = folder_id;
     t.uniq = (char *)uniq;
+    r->tombs_changed = true;
     return state_tombstone_put(r->st, folder_id, &t, err);
 }
 
@@ -150,6 +154,7 @@ int tombstones_filter_push(struct run *r, const struct selected *sel, int64_t fo
             batch = true;
         if (rc == MS_OK)
             rc = state_tombstone_forget(r->st, folder_id, t[i].uniq, err);
+        r->tombs_changed = true;
         if (rc == MS_OK)
             log_msg(LOG_VERBOSE, "%s: %s: tombstone forgotten (%s)", sel->name, t[i].uniq,
                     known ? "the message is on the server again" : "the file is gone");
@@ -273,6 +278,7 @@ int tombstones_discard_kept(struct run *r, const struct selected *sel, struct en
         rc = state_batch(r->st, err);
     for (size_t i = 0; i < nt && rc == MS_OK; i++)
         rc = state_tombstone_forget(r->st, sf.id, t[i].uniq, err);
+    r->tombs_changed = true;
     if (rc)
         state_batch_abort(r->st);
     fres->deleted += removed;
@@ -286,5 +292,131 @@ out:
     maildir_msgs_free(local, nlocal);
     maildir_folder_close(mf);
     state_folder_free(&sf);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* the copy beside the Maildir */
+
+/* One line per tombstone, tab separated:
+ *   reason  folder(raw)  path  uniq  size  since  message_id(or empty)
+ * after a first line "mailsync-tombstones 1". A value holding a tab or a
+ * line break is left out of the copy (the DB still has it). It is a dot
+ * file in the Maildir root, like the generation marker (generation.c):
+ * no folder scan takes it for mail or a folder. */
+#define COPY_PREFIX ".mailsync-tombstones-"
+#define COPY_TMP_PREFIX ".mailsync-tombstones.tmp-"
+#define COPY_MAGIC "mailsync-tombstones 1"
+#define COPY_LINE_MAX 16384
+
+static bool plain(const char *s)
+{
+    return !s || !strpbrk(s, "\t\r\n");
+}
+
+void tombstones_save_copy(struct run *r)
+{
+    if (!r->tombs_changed || !r->st || r->rootfd < 0 || r->opt->dry_run)
+        return;
+    char name[NAME_MAX + 1], tmp[NAME_MAX + 1];
+    snprintf(name, sizeof name, COPY_PREFIX "%s", r->acct->name);
+    snprintf(tmp, sizeof tmp, COPY_TMP_PREFIX "%s", r->acct->name);
+    struct state_tombstone_entry *v = NULL;
+    size_t n = 0;
+    struct ms_error e;
+    if (state_tombstone_list_all(r->st, &v, &n, &e) != MS_OK) {
+        log_msg(LOG_WARN, "%s: the copy of the tombstones is not updated: %s", r->acct->name, e.msg);
+        return;
+    }
+    bool ok = true;
+    if (n == 0) {
+        ok = unlinkat(r->rootfd, name, 0) == 0 || errno == ENOENT;
+    } else {
+        int fd = openat(r->rootfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+        FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (!f && fd >= 0)
+            close(fd);
+        ok = f != NULL && fprintf(f, COPY_MAGIC "\n") > 0;
+        for (size_t i = 0; ok && i < n; i++) {
+            const struct state_tombstone_entry *t = &v[i];
+            if (!plain(t->folder) || !plain(t->path) || !plain(t->t.uniq) || !plain(t->t.message_id))
+                continue;
+            ok = fprintf(f, "%s\t%s\t%s\t%s\t%llu\t%lld\t%s\n",
+                         t->t.reason == STATE_TOMB_KEPT_BY_BACKUP ? "kept_by_backup" : "retired", t->folder,
+                         t->path ? t->path : "", t->t.uniq, (unsigned long long)t->t.size, (long long)t->t.since,
+                         t->t.message_id ? t->t.message_id : "") > 0;
+        }
+        ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+        if (f && fclose(f) != 0)
+            ok = false;
+        ok = ok && renameat(r->rootfd, tmp, r->rootfd, name) == 0;
+        if (!ok)
+            unlinkat(r->rootfd, tmp, 0);
+    }
+    if (ok)
+        ok = fsync(r->rootfd) == 0;
+    if (!ok)
+        log_msg(LOG_WARN, "%s: cannot write %s/%s: %s (only needed if the state DB is lost)", r->acct->name,
+                r->acct->maildir, name, strerror(errno));
+    state_tombstone_entries_free(v, n);
+}
+
+int tombstones_load_copy(struct run *r, struct ms_error *err)
+{
+    if (!r->st || r->rootfd < 0)
+        return MS_OK;
+    char name[NAME_MAX + 1];
+    snprintf(name, sizeof name, COPY_PREFIX "%s", r->acct->name);
+    int fd = openat(r->rootfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
+        return MS_OK; /* none (or unreadable: as none) */
+    }
+    struct state_tombstone_entry *v = NULL;
+    size_t nv = 0, cap = 0, len = 0;
+    char *line = NULL;
+    ssize_t got;
+    bool head = true, good = true;
+    while (good && (got = getline(&line, &len, f)) >= 0) {
+        if (got > COPY_LINE_MAX || got == 0 || line[got - 1] != '\n')
+            continue; /* not one of ours (or cut short): left out */
+        line[got - 1] = '\0';
+        if (head) {
+            good = strcmp(line, COPY_MAGIC) == 0;
+            head = false;
+            continue;
+        }
+        char *p = line, *fld[7];
+        int k = 0;
+        while (k < 7 && p)
+            fld[k++] = strsep(&p, "\t");
+        if (k < 7 || p || !*fld[1] || !*fld[3])
+            continue;
+        if (nv == cap) {
+            cap = cap ? cap * 2 : 64;
+            v = xrealloc(v, cap * sizeof *v);
+        }
+        struct state_tombstone_entry *t = &v[nv++];
+        *t = (struct state_tombstone_entry){.folder = xstrdup(fld[1]), .path = xstrdup(fld[2]),
+                                            .t = {.folder_id = 0, .uniq = xstrdup(fld[3]),
+                                                  .message_id = *fld[6] ? xstrdup(fld[6]) : NULL,
+                                                  .size = strtoull(fld[4], NULL, 10),
+                                                  .reason = strcmp(fld[0], "kept_by_backup") == 0
+                                                                ? STATE_TOMB_KEPT_BY_BACKUP
+                                                                : STATE_TOMB_RETIRED,
+                                                  .since = strtoll(fld[5], NULL, 10)}};
+    }
+    free(line);
+    fclose(f);
+    size_t n = 0;
+    int rc = good ? state_tombstone_import(r->st, v, nv, &n, err) : MS_OK;
+    if (rc == MS_OK && n) {
+        r->tombs_changed = true;
+        log_msg(LOG_INFO, "%s: %zu tombstones (messages retired or kept by backup mode) taken from %s/%s",
+                r->acct->name, n, r->acct->maildir, name);
+    }
+    state_tombstone_entries_free(v, nv);
     return rc;
 }

@@ -200,6 +200,9 @@ class RetiredTest(TombstoneTestCase):
             if os.path.exists(p):
                 os.unlink(p)
         shutil.copy(backup, self.state)
+        # without the copy beside the Maildir (test_lost_state_db uses it):
+        # the stale DB's own tombstones must do
+        (self.maildir / (".mailsync-tombstones-%s" % self.account)).unlink()
         self.wire.reset()
         r = self.run_ok("sync")
         self.assertIn("moved aside", r.stderr)
@@ -207,6 +210,26 @@ class RetiredTest(TombstoneTestCase):
         self.assertEqual(self.wire.body_bytes(), 0)
         self.assertEqual(sum(self.server_hashes().values()), 3)
         self.assertEqual(sum(self.local_hashes().values()), 8)
+        self.assertEqual(self.tombstones(), {"retired": 5})
+        self.no_duplicates()
+
+    def test_lost_state_db_keeps_the_tombstones(self):
+        """The state DB is deleted: the copy of the tombstones beside the
+        Maildir (.mailsync-tombstones-ACCOUNT) gives them to the new DB,
+        so the re-matched Maildir uploads none of the retired messages."""
+        self.retire()
+        copy = self.maildir / (".mailsync-tombstones-%s" % self.account)
+        self.assertTrue(copy.is_file())
+        self.assertEqual(os.stat(copy).st_mode & 0o777, 0o600)
+        for p in self.work.glob("state.sqlite*"):
+            p.unlink()
+        self.configure()
+        r = self.run_ok("sync")
+        self.assertIn("re-matching", r.stderr)
+        self.assertEqual(self.wire.appends(), [])
+        self.assertEqual(self.wire.body_bytes(), 0)
+        self.assertEqual(sum(self.server_hashes().values()), 2)
+        self.assertEqual(sum(self.local_hashes().values()), 7)
         self.assertEqual(self.tombstones(), {"retired": 5})
         self.no_duplicates()
 
