@@ -1784,9 +1784,11 @@ static int tombstones_read_other(const char *from_path, struct state_tombstone_e
     *n = 0;
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
-    /* Read only: a dry run reads the live DB this way, and must change
-     * nothing (a WAL beside the file is still read). */
-    if (sqlite3_open_v2(from_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    /* Read-write, never created: a WAL moved aside with the file is read
+     * and checkpointed, and the side files go at the close, as after any
+     * open of ours (read-only would leave a -shm and the -wal behind). A
+     * dry run reads its own closed DB this way, as its run opened it. */
+    if (sqlite3_open_v2(from_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         int rc = ms_error_set(err, MS_ELOCAL, "cannot open %s: %s", from_path,
                               db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
