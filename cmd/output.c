@@ -126,7 +126,7 @@ void output_log_line(enum log_level level, const char *text)
 
 /* --dry-run plans: printed at once, or kept for the --json document */
 struct planned_copy {
-    char *account, *folder, *file;
+    char *account, *folder, *file, *from_folder;
     struct engine_planned step; /* its pointers point to the copies */
 };
 
@@ -173,6 +173,13 @@ static void print_planned(const struct engine_planned *p)
     case ENGINE_PLAN_FETCH_COUNT:
         printf("%s: would fetch %zu POP3 messages (%llu bytes)\n", folder, p->count, (unsigned long long)p->size);
         break;
+    case ENGINE_PLAN_MOVE_LOCAL: {
+        char *from = log_clean(p->from_folder ? p->from_folder : "");
+        printf("%s: would move the local copy of UID %u of %s here as UID %u (moved on the server; nothing "
+               "downloaded)\n", folder, p->from_uid, from, p->uid);
+        free(from);
+        break;
+    }
     }
     free(folder);
 }
@@ -197,10 +204,12 @@ static void on_planned(void *ctx, const struct engine_planned *p)
     c->account = dup_or_null(p->account);
     c->folder = dup_or_null(p->folder);
     c->file = dup_or_null(p->file);
+    c->from_folder = dup_or_null(p->from_folder);
     c->step = *p;
     c->step.account = c->account;
     c->step.folder = c->folder;
     c->step.file = c->file;
+    c->step.from_folder = c->from_folder;
 }
 
 static void plans_free(void)
@@ -209,6 +218,7 @@ static void plans_free(void)
         free(plans.v[i].account);
         free(plans.v[i].folder);
         free(plans.v[i].file);
+        free(plans.v[i].from_folder);
     }
     free(plans.v);
     plans.v = NULL;
@@ -390,6 +400,7 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         [ENGINE_PLAN_UPLOAD] = "upload",
         [ENGINE_PLAN_CREATE_FOLDER] = "create_folder",
         [ENGINE_PLAN_FETCH_COUNT] = "fetch_count",
+        [ENGINE_PLAN_MOVE_LOCAL] = "move_local",
     };
     fputs("{\"folder\":", out);
     output_json_string(out, p->folder);
@@ -418,6 +429,12 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         break;
     case ENGINE_PLAN_CREATE_FOLDER: break;
     case ENGINE_PLAN_FETCH_COUNT: fprintf(out, ",\"count\":%zu,\"size\":%" PRIu64, p->count, p->size); break;
+    case ENGINE_PLAN_MOVE_LOCAL:
+        fprintf(out, ",\"uid\":%u,\"size\":%" PRIu64 ",\"from_folder\":", p->uid, p->size);
+        output_json_string(out, p->from_folder ? p->from_folder : "");
+        fprintf(out, ",\"from_uid\":%u", p->from_uid);
+        json_letters(out, "flags", p->flags);
+        break;
     }
     fputc('}', out);
 }

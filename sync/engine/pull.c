@@ -539,6 +539,14 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
         goto out;
     }
+    if (p.guard_tripped && r->defer_deletions) {
+        /* Another client may have moved these messages into a folder this
+         * pass pulls later (moves_server.c): the folder waits whole for
+         * the second pass, planned again once those moves are recorded. */
+        moves_server_note_vanished(r, sel, sf.id, state, nstate, local, nlocal, rm, nr, NULL);
+        r->held_pull = true;
+        goto out;
+    }
     if (p.guard_tripped) {
         rc = ms_error_set(err, MS_EPARTIAL,
                           "%s: left untouched: the server no longer lists %zu of the %zu messages synced "
@@ -547,6 +555,11 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
                           sel->name, p.guard_deletes, p.guard_total, r->acct->max_delete);
         goto out;
     }
+    /* Messages another client moved between folders: renamed, not
+     * deleted here and downloaded there (moves_server.c). */
+    moves_server_note_vanished(r, sel, sf.id, state, nstate, local, nlocal, rm, nr, &p);
+    if ((rc = moves_server_take(r, sel, mf, sf.id, &p, rm, nr, err)))
+        goto out;
     fres->skipped = p.nskip;
     report_skips(sel->name, &p);
     if (r->opt->dry_run) {
