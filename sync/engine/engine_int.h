@@ -297,6 +297,11 @@ void moves_server_note_vanished(struct run *r, const struct selected *sel, int64
  * files here (recorded, journalled), and drop their fetches from p. */
 int moves_server_take(struct run *r, const struct selected *sel, struct maildir_folder *mf, int64_t folder_id,
                       struct plan *p, const struct remote_msg *rm, size_t nr, struct ms_error *err);
+/* In the first pass: does a folder that lost messages (moves_server_order)
+ * remain to be pulled? Then a folder's downloads wait for the second pass,
+ * where messages moved from there are known (two folders that swapped
+ * messages). */
+bool moves_server_more_to_come(const struct run *r);
 /* A dry run's end: the local deletions noted rows stand for, that no move took. */
 void moves_server_report_left(struct run *r);
 /* Before the first pass: finish or undo the moves a killed run journalled. */

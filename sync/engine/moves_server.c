@@ -82,6 +82,11 @@ struct vanished {
 struct moves_server {
     struct vanished *v;
     size_t n;
+    /* The folders moves_server_order put first (raw names, sorted), and
+     * whether this pass has pulled each yet. */
+    char **lost;
+    bool *pulled;
+    size_t nlost;
 };
 
 void moves_server_free(struct run *r)
@@ -96,6 +101,10 @@ void moves_server_free(struct run *r)
         free(m->v[i].message_id);
     }
     free(m->v);
+    for (size_t i = 0; i < m->nlost; i++)
+        free(m->lost[i]);
+    free(m->lost);
+    free(m->pulled);
     free(m);
     r->smoves = NULL;
 }
@@ -134,9 +143,19 @@ void moves_server_order(struct run *r, const struct selected *sel, size_t *order
             rest[nrest++] = order[j];
     }
     memcpy(order + from + k, rest, nrest * sizeof *rest);
-    if (k)
-        log_msg(LOG_VERBOSE, "%zu folders lost messages since the last sync: pulled first", k);
     free(rest);
+    if (!k)
+        return;
+    log_msg(LOG_VERBOSE, "%zu folders lost messages since the last sync: pulled first", k);
+    if (!r->smoves)
+        r->smoves = xcalloc(1, sizeof *r->smoves);
+    struct moves_server *m = r->smoves;
+    m->lost = xcalloc(k, sizeof *m->lost);
+    m->pulled = xcalloc(k, sizeof *m->pulled);
+    for (size_t j = 0; j < k; j++)
+        m->lost[j] = xstrdup(sel[order[from + j]].raw);
+    m->nlost = k;
+    qsort(m->lost, k, sizeof *m->lost, util_cmp_str);
 }
 
 /* ------------------------------------------------------------------ */
@@ -174,6 +193,11 @@ void moves_server_note_vanished(struct run *r, const struct selected *sel, int64
         return; /* the second pass: the moves were seen in the first */
     if (r->opt->dry_run && r->acct->mode == MODE_BACKUP)
         p = NULL; /* a backup's plan deletes nothing */
+    struct moves_server *lm = r->smoves;
+    const char *key = sel->raw;
+    char **hit = lm && lm->nlost ? bsearch(&key, lm->lost, lm->nlost, sizeof *lm->lost, util_cmp_str) : NULL;
+    if (hit)
+        lm->pulled[hit - lm->lost] = true;
     for (size_t i = 0; i < ns; i++) {
         const struct state_msg *s = &st[i];
         if (!s->uniq || !s->message_id || !s->size || s->pending || remote_has(rm, nr, s->uid) ||
@@ -192,6 +216,15 @@ void moves_server_note_vanished(struct run *r, const struct selected *sel, int64
             m->v[m->n - 1].held = true;
         }
     }
+}
+
+bool moves_server_more_to_come(const struct run *r)
+{
+    const struct moves_server *m = r->smoves;
+    for (size_t i = 0; m && i < m->nlost; i++)
+        if (!m->pulled[i])
+            return true;
+    return false;
 }
 
 void moves_server_report_left(struct run *r)

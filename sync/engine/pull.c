@@ -574,10 +574,17 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
      * then the folder's record keeps its old counters, so a run killed
      * in between is told the same expunges again. */
     bool hold = r->defer_deletions && p.ndelete;
-    if (hold)
+    /* A folder that lost messages is still to be pulled in this pass: the
+     * downloads wait for the second pass, when whatever moved here from
+     * there is known (moves_server.c). */
+    bool hold_fetch = r->defer_deletions && p.nfetch && moves_server_more_to_come(r);
+    if (hold || hold_fetch)
         r->held_pull = true;
+    if (hold_fetch)
+        log_msg(LOG_VERBOSE, "%s: %zu new messages wait for the folders that lost messages", sel->name, p.nfetch);
     if (prog && prog->folder_start)
-        prog->folder_start(prog->ctx, r->acct->name, sel->name, p.nfetch, p.fetch_bytes);
+        prog->folder_start(prog->ctx, r->acct->name, sel->name, hold_fetch ? 0 : p.nfetch,
+                          hold_fetch ? 0 : p.fetch_bytes);
     /* The folder's record as it will be once everything is in: saved with
      * the last transaction of the folder's work. Messages skipped for
      * max_size are in no record: a folder that has some is listed in full
@@ -591,7 +598,7 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     if ((rc = apply_local_changes(r, mf, sf.id, &p, hold, local, nlocal, fres, p.nfetch || hold ? NULL : &done,
                                   err)))
         goto out;
-    if (p.nfetch && (rc = deliver_fetch_new(r, sel, mb.uidvalidity, mf, sf.id, &p, left, nleft, local, nlocal, fres,
+    if (p.nfetch && !hold_fetch && (rc = deliver_fetch_new(r, sel, mb.uidvalidity, mf, sf.id, &p, left, nleft, local, nlocal, fres,
                                             hold ? NULL : &done, err)))
         goto out;
     if (fres->failed) {

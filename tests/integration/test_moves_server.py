@@ -82,7 +82,7 @@ class ServerMoveTest(tb.BedTestCase):
         px = tb.Proxy(self.bed.imap_port, record=True).start()
         self.addCleanup(px.stop)
         self.write_config(tls="none", port=px.port)
-        r = self.run_ok(*args, expect=expect)
+        r = self.run_ok("-v", *args, expect=expect)
         px.stop()
         self.write_config()
         return r, sum(int(n) for n in BODY_LITERAL.findall(bytes(px.downstream)))
@@ -132,6 +132,27 @@ class ServerMoveTest(tb.BedTestCase):
 
     def test_sync_renames_too(self):
         self.check_move("Zeta", "Alpha", command="sync")
+
+    def check_swap(self, command):
+        """Two folders swap messages in one go: whichever the run lists
+        first, one move goes to a folder listed before its source."""
+        folders = ["INBOX", "Alpha", "Beta"]
+        uids = self.seed(folders)
+        to_beta = self.digests_of("Alpha", uids["Alpha"][:2])
+        to_alpha = self.digests_of("Beta", uids["Beta"][:3])
+        before = self.local_files()
+        self.move("Alpha", uids["Alpha"][:2], "Beta")
+        self.move("Beta", uids["Beta"][:3], "Alpha")
+        r, body = self.recorded(command)
+        self.assertEqual(body, 0, "bodies were downloaded for messages that only moved\n%s" % r)
+        self.assertMoved(before, to_beta, "Alpha", "Beta", folders)
+        self.assertMoved(before, to_alpha, "Beta", "Alpha", folders)
+
+    def test_two_folders_swap_messages(self):
+        self.check_swap("pull")
+
+    def test_two_folders_swap_messages_sync(self):
+        self.check_swap("sync")
 
     def test_flags_and_keywords_from_the_server(self):
         """The server's flags and keywords of the moved message: the local
