@@ -283,7 +283,9 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         if (trash < nsel)
             order[k] = trash;
     }
-
+    /* Local moves between folders, paired account-wide (moves_local.c). */
+    if (do_push && a->mode != MODE_BACKUP)
+        moves_local_learn(&r, sel, nsel);
     base = res->nfolders;
     /* First pass: every folder is listed and its plan applied but for
      * deletions, which wait for the second pass below, when the whole
@@ -377,6 +379,7 @@ out:
         remote_logout_start(r.extra[i]);
     record_outcome(&r);
     moves_server_free(&r);
+    moves_local_free(&r);
     folders_free_selected(sel, nsel);
     engine_end_run(&r);
     res->seconds = util_now() - t0;

@@ -235,7 +235,7 @@ void moves_server_report_left(struct run *r)
             dryrun_report(r->opt, &(struct engine_planned){.account = r->acct->name, .folder = m->v[i].name,
                                                           .kind = ENGINE_PLAN_DELETE_LOCAL, .uid = m->v[i].uid,
                                                           .size = 0, .count = 0, .flags = 0, .flags_removed = 0,
-                                                          .file = NULL, .from_folder = NULL, .from_uid = 0});
+                                                          .file = NULL, .from = NULL, .from_uid = 0});
 }
 
 /* ------------------------------------------------------------------ */
@@ -439,7 +439,7 @@ int moves_server_take(struct run *r, const struct selected *sel, struct maildir_
         if (!v || !srv)
             continue;
         v->taken = true;
-        pv[np++] = (struct pair){.uid = pm[i].uid, .srv = srv, .from = v, .outcome = -1};
+        pv[np++] = (struct pair){.uid = pm[i].uid, .srv = srv, .from = v, .local_flags = 0, .outcome = -1};
     }
     if (np == 0)
         goto out;
@@ -450,7 +450,7 @@ int moves_server_take(struct run *r, const struct selected *sel, struct maildir_
             struct engine_planned s = {.account = r->acct->name, .folder = sel->name,
                                        .kind = ENGINE_PLAN_MOVE_LOCAL, .uid = pv[i].uid,
                                        .size = pv[i].from->size, .count = 0, .flags = pv[i].srv->flags,
-                                       .flags_removed = 0, .file = NULL, .from_folder = pv[i].from->name,
+                                       .flags_removed = 0, .file = NULL, .from = pv[i].from->name,
                                        .from_uid = pv[i].from->uid};
             dryrun_report(r->opt, &s);
         }

@@ -237,7 +237,7 @@ class ServerMoveTest(tb.BedTestCase):
         self.assertNotIn("would fetch", r.stdout)
         r = self.run_ok("--json", "--dry-run", "pull")
         plan = r.json()["accounts"][0]["plan"]
-        self.assertEqual([(s["action"], s["folder"], s["from_folder"], s["from_uid"]) for s in plan],
+        self.assertEqual([(s["action"], s["folder"], s["from"], s["from_uid"]) for s in plan],
                          [("move_local", "Alpha", "Zeta", uids["Zeta"][0])])
         self.assertEqual(tree, tb.snapshot_tree(self.maildir), "--dry-run changed the Maildir")
 
