@@ -181,6 +181,13 @@ static void print_planned(const struct engine_planned *p)
     case ENGINE_PLAN_FETCH_COUNT:
         printf("%s: would fetch %zu POP3 messages (%llu bytes)\n", folder, p->count, (unsigned long long)p->size);
         break;
+    case ENGINE_PLAN_MOVE_LOCAL: {
+        char *from = log_clean(p->from ? p->from : "");
+        printf("%s: would move the local copy of UID %u of %s here as UID %u (moved on the server; nothing "
+               "downloaded)\n", folder, p->from_uid, from, p->uid);
+        free(from);
+        break;
+    }
     }
     free(folder);
 }
@@ -402,6 +409,7 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         [ENGINE_PLAN_CREATE_FOLDER] = "create_folder",
         [ENGINE_PLAN_FETCH_COUNT] = "fetch_count",
         [ENGINE_PLAN_MOVE_ON_SERVER] = "move_on_server",
+        [ENGINE_PLAN_MOVE_LOCAL] = "move_local",
     };
     fputs("{\"folder\":", out);
     output_json_string(out, p->folder);
@@ -437,6 +445,12 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         break;
     case ENGINE_PLAN_CREATE_FOLDER: break;
     case ENGINE_PLAN_FETCH_COUNT: fprintf(out, ",\"count\":%zu,\"size\":%" PRIu64, p->count, p->size); break;
+    case ENGINE_PLAN_MOVE_LOCAL:
+        fprintf(out, ",\"uid\":%u,\"size\":%" PRIu64 ",\"from\":", p->uid, p->size);
+        output_json_string(out, p->from ? p->from : "");
+        fprintf(out, ",\"from_uid\":%u", p->from_uid);
+        json_letters(out, "flags", p->flags);
+        break;
     }
     fputc('}', out);
 }

@@ -90,6 +90,9 @@ struct run {
     uint64_t gen_next;
     char gen_id[GENERATION_ID_LEN + 1];
     bool gen_bumped; /* the marker was written open: confirm it at the end */
+    /* moves_server.c: the first pass's vanished rows whose files are
+     * still there, candidates for a move another client made (or NULL). */
+    struct moves_server *smoves;
 };
 
 /* The run was asked to stop early (engine_options.stop). */
@@ -327,5 +330,36 @@ int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, 
                    const struct remote_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left,
                    size_t *nleft, struct ms_error *err);
 void rematch_free_leftovers(struct leftover *l, size_t n);
+
+/* moves_server.c: a move on the server by another client becomes a rename
+ * of the local file (see the top of moves_server.c) */
+struct moves_server;
+/* Reorder order[from..to) (stable) so that the folders whose STATUS shows
+ * lost messages come first. */
+void moves_server_order(struct run *r, const struct selected *sel, size_t *order, size_t from, size_t to);
+/* In a pull's first pass (or a dry run): note the folder's state rows the
+ * listing rm no longer holds and whose files (local) are still there.
+ * In a dry run, p's local deletions of those rows are taken out of the
+ * plan (moves_server_report_left reports those no move took). */
+void moves_server_note_vanished(struct run *r, const struct selected *sel, int64_t folder_id,
+                                const struct state_msg *st, size_t ns, struct local_msg *local, size_t nlocal,
+                                const struct remote_msg *rm, size_t nr, struct plan *p);
+/* In a pull of the folder open on r->remote (mf: its Maildir folder): pair
+ * the plan's fetches with the noted rows by identity, move the pairs'
+ * files here (recorded, journalled), and drop their fetches from p. */
+int moves_server_take(struct run *r, const struct selected *sel, struct maildir_folder *mf, int64_t folder_id,
+                      struct plan *p, const struct remote_msg *rm, size_t nr, struct ms_error *err);
+/* In the first pass: does a folder that lost messages (moves_server_order)
+ * remain to be pulled? Then a folder's downloads wait for the second pass,
+ * where messages moved from there are known (two folders that swapped
+ * messages). */
+bool moves_server_more_to_come(const struct run *r);
+/* A dry run's end: the local deletions noted rows stand for, that no move took. */
+void moves_server_report_left(struct run *r);
+/* Before the first pass: finish or undo the moves a killed run journalled. */
+int moves_server_recover(struct run *r, struct ms_error *err);
+void moves_server_free(struct run *r);
+/* Test hook: called after steps 1 (journalled), 2 (renamed) and 3 (recorded). */
+extern void (*moves_server_step_hook)(int step);
 
 #endif

@@ -377,7 +377,7 @@ size_t moves_local_take_appends(struct push_ctx *c, struct push_plan *p)
                                       .account = r->acct->name, .folder = c->sel->name,
                                       .kind = ENGINE_PLAN_MOVE_ON_SERVER, .uid = hit->uid, .size = hit->size,
                                       .count = 0, .flags = a->flags, .flags_removed = 0, .file = a->uniq,
-                                      .from = hit->src->name});
+                                      .from = hit->src->name, .from_uid = 0});
     }
     p->n = k;
     return taken;

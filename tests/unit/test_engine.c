@@ -587,6 +587,113 @@ static void kill_at_each_journal_step(void **state)
     assert_true(k >= 4 + 5);
 }
 
+/* ---- a kill at each step of a server move (moves_server.c) ---- */
+
+extern void (*moves_server_step_hook)(int step);
+static int move_kill_at;
+
+static void move_kill_hook(int step)
+{
+    if (step == move_kill_at)
+        _exit(77);
+}
+
+/* The inode of the local file of folder with Message-ID id (0: none). */
+struct find_ino {
+    const struct fixture *fx;
+    const char *folder, *id;
+    ino_t ino;
+};
+
+static void find_ino(void *ctx, const char *name, const char *content)
+{
+    struct find_ino *f = ctx;
+    char want[128], path[1024];
+    snprintf(want, sizeof want, "Message-ID: %s\n", f->id);
+    if (!strstr(content, want))
+        return;
+    struct stat st;
+    for (int sub = 0; sub < 2; sub++) {
+        snprintf(path, sizeof path, "%s/%s/%s/%s", f->fx->maildir, f->folder, sub ? "new" : "cur", name);
+        if (stat(path, &st) == 0)
+            f->ino = st.st_ino;
+    }
+}
+
+static ino_t local_ino(const struct fixture *fx, const char *folder, const char *id)
+{
+    struct find_ino f = {fx, folder, id, 0};
+    each_file(fx, folder, find_ino, &f);
+    return f.ino;
+}
+
+/* Another client moves 20 of A's 25 messages to B. A child pulls and dies
+ * (_exit) after step k of the move (1 journalled, 2 renamed, 3 recorded;
+ * 4: no kill). The next sync finds each message once locally, the moved
+ * ones in B in the same files, downloads no body, uploads nothing, and
+ * neither the push nor the pull guard sees a deletion (without the move
+ * journal's recovery, A's push would take the renamed files for 20 local
+ * deletions and stop at the guard). */
+static void kill_at_each_server_move_step(void **state)
+{
+    struct fixture *fx = *state;
+    for (int k = 1; k <= 4; k++) {
+        mem_install(NULL);
+        mem_server_free(fx->srv);
+        fx->srv = mem_server_new();
+        mem_install(fx->srv);
+        unit_rmtree(fx->maildir);
+        char dir[160];
+        snprintf(dir, sizeof dir, "%s/state", fx->dir);
+        unit_rmtree(dir);
+        uint32_t uids[25];
+        for (int i = 0; i < 25; i++) {
+            char tag[8];
+            snprintf(tag, sizeof tag, "mv%d", i);
+            uids[i] = add(fx, "A", tag, i == 1 ? FLAG_SEEN : 0);
+        }
+        add(fx, "B", "there", 0);
+        run_ok(fx, PULL);
+        ino_t i0 = local_ino(fx, "A", "<mv0@test>"), i1 = local_ino(fx, "A", "<mv1@test>");
+        assert_true(i0 && i1);
+        for (int i = 0; i < 20; i++)
+            mem_move(fx->srv, "A", uids[i], "B");
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            move_kill_at = k;
+            moves_server_step_hook = move_kill_hook;
+            struct engine_result res;
+            int rc = engine_pull(&fx->acct, &fx->opt, &res);
+            _exit(rc == MS_OK ? 0 : 1);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), k <= 3 ? 77 : 0);
+        mem_log_clear(fx->srv);
+        run_ok(fx, SYNC);
+        if (mem_log_count(fx->srv, MEM_OP_BODY, NULL) || mem_log_count(fx->srv, MEM_OP_APPEND, NULL)) {
+            dump_log(fx);
+            fail_msg("kill after step %d: the rerun downloaded or uploaded a message", k);
+        }
+        assert_in_step(fx, "A");
+        assert_in_step(fx, "B");
+        assert_int_equal(local_count(fx, "A", NULL), 5);
+        assert_int_equal(local_count(fx, "B", NULL), 21);
+        assert_true(local_ino(fx, "B", "<mv0@test>") == i0);
+        assert_true(local_ino(fx, "B", "<mv1@test>") == i1);
+        assert_string_equal(local_flags(fx, "B", "<mv1@test>"), "S");
+        /* and the state knows them: a further sync changes nothing */
+        mem_log_clear(fx->srv);
+        run_ok(fx, SYNC);
+        assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+        assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+        assert_int_equal(folder_result(fx, "B")->fetched, 0);
+    }
+}
+
 /* ---- account-wide planning ---- */
 
 struct watch_local {
@@ -604,7 +711,10 @@ static void on_op(void *ctx, const struct mem_logentry *e)
     if (e->op != MEM_OP_OPEN && e->op != MEM_OP_OPEN_INC)
         return;
     w->listings++;
-    if (w->deleted_before < 0 && local_count(w->fx, "A", "<moved@test>") == 0)
+    /* Issue 16: the move itself renames the file from A into B during B's
+     * pull; only a copy gone from both is a deletion. */
+    if (w->deleted_before < 0 &&
+        local_count(w->fx, "A", "<moved@test>") + local_count(w->fx, "B", "<moved@test>") == 0)
         w->deleted_before = (long)w->fx->srv->nlog - 1;
 }
 
@@ -893,6 +1003,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(uidvalidity_changes_mid_fetch_server_ends_session, setup, teardown),
         cmocka_unit_test_setup_teardown(kill_at_each_journal_step, setup, teardown),
         cmocka_unit_test_setup_teardown(move_between_folders_planned_in_one_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(kill_at_each_server_move_step, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_by_name_push, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_by_new_name_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_without_move_push, setup, teardown),
