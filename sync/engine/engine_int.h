@@ -250,9 +250,13 @@ struct lmove {
     uint64_t size;   /* its row's RFC822.SIZE */
     char *message_id;
     char *dst_uniq;  /* the local file in dst that is the same message */
+    bool twin;       /* no Message-ID, and another gone row of its size has none: never paired */
     enum lmove_state state;
 };
 struct push_ctx;
+/* How many messages of the folder this run moved out (recorded): the
+ * mass-deletion guard counts them among the messages it knew. */
+size_t moves_local_moved_out(const struct run *r, int64_t folder_id);
 /* Before the first pass of a push or sync: list every selected folder's
  * rows whose file is gone (a folder unchanged since its last push has
  * none) and pair them with the new files of the other folders

@@ -130,7 +130,7 @@ static void learn_folder(struct run *r, const struct selected *sel, struct learn
         L->gone[L->ngone++] = (struct lmove){
             .src = sel, .dst = NULL, .src_id = sf.id, .uid = s->uid, .uniq = xstrdup(s->uniq),
             .flags = s->flags, .keywords = s->keywords ? xstrdup(s->keywords) : NULL, .size = s->size,
-            .message_id = s->message_id ? xstrdup(s->message_id) : NULL, .dst_uniq = NULL,
+            .message_id = s->message_id ? xstrdup(s->message_id) : NULL, .dst_uniq = NULL, .twin = false,
             .state = LMOVE_PENDING};
     }
     size_t nidx = 0;
@@ -249,6 +249,19 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
         struct lmove **v = xcalloc(L.ngone, sizeof *v);
         for (size_t i = 0; i < L.ngone; i++)
             v[i] = &L.gone[i];
+        /* Gone rows without a Message-ID that share their size with another
+         * such row are not paired: after a UID MOVE (no COPYUID) their
+         * copies are told apart by size and Message-ID alone. */
+        qsort(v, L.ngone, sizeof *v, cmp_gone_ident);
+        for (size_t i = 0; i < L.ngone;) {
+            size_t end = i + 1;
+            while (end < L.ngone && cmp_gone_ident(&v[i], &v[end]) == 0)
+                end++;
+            if (end - i > 1 && (!v[i]->message_id || !v[i]->message_id[0]))
+                for (size_t k = i; k < end; k++)
+                    v[k]->twin = true;
+            i = end;
+        }
         /* (a) the name kept: one gone row of another folder, the same message */
         qsort(v, L.ngone, sizeof *v, cmp_gone_uniq);
         for (size_t i = 0; i < L.nnf; i++) {
@@ -261,7 +274,7 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
                     hit = v[k];
                     n++;
                 }
-            if (n == 1 && !hit->dst && f->readable && hit->size == f->size &&
+            if (n == 1 && !hit->dst && !hit->twin && f->readable && hit->size == f->size &&
                 push_same_id(hit->message_id, f->message_id)) {
                 pair(hit, f);
                 by_name++;
@@ -272,7 +285,7 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
         qsort(v, L.ngone, sizeof *v, cmp_gone_ident);
         for (size_t i = 0; i < L.nnf; i++) {
             struct newfile *f = &L.nf[i];
-            if (f->paired || !f->readable || !f->message_id)
+            if (f->paired || !f->readable || !f->message_id || !f->message_id[0])
                 continue;
             struct lmove *hit = NULL;
             size_t n = 0;
@@ -344,6 +357,14 @@ size_t moves_local_stand_in(struct run *r, int64_t folder_id, struct local_msg *
     if (added)
         qsort(*local, *nlocal, sizeof **local, cmp_local_uniq);
     return added;
+}
+
+size_t moves_local_moved_out(const struct run *r, int64_t folder_id)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->nlmoves; i++)
+        n += r->lmoves[i].src_id == folder_id && r->lmoves[i].state == LMOVE_DONE;
+    return n;
 }
 
 /* ------------------------------------------------------------------ */

@@ -493,6 +493,11 @@ static int plan_folder(struct push_ctx *c, struct plan_input *in, struct push_pl
     views_plan_input_free(in);
     push_plan_free(p);
     views_plan_input(in, c->r->acct, c->r->opt, c->state, c->nstate, c->local, c->nlocal, NULL, 0);
+    /* the guard weighs deletions against what the folder held at the
+     * run's start: messages moved out meanwhile count (moves_local.c) */
+    size_t out = moves_local_moved_out(c->r, c->sf->id);
+    if (out)
+        in->guard_total = c->nstate + out;
     return plan_push(in, p) == 0 ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
 }
 

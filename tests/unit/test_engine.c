@@ -757,11 +757,10 @@ static void move_between_folders_planned_in_one_run(void **state)
  * `to`'s cur/: under its name (newname NULL, as notmuch does) or a new
  * one (as mutt does, written anew: link + unlink), with the info letters
  * `letters`. */
-static void move_local(const struct fixture *fx, const char *from, const char *id, const char *to,
-                       const char *newname, const char *letters)
+static void move_local_with(const struct fixture *fx, const char *from, const char *want, const char *to,
+                            const char *newname, const char *letters)
 {
-    char want[256], found[1024] = "";
-    snprintf(want, sizeof want, "Message-ID: %s\n", id);
+    char found[1024] = "";
     for (int sub = 0; sub < 2 && !found[0]; sub++) {
         char dir[512];
         snprintf(dir, sizeof dir, "%s/%s/%s", fx->maildir, from, sub ? "new" : "cur");
@@ -789,6 +788,14 @@ static void move_local(const struct fixture *fx, const char *from, const char *i
     snprintf(uniq, sizeof uniq, "%.*s", (int)strcspn(base, ":"), base);
     snprintf(to_path, sizeof to_path, "%s/%s/cur/%s:2,%s", fx->maildir, to, newname ? newname : uniq, letters);
     assert_int_equal(rename(found, to_path), 0);
+}
+
+static void move_local(const struct fixture *fx, const char *from, const char *id, const char *to,
+                       const char *newname, const char *letters)
+{
+    char want[256];
+    snprintf(want, sizeof want, "Message-ID: %s\n", id);
+    move_local_with(fx, from, want, to, newname, letters);
 }
 
 /* The server's message with Message-ID id in folder (exactly one). */
@@ -928,6 +935,33 @@ static void local_move_ambiguous_is_uploaded(void **state)
     assert_int_equal(mem_count_id(fx->srv, "B", "<twin@test>"), 1);
 }
 
+/* Messages without Message-ID moved keeping their names: one whose size no
+ * other such gone message has is moved; two of one size are not (after
+ * a UID MOVE their copies could be told apart only by size): uploaded and
+ * deleted, each once. */
+static void local_move_without_message_id(void **state)
+{
+    struct fixture *fx = *state;
+    mem_add(fx->srv, "A", "Subject: one\n\nThe first body.\n", 0, 1700000000);
+    mem_add(fx->srv, "A", "Subject: two\n\nThe other body!\n", 0, 1700000000);
+    mem_add(fx->srv, "A", "Subject: three, longer\n\nThe third body.\n", 0, 1700000000);
+    mem_folder(fx->srv, "B");
+    run_ok(fx, SYNC);
+    move_local_with(fx, "A", "Subject: one\n", "B", NULL, "");
+    move_local_with(fx, "A", "Subject: two\n", "B", NULL, "");
+    move_local_with(fx, "A", "Subject: three, longer\n", "B", NULL, "");
+    mem_log_clear(fx->srv);
+    run_ok(fx, PUSH);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 2);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_MOVE, "A"), 1);
+    assert_int_equal(mem_folder_find(fx->srv, "A")->n, 0);
+    assert_int_equal(mem_folder_find(fx->srv, "B")->n, 3);
+    assert_in_step(fx, "A");
+    run_ok(fx, SYNC);
+    assert_int_equal(local_count(fx, "B", NULL), 3);
+    assert_int_equal(state_of(fx, "B").rows, 3);
+}
+
 /* The session drops at every operation of the push that moves a message
  * (with MOVE and without): the next push completes the move, the message
  * is once in each side's folder B and nowhere else, nothing is uploaded. */
@@ -1010,6 +1044,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(local_move_without_move_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(local_moves_do_not_trip_the_guard, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_ambiguous_is_uploaded, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_without_message_id, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_session_drops_at_every_op, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_session_drops_at_every_op_without_move, setup, teardown),
     };
