@@ -305,17 +305,18 @@ class MoveMaildirppTest(MovesCase):
 
 class MoveGuardTest(tb.BedTestCase):
     """Moving 20 of a folder's 25 messages (80%, over max_delete) to another
-    folder is no mass deletion."""
+    folder is no mass deletion, also when the source folder's push comes
+    first (Archive before INBOX); the same share really deleted trips it."""
 
     def test_guard_counts_no_move(self):
         corpus = [m.data for m in tb.make_corpus(25, seed=78, size=(400, 900), flags=False)]
         with self.imap() as c:
             c.create_folder("Archive")
             for data in corpus:
-                c.append_message("INBOX", data)
+                c.append_message("Archive", data)
         self.pull()
-        dest = os.path.join(tb.local_folder_path(self.maildir, "Archive"), "cur")
-        files = tb.read_maildir(self.maildir)["INBOX"]
+        dest = os.path.join(tb.local_folder_path(self.maildir, "INBOX"), "cur")
+        files = tb.read_maildir(self.maildir)["Archive"]
         for m in files[:20]:
             os.rename(m.path, os.path.join(dest, m.name))
         px = tb.Proxy(self.bed.imap_port, record=True).start()
@@ -326,12 +327,12 @@ class MoveGuardTest(tb.BedTestCase):
         self.write_config()
         self.assertNotIn(b"APPEND", bytes(px.upstream).upper())
         with self.imap() as c:
-            self.assertEqual(len(c.messages("INBOX")), 5)
-            self.assertEqual(len(c.messages("Archive")), 20)
+            self.assertEqual(len(c.messages("Archive")), 5)
+            self.assertEqual(len(c.messages("INBOX")), 20)
         self.assertSynced()
         # the same share really deleted still trips the guard
-        for m in tb.read_maildir(self.maildir)["Archive"][:15]:
+        for m in tb.read_maildir(self.maildir)["INBOX"][:15]:
             os.unlink(m.path)
         self.run_ok("push", expect=1)
         with self.imap() as c:
-            self.assertEqual(len(c.messages("Archive")), 20)
+            self.assertEqual(len(c.messages("INBOX")), 20)
