@@ -23,6 +23,16 @@
  *     A pull whose guard trips in the first pass is held back whole
  *     instead (pull.c), and planned again in the second pass, once the
  *     moves out of it are recorded.
+ *   - Two folders that swapped messages both lost some: whichever is
+ *     pulled first cannot know yet what came from the other. So while a
+ *     folder that lost messages is still to be pulled in the first pass
+ *     (moves_server_more_to_come), a folder's downloads wait for the
+ *     second pass, which pulls it again with every vanished row known.
+ * Without STATUS from the LIST (a server without CONDSTORE) the folders
+ * keep their order: a move to a folder pulled before its source is then
+ * downloaded as before. The trash folder of a sync stays last, so a
+ * message moved out of it is downloaded too. A --dry-run shows moves as
+ * move_local steps, the source's deletions only for what no move took.
  * Pairing rule: (Message-ID, size) as plan_match() has it; messages
  * without a Message-ID are never paired (downloaded as before). Several
  * candidates of equal identity are paired in order: they are copies of
