@@ -73,6 +73,10 @@ enum stmt_id {
     ST_TOMB_BY_ID,
     ST_TOMB_DELETE,
     ST_TOMB_COUNT,
+    /* the server-move journal */
+    ST_SMOVE_PUT,
+    ST_SMOVE_LIST,
+    ST_SMOVE_DELETE,
     ST_COUNT
 };
 
@@ -147,6 +151,11 @@ static const char *const stmt_sql[ST_COUNT] = {
                       "ORDER BY folder_id, uniq LIMIT 1",
     [ST_TOMB_DELETE] = "DELETE FROM tombstones WHERE folder_id = ?1 AND uniq = ?2",
     [ST_TOMB_COUNT] = "SELECT reason, count(*) FROM tombstones WHERE folder_id = ?1 GROUP BY reason",
+    /* the server-move journal */
+    [ST_SMOVE_PUT] = "INSERT OR REPLACE INTO server_moves (folder_id, uid, from_folder_id, from_uid) "
+                     "VALUES (?1, ?2, ?3, ?4)",
+    [ST_SMOVE_LIST] = "SELECT folder_id, uid, from_folder_id, from_uid FROM server_moves ORDER BY folder_id, uid",
+    [ST_SMOVE_DELETE] = "DELETE FROM server_moves WHERE folder_id = ?1 AND uid = ?2",
 };
 
 static const char schema_sql[] =
@@ -226,6 +235,18 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS tombstones_message_id ON tombstones (message_id, size) "                   \
     "  WHERE message_id IS NOT NULL;"                                                                       \
     "CREATE INDEX IF NOT EXISTS tombstones_kept ON tombstones (folder_id) WHERE reason = 'kept_by_backup'"
+
+/* Messages another client moved on the server whose local file is being
+ * renamed into the destination folder (sync/engine/moves_server.c):
+ * created on open where missing. folder_id/uid: the destination's row
+ * (pending until the rename is durable); from_*: the source's row. */
+#define SERVER_MOVES_TABLE_SQL                                                                              \
+    "CREATE TABLE IF NOT EXISTS server_moves ("                                                             \
+    "  folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,"                               \
+    "  uid INTEGER NOT NULL,"                                                                               \
+    "  from_folder_id INTEGER NOT NULL,"                                                                    \
+    "  from_uid INTEGER NOT NULL,"                                                                          \
+    "  PRIMARY KEY (folder_id, uid)) WITHOUT ROWID"
 
 struct state {
     sqlite3 *db;
@@ -362,7 +383,7 @@ static bool has_object(struct state *s, const char *type, const char *name)
 
 /* What a DB of an older mailsync lacks, added by an open that may write. */
 struct upgrades {
-    bool pending_index, appends, pop3, trashing, tombstones;
+    bool pending_index, appends, pop3, trashing, tombstones, server_moves;
 };
 
 static bool needs_upgrade(struct state *s, struct upgrades *u)
@@ -372,7 +393,8 @@ static bool needs_upgrade(struct state *s, struct upgrades *u)
     u->pop3 = !has_object(s, "table", "pop3");
     u->trashing = !has_object(s, "table", "trashing");
     u->tombstones = !has_object(s, "index", "tombstones_kept");
-    return u->pending_index || u->appends || u->pop3 || u->trashing || u->tombstones;
+    u->server_moves = !has_object(s, "table", "server_moves");
+    return u->pending_index || u->appends || u->pop3 || u->trashing || u->tombstones || u->server_moves;
 }
 
 static int exec(struct state *s, const char *sql, const char *what, struct ms_error *err)
@@ -742,6 +764,10 @@ static int open_db(const char *path, bool may_write, struct state **out, struct 
             rc = migrate_trash_journal(s, err);
         if (!rc && up.tombstones) {
             rc = exec(s, TOMBSTONES_TABLE_SQL, "creating the tombstones table", err);
+            s->wrote = true;
+        }
+        if (!rc && up.server_moves) {
+            rc = exec(s, SERVER_MOVES_TABLE_SQL, "creating the server-move journal", err);
             s->wrote = true;
         }
     }
@@ -1893,4 +1919,56 @@ void state_tombstones_free(struct state_tombstone *t, size_t n)
     for (size_t i = 0; i < n; i++)
         state_tombstone_free(&t[i]);
     free(t);
+}
+
+/* ------------------------------------------------------------------ */
+/* the server-move journal */
+
+int state_server_move_put(struct state *s, const struct state_server_move *m, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_SMOVE_PUT, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, m->folder_id);
+    sqlite3_bind_int64(st, 2, m->uid);
+    sqlite3_bind_int64(st, 3, m->from_folder_id);
+    sqlite3_bind_int64(st, 4, m->from_uid);
+    return record(s, st, "journalling a server move", err);
+}
+
+int state_server_move_list(struct state *s, struct state_server_move **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_SMOVE_LIST, err);
+    if (!st)
+        return MS_ELOCAL;
+    struct state_server_move *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        v = grow_rows(v, len, &cap, sizeof *v, 16);
+        v[len++] = (struct state_server_move){.folder_id = sqlite3_column_int64(st, 0),
+                                              .uid = (uint32_t)sqlite3_column_int64(st, 1),
+                                              .from_folder_id = sqlite3_column_int64(st, 2),
+                                              .from_uid = (uint32_t)sqlite3_column_int64(st, 3)};
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, err, "listing the server-move journal");
+    }
+    *out = v ? v : xcalloc(1, sizeof *v);
+    *n = len;
+    return MS_OK;
+}
+
+int state_server_move_forget(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_SMOVE_DELETE, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, uid);
+    return record(s, st, "clearing the server-move journal", err);
 }
