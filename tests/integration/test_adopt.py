@@ -189,6 +189,24 @@ class MbsyncTest(AdoptTestCase):
         self.assertEqual(set(message_inodes(self.maildir)), inodes)
         self.assertSameMessages()
 
+    def test_raw_and_own_folder_both_present_are_left_alone(self):
+        """mbsync's raw-named directory and mailsync's own both exist: no
+        guess (a warning, both stay), and still no server folder made."""
+        self.seed()
+        self.run_mbsync()
+        own = self.maildir / UTF7_FOLDER
+        for sub in ("cur", "new", "tmp"):
+            (own / sub).mkdir(parents=True)
+        raw_files = sorted(os.listdir(self.maildir / UTF7_RAW / "cur")) + sorted(
+            os.listdir(self.maildir / UTF7_RAW / "new"))
+        folders = self.server_folders()
+        r = self.run_ok("sync")
+        self.assertIn("leaving both", r.stderr)
+        self.assertEqual(self.server_folders(), folders)
+        self.assertEqual(self.server_count(UTF7_FOLDER), 3)
+        self.assertEqual(sorted(os.listdir(self.maildir / UTF7_RAW / "cur")) + sorted(
+            os.listdir(self.maildir / UTF7_RAW / "new")), raw_files)
+
     def test_flags_changed_on_either_side_after_mbsync_are_merged(self):
         """Local and server flag changes made after mbsync's last run: a
         sync keeps both (the union); nothing is taken away."""
