@@ -13,7 +13,7 @@ the server's answers and the APPEND commands sent are counted exactly.
 import collections
 import os
 import re
-import shutil
+import sqlite3
 import subprocess
 import unittest
 from pathlib import Path
@@ -125,6 +125,14 @@ class AdoptTestCase(tb.BedTestCase):
                 lf = sorted((strip_tool_fields(m.data), m.letters) for m in local.get(folder, []))
                 self.assertEqual(lf, sf, folder)
 
+    def state_rows(self):
+        """(size, message_id) of every message row of the state DB."""
+        db = sqlite3.connect(str(self.state))
+        try:
+            return db.execute("SELECT size, message_id FROM messages").fetchall()
+        finally:
+            db.close()
+
     def assertNothingTransferred(self, px, r):
         self.assertEqual(body_bytes_down(px), 0, "message bodies were downloaded\n%s" % r)
         self.assertEqual(appends_sent(px), 0, "messages were uploaded\n%s" % r)
@@ -155,6 +163,10 @@ class MbsyncTest(AdoptTestCase):
         self.assertEqual(message_inodes(self.maildir), {i: f if f != UTF7_RAW else UTF7_FOLDER
                                                         for i, f in inodes.items()})
         self.assertSameMessages()
+        # every pair recorded with the server's size and the Message-ID
+        rows = self.state_rows()
+        self.assertEqual(len(rows), 15)
+        self.assertEqual([x for x in rows if not x[0] or not x[1]], [])
         with self.imap() as c:
             self.assertIn("$Label1", c.messages("INBOX")[0].flags)
         # mbsync's own files are neither messages nor folders
@@ -257,6 +269,10 @@ class MbsyncTest(AdoptTestCase):
         self.assertEqual(set(message_inodes(self.maildir)), inodes)
         self.assertSameMessages()
         self.assertEqual(self.server_count("INBOX"), 8 + 5)
+        rows = self.state_rows()
+        self.assertEqual(len(rows), 15 + 5)
+        self.assertEqual([x for x in rows if not x[0]], [])
+        self.assertEqual(sum(1 for x in rows if x[1] is None), 3)
 
 
 class OtherToolsTest(AdoptTestCase):
