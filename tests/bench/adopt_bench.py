@@ -86,6 +86,8 @@ def main():
         tb.write_config(cfg_a, {"t": tb.account_keys(bed, user, md_a, work / "a.sqlite", tls="none")})
         tb.write_config(cfg_b, {"t": tb.account_keys(bed, user, md_b, work / "b.sqlite", tls="none")})
         server.wait_idle()
+        if a.keep:  # for a rerun of the adoption by hand: the untouched Maildir
+            subprocess.run(["cp", "-a", str(md_a), str(work / "MailA.orig")], check=True)
         t_adopt, s_adopt = timed(a.bin, ["--json", "sync"], cfg_a)
         server.wait_idle()
         t_pull, s_pull = timed(a.bin, ["--json", "pull"], cfg_b)
