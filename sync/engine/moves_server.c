@@ -260,7 +260,9 @@ static void found_identity(void *ctx, uint32_t uid, uint64_t size, const char *m
 {
     struct ids *l = ctx;
     l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
-    l->v[l->n++] = (struct plan_identity){uid, NULL, message_id ? xstrdup(message_id) : NULL, size};
+    l->v[l->n++] = (struct plan_identity){.uid = uid, .uniq = NULL,
+                                          .message_id = message_id ? xstrdup(message_id) : NULL, .size = size,
+                                          .alt = {0}, .nalt = 0, .date = NULL, .from = NULL};
 }
 
 /* One pair: the new UID in this folder and the vanished row it is. */
@@ -426,7 +428,9 @@ int moves_server_take(struct run *r, const struct selected *sel, struct maildir_
     for (size_t i = 0; i < m->n; i++)
         if (!m->v[i].taken && m->v[i].folder_id != folder_id) {
             cv[nc] = &m->v[i];
-            cand[nc++] = (struct plan_identity){0, m->v[i].uniq, m->v[i].message_id, m->v[i].size};
+            cand[nc++] = (struct plan_identity){.uid = 0, .uniq = m->v[i].uniq, .message_id = m->v[i].message_id,
+                                                .size = m->v[i].size, .alt = {0}, .nalt = 0, .date = NULL,
+                                                .from = NULL};
         }
     struct plan_match *pm = NULL;
     size_t npm = 0;
