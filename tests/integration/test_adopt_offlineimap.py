@@ -1,0 +1,190 @@
+"""test_adopt_offlineimap.py: a Maildir that OfflineIMAP (Debian's
+offlineimap3, its default local names: `sep = .`) filled is adopted by
+mailsync with `layout = dotted` and a fresh state DB: the first `sync`
+moves no message body either way (no BODY[] literal comes down, no APPEND
+goes up), keeps every file (same inode, OfflineIMAP's names with their
+`,U=..,FMD5=..` kept as they are), the counts agree on both sides, the next
+sync does nothing, and new mail on either side afterwards goes where it
+belongs.
+
+OfflineIMAP's defaults: server folder `Projects/2026` is the directory
+`Projects.2026` at the Maildir root, INBOX is `INBOX`, and folder names
+stay raw modified UTF-7 (`Th&AbA- m&HuU-c`) unless `utf8foldernames = yes`.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import unittest
+from pathlib import Path
+
+import testbed as tb
+
+OFFLINEIMAP = shutil.which("offlineimap")
+UTF7_FOLDER = "Thư mục"
+
+# A body coming down: the server's answer to a BODY[] / BODY.PEEK[] fetch
+# (BODY[HEADER.FIELDS (...)] answers, the identity facts, do not match).
+BODY_LITERAL = re.compile(rb"BODY\[\](?:<\d+>)? \{\d+\}")
+
+
+def inodes(root, layout="dotted"):
+    """{(folder, inode)} of every message file below root."""
+    return {(folder, os.stat(m.path).st_ino)
+            for folder, msgs in tb.read_maildir(root, layout).items() for m in msgs}
+
+
+def counts(state):
+    return {folder: len(msgs) for folder, msgs in state.items() if msgs}
+
+
+@unittest.skipUnless(OFFLINEIMAP, "offlineimap (Debian offlineimap3) is not installed")
+class AdoptOfflineImapTest(tb.BedTestCase):
+    bed_options = {"pool": 8}
+
+    def seed(self, utf7=False):
+        """INBOX (10), Projects/2026 (5) and, with utf7, "Thư mục" (4): the
+        corpus carries flags (\\Seen, \\Flagged, \\Draft, $Forwarded, ...)."""
+        with self.imap() as c:
+            c.create_folder("Projects/2026")
+            c.append_many("INBOX", tb.make_corpus(10, seed=1, size=(500, 4000)))
+            c.append_many("Projects/2026", tb.make_corpus(5, seed=2, size=(500, 4000), start=100))
+            if utf7:
+                c.create_folder(UTF7_FOLDER)
+                c.append_many(UTF7_FOLDER, tb.make_corpus(4, seed=3, size=(500, 4000), start=200))
+
+    def offlineimap(self, extra_account=""):
+        """Run offlineimap once (plain IMAP, its default `sep`) into self.maildir."""
+        meta = self.work / "offlineimap-meta"
+        meta.mkdir(exist_ok=True)
+        self.maildir.mkdir(exist_ok=True)
+        rc = self.work / "offlineimaprc"
+        rc.write_text("""\
+[general]
+accounts = t
+metadata = {meta}
+ui = quiet
+
+[Account t]
+localrepository = local
+remoterepository = remote
+{extra}
+
+[Repository local]
+type = Maildir
+localfolders = {root}
+
+[Repository remote]
+type = IMAP
+remotehost = {host}
+remoteport = {port}
+ssl = no
+starttls = no
+remoteuser = {user}
+remotepass = {password}
+""".format(meta=meta, root=self.maildir, host=tb.HOST, port=self.bed.imap_port,
+           user=self.user.name, password=self.user.password, extra=extra_account))
+        os.chmod(rc, 0o600)
+        r = subprocess.run([OFFLINEIMAP, "-c", str(rc), "-o", "-u", "quiet"],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, "offlineimap failed:\n%s\n%s" % (r.stdout, r.stderr))
+
+    def sync_counted(self, *args):
+        """`mailsync sync` through a recording proxy. Returns (Result, bodies
+        downloaded, APPENDs sent)."""
+        px = tb.Proxy(self.bed.imap_port, record=True).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port, layout="dotted")
+        r = self.run_ok("sync", *args)
+        px.stop()
+        down, up = bytes(px.downstream), bytes(px.upstream)
+        return r, len(BODY_LITERAL.findall(down)), up.count(b" APPEND ")
+
+    def assertAdopted(self, expect_dirs):
+        """The first sync adopts everything: nothing transferred, files kept,
+        counts equal on both sides, in sync, and the next sync a no-op."""
+        before = self.server_state()
+        local = tb.read_maildir(self.maildir, "dotted")
+        self.assertEqual(sorted(d for d in os.listdir(self.maildir) if not d.startswith(".")),
+                         sorted(expect_dirs))
+        self.assertEqual(counts({f: m for f, m in local.items()}), counts(before))
+        files = inodes(self.maildir)
+        self.assertTrue(any(",FMD5=" in m.name for msgs in local.values() for m in msgs))
+
+        r, bodies, appends = self.sync_counted("-v")
+        self.assertEqual((bodies, appends), (0, 0), "bodies moved by the adopting sync:\n%s" % r)
+        self.assertNotIn("created folder", r.stderr)
+        after = self.server_state()
+        self.assertEqual(counts(after), counts(before))
+        self.assertEqual(inodes(self.maildir), files, "local files were replaced")
+        self.assertEqual(sorted(d for d in os.listdir(self.maildir) if not d.startswith(".")),
+                         sorted(expect_dirs))
+        self.assertSynced(layout="dotted", check_mtime=False)
+
+        r, bodies, appends = self.sync_counted("-v")
+        self.assertEqual((bodies, appends), (0, 0), "second sync moved bodies:\n%s" % r)
+        self.assertEqual(counts(self.server_state()), counts(before))
+        self.assertEqual(inodes(self.maildir), files)
+
+    def test_adopt_default_names(self):
+        """INBOX and Projects/2026 with flags: adopted, then new mail on each
+        side, and folders made locally, sync into the right places."""
+        self.seed()
+        self.offlineimap()
+        self.assertTrue(tb.is_maildir(self.maildir / "Projects.2026"))
+        self.assertAdopted(["INBOX", "Projects.2026"])
+
+        # New mail on each side after adoption.
+        with self.imap() as c:
+            c.append_many("Projects/2026", tb.make_corpus(2, seed=5, size=(500, 900), start=300))
+        for k, m in enumerate(tb.make_corpus(3, seed=6, size=(500, 900), start=400, flags=False)):
+            folder = "INBOX" if k < 2 else "Projects.2026"
+            (self.maildir / folder / "new" / ("1700000000.new%d.host" % k)).write_bytes(
+                m.data.replace(b"\r\n", b"\n"))
+        # Folders made locally, OfflineIMAP style: "Local.Notes" is the
+        # server folder Local/Notes, "v1%2E2" (an escaped dot) is "v1.2".
+        local_only = {"Local.Notes": "Local/Notes", "v1%2E2": "v1.2"}
+        for k, (d, _) in enumerate(sorted(local_only.items())):
+            for sub in ("cur", "new", "tmp"):
+                (self.maildir / d / sub).mkdir(parents=True)
+            m = tb.make_corpus(1, seed=7 + k, size=(500, 900), start=500 + k, flags=False)[0]
+            (self.maildir / d / "cur" / "1700000000.loc.host:2,S").write_bytes(m.data.replace(b"\r\n", b"\n"))
+        r, bodies, appends = self.sync_counted("-v")
+        self.assertEqual((bodies, appends), (2, 5), r)
+        self.assertEqual(counts(self.server_state()), {"INBOX": 12, "Projects/2026": 8,
+                                                       "Local/Notes": 1, "v1.2": 1})
+        self.assertSynced(layout="dotted", check_mtime=False)
+        self.assertEqual(sorted(d for d in os.listdir(self.maildir) if not d.startswith(".")),
+                         sorted(["INBOX", "Projects.2026"] + list(local_only)))
+        r, bodies, appends = self.sync_counted()
+        self.assertEqual((bodies, appends), (0, 0), r)
+
+    def test_adopt_utf8_folder_names(self):
+        """With `utf8foldernames = yes` OfflineIMAP writes "Thư mục", which is
+        mailsync's own name for the folder."""
+        self.seed(utf7=True)
+        self.offlineimap("utf8foldernames = yes")
+        self.assertAdopted(["INBOX", "Projects.2026", UTF7_FOLDER])
+
+    # EXPECTED FAILURE until helper "adopt"'s UTF-7 directory adoption (a
+    # local directory named by the raw modified UTF-7 of a server folder is
+    # that folder) is merged: today mailsync downloads the 4 messages into
+    # "Thư mục", creates the server folder "Th&-AbA- m&-HuU-c" and uploads 4.
+    @unittest.expectedFailure
+    def test_adopt_raw_utf7_folder_names(self):
+        """OfflineIMAP's default keeps the raw modified UTF-7 name
+        ("Th&AbA- m&HuU-c"): that directory is the server folder "Thư mục",
+        not a new folder to create on the server."""
+        self.seed(utf7=True)
+        self.offlineimap()
+        self.assertTrue(tb.is_maildir(self.maildir / tb.mutf7_encode(UTF7_FOLDER)))
+        r, bodies, appends = self.sync_counted("-v")
+        self.assertEqual((bodies, appends), (0, 0), "bodies moved by the adopting sync:\n%s" % r)
+        self.assertNotIn("created folder", r.stderr)
+        self.assertEqual(counts(self.server_state()), {"INBOX": 10, "Projects/2026": 5, UTF7_FOLDER: 4})
+        self.assertEqual(sum(len(m) for m in tb.read_maildir(self.maildir, "dotted").values()), 19)
+
+
+if __name__ == "__main__":
+    unittest.main()
