@@ -185,6 +185,34 @@ remotepass = {password}
         self.assertEqual(counts(self.server_state()), {"INBOX": 10, "Projects/2026": 5, UTF7_FOLDER: 4})
         self.assertEqual(sum(len(m) for m in tb.read_maildir(self.maildir, "dotted").values()), 19)
 
+    # EXPECTED FAILURE (found here, identity is helper "adopt"'s): offlineimap3
+    # stores a message as Python's email library writes it back, not byte
+    # for byte: "X-A:   v" becomes "X-A: v", and a line that is no header
+    # gets a blank line put before it (ending the header there). Size and
+    # content then differ from the server's, neither (Message-ID, size) nor
+    # the content comparison pairs them, and the first sync downloads both
+    # and uploads both again. A unique Message-ID on both sides with equal
+    # Date/From (the rule the getmail case needs) would pair them.
+    @unittest.expectedFailure
+    def test_adopt_messages_offlineimap_rewrote(self):
+        rewritten = [b"Message-ID: <ws.1@example.org>\r\nDate: Mon, 6 Nov 2023 10:00:00 +0000\r\n"
+                     b"From: a@example.org\r\nX-Spaced:   value   \r\n\r\nbody\r\n",
+                     b"Message-ID: <nohdr.2@example.org>\r\nDate: Mon, 6 Nov 2023 11:00:00 +0000\r\n"
+                     b"From: a@example.org\r\nThis line is no header\r\nSubject: x\r\n\r\nbody\r\n"]
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(3, seed=9, size=(500, 900)))
+            for m in rewritten:
+                c.append_message("INBOX", m, ("\\Seen",), 1699264800)
+        self.offlineimap()
+        local = [m.data for m in tb.read_maildir(self.maildir, "dotted")["INBOX"]]
+        self.assertEqual(len(local), 5)
+        for m in rewritten:   # the premise: offlineimap did change them
+            self.assertNotIn(m.replace(b"\r\n", b"\n"), local)
+        r, bodies, appends = self.sync_counted("-v")
+        self.assertEqual((bodies, appends), (0, 0), "bodies moved by the adopting sync:\n%s" % r)
+        self.assertEqual(counts(self.server_state()), {"INBOX": 5})
+        self.assertEqual(tb.count_messages(self.maildir), 5)
+
 
 if __name__ == "__main__":
     unittest.main()
