@@ -632,6 +632,60 @@ char *names_folder_raw(const char *path, char delim, enum folder_layout layout)
     return name;
 }
 
+/* A component as a tool that keeps raw names writes it: safe only if it
+ * is a plain directory name (not empty, ".", "..", cur/new/tmp, no '/',
+ * no control character; verbatim: not hidden; maildir++: no '.'). */
+static bool raw_component_ok(struct component c, enum folder_layout layout)
+{
+    if (c.len == 0 || c.len > NAME_MAX_COMPONENT || (c.len == 1 && c.raw[0] == '.') ||
+        (c.len == 2 && c.raw[0] == '.' && c.raw[1] == '.'))
+        return false;
+    if (layout == LAYOUT_VERBATIM && c.raw[0] == '.')
+        return false;
+    static const char *const reserved[] = {"cur", "new", "tmp"};
+    for (size_t i = 0; i < 3; i++)
+        if (c.len == 3 && strncasecmp(c.raw, reserved[i], 3) == 0)
+            return false;
+    for (size_t i = 0; i < c.len; i++) {
+        unsigned char ch = (unsigned char)c.raw[i];
+        if (ch == '/' || ch < 0x20 || ch == 0x7f || (layout == LAYOUT_MAILDIRPP && ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+char *names_raw_path(const char *raw, char delim, enum folder_layout layout)
+{
+    if (!raw || !*raw || strcasecmp(raw, "INBOX") == 0 || !strchr(raw, '&') ||
+        (layout != LAYOUT_VERBATIM && layout != LAYOUT_MAILDIRPP))
+        return NULL;
+    size_t rawlen = strlen(raw);
+    struct component *comps = xmalloc((rawlen + 1) * sizeof *comps);
+    size_t ncomps = split_name(raw, delim, comps);
+    struct buf out = {0};
+    bool ok = true;
+    if (layout == LAYOUT_MAILDIRPP)
+        buf_putc(&out, '.');
+    for (size_t i = 0; i < ncomps && ok; i++) {
+        ok = raw_component_ok(comps[i], layout);
+        if (i > 0)
+            buf_putc(&out, layout == LAYOUT_MAILDIRPP ? '.' : '/');
+        for (size_t k = 0; ok && k < comps[i].len; k++)
+            buf_putc(&out, comps[i].raw[k]);
+    }
+    free(comps);
+    char *path = ok && out.len <= NAME_MAX_PATH ? buf_take(&out) : NULL;
+    if (!path)
+        buf_free(&out);
+    char *own = path ? names_folder_path(raw, delim, layout, NULL) : NULL;
+    if (path && (!own || strcmp(own, path) == 0)) { /* no other name to look for */
+        free(path);
+        path = NULL;
+    }
+    free(own);
+    return path;
+}
+
 /* ---- folder patterns ------------------------------------------------------ */
 
 /* Length of the UTF-8 character at s (1 for a stray byte). */

@@ -56,6 +56,13 @@ char *names_folder_path(const char *raw, char delim, enum folder_layout layout, 
  * names_folder_path would not write, ...). */
 char *names_folder_raw(const char *path, char delim, enum folder_layout layout);
 
+/* The path tools that keep the raw name write a server folder to (mbsync
+ * 1.4: the modified UTF-7 name as it is, "Th&AbA- m&HuU-c"; components
+ * split at the delimiter and joined by '/', or by '.' after a leading '.'
+ * in maildir++), when it differs from names_folder_path's. NULL when it
+ * does not (no '&' in the name, INBOX), or is no safe path. malloc'd. */
+char *names_raw_path(const char *raw, char delim, enum folder_layout layout);
+
 /* Whether a folder is selected by the `folders =` patterns. name is the
  * UTF-8 display name with the server's delimiter replaced by '/'.
  * Patterns are tried in order and the last one that matches decides;

@@ -220,6 +220,73 @@ static int list_folders(struct run *r, struct remote_folder **f, size_t *n, stru
     return rc;
 }
 
+/* A server folder whose directory another tool wrote under the folder's
+ * raw (modified UTF-7) name, names_raw_path (mbsync 1.4: "Th&AbA- m&HuU-c"
+ * for "Thư mục"), is that folder, not a local one to create on the
+ * server: its raw path joins r->server_paths. If the folder is selected,
+ * the raw directory exists and mailsync's own does not, the directory is
+ * renamed to mailsync's name (one rename: the files keep their inodes,
+ * and from then on the Maildir has one layout; mapping the raw name
+ * instead would have to be found again every run and would leave two
+ * names for one folder). With both directories there, nothing is guessed:
+ * a warning, both stay, the folder syncs with mailsync's. A dry run only
+ * says so, and plans against the raw directory. Parents go first (shorter
+ * paths), so a renamed parent takes its children along. */
+struct raw_dir {
+    size_t at; /* index into the listing */
+    char *path;
+};
+
+static int cmp_raw_dir(const void *a, const void *b)
+{
+    size_t x = strlen(((const struct raw_dir *)a)->path), y = strlen(((const struct raw_dir *)b)->path);
+    return (x > y) - (x < y);
+}
+
+static void adopt_raw_dirs(struct run *r, const struct remote_folder *f, struct engine_folder_map *map, size_t n)
+{
+    struct raw_dir *v = xcalloc(n + 1, sizeof *v);
+    size_t nv = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *rp = map[i].path ? names_raw_path(map[i].raw, f[i].delim, r->acct->layout) : NULL;
+        if (!rp)
+            continue;
+        v[nv++] = (struct raw_dir){i, rp};
+        r->server_paths = xrealloc(r->server_paths, (r->nserver_paths + 2) * sizeof *r->server_paths);
+        r->server_paths[r->nserver_paths++] = xstrdup(rp);
+    }
+    qsort(v, nv, sizeof *v, cmp_raw_dir);
+    for (size_t k = 0; k < nv; k++) {
+        struct engine_folder_map *m = &map[v[k].at];
+        const char *rp = v[k].path;
+        if (!m->selected || r->rootfd < 0 || !maildir_folder_exists(r->rootfd, rp))
+            continue;
+        const char *root = r->acct->maildir;
+        if (maildir_folder_exists(r->rootfd, m->path)) {
+            log_msg(LOG_WARN, "folder \"%s\": both %s/%s and %s/%s (its raw name, as mbsync writes it) exist; "
+                              "leaving both, syncing %s/%s (merge the other into it if it is the same folder)",
+                    m->name, root, m->path, root, rp, root, m->path);
+            continue;
+        }
+        if (r->opt->dry_run) {
+            log_msg(LOG_INFO, "folder \"%s\": would rename %s/%s (its raw name) to %s/%s", m->name, root, rp, root,
+                    m->path);
+            free(m->path);
+            m->path = xstrdup(rp);
+            continue;
+        }
+        struct ms_error e;
+        if (maildir_rename_folder(r->rootfd, rp, m->path, &e) == MS_OK)
+            log_msg(LOG_INFO, "folder \"%s\": renamed %s/%s (its raw name, as mbsync writes it) to %s/%s", m->name,
+                    root, rp, root, m->path);
+        else
+            log_msg(LOG_WARN, "folder \"%s\": %s; its messages stay there and are not synced", m->name, e.msg);
+    }
+    for (size_t k = 0; k < nv; k++)
+        free(v[k].path);
+    free(v);
+}
+
 int folders_list_selected(struct run *r, struct selected **out, size_t *nout, struct ms_error *err)
 {
     struct remote_folder *f = NULL;
@@ -236,6 +303,7 @@ int folders_list_selected(struct run *r, struct selected **out, size_t *nout, st
         if (f[i].delim && (!r->delim || strcasecmp(f[i].name, "INBOX") == 0))
             r->delim = f[i].delim;
     }
+    adopt_raw_dirs(r, f, map, n);
     qsort(r->server_paths, r->nserver_paths, sizeof *r->server_paths, util_cmp_str);
     struct selected *sel = xcalloc(n, sizeof *sel);
     size_t k = 0;

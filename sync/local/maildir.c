@@ -1316,3 +1316,45 @@ int maildir_rename_uniq(struct maildir_folder *f, struct local_msg *m, struct ms
     return ms_error_set(err, MS_ELOCAL, "%s: no free unique name for %s", f->path,
                         log_escape(m->name, strlen(m->name), 100));
 }
+
+/* ------------------------------------------------------------------ */
+/* renaming a folder                                                   */
+
+/* The directory holding the last component of relpath (walked, created
+ * with create), and that component in *leaf (points into relpath). */
+static int parent_of(int rootfd, const char *relpath, bool create, const char **leaf)
+{
+    const char *slash = strrchr(relpath, '/');
+    *leaf = slash ? slash + 1 : relpath;
+    if (!slash)
+        return openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char *dir = xstrndup(relpath, (size_t)(slash - relpath));
+    int fd = walk(rootfd, dir, create);
+    free(dir);
+    return fd;
+}
+
+int maildir_rename_folder(int rootfd, const char *from, const char *to, struct ms_error *err)
+{
+    if (!relpath_ok(from) || !relpath_ok(to) || !*from || !*to)
+        return ms_error_set(err, MS_ELOCAL, "cannot rename folder %s to %s: not a folder path", from, to);
+    const char *fleaf, *tleaf;
+    int fd_from = parent_of(rootfd, from, false, &fleaf);
+    int fd_to = fd_from >= 0 ? parent_of(rootfd, to, true, &tleaf) : -1;
+    int rc = MS_OK;
+    struct stat st;
+    if (fd_from < 0 || fd_to < 0)
+        rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot rename folder %s to %s", from, to);
+    else if (fstatat(fd_to, tleaf, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        rc = ms_error_set(err, MS_ELOCAL, "cannot rename folder %s to %s: that exists", from, to);
+    else if (renameat(fd_from, fleaf, fd_to, tleaf) != 0)
+        rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot rename folder %s to %s", from, to);
+    /* durable before anything is recorded under the new name */
+    else if (fsync(fd_to) != 0 || fsync(fd_from) != 0)
+        rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot fsync after renaming folder %s to %s", from, to);
+    if (fd_from >= 0)
+        close(fd_from);
+    if (fd_to >= 0)
+        close(fd_to);
+    return rc;
+}

@@ -196,4 +196,9 @@ int maildir_remove(struct maildir_folder *f, struct local_msg *m, struct ms_erro
  * by uniq if it was renamed. */
 int maildir_open_msg(struct maildir_folder *f, struct local_msg *m, struct ms_error *err);
 
+/* Rename the folder directory from to to (relative paths below rootfd;
+ * to must not exist; its parent directories are made), one rename(2), the
+ * inodes kept, both parents fsynced. MS_OK or MS_ELOCAL with err set. */
+int maildir_rename_folder(int rootfd, const char *from, const char *to, struct ms_error *err);
+
 #endif

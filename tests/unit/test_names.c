@@ -464,6 +464,34 @@ static void patterns(void **unused)
     assert_false(sel(name, "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", NULL, NULL));
 }
 
+/* The raw-name path mbsync 1.4 writes, only where it differs from ours
+ * and is a safe path. */
+static void raw_paths(void **unused)
+{
+    (void)unused;
+    char *p = names_raw_path("Th&AbA- m&HuU-c", '/', LAYOUT_VERBATIM);
+    assert_non_null(p);
+    assert_string_equal(p, "Th&AbA- m&HuU-c");
+    free(p);
+    p = names_raw_path("Projects/Th&AbA-", '/', LAYOUT_VERBATIM);
+    assert_string_equal(p, "Projects/Th&AbA-");
+    free(p);
+    p = names_raw_path("INBOX.Th&AbA-", '.', LAYOUT_VERBATIM);
+    assert_string_equal(p, "INBOX/Th&AbA-");
+    free(p);
+    p = names_raw_path("Projects/Th&AbA-", '/', LAYOUT_MAILDIRPP);
+    assert_string_equal(p, ".Projects.Th&AbA-");
+    free(p);
+    /* the same as ours, or nothing to look for */
+    assert_null(names_raw_path("Projects/2026", '/', LAYOUT_VERBATIM));
+    assert_null(names_raw_path("INBOX", '/', LAYOUT_VERBATIM));
+    /* unsafe as a path */
+    assert_null(names_raw_path("&AbA-/..", '/', LAYOUT_VERBATIM));
+    assert_null(names_raw_path("&AbA-/cur", '/', LAYOUT_VERBATIM));
+    assert_null(names_raw_path(".&AbA-", '/', LAYOUT_VERBATIM));
+    assert_null(names_raw_path("a.&AbA-", '/', LAYOUT_MAILDIRPP));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -480,6 +508,7 @@ int main(void)
         cmocka_unit_test(path_injective),
         cmocka_unit_test(path_injective_random),
         cmocka_unit_test(patterns),
+        cmocka_unit_test(raw_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
