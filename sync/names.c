@@ -634,7 +634,8 @@ char *names_folder_raw(const char *path, char delim, enum folder_layout layout)
 
 /* A component as a tool that keeps raw names writes it: safe only if it
  * is a plain directory name (not empty, ".", "..", cur/new/tmp, no '/',
- * no control character; verbatim: not hidden; maildir++: no '.'). */
+ * no control character; verbatim: not hidden; maildir++ and dotted: no
+ * '.', the separator there). */
 static bool raw_component_ok(struct component c, enum folder_layout layout)
 {
     if (c.len == 0 || c.len > NAME_MAX_COMPONENT || (c.len == 1 && c.raw[0] == '.') ||
@@ -648,7 +649,7 @@ static bool raw_component_ok(struct component c, enum folder_layout layout)
             return false;
     for (size_t i = 0; i < c.len; i++) {
         unsigned char ch = (unsigned char)c.raw[i];
-        if (ch == '/' || ch < 0x20 || ch == 0x7f || (layout == LAYOUT_MAILDIRPP && ch == '.'))
+        if (ch == '/' || ch < 0x20 || ch == 0x7f || (layout != LAYOUT_VERBATIM && ch == '.'))
             return false;
     }
     return true;
@@ -656,8 +657,7 @@ static bool raw_component_ok(struct component c, enum folder_layout layout)
 
 char *names_raw_path(const char *raw, char delim, enum folder_layout layout)
 {
-    if (!raw || !*raw || strcasecmp(raw, "INBOX") == 0 || !strchr(raw, '&') ||
-        (layout != LAYOUT_VERBATIM && layout != LAYOUT_MAILDIRPP))
+    if (!raw || !*raw || strcasecmp(raw, "INBOX") == 0 || !strchr(raw, '&'))
         return NULL;
     size_t rawlen = strlen(raw);
     struct component *comps = xmalloc((rawlen + 1) * sizeof *comps);
@@ -669,12 +669,14 @@ char *names_raw_path(const char *raw, char delim, enum folder_layout layout)
     for (size_t i = 0; i < ncomps && ok; i++) {
         ok = raw_component_ok(comps[i], layout);
         if (i > 0)
-            buf_putc(&out, layout == LAYOUT_MAILDIRPP ? '.' : '/');
+            buf_putc(&out, layout == LAYOUT_VERBATIM ? '/' : '.');
         for (size_t k = 0; ok && k < comps[i].len; k++)
             buf_putc(&out, comps[i].raw[k]);
     }
     free(comps);
-    char *path = ok && out.len <= NAME_MAX_PATH ? buf_take(&out) : NULL;
+    /* maildir++ and dotted: the whole path is one directory name */
+    size_t max = layout == LAYOUT_VERBATIM ? NAME_MAX_PATH : NAME_MAX_COMPONENT;
+    char *path = ok && out.len <= max ? buf_take(&out) : NULL;
     if (!path)
         buf_free(&out);
     char *own = path ? names_folder_path(raw, delim, layout, NULL) : NULL;

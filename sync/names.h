@@ -59,7 +59,8 @@ char *names_folder_raw(const char *path, char delim, enum folder_layout layout);
 /* The path tools that keep the raw name write a server folder to (mbsync
  * 1.4: the modified UTF-7 name as it is, "Th&AbA- m&HuU-c"; components
  * split at the delimiter and joined by '/', or by '.' after a leading '.'
- * in maildir++), when it differs from names_folder_path's. NULL when it
+ * in maildir++; OfflineIMAP's default, dotted: joined by '.',
+ * "Projects.Th&AbA-"), when it differs from names_folder_path's. NULL when it
  * does not (no '&' in the name, INBOX), or is no safe path. malloc'd. */
 char *names_raw_path(const char *raw, char delim, enum folder_layout layout);
 

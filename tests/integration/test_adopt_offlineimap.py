@@ -23,6 +23,7 @@ import testbed as tb
 
 OFFLINEIMAP = shutil.which("offlineimap")
 UTF7_FOLDER = "Thư mục"
+UTF7_NESTED = "Projects/Ảnh"   # OfflineIMAP: "Projects.&HqA-nh"
 
 # A body coming down: the server's answer to a BODY[] / BODY.PEEK[] fetch
 # (BODY[HEADER.FIELDS (...)] answers, the identity facts, do not match).
@@ -43,7 +44,8 @@ class OfflineImapCase(tb.BedTestCase):
     """Helpers: seed the server, run offlineimap, run a counted sync."""
 
     def seed(self, utf7=False):
-        """INBOX (10), Projects/2026 (5) and, with utf7, "Thư mục" (4): the
+        """INBOX (10), Projects/2026 (5) and, with utf7, "Thư mục" (4) and
+        "Projects/Ảnh" (2): the
         corpus carries flags (\\Seen, \\Flagged, \\Draft, $Forwarded, ...)."""
         with self.imap() as c:
             c.create_folder("Projects/2026")
@@ -52,6 +54,8 @@ class OfflineImapCase(tb.BedTestCase):
             if utf7:
                 c.create_folder(UTF7_FOLDER)
                 c.append_many(UTF7_FOLDER, tb.make_corpus(4, seed=3, size=(500, 4000), start=200))
+                c.create_folder(UTF7_NESTED)
+                c.append_many(UTF7_NESTED, tb.make_corpus(2, seed=4, size=(500, 4000), start=250))
 
     def offlineimap(self, extra_account=""):
         """Run offlineimap once (plain IMAP, its default `sep`) into self.maildir."""
@@ -169,35 +173,41 @@ class AdoptOfflineImapTest(OfflineImapCase):
         mailsync's own name for the folder."""
         self.seed(utf7=True)
         self.offlineimap("utf8foldernames = yes")
-        self.assertAdopted(["INBOX", "Projects.2026", UTF7_FOLDER])
+        self.assertAdopted(["INBOX", "Projects.2026", UTF7_FOLDER, "Projects.Ảnh"])
 
-    # EXPECTED FAILURE until helper "adopt"'s UTF-7 directory adoption (a
-    # local directory named by the raw modified UTF-7 of a server folder is
-    # that folder) is merged: today mailsync downloads the 4 messages into
-    # "Thư mục", creates the server folder "Th&-AbA- m&-HuU-c" and uploads 4.
-    @unittest.expectedFailure
     def test_adopt_raw_utf7_folder_names(self):
         """OfflineIMAP's default keeps the raw modified UTF-7 name
         ("Th&AbA- m&HuU-c"): that directory is the server folder "Thư mục",
-        not a new folder to create on the server."""
+        not a new folder to create on the server. It is renamed once to
+        mailsync's name (names_raw_path, folders.c), its files keep their
+        inodes."""
         self.seed(utf7=True)
         self.offlineimap()
-        self.assertTrue(tb.is_maildir(self.maildir / tb.mutf7_encode(UTF7_FOLDER)))
+        raw_dirs = {UTF7_FOLDER: tb.mutf7_encode(UTF7_FOLDER), "Projects.Ảnh": "Projects." + tb.mutf7_encode("Ảnh")}
+        raw_inodes = {}
+        for ours, raw in raw_dirs.items():
+            self.assertTrue(tb.is_maildir(self.maildir / raw), raw)
+            raw_inodes[ours] = {os.stat(f).st_ino for f in tb.message_files(self.maildir / raw)}
+        self.assertEqual([len(v) for v in raw_inodes.values()], [4, 2])
         r, bodies, appends = self.sync_counted("-v")
         self.assertEqual((bodies, appends), (0, 0), "bodies moved by the adopting sync:\n%s" % r)
         self.assertNotIn("created folder", r.stderr)
-        self.assertEqual(counts(self.server_state()), {"INBOX": 10, "Projects/2026": 5, UTF7_FOLDER: 4})
-        self.assertEqual(sum(len(m) for m in tb.read_maildir(self.maildir, "dotted").values()), 19)
+        self.assertEqual(counts(self.server_state()),
+                         {"INBOX": 10, "Projects/2026": 5, UTF7_FOLDER: 4, UTF7_NESTED: 2})
+        self.assertEqual(sorted(d for d in os.listdir(self.maildir) if not d.startswith(".")),
+                         sorted(["INBOX", "Projects.2026"] + list(raw_dirs)))
+        for ours, ino in raw_inodes.items():
+            self.assertEqual({os.stat(f).st_ino for f in tb.message_files(self.maildir / ours)}, ino)
+        self.assertSynced(layout="dotted", check_mtime=False)
+        r, bodies, appends = self.sync_counted("-v")
+        self.assertEqual((bodies, appends), (0, 0), "second sync moved bodies:\n%s" % r)
 
-    # EXPECTED FAILURE (found here, identity is helper "adopt"'s): offlineimap3
-    # stores a message as Python's email library writes it back, not byte
-    # for byte: "X-A:   v" becomes "X-A: v", and a line that is no header
-    # gets a blank line put before it (ending the header there). Size and
-    # content then differ from the server's, neither (Message-ID, size) nor
-    # the content comparison pairs them, and the first sync downloads both
-    # and uploads both again. A unique Message-ID on both sides with equal
-    # Date/From (the rule the getmail case needs) would pair them.
-    @unittest.expectedFailure
+    # offlineimap3 stores a message as Python's email library writes it
+    # back, not byte for byte: "X-A:   v" becomes "X-A: v", and a line that
+    # is no header gets a blank line put before it (ending the header
+    # there). Size and content then differ from the server's; only the
+    # identity tier "unique Message-ID on both sides, equal Date and From"
+    # (rematch.c, helper adopt) pairs them.
     def test_adopt_messages_offlineimap_rewrote(self):
         rewritten = [b"Message-ID: <ws.1@example.org>\r\nDate: Mon, 6 Nov 2023 10:00:00 +0000\r\n"
                      b"From: a@example.org\r\nX-Spaced:   value   \r\n\r\nbody\r\n",
@@ -208,6 +218,7 @@ class AdoptOfflineImapTest(OfflineImapCase):
             for m in rewritten:
                 c.append_message("INBOX", m, ("\\Seen",), 1699264800)
         self.offlineimap()
+        files = inodes(self.maildir)
         local = [m.data for m in tb.read_maildir(self.maildir, "dotted")["INBOX"]]
         self.assertEqual(len(local), 5)
         for m in rewritten:   # the premise: offlineimap did change them
@@ -215,7 +226,7 @@ class AdoptOfflineImapTest(OfflineImapCase):
         r, bodies, appends = self.sync_counted("-v")
         self.assertEqual((bodies, appends), (0, 0), "bodies moved by the adopting sync:\n%s" % r)
         self.assertEqual(counts(self.server_state()), {"INBOX": 5})
-        self.assertEqual(tb.count_messages(self.maildir), 5)
+        self.assertEqual(inodes(self.maildir), files)
 
 
 @unittest.skipUnless(OFFLINEIMAP, "offlineimap (Debian offlineimap3) is not installed")
@@ -225,13 +236,9 @@ class AdoptOfflineImapNoUidplusTest(OfflineImapCase):
     server's copy only; the local file stays without it."""
     bed_options = {"pool": 4, "hide_capabilities": ("UIDPLUS",)}
 
-    # EXPECTED FAILURE (found here, identity is helper "adopt"'s): the
-    # server's copies of the messages OfflineIMAP uploaded are the local
-    # file plus one X-OfflineIMAP line, so (Message-ID, size) and content
-    # both differ, and the first sync downloads and uploads them again. The
-    # server side's identity would need to allow for that line (fetch it
-    # with the Message-ID, subtract its length from RFC822.SIZE).
-    @unittest.expectedFailure
+    # The server's copies of the messages OfflineIMAP uploaded are the local
+    # file plus one X-OfflineIMAP line: the identity allows for that field
+    # (sync/message.c, helper adopt), so they pair without a transfer.
     def test_adopt_messages_offlineimap_uploaded(self):
         with self.imap() as c:
             c.append_many("INBOX", tb.make_corpus(3, seed=11, size=(500, 900)))
@@ -240,13 +247,14 @@ class AdoptOfflineImapNoUidplusTest(OfflineImapCase):
             (self.maildir / "INBOX" / "new" / ("1700000000.up%d.host" % k)).write_bytes(
                 m.data.replace(b"\r\n", b"\n"))
         self.offlineimap()
+        files = inodes(self.maildir)
         with self.imap() as c:   # the premise: the header is on the server only
             self.assertEqual(sum(b"\r\nX-OfflineIMAP: " in m.data for m in c.messages("INBOX")), 2)
         self.assertFalse(any(b"X-OfflineIMAP" in Path(f).read_bytes() for f in tb.message_files(self.maildir)))
         r, bodies, appends = self.sync_counted("-v")
         self.assertEqual((bodies, appends), (0, 0), "bodies moved by the adopting sync:\n%s" % r)
         self.assertEqual(counts(self.server_state()), {"INBOX": 5})
-        self.assertEqual(tb.count_messages(self.maildir), 5)
+        self.assertEqual(inodes(self.maildir), files)
 
 
 if __name__ == "__main__":

@@ -492,6 +492,34 @@ static void raw_paths(void **unused)
     assert_null(names_raw_path("a.&AbA-", '/', LAYOUT_MAILDIRPP));
 }
 
+/* OfflineIMAP's default (dotted) keeps raw names too: "Projects.Th&AbA-". */
+static void raw_paths_dotted(void **unused)
+{
+    (void)unused;
+    const enum folder_layout D = LAYOUT_DOTTED;
+    char *p = names_raw_path("Th&AbA- m&HuU-c", '/', D);
+    assert_non_null(p);
+    assert_string_equal(p, "Th&AbA- m&HuU-c");
+    free(p);
+    p = names_raw_path("Projects/Th&AbA-", '/', D);
+    assert_non_null(p);
+    assert_string_equal(p, "Projects.Th&AbA-");
+    free(p);
+    p = names_raw_path("INBOX.Th&AbA-", '.', D);
+    assert_non_null(p);
+    assert_string_equal(p, "INBOX.Th&AbA-");
+    free(p);
+    assert_null(names_raw_path("Projects/2026", '/', D)); /* the same as ours */
+    assert_null(names_raw_path("a.&AbA-", '/', D));       /* '.' would read as a separator */
+    assert_null(names_raw_path(".&AbA-", '/', D));
+    char name[300];                                       /* one directory name: at most 255 */
+    memset(name, 'a', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    memcpy(name, "&AbA-/", 6);
+    name[150] = '/';
+    assert_null(names_raw_path(name, '/', D));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -509,6 +537,7 @@ int main(void)
         cmocka_unit_test(path_injective_random),
         cmocka_unit_test(patterns),
         cmocka_unit_test(raw_paths),
+        cmocka_unit_test(raw_paths_dotted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
