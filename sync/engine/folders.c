@@ -385,40 +385,18 @@ void folders_free_selected(struct selected *s, size_t n)
 /* ------------------------------------------------------------------ */
 /* folders that exist only locally */
 
-/* The server name a local folder path stands for: each component encoded
- * in modified UTF-7 and joined with the server's delimiter. NULL when
- * there is none (a nested path on a flat server, bad UTF-8). The caller
- * checks that the name maps back to the same path. */
-static char *server_name_of(const char *path, enum folder_layout layout, char delim)
+/* Where maildir_find_folders looks for the account's layout. */
+static enum maildir_find folders_find_mode(enum folder_layout layout)
 {
-    if (layout == LAYOUT_MAILDIRPP) {
-        if (!*path)
-            return xstrdup("INBOX");
-        if (path[0] != '.')
-            return NULL;
-        path++;
+    switch (layout) {
+    case LAYOUT_MAILDIRPP:
+        return MAILDIR_FIND_DOTDIRS;
+    case LAYOUT_DOTTED:
+        return MAILDIR_FIND_TOPLEVEL;
+    case LAYOUT_VERBATIM:
+        break;
     }
-    char sep = layout == LAYOUT_MAILDIRPP ? '.' : '/';
-    char *copy = xstrdup(path), *save = NULL, *out = NULL;
-    size_t len = 0;
-    for (char *comp = strtok_r(copy, (char[]){sep, 0}, &save); comp; comp = strtok_r(NULL, (char[]){sep, 0}, &save)) {
-        char *enc = names_mutf7_encode(comp);
-        if (!enc || (out && !delim)) {
-            free(enc);
-            free(out);
-            out = NULL;
-            break;
-        }
-        size_t el = strlen(enc);
-        out = xrealloc(out, len + el + 2);
-        if (len)
-            out[len++] = delim;
-        memcpy(out + len, enc, el + 1);
-        len += el;
-        free(enc);
-    }
-    free(copy);
-    return out;
+    return MAILDIR_FIND_NESTED;
 }
 
 static bool path_in(char **v, size_t n, const char *path)
@@ -432,7 +410,7 @@ int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, str
         return MS_OK;
     char **paths = NULL;
     size_t np = 0;
-    maildir_find_folders(r->rootfd, r->acct->layout == LAYOUT_MAILDIRPP, &paths, &np);
+    maildir_find_folders(r->rootfd, folders_find_mode(r->acct->layout), &paths, &np);
     struct state_folder *known = NULL;
     size_t nknown = 0;
     struct ms_error e;
@@ -449,7 +427,7 @@ int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, str
         if (seen)
             continue;
         const char *why = NULL;
-        char *raw = server_name_of(path, r->acct->layout, r->delim);
+        char *raw = names_folder_raw(path, r->delim, r->acct->layout);
         char *back = raw ? names_folder_path(raw, r->delim, r->acct->layout, &why) : NULL;
         if (!back || strcmp(back, path) != 0) {
             log_msg(LOG_WARN, "local folder %s/%s has no server name that maps back to it; not created on the server",

@@ -430,32 +430,47 @@ static int cmp_path(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int maildir_find_folders(int rootfd, bool maildirpp, char ***out, size_t *n)
+/* The directories right below the root that hold a Maildir: with dots
+ * (maildir++, ".Name") or without (dotted, "Name"; never cur/new/tmp). */
+static void find_toplevel(int rootfd, bool dotted, struct path_vec *p)
+{
+    int fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d && fd >= 0)
+        close(fd);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (!strcmp(n, ".") || !strcmp(n, ".."))
+            continue;
+        if (dotted ? n[0] == '.' || !strcmp(n, "cur") || !strcmp(n, "new") || !strcmp(n, "tmp") : n[0] != '.')
+            continue;
+        int sub = openat(rootfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0)
+            continue;
+        if (holds_maildir(sub))
+            path_push(p, n);
+        close(sub);
+    }
+    if (d)
+        closedir(d);
+}
+
+int maildir_find_folders(int rootfd, enum maildir_find mode, char ***out, size_t *n)
 {
     struct path_vec p = {0};
-    if (!maildirpp) {
+    switch (mode) {
+    case MAILDIR_FIND_NESTED:
         find_nested(rootfd, "", 0, &p);
-    } else {
+        break;
+    case MAILDIR_FIND_DOTDIRS:
         if (holds_maildir(rootfd))
             path_push(&p, "");
-        int fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-        if (!d && fd >= 0)
-            close(fd);
-        struct dirent *de;
-        while (d && (de = readdir(d)) != NULL) {
-            const char *n = de->d_name;
-            if (n[0] != '.' || !strcmp(n, ".") || !strcmp(n, ".."))
-                continue;
-            int sub = openat(rootfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub < 0)
-                continue;
-            if (holds_maildir(sub))
-                path_push(&p, n);
-            close(sub);
-        }
-        if (d)
-            closedir(d);
+        find_toplevel(rootfd, false, &p);
+        break;
+    case MAILDIR_FIND_TOPLEVEL:
+        find_toplevel(rootfd, true, &p);
+        break;
     }
     if (p.n)
         qsort(p.v, p.n, sizeof *p.v, cmp_path);
