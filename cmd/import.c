@@ -263,14 +263,14 @@ static int rc_error(struct rc *rc, struct ms_error *err, int line, const char *f
 }
 
 /* A name from the rc shown in an error: only when it looks like a name
- * (printable, no blanks, short), since a broken line may hold a secret. */
+ * (printable and short), since a broken line may hold a secret. */
 static const char *shown(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > 40)
         return "(not shown)";
     for (const char *c = s; *c; c++)
-        if (!isgraph((unsigned char)*c))
+        if (!isprint((unsigned char)*c))
             return "(not shown)";
     return s;
 }
@@ -1358,12 +1358,13 @@ static int mbsync_translate(struct out *o, struct rc *rc, struct ms_error *err)
 
 /* ---- OfflineIMAP: reading ------------------------------------------------------ */
 
+/* s without blanks (and line breaks of a continued value) at either end */
 static char *trim_blanks(char *s)
 {
-    while (*s == ' ' || *s == '\t')
+    while (*s == ' ' || *s == '\t' || *s == '\n')
         s++;
     size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n'))
         s[--n] = '\0';
     return s;
 }
