@@ -128,6 +128,35 @@ static bool has_variable(const char *v)
     return false;
 }
 
+/* Whether config.c's $VAR expansion of a shell command gives what the
+ * shell would have: no $NAME inside '...' or after a backslash (the shell
+ * leaves those alone), and every ${ a plain ${NAME} (config.c refuses
+ * ${NAME:-x} and the like). */
+static bool command_vars_fit(const char *v)
+{
+    bool single = false;
+    for (const char *c = v; *c; c++) {
+        if (*c == '\'' )
+            single = !single;
+        else if (*c == '\\' && !single && c[1])
+            c++;
+        if (*c != '$' || !(isalpha((unsigned char)c[1]) || c[1] == '_' || c[1] == '{'))
+            continue;
+        if (single || (c > v && c[-1] == '\\'))
+            return false;
+        if (c[1] == '{') {
+            const char *e = c + 2;
+            if (!(isalpha((unsigned char)*e) || *e == '_'))
+                return false;
+            while (isalnum((unsigned char)*e) || *e == '_')
+                e++;
+            if (*e != '}')
+                return false;
+        }
+    }
+    return true;
+}
+
 /* A path config.c accepts: absolute, or ~ / ~/... ($HOME). */
 static bool path_fits(const char *p)
 {
@@ -349,8 +378,14 @@ static int mbsync_read(struct rc *rc, char *text, size_t len, struct ms_error *e
         const char *why = NULL;
         int rc_split = comment_line || blank ? 0 : mbsync_split(line, &tmp, &why);
         line = stop + 1;
-        if (rc_split != 0)
+        if (rc_split != 0) {
+            for (size_t k = 0; k < tmp.nargs; k++) {
+                explicit_bzero(tmp.args[k], strlen(tmp.args[k]));
+                free(tmp.args[k]);
+            }
+            free(tmp.args);
             return rc_error(rc, err, no, "%s", why);
+        }
         if (blank)
             cur = NULL; /* a blank line ends a section; a comment line does not */
         if (tmp.nargs == 0) {
@@ -491,10 +526,14 @@ static bool put(struct sb *b, const char *key, const char *value, int line, cons
     const char *why = NULL;
     if (!value_fits(value))
         why = "its value has blanks at an end, a control character or \" #\", which a mailsync config cannot hold";
+    else if (strcmp(key, "host") == 0 && strpbrk(value, " \t/"))
+        why = "not a host name";
     else if (path && !path_fits(value))
         why = "mailsync needs an absolute path (or one starting with ~/)";
     else if (!secret && has_variable(value))
         why = "it holds '$', which mailsync would expand as an environment variable";
+    else if (secret && !command_vars_fit(value))
+        why = "it holds a $VAR in quotes or a ${...} form that mailsync would expand differently than the shell";
     if (why) {
         char what[160];
         snprintf(what, sizeof what, "%s%s%s", from, secret ? "" : " ", secret ? "" : value);
@@ -618,7 +657,7 @@ static char *size_value(const char *v, bool *zero)
     if (!isdigit((unsigned char)v[0]))
         return NULL;
     unsigned long long n = strtoull(v, &end, 10);
-    if (errno)
+    if (errno || n > (UINT64_MAX >> 30)) /* what config.c takes */
         return NULL;
     char unit = 0;
     if (*end == 'k' || *end == 'K' || *end == 'm' || *end == 'M')
@@ -1291,7 +1330,9 @@ static int mbsync_translate(struct out *o, struct rc *rc, struct ms_error *err)
         struct rc_line *fl = sec_get(ch, "Far"), *ml = sec_get(ch, "Master");
         struct rc_line *nl = sec_get(ch, "Near"), *sl = sec_get(ch, "Slave");
         struct mb_spec far, near;
-        bool ok = mb_parse_spec(arg0(fl ? fl : ml), &far) & mb_parse_spec(arg0(nl ? nl : sl), &near);
+        bool far_ok = mb_parse_spec(arg0(fl ? fl : ml), &far); /* both parsed: both freed below */
+        bool near_ok = mb_parse_spec(arg0(nl ? nl : sl), &near);
+        bool ok = far_ok && near_ok;
         struct rc_section *fs = ok ? rc_find(rc, SEC_IMAPSTORE, far.store) : NULL;
         struct rc_section *ns = ok ? rc_find(rc, SEC_MAILDIRSTORE, near.store) : NULL;
         char what[200];
