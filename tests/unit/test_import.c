@@ -205,6 +205,12 @@ static const struct import_case mbsync_cases[] = {
      "IMAPStore remote\nHost h.example\nUser u\nPassCmd \"+gpg -d $HOME/pw.gpg\"\n\nMaildirStore local\n"
      "Path /m/\nInbox /m/INBOX\n\nChannel c\nFar :remote:\nNear :local:\n",
      {"password_command = gpg -d $HOME/pw.gpg\n", "began with '+'", "mailsync expands $VAR"}, {"= +gpg"}, true},
+    {"PassCmd with $VAR in single quotes or ${VAR:-x}", IMPORT_MBSYNC, false,
+     "IMAPStore remote\nHost h/x\nUser u\nPassCmd \"echo '$HOME' ${X:-y}\"\n\nMaildirStore local\n"
+     "Path /m/\nInbox /m/INBOX\n\nChannel c\nFar :remote:\nNear :local:\n",
+     {"not carried over: PassCmd (line 4): it holds a $VAR in quotes", "not carried over: Host h/x (line 2): not a "
+      "host name"},
+     {"\npassword_command =", "\nhost ="}, false},
     {"quoting and escapes", IMPORT_MBSYNC, false,
      "IMAPStore remote\nHost h.example\nUser \"me \\\"x\\\" y\"   # trailing comment\nPassCmd \"echo 'a b'\"\n"
      "\nMaildirStore local\nPath \"~/My Mail/\"\nInbox \"~/My Mail/INBOX\"\n\nChannel c\nFar :remote:\n"
