@@ -305,11 +305,12 @@ static int set_folders(struct parser *p, const char *key, const char *value)
 
 static int set_layout(struct parser *p, const char *key, const char *value)
 {
-    static const char *const words[] = {"verbatim", "maildir++", NULL};
+    static const char *const words[] = {"verbatim", "maildir++", "dotted", NULL};
+    static const enum folder_layout layouts[] = {LAYOUT_VERBATIM, LAYOUT_MAILDIRPP, LAYOUT_DOTTED};
     int i = pick_word(value, words);
     if (i < 0)
-        return key_error(p, p->line, key, "\"%s\" is not verbatim or maildir++", value);
-    p->acc->layout = i == 0 ? LAYOUT_VERBATIM : LAYOUT_MAILDIRPP;
+        return key_error(p, p->line, key, "\"%s\" is not verbatim, maildir++ or dotted", value);
+    p->acc->layout = layouts[i];
     return MS_OK;
 }
 

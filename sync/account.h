@@ -15,7 +15,11 @@
 enum account_type { ACCOUNT_IMAP, ACCOUNT_POP3 };
 enum tls_mode { TLS_IMPLICIT, TLS_STARTTLS, TLS_NONE };
 enum auth_mech { AUTH_AUTO, AUTH_LOGIN, AUTH_PLAIN, AUTH_XOAUTH2, AUTH_OAUTHBEARER };
-enum folder_layout { LAYOUT_VERBATIM, LAYOUT_MAILDIRPP };
+/* How server folder names become directories below the Maildir root (see
+ * names_folder_path): verbatim nests them (Sent/2024), maildir++ puts them
+ * at the top with a leading dot (.Sent.2024, INBOX is the root), dotted is
+ * OfflineIMAP's default (sep = .): Sent.2024 and INBOX at the top level. */
+enum folder_layout { LAYOUT_VERBATIM, LAYOUT_MAILDIRPP, LAYOUT_DOTTED };
 enum sync_mode { MODE_MIRROR, MODE_BACKUP };
 
 struct account {

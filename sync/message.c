@@ -118,12 +118,201 @@ int message_identity_fd(int fd, char **message_id, uint64_t *crlf_size)
     return 0;
 }
 
+/* ---- fields other tools add ----------------------------------------- */
+
+/* Where each comes from:
+ *  - X-TUID: isync/mbsync (sync.c, copy_msg_convert) writes "X-TUID: "
+ *    and 12 characters into every message it copies either way, in place
+ *    of the first X-TUID field or at the end of the header; it finds its
+ *    uploads by it when the server has no UIDPLUS.
+ *  - X-OfflineIMAP: OfflineIMAP (folder/IMAP.py, savemessage) adds it
+ *    with add_header (so at the end of the header) to what it uploads to
+ *    a server without UIDPLUS.
+ *  - Return-Path, Delivered-To, Received: getmail (message.py, flatten)
+ *    removes the message's Return-Path fields and writes Return-Path,
+ *    Delivered-To and Received on top; fetchmail writes one Received on
+ *    top; X-Original-To comes with Delivered-To from Postfix's delivery.
+ *    A server's own delivery writes the same fields at the same place. */
+enum tool_field { FIELD_KEPT, FIELD_TOOL, FIELD_LEADING };
+
+static bool name_is(const char *p, size_t n, const char *name)
+{
+    return n == strlen(name) && strncasecmp(p, name, n) == 0;
+}
+
+/* What the field whose name is p[0..n) is (the name without its colon). */
+static enum tool_field classify_field(const char *p, size_t n)
+{
+    if (name_is(p, n, "X-TUID") || name_is(p, n, "X-OfflineIMAP"))
+        return FIELD_TOOL;
+    if (name_is(p, n, "Return-Path") || name_is(p, n, "Delivered-To") || name_is(p, n, "Received") ||
+        name_is(p, n, "X-Original-To"))
+        return FIELD_LEADING;
+    return FIELD_KEPT;
+}
+
+/* The field of the header line at p[0..n) (no line end), by its name. */
+static enum tool_field field_of_line(const char *p, size_t n)
+{
+    const char *colon = memchr(p, ':', n);
+    if (!colon)
+        return FIELD_KEPT;
+    size_t k = (size_t)(colon - p);
+    while (k && (p[k - 1] == ' ' || p[k - 1] == '\t'))
+        k--;
+    return classify_field(p, k);
+}
+
+/* The sizes of struct message_identity from the header block in
+ * head[0..len) (LF or CRLF line ends) of a message of CRLF size size. */
+static void alt_sizes(const char *head, size_t len, uint64_t size, struct message_identity *id)
+{
+    const char *p = head, *end = head + len;
+    uint64_t tool = 0, lead[MESSAGE_ALT_SIZES];
+    unsigned nlead = 0;
+    bool leading = true;
+    while (p < end) {
+        const char *next;
+        size_t n = line_at(p, end, &next);
+        if (n == 0)
+            break; /* the end of the header */
+        enum tool_field f = field_of_line(p, n);
+        uint64_t flen = n + 2; /* CRLF on the server */
+        while (next < end && (*next == ' ' || *next == '\t')) {
+            p = next;
+            flen += line_at(p, end, &next) + 2;
+        }
+        if (f == FIELD_TOOL)
+            tool += flen;
+        else if (f == FIELD_LEADING && leading && nlead < MESSAGE_ALT_SIZES - 1)
+            lead[nlead++] = flen;
+        else
+            leading = false;
+        p = next;
+    }
+    uint64_t cut = tool;
+    for (unsigned j = 0; j <= nlead && cut < size; j++) {
+        if (cut && (id->nalt == 0 || id->alt[id->nalt - 1] != size - cut))
+            id->alt[id->nalt++] = size - cut;
+        if (j < nlead)
+            cut += lead[j];
+    }
+}
+
+int message_identity_read(int fd, struct message_identity *id)
+{
+    memset(id, 0, sizeof *id);
+    char *head = malloc(HEADER_WINDOW);
+    char buf[65536];
+    size_t nhead = 0;
+    uint64_t size = 0;
+    char prev = '\0';
+    if (!head)
+        return -1;
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            free(head);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        for (ssize_t i = 0; i < r; i++) {
+            if (buf[i] == '\n' && prev != '\r')
+                size++;
+            prev = buf[i];
+        }
+        size += (uint64_t)r;
+        size_t take = (size_t)r < HEADER_WINDOW - nhead ? (size_t)r : HEADER_WINDOW - nhead;
+        memcpy(head + nhead, buf, take);
+        nhead += take;
+    }
+    id->message_id = message_header(head, nhead, "Message-ID");
+    id->date = message_header(head, nhead, "Date");
+    id->from = message_header(head, nhead, "From");
+    id->size = size;
+    alt_sizes(head, nhead, size, id);
+    free(head);
+    return 0;
+}
+
+void message_identity_free(struct message_identity *id)
+{
+    free(id->message_id);
+    free(id->date);
+    free(id->from);
+    memset(id, 0, sizeof *id);
+}
+
 /* ---- content hash ---------------------------------------------------- */
+
+/* The header filter runs on the bytes after the CR rule, one header line
+ * at a time: a line's start is held (line[]) until its field name is
+ * known, then it and its continuation lines are hashed or left out. */
+#define FIELD_NAME_KEEP 64
 
 struct message_hash {
     EVP_MD_CTX *md;
     bool cr_pending; /* a CR ended the last chunk: dropped if LF follows */
+    bool in_body;    /* past the empty line that ends the header */
+    bool line_start; /* the next byte starts a header line */
+    bool decided;    /* the current field's fate is known */
+    bool dropping;   /* ... and it is left out */
+    bool leading;    /* no field kept yet: still in the leading run */
+    char line[FIELD_NAME_KEEP];
+    size_t nline;
+    uint64_t len; /* bytes hashed */
 };
+
+static void hash_out(struct message_hash *h, const char *p, size_t n)
+{
+    if (!n)
+        return;
+    EVP_DigestUpdate(h->md, p, n);
+    h->len += n;
+}
+
+/* Decide the fate of the field whose first line starts in h->line. */
+static void decide_field(struct message_hash *h)
+{
+    const char *colon = memchr(h->line, ':', h->nline);
+    enum tool_field f = colon ? field_of_line(h->line, (size_t)(colon - h->line) + 1) : FIELD_KEPT;
+    h->dropping = f == FIELD_TOOL || (f == FIELD_LEADING && h->leading);
+    if (!h->dropping) {
+        h->leading = false;
+        hash_out(h, h->line, h->nline);
+    }
+    h->decided = true;
+    h->nline = 0;
+}
+
+/* One byte of the header (line ends already LF). */
+static void header_byte(struct message_hash *h, char c)
+{
+    if (h->line_start) {
+        h->line_start = false;
+        if (c == '\n') { /* the empty line: the body follows */
+            hash_out(h, "\n", 1);
+            h->in_body = true;
+            return;
+        }
+        if (c != ' ' && c != '\t') { /* a new field; else a continuation */
+            h->decided = false;
+            h->nline = 0;
+        }
+    }
+    if (!h->decided) {
+        h->line[h->nline++] = c;
+        if (c == ':' || c == '\n' || h->nline == sizeof h->line)
+            decide_field(h);
+    } else if (!h->dropping) {
+        hash_out(h, &c, 1);
+    }
+    if (c == '\n')
+        h->line_start = true;
+}
 
 struct message_hash *message_hash_new(void)
 {
@@ -141,37 +330,70 @@ void message_hash_start(struct message_hash *h)
 {
     EVP_DigestInit_ex(h->md, EVP_sha256(), NULL);
     h->cr_pending = false;
+    h->in_body = false;
+    h->line_start = true;
+    h->decided = true;
+    h->dropping = false;
+    h->leading = true;
+    h->nline = 0;
+    h->len = 0;
 }
 
-void message_hash_add(struct message_hash *h, const char *data, size_t len)
+/* The body: a CR right before LF is dropped. */
+static void body_add(struct message_hash *h, const char *data, size_t len)
 {
     size_t start = 0;
     if (h->cr_pending && len) {
         if (data[0] != '\n')
-            EVP_DigestUpdate(h->md, "\r", 1);
+            hash_out(h, "\r", 1);
         h->cr_pending = false;
     }
     for (size_t i = 0; i < len; i++) {
         if (data[i] != '\r')
             continue;
         if (i + 1 == len) { /* decide with the next chunk */
-            EVP_DigestUpdate(h->md, data + start, i - start);
+            hash_out(h, data + start, i - start);
             h->cr_pending = true;
             return;
         }
         if (data[i + 1] == '\n') {
-            EVP_DigestUpdate(h->md, data + start, i - start);
+            hash_out(h, data + start, i - start);
             start = i + 1;
         }
     }
-    EVP_DigestUpdate(h->md, data + start, len - start);
+    hash_out(h, data + start, len - start);
 }
 
-bool message_hash_end(struct message_hash *h, unsigned char out[32])
+void message_hash_add(struct message_hash *h, const char *data, size_t len)
 {
-    if (h->cr_pending)
-        EVP_DigestUpdate(h->md, "\r", 1);
+    size_t i = 0;
+    while (i < len && !h->in_body) {
+        char c = data[i++];
+        if (h->cr_pending) {
+            h->cr_pending = false;
+            if (c != '\n')
+                header_byte(h, '\r');
+        }
+        if (c == '\r')
+            h->cr_pending = true;
+        else
+            header_byte(h, c);
+    }
+    if (i < len)
+        body_add(h, data + i, len - i);
+}
+
+bool message_hash_end(struct message_hash *h, unsigned char out[32], uint64_t *len)
+{
+    if (h->cr_pending && h->in_body)
+        hash_out(h, "\r", 1);
+    else if (h->cr_pending)
+        header_byte(h, '\r');
     h->cr_pending = false;
+    if (!h->in_body && !h->decided && h->nline) /* the file ends in a field's name */
+        decide_field(h);
+    if (len)
+        *len = h->len;
     return EVP_DigestFinal_ex(h->md, out, NULL) == 1;
 }
 
@@ -181,6 +403,19 @@ void message_hash_free(struct message_hash *h)
         return;
     EVP_MD_CTX_free(h->md);
     free(h);
+}
+
+int message_hash_file(struct message_hash *h, int fd, unsigned char out[32], uint64_t *len)
+{
+    char buf[65536];
+    ssize_t n;
+    message_hash_start(h);
+    while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+        if (n > 0)
+            message_hash_add(h, buf, (size_t)n);
+    if (n < 0)
+        return -1;
+    return message_hash_end(h, out, len) ? 0 : -1;
 }
 
 int message_hash_fd(int fd, unsigned char out[32])

@@ -36,19 +36,61 @@ char *message_header(const char *buf, size_t len, const char *name);
  * error (errno set). */
 int message_identity_fd(int fd, char **message_id, uint64_t *crlf_size);
 
+/* Header fields other mail tools add to the files they store, so that a
+ * local file is not byte for byte the server's message (the one place
+ * that knows them; see message.c for where each comes from):
+ *  - anywhere in the header: mbsync's "X-TUID:" (it replaces the first
+ *    one or adds one at the end of the header), OfflineIMAP's
+ *    "X-OfflineIMAP:" (added to what it uploads without UIDPLUS);
+ *  - at the top only: the leading run of "Return-Path:", "Delivered-To:",
+ *    "Received:" and "X-Original-To:" fields, which getmail (Return-Path,
+ *    Delivered-To, Received), fetchmail (Received) and delivery agents
+ *    prepend. Such fields may also be the server's own (a server's
+ *    delivery writes them too), so they make the size uncertain, not
+ *    wrong: see struct message_identity.
+ * A field is its line and its continuation lines. */
+
+/* What identifies a local file for pairing it with a server message
+ * without downloading it (sync/engine/rematch.c). */
+#define MESSAGE_ALT_SIZES 8
+struct message_identity {
+    char *message_id; /* message_header() values; NULL: none */
+    char *date;
+    char *from;
+    uint64_t size; /* CRLF size of the file as it is */
+    /* The sizes the server may report for it had tools added fields:
+     * CRLF size without the X-TUID / X-OfflineIMAP fields and without the
+     * first j fields of the leading run, j = 0, 1, ... (nalt of them;
+     * none equal to size). */
+    uint64_t alt[MESSAGE_ALT_SIZES];
+    unsigned nalt;
+};
+
+/* Read the identity of the file at fd (from its offset to its end; LF or
+ * CRLF line ends). Returns 0, or -1 on a read error (errno set); free
+ * with message_identity_free either way. */
+int message_identity_read(int fd, struct message_identity *id);
+void message_identity_free(struct message_identity *id);
+
 /* SHA-256 of a message as a Maildir stores it, fed chunk by chunk as it
  * streams from a server: a CR right before LF is dropped, the rule of
- * maildir_tmp_write(), so the digest equals message_hash_fd() of the
- * stored file. Used to recognise a download as a local file the state
- * does not know (a lost or stale state DB). */
+ * maildir_tmp_write(), and the fields other tools add (above: every
+ * X-TUID / X-OfflineIMAP field and the whole leading run) are left out,
+ * so a download and a local file that differ only by those have the same
+ * digest and length (message_hash_file). Used to recognise a download as
+ * a local file the state does not know (a lost or stale state DB). */
 struct message_hash;
 /* NULL if OpenSSL cannot give a digest context. Started (ready for add). */
 struct message_hash *message_hash_new(void);
 /* Start over for the next message. */
 void message_hash_start(struct message_hash *h);
 void message_hash_add(struct message_hash *h, const char *data, size_t len);
-/* The digest of what was added since the start; false on failure. */
-bool message_hash_end(struct message_hash *h, unsigned char out[32]);
+/* The digest of what was added since the start, and *len the bytes it
+ * covers (after the rules above); false on failure. */
+bool message_hash_end(struct message_hash *h, unsigned char out[32], uint64_t *len);
+/* The same digest and length of the file at fd (from its offset), through
+ * h (started over). 0, or -1 on a read or digest error. */
+int message_hash_file(struct message_hash *h, int fd, unsigned char out[32], uint64_t *len);
 void message_hash_free(struct message_hash *h);
 /* SHA-256 of the bytes fd holds from its offset to its end, as they are (a
  * stored file). 0, or -1 on a read or digest error. */

@@ -358,11 +358,21 @@ char *names_display(const char *raw)
  * the joined path is one-to-one too.
  *
  * INBOX (the whole name, any case, as IMAP says) is "INBOX" in verbatim
- * and "" (the root) in maildir++. Children of INBOX keep their first
- * component as sent: "INBOX/x" -> "INBOX/x" (verbatim, a folder inside the
- * INBOX Maildir, which is why cur/new/tmp are escaped) and ".INBOX.x"
- * (maildir++). Dropping the "INBOX." prefix, as some tools do, would make
- * "INBOX/x" and a top-level "x" collide (OfflineIMAP #693).
+ * and dotted, and "" (the root) in maildir++. Children of INBOX keep their
+ * first component as sent: "INBOX/x" -> "INBOX/x" (verbatim, a folder
+ * inside the INBOX Maildir, which is why cur/new/tmp are escaped),
+ * ".INBOX.x" (maildir++) and "INBOX.x" (dotted). Dropping the "INBOX."
+ * prefix, as some tools do, would make "INBOX/x" and a top-level "x"
+ * collide (OfflineIMAP #693).
+ *
+ * dotted is OfflineIMAP's default local naming (its Maildir `sep = .`):
+ * the components joined with '.' into one directory name at the root, no
+ * leading dot. OfflineIMAP itself writes a '.' inside a component as is,
+ * which makes "a.b" and "a/b" the same directory; here it is escaped as in
+ * maildir++ ("Sent.2024" -> "Sent%2E2024"), so the mapping stays
+ * one-to-one (an OfflineIMAP directory for such a folder is not adopted).
+ * Since '.' is always escaped the name never starts with a dot, and only a
+ * whole name "cur", "new" or "tmp" gets its first letter escaped.
  */
 
 struct component {
@@ -398,7 +408,10 @@ static bool is_reserved_subdir(const char *s, size_t n)
 static const char *escape_component(const char *text, size_t n, bool raw_case,
                                     enum folder_layout layout, struct buf *out)
 {
-    bool pp = layout == LAYOUT_MAILDIRPP;
+    /* In maildir++ and dotted, '.' is the separator and so always escaped
+     * (which also rules out a leading dot); verbatim escapes only a
+     * leading one. */
+    bool pp = layout != LAYOUT_VERBATIM;
     if (n == 0)
         return "empty name component";
     if (memchr(text, '\0', n))
@@ -483,6 +496,7 @@ char *names_folder_path(const char *raw, char delim, enum folder_layout layout, 
         char *p = xstrdup(layout == LAYOUT_MAILDIRPP ? "" : "INBOX");
         return p;
     }
+    bool one_dir = layout != LAYOUT_VERBATIM; /* the whole path is one directory name */
     size_t rawlen = strlen(raw);
     if (rawlen > NAME_MAX_PATH * 4) {
         /* Cheap early exit: decoding and escaping never shrink a name to
@@ -498,15 +512,26 @@ char *names_folder_path(const char *raw, char delim, enum folder_layout layout, 
         buf_putc(&out, '.');
     for (size_t i = 0; i < ncomps && !*why; i++) {
         if (i > 0)
-            buf_putc(&out, layout == LAYOUT_MAILDIRPP ? '.' : '/');
+            buf_putc(&out, one_dir ? '.' : '/');
         size_t start = out.len;
         *why = map_component(comps[i], layout, &out);
         if (!*why && layout == LAYOUT_VERBATIM && out.len - start > NAME_MAX_COMPONENT)
             *why = "name component too long";
     }
     free(comps);
-    /* In maildir++ the whole path is one directory name. */
-    if (!*why && layout == LAYOUT_MAILDIRPP && out.len > NAME_MAX_COMPONENT)
+    /* dotted: a top-level "cur", "new" or "tmp" next to INBOX and the
+     * others is harmless, but the escape keeps it out of any Maildir's
+     * own subdirectory names (as in verbatim). "%" is always escaped in
+     * a component, so "%63ur" cannot come from anything else. */
+    if (!*why && layout == LAYOUT_DOTTED && is_reserved_subdir(out.data, out.len)) {
+        char first = out.data[0];
+        struct buf esc = {0};
+        put_escape(&esc, (unsigned char)first);
+        buf_put(&esc, out.data + 1, out.len - 1);
+        buf_free(&out);
+        out = esc;
+    }
+    if (!*why && one_dir && out.len > NAME_MAX_COMPONENT)
         *why = "name too long";
     if (!*why && out.len > NAME_MAX_PATH)
         *why = "name too long";
@@ -515,6 +540,152 @@ char *names_folder_path(const char *raw, char delim, enum folder_layout layout, 
         return NULL;
     }
     return buf_take(&out);
+}
+
+/* ---- relative path -> server name -----------------------------------------
+ *
+ * The inverse of names_folder_path, for folders that exist only locally:
+ * the path is cut at the layout's separator, each component has its %XX
+ * escapes undone and is then, if it is a component that names_folder_path
+ * would have used as raw bytes (it holds an escaped '&' or 8-bit byte),
+ * taken as it is, else encoded as modified UTF-7. The result is checked by
+ * mapping it forward again: a path that is not exactly what some server
+ * name maps to (lower-case escapes, a literal "..", "inbox") has none. */
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1; /* only the upper-case escapes names_folder_path writes */
+}
+
+/* Undo the %XX escapes of s[0..n) onto out. Returns whether one of them
+ * was '&' or a byte >= 0x80, the marks of a raw (undecodable) component. */
+static bool unescape_component(const char *s, size_t n, struct buf *out)
+{
+    bool raw_case = false;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < n && (hi = hex_digit(s[i + 1])) >= 0 && (lo = hex_digit(s[i + 2])) >= 0) {
+            unsigned char c = (unsigned char)(hi * 16 + lo);
+            raw_case = raw_case || c == '&' || c >= 0x80;
+            buf_putc(out, (char)c);
+            i += 2;
+        } else {
+            buf_putc(out, s[i]);
+        }
+    }
+    return raw_case;
+}
+
+char *names_folder_raw(const char *path, char delim, enum folder_layout layout)
+{
+    if (!path)
+        return NULL;
+    const char *whole = path;
+    if (layout == LAYOUT_MAILDIRPP) {
+        if (!*path)
+            return xstrdup("INBOX");
+        if (path[0] != '.')
+            return NULL;
+        path++;
+    }
+    char sep = layout == LAYOUT_VERBATIM ? '/' : '.';
+    struct buf raw = {0};
+    bool ok = *path != '\0';
+    for (const char *p = path; ok;) {
+        const char *end = strchr(p, sep);
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (p != path) {
+            if (!delim) {
+                ok = false; /* nested, but the server is flat */
+                break;
+            }
+            buf_putc(&raw, delim);
+        }
+        struct buf text = {0};
+        if (unescape_component(p, n, &text)) {
+            buf_put(&raw, text.data, text.len);
+        } else {
+            char *enc = NULL;
+            if (text.len == strlen(text.data ? text.data : ""))
+                enc = names_mutf7_encode(text.data ? text.data : "");
+            if (enc)
+                buf_put(&raw, enc, strlen(enc));
+            ok = enc != NULL;
+            free(enc);
+        }
+        buf_free(&text);
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    char *name = buf_take(&raw);
+    char *back = ok ? names_folder_path(name, delim, layout, NULL) : NULL;
+    if (!back || strcmp(back, whole) != 0) {
+        free(name);
+        name = NULL;
+    }
+    free(back);
+    return name;
+}
+
+/* A component as a tool that keeps raw names writes it: safe only if it
+ * is a plain directory name (not empty, ".", "..", cur/new/tmp, no '/',
+ * no control character; verbatim: not hidden; maildir++ and dotted: no
+ * '.', the separator there). */
+static bool raw_component_ok(struct component c, enum folder_layout layout)
+{
+    if (c.len == 0 || c.len > NAME_MAX_COMPONENT || (c.len == 1 && c.raw[0] == '.') ||
+        (c.len == 2 && c.raw[0] == '.' && c.raw[1] == '.'))
+        return false;
+    if (layout == LAYOUT_VERBATIM && c.raw[0] == '.')
+        return false;
+    static const char *const reserved[] = {"cur", "new", "tmp"};
+    for (size_t i = 0; i < 3; i++)
+        if (c.len == 3 && strncasecmp(c.raw, reserved[i], 3) == 0)
+            return false;
+    for (size_t i = 0; i < c.len; i++) {
+        unsigned char ch = (unsigned char)c.raw[i];
+        if (ch == '/' || ch < 0x20 || ch == 0x7f || (layout != LAYOUT_VERBATIM && ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+char *names_raw_path(const char *raw, char delim, enum folder_layout layout)
+{
+    if (!raw || !*raw || strcasecmp(raw, "INBOX") == 0 || !strchr(raw, '&'))
+        return NULL;
+    size_t rawlen = strlen(raw);
+    struct component *comps = xmalloc((rawlen + 1) * sizeof *comps);
+    size_t ncomps = split_name(raw, delim, comps);
+    struct buf out = {0};
+    bool ok = true;
+    if (layout == LAYOUT_MAILDIRPP)
+        buf_putc(&out, '.');
+    for (size_t i = 0; i < ncomps && ok; i++) {
+        ok = raw_component_ok(comps[i], layout);
+        if (i > 0)
+            buf_putc(&out, layout == LAYOUT_VERBATIM ? '/' : '.');
+        for (size_t k = 0; ok && k < comps[i].len; k++)
+            buf_putc(&out, comps[i].raw[k]);
+    }
+    free(comps);
+    /* maildir++ and dotted: the whole path is one directory name */
+    size_t max = layout == LAYOUT_VERBATIM ? NAME_MAX_PATH : NAME_MAX_COMPONENT;
+    char *path = ok && out.len <= max ? buf_take(&out) : NULL;
+    if (!path)
+        buf_free(&out);
+    char *own = path ? names_folder_path(raw, delim, layout, NULL) : NULL;
+    if (path && (!own || strcmp(own, path) == 0)) { /* no other name to look for */
+        free(path);
+        path = NULL;
+    }
+    free(own);
+    return path;
 }
 
 /* ---- folder patterns ------------------------------------------------------ */

@@ -38,6 +38,8 @@ char *names_display(const char *raw);
  *
  * verbatim:  "INBOX" -> "INBOX", "Sent/2024" -> "Sent/2024"
  * maildir++: "INBOX" -> "" (the root itself), "Sent/2024" -> ".Sent.2024"
+ * dotted:    "INBOX" -> "INBOX", "Sent/2024" -> "Sent.2024" (OfflineIMAP's
+ *            default); "a.b" (a '.' inside a component) -> "a%2Eb"
  *
  * Returns a malloc'd path, or NULL with *why set to a static reason when
  * the folder must be skipped. The path never contains "." or ".." or empty
@@ -46,6 +48,21 @@ char *names_display(const char *raw);
  * map to distinct paths (characters that cannot appear are %XX-escaped,
  * and '%' itself is escaped, so the mapping is one-to-one). */
 char *names_folder_path(const char *raw, char delim, enum folder_layout layout, const char **why);
+
+/* The inverse: the raw (modified UTF-7) server name, with delimiter delim,
+ * that names_folder_path maps to path, for a folder that exists only
+ * locally. Returns a malloc'd name, or NULL when no server name maps to
+ * exactly this path (a nested path on a flat server, not UTF-8, escapes
+ * names_folder_path would not write, ...). */
+char *names_folder_raw(const char *path, char delim, enum folder_layout layout);
+
+/* The path tools that keep the raw name write a server folder to (mbsync
+ * 1.4: the modified UTF-7 name as it is, "Th&AbA- m&HuU-c"; components
+ * split at the delimiter and joined by '/', or by '.' after a leading '.'
+ * in maildir++; OfflineIMAP's default, dotted: joined by '.',
+ * "Projects.Th&AbA-"), when it differs from names_folder_path's. NULL when it
+ * does not (no '&' in the name, INBOX), or is no safe path. malloc'd. */
+char *names_raw_path(const char *raw, char delim, enum folder_layout layout);
 
 /* Whether a folder is selected by the `folders =` patterns. name is the
  * UTF-8 display name with the server's delimiter replaced by '/'.

@@ -112,39 +112,47 @@ static int fetch_chunk(void *vctx, const char *data, size_t len)
     return maildir_tmp_write(c->cur, data, len, &c->err) ? -1 : 0;
 }
 
-bool deliver_leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_msg *l, uint64_t size,
-                 const unsigned char hash[32])
+bool deliver_leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_msg *l, uint64_t len,
+                         const unsigned char hash[32])
 {
-    if (lo->adopted || !l || lo->size != size)
+    /* the file holds at least the bytes hashed (CRs and tool fields are
+     * left out of the digest, never added) */
+    if (lo->adopted || !l || lo->size < len)
         return false;
     if (!lo->hashed) {
         struct ms_error e;
-        int fd = maildir_open_msg(mf, l, &e);
-        if (fd < 0)
+        struct message_hash *h = message_hash_new();
+        int fd = h ? maildir_open_msg(mf, l, &e) : -1;
+        if (fd >= 0) {
+            lo->hashed = message_hash_file(h, fd, lo->hash, &lo->hlen) == 0;
+            close(fd);
+        }
+        message_hash_free(h);
+        if (!lo->hashed)
             return false;
-        lo->hashed = message_hash_fd(fd, lo->hash) == 0;
-        close(fd);
     }
-    return lo->hashed && memcmp(lo->hash, hash, sizeof lo->hash) == 0;
+    return lo->hlen == len && memcmp(lo->hash, hash, sizeof lo->hash) == 0;
 }
 
-/* The downloaded message m is byte for byte a local file nobody claimed:
+/* The downloaded message m is a local file nobody claimed, byte for byte but
+ * for the fields other tools add (message.h):
  * give that file the server's flags and return its unique name (which
  * the batch then records for m's UID, with the server's flags); else NULL.
  * A file the state knew before a UIDVALIDITY change gets only the server's
  * changes since the last sync, so its local changes stay for the push. */
 static char *adopt_leftover(struct fetch_ctx *c, const struct remote_msg *m)
 {
-    /* Compared as stored (CRLF -> LF on both sides): RFC822.SIZE is only a
-     * hint (bare LFs, servers that count loosely). */
-    uint64_t stored_size = maildir_tmp_size(c->cur);
+    /* Compared as stored (CRLF -> LF on both sides) and without the
+     * fields other tools add (message.h): RFC822.SIZE is only a hint (bare
+     * LFs, servers that count loosely). */
+    uint64_t len;
     unsigned char hash[32];
-    if (!message_hash_end(c->hash, hash))
+    if (!message_hash_end(c->hash, hash, &len))
         return NULL;
     for (size_t i = 0; i < c->nleft; i++) {
         struct leftover *lo = &c->left[i];
         struct local_msg *l = views_local_by_uniq(c->local, c->nlocal, lo->uniq);
-        if (!deliver_leftover_is(c->mf, lo, l, stored_size, hash))
+        if (!deliver_leftover_is(c->mf, lo, l, len, hash))
             continue;
         struct ms_error e;
         unsigned want = m->flags;

@@ -115,7 +115,8 @@ bool folders_is_trash(const struct account *a, const struct selected *sel);
 struct leftover {
     char *uniq;
     uint64_t size; /* of the file as stored (LF line ends) */
-    unsigned char hash[32];
+    unsigned char hash[32]; /* message_hash of the file */
+    uint64_t hlen;          /* and the bytes it covers */
     bool hashed;
     bool adopted;
     /* The state knew the file before a UIDVALIDITY change, with these
@@ -245,10 +246,11 @@ int retention_retire_old(struct run *r, const struct selected *sel, struct engin
 
 /* deliver.c */
 /* Whether lo, whose file is l (NULL: none), is not adopted yet and holds
- * exactly a download of size bytes (as stored) with this content hash
- * (message_hash); the file is hashed on the first comparison only. */
-bool deliver_leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_msg *l, uint64_t size,
-                 const unsigned char hash[32]);
+ * a download whose content hash (message_hash, which leaves out CRs before
+ * LF and the fields other tools add) is hash over len bytes; the file is
+ * hashed on the first comparison only. */
+bool deliver_leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_msg *l, uint64_t len,
+                         const unsigned char hash[32]);
 /* Download and deliver the plan's PLAN_FETCH messages, comparing each
  * with the leftovers first. */
 /* finish: the folder's row, saved with the last confirmations when every

@@ -220,6 +220,73 @@ static int list_folders(struct run *r, struct remote_folder **f, size_t *n, stru
     return rc;
 }
 
+/* A server folder whose directory another tool wrote under the folder's
+ * raw (modified UTF-7) name, names_raw_path (mbsync 1.4: "Th&AbA- m&HuU-c"
+ * for "Thư mục"), is that folder, not a local one to create on the
+ * server: its raw path joins r->server_paths. If the folder is selected,
+ * the raw directory exists and mailsync's own does not, the directory is
+ * renamed to mailsync's name (one rename: the files keep their inodes,
+ * and from then on the Maildir has one layout; mapping the raw name
+ * instead would have to be found again every run and would leave two
+ * names for one folder). With both directories there, nothing is guessed:
+ * a warning, both stay, the folder syncs with mailsync's. A dry run only
+ * says so, and plans against the raw directory. Parents go first (shorter
+ * paths), so a renamed parent takes its children along. */
+struct raw_dir {
+    size_t at; /* index into the listing */
+    char *path;
+};
+
+static int cmp_raw_dir(const void *a, const void *b)
+{
+    size_t x = strlen(((const struct raw_dir *)a)->path), y = strlen(((const struct raw_dir *)b)->path);
+    return (x > y) - (x < y);
+}
+
+static void adopt_raw_dirs(struct run *r, const struct remote_folder *f, struct engine_folder_map *map, size_t n)
+{
+    struct raw_dir *v = xcalloc(n + 1, sizeof *v);
+    size_t nv = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *rp = map[i].path ? names_raw_path(map[i].raw, f[i].delim, r->acct->layout) : NULL;
+        if (!rp)
+            continue;
+        v[nv++] = (struct raw_dir){i, rp};
+        r->server_paths = xrealloc(r->server_paths, (r->nserver_paths + 2) * sizeof *r->server_paths);
+        r->server_paths[r->nserver_paths++] = xstrdup(rp);
+    }
+    qsort(v, nv, sizeof *v, cmp_raw_dir);
+    for (size_t k = 0; k < nv; k++) {
+        struct engine_folder_map *m = &map[v[k].at];
+        const char *rp = v[k].path;
+        if (!m->selected || r->rootfd < 0 || !maildir_folder_exists(r->rootfd, rp))
+            continue;
+        const char *root = r->acct->maildir;
+        if (maildir_folder_exists(r->rootfd, m->path)) {
+            log_msg(LOG_WARN, "folder \"%s\": both %s/%s and %s/%s (its raw name, as mbsync writes it) exist; "
+                              "leaving both, syncing %s/%s (merge the other into it if it is the same folder)",
+                    m->name, root, m->path, root, rp, root, m->path);
+            continue;
+        }
+        if (r->opt->dry_run) {
+            log_msg(LOG_INFO, "folder \"%s\": would rename %s/%s (its raw name) to %s/%s", m->name, root, rp, root,
+                    m->path);
+            free(m->path);
+            m->path = xstrdup(rp);
+            continue;
+        }
+        struct ms_error e;
+        if (maildir_rename_folder(r->rootfd, rp, m->path, &e) == MS_OK)
+            log_msg(LOG_INFO, "folder \"%s\": renamed %s/%s (its raw name, as mbsync writes it) to %s/%s", m->name,
+                    root, rp, root, m->path);
+        else
+            log_msg(LOG_WARN, "folder \"%s\": %s; its messages stay there and are not synced", m->name, e.msg);
+    }
+    for (size_t k = 0; k < nv; k++)
+        free(v[k].path);
+    free(v);
+}
+
 int folders_list_selected(struct run *r, struct selected **out, size_t *nout, struct ms_error *err)
 {
     struct remote_folder *f = NULL;
@@ -236,6 +303,7 @@ int folders_list_selected(struct run *r, struct selected **out, size_t *nout, st
         if (f[i].delim && (!r->delim || strcasecmp(f[i].name, "INBOX") == 0))
             r->delim = f[i].delim;
     }
+    adopt_raw_dirs(r, f, map, n);
     qsort(r->server_paths, r->nserver_paths, sizeof *r->server_paths, util_cmp_str);
     struct selected *sel = xcalloc(n, sizeof *sel);
     size_t k = 0;
@@ -304,40 +372,18 @@ void folders_free_selected(struct selected *s, size_t n)
 /* ------------------------------------------------------------------ */
 /* folders that exist only locally */
 
-/* The server name a local folder path stands for: each component encoded
- * in modified UTF-7 and joined with the server's delimiter. NULL when
- * there is none (a nested path on a flat server, bad UTF-8). The caller
- * checks that the name maps back to the same path. */
-static char *server_name_of(const char *path, enum folder_layout layout, char delim)
+/* Where maildir_find_folders looks for the account's layout. */
+static enum maildir_find folders_find_mode(enum folder_layout layout)
 {
-    if (layout == LAYOUT_MAILDIRPP) {
-        if (!*path)
-            return xstrdup("INBOX");
-        if (path[0] != '.')
-            return NULL;
-        path++;
+    switch (layout) {
+    case LAYOUT_MAILDIRPP:
+        return MAILDIR_FIND_DOTDIRS;
+    case LAYOUT_DOTTED:
+        return MAILDIR_FIND_TOPLEVEL;
+    case LAYOUT_VERBATIM:
+        break;
     }
-    char sep = layout == LAYOUT_MAILDIRPP ? '.' : '/';
-    char *copy = xstrdup(path), *save = NULL, *out = NULL;
-    size_t len = 0;
-    for (char *comp = strtok_r(copy, (char[]){sep, 0}, &save); comp; comp = strtok_r(NULL, (char[]){sep, 0}, &save)) {
-        char *enc = names_mutf7_encode(comp);
-        if (!enc || (out && !delim)) {
-            free(enc);
-            free(out);
-            out = NULL;
-            break;
-        }
-        size_t el = strlen(enc);
-        out = xrealloc(out, len + el + 2);
-        if (len)
-            out[len++] = delim;
-        memcpy(out + len, enc, el + 1);
-        len += el;
-        free(enc);
-    }
-    free(copy);
-    return out;
+    return MAILDIR_FIND_NESTED;
 }
 
 static bool path_in(char **v, size_t n, const char *path)
@@ -351,7 +397,7 @@ int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, str
         return MS_OK;
     char **paths = NULL;
     size_t np = 0;
-    maildir_find_folders(r->rootfd, r->acct->layout == LAYOUT_MAILDIRPP, &paths, &np);
+    maildir_find_folders(r->rootfd, folders_find_mode(r->acct->layout), &paths, &np);
     struct state_folder *known = NULL;
     size_t nknown = 0;
     struct ms_error e;
@@ -368,7 +414,7 @@ int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, str
         if (seen)
             continue;
         const char *why = NULL;
-        char *raw = server_name_of(path, r->acct->layout, r->delim);
+        char *raw = names_folder_raw(path, r->delim, r->acct->layout);
         char *back = raw ? names_folder_path(raw, r->delim, r->acct->layout, &why) : NULL;
         if (!back || strcmp(back, path) != 0) {
             log_msg(LOG_WARN, "local folder %s/%s has no server name that maps back to it; not created on the server",

@@ -10,9 +10,9 @@
  * the DB at its first change) and in a marker file in the Maildir root,
  * .mailsync-state-ACCOUNT (one per account: two accounts may share a root),
  * holding "mailsync-state 1 <db_id> <generation>". It is a regular file
- * with a dot name: the folder scan skips it in both layouts (verbatim
- * skips dot names; maildir++ folders are ".Name" directories, and a file
- * is no directory). Account names are file-name safe (cmd/config.c); the
+ * with a dot name: the folder scan skips it in every layout (verbatim and
+ * dotted skip dot names; maildir++ folders are ".Name" directories, and a
+ * file is no directory). Account names are file-name safe (cmd/config.c); the
  * temporary file's prefix, .mailsync-state.tmp-, is no marker's.
  *
  * At open, with a marker present, the DB is trusted only if it carries the

@@ -103,13 +103,14 @@ static int find_leftovers(struct popctx *c, struct ms_error *err)
     return MS_OK;
 }
 
-/* The unique part of the local file the download in t is, byte for byte
- * as stored (claimed: no second download is matched with it), or NULL. */
-static const char *same_as_leftover(struct popctx *c, const struct maildir_tmp *t)
+/* The unique part of the local file the download just hashed is, byte for
+ * byte as stored but for the fields other tools add (claimed: no second
+ * download is matched with it), or NULL. */
+static const char *same_as_leftover(struct popctx *c)
 {
     unsigned char hash[32];
-    uint64_t size = maildir_tmp_size(t);
-    if (!message_hash_end(c->hash, hash))
+    uint64_t size;
+    if (!message_hash_end(c->hash, hash, &size))
         return NULL;
     for (size_t i = 0; i < c->nleft; i++) {
         struct leftover *lo = &c->left[i];
@@ -222,7 +223,7 @@ int popfetch_pull(struct run *r, struct ms_error *err)
         }
         snprintf(f->uidl, sizeof f->uidl, "%s", msgs[i].id);
         f->size = maildir_tmp_size(f->tmp);
-        const char *same = c.hash ? same_as_leftover(&c, f->tmp) : NULL;
+        const char *same = c.hash ? same_as_leftover(&c) : NULL;
         if (same) {
             log_msg(LOG_VERBOSE, "INBOX: POP3 message %s is local file %s: adopted, not delivered again",
                     msgs[i].id, same);

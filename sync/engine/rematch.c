@@ -1,8 +1,20 @@
 /*
  * rematch.c: pairing local files with server messages when the state DB
- * cannot (a UIDVALIDITY change, a lost or new DB): by Message-ID and size
- * first (plan_match), and what stays unpaired is handed to delivery as
- * leftovers, compared by content before anything is delivered twice.
+ * cannot (a UIDVALIDITY change, a lost or new DB, a Maildir another tool
+ * filled: mbsync, OfflineIMAP, getmail, fetchmail). Three tiers, each only
+ * for what the one before left:
+ *  1. Message-ID and size (plan_match): the file's own size, else the
+ *     sizes it has without the fields other tools add (message.h). One
+ *     FETCH of the Message-IDs of the server UIDs the state does not know.
+ *  2. Message-ID unique on both sides and equal Date and From
+ *     (plan_match_loose), where a tool's fields make the size uncertain;
+ *     the Date and From of the server messages concerned are fetched only
+ *     when tier 1 left a Message-ID unpaired on both sides (one more FETCH).
+ *  3. What stays unpaired (no Message-ID, or one that is ambiguous) is
+ *     handed to delivery as leftovers: a download is compared by content
+ *     with them before it is delivered, so it is adopted, not doubled
+ *     (costs the download).
+ * A pair keeps the local file as it is (same name, same inode).
  */
 #include "sync/engine/engine_int.h"
 
@@ -30,13 +42,17 @@ static void found_identity(void *ctx, uint32_t uid, uint64_t size, const char *m
 {
     struct id_list *l = ctx;
     l->ids = xrealloc(l->ids, (l->n + 1) * sizeof *l->ids);
-    l->ids[l->n++] = (struct plan_identity){uid, NULL, message_id ? xstrdup(message_id) : NULL, size};
+    l->ids[l->n++] = (struct plan_identity){.uid = uid, .uniq = NULL,
+                                            .message_id = message_id ? xstrdup(message_id) : NULL, .size = size,
+                                            .alt = {0}, .nalt = 0, .date = NULL, .from = NULL};
 }
 
 static void free_ids(struct id_list *l, bool free_uniq)
 {
     for (size_t i = 0; i < l->n; i++) {
         free((char *)l->ids[i].message_id);
+        free((char *)l->ids[i].date);
+        free((char *)l->ids[i].from);
         if (free_uniq)
             free((char *)l->ids[i].uniq);
     }
@@ -114,7 +130,9 @@ static const struct state_msg *old_row(const struct old_rows *o, const char *uni
 static void add_identity(struct id_list *out, const char *uniq, const char *message_id, uint64_t size)
 {
     out->ids = xrealloc(out->ids, (out->n + 1) * sizeof *out->ids);
-    out->ids[out->n++] = (struct plan_identity){0, xstrdup(uniq), message_id ? xstrdup(message_id) : NULL, size};
+    out->ids[out->n++] = (struct plan_identity){.uid = 0, .uniq = xstrdup(uniq),
+                                                .message_id = message_id ? xstrdup(message_id) : NULL, .size = size,
+                                                .alt = {0}, .nalt = 0, .date = NULL, .from = NULL};
 }
 
 /* Local identity of a file: from the rows the state had before a
@@ -131,28 +149,134 @@ static void local_identity(struct maildir_folder *mf, struct local_msg *l, const
     int fd = maildir_open_msg(mf, l, &e);
     if (fd < 0)
         return;
-    char *mid = NULL;
-    uint64_t size = 0;
-    if (message_identity_fd(fd, &mid, &size) == 0) {
+    struct message_identity id;
+    if (message_identity_read(fd, &id) == 0) {
         out->ids = xrealloc(out->ids, (out->n + 1) * sizeof *out->ids);
-        out->ids[out->n++] = (struct plan_identity){0, xstrdup(l->uniq), mid, size};
+        struct plan_identity *p = &out->ids[out->n++];
+        *p = (struct plan_identity){.uid = 0, .uniq = xstrdup(l->uniq), .message_id = id.message_id,
+                                    .size = id.size, .alt = {0}, .nalt = 0, .date = id.date, .from = id.from};
+        for (unsigned k = 0; k < id.nalt && k < PLAN_ALT_SIZES; k++)
+            p->alt[p->nalt++] = id.alt[k];
+        id.message_id = id.date = id.from = NULL; /* now the list's */
     }
+    message_identity_free(&id);
     close(fd);
 }
 
 /* The pair's row as recorded: with the flags and keywords of the last
  * sync when the old rows knew the file, so that the planners see local
  * changes not yet pushed as such (a pull keeps them, a push sends them)
- * and bring down only what the server changed; a file the old rows did
- * not know is recorded with its local flags, and the server's flags come
- * down as a change. */
+ * and bring down only what the server changed. A file the old rows did
+ * not know has no history to tell which side changed a flag last:
+ *  - when a push follows in this run (`sync`), the row gets the flags both
+ *    sides have (local and server's, rm), so the pull brings down the
+ *    server's others and the push sends up the file's others: the union,
+ *    no flag is taken away (a message read in a mail reader after another
+ *    tool's last sync stays read on the server too);
+ *  - otherwise (`pull`) it is recorded with its local flags, and the
+ *    server's flags come down as a change (the server wins). */
 static struct state_msg matched_row(const struct plan_match *m, const struct old_rows *old, struct local_msg *local,
-                                    size_t nlocal)
+                                    size_t nlocal, const struct remote_msg *rm, bool push_follows)
 {
     const struct state_msg *o = old_row(old, m->uniq);
     const struct local_msg *l = views_local_by_uniq(local, nlocal, m->uniq);
-    return (struct state_msg){.uid = m->uid, .uniq = (char *)m->uniq,
-                              .flags = o ? o->flags : l ? l->flags : 0, .keywords = o ? o->keywords : NULL};
+    unsigned flags = o ? o->flags : l ? l->flags : 0;
+    if (!o && l && rm && push_follows)
+        flags &= rm->flags;
+    return (struct state_msg){.uid = m->uid, .uniq = (char *)m->uniq, .flags = flags,
+                              .keywords = o ? o->keywords : NULL};
+}
+
+/* ------------------------------------------------------------------ */
+/* the second tier: Message-ID, Date and From */
+
+/* rids sorted by UID: the Date and From of a server message arrive. */
+static void found_headers(void *ctx, uint32_t uid, uint64_t size, const char *block, size_t len)
+{
+    struct id_list *rids = ctx;
+    struct plan_identity *x = UTIL_FIND_UID(rids->ids, rids->n, uid, uid);
+    (void)size;
+    if (!x || x->date || x->from)
+        return;
+    x->date = message_header(block, len, "Date");
+    x->from = message_header(block, len, "From");
+}
+
+static int cmp_identity_mid(const void *a, const void *b)
+{
+    return strcmp(((const struct plan_identity *)a)->message_id, ((const struct plan_identity *)b)->message_id);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* What plan_match left of ids: the entries with a Message-ID not in the
+ * pairs (by UID on the remote side, by file on the local side), copied
+ * (their strings borrowed). */
+static struct plan_identity *unpaired(const struct id_list *ids, bool remote, const struct plan_match *m, size_t nm,
+                                      size_t *n)
+{
+    struct plan_identity *v = xmalloc((ids->n + 1) * sizeof *v);
+    uint32_t *uids = xmalloc((nm + 1) * sizeof *uids);
+    const char **names = xmalloc((nm + 1) * sizeof *names);
+    for (size_t k = 0; k < nm; k++)
+        uids[k] = m[k].uid, names[k] = m[k].uniq;
+    qsort(uids, nm, sizeof *uids, cmp_u32);
+    qsort(names, nm, sizeof *names, util_cmp_str);
+    *n = 0;
+    for (size_t i = 0; i < ids->n; i++) {
+        const struct plan_identity *x = &ids->ids[i];
+        bool paired = !x->message_id ||
+                      (remote ? util_uid_find(uids, nm, x->uid) != NULL : rematch_index_has(names, nm, x->uniq));
+        if (!paired)
+            v[(*n)++] = *x;
+    }
+    free(uids);
+    free(names);
+    return v;
+}
+
+/* Tier 2 (see the top of this file) for what tier 1 left: the pairs are
+ * added to *m / *nm. rids must be sorted by UID. */
+static int match_loose(struct run *r, struct id_list *rids, const struct id_list *lids, struct plan_match **m,
+                       size_t *nm, size_t *nloose, struct ms_error *err)
+{
+    size_t nr, nl, nwant = 0, k2 = 0;
+    struct plan_identity *ur = unpaired(rids, true, *m, *nm, &nr), *ul = unpaired(lids, false, *m, *nm, &nl);
+    uint32_t *want = xmalloc((nr + 1) * sizeof *want);
+    struct plan_match *m2 = NULL;
+    int rc = MS_OK;
+    *nloose = 0;
+    qsort(ul, nl, sizeof *ul, cmp_identity_mid);
+    for (size_t i = 0; i < nr && nl; i++)
+        if (bsearch(&ur[i], ul, nl, sizeof *ul, cmp_identity_mid))
+            want[nwant++] = ur[i].uid;
+    if (nwant == 0 || !r->remote->ops->fetch_headers)
+        goto out;
+    static const char *const fields[] = {"DATE", "FROM"};
+    log_msg(LOG_VERBOSE, "%zu server messages share a Message-ID with a local file of another size: comparing their "
+                         "Date and From", nwant);
+    if ((rc = r->remote->ops->fetch_headers(r->remote, want, nwant, fields, 2, found_headers, rids, err)))
+        goto out;
+    free(ur);
+    ur = unpaired(rids, true, *m, *nm, &nr); /* with their Date and From now */
+    if (plan_match_loose(ur, nr, ul, nl, &m2, &k2) != 0) {
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+        goto out;
+    }
+    *m = xrealloc(*m, (*nm + k2 + 1) * sizeof **m);
+    memcpy(*m + *nm, m2, k2 * sizeof *m2);
+    *nm += k2;
+    *nloose = k2;
+out:
+    free(m2);
+    free(want);
+    free(ur);
+    free(ul);
+    return rc;
 }
 
 /* Local files the state does not know, and server UIDs it does not know:
@@ -233,8 +357,14 @@ int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, 
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
         goto out;
     }
-    collect_leftovers(&lids, m, nm, &orows, local, nlocal, left, nleft);
+    size_t nexact = nm, nloose = 0;
     qsort(rids.ids, rids.n, sizeof *rids.ids, cmp_identity_uid);
+    if (nm < rids.n && nm < lids.n && (rc = match_loose(r, &rids, &lids, &m, &nm, &nloose, err)))
+        goto out;
+    collect_leftovers(&lids, m, nm, &orows, local, nlocal, left, nleft);
+    log_msg(LOG_VERBOSE, "%zu paired by Message-ID and size, %zu by Message-ID, Date and From; %zu local files left "
+                         "to compare by content with what is downloaded",
+            nexact, nloose, *nleft);
     size_t gone = 0;
     for (size_t i = 0; i < nm; i++)
         gone += !views_local_by_uniq(local, nlocal, m[i].uniq);
@@ -252,7 +382,8 @@ record:
             rc = state_msg_delete_all(r->st, folder_id, err);
         for (size_t i = 0; i < nm && rc == MS_OK; i++) {
             const struct plan_identity *rid = UTIL_FIND_UID(rids.ids, rids.n, uid, m[i].uid);
-            struct state_msg row = matched_row(&m[i], &orows, local, nlocal);
+            struct state_msg row = matched_row(&m[i], &orows, local, nlocal,
+                                               UTIL_FIND_UID(remote, nremote, uid, m[i].uid), r->push_after_pull);
             row.size = rid ? rid->size : 0;
             row.message_id = rid ? (char *)rid->message_id : NULL;
             rc = state_msg_put(r->st, folder_id, &row, err);
@@ -271,7 +402,8 @@ record:
         /* --dry-run: pretend, in memory only */
         *state = xrealloc(*state, (*nstate + nm + 1) * sizeof **state);
         for (size_t i = 0; i < nm; i++) {
-            struct state_msg row = matched_row(&m[i], &orows, local, nlocal);
+            struct state_msg row = matched_row(&m[i], &orows, local, nlocal,
+                                               UTIL_FIND_UID(remote, nremote, uid, m[i].uid), r->push_after_pull);
             row.uniq = xstrdup(row.uniq);
             row.keywords = row.keywords ? xstrdup(row.keywords) : NULL;
             (*state)[(*nstate)++] = row;

@@ -430,32 +430,47 @@ static int cmp_path(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int maildir_find_folders(int rootfd, bool maildirpp, char ***out, size_t *n)
+/* The directories right below the root that hold a Maildir: with dots
+ * (maildir++, ".Name") or without (dotted, "Name"; never cur/new/tmp). */
+static void find_toplevel(int rootfd, bool dotted, struct path_vec *p)
+{
+    int fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d && fd >= 0)
+        close(fd);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (!strcmp(n, ".") || !strcmp(n, ".."))
+            continue;
+        if (dotted ? n[0] == '.' || !strcmp(n, "cur") || !strcmp(n, "new") || !strcmp(n, "tmp") : n[0] != '.')
+            continue;
+        int sub = openat(rootfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0)
+            continue;
+        if (holds_maildir(sub))
+            path_push(p, n);
+        close(sub);
+    }
+    if (d)
+        closedir(d);
+}
+
+int maildir_find_folders(int rootfd, enum maildir_find mode, char ***out, size_t *n)
 {
     struct path_vec p = {0};
-    if (!maildirpp) {
+    switch (mode) {
+    case MAILDIR_FIND_NESTED:
         find_nested(rootfd, "", 0, &p);
-    } else {
+        break;
+    case MAILDIR_FIND_DOTDIRS:
         if (holds_maildir(rootfd))
             path_push(&p, "");
-        int fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-        if (!d && fd >= 0)
-            close(fd);
-        struct dirent *de;
-        while (d && (de = readdir(d)) != NULL) {
-            const char *n = de->d_name;
-            if (n[0] != '.' || !strcmp(n, ".") || !strcmp(n, ".."))
-                continue;
-            int sub = openat(rootfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub < 0)
-                continue;
-            if (holds_maildir(sub))
-                path_push(&p, n);
-            close(sub);
-        }
-        if (d)
-            closedir(d);
+        find_toplevel(rootfd, false, &p);
+        break;
+    case MAILDIR_FIND_TOPLEVEL:
+        find_toplevel(rootfd, true, &p);
+        break;
     }
     if (p.n)
         qsort(p.v, p.n, sizeof *p.v, cmp_path);
@@ -1300,4 +1315,46 @@ int maildir_rename_uniq(struct maildir_folder *f, struct local_msg *m, struct ms
     }
     return ms_error_set(err, MS_ELOCAL, "%s: no free unique name for %s", f->path,
                         log_escape(m->name, strlen(m->name), 100));
+}
+
+/* ------------------------------------------------------------------ */
+/* renaming a folder                                                   */
+
+/* The directory holding the last component of relpath (walked, created
+ * with create), and that component in *leaf (points into relpath). */
+static int parent_of(int rootfd, const char *relpath, bool create, const char **leaf)
+{
+    const char *slash = strrchr(relpath, '/');
+    *leaf = slash ? slash + 1 : relpath;
+    if (!slash)
+        return openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char *dir = xstrndup(relpath, (size_t)(slash - relpath));
+    int fd = walk(rootfd, dir, create);
+    free(dir);
+    return fd;
+}
+
+int maildir_rename_folder(int rootfd, const char *from, const char *to, struct ms_error *err)
+{
+    if (!relpath_ok(from) || !relpath_ok(to) || !*from || !*to)
+        return ms_error_set(err, MS_ELOCAL, "cannot rename folder %s to %s: not a folder path", from, to);
+    const char *fleaf, *tleaf;
+    int fd_from = parent_of(rootfd, from, false, &fleaf);
+    int fd_to = fd_from >= 0 ? parent_of(rootfd, to, true, &tleaf) : -1;
+    int rc = MS_OK;
+    struct stat st;
+    if (fd_from < 0 || fd_to < 0)
+        rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot rename folder %s to %s", from, to);
+    else if (fstatat(fd_to, tleaf, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        rc = ms_error_set(err, MS_ELOCAL, "cannot rename folder %s to %s: that exists", from, to);
+    else if (renameat(fd_from, fleaf, fd_to, tleaf) != 0)
+        rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot rename folder %s to %s", from, to);
+    /* durable before anything is recorded under the new name */
+    else if (fsync(fd_to) != 0 || fsync(fd_from) != 0)
+        rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot fsync after renaming folder %s to %s", from, to);
+    if (fd_from >= 0)
+        close(fd_from);
+    if (fd_to >= 0)
+        close(fd_to);
+    return rc;
 }

@@ -54,13 +54,20 @@ struct maildir_stamp {
 /* Returns 0, or -1 if the folder or its cur/ or new/ cannot be read. */
 int maildir_change_stamp(int rootfd, const char *relpath, struct maildir_stamp *out);
 
-/* The Maildir folders below the root, as relative paths, sorted: with
- * maildir++ the root itself ("") and its ".Name" directories; otherwise
- * every directory (to MAILDIR_FIND_DEPTH levels, no symlinks, no names
- * starting with '.') that holds cur/, new/ and tmp/. Unreadable
+/* The Maildir folders below the root, as relative paths, sorted. What
+ * counts as a folder depends on the layout:
+ *  MAILDIR_FIND_NESTED (verbatim): every directory (to MAILDIR_FIND_DEPTH
+ *    levels, no names starting with '.') that holds cur/, new/ and tmp/;
+ *  MAILDIR_FIND_DOTDIRS (maildir++): the root itself ("") and its ".Name"
+ *    directories that do;
+ *  MAILDIR_FIND_TOPLEVEL (dotted, OfflineIMAP's default): the directories
+ *    right below the root that do, not starting with '.' (the root itself
+ *    is no folder, subdirectories are not looked at).
+ * Never cur/new/tmp themselves, never through a symlink. Unreadable
  * directories are passed over. Free each path and the array. */
 #define MAILDIR_FIND_DEPTH 16
-int maildir_find_folders(int rootfd, bool maildirpp, char ***out, size_t *n);
+enum maildir_find { MAILDIR_FIND_NESTED, MAILDIR_FIND_DOTDIRS, MAILDIR_FIND_TOPLEVEL };
+int maildir_find_folders(int rootfd, enum maildir_find mode, char ***out, size_t *n);
 
 /* One message file found by a scan. */
 struct local_msg {
@@ -188,5 +195,10 @@ int maildir_remove(struct maildir_folder *f, struct local_msg *m, struct ms_erro
  * regular file is refused). Returns an fd or -1 with err set. Looks m up
  * by uniq if it was renamed. */
 int maildir_open_msg(struct maildir_folder *f, struct local_msg *m, struct ms_error *err);
+
+/* Rename the folder directory from to to (relative paths below rootfd;
+ * to must not exist; its parent directories are made), one rename(2), the
+ * inodes kept, both parents fsynced. MS_OK or MS_ELOCAL with err set. */
+int maildir_rename_folder(int rootfd, const char *from, const char *to, struct ms_error *err);
 
 #endif

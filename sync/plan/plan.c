@@ -280,7 +280,8 @@ void push_plan_free(struct push_plan *p)
 
 struct keyed {
     const struct plan_identity *id;
-    size_t order;
+    uint64_t size; /* the size this entry stands for */
+    size_t order;  /* index into the input */
 };
 
 static int cmp_keyed(const void *pa, const void *pb)
@@ -289,57 +290,162 @@ static int cmp_keyed(const void *pa, const void *pb)
     int c = strcmp(a->id->message_id, b->id->message_id);
     if (c)
         return c;
-    if (a->id->size != b->id->size)
-        return a->id->size < b->id->size ? -1 : 1;
+    if (a->size != b->size)
+        return a->size < b->size ? -1 : 1;
     return a->order < b->order ? -1 : a->order > b->order;
 }
 
-/* The entries that have a Message-ID, sorted by (Message-ID, size, input
- * order). */
-static struct keyed *sorted_keys(const struct plan_identity *ids, size_t n, size_t *nkeyed)
+static bool has_id(const struct plan_identity *x)
+{
+    return x->message_id && x->message_id[0];
+}
+
+/* The entries that have a Message-ID and are not taken, sorted by
+ * (Message-ID, size, input order): with alt, one per alternative size,
+ * else one for the size itself. */
+static struct keyed *sorted_keys(const struct plan_identity *ids, size_t n, const bool *taken, bool alt,
+                                 size_t *nkeyed)
 {
     *nkeyed = 0;
-    struct keyed *k = malloc((n ? n : 1) * sizeof *k);
+    struct keyed *k = malloc((n ? n : 1) * (PLAN_ALT_SIZES + 1) * sizeof *k);
     if (!k)
         return NULL;
     size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i].message_id && ids[i].message_id[0])
-            k[m++] = (struct keyed){&ids[i], i};
+    for (size_t i = 0; i < n; i++) {
+        if (!has_id(&ids[i]) || taken[i])
+            continue;
+        if (!alt)
+            k[m++] = (struct keyed){&ids[i], ids[i].size, i};
+        for (unsigned a = 0; alt && a < ids[i].nalt && a < PLAN_ALT_SIZES; a++)
+            k[m++] = (struct keyed){&ids[i], ids[i].alt[a], i};
+    }
     qsort(k, m, sizeof *k, cmp_keyed);
     *nkeyed = m;
     return k;
 }
 
-static int cmp_identity(const struct plan_identity *a, const struct plan_identity *b)
+static int cmp_key(const struct keyed *a, const struct keyed *b)
 {
-    int c = strcmp(a->message_id, b->message_id);
+    int c = strcmp(a->id->message_id, b->id->message_id);
     if (c)
         return c;
     return a->size < b->size ? -1 : a->size > b->size;
 }
 
-int plan_match(const struct plan_identity *remote, size_t nremote, const struct plan_identity *local,
-               size_t nlocal, struct plan_match **out, size_t *nout)
+/* One pass of plan_match: local sizes as they are, or their alts. */
+static int match_pass(const struct plan_identity *remote, size_t nremote, bool *rtaken,
+                      const struct plan_identity *local, size_t nlocal, bool *ltaken, bool alt, struct plan_match *m,
+                      size_t *k)
 {
     size_t nr, nl;
-    struct keyed *r = sorted_keys(remote, nremote, &nr);
-    struct keyed *l = sorted_keys(local, nlocal, &nl);
-    struct plan_match *m = malloc((nr < nl ? nr : nl) * sizeof *m + 1);
-    if (!r || !l || !m) {
-        free(r), free(l), free(m);
+    struct keyed *r = sorted_keys(remote, nremote, rtaken, false, &nr);
+    struct keyed *l = sorted_keys(local, nlocal, ltaken, alt, &nl);
+    if (!r || !l) {
+        free(r), free(l);
         return -1;
     }
-    size_t i = 0, j = 0, k = 0;
+    size_t i = 0, j = 0;
     while (i < nr && j < nl) {
-        int c = cmp_identity(r[i].id, l[j].id);
+        if (ltaken[l[j].order]) { /* paired by another of its sizes */
+            j++;
+            continue;
+        }
+        int c = cmp_key(&r[i], &l[j]);
         if (c < 0) {
             i++;
         } else if (c > 0) {
             j++;
         } else {
-            m[k++] = (struct plan_match){r[i].id->uid, l[j].id->uniq};
+            m[(*k)++] = (struct plan_match){r[i].id->uid, l[j].id->uniq};
+            rtaken[r[i].order] = ltaken[l[j].order] = true;
             i++, j++;
+        }
+    }
+    free(r);
+    free(l);
+    return 0;
+}
+
+int plan_match(const struct plan_identity *remote, size_t nremote, const struct plan_identity *local,
+               size_t nlocal, struct plan_match **out, size_t *nout)
+{
+    bool *rtaken = calloc(nremote + 1, sizeof *rtaken), *ltaken = calloc(nlocal + 1, sizeof *ltaken);
+    struct plan_match *m = malloc((nremote < nlocal ? nremote : nlocal) * sizeof *m + 1);
+    size_t k = 0;
+    int rc = rtaken && ltaken && m ? 0 : -1;
+    /* The file's own size first: a file that is the server's message byte
+     * for byte is never paired by an alt with another copy. */
+    if (rc == 0)
+        rc = match_pass(remote, nremote, rtaken, local, nlocal, ltaken, false, m, &k);
+    if (rc == 0 && k < nremote && k < nlocal)
+        rc = match_pass(remote, nremote, rtaken, local, nlocal, ltaken, true, m, &k);
+    free(rtaken);
+    free(ltaken);
+    if (rc) {
+        free(m);
+        return -1;
+    }
+    *out = m;
+    *nout = k;
+    return 0;
+}
+
+static int cmp_by_id(const void *pa, const void *pb)
+{
+    const struct plan_identity *a = *(const struct plan_identity *const *)pa, *b = *(const struct plan_identity *const *)pb;
+    return strcmp(a->message_id, b->message_id);
+}
+
+/* Pointers to the entries with a Message-ID, sorted by it. */
+static const struct plan_identity **by_id(const struct plan_identity *ids, size_t n, size_t *nout)
+{
+    const struct plan_identity **v = malloc((n ? n : 1) * sizeof *v);
+    size_t k = 0;
+    for (size_t i = 0; v && i < n; i++)
+        if (has_id(&ids[i]))
+            v[k++] = &ids[i];
+    if (v)
+        qsort(v, k, sizeof *v, cmp_by_id);
+    *nout = k;
+    return v;
+}
+
+/* How many entries from v[i] on carry v[i]'s Message-ID. */
+static size_t run_of(const struct plan_identity **v, size_t n, size_t i)
+{
+    size_t j = i + 1;
+    while (j < n && strcmp(v[j]->message_id, v[i]->message_id) == 0)
+        j++;
+    return j - i;
+}
+
+static bool same_value(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+int plan_match_loose(const struct plan_identity *remote, size_t nremote, const struct plan_identity *local,
+                     size_t nlocal, struct plan_match **out, size_t *nout)
+{
+    size_t nr, nl, k = 0;
+    const struct plan_identity **r = by_id(remote, nremote, &nr), **l = by_id(local, nlocal, &nl);
+    struct plan_match *m = malloc((nr < nl ? nr : nl) * sizeof *m + 1);
+    if (!r || !l || !m) {
+        free(r), free(l), free(m);
+        return -1;
+    }
+    size_t i = 0, j = 0;
+    while (i < nr && j < nl) {
+        int c = strcmp(r[i]->message_id, l[j]->message_id);
+        size_t ri = run_of(r, nr, i), lj = run_of(l, nl, j);
+        if (c < 0) {
+            i += ri;
+        } else if (c > 0) {
+            j += lj;
+        } else {
+            if (ri == 1 && lj == 1 && same_value(r[i]->date, l[j]->date) && same_value(r[i]->from, l[j]->from))
+                m[k++] = (struct plan_match){r[i]->uid, l[j]->uniq};
+            i += ri, j += lj;
         }
     }
     free(r);

@@ -130,11 +130,21 @@ void plan_free(struct plan *p);
 
 /* --- identity matching --- */
 
+#define PLAN_ALT_SIZES 8
+
 struct plan_identity {
     uint32_t uid;           /* remote side: the UID; local side: unused */
     const char *uniq;       /* local side: the file; remote side: unused */
     const char *message_id; /* NULL = none: never matched by identity */
     uint64_t size;          /* RFC822.SIZE (CRLF size) */
+    /* Local side: the other sizes the server may report for the file,
+     * without the fields other tools add (message.h, struct
+     * message_identity); remote side: none. */
+    uint64_t alt[PLAN_ALT_SIZES];
+    unsigned nalt;
+    /* For plan_match_loose: header values (NULL = none, or not fetched). */
+    const char *date;
+    const char *from;
 };
 
 struct plan_match {
@@ -142,13 +152,23 @@ struct plan_match {
     const char *uniq;
 };
 
-/* Pair remote and local messages with the same (Message-ID, size). When
- * several messages share one identity, they are paired in input order and
- * the surplus stays unmatched (a duplicate is downloaded, never dropped).
- * Writes up to min(nremote, nlocal) pairs to *out (malloc'd) and their
- * count to *nout. Returns 0, or -1 on out of memory. */
+/* Pair remote and local messages with the same (Message-ID, size): first
+ * by the file's own size, then, for what is left, by one of its alt
+ * sizes. When several messages share one identity, they are paired in
+ * input order and the surplus stays unmatched (a duplicate is downloaded,
+ * never dropped). Writes up to min(nremote, nlocal) pairs to *out
+ * (malloc'd) and their count to *nout. Returns 0, or -1 on out of memory. */
 int plan_match(const struct plan_identity *remote, size_t nremote, const struct plan_identity *local,
                size_t nlocal, struct plan_match **out, size_t *nout);
+
+/* The second tier, for what plan_match left (the caller passes only the
+ * unpaired): where fields a tool added make the size uncertain (getmail
+ * rewrites the header it stores), a remote and a local message are the
+ * same if their Message-ID is unique on both sides (exactly one remote
+ * and one local entry carry it) and both Date and From are present and
+ * equal on both. Anything else stays unpaired. Same output as plan_match. */
+int plan_match_loose(const struct plan_identity *remote, size_t nremote, const struct plan_identity *local,
+                     size_t nlocal, struct plan_match **out, size_t *nout);
 
 /* --- local -> server --- */
 

@@ -83,6 +83,15 @@ int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
                         void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id), void *ctx,
                         struct ms_error *err);
 
+/* UID FETCH (RFC822.SIZE BODY.PEEK[HEADER.FIELDS (fields...)]) of uids
+ * (sorted) on the selected folder: found(ctx, uid, size, block, len) per
+ * message with the header lines the server returned (at most
+ * IDENTITY_MAX bytes of them), valid during the call only. */
+int imap_fetch_headers(struct imap_session *s, const uint32_t *uids, size_t n, const char *const *fields,
+                       size_t nfields,
+                       void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *block, size_t len),
+                       void *ctx, struct ms_error *err);
+
 /* ---- CONDSTORE / QRESYNC (RFC 7162): cheap resyncs ------------------------
  *
  * The intended use, per folder, with the state of the last run (uidvalidity,

@@ -651,6 +651,10 @@ static void on_identity_att(struct mailimap_msg_att *att, void *ctx)
             return; /* a flag update, not our answer */
     }
     f->seen[idx] = true;
+    if (f->found_block) {
+        f->found_block(f->found_ctx, x.m.uid, x.m.size, f->idbuf, len);
+        return;
+    }
     /* The Maildir side's parser: the same message has the same identity. */
     char *id = message_header(f->idbuf, len, "Message-ID");
     f->found(f->found_ctx, x.m.uid, x.m.size, id);
@@ -663,23 +667,29 @@ static void free_clist_item(void *item, void *unused)
     free(item);
 }
 
-int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
-                        void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id), void *ctx,
-                        struct ms_error *err)
+/* UID FETCH (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (fields)]) of uids,
+ * answered through on_identity_att to found or found_block. */
+static int fetch_header_fields(struct imap_session *s, const uint32_t *uids, size_t n, const char *const *fields,
+                               size_t nfields, void (*found)(void *, uint32_t, uint64_t, const char *),
+                               void (*found_block)(void *, uint32_t, uint64_t, const char *, size_t), void *ctx,
+                               const char *what, struct ms_error *err)
 {
     int rc = imap_ready(s, true, err);
     if (rc != MS_OK || n == 0)
         return rc;
     clist *hdrs = clist_new();
-    char *h = strdup("MESSAGE-ID");
     struct mailimap_header_list *hl = NULL;
-    if (hdrs && h && clist_append(hdrs, h) == 0) {
-        h = NULL;
-        hl = mailimap_header_list_new(hdrs);
+    bool ok = hdrs != NULL;
+    for (size_t i = 0; ok && i < nfields; i++) {
+        char *h = strdup(fields[i]);
+        ok = h && clist_append(hdrs, h) == 0;
+        if (!ok)
+            free(h);
     }
+    if (ok)
+        hl = mailimap_header_list_new(hdrs);
     struct mailimap_section *sec = hl ? mailimap_section_new_header_fields(hl) : NULL;
     if (!sec) {
-        free(h);
         if (hl)
             mailimap_header_list_free(hl);
         else if (hdrs) {
@@ -695,10 +705,28 @@ int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
     if ((rc = start_fetch(s, atts, 3, &ft, &f, err)) != MS_OK)
         return rc;
     f->found = found;
+    f->found_block = found_block;
     f->found_ctx = ctx;
-    rc = fetch_batches(s, f, uids, n, ft, on_identity_att, BODY_IDENTITY,
-                       "UID FETCH (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])", err);
+    rc = fetch_batches(s, f, uids, n, ft, on_identity_att, BODY_IDENTITY, what, err);
     mailimap_fetch_type_free(ft);
     free(f);
     return rc;
+}
+
+int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
+                        void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id), void *ctx,
+                        struct ms_error *err)
+{
+    static const char *const fields[] = {"MESSAGE-ID"};
+    return fetch_header_fields(s, uids, n, fields, 1, found, NULL, ctx, "UID FETCH (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+                               err);
+}
+
+int imap_fetch_headers(struct imap_session *s, const uint32_t *uids, size_t n, const char *const *fields,
+                       size_t nfields,
+                       void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *block, size_t len),
+                       void *ctx, struct ms_error *err)
+{
+    return fetch_header_fields(s, uids, n, fields, nfields, NULL, found, ctx, "UID FETCH (BODY.PEEK[HEADER.FIELDS (...)])",
+                               err);
 }

@@ -90,6 +90,8 @@ struct fetch_ctx {
     bool body_started;
     /* imap_fetch_identity */
     void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id);
+    /* imap_fetch_headers: the header section as the server sent it */
+    void (*found_block)(void *ctx, uint32_t uid, uint64_t size, const char *block, size_t len);
     void *found_ctx;
     char idbuf[IDENTITY_MAX];
     size_t idlen;

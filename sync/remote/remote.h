@@ -160,6 +160,9 @@ struct remote_body_sink {
 /* Identity of one message: size, and the Message-ID header's value trimmed
  * (e.g. "<abc@host>"), or NULL if absent; valid during the call only. */
 typedef void remote_identity_fn(void *ctx, uint32_t uid, uint64_t size, const char *message_id);
+/* Header fields of one message: size, and the header lines the side
+ * returned (read them with message_header()); valid during the call only. */
+typedef void remote_headers_fn(void *ctx, uint32_t uid, uint64_t size, const char *block, size_t len);
 
 /* ---- capabilities ---------------------------------------------------------- */
 
@@ -252,6 +255,11 @@ struct remote_ops {
      * folder still holds, with its size and Message-ID. */
     int (*fetch_identity)(struct remote *r, const uint32_t *uids, size_t n, remote_identity_fn *found, void *ctx,
                           struct ms_error *err);
+    /* On the open folder: found() once per message of uids (sorted) the
+     * folder still holds, with its size and its header fields named in
+     * fields (e.g. "DATE"; IMAP: BODY.PEEK[HEADER.FIELDS (...)]). */
+    int (*fetch_headers)(struct remote *r, const uint32_t *uids, size_t n, const char *const *fields,
+                         size_t nfields, remote_headers_fn *found, void *ctx, struct ms_error *err);
 
     /* On the open folder: the bodies of uids (sorted), streamed to sink.
      * Messages gone meanwhile are simply not reported. */

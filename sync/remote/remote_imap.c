@@ -189,6 +189,12 @@ static int imap_r_fetch_identity(struct remote *r, const uint32_t *uids, size_t 
     return imap_fetch_identity(ir(r)->s, uids, n, found, ctx, err);
 }
 
+static int imap_r_fetch_headers(struct remote *r, const uint32_t *uids, size_t n, const char *const *fields,
+                                size_t nfields, remote_headers_fn *found, void *ctx, struct ms_error *err)
+{
+    return imap_fetch_headers(ir(r)->s, uids, n, fields, nfields, found, ctx, err);
+}
+
 static int imap_r_fetch_bodies(struct remote *r, const uint32_t *uids, size_t n, const struct remote_body_sink *sink,
                                struct ms_error *err)
 {
@@ -306,6 +312,7 @@ static const struct remote_ops imap_ops = {
     .fetch_meta_range = imap_r_fetch_meta_range,
     .fetch_meta = imap_r_fetch_meta,
     .fetch_identity = imap_r_fetch_identity,
+    .fetch_headers = imap_r_fetch_headers,
     .fetch_bodies = imap_r_fetch_bodies,
     .store_flags = imap_r_store_flags,
     .append = imap_r_append,

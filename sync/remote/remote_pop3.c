@@ -222,6 +222,13 @@ static int pop3_r_fetch_identity(struct remote *r, const uint32_t *uids, size_t 
     return unsupported("read a message's identity without its body", err);
 }
 
+static int pop3_r_fetch_headers(struct remote *r, const uint32_t *uids, size_t n, const char *const *fields,
+                                size_t nfields, remote_headers_fn *found, void *ctx, struct ms_error *err)
+{
+    (void)r, (void)uids, (void)n, (void)fields, (void)nfields, (void)found, (void)ctx;
+    return unsupported("read a message's header fields without its body", err);
+}
+
 /* A body on its way to the sink, cut off when the server sends far more
  * than the size it listed (it must not fill the disk). */
 struct retr {
@@ -407,6 +414,7 @@ static const struct remote_ops pop3_ops = {
     .fetch_meta_range = pop3_r_fetch_meta_range,
     .fetch_meta = pop3_r_fetch_meta,
     .fetch_identity = pop3_r_fetch_identity,
+    .fetch_headers = pop3_r_fetch_headers,
     .fetch_bodies = pop3_r_fetch_bodies,
     .store_flags = pop3_r_store_flags,
     .append = pop3_r_append,

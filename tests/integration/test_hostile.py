@@ -338,6 +338,20 @@ class HostileNames(HostileTestCase):
             b".hidden", b"a.b", b"..a", b"Sub.Child", b"Sub"]
         self.check_names(names, valid, layout="maildir++", second_run=False)
 
+    def test_hostile_names_dotted(self):
+        """layout = dotted (OfflineIMAP's default names): one top-level
+        directory per folder, a '.' inside a name escaped, never a dot name."""
+        valid = {b"INBOX": "INBOX", b"Entw&APw-rfe": "Entwürfe", b"Sub/Child": "Sub.Child",
+                 b"Sub.Child": "Sub%2EChild", b"cur": "%63ur", b"INBOX/cur": "INBOX.cur"}
+        names = list(valid) + [
+            b"..", b"../escape", b".", b"a/./b", b"/abs", b"trail/", b"&AC4ALg-", b"&AC8-etc",
+            b"&AAA-x", b"ctl\x01name", b"long/" + b"y" * 300, b"%2E", b".hidden", b"..a", b"Sub"]
+        placed, _, _ = self.check_names(names, valid, layout="dotted", second_run=False)
+        for name, mds in placed.items():
+            rel = os.path.relpath(mds[0], self.root)
+            self.assertNotIn("/", rel, name)
+            self.assertFalse(rel.startswith("."), name)
+
     def test_hostile_names_dot_delimiter(self):
         """A Courier-style server: '.' is the delimiter, '/' is a plain
         character inside a component."""

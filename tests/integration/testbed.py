@@ -47,6 +47,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 from pathlib import Path
 
 # ----------------------------------------------------------------------------
@@ -1153,6 +1154,9 @@ def local_folder_path(root, folder, layout="verbatim"):
     """Where the contract puts a server folder locally."""
     if layout == "verbatim":
         return os.path.join(root, *folder.split("/"))
+    if layout == "dotted":   # OfflineIMAP's default: a '.' in a name is %2E
+        return os.path.join(root, ".".join(c.replace("%", "%25").replace(".", "%2E")
+                                           for c in folder.split("/")))
     if folder == "INBOX":
         return str(root)
     return os.path.join(root, "." + folder.replace("/", "."))
@@ -1170,7 +1174,8 @@ def message_files(root):
 def read_maildir(root, layout="verbatim"):
     """{folder: [LocalMessage]} for every Maildir under root. verbatim:
     folder = path relative to root ('Archive/2024', 'INBOX'); maildir++: root
-    is INBOX and '.A.B' is 'A/B'."""
+    is INBOX and '.A.B' is 'A/B'; dotted: 'A.B' at the top is 'A/B' (and
+    'a%2Eb' is 'a.b')."""
     root = str(root)
     result = {}
     if not os.path.isdir(root):
@@ -1182,6 +1187,11 @@ def read_maildir(root, layout="verbatim"):
                 d in ("cur", "new", "tmp") and is_maildir(dirpath)))
             if dirpath != root and is_maildir(dirpath):
                 folders.append((os.path.relpath(dirpath, root), dirpath))
+    elif layout == "dotted":
+        for d in sorted(os.listdir(root)):
+            if not d.startswith(".") and d not in ("cur", "new", "tmp") and is_maildir(os.path.join(root, d)):
+                name = "/".join(urllib.parse.unquote(c) for c in d.split("."))
+                folders.append((name, os.path.join(root, d)))
     else:
         if is_maildir(root):
             folders.append(("INBOX", root))

@@ -662,6 +662,42 @@ static int side_fetch_identity(struct remote *r, const uint32_t *uids, size_t n,
     return MS_OK;
 }
 
+static int side_fetch_headers(struct remote *r, const uint32_t *uids, size_t n, const char *const *fields,
+                              size_t nfields, remote_headers_fn *found, void *ctx, struct ms_error *err)
+{
+    struct mem_session *m = sess(r);
+    int rc = op_begin(m, "FETCH", err);
+    if (rc)
+        return rc;
+    struct mem_folder *f = open_folder(m, err);
+    if (!f) {
+        rc = err->code;
+        op_end(m);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct mem_msg *x = mem_msg_find(f, uids[i]);
+        if (!x)
+            continue;
+        /* the fields asked for, as lines "Name: value" (one parser reads them) */
+        char block[4096];
+        size_t len = 0;
+        for (size_t k = 0; k < nfields; k++) {
+            char *v = message_header(x->body, x->len, fields[k]);
+            if (v) {
+                int w = snprintf(block + len, sizeof block - len, "%s: %s\r\n", fields[k], v);
+                if (w > 0 && (size_t)w < sizeof block - len)
+                    len += (size_t)w;
+            }
+            free(v);
+        }
+        found(ctx, x->uid, x->len, block, len);
+    }
+    log_op(m->srv, m->id, MEM_OP_IDENTITY, m->open, NULL, (uint32_t)n);
+    op_end(m);
+    return MS_OK;
+}
+
 /* One body taken out of the server, streamed without its lock (the
  * engine's callbacks take locks of their own). */
 struct body_copy {
@@ -1014,6 +1050,7 @@ static const struct remote_ops mem_ops = {
     .fetch_meta_range = side_fetch_meta_range,
     .fetch_meta = side_fetch_meta,
     .fetch_identity = side_fetch_identity,
+    .fetch_headers = side_fetch_headers,
     .fetch_bodies = side_fetch_bodies,
     .store_flags = side_store_flags,
     .append = side_append,

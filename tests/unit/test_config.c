@@ -212,6 +212,10 @@ static void defaults(void **unused)
     config_free(&c);
     unsetenv("XDG_STATE_HOME");
 
+    load_ok(MINIMAL "layout = dotted\n", &c); /* OfflineIMAP's default names */
+    assert_int_equal(c.accounts[0].layout, LAYOUT_DOTTED);
+    config_free(&c);
+
     load_ok(MINIMAL "type = pop3\n", &c);
     assert_int_equal(c.accounts[0].port, 995);
     config_free(&c);

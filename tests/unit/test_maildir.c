@@ -874,6 +874,65 @@ static void duplicates_left_out(void **state)
     maildir_folder_close(f);
 }
 
+/* Make root/rel a Maildir folder (rel's parents included). */
+static void make_maildir(const struct fixture *fx, const char *rel)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", fx->root, rel);
+    for (char *p = path + strlen(fx->root) + 1; (p = strchr(p, '/')) != NULL; p++) {
+        *p = '\0';
+        mkdir(path, 0700);
+        *p = '/';
+    }
+    mkdir(path, 0700);
+    static const char *const subs[] = {"cur", "new", "tmp"};
+    for (int i = 0; i < 3; i++) {
+        char sub[1100];
+        snprintf(sub, sizeof sub, "%s/%s", path, subs[i]);
+        assert_int_equal(mkdir(sub, 0700), 0);
+    }
+}
+
+static void expect_folders(const struct fixture *fx, enum maildir_find mode, const char *want)
+{
+    char **paths = NULL;
+    size_t n = 0;
+    assert_int_equal(maildir_find_folders(fx->rootfd, mode, &paths, &n), 0);
+    char got[1024] = "";
+    for (size_t i = 0; i < n; i++) {
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s[%s]", i ? " " : "", paths[i]);
+        free(paths[i]);
+    }
+    free(paths);
+    if (strcmp(got, want) != 0)
+        fail_msg("mode %d found %s, wanted %s", (int)mode, got, want);
+}
+
+/* Which directories are folders, per layout: nested (verbatim), ".Name"
+ * (maildir++, with the root as INBOX), top-level "Name" (dotted,
+ * OfflineIMAP's default). Never through a symlink, never cur/new/tmp. */
+static void find_folders_per_layout(void **state)
+{
+    struct fixture *fx = *state;
+    make_maildir(fx, "INBOX");
+    make_maildir(fx, "Projects.2026");
+    make_maildir(fx, "Projects/2026");
+    make_maildir(fx, ".Sent.2024");
+    char link[1024], target[1024];
+    snprintf(link, sizeof link, "%s/Linked", fx->root);
+    snprintf(target, sizeof target, "%s/INBOX", fx->root);
+    assert_int_equal(symlink(target, link), 0);
+    expect_folders(fx, MAILDIR_FIND_NESTED, "[INBOX] [Projects.2026] [Projects/2026]");
+    expect_folders(fx, MAILDIR_FIND_DOTDIRS, "[.Sent.2024]");
+    expect_folders(fx, MAILDIR_FIND_TOPLEVEL, "[INBOX] [Projects.2026]");
+    /* The root a Maildir itself: INBOX in maildir++, nothing in dotted
+     * (and its cur/new/tmp are no folders). */
+    make_maildir(fx, "");
+    make_maildir(fx, "new"); /* a Maildir inside the root's own new/ */
+    expect_folders(fx, MAILDIR_FIND_DOTDIRS, "[] [.Sent.2024]");
+    expect_folders(fx, MAILDIR_FIND_TOPLEVEL, "[INBOX] [Projects.2026]");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -897,6 +956,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(odd_entries_left_out, setup, teardown),
         cmocka_unit_test_setup_teardown(double_info_names, setup, teardown),
         cmocka_unit_test_setup_teardown(duplicates_left_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(find_folders_per_layout, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

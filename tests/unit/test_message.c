@@ -3,6 +3,7 @@
  * a local file (message_identity_fd). */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -180,6 +181,161 @@ static void identity_of_a_file(void **unused)
     close(fd);
 }
 
+/* A file holding s, positioned at its start (unlinked already). */
+static int file_of(const char *s)
+{
+    char path[] = "/tmp/test_message.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    return fd;
+}
+
+/* The CRLF size of an LF text. */
+static uint64_t crlf_size(const char *lf)
+{
+    uint64_t n = strlen(lf);
+    for (const char *p = lf; *p; p++)
+        n += *p == '\n';
+    return n;
+}
+
+static bool has_alt(const struct message_identity *id, uint64_t size)
+{
+    for (unsigned i = 0; i < id->nalt; i++)
+        if (id->alt[i] == size)
+            return true;
+    return false;
+}
+
+#define SERVER_MSG "Return-Path: <b@x>\nFrom: B <b@x>\nDate: Tue, 14 Nov 2023 22:13:10 +0000\n" \
+                   "Message-ID: <m@x>\nSubject: s\n\nbody\n"
+
+/* mbsync's X-TUID (at the end of the header, or in place of one) and
+ * OfflineIMAP's X-OfflineIMAP are left out of the size the server may
+ * report; the file's own size stays the first choice. */
+static void identity_without_tool_fields(void **unused)
+{
+    (void)unused;
+    const char *mbsync = "Return-Path: <b@x>\nFrom: B <b@x>\nDate: Tue, 14 Nov 2023 22:13:10 +0000\n"
+                         "Message-ID: <m@x>\nSubject: s\nX-TUID: Hu38kQsvKtT8\n\nbody\n";
+    struct message_identity id;
+    int fd = file_of(mbsync);
+    assert_int_equal(message_identity_read(fd, &id), 0);
+    close(fd);
+    assert_string_equal(id.message_id, "<m@x>");
+    assert_string_equal(id.date, "Tue, 14 Nov 2023 22:13:10 +0000");
+    assert_string_equal(id.from, "B <b@x>");
+    assert_int_equal(id.size, crlf_size(mbsync));
+    assert_true(has_alt(&id, crlf_size(SERVER_MSG)));
+    /* the leading Return-Path may be the server's own or a tool's */
+    assert_true(has_alt(&id, crlf_size(SERVER_MSG) - strlen("Return-Path: <b@x>\r\n")));
+    assert_false(has_alt(&id, id.size));
+    message_identity_free(&id);
+
+    /* X-OfflineIMAP, folded, in the middle of the header */
+    const char *oimap = "From: B <b@x>\nX-OfflineIMAP: 123-\n 456\nMessage-ID: <m@x>\n\nbody\n";
+    fd = file_of(oimap);
+    assert_int_equal(message_identity_read(fd, &id), 0);
+    close(fd);
+    assert_int_equal(id.nalt, 1);
+    assert_int_equal(id.alt[0], crlf_size("From: B <b@x>\nMessage-ID: <m@x>\n\nbody\n"));
+    message_identity_free(&id);
+
+    /* no tool fields: no other size */
+    fd = file_of("From: B <b@x>\nReceived: late\nMessage-ID: <m@x>\n\nbody\n");
+    assert_int_equal(message_identity_read(fd, &id), 0);
+    close(fd);
+    assert_int_equal(id.nalt, 0);
+    message_identity_free(&id);
+}
+
+/* getmail puts Return-Path, Delivered-To and Received on top (fetchmail
+ * one Received): each prefix of that run may be a tool's. */
+static void identity_with_leading_fields(void **unused)
+{
+    (void)unused;
+    const char *server = "Received: from mx by srv\nFrom: B <b@x>\nMessage-ID: <g@x>\n\nbody\n";
+    const char *top = "Return-Path: <b@x>\nDelivered-To: me@x\nReceived: from pop by getmail\n";
+    char file[512];
+    snprintf(file, sizeof file, "%s%s", top, server);
+    struct message_identity id;
+    int fd = file_of(file);
+    assert_int_equal(message_identity_read(fd, &id), 0);
+    close(fd);
+    assert_int_equal(id.size, crlf_size(file));
+    assert_true(has_alt(&id, crlf_size(server)));                               /* three added */
+    assert_true(has_alt(&id, crlf_size(server) + strlen("Received: from pop by getmail\r\n"))); /* two */
+    assert_true(has_alt(&id, crlf_size("From: B <b@x>\nMessage-ID: <g@x>\n\nbody\n"))); /* all four */
+    message_identity_free(&id);
+}
+
+/* The digest of text fed in chunks of k bytes, and its length. */
+static void hash_in_chunks(const char *text, size_t k, unsigned char out[32], uint64_t *len)
+{
+    struct message_hash *h = message_hash_new();
+    assert_non_null(h);
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n; i += k)
+        message_hash_add(h, text + i, n - i < k ? n - i : k);
+    assert_true(message_hash_end(h, out, len));
+    message_hash_free(h);
+}
+
+static char *to_crlf(const char *lf)
+{
+    char *out = malloc(2 * strlen(lf) + 1), *o = out;
+    assert_non_null(out);
+    for (const char *p = lf; *p; p++) {
+        if (*p == '\n')
+            *o++ = '\r';
+        *o++ = *p;
+    }
+    *o = '\0';
+    return out;
+}
+
+/* A download (CRLF, any chunking) and a local file that differ only by
+ * the fields other tools add hash alike, over the same length; other
+ * differences, and such fields in the body or below a kept field, count. */
+static void hash_leaves_out_tool_fields(void **unused)
+{
+    (void)unused;
+    const char *server = "Received: from mx\n by srv\nFrom: B <b@x>\nSubject: s\n\nX-TUID: in the body\nbody\n";
+    const char *local = "Return-Path: <b@x>\nReceived: from pop\n by getmail\nReceived: from mx\n by srv\n"
+                        "From: B <b@x>\nSubject: s\nX-TUID: Hu38kQsvKtT8\n\nX-TUID: in the body\nbody\n";
+    char *crlf = to_crlf(server);
+    unsigned char a[32], b[32], c[32];
+    uint64_t la, lb, lc;
+    hash_in_chunks(crlf, 1, a, &la);
+    hash_in_chunks(crlf, 7, b, &lb);
+    assert_memory_equal(a, b, 32);
+    assert_int_equal(la, lb);
+    assert_int_equal(la, strlen("From: B <b@x>\nSubject: s\n\nX-TUID: in the body\nbody\n"));
+
+    struct message_hash *h = message_hash_new();
+    int fd = file_of(local);
+    assert_int_equal(message_hash_file(h, fd, c, &lc), 0);
+    close(fd);
+    message_hash_free(h);
+    assert_memory_equal(a, c, 32);
+    assert_int_equal(la, lc);
+
+    /* a Received below a kept field is the message's own */
+    hash_in_chunks("From: B <b@x>\nReceived: x\n\nbody\n", 5, b, &lb);
+    hash_in_chunks("From: B <b@x>\nReceived: y\n\nbody\n", 5, c, &lc);
+    assert_memory_not_equal(b, c, 32);
+    /* the body counts */
+    hash_in_chunks("From: B <b@x>\nX-TUID: 1\n\nbody\n", 3, b, &lb);
+    hash_in_chunks("From: B <b@x>\n\nbodY\n", 3, c, &lc);
+    assert_memory_not_equal(b, c, 32);
+    hash_in_chunks("From: B <b@x>\n\nbody\n", 3, c, &lc);
+    assert_memory_equal(b, c, 32);
+    free(crlf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +346,9 @@ int main(void)
         cmocka_unit_test(lengths),
         cmocka_unit_test(missing_duplicated_and_bare),
         cmocka_unit_test(identity_of_a_file),
+        cmocka_unit_test(identity_without_tool_fields),
+        cmocka_unit_test(identity_with_leading_fields),
+        cmocka_unit_test(hash_leaves_out_tool_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sync/names.h"
 
@@ -169,11 +170,87 @@ static void path_maildirpp(void **unused)
     expect_path("a&AH8-", '/', P, ".a%7F");
 }
 
+/* OfflineIMAP's default local names (sep = .): every folder a directory at
+ * the top level, the server's hierarchy joined with '.', INBOX is "INBOX". */
+static void path_dotted(void **unused)
+{
+    (void)unused;
+    const enum folder_layout D = LAYOUT_DOTTED;
+    expect_path("INBOX", '/', D, "INBOX");
+    expect_path("inbox", '.', D, "INBOX");
+    expect_path("INBOX/x", '/', D, "INBOX.x");
+    expect_path("INBOX.x", '.', D, "INBOX.x");
+    expect_path("Projects/2026", '/', D, "Projects.2026");
+    expect_path("Projects.2026", '.', D, "Projects.2026");
+    expect_path("a/b/c", '/', D, "a.b.c");
+    /* A '.' inside a component is a character, not a separator. */
+    expect_path("Sent.2024", '/', D, "Sent%2E2024");
+    expect_path("a.b/c", '/', D, "a%2Eb.c");
+    expect_path(".x", '/', D, "%2Ex"); /* never a dot directory */
+    expect_path("Entw&APw-rfe", '/', D, "Entwürfe");
+    expect_path("Th&AbA- m&HuU-c", '/', D, "Thư mục");
+    expect_path("a%b", '/', D, "a%25b");
+    expect_path("a/b", '\0', D, "a%2Fb");
+    expect_path("a&AH8-", '/', D, "a%7F");
+    /* The whole name is one directory at the root: only a whole cur, new
+     * or tmp would be mistaken for the Maildir's own subdirectories. */
+    expect_path("cur", '/', D, "%63ur");
+    expect_path("new/x", '/', D, "new.x");
+    expect_path("x/tmp", '/', D, "x.tmp");
+    expect_path("&AC8-", '/', D, "%26AC8-");
+}
+
+/* names_folder_raw is the inverse of names_folder_path. */
+static void expect_raw(const char *path, char delim, enum folder_layout layout, const char *want)
+{
+    char *r = names_folder_raw(path, delim, layout);
+    if (!want) {
+        if (r)
+            fail_msg("path \"%s\" -> \"%s\", wanted none", path, r);
+        return;
+    }
+    if (!r)
+        fail_msg("path \"%s\" has no server name, wanted \"%s\"", path, want);
+    if (strcmp(r, want) != 0)
+        fail_msg("path \"%s\" -> \"%s\", wanted \"%s\"", path, r, want);
+    free(r);
+}
+
+static void raw_from_path(void **unused)
+{
+    (void)unused;
+    const enum folder_layout V = LAYOUT_VERBATIM, P = LAYOUT_MAILDIRPP, D = LAYOUT_DOTTED;
+    expect_raw("INBOX", '/', V, "INBOX");
+    expect_raw("Sent/2024", '/', V, "Sent/2024");
+    expect_raw("Sent/2024", '.', V, "Sent.2024");
+    expect_raw("Thư đã gửi", '/', V, "Th&AbA- &AREA4w- g&Hu0-i");
+    expect_raw("", '/', P, "INBOX");
+    expect_raw(".Sent.2024", '/', P, "Sent/2024");
+    expect_raw(".Sent%2E2024", '/', P, "Sent.2024");
+    expect_raw("INBOX", '/', D, "INBOX");
+    expect_raw("Projects.2026", '/', D, "Projects/2026");
+    expect_raw("Projects.2026", '.', D, "Projects.2026");
+    expect_raw("a%2Eb.c", '/', D, "a.b/c");
+    expect_raw("Thư mục", '/', D, "Th&AbA- m&HuU-c");
+    expect_raw("Entw%C3%BCrfe", '/', D, "Entw\xc3\xbcrfe");
+    expect_raw("%26AC8-", '/', D, "&AC8-");
+    /* Paths no server name maps to. */
+    expect_raw("a.b", '\0', D, NULL);       /* nested on a flat server */
+    expect_raw("Sent", '/', P, NULL);       /* maildir++ needs the dot */
+    expect_raw("inbox", '/', V, NULL);      /* INBOX is "INBOX" */
+    expect_raw("a..b", '/', D, NULL);
+    expect_raw(".a", '/', D, NULL);
+    expect_raw("a%2eb", '/', D, NULL);      /* not our (upper case) escape */
+    expect_raw("cur", '/', D, NULL);
+    expect_raw("a%2Fb", '/', V, NULL);      /* would be a/b, which is nested */
+    expect_raw("\xff", '/', D, NULL);       /* not UTF-8, not escaped */
+}
+
 static void path_hostile(void **unused)
 {
     (void)unused;
-    for (int l = 0; l < 2; l++) {
-        enum folder_layout L = l ? LAYOUT_MAILDIRPP : LAYOUT_VERBATIM;
+    for (int l = 0; l < 3; l++) {
+        enum folder_layout L = l == 2 ? LAYOUT_DOTTED : l ? LAYOUT_MAILDIRPP : LAYOUT_VERBATIM;
         expect_skip("..", '/', L);
         expect_skip(".", '/', L);
         expect_skip("a/../b", '/', L);
@@ -248,6 +325,11 @@ static void assert_safe_path(const char *p, enum folder_layout layout)
         assert_true(p[0] == '\0' || (p[0] == '.' && p[1] != '\0' && !strchr(p, '/')));
         return;
     }
+    if (layout == LAYOUT_DOTTED) {
+        assert_true(p[0] != '\0' && p[0] != '.' && !strchr(p, '/'));
+        assert_true(strcmp(p, "cur") && strcmp(p, "new") && strcmp(p, "tmp"));
+        return;
+    }
     char *copy = strdup(p);
     char *save = NULL;
     size_t total = 0;
@@ -275,15 +357,17 @@ static void path_injective(void **unused)
     };
     size_t n = sizeof names / sizeof *names;
     static const char delims[] = {'/', '.', '\0'};
-    for (int l = 0; l < 2; l++) {
-        enum folder_layout L = l ? LAYOUT_MAILDIRPP : LAYOUT_VERBATIM;
+    for (int l = 0; l < 3; l++) {
+        enum folder_layout L = l == 2 ? LAYOUT_DOTTED : l ? LAYOUT_MAILDIRPP : LAYOUT_VERBATIM;
         for (size_t d = 0; d < sizeof delims; d++) {
             char **paths = calloc(n, sizeof *paths);
             for (size_t i = 0; i < n; i++) {
                 const char *why;
                 paths[i] = names_folder_path(names[i], delims[d], L, &why);
-                if (paths[i])
+                if (paths[i]) {
                     assert_safe_path(paths[i], L);
+                    expect_raw(paths[i], delims[d], L, strcasecmp(names[i], "INBOX") ? names[i] : "INBOX");
+                }
                 for (size_t j = 0; paths[i] && j < i; j++) {
                     /* INBOX is case-insensitive: a server has just one. */
                     if (paths[j] && strcmp(paths[i], paths[j]) == 0)
@@ -307,8 +391,8 @@ static void path_injective_random(void **unused)
     enum { N = 4000 };
     char **names = calloc(N, sizeof *names), **paths = calloc(N, sizeof *paths);
     unsigned seed = 12345;
-    for (int l = 0; l < 2; l++) {
-        enum folder_layout L = l ? LAYOUT_MAILDIRPP : LAYOUT_VERBATIM;
+    for (int l = 0; l < 3; l++) {
+        enum folder_layout L = l == 2 ? LAYOUT_DOTTED : l ? LAYOUT_MAILDIRPP : LAYOUT_VERBATIM;
         for (size_t i = 0; i < N; i++) {
             size_t len = 1 + (seed = seed * 1103515245 + 12345) % 7;
             names[i] = calloc(len + 1, 1);
@@ -318,8 +402,10 @@ static void path_injective_random(void **unused)
             }
             const char *why;
             paths[i] = names_folder_path(names[i], '/', L, &why);
-            if (paths[i])
+            if (paths[i]) {
                 assert_safe_path(paths[i], L);
+                expect_raw(paths[i], '/', L, names[i]);
+            }
         }
         for (size_t i = 0; i < N; i++)
             for (size_t j = 0; j < i; j++)
@@ -378,6 +464,62 @@ static void patterns(void **unused)
     assert_false(sel(name, "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", NULL, NULL));
 }
 
+/* The raw-name path mbsync 1.4 writes, only where it differs from ours
+ * and is a safe path. */
+static void raw_paths(void **unused)
+{
+    (void)unused;
+    char *p = names_raw_path("Th&AbA- m&HuU-c", '/', LAYOUT_VERBATIM);
+    assert_non_null(p);
+    assert_string_equal(p, "Th&AbA- m&HuU-c");
+    free(p);
+    p = names_raw_path("Projects/Th&AbA-", '/', LAYOUT_VERBATIM);
+    assert_string_equal(p, "Projects/Th&AbA-");
+    free(p);
+    p = names_raw_path("INBOX.Th&AbA-", '.', LAYOUT_VERBATIM);
+    assert_string_equal(p, "INBOX/Th&AbA-");
+    free(p);
+    p = names_raw_path("Projects/Th&AbA-", '/', LAYOUT_MAILDIRPP);
+    assert_string_equal(p, ".Projects.Th&AbA-");
+    free(p);
+    /* the same as ours, or nothing to look for */
+    assert_null(names_raw_path("Projects/2026", '/', LAYOUT_VERBATIM));
+    assert_null(names_raw_path("INBOX", '/', LAYOUT_VERBATIM));
+    /* unsafe as a path */
+    assert_null(names_raw_path("&AbA-/..", '/', LAYOUT_VERBATIM));
+    assert_null(names_raw_path("&AbA-/cur", '/', LAYOUT_VERBATIM));
+    assert_null(names_raw_path(".&AbA-", '/', LAYOUT_VERBATIM));
+    assert_null(names_raw_path("a.&AbA-", '/', LAYOUT_MAILDIRPP));
+}
+
+/* OfflineIMAP's default (dotted) keeps raw names too: "Projects.Th&AbA-". */
+static void raw_paths_dotted(void **unused)
+{
+    (void)unused;
+    const enum folder_layout D = LAYOUT_DOTTED;
+    char *p = names_raw_path("Th&AbA- m&HuU-c", '/', D);
+    assert_non_null(p);
+    assert_string_equal(p, "Th&AbA- m&HuU-c");
+    free(p);
+    p = names_raw_path("Projects/Th&AbA-", '/', D);
+    assert_non_null(p);
+    assert_string_equal(p, "Projects.Th&AbA-");
+    free(p);
+    p = names_raw_path("INBOX.Th&AbA-", '.', D);
+    assert_non_null(p);
+    assert_string_equal(p, "INBOX.Th&AbA-");
+    free(p);
+    assert_null(names_raw_path("Projects/2026", '/', D)); /* the same as ours */
+    assert_null(names_raw_path("a.&AbA-", '/', D));       /* '.' would read as a separator */
+    assert_null(names_raw_path(".&AbA-", '/', D));
+    char name[300];                                       /* one directory name: at most 255 */
+    memset(name, 'a', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    memcpy(name, "&AbA-/", 6);
+    name[150] = '/';
+    assert_null(names_raw_path(name, '/', D));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,11 +529,15 @@ int main(void)
         cmocka_unit_test(display_names),
         cmocka_unit_test(path_verbatim),
         cmocka_unit_test(path_maildirpp),
+        cmocka_unit_test(path_dotted),
+        cmocka_unit_test(raw_from_path),
         cmocka_unit_test(path_hostile),
         cmocka_unit_test(path_lengths),
         cmocka_unit_test(path_injective),
         cmocka_unit_test(path_injective_random),
         cmocka_unit_test(patterns),
+        cmocka_unit_test(raw_paths),
+        cmocka_unit_test(raw_paths_dotted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

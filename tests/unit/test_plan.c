@@ -397,17 +397,23 @@ static void guard_with_partial_state(void **unused)
     plan_free(&p);
 }
 
+/* A plan_identity without alt sizes or header values. */
+#define ID(u, q, m, s)                                                                                               \
+    {                                                                                                                \
+        .uid = (u), .uniq = (q), .message_id = (m), .size = (s), .alt = {0}, .nalt = 0, .date = NULL, .from = NULL \
+    }
+
 static void match_pairs_by_message_id_and_size(void **unused)
 {
     (void)unused;
     struct plan_identity remote[] = {
-        {10, NULL, "<a@x>", 100}, {11, NULL, "<b@x>", 200}, {12, NULL, "<b@x>", 200},
-        {13, NULL, NULL, 300},    {14, NULL, "<c@x>", 400}, {15, NULL, "<d@x>", 500},
+        ID(10, NULL, "<a@x>", 100), ID(11, NULL, "<b@x>", 200), ID(12, NULL, "<b@x>", 200),
+        ID(13, NULL, NULL, 300),    ID(14, NULL, "<c@x>", 400), ID(15, NULL, "<d@x>", 500),
     };
     struct plan_identity local[] = {
-        {0, "L1", "<b@x>", 200}, {0, "L2", "<a@x>", 100}, {0, "L3", NULL, 300},
-        {0, "L4", "<c@x>", 401}, /* same id, other size: not the same */
-        {0, "L5", "<d@x>", 500}, {0, "L6", "<d@x>", 500}, /* one too many */
+        ID(0, "L1", "<b@x>", 200), ID(0, "L2", "<a@x>", 100), ID(0, "L3", NULL, 300),
+        ID(0, "L4", "<c@x>", 401), /* same id, other size: not the same */
+        ID(0, "L5", "<d@x>", 500), ID(0, "L6", "<d@x>", 500), /* one too many */
     };
     struct plan_match *m;
     size_t n;
@@ -430,6 +436,66 @@ static void match_with_nothing(void **unused)
     size_t n = 99;
     assert_int_equal(plan_match(NULL, 0, NULL, 0, &m, &n), 0);
     assert_int_equal(n, 0);
+    free(m);
+}
+
+/* A file with fields a tool added (mbsync's X-TUID) pairs by one of its
+ * alt sizes, but a file that is the server's message byte for byte wins
+ * over it for that message. */
+static void match_by_alt_size(void **unused)
+{
+    (void)unused;
+    struct plan_identity remote[] = {ID(10, NULL, "<a@x>", 100), ID(11, NULL, "<a@x>", 122),
+                                     ID(12, NULL, "<b@x>", 300)};
+    struct plan_identity local[] = {ID(0, "L1", "<a@x>", 122), ID(0, "L2", "<a@x>", 100),
+                                    ID(0, "L3", "<b@x>", 322), ID(0, "L4", "<b@x>", 400)};
+    local[0].alt[0] = 100; /* L1: 122 as it is, 100 without its X-TUID */
+    local[0].nalt = 1;
+    local[2].alt[0] = 300;
+    local[2].nalt = 1;
+    local[3].alt[0] = 350; /* no size of it is on the server */
+    local[3].nalt = 1;
+    struct plan_match *m;
+    size_t n;
+    assert_int_equal(plan_match(remote, N(remote), local, N(local), &m, &n), 0);
+    assert_int_equal(n, 3);
+    /* own sizes first: 10-L2, 11-L1; then alt: 12-L3 */
+    assert_int_equal(m[0].uid, 10);
+    assert_string_equal(m[0].uniq, "L2");
+    assert_int_equal(m[1].uid, 11);
+    assert_string_equal(m[1].uniq, "L1");
+    assert_int_equal(m[2].uid, 12);
+    assert_string_equal(m[2].uniq, "L3");
+    free(m);
+}
+
+/* The second tier: unique Message-ID on both sides, Date and From present
+ * and equal; nothing else pairs. */
+static void match_loose_needs_unique_id_and_equal_headers(void **unused)
+{
+    (void)unused;
+    struct plan_identity remote[] = {ID(1, NULL, "<a@x>", 100), ID(2, NULL, "<b@x>", 200),
+                                     ID(3, NULL, "<c@x>", 300), ID(4, NULL, "<c@x>", 301),
+                                     ID(5, NULL, "<d@x>", 400), ID(6, NULL, "<e@x>", 500)};
+    struct plan_identity local[] = {ID(0, "La", "<a@x>", 150), ID(0, "Lb", "<b@x>", 250),
+                                    ID(0, "Lc", "<c@x>", 350), ID(0, "Ld", "<d@x>", 450),
+                                    ID(0, "Le", "<e@x>", 550)};
+    const char *d1 = "Tue, 14 Nov 2023 22:13:10 +0000", *d2 = "Wed, 15 Nov 2023 22:13:10 +0000";
+    for (size_t i = 0; i < N(remote); i++)
+        remote[i].date = d1, remote[i].from = "B <b@x>";
+    for (size_t i = 0; i < N(local); i++)
+        local[i].date = d1, local[i].from = "B <b@x>";
+    local[1].date = d2;   /* b: another Date */
+    local[3].from = NULL; /* d: no From */
+    remote[3].message_id = "<c@x>"; /* c: twice on the server */
+    struct plan_match *m;
+    size_t n;
+    assert_int_equal(plan_match_loose(remote, N(remote), local, N(local), &m, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(m[0].uid, 1);
+    assert_string_equal(m[0].uniq, "La");
+    assert_int_equal(m[1].uid, 6);
+    assert_string_equal(m[1].uniq, "Le");
     free(m);
 }
 
@@ -606,6 +672,8 @@ int main(void)
         cmocka_unit_test(guard_with_partial_state),
         cmocka_unit_test(match_pairs_by_message_id_and_size),
         cmocka_unit_test(match_with_nothing),
+        cmocka_unit_test(match_by_alt_size),
+        cmocka_unit_test(match_loose_needs_unique_id_and_equal_headers),
         cmocka_unit_test(push_of_unchanged_folder_is_empty),
         cmocka_unit_test(push_sends_the_local_flag_delta),
         cmocka_unit_test(push_deletes_gone_files_and_uploads_unknown_ones),
