@@ -81,43 +81,6 @@ char *message_header(const char *buf, size_t len, const char *name)
     return NULL;
 }
 
-int message_identity_fd(int fd, char **message_id, uint64_t *crlf_size)
-{
-    char *head = malloc(HEADER_WINDOW);
-    char buf[65536];
-    size_t nhead = 0;
-    uint64_t size = 0;
-    char prev = '\0';
-    *message_id = NULL;
-    if (!head)
-        return -1;
-    for (;;) {
-        ssize_t r = read(fd, buf, sizeof buf);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            free(head);
-            return -1;
-        }
-        if (r == 0)
-            break;
-        for (ssize_t i = 0; i < r; i++) {
-            /* a LF not preceded by CR becomes CRLF on the server */
-            if (buf[i] == '\n' && prev != '\r')
-                size++;
-            prev = buf[i];
-        }
-        size += (uint64_t)r;
-        size_t take = (size_t)r < HEADER_WINDOW - nhead ? (size_t)r : HEADER_WINDOW - nhead;
-        memcpy(head + nhead, buf, take);
-        nhead += take;
-    }
-    *message_id = message_header(head, nhead, "Message-ID");
-    *crlf_size = size;
-    free(head);
-    return 0;
-}
-
 /* ---- fields other tools add ----------------------------------------- */
 
 /* Where each comes from:
@@ -219,11 +182,11 @@ int message_identity_read(int fd, struct message_identity *id)
         }
         if (r == 0)
             break;
-        for (ssize_t i = 0; i < r; i++) {
-            if (buf[i] == '\n' && prev != '\r')
-                size++;
-            prev = buf[i];
-        }
+        /* a LF not preceded by CR becomes CRLF on the server (memchr:
+         * this loop reads every byte of every file to adopt) */
+        for (const char *p = buf, *end = buf + r; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+            size += (p > buf ? p[-1] : prev) != '\r';
+        prev = buf[r - 1];
         size += (uint64_t)r;
         size_t take = (size_t)r < HEADER_WINDOW - nhead ? (size_t)r : HEADER_WINDOW - nhead;
         memcpy(head + nhead, buf, take);
@@ -236,6 +199,18 @@ int message_identity_read(int fd, struct message_identity *id)
     alt_sizes(head, nhead, size, id);
     free(head);
     return 0;
+}
+
+int message_identity_fd(int fd, char **message_id, uint64_t *crlf_size)
+{
+    struct message_identity id;
+    int rc = message_identity_read(fd, &id);
+    *message_id = rc == 0 ? id.message_id : NULL;
+    *crlf_size = id.size;
+    if (rc == 0)
+        id.message_id = NULL;
+    message_identity_free(&id);
+    return rc;
 }
 
 void message_identity_free(struct message_identity *id)

@@ -256,10 +256,22 @@ static void adopt_raw_dirs(struct run *r, const struct remote_folder *f, struct 
         r->server_paths[r->nserver_paths++] = xstrdup(rp);
     }
     qsort(v, nv, sizeof *v, cmp_raw_dir);
-    for (size_t k = 0; k < nv; k++) {
+    /* A raw path that is some folder's own path (another server folder's,
+     * or one the state knows) belongs to that folder: never taken. */
+    struct state_folder *known = NULL;
+    size_t nknown = 0;
+    struct ms_error ke;
+    /* without the list nothing can be told apart: the directories stay */
+    bool usable = !nv || state_folder_list_brief(r->st, &known, &nknown, &ke) == MS_OK;
+    for (size_t k = 0; k < nv && usable; k++) {
         struct engine_folder_map *m = &map[v[k].at];
         const char *rp = v[k].path;
-        if (!m->selected || r->rootfd < 0 || !maildir_folder_exists(r->rootfd, rp))
+        bool owned = false;
+        for (size_t j = 0; j < n && !owned; j++)
+            owned = map[j].path && strcmp(map[j].path, rp) == 0;
+        for (size_t j = 0; j < nknown && !owned; j++)
+            owned = known[j].path && strcmp(known[j].path, rp) == 0;
+        if (owned || !m->selected || r->rootfd < 0 || !maildir_folder_exists(r->rootfd, rp))
             continue;
         const char *root = r->acct->maildir;
         if (maildir_folder_exists(r->rootfd, m->path)) {
@@ -282,6 +294,7 @@ static void adopt_raw_dirs(struct run *r, const struct remote_folder *f, struct 
         else
             log_msg(LOG_WARN, "folder \"%s\": %s; its messages stay there and are not synced", m->name, e.msg);
     }
+    state_folders_free(known, nknown);
     for (size_t k = 0; k < nv; k++)
         free(v[k].path);
     free(v);

@@ -2,7 +2,7 @@
 """adopt_bench.py: what adopting an mbsync-filled Maildir costs against a
 fresh pull of the same mail (issue 16), in one run on one server.
 
-  python3 tests/bench/adopt_bench.py [--n 20000] [--bin build/mailsync] [--keep]
+  python3 tests/bench/adopt_bench.py [--n 20000] [--bin build/mailsync] [--before OTHER] [--keep]
 
 Dovecot is seeded with the benchmark corpus (corpus.py, N messages in four
 folders, one nested, one non-ASCII); mbsync (Debian's isync, FSync off: its
@@ -10,7 +10,9 @@ time is not measured) fills Maildir A; then, each with a fresh state DB:
   1. `mailsync sync` on Maildir A (adoption: pairs every file, moves no
      body), timed;
   2. `mailsync pull` into an empty Maildir B (a fresh pull), timed.
-Prints both times and the bytes each run says it moved (--json summary),
+  3. with --before OTHER: OTHER's `mailsync sync` on a copy of the mbsync
+     Maildir, fresh DB (last: an older build uploads, changing the server).
+Prints the times and the bytes each run says it moved (--json summary),
 and checks that the adoption moved no body and kept every file's inode.
 """
 
@@ -60,6 +62,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--bin", default=str(HERE.parent.parent / "build" / "mailsync"))
+    ap.add_argument("--before", default=None, help="another build whose adoption is measured last")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="adopt-bench-"))
@@ -86,6 +89,8 @@ def main():
         tb.write_config(cfg_a, {"t": tb.account_keys(bed, user, md_a, work / "a.sqlite", tls="none")})
         tb.write_config(cfg_b, {"t": tb.account_keys(bed, user, md_b, work / "b.sqlite", tls="none")})
         server.wait_idle()
+        if a.keep or a.before:  # the untouched Maildir, for --before (and by hand)
+            subprocess.run(["cp", "-a", str(md_a), str(work / "MailA.orig")], check=True)
         t_adopt, s_adopt = timed(a.bin, ["--json", "sync"], cfg_a)
         server.wait_idle()
         t_pull, s_pull = timed(a.bin, ["--json", "pull"], cfg_b)
@@ -97,6 +102,14 @@ def main():
         print("fresh     `mailsync pull` into an empty Maildir, fresh DB: %.2f s  "
               "(fetched %d / %d B, uploaded %d / %d B)" % ((t_pull,) + moved(s_pull)))
         print("adoption moved no body and kept every inode: %s" % ("yes" if ok else "NO"))
+        if a.before:
+            cfg_c = work / "config-c"
+            tb.write_config(cfg_c, {"t": tb.account_keys(bed, user, work / "MailA.orig", work / "c.sqlite",
+                                                          tls="none")})
+            server.wait_idle()
+            t_before, s_before = timed(a.before, ["--json", "sync"], cfg_c)
+            print("before    %s `sync` of the same mbsync Maildir, fresh DB: %.2f s  "
+                  "(fetched %d / %d B, uploaded %d / %d B)" % ((a.before, t_before) + moved(s_before)))
         return 0 if ok else 1
     finally:
         server.stop()

@@ -219,6 +219,24 @@ class MbsyncTest(AdoptTestCase):
         self.assertEqual(sorted(os.listdir(self.maildir / UTF7_RAW / "cur")) + sorted(
             os.listdir(self.maildir / UTF7_RAW / "new")), raw_files)
 
+    def test_raw_path_that_is_another_folders_own_is_left_alone(self):
+        """A server folder really named "Th&AbA- m&HuU-c" (made by a tool
+        that took the raw name for a UTF-8 one) owns that directory: it is
+        not taken for "Thư mục"."""
+        def extra(c):
+            c.create_folder(UTF7_RAW)
+            c.append_many(UTF7_RAW, tb.make_corpus(2, seed=65, size=(600, 900)))
+        self.seed(extra)
+        self.run_ok("sync", "--folder", UTF7_RAW)
+        self.assertTrue((self.maildir / UTF7_RAW / "cur").is_dir())
+        self.assertFalse((self.maildir / UTF7_FOLDER).exists())
+        r = self.run_ok("sync")
+        self.assertNotIn("renamed", r.stderr)
+        self.assertNotIn("leaving both", r.stderr)
+        self.assertEqual(self.server_count(UTF7_FOLDER), 3)
+        self.assertEqual(self.server_count(UTF7_RAW), 2)
+        self.assertSynced()
+
     def test_flags_changed_on_either_side_after_mbsync_are_merged(self):
         """Local and server flag changes made after mbsync's last run: a
         sync keeps both (the union); nothing is taken away."""

@@ -336,6 +336,29 @@ static void hash_leaves_out_tool_fields(void **unused)
     free(crlf);
 }
 
+/* A CR at the end of one read and its LF at the start of the next are one
+ * CRLF (the size counts no extra CR). */
+static void identity_crlf_across_reads(void **unused)
+{
+    (void)unused;
+    size_t n = 65536 + 10;
+    char *text = malloc(n + 1);
+    assert_non_null(text);
+    memset(text, 'x', n);
+    memcpy(text, "From: a\n\n", 9);
+    text[65535] = '\r';
+    text[65536] = '\n';
+    text[n - 1] = '\n';
+    text[n] = '\0';
+    struct message_identity id;
+    int fd = file_of(text);
+    assert_int_equal(message_identity_read(fd, &id), 0);
+    close(fd);
+    assert_int_equal(id.size, n + 3); /* three bare LFs */
+    message_identity_free(&id);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -349,6 +372,7 @@ int main(void)
         cmocka_unit_test(identity_without_tool_fields),
         cmocka_unit_test(identity_with_leading_fields),
         cmocka_unit_test(hash_leaves_out_tool_fields),
+        cmocka_unit_test(identity_crlf_across_reads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
