@@ -10,9 +10,8 @@
  *    `password =` line;
  *  - config_load() reads the text, or refuses it only for what the rc did
  *    not say (a required key, a credential), for a $VAR of a command the
- *    environment does not set (mailsync expands it where the shell did),
- *    or for `layout = dotted` before that layout exists: never for a
- *    value import wrote wrong.
+ *    environment does not set (mailsync expands it where the shell did):
+ *    never for a value import wrote wrong.
  */
 #include <fcntl.h>
 #include <stdbool.h>
@@ -85,7 +84,6 @@ static void check_loads(const char *text)
     struct ms_error err = {0};
     if (config_load(path, &c, &err) != MS_OK) {
         static const char *const allowed[] = {"(required)", "needs password_command or password",
-                                              "\"dotted\" is not verbatim or maildir++",
                                               "an environment variable it names is not set", NULL};
         bool ok = false;
         for (int i = 0; allowed[i]; i++)

@@ -70,7 +70,7 @@ class ImportCase(tb.BedTestCase):
             ids = [tb.message_id(m.data) for m in msgs]
             self.assertEqual(len(ids), len(set(ids)), "duplicates in local %s" % folder)
         for folder, msgs in self.server_state().items():
-            ids = [tb.message_id(m.data_lf()) for m in msgs]
+            ids = [tb.message_id(m.data_lf) for m in msgs]
             self.assertEqual(len(ids), len(set(ids)), "duplicates on the server in %s" % folder)
 
     def sync_counted(self, px):
@@ -153,11 +153,6 @@ SyncState *
         self.assertIn("exists; not overwritten", again.stderr)
         self.assertEqual(self.written.read_text(), text)
 
-    # Needs the message identity and adoption of branch h-adopt: without
-    # it the first sync downloads all 12 bodies again and uploads all 12
-    # (the duplicates issue 16 is about). Unexpected success fails the run:
-    # drop the decorator when h-adopt is merged.
-    @unittest.expectedFailure
     def test_switch_transfers_nothing(self):
         """import --write, then sync: on mbsync's Maildir (X-TUID headers,
         ,U= names) the first sync downloads and uploads no body, and both
@@ -240,9 +235,6 @@ remotepass = {password}
         r = self.run_home("check")
         self.assertNotIn(self.user.password, r.stdout + r.stderr)
 
-    # Needs `layout = dotted` (branch h-oimap) and adoption (h-adopt); drop
-    # the decorator when both are merged (an unexpected success fails).
-    @unittest.expectedFailure
     def test_switch_transfers_nothing(self):
         """OfflineIMAP's default `sep = .` (layout = dotted): import --write,
         then sync moves no body and leaves both sides equal."""

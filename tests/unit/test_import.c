@@ -229,7 +229,7 @@ static const struct import_case mbsync_cases[] = {
     {"Flatten . is the dotted layout", IMPORT_MBSYNC, false,
      "IMAPStore remote\nHost h.example\nUser u\nPassCmd x\n\nMaildirStore local\nPath ~/Mail/\n"
      "Inbox ~/Mail/INBOX\nFlatten .\n\nChannel c\nFar :remote:\nNear :local:\nPatterns *\n",
-     {"maildir = ~/Mail\n", "layout = dotted\n"}, {"Flatten"}, false},
+     {"maildir = ~/Mail\n", "layout = dotted\n"}, {"Flatten"}, true},
     {"Legacy SubFolders", IMPORT_MBSYNC, false,
      "IMAPStore remote\nHost h.example\nUser u\nPassCmd x\n\nMaildirStore local\nPath ~/Mail/\n"
      "Inbox ~/Mail/INBOX\nSubFolders Legacy\n\nChannel c\nFar :remote:\nNear :local:\nPatterns *\n",
@@ -384,7 +384,7 @@ static const struct import_case oimap_cases[] = {
      "[general]\naccounts = a\n[Account a]\nlocalrepository = L\nremoterepository = R\n[Repository L]\n"
      "type = Maildir\nlocalfolders = ~/Mail\n[Repository R]\ntype = IMAP\nremotehost = h\nremoteuser = u\n"
      "remotepassfile = /p\n",
-     {"layout = dotted\n", "maildir = ~/Mail\n"}, {NULL}, false},
+     {"layout = dotted\n", "maildir = ~/Mail\n"}, {NULL}, true},
     {"GmailIMAP, DEFAULT, nametrans, key: value", IMPORT_OFFLINEIMAP, false,
      "[DEFAULT]\nremoteuser = me@gmail.com\n\n[general]\naccounts: g\n\n[Account g]\nlocalrepository = L\n"
      "remoterepository = R\nautorefresh = 5\nmaxsize = 100000\n\n[Repository L]\ntype = GmailMaildir\n"
