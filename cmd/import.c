@@ -952,7 +952,27 @@ static void mb_put_create(struct sb *b, const struct rc_line *l)
 
 /* Maildir root and layout of a MaildirStore; INBOX where mailsync expects
  * it, or a comment saying where to move it. */
-static void mb_put_local(struct sb *b, struct mb_group *g)
+/* a == b, a leading ~ read as home (when known) on both sides */
+static bool same_path(const char *a, const char *b, const char *home)
+{
+    char *x[2] = {NULL, NULL};
+    const char *in[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        const char *p = in[i];
+        if (home && p[0] == '~' && (p[1] == '\0' || p[1] == '/')) {
+            if (asprintf(&x[i], "%s%s", home, p + 1) < 0)
+                abort();
+        } else {
+            x[i] = xstrdup(p);
+        }
+    }
+    bool same = strcmp(x[0], x[1]) == 0;
+    free(x[0]);
+    free(x[1]);
+    return same;
+}
+
+static void mb_put_local(struct out *o, struct sb *b, struct mb_group *g)
 {
     struct rc_section *m = g->local;
     int path_line = 0, inbox_line = 0, sub_line = 0, flat_line = 0;
@@ -1021,7 +1041,7 @@ static void mb_put_local(struct sb *b, struct mb_group *g)
         size_t n = strlen(have);
         while (n > 1 && have[n - 1] == '/')
             have[--n] = '\0';
-        if (strcmp(want, have) != 0) {
+        if (!same_path(want, have, o->opt->home)) {
             char what[300], why[700];
             snprintf(what, sizeof what, "Inbox %s", have);
             snprintf(why, sizeof why, "mailsync keeps INBOX at %s: move it there before the first sync (mv %s %s)",
@@ -1274,7 +1294,7 @@ static void mb_put_group(struct out *o, struct rc *rc, struct mb_group *g)
         g->account->used = true;
     sec_get(g->store, "Account");
     mb_put_server(o, b, g);
-    mb_put_local(b, g);
+    mb_put_local(o, b, g);
     char **pats = NULL;
     size_t npats = 0;
     int pat_line = 0;

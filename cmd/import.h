@@ -3,7 +3,7 @@
  * into a mailsync config (shared/docs/interface.md, "import").
  *
  * import_translate() is pure: text in, config text out, no I/O, no
- * environment. It reads mbsync's rc syntax (sections opened by
+ * environment (the caller passes $HOME in the options). It reads mbsync's rc syntax (sections opened by
  * IMAPAccount / IMAPStore / MaildirStore / Channel / Group and ended by a
  * blank line, "..." quoting, backslash escapes, '#' comments) or
  * OfflineIMAP's INI ([general] accounts =, [Account X], [Repository X],
@@ -31,6 +31,7 @@ enum import_format { IMPORT_MBSYNC, IMPORT_OFFLINEIMAP };
 struct import_options {
     enum import_format format;
     bool with_secrets; /* write a literal password from the rc into the output */
+    const char *home;  /* $HOME, to see that ~/Mail and /home/me/Mail are one path; NULL: unknown */
 };
 
 /* Which format text looks like: OfflineIMAP when its first non-comment

@@ -589,7 +589,7 @@ static int cmd_import(const struct options *o)
         format = strcmp(o->from, "offlineimap") == 0 ? IMPORT_OFFLINEIMAP : IMPORT_MBSYNC;
     else if (named)
         format = import_guess_format(text, len);
-    struct import_options io = {.format = format, .with_secrets = o->write};
+    struct import_options io = {.format = format, .with_secrets = o->write, .home = getenv("HOME")};
     rc = import_translate(rc_path, text, len, &io, &config, &err);
     if (rc != MS_OK) {
         say("%s", err.msg);

@@ -98,7 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1 || size > 64 * 1024)
         return 0;
     struct import_options o = {.format = data[0] & 1 ? IMPORT_OFFLINEIMAP : IMPORT_MBSYNC,
-                               .with_secrets = (data[0] & 2) != 0};
+                               .with_secrets = (data[0] & 2) != 0,
+                               .home = "/home/fuzz"};
     char *out = NULL;
     struct ms_error err = {0};
     int rc = import_translate("rc", (const char *)data + 1, size - 1, &o, &out, &err);

@@ -61,7 +61,7 @@ static int teardown(void **unused)
 
 static char *translate(enum import_format f, bool secrets, const char *rc, int *code, struct ms_error *err)
 {
-    struct import_options o = {.format = f, .with_secrets = secrets};
+    struct import_options o = {.format = f, .with_secrets = secrets, .home = "/home/tester"};
     char *out = NULL;
     memset(err, 0, sizeof *err);
     *code = import_translate("rc", rc, strlen(rc), &o, &out, err);
@@ -238,6 +238,10 @@ static const struct import_case mbsync_cases[] = {
      "IMAPStore remote\nHost h.example\nUser u\nPassCmd x\n\nMaildirStore local\nPath ~/Mail/\n\n"
      "Channel c\nFar :remote:\nNear :local:\nPatterns *\n",
      {"not carried over: Inbox ~/Maildir", "(mv ~/Maildir ~/Mail/INBOX)"}, {NULL}, true},
+    {"~ and $HOME are one path", IMPORT_MBSYNC, false,
+     "IMAPStore remote\nHost h.example\nUser u\nPassCmd x\n\nMaildirStore local\nPath /home/tester/Mail/\n"
+     "Inbox ~/Mail/INBOX\n\nChannel c\nFar :remote:\nNear :local:\nPatterns *\n",
+     {"maildir = /home/tester/Mail\n"}, {"not carried over: Inbox"}, true},
     {"Sync Pull", IMPORT_MBSYNC, false, MB_ACCOUNT MB_CHANNEL("Sync Pull\n"),
      {"not carried over: Sync Pull (line 19)", "run `mailsync pull box` instead of sync"}, {"\nmode = backup"},
      true},
@@ -470,7 +474,7 @@ static void test_errors(void **unused)
         size_t len = strlen(c->rc);
         if (strcmp(c->name, "NUL byte") == 0)
             len = sizeof "IMAPStore r\nHo\0st h\n" - 1;
-        struct import_options o = {.format = c->format, .with_secrets = true};
+        struct import_options o = {.format = c->format, .with_secrets = true, .home = NULL};
         char *out = (char *)"untouched";
         struct ms_error err = {0};
         int code = import_translate("rc", c->rc, len, &o, &out, &err);
