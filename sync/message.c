@@ -236,6 +236,7 @@ struct message_hash {
     bool decided;    /* the current field's fate is known */
     bool dropping;   /* ... and it is left out */
     bool leading;    /* no field kept yet: still in the leading run */
+    bool stored;     /* message_hash_file: the bytes as stored, CRs kept */
     char line[FIELD_NAME_KEEP];
     size_t nline;
     uint64_t len; /* bytes hashed */
@@ -312,6 +313,7 @@ void message_hash_start(struct message_hash *h)
     h->leading = true;
     h->nline = 0;
     h->len = 0;
+    h->stored = false;
 }
 
 /* The body: a CR right before LF is dropped. */
@@ -342,6 +344,12 @@ static void body_add(struct message_hash *h, const char *data, size_t len)
 void message_hash_add(struct message_hash *h, const char *data, size_t len)
 {
     size_t i = 0;
+    if (h->stored) { /* the CR rule was applied when the file was written */
+        while (i < len && !h->in_body)
+            header_byte(h, data[i++]);
+        hash_out(h, data + i, len - i);
+        return;
+    }
     while (i < len && !h->in_body) {
         char c = data[i++];
         if (h->cr_pending) {
@@ -385,6 +393,7 @@ int message_hash_file(struct message_hash *h, int fd, unsigned char out[32], uin
     char buf[65536];
     ssize_t n;
     message_hash_start(h);
+    h->stored = true;
     while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
         if (n > 0)
             message_hash_add(h, buf, (size_t)n);

@@ -89,7 +89,9 @@ void message_hash_add(struct message_hash *h, const char *data, size_t len);
  * covers (after the rules above); false on failure. */
 bool message_hash_end(struct message_hash *h, unsigned char out[32], uint64_t *len);
 /* The same digest and length of the file at fd (from its offset), through
- * h (started over). 0, or -1 on a read or digest error. */
+ * h (started over): its bytes as stored (the CR rule was applied when it
+ * was written: a CR before LF in the file is the message's own), the tool
+ * fields left out. 0, or -1 on a read or digest error. */
 int message_hash_file(struct message_hash *h, int fd, unsigned char out[32], uint64_t *len);
 void message_hash_free(struct message_hash *h);
 /* SHA-256 of the bytes fd holds from its offset to its end, as they are (a

@@ -15,6 +15,7 @@
 #include "unit_tmp.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -639,6 +640,55 @@ static void move_between_folders_planned_in_one_run(void **state)
     assert_in_step(fx, "B");
 }
 
+/* ------------------------------------------------------------------ */
+/* adoption of a Maildir another tool filled */
+
+/* getmail wrote each message with Return-Path, Delivered-To and Received
+ * on top (its own Return-Path dropped): no size of the file is the
+ * server's, so tier 1 leaves them; one more FETCH (of Date and From, only
+ * for those) pairs them by unique Message-ID. No body moves either way. */
+static void adopt_getmail_maildir_by_date_and_from(void **state)
+{
+    struct fixture *fx = *state;
+    static const char *const sub[] = {"", "/INBOX", "/INBOX/cur", "/INBOX/new", "/INBOX/tmp"};
+    for (size_t i = 0; i < 5; i++) {
+        char dir[256];
+        snprintf(dir, sizeof dir, "%s%s", fx->maildir, sub[i]);
+        assert_true(mkdir(dir, 0700) == 0 || errno == EEXIST);
+    }
+    for (int i = 0; i < 3; i++) {
+        char body[512], path[512];
+        const char *rest = "From: B <b@x>\nDate: Tue, 14 Nov 2023 22:13:1%d +0000\nMessage-ID: <g%d@x>\n"
+                           "Subject: s\n\nbody %d\n";
+        char lf[256];
+        snprintf(lf, sizeof lf, rest, i, i, i);
+        /* the server's copy: its own Return-Path on top, CRLF */
+        size_t k = (size_t)snprintf(body, sizeof body, "Return-Path: <b@x>\r\n");
+        for (const char *p = lf; *p; p++) {
+            if (*p == '\n')
+                body[k++] = '\r';
+            body[k++] = *p;
+        }
+        body[k] = '\0';
+        mem_add(fx->srv, "INBOX", body, FLAG_SEEN, 1700000000 + i);
+        snprintf(path, sizeof path, "%s/INBOX/cur/17000000%02d.P%d.host:2,S", fx->maildir, i, i);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fprintf(f, "Return-Path: <b@x>\nDelivered-To: me@x\nReceived: from srv by getmail%s; %d\n%s",
+                i ? " msgid:1234" : "", i, lf);
+        fclose(f);
+    }
+    run_ok(fx, SYNC);
+    if (mem_log_count(fx->srv, MEM_OP_BODY, NULL) || mem_log_count(fx->srv, MEM_OP_APPEND, NULL))
+        dump_log(fx);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+    /* the Message-IDs, then Date and From: two round trips */
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_IDENTITY, "INBOX"), 2);
+    assert_int_equal(local_count(fx, "INBOX", NULL), 3);
+    assert_int_equal(state_of(fx, "INBOX").rows, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -655,6 +705,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(uidvalidity_changes_mid_fetch_server_ends_session, setup, teardown),
         cmocka_unit_test_setup_teardown(kill_at_each_journal_step, setup, teardown),
         cmocka_unit_test_setup_teardown(move_between_folders_planned_in_one_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(adopt_getmail_maildir_by_date_and_from, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

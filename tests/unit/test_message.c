@@ -333,6 +333,16 @@ static void hash_leaves_out_tool_fields(void **unused)
     assert_memory_not_equal(b, c, 32);
     hash_in_chunks("From: B <b@x>\n\nbody\n", 3, c, &lc);
     assert_memory_equal(b, c, 32);
+    /* a download "a CR CR LF" is stored "a CR LF": the file's CR is the
+     * message's own, not dropped a second time */
+    hash_in_chunks("S: m\r\n\r\na\r\r\nb\r\n", 2, b, &lb);
+    h = message_hash_new();
+    fd = file_of("S: m\n\na\r\nb\n");
+    assert_int_equal(message_hash_file(h, fd, c, &lc), 0);
+    close(fd);
+    message_hash_free(h);
+    assert_memory_equal(b, c, 32);
+    assert_int_equal(lb, lc);
     free(crlf);
 }
 
