@@ -115,6 +115,13 @@ remotepass = {password}
         files = inodes(self.maildir)
         self.assertTrue(any(",FMD5=" in m.name for msgs in local.values() for m in msgs))
 
+        # A dry run plans no transfer and changes nothing.
+        tree = tb.snapshot_tree(self.maildir)
+        r, bodies, appends = self.sync_counted("--dry-run")
+        self.assertEqual((bodies, appends), (0, 0), r)
+        self.assertEqual(tb.snapshot_tree(self.maildir), tree)
+        self.assertEqual(counts(self.server_state()), counts(before))
+
         r, bodies, appends = self.sync_counted("-v")
         self.assertEqual((bodies, appends), (0, 0), "bodies moved by the adopting sync:\n%s" % r)
         self.assertNotIn("created folder", r.stderr)
