@@ -126,7 +126,7 @@ void output_log_line(enum log_level level, const char *text)
 
 /* --dry-run plans: printed at once, or kept for the --json document */
 struct planned_copy {
-    char *account, *folder, *file;
+    char *account, *folder, *file, *from;
     struct engine_planned step; /* its pointers point to the copies */
 };
 
@@ -167,12 +167,27 @@ static void print_planned(const struct engine_planned *p)
         free(name);
         break;
     }
+    case ENGINE_PLAN_MOVE_ON_SERVER: {
+        char *name = log_clean(p->file ? p->file : ""), *from = log_clean(p->from ? p->from : "");
+        printf("%s: would move UID %u from %s on the server (moved locally as %s; not uploaded)\n", folder, p->uid,
+               from, name);
+        free(name);
+        free(from);
+        break;
+    }
     case ENGINE_PLAN_CREATE_FOLDER:
         printf("%s: would create the folder on the server (it exists only locally)\n", folder);
         break;
     case ENGINE_PLAN_FETCH_COUNT:
         printf("%s: would fetch %zu POP3 messages (%llu bytes)\n", folder, p->count, (unsigned long long)p->size);
         break;
+    case ENGINE_PLAN_MOVE_LOCAL: {
+        char *from = log_clean(p->from ? p->from : "");
+        printf("%s: would move the local copy of UID %u of %s here as UID %u (moved on the server; nothing "
+               "downloaded)\n", folder, p->from_uid, from, p->uid);
+        free(from);
+        break;
+    }
     }
     free(folder);
 }
@@ -197,10 +212,12 @@ static void on_planned(void *ctx, const struct engine_planned *p)
     c->account = dup_or_null(p->account);
     c->folder = dup_or_null(p->folder);
     c->file = dup_or_null(p->file);
+    c->from = dup_or_null(p->from);
     c->step = *p;
     c->step.account = c->account;
     c->step.folder = c->folder;
     c->step.file = c->file;
+    c->step.from = c->from;
 }
 
 static void plans_free(void)
@@ -209,6 +226,7 @@ static void plans_free(void)
         free(plans.v[i].account);
         free(plans.v[i].folder);
         free(plans.v[i].file);
+        free(plans.v[i].from);
     }
     free(plans.v);
     plans.v = NULL;
@@ -390,6 +408,8 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         [ENGINE_PLAN_UPLOAD] = "upload",
         [ENGINE_PLAN_CREATE_FOLDER] = "create_folder",
         [ENGINE_PLAN_FETCH_COUNT] = "fetch_count",
+        [ENGINE_PLAN_MOVE_ON_SERVER] = "move_on_server",
+        [ENGINE_PLAN_MOVE_LOCAL] = "move_local",
     };
     fputs("{\"folder\":", out);
     output_json_string(out, p->folder);
@@ -416,8 +436,21 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         output_json_string(out, p->file);
         json_letters(out, "flags", p->flags);
         break;
+    case ENGINE_PLAN_MOVE_ON_SERVER:
+        fputs(",\"from\":", out);
+        output_json_string(out, p->from);
+        fprintf(out, ",\"uid\":%u,\"size\":%" PRIu64 ",\"file\":", p->uid, p->size);
+        output_json_string(out, p->file);
+        json_letters(out, "flags", p->flags);
+        break;
     case ENGINE_PLAN_CREATE_FOLDER: break;
     case ENGINE_PLAN_FETCH_COUNT: fprintf(out, ",\"count\":%zu,\"size\":%" PRIu64, p->count, p->size); break;
+    case ENGINE_PLAN_MOVE_LOCAL:
+        fprintf(out, ",\"uid\":%u,\"size\":%" PRIu64 ",\"from\":", p->uid, p->size);
+        output_json_string(out, p->from ? p->from : "");
+        fprintf(out, ",\"from_uid\":%u", p->from_uid);
+        json_letters(out, "flags", p->flags);
+        break;
     }
     fputc('}', out);
 }

@@ -65,6 +65,10 @@ enum stmt_id {
     ST_TRASH_LIST,
     ST_TRASH_SET_COPY,
     ST_TRASH_DELETE,
+    /* the server-move journal */
+    ST_SMOVE_PUT,
+    ST_SMOVE_LIST,
+    ST_SMOVE_DELETE,
     ST_COUNT
 };
 
@@ -126,6 +130,11 @@ static const char *const stmt_sql[ST_COUNT] = {
                       "FROM trashing WHERE folder_id = ?1 ORDER BY uid",
     [ST_TRASH_SET_COPY] = "UPDATE trashing SET copy_uid = ?3 WHERE folder_id = ?1 AND uid = ?2",
     [ST_TRASH_DELETE] = "DELETE FROM trashing WHERE folder_id = ?1 AND uid = ?2",
+    /* the server-move journal */
+    [ST_SMOVE_PUT] = "INSERT OR REPLACE INTO server_moves (folder_id, uid, from_folder_id, from_uid) "
+                     "VALUES (?1, ?2, ?3, ?4)",
+    [ST_SMOVE_LIST] = "SELECT folder_id, uid, from_folder_id, from_uid FROM server_moves ORDER BY folder_id, uid",
+    [ST_SMOVE_DELETE] = "DELETE FROM server_moves WHERE folder_id = ?1 AND uid = ?2",
 };
 
 static const char schema_sql[] =
@@ -186,6 +195,18 @@ static const char schema_sql[] =
     "  copy_uid INTEGER NOT NULL DEFAULT 0,"                                                                \
     "  size INTEGER,"                                                                                       \
     "  message_id TEXT,"                                                                                    \
+    "  PRIMARY KEY (folder_id, uid)) WITHOUT ROWID"
+
+/* Messages another client moved on the server whose local file is being
+ * renamed into the destination folder (sync/engine/moves_server.c):
+ * created on open where missing. folder_id/uid: the destination's row
+ * (pending until the rename is durable); from_*: the source's row. */
+#define SERVER_MOVES_TABLE_SQL                                                                              \
+    "CREATE TABLE IF NOT EXISTS server_moves ("                                                             \
+    "  folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,"                               \
+    "  uid INTEGER NOT NULL,"                                                                               \
+    "  from_folder_id INTEGER NOT NULL,"                                                                    \
+    "  from_uid INTEGER NOT NULL,"                                                                          \
     "  PRIMARY KEY (folder_id, uid)) WITHOUT ROWID"
 
 struct state {
@@ -323,7 +344,7 @@ static bool has_object(struct state *s, const char *type, const char *name)
 
 /* What a DB of an older mailsync lacks, added by an open that may write. */
 struct upgrades {
-    bool pending_index, appends, pop3, trashing;
+    bool pending_index, appends, pop3, trashing, server_moves;
 };
 
 static bool needs_upgrade(struct state *s, struct upgrades *u)
@@ -332,7 +353,8 @@ static bool needs_upgrade(struct state *s, struct upgrades *u)
     u->appends = !has_object(s, "table", "appends");
     u->pop3 = !has_object(s, "table", "pop3");
     u->trashing = !has_object(s, "table", "trashing");
-    return u->pending_index || u->appends || u->pop3 || u->trashing;
+    u->server_moves = !has_object(s, "table", "server_moves");
+    return u->pending_index || u->appends || u->pop3 || u->trashing || u->server_moves;
 }
 
 static int exec(struct state *s, const char *sql, const char *what, struct ms_error *err)
@@ -700,6 +722,10 @@ static int open_db(const char *path, bool may_write, struct state **out, struct 
         }
         if (!rc && up.trashing)
             rc = migrate_trash_journal(s, err);
+        if (!rc && up.server_moves) {
+            rc = exec(s, SERVER_MOVES_TABLE_SQL, "creating the server-move journal", err);
+            s->wrote = true;
+        }
     }
     if (rc) {
         state_close(s);
@@ -1573,4 +1599,56 @@ void state_trashes_free(struct state_trash *t, size_t n)
         free(t[i].message_id);
     }
     free(t);
+}
+
+/* ------------------------------------------------------------------ */
+/* the server-move journal */
+
+int state_server_move_put(struct state *s, const struct state_server_move *m, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_SMOVE_PUT, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, m->folder_id);
+    sqlite3_bind_int64(st, 2, m->uid);
+    sqlite3_bind_int64(st, 3, m->from_folder_id);
+    sqlite3_bind_int64(st, 4, m->from_uid);
+    return record(s, st, "journalling a server move", err);
+}
+
+int state_server_move_list(struct state *s, struct state_server_move **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_SMOVE_LIST, err);
+    if (!st)
+        return MS_ELOCAL;
+    struct state_server_move *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        v = grow_rows(v, len, &cap, sizeof *v, 16);
+        v[len++] = (struct state_server_move){.folder_id = sqlite3_column_int64(st, 0),
+                                              .uid = (uint32_t)sqlite3_column_int64(st, 1),
+                                              .from_folder_id = sqlite3_column_int64(st, 2),
+                                              .from_uid = (uint32_t)sqlite3_column_int64(st, 3)};
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, err, "listing the server-move journal");
+    }
+    *out = v ? v : xcalloc(1, sizeof *v);
+    *n = len;
+    return MS_OK;
+}
+
+int state_server_move_forget(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_SMOVE_DELETE, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, uid);
+    return record(s, st, "clearing the server-move journal", err);
 }

@@ -260,4 +260,24 @@ int state_meta_set(struct state *s, const char *key, const char *value, struct m
 /* Get a malloc'd copy of key's value into *value, or NULL if unset. */
 int state_meta_get(struct state *s, const char *key, char **value, struct ms_error *err);
 
+/* --- the server-move journal ---
+ * A message another client moved on the server from one folder to
+ * another, whose local file is renamed along (sync/engine/moves_server.c):
+ * journalled with the destination's row (pending) before the rename, and
+ * forgotten in the transaction that confirms that row and deletes the
+ * source's row. A row left over means a run died in between: the file is
+ * looked for in the destination (found: finish; else the destination's row
+ * goes and the source's stays, as if nothing happened). */
+struct state_server_move {
+    int64_t folder_id;      /* the destination folder */
+    uint32_t uid;           /* the message's UID there */
+    int64_t from_folder_id; /* the source folder */
+    uint32_t from_uid;      /* its UID there (gone from the server) */
+};
+
+int state_server_move_put(struct state *s, const struct state_server_move *m, struct ms_error *err);
+/* All of the journal (every folder's), *out: free(). */
+int state_server_move_list(struct state *s, struct state_server_move **out, size_t *n, struct ms_error *err);
+int state_server_move_forget(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err);
+
 #endif

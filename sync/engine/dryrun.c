@@ -15,7 +15,7 @@ void dryrun_report_pull(const struct engine_options *opt, const char *account, c
     for (size_t i = 0; i < p->n; i++) {
         const struct plan_action *a = &p->actions[i];
         struct engine_planned s = {.account = account, .folder = folder, .kind = ENGINE_PLAN_FETCH, .uid = a->uid,
-                                   .size = 0, .count = 0, .flags = 0, .flags_removed = 0, .file = NULL};
+                                   .size = 0, .count = 0, .flags = 0, .flags_removed = 0, .file = NULL, .from = NULL, .from_uid = 0};
         switch (a->op) {
         case PLAN_FETCH:
             s.size = a->size;
@@ -43,7 +43,7 @@ void dryrun_report_push(const struct engine_options *opt, const char *account, c
     for (size_t i = 0; i < p->n; i++) {
         const struct push_action *a = &p->actions[i];
         struct engine_planned s = {.account = account, .folder = folder, .kind = ENGINE_PLAN_UPLOAD, .uid = 0,
-                                   .size = 0, .count = 0, .flags = 0, .flags_removed = 0, .file = NULL};
+                                   .size = 0, .count = 0, .flags = 0, .flags_removed = 0, .file = NULL, .from = NULL, .from_uid = 0};
         switch (a->op) {
         case PUSH_DELETE:
             s.kind = ENGINE_PLAN_REMOVE_ON_SERVER;

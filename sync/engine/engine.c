@@ -255,9 +255,19 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         snprintf(res->error, sizeof res->error, "%s", err.msg);
         goto out;
     }
+    /* A killed run's local moves (moves_server.c), before any folder's
+     * files are compared with the state. */
+    if (!opt->dry_run && (rc = moves_server_recover(&r, &err)) != MS_OK) {
+        res->status = rc;
+        snprintf(res->error, sizeof res->error, "%s", err.msg);
+        goto out;
+    }
     order = xcalloc(nsel + 1, sizeof *order);
     if (do_pull && !do_push) {
-        folders_examine_ahead(&r, sel, nsel, order);
+        /* the opens queued ahead keep their order; none of those folders
+         * got new mail, so none is where a message moved to */
+        size_t queued = folders_examine_ahead(&r, sel, nsel, order);
+        moves_server_order(&r, sel, order, queued, nsel);
     } else {
         /* A sync pulls the trash folder last: the other folders' pushes
          * move their local deletions into it, and one sync must bring
@@ -268,9 +278,14 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
                 trash = i;
             else
                 order[k++] = i;
+        if (do_pull)
+            moves_server_order(&r, sel, order, 0, k); /* what lost messages first */
         if (trash < nsel)
             order[k] = trash;
     }
+    /* Local moves between folders, paired account-wide (moves_local.c). */
+    if (do_push && a->mode != MODE_BACKUP)
+        moves_local_learn(&r, sel, nsel);
     base = res->nfolders;
     /* First pass: every folder is listed and its plan applied but for
      * deletions, which wait for the second pass below, when the whole
@@ -348,6 +363,8 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         log_msg(LOG_ERROR, "%s", ferr.msg);
         res->status = ms_error_worse(res->status, MS_EPARTIAL);
     }
+    if (opt->dry_run)
+        moves_server_report_left(&r);
     if (!run_stopped(&r) && res->nfolders == base + nsel && !opt->dry_run &&
         (rc = second_pass(&r, sel, nsel, order, held, do_push, do_pull)) != MS_OK)
         goto out;
@@ -361,6 +378,8 @@ out:
     for (size_t i = 0; i < r.nextra; i++)
         remote_logout_start(r.extra[i]);
     record_outcome(&r);
+    moves_server_free(&r);
+    moves_local_free(&r);
     folders_free_selected(sel, nsel);
     engine_end_run(&r);
     res->seconds = util_now() - t0;

@@ -67,6 +67,11 @@ enum engine_plan_kind {
     ENGINE_PLAN_UPLOAD,           /* push: the local file `file` (flags) is uploaded */
     ENGINE_PLAN_CREATE_FOLDER,    /* push: folder exists only locally; it is created on the server */
     ENGINE_PLAN_FETCH_COUNT,      /* POP3 pull: count new messages, size bytes in all */
+    ENGINE_PLAN_MOVE_ON_SERVER,   /* push: the local file `file` (flags) came from folder `from`,
+                                     where it was uid (size): moved there on the server, not uploaded */
+    ENGINE_PLAN_MOVE_LOCAL,       /* pull: another client moved from_uid of folder `from` to uid of
+                                     folder on the server; the local file is renamed along (size,
+                                     flags: the server's), nothing downloaded */
 };
 
 struct engine_planned {
@@ -79,7 +84,9 @@ struct engine_planned {
     unsigned flags;             /* FLAG_* bits: FETCH (server's), SET_FLAGS (new local),
                                    STORE_FLAGS (added), UPLOAD (the file's) */
     unsigned flags_removed;     /* STORE_FLAGS: removed */
-    const char *file;           /* UPLOAD: the local file name, raw: escape it to show it */
+    const char *file;           /* UPLOAD, MOVE_ON_SERVER: the local file name, raw: escape it to show it */
+    const char *from;           /* MOVE_ON_SERVER, MOVE_LOCAL: the folder it left (display name), else NULL */
+    uint32_t from_uid;          /* MOVE_LOCAL: its UID in `from` */
 };
 
 struct engine_progress {

@@ -81,11 +81,18 @@ struct run {
     /* This run moved messages into the account's trash folder: its STATUS
      * taken with the LIST is out of date (see folders_is_trash). */
     bool trash_changed;
+    /* moves_local.c: the local moves between folders the run pairs
+     * (learnt before the first pass; only the paired rows are kept). */
+    struct lmove *lmoves;
+    size_t nlmoves;
     /* generation.c: what the run's first change records, in the marker
      * beside the Maildir and in the DB. */
     uint64_t gen_next;
     char gen_id[GENERATION_ID_LEN + 1];
     bool gen_bumped; /* the marker was written open: confirm it at the end */
+    /* moves_server.c: the first pass's vanished rows whose files are
+     * still there, candidates for a move another client made (or NULL). */
+    struct moves_server *smoves;
 };
 
 /* The run was asked to stop early (engine_options.stop). */
@@ -222,6 +229,58 @@ int push_stamp_record(struct run *r, int64_t folder_id, const struct maildir_sta
  * QUIT). Fills r->res's folder result. */
 int popfetch_pull(struct run *r, struct ms_error *err);
 
+/* moves_local.c: a message the user moved between local folders (its
+ * file gone from one, the same message new in another: kept name, or a
+ * new name with the same Message-ID and size) is moved on the server
+ * (UID MOVE, or the journalled COPY + UID EXPUNGE), never uploaded again
+ * and deleted. See moves_local.c. */
+enum lmove_state {
+    LMOVE_PENDING, /* paired, not moved yet */
+    LMOVE_DONE,    /* moved and recorded: the source row is gone */
+    LMOVE_DROPPED, /* given up: upload and deletion as for any change */
+    LMOVE_UNSURE,  /* sent, but where it went is not known yet: neither
+                      side touches the message in this run */
+};
+struct lmove {
+    const struct selected *src, *dst; /* the folders (in the run's sel) */
+    int64_t src_id;  /* the source folder's state id */
+    uint32_t uid;    /* the message's UID in the source folder */
+    char *uniq;      /* its row's local name there (the file is gone) */
+    unsigned flags;  /* its row's flags */
+    char *keywords;  /* its row's keywords */
+    uint64_t size;   /* its row's RFC822.SIZE */
+    char *message_id;
+    char *dst_uniq;  /* the local file in dst that is the same message */
+    bool twin;       /* no Message-ID, and another gone row of its size has none: never paired */
+    enum lmove_state state;
+};
+struct push_ctx;
+/* How many messages of the folder this run moved out (recorded): the
+ * mass-deletion guard counts them among the messages it knew. */
+size_t moves_local_moved_out(const struct run *r, int64_t folder_id);
+/* Before the first pass of a push or sync: list every selected folder's
+ * rows whose file is gone (a folder unchanged since its last push has
+ * none) and pair them with the new files of the other folders
+ * (r->lmoves). Best effort: a folder that cannot be read pairs nothing. */
+void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel);
+void moves_local_free(struct run *r);
+/* The source side, before the folder's push is planned: the folder's
+ * messages that moved out and are not moved on the server yet stand in
+ * *local (with their rows' flags), so the plan neither removes them nor
+ * counts them for the mass-deletion guard. Returns how many. */
+size_t moves_local_stand_in(struct run *r, int64_t folder_id, struct local_msg **local, size_t *nlocal);
+/* The destination side, c's folder selected for writing: move the
+ * messages whose files came into it from their folders on the server and
+ * record them (the rows of both folders in one transaction); c's folder
+ * is selected again. *moved: how many were recorded. Only an unusable
+ * session or store is an error; a move that fails is dropped (its file is
+ * uploaded as before). */
+int moves_local_into(struct push_ctx *c, size_t *moved, struct ms_error *err);
+/* Drop from p the uploads of files the run moves (or tries to) on the
+ * server instead; a dry run reports those moves (ENGINE_PLAN_MOVE_ON_SERVER).
+ * Returns how many it dropped. */
+size_t moves_local_take_appends(struct push_ctx *c, struct push_plan *p);
+
 /* generation.c */
 /* After the state DB and the Maildir root are open: a DB older than the
  * marker in the Maildir root (a restored backup), or new or empty while the
@@ -277,5 +336,36 @@ int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, 
                    const struct remote_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left,
                    size_t *nleft, struct ms_error *err);
 void rematch_free_leftovers(struct leftover *l, size_t n);
+
+/* moves_server.c: a move on the server by another client becomes a rename
+ * of the local file (see the top of moves_server.c) */
+struct moves_server;
+/* Reorder order[from..to) (stable) so that the folders whose STATUS shows
+ * lost messages come first. */
+void moves_server_order(struct run *r, const struct selected *sel, size_t *order, size_t from, size_t to);
+/* In a pull's first pass (or a dry run): note the folder's state rows the
+ * listing rm no longer holds and whose files (local) are still there.
+ * In a dry run, p's local deletions of those rows are taken out of the
+ * plan (moves_server_report_left reports those no move took). */
+void moves_server_note_vanished(struct run *r, const struct selected *sel, int64_t folder_id,
+                                const struct state_msg *st, size_t ns, struct local_msg *local, size_t nlocal,
+                                const struct remote_msg *rm, size_t nr, struct plan *p);
+/* In a pull of the folder open on r->remote (mf: its Maildir folder): pair
+ * the plan's fetches with the noted rows by identity, move the pairs'
+ * files here (recorded, journalled), and drop their fetches from p. */
+int moves_server_take(struct run *r, const struct selected *sel, struct maildir_folder *mf, int64_t folder_id,
+                      struct plan *p, const struct remote_msg *rm, size_t nr, struct ms_error *err);
+/* In the first pass: does a folder that lost messages (moves_server_order)
+ * remain to be pulled? Then a folder's downloads wait for the second pass,
+ * where messages moved from there are known (two folders that swapped
+ * messages). */
+bool moves_server_more_to_come(const struct run *r);
+/* A dry run's end: the local deletions noted rows stand for, that no move took. */
+void moves_server_report_left(struct run *r);
+/* Before the first pass: finish or undo the moves a killed run journalled. */
+int moves_server_recover(struct run *r, struct ms_error *err);
+void moves_server_free(struct run *r);
+/* Test hook: called after steps 1 (journalled), 2 (renamed) and 3 (recorded). */
+extern void (*moves_server_step_hook)(int step);
 
 #endif

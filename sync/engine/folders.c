@@ -451,7 +451,7 @@ int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, str
         if (r->opt->dry_run) {
             dryrun_report(r->opt, &(struct engine_planned){.account = r->acct->name, .folder = name,
                                                           .kind = ENGINE_PLAN_CREATE_FOLDER, .uid = 0, .size = 0,
-                                                          .count = 0, .flags = 0, .flags_removed = 0, .file = NULL});
+                                                          .count = 0, .flags = 0, .flags_removed = 0, .file = NULL, .from = NULL, .from_uid = 0});
             free(raw);
             free(name);
             continue;

@@ -187,7 +187,7 @@ int popfetch_pull(struct run *r, struct ms_error *err)
     if (r->opt->dry_run) {
         dryrun_report(r->opt, &(struct engine_planned){.account = a->name, .folder = "INBOX",
                                                       .kind = ENGINE_PLAN_FETCH_COUNT, .uid = 0, .size = new_bytes,
-                                                      .count = nnew, .flags = 0, .flags_removed = 0, .file = NULL});
+                                                      .count = nnew, .flags = 0, .flags_removed = 0, .file = NULL, .from = NULL, .from_uid = 0});
         fres->fetched = nnew;
         fres->bytes = new_bytes;
         goto out;

@@ -539,6 +539,14 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
         goto out;
     }
+    if (p.guard_tripped && r->defer_deletions) {
+        /* Another client may have moved these messages into a folder this
+         * pass pulls later (moves_server.c): the folder waits whole for
+         * the second pass, planned again once those moves are recorded. */
+        moves_server_note_vanished(r, sel, sf.id, state, nstate, local, nlocal, rm, nr, NULL);
+        r->held_pull = true;
+        goto out;
+    }
     if (p.guard_tripped) {
         rc = ms_error_set(err, MS_EPARTIAL,
                           "%s: left untouched: the server no longer lists %zu of the %zu messages synced "
@@ -547,6 +555,11 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
                           sel->name, p.guard_deletes, p.guard_total, r->acct->max_delete);
         goto out;
     }
+    /* Messages another client moved between folders: renamed, not
+     * deleted here and downloaded there (moves_server.c). */
+    moves_server_note_vanished(r, sel, sf.id, state, nstate, local, nlocal, rm, nr, &p);
+    if ((rc = moves_server_take(r, sel, mf, sf.id, &p, rm, nr, err)))
+        goto out;
     fres->skipped = p.nskip;
     report_skips(sel->name, &p);
     if (r->opt->dry_run) {
@@ -561,10 +574,17 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
      * then the folder's record keeps its old counters, so a run killed
      * in between is told the same expunges again. */
     bool hold = r->defer_deletions && p.ndelete;
-    if (hold)
+    /* A folder that lost messages is still to be pulled in this pass: the
+     * downloads wait for the second pass, when whatever moved here from
+     * there is known (moves_server.c). */
+    bool hold_fetch = r->defer_deletions && p.nfetch && moves_server_more_to_come(r);
+    if (hold || hold_fetch)
         r->held_pull = true;
+    if (hold_fetch)
+        log_msg(LOG_VERBOSE, "%s: %zu new messages wait for the folders that lost messages", sel->name, p.nfetch);
     if (prog && prog->folder_start)
-        prog->folder_start(prog->ctx, r->acct->name, sel->name, p.nfetch, p.fetch_bytes);
+        prog->folder_start(prog->ctx, r->acct->name, sel->name, hold_fetch ? 0 : p.nfetch,
+                          hold_fetch ? 0 : p.fetch_bytes);
     /* The folder's record as it will be once everything is in: saved with
      * the last transaction of the folder's work. Messages skipped for
      * max_size are in no record: a folder that has some is listed in full
@@ -578,7 +598,7 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     if ((rc = apply_local_changes(r, mf, sf.id, &p, hold, local, nlocal, fres, p.nfetch || hold ? NULL : &done,
                                   err)))
         goto out;
-    if (p.nfetch && (rc = deliver_fetch_new(r, sel, mb.uidvalidity, mf, sf.id, &p, left, nleft, local, nlocal, fres,
+    if (p.nfetch && !hold_fetch && (rc = deliver_fetch_new(r, sel, mb.uidvalidity, mf, sf.id, &p, left, nleft, local, nlocal, fres,
                                             hold ? NULL : &done, err)))
         goto out;
     if (fres->failed) {

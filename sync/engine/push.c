@@ -493,6 +493,11 @@ static int plan_folder(struct push_ctx *c, struct plan_input *in, struct push_pl
     views_plan_input_free(in);
     push_plan_free(p);
     views_plan_input(in, c->r->acct, c->r->opt, c->state, c->nstate, c->local, c->nlocal, NULL, 0);
+    /* the guard weighs deletions against what the folder held at the
+     * run's start: messages moved out meanwhile count (moves_local.c) */
+    size_t out = moves_local_moved_out(c->r, c->sf->id);
+    if (out)
+        in->guard_total = c->nstate + out;
     return plan_push(in, p) == 0 ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
 }
 
@@ -537,6 +542,10 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         (rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
         (rc = state_append_list(r->st, sf.id, &journal, &njournal, err)) || (rc = take_left_out(&c, err)))
         goto out;
+    /* Messages moved out to another local folder wait for that folder's
+     * push, which moves them on the server (moves_local.c). */
+    if (moves_local_stand_in(r, sf.id, &c.local, &c.nlocal) && r->defer_deletions)
+        r->held_push = true;
     if ((rc = plan_folder(&c, &in, &p, err)))
         goto out;
     if (p.guard_tripped) {
@@ -550,6 +559,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     if (p.n == 0 && njournal == 0)
         goto done;
     if (r->opt->dry_run) {
+        moves_local_take_appends(&c, &p);
         dryrun_report_push(r->opt, r->acct->name, sel->name, &p);
         fres->uploaded = p.nappend;
         fres->pushed_flags = p.nflags;
@@ -578,6 +588,21 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
             (rc = plan_folder(&c, &in, &p, err)))
             goto out;
     }
+    /* Files moved here from another local folder: moved on the server
+     * (recorded), not uploaded. */
+    size_t moved = 0;
+    if (r->nlmoves && (rc = moves_local_into(&c, &moved, err)))
+        goto out;
+    if (moved) {
+        state_msgs_free(c.state, c.nstate);
+        c.state = NULL;
+        c.nstate = 0;
+        if ((rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
+            (rc = plan_folder(&c, &in, &p, err)))
+            goto out;
+    }
+    if (moves_local_take_appends(&c, &p))
+        have_stamp = false; /* files left for a later run: this one must scan again */
     /* Removals wait for every folder's listing (struct run's
      * defer_deletions); the second pass plans the folder again. */
     bool hold = r->defer_deletions && p.ndelete;

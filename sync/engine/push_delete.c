@@ -72,13 +72,8 @@ static bool copy_may_be_in(const struct state_trash *t, const char *dest, uint32
     return t->trash && strcmp(t->trash, dest) == 0 && t->trash_uidvalidity == uidvalidity;
 }
 
-/* The copies in the trash folder (dest, raw name) of the journal rows
- * marked in want: rows[i].copy_uid, or else a message from the row's
- * trash_uidnext on of the same size and Message-ID (a COPY whose answer
- * was lost), each taken once. found[i] is set for those the trash holds.
- * EXAMINEs the trash; the caller selects the source again. */
-static int find_copies(struct run *r, const char *dest, const struct state_trash *rows, size_t n, const bool *want,
-                       bool *found, struct ms_error *err)
+int push_find_copies(struct run *r, const char *dest, const struct state_trash *rows, size_t n, const bool *want,
+                     bool *found, struct copy_found *got, struct ms_error *err)
 {
     struct remote_box mb;
     struct ms_error e;
@@ -104,7 +99,8 @@ static int find_copies(struct run *r, const char *dest, const struct state_trash
         cand.v = xcalloc(nm, sizeof *cand.v);
         for (size_t i = 0; i < nm; i++)
             if (m[i].uid >= from) {
-                cand.v[cand.n] = (struct candidate){m[i].uid, m[i].flags, NULL, m[i].size, NULL, false};
+                cand.v[cand.n] = (struct candidate){m[i].uid, m[i].flags, m[i].keywords, m[i].size, NULL, false};
+                m[i].keywords = NULL;
                 uids[cand.n++] = m[i].uid;
             }
         if (cand.n)
@@ -123,10 +119,18 @@ static int find_copies(struct run *r, const char *dest, const struct state_trash
                     (t->copy_uid ? x->uid != t->copy_uid : x->uid < t->trash_uidnext))
                     continue;
                 x->taken = found[i] = true;
+                if (got) {
+                    got[i].uid = x->uid;
+                    got[i].flags = x->flags;
+                    got[i].keywords = x->keywords;
+                    x->keywords = NULL;
+                }
             }
         }
-    for (size_t k = 0; k < cand.n; k++)
+    for (size_t k = 0; k < cand.n; k++) {
         free(cand.v[k].message_id);
+        free(cand.v[k].keywords);
+    }
     free(cand.v);
     remote_msgs_free(m, nm);
     return rc;
@@ -181,7 +185,7 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
             look |= want[i] = j.present[i] && !j.other[i] && util_uid_find(uids, n, j.v[i].uid);
         if (rc == MS_OK && look) {
             struct remote_box mb;
-            rc = find_copies(r, dest, j.v, j.n, want, found, err);
+            rc = push_find_copies(r, dest, j.v, j.n, want, found, NULL, err);
             if (rc == MS_OK)
                 rc = r->remote->ops->select(r->remote, c->sel->raw, true, &mb, err);
             if (rc == MS_OK && mb.uidvalidity != c->uidvalidity)
@@ -201,7 +205,9 @@ static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, str
                 settled++;
             } else if (at) {
                 todo[nagain++] = t->uid; /* copied again below */
-            } else {
+            } else if (!t->trash || strcmp(t->trash, dest) == 0) {
+                /* (a row of a move to another folder, moves_local.c, is
+                 * that move's to settle) */
                 rc = state_trash_forget(r->st, c->sf->id, t->uid, err);
             }
         }

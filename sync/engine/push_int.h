@@ -72,6 +72,24 @@ static inline bool push_same_id(const char *a, const char *b)
     return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
+/* One copy push_find_copies found: its UID and the flags and keywords
+ * it has (keywords malloc'd, NULL for none). */
+struct copy_found {
+    uint32_t uid;
+    unsigned flags;
+    char *keywords;
+};
+
+/* push_delete.c: the copies in folder dest (raw name) of the journal rows
+ * (struct state_trash, the table moves to the trash and local moves share)
+ * marked in want: rows[i].copy_uid, or else a message from the row's
+ * trash_uidnext on of the same size and Message-ID (a COPY or MOVE whose
+ * answer was lost, or a MOVE without COPYUID), each taken once. found[i]
+ * is set for those dest holds, and got[i] (may be NULL) says which copy.
+ * EXAMINEs dest; the caller selects its folder again. */
+int push_find_copies(struct run *r, const char *dest, const struct state_trash *rows, size_t n, const bool *want,
+                     bool *found, struct copy_found *got, struct ms_error *err);
+
 /* push_delete.c: remove the plan's PUSH_DELETEs on the server (move to
  * `trash`, expunge or flag \Deleted, as the account and the server allow),
  * then forget (or flag) their rows in the run's batch. */

@@ -1157,6 +1157,43 @@ int maildir_set_flags(struct maildir_folder *f, struct local_msg *m, unsigned fl
     return ms_error_set(err, MS_ELOCAL, "%s: message %s keeps being renamed", f->path, m->uniq);
 }
 
+int maildir_move_to(struct maildir_folder *from, struct local_msg *m, struct maildir_folder *to, unsigned flags,
+                    struct ms_error *err)
+{
+    if (!name_ok(m->name) || !name_ok(m->uniq) || strchr(m->uniq, ':'))
+        return ms_error_set(err, MS_ELOCAL, "refusing unsafe Maildir file name \"%s\"",
+                            log_escape(m->name, strlen(m->name), 100));
+    struct stat a, b;
+    if (fstat(from->curfd, &a) != 0 || fstat(to->curfd, &b) != 0)
+        return ms_error_errno(err, MS_ELOCAL, errno, "cannot stat %s or %s", from->path, to->path);
+    if (a.st_dev != b.st_dev)
+        return 2; /* a rename cannot cross file systems */
+    for (int attempt = 0; attempt < SCAN_ATTEMPTS; attempt++) {
+        char info[64], target[NAME_MAX + 1];
+        info_letters(flags, m->extra, info, sizeof info);
+        int n = snprintf(target, sizeof target, "%s:2,%s", m->uniq, info);
+        if (n < 0 || (size_t)n >= sizeof target)
+            return ms_error_set(err, MS_ELOCAL, "Maildir file name too long for %s", m->uniq);
+        if (rename_noreplace(subdir_fd(from, m->in_new), m->name, to->curfd, target) == 0) {
+            free(m->name);
+            m->name = xstrdup(target);
+            m->in_new = false;
+            m->flags = flags & FLAG_ALL;
+            return MS_OK;
+        }
+        if (errno == EXDEV)
+            return 2;
+        if (errno != ENOENT)
+            return ms_error_errno(err, MS_ELOCAL, errno, "cannot move %s/%s/%s to %s/cur", from->path,
+                                  m->in_new ? "new" : "cur", m->name, to->path);
+        /* Renamed by a MUA meanwhile: look again (gone: 1). */
+        int rc = relocate(from, m, err);
+        if (rc)
+            return rc;
+    }
+    return ms_error_set(err, MS_ELOCAL, "%s: message %s keeps being renamed", from->path, m->uniq);
+}
+
 int maildir_remove(struct maildir_folder *f, struct local_msg *m, struct ms_error *err)
 {
     if (!name_ok(m->name) || !name_ok(m->uniq))

@@ -187,6 +187,16 @@ int maildir_sweep_tmp(struct maildir_folder *f, time_t max_age, struct ms_error 
  * truly gone returns 1 without error. Updates m->name/in_new/flags. */
 int maildir_set_flags(struct maildir_folder *f, struct local_msg *m, unsigned flags, struct ms_error *err);
 
+/* Move message m from folder `from` into folder `to` (both below one
+ * root), keeping its unique part: renamed to to's cur/<uniq>:2,<letters>
+ * with flags (plus m's unknown letters), never over an existing name, so
+ * the file keeps its inode. Looked up by uniq if a MUA renamed it; 1 if
+ * it is gone; 2 (nothing done) if the two folders are on different file
+ * systems, where no rename can move it. Does not fsync the directories.
+ * Updates m->name/in_new/flags. */
+int maildir_move_to(struct maildir_folder *from, struct local_msg *m, struct maildir_folder *to, unsigned flags,
+                    struct ms_error *err);
+
 /* Unlink message m (looked up by uniq if renamed); 1 if already gone. */
 int maildir_remove(struct maildir_folder *f, struct local_msg *m, struct ms_error *err);
 

@@ -903,6 +903,25 @@ class ImapClient(imaplib.IMAP4):
         self.set_flags(folder, uids, ["\\Deleted"], "+")
         self._ok(*self.uid("EXPUNGE", uid_set(uids)), "UID EXPUNGE on %s" % folder)
 
+    def move_uids(self, src, uids, dst):
+        """Another client's move: UID MOVE exactly these UIDs of src to dst
+        (RFC 6851; the server keeps INTERNALDATE, flags and keywords).
+        Returns the new UIDs in dst, in the order of uids (COPYUID)."""
+        uids = list(uids)
+        if not uids:
+            return []
+        self.select_folder(src)
+        self.untagged_responses.pop("OK", None)  # no COPYUID of an earlier move
+        typ, dat = self._simple_command("UID", "MOVE", uid_set(uids), self.mbox(dst))
+        self._ok(typ, dat, "UID MOVE %s -> %s" % (src, dst))
+        for d in list(self.untagged_responses.get("OK", [])) + list(dat):
+            m = re.search(rb"\[COPYUID \d+ (\S+) (\S+)\]", d if isinstance(d, bytes) else b"")
+            if m:
+                src_set, dst_set = _expand_uid_set(m.group(1)), _expand_uid_set(m.group(2))
+                by_src = dict(zip(src_set, dst_set))
+                return [by_src[u] for u in uids]
+        raise imaplib.IMAP4.error("no COPYUID in the answer to UID MOVE: %r" % dat)
+
     def messages(self, folder):
         """[ServerMessage] of a folder, by UID, read without setting \\Seen."""
         count = self.select_folder(folder, readonly=True)
@@ -930,6 +949,18 @@ class ImapClient(imaplib.IMAP4):
         """{folder: [ServerMessage]} for every selectable folder (or those
         given)."""
         return {f: self.messages(f) for f in (folders or self.list_folders())}
+
+
+def _expand_uid_set(text):
+    """b"3:5,9" -> [3, 4, 5, 9] (ranges in either direction, as sent)."""
+    out = []
+    for part in text.decode().split(","):
+        if ":" in part:
+            a, b = (int(x) for x in part.split(":"))
+            out += list(range(a, b + 1)) if a <= b else list(range(a, b - 1, -1))
+        else:
+            out.append(int(part))
+    return out
 
 
 def uid_set(uids):

@@ -29,6 +29,7 @@
 #include "sync/engine/engine.h"
 #include "sync/flags.h"
 #include "sync/engine/journal.h"
+#include "sync/remote/remote.h"
 
 
 struct fixture {
@@ -587,6 +588,113 @@ static void kill_at_each_journal_step(void **state)
     assert_true(k >= 4 + 5);
 }
 
+/* ---- a kill at each step of a server move (moves_server.c) ---- */
+
+extern void (*moves_server_step_hook)(int step);
+static int move_kill_at;
+
+static void move_kill_hook(int step)
+{
+    if (step == move_kill_at)
+        _exit(77);
+}
+
+/* The inode of the local file of folder with Message-ID id (0: none). */
+struct find_ino {
+    const struct fixture *fx;
+    const char *folder, *id;
+    ino_t ino;
+};
+
+static void find_ino(void *ctx, const char *name, const char *content)
+{
+    struct find_ino *f = ctx;
+    char want[128], path[1024];
+    snprintf(want, sizeof want, "Message-ID: %s\n", f->id);
+    if (!strstr(content, want))
+        return;
+    struct stat st;
+    for (int sub = 0; sub < 2; sub++) {
+        snprintf(path, sizeof path, "%s/%s/%s/%s", f->fx->maildir, f->folder, sub ? "new" : "cur", name);
+        if (stat(path, &st) == 0)
+            f->ino = st.st_ino;
+    }
+}
+
+static ino_t local_ino(const struct fixture *fx, const char *folder, const char *id)
+{
+    struct find_ino f = {fx, folder, id, 0};
+    each_file(fx, folder, find_ino, &f);
+    return f.ino;
+}
+
+/* Another client moves 20 of A's 25 messages to B. A child pulls and dies
+ * (_exit) after step k of the move (1 journalled, 2 renamed, 3 recorded;
+ * 4: no kill). The next sync finds each message once locally, the moved
+ * ones in B in the same files, downloads no body, uploads nothing, and
+ * neither the push nor the pull guard sees a deletion (without the move
+ * journal's recovery, A's push would take the renamed files for 20 local
+ * deletions and stop at the guard). */
+static void kill_at_each_server_move_step(void **state)
+{
+    struct fixture *fx = *state;
+    for (int k = 1; k <= 4; k++) {
+        mem_install(NULL);
+        mem_server_free(fx->srv);
+        fx->srv = mem_server_new();
+        mem_install(fx->srv);
+        unit_rmtree(fx->maildir);
+        char dir[160];
+        snprintf(dir, sizeof dir, "%s/state", fx->dir);
+        unit_rmtree(dir);
+        uint32_t uids[25];
+        for (int i = 0; i < 25; i++) {
+            char tag[8];
+            snprintf(tag, sizeof tag, "mv%d", i);
+            uids[i] = add(fx, "A", tag, i == 1 ? FLAG_SEEN : 0);
+        }
+        add(fx, "B", "there", 0);
+        run_ok(fx, PULL);
+        ino_t i0 = local_ino(fx, "A", "<mv0@test>"), i1 = local_ino(fx, "A", "<mv1@test>");
+        assert_true(i0 && i1);
+        for (int i = 0; i < 20; i++)
+            mem_move(fx->srv, "A", uids[i], "B");
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            move_kill_at = k;
+            moves_server_step_hook = move_kill_hook;
+            struct engine_result res;
+            int rc = engine_pull(&fx->acct, &fx->opt, &res);
+            _exit(rc == MS_OK ? 0 : 1);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), k <= 3 ? 77 : 0);
+        mem_log_clear(fx->srv);
+        run_ok(fx, SYNC);
+        if (mem_log_count(fx->srv, MEM_OP_BODY, NULL) || mem_log_count(fx->srv, MEM_OP_APPEND, NULL)) {
+            dump_log(fx);
+            fail_msg("kill after step %d: the rerun downloaded or uploaded a message", k);
+        }
+        assert_in_step(fx, "A");
+        assert_in_step(fx, "B");
+        assert_int_equal(local_count(fx, "A", NULL), 5);
+        assert_int_equal(local_count(fx, "B", NULL), 21);
+        assert_true(local_ino(fx, "B", "<mv0@test>") == i0);
+        assert_true(local_ino(fx, "B", "<mv1@test>") == i1);
+        assert_string_equal(local_flags(fx, "B", "<mv1@test>"), "S");
+        /* and the state knows them: a further sync changes nothing */
+        mem_log_clear(fx->srv);
+        run_ok(fx, SYNC);
+        assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+        assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+        assert_int_equal(folder_result(fx, "B")->fetched, 0);
+    }
+}
+
 /* ---- account-wide planning ---- */
 
 struct watch_local {
@@ -604,7 +712,10 @@ static void on_op(void *ctx, const struct mem_logentry *e)
     if (e->op != MEM_OP_OPEN && e->op != MEM_OP_OPEN_INC)
         return;
     w->listings++;
-    if (w->deleted_before < 0 && local_count(w->fx, "A", "<moved@test>") == 0)
+    /* Issue 16: the move itself renames the file from A into B during B's
+     * pull; only a copy gone from both is a deletion. */
+    if (w->deleted_before < 0 &&
+        local_count(w->fx, "A", "<moved@test>") + local_count(w->fx, "B", "<moved@test>") == 0)
         w->deleted_before = (long)w->fx->srv->nlog - 1;
 }
 
@@ -689,6 +800,277 @@ static void adopt_getmail_maildir_by_date_and_from(void **state)
     assert_int_equal(state_of(fx, "INBOX").rows, 3);
 }
 
+/* ------------------------------------------------------------------ */
+/* local moves between folders (moves_local.c) */
+
+/* Move the one local file of folder `from` with Message-ID id into folder
+ * `to`'s cur/: under its name (newname NULL, as notmuch does) or a new
+ * one (as mutt does, written anew: link + unlink), with the info letters
+ * `letters`. */
+static void move_local_with(const struct fixture *fx, const char *from, const char *want, const char *to,
+                            const char *newname, const char *letters)
+{
+    char found[1024] = "";
+    for (int sub = 0; sub < 2 && !found[0]; sub++) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/%s/%s", fx->maildir, from, sub ? "new" : "cur");
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        while (d && (de = readdir(d)) && !found[0]) {
+            if (de->d_name[0] == '.')
+                continue;
+            char path[1024], buf[16384];
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            int fd = open(path, O_RDONLY);
+            assert_true(fd >= 0);
+            ssize_t n = read(fd, buf, sizeof buf - 1);
+            close(fd);
+            buf[n > 0 ? n : 0] = '\0';
+            if (strstr(buf, want))
+                snprintf(found, sizeof found, "%s", path);
+        }
+        if (d)
+            closedir(d);
+    }
+    assert_true(found[0]);
+    const char *base = strrchr(found, '/') + 1;
+    char uniq[512], to_path[1200];
+    snprintf(uniq, sizeof uniq, "%.*s", (int)strcspn(base, ":"), base);
+    snprintf(to_path, sizeof to_path, "%s/%s/cur/%s:2,%s", fx->maildir, to, newname ? newname : uniq, letters);
+    assert_int_equal(rename(found, to_path), 0);
+}
+
+static void move_local(const struct fixture *fx, const char *from, const char *id, const char *to,
+                       const char *newname, const char *letters)
+{
+    char want[256];
+    snprintf(want, sizeof want, "Message-ID: %s\n", id);
+    move_local_with(fx, from, want, to, newname, letters);
+}
+
+/* The server's message with Message-ID id in folder (exactly one). */
+static struct mem_msg *server_msg(struct fixture *fx, const char *folder, const char *id)
+{
+    struct mem_folder *f = mem_folder_find(fx->srv, folder);
+    assert_non_null(f);
+    assert_int_equal(mem_count_id(fx->srv, folder, id), 1);
+    char want[256];
+    snprintf(want, sizeof want, "Message-ID: %s\r\n", id);
+    for (size_t i = 0; i < f->n; i++)
+        if (strstr(f->msgs[i].body, want))
+            return &f->msgs[i];
+    fail_msg("%s: no %s", folder, id);
+    return NULL;
+}
+
+/* A message of A with a keyword and its own INTERNALDATE. */
+static uint32_t add_dated(struct fixture *fx, const char *folder, const char *tag, unsigned flags, const char *kw)
+{
+    char body[512];
+    snprintf(body, sizeof body, "From: a@example.org\nSubject: %s\nMessage-ID: <%s@test>\n\nThe body of %s.\n", tag,
+             tag, tag);
+    uint32_t uid = mem_add(fx->srv, folder, body, flags, 1700000000);
+    struct mem_msg *m = mem_msg_find(mem_folder_find(fx->srv, folder), uid);
+    if (kw)
+        m->keywords = strdup(kw);
+    return uid;
+}
+
+/* A file moved from A to B: one UID MOVE (or COPY + EXPUNGE without
+ * MOVE), no upload, the keyword, INTERNALDATE and the new local flag on
+ * the server's message in B, each message once on each side. */
+static void local_move_is_a_server_move(struct fixture *fx, bool keep_name, bool has_move, enum run_kind k)
+{
+    if (!has_move)
+        fx->srv->caps &= ~(unsigned)REMOTE_MOVE;
+    add_dated(fx, "A", "moved", FLAG_SEEN, "$label1");
+    add(fx, "A", "stays", 0);
+    add(fx, "B", "there", 0);
+    run_ok(fx, SYNC);
+    move_local(fx, "A", "<moved@test>", "B", keep_name ? NULL : "1790000000.M1P1.mutt", "FS");
+    mem_log_clear(fx->srv);
+    run_ok(fx, k);
+    if (mem_log_count(fx->srv, MEM_OP_APPEND, NULL) != 0)
+        dump_log(fx);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+    assert_int_equal(mem_log_count(fx->srv, has_move ? MEM_OP_MOVE : MEM_OP_COPY, "A"), 1);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+    assert_int_equal(mem_count_id(fx->srv, "A", "<moved@test>"), 0);
+    struct mem_msg *m = server_msg(fx, "B", "<moved@test>");
+    assert_string_equal(m->keywords, "$label1");
+    assert_int_equal(m->internaldate, 1700000000);
+    assert_int_equal(m->flags, FLAG_SEEN | FLAG_FLAGGED);
+    assert_in_step(fx, "A");
+    assert_in_step(fx, "B");
+    /* and nothing more to do */
+    mem_log_clear(fx->srv);
+    run_ok(fx, SYNC);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_EXPUNGE, NULL), 0);
+    assert_in_step(fx, "A");
+    assert_in_step(fx, "B");
+}
+
+static void local_move_by_name_push(void **state)
+{
+    local_move_is_a_server_move(*state, true, true, PUSH);
+}
+
+static void local_move_by_new_name_sync(void **state)
+{
+    local_move_is_a_server_move(*state, false, true, SYNC);
+}
+
+static void local_move_without_move_push(void **state)
+{
+    local_move_is_a_server_move(*state, false, false, PUSH);
+}
+
+static void local_move_without_move_sync(void **state)
+{
+    local_move_is_a_server_move(*state, true, false, SYNC);
+}
+
+/* Moving 20 of a folder's 25 messages (80%, over max_delete) elsewhere is
+ * no mass deletion, also when the source folder's push comes first (A
+ * before B); the same share really deleted still trips the guard. */
+static void local_moves_do_not_trip_the_guard(void **state)
+{
+    struct fixture *fx = *state;
+    char tag[16], id[32];
+    for (int i = 0; i < 25; i++) {
+        snprintf(tag, sizeof tag, "m%d", i);
+        add(fx, "A", tag, 0);
+    }
+    mem_folder(fx->srv, "B");
+    run_ok(fx, SYNC);
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "<m%d@test>", i);
+        move_local(fx, "A", id, "B", NULL, "");
+    }
+    mem_log_clear(fx->srv);
+    run_ok(fx, SYNC);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+    assert_int_equal(mem_folder_find(fx->srv, "A")->n, 5);
+    assert_int_equal(mem_folder_find(fx->srv, "B")->n, 20);
+    assert_in_step(fx, "A");
+    assert_in_step(fx, "B");
+}
+
+/* Two gone messages with the Message-ID and size of the new file: which
+ * one moved is not known, so it is an upload and two deletions. */
+static void local_move_ambiguous_is_uploaded(void **state)
+{
+    struct fixture *fx = *state;
+    add(fx, "A", "twin", 0);
+    add(fx, "C", "twin", 0);
+    mem_folder(fx->srv, "B");
+    run_ok(fx, SYNC);
+    move_local(fx, "A", "<twin@test>", "B", "new1", "");
+    char path[512];
+    snprintf(path, sizeof path, "%s/Gone", fx->maildir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/Gone/cur", fx->maildir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    move_local(fx, "C", "<twin@test>", "Gone", "x", ""); /* gone from C too (not a folder: no new/, tmp/) */
+    snprintf(path, sizeof path, "%s/Gone/cur/x:2,", fx->maildir);
+    assert_int_equal(unlink(path), 0);
+    mem_log_clear(fx->srv);
+    run_ok(fx, PUSH);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 1);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_MOVE, NULL), 0);
+    assert_int_equal(mem_folder_find(fx->srv, "A")->n, 0);
+    assert_int_equal(mem_folder_find(fx->srv, "C")->n, 0);
+    assert_int_equal(mem_count_id(fx->srv, "B", "<twin@test>"), 1);
+}
+
+/* Messages without Message-ID moved keeping their names: one whose size no
+ * other such gone message has is moved; two of one size are not (after
+ * a UID MOVE their copies could be told apart only by size): uploaded and
+ * deleted, each once. */
+static void local_move_without_message_id(void **state)
+{
+    struct fixture *fx = *state;
+    mem_add(fx->srv, "A", "Subject: one\n\nThe first body.\n", 0, 1700000000);
+    mem_add(fx->srv, "A", "Subject: two\n\nThe other body!\n", 0, 1700000000);
+    mem_add(fx->srv, "A", "Subject: three, longer\n\nThe third body.\n", 0, 1700000000);
+    mem_folder(fx->srv, "B");
+    run_ok(fx, SYNC);
+    move_local_with(fx, "A", "Subject: one\n", "B", NULL, "");
+    move_local_with(fx, "A", "Subject: two\n", "B", NULL, "");
+    move_local_with(fx, "A", "Subject: three, longer\n", "B", NULL, "");
+    mem_log_clear(fx->srv);
+    run_ok(fx, PUSH);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 2);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_MOVE, "A"), 1);
+    assert_int_equal(mem_folder_find(fx->srv, "A")->n, 0);
+    assert_int_equal(mem_folder_find(fx->srv, "B")->n, 3);
+    assert_in_step(fx, "A");
+    run_ok(fx, SYNC);
+    assert_int_equal(local_count(fx, "B", NULL), 3);
+    assert_int_equal(state_of(fx, "B").rows, 3);
+}
+
+/* The session drops at every operation of the push that moves a message
+ * (with MOVE and without): the next push completes the move, the message
+ * is once in each side's folder B and nowhere else, nothing is uploaded. */
+static void local_move_session_drops_at_every_op_of(struct fixture *fx, bool has_move)
+{
+    unsigned fired_rounds = 0;
+    for (unsigned n = 1;; n++) {
+        unit_rmtree(fx->maildir);
+        char dir[160];
+        snprintf(dir, sizeof dir, "%s/state", fx->dir);
+        unit_rmtree(dir);
+        mem_install(NULL);
+        mem_server_free(fx->srv);
+        fx->srv = mem_server_new();
+        mem_install(fx->srv);
+        if (!has_move)
+            fx->srv->caps &= ~(unsigned)REMOTE_MOVE;
+        add_dated(fx, "A", "moved", FLAG_SEEN, "$label1");
+        add(fx, "A", "stays", 0);
+        mem_folder(fx->srv, "B");
+        run_ok(fx, SYNC);
+        move_local(fx, "A", "<moved@test>", "B", n % 2 ? NULL : "newname", "S");
+        mem_log_clear(fx->srv);
+        fx->srv->ops = 0;
+        fx->srv->faults.drop_at_op = n;
+        int rc = run(fx, PUSH);
+        bool fired = fx->srv->faults.drop_at_op == 0;
+        fx->srv->faults.drop_at_op = 0;
+        if (!fired) {
+            assert_int_equal(rc, MS_OK);
+            break;
+        }
+        fired_rounds++;
+        run_ok(fx, PUSH);
+        if (mem_log_count(fx->srv, MEM_OP_APPEND, NULL) != 0 || mem_count_id(fx->srv, "B", "<moved@test>") != 1) {
+            print_message("cut at op %u\n", n);
+            dump_log(fx);
+        }
+        assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+        assert_int_equal(mem_count_id(fx->srv, "A", "<moved@test>"), 0);
+        struct mem_msg *m = server_msg(fx, "B", "<moved@test>");
+        assert_string_equal(m->keywords, "$label1");
+        assert_in_step(fx, "A");
+        assert_in_step(fx, "B");
+        assert_true(n < 200);
+    }
+    assert_true(fired_rounds >= 4);
+}
+
+static void local_move_session_drops_at_every_op(void **state)
+{
+    local_move_session_drops_at_every_op_of(*state, true);
+}
+
+static void local_move_session_drops_at_every_op_without_move(void **state)
+{
+    local_move_session_drops_at_every_op_of(*state, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -706,6 +1088,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(kill_at_each_journal_step, setup, teardown),
         cmocka_unit_test_setup_teardown(move_between_folders_planned_in_one_run, setup, teardown),
         cmocka_unit_test_setup_teardown(adopt_getmail_maildir_by_date_and_from, setup, teardown),
+        cmocka_unit_test_setup_teardown(kill_at_each_server_move_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_by_name_push, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_by_new_name_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_without_move_push, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_without_move_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_moves_do_not_trip_the_guard, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_ambiguous_is_uploaded, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_without_message_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_session_drops_at_every_op, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_session_drops_at_every_op_without_move, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -456,6 +456,46 @@ static void set_flags_after_mua_rename(void **state)
     maildir_folder_close(f);
 }
 
+/* maildir_move_to: another folder's cur/ with the given flags and the
+ * file's own extra letters, the same inode, found by uniq after a MUA
+ * renamed it, never over a name; 1 once gone. */
+static void move_to_other_folder(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *a = open_folder(fx, "A");
+    struct maildir_folder *b = open_folder(fx, "Projects/2026");
+    char *uniq = deliver(a, "body\n", 0, NULL);
+    struct local_msg m = scan_one(a);
+    char from[512], to[512];
+    snprintf(from, sizeof from, "%s/A/new/%s", fx->root, uniq);
+    snprintf(to, sizeof to, "%s/A/cur/%s:2,Sa", fx->root, uniq);
+    assert_int_equal(rename(from, to), 0); /* a MUA read it: m is stale */
+    struct stat before, after;
+    assert_int_equal(stat(to, &before), 0);
+    struct ms_error err;
+    assert_int_equal(maildir_move_to(a, &m, b, FLAG_SEEN | FLAG_FLAGGED, &err), MS_OK);
+    char want[300];
+    snprintf(want, sizeof want, "%s:2,FSa", uniq);
+    assert_string_equal(m.name, want);
+    assert_false(m.in_new);
+    snprintf(to, sizeof to, "%s/Projects/2026/cur/%s", fx->root, want);
+    assert_int_equal(stat(to, &after), 0);
+    assert_true(before.st_ino == after.st_ino);
+    struct local_msg *msgs;
+    size_t n;
+    assert_int_equal(maildir_scan(a, &msgs, &n, &err), MS_OK);
+    assert_int_equal(n, 0);
+    maildir_msgs_free(msgs, n);
+    /* gone from A now: 1, nothing touched */
+    assert_int_equal(maildir_move_to(a, &m, b, FLAG_SEEN, &err), 1);
+    assert_int_equal(access(to, F_OK), 0);
+    free(m.uniq);
+    free(m.name);
+    free(uniq);
+    maildir_folder_close(a);
+    maildir_folder_close(b);
+}
+
 static void remove_message(void **state)
 {
     struct fixture *fx = *state;
@@ -945,6 +985,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(write_error_is_elocal, setup, teardown),
         cmocka_unit_test_setup_teardown(scan_flags_extra_dotfiles, setup, teardown),
         cmocka_unit_test_setup_teardown(set_flags_after_mua_rename, setup, teardown),
+        cmocka_unit_test_setup_teardown(move_to_other_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(remove_message, setup, teardown),
         cmocka_unit_test_setup_teardown(scan_during_renames, setup, teardown),
         cmocka_unit_test_setup_teardown(sweep_uses_ctime, setup, teardown),

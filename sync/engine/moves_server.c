@@ -1,0 +1,585 @@
+/*
+ * moves_server.c: a message another client moved on the server from folder
+ * A to folder B becomes a rename of the local file from A into B (same
+ * inode, nothing downloaded), not a deletion in A and a download in B.
+ *
+ * How a move is seen, account-wide, within the two passes of engine.c:
+ *   - Before the first pass, the folders whose STATUS (taken with the LIST)
+ *     shows fewer messages than the state's rows plus the UIDNEXT growth
+ *     lost messages since the last sync: they are pulled first
+ *     (moves_server_order), so their vanished messages are known before
+ *     any folder's new ones are downloaded.
+ *   - A's pull notes its vanished rows whose local file still exists,
+ *     with their identity from the state row (Message-ID, size), in the
+ *     run's list (moves_server_note_vanished; memory: only those rows).
+ *     A's deletions are held for the second pass anyway.
+ *   - B's pull, when the list is not empty, asks the server for the
+ *     identity of its new UIDs (one FETCH of Message-ID and size) and
+ *     pairs them with the list (plan_match). Each pair is a move
+ *     (moves_server_take): A's file is renamed into B's cur/ with the
+ *     server's flags, B's row recorded, A's row deleted, and the pair is
+ *     no longer a download. A's second pass no longer sees the row, so
+ *     nothing is deleted and the mass-deletion guard counts no deletion.
+ *     A pull whose guard trips in the first pass is held back whole
+ *     instead (pull.c), and planned again in the second pass, once the
+ *     moves out of it are recorded.
+ *   - Two folders that swapped messages both lost some: whichever is
+ *     pulled first cannot know yet what came from the other. So while a
+ *     folder that lost messages is still to be pulled in the first pass
+ *     (moves_server_more_to_come), a folder's downloads wait for the
+ *     second pass, which pulls it again with every vanished row known.
+ * Without STATUS from the LIST (a server without CONDSTORE) the folders
+ * keep their order: a move to a folder pulled before its source is then
+ * downloaded as before. The trash folder of a sync stays last, so a
+ * message moved out of it is downloaded too. A --dry-run shows moves as
+ * move_local steps, the source's deletions only for what no move took.
+ * Pairing rule: (Message-ID, size) as plan_match() has it; messages
+ * without a Message-ID are never paired (downloaded as before). Several
+ * candidates of equal identity are paired in order: they are copies of
+ * one message, so any pairing keeps one file per server message.
+ *
+ * Crash safety (the server-move journal, db/state.h):
+ *   1. one transaction: B's row is recorded *pending* and the move
+ *      journalled; A's row stays;
+ *   2. the files are renamed from A into B (never over a name);
+ *   3. A's and B's new/ and cur/ are fsynced;
+ *   4. one transaction: B's row confirmed, A's row deleted, the journal
+ *      row forgotten.
+ * A run killed before 1 left nothing; between 1 and 4, the next run's
+ * moves_server_recover() (before its first pass) looks for the file in B:
+ * found, it finishes 4; not found (killed before the rename), it drops
+ * B's row and the journal row, so A's row and file are as before and the
+ * move is seen again. A pending B row is what journal_recover() would
+ * finish the same way. So the message exists once locally and nothing is
+ * downloaded or uploaded again.
+ *
+ * A rename cannot cross file systems (a folder mounted elsewhere): then
+ * the message is downloaded into B as before and A's file removed by A's
+ * deletion, as without this file.
+ */
+#include "sync/engine/engine_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/engine/dryrun.h"
+#include "sync/log.h"
+#include "sync/util.h"
+
+void (*moves_server_step_hook)(int step);
+
+static void step(int n)
+{
+    if (moves_server_step_hook)
+        moves_server_step_hook(n);
+}
+
+/* A vanished row of a folder pulled this run whose file is still there. */
+struct vanished {
+    int64_t folder_id;
+    char *path; /* the folder's local path below the root */
+    char *name; /* its display name, for messages */
+    uint32_t uid;
+    char *uniq;
+    unsigned flags; /* as last synced */
+    char *message_id;
+    uint64_t size;
+    bool taken;
+    bool held; /* a dry run: its local deletion is reported at the end */
+};
+
+struct moves_server {
+    struct vanished *v;
+    size_t n;
+    /* The folders moves_server_order put first (raw names, sorted), and
+     * whether this pass has pulled each yet. */
+    char **lost;
+    bool *pulled;
+    size_t nlost;
+};
+
+void moves_server_free(struct run *r)
+{
+    struct moves_server *m = r->smoves;
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->v[i].path);
+        free(m->v[i].name);
+        free(m->v[i].uniq);
+        free(m->v[i].message_id);
+    }
+    free(m->v);
+    for (size_t i = 0; i < m->nlost; i++)
+        free(m->lost[i]);
+    free(m->lost);
+    free(m->pulled);
+    free(m);
+    r->smoves = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* the order of the first pass */
+
+/* Did the folder lose messages since the last sync, as its STATUS shows? */
+static bool lost_messages(struct run *r, const struct selected *sel)
+{
+    const struct remote_status *st = folders_known_status(r, sel->raw);
+    const struct state_folder *sf = folders_known(r, sel->raw);
+    if (!st || !sf || !sf->id || !st->uidvalidity || st->uidvalidity != sf->uidvalidity || !sf->uidnext ||
+        st->uidnext < sf->uidnext)
+        return false;
+    if (st->highestmodseq && st->highestmodseq == sf->highestmodseq && st->uidnext == sf->uidnext)
+        return false; /* unchanged */
+    size_t rows = 0;
+    struct ms_error e;
+    if (state_msg_count(r->st, sf->id, &rows, &e) != MS_OK)
+        return false;
+    return (uint64_t)st->messages < (uint64_t)rows + (st->uidnext - sf->uidnext);
+}
+
+void moves_server_order(struct run *r, const struct selected *sel, size_t *order, size_t from, size_t to)
+{
+    if (to <= from + 1)
+        return;
+    size_t n = to - from, k = 0;
+    size_t *rest = xmalloc(n * sizeof *rest);
+    size_t nrest = 0;
+    for (size_t j = from; j < to; j++) {
+        if (lost_messages(r, &sel[order[j]]))
+            order[from + k++] = order[j];
+        else
+            rest[nrest++] = order[j];
+    }
+    memcpy(order + from + k, rest, nrest * sizeof *rest);
+    free(rest);
+    if (!k)
+        return;
+    log_msg(LOG_VERBOSE, "%zu folders lost messages since the last sync: pulled first", k);
+    if (!r->smoves)
+        r->smoves = xcalloc(1, sizeof *r->smoves);
+    struct moves_server *m = r->smoves;
+    m->lost = xcalloc(k, sizeof *m->lost);
+    m->pulled = xcalloc(k, sizeof *m->pulled);
+    for (size_t j = 0; j < k; j++)
+        m->lost[j] = xstrdup(sel[order[from + j]].raw);
+    m->nlost = k;
+    qsort(m->lost, k, sizeof *m->lost, util_cmp_str);
+}
+
+/* ------------------------------------------------------------------ */
+/* the source side: vanished rows */
+
+static int cmp_uid(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static bool remote_has(const struct remote_msg *rm, size_t nr, uint32_t uid)
+{
+    return UTIL_FIND_UID(rm, nr, uid, uid) != NULL;
+}
+
+/* A dry run: the plan's local deletion of uid is left for later (reported
+ * by moves_server_report_left unless a move takes it). */
+static void hold_delete(struct plan *p, uint32_t uid)
+{
+    for (size_t i = 0; p && i < p->n; i++)
+        if (p->actions[i].op == PLAN_LOCAL_DELETE && p->actions[i].uid == uid) {
+            memmove(&p->actions[i], &p->actions[i + 1], (p->n - i - 1) * sizeof *p->actions);
+            p->n--;
+            p->ndelete--;
+            return;
+        }
+}
+
+void moves_server_note_vanished(struct run *r, const struct selected *sel, int64_t folder_id,
+                                const struct state_msg *st, size_t ns, struct local_msg *local, size_t nlocal,
+                                const struct remote_msg *rm, size_t nr, struct plan *p)
+{
+    if (!r->defer_deletions && !r->opt->dry_run)
+        return; /* the second pass: the moves were seen in the first */
+    if (r->opt->dry_run && r->acct->mode == MODE_BACKUP)
+        p = NULL; /* a backup's plan deletes nothing */
+    struct moves_server *lm = r->smoves;
+    const char *key = sel->raw;
+    char **hit = lm && lm->nlost ? bsearch(&key, lm->lost, lm->nlost, sizeof *lm->lost, util_cmp_str) : NULL;
+    if (hit)
+        lm->pulled[hit - lm->lost] = true;
+    for (size_t i = 0; i < ns; i++) {
+        const struct state_msg *s = &st[i];
+        if (!s->uniq || !s->message_id || !s->size || s->pending || remote_has(rm, nr, s->uid) ||
+            !views_local_by_uniq(local, nlocal, s->uniq))
+            continue;
+        if (!r->smoves)
+            r->smoves = xcalloc(1, sizeof *r->smoves);
+        struct moves_server *m = r->smoves;
+        m->v = xrealloc(m->v, (m->n + 1) * sizeof *m->v);
+        m->v[m->n++] = (struct vanished){.folder_id = folder_id, .path = xstrdup(sel->path),
+                                         .name = xstrdup(sel->name), .uid = s->uid, .uniq = xstrdup(s->uniq),
+                                         .flags = s->flags, .message_id = xstrdup(s->message_id),
+                                         .size = s->size, .taken = false, .held = false};
+        if (r->opt->dry_run && p) {
+            hold_delete(p, s->uid);
+            m->v[m->n - 1].held = true;
+        }
+    }
+}
+
+bool moves_server_more_to_come(const struct run *r)
+{
+    const struct moves_server *m = r->smoves;
+    for (size_t i = 0; m && i < m->nlost; i++)
+        if (!m->pulled[i])
+            return true;
+    return false;
+}
+
+void moves_server_report_left(struct run *r)
+{
+    struct moves_server *m = r->smoves;
+    for (size_t i = 0; m && i < m->n; i++)
+        if (m->v[i].held && !m->v[i].taken)
+            dryrun_report(r->opt, &(struct engine_planned){.account = r->acct->name, .folder = m->v[i].name,
+                                                          .kind = ENGINE_PLAN_DELETE_LOCAL, .uid = m->v[i].uid,
+                                                          .size = 0, .count = 0, .flags = 0, .flags_removed = 0,
+                                                          .file = NULL, .from = NULL, .from_uid = 0});
+}
+
+/* ------------------------------------------------------------------ */
+/* the destination side: pairing and renaming */
+
+struct ids {
+    struct plan_identity *v;
+    size_t n;
+};
+
+static void found_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
+{
+    struct ids *l = ctx;
+    l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
+    l->v[l->n++] = (struct plan_identity){.uid = uid, .uniq = NULL,
+                                          .message_id = message_id ? xstrdup(message_id) : NULL, .size = size,
+                                          .alt = {0}, .nalt = 0, .date = NULL, .from = NULL};
+}
+
+/* One pair: the new UID in this folder and the vanished row it is. */
+struct pair {
+    uint32_t uid;
+    const struct remote_msg *srv; /* the listing's entry of uid */
+    struct vanished *from;
+    unsigned local_flags; /* the file's flags once moved */
+    int outcome;          /* 0 moved; 1 gone; 2 other file system; -1 not tried */
+};
+
+/* The local flags of a moved file: its flags in A, with what the server
+ * changed since A's last sync (A's recorded flags -> B's flags) applied,
+ * so a local change not yet pushed survives (pushed for B later). */
+static unsigned moved_flags(unsigned local, unsigned synced, unsigned server)
+{
+    unsigned added = server & ~synced, removed = synced & ~server;
+    return (local & ~removed) | added;
+}
+
+/* Rename the pairs' files (step 2): A's folders opened one at a time, in
+ * the order of the pairs; then A's and B's directories fsynced (step 3). */
+static int rename_files(struct run *r, struct maildir_folder *mf, struct pair *pv, size_t np, struct ms_error *err)
+{
+    struct maildir_folder *src = NULL;
+    const char *src_path = NULL;
+    int rc = MS_OK;
+    for (size_t i = 0; i < np && rc == MS_OK; i++) {
+        struct pair *p = &pv[i];
+        if (!src_path || strcmp(src_path, p->from->path) != 0) {
+            if (src && (rc = maildir_sync_dirs(src, err)))
+                break;
+            maildir_folder_close(src);
+            src = NULL;
+            src_path = p->from->path;
+            if ((rc = maildir_folder_open(r->rootfd, src_path, false, &src, err)))
+                break;
+        }
+        struct local_msg l = {0};
+        int f = maildir_find_hint(src, p->from->uniq, p->from->flags, &l, err);
+        if (f == 1) {
+            p->outcome = 1;
+            continue;
+        }
+        if (f != MS_OK) {
+            rc = f;
+            break;
+        }
+        p->local_flags = moved_flags(l.flags, p->from->flags, p->srv->flags);
+        int x = maildir_move_to(src, &l, mf, p->local_flags, err);
+        free(l.uniq);
+        free(l.name);
+        if (x == MS_OK || x == 1 || x == 2)
+            p->outcome = x;
+        else
+            rc = x;
+        if (x == 2)
+            log_msg(LOG_WARN, "%s and %s are on different file systems: a message moved between them on the "
+                              "server is downloaded again", p->from->name, maildir_folder_path(mf));
+    }
+    if (rc == MS_OK && src)
+        rc = maildir_sync_dirs(src, err);
+    maildir_folder_close(src);
+    if (rc == MS_OK)
+        rc = maildir_sync_dirs(mf, err);
+    return rc;
+}
+
+/* Steps 1-4 for the pairs. */
+static int apply_moves(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct pair *pv, size_t np,
+                       struct ms_error *err)
+{
+    int rc = state_begin(r->st, err);
+    for (size_t i = 0; i < np && rc == MS_OK; i++) {
+        const struct pair *p = &pv[i];
+        struct state_msg row = {.uid = p->uid, .uniq = p->from->uniq, .flags = p->srv->flags,
+                                .keywords = p->srv->keywords, .size = p->from->size,
+                                .message_id = p->from->message_id, .pending = true};
+        struct state_server_move jm = {folder_id, p->uid, p->from->folder_id, p->from->uid};
+        rc = state_msg_put(r->st, folder_id, &row, err);
+        if (rc == MS_OK)
+            rc = state_server_move_put(r->st, &jm, err);
+    }
+    if (rc == MS_OK)
+        rc = state_commit(r->st, err);
+    else
+        state_rollback(r->st);
+    if (rc)
+        return rc;
+    step(1);
+    rc = rename_files(r, mf, pv, np, err);
+    if (rc)
+        return rc; /* the journal tells the next run */
+    step(2);
+    rc = state_begin(r->st, err);
+    for (size_t i = 0; i < np && rc == MS_OK; i++) {
+        const struct pair *p = &pv[i];
+        if (p->outcome == 0) {
+            rc = state_msg_confirm(r->st, folder_id, p->uid, err);
+            if (rc == MS_OK)
+                rc = state_msg_delete(r->st, p->from->folder_id, p->from->uid, err);
+        } else {
+            rc = state_msg_delete(r->st, folder_id, p->uid, err); /* downloaded instead */
+        }
+        if (rc == MS_OK)
+            rc = state_server_move_forget(r->st, folder_id, p->uid, err);
+    }
+    if (rc == MS_OK)
+        rc = state_commit(r->st, err);
+    else
+        state_rollback(r->st);
+    if (rc == MS_OK)
+        step(3);
+    return rc;
+}
+
+/* The plan without the fetches of the moved UIDs (p keeps its memory). */
+static void drop_fetches(struct plan *p, const struct pair *pv, size_t np)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        const struct plan_action *a = &p->actions[i];
+        bool moved = false;
+        if (a->op == PLAN_FETCH)
+            for (size_t j = 0; j < np && !moved; j++)
+                moved = pv[j].uid == a->uid && pv[j].outcome == 0;
+        if (moved) {
+            p->nfetch--;
+            p->fetch_bytes -= a->size;
+            continue;
+        }
+        p->actions[k++] = *a;
+    }
+    p->n = k;
+}
+
+static int cmp_pair_source(const void *a, const void *b)
+{
+    const struct pair *x = a, *y = b;
+    int c = strcmp(x->from->path, y->from->path);
+    return c ? c : (x->uid > y->uid) - (x->uid < y->uid);
+}
+
+int moves_server_take(struct run *r, const struct selected *sel, struct maildir_folder *mf, int64_t folder_id,
+                      struct plan *p, const struct remote_msg *rm, size_t nr, struct ms_error *err)
+{
+    struct moves_server *m = r->smoves;
+    size_t open = 0;
+    for (size_t i = 0; m && i < m->n; i++)
+        open += !m->v[i].taken && m->v[i].folder_id != folder_id;
+    if (!open || !p->nfetch || (!mf && !r->opt->dry_run))
+        return MS_OK;
+    uint32_t *uids = xmalloc(p->nfetch * sizeof *uids);
+    size_t nu = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->actions[i].op == PLAN_FETCH)
+            uids[nu++] = p->actions[i].uid;
+    qsort(uids, nu, sizeof *uids, cmp_uid);
+    struct ids rids = {0};
+    struct plan_identity *cand = xmalloc(open * sizeof *cand);
+    struct vanished **cv = xmalloc(open * sizeof *cv);
+    size_t nc = 0;
+    for (size_t i = 0; i < m->n; i++)
+        if (!m->v[i].taken && m->v[i].folder_id != folder_id) {
+            cv[nc] = &m->v[i];
+            cand[nc++] = (struct plan_identity){.uid = 0, .uniq = m->v[i].uniq, .message_id = m->v[i].message_id,
+                                                .size = m->v[i].size, .alt = {0}, .nalt = 0, .date = NULL,
+                                                .from = NULL};
+        }
+    struct plan_match *pm = NULL;
+    size_t npm = 0;
+    struct pair *pv = NULL;
+    size_t np = 0;
+    int rc = r->remote->ops->fetch_identity(r->remote, uids, nu, found_identity, &rids, err);
+    if (rc)
+        goto out;
+    if (plan_match(rids.v, rids.n, cand, nc, &pm, &npm) != 0) {
+        rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+        goto out;
+    }
+    pv = xcalloc(npm + 1, sizeof *pv);
+    for (size_t i = 0; i < npm; i++) {
+        struct vanished *v = NULL;
+        for (size_t j = 0; j < nc && !v; j++)
+            if (cand[j].uniq == pm[i].uniq)
+                v = cv[j];
+        const struct remote_msg *srv = UTIL_FIND_UID(rm, nr, uid, pm[i].uid);
+        if (!v || !srv)
+            continue;
+        v->taken = true;
+        pv[np++] = (struct pair){.uid = pm[i].uid, .srv = srv, .from = v, .local_flags = 0, .outcome = -1};
+    }
+    if (np == 0)
+        goto out;
+    qsort(pv, np, sizeof *pv, cmp_pair_source);
+    if (r->opt->dry_run) {
+        for (size_t i = 0; i < np; i++) {
+            pv[i].outcome = 0;
+            struct engine_planned s = {.account = r->acct->name, .folder = sel->name,
+                                       .kind = ENGINE_PLAN_MOVE_LOCAL, .uid = pv[i].uid,
+                                       .size = pv[i].from->size, .count = 0, .flags = pv[i].srv->flags,
+                                       .flags_removed = 0, .file = NULL, .from = pv[i].from->name,
+                                       .from_uid = pv[i].from->uid};
+            dryrun_report(r->opt, &s);
+        }
+    } else if ((rc = apply_moves(r, mf, folder_id, pv, np, err))) {
+        goto out;
+    }
+    size_t moved = 0;
+    for (size_t i = 0; i < np; i++)
+        moved += pv[i].outcome == 0;
+    drop_fetches(p, pv, np);
+    if (moved)
+        log_msg(LOG_INFO, "%s: %zu messages another client moved here on the server %s", sel->name, moved,
+                r->opt->dry_run ? "would be renamed from their folders (no download)"
+                                : "renamed from their folders (no download)");
+out:
+    free(pv);
+    free(pm);
+    free(cand);
+    free(cv);
+    free(uids);
+    for (size_t i = 0; i < rids.n; i++)
+        free((char *)rids.v[i].message_id);
+    free(rids.v);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* recovery */
+
+static const struct state_folder *folder_by_id(const struct state_folder *f, size_t n, int64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (f[i].id == id)
+            return &f[i];
+    return NULL;
+}
+
+/* Where is the destination's file? 0 there, 1 not (or no row), else an
+ * error. */
+static int dest_has_file(struct run *r, const struct state_folder *dst, uint32_t uid, struct ms_error *err)
+{
+    struct state_msg *row = NULL;
+    size_t nrow = 0;
+    int rc = state_msg_get_uids(r->st, dst->id, &uid, 1, &row, &nrow, err);
+    if (rc)
+        return rc;
+    int found = 1;
+    if (nrow && row[0].uniq && maildir_folder_exists(r->rootfd, dst->path)) {
+        struct maildir_folder *mf = NULL;
+        struct local_msg l = {0};
+        if ((rc = maildir_folder_open(r->rootfd, dst->path, false, &mf, err)) == MS_OK) {
+            found = maildir_find(mf, row[0].uniq, &l, err);
+            if (found == MS_OK) {
+                free(l.uniq);
+                free(l.name);
+            } else if (found != 1) {
+                rc = found;
+            }
+            if (found == MS_OK)
+                rc = maildir_sync_dirs(mf, err); /* the rename durable before the rows say so */
+            maildir_folder_close(mf);
+        }
+    }
+    state_msgs_free(row, nrow);
+    return rc ? rc : found;
+}
+
+int moves_server_recover(struct run *r, struct ms_error *err)
+{
+    struct state_server_move *j = NULL;
+    size_t nj = 0;
+    struct state_folder *f = NULL;
+    size_t nf = 0;
+    int rc = state_server_move_list(r->st, &j, &nj, err);
+    if (rc || nj == 0)
+        goto out;
+    if ((rc = state_folder_list_brief(r->st, &f, &nf, err)))
+        goto out;
+    log_msg(LOG_VERBOSE, "finishing %zu local moves of an interrupted run", nj);
+    int *there = xcalloc(nj, sizeof *there);
+    for (size_t i = 0; i < nj && rc == MS_OK; i++) {
+        const struct state_folder *dst = folder_by_id(f, nf, j[i].folder_id);
+        const struct state_folder *src = folder_by_id(f, nf, j[i].from_folder_id);
+        there[i] = dst ? dest_has_file(r, dst, j[i].uid, err) : 1;
+        if (there[i] < 0 || there[i] > 1) {
+            rc = there[i];
+            break;
+        }
+        if (there[i] == 0 && src && maildir_folder_exists(r->rootfd, src->path)) {
+            struct maildir_folder *mf = NULL;
+            if ((rc = maildir_folder_open(r->rootfd, src->path, false, &mf, err)) == MS_OK)
+                rc = maildir_sync_dirs(mf, err);
+            maildir_folder_close(mf);
+        }
+    }
+    if (rc == MS_OK)
+        rc = state_begin(r->st, err);
+    for (size_t i = 0; i < nj && rc == MS_OK; i++) {
+        if (there[i] == 0) {
+            rc = state_msg_confirm(r->st, j[i].folder_id, j[i].uid, err);
+            if (rc == MS_OK)
+                rc = state_msg_delete(r->st, j[i].from_folder_id, j[i].from_uid, err);
+        } else {
+            rc = state_msg_delete(r->st, j[i].folder_id, j[i].uid, err);
+        }
+        if (rc == MS_OK)
+            rc = state_server_move_forget(r->st, j[i].folder_id, j[i].uid, err);
+    }
+    if (rc == MS_OK)
+        rc = state_commit(r->st, err);
+    else
+        state_rollback(r->st);
+    free(there);
+out:
+    free(j);
+    state_folders_free(f, nf);
+    return rc;
+}
