@@ -161,9 +161,14 @@ static void print_planned(const struct engine_planned *p)
         printf("%s: would change flags of UID %u on the server: +%s -%s\n", folder, p->uid,
                flags_to_letters(p->flags, a), flags_to_letters(p->flags_removed, b));
         break;
-    case ENGINE_PLAN_UPLOAD: {
+    case ENGINE_PLAN_UPLOAD:
+    case ENGINE_PLAN_DELETE_KEPT: {
         char *name = log_clean(p->file ? p->file : ""); /* a local file name: anything but '/' */
-        printf("%s: would upload %s\n", folder, name);
+        if (p->kind == ENGINE_PLAN_UPLOAD)
+            printf("%s: would upload %s\n", folder, name);
+        else
+            printf("%s: would delete the local file %s (kept by backup mode; the server deleted it)\n", folder,
+                   name);
         free(name);
         break;
     }
@@ -410,6 +415,7 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         [ENGINE_PLAN_FETCH_COUNT] = "fetch_count",
         [ENGINE_PLAN_MOVE_ON_SERVER] = "move_on_server",
         [ENGINE_PLAN_MOVE_LOCAL] = "move_local",
+        [ENGINE_PLAN_DELETE_KEPT] = "delete_kept",
     };
     fputs("{\"folder\":", out);
     output_json_string(out, p->folder);
@@ -435,6 +441,10 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         fputs(",\"file\":", out);
         output_json_string(out, p->file);
         json_letters(out, "flags", p->flags);
+        break;
+    case ENGINE_PLAN_DELETE_KEPT:
+        fputs(",\"file\":", out);
+        output_json_string(out, p->file);
         break;
     case ENGINE_PLAN_MOVE_ON_SERVER:
         fputs(",\"from\":", out);
@@ -554,8 +564,9 @@ void output_status_json(FILE *out, const struct account *a, int rc, const char *
         fputs(",\"synced_before\":null,\"last_sync\":null,\"last_error\":null,\"folders\":[]}", out);
         return;
     }
-    fprintf(out, ",\"synced_before\":%s,\"last_sync\":%lld,\"last_error\":", s->have_state ? "true" : "false",
-            (long long)s->last_sync);
+    fprintf(out, ",\"synced_before\":%s,\"last_sync\":%lld,\"retired\":%lld,\"kept_by_backup\":%lld,\"last_error\":",
+            s->have_state ? "true" : "false", (long long)s->last_sync, (long long)s->retired,
+            (long long)s->kept_by_backup);
     output_json_string(out, s->last_error);
     fputs(",\"folders\":[", out);
     for (size_t i = 0; i < s->nfolders; i++) {
@@ -567,9 +578,10 @@ void output_status_json(FILE *out, const struct account *a, int rc, const char *
         output_json_string(out, f->path);
         fprintf(out,
                 ",\"synced\":%lld,\"local\":%lld,\"local_new\":%lld,\"local_flag_changes\":%lld,"
-                "\"local_deleted\":%lld,\"last_sync\":%lld}",
+                "\"local_deleted\":%lld,\"last_sync\":%lld,\"retired\":%lld,\"kept_by_backup\":%lld}",
                 (long long)f->synced, (long long)f->local, (long long)f->local_new, (long long)f->local_flags,
-                (long long)f->local_gone, (long long)f->last_sync);
+                (long long)f->local_gone, (long long)f->last_sync, (long long)f->retired,
+                (long long)f->kept_by_backup);
         free(name);
     }
     fputs("]}", out);
@@ -588,6 +600,9 @@ void output_status_text(FILE *out, const struct account *a, const struct engine_
     fprintf(out, "\n  last error: "); /* its text may quote a server or a name on disk */
     output_print_clean(out, s->last_error ? s->last_error : "none");
     fprintf(out, "\n");
+    if (s->retired || s->kept_by_backup)
+        fprintf(out, "  only local, never pushed: %lld retired (server_retention_days), %lld kept by backup mode\n",
+                (long long)s->retired, (long long)s->kept_by_backup);
     for (size_t i = 0; i < s->nfolders; i++) {
         const struct engine_status_folder *f = &s->folders[i];
         char *name = names_display(f->name);
@@ -599,6 +614,9 @@ void output_status_text(FILE *out, const struct account *a, const struct engine_
             fprintf(out, "%6lld local; to push: %lld new, %lld flag changes, %lld deleted", (long long)f->local,
                     (long long)f->local_new, (long long)f->local_flags, (long long)f->local_gone);
         print_time(out, "; synced ", f->last_sync);
+        if (f->retired || f->kept_by_backup)
+            fprintf(out, "; only local: %lld retired, %lld kept by backup", (long long)f->retired,
+                    (long long)f->kept_by_backup);
         fprintf(out, "\n");
         free(name);
     }

@@ -65,6 +65,14 @@ enum stmt_id {
     ST_TRASH_LIST,
     ST_TRASH_SET_COPY,
     ST_TRASH_DELETE,
+    /* tombstones */
+    ST_TOMB_PUT,
+    ST_TOMB_LIST,
+    ST_TOMB_LIST_KEPT,
+    ST_TOMB_BY_UNIQ,
+    ST_TOMB_BY_ID,
+    ST_TOMB_DELETE,
+    ST_TOMB_COUNT,
     /* the server-move journal */
     ST_SMOVE_PUT,
     ST_SMOVE_LIST,
@@ -85,6 +93,8 @@ enum stmt_id {
 #define FOLDER_COLUMNS                                                                                      \
     FOLDER_BASE_COLUMNS "(SELECT count(*) FROM messages WHERE folder_id = folders.id), " PENDING_COLUMN     \
                         ", " APPENDS_COLUMN
+
+#define TOMB_COLUMNS "folder_id, uniq, message_id, size, reason, since"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_FOLDER_GET] = "SELECT " FOLDER_GET_COLUMNS " FROM folders WHERE name = ?1",
@@ -130,6 +140,17 @@ static const char *const stmt_sql[ST_COUNT] = {
                       "FROM trashing WHERE folder_id = ?1 ORDER BY uid",
     [ST_TRASH_SET_COPY] = "UPDATE trashing SET copy_uid = ?3 WHERE folder_id = ?1 AND uid = ?2",
     [ST_TRASH_DELETE] = "DELETE FROM trashing WHERE folder_id = ?1 AND uid = ?2",
+    /* tombstones */
+    [ST_TOMB_PUT] = "INSERT OR REPLACE INTO tombstones (folder_id, uniq, message_id, size, reason, since) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_TOMB_LIST] = "SELECT " TOMB_COLUMNS " FROM tombstones WHERE folder_id = ?1 ORDER BY uniq",
+    [ST_TOMB_LIST_KEPT] = "SELECT " TOMB_COLUMNS " FROM tombstones INDEXED BY tombstones_kept "
+                          "WHERE folder_id = ?1 AND reason = 'kept_by_backup' ORDER BY uniq",
+    [ST_TOMB_BY_UNIQ] = "SELECT " TOMB_COLUMNS " FROM tombstones WHERE uniq = ?1 ORDER BY folder_id LIMIT 1",
+    [ST_TOMB_BY_ID] = "SELECT " TOMB_COLUMNS " FROM tombstones WHERE message_id = ?1 AND size = ?2 "
+                      "ORDER BY folder_id, uniq LIMIT 1",
+    [ST_TOMB_DELETE] = "DELETE FROM tombstones WHERE folder_id = ?1 AND uniq = ?2",
+    [ST_TOMB_COUNT] = "SELECT reason, count(*) FROM tombstones WHERE folder_id = ?1 GROUP BY reason",
     /* the server-move journal */
     [ST_SMOVE_PUT] = "INSERT OR REPLACE INTO server_moves (folder_id, uid, from_folder_id, from_uid) "
                      "VALUES (?1, ?2, ?3, ?4)",
@@ -196,6 +217,24 @@ static const char schema_sql[] =
     "  size INTEGER,"                                                                                       \
     "  message_id TEXT,"                                                                                    \
     "  PRIMARY KEY (folder_id, uid)) WITHOUT ROWID"
+
+/* Messages that live only locally because a policy took them off the
+ * server (see "tombstones" in state.h), created on open where missing.
+ * By uniq across folders (a file moved keeping its name) and by identity
+ * (renamed to a new unique name): what a push asks before an upload. */
+#define TOMBSTONES_TABLE_SQL                                                                                \
+    "CREATE TABLE IF NOT EXISTS tombstones ("                                                               \
+    "  folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,"                               \
+    "  uniq TEXT NOT NULL,"                                                                                 \
+    "  message_id TEXT,"                                                                                    \
+    "  size INTEGER,"                                                                                       \
+    "  reason TEXT NOT NULL,"                                                                               \
+    "  since INTEGER,"                                                                                      \
+    "  PRIMARY KEY (folder_id, uniq)) WITHOUT ROWID;"                                                       \
+    "CREATE INDEX IF NOT EXISTS tombstones_uniq ON tombstones (uniq);"                                      \
+    "CREATE INDEX IF NOT EXISTS tombstones_message_id ON tombstones (message_id, size) "                   \
+    "  WHERE message_id IS NOT NULL;"                                                                       \
+    "CREATE INDEX IF NOT EXISTS tombstones_kept ON tombstones (folder_id) WHERE reason = 'kept_by_backup'"
 
 /* Messages another client moved on the server whose local file is being
  * renamed into the destination folder (sync/engine/moves_server.c):
@@ -344,7 +383,7 @@ static bool has_object(struct state *s, const char *type, const char *name)
 
 /* What a DB of an older mailsync lacks, added by an open that may write. */
 struct upgrades {
-    bool pending_index, appends, pop3, trashing, server_moves;
+    bool pending_index, appends, pop3, trashing, tombstones, server_moves;
 };
 
 static bool needs_upgrade(struct state *s, struct upgrades *u)
@@ -353,8 +392,9 @@ static bool needs_upgrade(struct state *s, struct upgrades *u)
     u->appends = !has_object(s, "table", "appends");
     u->pop3 = !has_object(s, "table", "pop3");
     u->trashing = !has_object(s, "table", "trashing");
+    u->tombstones = !has_object(s, "index", "tombstones_kept");
     u->server_moves = !has_object(s, "table", "server_moves");
-    return u->pending_index || u->appends || u->pop3 || u->trashing || u->server_moves;
+    return u->pending_index || u->appends || u->pop3 || u->trashing || u->tombstones || u->server_moves;
 }
 
 static int exec(struct state *s, const char *sql, const char *what, struct ms_error *err)
@@ -722,6 +762,10 @@ static int open_db(const char *path, bool may_write, struct state **out, struct 
         }
         if (!rc && up.trashing)
             rc = migrate_trash_journal(s, err);
+        if (!rc && up.tombstones) {
+            rc = exec(s, TOMBSTONES_TABLE_SQL, "creating the tombstones table", err);
+            s->wrote = true;
+        }
         if (!rc && up.server_moves) {
             rc = exec(s, SERVER_MOVES_TABLE_SQL, "creating the server-move journal", err);
             s->wrote = true;
@@ -1598,6 +1642,282 @@ void state_trashes_free(struct state_trash *t, size_t n)
         free(t[i].trash);
         free(t[i].message_id);
     }
+    free(t);
+}
+
+/* ------------------------------------------------------------------ */
+/* tombstones                                                          */
+
+static const char *tomb_reason_name(enum state_tomb_reason r)
+{
+    return r == STATE_TOMB_KEPT_BY_BACKUP ? "kept_by_backup" : "retired";
+}
+
+/* An unknown reason (a newer mailsync's) reads as retired: it protects
+ * the file from uploads and never has it removed. */
+static enum state_tomb_reason tomb_reason_of(const char *name)
+{
+    return name && strcmp(name, "kept_by_backup") == 0 ? STATE_TOMB_KEPT_BY_BACKUP : STATE_TOMB_RETIRED;
+}
+
+/* One row of TOMB_COLUMNS from column `at` on. */
+static void tomb_read(sqlite3_stmt *st, int at, struct state_tombstone *t)
+{
+    t->folder_id = sqlite3_column_int64(st, at);
+    t->uniq = column_strdup(st, at + 1);
+    t->message_id = column_strdup(st, at + 2);
+    t->size = (uint64_t)sqlite3_column_int64(st, at + 3);
+    t->reason = tomb_reason_of((const char *)sqlite3_column_text(st, at + 4));
+    t->since = sqlite3_column_int64(st, at + 5);
+}
+
+int state_tombstone_put(struct state *s, int64_t folder_id, const struct state_tombstone *t, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_TOMB_PUT, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    bind_text(st, 2, t->uniq);
+    bind_text(st, 3, t->message_id);
+    sqlite3_bind_int64(st, 4, (int64_t)t->size);
+    bind_text(st, 5, tomb_reason_name(t->reason));
+    sqlite3_bind_int64(st, 6, t->since);
+    return record(s, st, "recording a tombstone", err);
+}
+
+int state_tombstone_list(struct state *s, int64_t folder_id, bool kept_only, struct state_tombstone **out,
+                         size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, kept_only ? ST_TOMB_LIST_KEPT : ST_TOMB_LIST, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    struct state_tombstone *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        v = grow_rows(v, len, &cap, sizeof *v, 16);
+        tomb_read(st, 0, &v[len++]);
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        state_tombstones_free(v, len);
+        return db_error(s, err, "listing tombstones");
+    }
+    *out = v;
+    *n = len;
+    return MS_OK;
+}
+
+/* The first row a lookup statement returns (*found), into *out. */
+static int tomb_first(struct state *s, sqlite3_stmt *st, struct state_tombstone *out, bool *found,
+                      struct ms_error *err)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        tomb_read(st, 0, out);
+        *found = true;
+    }
+    stmt_done(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_error(s, err, "looking a tombstone up");
+    return MS_OK;
+}
+
+int state_tombstone_find(struct state *s, const char *uniq, const char *message_id, uint64_t size,
+                         struct state_tombstone *out, bool *found, struct ms_error *err)
+{
+    memset(out, 0, sizeof *out);
+    *found = false;
+    sqlite3_stmt *st = uniq ? stmt(s, ST_TOMB_BY_UNIQ, err) : NULL;
+    if (uniq && !st)
+        return MS_ELOCAL;
+    int rc = MS_OK;
+    if (st) {
+        bind_text(st, 1, uniq);
+        rc = tomb_first(s, st, out, found, err);
+    }
+    if (rc || *found || !message_id)
+        return rc;
+    if (!(st = stmt(s, ST_TOMB_BY_ID, err)))
+        return MS_ELOCAL;
+    bind_text(st, 1, message_id);
+    sqlite3_bind_int64(st, 2, (int64_t)size);
+    return tomb_first(s, st, out, found, err);
+}
+
+int state_tombstone_forget(struct state *s, int64_t folder_id, const char *uniq, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_TOMB_DELETE, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    bind_text(st, 2, uniq);
+    return record(s, st, "forgetting a tombstone", err);
+}
+
+int state_tombstone_counts(struct state *s, int64_t folder_id, int64_t *retired, int64_t *kept,
+                           struct ms_error *err)
+{
+    *retired = *kept = 0;
+    sqlite3_stmt *st = stmt(s, ST_TOMB_COUNT, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t c = sqlite3_column_int64(st, 1);
+        if (tomb_reason_of((const char *)sqlite3_column_text(st, 0)) == STATE_TOMB_KEPT_BY_BACKUP)
+            *kept += c;
+        else
+            *retired += c;
+    }
+    stmt_done(st);
+    return rc == SQLITE_DONE ? MS_OK : db_error(s, err, "counting tombstones");
+}
+
+/* Every tombstone of db with its folder's name and path, by folder name
+ * and uniq; false on a failure (sqlite3_errmsg(db) says why). */
+static bool tombstones_read_all(sqlite3 *db, struct state_tombstone_entry **out, size_t *n)
+{
+    static const char sql[] = "SELECT f.name, f.path, t.folder_id, t.uniq, t.message_id, t.size, t.reason, "
+                              "t.since FROM tombstones t JOIN folders f ON f.id = t.folder_id ORDER BY f.name, "
+                              "t.uniq";
+    sqlite3_stmt *st = NULL;
+    struct state_tombstone_entry *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK ? SQLITE_ROW : SQLITE_ERROR;
+    while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        v = grow_rows(v, len, &cap, sizeof *v, 16);
+        struct state_tombstone_entry *c = &v[len++];
+        c->folder = column_strdup(st, 0);
+        c->path = column_strdup(st, 1);
+        tomb_read(st, 2, &c->t);
+    }
+    sqlite3_finalize(st);
+    *out = v;
+    *n = len;
+    return rc == SQLITE_DONE;
+}
+
+/* The other DB's tombstones (none if it has no such table). */
+static int tombstones_read_other(const char *from_path, struct state_tombstone_entry **out, size_t *n,
+                                 struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    /* Read-write, never created: a WAL moved aside with the file is read
+     * and checkpointed, and the side files go at the close, as after any
+     * open of ours (read-only would leave a -shm and the -wal behind). A
+     * dry run reads its own closed DB this way, as its run opened it. */
+    if (sqlite3_open_v2(from_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        int rc = ms_error_set(err, MS_ELOCAL, "cannot open %s: %s", from_path,
+                              db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return rc;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tombstones'", -1, &st,
+                           NULL) != SQLITE_OK) {
+        int rc = ms_error_set(err, MS_ELOCAL, "cannot read %s: %s", from_path, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return rc;
+    }
+    bool have = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (!have) {
+        sqlite3_close(db);
+        return MS_OK;
+    }
+    int ret = tombstones_read_all(db, out, n) ? MS_OK
+              : ms_error_set(err, MS_ELOCAL, "cannot read the tombstones of %s: %s", from_path, sqlite3_errmsg(db));
+    sqlite3_close(db);
+    return ret;
+}
+
+int state_tombstones_take(struct state *s, const char *from_path, size_t *n, struct ms_error *err)
+{
+    struct state_tombstone_entry *v = NULL;
+    size_t nv = 0;
+    *n = 0;
+    struct ms_error e = {0};
+    int rc = MS_OK;
+    if (tombstones_read_other(from_path, &v, &nv, &e) == MS_OK)
+        rc = state_tombstone_import(s, v, nv, n, err);
+    else /* not this DB's failure: it starts without them, said so (all or none) */
+        log_msg(LOG_WARN, "%s; what it recorded as retired or kept by backup mode may be uploaded again", e.msg);
+    state_tombstone_entries_free(v, nv);
+    return rc;
+}
+
+int state_tombstone_import(struct state *s, const struct state_tombstone_entry *v, size_t nv, size_t *n,
+                           struct ms_error *err)
+{
+    *n = 0;
+    if (nv == 0)
+        return MS_OK;
+    int rc = state_begin(s, err);
+    struct state_folder f = {0};
+    for (size_t i = 0; i < nv && rc == MS_OK; i++) {
+        if (!v[i].folder || !v[i].t.uniq)
+            continue;
+        if (!f.name || strcmp(f.name, v[i].folder) != 0) {
+            state_folder_free(&f);
+            rc = state_folder_get(s, v[i].folder, &f, err);
+            if (rc == MS_OK && !f.id) {
+                f.name = xstrdup(v[i].folder);
+                f.path = xstrdup_or_null(v[i].path);
+                rc = state_folder_save(s, &f, err);
+            }
+        }
+        if (rc == MS_OK)
+            rc = state_tombstone_put(s, f.id, &v[i].t, err);
+        if (rc == MS_OK)
+            ++*n;
+    }
+    state_folder_free(&f);
+    if (rc == MS_OK)
+        rc = state_commit(s, err);
+    else
+        state_rollback(s);
+    if (rc)
+        *n = 0;
+    return rc;
+}
+
+int state_tombstone_list_all(struct state *s, struct state_tombstone_entry **out, size_t *n, struct ms_error *err)
+{
+    return tombstones_read_all(s->db, out, n) ? MS_OK : db_error(s, err, "listing tombstones");
+}
+
+void state_tombstone_entries_free(struct state_tombstone_entry *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].folder);
+        free(v[i].path);
+        state_tombstone_free(&v[i].t);
+    }
+    free(v);
+}
+
+void state_tombstone_free(struct state_tombstone *t)
+{
+    if (!t)
+        return;
+    free(t->uniq);
+    free(t->message_id);
+    memset(t, 0, sizeof *t);
+}
+
+void state_tombstones_free(struct state_tombstone *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        state_tombstone_free(&t[i]);
     free(t);
 }
 

@@ -252,6 +252,65 @@ int state_pop3_confirm(struct state *s, int64_t folder_id, const char *uidl, str
 int state_pop3_delete(struct state *s, int64_t folder_id, const char *uidl, struct ms_error *err);
 void state_pop3_free(struct state_pop3 *m, size_t n);
 
+/* --- tombstones ---
+ * Messages that live only locally because a policy took them off the
+ * server: recorded (by the local file's unique part, per folder) when
+ * their message row is forgotten, so that no push uploads them again,
+ * whatever the config says later. A row whose file the user deleted is
+ * forgotten (nothing left to protect). */
+enum state_tomb_reason {
+    STATE_TOMB_RETIRED,        /* server_retention_days removed it from the server */
+    STATE_TOMB_KEPT_BY_BACKUP, /* the server deleted it while mode = backup */
+};
+struct state_tombstone {
+    int64_t folder_id; /* filled by list/find; put takes the folder as an argument */
+    char *uniq;        /* the local file's unique part */
+    char *message_id;  /* Message-ID header value (with <>), or NULL */
+    uint64_t size;     /* RFC822.SIZE (CRLF) */
+    enum state_tomb_reason reason;
+    int64_t since;     /* unix time it was recorded */
+};
+/* Insert or replace the row (folder_id, t->uniq). */
+int state_tombstone_put(struct state *s, int64_t folder_id, const struct state_tombstone *t, struct ms_error *err);
+/* A folder's rows, by uniq: all of them, or (kept_only) those of
+ * STATE_TOMB_KEPT_BY_BACKUP alone (an index lookup: a folder without
+ * any costs nothing however many retired ones it has). */
+int state_tombstone_list(struct state *s, int64_t folder_id, bool kept_only, struct state_tombstone **out,
+                         size_t *n, struct ms_error *err);
+/* Any folder's row for this unique part or, when message_id is not NULL
+ * and none is, for this Message-ID and size. *found false: none;
+ * otherwise *out is filled (free it with state_tombstone_free). */
+int state_tombstone_find(struct state *s, const char *uniq, const char *message_id, uint64_t size,
+                         struct state_tombstone *out, bool *found, struct ms_error *err);
+int state_tombstone_forget(struct state *s, int64_t folder_id, const char *uniq, struct ms_error *err);
+/* How many rows of each reason the folder has. */
+int state_tombstone_counts(struct state *s, int64_t folder_id, int64_t *retired, int64_t *kept,
+                           struct ms_error *err);
+/* Carry the tombstones of another (closed) state DB file into this one,
+ * by folder name (a folder row is created, bare, where this DB has none),
+ * in one transaction: for a DB set aside as stale, whose successor
+ * would otherwise upload what they protect. A file without the table
+ * (an older mailsync's) carries nothing; one that cannot be read carries
+ * nothing either, with a warning (not an error: the failure is not this
+ * DB's). *n: how many. */
+int state_tombstones_take(struct state *s, const char *from_path, size_t *n, struct ms_error *err);
+/* A tombstone with its folder's raw name and path (a whole DB's, for a
+ * copy kept elsewhere or carried into another DB). */
+struct state_tombstone_entry {
+    char *folder;
+    char *path;
+    struct state_tombstone t;
+};
+/* Every folder's tombstones, by folder name and uniq. */
+int state_tombstone_list_all(struct state *s, struct state_tombstone_entry **out, size_t *n, struct ms_error *err);
+/* Put these into this DB by folder name (a folder row created, bare,
+ * where there is none), in one transaction. *n: how many. */
+int state_tombstone_import(struct state *s, const struct state_tombstone_entry *v, size_t nv, size_t *n,
+                           struct ms_error *err);
+void state_tombstone_entries_free(struct state_tombstone_entry *v, size_t n);
+void state_tombstone_free(struct state_tombstone *t);            /* frees members */
+void state_tombstones_free(struct state_tombstone *t, size_t n); /* frees array too */
+
 /* --- account-wide key/value (last_sync, last_error, ...) --- */
 
 /* Set key to value (NULL deletes). */

@@ -31,7 +31,8 @@ void dryrun_report_pull(const struct engine_options *opt, const char *account, c
             break;
         case PLAN_LOCAL_DELETE: s.kind = ENGINE_PLAN_DELETE_LOCAL; break;
         case PLAN_STATE_FLAGS:
-        case PLAN_FORGET: continue; /* the state DB only: nothing a user sees changes */
+        case PLAN_FORGET:
+        case PLAN_BACKUP_KEEP: continue; /* the state DB only: nothing a user sees changes */
         }
         dryrun_report(opt, &s);
     }

@@ -4,7 +4,8 @@
  * passes over them. The first pushes (push.c) and pulls (pull.c) each
  * folder but holds its deletions back; the second, once every folder's
  * listing is known, applies the deletions and retires old messages
- * (retention.c). Then the run's outcome is recorded and the results are
+ * (retention.c), and with mode = mirror removes what backup mode kept
+ * (tombstones.c). Then the run's outcome is recorded and the results are
  * reported in the order the account lists its folders.
  *
  * The crash-safety of a pull (the delivery journal, renames before
@@ -185,6 +186,8 @@ static int second_pass(struct run *r, const struct selected *sel, size_t nsel, c
             frc = pull_folder(r, &sel[i], fres, &ferr);
         if (frc == MS_OK && do_pull)
             frc = retention_retire_old(r, &sel[i], fres, &ferr);
+        if (frc == MS_OK && do_pull)
+            frc = tombstones_discard_kept(r, &sel[i], fres, &ferr);
         rc = folder_outcome(r, &sel[i], fres, frc, &ferr);
     }
     if (rc == MS_OK && do_pull && r->trash_changed && trash < nsel && res->folders[base + trash].status == MS_OK) {
@@ -321,6 +324,8 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         }
         if (frc == MS_OK && do_pull)
             frc = pull_folder(&r, &sel[i], fres, &ferr); /* reports folder_done itself */
+        if (frc == MS_OK && do_pull && opt->dry_run) /* what the second pass would remove */
+            frc = tombstones_discard_kept(&r, &sel[i], fres, &ferr);
         else if (frc == MS_OK && opt->progress && opt->progress->folder_done && !opt->dry_run)
             opt->progress->folder_done(opt->progress->ctx, fres);
         if (frc == MS_OK && do_pull && r.push_after_pull && !run_stopped(&r)) {
@@ -378,6 +383,7 @@ out:
     for (size_t i = 0; i < r.nextra; i++)
         remote_logout_start(r.extra[i]);
     record_outcome(&r);
+    tombstones_save_copy(&r);
     moves_server_free(&r);
     moves_local_free(&r);
     folders_free_selected(sel, nsel);

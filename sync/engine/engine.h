@@ -72,6 +72,8 @@ enum engine_plan_kind {
     ENGINE_PLAN_MOVE_LOCAL,       /* pull: another client moved from_uid of folder `from` to uid of
                                      folder on the server; the local file is renamed along (size,
                                      flags: the server's), nothing downloaded */
+    ENGINE_PLAN_DELETE_KEPT,      /* pull, mode = mirror: the local `file` backup mode kept
+                                     (the server deleted it) goes */
 };
 
 struct engine_planned {
@@ -84,7 +86,8 @@ struct engine_planned {
     unsigned flags;             /* FLAG_* bits: FETCH (server's), SET_FLAGS (new local),
                                    STORE_FLAGS (added), UPLOAD (the file's) */
     unsigned flags_removed;     /* STORE_FLAGS: removed */
-    const char *file;           /* UPLOAD, MOVE_ON_SERVER: the local file name, raw: escape it to show it */
+    const char *file;           /* UPLOAD, MOVE_ON_SERVER, DELETE_KEPT: the local file name, raw: escape
+                                   it to show it */
     const char *from;           /* MOVE_ON_SERVER, MOVE_LOCAL: the folder it left (display name), else NULL */
     uint32_t from_uid;          /* MOVE_LOCAL: its UID in `from` */
 };
@@ -184,6 +187,10 @@ struct engine_status_folder {
     int64_t local_flags; /* known files whose flags differ from the state */
     int64_t local_gone;  /* known messages whose file is gone (to push) */
     int64_t last_sync;
+    /* Only local because a policy took them off the server (never pushed;
+     * not in local_new): */
+    int64_t retired;        /* by server_retention_days */
+    int64_t kept_by_backup; /* the server deleted them while mode = backup */
 };
 
 struct engine_status {
@@ -192,6 +199,7 @@ struct engine_status {
     struct engine_status_folder *folders;
     size_t nfolders;
     bool have_state;     /* false: the account never synced (no DB) */
+    int64_t retired, kept_by_backup; /* the folders' sums */
 };
 
 /* Offline: reads only the state DB and the Maildir. */

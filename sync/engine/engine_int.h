@@ -93,6 +93,9 @@ struct run {
     /* moves_server.c: the first pass's vanished rows whose files are
      * still there, candidates for a move another client made (or NULL). */
     struct moves_server *smoves;
+    /* tombstones.c: the run recorded or forgot a tombstone (their copy
+     * beside the Maildir is rewritten at the end). */
+    bool tombs_changed;
 };
 
 /* The run was asked to stop early (engine_options.stop). */
@@ -302,6 +305,39 @@ time_t retention_cutoff(const struct account *a);
  * cutoff and safely stored locally, at most once a day per folder. */
 int retention_retire_old(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
                          struct ms_error *err);
+
+/* tombstones.c: what a policy took off the server stays off it */
+/* In the batch applying a pull's PLAN_BACKUP_KEEP of uid: its row becomes
+ * a kept_by_backup tombstone. */
+int tombstones_keep_backup(struct run *r, int64_t folder_id, uint32_t uid, struct ms_error *err);
+/* In retention's transaction that forgets row: a retired tombstone. */
+int tombstones_retire(struct run *r, int64_t folder_id, const struct state_msg *row, struct ms_error *err);
+/* After plan_push: drop the plan's uploads of tombstoned files (by uniq,
+ * this folder's or another's: then recorded here too); forget the
+ * folder's tombstones whose uniq the state knows again (state, by uid)
+ * and, unless deletions are deferred (then held_push), those whose file
+ * is gone from local (sorted by uniq). */
+int tombstones_filter_push(struct run *r, const struct selected *sel, int64_t folder_id,
+                           const struct state_msg *state, size_t nstate, const struct local_msg *local,
+                           size_t nlocal, struct push_plan *p, struct ms_error *err);
+/* Before an upload of uniq: *blocked when a tombstone of any folder has
+ * its Message-ID and size (the file was renamed or copied), recorded in
+ * folder_id too. */
+int tombstones_block_upload(struct run *r, const struct selected *sel, int64_t folder_id, const char *uniq,
+                            const char *message_id, uint64_t size, bool *blocked, struct ms_error *err);
+/* mode = mirror, in the pull's second pass: remove the folder's
+ * kept_by_backup files and forget them, within the mass-deletion guard
+ * (MS_EPARTIAL, the folder untouched, without --force). A dry run (which
+ * has no second pass: called after the folder's pull) reports them. */
+int tombstones_discard_kept(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
+                            struct ms_error *err);
+
+/* The copy of the account's tombstones in the Maildir root,
+ * .mailsync-tombstones-ACCOUNT: rewritten at the end of a run that
+ * changed any (tombs_changed); read by generation_check into a DB that
+ * replaced a lost or stale one, so no policy's message is uploaded. */
+void tombstones_save_copy(struct run *r);
+int tombstones_load_copy(struct run *r, struct ms_error *err);
 
 /* deliver.c */
 /* Whether lo, whose file is l (NULL: none), is not adopted yet and holds

@@ -3,7 +3,8 @@
  * (a restored backup, a DB copied back by hand, one truncated to 0 bytes)
  * and handle it like a lost one: moved aside, an empty DB in its place,
  * and the messages re-matched by identity (rematch.c), so that nothing
- * transferred since is doubled.
+ * transferred since is doubled. Its tombstones go to the new DB (see
+ * carry_tombstones).
  *
  * Every IMAP run that records a change bumps a generation, kept twice:
  * in the DB (meta "generation", with "db_id", a random identity given to
@@ -194,6 +195,22 @@ static const char *stale_why(struct run *r, int have, const struct marker *m, co
     return NULL;
 }
 
+/* The messages the stale DB knew a policy took off the server
+ * (tombstones.c) stay off it: the new DB takes its tombstones, after the
+ * generation's bump is armed (they are its first change). Those recorded
+ * after the stale DB was copied are lost with the DB that held them. */
+static int carry_tombstones(struct run *r, const char *from, struct ms_error *err)
+{
+    size_t n = 0;
+    int rc = state_tombstones_take(r->st, from, &n, err);
+    if (rc == MS_OK && n) {
+        r->tombs_changed = true; /* the copy beside the Maildir gets them too */
+        log_msg(LOG_INFO, "%s: %zu tombstones (messages retired or kept by backup mode) taken from %s",
+                r->acct->name, n, from);
+    }
+    return rc;
+}
+
 int generation_check(struct run *r, struct ms_error *err)
 {
     if (r->rootfd < 0 || !r->st)
@@ -213,9 +230,10 @@ int generation_check(struct run *r, struct ms_error *err)
     }
     bool empty = false;
     const char *why = rc ? NULL : stale_why(r, have, &m, id, gen, &empty, err);
+    char *moved = NULL; /* the stale DB, whose tombstones the new one takes */
+    const char *carry = NULL;
     if (rc == MS_OK && why) {
         const char *path = r->acct->state_path;
-        char *moved = NULL;
         if (empty) {
             log_msg(LOG_WARN,
                     "%s: state DB %s: %s, but %s was synced before: re-matching the messages of both "
@@ -230,6 +248,7 @@ int generation_check(struct run *r, struct ms_error *err)
             state_close(r->st);
             r->st = NULL;
             rc = state_open(":memory:", &r->st, err);
+            carry = path;
         } else {
             state_close(r->st);
             r->st = NULL;
@@ -242,7 +261,7 @@ int generation_check(struct run *r, struct ms_error *err)
                         "re-matching the messages of both sides by identity (a message deleted on one "
                         "side only since the last sync may come back)",
                         r->acct->name, path, why, moved);
-            free(moved);
+            carry = moved;
         }
         /* The new DB continues the marker's count under a new identity. */
         free(id);
@@ -257,6 +276,13 @@ int generation_check(struct run *r, struct ms_error *err)
             new_id(r->gen_id);
         state_before_first_change(r->st, generation_bump, r);
     }
+    if (rc == MS_OK && carry)
+        rc = carry_tombstones(r, carry, err);
+    /* Lost or stale: the copy beside the Maildir (as of the last run that
+     * changed any) adds what the DB it replaces recorded. */
+    if (rc == MS_OK && why)
+        rc = tombstones_load_copy(r, err);
+    free(moved);
     free(id);
     free(gen_s);
     return rc;

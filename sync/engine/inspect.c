@@ -64,6 +64,17 @@ int engine_folders(const struct account *a, const struct engine_options *opt, st
     return rc;
 }
 
+static int cmp_tomb_key(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct state_tombstone *)elem)->uniq);
+}
+
+/* Whether uniq has one of the tombstones t (sorted by uniq). */
+static bool tombstoned(const struct state_tombstone *t, size_t n, const char *uniq)
+{
+    return n && bsearch(uniq, t, n, sizeof *t, cmp_tomb_key);
+}
+
 static void status_folder(struct state *st, int rootfd, const struct state_folder *sf, bool pop3,
                           struct engine_status_folder *out)
 {
@@ -94,6 +105,16 @@ static void status_folder(struct state *st, int rootfd, const struct state_folde
     }
     if (state_msg_list_brief(st, sf->id, &s, &ns, &e) == MS_OK)
         out->synced = (int64_t)ns;
+    struct state_tombstone *t = NULL;
+    size_t nt = 0;
+    if (state_tombstone_list(st, sf->id, false, &t, &nt, &e) != MS_OK)
+        nt = 0;
+    for (size_t i = 0; i < nt; i++) {
+        if (t[i].reason == STATE_TOMB_KEPT_BY_BACKUP)
+            out->kept_by_backup++;
+        else
+            out->retired++;
+    }
     if (rootfd >= 0 && sf->path && maildir_folder_exists(rootfd, sf->path) &&
         maildir_folder_open(rootfd, sf->path, false, &mf, &e) == MS_OK &&
         maildir_scan_names(mf, &l, &nl, &e) == MS_OK) {
@@ -101,8 +122,8 @@ static void status_folder(struct state *st, int rootfd, const struct state_folde
         size_t nidx;
         const char **idx = rematch_uniq_index(s, ns, &nidx);
         for (size_t i = 0; i < nl; i++)
-            if (!rematch_index_has(idx, nidx, l[i].uniq))
-                out->local_new++;
+            if (!rematch_index_has(idx, nidx, l[i].uniq) && !tombstoned(t, nt, l[i].uniq))
+                out->local_new++; /* a tombstoned file is never pushed */
         free(idx);
         /* Where a known message's file is no longer a regular file, push
          * deletes nothing (see push.c): not counted as deleted here. */
@@ -122,6 +143,7 @@ static void status_folder(struct state *st, int rootfd, const struct state_folde
     maildir_msgs_free(l, nl);
     maildir_folder_close(mf);
     state_msgs_free(s, ns);
+    state_tombstones_free(t, nt);
 }
 
 int engine_status(const struct account *a, struct engine_status *out, struct ms_error *err)
@@ -146,8 +168,11 @@ int engine_status(const struct account *a, struct engine_status *out, struct ms_
             rootfd = -1;
         out->folders = xcalloc(n, sizeof *out->folders);
         out->nfolders = n;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             status_folder(st, rootfd, &f[i], !(remote_caps_possible(a) & REMOTE_UIDS), &out->folders[i]);
+            out->retired += out->folders[i].retired;
+            out->kept_by_backup += out->folders[i].kept_by_backup;
+        }
     }
     if (rootfd >= 0)
         close(rootfd);

@@ -46,9 +46,9 @@
 
 /* finish: when not NULL, the folder's row is saved in the same
  * transaction (one commit, one fsync, for a folder with nothing to fetch). */
-/* hold: the plan's PLAN_LOCAL_DELETEs are left for the second pass
- * (struct run's defer_deletions): neither the file nor its row is
- * touched. */
+/* hold: the plan's PLAN_LOCAL_DELETEs (and backup's PLAN_BACKUP_KEEPs)
+ * are left for the second pass (struct run's defer_deletions): neither
+ * the file nor its row is touched. */
 static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t folder_id, const struct plan *p,
                                bool hold, struct local_msg *local, size_t nlocal, struct engine_folder_result *fres,
                                struct state_folder *finish, struct ms_error *err)
@@ -58,7 +58,7 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
     /* Files first (rename/unlink), records after, in one transaction. */
     for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
         const struct plan_action *a = &p->actions[i];
-        if (hold && a->op == PLAN_LOCAL_DELETE)
+        if (hold && (a->op == PLAN_LOCAL_DELETE || a->op == PLAN_BACKUP_KEEP))
             continue;
         struct local_msg *l = a->uniq ? views_local_by_uniq(local, nlocal, a->uniq) : NULL;
         if (a->op == PLAN_LOCAL_DELETE && l) {
@@ -104,10 +104,12 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
     rc = state_batch(r->st, err);
     for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
         const struct plan_action *a = &p->actions[i];
-        if (hold && a->op == PLAN_LOCAL_DELETE)
+        if (hold && (a->op == PLAN_LOCAL_DELETE || a->op == PLAN_BACKUP_KEEP))
             continue;
         if (a->op == PLAN_LOCAL_DELETE || a->op == PLAN_FORGET)
             rc = state_msg_delete(r->st, folder_id, a->uid, err);
+        else if (a->op == PLAN_BACKUP_KEEP)
+            rc = tombstones_keep_backup(r, folder_id, a->uid, err);
         else if (a->op == PLAN_LOCAL_FLAGS || a->op == PLAN_STATE_FLAGS)
             rc = state_msg_set_flags(r->st, folder_id, a->uid, a->state_flags, a->keywords, err);
     }
@@ -573,7 +575,7 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     /* Deletions wait for every folder's listing (the second pass): until
      * then the folder's record keeps its old counters, so a run killed
      * in between is told the same expunges again. */
-    bool hold = r->defer_deletions && p.ndelete;
+    bool hold = r->defer_deletions && (p.ndelete || p.nkept);
     /* A folder that lost messages is still to be pulled in this pass: the
      * downloads wait for the second pass, when whatever moved here from
      * there is known (moves_server.c). */

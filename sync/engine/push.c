@@ -21,6 +21,7 @@
  *     message on the server; at worst the upload is redone when the first
  *     one never arrived. A server without UIDPLUS gives no APPENDUID: the
  *     same search records the uploads right after them.
+ * No upload of a file a policy took off the server (tombstones.c).
  * A folder that has never completed a pull is not pushed: its local files
  * are matched with the server's by the pull first (otherwise the first
  * `sync` of a Maildir that another tool filled would upload it all again).
@@ -225,6 +226,7 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
             struct upload *u = &todo[i];
             struct ms_error e;
             struct stat st;
+            bool blocked = false;
             int fd = maildir_open_msg(c->mf, u->l, &e);
             if (fd >= 0 && cutoff && fstat(fd, &st) == 0 && st.st_mtime < cutoff) {
                 /* older than server_retention_days: it lives only here
@@ -234,6 +236,9 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
             } else if (fd < 0 || message_identity_fd(fd, &u->message_id, &u->size) != 0) {
                 log_msg(LOG_WARN, "%s: %s not uploaded: cannot read it", c->sel->name, u->l->name);
                 c->fres->failed++;
+            } else if ((rc = tombstones_block_upload(r, c->sel, c->sf->id, u->l->uniq, u->message_id, u->size,
+                                                     &blocked, err)) != MS_OK || blocked) {
+                /* the same message as a tombstoned one: it stays local */
             } else if (u->size == 0) {
                 /* No mail, and no server stores it (an APPEND of an empty
                  * literal is refused): not a failure to retry every run.
@@ -556,6 +561,8 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
                           sel->name, p.guard_deletes, p.guard_total, r->acct->max_delete);
         goto out;
     }
+    if ((rc = tombstones_filter_push(r, sel, sf.id, c.state, c.nstate, c.local, c.nlocal, &p, err)))
+        goto out;
     if (p.n == 0 && njournal == 0)
         goto done;
     if (r->opt->dry_run) {
@@ -585,7 +592,8 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         c.state = NULL;
         c.nstate = 0;
         if ((rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
-            (rc = plan_folder(&c, &in, &p, err)))
+            (rc = plan_folder(&c, &in, &p, err)) ||
+            (rc = tombstones_filter_push(r, sel, sf.id, c.state, c.nstate, c.local, c.nlocal, &p, err)))
             goto out;
     }
     /* Files moved here from another local folder: moved on the server

@@ -6,13 +6,15 @@
  *
  * Once a day per folder, after the folder's pull succeeded: UID SEARCH
  * BEFORE the cutoff, keep the UIDs whose row is confirmed (the file is
- * durable) and whose file is there, forget those rows (committed), then
- * \Deleted + UID EXPUNGE of exactly those UIDs. The rows go first: a pull
+ * durable) and whose file is there, forget those rows (committed, each
+ * replaced by a "retired" tombstone: tombstones.c), then \Deleted + UID
+ * EXPUNGE of exactly those UIDs. The rows go first: a pull
  * that saw the UIDs vanish while the rows were still there would remove
  * the local copies. A run killed between the two leaves the messages on
  * the server, unknown to the state (a full listing pairs them with their
- * files again by identity). Their files are unknown to the state too: a
- * push does not upload files older than the cutoff when retention is on.
+ * files again by identity). Their files are unknown to the state too: no
+ * push uploads them (their tombstones, whatever the config says later;
+ * and while retention is on, no file older than the cutoff).
  */
 #include "sync/engine/engine_int.h"
 
@@ -91,8 +93,13 @@ int retention_retire_old(struct run *r, const struct selected *sel, struct engin
     }
     snprintf(val, sizeof val, "%lld", (long long)now);
     rc = state_begin(r->st, err);
-    for (size_t i = 0; rc == MS_OK && i < ngone; i++)
-        rc = state_msg_delete(r->st, sf.id, gone[i], err);
+    for (size_t i = 0, k = 0; rc == MS_OK && i < ngone; i++) {
+        while (rows[k].uid != gone[i]) /* gone is a subsequence of rows */
+            k++;
+        rc = tombstones_retire(r, sf.id, &rows[k], err);
+        if (rc == MS_OK)
+            rc = state_msg_delete(r->st, sf.id, gone[i], err);
+    }
     if (rc == MS_OK)
         rc = state_meta_set(r->st, key, val, err);
     if (rc == MS_OK)

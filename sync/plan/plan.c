@@ -76,9 +76,10 @@ static int plan_known(struct builder *b, const struct plan_input *in, const stru
 static int plan_expunged(struct builder *b, const struct plan_input *in, const struct plan_state *s)
 {
     const struct plan_local *l = find_local(in, s->uniq);
-    if (l && in->mode == MODE_BACKUP)
-        return 0; /* backup keeps local mail and its record */
-    struct plan_action act = {.op = l ? PLAN_LOCAL_DELETE : PLAN_FORGET, .uid = s->uid, .uniq = s->uniq};
+    /* Backup keeps local mail; its row goes (the row says "on both
+     * sides"), a tombstone says why the file is only local. */
+    enum plan_op op = !l ? PLAN_FORGET : in->mode == MODE_BACKUP ? PLAN_BACKUP_KEEP : PLAN_LOCAL_DELETE;
+    struct plan_action act = {.op = op, .uid = s->uid, .uniq = s->uniq};
     return push(b, act);
 }
 
@@ -95,7 +96,8 @@ static int op_rank(enum plan_op op)
 {
     switch (op) {
     case PLAN_LOCAL_DELETE:
-    case PLAN_FORGET: return 0;
+    case PLAN_FORGET:
+    case PLAN_BACKUP_KEEP: return 0;
     case PLAN_LOCAL_FLAGS:
     case PLAN_STATE_FLAGS: return 1;
     default: return 2;
@@ -125,6 +127,7 @@ static void count(struct plan *p)
         case PLAN_STATE_FLAGS: p->nflags++; break;
         case PLAN_LOCAL_DELETE: p->ndelete++; break;
         case PLAN_FORGET: p->nforget++; break;
+        case PLAN_BACKUP_KEEP: p->nkept++; break;
         }
     }
 }

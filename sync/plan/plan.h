@@ -10,7 +10,8 @@
  *
  * plan_pull() decides the server -> local direction: what to download,
  * which local files get new flags, which are removed because the server
- * expunged them, and which state rows are forgotten. Local changes not yet
+ * expunged them (in backup mode: kept, and recorded as kept), and which
+ * state rows are forgotten. Local changes not yet
  * pushed are never reverted: a flag the user changed locally survives a
  * server change of other flags (the server's delta is applied to the local
  * flags, not the server's flags copied over them).
@@ -71,6 +72,8 @@ enum plan_op {
     PLAN_STATE_FLAGS,  /* record remote flags/keywords; local file unchanged */
     PLAN_LOCAL_DELETE, /* server expunged uid: remove local uniq, forget uid */
     PLAN_FORGET,       /* server expunged uid and the local file is gone */
+    PLAN_BACKUP_KEEP,  /* backup mode: server expunged uid, the local uniq
+                          stays; its row becomes a kept_by_backup tombstone */
 };
 
 struct plan_action {
@@ -87,6 +90,7 @@ struct plan {
     struct plan_action *actions;
     size_t n;
     size_t nfetch, nskip, nflags, ndelete, nforget;
+    size_t nkept;            /* PLAN_BACKUP_KEEP: no deletion, never guarded */
     uint64_t fetch_bytes;
     /* Mass-deletion guard (plan_guard_trips) tripped: the whole plan was
      * dropped (n == 0, every count 0), so the caller leaves the folder

@@ -1071,6 +1071,93 @@ static void local_move_session_drops_at_every_op_without_move(void **state)
     local_move_session_drops_at_every_op_of(*state, false);
 }
 
+/* ------------------------------------------------------------------ */
+/* tombstones (sync/engine/tombstones.c) */
+
+/* The folder's tombstones of each reason. */
+static void tombstones_of(const struct fixture *fx, const char *folder, int64_t *retired, int64_t *kept)
+{
+    struct state *st = NULL;
+    struct ms_error err;
+    struct state_folder f = {0};
+    *retired = *kept = 0;
+    assert_int_equal(state_open(fx->state_path, &st, &err), MS_OK);
+    assert_int_equal(state_folder_get(st, folder, &f, &err), MS_OK);
+    if (f.id)
+        assert_int_equal(state_tombstone_counts(st, f.id, retired, kept, &err), MS_OK);
+    state_folder_free(&f);
+    state_close(st);
+}
+
+/* Backup keeps what the server deleted, records it, never uploads it;
+ * mirror then removes exactly those, and the state ends in step. */
+static void backup_kept_then_mirror(void **state)
+{
+    struct fixture *fx = *state;
+    fx->acct.mode = MODE_BACKUP;
+    uint32_t u1 = add(fx, "INBOX", "k1", FLAG_SEEN);
+    add(fx, "INBOX", "s1", 0);
+    uint32_t u2 = add(fx, "INBOX", "k2", 0);
+    add(fx, "INBOX", "s2", 0);
+    run_ok(fx, PULL);
+    mem_expunge(fx->srv, "INBOX", u1);
+    mem_expunge(fx->srv, "INBOX", u2);
+    run_ok(fx, PULL);
+    assert_int_equal(local_count(fx, "INBOX", NULL), 4);
+    int64_t retired, kept;
+    tombstones_of(fx, "INBOX", &retired, &kept);
+    assert_int_equal(kept, 2);
+    assert_int_equal(retired, 0);
+    assert_int_equal(state_of(fx, "INBOX").rows, 2); /* rows only for what is on both sides */
+    mem_log_clear(fx->srv);
+    run_ok(fx, SYNC);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+
+    fx->acct.mode = MODE_MIRROR;
+    run_ok(fx, PULL);
+    assert_int_equal(folder_result(fx, "INBOX")->deleted, 2);
+    assert_int_equal(local_count(fx, "INBOX", "<k1@test>"), 0);
+    assert_int_equal(local_count(fx, "INBOX", "<k2@test>"), 0);
+    assert_in_step(fx, "INBOX");
+    tombstones_of(fx, "INBOX", &retired, &kept);
+    assert_int_equal(kept, 0);
+    mem_log_clear(fx->srv);
+    run_ok(fx, SYNC);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+    assert_in_step(fx, "INBOX");
+}
+
+/* A kept message that comes back to the server (another client copied
+ * it back): the incremental listing does not look at unknown local files,
+ * so it is downloaded once more beside the kept copy (as before there
+ * were tombstones); nothing is uploaded, and the switch to mirror leaves
+ * exactly one copy, the synced one. */
+static void kept_message_back_on_the_server(void **state)
+{
+    struct fixture *fx = *state;
+    fx->acct.mode = MODE_BACKUP;
+    uint32_t u = add(fx, "INBOX", "back", 0);
+    add(fx, "INBOX", "other", 0);
+    run_ok(fx, PULL);
+    mem_expunge(fx->srv, "INBOX", u);
+    run_ok(fx, PULL);
+    int64_t retired, kept;
+    tombstones_of(fx, "INBOX", &retired, &kept);
+    assert_int_equal(kept, 1);
+    add(fx, "INBOX", "back", 0); /* the same message, a new UID */
+    mem_log_clear(fx->srv);
+    run_ok(fx, SYNC);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+    fx->acct.mode = MODE_MIRROR;
+    run_ok(fx, SYNC);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+    assert_int_equal(local_count(fx, "INBOX", "<back@test>"), 1);
+    assert_in_step(fx, "INBOX");
+    tombstones_of(fx, "INBOX", &retired, &kept);
+    assert_int_equal(kept, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1098,6 +1185,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(local_move_without_message_id, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_session_drops_at_every_op, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_session_drops_at_every_op_without_move, setup, teardown),
+        cmocka_unit_test_setup_teardown(backup_kept_then_mirror, setup, teardown),
+        cmocka_unit_test_setup_teardown(kept_message_back_on_the_server, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -139,8 +139,37 @@ static void expunge_mirror_deletes_backup_keeps(void **unused)
 
     in.mode = MODE_BACKUP;
     assert_int_equal(plan_pull(&in, &p), 0);
-    assert_int_equal(p.n, 1); /* only the row whose file is gone anyway */
-    assert_int_equal(p.actions[0].op, PLAN_FORGET);
+    /* The file stays; its row goes, as a kept_by_backup tombstone (issue
+     * 16: it used to stay, and a later mirror never removed the file). */
+    assert_int_equal(p.n, 2);
+    assert_int_equal(p.actions[0].op, PLAN_BACKUP_KEEP);
+    assert_int_equal(p.actions[0].uid, 1);
+    assert_string_equal(p.actions[0].uniq, "a");
+    assert_int_equal(p.actions[1].op, PLAN_FORGET); /* the row whose file is gone anyway */
+    assert_int_equal(p.ndelete, 0);
+    assert_int_equal(p.nkept, 1);
+    plan_free(&p);
+}
+
+static void backup_keeps_are_no_deletions_for_the_guard(void **unused)
+{
+    (void)unused;
+    /* The server empties a folder of 30 in backup mode: nothing is
+     * deleted locally, so nothing trips; all 30 are kept. */
+    struct plan_state s[30];
+    struct plan_local l[30];
+    char names[30][8];
+    for (int i = 0; i < 30; i++) {
+        snprintf(names[i], sizeof names[i], "m%02d", i);
+        s[i] = (struct plan_state){.uid = (uint32_t)i + 1, .uniq = names[i], .flags = 0, .keywords = NULL};
+        l[i] = (struct plan_local){.uniq = names[i], .flags = 0};
+    }
+    struct plan_input in = input(s, 30, l, 30, NULL, 0);
+    in.mode = MODE_BACKUP;
+    struct plan p;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_false(p.guard_tripped);
+    assert_int_equal(p.nkept, 30);
     assert_int_equal(p.ndelete, 0);
     plan_free(&p);
 }
@@ -663,6 +692,7 @@ int main(void)
         cmocka_unit_test(keyword_change_updates_state),
         cmocka_unit_test(local_file_gone_is_not_refetched_by_pull),
         cmocka_unit_test(expunge_mirror_deletes_backup_keeps),
+        cmocka_unit_test(backup_keeps_are_no_deletions_for_the_guard),
         cmocka_unit_test(order_is_deletes_then_flags_then_fetches),
         cmocka_unit_test(too_big_messages_are_skipped),
         cmocka_unit_test(mass_deletion_guard),

@@ -1109,6 +1109,137 @@ static void move_aside(void **state)
     free(again);
 }
 
+/* ---- tombstones ---- */
+
+static void tombstones(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    int64_t inbox = add_folder(s, "INBOX"), arch = add_folder(s, "Archive");
+    struct state_tombstone a = {.uniq = "b.old", .message_id = "<old@x>", .size = 1234,
+                                .reason = STATE_TOMB_RETIRED, .since = 1700000000};
+    struct state_tombstone k = {.uniq = "a.kept", .message_id = NULL, .size = 50,
+                                .reason = STATE_TOMB_KEPT_BY_BACKUP, .since = 1700000001};
+    struct state_tombstone c = {.uniq = "c.moved", .message_id = "<moved@x>", .size = 77,
+                                .reason = STATE_TOMB_RETIRED, .since = 1700000002};
+    assert_int_equal(state_tombstone_put(s, inbox, &a, &err), MS_OK);
+    assert_int_equal(state_tombstone_put(s, inbox, &k, &err), MS_OK);
+    assert_int_equal(state_tombstone_put(s, arch, &c, &err), MS_OK);
+    state_close(s);
+
+    /* durable, by uniq; the kept ones alone by the partial index */
+    s = open_ok(fx->path);
+    struct state_tombstone *t;
+    size_t n;
+    assert_int_equal(state_tombstone_list(s, inbox, false, &t, &n, &err), MS_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(t[0].uniq, "a.kept");
+    assert_int_equal(t[0].reason, STATE_TOMB_KEPT_BY_BACKUP);
+    assert_null(t[0].message_id);
+    assert_string_equal(t[1].uniq, "b.old");
+    assert_int_equal(t[1].reason, STATE_TOMB_RETIRED);
+    assert_string_equal(t[1].message_id, "<old@x>");
+    assert_int_equal(t[1].size, 1234);
+    assert_int_equal(t[1].since, 1700000000);
+    assert_int_equal(t[1].folder_id, inbox);
+    state_tombstones_free(t, n);
+    assert_int_equal(state_tombstone_list(s, inbox, true, &t, &n, &err), MS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(t[0].uniq, "a.kept");
+    state_tombstones_free(t, n);
+    assert_int_equal(state_tombstone_list(s, arch, true, &t, &n, &err), MS_OK);
+    assert_int_equal(n, 0);
+    state_tombstones_free(t, n);
+    int64_t retired, kept;
+    assert_int_equal(state_tombstone_counts(s, inbox, &retired, &kept, &err), MS_OK);
+    assert_int_equal(retired, 1);
+    assert_int_equal(kept, 1);
+
+    /* found across folders by uniq, else by Message-ID and size */
+    struct state_tombstone f;
+    bool found;
+    assert_int_equal(state_tombstone_find(s, "c.moved", NULL, 0, &f, &found, &err), MS_OK);
+    assert_true(found);
+    assert_int_equal(f.folder_id, arch);
+    state_tombstone_free(&f);
+    assert_int_equal(state_tombstone_find(s, "renamed", "<old@x>", 1234, &f, &found, &err), MS_OK);
+    assert_true(found);
+    assert_string_equal(f.uniq, "b.old");
+    state_tombstone_free(&f);
+    assert_int_equal(state_tombstone_find(s, "renamed", "<old@x>", 1235, &f, &found, &err), MS_OK);
+    assert_false(found); /* another size: another message */
+    assert_int_equal(state_tombstone_find(s, "renamed", NULL, 50, &f, &found, &err), MS_OK);
+    assert_false(found); /* no Message-ID: never by identity */
+
+    /* forgotten one by one, and with the folder */
+    assert_int_equal(state_tombstone_forget(s, inbox, "b.old", &err), MS_OK);
+    assert_int_equal(state_tombstone_counts(s, inbox, &retired, &kept, &err), MS_OK);
+    assert_int_equal(retired, 0);
+    assert_int_equal(kept, 1);
+    assert_int_equal(state_folder_delete(s, inbox, &err), MS_OK);
+    assert_int_equal(state_tombstone_list(s, inbox, false, &t, &n, &err), MS_OK);
+    assert_int_equal(n, 0);
+    state_tombstones_free(t, n);
+    state_close(s);
+}
+
+/* A DB set aside as stale hands its tombstones to its successor, by
+ * folder name; a DB from before the table hands nothing. */
+static void tombstones_carried_over(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    int64_t arch = add_folder(s, "Archive");
+    add_folder(s, "INBOX");
+    struct state_tombstone a = {.uniq = "old1", .message_id = "<o1@x>", .size = 10, .reason = STATE_TOMB_RETIRED,
+                                .since = 5};
+    struct state_tombstone k = {.uniq = "kept1", .message_id = NULL, .size = 20,
+                                .reason = STATE_TOMB_KEPT_BY_BACKUP, .since = 6};
+    assert_int_equal(state_tombstone_put(s, arch, &a, &err), MS_OK);
+    assert_int_equal(state_tombstone_put(s, arch, &k, &err), MS_OK);
+    state_close(s);
+    char *moved = NULL;
+    assert_int_equal(state_move_aside(fx->path, &moved, &err), MS_OK);
+
+    s = open_ok(fx->path);
+    int64_t inbox = add_folder(s, "INBOX"); /* the new DB numbers its folders its own way */
+    size_t n = 0;
+    if (state_tombstones_take(s, moved, &n, &err) != MS_OK)
+        fail_msg("%s", err.msg);
+    assert_int_equal(n, 2);
+    struct state_folder f;
+    assert_int_equal(state_folder_get(s, "Archive", &f, &err), MS_OK);
+    assert_true(f.id > 0 && f.id != inbox);
+    assert_string_equal(f.path, "Archive");
+    assert_int_equal(f.uidvalidity, 0); /* bare: its first pull matches it */
+    assert_int_equal(f.last_sync, 0);
+    struct state_tombstone *t;
+    size_t nt;
+    assert_int_equal(state_tombstone_list(s, f.id, false, &t, &nt, &err), MS_OK);
+    assert_int_equal(nt, 2);
+    assert_string_equal(t[0].uniq, "kept1");
+    assert_int_equal(t[0].reason, STATE_TOMB_KEPT_BY_BACKUP);
+    assert_string_equal(t[1].uniq, "old1");
+    assert_string_equal(t[1].message_id, "<o1@x>");
+    assert_int_equal(t[1].since, 5);
+    state_tombstones_free(t, nt);
+    state_folder_free(&f);
+    state_close(s);
+
+    /* an older mailsync's DB: no table, nothing carried, no error */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(moved, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE tombstones", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    s = open_ok(fx->path);
+    assert_int_equal(state_tombstones_take(s, moved, &n, &err), MS_OK);
+    assert_int_equal(n, 0);
+    state_close(s);
+    free(moved);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1129,6 +1260,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(first_change_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(first_change_in_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(move_aside, setup, teardown),
+        cmocka_unit_test_setup_teardown(tombstones, setup, teardown),
+        cmocka_unit_test_setup_teardown(tombstones_carried_over, setup, teardown),
         cmocka_unit_test_setup_teardown(meta, setup, teardown),
         cmocka_unit_test_setup_teardown(integrity_stamp, setup, teardown),
         cmocka_unit_test_setup_teardown(leave_stamp_changes_nothing, setup, teardown),
