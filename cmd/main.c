@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cmd/config.h"
+#include "cmd/import.h"
 #include "cmd/output.h"
 #include "sync/engine/engine.h"
 #include "sync/remote/remote.h"
@@ -43,6 +44,9 @@ struct options {
     char **accounts;
     size_t naccounts;
     int interval; /* watch: seconds between full passes */
+    const char *from; /* import: --from mbsync|offlineimap */
+    bool write;       /* import: --write */
+    bool help;        /* -h/--help: after the command is known */
 };
 
 static const char usage_text[] =
@@ -65,6 +69,10 @@ static const char usage_text[] =
     "            change in any folder (NOTIFY; else INBOX, IDLE), or\n"
     "            --interval seconds (default 300), and sync again; until\n"
     "            SIGINT/SIGTERM. One account.\n"
+    "  import    print a mailsync config made from ~/.mbsyncrc or\n"
+    "            ~/.offlineimaprc (or FILE); --write saves it (see\n"
+    "            'mailsync help import')\n"
+    "  help      help [COMMAND]: this text, or a command's own\n"
     "\n"
     "No ACCOUNT means every account in the config file.\n"
     "\n"
@@ -82,6 +90,8 @@ static const char usage_text[] =
     "                         * any text, % any text but '/', ? one char)\n"
     "      --force            override the mass-deletion guard\n"
     "      --interval SECONDS watch: a full pass at least this often (300)\n"
+    "      --from FORMAT      import: the file is mbsync's or offlineimap's\n"
+    "      --write            import: save the config instead of printing it\n"
     "      --version          print the version\n"
     "  -h, --help             this help\n"
     "\n"
@@ -93,6 +103,34 @@ static const char usage_text[] =
     "a second signal ends them at once.\n"
     "\n"
     "See mailsync(1) for the config file.\n";
+
+static const char import_usage_text[] =
+    "Usage: mailsync import [FILE] [--from mbsync|offlineimap] [--write] [-c CONFIG]\n"
+    "\n"
+    "Read an mbsync (isync) or OfflineIMAP config file and print an equivalent\n"
+    "mailsync config: one account per mbsync Channel (Channels joining the same\n"
+    "IMAP and Maildir stores make one account) or OfflineIMAP account, with\n"
+    "host, port, TLS, user, password command, certificates, folder patterns,\n"
+    "Maildir root and layout. Every setting that cannot be carried over is\n"
+    "listed as a '# not carried over:' comment saying why.\n"
+    "\n"
+    "FILE defaults to ~/.mbsyncrc if it exists, else ~/.offlineimaprc. Its\n"
+    "format is guessed from its content unless --from says it.\n"
+    "\n"
+    "  --from FORMAT  mbsync or offlineimap\n"
+    "  --write        save the config to the config path (-c CONFIG, else\n"
+    "                 $MAILSYNC_CONFIG, else $XDG_CONFIG_HOME/mailsync/config,\n"
+    "                 else ~/.config/mailsync/config) with mode 0600; an\n"
+    "                 existing file is never overwritten (exit 2)\n"
+    "\n"
+    "A password written in clear in FILE (mbsync Pass, OfflineIMAP remotepass)\n"
+    "is printed only as a comment; --write puts it in the new file.\n"
+    "\n"
+    "Switching from mbsync or OfflineIMAP:\n"
+    "  mailsync import --write && mailsync sync\n"
+    "\n"
+    "Exit codes: 0 written or printed, 2 the file cannot be read or\n"
+    "translated, or the config file exists, 5 the config cannot be written.\n";
 
 /* "mailsync: " + the message + newline on stderr, its control characters
  * escaped like every log line (log_clean): a name from the command line,
@@ -128,7 +166,8 @@ static void add_folder_pattern(struct options *o, const char *p)
 /* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, struct options *o)
 {
-    enum { OPT_PROGRESS = 256, OPT_JSON, OPT_DRY_RUN, OPT_FOLDER, OPT_FORCE, OPT_VERSION, OPT_INTERVAL };
+    enum { OPT_PROGRESS = 256, OPT_JSON, OPT_DRY_RUN, OPT_FOLDER, OPT_FORCE, OPT_VERSION, OPT_INTERVAL, OPT_FROM,
+           OPT_WRITE };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"verbose", no_argument, NULL, 'v'},
@@ -140,6 +179,8 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"force", no_argument, NULL, OPT_FORCE},
         {"version", no_argument, NULL, OPT_VERSION},
         {"interval", required_argument, NULL, OPT_INTERVAL},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"write", no_argument, NULL, OPT_WRITE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -173,16 +214,29 @@ static int parse_args(int argc, char **argv, struct options *o)
             o->interval = (int)v;
             break;
         }
-        case 'h': fputs(usage_text, stdout); return 0;
+        case OPT_FROM:
+            if (strcmp(optarg, "mbsync") != 0 && strcmp(optarg, "isync") != 0 && strcmp(optarg, "offlineimap") != 0)
+                return usage_error("--from takes mbsync or offlineimap, not '%s'", optarg);
+            o->from = optarg;
+            break;
+        case OPT_WRITE: o->write = true; break;
+        case 'h': o->help = true; break;
         case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
         default: return usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
     if (o->quiet)
         log_verbosity = -1;
+    if (o->help) { /* --help, or COMMAND --help */
+        bool import = optind < argc && strcmp(argv[optind], "import") == 0;
+        fputs(import ? import_usage_text : usage_text, stdout);
+        return 0;
+    }
     if (optind >= argc)
-        return usage_error("%s", "no command given (pull, push, sync, status, check, folders, watch)");
+        return usage_error("%s", "no command given (pull, push, sync, status, check, folders, watch, import, help)");
     o->command = argv[optind++];
+    if ((o->from || o->write) && strcmp(o->command, "import") != 0)
+        return usage_error("%s", o->from ? "--from is an option of import" : "--write is an option of import");
     o->accounts = argv + optind;
     o->naccounts = (size_t)(argc - optind);
     return -1;
@@ -498,9 +552,81 @@ static int run_command(const struct options *o, struct account **acc, size_t n)
     return MS_EUSAGE;
 }
 
+/* import [FILE]: the rc translated (import.h) and printed, or with
+ * --write saved where the config is read from, 0600, never over a file. */
+static int cmd_import(const struct options *o)
+{
+    if (o->naccounts > 1)
+        return usage_error("import reads one file, not also '%s'", o->accounts[1]);
+    if (o->json)
+        return usage_error("%s", "--json does not apply to import (it prints a config file)");
+    enum import_format format = IMPORT_MBSYNC;
+    char *rc_path;
+    bool named = o->naccounts == 1;
+    if (named) {
+        rc_path = xstrdup(o->accounts[0]);
+    } else {
+        const char *home = getenv("HOME");
+        if (!home || home[0] != '/') {
+            say("no home directory ($HOME) to find ~/.mbsyncrc in: name the file, mailsync import FILE");
+            return MS_EUSAGE;
+        }
+        rc_path = import_default_rc(home, &format);
+    }
+    struct ms_error err = {0};
+    char *text = NULL, *config = NULL;
+    size_t len = 0;
+    int rc = import_read_rc(rc_path, &text, &len, &err);
+    if (rc != MS_OK && !named && access(rc_path, F_OK) != 0) {
+        say("found neither ~/.mbsyncrc nor ~/.offlineimaprc: name the file, mailsync import FILE");
+        goto done;
+    }
+    if (rc != MS_OK) {
+        say("%s", err.msg);
+        goto done;
+    }
+    if (o->from)
+        format = strcmp(o->from, "offlineimap") == 0 ? IMPORT_OFFLINEIMAP : IMPORT_MBSYNC;
+    else if (named)
+        format = import_guess_format(text, len);
+    struct import_options io = {.format = format, .with_secrets = o->write, .home = getenv("HOME")};
+    rc = import_translate(rc_path, text, len, &io, &config, &err);
+    if (rc != MS_OK) {
+        say("%s", err.msg);
+        goto done;
+    }
+    if (!o->write) {
+        fputs(config, stdout);
+        goto done;
+    }
+    char *dest = o->config ? xstrdup(o->config) : config_default_path();
+    if (!dest) {
+        say("cannot find where to write the config: set -c FILE or $MAILSYNC_CONFIG");
+        rc = MS_EUSAGE;
+        goto done;
+    }
+    rc = import_write_config(dest, config, &err);
+    if (rc != MS_OK)
+        say("%s", err.msg);
+    else if (!o->quiet)
+        printf("wrote %s from %s; check it, then run: mailsync check && mailsync sync\n", dest, rc_path);
+    free(dest);
+done:
+    if (text) {
+        explicit_bzero(text, len);
+        free(text);
+    }
+    if (config) {
+        explicit_bzero(config, strlen(config));
+        free(config);
+    }
+    free(rc_path);
+    return rc;
+}
+
 static bool known_command(const char *c)
 {
-    static const char *const all[] = {"pull", "push", "sync", "status", "check", "folders", "watch"};
+    static const char *const all[] = {"pull", "push", "sync", "status", "check", "folders", "watch", "import", "help"};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcmp(c, all[i]) == 0)
             return true;
@@ -560,7 +686,18 @@ int main(int argc, char **argv)
         goto out;
     }
     if (!known_command(o.command)) {
-        rc = usage_error("unknown command '%s' (pull, push, sync, status, check, folders, watch)", o.command);
+        rc = usage_error("unknown command '%s' (pull, push, sync, status, check, folders, watch, import, help)",
+                         o.command);
+        goto out;
+    }
+    if (strcmp(o.command, "help") == 0) { /* help [COMMAND] = COMMAND --help */
+        bool import = o.naccounts && strcmp(o.accounts[0], "import") == 0;
+        fputs(import ? import_usage_text : usage_text, stdout);
+        rc = MS_OK;
+        goto out;
+    }
+    if (strcmp(o.command, "import") == 0) {
+        rc = cmd_import(&o);
         goto out;
     }
     prefault_heap();
