@@ -77,22 +77,10 @@ static int apply_local_changes(struct run *r, struct maildir_folder *mf, int64_t
     }
     if (rc)
         return rc;
-    if (fres->flagged != flagged0 || fres->deleted != deleted0) {
-        /* Durable before the batch commits (the state's hook waits), in
-         * the background meanwhile. */
-        int fds[2];
-        char what[PATH_MAX + 8];
-        maildir_dup_dirs(mf, &fds[0], &fds[1]);
-        for (int i = 0; i < 2; i++) {
-            snprintf(what, sizeof what, "%s/%s", maildir_folder_path(mf), i ? "new" : "cur");
-            if (fds[i] < 0) {
-                if (i == 0 && fds[1] >= 0)
-                    close(fds[1]);
-                return ms_error_errno(err, MS_ELOCAL, errno, "cannot open %s", what);
-            }
-            dirsync_add(r->dirs, fds[i], what);
-        }
-    }
+    /* Durable before the batch commits (the state's hook waits), in the
+     * background meanwhile. */
+    if ((fres->flagged != flagged0 || fres->deleted != deleted0) && (rc = dirsync_add_folder(r->dirs, mf, err)))
+        return rc;
     /* Flag changes and expunges are recorded after the files were renamed
      * or removed (and their directories fsynced: see above); those of all
      * such folders of a run share one batch, committed before the next

@@ -206,19 +206,7 @@ static int remove_kept(struct run *r, struct maildir_folder *mf, struct local_ms
     }
     if (rc || !*removed)
         return rc;
-    int fds[2];
-    char what[PATH_MAX + 8];
-    maildir_dup_dirs(mf, &fds[0], &fds[1]);
-    for (int i = 0; i < 2; i++) {
-        snprintf(what, sizeof what, "%s/%s", maildir_folder_path(mf), i ? "new" : "cur");
-        if (fds[i] < 0) {
-            if (i == 0 && fds[1] >= 0)
-                close(fds[1]);
-            return ms_error_errno(err, MS_ELOCAL, errno, "cannot open %s", what);
-        }
-        dirsync_add(r->dirs, fds[i], what);
-    }
-    return MS_OK;
+    return dirsync_add_folder(r->dirs, mf, err);
 }
 
 int tombstones_discard_kept(struct run *r, const struct selected *sel, struct engine_folder_result *fres,

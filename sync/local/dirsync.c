@@ -3,6 +3,7 @@
 #include "sync/local/dirsync.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sync/local/maildir.h"
 #include "sync/util.h"
 
 struct job {
@@ -120,6 +122,23 @@ static void add_job(struct dirsync *d, int fd, bool whole_fs, const char *what)
 void dirsync_add(struct dirsync *d, int fd, const char *what)
 {
     add_job(d, fd, false, what);
+}
+
+int dirsync_add_folder(struct dirsync *d, const struct maildir_folder *mf, struct ms_error *err)
+{
+    int fds[2];
+    char what[PATH_MAX + 8];
+    maildir_dup_dirs(mf, &fds[0], &fds[1]);
+    for (int i = 0; i < 2; i++) {
+        snprintf(what, sizeof what, "%s/%s", maildir_folder_path(mf), i ? "new" : "cur");
+        if (fds[i] < 0) {
+            if (i == 0 && fds[1] >= 0)
+                close(fds[1]);
+            return ms_error_errno(err, MS_ELOCAL, errno, "cannot open %s", what);
+        }
+        dirsync_add(d, fds[i], what);
+    }
+    return MS_OK;
 }
 
 void dirsync_syncfs_ahead(struct dirsync *d, int fd, const char *what)

@@ -21,6 +21,11 @@ struct dirsync *dirsync_new(void);
  * names it in an error message. Without a thread it is done at once. */
 void dirsync_add(struct dirsync *d, int fd, const char *what);
 
+/* dirsync_add() for a Maildir folder's cur/ and new/ (after files there
+ * were renamed or removed). MS_ELOCAL if either cannot be opened. */
+struct maildir_folder;
+int dirsync_add_folder(struct dirsync *d, const struct maildir_folder *mf, struct ms_error *err);
+
 /* syncfs(fd) (fd is taken over and closed; what names the file system's
  * folder in an error message) in the background, unless a syncfs is
  * already waiting to start: it will cover the same writes. A delivery
