@@ -1124,7 +1124,12 @@ static int relocate(struct maildir_folder *f, struct local_msg *m, struct ms_err
     return 0;
 }
 
-int maildir_set_flags(struct maildir_folder *f, struct local_msg *m, unsigned flags, struct ms_error *err)
+/* Rename m's file from `from` into to's cur/ with the info letters of
+ * flags (to == from: a flag change in place). A file a MUA renamed
+ * meanwhile is looked for again (gone: 1); 2 when the rename would cross
+ * file systems. */
+static int rename_into_cur(struct maildir_folder *from, struct local_msg *m, struct maildir_folder *to,
+                           unsigned flags, struct ms_error *err)
 {
     if (!name_ok(m->name) || !name_ok(m->uniq) || strchr(m->uniq, ':'))
         return ms_error_set(err, MS_ELOCAL, "refusing unsafe Maildir file name \"%s\"",
@@ -1135,26 +1140,35 @@ int maildir_set_flags(struct maildir_folder *f, struct local_msg *m, unsigned fl
         int n = snprintf(target, sizeof target, "%s:2,%s", m->uniq, info);
         if (n < 0 || (size_t)n >= sizeof target)
             return ms_error_set(err, MS_ELOCAL, "Maildir file name too long for %s", m->uniq);
-        if (!m->in_new && strcmp(m->name, target) == 0) {
+        if (to == from && !m->in_new && strcmp(m->name, target) == 0) {
             m->flags = flags & FLAG_ALL;
             return MS_OK; /* already right */
         }
-        if (rename_noreplace(subdir_fd(f, m->in_new), m->name, f->curfd, target) == 0) {
+        if (rename_noreplace(subdir_fd(from, m->in_new), m->name, to->curfd, target) == 0) {
             free(m->name);
             m->name = xstrdup(target);
             m->in_new = false;
             m->flags = flags & FLAG_ALL;
             return MS_OK;
         }
+        if (errno == EXDEV)
+            return 2;
         if (errno != ENOENT)
-            return ms_error_errno(err, MS_ELOCAL, errno, "cannot rename %s/%s/%s", f->path,
-                                  m->in_new ? "new" : "cur", m->name);
+            return to == from ? ms_error_errno(err, MS_ELOCAL, errno, "cannot rename %s/%s/%s", from->path,
+                                               m->in_new ? "new" : "cur", m->name)
+                              : ms_error_errno(err, MS_ELOCAL, errno, "cannot move %s/%s/%s to %s/cur",
+                                               from->path, m->in_new ? "new" : "cur", m->name, to->path);
         /* Renamed by a MUA meanwhile (ENOENT is a rescan, never a delete). */
-        int rc = relocate(f, m, err);
+        int rc = relocate(from, m, err);
         if (rc)
             return rc;
     }
-    return ms_error_set(err, MS_ELOCAL, "%s: message %s keeps being renamed", f->path, m->uniq);
+    return ms_error_set(err, MS_ELOCAL, "%s: message %s keeps being renamed", from->path, m->uniq);
+}
+
+int maildir_set_flags(struct maildir_folder *f, struct local_msg *m, unsigned flags, struct ms_error *err)
+{
+    return rename_into_cur(f, m, f, flags, err);
 }
 
 int maildir_move_to(struct maildir_folder *from, struct local_msg *m, struct maildir_folder *to, unsigned flags,
@@ -1168,30 +1182,7 @@ int maildir_move_to(struct maildir_folder *from, struct local_msg *m, struct mai
         return ms_error_errno(err, MS_ELOCAL, errno, "cannot stat %s or %s", from->path, to->path);
     if (a.st_dev != b.st_dev)
         return 2; /* a rename cannot cross file systems */
-    for (int attempt = 0; attempt < SCAN_ATTEMPTS; attempt++) {
-        char info[64], target[NAME_MAX + 1];
-        info_letters(flags, m->extra, info, sizeof info);
-        int n = snprintf(target, sizeof target, "%s:2,%s", m->uniq, info);
-        if (n < 0 || (size_t)n >= sizeof target)
-            return ms_error_set(err, MS_ELOCAL, "Maildir file name too long for %s", m->uniq);
-        if (rename_noreplace(subdir_fd(from, m->in_new), m->name, to->curfd, target) == 0) {
-            free(m->name);
-            m->name = xstrdup(target);
-            m->in_new = false;
-            m->flags = flags & FLAG_ALL;
-            return MS_OK;
-        }
-        if (errno == EXDEV)
-            return 2;
-        if (errno != ENOENT)
-            return ms_error_errno(err, MS_ELOCAL, errno, "cannot move %s/%s/%s to %s/cur", from->path,
-                                  m->in_new ? "new" : "cur", m->name, to->path);
-        /* Renamed by a MUA meanwhile: look again (gone: 1). */
-        int rc = relocate(from, m, err);
-        if (rc)
-            return rc;
-    }
-    return ms_error_set(err, MS_ELOCAL, "%s: message %s keeps being renamed", from->path, m->uniq);
+    return rename_into_cur(from, m, to, flags, err);
 }
 
 int maildir_remove(struct maildir_folder *f, struct local_msg *m, struct ms_error *err)
