@@ -90,7 +90,8 @@ struct dirsync *dirsync_new(void)
 static void add_job(struct dirsync *d, int fd, bool whole_fs, const char *what)
 {
     struct job j = {.fd = fd, .whole_fs = whole_fs};
-    snprintf(j.what, sizeof j.what, "%s", what ? what : "a directory");
+    /* a label for messages: cut to fit */
+    snprintf(j.what, sizeof j.what, "%.*s", (int)sizeof j.what - 1, what ? what : "a directory");
     pthread_mutex_lock(&d->mu);
     if (whole_fs) {
         /* One syncfs still waiting covers everything written before it
