@@ -495,6 +495,11 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
                 top = msgs[nmsgs - 1].uid;
             rc = collect_vanished(s, &gone, top, what, err);
         }
+        /* Mail that arrived after the SELECT was listed too: UIDNEXT is
+         * past every UID seen (so past every VANISHED taken, which stop
+         * at the highest listed UID). */
+        if (nmsgs > 0 && msgs[nmsgs - 1].uid >= out->uidnext && msgs[nmsgs - 1].uid < UINT32_MAX)
+            out->uidnext = msgs[nmsgs - 1].uid + 1;
     }
     remote_msgs_free(sel->msgs, sel->nmsgs);
     free(sel);
