@@ -9,7 +9,9 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <libetpan/libetpan_version.h>
 #include <malloc.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -26,6 +28,7 @@
 #include "cmd/config.h"
 #include "cmd/import.h"
 #include "cmd/output.h"
+#include "db/state.h"
 #include "sync/engine/engine.h"
 #include "sync/remote/remote.h"
 #include "sync/log.h"
@@ -150,6 +153,15 @@ static void say(const char *fmt, ...)
     output_note_error(text);
 }
 
+/* --version: ours, then the libraries' this binary runs with (a bug
+ * report needs them; a distribution may update each on its own). */
+static void print_version(void)
+{
+    printf("mailsync %s\n", MAILSYNC_VERSION);
+    printf("libetpan %d.%d, %s, SQLite %s\n", libetpan_get_version_major(), libetpan_get_version_minor(),
+           OpenSSL_version(OPENSSL_VERSION), state_sqlite_version());
+}
+
 static int usage_error(const char *fmt, const char *arg)
 {
     say(fmt, arg);
@@ -205,7 +217,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         case OPT_DRY_RUN: o->dry_run = true; break;
         case OPT_FOLDER: add_folder_pattern(o, optarg); break;
         case OPT_FORCE: o->force = true; break;
-        case OPT_VERSION: printf("mailsync %s\n", MAILSYNC_VERSION); return 0;
+        case OPT_VERSION: print_version(); return 0;
         case OPT_INTERVAL: {
             char *end = NULL;
             long v = strtol(optarg, &end, 10);
