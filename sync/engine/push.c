@@ -601,6 +601,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     size_t moved = 0;
     if (r->nlmoves && (rc = moves_local_into(&c, &moved, err)))
         goto out;
+    fres->moved_on_server += moved;
     if (moved) {
         state_msgs_free(c.state, c.nstate);
         c.state = NULL;
