@@ -1,5 +1,6 @@
 """test_adopt.py: a Maildir another tool filled (mbsync 1.4 from Debian's
-isync, getmail, fetchmail, an older mailsync whose state DB is gone) is
+isync, mbsync 1.5 as its sources write one (fill_like_mbsync15), getmail,
+fetchmail, an older mailsync whose state DB is gone) is
 adopted by the first run with a fresh state DB: no message body is
 downloaded or uploaded, no server folder is created for a directory that
 is really a server folder, every local file keeps its inode, and both
@@ -139,6 +140,33 @@ class AdoptTestCase(tb.BedTestCase):
         folders = r.json()["accounts"][0]["folders"]
         self.assertEqual(sum(f["fetched"] for f in folders), 0, str(r))
         self.assertEqual(sum(f["uploaded"] for f in folders), 0, str(r))
+
+
+def mbsync15_placeholder(data_lf, size, tuid):
+    """The placeholder mbsync 1.5 stores for a message over MaxSize
+    (sync_msg_cvt.c, copy_msg_convert with vars->minimal): the header as
+    it is, "[placeholder] " put before the Subject's value (or a
+    "Subject: [placeholder] (No Subject)" field added), X-TUID in place of
+    the first X-TUID field or at the end of the header, then the note
+    "Having a size of N, this message is over the MaxSize limit. ..." and,
+    for a message flagged at the source (a placeholder since 1.5), "The
+    original message is flagged as important." (the placeholder itself is
+    not flagged: sync.c drops F_FLAGGED for it)."""
+    head = data_lf.partition(b"\n\n")[0].split(b"\n")
+    head = [re.sub(rb"^(subject:) ?", rb"\1 [placeholder] ", f, flags=re.I) for f in head]
+    head.append(b"X-TUID: " + tuid)
+    sz = b"%dKiB" % (size >> 10) if size < 1024000 else b"%.1fMiB" % (size / 1048576.0)
+    note = (b"Having a size of " + sz + b", this message is over the MaxSize limit.\n"
+            b"Flag it and sync again (Sync mode Upgrade) to fetch its real contents.\n"
+            b"\nThe original message is flagged as important.\n")
+    return b"\n".join(head) + b"\n\n" + note
+
+
+def with_tuid(data_lf, tuid):
+    """A message as mbsync stores it: X-TUID added at the end of the header
+    (sync_msg_cvt.c; no X-TUID in the server's messages here)."""
+    head, _, body = data_lf.partition(b"\n\n")
+    return head + b"\nX-TUID: " + tuid + b"\n\n" + body
 
 
 class MbsyncTest(AdoptTestCase):
@@ -291,36 +319,6 @@ class MbsyncTest(AdoptTestCase):
         self.assertEqual(len(rows), 15 + 5)
         self.assertEqual([x for x in rows if not x[0]], [])
         self.assertEqual(sum(1 for x in rows if x[1] is None), 3)
-
-
-def mbsync15_placeholder(data_lf, size, tuid):
-    """The placeholder mbsync 1.5 stores for a message over MaxSize
-    (sync_msg_cvt.c, copy_msg_convert with vars->minimal): the header as
-    it is, "[placeholder] " put before the Subject's value (or a
-    "Subject: [placeholder] (No Subject)" field added), X-TUID in place of
-    the first X-TUID field or at the end of the header, then the note
-    "Having a size of N, this message is over the MaxSize limit. ..." and,
-    for a message flagged at the source (a placeholder since 1.5), "The
-    original message is flagged as important." (the placeholder itself is
-    not flagged: sync.c drops F_FLAGGED for it)."""
-    head = data_lf.partition(b"\n\n")[0].split(b"\n")
-    head = [re.sub(rb"^(subject:) ?", rb"\1 [placeholder] ", f, flags=re.I) for f in head]
-    head.append(b"X-TUID: " + tuid)
-    sz = b"%dKiB" % (size >> 10) if size < 1024000 else b"%.1fMiB" % (size / 1048576.0)
-    note = (b"Having a size of " + sz + b", this message is over the MaxSize limit.\n"
-            b"Flag it and sync again (Sync mode Upgrade) to fetch its real contents.\n"
-            b"\nThe original message is flagged as important.\n")
-    return b"\n".join(head) + b"\n\n" + note
-
-
-def with_tuid(data_lf, tuid):
-    """A message as mbsync stores it: X-TUID added at the end of the header
-    (sync_msg_cvt.c; no X-TUID in the server's messages here)."""
-    head, _, body = data_lf.partition(b"\n\n")
-    return head + b"\nX-TUID: " + tuid + b"\n\n" + body
-
-
-class Mbsync15Test(AdoptTestCase):
 
     def fill_like_mbsync15(self, big_uid):
         """The Maildir mbsync 1.5 leaves (SubFolders Verbatim, SyncState *,

@@ -244,7 +244,10 @@ class ServerMoveTest(tb.BedTestCase):
 
     def test_moves_are_counted(self):
         """A pull reports the messages renamed after a server move as
-        moved (summary and --json, dry run too), not as new or deleted."""
+        moved (summary and --json, dry run too), not as new or deleted.
+        (Counting does not depend on the layout: run for one.)"""
+        if self.layout != "verbatim":
+            self.skipTest("the same counts in every layout")
         uids = self.seed(["INBOX", "Zeta", "Alpha"])
         self.move("Zeta", uids["Zeta"][:2], "Alpha")
         r = self.run_ok("--dry-run", "pull")
