@@ -377,32 +377,32 @@ static void mbsync_placeholders(void **state)
 {
     (void)state;
     static const char *const yes[] = {
-        "From: a@x\nSubject: [placeholder] hell\nMessage-ID: <p@x>\nX-TUID: abcdefghijkl\n\n"
+        ("From: a@x\nSubject: [placeholder] hell\nMessage-ID: <p@x>\nX-TUID: abcdefghijkl\n\n"
         "Having a size of 59KiB, this message is over the MaxSize limit.\n"
         "Flag it and sync again (Sync mode Upgrade) to fetch its real contents.\n\n"
-        "The original message is flagged as important.\n",
-        "From: a@x\r\nX-TUID: abcdefghijkl\r\nSubject: [placeholder] (No Subject)\r\n\r\n"
+        "The original message is flagged as important.\n"),
+        ("From: a@x\r\nX-TUID: abcdefghijkl\r\nSubject: [placeholder] (No Subject)\r\n\r\n"
         "Having a size of 2.2MiB, this message is over the MaxSize limit.\r\n"
-        "Flag it and sync again (Sync mode ReNew) to fetch its real contents.\r\n",
-        "Subject: [placeholder] \nX-TUID: abcdefghijkl\n\n"
-        "Having a size of 1KiB, this message is over the MaxSize limit.\n",
+        "Flag it and sync again (Sync mode ReNew) to fetch its real contents.\r\n"),
+        ("Subject: [placeholder] \nX-TUID: abcdefghijkl\n\n"
+        "Having a size of 1KiB, this message is over the MaxSize limit.\n"),
     };
     static const char *const no[] = {
         /* no X-TUID */
         "Subject: [placeholder] hell\n\nHaving a size of 59KiB, this message is over the MaxSize limit.\n",
         /* no placeholder Subject */
         "Subject: hell\nX-TUID: abcdefghijkl\n\nHaving a size of 59KiB, this message is over the MaxSize limit.\n",
-        "Subject: [placeholders] x\nX-TUID: abcdefghijkl\n\n"
-        "Having a size of 59KiB, this message is over the MaxSize limit.\n",
+        ("Subject: [placeholders] x\nX-TUID: abcdefghijkl\n\n"
+        "Having a size of 59KiB, this message is over the MaxSize limit.\n"),
         /* no note, or not at the start of the body, or not on its first line */
         "Subject: [placeholder] hell\nX-TUID: abcdefghijkl\n\nHi,\n",
-        "Subject: [placeholder] hell\nX-TUID: abcdefghijkl\n\nHi,\nHaving a size of 59KiB, this message is over "
-        "the MaxSize limit.\n",
-        "Subject: [placeholder] hell\nX-TUID: abcdefghijkl\n\nHaving a size of 59KiB.\n"
-        ", this message is over the MaxSize limit.\n",
+        ("Subject: [placeholder] hell\nX-TUID: abcdefghijkl\n\nHi,\nHaving a size of 59KiB, this message is over "
+        "the MaxSize limit.\n"),
+        ("Subject: [placeholder] hell\nX-TUID: abcdefghijkl\n\nHaving a size of 59KiB.\n"
+        ", this message is over the MaxSize limit.\n"),
         /* the note in the header is no body */
-        "Subject: [placeholder] hell\nX-TUID: abcdefghijkl\n"
-        "Having a size of 59KiB, this message is over the MaxSize limit.\n",
+        ("Subject: [placeholder] hell\nX-TUID: abcdefghijkl\n"
+        "Having a size of 59KiB, this message is over the MaxSize limit.\n"),
         "",
     };
     for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
