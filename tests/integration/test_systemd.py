@@ -47,6 +47,11 @@ class SystemdUnits(unittest.TestCase):
             self.assertTrue(line.startswith("ExecStart=" + installed + " "), line)
             self.assertNotIn("@MAILSYNC_BINDIR@", text)
 
+    def test_completions_are_installed(self):
+        for rel in ("share/bash-completion/completions/mailsync", "share/zsh/vendor-completions/_mailsync",
+                    "share/fish/vendor_completions.d/mailsync.fish"):
+            self.assertTrue(os.path.isfile(os.path.join(self.prefix, rel)), rel)
+
     def test_units_verify(self):
         analyze = shutil.which("systemd-analyze")
         self.assertIsNotNone(analyze, "systemd-analyze is needed to check the units")
