@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,6 +108,34 @@ void output_note_error(const char *text)
     pthread_mutex_unlock(&log_lock);
 }
 
+/* stderr is systemd's journal stream ($JOURNAL_STREAM names its device and
+ * inode): then each line starts with its syslog priority, "<3>" for an
+ * error, which journald takes off and keeps (`journalctl -p err`). */
+static int journal_stream = -1; /* -1: not looked at yet */
+
+static bool stderr_is_journal(void)
+{
+    if (journal_stream < 0) {
+        const char *v = getenv("JOURNAL_STREAM");
+        unsigned long long dev = 0, ino = 0;
+        struct stat st;
+        journal_stream = v && sscanf(v, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+                         (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+    }
+    return journal_stream == 1;
+}
+
+static int syslog_priority(enum log_level level)
+{
+    switch (level) {
+    case LOG_FATAL: return 2; /* crit */
+    case LOG_ERROR: return 3; /* err */
+    case LOG_WARN: return 4;  /* warning */
+    case LOG_INFO: return 6;  /* info */
+    default: return 7;        /* debug: -v, -vv */
+    }
+}
+
 void output_log_line(enum log_level level, const char *text)
 {
     const char *prefix = "";
@@ -118,6 +147,8 @@ void output_log_line(enum log_level level, const char *text)
         prefix = "mailsync: warning: ";
     pthread_mutex_lock(&log_lock);
     output_clear_line();
+    if (stderr_is_journal())
+        fprintf(stderr, "<%d>", syslog_priority(level));
     fprintf(stderr, "%s%s\n", prefix, text);
     if (level <= LOG_ERROR)
         snprintf(last_error, sizeof last_error, "%s", text);
