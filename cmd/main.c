@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "cmd/config.h"
+#include "cmd/hooks.h"
 #include "cmd/import.h"
 #include "cmd/output.h"
 #include "cmd/sdnotify.h"
@@ -414,6 +415,10 @@ static int cmd_pull(const struct options *o, struct account **acc, size_t n)
         exit_code = ms_error_worse(exit_code, rc);
         if (!o->json && !o->quiet && rc != MS_ELOCKED)
             output_summary(stdout, o->command, &res[i], o->dry_run);
+        if (!o->dry_run && rc != MS_ELOCKED) {
+            fflush(stdout);
+            hooks_run(acc[i], o->command, &res[i]);
+        }
     }
     if (o->json)
         output_json_results(stdout, o->command, res, i, exit_code, o->dry_run);
@@ -509,6 +514,7 @@ static int cmd_folders(const struct options *o, struct account **acc, size_t n)
 
 struct watch_out {
     const struct options *o;
+    const struct account *acct;
     unsigned passes;
     const struct engine_progress *inner; /* the terminal's progress, or NULL */
 };
@@ -561,6 +567,8 @@ static void watch_pass_done(void *ctx, const struct engine_result *res)
     else if (!w->o->quiet && res->status != MS_ELOCKED)
         output_summary(stdout, "sync", res, false);
     fflush(stdout);
+    if (res->status != MS_ELOCKED)
+        hooks_run(w->acct, "watch", res);
     /* systemctl status shows how the last pass went */
     size_t fetched = 0, uploaded = 0;
     for (size_t i = 0; i < res->nfolders; i++) {
@@ -597,7 +605,7 @@ static int cmd_watch(const struct options *o, struct account **acc, size_t n)
     catch_stop_signals(o, false);
     bool supervised = sdnotify_init();
     struct engine_options eo = engine_opts(o);
-    struct watch_out out = {.o = o, .inner = eo.progress};
+    struct watch_out out = {.o = o, .acct = acc[0], .inner = eo.progress};
     struct engine_watch w = {.interval_s = o->interval ? o->interval : 300, .stop = &stop_signal,
                              .pass_done = watch_pass_done, .ctx = &out};
     static struct engine_progress wd_progress;

@@ -553,7 +553,7 @@ static void json_plan(FILE *out, const char *account)
     fputc(']', out);
 }
 
-void output_json_results(FILE *out, const char *command, const struct engine_result *r, size_t n, int exit_code,
+static void json_results(FILE *out, const char *command, const struct engine_result *r, size_t n, int exit_code,
                          bool dry_run)
 {
     fputs("{\"command\":", out);
@@ -577,8 +577,19 @@ void output_json_results(FILE *out, const char *command, const struct engine_res
         fputc('}', out);
     }
     fputs("]}\n", out);
+}
+
+void output_json_results(FILE *out, const char *command, const struct engine_result *r, size_t n, int exit_code,
+                         bool dry_run)
+{
+    json_results(out, command, r, n, exit_code, dry_run);
     json_documents++;
     plans_free();
+}
+
+void output_json_copy(FILE *out, const char *command, const struct engine_result *r, int exit_code)
+{
+    json_results(out, command, r, 1, exit_code, false);
 }
 
 void output_json_error(FILE *out, const char *command, int exit_code)
