@@ -98,11 +98,33 @@ int imap_list(struct imap_session *s, struct remote_folder **out, size_t *n, str
     return imap_status_and_list(s, false, NULL, 0, NULL, out, n, err);
 }
 
+/* ID (RFC 2971): mailsync's name and version. */
+#define ID_COMMAND "ID (\"name\" \"mailsync\" \"version\" \"" MAILSYNC_VERSION "\")"
+
+/* ID on its own, for a session whose first command is not the listing
+ * pipeline (an extra connection's EXAMINE): some servers refuse a SELECT
+ * before it. A refusal (NO) changes nothing. */
+static int send_id_alone(struct imap_session *s, struct ms_error *err)
+{
+    if (s->id_tried || !imap_has_capability(s, "ID"))
+        return MS_OK;
+    s->id_tried = true;
+    int state;
+    int r = imap_plain_command(s, ID_COMMAND, &state);
+    if (r != MAILIMAP_NO_ERROR)
+        return imap_fail_call(s, r, "ID", err);
+    if (state != MAILIMAP_RESP_COND_STATE_OK)
+        log_msg(LOG_VERBOSE, "%s: the server refused ID: %s", s->host, imap_server_text(s));
+    return MS_OK;
+}
+
 int imap_select(struct imap_session *s, const char *name, bool read_write, struct remote_box *out, struct ms_error *err)
 {
     memset(out, 0, sizeof *out);
     char shown[120];
     int rc = imap_folder_cmd_start(s, name, shown, sizeof shown, err);
+    if (rc == MS_OK)
+        rc = send_id_alone(s, err);
     if (rc != MS_OK)
         return rc;
     free(s->reselect); /* whatever is selected next, it is this one */
@@ -346,7 +368,7 @@ static int pipeline_send_next(struct pipeline *p)
         p->id = false;
         p->s->id_tried = true;
         p->id_tag = imap->imap_tag;
-        if (imap_stream_puts(stream, "ID (\"name\" \"mailsync\" \"version\" \"" MAILSYNC_VERSION "\")\r\n"))
+        if (imap_stream_puts(stream, ID_COMMAND "\r\n"))
             r = MAILIMAP_ERROR_STREAM;
     } else if (p->enable) {
         p->enable = false;
