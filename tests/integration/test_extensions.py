@@ -51,7 +51,7 @@ class ExtensionsCase:
                     c.append_message(folder, m.data)
 
     def version(self):
-        return self.run_ok("--version").stdout.split()[-1]
+        return self.run_ok("--version").stdout.split()[1]   # "mailsync X.Y.Z" first
 
     def commands(self, px):
         """The commands the client sent through the proxy, without tags."""
