@@ -741,13 +741,17 @@ void output_folders_text(FILE *out, const struct account *a, const struct engine
     for (size_t j = 0; j < n; j++) {
         output_name_column(out, m[j].name, 32);
         if (m[j].noselect)
-            fprintf(out, "(no messages: \\Noselect)\n");
+            fprintf(out, "(no messages: \\Noselect)");
         else if (!m[j].path)
-            fprintf(out, "(skipped: %s)\n", m[j].why);
+            fprintf(out, "(skipped: %s)", m[j].why);
         else if (!m[j].selected)
-            fprintf(out, "(excluded) %s/%s\n", a->maildir, m[j].path);
+            fprintf(out, "(excluded) %s/%s", a->maildir, m[j].path);
         else
-            fprintf(out, "-> %s/%s\n", a->maildir, m[j].path);
+            fprintf(out, "-> %s/%s", a->maildir, m[j].path);
+        char roles[80];
+        if (m[j].roles) /* SPECIAL-USE: what the server says the folder is for */
+            fprintf(out, "  %s", names_roles_text(m[j].roles, roles, sizeof roles));
+        fputc('\n', out);
     }
 }
 
@@ -778,6 +782,17 @@ void output_folders_json(FILE *out, const struct account *a, int rc, const char 
         fprintf(out, ",\"selected\":%s,\"noselect\":%s,\"skipped\":", m[j].selected ? "true" : "false",
                 m[j].noselect ? "true" : "false");
         output_json_string(out, !m[j].path && !m[j].noselect ? m[j].why : NULL);
+        /* SPECIAL-USE roles, as IMAP names them ("\\Trash") */
+        fputs(",\"roles\":[", out);
+        for (unsigned bit = 1, k = 0; bit && bit <= m[j].roles; bit <<= 1) {
+            char role[24];
+            if (!(m[j].roles & bit))
+                continue;
+            if (k++)
+                fputc(',', out);
+            output_json_string(out, names_roles_text(bit, role, sizeof role));
+        }
+        fputc(']', out);
         fputc('}', out);
     }
     fputs("]}", out);
