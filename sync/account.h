@@ -54,6 +54,7 @@ struct account {
     bool leave_on_server;      /* pop3; default true */
     int max_delete;            /* percent, default 50 */
     int timeout;               /* seconds of no progress before giving up; default 60 */
+    bool compress;             /* imap: COMPRESS=DEFLATE when offered; default true */
 };
 
 void account_free(struct account *a);
