@@ -58,6 +58,7 @@ struct account {
     char *post_sync_command;   /* optional: after every run (watch passes too) */
     char *new_mail_command;    /* optional: after a run that brought new mail */
     int hook_timeout;          /* seconds a hook may take; default 60 */
+    bool compress;             /* imap: COMPRESS=DEFLATE when offered; default true */
 };
 
 void account_free(struct account *a);

@@ -429,11 +429,13 @@ class Dovecot:
 
     Dovecot(users=None, pool=40, cert="good", imap_capability=None,
             hide_capabilities=(), ssl=True, extra_conf="", debug=False,
-            workdir=None)
+            workdir=None, zlib=False)
 
     users: {name: password}; default {"alice": "secret"}. Additionally
     `pool` users u001.. (password "pw-u001", ...) are handed out by
     fresh_user() so each test gets an empty mailbox on a shared server.
+    zlib=True loads the zlib and imap_zlib plugins: the server offers
+    COMPRESS=DEFLATE after login.
 
     After start(): host, imap_port (plain, STARTTLS offered), imaps_port,
     pop3_port (STLS offered), pop3s_port, ca_file, cert_file, fingerprint,
@@ -441,7 +443,8 @@ class Dovecot:
     """
 
     def __init__(self, users=None, pool=40, cert="good", imap_capability=None,
-                 hide_capabilities=(), ssl=True, extra_conf="", debug=False, workdir=None):
+                 hide_capabilities=(), ssl=True, extra_conf="", debug=False, workdir=None,
+                 zlib=False):
         if not os.path.exists(DOVECOT_BIN):
             raise RuntimeError("dovecot not found at %s: install dovecot-imapd and "
                                "dovecot-pop3d (the integration tests need it)" % DOVECOT_BIN)
@@ -455,6 +458,7 @@ class Dovecot:
         self.hide_capabilities = tuple(c.upper() for c in hide_capabilities)
         self.ssl = ssl
         self.extra_conf = extra_conf
+        self.zlib = zlib
         self.debug = debug
         self.host = HOST
         self.proc = None
@@ -575,6 +579,9 @@ class Dovecot:
                            and c.split("=")[0].upper() not in self.hide_capabilities)
         if cap:
             lines.append("imap_capability = %s" % cap)
+        if self.zlib:
+            lines += ["mail_plugins = $mail_plugins zlib",
+                      "protocol imap {", "  mail_plugins = $mail_plugins imap_zlib", "}"]
         if self.debug:
             lines += ["auth_debug = yes", "auth_verbose = yes", "mail_debug = yes",
                       "verbose_ssl = yes"]
