@@ -21,39 +21,29 @@
 
 extern char **environ;
 
-struct counts {
-    size_t fetched, uploaded, deleted, flagged, failed, moved;
-    char *new_folders; /* names of the folders with new mail, one per line */
-};
-
-static void count(const struct engine_result *res, struct counts *c)
+/* The names of the folders of res with new mail, one per line (malloc'd,
+ * "" when none). */
+static char *new_folders(const struct engine_result *res)
 {
-    memset(c, 0, sizeof *c);
     size_t len = 0;
+    char *s = xstrdup("");
     for (size_t i = 0; i < res->nfolders; i++) {
         const struct engine_folder_result *f = &res->folders[i];
-        c->fetched += f->fetched;
-        c->uploaded += f->uploaded;
-        c->deleted += f->deleted;
-        c->flagged += f->flagged;
-        c->failed += f->failed;
-        c->moved += f->moved + f->moved_on_server;
-        if (f->fetched && f->name) {
-            size_t n = strlen(f->name);
-            c->new_folders = xrealloc(c->new_folders, len + n + 2);
-            memcpy(c->new_folders + len, f->name, n);
-            len += n;
-            c->new_folders[len++] = '\n';
-            c->new_folders[len] = '\0';
-        }
+        if (!f->fetched || !f->name)
+            continue;
+        size_t n = strlen(f->name);
+        s = xrealloc(s, len + n + 2);
+        if (len)
+            s[len++] = '\n';
+        memcpy(s + len, f->name, n + 1);
+        len += n;
     }
-    if (len)
-        c->new_folders[len - 1] = '\0'; /* no newline after the last */
+    return s;
 }
 
 /* environ plus the MAILSYNC_* variables (malloc'd strings, NULL-terminated) */
 static char **hook_env(const struct account *a, const char *command, const struct engine_result *res,
-                       const struct counts *c)
+                       const struct engine_folder_result *c, const char *folders)
 {
     size_t n = 0;
     while (environ[n])
@@ -80,11 +70,11 @@ static char **hook_env(const struct account *a, const char *command, const struc
     ADD("MAILSYNC_MAILDIR", a->maildir);
     ADD_N("MAILSYNC_EXIT", res->status);
     ADD_N("MAILSYNC_NEW", c->fetched);
-    ADD("MAILSYNC_NEW_FOLDERS", c->new_folders ? c->new_folders : "");
+    ADD("MAILSYNC_NEW_FOLDERS", folders);
     ADD_N("MAILSYNC_UPLOADED", c->uploaded);
     ADD_N("MAILSYNC_DELETED", c->deleted);
     ADD_N("MAILSYNC_FLAGGED", c->flagged);
-    ADD_N("MAILSYNC_MOVED", c->moved);
+    ADD_N("MAILSYNC_MOVED", c->moved + c->moved_on_server);
     ADD_N("MAILSYNC_FAILED", c->failed);
 #undef ADD_N
 #undef ADD
@@ -169,14 +159,13 @@ void hooks_run(const struct account *a, const char *command, const struct engine
 {
     if (!a->post_sync_command && !a->new_mail_command)
         return;
-    struct counts c;
-    count(res, &c);
+    struct engine_folder_result c;
+    engine_result_totals(res, &c);
     bool new_mail = c.fetched > 0 && a->new_mail_command;
-    if (!a->post_sync_command && !new_mail) {
-        free(c.new_folders);
+    if (!a->post_sync_command && !new_mail)
         return;
-    }
-    char **env = hook_env(a, command, res, &c);
+    char *folders = new_folders(res);
+    char **env = hook_env(a, command, res, &c, folders);
     /* the run's JSON document, readable from the start by each hook */
     int fd = memfd_create("mailsync-hook", MFD_CLOEXEC);
     if (fd >= 0) {
@@ -193,5 +182,5 @@ void hooks_run(const struct account *a, const char *command, const struct engine
     if (fd >= 0)
         close(fd);
     env_free(env);
-    free(c.new_folders);
+    free(folders);
 }

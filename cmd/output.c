@@ -437,23 +437,7 @@ static void json_folder(FILE *out, const struct engine_folder_result *f)
 static void json_totals(FILE *out, const struct engine_result *r)
 {
     struct engine_folder_result t;
-    memset(&t, 0, sizeof t);
-    for (size_t i = 0; i < r->nfolders; i++) {
-        const struct engine_folder_result *f = &r->folders[i];
-        t.fetched += f->fetched;
-        t.bytes += f->bytes;
-        t.flagged += f->flagged;
-        t.deleted += f->deleted;
-        t.skipped += f->skipped;
-        t.uploaded += f->uploaded;
-        t.bytes_up += f->bytes_up;
-        t.pushed_flags += f->pushed_flags;
-        t.pushed_deleted += f->pushed_deleted;
-        t.retired += f->retired;
-        t.moved += f->moved;
-        t.moved_on_server += f->moved_on_server;
-        t.failed += f->failed;
-    }
+    engine_result_totals(r, &t);
     fputs(",\"totals\":{\"folders\":", out);
     fprintf(out, "%zu", r->nfolders);
     json_counts(out, &t);

@@ -58,6 +58,8 @@ struct engine_result {
 };
 
 void engine_result_free(struct engine_result *r);
+/* The sums of r's folder counters in *t (its name, path and error NULL). */
+void engine_result_totals(const struct engine_result *r, struct engine_folder_result *t);
 
 /* One step a --dry-run would take (struct engine_progress's planned):
  * plain data the program renders, as text lines or inside --json. */
