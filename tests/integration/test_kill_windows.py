@@ -79,9 +79,9 @@ class KillWindowTest(tb.BedTestCase):
         corpus = tb.make_corpus(60, seed=1602, size=(2000, 3000), flags=False)
         with self.imap() as c:
             c.append_many("INBOX", corpus)
-        # Slow enough that a batch (0.5 s of downloads) lands long before
-        # the next one commits and confirms it.
-        px = tb.Proxy(self.bed.imap_port, delay=0.01, chunk=4096).start()
+        # Slow (~2 s for the folder): a batch lands after 0.5 s of downloads,
+        # long before the next one commits and confirms it.
+        px = tb.Proxy(self.bed.imap_port, delay=0.05, chunk=4096).start()
         self.addCleanup(px.stop)
         self.write_config(tls="none", port=px.port)
         p = tb.start_mailsync(["sync"], config=self.config_path, workdir=self.work)
