@@ -1637,7 +1637,6 @@ static const struct reason oimap_reasons[] = {
     {"sslclientcert", "mailsync sends no client certificate"},
     {"sslclientkey", "mailsync sends no client certificate"},
     {"remote_identity", "mailsync has no SASL authorisation identity"},
-    {"usecompression", "mailsync has no compression setting"},
     {"restoreatime", "mailsync leaves directory times alone"},
     {"filename_use_mail_timestamp", "mailsync sets a file's time from the server's INTERNALDATE"},
     {"utime_from_header", "mailsync sets a file's time from the server's INTERNALDATE"},
@@ -2029,6 +2028,15 @@ static void oimap_put_server(struct out *o, struct rc *rc, struct sb *b, struct 
         else
             sb_str(b, e ? "expunge = yes\n" : "expunge = no\n");
         free(expunge);
+    }
+    char *usecomp = ini_get(rc, b, r, "usecompression", &line);
+    if (usecomp) {
+        int e = boolean(usecomp);
+        if (e < 0)
+            lost(b, line, "usecompression", "not yes or no");
+        else
+            sb_str(b, e ? "compress = yes\n" : "compress = no\n");
+        free(usecomp);
     }
     char *filter = ini_get(rc, b, r, "folderfilter", &line);
     if (filter) {

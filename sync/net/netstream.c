@@ -31,6 +31,7 @@
 #include <openssl/err.h>
 
 #include "sync/log.h"
+#include "sync/net/deflate_layer.h"
 #include "sync/util.h"
 
 struct netstream {
@@ -48,6 +49,7 @@ struct netstream {
     struct imap_framer rx_framer, tx_framer;
     bool raw; /* not IMAP (POP3): no framing checks, no IMAP trace */
     char *tls_info;
+    struct deflate_layer *z; /* COMPRESS=DEFLATE active (netstream_start_compress) */
 };
 
 /* ======================================================================
@@ -600,9 +602,10 @@ static ssize_t write_once(struct netstream *ns, const void *buf, size_t count, s
 }
 
 /* One read (out == NULL) or write (in == NULL) of at most count bytes,
- * waiting with a deadline reset by each call: > 0 bytes moved, or -1 with
- * the reason recorded. */
-static ssize_t ns_transfer(struct netstream *ns, void *out, const void *in, size_t count)
+ * waiting until *deadline: > 0 bytes moved, or -1 with the reason
+ * recorded. */
+static ssize_t ns_transfer_until(struct netstream *ns, void *out, const void *in, size_t count,
+                                 const struct timespec *deadline)
 {
     if (ns->failed || atomic_load(&ns->cancelled)) {
         ns_fail(ns, "cancelled");
@@ -610,25 +613,86 @@ static ssize_t ns_transfer(struct netstream *ns, void *out, const void *in, size
     }
     if (count == 0)
         return 0;
-    struct timespec deadline;
-    deadline_in(&deadline, ns->timeout_s);
     for (;;) {
         short want = 0;
         ssize_t n = out ? read_once(ns, out, count, &want) : write_once(ns, in, count, &want);
         if (n > 0)
             return n;
-        if (want == 0 || ns_wait(ns, want, &deadline) != 1)
+        if (want == 0 || ns_wait(ns, want, deadline) != 1)
             return -1;
     }
+}
+
+/* The same with a deadline reset by this call: any progress counts. */
+static ssize_t ns_transfer(struct netstream *ns, void *out, const void *in, size_t count)
+{
+    struct timespec deadline;
+    deadline_in(&deadline, ns->timeout_s);
+    return ns_transfer_until(ns, out, in, count, &deadline);
+}
+
+/* A read through COMPRESS=DEFLATE: > 0 inflated bytes, or -1 with the
+ * reason recorded. The deadline is reset only by inflated output, so a
+ * server sending compressed nothing (empty blocks) times out like a silent
+ * one. */
+static ssize_t ns_read_inflated(struct netstream *ns, void *buf, size_t count)
+{
+    struct timespec deadline;
+    deadline_in(&deadline, ns->timeout_s);
+    for (;;) {
+        ssize_t n = deflate_layer_inflate(ns->z, buf, count);
+        if (n > 0)
+            return n;
+        if (n < 0) {
+            ns_fail(ns, "%s", deflate_layer_error(ns->z));
+            return -1;
+        }
+        size_t space = 0;
+        unsigned char *in = deflate_layer_in_space(ns->z, &space);
+        ssize_t got = ns_transfer_until(ns, in, NULL, space, &deadline);
+        if (got <= 0)
+            return -1;
+        ns->rx += (uint64_t)got;
+        deflate_layer_in_added(ns->z, (size_t)got);
+    }
+}
+
+/* A write through COMPRESS=DEFLATE: all of buf deflated and sent (count),
+ * or -1 with the reason recorded. */
+static ssize_t ns_write_deflated(struct netstream *ns, const void *buf, size_t count)
+{
+    deflate_layer_begin_out(ns->z, buf, count);
+    const unsigned char *piece = NULL;
+    ssize_t n;
+    while ((n = deflate_layer_next_out(ns->z, &piece)) > 0) {
+        for (size_t done = 0; done < (size_t)n;) {
+            ssize_t w = ns_transfer(ns, NULL, piece + done, (size_t)n - done);
+            if (w <= 0)
+                return -1;
+            done += (size_t)w;
+            ns->tx += (uint64_t)w;
+        }
+    }
+    if (n < 0) {
+        ns_fail(ns, "%s", deflate_layer_error(ns->z));
+        return -1;
+    }
+    return (ssize_t)count;
 }
 
 static ssize_t ns_read(mailstream_low *low, void *buf, size_t count)
 {
     struct netstream *ns = low->data;
-    ssize_t n = ns_transfer(ns, buf, NULL, count);
+    ssize_t n;
+    if (ns->z) {
+        n = ns_read_inflated(ns, buf, count);
+    } else {
+        n = ns_transfer(ns, buf, NULL, count);
+        if (n > 0)
+            ns->rx += (uint64_t)n;
+    }
     if (n <= 0)
         return n;
-    ns->rx += (uint64_t)n;
     if (!ns->raw && imap_framer_feed(&ns->rx_framer, buf, (size_t)n, false) != 0) {
         ns_fail(ns, "%s", ns->rx_framer.reason);
         return -1;
@@ -639,10 +703,16 @@ static ssize_t ns_read(mailstream_low *low, void *buf, size_t count)
 static ssize_t ns_write(mailstream_low *low, const void *buf, size_t count)
 {
     struct netstream *ns = low->data;
-    ssize_t n = ns_transfer(ns, NULL, buf, count);
+    ssize_t n;
+    if (ns->z) {
+        n = ns_write_deflated(ns, buf, count);
+    } else {
+        n = ns_transfer(ns, NULL, buf, count);
+        if (n > 0)
+            ns->tx += (uint64_t)n;
+    }
     if (n <= 0)
         return n;
-    ns->tx += (uint64_t)n;
     /* libetpan turns privacy off (0) while it writes a password. */
     if (!ns->raw)
         imap_framer_feed(&ns->tx_framer, buf, (size_t)n, low->privacy == 0 || ns->secret);
@@ -675,6 +745,14 @@ static void ns_free(mailstream_low *low)
         if (ns->cancel_fd >= 0)
             close(ns->cancel_fd);
         free(ns->tls_info);
+        if (ns->z) {
+            uint64_t raw_in, plain_in, raw_out, plain_out;
+            deflate_layer_counts(ns->z, &raw_in, &plain_in, &raw_out, &plain_out);
+            log_msg(LOG_TRACE, "COMPRESS: received %llu bytes for %llu, sent %llu for %llu",
+                    (unsigned long long)raw_in, (unsigned long long)plain_in, (unsigned long long)raw_out,
+                    (unsigned long long)plain_out);
+            deflate_layer_free(&ns->z);
+        }
         explicit_bzero(&ns->tx_framer, sizeof ns->tx_framer);
         free(ns);
     }
@@ -936,6 +1014,35 @@ int netstream_start_tls(struct netstream *ns, struct tls_client *tls, const char
     return MS_OK;
 }
 
+bool netstream_tls_compressed(const struct netstream *ns)
+{
+    return ns->ssl && SSL_get_current_compression(ns->ssl) != NULL;
+}
+
+int netstream_start_compress(struct netstream *ns, const void *pending, size_t pending_len, struct ms_error *err)
+{
+    if (ns->failed)
+        return ms_error_set(err, MS_ENET, "%s", ns->reason);
+    if (ns->z)
+        return ms_error_set(err, MS_ENET, "COMPRESS is already active");
+    ns->z = deflate_layer_new();
+    if (!ns->z || deflate_layer_in_push(ns->z, pending, pending_len) != 0) {
+        deflate_layer_free(&ns->z);
+        ns_fail(ns, "out of memory");
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    /* Bytes that came with the OK went through the framer as they were
+     * (compressed); the IMAP text starts afresh after that line. */
+    imap_framer_init(&ns->rx_framer, true);
+    ns->rx_framer.greeting_seen = true;
+    return MS_OK;
+}
+
+bool netstream_compressing(const struct netstream *ns)
+{
+    return ns && ns->z != NULL;
+}
+
 const char *netstream_reason(const struct netstream *ns)
 {
     return ns->reason;
@@ -990,6 +1097,8 @@ bool netstream_readable_now(const struct netstream *ns)
 {
     if (!ns || ns->fd < 0)
         return false;
+    if (ns->z && deflate_layer_pending(ns->z))
+        return true;
     if (ns->ssl && SSL_has_pending(ns->ssl))
         return true;
     struct pollfd p = {.fd = ns->fd, .events = POLLIN};

@@ -19,7 +19,9 @@
  *     masked (LOGIN arguments, AUTHENTICATE lines, whatever libetpan writes
  *     with privacy off);
  *   - it counts bytes for progress, ignores SIGPIPE (MSG_NOSIGNAL) and can
- *     be cancelled from another thread.
+ *     be cancelled from another thread;
+ *   - after COMPRESS DEFLATE it inflates what it reads and deflates what it
+ *     writes (sync/net/deflate_layer.c), between TLS and the framer.
  *
  * Ownership: netstream_connect() makes a netstream together with its
  * mailstream_low. Until the low is handed to mailstream_new(), free it with
@@ -68,6 +70,20 @@ void netstream_destroy(struct netstream *ns);
  * empty). Later reads and writes go through TLS. */
 int netstream_start_tls(struct netstream *ns, struct tls_client *tls, const char *host, struct ms_error *err);
 
+/* Switch both directions to COMPRESS=DEFLATE (RFC 4978; the codec is
+ * sync/net/deflate_layer.c), after the server's OK to COMPRESS DEFLATE.
+ * pending[0..pending_len) are bytes that arrived after the OK and sit
+ * unread in libetpan's buffer: they are compressed already, so the caller
+ * hands them over here and empties that buffer. From now on reads are
+ * inflated and writes deflated below the framer; a broken stream from the
+ * server fails the read with a reason (MS_ENET to the caller). */
+int netstream_start_compress(struct netstream *ns, const void *pending, size_t pending_len, struct ms_error *err);
+/* Whether COMPRESS=DEFLATE is active. */
+bool netstream_compressing(const struct netstream *ns);
+/* Whether TLS itself compresses (mailsync's TLS context forbids it; RFC
+ * 4978 says not to stack both). */
+bool netstream_tls_compressed(const struct netstream *ns);
+
 /* Why the last read or write failed ("" if none has). */
 const char *netstream_reason(const struct netstream *ns);
 bool netstream_failed(const struct netstream *ns);
@@ -75,7 +91,7 @@ bool netstream_failed(const struct netstream *ns);
 const char *netstream_bye_text(const struct netstream *ns);
 
 /* Counters of bytes received / sent on the wire since connect (TLS
- * payload, i.e. IMAP bytes). */
+ * payload: IMAP bytes, compressed once COMPRESS is active). */
 uint64_t netstream_bytes_received(const struct netstream *ns);
 uint64_t netstream_bytes_sent(const struct netstream *ns);
 

@@ -494,6 +494,44 @@ static int open_session(struct imap_session *s, const struct account *acct, bool
     return imap_fail_call(s, r, "greeting", err);
 }
 
+/* Logged in: switch on COMPRESS=DEFLATE (RFC 4978) when the server
+ * offers it and the account allows it. The transport does the deflating
+ * (sync/net/deflate_layer.c); bytes the server sent after its OK are
+ * already compressed and move from libetpan's buffer to the transport. A
+ * NO leaves the session as it was. Not over TLS that compresses itself
+ * (the TLS context forbids that anyway). */
+static int start_compress(struct imap_session *s, const struct account *acct, struct ms_error *err)
+{
+    if (!imap_has_capability(s, "COMPRESS=DEFLATE"))
+        return MS_OK;
+    if (!acct->compress) {
+        log_msg(LOG_VERBOSE, "%s: COMPRESS=DEFLATE offered, not used (compress = no)", s->host);
+        return MS_OK;
+    }
+    if (netstream_tls_compressed(s->ns)) {
+        log_msg(LOG_VERBOSE, "%s: COMPRESS=DEFLATE not used: TLS compresses already", s->host);
+        return MS_OK;
+    }
+    int state;
+    int r = imap_plain_command(s, "COMPRESS DEFLATE", &state);
+    if (r != MAILIMAP_NO_ERROR)
+        return imap_fail_call(s, r, "COMPRESS", err);
+    if (state != MAILIMAP_RESP_COND_STATE_OK) {
+        log_msg(LOG_VERBOSE, "%s: server refused COMPRESS DEFLATE (%s); going on without", s->host,
+                imap_server_text(s));
+        return MS_OK;
+    }
+    mailstream *st = s->imap->imap_stream;
+    int rc = netstream_start_compress(s->ns, st->read_buffer, st->read_buffer_len, err);
+    if (rc != MS_OK) {
+        imap_kill_stream(s);
+        return rc;
+    }
+    st->read_buffer_len = 0;
+    log_msg(LOG_VERBOSE, "%s: COMPRESS DEFLATE active", s->host);
+    return MS_OK;
+}
+
 int imap_connect(const struct account *acct, const char *password, struct imap_session **out, struct ms_error *err)
 {
     *out = NULL;
@@ -523,6 +561,8 @@ int imap_connect(const struct account *acct, const char *password, struct imap_s
         if (rc == MS_OK)
             rc = learn_caps(s, err);
     }
+    if (rc == MS_OK)
+        rc = start_compress(s, acct, err);
     if (rc != MS_OK) {
         imap_close(s);
         return rc;

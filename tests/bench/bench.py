@@ -203,15 +203,16 @@ def server_conf(profile):
 class Server:
     """The test bed's Dovecot with one user 'bench' and named snapshots of
     that user's mail (home dir: Maildir with Dovecot's index files).
-    profile: a SERVER_PROFILES name, see server_conf()."""
+    profile: a SERVER_PROFILES name, see server_conf(). zlib: load Dovecot's
+    imap_zlib plugin (COMPRESS=DEFLATE offered after login)."""
 
-    def __init__(self, workdir, profile="default", warm=True):
+    def __init__(self, workdir, profile="default", warm=True, zlib=False):
         (Path(workdir) / "dovecot").mkdir()
         self.profile = profile
         self.warm = warm
         self.bed = tb.Dovecot(users={USER: PASSWORD}, pool=0,
                               workdir=str(Path(workdir) / "dovecot"),
-                              extra_conf=server_conf(profile))
+                              extra_conf=server_conf(profile), zlib=zlib)
         self.user = self.bed.user(USER)
         self.snapdir = Path(workdir) / "server-snapshots"
         self.snapdir.mkdir()
@@ -1005,7 +1006,7 @@ class Bench:
         self.helper = build_helper(self.work)
         self.base, self.extra = corpus_mod.load(a.n, a.seed, a.small, log=log)
         self.corpus_bytes = sum(m.size for m in self.base)
-        self.server = Server(self.work, a.server, warm=not a.cold_server)
+        self.server = Server(self.work, a.server, warm=not a.cold_server, zlib=a.zlib)
         self.server.corpus = self.base
         self.server.start()
         t0 = time.monotonic()
@@ -1189,6 +1190,8 @@ class Bench:
                          (" with a %g ms round trip" % a.rtt if a.rtt else ""),
                          dovecot_version(), a.server, ", cold index" if a.cold_server else "",
                          os.cpu_count()))
+        if a.zlib:
+            lines.append("server offers COMPRESS=DEFLATE (imap_zlib)")
         if "mailsync" in self.tools:
             lines.append("mailsync: %s (source %s)" % (tb.mailsync_bin(), self.source))
         if "mailsync-b" in self.tools:
@@ -1377,6 +1380,9 @@ def parse_args(argv):
                          "process per connection, a new imap process per login) or 'tuned' "
                          "(high-performance mode: login and imap processes kept and reused, "
                          "as a busy server runs)")
+    ap.add_argument("--zlib", action="store_true",
+                    help="Dovecot offers COMPRESS=DEFLATE (its imap_zlib plugin); mailsync uses it "
+                         "(its default `compress = yes`), and so does any tool that can")
     ap.add_argument("--connections", type=int, default=1, metavar="N",
                     help="mailsync's `connections = N` (default 1)")
     ap.add_argument("--connections-b", type=int, default=None, metavar="N",

@@ -22,6 +22,11 @@
  *          repeated calls consume everything.
  *  mode 3  imap_uid_list_add_range with (first, last, max_uid) triples:
  *          results within 1..max_uid, never over max_total, endpoints kept.
+ *  mode 4  (first byte 0xf8..0xff) COMPRESS=DEFLATE (sync/net/deflate_layer.h):
+ *          the data as a hostile server's deflate stream, fed in chunks and
+ *          read into buffers of input-chosen sizes: never more output than
+ *          asked, every call ends, a failure has a reason and stays one;
+ *          and the data deflated by one layer inflates to itself in another.
  * Every mode also runs imap_escape_text on the data.
  */
 #include <stdbool.h>
@@ -31,6 +36,7 @@
 #include <strings.h>
 
 #include "fuzz_util.h"
+#include "sync/net/deflate_layer.h"
 #include "sync/net/netstream.h"
 
 /* ---- framer: a log of what it reported ------------------------------- */
@@ -391,10 +397,104 @@ static void check_escape(const char *text, size_t len, size_t outlen)
     free(out);
 }
 
+/* ---- mode 4: the deflate layer --------------------------------------- */
+
+/* Inflate raw[0..len) fed in pieces of `step` into reads of `outsz`;
+ * returns the bytes produced into *out (malloc'd) and the last result. */
+static ssize_t inflate_fed(struct deflate_layer *z, const uint8_t *raw, size_t len, size_t step, size_t outsz,
+                           unsigned char **out, size_t *outlen)
+{
+    unsigned char *buf = malloc(outsz);
+    CHECK(buf != NULL, "malloc");
+    size_t off = 0, total = 0, cap = 0;
+    unsigned char *acc = NULL;
+    ssize_t n;
+    for (;;) {
+        n = deflate_layer_inflate(z, buf, outsz);
+        CHECK(n <= (ssize_t)outsz, "inflate gave %zd bytes for a buffer of %zu", n, outsz);
+        if (n > 0) {
+            if (total + (size_t)n > cap) {
+                cap = (total + (size_t)n) * 2;
+                acc = realloc(acc, cap);
+                CHECK(acc != NULL, "realloc");
+            }
+            memcpy(acc + total, buf, (size_t)n);
+            total += (size_t)n;
+            CHECK(total <= (size_t)64 << 20, "more than 64 MiB from %zu input bytes", len);
+            continue;
+        }
+        if (n < 0) {
+            CHECK(deflate_layer_error(z)[0] != '\0', "a failure without a reason");
+            CHECK(deflate_layer_inflate(z, buf, outsz) == -1, "a failed stream recovered");
+            CHECK(!deflate_layer_pending(z), "a failed stream has pending data");
+            break;
+        }
+        if (off == len)
+            break;
+        size_t space = 0;
+        unsigned char *in = deflate_layer_in_space(z, &space);
+        CHECK(space > 0, "no input space");
+        size_t k = len - off < step ? len - off : step;
+        if (k > space)
+            k = space;
+        memcpy(in, raw + off, k);
+        deflate_layer_in_added(z, k);
+        off += k;
+    }
+    free(buf);
+    *out = acc;
+    *outlen = total;
+    return n;
+}
+
+static void mode_deflate(uint8_t sel, const uint8_t *data, size_t size)
+{
+    size_t step = (size_t)1 << ((sel & 7) * 2); /* 1 .. 16 Ki */
+    size_t outsz = 1 + (size > 0 ? data[0] : 0) * 37; /* 1 .. 9436 */
+    struct deflate_layer *z = deflate_layer_new();
+    CHECK(z != NULL, "deflate_layer_new");
+    unsigned char *out = NULL;
+    size_t outlen = 0;
+    inflate_fed(z, data, size, step, outsz, &out, &outlen);
+    free(out);
+    deflate_layer_free(&z);
+
+    /* round trip: the data as a client write, inflated by the peer */
+    struct deflate_layer *tx = deflate_layer_new(), *rx = deflate_layer_new();
+    CHECK(tx && rx, "deflate_layer_new");
+    unsigned char *wire = NULL;
+    size_t wlen = 0, wcap = 0;
+    deflate_layer_begin_out(tx, data, size);
+    const unsigned char *piece;
+    ssize_t n;
+    while ((n = deflate_layer_next_out(tx, &piece)) > 0) {
+        if (wlen + (size_t)n > wcap) {
+            wcap = (wlen + (size_t)n) * 2;
+            wire = realloc(wire, wcap);
+            CHECK(wire != NULL, "realloc");
+        }
+        memcpy(wire + wlen, piece, (size_t)n);
+        wlen += (size_t)n;
+    }
+    CHECK(n == 0, "deflate failed: %s", deflate_layer_error(tx));
+    n = inflate_fed(rx, wire ? wire : (const uint8_t *)"", wlen, step, outsz, &out, &outlen);
+    CHECK(n == 0, "our own stream did not inflate: %s", deflate_layer_error(rx));
+    CHECK(outlen == size && (size == 0 || memcmp(out, data, size) == 0), "round trip changed %zu bytes to %zu", size,
+          outlen);
+    free(out);
+    free(wire);
+    deflate_layer_free(&tx);
+    deflate_layer_free(&rx);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
         return 0;
+    if (data[0] >= 0xf8) {
+        mode_deflate(data[0], data + 1, size - 1);
+        return 0;
+    }
     unsigned mode = data[0] % 4;
     size_t outlen = data[0] >> 2; /* 0..63 */
     data++, size--;

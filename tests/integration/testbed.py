@@ -417,16 +417,25 @@ if threading.current_thread() is threading.main_thread() and \
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
+# The folders the test Dovecot marks with a SPECIAL-USE role (when they exist).
+# \\Trash is on "Deleted Items" (Outlook's name), so that a test can tell a
+# folder found by its role from one found by the name "Trash".
+SPECIAL_USE = (("Drafts", "Drafts"), ("Sent", "Sent"), ("Junk", "Junk"), ("Deleted Items", "Trash"),
+               ("Archive", "Archive"))
+
+
 class Dovecot:
     """A private Dovecot on 127.0.0.1.
 
     Dovecot(users=None, pool=40, cert="good", imap_capability=None,
             hide_capabilities=(), ssl=True, extra_conf="", debug=False,
-            workdir=None)
+            workdir=None, zlib=False)
 
     users: {name: password}; default {"alice": "secret"}. Additionally
     `pool` users u001.. (password "pw-u001", ...) are handed out by
     fresh_user() so each test gets an empty mailbox on a shared server.
+    zlib=True loads the zlib and imap_zlib plugins: the server offers
+    COMPRESS=DEFLATE after login.
 
     After start(): host, imap_port (plain, STARTTLS offered), imaps_port,
     pop3_port (STLS offered), pop3s_port, ca_file, cert_file, fingerprint,
@@ -434,7 +443,8 @@ class Dovecot:
     """
 
     def __init__(self, users=None, pool=40, cert="good", imap_capability=None,
-                 hide_capabilities=(), ssl=True, extra_conf="", debug=False, workdir=None):
+                 hide_capabilities=(), ssl=True, extra_conf="", debug=False, workdir=None,
+                 zlib=False):
         if not os.path.exists(DOVECOT_BIN):
             raise RuntimeError("dovecot not found at %s: install dovecot-imapd and "
                                "dovecot-pop3d (the integration tests need it)" % DOVECOT_BIN)
@@ -448,6 +458,7 @@ class Dovecot:
         self.hide_capabilities = tuple(c.upper() for c in hide_capabilities)
         self.ssl = ssl
         self.extra_conf = extra_conf
+        self.zlib = zlib
         self.debug = debug
         self.host = HOST
         self.proc = None
@@ -521,6 +532,10 @@ class Dovecot:
             "  inbox = yes",
             "  separator = /",
             "  prefix =",
+            # SPECIAL-USE (RFC 6154) roles, as Debian's default config sets
+            # them; the folders are not created (auto = no).
+            *["  mailbox \"%s\" {\n    special_use = \\%s\n  }" % (box, role)
+              for box, role in SPECIAL_USE],
             "}",
             "passdb {",
             "  driver = passwd-file",
@@ -564,6 +579,9 @@ class Dovecot:
                            and c.split("=")[0].upper() not in self.hide_capabilities)
         if cap:
             lines.append("imap_capability = %s" % cap)
+        if self.zlib:
+            lines += ["mail_plugins = $mail_plugins zlib",
+                      "protocol imap {", "  mail_plugins = $mail_plugins imap_zlib", "}"]
         if self.debug:
             lines += ["auth_debug = yes", "auth_verbose = yes", "mail_debug = yes",
                       "verbose_ssl = yes"]

@@ -346,6 +346,8 @@ static const struct import_case oimap_cases[] = {
       "user = me@example.org\n", "password_command = head -n 1 -- ~/.mailpass\n", "ca_file = /etc/ssl/ca.pem\n",
       "connections = 2\n", "expunge = no\n", "maildir = ~/Mail/main\n", "layout = verbatim\n"},
      {"not carried over:"}, true},
+    {"usecompression carried over", IMPORT_OFFLINEIMAP, false, OI_HEAD "usecompression = no\nremotepassfile = /p\n",
+     {"compress = no\n"}, {"not carried over:"}, true},
     {"ssl = no: STARTTLS by default", IMPORT_OFFLINEIMAP, false, OI_HEAD "ssl = no\nremotepassfile = /p\n",
      {"tls = starttls\n"}, {NULL}, true},
     {"ssl = no, starttls = no", IMPORT_OFFLINEIMAP, false,
