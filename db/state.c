@@ -77,6 +77,10 @@ enum stmt_id {
     ST_SMOVE_PUT,
     ST_SMOVE_LIST,
     ST_SMOVE_DELETE,
+    /* the flag-store journal */
+    ST_STORE_PUT,
+    ST_STORE_LIST,
+    ST_STORE_DELETE,
     ST_COUNT
 };
 
@@ -132,6 +136,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_APPEND_LIST] = "SELECT uniq, uidvalidity, uidnext, size, message_id FROM appends WHERE folder_id = ?1 "
                        "ORDER BY uniq",
     [ST_APPEND_DELETE] = "DELETE FROM appends WHERE folder_id = ?1 AND uniq = ?2",
+    [ST_STORE_PUT] = "INSERT OR REPLACE INTO stores (folder_id, uid, uidvalidity, flags, added, removed) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_STORE_LIST] = "SELECT uid, uidvalidity, flags, added, removed FROM stores WHERE folder_id = ?1 ORDER BY uid",
+    [ST_STORE_DELETE] = "DELETE FROM stores WHERE folder_id = ?1 AND uid = ?2",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     /* the trash journal */
     [ST_TRASH_PUT] = "INSERT OR REPLACE INTO trashing (folder_id, uid, trash, trash_uidvalidity, trash_uidnext, "
@@ -246,6 +254,18 @@ static const char schema_sql[] =
     "  uid INTEGER NOT NULL,"                                                                               \
     "  from_folder_id INTEGER NOT NULL,"                                                                    \
     "  from_uid INTEGER NOT NULL,"                                                                          \
+    "  PRIMARY KEY (folder_id, uid)) WITHOUT ROWID"
+
+/* Flag changes a push is about to store (UID STORE), also created on
+ * open where missing. */
+#define STORES_TABLE_SQL                                                                                    \
+    "CREATE TABLE IF NOT EXISTS stores ("                                                                   \
+    "  folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,"                               \
+    "  uid INTEGER NOT NULL,"                                                                               \
+    "  uidvalidity INTEGER NOT NULL,"                                                                       \
+    "  flags INTEGER NOT NULL,"                                                                             \
+    "  added INTEGER NOT NULL,"                                                                             \
+    "  removed INTEGER NOT NULL,"                                                                           \
     "  PRIMARY KEY (folder_id, uid)) WITHOUT ROWID"
 
 struct state {
@@ -383,7 +403,7 @@ static bool has_object(struct state *s, const char *type, const char *name)
 
 /* What a DB of an older mailsync lacks, added by an open that may write. */
 struct upgrades {
-    bool pending_index, appends, pop3, trashing, tombstones, server_moves;
+    bool pending_index, appends, pop3, trashing, tombstones, server_moves, stores;
 };
 
 static bool needs_upgrade(struct state *s, struct upgrades *u)
@@ -394,7 +414,9 @@ static bool needs_upgrade(struct state *s, struct upgrades *u)
     u->trashing = !has_object(s, "table", "trashing");
     u->tombstones = !has_object(s, "index", "tombstones_kept");
     u->server_moves = !has_object(s, "table", "server_moves");
-    return u->pending_index || u->appends || u->pop3 || u->trashing || u->tombstones || u->server_moves;
+    u->stores = !has_object(s, "table", "stores");
+    return u->pending_index || u->appends || u->pop3 || u->trashing || u->tombstones || u->server_moves ||
+           u->stores;
 }
 
 static int exec(struct state *s, const char *sql, const char *what, struct ms_error *err)
@@ -768,6 +790,10 @@ static int open_db(const char *path, bool may_write, struct state **out, struct 
         }
         if (!rc && up.server_moves) {
             rc = exec(s, SERVER_MOVES_TABLE_SQL, "creating the server-move journal", err);
+            s->wrote = true;
+        }
+        if (!rc && up.stores) {
+            rc = exec(s, STORES_TABLE_SQL, "creating the flag-store journal", err);
             s->wrote = true;
         }
     }
@@ -1492,6 +1518,62 @@ void state_appends_free(struct state_append *a, size_t n)
         free(a[i].message_id);
     }
     free(a);
+}
+
+/* ------------------------------------------------------------------ */
+/* the flag-store journal */
+
+int state_store_put(struct state *s, int64_t folder_id, const struct state_store *x, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_STORE_PUT, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, x->uid);
+    sqlite3_bind_int64(st, 3, x->uidvalidity);
+    sqlite3_bind_int64(st, 4, x->flags);
+    sqlite3_bind_int64(st, 5, x->added);
+    sqlite3_bind_int64(st, 6, x->removed);
+    return record(s, st, "journalling a flag change", err);
+}
+
+int state_store_list(struct state *s, int64_t folder_id, struct state_store **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_STORE_LIST, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    struct state_store *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        v = grow_rows(v, len, &cap, sizeof *v, 16);
+        v[len++] = (struct state_store){.uid = (uint32_t)sqlite3_column_int64(st, 0),
+                                        .uidvalidity = (uint32_t)sqlite3_column_int64(st, 1),
+                                        .flags = (unsigned)sqlite3_column_int64(st, 2),
+                                        .added = (unsigned)sqlite3_column_int64(st, 3),
+                                        .removed = (unsigned)sqlite3_column_int64(st, 4)};
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, err, "listing the flag-store journal");
+    }
+    *out = v;
+    *n = len;
+    return MS_OK;
+}
+
+int state_store_forget(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_STORE_DELETE, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, uid);
+    return record(s, st, "clearing the flag-store journal", err);
 }
 
 /* ------------------------------------------------------------------ */

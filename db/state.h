@@ -210,6 +210,26 @@ int state_append_list(struct state *s, int64_t folder_id, struct state_append **
 int state_append_forget(struct state *s, int64_t folder_id, const char *uniq, struct ms_error *err);
 void state_appends_free(struct state_append *a, size_t n);
 
+/* --- the flag-store journal ---
+ * A push journals each flag change (committed) before its UID STORE and
+ * forgets it in the transaction that records the row's new flags (the
+ * run's batch). A row left over means a run died in between: the STORE may
+ * have reached the server, and the server's flags then look like a change
+ * made there. The next push stores it again (a repeated +FLAGS/-FLAGS is
+ * harmless) and records it before it compares the files with the rows, so
+ * a change the user made since (the flag taken away again) is pushed too,
+ * not undone by the pull. */
+struct state_store {
+    uint32_t uid;
+    uint32_t uidvalidity; /* of the folder when it was journalled */
+    unsigned flags;       /* FLAG_*: the row's flags once stored */
+    unsigned added, removed;
+};
+int state_store_put(struct state *s, int64_t folder_id, const struct state_store *x, struct ms_error *err);
+/* A folder's journal rows, by uid (*out is freed with free()). */
+int state_store_list(struct state *s, int64_t folder_id, struct state_store **out, size_t *n, struct ms_error *err);
+int state_store_forget(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err);
+
 /* --- the trash journal ---
  * A move to the trash folder on a server without MOVE takes three commands
  * (UID COPY to the trash, UID STORE +FLAGS \Deleted, UID EXPUNGE): a run

@@ -109,6 +109,34 @@ static int row_forget(struct state *st, int64_t folder_id, enum journal_key key,
     return state_msg_delete(st, folder_id, p->uid, err);
 }
 
+/* When the folder's last batch with files in tmp/ was journalled (meta
+ * key journal_at:<folder id>): recovery tells by it whether a pending
+ * row's file that is nowhere can have been swept from tmp/ by another
+ * Maildir program (journal_recover). */
+static void journal_time_key(char *key, size_t len, int64_t folder_id)
+{
+    snprintf(key, len, "journal_at:%lld", (long long)folder_id);
+}
+
+static int journal_time_set(struct state *st, int64_t folder_id, int64_t when, struct ms_error *err)
+{
+    char key[64], val[32];
+    journal_time_key(key, sizeof key, folder_id);
+    snprintf(val, sizeof val, "%lld", (long long)when);
+    return state_meta_set(st, key, val, err);
+}
+
+/* 0 when unknown (rows journalled by an older version). */
+static int64_t journal_time_get(struct state *st, int64_t folder_id)
+{
+    char key[64], *v = NULL;
+    struct ms_error e;
+    journal_time_key(key, sizeof key, folder_id);
+    int64_t t = state_meta_get(st, key, &v, &e) == MS_OK && v ? strtoll(v, NULL, 10) : 0;
+    free(v);
+    return t;
+}
+
 /* ------------------------------------------------------------------ */
 /* landing a batch */
 
@@ -156,8 +184,13 @@ static int land(struct journal *j, struct journal_entry *v, size_t n, struct ms_
     if (rc == MS_OK)
         rc = confirm_pending(j, err);
     int64_t now = (int64_t)time(NULL);
-    for (size_t i = 0; i < n && rc == MS_OK; i++)
+    bool to_place = false;
+    for (size_t i = 0; i < n && rc == MS_OK; i++) {
         rc = row_put(j, &v[i], now, err);
+        to_place = to_place || v[i].tmp;
+    }
+    if (rc == MS_OK && to_place)
+        rc = journal_time_set(j->st, j->folder_id, now, err);
     if (began) {
         if (rc == MS_OK) {
             step(JOURNAL_STEP_ROWS);
@@ -419,15 +452,30 @@ int journal_recover(struct state *st, struct maildir_folder *mf, int64_t folder_
     }
     if (rc == MS_OK)
         rc = maildir_sync_dirs(mf, err);
-    /* Step 5; a row with no file never made it: forgotten, its message is
-     * fetched again. */
+    /* Step 5. A row whose file is neither in place nor in tmp/: its file
+     * was durable in tmp/ when the row was committed, and leaves tmp/ only
+     * by the rename into place (our sweep runs after this recovery), or by
+     * another Maildir program's sweep of tmp/ files older than 36 hours.
+     * So while the batch is younger than that, the file was put in place
+     * and the user deleted (or moved) it before this run: the row is
+     * confirmed, a local deletion the push sends to the server (forgetting
+     * it would fetch the message again: the deletion undone). An older
+     * batch's file may have been swept unseen: forgotten, fetched again. */
+    int64_t at = journal_time_get(st, folder_id), now = (int64_t)time(NULL);
+    bool young = at > 0 && now >= at && now - at < JOURNAL_TMP_TRUSTED;
     if (rc == MS_OK)
         rc = state_begin(st, err);
     else
         goto out;
-    for (size_t i = 0; i < n && rc == MS_OK; i++)
-        rc = p[i].placed ? row_confirm(st, folder_id, key, &p[i].key, err)
-                         : row_forget(st, folder_id, key, &p[i].key, err);
+    size_t gone = 0;
+    for (size_t i = 0; i < n && rc == MS_OK; i++) {
+        bool keep = p[i].placed || (young && p[i].uniq);
+        gone += !p[i].placed && keep;
+        rc = keep ? row_confirm(st, folder_id, key, &p[i].key, err) : row_forget(st, folder_id, key, &p[i].key, err);
+    }
+    if (rc == MS_OK && gone)
+        log_msg(LOG_VERBOSE, "%zu messages delivered by an interrupted run were deleted locally since: they stay "
+                             "deleted", gone);
     if (rc == MS_OK)
         rc = state_commit(st, err);
     else

@@ -115,10 +115,18 @@ void journal_free(struct journal **j);
 /* Free the contents of entries (tmp files are removed) and clear them. */
 void journal_entries_clear(struct journal_entry *v, size_t n);
 
+/* How long after its batch was journalled a file in tmp/ is ours alone:
+ * the Maildir convention lets any program remove tmp/ files older than 36
+ * hours (an hour's margin for the clock). */
+#define JOURNAL_TMP_TRUSTED (35 * 3600)
+
 /* Finish what a killed run journalled and did not confirm: a pending row
  * whose file is in place is confirmed; one whose file is still in tmp/ has
  * it moved into place (with the row's flags), then confirmed; one with no
- * file at all is forgotten (its message is fetched again). In one
+ * file at all was put in place and deleted by the user since, so it is
+ * confirmed too (the push removes the message from the server), unless its
+ * batch is older than JOURNAL_TMP_TRUSTED (then the file may have been
+ * swept from tmp/ unseen: forgotten, its message fetched again). In one
  * transaction, after the directories are fsynced. */
 int journal_recover(struct state *st, struct maildir_folder *mf, int64_t folder_id, enum journal_key key,
                     struct ms_error *err);

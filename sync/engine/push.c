@@ -143,8 +143,24 @@ int push_settle_uploads(struct run *r, const struct selected *sel, int64_t folde
 static int push_flags(struct push_ctx *c, const struct push_plan *p, struct ms_error *err)
 {
     struct run *r = c->r;
+    /* Journalled (committed, with whatever the run's batch holds) before
+     * the first STORE: see state_store_put. */
+    int rc = state_batch(r->st, err);
+    for (size_t i = 0; i < p->n && rc == MS_OK; i++) {
+        const struct push_action *x = &p->actions[i];
+        if (x->op != PUSH_FLAGS)
+            continue;
+        struct state_store j = {.uid = x->uid, .uidvalidity = c->uidvalidity, .flags = x->flags, .added = x->add,
+                                .removed = x->remove};
+        rc = state_store_put(r->st, c->sf->id, &j, err);
+    }
+    if (rc == MS_OK)
+        rc = state_batch_commit(r->st, err);
+    else
+        state_batch_abort(r->st);
+    if (rc)
+        return rc;
     uint32_t *uids = xcalloc(p->n + 1, sizeof *uids);
-    int rc = MS_OK;
     /* One STORE per distinct delta (e.g. all "+\Seen" at once). */
     for (int pass = 0; pass < 2 && rc == MS_OK; pass++) {
         unsigned done_masks[64] = {0};
@@ -180,10 +196,13 @@ static int push_flags(struct push_ctx *c, const struct push_plan *p, struct ms_e
         const struct state_msg *row = push_state_row(c, x->uid);
         rc = state_msg_set_flags(r->st, c->sf->id, x->uid, x->flags, row ? row->keywords : NULL, err);
         if (rc == MS_OK)
+            rc = state_store_forget(r->st, c->sf->id, x->uid, err);
+        if (rc == MS_OK)
             c->fres->pushed_flags++;
     }
-    /* In the run's batch, as the deletions: a lost record means the same
-     * +FLAGS/-FLAGS again, a no-op. */
+    /* In the run's batch, as the deletions: a lost record leaves the
+     * journal rows, and the next push stores the same again (a no-op)
+     * before it compares anything (push_replay_stores). */
     if (rc != MS_OK)
         state_batch_abort(r->st);
     return rc;
@@ -313,6 +332,52 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
     free(todo);
     if (rc == MS_OK && unrecorded)
         rc = push_settle_uploads(r, c->sel, c->sf->id, c->uidvalidity, err);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* flag changes a killed run stored, or was about to */
+
+/* The rows as the journalled STOREs leave them (in memory), so that the
+ * plan compares the files with the flags the server was sent. */
+static void apply_stores(struct push_ctx *c, const struct state_store *j, size_t nj)
+{
+    for (size_t i = 0; i < nj; i++) {
+        struct state_msg *row = UTIL_FIND_UID(c->state, c->nstate, uid, j[i].uid);
+        if (row && j[i].uidvalidity == c->sf->uidvalidity)
+            row->flags = j[i].flags;
+    }
+}
+
+/* Store the journalled changes again (harmless if they arrived) and record
+ * them, in the run's batch; rows of an older UIDVALIDITY are dropped. */
+static int push_replay_stores(struct push_ctx *c, const struct state_store *j, size_t nj, struct ms_error *err)
+{
+    struct run *r = c->r;
+    int rc = MS_OK;
+    size_t n = 0;
+    for (size_t i = 0; i < nj && rc == MS_OK; i++) {
+        if (j[i].uidvalidity != c->uidvalidity)
+            continue;
+        if (j[i].added)
+            rc = r->remote->ops->store_flags(r->remote, &j[i].uid, 1, j[i].added, true, err);
+        if (rc == MS_OK && j[i].removed)
+            rc = r->remote->ops->store_flags(r->remote, &j[i].uid, 1, j[i].removed, false, err);
+        n++;
+    }
+    if (rc == MS_OK)
+        rc = state_batch(r->st, err);
+    for (size_t i = 0; i < nj && rc == MS_OK; i++) {
+        const struct state_msg *row = push_state_row(c, j[i].uid);
+        if (row && j[i].uidvalidity == c->uidvalidity)
+            rc = state_msg_set_flags(r->st, c->sf->id, j[i].uid, j[i].flags, row->keywords, err);
+        if (rc == MS_OK)
+            rc = state_store_forget(r->st, c->sf->id, j[i].uid, err);
+    }
+    if (rc != MS_OK)
+        state_batch_abort(r->st);
+    else if (n)
+        log_msg(LOG_VERBOSE, "%s: %zu flag changes of an interrupted run stored again", c->sel->name, n);
     return rc;
 }
 
@@ -516,7 +581,8 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     struct plan_input in = {0};
     struct push_plan p = {0};
     struct state_append *journal = NULL;
-    size_t njournal = 0;
+    struct state_store *stores = NULL;
+    size_t njournal = 0, nstores = 0;
     int rc = state_folder_get(r->st, sel->raw, &sf, err);
     if (rc || !sf.id || !sf.last_sync || !sf.uidvalidity) {
         /* never pulled: nothing of it can be pushed yet; a sync pushes it
@@ -535,7 +601,9 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
      * pushed: nothing to scan (a no-op sync stays flat in the folder's
      * size). A journal left by a killed run is settled by the pull. */
     bool have_stamp = maildir_change_stamp(r->rootfd, sel->path, &before) == 0;
-    if (have_stamp && !sf.appends_count && !sf.pending_count && push_stamp_recorded(r, sf.id, &before)) {
+    if ((rc = state_store_list(r->st, sf.id, &stores, &nstores, err)))
+        goto out;
+    if (have_stamp && !sf.appends_count && !sf.pending_count && !nstores && push_stamp_recorded(r, sf.id, &before)) {
         log_msg(LOG_VERBOSE, "%s: no local change since the last push", sel->name);
         goto out;
     }
@@ -547,6 +615,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         (rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
         (rc = state_append_list(r->st, sf.id, &journal, &njournal, err)) || (rc = take_left_out(&c, err)))
         goto out;
+    apply_stores(&c, stores, nstores);
     /* Messages moved out to another local folder wait for that folder's
      * push, which moves them on the server (moves_local.c). */
     if (moves_local_stand_in(r, sf.id, &c.local, &c.nlocal) && r->defer_deletions)
@@ -563,7 +632,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     }
     if ((rc = tombstones_filter_push(r, sel, sf.id, c.state, c.nstate, c.local, c.nlocal, &p, err)))
         goto out;
-    if (p.n == 0 && njournal == 0)
+    if (p.n == 0 && njournal == 0 && nstores == 0)
         goto done;
     if (r->opt->dry_run) {
         moves_local_take_appends(&c, &p);
@@ -586,6 +655,8 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     }
     c.uidvalidity = mb.uidvalidity;
     c.uidnext = mb.uidnext;
+    if (nstores && (rc = push_replay_stores(&c, stores, nstores, err)))
+        goto out;
     if (njournal && (rc = push_settle_uploads(r, sel, sf.id, c.uidvalidity, err)))
         goto out;
     if (njournal) {
@@ -639,6 +710,7 @@ out:
     views_plan_input_free(&in);
     push_plan_free(&p);
     state_appends_free(journal, njournal);
+    free(stores);
     state_msgs_free(c.state, c.nstate);
     maildir_msgs_free(c.local, c.nlocal);
     maildir_folder_close(c.mf);

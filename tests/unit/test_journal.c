@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "db/state.h"
@@ -343,8 +344,28 @@ static void kill_each_step_uidl(void **state)
     each_point(state, JOURNAL_UIDL);
 }
 
-/* Rows journalled whose files are gone from tmp/ too (swept, or a disk
- * that lost them): forgotten, so the messages are fetched again. */
+/* Date the folder's journal back by `ago` seconds (as if the killed run
+ * was that long ago). */
+static void age_journal(const struct fixture *fx, int64_t ago)
+{
+    struct state *st;
+    int64_t folder_id;
+    int rootfd;
+    struct maildir_folder *mf;
+    struct ms_error err;
+    char key[64], val[32];
+    open_all(fx, &st, &folder_id, &rootfd, &mf);
+    snprintf(key, sizeof key, "journal_at:%lld", (long long)folder_id);
+    snprintf(val, sizeof val, "%lld", (long long)(time(NULL) - ago));
+    assert_int_equal(state_meta_set(st, key, val, &err), MS_OK);
+    maildir_folder_close(mf);
+    close(rootfd);
+    state_close(st);
+}
+
+/* Rows journalled whose files are gone from tmp/ too, after the 36 hours
+ * when any Maildir program may sweep tmp/: forgotten, so the messages are
+ * fetched again. */
 static void lost_tmp_files_are_forgotten(void **state)
 {
     struct fixture *fx = *state;
@@ -355,8 +376,95 @@ static void lost_tmp_files_are_forgotten(void **state)
         snprintf(tmp, sizeof tmp, "%s/INBOX/tmp", fx->root);
         assert_int_equal(unit_rmtree(tmp), 0);
         assert_int_equal(mkdir(tmp, 0700), 0);
+        age_journal(fx, 37 * 3600);
         recover(fx, (enum journal_key)key);
         check(fx, (enum journal_key)key, 0, false);
+        clean(fx);
+    }
+}
+
+/* A batch in place, its rows pending, and the user deletes one of its
+ * files before the next run: the row is confirmed without a file (a local
+ * deletion the push sends to the server), never forgotten (which would
+ * fetch the message again: the deletion undone). The other file's row is
+ * confirmed as usual. */
+static void deleted_placed_file_stays_deleted(void **state)
+{
+    struct fixture *fx = *state;
+    for (int key = JOURNAL_UID; key <= JOURNAL_UIDL; key++) {
+        prepare(fx);
+        run_killed(fx, (enum journal_key)key, JOURNAL_STEP_PLACED, 1);
+        struct state *st;
+        int64_t folder_id;
+        int rootfd;
+        struct maildir_folder *mf;
+        struct ms_error err;
+        open_all(fx, &st, &folder_id, &rootfd, &mf);
+        /* message 1's file goes (its row names it, still pending) */
+        char uniq[128] = {0};
+        if (key == JOURNAL_UID) {
+            struct state_msg *m = NULL;
+            size_t n = 0;
+            assert_int_equal(state_msg_list(st, folder_id, &m, &n, &err), MS_OK);
+            assert_int_equal(n, 2);
+            assert_true(m[0].pending && m[0].uid == 1);
+            snprintf(uniq, sizeof uniq, "%s", m[0].uniq);
+            state_msgs_free(m, n);
+        } else {
+            struct state_pop3 *p = NULL;
+            size_t n = 0;
+            assert_int_equal(state_pop3_list(st, folder_id, &p, &n, &err), MS_OK);
+            assert_int_equal(n, 2);
+            for (size_t i = 0; i < n; i++)
+                if (k_of_uidl(p[i].uidl) == 1) {
+                    assert_true(p[i].pending);
+                    snprintf(uniq, sizeof uniq, "%s", p[i].uniq);
+                }
+            state_pop3_free(p, n);
+        }
+        struct local_msg l = {0};
+        assert_int_equal(maildir_find(mf, uniq, &l, &err), MS_OK);
+        assert_int_equal(maildir_remove(mf, &l, &err), MS_OK);
+        free(l.uniq);
+        free(l.name);
+        maildir_folder_close(mf);
+        close(rootfd);
+        state_close(st);
+
+        recover(fx, (enum journal_key)key);
+
+        open_all(fx, &st, &folder_id, &rootfd, &mf);
+        size_t n = 0, confirmed = 0;
+        bool one = false;
+        if (key == JOURNAL_UID) {
+            struct state_msg *m = NULL;
+            assert_int_equal(state_msg_list(st, folder_id, &m, &n, &err), MS_OK);
+            for (size_t i = 0; i < n; i++) {
+                confirmed += !m[i].pending;
+                one = one || (m[i].uid == 1 && strcmp(m[i].uniq, uniq) == 0);
+            }
+            state_msgs_free(m, n);
+        } else {
+            struct state_pop3 *p = NULL;
+            assert_int_equal(state_pop3_list(st, folder_id, &p, &n, &err), MS_OK);
+            for (size_t i = 0; i < n; i++) {
+                confirmed += !p[i].pending;
+                one = one || (k_of_uidl(p[i].uidl) == 1 && strcmp(p[i].uniq, uniq) == 0);
+            }
+            state_pop3_free(p, n);
+        }
+        assert_int_equal(n, 2);
+        assert_int_equal(confirmed, 2);
+        assert_true(one); /* message 1 still recorded: not fetched again */
+        assert_int_equal(maildir_find(mf, uniq, &l, &err), 1);
+        struct local_msg *files = NULL;
+        size_t nfiles = 0;
+        assert_int_equal(maildir_scan(mf, &files, &nfiles, &err), MS_OK);
+        assert_int_equal(nfiles, 2); /* message 2 and the local one */
+        maildir_msgs_free(files, nfiles);
+        maildir_folder_close(mf);
+        close(rootfd);
+        state_close(st);
         clean(fx);
     }
 }
@@ -367,6 +475,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(kill_each_step_uid, setup, teardown),
         cmocka_unit_test_setup_teardown(kill_each_step_uidl, setup, teardown),
         cmocka_unit_test_setup_teardown(lost_tmp_files_are_forgotten, setup, teardown),
+        cmocka_unit_test_setup_teardown(deleted_placed_file_stays_deleted, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
