@@ -139,6 +139,11 @@ struct engine_watch {
     volatile sig_atomic_t *stop; /* non-zero: finish at the next chance */
     /* After every pass, with its result (the program prints it). */
     void (*pass_done)(void *ctx, const struct engine_result *res);
+    /* Called between passes and, while waiting for the server or the
+     * interval, at least every alive_ms (0: no limit): a supervisor's
+     * watchdog learns the watch is not stuck. May be NULL. */
+    void (*alive)(void *ctx);
+    int alive_ms;
     void *ctx;
 };
 
