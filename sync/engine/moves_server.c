@@ -328,6 +328,65 @@ static size_t match_emailid(struct ids *rids, struct vanished **cv, size_t nc, s
     return np;
 }
 
+static bool taken_by(const struct plan_match *pm, size_t n, const char *uniq)
+{
+    for (size_t k = 0; k < n; k++)
+        if (pm[k].uniq == uniq)
+            return true;
+    return false;
+}
+
+static struct plan_identity candidate(const struct vanished *v)
+{
+    return (struct plan_identity){.uid = 0, .uniq = v->uniq, .message_id = v->message_id, .size = v->size,
+                                  .alt = {0}, .nalt = 0, .date = NULL, .from = NULL};
+}
+
+/* The second tier, for what the ids left (pid: the first tier's pairs):
+ * (Message-ID, size) as plan_match has it, but never between a server
+ * message and a row whose ids are both known (they differ, or the first
+ * tier had paired them: two different messages sharing a Message-ID and
+ * a size). So server messages with an id first meet the rows without
+ * one, then those without an id meet every row left. *out: malloc'd. */
+static int match_message_id(const struct ids *rids, struct vanished **cv, size_t nc, const struct plan_match *pid,
+                            size_t nid, struct plan_match **out, size_t *nout)
+{
+    struct plan_identity *with = xmalloc((rids->n + 1) * sizeof *with), *without = xmalloc((rids->n + 1) * sizeof *without);
+    struct plan_identity *c = xmalloc((nc + 1) * sizeof *c);
+    size_t nw = 0, nwo = 0, ncand = 0;
+    for (size_t i = 0; i < rids->n; i++)
+        if (rids->v[i].message_id) {
+            if (rids->emailid && rids->emailid[i])
+                with[nw++] = rids->v[i];
+            else
+                without[nwo++] = rids->v[i];
+        }
+    for (size_t j = 0; j < nc; j++)
+        if (!cv[j]->emailid && !taken_by(pid, nid, cv[j]->uniq))
+            c[ncand++] = candidate(cv[j]);
+    struct plan_match *m1 = NULL, *m2 = NULL;
+    size_t n1 = 0, n2 = 0;
+    int rc = plan_match(with, nw, c, ncand, &m1, &n1);
+    ncand = 0;
+    for (size_t j = 0; rc == 0 && j < nc; j++)
+        if (!taken_by(pid, nid, cv[j]->uniq) && !taken_by(m1, n1, cv[j]->uniq))
+            c[ncand++] = candidate(cv[j]);
+    if (rc == 0)
+        rc = plan_match(without, nwo, c, ncand, &m2, &n2);
+    if (rc == 0) {
+        *out = xmalloc((n1 + n2 + 1) * sizeof **out);
+        memcpy(*out, m1, n1 * sizeof *m1);
+        memcpy(*out + n1, m2, n2 * sizeof *m2);
+        *nout = n1 + n2;
+    }
+    free(m1);
+    free(m2);
+    free(c);
+    free(with);
+    free(without);
+    return rc;
+}
+
 /* One pair: the new UID in this folder and the vanished row it is. */
 struct pair {
     uint32_t uid;
@@ -487,16 +546,11 @@ int moves_server_take(struct run *r, const struct selected *sel, struct maildir_
             uids[nu++] = p->actions[i].uid;
     qsort(uids, nu, sizeof *uids, cmp_uid);
     struct ids rids = {0};
-    struct plan_identity *cand = xmalloc(open * sizeof *cand);
     struct vanished **cv = xmalloc(open * sizeof *cv);
     size_t nc = 0;
     for (size_t i = 0; i < m->n; i++)
-        if (!m->v[i].taken && m->v[i].folder_id != folder_id) {
-            cv[nc] = &m->v[i];
-            cand[nc++] = (struct plan_identity){.uid = 0, .uniq = m->v[i].uniq, .message_id = m->v[i].message_id,
-                                                .size = m->v[i].size, .alt = {0}, .nalt = 0, .date = NULL,
-                                                .from = NULL};
-        }
+        if (!m->v[i].taken && m->v[i].folder_id != folder_id)
+            cv[nc++] = &m->v[i];
     struct plan_match *pm = NULL, *pid = NULL;
     size_t npm = 0, nid = 0;
     struct pair *pv = NULL;
@@ -508,16 +562,7 @@ int moves_server_take(struct run *r, const struct selected *sel, struct maildir_
         goto out;
     pid = xmalloc((rids.n + 1) * sizeof *pid);
     nid = oid ? match_emailid(&rids, cv, nc, pid) : 0;
-    /* plan_match sees only the candidates the ids left */
-    size_t nleft = 0;
-    for (size_t j = 0; j < nc; j++) {
-        bool used = false;
-        for (size_t k = 0; k < nid && !used; k++)
-            used = pid[k].uniq == cv[j]->uniq;
-        if (!used)
-            cand[nleft++] = cand[j];
-    }
-    if (plan_match(rids.v, rids.n, cand, nleft, &pm, &npm) != 0) {
+    if (match_message_id(&rids, cv, nc, pid, nid, &pm, &npm) != 0) {
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
         goto out;
     }
@@ -575,7 +620,6 @@ out:
     free(pv);
     free(pm);
     free(pid);
-    free(cand);
     free(cv);
     free(uids);
     for (size_t i = 0; i < rids.n; i++) {

@@ -143,6 +143,27 @@ class ObjectIdMoveTest(HostileTestCase):
         self.assertTrue([c for c in srv.received("UID FETCH") if c.has_item("X-GM-MSGID")])
         self.assertFalse([c for c in srv.received("UID FETCH") if c.has_item("EMAILID")])
 
+    def test_different_ids_never_paired_by_message_id(self):
+        """A message deleted in INBOX and a different one with the same
+        Message-ID and size arriving in Archive: their EMAILIDs differ, so
+        the new one is downloaded, not taken for the old file renamed."""
+        srv = self.server(corpus(), capability=CAPS + " OBJECTID")
+        self.write_config(srv)
+        self.pull(srv)
+        inbox, archive = srv.folders["INBOX"], srv.folders["Archive"]
+        with srv.lock:
+            inbox.uidnext = inbox.next_uid()
+            gone = next(m for m in inbox.messages if m.uid == 4)
+            inbox.messages.remove(gone)
+            other = fi.Message(archive.next_uid(), (), 1600000009, gone.raw.replace(b"AAAA", b"CCCC"))
+            archive.messages.append(other)
+        self.assertEqual(len(other.raw), len(gone.raw))
+        srv.body_bytes = 0
+        r = self.pull(srv)
+        self.assertEqual(srv.body_bytes, len(other.raw), str(r))
+        self.assertSameAsServer(srv)
+        self.assertNotIn(digest(gone.raw), self.letters_by_digest())
+
     def test_without_object_ids_downloads(self):
         srv = self.check(CAPS, expect_download=True)
         self.assertFalse([c for c in srv.received("UID FETCH")
