@@ -38,6 +38,10 @@ struct engine_folder_result {
     size_t pushed_flags;   /* push: flag changes stored on the server */
     size_t pushed_deleted; /* push: messages removed on the server */
     size_t retired;        /* server_retention_days: removed from the server, kept locally */
+    size_t moved;          /* pull: messages another client moved here on the server whose local
+                              file was renamed here (or would be, --dry-run); not in fetched */
+    size_t moved_on_server; /* push: local files moved here from another folder that were moved
+                               on the server too (or would be, --dry-run); not in uploaded */
     int status;      /* MS_OK, or the MS_* code of what failed */
     char *error;     /* what failed, or NULL */
     bool stopped;    /* a signal ended it early (status MS_EPARTIAL,
