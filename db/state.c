@@ -111,13 +111,13 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_FOLDER_DELETE] = "DELETE FROM folders WHERE id = ?1",
     [ST_FOLDER_LIST_BRIEF] = "SELECT " FOLDER_GET_COLUMNS " FROM folders ORDER BY name",
     [ST_FOLDER_TOUCH] = "UPDATE folders SET last_sync = ?2 WHERE id = ?1",
-    [ST_MSG_LIST] = "SELECT uid, uniq, flags, keywords, size, message_id, hash, pending FROM messages "
+    [ST_MSG_LIST] = "SELECT uid, uniq, flags, keywords, size, message_id, hash, pending, emailid FROM messages "
                     "WHERE folder_id = ?1 ORDER BY uid",
-    [ST_MSG_GET] = "SELECT uid, uniq, flags, keywords, size, message_id, hash, pending FROM messages "
+    [ST_MSG_GET] = "SELECT uid, uniq, flags, keywords, size, message_id, hash, pending, emailid FROM messages "
                    "WHERE folder_id = ?1 AND uid = ?2",
     [ST_MSG_PUT] = "INSERT OR REPLACE INTO messages "
-                   "(folder_id, uid, uniq, flags, keywords, size, message_id, hash, pending) "
-                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                   "(folder_id, uid, uniq, flags, keywords, size, message_id, hash, pending, emailid) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [ST_MSG_SET_FLAGS] = "UPDATE messages SET flags = ?3, keywords = ?4 WHERE folder_id = ?1 AND uid = ?2",
     [ST_MSG_CONFIRM] = "UPDATE messages SET pending = 0 WHERE folder_id = ?1 AND uid = ?2",
     [ST_MSG_DELETE] = "DELETE FROM messages WHERE folder_id = ?1 AND uid = ?2",
@@ -125,7 +125,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_MSG_COUNT] = "SELECT count(*) FROM messages WHERE folder_id = ?1",
     [ST_META_SET] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
     [ST_META_DEL] = "DELETE FROM meta WHERE key = ?1",
-    [ST_MSG_LIST_BRIEF] = "SELECT uid, uniq, flags, keywords, size, NULL, NULL, pending FROM messages "
+    [ST_MSG_LIST_BRIEF] = "SELECT uid, uniq, flags, keywords, size, NULL, NULL, pending, NULL FROM messages "
                           "WHERE folder_id = ?1 ORDER BY uid",
     [ST_POP3_PUT] = "INSERT OR REPLACE INTO pop3 (folder_id, uidl, uniq, first_seen, pending) VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_POP3_LIST] = "SELECT uidl, uniq, first_seen, pending FROM pop3 WHERE folder_id = ?1 ORDER BY uidl",
@@ -186,6 +186,7 @@ static const char schema_sql[] =
     "  message_id TEXT,"
     "  hash TEXT,"
     "  pending INTEGER NOT NULL DEFAULT 0,"
+    "  emailid TEXT,"
     "  PRIMARY KEY (folder_id, uid)) WITHOUT ROWID;"
     "CREATE INDEX messages_message_id ON messages (folder_id, message_id);"
     "CREATE INDEX messages_pending ON messages (folder_id) WHERE pending;";
@@ -403,8 +404,23 @@ static bool has_object(struct state *s, const char *type, const char *name)
 
 /* What a DB of an older mailsync lacks, added by an open that may write. */
 struct upgrades {
-    bool pending_index, appends, pop3, trashing, tombstones, server_moves, stores;
+    bool pending_index, appends, pop3, trashing, tombstones, server_moves, stores, emailid;
 };
+
+/* Does table have the column? */
+static bool has_column(struct state *s, const char *table, const char *column)
+{
+    sqlite3_stmt *st = NULL;
+    bool yes = false;
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
+        yes = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    return yes;
+}
 
 static bool needs_upgrade(struct state *s, struct upgrades *u)
 {
@@ -415,8 +431,9 @@ static bool needs_upgrade(struct state *s, struct upgrades *u)
     u->tombstones = !has_object(s, "index", "tombstones_kept");
     u->server_moves = !has_object(s, "table", "server_moves");
     u->stores = !has_object(s, "table", "stores");
+    u->emailid = !has_column(s, "messages", "emailid");
     return u->pending_index || u->appends || u->pop3 || u->trashing || u->tombstones || u->server_moves ||
-           u->stores;
+           u->stores || u->emailid;
 }
 
 static int exec(struct state *s, const char *sql, const char *what, struct ms_error *err)
@@ -796,6 +813,14 @@ static int open_db(const char *path, bool may_write, struct state **out, struct 
             rc = exec(s, STORES_TABLE_SQL, "creating the flag-store journal", err);
             s->wrote = true;
         }
+        /* The server's EMAILID (RFC 8474) or X-GM-MSGID of a message: a
+         * column without a schema version, since a mailsync that does not
+         * know it writes rows without it (NULL: that message is paired by
+         * the other tiers), which is all it means. */
+        if (!rc && up.emailid) {
+            rc = exec(s, "ALTER TABLE messages ADD COLUMN emailid TEXT", "adding the emailid column", err);
+            s->wrote = true;
+        }
     }
     if (rc) {
         state_close(s);
@@ -1149,6 +1174,7 @@ static void read_msg(sqlite3_stmt *st, struct state_msg *m)
     m->message_id = column_strdup(st, 5);
     m->hash = column_strdup(st, 6);
     m->pending = sqlite3_column_int64(st, 7) != 0;
+    m->emailid = column_strdup(st, 8);
 }
 
 int state_msg_get_uids(struct state *s, int64_t folder_id, const uint32_t *uids, size_t nuids,
@@ -1243,6 +1269,7 @@ int state_msg_put(struct state *s, int64_t folder_id, const struct state_msg *m,
     bind_text(st, 7, m->message_id);
     bind_text(st, 8, m->hash);
     sqlite3_bind_int(st, 9, m->pending ? 1 : 0);
+    bind_text(st, 10, m->emailid);
     return record(s, st, "recording a message", err);
 }
 
@@ -1312,7 +1339,8 @@ void state_msg_free(struct state_msg *m)
     free(m->keywords);
     free(m->message_id);
     free(m->hash);
-    m->uniq = m->keywords = m->message_id = m->hash = NULL;
+    free(m->emailid);
+    m->uniq = m->keywords = m->message_id = m->hash = m->emailid = NULL;
 }
 
 void state_msgs_free(struct state_msg *m, size_t n)

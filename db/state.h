@@ -151,11 +151,13 @@ struct state_msg {
     char *message_id; /* Message-ID header value (with <>), or NULL */
     char *hash;       /* hex SHA-256 of the local file content, or NULL */
     bool pending;     /* delivery journalled but not yet confirmed durable */
+    char *emailid;    /* the server's id of the message's content (IMAP EMAILID, RFC 8474,
+                         or "gm:" and Gmail's X-GM-MSGID), or NULL if not known */
 };
 
 /* All messages of a folder, ordered by uid. */
 int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n, struct ms_error *err);
-/* The same without message_id and hash (NULL): what a push compares. */
+/* The same without message_id, hash and emailid (NULL): what a push compares. */
 int state_msg_list_brief(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n,
                          struct ms_error *err);
 /* The rows of these UIDs (sorted ascending; absent ones are left out),

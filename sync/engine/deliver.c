@@ -212,6 +212,7 @@ static int fetch_message(void *vctx, const struct remote_msg *m, bool has_body)
     f->keywords = m->keywords ? xstrdup(m->keywords) : NULL;
     f->size = m->size;
     f->message_id = message_header(c->head, c->nhead, "Message-ID");
+    f->emailid = m->emailid ? xstrdup(m->emailid) : NULL;
     c->cur = NULL;
     c->done_bytes += m->size;
     if (c->run->opt->progress && c->run->opt->progress->message_done) {

@@ -260,6 +260,7 @@ struct lmove {
     char *keywords;  /* its row's keywords */
     uint64_t size;   /* its row's RFC822.SIZE */
     char *message_id;
+    char *emailid;   /* its row's server id (EMAILID / X-GM-MSGID), kept by a MOVE */
     char *dst_uniq;  /* the local file in dst that is the same message */
     bool twin;       /* no Message-ID, and another gone row of its size has none: never paired */
     enum lmove_state state;

@@ -88,6 +88,7 @@ static int row_put(struct journal *j, const struct journal_entry *e, int64_t now
                           .keywords = e->keywords,
                           .size = e->size,
                           .message_id = e->message_id,
+                          .emailid = e->emailid,
                           .hash = NULL,
                           .pending = e->tmp != NULL};
     return state_msg_put(j->st, j->folder_id, &m, err);
@@ -148,6 +149,7 @@ void journal_entries_clear(struct journal_entry *v, size_t n)
         free(v[i].adopted);
         free(v[i].keywords);
         free(v[i].message_id);
+        free(v[i].emailid);
         memset(&v[i], 0, sizeof v[i]);
     }
 }

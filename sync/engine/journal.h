@@ -60,6 +60,7 @@ struct journal_entry {
     char *keywords;          /* recorded with a UID row, or NULL */
     uint64_t size;           /* recorded with a UID row, counted as delivered bytes */
     char *message_id;        /* recorded with a UID row, or NULL */
+    char *emailid;           /* the server's id of the message (remote_msg.emailid), or NULL */
 };
 
 /* The points of a batch's landing, for journal_step_hook. */

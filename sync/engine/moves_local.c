@@ -70,6 +70,7 @@ static void lmove_free_one(struct lmove *m)
     free(m->uniq);
     free(m->keywords);
     free(m->message_id);
+    free(m->emailid);
     free(m->dst_uniq);
 }
 
@@ -130,7 +131,8 @@ static void learn_folder(struct run *r, const struct selected *sel, struct learn
         L->gone[L->ngone++] = (struct lmove){
             .src = sel, .dst = NULL, .src_id = sf.id, .uid = s->uid, .uniq = xstrdup(s->uniq),
             .flags = s->flags, .keywords = s->keywords ? xstrdup(s->keywords) : NULL, .size = s->size,
-            .message_id = s->message_id ? xstrdup(s->message_id) : NULL, .dst_uniq = NULL, .twin = false,
+            .message_id = s->message_id ? xstrdup(s->message_id) : NULL,
+            .emailid = s->emailid ? xstrdup(s->emailid) : NULL, .dst_uniq = NULL, .twin = false,
             .state = LMOVE_PENDING};
     }
     size_t nidx = 0;
@@ -649,7 +651,7 @@ static int move_group(struct push_ctx *c, struct lmove **ms, size_t n, size_t *m
         }
         struct state_msg row = {.uid = got[i].uid, .uniq = m->dst_uniq, .flags = got[i].flags,
                                 .keywords = got[i].keywords, .size = m->size, .message_id = m->message_id,
-                                .hash = NULL, .pending = false};
+                                .hash = NULL, .pending = false, .emailid = m->emailid};
         rc = state_msg_put(r->st, c->sf->id, &row, err);
         if (rc == MS_OK)
             rc = state_msg_delete(r->st, sf.id, m->uid, err);

@@ -33,10 +33,17 @@
  * downloaded as before. The trash folder of a sync stays last, so a
  * message moved out of it is downloaded too. A --dry-run shows moves as
  * move_local steps, the source's deletions only for what no move took.
- * Pairing rule: (Message-ID, size) as plan_match() has it; messages
- * without a Message-ID are never paired (downloaded as before). Several
- * candidates of equal identity are paired in order: they are copies of
- * one message, so any pairing keeps one file per server message.
+ * Pairing rule: first, where the server gives each message an id of its
+ * content (REMOTE_OBJECTID: IMAP EMAILID, RFC 8474, or Gmail's
+ * X-GM-MSGID; recorded with the row when the message was downloaded),
+ * the new UID whose id equals a vanished row's recorded id is that
+ * message, moved: exact, whatever its headers (no Message-ID, or several
+ * messages sharing one). The identity FETCH of the new UIDs asks for the
+ * id in the same round trip. Then, for what is left, (Message-ID, size)
+ * as plan_match() has it; messages without a Message-ID or id are never
+ * paired (downloaded as before). Several candidates of equal identity are
+ * paired in order: they are copies of one message, so any pairing keeps
+ * one file per server message. -v says how many each rule paired.
  *
  * Crash safety (the server-move journal, db/state.h):
  *   1. one transaction: B's row is recorded *pending* and the move
@@ -83,7 +90,8 @@ struct vanished {
     uint32_t uid;
     char *uniq;
     unsigned flags; /* as last synced */
-    char *message_id;
+    char *message_id; /* NULL if none (then emailid is set) */
+    char *emailid;    /* the server's id recorded with the row, or NULL */
     uint64_t size;
     bool taken;
     bool held; /* a dry run: its local deletion is reported at the end */
@@ -109,6 +117,7 @@ void moves_server_free(struct run *r)
         free(m->v[i].name);
         free(m->v[i].uniq);
         free(m->v[i].message_id);
+        free(m->v[i].emailid);
     }
     free(m->v);
     for (size_t i = 0; i < m->nlost; i++)
@@ -210,7 +219,7 @@ void moves_server_note_vanished(struct run *r, const struct selected *sel, int64
         lm->pulled[hit - lm->lost] = true;
     for (size_t i = 0; i < ns; i++) {
         const struct state_msg *s = &st[i];
-        if (!s->uniq || !s->message_id || !s->size || s->pending || remote_has(rm, nr, s->uid) ||
+        if (!s->uniq || (!s->message_id && !s->emailid) || !s->size || s->pending || remote_has(rm, nr, s->uid) ||
             !views_local_by_uniq(local, nlocal, s->uniq))
             continue;
         if (!r->smoves)
@@ -219,8 +228,10 @@ void moves_server_note_vanished(struct run *r, const struct selected *sel, int64
         m->v = xrealloc(m->v, (m->n + 1) * sizeof *m->v);
         m->v[m->n++] = (struct vanished){.folder_id = folder_id, .path = xstrdup(sel->path),
                                          .name = xstrdup(sel->name), .uid = s->uid, .uniq = xstrdup(s->uniq),
-                                         .flags = s->flags, .message_id = xstrdup(s->message_id),
-                                         .size = s->size, .taken = false, .held = false};
+                                         .flags = s->flags,
+                                         .message_id = s->message_id ? xstrdup(s->message_id) : NULL,
+                                         .emailid = s->emailid ? xstrdup(s->emailid) : NULL, .size = s->size,
+                                         .taken = false, .held = false};
         if (r->opt->dry_run && p) {
             hold_delete(p, s->uid);
             m->v[m->n - 1].held = true;
@@ -253,16 +264,127 @@ void moves_server_report_left(struct run *r)
 
 struct ids {
     struct plan_identity *v;
+    char **emailid; /* per entry of v: the server's id, or NULL */
     size_t n;
 };
 
-static void found_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
+static void found_identity_oid(void *ctx, uint32_t uid, uint64_t size, const char *message_id, const char *emailid)
 {
     struct ids *l = ctx;
     l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
+    l->emailid = xrealloc(l->emailid, (l->n + 1) * sizeof *l->emailid);
+    l->emailid[l->n] = emailid ? xstrdup(emailid) : NULL;
     l->v[l->n++] = (struct plan_identity){.uid = uid, .uniq = NULL,
                                           .message_id = message_id ? xstrdup(message_id) : NULL, .size = size,
                                           .alt = {0}, .nalt = 0, .date = NULL, .from = NULL};
+}
+
+static void found_identity(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
+{
+    found_identity_oid(ctx, uid, size, message_id, NULL);
+}
+
+static int cmp_vanished_emailid(const void *a, const void *b)
+{
+    const struct vanished *x = *(struct vanished *const *)a, *y = *(struct vanished *const *)b;
+    return strcmp(x->emailid, y->emailid);
+}
+
+/* The first tier: each server message whose id equals an open candidate's
+ * recorded id is that candidate (several candidates of one id: copies of
+ * one message, taken in order). Pairs go to pm (room for rids->n), their
+ * candidates' uniq naming them as plan_match's do; the paired server
+ * messages lose their Message-ID in rids, so plan_match leaves them. */
+static size_t match_emailid(struct ids *rids, struct vanished **cv, size_t nc, struct plan_match *pm)
+{
+    struct vanished **by = xmalloc((nc + 1) * sizeof *by);
+    size_t nb = 0, np = 0;
+    for (size_t j = 0; j < nc; j++)
+        if (cv[j]->emailid)
+            by[nb++] = cv[j];
+    qsort(by, nb, sizeof *by, cmp_vanished_emailid);
+    bool *used = xcalloc(nb + 1, sizeof *used);
+    for (size_t i = 0; i < rids->n && nb; i++) {
+        if (!rids->emailid[i])
+            continue;
+        struct vanished key = {.emailid = rids->emailid[i]}, *kp = &key;
+        struct vanished **hit = bsearch(&kp, by, nb, sizeof *by, cmp_vanished_emailid);
+        if (!hit)
+            continue;
+        while (hit > by && strcmp(hit[-1]->emailid, key.emailid) == 0)
+            hit--;
+        for (; hit < by + nb && strcmp((*hit)->emailid, key.emailid) == 0; hit++)
+            if (!used[hit - by])
+                break;
+        if (hit == by + nb || strcmp((*hit)->emailid, key.emailid) != 0)
+            continue;
+        used[hit - by] = true;
+        pm[np++] = (struct plan_match){.uid = rids->v[i].uid, .uniq = (*hit)->uniq};
+        free((char *)rids->v[i].message_id);
+        rids->v[i].message_id = NULL;
+    }
+    free(used);
+    free(by);
+    return np;
+}
+
+static bool taken_by(const struct plan_match *pm, size_t n, const char *uniq)
+{
+    for (size_t k = 0; k < n; k++)
+        if (pm[k].uniq == uniq)
+            return true;
+    return false;
+}
+
+static struct plan_identity candidate(const struct vanished *v)
+{
+    return (struct plan_identity){.uid = 0, .uniq = v->uniq, .message_id = v->message_id, .size = v->size,
+                                  .alt = {0}, .nalt = 0, .date = NULL, .from = NULL};
+}
+
+/* The second tier, for what the ids left (pid: the first tier's pairs):
+ * (Message-ID, size) as plan_match has it, but never between a server
+ * message and a row whose ids are both known (they differ, or the first
+ * tier had paired them: two different messages sharing a Message-ID and
+ * a size). So server messages with an id first meet the rows without
+ * one, then those without an id meet every row left. *out: malloc'd. */
+static int match_message_id(const struct ids *rids, struct vanished **cv, size_t nc, const struct plan_match *pid,
+                            size_t nid, struct plan_match **out, size_t *nout)
+{
+    struct plan_identity *with = xmalloc((rids->n + 1) * sizeof *with), *without = xmalloc((rids->n + 1) * sizeof *without);
+    struct plan_identity *c = xmalloc((nc + 1) * sizeof *c);
+    size_t nw = 0, nwo = 0, ncand = 0;
+    for (size_t i = 0; i < rids->n; i++)
+        if (rids->v[i].message_id) {
+            if (rids->emailid && rids->emailid[i])
+                with[nw++] = rids->v[i];
+            else
+                without[nwo++] = rids->v[i];
+        }
+    for (size_t j = 0; j < nc; j++)
+        if (!cv[j]->emailid && !taken_by(pid, nid, cv[j]->uniq))
+            c[ncand++] = candidate(cv[j]);
+    struct plan_match *m1 = NULL, *m2 = NULL;
+    size_t n1 = 0, n2 = 0;
+    int rc = plan_match(with, nw, c, ncand, &m1, &n1);
+    ncand = 0;
+    for (size_t j = 0; rc == 0 && j < nc; j++)
+        if (!taken_by(pid, nid, cv[j]->uniq) && !taken_by(m1, n1, cv[j]->uniq))
+            c[ncand++] = candidate(cv[j]);
+    if (rc == 0)
+        rc = plan_match(without, nwo, c, ncand, &m2, &n2);
+    if (rc == 0) {
+        *out = xmalloc((n1 + n2 + 1) * sizeof **out);
+        memcpy(*out, m1, n1 * sizeof *m1);
+        memcpy(*out + n1, m2, n2 * sizeof *m2);
+        *nout = n1 + n2;
+    }
+    free(m1);
+    free(m2);
+    free(c);
+    free(with);
+    free(without);
+    return rc;
 }
 
 /* One pair: the new UID in this folder and the vanished row it is. */
@@ -270,6 +392,7 @@ struct pair {
     uint32_t uid;
     const struct remote_msg *srv; /* the listing's entry of uid */
     struct vanished *from;
+    const char *emailid;          /* the server's id of uid, or NULL */
     unsigned local_flags; /* the file's flags once moved */
     int outcome;          /* 0 moved; 1 gone; 2 other file system; -1 not tried */
 };
@@ -340,7 +463,8 @@ static int apply_moves(struct run *r, struct maildir_folder *mf, int64_t folder_
         const struct pair *p = &pv[i];
         struct state_msg row = {.uid = p->uid, .uniq = p->from->uniq, .flags = p->srv->flags,
                                 .keywords = p->srv->keywords, .size = p->from->size,
-                                .message_id = p->from->message_id, .pending = true};
+                                .message_id = p->from->message_id, .hash = NULL, .pending = true,
+                                .emailid = (char *)(p->emailid ? p->emailid : p->from->emailid)};
         struct state_server_move jm = {folder_id, p->uid, p->from->folder_id, p->from->uid};
         rc = state_msg_put(r->st, folder_id, &row, err);
         if (rc == MS_OK)
@@ -422,39 +546,52 @@ int moves_server_take(struct run *r, const struct selected *sel, struct maildir_
             uids[nu++] = p->actions[i].uid;
     qsort(uids, nu, sizeof *uids, cmp_uid);
     struct ids rids = {0};
-    struct plan_identity *cand = xmalloc(open * sizeof *cand);
     struct vanished **cv = xmalloc(open * sizeof *cv);
     size_t nc = 0;
     for (size_t i = 0; i < m->n; i++)
-        if (!m->v[i].taken && m->v[i].folder_id != folder_id) {
-            cv[nc] = &m->v[i];
-            cand[nc++] = (struct plan_identity){.uid = 0, .uniq = m->v[i].uniq, .message_id = m->v[i].message_id,
-                                                .size = m->v[i].size, .alt = {0}, .nalt = 0, .date = NULL,
-                                                .from = NULL};
-        }
-    struct plan_match *pm = NULL;
-    size_t npm = 0;
+        if (!m->v[i].taken && m->v[i].folder_id != folder_id)
+            cv[nc++] = &m->v[i];
+    struct plan_match *pm = NULL, *pid = NULL;
+    size_t npm = 0, nid = 0;
     struct pair *pv = NULL;
     size_t np = 0;
-    int rc = r->remote->ops->fetch_identity(r->remote, uids, nu, found_identity, &rids, err);
+    bool oid = remote_can(r->remote, REMOTE_OBJECTID) && r->remote->ops->fetch_identity_oid;
+    int rc = oid ? r->remote->ops->fetch_identity_oid(r->remote, uids, nu, found_identity_oid, &rids, err)
+                 : r->remote->ops->fetch_identity(r->remote, uids, nu, found_identity, &rids, err);
     if (rc)
         goto out;
-    if (plan_match(rids.v, rids.n, cand, nc, &pm, &npm) != 0) {
+    pid = xmalloc((rids.n + 1) * sizeof *pid);
+    nid = oid ? match_emailid(&rids, cv, nc, pid) : 0;
+    if (match_message_id(&rids, cv, nc, pid, nid, &pm, &npm) != 0) {
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
         goto out;
     }
-    pv = xcalloc(npm + 1, sizeof *pv);
-    for (size_t i = 0; i < npm; i++) {
+    pv = xcalloc(nid + npm + 1, sizeof *pv);
+    size_t by_id = 0;
+    for (size_t i = 0; i < nid + npm; i++) {
+        const struct plan_match *x = i < nid ? &pid[i] : &pm[i - nid];
         struct vanished *v = NULL;
         for (size_t j = 0; j < nc && !v; j++)
-            if (cand[j].uniq == pm[i].uniq)
+            if (cv[j]->uniq == x->uniq && !cv[j]->taken)
                 v = cv[j];
-        const struct remote_msg *srv = UTIL_FIND_UID(rm, nr, uid, pm[i].uid);
+        const struct remote_msg *srv = UTIL_FIND_UID(rm, nr, uid, x->uid);
         if (!v || !srv)
             continue;
+        const char *eid = NULL;
+        for (size_t k = 0; k < rids.n && !eid && rids.emailid; k++)
+            if (rids.v[k].uid == x->uid)
+                eid = rids.emailid[k] ? rids.emailid[k] : "";
         v->taken = true;
-        pv[np++] = (struct pair){.uid = pm[i].uid, .srv = srv, .from = v, .local_flags = 0, .outcome = -1};
+        by_id += i < nid;
+        pv[np++] = (struct pair){.uid = x->uid, .srv = srv, .from = v, .emailid = eid && *eid ? eid : NULL,
+                                 .local_flags = 0, .outcome = -1};
     }
+    if (np && oid)
+        log_msg(LOG_VERBOSE, "%s: server moves paired: %zu by the server's message id (EMAILID / X-GM-MSGID), "
+                             "%zu by Message-ID and size", sel->name, by_id, np - by_id);
+    else if (np)
+        log_msg(LOG_VERBOSE, "%s: server moves paired: %zu by Message-ID and size (the server offers no message id)",
+                sel->name, np);
     if (np == 0)
         goto out;
     qsort(pv, np, sizeof *pv, cmp_pair_source);
@@ -483,12 +620,16 @@ int moves_server_take(struct run *r, const struct selected *sel, struct maildir_
 out:
     free(pv);
     free(pm);
-    free(cand);
+    free(pid);
     free(cv);
     free(uids);
-    for (size_t i = 0; i < rids.n; i++)
+    for (size_t i = 0; i < rids.n; i++) {
         free((char *)rids.v[i].message_id);
+        if (rids.emailid)
+            free(rids.emailid[i]);
+    }
     free(rids.v);
+    free(rids.emailid);
     return rc;
 }
 

@@ -83,6 +83,14 @@ int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
                         void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id), void *ctx,
                         struct ms_error *err);
 
+/* imap_fetch_identity, with the server's id of each message's content in
+ * the same FETCH when the server has one (OBJECTID: EMAILID; else
+ * X-GM-EXT-1: X-GM-MSGID, given as "gm:<decimal>"); emailid NULL if none. */
+int imap_fetch_identity_oid(struct imap_session *s, const uint32_t *uids, size_t n,
+                            void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id,
+                                          const char *emailid),
+                            void *ctx, struct ms_error *err);
+
 /* UID FETCH (RFC822.SIZE BODY.PEEK[HEADER.FIELDS (fields...)]) of uids
  * (sorted) on the selected folder: found(ctx, uid, size, block, len) per
  * message with the header lines the server returned (at most

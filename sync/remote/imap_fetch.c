@@ -184,6 +184,7 @@ struct fetched {
     bool has_body;
     int bodies; /* full-body items: more than one is hostile */
     bool partial_body;
+    char objid[IMAP_OBJID_MAX + 1]; /* EMAILID or "gm:" X-GM-MSGID, "" if none */
 };
 
 static void parse_att(const struct mailimap_msg_att *att, struct fetched *out)
@@ -194,6 +195,12 @@ static void parse_att(const struct mailimap_msg_att *att, struct fetched *out)
         if (item->att_type == MAILIMAP_MSG_ATT_ITEM_DYNAMIC) {
             parse_flags(item->att_data.att_dyn, &out->m);
             out->has_flags = true;
+            continue;
+        }
+        if (item->att_type == MAILIMAP_MSG_ATT_ITEM_EXTENSION) {
+            char id[IMAP_OBJID_MAX + 1];
+            if (imap_objid_of_item(item, id))
+                memcpy(out->objid, id, sizeof id);
             continue;
         }
         if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC || !item->att_data.att_static)
@@ -591,6 +598,7 @@ static void on_body_att(struct mailimap_msg_att *att, void *ctx)
         free(x.m.keywords);
         return; /* an unsolicited update without UID: nothing to tell */
     }
+    x.m.emailid = x.objid[0] ? x.objid : NULL;
     int r = f->sink->message(f->sink->ctx, &x.m, x.has_body);
     free(x.m.keywords);
     if (r != 0)
@@ -605,12 +613,19 @@ int imap_fetch_bodies(struct imap_session *s, const uint32_t *uids, size_t n, co
         return rc;
     if (err)
         ms_error_clear(err);
-    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_flags(),
-                                         mailimap_fetch_att_new_internaldate(), mailimap_fetch_att_new_rfc822_size(),
-                                         mailimap_fetch_att_new_body_peek_section(mailimap_section_new(NULL))};
+    /* With OBJECTID or X-GM-EXT-1, each message's id comes along (a few
+     * bytes per download) and is recorded with its row, so that a later
+     * move of it to another folder is recognised by the id alone. */
+    enum imap_objid kind = imap_objid_kind(s);
+    struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(),
+                                         mailimap_fetch_att_new_flags(),
+                                         mailimap_fetch_att_new_internaldate(),
+                                         mailimap_fetch_att_new_rfc822_size(),
+                                         mailimap_fetch_att_new_body_peek_section(mailimap_section_new(NULL)),
+                                         kind != IMAP_OBJID_NONE ? imap_objid_fetch_att(kind) : NULL};
     struct mailimap_fetch_type *ft;
     struct fetch_ctx *f;
-    if ((rc = start_fetch(s, atts, 5, &ft, &f, err)) != MS_OK)
+    if ((rc = start_fetch(s, atts, kind != IMAP_OBJID_NONE ? 6 : 5, &ft, &f, err)) != MS_OK)
         return rc;
     f->sink = sink;
     rc = fetch_batches(s, f, uids, n, ft, on_body_att, BODY_SINK, "UID FETCH (BODY.PEEK[])", err);
@@ -651,6 +666,12 @@ static void on_identity_att(struct mailimap_msg_att *att, void *ctx)
             return; /* a flag update, not our answer */
     }
     f->seen[idx] = true;
+    if (f->found_oid) {
+        char *id = message_header(f->idbuf, len, "Message-ID");
+        f->found_oid(f->found_ctx, x.m.uid, x.m.size, id, x.objid[0] ? x.objid : NULL);
+        free(id);
+        return;
+    }
     if (f->found_block) {
         f->found_block(f->found_ctx, x.m.uid, x.m.size, f->idbuf, len);
         return;
@@ -667,11 +688,18 @@ static void free_clist_item(void *item, void *unused)
     free(item);
 }
 
-/* UID FETCH (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (fields)]) of uids,
- * answered through on_identity_att to found or found_block. */
+/* How on_identity_att answers: one of the three is set. */
+struct identity_answer {
+    void (*found)(void *, uint32_t, uint64_t, const char *);
+    void (*found_block)(void *, uint32_t, uint64_t, const char *, size_t);
+    void (*found_oid)(void *, uint32_t, uint64_t, const char *, const char *);
+};
+
+/* UID FETCH (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (fields)] [objid]) of
+ * uids, answered through on_identity_att (objid: the server's id item, or
+ * IMAP_OBJID_NONE). */
 static int fetch_header_fields(struct imap_session *s, const uint32_t *uids, size_t n, const char *const *fields,
-                               size_t nfields, void (*found)(void *, uint32_t, uint64_t, const char *),
-                               void (*found_block)(void *, uint32_t, uint64_t, const char *, size_t), void *ctx,
+                               size_t nfields, const struct identity_answer *to, enum imap_objid objid, void *ctx,
                                const char *what, struct ms_error *err)
 {
     int rc = imap_ready(s, true, err);
@@ -699,13 +727,15 @@ static int fetch_header_fields(struct imap_session *s, const uint32_t *uids, siz
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     }
     struct mailimap_fetch_att *atts[] = {mailimap_fetch_att_new_uid(), mailimap_fetch_att_new_rfc822_size(),
-                                         mailimap_fetch_att_new_body_peek_section(sec)};
+                                         mailimap_fetch_att_new_body_peek_section(sec),
+                                         objid != IMAP_OBJID_NONE ? imap_objid_fetch_att(objid) : NULL};
     struct mailimap_fetch_type *ft;
     struct fetch_ctx *f;
-    if ((rc = start_fetch(s, atts, 3, &ft, &f, err)) != MS_OK)
+    if ((rc = start_fetch(s, atts, objid != IMAP_OBJID_NONE ? 4 : 3, &ft, &f, err)) != MS_OK)
         return rc;
-    f->found = found;
-    f->found_block = found_block;
+    f->found = to->found;
+    f->found_block = to->found_block;
+    f->found_oid = to->found_oid;
     f->found_ctx = ctx;
     rc = fetch_batches(s, f, uids, n, ft, on_identity_att, BODY_IDENTITY, what, err);
     mailimap_fetch_type_free(ft);
@@ -718,7 +748,24 @@ int imap_fetch_identity(struct imap_session *s, const uint32_t *uids, size_t n,
                         struct ms_error *err)
 {
     static const char *const fields[] = {"MESSAGE-ID"};
-    return fetch_header_fields(s, uids, n, fields, 1, found, NULL, ctx, "UID FETCH (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+    struct identity_answer to = {.found = found, .found_block = NULL, .found_oid = NULL};
+    return fetch_header_fields(s, uids, n, fields, 1, &to, IMAP_OBJID_NONE, ctx,
+                               "UID FETCH (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])", err);
+}
+
+int imap_fetch_identity_oid(struct imap_session *s, const uint32_t *uids, size_t n,
+                            void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id,
+                                          const char *emailid),
+                            void *ctx, struct ms_error *err)
+{
+    static const char *const fields[] = {"MESSAGE-ID"};
+    struct identity_answer to = {.found = NULL, .found_block = NULL, .found_oid = found};
+    enum imap_objid kind = imap_objid_kind(s);
+    return fetch_header_fields(s, uids, n, fields, 1, &to, kind, ctx,
+                               kind == IMAP_OBJID_XGM ? "UID FETCH (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] X-GM-MSGID)"
+                               : kind == IMAP_OBJID_EMAILID
+                                   ? "UID FETCH (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] EMAILID)"
+                                   : "UID FETCH (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
                                err);
 }
 
@@ -727,6 +774,7 @@ int imap_fetch_headers(struct imap_session *s, const uint32_t *uids, size_t n, c
                        void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *block, size_t len),
                        void *ctx, struct ms_error *err)
 {
-    return fetch_header_fields(s, uids, n, fields, nfields, NULL, found, ctx, "UID FETCH (BODY.PEEK[HEADER.FIELDS (...)])",
-                               err);
+    struct identity_answer to = {.found = NULL, .found_block = found, .found_oid = NULL};
+    return fetch_header_fields(s, uids, n, fields, nfields, &to, IMAP_OBJID_NONE, ctx,
+                               "UID FETCH (BODY.PEEK[HEADER.FIELDS (...)])", err);
 }

@@ -93,6 +93,8 @@ struct fetch_ctx {
     void (*found)(void *ctx, uint32_t uid, uint64_t size, const char *message_id);
     /* imap_fetch_headers: the header section as the server sent it */
     void (*found_block)(void *ctx, uint32_t uid, uint64_t size, const char *block, size_t len);
+    /* imap_fetch_identity_oid: with the server's id of each message */
+    void (*found_oid)(void *ctx, uint32_t uid, uint64_t size, const char *message_id, const char *emailid);
     void *found_ctx;
     char idbuf[IDENTITY_MAX];
     size_t idlen;
@@ -168,5 +170,27 @@ int imap_settle_ahead(struct imap_session *s, bool on_selected, struct ms_error 
  * (last 0: no upper end) to l. */
 int imap_uid_search(struct imap_session *s, struct mailimap_search_key *key, uint32_t first, uint32_t last,
                     const char *what, struct imap_uid_list *l, struct ms_error *err);
+
+/* ---- imap_objectid.c: EMAILID (RFC 8474) and X-GM-MSGID ---- */
+
+#define IMAP_OBJID_MAX 255 /* RFC 8474: an objectid is 1-255 characters */
+
+enum imap_objid { IMAP_OBJID_NONE, IMAP_OBJID_EMAILID, IMAP_OBJID_XGM };
+
+/* Register libetpan's parser of the EMAILID FETCH item (once per process;
+ * any thread). */
+void imap_objectid_register(void);
+/* Which id the server offers: OBJECTID's EMAILID first, else X-GM-MSGID. */
+enum imap_objid imap_objid_kind(struct imap_session *s);
+/* The FETCH attribute asking for kind's id (not IMAP_OBJID_NONE); NULL if
+ * out of memory. */
+struct mailimap_fetch_att *imap_objid_fetch_att(enum imap_objid kind);
+/* The id one parsed FETCH item carries into out ("gm:<decimal>" for
+ * X-GM-MSGID); false when the item is neither. */
+bool imap_objid_of_item(const struct mailimap_msg_att_item *item, char out[IMAP_OBJID_MAX + 1]);
+/* The parser itself: len bytes at p start with `EMAILID (objectid)`
+ * (keyword case-insensitive, objectid 1-255 of ALPHA DIGIT "_" "-")?
+ * Returns the bytes it spans with out set, else 0 with out "". */
+size_t imap_emailid_parse(const char *p, size_t len, char out[IMAP_OBJID_MAX + 1]);
 
 #endif

@@ -484,6 +484,7 @@ static int open_session(struct imap_session *s, const struct account *acct, bool
     }
     s->ns = ns;
     imap_body_handler_install(s);
+    imap_objectid_register();
     int r = mailimap_connect(s->imap, st);
     if (!s->imap->imap_stream) /* libetpan did not take it (cannot happen in 1.9.4) */
         mailstream_close(st);

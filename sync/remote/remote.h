@@ -63,6 +63,10 @@ struct remote_msg {
     time_t internaldate; /* 0 if not fetched */
     char *id;            /* stable string id for sides without REMOTE_UIDS
                             (POP3 UIDL), else NULL */
+    const char *emailid; /* with REMOTE_OBJECTID, in fetch_bodies' message() only:
+                            the server's id of the message's content (see
+                            remote_identity_oid_fn), valid during the call;
+                            NULL in listings and when not sent */
 };
 
 /* Frees keywords and id of each, then the array. NULL is fine. */
@@ -162,6 +166,12 @@ struct remote_body_sink {
 /* Identity of one message: size, and the Message-ID header's value trimmed
  * (e.g. "<abc@host>"), or NULL if absent; valid during the call only. */
 typedef void remote_identity_fn(void *ctx, uint32_t uid, uint64_t size, const char *message_id);
+/* Identity with the server's own id of the message's content: IMAP
+ * EMAILID (RFC 8474 OBJECTID) as sent, or "gm:" and Gmail's X-GM-MSGID in
+ * decimal; the same in every folder the message is moved or copied to;
+ * NULL if the server sent none. Valid during the call only. */
+typedef void remote_identity_oid_fn(void *ctx, uint32_t uid, uint64_t size, const char *message_id,
+                                    const char *emailid);
 /* Header fields of one message: size, and the header lines the side
  * returned (read them with message_header()); valid during the call only. */
 typedef void remote_headers_fn(void *ctx, uint32_t uid, uint64_t size, const char *block, size_t len);
@@ -185,6 +195,8 @@ enum {
     REMOTE_EXTRA = 1u << 9,     /* clone(): extra sessions for parallel downloads */
     REMOTE_COMMIT = 1u << 10,   /* removals take effect only at commit() (POP3 QUIT) */
     REMOTE_AGE = 1u << 11,      /* search_before() */
+    REMOTE_OBJECTID = 1u << 12, /* fetch_identity_oid(), and fetch_bodies' message() gets
+                                   remote_msg.emailid (IMAP OBJECTID or X-GM-EXT-1) */
 };
 
 /* ---- the side ---------------------------------------------------------- */
@@ -257,6 +269,10 @@ struct remote_ops {
      * folder still holds, with its size and Message-ID. */
     int (*fetch_identity)(struct remote *r, const uint32_t *uids, size_t n, remote_identity_fn *found, void *ctx,
                           struct ms_error *err);
+    /* fetch_identity with each message's server id (emailid) in the same
+     * round trip. REMOTE_OBJECTID; may be NULL without it. */
+    int (*fetch_identity_oid)(struct remote *r, const uint32_t *uids, size_t n, remote_identity_oid_fn *found,
+                              void *ctx, struct ms_error *err);
     /* On the open folder: found() once per message of uids (sorted) the
      * folder still holds, with its size and its header fields named in
      * fields (e.g. "DATE"; IMAP: BODY.PEEK[HEADER.FIELDS (...)]). */

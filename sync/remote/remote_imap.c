@@ -54,6 +54,8 @@ static unsigned caps_of(struct imap_session *s)
         c |= REMOTE_WATCH;
     if (imap_has_capability(s, "NOTIFY"))
         c |= REMOTE_WATCH_ALL;
+    if (imap_has_capability(s, "OBJECTID") || imap_has_capability(s, "X-GM-EXT-1"))
+        c |= REMOTE_OBJECTID;
     return c;
 }
 
@@ -189,6 +191,12 @@ static int imap_r_fetch_identity(struct remote *r, const uint32_t *uids, size_t 
     return imap_fetch_identity(ir(r)->s, uids, n, found, ctx, err);
 }
 
+static int imap_r_fetch_identity_oid(struct remote *r, const uint32_t *uids, size_t n, remote_identity_oid_fn *found,
+                                     void *ctx, struct ms_error *err)
+{
+    return imap_fetch_identity_oid(ir(r)->s, uids, n, found, ctx, err);
+}
+
 static int imap_r_fetch_headers(struct remote *r, const uint32_t *uids, size_t n, const char *const *fields,
                                 size_t nfields, remote_headers_fn *found, void *ctx, struct ms_error *err)
 {
@@ -312,6 +320,7 @@ static const struct remote_ops imap_ops = {
     .fetch_meta_range = imap_r_fetch_meta_range,
     .fetch_meta = imap_r_fetch_meta,
     .fetch_identity = imap_r_fetch_identity,
+    .fetch_identity_oid = imap_r_fetch_identity_oid,
     .fetch_headers = imap_r_fetch_headers,
     .fetch_bodies = imap_r_fetch_bodies,
     .store_flags = imap_r_store_flags,

@@ -25,7 +25,8 @@
  * ASan still sees bad frees and overflows of what it allocates), and the
  * promises of imap.h on success: flag listings sorted by UID with only
  * FLAG_ALL bits, UID lists sorted and unique, QRESYNC vanished UIDs sorted,
- * unique, below UIDNEXT and never also reported as changed.
+ * unique, below UIDNEXT and never also reported as changed; object ids
+ * (EMAILID, X-GM-MSGID: the server offers both) of RFC 8474's grammar.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -91,7 +92,7 @@ static bool send_str(int fd, const char *s)
     return fuzz_send_all(fd, s, strlen(s));
 }
 
-#define CAPS "IMAP4rev1 LITERAL+ UIDPLUS ENABLE CONDSTORE QRESYNC IDLE NOTIFY"
+#define CAPS "IMAP4rev1 LITERAL+ UIDPLUS ENABLE CONDSTORE QRESYNC IDLE NOTIFY OBJECTID X-GM-EXT-1"
 #define CAPS_LIST_STATUS CAPS " LIST-EXTENDED LIST-STATUS SPECIAL-USE ID"
 
 static bool is_target(enum op op, const char *cmd, const char *rest)
@@ -209,18 +210,35 @@ static int sink_chunk(void *ctx, const char *data, size_t len)
     return 0;
 }
 
+/* An object id handed out is EMAILID's grammar (RFC 8474) or "gm:" and
+ * digits (X-GM-MSGID). */
+static void check_emailid(const char *id)
+{
+    if (!id)
+        return;
+    size_t n = strlen(id);
+    CHECK(n >= 1 && n <= 255, "object id of %zu bytes", n);
+    const char *p = strncmp(id, "gm:", 3) == 0 ? id + 3 : id;
+    for (; *p; p++)
+        CHECK((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+                  *p == '-',
+              "object id byte 0x%02x", (unsigned char)*p);
+}
+
 static int sink_message(void *ctx, const struct remote_msg *m, bool has_body)
 {
     (void)ctx, (void)has_body;
     CHECK((m->flags & ~FLAG_ALL) == 0, "flags 0x%x", m->flags);
+    check_emailid(m->emailid);
     return 0;
 }
 
-static void found_identity(void *ctx, uint32_t uid, uint64_t size, const char *id)
+static void found_identity(void *ctx, uint32_t uid, uint64_t size, const char *id, const char *emailid)
 {
     (void)ctx, (void)uid, (void)size;
     if (id)
         CHECK(strlen(id) < 1u << 20, "huge Message-ID");
+    check_emailid(emailid);
 }
 
 static void check_msgs(const struct remote_msg *m, size_t n)
@@ -272,7 +290,7 @@ static void run_op(struct imap_session *s, enum op op)
     }
     case OP_IDENTITY:
         if (imap_select(s, "INBOX", false, &mb, &err) == MS_OK)
-            imap_fetch_identity(s, uids, nuids, found_identity, NULL, &err);
+            imap_fetch_identity_oid(s, uids, nuids, found_identity, NULL, &err); /* EMAILID asked (OBJECTID) */
         break;
     case OP_STATUS: {
         struct remote_status st;

@@ -40,13 +40,25 @@ between runs (each mailsync run is one connection):
   handlers        {command name: callable(conn, cmd) -> bool}: a test's own
                   handler; return True if it answered the command.
 
+`server.body_bytes` counts the bytes of whole-message bodies (BODY[],
+BODY.PEEK[]) sent, for tests asserting what was downloaded.
+
 Folders: {raw name (str or bytes, as sent on the wire, i.e. modified
 UTF-7): Folder(uidvalidity, [Message(uid, flags, internaldate, raw)])}.
 Tests may mutate folders between runs (e.g. swap bodies, empty a folder).
+
+Object ids: every Message has an `emailid` (a fresh one unless given;
+keep it when "moving" a message to another folder, e.g. with
+dataclasses.replace(msg, uid=new)). With "OBJECTID" in the capability the
+FETCH item EMAILID (RFC 8474) answers `EMAILID (<emailid>)` and STATUS
+knows MAILBOXID; with "X-GM-EXT-1" the item X-GM-MSGID answers a number
+derived from the emailid. Without the capability either item is BAD.
 """
 
 import base64
 import dataclasses
+import hashlib
+import itertools
 import re
 import select
 import socket
@@ -60,6 +72,7 @@ CHANGING = ("STORE", "UID STORE", "EXPUNGE", "UID EXPUNGE", "APPEND", "COPY", "U
             "MOVE", "UID MOVE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE")
 MAX_CLIENT_LITERAL = 1 << 20
 MAX_CLIENT_LINE = 1 << 20
+_emailids = itertools.count(1)
 
 
 @dataclasses.dataclass
@@ -68,6 +81,16 @@ class Message:
     flags: tuple = ()
     internaldate: int = 1600000000      # epoch seconds (sent as +0000)
     raw: bytes = b""
+    emailid: str = None                 # RFC 8474 objectid; None: a fresh one
+
+    def __post_init__(self):
+        if self.emailid is None:
+            self.emailid = "M%08x" % next(_emailids)
+
+    @property
+    def x_gm_msgid(self):
+        """Gmail's X-GM-MSGID: a 63-bit number, one per emailid."""
+        return int(hashlib.sha256(self.emailid.encode()).hexdigest()[:15], 16)
 
 
 @dataclasses.dataclass
@@ -297,6 +320,7 @@ class FakeImap:
         self.handlers = {}
         # Records.
         self.commands = []
+        self.body_bytes = 0               # bytes of whole-message BODY[] literals sent
         self.connections = 0
         self.errors = []                  # exceptions in connection threads
         self.lock = threading.RLock()
@@ -550,6 +574,9 @@ class _Conn:
 
     # -- not authenticated ---------------------------------------------------------
 
+    def has_capability(self, name):
+        return name.upper() in self.server.capability.upper().split()
+
     def do_capability(self, cmd):
         self.send(b"* CAPABILITY " + self.server.capability.encode() + b"\r\n")
         self.done(cmd)
@@ -654,7 +681,10 @@ class _Conn:
         values = {"MESSAGES": len(msgs), "UIDNEXT": folder.next_uid(),
                   "UIDVALIDITY": folder.uidvalidity, "RECENT": 0,
                   "UNSEEN": sum(1 for m in msgs if r"\Seen" not in m.flags)}
-        parts = " ".join("%s %d" % (i, values[i]) for i in items if i in values)
+        values = {k: "%d" % v for k, v in values.items()}
+        if self.has_capability("OBJECTID"):
+            values["MAILBOXID"] = "(F%s)" % hashlib.sha256(raw).hexdigest()[:16]
+        parts = " ".join("%s %s" % (i, values[i]) for i in items if i in values)
         self.send(b"* STATUS %s (%s)\r\n" % (imap_string(raw), parts.encode()))
         self.done(cmd)
 
@@ -765,9 +795,16 @@ class _Conn:
             elif item.startswith("BODY[") or item.startswith("BODY.PEEK["):
                 section = item[item.index("[") + 1:item.rindex("]")]
                 data = self.section(msg.raw, section)
+                if section == "":
+                    with self.server.lock:
+                        self.server.body_bytes += len(data)
                 parts.append(b"BODY[%s] {%d}\r\n%s" % (section.encode(), len(data), data))
             elif item == "RFC822":
                 parts.append(b"RFC822 {%d}\r\n%s" % (len(msg.raw), msg.raw))
+            elif item == "EMAILID" and self.has_capability("OBJECTID"):
+                parts.append(b"EMAILID (%s)" % msg.emailid.encode())
+            elif item == "X-GM-MSGID" and self.has_capability("X-GM-EXT-1"):
+                parts.append(b"X-GM-MSGID %d" % msg.x_gm_msgid)
             elif item == "RFC822.HEADER":
                 data = header_block(msg.raw)
                 parts.append(b"RFC822.HEADER {%d}\r\n%s" % (len(data), data))

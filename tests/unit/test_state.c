@@ -974,6 +974,59 @@ static void schema_1_gains_the_trash_journal(void **state)
     free(v);
 }
 
+/* The server's message id (EMAILID / X-GM-MSGID) of a row: kept, and
+ * added to a DB of a mailsync that had no such column (its rows: NULL),
+ * without a new schema version. */
+static void emailid_column(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    struct state_folder f = {.name = "INBOX", .path = "INBOX", .uidvalidity = 7};
+    assert_int_equal(state_folder_save(s, &f, &err), MS_OK);
+    struct state_msg a = {.uid = 3, .uniq = "u3", .size = 10, .emailid = "M6d99ac3275bb4e"};
+    assert_int_equal(state_msg_put(s, f.id, &a, &err), MS_OK);
+    state_close(s);
+    /* what a mailsync without the column left: rebuild messages without it */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "ALTER TABLE messages DROP COLUMN emailid; "
+                                  "INSERT INTO messages (folder_id, uid, uniq, size) "
+                                  "SELECT id, 4, 'u4', 20 FROM folders WHERE name = 'INBOX'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    s = open_ok(fx->path);
+    struct state_msg b = {.uid = 5, .uniq = "u5", .size = 30, .emailid = "gm:1278455344230334865"};
+    assert_int_equal(state_msg_put(s, f.id, &b, &err), MS_OK);
+    struct state_msg *m;
+    size_t n;
+    assert_int_equal(state_msg_list(s, f.id, &m, &n, &err), MS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(m[0].uid, 3); /* its id went with the column */
+    assert_null(m[0].emailid);
+    assert_int_equal(m[1].uid, 4);
+    assert_null(m[1].emailid);
+    assert_int_equal(m[2].uid, 5);
+    assert_string_equal(m[2].emailid, "gm:1278455344230334865");
+    state_msgs_free(m, n);
+    uint32_t uid = 5;
+    assert_int_equal(state_msg_get_uids(s, f.id, &uid, 1, &m, &n, &err), MS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(m[0].emailid, "gm:1278455344230334865");
+    state_msgs_free(m, n);
+    assert_int_equal(state_msg_list_brief(s, f.id, &m, &n, &err), MS_OK);
+    assert_int_equal(n, 3);
+    assert_null(m[2].emailid); /* brief: not read */
+    state_msgs_free(m, n);
+    state_close(s);
+    char *v = schema_version_of(fx->path);
+    assert_string_equal(v, "2");
+    free(v);
+}
+
 /* The hook before the first change: once per open, not for meta data or
  * a folder's last_sync, its own writes committed even when the change's
  * transaction is rolled back; a failure fails the change and re-arms. */
@@ -1251,6 +1304,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(foreign_or_newer_db_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(not_a_file_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(folders, setup, teardown),
+        cmocka_unit_test_setup_teardown(emailid_column, setup, teardown),
         cmocka_unit_test_setup_teardown(messages, setup, teardown),
         cmocka_unit_test_setup_teardown(transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(batches, setup, teardown),
