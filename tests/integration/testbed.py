@@ -555,7 +555,14 @@ class Dovecot:
             pop3_listeners += ["  inet_listener pop3s {", "    port = 0", "  }"]
         lines += ["service imap-login {", "  chroot =", *imap_listeners, "}",
                   "service pop3-login {", "  chroot =", *pop3_listeners, "}",
-                  "service anvil {", "  chroot =", "}",
+                  # No auth penalty: Dovecot delays each login after a
+                  # failed one from the same IP (2, 4, 8, up to 15 s), so a
+                  # test running wrong-password cases back to back waited
+                  # ~4.5 s per run (auth_failure_delay = 0 does not cover
+                  # it). Without this listener the auth process keeps no
+                  # penalty; the failure and its reply are unchanged.
+                  "service anvil {", "  chroot =",
+                  "  unix_listener anvil-auth-penalty {", "    mode = 0", "  }", "}",
                   "service imap {", "  process_limit = 200", "}"]
         cap = self.imap_capability
         if cap is None and self.hide_capabilities and getattr(self, "_default_caps", None):
