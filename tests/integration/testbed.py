@@ -374,6 +374,25 @@ class TestPKI:
         return pair
 
 
+_SHARED_PKI = None
+
+
+def shared_pki():
+    """The TestPKI every Dovecot of this process uses, made on first use in
+    a temp dir removed at exit. Making a CA and a server certificate runs
+    openssl three times (~0.3 s idle, over 1 s on a loaded machine); a test
+    file starts one Dovecot per test class, and each made its own. A cert
+    kind is issued once, when a bed first asks for it."""
+    global _SHARED_PKI
+    if _SHARED_PKI is None:
+        d = tempfile.mkdtemp(prefix="mailsync-pki-")
+        os.chmod(d, 0o755)     # login processes may run as another user
+        if not keep_tmp():
+            atexit.register(shutil.rmtree, d, True)
+        _SHARED_PKI = TestPKI(d)
+    return _SHARED_PKI
+
+
 # ----------------------------------------------------------------------------
 # The mail user that owns the server's Maildirs
 
@@ -440,7 +459,7 @@ class Dovecot:
 
     After start(): host, imap_port (plain, STARTTLS offered), imaps_port,
     pop3_port (STLS offered), pop3s_port, ca_file, cert_file, fingerprint,
-    pki (TestPKI), log_path, dir.
+    pki (TestPKI: shared_pki(), one per process), log_path, dir.
     """
 
     def __init__(self, users=None, pool=40, cert="good", imap_capability=None,
@@ -466,7 +485,7 @@ class Dovecot:
         # Login and mail processes run as other users and must traverse it.
         os.chmod(self.dir, 0o755)
         self.mail_uid, self.mail_gid, self.mail_user = mail_owner()
-        self.pki = TestPKI(self.dir / "pki")
+        self.pki = shared_pki()
         self.ca_file = self.pki.ca_file
         self.imap_port = self.imaps_port = self.pop3_port = self.pop3s_port = None
         self.log_path = self.dir / "dovecot.log"
