@@ -349,6 +349,22 @@ static int mbsync_split(char *s, struct rc_line *into, const char **why)
     return 0;
 }
 
+/* The next line of text at *pos (up to end), cut at its '\n' in place;
+ * *pos moves past it. NULL when no text is left. *nul is set when the line
+ * holds a NUL byte (then it is not a text file). */
+static char *take_line(char **pos, char *end, bool *nul)
+{
+    char *line = *pos;
+    if (line >= end)
+        return NULL;
+    char *nl = memchr(line, '\n', (size_t)(end - line));
+    char *stop = nl ? nl : end;
+    *nul = memchr(line, '\0', (size_t)(stop - line)) != NULL;
+    *stop = '\0'; /* the text has a byte past its end for this */
+    *pos = stop + 1;
+    return line;
+}
+
 static int mbsync_section_kind(const char *word)
 {
     for (int k = SEC_IMAPACCOUNT; k <= SEC_GROUP; k++)
@@ -361,15 +377,13 @@ static int mbsync_read(struct rc *rc, char *text, size_t len, struct ms_error *e
 {
     struct rc_section *cur = NULL; /* NULL: between sections */
     rc_add_section(rc, SEC_GLOBAL, "", 0);
-    char *line = text, *end = text + len;
+    char *pos = text, *end = text + len, *line;
     int no = 0;
-    while (line < end) {
+    bool nul = false;
+    while ((line = take_line(&pos, end, &nul)) != NULL) {
         no++;
-        char *nl = memchr(line, '\n', (size_t)(end - line));
-        char *stop = nl ? nl : end;
-        if (memchr(line, '\0', (size_t)(stop - line)))
+        if (nul)
             return rc_error(rc, err, no, "contains a NUL byte (is this a text file?)");
-        *stop = '\0';
         const char *first = line;
         while (*first == ' ' || *first == '\t' || *first == '\r')
             first++;
@@ -377,7 +391,6 @@ static int mbsync_read(struct rc *rc, char *text, size_t len, struct ms_error *e
         struct rc_line tmp = {0};
         const char *why = NULL;
         int rc_split = comment_line || blank ? 0 : mbsync_split(line, &tmp, &why);
-        line = stop + 1;
         if (rc_split != 0) {
             for (size_t k = 0; k < tmp.nargs; k++) {
                 explicit_bzero(tmp.args[k], strlen(tmp.args[k]));
@@ -1440,19 +1453,16 @@ static int ini_read(struct rc *rc, char *text, size_t len, struct ms_error *err)
     struct rc_section *cur = NULL;
     struct rc_line *last = NULL;
     rc_add_section(rc, SEC_GLOBAL, "DEFAULT", 0);
-    char *line = text, *end = text + len;
+    char *pos = text, *end = text + len, *raw;
     int no = 0;
-    while (line < end) {
+    bool nul = false;
+    while ((raw = take_line(&pos, end, &nul)) != NULL) {
         no++;
-        char *nl = memchr(line, '\n', (size_t)(end - line));
-        char *stop = nl ? nl : end;
-        if (memchr(line, '\0', (size_t)(stop - line)))
+        if (nul)
             return rc_error(rc, err, no, "contains a NUL byte (is this a text file?)");
-        *stop = '\0';
-        if (stop > line && stop[-1] == '\r')
-            stop[-1] = '\0';
-        char *raw = line;
-        line = stop + 1;
+        size_t rawlen = strlen(raw);
+        if (rawlen > 0 && raw[rawlen - 1] == '\r')
+            raw[rawlen - 1] = '\0';
         bool indented = raw[0] == ' ' || raw[0] == '\t';
         char *s = trim_blanks(raw);
         if (!*s) {

@@ -9,7 +9,9 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <libetpan/libetpan_version.h>
 #include <malloc.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -26,6 +28,8 @@
 #include "cmd/config.h"
 #include "cmd/import.h"
 #include "cmd/output.h"
+#include "cmd/sdnotify.h"
+#include "db/state.h"
 #include "sync/engine/engine.h"
 #include "sync/remote/remote.h"
 #include "sync/log.h"
@@ -150,6 +154,15 @@ static void say(const char *fmt, ...)
     output_note_error(text);
 }
 
+/* --version: ours, then the libraries' this binary runs with (a bug
+ * report needs them; a distribution may update each on its own). */
+static void print_version(void)
+{
+    printf("mailsync %s\n", MAILSYNC_VERSION);
+    printf("libetpan %d.%d, %s, SQLite %s\n", libetpan_get_version_major(), libetpan_get_version_minor(),
+           OpenSSL_version(OPENSSL_VERSION), state_sqlite_version());
+}
+
 static int usage_error(const char *fmt, const char *arg)
 {
     say(fmt, arg);
@@ -205,7 +218,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         case OPT_DRY_RUN: o->dry_run = true; break;
         case OPT_FOLDER: add_folder_pattern(o, optarg); break;
         case OPT_FORCE: o->force = true; break;
-        case OPT_VERSION: printf("mailsync %s\n", MAILSYNC_VERSION); return 0;
+        case OPT_VERSION: print_version(); return 0;
         case OPT_INTERVAL: {
             char *end = NULL;
             long v = strtol(optarg, &end, 10);
@@ -497,7 +510,46 @@ static int cmd_folders(const struct options *o, struct account **acc, size_t n)
 struct watch_out {
     const struct options *o;
     unsigned passes;
+    const struct engine_progress *inner; /* the terminal's progress, or NULL */
 };
+
+/* Under systemd, every progress event of a pass also feeds the watchdog
+ * (a long first pull is alive as long as messages arrive), then goes on
+ * to the terminal's progress if there is one. */
+static struct watch_out *watch_progress_out;
+
+static void wd_folder_start(void *ctx, const char *account, const char *folder, size_t nmsgs, uint64_t nbytes)
+{
+    (void)ctx;
+    sdnotify_alive();
+    const struct engine_progress *p = watch_progress_out->inner;
+    if (p && p->folder_start)
+        p->folder_start(p->ctx, account, folder, nmsgs, nbytes);
+}
+
+static void wd_message_done(void *ctx, uint64_t bytes)
+{
+    (void)ctx;
+    sdnotify_alive();
+    const struct engine_progress *p = watch_progress_out->inner;
+    if (p && p->message_done)
+        p->message_done(p->ctx, bytes);
+}
+
+static void wd_folder_done(void *ctx, const struct engine_folder_result *r)
+{
+    (void)ctx;
+    sdnotify_alive();
+    const struct engine_progress *p = watch_progress_out->inner;
+    if (p && p->folder_done)
+        p->folder_done(p->ctx, r);
+}
+
+static void watch_alive(void *ctx)
+{
+    (void)ctx;
+    sdnotify_alive();
+}
 
 static void watch_pass_done(void *ctx, const struct engine_result *res)
 {
@@ -509,6 +561,26 @@ static void watch_pass_done(void *ctx, const struct engine_result *res)
     else if (!w->o->quiet && res->status != MS_ELOCKED)
         output_summary(stdout, "sync", res, false);
     fflush(stdout);
+    /* systemctl status shows how the last pass went */
+    size_t fetched = 0, uploaded = 0;
+    for (size_t i = 0; i < res->nfolders; i++) {
+        fetched += res->folders[i].fetched;
+        uploaded += res->folders[i].uploaded;
+    }
+    char line[700];
+    time_t now = time(NULL);
+    struct tm tm;
+    char when[16] = "";
+    if (localtime_r(&now, &tm))
+        strftime(when, sizeof when, "%H:%M:%S", &tm);
+    if (res->status == MS_OK || res->status == MS_EPARTIAL)
+        snprintf(line, sizeof line, "STATUS=pass %u at %s: %zu new, %zu uploaded%s", w->passes, when, fetched,
+                 uploaded, res->status == MS_OK ? "" : " (some folders failed)");
+    else
+        snprintf(line, sizeof line, "STATUS=pass %u at %s failed: %.500s", w->passes, when,
+                 res->error[0] ? res->error : "see the log");
+    sdnotify_send(line);
+    sdnotify_alive();
 }
 
 static int cmd_watch(const struct options *o, struct account **acc, size_t n)
@@ -523,13 +595,34 @@ static int cmd_watch(const struct options *o, struct account **acc, size_t n)
     if (rc)
         return rc;
     catch_stop_signals(o, false);
+    bool supervised = sdnotify_init();
     struct engine_options eo = engine_opts(o);
-    struct watch_out out = {.o = o};
+    struct watch_out out = {.o = o, .inner = eo.progress};
     struct engine_watch w = {.interval_s = o->interval ? o->interval : 300, .stop = &stop_signal,
                              .pass_done = watch_pass_done, .ctx = &out};
+    static struct engine_progress wd_progress;
+    int wd_ms = sdnotify_watchdog_ms();
+    if (wd_ms > 0) {
+        watch_progress_out = &out;
+        wd_progress = (struct engine_progress){.folder_start = wd_folder_start,
+                                               .message_done = wd_message_done,
+                                               .folder_done = wd_folder_done,
+                                               .planned = NULL,
+                                               .ctx = NULL};
+        eo.progress = &wd_progress;
+        w.alive = watch_alive;
+        w.alive_ms = wd_ms / 3 > 0 ? wd_ms / 3 : 1;
+        log_msg(LOG_VERBOSE, "%s: systemd watchdog every %d ms", acc[0]->name, wd_ms);
+    }
     log_msg(LOG_VERBOSE, "%s: watching (a full pass at least every %d s)", acc[0]->name,
             w.interval_s);
+    if (supervised) {
+        char ready[300];
+        snprintf(ready, sizeof ready, "READY=1\nSTATUS=watching %.200s", acc[0]->name);
+        sdnotify_send(ready);
+    }
     rc = engine_watch(acc[0], &eo, &w);
+    sdnotify_send("STOPPING=1");
     if (rc == MS_OK)
         log_msg(LOG_VERBOSE, "%s: watch stopped after %u passes", acc[0]->name, out.passes);
     return rc;

@@ -265,7 +265,7 @@ const struct engine_progress *output_progress(void)
 void output_summary(FILE *out, const char *command, const struct engine_result *r, bool dry_run)
 {
     size_t fetched = 0, flagged = 0, deleted = 0, skipped = 0, failed = 0, stopped = 0;
-    size_t uploaded = 0, pflags = 0, pdeleted = 0, retired = 0;
+    size_t uploaded = 0, pflags = 0, pdeleted = 0, retired = 0, moved = 0, pmoved = 0;
     uint64_t bytes = 0;
     bool pushing = strcmp(command, "push") == 0 || strcmp(command, "sync") == 0;
     bool pulling = strcmp(command, "push") != 0;
@@ -282,25 +282,31 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
         pflags += f->pushed_flags;
         pdeleted += f->pushed_deleted;
         retired += f->retired;
-        bool pushed = f->uploaded || f->pushed_flags || f->pushed_deleted;
-        if (log_verbosity >= 1 && (f->fetched || f->flagged || f->deleted || f->status || pushed)) {
+        moved += f->moved;
+        pmoved += f->moved_on_server;
+        bool pulled = f->fetched || f->flagged || f->deleted || f->moved;
+        bool pushed = f->uploaded || f->pushed_flags || f->pushed_deleted || f->moved_on_server;
+        if (log_verbosity >= 1 && (pulled || f->status || pushed)) {
             output_name_column(out, f->name, 30);
             if (pulling)
-                fprintf(out, "%zu new, %zu flag changes, %zu deleted", f->fetched, f->flagged, f->deleted);
+                fprintf(out, "%zu new, %zu flag changes, %zu deleted, %zu moved", f->fetched, f->flagged,
+                        f->deleted, f->moved);
             if (pushing)
-                fprintf(out, "%sup: %zu uploaded, %zu flag changes, %zu deleted", pulling ? "; " : "", f->uploaded,
-                        f->pushed_flags, f->pushed_deleted);
+                fprintf(out, "%sup: %zu uploaded, %zu flag changes, %zu deleted, %zu moved", pulling ? "; " : "",
+                        f->uploaded, f->pushed_flags, f->pushed_deleted, f->moved_on_server);
             fprintf(out, "%s\n", f->stopped ? " (stopped)" : f->status ? " (failed)" : "");
         }
     }
     char b[32];
     human_bytes(b, sizeof b, bytes);
     fprintf(out, "%s%s: %s %zu folders:", dry_run ? "[dry run] " : "", r->account, command, r->nfolders);
+    /* "moved": a message that changed folders, neither downloaded nor
+     * uploaded (nor counted as deleted) */
     if (pulling)
-        fprintf(out, " %zu new (%s), %zu flag changes, %zu deleted", fetched, b, flagged, deleted);
+        fprintf(out, " %zu new (%s), %zu flag changes, %zu deleted, %zu moved", fetched, b, flagged, deleted, moved);
     if (pushing)
-        fprintf(out, "%s %zu uploaded, %zu flag changes, %zu deleted on the server", pulling ? ";" : "", uploaded,
-                pflags, pdeleted);
+        fprintf(out, "%s %zu uploaded, %zu flag changes, %zu deleted on the server, %zu moved on the server",
+                pulling ? ";" : "", uploaded, pflags, pdeleted, pmoved);
     if (retired)
         fprintf(out, ", %zu removed from the server (kept locally)", retired);
     if (skipped)
@@ -371,20 +377,55 @@ void output_json_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
+/* The counters of a folder's result (or of their sums), as members
+ * ,"fetched":..,"failed":.. of an object. */
+static void json_counts(FILE *out, const struct engine_folder_result *f)
+{
+    fprintf(out, ",\"fetched\":%zu,\"bytes\":%" PRIu64 ",\"flags_changed\":%zu,\"deleted\":%zu,\"skipped\":%zu",
+            f->fetched, f->bytes, f->flagged, f->deleted, f->skipped);
+    fprintf(out, ",\"uploaded\":%zu,\"bytes_up\":%" PRIu64 ",\"flags_pushed\":%zu,\"deleted_on_server\":%zu",
+            f->uploaded, f->bytes_up, f->pushed_flags, f->pushed_deleted);
+    fprintf(out, ",\"retired\":%zu,\"moved\":%zu,\"moved_on_server\":%zu", f->retired, f->moved,
+            f->moved_on_server);
+    fprintf(out, ",\"failed\":%zu", f->failed);
+}
+
 static void json_folder(FILE *out, const struct engine_folder_result *f)
 {
     fputs("{\"name\":", out);
     output_json_string(out, f->name);
     fputs(",\"path\":", out);
     output_json_string(out, f->path);
-    fprintf(out, ",\"fetched\":%zu,\"bytes\":%" PRIu64 ",\"flags_changed\":%zu,\"deleted\":%zu,\"skipped\":%zu",
-            f->fetched, f->bytes, f->flagged, f->deleted, f->skipped);
-    fprintf(out, ",\"uploaded\":%zu,\"bytes_up\":%" PRIu64 ",\"flags_pushed\":%zu,\"deleted_on_server\":%zu",
-            f->uploaded, f->bytes_up, f->pushed_flags, f->pushed_deleted);
-    fprintf(out, ",\"retired\":%zu", f->retired);
-    fprintf(out, ",\"failed\":%zu,\"stopped\":%s,\"status\":%d,\"error\":", f->failed, f->stopped ? "true" : "false",
-            f->status);
+    json_counts(out, f);
+    fprintf(out, ",\"stopped\":%s,\"status\":%d,\"error\":", f->stopped ? "true" : "false", f->status);
     output_json_string(out, f->error);
+    fputc('}', out);
+}
+
+/* ,"totals":{...}: the sums of an account's folder counters. */
+static void json_totals(FILE *out, const struct engine_result *r)
+{
+    struct engine_folder_result t;
+    memset(&t, 0, sizeof t);
+    for (size_t i = 0; i < r->nfolders; i++) {
+        const struct engine_folder_result *f = &r->folders[i];
+        t.fetched += f->fetched;
+        t.bytes += f->bytes;
+        t.flagged += f->flagged;
+        t.deleted += f->deleted;
+        t.skipped += f->skipped;
+        t.uploaded += f->uploaded;
+        t.bytes_up += f->bytes_up;
+        t.pushed_flags += f->pushed_flags;
+        t.pushed_deleted += f->pushed_deleted;
+        t.retired += f->retired;
+        t.moved += f->moved;
+        t.moved_on_server += f->moved_on_server;
+        t.failed += f->failed;
+    }
+    fputs(",\"totals\":{\"folders\":", out);
+    fprintf(out, "%zu", r->nfolders);
+    json_counts(out, &t);
     fputc('}', out);
 }
 
@@ -499,6 +540,7 @@ void output_json_results(FILE *out, const char *command, const struct engine_res
             json_folder(out, &r[i].folders[j]);
         }
         fputc(']', out);
+        json_totals(out, &r[i]);
         if (dry_run)
             json_plan(out, r[i].account);
         fputc('}', out);

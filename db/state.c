@@ -779,6 +779,11 @@ static int open_db(const char *path, bool may_write, struct state **out, struct 
     return MS_OK;
 }
 
+const char *state_sqlite_version(void)
+{
+    return sqlite3_libversion();
+}
+
 int state_open(const char *path, struct state **out, struct ms_error *err)
 {
     return open_db(path, true, out, err);

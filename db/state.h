@@ -20,6 +20,9 @@
 struct state;
 struct state_folder;
 
+/* The SQLite library this program runs with (for --version). */
+const char *state_sqlite_version(void);
+
 /* Open or create the DB at path (parent directories created 0700).
  * ":memory:" opens a private, empty DB that vanishes on close (for a
  * --dry-run of an account that never synced: it must not create files). */

@@ -197,6 +197,7 @@ int message_identity_read(int fd, struct message_identity *id)
     id->from = message_header(head, nhead, "From");
     id->size = size;
     alt_sizes(head, nhead, size, id);
+    id->placeholder = message_is_mbsync_placeholder(head, nhead);
     free(head);
     return 0;
 }
@@ -219,6 +220,38 @@ void message_identity_free(struct message_identity *id)
     free(id->date);
     free(id->from);
     memset(id, 0, sizeof *id);
+}
+
+/* ---- mbsync's placeholders ------------------------------------------ */
+
+bool message_is_mbsync_placeholder(const char *buf, size_t len)
+{
+    static const char note[] = "Having a size of ", limit[] = ", this message is over the MaxSize limit.";
+    const char *p = buf, *end = buf + len, *body = NULL;
+    while (p < end) { /* the body: after the first empty line */
+        const char *next;
+        if (line_at(p, end, &next) == 0) {
+            body = next;
+            break;
+        }
+        p = next;
+    }
+    if (!body || (size_t)(end - body) < sizeof note - 1 || memcmp(body, note, sizeof note - 1) != 0)
+        return false;
+    const char *next;
+    size_t n = line_at(body, end, &next);
+    bool over = false; /* the note's first line ends with the limit sentence */
+    for (const char *q = body; !over && q + (sizeof limit - 1) <= body + n; q++)
+        over = memcmp(q, limit, sizeof limit - 1) == 0;
+    if (!over)
+        return false;
+    char *tuid = message_header(buf, len, "X-TUID"), *subject = message_header(buf, len, "Subject");
+    /* "[placeholder] " before an empty Subject is "[placeholder]" once trimmed */
+    bool marked = tuid && subject && strncmp(subject, "[placeholder]", 13) == 0 &&
+                  (subject[13] == ' ' || subject[13] == '\0');
+    free(tuid);
+    free(subject);
+    return marked;
 }
 
 /* ---- content hash ---------------------------------------------------- */

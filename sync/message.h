@@ -64,6 +64,7 @@ struct message_identity {
      * none equal to size). */
     uint64_t alt[MESSAGE_ALT_SIZES];
     unsigned nalt;
+    bool placeholder; /* an mbsync placeholder (message_is_mbsync_placeholder) */
 };
 
 /* Read the identity of the file at fd (from its offset to its end; LF or
@@ -71,6 +72,18 @@ struct message_identity {
  * with message_identity_free either way. */
 int message_identity_read(int fd, struct message_identity *id);
 void message_identity_free(struct message_identity *id);
+
+/* Is buf[0..len) (the start of a file, LF or CRLF line ends) the
+ * placeholder mbsync (isync 1.4 and later) stores instead of a message
+ * over its MaxSize? Such a file is the message's header, with an X-TUID
+ * field and "[placeholder] " before the Subject's value (or a Subject
+ * "[placeholder] (No Subject)" added), and a body that starts "Having a
+ * size of <n>, this message is over the MaxSize limit." (isync's
+ * sync_msg_cvt.c, copy_msg_convert; 1.4: sync.c). It holds the message's
+ * Message-ID, Date and From but not the message: never to be paired with
+ * the server's message or uploaded in its place. All three marks must be
+ * there. */
+bool message_is_mbsync_placeholder(const char *buf, size_t len);
 
 /* SHA-256 of a message as a Maildir stores it, fed chunk by chunk as it
  * streams from a server: a CR right before LF is dropped, the rule of

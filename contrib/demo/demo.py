@@ -124,6 +124,14 @@ def main():
               "byte (CRLF stored as LF), with its flags and INTERNALDATE.")
     print("\nDovecot has been stopped. The Maildir stays in %s\n"
           "(config and state DB in %s)." % (maildir, demo_dir))
+    print("\nNext, your own account (README.md, \"Getting started\"):\n"
+          "  sudo cmake --install build         # or run build/mailsync from here\n"
+          "  mailsync import --write            # switching from mbsync or OfflineIMAP, or:\n"
+          "  $EDITOR ~/.config/mailsync/config  # see 'man mailsync', CONFIGURATION\n"
+          "  mailsync check                     # TLS, login, folders: changes nothing\n"
+          "  mailsync pull --dry-run            # what the first pull would fetch\n"
+          "  mailsync pull\n"
+          "  systemctl --user enable --now mailsync@ACCOUNT.timer   # every 5 minutes")
     return rc if rc != 0 else (1 if problems else 0)
 
 

@@ -38,6 +38,10 @@ struct engine_folder_result {
     size_t pushed_flags;   /* push: flag changes stored on the server */
     size_t pushed_deleted; /* push: messages removed on the server */
     size_t retired;        /* server_retention_days: removed from the server, kept locally */
+    size_t moved;          /* pull: messages another client moved here on the server whose local
+                              file was renamed here (or would be, --dry-run); not in fetched */
+    size_t moved_on_server; /* push: local files moved here from another folder that were moved
+                               on the server too (or would be, --dry-run); not in uploaded */
     int status;      /* MS_OK, or the MS_* code of what failed */
     char *error;     /* what failed, or NULL */
     bool stopped;    /* a signal ended it early (status MS_EPARTIAL,
@@ -139,6 +143,11 @@ struct engine_watch {
     volatile sig_atomic_t *stop; /* non-zero: finish at the next chance */
     /* After every pass, with its result (the program prints it). */
     void (*pass_done)(void *ctx, const struct engine_result *res);
+    /* Called between passes and, while waiting for the server or the
+     * interval, at least every alive_ms (0: no limit): a supervisor's
+     * watchdog learns the watch is not stuck. May be NULL. */
+    void (*alive)(void *ctx);
+    int alive_ms;
     void *ctx;
 };
 

@@ -280,8 +280,8 @@ size_t moves_local_stand_in(struct run *r, int64_t folder_id, struct local_msg *
  * uploaded as before). */
 int moves_local_into(struct push_ctx *c, size_t *moved, struct ms_error *err);
 /* Drop from p the uploads of files the run moves (or tries to) on the
- * server instead; a dry run reports those moves (ENGINE_PLAN_MOVE_ON_SERVER).
- * Returns how many it dropped. */
+ * server instead; a dry run reports those moves (ENGINE_PLAN_MOVE_ON_SERVER)
+ * and counts them in c->fres->moved_on_server. Returns how many it dropped. */
 size_t moves_local_take_appends(struct push_ctx *c, struct push_plan *p);
 
 /* generation.c */
@@ -388,9 +388,10 @@ void moves_server_note_vanished(struct run *r, const struct selected *sel, int64
                                 const struct remote_msg *rm, size_t nr, struct plan *p);
 /* In a pull of the folder open on r->remote (mf: its Maildir folder): pair
  * the plan's fetches with the noted rows by identity, move the pairs'
- * files here (recorded, journalled), and drop their fetches from p. */
+ * files here (recorded, journalled), and drop their fetches from p.
+ * *moved grows by the pairs moved (a dry run: reported as moves). */
 int moves_server_take(struct run *r, const struct selected *sel, struct maildir_folder *mf, int64_t folder_id,
-                      struct plan *p, const struct remote_msg *rm, size_t nr, struct ms_error *err);
+                      struct plan *p, const struct remote_msg *rm, size_t nr, size_t *moved, struct ms_error *err);
 /* In the first pass: does a folder that lost messages (moves_server_order)
  * remain to be pulled? Then a folder's downloads wait for the second pass,
  * where messages moved from there are known (two folders that swapped

@@ -393,12 +393,14 @@ size_t moves_local_take_appends(struct push_ctx *c, struct push_plan *p)
         }
         p->nappend--;
         taken++;
-        if (r->opt->dry_run && hit->dst == c->sel)
+        if (r->opt->dry_run && hit->dst == c->sel) {
+            c->fres->moved_on_server++;
             dryrun_report(r->opt, &(struct engine_planned){
                                       .account = r->acct->name, .folder = c->sel->name,
                                       .kind = ENGINE_PLAN_MOVE_ON_SERVER, .uid = hit->uid, .size = hit->size,
                                       .count = 0, .flags = a->flags, .flags_removed = 0, .file = a->uniq,
                                       .from = hit->src->name, .from_uid = 0});
+        }
     }
     p->n = k;
     return taken;

@@ -407,7 +407,7 @@ static int cmp_pair_source(const void *a, const void *b)
 }
 
 int moves_server_take(struct run *r, const struct selected *sel, struct maildir_folder *mf, int64_t folder_id,
-                      struct plan *p, const struct remote_msg *rm, size_t nr, struct ms_error *err)
+                      struct plan *p, const struct remote_msg *rm, size_t nr, size_t *nmoved, struct ms_error *err)
 {
     struct moves_server *m = r->smoves;
     size_t open = 0;
@@ -474,6 +474,7 @@ int moves_server_take(struct run *r, const struct selected *sel, struct maildir_
     size_t moved = 0;
     for (size_t i = 0; i < np; i++)
         moved += pv[i].outcome == 0;
+    *nmoved += moved;
     drop_fetches(p, pv, np);
     if (moved)
         log_msg(LOG_INFO, "%s: %zu messages another client moved here on the server %s", sel->name, moved,

@@ -296,6 +296,12 @@ int popfetch_pull(struct run *r, struct ms_error *err)
     }
     if (rc == MS_OK && fres->failed)
         rc = ms_error_set(err, MS_EPARTIAL, "INBOX: %zu POP3 messages could not be fetched", fres->failed);
+    if (rc == MS_OK && sf.id && !r->opt->dry_run) {
+        /* synced now: `status` shows it on the folder line too */
+        r->touched = xrealloc(r->touched, (r->ntouched + 1) * sizeof *r->touched);
+        r->touched[r->ntouched++] =
+            (struct state_quiet_folder){sf.id, sf.uidvalidity, sf.uidnext, sf.highestmodseq};
+    }
 out:
     if (rc)
         engine_folder_fail(fres, err);

@@ -548,7 +548,7 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     /* Messages another client moved between folders: renamed, not
      * deleted here and downloaded there (moves_server.c). */
     moves_server_note_vanished(r, sel, sf.id, state, nstate, local, nlocal, rm, nr, &p);
-    if ((rc = moves_server_take(r, sel, mf, sf.id, &p, rm, nr, err)))
+    if ((rc = moves_server_take(r, sel, mf, sf.id, &p, rm, nr, &fres->moved, err)))
         goto out;
     fres->skipped = p.nskip;
     report_skips(sel->name, &p);

@@ -567,6 +567,8 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         goto done;
     if (r->opt->dry_run) {
         moves_local_take_appends(&c, &p);
+        if (p.nappend && (rc = push_drop_placeholders(&c, &p, err)))
+            goto out;
         dryrun_report_push(r->opt, r->acct->name, sel->name, &p);
         fres->uploaded = p.nappend;
         fres->pushed_flags = p.nflags;
@@ -601,6 +603,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     size_t moved = 0;
     if (r->nlmoves && (rc = moves_local_into(&c, &moved, err)))
         goto out;
+    fres->moved_on_server += moved;
     if (moved) {
         state_msgs_free(c.state, c.nstate);
         c.state = NULL;
@@ -619,6 +622,8 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
     else if (p.ndelete && (rc = push_deletions(&c, &p, err)))
         goto out;
     if (p.nflags && (rc = push_flags(&c, &p, err)))
+        goto out;
+    if (p.nappend && (rc = push_drop_placeholders(&c, &p, err)))
         goto out;
     if (p.nappend && (rc = push_appends(&c, &p, err)))
         goto out;

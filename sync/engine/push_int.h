@@ -90,6 +90,11 @@ struct copy_found {
 int push_find_copies(struct run *r, const char *dest, const struct state_trash *rows, size_t n, const bool *want,
                      bool *found, struct copy_found *got, struct ms_error *err);
 
+/* push_placeholders.c: drop from p the uploads of files that are mbsync
+ * placeholders, removing those whose full message the folder's state
+ * has (not in a dry run). Only a state DB or Maildir failure is an error. */
+int push_drop_placeholders(struct push_ctx *c, struct push_plan *p, struct ms_error *err);
+
 /* push_delete.c: remove the plan's PUSH_DELETEs on the server (move to
  * `trash`, expunge or flag \Deleted, as the account and the server allow),
  * then forget (or flag) their rows in the run's batch. */

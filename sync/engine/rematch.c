@@ -150,7 +150,15 @@ static void local_identity(struct maildir_folder *mf, struct local_msg *l, const
     if (fd < 0)
         return;
     struct message_identity id;
-    if (message_identity_read(fd, &id) == 0) {
+    int rd = message_identity_read(fd, &id);
+    if (rd == 0 && id.placeholder)
+        /* It has the message's Message-ID, Date and From but not its
+         * body: the message is downloaded, the placeholder never pushed
+         * (push_placeholders.c). */
+        log_msg(LOG_WARN, "%s: %s is a placeholder mbsync left for a message over its MaxSize: not taken for "
+                          "the message, which is downloaded",
+                maildir_folder_path(mf), log_escape(l->name, strlen(l->name), 100));
+    else if (rd == 0) {
         out->ids = xrealloc(out->ids, (out->n + 1) * sizeof *out->ids);
         struct plan_identity *p = &out->ids[out->n++];
         *p = (struct plan_identity){.uid = 0, .uniq = xstrdup(l->uniq), .message_id = id.message_id,

@@ -14,15 +14,47 @@
 /* ------------------------------------------------------------------ */
 /* watch */
 
-/* Sleep ms unless *stop comes first (looked at every 200 ms). */
-static void nap(int ms, volatile sig_atomic_t *stop)
+/* Tell the watcher the watch is alive (struct engine_watch's alive). */
+static void alive(const struct engine_watch *w)
 {
-    while (ms > 0 && !(stop && *stop)) {
+    if (w->alive)
+        w->alive(w->ctx);
+}
+
+/* Sleep ms unless *stop comes first (looked at every 200 ms), saying
+ * alive at least every w->alive_ms. */
+static void nap(int ms, const struct engine_watch *w)
+{
+    int since_alive = 0;
+    while (ms > 0 && !*w->stop) {
         int slice = ms > 200 ? 200 : ms;
         struct timespec t = {0, (long)slice * 1000000L};
         nanosleep(&t, NULL);
         ms -= slice;
+        since_alive += slice;
+        if (w->alive_ms > 0 && since_alive >= w->alive_ms) {
+            alive(w);
+            since_alive = 0;
+        }
     }
+}
+
+/* Wait on the idle session for a change, interval_ms at most, in pieces of
+ * w->alive_ms with an alive between them (each piece is one IDLE). */
+static int wait_for_change(struct remote *idle, int interval_ms, const struct engine_watch *w, bool *changed,
+                           struct ms_error *e)
+{
+    *changed = false;
+    int left = interval_ms;
+    while (left > 0 && !*w->stop) {
+        int piece = w->alive_ms > 0 && w->alive_ms < left ? w->alive_ms : left;
+        int rc = idle->ops->wait(idle, piece, w->stop, changed, e);
+        if (rc != MS_OK || *changed)
+            return rc;
+        left -= piece;
+        alive(w);
+    }
+    return MS_OK;
 }
 
 /* The session that waits for changes between passes (the side chooses
@@ -57,6 +89,7 @@ int engine_watch(const struct account *a, const struct engine_options *watch_opt
          * arrives during the pass is reported when the IDLE starts. */
         if (!idle)
             idle = idle_session(a, opt);
+        alive(w);
         struct engine_result res;
         int pass = engine_sync(a, opt, &res);
         if (w->pass_done)
@@ -71,16 +104,17 @@ int engine_watch(const struct account *a, const struct engine_options *watch_opt
         if (pass == MS_ENET || pass == MS_ELOCKED) {
             /* server unreachable or another run busy: try again later */
             remote_close(&idle);
-            nap(retry_ms, w->stop);
+            nap(retry_ms, w);
             continue;
         }
         if (!idle) {
-            nap(interval_ms, w->stop);
+            nap(interval_ms, w);
             continue;
         }
+        alive(w);
         bool changed = false;
         struct ms_error e = {0};
-        if (idle->ops->wait(idle, interval_ms, w->stop, &changed, &e) != MS_OK) {
+        if (wait_for_change(idle, interval_ms, w, &changed, &e) != MS_OK) {
             log_msg(LOG_VERBOSE, "%s: watch: %s", a->name, e.msg);
             remote_close(&idle);
         } else if (changed) {

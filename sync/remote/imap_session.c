@@ -20,6 +20,7 @@
  */
 #include "sync/remote/imap.h"
 #include "sync/remote/imap_int.h"
+#include "sync/remote/sasl.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -29,7 +30,6 @@
 #include <strings.h>
 
 #include <libetpan/libetpan.h>
-#include <openssl/evp.h>
 
 #include "sync/log.h"
 #include "sync/net/netstream.h"
@@ -286,17 +286,6 @@ const char *imap_tls_info(struct imap_session *s)
  * Authentication
  * ==================================================================== */
 
-/* malloc'd base64 of len bytes of data (no line breaks). */
-static char *base64(const unsigned char *data, size_t len)
-{
-    size_t outlen = 4 * ((len + 2) / 3) + 1;
-    char *out = malloc(outlen);
-    if (!out)
-        return NULL;
-    EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-    return out;
-}
-
 int imap_stream_puts(mailstream *st, const char *text)
 {
     size_t n = strlen(text);
@@ -381,39 +370,6 @@ static int sasl_exchange(struct imap_session *s, const char *mech, const char *i
     return MAILIMAP_NO_ERROR;
 }
 
-/* Build the single client message of a mechanism, base64-encoded. */
-static char *sasl_message(enum auth_mech mech, const char *user, const char *secret, const char *host, int port)
-{
-    char *raw = NULL;
-    int len = -1;
-    switch (mech) {
-    case AUTH_PLAIN: {
-        /* authzid NUL authcid NUL passwd, with an empty authzid */
-        size_t ul = strlen(user), pl = strlen(secret);
-        raw = malloc(ul + pl + 2);
-        if (!raw)
-            return NULL;
-        raw[0] = '\0';
-        memcpy(raw + 1, user, ul);
-        raw[1 + ul] = '\0';
-        memcpy(raw + 2 + ul, secret, pl);
-        len = (int)(ul + pl + 2);
-        break;
-    }
-    case AUTH_XOAUTH2: len = asprintf(&raw, "user=%s\001auth=Bearer %s\001\001", user, secret); break;
-    case AUTH_OAUTHBEARER:
-        len = asprintf(&raw, "n,a=%s,\001host=%s\001port=%d\001auth=Bearer %s\001\001", user, host, port, secret);
-        break;
-    default: return NULL;
-    }
-    if (len < 0)
-        return NULL;
-    char *b64 = base64((unsigned char *)raw, (size_t)len);
-    explicit_bzero(raw, (size_t)len);
-    free(raw);
-    return b64;
-}
-
 static enum auth_mech choose_mech(struct imap_session *s, enum auth_mech wanted)
 {
     if (wanted != AUTH_AUTO)
@@ -421,16 +377,6 @@ static enum auth_mech choose_mech(struct imap_session *s, enum auth_mech wanted)
     if (imap_has_capability(s, "AUTH=PLAIN"))
         return AUTH_PLAIN;
     return AUTH_LOGIN;
-}
-
-static const char *mech_name(enum auth_mech m)
-{
-    switch (m) {
-    case AUTH_PLAIN: return "PLAIN";
-    case AUTH_XOAUTH2: return "XOAUTH2";
-    case AUTH_OAUTHBEARER: return "OAUTHBEARER";
-    default: return "LOGIN";
-    }
 }
 
 static int authenticate(struct imap_session *s, const struct account *acct, const char *password, struct ms_error *err)
@@ -441,7 +387,7 @@ static int authenticate(struct imap_session *s, const struct account *acct, cons
                               s->host, imap_capabilities(s));
     if (strpbrk(acct->user, "\r\n") || (mech == AUTH_LOGIN && strpbrk(password, "\r\n")))
         return imap_fail_dead(s, err, "user name or password contains a line break");
-    log_msg(LOG_VERBOSE, "authenticating as %s with %s", acct->user, mech_name(mech));
+    log_msg(LOG_VERBOSE, "authenticating as %s with %s", acct->user, sasl_mech_name(mech));
     int r;
     if (mech == AUTH_LOGIN) {
         r = mailimap_login(s->imap, acct->user, password);
@@ -449,9 +395,7 @@ static int authenticate(struct imap_session *s, const struct account *acct, cons
         char *msg = sasl_message(mech, acct->user, password, s->host, s->port);
         if (!msg)
             return imap_fail_dead(s, err, "out of memory");
-        /* "*" cancels PLAIN; XOAUTH2 wants an empty line, OAUTHBEARER ^A. */
-        const char *cancel = mech == AUTH_PLAIN ? "*" : mech == AUTH_XOAUTH2 ? "" : "AQ==";
-        r = sasl_exchange(s, mech_name(mech), msg, cancel);
+        r = sasl_exchange(s, sasl_mech_name(mech), msg, sasl_cancel(mech));
         util_free_secret(msg);
     }
     /* libetpan's write buffer still holds the command we sent. */
@@ -462,7 +406,7 @@ static int authenticate(struct imap_session *s, const struct account *acct, cons
     if (r == MAILIMAP_ERROR_LOGIN) {
         char text[260];
         snprintf(text, sizeof text, "%s", imap_server_text(s));
-        ms_error_set(err, MS_EAUTH, "authentication as %s on %s failed (%s): %s", acct->user, s->host, mech_name(mech),
+        ms_error_set(err, MS_EAUTH, "authentication as %s on %s failed (%s): %s", acct->user, s->host, sasl_mech_name(mech),
                      text);
         imap_kill_stream(s);
         return MS_EAUTH;

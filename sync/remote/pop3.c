@@ -7,6 +7,7 @@
  * passed on in pieces.
  */
 #include "sync/remote/pop3.h"
+#include "sync/remote/sasl.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -117,7 +118,7 @@ static int send_line(struct pop3_session *s, const char *text, bool secret, cons
               mailstream_flush(s->st) == 0;
     netstream_set_secret(s->ns, false);
     if (secret)
-        log_msg(LOG_TRACE, "C: PASS <masked>");
+        log_msg(LOG_TRACE, "C: %s<masked>", strncmp(text, "PASS ", 5) == 0 ? "PASS " : "");
     else
         log_msg(LOG_TRACE, "C: %s", text);
     return ok ? MS_OK : dead(s, err, what);
@@ -139,6 +140,44 @@ static int command(struct pop3_session *s, const char *text, bool secret, const 
         return ms_error_set(err, MS_EPARTIAL, "POP3 %s: server said %s", what, s->text);
     s->dead = true;
     return ms_error_set(err, MS_ENET, "POP3 %s: %s:%d: not a POP3 answer: %s", what, s->host, s->port, s->text);
+}
+
+/* AUTH (RFC 5034) with the account's SASL mechanism: the command, then
+ * the client's message after the server's "+", then (a challenge is the
+ * server's error detail) the mechanism's cancel. MS_OK for +OK,
+ * MS_EPARTIAL for -ERR (s->text says why). */
+static int sasl_login(struct pop3_session *s, const struct account *acct, const char *secret, struct ms_error *err)
+{
+    char *msg = sasl_message(acct->auth, acct->user, secret, s->host, s->port);
+    if (!msg)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "AUTH %s", sasl_mech_name(acct->auth));
+    log_msg(LOG_VERBOSE, "authenticating as %s with %s", acct->user, sasl_mech_name(acct->auth));
+    int rc = send_line(s, cmd, false, "AUTH", err);
+    bool sent = false;
+    for (int round = 0; rc == MS_OK; round++) {
+        if ((rc = read_line(s, "AUTH", err)) != MS_OK)
+            break;
+        log_msg(LOG_TRACE, "S: %s", log_escape(s->line, strlen(s->line), 200));
+        if (strncmp(s->line, "+OK", 3) == 0)
+            break;
+        if (strncmp(s->line, "-ERR", 4) == 0) {
+            imap_escape_text(s->line, strlen(s->line), s->text, sizeof s->text);
+            rc = ms_error_set(err, MS_EPARTIAL, "POP3 AUTH: server said %s", s->text);
+            break;
+        }
+        if (s->line[0] != '+' || (s->line[1] != ' ' && s->line[1] != '\0') || round >= 3) {
+            imap_escape_text(s->line, strlen(s->line), s->text, sizeof s->text);
+            s->dead = true;
+            rc = ms_error_set(err, MS_ENET, "POP3 AUTH: %s:%d: not a POP3 answer: %s", s->host, s->port, s->text);
+            break;
+        }
+        rc = send_line(s, sent ? sasl_cancel(acct->auth) : msg, !sent, "AUTH", err);
+        sent = true;
+    }
+    util_free_secret(msg);
+    return rc;
 }
 
 int pop3_connect(const struct account *acct, const char *password, struct pop3_session **out, struct ms_error *err)
@@ -188,22 +227,30 @@ int pop3_connect(const struct account *acct, const char *password, struct pop3_s
             rc = netstream_start_tls(s->ns, s->tls, s->host, err);
     }
     char cmd[600];
+    /* USER/PASS (auth = auto or login), else AUTH with the mechanism;
+     * the POP3 command line is at most 255 octets (RFC 1939, 5034). */
+    bool user_pass = acct->auth == AUTH_AUTO || acct->auth == AUTH_LOGIN;
     if (rc == MS_OK) {
         if (strpbrk(acct->user, "\r\n") || strpbrk(password, "\r\n") || strlen(acct->user) > 250 ||
-            strlen(password) > 250)
+            (user_pass && strlen(password) > 250))
             rc = ms_error_set(err, MS_EUSAGE, "account %s: user or password cannot be sent over POP3", acct->name);
     }
-    if (rc == MS_OK) {
-        snprintf(cmd, sizeof cmd, "USER %s", acct->user);
-        rc = command(s, cmd, false, "USER", err);
-    }
-    if (rc == MS_OK) {
-        snprintf(cmd, sizeof cmd, "PASS %s", password);
-        rc = command(s, cmd, true, "PASS", err);
-        explicit_bzero(cmd, sizeof cmd);
+    if (rc == MS_OK && !user_pass) {
+        rc = sasl_login(s, acct, password, err);
+    } else {
+        if (rc == MS_OK) {
+            snprintf(cmd, sizeof cmd, "USER %s", acct->user);
+            rc = command(s, cmd, false, "USER", err);
+        }
+        if (rc == MS_OK) {
+            snprintf(cmd, sizeof cmd, "PASS %s", password);
+            rc = command(s, cmd, true, "PASS", err);
+            explicit_bzero(cmd, sizeof cmd);
+        }
     }
     if (rc == MS_EPARTIAL)
-        rc = ms_error_set(err, MS_EAUTH, "%s: POP3 login as %s refused: %s", acct->name, acct->user, s->text);
+        rc = ms_error_set(err, MS_EAUTH, "%s: POP3 login as %s refused (%s): %s", acct->name, acct->user,
+                          user_pass ? "USER/PASS" : sasl_mech_name(acct->auth), s->text);
     if (rc != MS_OK) {
         pop3_quit(s, NULL);
         return rc;

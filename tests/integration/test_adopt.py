@@ -1,5 +1,6 @@
 """test_adopt.py: a Maildir another tool filled (mbsync 1.4 from Debian's
-isync, getmail, fetchmail, an older mailsync whose state DB is gone) is
+isync, mbsync 1.5 as its sources write one (fill_like_mbsync15), getmail,
+fetchmail, an older mailsync whose state DB is gone) is
 adopted by the first run with a fresh state DB: no message body is
 downloaded or uploaded, no server folder is created for a directory that
 is really a server folder, every local file keeps its inode, and both
@@ -139,6 +140,33 @@ class AdoptTestCase(tb.BedTestCase):
         folders = r.json()["accounts"][0]["folders"]
         self.assertEqual(sum(f["fetched"] for f in folders), 0, str(r))
         self.assertEqual(sum(f["uploaded"] for f in folders), 0, str(r))
+
+
+def mbsync15_placeholder(data_lf, size, tuid):
+    """The placeholder mbsync 1.5 stores for a message over MaxSize
+    (sync_msg_cvt.c, copy_msg_convert with vars->minimal): the header as
+    it is, "[placeholder] " put before the Subject's value (or a
+    "Subject: [placeholder] (No Subject)" field added), X-TUID in place of
+    the first X-TUID field or at the end of the header, then the note
+    "Having a size of N, this message is over the MaxSize limit. ..." and,
+    for a message flagged at the source (a placeholder since 1.5), "The
+    original message is flagged as important." (the placeholder itself is
+    not flagged: sync.c drops F_FLAGGED for it)."""
+    head = data_lf.partition(b"\n\n")[0].split(b"\n")
+    head = [re.sub(rb"^(subject:) ?", rb"\1 [placeholder] ", f, flags=re.I) for f in head]
+    head.append(b"X-TUID: " + tuid)
+    sz = b"%dKiB" % (size >> 10) if size < 1024000 else b"%.1fMiB" % (size / 1048576.0)
+    note = (b"Having a size of " + sz + b", this message is over the MaxSize limit.\n"
+            b"Flag it and sync again (Sync mode Upgrade) to fetch its real contents.\n"
+            b"\nThe original message is flagged as important.\n")
+    return b"\n".join(head) + b"\n\n" + note
+
+
+def with_tuid(data_lf, tuid):
+    """A message as mbsync stores it: X-TUID added at the end of the header
+    (sync_msg_cvt.c; no X-TUID in the server's messages here)."""
+    head, _, body = data_lf.partition(b"\n\n")
+    return head + b"\nX-TUID: " + tuid + b"\n\n" + body
 
 
 class MbsyncTest(AdoptTestCase):
@@ -291,6 +319,99 @@ class MbsyncTest(AdoptTestCase):
         self.assertEqual(len(rows), 15 + 5)
         self.assertEqual([x for x in rows if not x[0]], [])
         self.assertEqual(sum(1 for x in rows if x[1] is None), 3)
+
+    def fill_like_mbsync15(self, big_uid):
+        """The Maildir mbsync 1.5 leaves (SubFolders Verbatim, SyncState *,
+        MaxSize smaller than the message big_uid of INBOX), built here as
+        isync 1.5.0's sources write it, since Debian ships 1.4.4:
+          - folder directories named in UTF-8 ("Thư mục"): 1.5 decodes
+            modified UTF-7 (NEWS 1.5.0 "Added support for IMAP mailbox
+            names with non-ASCII characters"; drv_imap.c, imap_utf7.c);
+            1.4 wrote the raw "Th&AbA- m&HuU-c" (MbsyncTest);
+          - file names "<time>.<pid>_<n>.<host>,U=<uid>:2,<flags>", in cur/
+            when seen, else new/ with ":2," too (drv_maildir.c,
+            maildir_store_msg, maildir_make_flags);
+          - ".uidvalidity" ("<uidvalidity>\\n<next uid>\\n") in each folder
+            (drv_maildir.c, maildir_uidval_lock / maildir_store_uidval);
+          - ".mbsyncstate" in each folder (SyncState *; sync_state.c: the
+            FarUidValidity/NearUidValidity/MaxPulledUid/MaxPushedUid lines,
+            then "<far uid> <near uid> <status><flags>", where ">" marks
+            the near copy as a placeholder), with ".mbsyncstate.lock" and
+            a ".mbsyncstate.journal" (JOURNAL_VERSION "5") an interrupted
+            run leaves;
+          - X-TUID in every stored message (sync_msg_cvt.c);
+          - the message over MaxSize stored as a placeholder
+            (mbsync15_placeholder), flagged at the source: 1.5 NEWS
+            "Placeholders will be now created for messages exceeding
+            MaxSize even if they are flagged on the source side".
+        Returns the placeholder's path."""
+        placeholder = None
+        n = 0
+        for folder, msgs in self.server_state().items():
+            path = self.maildir / folder
+            for sub in ("cur", "new", "tmp"):
+                (path / sub).mkdir(parents=True, exist_ok=True)
+            (path / ".uidvalidity").write_text("1733400000\n%d\n" % (len(msgs) + 1))
+            entries = []
+            for near, m in enumerate(msgs, 1):
+                n += 1
+                tuid = b"%012d" % n
+                dummy = folder == "INBOX" and m.uid == big_uid
+                letters = m.letters.replace("F", "") if dummy else m.letters
+                data = mbsync15_placeholder(m.data_lf, len(m.data), tuid) if dummy else with_tuid(m.data_lf, tuid)
+                name = "1733450%03d.4242_%d.host,U=%d:2,%s" % (n, n, near, letters)
+                f = path / ("cur" if "S" in letters else "new") / name
+                f.write_bytes(data)
+                if dummy:
+                    placeholder = f
+                entries.append("%d %d %s%s" % (m.uid, near, ">" if dummy else "", letters))
+            (path / ".mbsyncstate").write_text(
+                "FarUidValidity 1733300000\nNearUidValidity 1733400000\nMaxPulledUid %d\nMaxPushedUid %d\n\n%s\n"
+                % (msgs[-1].uid if msgs else 0, len(msgs), "\n".join(entries)))
+            (path / ".mbsyncstate.lock").write_text("")
+            (path / ".mbsyncstate.journal").write_text("5\n")
+        self.assertTrue((self.maildir / UTF7_FOLDER / "cur").is_dir())
+        self.assertIsNotNone(placeholder)
+        return placeholder
+
+    def test_sync_adopts_mbsync15_maildir(self):
+        big = tb.make_message(700, size=60000, seed=66)
+        uid = []
+        self.seed(lambda c: uid.append(c.append_message("INBOX", big, ("\\Seen", "\\Flagged"), 1700000000)))
+        placeholder = self.fill_like_mbsync15(uid[0])
+        folders = self.server_folders()
+        inodes = message_inodes(self.maildir)
+        self.assertEqual(len(inodes), 16)
+        kept = {i: f for i, f in inodes.items() if i != os.stat(placeholder).st_ino}
+        px = self.via_proxy()
+        r = self.run_ok("sync", "--json", "-v")
+        # the placeholder is not the message: the real one comes down (its
+        # bytes alone), nothing goes up, no folder is made
+        self.assertEqual(body_bytes_down(px), len(big), r)
+        self.assertEqual(appends_sent(px), 0, r)
+        self.assertNotIn(b"CREATE", bytes(px.upstream).upper())
+        self.assertEqual(self.server_folders(), folders)
+        t = r.json()["accounts"][0]["totals"]
+        self.assertEqual((t["fetched"], t["uploaded"], t["moved"], t["moved_on_server"]), (1, 0, 0, 0), r)
+        self.assertIn("placeholder", r.stderr)
+        # every other file kept (same inode, same folder); the placeholder
+        # gave way to the message
+        after = message_inodes(self.maildir)
+        self.assertEqual({i: f for i, f in after.items() if i in kept}, kept)
+        self.assertEqual(len(after), 16)
+        self.assertFalse(placeholder.exists())
+        self.assertSameMessages()
+        self.assertEqual(self.server_count("INBOX"), 9)
+        self.assertEqual(len(self.state_rows()), 16)
+        # mbsync's own files are neither messages nor folders
+        self.assertTrue((self.maildir / "INBOX" / ".mbsyncstate").exists())
+        # and the next sync does nothing
+        snap = tb.snapshot_tree(self.maildir)
+        r = self.run_ok("sync", "--json")
+        self.assertEqual(tb.snapshot_tree(self.maildir), snap)
+        t = r.json()["accounts"][0]["totals"]
+        self.assertEqual((t["fetched"], t["uploaded"], t["flags_changed"], t["flags_pushed"]), (0, 0, 0, 0), r)
+        self.assertEqual(self.server_folders(), folders)
 
 
 class OtherToolsTest(AdoptTestCase):

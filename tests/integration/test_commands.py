@@ -194,6 +194,13 @@ class CommandsTest(tb.BedTestCase):
         self.assertNotIn("%%", r.stdout)
         r = self.run_ok("--version")
         self.assertRegex(r.stdout, r"^mailsync \d+\.\d+")
+        # the libraries it runs with, as loaded (Python links the same
+        # system OpenSSL and SQLite)
+        import sqlite3
+        import ssl
+        self.assertRegex(r.stdout, r"\nlibetpan \d+\.\d+, ")
+        self.assertIn(ssl.OPENSSL_VERSION, r.stdout)
+        self.assertIn("SQLite " + sqlite3.sqlite_version, r.stdout)
         for args in (["frobnicate"], [], ["pull", "nosuchaccount"], ["--progress=sometimes", "pull"],
                      ["--bogus", "pull"]):
             r = self.mailsync(*args)

@@ -4,9 +4,13 @@ every command, errors included, and `--json --dry-run` carries the plan
 "would ..." lines before it.
 
 The plan is a list per account: {"folder", "action", ...} with the
-action one of fetch, skip, set_flags, delete_local (pull),
-remove_on_server, store_flags, upload, create_folder (push) and
-fetch_count (POP3).
+action one of fetch, skip, set_flags, delete_local, move_local,
+delete_kept (pull), remove_on_server, store_flags, upload, create_folder,
+move_on_server (push) and fetch_count (POP3).
+
+check_run_document() is the schema of a pull/push/sync document (every
+member, its type, per folder and the account's totals); other test files
+use it on the documents they get.
 """
 
 import json
@@ -24,6 +28,63 @@ def parse(test, r):
         test.fail("stdout is not one JSON document (%s)\n%s" % (e, r))
     test.assertIsInstance(doc, dict, str(r))
     return doc
+
+
+# The counters of a folder result and of an account's "totals".
+COUNTS = ("fetched", "bytes", "flags_changed", "deleted", "skipped", "uploaded", "bytes_up", "flags_pushed",
+          "deleted_on_server", "retired", "moved", "moved_on_server", "failed")
+FOLDER_KEYS = {"name": str, "path": (str, type(None)), "stopped": bool, "status": int,
+               "error": (str, type(None)), **{k: int for k in COUNTS}}
+# action: the members a plan step has besides folder and action
+PLAN_KEYS = {
+    "fetch": {"uid": int, "size": int, "flags": str},
+    "skip": {"uid": int, "size": int},
+    "set_flags": {"uid": int, "flags": str},
+    "delete_local": {"uid": int},
+    "remove_on_server": {"uid": int},
+    "store_flags": {"uid": int, "add": str, "remove": str},
+    "upload": {"file": str, "flags": str},
+    "delete_kept": {"file": str},
+    "move_on_server": {"from": str, "uid": int, "size": int, "file": str, "flags": str},
+    "create_folder": {},
+    "fetch_count": {"count": int, "size": int},
+    "move_local": {"uid": int, "size": int, "from": str, "from_uid": int, "flags": str},
+}
+
+
+def check_members(test, obj, keys, what):
+    test.assertIsInstance(obj, dict, what)
+    test.assertEqual(set(obj), set(keys), what)
+    for k, t in keys.items():
+        test.assertIsInstance(obj[k], t, "%s: %s" % (what, k))
+        if t is int:
+            test.assertNotIsInstance(obj[k], bool, "%s: %s" % (what, k))
+            test.assertGreaterEqual(obj[k], 0, "%s: %s" % (what, k))
+
+
+def check_run_document(test, doc, command=None):
+    """doc (parsed) is a pull/push/sync document as the man page's JSON
+    OUTPUT says: exactly these members with these types; an account's
+    "totals" are the sums of its folders' counters; "plan" only in a
+    dry run, each step with the members of its action."""
+    check_members(test, doc, {"command": str, "dry_run": bool, "exit": int, "accounts": list}, "document")
+    if command:
+        test.assertEqual(doc["command"], command)
+    for acc in doc["accounts"]:
+        keys = {"name": str, "status": int, "error": (str, type(None)), "seconds": (int, float),
+                "folders": list, "totals": dict}
+        if doc["dry_run"]:
+            keys["plan"] = list
+        check_members(test, acc, keys, "account")
+        for f in acc["folders"]:
+            check_members(test, f, FOLDER_KEYS, "folder %s" % f.get("name"))
+        check_members(test, acc["totals"], {"folders": int, **{k: int for k in COUNTS}}, "totals")
+        test.assertEqual(acc["totals"]["folders"], len(acc["folders"]))
+        for k in COUNTS:
+            test.assertEqual(acc["totals"][k], sum(f[k] for f in acc["folders"]), "totals: " + k)
+        for step in acc.get("plan", []):
+            test.assertIn(step.get("action"), PLAN_KEYS, step)
+            check_members(test, step, {"folder": str, "action": str, **PLAN_KEYS[step["action"]]}, str(step))
 
 
 def plan_of(test, r):
@@ -157,6 +218,25 @@ class JsonTest(tb.BedTestCase):
         doc = parse(self, self.run_ok("--json", "pull"))
         self.assertFalse(doc["dry_run"])
         self.assertNotIn("plan", doc["accounts"][0])
+
+    def test_run_documents_follow_the_schema(self):
+        """pull, push, sync and their dry runs: every member of the
+        documents (check_run_document), with counts that add up."""
+        self.seed_inbox(3)
+        doc = parse(self, self.run_ok("--json", "--dry-run", "pull"))
+        check_run_document(self, doc, "pull")
+        self.assertEqual(doc["accounts"][0]["totals"]["fetched"], 3)
+        doc = parse(self, self.run_ok("--json", "pull"))
+        check_run_document(self, doc, "pull")
+        self.assertEqual((doc["accounts"][0]["totals"]["fetched"], doc["accounts"][0]["totals"]["moved"]), (3, 0))
+        self.assertGreater(doc["accounts"][0]["totals"]["bytes"], 0)
+        inbox = Path(tb.local_folder_path(self.maildir, "INBOX"))
+        (inbox / "new" / "1700000000.schema.host").write_bytes(b"Subject: s\n\nschema\n")
+        for args, up in ((["--dry-run", "push"], 1), (["--dry-run", "sync"], 1), (["push"], 1), (["sync"], 0)):
+            with self.subTest(args=args):
+                doc = parse(self, self.run_ok("--json", *args))
+                check_run_document(self, doc, args[-1])
+                self.assertEqual(doc["accounts"][0]["totals"]["uploaded"], up)
 
     # -- every command, one document -----------------------------------------------
 

@@ -21,6 +21,7 @@ import signal
 import time
 
 import testbed as tb
+from test_json import check_run_document
 
 OLD_DATE = 1500000000  # the messages' INTERNALDATE (2017): a fresh APPEND would get now
 
@@ -233,6 +234,38 @@ class MoveTest(MovesCase):
         self.assertFalse([p for p in plan if p["action"] in ("upload", "remove_on_server")], plan)
         self.assertEqual(tb.snapshot_tree(self.maildir), tree)
         self.assertEqual(self.server_state(), state)
+
+    def test_dry_run_and_counts_both_styles_push(self):
+        """One message moved keeping its name (notmuch), one written anew
+        under a new name (mutt): a dry push shows both as moves (text and
+        --json), neither as an upload and a removal; the push counts them
+        as moved on the server (summary and --json), not as uploads or
+        deletions."""
+        mutt, rename = sorted(self.moved)
+        self.move("rename", which={rename})
+        self.move("mutt", which={mutt})
+        tree, state = tb.snapshot_tree(self.maildir), self.server_state()
+        r = self.run_ok("push", "--dry-run")
+        self.assertEqual(len(re.findall(r"Archive: would move UID \d+ from INBOX on the server", r.stdout)), 2,
+                         r.stdout)
+        self.assertNotIn("would upload", r.stdout)
+        self.assertNotIn("would remove", r.stdout)
+        self.assertIn("0 uploaded, 0 flag changes, 0 deleted on the server, 2 moved on the server", r.stdout)
+        doc = json.loads(self.run_ok("push", "--dry-run", "--json").stdout)
+        check_run_document(self, doc, "push")
+        acc = doc["accounts"][0]
+        self.assertEqual(sorted((p["action"], p["folder"], p["from"]) for p in acc["plan"]),
+                         [("move_on_server", "Archive", "INBOX")] * 2, acc["plan"])
+        t = acc["totals"]
+        self.assertEqual((t["moved_on_server"], t["uploaded"], t["deleted_on_server"], t["moved"]), (2, 0, 0, 0))
+        self.assertEqual(tb.snapshot_tree(self.maildir), tree)
+        self.assertEqual(self.server_state(), state)
+        doc = json.loads(self.run_ok("push", "--json").stdout)
+        check_run_document(self, doc, "push")
+        by = {f["name"]: f for f in doc["accounts"][0]["folders"]}
+        self.assertEqual((by["Archive"]["moved_on_server"], by["Archive"]["uploaded"]), (2, 0))
+        self.assertEqual((by["INBOX"]["moved_on_server"], by["INBOX"]["deleted_on_server"]), (0, 0))
+        self.assert_moved()
 
     def test_kill_before_move_push(self):
         self.kill_then_rerun("push", "push", stall_on=(b"UID MOVE", 1))

@@ -18,6 +18,7 @@ import re
 import time
 
 import testbed as tb
+from test_json import check_run_document
 
 BODY_LITERAL = re.compile(rb"BODY\[\] \{(\d+)\}")
 
@@ -240,6 +241,23 @@ class ServerMoveTest(tb.BedTestCase):
         self.assertEqual([(s["action"], s["folder"], s["from"], s["from_uid"]) for s in plan],
                          [("move_local", "Alpha", "Zeta", uids["Zeta"][0])])
         self.assertEqual(tree, tb.snapshot_tree(self.maildir), "--dry-run changed the Maildir")
+
+    def test_moves_are_counted(self):
+        """A pull reports the messages renamed after a server move as
+        moved (summary and --json, dry run too), not as new or deleted.
+        (Counting does not depend on the layout: run for one.)"""
+        if self.layout != "verbatim":
+            self.skipTest("the same counts in every layout")
+        uids = self.seed(["INBOX", "Zeta", "Alpha"])
+        self.move("Zeta", uids["Zeta"][:2], "Alpha")
+        r = self.run_ok("--dry-run", "pull")
+        self.assertIn(" 0 new (0 B), 0 flag changes, 0 deleted, 2 moved", r.stdout)
+        doc = self.run_ok("--json", "pull").json()
+        check_run_document(self, doc, "pull")
+        by = {f["name"]: f for f in doc["accounts"][0]["folders"]}
+        self.assertEqual((by["Alpha"]["moved"], by["Alpha"]["fetched"], by["Zeta"]["deleted"]), (2, 0, 0))
+        self.assertEqual(doc["accounts"][0]["totals"]["moved"], 2)
+        self.assertIn(", 0 deleted, 0 moved", self.run_ok("pull").stdout)
 
     # -- kills -----------------------------------------------------------
 

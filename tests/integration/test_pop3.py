@@ -51,6 +51,12 @@ class Pop3Test(tb.BedTestCase):
         self.use_pop3()
         r = self.pull()
         self.assertIn("5 new", r.stdout)
+        # the folder line of status says when, as the account line does
+        st = self.run_ok("status").stdout
+        inbox = [ln for ln in st.splitlines() if ln.strip().startswith("INBOX")]
+        self.assertEqual(len(inbox), 1, st)
+        self.assertRegex(inbox[0], r"synced \d{4}-\d\d-\d\d \d\d:\d\d", st)
+        self.assertNotIn("never", inbox[0])
         self.assertEqual(self.local(), want)
         for m in tb.read_maildir(self.maildir)["INBOX"]:
             self.assertEqual(m.subdir, "new")

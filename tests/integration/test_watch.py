@@ -10,6 +10,7 @@ account; a dry run makes no sense for it.
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -129,6 +130,72 @@ class WatchTest(tb.BedTestCase):
         r = self.mailsync("watch", config=two)
         self.assertEqual(r.code, 2, r)
         self.assertIn("one account at a time", r.stderr)
+
+
+class WatchUnderSystemdTest(tb.BedTestCase):
+    """`watch` as a Type=notify service with a watchdog (the shipped
+    mailsync-watch@.service): systemd's notify socket is played by a
+    datagram socket here, as sd_notify(3) specifies it."""
+
+    def test_ready_watchdog_status_and_stopping(self):
+        sock_path = str(self.work / "notify")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        sock.bind(sock_path)
+        sock.settimeout(0.2)
+        env_file = self.work / "secret-env"
+        # the password command's environment must not carry the notify
+        # socket (a child must not speak for mailsync)
+        self.write_config(password=None,
+                          password_command="env > %s; echo %s" % (env_file, self.user.password))
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(2, seed=31))
+        env = tb.mailsync_env(self.work, {"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "1200000"})
+        p = tb.start_mailsync(["-v", "watch", "--interval", "3600", self.account], config=self.config_path,
+                              env=env)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        got = []  # (monotonic time, message)
+
+        def drain(until):
+            while time.monotonic() < until:
+                try:
+                    got.append((time.monotonic(), sock.recv(4096).decode()))
+                except socket.timeout:
+                    pass
+        drain(time.monotonic() + 1)
+        self.assertTrue(got and got[0][1].startswith("READY=1"), got)
+        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 2), Path(p.err_path).read_text())
+        # idle for 4 s: the watchdog (1.2 s) is fed at least every 0.4 s or so
+        t0 = time.monotonic()
+        drain(t0 + 4)
+        pings = [t for t, m in got if m == "WATCHDOG=1" and t >= t0]
+        self.assertGreaterEqual(len(pings), 5, got)
+        gaps = [b - a for a, b in zip([t0] + pings, pings + [time.monotonic()])]
+        self.assertLess(max(gaps), 1.2, "a watchdog gap of %.2f s" % max(gaps))
+        self.assertTrue(any(m.startswith("STATUS=pass 1 at ") and "2 new" in m for _, m in got), got)
+        # the watch still sees new mail though each IDLE is cut short
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(1, seed=32, start=50))
+        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 3, timeout=20),
+                        Path(p.err_path).read_text())
+        os.kill(p.pid, signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, Path(p.err_path).read_text())
+        drain(time.monotonic() + 0.5)
+        self.assertEqual(got[-1][1], "STOPPING=1", got[-3:])
+        child_env = env_file.read_text()
+        self.assertNotIn("NOTIFY_SOCKET", child_env)
+        self.assertNotIn("WATCHDOG_USEC", child_env)
+
+    def test_without_systemd_nothing_is_sent(self):
+        """No NOTIFY_SOCKET: no watchdog pieces (one long IDLE)."""
+        p = tb.start_mailsync(["-v", "watch", "--interval", "3600", self.account], config=self.config_path,
+                              workdir=self.work)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        self.assertTrue(wait_for(lambda: "watching" in Path(p.err_path).read_text()))
+        time.sleep(1)
+        os.kill(p.pid, signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0)
+        self.assertNotIn("watchdog", Path(p.err_path).read_text())
 
 
 class WatchKeepaliveTest(tb.BedTestCase):

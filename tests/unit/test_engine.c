@@ -932,6 +932,51 @@ static void local_move_without_move_sync(void **state)
     local_move_is_a_server_move(*state, true, false, SYNC);
 }
 
+/* Moves are counted where users see them (struct engine_folder_result,
+ * shown by the summary and --json): a server move as `moved` in the
+ * folder it came into, a local move as `moved_on_server` there; neither
+ * is a download, upload or deletion. A dry run counts what it would do. */
+static void moves_are_counted(void **state)
+{
+    struct fixture *fx = *state;
+    uint32_t uid = add(fx, "A", "srvmove", FLAG_SEEN);
+    add_dated(fx, "A", "locmove", FLAG_SEEN, NULL);
+    add(fx, "A", "stays", 0);
+    add(fx, "B", "there", 0);
+    run_ok(fx, SYNC);
+
+    /* another client moves one message from A to B on the server */
+    mem_move(fx->srv, "A", uid, "B");
+    for (int dry = 1; dry >= 0; dry--) {
+        fx->opt.dry_run = dry;
+        run_ok(fx, PULL);
+        const struct engine_folder_result *a = folder_result(fx, "A"), *b = folder_result(fx, "B");
+        assert_int_equal(b->moved, 1);
+        assert_int_equal(b->fetched, 0);
+        assert_int_equal(a->moved + a->deleted + a->fetched, 0);
+        assert_int_equal(a->moved_on_server + b->moved_on_server, 0);
+    }
+    run_ok(fx, PULL); /* nothing moves twice */
+    assert_int_equal(folder_result(fx, "B")->moved, 0);
+
+    /* a mail reader moves one file from A to B */
+    move_local(fx, "A", "<locmove@test>", "B", "1790000000.M1P1.mutt", "S");
+    for (int dry = 1; dry >= 0; dry--) {
+        fx->opt.dry_run = dry;
+        run_ok(fx, SYNC);
+        const struct engine_folder_result *a = folder_result(fx, "A"), *b = folder_result(fx, "B");
+        assert_int_equal(b->moved_on_server, 1);
+        assert_int_equal(b->uploaded, 0);
+        assert_int_equal(a->moved_on_server + a->pushed_deleted + a->uploaded, 0);
+        assert_int_equal(a->moved + b->moved, 0);
+    }
+    run_ok(fx, SYNC);
+    assert_int_equal(folder_result(fx, "B")->moved_on_server, 0);
+    assert_int_equal(mem_count_id(fx->srv, "B", "<locmove@test>"), 1);
+    assert_in_step(fx, "A");
+    assert_in_step(fx, "B");
+}
+
 /* Moving 20 of a folder's 25 messages (80%, over max_delete) elsewhere is
  * no mass deletion, also when the source folder's push comes first (A
  * before B); the same share really deleted still trips the guard. */
@@ -1176,6 +1221,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(move_between_folders_planned_in_one_run, setup, teardown),
         cmocka_unit_test_setup_teardown(kill_at_each_server_move_step, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_by_name_push, setup, teardown),
+        cmocka_unit_test_setup_teardown(moves_are_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_by_new_name_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_without_move_push, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_without_move_sync, setup, teardown),

@@ -369,6 +369,48 @@ static void identity_crlf_across_reads(void **unused)
     free(text);
 }
 
+/* mbsync's placeholders (isync 1.5.0 sync_msg_cvt.c, copy_msg_convert;
+ * 1.4's sync.c said "Sync mode ReNew"): recognised with LF or CRLF, with
+ * the Subject prefixed or added; a file missing any of the three marks
+ * (X-TUID, "[placeholder]" Subject, the note) is a message. */
+static void mbsync_placeholders(void **state)
+{
+    (void)state;
+    static const char *const yes[] = {
+        ("From: a@x\nSubject: [placeholder] hell\nMessage-ID: <p@x>\nX-TUID: abcdefghijkl\n\n"
+        "Having a size of 59KiB, this message is over the MaxSize limit.\n"
+        "Flag it and sync again (Sync mode Upgrade) to fetch its real contents.\n\n"
+        "The original message is flagged as important.\n"),
+        ("From: a@x\r\nX-TUID: abcdefghijkl\r\nSubject: [placeholder] (No Subject)\r\n\r\n"
+        "Having a size of 2.2MiB, this message is over the MaxSize limit.\r\n"
+        "Flag it and sync again (Sync mode ReNew) to fetch its real contents.\r\n"),
+        ("Subject: [placeholder] \nX-TUID: abcdefghijkl\n\n"
+        "Having a size of 1KiB, this message is over the MaxSize limit.\n"),
+    };
+    static const char *const no[] = {
+        /* no X-TUID */
+        "Subject: [placeholder] hell\n\nHaving a size of 59KiB, this message is over the MaxSize limit.\n",
+        /* no placeholder Subject */
+        "Subject: hell\nX-TUID: abcdefghijkl\n\nHaving a size of 59KiB, this message is over the MaxSize limit.\n",
+        ("Subject: [placeholders] x\nX-TUID: abcdefghijkl\n\n"
+        "Having a size of 59KiB, this message is over the MaxSize limit.\n"),
+        /* no note, or not at the start of the body, or not on its first line */
+        "Subject: [placeholder] hell\nX-TUID: abcdefghijkl\n\nHi,\n",
+        ("Subject: [placeholder] hell\nX-TUID: abcdefghijkl\n\nHi,\nHaving a size of 59KiB, this message is over "
+        "the MaxSize limit.\n"),
+        ("Subject: [placeholder] hell\nX-TUID: abcdefghijkl\n\nHaving a size of 59KiB.\n"
+        ", this message is over the MaxSize limit.\n"),
+        /* the note in the header is no body */
+        ("Subject: [placeholder] hell\nX-TUID: abcdefghijkl\n"
+        "Having a size of 59KiB, this message is over the MaxSize limit.\n"),
+        "",
+    };
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+        assert_true(message_is_mbsync_placeholder(yes[i], strlen(yes[i])));
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+        assert_false(message_is_mbsync_placeholder(no[i], strlen(no[i])));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,6 +425,7 @@ int main(void)
         cmocka_unit_test(identity_with_leading_fields),
         cmocka_unit_test(hash_leaves_out_tool_fields),
         cmocka_unit_test(identity_crlf_across_reads),
+        cmocka_unit_test(mbsync_placeholders),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
