@@ -44,6 +44,7 @@ enum key_id {
     K_OAUTH_TOKEN_COMMAND, K_CA_FILE, K_FINGERPRINT, K_MAILDIR, K_STATE, K_FOLDERS,
     K_LAYOUT, K_MODE, K_EXPUNGE, K_TRASH, K_SERVER_RETENTION_DAYS, K_MAX_SIZE,
     K_CONNECTIONS, K_LEAVE_ON_SERVER, K_ALLOW_PLAINTEXT, K_MAX_DELETE, K_TIMEOUT,
+    K_POST_SYNC_COMMAND, K_NEW_MAIL_COMMAND, K_HOOK_TIMEOUT,
     NKEYS
 };
 
@@ -392,6 +393,23 @@ static int set_timeout(struct parser *p, const char *key, const char *value)
     return set_int(p, key, value, 1, 86400, &p->acc->timeout);
 }
 
+static int set_post_sync_command(struct parser *p, const char *key, const char *value)
+{
+    (void)key;
+    return set_string(&p->acc->post_sync_command, value);
+}
+
+static int set_new_mail_command(struct parser *p, const char *key, const char *value)
+{
+    (void)key;
+    return set_string(&p->acc->new_mail_command, value);
+}
+
+static int set_hook_timeout(struct parser *p, const char *key, const char *value)
+{
+    return set_int(p, key, value, 1, 86400, &p->acc->hook_timeout);
+}
+
 static const struct key_def {
     const char *name;
     key_setter set;
@@ -423,6 +441,10 @@ static const struct key_def {
     [K_ALLOW_PLAINTEXT] = {"allow_plaintext", set_allow_plaintext, true, false},
     [K_MAX_DELETE] = {"max_delete", set_max_delete, true, false},
     [K_TIMEOUT] = {"timeout", set_timeout, true, false},
+    /* not expanded: the shell expands them when it runs them */
+    [K_POST_SYNC_COMMAND] = {"post_sync_command", set_post_sync_command, false, false},
+    [K_NEW_MAIL_COMMAND] = {"new_mail_command", set_new_mail_command, false, false},
+    [K_HOOK_TIMEOUT] = {"hook_timeout", set_hook_timeout, true, false},
 };
 
 static int find_key(const char *name)
@@ -655,6 +677,7 @@ static int section_line(struct parser *p, char *line)
     a->leave_on_server = true;
     a->max_delete = 50;
     a->timeout = 60;
+    a->hook_timeout = 60;
     p->acc = a;
     memset(p->key_line, 0, sizeof p->key_line);
     return MS_OK;

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "cmd/config.h"
+#include "cmd/hooks.h"
 #include "cmd/import.h"
 #include "cmd/output.h"
 #include "cmd/sdnotify.h"
@@ -91,7 +92,8 @@ static const char usage_text[] =
     "      --json             one JSON object on stdout summarising the run\n"
     "      --dry-run          print what would change, change nothing\n"
     "      --folder PATTERN   limit the run to matching folders (repeatable;\n"
-    "                         * any text, % any text but '/', ? one char)\n"
+    "                         * any text, % any text but '/', ? one char;\n"
+    "                         \\Junk, \\Trash, ...: the folder the server marks so)\n"
     "      --force            override the mass-deletion guard\n"
     "      --interval SECONDS watch: a full pass at least this often (300)\n"
     "      --from FORMAT      import: the file is mbsync's or offlineimap's\n"
@@ -414,6 +416,10 @@ static int cmd_pull(const struct options *o, struct account **acc, size_t n)
         exit_code = ms_error_worse(exit_code, rc);
         if (!o->json && !o->quiet && rc != MS_ELOCKED)
             output_summary(stdout, o->command, &res[i], o->dry_run);
+        if (!o->dry_run && rc != MS_ELOCKED) {
+            fflush(stdout);
+            hooks_run(acc[i], o->command, &res[i]);
+        }
     }
     if (o->json)
         output_json_results(stdout, o->command, res, i, exit_code, o->dry_run);
@@ -509,6 +515,7 @@ static int cmd_folders(const struct options *o, struct account **acc, size_t n)
 
 struct watch_out {
     const struct options *o;
+    const struct account *acct;
     unsigned passes;
     const struct engine_progress *inner; /* the terminal's progress, or NULL */
 };
@@ -561,6 +568,8 @@ static void watch_pass_done(void *ctx, const struct engine_result *res)
     else if (!w->o->quiet && res->status != MS_ELOCKED)
         output_summary(stdout, "sync", res, false);
     fflush(stdout);
+    if (res->status != MS_ELOCKED)
+        hooks_run(w->acct, "watch", res);
     /* systemctl status shows how the last pass went */
     size_t fetched = 0, uploaded = 0;
     for (size_t i = 0; i < res->nfolders; i++) {
@@ -597,7 +606,7 @@ static int cmd_watch(const struct options *o, struct account **acc, size_t n)
     catch_stop_signals(o, false);
     bool supervised = sdnotify_init();
     struct engine_options eo = engine_opts(o);
-    struct watch_out out = {.o = o, .inner = eo.progress};
+    struct watch_out out = {.o = o, .acct = acc[0], .inner = eo.progress};
     struct engine_watch w = {.interval_s = o->interval ? o->interval : 300, .stop = &stop_signal,
                              .pass_done = watch_pass_done, .ctx = &out};
     static struct engine_progress wd_progress;

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,6 +108,34 @@ void output_note_error(const char *text)
     pthread_mutex_unlock(&log_lock);
 }
 
+/* stderr is systemd's journal stream ($JOURNAL_STREAM names its device and
+ * inode): then each line starts with its syslog priority, "<3>" for an
+ * error, which journald takes off and keeps (`journalctl -p err`). */
+static int journal_stream = -1; /* -1: not looked at yet */
+
+static bool stderr_is_journal(void)
+{
+    if (journal_stream < 0) {
+        const char *v = getenv("JOURNAL_STREAM");
+        unsigned long long dev = 0, ino = 0;
+        struct stat st;
+        journal_stream = v && sscanf(v, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+                         (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+    }
+    return journal_stream == 1;
+}
+
+static int syslog_priority(enum log_level level)
+{
+    switch (level) {
+    case LOG_FATAL: return 2; /* crit */
+    case LOG_ERROR: return 3; /* err */
+    case LOG_WARN: return 4;  /* warning */
+    case LOG_INFO: return 6;  /* info */
+    default: return 7;        /* debug: -v, -vv */
+    }
+}
+
 void output_log_line(enum log_level level, const char *text)
 {
     const char *prefix = "";
@@ -118,6 +147,8 @@ void output_log_line(enum log_level level, const char *text)
         prefix = "mailsync: warning: ";
     pthread_mutex_lock(&log_lock);
     output_clear_line();
+    if (stderr_is_journal())
+        fprintf(stderr, "<%d>", syslog_priority(level));
     fprintf(stderr, "%s%s\n", prefix, text);
     if (level <= LOG_ERROR)
         snprintf(last_error, sizeof last_error, "%s", text);
@@ -522,7 +553,7 @@ static void json_plan(FILE *out, const char *account)
     fputc(']', out);
 }
 
-void output_json_results(FILE *out, const char *command, const struct engine_result *r, size_t n, int exit_code,
+static void json_results(FILE *out, const char *command, const struct engine_result *r, size_t n, int exit_code,
                          bool dry_run)
 {
     fputs("{\"command\":", out);
@@ -546,8 +577,19 @@ void output_json_results(FILE *out, const char *command, const struct engine_res
         fputc('}', out);
     }
     fputs("]}\n", out);
+}
+
+void output_json_results(FILE *out, const char *command, const struct engine_result *r, size_t n, int exit_code,
+                         bool dry_run)
+{
+    json_results(out, command, r, n, exit_code, dry_run);
     json_documents++;
     plans_free();
+}
+
+void output_json_copy(FILE *out, const char *command, const struct engine_result *r, int exit_code)
+{
+    json_results(out, command, r, 1, exit_code, false);
 }
 
 void output_json_error(FILE *out, const char *command, int exit_code)
@@ -699,13 +741,17 @@ void output_folders_text(FILE *out, const struct account *a, const struct engine
     for (size_t j = 0; j < n; j++) {
         output_name_column(out, m[j].name, 32);
         if (m[j].noselect)
-            fprintf(out, "(no messages: \\Noselect)\n");
+            fprintf(out, "(no messages: \\Noselect)");
         else if (!m[j].path)
-            fprintf(out, "(skipped: %s)\n", m[j].why);
+            fprintf(out, "(skipped: %s)", m[j].why);
         else if (!m[j].selected)
-            fprintf(out, "(excluded) %s/%s\n", a->maildir, m[j].path);
+            fprintf(out, "(excluded) %s/%s", a->maildir, m[j].path);
         else
-            fprintf(out, "-> %s/%s\n", a->maildir, m[j].path);
+            fprintf(out, "-> %s/%s", a->maildir, m[j].path);
+        char roles[80];
+        if (m[j].roles) /* SPECIAL-USE: what the server says the folder is for */
+            fprintf(out, "  %s", names_roles_text(m[j].roles, roles, sizeof roles));
+        fputc('\n', out);
     }
 }
 
@@ -736,6 +782,17 @@ void output_folders_json(FILE *out, const struct account *a, int rc, const char 
         fprintf(out, ",\"selected\":%s,\"noselect\":%s,\"skipped\":", m[j].selected ? "true" : "false",
                 m[j].noselect ? "true" : "false");
         output_json_string(out, !m[j].path && !m[j].noselect ? m[j].why : NULL);
+        /* SPECIAL-USE roles, as IMAP names them ("\\Trash") */
+        fputs(",\"roles\":[", out);
+        for (unsigned bit = 1, k = 0; bit && bit <= m[j].roles; bit <<= 1) {
+            char role[24];
+            if (!(m[j].roles & bit))
+                continue;
+            if (k++)
+                fputc(',', out);
+            output_json_string(out, names_roles_text(bit, role, sizeof role));
+        }
+        fputc(']', out);
         fputc('}', out);
     }
     fputs("]}", out);

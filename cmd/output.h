@@ -64,6 +64,10 @@ void output_json_string(FILE *out, const char *s);
 void output_json_results(FILE *out, const char *command, const struct engine_result *r, size_t n, int exit_code,
                          bool dry_run);
 
+/* The same document for one account's result, for another reader (a
+ * hook's stdin): not counted as the command's own, no plan. */
+void output_json_copy(FILE *out, const char *command, const struct engine_result *r, int exit_code);
+
 /* How many JSON documents were written so far (by any output_json_*). */
 unsigned output_json_documents(void);
 

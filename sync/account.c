@@ -30,6 +30,8 @@ void account_free(struct account *a)
         free(a->folders[i]);
     free(a->folders);
     free(a->trash);
+    free(a->post_sync_command);
+    free(a->new_mail_command);
     memset(a, 0, sizeof *a);
 }
 

@@ -54,6 +54,10 @@ struct account {
     bool leave_on_server;      /* pop3; default true */
     int max_delete;            /* percent, default 50 */
     int timeout;               /* seconds of no progress before giving up; default 60 */
+    /* Run by the program after each run of the account (cmd/hooks.c). */
+    char *post_sync_command;   /* optional: after every run (watch passes too) */
+    char *new_mail_command;    /* optional: after a run that brought new mail */
+    int hook_timeout;          /* seconds a hook may take; default 60 */
 };
 
 void account_free(struct account *a);

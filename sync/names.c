@@ -748,7 +748,49 @@ static char *inbox_normalised(const char *s)
     return c;
 }
 
-bool names_folder_selected(const char *name, char *const *patterns, size_t npatterns)
+static const struct {
+    unsigned bit;
+    const char *name;
+} role_names[] = {
+    {FOLDER_ROLE_ALL, "\\All"},     {FOLDER_ROLE_ARCHIVE, "\\Archive"}, {FOLDER_ROLE_DRAFTS, "\\Drafts"},
+    {FOLDER_ROLE_FLAGGED, "\\Flagged"}, {FOLDER_ROLE_JUNK, "\\Junk"},       {FOLDER_ROLE_SENT, "\\Sent"},
+    {FOLDER_ROLE_TRASH, "\\Trash"},
+};
+
+unsigned names_role_bit(const char *name, bool bare)
+{
+    if (!name)
+        return 0;
+    if (*name == '\\')
+        name++;
+    else if (!bare)
+        return 0;
+    for (size_t i = 0; i < sizeof role_names / sizeof *role_names; i++)
+        if (strcasecmp(name, role_names[i].name + 1) == 0)
+            return role_names[i].bit;
+    return 0;
+}
+
+const char *names_roles_text(unsigned roles, char *buf, size_t len)
+{
+    size_t at = 0;
+    if (len)
+        buf[0] = '\0';
+    for (size_t i = 0; i < sizeof role_names / sizeof *role_names; i++) {
+        if (!(roles & role_names[i].bit))
+            continue;
+        int k = snprintf(buf + at, len > at ? len - at : 0, "%s%s", at ? " " : "", role_names[i].name);
+        if (k < 0 || (size_t)k >= (len > at ? len - at : 0)) {
+            if (at < len)
+                buf[at] = '\0'; /* whole names only */
+            break;
+        }
+        at += (size_t)k;
+    }
+    return buf;
+}
+
+bool names_folder_selected(const char *name, unsigned roles, char *const *patterns, size_t npatterns)
 {
     if (!name)
         return false;
@@ -759,6 +801,12 @@ bool names_folder_selected(const char *name, char *const *patterns, size_t npatt
         if (!pat)
             continue;
         bool negate = pat[0] == '!';
+        unsigned role = names_role_bit(negate ? pat + 1 : pat, false);
+        if (role) {
+            if (roles & role)
+                selected = !negate;
+            continue;
+        }
         char *npat = inbox_normalised(negate ? pat + 1 : pat);
         if (glob_match(npat, nname))
             selected = !negate;

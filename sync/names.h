@@ -64,11 +64,34 @@ char *names_folder_raw(const char *path, char delim, enum folder_layout layout);
  * does not (no '&' in the name, INBOX), or is no safe path. malloc'd. */
 char *names_raw_path(const char *raw, char delim, enum folder_layout layout);
 
+/* Special-use roles of a server folder (IMAP SPECIAL-USE, RFC 6154):
+ * bits of struct remote_folder.roles. */
+enum {
+    FOLDER_ROLE_ALL = 1u << 0,     /* \All: every message (Gmail's All Mail) */
+    FOLDER_ROLE_ARCHIVE = 1u << 1, /* \Archive */
+    FOLDER_ROLE_DRAFTS = 1u << 2,  /* \Drafts */
+    FOLDER_ROLE_FLAGGED = 1u << 3, /* \Flagged: a virtual folder of flagged mail */
+    FOLDER_ROLE_JUNK = 1u << 4,    /* \Junk */
+    FOLDER_ROLE_SENT = 1u << 5,    /* \Sent */
+    FOLDER_ROLE_TRASH = 1u << 6,   /* \Trash */
+};
+
+/* The FOLDER_ROLE_* bit of a role named as IMAP writes it ("\Trash"; any
+ * case; the backslash may be left out when bare is true), or 0. */
+unsigned names_role_bit(const char *name, bool bare);
+
+/* The roles as IMAP writes them, space separated ("\Sent \Trash"), into
+ * buf (always terminated); "" for none. Returns buf. */
+const char *names_roles_text(unsigned roles, char *buf, size_t len);
+
 /* Whether a folder is selected by the `folders =` patterns. name is the
- * UTF-8 display name with the server's delimiter replaced by '/'.
- * Patterns are tried in order and the last one that matches decides;
- * a leading '!' excludes. '*' matches any run of characters, '%' any run
- * without '/', '?' one character. No pattern matching -> not selected. */
-bool names_folder_selected(const char *name, char *const *patterns, size_t npatterns);
+ * UTF-8 display name with the server's delimiter replaced by '/', roles
+ * its FOLDER_ROLE_* bits. Patterns are tried in order and the last one
+ * that matches decides; a leading '!' excludes. '*' matches any run of
+ * characters, '%' any run without '/', '?' one character. A pattern that
+ * is a role name ("\Junk", any case, see names_role_bit) matches the
+ * folders with that role, not a name. No pattern matching -> not
+ * selected. */
+bool names_folder_selected(const char *name, unsigned roles, char *const *patterns, size_t npatterns);
 
 #endif

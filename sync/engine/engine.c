@@ -167,7 +167,7 @@ static int second_pass(struct run *r, const struct selected *sel, size_t nsel, c
         struct ms_error ferr = {0};
         struct maildir_stamp stamp;
         int frc = MS_OK;
-        if (folders_is_trash(r->acct, &sel[i]))
+        if (folders_is_trash(r, &sel[i]))
             trash = k;
         if (fres->status != MS_OK)
             continue; /* the folder failed in the first pass: nothing more */
@@ -277,7 +277,7 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
          * those down too. */
         size_t k = 0, trash = nsel;
         for (size_t i = 0; i < nsel; i++)
-            if (trash == nsel && do_pull && folders_is_trash(a, &sel[i]))
+            if (trash == nsel && do_pull && folders_is_trash(&r, &sel[i]))
                 trash = i;
             else
                 order[k++] = i;

@@ -180,6 +180,7 @@ struct engine_folder_map {
     const char *why;  /* why path is NULL (static) */
     bool selected;    /* by `folders =` and --folder */
     bool noselect;
+    unsigned roles;   /* FOLDER_ROLE_* (sync/names.h): SPECIAL-USE */
 };
 
 /* LIST and map every folder. */

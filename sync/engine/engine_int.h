@@ -81,6 +81,13 @@ struct run {
     /* This run moved messages into the account's trash folder: its STATUS
      * taken with the LIST is out of date (see folders_is_trash). */
     bool trash_changed;
+    /* The folder local deletions move to: the account's `trash`, or with
+     * `trash = auto` the raw name of the folder the server marks \Trash
+     * (SPECIAL-USE), found by folders_list_selected; NULL for none.
+     * trash_missing: `trash = auto` and the server marks none, so local
+     * deletions wait (push_deletions) rather than be expunged. */
+    char *trash;
+    bool trash_missing;
     /* moves_local.c: the local moves between folders the run pairs
      * (learnt before the first pass; only the paired rows are kept). */
     struct lmove *lmoves;
@@ -114,9 +121,9 @@ struct selected {
     char *path;
 };
 
-/* folders.c: whether sel is the account's `trash` folder (by raw or display name,
- * as push_deletions compares). */
-bool folders_is_trash(const struct account *a, const struct selected *sel);
+/* folders.c: whether sel is the run's trash folder (r->trash, by raw or
+ * display name, as push_deletions compares). */
+bool folders_is_trash(const struct run *r, const struct selected *sel);
 
 /* A local file the state does not know and identity matching could not
  * pair (no Message-ID, or one the server does not show): a download of
@@ -160,7 +167,7 @@ int engine_open_store_and_connect(struct run *r, struct ms_error *err);
 void engine_end_run(struct run *r);
 
 /* folders.c: which folders, in what order */
-bool folders_wanted(const struct account *a, const struct engine_options *opt, const char *name);
+bool folders_wanted(const struct account *a, const struct engine_options *opt, const char *name, unsigned roles);
 void folders_map(const struct account *a, const struct engine_options *opt, const struct remote_folder *f, size_t n,
                  struct engine_folder_map *out);
 /* The state's row of a folder as read for the run's LIST, or NULL. */

@@ -24,9 +24,40 @@
 /* ------------------------------------------------------------------ */
 /* folder selection */
 
-bool folders_is_trash(const struct account *a, const struct selected *sel)
+bool folders_is_trash(const struct run *r, const struct selected *sel)
 {
-    return a->trash && *a->trash && (strcmp(a->trash, sel->raw) == 0 || strcmp(a->trash, sel->name) == 0);
+    return r->trash && *r->trash && (strcmp(r->trash, sel->raw) == 0 || strcmp(r->trash, sel->name) == 0);
+}
+
+static bool trash_is_auto(const struct account *a)
+{
+    return a->trash && strcasecmp(a->trash, "auto") == 0;
+}
+
+/* The run's trash folder (r->trash): the account's `trash`, or with
+ * `trash = auto` the first selectable folder the listing marks \Trash. */
+static void find_trash(struct run *r, const struct remote_folder *f, size_t n)
+{
+    free(r->trash);
+    r->trash = NULL;
+    r->trash_missing = false;
+    if (!trash_is_auto(r->acct)) {
+        if (r->acct->trash && *r->acct->trash)
+            r->trash = xstrdup(r->acct->trash);
+        return;
+    }
+    for (size_t i = 0; i < n && !r->trash; i++)
+        if ((f[i].roles & FOLDER_ROLE_TRASH) && !f[i].noselect)
+            r->trash = xstrdup(f[i].name);
+    if (r->trash) {
+        char *name = names_display(r->trash);
+        log_msg(LOG_VERBOSE, "trash = auto: the server marks \"%s\" as \\Trash", log_escape(name, strlen(name), 200));
+        free(name);
+        return;
+    }
+    r->trash_missing = true;
+    log_msg(LOG_WARN, "trash = auto: the server marks no folder as \\Trash (that needs SPECIAL-USE, RFC 6154); "
+                      "messages deleted locally stay on the server until `trash` names a folder");
 }
 
 /* The name people see and patterns match: UTF-8, '/' between levels, and
@@ -44,10 +75,11 @@ static char *display_name(const struct remote_folder *f)
 }
 
 /* Selected by the account's `folders =` and by --folder (if any). */
-bool folders_wanted(const struct account *a, const struct engine_options *opt, const char *name)
+bool folders_wanted(const struct account *a, const struct engine_options *opt, const char *name, unsigned roles)
 {
-    return names_folder_selected(name, a->folders, a->nfolders) &&
-           (opt->nfolder_patterns == 0 || names_folder_selected(name, opt->folder_patterns, opt->nfolder_patterns));
+    return names_folder_selected(name, roles, a->folders, a->nfolders) &&
+           (opt->nfolder_patterns == 0 ||
+            names_folder_selected(name, roles, opt->folder_patterns, opt->nfolder_patterns));
 }
 
 void folders_map(const struct account *a, const struct engine_options *opt, const struct remote_folder *f,
@@ -58,8 +90,9 @@ void folders_map(const struct account *a, const struct engine_options *opt, cons
         m->raw = xstrdup(f[i].name);
         m->name = display_name(&f[i]);
         m->noselect = f[i].noselect;
+        m->roles = f[i].roles;
         m->path = names_folder_path(f[i].name, f[i].delim, a->layout, &m->why);
-        m->selected = !m->noselect && m->path && folders_wanted(a, opt, m->name);
+        m->selected = !m->noselect && m->path && folders_wanted(a, opt, m->name, m->roles);
         /* Two server names on one path would mix two folders: keep the
          * first, refuse the second. */
         for (size_t j = 0; m->path && j < i; j++)
@@ -176,7 +209,9 @@ static bool skip_candidate(const struct run *r, const struct state_folder *f)
      * patterns see; with another one a wanted folder may be missed here
      * (it then gets its own STATUS later) or an unwanted one asked for. */
     char *name = names_display(f->name);
-    bool wanted = folders_wanted(r->acct, r->opt, name);
+    /* Nor are the roles (a role pattern): a folder taken for one without
+     * costs a STATUS, a wanted one missed gets its own. */
+    bool wanted = folders_wanted(r->acct, r->opt, name, 0);
     free(name);
     return wanted;
 }
@@ -307,6 +342,7 @@ int folders_list_selected(struct run *r, struct selected **out, size_t *nout, st
     int rc = list_folders(r, &f, &n, err);
     if (rc)
         return rc;
+    find_trash(r, f, n);
     struct engine_folder_map *map = xcalloc(n, sizeof *map);
     folders_map(r->acct, r->opt, f, n, map);
     r->server_paths = xcalloc(n + 1, sizeof *r->server_paths);
@@ -321,7 +357,7 @@ int folders_list_selected(struct run *r, struct selected **out, size_t *nout, st
     struct selected *sel = xcalloc(n, sizeof *sel);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!map[i].path && !map[i].noselect && folders_wanted(r->acct, r->opt, map[i].name)) {
+        if (!map[i].path && !map[i].noselect && folders_wanted(r->acct, r->opt, map[i].name, map[i].roles)) {
             /* Its mail is not synced: the run must not claim it was. */
             struct ms_error e;
             ms_error_set(&e, MS_EPARTIAL, "skipped server folder \"%s\": %s",
@@ -363,7 +399,7 @@ void folders_report_vanished(struct run *r, const struct selected *sel, size_t n
         if (listed || !f[i].last_sync)
             continue;
         char *name = names_display(f[i].name);
-        if (folders_wanted(r->acct, r->opt, name))
+        if (folders_wanted(r->acct, r->opt, name, 0))
             log_msg(LOG_WARN, "folder \"%s\" is no longer on the server; its local copy %s/%s is kept",
                     log_escape(name, strlen(name), 200), r->acct->maildir, f[i].path ? f[i].path : "?");
         free(name);
@@ -441,7 +477,7 @@ int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, str
         for (char *p = name; r->delim && r->delim != '/' && *p; p++)
             if (*p == r->delim)
                 *p = '/';
-        if (!folders_wanted(r->acct, r->opt, name)) {
+        if (!folders_wanted(r->acct, r->opt, name, 0)) {
             free(raw);
             free(name);
             continue;

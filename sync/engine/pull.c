@@ -419,7 +419,7 @@ static int unchanged_since_last_sync(struct run *r, const struct selected *sel, 
     if (!remote_can(r->remote, REMOTE_CHANGES) || !pull_may_be_unchanged(sf))
         return MS_OK;
     const struct remote_status *early = folders_known_status(r, sel->raw);
-    if (r->trash_changed && folders_is_trash(r->acct, sel))
+    if (r->trash_changed && folders_is_trash(r, sel))
         early = NULL; /* this run's push moved messages into it since */
     if (early && early->uidvalidity) {
         st = *early;

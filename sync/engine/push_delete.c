@@ -160,7 +160,7 @@ static bool trash_journalled(struct push_ctx *c)
 static int copy_to_trash(struct push_ctx *c, const uint32_t *uids, size_t n, struct ms_error *err)
 {
     struct run *r = c->r;
-    const char *dest = r->acct->trash;
+    const char *dest = r->trash;
     struct trash_rows j = {0};
     bool *done = xcalloc(n + 1, sizeof *done);
     bool *want = NULL, *found = NULL;
@@ -301,14 +301,23 @@ int push_deletions(struct push_ctx *c, const struct push_plan *p, struct ms_erro
         if (p->actions[i].op == PUSH_DELETE)
             uids[n++] = p->actions[i].uid;
     int rc = MS_OK;
-    bool to_trash = a->trash && *a->trash && !folders_is_trash(a, c->sel);
+    bool to_trash = r->trash && *r->trash && !folders_is_trash(r, c->sel);
     bool keep_rows = false;
     if (n == 0)
         goto out;
+    if (r->trash_missing) {
+        /* trash = auto found no \Trash: expunging would lose what the user
+         * wanted kept there. The rows stay; the next run tries again. */
+        rc = ms_error_set(err, MS_EPARTIAL,
+                          "%s: %zu messages deleted locally are not deleted on the server: trash = auto, but the "
+                          "server marks no folder as \\Trash (set trash = NAME)",
+                          c->sel->name, n);
+        goto out;
+    }
     if (to_trash && !remote_can(r->remote, REMOTE_MOVE) && !remote_can(r->remote, REMOTE_EXACT)) {
         log_msg(LOG_WARN, "%s: the server has neither MOVE nor UIDPLUS: %zu messages deleted locally are flagged "
                           "\\Deleted instead of moved to %s",
-                c->sel->name, n, a->trash);
+                c->sel->name, n, r->trash);
         to_trash = false;
     }
     /* UID MOVE is atomic: nothing to journal. But a message an interrupted
@@ -317,7 +326,7 @@ int push_deletions(struct push_ctx *c, const struct push_plan *p, struct ms_erro
     bool move = to_trash && remote_can(r->remote, REMOTE_MOVE) &&
                 !(remote_can(r->remote, REMOTE_EXACT) && trash_journalled(c));
     if (move) {
-        rc = r->remote->ops->move(r->remote, uids, n, a->trash, err);
+        rc = r->remote->ops->move(r->remote, uids, n, r->trash, err);
     } else if (to_trash) {
         /* RFC 6851's fallback, journalled (copy_to_trash), then the exact
          * removal of only these (REMOTE_EXACT: \Deleted + UID EXPUNGE) */

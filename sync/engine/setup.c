@@ -193,6 +193,8 @@ void engine_end_run(struct run *r)
 {
     state_folders_free(r->known, r->nknown);
     free(r->known_status);
+    free(r->trash);
+    r->trash = NULL;
     r->known = NULL;
     r->known_status = NULL;
     r->nknown = 0;

@@ -59,6 +59,7 @@ struct imap_session {
     struct fetch_ctx *fetch;
     bool enable_tried; /* ENABLE QRESYNC was sent (once per session) */
     bool qresync;      /* ...and the server confirmed it */
+    bool id_tried;     /* ID (RFC 2971) was sent (once per session) */
     /* imap_examine_ahead(): EXAMINEs sent, answers not read yet, in the
      * order sent (ahead[ahead_next..nahead)). */
     struct queued_examine *ahead;

@@ -21,6 +21,7 @@
 #include <libetpan/libetpan.h>
 
 #include "sync/log.h"
+#include "sync/names.h"
 
 /* ======================================================================
  * LIST, SELECT
@@ -50,57 +51,71 @@ static bool mailbox_noselect(const struct mailimap_mbx_list_flags *fl)
     return false;
 }
 
-/* Append the LIST responses in list to *f (*n entries, *cap allocated).
- * Returns false if out of memory. */
-static bool add_folders(clist *list, struct remote_folder **f, size_t *n, size_t *cap)
+/* The SPECIAL-USE roles (RFC 6154) among a LIST entry's attributes. */
+static unsigned mailbox_roles(const struct mailimap_mbx_list_flags *fl)
 {
-    for (clistiter *it = list ? clist_begin(list) : NULL; it; it = clist_next(it)) {
-        struct mailimap_mailbox_list *mb = clist_content(it);
-        if (!mb || !mb->mb_name)
-            continue;
-        if (*n == *cap) {
-            size_t ncap = *cap ? *cap * 2 : 16;
-            struct remote_folder *g = realloc(*f, ncap * sizeof *g);
-            if (!g)
-                return false;
-            *f = g;
-            *cap = ncap;
-        }
-        struct remote_folder *x = &(*f)[*n];
-        *x = (struct remote_folder){0};
-        x->name = strdup(mb->mb_name);
-        if (!x->name)
-            return false;
-        x->delim = mb->mb_delimiter;
-        x->noselect = mailbox_noselect(mb->mb_flag);
-        (*n)++;
+    unsigned roles = 0;
+    for (clistiter *it = fl && fl->mbf_oflags ? clist_begin(fl->mbf_oflags) : NULL; it; it = clist_next(it)) {
+        struct mailimap_mbx_list_oflag *of = clist_content(it);
+        /* libetpan keeps a flag-extension ("\\" atom) without its backslash */
+        if (of && of->of_type == MAILIMAP_MBX_LIST_OFLAG_FLAG_EXT && of->of_flag_ext)
+            roles |= names_role_bit(of->of_flag_ext, true);
     }
+    return roles;
+}
+
+/* Append the LIST entry mb to *f (*n entries, *cap allocated), with its
+ * roles when the server offers SPECIAL-USE (without it, attributes that
+ * look like roles mean nothing we were promised). Returns false if out of
+ * memory. */
+static bool add_folder(const struct mailimap_mailbox_list *mb, bool roles, struct remote_folder **f, size_t *n,
+                       size_t *cap)
+{
+    if (!mb || !mb->mb_name)
+        return true;
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        struct remote_folder *g = realloc(*f, ncap * sizeof *g);
+        if (!g)
+            return false;
+        *f = g;
+        *cap = ncap;
+    }
+    struct remote_folder *x = &(*f)[*n];
+    *x = (struct remote_folder){.name = strdup(mb->mb_name),
+                                .delim = mb->mb_delimiter,
+                                .noselect = mailbox_noselect(mb->mb_flag),
+                                .roles = roles ? mailbox_roles(mb->mb_flag) : 0};
+    if (!x->name)
+        return false;
+    (*n)++;
     return true;
 }
 
 int imap_list(struct imap_session *s, struct remote_folder **out, size_t *n, struct ms_error *err)
 {
-    *out = NULL;
-    *n = 0;
-    int rc = imap_ready(s, false, err);
-    if (rc != MS_OK)
-        return rc;
-    clist *list = NULL;
-    int r = mailimap_list(s->imap, "", "*", &list);
+    /* the same pipeline as a sync run's (ID goes along), without STATUS */
+    return imap_status_and_list(s, false, NULL, 0, NULL, out, n, err);
+}
+
+/* ID (RFC 2971): mailsync's name and version. */
+#define ID_COMMAND "ID (\"name\" \"mailsync\" \"version\" \"" MAILSYNC_VERSION "\")"
+
+/* ID on its own, for a session whose first command is not the listing
+ * pipeline (an extra connection's EXAMINE): some servers refuse a SELECT
+ * before it. A refusal (NO) changes nothing. */
+static int send_id_alone(struct imap_session *s, struct ms_error *err)
+{
+    if (s->id_tried || !imap_has_capability(s, "ID"))
+        return MS_OK;
+    s->id_tried = true;
+    int state;
+    int r = imap_plain_command(s, ID_COMMAND, &state);
     if (r != MAILIMAP_NO_ERROR)
-        return imap_fail_call(s, r, "LIST", err);
-    struct remote_folder *f = NULL;
-    size_t nf = 0, cap = 0;
-    bool ok = add_folders(list, &f, &nf, &cap);
-    if (list)
-        mailimap_list_result_free(list);
-    if (!ok) {
-        remote_folders_free(f, nf);
-        return ms_error_set(err, MS_ELOCAL, "out of memory");
-    }
-    *out = f ? f : calloc(1, sizeof *f);
-    *n = nf;
-    return *out ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
+        return imap_fail_call(s, r, "ID", err);
+    if (state != MAILIMAP_RESP_COND_STATE_OK)
+        log_msg(LOG_VERBOSE, "%s: the server refused ID: %s", s->host, imap_server_text(s));
+    return MS_OK;
 }
 
 int imap_select(struct imap_session *s, const char *name, bool read_write, struct remote_box *out, struct ms_error *err)
@@ -108,6 +123,8 @@ int imap_select(struct imap_session *s, const char *name, bool read_write, struc
     memset(out, 0, sizeof *out);
     char shown[120];
     int rc = imap_folder_cmd_start(s, name, shown, sizeof shown, err);
+    if (rc == MS_OK)
+        rc = send_id_alone(s, err);
     if (rc != MS_OK)
         return rc;
     free(s->reselect); /* whatever is selected next, it is this one */
@@ -280,6 +297,50 @@ bool imap_qresync_enabled(const struct imap_session *s)
     return s && s->qresync;
 }
 
+/* ----------------------------------------------------------------------
+ * The listing pipeline: [ID] [ENABLE] then either one LIST that brings
+ * every folder's STATUS along (LIST-STATUS, RFC 5819) or the STATUS
+ * commands and a plain LIST, all sent before the first answer is read.
+ * -------------------------------------------------------------------- */
+
+/* libetpan 1.9.4 exports its response parser but installs no header for
+ * it (mailimap_parser.h); declared as its source does. It parses one whole
+ * response without storing it in the session, which keeps only the last
+ * STATUS of a response: a LIST-STATUS answer holds one per folder. */
+struct mailimap_parser_context *mailimap_parser_context_new(mailimap *session);
+void mailimap_parser_context_free(struct mailimap_parser_context *ctx);
+int mailimap_response_parse(mailstream *fd, MMAPString *buffer, struct mailimap_parser_context *parser_ctx,
+                            size_t *indx, struct mailimap_response **result, size_t progr_rate,
+                            progress_function *progr_fun);
+
+/* At most this many commands of imap_status_and_list are in flight: the
+ * round trips are still hidden, and neither side's buffers can fill up
+ * while the other waits for it to read (a deadlock with hundreds). */
+#define PIPELINE_MAX 32
+
+struct pipeline {
+    struct imap_session *s;
+    const char *const *names;
+    size_t n;
+    bool condstore;
+    const char *items; /* the STATUS items, " (MESSAGES ...)\r\n" */
+    char list[160];    /* the LIST command after its tag, "\r\n" included */
+    bool id;           /* ID still to go out (first) */
+    bool enable;       /* ENABLE QRESYNC CONDSTORE still to go out */
+    bool list_status;  /* the LIST brings the STATUS answers: no STATUS commands */
+    bool roles;        /* the server offers SPECIAL-USE: read the folders' roles */
+    size_t next;       /* next index into names to consider */
+    size_t total;      /* commands to send */
+    size_t sent;
+    int id_tag, list_tag; /* 0 until sent */
+    /* the answers */
+    struct remote_status *st;
+    bool *got; /* per name: its STATUS came */
+    struct remote_folder *f;
+    size_t nf, cap;
+    int list_state; /* the LIST's tagged state, -1 until it came */
+};
+
 /* Can a STATUS for name go out as a plain quoted string? Printable ASCII
  * only (a name with 8-bit bytes would need a literal). */
 static bool quotable_name(const char *name)
@@ -292,80 +353,178 @@ static bool quotable_name(const char *name)
     return true;
 }
 
-/* After each complete response of the pipeline: the STATUS data it carried
- * (matched to a requested name by mailbox, whichever command it came
- * with) and its LIST entries. Returns false if out of memory. */
-static bool take_pipelined(struct imap_session *s, const char *const *names, size_t n, bool condstore,
-                           struct remote_status *st, bool *got, struct remote_folder **f, size_t *nf, size_t *cap)
-{
-    struct mailimap_response_info *ri = s->imap->imap_response_info;
-    if (!ri)
-        return true;
-    for (clistiter *it = ri->rsp_extension_list ? clist_begin(ri->rsp_extension_list) : NULL; it; it = clist_next(it)) {
-        /* ENABLED (libetpan's type 0 of its ENABLE extension) */
-        struct mailimap_extension_data *e = imap_ext_item(it, MAILIMAP_EXTENSION_ENABLE, 0);
-        if (e && lists_qresync(e->ext_data))
-            s->qresync = true;
-    }
-    struct mailimap_mailbox_data_status *d = ri->rsp_status;
-    for (size_t i = 0; d && i < n; i++)
-        if (!got[i] && names[i] && same_mailbox(d->st_mailbox, names[i])) {
-            status_values(d, condstore, &st[i]);
-            got[i] = true;
-            break;
-        }
-    return add_folders(ri->rsp_mailbox_list, f, nf, cap);
-}
-
-/* At most this many commands of imap_status_and_list are in flight: the
- * round trips are still hidden, and neither side's buffers can fill up
- * while the other waits for it to read (a deadlock with hundreds). */
-#define PIPELINE_MAX 32
-
-struct pipeline {
-    struct imap_session *s;
-    const char *const *names;
-    size_t n;
-    const char *items;
-    bool enable;  /* ENABLE QRESYNC CONDSTORE still to go out (first) */
-    size_t next;  /* next index into names to consider */
-    size_t total; /* commands to send: the STATUSes asked + the LIST */
-    size_t sent;
-    int list_tag; /* 0 until the LIST is sent */
-};
-
-/* Send the next STATUS, or the LIST once they are all out (no flush). */
+/* Send the next command (not flushed): ID, ENABLE, the STATUSes, the
+ * LIST last. */
 static int pipeline_send_next(struct pipeline *p)
 {
     mailimap *imap = p->s->imap;
     mailstream *stream = imap->imap_stream;
-    while (p->next < p->n && !quotable_name(p->names[p->next]))
+    while (!p->list_status && p->next < p->n && !quotable_name(p->names[p->next]))
         p->next++;
-    int r;
-    if (p->enable) {
+    int r = mailimap_send_current_tag(imap);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    if (p->id) {
+        p->id = false;
+        p->s->id_tried = true;
+        p->id_tag = imap->imap_tag;
+        if (imap_stream_puts(stream, ID_COMMAND "\r\n"))
+            r = MAILIMAP_ERROR_STREAM;
+    } else if (p->enable) {
         p->enable = false;
         p->s->enable_tried = true;
-        r = mailimap_send_current_tag(imap);
-        if (r == MAILIMAP_NO_ERROR && imap_stream_puts(stream, "ENABLE QRESYNC CONDSTORE\r\n"))
+        if (imap_stream_puts(stream, "ENABLE QRESYNC CONDSTORE\r\n"))
             r = MAILIMAP_ERROR_STREAM;
-    } else if (p->next < p->n) {
+    } else if (!p->list_status && p->next < p->n) {
         char *q = imap_quote_name(p->names[p->next++]);
         if (!q)
             return MAILIMAP_ERROR_MEMORY;
-        r = mailimap_send_current_tag(imap);
-        if (r == MAILIMAP_NO_ERROR &&
-            (imap_stream_puts(stream, "STATUS ") || imap_stream_puts(stream, q) || imap_stream_puts(stream, p->items)))
+        if (imap_stream_puts(stream, "STATUS ") || imap_stream_puts(stream, q) || imap_stream_puts(stream, p->items))
             r = MAILIMAP_ERROR_STREAM;
         free(q);
     } else {
-        r = mailimap_send_current_tag(imap);
-        if (r == MAILIMAP_NO_ERROR && imap_stream_puts(stream, "LIST \"\" \"*\"\r\n"))
-            r = MAILIMAP_ERROR_STREAM;
         p->list_tag = imap->imap_tag;
+        if (imap_stream_puts(stream, p->list))
+            r = MAILIMAP_ERROR_STREAM;
     }
     if (r == MAILIMAP_NO_ERROR)
         p->sent++;
     return r;
+}
+
+/* Read one complete response (untagged data, then its tagged or fatal
+ * end) into *out, as libetpan's mailimap_parse_response would, but
+ * without its storing (see above); the tagged text is kept for
+ * imap_server_text(). A libetpan error code. */
+static int read_response(struct imap_session *s, struct mailimap_response **out)
+{
+    mailimap *imap = s->imap;
+    *out = NULL;
+    if (!mailimap_read_line(imap))
+        return MAILIMAP_ERROR_STREAM;
+    struct mailimap_parser_context *ctx = mailimap_parser_context_new(imap);
+    if (!ctx)
+        return MAILIMAP_ERROR_MEMORY;
+    size_t indx = 0;
+    int r = mailimap_response_parse(imap->imap_stream, imap->imap_stream_buffer, ctx, &indx, out,
+                                    imap->imap_progr_rate, imap->imap_progr_fun);
+    mailimap_parser_context_free(ctx);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    struct mailimap_response_done *done = (*out)->rsp_resp_done;
+    if (!done || done->rsp_type != MAILIMAP_RESP_DONE_TYPE_TAGGED || !done->rsp_data.rsp_tagged ||
+        !done->rsp_data.rsp_tagged->rsp_cond_state) {
+        mailimap_response_free(*out);
+        *out = NULL;
+        return MAILIMAP_ERROR_FATAL; /* BYE */
+    }
+    struct mailimap_resp_text *t = done->rsp_data.rsp_tagged->rsp_cond_state->rsp_text;
+    if (!mmap_string_assign(imap->imap_response_buffer, t && t->rsp_text ? t->rsp_text : "")) {
+        mailimap_response_free(*out);
+        *out = NULL;
+        return MAILIMAP_ERROR_MEMORY;
+    }
+    imap->imap_response = imap->imap_response_buffer->str;
+    return MAILIMAP_NO_ERROR;
+}
+
+/* The tag of a tagged response as our number (mailimap_send_current_tag's
+ * decimal tags), or 0. */
+static int response_tag(const struct mailimap_response *resp)
+{
+    const char *t = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_tag;
+    char *end = NULL;
+    long v = t && *t >= '0' && *t <= '9' ? strtol(t, &end, 10) : 0;
+    return end && *end == '\0' && v > 0 && v <= 0x7fffffff ? (int)v : 0;
+}
+
+static bool ext_is(const struct mailimap_extension_data *e, int id, int type)
+{
+    return e && e->ext_extension && e->ext_extension->ext_id == id && e->ext_type == type && e->ext_data;
+}
+
+/* The server's ID answer, for -v: its name and version (hostile text,
+ * escaped). */
+static void log_server_id(const struct imap_session *s, const struct mailimap_id_params_list *l)
+{
+    const char *name = NULL, *version = NULL;
+    for (clistiter *it = l && l->idpa_list ? clist_begin(l->idpa_list) : NULL; it; it = clist_next(it)) {
+        const struct mailimap_id_param *pa = clist_content(it);
+        if (pa && pa->idpa_name && pa->idpa_value && strcasecmp(pa->idpa_name, "name") == 0)
+            name = pa->idpa_value;
+        else if (pa && pa->idpa_name && pa->idpa_value && strcasecmp(pa->idpa_name, "version") == 0)
+            version = pa->idpa_value;
+    }
+    char n[80], v[80];
+    imap_escape_text(name ? name : "", name ? strnlen(name, 60) : 0, n, sizeof n);
+    imap_escape_text(version ? version : "", version ? strnlen(version, 60) : 0, v, sizeof v);
+    log_msg(LOG_VERBOSE, "%s: ID: the server is %s%s%s", s->host, name ? n : "(unnamed)", version ? " " : "",
+            version ? v : "");
+}
+
+/* An extension's data in a response (ENABLED, ID). */
+static void take_extension(struct pipeline *p, const struct mailimap_extension_data *e)
+{
+    /* ENABLED (libetpan's type 0 of its ENABLE extension) */
+    if (ext_is(e, MAILIMAP_EXTENSION_ENABLE, 0) && lists_qresync(e->ext_data))
+        p->s->qresync = true;
+    else if (ext_is(e, MAILIMAP_EXTENSION_ID, 0))
+        log_server_id(p->s, e->ext_data);
+}
+
+/* A STATUS answer, matched to a requested name by mailbox (whichever
+ * command it came with). */
+static void take_status(struct pipeline *p, const struct mailimap_mailbox_data_status *d)
+{
+    for (size_t i = 0; d && i < p->n; i++)
+        if (!p->got[i] && p->names[i] && same_mailbox(d->st_mailbox, p->names[i])) {
+            status_values(d, p->condstore, &p->st[i]);
+            p->got[i] = true;
+            return;
+        }
+}
+
+/* The data of one complete response of the pipeline. Returns false if out
+ * of memory. */
+static bool take_response(struct pipeline *p, const struct mailimap_response *resp)
+{
+    clist *l = resp->rsp_cont_req_or_resp_data_list;
+    for (clistiter *it = l ? clist_begin(l) : NULL; it; it = clist_next(it)) {
+        const struct mailimap_cont_req_or_resp_data *c = clist_content(it);
+        const struct mailimap_response_data *d =
+            c && c->rsp_type == MAILIMAP_RESP_RESP_DATA ? c->rsp_data.rsp_resp_data : NULL;
+        if (!d)
+            continue;
+        if (d->rsp_type == MAILIMAP_RESP_DATA_TYPE_EXTENSION_DATA) {
+            take_extension(p, d->rsp_data.rsp_extension_data);
+            continue;
+        }
+        const struct mailimap_mailbox_data *mb =
+            d->rsp_type == MAILIMAP_RESP_DATA_TYPE_MAILBOX_DATA ? d->rsp_data.rsp_mailbox_data : NULL;
+        if (!mb)
+            continue;
+        if (mb->mbd_type == MAILIMAP_MAILBOX_DATA_LIST && !add_folder(mb->mbd_data.mbd_list, p->roles, &p->f, &p->nf, &p->cap))
+            return false;
+        if (mb->mbd_type == MAILIMAP_MAILBOX_DATA_STATUS)
+            take_status(p, mb->mbd_data.mbd_status);
+        if (mb->mbd_type == MAILIMAP_MAILBOX_DATA_EXTENSION_DATA)
+            take_extension(p, mb->mbd_data.mbd_extension);
+    }
+    return true;
+}
+
+/* The LIST command's text: with LIST-STATUS (sync runs: names != NULL and
+ * some asked) the STATUS items as a return option, with SPECIAL-USE (and
+ * the LIST-EXTENDED syntax) the roles as one. */
+static void pipeline_list_command(struct pipeline *p, bool special_use_option)
+{
+    char ret[120] = "";
+    if (special_use_option)
+        snprintf(ret, sizeof ret, "SPECIAL-USE");
+    if (p->list_status)
+        snprintf(ret + strlen(ret), sizeof ret - strlen(ret), "%sSTATUS (MESSAGES UIDNEXT UIDVALIDITY%s)",
+                 *ret ? " " : "", p->condstore ? " HIGHESTMODSEQ" : "");
+    snprintf(p->list, sizeof p->list, "LIST \"\" \"*\"%s%s%s\r\n", *ret ? " RETURN (" : "", ret, *ret ? ")" : "");
 }
 
 int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char *const *names, size_t n,
@@ -378,23 +537,31 @@ int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char
     int rc = imap_ready(s, false, err);
     if (rc != MS_OK)
         return rc;
-    bool condstore = session_condstore(s);
     struct pipeline p = {.s = s,
                          .names = names,
-                         .n = n,
+                         .n = names ? n : 0,
+                         .condstore = session_condstore(s),
+                         .st = st,
                          .total = 1,
-                         .items = condstore ? " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n"
-                                            : " (MESSAGES UIDNEXT UIDVALIDITY)\r\n"};
-    bool *got = calloc(n + 1, sizeof *got);
-    if (!got)
+                         .list_state = -1};
+    p.items = p.condstore ? " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n" : " (MESSAGES UIDNEXT UIDVALIDITY)\r\n";
+    p.got = calloc(p.n + 1, sizeof *p.got);
+    if (!p.got)
         return ms_error_set(err, MS_ELOCAL, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        got[i] = !quotable_name(names[i]); /* not asked: nothing to match */
-        p.total += !got[i];
-    }
+    p.list_status = p.n > 0 && imap_has_capability(s, "LIST-STATUS");
+    p.roles = imap_has_capability(s, "SPECIAL-USE");
+    bool extended = imap_has_capability(s, "LIST-EXTENDED") || imap_has_capability(s, "LIST-STATUS");
+    pipeline_list_command(&p, p.roles && extended);
+    for (size_t i = 0; i < p.n && !p.list_status; i++)
+        p.total += quotable_name(names[i]); /* a name that needs a literal is not asked */
     bool enabling = enable_qresync && may_enable_qresync(s);
     p.enable = enabling;
-    p.total += enabling;
+    p.id = !s->id_tried && imap_has_capability(s, "ID");
+    p.total += p.enable + p.id;
+    if (p.list_status)
+        log_msg(LOG_VERBOSE, "%s: LIST-STATUS: the folders and their counters in one command", s->host);
+    if (p.roles)
+        log_msg(LOG_VERBOSE, "%s: SPECIAL-USE: reading the folders' roles", s->host);
     mailimap *imap = s->imap;
     int r = MAILIMAP_NO_ERROR;
     while (r == MAILIMAP_NO_ERROR && p.sent < p.total && p.sent < PIPELINE_MAX)
@@ -404,56 +571,48 @@ int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char
 
     /* Read p.total complete responses, sending one more command after
      * each while some are left. Servers may complete pipelined commands in
-     * any order (RFC 3501 5.5): libetpan expects the tag last sent, parses
-     * every response and keeps its untagged data either way, but returns
-     * MAILIMAP_ERROR_PROTOCOL for other tags. The STATUS data is matched by
-     * mailbox name (a STATUS that failed simply brings none); the LIST's
-     * completion is the one with its tag. */
-    struct remote_folder *f = NULL;
-    size_t nf = 0, cap = 0;
-    int list_state = -1;
+     * any order (RFC 3501 5.5); each response is parsed whole and its
+     * data taken whatever its tag: the STATUS data is matched by mailbox
+     * name (a STATUS that failed simply brings none); the LIST's
+     * completion is the one with its tag. A refused ID changes nothing. */
     for (size_t k = 0; k < p.total && r == MAILIMAP_NO_ERROR; k++) {
         struct mailimap_response *resp = NULL;
-        if (!mailimap_read_line(imap)) {
-            r = MAILIMAP_ERROR_STREAM;
+        r = read_response(s, &resp);
+        if (r != MAILIMAP_NO_ERROR)
             break;
-        }
-        r = mailimap_parse_response(imap, &resp);
-        if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_PROTOCOL)
-            break;
-        bool is_list = r == MAILIMAP_NO_ERROR && p.list_tag && imap->imap_tag == p.list_tag;
-        int state = r == MAILIMAP_NO_ERROR ? resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type : -1;
-        if (resp)
-            mailimap_response_free(resp);
-        r = MAILIMAP_NO_ERROR;
-        if (!take_pipelined(s, names, n, condstore, st, got, &f, &nf, &cap))
+        int tag = response_tag(resp);
+        int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+        if (!take_response(&p, resp))
             r = MAILIMAP_ERROR_MEMORY;
-        else if (is_list && list_state != -1)
+        else if (tag && tag == p.list_tag && p.list_state != -1)
             r = MAILIMAP_ERROR_PROTOCOL; /* the LIST's tag twice */
-        else if (is_list)
-            list_state = state;
+        else if (tag && tag == p.list_tag)
+            p.list_state = state;
+        else if (tag && tag == p.id_tag && state != MAILIMAP_RESP_COND_STATE_OK)
+            log_msg(LOG_VERBOSE, "%s: the server refused ID: %s", s->host, imap_server_text(s));
+        mailimap_response_free(resp);
         if (r == MAILIMAP_NO_ERROR && p.sent < p.total &&
             ((r = pipeline_send_next(&p)) != MAILIMAP_NO_ERROR || mailstream_flush(imap->imap_stream) != 0))
             r = r != MAILIMAP_NO_ERROR ? r : MAILIMAP_ERROR_STREAM;
     }
-    free(got);
+    free(p.got);
     if (enabling && r == MAILIMAP_NO_ERROR)
         log_enable_outcome(s);
-    if (r == MAILIMAP_NO_ERROR && list_state == -1)
+    if (r == MAILIMAP_NO_ERROR && p.list_state == -1)
         r = MAILIMAP_ERROR_PROTOCOL; /* the LIST never completed under its tag */
-    if (r == MAILIMAP_NO_ERROR && list_state != MAILIMAP_RESP_COND_STATE_OK)
+    if (r == MAILIMAP_NO_ERROR && p.list_state != MAILIMAP_RESP_COND_STATE_OK)
         r = MAILIMAP_ERROR_LIST;
     if (r != MAILIMAP_NO_ERROR) {
-        remote_folders_free(f, nf);
+        remote_folders_free(p.f, p.nf);
         /* Commands may still be in flight: the session cannot be trusted. */
         if (r == MAILIMAP_ERROR_MEMORY)
             return imap_fail_dead(s, err, "STATUS/LIST: out of memory");
         if (r == MAILIMAP_ERROR_LIST)
             return imap_fail_call(s, r, "LIST", err);
-        return imap_fail_call(s, r, "STATUS/LIST", err);
+        return imap_fail_call(s, r, p.n && !p.list_status ? "STATUS/LIST" : "LIST", err);
     }
-    *out = f ? f : calloc(1, sizeof *f);
-    *nout = nf;
+    *out = p.f ? p.f : calloc(1, sizeof *p.f);
+    *nout = p.nf;
     return *out ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
 }
 

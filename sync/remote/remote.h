@@ -73,6 +73,8 @@ struct remote_folder {
     char *name;    /* raw server name (IMAP: modified UTF-7) */
     char delim;    /* hierarchy delimiter, '\0' if none */
     bool noselect; /* has no messages (IMAP \Noselect, \NonExistent) */
+    unsigned roles; /* FOLDER_ROLE_* (sync/names.h): what the server says the
+                       folder is for (IMAP SPECIAL-USE); 0 if it says nothing */
 };
 
 void remote_folders_free(struct remote_folder *f, size_t n);

@@ -126,7 +126,7 @@ static int pop3_r_list(struct remote *r, const char *const *names, size_t n, str
             st[i] = (struct remote_status){
                 .uidvalidity = 0, .uidnext = 0, .messages = (uint32_t)p->nmsgs, .highestmodseq = 0};
     *out = xcalloc(1, sizeof **out);
-    (*out)[0] = (struct remote_folder){.name = xstrdup("INBOX"), .delim = '\0', .noselect = false};
+    (*out)[0] = (struct remote_folder){.name = xstrdup("INBOX"), .delim = '\0', .noselect = false, .roles = 0};
     *nout = 1;
     return MS_OK;
 }

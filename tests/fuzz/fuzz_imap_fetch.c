@@ -16,7 +16,10 @@
  * pipeline, the listing pipelined behind a QRESYNC EXAMINE, and the second
  * of three EXAMINEs sent ahead (imap_examine_ahead), its answer either
  * read as the one asked for or dropped before a command on the first;
- * and watch's NOTIFY SET (imap_notify_all) and IDLE (imap_idle, 50 ms).
+ * and watch's NOTIFY SET (imap_notify_all) and IDLE (imap_idle, 50 ms);
+ * and the listing of a server with LIST-STATUS, SPECIAL-USE and ID (ID,
+ * ENABLE and one LIST ... RETURN (SPECIAL-USE STATUS (...)) pipelined:
+ * the LIST's answer is the input).
  *
  * Properties: no sanitizer report (libetpan itself is not instrumented;
  * ASan still sees bad frees and overflows of what it allocates), and the
@@ -44,7 +47,8 @@
 /* The first input byte picks the op: 0-239 modulo the first ten ops (the
  * seeds written for them keep their meaning), 240-255 the ops added since. */
 enum op { OP_LIST, OP_SELECT, OP_FLAGS, OP_BODIES, OP_IDENTITY, OP_STATUS, OP_UIDS, OP_QRESYNC, OP_CAPA,
-          OP_GREETING, OP_STATUS_LIST, OP_QRESYNC_AHEAD, OP_AHEAD_READ, OP_AHEAD_DROP, OP_NOTIFY, OP_IDLE, NOPS };
+          OP_GREETING, OP_STATUS_LIST, OP_QRESYNC_AHEAD, OP_AHEAD_READ, OP_AHEAD_DROP, OP_NOTIFY, OP_IDLE,
+          OP_LIST_STATUS, NOPS };
 #define NOPS_FIRST 10
 
 /* Known leaks inside libetpan 1.9.4, not ours, suppressed (libetpan has
@@ -88,11 +92,13 @@ static bool send_str(int fd, const char *s)
 }
 
 #define CAPS "IMAP4rev1 LITERAL+ UIDPLUS ENABLE CONDSTORE QRESYNC IDLE NOTIFY"
+#define CAPS_LIST_STATUS CAPS " LIST-EXTENDED LIST-STATUS SPECIAL-USE ID"
 
 static bool is_target(enum op op, const char *cmd, const char *rest)
 {
     switch (op) {
     case OP_LIST:
+    case OP_LIST_STATUS:
         return !strcasecmp(cmd, "LIST");
     case OP_SELECT:
     case OP_QRESYNC:
@@ -120,13 +126,15 @@ static bool is_target(enum op op, const char *cmd, const char *rest)
 }
 
 /* The sensible answer to a command that is not under test. */
-static void answer(int fd, const char *tag, const char *cmd, unsigned uidnext)
+static void answer(int fd, const char *tag, const char *cmd, unsigned uidnext, const char *caps)
 {
     char out[512];
     if (!strcasecmp(cmd, "CAPABILITY"))
-        snprintf(out, sizeof out, "* CAPABILITY " CAPS "\r\n%s OK done\r\n", tag);
+        snprintf(out, sizeof out, "* CAPABILITY %s\r\n%s OK done\r\n", caps, tag);
     else if (!strcasecmp(cmd, "LOGIN"))
-        snprintf(out, sizeof out, "%s OK [CAPABILITY " CAPS "] logged in\r\n", tag);
+        snprintf(out, sizeof out, "%s OK [CAPABILITY %s] logged in\r\n", tag, caps);
+    else if (!strcasecmp(cmd, "ID"))
+        snprintf(out, sizeof out, "* ID (\"name\" \"fuzz\" \"version\" \"1\")\r\n%s OK id\r\n", tag);
     else if (!strcasecmp(cmd, "ENABLE"))
         snprintf(out, sizeof out, "* ENABLED QRESYNC CONDSTORE\r\n%s OK enabled\r\n", tag);
     else if (!strcasecmp(cmd, "EXAMINE") || !strcasecmp(cmd, "SELECT"))
@@ -171,7 +179,8 @@ static void *server(void *arg)
             send_str(fd, ok);
             done = true;
         } else {
-            answer(fd, tag, cmd, sc->op == OP_QRESYNC_AHEAD ? 30 : 20);
+            answer(fd, tag, cmd, sc->op == OP_QRESYNC_AHEAD ? 30 : 20,
+                   sc->op == OP_LIST_STATUS ? CAPS_LIST_STATUS : CAPS);
         }
     }
     fuzz_end_stream(fd);
@@ -270,14 +279,17 @@ static void run_op(struct imap_session *s, enum op op)
         imap_status(s, "INBOX", &st, &err);
         break;
     }
-    case OP_STATUS_LIST: {
+    case OP_STATUS_LIST:
+    case OP_LIST_STATUS: {
         static const char *const names[] = {"INBOX", "Archive", "a \"q\" b", "Sent"};
         struct remote_status st[4];
         struct remote_folder *f = NULL;
         size_t n = 0;
         if (imap_status_and_list(s, true, names, 4, st, &f, &n, &err) == MS_OK)
-            for (size_t i = 0; i < n; i++)
+            for (size_t i = 0; i < n; i++) {
                 CHECK(f[i].name != NULL, "folder without a name");
+                CHECK((f[i].roles & ~0x7fu) == 0, "roles 0x%x", f[i].roles);
+            }
         remote_folders_free(f, n);
         break;
     }

@@ -232,6 +232,8 @@ static bool ref_selected(const char *name, char *const *pats, size_t n)
     bool sel = false;
     for (size_t i = 0; i < n; i++) {
         bool neg = pats[i][0] == '!';
+        if (names_role_bit(pats[i] + neg, false))
+            continue; /* a role pattern: this folder (roles 0) has none */
         char *np = ref_inbox(pats[i] + neg);
         memset(r.memo, -1, sizeof r.memo);
         r.p = (const unsigned char *)np, r.np = strlen(np);
@@ -258,7 +260,7 @@ static void check_selected(const char *name, const char *patterns)
         if (strlen(t) > REF_MAX)
             small = false;
     }
-    bool got = names_folder_selected(name, pats, n);
+    bool got = names_folder_selected(name, 0, pats, n);
     if (small) {
         bool want = ref_selected(name, pats, n);
         if (got != want) {
@@ -270,8 +272,8 @@ static void check_selected(const char *name, const char *patterns)
     }
     /* A NULL entry is skipped; a NULL name is not selected. */
     char *with_null[2] = {NULL, (char *)"*"};
-    CHECK(names_folder_selected(name, with_null, 2), "\"*\" must select every name");
-    CHECK(!names_folder_selected(NULL, with_null, 2), "a NULL name must not be selected");
+    CHECK(names_folder_selected(name, 0, with_null, 2), "\"*\" must select every name");
+    CHECK(!names_folder_selected(NULL, 0, with_null, 2), "a NULL name must not be selected");
     free(copy);
 }
 

@@ -4,6 +4,8 @@ the program's own options, and refusing what is not built yet.
 
 import base64
 import os
+import re
+import subprocess
 import unittest
 
 import testbed as tb
@@ -183,6 +185,41 @@ class CommandsTest(tb.BedTestCase):
         self.assertEqual(len(tb.read_maildir(self.maildir)["Archive/2024"]), before)
 
     # -- the program ------------------------------------------------------------
+
+    def test_log_lines_carry_their_priority_for_journald(self):
+        """Under systemd, stderr is the journal stream ($JOURNAL_STREAM names
+        its device:inode): each line starts with its syslog priority, so
+        `journalctl -p err` finds mailsync's errors. Elsewhere, no prefix."""
+        self.write_config(port=tb.free_ports(1)[0])  # nothing listens: an error
+        err_path = self.work / "stderr"
+        for journal in (True, False):
+            with open(err_path, "wb") as f:
+                st = os.fstat(f.fileno())
+                env = tb.mailsync_env(self.work)
+                if journal:
+                    env["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
+                p = subprocess.run([tb._check_binary(), "-c", str(self.config_path), "-v", "pull"],
+                                   stdout=subprocess.DEVNULL, stderr=f, env=env, timeout=60)
+            self.assertEqual(p.returncode, 4)
+            lines = err_path.read_text().splitlines()
+            errors = [ln for ln in lines if "cannot connect" in ln]
+            self.assertEqual(len(errors), 1, lines)
+            if journal:
+                self.assertTrue(errors[0].startswith("<3>mailsync: error: "), errors)
+                self.assertTrue(all(re.match(r"<[2-7]>", ln) for ln in lines), lines)
+            else:
+                self.assertTrue(errors[0].startswith("mailsync: error: "), errors)
+                self.assertFalse(any(re.match(r"<\d>", ln) for ln in lines), lines)
+        # a good run's -v lines are debug
+        self.write_config()
+        with open(err_path, "wb") as f:
+            st = os.fstat(f.fileno())
+            env = tb.mailsync_env(self.work, {"JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)})
+            p = subprocess.run([tb._check_binary(), "-c", str(self.config_path), "-v", "pull"],
+                               stdout=subprocess.DEVNULL, stderr=f, env=env, timeout=60)
+        self.assertEqual(p.returncode, 0)
+        lines = err_path.read_text().splitlines()
+        self.assertTrue(lines and all(ln.startswith("<7>") for ln in lines), lines)
 
     def test_help_version_and_usage_errors(self):
         r = self.run_ok("--help")

@@ -16,7 +16,10 @@ import testbed as tb
 
 
 class IncrementalMixin:
-    bed_options = {"pool": 14}
+    # LIST-STATUS hidden: these tests are about the STATUS commands
+    # pipelined with the LIST, the path of every server without it (with it
+    # the counters come inside the LIST: test_extensions.py).
+    bed_options = {"pool": 14, "hide_capabilities": ("LIST-STATUS",)}
     expect_path = None  # "QRESYNC", "CONDSTORE" or None (full listing)
 
     def seed(self):
@@ -532,12 +535,12 @@ class QresyncTest(IncrementalMixin, tb.BedTestCase):
 
 
 class CondstoreOnlyTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 14, "hide_capabilities": ("QRESYNC",)}
+    bed_options = {"pool": 14, "hide_capabilities": ("QRESYNC", "LIST-STATUS")}
     expect_path = "CONDSTORE"
 
 
 class NoCondstoreTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 14, "hide_capabilities": ("QRESYNC", "CONDSTORE")}
+    bed_options = {"pool": 14, "hide_capabilities": ("QRESYNC", "CONDSTORE", "LIST-STATUS")}
     expect_path = None
 
 

@@ -446,6 +446,13 @@ if threading.current_thread() is threading.main_thread() and \
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
+# The folders the test Dovecot marks with a SPECIAL-USE role (when they exist).
+# \\Trash is on "Deleted Items" (Outlook's name), so that a test can tell a
+# folder found by its role from one found by the name "Trash".
+SPECIAL_USE = (("Drafts", "Drafts"), ("Sent", "Sent"), ("Junk", "Junk"), ("Deleted Items", "Trash"),
+               ("Archive", "Archive"))
+
+
 class Dovecot:
     """A private Dovecot on 127.0.0.1.
 
@@ -550,6 +557,10 @@ class Dovecot:
             "  inbox = yes",
             "  separator = /",
             "  prefix =",
+            # SPECIAL-USE (RFC 6154) roles, as Debian's default config sets
+            # them; the folders are not created (auto = no).
+            *["  mailbox \"%s\" {\n    special_use = \\%s\n  }" % (box, role)
+              for box, role in SPECIAL_USE],
             "}",
             "passdb {",
             "  driver = passwd-file",

@@ -87,7 +87,7 @@ struct mem_folder *mem_folder(struct mem_server *s, const char *name)
         return f;
     s->folders = xrealloc(s->folders, (s->nfolders + 1) * sizeof *s->folders);
     f = &s->folders[s->nfolders++];
-    *f = (struct mem_folder){.name = xstrdup(name), .noselect = false, .uidvalidity = s->next_uidvalidity++,
+    *f = (struct mem_folder){.name = xstrdup(name), .noselect = false, .roles = 0, .uidvalidity = s->next_uidvalidity++,
                              .uidnext = 1, .modseq = 1, .msgs = NULL, .n = 0, .vanished = NULL, .nvanished = 0};
     return f;
 }
@@ -453,7 +453,7 @@ static int side_list(struct remote *r, const char *const *names, size_t n, struc
     struct remote_folder *v = xcalloc(s->nfolders + 1, sizeof *v);
     for (size_t i = 0; i < s->nfolders; i++)
         v[i] = (struct remote_folder){.name = xstrdup(s->folders[i].name), .delim = s->delim,
-                                      .noselect = s->folders[i].noselect};
+                                      .noselect = s->folders[i].noselect, .roles = s->folders[i].roles};
     *out = v;
     *nout = s->nfolders;
     log_op(s, m->id, MEM_OP_LIST, NULL, NULL, names ? (uint32_t)n : 0);

@@ -84,6 +84,7 @@ struct mem_vanished {
 struct mem_folder {
     char *name;
     bool noselect;
+    unsigned roles; /* FOLDER_ROLE_* its listing shows (SPECIAL-USE) */
     uint32_t uidvalidity;
     uint32_t uidnext;
     uint64_t modseq; /* HIGHESTMODSEQ */

@@ -28,6 +28,7 @@
 #include "memremote.h"
 #include "sync/engine/engine.h"
 #include "sync/flags.h"
+#include "sync/names.h"
 #include "sync/engine/journal.h"
 #include "sync/remote/remote.h"
 
@@ -1003,6 +1004,95 @@ static void local_moves_do_not_trip_the_guard(void **state)
     assert_in_step(fx, "B");
 }
 
+struct found_name {
+    const char *id;
+    char name[256];
+};
+
+static void find_id(void *ctx, const char *name, const char *content)
+{
+    struct found_name *f = ctx;
+    char want[300];
+    snprintf(want, sizeof want, "Message-ID: %s\n", f->id);
+    if (strstr(content, want))
+        snprintf(f->name, sizeof f->name, "%s", name);
+}
+
+/* Delete the local file of folder with Message-ID id, as a reader does. */
+static void remove_local(const struct fixture *fx, const char *folder, const char *id)
+{
+    struct found_name f = {.id = id, .name = ""};
+    each_file(fx, folder, find_id, &f);
+    assert_true(f.name[0]);
+    char path[1024];
+    for (int sub = 0; sub < 2; sub++) {
+        snprintf(path, sizeof path, "%s/%s/%s/%s", fx->maildir, folder, sub ? "new" : "cur", f.name);
+        if (unlink(path) == 0)
+            return;
+    }
+    fail_msg("cannot remove %s", f.name);
+}
+
+/* SPECIAL-USE roles (issue 18): `folders = * !\Junk` leaves the folder the
+ * server marks \Junk out whatever its name; `trash = auto` moves a local
+ * deletion into the folder marked \Trash ("Bin", not "Trash"). */
+static void trash_auto_and_role_patterns(void **state)
+{
+    struct fixture *fx = *state;
+    char *pats[] = {"*", "!\\Junk"};
+    fx->acct.folders = pats;
+    fx->acct.nfolders = 2;
+    fx->acct.trash = "auto";
+    add(fx, "INBOX", "keep", 0);
+    add(fx, "INBOX", "gone", 0);
+    add(fx, "Spam", "junk", 0);
+    mem_folder(fx->srv, "Trash");
+    mem_folder(fx->srv, "Bin")->roles = FOLDER_ROLE_TRASH;
+    mem_folder(fx->srv, "Spam")->roles = FOLDER_ROLE_JUNK;
+    run_ok(fx, SYNC);
+    assert_int_equal(local_count(fx, "INBOX", NULL), 2);
+    char spam[256];
+    snprintf(spam, sizeof spam, "%s/Spam", fx->maildir);
+    assert_int_equal(access(spam, F_OK), -1); /* never synced */
+    remove_local(fx, "INBOX", "<gone@test>");
+    run_ok(fx, SYNC);
+    assert_int_equal(mem_count_id(fx->srv, "INBOX", "<gone@test>"), 0);
+    assert_int_equal(mem_count_id(fx->srv, "Bin", "<gone@test>"), 1);
+    assert_int_equal(mem_folder_find(fx->srv, "Trash")->n, 0);
+    assert_int_equal(local_count(fx, "Bin", "<gone@test>"), 1); /* the sync pulls the trash last */
+    assert_int_equal(mem_folder_find(fx->srv, "Spam")->n, 1);
+    assert_in_step(fx, "INBOX");
+    fx->acct.folders = fx->folders;
+    fx->acct.nfolders = 1;
+    fx->acct.trash = NULL;
+}
+
+/* trash = auto on a server that marks no \Trash: a local deletion is held
+ * back (the folder fails, the message stays), never expunged; once trash
+ * names a folder the next run moves it there. */
+static void trash_auto_without_special_use(void **state)
+{
+    struct fixture *fx = *state;
+    fx->acct.trash = "auto";
+    add(fx, "INBOX", "keep", 0);
+    add(fx, "INBOX", "gone", 0);
+    mem_folder(fx->srv, "Trash");
+    run_ok(fx, SYNC);
+    remove_local(fx, "INBOX", "<gone@test>");
+    assert_int_equal(run(fx, SYNC), MS_EPARTIAL);
+    const struct engine_folder_result *f = folder_result(fx, "INBOX");
+    assert_non_null(f);
+    assert_non_null(f->error);
+    assert_non_null(strstr(f->error, "marks no folder as \\Trash"));
+    assert_int_equal(mem_count_id(fx->srv, "INBOX", "<gone@test>"), 1);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_EXPUNGE, NULL), 0);
+    fx->acct.trash = "Trash";
+    run_ok(fx, SYNC);
+    assert_int_equal(mem_count_id(fx->srv, "INBOX", "<gone@test>"), 0);
+    assert_int_equal(mem_count_id(fx->srv, "Trash", "<gone@test>"), 1);
+    fx->acct.trash = NULL;
+}
+
 /* Two gone messages with the Message-ID and size of the new file: which
  * one moved is not known, so it is an upload and two deletions. */
 static void local_move_ambiguous_is_uploaded(void **state)
@@ -1233,6 +1323,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(backup_kept_then_mirror, setup, teardown),
         cmocka_unit_test_setup_teardown(kept_message_back_on_the_server, setup, teardown),
         cmocka_unit_test_setup_teardown(adopt_getmail_maildir_by_date_and_from, setup, teardown),
+        cmocka_unit_test_setup_teardown(trash_auto_and_role_patterns, setup, teardown),
+        cmocka_unit_test_setup_teardown(trash_auto_without_special_use, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -427,7 +427,34 @@ static bool sel(const char *name, const char *p1, const char *p2, const char *p3
 {
     char *pats[3] = {(char *)p1, (char *)p2, (char *)p3};
     size_t n = p3 ? 3 : p2 ? 2 : p1 ? 1 : 0;
-    return names_folder_selected(name, pats, n);
+    return names_folder_selected(name, 0, pats, n);
+}
+
+/* Role patterns ("\\Junk", issue 18): they match the folder's SPECIAL-USE
+ * role, never its name. */
+static void role_patterns(void **unused)
+{
+    (void)unused;
+    char *excl_junk[] = {(char *)"*", (char *)"!\\Junk"};
+    assert_true(names_folder_selected("Spam", 0, excl_junk, 2));
+    assert_false(names_folder_selected("Spam", FOLDER_ROLE_JUNK, excl_junk, 2));
+    assert_false(names_folder_selected("Spam", FOLDER_ROLE_JUNK | FOLDER_ROLE_TRASH, excl_junk, 2));
+    assert_true(names_folder_selected("Junk", FOLDER_ROLE_TRASH, excl_junk, 2));
+    /* any case; a folder literally named "\Junk" is not the role */
+    char *only_sent[] = {(char *)"\\sEnT"};
+    assert_true(names_folder_selected("Gesendet", FOLDER_ROLE_SENT, only_sent, 1));
+    assert_false(names_folder_selected("\\sEnT", 0, only_sent, 1));
+    /* a pattern that is no role name stays a glob */
+    char *glob[] = {(char *)"\\Sent*"};
+    assert_true(names_folder_selected("\\Sent items", 0, glob, 1));
+    assert_int_equal(names_role_bit("\\Trash", false), FOLDER_ROLE_TRASH);
+    assert_int_equal(names_role_bit("trash", false), 0);
+    assert_int_equal(names_role_bit("trash", true), FOLDER_ROLE_TRASH);
+    assert_int_equal(names_role_bit("\\Bin", true), 0);
+    char buf[64];
+    assert_string_equal(names_roles_text(FOLDER_ROLE_SENT | FOLDER_ROLE_ALL, buf, sizeof buf), "\\All \\Sent");
+    assert_string_equal(names_roles_text(0, buf, sizeof buf), "");
+    assert_string_equal(names_roles_text(FOLDER_ROLE_TRASH | FOLDER_ROLE_JUNK, buf, 8), "\\Junk");
 }
 
 static void patterns(void **unused)
@@ -536,6 +563,7 @@ int main(void)
         cmocka_unit_test(path_injective),
         cmocka_unit_test(path_injective_random),
         cmocka_unit_test(patterns),
+        cmocka_unit_test(role_patterns),
         cmocka_unit_test(raw_paths),
         cmocka_unit_test(raw_paths_dotted),
     };

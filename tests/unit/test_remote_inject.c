@@ -44,7 +44,7 @@ static int stub_list(struct remote *r, const char *const *names, size_t n, struc
     static const char *const raw[] = {"INBOX", "Archive", "Archive.2024"};
     struct remote_folder *f = calloc(3, sizeof *f);
     for (size_t i = 0; i < 3; i++)
-        f[i] = (struct remote_folder){.name = strdup(raw[i]), .delim = '.', .noselect = false};
+        f[i] = (struct remote_folder){.name = strdup(raw[i]), .delim = '.', .noselect = false, .roles = 0};
     *out = f;
     *nout = 3;
     return MS_OK;
