@@ -8,6 +8,7 @@
 # tree is only read); a crash, leak, timeout or sanitizer report is saved
 # in BUILD_DIR/fuzz-artifacts/<target>/ and makes the script exit 1 after
 # all targets ran. Default: 12 s per target. Used by .ci/run (stage "fuzz").
+# FUZZ_JOBS: targets run at once (default: the number of CPUs).
 #
 # Each target first replays its seeds once with leak detection on; then it
 # fuzzes. fuzz_imap_fetch fuzzes with leak detection off unless FUZZ_LEAKS=1:
@@ -32,19 +33,21 @@ export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 unset LSAN_OPTIONS
 
-failed=()
-for t in "${targets[@]}"; do
-    bin="$build/tests/fuzz/$t"
+# fuzz_one TARGET: replay the seeds, then fuzz. Prints its report (to the
+# caller's stdout, which is a file when run in parallel); exit 1 on a
+# finding, 2 when the binary is missing.
+fuzz_one() {
+    local t=$1
+    local bin="$build/tests/fuzz/$t"
     if [ ! -x "$bin" ]; then
-        echo "fuzz: $t: $bin not built" >&2
-        failed+=("$t (not built)")
-        continue
+        echo "fuzz: $t: $bin not built"
+        return 2
     fi
-    work="$build/fuzz-work/$t" art="$build/fuzz-artifacts/$t"
+    local work="$build/fuzz-work/$t" art="$build/fuzz-artifacts/$t"
     mkdir -p "$work" "$art"
-    seeds=()
+    local seeds=()
     [ -d "$here/corpus/$t" ] && seeds=("$here/corpus/$t")
-    extra=() asan=$ASAN_OPTIONS
+    local extra=() asan=$ASAN_OPTIONS
     if [ "$t" = fuzz_imap_fetch ] && [ "${FUZZ_LEAKS:-0}" != 1 ]; then
         extra=(-detect_leaks=0) asan="detect_leaks=0:allocator_may_return_null=0"
     fi
@@ -54,8 +57,7 @@ for t in "${targets[@]}"; do
         >"$art/replay.log" 2>&1; then
         echo "!!! fuzz: $t: a seed input fails; last lines of $art/replay.log:"
         tail -n 40 "$art/replay.log"
-        failed+=("$t (seeds)")
-        continue
+        return 3
     fi
     # -timeout: one input taking 10 s is a finding (a hang on hostile input).
     if ASAN_OPTIONS=$asan "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
@@ -66,8 +68,37 @@ for t in "${targets[@]}"; do
         echo "!!! fuzz: $t FAILED; last lines of $art/log:"
         tail -n 40 "$art/log"
         ls -l "$art"/crash-* "$art"/leak-* "$art"/timeout-* "$art"/oom-* 2>/dev/null
-        failed+=("$t")
+        return 1
     fi
+}
+
+# FUZZ_JOBS targets at a time (default: the number of CPUs): each fuzzer is
+# one single-threaded process, so two on two cores each still get a whole
+# core for their seconds, and the stage takes half the time. Reports are
+# printed in target order once all ran.
+jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+running=0
+for t in "${targets[@]}"; do
+    if [ "$running" -ge "$jobs" ]; then
+        wait -n
+        running=$((running - 1))
+    fi
+    (fuzz_one "$t" >"$out/$t.report" 2>&1; echo $? >"$out/$t.rc") &
+    running=$((running + 1))
+done
+wait
+
+failed=()
+for t in "${targets[@]}"; do
+    cat "$out/$t.report"
+    case "$(cat "$out/$t.rc" 2>/dev/null)" in
+        0) ;;
+        2) failed+=("$t (not built)") ;;
+        3) failed+=("$t (seeds)") ;;
+        *) failed+=("$t") ;;
+    esac
 done
 
 if [ ${#failed[@]} -ne 0 ]; then

@@ -476,7 +476,7 @@ class IncrementalMixin:
         self.pull()
         state_bytes = self.state.read_bytes()
         first = self.run_ok("status", "--json").json()["accounts"][0]
-        time.sleep(1.1)
+        tb.wait_past_second(first["last_sync"])
         self.pull()
         self.assertEqual(self.state.read_bytes(), state_bytes, "a quiet run wrote to the DB")
         self.assertFalse(os.path.exists(str(self.state) + "-wal"))
@@ -486,7 +486,7 @@ class IncrementalMixin:
         for f in acc["folders"]:
             self.assertEqual(f["last_sync"], acc["last_sync"], f)
         # a folder that changed since is no longer vouched for by that run
-        time.sleep(1.1)
+        tb.wait_past_second(acc["last_sync"])
         with self.imap() as c:
             c.set_flags("Archive", [c.messages("Archive")[0].uid], ["\\Flagged"])
         started = int(time.time())
@@ -514,9 +514,9 @@ class IncrementalMixin:
     def test_uidvalidity_change_falls_back_to_rematch(self):
         uids = self.seed()
         self.pull()
-        time.sleep(1.1)  # Dovecot's UIDVALIDITY is the creation second
         with self.imap() as c:
             before = c.status_of("Archive")["UIDVALIDITY"]
+            tb.wait_past_second(before)  # Dovecot's UIDVALIDITY is the creation second
             msgs = c.messages("Archive")
             c.select_folder("INBOX")
             c.delete_folder("Archive")
