@@ -105,9 +105,30 @@ static void emailid_ext_free(struct mailimap_extension_data *ext_data)
 
 static pthread_once_t registered = PTHREAD_ONCE_INIT;
 
+/* libetpan 1.9.4's ANNOTATEMORE parser frees an uninitialised list when an
+ * untagged "* ANNOTATION" it cannot finish parsing comes in (a hostile
+ * server crashes the client; fuzz_imap_fetch found it). mailsync never
+ * asks for annotations: its parser is replaced by one that claims no
+ * response, so such a line is a plain parse error that ends the session. */
+static int no_annotatemore(int calling_parser, mailstream *fd, MMAPString *buffer,
+                           struct mailimap_parser_context *parser_ctx, size_t *indx,
+                           struct mailimap_extension_data **result, size_t progr_rate, progress_function *progr_fun)
+{
+    (void)calling_parser;
+    (void)fd;
+    (void)buffer;
+    (void)parser_ctx;
+    (void)indx;
+    (void)result;
+    (void)progr_rate;
+    (void)progr_fun;
+    return MAILIMAP_ERROR_PARSE;
+}
+
 static void register_once(void)
 {
     mailimap_extension_register(&emailid_extension); /* out of memory: EMAILID is then a parse error */
+    mailimap_extension_annotatemore.ext_parser = no_annotatemore;
 }
 
 void imap_objectid_register(void)
