@@ -197,7 +197,10 @@ static const struct detail details[] = {
     {.words = false, .account = false, .rate = false, .bytes = false, .run = false},
 };
 
-enum { MIN_FOLDER = 12 }; /* a folder name is not shortened below this (columns) */
+/* A folder's name is shortened to COMFORT_FOLDER columns before the line
+ * loses more than its words and the run's totals, and never below
+ * MIN_FOLDER. */
+enum { COMFORT_FOLDER = 30, MIN_FOLDER = 12, COMFORT_LEVELS = 4 };
 
 static int percent(const struct progress_view *v)
 {
@@ -275,36 +278,70 @@ int progress_format(const struct progress_view *v, int width, struct progress_fi
     }
     size_t nd = sizeof details / sizeof details[0];
     size_t first = fit && fit->level > 0 && (size_t)fit->level < nd ? (size_t)fit->level : 0;
-    int floor = full < MIN_FOLDER ? full : MIN_FOLDER;
-    for (size_t i = first; i < nd; i++) {
-        build(v, &details[i], folder ? name : NULL, buf, len);
-        int over = progress_text_width(buf) - width;
-        if (over > 0 && folder && fw - over >= floor && i + 1 < nd) {
-            fw -= over;
-            shorten_middle(folder, fw, name, sizeof name);
-            build(v, &details[i], name, buf, len);
-            over = progress_text_width(buf) - width;
-        }
-        if (over <= 0) {
-            if (fit) {
-                fit->level = (int)i;
-                fit->folder_cols = folder ? fw : 0;
+    /* First the layouts that keep the account and the bytes with the name
+     * readable (COMFORT_FOLDER columns), then all with the name down to
+     * MIN_FOLDER. */
+    int floors[2] = {full < COMFORT_FOLDER ? full : COMFORT_FOLDER, full < MIN_FOLDER ? full : MIN_FOLDER};
+    size_t ends[2] = {COMFORT_LEVELS, nd};
+    int floor = floors[1];
+    for (size_t f = 0; f < 2; f++)
+        for (size_t i = first; i < ends[f]; i++) {
+            int cols = fw;
+            build(v, &details[i], folder ? name : NULL, buf, len);
+            int over = progress_text_width(buf) - width;
+            if (over > 0 && folder && fw - over >= floors[f]) {
+                char shorter[512];
+                cols = fw - over;
+                shorten_middle(folder, cols, shorter, sizeof shorter);
+                build(v, &details[i], shorter, buf, len);
+                over = progress_text_width(buf) - width;
             }
-            return progress_text_width(buf);
+            if (over <= 0) {
+                if (fit) {
+                    fit->level = (int)i;
+                    fit->folder_cols = folder ? cols : 0;
+                }
+                return progress_text_width(buf);
+            }
         }
-    }
-    /* The least still does not fit: the folder at its shortest, and the
-     * line cut at the edge. */
+    /* The least still does not fit: the name shorter still (down to a
+     * few columns), else the line cut at the edge, at a space if there is
+     * one (no half number). */
+    int cols = floor;
     if (folder) {
-        shorten_middle(folder, floor, name, sizeof name);
+        shorten_middle(folder, cols, name, sizeof name);
         build(v, &details[nd - 1], name, buf, len);
+        for (int over = progress_text_width(buf) - width; over > 0 && cols > 4;
+             over = progress_text_width(buf) - width) {
+            cols = cols - over > 4 ? cols - over : cols - 1; /* (a wide character is not split) */
+            shorten_middle(folder, cols, name, sizeof name);
+            build(v, &details[nd - 1], name, buf, len);
+        }
     }
     if (fit) {
         fit->level = (int)nd - 1;
-        fit->folder_cols = floor;
+        fit->folder_cols = cols;
     }
-    buf[head_bytes(buf, width)] = '\0';
+    size_t cut = head_bytes(buf, width);
+    if (buf[cut]) {
+        size_t at = cut;
+        while (at > 0 && buf[at] != ' ')
+            at--;
+        buf[at > 0 ? at : cut] = '\0';
+    }
     return progress_text_width(buf);
+}
+
+double progress_eta(size_t done, size_t total, uint64_t done_bytes, uint64_t total_bytes, double secs)
+{
+    /* from three seconds of data on: before that the rate swings wildly */
+    if (secs < 3.0 || done == 0 || done >= total)
+        return -1;
+    double f = total_bytes ? (double)done_bytes / (double)total_bytes : (double)done / (double)total;
+    if (!(f > 0 && f < 1))
+        return -1;
+    double eta = secs * (1 - f) / f;
+    return eta < 99 * 3600.0 ? eta : -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -351,7 +388,8 @@ static void clear_locked(void)
 }
 
 /* The terminal's width now (a resized window is followed at the next
- * draw), else $COLUMNS, else 80. */
+ * draw), else $COLUMNS; with neither (--progress=always into a file or a
+ * pipe) there is no edge to fit. */
 static int terminal_columns(void)
 {
     struct winsize ws;
@@ -359,7 +397,7 @@ static int terminal_columns(void)
         return ws.ws_col;
     const char *c = getenv("COLUMNS");
     int n = c ? atoi(c) : 0;
-    return n > 0 && n < 10000 ? n : 80;
+    return n > 0 && n < 400 ? n : 400;
 }
 
 static void draw_locked(bool force)
@@ -388,16 +426,11 @@ static void draw_locked(bool force)
                               .run_bytes = st.run_bytes};
     if (st.done)
         v.rate = (double)st.done_bytes / (secs > 0.001 ? secs : 0.001);
-    /* An ETA from three seconds of data on: before that it swings wildly. */
-    if (secs >= 3.0 && st.done && st.done < st.total) {
-        double f = st.total_bytes ? (double)st.done_bytes / (double)st.total_bytes
-                                  : (double)st.done / (double)st.total;
-        double eta = f > 0 && f < 1 ? secs * (1 - f) / f : -1;
-        v.eta = eta >= 0 && eta < 99 * 3600.0 ? eta : -1;
-    }
+    if (st.phase == PROGRESS_DOWN || st.phase == PROGRESS_UP)
+        v.eta = progress_eta(st.done, st.total, st.done_bytes, st.total_bytes, secs);
     /* one column short of the edge: a line that ends on the last column
      * makes some terminals wrap at once */
-    char line[600];
+    char line[1100];
     memcpy(line, "\r", 1);
     int width = terminal_columns() - 1;
     if (width != st.fit_width) { /* a new phase, or a resized terminal */
@@ -405,11 +438,11 @@ static void draw_locked(bool force)
          * widest, so the line does not jump between layouts as they grow
          * (a draw that still does not fit moves on to a shorter one). */
         struct progress_view widest = v;
-        char scratch[600];
+        char scratch[1100];
         widest.done = widest.total;
         widest.done_bytes = widest.total_bytes ? widest.total_bytes : 999ull << 20;
-        widest.rate = 999.0 * 1024 * 1024;
-        widest.eta = widest.phase == PROGRESS_DOWN || widest.phase == PROGRESS_UP ? 3599 : -1;
+        widest.rate = 99.9 * 1024 * 1024;
+        widest.eta = widest.phase == PROGRESS_DOWN || widest.phase == PROGRESS_UP ? 599 : -1;
         st.fit = (struct progress_fit){.level = 0, .folder_cols = 0};
         progress_format(&widest, width, &st.fit, scratch, sizeof scratch);
         st.fit_width = width;

@@ -58,10 +58,16 @@ struct progress_fit {
 };
 
 /* The line for v in at most width columns (at least 1), NUL-terminated in
- * buf (len bytes; 512 hold any line). fit (may be NULL) gives the fullest
+ * buf (len bytes; 1024 hold any line). fit (may be NULL) gives the fullest
  * layout to try and the longest the folder's name may be, and gets what
  * was used. Returns the line's width in columns. */
 int progress_format(const struct progress_view *v, int width, struct progress_fit *fit, char *buf, size_t len);
+
+/* The seconds left of a phase that did done of total messages (bytes of
+ * total_bytes; 0: not known, the messages count) in secs: -1 before
+ * three seconds, before the first message, after the last, and past 99
+ * hours (a stalled start says nothing sensible). */
+double progress_eta(size_t done, size_t total, uint64_t done_bytes, uint64_t total_bytes, double secs);
 
 /* The columns a terminal gives UTF-8 text s (wide East Asian characters 2,
  * combining marks 0). */
