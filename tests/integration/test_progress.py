@@ -44,13 +44,15 @@ def char_width(ch):
 
 
 class Screen:
-    """A terminal of `cols` columns fed text: "\\r", "\\n", ESC [ K (erase
+    """A terminal of `cols` columns fed text: "\r", "\n", ESC [ K (erase
     to the end of the line) and printable characters, wrapping at the
-    right edge as a terminal does (.wrapped is set if a progress draw
-    wrapped). Any other
-    escape sequence is an error. .draws lists (row, text) of every
-    progress draw ("\\r" TEXT ESC [ K) and the row's content right after
-    it."""
+    right edge as a terminal does. Any other escape sequence is an error.
+
+    Text that is drawn over in place (it ends in ESC [ K or a bare "\r",
+    not a line feed) is a progress draw: .draws lists (its text, the row's
+    content right after it), which differ if an earlier, longer text was
+    left over; .wrapped is set if a draw wrapped. (A line of text, a
+    summary or a log line ended by "\n", may wrap.)"""
 
     def __init__(self, cols):
         self.cols = cols
@@ -63,22 +65,31 @@ class Screen:
     def line(self, r):
         return "".join(c for c in self.rows[r] if c is not None).rstrip()
 
+    def new_row(self):
+        self.row += 1
+        self.col = 0
+        if self.row == len(self.rows):
+            self.rows.append([])
+
     def feed(self, text):
+        seg, wrapped = "", False
+
+        def draw():  # seg was drawn in place: the row must hold it, whole
+            if seg:
+                self.draws.append((seg, self.line(self.row)))
+                self.wrapped = self.wrapped or wrapped
+
         i = 0
-        start = None  # where the text after the last "\r" began
         while i < len(text):
             ch = text[i]
-            if ch == "\r":
-                self.col = 0
-                start = i + 1
-                i += 1
-                continue
-            if ch == "\n":
-                self.row += 1
-                self.col = 0
-                if self.row == len(self.rows):
-                    self.rows.append([])
-                start = None
+            if ch in "\r\n":
+                if ch == "\r" and not text.startswith("\n", i + 1):
+                    draw()
+                seg, wrapped = "", False
+                if ch == "\r":
+                    self.col = 0
+                else:
+                    self.new_row()
                 i += 1
                 continue
             if ch == "\x1b":
@@ -86,20 +97,14 @@ class Screen:
                 if not m or m.group(2) != "K" or m.group(1) not in ("", "0"):
                     raise AssertionError("unexpected escape sequence %r" % text[i:i + 10])
                 del self.rows[self.row][self.col:]
-                if start is not None:
-                    self.draws.append((text[start:i], self.line(self.row)))
-                start = None
+                draw()
+                seg, wrapped = "", False
                 i += len(m.group(0))
                 continue
             w = char_width(ch)
             if self.col + w > self.cols:
-                # a line of text (a summary, a log line) may wrap; one
-                # that is being drawn over ("\r" ... ESC [ K) may not
-                self.wrapped = self.wrapped or start is not None
-                self.row += 1
-                self.col = 0
-                if self.row == len(self.rows):
-                    self.rows.append([])
+                wrapped = True
+                self.new_row()
                 self.continued.add(self.row)
             cells = self.rows[self.row]
             while len(cells) < self.col + w:
@@ -108,7 +113,9 @@ class Screen:
             if w == 2:
                 cells[self.col + 1] = None
             self.col += w
+            seg += ch
             i += 1
+        draw()
 
     def text(self):
         """The screen's lines, a wrapped one joined again."""
@@ -296,6 +303,17 @@ class ProgressTest(tb.BedTestCase):
             self.assertRegex(out, r"test: pull failed: .*(refused|connect)", out)
             self.assertNotRegex(out, r"\d+ folders|\d+ new", out)
         self.assertRegex(r.stdout, r"^test: pull failed: ")
+
+    def test_dry_run_plan_lines_are_whole(self):
+        """A dry run's plan (stdout, the same terminal) never lands on the
+        progress line's row."""
+        self.seed_folders(inbox=4, long=2, sent=2)
+        screen, _ = self.run_pty(50, "--dry-run", "pull")
+        lines = screen.text()
+        self.assertEqual(len([l for l in lines if ": would fetch UID " in l]), 8, lines)
+        for line in lines:
+            self.assertRegex(line, r"^(INBOX|Sent|Archives/\S+ .*): would fetch UID |^\[dry run\] test: pull 3 folders",
+                             lines)
 
     def test_no_escape_sequences_when_off(self):
         self.seed_folders(inbox=3, long=1, sent=1)
