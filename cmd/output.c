@@ -6,6 +6,7 @@
  * lines clear it first (output_log_line) so they never tear it.
  */
 #include "cmd/output.h"
+#include "cmd/output_json.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -540,8 +541,7 @@ static void json_plan(FILE *out, const char *account)
 static void json_results(FILE *out, const char *command, const struct engine_result *r, size_t n, int exit_code,
                          bool dry_run)
 {
-    fputs("{\"command\":", out);
-    output_json_string(out, command);
+    output_json_open(out, command);
     fprintf(out, ",\"dry_run\":%s,\"exit\":%d,\"accounts\":[", dry_run ? "true" : "false", exit_code);
     for (size_t i = 0; i < n; i++) {
         fputs(i ? ",{\"name\":" : "{\"name\":", out);
@@ -578,8 +578,7 @@ void output_json_copy(FILE *out, const char *command, const struct engine_result
 
 void output_json_error(FILE *out, const char *command, int exit_code)
 {
-    fputs("{\"command\":", out);
-    output_json_string(out, command);
+    output_json_open(out, command);
     fprintf(out, ",\"exit\":%d,\"error\":", exit_code);
     pthread_mutex_lock(&log_lock);
     output_json_string(out, last_error[0] ? last_error : NULL);
@@ -590,8 +589,7 @@ void output_json_error(FILE *out, const char *command, int exit_code)
 
 void output_json_begin(FILE *out, const char *command)
 {
-    fputs("{\"command\":", out);
-    output_json_string(out, command);
+    output_json_open(out, command);
     fputs(",\"accounts\":[", out);
 }
 
