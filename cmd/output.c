@@ -218,6 +218,14 @@ static void print_planned(const struct engine_planned *p)
     case ENGINE_PLAN_FETCH_COUNT:
         printf("%s: would fetch %zu POP3 messages (%llu bytes)\n", folder, p->count, (unsigned long long)p->size);
         break;
+    case ENGINE_PLAN_RETIRE:
+        printf("%s: would remove UID %u from the server (server_retention_days; the local copy stays)\n", folder,
+               p->uid);
+        break;
+    case ENGINE_PLAN_RETIRE_COUNT:
+        printf("%s: would delete %zu POP3 messages from the server once stored (the local copies stay)\n", folder,
+               p->count);
+        break;
     case ENGINE_PLAN_MOVE_LOCAL: {
         char *from = log_clean(p->from ? p->from : "");
         printf("%s: would move the local copy of UID %u of %s here as UID %u (moved on the server; nothing "
@@ -473,6 +481,8 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         [ENGINE_PLAN_MOVE_ON_SERVER] = "move_on_server",
         [ENGINE_PLAN_MOVE_LOCAL] = "move_local",
         [ENGINE_PLAN_DELETE_KEPT] = "delete_kept",
+        [ENGINE_PLAN_RETIRE] = "retire",
+        [ENGINE_PLAN_RETIRE_COUNT] = "retire_count",
     };
     fputs("{\"folder\":", out);
     output_json_string(out, p->folder);
@@ -488,7 +498,9 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         json_letters(out, "flags", p->flags);
         break;
     case ENGINE_PLAN_DELETE_LOCAL:
-    case ENGINE_PLAN_REMOVE_ON_SERVER: fprintf(out, ",\"uid\":%u", p->uid); break;
+    case ENGINE_PLAN_REMOVE_ON_SERVER:
+    case ENGINE_PLAN_RETIRE: fprintf(out, ",\"uid\":%u", p->uid); break;
+    case ENGINE_PLAN_RETIRE_COUNT: fprintf(out, ",\"count\":%zu", p->count); break;
     case ENGINE_PLAN_STORE_FLAGS:
         fprintf(out, ",\"uid\":%u", p->uid);
         json_letters(out, "add", p->flags);

@@ -64,6 +64,8 @@ PLAN_KEYS = {
     "move_on_server": {"from": str, "uid": int, "size": int, "file": str, "flags": str},
     "create_folder": {},
     "fetch_count": {"count": int, "size": int},
+    "retire": {"uid": int},
+    "retire_count": {"count": int},
     "move_local": {"uid": int, "size": int, "from": str, "from_uid": int, "flags": str},
 }
 
@@ -334,12 +336,13 @@ def plan_counts_agree(test, doc):
     counter_of = {"fetch": "fetched", "skip": "skipped", "set_flags": "flags_changed",
                   "delete_local": "deleted", "delete_kept": "deleted", "move_local": "moved",
                   "upload": "uploaded", "store_flags": "flags_pushed", "remove_on_server": "deleted_on_server",
-                  "move_on_server": "moved_on_server"}
+                  "move_on_server": "moved_on_server", "retire": "retired"}
     for acc in doc["accounts"]:
         want = {}
         for step in acc["plan"]:
-            if step["action"] == "fetch_count":
-                want[(step["folder"], "fetched")] = want.get((step["folder"], "fetched"), 0) + step["count"]
+            if step["action"] in ("fetch_count", "retire_count"):
+                key = (step["folder"], "fetched" if step["action"] == "fetch_count" else "retired")
+                want[key] = want.get(key, 0) + step["count"]
             elif step["action"] in counter_of:
                 key = (step["folder"], counter_of[step["action"]])
                 want[key] = want.get(key, 0) + 1
@@ -526,3 +529,37 @@ class JsonSchemaTest(tb.BedTestCase):
         doc = parse(self, self.run_ok("--json", "--dry-run", "pull"))
         plan_counts_agree(self, doc)
         self.assertEqual(doc["accounts"][0]["plan"][0]["action"], "fetch_count", doc)
+
+    def test_dry_run_plan_shows_retention(self):
+        """server_retention_days: the dry run lists the UIDs the run would
+        remove from the server (stored here, older than the cutoff), and
+        removes none; POP3 (leave_on_server = no) says how many."""
+        import time
+        now = int(time.time())
+        with self.imap() as c:
+            old = c.append_many("INBOX", tb.make_corpus(3, seed=31, flags=False, base_date=now - 90 * 86400))
+            c.append_many("INBOX", tb.make_corpus(1, seed=32, flags=False, start=50, base_date=now - 3600))
+        self.pull()
+        self.write_config(server_retention_days="30")
+        server = self.server_state()
+        doc = parse(self, self.run_ok("--json", "--dry-run", "pull"))
+        plan = doc["accounts"][0]["plan"]
+        self.assertEqual(sorted(s["uid"] for s in plan if s["action"] == "retire"), sorted(old), doc)
+        self.assertEqual(doc["accounts"][0]["totals"]["retired"], 3)
+        self.assertEqual(self.server_state(), server, "--dry-run removed messages")
+        r = self.run_ok("--dry-run", "pull")
+        self.assertIn("INBOX: would remove UID %d from the server (server_retention_days" % old[0], r.stdout)
+        # the real run removes those (the dry run did not count as the day's check)
+        doc = parse(self, self.run_ok("--json", "pull"))
+        self.assertEqual(doc["accounts"][0]["totals"]["retired"], 3)
+        self.assertEqual(self.server_count(), 1)
+        # POP3, leave_on_server = no: what it would fetch, and then delete
+        tb.write_config(self.config_path, {self.account: tb.account_keys(
+            self.bed, self.user, self.work / "Pop", self.work / "pop.sqlite", type="pop3",
+            port=self.bed.pop3s_port, tls="implicit", leave_on_server="no")})
+        doc = parse(self, self.run_ok("--json", "--dry-run", "pull"))
+        self.assertEqual([(s["action"], s["count"]) for s in doc["accounts"][0]["plan"]],
+                         [("fetch_count", 1), ("retire_count", 1)], doc)
+        self.assertEqual(self.server_count(), 1)
+        r = self.run_ok("--dry-run", "pull")
+        self.assertIn("INBOX: would delete 1 POP3 messages from the server once stored", r.stdout)
