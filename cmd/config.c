@@ -690,6 +690,7 @@ static int section_line(struct parser *p, char *line)
     a->max_delete = 50;
     a->timeout = 60;
     a->compress = true;
+    a->placeholders = true;
     a->hook_timeout = 60;
     p->acc = a;
     memset(p->key_line, 0, sizeof p->key_line);

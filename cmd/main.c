@@ -78,7 +78,7 @@ static const char usage_text[] =
     "            --interval seconds (default 300), and sync again; until\n"
     "            SIGINT/SIGTERM. One account.\n"
     "  fetch     fetch [ACCOUNT] [--all | FILE...]: replace placeholders\n"
-    "            (max_size, placeholders = yes) by their full message: the\n"
+    "            (messages over max_size) by their full message: the\n"
     "            named files, or --all; a pull or sync does so for those\n"
     "            flagged locally\n"
     "  import    print a mailsync config made from ~/.mbsyncrc or\n"

@@ -31,7 +31,7 @@ struct engine_folder_result {
     size_t flagged;  /* flag changes applied */
     size_t deleted;  /* local messages removed (server expunged them) */
     size_t skipped;  /* messages over max_size */
-    size_t placeholders; /* messages over max_size stored as placeholders (placeholders = yes) */
+    size_t placeholders; /* messages over max_size stored as placeholders (the default) */
     size_t replaced;     /* placeholders replaced by their full message (flagged, or `fetch`) */
     size_t failed;   /* messages the server did not deliver properly (or,
                         pushing, local ones that could not be uploaded) */

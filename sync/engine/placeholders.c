@@ -1,6 +1,6 @@
 /*
- * placeholders.c: quick view first. With `placeholders = yes`, a message
- * over max_size is not skipped but stored as a placeholder: its real header
+ * placeholders.c: quick view first. With `placeholders = yes` (the
+ * default; IMAP), a message over max_size is not skipped but stored as a placeholder: its real header
  * (BODY.PEEK[HEADER], never the body) and a short note with its size
  * (message_placeholder), with the server's flags. Its row is a message's
  * row (one per UID, marked STATE_PLACEHOLDER: db/state.h), so a resync
@@ -9,8 +9,8 @@
  * and push_placeholders.c leave it alone, as they do mbsync's).
  *
  * The full message replaces it when the user flags the placeholder
- * (\Flagged, locally: the next pull or sync) or asks for it (`mailsync
- * fetch FILE...` / `--all`). The replacement, crash-safe:
+ * (\Flagged, locally: the next pull or sync), asks for it (`mailsync
+ * fetch FILE...` / `--all`), or max_size is raised above its size. The replacement, crash-safe:
  *   1. the message streams into a new file in tmp/, fsynced;
  *   2. that file is renamed over the placeholder's name (rename(2): a reader
  *      sees one or the other, never both, never neither); the directory is
@@ -325,7 +325,9 @@ int placeholders_replace(struct run *r, const struct selected *sel, struct engin
             break;
         }
         bool asked = r->opt->fetch_all || asked_for(r->opt, rows[i].uniq);
-        bool want = asked || (x->l.flags & FLAG_FLAGGED);
+        /* ... or max_size was raised (or removed) since: it fits now */
+        bool fits = !r->acct->max_size || rows[i].size <= r->acct->max_size;
+        bool want = asked || fits || (x->l.flags & FLAG_FLAGGED);
         if (want && !file_is_placeholder(mf, &x->l)) {
             /* a run killed after the rename (step 2): only the mark is left */
             log_msg(LOG_VERBOSE, "%s: UID %u is here in full already", sel->name, rows[i].uid);

@@ -128,7 +128,7 @@ class JsonTest(tb.BedTestCase):
             c.set_flags("INBOX", uids[:1], ["\\Flagged"], "+")
             c.expunge_uids("INBOX", uids[1:2])
             big = c.append_message("INBOX", tb.make_message(9, size=300000), (), 1600000001)
-        self.write_config(max_size="100K")
+        self.write_config(max_size="100K", placeholders="no")
         before = tb.snapshot_tree(self.maildir)
         r = self.run_ok("--json", "--dry-run", "pull")
         plan = plan_of(self, r)

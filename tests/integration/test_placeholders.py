@@ -147,6 +147,12 @@ class PlaceholderTest(tb.BedTestCase):
         r, px = self.pull_through_proxy("sync")
         self.assertLess(px.bytes_down, 20000)
         self.assert_one_of_each()
+        # max_size raised above it: the last placeholder is replaced too
+        self.write_config(max_size="1M")
+        self.run_ok("pull")
+        self.assertEqual(self.by_subject("Holiday").data, self.server()[self.big[1]].data_lf)
+        self.assertEqual(set(self.marks().values()), {0})
+        self.assertSynced()
 
     def test_fetch_command_and_kills(self):
         self.seed()
