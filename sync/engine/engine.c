@@ -329,6 +329,8 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         if (frc == MS_OK && (do_pull || do_fetch) && !opt->dry_run && !run_stopped(&r))
             frc = placeholders_replace(&r, &sel[i], fres, &ferr); /* flagged or asked for */
         if (frc == MS_OK && do_pull && opt->dry_run) /* what the second pass would remove */
+            frc = retention_retire_old(&r, &sel[i], fres, &ferr);
+        if (frc == MS_OK && do_pull && opt->dry_run)
             frc = tombstones_discard_kept(&r, &sel[i], fres, &ferr);
         else if (frc == MS_OK && opt->progress && opt->progress->folder_done && !opt->dry_run)
             opt->progress->folder_done(opt->progress->ctx, fres);
