@@ -584,8 +584,11 @@ class NetProxy:
                 self.socks.update((client, server))
                 if self.record:
                     self.transcripts.append(conn["log"])
-            # queue bound: about one bandwidth-delay product, at least a few chunks
-            bound = 8 if not self.rate else max(8, int(self.rate * max(self.latency, 0.005) * 2 / self.CHUNK) + 4)
+            # With a rate, the queue holds about two bandwidth-delay products
+            # (enough not to slow the link; more would only add delay);
+            # without one it is unbounded (a bound would cap the throughput
+            # at bound / latency).
+            bound = 0 if not self.rate else int(self.rate * max(self.latency, 0.005) * 2 / self.CHUNK) + 8
             for src, dst, down in ((server, client, True), (client, server, False)):
                 q = queue.Queue(maxsize=bound)
                 threading.Thread(target=self._link_in, args=(src, q, down, conn), daemon=True).start()
