@@ -1424,8 +1424,8 @@ class Bench:
                 if self.proxy and c["turns"] is not None:
                     # turns: request/response turns through the proxy (median)
                     net = "  %5g turns %8.2f MiB down" % (c["turns"], c["mib_down"])
-                lines.append("%-*s %-15s %10s  %-19s %s  %-7s%s" % (
-                    LABEL_W, label, tool, fmt_s(c["median"]), rng, fmt_rss(c["rss_kb"]), status, net))
+                lines.append(("%-*s %-15s %10s  %-19s %s  %-7s%s" % (
+                    LABEL_W, label, tool, fmt_s(c["median"]), rng, fmt_rss(c["rss_kb"]), status, net)).rstrip())
         peers = [t for t in self.tools if t != "mailsync" and not self.tools[t].reference]
         if "mailsync" in self.tools and peers:
             lines.append("")
