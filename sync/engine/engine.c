@@ -272,10 +272,10 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
     }
     order = xcalloc(nsel + 1, sizeof *order);
     if (do_pull && !do_push) {
-        /* the opens queued ahead keep their order; none of those folders
-         * got new mail, so none is where a message moved to */
-        size_t queued = folders_examine_ahead(&r, sel, nsel, order);
-        moves_server_order(&r, sel, order, queued, nsel);
+        /* the opens queued ahead come first; none of those folders got
+         * new mail, so none is where a message moved to (the rest:
+         * moves_server_order, in there) */
+        folders_examine_ahead(&r, sel, nsel, order);
     } else {
         /* A sync pulls the trash folder last: the other folders' pushes
          * move their local deletions into it, and one sync must bring

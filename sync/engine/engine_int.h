@@ -181,9 +181,9 @@ int folders_list_selected(struct run *r, struct selected **out, size_t *nout, st
 void folders_free_selected(struct selected *s, size_t n);
 /* Warn about folders the state knows that the server no longer lists. */
 void folders_report_vanished(struct run *r, const struct selected *sel, size_t nsel);
-/* A pull's visiting order of the nsel folders (order, indexes into sel),
- * the incremental opens queued ahead where the side can; returns how many
- * were queued. See folders.c. */
+/* A pull's visiting order of the nsel folders (order, indexes into sel;
+ * moves_server_order applied), the incremental opens queued ahead where
+ * the side can; returns how many were queued. See folders.c. */
 size_t folders_examine_ahead(struct run *r, const struct selected *sel, size_t nsel, size_t *order);
 
 /* Create on the server the local folders that no server folder maps to

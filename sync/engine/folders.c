@@ -152,8 +152,31 @@ static int cmp_messages_desc(const void *a, const void *b, void *ctx)
  * answers the next ones while this side renames the files of the first:
  * one round trip for all of them, not one each. The biggest go first, so
  * that the renames (and directory fsyncs) that take longest overlap with
- * the server's work, not follow it. Returns how many were queued; order
- * gets the visiting order of all nsel folders (as indexes into sel). */
+ * the server's work, not follow it. The other folders follow in the order
+ * moves_server_order gives them (what lost messages first); when the first
+ * of them got new mail (and nothing else is in doubt: same UIDVALIDITY,
+ * modseqs known), its EXAMINE and the listing of its new UIDs join the
+ * same write, last (it stays selected for its downloads): the folders
+ * with flag changes and the first with new mail cost one round trip
+ * together. A queue of one gains nothing and is not sent. Returns how many
+ * were queued; order gets the visiting order of all nsel folders (as
+ * indexes into sel). */
+/* The folder's STATUS shows new mail (and maybe flag changes), and
+ * pull_folder will open it incrementally from its recorded UIDNEXT: the
+ * recorded UIDNEXT to list from, else 0. */
+static uint32_t new_mail_from(const struct run *r, const struct selected *sel)
+{
+    const struct remote_status *st = folders_known_status(r, sel->raw);
+    const struct state_folder *sf = folders_known(r, sel->raw);
+    if (!st || !sf || !sf->last_sync || !sf->uidvalidity || !sf->highestmodseq || !st->highestmodseq)
+        return 0;
+    if (st->uidvalidity != sf->uidvalidity || sf->uidnext < 2 || st->uidnext <= sf->uidnext)
+        return 0;
+    if (r->trash_changed && folders_is_trash(r, sel))
+        return 0; /* (pull_folder does not trust this run's STATUS of it) */
+    return sf->uidnext;
+}
+
 size_t folders_examine_ahead(struct run *r, const struct selected *sel, size_t nsel, size_t *order)
 {
     size_t n = 0;
@@ -170,20 +193,8 @@ size_t folders_examine_ahead(struct run *r, const struct selected *sel, size_t n
         size[i] = st->messages;
         order[n++] = i;
     }
-    if (n < 2)
-        n = 0;
     qsort_r(order, n, sizeof *order, cmp_messages_desc, size);
-    struct remote_ahead *req = xcalloc(n + 1, sizeof *req);
-    for (size_t k = 0; k < n; k++) {
-        const struct state_folder *sf = folders_known(r, sel[order[k]].raw);
-        req[k] = (struct remote_ahead){sel[order[k]].raw, sf->uidvalidity, sf->highestmodseq};
-    }
-    struct ms_error err;
-    /* A failure ends the session: the folders report it. */
-    if (n && r->remote->ops->open_ahead(r->remote, req, n, &err) != MS_OK)
-        log_msg(LOG_VERBOSE, "%s", err.msg);
-    free(req);
-    /* the rest in their own order */
+    /* the rest in their own order, what lost messages first */
     bool *queued = xcalloc(nsel + 1, sizeof *queued);
     for (size_t k = 0; k < n; k++)
         queued[order[k]] = true;
@@ -191,8 +202,23 @@ size_t folders_examine_ahead(struct run *r, const struct selected *sel, size_t n
         if (!queued[i])
             order[k++] = i;
     free(queued);
+    moves_server_order(r, sel, order, n, nsel);
+    uint32_t list_from = ahead && n < nsel ? new_mail_from(r, &sel[order[n]]) : 0;
+    size_t nq = n + (list_from != 0);
+    if (nq < 2)
+        nq = 0;
+    struct remote_ahead *req = xcalloc(nq + 1, sizeof *req);
+    for (size_t k = 0; k < nq; k++) {
+        const struct state_folder *sf = folders_known(r, sel[order[k]].raw);
+        req[k] = (struct remote_ahead){sel[order[k]].raw, sf->uidvalidity, sf->highestmodseq, k < n ? 0 : list_from};
+    }
+    struct ms_error err;
+    /* A failure ends the session: the folders report it. */
+    if (nq && r->remote->ops->open_ahead(r->remote, req, nq, &err) != MS_OK)
+        log_msg(LOG_VERBOSE, "%s", err.msg);
+    free(req);
     free(size);
-    return n;
+    return nq;
 }
 /* ------------------------------------------------------------------ */
 /* the server's folders */

@@ -199,11 +199,18 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
  * when any other command comes. A command on a folder whose answer was
  * read while later ones were still queued (the server has moved on)
  * EXAMINEs it again first, and fails with MS_EPARTIAL if its UIDVALIDITY
- * changed meanwhile. Needs QRESYNC enabled. */
+ * changed meanwhile. The last folder may be one with new mail
+ * (fetch_from): its listing goes out behind its EXAMINE, and
+ * imap_select_qresync() with known_uidnext == fetch_from (and more new
+ * mail expected) reads both answers; the folder stays selected for what
+ * follows (the bodies). Needs QRESYNC enabled. */
 struct imap_examine_req {
     const char *name;
     uint32_t uidvalidity;
     uint64_t modseq;
+    uint32_t fetch_from; /* the last one only: 0, or UID FETCH fetch_from:* (UID
+                            FLAGS RFC822.SIZE) right behind its EXAMINE, as
+                            imap_select_qresync(known_uidnext = fetch_from) sends */
 };
 int imap_examine_ahead(struct imap_session *s, const struct imap_examine_req *req, size_t n, struct ms_error *err);
 

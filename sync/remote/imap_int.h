@@ -40,6 +40,8 @@ struct queued_examine {
     char *name;
     uint32_t uidvalidity;
     uint64_t modseq;
+    uint32_t fetch_from; /* a UID FETCH fetch_from:* went out behind it (the last one) */
+    int fetch_tag;       /* its tag */
 };
 
 /* One connection: made by imap_connect(), freed by imap_close(). */

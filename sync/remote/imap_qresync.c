@@ -108,9 +108,10 @@ static int put_select_qresync(struct imap_session *s, const char *name, bool rea
  * libetpan's own SELECT does (fresh selection info, state). Its FETCH
  * reports go to f (UID FLAGS, as on_flags_att collects them), or are
  * dropped as they arrive when f is NULL. fetch_from: a UID FETCH went out
- * right behind it (send_select_qresync); its answer is left unread, except
- * when the SELECT failed: then it is read and dropped here. */
-static int read_select_qresync(struct imap_session *s, int tag, uint32_t fetch_from, struct fetch_ctx *f)
+ * right behind it (send_select_qresync) under fetch_tag (0: none); its
+ * answer is left unread, except when the SELECT failed: then it is read
+ * and dropped here. */
+static int read_select_qresync(struct imap_session *s, int tag, int fetch_tag, struct fetch_ctx *f)
 {
     mailimap *imap = s->imap;
     if (imap->imap_selection_info)
@@ -120,12 +121,12 @@ static int read_select_qresync(struct imap_session *s, int tag, uint32_t fetch_f
     int r = imap_read_tagged(s, tag, f, &state);
     if (r != MAILIMAP_NO_ERROR)
         return r;
-    if (state != MAILIMAP_RESP_COND_STATE_OK && fetch_from) {
+    if (state != MAILIMAP_RESP_COND_STATE_OK && fetch_tag) {
         /* The FETCH ran with no folder selected: its answer (BAD, which
          * libetpan calls a protocol error, but read to its end) means
          * nothing; the session goes on, as after any failed SELECT. */
         int ignored;
-        r = imap_read_tagged(s, imap->imap_tag, NULL, &ignored);
+        r = imap_read_tagged(s, fetch_tag, NULL, &ignored);
         if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_PROTOCOL)
             return r;
     }
@@ -161,7 +162,7 @@ static int send_select_qresync(struct imap_session *s, const char *name, bool re
         r = MAILIMAP_ERROR_STREAM;
     if (r != MAILIMAP_NO_ERROR)
         return r;
-    return read_select_qresync(s, select_tag, fetch_from, f);
+    return read_select_qresync(s, select_tag, fetch_from ? imap->imap_tag : 0, f);
 }
 
 /* ---- EXAMINEs sent ahead (imap_examine_ahead) ---- */
@@ -183,7 +184,12 @@ static int drop_queued(struct imap_session *s, struct ms_error *err)
     char shown[120], what[160];
     imap_escape_text(q->name, strnlen(q->name, 200), shown, sizeof shown);
     snprintf(what, sizeof what, "EXAMINE %s (QRESYNC), sent ahead", shown);
-    int r = read_select_qresync(s, q->tag, 0, NULL);
+    int r = read_select_qresync(s, q->tag, q->fetch_from ? q->fetch_tag : 0, NULL);
+    if (r == MAILIMAP_NO_ERROR && q->fetch_from) {
+        /* the listing sent behind it: read to its end and dropped */
+        int ignored;
+        r = imap_read_tagged(s, q->fetch_tag, NULL, &ignored);
+    }
     if (s->ahead_next == s->nahead)
         forget_queue(s);
     if (r == MAILIMAP_ERROR_SELECT)
@@ -195,14 +201,16 @@ static int drop_queued(struct imap_session *s, struct ms_error *err)
  * ones queued before it are read and dropped (their folders were not
  * asked for after all). *tag: its tag; false when none matched (then the
  * queue is empty). */
-static int take_queued(struct imap_session *s, const char *name, uint32_t uidvalidity, uint64_t modseq, int *tag,
-                       bool *found, struct ms_error *err)
+static int take_queued(struct imap_session *s, const char *name, uint32_t uidvalidity, uint64_t modseq,
+                       uint32_t fetch_from, int *tag, int *fetch_tag, bool *found, struct ms_error *err)
 {
     *found = false;
     while (s->ahead_next < s->nahead) {
         struct queued_examine *q = &s->ahead[s->ahead_next];
-        if (strcmp(q->name, name) == 0 && q->uidvalidity == uidvalidity && q->modseq == modseq) {
+        if (strcmp(q->name, name) == 0 && q->uidvalidity == uidvalidity && q->modseq == modseq &&
+            q->fetch_from == fetch_from) {
             *tag = q->tag;
+            *fetch_tag = q->fetch_tag;
             *found = true;
             if (++s->ahead_next == s->nahead)
                 forget_queue(s);
@@ -253,6 +261,8 @@ int imap_examine_ahead(struct imap_session *s, const struct imap_examine_req *re
             return rc;
         if (req[i].uidvalidity == 0 || req[i].modseq == 0)
             return ms_error_set(err, MS_EUSAGE, "EXAMINE %s (QRESYNC): needs a known UIDVALIDITY and MODSEQ", shown);
+        if (req[i].fetch_from && (i + 1 < n || req[i].fetch_from < 2))
+            return ms_error_set(err, MS_EUSAGE, "EXAMINE %s (QRESYNC) ahead: a listing only behind the last", shown);
     }
     forget_queue(s); /* (empty: imap_ready() read what was left) */
     s->ahead = calloc(n, sizeof *s->ahead);
@@ -269,6 +279,15 @@ int imap_examine_ahead(struct imap_session *s, const struct imap_examine_req *re
         q->modseq = req[i].modseq;
         s->nahead = i + 1;
         r = put_select_qresync(s, req[i].name, false, req[i].uidvalidity, req[i].modseq, &q->tag);
+        if (r == MAILIMAP_NO_ERROR && req[i].fetch_from) {
+            /* as send_select_qresync() sends it behind a SELECT */
+            char fetch[80];
+            snprintf(fetch, sizeof fetch, "UID FETCH %" PRIu32 ":* (UID FLAGS RFC822.SIZE)\r\n", req[i].fetch_from);
+            q->fetch_from = req[i].fetch_from;
+            if ((r = mailimap_send_current_tag(s->imap)) == MAILIMAP_NO_ERROR && imap_stream_puts(s->imap->imap_stream, fetch))
+                r = MAILIMAP_ERROR_STREAM;
+            q->fetch_tag = s->imap->imap_tag;
+        }
     }
     if (r == MAILIMAP_NO_ERROR && mailstream_flush(s->imap->imap_stream) != 0)
         r = MAILIMAP_ERROR_STREAM;
@@ -414,11 +433,12 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     /* New mail the caller already knows of (a STATUS earlier in the
      * session): its listing goes out with the SELECT, a round trip less. */
     uint32_t ahead = known_uidnext > 1 && expect_uidnext > known_uidnext ? known_uidnext : 0;
-    /* Sent already by imap_examine_ahead()? Then only its answer is read. */
-    int queued_tag = 0;
+    /* Sent already by imap_examine_ahead()? Then only its answer is read
+     * (and that of the listing sent behind it, with ahead). */
+    int queued_tag = 0, fetch_tag = 0;
     bool queued = false;
-    if (!read_write && !ahead)
-        rc = take_queued(s, name, uidvalidity, modseq, &queued_tag, &queued, err);
+    if (!read_write)
+        rc = take_queued(s, name, uidvalidity, modseq, ahead, &queued_tag, &fetch_tag, &queued, err);
     if (rc == MS_OK && !queued)
         rc = imap_settle_ahead(s, false, err);
     if (rc != MS_OK) {
@@ -427,8 +447,13 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
     }
     free(s->reselect); /* whatever is selected next, it is this one */
     s->reselect = NULL;
-    int r = queued ? read_select_qresync(s, queued_tag, 0, sel)
+    int r = queued ? read_select_qresync(s, queued_tag, fetch_tag, sel)
                    : send_select_qresync(s, name, read_write, uidvalidity, modseq, ahead, sel);
+    /* The listing's answer is read under the session's last tag (below):
+     * a queued one is the last command sent (any other command would have
+     * read the queue first). */
+    if (r == MAILIMAP_NO_ERROR && queued && ahead && fetch_tag != s->imap->imap_tag)
+        r = MAILIMAP_ERROR_PROTOCOL;
     rc = imap_fetch_outcome(s, sel, r, what, err);
     struct mailimap_selection_info *si = rc == MS_OK ? s->imap->imap_selection_info : NULL;
     if (rc == MS_OK && (!si || si->sel_uidvalidity == 0)) {

@@ -141,11 +141,15 @@ struct remote_listing {
 void remote_listing_free(struct remote_listing *l);
 
 /* Folders to open ahead (open_ahead): the raw name and the recorded
- * values open() will be called with. */
+ * values open() will be called with. list_from: 0, or (the last folder of
+ * a request only) the recorded UIDNEXT of a folder whose status showed
+ * new mail, open() to be called with known->uidnext = list_from and a
+ * larger status_uidnext: its listing of the new UIDs goes out too. */
 struct remote_ahead {
     const char *name;
     uint32_t uidvalidity;
     uint64_t modseq;
+    uint32_t list_from;
 };
 
 /* Streamed bodies: for every message, its bytes arrive in order through

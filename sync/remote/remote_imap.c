@@ -167,7 +167,7 @@ static int imap_r_open_ahead(struct remote *r, const struct remote_ahead *req, s
 {
     struct imap_examine_req *q = xcalloc(n + 1, sizeof *q);
     for (size_t i = 0; i < n; i++)
-        q[i] = (struct imap_examine_req){req[i].name, req[i].uidvalidity, req[i].modseq};
+        q[i] = (struct imap_examine_req){req[i].name, req[i].uidvalidity, req[i].modseq, req[i].list_from};
     int rc = imap_examine_ahead(ir(r)->s, q, n, err);
     free(q);
     return rc;

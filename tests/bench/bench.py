@@ -51,6 +51,7 @@ import collections
 import hashlib
 import json
 import os
+import queue
 import random
 import re
 import shutil
@@ -496,6 +497,162 @@ class Server:
 
 
 # ----------------------------------------------------------------------------
+# The network between the tools and Dovecot (--rtt, --rate)
+
+
+class NetProxy:
+    """A model network between every tool and Dovecot, for --rtt and --rate:
+    forwards 127.0.0.1:<port> to the server, each direction its own link.
+
+    latency: seconds each chunk takes to arrive (a round trip costs twice
+    that); chunks stay pipelined (one sent while another is in flight is
+    not held up by it). rate: bytes per second of each direction's link (0:
+    unlimited): a chunk occupies its link for len/rate seconds after the
+    previous one left it (a token bucket with a bucket of one chunk, chunks
+    of at most CHUNK bytes), then travels latency seconds. Data beyond
+    about one bandwidth-delay product waits in the sender's socket buffers
+    (a bounded queue), so a server that sends ahead is held back as by a
+    real link rather than buffered without limit here. The TCP handshake's
+    own round trip is not added.
+
+    Counters, per connection and summed since reset(): bytes each way, and
+    turns: the times the client sent something after it had been delivered
+    something since its last send, i.e. the request/response turns it took
+    (the TLS handshake's included). A client that waits for every answer
+    takes one turn per command; one that pipelines takes one per burst.
+    record=True keeps each connection's raw chunks in order, both
+    directions (readable with --transport plain)."""
+
+    CHUNK = 16384
+
+    def __init__(self, target_port, latency=0.0, rate=0.0, record=False):
+        self.target = (tb.HOST, target_port)
+        self.latency, self.rate, self.record = latency, rate, record
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.socks = set()
+        self.reset()
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((tb.HOST, 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+
+    def reset(self):
+        """Zero the counters (before a run)."""
+        with self.lock:
+            self.connections = 0
+            self.turns = 0
+            self.bytes_down = self.bytes_up = 0
+            self.transcripts = []     # per connection: [(down, bytes)]
+
+    def start(self):
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+        return self
+
+    def stop(self):
+        self.stopping = True
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        with self.lock:
+            for s in list(self.socks):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def _accept_loop(self):
+        while not self.stopping:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.target, timeout=10)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            for sock in (client, server):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = {"left": 2, "socks": (client, server), "delivered": False,
+                    "log": [] if self.record else None}
+            with self.lock:
+                self.connections += 1
+                self.socks.update((client, server))
+                if self.record:
+                    self.transcripts.append(conn["log"])
+            # With a rate, the queue holds about two bandwidth-delay products
+            # (enough not to slow the link; more would only add delay);
+            # without one it is unbounded (a bound would cap the throughput
+            # at bound / latency).
+            bound = 0 if not self.rate else int(self.rate * max(self.latency, 0.005) * 2 / self.CHUNK) + 8
+            for src, dst, down in ((server, client, True), (client, server, False)):
+                q = queue.Queue(maxsize=bound)
+                threading.Thread(target=self._link_in, args=(src, q, down, conn), daemon=True).start()
+                threading.Thread(target=self._link_out, args=(dst, q, down, conn), daemon=True).start()
+
+    def _link_in(self, src, q, down, conn):
+        """Read chunks as they come; each is due when the link has carried
+        it (rate) and it has travelled (latency)."""
+        free_at = 0.0       # when this direction's link is free again
+        try:
+            while not self.stopping:
+                data = src.recv(self.CHUNK)
+                if not data:
+                    break
+                now = time.monotonic()
+                with self.lock:
+                    if down:
+                        self.bytes_down += len(data)
+                    else:
+                        self.bytes_up += len(data)
+                        if conn["delivered"]:
+                            self.turns += 1
+                            conn["delivered"] = False
+                    if conn["log"] is not None:
+                        conn["log"].append((down, data))
+                start = max(now, free_at)
+                free_at = start + (len(data) / self.rate if self.rate else 0.0)
+                q.put((free_at + self.latency, data))
+        except OSError:
+            pass
+        q.put((max(time.monotonic(), free_at) + self.latency, None))
+
+    def _link_out(self, dst, q, down, conn):
+        """Deliver each chunk when due, in order; at the end close dst's
+        sending side, and both sockets once both directions ended."""
+        try:
+            while True:
+                due, data = q.get()
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                if data is None:
+                    dst.shutdown(socket.SHUT_WR)
+                    break
+                dst.sendall(data)
+                if down:
+                    with self.lock:
+                        conn["delivered"] = True
+        except OSError:
+            pass
+        with self.lock:
+            conn["left"] -= 1
+            last = conn["left"] == 0
+        if last:
+            for sock in conn["socks"]:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+                with self.lock:
+                    self.socks.discard(sock)
+
+
+# ----------------------------------------------------------------------------
 # The tools
 
 
@@ -559,6 +716,7 @@ class Mailsync(Tool):
     name = "mailsync"
     check_mtime = True
     connections = 1             # its config's `connections =` (--connections)
+    compress = None             # its config's `compress =` (None: not written, the default)
 
     def binary(self):
         return tb.mailsync_bin()
@@ -571,6 +729,8 @@ class Mailsync(Tool):
                                tls="implicit" if self.tls else "none", host=HOSTNAME, port=self.port)
         if self.connections > 1:
             keys["connections"] = self.connections
+        if self.compress is not None:
+            keys["compress"] = self.compress
         tb.write_config(self.config, {"bench": keys})
 
     def argv(self, scenario):
@@ -1039,11 +1199,12 @@ class Bench:
             log("server: state (f) = one %.1f MiB message appended to INBOX (%.1f s)" % (
                 self.big.size / 2**20, time.monotonic() - t0))
         self.proxy = None
-        if a.rtt:
-            # Every tool's connection crosses a proxy that delays each chunk
-            # by half the round trip, each way (testbed.Proxy latency).
+        if a.rtt or a.rate or a.record:
+            # Every tool's connection crosses a model network: half the
+            # round trip each way, each direction's link a.rate Mbit/s.
             direct = self.server.bed.imaps_port if a.transport == "imaps" else self.server.bed.imap_port
-            self.proxy = tb.Proxy(direct, latency=a.rtt / 2000.0).start()
+            self.proxy = NetProxy(direct, latency=a.rtt / 2000.0, rate=a.rate * 1e6 / 8,
+                                  record=a.record).start()
         self.tools = {}
         for name in a.tools:
             t = TOOL_CLASSES[name](self.work / "tools" / name, self.server,
@@ -1054,6 +1215,8 @@ class Bench:
                 t.connections = a.connections
                 if isinstance(t, MailsyncB) and a.connections_b is not None:
                     t.connections = a.connections_b
+                if isinstance(t, MailsyncB) and a.compress_b is not None:
+                    t.compress = a.compress_b
             self.tools[name] = t
         self.local_snap = {}
         self.setup_tried = set()
@@ -1078,9 +1241,16 @@ class Bench:
             settle(tool.work)
         os.sync()
         logpath = self.work / ("log-%s-%s-%d.txt" % (tool.name, scen, run))
+        if self.proxy:
+            self.proxy.reset()
         res = run_timed(self.helper, tool.argv(scen), tool.env(), str(tool.work), self.timeout(),
                         logpath)
         res["run"] = run
+        if self.proxy:
+            res["turns"], res["connections"] = self.proxy.turns, self.proxy.connections
+            res["bytes_down"], res["bytes_up"] = self.proxy.bytes_down, self.proxy.bytes_up
+            if self.args.record:
+                self.write_transcripts(self.work / ("wire-%s-%s-%d.txt" % (tool.name, scen, run)))
         if tool.self_timed:
             m = re.search(r"^session-seconds ([0-9.]+)$", res["stderr"], re.M)
             res["seconds"] = float(m.group(1)) if m else res["seconds"]
@@ -1107,6 +1277,22 @@ class Bench:
             problems += verify(tool, state)
         return self._record(tool, scen, run, res, problems, changed)
 
+    def write_transcripts(self, path):
+        """The proxy's record of a run's connections (--record), one line
+        per chunk: '>' client to server, '<' server to client; a line of
+        '----' between turns (the client sent after it was answered)."""
+        with open(path, "wb") as f:
+            for i, log_ in enumerate(self.proxy.transcripts):
+                f.write(b"==== connection %d\n" % (i + 1))
+                last = None
+                for down, data in log_:
+                    if not down and last:
+                        f.write(b"---- turn\n")
+                    mark = b"< " if down else b"> "
+                    text = data if len(data) <= 2000 else data[:1000] + b"\n[...%d bytes...]\n" % len(data) + data[-200:]
+                    f.write(b"".join(mark + line + b"\n" for line in text.split(b"\r\n") if line))
+                    last = down
+
     def _record(self, tool, scen, run, res, problems, changed):
         res["ok"] = not problems
         res["problems"] = problems
@@ -1117,9 +1303,12 @@ class Bench:
             log("  FAIL %s %s run %d (%d problems; first: %s)" % (
                 tool.name, scen, run, len(problems), problems[0].splitlines()[0]))
         else:
-            log("  %-15s %s run %d: %s s, %s%s" % (
+            log("  %-15s %s run %d: %s s, %s%s%s" % (
                 tool.name, scen, run, fmt_s(res["seconds"]), fmt_rss(res["maxrss_kb"]).strip(),
-                "" if changed is None else " (%d marked seen)" % changed))
+                "" if changed is None else " (%d marked seen)" % changed,
+                "" if "turns" not in res else ", %d turns, %d connection%s, %.1f MiB down" % (
+                    res["turns"], res["connections"], "" if res["connections"] == 1 else "s",
+                    res["bytes_down"] / 2**20)))
         self.results[(tool.name, scen)].append(res)
         if scen == "a" and res["ok"] and not tool.reference and tool.name not in self.local_snap:
             self.snapshot_local(tool)
@@ -1175,6 +1364,9 @@ class Bench:
                     "min": min(secs) if secs else None, "max": max(secs) if secs else None,
                     "rss_kb": max((r["maxrss_kb"] for r in ok if r["maxrss_kb"] is not None), default=None),
                     "ok": len(ok), "total": len(runs), "note": self.notes.get((tool, scen)),
+                    "turns": statistics.median([r["turns"] for r in ok]) if ok and "turns" in ok[0] else None,
+                    "mib_down": statistics.median([r["bytes_down"] for r in ok]) / 2**20
+                    if ok and "bytes_down" in ok[0] else None,
                 }
         return out
 
@@ -1187,7 +1379,8 @@ class Bench:
                          a.n, self.corpus_bytes / 2**20, len({m.folder for m in self.base}),
                          " small" if a.small else "", a.runs, "" if a.runs == 1 else "s",
                          ("IMAPS" if a.transport == "imaps" else "plain IMAP") +
-                         (" with a %g ms round trip" % a.rtt if a.rtt else ""),
+                         (" with a %g ms round trip" % a.rtt if a.rtt else "") +
+                         (" at %g Mbit/s each way" % a.rate if a.rate else ""),
                          dovecot_version(), a.server, ", cold index" if a.cold_server else "",
                          os.cpu_count()))
         if a.zlib:
@@ -1196,6 +1389,9 @@ class Bench:
             lines.append("mailsync: %s (source %s)" % (tb.mailsync_bin(), self.source))
         if "mailsync-b" in self.tools:
             lines.append("mailsync-b: %s" % self.tools["mailsync-b"].binary())
+        for name in ("mailsync", "mailsync-b"):
+            if name in self.tools and self.tools[name].compress is not None:
+                lines.append("%s: compress = %s" % (name, self.tools[name].compress))
         for name in ("mailsync", "mailsync-b"):
             if name in self.tools and self.tools[name].connections != 1:
                 lines.append("%s: connections = %d" % (name, self.tools[name].connections))
@@ -1224,8 +1420,12 @@ class Bench:
                     continue
                 rng = "%s-%s" % (fmt_s(c["min"]), fmt_s(c["max"]))
                 status = "%d/%d" % (c["ok"], c["total"]) + ("" if c["ok"] == c["total"] else " FAIL")
-                lines.append("%-*s %-15s %10s  %-19s %s  %s" % (
-                    LABEL_W, label, tool, fmt_s(c["median"]), rng, fmt_rss(c["rss_kb"]), status))
+                net = ""
+                if self.proxy and c["turns"] is not None:
+                    # turns: request/response turns through the proxy (median)
+                    net = "  %5g turns %8.2f MiB down" % (c["turns"], c["mib_down"])
+                lines.append(("%-*s %-15s %10s  %-19s %s  %-7s%s" % (
+                    LABEL_W, label, tool, fmt_s(c["median"]), rng, fmt_rss(c["rss_kb"]), status, net)).rstrip())
         peers = [t for t in self.tools if t != "mailsync" and not self.tools[t].reference]
         if "mailsync" in self.tools and peers:
             lines.append("")
@@ -1303,6 +1503,7 @@ class Bench:
         s = self.summary()
         return {
             "n": self.args.n, "small": self.args.small, "transport": self.args.transport, "rtt_ms": self.args.rtt,
+            "rate_mbit": self.args.rate,
             "runs": self.args.runs, "seed": self.args.seed, "server": self.args.server, "cold_server": self.args.cold_server,
             "server_conf": server_conf(self.args.server),
             "corpus_bytes": self.corpus_bytes, "dovecot": dovecot_version(),
@@ -1310,7 +1511,9 @@ class Bench:
             "source": self.source,
             "results": [{"tool": t, "scenario": sc, **v} for (t, sc), v in s.items()],
             "runs_raw": [{"tool": t, "scenario": sc, "seconds": r["seconds"], "maxrss_kb": r["maxrss_kb"],
-                          "ok": r.get("ok"), "code": r["code"]}
+                          "ok": r.get("ok"), "code": r["code"], "turns": r.get("turns"),
+                          "connections": r.get("connections"), "bytes_down": r.get("bytes_down"),
+                          "bytes_up": r.get("bytes_up")}
                          for (t, sc), rs in self.results.items() for r in rs],
             "failures": self.failures,
         }
@@ -1369,6 +1572,16 @@ def parse_args(argv):
                     help="a network round trip of MS milliseconds between every tool and "
                          "Dovecot (a delaying proxy; default 0: direct). Meant for the resyncs: "
                          "the proxy is Python and bulk data through it is slow")
+    ap.add_argument("--rate", type=float, default=0.0, metavar="MBIT",
+                    help="cap each direction of every tool's connection at MBIT Mbit/s (the "
+                         "same proxy as --rtt; combinable with it; default 0: no cap)")
+    ap.add_argument("--record", action="store_true",
+                    help="pass every connection through the proxy (as --rtt/--rate do) and "
+                         "write each run's chunks both ways to wire-TOOL-SCEN-RUN.txt in the "
+                         "work dir (with --keep; readable with --transport plain)")
+    ap.add_argument("--compress-b", choices=("yes", "no"), default=None,
+                    help="mailsync-b's `compress =` (e.g. MAILSYNC_BIN_B=$MAILSYNC_BIN "
+                         "--zlib --compress-b no: the same build with and without COMPRESS)")
     ap.add_argument("--transport", choices=("imaps", "plain"), default="imaps",
                     help="how every tool connects: IMAPS (default) or plain IMAP on loopback")
     ap.add_argument("--cold-server", action="store_true",
@@ -1393,6 +1606,8 @@ def parse_args(argv):
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, Maildirs)")
     a = ap.parse_args(argv)
     a.tools = [t.strip() for t in a.tools.split(",") if t.strip()]
+    if a.rate < 0 or a.rtt < 0:
+        ap.error("--rate and --rtt must not be negative")
     a.scenarios = [s.strip().lower() for s in a.scenarios.split(",") if s.strip()]
     for t in a.tools:
         if t not in TOOL_CLASSES:

@@ -350,7 +350,7 @@ static void run_op(struct imap_session *s, enum op op)
          * queued); DROP asks for the first, then lists its flags (the
          * other answers are dropped, the first folder examined again),
          * then the third (sent anew). */
-        static const struct imap_examine_req req[] = {{"INBOX", 7, 50}, {"Archive", 7, 50}, {"Sent", 7, 50}};
+        static const struct imap_examine_req req[] = {{"INBOX", 7, 50, 0}, {"Archive", 7, 50, 0}, {"Sent", 7, 50, 0}};
         static const char *const asked[2][2] = {{"INBOX", "Archive"}, {"INBOX", "Sent"}};
         if (!imap_enable_qresync(s) || imap_examine_ahead(s, req, 3, &err) != MS_OK)
             break;
