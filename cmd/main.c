@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "cmd/config.h"
+#include "cmd/help.h"
 #include "cmd/hooks.h"
 #include "cmd/import.h"
 #include "cmd/output.h"
@@ -108,7 +109,8 @@ static const char usage_text[] =
     "message or chunk of uploads, record what is done, then end by the signal;\n"
     "a second signal ends them at once.\n"
     "\n"
-    "See mailsync(1) for the config file.\n";
+    "'mailsync help COMMAND' (or COMMAND --help) for a command's own help;\n"
+    "mailsync(1) for the whole story, mailsync.conf(5) for the config file.\n";
 
 static const char import_usage_text[] =
     "Usage: mailsync import [FILE] [--from mbsync|offlineimap] [--write] [-c CONFIG]\n"
@@ -170,6 +172,33 @@ static int usage_error(const char *fmt, const char *arg)
     say(fmt, arg);
     fputs("Try 'mailsync --help'.\n", stderr);
     return MS_EUSAGE;
+}
+
+static const char *const commands[] = {"pull", "push", "sync", "status", "check", "folders", "watch", "import", "help"};
+#define NCOMMANDS (sizeof commands / sizeof *commands)
+
+/* An unknown command: a usage error naming the commands, and the one
+ * meant if the word is a typo of it. what: "unknown command", ... */
+static int unknown_command(const char *what, const char *word)
+{
+    const char *near = config_suggest(word, commands, NCOMMANDS);
+    say("%s '%s' (the commands: pull, push, sync, status, check, folders, watch, import, help)%s%s%s", what, word,
+        near ? "; did you mean " : "", near ? near : "", near ? "?" : "");
+    fputs("Try 'mailsync --help'.\n", stderr);
+    return MS_EUSAGE;
+}
+
+/* --help, COMMAND --help, help [COMMAND]: the general text, or the
+ * command's own. A word that is no command is a usage error. */
+static int print_help(const char *command)
+{
+    const char *text = !command                          ? usage_text
+                       : strcmp(command, "import") == 0 ? import_usage_text
+                                                        : help_command_text(command);
+    if (!text)
+        return unknown_command("no help for", command);
+    fputs(text, stdout);
+    return 0;
 }
 
 static void add_folder_pattern(struct options *o, const char *p)
@@ -242,11 +271,8 @@ static int parse_args(int argc, char **argv, struct options *o)
     }
     if (o->quiet)
         log_verbosity = -1;
-    if (o->help) { /* --help, or COMMAND --help */
-        bool import = optind < argc && strcmp(argv[optind], "import") == 0;
-        fputs(import ? import_usage_text : usage_text, stdout);
-        return 0;
-    }
+    if (o->help) /* --help, or COMMAND --help */
+        return print_help(optind < argc ? argv[optind] : NULL);
     if (optind >= argc)
         return usage_error("%s", "no command given (pull, push, sync, status, check, folders, watch, import, help)");
     o->command = argv[optind++];
@@ -279,7 +305,16 @@ static int pick_accounts(struct config *cfg, const struct options *o, struct acc
         list[i] = o->naccounts ? config_find(cfg, o->accounts[i]) : &cfg->accounts[i];
         if (!list[i]) {
             free(list);
-            say("no account named '%s' in %s", o->accounts[i], cfg->path);
+            const char **names = xcalloc(cfg->naccounts + 1, sizeof *names);
+            for (size_t k = 0; k < cfg->naccounts; k++)
+                names[k] = cfg->accounts[k].name;
+            const char *near = config_suggest(o->accounts[i], names, cfg->naccounts);
+            free(names);
+            if (near)
+                say("no account named '%s' in %s; did you mean %s?", o->accounts[i], cfg->path, near);
+            else
+                say("no account named '%s' in %s (its accounts are its [account NAME] sections)", o->accounts[i],
+                    cfg->path);
             return MS_EUSAGE;
         }
     }
@@ -728,9 +763,8 @@ done:
 
 static bool known_command(const char *c)
 {
-    static const char *const all[] = {"pull", "push", "sync", "status", "check", "folders", "watch", "import", "help"};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (strcmp(c, all[i]) == 0)
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(c, commands[i]) == 0)
             return true;
     return false;
 }
@@ -788,14 +822,12 @@ int main(int argc, char **argv)
         goto out;
     }
     if (!known_command(o.command)) {
-        rc = usage_error("unknown command '%s' (pull, push, sync, status, check, folders, watch, import, help)",
-                         o.command);
+        rc = unknown_command("unknown command", o.command);
         goto out;
     }
     if (strcmp(o.command, "help") == 0) { /* help [COMMAND] = COMMAND --help */
-        bool import = o.naccounts && strcmp(o.accounts[0], "import") == 0;
-        fputs(import ? import_usage_text : usage_text, stdout);
-        rc = MS_OK;
+        rc = o.naccounts > 1 ? usage_error("help takes one command, not also '%s'", o.accounts[1])
+                             : print_help(o.naccounts ? o.accounts[0] : NULL);
         goto out;
     }
     if (strcmp(o.command, "import") == 0) {
@@ -815,8 +847,13 @@ int main(int argc, char **argv)
     struct ms_error err = {0};
     rc = config_load(path, &cfg, &err);
     free(path);
-    if (rc) {
-        say("%s", err.msg);
+    if (rc) { /* every error of the file, in line order */
+        for (size_t i = 0; i < cfg.nerrors; i++)
+            say("%s", cfg.errors[i]);
+        if (!cfg.nerrors)
+            say("%s", err.msg);
+        else if (cfg.nerrors_total > cfg.nerrors)
+            say("... and %zu more errors in the config file", cfg.nerrors_total - cfg.nerrors);
         config_free(&cfg);
         goto out;
     }

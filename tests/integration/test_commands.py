@@ -5,7 +5,9 @@ the program's own options, and refusing what is not built yet.
 import base64
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import unittest
 
 import testbed as tb
@@ -244,6 +246,101 @@ class CommandsTest(tb.BedTestCase):
             self.assertEqual(r.code, 2, str(r))
             self.assertTrue(r.stderr.strip(), "no message for %s" % args)
 
+
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+COMMANDS = ("pull", "push", "sync", "status", "check", "folders", "watch", "import", "help")
+
+
+class HelpAndConfigErrorsTest(unittest.TestCase):
+    """What needs no server: each command's own help, "did you mean", and
+    a config's errors all reported in one run."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="mailsync-help-")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def run_ms(self, *args, config=None):
+        return tb.run_mailsync(list(args), config=config, workdir=self.work)
+
+    def config(self, text):
+        path = os.path.join(self.work, "config")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
+
+    def test_each_command_has_its_own_help(self):
+        general = self.run_ms("--help").stdout
+        texts = {}
+        for cmd in COMMANDS:
+            a, b = self.run_ms("help", cmd), self.run_ms(cmd, "--help")
+            self.assertEqual((a.code, b.code), (0, 0), str(a) + str(b))
+            self.assertEqual(a.stdout, b.stdout, cmd)  # help CMD = CMD --help
+            self.assertRegex(a.stdout, r"^Usage: mailsync %s\b" % cmd)
+            self.assertNotEqual(a.stdout, general, cmd)
+            self.assertNotIn("%%", a.stdout, cmd)
+            self.assertIn("mailsync %s" % cmd, a.stdout.split("xample", 1)[-1], cmd + ": no example")
+            texts[cmd] = a.stdout
+        # the options that apply, and not the others
+        for cmd in ("pull", "push", "sync"):
+            for opt in ("--dry-run", "--folder", "--force", "--json", "% any text but '/'"):
+                self.assertIn(opt, texts[cmd], cmd)
+            self.assertNotIn("--interval", texts[cmd], cmd)
+            self.assertNotIn("--write", texts[cmd], cmd)
+        self.assertIn("--interval", texts["watch"])
+        self.assertIn("--write", texts["import"])
+        self.assertNotIn("--dry-run", texts["status"])
+        self.assertEqual(self.run_ms("help").stdout, general)
+        self.assertNotIn("%%", general)
+
+    def test_help_for_an_unknown_command_is_a_usage_error(self):
+        for args in (["help", "frobnicate"], ["frobnicate", "--help"], ["help", "pul"]):
+            r = self.run_ms(*args)
+            self.assertEqual(r.code, 2, str(r))
+            self.assertEqual(r.stdout, "")
+            for cmd in COMMANDS:
+                self.assertIn(cmd, r.stderr)
+        self.assertIn("did you mean pull?", self.run_ms("help", "pul").stderr)
+        r = self.run_ms("stauts")
+        self.assertEqual(r.code, 2, str(r))
+        self.assertIn("did you mean status?", r.stderr)
+
+    def test_all_config_errors_at_once(self):
+        path = self.config("[account work]\n"              # 1
+                           "hots = imap.example.org\n"     # 2
+                           "user = me\n"
+                           "password_command = pass mail\n"
+                           "maildir = ~/Mail\n"
+                           "tls = sometimes\n"             # 6
+                           "\n"
+                           "[account home]\n"              # 8
+                           "host = h\nuser = u\npassword_command = x\nmaildir = ~/Mail2\n"
+                           "conections = 2\n")             # 13
+        r = self.run_ms("pull", config=path)
+        self.assertEqual(r.code, 2, str(r))
+        lines = r.stderr.splitlines()
+        want = [(2, "hots", "did you mean host?"), (6, "tls", "sometimes"), (1, "host", "missing"),
+                (13, "conections", "did you mean connections?")]
+        self.assertEqual(len(lines), len(want), r.stderr)
+        for line, (n, key, text) in zip(lines, want):
+            self.assertTrue(line.startswith("mailsync: %s:%d: %s: " % (path, n, key)), line)
+            self.assertIn(text, line)
+
+    def test_did_you_mean_an_account(self):
+        path = self.config("[account work]\nhost = h\nuser = u\npassword_command = x\nmaildir = ~/M\n"
+                           "[account home]\nhost = h\nuser = u\npassword_command = x\nmaildir = ~/N\n")
+        r = self.run_ms("status", "wrok", config=path)
+        self.assertEqual(r.code, 2, str(r))
+        self.assertIn("no account named 'wrok'", r.stderr)
+        self.assertIn("did you mean work?", r.stderr)
+        r = self.run_ms("status", "personal", config=path)
+        self.assertEqual(r.code, 2, str(r))
+        self.assertNotIn("did you mean", r.stderr)
 
 
 if __name__ == "__main__":
