@@ -429,9 +429,32 @@ static void log_account_error(const struct engine_result *res)
         log_msg(LOG_ERROR, "%s: %s", res->account, res->error);
 }
 
+/* Over several accounts a --folder pattern need match in one of them only
+ * (with one, the engine refuses it before touching anything:
+ * folder_patterns_strict); one that matched in none of the accounts that
+ * listed their folders is a usage error all the same. */
+static int unmatched_folder_patterns(const struct options *o, const struct engine_result *res, size_t n)
+{
+    int rc = MS_OK;
+    for (size_t j = 0; j < o->nfolders && n > 1; j++) {
+        size_t listed = 0, missed = 0;
+        for (size_t i = 0; i < n; i++)
+            if (res[i].folder_patterns_unmatched) {
+                listed++;
+                missed += res[i].folder_patterns_unmatched[j];
+            }
+        if (listed && missed == listed) {
+            say("--folder \"%s\" matches no folder in any account; 'mailsync folders' lists them", o->folders[j]);
+            rc = MS_EUSAGE;
+        }
+    }
+    return rc;
+}
+
 static int cmd_pull(const struct options *o, struct account **acc, size_t n)
 {
     struct engine_options eo = engine_opts(o);
+    eo.folder_patterns_strict = n == 1;
     if (!o->dry_run) {
         catch_stop_signals(o, true);
         eo.stop = &stop_signal;
@@ -456,6 +479,7 @@ static int cmd_pull(const struct options *o, struct account **acc, size_t n)
             hooks_run(acc[i], o->command, &res[i]);
         }
     }
+    exit_code = ms_error_worse(exit_code, unmatched_folder_patterns(o, res, i));
     if (o->json)
         output_json_results(stdout, o->command, res, i, exit_code, o->dry_run);
     for (size_t k = 0; k < n; k++)
@@ -641,6 +665,7 @@ static int cmd_watch(const struct options *o, struct account **acc, size_t n)
     catch_stop_signals(o, false);
     bool supervised = sdnotify_init();
     struct engine_options eo = engine_opts(o);
+    eo.folder_patterns_strict = true; /* one account */
     struct watch_out out = {.o = o, .acct = acc[0], .inner = eo.progress};
     struct engine_watch w = {.interval_s = o->interval ? o->interval : 300, .stop = &stop_signal,
                              .pass_done = watch_pass_done, .ctx = &out};

@@ -115,6 +115,45 @@ class CommandsTest(tb.BedTestCase):
         self.pull("--folder", "Archive/*")
         self.assertEqual(sorted(tb.read_maildir(self.maildir)), ["Archive/2024"])
 
+    def test_folder_option_that_matches_nothing_is_a_usage_error(self):
+        """A --folder typo is exit 2 naming it, before any folder is
+        touched; over several accounts, one that matches in any is fine."""
+        uids = self.seed()
+        for args in (["--folder", "Archiv"], ["--folder", "INBOX", "--folder", "Wrok/*"],
+                     ["--folder", "\\Flagged"]):
+            r = self.mailsync("pull", *args)
+            self.assertEqual(r.code, 2, str(r))
+            self.assertIn('--folder "%s" matches no folder' % args[-1], r.stderr)
+            self.assertEqual(tb.count_messages(self.maildir), 0, "a folder was synced")
+        self.assertIn("the server marks no folder as \\Flagged", r.stderr)
+        self.assertEqual(sum(map(len, self.server_state().values())), sum(map(len, uids.values())))
+        # two accounts, the pattern in one of them: synced, exit 0
+        keys = self.account_keys()
+        other = self.bed.fresh_user()
+        tb.write_config(self.config_path, {"test": keys, "other": tb.account_keys(
+            self.bed, other, self.work / "Other", self.work / "other.sqlite")})
+        self.pull("--folder", "Archive/*")
+        self.assertEqual(sorted(tb.read_maildir(self.maildir)), ["Archive/2024"])
+        r = self.mailsync("pull", "--folder", "Nope")
+        self.assertEqual(r.code, 2, str(r))
+        self.assertIn('--folder "Nope" matches no folder in any account', r.stderr)
+
+    def test_folders_pattern_that_matches_nothing_is_warned(self):
+        """A `folders` pattern that matches no folder is warned about; one
+        that matches only a local folder (a push creates it) is not."""
+        self.seed()
+        new = self.maildir / "Local" / "New"
+        for d in ("cur", "new", "tmp"):
+            (new / d).mkdir(parents=True)
+        (new / "new" / "1700000000.x1.host").write_bytes(tb.make_corpus(1, seed=5)[0].data.replace(b"\r\n", b"\n"))
+        self.write_config(folders='INBOX Archiv "Local/*" !Spam \\Flagged')
+        for cmd in ("pull", "sync"):
+            r = self.run_ok(cmd)
+            warned = re.findall(r'the folders pattern "([^"]*)" matches no folder', r.stderr)
+            self.assertEqual(warned, ["Archiv", "!Spam", "\\Flagged"], r.stderr)
+        self.assertEqual(self.server_count("Local/New"), 1)
+        self.assertEqual(len(tb.read_maildir(self.maildir)["INBOX"]), 3)
+
     def test_maildirpp_layout(self):
         self.seed()
         self.write_config(layout="maildir++")
