@@ -370,6 +370,32 @@ class HelpAndConfigErrorsTest(unittest.TestCase):
             self.assertTrue(line.startswith("mailsync: %s:%d: %s: " % (path, n, key)), line)
             self.assertIn(text, line)
 
+    def test_every_config_key_is_documented(self):
+        """Every key the parser accepts (cmd/config.c's table) has its entry
+        in mailsync.conf(5) and is named in mailsync(1), which points
+        there; both pages render without a warning."""
+        with open(os.path.join(ROOT, "cmd", "config.c")) as f:
+            keys = re.findall(r'\[K_\w+\] = \{"(\w+)"', f.read())
+        self.assertGreater(len(keys), 25)
+        pages = {}
+        for name in ("mailsync.conf.5", "mailsync.1"):
+            with open(os.path.join(ROOT, "contrib", name)) as f:
+                pages[name] = f.read()
+        conf = pages["mailsync.conf.5"].split("\n.SH KEYS\n", 1)[1].split("\n.SH ", 1)[0]
+        for key in keys:  # an entry: a .TP tag line starting with the key
+            self.assertTrue(re.search(r'(?m)^\.TP\n\.B[IR]? +"?%s\b' % key, conf), "%s: no entry in mailsync.conf(5)" % key)
+        plain = re.sub(r"\\f[BIRP]", "", pages["mailsync.1"])
+        for key in keys:
+            self.assertTrue(re.search(r"\b%s\b" % key, plain), "%s: not in mailsync(1)" % key)
+        self.assertIn(".BR mailsync.conf (5)", pages["mailsync.1"].split(".SH SEE ALSO", 1)[1])
+        for sect in ("NAME", "SYNOPSIS", "DESCRIPTION", "KEYS", "EXAMPLE", "FILES", "SEE ALSO"):
+            self.assertIn("\n.SH %s\n" % sect, pages["mailsync.conf.5"])
+        if shutil.which("man"):
+            for name in pages:
+                r = subprocess.run(["man", "--warnings", "-l", os.path.join(ROOT, "contrib", name)],
+                                   capture_output=True, text=True, env=dict(os.environ, MANWIDTH="80", LC_ALL="C.UTF-8"))
+                self.assertEqual((r.returncode, r.stderr), (0, ""), name)
+
     def test_did_you_mean_an_account(self):
         path = self.config("[account work]\nhost = h\nuser = u\npassword_command = x\nmaildir = ~/M\n"
                            "[account home]\nhost = h\nuser = u\npassword_command = x\nmaildir = ~/N\n")
