@@ -64,6 +64,7 @@ struct parser {
     bool key_bad[NKEYS];     /* the key's line in this section was an error */
     bool skipping;           /* after a bad section header: its keys belong to no account */
     bool outside_said;       /* "key outside a section" was reported once */
+    int *error_lines;        /* the line of each of cfg->errors */
     mode_t file_mode;
     struct ms_error *err;    /* the first error */
 };
@@ -83,15 +84,33 @@ static int key_error(struct parser *p, int line, const char *key, const char *fm
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     struct config *c = p->cfg;
-    struct ms_error e;
-    ms_error_set(&e, MS_EUSAGE, "%s:%d: %s: %s", p->path, line, key, what);
-    if (c->nerrors_total++ == 0 && p->err)
-        *p->err = e;
+    char msg[sizeof p->err->msg];
+    snprintf(msg, sizeof msg, "%s:%d: %s: %s", p->path, line, key, what);
+    if (c->nerrors_total++ == 0 && p->err) /* the one a stop at the first error would give */
+        ms_error_set(p->err, MS_EUSAGE, "%s", msg);
     if (c->nerrors < CONFIG_MAX_ERRORS) {
         c->errors = xrealloc(c->errors, (c->nerrors + 1) * sizeof *c->errors);
-        c->errors[c->nerrors++] = xstrdup(e.msg);
+        p->error_lines = xrealloc(p->error_lines, (c->nerrors + 1) * sizeof *p->error_lines);
+        p->error_lines[c->nerrors] = line;
+        c->errors[c->nerrors++] = xstrdup(msg);
     }
     return MS_EUSAGE;
+}
+
+/* The errors in line order (a section's missing keys are found at its
+ * end but named at its header line). */
+static void sort_errors(struct parser *p)
+{
+    struct config *c = p->cfg;
+    for (size_t i = 1; i < c->nerrors; i++) /* insertion: stable, and n <= 20 */
+        for (size_t j = i; j > 0 && p->error_lines[j - 1] > p->error_lines[j]; j--) {
+            int l = p->error_lines[j];
+            p->error_lines[j] = p->error_lines[j - 1];
+            p->error_lines[j - 1] = l;
+            char *m = c->errors[j];
+            c->errors[j] = c->errors[j - 1];
+            c->errors[j - 1] = m;
+        }
 }
 
 /* ---- "did you mean" --------------------------------------------------------- */
@@ -1099,6 +1118,8 @@ int config_load(const char *path, struct config *out, struct ms_error *err)
     out->path = xstrdup(path);
     struct parser p = {.path = path, .cfg = out, .file_mode = mode, .err = err};
     rc = parse_text(&p, text, len);
+    sort_errors(&p);
+    free(p.error_lines);
     /* The text may hold a password. */
     explicit_bzero(text, len);
     free(text);

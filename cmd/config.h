@@ -43,7 +43,8 @@ struct config {
  * a failure: *out then holds only the errors). Every line is read even
  * after an error, so all the file's errors are found at once; any error
  * fails the whole load. Returns MS_OK, or MS_EUSAGE with err->msg the first
- * error, like "FILE:LINE: KEY: what is wrong" or "FILE: cannot read: ...".
+ * error found (as a stop there would have given it), like "FILE:LINE: KEY:
+ * what is wrong" or "FILE: cannot read: ...".
  * An unknown key gets "did you mean KEY?" when one is close.
  * A file that belongs to another user (not root) or is writable by group
  * or others is refused, and so is one that sets `password` and is readable

@@ -879,6 +879,8 @@ int main(int argc, char **argv)
             say("%s", err.msg);
         else if (cfg.nerrors_total > cfg.nerrors)
             say("... and %zu more errors in the config file", cfg.nerrors_total - cfg.nerrors);
+        if (cfg.nerrors)
+            output_note_error(err.msg); /* --json's "error": the first found */
         config_free(&cfg);
         goto out;
     }

@@ -363,7 +363,7 @@ class HelpAndConfigErrorsTest(unittest.TestCase):
         r = self.run_ms("pull", config=path)
         self.assertEqual(r.code, 2, str(r))
         lines = r.stderr.splitlines()
-        want = [(2, "hots", "did you mean host?"), (6, "tls", "sometimes"), (1, "host", "missing"),
+        want = [(1, "host", "missing"), (2, "hots", "did you mean host?"), (6, "tls", "sometimes"),
                 (13, "conections", "did you mean connections?")]
         self.assertEqual(len(lines), len(want), r.stderr)
         for line, (n, key, text) in zip(lines, want):

@@ -666,17 +666,17 @@ static void all_errors_at_once(void **unused)
                 "timeout = soon\n",      /* 22 */
                 &c, &err);
     assert_int_equal(c.nerrors, 9);
-    error_is(&c, 0, 2, "hots", "did you mean host?");
-    error_is(&c, 1, 3, "port", "out of range");
-    error_is(&c, 2, 6, "maildir", "absolute");
-    error_is(&c, 3, 7, "tls", "sometimes");
-    error_is(&c, 4, 1, "host", "missing in [account a]");
+    error_is(&c, 0, 1, "host", "missing in [account a]"); /* found at its end, in line order */
+    error_is(&c, 1, 2, "hots", "did you mean host?");
+    error_is(&c, 2, 3, "port", "out of range");
+    error_is(&c, 3, 6, "maildir", "absolute");
+    error_is(&c, 4, 7, "tls", "sometimes");
     error_is(&c, 5, 13, "folder", "did you mean folders?");
     error_is(&c, 6, 14, "section", "did you mean [account c]?");
     error_is(&c, 7, 16, "foo", "mailsync.conf(5)");
     assert_null(strstr(c.errors[7], "did you mean"));
     error_is(&c, 8, 22, "timeout", "not a number");
-    assert_string_equal(err.msg, c.errors[0]); /* err: the first */
+    assert_string_equal(err.msg, c.errors[1]); /* err: the first found */
     config_free(&c);
     /* Keys before any section: said once. */
     load_errors("host = h\nuser = u\n" MINIMAL "pasword = x\n", &c, &err);
