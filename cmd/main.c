@@ -544,6 +544,7 @@ static int cmd_check(const struct options *o, struct account **acc, size_t n)
 static int cmd_folders(const struct options *o, struct account **acc, size_t n)
 {
     struct engine_options eo = engine_opts(o);
+    eo.folder_patterns_strict = n == 1; /* a --folder typo: exit 2 */
     int exit_code = MS_OK;
     if (o->json)
         output_json_begin(stdout, "folders");

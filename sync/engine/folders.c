@@ -396,7 +396,7 @@ static char **local_folder_names(struct run *r, size_t *n)
  * are only noted in res->folder_patterns_unmatched, for the program to
  * judge over all its accounts. A role pattern (\Junk) is said to need a
  * server that marks its folders (SPECIAL-USE). */
-static int check_patterns(struct run *r, const struct engine_folder_map *map, size_t n, struct ms_error *err)
+int folders_check_patterns(struct run *r, const struct engine_folder_map *map, size_t n, struct ms_error *err)
 {
     const struct account *a = r->acct;
     const struct engine_options *opt = r->opt;
@@ -439,7 +439,7 @@ static int check_patterns(struct run *r, const struct engine_folder_map *map, si
                     a->name, p, a->name);
     }
     int rc = MS_OK;
-    if (opt->nfolder_patterns) {
+    if (opt->nfolder_patterns && r->res) {
         free(r->res->folder_patterns_unmatched);
         r->res->folder_patterns_unmatched = xcalloc(opt->nfolder_patterns, sizeof *r->res->folder_patterns_unmatched);
     }
@@ -447,7 +447,8 @@ static int check_patterns(struct run *r, const struct engine_folder_map *map, si
         const char *p = opt->folder_patterns[j - na], *bare = p[0] == '!' ? p + 1 : p;
         if (hit[j])
             continue;
-        r->res->folder_patterns_unmatched[j - na] = true;
+        if (r->res)
+            r->res->folder_patterns_unmatched[j - na] = true;
         bool role = names_role_bit(bare, false) != 0;
         char why[300];
         if (role)
@@ -485,7 +486,7 @@ int folders_list_selected(struct run *r, struct selected **out, size_t *nout, st
     }
     adopt_raw_dirs(r, f, map, n);
     qsort(r->server_paths, r->nserver_paths, sizeof *r->server_paths, util_cmp_str);
-    if ((rc = check_patterns(r, map, n, err)) != MS_OK) {
+    if ((rc = folders_check_patterns(r, map, n, err)) != MS_OK) {
         engine_folders_free(map, n);
         remote_folders_free(f, n);
         return rc;

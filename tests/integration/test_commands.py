@@ -126,6 +126,9 @@ class CommandsTest(tb.BedTestCase):
             self.assertIn('--folder "%s" matches no folder' % args[-1], r.stderr)
             self.assertEqual(tb.count_messages(self.maildir), 0, "a folder was synced")
         self.assertIn("the server marks no folder as \\Flagged", r.stderr)
+        r = self.mailsync("folders", "--folder", "Archiv")  # trying patterns out
+        self.assertEqual(r.code, 2, str(r))
+        self.assertIn('--folder "Archiv" matches no folder', r.stderr)
         self.assertEqual(sum(map(len, self.server_state().values())), sum(map(len, uids.values())))
         # two accounts, the pattern in one of them: synced, exit 0
         keys = self.account_keys()
@@ -147,7 +150,7 @@ class CommandsTest(tb.BedTestCase):
             (new / d).mkdir(parents=True)
         (new / "new" / "1700000000.x1.host").write_bytes(tb.make_corpus(1, seed=5)[0].data.replace(b"\r\n", b"\n"))
         self.write_config(folders='INBOX Archiv "Local/*" !Spam \\Flagged')
-        for cmd in ("pull", "sync"):
+        for cmd in ("check", "pull", "sync", "check"):
             r = self.run_ok(cmd)
             warned = re.findall(r'the folders pattern "([^"]*)" matches no folder', r.stderr)
             self.assertEqual(warned, ["Archiv", "!Spam", "\\Flagged"], r.stderr)
