@@ -339,19 +339,7 @@ static void adopt_raw_dirs(struct run *r, const struct remote_folder *f, struct 
 /* ------------------------------------------------------------------ */
 /* patterns that match nothing */
 
-/* Where maildir_find_folders looks for the account's layout. */
-static enum maildir_find folders_find_mode(enum folder_layout layout)
-{
-    switch (layout) {
-    case LAYOUT_MAILDIRPP:
-        return MAILDIR_FIND_DOTDIRS;
-    case LAYOUT_DOTTED:
-        return MAILDIR_FIND_TOPLEVEL;
-    case LAYOUT_VERBATIM:
-        break;
-    }
-    return MAILDIR_FIND_NESTED;
-}
+static enum maildir_find folders_find_mode(enum folder_layout layout); /* below */
 
 /* Does one pattern (a `folders` entry or a --folder; a leading '!' is
  * looked through) match the folder? */
@@ -484,13 +472,14 @@ int folders_list_selected(struct run *r, struct selected **out, size_t *nout, st
         if (f[i].delim && (!r->delim || strcasecmp(f[i].name, "INBOX") == 0))
             r->delim = f[i].delim;
     }
-    adopt_raw_dirs(r, f, map, n);
-    qsort(r->server_paths, r->nserver_paths, sizeof *r->server_paths, util_cmp_str);
+    /* before adopt_raw_dirs: a --folder typo touches nothing */
     if ((rc = folders_check_patterns(r, map, n, err)) != MS_OK) {
         engine_folders_free(map, n);
         remote_folders_free(f, n);
         return rc;
     }
+    adopt_raw_dirs(r, f, map, n);
+    qsort(r->server_paths, r->nserver_paths, sizeof *r->server_paths, util_cmp_str);
     struct selected *sel = xcalloc(n, sizeof *sel);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -557,6 +546,20 @@ void folders_free_selected(struct selected *s, size_t n)
 
 /* ------------------------------------------------------------------ */
 /* folders that exist only locally */
+
+/* Where maildir_find_folders looks for the account's layout. */
+static enum maildir_find folders_find_mode(enum folder_layout layout)
+{
+    switch (layout) {
+    case LAYOUT_MAILDIRPP:
+        return MAILDIR_FIND_DOTDIRS;
+    case LAYOUT_DOTTED:
+        return MAILDIR_FIND_TOPLEVEL;
+    case LAYOUT_VERBATIM:
+        break;
+    }
+    return MAILDIR_FIND_NESTED;
+}
 
 static bool path_in(char **v, size_t n, const char *path)
 {
