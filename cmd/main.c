@@ -854,6 +854,8 @@ int main(int argc, char **argv)
     if (strcmp(o.command, "help") == 0) { /* help [COMMAND] = COMMAND --help */
         rc = o.naccounts > 1 ? usage_error("help takes one command, not also '%s'", o.accounts[1])
                              : print_help(o.naccounts ? o.accounts[0] : NULL);
+        if (rc == MS_OK)
+            o.json = false; /* text, as with --help */
         goto out;
     }
     if (strcmp(o.command, "import") == 0) {
