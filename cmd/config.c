@@ -51,7 +51,7 @@ enum key_id {
     K_OAUTH_TOKEN_COMMAND, K_CA_FILE, K_FINGERPRINT, K_MAILDIR, K_STATE, K_FOLDERS,
     K_LAYOUT, K_MODE, K_EXPUNGE, K_TRASH, K_SERVER_RETENTION_DAYS, K_MAX_SIZE,
     K_CONNECTIONS, K_LEAVE_ON_SERVER, K_ALLOW_PLAINTEXT, K_MAX_DELETE, K_TIMEOUT, K_COMPRESS,
-    K_POST_SYNC_COMMAND, K_NEW_MAIL_COMMAND, K_HOOK_TIMEOUT,
+    K_POST_SYNC_COMMAND, K_NEW_MAIL_COMMAND, K_HOOK_TIMEOUT, K_PLACEHOLDERS,
     NKEYS
 };
 
@@ -457,6 +457,11 @@ static int set_max_size(struct parser *p, const char *key, const char *value)
     return MS_OK;
 }
 
+static int set_placeholders(struct parser *p, const char *key, const char *value)
+{
+    return set_bool(p, key, value, &p->acc->placeholders);
+}
+
 static int set_connections(struct parser *p, const char *key, const char *value)
 {
     return set_int(p, key, value, 1, 16, &p->acc->connections);
@@ -544,6 +549,7 @@ static const struct key_def {
     [K_POST_SYNC_COMMAND] = {"post_sync_command", set_post_sync_command, false, false},
     [K_NEW_MAIL_COMMAND] = {"new_mail_command", set_new_mail_command, false, false},
     [K_HOOK_TIMEOUT] = {"hook_timeout", set_hook_timeout, true, false},
+    [K_PLACEHOLDERS] = {"placeholders", set_placeholders, true, false},
 };
 
 static int find_key(const char *name)
@@ -799,6 +805,7 @@ static int section_line(struct parser *p, char *line)
     a->max_delete = 50;
     a->timeout = 60;
     a->compress = true;
+    a->placeholders = true;
     a->hook_timeout = 60;
     p->acc = a;
     p->skipping = false;

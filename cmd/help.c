@@ -73,6 +73,24 @@ static const char sync_help[] =
     "  mailsync sync                        every account\n"
     "  mailsync sync personal --json        one account, a JSON summary\n";
 
+static const char fetch_help[] =
+    "Usage: mailsync fetch [ACCOUNT...] [--all | FILE...] [OPTIONS]\n"
+    "\n"
+    "Replace placeholders (messages over max_size, stored as their header and\n"
+    "a note) by their full message: the placeholder files named (paths, or\n"
+    "names of files in the Maildir), or with --all every placeholder of the\n"
+    "selected folders. Each keeps its name and flags; nothing else is synced.\n"
+    "A word that names an account of the config is an account, any other a\n"
+    "file. A pull or sync also fetches the placeholders flagged locally.\n"
+    "\n"
+    "Options:\n" COMMON_OPTIONS
+    "      --all              every placeholder of the selected folders\n"
+    "      --folder PATTERN   with --all: only the folders matching PATTERN\n"
+    "\n"
+    "Examples:\n"
+    "  mailsync fetch personal --all --folder INBOX\n"
+    "  mailsync fetch ~/Mail/personal/INBOX/cur/1700000000.x1.host:2,S\n";
+
 static const char status_help[] =
     "Usage: mailsync status [ACCOUNT...] [OPTIONS]\n"
     "\n"
@@ -138,7 +156,8 @@ static const char help_help[] =
     "\n"
     "Without COMMAND: the general help (mailsync --help). With one: that\n"
     "command's help, the same as mailsync COMMAND --help.\n"
-    "Commands: pull, push, sync, status, check, folders, watch, import, help.\n"
+    "Commands: pull, push, sync, fetch, status, check, folders, watch, import,\n"
+    "help.\n"
     "\n"
     "Example:\n"
     "  mailsync help sync\n";
@@ -149,7 +168,7 @@ const char *help_command_text(const char *command)
         const char *name;
         const char *text;
     } texts[] = {
-        {"pull", pull_help},       {"push", push_help},   {"sync", sync_help},   {"status", status_help},
+        {"pull", pull_help},       {"push", push_help},   {"sync", sync_help},   {"fetch", fetch_help},   {"status", status_help},
         {"check", check_help},     {"folders", folders_help}, {"watch", watch_help}, {"help", help_help},
     };
     for (size_t i = 0; command && i < sizeof texts / sizeof *texts; i++)

@@ -52,6 +52,9 @@ struct options {
     int interval; /* watch: seconds between full passes */
     const char *from; /* import: --from mbsync|offlineimap */
     bool write;       /* import: --write */
+    bool all;         /* fetch: --all */
+    char **files;     /* fetch: FILE... (the words that name no account) */
+    size_t nfiles;
     bool help;        /* -h/--help: after the command is known */
 };
 
@@ -75,6 +78,10 @@ static const char usage_text[] =
     "            change in any folder (NOTIFY; else INBOX, IDLE), or\n"
     "            --interval seconds (default 300), and sync again; until\n"
     "            SIGINT/SIGTERM. One account.\n"
+    "  fetch     fetch [ACCOUNT] [--all | FILE...]: replace placeholders\n"
+    "            (messages over max_size) by their full message: the\n"
+    "            named files, or --all; a pull or sync does so for those\n"
+    "            flagged locally\n"
     "  import    print a mailsync config made from ~/.mbsyncrc or\n"
     "            ~/.offlineimaprc (or FILE); --write saves it (see\n"
     "            'mailsync help import')\n"
@@ -99,6 +106,7 @@ static const char usage_text[] =
     "      --interval SECONDS watch: a full pass at least this often (300)\n"
     "      --from FORMAT      import: the file is mbsync's or offlineimap's\n"
     "      --write            import: save the config instead of printing it\n"
+    "      --all              fetch: every placeholder of the selected folders\n"
     "      --version          print the version\n"
     "  -h, --help             this help\n"
     "\n"
@@ -174,7 +182,8 @@ static int usage_error(const char *fmt, const char *arg)
     return MS_EUSAGE;
 }
 
-static const char *const commands[] = {"pull", "push", "sync", "status", "check", "folders", "watch", "import", "help"};
+static const char *const commands[] = {"pull",    "push",    "sync",  "fetch",  "status",
+                                        "check",   "folders", "watch", "import", "help"};
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 
 /* An unknown command: a usage error naming the commands, and the one
@@ -182,7 +191,7 @@ static const char *const commands[] = {"pull", "push", "sync", "status", "check"
 static int unknown_command(const char *what, const char *word)
 {
     const char *near = config_suggest(word, commands, NCOMMANDS);
-    say("%s '%s' (the commands: pull, push, sync, status, check, folders, watch, import, help)%s%s%s", what, word,
+    say("%s '%s' (the commands: pull, push, sync, fetch, status, check, folders, watch, import, help)%s%s%s", what, word,
         near ? "; did you mean " : "", near ? near : "", near ? "?" : "");
     fputs("Try 'mailsync --help'.\n", stderr);
     return MS_EUSAGE;
@@ -211,7 +220,7 @@ static void add_folder_pattern(struct options *o, const char *p)
 static int parse_args(int argc, char **argv, struct options *o)
 {
     enum { OPT_PROGRESS = 256, OPT_JSON, OPT_DRY_RUN, OPT_FOLDER, OPT_FORCE, OPT_VERSION, OPT_INTERVAL, OPT_FROM,
-           OPT_WRITE };
+           OPT_WRITE, OPT_ALL };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"verbose", no_argument, NULL, 'v'},
@@ -225,6 +234,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"interval", required_argument, NULL, OPT_INTERVAL},
         {"from", required_argument, NULL, OPT_FROM},
         {"write", no_argument, NULL, OPT_WRITE},
+        {"all", no_argument, NULL, OPT_ALL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -264,6 +274,7 @@ static int parse_args(int argc, char **argv, struct options *o)
             o->from = optarg;
             break;
         case OPT_WRITE: o->write = true; break;
+        case OPT_ALL: o->all = true; break;
         case 'h': o->help = true; break;
         case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
         default: return usage_error("unknown option '%s'", argv[optind - 1]);
@@ -274,10 +285,13 @@ static int parse_args(int argc, char **argv, struct options *o)
     if (o->help) /* --help, or COMMAND --help */
         return print_help(optind < argc ? argv[optind] : NULL);
     if (optind >= argc)
-        return usage_error("%s", "no command given (pull, push, sync, status, check, folders, watch, import, help)");
+        return usage_error("%s",
+                           "no command given (pull, push, sync, fetch, status, check, folders, watch, import, help)");
     o->command = argv[optind++];
     if ((o->from || o->write) && strcmp(o->command, "import") != 0)
         return usage_error("%s", o->from ? "--from is an option of import" : "--write is an option of import");
+    if (o->all && strcmp(o->command, "fetch") != 0)
+        return usage_error("%s", "--all is an option of fetch");
     o->accounts = argv + optind;
     o->naccounts = (size_t)(argc - optind);
     return -1;
@@ -486,6 +500,74 @@ static int cmd_pull(const struct options *o, struct account **acc, size_t n)
         engine_result_free(&res[k]);
     free(res);
     end_by_stop_signal(); /* after the results are out */
+    return exit_code;
+}
+
+/* The unique part of a message file's name: its base name up to the
+ * Maildir info (":2,..."). */
+static const char *file_uniq(const char *path, char *buf, size_t size)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t len = strcspn(base, ":");
+    if (len >= size)
+        len = size - 1;
+    memcpy(buf, base, len);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* fetch [ACCOUNT...] [--all | FILE...]: placeholders replaced by their full
+ * message. A FILE no selected folder of the named accounts holds as a
+ * placeholder is an error (exit 1), said once all accounts are done. */
+static int cmd_fetch(const struct options *o, struct account **acc, size_t n)
+{
+    if (o->dry_run)
+        return usage_error("%s", "--dry-run does not apply to fetch");
+    if (!o->all && o->nfiles == 0)
+        return usage_error("%s", "fetch needs the placeholder files to fetch, or --all");
+    if (o->all && o->nfiles)
+        return usage_error("fetch takes --all or files, not both ('%s')", o->files[0]);
+    for (size_t i = 0; i < n; i++)
+        if (unsupported_type(acc[i], REMOTE_UIDS))
+            return MS_EUSAGE;
+    char (*uniqs)[256] = xcalloc(o->nfiles + 1, sizeof *uniqs);
+    const char **names = xcalloc(o->nfiles + 1, sizeof *names);
+    bool *found = xcalloc(o->nfiles + 1, sizeof *found);
+    for (size_t i = 0; i < o->nfiles; i++)
+        names[i] = file_uniq(o->files[i], uniqs[i], sizeof uniqs[i]);
+    struct engine_options eo = engine_opts(o);
+    eo.fetch_all = o->all;
+    eo.fetch_uniqs = names;
+    eo.nfetch_uniqs = o->nfiles;
+    eo.fetch_found = found;
+    catch_stop_signals(o, true);
+    eo.stop = &stop_signal;
+    struct engine_result *res = xcalloc(n, sizeof *res);
+    int exit_code = MS_OK;
+    size_t i;
+    for (i = 0; i < n && !stop_signal; i++) {
+        int rc = engine_fetch(acc[i], &eo, &res[i]);
+        log_account_error(&res[i]);
+        exit_code = ms_error_worse(exit_code, rc);
+        if (!o->json && !o->quiet && rc != MS_ELOCKED)
+            output_summary(stdout, o->command, &res[i], false);
+    }
+    for (size_t k = 0; k < o->nfiles && !stop_signal; k++)
+        if (!found[k]) {
+            log_msg(LOG_ERROR, "%s: not a placeholder of the selected folders (nothing fetched for it)",
+                    o->files[k]);
+            exit_code = ms_error_worse(exit_code, MS_EPARTIAL);
+        }
+    if (o->json)
+        output_json_results(stdout, o->command, res, i, exit_code, false);
+    for (size_t k = 0; k < n; k++)
+        engine_result_free(&res[k]);
+    free(res);
+    free(uniqs);
+    free(names);
+    free(found);
+    end_by_stop_signal();
     return exit_code;
 }
 
@@ -703,6 +785,8 @@ static int run_command(const struct options *o, struct account **acc, size_t n)
     const char *c = o->command;
     if (strcmp(c, "pull") == 0 || strcmp(c, "push") == 0 || strcmp(c, "sync") == 0)
         return cmd_pull(o, acc, n);
+    if (strcmp(c, "fetch") == 0)
+        return cmd_fetch(o, acc, n);
     if (strcmp(c, "status") == 0)
         return cmd_status(o, acc, n);
     if (strcmp(c, "check") == 0)
@@ -793,6 +877,22 @@ static bool known_command(const char *c)
         if (strcmp(c, commands[i]) == 0)
             return true;
     return false;
+}
+
+/* fetch [ACCOUNT...] [FILE...]: the words that name an account of the
+ * config (and no path) are accounts, the others files. */
+static void split_fetch_args(struct config *cfg, struct options *o)
+{
+    size_t na = 0;
+    o->files = xcalloc(o->naccounts + 1, sizeof *o->files);
+    for (size_t i = 0; i < o->naccounts; i++) {
+        char *w = o->accounts[i];
+        if (!strchr(w, '/') && config_find(cfg, w))
+            o->accounts[na++] = w;
+        else
+            o->files[o->nfiles++] = w;
+    }
+    o->naccounts = na;
 }
 
 /* Page faults are a large part of a short run where they are slow: on this
@@ -889,6 +989,8 @@ int main(int argc, char **argv)
     }
     struct account **acc = NULL;
     size_t n = 0;
+    if (strcmp(o.command, "fetch") == 0)
+        split_fetch_args(&cfg, &o);
     rc = pick_accounts(&cfg, &o, &acc, &n);
     if (rc == MS_OK)
         rc = run_command(&o, acc, n);
@@ -898,5 +1000,6 @@ out:
     if (o.json && output_json_documents() == 0) /* failed before its document (or watch before a pass) */
         output_json_error(stdout, o.command, rc);
     free(o.folders);
+    free(o.files);
     return rc;
 }

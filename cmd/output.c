@@ -180,6 +180,10 @@ static void print_planned(const struct engine_planned *p)
     case ENGINE_PLAN_SKIP:
         printf("%s: would skip UID %u (%llu bytes, over max_size)\n", folder, p->uid, (unsigned long long)p->size);
         break;
+    case ENGINE_PLAN_PLACEHOLDER:
+        printf("%s: would store UID %u as a placeholder (%llu bytes, over max_size)\n", folder, p->uid,
+               (unsigned long long)p->size);
+        break;
     case ENGINE_PLAN_SET_FLAGS:
         printf("%s: would set flags of UID %u to %s\n", folder, p->uid, flags_to_letters(p->flags, a));
         break;
@@ -306,9 +310,10 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
 {
     size_t fetched = 0, flagged = 0, deleted = 0, skipped = 0, failed = 0, stopped = 0;
     size_t uploaded = 0, pflags = 0, pdeleted = 0, retired = 0, moved = 0, pmoved = 0;
+    size_t placeholders = 0, replaced = 0;
     uint64_t bytes = 0;
     bool pushing = strcmp(command, "push") == 0 || strcmp(command, "sync") == 0;
-    bool pulling = strcmp(command, "push") != 0;
+    bool pulling = strcmp(command, "push") != 0 && strcmp(command, "fetch") != 0;
     for (size_t i = 0; i < r->nfolders; i++) {
         const struct engine_folder_result *f = &r->folders[i];
         fetched += f->fetched;
@@ -316,6 +321,8 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
         flagged += f->flagged;
         deleted += f->deleted;
         skipped += f->skipped;
+        placeholders += f->placeholders;
+        replaced += f->replaced;
         failed += f->status != 0 && !f->stopped;
         stopped += f->stopped;
         uploaded += f->uploaded;
@@ -351,6 +358,10 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
         fprintf(out, ", %zu removed from the server (kept locally)", retired);
     if (skipped)
         fprintf(out, ", %zu over max_size skipped", skipped);
+    if (placeholders)
+        fprintf(out, ", %zu over max_size stored as placeholders", placeholders);
+    if (replaced)
+        fprintf(out, ", %zu placeholders replaced by the full message", replaced);
     if (failed)
         fprintf(out, ", %zu folders failed", failed);
     if (stopped)
@@ -483,6 +494,7 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         [ENGINE_PLAN_DELETE_KEPT] = "delete_kept",
         [ENGINE_PLAN_RETIRE] = "retire",
         [ENGINE_PLAN_RETIRE_COUNT] = "retire_count",
+        [ENGINE_PLAN_PLACEHOLDER] = "placeholder",
     };
     fputs("{\"folder\":", out);
     output_json_string(out, p->folder);
@@ -492,7 +504,8 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         fprintf(out, ",\"uid\":%u,\"size\":%" PRIu64, p->uid, p->size);
         json_letters(out, "flags", p->flags);
         break;
-    case ENGINE_PLAN_SKIP: fprintf(out, ",\"uid\":%u,\"size\":%" PRIu64, p->uid, p->size); break;
+    case ENGINE_PLAN_SKIP:
+    case ENGINE_PLAN_PLACEHOLDER: fprintf(out, ",\"uid\":%u,\"size\":%" PRIu64, p->uid, p->size); break;
     case ENGINE_PLAN_SET_FLAGS:
         fprintf(out, ",\"uid\":%u", p->uid);
         json_letters(out, "flags", p->flags);

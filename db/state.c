@@ -81,6 +81,9 @@ enum stmt_id {
     ST_STORE_PUT,
     ST_STORE_LIST,
     ST_STORE_DELETE,
+    /* placeholders (max_size) */
+    ST_MSG_SET_PLACEHOLDER,
+    ST_MSG_LIST_PLACEHOLDERS,
     ST_COUNT
 };
 
@@ -164,7 +167,17 @@ static const char *const stmt_sql[ST_COUNT] = {
                      "VALUES (?1, ?2, ?3, ?4)",
     [ST_SMOVE_LIST] = "SELECT folder_id, uid, from_folder_id, from_uid FROM server_moves ORDER BY folder_id, uid",
     [ST_SMOVE_DELETE] = "DELETE FROM server_moves WHERE folder_id = ?1 AND uid = ?2",
+    /* placeholders: the partial index keeps a folder without any at one
+     * index probe, whatever its size */
+    [ST_MSG_SET_PLACEHOLDER] = "UPDATE messages SET placeholder = ?3 WHERE folder_id = ?1 AND uid = ?2",
+    [ST_MSG_LIST_PLACEHOLDERS] = "SELECT uid, uniq, flags, size, placeholder FROM messages "
+                                 "INDEXED BY messages_placeholder WHERE folder_id = ?1 AND placeholder "
+                                 "ORDER BY uid",
 };
+
+/* Rows whose local file is a placeholder for a message over max_size
+ * (state_placeholder_list). */
+#define PLACEHOLDER_INDEX_SQL "CREATE INDEX IF NOT EXISTS messages_placeholder ON messages (folder_id) WHERE placeholder"
 
 static const char schema_sql[] =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
@@ -187,9 +200,11 @@ static const char schema_sql[] =
     "  hash TEXT,"
     "  pending INTEGER NOT NULL DEFAULT 0,"
     "  emailid TEXT,"
+    "  placeholder INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (folder_id, uid)) WITHOUT ROWID;"
     "CREATE INDEX messages_message_id ON messages (folder_id, message_id);"
-    "CREATE INDEX messages_pending ON messages (folder_id) WHERE pending;";
+    "CREATE INDEX messages_pending ON messages (folder_id) WHERE pending;"
+    PLACEHOLDER_INDEX_SQL ";";
 
 /* Uploads sent or about to be sent whose UID is not recorded yet (added
  * after schema 1 shipped: created on open where missing). */
@@ -404,7 +419,7 @@ static bool has_object(struct state *s, const char *type, const char *name)
 
 /* What a DB of an older mailsync lacks, added by an open that may write. */
 struct upgrades {
-    bool pending_index, appends, pop3, trashing, tombstones, server_moves, stores, emailid;
+    bool pending_index, appends, pop3, trashing, tombstones, server_moves, stores, emailid, placeholder;
 };
 
 /* Does table have the column? */
@@ -432,8 +447,9 @@ static bool needs_upgrade(struct state *s, struct upgrades *u)
     u->server_moves = !has_object(s, "table", "server_moves");
     u->stores = !has_object(s, "table", "stores");
     u->emailid = !has_column(s, "messages", "emailid");
+    u->placeholder = !has_object(s, "index", "messages_placeholder");
     return u->pending_index || u->appends || u->pop3 || u->trashing || u->tombstones || u->server_moves ||
-           u->stores || u->emailid;
+           u->stores || u->emailid || u->placeholder;
 }
 
 static int exec(struct state *s, const char *sql, const char *what, struct ms_error *err)
@@ -819,6 +835,17 @@ static int open_db(const char *path, bool may_write, struct state **out, struct 
          * the other tiers), which is all it means. */
         if (!rc && up.emailid) {
             rc = exec(s, "ALTER TABLE messages ADD COLUMN emailid TEXT", "adding the emailid column", err);
+            s->wrote = true;
+        }
+        /* The placeholder mark (max_size): the same, without a schema
+         * version; a mailsync that does not know it never sees a
+         * placeholder it made (0: a message whole). */
+        if (!rc && up.placeholder) {
+            if (!has_column(s, "messages", "placeholder"))
+                rc = exec(s, "ALTER TABLE messages ADD COLUMN placeholder INTEGER NOT NULL DEFAULT 0",
+                          "adding the placeholder column", err);
+            if (!rc)
+                rc = exec(s, PLACEHOLDER_INDEX_SQL, "adding the placeholder index", err);
             s->wrote = true;
         }
     }
@@ -1329,6 +1356,57 @@ int state_msg_count(struct state *s, int64_t folder_id, size_t *out, struct ms_e
         *out = (size_t)sqlite3_column_int64(st, 0);
     stmt_done(st);
     return rc == SQLITE_ROW ? MS_OK : db_error(s, err, "counting messages");
+}
+
+int state_msg_set_placeholder(struct state *s, int64_t folder_id, uint32_t uid, int mark, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_MSG_SET_PLACEHOLDER, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, uid);
+    sqlite3_bind_int(st, 3, mark);
+    return record(s, st, "marking a placeholder", err);
+}
+
+int state_placeholder_list(struct state *s, int64_t folder_id, struct state_placeholder **out, size_t *n,
+                           struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_MSG_LIST_PLACEHOLDERS, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    struct state_placeholder *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 16;
+            v = xrealloc(v, cap * sizeof *v);
+        }
+        v[len++] = (struct state_placeholder){.uid = (uint32_t)sqlite3_column_int64(st, 0),
+                                              .uniq = column_strdup(st, 1),
+                                              .flags = (unsigned)sqlite3_column_int64(st, 2),
+                                              .size = (uint64_t)sqlite3_column_int64(st, 3),
+                                              .mark = sqlite3_column_int(st, 4)};
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        state_placeholders_free(v, len);
+        return db_error(s, err, "reading placeholders");
+    }
+    *out = v ? v : xcalloc(1, sizeof *v);
+    *n = len;
+    return MS_OK;
+}
+
+void state_placeholders_free(struct state_placeholder *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i].uniq);
+    free(v);
 }
 
 void state_msg_free(struct state_msg *m)

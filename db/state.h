@@ -189,6 +189,34 @@ int state_msg_delete_all(struct state *s, int64_t folder_id, struct ms_error *er
  * would delete. */
 int state_msg_count(struct state *s, int64_t folder_id, size_t *out, struct ms_error *err);
 
+/* --- placeholders ---
+ * A message over max_size (with placeholders = yes) is delivered as a
+ * placeholder: its header and a note. Its row is a message's row like any
+ * other (flags synced both ways, never fetched again, never uploaded),
+ * with a mark: STATE_PLACEHOLDER while the file is the placeholder,
+ * STATE_PLACEHOLDER_REPLACING from just before the full message is renamed
+ * over it until that rename is durable (then the mark is cleared, 0): a
+ * run killed in between finds the mark and looks at the file to learn
+ * which of the two it is. */
+enum { STATE_PLACEHOLDER = 1, STATE_PLACEHOLDER_REPLACING = 2 };
+
+struct state_placeholder {
+    uint32_t uid;
+    char *uniq;     /* the local file's unique part */
+    unsigned flags; /* FLAG_* as last synced */
+    uint64_t size;  /* the full message's RFC822.SIZE */
+    int mark;       /* STATE_PLACEHOLDER or STATE_PLACEHOLDER_REPLACING */
+};
+
+/* Set the mark of (folder_id, uid): 0 (a whole message), STATE_PLACEHOLDER
+ * or STATE_PLACEHOLDER_REPLACING. */
+int state_msg_set_placeholder(struct state *s, int64_t folder_id, uint32_t uid, int mark, struct ms_error *err);
+/* The folder's marked rows, by uid (a partial index: a folder without
+ * any costs one probe). *out: free with state_placeholders_free. */
+int state_placeholder_list(struct state *s, int64_t folder_id, struct state_placeholder **out, size_t *n,
+                           struct ms_error *err);
+void state_placeholders_free(struct state_placeholder *v, size_t n);
+
 void state_msg_free(struct state_msg *m);            /* frees members */
 void state_msgs_free(struct state_msg *m, size_t n); /* frees array too */
 

@@ -50,6 +50,7 @@ struct account {
     char *trash;               /* optional */
     int server_retention_days; /* 0 = off */
     uint64_t max_size;         /* bytes; 0 = no limit. Accepts K/M/G suffixes */
+    bool placeholders;         /* imap: over max_size, a placeholder (no: skipped); default true */
     int connections;           /* default 1 */
     bool leave_on_server;      /* pop3; default true */
     int max_delete;            /* percent, default 50 */

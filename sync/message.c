@@ -245,13 +245,109 @@ bool message_is_mbsync_placeholder(const char *buf, size_t len)
         over = memcmp(q, limit, sizeof limit - 1) == 0;
     if (!over)
         return false;
+    /* mbsync's X-TUID, or the field mailsync's own placeholders carry */
     char *tuid = message_header(buf, len, "X-TUID"), *subject = message_header(buf, len, "Subject");
+    if (!tuid)
+        tuid = message_header(buf, len, MESSAGE_PLACEHOLDER_FIELD);
     /* "[placeholder] " before an empty Subject is "[placeholder]" once trimmed */
     bool marked = tuid && subject && strncmp(subject, "[placeholder]", 13) == 0 &&
                   (subject[13] == ' ' || subject[13] == '\0');
     free(tuid);
     free(subject);
     return marked;
+}
+
+/* The header block as far as it is whole: up to its empty line, or (a
+ * block cut short) up to the last line that starts a field. */
+static size_t whole_header(const char *h, size_t len, bool *cut)
+{
+    const char *p = h, *end = h + len, *last_field = h;
+    *cut = false;
+    while (p < end) {
+        const char *next;
+        size_t n = line_at(p, end, &next);
+        if (n == 0)
+            return (size_t)(p - h); /* the empty line: the header ends */
+        if (*p != ' ' && *p != '\t')
+            last_field = p;
+        if (next == end && end[-1] != '\n')
+            break; /* a line cut short */
+        p = next;
+    }
+    *cut = true;
+    return (size_t)(last_field - h);
+}
+
+static void put(char **b, size_t *n, size_t *cap, const char *s, size_t len)
+{
+    if (*n + len + 1 > *cap) {
+        *cap = (*n + len + 1) * 2;
+        char *x = realloc(*b, *cap);
+        if (!x) {
+            free(*b);
+            *b = NULL;
+            *cap = 0;
+        }
+        *b = x;
+    }
+    if (!*b)
+        return;
+    memcpy(*b + *n, s, len);
+    *n += len;
+    (*b)[*n] = '\0';
+}
+
+char *message_placeholder(const char *header, size_t len, uint64_t size, uint64_t max_size, size_t *out_len)
+{
+    static const char prefix[] = "[placeholder] ";
+    bool cut;
+    size_t hlen = whole_header(header, len, &cut);
+    char *b = NULL;
+    size_t n = 0, cap = 0;
+    bool subject = false;
+    const char *p = header, *end = header + hlen;
+    while (p < end) { /* field by field; the Subject gets the prefix */
+        const char *next;
+        size_t ln = line_at(p, end, &next);
+        if (ln >= 8 && strncasecmp(p, "Subject:", 8) == 0 && !subject) {
+            subject = true;
+            const char *v = p + 8;
+            while (v < p + ln && (*v == ' ' || *v == '\t'))
+                v++;
+            put(&b, &n, &cap, p, 8);
+            put(&b, &n, &cap, " ", 1);
+            put(&b, &n, &cap, prefix, sizeof prefix - 1);
+            put(&b, &n, &cap, v, (size_t)(next - v));
+        } else if (!(ln > sizeof MESSAGE_PLACEHOLDER_FIELD &&
+                     strncasecmp(p, MESSAGE_PLACEHOLDER_FIELD ":", sizeof MESSAGE_PLACEHOLDER_FIELD) == 0) &&
+                   !(ln >= 7 && strncasecmp(p, "X-TUID:", 7) == 0)) {
+            put(&b, &n, &cap, p, (size_t)(next - p));
+        }
+        if (next == end && (next == p || end[-1] != '\n'))
+            put(&b, &n, &cap, "\r\n", 2);
+        p = next;
+    }
+    static const char none[] = "Subject: [placeholder] (No Subject)\r\n";
+    char line[512];
+    if (!subject)
+        put(&b, &n, &cap, none, sizeof none - 1);
+    int w = snprintf(line, sizeof line, "%s: %llu\r\n\r\n", MESSAGE_PLACEHOLDER_FIELD, (unsigned long long)size);
+    put(&b, &n, &cap, line, (size_t)w);
+    char human[32];
+    if (size >= (1u << 20))
+        snprintf(human, sizeof human, "%.1f MiB", (double)size / (1u << 20));
+    else
+        snprintf(human, sizeof human, "%.1f KiB", (double)size / 1024);
+    w = snprintf(line, sizeof line,
+                 "Having a size of %s, this message is over the MaxSize limit.\r\n"
+                 "mailsync stored its header only (max_size = %llu bytes; the message has %llu).\r\n"
+                 "Flag it and sync again, or run `mailsync fetch FILE` (or --all), to fetch\r\n"
+                 "its real contents; it then replaces this placeholder.\r\n%s",
+                 human, (unsigned long long)max_size, (unsigned long long)size,
+                 cut ? "(Its header was longer than this one: the rest comes with it.)\r\n" : "");
+    put(&b, &n, &cap, line, (size_t)w);
+    *out_len = b ? n : 0;
+    return b;
 }
 
 /* ---- content hash ---------------------------------------------------- */

@@ -85,6 +85,23 @@ void message_identity_free(struct message_identity *id);
  * there. */
 bool message_is_mbsync_placeholder(const char *buf, size_t len);
 
+/* The field mailsync's own placeholders carry (its value: the full
+ * message's size), where mbsync's have X-TUID; message_is_mbsync_placeholder
+ * takes either, so a placeholder of either tool is never paired with the
+ * server's message nor uploaded. */
+#define MESSAGE_PLACEHOLDER_FIELD "X-Mailsync-Placeholder"
+
+/* A placeholder (max_size, placeholders = yes) for a message of size
+ * bytes whose header block (as a server sends it, CRLF; possibly cut
+ * short: only whole fields are kept) is header[0..len): the same header
+ * with "[placeholder] " before the Subject's value (a Subject
+ * "[placeholder] (No Subject)" added if it has none), any X-TUID and
+ * MESSAGE_PLACEHOLDER_FIELD it had dropped and MESSAGE_PLACEHOLDER_FIELD:
+ * <size> added, then a note in mbsync's words saying the size and how to
+ * get the message (`mailsync fetch`). CRLF line ends. malloc'd, its
+ * length in *out_len; NULL when out of memory. */
+char *message_placeholder(const char *header, size_t len, uint64_t size, uint64_t max_size, size_t *out_len);
+
 /* SHA-256 of a message as a Maildir stores it, fed chunk by chunk as it
  * streams from a server: a CR right before LF is dropped, the rule of
  * maildir_tmp_write(), and the fields other tools add (above: every

@@ -1,5 +1,5 @@
 # bash completion for mailsync
-_mailsync_commands='pull push sync status check folders watch import help'
+_mailsync_commands='pull push sync fetch status check folders watch import help'
 
 _mailsync()
 {
@@ -14,7 +14,7 @@ _mailsync()
     $split && return # --opt=value of an option without listed values
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W '-c --config= -v --verbose -q --quiet --progress= --json --dry-run --folder=
-                                  --force --interval= --from= --write --version -h --help' -- "$cur"))
+                                  --force --interval= --from= --write --all --version -h --help' -- "$cur"))
         # an option that takes its value after '=': no space after it
         [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]] && compopt -o nospace
         return
@@ -34,6 +34,9 @@ _mailsync()
         COMPREPLY=($(compgen -W "$_mailsync_commands" -- "$cur"))
     elif [[ $cmd == import ]]; then
         _filedir
+    elif [[ $cmd == fetch ]]; then # accounts, then placeholder files
+        _filedir
+        COMPREPLY+=($(compgen -W "$(sed -n 's/^[[:space:]]*\[account[[:space:]]\+\([^]]*\)\].*/\1/p' "$cfg" 2>/dev/null)" -- "$cur"))
     elif [[ $cmd == help ]]; then
         COMPREPLY=($(compgen -W "${_mailsync_commands% help}" -- "$cur"))
     elif [[ -r $cfg ]]; then

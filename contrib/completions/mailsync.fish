@@ -30,13 +30,14 @@ function __mailsync_accounts
     string match -r -g '^\s*\[account\s+([^\]]*)\]' <$cfg
 end
 
-set -l commands pull push sync status check folders watch import help
-set -l account_commands pull push sync status check folders watch
+set -l commands pull push sync fetch status check folders watch import help
+set -l account_commands pull push sync fetch status check folders watch
 
 complete -c mailsync -f
 complete -c mailsync -n "not __fish_seen_subcommand_from $commands" -a pull -d 'bring server changes down'
 complete -c mailsync -n "not __fish_seen_subcommand_from $commands" -a push -d 'send local changes up'
 complete -c mailsync -n "not __fish_seen_subcommand_from $commands" -a sync -d 'push, then pull'
+complete -c mailsync -n "not __fish_seen_subcommand_from $commands" -a fetch -d 'replace placeholders by their message'
 complete -c mailsync -n "not __fish_seen_subcommand_from $commands" -a status -d 'what the last runs did'
 complete -c mailsync -n "not __fish_seen_subcommand_from $commands" -a check -d 'connect, verify TLS, log in'
 complete -c mailsync -n "not __fish_seen_subcommand_from $commands" -a folders -d 'the server folders'
@@ -45,7 +46,7 @@ complete -c mailsync -n "not __fish_seen_subcommand_from $commands" -a import -d
 complete -c mailsync -n "not __fish_seen_subcommand_from $commands" -a help -d 'help on a command'
 complete -c mailsync -n "__fish_seen_subcommand_from $account_commands" -a '(__mailsync_accounts)' -d account
 complete -c mailsync -n "__fish_seen_subcommand_from help" -a "$account_commands import"
-complete -c mailsync -n "__fish_seen_subcommand_from import" -F
+complete -c mailsync -n "__fish_seen_subcommand_from import fetch" -F
 
 complete -c mailsync -s c -l config -r -F -d 'config file'
 complete -c mailsync -s v -l verbose -d 'more detail'
@@ -58,5 +59,6 @@ complete -c mailsync -l force -d 'override the mass-deletion guard'
 complete -c mailsync -l interval -x -d 'watch: full pass interval (s)'
 complete -c mailsync -l from -x -a 'mbsync offlineimap' -d 'import: file format'
 complete -c mailsync -l write -d 'import: save the config'
+complete -c mailsync -l all -d 'fetch: every placeholder'
 complete -c mailsync -l version -d 'print the version'
 complete -c mailsync -s h -l help -d 'print help'

@@ -450,6 +450,31 @@ static void *helper_main(void *arg)
     return NULL;
 }
 
+/* ---- newest first (a first pull: plan_input.newest_first) ---- */
+
+/* The first command of a newest-first download asks for this many
+ * messages; each next one for four times as many, up to the usual size. */
+#define NEWEST_FIRST_MESSAGES 16
+
+static bool newest_first_plan(const struct plan *p)
+{
+    uint32_t prev = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->actions[i].op != PLAN_FETCH)
+            continue;
+        if (prev && p->actions[i].uid < prev)
+            return true;
+        prev = p->actions[i].uid;
+    }
+    return false;
+}
+
+static int cmp_uid32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
 int deliver_fetch_new(struct run *r, const struct selected *sel, uint32_t uidvalidity, struct maildir_folder *mf,
                       int64_t folder_id, const struct plan *p, struct leftover *left, size_t nleft,
                       struct local_msg *local, size_t nlocal, struct engine_folder_result *fres,
@@ -473,6 +498,12 @@ int deliver_fetch_new(struct run *r, const struct selected *sel, uint32_t uidval
     q.uids = uids;
     size_t n = 0, inbatch = 0;
     uint64_t bytes = 0;
+    /* Newest first (the plan's fetches in descending UID order, a first
+     * pull): the first commands are small, so the newest mail is in place
+     * after the first round trip rather than after the first 500 messages;
+     * each command's UIDs are sorted (the fetch looks them up). */
+    bool newest_first = newest_first_plan(p);
+    size_t cmd_msgs = newest_first ? NEWEST_FIRST_MESSAGES : max_msgs;
     for (size_t i = 0; i < p->n; i++) {
         const struct plan_action *a = &p->actions[i];
         if (a->op != PLAN_FETCH)
@@ -482,10 +513,17 @@ int deliver_fetch_new(struct run *r, const struct selected *sel, uint32_t uidval
         uids[n++] = a->uid;
         inbatch++;
         bytes += a->size;
-        if (inbatch == max_msgs || bytes >= max_bytes)
+        if (inbatch >= cmd_msgs || bytes >= max_bytes) {
             inbatch = 0, bytes = 0;
+            cmd_msgs = cmd_msgs * 4 < max_msgs ? cmd_msgs * 4 : max_msgs;
+        }
     }
     q.start[q.ncmd] = n;
+    for (size_t k = 0; newest_first && k < q.ncmd; k++) {
+        qsort(uids + q.start[k], q.start[k + 1] - q.start[k], sizeof *uids, cmp_uid32);
+        log_msg(LOG_VERBOSE, "%s: newest first: command %zu fetches UIDs %u:%u", sel->name, k + 1,
+                uids[q.start[k]], uids[q.start[k + 1] - 1]);
+    }
     if (q.ncmd < 2)
         nhelp = 0;
 

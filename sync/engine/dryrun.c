@@ -25,6 +25,11 @@ void dryrun_report_pull(const struct engine_options *opt, const char *account, c
             s.kind = ENGINE_PLAN_SKIP;
             s.size = a->size;
             break;
+        case PLAN_PLACEHOLDER:
+            s.kind = ENGINE_PLAN_PLACEHOLDER;
+            s.size = a->size;
+            s.flags = a->flags;
+            break;
         case PLAN_LOCAL_FLAGS:
             s.kind = ENGINE_PLAN_SET_FLAGS;
             s.flags = a->flags;

@@ -204,6 +204,8 @@ static int second_pass(struct run *r, const struct selected *sel, size_t nsel, c
 static int engine_run(const struct account *a, const struct engine_options *opt, struct engine_result *res,
                       bool do_push, bool do_pull)
 {
+    /* neither: `fetch`, which only replaces placeholders */
+    bool do_fetch = !do_push && !do_pull;
     struct run r = {.acct = a, .opt = opt, .res = res, .rootfd = -1, .lockfd = -1,
                     .lock = PTHREAD_MUTEX_INITIALIZER,
                     .want_extra = a->connections > 1 && !opt->dry_run ? (size_t)a->connections - 1 : 0};
@@ -324,6 +326,8 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         }
         if (frc == MS_OK && do_pull)
             frc = pull_folder(&r, &sel[i], fres, &ferr); /* reports folder_done itself */
+        if (frc == MS_OK && (do_pull || do_fetch) && !opt->dry_run && !run_stopped(&r))
+            frc = placeholders_replace(&r, &sel[i], fres, &ferr); /* flagged or asked for */
         if (frc == MS_OK && do_pull && opt->dry_run) /* what the second pass would remove */
             frc = retention_retire_old(&r, &sel[i], fres, &ferr);
         if (frc == MS_OK && do_pull && opt->dry_run)
@@ -384,7 +388,8 @@ out:
     remote_logout_start(r.remote);
     for (size_t i = 0; i < r.nextra; i++)
         remote_logout_start(r.extra[i]);
-    record_outcome(&r);
+    if (!do_fetch) /* a fetch is no sync: last_sync and last_error stay the last sync's */
+        record_outcome(&r);
     tombstones_save_copy(&r);
     moves_server_free(&r);
     moves_local_free(&r);
@@ -397,6 +402,11 @@ out:
 int engine_pull(const struct account *a, const struct engine_options *opt, struct engine_result *res)
 {
     return engine_run(a, opt, res, false, true);
+}
+
+int engine_fetch(const struct account *a, const struct engine_options *opt, struct engine_result *res)
+{
+    return engine_run(a, opt, res, false, false);
 }
 
 int engine_push(const struct account *a, const struct engine_options *opt, struct engine_result *res)

@@ -31,6 +31,8 @@ struct engine_folder_result {
     size_t flagged;  /* flag changes applied */
     size_t deleted;  /* local messages removed (server expunged them) */
     size_t skipped;  /* messages over max_size */
+    size_t placeholders; /* messages over max_size stored as placeholders (the default) */
+    size_t replaced;     /* placeholders replaced by their full message (flagged, or `fetch`) */
     size_t failed;   /* messages the server did not deliver properly (or,
                         pushing, local ones that could not be uploaded) */
     size_t uploaded;       /* push: local messages uploaded */
@@ -88,6 +90,7 @@ enum engine_plan_kind {
                                      the server; the local copy stays */
     ENGINE_PLAN_RETIRE_COUNT,     /* POP3 pull: count messages are deleted from the server once
                                      stored (leave_on_server = no, server_retention_days) */
+    ENGINE_PLAN_PLACEHOLDER,      /* pull: uid is over max_size (size, flags): stored as a placeholder */
 };
 
 struct engine_planned {
@@ -143,6 +146,15 @@ struct engine_options {
      * tests put an in-memory side here. */
     int (*connect_remote)(const struct account *a, const char *password, struct remote **out,
                           struct ms_error *err);
+    /* engine_fetch (`mailsync fetch`): the placeholders to replace by their
+     * full message: all of them (fetch_all), or those whose local file has
+     * one of these unique parts (fetch_found[i], when not NULL, is set
+     * for each found among the selected folders' placeholders). A pull
+     * or sync replaces the ones flagged locally in any case. */
+    bool fetch_all;
+    const char *const *fetch_uniqs;
+    size_t nfetch_uniqs;
+    bool *fetch_found;
 };
 
 /* server -> local. Fills res (always, also on failure); returns res->status. */
@@ -151,6 +163,10 @@ int engine_pull(const struct account *a, const struct engine_options *opt, struc
 int engine_push(const struct account *a, const struct engine_options *opt, struct engine_result *res);
 /* push, then pull, folder by folder, in one session. */
 int engine_sync(const struct account *a, const struct engine_options *opt, struct engine_result *res);
+/* Replace placeholders (max_size) by their full message: those the
+ * options name (fetch_all, fetch_uniqs) and those flagged locally, in the
+ * selected folders; nothing else is synced. The same way as a pull. */
+int engine_fetch(const struct account *a, const struct engine_options *opt, struct engine_result *res);
 
 /* --- watch --- */
 

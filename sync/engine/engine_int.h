@@ -359,6 +359,19 @@ int tombstones_load_copy(struct run *r, struct ms_error *err);
  * hashed on the first comparison only. */
 bool deliver_leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_msg *l, uint64_t len,
                          const unsigned char hash[32]);
+/* placeholders.c: deliver the plan's PLAN_PLACEHOLDER messages as
+ * placeholders (their header and a note), through the delivery journal;
+ * finish (or NULL) is the folder's row, saved with the last records when
+ * all came in. */
+int placeholders_deliver(struct run *r, const struct selected *sel, struct maildir_folder *mf, int64_t folder_id,
+                         const struct plan *p, struct engine_folder_result *fres, struct state_folder *finish,
+                         struct ms_error *err);
+/* placeholders.c: replace the folder's placeholders the user flagged
+ * locally, or asked for (engine_options.fetch_all, fetch_uniqs), by their
+ * full message; clear the mark of those already replaced by a killed run. */
+int placeholders_replace(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
+                         struct ms_error *err);
+
 /* Download and deliver the plan's PLAN_FETCH messages, comparing each
  * with the leftovers first. */
 /* finish: the folder's row, saved with the last confirmations when every

@@ -91,7 +91,10 @@ static int row_put(struct journal *j, const struct journal_entry *e, int64_t now
                           .emailid = e->emailid,
                           .hash = NULL,
                           .pending = e->tmp != NULL};
-    return state_msg_put(j->st, j->folder_id, &m, err);
+    int rc = state_msg_put(j->st, j->folder_id, &m, err);
+    if (rc == MS_OK && e->placeholder) /* in the same transaction as the row */
+        rc = state_msg_set_placeholder(j->st, j->folder_id, e->uid, STATE_PLACEHOLDER, err);
+    return rc;
 }
 
 static int row_confirm(struct state *st, int64_t folder_id, enum journal_key key, const struct pending *p,

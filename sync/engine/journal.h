@@ -61,6 +61,7 @@ struct journal_entry {
     uint64_t size;           /* recorded with a UID row, counted as delivered bytes */
     char *message_id;        /* recorded with a UID row, or NULL */
     char *emailid;           /* the server's id of the message (remote_msg.emailid), or NULL */
+    bool placeholder;        /* a UID row: the file is a placeholder (max_size): the row is marked so */
 };
 
 /* The points of a batch's landing, for journal_step_hook. */

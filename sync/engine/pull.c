@@ -525,6 +525,9 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
 
     views_plan_input(&in, r->acct, r->opt, state, nstate, local, nlocal, rm, nr);
     in.guard_total = guard_total;
+    /* A first pull (nothing recorded of the folder) fetches the newest
+     * first: the mail a person wants now is there first. */
+    in.newest_first = nstate == 0 && !sf.last_sync;
     if (plan_pull(&in, &p) != 0) {
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
         goto out;
@@ -567,7 +570,7 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     /* A folder that lost messages is still to be pulled in this pass: the
      * downloads wait for the second pass, when whatever moved here from
      * there is known (moves_server.c). */
-    bool hold_fetch = r->defer_deletions && p.nfetch && moves_server_more_to_come(r);
+    bool hold_fetch = r->defer_deletions && (p.nfetch || p.nplaceholder) && moves_server_more_to_come(r);
     if (hold || hold_fetch)
         r->held_pull = true;
     if (hold_fetch)
@@ -585,8 +588,14 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     done.uidnext = mb.uidnext;
     done.highestmodseq = p.nskip ? 0 : mb.highestmodseq;
     done.last_sync = (int64_t)time(NULL);
-    if ((rc = apply_local_changes(r, mf, sf.id, &p, hold, local, nlocal, fres, p.nfetch || hold ? NULL : &done,
-                                  err)))
+    if ((rc = apply_local_changes(r, mf, sf.id, &p, hold, local, nlocal, fres,
+                                  p.nfetch || p.nplaceholder || hold ? NULL : &done, err)))
+        goto out;
+    /* Placeholders (max_size, placeholders = yes) before the downloads: the
+     * folder's row goes with the downloads' last records, or with these
+     * when there are none. */
+    if (p.nplaceholder && !hold_fetch &&
+        (rc = placeholders_deliver(r, sel, mf, sf.id, &p, fres, p.nfetch || hold ? NULL : &done, err)))
         goto out;
     if (p.nfetch && !hold_fetch && (rc = deliver_fetch_new(r, sel, mb.uidvalidity, mf, sf.id, &p, left, nleft, local, nlocal, fres,
                                             hold ? NULL : &done, err)))

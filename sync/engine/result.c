@@ -44,6 +44,8 @@ void engine_result_totals(const struct engine_result *r, struct engine_folder_re
         t->moved += f->moved;
         t->moved_on_server += f->moved_on_server;
         t->failed += f->failed;
+        t->placeholders += f->placeholders;
+        t->replaced += f->replaced;
     }
 }
 

@@ -37,6 +37,7 @@ void views_plan_input(struct plan_input *in, const struct account *a, const stru
         pr[i] = (struct plan_remote){rm[i].uid, rm[i].flags, rm[i].keywords, rm[i].size};
     *in = (struct plan_input){.state = ps, .nstate = ns, .local = pl, .nlocal = nl, .remote = pr,
                               .nremote = nr, .mode = a->mode, .max_size = a->max_size,
+                              .placeholders = a->placeholders, .newest_first = false,
                               .max_delete = a->max_delete, .force = opt->force};
 }
 

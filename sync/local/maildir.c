@@ -1030,6 +1030,34 @@ int maildir_tmp_commit(struct maildir_folder *f, struct maildir_tmp *t, unsigned
     return rc;
 }
 
+int maildir_tmp_replace(struct maildir_folder *f, struct maildir_tmp *t, const struct local_msg *m,
+                        struct ms_error *err)
+{
+    int rc = MS_OK;
+    if (t->fd >= 0)
+        rc = maildir_tmp_close(t, 0, false, err);
+    if (!rc && t->failed)
+        rc = ms_error_set(err, MS_ELOCAL, "%s/tmp/%s is incomplete", f->path, t->uniq);
+    if (!rc && !name_ok(m->name))
+        rc = ms_error_set(err, MS_ELOCAL, "%s: a message file name that cannot be replaced", f->path);
+    if (rc) {
+        maildir_tmp_discard(t);
+        return rc;
+    }
+    /* rename(2) over the old name: a reader sees the old file or the new
+     * one, never neither nor both */
+    if (renameat(f->tmpfd, t->uniq, m->in_new ? f->newfd : f->curfd, m->name) != 0)
+        rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot move %s/tmp/%s over %s/%s/%s", f->path, t->uniq,
+                            f->path, m->in_new ? "new" : "cur", m->name);
+    if (rc)
+        maildir_tmp_discard(t);
+    else {
+        free(t->buf);
+        free(t);
+    }
+    return rc;
+}
+
 int maildir_tmp_commit_name(struct maildir_folder *f, const char *uniq, unsigned flags, const char *extra,
                             struct ms_error *err)
 {

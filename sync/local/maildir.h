@@ -153,6 +153,13 @@ uint64_t maildir_tmp_size(const struct maildir_tmp *t);
 int maildir_tmp_commit(struct maildir_folder *f, struct maildir_tmp *t, unsigned flags, const char *extra,
                        struct ms_error *err);
 
+/* Move the closed tmp file over message m's file (by m's name as found),
+ * in one rename(2): m keeps its name (unique part and flags), its content
+ * is the tmp file's. Does not fsync the directory. Frees t on success and
+ * on failure (then the tmp file is removed, m is untouched). */
+int maildir_tmp_replace(struct maildir_folder *f, struct maildir_tmp *t, const struct local_msg *m,
+                        struct ms_error *err);
+
 /* Remove the tmp file (if any) and free t. */
 void maildir_tmp_discard(struct maildir_tmp *t);
 

@@ -86,7 +86,8 @@ static int plan_expunged(struct builder *b, const struct plan_input *in, const s
 static int plan_new(struct builder *b, const struct plan_input *in, const struct plan_remote *r)
 {
     bool too_big = in->max_size && r->size > in->max_size;
-    struct plan_action act = {.op = too_big ? PLAN_SKIP_LARGE : PLAN_FETCH, .uid = r->uid,
+    enum plan_op op = !too_big ? PLAN_FETCH : in->placeholders ? PLAN_PLACEHOLDER : PLAN_SKIP_LARGE;
+    struct plan_action act = {.op = op, .uid = r->uid,
                               .flags = r->flags, .state_flags = r->flags, .keywords = r->keywords,
                               .size = r->size};
     return push(b, act);
@@ -123,6 +124,7 @@ static void count(struct plan *p)
             p->fetch_bytes += a->size;
             break;
         case PLAN_SKIP_LARGE: p->nskip++; break;
+        case PLAN_PLACEHOLDER: p->nplaceholder++; break;
         case PLAN_LOCAL_FLAGS:
         case PLAN_STATE_FLAGS: p->nflags++; break;
         case PLAN_LOCAL_DELETE: p->ndelete++; break;
@@ -177,6 +179,16 @@ int plan_pull(const struct plan_input *in, struct plan *out)
     }
     if (b.n)
         qsort(b.a, b.n, sizeof *b.a, cmp_action);
+    if (in->newest_first) { /* the fetches are last: reverse them */
+        size_t lo = b.n;
+        while (lo > 0 && op_rank(b.a[lo - 1].op) == 2)
+            lo--;
+        for (size_t x = lo, y = b.n; y > x + 1; x++, y--) {
+            struct plan_action t = b.a[x];
+            b.a[x] = b.a[y - 1];
+            b.a[y - 1] = t;
+        }
+    }
     out->actions = b.a;
     out->n = b.n;
     count(out);

@@ -56,6 +56,8 @@ struct plan_input {
     size_t nremote;
     enum sync_mode mode;  /* MODE_BACKUP never removes local files */
     uint64_t max_size;    /* 0 = no limit; larger messages are skipped */
+    bool placeholders;    /* ... or, with this, stored as placeholders */
+    bool newest_first;    /* fetches in descending UID order (a first pull) */
     int max_delete;       /* percent of a folder a run may delete */
     bool force;           /* override the mass-deletion guard */
     size_t guard_total;   /* the folder's state rows (what the state DB
@@ -68,6 +70,8 @@ struct plan_input {
 enum plan_op {
     PLAN_FETCH,        /* download uid, deliver with flags/keywords */
     PLAN_SKIP_LARGE,   /* uid is over max_size: reported, not fetched */
+    PLAN_PLACEHOLDER,  /* uid is over max_size (placeholders): its header is
+                          fetched and delivered as a placeholder, with flags */
     PLAN_LOCAL_FLAGS,  /* rename local uniq to flags; record remote flags */
     PLAN_STATE_FLAGS,  /* record remote flags/keywords; local file unchanged */
     PLAN_LOCAL_DELETE, /* server expunged uid: remove local uniq, forget uid */
@@ -83,13 +87,14 @@ struct plan_action {
     unsigned flags;          /* LOCAL_FLAGS: new local flags; FETCH: remote */
     unsigned state_flags;    /* flags to record as synced */
     const char *keywords;    /* keywords to record (borrowed) */
-    uint64_t size;           /* FETCH/SKIP_LARGE: RFC822.SIZE */
+    uint64_t size;           /* FETCH/SKIP_LARGE/PLACEHOLDER: RFC822.SIZE */
 };
 
 struct plan {
     struct plan_action *actions;
     size_t n;
     size_t nfetch, nskip, nflags, ndelete, nforget;
+    size_t nplaceholder;     /* PLAN_PLACEHOLDER: not in nfetch nor fetch_bytes */
     size_t nkept;            /* PLAN_BACKUP_KEEP: no deletion, never guarded */
     uint64_t fetch_bytes;
     /* Mass-deletion guard (plan_guard_trips) tripped: the whole plan was
@@ -128,7 +133,8 @@ bool plan_guard_trips(size_t ndelete, size_t nremoved, size_t total, int max_del
 
 /* Plan the server -> local direction. Returns 0, or -1 on out of memory.
  * The plan borrows strings from in; free it with plan_free(). Action order:
- * deletions, flag changes, then fetches in ascending UID order. */
+ * deletions, flag changes, then fetches (placeholders and skips among
+ * them) in ascending UID order, or descending with in->newest_first. */
 int plan_pull(const struct plan_input *in, struct plan *out);
 void plan_free(struct plan *p);
 

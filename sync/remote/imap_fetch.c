@@ -705,7 +705,8 @@ static int fetch_header_fields(struct imap_session *s, const uint32_t *uids, siz
     int rc = imap_ready(s, true, err);
     if (rc != MS_OK || n == 0)
         return rc;
-    clist *hdrs = clist_new();
+    /* no fields: the whole header section (BODY.PEEK[HEADER]) */
+    clist *hdrs = nfields ? clist_new() : NULL;
     struct mailimap_header_list *hl = NULL;
     bool ok = hdrs != NULL;
     for (size_t i = 0; ok && i < nfields; i++) {
@@ -716,7 +717,9 @@ static int fetch_header_fields(struct imap_session *s, const uint32_t *uids, siz
     }
     if (ok)
         hl = mailimap_header_list_new(hdrs);
-    struct mailimap_section *sec = hl ? mailimap_section_new_header_fields(hl) : NULL;
+    struct mailimap_section *sec = !nfields ? mailimap_section_new_header()
+                                   : hl     ? mailimap_section_new_header_fields(hl)
+                                            : NULL;
     if (!sec) {
         if (hl)
             mailimap_header_list_free(hl);
@@ -776,5 +779,6 @@ int imap_fetch_headers(struct imap_session *s, const uint32_t *uids, size_t n, c
 {
     struct identity_answer to = {.found = NULL, .found_block = found, .found_oid = NULL};
     return fetch_header_fields(s, uids, n, fields, nfields, &to, IMAP_OBJID_NONE, ctx,
-                               "UID FETCH (BODY.PEEK[HEADER.FIELDS (...)])", err);
+                               nfields ? "UID FETCH (BODY.PEEK[HEADER.FIELDS (...)])" : "UID FETCH (BODY.PEEK[HEADER])",
+                               err);
 }

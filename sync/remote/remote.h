@@ -275,7 +275,9 @@ struct remote_ops {
                               void *ctx, struct ms_error *err);
     /* On the open folder: found() once per message of uids (sorted) the
      * folder still holds, with its size and its header fields named in
-     * fields (e.g. "DATE"; IMAP: BODY.PEEK[HEADER.FIELDS (...)]). */
+     * fields (e.g. "DATE"; IMAP: BODY.PEEK[HEADER.FIELDS (...)]); with
+     * nfields 0, the whole header (IMAP: BODY.PEEK[HEADER]), its first
+     * 8 KiB at most (the block may end inside a field: cut at a line). */
     int (*fetch_headers)(struct remote *r, const uint32_t *uids, size_t n, const char *const *fields,
                          size_t nfields, remote_headers_fn *found, void *ctx, struct ms_error *err);
 

@@ -205,7 +205,7 @@ class CommandsTest(tb.BedTestCase):
         with self.imap() as c:
             small = c.append_message("INBOX", tb.make_message(1, size=2000), (), 1600000000)
             big = c.append_message("INBOX", tb.make_message(2, size=300000), ("\\Seen",), 1600000001)
-        self.write_config(max_size="100K")
+        self.write_config(max_size="100K", placeholders="no")
         r = self.run_ok("pull", "--json")
         inbox = [f for f in r.json()["accounts"][0]["folders"] if f["name"] == "INBOX"][0]
         self.assertEqual((inbox["fetched"], inbox["skipped"]), (1, 1))
@@ -291,7 +291,7 @@ class CommandsTest(tb.BedTestCase):
 
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-COMMANDS = ("pull", "push", "sync", "status", "check", "folders", "watch", "import", "help")
+COMMANDS = ("pull", "push", "sync", "fetch", "status", "check", "folders", "watch", "import", "help")
 
 
 class HelpAndConfigErrorsTest(unittest.TestCase):

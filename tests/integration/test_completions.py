@@ -14,7 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 CONTRIB = os.path.join(ROOT, "contrib", "completions")
 HARNESS = os.path.join(ROOT, "tests", "completions")
-COMMANDS = ["check", "folders", "help", "import", "pull", "push", "status", "sync", "watch"]
+COMMANDS = ["check", "fetch", "folders", "help", "import", "pull", "push", "status", "sync", "watch"]
 
 
 class Completions(unittest.TestCase):

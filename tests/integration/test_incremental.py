@@ -224,7 +224,7 @@ class IncrementalMixin:
         db.close()
         with self.imap() as c:
             c.set_flags("INBOX", [big], ["\\Flagged"])
-        self.write_config(tls="none", port=px.port, max_size="20k")
+        self.write_config(tls="none", port=px.port, max_size="20k", placeholders="no")
         mark = len(px.upstream)
         r = self.pull("-v")
         up, fetches = wire(mark)

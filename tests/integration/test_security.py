@@ -176,7 +176,7 @@ class SecurityTest(tb.BedTestCase):
         shown = "Evil?[2J?" + self.FORGED
         self.bed.seed_direct(self.user, name, tb.make_corpus(2, seed=43, size=9000, flags=False))
         self.seed()
-        self.write_config(max_size="6K")
+        self.write_config(max_size="6K", placeholders="no")
         r = self.run_ok("-v", "pull")
         self.assertIn("warning: %s: UID 1 skipped" % shown, r.stderr)
         self.assertClean(r.stderr, "stderr")

@@ -682,6 +682,12 @@ static int side_fetch_headers(struct remote *r, const uint32_t *uids, size_t n, 
         /* the fields asked for, as lines "Name: value" (one parser reads them) */
         char block[4096];
         size_t len = 0;
+        if (nfields == 0) { /* the whole header, up to and with the empty line */
+            const char *end = strstr(x->body, "\r\n\r\n");
+            len = end ? (size_t)(end - x->body) + 4 : x->len;
+            len = len < sizeof block ? len : sizeof block;
+            memcpy(block, x->body, len);
+        }
         for (size_t k = 0; k < nfields; k++) {
             char *v = message_header(x->body, x->len, fields[k]);
             if (v) {

@@ -204,10 +204,15 @@ static void defaults(void **unused)
     assert_int_equal(a->max_delete, 50);
     assert_int_equal(a->timeout, 60);
     assert_true(a->compress);
+    assert_true(a->placeholders);
     config_free(&c);
 
     load_ok(MINIMAL "compress = no\n", &c);
     assert_false(c.accounts[0].compress);
+    config_free(&c);
+
+    load_ok(MINIMAL "placeholders = no\n", &c);
+    assert_false(c.accounts[0].placeholders);
     config_free(&c);
 
     setenv("XDG_STATE_HOME", "/xdg/state", 1);

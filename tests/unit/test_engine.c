@@ -330,6 +330,89 @@ static void first_pull_then_noop(void **state)
     assert_in_step(fx, "Archive");
 }
 
+
+/* How many rows of the folder are marked as placeholders. */
+static size_t placeholder_rows(const struct fixture *fx, const char *folder)
+{
+    struct state *st = NULL;
+    struct ms_error err;
+    assert_int_equal(state_open(fx->state_path, &st, &err), MS_OK);
+    struct state_folder f = {0};
+    assert_int_equal(state_folder_get(st, folder, &f, &err), MS_OK);
+    struct state_placeholder *v = NULL;
+    size_t n = 0;
+    assert_int_equal(state_placeholder_list(st, f.id, &v, &n, &err), MS_OK);
+    state_placeholders_free(v, n);
+    state_folder_free(&f);
+    state_close(st);
+    return n;
+}
+
+struct find_ctx {
+    const char *needle;
+    char name[256];
+    size_t n;
+};
+
+static void find_content(void *ctx, const char *name, const char *content)
+{
+    struct find_ctx *c = ctx;
+    if (strstr(content, c->needle)) {
+        c->n++;
+        snprintf(c->name, sizeof c->name, "%s", name);
+    }
+}
+
+/* placeholders = yes: a message over max_size comes down as its header
+ * and a note (no body fetched), recorded and never uploaded; flagged
+ * locally, the next sync replaces it by the full message under the same
+ * name, \Flagged kept and pushed. */
+static void placeholder_then_flagged_and_replaced(void **state)
+{
+    struct fixture *fx = *state;
+    fx->acct.max_size = 1000;
+    fx->acct.placeholders = true;
+    add(fx, "INBOX", "small", 0);
+    char big[6000];
+    int len = snprintf(big, sizeof big, "From: a@test\nSubject: big one\nMessage-ID: <big@test>\n\n");
+    while (len < 5000)
+        len += snprintf(big + len, sizeof big - (size_t)len, "the body of the big message, line by line\n");
+    uint32_t uid = mem_add(fx->srv, "INBOX", big, FLAG_SEEN, 0);
+    run_ok(fx, PULL);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 1); /* the small one */
+    assert_int_equal(folder_result(fx, "INBOX")->placeholders, 1);
+    struct find_ctx c = {.needle = "Subject: [placeholder] big one", .name = "", .n = 0};
+    each_file(fx, "INBOX", find_content, &c);
+    assert_int_equal(c.n, 1);
+    assert_non_null(strstr(c.name, ":2,S"));
+    assert_int_equal(placeholder_rows(fx, "INBOX"), 1);
+    assert_int_equal(state_of(fx, "INBOX").rows, 2);
+
+    /* resync: nothing fetched, nothing uploaded */
+    mem_log_clear(fx->srv);
+    run_ok(fx, SYNC);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+    assert_int_equal(mem_count_id(fx->srv, "INBOX", "<big@test>"), 1);
+    assert_int_equal(local_count(fx, "INBOX", NULL), 2);
+
+    /* flagged locally: replaced by the full message, same name */
+    char from[512], to[512];
+    snprintf(from, sizeof from, "%s/INBOX/cur/%s", fx->maildir, c.name);
+    snprintf(to, sizeof to, "%s/INBOX/cur/%.*s:2,FS", fx->maildir, (int)strcspn(c.name, ":"), c.name);
+    assert_int_equal(rename(from, to), 0);
+    mem_log_clear(fx->srv);
+    run_ok(fx, SYNC);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 1);
+    assert_int_equal(folder_result(fx, "INBOX")->replaced, 1);
+    struct find_ctx full = {.needle = "the body of the big message", .name = "", .n = 0};
+    each_file(fx, "INBOX", find_content, &full);
+    assert_int_equal(full.n, 1);
+    assert_string_equal(full.name, strrchr(to, '/') + 1);
+    assert_int_equal(placeholder_rows(fx, "INBOX"), 0);
+    assert_true(mem_msg_find(mem_folder(fx->srv, "INBOX"), uid)->flags & FLAG_FLAGGED);
+    assert_in_step(fx, "INBOX");
+}
+
 /* The third body of five fails (kind): the others are delivered, the
  * folder is reported failed, and the next run fetches only the missing
  * one. */
@@ -1316,6 +1399,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(first_pull_then_noop, setup, teardown),
+        cmocka_unit_test_setup_teardown(placeholder_then_flagged_and_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(nth_fetch_fails_with_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(nth_fetch_is_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(session_drops_mid_folder, setup, teardown),

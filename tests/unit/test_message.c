@@ -411,9 +411,51 @@ static void mbsync_placeholders(void **state)
         assert_false(message_is_mbsync_placeholder(no[i], strlen(no[i])));
 }
 
+/* mailsync's own placeholders (message_placeholder): the real header with
+ * the Subject marked, the size field, the note; recognised as a
+ * placeholder; a header cut short keeps whole fields only. */
+static void own_placeholders(void **state)
+{
+    (void)state;
+    static const char head[] = "From: a@x\r\nSubject: Quarterly\r\n figures\r\nMessage-ID: <q@x>\r\n"
+                               "X-TUID: abcdefghijkl\r\nX-Mailsync-Placeholder: 1\r\n\r\n";
+    size_t n = 0;
+    char *p = message_placeholder(head, sizeof head - 1, 3000000, 1048576, &n);
+    assert_non_null(p);
+    assert_int_equal(strlen(p), n);
+    assert_true(message_is_mbsync_placeholder(p, n));
+    char *v = message_header(p, n, "Subject");
+    assert_string_equal(v, "[placeholder] Quarterly figures");
+    free(v);
+    v = message_header(p, n, "Message-ID");
+    assert_string_equal(v, "<q@x>");
+    free(v);
+    v = message_header(p, n, "X-Mailsync-Placeholder");
+    assert_string_equal(v, "3000000"); /* the old one dropped: one field, the size */
+    free(v);
+    assert_null(strstr(p, "X-TUID"));
+    assert_non_null(strstr(p, "\r\n\r\nHaving a size of 2.9 MiB, this message is over the MaxSize limit.\r\n"));
+    assert_non_null(strstr(p, "mailsync fetch"));
+    free(p);
+
+    /* no Subject: one is added; a block cut inside a field: up to the last whole one */
+    static const char cut[] = "From: a@x\r\nTo: b@x\r\nReceived: from somewhere\r\n by some";
+    p = message_placeholder(cut, sizeof cut - 1, 99999, 1000, &n);
+    assert_non_null(p);
+    assert_true(message_is_mbsync_placeholder(p, n));
+    v = message_header(p, n, "Subject");
+    assert_string_equal(v, "[placeholder] (No Subject)");
+    free(v);
+    assert_null(strstr(p, "Received"));
+    assert_non_null(strstr(p, "To: b@x\r\n"));
+    assert_non_null(strstr(p, "longer than this one"));
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(own_placeholders),
         cmocka_unit_test(former_imap_cases),
         cmocka_unit_test(line_ends),
         cmocka_unit_test(folds),

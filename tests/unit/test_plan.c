@@ -206,6 +206,57 @@ static void too_big_messages_are_skipped(void **unused)
     plan_free(&p);
 }
 
+/* placeholders = yes: over max_size is a PLAN_PLACEHOLDER (counted apart
+ * from the downloads, with the server's flags), not a skip. */
+static void too_big_messages_become_placeholders(void **unused)
+{
+    (void)unused;
+    struct plan_remote r[] = {{1, 0, NULL, 1000}, {2, FLAG_SEEN, "$Work", 5000}};
+    struct plan_input in = input(NULL, 0, NULL, 0, r, 2);
+    in.max_size = 1000;
+    in.placeholders = true;
+    struct plan p;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    assert_int_equal(p.nfetch, 1);
+    assert_int_equal(p.fetch_bytes, 1000);
+    assert_int_equal(p.nskip, 0);
+    assert_int_equal(p.nplaceholder, 1);
+    assert_int_equal(p.actions[1].op, PLAN_PLACEHOLDER);
+    assert_int_equal(p.actions[1].uid, 2);
+    assert_int_equal(p.actions[1].flags, FLAG_SEEN);
+    assert_int_equal(p.actions[1].size, 5000);
+    assert_string_equal(p.actions[1].keywords, "$Work");
+    plan_free(&p);
+}
+
+/* newest_first: the fetches (placeholders among them) by descending UID,
+ * after the other actions, which keep their order. */
+static void newest_first_reverses_the_fetches_only(void **unused)
+{
+    (void)unused;
+    struct plan_state s[] = {{2, "b", 0, NULL}, {3, "c", 0, NULL}, {4, "d", 0, NULL}};
+    struct plan_local l[] = {{"b", 0}, {"c", 0}, {"d", 0}};
+    struct plan_remote r[] = {{1, 0, NULL, 10},         {3, FLAG_SEEN, NULL, 10}, {4, FLAG_SEEN, NULL, 10},
+                              {5, 0, NULL, 10},         {7, 0, NULL, 9000},       {9, 0, NULL, 10}};
+    struct plan_input in = input(s, N(s), l, N(l), r, N(r));
+    in.max_size = 1000;
+    in.placeholders = true;
+    in.newest_first = true;
+    struct plan p;
+    assert_int_equal(plan_pull(&in, &p), 0);
+    static const struct {
+        enum plan_op op;
+        uint32_t uid;
+    } want[] = {{PLAN_LOCAL_DELETE, 2}, {PLAN_LOCAL_FLAGS, 3}, {PLAN_LOCAL_FLAGS, 4},
+                {PLAN_FETCH, 9},        {PLAN_PLACEHOLDER, 7}, {PLAN_FETCH, 5}, {PLAN_FETCH, 1}};
+    assert_int_equal(p.n, N(want));
+    for (size_t i = 0; i < N(want); i++) {
+        assert_int_equal(p.actions[i].op, want[i].op);
+        assert_int_equal(p.actions[i].uid, want[i].uid);
+    }
+    plan_free(&p);
+}
+
 /* A folder of n synced messages of which the server still lists `keep`. */
 static void guard_case(size_t n, size_t keep, int max_delete, bool force, bool expect_trip)
 {
@@ -695,6 +746,8 @@ int main(void)
         cmocka_unit_test(backup_keeps_are_no_deletions_for_the_guard),
         cmocka_unit_test(order_is_deletes_then_flags_then_fetches),
         cmocka_unit_test(too_big_messages_are_skipped),
+        cmocka_unit_test(too_big_messages_become_placeholders),
+        cmocka_unit_test(newest_first_reverses_the_fetches_only),
         cmocka_unit_test(mass_deletion_guard),
         cmocka_unit_test(guard_floor_on_small_folders),
         cmocka_unit_test(guard_rule_table),

@@ -1,0 +1,235 @@
+"""test_placeholders.py: quick view first (issue 18, point 4).
+
+With `max_size` and `placeholders = yes` a message over the limit is stored
+as a placeholder: its real header (BODY.PEEK[HEADER]) and a note, with the
+server's flags, recorded as delivered. The full message replaces it,
+keeping its name, when the user flags it (next pull/sync) or runs
+`mailsync fetch FILE` / `--all`; a kill mid-way leaves one readable file
+and the next run ends with one message on each side. A first pull fetches
+newest first.
+
+Cheap on purpose: one bed, five messages (two of 200 KB), notmuch's index
+in the test's own work dir.
+"""
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import shutil
+import time
+import unittest
+
+import testbed as tb
+
+BIG = 200000
+LIMIT = "50K"
+
+
+class PlaceholderTest(tb.BedTestCase):
+    bed_options = {"pool": 3}
+
+    def seed(self):
+        """Three small messages and two big ones (one \\Seen) on the server."""
+        with self.imap() as c:
+            for n in range(3):
+                c.append_message("INBOX", tb.make_message(n, size=2000, subject="small note %d" % n), (), 1600000000 + n)
+            self.big = [c.append_message("INBOX", tb.make_message(10, size=BIG, subject="Quarterly figures"),
+                                         (), 1600000010),
+                        c.append_message("INBOX", tb.make_message(11, size=BIG, subject="Holiday photos"),
+                                         ("\\Seen",), 1600000011)]
+
+    def marks(self):
+        """{uid: placeholder mark} of INBOX's rows."""
+        db = sqlite3.connect("file:%s?mode=ro" % self.state, uri=True)
+        try:
+            return {uid: mark for uid, mark in db.execute(
+                "SELECT m.uid, m.placeholder FROM messages m JOIN folders f ON m.folder_id = f.id "
+                "WHERE f.name = 'INBOX'")}
+        finally:
+            db.close()
+
+    def local(self):
+        return tb.read_maildir(self.maildir).get("INBOX", [])
+
+    def by_subject(self, word):
+        found = [m for m in self.local() if word.encode() in m.data.split(b"\n\n", 1)[0]]
+        self.assertEqual(len(found), 1, "exactly one local file with %r in its header" % word)
+        return found[0]
+
+    def server(self):
+        with self.imap() as c:
+            return {m.uid: m for m in c.messages("INBOX")}
+
+    def assert_one_of_each(self):
+        """Five messages on both sides, no duplicate by content on either."""
+        srv = self.server()
+        self.assertEqual(len(srv), 5, "server count")
+        self.assertEqual(len(set(m.data for m in srv.values())), 5, "a duplicate on the server")
+        local = self.local()
+        self.assertEqual(len(local), 5, "local count")
+        self.assertEqual(len(set(tb.message_id(m.data) for m in local)), 5, "a duplicate locally")
+
+    def pull_through_proxy(self, *args):
+        px = tb.Proxy(self.bed.imap_port, record=True).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port, max_size=LIMIT, placeholders="yes")
+        r = self.run_ok(*args)
+        px.stop()
+        return r, px
+
+    def test_placeholders_created_synced_and_replaced_when_flagged(self):
+        self.seed()
+        r, px = self.pull_through_proxy("pull")
+        # headers only for the two big ones: far fewer bytes than their bodies
+        self.assertLess(px.bytes_down, 60000, "the big bodies were downloaded")
+        self.assertEqual(px.upstream.count(b"BODY.PEEK[HEADER]"), 1, "one header fetch for the placeholders")
+        self.assertIn("2 over max_size stored as placeholders", r.stdout)
+        local = self.local()
+        self.assertEqual(len(local), 5)
+        q, h = self.by_subject("Quarterly"), self.by_subject("Holiday")
+        for ph in (q, h):
+            head = ph.data.split(b"\n\n", 1)[0]
+            self.assertIn(b"X-Mailsync-Placeholder: ", head)
+            self.assertRegex(head, rb"\nSubject: \[placeholder\] ")
+            self.assertIn(b"mailsync fetch", ph.data)
+            self.assertLess(len(ph.data), 8000)
+        self.assertEqual(h.letters, "S", "the server's flags")
+        small = [m for m in local if m not in (q, h)]
+        self.assertTrue(all(b"[placeholder]" not in m.data for m in small), "a small message became a placeholder")
+        marks = self.marks()
+        self.assertEqual(len(marks), 5)
+        self.assertEqual({u for u, k in marks.items() if k}, set(self.big))
+
+        # readable by notmuch: indexed, found by its subject
+        if shutil.which("notmuch"):
+            cfg = self.work / "notmuch-config"
+            cfg.write_text("[database]\npath=%s\nmail_root=%s\n[new]\ntags=inbox\n[maildir]\n"
+                           "synchronize_flags=false\n" % (self.work / "nmdb", self.maildir))
+            env = dict(os.environ, NOTMUCH_CONFIG=str(cfg))
+            (self.work / "nmdb").mkdir()
+            subprocess.run(["notmuch", "new", "--quiet"], env=env, check=True, timeout=60)
+            out = subprocess.run(["notmuch", "search", "--output=files", "subject:Quarterly"], env=env,
+                                 check=True, timeout=60, capture_output=True, text=True).stdout.split()
+            self.assertEqual(out, [q.path])
+
+        # a resync downloads nothing again; a sync uploads nothing
+        r, px = self.pull_through_proxy("sync")
+        self.assertNotIn(b"BODY", px.upstream.replace(b"BODY.PEEK[HEADER.FIELDS", b""),
+                         "a resync fetched a body or header")
+        self.assert_one_of_each()
+        # flags sync both ways: the server's \Answered comes down...
+        with self.imap() as c:
+            c.set_flags("INBOX", [self.big[0]], ["\\Answered"])
+        self.pull_through_proxy("sync")
+        q = self.by_subject("Quarterly")
+        self.assertEqual(q.letters, "R")
+        self.assertIn(b"[placeholder]", q.data)
+
+        # ... and the user's \Flagged goes up, and brings the full message
+        flagged = os.path.join(os.path.dirname(os.path.dirname(q.path)), "cur", q.uniq + ":2,FR")
+        os.rename(q.path, flagged)
+        ino = os.stat(flagged).st_ino
+        r, px = self.pull_through_proxy("sync")
+        self.assertGreater(px.bytes_down, BIG, "the full message was not downloaded")
+        srv = self.server()
+        self.assertIn("\\Flagged", srv[self.big[0]].flags)
+        full = self.by_subject("Quarterly")
+        self.assertEqual(full.path, flagged, "the full message took the placeholder's name")
+        self.assertNotEqual(os.stat(flagged).st_ino, ino)
+        self.assertEqual(full.data, srv[self.big[0]].data_lf)
+        self.assertEqual(full.letters, "FR")
+        self.assertEqual(self.marks()[self.big[0]], 0)
+        self.assertEqual(self.marks()[self.big[1]], 1, "the other placeholder stays")
+        self.assert_one_of_each()
+        # the next sync changes nothing
+        r, px = self.pull_through_proxy("sync")
+        self.assertLess(px.bytes_down, 20000)
+        self.assert_one_of_each()
+        # max_size raised above it: the last placeholder is replaced too
+        self.write_config(max_size="1M")
+        self.run_ok("pull")
+        self.assertEqual(self.by_subject("Holiday").data, self.server()[self.big[1]].data_lf)
+        self.assertEqual(set(self.marks().values()), {0})
+        self.assertSynced()
+
+    def test_fetch_command_and_kills(self):
+        self.seed()
+        self.pull_through_proxy("pull")
+        h, q = self.by_subject("Holiday"), self.by_subject("Quarterly")
+        # usage: nothing named, a file that is no placeholder
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        self.run_ok("fetch", expect=2)
+        small = [m for m in self.local() if m.path not in (h.path, q.path)][0]
+        r = self.run_ok("fetch", small.path, expect=1)
+        self.assertIn("not a placeholder", r.stderr)
+
+        # killed while the body streams in: the placeholder stays, nothing else
+        px = tb.Proxy(self.bed.imap_port, stall_on=(b"BODY.PEEK[]", 1)).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port, max_size=LIMIT, placeholders="yes")
+        p = tb.start_mailsync(["fetch", h.path], config=self.config_path, workdir=self.work)
+        try:
+            self.assertTrue(px.stalled.wait(30), "kill point never reached")
+            time.sleep(0.2)
+            os.kill(p.pid, signal.SIGKILL)
+        finally:
+            res = tb.finish_mailsync(p)
+        self.assertEqual(res.code, -signal.SIGKILL)
+        self.assertEqual(self.by_subject("Holiday").data, h.data, "the placeholder changed")
+        self.assertEqual(len(self.local()), 5)
+
+        # fetch FILE: that one only, by its name
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        r = self.run_ok("fetch", h.path)
+        self.assertIn("1 placeholders replaced", r.stdout)
+        srv = self.server()
+        self.assertEqual(self.by_subject("Holiday").data, srv[self.big[1]].data_lf)
+        self.assertEqual(self.by_subject("Holiday").path, h.path)
+        self.assertIn(b"[placeholder]", self.by_subject("Quarterly").data)
+
+        # a kill after the rename, before the mark is cleared: the row still
+        # says placeholder while the file is whole (what such a kill leaves)
+        db = sqlite3.connect(str(self.state))
+        db.execute("UPDATE messages SET placeholder = 1 WHERE uid = ?", (self.big[1],))
+        db.commit()
+        db.close()
+        # fetch --all: the other one is fetched; the whole one only loses its mark
+        px = tb.Proxy(self.bed.imap_port, record=True).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port, max_size=LIMIT, placeholders="yes")
+        r = self.run_ok("-v", "--json", "fetch", "--all")
+        px.stop()
+        self.assertEqual(tb.json_schema_errors(r.json()), [], r.stdout)
+        self.assertIn("is here in full already", r.stderr)
+        self.assertLess(px.bytes_down, BIG * 1.5, "the whole message was downloaded again")
+        self.assertEqual(self.marks(), {u: 0 for u in self.marks()})
+        srv = self.server()
+        self.assertEqual(self.by_subject("Quarterly").data, srv[self.big[0]].data_lf)
+        self.assert_one_of_each()
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        self.run_ok("sync")
+        self.assertSynced()
+
+    def test_first_pull_newest_first(self):
+        with self.imap() as c:
+            uids = c.append_many("INBOX", tb.make_corpus(40, seed=1801, size=800, flags=False))
+        px = tb.Proxy(self.bed.imap_port, record=True).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        self.run_ok("pull")
+        px.stop()
+        # the body downloads as sent on the wire, in order: the newest first
+        sets = re.findall(rb"UID FETCH ([0-9:,]+) \([^\r]*BODY\.PEEK\[\]", bytes(px.upstream))
+        self.assertGreaterEqual(len(sets), 2, "one command for all: no order to see")
+        first = set(tb._expand_uid_set(sets[0]))
+        self.assertEqual(first, set(uids[-16:]), "the first command asks for the 16 newest")
+        tops = [max(tb._expand_uid_set(x)) for x in sets]
+        self.assertEqual(tops, sorted(tops, reverse=True), "later commands ask for older mail")
+        self.assertEqual(tb.count_messages(self.maildir), 40)
+        self.write_config()
+        self.assertSynced()
+
+if __name__ == "__main__":
+    unittest.main()
