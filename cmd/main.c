@@ -30,6 +30,7 @@
 #include "cmd/hooks.h"
 #include "cmd/import.h"
 #include "cmd/output.h"
+#include "cmd/progress.h"
 #include "cmd/sdnotify.h"
 #include "db/state.h"
 #include "sync/engine/engine.h"
@@ -383,21 +384,29 @@ static int unsupported_type(const struct account *a, unsigned need)
 static volatile sig_atomic_t stop_signal; /* the signal that asked, or 0 */
 static volatile sig_atomic_t stop_notice; /* say so on stderr (not with -q) */
 
+/* The second signal: the progress line goes (no partial line is left
+ * for the shell's prompt), then the signal ends the process. */
+static void on_second_stop_signal(int sig)
+{
+    progress_signal_write("", 0);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static void on_stop_signal(int sig)
 {
     int saved = errno;
     stop_signal = sig;
-    struct sigaction dfl; /* the next SIGINT or SIGTERM, whichever, ends it */
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset(&dfl.sa_mask);
-    sigaction(SIGINT, &dfl, NULL);
-    sigaction(SIGTERM, &dfl, NULL);
+    struct sigaction next; /* the next SIGINT or SIGTERM, whichever, ends it */
+    memset(&next, 0, sizeof next);
+    next.sa_handler = on_second_stop_signal;
+    next.sa_flags = SA_RESETHAND;
+    sigemptyset(&next.sa_mask);
+    sigaction(SIGINT, &next, NULL);
+    sigaction(SIGTERM, &next, NULL);
     static const char msg[] = "mailsync: stopping at the next safe point (send the signal again to quit at once)\n";
-    if (stop_notice) {
-        ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
-        (void)w;
-    }
+    if (stop_notice) /* on a line of its own, also when the progress line is drawn */
+        progress_signal_write(msg, sizeof msg - 1);
     errno = saved;
 }
 
@@ -475,6 +484,7 @@ static int cmd_pull(const struct options *o, struct account **acc, size_t n)
     }
     struct engine_result *res = xcalloc(n, sizeof *res);
     int exit_code = MS_OK;
+    output_progress_accounts(n);
     size_t i; /* after the loop: the accounts started (a stop skips the rest) */
     for (i = 0; i < n && !stop_signal; i++) {
         int rc;
@@ -756,11 +766,10 @@ static int cmd_watch(const struct options *o, struct account **acc, size_t n)
     int wd_ms = sdnotify_watchdog_ms();
     if (wd_ms > 0) {
         watch_progress_out = &out;
-        wd_progress = (struct engine_progress){.folder_start = wd_folder_start,
-                                               .message_done = wd_message_done,
-                                               .folder_done = wd_folder_done,
-                                               .planned = NULL,
-                                               .ctx = NULL};
+        wd_progress = *eo.progress; /* the other events go straight to the terminal's */
+        wd_progress.folder_start = wd_folder_start;
+        wd_progress.message_done = wd_message_done;
+        wd_progress.folder_done = wd_folder_done;
         eo.progress = &wd_progress;
         w.alive = watch_alive;
         w.alive_ms = wd_ms / 3 > 0 ? wd_ms / 3 : 1;

@@ -1,9 +1,9 @@
 /*
- * output.c: progress line, log lines, dry-run plans, human summary,
- * --json (output.h).
+ * output.c: log lines, dry-run plans, human summary, --json (output.h).
  *
- * Progress goes to stderr and is redrawn at most ten times a second; log
- * lines clear it first (output_log_line) so they never tear it.
+ * The progress line is progress.c's; every other line written to the
+ * terminal clears it first (progress_suspend) so they never tear it, and
+ * a log line redraws it after.
  */
 #include "cmd/output.h"
 #include "cmd/output_json.h"
@@ -16,26 +16,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmd/progress.h"
 #include "sync/flags.h"
 #include "sync/names.h"
 #include "sync/util.h"
 
-static struct {
-    bool on;
-    bool drawn;
-    char account[64];
-    char folder[128];
-    size_t total, done;
-    uint64_t total_bytes, done_bytes;
-    double start, last_draw;
-} bar;
-
 void output_clear_line(void)
 {
-    if (bar.drawn) {
-        fputs("\r\033[K", stderr);
-        bar.drawn = false;
-    }
+    progress_suspend();
+    progress_resume(false);
 }
 
 static void human_bytes(char *buf, size_t len, uint64_t b)
@@ -48,54 +37,6 @@ static void human_bytes(char *buf, size_t len, uint64_t b)
         snprintf(buf, len, "%.1f KiB", (double)b / 1024.0);
     else
         snprintf(buf, len, "%" PRIu64 " B", b);
-}
-
-static void draw(bool force)
-{
-    double now = util_now();
-    if (!force && now - bar.last_draw < 0.1)
-        return;
-    bar.last_draw = now;
-    char done[32], total[32], rate[32];
-    human_bytes(done, sizeof done, bar.done_bytes);
-    human_bytes(total, sizeof total, bar.total_bytes);
-    double secs = now - bar.start;
-    human_bytes(rate, sizeof rate, secs > 0.2 ? (uint64_t)((double)bar.done_bytes / secs) : 0);
-    fprintf(stderr, "\r\033[K%s %s: %zu/%zu messages, %s/%s, %s/s", bar.account, bar.folder, bar.done, bar.total,
-            done, total, rate);
-    fflush(stderr);
-    bar.drawn = true;
-}
-
-static void on_folder_start(void *ctx, const char *account, const char *folder, size_t n, uint64_t bytes)
-{
-    (void)ctx;
-    snprintf(bar.account, sizeof bar.account, "%s", account);
-    char *clean = log_clean(folder); /* a server's name: no escape sequences */
-    snprintf(bar.folder, sizeof bar.folder, "%s", clean);
-    free(clean);
-    bar.total = n;
-    bar.total_bytes = bytes;
-    bar.done = 0;
-    bar.done_bytes = 0;
-    bar.start = util_now();
-    if (n)
-        draw(true);
-}
-
-static void on_message_done(void *ctx, uint64_t bytes)
-{
-    (void)ctx;
-    bar.done++;
-    bar.done_bytes += bytes;
-    draw(bar.done == bar.total);
-}
-
-static void on_folder_done(void *ctx, const struct engine_folder_result *r)
-{
-    (void)ctx;
-    (void)r;
-    output_clear_line();
 }
 
 /* log lines: from any of the run's threads */
@@ -147,10 +88,11 @@ void output_log_line(enum log_level level, const char *text)
     else if (level == LOG_WARN)
         prefix = "mailsync: warning: ";
     pthread_mutex_lock(&log_lock);
-    output_clear_line();
+    progress_suspend();
     if (stderr_is_journal())
         fprintf(stderr, "<%d>", syslog_priority(level));
     fprintf(stderr, "%s%s\n", prefix, text);
+    progress_resume(true);
     if (level <= LOG_ERROR)
         snprintf(last_error, sizeof last_error, "%s", text);
     pthread_mutex_unlock(&log_lock);
@@ -250,7 +192,10 @@ static void on_planned(void *ctx, const struct engine_planned *p)
 {
     (void)ctx;
     if (!plans.json) {
+        progress_suspend();
         print_planned(p);
+        fflush(stdout); /* before the progress line comes back */
+        progress_resume(false);
         return;
     }
     if (plans.n == plans.cap) {
@@ -284,21 +229,28 @@ static void plans_free(void)
 
 static struct engine_progress hooks = {
     .ctx = NULL,
+    .account_start = NULL,
+    .folder_begin = NULL,
+    .upload_start = NULL,
     .folder_start = NULL,
     .message_done = NULL,
     .folder_done = NULL,
     .planned = on_planned,
+    .account_done = NULL,
 };
 
 void output_init(enum progress_mode mode, bool quiet, bool json)
 {
-    bar.on = mode == PROGRESS_ALWAYS || (mode == PROGRESS_AUTO && !quiet && isatty(STDERR_FILENO));
+    /* -q and --json keep stderr for what went wrong, even with
+     * --progress=always (which draws where stderr is no terminal) */
     plans.json = json;
-    if (bar.on) {
-        hooks.folder_start = on_folder_start;
-        hooks.message_done = on_message_done;
-        hooks.folder_done = on_folder_done;
-    }
+    if (!quiet && !json && (mode == PROGRESS_ALWAYS || (mode == PROGRESS_AUTO && isatty(STDERR_FILENO))))
+        progress_on(&hooks);
+}
+
+void output_progress_accounts(size_t n)
+{
+    progress_set_accounts(n);
 }
 
 const struct engine_progress *output_progress(void)
@@ -346,7 +298,23 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
     }
     char b[32];
     human_bytes(b, sizeof b, bytes);
-    fprintf(out, "%s%s: %s %zu folders:", dry_run ? "[dry run] " : "", r->account, command, r->nfolders);
+    output_clear_line(); /* stdout may be the progress line's terminal too */
+    fprintf(out, "%s%s: %s ", dry_run ? "[dry run] " : "", r->account, command);
+    if (r->status != MS_OK && r->status != MS_EPARTIAL) {
+        /* The account's run failed (no connection, login, local store...):
+         * no summary that reads like a success; what was done before the
+         * failure, if anything, follows. */
+        fputs("failed: ", out);
+        output_print_clean(out, r->error[0] ? r->error : "see the messages above");
+        bool did = fetched || flagged || deleted || moved || uploaded || pflags || pdeleted || pmoved || retired;
+        if (!did) {
+            fprintf(out, " (after %.1f s)\n", r->seconds);
+            return;
+        }
+        fprintf(out, "; before that, %zu folders:", r->nfolders);
+    } else {
+        fprintf(out, "%zu folders:", r->nfolders);
+    }
     /* "moved": a message that changed folders, neither downloaded nor
      * uploaded (nor counted as deleted) */
     if (pulling)

@@ -36,13 +36,18 @@ void output_log_line(enum log_level level, const char *text);
 void output_note_error(const char *text);
 
 /* The hooks for the engine: the plan of a --dry-run always, the progress
- * line's when it is on. */
+ * line's (cmd/progress.h) when it is on. */
 const struct engine_progress *output_progress(void);
+
+/* The run goes over n accounts: the progress line shows account k/n. */
+void output_progress_accounts(size_t n);
 
 /* Clear the progress line (before other output). */
 void output_clear_line(void);
 
-/* The human summary of one account's pull. */
+/* The human summary of one account's pull, push or sync: its counters,
+ * or, when the account's run failed (status other than MS_OK and
+ * MS_EPARTIAL), "ACCOUNT: COMMAND failed: ERROR" and what was done before. */
 void output_summary(FILE *out, const char *command, const struct engine_result *r, bool dry_run);
 
 /* Write "  " + name padded with spaces to width characters (UTF-8 aware:

@@ -216,6 +216,9 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
     double t0 = util_now();
     memset(res, 0, sizeof *res);
     res->account = xstrdup(a->name);
+    const struct engine_progress *prog = opt->progress;
+    if (prog && prog->account_start)
+        prog->account_start(prog->ctx, a->name);
 
     /* A dry run changes nothing, so it needs no lock (and creates no lock
      * file for an account that never ran). Before the login only what
@@ -311,6 +314,8 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         struct ms_error ferr = {0};
         int frc = MS_OK;
         struct maildir_stamp stamp = {0};
+        if (prog && prog->folder_begin)
+            prog->folder_begin(prog->ctx, a->name, sel[i].name, k, nsel);
         r.push_after_pull = false;
         if (do_push) {
             frc = push_folder(&r, &sel[i], fres, &stamp, &ferr);
@@ -396,6 +401,8 @@ out:
     folders_free_selected(sel, nsel);
     engine_end_run(&r);
     res->seconds = util_now() - t0;
+    if (prog && prog->account_done)
+        prog->account_done(prog->ctx, res);
     return res->status;
 }
 

@@ -109,16 +109,33 @@ struct engine_planned {
     uint32_t from_uid;          /* MOVE_LOCAL: its UID in `from` */
 };
 
+/* The run's events, for a progress display (all optional; each gets ctx).
+ * In a run: account_start, then per folder of the first pass
+ * folder_begin, a push's upload_start and a pull's folder_start each
+ * followed by their message_done calls, folder_done; then account_done.
+ * message_done may come from a download's helper threads (one at a
+ * time); the others come from the run's thread. */
 struct engine_progress {
     void *ctx;
+    /* An account's run begins (before it connects). */
+    void (*account_start)(void *ctx, const char *account);
+    /* The first pass comes to folder index (0-based) of the nfolders
+     * selected; its push and pull follow. */
+    void (*folder_begin)(void *ctx, const char *account, const char *folder, size_t index, size_t nfolders);
+    /* A push is about to upload nmsgs local messages of folder (their
+     * sizes come with each message_done). */
+    void (*upload_start)(void *ctx, const char *account, const char *folder, size_t nmsgs);
     /* A folder's plan is known: it will download nmsgs messages, nbytes. */
     void (*folder_start)(void *ctx, const char *account, const char *folder, size_t nmsgs, uint64_t nbytes);
-    /* One more message of the current folder is done (durable or not yet). */
+    /* One more message of the current download or upload is done
+     * (durable or not yet), of bytes. */
     void (*message_done)(void *ctx, uint64_t bytes);
     void (*folder_done)(void *ctx, const struct engine_folder_result *r);
     /* --dry-run: one step the run would take, in plan order (the run
      * changes nothing). The pointers live for the call only. */
     void (*planned)(void *ctx, const struct engine_planned *step);
+    /* The account's run is over: res is its result (failed or not). */
+    void (*account_done)(void *ctx, const struct engine_result *res);
 };
 
 struct engine_options {

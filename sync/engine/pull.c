@@ -575,7 +575,7 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
         r->held_pull = true;
     if (hold_fetch)
         log_msg(LOG_VERBOSE, "%s: %zu new messages wait for the folders that lost messages", sel->name, p.nfetch);
-    if (prog && prog->folder_start)
+    if (prog && prog->folder_start && !r->opt->dry_run) /* a dry run downloads nothing */
         prog->folder_start(prog->ctx, r->acct->name, sel->name, hold_fetch ? 0 : p.nfetch,
                           hold_fetch ? 0 : p.fetch_bytes);
     /* The folder's record as it will be once everything is in: saved with

@@ -229,6 +229,8 @@ static int push_appends(struct push_ctx *c, const struct push_plan *p, struct ms
         if (l)
             todo[ntodo++].l = l;
     }
+    if (ntodo && prog && prog->upload_start)
+        prog->upload_start(prog->ctx, r->acct->name, c->sel->name, ntodo);
     int rc = MS_OK;
     bool unrecorded = false;
     time_t cutoff = retention_cutoff(r->acct);

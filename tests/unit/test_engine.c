@@ -1395,6 +1395,120 @@ static void kept_message_back_on_the_server(void **state)
     assert_int_equal(kept, 0);
 }
 
+/* ------------------------------------------------------------------ */
+/* progress events */
+
+static char events[4096];
+
+static void event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void event(const char *fmt, ...)
+{
+    size_t at = strlen(events);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(events + at, sizeof events - at, fmt, ap);
+    va_end(ap);
+}
+
+static void ev_account_start(void *ctx, const char *account)
+{
+    (void)ctx;
+    event("account %s;", account);
+}
+
+static void ev_folder_begin(void *ctx, const char *account, const char *folder, size_t index, size_t n)
+{
+    (void)ctx;
+    (void)account;
+    event("begin %s %zu/%zu;", folder, index + 1, n);
+}
+
+static void ev_upload_start(void *ctx, const char *account, const char *folder, size_t n)
+{
+    (void)ctx;
+    (void)account;
+    event("up %s %zu;", folder, n);
+}
+
+static void ev_folder_start(void *ctx, const char *account, const char *folder, size_t n, uint64_t bytes)
+{
+    (void)ctx;
+    (void)account;
+    (void)bytes;
+    event("down %s %zu;", folder, n);
+}
+
+static void ev_message_done(void *ctx, uint64_t bytes)
+{
+    (void)ctx;
+    event("%s;", bytes ? "msg" : "msg of 0 bytes");
+}
+
+static void ev_folder_done(void *ctx, const struct engine_folder_result *r)
+{
+    (void)ctx;
+    (void)r;
+}
+
+static void ev_account_done(void *ctx, const struct engine_result *res)
+{
+    (void)ctx;
+    event("end %s %d", res->account, res->status);
+}
+
+static const struct engine_progress recorder = {.ctx = NULL,
+                                                .account_start = ev_account_start,
+                                                .folder_begin = ev_folder_begin,
+                                                .upload_start = ev_upload_start,
+                                                .folder_start = ev_folder_start,
+                                                .message_done = ev_message_done,
+                                                .folder_done = ev_folder_done,
+                                                .planned = NULL,
+                                                .account_done = ev_account_done};
+
+/* What a progress display is told: the account, each folder k/N, a
+ * push's uploads (as many as it uploads, in the folder they go to) apart
+ * from a pull's downloads, and the end. */
+static void progress_events_of_a_sync(void **state)
+{
+    struct fixture *fx = *state;
+    add(fx, "Archive", "a1", 0);
+    add(fx, "INBOX", "i1", 0);
+    run_ok(fx, PULL);
+    put_local(fx, "INBOX", "1700000000.l1", "S", "<l1@test>");
+    put_local(fx, "INBOX", "1700000000.l2", "", "<l2@test>");
+    add(fx, "Archive", "a2", 0);
+    add(fx, "Archive", "a3", 0);
+    fx->opt.progress = &recorder;
+    events[0] = '\0';
+    run_ok(fx, SYNC);
+    const char *inbox = strstr(events, "begin INBOX ");
+    const char *archive = strstr(events, "begin Archive ");
+    if (!inbox || !archive || strncmp(events, "account t;begin ", 16) != 0 ||
+        !strstr(inbox, "INBOX 1/2;") == !strstr(inbox, "INBOX 2/2;") ||
+        !strstr(inbox, "up INBOX 2;msg;msg;") ||
+        (strstr(events, "down INBOX ") && !strstr(events, "down INBOX 0;")) || /* what it uploaded */
+        !strstr(archive, "down Archive 2;msg;msg;") || strstr(events, "up Archive") ||
+        strstr(events, "msg of 0 bytes") || !strstr(events, ";end t 0"))
+        fail_msg("events: %s", events);
+    assert_int_equal(folder_result(fx, "INBOX")->uploaded, 2);
+    assert_int_equal(folder_result(fx, "Archive")->fetched, 2);
+    /* a push alone: its uploads, no download */
+    put_local(fx, "Archive", "1700000000.l3", "", "<l3@test>");
+    events[0] = '\0';
+    run_ok(fx, PUSH);
+    if (!strstr(events, "up Archive 1;msg;") || strstr(events, "down ") || !strstr(events, ";end t 0"))
+        fail_msg("events: %s", events);
+    /* a run that cannot connect ends too */
+    fx->opt.connect_remote = NULL; /* the real side, to a refused port */
+    events[0] = '\0';
+    assert_int_not_equal(run(fx, PULL), MS_OK);
+    if (strncmp(events, "account t;end t ", 16) != 0 || !strcmp(events + 16, "0"))
+        fail_msg("events: %s", events);
+    fx->opt.progress = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1429,6 +1543,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(adopt_getmail_maildir_by_date_and_from, setup, teardown),
         cmocka_unit_test_setup_teardown(trash_auto_and_role_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(trash_auto_without_special_use, setup, teardown),
+        cmocka_unit_test_setup_teardown(progress_events_of_a_sync, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
