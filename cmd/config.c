@@ -5,8 +5,11 @@
  * Parsing is one pass over the lines: a section header starts an account,
  * a key line is checked and stored at once (so the error names the line),
  * and when a section ends its required keys, cross-key rules and defaults
- * are applied. The first error stops everything: a half-read config must
- * never drive a sync. No IMAP, no SQL here.
+ * are applied. An error does not stop the pass: every bad line is
+ * reported at once (a user fixes them all in one edit, not one per run),
+ * but a config with any error is refused whole: a half-read config must
+ * never drive a sync. A key whose line was bad is not reported again as
+ * missing or as conflicting with another key. No IMAP, no SQL here.
  */
 #include "cmd/config.h"
 
@@ -36,6 +39,10 @@ extern char **environ;
 #define CONFIG_MAX_BYTES (1024 * 1024)
 /* A password or token is one short line; cap what we read of the output. */
 #define COMMAND_MAX_OUTPUT (64 * 1024)
+/* The errors of one file kept to be shown (struct config's errors); the
+ * rest are only counted: a file that is not a config at all would
+ * otherwise fill the terminal. */
+#define CONFIG_MAX_ERRORS 20
 
 /* ---- the keys ------------------------------------------------------------ */
 
@@ -54,13 +61,18 @@ struct parser {
     struct config *cfg;
     struct account *acc;     /* the section being read, or NULL */
     int key_line[NKEYS];     /* where each key of this section was set, 0 = not */
+    bool key_bad[NKEYS];     /* the key's line in this section was an error */
+    bool skipping;           /* after a bad section header: its keys belong to no account */
+    bool outside_said;       /* "key outside a section" was reported once */
+    int *error_lines;        /* the line of each of cfg->errors */
     mode_t file_mode;
-    struct ms_error *err;
+    struct ms_error *err;    /* the first error */
 };
 
 typedef int (*key_setter)(struct parser *p, const char *key, const char *value);
 
-/* "FILE:LINE: KEY: message" */
+/* "FILE:LINE: KEY: message", added to the file's errors (the first also
+ * in p->err). Returns MS_EUSAGE; the caller goes on with the next line. */
 static int key_error(struct parser *p, int line, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -71,7 +83,88 @@ static int key_error(struct parser *p, int line, const char *key, const char *fm
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return ms_error_set(p->err, MS_EUSAGE, "%s:%d: %s: %s", p->path, line, key, what);
+    struct config *c = p->cfg;
+    char msg[sizeof p->err->msg];
+    snprintf(msg, sizeof msg, "%s:%d: %s: %s", p->path, line, key, what);
+    if (c->nerrors_total++ == 0 && p->err) /* the one a stop at the first error would give */
+        ms_error_set(p->err, MS_EUSAGE, "%s", msg);
+    if (c->nerrors < CONFIG_MAX_ERRORS) {
+        c->errors = xrealloc(c->errors, (c->nerrors + 1) * sizeof *c->errors);
+        p->error_lines = xrealloc(p->error_lines, (c->nerrors + 1) * sizeof *p->error_lines);
+        p->error_lines[c->nerrors] = line;
+        c->errors[c->nerrors++] = xstrdup(msg);
+    }
+    return MS_EUSAGE;
+}
+
+/* The errors in line order (a section's missing keys are found at its
+ * end but named at its header line). */
+static void sort_errors(struct parser *p)
+{
+    struct config *c = p->cfg;
+    for (size_t i = 1; i < c->nerrors; i++) /* insertion: stable, and n <= 20 */
+        for (size_t j = i; j > 0 && p->error_lines[j - 1] > p->error_lines[j]; j--) {
+            int l = p->error_lines[j];
+            p->error_lines[j] = p->error_lines[j - 1];
+            p->error_lines[j - 1] = l;
+            char *m = c->errors[j];
+            c->errors[j] = c->errors[j - 1];
+            c->errors[j - 1] = m;
+        }
+}
+
+/* ---- "did you mean" --------------------------------------------------------- */
+
+/* The optimal string alignment distance of a and b, ignoring case: the
+ * edits (insert, delete, replace, swap two neighbours) from one to the
+ * other. Words here are short; longer ones count as far apart. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    enum { MAXW = 64 };
+    size_t n = strlen(a), m = strlen(b);
+    if (n >= MAXW || m >= MAXW)
+        return SIZE_MAX;
+    size_t d[MAXW + 1][MAXW + 1];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int ca = tolower((unsigned char)a[i - 1]), cb = tolower((unsigned char)b[j - 1]);
+            size_t best = d[i - 1][j - 1] + (ca != cb);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
+                tolower((unsigned char)a[i - 2]) == cb && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[n][m];
+}
+
+const char *config_suggest(const char *word, const char *const *candidates, size_t n)
+{
+    size_t len = word ? strlen(word) : 0;
+    if (len == 0)
+        return NULL;
+    /* a typo, not another word: one edit in a short word, two or three
+     * in longer ones */
+    size_t limit = len <= 4 ? 1 : len <= 8 ? 2 : 3;
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        if (!candidates[i])
+            continue;
+        size_t d = edit_distance(word, candidates[i]);
+        if (d <= limit && d < best_d) {
+            best = candidates[i];
+            best_d = d;
+        }
+    }
+    return best;
 }
 
 /* Match value against a list of words (case-insensitive); returns the
@@ -467,6 +560,15 @@ static int find_key(const char *name)
     return -1;
 }
 
+/* The key name closest to a misspelt one, or NULL. */
+static const char *suggest_key(const char *name)
+{
+    const char *names[NKEYS];
+    for (int i = 0; i < NKEYS; i++)
+        names[i] = key_defs[i].name;
+    return config_suggest(name, names, NKEYS);
+}
+
 /* ---- ~ and $VAR ----------------------------------------------------------- */
 
 /* $HOME, else the password database. NULL if neither knows. */
@@ -636,9 +738,12 @@ static const char *name_of_bad_line(const char *line)
 
 static int finish_account(struct parser *p);
 
-/* "[account NAME]" */
+/* "[account NAME]". The section before it ends here; until a good header
+ * follows a bad one, key lines are checked but belong to no account. */
 static int section_line(struct parser *p, char *line)
 {
+    int rc = finish_account(p);
+    p->skipping = true;
     char *close = strchr(line, ']');
     if (!close)
         return key_error(p, p->line, "section", "header without ']'");
@@ -650,6 +755,19 @@ static int section_line(struct parser *p, char *line)
     /* A header that cannot be used is repeated only when it looks like a
      * section or account name: the line may be a pasted password. */
     if (strncmp(inner, "account", 7) != 0 || (inner[7] != ' ' && inner[7] != '\t')) {
+        /* "[acount work]": the first word misspelt, the name a valid one */
+        char word[16];
+        size_t wl = strcspn(inner, " \t");
+        const char *name = inner + wl + strspn(inner + wl, " \t");
+        static const char *const section_words[] = {"account"};
+        if (wl < sizeof word) {
+            memcpy(word, inner, wl);
+            word[wl] = '\0';
+        }
+        if (wl < sizeof word && *name && valid_account_name(name) && shows_like_key(word) &&
+            config_suggest(word, section_words, 1))
+            return key_error(p, p->line, "section", "[%s %s] is not a section this program knows; did you mean "
+                             "[account %s]?", word, name, name);
         if (shows_like_key(inner))
             return key_error(p, p->line, "section",
                              "[%s] is not a section this program knows; write [account NAME]",
@@ -663,9 +781,6 @@ static int section_line(struct parser *p, char *line)
         return key_error(p, p->line, "account",
                          "not a valid account name (letters, digits, '-', '_', '.'; "
                          "not starting with '.' or '-'; at most 64)");
-    int rc = finish_account(p);
-    if (rc != MS_OK)
-        return rc;
     struct config *c = p->cfg;
     for (size_t i = 0; i < c->naccounts; i++)
         if (strcmp(c->accounts[i].name, name) == 0)
@@ -693,8 +808,10 @@ static int section_line(struct parser *p, char *line)
     a->placeholders = true;
     a->hook_timeout = 60;
     p->acc = a;
+    p->skipping = false;
     memset(p->key_line, 0, sizeof p->key_line);
-    return MS_OK;
+    memset(p->key_bad, 0, sizeof p->key_bad);
+    return rc;
 }
 
 /* "key = value" */
@@ -707,34 +824,49 @@ static int key_line(struct parser *p, char *line)
     *eq = '\0';
     char *key = trim(line);
     int id = find_key(key);
-    if (id < 0)
-        return key_error(p, p->line, shows_like_key(key) ? key : "line",
-                         "unknown key%s", shows_like_key(key) ? "" : " (not shown: it may hold a secret)");
-    if (!p->acc)
-        return key_error(p, p->line, key, "key outside an [account NAME] section");
+    if (id < 0) {
+        /* The suggestion names one of our keys, never the word typed. */
+        const char *near = suggest_key(key);
+        bool show = shows_like_key(key);
+        if (near)
+            return key_error(p, p->line, show ? key : "line", "unknown key%s; did you mean %s?",
+                             show ? "" : " (not shown: it may hold a secret)", near);
+        return key_error(p, p->line, show ? key : "line", "unknown key%s (the keys are listed in mailsync.conf(5))",
+                         show ? "" : " (not shown: it may hold a secret)");
+    }
+    if (!p->acc) {
+        if (p->skipping || p->outside_said) /* said once, or the bad header was */
+            return MS_OK;
+        p->outside_said = true;
+        return key_error(p, p->line, key, "key outside an [account NAME] section; start the file with "
+                         "[account NAME]");
+    }
     if (p->key_line[id])
         return key_error(p, p->line, key, "set twice in [account %s] (first on line %d)",
                          p->acc->name, p->key_line[id]);
     char *raw = eq + 1;
     strip_comment(raw, id == K_FOLDERS);
     char *value = trim(raw);
-    if (!*value)
-        return key_error(p, p->line, key, "empty value");
     p->key_line[id] = p->line;
-    if (!key_defs[id].expand)
-        return key_defs[id].set(p, key, value);
-    char *expanded = NULL;
-    bool secret = key_defs[id].secret;
-    int rc = expand_value(p, key, value, secret, &expanded);
+    int rc;
+    if (!*value) {
+        rc = key_error(p, p->line, key, "empty value");
+    } else if (!key_defs[id].expand) {
+        rc = key_defs[id].set(p, key, value);
+    } else {
+        char *expanded = NULL;
+        bool secret = key_defs[id].secret;
+        rc = expand_value(p, key, value, secret, &expanded);
+        if (rc == MS_OK && !*expanded && secret)
+            rc = key_error(p, p->line, key, "empty value after expanding ~ and $VAR");
+        else if (rc == MS_OK && !*expanded)
+            rc = key_error(p, p->line, key, "empty value after expanding \"%s\"", value);
+        else if (rc == MS_OK)
+            rc = key_defs[id].set(p, key, expanded);
+        free(expanded);
+    }
     if (rc != MS_OK)
-        return rc;
-    if (!*expanded && secret)
-        rc = key_error(p, p->line, key, "empty value after expanding ~ and $VAR");
-    else if (!*expanded)
-        rc = key_error(p, p->line, key, "empty value after expanding \"%s\"", value);
-    else
-        rc = key_defs[id].set(p, key, expanded);
-    free(expanded);
+        p->key_bad[id] = true; /* reported: not "missing" or "conflicting" too */
     return rc;
 }
 
@@ -786,11 +918,11 @@ static int check_required(struct parser *p)
     struct account *a = p->acc;
     const struct { const char *key; const char *value; } req[] = {
         {"host", a->host}, {"user", a->user}, {"maildir", a->maildir}};
+    int rc = MS_OK;
     for (size_t i = 0; i < sizeof req / sizeof *req; i++)
-        if (!req[i].value)
-            return key_error(p, a->config_line, req[i].key, "missing in [account %s] (required)",
-                             a->name);
-    return MS_OK;
+        if (!req[i].value && !p->key_bad[find_key(req[i].key)])
+            rc = key_error(p, a->config_line, req[i].key, "missing in [account %s] (required)", a->name);
+    return rc;
 }
 
 static int check_credentials(struct parser *p)
@@ -859,9 +991,16 @@ static int finish_account(struct parser *p)
     struct account *a = p->acc;
     if (!a)
         return MS_OK;
-    int rc;
-    if ((rc = check_required(p)) || (rc = check_credentials(p)) || (rc = check_plaintext(p)))
-        return rc;
+    int rc = check_required(p);
+    /* The cross-key rules, unless a key they read was bad (said already). */
+    int x = MS_OK;
+    const bool *bad = p->key_bad;
+    if (!bad[K_PASSWORD] && !bad[K_PASSWORD_COMMAND] && !bad[K_AUTH] && !bad[K_OAUTH_TOKEN_COMMAND])
+        x = check_credentials(p);
+    if (x == MS_OK && a->host && !bad[K_TLS] && !bad[K_ALLOW_PLAINTEXT])
+        x = check_plaintext(p);
+    if (x != MS_OK)
+        rc = x;
     if (!p->key_line[K_PORT]) {
         bool implicit = a->tls == TLS_IMPLICIT;
         if (a->type == ACCOUNT_IMAP)
@@ -869,12 +1008,12 @@ static int finish_account(struct parser *p)
         else
             a->port = implicit ? 995 : 110;
     }
-    if (!a->state_path && (rc = default_state_path(p)))
-        return rc;
+    if (!a->state_path && !bad[K_STATE] && (x = default_state_path(p)) != MS_OK)
+        rc = x;
     if (a->nfolders == 0)
         add_pattern(a, "*", 1);
     p->acc = NULL;
-    return MS_OK;
+    return rc;
 }
 
 /* ---- the file ------------------------------------------------------------- */
@@ -964,15 +1103,14 @@ static int parse_text(struct parser *p, char *text, size_t len)
         p->line++;
         char *nl = memchr(line, '\n', (size_t)(end - line));
         char *stop = nl ? nl : end;
-        if (memchr(line, '\0', (size_t)(stop - line)))
+        if (memchr(line, '\0', (size_t)(stop - line))) /* not a text file: the rest is noise */
             return key_error(p, p->line, "line", "contains a NUL byte (is this a text file?)");
         *stop = '\0';
-        int rc = parse_line(p, line);
-        if (rc != MS_OK)
-            return rc;
+        parse_line(p, line); /* an error is kept; the next line is read all the same */
         line = stop + 1;
     }
-    return finish_account(p);
+    finish_account(p);
+    return p->cfg->nerrors_total ? MS_EUSAGE : MS_OK;
 }
 
 int config_load(const char *path, struct config *out, struct ms_error *err)
@@ -987,13 +1125,23 @@ int config_load(const char *path, struct config *out, struct ms_error *err)
     out->path = xstrdup(path);
     struct parser p = {.path = path, .cfg = out, .file_mode = mode, .err = err};
     rc = parse_text(&p, text, len);
+    sort_errors(&p);
+    free(p.error_lines);
     /* The text may hold a password. */
     explicit_bzero(text, len);
     free(text);
     if (rc == MS_OK && out->naccounts == 0)
         rc = ms_error_set(err, MS_EUSAGE, "%s: no [account NAME] section", path);
-    if (rc != MS_OK)
+    if (rc != MS_OK) { /* the messages stay, nothing else */
+        char **errors = out->errors;
+        size_t nerrors = out->nerrors, total = out->nerrors_total;
+        out->errors = NULL;
+        out->nerrors = 0;
         config_free(out);
+        out->errors = errors;
+        out->nerrors = nerrors;
+        out->nerrors_total = total;
+    }
     return rc;
 }
 
@@ -1005,6 +1153,9 @@ void config_free(struct config *c)
         account_free(&c->accounts[i]);
     free(c->accounts);
     free(c->path);
+    for (size_t i = 0; i < c->nerrors; i++)
+        free(c->errors[i]);
+    free(c->errors);
     memset(c, 0, sizeof *c);
 }
 

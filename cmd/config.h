@@ -32,11 +32,20 @@ struct config {
     struct account *accounts; /* in file order */
     size_t naccounts;
     char *path;               /* the file read */
+    /* After a failed load: every "FILE:LINE: KEY: what is wrong" in line
+     * order (at most 20 kept; nerrors_total counts them all). Empty when
+     * the file could not be read at all (then only err says why). */
+    char **errors;
+    size_t nerrors, nerrors_total;
 };
 
 /* Load path into *out (which the caller frees with config_free, also after
- * a failure: *out is then empty). Returns MS_OK, or MS_EUSAGE with err->msg
- * like "FILE:LINE: KEY: what is wrong" or "FILE: cannot read: ...".
+ * a failure: *out then holds only the errors). Every line is read even
+ * after an error, so all the file's errors are found at once; any error
+ * fails the whole load. Returns MS_OK, or MS_EUSAGE with err->msg the first
+ * error found (as a stop there would have given it), like "FILE:LINE: KEY:
+ * what is wrong" or "FILE: cannot read: ...".
+ * An unknown key gets "did you mean KEY?" when one is close.
  * A file that belongs to another user (not root) or is writable by group
  * or others is refused, and so is one that sets `password` and is readable
  * by group or others. A file without any account is an error. */
@@ -56,6 +65,12 @@ char *config_default_path(void);
  * sticky shared directory such as /tmp is fine. Other stat() failures are
  * left to the run. Called before anything is touched. */
 int config_check_state_dir(const struct account *a, struct ms_error *err);
+
+/* The candidate closest to word (ignoring case) if it is near enough to be
+ * a typo of it (one edit in a word of up to 4 characters, two up to 8,
+ * else three; a swap of neighbours is one edit), else NULL. For "did you
+ * mean": keys, accounts, commands. */
+const char *config_suggest(const char *word, const char *const *candidates, size_t n);
 
 /* The account named name, or NULL. */
 struct account *config_find(struct config *c, const char *name);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "cmd/config.h"
+#include "cmd/help.h"
 #include "cmd/hooks.h"
 #include "cmd/import.h"
 #include "cmd/output.h"
@@ -117,7 +118,8 @@ static const char usage_text[] =
     "message or chunk of uploads, record what is done, then end by the signal;\n"
     "a second signal ends them at once.\n"
     "\n"
-    "See mailsync(1) for the config file.\n";
+    "'mailsync help COMMAND' (or COMMAND --help) for a command's own help;\n"
+    "mailsync(1) for the whole story, mailsync.conf(5) for the config file.\n";
 
 static const char import_usage_text[] =
     "Usage: mailsync import [FILE] [--from mbsync|offlineimap] [--write] [-c CONFIG]\n"
@@ -179,6 +181,34 @@ static int usage_error(const char *fmt, const char *arg)
     say(fmt, arg);
     fputs("Try 'mailsync --help'.\n", stderr);
     return MS_EUSAGE;
+}
+
+static const char *const commands[] = {"pull",    "push",    "sync",  "fetch",  "status",
+                                        "check",   "folders", "watch", "import", "help"};
+#define NCOMMANDS (sizeof commands / sizeof *commands)
+
+/* An unknown command: a usage error naming the commands, and the one
+ * meant if the word is a typo of it. what: "unknown command", ... */
+static int unknown_command(const char *what, const char *word)
+{
+    const char *near = config_suggest(word, commands, NCOMMANDS);
+    say("%s '%s' (the commands: pull, push, sync, fetch, status, check, folders, watch, import, help)%s%s%s", what, word,
+        near ? "; did you mean " : "", near ? near : "", near ? "?" : "");
+    fputs("Try 'mailsync --help'.\n", stderr);
+    return MS_EUSAGE;
+}
+
+/* --help, COMMAND --help, help [COMMAND]: the general text, or the
+ * command's own. A word that is no command is a usage error. */
+static int print_help(const char *command)
+{
+    const char *text = !command                          ? usage_text
+                       : strcmp(command, "import") == 0 ? import_usage_text
+                                                        : help_command_text(command);
+    if (!text)
+        return unknown_command("no help for", command);
+    fputs(text, stdout);
+    return 0;
 }
 
 static void add_folder_pattern(struct options *o, const char *p)
@@ -253,11 +283,8 @@ static int parse_args(int argc, char **argv, struct options *o)
     }
     if (o->quiet)
         log_verbosity = -1;
-    if (o->help) { /* --help, or COMMAND --help */
-        bool import = optind < argc && strcmp(argv[optind], "import") == 0;
-        fputs(import ? import_usage_text : usage_text, stdout);
-        return 0;
-    }
+    if (o->help) /* --help, or COMMAND --help */
+        return print_help(optind < argc ? argv[optind] : NULL);
     if (optind >= argc)
         return usage_error("%s",
                            "no command given (pull, push, sync, fetch, status, check, folders, watch, import, help)");
@@ -293,7 +320,16 @@ static int pick_accounts(struct config *cfg, const struct options *o, struct acc
         list[i] = o->naccounts ? config_find(cfg, o->accounts[i]) : &cfg->accounts[i];
         if (!list[i]) {
             free(list);
-            say("no account named '%s' in %s", o->accounts[i], cfg->path);
+            const char **names = xcalloc(cfg->naccounts + 1, sizeof *names);
+            for (size_t k = 0; k < cfg->naccounts; k++)
+                names[k] = cfg->accounts[k].name;
+            const char *near = config_suggest(o->accounts[i], names, cfg->naccounts);
+            free(names);
+            if (near)
+                say("no account named '%s' in %s; did you mean %s?", o->accounts[i], cfg->path, near);
+            else
+                say("no account named '%s' in %s (its accounts are its [account NAME] sections)", o->accounts[i],
+                    cfg->path);
             return MS_EUSAGE;
         }
     }
@@ -416,9 +452,32 @@ static void log_account_error(const struct engine_result *res)
         log_msg(LOG_ERROR, "%s: %s", res->account, res->error);
 }
 
+/* Over several accounts a --folder pattern need match in one of them only
+ * (with one, the engine refuses it before touching anything:
+ * folder_patterns_strict); one that matched in none of the accounts that
+ * listed their folders is a usage error all the same. */
+static int unmatched_folder_patterns(const struct options *o, const struct engine_result *res, size_t n)
+{
+    int rc = MS_OK;
+    for (size_t j = 0; j < o->nfolders && n > 1; j++) {
+        size_t listed = 0, missed = 0;
+        for (size_t i = 0; i < n; i++)
+            if (res[i].folder_patterns_unmatched) {
+                listed++;
+                missed += res[i].folder_patterns_unmatched[j];
+            }
+        if (listed && missed == listed) {
+            say("--folder \"%s\" matches no folder in any account; 'mailsync folders' lists them", o->folders[j]);
+            rc = MS_EUSAGE;
+        }
+    }
+    return rc;
+}
+
 static int cmd_pull(const struct options *o, struct account **acc, size_t n)
 {
     struct engine_options eo = engine_opts(o);
+    eo.folder_patterns_strict = n == 1;
     if (!o->dry_run) {
         catch_stop_signals(o, true);
         eo.stop = &stop_signal;
@@ -444,6 +503,7 @@ static int cmd_pull(const struct options *o, struct account **acc, size_t n)
             hooks_run(acc[i], o->command, &res[i]);
         }
     }
+    exit_code = ms_error_worse(exit_code, unmatched_folder_patterns(o, res, i));
     if (o->json)
         output_json_results(stdout, o->command, res, i, exit_code, o->dry_run);
     for (size_t k = 0; k < n; k++)
@@ -576,6 +636,7 @@ static int cmd_check(const struct options *o, struct account **acc, size_t n)
 static int cmd_folders(const struct options *o, struct account **acc, size_t n)
 {
     struct engine_options eo = engine_opts(o);
+    eo.folder_patterns_strict = n == 1; /* a --folder typo: exit 2 */
     int exit_code = MS_OK;
     if (o->json)
         output_json_begin(stdout, "folders");
@@ -697,6 +758,7 @@ static int cmd_watch(const struct options *o, struct account **acc, size_t n)
     catch_stop_signals(o, false);
     bool supervised = sdnotify_init();
     struct engine_options eo = engine_opts(o);
+    eo.folder_patterns_strict = true; /* one account */
     struct watch_out out = {.o = o, .acct = acc[0], .inner = eo.progress};
     struct engine_watch w = {.interval_s = o->interval ? o->interval : 300, .stop = &stop_signal,
                              .pass_done = watch_pass_done, .ctx = &out};
@@ -820,10 +882,8 @@ done:
 
 static bool known_command(const char *c)
 {
-    static const char *const all[] = {"pull",    "push",  "sync",   "fetch", "status",
-                                      "check",   "folders", "watch", "import", "help"};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (strcmp(c, all[i]) == 0)
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(c, commands[i]) == 0)
             return true;
     return false;
 }
@@ -897,16 +957,14 @@ int main(int argc, char **argv)
         goto out;
     }
     if (!known_command(o.command)) {
-        rc = usage_error("unknown command '%s' (pull, push, sync, fetch, status, check, folders, watch, import, "
-                         "help)",
-                         o.command);
+        rc = unknown_command("unknown command", o.command);
         goto out;
     }
     if (strcmp(o.command, "help") == 0) { /* help [COMMAND] = COMMAND --help */
-        bool import = o.naccounts && strcmp(o.accounts[0], "import") == 0;
-        fputs(import ? import_usage_text : usage_text, stdout);
-        o.json = false; /* text, as with --help */
-        rc = MS_OK;
+        rc = o.naccounts > 1 ? usage_error("help takes one command, not also '%s'", o.accounts[1])
+                             : print_help(o.naccounts ? o.accounts[0] : NULL);
+        if (rc == MS_OK)
+            o.json = false; /* text, as with --help */
         goto out;
     }
     if (strcmp(o.command, "import") == 0) {
@@ -926,8 +984,15 @@ int main(int argc, char **argv)
     struct ms_error err = {0};
     rc = config_load(path, &cfg, &err);
     free(path);
-    if (rc) {
-        say("%s", err.msg);
+    if (rc) { /* every error of the file, in line order */
+        for (size_t i = 0; i < cfg.nerrors; i++)
+            say("%s", cfg.errors[i]);
+        if (!cfg.nerrors)
+            say("%s", err.msg);
+        else if (cfg.nerrors_total > cfg.nerrors)
+            say("... and %zu more errors in the config file", cfg.nerrors_total - cfg.nerrors);
+        if (cfg.nerrors)
+            output_note_error(err.msg); /* --json's "error": the first found */
         config_free(&cfg);
         goto out;
     }

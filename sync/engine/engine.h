@@ -57,6 +57,10 @@ struct engine_result {
     struct engine_folder_result *folders;
     size_t nfolders;
     double seconds;
+    /* With --folder patterns, once the folders were listed: [i] is true
+     * when folder_patterns[i] matched no folder of the account. NULL when
+     * there were none or the run ended before the listing. */
+    bool *folder_patterns_unmatched;
 };
 
 void engine_result_free(struct engine_result *r);
@@ -139,6 +143,12 @@ struct engine_options {
     bool force;
     char **folder_patterns; /* --folder; NULL/0 = all selected by config */
     size_t nfolder_patterns;
+    /* A --folder pattern that matches no folder of the account (on the
+     * server or, for a push, in the Maildir) is a usage error: the run
+     * stops with MS_EUSAGE before any folder is touched. Without it the
+     * run goes on and res->folder_patterns_unmatched says which (a run
+     * over several accounts: the program judges over all of them). */
+    bool folder_patterns_strict;
     const struct engine_progress *progress; /* may be NULL */
     /* Fetch the account's secret (password_command...); the engine wipes
      * and frees it right after authentication. */

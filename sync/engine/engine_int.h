@@ -170,6 +170,11 @@ void engine_end_run(struct run *r);
 bool folders_wanted(const struct account *a, const struct engine_options *opt, const char *name, unsigned roles);
 void folders_map(const struct account *a, const struct engine_options *opt, const struct remote_folder *f, size_t n,
                  struct engine_folder_map *out);
+/* The patterns (the account's `folders`, --folder) that match no folder of
+ * the listing map (n entries) nor, with r->rootfd open, a local folder:
+ * warned about, --folder ones a usage error with folder_patterns_strict
+ * (returned, message in err) and noted in r->res if there is one. */
+int folders_check_patterns(struct run *r, const struct engine_folder_map *map, size_t n, struct ms_error *err);
 /* The state's row of a folder as read for the run's LIST, or NULL. */
 const struct state_folder *folders_known(const struct run *r, const char *raw);
 /* The STATUS of a folder asked for with the run's LIST, or NULL. */

@@ -9,6 +9,7 @@
 #include "sync/engine/engine_int.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -361,6 +362,125 @@ static void adopt_raw_dirs(struct run *r, const struct remote_folder *f, struct 
     free(v);
 }
 
+/* ------------------------------------------------------------------ */
+/* patterns that match nothing */
+
+static enum maildir_find folders_find_mode(enum folder_layout layout); /* below */
+
+/* Does one pattern (a `folders` entry or a --folder; a leading '!' is
+ * looked through) match the folder? */
+static bool pattern_matches(const char *pattern, const char *name, unsigned roles)
+{
+    char *one[1] = {(char *)(pattern[0] == '!' ? pattern + 1 : pattern)};
+    return names_folder_selected(name, roles, one, 1);
+}
+
+/* The display names of the local folders (as folders_create_local names
+ * them): a pattern may mean a folder that exists only locally, which a
+ * push creates on the server. */
+static char **local_folder_names(struct run *r, size_t *n)
+{
+    char **paths = NULL, **names = NULL;
+    size_t np = 0;
+    *n = 0;
+    if (r->rootfd < 0)
+        return NULL;
+    maildir_find_folders(r->rootfd, folders_find_mode(r->acct->layout), &paths, &np);
+    names = xcalloc(np + 1, sizeof *names);
+    for (size_t i = 0; i < np; i++) {
+        char *raw = names_folder_raw(paths[i], r->delim, r->acct->layout);
+        free(paths[i]);
+        if (!raw)
+            continue;
+        char *name = names_display(raw);
+        free(raw);
+        for (char *c = name; r->delim && r->delim != '/' && *c; c++)
+            if (*c == r->delim)
+                *c = '/';
+        names[(*n)++] = name;
+    }
+    free(paths);
+    return names;
+}
+
+/* A pattern that matches no folder, on the server or in the Maildir, is a
+ * typo or a folder gone: the account's `folders` patterns are warned
+ * about, and --folder ones are a usage error (MS_EUSAGE, before any
+ * folder is touched) with opt->folder_patterns_strict; without it they
+ * are only noted in res->folder_patterns_unmatched, for the program to
+ * judge over all its accounts. A role pattern (\Junk) is said to need a
+ * server that marks its folders (SPECIAL-USE). */
+int folders_check_patterns(struct run *r, const struct engine_folder_map *map, size_t n, struct ms_error *err)
+{
+    const struct account *a = r->acct;
+    const struct engine_options *opt = r->opt;
+    size_t na = a->nfolders, total = na + opt->nfolder_patterns;
+    bool *hit = xcalloc(total + 1, sizeof *hit);
+    unsigned roles = 0;
+    size_t left = total;
+    for (size_t i = 0; i < n; i++) {
+        roles |= map[i].roles;
+        for (size_t j = 0; j < total; j++)
+            if (!hit[j] && pattern_matches(j < na ? a->folders[j] : opt->folder_patterns[j - na], map[i].name,
+                                           map[i].roles)) {
+                hit[j] = true;
+                left--;
+            }
+    }
+    if (left) { /* only then is the Maildir looked at */
+        size_t nl = 0;
+        char **local = local_folder_names(r, &nl);
+        for (size_t i = 0; i < nl; i++) {
+            for (size_t j = 0; j < total; j++)
+                if (!hit[j] && pattern_matches(j < na ? a->folders[j] : opt->folder_patterns[j - na], local[i], 0))
+                    hit[j] = true;
+            free(local[i]);
+        }
+        free(local);
+    }
+    static const char no_roles[] = " (it marks no folder with a role: a role pattern needs a server with "
+                                   "SPECIAL-USE, RFC 6154; name the folder instead)";
+    for (size_t j = 0; j < na; j++) {
+        const char *p = a->folders[j], *bare = p[0] == '!' ? p + 1 : p;
+        if (hit[j])
+            continue;
+        if (names_role_bit(bare, false))
+            log_msg(LOG_WARN, "%s: the folders pattern \"%.200s\" matches no folder: the server marks none as %s%s",
+                    a->name, p, bare, roles ? "" : no_roles);
+        else
+            log_msg(LOG_WARN, "%s: the folders pattern \"%.200s\" matches no folder on the server or in the Maildir; "
+                              "'mailsync folders %s' lists them",
+                    a->name, p, a->name);
+    }
+    int rc = MS_OK;
+    if (opt->nfolder_patterns && r->res) {
+        free(r->res->folder_patterns_unmatched);
+        r->res->folder_patterns_unmatched = xcalloc(opt->nfolder_patterns, sizeof *r->res->folder_patterns_unmatched);
+    }
+    for (size_t j = na; j < total; j++) {
+        const char *p = opt->folder_patterns[j - na], *bare = p[0] == '!' ? p + 1 : p;
+        if (hit[j])
+            continue;
+        if (r->res)
+            r->res->folder_patterns_unmatched[j - na] = true;
+        bool role = names_role_bit(bare, false) != 0;
+        char why[300];
+        if (role)
+            snprintf(why, sizeof why, "the server marks no folder as %.40s%s", bare, roles ? "" : no_roles);
+        else
+            snprintf(why, sizeof why, "no folder on the server or in the Maildir has that name; "
+                                      "'mailsync folders %.64s' lists them", a->name);
+        if (opt->folder_patterns_strict && rc == MS_OK)
+            rc = ms_error_set(err, MS_EUSAGE, "--folder \"%.200s\" matches no folder: %s",
+                              p, why);
+        else if (!opt->folder_patterns_strict)
+            log_msg(LOG_INFO, "%s: --folder \"%.200s\" matches no folder of this account", a->name,
+                    p);
+    }
+    free(hit);
+    return rc;
+}
+
 int folders_list_selected(struct run *r, struct selected **out, size_t *nout, struct ms_error *err)
 {
     struct remote_folder *f = NULL;
@@ -377,6 +497,12 @@ int folders_list_selected(struct run *r, struct selected **out, size_t *nout, st
             r->server_paths[r->nserver_paths++] = xstrdup(map[i].path);
         if (f[i].delim && (!r->delim || strcasecmp(f[i].name, "INBOX") == 0))
             r->delim = f[i].delim;
+    }
+    /* before adopt_raw_dirs: a --folder typo touches nothing */
+    if ((rc = folders_check_patterns(r, map, n, err)) != MS_OK) {
+        engine_folders_free(map, n);
+        remote_folders_free(f, n);
+        return rc;
     }
     adopt_raw_dirs(r, f, map, n);
     qsort(r->server_paths, r->nserver_paths, sizeof *r->server_paths, util_cmp_str);

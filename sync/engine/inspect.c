@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,6 +18,23 @@
 
 /* ------------------------------------------------------------------ */
 /* check, folders, status */
+
+/* check and folders: the patterns that match nothing, said as a run says
+ * them (folders_check_patterns), the Maildir only looked at. */
+static int inspect_patterns(struct run *r, const struct remote_folder *f, const struct engine_folder_map *map,
+                            size_t n, struct ms_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (f[i].delim && (!r->delim || strcasecmp(f[i].name, "INBOX") == 0))
+            r->delim = f[i].delim;
+    int fd = open(r->acct->maildir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    r->rootfd = fd;
+    int rc = folders_check_patterns(r, map, n, err);
+    r->rootfd = -1;
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
 
 int engine_check(const struct account *a, const struct engine_options *opt, struct engine_check *out,
                  struct ms_error *err)
@@ -31,6 +49,12 @@ int engine_check(const struct account *a, const struct engine_options *opt, stru
         out->capabilities = xstrdup(r.remote->ops->capabilities(r.remote));
         rc = r.remote->ops->list(r.remote, NULL, 0, NULL, &f, &n, err);
         out->nfolders = n;
+        if (rc == MS_OK) {
+            struct engine_folder_map *map = xcalloc(n + 1, sizeof *map);
+            folders_map(a, opt, f, n, map);
+            rc = inspect_patterns(&r, f, map, n, err);
+            engine_folders_free(map, n);
+        }
         remote_folders_free(f, n);
     }
     engine_end_run(&r);
@@ -58,6 +82,11 @@ int engine_folders(const struct account *a, const struct engine_options *opt, st
         *out = xcalloc(n, sizeof **out);
         folders_map(a, opt, f, n, *out);
         *nout = n;
+        if ((rc = inspect_patterns(&r, f, *out, n, err)) != MS_OK) {
+            engine_folders_free(*out, n);
+            *out = NULL;
+            *nout = 0;
+        }
     }
     remote_folders_free(f, n);
     engine_end_run(&r);

@@ -58,5 +58,6 @@ void engine_result_free(struct engine_result *r)
     }
     free(r->folders);
     free(r->account);
+    free(r->folder_patterns_unmatched);
     memset(r, 0, sizeof *r);
 }

@@ -5,7 +5,9 @@ the program's own options, and refusing what is not built yet.
 import base64
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import unittest
 
 import testbed as tb
@@ -112,6 +114,48 @@ class CommandsTest(tb.BedTestCase):
         self.seed()
         self.pull("--folder", "Archive/*")
         self.assertEqual(sorted(tb.read_maildir(self.maildir)), ["Archive/2024"])
+
+    def test_folder_option_that_matches_nothing_is_a_usage_error(self):
+        """A --folder typo is exit 2 naming it, before any folder is
+        touched; over several accounts, one that matches in any is fine."""
+        uids = self.seed()
+        for args in (["--folder", "Archiv"], ["--folder", "INBOX", "--folder", "Wrok/*"],
+                     ["--folder", "\\Flagged"]):
+            r = self.mailsync("pull", *args)
+            self.assertEqual(r.code, 2, str(r))
+            self.assertIn('--folder "%s" matches no folder' % args[-1], r.stderr)
+            self.assertEqual(tb.count_messages(self.maildir), 0, "a folder was synced")
+        self.assertIn("the server marks no folder as \\Flagged", r.stderr)
+        r = self.mailsync("folders", "--folder", "Archiv")  # trying patterns out
+        self.assertEqual(r.code, 2, str(r))
+        self.assertIn('--folder "Archiv" matches no folder', r.stderr)
+        self.assertEqual(sum(map(len, self.server_state().values())), sum(map(len, uids.values())))
+        # two accounts, the pattern in one of them: synced, exit 0
+        keys = self.account_keys()
+        other = self.bed.fresh_user()
+        tb.write_config(self.config_path, {"test": keys, "other": tb.account_keys(
+            self.bed, other, self.work / "Other", self.work / "other.sqlite")})
+        self.pull("--folder", "Archive/*")
+        self.assertEqual(sorted(tb.read_maildir(self.maildir)), ["Archive/2024"])
+        r = self.mailsync("pull", "--folder", "Nope")
+        self.assertEqual(r.code, 2, str(r))
+        self.assertIn('--folder "Nope" matches no folder in any account', r.stderr)
+
+    def test_folders_pattern_that_matches_nothing_is_warned(self):
+        """A `folders` pattern that matches no folder is warned about; one
+        that matches only a local folder (a push creates it) is not."""
+        self.seed()
+        new = self.maildir / "Local" / "New"
+        for d in ("cur", "new", "tmp"):
+            (new / d).mkdir(parents=True)
+        (new / "new" / "1700000000.x1.host").write_bytes(tb.make_corpus(1, seed=5)[0].data.replace(b"\r\n", b"\n"))
+        self.write_config(folders='INBOX Archiv "Local/*" !Spam \\Flagged')
+        for cmd in ("check", "pull", "sync", "check"):
+            r = self.run_ok(cmd)
+            warned = re.findall(r'the folders pattern "([^"]*)" matches no folder', r.stderr)
+            self.assertEqual(warned, ["Archiv", "!Spam", "\\Flagged"], r.stderr)
+        self.assertEqual(self.server_count("Local/New"), 1)
+        self.assertEqual(len(tb.read_maildir(self.maildir)["INBOX"]), 3)
 
     def test_maildirpp_layout(self):
         self.seed()
@@ -244,6 +288,127 @@ class CommandsTest(tb.BedTestCase):
             self.assertEqual(r.code, 2, str(r))
             self.assertTrue(r.stderr.strip(), "no message for %s" % args)
 
+
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+COMMANDS = ("pull", "push", "sync", "fetch", "status", "check", "folders", "watch", "import", "help")
+
+
+class HelpAndConfigErrorsTest(unittest.TestCase):
+    """What needs no server: each command's own help, "did you mean", and
+    a config's errors all reported in one run."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="mailsync-help-")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def run_ms(self, *args, config=None):
+        return tb.run_mailsync(list(args), config=config, workdir=self.work)
+
+    def config(self, text):
+        path = os.path.join(self.work, "config")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
+
+    def test_each_command_has_its_own_help(self):
+        general = self.run_ms("--help").stdout
+        texts = {}
+        for cmd in COMMANDS:
+            a, b = self.run_ms("help", cmd), self.run_ms(cmd, "--help")
+            self.assertEqual((a.code, b.code), (0, 0), str(a) + str(b))
+            self.assertEqual(a.stdout, b.stdout, cmd)  # help CMD = CMD --help
+            self.assertRegex(a.stdout, r"^Usage: mailsync %s\b" % cmd)
+            self.assertNotEqual(a.stdout, general, cmd)
+            self.assertNotIn("%%", a.stdout, cmd)
+            self.assertIn("mailsync %s" % cmd, a.stdout.split("xample", 1)[-1], cmd + ": no example")
+            texts[cmd] = a.stdout
+        # the options that apply, and not the others
+        for cmd in ("pull", "push", "sync"):
+            for opt in ("--dry-run", "--folder", "--force", "--json", "% any text but '/'"):
+                self.assertIn(opt, texts[cmd], cmd)
+            self.assertNotIn("--interval", texts[cmd], cmd)
+            self.assertNotIn("--write", texts[cmd], cmd)
+        self.assertIn("--interval", texts["watch"])
+        self.assertIn("--write", texts["import"])
+        self.assertNotIn("--dry-run", texts["status"])
+        self.assertEqual(self.run_ms("help").stdout, general)
+        self.assertNotIn("%%", general)
+
+    def test_help_for_an_unknown_command_is_a_usage_error(self):
+        for args in (["help", "frobnicate"], ["frobnicate", "--help"], ["help", "pul"]):
+            r = self.run_ms(*args)
+            self.assertEqual(r.code, 2, str(r))
+            self.assertEqual(r.stdout, "")
+            for cmd in COMMANDS:
+                self.assertIn(cmd, r.stderr)
+        self.assertIn("did you mean pull?", self.run_ms("help", "pul").stderr)
+        r = self.run_ms("stauts")
+        self.assertEqual(r.code, 2, str(r))
+        self.assertIn("did you mean status?", r.stderr)
+
+    def test_all_config_errors_at_once(self):
+        path = self.config("[account work]\n"              # 1
+                           "hots = imap.example.org\n"     # 2
+                           "user = me\n"
+                           "password_command = pass mail\n"
+                           "maildir = ~/Mail\n"
+                           "tls = sometimes\n"             # 6
+                           "\n"
+                           "[account home]\n"              # 8
+                           "host = h\nuser = u\npassword_command = x\nmaildir = ~/Mail2\n"
+                           "conections = 2\n")             # 13
+        r = self.run_ms("pull", config=path)
+        self.assertEqual(r.code, 2, str(r))
+        lines = r.stderr.splitlines()
+        want = [(1, "host", "missing"), (2, "hots", "did you mean host?"), (6, "tls", "sometimes"),
+                (13, "conections", "did you mean connections?")]
+        self.assertEqual(len(lines), len(want), r.stderr)
+        for line, (n, key, text) in zip(lines, want):
+            self.assertTrue(line.startswith("mailsync: %s:%d: %s: " % (path, n, key)), line)
+            self.assertIn(text, line)
+
+    def test_every_config_key_is_documented(self):
+        """Every key the parser accepts (cmd/config.c's table) has its entry
+        in mailsync.conf(5) and is named in mailsync(1), which points
+        there; both pages render without a warning."""
+        with open(os.path.join(ROOT, "cmd", "config.c")) as f:
+            keys = re.findall(r'\[K_\w+\] = \{"(\w+)"', f.read())
+        self.assertGreater(len(keys), 25)
+        pages = {}
+        for name in ("mailsync.conf.5", "mailsync.1"):
+            with open(os.path.join(ROOT, "contrib", name)) as f:
+                pages[name] = f.read()
+        conf = pages["mailsync.conf.5"].split("\n.SH KEYS\n", 1)[1].split("\n.SH ", 1)[0]
+        for key in keys:  # an entry: a .TP tag line starting with the key
+            self.assertTrue(re.search(r'(?m)^\.TP\n\.B[IR]? +"?%s\b' % key, conf), "%s: no entry in mailsync.conf(5)" % key)
+        plain = re.sub(r"\\f[BIRP]", "", pages["mailsync.1"])
+        for key in keys:
+            self.assertTrue(re.search(r"\b%s\b" % key, plain), "%s: not in mailsync(1)" % key)
+        self.assertIn(".BR mailsync.conf (5)", pages["mailsync.1"].split(".SH SEE ALSO", 1)[1])
+        for sect in ("NAME", "SYNOPSIS", "DESCRIPTION", "KEYS", "EXAMPLE", "FILES", "SEE ALSO"):
+            self.assertIn("\n.SH %s\n" % sect, pages["mailsync.conf.5"])
+        if shutil.which("man"):
+            for name in pages:
+                r = subprocess.run(["man", "--warnings", "-l", os.path.join(ROOT, "contrib", name)],
+                                   capture_output=True, text=True, env=dict(os.environ, MANWIDTH="80", LC_ALL="C.UTF-8"))
+                self.assertEqual((r.returncode, r.stderr), (0, ""), name)
+
+    def test_did_you_mean_an_account(self):
+        path = self.config("[account work]\nhost = h\nuser = u\npassword_command = x\nmaildir = ~/M\n"
+                           "[account home]\nhost = h\nuser = u\npassword_command = x\nmaildir = ~/N\n")
+        r = self.run_ms("status", "wrok", config=path)
+        self.assertEqual(r.code, 2, str(r))
+        self.assertIn("no account named 'wrok'", r.stderr)
+        self.assertIn("did you mean work?", r.stderr)
+        r = self.run_ms("status", "personal", config=path)
+        self.assertEqual(r.code, 2, str(r))
+        self.assertNotIn("did you mean", r.stderr)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,10 @@ class SystemdUnits(unittest.TestCase):
                     "share/fish/vendor_completions.d/mailsync.fish"):
             self.assertTrue(os.path.isfile(os.path.join(self.prefix, rel)), rel)
 
+    def test_man_pages_are_installed(self):
+        for rel in ("share/man/man1/mailsync.1", "share/man/man5/mailsync.conf.5"):
+            self.assertTrue(os.path.isfile(os.path.join(self.prefix, rel)), rel)
+
     def test_units_verify(self):
         analyze = shutil.which("systemd-analyze")
         self.assertIsNotNone(analyze, "systemd-analyze is needed to check the units")

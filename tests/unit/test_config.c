@@ -382,6 +382,9 @@ static void fails_quietly(const char *text, mode_t mode, int line, const char *k
     assert_int_equal(config_load(cfgpath, &c, &err), MS_EUSAGE);
     if (strstr(err.msg, needle))
         fail_msg("message \"%s\" repeats \"%s\" from:\n%s", err.msg, needle, text);
+    for (size_t i = 0; i < c.nerrors; i++) /* nor any later error of the file */
+        if (strstr(c.errors[i], needle))
+            fail_msg("message \"%s\" repeats \"%s\" from:\n%s", c.errors[i], needle, text);
     config_free(&c);
 }
 
@@ -623,6 +626,99 @@ static void password_command(void **unused)
     config_free(&c);
 }
 
+/* Load text (0600), expect failure, and return the errors (the caller
+ * frees c). */
+static void load_errors(const char *text, struct config *c, struct ms_error *err)
+{
+    write_config(text, 0600);
+    assert_int_equal(config_load(cfgpath, c, err), MS_EUSAGE);
+    assert_int_equal(c->naccounts, 0);
+}
+
+/* errors[i] is "FILE:LINE: KEY: ..." and holds want. */
+static void error_is(const struct config *c, size_t i, int line, const char *key, const char *want)
+{
+    char where[256];
+    snprintf(where, sizeof where, "%s:%d: %s: ", cfgpath, line, key);
+    assert_true(i < c->nerrors);
+    if (strstr(c->errors[i], where) != c->errors[i])
+        fail_msg("error %zu \"%s\" does not start with \"%s\"", i, c->errors[i], where);
+    if (want && !strstr(c->errors[i], want))
+        fail_msg("error %zu \"%s\" does not contain \"%s\"", i, c->errors[i], want);
+}
+
+/* Every bad line of the file is reported in one go, in line order, each
+ * once: a bad value is not also "missing", a key under a bad header is
+ * not "outside a section". */
+static void all_errors_at_once(void **unused)
+{
+    (void)unused;
+    struct config c;
+    struct ms_error err = {0};
+    load_errors("[account a]\n"          /* 1 */
+                "hots = imap.example.org\n" /* 2: unknown, close to host */
+                "port = 99999\n"         /* 3: out of range */
+                "user = me\n"
+                "password_command = pass x\n"
+                "maildir = Mail\n"       /* 6: not absolute; not also "missing" */
+                "tls = sometimes\n"      /* 7 */
+                "[account b]\n"          /* 8: a's missing host is reported here */
+                "host = h\nuser = u\npassword = p\nmaildir = /m\n"
+                "folder = INBOX\n"       /* 13: did you mean folders */
+                "[acount c]\n"           /* 14: did you mean [account c] */
+                "host = h\nfoo = bar\n"  /* 16: unknown, nothing near */
+                "[account d]\nhost = h\nuser = u\npassword = p\nmaildir = /m\n"
+                "timeout = soon\n",      /* 22 */
+                &c, &err);
+    assert_int_equal(c.nerrors, 9);
+    error_is(&c, 0, 1, "host", "missing in [account a]"); /* found at its end, in line order */
+    error_is(&c, 1, 2, "hots", "did you mean host?");
+    error_is(&c, 2, 3, "port", "out of range");
+    error_is(&c, 3, 6, "maildir", "absolute");
+    error_is(&c, 4, 7, "tls", "sometimes");
+    error_is(&c, 5, 13, "folder", "did you mean folders?");
+    error_is(&c, 6, 14, "section", "did you mean [account c]?");
+    error_is(&c, 7, 16, "foo", "mailsync.conf(5)");
+    assert_null(strstr(c.errors[7], "did you mean"));
+    error_is(&c, 8, 22, "timeout", "not a number");
+    assert_string_equal(err.msg, c.errors[1]); /* err: the first found */
+    config_free(&c);
+    /* Keys before any section: said once. */
+    load_errors("host = h\nuser = u\n" MINIMAL "pasword = x\n", &c, &err);
+    assert_int_equal(c.nerrors, 2);
+    error_is(&c, 0, 1, "host", "outside an [account NAME] section");
+    error_is(&c, 1, 8, "pasword", "did you mean password?");
+    config_free(&c);
+    /* A bad value for a key a cross-key rule reads: only the value. */
+    load_errors(MINIMAL "auth = oauth\n", &c, &err);
+    assert_int_equal(c.nerrors, 1);
+    error_is(&c, 0, 6, "auth", "not login");
+    config_free(&c);
+    /* A file that is no config at all: 20 shown, all counted. */
+    char big[4096] = "";
+    for (int i = 0; i < 30; i++)
+        strcat(big, "[account a b]\n");
+    load_errors(big, &c, &err);
+    assert_int_equal(c.nerrors, 20);
+    assert_int_equal(c.nerrors_total, 30);
+    config_free(&c);
+}
+
+static void suggestions(void **unused)
+{
+    (void)unused;
+    static const char *const accounts[] = {"work", "home", "old-isp"};
+    assert_string_equal(config_suggest("wrok", accounts, 3), "work");
+    assert_string_equal(config_suggest("Home", accounts, 3), "home");
+    assert_string_equal(config_suggest("oldisp", accounts, 3), "old-isp");
+    assert_null(config_suggest("personal", accounts, 3));
+    assert_null(config_suggest("w", accounts, 3));
+    assert_null(config_suggest("", accounts, 3));
+    static const char *const commands[] = {"pull", "push", "sync", "status"};
+    assert_string_equal(config_suggest("pul", commands, 4), "pull");
+    assert_string_equal(config_suggest("stauts", commands, 4), "status");
+}
+
 static void default_path(void **unused)
 {
     (void)unused;
@@ -656,6 +752,8 @@ int main(void)
         cmocka_unit_test(plaintext_rules),
         cmocka_unit_test(password_command),
         cmocka_unit_test(default_path),
+        cmocka_unit_test(all_errors_at_once),
+        cmocka_unit_test(suggestions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
