@@ -81,6 +81,9 @@ enum stmt_id {
     ST_STORE_PUT,
     ST_STORE_LIST,
     ST_STORE_DELETE,
+    /* Gmail labels: a message's rows in other folders */
+    ST_MSG_COPIES,
+    ST_MSG_IDS_ELSEWHERE,
     ST_COUNT
 };
 
@@ -164,6 +167,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                      "VALUES (?1, ?2, ?3, ?4)",
     [ST_SMOVE_LIST] = "SELECT folder_id, uid, from_folder_id, from_uid FROM server_moves ORDER BY folder_id, uid",
     [ST_SMOVE_DELETE] = "DELETE FROM server_moves WHERE folder_id = ?1 AND uid = ?2",
+    [ST_MSG_COPIES] = "SELECT m.folder_id, f.path, m.uniq, m.flags, m.size FROM messages m "
+                      "JOIN folders f ON f.id = m.folder_id "
+                      "WHERE m.emailid = ?1 AND m.folder_id != ?2 AND NOT m.pending AND m.uniq IS NOT NULL "
+                      "AND f.path IS NOT NULL ORDER BY m.folder_id, m.uid LIMIT ?3",
+    [ST_MSG_IDS_ELSEWHERE] = "SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_emailid "
+                             "WHERE emailid IS NOT NULL AND folder_id != ?1)",
 };
 
 static const char schema_sql[] =
@@ -404,7 +413,7 @@ static bool has_object(struct state *s, const char *type, const char *name)
 
 /* What a DB of an older mailsync lacks, added by an open that may write. */
 struct upgrades {
-    bool pending_index, appends, pop3, trashing, tombstones, server_moves, stores, emailid;
+    bool pending_index, appends, pop3, trashing, tombstones, server_moves, stores, emailid, emailid_index;
 };
 
 /* Does table have the column? */
@@ -432,6 +441,9 @@ static bool needs_upgrade(struct state *s, struct upgrades *u)
     u->server_moves = !has_object(s, "table", "server_moves");
     u->stores = !has_object(s, "table", "stores");
     u->emailid = !has_column(s, "messages", "emailid");
+    u->emailid_index = !has_object(s, "index", "messages_emailid");
+    /* An index alone is no reason to refuse a read-only open (see open_db):
+     * the caller creates it when it may write. */
     return u->pending_index || u->appends || u->pop3 || u->trashing || u->tombstones || u->server_moves ||
            u->stores || u->emailid;
 }
@@ -787,7 +799,8 @@ static int open_db(const char *path, bool may_write, struct state **out, struct 
         s->wrote = true;
     }
     /* Added after schema 1 first shipped. */
-    if (!rc && needs_upgrade(s, &up)) {
+    bool upgrade = !rc && needs_upgrade(s, &up);
+    if (!rc && (upgrade || (may_write && up.emailid_index))) {
         if (up.pending_index)
             sqlite3_exec(s->db, "CREATE INDEX IF NOT EXISTS messages_pending ON messages (folder_id) WHERE pending",
                          NULL, NULL, NULL);
@@ -819,6 +832,13 @@ static int open_db(const char *path, bool may_write, struct state **out, struct 
          * the other tiers), which is all it means. */
         if (!rc && up.emailid) {
             rc = exec(s, "ALTER TABLE messages ADD COLUMN emailid TEXT", "adding the emailid column", err);
+            s->wrote = true;
+        }
+        /* Gmail labels: the rows of one X-GM-MSGID in every folder
+         * (state_msg_copies), found without reading the folders. */
+        if (!rc && up.emailid_index && may_write) {
+            rc = exec(s, "CREATE INDEX IF NOT EXISTS messages_emailid ON messages (emailid) WHERE emailid IS NOT NULL",
+                      "creating the emailid index", err);
             s->wrote = true;
         }
     }
@@ -1216,6 +1236,57 @@ int state_msg_get_uids(struct state *s, int64_t folder_id, const uint32_t *uids,
     *out = v;
     *n = len;
     return MS_OK;
+}
+
+int state_msg_copies(struct state *s, const char *emailid, int64_t not_folder, struct state_copy *out, size_t max,
+                     size_t *n, struct ms_error *err)
+{
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_MSG_COPIES, err);
+    if (!st)
+        return MS_ELOCAL;
+    bind_text(st, 1, emailid);
+    sqlite3_bind_int64(st, 2, not_folder);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max) {
+        struct state_copy *c = &out[(*n)++];
+        c->folder_id = sqlite3_column_int64(st, 0);
+        c->path = column_strdup(st, 1);
+        c->uniq = column_strdup(st, 2);
+        c->flags = (unsigned)sqlite3_column_int64(st, 3);
+        c->size = (uint64_t)sqlite3_column_int64(st, 4);
+    }
+    stmt_done(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        state_copies_free(out, *n);
+        *n = 0;
+        return db_error(s, err, "reading a message's copies");
+    }
+    return MS_OK;
+}
+
+int state_msg_ids_elsewhere(struct state *s, int64_t not_folder, bool *yes, struct ms_error *err)
+{
+    *yes = false;
+    sqlite3_stmt *st = stmt(s, ST_MSG_IDS_ELSEWHERE, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, not_folder);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *yes = sqlite3_column_int64(st, 0) != 0;
+    stmt_done(st);
+    return rc == SQLITE_ROW ? MS_OK : db_error(s, err, "looking for server ids");
+}
+
+void state_copies_free(struct state_copy *c, size_t n)
+{
+    for (size_t i = 0; c && i < n; i++) {
+        free(c[i].path);
+        free(c[i].uniq);
+        c[i].path = c[i].uniq = NULL;
+    }
 }
 
 static int msg_list(struct state *s, enum stmt_id id, int64_t folder_id, struct state_msg **out, size_t *n,
