@@ -870,8 +870,14 @@ GMAIL_TRASH = "[Gmail]/Trash"
 GMAIL_SPAM = "[Gmail]/Spam"
 GMAIL_SENT = "[Gmail]/Sent Mail"
 GMAIL_STARRED = "[Gmail]/Starred"
+GMAIL_DRAFTS = "[Gmail]/Drafts"
+GMAIL_IMPORTANT = "[Gmail]/Important"
 INBOX_LABEL = "\\Inbox"
 SENT_LABEL = "\\Sent"
+DRAFTS_LABEL = "\\Draft"
+IMPORTANT_LABEL = "\\Important"
+GMAIL_SYSTEM_LABELS = {"INBOX": INBOX_LABEL, GMAIL_SENT: SENT_LABEL, GMAIL_DRAFTS: DRAFTS_LABEL,
+                       GMAIL_IMPORTANT: IMPORTANT_LABEL}
 
 
 @dataclasses.dataclass
@@ -892,7 +898,8 @@ class FakeGmail(FakeImap):
     - one store of messages, each with flags (per message, so a flag set
       in one folder shows in every folder of the message) and labels;
     - folders are views of it: `INBOX` (label \\Inbox), each user label,
-      `[Gmail]/Sent Mail` (\\Sent), `[Gmail]/Starred` (\\Flagged),
+      `[Gmail]/Sent Mail` (\\Sent), `[Gmail]/Drafts` (\\Draft),
+      `[Gmail]/Important` (\\Important), `[Gmail]/Starred` (\\Flagged),
       `[Gmail]/All Mail` (\\All: every message not in Trash or Spam),
       `[Gmail]/Trash`, `[Gmail]/Spam`; `[Gmail]` itself is \\Noselect;
     - a message has its own UID in each folder, and the same X-GM-MSGID
@@ -920,7 +927,8 @@ class FakeGmail(FakeImap):
         self.deleted = set()         # (folder, emailid) marked \Deleted there
         self.appends = 0
         self.folders = {}
-        names = ["INBOX", "[Gmail]", GMAIL_ALL, GMAIL_SENT, GMAIL_STARRED, GMAIL_SPAM, GMAIL_TRASH]
+        names = ["INBOX", "[Gmail]", GMAIL_ALL, GMAIL_DRAFTS, GMAIL_IMPORTANT, GMAIL_SENT, GMAIL_STARRED,
+                 GMAIL_SPAM, GMAIL_TRASH]
         for name in names + self.user_labels:
             self._add_view(name)
         self.handlers.update({
@@ -933,6 +941,7 @@ class FakeGmail(FakeImap):
     # -- the views ------------------------------------------------------------
 
     ATTRS = {"[Gmail]": r"\Noselect \HasChildren", GMAIL_ALL: r"\HasNoChildren \All",
+             GMAIL_DRAFTS: r"\HasNoChildren \Drafts", GMAIL_IMPORTANT: r"\HasNoChildren \Important",
              GMAIL_SENT: r"\HasNoChildren \Sent", GMAIL_STARRED: r"\HasNoChildren \Flagged",
              GMAIL_SPAM: r"\HasNoChildren \Junk", GMAIL_TRASH: r"\HasNoChildren \Trash"}
 
@@ -944,10 +953,8 @@ class FakeGmail(FakeImap):
     @staticmethod
     def label_of(folder):
         """The label a folder shows (None: not a label folder)."""
-        if folder == "INBOX":
-            return INBOX_LABEL
-        if folder == GMAIL_SENT:
-            return SENT_LABEL
+        if folder in GMAIL_SYSTEM_LABELS:
+            return GMAIL_SYSTEM_LABELS[folder]
         if folder.startswith("[Gmail]"):
             return None
         return folder
