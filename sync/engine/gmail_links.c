@@ -27,10 +27,12 @@
  * "gm:" form are linked: on a server with OBJECTID, two folders holding
  * one EMAILID hold copies (RFC 8474), which a user may change apart.
  *
- * The row found must say the same RFC822.SIZE as the new UID: the same
- * message has the same size everywhere. What cannot be linked (gone,
- * another size, an error reading the other folder) is downloaded as
- * before. A push never uploads a link: it has its row in this folder.
+ * The row found must say the same RFC822.SIZE as the new UID (the same
+ * message has the same size everywhere), and its file must be able to
+ * hold that many bytes as stored (LF for CRLF: between half and all of
+ * them; a placeholder of a bigger message is not linked). What cannot be
+ * linked (gone, another size, an error reading the other folder) is
+ * downloaded as before. A push never uploads a link: it has its row in this folder.
  */
 #include "sync/engine/engine_int.h"
 
@@ -116,6 +118,15 @@ static void sources_close(struct sources *s)
     free(s->mf);
 }
 
+/* Can a file of len bytes hold a message of size bytes (RFC822.SIZE, CRLF
+ * line ends) as stored (LF)? At most size, at least half of it (every
+ * line at least CRLF). Not a placeholder of a bigger message, not a file
+ * someone truncated. */
+static bool stored_size_fits(uint64_t len, uint64_t size)
+{
+    return len <= size && len * 2 >= size;
+}
+
 /* A file in mf's tmp/ that is the message the server calls emailid, of
  * the given size, taken from another folder; NULL if there is none to
  * take. *linked: a hard link (else a copy). Local errors are the run's. */
@@ -134,7 +145,10 @@ static int link_one(struct run *r, struct sources *src, struct maildir_folder *m
             continue;
         struct local_msg l = {0};
         int f = maildir_find_hint(from, c[i].uniq, c[i].flags, &l, err);
-        if (f == MS_OK) {
+        if (f == MS_OK && !stored_size_fits(l.size, size)) {
+            log_msg(LOG_VERBOSE, "%s: %s (%llu bytes) is not the whole message of %llu bytes: not linked", c[i].path,
+                    l.name, (unsigned long long)l.size, (unsigned long long)size);
+        } else if (f == MS_OK) {
             f = maildir_tmp_link(mf, from, &l, out, linked, err);
             if (f == 1)
                 f = MS_OK; /* renamed away meanwhile: the next row, or a download */

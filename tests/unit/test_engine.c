@@ -782,6 +782,39 @@ static void gmail_links_kill_at_each_step(void **state)
     assert_true(local_ino(fx, "A", "<c0@test>") != local_ino(fx, "B", "<c0@test>"));
 }
 
+/* Cut a local file of the folder to 10 bytes (a placeholder, a damaged
+ * file: not the whole message). */
+static void cut_file(void *ctx, const char *name, const char *content)
+{
+    (void)content;
+    const char *dir = ctx;
+    char path[1024];
+    for (int sub = 0; sub < 2; sub++) {
+        snprintf(path, sizeof path, "%s/%s/%s", dir, sub ? "new" : "cur", name);
+        if (access(path, F_OK) == 0)
+            assert_int_equal(truncate(path, 10), 0);
+    }
+}
+
+/* A file that cannot be the whole message (shorter than half its size)
+ * is never linked: the other folder downloads the message. */
+static void gmail_links_not_to_a_short_file(void **state)
+{
+    struct fixture *fx = *state;
+    fx->srv->caps |= REMOTE_OBJECTID | REMOTE_LABELS;
+    uint32_t uid = add(fx, "A", "short", 0);
+    run_ok(fx, PULL);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/A", fx->maildir);
+    each_file(fx, "A", cut_file, dir);
+    mem_label(fx->srv, "A", uid, "B");
+    mem_log_clear(fx->srv);
+    run_ok(fx, PULL);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, "B"), 1);
+    assert_in_step(fx, "B");
+    assert_true(local_ino(fx, "B", "<short@test>") != local_ino(fx, "A", "<short@test>"));
+}
+
 /* ---- account-wide planning ---- */
 
 struct watch_local {
@@ -1397,6 +1430,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(move_between_folders_planned_in_one_run, setup, teardown),
         cmocka_unit_test_setup_teardown(kill_at_each_server_move_step, setup, teardown),
         cmocka_unit_test_setup_teardown(gmail_links_kill_at_each_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(gmail_links_not_to_a_short_file, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_by_name_push, setup, teardown),
         cmocka_unit_test_setup_teardown(moves_are_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_by_new_name_sync, setup, teardown),
