@@ -31,8 +31,9 @@
  * message has the same size everywhere), and its file must be able to
  * hold that many bytes as stored (LF for CRLF: between half and all of
  * them; a placeholder of a bigger message is not linked). What cannot be
- * linked (gone, another size, an error reading the other folder) is
- * downloaded as before. A push never uploads a link: it has its row in this folder.
+ * linked (gone, another size, the other folder unreadable) is downloaded
+ * as before; a failure to write this folder's tmp/ fails the folder, as
+ * the download would. A push never uploads a link: it has its row in this folder.
  */
 #include "sync/engine/engine_int.h"
 
@@ -152,7 +153,9 @@ static int link_one(struct run *r, struct sources *src, struct maildir_folder *m
             f = maildir_tmp_link(mf, from, &l, out, linked, err);
             if (f == 1)
                 f = MS_OK; /* renamed away meanwhile: the next row, or a download */
-        } else if (f == 1) {
+        } else if (f != MS_OK) {
+            if (f != 1) /* the other folder cannot be read: not this folder's failure */
+                log_msg(LOG_VERBOSE, "%s: %s", c[i].path, err->msg);
             f = MS_OK;
         }
         free(l.uniq);
