@@ -84,6 +84,9 @@ enum stmt_id {
     /* placeholders (max_size) */
     ST_MSG_SET_PLACEHOLDER,
     ST_MSG_LIST_PLACEHOLDERS,
+    /* Gmail labels: a message's rows in other folders */
+    ST_MSG_COPIES,
+    ST_MSG_IDS_ELSEWHERE,
     ST_COUNT
 };
 
@@ -173,6 +176,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_MSG_LIST_PLACEHOLDERS] = "SELECT uid, uniq, flags, size, placeholder FROM messages "
                                  "INDEXED BY messages_placeholder WHERE folder_id = ?1 AND placeholder "
                                  "ORDER BY uid",
+    [ST_MSG_COPIES] = "SELECT m.folder_id, f.path, m.uniq, m.flags, m.size FROM messages m "
+                      "JOIN folders f ON f.id = m.folder_id "
+                      "WHERE m.emailid = ?1 AND m.folder_id != ?2 AND NOT m.pending AND m.uniq IS NOT NULL "
+                      "AND f.path IS NOT NULL ORDER BY m.folder_id, m.uid LIMIT ?3",
+    [ST_MSG_IDS_ELSEWHERE] = "SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_emailid "
+                             "WHERE emailid IS NOT NULL AND folder_id != ?1)",
 };
 
 /* Rows whose local file is a placeholder for a message over max_size
@@ -419,7 +428,8 @@ static bool has_object(struct state *s, const char *type, const char *name)
 
 /* What a DB of an older mailsync lacks, added by an open that may write. */
 struct upgrades {
-    bool pending_index, appends, pop3, trashing, tombstones, server_moves, stores, emailid, placeholder;
+    bool pending_index, appends, pop3, trashing, tombstones, server_moves, stores, emailid, placeholder,
+        emailid_index;
 };
 
 /* Does table have the column? */
@@ -448,6 +458,9 @@ static bool needs_upgrade(struct state *s, struct upgrades *u)
     u->stores = !has_object(s, "table", "stores");
     u->emailid = !has_column(s, "messages", "emailid");
     u->placeholder = !has_object(s, "index", "messages_placeholder");
+    u->emailid_index = !has_object(s, "index", "messages_emailid");
+    /* An index alone is no reason to refuse a read-only open (see open_db):
+     * the caller creates it when it may write. */
     return u->pending_index || u->appends || u->pop3 || u->trashing || u->tombstones || u->server_moves ||
            u->stores || u->emailid || u->placeholder;
 }
@@ -803,7 +816,8 @@ static int open_db(const char *path, bool may_write, struct state **out, struct 
         s->wrote = true;
     }
     /* Added after schema 1 first shipped. */
-    if (!rc && needs_upgrade(s, &up)) {
+    bool upgrade = !rc && needs_upgrade(s, &up);
+    if (!rc && (upgrade || (may_write && up.emailid_index))) {
         if (up.pending_index)
             sqlite3_exec(s->db, "CREATE INDEX IF NOT EXISTS messages_pending ON messages (folder_id) WHERE pending",
                          NULL, NULL, NULL);
@@ -846,6 +860,13 @@ static int open_db(const char *path, bool may_write, struct state **out, struct 
                           "adding the placeholder column", err);
             if (!rc)
                 rc = exec(s, PLACEHOLDER_INDEX_SQL, "adding the placeholder index", err);
+            s->wrote = true;
+        }
+        /* Gmail labels: the rows of one X-GM-MSGID in every folder
+         * (state_msg_copies), found without reading the folders. */
+        if (!rc && up.emailid_index && may_write) {
+            rc = exec(s, "CREATE INDEX IF NOT EXISTS messages_emailid ON messages (emailid) WHERE emailid IS NOT NULL",
+                      "creating the emailid index", err);
             s->wrote = true;
         }
     }
@@ -1243,6 +1264,57 @@ int state_msg_get_uids(struct state *s, int64_t folder_id, const uint32_t *uids,
     *out = v;
     *n = len;
     return MS_OK;
+}
+
+int state_msg_copies(struct state *s, const char *emailid, int64_t not_folder, struct state_copy *out, size_t max,
+                     size_t *n, struct ms_error *err)
+{
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_MSG_COPIES, err);
+    if (!st)
+        return MS_ELOCAL;
+    bind_text(st, 1, emailid);
+    sqlite3_bind_int64(st, 2, not_folder);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max) {
+        struct state_copy *c = &out[(*n)++];
+        c->folder_id = sqlite3_column_int64(st, 0);
+        c->path = column_strdup(st, 1);
+        c->uniq = column_strdup(st, 2);
+        c->flags = (unsigned)sqlite3_column_int64(st, 3);
+        c->size = (uint64_t)sqlite3_column_int64(st, 4);
+    }
+    stmt_done(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        state_copies_free(out, *n);
+        *n = 0;
+        return db_error(s, err, "reading a message's copies");
+    }
+    return MS_OK;
+}
+
+int state_msg_ids_elsewhere(struct state *s, int64_t not_folder, bool *yes, struct ms_error *err)
+{
+    *yes = false;
+    sqlite3_stmt *st = stmt(s, ST_MSG_IDS_ELSEWHERE, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, not_folder);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *yes = sqlite3_column_int64(st, 0) != 0;
+    stmt_done(st);
+    return rc == SQLITE_ROW ? MS_OK : db_error(s, err, "looking for server ids");
+}
+
+void state_copies_free(struct state_copy *c, size_t n)
+{
+    for (size_t i = 0; c && i < n; i++) {
+        free(c[i].path);
+        free(c[i].uniq);
+        c[i].path = c[i].uniq = NULL;
+    }
 }
 
 static int msg_list(struct state *s, enum stmt_id id, int64_t folder_id, struct state_msg **out, size_t *n,

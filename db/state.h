@@ -166,6 +166,27 @@ int state_msg_list_brief(struct state *s, int64_t folder_id, struct state_msg **
 int state_msg_get_uids(struct state *s, int64_t folder_id, const uint32_t *uids, size_t nuids,
                        struct state_msg **out, size_t *n, struct ms_error *err);
 
+/* Gmail labels: where else a message is. One confirmed row of another
+ * folder with the same server id (messages.emailid) and a local file. */
+struct state_copy {
+    int64_t folder_id;
+    char *path;     /* the folder's local path below the Maildir root */
+    char *uniq;     /* the unique part of its file name */
+    unsigned flags; /* FLAG_* as last synced there */
+    uint64_t size;  /* RFC822.SIZE recorded there */
+};
+
+/* The rows of other folders than not_folder whose emailid is emailid
+ * (confirmed, with a file and a folder path), at most max, in folder
+ * order, into out[0..*n): one indexed lookup. Free the contents with
+ * state_copies_free (out itself is the caller's). */
+int state_msg_copies(struct state *s, const char *emailid, int64_t not_folder, struct state_copy *out, size_t max,
+                     size_t *n, struct ms_error *err);
+void state_copies_free(struct state_copy *c, size_t n);
+/* Whether any folder but not_folder has a row with a server id (so
+ * state_msg_copies may find something): one look at the index. */
+int state_msg_ids_elsewhere(struct state *s, int64_t not_folder, bool *yes, struct ms_error *err);
+
 /* Insert or replace the row (folder_id, m->uid). */
 int state_msg_put(struct state *s, int64_t folder_id, const struct state_msg *m, struct ms_error *err);
 

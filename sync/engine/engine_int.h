@@ -418,6 +418,14 @@ void moves_server_note_vanished(struct run *r, const struct selected *sel, int64
  * *moved grows by the pairs moved (a dry run: reported as moves). */
 int moves_server_take(struct run *r, const struct selected *sel, struct maildir_folder *mf, int64_t folder_id,
                       struct plan *p, const struct remote_msg *rm, size_t nr, size_t *moved, struct ms_error *err);
+/* gmail_links.c: with REMOTE_LABELS (Gmail), the plan's fetches of
+ * messages whose X-GM-MSGID another folder's row has, with its file still
+ * there, become hard links to that file (a copy across file systems),
+ * landed through the delivery journal and dropped from p; counted in
+ * fres->fetched, not in its bytes. Nothing in a dry run. */
+int gmail_links_take(struct run *r, const struct selected *sel, struct maildir_folder *mf, int64_t folder_id,
+                     struct plan *p, const struct remote_msg *rm, size_t nr, struct engine_folder_result *fres,
+                     struct ms_error *err);
 /* In the first pass: does a folder that lost messages (moves_server_order)
  * remain to be pulled? Then a folder's downloads wait for the second pass,
  * where messages moved from there are known (two folders that swapped

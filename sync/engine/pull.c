@@ -575,6 +575,9 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
         r->held_pull = true;
     if (hold_fetch)
         log_msg(LOG_VERBOSE, "%s: %zu new messages wait for the folders that lost messages", sel->name, p.nfetch);
+    /* Gmail: what another folder has on disk already is linked, not downloaded. */
+    if (!hold_fetch && (rc = gmail_links_take(r, sel, mf, sf.id, &p, rm, nr, fres, err)))
+        goto out;
     if (prog && prog->folder_start && !r->opt->dry_run) /* a dry run downloads nothing */
         prog->folder_start(prog->ctx, r->acct->name, sel->name, hold_fetch ? 0 : p.nfetch,
                           hold_fetch ? 0 : p.fetch_bytes);

@@ -1414,3 +1414,110 @@ int maildir_rename_folder(int rootfd, const char *from, const char *to, struct m
         close(fd_to);
     return rc;
 }
+
+/* ------------------------------------------------------------------ */
+/* one message in two folders (Gmail labels)                           */
+
+/* Copy the bytes of fd (a message file, already stored the Maildir way)
+ * into t's file unchanged, with fd's mtime. */
+static int copy_into_tmp(struct maildir_tmp *t, int fd, struct ms_error *err)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return ms_error_errno(err, MS_ELOCAL, errno, "cannot read a message to copy into %s", t->folder->path);
+        if (r == 0)
+            break;
+        for (ssize_t off = 0; off < r;) {
+            ssize_t w = write(t->fd, buf + off, (size_t)(r - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                return write_error(t, w < 0 ? errno : ENOSPC, err);
+            off += w;
+            t->size += (uint64_t)w;
+        }
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0) {
+        struct timespec ts[2] = {{0, UTIME_OMIT}, st.st_mtim};
+        if (futimens(t->fd, ts) != 0)
+            return write_error(t, errno, err);
+    }
+    return MS_OK;
+}
+
+/* The EXDEV fallback of maildir_tmp_link, also for a message file that
+ * is a symlink (a hard link to the symlink would point elsewhere). */
+static int tmp_copy_of(struct maildir_folder *to, struct maildir_folder *from, struct local_msg *m,
+                       struct maildir_tmp **out, struct ms_error *err)
+{
+    int fd = maildir_open_msg(from, m, err);
+    if (fd < 0)
+        return MS_ELOCAL;
+    struct maildir_tmp *t;
+    int rc = maildir_tmp_open(to, &t, err);
+    if (rc == MS_OK) {
+        rc = copy_into_tmp(t, fd, err);
+        free(t->buf);
+        t->buf = NULL;
+        if (close(t->fd) != 0 && rc == MS_OK)
+            rc = write_error(t, errno, err);
+        t->fd = -1;
+        if (rc)
+            maildir_tmp_discard(t);
+        else
+            *out = t;
+    }
+    close(fd);
+    return rc;
+}
+
+int maildir_tmp_link(struct maildir_folder *to, struct maildir_folder *from, struct local_msg *m,
+                     struct maildir_tmp **out, bool *linked, struct ms_error *err)
+{
+    *out = NULL;
+    *linked = false;
+    if (!name_ok(m->name) || !name_ok(m->uniq))
+        return ms_error_set(err, MS_ELOCAL, "refusing unsafe Maildir file name \"%s\"",
+                            log_escape(m->name, strlen(m->name), 100));
+    struct maildir_tmp *t = xcalloc(1, sizeof *t);
+    t->folder = to;
+    t->fd = -1;
+    int rc = MS_OK;
+    for (int attempt = 0; attempt < SCAN_ATTEMPTS; attempt++) {
+        struct stat st;
+        if (fstatat(subdir_fd(from, m->in_new), m->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode))
+            break; /* a symlink: copied below */
+        make_uniq(to, attempt, t->uniq, sizeof t->uniq);
+        int forced = maildir_link_hook ? maildir_link_hook() : 0;
+        if (forced) {
+            errno = forced;
+        } else if (linkat(subdir_fd(from, m->in_new), m->name, to->tmpfd, t->uniq, 0) == 0) {
+            t->size = fstatat(to->tmpfd, t->uniq, &st, 0) == 0 ? (uint64_t)st.st_size : 0;
+            *out = t;
+            *linked = true;
+            return MS_OK;
+        }
+        if (errno == EEXIST)
+            continue;
+        if (errno == EXDEV || errno == EPERM || errno == EMLINK)
+            break; /* another file system, or one without hard links: a copy */
+        if (errno != ENOENT) {
+            rc = ms_error_errno(err, MS_ELOCAL, errno, "cannot link %s/%s/%s into %s/tmp", from->path,
+                                m->in_new ? "new" : "cur", m->name, to->path);
+            break;
+        }
+        if ((rc = relocate(from, m, err)) != 0)
+            break; /* 1: gone */
+    }
+    free(t);
+    if (rc)
+        return rc;
+    return tmp_copy_of(to, from, m, out, err);
+}
+
+int (*maildir_link_hook)(void);

@@ -159,6 +159,19 @@ int maildir_tmp_commit(struct maildir_folder *f, struct maildir_tmp *t, unsigned
  * on failure (then the tmp file is removed, m is untouched). */
 int maildir_tmp_replace(struct maildir_folder *f, struct maildir_tmp *t, const struct local_msg *m,
                         struct ms_error *err);
+/* A new file in to's tmp/ that is message m of folder from (Gmail labels:
+ * one message in several folders): a hard link to m's file under a fresh
+ * unique name (one copy on disk; *linked set), or, where no hard link can
+ * be made (another file system: EXDEV; m's file a symlink), a copy of
+ * its bytes as stored, with its mtime. m is looked up by uniq if a MUA
+ * renamed it: 1 if it is gone. *out comes closed (as after
+ * maildir_tmp_close), for maildir_tmp_commit or maildir_tmp_discard
+ * (which removes only the new name). Not durable until a syncfs. */
+int maildir_tmp_link(struct maildir_folder *to, struct maildir_folder *from, struct local_msg *m,
+                     struct maildir_tmp **out, bool *linked, struct ms_error *err);
+/* A test hook: when set and returning non-zero, maildir_tmp_link acts as
+ * if link(2) had failed with that errno (e.g. EXDEV). NULL in the program. */
+extern int (*maildir_link_hook)(void);
 
 /* Remove the tmp file (if any) and free t. */
 void maildir_tmp_discard(struct maildir_tmp *t);

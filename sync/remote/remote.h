@@ -201,6 +201,9 @@ enum {
     REMOTE_AGE = 1u << 11,      /* search_before() */
     REMOTE_OBJECTID = 1u << 12, /* fetch_identity_oid(), and fetch_bodies' message() gets
                                    remote_msg.emailid (IMAP OBJECTID or X-GM-EXT-1) */
+    REMOTE_LABELS = 1u << 13,   /* one message shows in several folders under one server
+                                   id ("gm:" emailid: Gmail's labels, X-GM-EXT-1), as
+                                   one message, not copies; with REMOTE_OBJECTID */
 };
 
 /* ---- the side ---------------------------------------------------------- */

@@ -56,6 +56,8 @@ static unsigned caps_of(struct imap_session *s)
         c |= REMOTE_WATCH_ALL;
     if (imap_has_capability(s, "OBJECTID") || imap_has_capability(s, "X-GM-EXT-1"))
         c |= REMOTE_OBJECTID;
+    if (imap_has_capability(s, "X-GM-EXT-1") && !imap_has_capability(s, "OBJECTID"))
+        c |= REMOTE_LABELS; /* the ids are X-GM-MSGIDs (imap_objid_kind) */
     return c;
 }
 

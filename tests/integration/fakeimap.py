@@ -52,7 +52,14 @@ keep it when "moving" a message to another folder, e.g. with
 dataclasses.replace(msg, uid=new)). With "OBJECTID" in the capability the
 FETCH item EMAILID (RFC 8474) answers `EMAILID (<emailid>)` and STATUS
 knows MAILBOXID; with "X-GM-EXT-1" the item X-GM-MSGID answers a number
-derived from the emailid. Without the capability either item is BAD.
+derived from the emailid (X-GM-THRID the same), and X-GM-LABELS a
+Message's `labels`. Without the capability these items are BAD.
+
+Gmail mode: FakeGmail (at the end of this file) is a writable server that
+behaves as Gmail does: one store of messages, folders as views of it
+(INBOX, labels, [Gmail]/All Mail, Trash, Spam, ...), one X-GM-MSGID per
+message in every folder, flags per message, and STORE, EXPUNGE, COPY,
+MOVE, APPEND, CREATE with Gmail's meaning (see its docstring).
 """
 
 import base64
@@ -82,6 +89,7 @@ class Message:
     internaldate: int = 1600000000      # epoch seconds (sent as +0000)
     raw: bytes = b""
     emailid: str = None                 # RFC 8474 objectid; None: a fresh one
+    labels: tuple = None                # Gmail mode: X-GM-LABELS, as sent (None: not a Gmail message)
 
     def __post_init__(self):
         if self.emailid is None:
@@ -803,8 +811,11 @@ class _Conn:
                 parts.append(b"RFC822 {%d}\r\n%s" % (len(msg.raw), msg.raw))
             elif item == "EMAILID" and self.has_capability("OBJECTID"):
                 parts.append(b"EMAILID (%s)" % msg.emailid.encode())
-            elif item == "X-GM-MSGID" and self.has_capability("X-GM-EXT-1"):
-                parts.append(b"X-GM-MSGID %d" % msg.x_gm_msgid)
+            elif item in ("X-GM-MSGID", "X-GM-THRID") and self.has_capability("X-GM-EXT-1"):
+                parts.append(b"%s %d" % (item.encode(), msg.x_gm_msgid))
+            elif item == "X-GM-LABELS" and self.has_capability("X-GM-EXT-1"):
+                parts.append(b"X-GM-LABELS (%s)" % b" ".join(
+                    l.encode() if l.startswith("\\") else imap_string(l) for l in (msg.labels or ())))
             elif item == "RFC822.HEADER":
                 data = header_block(msg.raw)
                 parts.append(b"RFC822.HEADER {%d}\r\n%s" % (len(data), data))
@@ -847,3 +858,391 @@ def make_messages(count, start_uid=1, seed="m", date=1600000000, flags=()):
                b"Body of message %d.\r\nline two\r\n" % (uid, seed.encode(), uid, uid))
         out.append(Message(uid, tuple(flags), date + k, raw))
     return out
+
+
+# ----------------------------------------------------------------------------
+# Gmail mode
+
+GMAIL_CAPABILITY = ("IMAP4rev1 UNSELECT ID XLIST CHILDREN X-GM-EXT-1 UIDPLUS MOVE SPECIAL-USE "
+                    "AUTH=PLAIN SASL-IR ENABLE LITERAL+")
+GMAIL_ALL = "[Gmail]/All Mail"
+GMAIL_TRASH = "[Gmail]/Trash"
+GMAIL_SPAM = "[Gmail]/Spam"
+GMAIL_SENT = "[Gmail]/Sent Mail"
+GMAIL_STARRED = "[Gmail]/Starred"
+GMAIL_DRAFTS = "[Gmail]/Drafts"
+GMAIL_IMPORTANT = "[Gmail]/Important"
+INBOX_LABEL = "\\Inbox"
+SENT_LABEL = "\\Sent"
+DRAFTS_LABEL = "\\Draft"
+IMPORTANT_LABEL = "\\Important"
+GMAIL_SYSTEM_LABELS = {"INBOX": INBOX_LABEL, GMAIL_SENT: SENT_LABEL, GMAIL_DRAFTS: DRAFTS_LABEL,
+                       GMAIL_IMPORTANT: IMPORTANT_LABEL}
+
+
+@dataclasses.dataclass
+class GmailMessage:
+    """One message of the account: whatever folders show it."""
+    emailid: str
+    raw: bytes
+    internaldate: int
+    flags: set
+    labels: set                  # "\\Inbox", "\\Sent", user labels
+    where: str = "mail"          # "mail", "trash" or "spam"
+
+
+class FakeGmail(FakeImap):
+    """A Gmail account as its IMAP side shows it (Google's "IMAP
+    extensions" page and its IMAP behaviour as clients know it):
+
+    - one store of messages, each with flags (per message, so a flag set
+      in one folder shows in every folder of the message) and labels;
+    - folders are views of it: `INBOX` (label \\Inbox), each user label,
+      `[Gmail]/Sent Mail` (\\Sent), `[Gmail]/Drafts` (\\Draft),
+      `[Gmail]/Important` (\\Important), `[Gmail]/Starred` (\\Flagged),
+      `[Gmail]/All Mail` (\\All: every message not in Trash or Spam),
+      `[Gmail]/Trash`, `[Gmail]/Spam`; `[Gmail]` itself is \\Noselect;
+    - a message has its own UID in each folder, and the same X-GM-MSGID
+      (and X-GM-THRID) in all; X-GM-LABELS lists its labels (the label of
+      the selected folder left out, as Gmail does);
+    - a message that leaves a folder and comes back gets a new UID there.
+
+    The test plays the web interface with add(), label(), unlabel(),
+    archive(), trash(), spam(), set_flags(); the client's commands do the
+    same through IMAP: STORE (flags of the message), EXPUNGE / UID EXPUNGE
+    of \\Deleted messages (in a label folder or INBOX: the label goes; in
+    All Mail: to the Trash; in Trash or Spam: gone for good), UID COPY (a
+    label added; into Trash: trashed), UID MOVE (COPY, then the source's
+    label goes), APPEND (a new message: a new X-GM-MSGID, labelled by the
+    folder; this fake never merges by Message-ID, so a wrong upload shows
+    as a duplicate), CREATE (a new label). Every command is recorded as
+    in FakeImap; `server.appends` counts APPENDs.
+    """
+
+    def __init__(self, labels=("Work",), capability=GMAIL_CAPABILITY, **kw):
+        super().__init__({}, capability=capability, **kw)
+        self.mail = {}               # emailid -> GmailMessage, in arrival order
+        self.views = {}              # folder name -> {"uids": {emailid: uid}, ...}
+        self.user_labels = list(labels)
+        self.deleted = set()         # (folder, emailid) marked \Deleted there
+        self.appends = 0
+        self.folders = {}
+        names = ["INBOX", "[Gmail]", GMAIL_ALL, GMAIL_DRAFTS, GMAIL_IMPORTANT, GMAIL_SENT, GMAIL_STARRED,
+                 GMAIL_SPAM, GMAIL_TRASH]
+        for name in names + self.user_labels:
+            self._add_view(name)
+        self.handlers.update({
+            "UID STORE": self._store, "STORE": self._store,
+            "UID EXPUNGE": self._expunge, "EXPUNGE": self._expunge, "CLOSE": self._close,
+            "UID COPY": self._copy, "UID MOVE": self._move, "APPEND": self._append,
+            "CREATE": self._create,
+        })
+
+    # -- the views ------------------------------------------------------------
+
+    ATTRS = {"[Gmail]": r"\Noselect \HasChildren", GMAIL_ALL: r"\HasNoChildren \All",
+             GMAIL_DRAFTS: r"\HasNoChildren \Drafts", GMAIL_IMPORTANT: r"\HasNoChildren \Important",
+             GMAIL_SENT: r"\HasNoChildren \Sent", GMAIL_STARRED: r"\HasNoChildren \Flagged",
+             GMAIL_SPAM: r"\HasNoChildren \Junk", GMAIL_TRASH: r"\HasNoChildren \Trash"}
+
+    def _add_view(self, name):
+        uidvalidity = 100 + len(self.views)
+        self.views[name] = {"uids": {}, "uidnext": 1}
+        self.folders[name] = Folder(uidvalidity, [], uidnext=1, attrs=self.ATTRS.get(name, r"\HasNoChildren"))
+
+    @staticmethod
+    def label_of(folder):
+        """The label a folder shows (None: not a label folder)."""
+        if folder in GMAIL_SYSTEM_LABELS:
+            return GMAIL_SYSTEM_LABELS[folder]
+        if folder.startswith("[Gmail]"):
+            return None
+        return folder
+
+    def shows(self, folder, m):
+        if folder == "[Gmail]":
+            return False
+        if folder == GMAIL_TRASH:
+            return m.where == "trash"
+        if folder == GMAIL_SPAM:
+            return m.where == "spam"
+        if m.where != "mail":
+            return False
+        if folder == GMAIL_ALL:
+            return True
+        if folder == GMAIL_STARRED:
+            return r"\Flagged" in m.flags
+        return self.label_of(folder) in m.labels
+
+    def refresh(self):
+        """Rebuild every folder from the store (call with the lock held
+        after a change): new members get the folder's next UID, leavers
+        lose theirs."""
+        for name, v in self.views.items():
+            members = [m for m in self.mail.values() if self.shows(name, m)]
+            keep = {m.emailid for m in members}
+            v["uids"] = {e: u for e, u in v["uids"].items() if e in keep}
+            for m in members:
+                if m.emailid not in v["uids"]:
+                    v["uids"][m.emailid] = v["uidnext"]
+                    v["uidnext"] += 1
+            label = self.label_of(name)
+            f = self.folders[name]
+            f.messages = [Message(v["uids"][m.emailid], tuple(sorted(m.flags)), m.internaldate, m.raw,
+                                  emailid=m.emailid,
+                                  labels=tuple(sorted(l for l in m.labels if l != label)))
+                          for m in members]
+            f.uidnext = v["uidnext"]
+            self.deleted = {(n, e) for n, e in self.deleted if n != name or e in keep}
+
+    def uid(self, folder, emailid):
+        """The message's UID in folder, or None."""
+        with self.lock:
+            return self.views[folder]["uids"].get(emailid)
+
+    def in_folder(self, folder):
+        """{emailid} the folder shows."""
+        with self.lock:
+            return set(self.views[folder]["uids"])
+
+    # -- the web interface -------------------------------------------------------
+
+    def add(self, raw, labels=(INBOX_LABEL,), flags=(), date=1600000000):
+        """A message arrives (or is sent: labels=("\\Sent",)); its emailid."""
+        with self.lock:
+            eid = "G%08x" % next(_emailids)
+            self.mail[eid] = GmailMessage(eid, raw, date, set(flags), set(labels))
+            self.refresh()
+            return eid
+
+    def label(self, eid, label):
+        with self.lock:
+            self.mail[eid].labels.add(label)
+            self.refresh()
+
+    def unlabel(self, eid, label):
+        with self.lock:
+            self.mail[eid].labels.discard(label)
+            self.refresh()
+
+    def archive(self, eid):
+        """The Archive button: INBOX's label goes; still in All Mail."""
+        self.unlabel(eid, INBOX_LABEL)
+
+    def trash(self, eid):
+        with self.lock:
+            self.mail[eid].where = "trash"
+            self.refresh()
+
+    def spam(self, eid):
+        with self.lock:
+            self.mail[eid].where = "spam"
+            self.refresh()
+
+    def set_flags(self, eid, flags):
+        with self.lock:
+            self.mail[eid].flags = set(flags)
+            self.refresh()
+
+    # -- IMAP commands that change the account -----------------------------------
+
+    def _by_uid(self, conn, cmd, use_uid=True):
+        """The selected folder's messages a set names: [(seq, Message)]."""
+        msgs = conn.selected.sorted_messages()
+        maximum = (msgs[-1].uid if use_uid else len(msgs)) if msgs else 0
+        pred = parse_set(str(cmd.args[0]), maximum)
+        return [(n, m) for n, m in enumerate(msgs, 1) if pred(m.uid if use_uid else n)]
+
+    def _selected_name(self, conn):
+        for name, f in self.folders.items():
+            if f is conn.selected:
+                return name
+        return None
+
+    def _store(self, conn, cmd):
+        if conn.selected is None:
+            conn.done(cmd, "BAD", "no mailbox selected")
+            return True
+        use_uid = cmd.name == "UID STORE"
+        op = str(cmd.args[1]).upper()
+        flags = cmd.args[2] if isinstance(cmd.args[2], list) else [cmd.args[2]]
+        flags = {str(f) for f in flags}
+        name = self._selected_name(conn)
+        with self.lock:
+            hits = self._by_uid(conn, cmd, use_uid)
+            for _, msg in hits:
+                m = self.mail[msg.emailid]
+                deleted = (name, m.emailid) in self.deleted
+                have = set(m.flags) | ({r"\Deleted"} if deleted else set())
+                if op.startswith("+"):
+                    have |= flags
+                elif op.startswith("-"):
+                    have -= flags
+                else:
+                    have = set(flags)
+                if r"\Deleted" in have:
+                    self.deleted.add((name, m.emailid))
+                else:
+                    self.deleted.discard((name, m.emailid))
+                m.flags = have - {r"\Deleted"}
+            self.refresh()
+            if not op.endswith(".SILENT"):
+                by_eid = {m.emailid: m for m in conn.selected.messages}
+                for seq, msg in hits:
+                    now = by_eid.get(msg.emailid)
+                    if now is None:
+                        continue
+                    fl = list(now.flags) + ([r"\Deleted"] if (name, msg.emailid) in self.deleted else [])
+                    conn.send(b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (seq, now.uid, " ".join(fl).encode()))
+        conn.done(cmd)
+        return True
+
+    def _remove_from(self, name, eid):
+        """The message leaves folder name the Gmail way."""
+        m = self.mail[eid]
+        label = self.label_of(name)
+        if name in (GMAIL_TRASH, GMAIL_SPAM):
+            del self.mail[eid]
+        elif name == GMAIL_ALL:
+            m.where = "trash"
+            m.labels.clear()
+        elif name == GMAIL_STARRED:
+            m.flags.discard(r"\Flagged")
+        elif label is not None:
+            m.labels.discard(label)
+
+    def _expunge_uids(self, conn, name, pred):
+        """Expunge the \\Deleted messages of the selected folder that pred
+        accepts; untagged EXPUNGE for each (highest first)."""
+        msgs = conn.selected.sorted_messages()
+        gone = [(n, m) for n, m in enumerate(msgs, 1) if (name, m.emailid) in self.deleted and pred(m.uid)]
+        for _, m in gone:
+            self.deleted.discard((name, m.emailid))
+            self._remove_from(name, m.emailid)
+        self.refresh()
+        return [n for n, _ in sorted(gone, key=lambda x: -x[0])]
+
+    def _expunge(self, conn, cmd):
+        if conn.selected is None:
+            conn.done(cmd, "BAD", "no mailbox selected")
+            return True
+        name = self._selected_name(conn)
+        with self.lock:
+            if cmd.name == "UID EXPUNGE":
+                msgs = conn.selected.sorted_messages()
+                pred = parse_set(str(cmd.args[0]), msgs[-1].uid if msgs else 0)
+            else:
+                pred = lambda uid: True
+            seqs = self._expunge_uids(conn, name, pred)
+        for n in seqs:
+            conn.send(b"* %d EXPUNGE\r\n" % n)
+        conn.done(cmd)
+        return True
+
+    def _close(self, conn, cmd):
+        if conn.selected is not None:
+            name = self._selected_name(conn)
+            with self.lock:
+                self._expunge_uids(conn, name, lambda uid: True)
+        conn.selected = None
+        conn.done(cmd)
+        return True
+
+    def _add_to(self, name, eid):
+        m = self.mail[eid]
+        if name == GMAIL_TRASH:
+            m.where, m.labels = "trash", set()
+        elif name == GMAIL_SPAM:
+            m.where = "spam"
+        elif name == GMAIL_STARRED:
+            m.flags.add(r"\Flagged")
+        elif name != GMAIL_ALL:
+            m.where = "mail" if m.where == "trash" else m.where
+            m.labels.add(self.label_of(name))
+
+    def _copy_common(self, conn, cmd):
+        """COPY's effect; (source name, dest name, [(seq, Message)], copyuid text) or None."""
+        dest = astring(cmd.args[1]).decode("utf-8")
+        if dest.upper() == "INBOX":
+            dest = "INBOX"
+        if dest not in self.views or dest == "[Gmail]":
+            conn.done(cmd, "NO", "[TRYCREATE] no such mailbox")
+            return None
+        name = self._selected_name(conn)
+        with self.lock:
+            hits = self._by_uid(conn, cmd)
+            for _, msg in hits:
+                self._add_to(dest, msg.emailid)
+            self.refresh()
+            new = [self.views[dest]["uids"].get(msg.emailid) for _, msg in hits]
+        pairs = [(msg.uid, u) for (_, msg), u in zip(hits, new) if u]
+        text = "[COPYUID %d %s %s]" % (self.folders[dest].uidvalidity, ",".join(str(a) for a, _ in pairs),
+                                       ",".join(str(b) for _, b in pairs)) if pairs else ""
+        return name, dest, hits, text
+
+    def _copy(self, conn, cmd):
+        if conn.selected is None:
+            conn.done(cmd, "BAD", "no mailbox selected")
+            return True
+        r = self._copy_common(conn, cmd)
+        if r:
+            conn.done(cmd, "OK", (r[3] + " COPY completed").strip())
+        return True
+
+    def _move(self, conn, cmd):
+        if conn.selected is None:
+            conn.done(cmd, "BAD", "no mailbox selected")
+            return True
+        r = self._copy_common(conn, cmd)
+        if not r:
+            return True
+        name, dest, hits, text = r
+        if text:
+            conn.send(("* OK %s\r\n" % text).encode())
+        with self.lock:
+            if dest != name:
+                for _, msg in hits:
+                    # out of All Mail, Trash or Spam the message goes by
+                    # itself (labelled, or out of the bin), or stays
+                    if msg.emailid in self.mail and (self.label_of(name) or name == GMAIL_STARRED):
+                        self._remove_from(name, msg.emailid)
+            before = {m.emailid: n for n, m in enumerate(conn.selected.sorted_messages(), 1)}
+            self.refresh()
+            after = {m.emailid for m in conn.selected.messages}
+        for n in sorted((n for e, n in before.items() if e not in after), reverse=True):
+            conn.send(b"* %d EXPUNGE\r\n" % n)
+        conn.done(cmd, "OK", "MOVE completed")
+        return True
+
+    def _append(self, conn, cmd):
+        name = astring(cmd.args[0]).decode("utf-8")
+        if name.upper() == "INBOX":
+            name = "INBOX"
+        if name not in self.views or name == "[Gmail]":
+            conn.done(cmd, "NO", "[TRYCREATE] no such mailbox")
+            return True
+        args = cmd.args[1:]
+        flags = args[0] if args and isinstance(args[0], list) else []
+        raw = args[-1]
+        with self.lock:
+            self.appends += 1
+            eid = "G%08x" % next(_emailids)
+            self.mail[eid] = GmailMessage(eid, raw, int(time.time()), {str(f) for f in flags} - {r"\Deleted"},
+                                          set())
+            self._add_to(name, eid)
+            self.refresh()
+            uid = self.views[name]["uids"].get(eid, 0)
+        conn.done(cmd, "OK", "[APPENDUID %d %d] APPEND completed" % (self.folders[name].uidvalidity, uid))
+        return True
+
+    def _create(self, conn, cmd):
+        name = astring(cmd.args[0]).decode("utf-8")
+        with self.lock:
+            if name in self.views:
+                conn.done(cmd, "NO", "[ALREADYEXISTS] folder exists")
+                return True
+            self.user_labels.append(name)
+            self._add_view(name)
+            self.refresh()
+        conn.done(cmd)
+        return True

@@ -41,7 +41,7 @@ struct mem_server *mem_server_new(void)
     struct mem_server *s = xcalloc(1, sizeof *s);
     pthread_mutex_init(&s->mu, NULL);
     s->delim = '/';
-    s->caps = ~0u;
+    s->caps = ~0u & ~(unsigned)(REMOTE_OBJECTID | REMOTE_LABELS);
     s->next_uidvalidity = 1000;
     s->incremental_kind = REMOTE_LIST_VANISHED;
     return s;
@@ -139,7 +139,9 @@ uint32_t mem_add(struct mem_server *s, const char *folder, const char *body, uns
 {
     size_t len;
     char *crlf = to_crlf(body, &len);
-    return folder_append(mem_folder(s, folder), crlf, len, flags, NULL, date)->uid;
+    struct mem_msg *m = folder_append(mem_folder(s, folder), crlf, len, flags, NULL, date);
+    snprintf(m->emailid, sizeof m->emailid, "gm:%u", ++s->next_emailid);
+    return m->uid;
 }
 
 uint32_t mem_add_simple(struct mem_server *s, const char *folder, const char *message_id, const char *subject,
@@ -187,7 +189,18 @@ static uint32_t copy_msg(struct mem_folder *dest, const struct mem_msg *m)
 {
     char *body = xmalloc(m->len + 1);
     memcpy(body, m->body, m->len + 1);
-    return folder_append(dest, body, m->len, m->flags, m->keywords, m->internaldate)->uid;
+    struct mem_msg *x = folder_append(dest, body, m->len, m->flags, m->keywords, m->internaldate);
+    memcpy(x->emailid, m->emailid, sizeof x->emailid);
+    return x->uid;
+}
+
+uint32_t mem_label(struct mem_server *s, const char *from, uint32_t uid, const char *to)
+{
+    struct mem_folder *dest = mem_folder(s, to); /* may move s->folders */
+    struct mem_folder *src = mem_folder(s, from);
+    dest = mem_folder_find(s, to);
+    struct mem_msg *m = mem_msg_find(src, uid);
+    return m ? copy_msg(dest, m) : 0;
 }
 
 uint32_t mem_move(struct mem_server *s, const char *from, uint32_t uid, const char *to)
@@ -339,7 +352,7 @@ char *mem_log_text(const struct mem_server *s)
 /* The capabilities the side implements (the server may offer fewer). */
 #define MEM_CAPS                                                                                                   \
     (REMOTE_FOLDERS | REMOTE_WRITE | REMOTE_UIDS | REMOTE_CHANGES | REMOTE_MOVE | REMOTE_EXACT | REMOTE_EXTRA |    \
-     REMOTE_AGE)
+     REMOTE_AGE | REMOTE_OBJECTID | REMOTE_LABELS)
 
 /* Bodies are streamed in chunks of this many bytes (several per message,
  * as a network read would cut them). */
@@ -662,6 +675,34 @@ static int side_fetch_identity(struct remote *r, const uint32_t *uids, size_t n,
     return MS_OK;
 }
 
+static int side_fetch_identity_oid(struct remote *r, const uint32_t *uids, size_t n, remote_identity_oid_fn *found,
+                                  void *ctx, struct ms_error *err)
+{
+    struct mem_session *m = sess(r);
+    if (!(m->srv->caps & REMOTE_OBJECTID))
+        return ms_error_set(err, MS_EUSAGE, "mem: no OBJECTID");
+    int rc = op_begin(m, "FETCH", err);
+    if (rc)
+        return rc;
+    struct mem_folder *f = open_folder(m, err);
+    if (!f) {
+        rc = err->code;
+        op_end(m);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct mem_msg *x = mem_msg_find(f, uids[i]);
+        if (!x)
+            continue;
+        char *id = message_header(x->body, x->len, "Message-ID");
+        found(ctx, x->uid, x->len, id, x->emailid[0] ? x->emailid : NULL);
+        free(id);
+    }
+    log_op(m->srv, m->id, MEM_OP_IDENTITY, m->open, NULL, (uint32_t)n);
+    op_end(m);
+    return MS_OK;
+}
+
 static int side_fetch_headers(struct remote *r, const uint32_t *uids, size_t n, const char *const *fields,
                               size_t nfields, remote_headers_fn *found, void *ctx, struct ms_error *err)
 {
@@ -773,6 +814,8 @@ static int side_fetch_bodies(struct remote *r, const uint32_t *uids, size_t n, c
         if (cb == 0 && !b.drop) {
             struct remote_msg rm;
             msg_out(&rm, &b.m);
+            if ((s->caps & REMOTE_OBJECTID) && b.m.emailid[0])
+                rm.emailid = b.m.emailid;
             cb = sink->message(sink->ctx, &rm, true);
             free(rm.keywords);
         }
@@ -866,6 +909,7 @@ static int side_append(struct remote *r, const char *name, unsigned flags, time_
         rc = ms_error_set(err, MS_EPARTIAL, "mem: APPEND %s: no such folder", name);
     } else {
         struct mem_msg *x = folder_append(f, body, crlf_len, flags, NULL, date ? date : time(NULL));
+        snprintf(x->emailid, sizeof x->emailid, "gm:%u", ++s->next_emailid);
         if (!s->faults.no_appenduid) {
             *uidvalidity = f->uidvalidity;
             *uid = x->uid;
@@ -1056,6 +1100,7 @@ static const struct remote_ops mem_ops = {
     .fetch_meta_range = side_fetch_meta_range,
     .fetch_meta = side_fetch_meta,
     .fetch_identity = side_fetch_identity,
+    .fetch_identity_oid = side_fetch_identity_oid,
     .fetch_headers = side_fetch_headers,
     .fetch_bodies = side_fetch_bodies,
     .store_flags = side_store_flags,

@@ -74,6 +74,9 @@ struct mem_msg {
     char *body;           /* as the server stores it: CRLF line ends */
     size_t len;
     uint64_t modseq;      /* of the last change */
+    char emailid[24];     /* the server's id of the content ("gm:N", Gmail's
+                             X-GM-MSGID): kept by copies and moves; told
+                             only with REMOTE_OBJECTID */
 };
 
 struct mem_vanished {
@@ -129,7 +132,9 @@ struct mem_server {
     struct mem_folder *folders;
     size_t nfolders;
     char delim;           /* hierarchy delimiter, '/' by default */
-    unsigned caps;        /* REMOTE_CAP_* offered (all by default) */
+    unsigned caps;        /* REMOTE_CAP_* offered (all by default, but REMOTE_OBJECTID
+                             and REMOTE_LABELS: Gmail's, asked for by a test) */
+    unsigned next_emailid;
     uint32_t next_uidvalidity;
     struct mem_faults faults;
     unsigned bodies;      /* bodies delivered since the body fault was set */
@@ -165,6 +170,9 @@ void mem_set_flags(struct mem_server *s, const char *folder, uint32_t uid, unsig
 void mem_expunge(struct mem_server *s, const char *folder, uint32_t uid);
 /* Move one message to another folder (a new UID there), as another client. */
 uint32_t mem_move(struct mem_server *s, const char *from, uint32_t uid, const char *to);
+/* Show one message in another folder too (a new UID there, the same
+ * emailid): a Gmail label added, as another client would. */
+uint32_t mem_label(struct mem_server *s, const char *from, uint32_t uid, const char *to);
 /* A new UIDVALIDITY: every message of the folder gets a new UID, from 1,
  * in reverse order (the old UID of one message is the new UID of another,
  * so a client that mixes the two numberings takes one for the other). */

@@ -779,6 +779,125 @@ static void kill_at_each_server_move_step(void **state)
     }
 }
 
+/* ---- Gmail labels: one download, one inode per message id ---- */
+
+/* The server gives each message a Gmail id (REMOTE_LABELS); three of A's
+ * messages show in B too. A child pulls and dies at the journal's kth
+ * step (A's downloads, then B's links), for every k; the parent's rerun
+ * leaves each message once in each folder, B's file the same inode as
+ * A's, and downloads nothing for B. Without REMOTE_LABELS (last round)
+ * B downloads its own copies. */
+static void gmail_links_kill_at_each_step(void **state)
+{
+    struct fixture *fx = *state;
+    unsigned k;
+    for (k = 1; k < 100; k++) {
+        mem_install(NULL);
+        mem_server_free(fx->srv);
+        fx->srv = mem_server_new();
+        fx->srv->caps |= REMOTE_OBJECTID | REMOTE_LABELS;
+        mem_install(fx->srv);
+        unit_rmtree(fx->maildir);
+        char dir[160];
+        snprintf(dir, sizeof dir, "%s/state", fx->dir);
+        unit_rmtree(dir);
+        for (int i = 0; i < 4; i++) {
+            char tag[8];
+            snprintf(tag, sizeof tag, "g%d", i);
+            uint32_t uid = add(fx, "A", tag, i == 1 ? FLAG_SEEN : 0);
+            if (i < 3)
+                mem_label(fx->srv, "A", uid, "B");
+        }
+        mem_set_flags(fx->srv, "B", 1, FLAG_FLAGGED);
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            kill_at = k;
+            steps_seen = 0;
+            journal_step_hook = kill_hook;
+            struct engine_result res;
+            int rc = engine_pull(&fx->acct, &fx->opt, &res);
+            _exit(rc == MS_OK ? 0 : 1);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        bool done = WEXITSTATUS(status) == 0;
+        if (!done)
+            assert_int_equal(WEXITSTATUS(status), 77);
+        mem_log_clear(fx->srv);
+        run_ok(fx, PULL);
+        assert_in_step(fx, "A");
+        assert_in_step(fx, "B");
+        if (mem_log_count(fx->srv, MEM_OP_BODY, "B")) {
+            dump_log(fx);
+            fail_msg("kill at step %u: B's messages were downloaded, not linked", k);
+        }
+        for (int i = 0; i < 3; i++) {
+            char id[16];
+            snprintf(id, sizeof id, "<g%d@test>", i);
+            ino_t a = local_ino(fx, "A", id), b = local_ino(fx, "B", id);
+            assert_true(a && a == b);
+        }
+        assert_string_equal(local_flags(fx, "B", "<g0@test>"), "F");
+        assert_string_equal(local_flags(fx, "A", "<g0@test>"), "");
+        assert_string_equal(local_flags(fx, "B", "<g1@test>"), "S");
+        if (done)
+            break;
+    }
+    /* killed at A's 9 steps (4 downloads) and B's 8 (3 links): the last
+     * round ran through */
+    assert_int_equal(k, 9 + 8 + 1);
+    /* the control: no labels, B's copies are downloaded */
+    mem_install(NULL);
+    mem_server_free(fx->srv);
+    fx->srv = mem_server_new();
+    mem_install(fx->srv);
+    unit_rmtree(fx->maildir);
+    char dir[160];
+    snprintf(dir, sizeof dir, "%s/state", fx->dir);
+    unit_rmtree(dir);
+    uint32_t uid = add(fx, "A", "c0", 0);
+    mem_label(fx->srv, "A", uid, "B");
+    run_ok(fx, PULL);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, "B"), 1);
+    assert_true(local_ino(fx, "A", "<c0@test>") != local_ino(fx, "B", "<c0@test>"));
+}
+
+/* Cut a local file of the folder to 10 bytes (a placeholder, a damaged
+ * file: not the whole message). */
+static void cut_file(void *ctx, const char *name, const char *content)
+{
+    (void)content;
+    const char *dir = ctx;
+    char path[1024];
+    for (int sub = 0; sub < 2; sub++) {
+        snprintf(path, sizeof path, "%s/%s/%s", dir, sub ? "new" : "cur", name);
+        if (access(path, F_OK) == 0)
+            assert_int_equal(truncate(path, 10), 0);
+    }
+}
+
+/* A file that cannot be the whole message (shorter than half its size)
+ * is never linked: the other folder downloads the message. */
+static void gmail_links_not_to_a_short_file(void **state)
+{
+    struct fixture *fx = *state;
+    fx->srv->caps |= REMOTE_OBJECTID | REMOTE_LABELS;
+    uint32_t uid = add(fx, "A", "short", 0);
+    run_ok(fx, PULL);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/A", fx->maildir);
+    each_file(fx, "A", cut_file, dir);
+    mem_label(fx->srv, "A", uid, "B");
+    mem_log_clear(fx->srv);
+    run_ok(fx, PULL);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, "B"), 1);
+    assert_in_step(fx, "B");
+    assert_true(local_ino(fx, "B", "<short@test>") != local_ino(fx, "A", "<short@test>"));
+}
+
 /* ---- account-wide planning ---- */
 
 struct watch_local {
@@ -1527,6 +1646,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(kill_at_each_journal_step, setup, teardown),
         cmocka_unit_test_setup_teardown(move_between_folders_planned_in_one_run, setup, teardown),
         cmocka_unit_test_setup_teardown(kill_at_each_server_move_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(gmail_links_kill_at_each_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(gmail_links_not_to_a_short_file, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_by_name_push, setup, teardown),
         cmocka_unit_test_setup_teardown(moves_are_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(dry_run_counts_expunges, setup, teardown),

@@ -496,6 +496,78 @@ static void move_to_other_folder(void **state)
     maildir_folder_close(b);
 }
 
+static int force_exdev(void)
+{
+    return EXDEV;
+}
+
+/* Gmail labels: a message of A linked into B's tmp/ and committed is one
+ * inode under two names, each with its own flags; renaming one (a flag
+ * change) or removing it leaves the other whole. Across file systems
+ * (EXDEV, forced by the hook) a copy of the stored bytes, mtime kept. */
+static void link_into_other_folder(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *a = open_folder(fx, "A");
+    struct maildir_folder *b = open_folder(fx, "B");
+    struct maildir_folder *c = open_folder(fx, "C");
+    char *uniq = deliver(a, "Subject: x\r\n\r\nbody\r\n", FLAG_SEEN, NULL);
+    struct local_msg m = scan_one(a);
+    struct ms_error err;
+    struct maildir_tmp *t = NULL;
+    bool linked = false;
+    assert_int_equal(maildir_tmp_link(b, a, &m, &t, &linked, &err), MS_OK);
+    assert_true(linked);
+    assert_string_not_equal(maildir_tmp_uniq(t), uniq);
+    assert_int_equal(maildir_tmp_size(t), m.size);
+    char bu[256];
+    snprintf(bu, sizeof bu, "%s", maildir_tmp_uniq(t));
+    assert_int_equal(maildir_tmp_commit(b, t, FLAG_FLAGGED, "", &err), MS_OK);
+    char pa[512], pb[512];
+    snprintf(pa, sizeof pa, "%s/A/cur/%s:2,S", fx->root, uniq);
+    snprintf(pb, sizeof pb, "%s/B/cur/%s:2,F", fx->root, bu);
+    struct stat sa, sb;
+    assert_int_equal(stat(pa, &sa), 0);
+    assert_int_equal(stat(pb, &sb), 0);
+    assert_true(sa.st_ino == sb.st_ino);
+    assert_int_equal(sa.st_nlink, 2);
+    /* a flag change in A renames A's name only */
+    assert_int_equal(maildir_set_flags(a, &m, FLAG_SEEN | FLAG_ANSWERED, &err), MS_OK);
+    char buf[64];
+    snprintf(pb, sizeof pb, "B/cur/%s:2,F", bu);
+    assert_int_equal(slurp(fx, pb, buf, sizeof buf), 17);
+    assert_memory_equal(buf, "Subject: x\n\nbody\n", 17);
+    /* another file system: a copy, same bytes, same mtime */
+    maildir_link_hook = force_exdev;
+    assert_int_equal(maildir_tmp_link(c, a, &m, &t, &linked, &err), MS_OK);
+    maildir_link_hook = NULL;
+    assert_false(linked);
+    char cu[256];
+    snprintf(cu, sizeof cu, "%s", maildir_tmp_uniq(t));
+    assert_int_equal(maildir_tmp_commit(c, t, 0, "", &err), MS_OK);
+    char pc[512];
+    snprintf(pc, sizeof pc, "C/new/%s", cu);
+    assert_int_equal(slurp(fx, pc, buf, sizeof buf), 17);
+    assert_memory_equal(buf, "Subject: x\n\nbody\n", 17);
+    struct stat sc;
+    snprintf(pc, sizeof pc, "%s/C/new/%s", fx->root, cu);
+    assert_int_equal(stat(pc, &sc), 0);
+    assert_true(sc.st_ino != sa.st_ino);
+    assert_true(sc.st_mtime == sa.st_mtime);
+    /* removing A's name leaves B's */
+    assert_int_equal(maildir_remove(a, &m, &err), MS_OK);
+    assert_int_equal(slurp(fx, pb, buf, sizeof buf), 17);
+    /* gone: 1, nothing made */
+    assert_int_equal(maildir_tmp_link(b, a, &m, &t, &linked, &err), 1);
+    assert_null(t);
+    free(m.uniq);
+    free(m.name);
+    free(uniq);
+    maildir_folder_close(a);
+    maildir_folder_close(b);
+    maildir_folder_close(c);
+}
+
 static void remove_message(void **state)
 {
     struct fixture *fx = *state;
@@ -986,6 +1058,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(scan_flags_extra_dotfiles, setup, teardown),
         cmocka_unit_test_setup_teardown(set_flags_after_mua_rename, setup, teardown),
         cmocka_unit_test_setup_teardown(move_to_other_folder, setup, teardown),
+        cmocka_unit_test_setup_teardown(link_into_other_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(remove_message, setup, teardown),
         cmocka_unit_test_setup_teardown(scan_during_renames, setup, teardown),
         cmocka_unit_test_setup_teardown(sweep_uses_ctime, setup, teardown),

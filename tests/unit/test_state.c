@@ -991,6 +991,7 @@ static void emailid_column(void **state)
     sqlite3 *db;
     assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db,
+                                  "DROP INDEX messages_emailid; " /* an older DB had neither */
                                   "ALTER TABLE messages DROP COLUMN emailid; "
                                   "INSERT INTO messages (folder_id, uid, uniq, size) "
                                   "SELECT id, 4, 'u4', 20 FROM folders WHERE name = 'INBOX'",
@@ -1025,6 +1026,60 @@ static void emailid_column(void **state)
     char *v = schema_version_of(fx->path);
     assert_string_equal(v, "2");
     free(v);
+}
+
+/* Gmail labels: a message's rows in the other folders, by server id. */
+static void copies_by_emailid(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    struct state_folder a = {.name = "INBOX", .path = "INBOX", .uidvalidity = 7};
+    struct state_folder b = {.name = "Work", .path = "Work", .uidvalidity = 8};
+    struct state_folder c = {.name = "[Gmail]/All Mail", .path = "[Gmail]/All Mail", .uidvalidity = 9};
+    assert_int_equal(state_folder_save(s, &a, &err), MS_OK);
+    assert_int_equal(state_folder_save(s, &b, &err), MS_OK);
+    assert_int_equal(state_folder_save(s, &c, &err), MS_OK);
+    struct state_msg m1 = {.uid = 3, .uniq = "u3", .flags = 8, .size = 10, .emailid = "gm:42"};
+    struct state_msg m2 = {.uid = 9, .uniq = "u9", .size = 10, .emailid = "gm:42", .pending = true};
+    struct state_msg m3 = {.uid = 4, .uniq = "u4", .size = 10, .emailid = "gm:42"};
+    struct state_msg m4 = {.uid = 5, .uniq = "u5", .size = 11, .emailid = "gm:43"};
+    assert_int_equal(state_msg_put(s, a.id, &m1, &err), MS_OK);
+    assert_int_equal(state_msg_put(s, b.id, &m2, &err), MS_OK);
+    assert_int_equal(state_msg_put(s, c.id, &m3, &err), MS_OK);
+    assert_int_equal(state_msg_put(s, c.id, &m4, &err), MS_OK);
+    struct state_copy v[4];
+    size_t n;
+    /* from Work: INBOX's and All Mail's rows, not Work's own pending one */
+    assert_int_equal(state_msg_copies(s, "gm:42", b.id, v, 4, &n, &err), MS_OK);
+    assert_int_equal(n, 2);
+    assert_true(v[0].folder_id == a.id);
+    assert_string_equal(v[0].path, "INBOX");
+    assert_string_equal(v[0].uniq, "u3");
+    assert_int_equal(v[0].flags, 8);
+    assert_int_equal(v[0].size, 10);
+    assert_string_equal(v[1].path, "[Gmail]/All Mail");
+    state_copies_free(v, n);
+    /* never the folder asking; max respected; unknown id: none */
+    assert_int_equal(state_msg_copies(s, "gm:42", a.id, v, 1, &n, &err), MS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].uniq, "u4");
+    state_copies_free(v, n);
+    assert_int_equal(state_msg_copies(s, "gm:7", a.id, v, 4, &n, &err), MS_OK);
+    assert_int_equal(n, 0);
+    bool yes = false;
+    assert_int_equal(state_msg_ids_elsewhere(s, a.id, &yes, &err), MS_OK);
+    assert_true(yes);
+    struct state_folder d = {.name = "Empty", .path = "Empty", .uidvalidity = 10};
+    assert_int_equal(state_folder_save(s, &d, &err), MS_OK);
+    assert_int_equal(state_msg_delete(s, b.id, 9, &err), MS_OK);
+    assert_int_equal(state_msg_delete(s, c.id, 4, &err), MS_OK);
+    assert_int_equal(state_msg_delete(s, c.id, 5, &err), MS_OK);
+    assert_int_equal(state_msg_ids_elsewhere(s, a.id, &yes, &err), MS_OK);
+    assert_false(yes); /* only INBOX has ids */
+    assert_int_equal(state_msg_ids_elsewhere(s, d.id, &yes, &err), MS_OK);
+    assert_true(yes);
+    state_close(s);
 }
 
 /* The hook before the first change: once per open, not for meta data or
@@ -1305,6 +1360,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(not_a_file_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(folders, setup, teardown),
         cmocka_unit_test_setup_teardown(emailid_column, setup, teardown),
+        cmocka_unit_test_setup_teardown(copies_by_emailid, setup, teardown),
         cmocka_unit_test_setup_teardown(messages, setup, teardown),
         cmocka_unit_test_setup_teardown(transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(batches, setup, teardown),
