@@ -98,6 +98,8 @@ static const char usage_text[] =
     "                         \\Junk, \\Trash, ...: the folder the server marks so)\n"
     "      --force            override the mass-deletion guard\n"
     "      --interval SECONDS watch: a full pass at least this often (300)\n"
+    "  -j, --jobs N           pull, push, sync: up to N accounts at once (1);\n"
+    "                         each account's output is shown whole when it ends\n"
     "      --from FORMAT      import: the file is mbsync's or offlineimap's\n"
     "      --write            import: save the config instead of printing it\n"
     "      --version          print the version\n"
