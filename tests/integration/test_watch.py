@@ -2,8 +2,9 @@
 
 A watch syncs at once, then brings server changes down within seconds: in
 every folder where the server offers NOTIFY (Dovecot does), else in INBOX
-(IDLE on it, tested with NOTIFY hidden). It sends local changes up at the next full pass
-(--interval), survives the server going away and coming back, and ends
+(IDLE on it, tested with NOTIFY hidden). It sends local changes up within
+seconds too (inotify), or at the next full pass (--interval); its own
+deliveries start no pass. It survives the server going away and coming back, and ends
 cleanly (exit 0, the lock released) on SIGTERM or SIGINT. It runs one
 account; a dry run makes no sense for it.
 """
