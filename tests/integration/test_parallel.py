@@ -76,9 +76,13 @@ class ParallelTest(tb.BedTestCase):
             counts = self.assert_end_state(*par[name])
             self.assertEqual(counts, self.assert_end_state(*serial[name]))
             self.assertEqual(counts, {"INBOX": 6, "Lists": 2})
-        # and a second parallel run finds nothing to do, in text
-        again = self.mailsync("--jobs", "2", "sync", config=self.work / "par.conf")
+        self.assertNotIn("\033[", p.stderr)  # no progress line off a terminal
+        # and a second parallel run finds nothing to do, in text; its
+        # progress line counts accounts and is gone at the end
+        again = self.mailsync("--progress=always", "--jobs", "2", "sync", config=self.work / "par.conf")
         self.assertEqual(again.code, 0, again)
+        self.assertIn("\r\033[Kaccounts 3/3 done", again.stderr)
+        self.assertTrue(again.stderr.endswith("\r\033[K"), repr(again.stderr[-40:]))
         summaries = [l for l in again.stdout.splitlines() if ": sync " in l]
         self.assertEqual(sorted(l.split(":")[0] for l in summaries), list(names), again.stdout)
         self.assertTrue(all(" 0 new " in l and " 0 uploaded" in l for l in summaries), again.stdout)
