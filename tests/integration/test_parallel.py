@@ -7,6 +7,8 @@ code is the worst of the accounts'.
 """
 
 import collections
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ def without_seconds(doc):
 
 
 class ParallelTest(tb.BedTestCase):
-    bed_options = {"pool": 14}
+    bed_options = {"pool": 18}
 
     def seeded_accounts(self, tag, names, seed):
         """One fresh server user per name, each with mail in INBOX and
@@ -142,6 +144,39 @@ class ParallelTest(tb.BedTestCase):
         # stdout: slow's summary last (it ended last)
         summaries = [l.split(":")[0] for l in r.stdout.splitlines() if ": pull " in l]
         self.assertEqual(summaries[-1], "slow", r.stdout)
+
+    def test_sigterm_stops_every_account_and_the_next_run_finishes(self):
+        """SIGTERM to the program (as systemd or kill(1) sends it, not to
+        the accounts' processes): every running account stops at its next
+        safe point and reports, the program ends by the signal, and the
+        next run brings the rest, each message once."""
+        proxy = tb.Proxy(self.bed.imap_port, delay=0.02).start()
+        self.addCleanup(proxy.stop)
+        keys = {}
+        for name in ("a", "b"):
+            user = self.bed.fresh_user()
+            with self.bed.imap(user) as c:
+                c.append_many("INBOX", tb.make_corpus(16, seed=70, size=50000))
+            keys[name] = tb.account_keys(self.bed, user, self.work / ("Mail-" + name), self.work / (name + ".sqlite"),
+                                         tls="none", port=proxy.port)
+        tb.write_config(self.config_path, keys)
+        p = tb.start_mailsync(["-j", "2", "pull"], config=self.config_path, workdir=self.work)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        count = lambda name: tb.count_messages(self.work / ("Mail-" + name))
+        self.assertTrue(tb.wait_for(lambda: count("a") > 0 and count("b") > 0, timeout=30),
+                        Path(p.err_path).read_text())
+        os.kill(p.pid, signal.SIGTERM)
+        r = tb.finish_mailsync(p, timeout=30)
+        self.assertEqual(r.code, -signal.SIGTERM, r)
+        self.assertLess(count("a") + count("b"), 32, "the run went to its end")
+        self.assertEqual(sum("stopped early by a signal" in l for l in r.stdout.splitlines()), 2, r)
+        r = self.mailsync("-j", "2", "pull")
+        self.assertEqual(r.code, 0, r)
+        for name in ("a", "b"):
+            local = [tb.message_id(m.data) for msgs in tb.read_maildir(self.work / ("Mail-" + name)).values()
+                     for m in msgs]
+            self.assertEqual(len(set(local)), 16)
+            self.assertEqual(len(local), 16)
 
     def test_usage(self):
         for bad in ("0", "65", "x"):
