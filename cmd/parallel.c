@@ -410,11 +410,10 @@ size_t parallel_accounts(const struct parallel_run *p, struct engine_result *res
             if (c->err != c->out)
                 copy_out(c->err, STDERR_FILENO);
             copy_out(c->out, STDOUT_FILENO);
-            if (result_read(c->result, &res[c->account]) != 0)
+            if (result_read(c->result, &res[c->account]) != 0) { /* it could not say so itself */
                 result_of_lost_child(&res[c->account], p->names[c->account], status);
-            if (res[c->account].status != MS_OK && res[c->account].error[0] &&
-                !WIFEXITED(status)) /* it could not say so itself */
                 log_msg(LOG_ERROR, "%s: %s", p->names[c->account], res[c->account].error);
+            }
             close_child_fds(c);
             progress_line(p, ++done, false);
         }

@@ -67,10 +67,13 @@ static bool nap(int ms, const struct engine_watch *w, struct local_watch *lw)
     int since_alive = 0;
     while (ms > 0 && !*w->stop) {
         int slice = ms > 200 ? 200 : ms;
+        double t0 = util_now();
         if (poll_local(lw, slice) && local_watch_drain(lw, NULL, NULL) > 0)
             return true;
-        ms -= slice;
-        since_alive += slice;
+        int spent = (int)((util_now() - t0) * 1000); /* less when woken for nothing */
+        spent = spent < 1 ? 1 : spent > slice ? slice : spent;
+        ms -= spent;
+        since_alive += spent;
         if (w->alive_ms > 0 && since_alive >= w->alive_ms) {
             alive(w);
             since_alive = 0;
