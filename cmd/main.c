@@ -856,6 +856,7 @@ int main(int argc, char **argv)
     if (strcmp(o.command, "help") == 0) { /* help [COMMAND] = COMMAND --help */
         bool import = o.naccounts && strcmp(o.accounts[0], "import") == 0;
         fputs(import ? import_usage_text : usage_text, stdout);
+        o.json = false; /* text, as with --help */
         rc = MS_OK;
         goto out;
     }

@@ -6,6 +6,7 @@
  * lines clear it first (output_log_line) so they never tear it.
  */
 #include "cmd/output.h"
+#include "cmd/output_json.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -216,6 +217,14 @@ static void print_planned(const struct engine_planned *p)
         break;
     case ENGINE_PLAN_FETCH_COUNT:
         printf("%s: would fetch %zu POP3 messages (%llu bytes)\n", folder, p->count, (unsigned long long)p->size);
+        break;
+    case ENGINE_PLAN_RETIRE:
+        printf("%s: would remove UID %u from the server (server_retention_days; the local copy stays)\n", folder,
+               p->uid);
+        break;
+    case ENGINE_PLAN_RETIRE_COUNT:
+        printf("%s: would delete %zu POP3 messages from the server once stored (the local copies stay)\n", folder,
+               p->count);
         break;
     case ENGINE_PLAN_MOVE_LOCAL: {
         char *from = log_clean(p->from ? p->from : "");
@@ -472,6 +481,8 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         [ENGINE_PLAN_MOVE_ON_SERVER] = "move_on_server",
         [ENGINE_PLAN_MOVE_LOCAL] = "move_local",
         [ENGINE_PLAN_DELETE_KEPT] = "delete_kept",
+        [ENGINE_PLAN_RETIRE] = "retire",
+        [ENGINE_PLAN_RETIRE_COUNT] = "retire_count",
     };
     fputs("{\"folder\":", out);
     output_json_string(out, p->folder);
@@ -487,7 +498,9 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         json_letters(out, "flags", p->flags);
         break;
     case ENGINE_PLAN_DELETE_LOCAL:
-    case ENGINE_PLAN_REMOVE_ON_SERVER: fprintf(out, ",\"uid\":%u", p->uid); break;
+    case ENGINE_PLAN_REMOVE_ON_SERVER:
+    case ENGINE_PLAN_RETIRE: fprintf(out, ",\"uid\":%u", p->uid); break;
+    case ENGINE_PLAN_RETIRE_COUNT: fprintf(out, ",\"count\":%zu", p->count); break;
     case ENGINE_PLAN_STORE_FLAGS:
         fprintf(out, ",\"uid\":%u", p->uid);
         json_letters(out, "add", p->flags);
@@ -540,8 +553,7 @@ static void json_plan(FILE *out, const char *account)
 static void json_results(FILE *out, const char *command, const struct engine_result *r, size_t n, int exit_code,
                          bool dry_run)
 {
-    fputs("{\"command\":", out);
-    output_json_string(out, command);
+    output_json_open(out, command);
     fprintf(out, ",\"dry_run\":%s,\"exit\":%d,\"accounts\":[", dry_run ? "true" : "false", exit_code);
     for (size_t i = 0; i < n; i++) {
         fputs(i ? ",{\"name\":" : "{\"name\":", out);
@@ -578,8 +590,7 @@ void output_json_copy(FILE *out, const char *command, const struct engine_result
 
 void output_json_error(FILE *out, const char *command, int exit_code)
 {
-    fputs("{\"command\":", out);
-    output_json_string(out, command);
+    output_json_open(out, command);
     fprintf(out, ",\"exit\":%d,\"error\":", exit_code);
     pthread_mutex_lock(&log_lock);
     output_json_string(out, last_error[0] ? last_error : NULL);
@@ -590,8 +601,7 @@ void output_json_error(FILE *out, const char *command, int exit_code)
 
 void output_json_begin(FILE *out, const char *command)
 {
-    fputs("{\"command\":", out);
-    output_json_string(out, command);
+    output_json_open(out, command);
     fputs(",\"accounts\":[", out);
 }
 

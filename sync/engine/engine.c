@@ -325,6 +325,8 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         if (frc == MS_OK && do_pull)
             frc = pull_folder(&r, &sel[i], fres, &ferr); /* reports folder_done itself */
         if (frc == MS_OK && do_pull && opt->dry_run) /* what the second pass would remove */
+            frc = retention_retire_old(&r, &sel[i], fres, &ferr);
+        if (frc == MS_OK && do_pull && opt->dry_run)
             frc = tombstones_discard_kept(&r, &sel[i], fres, &ferr);
         else if (frc == MS_OK && opt->progress && opt->progress->folder_done && !opt->dry_run)
             opt->progress->folder_done(opt->progress->ctx, fres);

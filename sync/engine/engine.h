@@ -80,6 +80,10 @@ enum engine_plan_kind {
                                      flags: the server's), nothing downloaded */
     ENGINE_PLAN_DELETE_KEPT,      /* pull, mode = mirror: the local `file` backup mode kept
                                      (the server deleted it) goes */
+    ENGINE_PLAN_RETIRE,           /* pull, server_retention_days: uid, stored here, is removed from
+                                     the server; the local copy stays */
+    ENGINE_PLAN_RETIRE_COUNT,     /* POP3 pull: count messages are deleted from the server once
+                                     stored (leave_on_server = no, server_retention_days) */
 };
 
 struct engine_planned {

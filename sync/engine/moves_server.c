@@ -248,15 +248,31 @@ bool moves_server_more_to_come(const struct run *r)
     return false;
 }
 
+/* The result of the run's folder named name (display name), or NULL. */
+static struct engine_folder_result *result_of(struct run *r, const char *name)
+{
+    for (size_t i = 0; i < r->res->nfolders; i++)
+        if (r->res->folders[i].name && strcmp(r->res->folders[i].name, name) == 0)
+            return &r->res->folders[i];
+    return NULL;
+}
+
 void moves_server_report_left(struct run *r)
 {
     struct moves_server *m = r->smoves;
-    for (size_t i = 0; m && i < m->n; i++)
-        if (m->v[i].held && !m->v[i].taken)
-            dryrun_report(r->opt, &(struct engine_planned){.account = r->acct->name, .folder = m->v[i].name,
-                                                          .kind = ENGINE_PLAN_DELETE_LOCAL, .uid = m->v[i].uid,
-                                                          .size = 0, .count = 0, .flags = 0, .flags_removed = 0,
-                                                          .file = NULL, .from = NULL, .from_uid = 0});
+    for (size_t i = 0; m && i < m->n; i++) {
+        if (!m->v[i].held || m->v[i].taken)
+            continue;
+        dryrun_report(r->opt, &(struct engine_planned){.account = r->acct->name, .folder = m->v[i].name,
+                                                      .kind = ENGINE_PLAN_DELETE_LOCAL, .uid = m->v[i].uid,
+                                                      .size = 0, .count = 0, .flags = 0, .flags_removed = 0,
+                                                      .file = NULL, .from = NULL, .from_uid = 0});
+        /* its folder's count left it out with the step (hold_delete):
+         * the summary and --json say the same as the plan */
+        struct engine_folder_result *fres = result_of(r, m->v[i].name);
+        if (fres)
+            fres->deleted++;
+    }
 }
 
 /* ------------------------------------------------------------------ */

@@ -131,6 +131,23 @@ static int land_batch(struct popctx *c, struct ms_error *err)
     return rc;
 }
 
+/* A dry run: how many messages the run would delete from the server
+ * (below, "deletions"): the stored ones the config lets go, and with
+ * leave_on_server = no also the nnew it would download first. */
+static size_t pop_deletions_planned(const struct account *a, const struct remote_msg *msgs, size_t nmsgs,
+                                    const struct state_pop3 *rows, size_t nrows, size_t nnew)
+{
+    int64_t cutoff = a->server_retention_days > 0 ? (int64_t)time(NULL) - (int64_t)a->server_retention_days * 86400
+                                                   : 0;
+    size_t n = a->leave_on_server ? 0 : nnew;
+    for (size_t i = 0; i < nmsgs; i++) {
+        const struct state_pop3 *row = row_of(rows, nrows, msgs[i].id);
+        if (row && !row->pending && (!a->leave_on_server || (cutoff && row->first_seen < cutoff)))
+            n++;
+    }
+    return n;
+}
+
 int popfetch_pull(struct run *r, struct ms_error *err)
 {
     const struct account *a = r->acct;
@@ -190,6 +207,12 @@ int popfetch_pull(struct run *r, struct ms_error *err)
                                                       .count = nnew, .flags = 0, .flags_removed = 0, .file = NULL, .from = NULL, .from_uid = 0});
         fres->fetched = nnew;
         fres->bytes = new_bytes;
+        fres->retired = pop_deletions_planned(a, msgs, nmsgs, rows, nrows, nnew);
+        if (fres->retired)
+            dryrun_report(r->opt, &(struct engine_planned){.account = a->name, .folder = "INBOX",
+                                                          .kind = ENGINE_PLAN_RETIRE_COUNT, .uid = 0, .size = 0,
+                                                          .count = fres->retired, .flags = 0, .flags_removed = 0,
+                                                          .file = NULL, .from = NULL, .from_uid = 0});
         goto out;
     }
     if (nrows == 0 && nnew && (rc = find_leftovers(&c, err)) != MS_OK)

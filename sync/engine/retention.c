@@ -10,13 +10,16 @@
  * replaced by a "retired" tombstone: tombstones.c), then \Deleted + UID
  * EXPUNGE of exactly those UIDs. The rows go first: a pull
  * that saw the UIDs vanish while the rows were still there would remove
- * the local copies. A run killed between the two leaves the messages on
+ * the local copies. A dry run reports the UIDs it would remove (those
+ * stored before it; what the same run would download first is not
+ * counted) and changes nothing. A run killed between the two leaves the messages on
  * the server, unknown to the state (a full listing pairs them with their
  * files again by identity). Their files are unknown to the state too: no
  * push uploads them (their tombstones, whatever the config says later;
  * and while retention is on, no file older than the cutoff).
  */
 #include "sync/engine/engine_int.h"
+#include "sync/engine/dryrun.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +42,8 @@ int retention_retire_old(struct run *r, const struct selected *sel, struct engin
 {
     const struct account *a = r->acct;
     time_t cutoff = retention_cutoff(a);
-    if (!cutoff || r->opt->dry_run || r->rootfd < 0)
+    bool dry = r->opt->dry_run;
+    if (!cutoff || r->rootfd < 0)
         return MS_OK;
     struct state_folder sf = {0};
     int rc = state_folder_get(r->st, sel->raw, &sf, err);
@@ -74,7 +78,7 @@ int retention_retire_old(struct run *r, const struct selected *sel, struct engin
     size_t n = 0, ngone = 0, nrows = 0;
     struct state_msg *rows = NULL;
     if ((rc = maildir_folder_open(r->rootfd, sel->path, false, &mf, err)) ||
-        (rc = r->remote->ops->select(r->remote, sel->raw, true, &mb, err)))
+        (rc = r->remote->ops->select(r->remote, sel->raw, !dry, &mb, err)))
         goto out;
     if (mb.uidvalidity != sf.uidvalidity)
         goto out; /* the next pull matches the messages again first */
@@ -90,6 +94,15 @@ int retention_retire_old(struct run *r, const struct selected *sel, struct engin
         free(l.uniq);
         free(l.name);
         gone[ngone++] = rows[i].uid;
+    }
+    if (dry) {
+        for (size_t i = 0; i < ngone; i++)
+            dryrun_report(r->opt, &(struct engine_planned){.account = a->name, .folder = sel->name,
+                                                          .kind = ENGINE_PLAN_RETIRE, .uid = gone[i], .size = 0,
+                                                          .count = 0, .flags = 0, .flags_removed = 0, .file = NULL,
+                                                          .from = NULL, .from_uid = 0});
+        fres->retired += ngone;
+        goto out;
     }
     snprintf(val, sizeof val, "%lld", (long long)now);
     rc = state_begin(r->st, err);

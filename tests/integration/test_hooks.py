@@ -55,6 +55,7 @@ class HookTest(tb.BedTestCase):
         self.assertEqual(env["MAILSYNC_NEW_FOLDERS"], "INBOX")
         self.assertEqual(env["MAILSYNC_MAILDIR"], str(self.maildir))
         doc = json.loads(stdin)
+        tb.assert_json_schema(doc, "a hook's stdin")
         self.assertEqual(doc["command"], "pull")
         self.assertEqual(doc["accounts"][0]["name"], self.account)
         self.assertEqual(sum(f["fetched"] for f in doc["accounts"][0]["folders"]), 3)

@@ -3,6 +3,11 @@ every command, errors included, and `--json --dry-run` carries the plan
 (what pull, push and sync would do) inside that document instead of
 "would ..." lines before it.
 
+Every document seen here (and by Result.json() in any test) is validated
+against the schema, contrib/json/mailsync.schema.json (draft 2020-12,
+python3-jsonschema); test_the_schema_bites proves the check fails on an
+undocumented or missing member.
+
 The plan is a list per account: {"folder", "action", ...} with the
 action one of fetch, skip, set_flags, delete_local, move_local,
 delete_kept (pull), remove_on_server, store_flags, upload, create_folder,
@@ -13,21 +18,32 @@ member, its type, per folder and the account's totals); other test files
 use it on the documents they get.
 """
 
+import copy
+import fcntl
 import json
 import os
+import signal
 from pathlib import Path
 
 import testbed as tb
 
 
 def parse(test, r):
-    """The whole stdout as one JSON object (fails the test otherwise)."""
+    """The whole stdout as one JSON object that follows the schema
+    (contrib/json/mailsync.schema.json); fails the test otherwise."""
     try:
         doc = json.loads(r.stdout)
     except ValueError as e:
         test.fail("stdout is not one JSON document (%s)\n%s" % (e, r))
     test.assertIsInstance(doc, dict, str(r))
+    schema_check(test, doc, str(r))
     return doc
+
+
+def schema_check(test, doc, what=""):
+    errors = tb.json_schema_errors(doc)
+    if errors:
+        test.fail("the document breaks the schema:\n%s\n%s\n%s" % ("\n".join(errors), json.dumps(doc)[:3000], what))
 
 
 # The counters of a folder result and of an account's "totals".
@@ -48,6 +64,8 @@ PLAN_KEYS = {
     "move_on_server": {"from": str, "uid": int, "size": int, "file": str, "flags": str},
     "create_folder": {},
     "fetch_count": {"count": int, "size": int},
+    "retire": {"uid": int},
+    "retire_count": {"count": int},
     "move_local": {"uid": int, "size": int, "from": str, "from_uid": int, "flags": str},
 }
 
@@ -67,7 +85,9 @@ def check_run_document(test, doc, command=None):
     OUTPUT says: exactly these members with these types; an account's
     "totals" are the sums of its folders' counters; "plan" only in a
     dry run, each step with the members of its action."""
-    check_members(test, doc, {"command": str, "dry_run": bool, "exit": int, "accounts": list}, "document")
+    check_members(test, doc, {"schema_version": str, "command": str, "dry_run": bool, "exit": int,
+                              "accounts": list}, "document")
+    schema_check(test, doc)
     if command:
         test.assertEqual(doc["command"], command)
     for acc in doc["accounts"]:
@@ -85,6 +105,8 @@ def check_run_document(test, doc, command=None):
         for step in acc.get("plan", []):
             test.assertIn(step.get("action"), PLAN_KEYS, step)
             check_members(test, step, {"folder": str, "action": str, **PLAN_KEYS[step["action"]]}, str(step))
+    if doc["dry_run"]:
+        plan_counts_agree(test, doc)
 
 
 def plan_of(test, r):
@@ -306,3 +328,238 @@ class JsonTest(tb.BedTestCase):
                 doc = parse(self, r)
                 self.assertEqual(doc["exit"], 2)
                 self.assertIn(word, doc["error"])
+
+
+def plan_counts_agree(test, doc):
+    """In a dry run, per folder: the plan's steps of an action add up to
+    the folder's counter (what the schema's "plan" description says)."""
+    counter_of = {"fetch": "fetched", "skip": "skipped", "set_flags": "flags_changed",
+                  "delete_local": "deleted", "delete_kept": "deleted", "move_local": "moved",
+                  "upload": "uploaded", "store_flags": "flags_pushed", "remove_on_server": "deleted_on_server",
+                  "move_on_server": "moved_on_server", "retire": "retired"}
+    for acc in doc["accounts"]:
+        want = {}
+        for step in acc["plan"]:
+            if step["action"] in ("fetch_count", "retire_count"):
+                key = (step["folder"], "fetched" if step["action"] == "fetch_count" else "retired")
+                want[key] = want.get(key, 0) + step["count"]
+            elif step["action"] in counter_of:
+                key = (step["folder"], counter_of[step["action"]])
+                want[key] = want.get(key, 0) + 1
+        got = {(f["name"], c): f[c] for f in acc["folders"] for c in set(counter_of.values()) if f[c]}
+        test.assertEqual(got, want, json.dumps(acc))
+
+
+class JsonSchemaTest(tb.BedTestCase):
+    """The schema file: every command's documents, success and failure,
+    follow it, and it rejects what it does not document."""
+    bed_options = {"pool": 12}
+
+    def seed_inbox(self, n=3, seed=5):
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(n, seed=seed))
+            return sorted(m.uid for m in c.messages("INBOX"))
+
+    def test_the_schema_bites(self):
+        """Real documents validate; each one changed a little does not."""
+        self.seed_inbox(2)
+        with self.imap() as c:
+            c.set_flags("INBOX", [1], ["\\Flagged", "\\Seen"], "+")
+        dry = parse(self, self.run_ok("--json", "--dry-run", "pull"))
+        real = parse(self, self.run_ok("--json", "pull"))
+        status = parse(self, self.run_ok("--json", "status"))
+        check = parse(self, self.run_ok("--json", "check"))
+        folders = parse(self, self.run_ok("--json", "folders"))
+        error = parse(self, self.mailsync("--json", "frobnicate"))
+        self.assertEqual(dry["schema_version"], "1.0")
+        self.assertIn("FS", dry["accounts"][0]["plan"][0]["flags"])
+
+        def acc(d):
+            return d["accounts"][0]
+
+        mutations = [
+            ("an undocumented member", dry, lambda d: d.update(extra=1)),
+            ("an undocumented account member", real, lambda d: acc(d).update(extra=1)),
+            ("an undocumented folder member", real, lambda d: acc(d)["folders"][0].update(extra=1)),
+            ("an undocumented totals member", real, lambda d: acc(d)["totals"].update(extra=1)),
+            ("no schema_version", real, lambda d: d.pop("schema_version")),
+            ("another schema_version", real, lambda d: d.update(schema_version="2.0")),
+            ("no totals", real, lambda d: acc(d).pop("totals")),
+            ("no folder counter", real, lambda d: acc(d)["folders"][0].pop("fetched")),
+            ("a count as text", real, lambda d: acc(d)["totals"].update(fetched="2")),
+            ("a negative count", real, lambda d: acc(d)["folders"][0].update(bytes=-1)),
+            ("an undocumented exit code", real, lambda d: d.update(exit=7)),
+            ("no plan in a dry run", dry, lambda d: acc(d).pop("plan")),
+            ("a plan in a real run", real, lambda d: acc(d).update(plan=[])),
+            ("a step with another action's member", dry, lambda d: acc(d)["plan"][0].update(file="x")),
+            ("a step without its uid", dry, lambda d: acc(d)["plan"][0].pop("uid")),
+            ("an unknown action", dry, lambda d: acc(d)["plan"][0].update(action="teleport")),
+            ("unsorted flag letters", dry, lambda d: acc(d)["plan"][0].update(flags="SF")),
+            ("status: an undocumented folder member", status, lambda d: acc(d)["folders"][0].update(extra=1)),
+            ("status: no last_sync", status, lambda d: acc(d).pop("last_sync")),
+            ("check: no capabilities", check, lambda d: acc(d).pop("capabilities")),
+            ("check: an undocumented member", check, lambda d: acc(d).update(extra=1)),
+            ("folders: no roles", folders, lambda d: acc(d)["folders"][0].pop("roles")),
+            ("folders: an undocumented member", folders, lambda d: acc(d)["folders"][0].update(extra=1)),
+            ("error: an account in it", error, lambda d: d["accounts"].append(acc(real))),
+            ("error: no error member", error, lambda d: d.pop("error")),
+        ]
+        for what, doc, change in mutations:
+            with self.subTest(what):
+                bad = copy.deepcopy(doc)
+                change(bad)
+                self.assertNotEqual(bad, doc)
+                self.assertTrue(tb.json_schema_errors(bad), "the schema accepts %s: %s" % (what, json.dumps(bad)))
+
+    def test_config_errors_are_documents(self):
+        """Missing file, bad key, bad value, unknown account, usage errors:
+        one error document each, exit 2, the message in "error"."""
+        bad_key = self.work / "bad-key"
+        bad_key.write_text("[account test]\nhost = x\nfrobnicate = 1\n")
+        bad_value = self.work / "bad-value"
+        bad_value.write_text("[account test]\nhost = x\nuser = u\npassword = p\nmaildir = ~/M\nport = banana\n")
+        for f in (bad_key, bad_value):
+            os.chmod(f, 0o600)
+        cases = [
+            (["-c", self.work / "missing", "pull"], "missing"),
+            (["-c", bad_key, "check"], "frobnicate"),
+            (["-c", bad_value, "sync"], "banana"),
+            (["status", "nosuchaccount"], "nosuchaccount"),
+            (["folders", "--progress=sometimes"], "sometimes"),
+            (["import", "--json"], "--json"),
+            (["watch", "--dry-run"], "dry-run"),
+            ([], "no command"),
+        ]
+        for args, word in cases:
+            with self.subTest(args=args):
+                r = self.mailsync("--json", *args)
+                self.assertEqual(r.code, 2, str(r))
+                doc = parse(self, r)
+                self.assertEqual((doc["exit"], doc["accounts"]), (2, []), r.stdout)
+                self.assertIn(word, doc["error"], r.stdout)
+        # help is text, with --json too (as --help is)
+        for args in (["help"], ["--help"], ["help", "import"]):
+            with self.subTest(args=args):
+                r = self.run_ok("--json", *args)
+                self.assertTrue(r.stdout.startswith("Usage: mailsync"), r.stdout)
+                self.assertNotIn("{", r.stdout.splitlines()[-1], r.stdout)
+
+    def test_failures_inside_documents(self):
+        """Offline, bad password, lock held, POP3 folders: the command's own
+        document, the account's status and error in it."""
+        self.seed_inbox(1)
+        self.run_ok("pull")
+        lock = os.open(str(self.state) + ".lock", os.O_RDWR)
+        self.addCleanup(os.close, lock)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for cmd in ("pull", "push", "sync"):
+            with self.subTest(locked=cmd):
+                doc = parse(self, self.run_ok("--json", cmd, expect=75))
+                self.assertEqual((doc["exit"], doc["accounts"][0]["status"]), (75, 75), doc)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        self.write_config(password="wrong")
+        for cmd in ("pull", "check", "folders"):
+            with self.subTest(auth=cmd):
+                doc = parse(self, self.run_ok("--json", cmd, expect=3))
+                self.assertEqual(doc["accounts"][0]["status"], 3, doc)
+                self.assertTrue(doc["accounts"][0]["error"], doc)
+        self.write_config(port=tb.free_port())
+        doc = parse(self, self.run_ok("--json", "status"))  # offline: still works
+        self.assertEqual(doc["accounts"][0]["folders"][0]["synced"], 1)
+        self.write_config(type="pop3", port=self.bed.pop3s_port, tls="implicit")
+        doc = parse(self, self.run_ok("--json", "folders", expect=2))
+        self.assertEqual((doc["command"], doc["accounts"][0]["status"]), ("folders", 2))
+        # a status whose state DB cannot be read
+        self.write_config()
+        self.state.unlink()
+        self.state.mkdir()
+        r = self.mailsync("--json", "status")
+        self.assertNotEqual(r.code, 0, str(r))
+        doc = parse(self, r)
+        self.assertEqual(doc["command"], "status", r.stdout)
+
+    def test_watch_passes(self):
+        """watch --json: one document per pass, each following the schema."""
+        self.seed_inbox(2)
+        p = tb.start_mailsync(["--json", "watch", "--interval", "3600"], config=self.config_path,
+                              workdir=self.work)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        self.assertTrue(tb.wait_for(lambda: Path(p.out_path).read_text().endswith("\n")), "no pass came")
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(1, seed=9, start=40))
+        self.assertTrue(tb.wait_for(lambda: Path(p.out_path).read_text().count("\n") >= 2, timeout=20),
+                        "the second pass did not come")
+        os.kill(p.pid, signal.SIGTERM)
+        r = tb.finish_mailsync(p, timeout=20)
+        self.assertEqual(r.code, 0, str(r))
+        docs = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertGreaterEqual(len(docs), 2, r.stdout)
+        for doc in docs:
+            schema_check(self, doc, r.stdout)
+            self.assertEqual((doc["command"], doc["dry_run"]), ("watch", False))
+        self.assertEqual(sum(d["accounts"][0]["totals"]["fetched"] for d in docs), 3, r.stdout)
+
+    def test_dry_run_plan_matches_the_counters(self):
+        """A dry run's plan and its folders' counters say the same, per
+        folder: pull (fetch, set_flags, delete_local), push (upload,
+        store_flags, remove_on_server), sync, and POP3 (fetch_count)."""
+        uids = self.seed_inbox(4)
+        with self.imap() as c:
+            c.create_folder("Work")
+            c.append_many("Work", tb.make_corpus(2, seed=7, start=20))
+        doc = parse(self, self.run_ok("--json", "--dry-run", "pull"))
+        plan_counts_agree(self, doc)
+        self.assertEqual(doc["accounts"][0]["totals"]["fetched"], 6)
+        self.pull()
+        with self.imap() as c:
+            c.set_flags("INBOX", uids[:1], ["\\Answered"], "+")
+            c.expunge_uids("INBOX", uids[1:2])
+        files = sorted(local_files(self.maildir).values(), key=lambda m: m.uniq)
+        os.unlink(files[-1].path)
+        inbox = Path(tb.local_folder_path(self.maildir, "INBOX"))
+        (inbox / "new" / "1700000000.plan.host").write_bytes(b"Subject: p\n\nplan\n")
+        for cmd in ("pull", "push", "sync"):
+            with self.subTest(cmd=cmd):
+                doc = parse(self, self.run_ok("--json", "--dry-run", cmd))
+                plan_counts_agree(self, doc)
+                self.assertTrue(doc["accounts"][0]["plan"], doc)
+        tb.write_config(self.config_path, {self.account: tb.account_keys(
+            self.bed, self.user, self.work / "Pop", self.work / "pop.sqlite", type="pop3",
+            port=self.bed.pop3s_port, tls="implicit")})
+        doc = parse(self, self.run_ok("--json", "--dry-run", "pull"))
+        plan_counts_agree(self, doc)
+        self.assertEqual(doc["accounts"][0]["plan"][0]["action"], "fetch_count", doc)
+
+    def test_dry_run_plan_shows_retention(self):
+        """server_retention_days: the dry run lists the UIDs the run would
+        remove from the server (stored here, older than the cutoff), and
+        removes none; POP3 (leave_on_server = no) says how many."""
+        import time
+        now = int(time.time())
+        with self.imap() as c:
+            old = c.append_many("INBOX", tb.make_corpus(3, seed=31, flags=False, base_date=now - 90 * 86400))
+            c.append_many("INBOX", tb.make_corpus(1, seed=32, flags=False, start=50, base_date=now - 3600))
+        self.pull()
+        self.write_config(server_retention_days="30")
+        server = self.server_state()
+        doc = parse(self, self.run_ok("--json", "--dry-run", "pull"))
+        plan = doc["accounts"][0]["plan"]
+        self.assertEqual(sorted(s["uid"] for s in plan if s["action"] == "retire"), sorted(old), doc)
+        self.assertEqual(doc["accounts"][0]["totals"]["retired"], 3)
+        self.assertEqual(self.server_state(), server, "--dry-run removed messages")
+        r = self.run_ok("--dry-run", "pull")
+        self.assertIn("INBOX: would remove UID %d from the server (server_retention_days" % old[0], r.stdout)
+        # the real run removes those (the dry run did not count as the day's check)
+        doc = parse(self, self.run_ok("--json", "pull"))
+        self.assertEqual(doc["accounts"][0]["totals"]["retired"], 3)
+        self.assertEqual(self.server_count(), 1)
+        # POP3, leave_on_server = no: what it would fetch, and then delete
+        tb.write_config(self.config_path, {self.account: tb.account_keys(
+            self.bed, self.user, self.work / "Pop", self.work / "pop.sqlite", type="pop3",
+            port=self.bed.pop3s_port, tls="implicit", leave_on_server="no")})
+        doc = parse(self, self.run_ok("--json", "--dry-run", "pull"))
+        self.assertEqual([(s["action"], s["count"]) for s in doc["accounts"][0]["plan"]],
+                         [("fetch_count", 1), ("retire_count", 1)], doc)
+        self.assertEqual(self.server_count(), 1)
+        r = self.run_ok("--dry-run", "pull")
+        self.assertIn("INBOX: would delete 1 POP3 messages from the server once stored", r.stdout)

@@ -1449,6 +1449,40 @@ class SanitizerError(AssertionError):
     pass
 
 
+# --json: every document the program prints follows this schema (the
+# documented contract, contrib/json/mailsync.schema.json); Result.json()
+# and test_json check each one they see against it.
+JSON_SCHEMA_PATH = REPO_ROOT / "contrib" / "json" / "mailsync.schema.json"
+_json_validator = None
+
+
+def json_schema_errors(doc):
+    """The ways doc breaks the --json schema, as text lines ([] when it
+    follows it). Needs python3-jsonschema (draft 2020-12)."""
+    global _json_validator
+    if _json_validator is None:
+        import jsonschema
+        schema = json.loads(JSON_SCHEMA_PATH.read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+        _json_validator = jsonschema.Draft202012Validator(schema)
+    out = []
+    for e in _json_validator.iter_errors(doc):
+        # oneOf over the documents: say why each candidate failed
+        causes = sorted(e.context, key=lambda c: len(c.absolute_path), reverse=True)[:6] if e.context else []
+        out.append("%s: %s" % ("/".join(map(str, e.absolute_path)) or "(document)", e.message[:300]))
+        out += ["  %s: %s" % ("/".join(map(str, c.absolute_path)) or "(document)", c.message[:300]) for c in causes]
+    return out
+
+
+def assert_json_schema(doc, what=""):
+    """Raise AssertionError unless doc follows the --json schema."""
+    errors = json_schema_errors(doc)
+    if errors:
+        raise AssertionError("JSON document breaks %s%s:\n%s\n%s" % (
+            JSON_SCHEMA_PATH.name, " (%s)" % what if what else "", "\n".join(errors),
+            json.dumps(doc)[:3000]))
+
+
 @dataclasses.dataclass
 class Result:
     args: list
@@ -1458,8 +1492,11 @@ class Result:
     seconds: float
 
     def json(self):
-        """stdout parsed as exactly one JSON object."""
-        return json.loads(self.stdout)
+        """stdout parsed as exactly one JSON object, which must follow
+        the --json schema."""
+        doc = json.loads(self.stdout)
+        assert_json_schema(doc, "mailsync " + " ".join(self.args))
+        return doc
 
     def __str__(self):
         return "mailsync %s -> exit %s in %.1fs\n--- stdout:\n%s\n--- stderr:\n%s" % (

@@ -978,6 +978,25 @@ static void moves_are_counted(void **state)
     assert_in_step(fx, "B");
 }
 
+/* A dry run counts a server expunge in its folder's `deleted`, as the
+ * real run does: the engine holds such a deletion for a possible move
+ * (moves_server.c) and reports it at the run's end, and the count went
+ * with it (the summary said 0 deleted while the plan listed one). */
+static void dry_run_counts_expunges(void **state)
+{
+    struct fixture *fx = *state;
+    uint32_t uid = add(fx, "A", "gone", 0);
+    add(fx, "A", "stays", 0);
+    add(fx, "A", "stays2", 0);
+    run_ok(fx, SYNC);
+    mem_expunge(fx->srv, "A", uid);
+    for (int dry = 1; dry >= 0; dry--) {
+        fx->opt.dry_run = dry;
+        run_ok(fx, PULL);
+        assert_int_equal(folder_result(fx, "A")->deleted, 1);
+    }
+}
+
 /* Moving 20 of a folder's 25 messages (80%, over max_delete) elsewhere is
  * no mass deletion, also when the source folder's push comes first (A
  * before B); the same share really deleted still trips the guard. */
@@ -1312,6 +1331,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(kill_at_each_server_move_step, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_by_name_push, setup, teardown),
         cmocka_unit_test_setup_teardown(moves_are_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(dry_run_counts_expunges, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_by_new_name_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_without_move_push, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_without_move_sync, setup, teardown),
