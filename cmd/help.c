@@ -25,7 +25,9 @@
     "                         * any text, % any text but '/', ? one char;\n"    \
     "                         \\Junk, \\Sent, ...: the folder the server marks\n" \
     "                         so. A PATTERN that matches no folder is an error\n" \
-    "      --force            override the mass-deletion guard\n"
+    "      --force            override the mass-deletion guard\n"          \
+    "  -j, --jobs N           up to N accounts at once, each account's output\n" \
+    "                         printed whole when it ends (default 1)\n"
 
 #define ACCOUNTS_NOTE "No ACCOUNT means every account in the config file.\n"
 
@@ -137,7 +139,8 @@ static const char watch_help[] =
     "Usage: mailsync watch ACCOUNT [OPTIONS]\n"
     "\n"
     "Stay connected to one account: a sync, then wait until the server reports\n"
-    "a change (NOTIFY: any folder; else IDLE on INBOX) or --interval seconds\n"
+    "a change (NOTIFY: any folder; else IDLE on INBOX), a local change in a\n"
+    "synced folder is seen (inotify), or --interval seconds\n"
     "pass, and sync again; until SIGINT or SIGTERM (exit status 0). Lost\n"
     "connections are retried. For systemd: mailsync-watch@ACCOUNT.service.\n"
     "IMAP accounts only.\n"

@@ -31,6 +31,7 @@
 #include "cmd/import.h"
 #include "cmd/output.h"
 #include "cmd/progress.h"
+#include "cmd/parallel.h"
 #include "cmd/sdnotify.h"
 #include "db/state.h"
 #include "sync/engine/engine.h"
@@ -57,6 +58,7 @@ struct options {
     char **files;     /* fetch: FILE... (the words that name no account) */
     size_t nfiles;
     bool help;        /* -h/--help: after the command is known */
+    long jobs;        /* -j/--jobs: accounts at once (pull, push, sync); 0 = 1 */
 };
 
 static const char usage_text[] =
@@ -76,9 +78,10 @@ static const char usage_text[] =
     "            folders, show server capabilities; changes nothing\n"
     "  folders   list server folders and the local path each maps to\n"
     "  watch     stay connected: sync, then wait for the server to report a\n"
-    "            change in any folder (NOTIFY; else INBOX, IDLE), or\n"
-    "            --interval seconds (default 300), and sync again; until\n"
-    "            SIGINT/SIGTERM. One account.\n"
+    "            change in any folder (NOTIFY; else INBOX, IDLE), a local\n"
+    "            change in a synced folder (inotify), or --interval seconds\n"
+    "            (default 300), and sync again; until SIGINT/SIGTERM. One\n"
+    "            account.\n"
     "  fetch     fetch [ACCOUNT] [--all | FILE...]: replace placeholders\n"
     "            (messages over max_size) by their full message: the\n"
     "            named files, or --all; a pull or sync does so for those\n"
@@ -105,6 +108,8 @@ static const char usage_text[] =
     "                         \\Junk, \\Trash, ...: the folder the server marks so)\n"
     "      --force            override the mass-deletion guard\n"
     "      --interval SECONDS watch: a full pass at least this often (300)\n"
+    "  -j, --jobs N           pull, push, sync: up to N accounts at once (1);\n"
+    "                         each account's output is shown whole when it ends\n"
     "      --from FORMAT      import: the file is mbsync's or offlineimap's\n"
     "      --write            import: save the config instead of printing it\n"
     "      --all              fetch: every placeholder of the selected folders\n"
@@ -222,6 +227,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 {
     enum { OPT_PROGRESS = 256, OPT_JSON, OPT_DRY_RUN, OPT_FOLDER, OPT_FORCE, OPT_VERSION, OPT_INTERVAL, OPT_FROM,
            OPT_WRITE, OPT_ALL };
+    enum { JOBS_MAX = 64 };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"verbose", no_argument, NULL, 'v'},
@@ -237,11 +243,12 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"write", no_argument, NULL, OPT_WRITE},
         {"all", no_argument, NULL, OPT_ALL},
         {"help", no_argument, NULL, 'h'},
+        {"jobs", required_argument, NULL, 'j'},
         {NULL, 0, NULL, 0},
     };
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":c:vqh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":c:vqhj:", longopts, NULL)) != -1) {
         switch (c) {
         case 'c': o->config = optarg; break;
         case 'v': log_verbosity = log_verbosity < 0 ? 1 : log_verbosity + 1; break;
@@ -277,6 +284,14 @@ static int parse_args(int argc, char **argv, struct options *o)
         case OPT_WRITE: o->write = true; break;
         case OPT_ALL: o->all = true; break;
         case 'h': o->help = true; break;
+        case 'j': {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 1 || v > JOBS_MAX)
+                return usage_error("-j/--jobs takes a number of accounts from 1 to 64, not '%s'", optarg);
+            o->jobs = v;
+            break;
+        }
         case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
         default: return usage_error("unknown option '%s'", argv[optind - 1]);
         }
@@ -474,6 +489,60 @@ static int unmatched_folder_patterns(const struct options *o, const struct engin
     return rc;
 }
 
+struct pull_run {
+    const struct options *o;
+    const struct engine_options *eo;
+    struct account **acc;
+};
+
+/* One account of pull, push or sync, as the serial loop and a -j child
+ * run it: the run, its error, its summary, its hooks. */
+static int pull_account(void *ctx, size_t i, struct engine_result *res)
+{
+    const struct pull_run *pr = ctx;
+    const struct options *o = pr->o;
+    int rc;
+    if (strcmp(o->command, "push") == 0)
+        rc = engine_push(pr->acc[i], pr->eo, res);
+    else if (strcmp(o->command, "sync") == 0)
+        rc = engine_sync(pr->acc[i], pr->eo, res);
+    else
+        rc = engine_pull(pr->acc[i], pr->eo, res);
+    log_account_error(res);
+    if (!o->json && !o->quiet && rc != MS_ELOCKED)
+        output_summary(stdout, o->command, res, o->dry_run);
+    if (!o->dry_run && rc != MS_ELOCKED) {
+        fflush(stdout);
+        hooks_run(pr->acc[i], o->command, res);
+    }
+    return rc;
+}
+
+/* -j N over several accounts (parallel.h); a dry run plans one account
+ * at a time (its plan is collected in this process). */
+static size_t pull_parallel(const struct options *o, struct pull_run *pr, size_t n, struct engine_result *res)
+{
+    struct engine_options child_eo = *pr->eo;
+    child_eo.progress = NULL; /* one line for the whole run instead */
+    pr->eo = &child_eo;
+    const char **names = xcalloc(n, sizeof *names);
+    for (size_t i = 0; i < n; i++)
+        names[i] = pr->acc[i]->name;
+    struct parallel_run p = {
+        .n = n,
+        .names = names,
+        .jobs = (size_t)o->jobs,
+        .progress = o->progress == PROGRESS_ALWAYS ||
+                    (o->progress == PROGRESS_AUTO && !o->quiet && !o->json && isatty(STDERR_FILENO)),
+        .stop = &stop_signal,
+        .run = pull_account,
+        .ctx = pr,
+    };
+    size_t started = parallel_accounts(&p, res);
+    free(names);
+    return started;
+}
+
 static int cmd_pull(const struct options *o, struct account **acc, size_t n)
 {
     struct engine_options eo = engine_opts(o);
@@ -483,25 +552,17 @@ static int cmd_pull(const struct options *o, struct account **acc, size_t n)
         eo.stop = &stop_signal;
     }
     struct engine_result *res = xcalloc(n, sizeof *res);
+    struct pull_run pr = {.o = o, .eo = &eo, .acc = acc};
     int exit_code = MS_OK;
     output_progress_accounts(n);
     size_t i; /* after the loop: the accounts started (a stop skips the rest) */
-    for (i = 0; i < n && !stop_signal; i++) {
-        int rc;
-        if (strcmp(o->command, "push") == 0)
-            rc = engine_push(acc[i], &eo, &res[i]);
-        else if (strcmp(o->command, "sync") == 0)
-            rc = engine_sync(acc[i], &eo, &res[i]);
-        else
-            rc = engine_pull(acc[i], &eo, &res[i]);
-        log_account_error(&res[i]);
-        exit_code = ms_error_worse(exit_code, rc);
-        if (!o->json && !o->quiet && rc != MS_ELOCKED)
-            output_summary(stdout, o->command, &res[i], o->dry_run);
-        if (!o->dry_run && rc != MS_ELOCKED) {
-            fflush(stdout);
-            hooks_run(acc[i], o->command, &res[i]);
-        }
+    if (o->jobs > 1 && n > 1 && !o->dry_run) {
+        i = pull_parallel(o, &pr, n, res);
+        for (size_t k = 0; k < i; k++)
+            exit_code = ms_error_worse(exit_code, res[k].status);
+    } else {
+        for (i = 0; i < n && !stop_signal; i++)
+            exit_code = ms_error_worse(exit_code, pull_account(&pr, i, &res[i]));
     }
     exit_code = ms_error_worse(exit_code, unmatched_folder_patterns(o, res, i));
     if (o->json)

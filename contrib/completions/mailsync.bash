@@ -8,13 +8,13 @@ _mailsync()
     case $prev in
         -c|--config) _filedir; return ;;
         --progress) COMPREPLY=($(compgen -W 'auto always never' -- "$cur")); return ;;
-        --folder|--interval) return ;;
+        --folder|--interval|-j|--jobs) return ;;
         --from) COMPREPLY=($(compgen -W 'mbsync offlineimap' -- "$cur")); return ;;
     esac
     $split && return # --opt=value of an option without listed values
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W '-c --config= -v --verbose -q --quiet --progress= --json --dry-run --folder=
-                                  --force --interval= --from= --write --all --version -h --help' -- "$cur"))
+                                  --force --interval= --jobs= --from= --write --all --version -h --help' -- "$cur"))
         # an option that takes its value after '=': no space after it
         [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]] && compopt -o nospace
         return
@@ -24,7 +24,7 @@ _mailsync()
         case ${words[i]} in
             -c|--config) cfg=${words[i+1]}; ((i++)) ;;
             --config=*) cfg=${words[i]#--config=} ;;
-            --progress|--folder|--interval|--from) ((i++)) ;;
+            --progress|--folder|--interval|--from|-j|--jobs) ((i++)) ;;
             -*) ;;
             *) cmd=${words[i]}; break ;;
         esac

@@ -61,6 +61,7 @@ struct engine_result {
      * when folder_patterns[i] matched no folder of the account. NULL when
      * there were none or the run ended before the listing. */
     bool *folder_patterns_unmatched;
+    size_t nfolder_patterns;    /* entries in folder_patterns_unmatched */
 };
 
 void engine_result_free(struct engine_result *r);

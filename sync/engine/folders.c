@@ -456,6 +456,7 @@ int folders_check_patterns(struct run *r, const struct engine_folder_map *map, s
     if (opt->nfolder_patterns && r->res) {
         free(r->res->folder_patterns_unmatched);
         r->res->folder_patterns_unmatched = xcalloc(opt->nfolder_patterns, sizeof *r->res->folder_patterns_unmatched);
+        r->res->nfolder_patterns = opt->nfolder_patterns;
     }
     for (size_t j = na; j < total; j++) {
         const char *p = opt->folder_patterns[j - na], *bare = p[0] == '!' ? p + 1 : p;

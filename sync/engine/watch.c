@@ -1,15 +1,34 @@
 /*
  * watch.c: `mailsync watch`: a sync pass, then a wait for the server to
- * report a change (an idle session set up before the pass) or for the
- * interval, until a signal stops it.
+ * report a change (an idle session set up before the pass), for a local
+ * change in a synced folder (localwatch.h), or for the interval, until a
+ * signal stops it.
+ *
+ * Local changes and the watch's own: what changes in the Maildir while a
+ * pass runs is mostly the pass's own doing (deliveries, flag renames),
+ * and hearing it would start pass after pass. So a change heard during a
+ * pass in a folder the pass left alone is the user's (made after the pass
+ * scanned it) and starts another pass; one heard in a folder the pass
+ * changed itself may be either, and starts another pass only if the
+ * Maildir still differs from what the pass recorded (engine_status: new,
+ * reflagged or removed files not pushed yet), so a delivery never does.
+ * The same check follows a pass that synced folders not watched before
+ * (the first pass, new folders). New directories during a pass are taken
+ * as the pass's (it makes them for new server folders). A pass that changes nothing hears nothing
+ * (reading is no change), so the watch settles.
  */
 #include "sync/engine/engine_int.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <string.h>
 #include <time.h>
 
+#include "sync/local/localwatch.h"
 #include "sync/log.h"
+#include "sync/util.h"
 
 /* ------------------------------------------------------------------ */
 /* watch */
@@ -21,40 +40,126 @@ static void alive(const struct engine_watch *w)
         w->alive(w->ctx);
 }
 
+/* Debounce: once a local change is heard, wait until the folders have
+ * been quiet for this long (a mail reader renaming many files, a folder
+ * being made), but no longer than SETTLE_MAX_MS in all. */
+#define SETTLE_QUIET_MS 1000
+#define SETTLE_MAX_MS 5000
+
+/* Wait up to ms for lw's fd (none: just sleep). True if it became readable. */
+static bool poll_local(struct local_watch *lw, int ms)
+{
+    int fd = local_watch_fd(lw);
+    if (fd < 0) {
+        struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&t, NULL);
+        return false;
+    }
+    struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+    return poll(&p, 1, ms) > 0;
+}
+
 /* Sleep ms unless *stop comes first (looked at every 200 ms), saying
- * alive at least every w->alive_ms. */
-static void nap(int ms, const struct engine_watch *w)
+ * alive at least every w->alive_ms. With lw, a local change ends it early:
+ * returns true then. */
+static bool nap(int ms, const struct engine_watch *w, struct local_watch *lw)
 {
     int since_alive = 0;
     while (ms > 0 && !*w->stop) {
         int slice = ms > 200 ? 200 : ms;
-        struct timespec t = {0, (long)slice * 1000000L};
-        nanosleep(&t, NULL);
-        ms -= slice;
-        since_alive += slice;
+        double t0 = util_now();
+        if (poll_local(lw, slice) && local_watch_drain(lw, NULL, NULL) > 0)
+            return true;
+        int spent = (int)((util_now() - t0) * 1000); /* less when woken for nothing */
+        spent = spent < 1 ? 1 : spent > slice ? slice : spent;
+        ms -= spent;
+        since_alive += spent;
         if (w->alive_ms > 0 && since_alive >= w->alive_ms) {
             alive(w);
             since_alive = 0;
         }
     }
+    return false;
+}
+
+/* A local change was heard: let the folders settle (see SETTLE_*). */
+static void settle(const struct engine_watch *w, struct local_watch *lw)
+{
+    int waited = 0, quiet = 0;
+    while (quiet < SETTLE_QUIET_MS && waited < SETTLE_MAX_MS && !*w->stop) {
+        int slice = 200;
+        if (poll_local(lw, slice) && local_watch_drain(lw, NULL, NULL) > 0)
+            quiet = 0;
+        else
+            quiet += slice;
+        waited += slice;
+        if (w->alive_ms > 0 && waited % w->alive_ms < slice)
+            alive(w);
+    }
 }
 
 /* Wait on the idle session for a change, interval_ms at most, in pieces of
- * w->alive_ms with an alive between them (each piece is one IDLE). */
-static int wait_for_change(struct remote *idle, int interval_ms, const struct engine_watch *w, bool *changed,
-                           struct ms_error *e)
+ * w->alive_ms with an alive between them (each piece is one IDLE). A
+ * local change (lw) ends the wait too, with *local set. */
+static int wait_for_change(struct remote *idle, int interval_ms, const struct engine_watch *w,
+                           struct local_watch *lw, bool *changed, bool *local, struct ms_error *e)
 {
-    *changed = false;
+    *changed = *local = false;
     int left = interval_ms;
     while (left > 0 && !*w->stop) {
         int piece = w->alive_ms > 0 && w->alive_ms < left ? w->alive_ms : left;
-        int rc = idle->ops->wait(idle, piece, w->stop, changed, e);
+        double t0 = util_now();
+        int rc = idle->ops->wait(idle, piece, w->stop, local_watch_fd(lw), changed, e);
         if (rc != MS_OK || *changed)
             return rc;
-        left -= piece;
+        if (poll_local(lw, 0) && local_watch_drain(lw, NULL, NULL) > 0) {
+            *local = true;
+            return MS_OK;
+        }
+        int spent = (int)((util_now() - t0) * 1000);
+        left -= spent > 0 ? spent : 1;
         alive(w);
     }
     return MS_OK;
+}
+
+struct heard {
+    const struct engine_result *res;
+    size_t maybe_ours; /* in folders the pass changed */
+};
+
+/* A change heard during a pass may be the pass's own when the pass
+ * changed that folder locally (counted in maybe_ours), or made
+ * directories (ctx: struct heard). */
+static bool pass_made_it(void *ctx, const char *relpath, bool dir_event)
+{
+    struct heard *h = ctx;
+    if (dir_event)
+        return true;
+    for (size_t i = 0; i < h->res->nfolders; i++) {
+        const struct engine_folder_result *f = &h->res->folders[i];
+        if (!f->path || strcmp(f->path, relpath) != 0)
+            continue;
+        bool changed = f->fetched || f->flagged || f->deleted || f->moved || f->uploaded || f->pushed_flags ||
+                       f->pushed_deleted || f->moved_on_server || f->retired || f->skipped || f->failed ||
+                       f->status;
+        h->maybe_ours += changed;
+        return changed;
+    }
+    return false;
+}
+
+/* Local changes the state DB does not know yet (offline: engine_status). */
+static bool local_changes_pending(const struct account *a)
+{
+    struct engine_status s;
+    struct ms_error e = {0};
+    bool pending = false;
+    if (engine_status(a, &s, &e) == MS_OK)
+        for (size_t i = 0; i < s.nfolders && !pending; i++)
+            pending = s.folders[i].local_new > 0 || s.folders[i].local_flags > 0 || s.folders[i].local_gone > 0;
+    engine_status_free(&s);
+    return pending;
 }
 
 /* The session that waits for changes between passes (the side chooses
@@ -75,6 +180,23 @@ static struct remote *idle_session(const struct account *a, const struct engine_
     return NULL;
 }
 
+/* After a pass: watch every folder it synced (new ones too), and say
+ * whether the user changed a folder while it ran (see the top). */
+static bool after_pass(const struct account *a, struct local_watch **lw, const struct engine_result *res)
+{
+    if (!*lw)
+        *lw = local_watch_open(a->maildir); /* the first pass made the root */
+    if (!*lw)
+        return false;
+    bool unheard = false; /* folders not watched during the pass (the first, new ones) */
+    for (size_t i = 0; i < res->nfolders; i++)
+        unheard |= local_watch_folder(*lw, res->folders[i].path);
+    struct heard h = {.res = res, .maybe_ours = 0};
+    if (local_watch_drain(*lw, pass_made_it, &h) > 0)
+        return true;
+    return (h.maybe_ours > 0 || unheard) && local_changes_pending(a);
+}
+
 int engine_watch(const struct account *a, const struct engine_options *watch_opt, const struct engine_watch *w)
 {
     struct engine_options stoppable = *watch_opt;
@@ -83,6 +205,7 @@ int engine_watch(const struct account *a, const struct engine_options *watch_opt
     int interval_ms = (w->interval_s > 0 ? w->interval_s : 300) * 1000;
     int retry_ms = interval_ms < 60000 ? interval_ms : 60000;
     struct remote *idle = NULL;
+    struct local_watch *lw = NULL;
     int rc = MS_OK;
     while (!*w->stop) {
         /* The IDLE session is set up (NOTIFY or INBOX) before the pass, so what
@@ -90,8 +213,10 @@ int engine_watch(const struct account *a, const struct engine_options *watch_opt
         if (!idle)
             idle = idle_session(a, opt);
         alive(w);
+        local_watch_drain(lw, NULL, NULL); /* what changed so far, the pass sees */
         struct engine_result res;
         int pass = engine_sync(a, opt, &res);
+        bool local = pass != MS_ELOCKED && after_pass(a, &lw, &res);
         if (w->pass_done)
             w->pass_done(w->ctx, &res);
         engine_result_free(&res);
@@ -104,24 +229,29 @@ int engine_watch(const struct account *a, const struct engine_options *watch_opt
         if (pass == MS_ENET || pass == MS_ELOCKED) {
             /* server unreachable or another run busy: try again later */
             remote_close(&idle);
-            nap(retry_ms, w);
+            nap(retry_ms, w, NULL);
             continue;
         }
-        if (!idle) {
-            nap(interval_ms, w);
-            continue;
+        if (!local && !idle) {
+            local = nap(interval_ms, w, lw);
+        } else if (!local) {
+            alive(w);
+            bool changed = false;
+            struct ms_error e = {0};
+            if (wait_for_change(idle, interval_ms, w, lw, &changed, &local, &e) != MS_OK) {
+                log_msg(LOG_VERBOSE, "%s: watch: %s", a->name, e.msg);
+                remote_close(&idle);
+            } else if (changed) {
+                log_msg(LOG_VERBOSE, "%s: the server reports a change", a->name);
+            }
         }
-        alive(w);
-        bool changed = false;
-        struct ms_error e = {0};
-        if (wait_for_change(idle, interval_ms, w, &changed, &e) != MS_OK) {
-            log_msg(LOG_VERBOSE, "%s: watch: %s", a->name, e.msg);
-            remote_close(&idle);
-        } else if (changed) {
-            log_msg(LOG_VERBOSE, "%s: the server reports a change", a->name);
+        if (local) {
+            log_msg(LOG_VERBOSE, "%s: a local change: a pass once the folders are quiet", a->name);
+            settle(w, lw);
         }
     }
     remote_logout_start(idle);
     remote_close(&idle);
+    local_watch_free(&lw);
     return rc;
 }

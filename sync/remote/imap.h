@@ -292,10 +292,10 @@ int imap_notify_all(struct imap_session *s, struct ms_error *err);
 /* ---- IDLE (RFC 2177), for watch ------------------------------------------
  * IDLE (on the selected folder, or after imap_notify_all() on every
  * folder) until the server reports anything (*changed true), timeout_ms
- * passes, or *stop (may be NULL) becomes non-zero (looked at every second
- * and after a signal), then DONE and the tagged answer. MS_EUSAGE without
- * the IDLE capability. */
-int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *stop, bool *changed,
+ * passes, wake_fd (-1: none) becomes readable, or *stop (may be NULL)
+ * becomes non-zero (looked at every second and after a signal), then DONE
+ * and the tagged answer. MS_EUSAGE without the IDLE capability. */
+int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *stop, int wake_fd, bool *changed,
               struct ms_error *err);
 
 #endif

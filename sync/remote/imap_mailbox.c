@@ -417,7 +417,8 @@ int imap_search_before(struct imap_session *s, time_t before, uint32_t **out, si
  * IDLE (watch)
  * ==================================================================== */
 
-int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *stop, bool *changed, struct ms_error *err)
+int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *stop, int wake_fd, bool *changed,
+              struct ms_error *err)
 {
     *changed = false;
     int rc = imap_ready(s, true, err);
@@ -456,11 +457,14 @@ int imap_idle(struct imap_session *s, int timeout_ms, volatile sig_atomic_t *sto
             bool ready_now = st->read_buffer_len > 0 || netstream_readable_now(s->ns);
             int slice = left > 1000 ? 1000 : (int)left;
             if (!ready_now) {
-                struct pollfd p = {.fd = fd, .events = POLLIN};
-                int n = poll(&p, 1, slice);
+                struct pollfd p[2] = {{.fd = fd, .events = POLLIN, .revents = 0},
+                                      {.fd = wake_fd, .events = POLLIN, .revents = 0}};
+                int n = poll(p, wake_fd >= 0 ? 2 : 1, slice);
                 if (n < 0 && errno != EINTR)
                     return imap_fail_dead(s, err, "IDLE: poll: %s", strerror(errno));
                 left -= slice;
+                if (n > 0 && wake_fd >= 0 && p[1].revents && !p[0].revents)
+                    break; /* a local change: the caller looks */
                 if (n <= 0)
                     continue;
             }

@@ -344,9 +344,12 @@ struct remote_ops {
      * MS_EUSAGE without REMOTE_WATCH. Then only wait() and close(). */
     int (*watch)(struct remote *r, struct ms_error *err);
     /* After watch(): block until the server reports a change (*changed
-     * true), timeout_ms passes, or *stop (may be NULL) becomes non-zero
-     * (looked at every second and after a signal). */
-    int (*wait)(struct remote *r, int timeout_ms, volatile sig_atomic_t *stop, bool *changed, struct ms_error *err);
+     * true), timeout_ms passes, wake_fd (-1: none) becomes readable (a
+     * local change: *changed stays false; the caller reads wake_fd), or
+     * *stop (may be NULL) becomes non-zero (looked at every second and
+     * after a signal). */
+    int (*wait)(struct remote *r, int timeout_ms, volatile sig_atomic_t *stop, int wake_fd, bool *changed,
+                struct ms_error *err);
 
     /* A new session of the same kind to the same server and account,
      * logged in with password (the caller keeps it: the side does not).

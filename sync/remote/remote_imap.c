@@ -287,10 +287,10 @@ static int imap_r_watch(struct remote *r, struct ms_error *err)
     return rc;
 }
 
-static int imap_r_wait(struct remote *r, int timeout_ms, volatile sig_atomic_t *stop, bool *changed,
+static int imap_r_wait(struct remote *r, int timeout_ms, volatile sig_atomic_t *stop, int wake_fd, bool *changed,
                        struct ms_error *err)
 {
-    return imap_idle(ir(r)->s, timeout_ms, stop, changed, err);
+    return imap_idle(ir(r)->s, timeout_ms, stop, wake_fd, changed, err);
 }
 
 static int imap_r_clone(struct remote *r, const char *password, struct remote **out, struct ms_error *err)

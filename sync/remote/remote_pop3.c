@@ -371,10 +371,10 @@ static int pop3_r_watch(struct remote *r, struct ms_error *err)
     return unsupported("watch for changes", err);
 }
 
-static int pop3_r_wait(struct remote *r, int timeout_ms, volatile sig_atomic_t *stop, bool *changed,
+static int pop3_r_wait(struct remote *r, int timeout_ms, volatile sig_atomic_t *stop, int wake_fd, bool *changed,
                        struct ms_error *err)
 {
-    (void)r, (void)timeout_ms, (void)stop;
+    (void)r, (void)timeout_ms, (void)stop, (void)wake_fd;
     *changed = false;
     return unsupported("watch for changes", err);
 }

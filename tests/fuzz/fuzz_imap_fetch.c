@@ -377,7 +377,7 @@ static void run_op(struct imap_session *s, enum op op)
         break;
     case OP_IDLE: { /* watch's wait: untagged lines before and after "+" */
         bool changed = false;
-        imap_idle(s, 50, NULL, &changed, &err);
+        imap_idle(s, 50, NULL, -1, &changed, &err);
         break;
     }
     default:

@@ -2,8 +2,9 @@
 
 A watch syncs at once, then brings server changes down within seconds: in
 every folder where the server offers NOTIFY (Dovecot does), else in INBOX
-(IDLE on it, tested with NOTIFY hidden). It sends local changes up at the next full pass
-(--interval), survives the server going away and coming back, and ends
+(IDLE on it, tested with NOTIFY hidden). It sends local changes up within
+seconds too (inotify), or at the next full pass (--interval); its own
+deliveries start no pass. It survives the server going away and coming back, and ends
 cleanly (exit 0, the lock released) on SIGTERM or SIGINT. It runs one
 account; a dry run makes no sense for it.
 """
@@ -21,7 +22,7 @@ wait_for = tb.wait_for
 
 
 class WatchTest(tb.BedTestCase):
-    bed_options = {"pool": 8}
+    bed_options = {"pool": 10}
 
     def start_watch(self, *args):
         p = tb.start_mailsync(["-v", "watch", *args], config=self.config_path, workdir=self.work)
@@ -73,6 +74,62 @@ class WatchTest(tb.BedTestCase):
         self.assertTrue(wait_for(flagged_on_server, timeout=20), Path(p.err_path).read_text())
         code, err = self.stop_watch(p, signal.SIGINT)
         self.assertEqual(code, 0, err)
+
+    def test_local_changes_go_up_within_seconds(self):
+        """The Maildir is watched (inotify): a flag set locally, a message
+        added locally and a folder made locally reach the server within
+        seconds, though the next full pass is an hour away."""
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(2, seed=41, flags=False))
+        p = self.start_watch("--interval", "3600")
+        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 2), "the first pass did not come")
+        err = lambda: Path(p.err_path).read_text()
+        inbox = Path(tb.local_folder_path(self.maildir, "INBOX"))
+        m = sorted(tb.read_maildir(self.maildir)["INBOX"], key=lambda m: m.uniq)[0]
+        os.rename(m.path, inbox / "cur" / (m.uniq + ":2,F"))
+
+        def flagged_on_server():
+            with self.imap() as c:
+                return any("\\Flagged" in x.flags for x in c.messages("INBOX"))
+        self.assertTrue(wait_for(flagged_on_server, timeout=10), err())
+        # a new message, delivered the Maildir way (tmp/, then new/)
+        data = tb.make_corpus(1, seed=42, start=300, flags=False)[0].data.replace(b"\r\n", b"\n")
+        (inbox / "tmp" / "1700000001.mua.host").write_bytes(data)
+        os.rename(inbox / "tmp" / "1700000001.mua.host", inbox / "new" / "1700000001.mua.host")
+        self.assertTrue(wait_for(lambda: self.server_count() == 3, timeout=10), err())
+        # a new folder with a message in it
+        projects = Path(tb.local_folder_path(self.maildir, "Projects"))
+        for d in ("tmp", "new", "cur"):
+            (projects / d).mkdir(parents=True)
+        data = tb.make_corpus(1, seed=43, start=400, flags=False)[0].data.replace(b"\r\n", b"\n")
+        (projects / "cur" / "1700000002.mua.host:2,S").write_bytes(data)
+        self.assertTrue(wait_for(lambda: "Projects" in self.server_state() and self.server_count("Projects") == 1,
+                                 timeout=10), err())
+        code, text = self.stop_watch(p)
+        self.assertEqual(code, 0, text)
+        self.assertIn("a local change", text)
+        self.assertSynced()
+
+    def test_own_deliveries_start_no_pass_storm(self):
+        """What the watch writes itself (new mail from the server) is no
+        local change: the passes stay as many as the server's reports."""
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(1, seed=44))
+        p = self.start_watch("--interval", "3600")
+        passes = lambda: sum(": sync " in l for l in Path(p.out_path).read_text().splitlines())
+        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 1 and passes() == 1),
+                        "the first pass did not come")
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(2, seed=45, start=50))
+        self.assertTrue(wait_for(lambda: tb.count_messages(self.maildir) == 3, timeout=20),
+                        Path(p.err_path).read_text())
+        self.assertTrue(wait_for(lambda: passes() >= 2))
+        settled = passes()
+        # no further pass for a few seconds (a pass storm would show at once)
+        self.assertFalse(wait_for(lambda: passes() > settled, timeout=3), Path(p.out_path).read_text())
+        code, err = self.stop_watch(p)
+        self.assertEqual(code, 0, err)
+        self.assertNotIn("a local change", err)
 
     def test_changes_in_every_folder_come_through_notify(self):
         with self.imap() as c:

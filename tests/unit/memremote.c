@@ -1054,10 +1054,11 @@ static int side_watch(struct remote *r, struct ms_error *err)
     return ms_error_set(err, MS_EUSAGE, "mem: no IDLE");
 }
 
-static int side_wait(struct remote *r, int timeout_ms, volatile sig_atomic_t *stop, bool *changed,
+static int side_wait(struct remote *r, int timeout_ms, volatile sig_atomic_t *stop, int wake_fd, bool *changed,
                     struct ms_error *err)
 {
     (void)r;
+    (void)wake_fd;
     (void)timeout_ms;
     (void)stop;
     *changed = false;
