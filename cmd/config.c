@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config.c: the INI config parser and the password/token commands (see
  * config.h for the syntax).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config.h: the INI config file (shared/docs/interface.md, "Config file").
  *

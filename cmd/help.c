@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * help.c: each command's own help (help.h). The texts are printed as they
  * stand: a '%' in them is a '%' on the screen (folder patterns use it).

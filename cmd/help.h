@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * help.h: the help of each command (`mailsync help CMD`, `mailsync CMD
  * --help`): its usage line, what it does, the options that apply to it and

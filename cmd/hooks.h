@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hooks.h: the commands an account runs after its runs
  * (post_sync_command, new_mail_command), so `notmuch new`, `mu index` or a

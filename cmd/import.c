@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * import.c: `mailsync import`: mbsync's and OfflineIMAP's config files
  * translated into a mailsync config (see import.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * import.h: `mailsync import`: an ~/.mbsyncrc or ~/.offlineimaprc turned
  * into a mailsync config (shared/docs/interface.md, "import").

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c: the mailsync program: argv, config, dispatch to the engine,
  * output and the exit code (shared/docs/interface.md).

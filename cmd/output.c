@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * output.c: log lines, dry-run plans, human summary, --json (output.h).
  *

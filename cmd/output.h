@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * output.h: what the program shows: the progress line on a terminal, the
  * library's log lines on stderr, a --dry-run's plan, the human summary on

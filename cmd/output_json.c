@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * output_json.c: the versioned frame of the --json documents
  * (output_json.h). The members after "command" are written by output.c.

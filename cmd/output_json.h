@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * output_json.h: the versioned frame of every --json document.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * parallel.c: several accounts at once, a process each (parallel.h).
  *

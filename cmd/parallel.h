@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * parallel.h: `-j N`: pull, push or sync several accounts at once.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * progress.h: the progress line on a terminal. One line on stderr,
  * redrawn in place ("\r", the text, erase to the end of the line) at most

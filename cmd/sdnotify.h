@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sdnotify.h: telling systemd how a `watch` service is doing (the
  * sd_notify(3) protocol, spoken directly: one datagram per message to the

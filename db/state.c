@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * state.c: the state DB (see state.h): schema, checks on open, and every
  * SQL statement of mailsync.

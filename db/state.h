@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * state.h: the state DB, the record of what both sides looked like after
  * the last sync. The only module that speaks SQL.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* account.c: freeing a struct account, and the checks every side makes
  * before it connects (see account.h). */
 #include "sync/account.h"

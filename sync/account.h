@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * account.h: one account of the config file, as the engine sees it.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* error.c: filling struct ms_error (see error.h). */
 #include "sync/error.h"
 

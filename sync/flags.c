@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* flags.c: the flag bit set <-> Maildir letters <-> IMAP names (flags.h). */
 #include "sync/flags.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * flags.h: message flags as a bit set, and their Maildir info letters.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* log.c: messages by verbosity, escaped, handed to the program's sink (log.h). */
 #include <stddef.h>
 

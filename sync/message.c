@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* message.c: header lookup and local message identity (message.h). */
 #include "sync/message.h"
 

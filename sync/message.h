@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * message.h: the little we read inside a message: one header's value, for
  * identity (Message-ID), from bytes that are hostile (no header at all,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * names.h: folder names. Modified UTF-7 (RFC 3501 5.1.3) <-> UTF-8, the
  * mapping of a server folder name to a safe relative path below the Maildir

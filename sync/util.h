@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* util.h: small helpers shared by the library. */
 #ifndef MAILSYNC_UTIL_H
 #define MAILSYNC_UTIL_H

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """layering.py: the arrows between the rooms of the tree, checked (ctest
 unit.layering; unit.layering_selftest plants one violation per rule in a
 temporary copy and expects each to be caught).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # bash completion for mailsync
 _mailsync_commands='pull push sync fetch status check folders watch import help'
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # fish completion for mailsync
 
 function __mailsync_config

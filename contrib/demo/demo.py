@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """demo.py: show mailsync pulling real mail from a real IMAP server.
 
 Starts a throwaway Dovecot on 127.0.0.1 (tests/integration/testbed.py),

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # quickstart.sh: from a fresh checkout to a working demo in one command:
 # install the missing packages the build and the demo need (apt; the
 # test suite's extra packages are .ci/install-deps' job, run by .ci/run), build mailsync into build/, run

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # run-demo.sh: start a throwaway Dovecot with sample mail, run `mailsync pull`
 # against it, verify and summarise the Maildir, stop Dovecot.
 # The Maildir stays in $DEMO_DIR (default /tmp/mailsync-demo/Mail).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * deliver.c: bringing server messages into the Maildir: the download of
  * a folder's new messages over one or more connections, in batches that

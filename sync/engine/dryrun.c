@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* dryrun.c: a --dry-run's plan as data for the program (dryrun.h). */
 #include "sync/engine/dryrun.h"
 

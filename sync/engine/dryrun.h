@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dryrun.h: a --dry-run's plan handed to the program as data (struct
  * engine_planned through engine_progress's planned callback), step by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine.c: one account run (see engine.h): lock, log in and open the
  * store (setup.c), list and select the folders (folders.c), then two

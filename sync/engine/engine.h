@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine.h: runs one account: lock, connect, and for each selected folder
  * snapshot (server, Maildir, state) -> plan -> execute -> record.

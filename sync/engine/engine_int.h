@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine_int.h: what the engine's files share (engine.c runs an account,
  * setup.c locks it and opens its store and session, folders.c selects its

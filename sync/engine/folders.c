@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * folders.c: which folders a run visits, and in what order: the server's
  * LIST (with the STATUS of the folders that may be unchanged), the mapping

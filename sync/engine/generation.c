@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * generation.c: recognise a state DB older than the Maildir it describes
  * (a restored backup, a DB copied back by hand, one truncated to 0 bytes)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * gmail_links.c: Gmail shows one message in several folders (INBOX, each of
  * its labels, [Gmail]/All Mail), under its own UID in each and the same

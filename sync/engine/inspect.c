@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * inspect.c: the commands that change nothing: check (connect, verify,
  * authenticate, list), folders (the name -> path mapping) and status (read

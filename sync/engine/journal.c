@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * journal.c: the delivery journal and its recovery (see journal.h for the
  * steps and why they are crash-safe). Used by the IMAP download

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * journal.h: the delivery journal, the one way a downloaded message enters
  * the Maildir and the state DB (IMAP by UID, POP3 by UIDL), and its

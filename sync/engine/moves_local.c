@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * moves_local.c: a message moved between local folders becomes a move on
  * the server (issue 16, point 4, the local direction).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * moves_server.c: a message another client moved on the server from folder
  * A to folder B becomes a rename of the local file from A into B (same

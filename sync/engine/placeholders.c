@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * placeholders.c: quick view first. With `placeholders = yes` (the
  * default; IMAP), a message over max_size is not skipped but stored as a placeholder: its real header

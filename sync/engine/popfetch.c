@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * popfetch.c: a POP3 account's pull (see engine_int.h, popfetch_pull).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pull.c: one folder, server -> local: the server's listing (in full, or
  * incremental and merged with the recorded rows), the local scan (or a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * push.c: one folder, local -> server (the first half of `sync`, all of
  * `push`).

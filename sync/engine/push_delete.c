@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * push_delete.c: a push's deletions, local -> server (see push.c for the
  * rest of a folder's push).

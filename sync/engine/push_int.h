@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * push_int.h: what push.c (one folder's local changes to the server) and
  * push_delete.c (its deletions, and the trash journal behind them) share.

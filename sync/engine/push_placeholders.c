@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * push_placeholders.c: a placeholder mbsync left is never uploaded.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rematch.c: pairing local files with server messages when the state DB
  * cannot (a UIDVALIDITY change, a lost or new DB, a Maildir another tool

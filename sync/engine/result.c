@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * result.c: an account's result and its folders' (engine.h), filled by
  * the run, the pull and the POP3 pull.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * retention.c: `server_retention_days` for IMAP, POP-style offline
  * access: messages older than N days (by the server's INTERNALDATE) are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * setup.c: the account's setup and teardown around a run: the lock (one
  * run per account at a time), the state DB and the Maildir root (opened

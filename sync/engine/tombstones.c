@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tombstones.c: messages that live only locally because a policy took
  * them off the server, and what the engine does so that they stay off

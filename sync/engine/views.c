@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * views.c: the three views of a folder (state rows, local scan, server
  * listing) as the planner takes them, and the scan looked up by unique

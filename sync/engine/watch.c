@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * watch.c: `mailsync watch`: a sync pass, then a wait for the server to
  * report a change (an idle session set up before the pass), for a local

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* dirsync.c: fsync directories, and syncfs ahead of a delivery batch's
  * commit, in a helper thread (dirsync.h). */
 #include "sync/local/dirsync.h"

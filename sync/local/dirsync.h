@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* dirsync.h: fsync directories (and syncfs ahead) in the background.
  *
  * Renames and unlinks in a Maildir are durable only once their directory

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * localwatch.c: Maildir changes through inotify (localwatch.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * localwatch.h: hearing of changes in Maildir folders while `watch` waits
  * (inotify on Linux; elsewhere nothing is heard and the watch pushes at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * maildir.c: the Maildir side (see maildir.h and shared/docs/reliability.md
  * §4). Delivery through tmp/ with unique names, scans that notice changes

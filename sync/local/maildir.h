@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * maildir.h: the Maildir side. Scanning a folder, delivering messages the
  * Maildir way (tmp/ -> new/ or cur/), renaming for flags, removing.

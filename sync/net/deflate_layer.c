@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * deflate_layer.c: COMPRESS=DEFLATE (RFC 4978) with zlib, see deflate_layer.h.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * deflate_layer.h: the codec of IMAP COMPRESS=DEFLATE (RFC 4978), the one
  * place where mailsync deflates and inflates.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * netstream.c: the libetpan transport of netstream.h: socket + optional
  * OpenSSL, deadlines reset by progress, IMAP framing checks, masked trace.

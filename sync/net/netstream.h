@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * netstream.h: mailsync's own libetpan transport (a mailstream_low driver).
  *

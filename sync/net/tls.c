@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tls.c: OpenSSL client context, handshake with a deadline, and the
  * certificate checks of tls.h (chain + host name, or a SHA-256 pin).

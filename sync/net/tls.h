@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tls.h: the OpenSSL client side of mailsync's transport.
  *

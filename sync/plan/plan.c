@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * plan.c: the pure reconciliation planner (see plan.h for the contract).
  *

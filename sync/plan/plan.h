@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * plan.h: the reconciliation planner. Pure: plain structs in, a plan out;
  * no I/O, no libetpan, no SQLite, so a test can state a whole situation in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * imap.h: the IMAP side, over libetpan, with our own transport.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * imap_fetch.c: the UID FETCH machinery of the IMAP side (imap.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * imap_int.h: what the files of the IMAP side share, private to sync/remote/imap_*.c.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * imap_mailbox.c: the IMAP side's commands that change the server or wait
  * on it (imap.h): UID STORE, UID EXPUNGE, UID COPY (with COPYUID), UID MOVE

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * imap_objectid.c: the server's own id of a message's content, as two
  * IMAP extensions give it in a FETCH response: EMAILID (RFC 8474,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * imap_qresync.c: cheap resyncs of the IMAP side (RFC 7162; imap.h):
  * SELECT/EXAMINE (QRESYNC) with the changes and VANISHED UIDs it reports,

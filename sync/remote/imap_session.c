@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * imap_session.c: the IMAP session (imap.h) over libetpan, on our own
  * transport: the connect sequence (TCP, implicit TLS or STARTTLS without

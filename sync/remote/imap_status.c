@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * imap_status.c: what the IMAP side asks about folders (imap.h): LIST,
  * SELECT/EXAMINE, STATUS, and LIST with the STATUS of many folders

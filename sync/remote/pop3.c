@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pop3.c: the POP3 side (see pop3.h).
  *

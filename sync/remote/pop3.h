@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pop3.h: the POP3 side (RFC 1939, STLS from RFC 2595), on our transport
  * (sync/net/netstream.c: TLS verified as for IMAP, deadlines), in our own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * remote.c: what every remote side shares (see remote.h): the frees of the
  * plain data and the factory that picks the side by the account's type.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * remote.h: the remote side of an account, as the engine sees it.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * remote_imap.c: the IMAP side behind struct remote_ops (remote.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * remote_imap.h: the IMAP side of remote.h, over the IMAP protocol code (imap.h, imap_*.c).
  */

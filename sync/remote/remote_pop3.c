@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * remote_pop3.c: the POP3 side of remote.h (RFC 1939), over sync/remote/pop3.c.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * remote_pop3.h: the POP3 side of remote.h, over sync/remote/pop3.c.
  */

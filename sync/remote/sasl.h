@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sasl.h: the single client message of the SASL mechanisms mailsync
  * speaks (PLAIN, RFC 4616; XOAUTH2, Google's; OAUTHBEARER, RFC 7628), for

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """adopt_bench.py: what adopting an mbsync-filled Maildir costs against a
 fresh pull of the same mail (issue 16), in one run on one server.
 

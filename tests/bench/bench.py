@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """bench.py: mailsync against mbsync and OfflineIMAP on one corpus (issue 4).
 
     python3 tests/bench/bench.py [--n 2000] [--runs 3]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """corpus.py: the benchmark's deterministic mail corpus (Python 3 stdlib only).
 
 A corpus is N realistic RFC 5322 messages spread over a few folders (one

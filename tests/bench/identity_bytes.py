@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """identity_bytes.py: bytes of message bodies mailsync moves in the
 situations of issue 16 (switching from mbsync / OfflineIMAP, moves on each
 side, retention, backup then mirror), for one or two builds on the same

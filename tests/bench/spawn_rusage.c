@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* spawn_rusage.c: run a command, report its wall time and peak RSS.
  *
  *   spawn_rusage RESULT_FILE PROGRAM [ARG...]

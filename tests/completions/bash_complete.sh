@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # bash_complete.sh FILE LINE: the completions bash offers for LINE<TAB> with
 # the completion script FILE, one per line; compopt calls go to fd 3.
 source /usr/share/bash-completion/bash_completion

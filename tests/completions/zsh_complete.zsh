@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # zsh_complete.zsh DIR LINE...: for each LINE, the completions an
 # interactive zsh offers for LINE<TAB> with the completion functions of DIR,
 # printed as "== LINE" and one completion per line. One zsh in a

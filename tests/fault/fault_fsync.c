@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fault_fsync.c: an LD_PRELOAD shim for the integration tests that makes
  * fsync() of a directory fail, the way a dying disk or a lost network
  * file system reports it (EIO), so the error path the engine takes after

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_config.c: libFuzzer target for cmd/config.c config_load(), the INI
  * parser (the config is user input, but it is also what a careless

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_flags.c: libFuzzer target for sync/flags.c, which parses the info
  * part of Maildir file names (":2,<letters>"): local file names are input

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_header.c: libFuzzer target for the header reader that sees hostile
  * message bytes (reliability.md §1, "Headerless mail"): message_header()

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_imap_fetch.c: libFuzzer target for the IMAP side as a whole:
  * arbitrary server bytes through our transport (sync/net/netstream.c: framing,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_import.c: libFuzzer target for cmd/import.c import_translate(), the
  * reader of other tools' config files (`mailsync import`). Byte 0 picks

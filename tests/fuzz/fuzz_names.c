@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_names.c: libFuzzer target for sync/names.c, the code that turns
  * hostile server folder names into paths below the Maildir root.

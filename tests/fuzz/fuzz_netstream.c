@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_netstream.c: libFuzzer target for the pure parts of the transport
  * (sync/net/netstream.h): the IMAP framer that follows lines and {N} literals

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_pop3.c: libFuzzer target for the POP3 client (sync/remote/pop3.c), which
  * reads what a hostile server sends: status lines, the UIDL and LIST

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_util.h: small helpers shared by the libFuzzer targets.
  *

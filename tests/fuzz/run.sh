@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/fuzz/run.sh: run every libFuzzer target of a MAILSYNC_FUZZ build for
 # a bounded time, starting from its seed corpus (tests/fuzz/corpus/<target>).
 #

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """fakeimap.py: a small scriptable IMAP4rev1 server for hostile-server tests.
 
 Python 3 stdlib only. Plaintext, 127.0.0.1, a random free port, one thread

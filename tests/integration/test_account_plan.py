@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_account_plan.py: account-wide planning against a real Dovecot.
 
 The rule (issue 15, point 3): no deletion is applied, on either side,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_adopt.py: a Maildir another tool filled (mbsync 1.4 from Debian's
 isync, mbsync 1.5 as its sources write one (fill_like_mbsync15), getmail,
 fetchmail, an older mailsync whose state DB is gone) is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_adopt_offlineimap.py: a Maildir that OfflineIMAP (Debian's
 offlineimap3, its default local names: `sep = .`) filled is adopted by
 mailsync with `layout = dotted` and a fresh state DB: the first `sync`

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_bench_smoke.py: the benchmark (tests/bench/bench.py) as a CI smoke test.
 
 Runs the whole benchmark at a tiny N (40 small messages, one run, every tool,

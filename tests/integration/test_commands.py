@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_commands.py: the commands besides pull (status, check, folders),
 the program's own options, and refusing what is not built yet.
 """

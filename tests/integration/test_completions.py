@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The shell completions in contrib/completions, driven by the real shells:
 bash (with bash-completion, the words split as readline splits them), zsh
 (an interactive zsh in a pseudo-terminal, TAB pressed) and fish

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """COMPRESS=DEFLATE (RFC 4978, issue 18 point 1): against Dovecot with its
 imap_zlib plugin, with COMPRESS on (the default), off by `compress = no`,
 and hidden by imap_capability, pull, push and sync reach the same end

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`connections = N`: a folder with a big download shares it between the
 session and N-1 extra connections (each logs in, EXAMINEs the folder and
 takes UID FETCH commands from a common queue). Against the real Dovecot,

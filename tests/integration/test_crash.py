@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_crash.py: `mailsync pull` killed with SIGKILL part-way, then re-run.
 
 The contract: no mail lost or duplicated whatever point a run is killed at;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_errors.py: exit codes and failure behaviour of `mailsync pull`.
 
 The contract's codes: 2 usage/config (with FILE:LINE), 3 authentication,

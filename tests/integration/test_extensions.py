@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_extensions.py: SPECIAL-USE (RFC 6154), LIST-STATUS (RFC 5819) and ID
 (RFC 2971) against the test bed's Dovecot, offered (ExtensionsOn) and hidden
 with imap_capability (ExtensionsOff), on the same mailbox (issue 18).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_gmail.py: Gmail labels (issue 18, point 5): one download and one
 file per X-GM-MSGID across the folders a message shows in.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_guard.py: the mass-deletion guard against a real Dovecot.
 
 The contract: a run that would delete more than max_delete (50%) of a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_hooks.py: post_sync_command and new_mail_command, against a real
 Dovecot.
 

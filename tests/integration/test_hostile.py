@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_hostile.py: `mailsync pull` against a hostile IMAP server.
 
 Each test starts its own fakeimap.FakeImap (a scripted stdlib server, plain

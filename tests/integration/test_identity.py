@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_identity.py: a UIDVALIDITY change and a lost state DB re-match the
 local messages by identity (Message-ID + size, else content): nothing is
 delivered twice, no local file is replaced, and the server's flags win,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_import.py: `mailsync import` turns a real .mbsyncrc / .offlineimaprc
 into a config that mailsync reads, checks against the test bed and syncs.
 

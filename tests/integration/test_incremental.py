@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_incremental.py: resyncs that ask the server only for what changed.
 
 With QRESYNC the server reports changed flags and vanished UIDs on SELECT;

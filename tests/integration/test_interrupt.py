@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """SIGINT/SIGTERM during a one-shot `pull`, `push` or `sync` (Ctrl-C in a
 terminal, `systemctl stop` of a timer's run): the first signal stops the run
 at its next safe point (after the message being downloaded, before the next

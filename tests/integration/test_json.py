@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_json.py: `--json` prints exactly one JSON document on stdout for
 every command, errors included, and `--json --dry-run` carries the plan
 (what pull, push and sync would do) inside that document instead of

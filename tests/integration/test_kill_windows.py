@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_kill_windows.py: the two windows test_random_kills found (issue 16,
 "the flaky random-kill test"), each hit on purpose: a run killed at that
 point, a change by the user, then a complete `sync`.

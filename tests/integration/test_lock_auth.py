@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_lock_auth.py: the account lock and a run that fails before it has
 authenticated, against a real Dovecot.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_maildir_odd.py: Maildir entries other tools leave behind, against a
 real Dovecot.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_message_id.py: odd Message-IDs and a server that sends no
 APPENDUID (Dovecot without UIDPLUS and MOVE, the APPENDUID a proxy strips).
 

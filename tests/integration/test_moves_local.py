@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_moves_local.py: a message moved between local folders reaches the
 server as a move (issue 16, point 4, the local direction).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_moves_server.py: a move on the server by another client becomes a
 rename of the local file (issue 16, point 4, the server direction).
 

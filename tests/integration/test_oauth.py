@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_oauth.py: OAuth2 logins (auth = xoauth2 / oauthbearer with
 oauth_token_command) and POP3 AUTH (RFC 5034), against a real Dovecot that
 checks every token with its oauth2 passdb through an introspection endpoint

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_objectid.py: the server's own message id (EMAILID, RFC 8474
 OBJECTID; Gmail's X-GM-MSGID) pairs a message another client moved on the
 server (issue 16, point 1).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_parallel.py: `-j N`, several accounts at once.
 
 Parallel accounts end as serial ones do (both sides, counts, no

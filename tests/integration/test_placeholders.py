@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_placeholders.py: quick view first (issue 18, point 4).
 
 With `max_size` and `placeholders = yes` a message over the limit is stored

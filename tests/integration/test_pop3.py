@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_pop3.py: POP3 accounts (`type = pop3`) against a real Dovecot
 (dovecot-pop3d): pull-only, tracked by UIDL, leave_on_server and
 server_retention_days, crash-safe.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The progress line on a terminal, as a user of rsync or git would judge it:
 mailsync runs under a pseudo-terminal of 50 and of 200 columns, and what it
 wrote there is played back on a small terminal model (carriage return, line

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_pull.py: `mailsync pull` against a real Dovecot (the contract's
 server -> local direction).
 

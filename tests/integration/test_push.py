@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_push.py: `mailsync push` and `mailsync sync` against a real Dovecot
 (the contract's local -> server direction).
 

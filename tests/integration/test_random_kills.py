@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_random_kills.py: two-way `sync` SIGKILLed at random moments, with
 random changes on both sides between the runs, checked after every kill.
 

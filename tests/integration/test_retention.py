@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_retention.py: `server_retention_days` on an IMAP account (POP-style:
 messages older than N days leave the server once they are safely stored
 locally) against a real Dovecot.

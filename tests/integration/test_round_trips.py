@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_round_trips.py: what a resync costs in round trips (issue 18).
 
 Over the internet a resync's time is its round trips: each time mailsync

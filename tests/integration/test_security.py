@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_security.py: what the binary shows and what it refuses.
 
 - Config errors never repeat a secret: the value of password,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_stale_state.py: a state DB older than the Maildir it describes (a
 restored backup), one truncated to 0 bytes, and one without the marker
 file beside the Maildir root (an upgrade).

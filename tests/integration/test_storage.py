@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_storage.py: local storage failures: a full disk, a read-only
 Maildir, a damaged state DB, a directory fsync that fails. Each must end
 in exit 5 with nothing half written: no empty or partial message file, no

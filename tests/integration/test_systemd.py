@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The shipped systemd user units, as `cmake --install` writes them: they
 name the installed program (the install prefix, not a fixed path), pass
 `systemd-analyze verify`, and behave as users of a laptop expect: the timer

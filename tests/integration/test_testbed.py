@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_testbed.py: self-test of the integration test bed (testbed.py).
 
 Does not need the mailsync binary: it checks that the private Dovecot starts

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_tombstones.py: what a policy took off the server stays off it.
 
 Two policies leave a message only locally: `server_retention_days` retires

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_trash.py: `trash = Trash` on a server without MOVE, where a local
 deletion reaches the server as RFC 6851's fallback (UID COPY to Trash, then
 UID STORE +FLAGS \\Deleted, then UID EXPUNGE). A run killed or cut anywhere

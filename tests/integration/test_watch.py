@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """test_watch.py: `mailsync watch` against a real Dovecot.
 
 A watch syncs at once, then brings server changes down within seconds: in

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """testbed.py: the integration test bed for mailsync (Python 3 stdlib only).
 
 Used by every tests/integration/test_*.py, by contrib/demo and by the

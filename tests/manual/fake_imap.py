@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """fake_imap.py: a scripted, hostile IMAP server for poking sync/remote/imap_*.c by hand.
 
 Usage: fake_imap.py PORT SCENARIO

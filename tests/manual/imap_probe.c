@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * imap_probe.c: manual driver for sync/remote/imap_*.c against a real server.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """qresync_checks.py: CONDSTORE/QRESYNC checks of sync/remote/imap_*.c against Dovecot.
 
 Usage: qresync_checks.py QRESYNC_PROBE [--big N]

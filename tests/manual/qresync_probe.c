@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * qresync_probe.c: manual driver for the CONDSTORE/QRESYNC calls of
  * sync/remote/imap_*.c (imap_status, imap_enable_qresync, imap_select_qresync,

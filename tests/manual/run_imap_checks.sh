@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # run_imap_checks.sh: reproduce the manual checks of sync/remote/imap_*.c.
 #
 # Starts a private Dovecot (127.0.0.1/.2/.4/.5, ports 21143 plain+STARTTLS

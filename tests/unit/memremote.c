@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * memremote.c: the in-memory IMAP-like server and its remote side (see
  * memremote.h). The first half is the server as a test sees it; the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * memremote.h: an IMAP-like server held in memory, and a remote side
  * (sync/remote/remote.h) that talks to it, for the engine's unit tests.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_config.c: the INI config parser, its errors, and password commands. */
 #include <setjmp.h>
 #include <stdarg.h>

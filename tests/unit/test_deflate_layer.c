@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_deflate_layer.c: COMPRESS=DEFLATE, the codec (sync/net/deflate_layer.c)
  * and the transport that uses it (netstream_start_compress), against a peer

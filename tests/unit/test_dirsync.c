@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_dirsync.c: directories fsynced, and file systems synced ahead, by a
  * helper thread; the wait reports the first failure, and keeps reporting
  * it. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_engine.c: the engine (engine_pull / engine_push / engine_sync) run
  * against the in-memory server (memremote.c), with a real Maildir and a
  * real state DB in a fresh mkdtemp directory per test. Each test takes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_flags.c: the flag bit set <-> Maildir letters <-> IMAP names. */
 #include <setjmp.h>
 #include <stdarg.h>

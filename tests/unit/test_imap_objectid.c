@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_imap_objectid.c: the FETCH items that carry the server's id of a
  * message (sync/remote/imap_objectid.c): EMAILID (RFC 8474), parsed by us,

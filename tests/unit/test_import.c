@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_import.c: `mailsync import` (cmd/import.c): rc snippets of mbsync
  * and OfflineIMAP, each key mapped or commented, quoting, secrets, and
  * errors naming file:line. Every complete translation is loaded back with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_journal.c: the delivery journal (sync/engine/journal.c) killed at each of
  * its steps, then recovered.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_localwatch.c: what `watch` hears of a Maildir (sync/local/localwatch.h):
  * a message added, renamed (flags) or removed in cur/ or new/ of a watched
  * folder, and a new folder, count; reading (a scan), files outside cur/

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_log.c: log_clean(), the escaping of every message line, and the
  * sink that takes the lines (the library itself never prints). */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_maildir.c: the Maildir side (sync/local/maildir.c) on a real file system,
  * in a fresh mkdtemp directory per test. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_memremote.c: the in-memory server and its remote side
  * (tests/unit/memremote.c) on their own, through struct remote_ops as the
  * engine calls them: the engine's tests (test_engine.c) rest on these

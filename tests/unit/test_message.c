@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_message.c: the one header parser (message_header), read the same
  * for a Maildir file (LF) and a server's answer (CRLF), and the identity of
  * a local file (message_identity_fd). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_names.c: modified UTF-7, server name -> safe path, folder patterns. */
 #include <setjmp.h>
 #include <stdarg.h>

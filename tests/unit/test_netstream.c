@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_netstream.c: the pure parts of the transport: IMAP framing and its
  * limits, secret masking, UID set batching, UID lists, header values,
  * fingerprints; and, over a loopback connection the test makes itself,

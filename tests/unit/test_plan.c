@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_plan.c: the reconciliation planner, one situation per test. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_progress_line.c: the progress line's text (cmd/progress.c):
  * at every width from 1 to 200 columns no line is wider than asked; a
  * long folder name gives way in its middle before the counts do; the

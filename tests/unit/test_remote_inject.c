@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_remote_inject.c: the engine reaches the server only through the side
  * engine_options.connect_remote gives it (remote.h): `check` and `folders`
  * against a stub side, with no server and no network. */

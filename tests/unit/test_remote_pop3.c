@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_remote_pop3.c: the POP3 side of remote.h (sync/remote/remote_pop3.c)
  * against a scripted POP3 server on loopback: what POP3 is in the
  * interface's terms (capabilities, one INBOX, session numbers as uids with

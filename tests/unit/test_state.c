@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_state.c: the state DB (db/state.c) in a fresh mkdtemp directory per
  * test: schema, folders, messages, transactions, meta, and refusing files
  * that are not usable mailsync DBs without touching them. */

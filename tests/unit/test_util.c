@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_util.c: the small shared helpers of sync/util.h that everything
  * else leans on: the one mkdir -p (the Maildir root, the state DB's
  * directory, the lock's), the allocation wrappers and the one binary

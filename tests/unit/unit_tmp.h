@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * unit_tmp.h: scratch directories for the unit tests (header only). The
  * test includes it after cmocka.h.
