@@ -28,18 +28,6 @@ void output_clear_line(void)
     progress_resume(false);
 }
 
-static void human_bytes(char *buf, size_t len, uint64_t b)
-{
-    if (b >= 1024ull * 1024 * 1024)
-        snprintf(buf, len, "%.1f GiB", (double)b / (1024.0 * 1024 * 1024));
-    else if (b >= 1024ull * 1024)
-        snprintf(buf, len, "%.1f MiB", (double)b / (1024.0 * 1024));
-    else if (b >= 1024)
-        snprintf(buf, len, "%.1f KiB", (double)b / 1024.0);
-    else
-        snprintf(buf, len, "%" PRIu64 " B", b);
-}
-
 /* log lines: from any of the run's threads */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char last_error[1024];

@@ -125,7 +125,7 @@ static void shorten_middle(const char *s, int cols, char *out, size_t len)
 /* ------------------------------------------------------------------ */
 /* the line */
 
-static void human_bytes(char *buf, size_t len, uint64_t b)
+void human_bytes(char *buf, size_t len, uint64_t b)
 {
     if (b >= 1024ull * 1024 * 1024)
         snprintf(buf, len, "%.1f GiB", (double)b / (1024.0 * 1024 * 1024));

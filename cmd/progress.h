@@ -74,6 +74,10 @@ double progress_eta(size_t done, size_t total, uint64_t done_bytes, uint64_t tot
  * combining marks 0). */
 int progress_text_width(const char *s);
 
+/* A byte count for people: "512 B", "4.0 KiB", "1.2 MiB", "3.4 GiB"
+ * (the summary lines use it too). */
+void human_bytes(char *buf, size_t len, uint64_t b);
+
 /* Start drawing (output_init decides): hooks gets the engine's events. */
 void progress_on(struct engine_progress *hooks);
 

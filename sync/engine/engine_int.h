@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "db/state.h"
@@ -360,6 +361,12 @@ int tombstones_load_copy(struct run *r, struct ms_error *err);
  * hashed on the first comparison only. */
 bool deliver_leftover_is(struct maildir_folder *mf, struct leftover *lo, struct local_msg *l, uint64_t len,
                          const unsigned char hash[32]);
+/* placeholders.c: the head of a message file, enough to tell a
+ * placeholder (ours or mbsync's) by its header: up to PLACEHOLDER_WINDOW
+ * bytes into buf (that big); how many, or -1 if the file cannot be opened. */
+#define PLACEHOLDER_WINDOW (64 * 1024)
+ssize_t placeholder_head(struct maildir_folder *mf, struct local_msg *m, char *buf);
+
 /* placeholders.c: deliver the plan's PLAN_PLACEHOLDER messages as
  * placeholders (their header and a note), through the delivery journal;
  * finish (or NULL) is the folder's row, saved with the last records when

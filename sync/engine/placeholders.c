@@ -43,7 +43,6 @@
 /* Placeholders delivered per journal batch. */
 #define PLACEHOLDER_BATCH 200
 /* How much of a file is read to tell a placeholder (a header and a note). */
-#define PLACEHOLDER_WINDOW (64 * 1024)
 
 /* ------------------------------------------------------------------ */
 /* delivery (pull) */
@@ -188,15 +187,15 @@ int placeholders_deliver(struct run *r, const struct selected *sel, struct maild
 /* ------------------------------------------------------------------ */
 /* replacement (pull, sync, fetch) */
 
-/* Is m's file (still) a placeholder? A file that cannot be read is not
- * replaced (false). */
-static bool file_is_placeholder(struct maildir_folder *mf, struct local_msg *m)
+/* The first PLACEHOLDER_WINDOW bytes of m's file (or all of a smaller
+ * one) into buf, which holds that many: how many, or -1 if it cannot be
+ * opened. Enough to tell a placeholder (ours or mbsync's) by its header. */
+ssize_t placeholder_head(struct maildir_folder *mf, struct local_msg *m, char *buf)
 {
     struct ms_error e;
     int fd = maildir_open_msg(mf, m, &e);
     if (fd < 0)
-        return false;
-    char *buf = xmalloc(PLACEHOLDER_WINDOW);
+        return -1;
     size_t n = 0;
     while (n < PLACEHOLDER_WINDOW) {
         ssize_t got = read(fd, buf + n, PLACEHOLDER_WINDOW - n);
@@ -207,7 +206,16 @@ static bool file_is_placeholder(struct maildir_folder *mf, struct local_msg *m)
         n += (size_t)got;
     }
     close(fd);
-    bool yes = message_is_mbsync_placeholder(buf, n);
+    return (ssize_t)n;
+}
+
+/* Is m's file (still) a placeholder? A file that cannot be read is not
+ * replaced (false). */
+static bool file_is_placeholder(struct maildir_folder *mf, struct local_msg *m)
+{
+    char *buf = xmalloc(PLACEHOLDER_WINDOW);
+    ssize_t n = placeholder_head(mf, m, buf);
+    bool yes = n >= 0 && message_is_mbsync_placeholder(buf, (size_t)n);
     free(buf);
     return yes;
 }

@@ -28,28 +28,13 @@
 #include "sync/log.h"
 #include "sync/message.h"
 
-#define PLACEHOLDER_WINDOW (64 * 1024)
-
 /* Is the local file m an mbsync placeholder? A file that cannot be read
  * is not (the upload reports it). *message_id: its Message-ID, when it is. */
 static bool is_placeholder(struct push_ctx *c, struct local_msg *m, char *buf, char **message_id)
 {
-    struct ms_error e;
-    int fd = maildir_open_msg(c->mf, m, &e);
-    if (fd < 0)
-        return false;
-    size_t n = 0;
-    while (n < PLACEHOLDER_WINDOW) {
-        ssize_t got = read(fd, buf + n, PLACEHOLDER_WINDOW - n);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            break;
-        n += (size_t)got;
-    }
-    close(fd);
-    bool yes = message_is_mbsync_placeholder(buf, n);
-    *message_id = yes ? message_header(buf, n, "Message-ID") : NULL;
+    ssize_t n = placeholder_head(c->mf, m, buf);
+    bool yes = n >= 0 && message_is_mbsync_placeholder(buf, (size_t)n);
+    *message_id = yes ? message_header(buf, (size_t)n, "Message-ID") : NULL;
     return yes;
 }
 
