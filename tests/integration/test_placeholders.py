@@ -29,7 +29,7 @@ LIMIT = "50K"
 
 
 class PlaceholderTest(tb.BedTestCase):
-    bed_options = {"pool": 3}
+    bed_options = {"pool": 4}
 
     def seed(self):
         """Three small messages and two big ones (one \\Seen) on the server."""
@@ -212,6 +212,35 @@ class PlaceholderTest(tb.BedTestCase):
         self.write_config(max_size=LIMIT, placeholders="yes")
         self.run_ok("sync")
         self.assertSynced()
+
+    def test_lost_state_pull_leaves_no_placeholder_beside_its_message(self):
+        """A pull after a lost state DB downloads the full message (max_size
+        raised meanwhile): the placeholder beside it goes, by that pull, not
+        by a later push; a placeholder whose message is not in full on disk
+        stays, and no full message is removed."""
+        self.seed()
+        self.pull_through_proxy("pull")
+        q, h = self.by_subject("Quarterly"), self.by_subject("Holiday")
+        small = sorted(m.path for m in self.local() if m.path not in (q.path, h.path))
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(str(self.state) + suffix):
+                os.unlink(str(self.state) + suffix)
+        # Holiday's message is gone from the server meanwhile: no full copy
+        # comes down for it, so its placeholder must stay
+        self.write_config()
+        with self.imap() as c:
+            c.expunge_uids("INBOX", [self.big[1]])
+        self.run_ok("pull")
+        local = self.local()
+        srv = self.server()
+        quarterly = [m for m in local if b"Quarterly" in m.data.split(b"\n\n", 1)[0]]
+        self.assertEqual(len(quarterly), 1, "the placeholder stayed beside its full message")
+        self.assertEqual(quarterly[0].data, srv[self.big[0]].data_lf, "the one left is not the full message")
+        self.assertTrue(os.path.exists(h.path), "a placeholder without its full message was removed")
+        self.assertEqual(sorted(m.path for m in local if m.path not in (quarterly[0].path, h.path)), small,
+                         "a full message was removed")
+        self.assertEqual(len(local), 5)
+        self.assertEqual(len(srv), 4)
 
     def test_first_pull_newest_first(self):
         with self.imap() as c:
