@@ -270,6 +270,7 @@ struct lmove {
     char *emailid;   /* its row's server id (EMAILID / X-GM-MSGID), kept by a MOVE */
     char *dst_uniq;  /* the local file in dst that is the same message */
     bool twin;       /* no Message-ID, and another gone row of its size has none: never paired */
+    int placeholder; /* its row's placeholder mark (placeholders.c), kept in dst */
     enum lmove_state state;
 };
 struct push_ctx;

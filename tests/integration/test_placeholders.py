@@ -29,7 +29,7 @@ LIMIT = "50K"
 
 
 class PlaceholderTest(tb.BedTestCase):
-    bed_options = {"pool": 4}
+    bed_options = {"pool": 5}
 
     def seed(self):
         """Three small messages and two big ones (one \\Seen) on the server."""
@@ -241,6 +241,35 @@ class PlaceholderTest(tb.BedTestCase):
                          "a full message was removed")
         self.assertEqual(len(local), 5)
         self.assertEqual(len(srv), 4)
+
+    def test_placeholder_moved_to_another_folder_keeps_its_mark(self):
+        """A placeholder moved by the user to another folder (paired as a
+        local move) is still a placeholder there: flagged, the next sync
+        brings its full message, under its name, with no second copy."""
+        with self.imap() as c:
+            c.create_folder("Archive")
+        self.seed()
+        self.pull_through_proxy("pull")
+        q = self.by_subject("Quarterly")
+        dest = os.path.join(tb.local_folder_path(self.maildir, "Archive"), "cur", os.path.basename(q.path))
+        os.rename(q.path, dest)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        self.run_ok("sync")
+        with self.imap() as c:
+            archive = c.messages("Archive")
+        self.assertEqual(len(archive), 1, "the move did not reach the server")
+        flagged = dest.split(":2,")[0] + ":2,F"
+        os.rename(dest, flagged)
+        self.run_ok("sync")
+        with self.imap() as c:
+            archive = c.messages("Archive")
+        self.assertEqual(len(archive), 1)
+        self.assertIn("\\Flagged", archive[0].flags)
+        files = tb.read_maildir(self.maildir).get("Archive", [])
+        self.assertEqual([m.path for m in files], [flagged], "one file in Archive, under its name")
+        self.assertEqual(files[0].data, archive[0].data_lf, "the full message did not replace the placeholder")
+        self.assertEqual(len(self.local()), 4)
+        self.assertEqual(len(self.server()), 4)
 
     def test_first_pull_newest_first(self):
         with self.imap() as c:
