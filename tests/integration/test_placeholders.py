@@ -29,7 +29,7 @@ LIMIT = "50K"
 
 
 class PlaceholderTest(tb.BedTestCase):
-    bed_options = {"pool": 5}
+    bed_options = {"pool": 6}
 
     def seed(self):
         """Three small messages and two big ones (one \\Seen) on the server."""
@@ -260,6 +260,37 @@ class PlaceholderTest(tb.BedTestCase):
         self.assertEqual(len(archive), 1, "the move did not reach the server")
         flagged = dest.split(":2,")[0] + ":2,F"
         os.rename(dest, flagged)
+        self.run_ok("sync")
+        with self.imap() as c:
+            archive = c.messages("Archive")
+        self.assertEqual(len(archive), 1)
+        self.assertIn("\\Flagged", archive[0].flags)
+        files = tb.read_maildir(self.maildir).get("Archive", [])
+        self.assertEqual([m.path for m in files], [flagged], "one file in Archive, under its name")
+        self.assertEqual(files[0].data, archive[0].data_lf, "the full message did not replace the placeholder")
+        self.assertEqual(len(self.local()), 4)
+        self.assertEqual(len(self.server()), 4)
+
+    def test_placeholder_moved_on_the_server_keeps_its_file_and_mark(self):
+        """Another client moves a placeholder's message: the file is renamed
+        into the new folder (same inode, nothing new downloaded) and stays a
+        placeholder there: flagged, the next sync brings its full message."""
+        with self.imap() as c:
+            c.create_folder("Archive")
+        self.seed()
+        self.pull_through_proxy("pull")
+        q = self.by_subject("Quarterly")
+        ino = os.stat(q.path).st_ino
+        with self.imap() as c:
+            c.move_uids("INBOX", [self.big[0]], "Archive")
+        self.pull_through_proxy("pull")
+        files = tb.read_maildir(self.maildir).get("Archive", [])
+        self.assertEqual(len(files), 1, "not one file in Archive")
+        self.assertEqual(os.stat(files[0].path).st_ino, ino, "the placeholder was not moved, but made again")
+        self.assertEqual(len(self.local()), 4)
+        flagged = files[0].path.split(":2,")[0] + ":2,F"
+        os.rename(files[0].path, flagged)
+        self.write_config(max_size=LIMIT, placeholders="yes")
         self.run_ok("sync")
         with self.imap() as c:
             archive = c.messages("Archive")
