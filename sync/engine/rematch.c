@@ -394,7 +394,13 @@ record:
     if (!r->opt->dry_run) {
         /* The old rows go in the transaction that records the pairs: a
          * crash in between leaves the old knowledge, never none. */
+        /* A placeholder the old rows knew (placeholders.c) stays one under
+         * its new UID: its mark goes with the pair. */
+        struct state_placeholder *marked = NULL;
+        size_t nmarked = 0;
         rc = state_begin(r->st, err);
+        if (rc == MS_OK && nold)
+            rc = state_placeholder_list(r->st, folder_id, &marked, &nmarked, err);
         if (rc == MS_OK && nold)
             rc = state_msg_delete_all(r->st, folder_id, err);
         for (size_t i = 0; i < nm && rc == MS_OK; i++) {
@@ -404,7 +410,12 @@ record:
             row.size = rid ? rid->size : 0;
             row.message_id = rid ? (char *)rid->message_id : NULL;
             rc = state_msg_put(r->st, folder_id, &row, err);
+            const struct state_msg *o = old_row(&orows, m[i].uniq);
+            for (size_t k = 0; rc == MS_OK && o && k < nmarked; k++)
+                if (marked[k].uid == o->uid)
+                    rc = state_msg_set_placeholder(r->st, folder_id, m[i].uid, marked[k].mark, err);
         }
+        state_placeholders_free(marked, nmarked);
         if (rc == MS_OK)
             rc = state_commit(r->st, err);
         else

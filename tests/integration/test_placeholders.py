@@ -29,7 +29,7 @@ LIMIT = "50K"
 
 
 class PlaceholderTest(tb.BedTestCase):
-    bed_options = {"pool": 6}
+    bed_options = {"pool": 7}
 
     def seed(self):
         """Three small messages and two big ones (one \\Seen) on the server."""
@@ -301,6 +301,40 @@ class PlaceholderTest(tb.BedTestCase):
         self.assertEqual(files[0].data, archive[0].data_lf, "the full message did not replace the placeholder")
         self.assertEqual(len(self.local()), 4)
         self.assertEqual(len(self.server()), 4)
+
+    def test_placeholder_stays_one_after_uidvalidity_change(self):
+        """The folder re-created on the server (new UIDVALIDITY, new UIDs):
+        the placeholder is paired with its message again and is still a
+        placeholder: flagged, the next sync brings its full message."""
+        with self.imap() as c:
+            c.create_folder("Archive")
+            c.append_message("Archive", tb.make_message(20, size=BIG, subject="Annual report"), (), 1600000020)
+        self.pull_through_proxy("pull")
+        with self.imap() as c:
+            msgs = c.messages("Archive")
+            before = c.status_of("Archive")["UIDVALIDITY"]
+            c.select_folder("INBOX")
+            for attempt in range(5):
+                c.delete_folder("Archive")
+                c.create_folder("Archive")
+                if c.status_of("Archive")["UIDVALIDITY"] != before:
+                    break
+                time.sleep(1.1)  # Dovecot derives UIDVALIDITY from the clock
+            c.append_message("Archive", msgs[0].data, (), msgs[0].internaldate)
+        self.pull_through_proxy("pull")
+        files = tb.read_maildir(self.maildir).get("Archive", [])
+        self.assertEqual(len(files), 1)
+        self.assertIn(b"[placeholder]", files[0].data)
+        flagged = files[0].path.split(":2,")[0] + ":2,F"
+        os.rename(files[0].path, flagged)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        self.run_ok("sync")
+        with self.imap() as c:
+            archive = c.messages("Archive")
+        self.assertEqual(len(archive), 1)
+        files = tb.read_maildir(self.maildir).get("Archive", [])
+        self.assertEqual([m.path for m in files], [flagged], "one file in Archive, under its name")
+        self.assertEqual(files[0].data, archive[0].data_lf, "the full message did not replace the placeholder")
 
     def test_first_pull_newest_first(self):
         with self.imap() as c:
