@@ -65,25 +65,26 @@ struct parser {
     bool key_bad[NKEYS];     /* the key's line in this section was an error */
     bool skipping;           /* after a bad section header: its keys belong to no account */
     bool outside_said;       /* "key outside a section" was reported once */
-    int *error_lines;        /* the line of each of cfg->errors */
     mode_t file_mode;
     struct ms_error *err;    /* the first error */
 };
 
 typedef int (*key_setter)(struct parser *p, const char *key, const char *value);
 
-/* "FILE:LINE: KEY: message", added to the file's errors (the first also
- * in p->err). Returns MS_EUSAGE; the caller goes on with the next line. */
-static int key_error(struct parser *p, int line, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* What key_error names where the error is not about a key (compared by
+ * address: a key typed as "line" is still a key). */
+static const char LABEL_LINE[] = "line", LABEL_SECTION[] = "section", LABEL_ACCOUNT[] = "account";
 
-static int key_error(struct parser *p, int line, const char *key, const char *fmt, ...)
+/* "FILE:LINE: KEY: message", added to the file's errors (the first also
+ * in p->err), with suggestion (or NULL) as its "did you mean". Returns
+ * MS_EUSAGE; the caller goes on with the next line. */
+static int vkey_error(struct parser *p, int line, const char *key, const char *suggestion, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
+
+static int vkey_error(struct parser *p, int line, const char *key, const char *suggestion, const char *fmt, va_list ap)
 {
     char what[400];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
     struct config *c = p->cfg;
     char msg[sizeof p->err->msg];
     snprintf(msg, sizeof msg, "%s:%d: %s: %s", p->path, line, key, what);
@@ -91,11 +92,42 @@ static int key_error(struct parser *p, int line, const char *key, const char *fm
         ms_error_set(p->err, MS_EUSAGE, "%s", msg);
     if (c->nerrors < CONFIG_MAX_ERRORS) {
         c->errors = xrealloc(c->errors, (c->nerrors + 1) * sizeof *c->errors);
-        p->error_lines = xrealloc(p->error_lines, (c->nerrors + 1) * sizeof *p->error_lines);
-        p->error_lines[c->nerrors] = line;
+        c->error_info = xrealloc(c->error_info, (c->nerrors + 1) * sizeof *c->error_info);
+        bool not_key = key == LABEL_LINE || key == LABEL_SECTION || key == LABEL_ACCOUNT;
+        c->error_info[c->nerrors] = (struct config_error){
+            .line = line,
+            .key = not_key ? NULL : xstrdup(key),
+            .message = xstrdup(what),
+            .suggestion = suggestion ? xstrdup(suggestion) : NULL,
+        };
         c->errors[c->nerrors++] = xstrdup(msg);
     }
     return MS_EUSAGE;
+}
+
+static int key_error(struct parser *p, int line, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int key_error(struct parser *p, int line, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vkey_error(p, line, key, NULL, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* key_error with a "did you mean" fix. */
+static int key_error_suggest(struct parser *p, int line, const char *key, const char *suggestion, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static int key_error_suggest(struct parser *p, int line, const char *key, const char *suggestion, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vkey_error(p, line, key, suggestion, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 /* The errors in line order (a section's missing keys are found at its
@@ -104,10 +136,10 @@ static void sort_errors(struct parser *p)
 {
     struct config *c = p->cfg;
     for (size_t i = 1; i < c->nerrors; i++) /* insertion: stable, and n <= 20 */
-        for (size_t j = i; j > 0 && p->error_lines[j - 1] > p->error_lines[j]; j--) {
-            int l = p->error_lines[j];
-            p->error_lines[j] = p->error_lines[j - 1];
-            p->error_lines[j - 1] = l;
+        for (size_t j = i; j > 0 && c->error_info[j - 1].line > c->error_info[j].line; j--) {
+            struct config_error e = c->error_info[j];
+            c->error_info[j] = c->error_info[j - 1];
+            c->error_info[j - 1] = e;
             char *m = c->errors[j];
             c->errors[j] = c->errors[j - 1];
             c->errors[j - 1] = m;
@@ -734,7 +766,7 @@ static const char *name_of_bad_line(const char *line)
     for (int i = 0; i < NKEYS; i++)
         if (strlen(key_defs[i].name) == n && strncmp(key_defs[i].name, line, n) == 0)
             return key_defs[i].name;
-    return "line";
+    return LABEL_LINE;
 }
 
 static int finish_account(struct parser *p);
@@ -747,10 +779,10 @@ static int section_line(struct parser *p, char *line)
     p->skipping = true;
     char *close = strchr(line, ']');
     if (!close)
-        return key_error(p, p->line, "section", "header without ']'");
+        return key_error(p, p->line, LABEL_SECTION, "header without ']'");
     char *after = trim(close + 1);
     if (*after && *after != '#')
-        return key_error(p, p->line, "section", "unexpected text after ']'");
+        return key_error(p, p->line, LABEL_SECTION, "unexpected text after ']'");
     *close = '\0';
     char *inner = trim(line + 1);
     /* A header that cannot be used is repeated only when it looks like a
@@ -766,26 +798,28 @@ static int section_line(struct parser *p, char *line)
             word[wl] = '\0';
         }
         if (wl < sizeof word && *name && valid_account_name(name) && shows_like_key(word) &&
-            config_suggest(word, section_words, 1))
-            return key_error(p, p->line, "section", "[%s %s] is not a section this program knows; did you mean "
-                             "[account %s]?", word, name, name);
+            config_suggest(word, section_words, 1)) {
+            char fix[100]; /* the name is valid: at most 64 */
+            snprintf(fix, sizeof fix, "[account %s]", name);
+            return key_error_suggest(p, p->line, LABEL_SECTION, fix,
+                                     "[%s %s] is not a section this program knows; did you mean %s?", word, name, fix);
+        }
         if (shows_like_key(inner))
-            return key_error(p, p->line, "section",
-                             "[%s] is not a section this program knows; write [account NAME]",
-                             inner);
-        return key_error(p, p->line, "section",
+            return key_error(p, p->line, LABEL_SECTION,
+                             "[%s] is not a section this program knows; write [account NAME]", inner);
+        return key_error(p, p->line, LABEL_SECTION,
                          "not a section this program knows (not shown: it may hold a secret); "
                          "write [account NAME]");
     }
     char *name = trim(inner + 7);
     if (!valid_account_name(name))
-        return key_error(p, p->line, "account",
+        return key_error(p, p->line, LABEL_ACCOUNT,
                          "not a valid account name (letters, digits, '-', '_', '.'; "
                          "not starting with '.' or '-'; at most 64)");
     struct config *c = p->cfg;
     for (size_t i = 0; i < c->naccounts; i++)
         if (strcmp(c->accounts[i].name, name) == 0)
-            return key_error(p, p->line, "account", "%s is already defined on line %d", name,
+            return key_error(p, p->line, LABEL_ACCOUNT, "%s is already defined on line %d", name,
                              c->accounts[i].config_line);
     struct account *na = xrealloc(c->accounts, (c->naccounts + 1) * sizeof *na);
     c->accounts = na;
@@ -830,9 +864,9 @@ static int key_line(struct parser *p, char *line)
         const char *near = suggest_key(key);
         bool show = shows_like_key(key);
         if (near)
-            return key_error(p, p->line, show ? key : "line", "unknown key%s; did you mean %s?",
-                             show ? "" : " (not shown: it may hold a secret)", near);
-        return key_error(p, p->line, show ? key : "line", "unknown key%s (the keys are listed in mailsync.conf(5))",
+            return key_error_suggest(p, p->line, show ? key : LABEL_LINE, near, "unknown key%s; did you mean %s?",
+                                     show ? "" : " (not shown: it may hold a secret)", near);
+        return key_error(p, p->line, show ? key : LABEL_LINE, "unknown key%s (the keys are listed in mailsync.conf(5))",
                          show ? "" : " (not shown: it may hold a secret)");
     }
     if (!p->acc) {
@@ -1105,7 +1139,7 @@ static int parse_text(struct parser *p, char *text, size_t len)
         char *nl = memchr(line, '\n', (size_t)(end - line));
         char *stop = nl ? nl : end;
         if (memchr(line, '\0', (size_t)(stop - line))) /* not a text file: the rest is noise */
-            return key_error(p, p->line, "line", "contains a NUL byte (is this a text file?)");
+            return key_error(p, p->line, LABEL_LINE, "contains a NUL byte (is this a text file?)");
         *stop = '\0';
         parse_line(p, line); /* an error is kept; the next line is read all the same */
         line = stop + 1;
@@ -1127,7 +1161,6 @@ int config_load(const char *path, struct config *out, struct ms_error *err)
     struct parser p = {.path = path, .cfg = out, .file_mode = mode, .err = err};
     rc = parse_text(&p, text, len);
     sort_errors(&p);
-    free(p.error_lines);
     /* The text may hold a password. */
     explicit_bzero(text, len);
     free(text);
@@ -1135,11 +1168,14 @@ int config_load(const char *path, struct config *out, struct ms_error *err)
         rc = ms_error_set(err, MS_EUSAGE, "%s: no [account NAME] section", path);
     if (rc != MS_OK) { /* the messages stay, nothing else */
         char **errors = out->errors;
+        struct config_error *info = out->error_info;
         size_t nerrors = out->nerrors, total = out->nerrors_total;
         out->errors = NULL;
+        out->error_info = NULL;
         out->nerrors = 0;
         config_free(out);
         out->errors = errors;
+        out->error_info = info;
         out->nerrors = nerrors;
         out->nerrors_total = total;
     }
@@ -1154,9 +1190,14 @@ void config_free(struct config *c)
         account_free(&c->accounts[i]);
     free(c->accounts);
     free(c->path);
-    for (size_t i = 0; i < c->nerrors; i++)
+    for (size_t i = 0; i < c->nerrors; i++) {
         free(c->errors[i]);
+        free(c->error_info[i].key);
+        free(c->error_info[i].message);
+        free(c->error_info[i].suggestion);
+    }
     free(c->errors);
+    free(c->error_info);
     memset(c, 0, sizeof *c);
 }
 

@@ -29,6 +29,18 @@
 #include "sync/account.h"
 #include "sync/error.h"
 
+/* One error of a config file, in parts (errors[i] is
+ * "FILE:LINE: KEY: message"). */
+struct config_error {
+    int line;         /* 1-based */
+    char *key;        /* the key as typed; NULL when the error is about the
+                       * line or the section header (the text names "line",
+                       * "section" or "account" there) */
+    char *message;    /* what is wrong */
+    char *suggestion; /* the "did you mean" fix (a key, or "[account NAME]"),
+                       * or NULL */
+};
+
 struct config {
     struct account *accounts; /* in file order */
     size_t naccounts;
@@ -37,6 +49,7 @@ struct config {
      * order (at most 20 kept; nerrors_total counts them all). Empty when
      * the file could not be read at all (then only err says why). */
     char **errors;
+    struct config_error *error_info; /* the same errors, in parts (for --json) */
     size_t nerrors, nerrors_total;
 };
 

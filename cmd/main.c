@@ -1045,7 +1045,6 @@ int main(int argc, char **argv)
     struct config cfg = {0};
     struct ms_error err = {0};
     rc = config_load(path, &cfg, &err);
-    free(path);
     if (rc) { /* every error of the file, in line order */
         for (size_t i = 0; i < cfg.nerrors; i++)
             say("%s", cfg.errors[i]);
@@ -1055,9 +1054,13 @@ int main(int argc, char **argv)
             say("... and %zu more errors in the config file", cfg.nerrors_total - cfg.nerrors);
         if (cfg.nerrors)
             output_note_error(err.msg); /* --json's "error": the first found */
+        if (o.json) /* and "errors": all of them */
+            output_json_config_error(stdout, o.command, rc, path, &cfg, err.msg);
+        free(path);
         config_free(&cfg);
         goto out;
     }
+    free(path);
     struct account **acc = NULL;
     size_t n = 0;
     if (strcmp(o.command, "fetch") == 0)

@@ -558,14 +558,60 @@ void output_json_copy(FILE *out, const char *command, const struct engine_result
     json_results(out, command, r, 1, exit_code, false);
 }
 
-void output_json_error(FILE *out, const char *command, int exit_code)
+/* {"schema_version",..,"command","exit","error": of the error document */
+static void json_error_head(FILE *out, const char *command, int exit_code)
 {
     output_json_open(out, command);
     fprintf(out, ",\"exit\":%d,\"error\":", exit_code);
     pthread_mutex_lock(&log_lock);
     output_json_string(out, last_error[0] ? last_error : NULL);
     pthread_mutex_unlock(&log_lock);
-    fputs(",\"accounts\":[]}\n", out);
+}
+
+void output_json_error(FILE *out, const char *command, int exit_code)
+{
+    json_error_head(out, command, exit_code);
+    fputs(",\"errors\":[],\"errors_total\":0,\"accounts\":[]}\n", out);
+    json_documents++;
+}
+
+static void json_config_error(FILE *out, const char *path, int line, const char *key, const char *message,
+                              const char *suggestion)
+{
+    fputs("{\"file\":", out);
+    output_json_string(out, path);
+    if (line > 0)
+        fprintf(out, ",\"line\":%d", line);
+    else
+        fputs(",\"line\":null", out);
+    fputs(",\"key\":", out);
+    output_json_string(out, key);
+    fputs(",\"message\":", out);
+    output_json_string(out, message);
+    fputs(",\"suggestion\":", out);
+    output_json_string(out, suggestion);
+    fputc('}', out);
+}
+
+void output_json_config_error(FILE *out, const char *command, int exit_code, const char *path, const struct config *cfg,
+                              const char *whole)
+{
+    json_error_head(out, command, exit_code);
+    fputs(",\"errors\":[", out);
+    size_t total = cfg->nerrors_total;
+    for (size_t i = 0; i < cfg->nerrors; i++) {
+        const struct config_error *e = &cfg->error_info[i];
+        if (i)
+            fputc(',', out);
+        json_config_error(out, path, e->line, e->key, e->message, e->suggestion);
+    }
+    if (!cfg->nerrors) { /* the whole file: "PATH: what" */
+        size_t n = strlen(path);
+        const char *what = strncmp(whole, path, n) == 0 && strncmp(whole + n, ": ", 2) == 0 ? whole + n + 2 : whole;
+        json_config_error(out, path, 0, NULL, what, NULL);
+        total = 1;
+    }
+    fprintf(out, "],\"errors_total\":%zu,\"accounts\":[]}\n", total);
     json_documents++;
 }
 

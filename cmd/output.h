@@ -7,7 +7,7 @@
  *
  * --json: every command prints exactly one JSON object on stdout, also
  * when it fails before any account ran ({"command", "exit", "error",
- * "accounts": []}); watch prints one per pass.
+ * "errors", "errors_total", "accounts": []}); watch prints one per pass.
  */
 #ifndef MAILSYNC_OUTPUT_H
 #define MAILSYNC_OUTPUT_H
@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "cmd/config.h"
 #include "sync/account.h"
 #include "sync/engine/engine.h"
 #include "sync/log.h"
@@ -79,8 +80,17 @@ unsigned output_json_documents(void);
 
 /* The document of a command that failed before (or without) its own:
  * {"command": command or null, "exit": exit_code, "error": the last
- * error logged or noted, "accounts": []}. */
+ * error logged or noted, "errors": [], "errors_total": 0, "accounts": []}. */
 void output_json_error(FILE *out, const char *command, int exit_code);
+
+/* The same document for a config file (path) that was refused: "errors"
+ * holds cfg's errors in parts ({"file", "line", "key", "message",
+ * "suggestion"}), "errors_total" counts them all (also those not kept);
+ * when cfg has none (the file could not be read or has no account) the
+ * one error is whole ("PATH: what", as config_load's err gives it), with
+ * line and key null. */
+void output_json_config_error(FILE *out, const char *command, int exit_code, const char *path, const struct config *cfg,
+                              const char *whole);
 
 /* status, check, folders: per account, text or one JSON object (call
  * output_json_begin, then an account function per account with first

@@ -20,9 +20,9 @@
 
 #include <stdio.h>
 
-#define OUTPUT_JSON_SCHEMA_VERSION "1.0"
+#define OUTPUT_JSON_SCHEMA_VERSION "1.1"
 
-/* Open a document: {"schema_version":"1.0","command":command (or null).
+/* Open a document: {"schema_version":"1.1","command":command (or null).
  * The caller writes the other members and the closing brace. */
 void output_json_open(FILE *out, const char *command);
 

@@ -372,7 +372,11 @@ class JsonSchemaTest(tb.BedTestCase):
         check = parse(self, self.run_ok("--json", "check"))
         folders = parse(self, self.run_ok("--json", "folders"))
         error = parse(self, self.mailsync("--json", "frobnicate"))
-        self.assertEqual(dry["schema_version"], "1.0")
+        bad_config = self.work / "bad-config"
+        bad_config.write_text("[account x]\nhots = h\n")
+        bad_config.chmod(0o600)
+        config_error = parse(self, self.mailsync("--json", "-c", bad_config, "pull"))
+        self.assertEqual(dry["schema_version"], "1.1")
         # (a first pull plans the newest first: UID 1's step is not the first)
         self.assertIn("FS", [s for s in dry["accounts"][0]["plan"] if s.get("uid") == 1][0]["flags"])
 
@@ -405,6 +409,12 @@ class JsonSchemaTest(tb.BedTestCase):
             ("folders: an undocumented member", folders, lambda d: acc(d)["folders"][0].update(extra=1)),
             ("error: an account in it", error, lambda d: d["accounts"].append(acc(real))),
             ("error: no error member", error, lambda d: d.pop("error")),
+            ("error: no errors member", error, lambda d: d.pop("errors")),
+            ("error: no errors_total", error, lambda d: d.pop("errors_total")),
+            ("config error: no line", config_error, lambda d: d["errors"][0].pop("line")),
+            ("config error: line 0", config_error, lambda d: d["errors"][0].update(line=0)),
+            ("config error: no suggestion", config_error, lambda d: d["errors"][-1].pop("suggestion")),
+            ("config error: an undocumented member", config_error, lambda d: d["errors"][0].update(extra=1)),
         ]
         for what, doc, change in mutations:
             with self.subTest(what):
@@ -445,6 +455,43 @@ class JsonSchemaTest(tb.BedTestCase):
                 r = self.run_ok("--json", *args)
                 self.assertTrue(r.stdout.startswith("Usage: mailsync"), r.stdout)
                 self.assertNotIn("{", r.stdout.splitlines()[-1], r.stdout)
+
+    def test_every_config_error_in_the_document(self):
+        """A config file with three errors (a misspelt key, a bad value, a
+        bad section header): one document, "error" the first as before,
+        "errors" all three in parts with their lines and the "did you
+        mean" fix; stderr says the same three."""
+        three = self.work / "three-errors"
+        three.write_text("[account test]\n"           # 1
+                         "host = h\nuser = u\npassword = p\nmaildir = /m\n"
+                         "timout = 30\n"             # 6: did you mean timeout
+                         "port = banana\n"           # 7: not a number
+                         "[acount other]\n")         # 8: did you mean [account other]
+        three.chmod(0o600)
+        r = self.mailsync("--json", "-c", three, "pull")
+        self.assertEqual(r.code, 2, str(r))
+        doc = parse(self, r)
+        self.assertEqual((doc["exit"], doc["accounts"], doc["errors_total"]), (2, [], 3), r.stdout)
+        self.assertEqual(doc["error"], "%s:6: timout: unknown key; did you mean timeout?" % three)
+        got = [(e["file"], e["line"], e["key"], e["suggestion"]) for e in doc["errors"]]
+        self.assertEqual(got, [(str(three), 6, "timout", "timeout"), (str(three), 7, "port", None),
+                               (str(three), 8, None, "[account other]")], r.stdout)
+        self.assertIn("banana", doc["errors"][1]["message"])
+        self.assertEqual(len([ln for ln in r.stderr.splitlines() if ln.startswith("mailsync: %s:" % three)]), 3,
+                         r.stderr)
+        # more than 20: the first 20 in parts, all counted
+        many = self.work / "many-errors"
+        many.write_text("[account a b]\n" * 25)
+        many.chmod(0o600)
+        doc = parse(self, self.mailsync("--json", "-c", many, "pull"))
+        self.assertEqual((len(doc["errors"]), doc["errors_total"]), (20, 25), doc)
+        self.assertEqual([e["line"] for e in doc["errors"]], list(range(1, 21)))
+        # the whole file: one error without a line; not a config error: none
+        doc = parse(self, self.mailsync("--json", "-c", self.work / "missing", "pull"))
+        self.assertEqual([(e["line"], e["key"]) for e in doc["errors"]], [(None, None)], doc)
+        self.assertIn("cannot read", doc["errors"][0]["message"])
+        doc = parse(self, self.mailsync("--json", "frobnicate"))
+        self.assertEqual((doc["errors"], doc["errors_total"]), ([], 0), doc)
 
     def test_failures_inside_documents(self):
         """Offline, bad password, lock held, POP3 folders: the command's own

@@ -683,6 +683,28 @@ static void all_errors_at_once(void **unused)
     assert_null(strstr(c.errors[7], "did you mean"));
     error_is(&c, 8, 22, "timeout", "not a number");
     assert_string_equal(err.msg, c.errors[1]); /* err: the first found */
+    /* The same errors in parts (--json), sorted along with the text. */
+    static const struct {
+        int line;
+        const char *key, *suggestion;
+    } parts[] = {{1, "host", NULL},         {2, "hots", "host"}, {3, "port", NULL},
+                 {6, "maildir", NULL},      {7, "tls", NULL},    {13, "folder", "folders"},
+                 {14, NULL, "[account c]"}, {16, "foo", NULL},   {22, "timeout", NULL}};
+    for (size_t i = 0; i < 9; i++) {
+        const struct config_error *e = &c.error_info[i];
+        assert_int_equal(e->line, parts[i].line);
+        if (parts[i].key)
+            assert_string_equal(e->key, parts[i].key);
+        else
+            assert_null(e->key);
+        if (parts[i].suggestion)
+            assert_string_equal(e->suggestion, parts[i].suggestion);
+        else
+            assert_null(e->suggestion);
+        /* the text ends with the message */
+        size_t tl = strlen(c.errors[i]), ml = strlen(e->message);
+        assert_true(tl > ml && strcmp(c.errors[i] + tl - ml, e->message) == 0);
+    }
     config_free(&c);
     /* Keys before any section: said once. */
     load_errors("host = h\nuser = u\n" MINIMAL "pasword = x\n", &c, &err);
