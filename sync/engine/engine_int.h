@@ -270,6 +270,7 @@ struct lmove {
     char *emailid;   /* its row's server id (EMAILID / X-GM-MSGID), kept by a MOVE */
     char *dst_uniq;  /* the local file in dst that is the same message */
     bool twin;       /* no Message-ID, and another gone row of its size has none: never paired */
+    int placeholder; /* its row's placeholder mark (placeholders.c), kept in dst */
     enum lmove_state state;
 };
 struct push_ctx;
@@ -367,6 +368,40 @@ bool deliver_leftover_is(struct maildir_folder *mf, struct leftover *lo, struct 
 #define PLACEHOLDER_WINDOW (64 * 1024)
 ssize_t placeholder_head(struct maildir_folder *mf, struct local_msg *m, char *buf);
 
+/* placeholders.c: a placeholder (ours or mbsync's) the state does not
+ * know, beside the full message. After a lost state DB or a UIDVALIDITY
+ * change rematch.c never takes a placeholder for its message, so the
+ * message is downloaded in full; the placeholder file then goes, by the
+ * pull that brought the message (or found it there) and by a push before
+ * its uploads. One sweep per folder: placeholder_sweep_file for each
+ * candidate file, placeholder_sweep_end once. */
+struct placeholder_sweep {
+    struct run *r;
+    const char *folder; /* its name, for the log */
+    struct maildir_folder *mf;
+    int64_t folder_id;
+    /* filled as needed */
+    char *buf;
+    struct state_msg *rows;
+    size_t nrows;
+    struct state_placeholder *marked;
+    size_t nmarked;
+    bool have_rows;
+    size_t removed;
+};
+enum placeholder_fate {
+    PLACEHOLDER_NOT,     /* not a placeholder (or unreadable) */
+    PLACEHOLDER_REMOVED, /* removed (a dry run: would be): its message is here in full */
+    PLACEHOLDER_KEPT     /* a placeholder, kept: its full message is not on disk here */
+};
+/* Is m (a local file of s->mf) a placeholder whose message the folder's
+ * state has under another file, a whole message (no placeholder mark)
+ * that is on disk? Then it is removed. Never removes anything else. */
+int placeholder_sweep_file(struct placeholder_sweep *s, struct local_msg *m, enum placeholder_fate *fate,
+                           struct ms_error *err);
+/* The directory made durable after any removal (r->dirs); frees s's own. */
+int placeholder_sweep_end(struct placeholder_sweep *s, struct ms_error *err);
+
 /* placeholders.c: deliver the plan's PLAN_PLACEHOLDER messages as
  * placeholders (their header and a note), through the delivery journal;
  * finish (or NULL) is the folder's row, saved with the last records when
@@ -400,11 +435,14 @@ bool rematch_index_has(const char **idx, size_t n, const char *uniq);
  * one transaction; their files are matched by their recorded identity,
  * with their last synced flags (local changes stay pending), and those
  * deleted locally are matched and recorded without a file, for the push
- * to remove. */
+ * to remove. The placeholders (ours or mbsync's) among the files read
+ * are never paired: their indexes in local are added to *placeholders
+ * (grown with xrealloc; the caller frees it), for placeholder_sweep_file
+ * once the messages are in. */
 int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct state_msg **state,
                    size_t *nstate, const struct state_msg *old, size_t nold, struct local_msg *local, size_t nlocal,
                    const struct remote_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left,
-                   size_t *nleft, struct ms_error *err);
+                   size_t *nleft, size_t **placeholders, size_t *nplaceholders, struct ms_error *err);
 void rematch_free_leftovers(struct leftover *l, size_t n);
 
 /* moves_server.c: a move on the server by another client becomes a rename

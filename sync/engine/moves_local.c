@@ -55,6 +55,7 @@ struct newfile {
     struct local_msg l; /* owns its strings */
     char *message_id;
     uint64_t size; /* CRLF */
+    bool placeholder; /* a placeholder (ours or mbsync's): not the message's size */
     bool readable;
     bool paired;
 };
@@ -120,11 +121,19 @@ static void learn_folder(struct run *r, const struct selected *sel, struct learn
     }
     size_t nleft = 0;
     struct local_msg *left = maildir_scan_left_out(mf, &nleft);
+    struct state_placeholder *marked = NULL;
+    size_t nmarked = 0;
+    if (state_placeholder_list(r->st, sf.id, &marked, &nmarked, &e) != MS_OK)
+        log_msg(LOG_VERBOSE, "%s: %s", sel->name, e.msg); /* a moved placeholder then loses its mark */
     for (size_t i = 0; i < nrows; i++) {
         const struct state_msg *s = &rows[i];
         if (!s->uniq || s->pending || views_local_by_uniq(local, nlocal, s->uniq) ||
             left_out_has(left, nleft, s->uniq))
             continue;
+        int mark = 0;
+        for (size_t k = 0; k < nmarked && !mark; k++) /* few */
+            if (marked[k].uid == s->uid)
+                mark = marked[k].mark;
         if (L->ngone == L->capg) {
             L->capg = L->capg ? 2 * L->capg : 16;
             L->gone = xrealloc(L->gone, L->capg * sizeof *L->gone);
@@ -134,8 +143,9 @@ static void learn_folder(struct run *r, const struct selected *sel, struct learn
             .flags = s->flags, .keywords = s->keywords ? xstrdup(s->keywords) : NULL, .size = s->size,
             .message_id = s->message_id ? xstrdup(s->message_id) : NULL,
             .emailid = s->emailid ? xstrdup(s->emailid) : NULL, .dst_uniq = NULL, .twin = false,
-            .state = LMOVE_PENDING};
+            .placeholder = mark, .state = LMOVE_PENDING};
     }
+    state_placeholders_free(marked, nmarked);
     size_t nidx = 0;
     const char **idx = rematch_uniq_index(rows, nrows, &nidx);
     for (size_t i = 0; i < nlocal; i++) {
@@ -178,9 +188,18 @@ static void read_identities(struct run *r, struct learnt *L)
             for (size_t k = i; k < end; k++) {
                 struct newfile *f = &L->nf[k];
                 int fd = maildir_open_msg(mf, &f->l, &e);
-                f->readable = fd >= 0 && message_identity_fd(fd, &f->message_id, &f->size) == 0;
-                if (fd >= 0)
+                struct message_identity id;
+                f->readable = fd >= 0 && message_identity_read(fd, &id) == 0;
+                if (f->readable) {
+                    f->message_id = id.message_id;
+                    f->size = id.size;
+                    f->placeholder = id.placeholder;
+                    id.message_id = NULL;
+                }
+                if (fd >= 0) {
+                    message_identity_free(&id);
                     close(fd);
+                }
             }
         }
         maildir_folder_close(mf);
@@ -277,7 +296,8 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
                     hit = v[k];
                     n++;
                 }
-            if (n == 1 && !hit->dst && !hit->twin && f->readable && hit->size == f->size &&
+            /* a placeholder has the message's name and Message-ID, not its size */
+            if (n == 1 && !hit->dst && !hit->twin && f->readable && (hit->size == f->size || f->placeholder) &&
                 push_same_id(hit->message_id, f->message_id)) {
                 pair(hit, f);
                 by_name++;
@@ -654,6 +674,8 @@ static int move_group(struct push_ctx *c, struct lmove **ms, size_t n, size_t *m
                                 .keywords = got[i].keywords, .size = m->size, .message_id = m->message_id,
                                 .hash = NULL, .pending = false, .emailid = m->emailid};
         rc = state_msg_put(r->st, c->sf->id, &row, err);
+        if (rc == MS_OK && m->placeholder) /* still a placeholder here: flagged, it is replaced */
+            rc = state_msg_set_placeholder(r->st, c->sf->id, row.uid, m->placeholder, err);
         if (rc == MS_OK)
             rc = state_msg_delete(r->st, sf.id, m->uid, err);
         if (rc == MS_OK)

@@ -94,6 +94,7 @@ struct vanished {
     char *message_id; /* NULL if none (then emailid is set) */
     char *emailid;    /* the server's id recorded with the row, or NULL */
     uint64_t size;
+    int placeholder; /* the row's placeholder mark (placeholders.c), kept in the new folder */
     bool taken;
     bool held; /* a dry run: its local deletion is reported at the end */
 };
@@ -226,11 +227,22 @@ void moves_server_note_vanished(struct run *r, const struct selected *sel, int64
     char **hit = lm && lm->nlost ? bsearch(&key, lm->lost, lm->nlost, sizeof *lm->lost, util_cmp_str) : NULL;
     if (hit)
         lm->pulled[hit - lm->lost] = true;
+    struct state_placeholder *marked = NULL;
+    size_t nmarked = 0;
+    bool have_marks = false;
     for (size_t i = 0; i < ns; i++) {
         const struct state_msg *s = &st[i];
         if (!s->uniq || (!s->message_id && !s->emailid) || !s->size || s->pending || remote_has(rm, nr, s->uid) ||
             !views_local_by_uniq(local, nlocal, s->uniq))
             continue;
+        struct ms_error e;
+        if (!have_marks && state_placeholder_list(r->st, folder_id, &marked, &nmarked, &e) != MS_OK)
+            log_msg(LOG_VERBOSE, "%s: %s", sel->name, e.msg); /* a moved placeholder then loses its mark */
+        have_marks = true;
+        int mark = 0;
+        for (size_t k = 0; k < nmarked && !mark; k++) /* few */
+            if (marked[k].uid == s->uid)
+                mark = marked[k].mark;
         if (!r->smoves)
             r->smoves = xcalloc(1, sizeof *r->smoves);
         struct moves_server *m = r->smoves;
@@ -240,12 +252,13 @@ void moves_server_note_vanished(struct run *r, const struct selected *sel, int64
                                          .flags = s->flags,
                                          .message_id = s->message_id ? xstrdup(s->message_id) : NULL,
                                          .emailid = s->emailid ? xstrdup(s->emailid) : NULL, .size = s->size,
-                                         .taken = false, .held = false};
+                                         .placeholder = mark, .taken = false, .held = false};
         if (r->opt->dry_run && p) {
             hold_delete(p, s->uid);
             m->v[m->n - 1].held = true;
         }
     }
+    state_placeholders_free(marked, nmarked);
 }
 
 bool moves_server_more_to_come(const struct run *r)
@@ -492,6 +505,8 @@ static int apply_moves(struct run *r, struct maildir_folder *mf, int64_t folder_
                                 .emailid = (char *)(p->emailid ? p->emailid : p->from->emailid)};
         struct state_server_move jm = {folder_id, p->uid, p->from->folder_id, p->from->uid};
         rc = state_msg_put(r->st, folder_id, &row, err);
+        if (rc == MS_OK && p->from->placeholder) /* with the row: a recovery confirms both */
+            rc = state_msg_set_placeholder(r->st, folder_id, p->uid, p->from->placeholder, err);
         if (rc == MS_OK)
             rc = state_server_move_put(r->st, &jm, err);
     }
@@ -535,9 +550,13 @@ static void drop_fetches(struct plan *p, const struct pair *pv, size_t np)
     for (size_t i = 0; i < p->n; i++) {
         const struct plan_action *a = &p->actions[i];
         bool moved = false;
-        if (a->op == PLAN_FETCH)
+        if (a->op == PLAN_FETCH || a->op == PLAN_PLACEHOLDER)
             for (size_t j = 0; j < np && !moved; j++)
                 moved = pv[j].uid == a->uid && pv[j].outcome == 0;
+        if (moved && a->op == PLAN_PLACEHOLDER) {
+            p->nplaceholder--;
+            continue;
+        }
         if (moved) {
             p->nfetch--;
             p->fetch_bytes -= a->size;
@@ -562,12 +581,14 @@ int moves_server_take(struct run *r, const struct selected *sel, struct maildir_
     size_t open = 0;
     for (size_t i = 0; m && i < m->n; i++)
         open += !m->v[i].taken && m->v[i].folder_id != folder_id;
-    if (!open || !p->nfetch || (!mf && !r->opt->dry_run))
+    /* the downloads, and the placeholders (max_size): a placeholder moved
+     * keeps its file, its local flags and its mark */
+    if (!open || !(p->nfetch + p->nplaceholder) || (!mf && !r->opt->dry_run))
         return MS_OK;
-    uint32_t *uids = xmalloc(p->nfetch * sizeof *uids);
+    uint32_t *uids = xmalloc((p->nfetch + p->nplaceholder) * sizeof *uids);
     size_t nu = 0;
     for (size_t i = 0; i < p->n; i++)
-        if (p->actions[i].op == PLAN_FETCH)
+        if (p->actions[i].op == PLAN_FETCH || p->actions[i].op == PLAN_PLACEHOLDER)
             uids[nu++] = p->actions[i].uid;
     qsort(uids, nu, sizeof *uids, cmp_uid);
     struct ids rids = {0};

@@ -393,3 +393,85 @@ out:
     state_folder_free(&sf);
     return rc;
 }
+
+/* ------------------------------------------------------------------ */
+/* a placeholder beside its full message (pull, push) */
+
+/* Has the folder's state a whole message (no placeholder mark) with this
+ * Message-ID under another file than uniq, and is that file on disk? */
+static int full_message_here(struct placeholder_sweep *s, const char *message_id, const char *uniq, bool *here,
+                             struct ms_error *err)
+{
+    *here = false;
+    for (size_t i = 0; message_id && i < s->nrows && !*here; i++) {
+        const struct state_msg *row = &s->rows[i];
+        if (!row->message_id || strcmp(row->message_id, message_id) != 0 || !row->uniq ||
+            strcmp(row->uniq, uniq) == 0)
+            continue;
+        bool marked = false;
+        for (size_t k = 0; k < s->nmarked && !marked; k++)
+            marked = s->marked[k].uid == row->uid;
+        if (marked) /* a placeholder itself */
+            continue;
+        struct local_msg l = {0};
+        int f = maildir_find_hint(s->mf, row->uniq, row->flags, &l, err);
+        free(l.uniq);
+        free(l.name);
+        if (f != MS_OK && f != 1)
+            return f;
+        *here = f == MS_OK;
+    }
+    return MS_OK;
+}
+
+int placeholder_sweep_file(struct placeholder_sweep *s, struct local_msg *m, enum placeholder_fate *fate,
+                           struct ms_error *err)
+{
+    *fate = PLACEHOLDER_NOT;
+    if (!s->buf)
+        s->buf = xmalloc(PLACEHOLDER_WINDOW);
+    ssize_t n = placeholder_head(s->mf, m, s->buf);
+    if (n < 0 || !message_is_mbsync_placeholder(s->buf, (size_t)n))
+        return MS_OK;
+    *fate = PLACEHOLDER_KEPT;
+    int rc = MS_OK;
+    if (!s->have_rows) {
+        if ((rc = state_msg_list(s->r->st, s->folder_id, &s->rows, &s->nrows, err)) ||
+            (rc = state_placeholder_list(s->r->st, s->folder_id, &s->marked, &s->nmarked, err)))
+            return rc;
+        s->have_rows = true;
+    }
+    char *mid = message_header(s->buf, (size_t)n, "Message-ID");
+    bool here = false;
+    rc = full_message_here(s, mid, m->uniq, &here, err);
+    free(mid);
+    if (rc || !here)
+        return rc;
+    const char *name = log_escape(m->name, strlen(m->name), 100);
+    if (s->r->opt->dry_run) {
+        log_msg(LOG_INFO, "%s: would remove %s, a placeholder for a message that is here in full", s->folder, name);
+        *fate = PLACEHOLDER_REMOVED;
+        return MS_OK;
+    }
+    rc = maildir_remove(s->mf, m, err);
+    if (rc != MS_OK && rc != 1) /* 1: gone already */
+        return rc;
+    log_msg(LOG_INFO, "%s: removed %s, a placeholder for a message that is here in full", s->folder, name);
+    s->removed++;
+    *fate = PLACEHOLDER_REMOVED;
+    return MS_OK;
+}
+
+int placeholder_sweep_end(struct placeholder_sweep *s, struct ms_error *err)
+{
+    int rc = s->removed ? dirsync_add_folder(s->r->dirs, s->mf, err) : MS_OK;
+    free(s->buf);
+    state_msgs_free(s->rows, s->nrows);
+    state_placeholders_free(s->marked, s->nmarked);
+    s->buf = NULL;
+    s->rows = NULL;
+    s->marked = NULL;
+    s->nrows = s->nmarked = 0;
+    s->have_rows = false;
+    return rc;
+}

@@ -441,6 +441,24 @@ static int unchanged_since_last_sync(struct run *r, const struct selected *sel, 
     return MS_OK;
 }
 
+/* local[idx[0..n)]: the placeholders rematch_folder read; those whose
+ * message is here in full are removed (placeholder_sweep_file). */
+static int drop_placeholders(struct run *r, const struct selected *sel, struct maildir_folder *mf, int64_t folder_id,
+                             struct local_msg *local, const size_t *idx, size_t n, struct ms_error *err)
+{
+    struct placeholder_sweep s = {.r = r, .folder = sel->name, .mf = mf, .folder_id = folder_id, .buf = NULL,
+                                  .rows = NULL, .nrows = 0, .marked = NULL, .nmarked = 0, .have_rows = false,
+                                  .removed = 0};
+    int rc = MS_OK;
+    for (size_t i = 0; i < n && rc == MS_OK; i++) {
+        enum placeholder_fate fate;
+        rc = placeholder_sweep_file(&s, &local[idx[i]], &fate, err);
+    }
+    struct ms_error e;
+    int erc = placeholder_sweep_end(&s, rc == MS_OK ? err : &e);
+    return rc ? rc : erc;
+}
+
 int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
                        struct ms_error *err)
 {
@@ -451,6 +469,7 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     struct local_msg *local = NULL;
     struct state_msg *state = NULL, *old = NULL;
     struct leftover *left = NULL;
+    size_t *placeholders = NULL, nplaceholders = 0;
     struct uid_list affected = {0};
     size_t nr = 0, nlocal = 0, nstate = 0, nold = 0, nmatched = 0, nleft = 0;
     struct plan_input in = {0};
@@ -519,7 +538,7 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
         nstate = 0;
     }
     if (mf && (rc = rematch_folder(r, mf, sf.id, &state, &nstate, old, nold, local, nlocal, rm, nr, &nmatched, &left,
-                                   &nleft, err)))
+                                   &nleft, &placeholders, &nplaceholders, err)))
         goto out;
     if (nmatched)
         log_msg(LOG_INFO, "%s: %zu local messages matched to the server by identity", sel->name, nmatched);
@@ -610,6 +629,11 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
         rc = ms_error_set(err, MS_EPARTIAL, "%s: %zu messages could not be fetched", sel->name, fres->failed);
         goto out;
     }
+    /* The placeholders rematch_folder found beside messages now here in
+     * full (downloaded above or found on disk) go: a pull-only user must
+     * not keep both. */
+    if (nplaceholders && (rc = drop_placeholders(r, sel, mf, sf.id, local, placeholders, nplaceholders, err)))
+        goto out;
 out:
     if (rc)
         engine_folder_fail(fres, err);
@@ -618,6 +642,7 @@ out:
     state_msgs_free(state, nstate);
     state_msgs_free(old, nold);
     rematch_free_leftovers(left, nleft);
+    free(placeholders);
     free(affected.v);
     maildir_msgs_free(local, nlocal);
     remote_msgs_free(rm, nr);

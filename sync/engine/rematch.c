@@ -139,7 +139,7 @@ static void add_identity(struct id_list *out, const char *uniq, const char *mess
 /* Local identity of a file: from the rows the state had before a
  * UIDVALIDITY change if it knew the file, else read from the file. */
 static void local_identity(struct maildir_folder *mf, struct local_msg *l, const struct old_rows *old,
-                           struct id_list *out)
+                           struct id_list *out, bool *placeholder)
 {
     const struct state_msg *o = old_row(old, l->uniq);
     if (o) {
@@ -152,11 +152,13 @@ static void local_identity(struct maildir_folder *mf, struct local_msg *l, const
         return;
     struct message_identity id;
     int rd = message_identity_read(fd, &id);
-    if (rd == 0 && id.placeholder)
+    *placeholder = rd == 0 && id.placeholder;
+    if (*placeholder)
         /* It has the message's Message-ID, Date and From but not its
          * body: the message is downloaded, the placeholder never pushed
-         * (push_placeholders.c). */
-        log_msg(LOG_WARN, "%s: %s is a placeholder mbsync left for a message over its MaxSize: not taken for "
+         * (push_placeholders.c), and removed once the message is here
+         * (placeholder_sweep_file). */
+        log_msg(LOG_WARN, "%s: %s is a placeholder for a message over a MaxSize: not taken for "
                           "the message, which is downloaded",
                 maildir_folder_path(mf), log_escape(l->name, strlen(l->name), 100));
     else if (rd == 0) {
@@ -324,7 +326,7 @@ void rematch_free_leftovers(struct leftover *l, size_t n)
 int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, struct state_msg **state,
                    size_t *nstate, const struct state_msg *old, size_t nold, struct local_msg *local, size_t nlocal,
                    const struct remote_msg *remote, size_t nremote, size_t *nmatched, struct leftover **left,
-                   size_t *nleft, struct ms_error *err)
+                   size_t *nleft, size_t **placeholders, size_t *nplaceholders, struct ms_error *err)
 {
     struct id_list lids = {0}, rids = {0};
     struct old_rows orows;
@@ -345,9 +347,15 @@ int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, 
         goto record;
     size_t nidx;
     const char **idx = rematch_uniq_index(*state, *nstate, &nidx);
-    for (size_t i = 0; i < nlocal; i++)
+    for (size_t i = 0; i < nlocal; i++) {
+        bool placeholder = false;
         if (!rematch_index_has(idx, nidx, local[i].uniq))
-            local_identity(mf, &local[i], &orows, &lids);
+            local_identity(mf, &local[i], &orows, &lids, &placeholder);
+        if (placeholder) {
+            *placeholders = xrealloc(*placeholders, (*nplaceholders + 1) * sizeof **placeholders);
+            (*placeholders)[(*nplaceholders)++] = i;
+        }
+    }
     free(idx);
     /* Messages deleted locally since the last sync and not yet removed on
      * the server: matched too, and recorded without a file, so that a pull
@@ -386,7 +394,13 @@ record:
     if (!r->opt->dry_run) {
         /* The old rows go in the transaction that records the pairs: a
          * crash in between leaves the old knowledge, never none. */
+        /* A placeholder the old rows knew (placeholders.c) stays one under
+         * its new UID: its mark goes with the pair. */
+        struct state_placeholder *marked = NULL;
+        size_t nmarked = 0;
         rc = state_begin(r->st, err);
+        if (rc == MS_OK && nold)
+            rc = state_placeholder_list(r->st, folder_id, &marked, &nmarked, err);
         if (rc == MS_OK && nold)
             rc = state_msg_delete_all(r->st, folder_id, err);
         for (size_t i = 0; i < nm && rc == MS_OK; i++) {
@@ -396,7 +410,12 @@ record:
             row.size = rid ? rid->size : 0;
             row.message_id = rid ? (char *)rid->message_id : NULL;
             rc = state_msg_put(r->st, folder_id, &row, err);
+            const struct state_msg *o = old_row(&orows, m[i].uniq);
+            for (size_t k = 0; rc == MS_OK && o && k < nmarked; k++)
+                if (marked[k].uid == o->uid)
+                    rc = state_msg_set_placeholder(r->st, folder_id, m[i].uid, marked[k].mark, err);
         }
+        state_placeholders_free(marked, nmarked);
         if (rc == MS_OK)
             rc = state_commit(r->st, err);
         else

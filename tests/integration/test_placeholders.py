@@ -29,7 +29,7 @@ LIMIT = "50K"
 
 
 class PlaceholderTest(tb.BedTestCase):
-    bed_options = {"pool": 3}
+    bed_options = {"pool": 7}
 
     def seed(self):
         """Three small messages and two big ones (one \\Seen) on the server."""
@@ -212,6 +212,129 @@ class PlaceholderTest(tb.BedTestCase):
         self.write_config(max_size=LIMIT, placeholders="yes")
         self.run_ok("sync")
         self.assertSynced()
+
+    def test_lost_state_pull_leaves_no_placeholder_beside_its_message(self):
+        """A pull after a lost state DB downloads the full message (max_size
+        raised meanwhile): the placeholder beside it goes, by that pull, not
+        by a later push; a placeholder whose message is not in full on disk
+        stays, and no full message is removed."""
+        self.seed()
+        self.pull_through_proxy("pull")
+        q, h = self.by_subject("Quarterly"), self.by_subject("Holiday")
+        small = sorted(m.path for m in self.local() if m.path not in (q.path, h.path))
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(str(self.state) + suffix):
+                os.unlink(str(self.state) + suffix)
+        # Holiday's message is gone from the server meanwhile: no full copy
+        # comes down for it, so its placeholder must stay
+        self.write_config()
+        with self.imap() as c:
+            c.expunge_uids("INBOX", [self.big[1]])
+        self.run_ok("pull")
+        local = self.local()
+        srv = self.server()
+        quarterly = [m for m in local if b"Quarterly" in m.data.split(b"\n\n", 1)[0]]
+        self.assertEqual(len(quarterly), 1, "the placeholder stayed beside its full message")
+        self.assertEqual(quarterly[0].data, srv[self.big[0]].data_lf, "the one left is not the full message")
+        self.assertTrue(os.path.exists(h.path), "a placeholder without its full message was removed")
+        self.assertEqual(sorted(m.path for m in local if m.path not in (quarterly[0].path, h.path)), small,
+                         "a full message was removed")
+        self.assertEqual(len(local), 5)
+        self.assertEqual(len(srv), 4)
+
+    def test_placeholder_moved_to_another_folder_keeps_its_mark(self):
+        """A placeholder moved by the user to another folder (paired as a
+        local move) is still a placeholder there: flagged, the next sync
+        brings its full message, under its name, with no second copy."""
+        with self.imap() as c:
+            c.create_folder("Archive")
+        self.seed()
+        self.pull_through_proxy("pull")
+        q = self.by_subject("Quarterly")
+        dest = os.path.join(tb.local_folder_path(self.maildir, "Archive"), "cur", os.path.basename(q.path))
+        os.rename(q.path, dest)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        self.run_ok("sync")
+        with self.imap() as c:
+            archive = c.messages("Archive")
+        self.assertEqual(len(archive), 1, "the move did not reach the server")
+        flagged = dest.split(":2,")[0] + ":2,F"
+        os.rename(dest, flagged)
+        self.run_ok("sync")
+        with self.imap() as c:
+            archive = c.messages("Archive")
+        self.assertEqual(len(archive), 1)
+        self.assertIn("\\Flagged", archive[0].flags)
+        files = tb.read_maildir(self.maildir).get("Archive", [])
+        self.assertEqual([m.path for m in files], [flagged], "one file in Archive, under its name")
+        self.assertEqual(files[0].data, archive[0].data_lf, "the full message did not replace the placeholder")
+        self.assertEqual(len(self.local()), 4)
+        self.assertEqual(len(self.server()), 4)
+
+    def test_placeholder_moved_on_the_server_keeps_its_file_and_mark(self):
+        """Another client moves a placeholder's message: the file is renamed
+        into the new folder (same inode, nothing new downloaded) and stays a
+        placeholder there: flagged, the next sync brings its full message."""
+        with self.imap() as c:
+            c.create_folder("Archive")
+        self.seed()
+        self.pull_through_proxy("pull")
+        q = self.by_subject("Quarterly")
+        ino = os.stat(q.path).st_ino
+        with self.imap() as c:
+            c.move_uids("INBOX", [self.big[0]], "Archive")
+        self.pull_through_proxy("pull")
+        files = tb.read_maildir(self.maildir).get("Archive", [])
+        self.assertEqual(len(files), 1, "not one file in Archive")
+        self.assertEqual(os.stat(files[0].path).st_ino, ino, "the placeholder was not moved, but made again")
+        self.assertEqual(len(self.local()), 4)
+        flagged = files[0].path.split(":2,")[0] + ":2,F"
+        os.rename(files[0].path, flagged)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        self.run_ok("sync")
+        with self.imap() as c:
+            archive = c.messages("Archive")
+        self.assertEqual(len(archive), 1)
+        self.assertIn("\\Flagged", archive[0].flags)
+        files = tb.read_maildir(self.maildir).get("Archive", [])
+        self.assertEqual([m.path for m in files], [flagged], "one file in Archive, under its name")
+        self.assertEqual(files[0].data, archive[0].data_lf, "the full message did not replace the placeholder")
+        self.assertEqual(len(self.local()), 4)
+        self.assertEqual(len(self.server()), 4)
+
+    def test_placeholder_stays_one_after_uidvalidity_change(self):
+        """The folder re-created on the server (new UIDVALIDITY, new UIDs):
+        the placeholder is paired with its message again and is still a
+        placeholder: flagged, the next sync brings its full message."""
+        with self.imap() as c:
+            c.create_folder("Archive")
+            c.append_message("Archive", tb.make_message(20, size=BIG, subject="Annual report"), (), 1600000020)
+        self.pull_through_proxy("pull")
+        with self.imap() as c:
+            msgs = c.messages("Archive")
+            before = c.status_of("Archive")["UIDVALIDITY"]
+            c.select_folder("INBOX")
+            for attempt in range(5):
+                c.delete_folder("Archive")
+                c.create_folder("Archive")
+                if c.status_of("Archive")["UIDVALIDITY"] != before:
+                    break
+                time.sleep(1.1)  # Dovecot derives UIDVALIDITY from the clock
+            c.append_message("Archive", msgs[0].data, (), msgs[0].internaldate)
+        self.pull_through_proxy("pull")
+        files = tb.read_maildir(self.maildir).get("Archive", [])
+        self.assertEqual(len(files), 1)
+        self.assertIn(b"[placeholder]", files[0].data)
+        flagged = files[0].path.split(":2,")[0] + ":2,F"
+        os.rename(files[0].path, flagged)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        self.run_ok("sync")
+        with self.imap() as c:
+            archive = c.messages("Archive")
+        self.assertEqual(len(archive), 1)
+        files = tb.read_maildir(self.maildir).get("Archive", [])
+        self.assertEqual([m.path for m in files], [flagged], "one file in Archive, under its name")
+        self.assertEqual(files[0].data, archive[0].data_lf, "the full message did not replace the placeholder")
 
     def test_first_pull_newest_first(self):
         with self.imap() as c:
