@@ -101,6 +101,13 @@ class Msg:
         self.touched = None           # side that changed it since the last complete sync
         self.trashed = False          # deleted locally, so `trash` moves it
         self.places = {folder}
+        # The letters before a local flag change no run has seen yet (every
+        # run since was killed): a run may have seen it or not.
+        self.unseen_from = None
+        # Deleted locally (to `trash`) while such a change was unseen: the
+        # copy in Trash may carry these letters instead, for no program can
+        # push a flag change it never saw (the file is gone).
+        self.trash_alt = None
 
     @property
     def moving(self):
@@ -303,6 +310,8 @@ class RandomKillBase(tb.BedTestCase):
             lm = where[m.key][0]
             flag = self.rng.choice(LETTERS)
             letters = "".join(sorted(set(lm.letters) ^ {flag}))
+            if m.unseen_from is None:
+                m.unseen_from = m.letters
             os.rename(lm.path, Path(lm.path).parent.parent / "cur" / ("%s:2,%s" % (lm.uniq, letters)))
             m.letters = "".join(sorted(set(m.letters) ^ {flag}))
             m.touched = "local"
@@ -318,6 +327,8 @@ class RandomKillBase(tb.BedTestCase):
             m.touched = "local"
             if self.trash and m.folder != self.trash and m.key in on_server:
                 m.folder = self.trash          # `trash`: the push moves it there
+                if m.unseen_from is not None and m.unseen_from != m.letters:
+                    m.trash_alt = m.unseen_from
                 m.trashed = True
                 m.places.add(self.trash)
                 deleted_to_trash = True
@@ -371,6 +382,7 @@ class RandomKillBase(tb.BedTestCase):
             return "round %d: killed (%s)" % (rnd, where)
         self.assertEqual(res.code, 0, "round %d: sync ended before the kill (%s)\n%s" % (rnd, where, res))
         self.stats["ended before the kill"] += 1
+        self.all_seen()
         self.est_bytes, self.est_secs = px.bytes_down + px.bytes_up, res.seconds
         return "round %d: ended before the kill (%s)" % (rnd, where)
 
@@ -395,7 +407,13 @@ class RandomKillBase(tb.BedTestCase):
         self.assertEqual(res.code, 0, "%s: the complete sync failed\n%s" % (what, res))
         self.est_bytes, self.est_secs = px.bytes_down + px.bytes_up, res.seconds
         self.stats["complete"] += 1
+        self.all_seen()
         return res
+
+    def all_seen(self):
+        """A run went to its end: it saw every local change made before it."""
+        for m in self.msgs.values():
+            m.unseen_from = None
 
     # -- checks ------------------------------------------------------------------
 
@@ -486,8 +504,13 @@ class RandomKillBase(tb.BedTestCase):
         self.check_midway(what, server, local)
         problems = []
         for f in FOLDERS:
-            want = sorted((m.key, m.letters) for m in self.alive(f))
             have = sorted((content_key(sm.data_lf), sm.letters) for sm in server[f])
+            for m in self.alive(f):   # the copy of a flag change no run saw
+                if m.trash_alt is not None and f == self.trash and (m.key, m.letters) not in have \
+                        and (m.key, m.trash_alt) in have:
+                    self.stats["trashed with a flag change no run saw"] += 1
+                    m.letters = m.trash_alt
+            want = sorted((m.key, m.letters) for m in self.alive(f))
             if want != have:
                 wk = collections.Counter(want)
                 hk = collections.Counter(have)
@@ -529,6 +552,7 @@ class RandomKillBase(tb.BedTestCase):
         for key, m in list(self.msgs.items()):
             m.touched, m.trashed = None, False
             m.places = {m.folder}
+            m.trash_alt = None
         self.epoch_deletes = collections.Counter()
         self.renumbered = set()       # folders given a new UIDVALIDITY in this period
 
