@@ -260,6 +260,12 @@ class PlaceholderTest(tb.BedTestCase):
         self.assertEqual(len(archive), 1, "the move did not reach the server")
         flagged = dest.split(":2,")[0] + ":2,F"
         os.rename(dest, flagged)
+        self.assert_flagged_placeholder_replaced(flagged)
+
+    def assert_flagged_placeholder_replaced(self, flagged):
+        """A sync brings the full message of the placeholder `flagged` (the
+        file's path, flagged F) in Archive: one message there on the server,
+        flagged, and one file under the same name holding it; 4 each side."""
         self.run_ok("sync")
         with self.imap() as c:
             archive = c.messages("Archive")
@@ -291,16 +297,7 @@ class PlaceholderTest(tb.BedTestCase):
         flagged = files[0].path.split(":2,")[0] + ":2,F"
         os.rename(files[0].path, flagged)
         self.write_config(max_size=LIMIT, placeholders="yes")
-        self.run_ok("sync")
-        with self.imap() as c:
-            archive = c.messages("Archive")
-        self.assertEqual(len(archive), 1)
-        self.assertIn("\\Flagged", archive[0].flags)
-        files = tb.read_maildir(self.maildir).get("Archive", [])
-        self.assertEqual([m.path for m in files], [flagged], "one file in Archive, under its name")
-        self.assertEqual(files[0].data, archive[0].data_lf, "the full message did not replace the placeholder")
-        self.assertEqual(len(self.local()), 4)
-        self.assertEqual(len(self.server()), 4)
+        self.assert_flagged_placeholder_replaced(flagged)
 
     def test_placeholder_stays_one_after_uidvalidity_change(self):
         """The folder re-created on the server (new UIDVALIDITY, new UIDs):
