@@ -177,6 +177,12 @@ void folders_map(const struct account *a, const struct engine_options *opt, cons
  * warned about, --folder ones a usage error with folder_patterns_strict
  * (returned, message in err) and noted in r->res if there is one. */
 int folders_check_patterns(struct run *r, const struct engine_folder_map *map, size_t n, struct ms_error *err);
+/* For the connect's hint (setup.c): the names the run's listing will ask
+ * the status of, from the state DB as it is now (r->st; *known: its rows,
+ * free with state_folders_free; *names: free(), pointing into *known).
+ * False without a DB to read. */
+bool folders_listing_preview(const struct run *r, struct state_folder **known, size_t *nknown, const char ***names,
+                             size_t *n);
 /* The state's row of a folder as read for the run's LIST, or NULL. */
 const struct state_folder *folders_known(const struct run *r, const char *raw);
 /* The STATUS of a folder asked for with the run's LIST, or NULL. */

@@ -1091,6 +1091,7 @@ static void side_close(struct remote *r)
 
 static const struct remote_ops mem_ops = {
     .name = "mem",
+    .memo = NULL,
     .caps = side_caps,
     .tls_info = side_tls_info,
     .capabilities = side_capabilities,
