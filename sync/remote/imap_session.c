@@ -715,9 +715,22 @@ static int speculation_retry(struct imap_session *s, bool *retry, struct ms_erro
     return imap_fail_dead(s, err, "%s: %s", s->host, why);
 }
 
-/* The greeting read (not PREAUTH, caps as remembered): the answer to
- * the AUTHENTICATE sent before it, then the listing's. */
-static int finish_speculation(struct imap_session *s, struct speculation *sp, bool *retry, struct ms_error *err)
+/* Whether the tagged response resp brought capabilities ([CAPABILITY]
+ * code; libetpan moved them to the session). */
+static bool tagged_caps(const struct mailimap_response *resp)
+{
+    const struct mailimap_response_tagged *t = resp->rsp_resp_done->rsp_data.rsp_tagged;
+    const struct mailimap_resp_text *x = t && t->rsp_cond_state ? t->rsp_cond_state->rsp_text : NULL;
+    return x && x->rsp_code && x->rsp_code->rc_type == MAILIMAP_RESP_TEXT_CODE_CAPABILITY_DATA;
+}
+
+/* The greeting read (not PREAUTH; verified: with the capabilities
+ * remembered; else without any, as Dovecot's "* OK Waiting for
+ * authentication process to respond.." while its auth process starts,
+ * the usual greeting following as untagged data): the answer to the
+ * AUTHENTICATE sent before it, then the listing's. */
+static int finish_speculation(struct imap_session *s, struct speculation *sp, bool verified, bool *retry,
+                              struct ms_error *err)
 {
     mailimap *imap = s->imap;
     drop_cached_caps(s);
@@ -730,8 +743,16 @@ static int finish_speculation(struct imap_session *s, struct speculation *sp, bo
         r = MAILIMAP_ERROR_STREAM;
     else if (imap->imap_stream_buffer->str[0] == '+')
         r = MAILIMAP_ERROR_PROTOCOL; /* PLAIN with an initial response wants nothing more */
-    else if ((r = mailimap_parse_response(imap, &resp)) == MAILIMAP_NO_ERROR) {
+    bool with_caps = false;
+    if (r == MAILIMAP_NO_ERROR && imap->imap_stream_buffer->str[0] != '+' &&
+        (r = mailimap_parse_response(imap, &resp)) == MAILIMAP_NO_ERROR) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "%d", sp->auth_tag);
+        const char *got = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_tag;
         state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+        with_caps = tagged_caps(resp);
+        if (!got || strcmp(got, tag) != 0)
+            r = MAILIMAP_ERROR_PROTOCOL; /* a command behind it answered first */
         mailimap_response_free(resp);
     }
     imap->imap_tag = last;
@@ -739,6 +760,8 @@ static int finish_speculation(struct imap_session *s, struct speculation *sp, bo
         return speculation_retry(s, retry, err, "the server did not take AUTHENTICATE sent before its greeting");
     if (r != MAILIMAP_NO_ERROR)
         return imap_fail_call(s, r, "authentication", err);
+    if (state != MAILIMAP_RESP_COND_STATE_OK && !verified)
+        return speculation_retry(s, retry, err, "the login sent before an unknown greeting was refused");
     if (state != MAILIMAP_RESP_COND_STATE_OK) {
         char text[260];
         snprintf(text, sizeof text, "%s", imap_server_text(s));
@@ -749,11 +772,13 @@ static int finish_speculation(struct imap_session *s, struct speculation *sp, bo
     }
     imap->imap_state = MAILIMAP_STATE_AUTHENTICATED;
     struct mailimap_connection_info *ci = imap->imap_connection_info;
-    if (!ci || !ci->imap_capability) {
-        /* no capabilities with the OK: the listing's answers are dropped
-         * before a CAPABILITY can be asked */
+    if (!ci || !ci->imap_capability || !with_caps) {
+        /* no capabilities with the OK (those of a late greeting do not
+         * count): the listing's answers are dropped before a CAPABILITY
+         * can be asked */
+        drop_cached_caps(s);
         int rc = imap_listing_read_ahead(s, false, err);
-        return rc != MS_OK ? rc : learn_caps(s, err);
+        return rc != MS_OK ? rc : refresh_caps(s, err);
     }
     set_caps_text(s);
     if (!s->caps)
@@ -781,7 +806,10 @@ static int connect_once(struct imap_session *s, const struct account *acct, cons
         /* Only capabilities learnt under the final protection count. */
         struct mailimap_connection_info *ci = s->imap->imap_connection_info;
         bool volunteered = ci && ci->imap_capability;
-        rc = learn_caps(s, err);
+        /* (after the speculation no CAPABILITY may be asked: its answer
+         * would come behind the login's) */
+        if (!sp.sent || volunteered)
+            rc = learn_caps(s, err);
         if (rc == MS_OK && volunteered && !preauth && acct->tls != TLS_STARTTLS)
             s->caps_greeting = strdup(s->caps);
     }
@@ -790,10 +818,10 @@ static int connect_once(struct imap_session *s, const struct account *acct, cons
             rc = speculation_retry(s, retry, err, "the server greets with PREAUTH now");
         else if (sp.broken)
             rc = speculation_retry(s, retry, err, "the commands behind the login could not be written");
-        else if (!s->caps_greeting || strcmp(s->caps_greeting, sp.pre) != 0)
+        else if (s->caps_greeting && strcmp(s->caps_greeting, sp.pre) != 0)
             rc = speculation_retry(s, retry, err, "the server's capabilities changed since the last run");
         else
-            rc = finish_speculation(s, &sp, retry, err);
+            rc = finish_speculation(s, &sp, s->caps_greeting != NULL, retry, err);
     } else if (rc == MS_OK && !preauth) {
         drop_cached_caps(s); /* servers announce more after login */
         rc = authenticate(s, acct, password, err);

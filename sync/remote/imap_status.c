@@ -559,10 +559,6 @@ static int pipeline_begin(struct imap_session *s, bool enable_qresync, const cha
     p->enable = p->enabling;
     p->id = !s->id_tried && imap_has_capability(s, "ID");
     p->total += p->enable + p->id;
-    if (p->list_status)
-        log_msg(LOG_VERBOSE, "%s: LIST-STATUS: the folders and their counters in one command", s->host);
-    if (p->roles)
-        log_msg(LOG_VERBOSE, "%s: SPECIAL-USE: reading the folders' roles", s->host);
     int r = MAILIMAP_NO_ERROR;
     while (r == MAILIMAP_NO_ERROR && p->sent < p->total && p->sent < PIPELINE_MAX)
         r = pipeline_send_next(p);
@@ -620,6 +616,12 @@ static int pipeline_finish(struct pipeline *p, int r, struct remote_folder **out
             return imap_fail_call(s, r, "LIST", err);
         return imap_fail_call(s, r, p->n && !p->list_status ? "STATUS/LIST" : "LIST", err);
     }
+    /* (said once the answers are in: a listing sent behind the login and
+     * dropped used nothing) */
+    if (p->list_status)
+        log_msg(LOG_VERBOSE, "%s: LIST-STATUS: the folders and their counters in one command", s->host);
+    if (p->roles)
+        log_msg(LOG_VERBOSE, "%s: SPECIAL-USE: reading the folders' roles", s->host);
     *out = p->f ? p->f : calloc(1, sizeof *p->f);
     *nout = p->nf;
     p->f = NULL;
