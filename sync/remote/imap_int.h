@@ -81,6 +81,7 @@ struct imap_session {
     char *caps_greeting;
     bool caps_volunteered;
     char *memo; /* imap_memo() */
+    bool compressing; /* COMPRESS DEFLATE is on */
     char text[204]; /* imap_server_text() */
 };
 
@@ -194,6 +195,8 @@ int imap_listing_send_ahead(struct imap_session *s, bool enable_qresync, const c
  * changed: the commands may not be the ones the run needs; ENABLED and ID
  * answers still count). MS_OK when nothing was sent. */
 int imap_listing_read_ahead(struct imap_session *s, bool keep, struct ms_error *err);
+/* All of its commands went out (none waits for an answer to be sent). */
+bool imap_listing_ahead_whole(const struct imap_session *s);
 /* Forget it (the session is closed, or the answers were not read). */
 void imap_listing_ahead_free(struct imap_session *s);
 

@@ -503,6 +503,28 @@ static int open_session(struct imap_session *s, const struct account *acct, stru
     return imap_fail_call(s, r, "greeting", err);
 }
 
+/* COMPRESS DEFLATE was answered (state): on OK the transport deflates
+ * from here on; bytes the server sent after its OK are already
+ * compressed and move from libetpan's buffer to the transport. */
+static int compress_answered(struct imap_session *s, int state, const char *how, struct ms_error *err)
+{
+    if (state != MAILIMAP_RESP_COND_STATE_OK) {
+        log_msg(LOG_VERBOSE, "%s: server refused COMPRESS DEFLATE (%s); going on without", s->host,
+                imap_server_text(s));
+        return MS_OK;
+    }
+    mailstream *st = s->imap->imap_stream;
+    int rc = netstream_start_compress(s->ns, st->read_buffer, st->read_buffer_len, err);
+    if (rc != MS_OK) {
+        imap_kill_stream(s);
+        return rc;
+    }
+    st->read_buffer_len = 0;
+    s->compressing = true;
+    log_msg(LOG_VERBOSE, "%s: COMPRESS DEFLATE active%s", s->host, how);
+    return MS_OK;
+}
+
 /* Logged in: switch on COMPRESS=DEFLATE (RFC 4978) when the server
  * offers it and the account allows it. The transport does the deflating
  * (sync/net/deflate_layer.c); bytes the server sent after its OK are
@@ -521,24 +543,11 @@ static int start_compress(struct imap_session *s, const struct account *acct, st
         log_msg(LOG_VERBOSE, "%s: COMPRESS=DEFLATE not used: TLS compresses already", s->host);
         return MS_OK;
     }
+    if (s->compressing)
+        return MS_OK; /* it went out behind the login */
     int state;
     int r = imap_plain_command(s, "COMPRESS DEFLATE", &state);
-    if (r != MAILIMAP_NO_ERROR)
-        return imap_fail_call(s, r, "COMPRESS", err);
-    if (state != MAILIMAP_RESP_COND_STATE_OK) {
-        log_msg(LOG_VERBOSE, "%s: server refused COMPRESS DEFLATE (%s); going on without", s->host,
-                imap_server_text(s));
-        return MS_OK;
-    }
-    mailstream *st = s->imap->imap_stream;
-    int rc = netstream_start_compress(s->ns, st->read_buffer, st->read_buffer_len, err);
-    if (rc != MS_OK) {
-        imap_kill_stream(s);
-        return rc;
-    }
-    st->read_buffer_len = 0;
-    log_msg(LOG_VERBOSE, "%s: COMPRESS DEFLATE active", s->host);
-    return MS_OK;
+    return r != MAILIMAP_NO_ERROR ? imap_fail_call(s, r, "COMPRESS", err) : compress_answered(s, state, "", err);
 }
 
 /* ======================================================================
@@ -566,8 +575,10 @@ static int start_compress(struct imap_session *s, const struct account *acct, st
  *     and they are read and dropped (the run lists again).
  * Only over implicit TLS (the certificate is verified before anything is
  * sent) or plaintext (where the password goes in clear anyway); never
- * with STARTTLS. No speculation of the listing when COMPRESS would be
- * started after the login (its answers would have to come compressed).
+ * with STARTTLS. COMPRESS DEFLATE, when it will be used, goes last in the
+ * burst (see send_speculation). A failure while the answers behind the
+ * login are read is not trusted either: the usual way on a new
+ * connection, which says whether it was the speculation's fault.
  * ==================================================================== */
 
 #define MEMO_MAGIC "mailsync-imap 1"
@@ -608,6 +619,7 @@ struct speculation {
     const struct remote_hint *hint;
     bool sent;      /* AUTHENTICATE went out before the greeting */
     bool broken;    /* ...but what followed it could not be written whole */
+    int compress_tag; /* COMPRESS DEFLATE went out last (0: not) */
     bool listing;   /* ...and the listing behind it */
     int auth_tag;
     char *pre, *post; /* the remembered capabilities */
@@ -688,7 +700,7 @@ static void send_speculation(struct imap_session *s, mailstream *st, struct spec
     util_free_secret(msg);
     s->caps = sp->post;
     bool compress = imap_has_capability(s, "COMPRESS=DEFLATE") && acct->compress && !netstream_tls_compressed(s->ns);
-    if (r == MAILIMAP_NO_ERROR && names && !compress) {
+    if (r == MAILIMAP_NO_ERROR && names) {
         bool condstore = imap_has_capability(s, "CONDSTORE") || imap_has_capability(s, "QRESYNC");
         imap->imap_state = MAILIMAP_STATE_AUTHENTICATED; /* what ENABLE's choice asks */
         r = condstore ? imap_listing_send_ahead(s, true, names, n) : imap_listing_send_ahead(s, false, NULL, 0);
@@ -696,6 +708,19 @@ static void send_speculation(struct imap_session *s, mailstream *st, struct spec
         sp->listing = s->ahead_listing != NULL;
         if (r == MAILIMAP_NO_ERROR)
             log_msg(LOG_VERBOSE, "%s: the listing goes out behind the login", s->host);
+        /* COMPRESS last, when nothing else waits to be sent: the server
+         * answers it after the listing (in order, as Dovecot does; a
+         * server that answered it first would leave compressed bytes
+         * where the listing's answers are read: a protocol error, and
+         * the next run the usual way, as the memo is not updated by a
+         * failed run) and deflates after its OK, while nothing more is
+         * sent before that OK is read. */
+        if (r == MAILIMAP_NO_ERROR && compress && imap_listing_ahead_whole(s)) {
+            r = mailimap_send_current_tag(imap);
+            sp->compress_tag = imap->imap_tag;
+            if (r == MAILIMAP_NO_ERROR && imap_stream_puts(st, "COMPRESS DEFLATE\r\n"))
+                r = MAILIMAP_ERROR_STREAM;
+        }
     }
     sp->broken = r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_STREAM;
     if (r != MAILIMAP_ERROR_STREAM && mailstream_flush(st) != 0)
@@ -713,6 +738,17 @@ static int speculation_retry(struct imap_session *s, bool *retry, struct ms_erro
     *retry = true;
     log_msg(LOG_VERBOSE, "%s: %s; logging in again the usual way", s->host, why);
     return imap_fail_dead(s, err, "%s: %s", s->host, why);
+}
+
+/* The answer to the COMPRESS sent behind the listing, if it was. */
+static int read_compress_answer(struct imap_session *s, const struct speculation *sp, struct ms_error *err)
+{
+    if (!sp->compress_tag)
+        return MS_OK;
+    int state;
+    int r = imap_read_tagged(s, sp->compress_tag, NULL, &state);
+    return r != MAILIMAP_NO_ERROR ? imap_fail_call(s, r, "COMPRESS", err)
+                                  : compress_answered(s, state, " (it went out behind the login)", err);
 }
 
 /* Whether the tagged response resp brought capabilities ([CAPABILITY]
@@ -778,6 +814,7 @@ static int finish_speculation(struct imap_session *s, struct speculation *sp, bo
          * can be asked */
         drop_cached_caps(s);
         int rc = imap_listing_read_ahead(s, false, err);
+        rc = rc != MS_OK ? rc : read_compress_answer(s, sp, err);
         return rc != MS_OK ? rc : refresh_caps(s, err);
     }
     set_caps_text(s);
@@ -788,7 +825,14 @@ static int finish_speculation(struct imap_session *s, struct speculation *sp, bo
     if (!same && sp->listing)
         log_msg(LOG_VERBOSE, "%s: capabilities changed since the last run: the listing sent behind the login is "
                 "dropped", s->host);
-    return imap_listing_read_ahead(s, same, err);
+    int rc = imap_listing_read_ahead(s, same, err);
+    rc = rc == MS_OK ? read_compress_answer(s, sp, err) : rc;
+    if (rc == MS_ENET) {
+        log_msg(LOG_VERBOSE, "%s: %s", s->host, err->msg);
+        ms_error_clear(err);
+        return speculation_retry(s, retry, err, "the answers behind the login could not be read");
+    }
+    return rc;
 }
 
 /* One connection: TCP, TLS, the greeting, the login (or the speculation

@@ -705,6 +705,11 @@ int imap_listing_send_ahead(struct imap_session *s, bool enable_qresync, const c
     return pipeline_begin(s, enable_qresync, names ? (const char *const *)a->names : NULL, a->n, a->st, &a->p);
 }
 
+bool imap_listing_ahead_whole(const struct imap_session *s)
+{
+    return s->ahead_listing && s->ahead_listing->p.sent == s->ahead_listing->p.total;
+}
+
 int imap_listing_read_ahead(struct imap_session *s, bool keep, struct ms_error *err)
 {
     struct listing_ahead *a = s->ahead_listing;
