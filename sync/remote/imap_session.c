@@ -456,10 +456,10 @@ struct speculation;
 static void send_speculation(struct imap_session *s, mailstream *st, struct speculation *sp);
 
 /* TCP (+ implicit TLS) and the greeting. Returns the greeting code through
- * *preauth. With sp, what can go before the greeting goes out first
- * (send_speculation). */
+ * *preauth, libetpan's code for it through *greeting_r. With sp, what
+ * can go before the greeting goes out first (send_speculation). */
 static int open_session(struct imap_session *s, const struct account *acct, struct speculation *sp, bool *preauth,
-                        struct ms_error *err)
+                        int *greeting_r, struct ms_error *err)
 {
     struct netstream *ns = NULL;
     int rc = netstream_connect(s->host, s->port, s->timeout, &ns, err);
@@ -494,6 +494,7 @@ static int open_session(struct imap_session *s, const struct account *acct, stru
     if (sp)
         send_speculation(s, st, sp);
     int r = mailimap_connect(s->imap, st);
+    *greeting_r = r;
     if (!s->imap->imap_stream) /* libetpan did not take it (cannot happen in 1.9.4) */
         mailstream_close(st);
     if (r == MAILIMAP_NO_ERROR_AUTHENTICATED || r == MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
@@ -620,6 +621,7 @@ struct speculation {
     bool sent;      /* AUTHENTICATE went out before the greeting */
     bool broken;    /* ...but what followed it could not be written whole */
     int compress_tag; /* COMPRESS DEFLATE went out last (0: not) */
+    int greeting_r;   /* libetpan's code for the greeting */
     bool listing;   /* ...and the listing behind it */
     int auth_tag;
     char *pre, *post; /* the remembered capabilities */
@@ -712,9 +714,8 @@ static void send_speculation(struct imap_session *s, mailstream *st, struct spec
          * answers it after the listing (in order, as Dovecot does; a
          * server that answered it first would leave compressed bytes
          * where the listing's answers are read: a protocol error, and
-         * the next run the usual way, as the memo is not updated by a
-         * failed run) and deflates after its OK, while nothing more is
-         * sent before that OK is read. */
+         * this run logs in again the usual way) and deflates after its
+         * OK, while nothing more is sent before that OK is read. */
         if (r == MAILIMAP_NO_ERROR && compress && imap_listing_ahead_whole(s)) {
             r = mailimap_send_current_tag(imap);
             sp->compress_tag = imap->imap_tag;
@@ -842,7 +843,15 @@ static int connect_once(struct imap_session *s, const struct account *acct, cons
 {
     bool preauth = false;
     struct speculation sp = {.acct = acct, .password = password, .hint = hint};
-    int rc = open_session(s, acct, hint ? &sp : NULL, &preauth, err);
+    int rc = open_session(s, acct, hint ? &sp : NULL, &preauth, &sp.greeting_r, err);
+    /* A server that hung up on a client speaking before its greeting
+     * (or whose BYE went lost in the reset our unread bytes caused): the
+     * usual way, which says what the server has to say. */
+    if (rc == MS_ENET && sp.sent && sp.greeting_r == MAILIMAP_ERROR_STREAM) {
+        log_msg(LOG_VERBOSE, "%s: %s", s->host, err->msg);
+        ms_error_clear(err);
+        rc = speculation_retry(s, retry, err, "the connection broke before the greeting came");
+    }
     if (rc == MS_OK && acct->tls == TLS_STARTTLS)
         rc = do_starttls(s, preauth, err);
     if (rc == MS_OK) {
