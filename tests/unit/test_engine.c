@@ -1576,6 +1576,176 @@ static void flag_change_seen_then_deleted_to_trash_copy(void **state)
     flag_change_seen_then_deleted_to_trash(*state, false);
 }
 
+/* A flag change on the server (+F), a run killed before/after each
+ * server op (it may have renamed the file and not recorded it), then the
+ * server expunges the message (another client), then a sync: the message
+ * is gone on both sides, never uploaded back, and nothing goes to Trash
+ * (an expunge on the server is no local deletion). */
+static void server_flag_change_seen_then_expunged(void **state)
+{
+    struct fixture *fx = *state;
+    size_t renamed = 0, rounds = 0;
+    for (int kind = 0; kind < 2; kind++)
+        for (int after = 0; after < 2; after++)
+            for (unsigned n = 1;; n++) {
+                fresh(fx);
+                fx->acct.trash = "Trash";
+                uint32_t uid = add(fx, "INBOX", "f", FLAG_SEEN);
+                for (int i = 0; i < 3; i++) {
+                    char tag[8];
+                    snprintf(tag, sizeof tag, "k%d", i);
+                    add(fx, "INBOX", tag, 0);
+                }
+                mem_folder(fx->srv, "Trash");
+                run_ok(fx, SYNC);
+                mem_set_flags(fx->srv, "INBOX", uid, FLAG_SEEN | FLAG_FLAGGED);
+                if (!killed_run(fx, kind ? SYNC : PULL, n, after))
+                    break;
+                rounds++;
+                renamed += strcmp(local_flags(fx, "INBOX", "<f@test>"), "FS") == 0 &&
+                           !(flag_known(fx, "INBOX", uid, FLAG_FLAGGED) & 2);
+                mem_expunge(fx->srv, "INBOX", uid);
+                mem_log_clear(fx->srv);
+                run_ok(fx, SYNC);
+                if (mem_log_count(fx->srv, MEM_OP_APPEND, NULL) || mem_count_id(fx->srv, "Trash", "<f@test>")) {
+                    dump_log(fx);
+                    fail_msg("killed %s op %u of a %s: the expunged message came back", after ? "after" : "before",
+                             n, kind ? "sync" : "pull");
+                }
+                assert_int_equal(mem_count_id(fx->srv, "INBOX", "<f@test>"), 0);
+                assert_int_equal(local_count(fx, "INBOX", "<f@test>"), 0);
+                assert_int_equal(local_count(fx, "Trash", NULL), 0);
+                assert_in_step(fx, "INBOX");
+                assert_in_step(fx, "Trash");
+                assert_true(n < 300);
+            }
+    fx->acct.trash = NULL;
+    print_message("%zu kills, %zu with the file renamed and the change not recorded\n", rounds, renamed);
+    assert_true(renamed > 0);
+}
+
+/* A file moved locally from A to B, a sync killed before/after each
+ * server op (it may have moved the message on the server and not
+ * recorded it), then the file deleted in B, then a sync: the message is
+ * gone from A and B on both sides (in Trash once, with `trash`), never
+ * downloaded again into B nor uploaded. */
+static void local_move_seen_then_deleted(struct fixture *fx, bool has_move, const char *trash)
+{
+    size_t moved = 0, rounds = 0;
+    for (int after = 0; after < 2; after++)
+        for (unsigned n = 1;; n++) {
+            fresh(fx);
+            if (!has_move)
+                fx->srv->caps &= ~(unsigned)REMOTE_MOVE;
+            fx->acct.trash = (char *)trash;
+            add_dated(fx, "A", "moved", FLAG_SEEN, "$label1");
+            for (int i = 0; i < 3; i++) {
+                char tag[8];
+                snprintf(tag, sizeof tag, "k%d", i);
+                add(fx, "A", tag, 0);
+            }
+            add(fx, "B", "there", 0);
+            if (trash)
+                mem_folder(fx->srv, trash);
+            run_ok(fx, SYNC);
+            move_local(fx, "A", "<moved@test>", "B", n % 2 ? NULL : "1790000000.M1P1.mutt", "S");
+            if (!killed_run(fx, SYNC, n, after))
+                break;
+            rounds++;
+            moved += mem_count_id(fx->srv, "B", "<moved@test>") == 1;
+            remove_local(fx, "B", "<moved@test>");
+            mem_log_clear(fx->srv);
+            run_ok(fx, SYNC);
+            size_t back = local_count(fx, "B", "<moved@test>") + mem_count_id(fx->srv, "B", "<moved@test>") +
+                          local_count(fx, "A", "<moved@test>") + mem_count_id(fx->srv, "A", "<moved@test>");
+            if (back || mem_log_count(fx->srv, MEM_OP_APPEND, NULL)) {
+                dump_log(fx);
+                fail_msg("killed %s op %u: the message moved, then deleted, is still (or again) in A or B: %zu "
+                         "copies", after ? "after" : "before", n, back);
+            }
+            if (trash) {
+                assert_int_equal(mem_count_id(fx->srv, trash, "<moved@test>"), 1);
+                assert_int_equal(local_count(fx, trash, "<moved@test>"), 1);
+                assert_in_step(fx, trash);
+            }
+            assert_in_step(fx, "A");
+            assert_in_step(fx, "B");
+            assert_true(n < 300);
+        }
+    fx->acct.trash = NULL;
+    print_message("%zu kills, %zu after the message was moved on the server\n", rounds, moved);
+    assert_true(moved > 0);
+}
+
+static void local_move_seen_then_deleted_move(void **state)
+{
+    local_move_seen_then_deleted(*state, true, NULL);
+}
+
+static void local_move_seen_then_deleted_copy_to_trash(void **state)
+{
+    local_move_seen_then_deleted(*state, false, "Trash");
+}
+
+/* A new local message, a sync killed before/after each server op (the
+ * APPEND may have arrived without its UID recorded), then the file
+ * deleted, then a sync: the message is not in INBOX on either side (the
+ * upload that arrived is deleted as any synced message would be: into
+ * Trash with `trash`), never uploaded again, never downloaded back. */
+static void upload_seen_then_deleted(struct fixture *fx, const char *trash)
+{
+    size_t arrived = 0, rounds = 0;
+    for (int after = 0; after < 2; after++)
+        for (unsigned n = 1;; n++) {
+            fresh(fx);
+            fx->acct.trash = (char *)trash;
+            for (int i = 0; i < 3; i++) {
+                char tag[8];
+                snprintf(tag, sizeof tag, "k%d", i);
+                add(fx, "INBOX", tag, 0);
+            }
+            if (trash)
+                mem_folder(fx->srv, trash);
+            run_ok(fx, SYNC);
+            put_local(fx, "INBOX", "1790000000.M2P2.new", "S", "<up@test>");
+            if (!killed_run(fx, SYNC, n, after))
+                break;
+            rounds++;
+            bool there = mem_count_id(fx->srv, "INBOX", "<up@test>") == 1;
+            arrived += there;
+            remove_local(fx, "INBOX", "<up@test>");
+            mem_log_clear(fx->srv);
+            run_ok(fx, SYNC);
+            if (mem_count_id(fx->srv, "INBOX", "<up@test>") || local_count(fx, "INBOX", "<up@test>") ||
+                mem_log_count(fx->srv, MEM_OP_APPEND, NULL)) {
+                dump_log(fx);
+                fail_msg("killed %s op %u: the upload deleted locally is back in INBOX (server %zu, local %zu)",
+                         after ? "after" : "before", n, mem_count_id(fx->srv, "INBOX", "<up@test>"),
+                         local_count(fx, "INBOX", "<up@test>"));
+            }
+            if (trash) {
+                assert_int_equal(mem_count_id(fx->srv, trash, "<up@test>"), there);
+                assert_int_equal(local_count(fx, trash, "<up@test>"), there);
+                assert_in_step(fx, trash);
+            }
+            assert_in_step(fx, "INBOX");
+            assert_true(n < 300);
+        }
+    fx->acct.trash = NULL;
+    print_message("%zu kills, %zu after the upload arrived\n", rounds, arrived);
+    assert_true(arrived > 0 && arrived < rounds);
+}
+
+static void upload_seen_then_deleted_expunged(void **state)
+{
+    upload_seen_then_deleted(*state, NULL);
+}
+
+static void upload_seen_then_deleted_to_trash(void **state)
+{
+    upload_seen_then_deleted(*state, "Trash");
+}
+
 /* ------------------------------------------------------------------ */
 /* tombstones (sync/engine/tombstones.c) */
 
@@ -1816,6 +1986,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(progress_events_of_a_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(flag_change_seen_then_deleted_to_trash_move, setup, teardown),
         cmocka_unit_test_setup_teardown(flag_change_seen_then_deleted_to_trash_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(server_flag_change_seen_then_expunged, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_seen_then_deleted_move, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_seen_then_deleted_copy_to_trash, setup, teardown),
+        cmocka_unit_test_setup_teardown(upload_seen_then_deleted_expunged, setup, teardown),
+        cmocka_unit_test_setup_teardown(upload_seen_then_deleted_to_trash, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
