@@ -32,11 +32,13 @@
  * the next run pairs them again, finds the copy and only removes what is
  * left in the source, so the message ends once on each side. If the file
  * is gone from its new folder too by then (the user deleted the message
- * after moving it), nothing pairs it: moves_local_settle_gone() finds the
- * copy the dead run made and settles the move first (recorded in the
- * destination, whose push then deletes it as any message deleted there;
- * a copy whose original the source still holds is removed), so the copy
- * does not come back as new mail in the destination.
+ * after moving it), nothing pairs it, and if it moved on to a third
+ * folder it pairs with that one: moves_local_settle_gone() finds the copy
+ * the dead run made and settles the move first (recorded in the
+ * destination, whose push then deletes it as any message deleted there,
+ * or from where the pairing then moves it on; a copy whose original the
+ * source still holds is removed), so the copy never comes back as new
+ * mail in the destination.
  */
 #include "sync/engine/push_int.h"
 
@@ -766,7 +768,7 @@ int moves_local_into(struct push_ctx *c, size_t *moved, struct ms_error *err)
 }
 
 /* ------------------------------------------------------------------ */
-/* a move a killed run made, its file deleted since */
+/* a move a killed run made, its file deleted or moved on since */
 
 /* fetch_identity's callback for one UID: whether the source still holds it. */
 static void on_still_there(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
@@ -777,22 +779,25 @@ static void on_still_there(void *ctx, uint32_t uid, uint64_t size, const char *m
     *(bool *)ctx = true;
 }
 
-/* Whether this run paired the source folder's row uid again. */
-static bool paired_again(const struct run *r, int64_t src_id, uint32_t uid)
+/* The move this run paired for the source folder's row uid, or NULL. */
+static struct lmove *paired_again(struct run *r, int64_t src_id, uint32_t uid)
 {
     for (size_t i = 0; i < r->nlmoves; i++)
         if (r->lmoves[i].src_id == src_id && r->lmoves[i].uid == uid)
-            return true;
-    return false;
+            return &r->lmoves[i];
+    return NULL;
 }
 
 /* The journal row t of folder src (state sf) moving its message to dst,
- * whose source row `row` has no file in src (mf) and was not paired by
- * this run: look for the copy in dst and settle (see the file's top).
- * MS_EPARTIAL leaves the row for a later run. */
+ * whose source row is `row`, its file gone from src: paired again (m) with
+ * a file in a third folder, or nowhere (m NULL). Looks for the copy in
+ * dst and settles (see the file's top): moved, the copy is recorded in
+ * dst and m, if any, moves it on from there; copied, still in the source,
+ * the copy is removed (m moves the original). MS_EPARTIAL leaves the row
+ * for a later run. */
 static int settle_one(struct run *r, const struct selected *src, const struct state_folder *sf,
                       const struct selected *dst, const struct state_trash *t, const struct state_msg *row,
-                      struct ms_error *err)
+                      struct lmove *m, struct ms_error *err)
 {
     struct state_folder df = {0};
     struct copy_found got = {0};
@@ -812,8 +817,7 @@ static int settle_one(struct run *r, const struct selected *src, const struct st
             goto out;
     }
     if (found && there) {
-        /* copied, not yet removed from the source: the copy goes (the
-         * source's push deletes the original, as the user asked) */
+        /* copied, not yet removed from the source: the copy goes */
         if (!remote_can(r->remote, REMOTE_EXACT)) {
             rc = ms_error_set(err, MS_EPARTIAL, "%s: a copy an interrupted move left in %s cannot be removed "
                               "without UIDPLUS", src->name, dst->name);
@@ -825,12 +829,12 @@ static int settle_one(struct run *r, const struct selected *src, const struct st
     }
     rc = state_begin(r->st, err);
     if (rc == MS_OK && found && !there) {
-        /* moved: recorded where it is, under the name it had; its file
-         * is gone, so the destination's push deletes it */
-        struct state_msg m = {.uid = got.uid, .uniq = row->uniq, .flags = got.flags, .keywords = got.keywords,
+        /* moved: recorded where it is, under the name it had; with its
+         * file gone, the destination's push deletes it */
+        struct state_msg x = {.uid = got.uid, .uniq = row->uniq, .flags = got.flags, .keywords = got.keywords,
                               .size = row->size, .message_id = row->message_id, .hash = NULL, .pending = false,
                               .emailid = row->emailid};
-        rc = state_msg_put(r->st, df.id, &m, err);
+        rc = state_msg_put(r->st, df.id, &x, err);
         if (rc == MS_OK)
             rc = state_msg_delete(r->st, sf->id, row->uid, err);
     }
@@ -840,9 +844,21 @@ static int settle_one(struct run *r, const struct selected *src, const struct st
         rc = state_commit(r->st, err);
     else
         state_rollback(r->st);
-    if (rc == MS_OK)
-        log_msg(LOG_VERBOSE, "%s -> %s: a move an interrupted run made, deleted locally since: %s", src->name,
-                dst->name, !found ? "no copy was made" : there ? "its copy removed" : "recorded there, to be deleted");
+    if (rc != MS_OK)
+        goto out;
+    if (found && !there && m) {
+        /* ...unless its file went on to a third folder: it moves from dst */
+        m->src = dst;
+        m->src_id = df.id;
+        m->uid = got.uid;
+        m->flags = got.flags;
+        free(m->keywords);
+        m->keywords = got.keywords;
+        got.keywords = NULL;
+    }
+    log_msg(LOG_VERBOSE, "%s -> %s: a move an interrupted run made, its file %s since: %s", src->name, dst->name,
+            m ? "moved on" : "deleted",
+            !found ? "no copy was made" : there ? "the copy removed" : m ? "moved on from there" : "deleted there");
 out:
     free(got.keywords);
     state_folder_free(&df);
@@ -870,18 +886,19 @@ int moves_local_settle_gone(struct run *r, const struct selected *sel, size_t ns
             for (size_t d = 0; d < nsel && !dst && t[k].trash; d++)
                 if (d != i && strcmp(sel[d].raw, t[k].trash) == 0 && !folders_is_trash(r, &sel[d]))
                     dst = &sel[d];
-            if (!dst || paired_again(r, sf.id, t[k].uid))
-                continue;
+            struct lmove *m = dst ? paired_again(r, sf.id, t[k].uid) : NULL;
+            if (!dst || (m && m->dst == dst))
+                continue; /* (paired with its file in dst: moves_local_into resumes it) */
             struct state_msg *row = NULL;
             size_t nrow = 0;
             struct local_msg l = {0};
             int gone = 0; /* 1: its file is nowhere in the source folder */
             if (state_msg_get_uids(r->st, sf.id, &t[k].uid, 1, &row, &nrow, &e) == MS_OK && nrow == 1 &&
                 row->uniq && !row->pending)
-                gone = maildir_find(mf, row->uniq, &l, &e);
+                gone = m ? 1 : maildir_find(mf, row->uniq, &l, &e);
             free(l.uniq);
             free(l.name);
-            int x = gone == 1 ? settle_one(r, &sel[i], &sf, dst, &t[k], row, &e) : MS_OK;
+            int x = gone == 1 ? settle_one(r, &sel[i], &sf, dst, &t[k], row, m, &e) : MS_OK;
             if (x == MS_EPARTIAL) {
                 log_msg(LOG_WARN, "%s", e.msg);
             } else if (x != MS_OK) {

@@ -1687,6 +1687,54 @@ static void local_move_seen_then_deleted_copy_to_trash(void **state)
     local_move_seen_then_deleted(*state, false, "Trash");
 }
 
+/* A file moved locally from A to B, a sync killed before/after each
+ * server op, then the file moved on from B to C (under its name or a new
+ * one): the message ends once in C on both sides, nowhere else, and is
+ * not uploaded (it was: the copy the killed run made in B came back). */
+static void local_move_seen_then_moved_on(void **state)
+{
+    struct fixture *fx = *state;
+    size_t moved = 0, rounds = 0;
+    for (int after = 0; after < 4; after++) /* 0, 1: with MOVE; 2, 3: without */
+        for (unsigned n = 1;; n++) {
+            fresh(fx);
+            if (after >= 2)
+                fx->srv->caps &= ~(unsigned)REMOTE_MOVE;
+            add_dated(fx, "A", "moved", FLAG_SEEN, "$label1");
+            for (int i = 0; i < 3; i++) {
+                char tag[8];
+                snprintf(tag, sizeof tag, "k%d", i);
+                add(fx, "A", tag, 0);
+            }
+            add(fx, "B", "there", 0);
+            add(fx, "C", "there2", 0);
+            run_ok(fx, SYNC);
+            move_local(fx, "A", "<moved@test>", "B", NULL, "S");
+            if (!killed_run(fx, SYNC, n, after % 2))
+                break;
+            rounds++;
+            moved += mem_count_id(fx->srv, "B", "<moved@test>") == 1;
+            move_local(fx, "B", "<moved@test>", "C", n % 2 ? NULL : "1790000000.M3P3.mutt", "S");
+            mem_log_clear(fx->srv);
+            run_ok(fx, SYNC);
+            size_t elsewhere = local_count(fx, "B", "<moved@test>") + mem_count_id(fx->srv, "B", "<moved@test>") +
+                               local_count(fx, "A", "<moved@test>") + mem_count_id(fx->srv, "A", "<moved@test>");
+            if (elsewhere || mem_count_id(fx->srv, "C", "<moved@test>") != 1 ||
+                local_count(fx, "C", "<moved@test>") != 1 || mem_log_count(fx->srv, MEM_OP_APPEND, NULL)) {
+                dump_log(fx);
+                fail_msg("killed %s op %u%s: %zu copies in A or B, %zu in C (server), %zu appends",
+                         after % 2 ? "after" : "before", n, after >= 2 ? " (no MOVE)" : "", elsewhere, mem_count_id(fx->srv, "C", "<moved@test>"),
+                         mem_log_count(fx->srv, MEM_OP_APPEND, NULL));
+            }
+            assert_in_step(fx, "A");
+            assert_in_step(fx, "B");
+            assert_in_step(fx, "C");
+            assert_true(n < 300);
+        }
+    print_message("%zu kills, %zu after the message was moved on the server\n", rounds, moved);
+    assert_true(moved > 0);
+}
+
 /* A new local message, a sync killed before/after each server op (the
  * APPEND may have arrived without its UID recorded), then the file
  * deleted, then a sync: the message is not in INBOX on either side (the
@@ -1989,6 +2037,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(server_flag_change_seen_then_expunged, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_seen_then_deleted_move, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_seen_then_deleted_copy_to_trash, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_seen_then_moved_on, setup, teardown),
         cmocka_unit_test_setup_teardown(upload_seen_then_deleted_expunged, setup, teardown),
         cmocka_unit_test_setup_teardown(upload_seen_then_deleted_to_trash, setup, teardown),
     };
