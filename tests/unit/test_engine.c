@@ -1740,12 +1740,13 @@ static void local_move_seen_then_moved_on(void **state)
  * deleted, then a sync: the message is not in INBOX on either side (the
  * upload that arrived is deleted as any synced message would be: into
  * Trash with `trash`), never uploaded again, never downloaded back. */
-static void upload_seen_then_deleted(struct fixture *fx, const char *trash)
+static void upload_seen_then_deleted(struct fixture *fx, const char *trash, bool appenduid)
 {
     size_t arrived = 0, rounds = 0;
     for (int after = 0; after < 2; after++)
         for (unsigned n = 1;; n++) {
             fresh(fx);
+            fx->srv->faults.no_appenduid = !appenduid;
             fx->acct.trash = (char *)trash;
             for (int i = 0; i < 3; i++) {
                 char tag[8];
@@ -1786,12 +1787,18 @@ static void upload_seen_then_deleted(struct fixture *fx, const char *trash)
 
 static void upload_seen_then_deleted_expunged(void **state)
 {
-    upload_seen_then_deleted(*state, NULL);
+    upload_seen_then_deleted(*state, NULL, true);
 }
 
 static void upload_seen_then_deleted_to_trash(void **state)
 {
-    upload_seen_then_deleted(*state, "Trash");
+    upload_seen_then_deleted(*state, "Trash", true);
+}
+
+/* The same where APPEND gives no UID (found by size and Message-ID). */
+static void upload_seen_then_deleted_without_appenduid(void **state)
+{
+    upload_seen_then_deleted(*state, "Trash", false);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2040,6 +2047,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(local_move_seen_then_moved_on, setup, teardown),
         cmocka_unit_test_setup_teardown(upload_seen_then_deleted_expunged, setup, teardown),
         cmocka_unit_test_setup_teardown(upload_seen_then_deleted_to_trash, setup, teardown),
+        cmocka_unit_test_setup_teardown(upload_seen_then_deleted_without_appenduid, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
