@@ -257,6 +257,9 @@ enum lmove_state {
     LMOVE_DROPPED, /* given up: upload and deletion as for any change */
     LMOVE_UNSURE,  /* sent, but where it went is not known yet: neither
                       side touches the message in this run */
+    LMOVE_HELD,    /* a placeholder that stands for it could not be moved
+                      (or paired): the message stays on the server (its
+                      row stands in), the placeholder is not uploaded */
 };
 struct lmove {
     const struct selected *src, *dst; /* the folders (in the run's sel) */
@@ -271,6 +274,7 @@ struct lmove {
     char *dst_uniq;  /* the local file in dst that is the same message */
     bool twin;       /* no Message-ID, and another gone row of its size has none: never paired */
     int placeholder; /* its row's placeholder mark (placeholders.c), kept in dst */
+    bool dst_placeholder; /* the file in dst is a placeholder (ours or mbsync's): marked so there */
     enum lmove_state state;
 };
 struct push_ctx;

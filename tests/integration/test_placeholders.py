@@ -262,6 +262,80 @@ class PlaceholderTest(tb.BedTestCase):
         os.rename(dest, flagged)
         self.assert_flagged_placeholder_replaced(flagged)
 
+    def marks_in(self, folder):
+        """{uid: placeholder mark} of a folder's rows."""
+        db = sqlite3.connect("file:%s?mode=ro" % self.state, uri=True)
+        try:
+            return {uid: mark for uid, mark in db.execute(
+                "SELECT m.uid, m.placeholder FROM messages m JOIN folders f ON m.folder_id = f.id "
+                "WHERE f.name = ?", (folder,))}
+        finally:
+            db.close()
+
+    def move_as_mutt(self, m, folder, data=None, n=1):
+        """Move the local file m into folder as mutt does: a new unique
+        name, the same bytes (or data), the old file removed."""
+        dest = os.path.join(tb.local_folder_path(self.maildir, folder), "cur",
+                            "1700000000.M%dP1.mutt:2,%s" % (n, m.letters))
+        with open(dest, "wb") as f:
+            f.write(m.data if data is None else data)
+        os.unlink(m.path)
+        return dest
+
+    def test_placeholder_moved_under_a_new_name(self):
+        """A placeholder moved to another folder under a new name (mutt;
+        copy + delete as notmuch-move does) is paired by its
+        X-Mailsync-Placeholder size: the message moves on the server (never
+        deleted, the placeholder never uploaded), the file stays a marked
+        placeholder; flagged, the next sync brings its full message. One
+        edited so it cannot be paired (another size in its field) keeps its
+        message on the server, with a warning, and is not uploaded."""
+        with self.imap() as c:
+            c.create_folder("Archive")
+        self.seed()
+        self.pull_through_proxy("pull")
+        q, h = self.by_subject("Quarterly"), self.by_subject("Holiday")
+        dest = self.move_as_mutt(q, "Archive")
+        edited = self.move_as_mutt(h, "Archive", re.sub(rb"X-Mailsync-Placeholder: \d+", b"X-Mailsync-Placeholder: 7",
+                                                        h.data), n=2)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        r = self.run_ok("sync")
+        self.assertIn("could not be paired", r.stderr)
+        with self.imap() as c:
+            archive = c.messages("Archive")
+            inbox = c.messages("INBOX")
+        self.assertEqual(len(archive), 1, "not one message in Archive on the server")
+        self.assertEqual(tb.message_id(archive[0].data), tb.message_id(q.data))
+        self.assertGreater(len(archive[0].data), BIG, "the placeholder was uploaded instead of a server move")
+        self.assertEqual(len(inbox), 4, "the server's message of the unpaired placeholder was deleted")
+        self.assertIn(tb.message_id(h.data), [tb.message_id(m.data) for m in inbox])
+        files = {m.path: m for m in tb.read_maildir(self.maildir).get("Archive", [])}
+        self.assertEqual(sorted(files), sorted([dest, edited]))
+        self.assertEqual(files[dest].data, q.data, "the placeholder's file changed")
+        self.assertEqual(list(self.marks_in("Archive").values()), [1], "the moved placeholder lost its mark")
+        # again: nothing changes, nothing is uploaded
+        r = self.run_ok("sync")
+        self.assertIn("could not be paired", r.stderr)
+        with self.imap() as c:
+            self.assertEqual(len(c.messages("Archive")), 1)
+            self.assertEqual(len(c.messages("INBOX")), 4)
+        # the user removes the unpaired one: its message's deletion goes to the server
+        os.unlink(edited)
+        flagged = dest.split(":2,")[0] + ":2,F"
+        os.rename(dest, flagged)
+        self.run_ok("sync")
+        with self.imap() as c:
+            archive = c.messages("Archive")
+            inbox = c.messages("INBOX")
+        self.assertEqual(len(inbox), 3)
+        self.assertNotIn(tb.message_id(h.data), [tb.message_id(m.data) for m in inbox])
+        self.assertEqual(len(archive), 1)
+        self.assertIn("\\Flagged", archive[0].flags)
+        files = tb.read_maildir(self.maildir).get("Archive", [])
+        self.assertEqual([m.path for m in files], [flagged], "one file in Archive, under its name")
+        self.assertEqual(files[0].data, archive[0].data_lf, "the full message did not replace the placeholder")
+        self.assertEqual(len(self.local()), 3)
+
     def assert_flagged_placeholder_replaced(self, flagged):
         """A sync brings the full message of the placeholder `flagged` (the
         file's path, flagged F) in Archive: one message there on the server,
