@@ -29,7 +29,7 @@ LIMIT = "50K"
 
 
 class PlaceholderTest(tb.BedTestCase):
-    bed_options = {"pool": 7}
+    bed_options = {"pool": 10}
 
     def seed(self):
         """Three small messages and two big ones (one \\Seen) on the server."""
@@ -241,6 +241,37 @@ class PlaceholderTest(tb.BedTestCase):
                          "a full message was removed")
         self.assertEqual(len(local), 5)
         self.assertEqual(len(srv), 4)
+
+    def test_lost_state_adopts_the_placeholders(self):
+        """A lost state DB, max_size unchanged: the pull takes each
+        placeholder for its message again (its Message-ID, and the size its
+        field records = the server's), marked, flags and file as they were;
+        no second placeholder, nothing downloaded. Flagged, one then brings
+        its full message, once."""
+        self.seed()
+        self.pull_through_proxy("pull")
+        q, h = self.by_subject("Quarterly"), self.by_subject("Holiday")
+        inodes = {m.path: os.stat(m.path).st_ino for m in self.local()}
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(str(self.state) + suffix):
+                os.unlink(str(self.state) + suffix)
+        r, px = self.pull_through_proxy("pull")
+        self.assertNotIn(b"BODY.PEEK[HEADER]", px.upstream, "a second placeholder was fetched")
+        self.assertLess(px.bytes_down, 20000, "a body was downloaded")
+        self.assertEqual({m.path: os.stat(m.path).st_ino for m in self.local()}, inodes, "files changed")
+        self.assertEqual(self.by_subject("Holiday").letters, "S")
+        self.assertEqual({u for u, k in self.marks().items() if k}, set(self.big), "placeholders not marked")
+        self.assert_one_of_each()
+        flagged = q.path.split(":2,")[0] + ":2,F"
+        os.rename(q.path, flagged)
+        r, px = self.pull_through_proxy("sync")
+        self.assertGreater(px.bytes_down, BIG)
+        self.assertLess(px.bytes_down, 2 * BIG, "the full message came down more than once")
+        full = self.by_subject("Quarterly")
+        self.assertEqual(full.path, flagged)
+        self.assertEqual(full.data, self.server()[self.big[0]].data_lf)
+        self.assertIn(b"[placeholder]", self.by_subject("Holiday").data)
+        self.assert_one_of_each()
 
     def test_placeholder_moved_to_another_folder_keeps_its_mark(self):
         """A placeholder moved by the user to another folder (paired as a
