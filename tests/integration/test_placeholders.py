@@ -273,6 +273,32 @@ class PlaceholderTest(tb.BedTestCase):
         self.assertIn(b"[placeholder]", self.by_subject("Holiday").data)
         self.assert_one_of_each()
 
+    def test_retention_keeps_what_only_the_server_has_whole(self):
+        """server_retention_days removes old messages stored here from the
+        server; a placeholder is not its message: those stay there. A
+        restored Maildir on a fresh state DB: `push` uploads nothing (no
+        placeholder goes up as mail), and the next sync takes the
+        placeholders for their messages again."""
+        self.seed()
+        self.pull_through_proxy("pull")
+        local = {m.path: m.data for m in self.local()}
+        self.write_config(max_size=LIMIT, placeholders="yes", server_retention_days="30")
+        r = self.run_ok("-v", "pull")
+        self.assertIn("only a placeholder of it is here", r.stderr)
+        self.assertEqual(sorted(self.server()), sorted(self.big), "not the placeholders' messages alone are left")
+        self.assertEqual({m.path: m.data for m in self.local()}, local, "local files changed")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(str(self.state) + suffix):
+                os.unlink(str(self.state) + suffix)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        self.run_ok("push")
+        self.assertEqual(sorted(self.server()), sorted(self.big), "push changed the server")
+        self.run_ok("sync")
+        srv = self.server()
+        self.assertEqual(sorted(srv), sorted(self.big), "sync changed the server")
+        self.assertEqual({m.path: m.data for m in self.local()}, local, "local files changed")
+        self.assertEqual({u for u, k in self.marks().items() if k}, set(self.big))
+
     def test_placeholder_moved_to_another_folder_keeps_its_mark(self):
         """A placeholder moved by the user to another folder (paired as a
         local move) is still a placeholder there: flagged, the next sync
