@@ -1139,7 +1139,7 @@ static void local_move_without_move_sync(void **state)
 /* A placeholder moved to another folder under a new name, on a server
  * that can neither move nor expunge exactly: the move cannot be done, and
  * the placeholder is not the message: its message stays on the server
- * (not expunged), nothing is uploaded, at every run. */
+ * (not expunged, not flagged \Deleted), nothing is uploaded, at every run. */
 static void placeholder_move_held_without_move(void **state)
 {
     struct fixture *fx = *state;
@@ -1161,6 +1161,7 @@ static void placeholder_move_held_without_move(void **state)
         assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
         assert_int_equal(mem_log_count(fx->srv, MEM_OP_EXPUNGE, NULL), 0);
         assert_int_equal(mem_count_id(fx->srv, "A", "<big@test>"), 1);
+        assert_false(server_msg(fx, "A", "<big@test>")->flags & FLAG_DELETED); /* nor marked for deletion */
         assert_int_equal(mem_count_id(fx->srv, "B", "<big@test>"), 0);
         assert_int_equal(local_count(fx, "B", NULL), 2);
     }
