@@ -398,6 +398,27 @@ class PlaceholderTest(tb.BedTestCase):
         self.assertEqual(files[0].data, archive[0].data_lf, "the full message did not replace the placeholder")
         self.assertEqual(len(self.local()), 3)
 
+    def test_placeholder_moved_into_a_new_folder(self):
+        """A placeholder moved into a folder made locally (not on the server
+        yet): one sync creates the folder and moves the message there on the
+        server; the placeholder is not uploaded and stays one, marked."""
+        self.seed()
+        self.pull_through_proxy("pull")
+        q = self.by_subject("Quarterly")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(tb.local_folder_path(self.maildir, "Projects"), sub))
+        dest = self.move_as_mutt(q, "Projects")
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        self.run_ok("sync")
+        with self.imap() as c:
+            self.assertEqual(len(c.messages("INBOX")), 4)
+            projects = c.messages("Projects")
+        self.assertEqual(len(projects), 1)
+        self.assertEqual(tb.message_id(projects[0].data), tb.message_id(q.data))
+        self.assertGreater(len(projects[0].data), BIG, "not the message itself")
+        self.assertEqual([m.path for m in tb.read_maildir(self.maildir)["Projects"]], [dest])
+        self.assertEqual(list(self.marks_in("Projects").values()), [1])
+
     def assert_flagged_placeholder_replaced(self, flagged):
         """A sync brings the full message of the placeholder `flagged` (the
         file's path, flagged F) in Archive: one message there on the server,
