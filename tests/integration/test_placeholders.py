@@ -29,7 +29,7 @@ LIMIT = "50K"
 
 
 class PlaceholderTest(tb.BedTestCase):
-    bed_options = {"pool": 10}
+    bed_options = {"pool": 12}
 
     def seed(self):
         """Three small messages and two big ones (one \\Seen) on the server."""
