@@ -15,6 +15,23 @@
  * (exactly one gone row of the account has them; more is ambiguous and
  * stays an upload + deletion). Only the paired rows are kept.
  *
+ * Placeholders (max_size, placeholders.c) need more: a placeholder is not
+ * the message, so its server copy is the only whole one, and a placeholder
+ * is never uploaded. A placeholder's size is not its message's: (b) takes
+ * the size its X-Mailsync-Placeholder field records, and the destination
+ * row gets the placeholder mark whatever the source row says. A gone row
+ * that a placeholder file stands for but which cannot be moved is HELD,
+ * never deleted on the server: (c) a new placeholder file not paired by
+ * (a) or (b) (edited, ambiguous, in the gone row's own folder, or in a
+ * folder not synced yet) holds every gone row with its Message-ID (every
+ * gone placeholder row when it has none), and a paired placeholder whose
+ * server move cannot be done is held rather than dropped. A held row
+ * stands in its folder's listing as a pending move does, its placeholder
+ * is not uploaded, and a warning says so at every run until it can be
+ * paired (the next run, once a new folder is synced) or the user removes
+ * the placeholder (then the deletion goes to the server as for any
+ * message).
+ *
  * The source folder's push leaves a paired message alone (it stands in
  * its listing, moves_local_stand_in: no removal, no weight for the
  * mass-deletion guard). The destination folder's push moves it on the
@@ -63,7 +80,8 @@ struct newfile {
     struct local_msg l; /* owns its strings */
     char *message_id;
     uint64_t size; /* CRLF */
-    bool placeholder; /* a placeholder (ours or mbsync's): not the message's size */
+    bool placeholder; /* a placeholder (ours or mbsync's): size is its field's, or the file's */
+    bool unsynced;    /* its folder was never synced: only a placeholder here matters (c) */
     bool readable;
     bool paired;
 };
@@ -106,6 +124,37 @@ static bool left_out_has(const struct local_msg *left, size_t n, const char *uni
     return false;
 }
 
+static void add_newfile(struct learnt *L, const struct selected *sel, const struct local_msg *l, bool unsynced)
+{
+    if (L->nnf == L->capn) {
+        L->capn = L->capn ? 2 * L->capn : 16;
+        L->nf = xrealloc(L->nf, L->capn * sizeof *L->nf);
+    }
+    struct newfile *f = &L->nf[L->nnf++];
+    memset(f, 0, sizeof *f);
+    f->sel = sel;
+    f->l = *l;
+    f->l.uniq = xstrdup(l->uniq);
+    f->l.name = xstrdup(l->name);
+    f->unsynced = unsynced;
+}
+
+/* A folder never synced (no push yet): all its files are new, and only a
+ * placeholder among them counts (rule (c) at the top). */
+static void learn_unsynced(struct run *r, const struct selected *sel, struct learnt *L)
+{
+    struct ms_error e = {0};
+    struct maildir_folder *mf = NULL;
+    struct local_msg *local = NULL;
+    size_t nlocal = 0;
+    if (maildir_folder_open(r->rootfd, sel->path, false, &mf, &e) == MS_OK &&
+        maildir_scan_names(mf, &local, &nlocal, &e) == MS_OK)
+        for (size_t i = 0; i < nlocal; i++)
+            add_newfile(L, sel, &local[i], true);
+    maildir_msgs_free(local, nlocal);
+    maildir_folder_close(mf);
+}
+
 /* One folder: its gone rows and its new files onto *L. */
 static void learn_folder(struct run *r, const struct selected *sel, struct learnt *L)
 {
@@ -116,9 +165,13 @@ static void learn_folder(struct run *r, const struct selected *sel, struct learn
     struct local_msg *local = NULL;
     struct state_msg *rows = NULL;
     size_t nlocal = 0, nrows = 0;
-    if (state_folder_get(r->st, sel->raw, &sf, &e) != MS_OK || !pushable(&sf) || r->rootfd < 0 ||
-        !maildir_folder_exists(r->rootfd, sel->path))
+    if (r->rootfd < 0 || !maildir_folder_exists(r->rootfd, sel->path) ||
+        state_folder_get(r->st, sel->raw, &sf, &e) != MS_OK)
         goto out;
+    if (!pushable(&sf)) {
+        learn_unsynced(r, sel, L);
+        goto out;
+    }
     if (maildir_change_stamp(r->rootfd, sel->path, &stamp) == 0 && !sf.appends_count && !sf.pending_count &&
         push_stamp_recorded(r, sf.id, &stamp))
         goto out; /* nothing added or removed since its last push */
@@ -151,24 +204,14 @@ static void learn_folder(struct run *r, const struct selected *sel, struct learn
             .flags = s->flags, .keywords = s->keywords ? xstrdup(s->keywords) : NULL, .size = s->size,
             .message_id = s->message_id ? xstrdup(s->message_id) : NULL,
             .emailid = s->emailid ? xstrdup(s->emailid) : NULL, .dst_uniq = NULL, .twin = false,
-            .placeholder = mark, .state = LMOVE_PENDING};
+            .placeholder = mark, .dst_placeholder = false, .state = LMOVE_PENDING};
     }
     state_placeholders_free(marked, nmarked);
     size_t nidx = 0;
     const char **idx = rematch_uniq_index(rows, nrows, &nidx);
     for (size_t i = 0; i < nlocal; i++) {
-        if (rematch_index_has(idx, nidx, local[i].uniq))
-            continue;
-        if (L->nnf == L->capn) {
-            L->capn = L->capn ? 2 * L->capn : 16;
-            L->nf = xrealloc(L->nf, L->capn * sizeof *L->nf);
-        }
-        struct newfile *f = &L->nf[L->nnf++];
-        memset(f, 0, sizeof *f);
-        f->sel = sel;
-        f->l = local[i];
-        f->l.uniq = xstrdup(local[i].uniq);
-        f->l.name = xstrdup(local[i].name);
+        if (!rematch_index_has(idx, nidx, local[i].uniq))
+            add_newfile(L, sel, &local[i], false);
     }
     free(idx);
 out:
@@ -178,30 +221,45 @@ out:
     state_folder_free(&sf);
 }
 
-/* The identity (Message-ID, CRLF size) of the new files of folders that
- * some gone row of another folder may be paired with. */
+/* A new file of a folder never synced: only its head, and only a
+ * placeholder is readable (rule (c)). */
+static void read_unsynced(struct maildir_folder *mf, struct newfile *f, char **buf)
+{
+    if (!*buf)
+        *buf = xmalloc(PLACEHOLDER_WINDOW);
+    ssize_t n = placeholder_head(mf, &f->l, *buf);
+    f->placeholder = n > 0 && message_is_mbsync_placeholder(*buf, (size_t)n);
+    f->readable = f->placeholder;
+    if (f->placeholder)
+        f->message_id = message_header(*buf, (size_t)n, "Message-ID");
+}
+
+/* The identity (Message-ID, CRLF size) of the new files, when some row is
+ * gone: a placeholder's size is the one its field records (its message's). */
 static void read_identities(struct run *r, struct learnt *L)
 {
+    char *buf = NULL;
     for (size_t i = 0; i < L->nnf;) {
         const struct selected *sel = L->nf[i].sel;
         size_t end = i;
         while (end < L->nnf && L->nf[end].sel == sel)
             end++;
-        bool other = false;
-        for (size_t k = 0; k < L->ngone && !other; k++)
-            other = L->gone[k].src != sel;
         struct maildir_folder *mf = NULL;
         struct ms_error e;
-        if (other && maildir_folder_open(r->rootfd, sel->path, false, &mf, &e) == MS_OK) {
+        if (maildir_folder_open(r->rootfd, sel->path, false, &mf, &e) == MS_OK) {
             for (size_t k = i; k < end; k++) {
                 struct newfile *f = &L->nf[k];
+                if (f->unsynced) {
+                    read_unsynced(mf, f, &buf);
+                    continue;
+                }
                 int fd = maildir_open_msg(mf, &f->l, &e);
                 struct message_identity id;
                 f->readable = fd >= 0 && message_identity_read(fd, &id) == 0;
                 if (f->readable) {
                     f->message_id = id.message_id;
-                    f->size = id.size;
                     f->placeholder = id.placeholder;
+                    f->size = id.placeholder && id.placeholder_size ? id.placeholder_size : id.size;
                     id.message_id = NULL;
                 }
                 if (fd >= 0) {
@@ -213,6 +271,7 @@ static void read_identities(struct run *r, struct learnt *L)
         maildir_folder_close(mf);
         i = end;
     }
+    free(buf);
 }
 
 static int cmp_gone_uniq(const void *a, const void *b)
@@ -264,7 +323,38 @@ static void pair(struct lmove *g, struct newfile *f)
 {
     g->dst = f->sel;
     g->dst_uniq = xstrdup(f->l.uniq);
+    g->dst_placeholder = f->placeholder;
     f->paired = true;
+}
+
+/* Rule (c) (top of the file): the gone rows a placeholder nobody paired
+ * stands for are held. Returns how many. */
+static size_t hold_for_placeholders(struct learnt *L)
+{
+    size_t held = 0;
+    for (size_t i = 0; i < L->nnf; i++) {
+        struct newfile *f = &L->nf[i];
+        if (f->paired || !f->readable || !f->placeholder)
+            continue;
+        bool has_id = f->message_id && f->message_id[0];
+        for (size_t k = 0; k < L->ngone; k++) {
+            struct lmove *g = &L->gone[k];
+            bool stands_for = has_id ? push_same_id(g->message_id, f->message_id) : g->placeholder != 0;
+            if (g->dst || !stands_for)
+                continue;
+            pair(g, f);
+            g->state = LMOVE_HELD;
+            held++;
+            log_msg(LOG_WARN, "%s: %s is a placeholder that could not be paired with the message it stands for "
+                              "(UID %u of %s, gone from there locally): %s; that message stays on the server and "
+                              "the placeholder is not uploaded (remove the placeholder to delete the message)",
+                    f->sel->name, log_escape(f->l.name, strlen(f->l.name), 100), g->uid, g->src->name,
+                    f->unsynced ? "its folder is not synced yet (the next run moves it)"
+                    : g->src == f->sel ? "it has another name in the same folder"
+                                       : "its Message-ID and recorded size match no single gone message");
+        }
+    }
+    return held;
 }
 
 void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
@@ -273,7 +363,7 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
     moves_local_free(r);
     for (size_t i = 0; i < nsel; i++)
         learn_folder(r, &sel[i], &L);
-    size_t by_name = 0, by_id = 0, ambiguous = 0;
+    size_t by_name = 0, by_id = 0, ambiguous = 0, held = 0;
     if (L.ngone && L.nnf) {
         read_identities(r, &L);
         struct lmove **v = xcalloc(L.ngone, sizeof *v);
@@ -298,6 +388,8 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
             struct newfile *f = &L.nf[i];
             struct lmove *hit = NULL;
             size_t n = 0;
+            if (f->unsynced)
+                continue;
             for (size_t k = lower_bound(v, L.ngone, f->l.uniq, cmp_to_uniq);
                  k < L.ngone && strcmp(v[k]->uniq, f->l.uniq) == 0; k++)
                 if (v[k]->src != f->sel) {
@@ -316,7 +408,7 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
         qsort(v, L.ngone, sizeof *v, cmp_gone_ident);
         for (size_t i = 0; i < L.nnf; i++) {
             struct newfile *f = &L.nf[i];
-            if (f->paired || !f->readable || !f->message_id || !f->message_id[0])
+            if (f->paired || f->unsynced || !f->readable || !f->message_id || !f->message_id[0])
                 continue;
             struct lmove *hit = NULL;
             size_t n = 0;
@@ -333,6 +425,7 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
             }
         }
         free(v);
+        held = hold_for_placeholders(&L);
     }
     for (size_t i = 0; i < L.ngone; i++) {
         if (L.gone[i].dst)
@@ -352,9 +445,9 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
     free(L.nf);
     if (r->nlmoves || ambiguous)
         log_msg(LOG_VERBOSE,
-                "%s: %zu messages moved between local folders (%zu by name, %zu by Message-ID and size); %zu new "
-                "files match several gone messages: uploaded, not taken for moves",
-                r->acct->name, r->nlmoves, by_name, by_id, ambiguous);
+                "%s: %zu messages moved between local folders (%zu by name, %zu by Message-ID and size, %zu held "
+                "for a placeholder); %zu new files match several gone messages: uploaded, not taken for moves",
+                r->acct->name, r->nlmoves - held, by_name, by_id, held, ambiguous);
 }
 
 /* ------------------------------------------------------------------ */
@@ -362,7 +455,7 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
 
 static bool stands_in(const struct lmove *m)
 {
-    return m->state == LMOVE_PENDING || m->state == LMOVE_UNSURE;
+    return m->state == LMOVE_PENDING || m->state == LMOVE_UNSURE || m->state == LMOVE_HELD;
 }
 
 static int cmp_local_uniq(const void *a, const void *b)
@@ -424,7 +517,7 @@ size_t moves_local_take_appends(struct push_ctx *c, struct push_plan *p)
         }
         p->nappend--;
         taken++;
-        if (r->opt->dry_run && hit->dst == c->sel) {
+        if (r->opt->dry_run && hit->dst == c->sel && hit->state != LMOVE_HELD) {
             c->fres->moved_on_server++;
             dryrun_report(r->opt, &(struct engine_planned){
                                       .account = r->acct->name, .folder = c->sel->name,
@@ -468,6 +561,14 @@ static int cmp_lmove_uid(const void *a, const void *b)
 
 static void drop(struct lmove *m, const char *why)
 {
+    if (m->dst_placeholder) {
+        /* never uploaded: its message must not be deleted either */
+        log_msg(LOG_WARN, "%s: %s is a placeholder for UID %u of %s, which could not be moved on the server (%s): "
+                          "that message stays there and the placeholder is not uploaded",
+                m->dst->name, m->dst_uniq, m->uid, m->src->name, why);
+        m->state = LMOVE_HELD;
+        return;
+    }
     log_msg(LOG_VERBOSE, "%s -> %s: %s: not moved on the server (%s); uploaded and deleted instead", m->src->name,
             m->dst->name, m->dst_uniq, why);
     m->state = LMOVE_DROPPED;
@@ -682,8 +783,11 @@ static int move_group(struct push_ctx *c, struct lmove **ms, size_t n, size_t *m
                                 .keywords = got[i].keywords, .size = m->size, .message_id = m->message_id,
                                 .hash = NULL, .pending = false, .emailid = m->emailid};
         rc = state_msg_put(r->st, c->sf->id, &row, err);
-        if (rc == MS_OK && m->placeholder) /* still a placeholder here: flagged, it is replaced */
-            rc = state_msg_set_placeholder(r->st, c->sf->id, row.uid, m->placeholder, err);
+        /* still a placeholder here (its row's mark, or the file says so if
+         * the mark was lost): flagged, it is replaced */
+        int mark = m->placeholder ? m->placeholder : m->dst_placeholder ? STATE_PLACEHOLDER : 0;
+        if (rc == MS_OK && mark)
+            rc = state_msg_set_placeholder(r->st, c->sf->id, row.uid, mark, err);
         if (rc == MS_OK)
             rc = state_msg_delete(r->st, sf.id, m->uid, err);
         if (rc == MS_OK)
@@ -735,8 +839,10 @@ int moves_local_into(struct push_ctx *c, size_t *moved, struct ms_error *err)
         struct lmove *m = &r->lmoves[i];
         if (m->dst != c->sel || m->state != LMOVE_PENDING)
             continue;
-        if (!views_local_by_uniq(c->local, c->nlocal, m->dst_uniq))
+        if (!views_local_by_uniq(c->local, c->nlocal, m->dst_uniq)) {
+            m->dst_placeholder = false; /* a placeholder removed: a deletion, as the user meant */
             drop(m, "its file is gone");
+        }
         else if (!remote_can(r->remote, REMOTE_MOVE) && !remote_can(r->remote, REMOTE_EXACT))
             drop(m, "the server has neither MOVE nor UIDPLUS");
         else

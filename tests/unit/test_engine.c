@@ -1136,6 +1136,37 @@ static void local_move_without_move_sync(void **state)
     local_move_is_a_server_move(*state, true, false, SYNC);
 }
 
+/* A placeholder moved to another folder under a new name, on a server
+ * that can neither move nor expunge exactly: the move cannot be done, and
+ * the placeholder is not the message: its message stays on the server
+ * (not expunged, not flagged \Deleted), nothing is uploaded, at every run. */
+static void placeholder_move_held_without_move(void **state)
+{
+    struct fixture *fx = *state;
+    fx->acct.max_size = 1000;
+    fx->acct.placeholders = true;
+    fx->srv->caps &= ~(unsigned)(REMOTE_MOVE | REMOTE_EXACT);
+    char big[6000];
+    int len = snprintf(big, sizeof big, "From: a@test\nSubject: big one\nMessage-ID: <big@test>\n\n");
+    while (len < 5000)
+        len += snprintf(big + len, sizeof big - (size_t)len, "the body of the big message, line by line\n");
+    mem_add(fx->srv, "A", big, FLAG_SEEN, 0);
+    add(fx, "B", "there", 0);
+    run_ok(fx, SYNC);
+    assert_int_equal(placeholder_rows(fx, "A"), 1);
+    move_local(fx, "A", "<big@test>", "B", "1790000000.M1P1.mutt", "S");
+    for (int round = 0; round < 2; round++) {
+        mem_log_clear(fx->srv);
+        run_ok(fx, SYNC);
+        assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+        assert_int_equal(mem_log_count(fx->srv, MEM_OP_EXPUNGE, NULL), 0);
+        assert_int_equal(mem_count_id(fx->srv, "A", "<big@test>"), 1);
+        assert_false(server_msg(fx, "A", "<big@test>")->flags & FLAG_DELETED); /* nor marked for deletion */
+        assert_int_equal(mem_count_id(fx->srv, "B", "<big@test>"), 0);
+        assert_int_equal(local_count(fx, "B", NULL), 2);
+    }
+}
+
 /* Moves are counted where users see them (struct engine_folder_result,
  * shown by the summary and --json): a server move as `moved` in the
  * folder it came into, a local move as `moved_on_server` there; neither
@@ -2028,6 +2059,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(local_move_by_new_name_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_without_move_push, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_without_move_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(placeholder_move_held_without_move, setup, teardown),
         cmocka_unit_test_setup_teardown(local_moves_do_not_trip_the_guard, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_ambiguous_is_uploaded, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_without_message_id, setup, teardown),
