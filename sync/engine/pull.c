@@ -568,6 +568,7 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     size_t guard_total = 0;
     uint32_t window = 0, from = 0;
     size_t skipped = 0;
+    bool announced = false; /* folder_start called (once for all windows) */
     if ((rc = first_pull_window(r, &sf, mf, &window, err)))
         goto out;
     if ((rc = remote_snapshot(r, sel, &sf, window, &state, &nstate, &guard_total, &mb, &rm, &nr, &from, &uv_changed,
@@ -669,7 +670,8 @@ next_window:;
         goto out;
     /* A pull in windows announces the folder once, with its first window:
      * every message it holds, and the bytes estimated from that window. */
-    if (prog && prog->folder_start && !r->opt->dry_run && (!window || !fres->fetched)) {
+    if (prog && prog->folder_start && !r->opt->dry_run && !announced) {
+        announced = window != 0;
         size_t nmsgs = hold_fetch ? 0 : p.nfetch;
         uint64_t nbytes = hold_fetch ? 0 : p.fetch_bytes;
         if (window && !hold_fetch && p.nfetch && mb.exists > p.nfetch) {
