@@ -192,6 +192,7 @@ int engine_connect_account(struct run *r, struct ms_error *err)
 
 void engine_end_run(struct run *r)
 {
+    gmail_links_free(r);
     state_folders_free(r->known, r->nknown);
     free(r->known_status);
     free(r->trash);
