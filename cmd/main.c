@@ -376,6 +376,18 @@ static int get_secret(const struct account *a, char **out, struct ms_error *err)
     return rc;
 }
 
+/* MAILSYNC_TEST_PULL_WINDOW: UIDs per window of a first pull of a big
+ * folder (engine_options.pull_window), for the integration tests to make
+ * windows of a small folder; not a user setting (undocumented), 0 or
+ * unset: the engine's default. */
+static uint32_t test_pull_window(void)
+{
+    const char *v = getenv("MAILSYNC_TEST_PULL_WINDOW");
+    char *end;
+    unsigned long n = v ? strtoul(v, &end, 10) : 0;
+    return v && *v && !*end && n <= UINT32_MAX ? (uint32_t)n : 0;
+}
+
 static struct engine_options engine_opts(const struct options *o)
 {
     return (struct engine_options){.dry_run = o->dry_run,
@@ -383,7 +395,8 @@ static struct engine_options engine_opts(const struct options *o)
                                    .folder_patterns = o->folders,
                                    .nfolder_patterns = o->nfolders,
                                    .progress = output_progress(),
-                                   .get_password = get_secret};
+                                   .get_password = get_secret,
+                                   .pull_window = test_pull_window()};
 }
 
 /* A command that needs capability bits (REMOTE_*) no server of the

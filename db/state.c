@@ -760,6 +760,13 @@ static int set_pragmas(struct state *s, struct ms_error *err)
     int rc = exec(s, "PRAGMA synchronous=FULL", "setting synchronous=FULL", err);
     if (!rc)
         rc = exec(s, "PRAGMA foreign_keys=ON", "enabling foreign keys", err);
+    /* The page cache in 512 KiB instead of SQLite's 2 MiB: a sync that
+     * reads a folder of 100,000 rows fills any cache, and every page it
+     * holds counts in the run's memory (peak RSS at most 16 MiB, issue 18);
+     * pages read again come from the kernel's cache. No mmap (mmap_size 0,
+     * the default) for the same reason: mapped pages count too. */
+    if (!rc)
+        rc = exec(s, "PRAGMA cache_size=-512", "setting cache_size", err);
     return rc;
 }
 

@@ -185,6 +185,9 @@ struct engine_options {
     const char *const *fetch_uniqs;
     size_t nfetch_uniqs;
     bool *fetch_found;
+    /* UIDs per window of a first pull of a big folder (pull.c): 0 is the
+     * default (PULL_WINDOW, 10,000); tests make it small. */
+    uint32_t pull_window;
 };
 
 /* server -> local. Fills res (always, also on failure); returns res->status. */

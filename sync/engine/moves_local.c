@@ -175,21 +175,39 @@ static void learn_folder(struct run *r, const struct selected *sel, struct learn
     if (maildir_change_stamp(r->rootfd, sel->path, &stamp) == 0 && !sf.appends_count && !sf.pending_count &&
         push_stamp_recorded(r, sf.id, &stamp))
         goto out; /* nothing added or removed since its last push */
+    /* The rows brief (no Message-ID, hash, server id: what grows with the
+     * folder), and in full only those whose file is gone. */
     if (maildir_folder_open(r->rootfd, sel->path, false, &mf, &e) != MS_OK ||
-        maildir_scan_names(mf, &local, &nlocal, &e) != MS_OK || state_msg_list(r->st, sf.id, &rows, &nrows, &e)) {
+        maildir_scan_names(mf, &local, &nlocal, &e) != MS_OK ||
+        state_msg_list_brief(r->st, sf.id, &rows, &nrows, &e)) {
         log_msg(LOG_VERBOSE, "%s: no local moves looked for: %s", sel->name, e.msg);
         goto out;
     }
     size_t nleft = 0;
     struct local_msg *left = maildir_scan_left_out(mf, &nleft);
-    struct state_placeholder *marked = NULL;
-    size_t nmarked = 0;
-    if (state_placeholder_list(r->st, sf.id, &marked, &nmarked, &e) != MS_OK)
-        log_msg(LOG_VERBOSE, "%s: %s", sel->name, e.msg); /* a moved placeholder then loses its mark */
+    uint32_t *gone_uids = xmalloc((nrows ? nrows : 1) * sizeof *gone_uids);
+    size_t ngone_uids = 0;
     for (size_t i = 0; i < nrows; i++) {
         const struct state_msg *s = &rows[i];
-        if (!s->uniq || s->pending || views_local_by_uniq(local, nlocal, s->uniq) ||
-            left_out_has(left, nleft, s->uniq))
+        if (s->uniq && !s->pending && !views_local_by_uniq(local, nlocal, s->uniq) &&
+            !left_out_has(left, nleft, s->uniq))
+            gone_uids[ngone_uids++] = s->uid;
+    }
+    struct state_msg *gone = NULL;
+    size_t ngone = 0;
+    if (ngone_uids && state_msg_get_uids(r->st, sf.id, gone_uids, ngone_uids, &gone, &ngone, &e) != MS_OK) {
+        log_msg(LOG_VERBOSE, "%s: no local moves looked for: %s", sel->name, e.msg);
+        free(gone_uids);
+        goto out;
+    }
+    free(gone_uids);
+    struct state_placeholder *marked = NULL;
+    size_t nmarked = 0;
+    if (ngone && state_placeholder_list(r->st, sf.id, &marked, &nmarked, &e) != MS_OK)
+        log_msg(LOG_VERBOSE, "%s: %s", sel->name, e.msg); /* a moved placeholder then loses its mark */
+    for (size_t i = 0; i < ngone; i++) {
+        const struct state_msg *s = &gone[i];
+        if (!s->uniq || s->pending)
             continue;
         int mark = 0;
         for (size_t k = 0; k < nmarked && !mark; k++) /* few */
@@ -207,6 +225,7 @@ static void learn_folder(struct run *r, const struct selected *sel, struct learn
             .placeholder = mark, .dst_placeholder = false, .state = LMOVE_PENDING};
     }
     state_placeholders_free(marked, nmarked);
+    state_msgs_free(gone, ngone);
     size_t nidx = 0;
     const char **idx = rematch_uniq_index(rows, nrows, &nidx);
     for (size_t i = 0; i < nlocal; i++) {

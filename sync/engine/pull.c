@@ -20,6 +20,19 @@
  * Flag changes rename first and record after; deletions unlink first and
  * forget after. Both are idempotent when replayed by the planner, because
  * it compares with what the state recorded.
+ *
+ * Windows. A first pull of a big folder (nothing recorded of it, no local
+ * file in it) lists, plans and downloads PULL_WINDOW UIDs at a time, from
+ * the top UID down (newest first, as a first pull goes), so its memory is
+ * bounded by the window, not by the folder: the listing, the plan and the
+ * protocol library's answer of 100,000 messages would be ~20 MB. Each
+ * window's downloads are journalled and recorded as usual; the folder's
+ * own record (UIDNEXT, HIGHESTMODSEQ as of the open, last_sync) is saved
+ * only with the last window's, so a run killed between windows leaves an
+ * incomplete folder that the next run completes (in one listing: its rows
+ * and files are no longer "nothing", and rows already recorded are not
+ * fetched again). Messages that arrive or change after the open are the
+ * next run's changes, as in an unwindowed pull.
  */
 #include "sync/engine/engine_int.h"
 
@@ -41,6 +54,10 @@
 
 /* Unfinished tmp/ files older than this are swept (Maildir spec: 36 h). */
 #define TMP_MAX_AGE (36 * 3600)
+
+/* UIDs a window of a first pull lists, plans and downloads (see above):
+ * ~100 bytes a message in the listing, the plan and its views. */
+#define PULL_WINDOW 10000
 
 /* ------------------------------------------------------------------ */
 /* local changes from the plan */
@@ -312,10 +329,12 @@ static int use_changes(struct run *r, const struct selected *sel, const struct s
  * sync were listed (the side decides whether it can: remote.h, open): then
  * *affected holds the recorded UIDs whose flags changed or that are gone,
  * the only ones the local side must look at. */
+/* window: 0, or a first pull in windows (remote_known.window): then *from
+ * is where the listing began (0: it is whole). */
 static int remote_snapshot(struct run *r, const struct selected *sel, const struct state_folder *sf,
-                           struct state_msg **st, size_t *ns, size_t *guard_total, struct remote_box *mb,
-                           struct remote_msg **rm, size_t *nr, bool *changed, bool *incremental,
-                           struct uid_list *affected, struct ms_error *err)
+                           uint32_t window, struct state_msg **st, size_t *ns, size_t *guard_total,
+                           struct remote_box *mb, struct remote_msg **rm, size_t *nr, uint32_t *from, bool *changed,
+                           bool *incremental, struct uid_list *affected, struct ms_error *err)
 {
     struct remote_known known = {0};
     struct remote_listing l = {0};
@@ -326,8 +345,11 @@ static int remote_snapshot(struct run *r, const struct selected *sel, const stru
     if (sf->last_sync && sf->uidvalidity && sf->highestmodseq) {
         const struct remote_status *early = folders_known_status(r, sel->raw);
         known = (struct remote_known){.uidvalidity = sf->uidvalidity, .uidnext = sf->uidnext,
-                                      .modseq = sf->highestmodseq, .status_uidnext = early ? early->uidnext : 0};
+                                      .modseq = sf->highestmodseq, .status_uidnext = early ? early->uidnext : 0,
+                                      .window = 0};
     }
+    known.window = window;
+    *from = 0;
     if ((rc = r->remote->ops->open(r->remote, sel->raw, &known, &l, err)))
         return rc;
     *mb = l.box;
@@ -353,6 +375,7 @@ static int remote_snapshot(struct run *r, const struct selected *sel, const stru
     if (full) {
         *rm = l.msgs;
         *nr = l.nmsgs;
+        *from = l.from > 1 ? l.from : 0;
         free(l.uids); /* empty in a full listing (NULL or not) */
         return MS_OK;
     }
@@ -459,6 +482,40 @@ static int drop_placeholders(struct run *r, const struct selected *sel, struct m
     return rc ? rc : erc;
 }
 
+/* Whether a first pull of the folder may go in windows (see the top of
+ * the file): nothing recorded of it and no message in its local folder,
+ * so each window's plan needs no row and no file outside the window. */
+static int first_pull_window(struct run *r, const struct state_folder *sf, struct maildir_folder *mf,
+                             uint32_t *window, struct ms_error *err)
+{
+    *window = 0;
+    if (r->opt->dry_run || sf->last_sync || !mf || !remote_can(r->remote, REMOTE_UIDS))
+        return MS_OK;
+    size_t rows = 0, nlocal = 0;
+    struct local_msg *local = NULL;
+    int rc;
+    if (sf->id && (rc = state_msg_count(r->st, sf->id, &rows, err)))
+        return rc;
+    if (rows || sf->pending_count || sf->appends_count)
+        return MS_OK;
+    if ((rc = maildir_scan(mf, &local, &nlocal, err)))
+        return rc;
+    maildir_msgs_free(local, nlocal);
+    if (nlocal == 0)
+        *window = r->opt->pull_window ? r->opt->pull_window : PULL_WINDOW;
+    return MS_OK;
+}
+
+/* The next window below the one just done (from: its lowest UID, > 1). */
+static int next_window(struct run *r, const struct selected *sel, uint32_t window, uint32_t *from,
+                       struct remote_msg **rm, size_t *nr, struct ms_error *err)
+{
+    uint32_t hi = *from - 1, lo = hi > window ? hi - window + 1 : 1;
+    *from = lo > 1 ? lo : 0;
+    log_msg(LOG_VERBOSE, "%s: first pull, next window: UIDs %u:%u", sel->name, lo, hi);
+    return r->remote->ops->fetch_meta_range(r->remote, lo, hi, rm, nr, err);
+}
+
 int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
                        struct ms_error *err)
 {
@@ -509,8 +566,13 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     }
     bool incremental;
     size_t guard_total = 0;
-    if ((rc = remote_snapshot(r, sel, &sf, &state, &nstate, &guard_total, &mb, &rm, &nr, &uv_changed, &incremental,
-                              &affected, err)))
+    uint32_t window = 0, from = 0;
+    size_t skipped = 0;
+    bool announced = false; /* folder_start called (once for all windows) */
+    if ((rc = first_pull_window(r, &sf, mf, &window, err)))
+        goto out;
+    if ((rc = remote_snapshot(r, sel, &sf, window, &state, &nstate, &guard_total, &mb, &rm, &nr, &from, &uv_changed,
+                              &incremental, &affected, err)))
         goto out;
     if (!sf.uidvalidity && mb.uidvalidity && sf.id && !r->opt->dry_run) {
         /* A first pull records the rows of what it delivered before the
@@ -528,6 +590,13 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
         rc = maildir_scan(mf, &local, &nlocal, err);
     if (rc)
         goto out;
+    if (from)
+        log_msg(LOG_VERBOSE, "%s: first pull of %u messages in windows of %u UIDs: UIDs %u:%u", sel->name,
+                mb.exists, window, from, mb.uidnext ? mb.uidnext - 1 : 0);
+next_window:;
+    /* From here on, once per window (one pass without windows): the
+     * window's listing is rm (a first pull: no row, no local file). */
+    bool more = from != 0;
     if (uv_changed) {
         /* The old UIDs mean nothing now; their rows still tell which local
          * file is which message and what was synced last: rematch_folder()
@@ -573,7 +642,8 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     moves_server_note_vanished(r, sel, sf.id, state, nstate, local, nlocal, rm, nr, &p);
     if ((rc = moves_server_take(r, sel, mf, sf.id, &p, rm, nr, &fres->moved, err)))
         goto out;
-    fres->skipped = p.nskip;
+    skipped += p.nskip;
+    fres->skipped = skipped;
     report_skips(sel->name, &p);
     if (r->opt->dry_run) {
         /* Gmail: what the run would link instead of downloading */
@@ -601,9 +671,18 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     /* Gmail: what another folder has on disk already is linked, not downloaded. */
     if (!hold_fetch && (rc = gmail_links_take(r, sel, mf, sf.id, &p, rm, nr, fres, err)))
         goto out;
-    if (prog && prog->folder_start && !r->opt->dry_run) /* a dry run downloads nothing */
-        prog->folder_start(prog->ctx, r->acct->name, sel->name, hold_fetch ? 0 : p.nfetch,
-                          hold_fetch ? 0 : p.fetch_bytes);
+    /* A pull in windows announces the folder once, with its first window:
+     * every message it holds, and the bytes estimated from that window. */
+    if (prog && prog->folder_start && !r->opt->dry_run && !announced) {
+        announced = window != 0;
+        size_t nmsgs = hold_fetch ? 0 : p.nfetch;
+        uint64_t nbytes = hold_fetch ? 0 : p.fetch_bytes;
+        if (window && !hold_fetch && p.nfetch && mb.exists > p.nfetch) {
+            nbytes = nbytes / p.nfetch * mb.exists;
+            nmsgs = mb.exists;
+        }
+        prog->folder_start(prog->ctx, r->acct->name, sel->name, nmsgs, nbytes);
+    }
     /* The folder's record as it will be once everything is in: saved with
      * the last transaction of the folder's work. Messages skipped for
      * max_size are in no record: a folder that has some is listed in full
@@ -612,19 +691,21 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     struct state_folder done = sf;
     done.uidvalidity = mb.uidvalidity;
     done.uidnext = mb.uidnext;
-    done.highestmodseq = p.nskip ? 0 : mb.highestmodseq;
+    done.highestmodseq = skipped ? 0 : mb.highestmodseq;
     done.last_sync = (int64_t)time(NULL);
+    /* Not before the last window: the folder is complete only then. */
+    bool later = hold || more;
     if ((rc = apply_local_changes(r, mf, sf.id, &p, hold, local, nlocal, fres,
-                                  p.nfetch || p.nplaceholder || hold ? NULL : &done, err)))
+                                  p.nfetch || p.nplaceholder || later ? NULL : &done, err)))
         goto out;
     /* Placeholders (max_size, placeholders = yes) before the downloads: the
      * folder's row goes with the downloads' last records, or with these
      * when there are none. */
     if (p.nplaceholder && !hold_fetch &&
-        (rc = placeholders_deliver(r, sel, mf, sf.id, &p, fres, p.nfetch || hold ? NULL : &done, err)))
+        (rc = placeholders_deliver(r, sel, mf, sf.id, &p, fres, p.nfetch || later ? NULL : &done, err)))
         goto out;
     if (p.nfetch && !hold_fetch && (rc = deliver_fetch_new(r, sel, mb.uidvalidity, mf, sf.id, &p, left, nleft, local, nlocal, fres,
-                                            hold ? NULL : &done, err)))
+                                            later ? NULL : &done, err)))
         goto out;
     if (fres->failed) {
         /* The folder's record stays as it was (deliver_fetch_new did not save
@@ -637,6 +718,25 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
      * not keep both. */
     if (nplaceholders && (rc = drop_placeholders(r, sel, mf, sf.id, local, placeholders, nplaceholders, err)))
         goto out;
+    if (more && !hold_fetch) {
+        /* The next window down: this one's listing and plan go first. */
+        plan_free(&p);
+        views_plan_input_free(&in);
+        remote_msgs_free(rm, nr);
+        rm = NULL;
+        nr = 0;
+        rematch_free_leftovers(left, nleft);
+        left = NULL;
+        nleft = 0;
+        free(placeholders);
+        placeholders = NULL;
+        nplaceholders = 0;
+        if (run_stopped(r))
+            goto out; /* a signal: the folder stays incomplete, the next run completes it */
+        if ((rc = next_window(r, sel, window, &from, &rm, &nr, err)))
+            goto out;
+        goto next_window;
+    }
 out:
     if (rc)
         engine_folder_fail(fres, err);

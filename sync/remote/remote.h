@@ -108,6 +108,12 @@ struct remote_known {
     uint64_t modseq;         /* 0: list in full (no incremental listing wanted) */
     uint32_t status_uidnext; /* hint: UIDNEXT a status() or list() of this
                                 session reported for the folder, 0 if none */
+    uint32_t window;         /* 0, or: a full listing of a folder that holds more
+                                than this many messages lists only the UIDs from
+                                UIDNEXT - window up (remote_listing.from says
+                                where it began): a first pull of a big folder
+                                goes in windows of UIDs, top down, its memory
+                                bounded by the window, not by the folder */
 };
 
 /* The answer of open(). */
@@ -136,6 +142,9 @@ struct remote_listing {
     uint32_t *uids;
     size_t nuids;
     const char *how; /* how the side listed, for verbose logs (static; may be NULL) */
+    uint32_t from;   /* REMOTE_LIST_FULL: 0 when msgs are every message; else
+                        (known->window) msgs are those with uid >= from only,
+                        the rest is for fetch_meta_range(1, from - 1) */
 };
 
 /* Frees the arrays and zeroes *l. */

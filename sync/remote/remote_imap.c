@@ -101,15 +101,25 @@ static int imap_r_select(struct remote *r, const char *name, bool write, struct 
     return imap_select(ir(r)->s, name, write, box, err);
 }
 
-/* Every message of the selected folder (none asked for when it is empty). */
-static int list_full(struct imap_remote *x, struct remote_listing *out, struct ms_error *err)
+/* Every message of the selected folder (none asked for when it is
+ * empty), or with a window (remote_known.window) and more messages than
+ * that, those of the top window of UIDs only: UID FETCH lo:*, so neither
+ * libetpan's answer nor the listing grows with the folder. */
+static int list_full(struct imap_remote *x, uint32_t window, struct remote_listing *out, struct ms_error *err)
 {
     out->kind = REMOTE_LIST_FULL;
     out->how = "full";
-    if (out->box.exists)
-        return imap_fetch_flags(x->s, 1, 0, &out->msgs, &out->nmsgs, err);
-    out->msgs = xcalloc(1, sizeof *out->msgs);
-    return MS_OK;
+    if (!out->box.exists) {
+        out->msgs = xcalloc(1, sizeof *out->msgs);
+        return MS_OK;
+    }
+    uint32_t from = 1;
+    if (window && out->box.exists > window && out->box.uidnext > window + 1) {
+        from = out->box.uidnext - window;
+        out->from = from;
+        out->how = "full, top window";
+    }
+    return imap_fetch_flags(x->s, from, 0, &out->msgs, &out->nmsgs, err);
 }
 
 /* Whether the folder as opened can be listed by its changes since the
@@ -160,7 +170,7 @@ static int imap_r_open(struct remote *r, const char *name, const struct remote_k
     struct remote_box keep = *mb;
     remote_listing_free(out);
     out->box = keep;
-    rc = list_full(x, out, err);
+    rc = list_full(x, known->window, out, err);
     if (rc)
         remote_listing_free(out);
     return rc;

@@ -701,12 +701,18 @@ static int side_open(struct remote *r, const char *name, const struct remote_kno
     }
     bool inc = known && known->modseq && (s->caps & REMOTE_CHANGES) && known->uidvalidity == f->uidvalidity &&
                f->modseq >= known->modseq;
+    /* A full listing with a window (as the IMAP side): the top window of
+     * UIDs only, when the folder holds more messages than the window. */
+    uint32_t from = 0;
+    if (!inc && known && known->window && f->n > known->window && f->uidnext > known->window + 1)
+        from = f->uidnext - known->window;
     struct remote_msg *v = xcalloc(f->n + 1, sizeof *v);
     size_t k = 0;
     for (size_t i = 0; i < f->n; i++)
-        if (!inc || f->msgs[i].modseq > known->modseq)
+        if ((!inc || f->msgs[i].modseq > known->modseq) && f->msgs[i].uid >= from)
             msg_out(&v[k++], &f->msgs[i]);
     out->box = box;
+    out->from = from;
     out->msgs = v;
     out->nmsgs = k;
     if (!inc) {

@@ -332,6 +332,104 @@ static void first_pull_then_noop(void **state)
 }
 
 
+/* ------------------------------------------------------------------ */
+/* a first pull in windows of UIDs (pull.c: memory bounded by the window) */
+
+/* Ten messages in INBOX (UIDs 1-10, every other one seen), one in Work;
+ * windows of 4 UIDs. */
+static void ten_in_windows_of_four(struct fixture *fx)
+{
+    for (int i = 0; i < 10; i++) {
+        char tag[8];
+        snprintf(tag, sizeof tag, "w%d", i);
+        add(fx, "INBOX", tag, i % 2 ? FLAG_SEEN : 0);
+    }
+    add(fx, "Work", "k0", 0);
+    fx->opt.pull_window = 4;
+}
+
+/* Each listing of INBOX (the open's and the windows' META) names at most
+ * a window of messages; how many listings there were. */
+static size_t inbox_listings(const struct fixture *fx, uint32_t window)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < fx->srv->nlog; i++) {
+        const struct mem_logentry *e = &fx->srv->log[i];
+        if (strcmp(e->folder, "INBOX") != 0 || (e->op != MEM_OP_OPEN && e->op != MEM_OP_META))
+            continue;
+        if (e->n > window) {
+            dump_log(fx);
+            fail_msg("a listing of %u messages: more than the window of %u", e->n, window);
+        }
+        n++;
+    }
+    return n;
+}
+
+/* A first pull of a folder bigger than the window lists, plans and
+ * downloads it in windows of UIDs from the top down (newest first, as
+ * before), ends with every message once on both sides and the folder
+ * complete; a folder within the window is listed once, as before; the
+ * next run downloads nothing. */
+static void first_pull_in_windows(void **state)
+{
+    struct fixture *fx = *state;
+    ten_in_windows_of_four(fx);
+    run_ok(fx, PULL);
+    assert_int_equal(inbox_listings(fx, 4), 3); /* 7:10 (the open), 3:6, 1:2 */
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_OPEN, "Work"), 1);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_META, "Work"), 0);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, "INBOX"), 10);
+    /* Window by window from the top: every body of a higher window
+     * before any of a lower one. */
+    uint32_t low_seen = UINT32_MAX;
+    for (size_t i = 0; i < fx->srv->nlog; i++) {
+        const struct mem_logentry *e = &fx->srv->log[i];
+        if (e->op != MEM_OP_BODY || strcmp(e->folder, "INBOX") != 0)
+            continue;
+        uint32_t w = e->n >= 7 ? 2 : e->n >= 3 ? 1 : 0; /* 7-10, 3-6, 1-2 */
+        if (w > low_seen) {
+            dump_log(fx);
+            fail_msg("UID %u came after a lower window's body", e->n);
+        }
+        low_seen = w < low_seen ? w : low_seen;
+    }
+    assert_int_equal(folder_result(fx, "INBOX")->fetched, 10);
+    assert_in_step(fx, "INBOX");
+    assert_in_step(fx, "Work");
+    assert_string_equal(local_flags(fx, "INBOX", "<w1@test>"), "S");
+    assert_true(state_of(fx, "INBOX").last_sync > 0);
+
+    mem_log_clear(fx->srv);
+    run_ok(fx, PULL);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+    assert_in_step(fx, "INBOX");
+}
+
+/* The session drops in the second window: what the first window and the
+ * second's first bodies brought is kept (recorded, not complete); the
+ * next run completes the folder without fetching any of it again. */
+static void first_pull_in_windows_drop_in_second(void **state)
+{
+    struct fixture *fx = *state;
+    ten_in_windows_of_four(fx);
+    fx->srv->faults.drop_after_bodies = 6;
+    assert_int_equal(run(fx, PULL), MS_ENET);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_META, "INBOX"), 1); /* it was in the second window */
+    assert_int_equal(local_count(fx, "INBOX", NULL), 6);
+    struct state_view v = state_of(fx, "INBOX");
+    assert_int_equal(v.rows, 6);
+    assert_int_equal(v.pending, 0);
+    assert_int_equal(v.last_sync, 0); /* the folder is not complete */
+
+    mem_log_clear(fx->srv);
+    run_ok(fx, PULL);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, "INBOX"), 4);
+    assert_in_step(fx, "INBOX");
+    assert_in_step(fx, "Work");
+    assert_true(state_of(fx, "INBOX").last_sync > 0);
+}
+
 /* How many rows of the folder are marked as placeholders. */
 static size_t placeholder_rows(const struct fixture *fx, const char *folder)
 {
@@ -2041,6 +2139,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(nth_fetch_fails_with_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(nth_fetch_is_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(session_drops_mid_folder, setup, teardown),
+        cmocka_unit_test_setup_teardown(first_pull_in_windows, setup, teardown),
+        cmocka_unit_test_setup_teardown(first_pull_in_windows_drop_in_second, setup, teardown),
         cmocka_unit_test_setup_teardown(session_drops_at_every_op, setup, teardown),
         cmocka_unit_test_setup_teardown(push_without_appenduid, setup, teardown),
         cmocka_unit_test_setup_teardown(push_without_appenduid_tab_in_message_id, setup, teardown),

@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: MIT
+"""test_pull_windows.py: a first pull of a big folder goes in windows of
+UIDs from the top down (issue 18, point 7: peak memory bounded by the
+window, not by the folder), against Dovecot.
+
+The window is 10,000 UIDs; MAILSYNC_TEST_PULL_WINDOW (read by the program
+for the tests) makes it 100, so 150 messages make three windows. Cheap:
+one bed, 150 small messages written straight into the server's Maildir.
+"""
+
+import os
+
+import testbed as tb
+
+N = 150
+WINDOW = 50
+
+
+class PullWindowsTest(tb.BedTestCase):
+    bed_options = {"pool": 2}
+
+    def setUp(self):
+        super().setUp()
+        old = os.environ.get("MAILSYNC_TEST_PULL_WINDOW")
+        os.environ["MAILSYNC_TEST_PULL_WINDOW"] = str(WINDOW)
+        self.addCleanup(lambda: os.environ.pop("MAILSYNC_TEST_PULL_WINDOW") if old is None
+                        else os.environ.__setitem__("MAILSYNC_TEST_PULL_WINDOW", old))
+        self.bed.seed_direct(self.user, "INBOX", tb.make_corpus(N, seed=1801, size=(300, 700), flags=False))
+
+    def local(self):
+        """{Message-ID: [LocalMessage]} of the local INBOX."""
+        out = {}
+        for m in tb.read_maildir(self.maildir).get("INBOX", []):
+            out.setdefault(tb.message_id(m.data), []).append(m)
+        return out
+
+    def assertWhole(self):
+        local = self.local()
+        self.assertEqual(sum(len(v) for v in local.values()), N)
+        self.assertEqual([k for k, v in local.items() if len(v) > 1], [], "doubled locally")
+        self.assertEqual(self.server_count(), N)
+        self.assertSynced()
+
+    def test_first_pull_in_windows(self):
+        r = self.run_ok("-vv", "pull")
+        # the open lists the top window (UID FETCH 101:*), then 51:100, 1:50
+        self.assertRegex(r.stderr, r"C: \S+ UID FETCH %d:\* \(" % (N - WINDOW + 1))
+        self.assertRegex(r.stderr, r"C: \S+ UID FETCH %d:%d \(" % (WINDOW + 1, N - WINDOW))
+        self.assertRegex(r.stderr, r"C: \S+ UID FETCH 1:%d \(" % WINDOW)
+        self.assertNotRegex(r.stderr, r"C: \S+ UID FETCH 1:\* \(")
+        self.assertRegex(r.stderr, r"C: \S+ UID FETCH [^\r\n]*BODY")  # (what the next run must not send)
+        self.assertIn("first pull of %d messages in windows of %d UIDs" % (N, WINDOW), r.stderr)
+        self.assertWhole()
+        again = self.run_ok("-vv", "pull")
+        self.assertNotRegex(again.stderr, r"C: \S+ UID FETCH [^\r\n]*BODY")  # no body asked for
+        self.assertWhole()
+
+    def test_killed_in_the_second_window(self):
+        # killed while it waits for the second window's listing: the top
+        # window is in place and recorded
+        self.run_killed_at("pull", (b"UID FETCH %d:%d (" % (WINDOW + 1, N - WINDOW), 1))
+        first = self.local()
+        self.assertEqual(len(first), WINDOW)
+        inodes = {k: os.stat(v[0].path).st_ino for k, v in first.items()}
+        px = tb.Proxy(self.bed.imap_port).start()
+        self.addCleanup(px.stop)
+        self.write_config(tls="none", port=px.port)
+        self.run_ok("pull")
+        self.assertWhole()
+        # what the killed run brought is kept (same files), not fetched again
+        self.assertEqual({k: os.stat(self.local()[k][0].path).st_ino for k in inodes}, inodes)
+        bodies = sum(len(v[0].data) for k, v in self.local().items() if k not in inodes)
+        self.assertLess(px.bytes_down, bodies + 200 * 1024, "more came down than the missing messages")
+        self.assertGreater(px.bytes_down, bodies * 0.9)
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
