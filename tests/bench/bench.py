@@ -502,6 +502,23 @@ class Server:
                 c.set_flags(folder, uids, [flag], mode)
         return k
 
+    def expunge_share(self, share, seed):
+        """Expunge `share` of every folder's messages (deterministic pick,
+        spread over the UID range): UID gaps, as a real mailbox has them
+        after deletions. -> how many."""
+        state = self.state()
+        rng = random.Random("bench-gaps/%s" % seed)
+        total = 0
+        with self.imap() as c:
+            for folder in sorted(state):
+                uids = sorted(e["uid"] for e in state[folder])
+                k = round(len(uids) * share)
+                gone = sorted(rng.sample(uids, k))
+                for i in range(0, len(gone), 5000):
+                    c.expunge_uids(folder, gone[i:i + 5000])
+                total += k
+        return total
+
     def append(self, msgs):
         with self.imap() as c:
             for m in msgs:
@@ -561,6 +578,9 @@ class ServerCache:
     def __init__(self, root, key):
         self.dir = Path(root) / key
         self.dir.mkdir(parents=True, exist_ok=True)
+        # (st_dev, st_ino) -> (stat_key, sha256) of files saved in this
+        # process: the links in DIR keep those inodes from being reused
+        self.hashes = {}
 
     def has(self, name):
         return (self.dir / name / "state.json").exists()
@@ -577,7 +597,12 @@ class ServerCache:
         clone_tree(snapshot, tmp / "home")
         files = {}
         for rel, p in message_files(tmp / "home").items():
-            files[rel] = stat_key(os.stat(p)) + [file_hash(p)]
+            st = os.stat(p)
+            # (c), (d), (f) share most files (links) with (a): hashed once
+            rec = self.hashes.get((st.st_dev, st.st_ino))
+            sha = rec[1] if rec and rec[0] == stat_key(st) else file_hash(p)
+            self.hashes[(st.st_dev, st.st_ino)] = (stat_key(st), sha)
+            files[rel] = stat_key(st) + [sha]
         check_files_match_state(files, state)
         folders = sorted({k[0] for k in content})
         data = {"state": state, "files": files,
@@ -637,8 +662,8 @@ def check_files_match_state(files, state):
 
 
 def server_cache_key(a):
-    return "n%d%s-s%s-f%d-%s-dovecot%s" % (a.n, "-small" if a.small else "", a.seed, corpus_mod.FORMAT,
-                                            a.server, dovecot_version())
+    return "n%d%s-s%s-f%d-%s-dovecot%s%s" % (a.n, "-small" if a.small else "", a.seed, corpus_mod.FORMAT,
+                                              a.server, dovecot_version(), "-gaps%g" % a.gaps if a.gaps else "")
 
 
 # ----------------------------------------------------------------------------
@@ -1324,12 +1349,12 @@ def run_timed(helper, argv, env, cwd, timeout, logpath):
         secs = time.monotonic() - t0
     text = Path(logpath).read_text(errors="replace")
     try:
-        status, maxrss, wall_ns = (int(x) for x in Path(resfile).read_text().split())
+        status, maxrss, wall_ns, cpu_ns = (int(x) for x in Path(resfile).read_text().split())
     except (OSError, ValueError):
         return {"code": "killed" if killed else "helper exit %s" % p.returncode, "seconds": secs,
                 "maxrss_kb": 0, "stderr": ("killed after %.0f s\n" % timeout if killed else "") + text}
     return {"code": os.waitstatus_to_exitcode(status), "seconds": wall_ns / 1e9,
-            "maxrss_kb": maxrss, "stderr": text}
+            "maxrss_kb": maxrss, "cpu_seconds": cpu_ns / 1e9, "stderr": text}
 
 
 class Bench:
@@ -1364,6 +1389,11 @@ class Bench:
             self.server.seed(self.base)
             log("server: seeded %d messages (%.1f MiB) and verified over IMAP in %.1f s" % (
                 len(self.base), self.corpus_bytes / 2**20, time.monotonic() - t0))
+            if a.gaps:
+                t0 = time.monotonic()
+                k = self.server.expunge_share(a.gaps / 100.0, a.seed)
+                log("server: %d messages (%g%% of each folder) expunged for UID gaps (%.1f s)" % (
+                    k, a.gaps, time.monotonic() - t0))
             self.server.enable_modseqs()
             snap = self.server.snapshot("a")
             self.states["a"] = self.server.state()
@@ -1457,6 +1487,7 @@ class Bench:
             m = re.search(r"^session-seconds ([0-9.]+)$", res["stderr"], re.M)
             res["seconds"] = float(m.group(1)) if m else res["seconds"]
             res["maxrss_kb"] = None
+            res["cpu_seconds"] = None
         why = tool.missing(scen, res)
         if why:
             self.notes[(tool.name, scen)] = why
@@ -1571,6 +1602,8 @@ class Bench:
                     "turns": statistics.median([r["turns"] for r in ok]) if ok and "turns" in ok[0] else None,
                     "mib_down": statistics.median([r["bytes_down"] for r in ok]) / 2**20
                     if ok and "bytes_down" in ok[0] else None,
+                    "cpu": statistics.median([r["cpu_seconds"] for r in ok])
+                    if ok and ok[0].get("cpu_seconds") is not None else None,
                 }
         return out
 
@@ -1589,6 +1622,8 @@ class Bench:
                          os.cpu_count()))
         if a.zlib:
             lines.append("server offers COMPRESS=DEFLATE (imap_zlib)")
+        if a.gaps:
+            lines.append("UID gaps: %g%% of each folder expunged before state (a)" % a.gaps)
         if "mailsync" in self.tools:
             lines.append("mailsync: %s (source %s)" % (tb.mailsync_bin(), self.source))
         if "mailsync-b" in self.tools:
@@ -1628,6 +1663,9 @@ class Bench:
                 if self.proxy and c["turns"] is not None:
                     # turns: request/response turns through the proxy (median)
                     net = "  %5g turns %8.2f MiB down" % (c["turns"], c["mib_down"])
+                if a.cpu and c["cpu"] is not None:
+                    # the tool's CPU time (user + system, median): load-proof
+                    net += "  %8s s CPU" % fmt_s(c["cpu"])
                 lines.append(("%-*s %-15s %10s  %-19s %s  %-7s%s" % (
                     LABEL_W, label, tool, fmt_s(c["median"]), rng, fmt_rss(c["rss_kb"]), status, net)).rstrip())
         peers = [t for t in self.tools if t != "mailsync" and not self.tools[t].reference]
@@ -1707,7 +1745,7 @@ class Bench:
         s = self.summary()
         return {
             "n": self.args.n, "small": self.args.small, "transport": self.args.transport, "rtt_ms": self.args.rtt,
-            "rate_mbit": self.args.rate,
+            "rate_mbit": self.args.rate, "gaps_pct": self.args.gaps,
             "runs": self.args.runs, "seed": self.args.seed, "server": self.args.server, "cold_server": self.args.cold_server,
             "server_conf": server_conf(self.args.server),
             "corpus_bytes": self.corpus_bytes, "dovecot": dovecot_version(),
@@ -1717,7 +1755,7 @@ class Bench:
             "runs_raw": [{"tool": t, "scenario": sc, "seconds": r["seconds"], "maxrss_kb": r["maxrss_kb"],
                           "ok": r.get("ok"), "code": r["code"], "turns": r.get("turns"),
                           "connections": r.get("connections"), "bytes_down": r.get("bytes_down"),
-                          "bytes_up": r.get("bytes_up")}
+                          "bytes_up": r.get("bytes_up"), "cpu_seconds": r.get("cpu_seconds")}
                          for (t, sc), rs in self.results.items() for r in rs],
             "failures": self.failures,
         }
@@ -1811,13 +1849,21 @@ def parse_args(argv):
                          "instead of seeding: checked by file stats, body hashes and one "
                          "metadata FETCH per folder (see ServerCache); DIR must be on the "
                          "corpus cache's file system (hard links)")
+    ap.add_argument("--gaps", type=float, default=0.0, metavar="PCT",
+                    help="expunge PCT%% of every folder's messages (a deterministic pick) after "
+                         "seeding, before state (a): UID gaps, as a mailbox has them after deletions "
+                         "(default 0: none)")
+    ap.add_argument("--cpu", action="store_true",
+                    help="add each tool's CPU time (user + system of its process and threads, "
+                         "median) to the table: its own work, which a loaded machine inflates "
+                         "less than the wall time (the JSON always has it)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--workdir", default=None, help="parent of the temp work dir (default $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, Maildirs)")
     a = ap.parse_args(argv)
     a.tools = [t.strip() for t in a.tools.split(",") if t.strip()]
-    if a.rate < 0 or a.rtt < 0:
-        ap.error("--rate and --rtt must not be negative")
+    if a.rate < 0 or a.rtt < 0 or not 0 <= a.gaps < 100:
+        ap.error("--rate and --rtt must not be negative, --gaps from 0 to 99")
     a.scenarios = [s.strip().lower() for s in a.scenarios.split(",") if s.strip()]
     for t in a.tools:
         if t not in TOOL_CLASSES:
