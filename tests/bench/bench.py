@@ -107,41 +107,35 @@ def clone_tree(src, dst, uid=None, gid=None):
     rename), so a link is as good as a copy and keeps the inode; a tool
     that wrote one in place would corrupt the snapshot and fail the next
     verification. Directory modes and mtimes are kept. uid/gid: chown
-    everything (for the server's mail user)."""
+    everything (for the server's mail user).
+
+    `cp -al` links the whole tree (in C: at N=200000 a Python loop over
+    the files took minutes on a loaded machine); then every file outside
+    cur/ and new/ is replaced by a copy of its own (the directories holding
+    message files are not even listed), and `chown -R` sets the owner."""
     src, dst = str(src), str(dst)
-    dirs = []
-    for dirpath, dirnames, filenames in os.walk(src):
-        rel = os.path.relpath(dirpath, src)
-        target = dst if rel == "." else os.path.join(dst, rel)
-        st = os.lstat(dirpath)
-        os.mkdir(target, st.st_mode & 0o7777)
-        dirs.append((target, st))
-        link = os.path.basename(dirpath) in ("cur", "new")
+    if os.path.lexists(dst):
+        raise FileExistsError(dst)
+    tb._run(["cp", "-al", "--", src, dst])
+    for dirpath, dirnames, filenames in os.walk(dst):
+        dirnames[:] = [d for d in dirnames if d not in ("cur", "new")]
         for name in filenames:
-            s, d = os.path.join(dirpath, name), os.path.join(target, name)
-            if os.path.islink(s):
-                os.symlink(os.readlink(s), d)
+            d = os.path.join(dirpath, name)
+            if os.path.islink(d):
                 continue
-            done = False
-            if link:
-                try:
-                    os.link(s, d)
-                    done = True
-                except OSError:
-                    pass
-            if not done:
-                shutil.copy2(s, d)
-            if uid is not None:
-                os.chown(d, uid, gid)
-    for target, st in reversed(dirs):
-        if uid is not None:
-            os.chown(target, uid, gid)
-        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+            tmp = d + ".clone-tmp"
+            shutil.copy2(d, tmp)
+            os.replace(tmp, d)
+        # the copies changed the directory's mtime: put the source's back
+        st = os.lstat(os.path.join(src, os.path.relpath(dirpath, dst)))
+        os.utime(dirpath, ns=(st.st_atime_ns, st.st_mtime_ns))
+    if uid is not None:
+        tb._run(["chown", "-R", "--no-dereference", "%d:%d" % (uid, gid), "--", dst])
 
 
 def replace_tree(snapshot, live, uid=None, gid=None):
     if os.path.lexists(live):
-        shutil.rmtree(live)
+        tb._run(["rm", "-rf", "--", str(live)])
     clone_tree(snapshot, live, uid, gid)
 
 
