@@ -161,6 +161,13 @@ static void print_planned(const struct engine_planned *p)
         printf("%s: would delete %zu POP3 messages from the server once stored (the local copies stay)\n", folder,
                p->count);
         break;
+    case ENGINE_PLAN_LINK: {
+        char *from = log_clean(p->from ? p->from : "");
+        printf("%s: would link UID %u to the file of %s (%llu bytes, flags %s; the same message, Gmail labels: not "
+               "downloaded)\n", folder, p->uid, from, (unsigned long long)p->size, flags_to_letters(p->flags, a));
+        free(from);
+        break;
+    }
     case ENGINE_PLAN_MOVE_LOCAL: {
         char *from = log_clean(p->from ? p->from : "");
         printf("%s: would move the local copy of UID %u of %s here as UID %u (moved on the server; nothing "
@@ -251,7 +258,7 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
 {
     size_t fetched = 0, flagged = 0, deleted = 0, skipped = 0, failed = 0, stopped = 0;
     size_t uploaded = 0, pflags = 0, pdeleted = 0, retired = 0, moved = 0, pmoved = 0;
-    size_t placeholders = 0, replaced = 0;
+    size_t placeholders = 0, replaced = 0, linked = 0;
     uint64_t bytes = 0;
     bool pushing = strcmp(command, "push") == 0 || strcmp(command, "sync") == 0;
     bool pulling = strcmp(command, "push") != 0 && strcmp(command, "fetch") != 0;
@@ -264,6 +271,7 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
         skipped += f->skipped;
         placeholders += f->placeholders;
         replaced += f->replaced;
+        linked += f->linked;
         failed += f->status != 0 && !f->stopped;
         stopped += f->stopped;
         uploaded += f->uploaded;
@@ -311,6 +319,8 @@ void output_summary(FILE *out, const char *command, const struct engine_result *
     if (pushing)
         fprintf(out, "%s %zu uploaded, %zu flag changes, %zu deleted on the server, %zu moved on the server",
                 pulling ? ";" : "", uploaded, pflags, pdeleted, pmoved);
+    if (linked) /* of the new: the same message as a file of another folder (Gmail labels) */
+        fprintf(out, ", %zu linked to a file in another folder (not downloaded)", linked);
     if (retired)
         fprintf(out, ", %zu removed from the server (kept locally)", retired);
     if (skipped)
@@ -452,6 +462,7 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         [ENGINE_PLAN_RETIRE] = "retire",
         [ENGINE_PLAN_RETIRE_COUNT] = "retire_count",
         [ENGINE_PLAN_PLACEHOLDER] = "placeholder",
+        [ENGINE_PLAN_LINK] = "link",
     };
     fputs("{\"folder\":", out);
     output_json_string(out, p->folder);
@@ -494,6 +505,11 @@ static void json_planned(FILE *out, const struct engine_planned *p)
         break;
     case ENGINE_PLAN_CREATE_FOLDER: break;
     case ENGINE_PLAN_FETCH_COUNT: fprintf(out, ",\"count\":%zu,\"size\":%" PRIu64, p->count, p->size); break;
+    case ENGINE_PLAN_LINK:
+        fprintf(out, ",\"uid\":%u,\"size\":%" PRIu64 ",\"from\":", p->uid, p->size);
+        output_json_string(out, p->from ? p->from : "");
+        json_letters(out, "flags", p->flags);
+        break;
     case ENGINE_PLAN_MOVE_LOCAL:
         fprintf(out, ",\"uid\":%u,\"size\":%" PRIu64 ",\"from\":", p->uid, p->size);
         output_json_string(out, p->from ? p->from : "");

@@ -20,7 +20,7 @@
 
 #include <stdio.h>
 
-#define OUTPUT_JSON_SCHEMA_VERSION "1.1"
+#define OUTPUT_JSON_SCHEMA_VERSION "1.2"
 
 /* Open a document: {"schema_version":"1.1","command":command (or null).
  * The caller writes the other members and the closing brace. */

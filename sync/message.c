@@ -199,6 +199,7 @@ int message_identity_read(int fd, struct message_identity *id)
     id->size = size;
     alt_sizes(head, nhead, size, id);
     id->placeholder = message_is_mbsync_placeholder(head, nhead);
+    id->placeholder_size = id->placeholder ? message_placeholder_size(head, nhead) : 0;
     free(head);
     return 0;
 }
@@ -256,6 +257,19 @@ bool message_is_mbsync_placeholder(const char *buf, size_t len)
     free(tuid);
     free(subject);
     return marked;
+}
+
+uint64_t message_placeholder_size(const char *buf, size_t len)
+{
+    char *v = message_header(buf, len, MESSAGE_PLACEHOLDER_FIELD);
+    uint64_t size = 0;
+    bool ok = v && v[0];
+    for (const char *p = v; ok && *p; p++) {
+        ok = *p >= '0' && *p <= '9' && size <= (UINT64_MAX - 9) / 10;
+        size = size * 10 + (uint64_t)(*p - '0');
+    }
+    free(v);
+    return ok ? size : 0;
 }
 
 /* The header block as far as it is whole: up to its empty line, or (a

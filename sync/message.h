@@ -66,6 +66,10 @@ struct message_identity {
     uint64_t alt[MESSAGE_ALT_SIZES];
     unsigned nalt;
     bool placeholder; /* an mbsync placeholder (message_is_mbsync_placeholder) */
+    /* A placeholder's MESSAGE_PLACEHOLDER_FIELD: the size of the message it
+     * stands for (message_placeholder_size); 0: none (mbsync's, or not a
+     * placeholder). */
+    uint64_t placeholder_size;
 };
 
 /* Read the identity of the file at fd (from its offset to its end; LF or
@@ -91,6 +95,12 @@ bool message_is_mbsync_placeholder(const char *buf, size_t len);
  * takes either, so a placeholder of either tool is never paired with the
  * server's message nor uploaded. */
 #define MESSAGE_PLACEHOLDER_FIELD "X-Mailsync-Placeholder"
+
+/* The size of the message a mailsync placeholder stands for: the value of
+ * its MESSAGE_PLACEHOLDER_FIELD in the header of buf[0..len) (digits only,
+ * above 0), or 0 if there is none. Only meaningful for a file that
+ * message_is_mbsync_placeholder takes for a placeholder. */
+uint64_t message_placeholder_size(const char *buf, size_t len);
 
 /* A placeholder (max_size, placeholders = yes) for a message of size
  * bytes whose header block (as a server sends it, CRLF; possibly cut

@@ -45,6 +45,8 @@ struct engine_folder_result {
                               file was renamed here (or would be, --dry-run); not in fetched */
     size_t moved_on_server; /* push: local files moved here from another folder that were moved
                                on the server too (or would be, --dry-run); not in uploaded */
+    size_t linked;          /* pull, Gmail labels: of fetched, the messages hard-linked (or copied)
+                               from another folder's file, not downloaded (or would be, --dry-run) */
     int status;      /* MS_OK, or the MS_* code of what failed */
     char *error;     /* what failed, or NULL */
     bool stopped;    /* a signal ended it early (status MS_EPARTIAL,
@@ -93,6 +95,9 @@ enum engine_plan_kind {
     ENGINE_PLAN_RETIRE_COUNT,     /* POP3 pull: count messages are deleted from the server once
                                      stored (leave_on_server = no, server_retention_days) */
     ENGINE_PLAN_PLACEHOLDER,      /* pull: uid is over max_size (size, flags): stored as a placeholder */
+    ENGINE_PLAN_LINK,             /* pull, Gmail labels: uid (size, flags) is the message folder `from`
+                                     has (or downloads first in this run): a hard link to that file,
+                                     not downloaded; counted in fetched, not in bytes */
 };
 
 struct engine_planned {
@@ -107,7 +112,8 @@ struct engine_planned {
     unsigned flags_removed;     /* STORE_FLAGS: removed */
     const char *file;           /* UPLOAD, MOVE_ON_SERVER, DELETE_KEPT: the local file name, raw: escape
                                    it to show it */
-    const char *from;           /* MOVE_ON_SERVER, MOVE_LOCAL: the folder it left (display name), else NULL */
+    const char *from;           /* MOVE_ON_SERVER, MOVE_LOCAL: the folder it left; LINK: the folder
+                                   whose file it takes (display names), else NULL */
     uint32_t from_uid;          /* MOVE_LOCAL: its UID in `from` */
 };
 

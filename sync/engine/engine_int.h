@@ -105,6 +105,11 @@ struct run {
     /* tombstones.c: the run recorded or forgot a tombstone (their copy
      * beside the Maildir is rewritten at the end). */
     bool tombs_changed;
+    /* gmail_links.c, --dry-run: the X-GM-MSGIDs (with their sizes) the
+     * run would download, by folder (display name), so that a later
+     * folder plans a link to them, as the run would make. */
+    struct gmail_planned *gm_planned;
+    size_t ngm_planned;
 };
 
 /* The run was asked to stop early (engine_options.stop). */
@@ -122,6 +127,13 @@ struct selected {
     char *name;
     char *path;
 };
+
+struct gmail_planned {
+    char *emailid;
+    uint64_t size;
+    char *folder;
+};
+void gmail_links_free(struct run *r);
 
 /* folders.c: whether sel is the run's trash folder (r->trash, by raw or
  * display name, as push_deletions compares). */
@@ -177,6 +189,12 @@ void folders_map(const struct account *a, const struct engine_options *opt, cons
  * warned about, --folder ones a usage error with folder_patterns_strict
  * (returned, message in err) and noted in r->res if there is one. */
 int folders_check_patterns(struct run *r, const struct engine_folder_map *map, size_t n, struct ms_error *err);
+/* For the connect's hint (setup.c): the names the run's listing will ask
+ * the status of, from the state DB as it is now (r->st; *known: its rows,
+ * free with state_folders_free; *names: free(), pointing into *known).
+ * False without a DB to read. */
+bool folders_listing_preview(const struct run *r, struct state_folder **known, size_t *nknown, const char ***names,
+                             size_t *n);
 /* The state's row of a folder as read for the run's LIST, or NULL. */
 const struct state_folder *folders_known(const struct run *r, const char *raw);
 /* The STATUS of a folder asked for with the run's LIST, or NULL. */
@@ -257,6 +275,9 @@ enum lmove_state {
     LMOVE_DROPPED, /* given up: upload and deletion as for any change */
     LMOVE_UNSURE,  /* sent, but where it went is not known yet: neither
                       side touches the message in this run */
+    LMOVE_HELD,    /* a placeholder that stands for it could not be moved
+                      (or paired): the message stays on the server (its
+                      row stands in), the placeholder is not uploaded */
 };
 struct lmove {
     const struct selected *src, *dst; /* the folders (in the run's sel) */
@@ -271,6 +292,7 @@ struct lmove {
     char *dst_uniq;  /* the local file in dst that is the same message */
     bool twin;       /* no Message-ID, and another gone row of its size has none: never paired */
     int placeholder; /* its row's placeholder mark (placeholders.c), kept in dst */
+    bool dst_placeholder; /* the file in dst is a placeholder (ours or mbsync's): marked so there */
     enum lmove_state state;
 };
 struct push_ctx;
@@ -282,6 +304,13 @@ size_t moves_local_moved_out(const struct run *r, int64_t folder_id);
  * none) and pair them with the new files of the other folders
  * (r->lmoves). Best effort: a folder that cannot be read pairs nothing. */
 void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel);
+/* After moves_local_learn: each journalled move (a killed run's) whose
+ * file is gone from both folders, or went on to a third, is settled
+ * (moves_local.c; r->lmoves may be re-pointed), so its copy is deleted or
+ * moved on as the user asked instead of coming back as new mail. MS_OK,
+ * or what ends the run (the session or the store unusable); a move it
+ * cannot settle now is left for later. */
+int moves_local_settle_gone(struct run *r, const struct selected *sel, size_t nsel, struct ms_error *err);
 void moves_local_free(struct run *r);
 /* The source side, before the folder's push is planned: the folder's
  * messages that moved out and are not moved on the server yet stand in
@@ -468,7 +497,9 @@ int moves_server_take(struct run *r, const struct selected *sel, struct maildir_
  * messages whose X-GM-MSGID another folder's row has, with its file still
  * there, become hard links to that file (a copy across file systems),
  * landed through the delivery journal and dropped from p; counted in
- * fres->fetched, not in its bytes. Nothing in a dry run. */
+ * fres->fetched and fres->linked, not in its bytes. A dry run reports
+ * them (ENGINE_PLAN_LINK, also for messages an earlier folder of the run
+ * would download) and drops them from p the same way. */
 int gmail_links_take(struct run *r, const struct selected *sel, struct maildir_folder *mf, int64_t folder_id,
                      struct plan *p, const struct remote_msg *rm, size_t nr, struct engine_folder_result *fres,
                      struct ms_error *err);

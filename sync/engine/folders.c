@@ -244,12 +244,47 @@ static bool skip_candidate(const struct run *r, const struct state_folder *f)
     return wanted;
 }
 
+/* The folders of known (n rows) whose status goes out with the listing,
+ * INBOX first: their names into names and their indexes into idx (n + 1
+ * entries each); how many. */
+static size_t status_names(const struct run *r, const struct state_folder *known, size_t n, const char **names,
+                           size_t *idx)
+{
+    size_t k = 0;
+    for (int inbox_pass = 1; inbox_pass >= 0; inbox_pass--)
+        for (size_t i = 0; i < n; i++)
+            if ((strcasecmp(known[i].name, "INBOX") == 0) == inbox_pass && skip_candidate(r, &known[i])) {
+                names[k] = known[i].name;
+                idx[k++] = i;
+            }
+    return k;
+}
+
+bool folders_listing_preview(const struct run *r, struct state_folder **known, size_t *nknown, const char ***names,
+                             size_t *n)
+{
+    struct ms_error e;
+    *known = NULL;
+    *nknown = 0;
+    *names = NULL;
+    *n = 0;
+    if (!r->st || state_folder_list_brief(r->st, known, nknown, &e) != MS_OK)
+        return false;
+    *names = xcalloc(*nknown + 1, sizeof **names);
+    size_t *idx = xcalloc(*nknown + 1, sizeof *idx);
+    *n = status_names(r, *known, *nknown, *names, idx);
+    free(idx);
+    return true;
+}
+
 /* The server's folders. With REMOTE_CHANGES, the status (IMAP STATUS) of
  * every folder that may be unchanged goes out with the listing (one
  * round trip instead of one per folder), INBOX first: Dovecot answers
  * STATUS INBOX from its list index only until the session has looked at
  * another folder (afterwards it opens the mailbox: ~3 ms at 10,000
- * messages). */
+ * messages). (The connect may have sent the same listing behind the
+ * login already, from folders_listing_preview: the side then answers
+ * from what it read.) */
 static int list_folders(struct run *r, struct remote_folder **f, size_t *n, struct ms_error *err)
 {
     if (!remote_can(r->remote, REMOTE_CHANGES) || state_folder_list_brief(r->st, &r->known, &r->nknown, err) != MS_OK) {
@@ -261,13 +296,7 @@ static int list_folders(struct run *r, struct remote_folder **f, size_t *n, stru
     }
     const char **names = xcalloc(r->nknown + 1, sizeof *names);
     size_t *idx = xcalloc(r->nknown + 1, sizeof *idx);
-    size_t k = 0;
-    for (int inbox_pass = 1; inbox_pass >= 0; inbox_pass--)
-        for (size_t i = 0; i < r->nknown; i++)
-            if ((strcasecmp(r->known[i].name, "INBOX") == 0) == inbox_pass && skip_candidate(r, &r->known[i])) {
-                names[k] = r->known[i].name;
-                idx[k++] = i;
-            }
+    size_t k = status_names(r, r->known, r->nknown, names, idx);
     struct remote_status *st = xcalloc(k + 1, sizeof *st);
     /* The IMAP side sends ENABLE QRESYNC along (it only has to precede
      * the first EXAMINE). */

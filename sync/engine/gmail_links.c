@@ -35,14 +35,22 @@
  * linked (gone, another size, the other folder unreadable) is downloaded
  * as before; a failure to write this folder's tmp/ fails the folder, as
  * the download would. A push never uploads a link: it has its row in this folder.
+ *
+ * A dry run links nothing but says what the run would link
+ * (ENGINE_PLAN_LINK): a file on disk as above, or a message an earlier
+ * folder of the same run would download (the run downloads it there
+ * first, then links it here: r->gm_planned remembers the ids of the
+ * downloads a dry run plans). So its plan and counters are the run's.
  */
 #include "sync/engine/engine_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "sync/engine/dryrun.h"
 #include "sync/engine/journal.h"
 #include "sync/log.h"
+#include "sync/names.h"
 #include "sync/util.h"
 
 /* Rows of other folders tried per message (one usually suffices). */
@@ -131,15 +139,18 @@ static bool stored_size_fits(uint64_t len, uint64_t size)
 
 /* A file in mf's tmp/ that is the message the server calls emailid, of
  * the given size, taken from another folder; NULL if there is none to
- * take. *linked: a hard link (else a copy). Local errors are the run's. */
+ * take. *linked: a hard link (else a copy). With dry_from (a dry run):
+ * nothing is linked, *dry_from is the id of the folder whose file would
+ * be (0: none). Local errors are the run's. */
 static int link_one(struct run *r, struct sources *src, struct maildir_folder *mf, int64_t folder_id,
-                    const char *emailid, uint64_t size, struct maildir_tmp **out, bool *linked, struct ms_error *err)
+                    const char *emailid, uint64_t size, struct maildir_tmp **out, bool *linked, int64_t *dry_from,
+                    struct ms_error *err)
 {
     struct state_copy c[COPIES_MAX];
     size_t nc = 0;
     *out = NULL;
     int rc = state_msg_copies(r->st, emailid, folder_id, c, COPIES_MAX, &nc, err);
-    for (size_t i = 0; rc == MS_OK && !*out && i < nc; i++) {
+    for (size_t i = 0; rc == MS_OK && !*out && !(dry_from && *dry_from) && i < nc; i++) {
         if (c[i].size != size)
             continue;
         struct maildir_folder *from = source(r, src, &c[i]);
@@ -150,6 +161,8 @@ static int link_one(struct run *r, struct sources *src, struct maildir_folder *m
         if (f == MS_OK && !stored_size_fits(l.size, size)) {
             log_msg(LOG_VERBOSE, "%s: %s (%llu bytes) is not the whole message of %llu bytes: not linked", c[i].path,
                     l.name, (unsigned long long)l.size, (unsigned long long)size);
+        } else if (f == MS_OK && dry_from) {
+            *dry_from = c[i].folder_id;
         } else if (f == MS_OK) {
             f = maildir_tmp_link(mf, from, &l, out, linked, err);
             if (f == 1)
@@ -203,11 +216,55 @@ static void drop_fetches(struct plan *p, const uint32_t *done, size_t ndone)
     p->n = k;
 }
 
+void gmail_links_free(struct run *r)
+{
+    for (size_t i = 0; i < r->ngm_planned; i++) {
+        free(r->gm_planned[i].emailid);
+        free(r->gm_planned[i].folder);
+    }
+    free(r->gm_planned);
+    r->gm_planned = NULL;
+    r->ngm_planned = 0;
+}
+
+/* --dry-run: the folder (display name, malloc'd) whose file the message
+ * emailid of size would be linked to, or NULL for a download (then
+ * remembered for the folders after this one). */
+static char *dry_link(struct run *r, struct sources *src, const struct selected *sel, struct maildir_folder *mf,
+                      int64_t folder_id, const char *emailid, uint64_t size, int *rc, struct ms_error *err)
+{
+    struct maildir_tmp *t = NULL;
+    bool linked = false;
+    int64_t from = 0;
+    if ((*rc = link_one(r, src, mf, folder_id, emailid, size, &t, &linked, &from, err)))
+        return NULL;
+    if (from) { /* a dry run only: the folders' rows read again */
+        struct state_folder *f = NULL;
+        size_t nf = 0;
+        char *name = NULL;
+        if ((*rc = state_folder_list_brief(r->st, &f, &nf, err)))
+            return NULL;
+        for (size_t i = 0; i < nf && !name; i++)
+            if (f[i].id == from)
+                name = names_display(f[i].name);
+        state_folders_free(f, nf);
+        return name ? name : xstrdup("?");
+    }
+    for (size_t i = 0; i < r->ngm_planned; i++)
+        if (r->gm_planned[i].size == size && strcmp(r->gm_planned[i].emailid, emailid) == 0)
+            return xstrdup(r->gm_planned[i].folder);
+    r->gm_planned = xrealloc(r->gm_planned, (r->ngm_planned + 1) * sizeof *r->gm_planned);
+    r->gm_planned[r->ngm_planned++] = (struct gmail_planned){.emailid = xstrdup(emailid), .size = size,
+                                                             .folder = xstrdup(sel->name)};
+    return NULL;
+}
+
 int gmail_links_take(struct run *r, const struct selected *sel, struct maildir_folder *mf, int64_t folder_id,
                      struct plan *p, const struct remote_msg *rm, size_t nr, struct engine_folder_result *fres,
                      struct ms_error *err)
 {
-    if (!p->nfetch || !mf || r->opt->dry_run || !remote_can(r->remote, REMOTE_LABELS | REMOTE_OBJECTID) ||
+    bool dry = r->opt->dry_run;
+    if (!p->nfetch || (!mf && !dry) || !remote_can(r->remote, REMOTE_LABELS | REMOTE_OBJECTID) ||
         !r->remote->ops->fetch_identity_oid)
         return MS_OK;
     uint32_t *uids = xmalloc(p->nfetch * sizeof *uids);
@@ -222,9 +279,10 @@ int gmail_links_take(struct run *r, const struct selected *sel, struct maildir_f
     uint32_t *done = NULL;
     size_t nv = 0, nlinked = 0;
     /* Nothing to link to (the first folder, or only one synced): no
-     * FETCH of ids, no round trip. */
-    bool any = false;
-    int rc = state_msg_ids_elsewhere(r->st, folder_id, &any, err);
+     * FETCH of ids, no round trip. A dry run asks always: the folders
+     * after this one would link to its downloads. */
+    bool any = dry;
+    int rc = any ? MS_OK : state_msg_ids_elsewhere(r->st, folder_id, &any, err);
     if (rc == MS_OK && any)
         rc = r->remote->ops->fetch_identity_oid(r->remote, uids, nu, found_id, &ids, err);
     if (rc || ids.n == 0)
@@ -235,9 +293,21 @@ int gmail_links_take(struct run *r, const struct selected *sel, struct maildir_f
         const struct remote_msg *m = UTIL_FIND_UID(rm, nr, uid, ids.uid[i]);
         if (!m || !m->size)
             continue;
+        if (dry) {
+            char *from = dry_link(r, &src, sel, mf, folder_id, ids.emailid[i], m->size, &rc, err);
+            if (from)
+                dryrun_report(r->opt, &(struct engine_planned){
+                                          .account = r->acct->name, .folder = sel->name, .kind = ENGINE_PLAN_LINK,
+                                          .uid = m->uid, .size = m->size, .count = 0, .flags = m->flags,
+                                          .flags_removed = 0, .file = NULL, .from = from, .from_uid = 0});
+            if (from)
+                done[nv++] = m->uid;
+            free(from);
+            continue;
+        }
         struct maildir_tmp *t = NULL;
         bool linked = false;
-        if ((rc = link_one(r, &src, mf, folder_id, ids.emailid[i], m->size, &t, &linked, err)) || !t)
+        if ((rc = link_one(r, &src, mf, folder_id, ids.emailid[i], m->size, &t, &linked, NULL, err)) || !t)
             continue;
         nlinked += linked;
         done[nv] = m->uid;
@@ -248,11 +318,20 @@ int gmail_links_take(struct run *r, const struct selected *sel, struct maildir_f
     }
     if (rc || nv == 0)
         goto out;
+    if (dry) {
+        qsort(done, nv, sizeof *done, cmp_u32);
+        drop_fetches(p, done, nv);
+        fres->linked += nv;
+        nv = 0; /* no journal entries */
+        goto out;
+    }
     /* Nothing was downloaded: the journal counts the messages landed, not
      * their bytes. */
     uint64_t bytes0 = fres->bytes;
+    size_t fetched0 = fres->fetched;
     rc = land(r, mf, folder_id, v, nv, fres, err);
     fres->bytes = bytes0;
+    fres->linked += fres->fetched - fetched0;
     if (rc)
         goto out;
     qsort(done, nv, sizeof *done, cmp_u32);

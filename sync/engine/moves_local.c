@@ -15,6 +15,23 @@
  * (exactly one gone row of the account has them; more is ambiguous and
  * stays an upload + deletion). Only the paired rows are kept.
  *
+ * Placeholders (max_size, placeholders.c) need more: a placeholder is not
+ * the message, so its server copy is the only whole one, and a placeholder
+ * is never uploaded. A placeholder's size is not its message's: (b) takes
+ * the size its X-Mailsync-Placeholder field records, and the destination
+ * row gets the placeholder mark whatever the source row says. A gone row
+ * that a placeholder file stands for but which cannot be moved is HELD,
+ * never deleted on the server: (c) a new placeholder file not paired by
+ * (a) or (b) (edited, ambiguous, in the gone row's own folder, or in a
+ * folder not synced yet) holds every gone row with its Message-ID (every
+ * gone placeholder row when it has none), and a paired placeholder whose
+ * server move cannot be done is held rather than dropped. A held row
+ * stands in its folder's listing as a pending move does, its placeholder
+ * is not uploaded, and a warning says so at every run until it can be
+ * paired (the next run, once a new folder is synced) or the user removes
+ * the placeholder (then the deletion goes to the server as for any
+ * message).
+ *
  * The source folder's push leaves a paired message alone (it stands in
  * its listing, moves_local_stand_in: no removal, no weight for the
  * mass-deletion guard). The destination folder's push moves it on the
@@ -30,7 +47,15 @@
  * UID MOVE gives no COPYUID here). A run that died anywhere in between
  * leaves the journal row, the source row and the file in its new folder:
  * the next run pairs them again, finds the copy and only removes what is
- * left in the source, so the message ends once on each side.
+ * left in the source, so the message ends once on each side. If the file
+ * is gone from its new folder too by then (the user deleted the message
+ * after moving it), nothing pairs it, and if it moved on to a third
+ * folder it pairs with that one: moves_local_settle_gone() finds the copy
+ * the dead run made and settles the move first (recorded in the
+ * destination, whose push then deletes it as any message deleted there,
+ * or from where the pairing then moves it on; a copy whose original the
+ * source still holds is removed), so the copy never comes back as new
+ * mail in the destination.
  */
 #include "sync/engine/push_int.h"
 
@@ -55,7 +80,8 @@ struct newfile {
     struct local_msg l; /* owns its strings */
     char *message_id;
     uint64_t size; /* CRLF */
-    bool placeholder; /* a placeholder (ours or mbsync's): not the message's size */
+    bool placeholder; /* a placeholder (ours or mbsync's): size is its field's, or the file's */
+    bool unsynced;    /* its folder was never synced: only a placeholder here matters (c) */
     bool readable;
     bool paired;
 };
@@ -98,6 +124,37 @@ static bool left_out_has(const struct local_msg *left, size_t n, const char *uni
     return false;
 }
 
+static void add_newfile(struct learnt *L, const struct selected *sel, const struct local_msg *l, bool unsynced)
+{
+    if (L->nnf == L->capn) {
+        L->capn = L->capn ? 2 * L->capn : 16;
+        L->nf = xrealloc(L->nf, L->capn * sizeof *L->nf);
+    }
+    struct newfile *f = &L->nf[L->nnf++];
+    memset(f, 0, sizeof *f);
+    f->sel = sel;
+    f->l = *l;
+    f->l.uniq = xstrdup(l->uniq);
+    f->l.name = xstrdup(l->name);
+    f->unsynced = unsynced;
+}
+
+/* A folder never synced (no push yet): all its files are new, and only a
+ * placeholder among them counts (rule (c) at the top). */
+static void learn_unsynced(struct run *r, const struct selected *sel, struct learnt *L)
+{
+    struct ms_error e = {0};
+    struct maildir_folder *mf = NULL;
+    struct local_msg *local = NULL;
+    size_t nlocal = 0;
+    if (maildir_folder_open(r->rootfd, sel->path, false, &mf, &e) == MS_OK &&
+        maildir_scan_names(mf, &local, &nlocal, &e) == MS_OK)
+        for (size_t i = 0; i < nlocal; i++)
+            add_newfile(L, sel, &local[i], true);
+    maildir_msgs_free(local, nlocal);
+    maildir_folder_close(mf);
+}
+
 /* One folder: its gone rows and its new files onto *L. */
 static void learn_folder(struct run *r, const struct selected *sel, struct learnt *L)
 {
@@ -108,9 +165,13 @@ static void learn_folder(struct run *r, const struct selected *sel, struct learn
     struct local_msg *local = NULL;
     struct state_msg *rows = NULL;
     size_t nlocal = 0, nrows = 0;
-    if (state_folder_get(r->st, sel->raw, &sf, &e) != MS_OK || !pushable(&sf) || r->rootfd < 0 ||
-        !maildir_folder_exists(r->rootfd, sel->path))
+    if (r->rootfd < 0 || !maildir_folder_exists(r->rootfd, sel->path) ||
+        state_folder_get(r->st, sel->raw, &sf, &e) != MS_OK)
         goto out;
+    if (!pushable(&sf)) {
+        learn_unsynced(r, sel, L);
+        goto out;
+    }
     if (maildir_change_stamp(r->rootfd, sel->path, &stamp) == 0 && !sf.appends_count && !sf.pending_count &&
         push_stamp_recorded(r, sf.id, &stamp))
         goto out; /* nothing added or removed since its last push */
@@ -143,24 +204,14 @@ static void learn_folder(struct run *r, const struct selected *sel, struct learn
             .flags = s->flags, .keywords = s->keywords ? xstrdup(s->keywords) : NULL, .size = s->size,
             .message_id = s->message_id ? xstrdup(s->message_id) : NULL,
             .emailid = s->emailid ? xstrdup(s->emailid) : NULL, .dst_uniq = NULL, .twin = false,
-            .placeholder = mark, .state = LMOVE_PENDING};
+            .placeholder = mark, .dst_placeholder = false, .state = LMOVE_PENDING};
     }
     state_placeholders_free(marked, nmarked);
     size_t nidx = 0;
     const char **idx = rematch_uniq_index(rows, nrows, &nidx);
     for (size_t i = 0; i < nlocal; i++) {
-        if (rematch_index_has(idx, nidx, local[i].uniq))
-            continue;
-        if (L->nnf == L->capn) {
-            L->capn = L->capn ? 2 * L->capn : 16;
-            L->nf = xrealloc(L->nf, L->capn * sizeof *L->nf);
-        }
-        struct newfile *f = &L->nf[L->nnf++];
-        memset(f, 0, sizeof *f);
-        f->sel = sel;
-        f->l = local[i];
-        f->l.uniq = xstrdup(local[i].uniq);
-        f->l.name = xstrdup(local[i].name);
+        if (!rematch_index_has(idx, nidx, local[i].uniq))
+            add_newfile(L, sel, &local[i], false);
     }
     free(idx);
 out:
@@ -170,30 +221,45 @@ out:
     state_folder_free(&sf);
 }
 
-/* The identity (Message-ID, CRLF size) of the new files of folders that
- * some gone row of another folder may be paired with. */
+/* A new file of a folder never synced: only its head, and only a
+ * placeholder is readable (rule (c)). */
+static void read_unsynced(struct maildir_folder *mf, struct newfile *f, char **buf)
+{
+    if (!*buf)
+        *buf = xmalloc(PLACEHOLDER_WINDOW);
+    ssize_t n = placeholder_head(mf, &f->l, *buf);
+    f->placeholder = n > 0 && message_is_mbsync_placeholder(*buf, (size_t)n);
+    f->readable = f->placeholder;
+    if (f->placeholder)
+        f->message_id = message_header(*buf, (size_t)n, "Message-ID");
+}
+
+/* The identity (Message-ID, CRLF size) of the new files, when some row is
+ * gone: a placeholder's size is the one its field records (its message's). */
 static void read_identities(struct run *r, struct learnt *L)
 {
+    char *buf = NULL;
     for (size_t i = 0; i < L->nnf;) {
         const struct selected *sel = L->nf[i].sel;
         size_t end = i;
         while (end < L->nnf && L->nf[end].sel == sel)
             end++;
-        bool other = false;
-        for (size_t k = 0; k < L->ngone && !other; k++)
-            other = L->gone[k].src != sel;
         struct maildir_folder *mf = NULL;
         struct ms_error e;
-        if (other && maildir_folder_open(r->rootfd, sel->path, false, &mf, &e) == MS_OK) {
+        if (maildir_folder_open(r->rootfd, sel->path, false, &mf, &e) == MS_OK) {
             for (size_t k = i; k < end; k++) {
                 struct newfile *f = &L->nf[k];
+                if (f->unsynced) {
+                    read_unsynced(mf, f, &buf);
+                    continue;
+                }
                 int fd = maildir_open_msg(mf, &f->l, &e);
                 struct message_identity id;
                 f->readable = fd >= 0 && message_identity_read(fd, &id) == 0;
                 if (f->readable) {
                     f->message_id = id.message_id;
-                    f->size = id.size;
                     f->placeholder = id.placeholder;
+                    f->size = id.placeholder && id.placeholder_size ? id.placeholder_size : id.size;
                     id.message_id = NULL;
                 }
                 if (fd >= 0) {
@@ -205,6 +271,7 @@ static void read_identities(struct run *r, struct learnt *L)
         maildir_folder_close(mf);
         i = end;
     }
+    free(buf);
 }
 
 static int cmp_gone_uniq(const void *a, const void *b)
@@ -256,7 +323,38 @@ static void pair(struct lmove *g, struct newfile *f)
 {
     g->dst = f->sel;
     g->dst_uniq = xstrdup(f->l.uniq);
+    g->dst_placeholder = f->placeholder;
     f->paired = true;
+}
+
+/* Rule (c) (top of the file): the gone rows a placeholder nobody paired
+ * stands for are held. Returns how many. */
+static size_t hold_for_placeholders(struct learnt *L)
+{
+    size_t held = 0;
+    for (size_t i = 0; i < L->nnf; i++) {
+        struct newfile *f = &L->nf[i];
+        if (f->paired || !f->readable || !f->placeholder)
+            continue;
+        bool has_id = f->message_id && f->message_id[0];
+        for (size_t k = 0; k < L->ngone; k++) {
+            struct lmove *g = &L->gone[k];
+            bool stands_for = has_id ? push_same_id(g->message_id, f->message_id) : g->placeholder != 0;
+            if (g->dst || !stands_for)
+                continue;
+            pair(g, f);
+            g->state = LMOVE_HELD;
+            held++;
+            log_msg(LOG_WARN, "%s: %s is a placeholder that could not be paired with the message it stands for "
+                              "(UID %u of %s, gone from there locally): %s; that message stays on the server and "
+                              "the placeholder is not uploaded (remove the placeholder to delete the message)",
+                    f->sel->name, log_escape(f->l.name, strlen(f->l.name), 100), g->uid, g->src->name,
+                    f->unsynced ? "its folder is not synced yet (the next run moves it)"
+                    : g->src == f->sel ? "it has another name in the same folder"
+                                       : "its Message-ID and recorded size match no single gone message");
+        }
+    }
+    return held;
 }
 
 void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
@@ -265,7 +363,7 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
     moves_local_free(r);
     for (size_t i = 0; i < nsel; i++)
         learn_folder(r, &sel[i], &L);
-    size_t by_name = 0, by_id = 0, ambiguous = 0;
+    size_t by_name = 0, by_id = 0, ambiguous = 0, held = 0;
     if (L.ngone && L.nnf) {
         read_identities(r, &L);
         struct lmove **v = xcalloc(L.ngone, sizeof *v);
@@ -290,6 +388,8 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
             struct newfile *f = &L.nf[i];
             struct lmove *hit = NULL;
             size_t n = 0;
+            if (f->unsynced)
+                continue;
             for (size_t k = lower_bound(v, L.ngone, f->l.uniq, cmp_to_uniq);
                  k < L.ngone && strcmp(v[k]->uniq, f->l.uniq) == 0; k++)
                 if (v[k]->src != f->sel) {
@@ -308,7 +408,7 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
         qsort(v, L.ngone, sizeof *v, cmp_gone_ident);
         for (size_t i = 0; i < L.nnf; i++) {
             struct newfile *f = &L.nf[i];
-            if (f->paired || !f->readable || !f->message_id || !f->message_id[0])
+            if (f->paired || f->unsynced || !f->readable || !f->message_id || !f->message_id[0])
                 continue;
             struct lmove *hit = NULL;
             size_t n = 0;
@@ -325,6 +425,7 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
             }
         }
         free(v);
+        held = hold_for_placeholders(&L);
     }
     for (size_t i = 0; i < L.ngone; i++) {
         if (L.gone[i].dst)
@@ -344,9 +445,9 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
     free(L.nf);
     if (r->nlmoves || ambiguous)
         log_msg(LOG_VERBOSE,
-                "%s: %zu messages moved between local folders (%zu by name, %zu by Message-ID and size); %zu new "
-                "files match several gone messages: uploaded, not taken for moves",
-                r->acct->name, r->nlmoves, by_name, by_id, ambiguous);
+                "%s: %zu messages moved between local folders (%zu by name, %zu by Message-ID and size, %zu held "
+                "for a placeholder); %zu new files match several gone messages: uploaded, not taken for moves",
+                r->acct->name, r->nlmoves - held, by_name, by_id, held, ambiguous);
 }
 
 /* ------------------------------------------------------------------ */
@@ -354,7 +455,7 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
 
 static bool stands_in(const struct lmove *m)
 {
-    return m->state == LMOVE_PENDING || m->state == LMOVE_UNSURE;
+    return m->state == LMOVE_PENDING || m->state == LMOVE_UNSURE || m->state == LMOVE_HELD;
 }
 
 static int cmp_local_uniq(const void *a, const void *b)
@@ -416,7 +517,7 @@ size_t moves_local_take_appends(struct push_ctx *c, struct push_plan *p)
         }
         p->nappend--;
         taken++;
-        if (r->opt->dry_run && hit->dst == c->sel) {
+        if (r->opt->dry_run && hit->dst == c->sel && hit->state != LMOVE_HELD) {
             c->fres->moved_on_server++;
             dryrun_report(r->opt, &(struct engine_planned){
                                       .account = r->acct->name, .folder = c->sel->name,
@@ -460,6 +561,14 @@ static int cmp_lmove_uid(const void *a, const void *b)
 
 static void drop(struct lmove *m, const char *why)
 {
+    if (m->dst_placeholder) {
+        /* never uploaded: its message must not be deleted either */
+        log_msg(LOG_WARN, "%s: %s is a placeholder for UID %u of %s, which could not be moved on the server (%s): "
+                          "that message stays there and the placeholder is not uploaded",
+                m->dst->name, m->dst_uniq, m->uid, m->src->name, why);
+        m->state = LMOVE_HELD;
+        return;
+    }
     log_msg(LOG_VERBOSE, "%s -> %s: %s: not moved on the server (%s); uploaded and deleted instead", m->src->name,
             m->dst->name, m->dst_uniq, why);
     m->state = LMOVE_DROPPED;
@@ -674,8 +783,11 @@ static int move_group(struct push_ctx *c, struct lmove **ms, size_t n, size_t *m
                                 .keywords = got[i].keywords, .size = m->size, .message_id = m->message_id,
                                 .hash = NULL, .pending = false, .emailid = m->emailid};
         rc = state_msg_put(r->st, c->sf->id, &row, err);
-        if (rc == MS_OK && m->placeholder) /* still a placeholder here: flagged, it is replaced */
-            rc = state_msg_set_placeholder(r->st, c->sf->id, row.uid, m->placeholder, err);
+        /* still a placeholder here (its row's mark, or the file says so if
+         * the mark was lost): flagged, it is replaced */
+        int mark = m->placeholder ? m->placeholder : m->dst_placeholder ? STATE_PLACEHOLDER : 0;
+        if (rc == MS_OK && mark)
+            rc = state_msg_set_placeholder(r->st, c->sf->id, row.uid, mark, err);
         if (rc == MS_OK)
             rc = state_msg_delete(r->st, sf.id, m->uid, err);
         if (rc == MS_OK)
@@ -727,8 +839,10 @@ int moves_local_into(struct push_ctx *c, size_t *moved, struct ms_error *err)
         struct lmove *m = &r->lmoves[i];
         if (m->dst != c->sel || m->state != LMOVE_PENDING)
             continue;
-        if (!views_local_by_uniq(c->local, c->nlocal, m->dst_uniq))
+        if (!views_local_by_uniq(c->local, c->nlocal, m->dst_uniq)) {
+            m->dst_placeholder = false; /* a placeholder removed: a deletion, as the user meant */
             drop(m, "its file is gone");
+        }
         else if (!remote_can(r->remote, REMOTE_MOVE) && !remote_can(r->remote, REMOTE_EXACT))
             drop(m, "the server has neither MOVE nor UIDPLUS");
         else
@@ -756,5 +870,153 @@ int moves_local_into(struct push_ctx *c, size_t *moved, struct ms_error *err)
         rc = ms_error_set(err, MS_EPARTIAL, "%s: UIDVALIDITY changed on the server during the push", c->sel->name);
     if (*moved)
         log_msg(LOG_VERBOSE, "%s: %zu messages moved here from other folders on the server", c->sel->name, *moved);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* a move a killed run made, its file deleted or moved on since */
+
+/* fetch_identity's callback for one UID: whether the source still holds it. */
+static void on_still_there(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
+{
+    (void)uid;
+    (void)size;
+    (void)message_id;
+    *(bool *)ctx = true;
+}
+
+/* The move this run paired for the source folder's row uid, or NULL. */
+static struct lmove *paired_again(struct run *r, int64_t src_id, uint32_t uid)
+{
+    for (size_t i = 0; i < r->nlmoves; i++)
+        if (r->lmoves[i].src_id == src_id && r->lmoves[i].uid == uid)
+            return &r->lmoves[i];
+    return NULL;
+}
+
+/* The journal row t of folder src (state sf) moving its message to dst,
+ * whose source row is `row`, its file gone from src: paired again (m) with
+ * a file in a third folder, or nowhere (m NULL). Looks for the copy in
+ * dst and settles (see the file's top): moved, the copy is recorded in
+ * dst and m, if any, moves it on from there; copied, still in the source,
+ * the copy is removed (m moves the original). MS_EPARTIAL leaves the row
+ * for a later run. */
+static int settle_one(struct run *r, const struct selected *src, const struct state_folder *sf,
+                      const struct selected *dst, const struct state_trash *t, const struct state_msg *row,
+                      struct lmove *m, struct ms_error *err)
+{
+    struct state_folder df = {0};
+    struct copy_found got = {0};
+    struct remote_box mb;
+    bool want = true, found = false, there = false;
+    int rc = state_folder_get(r->st, dst->raw, &df, err);
+    if (rc != MS_OK || !pushable(&df))
+        goto out;
+    if ((rc = push_find_copies(r, dst->raw, t, 1, &want, &found, &got, err)) != MS_OK)
+        goto out;
+    if (found) {
+        if ((rc = r->remote->ops->select(r->remote, src->raw, false, &mb, err)) != MS_OK)
+            goto out;
+        if (mb.uidvalidity != sf->uidvalidity)
+            goto out; /* its UIDs mean other messages now: the pull re-matches first */
+        if ((rc = r->remote->ops->fetch_identity(r->remote, &t->uid, 1, on_still_there, &there, err)) != MS_OK)
+            goto out;
+    }
+    if (found && there) {
+        /* copied, not yet removed from the source: the copy goes */
+        if (!remote_can(r->remote, REMOTE_EXACT)) {
+            rc = ms_error_set(err, MS_EPARTIAL, "%s: a copy an interrupted move left in %s cannot be removed "
+                              "without UIDPLUS", src->name, dst->name);
+            goto out;
+        }
+        if ((rc = r->remote->ops->select(r->remote, dst->raw, true, &mb, err)) != MS_OK ||
+            (rc = r->remote->ops->remove(r->remote, &got.uid, 1, err)) != MS_OK)
+            goto out;
+    }
+    rc = state_begin(r->st, err);
+    if (rc == MS_OK && found && !there) {
+        /* moved: recorded where it is, under the name it had; with its
+         * file gone, the destination's push deletes it */
+        struct state_msg x = {.uid = got.uid, .uniq = row->uniq, .flags = got.flags, .keywords = got.keywords,
+                              .size = row->size, .message_id = row->message_id, .hash = NULL, .pending = false,
+                              .emailid = row->emailid};
+        rc = state_msg_put(r->st, df.id, &x, err);
+        if (rc == MS_OK)
+            rc = state_msg_delete(r->st, sf->id, row->uid, err);
+    }
+    if (rc == MS_OK)
+        rc = state_trash_forget(r->st, sf->id, t->uid, err);
+    if (rc == MS_OK)
+        rc = state_commit(r->st, err);
+    else
+        state_rollback(r->st);
+    if (rc != MS_OK)
+        goto out;
+    if (found && !there && m) {
+        /* ...unless its file went on to a third folder: it moves from dst */
+        m->src = dst;
+        m->src_id = df.id;
+        m->uid = got.uid;
+        m->flags = got.flags;
+        free(m->keywords);
+        m->keywords = got.keywords;
+        got.keywords = NULL;
+    }
+    log_msg(LOG_VERBOSE, "%s -> %s: a move an interrupted run made, its file %s since: %s", src->name, dst->name,
+            m ? "moved on" : "deleted",
+            !found ? "no copy was made" : there ? "the copy removed" : m ? "moved on from there" : "deleted there");
+out:
+    free(got.keywords);
+    state_folder_free(&df);
+    return rc;
+}
+
+int moves_local_settle_gone(struct run *r, const struct selected *sel, size_t nsel, struct ms_error *err)
+{
+    int rc = MS_OK;
+    for (size_t i = 0; i < nsel && rc == MS_OK; i++) {
+        struct state_folder sf = {0};
+        struct state_trash *t = NULL;
+        struct maildir_folder *mf = NULL;
+        size_t nt = 0;
+        struct ms_error e = {0};
+        if (state_folder_get(r->st, sel[i].raw, &sf, &e) != MS_OK || !pushable(&sf) ||
+            state_trash_list(r->st, sf.id, &t, &nt, &e) != MS_OK || nt == 0 || r->rootfd < 0 ||
+            !maildir_folder_exists(r->rootfd, sel[i].path) ||
+            maildir_folder_open(r->rootfd, sel[i].path, false, &mf, &e) != MS_OK)
+            goto next;
+        for (size_t k = 0; k < nt && rc == MS_OK; k++) {
+            /* a move to another folder of this run (the trash's rows are
+             * deletions, settled by the push: push_delete.c) */
+            const struct selected *dst = NULL;
+            for (size_t d = 0; d < nsel && !dst && t[k].trash; d++)
+                if (d != i && strcmp(sel[d].raw, t[k].trash) == 0 && !folders_is_trash(r, &sel[d]))
+                    dst = &sel[d];
+            struct lmove *m = dst ? paired_again(r, sf.id, t[k].uid) : NULL;
+            if (!dst || (m && m->dst == dst))
+                continue; /* (paired with its file in dst: moves_local_into resumes it) */
+            struct state_msg *row = NULL;
+            size_t nrow = 0;
+            struct local_msg l = {0};
+            int gone = 0; /* 1: its file is nowhere in the source folder */
+            if (state_msg_get_uids(r->st, sf.id, &t[k].uid, 1, &row, &nrow, &e) == MS_OK && nrow == 1 &&
+                row->uniq && !row->pending)
+                gone = m ? 1 : maildir_find(mf, row->uniq, &l, &e);
+            free(l.uniq);
+            free(l.name);
+            int x = gone == 1 ? settle_one(r, &sel[i], &sf, dst, &t[k], row, m, &e) : MS_OK;
+            if (x == MS_EPARTIAL) {
+                log_msg(LOG_WARN, "%s", e.msg);
+            } else if (x != MS_OK) {
+                *err = e;
+                rc = x;
+            }
+            state_msgs_free(row, nrow);
+        }
+    next:
+        maildir_folder_close(mf);
+        state_trashes_free(t, nt);
+        state_folder_free(&sf);
+    }
     return rc;
 }

@@ -576,8 +576,11 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     fres->skipped = p.nskip;
     report_skips(sel->name, &p);
     if (r->opt->dry_run) {
+        /* Gmail: what the run would link instead of downloading */
+        if ((rc = gmail_links_take(r, sel, mf, sf.id, &p, rm, nr, fres, err)))
+            goto out;
         dryrun_report_pull(r->opt, r->acct->name, sel->name, &p);
-        fres->fetched = p.nfetch;
+        fres->fetched = p.nfetch + fres->linked;
         fres->bytes = p.fetch_bytes;
         fres->flagged = p.nflags;
         fres->deleted = p.ndelete;

@@ -16,6 +16,16 @@
  *     with them before it is delivered, so it is adopted, not doubled
  *     (costs the download).
  * A pair keeps the local file as it is (same name, same inode).
+ *
+ * A placeholder (max_size: a header and a note, placeholders.c) is not its
+ * message: it is paired only by tier 1, with the size its
+ * X-Mailsync-Placeholder field records and its Message-ID (after a lost
+ * state DB, max_size unchanged), and recorded with the placeholder mark,
+ * so no second placeholder is stored beside it and flagging it still
+ * brings the message. mbsync's placeholders (no recorded size) and ours
+ * that pair with nothing are never taken for a message: the message is
+ * downloaded (or a placeholder stored) and the sweep removes the old one
+ * once a whole message is here (placeholder_sweep_file).
  */
 #include "sync/engine/engine_int.h"
 
@@ -137,7 +147,9 @@ static void add_identity(struct id_list *out, const char *uniq, const char *mess
 }
 
 /* Local identity of a file: from the rows the state had before a
- * UIDVALIDITY change if it knew the file, else read from the file. */
+ * UIDVALIDITY change if it knew the file, else read from the file. A
+ * placeholder (*placeholder) gets an identity only when its field records
+ * its message's size (the identity's size). */
 static void local_identity(struct maildir_folder *mf, struct local_msg *l, const struct old_rows *old,
                            struct id_list *out, bool *placeholder)
 {
@@ -153,15 +165,9 @@ static void local_identity(struct maildir_folder *mf, struct local_msg *l, const
     struct message_identity id;
     int rd = message_identity_read(fd, &id);
     *placeholder = rd == 0 && id.placeholder;
-    if (*placeholder)
-        /* It has the message's Message-ID, Date and From but not its
-         * body: the message is downloaded, the placeholder never pushed
-         * (push_placeholders.c), and removed once the message is here
-         * (placeholder_sweep_file). */
-        log_msg(LOG_WARN, "%s: %s is a placeholder for a message over a MaxSize: not taken for "
-                          "the message, which is downloaded",
-                maildir_folder_path(mf), log_escape(l->name, strlen(l->name), 100));
-    else if (rd == 0) {
+    if (*placeholder && id.placeholder_size && id.message_id && id.message_id[0])
+        add_identity(out, l->uniq, id.message_id, id.placeholder_size); /* no Date, From: tier 1 only */
+    else if (rd == 0 && !*placeholder) {
         out->ids = xrealloc(out->ids, (out->n + 1) * sizeof *out->ids);
         struct plan_identity *p = &out->ids[out->n++];
         *p = (struct plan_identity){.uid = 0, .uniq = xstrdup(l->uniq), .message_id = id.message_id,
@@ -316,6 +322,42 @@ static void collect_leftovers(const struct id_list *lids, const struct plan_matc
     free(idx);
 }
 
+/* The placeholders among the files read (local[idx[0..n)]) that the pairs
+ * m do not name: never taken for their message (see the top of the file),
+ * onto *out for the caller's sweep. Those paired are left in idx (*n). */
+static void unpaired_placeholders(struct maildir_folder *mf, struct local_msg *local, size_t *idx, size_t *n,
+                                  const struct plan_match *m, size_t nm, size_t **out, size_t *nout)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++) {
+        bool paired = false;
+        for (size_t j = 0; j < nm && !paired; j++) /* few placeholders, few pairs after a loss */
+            paired = strcmp(m[j].uniq, local[idx[i]].uniq) == 0;
+        if (paired) {
+            idx[k++] = idx[i];
+            continue;
+        }
+        /* It has the message's Message-ID, Date and From but not its
+         * body: the message is downloaded (or a placeholder stored), the
+         * placeholder never pushed (push_placeholders.c), and removed
+         * once the message is here (placeholder_sweep_file). */
+        const struct local_msg *l = &local[idx[i]];
+        log_msg(LOG_WARN, "%s: %s is a placeholder for a message over a MaxSize: not taken for the message",
+                maildir_folder_path(mf), log_escape(l->name, strlen(l->name), 100));
+        *out = xrealloc(*out, (*nout + 1) * sizeof **out);
+        (*out)[(*nout)++] = idx[i];
+    }
+    *n = k;
+}
+
+static bool is_adopted(const struct local_msg *local, const size_t *idx, size_t n, const char *uniq)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(local[idx[i]].uniq, uniq) == 0)
+            return true;
+    return false;
+}
+
 void rematch_free_leftovers(struct leftover *l, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -333,7 +375,7 @@ int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, 
     uint32_t *uids = NULL;
     size_t nuids = 0;
     struct plan_match *m = NULL;
-    size_t nm = 0;
+    size_t nm = 0, *ph = NULL, nph = 0; /* the placeholders read: local indexes */
     int rc = MS_OK;
     *nmatched = 0;
     index_old_rows(&orows, old, nold);
@@ -352,8 +394,8 @@ int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, 
         if (!rematch_index_has(idx, nidx, local[i].uniq))
             local_identity(mf, &local[i], &orows, &lids, &placeholder);
         if (placeholder) {
-            *placeholders = xrealloc(*placeholders, (*nplaceholders + 1) * sizeof **placeholders);
-            (*placeholders)[(*nplaceholders)++] = i;
+            ph = xrealloc(ph, (nph + 1) * sizeof *ph);
+            ph[nph++] = i;
         }
     }
     free(idx);
@@ -363,8 +405,10 @@ int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, 
     for (size_t i = 0; i < orows.n; i++)
         if (!views_local_by_uniq(local, nlocal, orows.v[i]->uniq))
             add_identity(&lids, orows.v[i]->uniq, orows.v[i]->message_id, orows.v[i]->size);
-    if (lids.n == 0)
+    if (lids.n == 0) {
+        unpaired_placeholders(mf, local, ph, &nph, NULL, 0, placeholders, nplaceholders);
         goto record;
+    }
     log_msg(LOG_VERBOSE, "matching %zu unknown local messages against %zu server messages by identity", lids.n,
             nuids);
     rc = r->remote->ops->fetch_identity(r->remote, uids, nuids, found_identity, &rids, err);
@@ -378,6 +422,9 @@ int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, 
     qsort(rids.ids, rids.n, sizeof *rids.ids, cmp_identity_uid);
     if (nm < rids.n && nm < lids.n && (rc = match_loose(r, &rids, &lids, &m, &nm, &nloose, err)))
         goto out;
+    unpaired_placeholders(mf, local, ph, &nph, m, nm, placeholders, nplaceholders);
+    if (nph)
+        log_msg(LOG_VERBOSE, "%zu placeholders taken for their messages (Message-ID and recorded size)", nph);
     collect_leftovers(&lids, m, nm, &orows, local, nlocal, left, nleft);
     log_msg(LOG_VERBOSE, "%zu paired by Message-ID and size, %zu by Message-ID, Date and From; %zu local files left "
                          "to compare by content with what is downloaded",
@@ -414,6 +461,8 @@ record:
             for (size_t k = 0; rc == MS_OK && o && k < nmarked; k++)
                 if (marked[k].uid == o->uid)
                     rc = state_msg_set_placeholder(r->st, folder_id, m[i].uid, marked[k].mark, err);
+            if (rc == MS_OK && !o && is_adopted(local, ph, nph, m[i].uniq))
+                rc = state_msg_set_placeholder(r->st, folder_id, m[i].uid, STATE_PLACEHOLDER, err);
         }
         state_placeholders_free(marked, nmarked);
         if (rc == MS_OK)
@@ -440,6 +489,7 @@ record:
     }
     *nmatched = nm;
 out:
+    free(ph);
     free(orows.v);
     free(m);
     free(uids);

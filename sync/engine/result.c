@@ -46,6 +46,7 @@ void engine_result_totals(const struct engine_result *r, struct engine_folder_re
         t->moved_on_server += f->moved_on_server;
         t->failed += f->failed;
         t->placeholders += f->placeholders;
+        t->linked += f->linked;
         t->replaced += f->replaced;
     }
 }

@@ -18,6 +18,12 @@
  * files again by identity). Their files are unknown to the state too: no
  * push uploads them (their tombstones, whatever the config says later;
  * and while retention is on, no file older than the cutoff).
+ *
+ * A placeholder (max_size) is not its message: a message whose row is
+ * marked as one, or whose file holds fewer than half its bytes (a
+ * placeholder whose mark was lost), is not stored here and stays on the
+ * server (said with -v); once its full message replaces the placeholder
+ * it is retired like any other.
  */
 #include "sync/engine/engine_int.h"
 #include "sync/engine/dryrun.h"
@@ -78,13 +84,16 @@ int retention_retire_old(struct run *r, const struct selected *sel, struct engin
     uint32_t *uids = NULL, *gone = NULL;
     size_t n = 0, ngone = 0, nrows = 0;
     struct state_msg *rows = NULL;
+    struct state_placeholder *marked = NULL;
+    size_t nmarked = 0;
     if ((rc = maildir_folder_open(r->rootfd, sel->path, false, &mf, err)) ||
         (rc = r->remote->ops->select(r->remote, sel->raw, !dry, &mb, err)))
         goto out;
     if (mb.uidvalidity != sf.uidvalidity)
         goto out; /* the next pull matches the messages again first */
     if ((rc = r->remote->ops->search_before(r->remote, cutoff, &uids, &n, err)) ||
-        (rc = state_msg_get_uids(r->st, sf.id, uids, n, &rows, &nrows, err)))
+        (rc = state_msg_get_uids(r->st, sf.id, uids, n, &rows, &nrows, err)) ||
+        (rc = state_placeholder_list(r->st, sf.id, &marked, &nmarked, err)))
         goto out;
     gone = xcalloc(nrows + 1, sizeof *gone);
     for (size_t i = 0; i < nrows; i++) {
@@ -94,6 +103,12 @@ int retention_retire_old(struct run *r, const struct selected *sel, struct engin
             continue; /* only what is safely stored locally */
         free(l.uniq);
         free(l.name);
+        /* ... in full: no placeholder (LF for CRLF: at least half) */
+        if (UTIL_FIND_UID(marked, nmarked, uid, rows[i].uid) || l.size * 2 < rows[i].size) {
+            log_msg(LOG_VERBOSE, "%s: UID %u stays on the server: only a placeholder of it is here", sel->name,
+                    rows[i].uid);
+            continue;
+        }
         gone[ngone++] = rows[i].uid;
     }
     if (dry) {
@@ -131,6 +146,7 @@ out:
     free(uids);
     free(gone);
     state_msgs_free(rows, nrows);
+    state_placeholders_free(marked, nmarked);
     maildir_folder_close(mf);
     state_folder_free(&sf);
     return rc;

@@ -171,15 +171,18 @@ int engine_open_store(struct run *r, struct ms_error *err)
     return rc ? rc : generation_check(r, err);
 }
 
-int engine_connect_account(struct run *r, struct ms_error *err)
+/* engine_connect_account with a hint for the side (NULL: none; not
+ * used with a test's connect_remote). */
+static int connect_hinted(struct run *r, const struct remote_hint *hint, struct ms_error *err)
 {
     char *pw = NULL;
     int rc = r->opt->get_password ? r->opt->get_password(r->acct, &pw, err) : MS_OK;
     if (rc)
         return rc;
-    int (*connect)(const struct account *, const char *, struct remote **, struct ms_error *) =
-        r->opt->connect_remote ? r->opt->connect_remote : remote_connect;
-    rc = connect(r->acct, pw ? pw : "", &r->remote, err);
+    if (r->opt->connect_remote)
+        rc = r->opt->connect_remote(r->acct, pw ? pw : "", &r->remote, err);
+    else
+        rc = remote_connect_hinted(r->acct, pw ? pw : "", hint, &r->remote, err);
     if (rc == MS_OK && r->want_extra && remote_can(r->remote, REMOTE_EXTRA)) {
         r->nextra = r->want_extra;
         r->extra = xcalloc(r->nextra, sizeof *r->extra);
@@ -190,8 +193,14 @@ int engine_connect_account(struct run *r, struct ms_error *err)
     return rc;
 }
 
+int engine_connect_account(struct run *r, struct ms_error *err)
+{
+    return connect_hinted(r, NULL, err);
+}
+
 void engine_end_run(struct run *r)
 {
+    gmail_links_free(r);
     state_folders_free(r->known, r->nknown);
     free(r->known_status);
     free(r->trash);
@@ -249,35 +258,106 @@ static void *store_thread(void *arg)
     return NULL;
 }
 
+/* The side's memo (remote.h, struct remote_hint) in the state DB. */
+#define MEMO_KEY "remote_memo"
+
+/* The connect's hint: the store thread, and what prepare() handed out. */
+struct connect_hint {
+    struct run *r;
+    struct store_job *j;
+    pthread_t t;
+    bool threaded, joined;
+    char *memo;
+    struct state_folder *known;
+    size_t nknown;
+    const char **names;
+};
+
+static void join_store(struct connect_hint *h)
+{
+    if (h->threaded && !h->joined)
+        pthread_join(h->t, NULL);
+    h->joined = true;
+}
+
+/* Called by the side with the connection up: wait for the state DB (its
+ * check overlapped the TCP and TLS handshakes), then read what the side
+ * remembered and the names the listing will ask for. Nothing is written. */
+static void hint_prepare(void *ctx, const char **memo, const char *const **names, size_t *n)
+{
+    struct connect_hint *h = ctx;
+    join_store(h);
+    struct ms_error e;
+    if (h->j->rc || !h->r->st || state_meta_get(h->r->st, MEMO_KEY, &h->memo, &e) != MS_OK || !h->memo)
+        return;
+    *memo = h->memo;
+    size_t k = 0;
+    if (folders_listing_preview(h->r, &h->known, &h->nknown, &h->names, &k)) {
+        *names = h->names;
+        *n = k;
+    }
+}
+
+/* After the login, the store open: keep the side's memo for the next run
+ * when it changed (written only then: a no-op run writes nothing). */
+static void remember_memo(struct run *r, const char *old)
+{
+    const char *m = remote_memo(r->remote);
+    char *read = NULL;
+    struct ms_error e;
+    if (!m || !r->st || r->opt->dry_run)
+        return;
+    if (!old && state_meta_get(r->st, MEMO_KEY, &read, &e) == MS_OK)
+        old = read;
+    if (!old || strcmp(old, m) != 0) {
+        if (state_meta_set(r->st, MEMO_KEY, m, &e) != MS_OK)
+            log_msg(LOG_VERBOSE, "%s: %s", r->acct->name, e.msg);
+    }
+    free(read);
+}
+
 /* Log in, then (once the server accepted the login) lock and open the
  * store: nothing is created or written before that (engine_take_lock). The state
  * DB's integrity check reads the whole file (tens of ms for a big account),
  * and a server takes as long or longer to hand out a logged in session
  * (Dovecot forks a login and then a mail process): an existing DB is
- * opened and checked during the login, which only reads it. The threads
- * touch different members of *r; the DB is used by the main thread only
- * after the join. A store error wins over a connection error, as when the
- * store was opened first. */
+ * opened and checked during the TCP and TLS handshakes and the login,
+ * which only reads it. The side waits for it (hint_prepare) before its
+ * first command when it can use what the DB remembers to save round trips;
+ * otherwise the join is after the login. The threads touch different
+ * members of *r; the DB is used by the main thread only after the join. A
+ * store error wins over a connection error, as when the store was opened
+ * first. */
 int engine_open_store_and_connect(struct run *r, struct ms_error *err)
 {
     struct store_job j = {.r = r};
-    pthread_t t;
-    bool threaded = pthread_create(&t, NULL, store_thread, &j) == 0;
+    struct connect_hint h = {.r = r, .j = &j};
+    h.threaded = pthread_create(&h.t, NULL, store_thread, &j) == 0;
     struct ms_error cerr = {0};
-    int crc = threaded ? MS_OK : open_state(r, false, &cerr);
+    int crc = h.threaded ? MS_OK : open_state(r, false, &cerr);
+    if (!h.threaded)
+        j.rc = crc;
+    struct remote_hint hint = {.ctx = &h, .prepare = hint_prepare};
     if (crc == MS_OK)
-        crc = engine_connect_account(r, &cerr);
-    if (threaded)
-        pthread_join(t, NULL);
-    if (threaded && j.rc) {
+        crc = connect_hinted(r, &hint, &cerr);
+    join_store(&h);
+    state_folders_free(h.known, h.nknown);
+    free(h.names);
+    if (h.threaded && j.rc) {
+        free(h.memo);
         *err = j.err;
         return j.rc;
     }
     if (crc) {
+        free(h.memo);
         *err = cerr;
         return crc;
     }
     r->authed = true;
     int rc = r->lockfd < 0 && !r->opt->dry_run ? engine_take_lock(r, true, err) : MS_OK;
-    return rc ? rc : engine_open_store(r, err);
+    rc = rc ? rc : engine_open_store(r, err);
+    if (rc == MS_OK)
+        remember_memo(r, h.memo);
+    free(h.memo);
+    return rc;
 }

@@ -39,6 +39,18 @@ struct imap_session;
 int imap_connect(const struct account *acct, const char *password, struct imap_session **out,
                  struct ms_error *err);
 
+/* imap_connect, saving round trips with what hint gives (remote.h,
+ * struct remote_hint): the greeting not waited for, the listing of a sync
+ * run sent behind the login (imap_session.c says when and how). NULL
+ * hint: imap_connect. */
+int imap_connect_hinted(const struct account *acct, const char *password, const struct remote_hint *hint,
+                        struct imap_session **out, struct ms_error *err);
+
+/* What this session would like to be hinted at the next connect (the
+ * server's capabilities before and after the login, and where); NULL when
+ * the server did not volunteer both. Owned by the session. */
+const char *imap_memo(struct imap_session *s);
+
 /* Send LOGOUT without waiting for the answer: the server closes its side
  * while the caller finishes local work; imap_close() then reads the
  * goodbye. No other command may follow. NULL is fine. */

@@ -72,6 +72,16 @@ struct imap_session {
      * on this one EXAMINEs it again first (and checks its UIDVALIDITY). */
     char *reselect;
     uint32_t reselect_uv;
+    /* A sync run's listing sent behind the login (imap_listing_send_ahead)
+     * and, once read, its answers for imap_status_and_list. */
+    struct listing_ahead *ahead_listing;
+    /* What the server said of itself (for imap_memo): the capabilities
+     * of its greeting, and whether the login's OK brought the ones after
+     * it; NULL/false when it did not say. */
+    char *caps_greeting;
+    bool caps_volunteered;
+    char *memo; /* imap_memo() */
+    bool compressing; /* COMPRESS DEFLATE is on */
     char text[204]; /* imap_server_text() */
 };
 
@@ -173,6 +183,22 @@ int imap_settle_ahead(struct imap_session *s, bool on_selected, struct ms_error 
  * (last 0: no upper end) to l. */
 int imap_uid_search(struct imap_session *s, struct mailimap_search_key *key, uint32_t first, uint32_t last,
                     const char *what, struct imap_uid_list *l, struct ms_error *err);
+
+/* ---- imap_status.c: the listing sent behind the login ---- */
+
+/* Send (not flush) the commands imap_status_and_list(s, enable_qresync,
+ * names, n) would, as the session's capabilities (s->caps) choose them;
+ * names are copied. A libetpan code. */
+int imap_listing_send_ahead(struct imap_session *s, bool enable_qresync, const char *const *names, size_t n);
+/* Once the login succeeded: read the answers of what went out, keep them
+ * for the run's imap_status_and_list (keep) or drop them (the capabilities
+ * changed: the commands may not be the ones the run needs; ENABLED and ID
+ * answers still count). MS_OK when nothing was sent. */
+int imap_listing_read_ahead(struct imap_session *s, bool keep, struct ms_error *err);
+/* All of its commands went out (none waits for an answer to be sent). */
+bool imap_listing_ahead_whole(const struct imap_session *s);
+/* Forget it (the session is closed, or the answers were not read). */
+void imap_listing_ahead_free(struct imap_session *s);
 
 /* ---- imap_objectid.c: EMAILID (RFC 8474) and X-GM-MSGID ---- */
 

@@ -452,9 +452,14 @@ static int do_starttls(struct imap_session *s, bool preauth, struct ms_error *er
     return MS_OK;
 }
 
+struct speculation;
+static void send_speculation(struct imap_session *s, mailstream *st, struct speculation *sp);
+
 /* TCP (+ implicit TLS) and the greeting. Returns the greeting code through
- * *preauth. */
-static int open_session(struct imap_session *s, const struct account *acct, bool *preauth, struct ms_error *err)
+ * *preauth, libetpan's code for it through *greeting_r. With sp, what
+ * can go before the greeting goes out first (send_speculation). */
+static int open_session(struct imap_session *s, const struct account *acct, struct speculation *sp, bool *preauth,
+                        int *greeting_r, struct ms_error *err)
 {
     struct netstream *ns = NULL;
     int rc = netstream_connect(s->host, s->port, s->timeout, &ns, err);
@@ -486,7 +491,10 @@ static int open_session(struct imap_session *s, const struct account *acct, bool
     s->ns = ns;
     imap_body_handler_install(s);
     imap_objectid_register();
+    if (sp)
+        send_speculation(s, st, sp);
     int r = mailimap_connect(s->imap, st);
+    *greeting_r = r;
     if (!s->imap->imap_stream) /* libetpan did not take it (cannot happen in 1.9.4) */
         mailstream_close(st);
     if (r == MAILIMAP_NO_ERROR_AUTHENTICATED || r == MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
@@ -494,6 +502,28 @@ static int open_session(struct imap_session *s, const struct account *acct, bool
         return MS_OK;
     }
     return imap_fail_call(s, r, "greeting", err);
+}
+
+/* COMPRESS DEFLATE was answered (state): on OK the transport deflates
+ * from here on; bytes the server sent after its OK are already
+ * compressed and move from libetpan's buffer to the transport. */
+static int compress_answered(struct imap_session *s, int state, const char *how, struct ms_error *err)
+{
+    if (state != MAILIMAP_RESP_COND_STATE_OK) {
+        log_msg(LOG_VERBOSE, "%s: server refused COMPRESS DEFLATE (%s); going on without", s->host,
+                imap_server_text(s));
+        return MS_OK;
+    }
+    mailstream *st = s->imap->imap_stream;
+    int rc = netstream_start_compress(s->ns, st->read_buffer, st->read_buffer_len, err);
+    if (rc != MS_OK) {
+        imap_kill_stream(s);
+        return rc;
+    }
+    st->read_buffer_len = 0;
+    s->compressing = true;
+    log_msg(LOG_VERBOSE, "%s: COMPRESS DEFLATE active%s", s->host, how);
+    return MS_OK;
 }
 
 /* Logged in: switch on COMPRESS=DEFLATE (RFC 4978) when the server
@@ -514,57 +544,387 @@ static int start_compress(struct imap_session *s, const struct account *acct, st
         log_msg(LOG_VERBOSE, "%s: COMPRESS=DEFLATE not used: TLS compresses already", s->host);
         return MS_OK;
     }
+    if (s->compressing)
+        return MS_OK; /* it went out behind the login */
     int state;
     int r = imap_plain_command(s, "COMPRESS DEFLATE", &state);
-    if (r != MAILIMAP_NO_ERROR)
-        return imap_fail_call(s, r, "COMPRESS", err);
-    if (state != MAILIMAP_RESP_COND_STATE_OK) {
-        log_msg(LOG_VERBOSE, "%s: server refused COMPRESS DEFLATE (%s); going on without", s->host,
-                imap_server_text(s));
-        return MS_OK;
-    }
-    mailstream *st = s->imap->imap_stream;
-    int rc = netstream_start_compress(s->ns, st->read_buffer, st->read_buffer_len, err);
-    if (rc != MS_OK) {
-        imap_kill_stream(s);
-        return rc;
-    }
-    st->read_buffer_len = 0;
-    log_msg(LOG_VERBOSE, "%s: COMPRESS DEFLATE active", s->host);
-    return MS_OK;
+    return r != MAILIMAP_NO_ERROR ? imap_fail_call(s, r, "COMPRESS", err) : compress_answered(s, state, "", err);
 }
 
-int imap_connect(const struct account *acct, const char *password, struct imap_session **out, struct ms_error *err)
+/* ======================================================================
+ * Round trips saved by what the server said of itself last time
+ *
+ * A login costs the greeting's round trip and the login's; the listing
+ * that follows one more. When the last run found the server's
+ * capabilities in its greeting and in the login's OK (imap_memo), this
+ * run sends AUTHENTICATE PLAIN with its initial response (SASL-IR) right
+ * after the TLS handshake, without waiting for the greeting, and the
+ * run's listing (ID, ENABLE, LIST-STATUS or STATUS + LIST: what the
+ * capabilities after the login chose last time) behind it, all in one
+ * flight. Then, in order:
+ *   - the greeting: BYE or a broken connection fail as always; PREAUTH,
+ *     or capabilities other than remembered, and the login is done again
+ *     on a new connection the usual way (the commands sent may not be
+ *     the ones this server wants);
+ *   - the login's answer: NO is the credentials refused (MS_EAUTH, the
+ *     connection closed unread: the listing was answered BAD, and nothing
+ *     secret went with it); a continuation or BAD, or an OK without
+ *     capabilities, and nothing is assumed: a new connection as above,
+ *     or (OK without capabilities) the listing read and dropped;
+ *   - the capabilities after the login: the same as remembered, and the
+ *     listing's answers are read and kept for the run's listing; others,
+ *     and they are read and dropped (the run lists again).
+ * Only over implicit TLS (the certificate is verified before anything is
+ * sent) or plaintext (where the password goes in clear anyway); never
+ * with STARTTLS. COMPRESS DEFLATE, when it will be used, goes last in the
+ * burst (see send_speculation). A failure while the answers behind the
+ * login are read is not trusted either: the usual way on a new
+ * connection, which says whether it was the speculation's fault.
+ * ==================================================================== */
+
+#define MEMO_MAGIC "mailsync-imap 1"
+
+static const char *tls_name(enum tls_mode t)
+{
+    return t == TLS_IMPLICIT ? "implicit" : t == TLS_STARTTLS ? "starttls" : "none";
+}
+
+/* The memo of this session: where (host, TLS or not, user: not the
+ * port, which a tunnel or proxy may change from run to run; the
+ * capabilities tell whether it is the same server) and the capabilities
+ * before and after the login; NULL when the server did not volunteer
+ * both. */
+static void make_memo(struct imap_session *s, const struct account *acct)
+{
+    free(s->memo);
+    s->memo = NULL;
+    if (!s->caps_greeting || !s->caps_volunteered || !s->caps || strchr(acct->host, '\n') ||
+        strchr(acct->user, '\n'))
+        return;
+    size_t len = strlen(MEMO_MAGIC) + strlen(acct->host) + strlen(acct->user) + strlen(s->caps_greeting) +
+                 strlen(s->caps) + 64;
+    s->memo = malloc(len);
+    if (s->memo)
+        snprintf(s->memo, len, "%s\n%s\n%s\n%s\n%s\n%s", MEMO_MAGIC, acct->host, tls_name(acct->tls), acct->user,
+                 s->caps_greeting, s->caps);
+}
+
+const char *imap_memo(struct imap_session *s)
+{
+    return s ? s->memo : NULL;
+}
+
+struct speculation {
+    const struct account *acct;
+    const char *password;
+    const struct remote_hint *hint;
+    bool sent;      /* AUTHENTICATE went out before the greeting */
+    bool broken;    /* ...but what followed it could not be written whole */
+    int compress_tag; /* COMPRESS DEFLATE went out last (0: not) */
+    int greeting_r;   /* libetpan's code for the greeting */
+    bool listing;   /* ...and the listing behind it */
+    int auth_tag;
+    char *pre, *post; /* the remembered capabilities */
+};
+
+/* Line i (0-based) of the memo into a malloc'd string; NULL if missing. */
+static char *memo_line(const char *memo, int i)
+{
+    const char *p = memo;
+    for (; i > 0 && p; i--) {
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    if (!p)
+        return NULL;
+    const char *e = strchr(p, '\n');
+    return strndup(p, e ? (size_t)(e - p) : strlen(p));
+}
+
+/* The memo is this account's on this server: its capabilities into sp. */
+static bool memo_take(const char *memo, struct speculation *sp)
+{
+    if (!memo)
+        return false;
+    char *f[4];
+    for (int i = 0; i < 4; i++)
+        f[i] = memo_line(memo, i);
+    bool ok = f[0] && f[1] && f[2] && f[3] && strcmp(f[0], MEMO_MAGIC) == 0 && strcmp(f[1], sp->acct->host) == 0 &&
+              strcmp(f[2], tls_name(sp->acct->tls)) == 0 && strcmp(f[3], sp->acct->user) == 0;
+    for (int i = 0; i < 4; i++)
+        free(f[i]);
+    if (ok) {
+        sp->pre = memo_line(memo, 4);
+        sp->post = memo_line(memo, 5);
+        ok = sp->pre && sp->post;
+    }
+    return ok;
+}
+
+/* Called with the connection up (TLS verified), the greeting unread:
+ * AUTHENTICATE PLAIN with its initial response, and the listing behind
+ * it, when the memo allows (see above). Sent through libetpan's buffer
+ * with the stream lent to it for the time; nothing here is read. A write
+ * error shows when the greeting is read. */
+static void send_speculation(struct imap_session *s, mailstream *st, struct speculation *sp)
+{
+    const struct account *acct = sp->acct;
+    const char *memo = NULL;
+    const char *const *names = NULL;
+    size_t n = 0;
+    if (acct->tls == TLS_STARTTLS || !sp->hint || !sp->hint->prepare)
+        return;
+    sp->hint->prepare(sp->hint->ctx, &memo, &names, &n);
+    if (!memo_take(memo, sp))
+        return;
+    mailimap *imap = s->imap;
+    s->caps = sp->pre; /* borrowed: the capabilities the choices are made from */
+    bool plain = choose_mech(s, acct->auth) == AUTH_PLAIN && imap_has_capability(s, "SASL-IR") &&
+                 !strpbrk(acct->user, "\r\n");
+    s->caps = NULL;
+    if (!plain)
+        return;
+    char *msg = sasl_message(AUTH_PLAIN, acct->user, sp->password, s->host, s->port);
+    if (!msg)
+        return;
+    log_msg(LOG_VERBOSE, "authenticating as %s with %s, before the greeting (as the server allowed last time)",
+            acct->user, sasl_mech_name(AUTH_PLAIN));
+    /* One write for all of it (one segment, one TLS record where it
+     * fits). The trace masks the AUTHENTICATE line by its command name
+     * (netstream.c, imap_mask_client_line), as it does a SASL-IR line. */
+    imap->imap_stream = st;
+    int r = mailimap_send_current_tag(imap);
+    sp->auth_tag = imap->imap_tag;
+    if (r == MAILIMAP_NO_ERROR && (imap_stream_puts(st, "AUTHENTICATE PLAIN ") || imap_stream_puts(st, msg) ||
+                                   imap_stream_puts(st, "\r\n")))
+        r = MAILIMAP_ERROR_STREAM;
+    util_free_secret(msg);
+    s->caps = sp->post;
+    bool compress = imap_has_capability(s, "COMPRESS=DEFLATE") && acct->compress && !netstream_tls_compressed(s->ns);
+    if (r == MAILIMAP_NO_ERROR && names) {
+        bool condstore = imap_has_capability(s, "CONDSTORE") || imap_has_capability(s, "QRESYNC");
+        imap->imap_state = MAILIMAP_STATE_AUTHENTICATED; /* what ENABLE's choice asks */
+        r = condstore ? imap_listing_send_ahead(s, true, names, n) : imap_listing_send_ahead(s, false, NULL, 0);
+        imap->imap_state = MAILIMAP_STATE_DISCONNECTED;
+        sp->listing = s->ahead_listing != NULL;
+        if (r == MAILIMAP_NO_ERROR)
+            log_msg(LOG_VERBOSE, "%s: the listing goes out behind the login", s->host);
+        /* COMPRESS last, when nothing else waits to be sent: the server
+         * answers it after the listing (in order, as Dovecot does; a
+         * server that answered it first would leave compressed bytes
+         * where the listing's answers are read: a protocol error, and
+         * this run logs in again the usual way) and deflates after its
+         * OK, while nothing more is sent before that OK is read. */
+        if (r == MAILIMAP_NO_ERROR && compress && imap_listing_ahead_whole(s)) {
+            r = mailimap_send_current_tag(imap);
+            sp->compress_tag = imap->imap_tag;
+            if (r == MAILIMAP_NO_ERROR && imap_stream_puts(st, "COMPRESS DEFLATE\r\n"))
+                r = MAILIMAP_ERROR_STREAM;
+        }
+    }
+    sp->broken = r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_STREAM;
+    if (r != MAILIMAP_ERROR_STREAM && mailstream_flush(st) != 0)
+        r = MAILIMAP_ERROR_STREAM;
+    /* libetpan's write buffer held the credentials */
+    explicit_bzero(st->write_buffer, st->buffer_max_size);
+    sp->sent = true; /* whatever got out: the answers decide */
+    s->caps = NULL;
+    imap->imap_stream = NULL; /* mailimap_connect takes it */
+}
+
+/* The speculation did not hold: the caller connects again the usual way. */
+static int speculation_retry(struct imap_session *s, bool *retry, struct ms_error *err, const char *why)
+{
+    *retry = true;
+    log_msg(LOG_VERBOSE, "%s: %s; logging in again the usual way", s->host, why);
+    return imap_fail_dead(s, err, "%s: %s", s->host, why);
+}
+
+/* The answer to the COMPRESS sent behind the listing, if it was. */
+static int read_compress_answer(struct imap_session *s, const struct speculation *sp, struct ms_error *err)
+{
+    if (!sp->compress_tag)
+        return MS_OK;
+    int state;
+    int r = imap_read_tagged(s, sp->compress_tag, NULL, &state);
+    return r != MAILIMAP_NO_ERROR ? imap_fail_call(s, r, "COMPRESS", err)
+                                  : compress_answered(s, state, " (it went out behind the login)", err);
+}
+
+/* Whether the tagged response resp brought capabilities ([CAPABILITY]
+ * code; libetpan moved them to the session). */
+static bool tagged_caps(const struct mailimap_response *resp)
+{
+    const struct mailimap_response_tagged *t = resp->rsp_resp_done->rsp_data.rsp_tagged;
+    const struct mailimap_resp_text *x = t && t->rsp_cond_state ? t->rsp_cond_state->rsp_text : NULL;
+    return x && x->rsp_code && x->rsp_code->rc_type == MAILIMAP_RESP_TEXT_CODE_CAPABILITY_DATA;
+}
+
+/* The greeting read (not PREAUTH; verified: with the capabilities
+ * remembered; else without any, as Dovecot's "* OK Waiting for
+ * authentication process to respond.." while its auth process starts,
+ * the usual greeting following as untagged data): the answer to the
+ * AUTHENTICATE sent before it, then the listing's. */
+static int finish_speculation(struct imap_session *s, struct speculation *sp, bool verified, bool *retry,
+                              struct ms_error *err)
+{
+    mailimap *imap = s->imap;
+    drop_cached_caps(s);
+    /* libetpan checks the tag of the answer against its last one */
+    int last = imap->imap_tag;
+    imap->imap_tag = sp->auth_tag;
+    int r = MAILIMAP_NO_ERROR, state = -1;
+    struct mailimap_response *resp = NULL;
+    if (!mailimap_read_line(imap))
+        r = MAILIMAP_ERROR_STREAM;
+    else if (imap->imap_stream_buffer->str[0] == '+')
+        r = MAILIMAP_ERROR_PROTOCOL; /* PLAIN with an initial response wants nothing more */
+    bool with_caps = false;
+    if (r == MAILIMAP_NO_ERROR && imap->imap_stream_buffer->str[0] != '+' &&
+        (r = mailimap_parse_response(imap, &resp)) == MAILIMAP_NO_ERROR) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "%d", sp->auth_tag);
+        const char *got = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_tag;
+        state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+        with_caps = tagged_caps(resp);
+        if (!got || strcmp(got, tag) != 0)
+            r = MAILIMAP_ERROR_PROTOCOL; /* a command behind it answered first */
+        mailimap_response_free(resp);
+    }
+    imap->imap_tag = last;
+    if (r == MAILIMAP_ERROR_PROTOCOL || state == MAILIMAP_RESP_COND_STATE_BAD)
+        return speculation_retry(s, retry, err, "the server did not take AUTHENTICATE sent before its greeting");
+    if (r != MAILIMAP_NO_ERROR)
+        return imap_fail_call(s, r, "authentication", err);
+    if (state != MAILIMAP_RESP_COND_STATE_OK && !verified)
+        return speculation_retry(s, retry, err, "the login sent before an unknown greeting was refused");
+    if (state != MAILIMAP_RESP_COND_STATE_OK) {
+        char text[260];
+        snprintf(text, sizeof text, "%s", imap_server_text(s));
+        ms_error_set(err, MS_EAUTH, "authentication as %s on %s failed (%s): %s", sp->acct->user, s->host,
+                     sasl_mech_name(AUTH_PLAIN), text);
+        imap_kill_stream(s); /* the listing behind it is answered BAD: not read */
+        return MS_EAUTH;
+    }
+    imap->imap_state = MAILIMAP_STATE_AUTHENTICATED;
+    struct mailimap_connection_info *ci = imap->imap_connection_info;
+    if (!ci || !ci->imap_capability || !with_caps) {
+        /* no capabilities with the OK (those of a late greeting do not
+         * count): the listing's answers are dropped before a CAPABILITY
+         * can be asked */
+        drop_cached_caps(s);
+        int rc = imap_listing_read_ahead(s, false, err);
+        rc = rc != MS_OK ? rc : read_compress_answer(s, sp, err);
+        return rc != MS_OK ? rc : refresh_caps(s, err);
+    }
+    set_caps_text(s);
+    if (!s->caps)
+        return imap_fail_dead(s, err, "out of memory");
+    s->caps_volunteered = true;
+    bool same = strcmp(s->caps, sp->post) == 0;
+    if (!same && sp->listing)
+        log_msg(LOG_VERBOSE, "%s: capabilities changed since the last run: the listing sent behind the login is "
+                "dropped", s->host);
+    int rc = imap_listing_read_ahead(s, same, err);
+    rc = rc == MS_OK ? read_compress_answer(s, sp, err) : rc;
+    if (rc == MS_ENET) {
+        log_msg(LOG_VERBOSE, "%s: %s", s->host, err->msg);
+        ms_error_clear(err);
+        return speculation_retry(s, retry, err, "the answers behind the login could not be read");
+    }
+    return rc;
+}
+
+/* One connection: TCP, TLS, the greeting, the login (or the speculation
+ * above), COMPRESS. *retry: the speculation failed, try again without. */
+static int connect_once(struct imap_session *s, const struct account *acct, const char *password,
+                        const struct remote_hint *hint, bool *retry, struct ms_error *err)
+{
+    bool preauth = false;
+    struct speculation sp = {.acct = acct, .password = password, .hint = hint};
+    int rc = open_session(s, acct, hint ? &sp : NULL, &preauth, &sp.greeting_r, err);
+    /* A server that hung up on a client speaking before its greeting
+     * (or whose BYE went lost in the reset our unread bytes caused): the
+     * usual way, which says what the server has to say. */
+    if (rc == MS_ENET && sp.sent && sp.greeting_r == MAILIMAP_ERROR_STREAM) {
+        log_msg(LOG_VERBOSE, "%s: %s", s->host, err->msg);
+        ms_error_clear(err);
+        rc = speculation_retry(s, retry, err, "the connection broke before the greeting came");
+    }
+    if (rc == MS_OK && acct->tls == TLS_STARTTLS)
+        rc = do_starttls(s, preauth, err);
+    if (rc == MS_OK) {
+        s->tls_info = strdup(s->ns ? netstream_tls_info(s->ns) : "none");
+        /* Only capabilities learnt under the final protection count. */
+        struct mailimap_connection_info *ci = s->imap->imap_connection_info;
+        bool volunteered = ci && ci->imap_capability;
+        /* (after the speculation no CAPABILITY may be asked: its answer
+         * would come behind the login's) */
+        if (!sp.sent || volunteered)
+            rc = learn_caps(s, err);
+        if (rc == MS_OK && volunteered && !preauth && acct->tls != TLS_STARTTLS)
+            s->caps_greeting = strdup(s->caps);
+    }
+    if (rc == MS_OK && sp.sent) {
+        if (preauth)
+            rc = speculation_retry(s, retry, err, "the server greets with PREAUTH now");
+        else if (sp.broken)
+            rc = speculation_retry(s, retry, err, "the commands behind the login could not be written");
+        else if (s->caps_greeting && strcmp(s->caps_greeting, sp.pre) != 0)
+            rc = speculation_retry(s, retry, err, "the server's capabilities changed since the last run");
+        else
+            rc = finish_speculation(s, &sp, s->caps_greeting != NULL, retry, err);
+    } else if (rc == MS_OK && !preauth) {
+        drop_cached_caps(s); /* servers announce more after login */
+        rc = authenticate(s, acct, password, err);
+        if (rc == MS_OK) {
+            struct mailimap_connection_info *ci = s->imap->imap_connection_info;
+            s->caps_volunteered = ci && ci->imap_capability;
+            rc = learn_caps(s, err);
+        }
+    }
+    free(sp.pre);
+    free(sp.post);
+    if (rc == MS_OK)
+        rc = start_compress(s, acct, err);
+    if (rc == MS_OK)
+        make_memo(s, acct);
+    return rc;
+}
+
+static struct imap_session *session_new(const struct account *acct)
+{
+    struct imap_session *s = calloc(1, sizeof *s);
+    if (!s || !(s->host = strdup(acct->host))) {
+        free(s);
+        return NULL;
+    }
+    s->timeout = acct->timeout > 0 ? acct->timeout : 60;
+    s->port = acct->port > 0 ? acct->port : (acct->tls == TLS_IMPLICIT ? 993 : 143);
+    return s;
+}
+
+int imap_connect_hinted(const struct account *acct, const char *password, const struct remote_hint *hint,
+                        struct imap_session **out, struct ms_error *err)
 {
     *out = NULL;
     signal(SIGPIPE, SIG_IGN);
     int rc = account_check(acct, password, err);
     if (rc != MS_OK)
         return rc;
-    struct imap_session *s = calloc(1, sizeof *s);
-    if (!s || !(s->host = strdup(acct->host))) {
-        free(s);
+    struct imap_session *s = session_new(acct);
+    if (!s)
         return ms_error_set(err, MS_ELOCAL, "out of memory");
+    bool retry = false;
+    rc = connect_once(s, acct, password, hint, &retry, err);
+    if (rc != MS_OK && retry) {
+        imap_close(s);
+        ms_error_clear(err);
+        if (!(s = session_new(acct)))
+            return ms_error_set(err, MS_ELOCAL, "out of memory");
+        rc = connect_once(s, acct, password, NULL, &retry, err);
     }
-    s->timeout = acct->timeout > 0 ? acct->timeout : 60;
-    s->port = acct->port > 0 ? acct->port : (acct->tls == TLS_IMPLICIT ? 993 : 143);
-    bool preauth = false;
-    rc = open_session(s, acct, &preauth, err);
-    if (rc == MS_OK && acct->tls == TLS_STARTTLS)
-        rc = do_starttls(s, preauth, err);
-    if (rc == MS_OK) {
-        s->tls_info = strdup(s->ns ? netstream_tls_info(s->ns) : "none");
-        /* Only capabilities learnt under the final protection count. */
-        rc = learn_caps(s, err);
-    }
-    if (rc == MS_OK && !preauth) {
-        drop_cached_caps(s); /* servers announce more after login */
-        rc = authenticate(s, acct, password, err);
-        if (rc == MS_OK)
-            rc = learn_caps(s, err);
-    }
-    if (rc == MS_OK)
-        rc = start_compress(s, acct, err);
     if (rc != MS_OK) {
         imap_close(s);
         return rc;
@@ -572,6 +932,11 @@ int imap_connect(const struct account *acct, const char *password, struct imap_s
     log_msg(LOG_VERBOSE, "%s: capabilities: %s", s->host, imap_capabilities(s));
     *out = s;
     return MS_OK;
+}
+
+int imap_connect(const struct account *acct, const char *password, struct imap_session **out, struct ms_error *err)
+{
+    return imap_connect_hinted(acct, password, NULL, out, err);
 }
 
 void imap_logout_start(struct imap_session *s)
@@ -623,6 +988,9 @@ void imap_close(struct imap_session *s)
         free(s->ahead[i].name);
     free(s->ahead);
     free(s->reselect);
+    imap_listing_ahead_free(s);
+    free(s->caps_greeting);
+    free(s->memo);
     free(s->caps);
     free(s->tls_info);
     free(s->host);

@@ -328,6 +328,7 @@ struct pipeline {
     char list[160];    /* the LIST command after its tag, "\r\n" included */
     bool id;           /* ID still to go out (first) */
     bool enable;       /* ENABLE QRESYNC CONDSTORE still to go out */
+    bool enabling;     /* ...it was asked for and allowed */
     bool list_status;  /* the LIST brings the STATUS answers: no STATUS commands */
     bool roles;        /* the server offers SPECIAL-USE: read the folders' roles */
     size_t next;       /* next index into names to consider */
@@ -528,6 +529,108 @@ static void pipeline_list_command(struct pipeline *p, bool special_use_option)
     snprintf(p->list, sizeof p->list, "LIST \"\" \"*\"%s%s%s\r\n", *ret ? " RETURN (" : "", ret, *ret ? ")" : "");
 }
 
+/* Set p up for a sync run's listing (names may be NULL: the plain one)
+ * and send its first commands (not flushed). st: n entries, zeroed here.
+ * A libetpan code; p->got is allocated on MAILIMAP_NO_ERROR (and on a
+ * stream error after it), freed by pipeline_finish or pipeline_drain. */
+static int pipeline_begin(struct imap_session *s, bool enable_qresync, const char *const *names, size_t n,
+                          struct remote_status *st, struct pipeline *p)
+{
+    if (n)
+        memset(st, 0, n * sizeof *st);
+    *p = (struct pipeline){.s = s,
+                           .names = names,
+                           .n = names ? n : 0,
+                           .condstore = session_condstore(s),
+                           .st = st,
+                           .total = 1,
+                           .list_state = -1};
+    p->items = p->condstore ? " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n" : " (MESSAGES UIDNEXT UIDVALIDITY)\r\n";
+    p->got = calloc(p->n + 1, sizeof *p->got);
+    if (!p->got)
+        return MAILIMAP_ERROR_MEMORY;
+    p->list_status = p->n > 0 && imap_has_capability(s, "LIST-STATUS");
+    p->roles = imap_has_capability(s, "SPECIAL-USE");
+    bool extended = imap_has_capability(s, "LIST-EXTENDED") || imap_has_capability(s, "LIST-STATUS");
+    pipeline_list_command(p, p->roles && extended);
+    for (size_t i = 0; i < p->n && !p->list_status; i++)
+        p->total += quotable_name(names[i]); /* a name that needs a literal is not asked */
+    p->enabling = enable_qresync && may_enable_qresync(s);
+    p->enable = p->enabling;
+    p->id = !s->id_tried && imap_has_capability(s, "ID");
+    p->total += p->enable + p->id;
+    int r = MAILIMAP_NO_ERROR;
+    while (r == MAILIMAP_NO_ERROR && p->sent < p->total && p->sent < PIPELINE_MAX)
+        r = pipeline_send_next(p);
+    return r;
+}
+
+/* Read the answers of the commands p sent (r: how sending went) and
+ * send the rest; the folders into *out. An MS_* code: any failure leaves
+ * the session dead (commands may still be in flight). */
+static int pipeline_finish(struct pipeline *p, int r, struct remote_folder **out, size_t *nout, struct ms_error *err)
+{
+    struct imap_session *s = p->s;
+    mailimap *imap = s->imap;
+    /* Read p->total complete responses, sending one more command after
+     * each while some are left. Servers may complete pipelined commands in
+     * any order (RFC 3501 5.5); each response is parsed whole and its
+     * data taken whatever its tag: the STATUS data is matched by mailbox
+     * name (a STATUS that failed simply brings none); the LIST's
+     * completion is the one with its tag. A refused ID changes nothing. */
+    for (size_t k = 0; k < p->total && r == MAILIMAP_NO_ERROR; k++) {
+        struct mailimap_response *resp = NULL;
+        r = read_response(s, &resp);
+        if (r != MAILIMAP_NO_ERROR)
+            break;
+        int tag = response_tag(resp);
+        int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+        if (!take_response(p, resp))
+            r = MAILIMAP_ERROR_MEMORY;
+        else if (tag && tag == p->list_tag && p->list_state != -1)
+            r = MAILIMAP_ERROR_PROTOCOL; /* the LIST's tag twice */
+        else if (tag && tag == p->list_tag)
+            p->list_state = state;
+        else if (tag && tag == p->id_tag && state != MAILIMAP_RESP_COND_STATE_OK)
+            log_msg(LOG_VERBOSE, "%s: the server refused ID: %s", s->host, imap_server_text(s));
+        mailimap_response_free(resp);
+        if (r == MAILIMAP_NO_ERROR && p->sent < p->total &&
+            ((r = pipeline_send_next(p)) != MAILIMAP_NO_ERROR || mailstream_flush(imap->imap_stream) != 0))
+            r = r != MAILIMAP_NO_ERROR ? r : MAILIMAP_ERROR_STREAM;
+    }
+    free(p->got);
+    p->got = NULL;
+    if (p->enabling && r == MAILIMAP_NO_ERROR)
+        log_enable_outcome(s);
+    if (r == MAILIMAP_NO_ERROR && p->list_state == -1)
+        r = MAILIMAP_ERROR_PROTOCOL; /* the LIST never completed under its tag */
+    if (r == MAILIMAP_NO_ERROR && p->list_state != MAILIMAP_RESP_COND_STATE_OK)
+        r = MAILIMAP_ERROR_LIST;
+    if (r != MAILIMAP_NO_ERROR) {
+        remote_folders_free(p->f, p->nf);
+        p->f = NULL;
+        p->nf = 0;
+        if (r == MAILIMAP_ERROR_MEMORY)
+            return imap_fail_dead(s, err, "STATUS/LIST: out of memory");
+        if (r == MAILIMAP_ERROR_LIST)
+            return imap_fail_call(s, r, "LIST", err);
+        return imap_fail_call(s, r, p->n && !p->list_status ? "STATUS/LIST" : "LIST", err);
+    }
+    /* (said once the answers are in: a listing sent behind the login and
+     * dropped used nothing) */
+    if (p->list_status)
+        log_msg(LOG_VERBOSE, "%s: LIST-STATUS: the folders and their counters in one command", s->host);
+    if (p->roles)
+        log_msg(LOG_VERBOSE, "%s: SPECIAL-USE: reading the folders' roles", s->host);
+    *out = p->f ? p->f : calloc(1, sizeof *p->f);
+    *nout = p->nf;
+    p->f = NULL;
+    return *out ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
+}
+
+static bool take_listing_ahead(struct imap_session *s, bool enable_qresync, const char *const *names, size_t n,
+                               struct remote_status *st, struct remote_folder **out, size_t *nout);
+
 int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char *const *names, size_t n,
                          struct remote_status *st, struct remote_folder **out, size_t *nout, struct ms_error *err)
 {
@@ -538,83 +641,131 @@ int imap_status_and_list(struct imap_session *s, bool enable_qresync, const char
     int rc = imap_ready(s, false, err);
     if (rc != MS_OK)
         return rc;
-    struct pipeline p = {.s = s,
-                         .names = names,
-                         .n = names ? n : 0,
-                         .condstore = session_condstore(s),
-                         .st = st,
-                         .total = 1,
-                         .list_state = -1};
-    p.items = p.condstore ? " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)\r\n" : " (MESSAGES UIDNEXT UIDVALIDITY)\r\n";
-    p.got = calloc(p.n + 1, sizeof *p.got);
-    if (!p.got)
+    if (s->ahead_listing && take_listing_ahead(s, enable_qresync, names, n, st, out, nout))
+        return MS_OK;
+    struct pipeline p;
+    int r = pipeline_begin(s, enable_qresync, names, n, st, &p);
+    if (r == MAILIMAP_ERROR_MEMORY && !p.got)
         return ms_error_set(err, MS_ELOCAL, "out of memory");
-    p.list_status = p.n > 0 && imap_has_capability(s, "LIST-STATUS");
-    p.roles = imap_has_capability(s, "SPECIAL-USE");
-    bool extended = imap_has_capability(s, "LIST-EXTENDED") || imap_has_capability(s, "LIST-STATUS");
-    pipeline_list_command(&p, p.roles && extended);
-    for (size_t i = 0; i < p.n && !p.list_status; i++)
-        p.total += quotable_name(names[i]); /* a name that needs a literal is not asked */
-    bool enabling = enable_qresync && may_enable_qresync(s);
-    p.enable = enabling;
-    p.id = !s->id_tried && imap_has_capability(s, "ID");
-    p.total += p.enable + p.id;
-    if (p.list_status)
-        log_msg(LOG_VERBOSE, "%s: LIST-STATUS: the folders and their counters in one command", s->host);
-    if (p.roles)
-        log_msg(LOG_VERBOSE, "%s: SPECIAL-USE: reading the folders' roles", s->host);
-    mailimap *imap = s->imap;
-    int r = MAILIMAP_NO_ERROR;
-    while (r == MAILIMAP_NO_ERROR && p.sent < p.total && p.sent < PIPELINE_MAX)
-        r = pipeline_send_next(&p);
-    if (r == MAILIMAP_NO_ERROR && mailstream_flush(imap->imap_stream) != 0)
+    if (r == MAILIMAP_NO_ERROR && mailstream_flush(s->imap->imap_stream) != 0)
         r = MAILIMAP_ERROR_STREAM;
+    return pipeline_finish(&p, r, out, nout, err);
+}
 
-    /* Read p.total complete responses, sending one more command after
-     * each while some are left. Servers may complete pipelined commands in
-     * any order (RFC 3501 5.5); each response is parsed whole and its
-     * data taken whatever its tag: the STATUS data is matched by mailbox
-     * name (a STATUS that failed simply brings none); the LIST's
-     * completion is the one with its tag. A refused ID changes nothing. */
-    for (size_t k = 0; k < p.total && r == MAILIMAP_NO_ERROR; k++) {
+/* ----------------------------------------------------------------------
+ * The listing sent behind the login (imap_session.c): the same pipeline,
+ * built from the capabilities the server had after the login last time,
+ * sent before the login's answer; its answers are read once the login
+ * succeeded with those same capabilities and kept for the run's
+ * imap_status_and_list with the same request, or read and dropped.
+ * -------------------------------------------------------------------- */
+
+struct listing_ahead {
+    struct pipeline p;
+    bool enable;
+    char **names; /* copies; p.names points here */
+    size_t n;
+    struct remote_status *st;
+    bool read; /* answers read: f/nf/st hold them */
+    struct remote_folder *f;
+    size_t nf;
+};
+
+void imap_listing_ahead_free(struct imap_session *s)
+{
+    struct listing_ahead *a = s->ahead_listing;
+    if (!a)
+        return;
+    for (size_t i = 0; i < a->n; i++)
+        free(a->names[i]);
+    free(a->names);
+    free(a->st);
+    free(a->p.got);
+    remote_folders_free(a->p.f, a->p.nf);
+    remote_folders_free(a->f, a->nf);
+    free(a);
+    s->ahead_listing = NULL;
+}
+
+int imap_listing_send_ahead(struct imap_session *s, bool enable_qresync, const char *const *names, size_t n)
+{
+    struct listing_ahead *a = calloc(1, sizeof *a);
+    if (!a)
+        return MAILIMAP_ERROR_MEMORY;
+    s->ahead_listing = a;
+    a->enable = enable_qresync;
+    a->n = names ? n : 0;
+    a->names = calloc(a->n + 1, sizeof *a->names);
+    a->st = calloc(a->n + 1, sizeof *a->st);
+    if (!a->names || !a->st)
+        return MAILIMAP_ERROR_MEMORY;
+    for (size_t i = 0; i < a->n; i++)
+        if (!(a->names[i] = strdup(names[i])))
+            return MAILIMAP_ERROR_MEMORY;
+    return pipeline_begin(s, enable_qresync, names ? (const char *const *)a->names : NULL, a->n, a->st, &a->p);
+}
+
+bool imap_listing_ahead_whole(const struct imap_session *s)
+{
+    return s->ahead_listing && s->ahead_listing->p.sent == s->ahead_listing->p.total;
+}
+
+int imap_listing_read_ahead(struct imap_session *s, bool keep, struct ms_error *err)
+{
+    struct listing_ahead *a = s->ahead_listing;
+    if (!a)
+        return MS_OK;
+    if (keep) {
+        /* the capabilities it was built from are the session's: these
+         * are the commands the run would send now */
+        int rc = pipeline_finish(&a->p, MAILIMAP_NO_ERROR, &a->f, &a->nf, err);
+        if (rc != MS_OK)
+            imap_listing_ahead_free(s);
+        else
+            a->read = true;
+        return rc;
+    }
+    /* Read and drop the answers to what went out (the LIST may have been
+     * refused, the STATUS commands too); an ENABLED or ID answer still
+     * counts. Nothing more is sent. */
+    int r = MAILIMAP_NO_ERROR;
+    for (size_t k = 0; k < a->p.sent && r == MAILIMAP_NO_ERROR; k++) {
         struct mailimap_response *resp = NULL;
         r = read_response(s, &resp);
-        if (r != MAILIMAP_NO_ERROR)
-            break;
-        int tag = response_tag(resp);
-        int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
-        if (!take_response(&p, resp))
+        if (r == MAILIMAP_NO_ERROR && !take_response(&a->p, resp))
             r = MAILIMAP_ERROR_MEMORY;
-        else if (tag && tag == p.list_tag && p.list_state != -1)
-            r = MAILIMAP_ERROR_PROTOCOL; /* the LIST's tag twice */
-        else if (tag && tag == p.list_tag)
-            p.list_state = state;
-        else if (tag && tag == p.id_tag && state != MAILIMAP_RESP_COND_STATE_OK)
-            log_msg(LOG_VERBOSE, "%s: the server refused ID: %s", s->host, imap_server_text(s));
-        mailimap_response_free(resp);
-        if (r == MAILIMAP_NO_ERROR && p.sent < p.total &&
-            ((r = pipeline_send_next(&p)) != MAILIMAP_NO_ERROR || mailstream_flush(imap->imap_stream) != 0))
-            r = r != MAILIMAP_NO_ERROR ? r : MAILIMAP_ERROR_STREAM;
+        if (resp)
+            mailimap_response_free(resp);
     }
-    free(p.got);
-    if (enabling && r == MAILIMAP_NO_ERROR)
-        log_enable_outcome(s);
-    if (r == MAILIMAP_NO_ERROR && p.list_state == -1)
-        r = MAILIMAP_ERROR_PROTOCOL; /* the LIST never completed under its tag */
-    if (r == MAILIMAP_NO_ERROR && p.list_state != MAILIMAP_RESP_COND_STATE_OK)
-        r = MAILIMAP_ERROR_LIST;
-    if (r != MAILIMAP_NO_ERROR) {
-        remote_folders_free(p.f, p.nf);
-        /* Commands may still be in flight: the session cannot be trusted. */
-        if (r == MAILIMAP_ERROR_MEMORY)
-            return imap_fail_dead(s, err, "STATUS/LIST: out of memory");
-        if (r == MAILIMAP_ERROR_LIST)
-            return imap_fail_call(s, r, "LIST", err);
-        return imap_fail_call(s, r, p.n && !p.list_status ? "STATUS/LIST" : "LIST", err);
+    imap_listing_ahead_free(s);
+    if (r == MAILIMAP_ERROR_MEMORY)
+        return imap_fail_dead(s, err, "out of memory");
+    return r == MAILIMAP_NO_ERROR ? MS_OK : imap_fail_call(s, r, "the listing sent behind the login", err);
+}
+
+/* The listing read ahead, if it answers this request (the same names in
+ * the same order, ENABLE or not): its answers into st/out; true if so. The
+ * stash is gone either way (a request that differs is sent anew). */
+static bool take_listing_ahead(struct imap_session *s, bool enable_qresync, const char *const *names, size_t n,
+                               struct remote_status *st, struct remote_folder **out, size_t *nout)
+{
+    struct listing_ahead *a = s->ahead_listing;
+    bool same = a->read && a->enable == enable_qresync && a->n == (names ? n : 0);
+    for (size_t i = 0; same && i < a->n; i++)
+        same = strcmp(a->names[i], names[i]) == 0;
+    if (same) {
+        if (a->n)
+            memcpy(st, a->st, a->n * sizeof *st);
+        *out = a->f;
+        *nout = a->nf;
+        a->f = NULL;
+        a->nf = 0;
+        log_msg(LOG_VERBOSE, "%s: the listing went out behind the login", s->host);
+    } else {
+        log_msg(LOG_VERBOSE, "%s: the listing sent behind the login asked for other folders; asking again", s->host);
     }
-    *out = p.f ? p.f : calloc(1, sizeof *p.f);
-    *nout = p.nf;
-    return *out ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
+    imap_listing_ahead_free(s);
+    return same;
 }
 
 /* A capability list of the two names, for ENABLE; NULL if out of memory. */

@@ -36,10 +36,21 @@ void remote_listing_free(struct remote_listing *l)
 
 int remote_connect(const struct account *acct, const char *password, struct remote **out, struct ms_error *err)
 {
+    return remote_connect_hinted(acct, password, NULL, out, err);
+}
+
+const char *remote_memo(struct remote *r)
+{
+    return r && r->ops->memo ? r->ops->memo(r) : NULL;
+}
+
+int remote_connect_hinted(const struct account *acct, const char *password, const struct remote_hint *hint,
+                          struct remote **out, struct ms_error *err)
+{
     *out = NULL;
     switch (acct->type) {
     case ACCOUNT_IMAP:
-        return remote_imap_connect(acct, password, out, err);
+        return remote_imap_connect_hinted(acct, password, hint, out, err);
     case ACCOUNT_POP3:
         return remote_pop3_connect(acct, password, out, err);
     default:

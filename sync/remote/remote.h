@@ -207,6 +207,21 @@ enum {
                                    one message, not copies; with REMOTE_OBJECTID */
 };
 
+/* What a connect may use to save round trips (remote_connect_hinted).
+ * The side calls prepare(ctx, ...) at most once, with the connection up
+ * and before its first command (so the caller can look things up while
+ * the connection is made): *memo gets what memo() gave at the end of an
+ * earlier run (NULL: nothing), *names and *n the names the run's first list()
+ * will be called with (names NULL: no listing expected). They stay valid
+ * until the connect returns. The side checks everything it assumed once
+ * the server answers, and falls back to the usual way when it was wrong:
+ * a hint never changes what a run does, only how many round trips it
+ * waits for. */
+struct remote_hint {
+    void *ctx;
+    void (*prepare)(void *ctx, const char **memo, const char *const **names, size_t *n);
+};
+
 /* ---- the side ---------------------------------------------------------- */
 
 struct remote;
@@ -214,6 +229,13 @@ struct remote;
 struct remote_ops {
     /* Kind for messages, "imap", "pop3", "mem". */
     const char *name;
+
+    /* A line of text the side would like back at the next connect
+     * (struct remote_hint: the engine keeps it in the state DB, uninterpreted);
+     * NULL when there is nothing to remember. IMAP: the server's
+     * capabilities before and after the login. Owned by the session; NULL
+     * op: none. */
+    const char *(*memo)(struct remote *r);
 
     /* REMOTE_* bits. May grow after list() (REMOTE_AHEAD, once IMAP has
      * enabled QRESYNC); never shrinks. */
@@ -375,6 +397,12 @@ struct remote {
  * and log in with password (not kept). The engine's default for
  * engine_options.connect_remote. */
 int remote_connect(const struct account *acct, const char *password, struct remote **out, struct ms_error *err);
+/* remote_connect with a hint (NULL: none); sides that cannot use one
+ * ignore it. */
+int remote_connect_hinted(const struct account *acct, const char *password, const struct remote_hint *hint,
+                          struct remote **out, struct ms_error *err);
+/* r's memo() or NULL. */
+const char *remote_memo(struct remote *r);
 
 /* The capability bits a side of this account's kind can have at best,
  * known without connecting (a server may offer fewer): for what the

@@ -304,6 +304,11 @@ static void imap_r_logout_start(struct remote *r)
     imap_logout_start(ir(r)->s);
 }
 
+static const char *imap_r_memo(struct remote *r)
+{
+    return imap_memo(ir(r)->s);
+}
+
 static void imap_r_close(struct remote *r)
 {
     imap_close(ir(r)->s);
@@ -312,6 +317,7 @@ static void imap_r_close(struct remote *r)
 
 static const struct remote_ops imap_ops = {
     .name = "imap",
+    .memo = imap_r_memo,
     .caps = imap_caps,
     .tls_info = imap_r_tls_info,
     .capabilities = imap_r_capabilities,
@@ -343,9 +349,15 @@ static const struct remote_ops imap_ops = {
 
 int remote_imap_connect(const struct account *acct, const char *password, struct remote **out, struct ms_error *err)
 {
+    return remote_imap_connect_hinted(acct, password, NULL, out, err);
+}
+
+int remote_imap_connect_hinted(const struct account *acct, const char *password, const struct remote_hint *hint,
+                               struct remote **out, struct ms_error *err)
+{
     struct imap_session *s = NULL;
     *out = NULL;
-    int rc = imap_connect(acct, password, &s, err);
+    int rc = imap_connect_hinted(acct, password, hint, &s, err);
     if (rc)
         return rc;
     struct imap_remote *x = xcalloc(1, sizeof *x);

@@ -404,6 +404,7 @@ static void pop3_r_close(struct remote *r)
 
 static const struct remote_ops pop3_ops = {
     .name = "pop3",
+    .memo = NULL,
     .caps = pop3_caps,
     .tls_info = pop3_r_tls_info,
     .capabilities = pop3_r_capabilities,

@@ -104,6 +104,36 @@ class CompressTest(ScenarioMixin, tb.BedTestCase):
         self.assertLess(px.bytes_down_pull, plain / 2,
                         "pull moved %d bytes for %d of mail" % (px.bytes_down_pull, plain))
 
+    def test_compress_behind_the_login(self):
+        """The second run sends its login before the greeting, the listing
+        behind it and COMPRESS DEFLATE last, in one burst: COMPRESS costs
+        no round trip of its own (issue 18 point 6). The runs after it
+        speak deflate from its OK on."""
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(3, seed=185, size=SIZE, flags=False))
+        runs = []
+        for _ in range(2):
+            px = tb.Proxy(self.bed.imap_port, record=True).start()
+            self.addCleanup(px.stop)
+            self.write_config(tls="none", port=px.port)
+            runs.append((self.run_ok("-vv", "pull"), px))
+            # (mailsync does not wait for its LOGOUT's answer: let the proxy read it)
+            tb.wait_for(lambda: sum(1 for down, _ in px.transcript if not down) >= 2, timeout=5)
+            px.stop()
+        (first, _), (second, px) = runs
+        self.assertIn(ACTIVE, first.stderr)
+        self.assertNotIn("behind the login", first.stderr)
+        self.assertIn(ACTIVE + " (it went out behind the login)", second.stderr)
+        burst = px.transcript[0][1] if not px.transcript[0][0] else px.transcript[1][1]
+        for cmd in (b"AUTHENTICATE PLAIN", b"LIST ", b"COMPRESS DEFLATE"):
+            self.assertIn(cmd, burst)
+        self.assertTrue(burst.endswith(b"COMPRESS DEFLATE\r\n"), burst)
+        # after the burst the client sent once more (its LOGOUT, deflated)
+        ups = [i for i, (down, _) in enumerate(px.transcript) if not down]
+        self.assertEqual(len(ups), 2, px.transcript)
+        self.assertNotIn(b"LOGOUT", px.transcript[ups[1]][1])
+        self.assertSynced()
+
     def test_off_by_config(self):
         plain = self.seed_server()
         pull, px, later = self.run_scenario(compress="no")

@@ -160,6 +160,37 @@ class GmailLabelsTest(HostileTestCase):
         self.assertIn(d1, [d for d, _, _, _ in local[fi.GMAIL_ALL]])
         self.assertEqual([n for n in SYNCED if d3 in [d for d, _, _, _ in local.get(n, [])]], [fi.GMAIL_ALL])
 
+    def test_dry_run_says_link(self):
+        """A dry run plans what the run does: per folder the same new
+        messages, each one downloaded once ("fetch") and linked to that file
+        everywhere else ("link", from the folder whose file it takes), the
+        bytes of one copy each; after a label is added, the link to the file
+        on disk. Nothing is downloaded by the dry runs."""
+        srv = self.gmail()
+        dry = self.run_ok("--json", "--dry-run", "pull").json()
+        self.assertEqual(srv.body_bytes, 0, "a dry run downloaded")
+        plan = dry["accounts"][0]["plan"]
+        fetches = [s for s in plan if s["action"] == "fetch"]
+        links = [s for s in plan if s["action"] == "link"]
+        self.assertEqual(len(fetches), len(srv.mail), plan)
+        self.assertEqual(len(links), self.copies_on_server(srv) - len(srv.mail), plan)
+        self.assertEqual(dry["accounts"][0]["totals"]["bytes"], sum(s["size"] for s in fetches))
+        for s in links:
+            self.assertIn(s["from"], [f["folder"] for f in fetches if f["size"] == s["size"]], s)
+        real = self.run_ok("--json", "pull").json()
+
+        def fetched(doc):
+            return {f["name"]: f["fetched"] for f in doc["accounts"][0]["folders"]}
+        self.assertEqual(fetched(dry), fetched(real))
+        self.assertEqual(dry["accounts"][0]["totals"]["bytes"], srv.body_bytes)
+        srv.label(self.ids[3], fi.INBOX_LABEL)
+        srv.body_bytes = 0
+        r = self.run_ok("--dry-run", "pull")
+        self.assertIn("INBOX: would link UID", r.stdout)
+        self.assertNotIn("would fetch", r.stdout)
+        self.assertIn("1 linked to a file in another folder (not downloaded)", r.stdout)
+        self.assertEqual(srv.body_bytes, 0)
+
     def test_flag_change_on_one_link_and_sync_uploads_nothing(self):
         srv = self.gmail()
         self.run_ok("pull")

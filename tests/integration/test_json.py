@@ -68,6 +68,7 @@ PLAN_KEYS = {
     "retire": {"uid": int},
     "retire_count": {"count": int},
     "move_local": {"uid": int, "size": int, "from": str, "from_uid": int, "flags": str},
+    "link": {"uid": int, "size": int, "from": str, "flags": str},
 }
 
 
@@ -334,7 +335,7 @@ class JsonTest(tb.BedTestCase):
 def plan_counts_agree(test, doc):
     """In a dry run, per folder: the plan's steps of an action add up to
     the folder's counter (what the schema's "plan" description says)."""
-    counter_of = {"fetch": "fetched", "skip": "skipped", "set_flags": "flags_changed",
+    counter_of = {"fetch": "fetched", "link": "fetched", "skip": "skipped", "set_flags": "flags_changed",
                   "delete_local": "deleted", "delete_kept": "deleted", "move_local": "moved",
                   "upload": "uploaded", "store_flags": "flags_pushed", "remove_on_server": "deleted_on_server",
                   "move_on_server": "moved_on_server", "retire": "retired"}
@@ -376,7 +377,7 @@ class JsonSchemaTest(tb.BedTestCase):
         bad_config.write_text("[account x]\nhots = h\n")
         bad_config.chmod(0o600)
         config_error = parse(self, self.mailsync("--json", "-c", bad_config, "pull"))
-        self.assertEqual(dry["schema_version"], "1.1")
+        self.assertEqual(dry["schema_version"], "1.2")
         # (a first pull plans the newest first: UID 1's step is not the first)
         self.assertIn("FS", [s for s in dry["accounts"][0]["plan"] if s.get("uid") == 1][0]["flags"])
 

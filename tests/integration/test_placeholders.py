@@ -29,7 +29,7 @@ LIMIT = "50K"
 
 
 class PlaceholderTest(tb.BedTestCase):
-    bed_options = {"pool": 7}
+    bed_options = {"pool": 12}
 
     def seed(self):
         """Three small messages and two big ones (one \\Seen) on the server."""
@@ -242,6 +242,63 @@ class PlaceholderTest(tb.BedTestCase):
         self.assertEqual(len(local), 5)
         self.assertEqual(len(srv), 4)
 
+    def test_lost_state_adopts_the_placeholders(self):
+        """A lost state DB, max_size unchanged: the pull takes each
+        placeholder for its message again (its Message-ID, and the size its
+        field records = the server's), marked, flags and file as they were;
+        no second placeholder, nothing downloaded. Flagged, one then brings
+        its full message, once."""
+        self.seed()
+        self.pull_through_proxy("pull")
+        q, h = self.by_subject("Quarterly"), self.by_subject("Holiday")
+        inodes = {m.path: os.stat(m.path).st_ino for m in self.local()}
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(str(self.state) + suffix):
+                os.unlink(str(self.state) + suffix)
+        r, px = self.pull_through_proxy("pull")
+        self.assertNotIn(b"BODY.PEEK[HEADER]", px.upstream, "a second placeholder was fetched")
+        self.assertLess(px.bytes_down, 20000, "a body was downloaded")
+        self.assertEqual({m.path: os.stat(m.path).st_ino for m in self.local()}, inodes, "files changed")
+        self.assertEqual(self.by_subject("Holiday").letters, "S")
+        self.assertEqual({u for u, k in self.marks().items() if k}, set(self.big), "placeholders not marked")
+        self.assert_one_of_each()
+        flagged = q.path.split(":2,")[0] + ":2,F"
+        os.rename(q.path, flagged)
+        r, px = self.pull_through_proxy("sync")
+        self.assertGreater(px.bytes_down, BIG)
+        self.assertLess(px.bytes_down, 2 * BIG, "the full message came down more than once")
+        full = self.by_subject("Quarterly")
+        self.assertEqual(full.path, flagged)
+        self.assertEqual(full.data, self.server()[self.big[0]].data_lf)
+        self.assertIn(b"[placeholder]", self.by_subject("Holiday").data)
+        self.assert_one_of_each()
+
+    def test_retention_keeps_what_only_the_server_has_whole(self):
+        """server_retention_days removes old messages stored here from the
+        server; a placeholder is not its message: those stay there. A
+        restored Maildir on a fresh state DB: `push` uploads nothing (no
+        placeholder goes up as mail), and the next sync takes the
+        placeholders for their messages again."""
+        self.seed()
+        self.pull_through_proxy("pull")
+        local = {m.path: m.data for m in self.local()}
+        self.write_config(max_size=LIMIT, placeholders="yes", server_retention_days="30")
+        r = self.run_ok("-v", "pull")
+        self.assertIn("only a placeholder of it is here", r.stderr)
+        self.assertEqual(sorted(self.server()), sorted(self.big), "not the placeholders' messages alone are left")
+        self.assertEqual({m.path: m.data for m in self.local()}, local, "local files changed")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(str(self.state) + suffix):
+                os.unlink(str(self.state) + suffix)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        self.run_ok("push")
+        self.assertEqual(sorted(self.server()), sorted(self.big), "push changed the server")
+        self.run_ok("sync")
+        srv = self.server()
+        self.assertEqual(sorted(srv), sorted(self.big), "sync changed the server")
+        self.assertEqual({m.path: m.data for m in self.local()}, local, "local files changed")
+        self.assertEqual({u for u, k in self.marks().items() if k}, set(self.big))
+
     def test_placeholder_moved_to_another_folder_keeps_its_mark(self):
         """A placeholder moved by the user to another folder (paired as a
         local move) is still a placeholder there: flagged, the next sync
@@ -261,6 +318,106 @@ class PlaceholderTest(tb.BedTestCase):
         flagged = dest.split(":2,")[0] + ":2,F"
         os.rename(dest, flagged)
         self.assert_flagged_placeholder_replaced(flagged)
+
+    def marks_in(self, folder):
+        """{uid: placeholder mark} of a folder's rows."""
+        db = sqlite3.connect("file:%s?mode=ro" % self.state, uri=True)
+        try:
+            return {uid: mark for uid, mark in db.execute(
+                "SELECT m.uid, m.placeholder FROM messages m JOIN folders f ON m.folder_id = f.id "
+                "WHERE f.name = ?", (folder,))}
+        finally:
+            db.close()
+
+    def move_as_mutt(self, m, folder, data=None, n=1):
+        """Move the local file m into folder as mutt does: a new unique
+        name, the same bytes (or data), the old file removed."""
+        dest = os.path.join(tb.local_folder_path(self.maildir, folder), "cur",
+                            "1700000000.M%dP1.mutt:2,%s" % (n, m.letters))
+        with open(dest, "wb") as f:
+            f.write(m.data if data is None else data)
+        os.unlink(m.path)
+        return dest
+
+    def test_placeholder_moved_under_a_new_name(self):
+        """A placeholder moved to another folder under a new name (mutt;
+        copy + delete as notmuch-move does) is paired by its
+        X-Mailsync-Placeholder size: the message moves on the server (never
+        deleted, the placeholder never uploaded), the file stays a marked
+        placeholder; flagged, the next sync brings its full message. One
+        edited so it cannot be paired (another size in its field) keeps its
+        message on the server, with a warning, and is not uploaded."""
+        with self.imap() as c:
+            c.create_folder("Archive")
+        self.seed()
+        self.pull_through_proxy("pull")
+        q, h = self.by_subject("Quarterly"), self.by_subject("Holiday")
+        # Quarterly's mark lost too (its row says a whole message): the file tells
+        db = sqlite3.connect(str(self.state))
+        db.execute("UPDATE messages SET placeholder = 0 WHERE uid = ?", (self.big[0],))
+        db.commit()
+        db.close()
+        dest = self.move_as_mutt(q, "Archive")
+        edited = self.move_as_mutt(h, "Archive", re.sub(rb"X-Mailsync-Placeholder: \d+", b"X-Mailsync-Placeholder: 7",
+                                                        h.data), n=2)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        r = self.run_ok("sync")
+        with self.imap() as c:
+            archive = c.messages("Archive")
+            inbox = c.messages("INBOX")
+        self.assertEqual(len(archive), 1, "not one message in Archive on the server")
+        self.assertEqual(tb.message_id(archive[0].data), tb.message_id(q.data))
+        self.assertGreater(len(archive[0].data), BIG, "the placeholder was uploaded instead of a server move")
+        self.assertEqual(len(inbox), 4, "the server's message of the unpaired placeholder was deleted")
+        self.assertIn(tb.message_id(h.data), [tb.message_id(m.data) for m in inbox])
+        self.assertIn("could not be paired", r.stderr)
+        files = {m.path: m for m in tb.read_maildir(self.maildir).get("Archive", [])}
+        self.assertEqual(sorted(files), sorted([dest, edited]))
+        self.assertEqual(files[dest].data, q.data, "the placeholder's file changed")
+        self.assertEqual(list(self.marks_in("Archive").values()), [1], "the moved placeholder lost its mark")
+        # again: nothing changes, nothing is uploaded
+        r = self.run_ok("sync")
+        self.assertIn("could not be paired", r.stderr)
+        with self.imap() as c:
+            self.assertEqual(len(c.messages("Archive")), 1)
+            self.assertEqual(len(c.messages("INBOX")), 4)
+        # the user removes the unpaired one: its message's deletion goes to the server
+        os.unlink(edited)
+        flagged = dest.split(":2,")[0] + ":2,F"
+        os.rename(dest, flagged)
+        self.run_ok("sync")
+        with self.imap() as c:
+            archive = c.messages("Archive")
+            inbox = c.messages("INBOX")
+        self.assertEqual(len(inbox), 3)
+        self.assertNotIn(tb.message_id(h.data), [tb.message_id(m.data) for m in inbox])
+        self.assertEqual(len(archive), 1)
+        self.assertIn("\\Flagged", archive[0].flags)
+        files = tb.read_maildir(self.maildir).get("Archive", [])
+        self.assertEqual([m.path for m in files], [flagged], "one file in Archive, under its name")
+        self.assertEqual(files[0].data, archive[0].data_lf, "the full message did not replace the placeholder")
+        self.assertEqual(len(self.local()), 3)
+
+    def test_placeholder_moved_into_a_new_folder(self):
+        """A placeholder moved into a folder made locally (not on the server
+        yet): one sync creates the folder and moves the message there on the
+        server; the placeholder is not uploaded and stays one, marked."""
+        self.seed()
+        self.pull_through_proxy("pull")
+        q = self.by_subject("Quarterly")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(tb.local_folder_path(self.maildir, "Projects"), sub))
+        dest = self.move_as_mutt(q, "Projects")
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        self.run_ok("sync")
+        with self.imap() as c:
+            self.assertEqual(len(c.messages("INBOX")), 4)
+            projects = c.messages("Projects")
+        self.assertEqual(len(projects), 1)
+        self.assertEqual(tb.message_id(projects[0].data), tb.message_id(q.data))
+        self.assertGreater(len(projects[0].data), BIG, "not the message itself")
+        self.assertEqual([m.path for m in tb.read_maildir(self.maildir)["Projects"]], [dest])
+        self.assertEqual(list(self.marks_in("Projects").values()), [1])
 
     def assert_flagged_placeholder_replaced(self, flagged):
         """A sync brings the full message of the placeholder `flagged` (the

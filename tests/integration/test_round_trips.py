@@ -18,15 +18,42 @@ answer is not waited for).
 
 import collections
 import re
+import time
 import unittest
 
+import fakeimap as fi
 import testbed as tb
+from test_hostile import HostileTestCase, all_message_bytes, messages
 
 
 def turns(px):
     """Request/response turns in a recording proxy's transcript."""
     n, answered = 0, False
     for down, _ in px.transcript:
+        if down:
+            answered = True
+        elif answered:
+            n += 1
+            answered = False
+    return n
+
+
+def waits(px):
+    """turns(), the server's greeting not counted as an answer: the round
+    trips the client waited for after the TCP handshake. A client that
+    sends its login before the greeting came waited for nothing, and
+    whether the proxy passed the greeting on before or after that first
+    burst is a race."""
+    log, greeting = [], True
+    for down, data in px.transcript:
+        if down and greeting:
+            greeting = False
+            data = data.partition(b"\r\n")[2]
+            if not data:
+                continue
+        log.append((down, data))
+    n, answered = 0, False
+    for down, _ in log:
         if down:
             answered = True
         elif answered:
@@ -92,6 +119,18 @@ class RoundTripsTest(tb.BedTestCase):
         self.assertEqual(turns(px), 3, commands_by_turn(px))
         self.assertNotIn(b"EXAMINE", bytes(px.upstream))
 
+        # The same again: the run before found the server's capabilities
+        # in its greeting and in the login's OK (this address, plain IMAP),
+        # so the login goes out without waiting for the greeting and the
+        # listing behind it: one burst, then LOGOUT.
+        px = self.via_proxy()
+        by_turn = commands_by_turn(px)
+        self.assertEqual(waits(px), 1, by_turn)
+        first = " ".join(by_turn[0])
+        self.assertIn("AUTHENTICATE PLAIN", first)
+        self.assertIn("LIST ", first)
+        self.assertNotIn(b"EXAMINE", bytes(px.upstream))
+
         # (c) flags changed in three folders: their EXAMINEs (QRESYNC: the
         # changes come with them) go out together, one round trip for all.
         changed = ("INBOX", "Archive", "Thư đã gửi")
@@ -104,6 +143,7 @@ class RoundTripsTest(tb.BedTestCase):
         self.assertEqual(len(examines), len(changed), by_turn)
         self.assertEqual(len(set(examines)), 1, "EXAMINEs not sent together: %s" % by_turn)
         self.assertLessEqual(turns(px), 4, by_turn)
+        self.assertEqual(waits(px), 2, by_turn)  # the EXAMINEs, LOGOUT
         self.assertSynced()
 
         # (d) new mail in two folders: each folder's listing of the new
@@ -121,6 +161,7 @@ class RoundTripsTest(tb.BedTestCase):
         self.assertEqual(len(listing), 2, by_turn)
         self.assertTrue(set(listing) <= examine_turns, "a listing waited for its EXAMINE: %s" % by_turn)
         self.assertLessEqual(turns(px), 7, by_turn)
+        self.assertEqual(waits(px), 5, by_turn)  # 2 per folder, LOGOUT
         downloads = bytes(px.upstream).count(b"BODY.PEEK[]")
         self.assertEqual(downloads, 2, by_turn)
         self.assertSynced()
@@ -141,6 +182,7 @@ class RoundTripsTest(tb.BedTestCase):
                    if re.match(r"UID FETCH \d+:\* \(UID FLAGS RFC822\.SIZE\)", cmd)]
         self.assertEqual(listing, examine_turns[:1], by_turn)
         self.assertLessEqual(turns(px), 5, by_turn)
+        self.assertEqual(waits(px), 3, by_turn)  # EXAMINEs, bodies, LOGOUT
         self.assertSynced()
 
         # (e) two local messages flagged, `sync`: SELECT, then one STORE
@@ -158,12 +200,184 @@ class RoundTripsTest(tb.BedTestCase):
         by_turn = commands_by_turn(px)
         self.assertEqual(sum(cmd.startswith("UID STORE ") for t in by_turn for cmd in t), 1, by_turn)
         self.assertLessEqual(turns(px), 5, by_turn)
+        self.assertEqual(waits(px), 3, by_turn)  # SELECT, STORE, LOGOUT
         self.assertSynced()
         state = self.server_state()
         self.assertEqual({f: len(m) for f, m in state.items()},
                          {"INBOX": 7, "Archive": 6, "Archive/2024": 4, "Thư đã gửi": 5,
                           "Work/Projects/mailsync": 4})
         self.assertNoDuplicates()
+
+        # A folder re-created on the server since the last run (a new
+        # UIDVALIDITY, the same messages): the STATUS that came with the
+        # listing behind the login says so, and the run re-matches the
+        # files by identity as ever, downloading nothing.
+        inodes = {p.name.partition(":2,")[0]: p.stat().st_ino
+                  for p in tb.Path(self.maildir).rglob("*") if p.parent.name in ("cur", "new")}
+        with self.imap() as c:
+            before = c.status_of("Archive/2024")["UIDVALIDITY"]
+            msgs = c.messages("Archive/2024")
+            c.select_folder("INBOX")
+            for attempt in range(5):
+                c.delete_folder("Archive/2024")
+                c.create_folder("Archive/2024")
+                if c.status_of("Archive/2024")["UIDVALIDITY"] != before:
+                    break
+                time.sleep(1.1)  # Dovecot derives UIDVALIDITY from the clock
+            for m in msgs:
+                c.append_message("Archive/2024", m.data, sorted(set(m.flags) - {"\\Recent"}), m.internaldate)
+        px = self.via_proxy()
+        by_turn = commands_by_turn(px)
+        self.assertIn("LIST ", " ".join(by_turn[0]))
+        self.assertEqual(bytes(px.upstream).count(b"BODY.PEEK[]"), 0, by_turn)
+        self.assertSynced()
+        self.assertEqual({p.name.partition(":2,")[0]: p.stat().st_ino
+                          for p in tb.Path(self.maildir).rglob("*") if p.parent.name in ("cur", "new")},
+                         inodes, "files replaced after the UIDVALIDITY change")
+        self.assertEqual({f: len(m) for f, m in self.server_state().items()},
+                         {"INBOX": 7, "Archive": 6, "Archive/2024": 4, "Thư đã gửi": 5,
+                          "Work/Projects/mailsync": 4})
+        self.assertNoDuplicates()
+
+    def test_login_ahead_when_the_server_changed(self):
+        """The speculation's hostile cases against Dovecot: its
+        capabilities changed since the last run (restarted with LIST-STATUS
+        hidden), a wrong password. Each run ends as it would without the
+        speculation."""
+        with self.imap() as c:
+            tb.seed_sample(c, per_folder=2, size=(500, 900))
+        self.pull()
+        self.assertIn("before the greeting", self.pull("-v").stderr)
+        # Dovecot's imap_capability changes its greeting too: a new
+        # connection, logged in the usual way, the listing without
+        # LIST-STATUS (STATUS commands).
+        self.bed.restart(hide_capabilities=("LIST-STATUS",))
+        self.addCleanup(self.bed.restart, hide_capabilities=())
+        with self.imap() as c:
+            c.append_many("INBOX", tb.make_corpus(2, seed=91, size=(500, 900), start=400))
+        r = self.pull("-v")
+        self.assertIn("capabilities changed since the last run", r.stderr)
+        self.assertNotIn("LIST-STATUS:", r.stderr)
+        self.assertSynced()
+        # the next run speculates on the new capabilities
+        r = self.pull("-v")
+        self.assertIn("the listing went out behind the login", r.stderr)
+        self.assertNotIn("capabilities changed", r.stderr)
+        # a wrong password: refused as without the speculation (exit 3),
+        # nothing written, the password not echoed
+        files = tb.count_messages(self.maildir)
+        self.write_config(password="wrong-" + self.user.password)
+        r = self.mailsync("pull", "-v")
+        self.assertEqual(r.code, 3, str(r))
+        self.assertIn("before the greeting", r.stderr)
+        self.assertIn("authentication as", r.stderr)
+        self.assertNotIn("wrong-" + self.user.password, r.stderr + r.stdout)
+        self.assertEqual(tb.count_messages(self.maildir), files)
+        self.write_config()
+        self.pull()
+        self.assertSynced()
+        self.assertEqual({f: len(m) for f, m in self.server_state().items()},
+                         {"INBOX": 4, "Archive": 2, "Archive/2024": 2, "Thư đã gửi": 2,
+                          "Work/Projects/mailsync": 2})
+
+
+PRE = "IMAP4rev1 AUTH=PLAIN SASL-IR ENABLE LITERAL+"
+
+
+class LoginAheadHostileTest(HostileTestCase):
+    """The login sent before the greeting and the listing behind it,
+    against a scripted server (fakeimap) that shows its capabilities in
+    its greeting and in the login's OK, as Dovecot does, and then changes:
+    other capabilities after the login, a BYE greeting, a wrong password
+    (also behind a greeting without capabilities), an OK without
+    capabilities. Every run ends as it would without the speculation."""
+
+    def setUp(self):
+        super().setUp()
+        self.post = "IMAP4rev1 ENABLE LITERAL+"
+        self.ok_caps = True
+        self.srv = self.server({"INBOX": fi.Folder(7, messages(3))}, capability=PRE,
+                               greeting=b"* OK [CAPABILITY " + PRE.encode() + b"] fake ready")
+        self.srv.handlers["AUTHENTICATE"] = self.authenticate
+        self.write_config(self.srv)
+
+    def authenticate(self, conn, cmd):
+        """fakeimap's AUTHENTICATE, its OK with [CAPABILITY self.post]."""
+        def done(c, status="OK", text=None):
+            if status == "OK" and self.ok_caps:
+                text = "[CAPABILITY %s] logged in" % self.post
+            type(conn).done(conn, c, status, text)
+        conn.done = done
+        try:
+            conn.do_authenticate(cmd)
+        finally:
+            del conn.done
+        return True
+
+    def commands(self, conn):
+        return [c.name for c in self.srv.commands if c.conn == conn]
+
+    def files(self):
+        return sum(all_message_bytes(self.root).values())
+
+    def learn(self):
+        """Two runs: the first shows the server, the second speculates."""
+        self.pull(expect=0)
+        r = self.pull("-v", expect=0)
+        self.assertIn("before the greeting", r.stderr)
+        self.assertIn("the listing went out behind the login", r.stderr)
+        self.assertEqual(self.commands(self.srv.connections).count("LIST"), 1)
+        self.assertEqual(self.files(), 3)
+
+    def test_other_capabilities_after_login(self):
+        self.learn()
+        self.post += " ID"
+        self.srv.folders["INBOX"].messages.append(messages(1, b"n", start=4)[0])
+        r = self.pull("-v", expect=0)
+        self.assertIn("the listing sent behind the login is dropped", r.stderr)
+        self.assertEqual(self.commands(self.srv.connections).count("LIST"), 2)  # dropped, asked again
+        self.assertEqual(self.files(), 4)
+        # the next run speculates on the new ones (ID goes along)
+        r = self.pull("-v", expect=0)
+        self.assertIn("the listing went out behind the login", r.stderr)
+        self.assertEqual(self.commands(self.srv.connections)[:3], ["AUTHENTICATE", "ID", "LIST"])
+        self.assertEqual(self.files(), 4)
+
+    def test_ok_without_capabilities(self):
+        self.learn()
+        self.ok_caps = False
+        r = self.pull("-v", expect=0)
+        cmds = self.commands(self.srv.connections)
+        self.assertIn("CAPABILITY", cmds)
+        self.assertEqual(cmds.count("LIST"), 2, cmds)
+        self.assertEqual(self.files(), 3)
+
+    def test_bye_greeting(self):
+        self.learn()
+        self.srv.greeting = b"* BYE [UNAVAILABLE] too many connections"
+        r = self.pull(expect=4)
+        self.assertIn("too many connections", r.stderr + r.stdout)
+        self.assertEqual(self.files(), 3)
+        self.srv.greeting = b"* OK [CAPABILITY " + PRE.encode() + b"] fake ready"
+        self.pull(expect=0)
+        self.assertEqual(self.files(), 3)
+
+    def test_wrong_password(self):
+        self.learn()
+        self.write_config(self.srv, password="wrong-pw")
+        n = self.srv.connections
+        r = self.pull("-v", expect=3)
+        self.assertIn("before the greeting", r.stderr)
+        self.assertNotIn("wrong-pw", r.stderr + r.stdout)
+        self.assertEqual(self.srv.connections, n + 1)
+        # behind a greeting without capabilities the refusal may be the
+        # speculation's fault: asked again the usual way, then refused
+        self.srv.greeting = b"* OK fake waiting for its auth process"
+        r = self.pull("-v", expect=3)
+        self.assertIn("logging in again the usual way", r.stderr)
+        self.assertEqual(self.srv.connections, n + 3)
+        self.assertEqual(self.files(), 3)
+        self.assertEqual(self.srv.changing_commands(), [])
 
 
 if __name__ == "__main__":

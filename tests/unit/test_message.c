@@ -434,6 +434,13 @@ static void own_placeholders(void **state)
     v = message_header(p, n, "X-Mailsync-Placeholder");
     assert_string_equal(v, "3000000"); /* the old one dropped: one field, the size */
     free(v);
+    assert_int_equal(message_placeholder_size(p, n), 3000000); /* what pairs it with its message */
+    /* a field that is no size: none */
+    static const char *const bad[] = {"X-Mailsync-Placeholder: 12x\n\n", "X-Mailsync-Placeholder: -1\n\n",
+                                      "X-Mailsync-Placeholder:\n\n", "X-Mailsync-Placeholder: 99999999999999999999\n\n",
+                                      "X-Other: 5\n\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(message_placeholder_size(bad[i], strlen(bad[i])), 0);
     assert_null(strstr(p, "X-TUID"));
     assert_non_null(strstr(p, "\r\n\r\nHaving a size of 2.9 MiB, this message is over the MaxSize limit.\r\n"));
     assert_non_null(strstr(p, "mailsync fetch"));
