@@ -107,41 +107,35 @@ def clone_tree(src, dst, uid=None, gid=None):
     rename), so a link is as good as a copy and keeps the inode; a tool
     that wrote one in place would corrupt the snapshot and fail the next
     verification. Directory modes and mtimes are kept. uid/gid: chown
-    everything (for the server's mail user)."""
+    everything (for the server's mail user).
+
+    `cp -al` links the whole tree (in C: at N=200000 a Python loop over
+    the files took minutes on a loaded machine); then every file outside
+    cur/ and new/ is replaced by a copy of its own (the directories holding
+    message files are not even listed), and `chown -R` sets the owner."""
     src, dst = str(src), str(dst)
-    dirs = []
-    for dirpath, dirnames, filenames in os.walk(src):
-        rel = os.path.relpath(dirpath, src)
-        target = dst if rel == "." else os.path.join(dst, rel)
-        st = os.lstat(dirpath)
-        os.mkdir(target, st.st_mode & 0o7777)
-        dirs.append((target, st))
-        link = os.path.basename(dirpath) in ("cur", "new")
+    if os.path.lexists(dst):
+        raise FileExistsError(dst)
+    tb._run(["cp", "-al", "--", src, dst])
+    for dirpath, dirnames, filenames in os.walk(dst):
+        dirnames[:] = [d for d in dirnames if d not in ("cur", "new")]
         for name in filenames:
-            s, d = os.path.join(dirpath, name), os.path.join(target, name)
-            if os.path.islink(s):
-                os.symlink(os.readlink(s), d)
+            d = os.path.join(dirpath, name)
+            if os.path.islink(d):
                 continue
-            done = False
-            if link:
-                try:
-                    os.link(s, d)
-                    done = True
-                except OSError:
-                    pass
-            if not done:
-                shutil.copy2(s, d)
-            if uid is not None:
-                os.chown(d, uid, gid)
-    for target, st in reversed(dirs):
-        if uid is not None:
-            os.chown(target, uid, gid)
-        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+            tmp = d + ".clone-tmp"
+            shutil.copy2(d, tmp)
+            os.replace(tmp, d)
+        # the copies changed the directory's mtime: put the source's back
+        st = os.lstat(os.path.join(src, os.path.relpath(dirpath, dst)))
+        os.utime(dirpath, ns=(st.st_atime_ns, st.st_mtime_ns))
+    if uid is not None:
+        tb._run(["chown", "-R", "--no-dereference", "%d:%d" % (uid, gid), "--", dst])
 
 
 def replace_tree(snapshot, live, uid=None, gid=None):
     if os.path.lexists(live):
-        shutil.rmtree(live)
+        tb._run(["rm", "-rf", "--", str(live)])
     clone_tree(snapshot, live, uid, gid)
 
 
@@ -399,6 +393,17 @@ class Server:
                 out[folder] = self._folder_state(c, folder, fetch_all)
         return out
 
+    def expect(self, want, name):
+        """The live server lists what state `want` says (UIDs, flags,
+        INTERNALDATEs, sizes; bodies by the hashes already known for those
+        UIDs, so none is fetched when they all are): after restoring a
+        cached state."""
+        got = self.state()
+        if got != want:
+            diff = [f for f in sorted(set(got) | set(want)) if got.get(f) != want.get(f)]
+            raise RuntimeError("server state (%s) restored from the cache is not the recorded one "
+                               "(folders %s); remove the cache to rebuild" % (name, diff[:5]))
+
     _ITEM_RE = re.compile(rb"UID (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE \"([^\"]+)\"|"
                           rb"RFC822\.SIZE (\d+)", re.I)
 
@@ -491,10 +496,168 @@ class Server:
                 c.set_flags(folder, uids, [flag], mode)
         return k
 
+    def expunge_share(self, share, seed):
+        """Expunge `share` of every folder's messages (deterministic pick,
+        spread over the UID range): UID gaps, as a real mailbox has them
+        after deletions. -> how many."""
+        state = self.state()
+        rng = random.Random("bench-gaps/%s" % seed)
+        total = 0
+        with self.imap() as c:
+            for folder in sorted(state):
+                uids = sorted(e["uid"] for e in state[folder])
+                k = round(len(uids) * share)
+                gone = sorted(rng.sample(uids, k))
+                for i in range(0, len(gone), 5000):
+                    c.expunge_uids(folder, gone[i:i + 5000])
+                total += k
+        return total
+
     def append(self, msgs):
         with self.imap() as c:
             for m in msgs:
                 c.append_message(m.folder, m.data_crlf(), m.flags, m.date)
+
+
+# ----------------------------------------------------------------------------
+# The seeded server, kept between bench runs (--server-cache)
+
+
+def message_files(root):
+    """{relative path: absolute path} of every Maildir message file under
+    root (anything directly inside a cur/ or new/ directory)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(str(root)):
+        if os.path.basename(dirpath) in ("cur", "new"):
+            for name in filenames:
+                p = os.path.join(dirpath, name)
+                out[os.path.relpath(p, str(root))] = p
+    return out
+
+
+def stat_key(st):
+    """What says a file is unchanged without reading it (the quick check of
+    rsync and of git's index): inode, size and mtime. Maildir message files
+    are never written in place (flags change by rename), and a write would
+    move the mtime."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+class ServerCache:
+    """Server states made once and restored by later runs: DIR/KEY/NAME/ per
+    state NAME (a, c, d, f), KEY naming everything the state depends on
+    (corpus N, seed, --small and its FORMAT, server mode, Dovecot version).
+    Each NAME/ holds home/ (the user's home as Server.snapshot() keeps it:
+    message files hard-linked, index files copied) and state.json: the
+    server state as read over IMAP when the state was made (Server.state():
+    UID, flags, INTERNALDATE, size and the sha256 of every body), the body
+    hashes by UID (Server.content), and every message file's stat_key and
+    sha256.
+
+    What a cached state skips, and the cheaper check that replaces it:
+    - Seeding's fetch of every body over IMAP (Server.seed): it showed,
+      when the state was made, that Dovecot serves exactly the corpus. A
+      restored state is the same files and the same index files; load()
+      checks that no message file changed since (stat_key, else its
+      sha256 again), that the bodies the state names are the files' bodies
+      (the multiset of file hashes per folder equals the state's), and,
+      after restoring it into the live server, that Dovecot lists the same
+      UIDs with the same flags, INTERNALDATEs and sizes (one FETCH of
+      those per folder, no bodies). A Dovecot that served other bytes for
+      a UID would still be caught: every tool's run is verified against
+      the state's body hashes, so a tool that stored what Dovecot served
+      would FAIL.
+    - The IMAP work of making (c), (d) and (f) (STOREs, APPENDs)."""
+
+    def __init__(self, root, key):
+        self.dir = Path(root) / key
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # (st_dev, st_ino) -> (stat_key, sha256) of files saved in this
+        # process: the links in DIR keep those inodes from being reused
+        self.hashes = {}
+
+    def has(self, name):
+        return (self.dir / name / "state.json").exists()
+
+    def save(self, name, snapshot, state, content):
+        """Keep the server snapshot `snapshot` (a Server.snapshot() dir) as
+        state `name`, with its IMAP state and body hashes."""
+        dst = self.dir / name
+        tmp = self.dir / (name + ".tmp")
+        for d in (tmp, dst):
+            if os.path.lexists(d):
+                shutil.rmtree(d)
+        tmp.mkdir()
+        clone_tree(snapshot, tmp / "home")
+        files = {}
+        for rel, p in message_files(tmp / "home").items():
+            st = os.stat(p)
+            # (c), (d), (f) share most files (links) with (a): hashed once
+            rec = self.hashes.get((st.st_dev, st.st_ino))
+            sha = rec[1] if rec and rec[0] == stat_key(st) else file_hash(p)
+            self.hashes[(st.st_dev, st.st_ino)] = (stat_key(st), sha)
+            files[rel] = stat_key(st) + [sha]
+        check_files_match_state(files, state)
+        folders = sorted({k[0] for k in content})
+        data = {"state": state, "files": files,
+                "content": [[f, uv, uid, size, date, sha] for (f, uv, uid, size, date), sha in content.items()],
+                "folders": folders}
+        with open(tmp / "state.json", "w") as f:
+            json.dump(data, f)
+        os.rename(tmp, dst)
+
+    def load(self, name, server):
+        """Put state `name` into server's snapshots (for restore()); ->
+        its IMAP state. Raises RuntimeError when a cached file changed."""
+        src = self.dir / name
+        with open(src / "state.json") as f:
+            data = json.load(f)
+        files = data["files"]
+        have = message_files(src / "home")
+        if set(have) != set(files):
+            raise RuntimeError("server cache %s: message files differ from its record (%d != %d); "
+                               "remove it to rebuild" % (src, len(have), len(files)))
+        rehashed = 0
+        for rel, p in have.items():
+            rec = files[rel]
+            if stat_key(os.stat(p)) != rec[:4]:
+                rehashed += 1
+                if file_hash(p) != rec[4]:
+                    raise RuntimeError("server cache %s: %s changed; remove the cache to rebuild" % (src, rel))
+        state = data["state"]
+        check_files_match_state(files, state)
+        for f, uv, uid, size, date, sha in data["content"]:
+            server.content[(f, uv, uid, size, date)] = sha
+        dst = server.snapdir / name
+        if dst.exists():
+            shutil.rmtree(dst)
+        clone_tree(src / "home", dst)
+        if rehashed:
+            log("server cache: %d files of %s re-hashed (moved or touched), all as recorded" % (rehashed, name))
+        return state
+
+
+def check_files_match_state(files, state):
+    """The message files' bodies are the state's bodies, folder by folder
+    (as multisets of sha256; file paths are below the home's Maildir/)."""
+    by_folder = collections.defaultdict(collections.Counter)
+    for rel, rec in files.items():
+        parts = rel.split(os.sep)[1:-2]        # Maildir/<folder parts>/cur/<name>
+        by_folder["/".join(parts) or "INBOX"][rec[4]] += 1
+    want = collections.defaultdict(collections.Counter)
+    for folder, entries in state.items():
+        for e in entries:
+            want[folder][e["sha"]] += 1
+    got = {f: c for f, c in by_folder.items() if c}
+    want = {f: c for f, c in want.items() if c}
+    if got != want:
+        bad = sorted(set(got) ^ set(want)) or [f for f in want if got.get(f) != want[f]]
+        raise RuntimeError("server cache: message files and IMAP state differ in %s" % bad[:5])
+
+
+def server_cache_key(a):
+    return "n%d%s-s%s-f%d-%s-dovecot%s%s" % (a.n, "-small" if a.small else "", a.seed, corpus_mod.FORMAT,
+                                              a.server, dovecot_version(), "-gaps%g" % a.gaps if a.gaps else "")
 
 
 # ----------------------------------------------------------------------------
@@ -995,10 +1158,46 @@ def file_hash(path, added_header=None):
     return h.hexdigest()
 
 
+# Body hashes of message files that a local snapshot holds a link to,
+# (st_dev, st_ino) -> (size, mtime_ns, added_header, sha256): a run restored
+# from the snapshot has the same inodes, and verify() reads only the files
+# a tool created or changed. A pinned inode cannot be freed and reused for
+# another file while the snapshot links it; a write in place would change
+# its size or mtime (and would also corrupt the snapshot: no tool does it,
+# see clone_tree). Filled by pin_hashes() from the hashes local_state() read.
+PINNED = {}
+LAST_HASHED = {}
+
+
+def cached_file_hash(path, added_header):
+    """file_hash(), taken from PINNED when the file is a pinned inode with
+    its size and mtime unchanged."""
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino)
+    rec = PINNED.get(key)
+    if rec and rec[:3] == (st.st_size, st.st_mtime_ns, added_header):
+        sha = rec[3]
+    else:
+        sha = file_hash(path, added_header)
+    LAST_HASHED[key] = (st.st_size, st.st_mtime_ns, added_header, sha)
+    return sha, st
+
+
+def pin_hashes(root):
+    """Pin the hashes read last (LAST_HASHED) of every message file under
+    root (a snapshot whose files are links to what was just verified)."""
+    for p in message_files(root).values():
+        st = os.stat(p)
+        rec = LAST_HASHED.get((st.st_dev, st.st_ino))
+        if rec and rec[:2] == (st.st_size, st.st_mtime_ns):
+            PINNED[(st.st_dev, st.st_ino)] = rec
+
+
 def local_state(tool):
     """{folder: [(sha, letters, mtime, path)]} of every Maildir under the
     tool's root, folder names mapped back to the server's UTF-8 names."""
     root = str(tool.maildir)
+    LAST_HASHED.clear()
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         ismd = all(os.path.isdir(os.path.join(dirpath, d)) for d in ("cur", "new", "tmp"))
@@ -1025,7 +1224,8 @@ def local_state(tool):
                     continue
                 letters = name.rsplit(":2,", 1)[1] if ":2," in name else ""
                 letters = "".join(sorted(set(letters) & LETTERS))
-                msgs.append((file_hash(p, tool.added_header), letters, int(os.stat(p).st_mtime), p))
+                sha, st = cached_file_hash(p, tool.added_header)
+                msgs.append((sha, letters, int(st.st_mtime), p))
         out[folder] = msgs
     return out
 
@@ -1143,12 +1343,12 @@ def run_timed(helper, argv, env, cwd, timeout, logpath):
         secs = time.monotonic() - t0
     text = Path(logpath).read_text(errors="replace")
     try:
-        status, maxrss, wall_ns = (int(x) for x in Path(resfile).read_text().split())
+        status, maxrss, wall_ns, cpu_ns = (int(x) for x in Path(resfile).read_text().split())
     except (OSError, ValueError):
         return {"code": "killed" if killed else "helper exit %s" % p.returncode, "seconds": secs,
                 "maxrss_kb": 0, "stderr": ("killed after %.0f s\n" % timeout if killed else "") + text}
     return {"code": os.waitstatus_to_exitcode(status), "seconds": wall_ns / 1e9,
-            "maxrss_kb": maxrss, "stderr": text}
+            "maxrss_kb": maxrss, "cpu_seconds": cpu_ns / 1e9, "stderr": text}
 
 
 class Bench:
@@ -1170,35 +1370,48 @@ class Bench:
         self.server = Server(self.work, a.server, warm=not a.cold_server, zlib=a.zlib)
         self.server.corpus = self.base
         self.server.start()
+        cache = ServerCache(a.server_cache, server_cache_key(a)) if a.server_cache else None
+        self.states = {}
         t0 = time.monotonic()
-        self.server.seed(self.base)
-        log("server: seeded %d messages (%.1f MiB) and verified over IMAP in %.1f s" % (
-            len(self.base), self.corpus_bytes / 2**20, time.monotonic() - t0))
-        self.server.enable_modseqs()
-        self.server.snapshot("a")
-        self.states = {"a": self.server.state()}
-        if "c" in a.scenarios:
-            k = self.server.change_flags(0.01, a.seed)
-            self.server.snapshot("c")
-            self.states["c"] = self.server.state()
+        if cache and cache.has("a"):
+            self.states["a"] = cache.load("a", self.server)
             self.server.restore("a")
-            log("server: state (c) = %d messages with changed flags" % k)
-        if "d" in a.scenarios:
-            self.server.append(self.extra)
-            self.server.snapshot("d")
-            self.states["d"] = self.server.state()
-            self.server.restore("a")
-            log("server: state (d) = %d messages appended to INBOX" % len(self.extra))
-        if "f" in a.scenarios:
-            # Built and appended like (d)'s arrivals, but one message alone.
-            self.big = corpus_mod.load_big(a.seed, log=log)
+            self.server.expect(self.states["a"], "a")
+            log("server: state (a) restored from %s and checked over IMAP in %.1f s" % (
+                cache.dir, time.monotonic() - t0))
+        else:
+            self.server.seed(self.base)
+            log("server: seeded %d messages (%.1f MiB) and verified over IMAP in %.1f s" % (
+                len(self.base), self.corpus_bytes / 2**20, time.monotonic() - t0))
+            if a.gaps:
+                t0 = time.monotonic()
+                k = self.server.expunge_share(a.gaps / 100.0, a.seed)
+                log("server: %d messages (%g%% of each folder) expunged for UID gaps (%.1f s)" % (
+                    k, a.gaps, time.monotonic() - t0))
+            self.server.enable_modseqs()
+            snap = self.server.snapshot("a")
+            self.states["a"] = self.server.state()
+            if cache:
+                cache.save("a", snap, self.states["a"], self.server.content)
+        # The derived states, each made from (a) (or taken from the cache).
+        makers = {"c": self._make_c, "d": self._make_d, "f": self._make_f}
+        for name in SERVER_STATES:
+            if name not in a.scenarios:
+                continue
+            if name == "f":
+                self.big = corpus_mod.load_big(a.seed, log=log)
             t0 = time.monotonic()
-            self.server.append([self.big])
-            self.server.snapshot("f")
-            self.states["f"] = self.server.state()
+            if cache and cache.has(name):
+                self.states[name] = cache.load(name, self.server)
+                log("server: state (%s) taken from the cache (%.1f s)" % (name, time.monotonic() - t0))
+                continue
+            what = makers[name]()
+            snap = self.server.snapshot(name)
+            self.states[name] = self.server.state()
+            if cache:
+                cache.save(name, snap, self.states[name], self.server.content)
             self.server.restore("a")
-            log("server: state (f) = one %.1f MiB message appended to INBOX (%.1f s)" % (
-                self.big.size / 2**20, time.monotonic() - t0))
+            log("server: state (%s) = %s (%.1f s)" % (name, what, time.monotonic() - t0))
         self.proxy = None
         if a.rtt or a.rate or a.record:
             # Every tool's connection crosses a model network: half the
@@ -1221,6 +1434,18 @@ class Bench:
             self.tools[name] = t
         self.local_snap = {}
         self.setup_tried = set()
+
+    def _make_c(self):
+        return "%d messages with changed flags" % self.server.change_flags(0.01, self.args.seed)
+
+    def _make_d(self):
+        self.server.append(self.extra)
+        return "%d messages appended to INBOX" % len(self.extra)
+
+    def _make_f(self):
+        # Built and appended like (d)'s arrivals, but one message alone.
+        self.server.append([self.big])
+        return "one %.1f MiB message appended to INBOX" % (self.big.size / 2**20)
 
     def timeout(self):
         return 300 + self.args.n * 0.1
@@ -1256,6 +1481,7 @@ class Bench:
             m = re.search(r"^session-seconds ([0-9.]+)$", res["stderr"], re.M)
             res["seconds"] = float(m.group(1)) if m else res["seconds"]
             res["maxrss_kb"] = None
+            res["cpu_seconds"] = None
         why = tool.missing(scen, res)
         if why:
             self.notes[(tool.name, scen)] = why
@@ -1321,6 +1547,8 @@ class Bench:
         if dst.exists():
             shutil.rmtree(dst)
         clone_tree(tool.work, dst)
+        pin_hashes(dst)
+        LAST_HASHED.clear()
         self.local_snap[tool.name] = dst
 
     def run(self):
@@ -1368,6 +1596,8 @@ class Bench:
                     "turns": statistics.median([r["turns"] for r in ok]) if ok and "turns" in ok[0] else None,
                     "mib_down": statistics.median([r["bytes_down"] for r in ok]) / 2**20
                     if ok and "bytes_down" in ok[0] else None,
+                    "cpu": statistics.median([r["cpu_seconds"] for r in ok])
+                    if ok and ok[0].get("cpu_seconds") is not None else None,
                 }
         return out
 
@@ -1386,6 +1616,8 @@ class Bench:
                          os.cpu_count()))
         if a.zlib:
             lines.append("server offers COMPRESS=DEFLATE (imap_zlib)")
+        if a.gaps:
+            lines.append("UID gaps: %g%% of each folder expunged before state (a)" % a.gaps)
         if "mailsync" in self.tools:
             lines.append("mailsync: %s (source %s)" % (tb.mailsync_bin(), self.source))
         if "mailsync-b" in self.tools:
@@ -1425,6 +1657,9 @@ class Bench:
                 if self.proxy and c["turns"] is not None:
                     # turns: request/response turns through the proxy (median)
                     net = "  %5g turns %8.2f MiB down" % (c["turns"], c["mib_down"])
+                if a.cpu and c["cpu"] is not None:
+                    # the tool's CPU time (user + system, median): load-proof
+                    net += "  %8s s CPU" % fmt_s(c["cpu"])
                 lines.append(("%-*s %-15s %10s  %-19s %s  %-7s%s" % (
                     LABEL_W, label, tool, fmt_s(c["median"]), rng, fmt_rss(c["rss_kb"]), status, net)).rstrip())
         peers = [t for t in self.tools if t != "mailsync" and not self.tools[t].reference]
@@ -1504,7 +1739,7 @@ class Bench:
         s = self.summary()
         return {
             "n": self.args.n, "small": self.args.small, "transport": self.args.transport, "rtt_ms": self.args.rtt,
-            "rate_mbit": self.args.rate,
+            "rate_mbit": self.args.rate, "gaps_pct": self.args.gaps,
             "runs": self.args.runs, "seed": self.args.seed, "server": self.args.server, "cold_server": self.args.cold_server,
             "server_conf": server_conf(self.args.server),
             "corpus_bytes": self.corpus_bytes, "dovecot": dovecot_version(),
@@ -1514,7 +1749,7 @@ class Bench:
             "runs_raw": [{"tool": t, "scenario": sc, "seconds": r["seconds"], "maxrss_kb": r["maxrss_kb"],
                           "ok": r.get("ok"), "code": r["code"], "turns": r.get("turns"),
                           "connections": r.get("connections"), "bytes_down": r.get("bytes_down"),
-                          "bytes_up": r.get("bytes_up")}
+                          "bytes_up": r.get("bytes_up"), "cpu_seconds": r.get("cpu_seconds")}
                          for (t, sc), rs in self.results.items() for r in rs],
             "failures": self.failures,
         }
@@ -1602,13 +1837,27 @@ def parse_args(argv):
     ap.add_argument("--connections-b", type=int, default=None, metavar="N",
                     help="mailsync-b's `connections = N` (default: as --connections)")
     ap.add_argument("--seed", default="1", help="corpus seed (default 1)")
+    ap.add_argument("--server-cache", metavar="DIR", default=None,
+                    help="keep the seeded server states (a, c, d, f) in DIR (keyed by corpus, N, "
+                         "seed, server mode, Dovecot version) and restore them in later runs "
+                         "instead of seeding: checked by file stats, body hashes and one "
+                         "metadata FETCH per folder (see ServerCache); DIR must be on the "
+                         "corpus cache's file system (hard links)")
+    ap.add_argument("--gaps", type=float, default=0.0, metavar="PCT",
+                    help="expunge PCT%% of every folder's messages (a deterministic pick) after "
+                         "seeding, before state (a): UID gaps, as a mailbox has them after deletions "
+                         "(default 0: none)")
+    ap.add_argument("--cpu", action="store_true",
+                    help="add each tool's CPU time (user + system of its process and threads, "
+                         "median) to the table: its own work, which a loaded machine inflates "
+                         "less than the wall time (the JSON always has it)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--workdir", default=None, help="parent of the temp work dir (default $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, Maildirs)")
     a = ap.parse_args(argv)
     a.tools = [t.strip() for t in a.tools.split(",") if t.strip()]
-    if a.rate < 0 or a.rtt < 0:
-        ap.error("--rate and --rtt must not be negative")
+    if a.rate < 0 or a.rtt < 0 or not 0 <= a.gaps < 100:
+        ap.error("--rate and --rtt must not be negative, --gaps from 0 to 99")
     a.scenarios = [s.strip().lower() for s in a.scenarios.split(",") if s.strip()]
     for t in a.tools:
         if t not in TOOL_CLASSES:

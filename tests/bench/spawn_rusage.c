@@ -9,8 +9,11 @@
  * helper forks the tool from a process of a few hundred KiB instead, waits
  * for it with wait4() and writes one line to RESULT_FILE:
  *
- *   <exit status as from waitpid> <ru_maxrss KiB> <wall nanoseconds>
+ *   <exit status as from waitpid> <ru_maxrss KiB> <wall nanoseconds> <CPU nanoseconds>
  *
+ * (CPU: ru_utime + ru_stime, all of the tool's threads and the children it
+ * waited for: the tool's own work, which the machine's load does not inflate
+ * the way it does the wall time.)
  * (a program that cannot be started shows as exit status 127). Its own exit
  * code: 0 when the line was written, 125 when the helper itself failed.
  */
@@ -64,7 +67,9 @@ int main(int argc, char **argv)
         perror("spawn_rusage: result file");
         return 125;
     }
-    fprintf(f, "%d %ld %lld\n", status, ru.ru_maxrss, wall);
+    long long cpu = ((long long)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
+                    ((long long)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
+    fprintf(f, "%d %ld %lld %lld\n", status, ru.ru_maxrss, wall, cpu);
     if (fclose(f) != 0) {
         perror("spawn_rusage: result file");
         return 125;

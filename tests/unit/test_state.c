@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "db/state.h"
@@ -833,6 +834,117 @@ static void message_count(void **state)
     state_close(s);
 }
 
+/* The per-folder row count (folder_rows, kept by triggers): after every
+ * kind of change it equals the rows a full read finds, in the count and
+ * in the folder list; a transaction a kill cut short leaves it as it
+ * was; a DB of a mailsync without the table gets it, counted, on open. */
+static void expect_rows(struct state *s, int64_t fid, size_t want)
+{
+    size_t n = 99;
+    struct ms_error err;
+    assert_int_equal(state_msg_count(s, fid, &n, &err), MS_OK);
+    assert_int_equal(n, want);
+    assert_int_equal(count_msgs(s, fid), want);
+    struct state_folder *all;
+    size_t nall;
+    assert_int_equal(state_folder_list(s, &all, &nall, &err), MS_OK);
+    for (size_t i = 0; i < nall; i++)
+        if (all[i].id == fid)
+            assert_int_equal(all[i].message_count, (int64_t)want);
+    state_folders_free(all, nall);
+}
+
+static void message_count_kept(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    int64_t a = add_folder(s, "INBOX"), b = add_folder(s, "Archive");
+    for (uint32_t uid = 1; uid <= 10; uid++)
+        put(s, a, uid, "x");
+    expect_rows(s, a, 10);
+    expect_rows(s, b, 0);
+    put(s, a, 4, "x4"); /* INSERT OR REPLACE of a row that exists */
+    put(s, a, 4, "x4");
+    expect_rows(s, a, 10);
+    assert_int_equal(state_msg_delete(s, a, 3, &err), MS_OK);
+    assert_int_equal(state_msg_delete(s, a, 3, &err), MS_OK); /* gone already */
+    assert_int_equal(state_msg_delete(s, a, 99, &err), MS_OK);
+    expect_rows(s, a, 9);
+    /* a move between folders, as moves_server.c records one: B's row, then A's row gone */
+    assert_int_equal(state_begin(s, &err), MS_OK);
+    put(s, b, 1, "x5");
+    assert_int_equal(state_msg_delete(s, a, 5, &err), MS_OK);
+    assert_int_equal(state_commit(s, &err), MS_OK);
+    expect_rows(s, a, 8);
+    expect_rows(s, b, 1);
+    /* a UIDVALIDITY reset: every row replaced in one transaction */
+    assert_int_equal(state_begin(s, &err), MS_OK);
+    assert_int_equal(state_msg_delete_all(s, a, &err), MS_OK);
+    for (uint32_t uid = 100; uid < 103; uid++)
+        put(s, a, uid, "y");
+    assert_int_equal(state_commit(s, &err), MS_OK);
+    expect_rows(s, a, 3);
+    /* rolled back: as before */
+    assert_int_equal(state_begin(s, &err), MS_OK);
+    put(s, a, 200, "z");
+    assert_int_equal(state_msg_delete(s, a, 100, &err), MS_OK);
+    assert_int_equal(state_msg_delete(s, b, 1, &err), MS_OK);
+    state_rollback(s);
+    expect_rows(s, a, 3);
+    expect_rows(s, b, 1);
+    /* a folder deleted with its rows; a new one starts at 0 */
+    assert_int_equal(state_folder_delete(s, b, &err), MS_OK);
+    int64_t c = add_folder(s, "Later");
+    expect_rows(s, c, 0);
+    put(s, c, 1, "c1");
+    expect_rows(s, c, 1);
+    state_close(s);
+
+    /* killed in the middle of a transaction */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct state *k = NULL;
+        if (state_open(fx->path, &k, &err) != MS_OK || state_begin(k, &err) != MS_OK)
+            _exit(2);
+        for (uint32_t uid = 300; uid < 350; uid++) {
+            struct state_msg m = {.uid = uid, .uniq = "k", .size = 1};
+            if (state_msg_put(k, a, &m, &err) != MS_OK)
+                _exit(3);
+        }
+        if (state_msg_delete(k, a, 101, &err) != MS_OK || state_msg_delete_all(k, c, &err) != MS_OK)
+            _exit(4);
+        _exit(0); /* no commit, no close */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    s = open_ok(fx->path);
+    expect_rows(s, a, 3);
+    expect_rows(s, c, 1);
+    state_close(s);
+
+    /* the DB of a mailsync without the count: rows it wrote are counted on open */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TRIGGER folder_rows_replace; DROP TRIGGER folder_rows_insert; "
+                                  "DROP TRIGGER folder_rows_delete; DROP TRIGGER folder_rows_move; "
+                                  "DROP TABLE folder_rows; "
+                                  "INSERT INTO messages (folder_id, uid, uniq) SELECT id, 7, 'o' FROM folders "
+                                  "WHERE name = 'Later'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    s = open_ok(fx->path);
+    expect_rows(s, a, 3);
+    expect_rows(s, c, 2);
+    put(s, c, 8, "c8");
+    expect_rows(s, c, 3);
+    state_close(s);
+}
+
 /* The hook before a batch commit: called for state_batch_commit and for
  * the batch state_begin commits; its failure rolls the batch back. */
 struct hook_log {
@@ -1367,6 +1479,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(batches, setup, teardown),
         cmocka_unit_test_setup_teardown(lookups_by_uid, setup, teardown),
         cmocka_unit_test_setup_teardown(message_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(message_count_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(first_change_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(first_change_in_batch, setup, teardown),
