@@ -1301,7 +1301,7 @@ static ssize_t read_all(int fd, char *buf, size_t cap)
 
 /* Run cmd with /bin/sh -c (stdin /dev/null, stderr inherited) and return
  * the first line of its stdout in *out. what names the key in messages. */
-static int command_first_line(const struct account *a, const char *what, const char *cmd,
+static int command_first_line(const struct account *a, const char *what, const char *cmd, int stderr_fd,
                               char **out, struct ms_error *err)
 {
     *out = NULL;
@@ -1312,6 +1312,8 @@ static int command_first_line(const struct account *a, const char *what, const c
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+    if (stderr_fd >= 0)
+        posix_spawn_file_actions_adddup2(&fa, stderr_fd, 2);
     char *argv[] = {"sh", "-c", (char *)cmd, NULL};
     pid_t pid;
     int rc = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
@@ -1354,7 +1356,7 @@ static int command_first_line(const struct account *a, const char *what, const c
     return rc;
 }
 
-int config_password(const struct account *a, char **out, struct ms_error *err)
+int config_password(const struct account *a, int stderr_fd, char **out, struct ms_error *err)
 {
     *out = NULL;
     if (a->password) {
@@ -1362,14 +1364,14 @@ int config_password(const struct account *a, char **out, struct ms_error *err)
         return MS_OK;
     }
     if (a->password_command)
-        return command_first_line(a, "password_command", a->password_command, out, err);
+        return command_first_line(a, "password_command", a->password_command, stderr_fd, out, err);
     return ms_error_set(err, MS_EUSAGE, "account %s: no password or password_command", a->name);
 }
 
-int config_oauth_token(const struct account *a, char **out, struct ms_error *err)
+int config_oauth_token(const struct account *a, int stderr_fd, char **out, struct ms_error *err)
 {
     *out = NULL;
     if (a->oauth_token_command)
-        return command_first_line(a, "oauth_token_command", a->oauth_token_command, out, err);
+        return command_first_line(a, "oauth_token_command", a->oauth_token_command, stderr_fd, out, err);
     return ms_error_set(err, MS_EUSAGE, "account %s: no oauth_token_command", a->name);
 }

@@ -91,14 +91,14 @@ struct account *config_find(struct config *c, const char *name);
 
 /* The account's password: `password`, or the first line of the stdout of
  * `password_command` (run with /bin/sh -c, stdin /dev/null, stderr passed
- * through). A command that fails, exits non-zero or prints an empty first
+ * through, or stderr_fd when it is >= 0: the terminal under -j). A command that fails, exits non-zero or prints an empty first
  * line is MS_EUSAGE with a message that says which account and what
  * happened (never the output). *out is malloc'd; the caller wipes it with
  * explicit_bzero() and frees it. The password is never logged. */
-int config_password(const struct account *a, char **out, struct ms_error *err);
+int config_password(const struct account *a, int stderr_fd, char **out, struct ms_error *err);
 
 /* The OAuth2 access token: the first line of `oauth_token_command`'s
  * stdout, with the same rules and ownership as config_password(). */
-int config_oauth_token(const struct account *a, char **out, struct ms_error *err);
+int config_oauth_token(const struct account *a, int stderr_fd, char **out, struct ms_error *err);
 
 #endif

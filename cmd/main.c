@@ -364,11 +364,16 @@ static int pick_accounts(struct config *cfg, const struct options *o, struct acc
     return MS_OK;
 }
 
+/* Under -j a password or token command talks to the terminal (a prompt,
+ * pinentry) one account at a time, with its stderr on the terminal rather
+ * than in the account's held output. */
 static int get_secret(const struct account *a, char **out, struct ms_error *err)
 {
-    if (a->auth == AUTH_XOAUTH2 || a->auth == AUTH_OAUTHBEARER)
-        return config_oauth_token(a, out, err);
-    return config_password(a, out, err);
+    int tty = parallel_terminal_begin();
+    int rc = a->auth == AUTH_XOAUTH2 || a->auth == AUTH_OAUTHBEARER ? config_oauth_token(a, tty, out, err)
+                                                                      : config_password(a, tty, out, err);
+    parallel_terminal_end();
+    return rc;
 }
 
 static struct engine_options engine_opts(const struct options *o)

@@ -256,6 +256,37 @@ static void child_on_stop(int sig)
     *child_stop = sig;
 }
 
+/* The terminal, one account at a time (parallel_terminal_begin): a lock
+ * on a file all the account processes share (a POSIX record lock, owned
+ * per process, so processes sharing the open file still exclude each
+ * other), and the program's stderr as it was before the capture. */
+static int terminal_lock = -1, terminal_err = -1;
+static bool in_account_process;
+
+static int terminal_lock_op(short type)
+{
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1, .l_pid = 0};
+    int rc;
+    while ((rc = fcntl(terminal_lock, type == F_UNLCK ? F_SETLK : F_SETLKW, &fl)) < 0 && errno == EINTR)
+        ;
+    return rc;
+}
+
+int parallel_terminal_begin(void)
+{
+    if (!in_account_process || terminal_lock < 0 || terminal_err < 0)
+        return -1;
+    if (terminal_lock_op(F_WRLCK) != 0)
+        log_msg(LOG_VERBOSE, "cannot wait for the terminal (%s): the command runs at once", strerror(errno));
+    return terminal_err;
+}
+
+void parallel_terminal_end(void)
+{
+    if (in_account_process && terminal_lock >= 0)
+        terminal_lock_op(F_UNLCK);
+}
+
 static bool same_file(int a, int b)
 {
     struct stat sa, sb;
@@ -283,6 +314,7 @@ static void child_main(const struct parallel_run *p, struct child *c, pid_t pare
     sigaddset(&both, SIGINT);
     sigaddset(&both, SIGTERM);
     sigprocmask(SIG_UNBLOCK, &both, NULL);
+    in_account_process = true;
     if (dup2(c->out, STDOUT_FILENO) < 0 || dup2(c->err, STDERR_FILENO) < 0)
         _exit(MS_ELOCAL);
     struct engine_result res;
@@ -387,6 +419,8 @@ size_t parallel_accounts(const struct parallel_run *p, struct engine_result *res
     size_t next = 0, running = 0, done = 0;
     int forwarded = 0; /* the stop signal sent on to the children */
     fflush(stdout); /* what this process printed before comes first */
+    terminal_lock = scratch_fd("mailsync-terminal");
+    terminal_err = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     progress_line(p, 0, false);
     for (;;) {
         for (size_t k = 0; k < jobs && next < p->n && !*p->stop; k++) {
@@ -436,5 +470,10 @@ size_t parallel_accounts(const struct parallel_run *p, struct engine_result *res
     }
     progress_line(p, done, true);
     free(slots);
+    if (terminal_lock >= 0)
+        close(terminal_lock);
+    if (terminal_err >= 0)
+        close(terminal_err);
+    terminal_lock = terminal_err = -1;
     return next;
 }

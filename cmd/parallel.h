@@ -50,4 +50,12 @@ struct parallel_run {
  * the first ones. */
 size_t parallel_accounts(const struct parallel_run *p, struct engine_result *res);
 
+/* In an account's process: wait until no other account's process is
+ * between these two calls (a password command prompting on the terminal),
+ * then return the program's own stderr (the terminal, not the held
+ * output) for the command. Elsewhere: -1 at once (stderr is the
+ * terminal already). Always pair with parallel_terminal_end(). */
+int parallel_terminal_begin(void);
+void parallel_terminal_end(void);
+
 #endif

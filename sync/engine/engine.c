@@ -293,8 +293,14 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
             order[k] = trash;
     }
     /* Local moves between folders, paired account-wide (moves_local.c). */
-    if (do_push && a->mode != MODE_BACKUP)
+    if (do_push && a->mode != MODE_BACKUP) {
         moves_local_learn(&r, sel, nsel);
+        if (!opt->dry_run && (rc = moves_local_settle_gone(&r, sel, nsel, &err)) != MS_OK) {
+            res->status = rc;
+            snprintf(res->error, sizeof res->error, "%s", err.msg);
+            goto out;
+        }
+    }
     base = res->nfolders;
     /* First pass: every folder is listed and its plan applied but for
      * deletions, which wait for the second pass below, when the whole

@@ -151,6 +151,11 @@ struct engine_options {
      * run goes on and res->folder_patterns_unmatched says which (a run
      * over several accounts: the program judges over all of them). */
     bool folder_patterns_strict;
+    /* Set by watch: bit j is the account's `folders` pattern j (the first
+     * 64) already warned about as matching nothing; it is warned about
+     * again only after it matched something in between. NULL: every run
+     * warns. */
+    unsigned long long *patterns_warned;
     const struct engine_progress *progress; /* may be NULL */
     /* Fetch the account's secret (password_command...); the engine wipes
      * and frees it right after authentication. */

@@ -282,6 +282,13 @@ size_t moves_local_moved_out(const struct run *r, int64_t folder_id);
  * none) and pair them with the new files of the other folders
  * (r->lmoves). Best effort: a folder that cannot be read pairs nothing. */
 void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel);
+/* After moves_local_learn: each journalled move (a killed run's) whose
+ * file is gone from both folders, or went on to a third, is settled
+ * (moves_local.c; r->lmoves may be re-pointed), so its copy is deleted or
+ * moved on as the user asked instead of coming back as new mail. MS_OK,
+ * or what ends the run (the session or the store unusable); a move it
+ * cannot settle now is left for later. */
+int moves_local_settle_gone(struct run *r, const struct selected *sel, size_t nsel, struct ms_error *err);
 void moves_local_free(struct run *r);
 /* The source side, before the folder's push is planned: the folder's
  * messages that moved out and are not moved on the server yet stand in

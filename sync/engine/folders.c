@@ -443,8 +443,14 @@ int folders_check_patterns(struct run *r, const struct engine_folder_map *map, s
                                    "SPECIAL-USE, RFC 6154; name the folder instead)";
     for (size_t j = 0; j < na; j++) {
         const char *p = a->folders[j], *bare = p[0] == '!' ? p + 1 : p;
-        if (hit[j])
+        unsigned long long bit = j < 64 ? 1ULL << j : 0, *warned = opt->patterns_warned;
+        if (hit[j] || (warned && (*warned & bit))) {
+            if (warned && hit[j])
+                *warned &= ~bit; /* matches again: a later miss is news */
             continue;
+        }
+        if (warned)
+            *warned |= bit;
         if (names_role_bit(bare, false))
             log_msg(LOG_WARN, "%s: the folders pattern \"%.200s\" matches no folder: the server marks none as %s%s",
                     a->name, p, bare, roles ? "" : no_roles);

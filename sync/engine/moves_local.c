@@ -30,7 +30,15 @@
  * UID MOVE gives no COPYUID here). A run that died anywhere in between
  * leaves the journal row, the source row and the file in its new folder:
  * the next run pairs them again, finds the copy and only removes what is
- * left in the source, so the message ends once on each side.
+ * left in the source, so the message ends once on each side. If the file
+ * is gone from its new folder too by then (the user deleted the message
+ * after moving it), nothing pairs it, and if it moved on to a third
+ * folder it pairs with that one: moves_local_settle_gone() finds the copy
+ * the dead run made and settles the move first (recorded in the
+ * destination, whose push then deletes it as any message deleted there,
+ * or from where the pairing then moves it on; a copy whose original the
+ * source still holds is removed), so the copy never comes back as new
+ * mail in the destination.
  */
 #include "sync/engine/push_int.h"
 
@@ -756,5 +764,153 @@ int moves_local_into(struct push_ctx *c, size_t *moved, struct ms_error *err)
         rc = ms_error_set(err, MS_EPARTIAL, "%s: UIDVALIDITY changed on the server during the push", c->sel->name);
     if (*moved)
         log_msg(LOG_VERBOSE, "%s: %zu messages moved here from other folders on the server", c->sel->name, *moved);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* a move a killed run made, its file deleted or moved on since */
+
+/* fetch_identity's callback for one UID: whether the source still holds it. */
+static void on_still_there(void *ctx, uint32_t uid, uint64_t size, const char *message_id)
+{
+    (void)uid;
+    (void)size;
+    (void)message_id;
+    *(bool *)ctx = true;
+}
+
+/* The move this run paired for the source folder's row uid, or NULL. */
+static struct lmove *paired_again(struct run *r, int64_t src_id, uint32_t uid)
+{
+    for (size_t i = 0; i < r->nlmoves; i++)
+        if (r->lmoves[i].src_id == src_id && r->lmoves[i].uid == uid)
+            return &r->lmoves[i];
+    return NULL;
+}
+
+/* The journal row t of folder src (state sf) moving its message to dst,
+ * whose source row is `row`, its file gone from src: paired again (m) with
+ * a file in a third folder, or nowhere (m NULL). Looks for the copy in
+ * dst and settles (see the file's top): moved, the copy is recorded in
+ * dst and m, if any, moves it on from there; copied, still in the source,
+ * the copy is removed (m moves the original). MS_EPARTIAL leaves the row
+ * for a later run. */
+static int settle_one(struct run *r, const struct selected *src, const struct state_folder *sf,
+                      const struct selected *dst, const struct state_trash *t, const struct state_msg *row,
+                      struct lmove *m, struct ms_error *err)
+{
+    struct state_folder df = {0};
+    struct copy_found got = {0};
+    struct remote_box mb;
+    bool want = true, found = false, there = false;
+    int rc = state_folder_get(r->st, dst->raw, &df, err);
+    if (rc != MS_OK || !pushable(&df))
+        goto out;
+    if ((rc = push_find_copies(r, dst->raw, t, 1, &want, &found, &got, err)) != MS_OK)
+        goto out;
+    if (found) {
+        if ((rc = r->remote->ops->select(r->remote, src->raw, false, &mb, err)) != MS_OK)
+            goto out;
+        if (mb.uidvalidity != sf->uidvalidity)
+            goto out; /* its UIDs mean other messages now: the pull re-matches first */
+        if ((rc = r->remote->ops->fetch_identity(r->remote, &t->uid, 1, on_still_there, &there, err)) != MS_OK)
+            goto out;
+    }
+    if (found && there) {
+        /* copied, not yet removed from the source: the copy goes */
+        if (!remote_can(r->remote, REMOTE_EXACT)) {
+            rc = ms_error_set(err, MS_EPARTIAL, "%s: a copy an interrupted move left in %s cannot be removed "
+                              "without UIDPLUS", src->name, dst->name);
+            goto out;
+        }
+        if ((rc = r->remote->ops->select(r->remote, dst->raw, true, &mb, err)) != MS_OK ||
+            (rc = r->remote->ops->remove(r->remote, &got.uid, 1, err)) != MS_OK)
+            goto out;
+    }
+    rc = state_begin(r->st, err);
+    if (rc == MS_OK && found && !there) {
+        /* moved: recorded where it is, under the name it had; with its
+         * file gone, the destination's push deletes it */
+        struct state_msg x = {.uid = got.uid, .uniq = row->uniq, .flags = got.flags, .keywords = got.keywords,
+                              .size = row->size, .message_id = row->message_id, .hash = NULL, .pending = false,
+                              .emailid = row->emailid};
+        rc = state_msg_put(r->st, df.id, &x, err);
+        if (rc == MS_OK)
+            rc = state_msg_delete(r->st, sf->id, row->uid, err);
+    }
+    if (rc == MS_OK)
+        rc = state_trash_forget(r->st, sf->id, t->uid, err);
+    if (rc == MS_OK)
+        rc = state_commit(r->st, err);
+    else
+        state_rollback(r->st);
+    if (rc != MS_OK)
+        goto out;
+    if (found && !there && m) {
+        /* ...unless its file went on to a third folder: it moves from dst */
+        m->src = dst;
+        m->src_id = df.id;
+        m->uid = got.uid;
+        m->flags = got.flags;
+        free(m->keywords);
+        m->keywords = got.keywords;
+        got.keywords = NULL;
+    }
+    log_msg(LOG_VERBOSE, "%s -> %s: a move an interrupted run made, its file %s since: %s", src->name, dst->name,
+            m ? "moved on" : "deleted",
+            !found ? "no copy was made" : there ? "the copy removed" : m ? "moved on from there" : "deleted there");
+out:
+    free(got.keywords);
+    state_folder_free(&df);
+    return rc;
+}
+
+int moves_local_settle_gone(struct run *r, const struct selected *sel, size_t nsel, struct ms_error *err)
+{
+    int rc = MS_OK;
+    for (size_t i = 0; i < nsel && rc == MS_OK; i++) {
+        struct state_folder sf = {0};
+        struct state_trash *t = NULL;
+        struct maildir_folder *mf = NULL;
+        size_t nt = 0;
+        struct ms_error e = {0};
+        if (state_folder_get(r->st, sel[i].raw, &sf, &e) != MS_OK || !pushable(&sf) ||
+            state_trash_list(r->st, sf.id, &t, &nt, &e) != MS_OK || nt == 0 || r->rootfd < 0 ||
+            !maildir_folder_exists(r->rootfd, sel[i].path) ||
+            maildir_folder_open(r->rootfd, sel[i].path, false, &mf, &e) != MS_OK)
+            goto next;
+        for (size_t k = 0; k < nt && rc == MS_OK; k++) {
+            /* a move to another folder of this run (the trash's rows are
+             * deletions, settled by the push: push_delete.c) */
+            const struct selected *dst = NULL;
+            for (size_t d = 0; d < nsel && !dst && t[k].trash; d++)
+                if (d != i && strcmp(sel[d].raw, t[k].trash) == 0 && !folders_is_trash(r, &sel[d]))
+                    dst = &sel[d];
+            struct lmove *m = dst ? paired_again(r, sf.id, t[k].uid) : NULL;
+            if (!dst || (m && m->dst == dst))
+                continue; /* (paired with its file in dst: moves_local_into resumes it) */
+            struct state_msg *row = NULL;
+            size_t nrow = 0;
+            struct local_msg l = {0};
+            int gone = 0; /* 1: its file is nowhere in the source folder */
+            if (state_msg_get_uids(r->st, sf.id, &t[k].uid, 1, &row, &nrow, &e) == MS_OK && nrow == 1 &&
+                row->uniq && !row->pending)
+                gone = m ? 1 : maildir_find(mf, row->uniq, &l, &e);
+            free(l.uniq);
+            free(l.name);
+            int x = gone == 1 ? settle_one(r, &sel[i], &sf, dst, &t[k], row, m, &e) : MS_OK;
+            if (x == MS_EPARTIAL) {
+                log_msg(LOG_WARN, "%s", e.msg);
+            } else if (x != MS_OK) {
+                *err = e;
+                rc = x;
+            }
+            state_msgs_free(row, nrow);
+        }
+    next:
+        maildir_folder_close(mf);
+        state_trashes_free(t, nt);
+        state_folder_free(&sf);
+    }
     return rc;
 }

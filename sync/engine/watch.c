@@ -202,6 +202,8 @@ int engine_watch(const struct account *a, const struct engine_options *watch_opt
 {
     struct engine_options stoppable = *watch_opt;
     stoppable.stop = w->stop; /* a signal ends a long pass early too */
+    unsigned long long warned = 0; /* a pattern matching nothing: said once, not every pass */
+    stoppable.patterns_warned = &warned;
     const struct engine_options *opt = &stoppable;
     int interval_ms = (w->interval_s > 0 ? w->interval_s : 300) * 1000;
     int retry_ms = interval_ms < 60000 ? interval_ms : 60000;

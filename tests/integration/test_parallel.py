@@ -187,6 +187,49 @@ class ParallelTest(tb.BedTestCase):
             self.assertEqual(len(set(local)), 16)
             self.assertEqual(len(local), 16)
 
+    def test_password_prompts_take_turns_on_the_terminal(self):
+        """Two accounts whose password commands prompt (on stderr) and wait
+        for an answer: under -j the prompt reaches the program's stderr
+        while its account is still running (not held back with the
+        account's text), and the second command starts only once the first
+        has answered."""
+        keys = {}
+        for name in ("a", "b"):
+            user = self.bed.fresh_user()
+            with self.bed.imap(user) as c:
+                c.append_many("INBOX", tb.make_corpus(1, seed=80))
+            answer = self.work / ("answer-" + name)
+            script = self.work / ("prompt-" + name)
+            script.write_text("echo PROMPT-%s >&2\ni=0\nwhile [ ! -e %s ] && [ $i -lt 300 ]; do sleep 0.05; "
+                              "i=$((i+1)); done\ncat %s\n" % (name, answer, answer))
+            cmd = "sh %s" % script
+            keys[name] = tb.account_keys(self.bed, user, self.work / ("Mail-" + name), self.work / (name + ".sqlite"),
+                                         password=None, password_command=cmd)
+            keys[name]["_answer"] = (answer, user.password)
+        answers = {n: keys[n].pop("_answer") for n in keys}
+        tb.write_config(self.config_path, keys)
+        p = tb.start_mailsync(["-j", "2", "pull"], config=self.config_path, workdir=self.work)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        err = lambda: Path(p.err_path).read_text()
+        prompts = lambda: [n for n in ("a", "b") if "PROMPT-" + n in err()]
+        self.assertTrue(tb.wait_for(lambda: prompts(), timeout=20), err())
+        first = prompts()
+        self.assertEqual(len(first), 1, err())
+        time.sleep(0.5)  # the other account's command would have prompted by now
+        self.assertEqual(prompts(), first, "two prompts at once")
+        self.assertIsNone(p.poll())
+        second = "b" if first == ["a"] else "a"
+        for name in (first[0], second):
+            path, password = answers[name]
+            path.write_text(password + "\n")
+            if name == first[0]:
+                self.assertTrue(tb.wait_for(lambda: "PROMPT-" + second in err(), timeout=20), err())
+        r = tb.finish_mailsync(p, timeout=60)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.stderr.count("PROMPT-a") + r.stderr.count("PROMPT-b"), 2, r.stderr)
+        for name in ("a", "b"):
+            self.assertEqual(tb.count_messages(self.work / ("Mail-" + name)), 1)
+
     def test_usage(self):
         for bad in ("0", "65", "x"):
             r = self.mailsync("-j", bad, "pull")

@@ -104,9 +104,12 @@ class Msg:
         # The letters before a local flag change no run has seen yet (every
         # run since was killed): a run may have seen it or not.
         self.unseen_from = None
-        # Deleted locally (to `trash`) while such a change was unseen: the
-        # copy in Trash may carry these letters instead, for no program can
-        # push a flag change it never saw (the file is gone).
+        # Deleted locally (to `trash`) while such a change was unseen and
+        # the state DB knew nothing of it (no run journalled its STORE nor
+        # recorded it, see known_letters): the copy in Trash may carry these
+        # letters, the ones the DB knew, instead; for no program can push a
+        # change it never wrote down (the file is gone). A change a killed
+        # run did journal must reach the Trash copy.
         self.trash_alt = None
 
     @property
@@ -307,36 +310,75 @@ class RandomKillBase(tb.BedTestCase):
             if not cands:
                 break
             m = cands.pop()
-            lm = where[m.key][0]
-            flag = self.rng.choice(LETTERS)
-            letters = "".join(sorted(set(lm.letters) ^ {flag}))
-            if m.unseen_from is None:
-                m.unseen_from = m.letters
-            os.rename(lm.path, Path(lm.path).parent.parent / "cur" / ("%s:2,%s" % (lm.uniq, letters)))
-            m.letters = "".join(sorted(set(m.letters) ^ {flag}))
-            m.touched = "local"
-            done.append("flags %s" % m)
+            done.append(self.flag_locally(m, where[m.key][0], self.rng.choice(LETTERS)))
         for _ in range(self.rng.randint(0, 2)):
             if not cands or not self.deletable(cands[-1].folder):
                 break
             if self.trash and cands[-1].folder != self.trash and self.trash in self.renumbered:
                 break                          # nothing moves into a renumbered folder
             m = cands.pop()
-            os.unlink(where[m.key][0].path)
-            self.epoch_deletes[m.folder] += 1
-            m.touched = "local"
-            if self.trash and m.folder != self.trash and m.key in on_server:
-                m.folder = self.trash          # `trash`: the push moves it there
-                if m.unseen_from is not None and m.unseen_from != m.letters:
-                    m.trash_alt = m.unseen_from
-                m.trashed = True
-                m.places.add(self.trash)
-                deleted_to_trash = True
-                done.append("delete (to %s) %s" % (self.trash, m))
-            else:
-                m.alive, m.deleted_by = False, "local"
-                done.append("delete %s" % m)
+            what, to_trash = self.delete_locally(m, where[m.key][0], on_server)
+            done.append(what)
+            deleted_to_trash = deleted_to_trash or to_trash
         return done, deleted_to_trash
+
+    def flag_locally(self, m, lm, flag):
+        """Flag letter `flag` toggled on m's file lm, as a MUA does."""
+        letters = "".join(sorted(set(lm.letters) ^ {flag}))
+        if m.unseen_from is None:
+            m.unseen_from = m.letters
+        os.rename(lm.path, Path(lm.path).parent.parent / "cur" / ("%s:2,%s" % (lm.uniq, letters)))
+        m.letters = "".join(sorted(set(m.letters) ^ {flag}))
+        m.touched = "local"
+        return "flags %s" % m
+
+    def delete_locally(self, m, lm, on_server):
+        """m's file lm deleted -> (what, whether `trash` moves it)."""
+        os.unlink(lm.path)
+        self.epoch_deletes[m.folder] += 1
+        m.touched = "local"
+        if not (self.trash and m.folder != self.trash and m.key in on_server):
+            m.alive, m.deleted_by = False, "local"
+            return "delete %s" % m, False
+        if m.unseen_from is not None:
+            known = self.known_letters(m.folder, lm.uniq)
+            if known is None:
+                # no row yet (an upload whose UID no run recorded): its
+                # APPEND carried the letters before the change
+                known = m.unseen_from
+                self.stats["trashed with a flag change, no row to tell"] += 1
+            elif known == m.letters and known != m.unseen_from:
+                self.stats["trashed with a flag change a killed run journalled"] += 1
+            if known != m.letters:
+                m.trash_alt = known
+        m.folder = self.trash          # `trash`: the push moves it there
+        m.trashed = True
+        m.places.add(self.trash)
+        return "delete (to %s) %s" % (self.trash, m), True
+
+    def known_letters(self, folder, uniq):
+        """The letters (of LETTERS) the state DB knows for the local file
+        uniq of folder: a journalled STORE's (a run sent it, or was about
+        to), else its row's; None without a row. What a run may push for
+        the message once its file is gone."""
+        if not self.state.exists():
+            return None
+        db = sqlite3.connect("file:%s?mode=ro" % self.state, uri=True)
+        try:
+            row = db.execute("SELECT m.folder_id, m.uid, m.flags FROM messages m JOIN folders f "
+                             "ON f.id = m.folder_id WHERE f.name = ? AND m.uniq = ?",
+                             (folder, uniq)).fetchone()
+            if row is None:
+                return None
+            fid, uid, flags = row
+            stored = db.execute("SELECT flags FROM stores WHERE folder_id = ? AND uid = ?",
+                                (fid, uid)).fetchone()
+        finally:
+            db.close()
+        if stored is not None:
+            flags = stored[0]
+        bits = {"F": 1 << 1, "R": 1 << 3, "S": 1 << 4}    # sync/flags.h
+        return "".join(c for c in LETTERS if flags & bits[c])
 
     # -- runs ------------------------------------------------------------------
 
@@ -508,7 +550,7 @@ class RandomKillBase(tb.BedTestCase):
             for m in self.alive(f):   # the copy of a flag change no run saw
                 if m.trash_alt is not None and f == self.trash and (m.key, m.letters) not in have \
                         and (m.key, m.trash_alt) in have:
-                    self.stats["trashed with a flag change no run saw"] += 1
+                    self.stats["trashed with a flag change no run journalled"] += 1
                     m.letters = m.trash_alt
             want = sorted((m.key, m.letters) for m in self.alive(f))
             if want != have:
@@ -556,6 +598,39 @@ class RandomKillBase(tb.BedTestCase):
         self.epoch_deletes = collections.Counter()
         self.renumbered = set()       # folders given a new UIDVALIDITY in this period
 
+    def planted_store_kill(self):
+        """Not random, once the sides are equal: a local flag change, a
+        sync killed while the proxy holds its UID STORE back (journalled,
+        not on the server), the file deleted, a complete sync. The Trash
+        copy must carry the change (the next run stores it again before
+        it deletes: push.c), and the model must not excuse the old
+        letters: the state DB shows a run journalled the change."""
+        where = {content_key(lm.data): lm for lms in self.local_view().values() for lm in lms}
+        m = min((m for m in self.alive("INBOX") if m.key in where), key=lambda m: m.key)
+        lm = where[m.key]
+        what = self.flag_locally(m, lm, "F")
+        px, p = self.start_sync((b"UID STORE", 1))
+        t0 = time.monotonic()
+        while p.poll() is None and not px.stalled.is_set():
+            self.assertLess(time.monotonic() - t0, 120, "the planted sync never sent its UID STORE")
+            time.sleep(0.001)
+        time.sleep(0.02)              # it waits for the answer
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+        res = tb.finish_mailsync(p)
+        px.stop()
+        self.assertEqual(res.code, -signal.SIGKILL, "the planted sync was not killed at its UID STORE\n%s" % res)
+        self.assertEqual(self.known_letters("INBOX", lm.uniq), m.letters,
+                         "the planted sync did not journal the flag change")
+        lm = next(x for lms in self.local_view().values() for x in lms if content_key(x.data) == m.key)
+        what = "planted: local %s; killed at UID STORE#1; local %s" % (
+            what, self.delete_locally(m, lm, {m.key})[0])
+        self.assertIsNone(m.trash_alt)
+        self.kill_log.append(what)
+        self.stats["planted: STORE journalled, killed, file deleted"] += 1
+        self.complete_sync("planted")
+        self.check_complete("planted")
+
     # -- the test ---------------------------------------------------------------
 
     def run_rounds(self):
@@ -579,6 +654,8 @@ class RandomKillBase(tb.BedTestCase):
             if rnd % COMPLETE_EVERY == 0 or rnd == ROUNDS:
                 self.complete_sync("round %d" % rnd)
                 self.check_complete("round %d" % rnd)
+        if self.trash:
+            self.planted_store_kill()
         # Once more: a run after a complete one changes nothing.
         snap = tb.snapshot_tree(self.maildir)
         self.complete_sync("last")

@@ -61,6 +61,8 @@ class WatchTest(tb.BedTestCase):
         self.pull()
 
     def test_local_change_goes_up_at_the_next_pass_and_sigint_ends_it(self):
+        # a folders pattern that matches nothing is said once, not at every pass
+        self.write_config(folders="* Nosuch")
         with self.imap() as c:
             c.append_many("INBOX", tb.make_corpus(2, seed=13, flags=False))
         p = self.start_watch("--interval", "2")
@@ -75,6 +77,9 @@ class WatchTest(tb.BedTestCase):
         self.assertTrue(wait_for(flagged_on_server, timeout=20), Path(p.err_path).read_text())
         code, err = self.stop_watch(p, signal.SIGINT)
         self.assertEqual(code, 0, err)
+        passes = sum(": sync " in l for l in Path(p.out_path).read_text().splitlines())
+        self.assertGreaterEqual(passes, 2)
+        self.assertEqual(err.count('pattern "Nosuch" matches no folder'), 1, err)
 
     def test_local_changes_go_up_within_seconds(self):
         """The Maildir is watched (inotify): a flag set locally, a message

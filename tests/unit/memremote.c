@@ -72,6 +72,142 @@ void mem_server_free(struct mem_server *s)
     free(s);
 }
 
+/* ------------------------------------------------------------------ */
+/* the server across a client's death (a forked child's run) */
+
+static void put_u64(FILE *f, uint64_t v)
+{
+    fwrite(&v, sizeof v, 1, f);
+}
+
+static void put_str(FILE *f, const char *p, size_t len)
+{
+    put_u64(f, p ? (uint64_t)len : UINT64_MAX);
+    if (p)
+        fwrite(p, 1, len, f);
+}
+
+static uint64_t get_u64(FILE *f)
+{
+    uint64_t v = 0;
+    if (fread(&v, sizeof v, 1, f) != 1)
+        abort(); /* a test's own file: cut means a test bug */
+    return v;
+}
+
+static char *get_str(FILE *f, size_t *len)
+{
+    uint64_t n = get_u64(f);
+    if (n == UINT64_MAX)
+        return NULL;
+    char *p = xmalloc((size_t)n + 1);
+    if (n && fread(p, 1, (size_t)n, f) != n)
+        abort();
+    p[n] = '\0';
+    if (len)
+        *len = (size_t)n;
+    return p;
+}
+
+int mem_server_save(const struct mem_server *s, const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    put_u64(f, s->next_emailid);
+    put_u64(f, s->next_uidvalidity);
+    put_u64(f, s->nfolders);
+    for (size_t i = 0; i < s->nfolders; i++) {
+        const struct mem_folder *d = &s->folders[i];
+        put_str(f, d->name, strlen(d->name));
+        put_u64(f, d->noselect);
+        put_u64(f, d->roles);
+        put_u64(f, d->uidvalidity);
+        put_u64(f, d->uidnext);
+        put_u64(f, d->modseq);
+        put_u64(f, d->n);
+        for (size_t k = 0; k < d->n; k++) {
+            const struct mem_msg *m = &d->msgs[k];
+            put_u64(f, m->uid);
+            put_u64(f, m->flags);
+            put_str(f, m->keywords, m->keywords ? strlen(m->keywords) : 0);
+            put_u64(f, (uint64_t)m->internaldate);
+            put_str(f, m->body, m->len);
+            put_u64(f, m->modseq);
+            put_str(f, m->emailid, strlen(m->emailid));
+        }
+        put_u64(f, d->nvanished);
+        for (size_t k = 0; k < d->nvanished; k++) {
+            put_u64(f, d->vanished[k].uid);
+            put_u64(f, d->vanished[k].modseq);
+        }
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+void mem_server_load(struct mem_server *s, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        abort();
+    for (size_t i = 0; i < s->nfolders; i++) {
+        struct mem_folder *d = &s->folders[i];
+        for (size_t k = 0; k < d->n; k++)
+            msg_free(&d->msgs[k]);
+        free(d->msgs);
+        free(d->vanished);
+        free(d->name);
+    }
+    free(s->folders);
+    s->next_emailid = (unsigned)get_u64(f);
+    s->next_uidvalidity = (uint32_t)get_u64(f);
+    s->nfolders = (size_t)get_u64(f);
+    s->folders = xcalloc(s->nfolders + 1, sizeof *s->folders);
+    for (size_t i = 0; i < s->nfolders; i++) {
+        struct mem_folder *d = &s->folders[i];
+        d->name = get_str(f, NULL);
+        d->noselect = get_u64(f) != 0;
+        d->roles = (unsigned)get_u64(f);
+        d->uidvalidity = (uint32_t)get_u64(f);
+        d->uidnext = (uint32_t)get_u64(f);
+        d->modseq = get_u64(f);
+        d->n = (size_t)get_u64(f);
+        d->msgs = xcalloc(d->n + 1, sizeof *d->msgs);
+        for (size_t k = 0; k < d->n; k++) {
+            struct mem_msg *m = &d->msgs[k];
+            m->uid = (uint32_t)get_u64(f);
+            m->flags = (unsigned)get_u64(f);
+            m->keywords = get_str(f, NULL);
+            m->internaldate = (time_t)get_u64(f);
+            m->body = get_str(f, &m->len);
+            m->modseq = get_u64(f);
+            char *id = get_str(f, NULL);
+            snprintf(m->emailid, sizeof m->emailid, "%s", id ? id : "");
+            free(id);
+        }
+        d->nvanished = (size_t)get_u64(f);
+        d->vanished = xcalloc(d->nvanished + 1, sizeof *d->vanished);
+        for (size_t k = 0; k < d->nvanished; k++) {
+            d->vanished[k].uid = (uint32_t)get_u64(f);
+            d->vanished[k].modseq = get_u64(f);
+        }
+    }
+    fclose(f);
+}
+
+/* The exit point of struct mem_faults (exit_at_op): the server is saved
+ * where the test asked, then the client dies. Called with the lock held. */
+static void exit_point(struct mem_server *s, bool after)
+{
+    if (!s->faults.exit_at_op || s->faults.exit_after != after)
+        return;
+    if (++s->exit_ops < s->faults.exit_at_op)
+        return;
+    if (s->faults.exit_save && mem_server_save(s, s->faults.exit_save) != 0)
+        _exit(78);
+    _exit(77);
+}
+
 struct mem_folder *mem_folder_find(struct mem_server *s, const char *name)
 {
     for (size_t i = 0; i < s->nfolders; i++)
@@ -383,6 +519,8 @@ static int op_begin(struct mem_session *m, const char *what, struct ms_error *er
 {
     struct mem_server *s = m->srv;
     pthread_mutex_lock(&s->mu);
+    if (!m->dead)
+        exit_point(s, false);
     if (!m->dead && s->faults.drop_at_op && ++s->ops >= s->faults.drop_at_op) {
         s->faults.drop_at_op = 0;
         m->dead = true;
@@ -397,6 +535,8 @@ static int op_begin(struct mem_session *m, const char *what, struct ms_error *er
 
 static void op_end(struct mem_session *m)
 {
+    if (!m->dead)
+        exit_point(m->srv, true);
     pthread_mutex_unlock(&m->srv->mu);
 }
 
@@ -1076,8 +1216,11 @@ static void side_logout_start(struct remote *r)
 {
     struct mem_session *m = sess(r);
     pthread_mutex_lock(&m->srv->mu);
-    if (!m->dead)
+    if (!m->dead) {
+        exit_point(m->srv, false);
         log_op(m->srv, m->id, MEM_OP_LOGOUT, NULL, NULL, 0);
+        exit_point(m->srv, true);
+    }
     m->dead = true; /* only close() may follow */
     pthread_mutex_unlock(&m->srv->mu);
 }

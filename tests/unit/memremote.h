@@ -112,6 +112,15 @@ struct mem_faults {
     enum mem_body_fault body_kind; /* ...this way */
     unsigned drop_after_bodies;    /* the session drops (MS_ENET) after K bodies */
     unsigned drop_at_op;           /* the session drops at its server's Nth op from now */
+    /* The process dies (_exit(77), as a client killed with -9) at its
+     * server's Nth op from now (a LOGOUT counts): before the server sees
+     * it (exit_after false) or after the server carried it out, before
+     * its answer (true). For a forked child running the engine: the
+     * server is first saved to exit_save (if set), for the parent to take
+     * it up as the dead client left it (mem_server_load). Sticky. */
+    unsigned exit_at_op;
+    bool exit_after;
+    const char *exit_save;
     bool no_appenduid;             /* APPEND does not say the new UID (sticky: stays on) */
     /* UIDVALIDITY of this folder changes (every UID renumbered) right after
      * a listing of it, before the bodies are fetched. */
@@ -140,6 +149,7 @@ struct mem_server {
     struct mem_faults faults;
     unsigned bodies;      /* bodies delivered since the body fault was set */
     unsigned ops;         /* ops since drop_at_op was set */
+    unsigned exit_ops;    /* ops since exit_at_op was set */
     struct mem_logentry *log;
     size_t nlog;
     unsigned sessions;    /* how many connected so far */
@@ -153,6 +163,14 @@ struct mem_server {
 
 struct mem_server *mem_server_new(void);
 void mem_server_free(struct mem_server *s);
+
+/* The server's folders and messages saved to a file, and loaded from it
+ * into s (replacing its folders; caps, faults and the log stay): a
+ * forked child's run changes the server the parent tests see
+ * (mem_faults.exit_save). Save returns 0 or -1; load aborts on a bad
+ * file (the test's own). */
+int mem_server_save(const struct mem_server *s, const char *path);
+void mem_server_load(struct mem_server *s, const char *path);
 
 /* A folder; created empty if missing (UIDVALIDITY from a counter). */
 struct mem_folder *mem_folder(struct mem_server *s, const char *name);

@@ -601,29 +601,29 @@ static void password_command(void **unused)
             &c);
     char *pw = NULL;
     struct ms_error err = {0};
-    assert_int_equal(config_password(config_find(&c, "a"), &pw, &err), MS_OK);
+    assert_int_equal(config_password(config_find(&c, "a"), -1, &pw, &err), MS_OK);
     assert_string_equal(pw, "first line");
     free(pw);
-    assert_int_equal(config_password(config_find(&c, "b"), &pw, &err), MS_EUSAGE);
+    assert_int_equal(config_password(config_find(&c, "b"), -1, &pw, &err), MS_EUSAGE);
     assert_null(pw);
     assert_non_null(strstr(err.msg, "exit status 3"));
     assert_non_null(strstr(err.msg, "account b"));
-    assert_int_equal(config_password(config_find(&c, "c"), &pw, &err), MS_EUSAGE);
+    assert_int_equal(config_password(config_find(&c, "c"), -1, &pw, &err), MS_EUSAGE);
     assert_non_null(strstr(err.msg, "nothing"));
-    assert_int_equal(config_password(config_find(&c, "d"), &pw, &err), MS_OK);
+    assert_int_equal(config_password(config_find(&c, "d"), -1, &pw, &err), MS_OK);
     assert_string_equal(pw, "literal");
     free(pw);
-    assert_int_equal(config_password(config_find(&c, "e"), &pw, &err), MS_OK);
+    assert_int_equal(config_password(config_find(&c, "e"), -1, &pw, &err), MS_OK);
     assert_string_equal(pw, "stdin was empty");
     free(pw);
     /* Output beyond the cap is drained, not a hang; the line is kept. */
-    assert_int_equal(config_password(config_find(&c, "f"), &pw, &err), MS_OK);
+    assert_int_equal(config_password(config_find(&c, "f"), -1, &pw, &err), MS_OK);
     assert_true(strlen(pw) > 1000);
     free(pw);
-    assert_int_equal(config_oauth_token(config_find(&c, "g"), &pw, &err), MS_OK);
+    assert_int_equal(config_oauth_token(config_find(&c, "g"), -1, &pw, &err), MS_OK);
     assert_string_equal(pw, "tok");
     free(pw);
-    assert_int_equal(config_oauth_token(config_find(&c, "a"), &pw, &err), MS_EUSAGE);
+    assert_int_equal(config_oauth_token(config_find(&c, "a"), -1, &pw, &err), MS_EUSAGE);
     config_free(&c);
 }
 

@@ -1429,6 +1429,379 @@ static void local_move_session_drops_at_every_op_without_move(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* a change a killed run saw, then the message deleted (issue 18 hardening) */
+
+/* A fresh server, Maildir and state DB (for a test that loops). */
+static void fresh(struct fixture *fx)
+{
+    mem_install(NULL);
+    mem_server_free(fx->srv);
+    fx->srv = mem_server_new();
+    mem_install(fx->srv);
+    unit_rmtree(fx->maildir);
+    char dir[160];
+    snprintf(dir, sizeof dir, "%s/state", fx->dir);
+    unit_rmtree(dir);
+}
+
+/* A child runs k and dies (as with kill -9) before (after = false) or
+ * after the server's nth operation from now; the parent then has the
+ * server as the dead child left it. Returns whether it died (false: the
+ * run ended first). */
+static bool killed_run(struct fixture *fx, enum run_kind k, unsigned n, bool after)
+{
+    char save[160];
+    snprintf(save, sizeof save, "%s/server.saved", fx->dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        fx->srv->faults.exit_at_op = n;
+        fx->srv->faults.exit_after = after;
+        fx->srv->faults.exit_save = save;
+        fx->srv->exit_ops = 0;
+        int rc = run(fx, k);
+        if (mem_server_save(fx->srv, save) != 0)
+            _exit(78);
+        _exit(rc == MS_OK ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    int code = WEXITSTATUS(status);
+    if (code != 77 && code != 0)
+        fail_msg("the killed run's child ended with %d (op %u, %s)", code, n, after ? "after" : "before");
+    mem_server_load(fx->srv, save);
+    return code == 77;
+}
+
+/* What the state DB says of uid's flags in folder: bit 0, a STORE of
+ * `flag` is journalled (state_store_put); bit 1, the row records flag. */
+static unsigned flag_known(const struct fixture *fx, const char *folder, uint32_t uid, unsigned flag)
+{
+    struct state *st = NULL;
+    struct ms_error err;
+    struct state_folder f = {0};
+    struct state_store *j = NULL;
+    struct state_msg *m = NULL;
+    size_t nj = 0, nm = 0;
+    unsigned known = 0;
+    assert_int_equal(state_open(fx->state_path, &st, &err), MS_OK);
+    assert_int_equal(state_folder_get(st, folder, &f, &err), MS_OK);
+    assert_true(f.id != 0);
+    assert_int_equal(state_store_list(st, f.id, &j, &nj, &err), MS_OK);
+    assert_int_equal(state_msg_list(st, f.id, &m, &nm, &err), MS_OK);
+    for (size_t i = 0; i < nj; i++)
+        if (j[i].uid == uid && (j[i].flags & flag))
+            known |= 1;
+    for (size_t i = 0; i < nm; i++)
+        if (m[i].uid == uid && (m[i].flags & flag))
+            known |= 2;
+    free(j);
+    state_msgs_free(m, nm);
+    state_folder_free(&f);
+    state_close(st);
+    return known;
+}
+
+/* A local flag change (+F), then a sync killed at every operation of the
+ * server (before it and after it), then the file deleted locally, then a
+ * sync with `trash`: the Trash copy carries F whenever the killed run
+ * saw the change (journalled its STORE, sent it, recorded it). Only a run
+ * that died before journalling leaves nothing that knows of F: the old
+ * flags are then all any program could move (the file is gone). */
+static void flag_change_seen_then_deleted_to_trash(struct fixture *fx, bool has_move)
+{
+    size_t unseen = 0, journalled = 0, sent = 0, recorded = 0, rounds = 0;
+    for (int after = 0; after < 2; after++)
+        for (unsigned n = 1;; n++) {
+            fresh(fx);
+            if (!has_move)
+                fx->srv->caps &= ~(unsigned)REMOTE_MOVE;
+            fx->acct.trash = "Trash";
+            add(fx, "INBOX", "f", FLAG_SEEN);
+            for (int i = 0; i < 3; i++) {
+                char tag[8];
+                snprintf(tag, sizeof tag, "k%d", i);
+                add(fx, "INBOX", tag, 0);
+            }
+            mem_folder(fx->srv, "Trash");
+            run_ok(fx, SYNC);
+            uint32_t uid = server_msg(fx, "INBOX", "<f@test>")->uid;
+            move_local(fx, "INBOX", "<f@test>", "INBOX", NULL, "FS");
+            if (!killed_run(fx, SYNC, n, after))
+                break;
+            rounds++;
+            bool on_server = server_msg(fx, "INBOX", "<f@test>")->flags & FLAG_FLAGGED;
+            unsigned known = flag_known(fx, "INBOX", uid, FLAG_FLAGGED);
+            bool seen = on_server || known;
+            unseen += !seen;
+            journalled += known == 1 && !on_server;
+            sent += on_server && !(known & 2);
+            recorded += (known & 2) != 0;
+            remove_local(fx, "INBOX", "<f@test>");
+            mem_log_clear(fx->srv);
+            run_ok(fx, SYNC);
+            assert_int_equal(mem_count_id(fx->srv, "INBOX", "<f@test>"), 0);
+            unsigned got = server_msg(fx, "Trash", "<f@test>")->flags;
+            if (seen && !(got & FLAG_FLAGGED)) {
+                dump_log(fx);
+                fail_msg("killed %s op %u (%s%s%s): the Trash copy lost the flag change", after ? "after" : "before",
+                         n, on_server ? "stored on the server" : "", known & 1 ? " journalled" : "",
+                         known & 2 ? " recorded" : "");
+            }
+            assert_int_equal(got & ~(unsigned)FLAG_FLAGGED, FLAG_SEEN);
+            assert_string_equal(local_flags(fx, "Trash", "<f@test>"), got & FLAG_FLAGGED ? "FS" : "S");
+            assert_int_equal(local_count(fx, "INBOX", "<f@test>"), 0);
+            assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+            assert_in_step(fx, "INBOX");
+            assert_in_step(fx, "Trash");
+            assert_true(n < 300);
+        }
+    fx->acct.trash = NULL;
+    print_message("%zu kills: %zu before the change was journalled, %zu journalled and not sent, %zu sent and "
+                  "not recorded, %zu recorded\n", rounds, unseen, journalled, sent, recorded);
+    /* every kind of kill happened (the records are committed with the
+     * run's outcome, after its LOGOUT: no killed run gets that far) */
+    assert_true(unseen > 0 && journalled > 0 && sent > 0);
+}
+
+static void flag_change_seen_then_deleted_to_trash_move(void **state)
+{
+    flag_change_seen_then_deleted_to_trash(*state, true);
+}
+
+static void flag_change_seen_then_deleted_to_trash_copy(void **state)
+{
+    flag_change_seen_then_deleted_to_trash(*state, false);
+}
+
+/* A flag change on the server (+F), a run killed before/after each
+ * server op (it may have renamed the file and not recorded it), then the
+ * server expunges the message (another client), then a sync: the message
+ * is gone on both sides, never uploaded back, and nothing goes to Trash
+ * (an expunge on the server is no local deletion). */
+static void server_flag_change_seen_then_expunged(void **state)
+{
+    struct fixture *fx = *state;
+    size_t renamed = 0, rounds = 0;
+    for (int kind = 0; kind < 2; kind++)
+        for (int after = 0; after < 2; after++)
+            for (unsigned n = 1;; n++) {
+                fresh(fx);
+                fx->acct.trash = "Trash";
+                uint32_t uid = add(fx, "INBOX", "f", FLAG_SEEN);
+                for (int i = 0; i < 3; i++) {
+                    char tag[8];
+                    snprintf(tag, sizeof tag, "k%d", i);
+                    add(fx, "INBOX", tag, 0);
+                }
+                mem_folder(fx->srv, "Trash");
+                run_ok(fx, SYNC);
+                mem_set_flags(fx->srv, "INBOX", uid, FLAG_SEEN | FLAG_FLAGGED);
+                if (!killed_run(fx, kind ? SYNC : PULL, n, after))
+                    break;
+                rounds++;
+                renamed += strcmp(local_flags(fx, "INBOX", "<f@test>"), "FS") == 0 &&
+                           !(flag_known(fx, "INBOX", uid, FLAG_FLAGGED) & 2);
+                mem_expunge(fx->srv, "INBOX", uid);
+                mem_log_clear(fx->srv);
+                run_ok(fx, SYNC);
+                if (mem_log_count(fx->srv, MEM_OP_APPEND, NULL) || mem_count_id(fx->srv, "Trash", "<f@test>")) {
+                    dump_log(fx);
+                    fail_msg("killed %s op %u of a %s: the expunged message came back", after ? "after" : "before",
+                             n, kind ? "sync" : "pull");
+                }
+                assert_int_equal(mem_count_id(fx->srv, "INBOX", "<f@test>"), 0);
+                assert_int_equal(local_count(fx, "INBOX", "<f@test>"), 0);
+                assert_int_equal(local_count(fx, "Trash", NULL), 0);
+                assert_in_step(fx, "INBOX");
+                assert_in_step(fx, "Trash");
+                assert_true(n < 300);
+            }
+    fx->acct.trash = NULL;
+    print_message("%zu kills, %zu with the file renamed and the change not recorded\n", rounds, renamed);
+    assert_true(renamed > 0);
+}
+
+/* A file moved locally from A to B, a sync killed before/after each
+ * server op (it may have moved the message on the server and not
+ * recorded it), then the file deleted in B, then a sync: the message is
+ * gone from A and B on both sides (in Trash once, with `trash`), never
+ * downloaded again into B nor uploaded. */
+static void local_move_seen_then_deleted(struct fixture *fx, bool has_move, const char *trash)
+{
+    size_t moved = 0, rounds = 0;
+    for (int after = 0; after < 2; after++)
+        for (unsigned n = 1;; n++) {
+            fresh(fx);
+            if (!has_move)
+                fx->srv->caps &= ~(unsigned)REMOTE_MOVE;
+            fx->acct.trash = (char *)trash;
+            add_dated(fx, "A", "moved", FLAG_SEEN, "$label1");
+            for (int i = 0; i < 3; i++) {
+                char tag[8];
+                snprintf(tag, sizeof tag, "k%d", i);
+                add(fx, "A", tag, 0);
+            }
+            add(fx, "B", "there", 0);
+            if (trash)
+                mem_folder(fx->srv, trash);
+            run_ok(fx, SYNC);
+            move_local(fx, "A", "<moved@test>", "B", n % 2 ? NULL : "1790000000.M1P1.mutt", "S");
+            if (!killed_run(fx, SYNC, n, after))
+                break;
+            rounds++;
+            moved += mem_count_id(fx->srv, "B", "<moved@test>") == 1;
+            remove_local(fx, "B", "<moved@test>");
+            mem_log_clear(fx->srv);
+            run_ok(fx, SYNC);
+            size_t back = local_count(fx, "B", "<moved@test>") + mem_count_id(fx->srv, "B", "<moved@test>") +
+                          local_count(fx, "A", "<moved@test>") + mem_count_id(fx->srv, "A", "<moved@test>");
+            if (back || mem_log_count(fx->srv, MEM_OP_APPEND, NULL)) {
+                dump_log(fx);
+                fail_msg("killed %s op %u: the message moved, then deleted, is still (or again) in A or B: %zu "
+                         "copies", after ? "after" : "before", n, back);
+            }
+            if (trash) {
+                assert_int_equal(mem_count_id(fx->srv, trash, "<moved@test>"), 1);
+                assert_int_equal(local_count(fx, trash, "<moved@test>"), 1);
+                assert_in_step(fx, trash);
+            }
+            assert_in_step(fx, "A");
+            assert_in_step(fx, "B");
+            assert_true(n < 300);
+        }
+    fx->acct.trash = NULL;
+    print_message("%zu kills, %zu after the message was moved on the server\n", rounds, moved);
+    assert_true(moved > 0);
+}
+
+static void local_move_seen_then_deleted_move(void **state)
+{
+    local_move_seen_then_deleted(*state, true, NULL);
+}
+
+static void local_move_seen_then_deleted_copy_to_trash(void **state)
+{
+    local_move_seen_then_deleted(*state, false, "Trash");
+}
+
+/* A file moved locally from A to B, a sync killed before/after each
+ * server op, then the file moved on from B to C (under its name or a new
+ * one): the message ends once in C on both sides, nowhere else, and is
+ * not uploaded (it was: the copy the killed run made in B came back). */
+static void local_move_seen_then_moved_on(void **state)
+{
+    struct fixture *fx = *state;
+    size_t moved = 0, rounds = 0;
+    for (int after = 0; after < 4; after++) /* 0, 1: with MOVE; 2, 3: without */
+        for (unsigned n = 1;; n++) {
+            fresh(fx);
+            if (after >= 2)
+                fx->srv->caps &= ~(unsigned)REMOTE_MOVE;
+            add_dated(fx, "A", "moved", FLAG_SEEN, "$label1");
+            for (int i = 0; i < 3; i++) {
+                char tag[8];
+                snprintf(tag, sizeof tag, "k%d", i);
+                add(fx, "A", tag, 0);
+            }
+            add(fx, "B", "there", 0);
+            add(fx, "C", "there2", 0);
+            run_ok(fx, SYNC);
+            move_local(fx, "A", "<moved@test>", "B", NULL, "S");
+            if (!killed_run(fx, SYNC, n, after % 2))
+                break;
+            rounds++;
+            moved += mem_count_id(fx->srv, "B", "<moved@test>") == 1;
+            move_local(fx, "B", "<moved@test>", "C", n % 2 ? NULL : "1790000000.M3P3.mutt", "S");
+            mem_log_clear(fx->srv);
+            run_ok(fx, SYNC);
+            size_t elsewhere = local_count(fx, "B", "<moved@test>") + mem_count_id(fx->srv, "B", "<moved@test>") +
+                               local_count(fx, "A", "<moved@test>") + mem_count_id(fx->srv, "A", "<moved@test>");
+            if (elsewhere || mem_count_id(fx->srv, "C", "<moved@test>") != 1 ||
+                local_count(fx, "C", "<moved@test>") != 1 || mem_log_count(fx->srv, MEM_OP_APPEND, NULL)) {
+                dump_log(fx);
+                fail_msg("killed %s op %u%s: %zu copies in A or B, %zu in C (server), %zu appends",
+                         after % 2 ? "after" : "before", n, after >= 2 ? " (no MOVE)" : "", elsewhere, mem_count_id(fx->srv, "C", "<moved@test>"),
+                         mem_log_count(fx->srv, MEM_OP_APPEND, NULL));
+            }
+            assert_in_step(fx, "A");
+            assert_in_step(fx, "B");
+            assert_in_step(fx, "C");
+            assert_true(n < 300);
+        }
+    print_message("%zu kills, %zu after the message was moved on the server\n", rounds, moved);
+    assert_true(moved > 0);
+}
+
+/* A new local message, a sync killed before/after each server op (the
+ * APPEND may have arrived without its UID recorded), then the file
+ * deleted, then a sync: the message is not in INBOX on either side (the
+ * upload that arrived is deleted as any synced message would be: into
+ * Trash with `trash`), never uploaded again, never downloaded back. */
+static void upload_seen_then_deleted(struct fixture *fx, const char *trash, bool appenduid)
+{
+    size_t arrived = 0, rounds = 0;
+    for (int after = 0; after < 2; after++)
+        for (unsigned n = 1;; n++) {
+            fresh(fx);
+            fx->srv->faults.no_appenduid = !appenduid;
+            fx->acct.trash = (char *)trash;
+            for (int i = 0; i < 3; i++) {
+                char tag[8];
+                snprintf(tag, sizeof tag, "k%d", i);
+                add(fx, "INBOX", tag, 0);
+            }
+            if (trash)
+                mem_folder(fx->srv, trash);
+            run_ok(fx, SYNC);
+            put_local(fx, "INBOX", "1790000000.M2P2.new", "S", "<up@test>");
+            if (!killed_run(fx, SYNC, n, after))
+                break;
+            rounds++;
+            bool there = mem_count_id(fx->srv, "INBOX", "<up@test>") == 1;
+            arrived += there;
+            remove_local(fx, "INBOX", "<up@test>");
+            mem_log_clear(fx->srv);
+            run_ok(fx, SYNC);
+            if (mem_count_id(fx->srv, "INBOX", "<up@test>") || local_count(fx, "INBOX", "<up@test>") ||
+                mem_log_count(fx->srv, MEM_OP_APPEND, NULL)) {
+                dump_log(fx);
+                fail_msg("killed %s op %u: the upload deleted locally is back in INBOX (server %zu, local %zu)",
+                         after ? "after" : "before", n, mem_count_id(fx->srv, "INBOX", "<up@test>"),
+                         local_count(fx, "INBOX", "<up@test>"));
+            }
+            if (trash) {
+                assert_int_equal(mem_count_id(fx->srv, trash, "<up@test>"), there);
+                assert_int_equal(local_count(fx, trash, "<up@test>"), there);
+                assert_in_step(fx, trash);
+            }
+            assert_in_step(fx, "INBOX");
+            assert_true(n < 300);
+        }
+    fx->acct.trash = NULL;
+    print_message("%zu kills, %zu after the upload arrived\n", rounds, arrived);
+    assert_true(arrived > 0 && arrived < rounds);
+}
+
+static void upload_seen_then_deleted_expunged(void **state)
+{
+    upload_seen_then_deleted(*state, NULL, true);
+}
+
+static void upload_seen_then_deleted_to_trash(void **state)
+{
+    upload_seen_then_deleted(*state, "Trash", true);
+}
+
+/* The same where APPEND gives no UID (found by size and Message-ID). */
+static void upload_seen_then_deleted_without_appenduid(void **state)
+{
+    upload_seen_then_deleted(*state, "Trash", false);
+}
+
+/* ------------------------------------------------------------------ */
 /* tombstones (sync/engine/tombstones.c) */
 
 /* The folder's tombstones of each reason. */
@@ -1666,6 +2039,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(trash_auto_and_role_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(trash_auto_without_special_use, setup, teardown),
         cmocka_unit_test_setup_teardown(progress_events_of_a_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(flag_change_seen_then_deleted_to_trash_move, setup, teardown),
+        cmocka_unit_test_setup_teardown(flag_change_seen_then_deleted_to_trash_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(server_flag_change_seen_then_expunged, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_seen_then_deleted_move, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_seen_then_deleted_copy_to_trash, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_seen_then_moved_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(upload_seen_then_deleted_expunged, setup, teardown),
+        cmocka_unit_test_setup_teardown(upload_seen_then_deleted_to_trash, setup, teardown),
+        cmocka_unit_test_setup_teardown(upload_seen_then_deleted_without_appenduid, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
