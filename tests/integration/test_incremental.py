@@ -535,14 +535,9 @@ class QresyncTest(IncrementalMixin, tb.BedTestCase):
     expect_path = "QRESYNC"
 
 
-class CondstoreOnlyTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 14, "hide_capabilities": ("QRESYNC", "LIST-STATUS")}
-    expect_path = "CONDSTORE"
-
-
-class NoCondstoreTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 14, "hide_capabilities": ("QRESYNC", "CONDSTORE", "LIST-STATUS")}
-    expect_path = None
+# The same tests on a server without QRESYNC and on one without CONDSTORE
+# either: test_incremental_condstore.py and test_incremental_nocondstore.py
+# (one file per server, so that ctest -j runs the three side by side).
 
 
 if __name__ == "__main__":
