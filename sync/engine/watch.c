@@ -150,6 +150,18 @@ static bool pass_made_it(void *ctx, const char *relpath, bool dir_event)
     return false;
 }
 
+/* Did the pass bring anything from the server: mail, flag changes,
+ * deletions, moves? */
+static bool pass_pulled(const struct engine_result *res)
+{
+    for (size_t i = 0; i < res->nfolders; i++) {
+        const struct engine_folder_result *f = &res->folders[i];
+        if (f->fetched || f->flagged || f->deleted || f->moved)
+            return true;
+    }
+    return false;
+}
+
 /* Local changes the state DB does not know yet (offline: engine_status). */
 static bool local_changes_pending(const struct account *a)
 {
@@ -210,6 +222,9 @@ int engine_watch(const struct account *a, const struct engine_options *watch_opt
     struct remote *idle = NULL;
     struct local_watch *lw = NULL;
     int rc = MS_OK;
+    /* The server reported a change before this pass; the pass after it
+     * found nothing and another is looking again. */
+    bool reported = false, looking_again = false;
     while (!*w->stop) {
         /* The IDLE session is set up (NOTIFY or INBOX) before the pass, so what
          * arrives during the pass is reported when the IDLE starts. */
@@ -220,6 +235,12 @@ int engine_watch(const struct account *a, const struct engine_options *watch_opt
         struct engine_result res;
         int pass = engine_sync(a, opt, &res);
         bool local = pass != MS_ELOCKED && after_pass(a, &lw, &res);
+        /* A server may report a change before its counters show it (Dovecot's
+         * LIST-STATUS can lag its NOTIFY by a moment): a reported change that
+         * the pass found nothing of is looked for once more, a second later,
+         * rather than at the next report or interval. */
+        bool again = reported && !looking_again && pass == MS_OK && !pass_pulled(&res);
+        reported = false;
         if (w->pass_done)
             w->pass_done(w->ctx, &res);
         engine_result_free(&res);
@@ -235,6 +256,12 @@ int engine_watch(const struct account *a, const struct engine_options *watch_opt
             nap(retry_ms, w, NULL);
             continue;
         }
+        looking_again = again;
+        if (again) {
+            log_msg(LOG_VERBOSE, "%s: the server reported a change the pass found nothing of: looking again", a->name);
+            nap(1000, w, lw);
+            continue;
+        }
         if (!local && !idle) {
             local = nap(interval_ms, w, lw);
         } else if (!local) {
@@ -246,6 +273,7 @@ int engine_watch(const struct account *a, const struct engine_options *watch_opt
                 remote_close(&idle);
             } else if (changed) {
                 log_msg(LOG_VERBOSE, "%s: the server reports a change", a->name);
+                reported = true;
             }
         }
         if (local) {

@@ -591,6 +591,26 @@ static void status_of(const struct mem_server *s, const struct mem_folder *f, st
                                  .highestmodseq = (s->caps & REMOTE_CHANGES) ? f->modseq : 0};
 }
 
+/* The lagging counters of a folder (mem_server.stale_answers), if due. */
+static bool stale_of(struct mem_server *s, const struct mem_folder *f, struct remote_status *st)
+{
+    if (!s->stale_answers || strcmp(f->name, s->stale_folder) != 0)
+        return false;
+    *st = s->stale_status;
+    return true;
+}
+
+struct remote_status mem_status_now(struct mem_server *s, const char *folder)
+{
+    struct remote_status st = {0};
+    pthread_mutex_lock(&s->mu);
+    struct mem_folder *f = mem_folder_find(s, folder);
+    if (f)
+        status_of(s, f, &st);
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
 static int side_list(struct remote *r, const char *const *names, size_t n, struct remote_status *st,
                     struct remote_folder **out, size_t *nout, struct ms_error *err)
 {
@@ -599,11 +619,14 @@ static int side_list(struct remote *r, const char *const *names, size_t n, struc
     if (rc)
         return rc;
     struct mem_server *s = m->srv;
+    bool lagged = false;
     for (size_t i = 0; names && i < n; i++) {
         struct mem_folder *f = mem_folder_find(s, names[i]);
-        if (f && !f->noselect)
+        if (f && !f->noselect && !(lagged |= stale_of(s, f, &st[i])))
             status_of(s, f, &st[i]);
     }
+    if (lagged)
+        s->stale_answers--;
     struct remote_folder *v = xcalloc(s->nfolders + 1, sizeof *v);
     for (size_t i = 0; i < s->nfolders; i++)
         v[i] = (struct remote_folder){.name = xstrdup(s->folders[i].name), .delim = s->delim,
@@ -624,6 +647,8 @@ static int side_status(struct remote *r, const char *name, struct remote_status 
     struct mem_folder *f = mem_folder_find(m->srv, name);
     if (!f || f->noselect)
         rc = ms_error_set(err, MS_EPARTIAL, "mem: STATUS %s: no such folder", name);
+    else if (stale_of(m->srv, f, out))
+        m->srv->stale_answers--;
     else
         status_of(m->srv, f, out);
     log_op(m->srv, m->id, MEM_OP_STATUS, name, NULL, 0);
@@ -1197,18 +1222,23 @@ static int side_commit(struct remote *r, struct ms_error *err)
 
 static int side_watch(struct remote *r, struct ms_error *err)
 {
-    (void)r;
+    if (sess(r)->srv->on_wait)
+        return MS_OK;
     return ms_error_set(err, MS_EUSAGE, "mem: no IDLE");
 }
 
 static int side_wait(struct remote *r, int timeout_ms, volatile sig_atomic_t *stop, int wake_fd, bool *changed,
                     struct ms_error *err)
 {
-    (void)r;
+    struct mem_server *s = sess(r)->srv;
     (void)wake_fd;
     (void)timeout_ms;
     (void)stop;
     *changed = false;
+    if (s->on_wait) {
+        int rc = s->on_wait(s->on_wait_ctx, changed);
+        return rc ? ms_error_set(err, rc, "mem: the wait failed") : MS_OK;
+    }
     return ms_error_set(err, MS_EUSAGE, "mem: no IDLE");
 }
 

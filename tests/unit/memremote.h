@@ -32,6 +32,7 @@
 
 #include "sync/account.h"
 #include "sync/error.h"
+#include "sync/remote/remote.h"
 
 struct remote;
 
@@ -159,6 +160,18 @@ struct mem_server {
      * that moment. NULL: none. */
     void (*on_op)(void *ctx, const struct mem_logentry *e);
     void *on_op_ctx;
+    /* watch: with on_wait set, the side can wait for changes (IDLE), and
+     * each wait calls it (the server's lock not held: it may call
+     * mem_add... to change the server, and sets *changed as the server's
+     * report would); it returns an MS_ code. NULL: the side has no IDLE. */
+    int (*on_wait)(void *ctx, bool *changed);
+    void *on_wait_ctx;
+    /* A server whose counters lag behind its reports: the next
+     * stale_answers answers of LIST (its statuses) and STATUS about
+     * stale_folder give stale_status instead of the folder's. */
+    unsigned stale_answers;
+    char stale_folder[64];
+    struct remote_status stale_status;
 };
 
 struct mem_server *mem_server_new(void);
@@ -183,6 +196,8 @@ uint32_t mem_add(struct mem_server *s, const char *folder, const char *body, uns
 /* A small message with this Message-ID and subject. */
 uint32_t mem_add_simple(struct mem_server *s, const char *folder, const char *message_id, const char *subject,
                         unsigned flags);
+/* The status LIST and STATUS give of the folder now (for stale_status). */
+struct remote_status mem_status_now(struct mem_server *s, const char *folder);
 /* Change a message's flags (a new modseq), as another client would. */
 void mem_set_flags(struct mem_server *s, const char *folder, uint32_t uid, unsigned flags);
 /* Expunge one message, as another client would. */

@@ -296,6 +296,55 @@ static uint32_t add(struct fixture *fx, const char *folder, const char *tag, uns
 /* ------------------------------------------------------------------ */
 /* tests */
 
+/* ------------------------------------------------------------------ */
+/* watch */
+
+struct lagging_watch {
+    struct fixture *fx;
+    volatile sig_atomic_t stop;
+    int waits;
+    size_t late_by_second_wait; /* the late message's local files at the second wait */
+};
+
+/* The watch's waits: the first reports new mail whose counters the next
+ * listing does not show yet (a server whose LIST-STATUS lags its NOTIFY);
+ * the second notes what reached the Maildir and stops the watch. */
+static int lagging_wait(void *ctx, bool *changed)
+{
+    struct lagging_watch *lw = ctx;
+    struct mem_server *s = lw->fx->srv;
+    if (++lw->waits == 1) {
+        s->stale_status = mem_status_now(s, "INBOX");
+        snprintf(s->stale_folder, sizeof s->stale_folder, "INBOX");
+        mem_add_simple(s, "INBOX", "<late@x>", "late", 0);
+        s->stale_answers = 1;
+        *changed = true;
+        return MS_OK;
+    }
+    lw->late_by_second_wait = local_count(lw->fx, "INBOX", "<late@x>");
+    lw->stop = 1;
+    return MS_OK;
+}
+
+/* watch: a change the server reported and whose counters lagged is looked
+ * for again, so it arrives before the watch waits again (without: only at
+ * the next report or the pass interval, an hour by default). */
+static void watch_looks_again_when_counters_lag(void **state)
+{
+    struct fixture *fx = *state;
+    mem_add_simple(fx->srv, "INBOX", "<first@x>", "first", 0);
+    struct lagging_watch lw = {.fx = fx, .stop = 0, .waits = 0, .late_by_second_wait = 0};
+    fx->srv->on_wait = lagging_wait;
+    fx->srv->on_wait_ctx = &lw;
+    struct engine_watch w = {.interval_s = 3600, .stop = &lw.stop, .pass_done = NULL, .alive = NULL,
+                             .alive_ms = 0, .ctx = NULL};
+    assert_int_equal(engine_watch(&fx->acct, &fx->opt, &w), MS_OK);
+    assert_int_equal(lw.waits, 2);
+    assert_int_equal(fx->srv->stale_answers, 0); /* the lagging listing was made */
+    assert_int_equal(local_count(fx, "INBOX", "<first@x>"), 1);
+    assert_int_equal(lw.late_by_second_wait, 1);
+}
+
 /* A first pull of two folders brings every message once, the flags as
  * letters in the names, and records the state; a second pull fetches no
  * body at all. */
@@ -2180,6 +2229,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(upload_seen_then_deleted_expunged, setup, teardown),
         cmocka_unit_test_setup_teardown(upload_seen_then_deleted_to_trash, setup, teardown),
         cmocka_unit_test_setup_teardown(upload_seen_then_deleted_without_appenduid, setup, teardown),
+        cmocka_unit_test_setup_teardown(watch_looks_again_when_counters_lag, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
