@@ -408,6 +408,7 @@ static int run(struct state *s, sqlite3_stmt *st, const char *what, struct ms_er
 }
 
 static int exec(struct state *s, const char *sql, const char *what, struct ms_error *err);
+static int exec_in_transaction(struct state *s, const char *sql, const char *what, struct ms_error *err);
 
 /* run() for a statement that records a change of messages, the set of
  * folders, uploads or POP3 messages (not meta data, not the bookkeeping
@@ -508,19 +509,11 @@ static bool needs_upgrade(struct state *s, struct upgrades *u)
  * transaction (a kill leaves the DB without them, to be made next time). */
 static int create_folder_rows(struct state *s, struct ms_error *err)
 {
-    int rc = exec(s, "BEGIN IMMEDIATE", "starting a transaction", err);
-    if (rc)
-        return rc;
-    rc = exec(s,
-              "DROP TABLE IF EXISTS folder_rows;" FOLDER_ROWS_SQL ";"
-              "INSERT INTO folder_rows (folder_id, n) SELECT folder_id, count(*) FROM messages GROUP BY folder_id",
-              "creating the folder row counts", err);
-    if (!rc)
-        rc = exec(s, "COMMIT", "committing", err);
-    if (rc)
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    s->wrote = true;
-    return rc;
+    return exec_in_transaction(
+        s,
+        "DROP TABLE IF EXISTS folder_rows;" FOLDER_ROWS_SQL ";"
+        "INSERT INTO folder_rows (folder_id, n) SELECT folder_id, count(*) FROM messages GROUP BY folder_id",
+        "creating the folder row counts", err);
 }
 
 static int exec(struct state *s, const char *sql, const char *what, struct ms_error *err)
@@ -528,6 +521,22 @@ static int exec(struct state *s, const char *sql, const char *what, struct ms_er
     if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
         return db_error(s, err, what);
     return MS_OK;
+}
+
+/* sql (one or more statements) in one transaction of its own: all of it
+ * or, on an error or a crash, none. */
+static int exec_in_transaction(struct state *s, const char *sql, const char *what, struct ms_error *err)
+{
+    int rc = exec(s, "BEGIN IMMEDIATE", "starting a transaction", err);
+    if (rc)
+        return rc;
+    rc = exec(s, sql, what, err);
+    if (!rc)
+        rc = exec(s, "COMMIT", "committing", err);
+    if (rc)
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    s->wrote = true;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -626,19 +635,11 @@ static int check_existing(struct state *s, bool *empty, struct ms_error *err)
  * either schema. Also run on a fresh DB (its version is already 2). */
 static int migrate_trash_journal(struct state *s, struct ms_error *err)
 {
-    int rc = exec(s, "BEGIN IMMEDIATE", "starting a transaction", err);
-    if (rc)
-        return rc;
-    rc = exec(s, TRASHING_TABLE_SQL, "creating the trash journal", err);
-    if (!rc)
-        rc = exec(s, "UPDATE meta SET value = '2' WHERE key = 'schema_version' AND CAST(value AS INTEGER) < 2",
-                  "updating the schema version", err);
-    if (!rc)
-        rc = exec(s, "COMMIT", "committing", err);
-    if (rc)
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    s->wrote = true;
-    return rc;
+    return exec_in_transaction(
+        s,
+        TRASHING_TABLE_SQL ";"
+        "UPDATE meta SET value = '2' WHERE key = 'schema_version' AND CAST(value AS INTEGER) < 2",
+        "creating the trash journal and updating the schema version", err);
 }
 
 static int create_schema(struct state *s, struct ms_error *err)
