@@ -26,16 +26,21 @@ import testbed as tb
 from test_hostile import HostileTestCase, all_message_bytes, messages
 
 
-def turns(px):
-    """Request/response turns in a recording proxy's transcript."""
+def _turns_of(transcript):
+    """Request/response turns in a list of (down, data) chunks."""
     n, answered = 0, False
-    for down, _ in px.transcript:
+    for down, _ in transcript:
         if down:
             answered = True
         elif answered:
             n += 1
             answered = False
     return n
+
+
+def turns(px):
+    """Request/response turns in a recording proxy's transcript."""
+    return _turns_of(px.transcript)
 
 
 def waits(px):
@@ -52,14 +57,7 @@ def waits(px):
             if not data:
                 continue
         log.append((down, data))
-    n, answered = 0, False
-    for down, _ in log:
-        if down:
-            answered = True
-        elif answered:
-            n += 1
-            answered = False
-    return n
+    return _turns_of(log)
 
 
 def commands_by_turn(px):
