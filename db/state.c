@@ -44,6 +44,8 @@ enum stmt_id {
     ST_FOLDER_TOUCH,
     ST_MSG_LIST,
     ST_MSG_GET,
+    ST_MSG_RANGE,
+    ST_MSG_UIDS,
     ST_MSG_PUT,
     ST_MSG_SET_FLAGS,
     ST_MSG_CONFIRM,
@@ -121,6 +123,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                     "WHERE folder_id = ?1 ORDER BY uid",
     [ST_MSG_GET] = "SELECT uid, uniq, flags, keywords, size, message_id, hash, pending, emailid FROM messages "
                    "WHERE folder_id = ?1 AND uid = ?2",
+    [ST_MSG_RANGE] = "SELECT uid, uniq, flags, keywords, size, message_id, hash, pending, emailid FROM messages "
+                     "WHERE folder_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid",
+    [ST_MSG_UIDS] = "SELECT uid FROM messages WHERE folder_id = ?1 ORDER BY uid",
     [ST_MSG_PUT] = "INSERT OR REPLACE INTO messages "
                    "(folder_id, uid, uniq, flags, keywords, size, message_id, hash, pending, emailid) "
                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -1414,6 +1419,59 @@ static int msg_list(struct state *s, enum stmt_id id, int64_t folder_id, struct 
 int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n, struct ms_error *err)
 {
     return msg_list(s, ST_MSG_LIST, folder_id, out, n, err);
+}
+
+int state_msg_list_range(struct state *s, int64_t folder_id, uint32_t first, uint32_t last, struct state_msg **out,
+                         size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_MSG_RANGE, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, first);
+    sqlite3_bind_int64(st, 3, last);
+    struct state_msg *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        v = grow_rows(v, len, &cap, sizeof *v, 256);
+        read_msg(st, &v[len++]);
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        state_msgs_free(v, len);
+        return db_error(s, err, "listing messages");
+    }
+    *out = v ? v : xcalloc(1, sizeof *v);
+    *n = len;
+    return MS_OK;
+}
+
+int state_msg_uids(struct state *s, int64_t folder_id, uint32_t **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_MSG_UIDS, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    uint32_t *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        v = grow_rows(v, len, &cap, sizeof *v, 1024);
+        v[len++] = (uint32_t)sqlite3_column_int64(st, 0);
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_error(s, err, "listing message UIDs");
+    }
+    *out = v ? v : xcalloc(1, sizeof *v);
+    *n = len;
+    return MS_OK;
 }
 
 int state_msg_list_brief(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n,

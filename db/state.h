@@ -158,6 +158,13 @@ struct state_msg {
 
 /* All messages of a folder, ordered by uid. */
 int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n, struct ms_error *err);
+/* The messages of a folder with first <= uid <= last, ordered by uid
+ * (a window of a big folder: the cost follows the window). */
+int state_msg_list_range(struct state *s, int64_t folder_id, uint32_t first, uint32_t last, struct state_msg **out,
+                         size_t *n, struct ms_error *err);
+/* The UIDs alone of a folder's messages, ascending (4 bytes a message);
+ * *out: free(). */
+int state_msg_uids(struct state *s, int64_t folder_id, uint32_t **out, size_t *n, struct ms_error *err);
 /* The same without message_id, hash and emailid (NULL): what a push compares. */
 int state_msg_list_brief(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n,
                          struct ms_error *err);

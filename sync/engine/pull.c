@@ -324,16 +324,135 @@ static int use_changes(struct run *r, const struct selected *sel, const struct s
     return MS_OK;
 }
 
+/* How a folder is pulled in windows of UIDs, top down (see the top of the
+ * file); mode PULL_WHOLE: in one pass. */
+enum pull_mode {
+    PULL_WHOLE = 0,
+    PULL_FIRST,   /* a first pull: nothing recorded, no local file */
+    PULL_RESUME,  /* a first pull a killed run left incomplete: the rows of
+                     each window and their files, looked up by name */
+    PULL_CHANGES, /* an incremental listing with more changes than a window:
+                     the changes of each window and their rows and files */
+};
+
+struct pull_window {
+    enum pull_mode mode;
+    uint32_t size;   /* UIDs a window spans (0: no window wanted) */
+    uint32_t from;   /* the lowest UID of the window being done; 0: the last */
+    uint64_t modseq; /* PULL_CHANGES: the changes since this */
+};
+
+/* The UIDs of rows st[0..ns), for local_lookup. */
+static void rows_affected(const struct state_msg *st, size_t ns, struct uid_list *affected)
+{
+    affected->v = xmalloc((ns + 1) * sizeof *affected->v);
+    for (size_t i = 0; i < ns; i++)
+        affected->v[i] = st[i].uid;
+    affected->n = ns;
+}
+
+/* One window of an incremental listing (PULL_CHANGES): the changes chg
+ * (freed here), the rows of their UIDs, merged into the window's listing. */
+static int changes_window(struct run *r, const struct state_folder *sf, struct remote_msg *chg, size_t nchg,
+                          struct state_msg **st, size_t *ns, struct remote_msg **rm, size_t *nr,
+                          struct uid_list *affected, struct ms_error *err)
+{
+    uint32_t *want = xmalloc((nchg + 1) * sizeof *want);
+    for (size_t i = 0; i < nchg; i++)
+        want[i] = chg[i].uid;
+    int rc = state_msg_get_uids(r->st, sf->id, want, nchg, st, ns, err);
+    free(want);
+    if (rc == MS_OK)
+        rc = sizes_of_strangers(r, sf, *st, *ns, chg, nchg, err);
+    if (rc == MS_OK)
+        merge_changes(*st, *ns, chg, nchg, NULL, 0, NULL, 0, false, rm, nr, affected);
+    remote_msgs_free(chg, nchg);
+    return rc;
+}
+
+/* An incremental listing l that holds only the top window's changes
+ * (l->from: more changed than a window). The windows may go on only when
+ * no recorded message is gone (every window then only changes flags and
+ * adds mail; a deletion must be weighed against the whole folder by the
+ * mass-deletion guard): the recorded UIDs (4 bytes each) are compared with
+ * the vanished ones, or with all UIDs. Then the top window is planned
+ * (*windowed); else the rest of the changes is listed and l made whole. */
+static int changes_top_window(struct run *r, const struct selected *sel, const struct state_folder *sf,
+                              struct remote_listing *l, struct pull_window *win, struct state_msg **st,
+                              size_t *ns, struct remote_msg **rm, size_t *nr, struct uid_list *affected,
+                              bool *windowed, struct ms_error *err)
+{
+    *windowed = false;
+    uint32_t *rows = NULL;
+    size_t nrows = 0, gone = 0;
+    int rc = state_msg_uids(r->st, sf->id, &rows, &nrows, err);
+    if (rc)
+        return rc;
+    bool vanished = l->kind == REMOTE_LIST_VANISHED;
+    for (size_t i = 0, j = 0; i < nrows; i++) { /* both sorted: merge */
+        while (j < l->nuids && l->uids[j] < rows[i])
+            j++;
+        bool listed = j < l->nuids && l->uids[j] == rows[i];
+        gone += vanished ? listed : !listed;
+    }
+    free(rows);
+    if (gone == 0) {
+        log_msg(LOG_VERBOSE, "%s: more than %u messages changed since modseq %llu: in windows of UIDs, from %u down",
+                sel->name, win->size, (unsigned long long)sf->highestmodseq, l->from);
+        win->mode = PULL_CHANGES;
+        win->from = l->from > 1 ? l->from : 0;
+        win->modseq = sf->highestmodseq;
+        rc = changes_window(r, sf, l->msgs, l->nmsgs, st, ns, rm, nr, affected, err);
+        l->msgs = NULL;
+        l->nmsgs = 0;
+        *windowed = true;
+        return rc;
+    }
+    log_msg(LOG_VERBOSE, "%s: %zu recorded messages gone: listing every change at once", sel->name, gone);
+    struct remote_msg *rest = NULL;
+    size_t nrest = 0;
+    if (l->from > 1 &&
+        (rc = r->remote->ops->fetch_changes_range(r->remote, 1, l->from - 1, sf->highestmodseq, &rest, &nrest, err)))
+        return rc;
+    rest = xrealloc(rest, (nrest + l->nmsgs + 1) * sizeof *rest);
+    memcpy(rest + nrest, l->msgs, l->nmsgs * sizeof *rest); /* all of them above the rest */
+    free(l->msgs);
+    l->msgs = rest;
+    l->nmsgs += nrest;
+    l->from = 0;
+    return MS_OK;
+}
+
+/* A full listing that holds only its top window (l->from) although the
+ * pull is not in windows: the rest, so that l is every message. */
+static int listing_rest(struct run *r, struct remote_listing *l, struct ms_error *err)
+{
+    struct remote_msg *rest = NULL;
+    size_t nrest = 0;
+    int rc = r->remote->ops->fetch_meta_range(r->remote, 1, l->from - 1, &rest, &nrest, err);
+    if (rc)
+        return rc;
+    rest = xrealloc(rest, (nrest + l->nmsgs + 1) * sizeof *rest);
+    memcpy(rest + nrest, l->msgs, l->nmsgs * sizeof *rest);
+    free(l->msgs);
+    l->msgs = rest;
+    l->nmsgs += nrest;
+    l->from = 0;
+    return MS_OK;
+}
+
 /* The server's view of the folder; *changed when its UIDVALIDITY differs
  * from the recorded one. *incremental when only the changes since the last
  * sync were listed (the side decides whether it can: remote.h, open): then
  * *affected holds the recorded UIDs whose flags changed or that are gone,
  * the only ones the local side must look at. */
-/* window: 0, or a first pull in windows (remote_known.window): then *from
- * is where the listing began (0: it is whole). */
+/* win: a first pull in windows (PULL_FIRST, PULL_RESUME: win->size), or
+ * the window an incremental listing may go in (PULL_WHOLE with
+ * win->size); on return win->from is where the listing began (0: it is
+ * whole) and win->mode says how the windows go on (PULL_WHOLE: none). */
 static int remote_snapshot(struct run *r, const struct selected *sel, const struct state_folder *sf,
-                           uint32_t window, struct state_msg **st, size_t *ns, size_t *guard_total,
-                           struct remote_box *mb, struct remote_msg **rm, size_t *nr, uint32_t *from, bool *changed,
+                           struct pull_window *win, struct state_msg **st, size_t *ns, size_t *guard_total,
+                           struct remote_box *mb, struct remote_msg **rm, size_t *nr, bool *changed,
                            bool *incremental, struct uid_list *affected, struct ms_error *err)
 {
     struct remote_known known = {0};
@@ -348,13 +467,23 @@ static int remote_snapshot(struct run *r, const struct selected *sel, const stru
                                       .modseq = sf->highestmodseq, .status_uidnext = early ? early->uidnext : 0,
                                       .window = 0};
     }
-    known.window = window;
-    *from = 0;
+    known.window = win->size;
+    win->from = 0;
     if ((rc = r->remote->ops->open(r->remote, sel->raw, &known, &l, err)))
         return rc;
     *mb = l.box;
     bool full = l.kind == REMOTE_LIST_FULL;
     if (!full) {
+        bool windowed = false;
+        if (l.from && r->remote->ops->fetch_changes_range)
+            rc = changes_top_window(r, sel, sf, &l, win, st, ns, rm, nr, affected, &windowed, err);
+        else if (l.from)
+            rc = ms_error_set(err, MS_EUSAGE, "%s: a listing in windows without fetch_changes_range", sel->name);
+        if (rc || windowed) {
+            remote_listing_free(&l);
+            *incremental = windowed;
+            return rc;
+        }
         rc = use_changes(r, sel, sf, &l, st, ns, guard_total, rm, nr, incremental, affected, err);
         remote_listing_free(&l);
         if (rc || *incremental)
@@ -363,19 +492,44 @@ static int remote_snapshot(struct run *r, const struct selected *sel, const stru
         *st = NULL;
         *ns = 0;
     }
+    *changed = sf->uidvalidity && sf->uidvalidity != mb->uidvalidity;
+    if (*changed)
+        log_msg(LOG_WARN, "%s: UIDVALIDITY changed (%u -> %u): re-matching messages by identity, deleting nothing",
+                sel->name, sf->uidvalidity, mb->uidvalidity);
+    if (full && l.from > 1 && win->mode == PULL_RESUME && !*changed) {
+        /* The rest of a first pull: the top window's rows, whose files are
+         * looked up by name (local_lookup), as in the windows below it. */
+        if ((rc = state_msg_list_range(r->st, sf->id, l.from, UINT32_MAX, st, ns, err))) {
+            remote_listing_free(&l);
+            return rc;
+        }
+        log_msg(LOG_VERBOSE, "%s: completing a first pull in windows of %u UIDs: %zu recorded in the top window",
+                sel->name, win->size, *ns);
+        rows_affected(*st, *ns, affected);
+        *incremental = true;
+        *rm = l.msgs;
+        *nr = l.nmsgs;
+        win->from = l.from;
+        free(l.uids);
+        return MS_OK;
+    }
+    if (full && l.from > 1 && win->mode != PULL_FIRST && (rc = listing_rest(r, &l, err))) {
+        remote_listing_free(&l);
+        return rc;
+    }
+    if (win->mode != PULL_FIRST)
+        win->mode = PULL_WHOLE;
     /* The full listing: every row. */
     if (sf->id && (rc = state_msg_list(r->st, sf->id, st, ns, err))) {
         remote_listing_free(&l);
         return rc;
     }
-    *changed = sf->uidvalidity && sf->uidvalidity != mb->uidvalidity;
-    if (*changed)
-        log_msg(LOG_WARN, "%s: UIDVALIDITY changed (%u -> %u): re-matching messages by identity, deleting nothing",
-                sel->name, sf->uidvalidity, mb->uidvalidity);
     if (full) {
         *rm = l.msgs;
         *nr = l.nmsgs;
-        *from = l.from > 1 ? l.from : 0;
+        win->from = l.from > 1 ? l.from : 0;
+        if (!win->from)
+            win->mode = PULL_WHOLE;
         free(l.uids); /* empty in a full listing (NULL or not) */
         return MS_OK;
     }
@@ -482,38 +636,68 @@ static int drop_placeholders(struct run *r, const struct selected *sel, struct m
     return rc ? rc : erc;
 }
 
-/* Whether a first pull of the folder may go in windows (see the top of
- * the file): nothing recorded of it and no message in its local folder,
- * so each window's plan needs no row and no file outside the window. */
-static int first_pull_window(struct run *r, const struct state_folder *sf, struct maildir_folder *mf,
-                             uint32_t *window, struct ms_error *err)
+/* How the folder may go in windows (see the top of the file): a first
+ * pull (nothing recorded of it and no message in its local folder, so
+ * each window's plan needs no row and no file outside the window), the
+ * rest of one a killed run left (rows recorded, the folder's record not
+ * complete, nothing pending: each window's rows and their files), or an
+ * incremental listing with more changes than a window (the side says so:
+ * remote_known.window). Never in a dry run (it reports one plan). */
+static int pull_window_of(struct run *r, const struct state_folder *sf, struct maildir_folder *mf,
+                          struct pull_window *win, struct ms_error *err)
 {
-    *window = 0;
-    if (r->opt->dry_run || sf->last_sync || !mf || !remote_can(r->remote, REMOTE_UIDS))
+    *win = (struct pull_window){.mode = PULL_WHOLE, .size = 0, .from = 0, .modseq = 0};
+    if (r->opt->dry_run || !mf || !remote_can(r->remote, REMOTE_UIDS))
         return MS_OK;
+    uint32_t size = r->opt->pull_window ? r->opt->pull_window : PULL_WINDOW;
+    if (sf->last_sync) {
+        if (remote_can(r->remote, REMOTE_CHANGES))
+            win->size = size;
+        return MS_OK;
+    }
     size_t rows = 0, nlocal = 0;
     struct local_msg *local = NULL;
     int rc;
     if (sf->id && (rc = state_msg_count(r->st, sf->id, &rows, err)))
         return rc;
-    if (rows || sf->pending_count || sf->appends_count)
+    if (sf->pending_count || sf->appends_count)
         return MS_OK;
+    if (rows) {
+        if (sf->uidvalidity)
+            *win = (struct pull_window){.mode = PULL_RESUME, .size = size, .from = 0, .modseq = 0};
+        return MS_OK;
+    }
     if ((rc = maildir_scan(mf, &local, &nlocal, err)))
         return rc;
     maildir_msgs_free(local, nlocal);
     if (nlocal == 0)
-        *window = r->opt->pull_window ? r->opt->pull_window : PULL_WINDOW;
+        *win = (struct pull_window){.mode = PULL_FIRST, .size = size, .from = 0, .modseq = 0};
     return MS_OK;
 }
 
-/* The next window below the one just done (from: its lowest UID, > 1). */
-static int next_window(struct run *r, const struct selected *sel, uint32_t window, uint32_t *from,
-                       struct remote_msg **rm, size_t *nr, struct ms_error *err)
+/* The next window below the one just done (win->from: its lowest UID,
+ * > 1): its listing, and for PULL_RESUME and PULL_CHANGES its rows (and
+ * the UIDs whose files local_lookup finds). */
+static int next_window(struct run *r, const struct selected *sel, const struct state_folder *sf,
+                       struct pull_window *win, struct state_msg **st, size_t *ns, struct remote_msg **rm,
+                       size_t *nr, struct uid_list *affected, struct ms_error *err)
 {
-    uint32_t hi = *from - 1, lo = hi > window ? hi - window + 1 : 1;
-    *from = lo > 1 ? lo : 0;
-    log_msg(LOG_VERBOSE, "%s: first pull, next window: UIDs %u:%u", sel->name, lo, hi);
-    return r->remote->ops->fetch_meta_range(r->remote, lo, hi, rm, nr, err);
+    uint32_t hi = win->from - 1, lo = hi > win->size ? hi - win->size + 1 : 1;
+    win->from = lo > 1 ? lo : 0;
+    log_msg(LOG_VERBOSE, "%s: next window: UIDs %u:%u", sel->name, lo, hi);
+    if (win->mode == PULL_CHANGES) {
+        struct remote_msg *chg = NULL;
+        size_t nchg = 0;
+        int rc = r->remote->ops->fetch_changes_range(r->remote, lo, hi, win->modseq, &chg, &nchg, err);
+        return rc ? rc : changes_window(r, sf, chg, nchg, st, ns, rm, nr, affected, err);
+    }
+    int rc = r->remote->ops->fetch_meta_range(r->remote, lo, hi, rm, nr, err);
+    if (rc || win->mode != PULL_RESUME)
+        return rc;
+    if ((rc = state_msg_list_range(r->st, sf->id, lo, hi, st, ns, err)))
+        return rc;
+    rows_affected(*st, *ns, affected);
+    return MS_OK;
 }
 
 int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
@@ -566,14 +750,15 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     }
     bool incremental;
     size_t guard_total = 0;
-    uint32_t window = 0, from = 0;
+    struct pull_window win;
     size_t skipped = 0;
     bool announced = false; /* folder_start called (once for all windows) */
-    if ((rc = first_pull_window(r, &sf, mf, &window, err)))
+    if ((rc = pull_window_of(r, &sf, mf, &win, err)))
         goto out;
-    if ((rc = remote_snapshot(r, sel, &sf, window, &state, &nstate, &guard_total, &mb, &rm, &nr, &from, &uv_changed,
+    if ((rc = remote_snapshot(r, sel, &sf, &win, &state, &nstate, &guard_total, &mb, &rm, &nr, &uv_changed,
                               &incremental, &affected, err)))
         goto out;
+    bool first = win.mode == PULL_FIRST || win.mode == PULL_RESUME; /* a first pull in windows */
     if (!sf.uidvalidity && mb.uidvalidity && sf.id && !r->opt->dry_run) {
         /* A first pull records the rows of what it delivered before the
          * folder's record is complete: the record must say now which
@@ -590,13 +775,14 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
         rc = maildir_scan(mf, &local, &nlocal, err);
     if (rc)
         goto out;
-    if (from)
+    if (first && win.from)
         log_msg(LOG_VERBOSE, "%s: first pull of %u messages in windows of %u UIDs: UIDs %u:%u", sel->name,
-                mb.exists, window, from, mb.uidnext ? mb.uidnext - 1 : 0);
+                mb.exists, win.size, win.from, mb.uidnext ? mb.uidnext - 1 : 0);
 next_window:;
     /* From here on, once per window (one pass without windows): the
-     * window's listing is rm (a first pull: no row, no local file). */
-    bool more = from != 0;
+     * window's listing is rm, its rows state, its files local (a first
+     * pull: no row, no local file). */
+    bool more = win.mode != PULL_WHOLE && win.from != 0;
     if (uv_changed) {
         /* The old UIDs mean nothing now; their rows still tell which local
          * file is which message and what was synced last: rematch_folder()
@@ -674,10 +860,10 @@ next_window:;
     /* A pull in windows announces the folder once, with its first window:
      * every message it holds, and the bytes estimated from that window. */
     if (prog && prog->folder_start && !r->opt->dry_run && !announced) {
-        announced = window != 0;
+        announced = win.mode != PULL_WHOLE;
         size_t nmsgs = hold_fetch ? 0 : p.nfetch;
         uint64_t nbytes = hold_fetch ? 0 : p.fetch_bytes;
-        if (window && !hold_fetch && p.nfetch && mb.exists > p.nfetch) {
+        if (win.mode == PULL_FIRST && !hold_fetch && p.nfetch && mb.exists > p.nfetch) {
             nbytes = nbytes / p.nfetch * mb.exists;
             nmsgs = mb.exists;
         }
@@ -731,9 +917,22 @@ next_window:;
         free(placeholders);
         placeholders = NULL;
         nplaceholders = 0;
+        if (win.mode == PULL_RESUME || win.mode == PULL_CHANGES) {
+            /* and its rows and files */
+            state_msgs_free(state, nstate);
+            state = NULL;
+            nstate = 0;
+            maildir_msgs_free(local, nlocal);
+            local = NULL;
+            nlocal = 0;
+            free(affected.v);
+            affected = (struct uid_list){0};
+        }
         if (run_stopped(r))
             goto out; /* a signal: the folder stays incomplete, the next run completes it */
-        if ((rc = next_window(r, sel, window, &from, &rm, &nr, err)))
+        if ((rc = next_window(r, sel, &sf, &win, &state, &nstate, &rm, &nr, &affected, err)))
+            goto out;
+        if (win.mode != PULL_FIRST && (rc = local_lookup(mf, state, nstate, &affected, &local, &nlocal, err)))
             goto out;
         goto next_window;
     }

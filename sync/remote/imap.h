@@ -200,6 +200,14 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
                         uint64_t modseq, uint32_t known_uidnext, uint32_t expect_uidnext, struct remote_box *out,
                         struct remote_msg **changed, size_t *nchanged, uint32_t **vanished, size_t *nvanished,
                         struct ms_error *err);
+/* imap_select_qresync with a window (0: none): when more than window
+ * messages changed, only those from *from = UIDNEXT - window up are in
+ * *changed (the rest: imap_fetch_flags_changedsince in windows); *from 0:
+ * all of them. The vanished UIDs are all there, whatever the window. */
+int imap_select_qresync_window(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
+                               uint64_t modseq, uint32_t known_uidnext, uint32_t expect_uidnext, uint32_t window,
+                               struct remote_box *out, struct remote_msg **changed, size_t *nchanged,
+                               uint32_t *from, uint32_t **vanished, size_t *nvanished, struct ms_error *err);
 
 /* Several folders known to need step 3 (their STATUS showed a new
  * HIGHESTMODSEQ, not new mail): send "EXAMINE name (QRESYNC (uidvalidity
@@ -240,6 +248,15 @@ int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n
  * are not reported: compare imap_fetch_uids() with the known UIDs. */
 int imap_fetch_flags_changedsince(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
                                   struct remote_msg **out, size_t *n, struct ms_error *err);
+/* The changes since modseq of the selected folder whose UIDNEXT is
+ * uidnext: UID FETCH 1:* as above, but at most window of them (0: all):
+ * when more come (or at once with top_only), only those of the top
+ * window of UIDs, *from = uidnext - window up, are listed; the rest is
+ * for the caller to ask for in windows (imap_fetch_flags_changedsince).
+ * *from 0: every change is in *out. */
+int imap_fetch_changes_windowed(struct imap_session *s, uint64_t modseq, uint32_t window, uint32_t uidnext,
+                                bool top_only, struct remote_msg **out, size_t *n, uint32_t *from,
+                                struct ms_error *err);
 
 /* All UIDs of the selected folder, sorted, unique (malloc'd, never NULL on
  * MS_OK; free with free()): to detect expunges when the server has

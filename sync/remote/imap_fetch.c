@@ -381,6 +381,17 @@ static void on_flags_att(struct mailimap_msg_att *att, void *ctx)
     }
     if (!x.has_flags)
         x.m.flags |= FLAGS_MISSING; /* e.g. an unsolicited MODSEQ-only update */
+    if (f->max && (f->overflow || f->nmsgs >= f->max)) {
+        /* More than the caller wants whole: none kept, memory bounded. */
+        if (!f->overflow) {
+            remote_msgs_free(f->msgs, f->nmsgs);
+            f->msgs = NULL;
+            f->nmsgs = f->capmsgs = 0;
+            f->overflow = true;
+        }
+        free(x.m.keywords);
+        return;
+    }
     if (f->nmsgs == f->capmsgs) {
         size_t ncap = f->capmsgs ? f->capmsgs * 2 : 256;
         struct remote_msg *n = realloc(f->msgs, ncap * sizeof *n);
@@ -479,12 +490,16 @@ int imap_finish_flags_fetch(struct fetch_ctx *f, int rc, struct remote_msg **out
     return MS_OK;
 }
 
-/* UID FETCH first:last (UID FLAGS RFC822.SIZE) [(CHANGEDSINCE modseq)]. */
-int imap_fetch_flags_modseq(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
-                            struct remote_msg **out, size_t *n, struct ms_error *err)
+/* UID FETCH first:last (UID FLAGS RFC822.SIZE) [(CHANGEDSINCE modseq)],
+ * keeping at most max reports (0: all; *overflow, when not NULL, says
+ * that more came and none were kept). */
+static int fetch_flags_capped(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq, size_t max,
+                              struct remote_msg **out, size_t *n, bool *overflow, struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
+    if (overflow)
+        *overflow = false;
     int rc = imap_ready(s, true, err);
     if (rc != MS_OK)
         return rc;
@@ -504,11 +519,42 @@ int imap_fetch_flags_modseq(struct imap_session *s, uint32_t first, uint32_t las
     }
     f->first = first;
     f->last = last;
+    f->max = max;
     rc = run_fetch(s, f, set, ft, modseq, on_flags_att, BODY_DISCARD,
                    modseq ? "UID FETCH (FLAGS) (CHANGEDSINCE)" : "UID FETCH (FLAGS)", err);
     mailimap_set_free(set);
     mailimap_fetch_type_free(ft);
+    if (overflow)
+        *overflow = f->overflow;
     return imap_finish_flags_fetch(f, rc, out, n, err);
+}
+
+int imap_fetch_flags_modseq(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
+                            struct remote_msg **out, size_t *n, struct ms_error *err)
+{
+    return fetch_flags_capped(s, first, last, modseq, 0, out, n, NULL, err);
+}
+
+int imap_fetch_changes_windowed(struct imap_session *s, uint64_t modseq, uint32_t window, uint32_t uidnext,
+                                bool top_only, struct remote_msg **out, size_t *n, uint32_t *from,
+                                struct ms_error *err)
+{
+    *from = 0;
+    if (!window || uidnext <= window + 1)
+        return fetch_flags_capped(s, 1, 0, modseq, 0, out, n, NULL, err);
+    bool overflow = top_only;
+    if (!top_only) {
+        int rc = fetch_flags_capped(s, 1, 0, modseq, window, out, n, &overflow, err);
+        if (rc != MS_OK || !overflow)
+            return rc;
+        remote_msgs_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    /* More than a window changed ("mark all read" elsewhere): the top
+     * window now, the rest when the caller asks for it. */
+    *from = uidnext - window;
+    return fetch_flags_capped(s, *from, 0, modseq, 0, out, n, NULL, err);
 }
 
 int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n,

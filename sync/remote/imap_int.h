@@ -99,6 +99,9 @@ struct fetch_ctx {
     struct remote_msg *msgs;
     size_t nmsgs, capmsgs;
     size_t unplaced; /* reports without UID */
+    size_t max;      /* 0, or: at most this many reports are kept; past it all
+                        are dropped as they arrive and overflow is set */
+    bool overflow;
     /* imap_fetch_bodies */
     const struct remote_body_sink *sink;
     bool body_started;
@@ -171,7 +174,6 @@ int imap_finish_flags_fetch(struct fetch_ctx *f, int rc, struct remote_msg **out
  * modseq is non-zero]; last 0 means '*'. */
 int imap_fetch_flags_modseq(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
                             struct remote_msg **out, size_t *n, struct ms_error *err);
-
 /* ---- imap_status.c / imap_qresync.c ---- */
 
 /* The extension data at it if it is of ext_id/ext_type with data; else NULL. */

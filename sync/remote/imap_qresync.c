@@ -334,7 +334,7 @@ static int changes_from_select(struct imap_session *s, struct fetch_ctx *sel, ui
     *out = NULL;
     *n = 0;
     *used = false;
-    if (known_uidnext <= 1 || sel->unplaced)
+    if (known_uidnext <= 1 || sel->unplaced || sel->overflow)
         return MS_OK;
     for (size_t i = 0; i < sel->nmsgs; i++)
         if (sel->msgs[i].flags & FLAGS_MISSING)
@@ -409,6 +409,17 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
                         struct remote_msg **changed, size_t *nchanged, uint32_t **vanished, size_t *nvanished,
                         struct ms_error *err)
 {
+    uint32_t from;
+    return imap_select_qresync_window(s, name, read_write, uidvalidity, modseq, known_uidnext, expect_uidnext, 0,
+                                      out, changed, nchanged, &from, vanished, nvanished, err);
+}
+
+int imap_select_qresync_window(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
+                               uint64_t modseq, uint32_t known_uidnext, uint32_t expect_uidnext, uint32_t window,
+                               struct remote_box *out, struct remote_msg **changed, size_t *nchanged,
+                               uint32_t *from, uint32_t **vanished, size_t *nvanished, struct ms_error *err)
+{
+    *from = 0;
     memset(out, 0, sizeof *out);
     *changed = NULL;
     *nchanged = 0;
@@ -431,6 +442,9 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     sel->s = s;
     sel->first = 1;
+    /* The SELECT's reports of changed messages, up to a window of them:
+     * past it, none are kept (they are listed again in windows below). */
+    sel->max = window;
     /* New mail the caller already knows of (a STATUS earlier in the
      * session): its listing goes out with the SELECT, a round trip less. */
     uint32_t ahead = known_uidnext > 1 && expect_uidnext > known_uidnext ? known_uidnext : 0;
@@ -512,7 +526,8 @@ int imap_select_qresync(struct imap_session *s, const char *name, bool read_writ
             used = false;
         }
         if (rc == MS_OK && !used && out->exists > 0)
-            rc = imap_fetch_flags_modseq(s, 1, 0, modseq, &msgs, &nmsgs, err);
+            rc = imap_fetch_changes_windowed(s, modseq, window, out->uidnext, sel->overflow, &msgs, &nmsgs, from,
+                                             err);
         if (rc == MS_OK && (ahead || s->imap->imap_tag != select_tag)) {
             /* Expunges while we fetched arrive as plain VANISHED (only
              * when a FETCH went out: else the response info is still the

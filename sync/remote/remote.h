@@ -113,7 +113,12 @@ struct remote_known {
                                 UIDNEXT - window up (remote_listing.from says
                                 where it began): a first pull of a big folder
                                 goes in windows of UIDs, top down, its memory
-                                bounded by the window, not by the folder */
+                                bounded by the window, not by the folder; and
+                                an incremental listing with more than this many
+                                changed messages ("mark all read" elsewhere)
+                                gives the changes from UIDNEXT - window up only
+                                (the same from), the rest being for
+                                fetch_changes_range */
 };
 
 /* The answer of open(). */
@@ -142,9 +147,12 @@ struct remote_listing {
     uint32_t *uids;
     size_t nuids;
     const char *how; /* how the side listed, for verbose logs (static; may be NULL) */
-    uint32_t from;   /* REMOTE_LIST_FULL: 0 when msgs are every message; else
-                        (known->window) msgs are those with uid >= from only,
-                        the rest is for fetch_meta_range(1, from - 1) */
+    uint32_t from;   /* 0 when msgs are every message (REMOTE_LIST_FULL) or
+                        every change; else (known->window) msgs are those
+                        with uid >= from only, the rest is for
+                        fetch_meta_range(1, from - 1) (REMOTE_LIST_FULL) or
+                        fetch_changes_range(1, from - 1, known->modseq)
+                        (the incremental kinds, whose uids stay whole) */
 };
 
 /* Frees the arrays and zeroes *l. */
@@ -299,6 +307,12 @@ struct remote_ops {
      * no upper bound), flags and sizes. Sorted. */
     int (*fetch_meta_range)(struct remote *r, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n,
                             struct ms_error *err);
+    /* On the open folder: the messages with first <= uid <= last (last 0:
+     * no upper bound) whose flags changed since modseq (or that are new),
+     * flags and sizes. Sorted. For the windows of an incremental listing
+     * (remote_listing.from). REMOTE_CHANGES; may be NULL without it. */
+    int (*fetch_changes_range)(struct remote *r, uint32_t first, uint32_t last, uint64_t modseq,
+                               struct remote_msg **out, size_t *n, struct ms_error *err);
     /* On the open folder: the messages of uids (sorted) that still exist,
      * flags and sizes. Sorted. */
     int (*fetch_meta)(struct remote *r, const uint32_t *uids, size_t n, struct remote_msg **out, size_t *nout,

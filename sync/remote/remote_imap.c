@@ -140,8 +140,9 @@ static int imap_r_open(struct remote *r, const char *name, const struct remote_k
     if (!x->condstore || !known->uidvalidity || !known->modseq) {
         rc = imap_select(x->s, name, false, mb, err);
     } else if (x->qresync) {
-        rc = imap_select_qresync(x->s, name, false, known->uidvalidity, known->modseq, known->uidnext,
-                                 known->status_uidnext, mb, &out->msgs, &out->nmsgs, &out->uids, &out->nuids, err);
+        rc = imap_select_qresync_window(x->s, name, false, known->uidvalidity, known->modseq, known->uidnext,
+                                        known->status_uidnext, known->window, mb, &out->msgs, &out->nmsgs,
+                                        &out->from, &out->uids, &out->nuids, err);
         if (rc == MS_OK && usable_since(mb, known)) {
             out->kind = REMOTE_LIST_VANISHED;
             out->how = "QRESYNC";
@@ -152,7 +153,8 @@ static int imap_r_open(struct remote *r, const char *name, const struct remote_k
         if (rc == MS_OK && usable_since(mb, known)) {
             out->kind = REMOTE_LIST_ALL_UIDS;
             out->how = "CONDSTORE";
-            rc = imap_fetch_flags_changedsince(x->s, 1, 0, known->modseq, &out->msgs, &out->nmsgs, err);
+            rc = imap_fetch_changes_windowed(x->s, known->modseq, known->window, mb->uidnext, false, &out->msgs,
+                                             &out->nmsgs, &out->from, err);
             if (rc == MS_OK && mb->exists)
                 rc = imap_fetch_uids(x->s, &out->uids, &out->nuids, err);
             else if (rc == MS_OK)
@@ -190,6 +192,12 @@ static int imap_r_fetch_meta_range(struct remote *r, uint32_t first, uint32_t la
                                    struct ms_error *err)
 {
     return imap_fetch_flags(ir(r)->s, first, last, out, n, err);
+}
+
+static int imap_r_fetch_changes_range(struct remote *r, uint32_t first, uint32_t last, uint64_t modseq,
+                                      struct remote_msg **out, size_t *n, struct ms_error *err)
+{
+    return imap_fetch_flags_changedsince(ir(r)->s, first, last, modseq, out, n, err);
 }
 
 static int imap_r_fetch_meta(struct remote *r, const uint32_t *uids, size_t n, struct remote_msg **out, size_t *nout,
@@ -337,6 +345,7 @@ static const struct remote_ops imap_ops = {
     .open = imap_r_open,
     .open_ahead = imap_r_open_ahead,
     .fetch_meta_range = imap_r_fetch_meta_range,
+    .fetch_changes_range = imap_r_fetch_changes_range,
     .fetch_meta = imap_r_fetch_meta,
     .fetch_identity = imap_r_fetch_identity,
     .fetch_identity_oid = imap_r_fetch_identity_oid,

@@ -414,6 +414,7 @@ static const struct remote_ops pop3_ops = {
     .open = pop3_r_open,
     .open_ahead = NULL,
     .fetch_meta_range = pop3_r_fetch_meta_range,
+    .fetch_changes_range = NULL,
     .fetch_meta = pop3_r_fetch_meta,
     .fetch_identity = pop3_r_fetch_identity,
     .fetch_headers = pop3_r_fetch_headers,

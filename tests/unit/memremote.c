@@ -25,7 +25,7 @@ const char *mem_op_name(enum mem_op op)
 {
     static const char *const names[] = {
         [MEM_OP_CONNECT] = "CONNECT", [MEM_OP_LIST] = "LIST",         [MEM_OP_STATUS] = "STATUS", [MEM_OP_SELECT] = "SELECT",
-        [MEM_OP_OPEN] = "OPEN",       [MEM_OP_OPEN_INC] = "OPEN_INC", [MEM_OP_META] = "META",
+        [MEM_OP_OPEN] = "OPEN",       [MEM_OP_OPEN_INC] = "OPEN_INC", [MEM_OP_META] = "META", [MEM_OP_CHANGES] = "CHANGES",
         [MEM_OP_IDENTITY] = "IDENTITY", [MEM_OP_BODY] = "BODY",       [MEM_OP_STORE] = "STORE",
         [MEM_OP_APPEND] = "APPEND",   [MEM_OP_EXPUNGE] = "EXPUNGE",   [MEM_OP_COPY] = "COPY",
         [MEM_OP_MOVE] = "MOVE",       [MEM_OP_CREATE] = "CREATE",     [MEM_OP_SEARCH] = "SEARCH",
@@ -731,6 +731,14 @@ static int side_open(struct remote *r, const char *name, const struct remote_kno
     uint32_t from = 0;
     if (!inc && known && known->window && f->n > known->window && f->uidnext > known->window + 1)
         from = f->uidnext - known->window;
+    /* An incremental one too, when more messages changed than the window. */
+    if (inc && known->window && f->uidnext > known->window + 1) {
+        size_t changed = 0;
+        for (size_t i = 0; i < f->n; i++)
+            changed += f->msgs[i].modseq > known->modseq;
+        if (changed > known->window)
+            from = f->uidnext - known->window;
+    }
     struct remote_msg *v = xcalloc(f->n + 1, sizeof *v);
     size_t k = 0;
     for (size_t i = 0; i < f->n; i++)
@@ -789,6 +797,31 @@ static int side_fetch_meta_range(struct remote *r, uint32_t first, uint32_t last
     *out = v;
     *n = k;
     log_op(m->srv, m->id, MEM_OP_META, m->open, NULL, (uint32_t)k);
+    op_end(m);
+    return MS_OK;
+}
+
+static int side_fetch_changes_range(struct remote *r, uint32_t first, uint32_t last, uint64_t modseq,
+                                   struct remote_msg **out, size_t *n, struct ms_error *err)
+{
+    struct mem_session *m = sess(r);
+    int rc = op_begin(m, "FETCH", err);
+    if (rc)
+        return rc;
+    struct mem_folder *f = open_folder(m, err);
+    if (!f) {
+        rc = err->code;
+        op_end(m);
+        return rc;
+    }
+    struct remote_msg *v = xcalloc(f->n + 1, sizeof *v);
+    size_t k = 0;
+    for (size_t i = 0; i < f->n; i++)
+        if (f->msgs[i].uid >= first && (last == 0 || f->msgs[i].uid <= last) && f->msgs[i].modseq > modseq)
+            msg_out(&v[k++], &f->msgs[i]);
+    *out = v;
+    *n = k;
+    log_op(m->srv, m->id, MEM_OP_CHANGES, m->open, NULL, (uint32_t)k);
     op_end(m);
     return MS_OK;
 }
@@ -1280,6 +1313,7 @@ static const struct remote_ops mem_ops = {
     .open = side_open,
     .open_ahead = NULL,
     .fetch_meta_range = side_fetch_meta_range,
+    .fetch_changes_range = side_fetch_changes_range,
     .fetch_meta = side_fetch_meta,
     .fetch_identity = side_fetch_identity,
     .fetch_identity_oid = side_fetch_identity_oid,

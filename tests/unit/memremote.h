@@ -45,6 +45,7 @@ enum mem_op {
     MEM_OP_OPEN,     /* a folder opened, with a full listing */
     MEM_OP_OPEN_INC, /* a folder opened, with only the changes since a modseq */
     MEM_OP_META,     /* flags and sizes of some UIDs (n = how many asked) */
+    MEM_OP_CHANGES,  /* the changes since a modseq in a range of UIDs (n = how many) */
     MEM_OP_IDENTITY, /* Message-IDs and sizes of some UIDs (n) */
     MEM_OP_BODY,     /* one message body delivered (n = its UID) */
     MEM_OP_STORE,    /* flags stored on n UIDs */

@@ -237,6 +237,7 @@ struct state_view {
     size_t rows, pending;
     uint32_t uidvalidity;
     int64_t last_sync;
+    uint64_t highestmodseq;
 };
 
 static struct state_view state_of(const struct fixture *fx, const char *folder)
@@ -257,6 +258,7 @@ static struct state_view state_of(const struct fixture *fx, const char *folder)
         state_msgs_free(m, n);
         v.uidvalidity = f.uidvalidity;
         v.last_sync = f.last_sync;
+        v.highestmodseq = f.highestmodseq;
     }
     state_folder_free(&f);
     state_close(st);
@@ -477,6 +479,170 @@ static void first_pull_in_windows_drop_in_second(void **state)
     assert_in_step(fx, "INBOX");
     assert_in_step(fx, "Work");
     assert_true(state_of(fx, "INBOX").last_sync > 0);
+}
+
+static ino_t local_ino(const struct fixture *fx, const char *folder, const char *id);
+
+/* The session drops in the second window; the next run completes the
+ * first pull in windows too (no listing of more than a window), fetches
+ * only the 4 bodies still missing and keeps the files it has (inodes). */
+static void first_pull_resumed_in_windows(void **state)
+{
+    struct fixture *fx = *state;
+    ten_in_windows_of_four(fx);
+    fx->srv->faults.drop_after_bodies = 6;
+    assert_int_equal(run(fx, PULL), MS_ENET);
+    assert_int_equal(state_of(fx, "INBOX").rows, 6);
+    ino_t ino[10];
+    size_t had = 0;
+    for (int i = 0; i < 10; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "<w%d@test>", i);
+        ino[i] = local_ino(fx, "INBOX", id);
+        had += ino[i] != 0;
+    }
+    assert_int_equal(had, 6);
+
+    mem_log_clear(fx->srv);
+    run_ok(fx, PULL);
+    assert_int_equal(inbox_listings(fx, 4), 3); /* 7:10 (the open), 3:6, 1:2 */
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, "INBOX"), 4);
+    for (int i = 0; i < 10; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "<w%d@test>", i);
+        if (ino[i] && local_ino(fx, "INBOX", id) != ino[i])
+            fail_msg("%s: its file was replaced", id);
+    }
+    assert_in_step(fx, "INBOX");
+    assert_in_step(fx, "Work");
+    assert_true(state_of(fx, "INBOX").last_sync > 0);
+    assert_string_equal(local_flags(fx, "INBOX", "<w1@test>"), "S");
+    assert_string_equal(local_flags(fx, "INBOX", "<w0@test>"), "");
+}
+
+/* After the first pull of ten_in_windows_of_four: another client flags
+ * and reads every message of INBOX ("mark all read"): ten changes, more
+ * than the window of 4. */
+static void all_changed_elsewhere(struct fixture *fx)
+{
+    run_ok(fx, PULL);
+    assert_in_step(fx, "INBOX");
+    struct mem_folder *f = mem_folder_find(fx->srv, "INBOX");
+    for (size_t i = 0; i < f->n; i++)
+        mem_set_flags(fx->srv, "INBOX", f->msgs[i].uid, FLAG_SEEN | FLAG_FLAGGED);
+    mem_log_clear(fx->srv);
+}
+
+/* How many of INBOX's local messages have the letters want. */
+static size_t inbox_with_flags(const struct fixture *fx, const char *want)
+{
+    size_t n = 0;
+    for (int i = 0; i < 10; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "<w%d@test>", i);
+        n += local_count(fx, "INBOX", id) == 1 && strcmp(local_flags(fx, "INBOX", id), want) == 0;
+    }
+    return n;
+}
+
+/* More changes than a window: listed, applied and recorded a window at a
+ * time, top down (the open's changes of 7:10, then CHANGEDSINCE of 3:6 and
+ * 1:2), no listing of more than a window, no body; every flag right and
+ * the folder's HIGHESTMODSEQ the server's. */
+static void changes_in_windows(struct fixture *fx)
+{
+    all_changed_elsewhere(fx);
+    run_ok(fx, PULL);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_OPEN_INC, "INBOX"), 1);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_CHANGES, "INBOX"), 2);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_OPEN, "INBOX"), 0);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_META, "INBOX"), 0);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+    for (size_t i = 0; i < fx->srv->nlog; i++) {
+        const struct mem_logentry *e = &fx->srv->log[i];
+        if ((e->op == MEM_OP_OPEN_INC || e->op == MEM_OP_CHANGES) && strcmp(e->folder, "INBOX") == 0 && e->n > 4) {
+            dump_log(fx);
+            fail_msg("a listing of %u changes: more than the window of 4", e->n);
+        }
+    }
+    assert_int_equal(inbox_with_flags(fx, "FS"), 10);
+    assert_int_equal(folder_result(fx, "INBOX")->flagged, 10);
+    assert_in_step(fx, "INBOX");
+    assert_int_equal(state_of(fx, "INBOX").highestmodseq, mem_status_now(fx->srv, "INBOX").highestmodseq);
+    mem_log_clear(fx->srv);
+    run_ok(fx, PULL); /* nothing left to do */
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_OPEN_INC, NULL) + mem_log_count(fx->srv, MEM_OP_OPEN, NULL), 0);
+}
+
+static void changes_in_windows_qresync(void **state)
+{
+    struct fixture *fx = *state;
+    ten_in_windows_of_four(fx);
+    changes_in_windows(fx);
+}
+
+static void changes_in_windows_condstore(void **state)
+{
+    struct fixture *fx = *state;
+    fx->srv->incremental_kind = REMOTE_LIST_ALL_UIDS;
+    ten_in_windows_of_four(fx);
+    changes_in_windows(fx);
+}
+
+/* The session drops at the second window's listing (the first window
+ * was applied): the folder's HIGHESTMODSEQ stays the old one, so the next
+ * run is told every change again and completes them; nothing missed. */
+static void drop_at_second_window(void *ctx, const struct mem_logentry *e)
+{
+    struct fixture *fx = ctx;
+    if (e->op == MEM_OP_OPEN_INC && strcmp(e->folder, "INBOX") == 0)
+        fx->srv->faults.drop_at_op = 1; /* the next op: the window below */
+}
+
+static void changes_in_windows_drop_in_second(void **state)
+{
+    struct fixture *fx = *state;
+    ten_in_windows_of_four(fx);
+    all_changed_elsewhere(fx);
+    uint64_t before = state_of(fx, "INBOX").highestmodseq;
+    assert_true(before > 0);
+    fx->srv->on_op = drop_at_second_window;
+    fx->srv->on_op_ctx = fx;
+    assert_int_equal(run(fx, PULL), MS_ENET);
+    fx->srv->on_op = NULL;
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_CHANGES, "INBOX"), 0);
+    assert_int_equal(inbox_with_flags(fx, "FS"), 4); /* the top window, 7:10 */
+    assert_int_equal(state_of(fx, "INBOX").highestmodseq, before);
+
+    mem_log_clear(fx->srv);
+    run_ok(fx, PULL);
+    assert_int_equal(inbox_with_flags(fx, "FS"), 10);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+    assert_in_step(fx, "INBOX");
+    assert_int_equal(state_of(fx, "INBOX").highestmodseq, mem_status_now(fx->srv, "INBOX").highestmodseq);
+}
+
+/* More changes than a window and a recorded message expunged: the
+ * deletion is weighed against the whole folder, so the changes are
+ * listed whole (as before the windows); the end state is right. */
+static void changes_with_an_expunge_not_in_windows(void **state)
+{
+    struct fixture *fx = *state;
+    ten_in_windows_of_four(fx);
+    all_changed_elsewhere(fx);
+    mem_expunge(fx->srv, "INBOX", 1);
+    run_ok(fx, PULL);
+    /* Each listing (the deletion's second pass lists again): the open's
+     * top window, then the rest, 1:6, at once. */
+    assert_true(mem_log_count(fx->srv, MEM_OP_OPEN_INC, "INBOX") >= 1);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_CHANGES, "INBOX"), mem_log_count(fx->srv, MEM_OP_OPEN_INC, "INBOX"));
+    for (size_t i = 0; i < fx->srv->nlog; i++)
+        if (fx->srv->log[i].op == MEM_OP_CHANGES)
+            assert_int_equal(fx->srv->log[i].n, 5); /* UIDs 2-6 */
+    assert_int_equal(inbox_with_flags(fx, "FS"), 9);
+    assert_int_equal(local_count(fx, "INBOX", "<w0@test>"), 0);
+    assert_in_step(fx, "INBOX");
+    assert_int_equal(state_of(fx, "INBOX").highestmodseq, mem_status_now(fx->srv, "INBOX").highestmodseq);
 }
 
 /* How many rows of the folder are marked as placeholders. */
@@ -2190,6 +2356,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(session_drops_mid_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(first_pull_in_windows, setup, teardown),
         cmocka_unit_test_setup_teardown(first_pull_in_windows_drop_in_second, setup, teardown),
+        cmocka_unit_test_setup_teardown(first_pull_resumed_in_windows, setup, teardown),
+        cmocka_unit_test_setup_teardown(changes_in_windows_qresync, setup, teardown),
+        cmocka_unit_test_setup_teardown(changes_in_windows_condstore, setup, teardown),
+        cmocka_unit_test_setup_teardown(changes_in_windows_drop_in_second, setup, teardown),
+        cmocka_unit_test_setup_teardown(changes_with_an_expunge_not_in_windows, setup, teardown),
         cmocka_unit_test_setup_teardown(session_drops_at_every_op, setup, teardown),
         cmocka_unit_test_setup_teardown(push_without_appenduid, setup, teardown),
         cmocka_unit_test_setup_teardown(push_without_appenduid_tab_in_message_id, setup, teardown),
