@@ -4,11 +4,18 @@ UIDs from the top down (issue 18, point 7: peak memory bounded by the
 window, not by the folder), against Dovecot.
 
 The window is 10,000 UIDs; MAILSYNC_TEST_PULL_WINDOW (read by the program
-for the tests) makes it 100, so 150 messages make three windows. Cheap:
+for the tests) makes it 50, so 150 messages make three windows. Cheap:
 one bed, 150 small messages written straight into the server's Maildir.
+
+The same windows bound a resync after another client marked every message
+read (more changes than a window: UID FETCH lo:hi (CHANGEDSINCE m), top
+down), with QRESYNC (the SELECT's reports dropped past the window) and with
+CONDSTORE alone (the CHANGEDSINCE answer dropped past the window), and the
+rest of a first pull a killed run left.
 """
 
 import os
+import re
 
 import testbed as tb
 
@@ -16,8 +23,7 @@ N = 150
 WINDOW = 50
 
 
-class PullWindowsTest(tb.BedTestCase):
-    bed_options = {"pool": 2}
+class WindowsMixin:
 
     def setUp(self):
         super().setUp()
@@ -40,6 +46,27 @@ class PullWindowsTest(tb.BedTestCase):
         self.assertEqual([k for k, v in local.items() if len(v) > 1], [], "doubled locally")
         self.assertEqual(self.server_count(), N)
         self.assertSynced()
+
+    def test_all_seen_elsewhere_in_windows(self):
+        self.run_ok("pull")
+        self.assertWhole()
+        with self.imap() as c:  # another client's "mark all read"
+            c.select_folder("INBOX")
+            c._ok(*c.uid("STORE", "1:*", "+FLAGS.SILENT", "(\\Seen)"), "STORE")
+        r = self.run_ok("-vv", "pull")
+        changed = r"C: \S+ UID FETCH %s \([^\r\n]*CHANGEDSINCE"
+        # the top window's changes, then 51:100 and 1:50, a window each
+        self.assertRegex(r.stderr, changed % ("%d:\\*" % (N - WINDOW + 1)))
+        self.assertRegex(r.stderr, changed % ("%d:%d" % (WINDOW + 1, N - WINDOW)))
+        self.assertRegex(r.stderr, changed % ("1:%d" % WINDOW))
+        self.assertEqual(len(re.findall(changed % r"1:\*", r.stderr)), self.whole_asked)
+        self.assertNotRegex(r.stderr, r"C: \S+ UID FETCH [^\r\n]*BODY")
+        self.assertIn("in windows of UIDs", r.stderr)
+        self.assertWhole()
+        local = self.local()
+        self.assertEqual(sorted(k for k, v in local.items() if "S" not in v[0].letters), [], "not seen locally")
+        again = self.run_ok("-vv", "pull")
+        self.assertIn("INBOX: unchanged since the last sync", again.stderr)
 
     def test_first_pull_in_windows(self):
         r = self.run_ok("-vv", "pull")
@@ -72,6 +99,35 @@ class PullWindowsTest(tb.BedTestCase):
         bodies = sum(len(v[0].data) for k, v in self.local().items() if k not in inodes)
         self.assertLess(px.bytes_down, bodies + 200 * 1024, "more came down than the missing messages")
         self.assertGreater(px.bytes_down, bodies * 0.9)
+
+
+class PullWindowsTest(WindowsMixin, tb.BedTestCase):
+    bed_options = {"pool": 4}
+    whole_asked = 0  # QRESYNC: the changes come with the EXAMINE, dropped past a window
+
+    def test_killed_then_resumed_in_windows(self):
+        self.run_killed_at("pull", (b"UID FETCH %d:%d (" % (WINDOW + 1, N - WINDOW), 1))
+        first = self.local()
+        self.assertEqual(len(first), WINDOW)
+        inodes = {k: os.stat(v[0].path).st_ino for k, v in first.items()}
+        self.write_config()
+        r = self.run_ok("-vv", "pull")
+        # the rest of the first pull goes in windows too, the top one
+        # (recorded already) listed but not fetched again
+        self.assertIn("completing a first pull in windows of %d UIDs" % WINDOW, r.stderr)
+        self.assertRegex(r.stderr, r"C: \S+ UID FETCH %d:\* \(" % (N - WINDOW + 1))
+        self.assertRegex(r.stderr, r"C: \S+ UID FETCH %d:%d \(" % (WINDOW + 1, N - WINDOW))
+        self.assertRegex(r.stderr, r"C: \S+ UID FETCH 1:%d \(" % WINDOW)
+        self.assertNotRegex(r.stderr, r"C: \S+ UID FETCH 1:\* \(")
+        self.assertWhole()
+        self.assertEqual({k: os.stat(self.local()[k][0].path).st_ino for k in inodes}, inodes)
+
+
+class CondstoreWindowsTest(WindowsMixin, tb.BedTestCase):
+    bed_options = {"pool": 2, "hide_capabilities": ("QRESYNC", "LIST-STATUS")}
+    whole_asked = 1  # CONDSTORE: UID FETCH 1:* (CHANGEDSINCE), dropped past a window
+    test_first_pull_in_windows = None
+    test_killed_in_the_second_window = None
 
 
 if __name__ == "__main__":
