@@ -29,10 +29,22 @@
  * window's downloads are journalled and recorded as usual; the folder's
  * own record (UIDNEXT, HIGHESTMODSEQ as of the open, last_sync) is saved
  * only with the last window's, so a run killed between windows leaves an
- * incomplete folder that the next run completes (in one listing: its rows
- * and files are no longer "nothing", and rows already recorded are not
- * fetched again). Messages that arrive or change after the open are the
- * next run's changes, as in an unwindowed pull.
+ * incomplete folder that the next run completes, in windows too (each
+ * window's rows, their files looked up by the names they were given;
+ * rows already recorded are not fetched again). Messages that arrive or
+ * change after the open are the next run's changes, as in an unwindowed
+ * pull.
+ *
+ * The same windows bound a resync told of more changes than a window
+ * (another client's "mark all read" on a big folder): the side lists the
+ * top window's changes (remote_known.window), then each window below
+ * (fetch_changes_range: UID FETCH lo:hi (CHANGEDSINCE m)), and each
+ * window's changes, rows and files are planned, applied and recorded
+ * before the next is listed. The folder's HIGHESTMODSEQ is saved only
+ * with the last window: a run killed in between is told every change
+ * again. Only while no recorded message is gone: a deletion is weighed
+ * by the mass-deletion guard against the whole folder, so then the
+ * changes are listed whole, as before.
  */
 #include "sync/engine/engine_int.h"
 
@@ -339,8 +351,25 @@ struct pull_window {
     enum pull_mode mode;
     uint32_t size;   /* UIDs a window spans (0: no window wanted) */
     uint32_t from;   /* the lowest UID of the window being done; 0: the last */
-    uint64_t modseq; /* PULL_CHANGES: the changes since this */
+    /* PULL_CHANGES: */
+    uint64_t modseq;        /* the changes since this */
+    struct remote_msg *chg; /* the changes the listing gave: those >= chg_from */
+    size_t nchg;
+    uint32_t chg_from;      /* 0: chg is every change; else those below are
+                               asked for window by window (fetch_changes_range) */
+    uint32_t *gone;         /* the recorded UIDs the server no longer has */
+    size_t ngone;
+    size_t held;            /* the folder's rows, for the mass-deletion guard */
 };
+
+static void pull_window_free(struct pull_window *w)
+{
+    remote_msgs_free(w->chg, w->nchg);
+    free(w->gone);
+    w->chg = NULL;
+    w->gone = NULL;
+    w->nchg = w->ngone = 0;
+}
 
 /* The UIDs of rows st[0..ns), for local_lookup. */
 static void rows_affected(const struct state_msg *st, size_t ns, struct uid_list *affected)
@@ -351,76 +380,139 @@ static void rows_affected(const struct state_msg *st, size_t ns, struct uid_list
     affected->n = ns;
 }
 
-/* One window of an incremental listing (PULL_CHANGES): the changes chg
- * (freed here), the rows of their UIDs, merged into the window's listing. */
-static int changes_window(struct run *r, const struct state_folder *sf, struct remote_msg *chg, size_t nchg,
-                          struct state_msg **st, size_t *ns, struct remote_msg **rm, size_t *nr,
+/* The entries of the sorted v[0..n) within lo..hi: *first and the count. */
+static size_t uid_slice(const uint32_t *v, size_t n, uint32_t lo, uint32_t hi, size_t *first)
+{
+    size_t a = 0, b;
+    while (a < n && v[a] < lo)
+        a++;
+    for (b = a; b < n && v[b] <= hi; b++)
+        ;
+    *first = a;
+    return b - a;
+}
+
+/* One window lo..hi of an incremental listing (PULL_CHANGES): its changes
+ * (from win->chg, or asked for), the recorded messages gone in it, the rows
+ * of both, merged into the window's listing. */
+static int changes_window(struct run *r, const struct state_folder *sf, struct pull_window *win, uint32_t lo,
+                          uint32_t hi, struct state_msg **st, size_t *ns, struct remote_msg **rm, size_t *nr,
                           struct uid_list *affected, struct ms_error *err)
 {
-    uint32_t *want = xmalloc((nchg + 1) * sizeof *want);
-    for (size_t i = 0; i < nchg; i++)
-        want[i] = chg[i].uid;
-    int rc = state_msg_get_uids(r->st, sf->id, want, nchg, st, ns, err);
+    struct remote_msg *chg = NULL;
+    size_t nchg = 0;
+    int rc = MS_OK;
+    if (win->chg_from && lo < win->chg_from) {
+        rc = r->remote->ops->fetch_changes_range(r->remote, lo, hi, win->modseq, &chg, &nchg, err);
+        if (rc)
+            return rc;
+    } else {
+        chg = xcalloc(win->nchg + 1, sizeof *chg);
+        for (size_t i = 0; i < win->nchg; i++)
+            if (win->chg[i].uid >= lo && win->chg[i].uid <= hi) {
+                chg[nchg] = win->chg[i];
+                chg[nchg].keywords = chg[nchg].keywords ? xstrdup(chg[nchg].keywords) : NULL;
+                chg[nchg++].id = NULL;
+            }
+    }
+    size_t g0, ng = uid_slice(win->gone, win->ngone, lo, hi, &g0);
+    const uint32_t *gone = win->gone + g0;
+    uint32_t *want = xmalloc((nchg + ng + 1) * sizeof *want);
+    size_t n = 0;
+    for (size_t i = 0, j = 0; i < nchg || j < ng;) /* both sorted: merge */
+        want[n++] = j == ng || (i < nchg && chg[i].uid < gone[j]) ? chg[i++].uid : gone[j++];
+    rc = state_msg_get_uids(r->st, sf->id, want, n, st, ns, err);
     free(want);
     if (rc == MS_OK)
         rc = sizes_of_strangers(r, sf, *st, *ns, chg, nchg, err);
     if (rc == MS_OK)
-        merge_changes(*st, *ns, chg, nchg, NULL, 0, NULL, 0, false, rm, nr, affected);
+        merge_changes(*st, *ns, chg, nchg, gone, ng, NULL, 0, false, rm, nr, affected);
     remote_msgs_free(chg, nchg);
     return rc;
 }
 
-/* An incremental listing l that holds only the top window's changes
- * (l->from: more changed than a window). The windows may go on only when
- * no recorded message is gone (every window then only changes flags and
- * adds mail; a deletion must be weighed against the whole folder by the
- * mass-deletion guard): the recorded UIDs (4 bytes each) are compared with
- * the vanished ones, or with all UIDs. Then the top window is planned
- * (*windowed); else the rest of the changes is listed and l made whole. */
+/* Whether an incremental listing l goes in windows of UIDs (*windowed),
+ * and if so its top window planned: when it holds only the top window's
+ * changes (l->from: more changed than a window), or its vanished UIDs or
+ * all UIDs are more than LOOKUP_MAX (comparing them with the rows would
+ * read every row), in a folder of more than a window of UIDs. The
+ * recorded UIDs (4 bytes each) are compared with the vanished ones, or
+ * with all UIDs: those gone are deleted window by window, once the
+ * mass-deletion guard and the doubt of changed_rows have weighed them
+ * against the whole folder (when either objects, or new mail spans more
+ * than the top window, the rest of the changes is listed and l made whole,
+ * for the caller's path of old). */
 static int changes_top_window(struct run *r, const struct selected *sel, const struct state_folder *sf,
-                              struct remote_listing *l, struct pull_window *win, struct state_msg **st,
-                              size_t *ns, struct remote_msg **rm, size_t *nr, struct uid_list *affected,
-                              bool *windowed, struct ms_error *err)
+                              struct remote_listing *l, struct pull_window *win, size_t *guard_total,
+                              struct state_msg **st, size_t *ns, struct remote_msg **rm, size_t *nr,
+                              struct uid_list *affected, bool *windowed, struct ms_error *err)
 {
     *windowed = false;
+    const struct remote_box *mb = &l->box;
+    uint32_t top_from = l->from ? l->from : mb->uidnext > win->size + 1 ? mb->uidnext - win->size : 0;
+    if (!win->size || !r->remote->ops->fetch_changes_range || top_from <= 1 ||
+        (!l->from && l->nuids <= LOOKUP_MAX))
+        return MS_OK;
     uint32_t *rows = NULL;
-    size_t nrows = 0, gone = 0;
+    size_t nrows = 0;
     int rc = state_msg_uids(r->st, sf->id, &rows, &nrows, err);
     if (rc)
         return rc;
     bool vanished = l->kind == REMOTE_LIST_VANISHED;
+    uint32_t *gone = xmalloc((nrows + 1) * sizeof *gone);
+    size_t ngone = 0, strangers = 0;
     for (size_t i = 0, j = 0; i < nrows; i++) { /* both sorted: merge */
         while (j < l->nuids && l->uids[j] < rows[i])
             j++;
         bool listed = j < l->nuids && l->uids[j] == rows[i];
-        gone += vanished ? listed : !listed;
+        if (vanished ? listed : !listed)
+            gone[ngone++] = rows[i];
+    }
+    for (size_t i = 0, k = 0; i < l->nmsgs; i++) { /* changed UIDs without a row: new mail */
+        while (k < nrows && rows[k] < l->msgs[i].uid)
+            k++;
+        strangers += !(k < nrows && rows[k] == l->msgs[i].uid);
     }
     free(rows);
-    if (gone == 0) {
-        log_msg(LOG_VERBOSE, "%s: more than %u messages changed since modseq %llu: in windows of UIDs, from %u down",
-                sel->name, win->size, (unsigned long long)sf->highestmodseq, l->from);
-        win->mode = PULL_CHANGES;
-        win->from = l->from > 1 ? l->from : 0;
-        win->modseq = sf->highestmodseq;
-        rc = changes_window(r, sf, l->msgs, l->nmsgs, st, ns, rm, nr, affected, err);
-        l->msgs = NULL;
-        l->nmsgs = 0;
-        *windowed = true;
-        return rc;
+    /* The new mail is all among the changes listed when it is in the top
+     * window: only then are the strangers counted whole. */
+    bool whole_new = sf->uidnext >= top_from;
+    if (ngone && (!whole_new || nrows - ngone + strangers != mb->exists ||
+                  plan_guard_trips(ngone, ngone, nrows, r->acct->max_delete))) {
+        free(gone);
+        log_msg(LOG_VERBOSE, "%s: %zu recorded messages gone: weighed with every change at once", sel->name, ngone);
+        if (!l->from)
+            return MS_OK;
+        struct remote_msg *rest = NULL;
+        size_t nrest = 0;
+        if ((rc = r->remote->ops->fetch_changes_range(r->remote, 1, l->from - 1, sf->highestmodseq, &rest, &nrest,
+                                                      err)))
+            return rc;
+        rest = xrealloc(rest, (nrest + l->nmsgs + 1) * sizeof *rest);
+        memcpy(rest + nrest, l->msgs, l->nmsgs * sizeof *rest); /* all of them above the rest */
+        free(l->msgs);
+        l->msgs = rest;
+        l->nmsgs += nrest;
+        l->from = 0;
+        return MS_OK;
     }
-    log_msg(LOG_VERBOSE, "%s: %zu recorded messages gone: listing every change at once", sel->name, gone);
-    struct remote_msg *rest = NULL;
-    size_t nrest = 0;
-    if (l->from > 1 &&
-        (rc = r->remote->ops->fetch_changes_range(r->remote, 1, l->from - 1, sf->highestmodseq, &rest, &nrest, err)))
-        return rc;
-    rest = xrealloc(rest, (nrest + l->nmsgs + 1) * sizeof *rest);
-    memcpy(rest + nrest, l->msgs, l->nmsgs * sizeof *rest); /* all of them above the rest */
-    free(l->msgs);
-    l->msgs = rest;
-    l->nmsgs += nrest;
-    l->from = 0;
-    return MS_OK;
+    log_msg(LOG_VERBOSE, "%s: %zu changed%s, %zu gone since modseq %llu: in windows of %u UIDs, from %u down",
+            sel->name, l->nmsgs, l->from ? " in the top window" : "", ngone, (unsigned long long)sf->highestmodseq,
+            win->size, top_from);
+    win->mode = PULL_CHANGES;
+    win->from = top_from;
+    win->modseq = sf->highestmodseq;
+    win->chg = l->msgs;
+    win->nchg = l->nmsgs;
+    win->chg_from = l->from;
+    win->gone = gone;
+    win->ngone = ngone;
+    win->held = nrows;
+    l->msgs = NULL;
+    l->nmsgs = 0;
+    *guard_total = nrows;
+    *windowed = true;
+    return changes_window(r, sf, win, top_from, UINT32_MAX, st, ns, rm, nr, affected, err);
 }
 
 /* A full listing that holds only its top window (l->from) although the
@@ -475,10 +567,10 @@ static int remote_snapshot(struct run *r, const struct selected *sel, const stru
     bool full = l.kind == REMOTE_LIST_FULL;
     if (!full) {
         bool windowed = false;
-        if (l.from && r->remote->ops->fetch_changes_range)
-            rc = changes_top_window(r, sel, sf, &l, win, st, ns, rm, nr, affected, &windowed, err);
-        else if (l.from)
+        if (l.from && !r->remote->ops->fetch_changes_range)
             rc = ms_error_set(err, MS_EUSAGE, "%s: a listing in windows without fetch_changes_range", sel->name);
+        else
+            rc = changes_top_window(r, sel, sf, &l, win, guard_total, st, ns, rm, nr, affected, &windowed, err);
         if (rc || windowed) {
             remote_listing_free(&l);
             *incremental = windowed;
@@ -646,7 +738,8 @@ static int drop_placeholders(struct run *r, const struct selected *sel, struct m
 static int pull_window_of(struct run *r, const struct state_folder *sf, struct maildir_folder *mf,
                           struct pull_window *win, struct ms_error *err)
 {
-    *win = (struct pull_window){.mode = PULL_WHOLE, .size = 0, .from = 0, .modseq = 0};
+    pull_window_free(win);
+    memset(win, 0, sizeof *win); /* PULL_WHOLE, no window */
     if (r->opt->dry_run || !mf || !remote_can(r->remote, REMOTE_UIDS))
         return MS_OK;
     uint32_t size = r->opt->pull_window ? r->opt->pull_window : PULL_WINDOW;
@@ -663,15 +756,19 @@ static int pull_window_of(struct run *r, const struct state_folder *sf, struct m
     if (sf->pending_count || sf->appends_count)
         return MS_OK;
     if (rows) {
-        if (sf->uidvalidity)
-            *win = (struct pull_window){.mode = PULL_RESUME, .size = size, .from = 0, .modseq = 0};
+        if (sf->uidvalidity) {
+            win->mode = PULL_RESUME;
+            win->size = size;
+        }
         return MS_OK;
     }
     if ((rc = maildir_scan(mf, &local, &nlocal, err)))
         return rc;
     maildir_msgs_free(local, nlocal);
-    if (nlocal == 0)
-        *win = (struct pull_window){.mode = PULL_FIRST, .size = size, .from = 0, .modseq = 0};
+    if (nlocal == 0) {
+        win->mode = PULL_FIRST;
+        win->size = size;
+    }
     return MS_OK;
 }
 
@@ -685,12 +782,8 @@ static int next_window(struct run *r, const struct selected *sel, const struct s
     uint32_t hi = win->from - 1, lo = hi > win->size ? hi - win->size + 1 : 1;
     win->from = lo > 1 ? lo : 0;
     log_msg(LOG_VERBOSE, "%s: next window: UIDs %u:%u", sel->name, lo, hi);
-    if (win->mode == PULL_CHANGES) {
-        struct remote_msg *chg = NULL;
-        size_t nchg = 0;
-        int rc = r->remote->ops->fetch_changes_range(r->remote, lo, hi, win->modseq, &chg, &nchg, err);
-        return rc ? rc : changes_window(r, sf, chg, nchg, st, ns, rm, nr, affected, err);
-    }
+    if (win->mode == PULL_CHANGES)
+        return changes_window(r, sf, win, lo, hi, st, ns, rm, nr, affected, err);
     int rc = r->remote->ops->fetch_meta_range(r->remote, lo, hi, rm, nr, err);
     if (rc || win->mode != PULL_RESUME)
         return rc;
@@ -712,6 +805,7 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     struct leftover *left = NULL;
     size_t *placeholders = NULL, nplaceholders = 0;
     struct uid_list affected = {0};
+    struct pull_window win = {0};
     size_t nr = 0, nlocal = 0, nstate = 0, nold = 0, nmatched = 0, nleft = 0;
     struct plan_input in = {0};
     struct plan p = {0};
@@ -750,7 +844,6 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     }
     bool incremental;
     size_t guard_total = 0;
-    struct pull_window win;
     size_t skipped = 0;
     bool announced = false; /* folder_start called (once for all windows) */
     if ((rc = pull_window_of(r, &sf, mf, &win, err)))
@@ -946,6 +1039,7 @@ out:
     rematch_free_leftovers(left, nleft);
     free(placeholders);
     free(affected.v);
+    pull_window_free(&win);
     maildir_msgs_free(local, nlocal);
     remote_msgs_free(rm, nr);
     maildir_folder_close(mf);

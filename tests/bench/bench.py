@@ -4,7 +4,7 @@
 
     python3 tests/bench/bench.py [--n 2000] [--runs 3]
         [--tools mailsync,mbsync,mbsync-nofsync,offlineimap,wire,session,mailsync-b]
-        [--scenarios a,b,c,d,e,f] [--server default|tuned] [--small] [--json FILE]
+        [--scenarios a,b,c,d,e,f,g] [--server default|tuned] [--small] [--json FILE]
 
 Starts the test bed's private Dovecot (tests/integration/testbed.py), seeds
 a deterministic corpus (corpus.py) straight into its Maildir, and times every
