@@ -61,7 +61,7 @@ class WindowsMixin:
         self.assertRegex(r.stderr, changed % ("1:%d" % WINDOW))
         self.assertEqual(len(re.findall(changed % r"1:\*", r.stderr)), self.whole_asked)
         self.assertNotRegex(r.stderr, r"C: \S+ UID FETCH [^\r\n]*BODY")
-        self.assertIn("in windows of UIDs", r.stderr)
+        self.assertIn("in windows of %d UIDs, from %d down" % (WINDOW, N - WINDOW + 1), r.stderr)
         self.assertWhole()
         local = self.local()
         self.assertEqual(sorted(k for k, v in local.items() if "S" not in v[0].letters), [], "not seen locally")
