@@ -673,7 +673,7 @@ static void send_speculation(struct imap_session *s, mailstream *st, struct spec
     const char *memo = NULL;
     const char *const *names = NULL;
     size_t n = 0;
-    if (acct->tls == TLS_STARTTLS || !sp->hint || !sp->hint->prepare)
+    if (acct->tls == TLS_STARTTLS || !acct->early_login || !sp->hint || !sp->hint->prepare)
         return;
     sp->hint->prepare(sp->hint->ctx, &memo, &names, &n);
     if (!memo_take(memo, sp))

@@ -350,6 +350,22 @@ class LoginAheadHostileTest(HostileTestCase):
         self.assertEqual(cmds.count("LIST"), 2, cmds)
         self.assertEqual(self.files(), 3)
 
+    def test_early_login_off(self):
+        """early_login = no: the memo is there, the login still waits
+        for the greeting (asked after it, as on a first run)."""
+        self.learn()
+        self.write_config(self.srv, early_login="no")
+        self.srv.folders["INBOX"].messages.append(messages(1, b"n", start=4)[0])
+        n = self.srv.connections
+        r = self.pull("-v", expect=0)
+        self.assertNotIn("before the greeting", r.stderr)
+        self.assertNotIn("behind the login", r.stderr)
+        self.assertEqual(self.srv.connections, n + 1)
+        self.assertEqual(self.files(), 4)
+        self.write_config(self.srv)
+        self.assertIn("before the greeting", self.pull("-v", expect=0).stderr)
+        self.assertEqual(self.files(), 4)
+
     def test_bye_greeting(self):
         self.learn()
         self.srv.greeting = b"* BYE [UNAVAILABLE] too many connections"
