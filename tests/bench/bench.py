@@ -73,7 +73,7 @@ sys.path.insert(0, str(HERE))
 import testbed as tb        # noqa: E402
 import corpus as corpus_mod  # noqa: E402
 
-ALL_TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "wire", "session")
+ALL_TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "wire", "session", "fetchnew")
 ALL_SCENARIOS = ("a", "b", "c", "d", "e", "f")
 SCENARIO_NAMES = {"a": "(a) initial pull", "b": "(b) no-op resync", "c": "(c) 1% flags changed",
                   "d": "(d) 100 new messages", "e": "(e) 1% local seen (push)",
@@ -1075,8 +1075,9 @@ class Wire(Tool):
 # prepare beforehand (the interpreter, the TLS context) is outside the
 # timed part.
 SESSION_SCRIPT = r"""
-import socket, ssl, sys, time
+import re, socket, ssl, sys, time
 host, port, ca, commands = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+fetched = int(sys.argv[5]) if len(sys.argv) > 5 else 0  # FETCH answers expected
 burst = open(commands, "rb").read()
 tags = [line.split(b" ", 1)[0] for line in burst.split(b"\r\n") if line]
 wanted = [b"\r\n" + t + b" OK " for t in tags if t != b"z"]   # all but LOGOUT's
@@ -1100,6 +1101,9 @@ while True:
         t1 = time.monotonic()
 if t1 is None or b"\r\nz OK " not in got:
     sys.exit("session: incomplete answers:\n" + got.decode(errors="replace")[-2000:])
+n = len(re.findall(rb"\r\n\* \d+ FETCH \(", got))
+if n < fetched:
+    sys.exit("session: %d FETCH answers, %d expected" % (n, fetched))
 print("session-seconds %.6f" % (t1 - t0))
 """
 
@@ -1132,7 +1136,35 @@ class Session(Wire):
                 self.server.bed.ca_file if self.tls else "", str(self.work / "commands")]
 
 
-TOOL_CLASSES = {c.name: c for c in (Mailsync, Mbsync, MbsyncNoFsync, OfflineImap, Wire, Session, MailsyncB)}
+class FetchNew(Session):
+    """Reference row for (d), not a sync tool: what the server does for the
+    100 new messages whatever the client, timed as `session`: LOGIN, a
+    STATUS of every folder, EXAMINE INBOX and one UID FETCH of the UIDs
+    above (a)'s (their flags, sizes and bodies), all in one burst. At large
+    N this shows how much of a (d) resync is the server's own work on a
+    big folder (reading its index and Maildir after mail arrived)."""
+
+    name = "fetchnew"
+    ref_scenarios = ("d",)
+    states = None  # the bench's server states (set by the bench)
+
+    def prepare(self):
+        top = max((e["uid"] for e in self.states["a"].get("INBOX", ())), default=0)
+
+        def cmds(i, mbox):
+            out = ["s%d STATUS %s (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" % (i, mbox)]
+            if mbox == tb.ImapClient.mbox("INBOX"):
+                out += ["x EXAMINE %s" % mbox, "y UID FETCH %d:* (UID FLAGS RFC822.SIZE BODY.PEEK[])" % (top + 1)]
+            return out
+        self.write_burst(cmds)
+        self.new = len(self.states["d"].get("INBOX", ())) - len(self.states["a"].get("INBOX", ()))
+
+    def argv(self, scenario):
+        return super().argv(scenario) + [str(self.new)]
+
+
+TOOL_CLASSES = {c.name: c for c in (Mailsync, Mbsync, MbsyncNoFsync, OfflineImap, Wire, Session, FetchNew,
+                                    MailsyncB)}
 
 
 # ----------------------------------------------------------------------------
@@ -1462,6 +1494,7 @@ class Bench:
         if os.path.lexists(tool.work):
             shutil.rmtree(tool.work)
         if scen == "a" or tool.reference:
+            tool.states = self.states
             tool.prepare()
         else:
             clone_tree(self.local_snap[tool.name], tool.work)
