@@ -512,7 +512,13 @@ static int changes_top_window(struct run *r, const struct selected *sel, const s
     l->nmsgs = 0;
     *guard_total = nrows;
     *windowed = true;
-    return changes_window(r, sf, win, top_from, UINT32_MAX, st, ns, rm, nr, affected, err);
+    rc = changes_window(r, sf, win, top_from, UINT32_MAX, st, ns, rm, nr, affected, err);
+    if (win->chg_from) { /* the top window's changes: the windows below ask for theirs */
+        remote_msgs_free(win->chg, win->nchg);
+        win->chg = NULL;
+        win->nchg = 0;
+    }
+    return rc;
 }
 
 /* A full listing that holds only its top window (l->from) although the
