@@ -102,6 +102,16 @@ bool message_is_mbsync_placeholder(const char *buf, size_t len);
  * message_is_mbsync_placeholder takes for a placeholder. */
 uint64_t message_placeholder_size(const char *buf, size_t len);
 
+/* Does buf[0..len) (the start of a file) still carry a mark of a
+ * mailsync placeholder, edited or not: a MESSAGE_PLACEHOLDER_FIELD in its
+ * header (no mail carries it: a placeholder's header drops the field it
+ * had), or the second line of the placeholder's note ("mailsync stored its
+ * header only (max_size = "). What message_is_mbsync_placeholder takes is
+ * taken too. Such a file is never uploaded as a message, and a gone
+ * placeholder's message is not deleted on the server for it (a
+ * "[placeholder] " Subject alone is not taken: anyone may write one). */
+bool message_has_placeholder_marks(const char *buf, size_t len);
+
 /* A placeholder (max_size, placeholders = yes) for a message of size
  * bytes whose header block (as a server sends it, CRLF; possibly cut
  * short: only whole fields are kept) is header[0..len): the same header

@@ -217,6 +217,10 @@ size_t folders_examine_ahead(struct run *r, const struct selected *sel, size_t n
  * state row that lets the push upload their messages at once (the new
  * folder is empty). Only an unusable session is an error. */
 int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, struct ms_error *err);
+/* Every local folder below the account's Maildir root, as relative paths
+ * (maildir_find_folders for the account's layout; free each and the
+ * array). */
+void folders_find_local(struct run *r, char ***paths, size_t *n);
 
 /* pull.c: one folder, server -> local */
 /* Pull the selected folder into the Maildir (reports its progress unless
@@ -295,6 +299,13 @@ struct lmove {
     bool dst_placeholder; /* the file in dst is a placeholder (ours or mbsync's): marked so there */
     enum lmove_state state;
 };
+/* placeholders_gone.c: of the gone rows (moves_local.c's learning) those
+ * marked as placeholders that nothing paired, each whose placeholder is in
+ * a folder of the Maildir root the run does not sync (by Message-ID and
+ * the placeholder's marks) is held (LMOVE_HELD, dst NULL: its message
+ * stays on the server), with a warning. Returns how many. Best effort. */
+size_t placeholders_hold_elsewhere(struct run *r, const struct selected *sel, size_t nsel, struct lmove *gone,
+                                   size_t ngone);
 struct push_ctx;
 /* How many messages of the folder this run moved out (recorded): the
  * mass-deletion guard counts them among the messages it knew. */

@@ -446,8 +446,11 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
         free(v);
         held = hold_for_placeholders(&L);
     }
+    /* a placeholder moved where the run does not look (placeholders_gone.c) */
+    if (L.ngone)
+        held += placeholders_hold_elsewhere(r, sel, nsel, L.gone, L.ngone);
     for (size_t i = 0; i < L.ngone; i++) {
-        if (L.gone[i].dst)
+        if (L.gone[i].dst || L.gone[i].state == LMOVE_HELD)
             L.gone[r->nlmoves++] = L.gone[i];
         else
             lmove_free_one(&L.gone[i]);
@@ -908,7 +911,7 @@ static void on_still_there(void *ctx, uint32_t uid, uint64_t size, const char *m
 static struct lmove *paired_again(struct run *r, int64_t src_id, uint32_t uid)
 {
     for (size_t i = 0; i < r->nlmoves; i++)
-        if (r->lmoves[i].src_id == src_id && r->lmoves[i].uid == uid)
+        if (r->lmoves[i].src_id == src_id && r->lmoves[i].uid == uid && r->lmoves[i].dst)
             return &r->lmoves[i];
     return NULL;
 }

@@ -398,6 +398,39 @@ class PlaceholderTest(tb.BedTestCase):
         self.assertEqual(files[0].data, archive[0].data_lf, "the full message did not replace the placeholder")
         self.assertEqual(len(self.local()), 3)
 
+    def test_placeholder_moved_out_of_the_synced_folders_keeps_its_message(self):
+        """A placeholder moved by the user into a local folder the account
+        does not sync (outside `folders`): the server's message is its only
+        whole copy, so it is held there with a warning at every sync (a full
+        message moved there is deleted on the server as before: its bytes
+        are local). The user removes the placeholder: the deletion goes up."""
+        self.seed()
+        self.pull_through_proxy("pull")
+        q = self.by_subject("Quarterly")
+        small = [m for m in self.local() if b"small note 0" in m.data][0]
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(tb.local_folder_path(self.maildir, "Kept"), sub))
+        dest = self.move_as_mutt(q, "Kept")
+        self.move_as_mutt(small, "Kept", n=2)
+        self.write_config(max_size=LIMIT, placeholders="yes", folders="INBOX")
+        for _ in range(2):
+            r = self.run_ok("sync")
+            ids = [tb.message_id(m.data) for m in self.server().values()]
+            self.assertEqual(len(ids), 4, "not only the full message's deletion went to the server")
+            self.assertIn(tb.message_id(q.data), ids, "the placeholder's message was deleted on the server")
+            self.assertNotIn(tb.message_id(small.data), ids)
+            self.assertEqual(len(self.local()), 3)
+            self.assertEqual(len(set(m.data for m in self.server().values())), 4, "a duplicate on the server")
+            self.assertIn("placeholder", r.stderr)
+            self.assertIn("Kept", r.stderr, "the warning does not say where the placeholder is")
+        os.unlink(dest)
+        self.run_ok("sync")
+        ids = [tb.message_id(m.data) for m in self.server().values()]
+        self.assertEqual(len(ids), 3)
+        self.assertNotIn(tb.message_id(q.data), ids)
+        self.assertEqual(sorted(tb.message_id(m.data) for m in self.local()), sorted(ids))
+        self.assertEqual([m.data for m in tb.read_maildir(self.maildir)["Kept"]], [small.data])
+
     def test_placeholder_moved_into_a_new_folder(self):
         """A placeholder moved into a folder made locally (not on the server
         yet): one sync creates the folder and moves the message there on the
