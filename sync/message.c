@@ -199,7 +199,8 @@ int message_identity_read(int fd, struct message_identity *id)
     id->size = size;
     alt_sizes(head, nhead, size, id);
     id->placeholder = message_is_mbsync_placeholder(head, nhead);
-    id->placeholder_size = id->placeholder ? message_placeholder_size(head, nhead) : 0;
+    id->placeholder_marks = id->placeholder || message_has_placeholder_marks(head, nhead);
+    id->placeholder_size = id->placeholder_marks ? message_placeholder_size(head, nhead) : 0;
     free(head);
     return 0;
 }

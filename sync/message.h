@@ -70,6 +70,9 @@ struct message_identity {
      * stands for (message_placeholder_size); 0: none (mbsync's, or not a
      * placeholder). */
     uint64_t placeholder_size;
+    /* message_has_placeholder_marks: a placeholder, or one edited while
+     * it still has a mark (placeholder_size is then its field's, if any) */
+    bool placeholder_marks;
 };
 
 /* Read the identity of the file at fd (from its offset to its end; LF or

@@ -247,7 +247,7 @@ static void read_unsynced(struct maildir_folder *mf, struct newfile *f, char **b
     if (!*buf)
         *buf = xmalloc(PLACEHOLDER_WINDOW);
     ssize_t n = placeholder_head(mf, &f->l, *buf);
-    f->placeholder = n > 0 && message_is_mbsync_placeholder(*buf, (size_t)n);
+    f->placeholder = n > 0 && message_has_placeholder_marks(*buf, (size_t)n);
     f->readable = f->placeholder;
     if (f->placeholder)
         f->message_id = message_header(*buf, (size_t)n, "Message-ID");
@@ -277,8 +277,8 @@ static void read_identities(struct run *r, struct learnt *L)
                 f->readable = fd >= 0 && message_identity_read(fd, &id) == 0;
                 if (f->readable) {
                     f->message_id = id.message_id;
-                    f->placeholder = id.placeholder;
-                    f->size = id.placeholder && id.placeholder_size ? id.placeholder_size : id.size;
+                    f->placeholder = id.placeholder_marks; /* an edited one too: held, never uploaded */
+                    f->size = f->placeholder && id.placeholder_size ? id.placeholder_size : id.size;
                     id.message_id = NULL;
                 }
                 if (fd >= 0) {

@@ -431,7 +431,8 @@ int placeholder_sweep_file(struct placeholder_sweep *s, struct local_msg *m, enu
     if (!s->buf)
         s->buf = xmalloc(PLACEHOLDER_WINDOW);
     ssize_t n = placeholder_head(s->mf, m, s->buf);
-    if (n < 0 || !message_is_mbsync_placeholder(s->buf, (size_t)n))
+    /* an edited one too, while it still has a mark: never uploaded */
+    if (n < 0 || !message_has_placeholder_marks(s->buf, (size_t)n))
         return MS_OK;
     *fate = PLACEHOLDER_KEPT;
     int rc = MS_OK;

@@ -29,7 +29,7 @@ LIMIT = "50K"
 
 
 class PlaceholderTest(tb.BedTestCase):
-    bed_options = {"pool": 12}
+    bed_options = {"pool": 18}
 
     def seed(self):
         """Three small messages and two big ones (one \\Seen) on the server."""
@@ -430,6 +430,35 @@ class PlaceholderTest(tb.BedTestCase):
         self.assertNotIn(tb.message_id(q.data), ids)
         self.assertEqual(sorted(tb.message_id(m.data) for m in self.local()), sorted(ids))
         self.assertEqual([m.data for m in tb.read_maildir(self.maildir)["Kept"]], [small.data])
+
+    def test_edited_placeholder_is_never_uploaded(self):
+        """A placeholder edited by hand is still recognised by what is left
+        of its marks (its X-Mailsync-Placeholder field, or its note's
+        "mailsync stored its header only" line): never uploaded as a
+        message, and its message, gone from the folder under its old name,
+        is not deleted on the server for it."""
+        self.seed()
+        self.pull_through_proxy("pull")
+        q, h = self.by_subject("Quarterly"), self.by_subject("Holiday")
+        # a copy with the Subject's mark taken off (the field stays)
+        no_subject_mark = q.data.replace(b"Subject: [placeholder] ", b"Subject: ")
+        self.assertNotEqual(no_subject_mark, q.data)
+        cur = os.path.dirname(q.path)
+        with open(os.path.join(cur, "1700000000.M7P1.edit:2,S"), "wb") as f:
+            f.write(no_subject_mark)
+        # renamed, with the field taken off (the note stays)
+        no_field = re.sub(rb"X-Mailsync-Placeholder: \d+\r?\n", b"", h.data)
+        self.assertNotEqual(no_field, h.data)
+        self.move_as_mutt(h, "INBOX", no_field, n=8)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        for _ in range(2):
+            r = self.run_ok("sync")
+            srv = self.server()
+            self.assertEqual(len(srv), 5, "a placeholder was uploaded, or its message deleted")
+            self.assertTrue(all(b"[placeholder]" not in m.data and b"mailsync stored" not in m.data
+                                for m in srv.values()), "a placeholder went up as mail")
+            self.assertIn("placeholder", r.stderr)
+        self.assertEqual(len(self.local()), 6)
 
     def test_placeholder_moved_into_a_new_folder(self):
         """A placeholder moved into a folder made locally (not on the server
