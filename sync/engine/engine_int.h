@@ -455,6 +455,19 @@ int placeholders_deliver(struct run *r, const struct selected *sel, struct maild
 int placeholders_replace(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
                          struct ms_error *err);
 
+/* placeholders.c: rows whose placeholder mark was lost (a restored state
+ * DB) while their file is still a placeholder of their message (its
+ * marks, the row's Message-ID and, in its field, the row's size): each
+ * candidate (a row's uid and its file, which the caller owns) that is one
+ * is marked again (committed), so that a flag or `fetch FILE` replaces it.
+ * Sorts v by uid. *marked: how many. */
+struct placeholder_candidate {
+    uint32_t uid;
+    struct local_msg *file;
+};
+int placeholders_mark_lost(struct run *r, const char *folder, int64_t folder_id, struct maildir_folder *mf,
+                           struct placeholder_candidate *v, size_t n, size_t *marked, struct ms_error *err);
+
 /* Download and deliver the plan's PLAN_FETCH messages, comparing each
  * with the leftovers first. */
 /* finish: the folder's row, saved with the last confirmations when every

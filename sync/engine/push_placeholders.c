@@ -23,6 +23,7 @@
 
 #include <string.h>
 
+#include "sync/flags.h"
 #include "sync/log.h"
 
 int push_drop_placeholders(struct push_ctx *c, struct push_plan *p, struct ms_error *err)
@@ -57,4 +58,20 @@ int push_drop_placeholders(struct push_ctx *c, struct push_plan *p, struct ms_er
     struct ms_error e;
     int erc = placeholder_sweep_end(&s, rc == MS_OK ? err : &e);
     return rc ? rc : erc;
+}
+
+int push_mark_flagged_placeholders(struct push_ctx *c, const struct push_plan *p, struct ms_error *err)
+{
+    struct placeholder_candidate *v = xcalloc(p->n + 1, sizeof *v);
+    size_t n = 0, marked = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        const struct push_action *a = &p->actions[i];
+        const struct state_msg *row = a->op == PUSH_FLAGS && (a->add & FLAG_FLAGGED) ? push_state_row(c, a->uid) : NULL;
+        struct local_msg *l = row && row->uniq ? views_local_by_uniq(c->local, c->nlocal, row->uniq) : NULL;
+        if (l && !l->odd) /* a file (a stand-in for a moved one opens nothing) */
+            v[n++] = (struct placeholder_candidate){.uid = a->uid, .file = l};
+    }
+    int rc = placeholders_mark_lost(c->r, c->sel->name, c->sf->id, c->mf, v, n, &marked, err);
+    free(v);
+    return rc;
 }

@@ -460,6 +460,39 @@ class PlaceholderTest(tb.BedTestCase):
             self.assertIn("placeholder", r.stderr)
         self.assertEqual(len(self.local()), 6)
 
+    def test_placeholder_whose_mark_was_lost_is_replaced_when_asked(self):
+        """The state DB restored from before the placeholders were marked
+        (their rows say whole messages; the files are placeholders): a flag
+        on one (sync) or `fetch FILE` still replaces it with the full
+        message, once, under its name (recognised by its
+        X-Mailsync-Placeholder field, Message-ID and the server's size)."""
+        self.seed()
+        self.pull_through_proxy("pull")
+        q, h = self.by_subject("Quarterly"), self.by_subject("Holiday")
+        db = sqlite3.connect(str(self.state))
+        db.execute("UPDATE messages SET placeholder = 0")
+        db.commit()
+        db.close()
+        flagged = q.path.split(":2,")[0] + ":2,F"
+        os.rename(q.path, flagged)
+        r, px = self.pull_through_proxy("sync")
+        self.assertGreater(px.bytes_down, BIG, "the flagged placeholder's message was not downloaded")
+        self.assertLess(px.bytes_down, 2 * BIG, "more than one message came down")
+        srv = self.server()
+        self.assertEqual(self.by_subject("Quarterly").path, flagged)
+        self.assertEqual(self.by_subject("Quarterly").data, srv[self.big[0]].data_lf)
+        self.assertIn(b"[placeholder]", self.by_subject("Holiday").data, "the other one was replaced too")
+        self.assert_one_of_each()
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        r = self.run_ok("fetch", h.path)
+        self.assertEqual(self.by_subject("Holiday").data, srv[self.big[1]].data_lf)
+        self.assertEqual(self.by_subject("Holiday").path, h.path)
+        # once: the next sync downloads nothing
+        r, px = self.pull_through_proxy("sync")
+        self.assertLess(px.bytes_down, 20000)
+        self.assertEqual(set(self.marks().values()), {0})
+        self.assert_one_of_each()
+
     def test_placeholder_moved_into_a_new_folder(self):
         """A placeholder moved into a folder made locally (not on the server
         yet): one sync creates the folder and moves the message there on the
