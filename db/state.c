@@ -85,6 +85,7 @@ enum stmt_id {
     /* placeholders (max_size) */
     ST_MSG_SET_PLACEHOLDER,
     ST_MSG_LIST_PLACEHOLDERS,
+    ST_MSG_SET_UNIQ,
     /* Gmail labels: a message's rows in other folders */
     ST_MSG_COPIES,
     ST_MSG_IDS_ELSEWHERE,
@@ -173,6 +174,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* placeholders: the partial index keeps a folder without any at one
      * index probe, whatever its size */
     [ST_MSG_SET_PLACEHOLDER] = "UPDATE messages SET placeholder = ?3 WHERE folder_id = ?1 AND uid = ?2",
+    [ST_MSG_SET_UNIQ] = "UPDATE messages SET uniq = ?3 WHERE folder_id = ?1 AND uid = ?2",
     [ST_MSG_LIST_PLACEHOLDERS] = "SELECT uid, uniq, flags, size, placeholder FROM messages "
                                  "INDEXED BY messages_placeholder WHERE folder_id = ?1 AND placeholder "
                                  "ORDER BY uid",
@@ -1507,6 +1509,17 @@ int state_msg_set_placeholder(struct state *s, int64_t folder_id, uint32_t uid, 
     sqlite3_bind_int64(st, 2, uid);
     sqlite3_bind_int(st, 3, mark);
     return record(s, st, "marking a placeholder", err);
+}
+
+int state_msg_set_uniq(struct state *s, int64_t folder_id, uint32_t uid, const char *uniq, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_MSG_SET_UNIQ, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, uid);
+    sqlite3_bind_text(st, 3, uniq, -1, SQLITE_TRANSIENT);
+    return record(s, st, "renaming a message's file", err);
 }
 
 int state_placeholder_list(struct state *s, int64_t folder_id, struct state_placeholder **out, size_t *n,

@@ -233,6 +233,9 @@ struct state_placeholder {
 /* Set the mark of (folder_id, uid): 0 (a whole message), STATE_PLACEHOLDER
  * or STATE_PLACEHOLDER_REPLACING. */
 int state_msg_set_placeholder(struct state *s, int64_t folder_id, uint32_t uid, int mark, struct ms_error *err);
+/* The row (folder_id, uid) names its file by uniq now (a file renamed
+ * within its folder, the same message). */
+int state_msg_set_uniq(struct state *s, int64_t folder_id, uint32_t uid, const char *uniq, struct ms_error *err);
 /* The folder's marked rows, by uid (a partial index: a folder without
  * any costs one probe). *out: free with state_placeholders_free. */
 int state_placeholder_list(struct state *s, int64_t folder_id, struct state_placeholder **out, size_t *n,

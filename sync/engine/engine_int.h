@@ -422,6 +422,7 @@ struct placeholder_sweep {
     int64_t folder_id;
     /* filled as needed */
     char *buf;
+    size_t head_len; /* of buf: the head placeholder_sweep_file read last */
     struct state_msg *rows;
     size_t nrows;
     struct state_placeholder *marked;

@@ -346,6 +346,51 @@ static void pair(struct lmove *g, struct newfile *f)
     f->paired = true;
 }
 
+/* A placeholder renamed within its own folder (a reader that gives files
+ * new unique names): the same message, so its row takes the new name (no
+ * server operation, nothing uploaded, nothing deleted). Exactly one gone
+ * row of the folder with its Message-ID and the size its field records.
+ * Under --dry-run it is held (nothing planned for it). Returns how many. */
+static size_t rename_placeholders(struct run *r, struct learnt *L)
+{
+    size_t done = 0;
+    for (size_t i = 0; i < L->nnf; i++) {
+        struct newfile *f = &L->nf[i];
+        if (f->paired || f->unsynced || !f->readable || !f->placeholder || !f->message_id || !f->message_id[0])
+            continue;
+        struct lmove *hit = NULL;
+        size_t n = 0;
+        for (size_t k = 0; k < L->ngone; k++) {
+            struct lmove *g = &L->gone[k];
+            if (g->src == f->sel && !g->dst && g->state == LMOVE_PENDING && g->size == f->size &&
+                push_same_id(g->message_id, f->message_id))
+                hit = g, n++;
+        }
+        if (n != 1)
+            continue;
+        const char *name = log_escape(f->l.name, strlen(f->l.name), 100);
+        if (r->opt->dry_run) {
+            pair(hit, f);
+            hit->state = LMOVE_HELD;
+            log_msg(LOG_VERBOSE, "%s: %s is the placeholder of UID %u under a new name: its record would take it",
+                    f->sel->name, name, hit->uid);
+            continue;
+        }
+        struct ms_error e;
+        if (state_msg_set_uniq(r->st, hit->src_id, hit->uid, f->l.uniq, &e) != MS_OK) {
+            log_msg(LOG_VERBOSE, "%s: %s", f->sel->name, e.msg); /* then held below */
+            continue;
+        }
+        f->paired = true;
+        hit->state = LMOVE_DROPPED; /* nothing left to do for it */
+        hit->dst = NULL;
+        done++;
+        log_msg(LOG_VERBOSE, "%s: %s is the placeholder of UID %u under a new name: recorded so", f->sel->name, name,
+                hit->uid);
+    }
+    return done;
+}
+
 /* Rule (c) (top of the file): the gone rows a placeholder nobody paired
  * stands for are held. Returns how many. */
 static size_t hold_for_placeholders(struct learnt *L)
@@ -359,7 +404,7 @@ static size_t hold_for_placeholders(struct learnt *L)
         for (size_t k = 0; k < L->ngone; k++) {
             struct lmove *g = &L->gone[k];
             bool stands_for = has_id ? push_same_id(g->message_id, f->message_id) : g->placeholder != 0;
-            if (g->dst || !stands_for)
+            if (g->dst || g->state != LMOVE_PENDING || !stands_for)
                 continue;
             pair(g, f);
             g->state = LMOVE_HELD;
@@ -444,6 +489,7 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
             }
         }
         free(v);
+        rename_placeholders(r, &L);
         held = hold_for_placeholders(&L);
     }
     /* a placeholder moved where the run does not look (placeholders_gone.c) */

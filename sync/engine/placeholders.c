@@ -554,6 +554,7 @@ int placeholder_sweep_file(struct placeholder_sweep *s, struct local_msg *m, enu
     if (!s->buf)
         s->buf = xmalloc(PLACEHOLDER_WINDOW);
     ssize_t n = placeholder_head(s->mf, m, s->buf);
+    s->head_len = n > 0 ? (size_t)n : 0;
     /* an edited one too, while it still has a mark: never uploaded */
     if (n < 0 || !message_has_placeholder_marks(s->buf, (size_t)n))
         return MS_OK;

@@ -493,6 +493,47 @@ class PlaceholderTest(tb.BedTestCase):
         self.assertEqual(set(self.marks().values()), {0})
         self.assert_one_of_each()
 
+    def test_placeholder_renamed_in_its_folder_or_copied(self):
+        """A placeholder renamed within its folder (a reader giving it a new
+        unique name) is the same message: its row takes the new name, no
+        warning, nothing sent. One copied (not moved) to another folder is
+        copied on the server (UID COPY of the real message): a placeholder,
+        marked, in both folders; flagged there, the copy comes down in full,
+        the original stays a placeholder."""
+        with self.imap() as c:
+            c.create_folder("Archive")
+        self.seed()
+        self.pull_through_proxy("pull")
+        q, h = self.by_subject("Quarterly"), self.by_subject("Holiday")
+        renamed = self.move_as_mutt(q, "INBOX", n=3)
+        copied = os.path.join(tb.local_folder_path(self.maildir, "Archive"), "cur", "1700000000.M4P1.copy:2,S")
+        shutil.copyfile(h.path, copied)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        for _ in range(2):
+            r, px = self.pull_through_proxy("sync")
+            self.assertNotIn(b"APPEND", px.upstream, "a placeholder was uploaded")
+            self.assertNotIn("could not be paired", r.stderr)
+            self.assertNotIn("not uploaded", r.stderr)
+            with self.imap() as c:
+                archive = c.messages("Archive")
+            self.assertEqual(len(self.server()), 5, "a message left INBOX on the server")
+            self.assertEqual(len(archive), 1, "the copy is not in Archive on the server")
+            self.assertEqual(archive[0].data, self.server()[self.big[1]].data, "not the real message copied")
+            self.assertEqual(sorted(m.path for m in self.local() if b"[placeholder]" in m.data),
+                             sorted([renamed, h.path]))
+            self.assertEqual([m.path for m in tb.read_maildir(self.maildir)["Archive"]], [copied])
+            self.assertEqual({u for u, k in self.marks().items() if k}, set(self.big))
+            self.assertEqual(list(self.marks_in("Archive").values()), [1], "the copy is not marked")
+        flagged = copied.split(":2,")[0] + ":2,FS"
+        os.rename(copied, flagged)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        self.run_ok("sync")
+        with self.imap() as c:
+            archive = c.messages("Archive")
+        self.assertEqual(tb.read_maildir(self.maildir)["Archive"][0].data, archive[0].data_lf)
+        self.assertIn(b"[placeholder]", self.by_subject("Holiday").data)
+        self.assert_one_of_each()
+
     def test_placeholder_moved_into_a_new_folder(self):
         """A placeholder moved into a folder made locally (not on the server
         yet): one sync creates the folder and moves the message there on the
