@@ -312,6 +312,11 @@ int state_trash_list(struct state *s, int64_t folder_id, struct state_trash **ou
 int state_trash_set_copy(struct state *s, int64_t folder_id, uint32_t uid, uint32_t copy_uid, struct ms_error *err);
 int state_trash_forget(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err);
 void state_trashes_free(struct state_trash *t, size_t n);
+/* The journal row (folder_id, uid) is a local move to another folder
+ * (moves_local.c), not a deletion: marked after state_trash_put, in its
+ * transaction; the mark goes with the row (forgotten or replaced). */
+int state_trash_mark_move(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err);
+int state_trash_is_move(struct state *s, int64_t folder_id, uint32_t uid, bool *yes, struct ms_error *err);
 
 /* --- POP3: messages by UIDL ---
  * A row is written pending (the file durable in tmp/) before the file is

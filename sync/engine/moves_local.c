@@ -55,7 +55,14 @@
  * destination, whose push then deletes it as any message deleted there,
  * or from where the pairing then moves it on; a copy whose original the
  * source still holds is removed), so the copy never comes back as new
- * mail in the destination.
+ * mail in the destination. The journal rows of moves are marked
+ * (state_trash_mark_move, in the same transaction), which tells a move
+ * into the trash folder from a deletion's row (a deletion goes to the
+ * trash: its copy comes down there; a move's copy whose file is gone is
+ * deleted there, and one the source still holds stays while the original
+ * goes, as the move would have done), and lets the settling act when the
+ * destination is not in the run (`--folder A`: its row is recorded there,
+ * and that folder's next push deletes it).
  */
 #include "sync/engine/push_int.h"
 
@@ -753,6 +760,8 @@ static int move_group(struct push_ctx *c, struct lmove **ms, size_t n, size_t *m
             rows[i].trash_uidnext = ts.uidnext;
             rows[i].copy_uid = 0;
             rc = state_trash_put(r->st, sf.id, &rows[i], err);
+            if (rc == MS_OK) /* not a deletion's row (moves_local_settle_gone) */
+                rc = state_trash_mark_move(r->st, sf.id, uids[i], err);
         }
         if (rc == MS_OK)
             rc = state_commit(r->st, err);
@@ -971,7 +980,7 @@ static struct lmove *paired_again(struct run *r, int64_t src_id, uint32_t uid)
  * for a later run. */
 static int settle_one(struct run *r, const struct selected *src, const struct state_folder *sf,
                       const struct selected *dst, const struct state_trash *t, const struct state_msg *row,
-                      struct lmove *m, struct ms_error *err)
+                      struct lmove *m, bool into_trash, struct ms_error *err)
 {
     struct state_folder df = {0};
     struct copy_found got = {0};
@@ -990,7 +999,24 @@ static int settle_one(struct run *r, const struct selected *src, const struct st
         if ((rc = r->remote->ops->fetch_identity(r->remote, &t->uid, 1, on_still_there, &there, err)) != MS_OK)
             goto out;
     }
-    if (found && there) {
+    if (found && there && into_trash) {
+        /* copied into the trash, not yet removed from the source: the
+         * original goes, as the move would have done (removing the copy
+         * instead would make the source's push move it there again, a
+         * deletion: back into the local trash) */
+        if (!remote_can(r->remote, REMOTE_EXACT)) {
+            rc = ms_error_set(err, MS_EPARTIAL, "%s: a move to %s an interrupted run left cannot be finished "
+                              "without UIDPLUS", src->name, dst->name);
+            goto out;
+        }
+        if ((rc = r->remote->ops->select(r->remote, src->raw, true, &mb, err)) != MS_OK)
+            goto out;
+        if (mb.uidvalidity != sf->uidvalidity)
+            goto out;
+        if ((rc = r->remote->ops->remove(r->remote, &t->uid, 1, err)) != MS_OK)
+            goto out;
+        there = false;
+    } else if (found && there) {
         /* copied, not yet removed from the source: the copy goes */
         if (!remote_can(r->remote, REMOTE_EXACT)) {
             rc = ms_error_set(err, MS_EPARTIAL, "%s: a copy an interrupted move left in %s cannot be removed "
@@ -1054,15 +1080,28 @@ int moves_local_settle_gone(struct run *r, const struct selected *sel, size_t ns
             maildir_folder_open(r->rootfd, sel[i].path, false, &mf, &e) != MS_OK)
             goto next;
         for (size_t k = 0; k < nt && rc == MS_OK; k++) {
-            /* a move to another folder of this run (the trash's rows are
-             * deletions, settled by the push: push_delete.c) */
+            /* a local move (marked so: a deletion's row, into the trash,
+             * is settled by the push, push_delete.c), into a folder of
+             * this run or (--folder) one synced before */
+            bool is_move = false;
+            if (!t[k].trash || state_trash_is_move(r->st, sf.id, t[k].uid, &is_move, &e) != MS_OK || !is_move)
+                continue;
             const struct selected *dst = NULL;
-            for (size_t d = 0; d < nsel && !dst && t[k].trash; d++)
-                if (d != i && strcmp(sel[d].raw, t[k].trash) == 0 && !folders_is_trash(r, &sel[d]))
+            for (size_t d = 0; d < nsel && !dst; d++)
+                if (d != i && strcmp(sel[d].raw, t[k].trash) == 0)
                     dst = &sel[d];
-            struct lmove *m = dst ? paired_again(r, sf.id, t[k].uid) : NULL;
-            if (!dst || (m && m->dst == dst))
+            struct state_folder df = {0};
+            struct selected other = {.raw = t[k].trash, .name = t[k].trash, .path = NULL};
+            if (!dst && state_folder_get(r->st, t[k].trash, &df, &e) == MS_OK && pushable(&df) && df.path &&
+                df.id != sf.id) {
+                other.path = df.path;
+                dst = &other;
+            }
+            struct lmove *m = dst && dst != &other ? paired_again(r, sf.id, t[k].uid) : NULL;
+            if (!dst || (m && m->dst == dst)) {
+                state_folder_free(&df);
                 continue; /* (paired with its file in dst: moves_local_into resumes it) */
+            }
             struct state_msg *row = NULL;
             size_t nrow = 0;
             struct local_msg l = {0};
@@ -1072,7 +1111,10 @@ int moves_local_settle_gone(struct run *r, const struct selected *sel, size_t ns
                 gone = m ? 1 : maildir_find(mf, row->uniq, &l, &e);
             free(l.uniq);
             free(l.name);
-            int x = gone == 1 ? settle_one(r, &sel[i], &sf, dst, &t[k], row, m, &e) : MS_OK;
+            bool into_trash = dst != &other ? folders_is_trash(r, dst) : r->acct->trash &&
+                              strcmp(r->acct->trash, t[k].trash) == 0;
+            int x = gone == 1 ? settle_one(r, &sel[i], &sf, dst, &t[k], row, m, into_trash, &e) : MS_OK;
+            state_folder_free(&df);
             if (x == MS_EPARTIAL) {
                 log_msg(LOG_WARN, "%s", e.msg);
             } else if (x != MS_OK) {
