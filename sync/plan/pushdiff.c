@@ -30,7 +30,7 @@ struct pushdiff {
     uint8_t key[16];
     struct entry *v; /* by hash once sealed */
     size_t n, cap;
-    uint32_t *uids;  /* every row's, ascending once sealed */
+    uint32_t *uids;  /* every row's, ascending: made by the first pushdiff_has_uid() */
     bool twice;
 };
 
@@ -128,7 +128,6 @@ void pushdiff_reserve(struct pushdiff *d, size_t n)
         return;
     d->cap = n;
     d->v = xrealloc(d->v, d->cap * sizeof *d->v);
-    d->uids = xrealloc(d->uids, d->cap * sizeof *d->uids);
 }
 
 void pushdiff_add_row(struct pushdiff *d, uint32_t uid, const char *uniq, unsigned flags)
@@ -138,9 +137,7 @@ void pushdiff_add_row(struct pushdiff *d, uint32_t uid, const char *uniq, unsign
     if (d->n == d->cap) {
         d->cap = d->cap ? d->cap * 2 : 256;
         d->v = xrealloc(d->v, d->cap * sizeof *d->v);
-        d->uids = xrealloc(d->uids, d->cap * sizeof *d->uids);
     }
-    d->uids[d->n] = uid;
     d->v[d->n++] = (struct entry){.hash = hash_of(d, uniq), .uid = uid, .flags = (uint16_t)(flags & FLAG_ALL),
                                   .marks = 0};
 }
@@ -159,18 +156,11 @@ static int cmp_u32(const void *a, const void *b)
 
 bool pushdiff_seal(struct pushdiff *d)
 {
-    /* the rows come by UID: sorting that order again costs one pass */
-    bool sorted = true;
-    for (size_t i = 1; i < d->n && sorted; i++)
-        sorted = d->uids[i - 1] < d->uids[i];
-    if (!sorted && d->n)
-        qsort(d->uids, d->n, sizeof *d->uids, cmp_u32);
     if (d->n)
         qsort(d->v, d->n, sizeof *d->v, cmp_entry);
-    /* the arrays grew by doubling: give back what is unused */
+    /* the array grew by doubling: give back what is unused */
     if (d->n && d->n < d->cap) {
         d->v = xrealloc(d->v, d->n * sizeof *d->v);
-        d->uids = xrealloc(d->uids, d->n * sizeof *d->uids);
         d->cap = d->n;
     }
     for (size_t i = 1; i < d->n; i++)
@@ -233,24 +223,38 @@ bool pushdiff_ambiguous(const struct pushdiff *d)
     return d->twice;
 }
 
+static bool needed(const struct entry *e)
+{
+    return !(e->marks & MARK_LISTED) || (e->marks & (MARK_DIFF | MARK_WANT | MARK_TWICE));
+}
+
 size_t pushdiff_needed(const struct pushdiff *d, uint32_t **out)
 {
     size_t k = 0;
-    *out = xmalloc((d->n ? d->n : 1) * sizeof **out);
-    for (size_t i = 0; i < d->n; i++) {
-        unsigned m = d->v[i].marks;
-        if (!(m & MARK_LISTED) || (m & (MARK_DIFF | MARK_WANT | MARK_TWICE)))
+    for (size_t i = 0; i < d->n; i++)
+        k += needed(&d->v[i]);
+    *out = xmalloc((k ? k : 1) * sizeof **out);
+    k = 0;
+    for (size_t i = 0; i < d->n; i++)
+        if (needed(&d->v[i]))
             (*out)[k++] = d->v[i].uid;
-    }
     if (k)
         qsort(*out, k, sizeof **out, cmp_u32);
-    *out = xrealloc(*out, (k ? k : 1) * sizeof **out);
     return k;
 }
 
-bool pushdiff_has_uid(const struct pushdiff *d, uint32_t uid)
+bool pushdiff_has_uid(struct pushdiff *d, uint32_t uid)
 {
-    return d->n && bsearch(&uid, d->uids, d->n, sizeof uid, cmp_u32) != NULL;
+    if (!d->n)
+        return false;
+    if (!d->uids) {
+        /* only a push that recorded uploads or moves asks (4 B a row) */
+        d->uids = xmalloc(d->n * sizeof *d->uids);
+        for (size_t i = 0; i < d->n; i++)
+            d->uids[i] = d->v[i].uid;
+        qsort(d->uids, d->n, sizeof *d->uids, cmp_u32);
+    }
+    return bsearch(&uid, d->uids, d->n, sizeof uid, cmp_u32) != NULL;
 }
 
 size_t pushdiff_rows(const struct pushdiff *d)

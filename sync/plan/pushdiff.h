@@ -65,8 +65,9 @@ bool pushdiff_ambiguous(const struct pushdiff *d);
 /* The UIDs (ascending, malloc'd into *out) of the rows to keep in full:
  * no file listed for them, other flags, or wanted. Returns the count. */
 size_t pushdiff_needed(const struct pushdiff *d, uint32_t **out);
-/* Whether uid was one of the added rows. */
-bool pushdiff_has_uid(const struct pushdiff *d, uint32_t uid);
+/* Whether uid was one of the added rows (the first call sorts their
+ * UIDs: 4 B a row more from then on). */
+bool pushdiff_has_uid(struct pushdiff *d, uint32_t uid);
 /* How many rows were added. */
 size_t pushdiff_rows(const struct pushdiff *d);
 
