@@ -63,6 +63,7 @@ struct row_pass {
     size_t nall;
     const uint32_t *needed; /* second pass: the rows to keep, ascending */
     size_t nneeded;
+    const struct views_push_want *want; /* ... and these (a row without a name is not in d) */
 };
 
 static bool add_row(void *ctx, const struct state_msg *row)
@@ -82,7 +83,12 @@ static int cmp_uid(const void *a, const void *b)
 static bool needed_row(void *ctx, const struct state_msg *row)
 {
     const struct row_pass *p = ctx;
-    return p->nneeded && bsearch(&row->uid, p->needed, p->nneeded, sizeof row->uid, cmp_uid);
+    if (p->nneeded && bsearch(&row->uid, p->needed, p->nneeded, sizeof row->uid, cmp_uid))
+        return true;
+    for (size_t i = 0; i < p->want->nuids; i++) /* few */
+        if (p->want->uids[i] == row->uid)
+            return true;
+    return false;
 }
 
 static void filter_restart(void *ctx)
@@ -120,7 +126,7 @@ int views_push_scan(struct state *st, int64_t folder_id, struct maildir_folder *
         memcpy(key, &a, 8);
         memcpy(key + 8, &b, 8);
     }
-    struct row_pass p = {.d = pushdiff_new(key), .nall = 0, .needed = NULL, .nneeded = 0};
+    struct row_pass p = {.d = pushdiff_new(key), .nall = 0, .needed = NULL, .nneeded = 0, .want = want};
     struct state_msg *none = NULL;
     size_t nnone = 0, count = 0;
     struct ms_error e;
@@ -148,7 +154,8 @@ int views_push_scan(struct state *st, int64_t folder_id, struct maildir_folder *
     uint32_t *needed = NULL;
     p.nneeded = pushdiff_needed(p.d, &needed);
     p.needed = needed;
-    rc = p.nneeded ? state_msg_list_brief_if(st, folder_id, needed_row, &p, &out->rows, &out->nrows, err) : MS_OK;
+    if (p.nneeded || want->nuids)
+        rc = state_msg_list_brief_if(st, folder_id, needed_row, &p, &out->rows, &out->nrows, err);
     free(needed);
     if (rc != MS_OK)
         goto fail;
