@@ -1507,6 +1507,42 @@ int state_msg_list_brief(struct state *s, int64_t folder_id, struct state_msg **
     return msg_list(s, ST_MSG_LIST_BRIEF, folder_id, out, n, err);
 }
 
+int state_msg_list_brief_if(struct state *s, int64_t folder_id, bool (*keep)(void *ctx, const struct state_msg *row),
+                            void *ctx, struct state_msg **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_MSG_LIST_BRIEF, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    struct state_msg *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        /* borrowed from the statement: copied only if kept */
+        struct state_msg row = {.uid = (uint32_t)sqlite3_column_int64(st, 0),
+                                .uniq = (char *)sqlite3_column_text(st, 1),
+                                .flags = (unsigned)sqlite3_column_int64(st, 2),
+                                .keywords = (char *)sqlite3_column_text(st, 3),
+                                .size = (uint64_t)sqlite3_column_int64(st, 4),
+                                .message_id = NULL, .hash = NULL,
+                                .pending = sqlite3_column_int64(st, 7) != 0, .emailid = NULL};
+        if (!keep(ctx, &row))
+            continue;
+        v = grow_rows(v, len, &cap, sizeof *v, 16);
+        read_msg(st, &v[len++]);
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        state_msgs_free(v, len);
+        return db_error(s, err, "listing messages");
+    }
+    *out = v;
+    *n = len;
+    return MS_OK;
+}
+
 int state_msg_put(struct state *s, int64_t folder_id, const struct state_msg *m, struct ms_error *err)
 {
     sqlite3_stmt *st = stmt(s, ST_MSG_PUT, err);

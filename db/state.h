@@ -168,6 +168,11 @@ int state_msg_uids(struct state *s, int64_t folder_id, uint32_t **out, size_t *n
 /* The same without message_id, hash and emailid (NULL): what a push compares. */
 int state_msg_list_brief(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n,
                          struct ms_error *err);
+/* state_msg_list_brief() keeping only the rows keep() says to keep: it
+ * sees every row (its strings valid during the call only), so a caller
+ * can take what it needs of all of them without holding them all. */
+int state_msg_list_brief_if(struct state *s, int64_t folder_id, bool (*keep)(void *ctx, const struct state_msg *row),
+                            void *ctx, struct state_msg **out, size_t *n, struct ms_error *err);
 /* The rows of these UIDs (sorted ascending; absent ones are left out),
  * in UID order: one indexed lookup each, so the cost follows the number
  * of UIDs, not the folder's size. */

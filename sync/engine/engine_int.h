@@ -23,6 +23,7 @@
 #include "sync/local/maildir.h"
 #include "sync/names.h"
 #include "sync/plan/plan.h"
+#include "sync/plan/pushdiff.h"
 
 #define GENERATION_ID_LEN 32 /* hex digits of a state DB's identity (generation.c) */
 
@@ -240,6 +241,39 @@ void views_plan_input(struct plan_input *in, const struct account *a, const stru
 void views_plan_input_free(struct plan_input *in);
 /* The scan entry with this unique name (l sorted by uniq), or NULL. */
 struct local_msg *views_local_by_uniq(struct local_msg *l, size_t n, const char *uniq);
+
+/* What a push needs of one folder (views_push_scan): the state rows and
+ * local files that can lead to an action or that the caller names, not
+ * the folder's unchanged messages (a row whose file is listed with the
+ * row's flags is neither here nor its file), so that memory follows the
+ * changes rather than the folder (sync/plan/pushdiff.h). */
+struct views_push {
+    struct state_msg *rows;   /* by uid: rows whose file is gone or has other flags, or wanted */
+    size_t nrows;
+    struct local_msg *local;  /* by uniq: files no row names, of those rows, or wanted */
+    size_t nlocal;
+    size_t nall;              /* every row of the folder: the guard's total */
+    struct pushdiff *diff;    /* NULL: rows and local are the whole folder (the exact fallback) */
+};
+/* What the caller will look up in a views_push besides the changes: the
+ * rows of these UIDs and the rows and files of these unique names. */
+struct views_push_want {
+    const uint32_t *uids;
+    size_t nuids;
+    const char *const *uniqs;
+    size_t nuniqs;
+};
+/* Scan mf (maildir_scan_names_filtered, so maildir_scan_left_out(mf)
+ * holds what it left out) against folder_id's rows into *out. Falls back
+ * to the whole folder where names cannot be told apart by hash. */
+int views_push_scan(struct state *st, int64_t folder_id, struct maildir_folder *mf, const struct views_push_want *want,
+                    struct views_push *out, struct ms_error *err);
+/* The rows of out again after the state changed (uploads or moves
+ * recorded): the rows out had, rows added since its scan, and rows of its
+ * files' names. */
+int views_push_rows_again(struct state *st, int64_t folder_id, struct views_push *v, struct ms_error *err);
+/* Frees what v holds (not the struct). */
+void views_push_free(struct views_push *v);
 
 /* push.c */
 /* Push the folder's local changes (never for a folder no pull completed). */

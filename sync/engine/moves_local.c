@@ -183,13 +183,21 @@ static void learn_folder(struct run *r, const struct selected *sel, struct learn
         push_stamp_recorded(r, sf.id, &stamp))
         goto out; /* nothing added or removed since its last push */
     /* The rows brief (no Message-ID, hash, server id: what grows with the
-     * folder), and in full only those whose file is gone. */
+     * folder) and only those that changed (views_push_scan: a file listed
+     * with its row's name and flags is neither here), and in full only
+     * those whose file is gone. */
+    struct views_push v;
+    const struct views_push_want none = {.uids = NULL, .nuids = 0, .uniqs = NULL, .nuniqs = 0};
     if (maildir_folder_open(r->rootfd, sel->path, false, &mf, &e) != MS_OK ||
-        maildir_scan_names(mf, &local, &nlocal, &e) != MS_OK ||
-        state_msg_list_brief(r->st, sf.id, &rows, &nrows, &e)) {
+        views_push_scan(r->st, sf.id, mf, &none, &v, &e) != MS_OK) {
         log_msg(LOG_VERBOSE, "%s: no local moves looked for: %s", sel->name, e.msg);
         goto out;
     }
+    rows = v.rows;
+    nrows = v.nrows;
+    local = v.local;
+    nlocal = v.nlocal;
+    pushdiff_free(&v.diff);
     size_t nleft = 0;
     struct local_msg *left = maildir_scan_left_out(mf, &nleft);
     uint32_t *gone_uids = xmalloc((nrows ? nrows : 1) * sizeof *gone_uids);

@@ -560,6 +560,73 @@ static int take_left_out(struct push_ctx *c, struct ms_error *err)
     return rc;
 }
 
+/* ------------------------------------------------------------------ */
+/* the folder's view */
+
+/* The names whose rows and files the push looks up besides the changes:
+ * messages moved out of or into this folder (moves_local.c) and the
+ * folder's tombstones (tombstones.c). Borrowed from r and *t. */
+static const char **wanted_names(struct push_ctx *c, const struct state_tombstone *t, size_t nt, size_t *n)
+{
+    struct run *r = c->r;
+    const char **v = xcalloc(2 * r->nlmoves + nt + 1, sizeof *v);
+    size_t k = 0;
+    for (size_t i = 0; i < r->nlmoves; i++) {
+        const struct lmove *m = &r->lmoves[i];
+        if (m->src_id == c->sf->id && m->uniq)
+            v[k++] = m->uniq;
+        if (m->dst == c->sel && m->dst_uniq)
+            v[k++] = m->dst_uniq;
+    }
+    for (size_t i = 0; i < nt; i++)
+        if (t[i].uniq)
+            v[k++] = t[i].uniq;
+    *n = k;
+    return v;
+}
+
+/* List the folder and read its rows: c->state and c->local get what can
+ * change (views_push_scan), and the rows of journalled flag changes. */
+static int scan_folder(struct push_ctx *c, const struct state_store *stores, size_t nstores, struct ms_error *err)
+{
+    struct state_tombstone *t = NULL;
+    size_t nt = 0, nnames = 0;
+    int rc = state_tombstone_list(c->r->st, c->sf->id, false, &t, &nt, err);
+    if (rc != MS_OK)
+        return rc;
+    uint32_t *uids = xcalloc(nstores + 1, sizeof *uids);
+    for (size_t i = 0; i < nstores; i++)
+        uids[i] = stores[i].uid;
+    const char **names = wanted_names(c, t, nt, &nnames);
+    struct views_push_want want = {.uids = uids, .nuids = nstores, .uniqs = names, .nuniqs = nnames};
+    struct views_push v;
+    rc = views_push_scan(c->r->st, c->sf->id, c->mf, &want, &v, err);
+    free(names);
+    free(uids);
+    state_tombstones_free(t, nt);
+    if (rc != MS_OK)
+        return rc;
+    c->state = v.rows;
+    c->nstate = v.nrows;
+    c->local = v.local;
+    c->nlocal = v.nlocal;
+    c->nall = v.nall;
+    c->diff = v.diff;
+    return MS_OK;
+}
+
+/* c->state read again after uploads or moves were recorded. */
+static int rows_again(struct push_ctx *c, struct ms_error *err)
+{
+    struct views_push v = {.rows = c->state, .nrows = c->nstate, .local = c->local, .nlocal = c->nlocal,
+                           .nall = c->nall, .diff = c->diff};
+    int rc = views_push_rows_again(c->r->st, c->sf->id, &v, err);
+    c->state = v.rows;
+    c->nstate = v.nrows;
+    c->nall = v.nall;
+    return rc;
+}
+
 /* (Re)plan the folder from c's state rows and scan. */
 static int plan_folder(struct push_ctx *c, struct plan_input *in, struct push_plan *p, struct ms_error *err)
 {
@@ -567,10 +634,11 @@ static int plan_folder(struct push_ctx *c, struct plan_input *in, struct push_pl
     push_plan_free(p);
     views_plan_input(in, c->r->acct, c->r->opt, c->state, c->nstate, c->local, c->nlocal, NULL, 0);
     /* the guard weighs deletions against what the folder held at the
-     * run's start: messages moved out meanwhile count (moves_local.c) */
+     * run's start: messages moved out meanwhile count (moves_local.c);
+     * and against all its rows, not the changed ones c->state holds */
     size_t out = moves_local_moved_out(c->r, c->sf->id);
-    if (out)
-        in->guard_total = c->nstate + out;
+    if (out || c->nall != c->nstate)
+        in->guard_total = c->nall + out;
     return plan_push(in, p) == 0 ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
 }
 
@@ -614,8 +682,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         goto out;
     if (!r->opt->dry_run && sf.pending_count && (rc = journal_recover(r->st, c.mf, sf.id, JOURNAL_UID, err)))
         goto out;
-    if ((rc = maildir_scan_names(c.mf, &c.local, &c.nlocal, err)) ||
-        (rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
+    if ((rc = scan_folder(&c, stores, nstores, err)) ||
         (rc = state_append_list(r->st, sf.id, &journal, &njournal, err)) || (rc = take_left_out(&c, err)))
         goto out;
     apply_stores(&c, stores, nstores);
@@ -664,10 +731,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         goto out;
     if (njournal) {
         /* Recorded uploads are known now: plan again. */
-        state_msgs_free(c.state, c.nstate);
-        c.state = NULL;
-        c.nstate = 0;
-        if ((rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
+        if ((rc = rows_again(&c, err)) ||
             (rc = plan_folder(&c, &in, &p, err)) ||
             (rc = tombstones_filter_push(r, sel, sf.id, c.state, c.nstate, c.local, c.nlocal, &p, err)))
             goto out;
@@ -679,10 +743,7 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         goto out;
     fres->moved_on_server += moved;
     if (moved) {
-        state_msgs_free(c.state, c.nstate);
-        c.state = NULL;
-        c.nstate = 0;
-        if ((rc = state_msg_list_brief(r->st, sf.id, &c.state, &c.nstate, err)) ||
+        if ((rc = rows_again(&c, err)) ||
             (rc = plan_folder(&c, &in, &p, err)))
             goto out;
     }
@@ -718,6 +779,7 @@ out:
     free(stores);
     state_msgs_free(c.state, c.nstate);
     maildir_msgs_free(c.local, c.nlocal);
+    pushdiff_free(&c.diff);
     maildir_folder_close(c.mf);
     state_folder_free(&sf);
     return rc;

@@ -27,6 +27,10 @@ struct push_ctx {
     size_t nstate;
     struct local_msg *local; /* by uniq */
     size_t nlocal;
+    /* state and local hold only what can change (views_push_scan) unless
+     * diff is NULL; nall counts every row of the folder */
+    size_t nall;
+    struct pushdiff *diff;
     uint32_t uidvalidity, uidnext; /* of the SELECT */
     struct engine_folder_result *fres;
 };

@@ -2,12 +2,16 @@
 /*
  * views.c: the three views of a folder (state rows, local scan, server
  * listing) as the planner takes them, and the scan looked up by unique
- * name: what pull, push, the delivery, rematch and status share.
+ * name: what pull, push, the delivery, rematch and status share; and a
+ * push's view of a folder, its changes without its unchanged messages.
  */
 #include "sync/engine/engine_int.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "sync/local/maildir.h"
 #include "sync/plan/plan.h"
@@ -48,4 +52,165 @@ void views_plan_input_free(struct plan_input *in)
     free((void *)in->local);
     free((void *)in->remote);
     memset(in, 0, sizeof *in);
+}
+
+/* ------------------------------------------------------------------ */
+/* a push's view: the changes, not the folder */
+
+/* The rows' first pass: each into the set; the guard's count. */
+struct row_pass {
+    struct pushdiff *d;
+    size_t nall;
+    const uint32_t *needed; /* second pass: the rows to keep, ascending */
+    size_t nneeded;
+    const struct views_push_want *want; /* ... and these (a row without a name is not in d) */
+};
+
+static bool add_row(void *ctx, const struct state_msg *row)
+{
+    struct row_pass *p = ctx;
+    pushdiff_add_row(p->d, row->uid, row->uniq, row->flags);
+    p->nall++;
+    return false;
+}
+
+static int cmp_uid(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool needed_row(void *ctx, const struct state_msg *row)
+{
+    const struct row_pass *p = ctx;
+    if (p->nneeded && bsearch(&row->uid, p->needed, p->nneeded, sizeof row->uid, cmp_uid))
+        return true;
+    for (size_t i = 0; i < p->want->nuids; i++) /* few */
+        if (p->want->uids[i] == row->uid)
+            return true;
+    return false;
+}
+
+static void filter_restart(void *ctx)
+{
+    pushdiff_restart(ctx);
+}
+
+static bool filter_keep(void *ctx, const struct local_msg *m)
+{
+    return pushdiff_keep_file(ctx, m->uniq, m->flags);
+}
+
+/* The whole folder, as before the set (and where it cannot tell names
+ * apart). */
+static int push_scan_whole(struct state *st, int64_t folder_id, struct maildir_folder *mf, struct views_push *out,
+                           struct ms_error *err)
+{
+    int rc = maildir_scan_names(mf, &out->local, &out->nlocal, err);
+    if (rc == MS_OK)
+        rc = state_msg_list_brief(st, folder_id, &out->rows, &out->nrows, err);
+    out->nall = out->nrows;
+    return rc;
+}
+
+int views_push_scan(struct state *st, int64_t folder_id, struct maildir_folder *mf, const struct views_push_want *want,
+                    struct views_push *out, struct ms_error *err)
+{
+    memset(out, 0, sizeof *out);
+    uint8_t key[16];
+    if (getrandom(key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
+        /* no entropy yet (early boot): a weaker key, still not fixed */
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        uint64_t a = (uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 32), b = (uint64_t)t.tv_sec ^ (uintptr_t)out;
+        memcpy(key, &a, 8);
+        memcpy(key + 8, &b, 8);
+    }
+    struct row_pass p = {.d = pushdiff_new(key), .nall = 0, .needed = NULL, .nneeded = 0, .want = want};
+    struct state_msg *none = NULL;
+    size_t nnone = 0, count = 0;
+    struct ms_error e;
+    if (state_msg_count(st, folder_id, &count, &e) == MS_OK)
+        pushdiff_reserve(p.d, count);
+    int rc = state_msg_list_brief_if(st, folder_id, add_row, &p, &none, &nnone, err);
+    state_msgs_free(none, nnone);
+    if (rc != MS_OK)
+        goto fail;
+    if (!pushdiff_seal(p.d))
+        goto whole;
+    for (size_t i = 0; i < want->nuids; i++)
+        pushdiff_want_uid(p.d, want->uids[i]);
+    for (size_t i = 0; i < want->nuniqs; i++)
+        pushdiff_want_uniq(p.d, want->uniqs[i]);
+    struct maildir_filter flt = {.restart = filter_restart, .keep = filter_keep, .ctx = p.d};
+    if ((rc = maildir_scan_names_filtered(mf, &flt, &out->local, &out->nlocal, err)) != MS_OK)
+        goto fail;
+    if (pushdiff_ambiguous(p.d)) {
+        maildir_msgs_free(out->local, out->nlocal);
+        out->local = NULL;
+        out->nlocal = 0;
+        goto whole;
+    }
+    uint32_t *needed = NULL;
+    p.nneeded = pushdiff_needed(p.d, &needed);
+    p.needed = needed;
+    if (p.nneeded || want->nuids)
+        rc = state_msg_list_brief_if(st, folder_id, needed_row, &p, &out->rows, &out->nrows, err);
+    free(needed);
+    if (rc != MS_OK)
+        goto fail;
+    out->nall = p.nall;
+    out->diff = p.d;
+    return MS_OK;
+whole:
+    pushdiff_free(&p.d);
+    if ((rc = push_scan_whole(st, folder_id, mf, out, err)) == MS_OK)
+        return MS_OK;
+fail:
+    pushdiff_free(&p.d);
+    views_push_free(out);
+    return rc;
+}
+
+/* The second read's rows: those v had, those added since its scan, and
+ * those of its files' names. */
+struct again {
+    const struct views_push *v;
+    size_t nall;
+};
+
+static bool row_again(void *ctx, const struct state_msg *row)
+{
+    struct again *a = ctx;
+    const struct views_push *v = a->v;
+    a->nall++;
+    return !pushdiff_has_uid(v->diff, row->uid) || UTIL_FIND_UID(v->rows, v->nrows, uid, row->uid) ||
+           (row->uniq && views_local_by_uniq(v->local, v->nlocal, row->uniq));
+}
+
+int views_push_rows_again(struct state *st, int64_t folder_id, struct views_push *v, struct ms_error *err)
+{
+    struct state_msg *rows = NULL;
+    size_t n = 0;
+    int rc;
+    struct again a = {.v = v, .nall = 0};
+    if (!v->diff)
+        rc = state_msg_list_brief(st, folder_id, &rows, &n, err), a.nall = n;
+    else
+        rc = state_msg_list_brief_if(st, folder_id, row_again, &a, &rows, &n, err);
+    if (rc != MS_OK)
+        return rc;
+    state_msgs_free(v->rows, v->nrows);
+    v->rows = rows;
+    v->nrows = n;
+    v->nall = a.nall;
+    return MS_OK;
+}
+
+void views_push_free(struct views_push *v)
+{
+    state_msgs_free(v->rows, v->nrows);
+    maildir_msgs_free(v->local, v->nlocal);
+    pushdiff_free(&v->diff);
+    memset(v, 0, sizeof *v);
 }

@@ -501,6 +501,14 @@ static struct local_msg *vec_push(struct msg_vec *vec)
     return m;
 }
 
+/* Take back the last entry (a filter did not keep it). */
+static void drop_last(struct msg_vec *vec)
+{
+    struct local_msg *m = &vec->v[--vec->n];
+    free(m->uniq);
+    free(m->name);
+}
+
 void maildir_msgs_free(struct local_msg *msgs, size_t n)
 {
     if (!msgs)
@@ -545,8 +553,8 @@ static int entry_kind(int dirfd, const char *name, struct stat *st)
 
 /* Append the messages of one subdirectory to vec, and the entries that
  * are not message files to odd. */
-static int list_dir(struct maildir_folder *f, bool in_new, bool sizes, struct msg_vec *vec, struct msg_vec *odd,
-                    struct ms_error *err)
+static int list_dir(struct maildir_folder *f, bool in_new, bool sizes, const struct maildir_filter *flt,
+                    struct msg_vec *vec, struct msg_vec *odd, struct ms_error *err)
 {
     int dirfd = subdir_fd(f, in_new);
     DIR *d = open_stream(dirfd);
@@ -564,6 +572,8 @@ static int list_dir(struct maildir_folder *f, bool in_new, bool sizes, struct ms
             split_name(de->d_name, m);
             m->in_new = in_new;
             m->size = 0;
+            if (flt && !flt->keep(flt->ctx, m))
+                drop_last(vec);
             errno = 0;
             continue;
         }
@@ -595,6 +605,8 @@ static int list_dir(struct maildir_folder *f, bool in_new, bool sizes, struct ms
         split_name(de->d_name, m);
         m->in_new = in_new;
         m->size = (uint64_t)st.st_size;
+        if (flt && !flt->keep(flt->ctx, m))
+            drop_last(vec);
         errno = 0;
     }
     int e = errno;
@@ -682,7 +694,8 @@ static void move_duplicates(struct msg_vec *vec, struct msg_vec *left)
     vec->n = k;
 }
 
-static int scan(struct maildir_folder *f, bool sizes, struct local_msg **out, size_t *n, struct ms_error *err)
+static int scan(struct maildir_folder *f, bool sizes, const struct maildir_filter *flt, struct local_msg **out,
+                size_t *n, struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
@@ -692,9 +705,11 @@ static int scan(struct maildir_folder *f, bool sizes, struct local_msg **out, si
         if (rc)
             return rc;
         struct msg_vec vec = {0}, left = {0};
-        rc = list_dir(f, true, sizes, &vec, &left, err);
+        if (flt)
+            flt->restart(flt->ctx);
+        rc = list_dir(f, true, sizes, flt, &vec, &left, err);
         if (!rc)
-            rc = list_dir(f, false, sizes, &vec, &left, err);
+            rc = list_dir(f, false, sizes, flt, &vec, &left, err);
         if (!rc)
             rc = dir_times(f, after, err);
         if (rc) {
@@ -724,12 +739,18 @@ static int scan(struct maildir_folder *f, bool sizes, struct local_msg **out, si
 
 int maildir_scan(struct maildir_folder *f, struct local_msg **out, size_t *n, struct ms_error *err)
 {
-    return scan(f, true, out, n, err);
+    return scan(f, true, NULL, out, n, err);
 }
 
 int maildir_scan_names(struct maildir_folder *f, struct local_msg **out, size_t *n, struct ms_error *err)
 {
-    return scan(f, false, out, n, err);
+    return scan(f, false, NULL, out, n, err);
+}
+
+int maildir_scan_names_filtered(struct maildir_folder *f, const struct maildir_filter *flt, struct local_msg **out,
+                                size_t *n, struct ms_error *err)
+{
+    return scan(f, false, flt, out, n, err);
 }
 
 struct local_msg *maildir_scan_left_out(struct maildir_folder *f, size_t *n)

@@ -92,6 +92,20 @@ int maildir_scan(struct maildir_folder *f, struct local_msg **out, size_t *n, st
 int maildir_scan_names(struct maildir_folder *f, struct local_msg **out, size_t *n, struct ms_error *err);
 void maildir_msgs_free(struct local_msg *msgs, size_t n);
 
+/* maildir_scan_names() keeping only the files keep() says to keep (the
+ * others cost nothing after the call): restart() is called before each
+ * attempt (a scan is read again if a directory changed meanwhile), then
+ * keep() for every message file, with m's strings valid during the call.
+ * Entries left out (maildir_scan_left_out()) are never passed to keep();
+ * duplicates are looked for among the kept files only. */
+struct maildir_filter {
+    void (*restart)(void *ctx);
+    bool (*keep)(void *ctx, const struct local_msg *m);
+    void *ctx;
+};
+int maildir_scan_names_filtered(struct maildir_folder *f, const struct maildir_filter *flt, struct local_msg **out,
+                                size_t *n, struct ms_error *err);
+
 /* What the last scan of f left out of its list, in no particular order;
  * owned by f, valid until its next scan or maildir_folder_close(). Each is
  * either odd (not a regular file: a dangling symlink, a directory, a

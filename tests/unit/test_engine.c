@@ -1624,6 +1624,41 @@ static void remove_local(const struct fixture *fx, const char *folder, const cha
     fail_msg("cannot remove %s", f.name);
 }
 
+/* A restored backup's file with a known message's unique part and that
+ * message's flags, but other content (the push lists a folder against
+ * hashes of its rows, pushdiff.h: the name is listed twice, so the folder
+ * is taken whole): uploaded once under a name of its own, the original
+ * kept, nothing else sent. */
+static void restored_duplicate_with_the_rows_flags_is_uploaded(void **state)
+{
+    struct fixture *fx = *state;
+    add(fx, "INBOX", "i1", FLAG_SEEN);
+    add(fx, "INBOX", "i2", FLAG_SEEN);
+    add(fx, "INBOX", "i3", FLAG_SEEN);
+    run_ok(fx, PULL);
+    struct found_name f = {.id = "<i2@test>", .name = ""};
+    each_file(fx, "INBOX", find_id, &f);
+    assert_non_null(strstr(f.name, ":2,S"));
+    /* the same name in new/: the same flags as its row */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/INBOX/new/%s", fx->maildir, f.name);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fprintf(fp, "From: me@example.org\nSubject: restored\nMessage-ID: <dup@test>\n\nOther bytes.\n");
+    fclose(fp);
+    mem_log_clear(fx->srv);
+    run_ok(fx, PUSH);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, "INBOX"), 1);
+    assert_int_equal(mem_folder(fx->srv, "INBOX")->n, 4);
+    assert_int_equal(local_count(fx, "INBOX", "<dup@test>"), 1);
+    assert_int_equal(local_count(fx, "INBOX", "<i2@test>"), 1);
+    assert_int_equal(local_count(fx, "INBOX", NULL), 4);
+    mem_log_clear(fx->srv);
+    run_ok(fx, PUSH);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+    assert_in_step(fx, "INBOX");
+}
+
 /* SPECIAL-USE roles (issue 18): `folders = * !\Junk` leaves the folder the
  * server marks \Junk out whatever its name; `trash = auto` moves a local
  * deletion into the folder marked \Trash ("Bin", not "Trash"). */
@@ -2478,6 +2513,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(first_pull_then_noop, setup, teardown),
+        cmocka_unit_test_setup_teardown(restored_duplicate_with_the_rows_flags_is_uploaded, setup, teardown),
         cmocka_unit_test_setup_teardown(placeholder_then_flagged_and_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(nth_fetch_fails_with_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(nth_fetch_is_missing, setup, teardown),

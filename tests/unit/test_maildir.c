@@ -987,6 +987,67 @@ static void duplicates_left_out(void **state)
     maildir_folder_close(f);
 }
 
+/* The filtered scan: only what the filter keeps is listed (and looked at
+ * for duplicates); entries that are no message files are left out as by
+ * the plain scan, without asking the filter; restart comes before the
+ * files of each attempt. */
+struct keep_k {
+    int restarts, asked;
+};
+
+static void keep_k_restart(void *ctx)
+{
+    struct keep_k *k = ctx;
+    k->restarts++;
+    k->asked = 0;
+}
+
+static bool keep_k_keep(void *ctx, const struct local_msg *m)
+{
+    struct keep_k *k = ctx;
+    k->asked++;
+    return m->uniq[0] == 'k';
+}
+
+static void filtered_scan_keeps_what_the_filter_keeps(void **state)
+{
+    struct fixture *fx = *state;
+    struct maildir_folder *f = open_folder(fx, "INBOX");
+    char path[512];
+    const char *files[] = {"cur/k1:2,S", "cur/d1:2,S", "new/k2", "new/d2", "cur/k3:2,", "new/k3", "cur/d3:2,F",
+                           "new/d3"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s/INBOX/%s", fx->root, files[i]);
+        put_file(path, "x\n");
+    }
+    snprintf(path, sizeof path, "%s/INBOX/cur/k4:2,S", fx->root);
+    assert_int_equal(mkdir(path, 0700), 0);
+    struct keep_k k = {0, 0};
+    struct maildir_filter flt = {.restart = keep_k_restart, .keep = keep_k_keep, .ctx = &k};
+    struct local_msg *msgs;
+    size_t n, nleft;
+    struct ms_error err;
+    assert_int_equal(maildir_scan_names_filtered(f, &flt, &msgs, &n, &err), MS_OK);
+    assert_int_equal(k.restarts, 1);
+    assert_int_equal(k.asked, 8); /* every message file, not the directory */
+    assert_int_equal(n, 3);
+    assert_string_equal(msgs[0].name, "k1:2,S");
+    assert_int_equal(msgs[0].flags, FLAG_SEEN);
+    assert_string_equal(msgs[1].name, "k2");
+    assert_true(msgs[1].in_new);
+    assert_string_equal(msgs[2].uniq, "k3");
+    /* left out: the directory, and the second k3 (d3 twice was dropped) */
+    struct local_msg *left = maildir_scan_left_out(f, &nleft);
+    assert_int_equal(nleft, 2);
+    int odd = left[0].odd ? 0 : 1;
+    assert_true(left[odd].odd);
+    assert_string_equal(left[odd].uniq, "k4");
+    assert_false(left[1 - odd].odd);
+    assert_string_equal(left[1 - odd].uniq, "k3");
+    maildir_msgs_free(msgs, n);
+    maildir_folder_close(f);
+}
+
 /* Make root/rel a Maildir folder (rel's parents included). */
 static void make_maildir(const struct fixture *fx, const char *rel)
 {
@@ -1071,6 +1132,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(odd_entries_left_out, setup, teardown),
         cmocka_unit_test_setup_teardown(double_info_names, setup, teardown),
         cmocka_unit_test_setup_teardown(duplicates_left_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(filtered_scan_keeps_what_the_filter_keeps, setup, teardown),
         cmocka_unit_test_setup_teardown(find_folders_per_layout, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
