@@ -598,8 +598,17 @@ class Dovecot:
         else:
             imap_listeners += ["  inet_listener imaps {", "    port = 0", "  }"]
             pop3_listeners += ["  inet_listener pop3s {", "    port = 0", "  }"]
-        lines += ["service imap-login {", "  chroot =", *imap_listeners, "}",
-                  "service pop3-login {", "  chroot =", *pop3_listeners, "}",
+        # service_count = 0 (process reuse): by default every connection
+        # starts a fresh imap-login and a fresh imap process, each reading
+        # the config and setting up TLS anew: ~50 ms of CPU per login, and
+        # the tests log in thousands of times (mostly to look at the
+        # server between runs). Login processes serving many connections
+        # and mail processes serving one client after another (every user
+        # has the one mail uid) make it ~7 ms; a session still has its
+        # imap or pop3 process to itself (client_limit 1).
+        lines += ["service imap-login {", "  chroot =", "  service_count = 0", *imap_listeners, "}",
+                  "service pop3-login {", "  chroot =", "  service_count = 0", *pop3_listeners, "}",
+                  "service pop3 {", "  service_count = 0", "}",
                   # No auth penalty: Dovecot delays each login after a
                   # failed one from the same IP (2, 4, 8, up to 15 s), so a
                   # test running wrong-password cases back to back waited
@@ -608,7 +617,7 @@ class Dovecot:
                   # penalty; the failure and its reply are unchanged.
                   "service anvil {", "  chroot =",
                   "  unix_listener anvil-auth-penalty {", "    mode = 0", "  }", "}",
-                  "service imap {", "  process_limit = 200", "}"]
+                  "service imap {", "  process_limit = 200", "  service_count = 0", "}"]
         cap = self.imap_capability
         if cap is None and self.hide_capabilities and getattr(self, "_default_caps", None):
             cap = " ".join(c for c in self._default_caps
