@@ -52,7 +52,7 @@ enum key_id {
     K_OAUTH_TOKEN_COMMAND, K_CA_FILE, K_FINGERPRINT, K_MAILDIR, K_STATE, K_FOLDERS,
     K_LAYOUT, K_MODE, K_EXPUNGE, K_TRASH, K_SERVER_RETENTION_DAYS, K_MAX_SIZE,
     K_CONNECTIONS, K_LEAVE_ON_SERVER, K_ALLOW_PLAINTEXT, K_MAX_DELETE, K_TIMEOUT, K_COMPRESS,
-    K_POST_SYNC_COMMAND, K_NEW_MAIL_COMMAND, K_HOOK_TIMEOUT, K_PLACEHOLDERS,
+    K_EARLY_LOGIN, K_POST_SYNC_COMMAND, K_NEW_MAIL_COMMAND, K_HOOK_TIMEOUT, K_PLACEHOLDERS,
     NKEYS
 };
 
@@ -529,6 +529,11 @@ static int set_compress(struct parser *p, const char *key, const char *value)
     return set_bool(p, key, value, &p->acc->compress);
 }
 
+static int set_early_login(struct parser *p, const char *key, const char *value)
+{
+    return set_bool(p, key, value, &p->acc->early_login);
+}
+
 static int set_post_sync_command(struct parser *p, const char *key, const char *value)
 {
     (void)key;
@@ -578,6 +583,7 @@ static const struct key_def {
     [K_MAX_DELETE] = {"max_delete", set_max_delete, true, false},
     [K_TIMEOUT] = {"timeout", set_timeout, true, false},
     [K_COMPRESS] = {"compress", set_compress, true, false},
+    [K_EARLY_LOGIN] = {"early_login", set_early_login, true, false},
     /* not expanded: the shell expands them when it runs them */
     [K_POST_SYNC_COMMAND] = {"post_sync_command", set_post_sync_command, false, false},
     [K_NEW_MAIL_COMMAND] = {"new_mail_command", set_new_mail_command, false, false},
@@ -840,6 +846,7 @@ static int section_line(struct parser *p, char *line)
     a->max_delete = 50;
     a->timeout = 60;
     a->compress = true;
+    a->early_login = true;
     a->placeholders = true;
     a->hook_timeout = 60;
     p->acc = a;

@@ -85,6 +85,9 @@ enum stmt_id {
     /* placeholders (max_size) */
     ST_MSG_SET_PLACEHOLDER,
     ST_MSG_LIST_PLACEHOLDERS,
+    ST_MSG_SET_UNIQ,
+    ST_TRASH_MARK_MOVE,
+    ST_TRASH_IS_MOVE,
     /* Gmail labels: a message's rows in other folders */
     ST_MSG_COPIES,
     ST_MSG_IDS_ELSEWHERE,
@@ -173,6 +176,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* placeholders: the partial index keeps a folder without any at one
      * index probe, whatever its size */
     [ST_MSG_SET_PLACEHOLDER] = "UPDATE messages SET placeholder = ?3 WHERE folder_id = ?1 AND uid = ?2",
+    [ST_MSG_SET_UNIQ] = "UPDATE messages SET uniq = ?3 WHERE folder_id = ?1 AND uid = ?2",
+    [ST_TRASH_MARK_MOVE] = "INSERT OR IGNORE INTO trashing_moves (folder_id, uid) SELECT folder_id, uid FROM trashing "
+                           "WHERE folder_id = ?1 AND uid = ?2",
+    [ST_TRASH_IS_MOVE] = "SELECT 1 FROM trashing_moves WHERE folder_id = ?1 AND uid = ?2",
     [ST_MSG_LIST_PLACEHOLDERS] = "SELECT uid, uniq, flags, size, placeholder FROM messages "
                                  "INDEXED BY messages_placeholder WHERE folder_id = ?1 AND placeholder "
                                  "ORDER BY uid",
@@ -331,6 +338,21 @@ static const char schema_sql[] =
     "  removed INTEGER NOT NULL,"                                                                           \
     "  PRIMARY KEY (folder_id, uid)) WITHOUT ROWID"
 
+/* Which rows of the trash journal (trashing) are local moves between
+ * folders (moves_local.c) rather than deletions: a move into the trash
+ * folder looks like a deletion otherwise. Created on open where missing;
+ * its triggers forget a mark with its journal row (deleted, or replaced
+ * by a deletion's), so a mark never outlives the row it was made for. */
+#define TRASH_MOVES_SQL                                                                                     \
+    "CREATE TABLE IF NOT EXISTS trashing_moves ("                                                           \
+    "  folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,"                               \
+    "  uid INTEGER NOT NULL,"                                                                               \
+    "  PRIMARY KEY (folder_id, uid)) WITHOUT ROWID;"                                                        \
+    "CREATE TRIGGER IF NOT EXISTS trashing_moves_replace BEFORE INSERT ON trashing BEGIN "                  \
+    "  DELETE FROM trashing_moves WHERE folder_id = NEW.folder_id AND uid = NEW.uid; END;"                 \
+    "CREATE TRIGGER IF NOT EXISTS trashing_moves_forget AFTER DELETE ON trashing BEGIN "                    \
+    "  DELETE FROM trashing_moves WHERE folder_id = OLD.folder_id AND uid = OLD.uid; END"
+
 struct state {
     sqlite3 *db;
     char *path;
@@ -468,7 +490,7 @@ static bool has_object(struct state *s, const char *type, const char *name)
 /* What a DB of an older mailsync lacks, added by an open that may write. */
 struct upgrades {
     bool pending_index, appends, pop3, trashing, tombstones, server_moves, stores, emailid, placeholder,
-        emailid_index, folder_rows;
+        emailid_index, folder_rows, trash_moves;
 };
 
 /* Does table have the column? */
@@ -499,10 +521,11 @@ static bool needs_upgrade(struct state *s, struct upgrades *u)
     u->placeholder = !has_object(s, "index", "messages_placeholder");
     u->emailid_index = !has_object(s, "index", "messages_emailid");
     u->folder_rows = !has_object(s, "trigger", "folder_rows_move");
+    u->trash_moves = !has_object(s, "trigger", "trashing_moves_forget");
     /* An index alone is no reason to refuse a read-only open (see open_db):
      * the caller creates it when it may write. */
     return u->pending_index || u->appends || u->pop3 || u->trashing || u->tombstones || u->server_moves ||
-           u->stores || u->emailid || u->placeholder || u->folder_rows;
+           u->stores || u->emailid || u->placeholder || u->folder_rows || u->trash_moves;
 }
 
 /* folder_rows with its triggers, and every folder counted once, in one
@@ -911,6 +934,10 @@ static int open_db(const char *path, bool may_write, struct state **out, struct 
         }
         if (!rc && up.folder_rows)
             rc = create_folder_rows(s, err);
+        if (!rc && up.trash_moves) {
+            rc = exec_in_transaction(s, TRASH_MOVES_SQL, "creating the local-move marks of the trash journal", err);
+            s->wrote = true;
+        }
         /* The server's EMAILID (RFC 8474) or X-GM-MSGID of a message: a
          * column without a schema version, since a mailsync that does not
          * know it writes rows without it (NULL: that message is paired by
@@ -1509,6 +1536,17 @@ int state_msg_set_placeholder(struct state *s, int64_t folder_id, uint32_t uid, 
     return record(s, st, "marking a placeholder", err);
 }
 
+int state_msg_set_uniq(struct state *s, int64_t folder_id, uint32_t uid, const char *uniq, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_MSG_SET_UNIQ, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, uid);
+    sqlite3_bind_text(st, 3, uniq, -1, SQLITE_TRANSIENT);
+    return record(s, st, "renaming a message's file", err);
+}
+
 int state_placeholder_list(struct state *s, int64_t folder_id, struct state_placeholder **out, size_t *n,
                            struct ms_error *err)
 {
@@ -1967,6 +2005,30 @@ int state_trash_forget(struct state *s, int64_t folder_id, uint32_t uid, struct 
     sqlite3_bind_int64(st, 1, folder_id);
     sqlite3_bind_int64(st, 2, uid);
     return record(s, st, "clearing the trash journal", err);
+}
+
+int state_trash_mark_move(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_TRASH_MARK_MOVE, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, uid);
+    return record(s, st, "journalling a local move", err);
+}
+
+int state_trash_is_move(struct state *s, int64_t folder_id, uint32_t uid, bool *yes, struct ms_error *err)
+{
+    *yes = false;
+    sqlite3_stmt *st = stmt(s, ST_TRASH_IS_MOVE, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_int64(st, 2, uid);
+    int rc = sqlite3_step(st);
+    *yes = rc == SQLITE_ROW;
+    stmt_done(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? MS_OK : db_error(s, err, "reading the trash journal");
 }
 
 void state_trashes_free(struct state_trash *t, size_t n)

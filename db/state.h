@@ -233,6 +233,9 @@ struct state_placeholder {
 /* Set the mark of (folder_id, uid): 0 (a whole message), STATE_PLACEHOLDER
  * or STATE_PLACEHOLDER_REPLACING. */
 int state_msg_set_placeholder(struct state *s, int64_t folder_id, uint32_t uid, int mark, struct ms_error *err);
+/* The row (folder_id, uid) names its file by uniq now (a file renamed
+ * within its folder, the same message). */
+int state_msg_set_uniq(struct state *s, int64_t folder_id, uint32_t uid, const char *uniq, struct ms_error *err);
 /* The folder's marked rows, by uid (a partial index: a folder without
  * any costs one probe). *out: free with state_placeholders_free. */
 int state_placeholder_list(struct state *s, int64_t folder_id, struct state_placeholder **out, size_t *n,
@@ -309,6 +312,11 @@ int state_trash_list(struct state *s, int64_t folder_id, struct state_trash **ou
 int state_trash_set_copy(struct state *s, int64_t folder_id, uint32_t uid, uint32_t copy_uid, struct ms_error *err);
 int state_trash_forget(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err);
 void state_trashes_free(struct state_trash *t, size_t n);
+/* The journal row (folder_id, uid) is a local move to another folder
+ * (moves_local.c), not a deletion: marked after state_trash_put, in its
+ * transaction; the mark goes with the row (forgotten or replaced). */
+int state_trash_mark_move(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err);
+int state_trash_is_move(struct state *s, int64_t folder_id, uint32_t uid, bool *yes, struct ms_error *err);
 
 /* --- POP3: messages by UIDL ---
  * A row is written pending (the file durable in tmp/) before the file is

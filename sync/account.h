@@ -61,6 +61,8 @@ struct account {
     char *new_mail_command;    /* optional: after a run that brought new mail */
     int hook_timeout;          /* seconds a hook may take; default 60 */
     bool compress;             /* imap: COMPRESS=DEFLATE when offered; default true */
+    bool early_login;          /* imap: log in before the greeting when the last run's
+                                * capabilities allow it (imap_session.c); default true */
 };
 
 void account_free(struct account *a);

@@ -199,7 +199,8 @@ int message_identity_read(int fd, struct message_identity *id)
     id->size = size;
     alt_sizes(head, nhead, size, id);
     id->placeholder = message_is_mbsync_placeholder(head, nhead);
-    id->placeholder_size = id->placeholder ? message_placeholder_size(head, nhead) : 0;
+    id->placeholder_marks = id->placeholder || message_has_placeholder_marks(head, nhead);
+    id->placeholder_size = id->placeholder_marks ? message_placeholder_size(head, nhead) : 0;
     free(head);
     return 0;
 }
@@ -257,6 +258,24 @@ bool message_is_mbsync_placeholder(const char *buf, size_t len)
     free(tuid);
     free(subject);
     return marked;
+}
+
+#define PLACEHOLDER_NOTE_MARK "mailsync stored its header only (max_size = "
+
+bool message_has_placeholder_marks(const char *buf, size_t len)
+{
+    if (message_is_mbsync_placeholder(buf, len))
+        return true;
+    char *field = message_header(buf, len, MESSAGE_PLACEHOLDER_FIELD);
+    bool yes = field != NULL;
+    free(field);
+    /* the note's line, at the start of a line */
+    for (const char *p = buf, *end = buf + len; !yes && p && p < end;) {
+        const char *q = memmem(p, (size_t)(end - p), PLACEHOLDER_NOTE_MARK, sizeof PLACEHOLDER_NOTE_MARK - 1);
+        yes = q && (q == buf || q[-1] == '\n');
+        p = q ? q + 1 : NULL;
+    }
+    return yes;
 }
 
 uint64_t message_placeholder_size(const char *buf, size_t len)
@@ -355,7 +374,7 @@ char *message_placeholder(const char *header, size_t len, uint64_t size, uint64_
         snprintf(human, sizeof human, "%.1f KiB", (double)size / 1024);
     w = snprintf(line, sizeof line,
                  "Having a size of %s, this message is over the MaxSize limit.\r\n"
-                 "mailsync stored its header only (max_size = %llu bytes; the message has %llu).\r\n"
+                 PLACEHOLDER_NOTE_MARK "%llu bytes; the message has %llu).\r\n"
                  "Flag it and sync again, or run `mailsync fetch FILE` (or --all), to fetch\r\n"
                  "its real contents; it then replaces this placeholder.\r\n%s",
                  human, (unsigned long long)max_size, (unsigned long long)size,

@@ -70,6 +70,9 @@ struct message_identity {
      * stands for (message_placeholder_size); 0: none (mbsync's, or not a
      * placeholder). */
     uint64_t placeholder_size;
+    /* message_has_placeholder_marks: a placeholder, or one edited while
+     * it still has a mark (placeholder_size is then its field's, if any) */
+    bool placeholder_marks;
 };
 
 /* Read the identity of the file at fd (from its offset to its end; LF or
@@ -101,6 +104,16 @@ bool message_is_mbsync_placeholder(const char *buf, size_t len);
  * above 0), or 0 if there is none. Only meaningful for a file that
  * message_is_mbsync_placeholder takes for a placeholder. */
 uint64_t message_placeholder_size(const char *buf, size_t len);
+
+/* Does buf[0..len) (the start of a file) still carry a mark of a
+ * mailsync placeholder, edited or not: a MESSAGE_PLACEHOLDER_FIELD in its
+ * header (no mail carries it: a placeholder's header drops the field it
+ * had), or the second line of the placeholder's note ("mailsync stored its
+ * header only (max_size = "). What message_is_mbsync_placeholder takes is
+ * taken too. Such a file is never uploaded as a message, and a gone
+ * placeholder's message is not deleted on the server for it (a
+ * "[placeholder] " Subject alone is not taken: anyone may write one). */
+bool message_has_placeholder_marks(const char *buf, size_t len);
 
 /* A placeholder (max_size, placeholders = yes) for a message of size
  * bytes whose header block (as a server sends it, CRLF; possibly cut

@@ -217,6 +217,10 @@ size_t folders_examine_ahead(struct run *r, const struct selected *sel, size_t n
  * state row that lets the push upload their messages at once (the new
  * folder is empty). Only an unusable session is an error. */
 int folders_create_local(struct run *r, struct selected **sel, size_t *nsel, struct ms_error *err);
+/* Every local folder below the account's Maildir root, as relative paths
+ * (maildir_find_folders for the account's layout; free each and the
+ * array). */
+void folders_find_local(struct run *r, char ***paths, size_t *n);
 
 /* pull.c: one folder, server -> local */
 /* Pull the selected folder into the Maildir (reports its progress unless
@@ -295,6 +299,13 @@ struct lmove {
     bool dst_placeholder; /* the file in dst is a placeholder (ours or mbsync's): marked so there */
     enum lmove_state state;
 };
+/* placeholders_gone.c: of the gone rows (moves_local.c's learning) those
+ * marked as placeholders that nothing paired, each whose placeholder is in
+ * a folder of the Maildir root the run does not sync (by Message-ID and
+ * the placeholder's marks) is held (LMOVE_HELD, dst NULL: its message
+ * stays on the server), with a warning. Returns how many. Best effort. */
+size_t placeholders_hold_elsewhere(struct run *r, const struct selected *sel, size_t nsel, struct lmove *gone,
+                                   size_t ngone);
 struct push_ctx;
 /* How many messages of the folder this run moved out (recorded): the
  * mass-deletion guard counts them among the messages it knew. */
@@ -411,6 +422,7 @@ struct placeholder_sweep {
     int64_t folder_id;
     /* filled as needed */
     char *buf;
+    size_t head_len; /* of buf: the head placeholder_sweep_file read last */
     struct state_msg *rows;
     size_t nrows;
     struct state_placeholder *marked;
@@ -443,6 +455,19 @@ int placeholders_deliver(struct run *r, const struct selected *sel, struct maild
  * full message; clear the mark of those already replaced by a killed run. */
 int placeholders_replace(struct run *r, const struct selected *sel, struct engine_folder_result *fres,
                          struct ms_error *err);
+
+/* placeholders.c: rows whose placeholder mark was lost (a restored state
+ * DB) while their file is still a placeholder of their message (its
+ * marks, the row's Message-ID and, in its field, the row's size): each
+ * candidate (a row's uid and its file, which the caller owns) that is one
+ * is marked again (committed), so that a flag or `fetch FILE` replaces it.
+ * Sorts v by uid. *marked: how many. */
+struct placeholder_candidate {
+    uint32_t uid;
+    struct local_msg *file;
+};
+int placeholders_mark_lost(struct run *r, const char *folder, int64_t folder_id, struct maildir_folder *mf,
+                           struct placeholder_candidate *v, size_t n, size_t *marked, struct ms_error *err);
 
 /* Download and deliver the plan's PLAN_FETCH messages, comparing each
  * with the leftovers first. */

@@ -624,6 +624,14 @@ static enum maildir_find folders_find_mode(enum folder_layout layout)
     return MAILDIR_FIND_NESTED;
 }
 
+void folders_find_local(struct run *r, char ***paths, size_t *n)
+{
+    *paths = NULL;
+    *n = 0;
+    if (r->rootfd >= 0)
+        maildir_find_folders(r->rootfd, folders_find_mode(r->acct->layout), paths, n);
+}
+
 static bool path_in(char **v, size_t n, const char *path)
 {
     return n && bsearch(&path, v, n, sizeof *v, util_cmp_str) != NULL;

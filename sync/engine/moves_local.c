@@ -55,7 +55,14 @@
  * destination, whose push then deletes it as any message deleted there,
  * or from where the pairing then moves it on; a copy whose original the
  * source still holds is removed), so the copy never comes back as new
- * mail in the destination.
+ * mail in the destination. The journal rows of moves are marked
+ * (state_trash_mark_move, in the same transaction), which tells a move
+ * into the trash folder from a deletion's row (a deletion goes to the
+ * trash: its copy comes down there; a move's copy whose file is gone is
+ * deleted there, and one the source still holds stays while the original
+ * goes, as the move would have done), and lets the settling act when the
+ * destination is not in the run (`--folder A`: its row is recorded there,
+ * and that folder's next push deletes it).
  */
 #include "sync/engine/push_int.h"
 
@@ -247,7 +254,7 @@ static void read_unsynced(struct maildir_folder *mf, struct newfile *f, char **b
     if (!*buf)
         *buf = xmalloc(PLACEHOLDER_WINDOW);
     ssize_t n = placeholder_head(mf, &f->l, *buf);
-    f->placeholder = n > 0 && message_is_mbsync_placeholder(*buf, (size_t)n);
+    f->placeholder = n > 0 && message_has_placeholder_marks(*buf, (size_t)n);
     f->readable = f->placeholder;
     if (f->placeholder)
         f->message_id = message_header(*buf, (size_t)n, "Message-ID");
@@ -277,8 +284,8 @@ static void read_identities(struct run *r, struct learnt *L)
                 f->readable = fd >= 0 && message_identity_read(fd, &id) == 0;
                 if (f->readable) {
                     f->message_id = id.message_id;
-                    f->placeholder = id.placeholder;
-                    f->size = id.placeholder && id.placeholder_size ? id.placeholder_size : id.size;
+                    f->placeholder = id.placeholder_marks; /* an edited one too: held, never uploaded */
+                    f->size = f->placeholder && id.placeholder_size ? id.placeholder_size : id.size;
                     id.message_id = NULL;
                 }
                 if (fd >= 0) {
@@ -346,6 +353,51 @@ static void pair(struct lmove *g, struct newfile *f)
     f->paired = true;
 }
 
+/* A placeholder renamed within its own folder (a reader that gives files
+ * new unique names): the same message, so its row takes the new name (no
+ * server operation, nothing uploaded, nothing deleted). Exactly one gone
+ * row of the folder with its Message-ID and the size its field records.
+ * Under --dry-run it is held (nothing planned for it). Returns how many. */
+static size_t rename_placeholders(struct run *r, struct learnt *L)
+{
+    size_t done = 0;
+    for (size_t i = 0; i < L->nnf; i++) {
+        struct newfile *f = &L->nf[i];
+        if (f->paired || f->unsynced || !f->readable || !f->placeholder || !f->message_id || !f->message_id[0])
+            continue;
+        struct lmove *hit = NULL;
+        size_t n = 0;
+        for (size_t k = 0; k < L->ngone; k++) {
+            struct lmove *g = &L->gone[k];
+            if (g->src == f->sel && !g->dst && g->state == LMOVE_PENDING && g->size == f->size &&
+                push_same_id(g->message_id, f->message_id))
+                hit = g, n++;
+        }
+        if (n != 1)
+            continue;
+        const char *name = log_escape(f->l.name, strlen(f->l.name), 100);
+        if (r->opt->dry_run) {
+            pair(hit, f);
+            hit->state = LMOVE_HELD;
+            log_msg(LOG_VERBOSE, "%s: %s is the placeholder of UID %u under a new name: its record would take it",
+                    f->sel->name, name, hit->uid);
+            continue;
+        }
+        struct ms_error e;
+        if (state_msg_set_uniq(r->st, hit->src_id, hit->uid, f->l.uniq, &e) != MS_OK) {
+            log_msg(LOG_VERBOSE, "%s: %s", f->sel->name, e.msg); /* then held below */
+            continue;
+        }
+        f->paired = true;
+        hit->state = LMOVE_DROPPED; /* nothing left to do for it */
+        hit->dst = NULL;
+        done++;
+        log_msg(LOG_VERBOSE, "%s: %s is the placeholder of UID %u under a new name: recorded so", f->sel->name, name,
+                hit->uid);
+    }
+    return done;
+}
+
 /* Rule (c) (top of the file): the gone rows a placeholder nobody paired
  * stands for are held. Returns how many. */
 static size_t hold_for_placeholders(struct learnt *L)
@@ -359,7 +411,7 @@ static size_t hold_for_placeholders(struct learnt *L)
         for (size_t k = 0; k < L->ngone; k++) {
             struct lmove *g = &L->gone[k];
             bool stands_for = has_id ? push_same_id(g->message_id, f->message_id) : g->placeholder != 0;
-            if (g->dst || !stands_for)
+            if (g->dst || g->state != LMOVE_PENDING || !stands_for)
                 continue;
             pair(g, f);
             g->state = LMOVE_HELD;
@@ -444,10 +496,14 @@ void moves_local_learn(struct run *r, const struct selected *sel, size_t nsel)
             }
         }
         free(v);
+        rename_placeholders(r, &L);
         held = hold_for_placeholders(&L);
     }
+    /* a placeholder moved where the run does not look (placeholders_gone.c) */
+    if (L.ngone)
+        held += placeholders_hold_elsewhere(r, sel, nsel, L.gone, L.ngone);
     for (size_t i = 0; i < L.ngone; i++) {
-        if (L.gone[i].dst)
+        if (L.gone[i].dst || L.gone[i].state == LMOVE_HELD)
             L.gone[r->nlmoves++] = L.gone[i];
         else
             lmove_free_one(&L.gone[i]);
@@ -704,6 +760,8 @@ static int move_group(struct push_ctx *c, struct lmove **ms, size_t n, size_t *m
             rows[i].trash_uidnext = ts.uidnext;
             rows[i].copy_uid = 0;
             rc = state_trash_put(r->st, sf.id, &rows[i], err);
+            if (rc == MS_OK) /* not a deletion's row (moves_local_settle_gone) */
+                rc = state_trash_mark_move(r->st, sf.id, uids[i], err);
         }
         if (rc == MS_OK)
             rc = state_commit(r->st, err);
@@ -908,7 +966,7 @@ static void on_still_there(void *ctx, uint32_t uid, uint64_t size, const char *m
 static struct lmove *paired_again(struct run *r, int64_t src_id, uint32_t uid)
 {
     for (size_t i = 0; i < r->nlmoves; i++)
-        if (r->lmoves[i].src_id == src_id && r->lmoves[i].uid == uid)
+        if (r->lmoves[i].src_id == src_id && r->lmoves[i].uid == uid && r->lmoves[i].dst)
             return &r->lmoves[i];
     return NULL;
 }
@@ -922,7 +980,7 @@ static struct lmove *paired_again(struct run *r, int64_t src_id, uint32_t uid)
  * for a later run. */
 static int settle_one(struct run *r, const struct selected *src, const struct state_folder *sf,
                       const struct selected *dst, const struct state_trash *t, const struct state_msg *row,
-                      struct lmove *m, struct ms_error *err)
+                      struct lmove *m, bool into_trash, struct ms_error *err)
 {
     struct state_folder df = {0};
     struct copy_found got = {0};
@@ -941,7 +999,24 @@ static int settle_one(struct run *r, const struct selected *src, const struct st
         if ((rc = r->remote->ops->fetch_identity(r->remote, &t->uid, 1, on_still_there, &there, err)) != MS_OK)
             goto out;
     }
-    if (found && there) {
+    if (found && there && into_trash) {
+        /* copied into the trash, not yet removed from the source: the
+         * original goes, as the move would have done (removing the copy
+         * instead would make the source's push move it there again, a
+         * deletion: back into the local trash) */
+        if (!remote_can(r->remote, REMOTE_EXACT)) {
+            rc = ms_error_set(err, MS_EPARTIAL, "%s: a move to %s an interrupted run left cannot be finished "
+                              "without UIDPLUS", src->name, dst->name);
+            goto out;
+        }
+        if ((rc = r->remote->ops->select(r->remote, src->raw, true, &mb, err)) != MS_OK)
+            goto out;
+        if (mb.uidvalidity != sf->uidvalidity)
+            goto out;
+        if ((rc = r->remote->ops->remove(r->remote, &t->uid, 1, err)) != MS_OK)
+            goto out;
+        there = false;
+    } else if (found && there) {
         /* copied, not yet removed from the source: the copy goes */
         if (!remote_can(r->remote, REMOTE_EXACT)) {
             rc = ms_error_set(err, MS_EPARTIAL, "%s: a copy an interrupted move left in %s cannot be removed "
@@ -1005,15 +1080,28 @@ int moves_local_settle_gone(struct run *r, const struct selected *sel, size_t ns
             maildir_folder_open(r->rootfd, sel[i].path, false, &mf, &e) != MS_OK)
             goto next;
         for (size_t k = 0; k < nt && rc == MS_OK; k++) {
-            /* a move to another folder of this run (the trash's rows are
-             * deletions, settled by the push: push_delete.c) */
+            /* a local move (marked so: a deletion's row, into the trash,
+             * is settled by the push, push_delete.c), into a folder of
+             * this run or (--folder) one synced before */
+            bool is_move = false;
+            if (!t[k].trash || state_trash_is_move(r->st, sf.id, t[k].uid, &is_move, &e) != MS_OK || !is_move)
+                continue;
             const struct selected *dst = NULL;
-            for (size_t d = 0; d < nsel && !dst && t[k].trash; d++)
-                if (d != i && strcmp(sel[d].raw, t[k].trash) == 0 && !folders_is_trash(r, &sel[d]))
+            for (size_t d = 0; d < nsel && !dst; d++)
+                if (d != i && strcmp(sel[d].raw, t[k].trash) == 0)
                     dst = &sel[d];
-            struct lmove *m = dst ? paired_again(r, sf.id, t[k].uid) : NULL;
-            if (!dst || (m && m->dst == dst))
+            struct state_folder df = {0};
+            struct selected other = {.raw = t[k].trash, .name = t[k].trash, .path = NULL};
+            if (!dst && state_folder_get(r->st, t[k].trash, &df, &e) == MS_OK && pushable(&df) && df.path &&
+                df.id != sf.id) {
+                other.path = df.path;
+                dst = &other;
+            }
+            struct lmove *m = dst && dst != &other ? paired_again(r, sf.id, t[k].uid) : NULL;
+            if (!dst || (m && m->dst == dst)) {
+                state_folder_free(&df);
                 continue; /* (paired with its file in dst: moves_local_into resumes it) */
+            }
             struct state_msg *row = NULL;
             size_t nrow = 0;
             struct local_msg l = {0};
@@ -1023,7 +1111,10 @@ int moves_local_settle_gone(struct run *r, const struct selected *sel, size_t ns
                 gone = m ? 1 : maildir_find(mf, row->uniq, &l, &e);
             free(l.uniq);
             free(l.name);
-            int x = gone == 1 ? settle_one(r, &sel[i], &sf, dst, &t[k], row, m, &e) : MS_OK;
+            bool into_trash = dst != &other ? folders_is_trash(r, dst) : r->acct->trash &&
+                              strcmp(r->acct->trash, t[k].trash) == 0;
+            int x = gone == 1 ? settle_one(r, &sel[i], &sf, dst, &t[k], row, m, into_trash, &e) : MS_OK;
+            state_folder_free(&df);
             if (x == MS_EPARTIAL) {
                 log_msg(LOG_WARN, "%s", e.msg);
             } else if (x != MS_OK) {

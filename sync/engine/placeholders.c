@@ -23,6 +23,14 @@
  * and only clears the mark. The file keeps its name (unique part and flags,
  * \Flagged too), so no second copy appears on either side.
  *
+ * A row whose mark was lost (a state DB restored from before it) while
+ * its file is still the placeholder is marked again when the user flags
+ * the file (the push, before its STORE) or names it (`fetch FILE`): the
+ * file must carry a placeholder's marks, the row's Message-ID and, in its
+ * field, the row's size, the server's (placeholders_mark_lost). The mark
+ * is committed first, so a kill after it leaves a marked placeholder that
+ * the next run replaces, once.
+ *
  * Delivery of new placeholders uses the delivery journal (journal.h) like
  * any download, so a kill there is as safe as in deliver.c.
  */
@@ -234,6 +242,119 @@ static bool asked_for(const struct engine_options *opt, const char *uniq)
     return yes;
 }
 
+/* ------------------------------------------------------------------ */
+/* a placeholder whose mark was lost */
+
+/* Does buf[0..n) (the head of the file of row) hold a placeholder of the
+ * row's message: its marks, the row's Message-ID and, in its field, the
+ * row's size (the server's)? */
+static bool placeholder_of(const char *buf, size_t n, const struct state_msg *row)
+{
+    if (!message_has_placeholder_marks(buf, n) || message_placeholder_size(buf, n) != row->size)
+        return false;
+    char *mid = message_header(buf, n, "Message-ID");
+    bool same = mid && row->message_id && strcmp(mid, row->message_id) == 0;
+    free(mid);
+    return same;
+}
+
+static int cmp_uid_file(const void *a, const void *b)
+{
+    uint32_t x = ((const struct placeholder_candidate *)a)->uid, y = ((const struct placeholder_candidate *)b)->uid;
+    return (x > y) - (x < y);
+}
+
+int placeholders_mark_lost(struct run *r, const char *folder, int64_t folder_id, struct maildir_folder *mf,
+                           struct placeholder_candidate *v, size_t n, size_t *marked, struct ms_error *err)
+{
+    struct state_msg *rows = NULL;
+    struct state_placeholder *marks = NULL;
+    size_t nrows = 0, nmarks = 0;
+    *marked = 0;
+    if (n == 0)
+        return MS_OK;
+    qsort(v, n, sizeof *v, cmp_uid_file);
+    uint32_t *uids = xmalloc(n * sizeof *uids);
+    for (size_t i = 0; i < n; i++)
+        uids[i] = v[i].uid;
+    int rc = state_msg_get_uids(r->st, folder_id, uids, n, &rows, &nrows, err);
+    if (rc == MS_OK)
+        rc = state_placeholder_list(r->st, folder_id, &marks, &nmarks, err);
+    char *buf = NULL;
+    for (size_t i = 0, k = 0; rc == MS_OK && i < nrows; i++) {
+        const struct state_msg *row = &rows[i];
+        while (k < n && v[k].uid < row->uid)
+            k++;
+        bool has_mark = false;
+        for (size_t x = 0; x < nmarks && !has_mark; x++) /* few */
+            has_mark = marks[x].uid == row->uid;
+        if (k == n || v[k].uid != row->uid || has_mark || row->pending)
+            continue;
+        if (!buf)
+            buf = xmalloc(PLACEHOLDER_WINDOW);
+        ssize_t got = placeholder_head(mf, v[k].file, buf);
+        if (got <= 0 || !placeholder_of(buf, (size_t)got, row))
+            continue;
+        /* committed before anything is sent for it: a run killed later
+         * finds the mark and replaces the placeholder */
+        if ((rc = state_msg_set_placeholder(r->st, folder_id, row->uid, STATE_PLACEHOLDER, err)) != MS_OK)
+            break;
+        (*marked)++;
+        log_msg(LOG_INFO, "%s: %s is a placeholder of UID %u its state did not know as one (a restored state DB?): "
+                          "marked again", folder, log_escape(v[k].file->name, strlen(v[k].file->name), 100), row->uid);
+    }
+    free(buf);
+    free(uids);
+    state_msgs_free(rows, nrows);
+    state_placeholders_free(marks, nmarks);
+    return rc;
+}
+
+/* `fetch FILE`: the named files of the folder whose rows lost their mark
+ * are marked again, so that the replacement below takes them. */
+static int mark_asked_for(struct run *r, const struct selected *sel, int64_t folder_id, struct ms_error *err)
+{
+    struct state_msg *rows = NULL;
+    struct maildir_folder *mf = NULL;
+    size_t nrows = 0, nv = 0, marked = 0;
+    const struct engine_options *opt = r->opt;
+    if (!opt->nfetch_uniqs || !maildir_folder_exists(r->rootfd, sel->path))
+        return MS_OK;
+    struct placeholder_candidate *v = xcalloc(opt->nfetch_uniqs, sizeof *v);
+    int rc = maildir_folder_open(r->rootfd, sel->path, false, &mf, err);
+    if (rc == MS_OK)
+        rc = state_msg_list_brief(r->st, folder_id, &rows, &nrows, err); /* only when files are named */
+    for (size_t i = 0; rc == MS_OK && i < nrows; i++) {
+        bool named = false;
+        for (size_t k = 0; rows[i].uniq && k < opt->nfetch_uniqs && !named; k++)
+            named = strcmp(opt->fetch_uniqs[k], rows[i].uniq) == 0;
+        if (!named)
+            continue;
+        struct local_msg *l = xcalloc(1, sizeof *l);
+        int f = maildir_find_hint(mf, rows[i].uniq, rows[i].flags, l, err);
+        if (f == MS_OK && nv < opt->nfetch_uniqs) {
+            v[nv++] = (struct placeholder_candidate){.uid = rows[i].uid, .file = l};
+            continue;
+        }
+        free(l->uniq);
+        free(l->name);
+        free(l);
+        if (f != 1)
+            rc = f;
+    }
+    if (rc == MS_OK)
+        rc = placeholders_mark_lost(r, sel->name, folder_id, mf, v, nv, &marked, err);
+    for (size_t i = 0; i < nv; i++) {
+        free(v[i].file->uniq);
+        free(v[i].file->name);
+        free(v[i].file);
+    }
+    free(v);
+    state_msgs_free(rows, nrows);
+    maildir_folder_close(mf);
+    return rc;
+}
+
 struct wanted {
     uint32_t uid;
     uint64_t size;
@@ -316,6 +437,8 @@ int placeholders_replace(struct run *r, const struct selected *sel, struct engin
     size_t nrows = 0, nw = 0;
     int rc = state_folder_get(r->st, sel->raw, &sf, err);
     if (rc || !sf.id || r->opt->dry_run)
+        goto out;
+    if ((rc = mark_asked_for(r, sel, sf.id, err)))
         goto out;
     if ((rc = state_placeholder_list(r->st, sf.id, &rows, &nrows, err)) || nrows == 0)
         goto out;
@@ -431,7 +554,9 @@ int placeholder_sweep_file(struct placeholder_sweep *s, struct local_msg *m, enu
     if (!s->buf)
         s->buf = xmalloc(PLACEHOLDER_WINDOW);
     ssize_t n = placeholder_head(s->mf, m, s->buf);
-    if (n < 0 || !message_is_mbsync_placeholder(s->buf, (size_t)n))
+    s->head_len = n > 0 ? (size_t)n : 0;
+    /* an edited one too, while it still has a mark: never uploaded */
+    if (n < 0 || !message_has_placeholder_marks(s->buf, (size_t)n))
         return MS_OK;
     *fate = PLACEHOLDER_KEPT;
     int rc = MS_OK;

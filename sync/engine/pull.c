@@ -469,7 +469,7 @@ static int unchanged_since_last_sync(struct run *r, const struct selected *sel, 
 static int drop_placeholders(struct run *r, const struct selected *sel, struct maildir_folder *mf, int64_t folder_id,
                              struct local_msg *local, const size_t *idx, size_t n, struct ms_error *err)
 {
-    struct placeholder_sweep s = {.r = r, .folder = sel->name, .mf = mf, .folder_id = folder_id, .buf = NULL,
+    struct placeholder_sweep s = {.r = r, .folder = sel->name, .mf = mf, .folder_id = folder_id, .buf = NULL, .head_len = 0,
                                   .rows = NULL, .nrows = 0, .marked = NULL, .nmarked = 0, .have_rows = false,
                                   .removed = 0};
     int rc = MS_OK;

@@ -695,6 +695,8 @@ int push_folder(struct run *r, const struct selected *sel, struct engine_folder_
         r->held_push = true;
     else if (p.ndelete && (rc = push_deletions(&c, &p, err)))
         goto out;
+    if (p.nflags && (rc = push_mark_flagged_placeholders(&c, &p, err)))
+        goto out;
     if (p.nflags && (rc = push_flags(&c, &p, err)))
         goto out;
     if (p.nappend && (rc = push_drop_placeholders(&c, &p, err)))

@@ -95,6 +95,10 @@ int push_find_copies(struct run *r, const char *dest, const struct state_trash *
  * placeholders, removing those whose full message the folder's state
  * has (not in a dry run). Only a state DB or Maildir failure is an error. */
 int push_drop_placeholders(struct push_ctx *c, struct push_plan *p, struct ms_error *err);
+/* push_placeholders.c: before the flag changes are sent, the files given
+ * \Flagged whose rows lost their placeholder mark (placeholders_mark_lost)
+ * are marked again: the pull after the push replaces them. */
+int push_mark_flagged_placeholders(struct push_ctx *c, const struct push_plan *p, struct ms_error *err);
 
 /* push_delete.c: remove the plan's PUSH_DELETEs on the server (move to
  * `trash`, expunge or flag \Deleted, as the account and the server allow),

@@ -673,7 +673,7 @@ static void send_speculation(struct imap_session *s, mailstream *st, struct spec
     const char *memo = NULL;
     const char *const *names = NULL;
     size_t n = 0;
-    if (acct->tls == TLS_STARTTLS || !sp->hint || !sp->hint->prepare)
+    if (acct->tls == TLS_STARTTLS || !acct->early_login || !sp->hint || !sp->hint->prepare)
         return;
     sp->hint->prepare(sp->hint->ctx, &memo, &names, &n);
     if (!memo_take(memo, sp))
@@ -761,6 +761,15 @@ static bool tagged_caps(const struct mailimap_response *resp)
     return x && x->rsp_code && x->rsp_code->rc_type == MAILIMAP_RESP_TEXT_CODE_CAPABILITY_DATA;
 }
 
+/* Whether the tagged answer line (the tag, then the rest) is a NO with
+ * RFC 5530's [AUTHENTICATIONFAILED]: the credentials were wrong. Read from
+ * the line: libetpan keeps no name for a code it does not know. */
+static bool refused_credentials(const char *line)
+{
+    const char *p = strchr(line, ' ');
+    return p && strncasecmp(p + 1, "NO [AUTHENTICATIONFAILED]", 25) == 0;
+}
+
 /* The greeting read (not PREAUTH; verified: with the capabilities
  * remembered; else without any, as Dovecot's "* OK Waiting for
  * authentication process to respond.." while its auth process starts,
@@ -780,7 +789,9 @@ static int finish_speculation(struct imap_session *s, struct speculation *sp, bo
         r = MAILIMAP_ERROR_STREAM;
     else if (imap->imap_stream_buffer->str[0] == '+')
         r = MAILIMAP_ERROR_PROTOCOL; /* PLAIN with an initial response wants nothing more */
-    bool with_caps = false;
+    bool with_caps = false, bad_credentials = false;
+    if (r == MAILIMAP_NO_ERROR && imap->imap_stream_buffer->str[0] != '+')
+        bad_credentials = refused_credentials(imap->imap_stream_buffer->str);
     if (r == MAILIMAP_NO_ERROR && imap->imap_stream_buffer->str[0] != '+' &&
         (r = mailimap_parse_response(imap, &resp)) == MAILIMAP_NO_ERROR) {
         char tag[16];
@@ -797,7 +808,11 @@ static int finish_speculation(struct imap_session *s, struct speculation *sp, bo
         return speculation_retry(s, retry, err, "the server did not take AUTHENTICATE sent before its greeting");
     if (r != MAILIMAP_NO_ERROR)
         return imap_fail_call(s, r, "authentication", err);
-    if (state != MAILIMAP_RESP_COND_STATE_OK && !verified)
+    /* Behind a greeting that showed no capabilities a refusal may be the
+     * speculation's fault, unless the server says the credentials were
+     * wrong (a second attempt would count against the account's
+     * lockout, as fail2ban counts them). */
+    if (state != MAILIMAP_RESP_COND_STATE_OK && !verified && !bad_credentials)
         return speculation_retry(s, retry, err, "the login sent before an unknown greeting was refused");
     if (state != MAILIMAP_RESP_COND_STATE_OK) {
         char text[260];

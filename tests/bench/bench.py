@@ -73,7 +73,7 @@ sys.path.insert(0, str(HERE))
 import testbed as tb        # noqa: E402
 import corpus as corpus_mod  # noqa: E402
 
-ALL_TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "wire", "session")
+ALL_TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "wire", "session", "fetchnew")
 ALL_SCENARIOS = ("a", "b", "c", "d", "e", "f")
 SCENARIO_NAMES = {"a": "(a) initial pull", "b": "(b) no-op resync", "c": "(c) 1% flags changed",
                   "d": "(d) 100 new messages", "e": "(e) 1% local seen (push)",
@@ -473,13 +473,14 @@ class Server:
             for folder in c.list_folders():
                 c._simple_command("SELECT", c.mbox(folder), "(CONDSTORE)")
 
-    def change_flags(self, share, seed):
-        """Change the flags of `share` of all messages (deterministic pick):
-        unread ones get read, read ones get flagged, answered, or unread."""
+    def change_flags(self, share, seed, count=0):
+        """Change the flags of `share` of all messages (`count` of them if
+        given; deterministic pick): unread ones get read, read ones get
+        flagged, answered, or unread."""
         state = self.state()
         allmsgs = sorted((f, e["uid"], e["letters"]) for f, es in state.items() for e in es)
         rng = random.Random("bench-c/%s" % seed)
-        k = max(1, round(len(allmsgs) * share))
+        k = min(count, len(allmsgs)) if count else max(1, round(len(allmsgs) * share))
         picked = rng.sample(allmsgs, k)
         ops = collections.defaultdict(list)
         for folder, uid, letters in picked:
@@ -1075,8 +1076,9 @@ class Wire(Tool):
 # prepare beforehand (the interpreter, the TLS context) is outside the
 # timed part.
 SESSION_SCRIPT = r"""
-import socket, ssl, sys, time
+import re, socket, ssl, sys, time
 host, port, ca, commands = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+fetched = int(sys.argv[5]) if len(sys.argv) > 5 else 0  # FETCH answers expected
 burst = open(commands, "rb").read()
 tags = [line.split(b" ", 1)[0] for line in burst.split(b"\r\n") if line]
 wanted = [b"\r\n" + t + b" OK " for t in tags if t != b"z"]   # all but LOGOUT's
@@ -1100,6 +1102,9 @@ while True:
         t1 = time.monotonic()
 if t1 is None or b"\r\nz OK " not in got:
     sys.exit("session: incomplete answers:\n" + got.decode(errors="replace")[-2000:])
+n = len(re.findall(rb"\r\n\* \d+ FETCH \(", got))
+if n < fetched:
+    sys.exit("session: %d FETCH answers, %d expected" % (n, fetched))
 print("session-seconds %.6f" % (t1 - t0))
 """
 
@@ -1132,7 +1137,35 @@ class Session(Wire):
                 self.server.bed.ca_file if self.tls else "", str(self.work / "commands")]
 
 
-TOOL_CLASSES = {c.name: c for c in (Mailsync, Mbsync, MbsyncNoFsync, OfflineImap, Wire, Session, MailsyncB)}
+class FetchNew(Session):
+    """Reference row for (d), not a sync tool: what the server does for the
+    100 new messages whatever the client, timed as `session`: LOGIN, a
+    STATUS of every folder, EXAMINE INBOX and one UID FETCH of the UIDs
+    above (a)'s (their flags, sizes and bodies), all in one burst. At large
+    N this shows how much of a (d) resync is the server's own work on a
+    big folder (reading its index and Maildir after mail arrived)."""
+
+    name = "fetchnew"
+    ref_scenarios = ("d",)
+    states = None  # the bench's server states (set by the bench)
+
+    def prepare(self):
+        top = max((e["uid"] for e in self.states["a"].get("INBOX", ())), default=0)
+
+        def cmds(i, mbox):
+            out = ["s%d STATUS %s (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" % (i, mbox)]
+            if mbox == tb.ImapClient.mbox("INBOX"):
+                out += ["x EXAMINE %s" % mbox, "y UID FETCH %d:* (UID FLAGS RFC822.SIZE BODY.PEEK[])" % (top + 1)]
+            return out
+        self.write_burst(cmds)
+        self.new = len(self.states["d"].get("INBOX", ())) - len(self.states["a"].get("INBOX", ()))
+
+    def argv(self, scenario):
+        return super().argv(scenario) + [str(self.new)]
+
+
+TOOL_CLASSES = {c.name: c for c in (Mailsync, Mbsync, MbsyncNoFsync, OfflineImap, Wire, Session, FetchNew,
+                                    MailsyncB)}
 
 
 # ----------------------------------------------------------------------------
@@ -1279,12 +1312,13 @@ def settle(root):
         time.sleep(wait)
 
 
-def mark_local_seen(tool, share, seed):
-    """Scenario (e): mark `share` of the local messages seen the way a mail
-    reader does (rename into cur/ with S added). Unread ones first."""
+def mark_local_seen(tool, share, seed, count=0):
+    """Scenario (e): mark `share` of the local messages (`count` if given)
+    seen the way a mail reader does (rename into cur/ with S added). Unread
+    ones first."""
     local = local_state(tool)
     allmsgs = sorted((lm[3], lm[1]) for msgs in local.values() for lm in msgs)
-    k = max(1, round(len(allmsgs) * share))
+    k = min(count, len(allmsgs)) if count else max(1, round(len(allmsgs) * share))
     rng = random.Random("bench-e/%s" % seed)
     unseen = [m for m in allmsgs if "S" not in m[1]]
     seen = [m for m in allmsgs if "S" in m[1]]
@@ -1402,15 +1436,17 @@ class Bench:
             if name == "f":
                 self.big = corpus_mod.load_big(a.seed, log=log)
             t0 = time.monotonic()
-            if cache and cache.has(name):
-                self.states[name] = cache.load(name, self.server)
+            # (c) with --changes is a state of its own in the cache
+            cname = "c-k%d" % a.changes if name == "c" and a.changes else name
+            if cache and cache.has(cname):
+                self.states[name] = cache.load(cname, self.server)
                 log("server: state (%s) taken from the cache (%.1f s)" % (name, time.monotonic() - t0))
                 continue
             what = makers[name]()
             snap = self.server.snapshot(name)
             self.states[name] = self.server.state()
             if cache:
-                cache.save(name, snap, self.states[name], self.server.content)
+                cache.save(cname, snap, self.states[name], self.server.content)
             self.server.restore("a")
             log("server: state (%s) = %s (%.1f s)" % (name, what, time.monotonic() - t0))
         self.proxy = None
@@ -1437,7 +1473,8 @@ class Bench:
         self.setup_tried = set()
 
     def _make_c(self):
-        return "%d messages with changed flags" % self.server.change_flags(0.01, self.args.seed)
+        return "%d messages with changed flags" % self.server.change_flags(0.01, self.args.seed,
+                                                                           self.args.changes)
 
     def _make_d(self):
         self.server.append(self.extra)
@@ -1458,12 +1495,13 @@ class Bench:
         if os.path.lexists(tool.work):
             shutil.rmtree(tool.work)
         if scen == "a" or tool.reference:
+            tool.states = self.states
             tool.prepare()
         else:
             clone_tree(self.local_snap[tool.name], tool.work)
         changed = None
         if scen == "e":
-            changed = mark_local_seen(tool, 0.01, self.args.seed)
+            changed = mark_local_seen(tool, 0.01, self.args.seed, self.args.changes)
         if scen != "a":
             settle(tool.work)
         os.sync()
@@ -1741,6 +1779,7 @@ class Bench:
         return {
             "n": self.args.n, "small": self.args.small, "transport": self.args.transport, "rtt_ms": self.args.rtt,
             "rate_mbit": self.args.rate, "gaps_pct": self.args.gaps,
+            "changes": self.args.changes,
             "runs": self.args.runs, "seed": self.args.seed, "server": self.args.server, "cold_server": self.args.cold_server,
             "server_conf": server_conf(self.args.server),
             "corpus_bytes": self.corpus_bytes, "dovecot": dovecot_version(),
@@ -1805,6 +1844,9 @@ def parse_args(argv):
                         # argparse %-formats help texts: '1%' must be '1%%'
                         "; ".join(SCENARIO_NAMES[x] for x in ALL_SCENARIOS).replace("%", "%%")))
     ap.add_argument("--small", action="store_true", help="small attachments (smoke tests)")
+    ap.add_argument("--changes", type=int, default=0, metavar="K",
+                    help="(c) and (e) change K messages instead of 1%% of them: the same changes "
+                         "at every --n, to see what a resync costs beyond its changes")
     ap.add_argument("--rtt", type=float, default=0.0, metavar="MS",
                     help="a network round trip of MS milliseconds between every tool and "
                          "Dovecot (a delaying proxy; default 0: direct). Meant for the resyncs: "
@@ -1857,8 +1899,11 @@ def parse_args(argv):
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, Maildirs)")
     a = ap.parse_args(argv)
     a.tools = [t.strip() for t in a.tools.split(",") if t.strip()]
-    if a.rate < 0 or a.rtt < 0 or not 0 <= a.gaps < 100:
-        ap.error("--rate and --rtt must not be negative, --gaps from 0 to 99")
+    if a.rate < 0 or a.rtt < 0 or not 0 <= a.gaps < 100 or a.changes < 0:
+        ap.error("--rate, --rtt and --changes must not be negative, --gaps from 0 to 99")
+    if a.changes:
+        SCENARIO_NAMES["c"] = "(c) %d flags changed" % a.changes
+        SCENARIO_NAMES["e"] = "(e) %d local seen (push)" % a.changes
     a.scenarios = [s.strip().lower() for s in a.scenarios.split(",") if s.strip()]
     for t in a.tools:
         if t not in TOOL_CLASSES:

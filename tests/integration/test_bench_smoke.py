@@ -22,7 +22,7 @@ from pathlib import Path
 import testbed as tb
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench.py"
-TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "session")
+TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "session", "fetchnew")
 
 
 class BenchSmokeTest(unittest.TestCase):
@@ -60,6 +60,8 @@ class BenchSmokeTest(unittest.TestCase):
         # the session reference ran (its runs check every answer came) in b-d
         self.assertIn("session/peer (floor)", out, report)
         self.assertRegex(out, r"\n\s+session\s+[0-9.]+\s", report)
+        # fetchnew (the server's floor for (d)) ran and saw every new message
+        self.assertRegex(out, r"\n\s+fetchnew\s+[0-9.]+\s", report)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ LIMIT = "50K"
 
 
 class PlaceholderTest(tb.BedTestCase):
-    bed_options = {"pool": 12}
+    bed_options = {"pool": 18}
 
     def seed(self):
         """Three small messages and two big ones (one \\Seen) on the server."""
@@ -397,6 +397,142 @@ class PlaceholderTest(tb.BedTestCase):
         self.assertEqual([m.path for m in files], [flagged], "one file in Archive, under its name")
         self.assertEqual(files[0].data, archive[0].data_lf, "the full message did not replace the placeholder")
         self.assertEqual(len(self.local()), 3)
+
+    def test_placeholder_moved_out_of_the_synced_folders_keeps_its_message(self):
+        """A placeholder moved by the user into a local folder the account
+        does not sync (outside `folders`): the server's message is its only
+        whole copy, so it is held there with a warning at every sync (a full
+        message moved there is deleted on the server as before: its bytes
+        are local). The user removes the placeholder: the deletion goes up."""
+        self.seed()
+        self.pull_through_proxy("pull")
+        q = self.by_subject("Quarterly")
+        small = [m for m in self.local() if b"small note 0" in m.data][0]
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(tb.local_folder_path(self.maildir, "Kept"), sub))
+        dest = self.move_as_mutt(q, "Kept")
+        self.move_as_mutt(small, "Kept", n=2)
+        self.write_config(max_size=LIMIT, placeholders="yes", folders="INBOX")
+        for _ in range(2):
+            r = self.run_ok("sync")
+            ids = [tb.message_id(m.data) for m in self.server().values()]
+            self.assertEqual(len(ids), 4, "not only the full message's deletion went to the server")
+            self.assertIn(tb.message_id(q.data), ids, "the placeholder's message was deleted on the server")
+            self.assertNotIn(tb.message_id(small.data), ids)
+            self.assertEqual(len(self.local()), 3)
+            self.assertEqual(len(set(m.data for m in self.server().values())), 4, "a duplicate on the server")
+            self.assertIn("placeholder", r.stderr)
+            self.assertIn("Kept", r.stderr, "the warning does not say where the placeholder is")
+        os.unlink(dest)
+        self.run_ok("sync")
+        ids = [tb.message_id(m.data) for m in self.server().values()]
+        self.assertEqual(len(ids), 3)
+        self.assertNotIn(tb.message_id(q.data), ids)
+        self.assertEqual(sorted(tb.message_id(m.data) for m in self.local()), sorted(ids))
+        self.assertEqual([m.data for m in tb.read_maildir(self.maildir)["Kept"]], [small.data])
+
+    def test_edited_placeholder_is_never_uploaded(self):
+        """A placeholder edited by hand is still recognised by what is left
+        of its marks (its X-Mailsync-Placeholder field, or its note's
+        "mailsync stored its header only" line): never uploaded as a
+        message, and its message, gone from the folder under its old name,
+        is not deleted on the server for it."""
+        self.seed()
+        self.pull_through_proxy("pull")
+        q, h = self.by_subject("Quarterly"), self.by_subject("Holiday")
+        # a copy with the Subject's mark taken off (the field stays)
+        no_subject_mark = q.data.replace(b"Subject: [placeholder] ", b"Subject: ")
+        self.assertNotEqual(no_subject_mark, q.data)
+        cur = os.path.dirname(q.path)
+        with open(os.path.join(cur, "1700000000.M7P1.edit:2,S"), "wb") as f:
+            f.write(no_subject_mark)
+        # renamed, with the field taken off (the note stays)
+        no_field = re.sub(rb"X-Mailsync-Placeholder: \d+\r?\n", b"", h.data)
+        self.assertNotEqual(no_field, h.data)
+        self.move_as_mutt(h, "INBOX", no_field, n=8)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        for _ in range(2):
+            r = self.run_ok("sync")
+            srv = self.server()
+            self.assertEqual(len(srv), 5, "a placeholder was uploaded, or its message deleted")
+            self.assertTrue(all(b"[placeholder]" not in m.data and b"mailsync stored" not in m.data
+                                for m in srv.values()), "a placeholder went up as mail")
+            self.assertIn("placeholder", r.stderr)
+        self.assertEqual(len(self.local()), 6)
+
+    def test_placeholder_whose_mark_was_lost_is_replaced_when_asked(self):
+        """The state DB restored from before the placeholders were marked
+        (their rows say whole messages; the files are placeholders): a flag
+        on one (sync) or `fetch FILE` still replaces it with the full
+        message, once, under its name (recognised by its
+        X-Mailsync-Placeholder field, Message-ID and the server's size)."""
+        self.seed()
+        self.pull_through_proxy("pull")
+        q, h = self.by_subject("Quarterly"), self.by_subject("Holiday")
+        db = sqlite3.connect(str(self.state))
+        db.execute("UPDATE messages SET placeholder = 0")
+        db.commit()
+        db.close()
+        flagged = q.path.split(":2,")[0] + ":2,F"
+        os.rename(q.path, flagged)
+        r, px = self.pull_through_proxy("sync")
+        self.assertGreater(px.bytes_down, BIG, "the flagged placeholder's message was not downloaded")
+        self.assertLess(px.bytes_down, 2 * BIG, "more than one message came down")
+        srv = self.server()
+        self.assertEqual(self.by_subject("Quarterly").path, flagged)
+        self.assertEqual(self.by_subject("Quarterly").data, srv[self.big[0]].data_lf)
+        self.assertIn(b"[placeholder]", self.by_subject("Holiday").data, "the other one was replaced too")
+        self.assert_one_of_each()
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        r = self.run_ok("fetch", h.path)
+        self.assertEqual(self.by_subject("Holiday").data, srv[self.big[1]].data_lf)
+        self.assertEqual(self.by_subject("Holiday").path, h.path)
+        # once: the next sync downloads nothing
+        r, px = self.pull_through_proxy("sync")
+        self.assertLess(px.bytes_down, 20000)
+        self.assertEqual(set(self.marks().values()), {0})
+        self.assert_one_of_each()
+
+    def test_placeholder_renamed_in_its_folder_or_copied(self):
+        """A placeholder renamed within its folder (a reader giving it a new
+        unique name) is the same message: its row takes the new name, no
+        warning, nothing sent. One copied (not moved) to another folder is
+        copied on the server (UID COPY of the real message): a placeholder,
+        marked, in both folders; flagged there, the copy comes down in full,
+        the original stays a placeholder."""
+        with self.imap() as c:
+            c.create_folder("Archive")
+        self.seed()
+        self.pull_through_proxy("pull")
+        q, h = self.by_subject("Quarterly"), self.by_subject("Holiday")
+        renamed = self.move_as_mutt(q, "INBOX", n=3)
+        copied = os.path.join(tb.local_folder_path(self.maildir, "Archive"), "cur", "1700000000.M4P1.copy:2,S")
+        shutil.copyfile(h.path, copied)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        for _ in range(2):
+            r, px = self.pull_through_proxy("sync")
+            self.assertNotIn(b"APPEND", px.upstream, "a placeholder was uploaded")
+            self.assertNotIn("could not be paired", r.stderr)
+            self.assertNotIn("not uploaded", r.stderr)
+            with self.imap() as c:
+                archive = c.messages("Archive")
+            self.assertEqual(len(self.server()), 5, "a message left INBOX on the server")
+            self.assertEqual(len(archive), 1, "the copy is not in Archive on the server")
+            self.assertEqual(archive[0].data, self.server()[self.big[1]].data, "not the real message copied")
+            self.assertEqual(sorted(m.path for m in self.local() if b"[placeholder]" in m.data),
+                             sorted([renamed, h.path]))
+            self.assertEqual([m.path for m in tb.read_maildir(self.maildir)["Archive"]], [copied])
+            self.assertEqual({u for u, k in self.marks().items() if k}, set(self.big))
+            self.assertEqual(list(self.marks_in("Archive").values()), [1], "the copy is not marked")
+        flagged = copied.split(":2,")[0] + ":2,FS"
+        os.rename(copied, flagged)
+        self.write_config(max_size=LIMIT, placeholders="yes")
+        self.run_ok("sync")
+        with self.imap() as c:
+            archive = c.messages("Archive")
+        self.assertEqual(tb.read_maildir(self.maildir)["Archive"][0].data, archive[0].data_lf)
+        self.assertIn(b"[placeholder]", self.by_subject("Holiday").data)
+        self.assert_one_of_each()
 
     def test_placeholder_moved_into_a_new_folder(self):
         """A placeholder moved into a folder made locally (not on the server

@@ -294,6 +294,7 @@ class LoginAheadHostileTest(HostileTestCase):
         super().setUp()
         self.post = "IMAP4rev1 ENABLE LITERAL+"
         self.ok_caps = True
+        self.no_code = False  # a refusal without [AUTHENTICATIONFAILED]
         self.srv = self.server({"INBOX": fi.Folder(7, messages(3))}, capability=PRE,
                                greeting=b"* OK [CAPABILITY " + PRE.encode() + b"] fake ready")
         self.srv.handlers["AUTHENTICATE"] = self.authenticate
@@ -304,6 +305,8 @@ class LoginAheadHostileTest(HostileTestCase):
         def done(c, status="OK", text=None):
             if status == "OK" and self.ok_caps:
                 text = "[CAPABILITY %s] logged in" % self.post
+            if status == "NO" and self.no_code:
+                text = "invalid credentials"
             type(conn).done(conn, c, status, text)
         conn.done = done
         try:
@@ -350,6 +353,22 @@ class LoginAheadHostileTest(HostileTestCase):
         self.assertEqual(cmds.count("LIST"), 2, cmds)
         self.assertEqual(self.files(), 3)
 
+    def test_early_login_off(self):
+        """early_login = no: the memo is there, the login still waits
+        for the greeting (asked after it, as on a first run)."""
+        self.learn()
+        self.write_config(self.srv, early_login="no")
+        self.srv.folders["INBOX"].messages.append(messages(1, b"n", start=4)[0])
+        n = self.srv.connections
+        r = self.pull("-v", expect=0)
+        self.assertNotIn("before the greeting", r.stderr)
+        self.assertNotIn("behind the login", r.stderr)
+        self.assertEqual(self.srv.connections, n + 1)
+        self.assertEqual(self.files(), 4)
+        self.write_config(self.srv)
+        self.assertIn("before the greeting", self.pull("-v", expect=0).stderr)
+        self.assertEqual(self.files(), 4)
+
     def test_bye_greeting(self):
         self.learn()
         self.srv.greeting = b"* BYE [UNAVAILABLE] too many connections"
@@ -368,12 +387,19 @@ class LoginAheadHostileTest(HostileTestCase):
         self.assertIn("before the greeting", r.stderr)
         self.assertNotIn("wrong-pw", r.stderr + r.stdout)
         self.assertEqual(self.srv.connections, n + 1)
-        # behind a greeting without capabilities the refusal may be the
-        # speculation's fault: asked again the usual way, then refused
+        # behind a greeting without capabilities a refusal may be the
+        # speculation's fault; one with [AUTHENTICATIONFAILED] (RFC 5530,
+        # as Dovecot says it) is not: refused once, no second attempt
+        # counted against the account
         self.srv.greeting = b"* OK fake waiting for its auth process"
         r = self.pull("-v", expect=3)
+        self.assertNotIn("logging in again the usual way", r.stderr)
+        self.assertEqual(self.srv.connections, n + 2)
+        # without the code: asked again the usual way, then refused
+        self.no_code = True
+        r = self.pull("-v", expect=3)
         self.assertIn("logging in again the usual way", r.stderr)
-        self.assertEqual(self.srv.connections, n + 3)
+        self.assertEqual(self.srv.connections, n + 4)
         self.assertEqual(self.files(), 3)
         self.assertEqual(self.srv.changing_commands(), [])
 

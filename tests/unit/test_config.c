@@ -205,11 +205,17 @@ static void defaults(void **unused)
     assert_int_equal(a->max_delete, 50);
     assert_int_equal(a->timeout, 60);
     assert_true(a->compress);
+    assert_true(a->early_login);
     assert_true(a->placeholders);
     config_free(&c);
 
     load_ok(MINIMAL "compress = no\n", &c);
     assert_false(c.accounts[0].compress);
+    config_free(&c);
+
+    load_ok(MINIMAL "early_login = no\n", &c);
+    assert_false(c.accounts[0].early_login);
+    assert_true(c.accounts[0].compress);
     config_free(&c);
 
     load_ok(MINIMAL "placeholders = no\n", &c);
@@ -303,6 +309,7 @@ static void errors(void **unused)
     load_fails(MINIMAL "expunge = maybe\n", 6, "expunge", "yes or no");
     load_fails(MINIMAL "leave_on_server = 2\n", 6, "leave_on_server", NULL);
     load_fails(MINIMAL "compress = deflate\n", 6, "compress", "yes or no");
+    load_fails(MINIMAL "early_login = later\n", 6, "early_login", "yes or no");
     load_fails(MINIMAL "max_size = 25T\n", 6, "max_size", NULL);
     load_fails(MINIMAL "max_size = M\n", 6, "max_size", NULL);
     load_fails(MINIMAL "max_size = 99999999999999999G\n", 6, "max_size", "too large");

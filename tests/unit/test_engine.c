@@ -1865,6 +1865,109 @@ static void local_move_seen_then_deleted_copy_to_trash(void **state)
     local_move_seen_then_deleted(*state, false, "Trash");
 }
 
+/* A file moved locally from A into the trash folder (a reader's
+ * "delete"), a sync killed before/after each server op, then the file
+ * deleted from the local trash too: the message ends nowhere in A, and in
+ * the trash on neither side when the killed run had put it there (it was:
+ * the journal row looked like a deletion's and the copy came back into
+ * the local trash); otherwise it goes there once, as any deletion does
+ * with `trash`. Never uploaded. */
+static void local_move_to_trash_seen_then_deleted(void **state)
+{
+    struct fixture *fx = *state;
+    size_t moved = 0, rounds = 0;
+    /* without MOVE: a killed run may leave the copy beside its original,
+     * or the original removed too (what a MOVE leaves); CI time is short */
+    for (int after = 2; after < 4; after++)
+        for (unsigned n = 1;; n++) {
+            fresh(fx);
+            if (after >= 2)
+                fx->srv->caps &= ~(unsigned)REMOTE_MOVE;
+            fx->acct.trash = "Trash";
+            add_dated(fx, "A", "moved", FLAG_SEEN, "$label1");
+            for (int i = 0; i < 3; i++) {
+                char tag[8];
+                snprintf(tag, sizeof tag, "k%d", i);
+                add(fx, "A", tag, 0);
+            }
+            add(fx, "Trash", "old", 0);
+            run_ok(fx, SYNC);
+            move_local(fx, "A", "<moved@test>", "Trash", n % 2 ? NULL : "1790000000.M1P1.mutt", "S");
+            if (!killed_run(fx, SYNC, n, after % 2))
+                break;
+            rounds++;
+            bool there = mem_count_id(fx->srv, "Trash", "<moved@test>") == 1;
+            moved += there;
+            remove_local(fx, "Trash", "<moved@test>");
+            mem_log_clear(fx->srv);
+            run_ok(fx, SYNC);
+            size_t in_a = local_count(fx, "A", "<moved@test>") + mem_count_id(fx->srv, "A", "<moved@test>");
+            size_t want = there ? 0 : 1;
+            if (in_a || mem_count_id(fx->srv, "Trash", "<moved@test>") != want ||
+                local_count(fx, "Trash", "<moved@test>") != want || mem_log_count(fx->srv, MEM_OP_APPEND, NULL)) {
+                dump_log(fx);
+                fail_msg("killed %s op %u%s (%s): %zu in A, %zu in Trash (server), %zu (local), %zu appends",
+                         after % 2 ? "after" : "before", n, after >= 2 ? " (no MOVE)" : "",
+                         there ? "in Trash" : "not in Trash", in_a, mem_count_id(fx->srv, "Trash", "<moved@test>"),
+                         local_count(fx, "Trash", "<moved@test>"), mem_log_count(fx->srv, MEM_OP_APPEND, NULL));
+            }
+            assert_in_step(fx, "A");
+            assert_in_step(fx, "Trash");
+            assert_true(n < 300);
+        }
+    fx->acct.trash = NULL;
+    print_message("%zu kills, %zu after the message was in Trash on the server\n", rounds, moved);
+    assert_true(moved > 0);
+}
+
+/* A file moved locally from A to B, a sync killed before/after each server
+ * op, the file deleted in B, then a sync of A alone (--folder A), then of
+ * everything: the copy the killed run made in B is settled by the first
+ * (B is not in that run), never downloaded back into B. */
+static void local_move_seen_then_deleted_folder_alone(void **state)
+{
+    struct fixture *fx = *state;
+    size_t moved = 0, rounds = 0;
+    char *only[] = {"A"};
+    for (int after = 0; after < 1; after++) /* killed before each op: also after the one before (CI time) */
+        for (unsigned n = 1;; n++) {
+            fresh(fx);
+            add_dated(fx, "A", "moved", FLAG_SEEN, "$label1");
+            for (int i = 0; i < 3; i++) {
+                char tag[8];
+                snprintf(tag, sizeof tag, "k%d", i);
+                add(fx, "A", tag, 0);
+            }
+            add(fx, "B", "there", 0);
+            run_ok(fx, SYNC);
+            move_local(fx, "A", "<moved@test>", "B", n % 2 ? NULL : "1790000000.M1P1.mutt", "S");
+            if (!killed_run(fx, SYNC, n, after))
+                break;
+            rounds++;
+            moved += mem_count_id(fx->srv, "B", "<moved@test>") == 1;
+            remove_local(fx, "B", "<moved@test>");
+            mem_log_clear(fx->srv);
+            fx->opt.folder_patterns = only;
+            fx->opt.nfolder_patterns = 1;
+            run_ok(fx, SYNC);
+            fx->opt.folder_patterns = NULL;
+            fx->opt.nfolder_patterns = 0;
+            run_ok(fx, SYNC);
+            size_t back = local_count(fx, "B", "<moved@test>") + mem_count_id(fx->srv, "B", "<moved@test>") +
+                          local_count(fx, "A", "<moved@test>") + mem_count_id(fx->srv, "A", "<moved@test>");
+            if (back || mem_log_count(fx->srv, MEM_OP_APPEND, NULL)) {
+                dump_log(fx);
+                fail_msg("killed %s op %u: the message moved, then deleted, is still (or again) in A or B: %zu "
+                         "copies", after ? "after" : "before", n, back);
+            }
+            assert_in_step(fx, "A");
+            assert_in_step(fx, "B");
+            assert_true(n < 300);
+        }
+    print_message("%zu kills, %zu after the message was moved on the server\n", rounds, moved);
+    assert_true(moved > 0);
+}
+
 /* A file moved locally from A to B, a sync killed before/after each
  * server op, then the file moved on from B to C (under its name or a new
  * one): the message ends once in C on both sides, nowhere else, and is
@@ -2226,6 +2329,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(local_move_seen_then_deleted_move, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_seen_then_deleted_copy_to_trash, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_seen_then_moved_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_to_trash_seen_then_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_move_seen_then_deleted_folder_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(upload_seen_then_deleted_expunged, setup, teardown),
         cmocka_unit_test_setup_teardown(upload_seen_then_deleted_to_trash, setup, teardown),
         cmocka_unit_test_setup_teardown(upload_seen_then_deleted_without_appenduid, setup, teardown),

@@ -412,6 +412,37 @@ static void mbsync_placeholders(void **state)
         assert_false(message_is_mbsync_placeholder(no[i], strlen(no[i])));
 }
 
+/* A placeholder edited by hand keeps its marks while it has its field or
+ * its note's second line; a Subject alone, or mail about placeholders, is
+ * none. */
+static void placeholder_marks(void **state)
+{
+    (void)state;
+    static const char head[] = "From: a@x\r\nSubject: Q\r\nMessage-ID: <q@x>\r\n\r\n";
+    size_t n = 0;
+    char *p = message_placeholder(head, sizeof head - 1, 3000000, 1048576, &n);
+    assert_true(message_has_placeholder_marks(p, n));
+    char *s = strstr(p, "[placeholder] ");
+    memmove(s, s + 14, strlen(s + 14) + 1); /* the Subject's mark off */
+    assert_false(message_is_mbsync_placeholder(p, strlen(p)));
+    assert_true(message_has_placeholder_marks(p, strlen(p)));
+    char *f = strstr(p, "X-Mailsync-Placeholder: ");
+    f[0] = 'Y'; /* the field off: the note tells */
+    assert_true(message_has_placeholder_marks(p, strlen(p)));
+    char *note = strstr(p, "mailsync stored");
+    note[0] = 'M';
+    assert_false(message_has_placeholder_marks(p, strlen(p)));
+    free(p);
+    static const char *const no[] = {
+        "Subject: [placeholder] hi\n\nHi\n",
+        "Subject: x\n\nquoting: mailsync stored its header only (max_size = 5 bytes\n",
+        "Subject: x\n\nHi\n"};
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+        assert_false(message_has_placeholder_marks(no[i], strlen(no[i])));
+    static const char yes[] = "Subject: x\nX-Mailsync-Placeholder: 12\n\nHi\n";
+    assert_true(message_has_placeholder_marks(yes, sizeof yes - 1));
+}
+
 /* mailsync's own placeholders (message_placeholder): the real header with
  * the Subject marked, the size field, the note; recognised as a
  * placeholder; a header cut short keeps whole fields only. */
@@ -464,6 +495,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(own_placeholders),
+        cmocka_unit_test(placeholder_marks),
         cmocka_unit_test(former_imap_cases),
         cmocka_unit_test(line_ends),
         cmocka_unit_test(folds),

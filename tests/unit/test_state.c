@@ -1009,6 +1009,45 @@ static char *schema_version_of(const char *path)
     return v;
 }
 
+/* A journal row marked as a local move keeps the mark until the row is
+ * forgotten or replaced (a deletion's row for the same UID is none); a
+ * row that is not there cannot be marked. */
+static void trash_journal_move_marks(void **state)
+{
+    struct fixture *fx = *state;
+    struct state *s = open_ok(fx->path);
+    struct ms_error err;
+    struct state_folder f = {.name = "INBOX", .path = "INBOX", .uidvalidity = 7};
+    assert_int_equal(state_folder_save(s, &f, &err), MS_OK);
+    struct state_trash a = {.uid = 9, .trash = "B", .trash_uidvalidity = 3, .trash_uidnext = 40, .copy_uid = 0,
+                            .size = 1234, .message_id = "<a@b>"};
+    bool yes = true;
+    assert_int_equal(state_trash_mark_move(s, f.id, 9, &err), MS_OK); /* no row: no mark */
+    assert_int_equal(state_trash_is_move(s, f.id, 9, &yes, &err), MS_OK);
+    assert_false(yes);
+    assert_int_equal(state_trash_put(s, f.id, &a, &err), MS_OK);
+    assert_int_equal(state_trash_mark_move(s, f.id, 9, &err), MS_OK);
+    state_close(s);
+    s = open_ok(fx->path);
+    assert_int_equal(state_trash_is_move(s, f.id, 9, &yes, &err), MS_OK);
+    assert_true(yes);
+    assert_int_equal(state_trash_set_copy(s, f.id, 9, 41, &err), MS_OK);
+    assert_int_equal(state_trash_is_move(s, f.id, 9, &yes, &err), MS_OK);
+    assert_true(yes);
+    a.trash = "Trash"; /* replaced by a deletion's row */
+    assert_int_equal(state_trash_put(s, f.id, &a, &err), MS_OK);
+    assert_int_equal(state_trash_is_move(s, f.id, 9, &yes, &err), MS_OK);
+    assert_false(yes);
+    assert_int_equal(state_trash_mark_move(s, f.id, 9, &err), MS_OK);
+    assert_int_equal(state_trash_forget(s, f.id, 9, &err), MS_OK);
+    assert_int_equal(state_trash_is_move(s, f.id, 9, &yes, &err), MS_OK);
+    assert_false(yes);
+    assert_int_equal(state_trash_put(s, f.id, &a, &err), MS_OK); /* journalled again: no mark left over */
+    assert_int_equal(state_trash_is_move(s, f.id, 9, &yes, &err), MS_OK);
+    assert_false(yes);
+    state_close(s);
+}
+
 static void trash_journal(void **state)
 {
     struct fixture *fx = *state;
@@ -1491,6 +1530,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(leave_stamp_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(quiet_run_record, setup, teardown),
         cmocka_unit_test_setup_teardown(trash_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(trash_journal_move_marks, setup, teardown),
         cmocka_unit_test_setup_teardown(schema_1_gains_the_trash_journal, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
