@@ -213,7 +213,8 @@ class Server:
         self.warm = warm
         self.bed = tb.Dovecot(users={USER: PASSWORD}, pool=0,
                               workdir=str(Path(workdir) / "dovecot"),
-                              extra_conf=server_conf(profile), zlib=zlib)
+                              extra_conf=server_conf(profile), zlib=zlib,
+                              reuse=False)     # the profiles set the processes' reuse
         self.user = self.bed.user(USER)
         self.snapdir = Path(workdir) / "server-snapshots"
         self.snapdir.mkdir()

@@ -459,13 +459,16 @@ class Dovecot:
 
     Dovecot(users=None, pool=40, cert="good", imap_capability=None,
             hide_capabilities=(), ssl=True, extra_conf="", debug=False,
-            workdir=None, zlib=False)
+            workdir=None, zlib=False, reuse=True)
 
     users: {name: password}; default {"alice": "secret"}. Additionally
     `pool` users u001.. (password "pw-u001", ...) are handed out by
     fresh_user() so each test gets an empty mailbox on a shared server.
     zlib=True loads the zlib and imap_zlib plugins: the server offers
-    COMPRESS=DEFLATE after login.
+    COMPRESS=DEFLATE after login. reuse=True: login and mail processes
+    serve one connection after another (cheap logins, see _write_config);
+    reuse=False keeps Dovecot's defaults, a fresh process each (the
+    benchmark's "default" server profile).
 
     After start(): host, imap_port (plain, STARTTLS offered), imaps_port,
     pop3_port (STLS offered), pop3s_port, ca_file, cert_file, fingerprint,
@@ -474,7 +477,7 @@ class Dovecot:
 
     def __init__(self, users=None, pool=40, cert="good", imap_capability=None,
                  hide_capabilities=(), ssl=True, extra_conf="", debug=False, workdir=None,
-                 zlib=False):
+                 zlib=False, reuse=True):
         if not os.path.exists(DOVECOT_BIN):
             raise RuntimeError("dovecot not found at %s: install dovecot-imapd and "
                                "dovecot-pop3d (the integration tests need it)" % DOVECOT_BIN)
@@ -489,6 +492,7 @@ class Dovecot:
         self.ssl = ssl
         self.extra_conf = extra_conf
         self.zlib = zlib
+        self.reuse = reuse
         self.debug = debug
         self.host = HOST
         self.proc = None
@@ -598,8 +602,18 @@ class Dovecot:
         else:
             imap_listeners += ["  inet_listener imaps {", "    port = 0", "  }"]
             pop3_listeners += ["  inet_listener pop3s {", "    port = 0", "  }"]
-        lines += ["service imap-login {", "  chroot =", *imap_listeners, "}",
-                  "service pop3-login {", "  chroot =", *pop3_listeners, "}",
+        # service_count = 0 (process reuse): by default every connection
+        # starts a fresh imap-login and a fresh imap process, each reading
+        # the config and setting up TLS anew: ~50 ms of CPU per login, and
+        # the tests log in thousands of times (mostly to look at the
+        # server between runs). Login processes serving many connections
+        # and mail processes serving one client after another (every user
+        # has the one mail uid) make it ~7 ms; a session still has its
+        # imap or pop3 process to itself (client_limit 1).
+        reuse = ["  service_count = 0"] if self.reuse else []
+        lines += ["service imap-login {", "  chroot =", *reuse, *imap_listeners, "}",
+                  "service pop3-login {", "  chroot =", *reuse, *pop3_listeners, "}",
+                  "service pop3 {", *reuse, "}",
                   # No auth penalty: Dovecot delays each login after a
                   # failed one from the same IP (2, 4, 8, up to 15 s), so a
                   # test running wrong-password cases back to back waited
@@ -608,7 +622,7 @@ class Dovecot:
                   # penalty; the failure and its reply are unchanged.
                   "service anvil {", "  chroot =",
                   "  unix_listener anvil-auth-penalty {", "    mode = 0", "  }", "}",
-                  "service imap {", "  process_limit = 200", "}"]
+                  "service imap {", "  process_limit = 200", *reuse, "}"]
         cap = self.imap_capability
         if cap is None and self.hide_capabilities and getattr(self, "_default_caps", None):
             cap = " ".join(c for c in self._default_caps
