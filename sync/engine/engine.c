@@ -113,6 +113,8 @@ static void results_in_folder_order(struct engine_result *res, size_t base, cons
 
 #define HELD_PUSH 1u /* push_folder held local deletions back */
 #define HELD_PULL 2u /* pull_folder held server expunges back */
+#define HELD_PUSH_AFTER_PULL 4u /* the push waits for the folder's record,
+                                 * which the held pull saves */
 
 /* What a folder's pass ended with, in res (the account's) and fres;
  * returns non-zero when the account's run must end (the session or the
@@ -185,6 +187,11 @@ static int second_pass(struct run *r, const struct selected *sel, size_t nsel, c
             frc = push_folder(r, &sel[i], fres, &stamp, &ferr);
         if (frc == MS_OK && do_pull && (held[k] & HELD_PULL))
             frc = pull_folder(r, &sel[i], fres, &ferr);
+        if (frc == MS_OK && do_push && (held[k] & HELD_PUSH_AFTER_PULL) && !run_stopped(r)) {
+            /* the first pull completed only now: its local changes go */
+            r->push_after_pull = false;
+            frc = push_folder(r, &sel[i], fres, &stamp, &ferr);
+        }
         if (frc == MS_OK && do_pull)
             frc = retention_retire_old(r, &sel[i], fres, &ferr);
         if (frc == MS_OK && do_pull)
@@ -349,12 +356,16 @@ static int engine_run(const struct account *a, const struct engine_options *opt,
         if (frc == MS_OK && do_pull && r.push_after_pull && !run_stopped(&r)) {
             /* The pull has matched the messages (under a new UIDVALIDITY,
              * or for the first time), the local changes kept pending:
-             * push them now. */
+             * push them now (if the pull held its deletions back, the
+             * folder's record comes with them, and so does the push:
+             * HELD_PUSH_AFTER_PULL). */
+            r.push_after_pull = false;
             frc = push_folder(&r, &sel[i], fres, &stamp, &ferr);
             if (frc != MS_OK && frc != MS_ENET && frc != MS_ELOCAL && frc != MS_EAUTH)
                 engine_folder_fail(fres, &ferr);
         }
-        held[k] = (r.held_push ? HELD_PUSH : 0) | (r.held_pull ? HELD_PULL : 0);
+        held[k] = (r.held_push ? HELD_PUSH : 0) | (r.held_pull ? HELD_PULL : 0) |
+                  (r.push_after_pull && r.held_pull ? HELD_PUSH_AFTER_PULL : 0);
         if (frc == MS_OK && stamp.settled) {
             /* The push saw everything pushed; if nothing (the pull
              * included) has touched the folder since, the next push may

@@ -366,6 +366,8 @@ struct pull_window {
     uint32_t *gone;         /* the recorded UIDs the server no longer has */
     size_t ngone;
     size_t held;            /* the folder's rows, for the mass-deletion guard */
+    bool deferred;          /* a window left its deletions to the second
+                               pass: the folder's record waits for that */
 };
 
 static void pull_window_free(struct pull_window *w)
@@ -985,7 +987,11 @@ next_window:;
     done.highestmodseq = skipped ? 0 : mb.highestmodseq;
     done.last_sync = (int64_t)time(NULL);
     /* Not before the last window: the folder is complete only then. */
-    bool later = hold || more;
+    /* Nor while a window's deletions wait for the second pass: saved
+     * now, the record would tell that pass the folder is done, and the
+     * deletions were lost. */
+    win.deferred = win.deferred || hold;
+    bool later = win.deferred || more;
     if ((rc = apply_local_changes(r, mf, sf.id, &p, hold, local, nlocal, fres,
                                   p.nfetch || p.nplaceholder || later ? NULL : &done, err)))
         goto out;

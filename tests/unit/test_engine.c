@@ -706,6 +706,40 @@ static void find_content(void *ctx, const char *name, const char *content)
  * and a note (no body fetched), recorded and never uploaded; flagged
  * locally, the next sync replaces it by the full message under the same
  * name, \Flagged kept and pushed. */
+static struct mem_msg *server_msg(struct fixture *fx, const char *folder, const char *id);
+
+/* A first pull killed midway leaves rows and no folder record, so the
+ * next sync's push of the folder waits for its pull. When that pull holds
+ * a deletion for the second pass (a delivered message expunged since),
+ * the folder's record comes only in the second pass: the local flag
+ * change must still go to the server in this run, not the next (found by
+ * test_random_kills: "sync skips the push of a folder whose first pull
+ * never finished"). */
+static void deferred_push_after_a_held_pull(void **state)
+{
+    struct fixture *fx = *state;
+    ten_in_windows_of_four(fx);
+    fx->srv->faults.drop_after_bodies = 6;
+    assert_int_equal(run(fx, PULL), MS_ENET);
+    assert_int_equal(state_of(fx, "INBOX").last_sync, 0);
+    assert_int_equal(local_count(fx, "INBOX", "<w9@test>"), 1);
+    assert_int_equal(local_count(fx, "INBOX", "<w8@test>"), 1);
+    struct find_ctx c = {.needle = "<w9@test>", .name = "", .n = 0};
+    each_file(fx, "INBOX", find_content, &c);
+    assert_int_equal(c.n, 1);
+    char from[512], to[512];
+    snprintf(from, sizeof from, "%s/INBOX/cur/%s", fx->maildir, c.name);
+    snprintf(to, sizeof to, "%s/INBOX/cur/%.*s:2,FS", fx->maildir, (int)strcspn(c.name, ":"), c.name);
+    assert_int_equal(rename(from, to), 0);
+    mem_expunge(fx->srv, "INBOX", server_msg(fx, "INBOX", "<w8@test>")->uid);
+
+    run_ok(fx, SYNC);
+    assert_true(server_msg(fx, "INBOX", "<w9@test>")->flags & FLAG_FLAGGED);
+    assert_int_equal(local_count(fx, "INBOX", "<w8@test>"), 0);
+    assert_true(state_of(fx, "INBOX").last_sync > 0);
+    assert_in_step(fx, "INBOX");
+}
+
 static void placeholder_then_flagged_and_replaced(void **state)
 {
     struct fixture *fx = *state;
@@ -2521,6 +2555,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(first_pull_in_windows, setup, teardown),
         cmocka_unit_test_setup_teardown(first_pull_in_windows_drop_in_second, setup, teardown),
         cmocka_unit_test_setup_teardown(first_pull_resumed_in_windows, setup, teardown),
+        cmocka_unit_test_setup_teardown(deferred_push_after_a_held_pull, setup, teardown),
         cmocka_unit_test_setup_teardown(changes_in_windows_qresync, setup, teardown),
         cmocka_unit_test_setup_teardown(changes_in_windows_condstore, setup, teardown),
         cmocka_unit_test_setup_teardown(changes_in_windows_drop_in_second, setup, teardown),
