@@ -647,6 +647,24 @@ static void changes_in_windows_with_an_expunge(void **state)
     assert_int_equal(state_of(fx, "INBOX").highestmodseq, mem_status_now(fx->srv, "INBOX").highestmodseq);
 }
 
+/* The same with the expunged message in the top window: its deletion
+ * waits for the second pass, and so does the folder's record (saved with
+ * the last window, it told that pass the folder was done: the message
+ * stayed local for good). */
+static void changes_in_windows_with_an_expunge_on_top(void **state)
+{
+    struct fixture *fx = *state;
+    ten_in_windows_of_four(fx);
+    all_changed_elsewhere(fx);
+    mem_expunge(fx->srv, "INBOX", 9);
+    run_ok(fx, PULL);
+    assert_true(mem_log_count(fx->srv, MEM_OP_CHANGES, "INBOX") >= 2);
+    assert_int_equal(local_count(fx, "INBOX", "<w8@test>"), 0);
+    assert_int_equal(inbox_with_flags(fx, "FS"), 9);
+    assert_in_step(fx, "INBOX");
+    assert_int_equal(state_of(fx, "INBOX").highestmodseq, mem_status_now(fx->srv, "INBOX").highestmodseq);
+}
+
 /* 30 messages, windows of 8, every one changed elsewhere and 16 expunged:
  * more than max_delete (50%) of the folder, though no window loses more
  * than 8 (27%): the guard weighs the whole folder and nothing is deleted. */
@@ -2560,6 +2578,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(changes_in_windows_condstore, setup, teardown),
         cmocka_unit_test_setup_teardown(changes_in_windows_drop_in_second, setup, teardown),
         cmocka_unit_test_setup_teardown(changes_in_windows_with_an_expunge, setup, teardown),
+        cmocka_unit_test_setup_teardown(changes_in_windows_with_an_expunge_on_top, setup, teardown),
         cmocka_unit_test_setup_teardown(changes_in_windows_mass_expunge_guarded, setup, teardown),
         cmocka_unit_test_setup_teardown(session_drops_at_every_op, setup, teardown),
         cmocka_unit_test_setup_teardown(push_without_appenduid, setup, teardown),
