@@ -1417,15 +1417,9 @@ void state_copies_free(struct state_copy *c, size_t n)
     }
 }
 
-static int msg_list(struct state *s, enum stmt_id id, int64_t folder_id, struct state_msg **out, size_t *n,
-                    struct ms_error *err)
+/* Every row statement st (bound) yields, into *out (NULL if none). */
+static int read_rows(struct state *s, sqlite3_stmt *st, struct state_msg **out, size_t *n, struct ms_error *err)
 {
-    *out = NULL;
-    *n = 0;
-    sqlite3_stmt *st = stmt(s, id, err);
-    if (!st)
-        return MS_ELOCAL;
-    sqlite3_bind_int64(st, 1, folder_id);
     struct state_msg *v = NULL;
     size_t len = 0, cap = 0;
     int rc;
@@ -1441,6 +1435,18 @@ static int msg_list(struct state *s, enum stmt_id id, int64_t folder_id, struct 
     *out = v;
     *n = len;
     return MS_OK;
+}
+
+static int msg_list(struct state *s, enum stmt_id id, int64_t folder_id, struct state_msg **out, size_t *n,
+                    struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, id, err);
+    if (!st)
+        return MS_ELOCAL;
+    sqlite3_bind_int64(st, 1, folder_id);
+    return read_rows(s, st, out, n, err);
 }
 
 int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n, struct ms_error *err)
@@ -1459,21 +1465,10 @@ int state_msg_list_range(struct state *s, int64_t folder_id, uint32_t first, uin
     sqlite3_bind_int64(st, 1, folder_id);
     sqlite3_bind_int64(st, 2, first);
     sqlite3_bind_int64(st, 3, last);
-    struct state_msg *v = NULL;
-    size_t len = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        v = grow_rows(v, len, &cap, sizeof *v, 256);
-        read_msg(st, &v[len++]);
-    }
-    stmt_done(st);
-    if (rc != SQLITE_DONE) {
-        state_msgs_free(v, len);
-        return db_error(s, err, "listing messages");
-    }
-    *out = v ? v : xcalloc(1, sizeof *v);
-    *n = len;
-    return MS_OK;
+    int rc = read_rows(s, st, out, n, err);
+    if (rc == MS_OK && !*out)
+        *out = xcalloc(1, sizeof **out);
+    return rc;
 }
 
 int state_msg_uids(struct state *s, int64_t folder_id, uint32_t **out, size_t *n, struct ms_error *err)

@@ -441,6 +441,9 @@ bool deliver_leftover_is(struct maildir_folder *mf, struct leftover *lo, struct 
  * bytes into buf (that big); how many, or -1 if the file cannot be opened. */
 #define PLACEHOLDER_WINDOW (64 * 1024)
 ssize_t placeholder_head(struct maildir_folder *mf, struct local_msg *m, char *buf);
+/* The same, or -1 when small_only and the file is over PLACEHOLDER_WINDOW
+ * bytes (too big to be a placeholder) or not a regular file. */
+ssize_t placeholder_head_of(struct maildir_folder *mf, struct local_msg *m, char *buf, bool small_only);
 
 /* placeholders.c: a placeholder (ours or mbsync's) the state does not
  * know, beside the full message. After a lost state DB or a UIDVALIDITY

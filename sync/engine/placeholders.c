@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "db/state.h"
@@ -198,12 +199,17 @@ int placeholders_deliver(struct run *r, const struct selected *sel, struct maild
 /* The first PLACEHOLDER_WINDOW bytes of m's file (or all of a smaller
  * one) into buf, which holds that many: how many, or -1 if it cannot be
  * opened. Enough to tell a placeholder (ours or mbsync's) by its header. */
-ssize_t placeholder_head(struct maildir_folder *mf, struct local_msg *m, char *buf)
+ssize_t placeholder_head_of(struct maildir_folder *mf, struct local_msg *m, char *buf, bool small_only)
 {
     struct ms_error e;
+    struct stat st;
     int fd = maildir_open_msg(mf, m, &e);
     if (fd < 0)
         return -1;
+    if (small_only && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > PLACEHOLDER_WINDOW)) {
+        close(fd);
+        return -1;
+    }
     size_t n = 0;
     while (n < PLACEHOLDER_WINDOW) {
         ssize_t got = read(fd, buf + n, PLACEHOLDER_WINDOW - n);
@@ -215,6 +221,11 @@ ssize_t placeholder_head(struct maildir_folder *mf, struct local_msg *m, char *b
     }
     close(fd);
     return (ssize_t)n;
+}
+
+ssize_t placeholder_head(struct maildir_folder *mf, struct local_msg *m, char *buf)
+{
+    return placeholder_head_of(mf, m, buf, false);
 }
 
 /* Is m's file (still) a placeholder? A file that cannot be read is not

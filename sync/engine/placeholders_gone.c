@@ -42,32 +42,6 @@
 #include "sync/message.h"
 #include "sync/util.h"
 
-/* The head of m's file into buf (PLACEHOLDER_WINDOW bytes): how many, or
- * -1 if it cannot be read or is too big to be a placeholder. */
-static ssize_t small_head(struct maildir_folder *mf, struct local_msg *m, char *buf)
-{
-    struct ms_error e;
-    struct stat st;
-    int fd = maildir_open_msg(mf, m, &e);
-    if (fd < 0)
-        return -1;
-    size_t n = 0;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > PLACEHOLDER_WINDOW) {
-        close(fd);
-        return -1;
-    }
-    while (n < PLACEHOLDER_WINDOW) {
-        ssize_t got = read(fd, buf + n, PLACEHOLDER_WINDOW - n);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            break;
-        n += (size_t)got;
-    }
-    close(fd);
-    return (ssize_t)n;
-}
-
 static bool in_run(const struct selected *sel, size_t nsel, const char *path)
 {
     for (size_t i = 0; i < nsel; i++)
@@ -125,7 +99,7 @@ size_t placeholders_hold_elsewhere(struct run *r, const struct selected *sel, si
             maildir_folder_open(r->rootfd, paths[i], false, &mf, &e) == MS_OK &&
             maildir_scan_names(mf, &local, &nlocal, &e) == MS_OK)
             for (size_t k = 0; k < nlocal && held < nwant; k++) {
-                ssize_t n = small_head(mf, &local[k], buf);
+                ssize_t n = placeholder_head_of(mf, &local[k], buf, true);
                 if (n > 0)
                     held += hold_for(want, nwant, paths[i], &local[k], buf, (size_t)n);
             }
