@@ -627,9 +627,10 @@ class ServerCache:
             json.dump(data, f)
         os.rename(tmp, dst)
 
-    def load(self, name, server):
-        """Put state `name` into server's snapshots (for restore()); ->
-        its IMAP state. Raises RuntimeError when a cached file changed."""
+    def load(self, name, server, as_name=None):
+        """Put state `name` into server's snapshots as `as_name` (default:
+        name; for restore()); -> its IMAP state. Raises RuntimeError when a
+        cached file changed."""
         src = self.dir / name
         with open(src / "state.json") as f:
             data = json.load(f)
@@ -649,7 +650,7 @@ class ServerCache:
         check_files_match_state(files, state)
         for f, uv, uid, size, date, sha in data["content"]:
             server.content[(f, uv, uid, size, date)] = sha
-        dst = server.snapdir / name
+        dst = server.snapdir / (as_name or name)
         if dst.exists():
             shutil.rmtree(dst)
         clone_tree(src / "home", dst)
@@ -1459,7 +1460,7 @@ class Bench:
             cname = "c-k%d" % a.changes if name == "c" and a.changes else name
             keep = cache if name not in UNCACHED_STATES else None
             if keep and keep.has(cname):
-                self.states[name] = keep.load(cname, self.server)
+                self.states[name] = keep.load(cname, self.server, as_name=name)
                 log("server: state (%s) taken from the cache (%.1f s)" % (name, time.monotonic() - t0))
                 continue
             what = makers[name]()
