@@ -221,7 +221,10 @@ class ParallelTest(tb.BedTestCase):
         second = "b" if first == ["a"] else "a"
         for name in (first[0], second):
             path, password = answers[name]
-            path.write_text(password + "\n")
+            # whole or not at all: the script reads the file once it exists
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(password + "\n")
+            tmp.rename(path)
             if name == first[0]:
                 self.assertTrue(tb.wait_for(lambda: "PROMPT-" + second in err(), timeout=20), err())
         r = tb.finish_mailsync(p, timeout=60)
