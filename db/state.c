@@ -1417,13 +1417,29 @@ void state_copies_free(struct state_copy *c, size_t n)
     }
 }
 
-/* Every row statement st (bound) yields, into *out (NULL if none). */
-static int read_rows(struct state *s, sqlite3_stmt *st, struct state_msg **out, size_t *n, struct ms_error *err)
+typedef bool (*row_filter)(void *ctx, const struct state_msg *row);
+
+/* Every row statement st (bound) yields, into *out (NULL if none); with
+ * keep, only the rows it keeps (it sees a brief row borrowed from the
+ * statement, in ST_MSG_LIST_BRIEF's columns: copied only if kept). */
+static int read_rows(struct state *s, sqlite3_stmt *st, row_filter keep, void *ctx, struct state_msg **out,
+                     size_t *n, struct ms_error *err)
 {
     struct state_msg *v = NULL;
     size_t len = 0, cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (keep) {
+            struct state_msg row = {.uid = (uint32_t)sqlite3_column_int64(st, 0),
+                                    .uniq = (char *)sqlite3_column_text(st, 1),
+                                    .flags = (unsigned)sqlite3_column_int64(st, 2),
+                                    .keywords = (char *)sqlite3_column_text(st, 3),
+                                    .size = (uint64_t)sqlite3_column_int64(st, 4),
+                                    .message_id = NULL, .hash = NULL,
+                                    .pending = sqlite3_column_int64(st, 7) != 0, .emailid = NULL};
+            if (!keep(ctx, &row))
+                continue;
+        }
         v = grow_rows(v, len, &cap, sizeof *v, 256);
         read_msg(st, &v[len++]);
     }
@@ -1446,7 +1462,7 @@ static int msg_list(struct state *s, enum stmt_id id, int64_t folder_id, struct 
     if (!st)
         return MS_ELOCAL;
     sqlite3_bind_int64(st, 1, folder_id);
-    return read_rows(s, st, out, n, err);
+    return read_rows(s, st, NULL, NULL, out, n, err);
 }
 
 int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n, struct ms_error *err)
@@ -1465,7 +1481,7 @@ int state_msg_list_range(struct state *s, int64_t folder_id, uint32_t first, uin
     sqlite3_bind_int64(st, 1, folder_id);
     sqlite3_bind_int64(st, 2, first);
     sqlite3_bind_int64(st, 3, last);
-    int rc = read_rows(s, st, out, n, err);
+    int rc = read_rows(s, st, NULL, NULL, out, n, err);
     if (rc == MS_OK && !*out)
         *out = xcalloc(1, sizeof **out);
     return rc;
@@ -1511,31 +1527,7 @@ int state_msg_list_brief_if(struct state *s, int64_t folder_id, bool (*keep)(voi
     if (!st)
         return MS_ELOCAL;
     sqlite3_bind_int64(st, 1, folder_id);
-    struct state_msg *v = NULL;
-    size_t len = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        /* borrowed from the statement: copied only if kept */
-        struct state_msg row = {.uid = (uint32_t)sqlite3_column_int64(st, 0),
-                                .uniq = (char *)sqlite3_column_text(st, 1),
-                                .flags = (unsigned)sqlite3_column_int64(st, 2),
-                                .keywords = (char *)sqlite3_column_text(st, 3),
-                                .size = (uint64_t)sqlite3_column_int64(st, 4),
-                                .message_id = NULL, .hash = NULL,
-                                .pending = sqlite3_column_int64(st, 7) != 0, .emailid = NULL};
-        if (!keep(ctx, &row))
-            continue;
-        v = grow_rows(v, len, &cap, sizeof *v, 16);
-        read_msg(st, &v[len++]);
-    }
-    stmt_done(st);
-    if (rc != SQLITE_DONE) {
-        state_msgs_free(v, len);
-        return db_error(s, err, "listing messages");
-    }
-    *out = v;
-    *n = len;
-    return MS_OK;
+    return read_rows(s, st, keep, ctx, out, n, err);
 }
 
 int state_msg_put(struct state *s, int64_t folder_id, const struct state_msg *m, struct ms_error *err)
