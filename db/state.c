@@ -44,6 +44,7 @@ enum stmt_id {
     ST_FOLDER_TOUCH,
     ST_MSG_LIST,
     ST_MSG_GET,
+    ST_MSG_GET_BRIEF,
     ST_MSG_RANGE,
     ST_MSG_UIDS,
     ST_MSG_PUT,
@@ -126,6 +127,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                     "WHERE folder_id = ?1 ORDER BY uid",
     [ST_MSG_GET] = "SELECT uid, uniq, flags, keywords, size, message_id, hash, pending, emailid FROM messages "
                    "WHERE folder_id = ?1 AND uid = ?2",
+    [ST_MSG_GET_BRIEF] = "SELECT uid, uniq, flags, keywords, size, NULL, NULL, pending, NULL FROM messages "
+                         "WHERE folder_id = ?1 AND uid = ?2",
     [ST_MSG_RANGE] = "SELECT uid, uniq, flags, keywords, size, message_id, hash, pending, emailid FROM messages "
                      "WHERE folder_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid",
     [ST_MSG_UIDS] = "SELECT uid FROM messages WHERE folder_id = ?1 ORDER BY uid",
@@ -1325,12 +1328,12 @@ static void read_msg(sqlite3_stmt *st, struct state_msg *m)
     m->emailid = column_strdup(st, 8);
 }
 
-int state_msg_get_uids(struct state *s, int64_t folder_id, const uint32_t *uids, size_t nuids,
-                       struct state_msg **out, size_t *n, struct ms_error *err)
+static int get_uids(struct state *s, int which, int64_t folder_id, const uint32_t *uids, size_t nuids,
+                    struct state_msg **out, size_t *n, struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *st = stmt(s, ST_MSG_GET, err);
+    sqlite3_stmt *st = stmt(s, which, err);
     if (!st)
         return MS_ELOCAL;
     struct state_msg *v = xcalloc(nuids + 1, sizeof *v);
@@ -1364,6 +1367,18 @@ int state_msg_get_uids(struct state *s, int64_t folder_id, const uint32_t *uids,
     *out = v;
     *n = len;
     return MS_OK;
+}
+
+int state_msg_get_uids(struct state *s, int64_t folder_id, const uint32_t *uids, size_t nuids,
+                       struct state_msg **out, size_t *n, struct ms_error *err)
+{
+    return get_uids(s, ST_MSG_GET, folder_id, uids, nuids, out, n, err);
+}
+
+int state_msg_get_uids_brief(struct state *s, int64_t folder_id, const uint32_t *uids, size_t nuids,
+                             struct state_msg **out, size_t *n, struct ms_error *err)
+{
+    return get_uids(s, ST_MSG_GET_BRIEF, folder_id, uids, nuids, out, n, err);
 }
 
 int state_msg_copies(struct state *s, const char *emailid, int64_t not_folder, struct state_copy *out, size_t max,

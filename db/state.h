@@ -178,6 +178,9 @@ int state_msg_list_brief_if(struct state *s, int64_t folder_id, bool (*keep)(voi
  * of UIDs, not the folder's size. */
 int state_msg_get_uids(struct state *s, int64_t folder_id, const uint32_t *uids, size_t nuids,
                        struct state_msg **out, size_t *n, struct ms_error *err);
+/* The same, as brief as state_msg_list_brief()'s rows. */
+int state_msg_get_uids_brief(struct state *s, int64_t folder_id, const uint32_t *uids, size_t nuids,
+                             struct state_msg **out, size_t *n, struct ms_error *err);
 
 /* Gmail labels: where else a message is. One confirmed row of another
  * folder with the same server id (messages.emailid) and a local file. */

@@ -2,6 +2,7 @@
 /* flags.c: the flag bit set <-> Maildir letters <-> IMAP names (flags.h). */
 #include "sync/flags.h"
 
+#include <stdbool.h>
 #include <string.h>
 #include <strings.h>
 
@@ -20,6 +21,14 @@ static const struct {
 };
 #define NFLAGS (sizeof table / sizeof table[0])
 
+static unsigned flags_from_letter(unsigned char c)
+{
+    for (size_t i = 0; i < NFLAGS; i++)
+        if ((unsigned char)table[i].letter == c)
+            return table[i].bit;
+    return 0;
+}
+
 char *flags_to_letters(unsigned flags, char out[8])
 {
     size_t n = 0;
@@ -33,22 +42,32 @@ char *flags_to_letters(unsigned flags, char out[8])
 unsigned flags_from_letters(const char *letters, char *extra, size_t extra_len)
 {
     unsigned flags = 0;
-    bool seen[256] = {false};
+    bool odd = false;
     for (const unsigned char *p = (const unsigned char *)letters; *p; p++) {
-        size_t i;
-        for (i = 0; i < NFLAGS; i++)
-            if (table[i].letter == *p)
-                break;
-        if (i < NFLAGS)
-            flags |= table[i].bit;
-        else
-            seen[*p] = true;
+        unsigned bit = 0;
+        switch (*p) { /* the table's letters: every listed file comes here */
+        case 'D': bit = FLAG_DRAFT; break;
+        case 'F': bit = FLAG_FLAGGED; break;
+        case 'P': bit = FLAG_FORWARDED; break;
+        case 'R': bit = FLAG_ANSWERED; break;
+        case 'S': bit = FLAG_SEEN; break;
+        case 'T': bit = FLAG_DELETED; break;
+        default: odd = true; break;
+        }
+        flags |= bit;
     }
     if (extra && extra_len) {
         size_t n = 0;
-        for (int c = 1; c < 256 && n + 1 < extra_len; c++)
-            if (seen[c] && c != ',' && c != '/' && c > ' ' && c != 0x7f)
-                extra[n++] = (char)c;
+        if (odd) {
+            /* other letters, each once, in byte order */
+            bool seen[256] = {false};
+            for (const unsigned char *p = (const unsigned char *)letters; *p; p++)
+                if (!flags_from_letter(*p))
+                    seen[*p] = true;
+            for (int c = 1; c < 256 && n + 1 < extra_len; c++)
+                if (seen[c] && c != ',' && c != '/' && c > ' ' && c != 0x7f)
+                    extra[n++] = (char)c;
+        }
         extra[n] = '\0';
     }
     return flags;

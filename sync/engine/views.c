@@ -101,6 +101,26 @@ static bool filter_keep(void *ctx, const struct local_msg *m)
     return pushdiff_keep_file(ctx, m->uniq, m->flags);
 }
 
+/* The second pass: the rows p->needed and p->want->uids name, in UID
+ * order. Few of a big folder's (the usual push: a few changes): looked up
+ * one by one (an index lookup each); else the rows read again, filtered. */
+static int needed_rows(struct state *st, int64_t folder_id, const struct row_pass *p, struct state_msg **rows,
+                       size_t *nrows, struct ms_error *err)
+{
+    size_t k = p->nneeded + p->want->nuids;
+    if (k > p->nall / 16)
+        return state_msg_list_brief_if(st, folder_id, needed_row, (void *)p, rows, nrows, err);
+    uint32_t *uids = xmalloc((k ? k : 1) * sizeof *uids);
+    if (p->nneeded)
+        memcpy(uids, p->needed, p->nneeded * sizeof *uids);
+    if (p->want->nuids)
+        memcpy(uids + p->nneeded, p->want->uids, p->want->nuids * sizeof *uids);
+    qsort(uids, k, sizeof *uids, cmp_uid); /* state_msg_get_uids_brief skips repeats */
+    int rc = state_msg_get_uids_brief(st, folder_id, uids, k, rows, nrows, err);
+    free(uids);
+    return rc;
+}
+
 /* The whole folder, as before the set (and where it cannot tell names
  * apart). */
 static int push_scan_whole(struct state *st, int64_t folder_id, struct maildir_folder *mf, struct views_push *out,
@@ -155,7 +175,7 @@ int views_push_scan(struct state *st, int64_t folder_id, struct maildir_folder *
     p.nneeded = pushdiff_needed(p.d, &needed);
     p.needed = needed;
     if (p.nneeded || want->nuids)
-        rc = state_msg_list_brief_if(st, folder_id, needed_row, &p, &out->rows, &out->nrows, err);
+        rc = needed_rows(st, folder_id, &p, &out->rows, &out->nrows, err);
     free(needed);
     if (rc != MS_OK)
         goto fail;

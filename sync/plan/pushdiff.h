@@ -43,7 +43,7 @@ void pushdiff_reserve(struct pushdiff *d, size_t n);
 /* A state row, in any order. Rows without a unique name are not added
  * (a push leaves them alone). */
 void pushdiff_add_row(struct pushdiff *d, uint32_t uid, const char *uniq, unsigned flags);
-/* After the last row: sorts. false when two rows share a hash (the same
+/* After the last row: indexes them by hash. false when two rows share a hash (the same
  * name twice, or a collision): the set cannot tell them apart. */
 bool pushdiff_seal(struct pushdiff *d);
 

@@ -1966,7 +1966,7 @@ static unsigned flag_known(const struct fixture *fx, const char *folder, uint32_
  * saw the change (journalled its STORE, sent it, recorded it). Only a run
  * that died before journalling leaves nothing that knows of F: the old
  * flags are then all any program could move (the file is gone). */
-static void flag_change_seen_then_deleted_to_trash(struct fixture *fx, bool has_move)
+static void flag_change_seen_then_deleted_to_trash(struct fixture *fx, bool has_move, int others)
 {
     size_t unseen = 0, journalled = 0, sent = 0, recorded = 0, rounds = 0;
     for (int after = 0; after < 2; after++)
@@ -1976,7 +1976,7 @@ static void flag_change_seen_then_deleted_to_trash(struct fixture *fx, bool has_
                 fx->srv->caps &= ~(unsigned)REMOTE_MOVE;
             fx->acct.trash = "Trash";
             add(fx, "INBOX", "f", FLAG_SEEN);
-            for (int i = 0; i < 3; i++) {
+            for (int i = 0; i < others; i++) {
                 char tag[8];
                 snprintf(tag, sizeof tag, "k%d", i);
                 add(fx, "INBOX", tag, 0);
@@ -2024,12 +2024,48 @@ static void flag_change_seen_then_deleted_to_trash(struct fixture *fx, bool has_
 
 static void flag_change_seen_then_deleted_to_trash_move(void **state)
 {
-    flag_change_seen_then_deleted_to_trash(*state, true);
+    flag_change_seen_then_deleted_to_trash(*state, true, 3);
+}
+
+/* The same in a folder of 40: a push there reads the few rows it needs
+ * (the journalled flag change's among them) one by one, not the folder's
+ * rows again (views.c, needed_rows). */
+static void flag_change_seen_then_deleted_to_trash_in_40(void **state)
+{
+    flag_change_seen_then_deleted_to_trash(*state, true, 39);
+}
+
+/* A push in a folder of 40 with three local changes: flags, a deletion and
+ * a new file, each reaching the server (the rows it needs looked up one
+ * by one) and nothing else sent. */
+static void few_changes_in_a_bigger_folder(void **state)
+{
+    struct fixture *fx = *state;
+    for (int i = 0; i < 40; i++) {
+        char tag[8];
+        snprintf(tag, sizeof tag, "m%d", i);
+        add(fx, "INBOX", tag, 0);
+    }
+    run_ok(fx, SYNC);
+    move_local(fx, "INBOX", "<m7@test>", "INBOX", NULL, "FS");
+    remove_local(fx, "INBOX", "<m23@test>");
+    put_local(fx, "INBOX", "fresh1", "S", "<fresh@test>");
+    mem_log_clear(fx->srv);
+    run_ok(fx, PUSH);
+    assert_int_equal(server_msg(fx, "INBOX", "<m7@test>")->flags, FLAG_SEEN | FLAG_FLAGGED);
+    assert_int_equal(mem_count_id(fx->srv, "INBOX", "<m23@test>"), 0);
+    assert_int_equal(mem_count_id(fx->srv, "INBOX", "<fresh@test>"), 1);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 1);
+    assert_int_equal(server_msg(fx, "INBOX", "<m8@test>")->flags, 0);
+    mem_log_clear(fx->srv);
+    run_ok(fx, SYNC);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_APPEND, NULL), 0);
+    assert_in_step(fx, "INBOX");
 }
 
 static void flag_change_seen_then_deleted_to_trash_copy(void **state)
 {
-    flag_change_seen_then_deleted_to_trash(*state, false);
+    flag_change_seen_then_deleted_to_trash(*state, false, 3);
 }
 
 /* A flag change on the server (+F), a run killed before/after each
@@ -2612,6 +2648,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(progress_events_of_a_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(flag_change_seen_then_deleted_to_trash_move, setup, teardown),
         cmocka_unit_test_setup_teardown(flag_change_seen_then_deleted_to_trash_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(flag_change_seen_then_deleted_to_trash_in_40, setup, teardown),
+        cmocka_unit_test_setup_teardown(few_changes_in_a_bigger_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(server_flag_change_seen_then_expunged, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_seen_then_deleted_move, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_seen_then_deleted_copy_to_trash, setup, teardown),
