@@ -378,10 +378,39 @@ struct state {
     void *before_commit_ctx;
     int (*before_change)(void *ctx, struct ms_error *err); /* state_before_first_change */
     void *before_change_ctx;
+    /* state_rows_gen(): writes to a folder's message rows, by folder id
+     * (gens[id]), and to every folder's (gen_all: a folder deleted, an id
+     * past the array). Only ever counted up. */
+    uint64_t *gens;
+    size_t ngens;
+    uint64_t gen_all;
 };
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
+
+/* A statement about to write folder_id's message rows (whether or not
+ * it then succeeds: counting too often only costs a rescan). */
+static void rows_touched(struct state *s, int64_t folder_id)
+{
+    if (folder_id <= 0 || folder_id > (1 << 20)) {
+        s->gen_all++;
+        return;
+    }
+    if ((size_t)folder_id >= s->ngens) {
+        size_t n = (size_t)folder_id + 64;
+        s->gens = xrealloc(s->gens, n * sizeof *s->gens);
+        memset(s->gens + s->ngens, 0, (n - s->ngens) * sizeof *s->gens);
+        s->ngens = n;
+    }
+    s->gens[folder_id]++;
+}
+
+uint64_t state_rows_gen(const struct state *s, int64_t folder_id)
+{
+    uint64_t own = folder_id > 0 && (size_t)folder_id < s->ngens ? s->gens[folder_id] : 0;
+    return s->gen_all + own;
+}
 
 static char *xstrdup_or_null(const char *s)
 {
@@ -1011,6 +1040,7 @@ void state_close(struct state *s)
     else if (restamp)
         stamp_write(s->path, s->checked_at);
     free(s->quiet);
+    free(s->gens);
     free(s->path);
     free(s);
 }
@@ -1290,6 +1320,7 @@ int state_folder_delete(struct state *s, int64_t folder_id, struct ms_error *err
     sqlite3_stmt *st = stmt(s, ST_FOLDER_DELETE, err);
     if (!st)
         return MS_ELOCAL;
+    rows_touched(s, folder_id);
     sqlite3_bind_int64(st, 1, folder_id);
     return record(s, st, "deleting a folder", err);
 }
@@ -1550,6 +1581,7 @@ int state_msg_put(struct state *s, int64_t folder_id, const struct state_msg *m,
     sqlite3_stmt *st = stmt(s, ST_MSG_PUT, err);
     if (!st)
         return MS_ELOCAL;
+    rows_touched(s, folder_id);
     sqlite3_bind_int64(st, 1, folder_id);
     sqlite3_bind_int64(st, 2, m->uid);
     bind_text(st, 3, m->uniq);
@@ -1581,6 +1613,7 @@ int state_msg_set_flags(struct state *s, int64_t folder_id, uint32_t uid, unsign
     sqlite3_stmt *st = stmt(s, ST_MSG_SET_FLAGS, err);
     if (!st)
         return MS_ELOCAL;
+    rows_touched(s, folder_id);
     sqlite3_bind_int64(st, 1, folder_id);
     sqlite3_bind_int64(st, 2, uid);
     sqlite3_bind_int64(st, 3, flags);
@@ -1590,11 +1623,13 @@ int state_msg_set_flags(struct state *s, int64_t folder_id, uint32_t uid, unsign
 
 int state_msg_confirm(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err)
 {
+    rows_touched(s, folder_id);
     return by_uid(s, ST_MSG_CONFIRM, folder_id, uid, "confirming a message", err);
 }
 
 int state_msg_delete(struct state *s, int64_t folder_id, uint32_t uid, struct ms_error *err)
 {
+    rows_touched(s, folder_id);
     return by_uid(s, ST_MSG_DELETE, folder_id, uid, "deleting a message", err);
 }
 
@@ -1603,6 +1638,7 @@ int state_msg_delete_all(struct state *s, int64_t folder_id, struct ms_error *er
     sqlite3_stmt *st = stmt(s, ST_MSG_DELETE_ALL, err);
     if (!st)
         return MS_ELOCAL;
+    rows_touched(s, folder_id);
     sqlite3_bind_int64(st, 1, folder_id);
     return record(s, st, "deleting messages", err);
 }
@@ -1626,6 +1662,7 @@ int state_msg_set_placeholder(struct state *s, int64_t folder_id, uint32_t uid, 
     sqlite3_stmt *st = stmt(s, ST_MSG_SET_PLACEHOLDER, err);
     if (!st)
         return MS_ELOCAL;
+    rows_touched(s, folder_id);
     sqlite3_bind_int64(st, 1, folder_id);
     sqlite3_bind_int64(st, 2, uid);
     sqlite3_bind_int(st, 3, mark);
@@ -1637,6 +1674,7 @@ int state_msg_set_uniq(struct state *s, int64_t folder_id, uint32_t uid, const c
     sqlite3_stmt *st = stmt(s, ST_MSG_SET_UNIQ, err);
     if (!st)
         return MS_ELOCAL;
+    rows_touched(s, folder_id);
     sqlite3_bind_int64(st, 1, folder_id);
     sqlite3_bind_int64(st, 2, uid);
     sqlite3_bind_text(st, 3, uniq, -1, SQLITE_TRANSIENT);

@@ -226,6 +226,11 @@ int state_msg_delete_all(struct state *s, int64_t folder_id, struct ms_error *er
  * in the transaction of every insert and delete). */
 int state_msg_count(struct state *s, int64_t folder_id, size_t *out, struct ms_error *err);
 
+/* A number that changes whenever this handle writes folder_id's message
+ * rows (recorded, updated, deleted, the folder deleted): equal numbers
+ * mean the rows are as they were (a listing of them may be reused). */
+uint64_t state_rows_gen(const struct state *s, int64_t folder_id);
+
 /* --- placeholders ---
  * A message over max_size (with placeholders = yes) is delivered as a
  * placeholder: its header and a note. Its row is a message's row like any

@@ -416,6 +416,7 @@ out:
     tombstones_save_copy(&r);
     moves_server_free(&r);
     moves_local_free(&r);
+    views_push_kept_free(&r);
     folders_free_selected(sel, nsel);
     engine_end_run(&r);
     res->seconds = util_now() - t0;

@@ -95,6 +95,10 @@ struct run {
      * (learnt before the first pass; only the paired rows are kept). */
     struct lmove *lmoves;
     size_t nlmoves;
+    /* views.c: the learning pass's push listings, kept for the folders'
+     * pushes (views_push_keep, views_push_take). */
+    struct kept_push *kept;
+    size_t nkept;
     /* generation.c: what the run's first change records, in the marker
      * beside the Maildir and in the DB. */
     uint64_t gen_next;
@@ -274,6 +278,18 @@ int views_push_scan(struct state *st, int64_t folder_id, struct maildir_folder *
 int views_push_rows_again(struct state *st, int64_t folder_id, struct views_push *v, struct ms_error *err);
 /* Frees what v holds (not the struct). */
 void views_push_free(struct views_push *v);
+/* A folder's listing is made twice a run where it could be made once: the
+ * learning pass (moves_local.c) and the push each scan it. The learning
+ * pass hands its views_push to r (taking *v, which is emptied) with the
+ * change stamp taken before its scan; the push takes it back instead of
+ * scanning when the stamp had settled, is unchanged, and the folder's
+ * rows were not written since (state_rows_gen). Otherwise it is freed
+ * and the push scans. Only a scan that left no file out is kept
+ * (maildir_scan_left_out() is the scan's, not the views_push's). */
+void views_push_keep(struct run *r, int64_t folder_id, const struct maildir_stamp *stamp, struct views_push *v);
+bool views_push_take(struct run *r, int64_t folder_id, const struct maildir_stamp *now, struct views_push *out);
+/* Frees every kept one (the end of the run). */
+void views_push_kept_free(struct run *r);
 
 /* push.c */
 /* Push the folder's local changes (never for a folder no pull completed). */

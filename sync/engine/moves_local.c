@@ -169,9 +169,8 @@ static void learn_folder(struct run *r, const struct selected *sel, struct learn
     struct ms_error e = {0};
     struct maildir_stamp stamp;
     struct maildir_folder *mf = NULL;
-    struct local_msg *local = NULL;
-    struct state_msg *rows = NULL;
-    size_t nlocal = 0, nrows = 0;
+    struct views_push v = {0};
+    bool keep = false;
     if (r->rootfd < 0 || !maildir_folder_exists(r->rootfd, sel->path) ||
         state_folder_get(r->st, sel->raw, &sf, &e) != MS_OK)
         goto out;
@@ -186,20 +185,19 @@ static void learn_folder(struct run *r, const struct selected *sel, struct learn
      * folder) and only those that changed (views_push_scan: a file listed
      * with its row's name and flags is neither here), and in full only
      * those whose file is gone. */
-    struct views_push v;
     const struct views_push_want none = {.uids = NULL, .nuids = 0, .uniqs = NULL, .nuniqs = 0};
     if (maildir_folder_open(r->rootfd, sel->path, false, &mf, &e) != MS_OK ||
         views_push_scan(r->st, sf.id, mf, &none, &v, &e) != MS_OK) {
         log_msg(LOG_VERBOSE, "%s: no local moves looked for: %s", sel->name, e.msg);
         goto out;
     }
-    rows = v.rows;
-    nrows = v.nrows;
-    local = v.local;
-    nlocal = v.nlocal;
-    pushdiff_free(&v.diff);
+    const struct state_msg *rows = v.rows;
+    struct local_msg *local = v.local;
+    size_t nrows = v.nrows, nlocal = v.nlocal;
     size_t nleft = 0;
     struct local_msg *left = maildir_scan_left_out(mf, &nleft);
+    /* the push of the folder may use this scan (views_push_keep) */
+    keep = nleft == 0;
     uint32_t *gone_uids = xmalloc((nrows ? nrows : 1) * sizeof *gone_uids);
     size_t ngone_uids = 0;
     for (size_t i = 0; i < nrows; i++) {
@@ -249,8 +247,10 @@ static void learn_folder(struct run *r, const struct selected *sel, struct learn
     }
     free(idx);
 out:
-    state_msgs_free(rows, nrows);
-    maildir_msgs_free(local, nlocal);
+    if (keep)
+        views_push_keep(r, sf.id, &stamp, &v);
+    else
+        views_push_free(&v);
     maildir_folder_close(mf);
     state_folder_free(&sf);
 }

@@ -600,7 +600,20 @@ static int scan_folder(struct push_ctx *c, const struct state_store *stores, siz
     const char **names = wanted_names(c, t, nt, &nnames);
     struct views_push_want want = {.uids = uids, .nuids = nstores, .uniqs = names, .nuniqs = nnames};
     struct views_push v;
-    rc = views_push_scan(c->r->st, c->sf->id, c->mf, &want, &v, err);
+    /* The learning pass's scan, if nothing changed since (the stamp taken
+     * now, after any journal recovery) and the push wants nothing that
+     * scan did not (it wanted nothing). */
+    struct maildir_stamp now;
+    bool have_now = maildir_change_stamp(c->r->rootfd, c->sel->path, &now) == 0;
+    bool reuse = views_push_take(c->r, c->sf->id, have_now ? &now : NULL, &v);
+    if (reuse && (nstores || nnames)) {
+        views_push_free(&v);
+        reuse = false;
+    }
+    if (reuse)
+        log_msg(LOG_TRACE, "%s: the listing made when looking for local moves is still current", c->sel->name);
+    else
+        rc = views_push_scan(c->r->st, c->sf->id, c->mf, &want, &v, err);
     free(names);
     free(uids);
     state_tombstones_free(t, nt);

@@ -234,3 +234,51 @@ void views_push_free(struct views_push *v)
     pushdiff_free(&v->diff);
     memset(v, 0, sizeof *v);
 }
+
+struct kept_push {
+    int64_t folder_id;
+    struct maildir_stamp stamp;
+    uint64_t gen;
+    struct views_push v;
+};
+
+void views_push_keep(struct run *r, int64_t folder_id, const struct maildir_stamp *stamp, struct views_push *v)
+{
+    if (!stamp->settled || !v->diff) {
+        /* a change may have come in the same clock tick as the scan (or
+         * the scan took the folder whole): not worth keeping */
+        views_push_free(v);
+        return;
+    }
+    r->kept = xrealloc(r->kept, (r->nkept + 1) * sizeof *r->kept);
+    r->kept[r->nkept++] = (struct kept_push){.folder_id = folder_id, .stamp = *stamp,
+                                             .gen = state_rows_gen(r->st, folder_id), .v = *v};
+    memset(v, 0, sizeof *v);
+}
+
+bool views_push_take(struct run *r, int64_t folder_id, const struct maildir_stamp *now, struct views_push *out)
+{
+    for (size_t i = 0; i < r->nkept; i++) {
+        struct kept_push *k = &r->kept[i];
+        if (k->folder_id != folder_id)
+            continue;
+        bool same = now && now->cur_ns == k->stamp.cur_ns && now->new_ns == k->stamp.new_ns &&
+                    state_rows_gen(r->st, folder_id) == k->gen;
+        if (same)
+            *out = k->v;
+        else
+            views_push_free(&k->v);
+        r->kept[i] = r->kept[--r->nkept];
+        return same;
+    }
+    return false;
+}
+
+void views_push_kept_free(struct run *r)
+{
+    for (size_t i = 0; i < r->nkept; i++)
+        views_push_free(&r->kept[i].v);
+    free(r->kept);
+    r->kept = NULL;
+    r->nkept = 0;
+}

@@ -29,6 +29,7 @@
 #include "memremote.h"
 #include "sync/engine/engine.h"
 #include "sync/flags.h"
+#include "sync/log.h"
 #include "sync/names.h"
 #include "sync/engine/journal.h"
 #include "sync/remote/remote.h"
@@ -1711,6 +1712,79 @@ static void restored_duplicate_with_the_rows_flags_is_uploaded(void **state)
     assert_in_step(fx, "INBOX");
 }
 
+/* A push may use the listing its run made when looking for local moves
+ * (views_push_keep/take): only if the folder's files and rows did not
+ * change since. Two folders, a flag changed in each and left to settle;
+ * during the first folder's push (its STORE), a reader flags a message of
+ * the other folder. The first folder's push reuses its listing; the
+ * other's must not, and pushes both of its changes. */
+struct reader_at_store {
+    struct fixture *fx;
+    char other[8];
+    int reused;
+};
+
+static void reader_flags_other(void *ctx, const struct mem_logentry *e)
+{
+    struct reader_at_store *w = ctx;
+    if (w->other[0] || e->op != MEM_OP_STORE)
+        return;
+    snprintf(w->other, sizeof w->other, "%s", strcmp(e->folder, "A") == 0 ? "B" : "A");
+    char id[32];
+    snprintf(id, sizeof id, "<%c3@test>", w->other[0] == 'A' ? 'a' : 'b');
+    move_local(w->fx, w->other, id, w->other, NULL, "F");
+}
+
+static struct reader_at_store *reused_sink_ctx;
+
+static void count_reused(enum log_level level, const char *text)
+{
+    (void)level;
+    if (reused_sink_ctx && strstr(text, "still current"))
+        reused_sink_ctx->reused++;
+}
+
+static void kept_listing_is_checked_before_reuse(void **state)
+{
+    struct fixture *fx = *state;
+    for (int i = 1; i <= 3; i++) {
+        char tag[8];
+        snprintf(tag, sizeof tag, "a%d", i);
+        add(fx, "A", tag, 0);
+        snprintf(tag, sizeof tag, "b%d", i);
+        add(fx, "B", tag, 0);
+    }
+    run_ok(fx, SYNC);
+    move_local(fx, "A", "<a1@test>", "A", NULL, "F");
+    move_local(fx, "B", "<b2@test>", "B", NULL, "F");
+    usleep(150 * 1000); /* past MAILDIR_STAMP_SETTLE_NS: the stamps settle */
+    struct reader_at_store w = {.fx = fx, .other = "", .reused = 0};
+    fx->srv->on_op = reader_flags_other;
+    fx->srv->on_op_ctx = &w;
+    int verbosity = log_verbosity;
+    log_verbosity = LOG_TRACE;
+    reused_sink_ctx = &w;
+    log_set_sink(count_reused);
+    run_ok(fx, PUSH);
+    log_set_sink(NULL);
+    reused_sink_ctx = NULL;
+    log_verbosity = verbosity;
+    fx->srv->on_op = NULL;
+    assert_true(w.other[0]);
+    assert_int_equal(w.reused, 1); /* the first folder's, not the other's */
+    assert_int_equal(server_msg(fx, "A", "<a1@test>")->flags, FLAG_FLAGGED);
+    assert_int_equal(server_msg(fx, "B", "<b2@test>")->flags, FLAG_FLAGGED);
+    const char *o = w.other;
+    char id3[32];
+    snprintf(id3, sizeof id3, "<%c3@test>", o[0] == 'A' ? 'a' : 'b');
+    assert_int_equal(server_msg(fx, o, id3)->flags, FLAG_FLAGGED);
+    mem_log_clear(fx->srv);
+    run_ok(fx, SYNC);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_STORE, NULL), 0);
+    assert_in_step(fx, "A");
+    assert_in_step(fx, "B");
+}
+
 /* SPECIAL-USE roles (issue 18): `folders = * !\Junk` leaves the folder the
  * server marks \Junk out whatever its name; `trash = auto` moves a local
  * deletion into the folder marked \Trash ("Bin", not "Trash"). */
@@ -2650,6 +2724,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(flag_change_seen_then_deleted_to_trash_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(flag_change_seen_then_deleted_to_trash_in_40, setup, teardown),
         cmocka_unit_test_setup_teardown(few_changes_in_a_bigger_folder, setup, teardown),
+        cmocka_unit_test_setup_teardown(kept_listing_is_checked_before_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(server_flag_change_seen_then_expunged, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_seen_then_deleted_move, setup, teardown),
         cmocka_unit_test_setup_teardown(local_move_seen_then_deleted_copy_to_trash, setup, teardown),
