@@ -73,7 +73,7 @@ sys.path.insert(0, str(HERE))
 import testbed as tb        # noqa: E402
 import corpus as corpus_mod  # noqa: E402
 
-ALL_TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "wire", "session", "fetchnew")
+ALL_TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "wire", "session", "fetchnew", "listdir")
 ALL_SCENARIOS = ("a", "b", "c", "d", "e", "f", "g")
 SCENARIO_NAMES = {"a": "(a) initial pull", "b": "(b) no-op resync", "c": "(c) 1% flags changed",
                   "d": "(d) 100 new messages", "e": "(e) 1% local seen (push)",
@@ -1184,8 +1184,47 @@ class FetchNew(Session):
         return super().argv(scenario) + [str(self.new)]
 
 
+class ListDir(Tool):
+    """Reference row for (e), not a sync tool: one bare listing of the
+    Maildir a sync tool made in (a) (`ls -f` of every folder's cur/ and
+    new/: the directories read, no sort, no stat), timed like a tool. No
+    one-shot push can learn which files a reader renamed without reading
+    those directories once (a running `watch` has inotify; a run from a
+    timer has not): at large N this is that floor, as fetchnew is the
+    server's for (d). Nothing verified."""
+
+    name = "listdir"
+    reference = True
+    ref_scenarios = ("e",)
+    snapshots = None  # the bench's local snapshots, by tool (set by the bench)
+
+    def binary(self):
+        return shutil.which("ls") or "/bin/ls"
+
+    def prepare(self):
+        self.dirs = []
+        src = next((self.snapshots[n] for n in ("mailsync", "mailsync-b", "mbsync", "offlineimap")
+                    if self.snapshots and n in self.snapshots), None)
+        if src is None:
+            return
+        clone_tree(src, self.work)
+        for dirpath, dirnames, _ in os.walk(str(self.work)):
+            if "cur" in dirnames and "new" in dirnames and "tmp" in dirnames:
+                self.dirs += [os.path.join(dirpath, "cur"), os.path.join(dirpath, "new")]
+            dirnames[:] = [d for d in dirnames if d not in ("cur", "new", "tmp")]
+        self.dirs.sort()
+
+    def argv(self, scenario):
+        if not self.dirs:
+            return ["/bin/true"]
+        return ["/bin/sh", "-c", 'exec "$0" -f -1 --color=never -- "$@" > /dev/null', self.binary()] + self.dirs
+
+    def missing(self, scenario, result):
+        return None if self.dirs else "no Maildir to list (run with mailsync)"
+
+
 TOOL_CLASSES = {c.name: c for c in (Mailsync, Mbsync, MbsyncNoFsync, OfflineImap, Wire, Session, FetchNew,
-                                    MailsyncB)}
+                                    ListDir, MailsyncB)}
 
 
 # ----------------------------------------------------------------------------
@@ -1520,11 +1559,12 @@ class Bench:
             shutil.rmtree(tool.work)
         if scen == "a" or tool.reference:
             tool.states = self.states
+            tool.snapshots = self.local_snap
             tool.prepare()
         else:
             clone_tree(self.local_snap[tool.name], tool.work)
         changed = None
-        if scen == "e":
+        if scen == "e" and not tool.reference:
             changed = mark_local_seen(tool, 0.01, self.args.seed, self.args.changes)
         if scen != "a":
             settle(tool.work)

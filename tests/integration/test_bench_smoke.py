@@ -22,7 +22,7 @@ from pathlib import Path
 import testbed as tb
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench.py"
-TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "session", "fetchnew")
+TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "session", "fetchnew", "listdir")
 
 
 class BenchSmokeTest(unittest.TestCase):
@@ -62,6 +62,8 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertRegex(out, r"\n\s+session\s+[0-9.]+\s", report)
         # fetchnew (the server's floor for (d)) ran and saw every new message
         self.assertRegex(out, r"\n\s+fetchnew\s+[0-9.]+\s", report)
+        # listdir (one bare listing of the Maildir: the floor for (e)) ran
+        self.assertRegex(out, r"\n\s+listdir\s+[0-9.]+\s", report)
 
 
 if __name__ == "__main__":
