@@ -207,13 +207,14 @@ class Server:
     profile: a SERVER_PROFILES name, see server_conf(). zlib: load Dovecot's
     imap_zlib plugin (COMPRESS=DEFLATE offered after login)."""
 
-    def __init__(self, workdir, profile="default", warm=True, zlib=False):
+    def __init__(self, workdir, profile="default", warm=True, zlib=False, hide=()):
         (Path(workdir) / "dovecot").mkdir()
         self.profile = profile
         self.warm = warm
         self.bed = tb.Dovecot(users={USER: PASSWORD}, pool=0,
                               workdir=str(Path(workdir) / "dovecot"),
                               extra_conf=server_conf(profile), zlib=zlib,
+                              hide_capabilities=tuple(hide),
                               reuse=False)     # the profiles set the processes' reuse
         self.user = self.bed.user(USER)
         self.snapdir = Path(workdir) / "server-snapshots"
@@ -1461,7 +1462,8 @@ class Bench:
         self.helper = build_helper(self.work)
         self.base, self.extra = corpus_mod.load(a.n, a.seed, a.small, log=log)
         self.corpus_bytes = sum(m.size for m in self.base)
-        self.server = Server(self.work, a.server, warm=not a.cold_server, zlib=a.zlib)
+        self.server = Server(self.work, a.server, warm=not a.cold_server, zlib=a.zlib,
+                             hide=[c.strip().upper() for c in a.hide.split(",") if c.strip()])
         self.server.corpus = self.base
         self.server.start()
         cache = ServerCache(a.server_cache, server_cache_key(a)) if a.server_cache else None
@@ -1719,6 +1721,8 @@ class Bench:
                          os.cpu_count()))
         if a.zlib:
             lines.append("server offers COMPRESS=DEFLATE (imap_zlib)")
+        if a.hide:
+            lines.append("server hides: %s" % a.hide)
         if a.gaps:
             lines.append("UID gaps: %g%% of each folder expunged before state (a)" % a.gaps)
         if "mailsync" in self.tools:
@@ -1939,6 +1943,9 @@ def parse_args(argv):
     ap.add_argument("--zlib", action="store_true",
                     help="Dovecot offers COMPRESS=DEFLATE (its imap_zlib plugin); mailsync uses it "
                          "(its default `compress = yes`), and so does any tool that can")
+    ap.add_argument("--hide", default="", metavar="CAPS",
+                    help="comma-separated capabilities Dovecot does not offer (e.g. CONDSTORE,QRESYNC: "
+                         "a server without them, as Microsoft 365; every tool sees the same server)")
     ap.add_argument("--connections", type=int, default=1, metavar="N",
                     help="mailsync's `connections = N` (default 1)")
     ap.add_argument("--connections-b", type=int, default=None, metavar="N",
