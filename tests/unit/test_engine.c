@@ -1748,7 +1748,7 @@ static void kept_listing_is_checked_before_reuse(void **state)
 {
     struct fixture *fx = *state;
     for (int i = 1; i <= 3; i++) {
-        char tag[8];
+        char tag[16];
         snprintf(tag, sizeof tag, "a%d", i);
         add(fx, "A", tag, 0);
         snprintf(tag, sizeof tag, "b%d", i);
@@ -2051,7 +2051,7 @@ static void flag_change_seen_then_deleted_to_trash(struct fixture *fx, bool has_
             fx->acct.trash = "Trash";
             add(fx, "INBOX", "f", FLAG_SEEN);
             for (int i = 0; i < others; i++) {
-                char tag[8];
+                char tag[16];
                 snprintf(tag, sizeof tag, "k%d", i);
                 add(fx, "INBOX", tag, 0);
             }
@@ -2116,7 +2116,7 @@ static void few_changes_in_a_bigger_folder(void **state)
 {
     struct fixture *fx = *state;
     for (int i = 0; i < 40; i++) {
-        char tag[8];
+        char tag[16];
         snprintf(tag, sizeof tag, "m%d", i);
         add(fx, "INBOX", tag, 0);
     }
