@@ -250,9 +250,15 @@ void views_push_keep(struct run *r, int64_t folder_id, const struct maildir_stam
         views_push_free(v);
         return;
     }
-    r->kept = xrealloc(r->kept, (r->nkept + 1) * sizeof *r->kept);
-    r->kept[r->nkept++] = (struct kept_push){.folder_id = folder_id, .stamp = *stamp,
-                                             .gen = state_rows_gen(r->st, folder_id), .v = *v};
+    size_t i = 0;
+    while (i < r->nkept && r->kept[i].folder_id != folder_id)
+        i++;
+    if (i < r->nkept)
+        views_push_free(&r->kept[i].v); /* an older one of the folder: replaced */
+    else
+        r->kept = xrealloc(r->kept, ++r->nkept * sizeof *r->kept);
+    r->kept[i] = (struct kept_push){.folder_id = folder_id, .stamp = *stamp,
+                                    .gen = state_rows_gen(r->st, folder_id), .v = *v};
     memset(v, 0, sizeof *v);
 }
 

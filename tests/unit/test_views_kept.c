@@ -191,6 +191,25 @@ static void renamed_file_is_not_taken(void **state)
     assert_false(take(f, &v));
 }
 
+/* A folder learnt twice: the later scan replaces the earlier one. */
+static void a_later_scan_replaces_the_earlier(void **state)
+{
+    struct fx *f = *state;
+    age_dirs(f);
+    learn(f);
+    char from[256], to[256];
+    snprintf(from, sizeof from, "%s/INBOX/cur/u3:2,S", f->dir);
+    snprintf(to, sizeof to, "%s/INBOX/cur/u3:2,RS", f->dir);
+    assert_int_equal(rename(from, to), 0);
+    age_dirs(f);
+    learn(f);
+    struct views_push v = {0};
+    assert_true(take(f, &v));
+    assert_int_equal(v.nlocal, 2); /* u2 and u3 */
+    views_push_free(&v);
+    assert_false(take(f, &v));
+}
+
 /* A stamp taken within MAILDIR_STAMP_SETTLE_NS of the folder's last change
  * may miss a change in the same clock tick: such a scan is not kept. */
 static void unsettled_scan_is_not_kept(void **state)
@@ -209,6 +228,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(another_folders_rows_do_not_count, setup, teardown),
         cmocka_unit_test_setup_teardown(written_rows_are_not_taken, setup, teardown),
         cmocka_unit_test_setup_teardown(renamed_file_is_not_taken, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_later_scan_replaces_the_earlier, setup, teardown),
         cmocka_unit_test_setup_teardown(unsettled_scan_is_not_kept, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
