@@ -227,15 +227,36 @@ void moves_server_note_vanished(struct run *r, const struct selected *sel, int64
     char **hit = lm && lm->nlost ? bsearch(&key, lm->lost, lm->nlost, sizeof *lm->lost, util_cmp_str) : NULL;
     if (hit)
         lm->pulled[hit - lm->lost] = true;
+    /* The rows may be brief (a full listing's): the candidates' identity
+     * is read by UID (few: vanished rows whose file is still here). */
+    uint32_t *want = NULL;
+    size_t nwant = 0, cap = 0;
+    for (size_t i = 0; i < ns; i++) {
+        const struct state_msg *s = &st[i];
+        if (!s->uniq || !s->size || s->pending || remote_has(rm, nr, s->uid) ||
+            !views_local_by_uniq(local, nlocal, s->uniq))
+            continue;
+        if (nwant == cap) {
+            cap = cap ? 2 * cap : 16;
+            want = xrealloc(want, cap * sizeof *want);
+        }
+        want[nwant++] = s->uid; /* ascending, as the rows */
+    }
+    struct state_msg *full = NULL;
+    size_t nfull = 0;
+    struct ms_error e;
+    if (nwant && state_msg_get_uids(r->st, folder_id, want, nwant, &full, &nfull, &e) != MS_OK) {
+        log_msg(LOG_VERBOSE, "%s: %s", sel->name, e.msg); /* no move seen: deleted here, downloaded there */
+        nfull = 0;
+    }
+    free(want);
     struct state_placeholder *marked = NULL;
     size_t nmarked = 0;
     bool have_marks = false;
-    for (size_t i = 0; i < ns; i++) {
-        const struct state_msg *s = &st[i];
-        if (!s->uniq || (!s->message_id && !s->emailid) || !s->size || s->pending || remote_has(rm, nr, s->uid) ||
-            !views_local_by_uniq(local, nlocal, s->uniq))
+    for (size_t i = 0; i < nfull; i++) {
+        const struct state_msg *s = &full[i];
+        if (!s->uniq || (!s->message_id && !s->emailid) || !s->size || s->pending)
             continue;
-        struct ms_error e;
         if (!have_marks && state_placeholder_list(r->st, folder_id, &marked, &nmarked, &e) != MS_OK)
             log_msg(LOG_VERBOSE, "%s: %s", sel->name, e.msg); /* a moved placeholder then loses its mark */
         have_marks = true;
@@ -258,6 +279,7 @@ void moves_server_note_vanished(struct run *r, const struct selected *sel, int64
             m->v[m->n - 1].held = true;
         }
     }
+    state_msgs_free(full, nfull);
     state_placeholders_free(marked, nmarked);
 }
 

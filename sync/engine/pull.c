@@ -625,8 +625,11 @@ static int remote_snapshot(struct run *r, const struct selected *sel, const stru
     }
     if (win->mode != PULL_FIRST)
         win->mode = PULL_WHOLE;
-    /* The full listing: every row. */
-    if (sf->id && (rc = state_msg_list(r->st, sf->id, st, ns, err))) {
+    /* The full listing: every row; brief (no Message-ID, hash, server id:
+     * ~150 B a row at 200,000 rows) unless re-matching under a new
+     * UIDVALIDITY, which needs them all. What else looks at a row's
+     * identity reads it by UID (moves_server_note_vanished). */
+    if (sf->id && (rc = (*changed ? state_msg_list : state_msg_list_brief)(r->st, sf->id, st, ns, err))) {
         remote_listing_free(&l);
         return rc;
     }

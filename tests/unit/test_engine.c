@@ -1320,9 +1320,10 @@ static void on_op(void *ctx, const struct mem_logentry *e)
  * identity work can take the arrival for the same message). Account-wide
  * planning (issue 15, point 3; main's ef64966, its first step); this test
  * fails on the engine before it. */
-static void move_between_folders_planned_in_one_run(void **state)
+static void move_between_folders_in_one_run(struct fixture *fx, bool modseqs)
 {
-    struct fixture *fx = *state;
+    if (!modseqs)
+        fx->srv->caps &= ~(unsigned)REMOTE_CHANGES; /* every listing full, its rows brief */
     uint32_t uid = add(fx, "A", "moved", FLAG_SEEN);
     add(fx, "A", "stays", 0);
     mem_folder(fx->srv, "B");
@@ -1344,6 +1345,22 @@ static void move_between_folders_planned_in_one_run(void **state)
     assert_int_equal(local_count(fx, "A", "<moved@test>"), 0);
     assert_in_step(fx, "A");
     assert_in_step(fx, "B");
+    /* renamed, not downloaded again */
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+    assert_int_equal(local_count(fx, "B", "<moved@test>"), 1);
+}
+
+static void move_between_folders_planned_in_one_run(void **state)
+{
+    move_between_folders_in_one_run(*state, true);
+}
+
+/* The same on a server without modseqs (no CONDSTORE: Microsoft 365):
+ * the full listing's rows are brief, the vanished row's identity is read
+ * by its UID. */
+static void move_between_folders_without_modseqs(void **state)
+{
+    move_between_folders_in_one_run(*state, false);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2699,6 +2716,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(uidvalidity_changes_mid_fetch_server_ends_session, setup, teardown),
         cmocka_unit_test_setup_teardown(kill_at_each_journal_step, setup, teardown),
         cmocka_unit_test_setup_teardown(move_between_folders_planned_in_one_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(move_between_folders_without_modseqs, setup, teardown),
         cmocka_unit_test_setup_teardown(kill_at_each_server_move_step, setup, teardown),
         cmocka_unit_test_setup_teardown(gmail_links_kill_at_each_step, setup, teardown),
         cmocka_unit_test_setup_teardown(gmail_links_not_to_a_short_file, setup, teardown),
