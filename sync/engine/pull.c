@@ -779,7 +779,7 @@ static int pull_window_of(struct run *r, const struct state_folder *sf, struct m
         }
         return MS_OK;
     }
-    if ((rc = maildir_scan(mf, &local, &nlocal, err)))
+    if ((rc = maildir_scan_names(mf, &local, &nlocal, err)))
         return rc;
     maildir_msgs_free(local, nlocal);
     if (nlocal == 0) {
@@ -881,8 +881,8 @@ int pull_folder(struct run *r, const struct selected *sel, struct engine_folder_
     }
     if (mf && incremental)
         rc = local_lookup(mf, state, nstate, &affected, &local, &nlocal, err);
-    else if (mf)
-        rc = maildir_scan(mf, &local, &nlocal, err);
+    else if (mf) /* names: no stat of every file (the plan needs none; leftovers get theirs) */
+        rc = maildir_scan_names(mf, &local, &nlocal, err);
     if (rc)
         goto out;
     if (first && win.from)

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -300,8 +301,24 @@ out:
  * after a UIDVALIDITY change or a lost state DB these are the same
  * messages. Pair them by identity and record the pairs, so nothing is
  * downloaded twice. Rewrites *state / *nstate. */
-static void collect_leftovers(const struct id_list *lids, const struct plan_match *m, size_t nm,
-                              const struct old_rows *old, struct local_msg *local, size_t nlocal,
+/* A leftover's size: the scan's, or (a scan without sizes: the pull's full
+ * listing lists names only) the file's own; 0 if it cannot be opened. */
+static uint64_t file_size(struct maildir_folder *mf, struct local_msg *l)
+{
+    if (l->size)
+        return l->size;
+    struct ms_error e;
+    struct stat st;
+    int fd = maildir_open_msg(mf, l, &e);
+    if (fd < 0)
+        return 0;
+    uint64_t size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+    close(fd);
+    return size;
+}
+
+static void collect_leftovers(struct maildir_folder *mf, const struct id_list *lids, const struct plan_match *m,
+                              size_t nm, const struct old_rows *old, struct local_msg *local, size_t nlocal,
                               struct leftover **left, size_t *nleft)
 {
     size_t nidx = nm;
@@ -313,10 +330,10 @@ static void collect_leftovers(const struct id_list *lids, const struct plan_matc
     *nleft = 0;
     for (size_t i = 0; i < lids->n; i++)
         if (!rematch_index_has(idx, nidx, lids->ids[i].uniq)) {
-            const struct local_msg *l = views_local_by_uniq(local, nlocal, lids->ids[i].uniq);
+            struct local_msg *l = views_local_by_uniq(local, nlocal, lids->ids[i].uniq);
             const struct state_msg *o = l ? old_row(old, l->uniq) : NULL;
             if (l)
-                (*left)[(*nleft)++] = (struct leftover){.uniq = xstrdup(l->uniq), .size = l->size,
+                (*left)[(*nleft)++] = (struct leftover){.uniq = xstrdup(l->uniq), .size = file_size(mf, l),
                                                         .synced = o != NULL, .synced_flags = o ? o->flags : 0};
         }
     free(idx);
@@ -425,7 +442,7 @@ int rematch_folder(struct run *r, struct maildir_folder *mf, int64_t folder_id, 
     unpaired_placeholders(mf, local, ph, &nph, m, nm, placeholders, nplaceholders);
     if (nph)
         log_msg(LOG_VERBOSE, "%zu placeholders taken for their messages (Message-ID and recorded size)", nph);
-    collect_leftovers(&lids, m, nm, &orows, local, nlocal, left, nleft);
+    collect_leftovers(mf, &lids, m, nm, &orows, local, nlocal, left, nleft);
     log_msg(LOG_VERBOSE, "%zu paired by Message-ID and size, %zu by Message-ID, Date and From; %zu local files left "
                          "to compare by content with what is downloaded",
             nexact, nloose, *nleft);
