@@ -101,6 +101,15 @@ static int teardown(void **state)
     return 0;
 }
 
+/* A reader marks u3 answered (renames its file). */
+static void answer_u3(struct fx *f)
+{
+    char from[256], to[256];
+    snprintf(from, sizeof from, "%s/INBOX/cur/u3:2,S", f->dir);
+    snprintf(to, sizeof to, "%s/INBOX/cur/u3:2,RS", f->dir);
+    assert_int_equal(rename(from, to), 0);
+}
+
 /* As the learning pass: the stamp, then the scan, handed to the run. */
 static void learn(struct fx *f)
 {
@@ -179,10 +188,7 @@ static void renamed_file_is_not_taken(void **state)
     struct fx *f = *state;
     age_dirs(f);
     learn(f);
-    char from[256], to[256];
-    snprintf(from, sizeof from, "%s/INBOX/cur/u3:2,S", f->dir);
-    snprintf(to, sizeof to, "%s/INBOX/cur/u3:2,RS", f->dir);
-    assert_int_equal(rename(from, to), 0);
+    answer_u3(f);
     struct views_push v = {0};
     assert_false(take(f, &v));
     age_dirs(f);
@@ -197,10 +203,7 @@ static void a_later_scan_replaces_the_earlier(void **state)
     struct fx *f = *state;
     age_dirs(f);
     learn(f);
-    char from[256], to[256];
-    snprintf(from, sizeof from, "%s/INBOX/cur/u3:2,S", f->dir);
-    snprintf(to, sizeof to, "%s/INBOX/cur/u3:2,RS", f->dir);
-    assert_int_equal(rename(from, to), 0);
+    answer_u3(f);
     age_dirs(f);
     learn(f);
     struct views_push v = {0};
