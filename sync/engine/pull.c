@@ -977,6 +977,16 @@ next_window:;
             nbytes = nbytes / p.nfetch * mb.exists;
             nmsgs = mb.exists;
         }
+        /* A resumed one: what is not recorded yet (the top window alone
+         * may have nothing left to fetch); the bytes estimated from this
+         * window's messages, if it has any. */
+        size_t have = 0;
+        struct ms_error e;
+        if (win.mode == PULL_RESUME && !hold_fetch && sf.id && state_msg_count(r->st, sf.id, &have, &e) == MS_OK &&
+            mb.exists > have && mb.exists - have > nmsgs) {
+            nbytes = p.nfetch ? nbytes / p.nfetch * (mb.exists - have) : 0;
+            nmsgs = mb.exists - have;
+        }
         prog->folder_start(prog->ctx, r->acct->name, sel->name, nmsgs, nbytes);
     }
     /* The folder's record as it will be once everything is in: saved with

@@ -2688,6 +2688,27 @@ static void progress_events_of_a_sync(void **state)
     fx->opt.progress = NULL;
 }
 
+/* A first pull in windows resumed after a drop (6 of INBOX's 10 messages
+ * in): the progress is told the 4 still to come, then 4 downloads; not
+ * the top window's count (0: its messages were all in). */
+static void progress_of_a_resumed_first_pull(void **state)
+{
+    struct fixture *fx = *state;
+    ten_in_windows_of_four(fx);
+    fx->srv->faults.drop_after_bodies = 6;
+    assert_int_equal(run(fx, PULL), MS_ENET);
+    assert_int_equal(state_of(fx, "INBOX").rows, 6);
+    fx->srv->faults.drop_after_bodies = 0;
+    fx->opt.progress = &recorder;
+    events[0] = '\0';
+    run_ok(fx, PULL);
+    fx->opt.progress = NULL;
+    const char *down = strstr(events, "down INBOX ");
+    if (!down || strncmp(down, "down INBOX 4;msg;msg;msg;msg;", 29) != 0 || strstr(down + 1, "down INBOX "))
+        fail_msg("events: %s", events);
+    assert_in_step(fx, "INBOX");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2738,6 +2759,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(trash_auto_and_role_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(trash_auto_without_special_use, setup, teardown),
         cmocka_unit_test_setup_teardown(progress_events_of_a_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(progress_of_a_resumed_first_pull, setup, teardown),
         cmocka_unit_test_setup_teardown(flag_change_seen_then_deleted_to_trash_move, setup, teardown),
         cmocka_unit_test_setup_teardown(flag_change_seen_then_deleted_to_trash_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(flag_change_seen_then_deleted_to_trash_in_40, setup, teardown),
