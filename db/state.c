@@ -1499,8 +1499,8 @@ static int read_rows(struct state *s, sqlite3_stmt *st, row_filter keep, void *c
     return MS_OK;
 }
 
-static int msg_list(struct state *s, enum stmt_id id, int64_t folder_id, struct state_msg **out, size_t *n,
-                    struct ms_error *err)
+static int msg_list(struct state *s, enum stmt_id id, int64_t folder_id, row_filter keep, void *ctx,
+                    struct state_msg **out, size_t *n, struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
@@ -1508,12 +1508,12 @@ static int msg_list(struct state *s, enum stmt_id id, int64_t folder_id, struct 
     if (!st)
         return MS_ELOCAL;
     sqlite3_bind_int64(st, 1, folder_id);
-    return read_rows(s, st, NULL, NULL, out, n, err);
+    return read_rows(s, st, keep, ctx, out, n, err);
 }
 
 int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n, struct ms_error *err)
 {
-    return msg_list(s, ST_MSG_LIST, folder_id, out, n, err);
+    return msg_list(s, ST_MSG_LIST, folder_id, NULL, NULL, out, n, err);
 }
 
 int state_msg_list_range(struct state *s, int64_t folder_id, uint32_t first, uint32_t last, struct state_msg **out,
@@ -1561,19 +1561,13 @@ int state_msg_uids(struct state *s, int64_t folder_id, uint32_t **out, size_t *n
 int state_msg_list_brief(struct state *s, int64_t folder_id, struct state_msg **out, size_t *n,
                          struct ms_error *err)
 {
-    return msg_list(s, ST_MSG_LIST_BRIEF, folder_id, out, n, err);
+    return msg_list(s, ST_MSG_LIST_BRIEF, folder_id, NULL, NULL, out, n, err);
 }
 
 int state_msg_list_brief_if(struct state *s, int64_t folder_id, bool (*keep)(void *ctx, const struct state_msg *row),
                             void *ctx, struct state_msg **out, size_t *n, struct ms_error *err)
 {
-    *out = NULL;
-    *n = 0;
-    sqlite3_stmt *st = stmt(s, ST_MSG_LIST_BRIEF, err);
-    if (!st)
-        return MS_ELOCAL;
-    sqlite3_bind_int64(st, 1, folder_id);
-    return read_rows(s, st, keep, ctx, out, n, err);
+    return msg_list(s, ST_MSG_LIST_BRIEF, folder_id, keep, ctx, out, n, err);
 }
 
 int state_msg_put(struct state *s, int64_t folder_id, const struct state_msg *m, struct ms_error *err)

@@ -44,17 +44,9 @@ unsigned flags_from_letters(const char *letters, char *extra, size_t extra_len)
     unsigned flags = 0;
     bool odd = false;
     for (const unsigned char *p = (const unsigned char *)letters; *p; p++) {
-        unsigned bit = 0;
-        switch (*p) { /* the table's letters: every listed file comes here */
-        case 'D': bit = FLAG_DRAFT; break;
-        case 'F': bit = FLAG_FLAGGED; break;
-        case 'P': bit = FLAG_FORWARDED; break;
-        case 'R': bit = FLAG_ANSWERED; break;
-        case 'S': bit = FLAG_SEEN; break;
-        case 'T': bit = FLAG_DELETED; break;
-        default: odd = true; break;
-        }
+        unsigned bit = flags_from_letter(*p);
         flags |= bit;
+        odd = odd || !bit;
     }
     if (extra && extra_len) {
         size_t n = 0;

@@ -37,6 +37,8 @@ void *util_find_uid(const void *base, size_t n, size_t size, size_t off, uint32_
 
 /* qsort/bsearch comparator for an array of C strings (char *), by strcmp. */
 int util_cmp_str(const void *a, const void *b);
+/* qsort/bsearch comparator for an array of uint32_t (UIDs), ascending. */
+int util_cmp_u32(const void *a, const void *b);
 
 /* Where uid stands in the sorted, unique array uids, or NULL. */
 static inline const uint32_t *util_uid_find(const uint32_t *uids, size_t n, uint32_t uid)

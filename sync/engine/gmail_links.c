@@ -91,12 +91,6 @@ static void gm_ids_free(struct gm_ids *g)
     free(g->message_id);
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* The other folders' Maildirs, opened once each per call. */
 struct sources {
     int64_t *id;
@@ -272,7 +266,7 @@ int gmail_links_take(struct run *r, const struct selected *sel, struct maildir_f
     for (size_t i = 0; i < p->n; i++)
         if (p->actions[i].op == PLAN_FETCH)
             uids[nu++] = p->actions[i].uid;
-    qsort(uids, nu, sizeof *uids, cmp_u32);
+    qsort(uids, nu, sizeof *uids, util_cmp_u32);
     struct gm_ids ids = {0};
     struct sources src = {0};
     struct journal_entry *v = NULL;
@@ -319,7 +313,7 @@ int gmail_links_take(struct run *r, const struct selected *sel, struct maildir_f
     if (rc || nv == 0)
         goto out;
     if (dry) {
-        qsort(done, nv, sizeof *done, cmp_u32);
+        qsort(done, nv, sizeof *done, util_cmp_u32);
         drop_fetches(p, done, nv);
         fres->linked += nv;
         nv = 0; /* no journal entries */
@@ -334,7 +328,7 @@ int gmail_links_take(struct run *r, const struct selected *sel, struct maildir_f
     fres->linked += fres->fetched - fetched0;
     if (rc)
         goto out;
-    qsort(done, nv, sizeof *done, cmp_u32);
+    qsort(done, nv, sizeof *done, util_cmp_u32);
     drop_fetches(p, done, nv);
     log_msg(LOG_VERBOSE, "%s: %zu messages already in other folders (Gmail labels, X-GM-MSGID): %zu hard-linked, "
                          "%zu copied, none downloaded", sel->name, nv, nlinked, nv - nlinked);

@@ -190,12 +190,6 @@ void moves_server_order(struct run *r, const struct selected *sel, size_t *order
 /* ------------------------------------------------------------------ */
 /* the source side: vanished rows */
 
-static int cmp_uid(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 static bool remote_has(const struct remote_msg *rm, size_t nr, uint32_t uid)
 {
     return UTIL_FIND_UID(rm, nr, uid, uid) != NULL;
@@ -612,7 +606,7 @@ int moves_server_take(struct run *r, const struct selected *sel, struct maildir_
     for (size_t i = 0; i < p->n; i++)
         if (p->actions[i].op == PLAN_FETCH || p->actions[i].op == PLAN_PLACEHOLDER)
             uids[nu++] = p->actions[i].uid;
-    qsort(uids, nu, sizeof *uids, cmp_uid);
+    qsort(uids, nu, sizeof *uids, util_cmp_u32);
     struct ids rids = {0};
     struct vanished **cv = xmalloc(open * sizeof *cv);
     size_t nc = 0;

@@ -600,16 +600,12 @@ static int scan_folder(struct push_ctx *c, const struct state_store *stores, siz
     const char **names = wanted_names(c, t, nt, &nnames);
     struct views_push_want want = {.uids = uids, .nuids = nstores, .uniqs = names, .nuniqs = nnames};
     struct views_push v;
-    /* The learning pass's scan, if nothing changed since (the stamp taken
-     * now, after any journal recovery) and the push wants nothing that
-     * scan did not (it wanted nothing). */
+    /* The learning pass's scan, if the push wants nothing that scan did
+     * not (it wanted nothing) and nothing changed since (the stamp taken
+     * now, after any journal recovery); taken (freed) either way. */
     struct maildir_stamp now;
-    bool have_now = maildir_change_stamp(c->r->rootfd, c->sel->path, &now) == 0;
-    bool reuse = views_push_take(c->r, c->sf->id, have_now ? &now : NULL, &v);
-    if (reuse && (nstores || nnames)) {
-        views_push_free(&v);
-        reuse = false;
-    }
+    bool usable = !nstores && !nnames && maildir_change_stamp(c->r->rootfd, c->sel->path, &now) == 0;
+    bool reuse = views_push_take(c->r, c->sf->id, usable ? &now : NULL, &v);
     if (reuse)
         log_msg(LOG_TRACE, "%s: the listing made when looking for local moves is still current", c->sel->name);
     else

@@ -225,12 +225,6 @@ static int cmp_identity_mid(const void *a, const void *b)
     return strcmp(((const struct plan_identity *)a)->message_id, ((const struct plan_identity *)b)->message_id);
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* What plan_match left of ids: the entries with a Message-ID not in the
  * pairs (by UID on the remote side, by file on the local side), copied
  * (their strings borrowed). */
@@ -242,7 +236,7 @@ static struct plan_identity *unpaired(const struct id_list *ids, bool remote, co
     const char **names = xmalloc((nm + 1) * sizeof *names);
     for (size_t k = 0; k < nm; k++)
         uids[k] = m[k].uid, names[k] = m[k].uniq;
-    qsort(uids, nm, sizeof *uids, cmp_u32);
+    qsort(uids, nm, sizeof *uids, util_cmp_u32);
     qsort(names, nm, sizeof *names, util_cmp_str);
     *n = 0;
     for (size_t i = 0; i < ids->n; i++) {

@@ -74,16 +74,10 @@ static bool add_row(void *ctx, const struct state_msg *row)
     return false;
 }
 
-static int cmp_uid(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static bool needed_row(void *ctx, const struct state_msg *row)
 {
     const struct row_pass *p = ctx;
-    if (p->nneeded && bsearch(&row->uid, p->needed, p->nneeded, sizeof row->uid, cmp_uid))
+    if (util_uid_find(p->needed, p->nneeded, row->uid))
         return true;
     for (size_t i = 0; i < p->want->nuids; i++) /* few */
         if (p->want->uids[i] == row->uid)
@@ -115,7 +109,7 @@ static int needed_rows(struct state *st, int64_t folder_id, const struct row_pas
         memcpy(uids, p->needed, p->nneeded * sizeof *uids);
     if (p->want->nuids)
         memcpy(uids + p->nneeded, p->want->uids, p->want->nuids * sizeof *uids);
-    qsort(uids, k, sizeof *uids, cmp_uid); /* state_msg_get_uids_brief skips repeats */
+    qsort(uids, k, sizeof *uids, util_cmp_u32); /* state_msg_get_uids_brief skips repeats */
     int rc = state_msg_get_uids_brief(st, folder_id, uids, k, rows, nrows, err);
     free(uids);
     return rc;

@@ -1200,17 +1200,11 @@ size_t imap_uid_batch(const uint32_t *uids, size_t n, size_t max_uids, size_t ma
     return i;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 void imap_uid_list_sort_unique(struct imap_uid_list *l)
 {
     if (l->n < 2)
         return;
-    qsort(l->v, l->n, sizeof *l->v, cmp_u32);
+    qsort(l->v, l->n, sizeof *l->v, util_cmp_u32);
     size_t o = 1;
     for (size_t i = 1; i < l->n; i++)
         if (l->v[i] != l->v[o - 1])

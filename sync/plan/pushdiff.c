@@ -155,12 +155,6 @@ void pushdiff_add_row(struct pushdiff *d, uint32_t uid, const char *uniq, unsign
                                   .marks = 0};
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static size_t bucket_of(const struct pushdiff *d, uint64_t h)
 {
     return (size_t)(h >> (64 - d->bits));
@@ -285,7 +279,7 @@ size_t pushdiff_needed(const struct pushdiff *d, uint32_t **out)
         if (needed(&d->v[i]))
             (*out)[k++] = d->v[i].uid;
     if (k)
-        qsort(*out, k, sizeof **out, cmp_u32);
+        qsort(*out, k, sizeof **out, util_cmp_u32);
     return k;
 }
 
@@ -298,9 +292,9 @@ bool pushdiff_has_uid(struct pushdiff *d, uint32_t uid)
         d->uids = xmalloc(d->n * sizeof *d->uids);
         for (size_t i = 0; i < d->n; i++)
             d->uids[i] = d->v[i].uid;
-        qsort(d->uids, d->n, sizeof *d->uids, cmp_u32);
+        qsort(d->uids, d->n, sizeof *d->uids, util_cmp_u32);
     }
-    return bsearch(&uid, d->uids, d->n, sizeof uid, cmp_u32) != NULL;
+    return util_uid_find(d->uids, d->n, uid) != NULL;
 }
 
 size_t pushdiff_rows(const struct pushdiff *d)
