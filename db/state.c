@@ -57,6 +57,7 @@ enum stmt_id {
     ST_META_DEL,
     ST_META_GET,
     ST_MSG_LIST_BRIEF,
+    ST_MSG_RANGE_BRIEF,
     ST_POP3_PUT,
     ST_POP3_LIST,
     ST_POP3_CONFIRM,
@@ -144,6 +145,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_META_DEL] = "DELETE FROM meta WHERE key = ?1",
     [ST_MSG_LIST_BRIEF] = "SELECT uid, uniq, flags, keywords, size, NULL, NULL, pending, NULL FROM messages "
                           "WHERE folder_id = ?1 ORDER BY uid",
+    [ST_MSG_RANGE_BRIEF] = "SELECT uid, uniq, flags, keywords, size, NULL, NULL, pending, NULL FROM messages "
+                           "WHERE folder_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid",
     [ST_POP3_PUT] = "INSERT OR REPLACE INTO pop3 (folder_id, uidl, uniq, first_seen, pending) VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_POP3_LIST] = "SELECT uidl, uniq, first_seen, pending FROM pop3 WHERE folder_id = ?1 ORDER BY uidl",
     [ST_POP3_CONFIRM] = "UPDATE pop3 SET pending = 0 WHERE folder_id = ?1 AND uidl = ?2",
@@ -1516,21 +1519,34 @@ int state_msg_list(struct state *s, int64_t folder_id, struct state_msg **out, s
     return msg_list(s, ST_MSG_LIST, folder_id, NULL, NULL, out, n, err);
 }
 
-int state_msg_list_range(struct state *s, int64_t folder_id, uint32_t first, uint32_t last, struct state_msg **out,
-                         size_t *n, struct ms_error *err)
+static int msg_range(struct state *s, enum stmt_id id, int64_t folder_id, uint32_t first, uint32_t last,
+                     row_filter keep, void *ctx, struct state_msg **out, size_t *n, struct ms_error *err)
 {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *st = stmt(s, ST_MSG_RANGE, err);
+    sqlite3_stmt *st = stmt(s, id, err);
     if (!st)
         return MS_ELOCAL;
     sqlite3_bind_int64(st, 1, folder_id);
     sqlite3_bind_int64(st, 2, first);
     sqlite3_bind_int64(st, 3, last);
-    int rc = read_rows(s, st, NULL, NULL, out, n, err);
+    int rc = read_rows(s, st, keep, ctx, out, n, err);
     if (rc == MS_OK && !*out)
         *out = xcalloc(1, sizeof **out);
     return rc;
+}
+
+int state_msg_list_range(struct state *s, int64_t folder_id, uint32_t first, uint32_t last, struct state_msg **out,
+                         size_t *n, struct ms_error *err)
+{
+    return msg_range(s, ST_MSG_RANGE, folder_id, first, last, NULL, NULL, out, n, err);
+}
+
+int state_msg_range_brief_if(struct state *s, int64_t folder_id, uint32_t first, uint32_t last,
+                             bool (*keep)(void *ctx, const struct state_msg *row), void *ctx, struct state_msg **out,
+                             size_t *n, struct ms_error *err)
+{
+    return msg_range(s, ST_MSG_RANGE_BRIEF, folder_id, first, last, keep, ctx, out, n, err);
 }
 
 int state_msg_uids(struct state *s, int64_t folder_id, uint32_t **out, size_t *n, struct ms_error *err)

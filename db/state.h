@@ -173,6 +173,10 @@ int state_msg_list_brief(struct state *s, int64_t folder_id, struct state_msg **
  * can take what it needs of all of them without holding them all. */
 int state_msg_list_brief_if(struct state *s, int64_t folder_id, bool (*keep)(void *ctx, const struct state_msg *row),
                             void *ctx, struct state_msg **out, size_t *n, struct ms_error *err);
+/* The same within first <= uid <= last (a window of a big folder). */
+int state_msg_range_brief_if(struct state *s, int64_t folder_id, uint32_t first, uint32_t last,
+                             bool (*keep)(void *ctx, const struct state_msg *row), void *ctx, struct state_msg **out,
+                             size_t *n, struct ms_error *err);
 /* The rows of these UIDs (sorted ascending; absent ones are left out),
  * in UID order: one indexed lookup each, so the cost follows the number
  * of UIDs, not the folder's size. */

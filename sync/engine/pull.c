@@ -547,6 +547,156 @@ static int listing_rest(struct run *r, struct remote_listing *l, struct ms_error
     return MS_OK;
 }
 
+/* A full listing of a folder synced before (a server without CONDSTORE,
+ * or a folder listed in full every time: messages skipped for max_size),
+ * compared with the rows window by window, top down (PULL_WINDOW UIDs:
+ * UID FETCH lo:hi against the rows lo..hi), keeping only what differs:
+ * the messages new to the state or whose flags changed, the rows whose
+ * message changed or is gone. The planner then sees only those, as with
+ * an incremental listing, and the local files are looked up by their
+ * rows' names: neither the server's listing nor the rows nor the scan of
+ * a folder of 200,000 messages are held whole (they were ~59 MiB and
+ * twice mbsync's time, measured with the bench's --hide CONDSTORE). */
+struct full_window {
+    struct remote_msg *w;  /* the window's listing */
+    size_t nw, at;         /* at: the first entry not below the row being read */
+    unsigned char *seen;   /* per entry: 0 no row, 1 the same as its row, 2 changed */
+    size_t held;           /* rows read, every window */
+    uint32_t *gone;        /* recorded UIDs the listing lacks */
+    size_t ngone;
+};
+
+static bool full_row_differs(void *ctx, const struct state_msg *row)
+{
+    struct full_window *d = ctx;
+    d->held++;
+    while (d->at < d->nw && d->w[d->at].uid < row->uid)
+        d->at++;
+    if (d->at == d->nw || d->w[d->at].uid != row->uid) {
+        d->gone = xrealloc(d->gone, (d->ngone + 1) * sizeof *d->gone);
+        d->gone[d->ngone++] = row->uid;
+        return true;
+    }
+    const struct remote_msg *m = &d->w[d->at];
+    bool same = m->flags == row->flags && strcmp(m->keywords ? m->keywords : "", row->keywords ? row->keywords : "") == 0;
+    d->seen[d->at] = same ? 1 : 2;
+    return !same;
+}
+
+static int cmp_remote_uid(const void *a, const void *b)
+{
+    return util_cmp_u32(&((const struct remote_msg *)a)->uid, &((const struct remote_msg *)b)->uid);
+}
+
+static int cmp_state_uid(const void *a, const void *b)
+{
+    return util_cmp_u32(&((const struct state_msg *)a)->uid, &((const struct state_msg *)b)->uid);
+}
+
+/* l: the open's listing of the top window (l->from > 1). On return with
+ * *done, *st, *rm and *affected are what differs (as use_changes gives
+ * them) and l is freed. Otherwise l is the whole listing (rebuilt from the
+ * rows where nothing differed): when a message new to the state is below
+ * the recorded UIDNEXT (one skipped for max_size, say: the caller's
+ * re-match compares such messages with the local files no row names, which
+ * needs every row and file), or when the count does not add up against
+ * EXISTS while rows are gone (the folder changed between two windows:
+ * listed again in one piece, as an incremental listing in doubt is). */
+static int full_in_windows(struct run *r, const struct selected *sel, const struct state_folder *sf,
+                           struct remote_listing *l, struct state_msg **st, size_t *ns, size_t *guard_total,
+                           struct remote_msg **rm, size_t *nr, struct uid_list *affected, bool *done,
+                           struct ms_error *err)
+{
+    uint32_t size = r->opt->pull_window ? r->opt->pull_window : PULL_WINDOW;
+    struct full_window d = {0};
+    struct remote_msg *chg = NULL;
+    struct state_msg *rows = NULL;
+    size_t nchg = 0, nrows = 0, strangers = 0;
+    bool below = false; /* a stranger below the recorded UIDNEXT */
+    uint32_t lo = l->from, hi = UINT32_MAX;
+    struct remote_msg *w = l->msgs;
+    size_t nw = l->nmsgs;
+    l->msgs = NULL;
+    l->nmsgs = 0;
+    int rc = MS_OK;
+    *done = false;
+    for (;;) {
+        struct state_msg *kept = NULL;
+        size_t nkept = 0;
+        d.w = w;
+        d.nw = nw;
+        d.at = 0;
+        d.seen = xcalloc(nw + 1, 1);
+        rc = state_msg_range_brief_if(r->st, sf->id, lo, hi, full_row_differs, &d, &kept, &nkept, err);
+        if (rc == MS_OK) {
+            chg = xrealloc(chg, (nchg + nw + 1) * sizeof *chg);
+            for (size_t i = 0; i < nw; i++) {
+                if (d.seen[i] == 1) {
+                    free(w[i].keywords);
+                    free(w[i].id);
+                    continue;
+                }
+                strangers += d.seen[i] == 0;
+                below = below || (d.seen[i] == 0 && w[i].uid < sf->uidnext);
+                chg[nchg++] = w[i];
+            }
+            free(w);
+            rows = xrealloc(rows, (nrows + nkept + 1) * sizeof *rows);
+            memcpy(rows + nrows, kept, nkept * sizeof *rows);
+            nrows += nkept;
+            free(kept);
+        } else {
+            remote_msgs_free(w, nw);
+        }
+        free(d.seen);
+        w = NULL;
+        nw = 0;
+        if (rc || lo <= 1)
+            break;
+        hi = lo - 1;
+        lo = hi > size ? hi - size + 1 : 1;
+        if ((rc = r->remote->ops->fetch_meta_range(r->remote, lo, hi, &w, &nw, err)))
+            break;
+    }
+    if (rc == MS_OK) {
+        qsort(chg, nchg, sizeof *chg, cmp_remote_uid);
+        qsort(rows, nrows, sizeof *rows, cmp_state_uid);
+        qsort(d.gone, d.ngone, sizeof *d.gone, util_cmp_u32);
+    }
+    bool doubt = d.ngone && d.held - d.ngone + strangers != l->box.exists;
+    log_msg(LOG_VERBOSE, "%s: listed in full in windows of %u UIDs: %zu messages new or changed, %zu of %zu gone%s",
+            sel->name, size, nchg, d.ngone, d.held,
+            rc ? "" : below ? "; new ones below UIDNEXT: compared whole" : doubt ? "; listed again in one piece" : "");
+    if (rc == MS_OK && !below && !doubt) {
+        /* The rows kept are those that changed or are gone: the listing
+         * of the planner is the changed messages (merge_changes). */
+        *guard_total = d.ngone ? d.held : 0;
+        merge_changes(rows, nrows, chg, nchg, d.gone, d.ngone, NULL, 0, false, rm, nr, affected);
+        *st = rows;
+        *ns = nrows;
+        rows = NULL;
+        nrows = 0;
+        *done = true;
+    } else if (rc == MS_OK && below) {
+        /* Whole again: every row where nothing changed, plus the changes. */
+        struct state_msg *all = NULL;
+        size_t nall = 0;
+        struct uid_list unused = {0};
+        if ((rc = state_msg_list_brief(r->st, sf->id, &all, &nall, err)) == MS_OK)
+            merge_changes(all, nall, chg, nchg, d.gone, d.ngone, NULL, 0, false, &l->msgs, &l->nmsgs, &unused);
+        free(unused.v);
+        state_msgs_free(all, nall);
+        l->from = 0;
+    } else if (rc == MS_OK) {
+        rc = r->remote->ops->fetch_meta_range(r->remote, 1, 0, &l->msgs, &l->nmsgs, err);
+        l->from = 0;
+    }
+    remote_msgs_free(chg, nchg);
+    state_msgs_free(rows, nrows);
+    free(d.gone);
+    return rc;
+}
+
 /* The server's view of the folder; *changed when its UIDVALIDITY differs
  * from the recorded one. *incremental when only the changes since the last
  * sync were listed (the side decides whether it can: remote.h, open): then
@@ -618,6 +768,16 @@ static int remote_snapshot(struct run *r, const struct selected *sel, const stru
         win->from = l.from;
         free(l.uids);
         return MS_OK;
+    }
+    if (full && l.from > 1 && win->mode == PULL_WHOLE && !*changed && sf->last_sync && sf->id) {
+        bool done;
+        rc = full_in_windows(r, sel, sf, &l, st, ns, guard_total, rm, nr, affected, &done, err);
+        if (rc || done) {
+            remote_listing_free(&l);
+            *incremental = done;
+            win->from = 0;
+            return rc;
+        }
     }
     if (full && l.from > 1 && win->mode != PULL_FIRST && (rc = listing_rest(r, &l, err))) {
         remote_listing_free(&l);
@@ -761,8 +921,11 @@ static int pull_window_of(struct run *r, const struct state_folder *sf, struct m
         return MS_OK;
     uint32_t size = r->opt->pull_window ? r->opt->pull_window : PULL_WINDOW;
     if (sf->last_sync) {
-        if (remote_can(r->remote, REMOTE_CHANGES))
-            win->size = r->opt->pull_window ? r->opt->pull_window : CHANGES_WINDOW;
+        /* The changes since the last sync in windows (PULL_CHANGES), or a
+         * full listing compared with the rows in windows (full_in_windows). */
+        win->size = r->opt->pull_window                     ? r->opt->pull_window
+                    : remote_can(r->remote, REMOTE_CHANGES) ? CHANGES_WINDOW
+                                                            : PULL_WINDOW;
         return MS_OK;
     }
     size_t rows = 0, nlocal = 0;

@@ -48,6 +48,9 @@ class IncrementalMixin:
             self.assertIn("(%s)" % self.expect_path, r.stderr)
         else:
             self.assertNotIn("changed since modseq", r.stderr)
+        if getattr(self, "expect_windows", None):  # a full listing a window at a time
+            self.assertRegex(r.stderr, r"INBOX: listed in full in windows of %d UIDs: 5 messages new or "
+                             r"changed, 3 of 12 gone\n" % self.expect_windows)
         self.assertSynced()
         # and a run after that is a no-op
         snap = tb.snapshot_tree(self.maildir)

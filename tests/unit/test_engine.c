@@ -689,6 +689,189 @@ static void changes_in_windows_mass_expunge_guarded(void **state)
     assert_int_equal(state_of(fx, "INBOX").rows, 30);
 }
 
+/* ------------------------------------------------------------------ */
+/* a full listing in windows (a server without modseqs) */
+
+/* Lines logged that hold a text, while counting (log_set_sink). */
+static const char *sink_text;
+static size_t sink_hits;
+
+static void count_text(enum log_level level, const char *text)
+{
+    (void)level;
+    if (sink_text && strstr(text, sink_text))
+        sink_hits++;
+}
+
+/* A run, counting the lines it logs (at -vv) that hold text. */
+static int run_counting(struct fixture *fx, enum run_kind k, const char *text, size_t *hits)
+{
+    int verbosity = log_verbosity;
+    log_verbosity = LOG_TRACE;
+    sink_text = text;
+    sink_hits = 0;
+    log_set_sink(count_text);
+    int rc = run(fx, k);
+    log_set_sink(NULL);
+    sink_text = NULL;
+    log_verbosity = verbosity;
+    *hits = sink_hits;
+    return rc;
+}
+
+static void move_local(const struct fixture *fx, const char *from, const char *id, const char *to,
+                       const char *newname, const char *letters);
+static struct mem_msg *server_msg(struct fixture *fx, const char *folder, const char *id);
+
+/* ten_in_windows_of_four on a server without modseqs (every resync lists
+ * every message), pulled once. */
+static void ten_without_modseqs(struct fixture *fx)
+{
+    fx->srv->caps &= ~(unsigned)REMOTE_CHANGES;
+    ten_in_windows_of_four(fx);
+    run_ok(fx, PULL);
+    assert_in_step(fx, "INBOX");
+    mem_log_clear(fx->srv);
+}
+
+/* The listing of a resync comes a window at a time (the open's 8:11, then
+ * 4:7 and 1:3) and is compared with the rows of each window: a flag
+ * changed on the server (on a file a reader renamed meanwhile), an
+ * expunge and new mail all land; a second run finds nothing to do. */
+static void full_listing_in_windows(void **state)
+{
+    struct fixture *fx = *state;
+    ten_without_modseqs(fx);
+    mem_set_flags(fx->srv, "INBOX", 3, FLAG_SEEN);         /* w2 */
+    move_local(fx, "INBOX", "<w2@test>", "INBOX", NULL, "F"); /* a reader flags it */
+    mem_expunge(fx->srv, "INBOX", 6);                       /* w5 */
+    add(fx, "INBOX", "w10", 0);                             /* UID 11 */
+    size_t windowed;
+    assert_int_equal(run_counting(fx, PULL, "listed in full in windows of 4 UIDs: 2 messages new or changed, 1 of 10 gone",
+                                  &windowed),
+                     MS_OK);
+    assert_int_equal(windowed, 1);
+    /* 8:11, 4:7, 1:3; twice: the deletion waits for the second pass */
+    assert_int_equal(inbox_listings(fx, 4), 6);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 1);
+    assert_string_equal(local_flags(fx, "INBOX", "<w2@test>"), "FS");
+    assert_int_equal(local_count(fx, "INBOX", "<w5@test>"), 0);
+    assert_int_equal(local_count(fx, "INBOX", "<w10@test>"), 1);
+    assert_int_equal(local_count(fx, "INBOX", NULL), 10);
+    assert_int_equal(folder_result(fx, "INBOX")->flagged, 1);
+    assert_int_equal(folder_result(fx, "INBOX")->deleted, 1);
+    assert_int_equal(folder_result(fx, "INBOX")->fetched, 1);
+    assert_in_step(fx, "INBOX");
+    mem_log_clear(fx->srv);
+    assert_int_equal(run_counting(fx, PULL, "0 messages new or changed, 0 of 10 gone", &windowed), MS_OK);
+    assert_int_equal(windowed, 1);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+    assert_int_equal(folder_result(fx, "INBOX")->flagged + folder_result(fx, "INBOX")->deleted, 0);
+    assert_in_step(fx, "INBOX");
+}
+
+/* 30 messages on a server without modseqs, windows of 8: four expunges in
+ * four windows (13%, under max_delete's 50%) are applied: the guard weighs
+ * them against the folder's 30 rows, not against the four rows compared
+ * (which would be all of them). Fourteen more (54% of the 26 rows left,
+ * never more than eight in a window) trip it: nothing deleted. */
+static void full_listing_in_windows_guard(void **state)
+{
+    struct fixture *fx = *state;
+    fx->srv->caps &= ~(unsigned)REMOTE_CHANGES;
+    for (int i = 0; i < 30; i++) {
+        char tag[8];
+        snprintf(tag, sizeof tag, "g%d", i);
+        add(fx, "INBOX", tag, 0);
+    }
+    fx->opt.pull_window = 8;
+    run_ok(fx, PULL);
+    for (uint32_t uid = 2; uid <= 30; uid += 8)
+        mem_expunge(fx->srv, "INBOX", uid);
+    run_ok(fx, PULL);
+    assert_int_equal(local_count(fx, "INBOX", NULL), 26);
+    assert_int_equal(folder_result(fx, "INBOX")->deleted, 4);
+    assert_in_step(fx, "INBOX");
+    for (uint32_t uid = 11; uid <= 26; uid++)
+        mem_expunge(fx->srv, "INBOX", uid);
+    assert_int_equal(run(fx, PULL), MS_EPARTIAL);
+    assert_int_equal(local_count(fx, "INBOX", NULL), 26);
+    assert_int_equal(state_of(fx, "INBOX").rows, 26);
+}
+
+/* Another client expunges a message of a lower window after the open
+ * counted it: the rows left and the new ones no longer make EXISTS, so
+ * the folder is listed again in one piece (as an incremental listing in
+ * doubt is); the message goes, nothing else does. */
+static void expunge_below_after_the_open(void *ctx, const struct mem_logentry *e)
+{
+    struct fixture *fx = ctx;
+    if (e->op == MEM_OP_OPEN && strcmp(e->folder, "INBOX") == 0)
+        mem_expunge(fx->srv, "INBOX", 2); /* the server's lock is held: no call into it */
+}
+
+static void full_listing_in_windows_changed_between(void **state)
+{
+    struct fixture *fx = *state;
+    ten_without_modseqs(fx);
+    mem_expunge(fx->srv, "INBOX", 10);
+    fx->srv->on_op = expunge_below_after_the_open;
+    fx->srv->on_op_ctx = fx;
+    size_t again;
+    int rc = run_counting(fx, PULL, "listed again in one piece", &again);
+    fx->srv->on_op = NULL;
+    assert_int_equal(rc, MS_OK);
+    assert_int_equal(again, 1);
+    assert_int_equal(local_count(fx, "INBOX", "<w1@test>"), 0);
+    assert_int_equal(local_count(fx, "INBOX", "<w9@test>"), 0);
+    assert_int_equal(local_count(fx, "INBOX", NULL), 8);
+    assert_in_step(fx, "INBOX");
+}
+
+/* A message skipped for max_size has no row though its UID is below the
+ * recorded UIDNEXT. Its file reached the Maildir another way (the user
+ * saved it); once max_size allows it, the resync compares the folder whole
+ * (its files with no row among them), so the file is adopted, not
+ * downloaded beside it. */
+static void full_listing_in_windows_adopts_below_uidnext(void **state)
+{
+    struct fixture *fx = *state;
+    fx->srv->caps &= ~(unsigned)REMOTE_CHANGES;
+    ten_in_windows_of_four(fx);
+    char big[4096];
+    int n = snprintf(big, sizeof big, "From: a@example.org\nSubject: big\nMessage-ID: <big@test>\n\n");
+    memset(big + n, 'x', 3000);
+    big[n + 3000] = '\n';
+    big[n + 3001] = '\0';
+    uint32_t uid = mem_add(fx->srv, "Work", big, FLAG_SEEN, 0);
+    for (int i = 0; i < 6; i++) { /* Work: 7 messages, the big one in the lowest window */
+        char tag[8];
+        snprintf(tag, sizeof tag, "k%d", i + 1);
+        add(fx, "Work", tag, 0);
+    }
+    fx->acct.max_size = 1000;
+    run_ok(fx, PULL);
+    assert_int_equal(local_count(fx, "Work", "<big@test>"), 0);
+    const struct mem_msg *m = server_msg(fx, "Work", "<big@test>");
+    assert_int_equal(m->uid, uid);
+    char path[512];
+    snprintf(path, sizeof path, "%s/Work/cur/1700000000.saved.host:2,S", fx->maildir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (size_t i = 0; i < m->len; i++) /* saved with LF line ends, as a reader saves it */
+        if (m->body[i] != '\r')
+            fputc(m->body[i], f);
+    fclose(f);
+    fx->acct.max_size = 0;
+    mem_log_clear(fx->srv);
+    size_t whole;
+    assert_int_equal(run_counting(fx, PULL, "compared whole", &whole), MS_OK);
+    assert_int_equal(whole, 1);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+    assert_int_equal(local_count(fx, "Work", "<big@test>"), 1);
+    assert_in_step(fx, "Work");
+}
+
 /* How many rows of the folder are marked as placeholders. */
 static size_t placeholder_rows(const struct fixture *fx, const char *folder)
 {
@@ -2728,6 +2911,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(changes_in_windows_with_an_expunge, setup, teardown),
         cmocka_unit_test_setup_teardown(changes_in_windows_with_an_expunge_on_top, setup, teardown),
         cmocka_unit_test_setup_teardown(changes_in_windows_mass_expunge_guarded, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_listing_in_windows, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_listing_in_windows_guard, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_listing_in_windows_changed_between, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_listing_in_windows_adopts_below_uidnext, setup, teardown),
         cmocka_unit_test_setup_teardown(session_drops_at_every_op, setup, teardown),
         cmocka_unit_test_setup_teardown(push_without_appenduid, setup, teardown),
         cmocka_unit_test_setup_teardown(push_without_appenduid_tab_in_message_id, setup, teardown),
