@@ -557,23 +557,36 @@ static int listing_rest(struct run *r, struct remote_listing *l, struct ms_error
  * rows' names: neither the server's listing nor the rows nor the scan of
  * a folder of 200,000 messages are held whole (they were ~59 MiB and
  * twice mbsync's time, measured with the bench's --hide CONDSTORE). */
-struct full_window {
-    struct remote_msg *w;  /* the window's listing */
+struct full_compare {
+    struct run *r;
+    const struct state_folder *sf;
+    /* the window being compared */
+    struct remote_msg *w;  /* its listing */
     size_t nw, at;         /* at: the first entry not below the row being read */
     unsigned char *seen;   /* per entry: 0 no row, 1 the same as its row, 2 changed */
-    size_t held;           /* rows read, every window */
+    /* every window so far */
+    size_t held;           /* rows read */
     uint32_t *gone;        /* recorded UIDs the listing lacks */
-    size_t ngone;
+    size_t ngone, capgone;
+    struct remote_msg *chg; /* messages new to the state or changed */
+    size_t nchg;
+    struct state_msg *rows; /* the rows of those changed, and of those gone */
+    size_t nrows;
+    size_t strangers;       /* messages without a row */
+    bool below;             /* one of them below the recorded UIDNEXT */
 };
 
 static bool full_row_differs(void *ctx, const struct state_msg *row)
 {
-    struct full_window *d = ctx;
+    struct full_compare *d = ctx;
     d->held++;
     while (d->at < d->nw && d->w[d->at].uid < row->uid)
         d->at++;
     if (d->at == d->nw || d->w[d->at].uid != row->uid) {
-        d->gone = xrealloc(d->gone, (d->ngone + 1) * sizeof *d->gone);
+        if (d->ngone == d->capgone) {
+            d->capgone = d->capgone ? 2 * d->capgone : 64;
+            d->gone = xrealloc(d->gone, d->capgone * sizeof *d->gone);
+        }
         d->gone[d->ngone++] = row->uid;
         return true;
     }
@@ -581,6 +594,45 @@ static bool full_row_differs(void *ctx, const struct state_msg *row)
     bool same = m->flags == row->flags && strcmp(m->keywords ? m->keywords : "", row->keywords ? row->keywords : "") == 0;
     d->seen[d->at] = same ? 1 : 2;
     return !same;
+}
+
+/* One window lo..hi of the listing (w: taken): compared with its rows. */
+static int full_compare_window(void *ctx, uint32_t lo, uint32_t hi, struct remote_msg *w, size_t nw,
+                               struct ms_error *err)
+{
+    struct full_compare *d = ctx;
+    struct state_msg *kept = NULL;
+    size_t nkept = 0;
+    d->w = w;
+    d->nw = nw;
+    d->at = 0;
+    d->seen = xcalloc(nw + 1, 1);
+    int rc = state_msg_range_brief_if(d->r->st, d->sf->id, lo, hi, full_row_differs, d, &kept, &nkept, err);
+    if (rc == MS_OK) {
+        d->chg = xrealloc(d->chg, (d->nchg + nw + 1) * sizeof *d->chg);
+        for (size_t i = 0; i < nw; i++) {
+            if (d->seen[i] == 1) {
+                free(w[i].keywords);
+                free(w[i].id);
+                continue;
+            }
+            d->strangers += d->seen[i] == 0;
+            d->below = d->below || (d->seen[i] == 0 && w[i].uid < d->sf->uidnext);
+            d->chg[d->nchg++] = w[i];
+        }
+        free(w);
+        d->rows = xrealloc(d->rows, (d->nrows + nkept + 1) * sizeof *d->rows);
+        memcpy(d->rows + d->nrows, kept, nkept * sizeof *d->rows);
+        d->nrows += nkept;
+        free(kept);
+    } else {
+        remote_msgs_free(w, nw);
+    }
+    free(d->seen);
+    d->seen = NULL;
+    d->w = NULL;
+    d->nw = 0;
+    return rc;
 }
 
 static int cmp_remote_uid(const void *a, const void *b)
@@ -591,6 +643,37 @@ static int cmp_remote_uid(const void *a, const void *b)
 static int cmp_state_uid(const void *a, const void *b)
 {
     return util_cmp_u32(&((const struct state_msg *)a)->uid, &((const struct state_msg *)b)->uid);
+}
+
+/* The windows may come without sizes (list_windows): the messages new to
+ * the state need theirs (max_size, the progress, re-matching): asked for,
+ * one round trip, only when there are such. */
+static int sizes_of_new(struct run *r, struct full_compare *d, struct ms_error *err)
+{
+    uint32_t *want = xmalloc((d->nchg + 1) * sizeof *want);
+    size_t n = 0;
+    for (size_t i = 0, j = 0; i < d->nchg; i++) {
+        while (j < d->nrows && d->rows[j].uid < d->chg[i].uid)
+            j++;
+        if (d->chg[i].size == 0 && !(j < d->nrows && d->rows[j].uid == d->chg[i].uid))
+            want[n++] = d->chg[i].uid;
+    }
+    if (n == 0) {
+        free(want);
+        return MS_OK;
+    }
+    struct remote_msg *got = NULL;
+    size_t ngot = 0;
+    int rc = r->remote->ops->fetch_meta(r->remote, want, n, &got, &ngot, err);
+    free(want);
+    for (size_t i = 0, k = 0; rc == MS_OK && i < d->nchg && k < ngot; i++) {
+        while (k < ngot && got[k].uid < d->chg[i].uid)
+            k++;
+        if (k < ngot && got[k].uid == d->chg[i].uid && d->chg[i].size == 0)
+            d->chg[i].size = got[k].size;
+    }
+    remote_msgs_free(got, ngot);
+    return rc;
 }
 
 /* l: the open's listing of the top window (l->from > 1). On return with
@@ -608,91 +691,62 @@ static int full_in_windows(struct run *r, const struct selected *sel, const stru
                            struct ms_error *err)
 {
     uint32_t size = r->opt->pull_window ? r->opt->pull_window : PULL_WINDOW;
-    struct full_window d = {0};
-    struct remote_msg *chg = NULL;
-    struct state_msg *rows = NULL;
-    size_t nchg = 0, nrows = 0, strangers = 0;
-    bool below = false; /* a stranger below the recorded UIDNEXT */
-    uint32_t lo = l->from, hi = UINT32_MAX;
-    struct remote_msg *w = l->msgs;
-    size_t nw = l->nmsgs;
+    struct full_compare d = {.r = r, .sf = sf};
+    const struct remote_ops *ops = r->remote->ops;
+    *done = false;
+    /* the top window, then those below it (asked for ahead where the side can) */
+    int rc = full_compare_window(&d, l->from, UINT32_MAX, l->msgs, l->nmsgs, err);
     l->msgs = NULL;
     l->nmsgs = 0;
-    int rc = MS_OK;
-    *done = false;
-    for (;;) {
-        struct state_msg *kept = NULL;
-        size_t nkept = 0;
-        d.w = w;
-        d.nw = nw;
-        d.at = 0;
-        d.seen = xcalloc(nw + 1, 1);
-        rc = state_msg_range_brief_if(r->st, sf->id, lo, hi, full_row_differs, &d, &kept, &nkept, err);
-        if (rc == MS_OK) {
-            chg = xrealloc(chg, (nchg + nw + 1) * sizeof *chg);
-            for (size_t i = 0; i < nw; i++) {
-                if (d.seen[i] == 1) {
-                    free(w[i].keywords);
-                    free(w[i].id);
-                    continue;
-                }
-                strangers += d.seen[i] == 0;
-                below = below || (d.seen[i] == 0 && w[i].uid < sf->uidnext);
-                chg[nchg++] = w[i];
-            }
-            free(w);
-            rows = xrealloc(rows, (nrows + nkept + 1) * sizeof *rows);
-            memcpy(rows + nrows, kept, nkept * sizeof *rows);
-            nrows += nkept;
-            free(kept);
-        } else {
-            remote_msgs_free(w, nw);
+    if (rc == MS_OK && ops->list_windows) {
+        rc = ops->list_windows(r->remote, l->from, size, full_compare_window, &d, err);
+    } else {
+        for (uint32_t hi = l->from - 1; rc == MS_OK && hi >= 1;) {
+            uint32_t lo = hi > size ? hi - size + 1 : 1;
+            struct remote_msg *w = NULL;
+            size_t nw = 0;
+            if ((rc = ops->fetch_meta_range(r->remote, lo, hi, &w, &nw, err)) == MS_OK)
+                rc = full_compare_window(&d, lo, hi, w, nw, err);
+            hi = lo - 1;
         }
-        free(d.seen);
-        w = NULL;
-        nw = 0;
-        if (rc || lo <= 1)
-            break;
-        hi = lo - 1;
-        lo = hi > size ? hi - size + 1 : 1;
-        if ((rc = r->remote->ops->fetch_meta_range(r->remote, lo, hi, &w, &nw, err)))
-            break;
     }
     if (rc == MS_OK) {
-        qsort(chg, nchg, sizeof *chg, cmp_remote_uid);
-        qsort(rows, nrows, sizeof *rows, cmp_state_uid);
+        qsort(d.chg, d.nchg, sizeof *d.chg, cmp_remote_uid);
+        qsort(d.rows, d.nrows, sizeof *d.rows, cmp_state_uid);
         qsort(d.gone, d.ngone, sizeof *d.gone, util_cmp_u32);
+        rc = sizes_of_new(r, &d, err);
     }
-    bool doubt = d.ngone && d.held - d.ngone + strangers != l->box.exists;
-    log_msg(LOG_VERBOSE, "%s: listed in full in windows of %u UIDs: %zu messages new or changed, %zu of %zu gone%s",
-            sel->name, size, nchg, d.ngone, d.held,
-            rc ? "" : below ? "; new ones below UIDNEXT: compared whole" : doubt ? "; listed again in one piece" : "");
-    if (rc == MS_OK && !below && !doubt) {
+    bool doubt = d.ngone && d.held - d.ngone + d.strangers != l->box.exists;
+    if (rc == MS_OK)
+        log_msg(LOG_VERBOSE, "%s: listed in full in windows of %u UIDs: %zu messages new or changed, %zu of %zu gone%s",
+                sel->name, size, d.nchg, d.ngone, d.held,
+                d.below ? "; new ones below UIDNEXT: compared whole" : doubt ? "; listed again in one piece" : "");
+    if (rc == MS_OK && !d.below && !doubt) {
         /* The rows kept are those that changed or are gone: the listing
          * of the planner is the changed messages (merge_changes). */
         *guard_total = d.ngone ? d.held : 0;
-        merge_changes(rows, nrows, chg, nchg, d.gone, d.ngone, NULL, 0, false, rm, nr, affected);
-        *st = rows;
-        *ns = nrows;
-        rows = NULL;
-        nrows = 0;
+        merge_changes(d.rows, d.nrows, d.chg, d.nchg, d.gone, d.ngone, NULL, 0, false, rm, nr, affected);
+        *st = d.rows;
+        *ns = d.nrows;
+        d.rows = NULL;
+        d.nrows = 0;
         *done = true;
-    } else if (rc == MS_OK && below) {
+    } else if (rc == MS_OK && d.below) {
         /* Whole again: every row where nothing changed, plus the changes. */
         struct state_msg *all = NULL;
         size_t nall = 0;
         struct uid_list unused = {0};
         if ((rc = state_msg_list_brief(r->st, sf->id, &all, &nall, err)) == MS_OK)
-            merge_changes(all, nall, chg, nchg, d.gone, d.ngone, NULL, 0, false, &l->msgs, &l->nmsgs, &unused);
+            merge_changes(all, nall, d.chg, d.nchg, d.gone, d.ngone, NULL, 0, false, &l->msgs, &l->nmsgs, &unused);
         free(unused.v);
         state_msgs_free(all, nall);
         l->from = 0;
     } else if (rc == MS_OK) {
-        rc = r->remote->ops->fetch_meta_range(r->remote, 1, 0, &l->msgs, &l->nmsgs, err);
+        rc = ops->fetch_meta_range(r->remote, 1, 0, &l->msgs, &l->nmsgs, err);
         l->from = 0;
     }
-    remote_msgs_free(chg, nchg);
-    state_msgs_free(rows, nrows);
+    remote_msgs_free(d.chg, d.nchg);
+    state_msgs_free(d.rows, d.nrows);
     free(d.gone);
     return rc;
 }

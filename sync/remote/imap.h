@@ -80,6 +80,17 @@ int imap_select(struct imap_session *s, const char *name, bool read_write, struc
 int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n,
                      struct ms_error *err);
 
+/* Every message below the UID below, a window of size UIDs at a time
+ * from the top down (remote_ops.list_windows): UID FETCH lo:hi (UID FLAGS)
+ * of two windows in flight (no sizes: size 0), each answer read, sorted
+ * and handed to window() before the next command goes out. A failure
+ * (the server's NO, window()'s return) with answers still in flight ends
+ * the session. */
+int imap_fetch_flags_windows(struct imap_session *s, uint32_t below, uint32_t size,
+                             int (*window)(void *ctx, uint32_t lo, uint32_t hi, struct remote_msg *m, size_t n,
+                                           struct ms_error *err),
+                             void *ctx, struct ms_error *err);
+
 /* UID FETCH uids (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]), with the
  * UID set compressed into ranges and split so no command line exceeds
  * ~8 KB. uids must be sorted ascending. UIDs the server did not return

@@ -18,6 +18,7 @@
 #include "sync/remote/imap.h"
 #include "sync/remote/imap_int.h"
 
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -610,6 +611,110 @@ int imap_read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *
     *state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
     mailimap_response_free(resp);
     return MAILIMAP_NO_ERROR;
+}
+
+/* ======================================================================
+ * imap_fetch_flags_windows
+ * ==================================================================== */
+
+#define WINDOWS_IN_FLIGHT 2
+
+struct sent_window {
+    uint32_t lo, hi;
+    int tag;
+};
+
+/* The answer of the oldest window in flight, w, read into f; its messages
+ * (those of w's UIDs: a server that runs the commands side by side may
+ * send the reports of a later window first, as Dovecot does, before the
+ * tagged OKs) taken out of f, sorted, into *out. */
+static int read_window(struct imap_session *s, struct fetch_ctx *f, const struct sent_window *w,
+                       struct remote_msg **out, size_t *n, struct ms_error *err)
+{
+    int state = -1;
+    int r = imap_read_tagged(s, w->tag, f, &state);
+    if (r == MAILIMAP_NO_ERROR && state != MAILIMAP_RESP_COND_STATE_OK)
+        r = MAILIMAP_ERROR_UID_FETCH;
+    int rc = imap_fetch_outcome(s, f, r, "UID FETCH (FLAGS)", err);
+    if (rc != MS_OK)
+        return rc;
+    struct remote_msg *m = malloc((f->nmsgs + 1) * sizeof *m);
+    if (!m)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    size_t k = 0, o = 0;
+    for (size_t i = 0; i < f->nmsgs; i++) {
+        if (f->msgs[i].uid >= w->lo && f->msgs[i].uid <= w->hi)
+            m[k++] = f->msgs[i];
+        else
+            f->msgs[o++] = f->msgs[i];
+    }
+    f->nmsgs = o;
+    size_t kept = imap_sort_dedupe(m, k);
+    if (kept == SIZE_MAX) {
+        remote_msgs_free(m, k);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    *out = m;
+    *n = kept;
+    return MS_OK;
+}
+
+int imap_fetch_flags_windows(struct imap_session *s, uint32_t below, uint32_t size,
+                             int (*window)(void *ctx, uint32_t lo, uint32_t hi, struct remote_msg *m, size_t n,
+                                           struct ms_error *err),
+                             void *ctx, struct ms_error *err)
+{
+    int rc = imap_ready(s, true, err);
+    if (rc != MS_OK || below <= 1)
+        return rc;
+    if (size == 0)
+        size = 1;
+    mailimap *imap = s->imap;
+    struct fetch_ctx *f = calloc(1, sizeof *f); /* every report of the windows in flight */
+    if (!f)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    f->s = s;
+    f->last = below - 1;
+    struct sent_window q[WINDOWS_IN_FLIGHT];
+    size_t head = 0, nq = 0;
+    uint32_t next = below - 1; /* the top of the next window to ask for; 0: none left */
+    while (rc == MS_OK && (nq || next)) {
+        bool sent = false;
+        while (next && nq < WINDOWS_IN_FLIGHT) {
+            struct sent_window *w = &q[(head + nq) % WINDOWS_IN_FLIGHT];
+            w->hi = next;
+            w->lo = next > size ? next - size + 1 : 1;
+            char cmd[96];
+            snprintf(cmd, sizeof cmd, "UID FETCH %" PRIu32 ":%" PRIu32 " (UID FLAGS)\r\n", w->lo, w->hi);
+            if (mailimap_send_current_tag(imap) != MAILIMAP_NO_ERROR || imap_stream_puts(imap->imap_stream, cmd)) {
+                rc = imap_fail_call(s, MAILIMAP_ERROR_STREAM, "UID FETCH (FLAGS)", err);
+                break;
+            }
+            w->tag = imap->imap_tag;
+            f->first = w->lo; /* reports from the lowest window sent up are kept */
+            nq++;
+            next = w->lo > 1 ? w->lo - 1 : 0;
+            sent = true;
+        }
+        if (rc == MS_OK && sent && mailstream_flush(imap->imap_stream) != 0)
+            rc = imap_fail_call(s, MAILIMAP_ERROR_STREAM, "UID FETCH (FLAGS)", err);
+        if (rc != MS_OK)
+            break;
+        struct sent_window w = q[head];
+        head = (head + 1) % WINDOWS_IN_FLIGHT;
+        nq--;
+        struct remote_msg *m = NULL;
+        size_t n = 0;
+        if ((rc = read_window(s, f, &w, &m, &n, err)) == MS_OK) {
+            f->last = w.lo - 1; /* this window is done: later reports of it are dropped */
+            rc = window(ctx, w.lo, w.hi, m, n, err);
+        }
+    }
+    if (rc != MS_OK && nq)
+        imap_kill_stream(s); /* answers still in flight: the session is out of step */
+    remote_msgs_free(f->msgs, f->nmsgs);
+    free(f);
+    return rc;
 }
 
 /* ======================================================================

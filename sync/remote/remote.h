@@ -243,6 +243,11 @@ struct remote_hint {
 
 struct remote;
 
+/* One window of list_windows: the messages with lo <= uid <= hi (m: the
+ * callee's to free with remote_msgs_free). */
+typedef int remote_window_fn(void *ctx, uint32_t lo, uint32_t hi, struct remote_msg *m, size_t n,
+                             struct ms_error *err);
+
 struct remote_ops {
     /* Kind for messages, "imap", "pop3", "mem". */
     const char *name;
@@ -307,6 +312,19 @@ struct remote_ops {
      * no upper bound), flags and sizes. Sorted. */
     int (*fetch_meta_range)(struct remote *r, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n,
                             struct ms_error *err);
+    /* On the open folder: every message below the UID below, a window of
+     * size UIDs at a time from the top down ([below - size, below - 1],
+     * then the window under it, down to UID 1), each window's messages
+     * (flags, sorted, as fetch_meta_range gives them; their sizes may be
+     * left out: 0, for the caller to ask fetch_meta for those it needs)
+     * handed to window(), which owns them; its non-zero return stops the listing and
+     * is returned. The side may ask for the next windows before the
+     * current one is handed over (IMAP: UID FETCH lo:hi pipelined, a few
+     * in flight), so the server lists while the caller compares and the
+     * windows cost no round trip each. May be NULL: the caller asks
+     * fetch_meta_range for each window. */
+    int (*list_windows)(struct remote *r, uint32_t below, uint32_t size, remote_window_fn *window, void *ctx,
+                        struct ms_error *err);
     /* On the open folder: the messages with first <= uid <= last (last 0:
      * no upper bound) whose flags changed since modseq (or that are new),
      * flags and sizes. Sorted. For the windows of an incremental listing

@@ -194,6 +194,12 @@ static int imap_r_fetch_meta_range(struct remote *r, uint32_t first, uint32_t la
     return imap_fetch_flags(ir(r)->s, first, last, out, n, err);
 }
 
+static int imap_r_list_windows(struct remote *r, uint32_t below, uint32_t size, remote_window_fn *window, void *ctx,
+                               struct ms_error *err)
+{
+    return imap_fetch_flags_windows(ir(r)->s, below, size, window, ctx, err);
+}
+
 static int imap_r_fetch_changes_range(struct remote *r, uint32_t first, uint32_t last, uint64_t modseq,
                                       struct remote_msg **out, size_t *n, struct ms_error *err)
 {
@@ -345,6 +351,7 @@ static const struct remote_ops imap_ops = {
     .open = imap_r_open,
     .open_ahead = imap_r_open_ahead,
     .fetch_meta_range = imap_r_fetch_meta_range,
+    .list_windows = imap_r_list_windows,
     .fetch_changes_range = imap_r_fetch_changes_range,
     .fetch_meta = imap_r_fetch_meta,
     .fetch_identity = imap_r_fetch_identity,

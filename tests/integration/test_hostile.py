@@ -1157,5 +1157,99 @@ class UidReuse(HostileTestCase):
         self.swap(False)
 
 
+
+# ----------------------------------------------------------------------------
+# 9. A full listing in windows (a server without CONDSTORE): the windows'
+# UID FETCHes go out several at a time and a server may answer them badly
+
+WINDOWS = {"MAILSYNC_TEST_PULL_WINDOW": "2"}  # nine messages: 8:*, then 6:7 4:5 2:3 1:1 in flight
+
+
+class WindowedListing(HostileTestCase):
+
+    def synced_nine(self):
+        folders = {"INBOX": fi.Folder(5, messages(9))}
+        srv = self.server(folders)
+        self.write_config(srv)
+        self.pull(expect=0, env=WINDOWS)
+        self.assertEqual(sum(all_message_bytes(self.root).values()), 9)
+        return srv
+
+    def assertNineStill(self, srv):
+        want = collections.Counter(lf(m.raw) for m in srv.folders["INBOX"].messages)
+        self.assertEqual(all_message_bytes(self.root), want)
+
+    def test_a_window_answered_no(self):
+        """One window's UID FETCH answered NO while the others are in
+        flight: the folder fails (its listing is not whole), nothing is
+        deleted; once the server answers, the next run is a no-op."""
+        srv = self.synced_nine()
+        srv.handlers = {"UID FETCH": lambda conn, cmd: str(cmd.args[0]) == "4:5" and (
+            conn.done(cmd, "NO", "[SERVERBUG] not now") or True)}
+        res = self.pull("-v", env=WINDOWS)
+        self.assertNotEqual(res.code, 0, res)
+        self.assertIn("UID FETCH (FLAGS)", res.stderr)
+        self.assertNineStill(srv)
+        srv.handlers = {}
+        snap = tb.snapshot_tree(self.root)
+        self.pull(expect=0, env=WINDOWS)
+        self.assertEqual(tb.snapshot_tree(self.root), snap)
+        self.assertNoChanges(srv)
+
+    def test_reports_after_their_tagged_ok(self):
+        """A server that sends a window's tagged OK before its reports: the
+        window looks empty, its two messages gone; the counts no longer
+        make EXISTS, so the folder is listed again in one piece and
+        nothing is deleted."""
+        srv = self.synced_nine()
+
+        def late(conn, cmd):
+            if str(cmd.args[0]) != "4:5":
+                return False
+            conn.done(cmd)
+            for seq, m in enumerate(conn.selected.sorted_messages(), 1):
+                if 4 <= m.uid <= 5:
+                    conn.send(conn.fetch_response(cmd, seq, m, ["UID", "FLAGS", "RFC822.SIZE"]))
+            return True
+        srv.handlers = {"UID FETCH": late}
+        res = self.pull("-v", expect=0, env=WINDOWS)
+        self.assertIn("INBOX: listed in full in windows of 2 UIDs: 0 messages new or changed, 2 of 9 gone; "
+                      "listed again in one piece", res.stderr)
+        self.assertNineStill(srv)
+        self.assertNoChanges(srv)
+
+    def test_windows_answered_together(self):
+        """A server that runs the pipelined FETCHes side by side (as
+        Dovecot does): a window's tagged OK only after the reports of the
+        window sent behind it. Each report lands in its own window: a flag
+        change in the lowest one arrives, nothing is gone."""
+        srv = self.synced_nine()
+        srv.folders["INBOX"].messages[0].flags = (r"\Flagged",)
+        held = []
+
+        def together(conn, cmd):
+            if not re.fullmatch(r"\d+:\d+", str(cmd.args[0])):
+                return False
+            lo, hi = (int(x) for x in str(cmd.args[0]).split(":"))
+            for seq, m in enumerate(conn.selected.sorted_messages(), 1):
+                if lo <= m.uid <= hi:
+                    conn.send(conn.fetch_response(cmd, seq, m, ["UID", "FLAGS", "RFC822.SIZE"]))
+            for c in held:  # the window before this one completes now
+                conn.done(c)
+            held[:] = [cmd]
+            if lo == 1:  # the last window
+                conn.done(cmd)
+            return True
+        srv.handlers = {"UID FETCH": together}
+        res = self.pull("-v", expect=0, env=WINDOWS)
+        self.assertIn("INBOX: listed in full in windows of 2 UIDs: 1 messages new or changed, 0 of 9 gone\n",
+                      res.stderr)
+        found, _ = local_files(self.root)
+        flagged = [name for files in found.values() for _, name, data in files if b"<m-1@fake>" in data]
+        self.assertEqual(len(flagged), 1)
+        self.assertTrue(flagged[0].endswith(":2,F"), flagged)
+        self.assertNineStill(srv)
+        self.assertNoChanges(srv)
+
 if __name__ == "__main__":
     unittest.main()
