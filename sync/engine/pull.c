@@ -550,7 +550,9 @@ static int listing_rest(struct run *r, struct remote_listing *l, struct ms_error
 /* A full listing of a folder synced before (a server without CONDSTORE,
  * or a folder listed in full every time: messages skipped for max_size),
  * compared with the rows window by window, top down (PULL_WINDOW UIDs:
- * UID FETCH lo:hi against the rows lo..hi), keeping only what differs:
+ * the open's top window, then list_windows, which the IMAP side asks for
+ * two at a time and without sizes, against the rows lo..hi; sizes_of_new
+ * asks for the sizes it needs), keeping only what differs:
  * the messages new to the state or whose flags changed, the rows whose
  * message changed or is gone. The planner then sees only those, as with
  * an incremental listing, and the local files are looked up by their

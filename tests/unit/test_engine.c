@@ -666,12 +666,9 @@ static void changes_in_windows_with_an_expunge_on_top(void **state)
     assert_int_equal(state_of(fx, "INBOX").highestmodseq, mem_status_now(fx->srv, "INBOX").highestmodseq);
 }
 
-/* 30 messages, windows of 8, every one changed elsewhere and 16 expunged:
- * more than max_delete (50%) of the folder, though no window loses more
- * than 8 (27%): the guard weighs the whole folder and nothing is deleted. */
-static void changes_in_windows_mass_expunge_guarded(void **state)
+/* Thirty messages in INBOX (g0-g29), windows of 8 UIDs, pulled once. */
+static void thirty_in_windows_of_eight(struct fixture *fx)
 {
-    struct fixture *fx = *state;
     for (int i = 0; i < 30; i++) {
         char tag[8];
         snprintf(tag, sizeof tag, "g%d", i);
@@ -679,6 +676,15 @@ static void changes_in_windows_mass_expunge_guarded(void **state)
     }
     fx->opt.pull_window = 8;
     run_ok(fx, PULL);
+}
+
+/* 30 messages, windows of 8, every one changed elsewhere and 16 expunged:
+ * more than max_delete (50%) of the folder, though no window loses more
+ * than 8 (27%): the guard weighs the whole folder and nothing is deleted. */
+static void changes_in_windows_mass_expunge_guarded(void **state)
+{
+    struct fixture *fx = *state;
+    thirty_in_windows_of_eight(fx);
     for (uint32_t uid = 1; uid <= 30; uid++)
         mem_set_flags(fx->srv, "INBOX", uid, FLAG_SEEN);
     for (uint32_t uid = 1; uid <= 16; uid++)
@@ -779,13 +785,7 @@ static void full_listing_in_windows_guard(void **state)
 {
     struct fixture *fx = *state;
     fx->srv->caps &= ~(unsigned)REMOTE_CHANGES;
-    for (int i = 0; i < 30; i++) {
-        char tag[8];
-        snprintf(tag, sizeof tag, "g%d", i);
-        add(fx, "INBOX", tag, 0);
-    }
-    fx->opt.pull_window = 8;
-    run_ok(fx, PULL);
+    thirty_in_windows_of_eight(fx);
     for (uint32_t uid = 2; uid <= 30; uid += 8)
         mem_expunge(fx->srv, "INBOX", uid);
     run_ok(fx, PULL);
