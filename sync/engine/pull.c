@@ -713,9 +713,12 @@ static int full_in_windows(struct run *r, const struct selected *sel, const stru
         }
     }
     if (rc == MS_OK) {
-        qsort(d.chg, d.nchg, sizeof *d.chg, cmp_remote_uid);
-        qsort(d.rows, d.nrows, sizeof *d.rows, cmp_state_uid);
-        qsort(d.gone, d.ngone, sizeof *d.gone, util_cmp_u32);
+        if (d.nchg) /* qsort() must not see NULL, even with nothing to sort */
+            qsort(d.chg, d.nchg, sizeof *d.chg, cmp_remote_uid);
+        if (d.nrows)
+            qsort(d.rows, d.nrows, sizeof *d.rows, cmp_state_uid);
+        if (d.ngone)
+            qsort(d.gone, d.ngone, sizeof *d.gone, util_cmp_u32);
         rc = sizes_of_new(r, &d, err);
     }
     bool doubt = d.ngone && d.held - d.ngone + d.strangers != l->box.exists;
