@@ -351,6 +351,9 @@ enum pull_mode {
                      each window and their files, looked up by name */
     PULL_CHANGES, /* an incremental listing with more changes than a window:
                      the changes of each window and their rows and files */
+    PULL_FULL,    /* a full listing with more differences than a window
+                     (full_in_windows counted them): each window listed
+                     again, compared, planned and applied in turn */
 };
 
 struct pull_window {
@@ -363,7 +366,8 @@ struct pull_window {
     size_t nchg;
     uint32_t chg_from;      /* 0: chg is every change; else those below are
                                asked for window by window (fetch_changes_range) */
-    uint32_t *gone;         /* the recorded UIDs the server no longer has */
+    uint32_t *gone;         /* the recorded UIDs the server no longer has
+                               (PULL_FULL too: only those go) */
     size_t ngone;
     size_t held;            /* the folder's rows, for the mass-deletion guard */
     bool deferred;          /* a window left its deletions to the second
@@ -575,7 +579,10 @@ struct full_compare {
     struct state_msg *rows; /* the rows of those changed, and of those gone */
     size_t nrows;
     size_t strangers;       /* messages without a row */
+    size_t ndiff;           /* messages new or changed, counted */
     bool below;             /* one of them below the recorded UIDNEXT */
+    size_t cap;             /* more differences than this: counted only */
+    bool counting;          /* past cap: chg and rows are not kept */
 };
 
 static bool full_row_differs(void *ctx, const struct state_msg *row)
@@ -621,12 +628,23 @@ static int full_compare_window(void *ctx, uint32_t lo, uint32_t hi, struct remot
             d->strangers += d->seen[i] == 0;
             d->below = d->below || (d->seen[i] == 0 && w[i].uid < d->sf->uidnext);
             d->chg[d->nchg++] = w[i];
+            d->ndiff++;
         }
         free(w);
         d->rows = xrealloc(d->rows, (d->nrows + nkept + 1) * sizeof *d->rows);
         memcpy(d->rows + d->nrows, kept, nkept * sizeof *d->rows);
         d->nrows += nkept;
         free(kept);
+        if (d->counting || d->nchg + d->nrows > d->cap) {
+            /* Too many to hold: from now on only counted (and the gone
+             * UIDs kept); the caller goes through the windows again. */
+            remote_msgs_free(d->chg, d->nchg);
+            state_msgs_free(d->rows, d->nrows);
+            d->chg = NULL;
+            d->rows = NULL;
+            d->nchg = d->nrows = 0;
+            d->counting = true;
+        }
     } else {
         remote_msgs_free(w, nw);
     }
@@ -678,6 +696,49 @@ static int sizes_of_new(struct run *r, struct full_compare *d, struct ms_error *
     return rc;
 }
 
+/* One window lo..hi of PULL_FULL: listed again (with sizes) and compared
+ * with its rows; of the rows now gone only those full_in_windows found
+ * gone (win->gone, weighed by the guard) go, a later expunge waits for
+ * the next run. */
+static int full_window(struct run *r, const struct state_folder *sf, struct pull_window *win, uint32_t lo,
+                       uint32_t hi, struct state_msg **st, size_t *ns, struct remote_msg **rm, size_t *nr,
+                       struct uid_list *affected, struct ms_error *err)
+{
+    struct remote_msg *w = NULL;
+    size_t nw = 0;
+    int rc = r->remote->ops->fetch_meta_range(r->remote, lo, hi == UINT32_MAX ? 0 : hi, &w, &nw, err);
+    if (rc)
+        return rc;
+    struct full_compare d = {.r = r, .sf = sf, .cap = SIZE_MAX};
+    rc = full_compare_window(&d, lo, hi, w, nw, err);
+    if (rc == MS_OK) {
+        size_t o = 0, k = 0;
+        for (size_t i = 0; i < d.ngone; i++)
+            if (util_uid_find(win->gone, win->ngone, d.gone[i]))
+                d.gone[o++] = d.gone[i];
+        d.ngone = o;
+        for (size_t i = 0, j = 0; i < d.nrows; i++) { /* rows gone since: as if unchanged */
+            while (j < d.nchg && d.chg[j].uid < d.rows[i].uid)
+                j++;
+            bool listed = j < d.nchg && d.chg[j].uid == d.rows[i].uid;
+            if (listed || util_uid_find(d.gone, d.ngone, d.rows[i].uid))
+                d.rows[k++] = d.rows[i];
+            else
+                state_msg_free(&d.rows[i]);
+        }
+        d.nrows = k;
+        merge_changes(d.rows, d.nrows, d.chg, d.nchg, d.gone, d.ngone, NULL, 0, false, rm, nr, affected);
+        *st = d.rows;
+        *ns = d.nrows;
+        d.rows = NULL;
+        d.nrows = 0;
+    }
+    remote_msgs_free(d.chg, d.nchg);
+    state_msgs_free(d.rows, d.nrows);
+    free(d.gone);
+    return rc;
+}
+
 /* l: the open's listing of the top window (l->from > 1). On return with
  * *done, *st, *rm and *affected are what differs (as use_changes gives
  * them) and l is freed. Otherwise l is the whole listing (rebuilt from the
@@ -688,12 +749,12 @@ static int sizes_of_new(struct run *r, struct full_compare *d, struct ms_error *
  * EXISTS while rows are gone (the folder changed between two windows:
  * listed again in one piece, as an incremental listing in doubt is). */
 static int full_in_windows(struct run *r, const struct selected *sel, const struct state_folder *sf,
-                           struct remote_listing *l, struct state_msg **st, size_t *ns, size_t *guard_total,
-                           struct remote_msg **rm, size_t *nr, struct uid_list *affected, bool *done,
-                           struct ms_error *err)
+                           struct pull_window *win, struct remote_listing *l, struct state_msg **st, size_t *ns,
+                           size_t *guard_total, struct remote_msg **rm, size_t *nr, struct uid_list *affected,
+                           bool *done, struct ms_error *err)
 {
     uint32_t size = r->opt->pull_window ? r->opt->pull_window : PULL_WINDOW;
-    struct full_compare d = {.r = r, .sf = sf};
+    struct full_compare d = {.r = r, .sf = sf, .cap = r->opt->pull_window ? r->opt->pull_window : CHANGES_WINDOW};
     const struct remote_ops *ops = r->remote->ops;
     *done = false;
     /* the top window, then those below it (asked for ahead where the side can) */
@@ -722,11 +783,30 @@ static int full_in_windows(struct run *r, const struct selected *sel, const stru
         rc = sizes_of_new(r, &d, err);
     }
     bool doubt = d.ngone && d.held - d.ngone + d.strangers != l->box.exists;
+    /* Counted only: the windows are gone through again, each applied in
+     * turn (PULL_FULL), once the guard has weighed every gone row. */
+    bool again = d.counting && !d.below && !doubt && !plan_guard_trips(d.ngone, d.ngone, d.held, r->acct->max_delete);
     if (rc == MS_OK)
         log_msg(LOG_VERBOSE, "%s: listed in full in windows of %u UIDs: %zu messages new or changed, %zu of %zu gone%s",
-                sel->name, size, d.nchg, d.ngone, d.held,
-                d.below ? "; new ones below UIDNEXT: compared whole" : doubt ? "; listed again in one piece" : "");
-    if (rc == MS_OK && !d.below && !doubt) {
+                sel->name, size, d.ndiff, d.ngone, d.held,
+                d.below ? "; new ones below UIDNEXT: compared whole"
+                : doubt ? "; listed again in one piece"
+                : again ? "; more than a window changed: applied window by window"
+                : d.counting ? "; listed again in one piece (weighed whole)" : "");
+    if (rc == MS_OK && again) {
+        win->mode = PULL_FULL;
+        win->from = l->from;
+        win->gone = d.gone;
+        win->ngone = d.ngone;
+        win->held = d.held;
+        d.gone = NULL;
+        *guard_total = d.held;
+        rc = full_window(r, sf, win, l->from, UINT32_MAX, st, ns, rm, nr, affected, err);
+        *done = true;
+    } else if (rc == MS_OK && d.counting) {
+        rc = ops->fetch_meta_range(r->remote, 1, 0, &l->msgs, &l->nmsgs, err);
+        l->from = 0;
+    } else if (rc == MS_OK && !d.below && !doubt) {
         /* The rows kept are those that changed or are gone: the listing
          * of the planner is the changed messages (merge_changes). */
         *guard_total = d.ngone ? d.held : 0;
@@ -830,11 +910,12 @@ static int remote_snapshot(struct run *r, const struct selected *sel, const stru
     }
     if (full && l.from > 1 && win->mode == PULL_WHOLE && !*changed && sf->last_sync && sf->id) {
         bool done;
-        rc = full_in_windows(r, sel, sf, &l, st, ns, guard_total, rm, nr, affected, &done, err);
+        rc = full_in_windows(r, sel, sf, win, &l, st, ns, guard_total, rm, nr, affected, &done, err);
         if (rc || done) {
             remote_listing_free(&l);
             *incremental = done;
-            win->from = 0;
+            if (win->mode != PULL_FULL)
+                win->from = 0;
             return rc;
         }
     }
@@ -1023,6 +1104,8 @@ static int next_window(struct run *r, const struct selected *sel, const struct s
     log_msg(LOG_VERBOSE, "%s: next window: UIDs %u:%u", sel->name, lo, hi);
     if (win->mode == PULL_CHANGES)
         return changes_window(r, sf, win, lo, hi, st, ns, rm, nr, affected, err);
+    if (win->mode == PULL_FULL)
+        return full_window(r, sf, win, lo, hi, st, ns, rm, nr, affected, err);
     int rc = r->remote->ops->fetch_meta_range(r->remote, lo, hi, rm, nr, err);
     if (rc || win->mode != PULL_RESUME)
         return rc;
@@ -1263,7 +1346,7 @@ next_window:;
         free(placeholders);
         placeholders = NULL;
         nplaceholders = 0;
-        if (win.mode == PULL_RESUME || win.mode == PULL_CHANGES) {
+        if (win.mode == PULL_RESUME || win.mode == PULL_CHANGES || win.mode == PULL_FULL) {
             /* and its rows and files */
             state_msgs_free(state, nstate);
             state = NULL;

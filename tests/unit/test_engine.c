@@ -799,6 +799,99 @@ static void full_listing_in_windows_guard(void **state)
     assert_int_equal(state_of(fx, "INBOX").rows, 26);
 }
 
+/* Every message changed elsewhere and one expunged: more differences than
+ * a window (4), so the first pass through the windows only counts them
+ * (and weighs the expunge against the folder); then each window is listed
+ * again, planned and applied in turn: no listing over the window, every
+ * flag right, the expunge applied, nothing downloaded. */
+static void full_listing_all_changed_in_windows(void **state)
+{
+    struct fixture *fx = *state;
+    ten_without_modseqs(fx);
+    struct mem_folder *f = mem_folder_find(fx->srv, "INBOX");
+    for (size_t i = 0; i < f->n; i++)
+        mem_set_flags(fx->srv, "INBOX", f->msgs[i].uid, FLAG_SEEN | FLAG_FLAGGED);
+    mem_expunge(fx->srv, "INBOX", 5); /* w4 */
+    size_t again;
+    assert_int_equal(run_counting(fx, PULL, "9 messages new or changed, 1 of 10 gone; more than a window changed: "
+                                            "applied window by window",
+                                  &again),
+                     MS_OK);
+    assert_int_equal(again, 1);
+    inbox_listings(fx, 4); /* fails on a listing over the window */
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+    assert_int_equal(local_count(fx, "INBOX", "<w4@test>"), 0);
+    assert_int_equal(inbox_with_flags(fx, "FS"), 9);
+    assert_int_equal(folder_result(fx, "INBOX")->deleted, 1);
+    assert_in_step(fx, "INBOX");
+    mem_log_clear(fx->srv);
+    assert_int_equal(run_counting(fx, PULL, "0 messages new or changed, 0 of 9 gone\n", &again), MS_OK);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+}
+
+/* The same, the session dropped when the second window is listed again
+ * (the top window applied): the folder's record is not saved, the next
+ * run lists it again and completes it; nothing lost, nothing fetched. */
+static void drop_at_second_full_window(void *ctx, const struct mem_logentry *e)
+{
+    struct fixture *fx = ctx;
+    static int metas;
+    if (e->op == MEM_OP_OPEN)
+        metas = 0;
+    if (e->op == MEM_OP_META && strcmp(e->folder, "INBOX") == 0 && ++metas == 3)
+        fx->srv->faults.drop_at_op = 1; /* the next op: pass two's second window */
+}
+
+static void full_listing_all_changed_drop_in_second(void **state)
+{
+    struct fixture *fx = *state;
+    ten_without_modseqs(fx);
+    struct mem_folder *f = mem_folder_find(fx->srv, "INBOX");
+    for (size_t i = 0; i < f->n; i++)
+        mem_set_flags(fx->srv, "INBOX", f->msgs[i].uid, FLAG_SEEN | FLAG_FLAGGED);
+    fx->srv->on_op = drop_at_second_full_window;
+    fx->srv->on_op_ctx = fx;
+    assert_int_equal(run(fx, PULL), MS_ENET);
+    fx->srv->on_op = NULL;
+    assert_int_equal(inbox_with_flags(fx, "FS"), 4); /* the top window, 7:10 */
+    mem_log_clear(fx->srv);
+    run_ok(fx, PULL);
+    assert_int_equal(inbox_with_flags(fx, "FS"), 10);
+    assert_int_equal(mem_log_count(fx->srv, MEM_OP_BODY, NULL), 0);
+    assert_in_step(fx, "INBOX");
+}
+
+/* A message expunged between the two passes (after the count, while the
+ * windows are listed again): the guard never weighed it, so it stays
+ * until the next run, which deletes it. */
+static void expunge_in_second_pass(void *ctx, const struct mem_logentry *e)
+{
+    struct fixture *fx = ctx;
+    static int metas;
+    if (e->op == MEM_OP_OPEN)
+        metas = 0;
+    if (e->op == MEM_OP_META && strcmp(e->folder, "INBOX") == 0 && ++metas == 3)
+        mem_expunge(fx->srv, "INBOX", 2); /* w1, in the last window; the server's lock is held */
+}
+
+static void full_listing_all_changed_expunge_between_passes(void **state)
+{
+    struct fixture *fx = *state;
+    ten_without_modseqs(fx);
+    struct mem_folder *f = mem_folder_find(fx->srv, "INBOX");
+    for (size_t i = 0; i < f->n; i++)
+        mem_set_flags(fx->srv, "INBOX", f->msgs[i].uid, FLAG_SEEN | FLAG_FLAGGED);
+    fx->srv->on_op = expunge_in_second_pass;
+    fx->srv->on_op_ctx = fx;
+    run_ok(fx, PULL);
+    fx->srv->on_op = NULL;
+    assert_int_equal(local_count(fx, "INBOX", "<w1@test>"), 1);
+    assert_int_equal(inbox_with_flags(fx, "FS"), 9);
+    run_ok(fx, PULL);
+    assert_int_equal(local_count(fx, "INBOX", "<w1@test>"), 0);
+    assert_in_step(fx, "INBOX");
+}
+
 /* Another client expunges a message of a lower window after the open
  * counted it: the rows left and the new ones no longer make EXISTS, so
  * the folder is listed again in one piece (as an incremental listing in
@@ -2913,6 +3006,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(changes_in_windows_mass_expunge_guarded, setup, teardown),
         cmocka_unit_test_setup_teardown(full_listing_in_windows, setup, teardown),
         cmocka_unit_test_setup_teardown(full_listing_in_windows_guard, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_listing_all_changed_in_windows, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_listing_all_changed_drop_in_second, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_listing_all_changed_expunge_between_passes, setup, teardown),
         cmocka_unit_test_setup_teardown(full_listing_in_windows_changed_between, setup, teardown),
         cmocka_unit_test_setup_teardown(full_listing_in_windows_adopts_below_uidnext, setup, teardown),
         cmocka_unit_test_setup_teardown(session_drops_at_every_op, setup, teardown),
