@@ -794,14 +794,19 @@ static int full_in_windows(struct run *r, const struct selected *sel, const stru
                 : again ? "; more than a window changed: applied window by window"
                 : d.counting ? "; listed again in one piece (weighed whole)" : "");
     if (rc == MS_OK && again) {
+        /* In windows of changes (CHANGES_WINDOW: a changed message costs
+         * more than a listed one), from the top down. */
+        uint32_t wsize = r->opt->pull_window ? r->opt->pull_window : CHANGES_WINDOW;
+        uint32_t next = l->box.uidnext, top = next > wsize + 1 ? next - wsize : next ? 1 : l->from;
         win->mode = PULL_FULL;
-        win->from = l->from;
+        win->size = wsize;
+        win->from = top > 1 ? top : 0;
         win->gone = d.gone;
         win->ngone = d.ngone;
         win->held = d.held;
         d.gone = NULL;
         *guard_total = d.held;
-        rc = full_window(r, sf, win, l->from, UINT32_MAX, st, ns, rm, nr, affected, err);
+        rc = full_window(r, sf, win, top, UINT32_MAX, st, ns, rm, nr, affected, err);
         *done = true;
     } else if (rc == MS_OK && d.counting) {
         rc = ops->fetch_meta_range(r->remote, 1, 0, &l->msgs, &l->nmsgs, err);
