@@ -799,6 +799,25 @@ static void full_listing_in_windows_guard(void **state)
     assert_int_equal(state_of(fx, "INBOX").rows, 26);
 }
 
+/* ten_without_modseqs, then another client flags and reads every message. */
+static void ten_all_changed_without_modseqs(struct fixture *fx)
+{
+    ten_without_modseqs(fx);
+    struct mem_folder *f = mem_folder_find(fx->srv, "INBOX");
+    for (size_t i = 0; i < f->n; i++)
+        mem_set_flags(fx->srv, "INBOX", f->msgs[i].uid, FLAG_SEEN | FLAG_FLAGGED);
+}
+
+/* Whether e is the third listing (META) of INBOX since its last open: in
+ * ten_all_changed_without_modseqs's pull, the second pass's top window. */
+static bool third_inbox_listing(const struct mem_logentry *e)
+{
+    static int metas;
+    if (e->op == MEM_OP_OPEN)
+        metas = 0;
+    return e->op == MEM_OP_META && strcmp(e->folder, "INBOX") == 0 && ++metas == 3;
+}
+
 /* Every message changed elsewhere and one expunged: more differences than
  * a window (4), so the first pass through the windows only counts them
  * (and weighs the expunge against the folder); then each window is listed
@@ -807,10 +826,7 @@ static void full_listing_in_windows_guard(void **state)
 static void full_listing_all_changed_in_windows(void **state)
 {
     struct fixture *fx = *state;
-    ten_without_modseqs(fx);
-    struct mem_folder *f = mem_folder_find(fx->srv, "INBOX");
-    for (size_t i = 0; i < f->n; i++)
-        mem_set_flags(fx->srv, "INBOX", f->msgs[i].uid, FLAG_SEEN | FLAG_FLAGGED);
+    ten_all_changed_without_modseqs(fx);
     mem_expunge(fx->srv, "INBOX", 5); /* w4 */
     size_t again;
     assert_int_equal(run_counting(fx, PULL, "9 messages new or changed, 1 of 10 gone; more than a window changed: "
@@ -835,20 +851,14 @@ static void full_listing_all_changed_in_windows(void **state)
 static void drop_at_second_full_window(void *ctx, const struct mem_logentry *e)
 {
     struct fixture *fx = ctx;
-    static int metas;
-    if (e->op == MEM_OP_OPEN)
-        metas = 0;
-    if (e->op == MEM_OP_META && strcmp(e->folder, "INBOX") == 0 && ++metas == 3)
+    if (third_inbox_listing(e))
         fx->srv->faults.drop_at_op = 1; /* the next op: pass two's second window */
 }
 
 static void full_listing_all_changed_drop_in_second(void **state)
 {
     struct fixture *fx = *state;
-    ten_without_modseqs(fx);
-    struct mem_folder *f = mem_folder_find(fx->srv, "INBOX");
-    for (size_t i = 0; i < f->n; i++)
-        mem_set_flags(fx->srv, "INBOX", f->msgs[i].uid, FLAG_SEEN | FLAG_FLAGGED);
+    ten_all_changed_without_modseqs(fx);
     fx->srv->on_op = drop_at_second_full_window;
     fx->srv->on_op_ctx = fx;
     assert_int_equal(run(fx, PULL), MS_ENET);
@@ -867,20 +877,14 @@ static void full_listing_all_changed_drop_in_second(void **state)
 static void expunge_in_second_pass(void *ctx, const struct mem_logentry *e)
 {
     struct fixture *fx = ctx;
-    static int metas;
-    if (e->op == MEM_OP_OPEN)
-        metas = 0;
-    if (e->op == MEM_OP_META && strcmp(e->folder, "INBOX") == 0 && ++metas == 3)
+    if (third_inbox_listing(e))
         mem_expunge(fx->srv, "INBOX", 2); /* w1, in the last window; the server's lock is held */
 }
 
 static void full_listing_all_changed_expunge_between_passes(void **state)
 {
     struct fixture *fx = *state;
-    ten_without_modseqs(fx);
-    struct mem_folder *f = mem_folder_find(fx->srv, "INBOX");
-    for (size_t i = 0; i < f->n; i++)
-        mem_set_flags(fx->srv, "INBOX", f->msgs[i].uid, FLAG_SEEN | FLAG_FLAGGED);
+    ten_all_changed_without_modseqs(fx);
     fx->srv->on_op = expunge_in_second_pass;
     fx->srv->on_op_ctx = fx;
     run_ok(fx, PULL);
