@@ -665,6 +665,26 @@ static int cmp_state_uid(const void *a, const void *b)
     return util_cmp_u32(&((const struct state_msg *)a)->uid, &((const struct state_msg *)b)->uid);
 }
 
+/* What d kept, as use_changes gives a listing: its rows (handed over)
+ * into *st, its changes merged with them into *rm, their UIDs into
+ * *affected (merge_changes). */
+static void full_compare_take(struct full_compare *d, struct state_msg **st, size_t *ns, struct remote_msg **rm,
+                              size_t *nr, struct uid_list *affected)
+{
+    merge_changes(d->rows, d->nrows, d->chg, d->nchg, d->gone, d->ngone, NULL, 0, false, rm, nr, affected);
+    *st = d->rows;
+    *ns = d->nrows;
+    d->rows = NULL;
+    d->nrows = 0;
+}
+
+static void full_compare_free(struct full_compare *d)
+{
+    remote_msgs_free(d->chg, d->nchg);
+    state_msgs_free(d->rows, d->nrows);
+    free(d->gone);
+}
+
 /* The windows may come without sizes (list_windows): the messages new to
  * the state need theirs (max_size, the progress, re-matching): asked for,
  * one round trip, only when there are such. */
@@ -727,15 +747,9 @@ static int full_window(struct run *r, const struct state_folder *sf, struct pull
                 state_msg_free(&d.rows[i]);
         }
         d.nrows = k;
-        merge_changes(d.rows, d.nrows, d.chg, d.nchg, d.gone, d.ngone, NULL, 0, false, rm, nr, affected);
-        *st = d.rows;
-        *ns = d.nrows;
-        d.rows = NULL;
-        d.nrows = 0;
+        full_compare_take(&d, st, ns, rm, nr, affected);
     }
-    remote_msgs_free(d.chg, d.nchg);
-    state_msgs_free(d.rows, d.nrows);
-    free(d.gone);
+    full_compare_free(&d);
     return rc;
 }
 
@@ -808,19 +822,11 @@ static int full_in_windows(struct run *r, const struct selected *sel, const stru
         *guard_total = d.held;
         rc = full_window(r, sf, win, top, UINT32_MAX, st, ns, rm, nr, affected, err);
         *done = true;
-    } else if (rc == MS_OK && d.counting) {
+    } else if (rc == MS_OK && (d.counting || (doubt && !d.below))) {
+        /* In one piece, as before: nothing held to rebuild it from, or
+         * the windows' counts in doubt. */
         rc = ops->fetch_meta_range(r->remote, 1, 0, &l->msgs, &l->nmsgs, err);
         l->from = 0;
-    } else if (rc == MS_OK && !d.below && !doubt) {
-        /* The rows kept are those that changed or are gone: the listing
-         * of the planner is the changed messages (merge_changes). */
-        *guard_total = d.ngone ? d.held : 0;
-        merge_changes(d.rows, d.nrows, d.chg, d.nchg, d.gone, d.ngone, NULL, 0, false, rm, nr, affected);
-        *st = d.rows;
-        *ns = d.nrows;
-        d.rows = NULL;
-        d.nrows = 0;
-        *done = true;
     } else if (rc == MS_OK && d.below) {
         /* Whole again: every row where nothing changed, plus the changes. */
         struct state_msg *all = NULL;
@@ -832,12 +838,13 @@ static int full_in_windows(struct run *r, const struct selected *sel, const stru
         state_msgs_free(all, nall);
         l->from = 0;
     } else if (rc == MS_OK) {
-        rc = ops->fetch_meta_range(r->remote, 1, 0, &l->msgs, &l->nmsgs, err);
-        l->from = 0;
+        /* The rows kept are those that changed or are gone: the listing
+         * of the planner is the changed messages (merge_changes). */
+        *guard_total = d.ngone ? d.held : 0;
+        full_compare_take(&d, st, ns, rm, nr, affected);
+        *done = true;
     }
-    remote_msgs_free(d.chg, d.nchg);
-    state_msgs_free(d.rows, d.nrows);
-    free(d.gone);
+    full_compare_free(&d);
     return rc;
 }
 

@@ -86,9 +86,7 @@ int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, stru
  * and handed to window() before the next command goes out. A failure
  * (the server's NO, window()'s return) with answers still in flight ends
  * the session. */
-int imap_fetch_flags_windows(struct imap_session *s, uint32_t below, uint32_t size,
-                             int (*window)(void *ctx, uint32_t lo, uint32_t hi, struct remote_msg *m, size_t n,
-                                           struct ms_error *err),
+int imap_fetch_flags_windows(struct imap_session *s, uint32_t below, uint32_t size, remote_window_fn *window,
                              void *ctx, struct ms_error *err);
 
 /* UID FETCH uids (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]), with the

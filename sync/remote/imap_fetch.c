@@ -613,6 +613,15 @@ int imap_read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *
     return MAILIMAP_NO_ERROR;
 }
 
+int imap_read_flags_answer(struct imap_session *s, int tag, struct fetch_ctx *f, struct ms_error *err)
+{
+    int state = -1;
+    int r = imap_read_tagged(s, tag, f, &state);
+    if (r == MAILIMAP_NO_ERROR && state != MAILIMAP_RESP_COND_STATE_OK)
+        r = MAILIMAP_ERROR_UID_FETCH;
+    return imap_fetch_outcome(s, f, r, "UID FETCH (FLAGS)", err);
+}
+
 /* ======================================================================
  * imap_fetch_flags_windows
  * ==================================================================== */
@@ -631,11 +640,7 @@ struct sent_window {
 static int read_window(struct imap_session *s, struct fetch_ctx *f, const struct sent_window *w,
                        struct remote_msg **out, size_t *n, struct ms_error *err)
 {
-    int state = -1;
-    int r = imap_read_tagged(s, w->tag, f, &state);
-    if (r == MAILIMAP_NO_ERROR && state != MAILIMAP_RESP_COND_STATE_OK)
-        r = MAILIMAP_ERROR_UID_FETCH;
-    int rc = imap_fetch_outcome(s, f, r, "UID FETCH (FLAGS)", err);
+    int rc = imap_read_flags_answer(s, w->tag, f, err);
     if (rc != MS_OK)
         return rc;
     struct remote_msg *m = malloc((f->nmsgs + 1) * sizeof *m);
@@ -659,9 +664,7 @@ static int read_window(struct imap_session *s, struct fetch_ctx *f, const struct
     return MS_OK;
 }
 
-int imap_fetch_flags_windows(struct imap_session *s, uint32_t below, uint32_t size,
-                             int (*window)(void *ctx, uint32_t lo, uint32_t hi, struct remote_msg *m, size_t n,
-                                           struct ms_error *err),
+int imap_fetch_flags_windows(struct imap_session *s, uint32_t below, uint32_t size, remote_window_fn *window,
                              void *ctx, struct ms_error *err)
 {
     int rc = imap_ready(s, true, err);

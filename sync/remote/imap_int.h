@@ -162,6 +162,9 @@ void imap_body_handler_install(struct imap_session *s);
 int imap_read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *state);
 /* How a command whose FETCH data went to f ended, libetpan saying r. */
 int imap_fetch_outcome(struct imap_session *s, struct fetch_ctx *f, int r, const char *what, struct ms_error *err);
+/* The answer of a UID FETCH (FLAGS) sent by hand under tag, its reports
+ * into f: imap_read_tagged, a tagged NO or BAD an error, imap_fetch_outcome. */
+int imap_read_flags_answer(struct imap_session *s, int tag, struct fetch_ctx *f, struct ms_error *err);
 /* A libetpan set of the ranges; NULL if out of memory. */
 struct mailimap_set *imap_set_from_ranges(const struct uid_range *r, size_t n);
 /* Sort by UID, the later report with FLAGS winning for a UID that came

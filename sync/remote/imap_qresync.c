@@ -397,11 +397,7 @@ static int read_ahead_fetch(struct imap_session *s, uint32_t first, struct remot
     }
     f->s = s;
     f->first = first;
-    int state = -1;
-    int r = imap_read_tagged(s, s->imap->imap_tag, f, &state);
-    if (r == MAILIMAP_NO_ERROR && state != MAILIMAP_RESP_COND_STATE_OK)
-        r = MAILIMAP_ERROR_UID_FETCH;
-    return imap_finish_flags_fetch(f, imap_fetch_outcome(s, f, r, "UID FETCH (FLAGS)", err), out, n, err);
+    return imap_finish_flags_fetch(f, imap_read_flags_answer(s, s->imap->imap_tag, f, err), out, n, err);
 }
 
 int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,

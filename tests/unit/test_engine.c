@@ -484,16 +484,23 @@ static void first_pull_in_windows_drop_in_second(void **state)
 
 static ino_t local_ino(const struct fixture *fx, const char *folder, const char *id);
 
+/* ten_in_windows_of_four's first pull, the session dropped after 6 of the
+ * 10 bodies (in the second window): 6 rows recorded. */
+static void first_pull_dropped_after_six(struct fixture *fx)
+{
+    ten_in_windows_of_four(fx);
+    fx->srv->faults.drop_after_bodies = 6;
+    assert_int_equal(run(fx, PULL), MS_ENET);
+    assert_int_equal(state_of(fx, "INBOX").rows, 6);
+}
+
 /* The session drops in the second window; the next run completes the
  * first pull in windows too (no listing of more than a window), fetches
  * only the 4 bodies still missing and keeps the files it has (inodes). */
 static void first_pull_resumed_in_windows(void **state)
 {
     struct fixture *fx = *state;
-    ten_in_windows_of_four(fx);
-    fx->srv->faults.drop_after_bodies = 6;
-    assert_int_equal(run(fx, PULL), MS_ENET);
-    assert_int_equal(state_of(fx, "INBOX").rows, 6);
+    first_pull_dropped_after_six(fx);
     ino_t ino[10];
     size_t had = 0;
     for (int i = 0; i < 10; i++) {
@@ -2974,10 +2981,7 @@ static void progress_events_of_a_sync(void **state)
 static void progress_of_a_resumed_first_pull(void **state)
 {
     struct fixture *fx = *state;
-    ten_in_windows_of_four(fx);
-    fx->srv->faults.drop_after_bodies = 6;
-    assert_int_equal(run(fx, PULL), MS_ENET);
-    assert_int_equal(state_of(fx, "INBOX").rows, 6);
+    first_pull_dropped_after_six(fx);
     fx->srv->faults.drop_after_bodies = 0;
     fx->opt.progress = &recorder;
     events[0] = '\0';
