@@ -11,8 +11,10 @@
  * memory (libetpan would otherwise keep each literal whole).
  *
  * imap_read_tagged() reads the answer of a command sent by hand (pipelined
- * SELECTs and FETCHes of imap_qresync.c, plain commands of imap_session.c)
- * through the same handlers. A callback or a check that stops a fetch
+ * SELECTs and FETCHes of imap_qresync.c, plain commands of imap_session.c,
+ * the flag listings of a UID range and their windows) through the same
+ * handlers; the plain flag reports at the head of an answer it reads with
+ * imap_flagline_parse, not libetpan's parser (half a big listing's CPU). A callback or a check that stops a fetch
  * mid-response leaves the session out of step: imap_fetch_outcome() ends it.
  */
 #include "sync/remote/imap.h"
@@ -31,8 +33,6 @@
 #include "sync/message.h"
 #include "sync/net/netstream.h"
 #include "sync/util.h"
-
-#define KEYWORDS_MAX 4096
 
 /* ======================================================================
  * FETCH machinery: the session-wide body handler and per-fetch handlers.
@@ -130,26 +130,6 @@ static time_t internaldate_to_time(const struct mailimap_date_time *d)
     return d->dt_zone < 0 ? t + off : t - off;
 }
 
-/* Append keyword kw to the space-separated list *kws. */
-static void add_keyword(char **kws, const char *kw)
-{
-    if (!kw || !*kw || strlen(kw) > 200)
-        return;
-    for (const char *p = kw; *p; p++)
-        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
-            return; /* not an atom: not something we could store back */
-    size_t old = *kws ? strlen(*kws) : 0;
-    if (old + strlen(kw) + 2 > KEYWORDS_MAX)
-        return;
-    char *n = realloc(*kws, old + strlen(kw) + 2);
-    if (!n)
-        return;
-    if (old)
-        n[old++] = ' ';
-    strcpy(n + old, kw);
-    *kws = n;
-}
-
 static void parse_flags(const struct mailimap_msg_att_dynamic *dyn, struct remote_msg *m)
 {
     if (!dyn || !dyn->att_list)
@@ -170,7 +150,8 @@ static void parse_flags(const struct mailimap_msg_att_dynamic *dyn, struct remot
             if (bit)
                 m->flags |= bit;
             else
-                add_keyword(&m->keywords, fl->fl_data.fl_keyword);
+                if (fl->fl_data.fl_keyword)
+                imap_add_keyword(&m->keywords, fl->fl_data.fl_keyword, strlen(fl->fl_data.fl_keyword));
             break;
         }
         default: break; /* \Extension flags: not keywords, not ours */
@@ -366,22 +347,19 @@ static int fetch_batches(struct imap_session *s, struct fetch_ctx *f, const uint
  * imap_fetch_flags
  * ==================================================================== */
 
-static void on_flags_att(struct mailimap_msg_att *att, void *ctx)
+/* One report of a flag listing (its keywords now f's): kept in f->msgs
+ * when it names a UID of the range asked for. */
+static void keep_flags_report(struct fetch_ctx *f, struct remote_msg m, bool has_uid, bool has_flags)
 {
-    struct fetch_ctx *f = ctx;
-    if (f->rc)
-        return;
-    struct fetched x;
-    parse_att(att, &x);
     /* No UID: an unsolicited update we cannot place. Outside the range:
      * "first:*" also returns the highest message when it is below first. */
-    if (!x.has_uid || x.m.uid < f->first || (f->last && x.m.uid > f->last)) {
-        f->unplaced += !x.has_uid;
-        free(x.m.keywords);
+    if (!has_uid || m.uid < f->first || (f->last && m.uid > f->last)) {
+        f->unplaced += !has_uid;
+        free(m.keywords);
         return;
     }
-    if (!x.has_flags)
-        x.m.flags |= FLAGS_MISSING; /* e.g. an unsolicited MODSEQ-only update */
+    if (!has_flags)
+        m.flags |= FLAGS_MISSING; /* e.g. an unsolicited MODSEQ-only update */
     if (f->max && (f->overflow || f->nmsgs >= f->max)) {
         /* More than the caller wants whole: none kept, memory bounded. */
         if (!f->overflow) {
@@ -390,21 +368,40 @@ static void on_flags_att(struct mailimap_msg_att *att, void *ctx)
             f->nmsgs = f->capmsgs = 0;
             f->overflow = true;
         }
-        free(x.m.keywords);
+        free(m.keywords);
         return;
     }
     if (f->nmsgs == f->capmsgs) {
         size_t ncap = f->capmsgs ? f->capmsgs * 2 : 256;
         struct remote_msg *n = realloc(f->msgs, ncap * sizeof *n);
         if (!n) {
-            free(x.m.keywords);
+            free(m.keywords);
             fetch_abort(f, MS_ELOCAL, "out of memory");
             return;
         }
         f->msgs = n;
         f->capmsgs = ncap;
     }
-    f->msgs[f->nmsgs++] = x.m;
+    f->msgs[f->nmsgs++] = m;
+}
+
+void imap_flagline_of_att(const struct mailimap_msg_att *att, struct imap_flagline *out)
+{
+    struct fetched x;
+    parse_att(att, &x);
+    out->m = x.m;
+    out->has_uid = x.has_uid;
+    out->has_flags = x.has_flags;
+}
+
+static void on_flags_att(struct mailimap_msg_att *att, void *ctx)
+{
+    struct fetch_ctx *f = ctx;
+    if (f->rc)
+        return;
+    struct imap_flagline x;
+    imap_flagline_of_att(att, &x);
+    keep_flags_report(f, x.m, x.has_uid, x.has_flags);
 }
 
 /* A report and its arrival order, for imap_sort_dedupe. */
@@ -508,23 +505,29 @@ static int fetch_flags_capped(struct imap_session *s, uint32_t first, uint32_t l
         first = 1;
     if (last != 0 && last < first)
         return MS_OK;
-    struct mailimap_fetch_type *ft;
-    struct fetch_ctx *f;
-    if ((rc = start_flags_fetch(s, &ft, &f, err)) != MS_OK)
-        return rc;
-    struct mailimap_set *set = mailimap_set_new_interval(first, last);
-    if (!set) {
-        mailimap_fetch_type_free(ft);
-        free(f);
+    struct fetch_ctx *f = calloc(1, sizeof *f);
+    if (!f)
         return ms_error_set(err, MS_ELOCAL, "out of memory");
-    }
+    f->s = s;
     f->first = first;
     f->last = last;
     f->max = max;
-    rc = run_fetch(s, f, set, ft, modseq, on_flags_att, BODY_DISCARD,
-                   modseq ? "UID FETCH (FLAGS) (CHANGEDSINCE)" : "UID FETCH (FLAGS)", err);
-    mailimap_set_free(set);
-    mailimap_fetch_type_free(ft);
+    /* Sent by hand and read by imap_read_tagged, whose own reader takes
+     * the plain reports: libetpan's parser cost half the CPU of a big
+     * listing. */
+    const char *what = modseq ? "UID FETCH (FLAGS) (CHANGEDSINCE)" : "UID FETCH (FLAGS)";
+    char cmd[128], to[16] = "*", since[48] = "";
+    if (last)
+        snprintf(to, sizeof to, "%" PRIu32, last);
+    if (modseq)
+        snprintf(since, sizeof since, " (CHANGEDSINCE %" PRIu64 ")", modseq);
+    snprintf(cmd, sizeof cmd, "UID FETCH %" PRIu32 ":%s (UID FLAGS RFC822.SIZE)%s\r\n", first, to, since);
+    mailimap *imap = s->imap;
+    if (mailimap_send_current_tag(imap) != MAILIMAP_NO_ERROR || imap_stream_puts(imap->imap_stream, cmd) ||
+        mailstream_flush(imap->imap_stream) != 0)
+        rc = imap_fail_call(s, MAILIMAP_ERROR_STREAM, what, err);
+    else
+        rc = imap_read_flags_answer(s, imap->imap_tag, f, what, err);
     if (overflow)
         *overflow = f->overflow;
     return imap_finish_flags_fetch(f, rc, out, n, err);
@@ -589,13 +592,23 @@ static void on_discard_att(struct mailimap_msg_att *att, void *ctx)
  * tag against imap_tag, the last one sent: it is set to tag for the read
  * and back after), the FETCH data going to f (UID FLAGS [RFC822.SIZE], as
  * on_flags_att collects them) or dropped when f is NULL. The tagged state
- * through *state. */
+ * through *state. With f, the plain flag reports at the head of the answer
+ * (all of a flag listing, as servers send it) are read line by line by
+ * imap_flagline_parse; from the first other line on libetpan's parser
+ * reads the rest. */
 int imap_read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *state)
 {
     mailimap *imap = s->imap;
     int last = imap->imap_tag;
-    if (!mailimap_read_line(imap))
-        return MAILIMAP_ERROR_STREAM;
+    for (;;) {
+        if (!mailimap_read_line(imap))
+            return MAILIMAP_ERROR_STREAM;
+        struct imap_flagline x;
+        if (!f || f->rc ||
+            imap_flagline_parse(imap->imap_stream_buffer->str, imap->imap_stream_buffer->len, &x) != IMAP_FLAGLINE_OK)
+            break; /* not a plain flag report: libetpan's parser reads on from this line */
+        keep_flags_report(f, x.m, x.has_uid, x.has_flags);
+    }
     s->fetch = f;
     mailimap_set_msg_att_handler(imap, f ? on_flags_att : on_discard_att, f);
     mailimap_set_progress_callback(imap, NULL, on_items_progress, f);
@@ -613,13 +626,14 @@ int imap_read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *
     return MAILIMAP_NO_ERROR;
 }
 
-int imap_read_flags_answer(struct imap_session *s, int tag, struct fetch_ctx *f, struct ms_error *err)
+int imap_read_flags_answer(struct imap_session *s, int tag, struct fetch_ctx *f, const char *what,
+                           struct ms_error *err)
 {
     int state = -1;
     int r = imap_read_tagged(s, tag, f, &state);
     if (r == MAILIMAP_NO_ERROR && state != MAILIMAP_RESP_COND_STATE_OK)
         r = MAILIMAP_ERROR_UID_FETCH;
-    return imap_fetch_outcome(s, f, r, "UID FETCH (FLAGS)", err);
+    return imap_fetch_outcome(s, f, r, what, err);
 }
 
 /* ======================================================================
@@ -640,7 +654,7 @@ struct sent_window {
 static int read_window(struct imap_session *s, struct fetch_ctx *f, const struct sent_window *w,
                        struct remote_msg **out, size_t *n, struct ms_error *err)
 {
-    int rc = imap_read_flags_answer(s, w->tag, f, err);
+    int rc = imap_read_flags_answer(s, w->tag, f, "UID FETCH (FLAGS)", err);
     if (rc != MS_OK)
         return rc;
     struct remote_msg *m = malloc((f->nmsgs + 1) * sizeof *m);

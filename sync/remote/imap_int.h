@@ -164,7 +164,8 @@ int imap_read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *
 int imap_fetch_outcome(struct imap_session *s, struct fetch_ctx *f, int r, const char *what, struct ms_error *err);
 /* The answer of a UID FETCH (FLAGS) sent by hand under tag, its reports
  * into f: imap_read_tagged, a tagged NO or BAD an error, imap_fetch_outcome. */
-int imap_read_flags_answer(struct imap_session *s, int tag, struct fetch_ctx *f, struct ms_error *err);
+int imap_read_flags_answer(struct imap_session *s, int tag, struct fetch_ctx *f, const char *what,
+                           struct ms_error *err);
 /* A libetpan set of the ranges; NULL if out of memory. */
 struct mailimap_set *imap_set_from_ranges(const struct uid_range *r, size_t n);
 /* Sort by UID, the later report with FLAGS winning for a UID that came
@@ -204,6 +205,30 @@ int imap_listing_read_ahead(struct imap_session *s, bool keep, struct ms_error *
 bool imap_listing_ahead_whole(const struct imap_session *s);
 /* Forget it (the session is closed, or the answers were not read). */
 void imap_listing_ahead_free(struct imap_session *s);
+
+/* ---- imap_flagline.c: a flag listing's lines without libetpan's parser ---- */
+
+enum { IMAP_FLAGLINE_OTHER = 0, IMAP_FLAGLINE_OK = 1 };
+
+/* One FETCH report of a flag listing, as imap_flagline_parse read it. */
+struct imap_flagline {
+    struct remote_msg m; /* uid, flags, keywords (the caller frees), size */
+    bool has_uid, has_flags;
+};
+
+/* Is the line of len bytes (with its CRLF) `* n FETCH (...)` with only the
+ * items UID, FLAGS, RFC822.SIZE and MODSEQ, each at most once, every token
+ * as RFC 3501 spells it (atoms only; no literal, no extra space)? Then
+ * IMAP_FLAGLINE_OK with *out filled, as the FETCH handler reads the same
+ * line through libetpan; else IMAP_FLAGLINE_OTHER, *out empty, and
+ * libetpan's parser is to read the line. */
+int imap_flagline_parse(const char *line, size_t len, struct imap_flagline *out);
+/* The same from one FETCH report libetpan parsed (imap_fetch.c: what the
+ * flag listing's handler takes from it). */
+void imap_flagline_of_att(const struct mailimap_msg_att *att, struct imap_flagline *out);
+/* Append the keyword kw (len bytes) to the space-separated list *kws,
+ * unless it is no atom, longer than 200 or the list would pass 4 KiB. */
+void imap_add_keyword(char **kws, const char *kw, size_t len);
 
 /* ---- imap_objectid.c: EMAILID (RFC 8474) and X-GM-MSGID ---- */
 

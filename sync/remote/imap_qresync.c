@@ -397,7 +397,7 @@ static int read_ahead_fetch(struct imap_session *s, uint32_t first, struct remot
     }
     f->s = s;
     f->first = first;
-    return imap_finish_flags_fetch(f, imap_read_flags_answer(s, s->imap->imap_tag, f, err), out, n, err);
+    return imap_finish_flags_fetch(f, imap_read_flags_answer(s, s->imap->imap_tag, f, "UID FETCH (FLAGS)", err), out, n, err);
 }
 
 int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,

@@ -1251,5 +1251,54 @@ class WindowedListing(HostileTestCase):
         self.assertNineStill(srv)
         self.assertNoChanges(srv)
 
+    def test_odd_lines_among_the_reports(self):
+        """The reports of a window read line by line by our own reader
+        (imap_flagline.c) up to the first line it does not take, libetpan's
+        parser from there to the tagged OK: a flag as a quoted string, an
+        untagged EXISTS, item names in lower case and another order, a
+        MODSEQ, \\Recent and an extension flag in between. Every report
+        lands in its message, nothing is gone."""
+        srv = self.synced_nine()
+        # 5: libetpan takes the quoted "\\Flagged" as a keyword, which names
+        # the flag; 8 and 9: the top window, listed as the server has them
+        want = {1: "F", 2: "S", 3: "RS", 4: "D", 5: "FS", 6: "", 7: "S", 8: "", 9: "S"}
+        lines = {
+            1: b"UID 1 FLAGS (\\Flagged)",
+            2: b"uid 2 flags (\\seen \\Recent)",
+            3: b"FLAGS (\\Answered \\Seen) UID 3 MODSEQ (7)",
+            4: b"UID 4 FLAGS (\\Draft \\X-Ext)",
+            5: b'UID 5 FLAGS ("\\Flagged" \\Seen)',  # libetpan reads on from here
+            6: b"UID 6 FLAGS ()",
+            7: b"RFC822.SIZE 1 FLAGS (\\Seen) UID 7",
+            8: b"UID 8 FLAGS (\\SEEN)",
+            9: b"UID 9 FLAGS (\\Deleted)",
+        }
+
+        def odd(conn, cmd):
+            if not re.fullmatch(r"\d+(:\d+)?", str(cmd.args[0])):
+                return False  # the top window's "8:*" is answered as ever
+            lo, _, hi = str(cmd.args[0]).partition(":")
+            lo, hi = int(lo), int(hi or lo)
+            for seq, m in enumerate(conn.selected.sorted_messages(), 1):
+                if lo <= m.uid <= hi:
+                    if m.uid == 6:
+                        conn.send(b"* 9 EXISTS\r\n")
+                    conn.send(b"* %d FETCH (%s)\r\n" % (seq, lines[m.uid]))
+            conn.done(cmd)
+            return True
+        srv.handlers = {"UID FETCH": odd}
+        res = self.pull("-v", expect=0, env=WINDOWS)
+        self.assertIn("INBOX: listed in full in windows of 2 UIDs: 7 messages new or changed, 0 of 9 gone; "
+                      "more than a window changed: applied window by window\n", res.stderr)
+        found, _ = local_files(self.root)
+        got = {}
+        for files in found.values():
+            for _, name, data in files:
+                uid = int(re.search(rb"<m-(\d+)@fake>", data).group(1))
+                got[uid] = name.partition(":2,")[2]
+        self.assertEqual(got, want)
+        self.assertNoChanges(srv)
+
+
 if __name__ == "__main__":
     unittest.main()
