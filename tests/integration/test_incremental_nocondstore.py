@@ -48,6 +48,47 @@ class NoCondstoreWindowsTest(IncrementalMixin, tb.BedTestCase):
         self.assertIn("UID %d skipped" % uids[1], r.stderr)
         self.assertEqual(tb.count_messages(self.maildir), 11)
 
+    def test_killed_between_the_windows_of_the_second_listing(self):
+        """Another client's "mark all read" (every message of INBOX
+        changed) and an expunge: more differences than a window, so the
+        run counts them, then lists and applies INBOX window by window from
+        its UIDNEXT down. Killed while it waits for the answer of the
+        second of those windows (the first one applied, the folder's
+        record not saved). The next pull completes it: the Maildir as the
+        server, no message downloaded again (every file keeps its inode),
+        the expunged message gone and nothing else, and a pull after that
+        changes nothing."""
+        uids = self.seed()
+        self.pull()
+        inodes = {mid: os.stat(m.path).st_ino for mid, m in self.inbox_by_mid().items()}
+        inbox = sorted(uids["INBOX"])
+        with self.imap() as c:
+            c.set_flags("INBOX", inbox, ["\\Seen", "\\Flagged"])
+            gone = tb.message_id(next(m.data for m in c.messages("INBOX") if m.uid == inbox[4]))
+            c.expunge_uids("INBOX", inbox[4:5])
+        w = self.expect_windows
+        top = inbox[-1]  # UIDNEXT - 1: windows top-w+1:top, then the one below, the kill point
+        second = b"UID FETCH %d:%d (UID FLAGS RFC822.SIZE)" % (top - 2 * w + 1, top - w)
+        self.run_killed_at("pull", (second, 1))
+        self.write_config()  # the bed's own port again
+        flagged = sum("F" in m.letters and "S" in m.letters for m in self.inbox_by_mid().values())
+        self.assertTrue(0 < flagged < len(inbox) - 1,
+                        "test bug: the kill did not fall between the windows (%d flagged)" % flagged)
+        r = self.run_ok("-v", "pull")
+        self.assertIn("more than a window changed: applied window by window", r.stderr)
+        self.assertSynced()
+        after = self.inbox_by_mid()
+        self.assertNotIn(gone, after)
+        self.assertEqual({mid: os.stat(m.path).st_ino for mid, m in after.items()},
+                         {mid: ino for mid, ino in inodes.items() if mid != gone})
+        self.assertTrue(all("F" in m.letters and "S" in m.letters for m in after.values()))
+        snap = tb.snapshot_tree(self.maildir)
+        self.pull()
+        self.assertEqual(tb.snapshot_tree(self.maildir), snap)
+
+    def inbox_by_mid(self):
+        return {tb.message_id(m.data): m for m in tb.read_maildir(self.maildir).get("INBOX", [])}
+
 
 if __name__ == "__main__":
     unittest.main()
