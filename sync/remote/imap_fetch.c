@@ -14,8 +14,9 @@
  * SELECTs and FETCHes of imap_qresync.c, plain commands of imap_session.c,
  * the flag listings of a UID range and their windows) through the same
  * handlers; the plain flag reports at the head of an answer it reads with
- * imap_flagline_parse, not libetpan's parser (half a big listing's CPU). A callback or a check that stops a fetch
- * mid-response leaves the session out of step: imap_fetch_outcome() ends it.
+ * imap_flagline_parse, not libetpan's parser (half a big listing's CPU).
+ * A callback or a check that stops a fetch mid-response leaves the session
+ * out of step: imap_fetch_outcome() ends it.
  */
 #include "sync/remote/imap.h"
 #include "sync/remote/imap_int.h"
@@ -149,8 +150,7 @@ static void parse_flags(const struct mailimap_msg_att_dynamic *dyn, struct remot
             unsigned bit = flags_from_imap_name(fl->fl_data.fl_keyword ? fl->fl_data.fl_keyword : "");
             if (bit)
                 m->flags |= bit;
-            else
-                if (fl->fl_data.fl_keyword)
+            else if (fl->fl_data.fl_keyword)
                 imap_add_keyword(&m->keywords, fl->fl_data.fl_keyword, strlen(fl->fl_data.fl_keyword));
             break;
         }

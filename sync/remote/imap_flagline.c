@@ -120,8 +120,11 @@ static bool take_flag(struct cursor *c, struct remote_msg *m)
         static const struct {
             const char *name;
             unsigned bit;
-        } sys[] = {{"Answered", FLAG_ANSWERED}, {"Flagged", FLAG_FLAGGED}, {"Deleted", FLAG_DELETED},
-                   {"Seen", FLAG_SEEN},         {"Draft", FLAG_DRAFT}};
+        } sys[] = {{"Answered", FLAG_ANSWERED},
+                   {"Flagged", FLAG_FLAGGED},
+                   {"Deleted", FLAG_DELETED},
+                   {"Seen", FLAG_SEEN},
+                   {"Draft", FLAG_DRAFT}};
         for (size_t i = 0; i < sizeof sys / sizeof sys[0]; i++) {
             size_t k = strlen(sys[i].name);
             if (n >= k && strncasecmp(w, sys[i].name, k) == 0) {

@@ -91,29 +91,29 @@ static void left_to_libetpan(void **state)
         "* 8 EXISTS\r\n",
         "A12 OK done\r\n",
         "* OK [HIGHESTMODSEQ 5] x\r\n",
-        "* 1 FETCH (UID 4 FLAGS (\\Seen))",             /* no CRLF */
-        "* 1 FETCH (UID 4 FLAGS (\\Seen))\n",           /* bare LF */
-        "* 1 FETCH (UID 4 FLAGS (\\Seen))\r\n\r\n",     /* more than a line */
-        "* 1 FETCH (UID 4 FLAGS (\\Seen)) \r\n",        /* trailing space */
-        "* 1 FETCH (UID 4  FLAGS (\\Seen))\r\n",        /* double space */
+        "* 1 FETCH (UID 4 FLAGS (\\Seen))",         /* no CRLF */
+        "* 1 FETCH (UID 4 FLAGS (\\Seen))\n",       /* bare LF */
+        "* 1 FETCH (UID 4 FLAGS (\\Seen))\r\n\r\n", /* more than a line */
+        "* 1 FETCH (UID 4 FLAGS (\\Seen)) \r\n",    /* trailing space */
+        "* 1 FETCH (UID 4  FLAGS (\\Seen))\r\n",    /* double space */
         "*  1 FETCH (UID 4 FLAGS (\\Seen))\r\n",
         "* 1 FETCH (UID 4 FLAGS ( \\Seen))\r\n",
         "* 1 FETCH (UID 4 FLAGS (\\Seen ))\r\n",
         "* 1 FETCH (UID 4 FLAGS (\"\\Flagged\" \\Seen))\r\n", /* quoted: libetpan's astring */
-        "* 1 FETCH (UID 4 FLAGS ({3}\r\n",                  /* a literal */
-        "* 1 FETCH (UID 4 FLAGS (\\Seenx))\r\n",            /* libetpan: \Seen, then fails */
+        "* 1 FETCH (UID 4 FLAGS ({3}\r\n",                    /* a literal */
+        "* 1 FETCH (UID 4 FLAGS (\\Seenx))\r\n",              /* libetpan: \Seen, then fails */
         "* 1 FETCH (UID 4 FLAGS (\\Recently))\r\n",
         "* 1 FETCH (UID 4 FLAGS (\\*))\r\n",
         "* 1 FETCH (UID 4 FLAGS (a]b))\r\n",
         "* 1 FETCH (UID 4 FLAGS (\\))\r\n",
         "* 1 FETCH (UID 4 INTERNALDATE \"01-Jan-2020 00:00:00 +0000\")\r\n",
         "* 1 FETCH (UID 4 X-GM-MSGID 123)\r\n",
-        "* 1 FETCH (UID 4 UID 5)\r\n",                  /* an item twice */
+        "* 1 FETCH (UID 4 UID 5)\r\n", /* an item twice */
         "* 1 FETCH (FLAGS (\\Seen) FLAGS (\\Seen) UID 4)\r\n",
-        "* 1 FETCH (UID 0 FLAGS ())\r\n",               /* UID 0 */
+        "* 1 FETCH (UID 0 FLAGS ())\r\n", /* UID 0 */
         "* 0 FETCH (UID 4 FLAGS ())\r\n",
-        "* 1 FETCH (UID 04 FLAGS ())\r\n",              /* a leading zero */
-        "* 1 FETCH (UID 4294967296 FLAGS ())\r\n",      /* over 32 bits */
+        "* 1 FETCH (UID 04 FLAGS ())\r\n",         /* a leading zero */
+        "* 1 FETCH (UID 4294967296 FLAGS ())\r\n", /* over 32 bits */
         "* 1 FETCH (UID 4 RFC822.SIZE 99999999999)\r\n",
         "* 1 FETCH (UID 4 MODSEQ (99999999999999999999))\r\n",
         "* 1 FETCH (UID 4 MODSEQ 5)\r\n",
