@@ -588,37 +588,155 @@ static void on_discard_att(struct mailimap_msg_att *att, void *ctx)
     (void)ctx;
 }
 
-/* Read one response to the command sent under tag (libetpan checks the
- * tag against imap_tag, the last one sent: it is set to tag for the read
- * and back after), the FETCH data going to f (UID FLAGS [RFC822.SIZE], as
- * on_flags_att collects them) or dropped when f is NULL. The tagged state
- * through *state. With f, the plain flag reports at the head of the answer
- * (all of a flag listing, as servers send it) are read line by line by
- * imap_flagline_parse; from the first other line on libetpan's parser
- * reads the rest. */
-int imap_read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *state)
+/* ---- the answer's other lines, replayed to libetpan's parser ---- */
+
+#define ASIDE_MAX ((size_t)1 << 20) /* bytes of other lines set aside at most */
+
+/* A stream for libetpan's parser: the lines of an answer imap_read_tagged
+ * set aside, then the session's own stream a byte at a time, so that
+ * nothing past the answer is taken from it (what libetpan's parser reads
+ * ahead stays in the session's buffer). */
+struct replay {
+    const char *data;
+    size_t len, pos;
+    mailstream *rest;
+};
+
+static ssize_t replay_read(mailstream_low *low, void *buf, size_t count)
+{
+    struct replay *r = low->data;
+    if (!count)
+        return 0;
+    if (r->pos < r->len) {
+        size_t n = r->len - r->pos < count ? r->len - r->pos : count;
+        memcpy(buf, r->data + r->pos, n);
+        r->pos += n;
+        return (ssize_t)n;
+    }
+    ssize_t n = mailstream_read(r->rest, buf, 1);
+    return n > 0 ? n : -1; /* never 0: libetpan spins on it (netstream.c) */
+}
+
+static ssize_t replay_write(mailstream_low *low, const void *buf, size_t count)
+{
+    (void)low, (void)buf, (void)count;
+    return -1;
+}
+
+static int replay_close(mailstream_low *low)
+{
+    (void)low;
+    return 0;
+}
+
+static int replay_fd(mailstream_low *low)
+{
+    (void)low;
+    return -1;
+}
+
+static void replay_free(mailstream_low *low)
+{
+    free(low);
+}
+
+static mailstream_low_driver replay_driver = {
+    .mailstream_read = replay_read,
+    .mailstream_write = replay_write,
+    .mailstream_close = replay_close,
+    .mailstream_get_fd = replay_fd,
+    .mailstream_free = replay_free,
+};
+
+/* libetpan's parse of the answer whose first line is in the session's line
+ * buffer (the rest still on the stream), its FETCH data to f or dropped. */
+static int parse_answer(struct imap_session *s, int tag, struct fetch_ctx *f, struct mailimap_response **resp)
 {
     mailimap *imap = s->imap;
     int last = imap->imap_tag;
-    for (;;) {
-        if (!mailimap_read_line(imap))
-            return MAILIMAP_ERROR_STREAM;
-        struct imap_flagline x;
-        if (!f || f->rc ||
-            imap_flagline_parse(imap->imap_stream_buffer->str, imap->imap_stream_buffer->len, &x) != IMAP_FLAGLINE_OK)
-            break; /* not a plain flag report: libetpan's parser reads on from this line */
-        keep_flags_report(f, x.m, x.has_uid, x.has_flags);
-    }
     s->fetch = f;
     mailimap_set_msg_att_handler(imap, f ? on_flags_att : on_discard_att, f);
     mailimap_set_progress_callback(imap, NULL, on_items_progress, f);
-    struct mailimap_response *resp = NULL;
     imap->imap_tag = tag;
-    int r = mailimap_parse_response(imap, &resp);
+    int r = mailimap_parse_response(imap, resp);
     imap->imap_tag = last;
     s->fetch = NULL;
     mailimap_set_msg_att_handler(imap, NULL, NULL);
     mailimap_set_progress_callback(imap, NULL, NULL, NULL);
+    return r;
+}
+
+/* The same when lines were set aside: they first, then the stream. */
+static int parse_replayed(struct imap_session *s, int tag, struct fetch_ctx *f, const MMAPString *aside,
+                          struct mailimap_response **resp)
+{
+    mailimap *imap = s->imap;
+    struct replay r = {.data = aside->str, .len = aside->len, .rest = imap->imap_stream};
+    mailstream_low *low = mailstream_low_new(&r, &replay_driver);
+    mailstream *st = low ? mailstream_new(low, 8192) : NULL;
+    if (!st) {
+        if (low)
+            mailstream_low_free(low);
+        return MAILIMAP_ERROR_MEMORY;
+    }
+    imap->imap_stream = st;
+    int rc = mailimap_read_line(imap) ? parse_answer(s, tag, f, resp) : MAILIMAP_ERROR_STREAM;
+    imap->imap_stream = r.rest;
+    mailstream_close(st);
+    return rc;
+}
+
+/* Read one response to the command sent under tag (libetpan checks the
+ * tag against imap_tag, the last one sent: it is set to tag for the read
+ * and back after), the FETCH data going to f (UID FLAGS [RFC822.SIZE], as
+ * on_flags_att collects them) or dropped when f is NULL. The tagged state
+ * through *state.
+ *
+ * The answer's plain flag reports (all of a flag listing; the changes
+ * after the untagged data of a QRESYNC SELECT) are read line by line by
+ * imap_flagline_parse, not libetpan's parser (which cost half a big
+ * listing's CPU); every other line is set aside until the tagged one, or
+ * until a line that may open a literal, and libetpan's parser reads the
+ * lines set aside, in order, then the rest of the answer from the
+ * stream. So it sees every untagged response but those reports, as
+ * before (selection state, VANISHED, codes). Past ASIDE_MAX of such lines
+ * libetpan reads the rest (a hostile server's flood costs no more memory
+ * than it did). */
+int imap_read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *state)
+{
+    mailimap *imap = s->imap;
+    MMAPString *aside = NULL;
+    int r = MAILIMAP_NO_ERROR;
+    for (;;) {
+        if (!mailimap_read_line(imap)) {
+            r = MAILIMAP_ERROR_STREAM;
+            break;
+        }
+        const MMAPString *line = imap->imap_stream_buffer;
+        struct imap_flagline x;
+        if ((!f || !f->rc) && imap_flagline_parse(line->str, line->len, &x) == IMAP_FLAGLINE_OK) {
+            if (f)
+                keep_flags_report(f, x.m, x.has_uid, x.has_flags);
+            else
+                free(x.m.keywords);
+            continue;
+        }
+        bool last = line->len < 2 || line->str[0] != '*' || line->str[1] != ' ' ||
+                    (line->len >= 3 && line->str[line->len - 3] == '}'); /* "{n}" CRLF: a literal follows */
+        if (!aside && last)
+            break; /* nothing set aside: libetpan reads on from this line */
+        if ((!aside && !(aside = mmap_string_new(""))) || !mmap_string_append_len(aside, line->str, line->len)) {
+            r = MAILIMAP_ERROR_MEMORY;
+            break;
+        }
+        if (last || aside->len > ASIDE_MAX)
+            break; /* past ASIDE_MAX the rest goes to libetpan through the replay */
+    }
+    struct mailimap_response *resp = NULL;
+    if (r == MAILIMAP_NO_ERROR)
+        r = aside ? parse_replayed(s, tag, f, aside, &resp) : parse_answer(s, tag, f, &resp);
+    if (aside)
+        mmap_string_free(aside);
     if (r != MAILIMAP_NO_ERROR)
         return r;
     *state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;

@@ -1253,22 +1253,24 @@ class WindowedListing(HostileTestCase):
 
     def test_odd_lines_among_the_reports(self):
         """The reports of a window read line by line by our own reader
-        (imap_flagline.c) up to the first line it does not take, libetpan's
-        parser from there to the tagged OK: a flag as a quoted string, an
-        untagged EXISTS, item names in lower case and another order, a
-        MODSEQ, \\Recent and an extension flag in between. Every report
-        lands in its message, nothing is gone."""
+        (imap_flagline.c); the lines it does not take set aside and given
+        to libetpan's parser with the tagged OK, or, from a line that opens
+        a literal on, with the rest of the answer: an untagged ALERT and
+        EXISTS, a flag as a quoted string and as a literal, item names in
+        lower case and another order, a MODSEQ, \\Recent and an extension
+        flag. Every report lands in its message, nothing is gone."""
         srv = self.synced_nine()
-        # 5: libetpan takes the quoted "\\Flagged" as a keyword, which names
-        # the flag; 8 and 9: the top window, listed as the server has them
-        want = {1: "F", 2: "S", 3: "RS", 4: "D", 5: "FS", 6: "", 7: "S", 8: "", 9: "S"}
+        # 5, 6: libetpan takes the quoted and the literal "\\Flagged" as a
+        # keyword, which names the flag; 8 and 9: the top window, as the
+        # server has them
+        want = {1: "F", 2: "S", 3: "RS", 4: "D", 5: "FS", 6: "F", 7: "S", 8: "", 9: "S"}
         lines = {
             1: b"UID 1 FLAGS (\\Flagged)",
             2: b"uid 2 flags (\\seen \\Recent)",
             3: b"FLAGS (\\Answered \\Seen) UID 3 MODSEQ (7)",
             4: b"UID 4 FLAGS (\\Draft \\X-Ext)",
             5: b'UID 5 FLAGS ("\\Flagged" \\Seen)',  # libetpan reads on from here
-            6: b"UID 6 FLAGS ()",
+            6: b"UID 6 FLAGS ({8}\r\n\\Flagged)",  # a literal: libetpan reads on from here
             7: b"RFC822.SIZE 1 FLAGS (\\Seen) UID 7",
             8: b"UID 8 FLAGS (\\SEEN)",
             9: b"UID 9 FLAGS (\\Deleted)",
@@ -1283,6 +1285,8 @@ class WindowedListing(HostileTestCase):
                 if lo <= m.uid <= hi:
                     if m.uid == 6:
                         conn.send(b"* 9 EXISTS\r\n")
+                    if m.uid == 2:
+                        conn.send(b"* OK [ALERT] set aside, then read by libetpan\r\n")
                     conn.send(b"* %d FETCH (%s)\r\n" % (seq, lines[m.uid]))
             conn.done(cmd)
             return True
