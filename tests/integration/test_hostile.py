@@ -1303,6 +1303,37 @@ class WindowedListing(HostileTestCase):
         self.assertEqual(got, want)
         self.assertNoChanges(srv)
 
+    def test_a_flood_of_other_lines_among_the_reports(self):
+        """More than a MiB of untagged lines a window's reports come among
+        (a server's chatter, or a hostile one): what is set aside stops
+        at ASIDE_MAX and libetpan reads the rest of the answer; every
+        report still lands, nothing is gone, the next run is a no-op."""
+        srv = self.synced_nine()
+        for m in srv.folders["INBOX"].messages:
+            m.flags = (r"\Answered",)
+        chatter = b"* OK [ALERT] " + b"x" * 50 + b"\r\n"
+
+        def flood(conn, cmd):
+            if not re.fullmatch(r"\d+(:\d+)?", str(cmd.args[0])):
+                return False
+            lo, _, hi = str(cmd.args[0]).partition(":")
+            lo, hi = int(lo), int(hi or lo)
+            for seq, m in enumerate(conn.selected.sorted_messages(), 1):
+                if lo <= m.uid <= hi:
+                    conn.send(chatter * 12000)  # ~0.75 MiB before each report
+                    conn.send(conn.fetch_response(cmd, seq, m, ["UID", "FLAGS"]))
+            conn.done(cmd)
+            return True
+        srv.handlers = {"UID FETCH": flood}
+        res = self.pull("-v", expect=0, env=WINDOWS)
+        self.assertIn("INBOX: listed in full in windows of 2 UIDs: 9 messages new or changed, 0 of 9 gone",
+                      res.stderr)
+        found, _ = local_files(self.root)
+        letters = sorted(name.partition(":2,")[2] for files in found.values() for _, name, _ in files)
+        self.assertEqual(letters, ["R"] * 9)
+        self.assertNineStill(srv)
+        self.assertNoChanges(srv)
+
 
 if __name__ == "__main__":
     unittest.main()
