@@ -686,6 +686,15 @@ static int parse_replayed(struct imap_session *s, int tag, struct fetch_ctx *f, 
     return rc;
 }
 
+/* Does the line end in "}" CRLF (or a bare LF), as one that opens a literal
+ * does? Then its next bytes are no line of ours to read. */
+static bool opens_literal(const char *line, size_t len)
+{
+    if (len >= 2 && line[len - 1] == '\n' && line[len - 2] == '}')
+        return true;
+    return len >= 3 && line[len - 1] == '\n' && line[len - 2] == '\r' && line[len - 3] == '}';
+}
+
 /* Read one response to the command sent under tag (libetpan checks the
  * tag against imap_tag, the last one sent: it is set to tag for the read
  * and back after), the FETCH data going to f (UID FLAGS [RFC822.SIZE], as
@@ -721,8 +730,7 @@ int imap_read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *
                 free(x.m.keywords);
             continue;
         }
-        bool last = line->len < 2 || line->str[0] != '*' || line->str[1] != ' ' ||
-                    (line->len >= 3 && line->str[line->len - 3] == '}'); /* "{n}" CRLF: a literal follows */
+        bool last = line->len < 2 || line->str[0] != '*' || line->str[1] != ' ' || opens_literal(line->str, line->len);
         if (!aside && last)
             break; /* nothing set aside: libetpan reads on from this line */
         if ((!aside && !(aside = mmap_string_new(""))) || !mmap_string_append_len(aside, line->str, line->len)) {
