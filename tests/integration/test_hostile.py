@@ -1162,6 +1162,18 @@ class UidReuse(HostileTestCase):
 # 9. A full listing in windows (a server without CONDSTORE): the windows'
 # UID FETCHes go out several at a time and a server may answer them badly
 
+def window_listed(conn, cmd):
+    """[(seq, message)] a UID FETCH of "lo:hi" or "n" asks for (a window
+    below the top one, or one of the second pass); None for any other set
+    (the top window's "n:*")."""
+    m = re.fullmatch(r"(\d+)(?::(\d+))?", str(cmd.args[0]))
+    if not m:
+        return None
+    lo = int(m.group(1))
+    hi = int(m.group(2) or lo)
+    return [(seq, msg) for seq, msg in enumerate(conn.selected.sorted_messages(), 1) if lo <= msg.uid <= hi]
+
+
 SMUGGLED = b"* 1 FETCH (UID 1 FLAGS (\\Draft))\r\n"  # a literal's bytes, never a report
 WINDOWS = {"MAILSYNC_TEST_PULL_WINDOW": "2"}  # nine messages: 8:*, then 6:7 4:5 2:3 1:1 in flight
 
@@ -1175,6 +1187,15 @@ class WindowedListing(HostileTestCase):
         self.pull(expect=0, env=WINDOWS)
         self.assertEqual(sum(all_message_bytes(self.root).values()), 9)
         return srv
+
+    def pull_listed_by(self, srv, handler, line):
+        """A pull (-v, windows of 2) whose UID FETCHes handler answers;
+        its output has line. The local files (local_files)."""
+        srv.handlers = {"UID FETCH": handler}
+        res = self.pull("-v", expect=0, env=WINDOWS)
+        self.assertIn(line, res.stderr)
+        found, _ = local_files(self.root)
+        return found
 
     def assertNineStill(self, srv):
         want = collections.Counter(lf(m.raw) for m in srv.folders["INBOX"].messages)
@@ -1241,11 +1262,8 @@ class WindowedListing(HostileTestCase):
             if lo == 1:  # the last window
                 conn.done(cmd)
             return True
-        srv.handlers = {"UID FETCH": together}
-        res = self.pull("-v", expect=0, env=WINDOWS)
-        self.assertIn("INBOX: listed in full in windows of 2 UIDs: 1 messages new or changed, 0 of 9 gone\n",
-                      res.stderr)
-        found, _ = local_files(self.root)
+        found = self.pull_listed_by(
+            srv, together, "INBOX: listed in full in windows of 2 UIDs: 1 messages new or changed, 0 of 9 gone\n")
         flagged = [name for files in found.values() for _, name, data in files if b"<m-1@fake>" in data]
         self.assertEqual(len(flagged), 1)
         self.assertTrue(flagged[0].endswith(":2,F"), flagged)
@@ -1279,24 +1297,19 @@ class WindowedListing(HostileTestCase):
         }
 
         def odd(conn, cmd):
-            if not re.fullmatch(r"\d+(:\d+)?", str(cmd.args[0])):
+            listed = window_listed(conn, cmd)
+            if listed is None:
                 return False  # the top window's "8:*" is answered as ever
-            lo, _, hi = str(cmd.args[0]).partition(":")
-            lo, hi = int(lo), int(hi or lo)
-            for seq, m in enumerate(conn.selected.sorted_messages(), 1):
-                if lo <= m.uid <= hi:
-                    if m.uid == 6:
-                        conn.send(b"* 9 EXISTS\r\n")
-                    if m.uid == 2:
-                        conn.send(b"* OK [ALERT] set aside, then read by libetpan\r\n")
-                    conn.send(b"* %d FETCH (%s)\r\n" % (seq, lines[m.uid]))
+            for seq, m in listed:
+                if m.uid == 6:
+                    conn.send(b"* 9 EXISTS\r\n")
+                if m.uid == 2:
+                    conn.send(b"* OK [ALERT] set aside, then read by libetpan\r\n")
+                conn.send(b"* %d FETCH (%s)\r\n" % (seq, lines[m.uid]))
             conn.done(cmd)
             return True
-        srv.handlers = {"UID FETCH": odd}
-        res = self.pull("-v", expect=0, env=WINDOWS)
-        self.assertIn("INBOX: listed in full in windows of 2 UIDs: 7 messages new or changed, 0 of 9 gone; "
-                      "more than a window changed: applied window by window\n", res.stderr)
-        found, _ = local_files(self.root)
+        found = self.pull_listed_by(srv, odd, "INBOX: listed in full in windows of 2 UIDs: 7 messages new or "
+                                    "changed, 0 of 9 gone; more than a window changed: applied window by window\n")
         got = {}
         for files in found.values():
             for _, name, data in files:
@@ -1316,21 +1329,16 @@ class WindowedListing(HostileTestCase):
         chatter = b"* OK [ALERT] " + b"x" * 50 + b"\r\n"
 
         def flood(conn, cmd):
-            if not re.fullmatch(r"\d+(:\d+)?", str(cmd.args[0])):
+            listed = window_listed(conn, cmd)
+            if listed is None:
                 return False
-            lo, _, hi = str(cmd.args[0]).partition(":")
-            lo, hi = int(lo), int(hi or lo)
-            for seq, m in enumerate(conn.selected.sorted_messages(), 1):
-                if lo <= m.uid <= hi:
-                    conn.send(chatter * 12000)  # ~0.75 MiB before each report
-                    conn.send(conn.fetch_response(cmd, seq, m, ["UID", "FLAGS"]))
+            for seq, m in listed:
+                conn.send(chatter * 12000)  # ~0.75 MiB before each report
+                conn.send(conn.fetch_response(cmd, seq, m, ["UID", "FLAGS"]))
             conn.done(cmd)
             return True
-        srv.handlers = {"UID FETCH": flood}
-        res = self.pull("-v", expect=0, env=WINDOWS)
-        self.assertIn("INBOX: listed in full in windows of 2 UIDs: 9 messages new or changed, 0 of 9 gone",
-                      res.stderr)
-        found, _ = local_files(self.root)
+        found = self.pull_listed_by(
+            srv, flood, "INBOX: listed in full in windows of 2 UIDs: 9 messages new or changed, 0 of 9 gone")
         letters = sorted(name.partition(":2,")[2] for files in found.values() for _, name, _ in files)
         self.assertEqual(letters, ["R"] * 9)
         self.assertNineStill(srv)
