@@ -376,7 +376,10 @@ int imap_framer_feed(struct imap_framer *f, const char *data, size_t len, bool p
         if (f->check_limits && c != '\r' && c != '\n') {
             if (f->perm_state != PERM_NONE && perm_flags_step(f, (unsigned char)c) != 0)
                 return -1;
-            if (f->perm_state == PERM_NONE && in_head && ends_with_ci(f->head, f->head_len, "[PERMANENTFLAGS"))
+            /* (the last letter first: the comparison for every byte of a
+             * line's head was a third of a flag listing's CPU) */
+            if (f->perm_state == PERM_NONE && in_head && (c == 'S' || c == 's') &&
+                ends_with_ci(f->head, f->head_len, "[PERMANENTFLAGS"))
                 f->perm_state = PERM_SP;
         }
         if (scan_brace(f, (unsigned char)c) != 0)

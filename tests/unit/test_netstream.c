@@ -162,6 +162,32 @@ static void long_line_refused(void **unused)
     assert_int_equal(feed(&f, "a APPEND x {4294967306}\r\n"), 0);
 }
 
+/* A malformed PERMANENTFLAGS list crashes libetpan: refused, the code's
+ * name in any case (found by its last letter first, then compared). */
+static void permanentflags_checked(void **unused)
+{
+    (void)unused;
+    static const char *const bad[] = {
+        "* OK [PERMANENTFLAGS (\\Seen]\r\n",
+        "* OK [permanentflags (\\Seen \\*\r\n",
+        "* OK [PermanentFlags (\\Seen \\Answered) x] y\r\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct imap_framer f;
+        struct seen s;
+        framer_setup(&f, &s, true);
+        assert_int_equal(feed(&f, "* OK hi\r\n"), 0);
+        assert_int_equal(feed(&f, bad[i]), -1);
+        assert_non_null(strstr(f.reason, "PERMANENTFLAGS"));
+    }
+    struct imap_framer f;
+    struct seen s;
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* OK hi\r\n* OK [PERMANENTFLAGS (\\Seen \\Answered $Junk \\*)] ok\r\n"
+                              "* OK [PERMANENTFLAGS ()] none\r\n* OK PERMANENTFLAGS (\r\nA1 OK x\r\n"),
+                     0);
+}
+
 static void bare_lf_and_trailing_space(void **unused)
 {
     (void)unused;
@@ -399,6 +425,7 @@ int main(void)
         cmocka_unit_test(mid_line_brace_checked),
         cmocka_unit_test(status_text_is_not_a_literal),
         cmocka_unit_test(long_line_refused),
+        cmocka_unit_test(permanentflags_checked),
         cmocka_unit_test(bare_lf_and_trailing_space),
         cmocka_unit_test(masking),
         cmocka_unit_test(login_literal_password_masked),
