@@ -686,6 +686,34 @@ static int parse_replayed(struct imap_session *s, int tag, struct fetch_ctx *f, 
     return rc;
 }
 
+/* The plain reports at the head of what st has read but not handed out,
+ * taken where they lie and then dropped from its buffer in one move
+ * (mailimap_read_line copies each line out and moves the rest of the 64 KiB
+ * buffer down after every one). Stops at the first other line, or one not
+ * whole yet, for mailimap_read_line. */
+static void take_buffered_reports(mailstream *st, struct fetch_ctx *f)
+{
+    if (!st)
+        return;
+    size_t off = 0;
+    while (!(f && f->rc)) {
+        const char *p = st->read_buffer + off;
+        const char *nl = memchr(p, '\n', st->read_buffer_len - off);
+        struct imap_flagline x;
+        if (!nl || imap_flagline_parse(p, (size_t)(nl - p) + 1, &x) != IMAP_FLAGLINE_OK)
+            break;
+        if (f)
+            keep_flags_report(f, x.m, x.has_uid, x.has_flags);
+        else
+            free(x.m.keywords);
+        off += (size_t)(nl - p) + 1;
+    }
+    if (off) {
+        st->read_buffer_len -= off;
+        memmove(st->read_buffer, st->read_buffer + off, st->read_buffer_len);
+    }
+}
+
 /* Does the line end in "}" CRLF (or a bare LF), as one that opens a literal
  * does? Then its next bytes are no line of ours to read. */
 static bool opens_literal(const char *line, size_t len)
@@ -717,6 +745,7 @@ int imap_read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *
     MMAPString *aside = NULL;
     int r = MAILIMAP_NO_ERROR;
     for (;;) {
+        take_buffered_reports(imap->imap_stream, f);
         if (!mailimap_read_line(imap)) {
             r = MAILIMAP_ERROR_STREAM;
             break;
