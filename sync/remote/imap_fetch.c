@@ -215,8 +215,6 @@ static void parse_att(const struct mailimap_msg_att *att, struct fetched *out)
     }
 }
 
-/* Run one UID FETCH with the per-message handler h; with a non-zero
- * modseq, with the (CHANGEDSINCE modseq) modifier. */
 /* How a command whose FETCH data went to f ended, libetpan saying r. */
 int imap_fetch_outcome(struct imap_session *s, struct fetch_ctx *f, int r, const char *what, struct ms_error *err)
 {
@@ -234,17 +232,18 @@ int imap_fetch_outcome(struct imap_session *s, struct fetch_ctx *f, int r, const
     return MS_OK;
 }
 
+/* Run one UID FETCH through libetpan with the per-message handler h (the
+ * flag listings of a range are sent by hand: fetch_flags_capped). */
 static int run_fetch(struct imap_session *s, struct fetch_ctx *f, struct mailimap_set *set,
-                     struct mailimap_fetch_type *ft, uint64_t modseq, mailimap_msg_att_handler *h, enum body_mode mode,
-                     const char *what, struct ms_error *err)
+                     struct mailimap_fetch_type *ft, mailimap_msg_att_handler *h, enum body_mode mode, const char *what,
+                     struct ms_error *err)
 {
     s->fetch = f;
     s->body_mode = mode;
     mailimap_set_msg_att_handler(s->imap, h, f);
     mailimap_set_progress_callback(s->imap, NULL, on_items_progress, f);
     clist *result = NULL;
-    int r = modseq ? mailimap_uid_fetch_changedsince(s->imap, set, ft, modseq, &result)
-                   : mailimap_uid_fetch(s->imap, set, ft, &result);
+    int r = mailimap_uid_fetch(s->imap, set, ft, &result);
     mailimap_set_msg_att_handler(s->imap, NULL, NULL);
     mailimap_set_progress_callback(s->imap, NULL, NULL, NULL);
     s->body_mode = BODY_DISCARD;
@@ -334,7 +333,7 @@ static int fetch_batches(struct imap_session *s, struct fetch_ctx *f, const uint
             rc = ms_error_set(err, MS_ELOCAL, "out of memory");
             break;
         }
-        rc = run_fetch(s, f, set, ft, 0, h, mode, what, err);
+        rc = run_fetch(s, f, set, ft, h, mode, what, err);
         mailimap_set_free(set);
     }
     free(ranges);
@@ -686,6 +685,16 @@ static int parse_replayed(struct imap_session *s, int tag, struct fetch_ctx *f, 
     return rc;
 }
 
+/* A report imap_flagline_parse read: into f (keep_flags_report), or
+ * dropped when the answer's FETCH data is not wanted. */
+static void take_report(struct fetch_ctx *f, struct imap_flagline *x)
+{
+    if (f)
+        keep_flags_report(f, x->m, x->has_uid, x->has_flags);
+    else
+        free(x->m.keywords);
+}
+
 /* The plain reports at the head of what st has read but not handed out,
  * taken where they lie and then dropped from its buffer in one move
  * (mailimap_read_line copies each line out and moves the rest of the 64 KiB
@@ -702,10 +711,7 @@ static void take_buffered_reports(mailstream *st, struct fetch_ctx *f)
         struct imap_flagline x;
         if (!nl || imap_flagline_parse(p, (size_t)(nl - p) + 1, &x) != IMAP_FLAGLINE_OK)
             break;
-        if (f)
-            keep_flags_report(f, x.m, x.has_uid, x.has_flags);
-        else
-            free(x.m.keywords);
+        take_report(f, &x);
         off += (size_t)(nl - p) + 1;
     }
     if (off) {
@@ -752,11 +758,8 @@ int imap_read_tagged(struct imap_session *s, int tag, struct fetch_ctx *f, int *
         }
         const MMAPString *line = imap->imap_stream_buffer;
         struct imap_flagline x;
-        if ((!f || !f->rc) && imap_flagline_parse(line->str, line->len, &x) == IMAP_FLAGLINE_OK) {
-            if (f)
-                keep_flags_report(f, x.m, x.has_uid, x.has_flags);
-            else
-                free(x.m.keywords);
+        if (!(f && f->rc) && imap_flagline_parse(line->str, line->len, &x) == IMAP_FLAGLINE_OK) {
+            take_report(f, &x);
             continue;
         }
         bool last = line->len < 2 || line->str[0] != '*' || line->str[1] != ' ' || opens_literal(line->str, line->len);
