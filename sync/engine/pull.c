@@ -551,6 +551,12 @@ static int listing_rest(struct run *r, struct remote_listing *l, struct ms_error
     return MS_OK;
 }
 
+/* opt->pull_window where set (tests make it small), else dflt. */
+static uint32_t window_or(const struct run *r, uint32_t dflt)
+{
+    return r->opt->pull_window ? r->opt->pull_window : dflt;
+}
+
 /* A full listing of a folder synced before (a server without CONDSTORE,
  * or a folder listed in full every time: messages skipped for max_size),
  * compared with the rows window by window, top down (PULL_WINDOW UIDs:
@@ -767,8 +773,8 @@ static int full_in_windows(struct run *r, const struct selected *sel, const stru
                            size_t *guard_total, struct remote_msg **rm, size_t *nr, struct uid_list *affected,
                            bool *done, struct ms_error *err)
 {
-    uint32_t size = r->opt->pull_window ? r->opt->pull_window : PULL_WINDOW;
-    struct full_compare d = {.r = r, .sf = sf, .cap = r->opt->pull_window ? r->opt->pull_window : CHANGES_WINDOW};
+    uint32_t size = window_or(r, PULL_WINDOW);
+    struct full_compare d = {.r = r, .sf = sf, .cap = window_or(r, CHANGES_WINDOW)};
     const struct remote_ops *ops = r->remote->ops;
     *done = false;
     /* the top window, then those below it (asked for ahead where the side can) */
@@ -810,7 +816,7 @@ static int full_in_windows(struct run *r, const struct selected *sel, const stru
     if (rc == MS_OK && again) {
         /* In windows of changes (CHANGES_WINDOW: a changed message costs
          * more than a listed one), from the top down. */
-        uint32_t wsize = r->opt->pull_window ? r->opt->pull_window : CHANGES_WINDOW;
+        uint32_t wsize = window_or(r, CHANGES_WINDOW);
         uint32_t next = l->box.uidnext, top = next > wsize + 1 ? next - wsize : next ? 1 : l->from;
         win->mode = PULL_FULL;
         win->size = wsize;
@@ -1071,13 +1077,11 @@ static int pull_window_of(struct run *r, const struct state_folder *sf, struct m
     memset(win, 0, sizeof *win); /* PULL_WHOLE, no window */
     if (r->opt->dry_run || !mf || !remote_can(r->remote, REMOTE_UIDS))
         return MS_OK;
-    uint32_t size = r->opt->pull_window ? r->opt->pull_window : PULL_WINDOW;
+    uint32_t size = window_or(r, PULL_WINDOW);
     if (sf->last_sync) {
         /* The changes since the last sync in windows (PULL_CHANGES), or a
          * full listing compared with the rows in windows (full_in_windows). */
-        win->size = r->opt->pull_window                     ? r->opt->pull_window
-                    : remote_can(r->remote, REMOTE_CHANGES) ? CHANGES_WINDOW
-                                                            : PULL_WINDOW;
+        win->size = window_or(r, remote_can(r->remote, REMOTE_CHANGES) ? CHANGES_WINDOW : PULL_WINDOW);
         return MS_OK;
     }
     size_t rows = 0, nlocal = 0;
