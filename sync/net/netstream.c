@@ -351,6 +351,92 @@ static int greeting_step(struct imap_framer *f, char c)
     return 0;
 }
 
+/* One byte outside a literal, every check in order. */
+static int feed_byte(struct imap_framer *f, char c, bool private_data)
+{
+    f->line_len++;
+    if (private_data)
+        f->line_private = true;
+    if (f->check_limits && f->line_len > MAILSYNC_MAX_LINE)
+        return framer_fail(f, "server sent a line longer than %llu bytes", (unsigned long long)MAILSYNC_MAX_LINE);
+    if (count_bytes(f, 1) != 0)
+        return -1;
+    bool in_head = f->head_len < sizeof f->head;
+    if (in_head)
+        f->head[f->head_len++] = c;
+    if (f->check_limits && !f->greeting_seen && greeting_step(f, c) != 0)
+        return -1;
+    if (f->check_limits && c != '\r' && c != '\n') {
+        if (f->perm_state != PERM_NONE && perm_flags_step(f, (unsigned char)c) != 0)
+            return -1;
+        /* (the last letter first: the comparison for every byte of a
+         * line's head was a third of a flag listing's CPU) */
+        if (f->perm_state == PERM_NONE && in_head && (c == 'S' || c == 's') &&
+            ends_with_ci(f->head, f->head_len, "[PERMANENTFLAGS"))
+            f->perm_state = PERM_SP;
+    }
+    if (scan_brace(f, (unsigned char)c) != 0)
+        return -1;
+    if (c == '\n')
+        return end_of_line(f);
+    push_tail(f, c);
+    return 0;
+}
+
+/* Runs shorter than this go byte by byte (so a stream fed one byte at a
+ * time never takes the run path: the fuzz target compares the two). */
+#define PLAIN_RUN_MIN 8
+
+/* The length of the run of plain bytes at data: bytes for which
+ * feed_byte would only count, copy into head and tail, and which no
+ * limit stops (they stop short of the byte that breaks one). Not plain:
+ * '{' (a literal's size may follow), LF (the line ends), 'S'/'s' (the
+ * last letter of "[PERMANENTFLAGS"); nothing is plain while a {N}, a
+ * PERMANENTFLAGS list or the greeting is followed byte by byte. */
+static size_t plain_run(const struct imap_framer *f, const char *data, size_t len)
+{
+    if (f->brace_state != 0 || (f->perm_state != PERM_NONE && f->perm_state != PERM_DONE) ||
+        (f->check_limits && !f->greeting_seen))
+        return 0;
+    if (f->check_limits) {
+        uint64_t room = MAILSYNC_MAX_LINE - f->line_len;
+        if (MAILSYNC_MAX_RESPONSE - f->response_bytes < room)
+            room = MAILSYNC_MAX_RESPONSE - f->response_bytes;
+        if (MAILSYNC_MAX_COMMAND_RESPONSES - f->command_bytes < room)
+            room = MAILSYNC_MAX_COMMAND_RESPONSES - f->command_bytes;
+        if (room < len)
+            len = (size_t)room;
+    }
+    size_t n = 0;
+    while (n < len && data[n] != '{' && data[n] != '\n' && data[n] != 'S' && data[n] != 's')
+        n++;
+    return n;
+}
+
+/* feed_byte over a run plain_run measured, in one step. */
+static void feed_run(struct imap_framer *f, const char *p, size_t k, bool private_data)
+{
+    f->line_len += k;
+    if (private_data)
+        f->line_private = true;
+    (void)count_bytes(f, k); /* within every limit: plain_run stopped short */
+    size_t room = sizeof f->head - f->head_len, h = k < room ? k : room;
+    memcpy(f->head + f->head_len, p, h);
+    f->head_len += h;
+    if (k >= sizeof f->tail) {
+        memcpy(f->tail, p + k - sizeof f->tail, sizeof f->tail);
+        f->tail_len = sizeof f->tail;
+        return;
+    }
+    size_t keep = sizeof f->tail - k;
+    if (f->tail_len > keep) {
+        memmove(f->tail, f->tail + f->tail_len - keep, keep);
+        f->tail_len = keep;
+    }
+    memcpy(f->tail + f->tail_len, p, k);
+    f->tail_len += k;
+}
+
 int imap_framer_feed(struct imap_framer *f, const char *data, size_t len, bool private_data)
 {
     size_t i = 0;
@@ -360,36 +446,17 @@ int imap_framer_feed(struct imap_framer *f, const char *data, size_t len, bool p
                 return -1;
             continue;
         }
-        char c = data[i++];
-        f->line_len++;
-        if (private_data)
-            f->line_private = true;
-        if (f->check_limits && f->line_len > MAILSYNC_MAX_LINE)
-            return framer_fail(f, "server sent a line longer than %llu bytes", (unsigned long long)MAILSYNC_MAX_LINE);
-        if (count_bytes(f, 1) != 0)
-            return -1;
-        bool in_head = f->head_len < sizeof f->head;
-        if (in_head)
-            f->head[f->head_len++] = c;
-        if (f->check_limits && !f->greeting_seen && greeting_step(f, c) != 0)
-            return -1;
-        if (f->check_limits && c != '\r' && c != '\n') {
-            if (f->perm_state != PERM_NONE && perm_flags_step(f, (unsigned char)c) != 0)
-                return -1;
-            /* (the last letter first: the comparison for every byte of a
-             * line's head was a third of a flag listing's CPU) */
-            if (f->perm_state == PERM_NONE && in_head && (c == 'S' || c == 's') &&
-                ends_with_ci(f->head, f->head_len, "[PERMANENTFLAGS"))
-                f->perm_state = PERM_SP;
+        size_t k = plain_run(f, data + i, len - i);
+        if (k >= PLAIN_RUN_MIN) {
+            feed_run(f, data + i, k, private_data);
+            i += k;
+            continue;
         }
-        if (scan_brace(f, (unsigned char)c) != 0)
-            return -1;
-        if (c == '\n') {
-            if (end_of_line(f) != 0)
+        /* A short run, then the byte after it, one at a time (the short
+         * run leaves every state as it was, so it is not measured again). */
+        for (size_t end = i + k + 1 < len ? i + k + 1 : len; i < end;)
+            if (feed_byte(f, data[i++], private_data) != 0)
                 return -1;
-        } else {
-            push_tail(f, c);
-        }
     }
     return 0;
 }

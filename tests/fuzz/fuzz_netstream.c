@@ -10,13 +10,18 @@
  *  mode 0  server -> client framer with limits. The same bytes are fed
  *          whole, byte by byte and in input-chosen chunks: the framer keeps
  *          state across reads (a {N} or a line end may be split anywhere),
- *          so all three must report the same lines, literals and verdict.
- *          Reported literals respect the caps; a failure has a reason.
+ *          so all three must report the same lines, literals and verdict,
+ *          and end in the same state. Fed one byte at a time the framer
+ *          never takes its path for runs of plain bytes: this compares
+ *          that path with the byte-by-byte one. Reported literals respect
+ *          the caps; a failure has a reason.
  *  mode 1  client -> server framer, some chunks marked secret; every line
  *          goes through imap_mask_client_line: the output is printable,
  *          NUL-terminated within outlen, a LOGIN line never shows its
  *          arguments, an AUTHENTICATE line never its initial response, and
  *          another secret line is shown as "[secret masked...".
+ *          The same chunks and the same bytes one at a time report the
+ *          same lines (secret or not) and end in the same state.
  *  mode 2  imap_uid_batch over the data as uint32 UIDs (sorted, as the
  *          contract requires, and unsorted for memory safety): batches are
  *          within every limit, cover exactly the UIDs consumed, and
@@ -73,7 +78,7 @@ static void on_line_server(void *ctx, const struct imap_framer *f, bool literal,
               (unsigned long long)cap);
     }
     CHECK(literal || literal_len == 0, "literal length without a literal");
-    uint64_t fields[3] = {f->line_len, literal, literal_len};
+    uint64_t fields[5] = {f->line_len, literal, literal_len, f->brace_body, f->line_private};
     rec_put(r, fields, sizeof fields);
     rec_put(r, &f->head_len, sizeof f->head_len);
     rec_put(r, f->head, f->head_len);
@@ -105,6 +110,27 @@ static int feed_chunked(struct imap_framer *f, struct rec *r, const char *data, 
     return 0;
 }
 
+/* Everything the framer carries from one read to the next. Fed one byte
+ * at a time it never takes its path for runs of plain bytes (runs of 8 or
+ * more), so this compares that path with the byte-by-byte one. */
+static void same_end_state(const struct imap_framer *a, const struct imap_framer *b, const char *what)
+{
+    CHECK(a->in_literal == b->in_literal && a->literal_left == b->literal_left && a->line_len == b->line_len &&
+              a->response_start == b->response_start && a->response_bytes == b->response_bytes &&
+              a->command_bytes == b->command_bytes && a->line_private == b->line_private,
+          "end state differs (%s): counters", what);
+    CHECK(a->head_len == b->head_len && !memcmp(a->head, b->head, a->head_len) && a->tail_len == b->tail_len &&
+              !memcmp(a->tail, b->tail, a->tail_len),
+          "end state differs (%s): head or tail", what);
+    CHECK(a->brace_state == b->brace_state && a->brace_digits == b->brace_digits &&
+              a->brace_value == b->brace_value && a->brace_last == b->brace_last && a->brace_body == b->brace_body &&
+              a->brace_ctx_len == b->brace_ctx_len && !memcmp(a->brace_ctx, b->brace_ctx, a->brace_ctx_len),
+          "end state differs (%s): literal scanner", what);
+    CHECK(a->greeting_seen == b->greeting_seen && a->greeting_code == b->greeting_code &&
+              a->perm_state == b->perm_state,
+          "end state differs (%s): greeting or PERMANENTFLAGS", what);
+}
+
 static void mode_server(const uint8_t *data, size_t size)
 {
     /* The first 4 bytes (if any) are chunk sizes for the third feed. */
@@ -125,8 +151,8 @@ static void mode_server(const uint8_t *data, size_t size)
         CHECK(strcmp(a.reason, b.reason) == 0 && strcmp(a.reason, c.reason) == 0, "reasons differ: \"%s\" / \"%s\"",
               a.reason, b.reason);
     } else {
-        CHECK(a.in_literal == b.in_literal && a.literal_left == b.literal_left && a.line_len == b.line_len,
-              "end state differs");
+        same_end_state(&a, &b, "whole vs byte by byte");
+        same_end_state(&a, &c, "whole vs chunks");
     }
     free(ra.log);
     free(rb.log);
@@ -211,10 +237,20 @@ static void mode_client(const uint8_t *data, size_t size)
 {
     /* Chunks of 1..16 bytes; the low bit of each chunk's first byte says
      * whether it is secret (as netstream_set_secret would). */
-    static struct imap_framer f;
+    static struct imap_framer f, g, h;
     memset(&f, 0, sizeof f);
     f.on_line = on_line_client;
     imap_framer_init(&f, false);
+    /* g and h log what they report: g is fed the same chunks, h the same
+     * bytes one at a time (the byte-by-byte path, secret as its chunk). */
+    struct rec rg = {0}, rh = {0};
+    memset(&g, 0, sizeof g);
+    memset(&h, 0, sizeof h);
+    g.on_line = h.on_line = on_line_server;
+    g.ctx = &rg;
+    h.ctx = &rh;
+    imap_framer_init(&g, false);
+    imap_framer_init(&h, false);
     size_t i = 0;
     while (i < size) {
         size_t n = 1 + (data[i] >> 4);
@@ -222,9 +258,17 @@ static void mode_client(const uint8_t *data, size_t size)
         i++;
         if (n > size - i)
             n = size - i;
-        CHECK(imap_framer_feed(&f, (const char *)data + i, n, secret) == 0, "client framer failed without limits");
+        const char *chunk = (const char *)data + i;
+        CHECK(imap_framer_feed(&f, chunk, n, secret) == 0, "client framer failed without limits");
+        CHECK(imap_framer_feed(&g, chunk, n, secret) == 0, "client framer failed without limits");
+        for (size_t j = 0; j < n; j++)
+            CHECK(imap_framer_feed(&h, chunk + j, 1, secret) == 0, "client framer failed without limits");
         i += n;
     }
+    CHECK(rg.len == rh.len && (!rg.len || !memcmp(rg.log, rh.log, rg.len)), "client lines differ: chunks vs bytes");
+    same_end_state(&g, &h, "client: chunks vs bytes");
+    free(rg.log);
+    free(rh.log);
 }
 
 /* ---- UID helpers ---------------------------------------------------------- */

@@ -162,6 +162,80 @@ static void long_line_refused(void **unused)
     assert_int_equal(feed(&f, "a APPEND x {4294967306}\r\n"), 0);
 }
 
+/* Runs of plain bytes are taken in one step once the greeting is in:
+ * the limits still stop them at the first byte over, and a literal's
+ * kind is still told from the bytes before its '{' however long the line
+ * (and wherever its head stopped being kept). */
+static void plain_runs_keep_the_limits(void **unused)
+{
+    (void)unused;
+    struct imap_framer f;
+    struct seen s;
+    size_t n = 8u << 20;
+    char *big = malloc(MAILSYNC_MAX_LINE + 16);
+    assert_non_null(big);
+    memset(big, 'a', MAILSYNC_MAX_LINE + 16);
+
+    /* One read longer than a line may be, no line end in it. */
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* OK hi\r\n"), 0);
+    assert_int_equal(imap_framer_feed(&f, big, MAILSYNC_MAX_LINE + 5, false), -1);
+    assert_non_null(strstr(f.reason, "line longer"));
+    /* A line of exactly the limit (CRLF included) passes; one more byte does not. */
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* OK hi\r\n"), 0);
+    assert_int_equal(imap_framer_feed(&f, big, MAILSYNC_MAX_LINE - 2, false), 0);
+    assert_int_equal(feed(&f, "\r\n"), 0);
+    assert_int_equal(s.lines, 2);
+    assert_int_equal(imap_framer_feed(&f, big, MAILSYNC_MAX_LINE - 1, false), 0);
+    assert_int_equal(feed(&f, "\r\n"), -1);
+    assert_non_null(strstr(f.reason, "line longer"));
+
+    /* One response over its limit: 8 MiB lines joined by 1-byte literals. */
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* OK hi\r\n* 1 FETCH (X {1}\r\n"), 0);
+    int rc = 0;
+    for (int i = 0; i < 10 && rc == 0; i++) {
+        rc = feed(&f, "x");
+        if (rc == 0)
+            rc = imap_framer_feed(&f, big, n, false);
+        if (rc == 0)
+            rc = feed(&f, " {1}\r\n");
+    }
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(f.reason, "response longer"));
+    assert_true(f.response_bytes > MAILSYNC_MAX_RESPONSE && f.response_bytes <= MAILSYNC_MAX_RESPONSE + 1);
+
+    /* Untagged lines to one command over their limit. */
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* OK hi\r\n"), 0);
+    rc = 0;
+    for (int i = 0; i < 70 && rc == 0; i++) {
+        rc = feed(&f, "* ");
+        if (rc == 0)
+            rc = imap_framer_feed(&f, big, n, false);
+        if (rc == 0)
+            rc = feed(&f, "\r\n");
+    }
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(f.reason, "responses to one command"));
+    assert_true(f.command_bytes == MAILSYNC_MAX_COMMAND_RESPONSES + 1);
+    free(big);
+
+    /* A body section's literal after 300 bytes of other items (the head
+     * keeps 256 bytes) is a body; the same size after another item is not. */
+    char line[600];
+    snprintf(line, sizeof line, "* OK hi\r\n* 1 FETCH (X-PAD %300s BODY[] {100000000}\r\n", "x");
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, line), 0);
+    assert_true(f.in_literal);
+    assert_int_equal(s.last_literal, 100000000);
+    snprintf(line, sizeof line, "* OK hi\r\n* 1 FETCH (BODY[] %300s X-PAD {100000000}\r\n", "x");
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, line), -1);
+    assert_non_null(strstr(f.reason, "limit 1048576"));
+}
+
 /* A malformed PERMANENTFLAGS list crashes libetpan: refused, the code's
  * name in any case (found by its last letter first, then compared). */
 static void permanentflags_checked(void **unused)
@@ -425,6 +499,7 @@ int main(void)
         cmocka_unit_test(mid_line_brace_checked),
         cmocka_unit_test(status_text_is_not_a_literal),
         cmocka_unit_test(long_line_refused),
+        cmocka_unit_test(plain_runs_keep_the_limits),
         cmocka_unit_test(permanentflags_checked),
         cmocka_unit_test(bare_lf_and_trailing_space),
         cmocka_unit_test(masking),
