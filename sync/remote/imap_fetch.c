@@ -487,6 +487,51 @@ int imap_finish_flags_fetch(struct fetch_ctx *f, int rc, struct remote_msg **out
     return MS_OK;
 }
 
+static const char *flags_fetch_name(uint64_t modseq)
+{
+    return modseq ? "UID FETCH (FLAGS) (CHANGEDSINCE)" : "UID FETCH (FLAGS)";
+}
+
+/* Send UID FETCH first:last (UID FLAGS RFC822.SIZE) [(CHANGEDSINCE
+ * modseq)] (last 0: '*'), its tag into *tag; the answer is not read. Sent
+ * by hand and read by imap_read_tagged, whose own reader takes the plain
+ * reports: libetpan's parser cost half the CPU of a big listing. */
+static int send_flags_fetch(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq, int *tag,
+                            struct ms_error *err)
+{
+    char cmd[128], to[16] = "*", since[48] = "";
+    if (last)
+        snprintf(to, sizeof to, "%" PRIu32, last);
+    if (modseq)
+        snprintf(since, sizeof since, " (CHANGEDSINCE %" PRIu64 ")", modseq);
+    snprintf(cmd, sizeof cmd, "UID FETCH %" PRIu32 ":%s (UID FLAGS RFC822.SIZE)%s\r\n", first, to, since);
+    mailimap *imap = s->imap;
+    if (mailimap_send_current_tag(imap) != MAILIMAP_NO_ERROR || imap_stream_puts(imap->imap_stream, cmd) ||
+        mailstream_flush(imap->imap_stream) != 0)
+        return imap_fail_call(s, MAILIMAP_ERROR_STREAM, flags_fetch_name(modseq), err);
+    *tag = imap->imap_tag;
+    return MS_OK;
+}
+
+/* The answer (under tag) of the UID FETCH send_flags_fetch sent for
+ * first..last, keeping at most max reports (0: all; *overflow, when not
+ * NULL, says that more came and none were kept). */
+static int read_flags_fetch(struct imap_session *s, int tag, uint32_t first, uint32_t last, uint64_t modseq,
+                            size_t max, struct remote_msg **out, size_t *n, bool *overflow, struct ms_error *err)
+{
+    struct fetch_ctx *f = calloc(1, sizeof *f);
+    if (!f)
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    f->s = s;
+    f->first = first;
+    f->last = last;
+    f->max = max;
+    int rc = imap_read_flags_answer(s, tag, f, flags_fetch_name(modseq), err);
+    if (overflow)
+        *overflow = f->overflow;
+    return imap_finish_flags_fetch(f, rc, out, n, err);
+}
+
 /* UID FETCH first:last (UID FLAGS RFC822.SIZE) [(CHANGEDSINCE modseq)],
  * keeping at most max reports (0: all; *overflow, when not NULL, says
  * that more came and none were kept). */
@@ -504,32 +549,36 @@ static int fetch_flags_capped(struct imap_session *s, uint32_t first, uint32_t l
         first = 1;
     if (last != 0 && last < first)
         return MS_OK;
-    struct fetch_ctx *f = calloc(1, sizeof *f);
-    if (!f)
-        return ms_error_set(err, MS_ELOCAL, "out of memory");
-    f->s = s;
-    f->first = first;
-    f->last = last;
-    f->max = max;
-    /* Sent by hand and read by imap_read_tagged, whose own reader takes
-     * the plain reports: libetpan's parser cost half the CPU of a big
-     * listing. */
-    const char *what = modseq ? "UID FETCH (FLAGS) (CHANGEDSINCE)" : "UID FETCH (FLAGS)";
-    char cmd[128], to[16] = "*", since[48] = "";
-    if (last)
-        snprintf(to, sizeof to, "%" PRIu32, last);
-    if (modseq)
-        snprintf(since, sizeof since, " (CHANGEDSINCE %" PRIu64 ")", modseq);
-    snprintf(cmd, sizeof cmd, "UID FETCH %" PRIu32 ":%s (UID FLAGS RFC822.SIZE)%s\r\n", first, to, since);
-    mailimap *imap = s->imap;
-    if (mailimap_send_current_tag(imap) != MAILIMAP_NO_ERROR || imap_stream_puts(imap->imap_stream, cmd) ||
-        mailstream_flush(imap->imap_stream) != 0)
-        rc = imap_fail_call(s, MAILIMAP_ERROR_STREAM, what, err);
-    else
-        rc = imap_read_flags_answer(s, imap->imap_tag, f, what, err);
-    if (overflow)
-        *overflow = f->overflow;
-    return imap_finish_flags_fetch(f, rc, out, n, err);
+    int tag = 0;
+    if ((rc = send_flags_fetch(s, first, last, modseq, &tag, err)) != MS_OK)
+        return rc;
+    return read_flags_fetch(s, tag, first, last, modseq, max, out, n, overflow, err);
+}
+
+/* ---- the next window of changes, sent ahead ---- */
+
+int imap_send_changes_ahead(struct imap_session *s, uint32_t lo, uint32_t size, uint64_t modseq, struct ms_error *err)
+{
+    if (lo <= 1 || size == 0 || modseq == 0 || s->chg_ahead.on)
+        return MS_OK;
+    uint32_t hi = lo - 1, next_lo = hi > size ? hi - size + 1 : 1;
+    int rc = send_flags_fetch(s, next_lo, hi, modseq, &s->chg_ahead.tag, err);
+    if (rc == MS_OK)
+        s->chg_ahead = (struct changes_ahead){.on = true, .tag = s->chg_ahead.tag, .lo = next_lo, .hi = hi,
+                                              .modseq = modseq};
+    return rc;
+}
+
+int imap_drop_changes_ahead(struct imap_session *s, struct ms_error *err)
+{
+    if (!s->chg_ahead.on)
+        return MS_OK;
+    s->chg_ahead.on = false;
+    /* Not asked for after all: its reports are dropped, and so is a tagged
+     * NO (the window was never wanted); only a broken stream is an error. */
+    int state = -1;
+    int r = imap_read_tagged(s, s->chg_ahead.tag, NULL, &state);
+    return r == MAILIMAP_NO_ERROR ? MS_OK : imap_fail_call(s, r, "UID FETCH (FLAGS) (CHANGEDSINCE), sent ahead", err);
 }
 
 int imap_fetch_flags_modseq(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
@@ -555,9 +604,37 @@ int imap_fetch_changes_windowed(struct imap_session *s, uint64_t modseq, uint32_
         *n = 0;
     }
     /* More than a window changed ("mark all read" elsewhere): the top
-     * window now, the rest when the caller asks for it. */
+     * window now, the rest when the caller asks for it (the next one sent
+     * ahead). */
     *from = uidnext - window;
-    return fetch_flags_capped(s, *from, 0, modseq, 0, out, n, NULL, err);
+    int rc = fetch_flags_capped(s, *from, 0, modseq, 0, out, n, NULL, err);
+    if (rc == MS_OK && (rc = imap_send_changes_ahead(s, *from, window, modseq, err)) != MS_OK) {
+        remote_msgs_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int imap_fetch_changes_window(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
+                              struct remote_msg **out, size_t *n, struct ms_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    struct changes_ahead a = s->chg_ahead;
+    int rc;
+    if (a.on && a.lo == first && a.hi == last && a.modseq == modseq && !s->dead) {
+        s->chg_ahead.on = false;
+        rc = read_flags_fetch(s, a.tag, first, last, modseq, 0, out, n, NULL, err);
+    } else {
+        rc = fetch_flags_capped(s, first, last, modseq, 0, out, n, NULL, err); /* (imap_ready drops another) */
+    }
+    if (rc == MS_OK && last >= first && (rc = imap_send_changes_ahead(s, first, last - first + 1, modseq, err)) != MS_OK) {
+        remote_msgs_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
 }
 
 int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n,

@@ -153,12 +153,18 @@ static int imap_r_open(struct remote *r, const char *name, const struct remote_k
         if (rc == MS_OK && usable_since(mb, known)) {
             out->kind = REMOTE_LIST_ALL_UIDS;
             out->how = "CONDSTORE";
-            rc = imap_fetch_changes_windowed(x->s, known->modseq, known->window, mb->uidnext, false, &out->msgs,
-                                             &out->nmsgs, &out->from, err);
-            if (rc == MS_OK && mb->exists)
+            /* Every UID first: the changes' listing may send the window
+             * below the top one ahead (imap_fetch_changes_windowed), which
+             * a command after it would have to read and drop. A message
+             * that comes between the two is among the changes, new; one
+             * expunged between them is seen gone by the next run. */
+            if (mb->exists)
                 rc = imap_fetch_uids(x->s, &out->uids, &out->nuids, err);
-            else if (rc == MS_OK)
+            else
                 out->uids = xcalloc(1, sizeof *out->uids);
+            if (rc == MS_OK)
+                rc = imap_fetch_changes_windowed(x->s, known->modseq, known->window, mb->uidnext, false, &out->msgs,
+                                                 &out->nmsgs, &out->from, err);
             if (rc)
                 remote_listing_free(out);
             return rc;

@@ -68,6 +68,78 @@ class WindowsMixin:
         again = self.run_ok("-vv", "pull")
         self.assertIn("INBOX: unchanged since the last sync", again.stderr)
 
+    def mark_all_read(self):
+        with self.imap() as c:  # another client's "mark all read"
+            c.select_folder("INBOX")
+            c._ok(*c.uid("STORE", "1:*", "+FLAGS.SILENT", "(\\Seen)"), "STORE")
+
+    def window_sends(self, lines, lo, hi):
+        """Indexes of the trace lines sending window lo:hi's CHANGEDSINCE."""
+        pat = re.compile(r"C: \S+ UID FETCH %d:%d \([^\r\n]*CHANGEDSINCE" % (lo, hi))
+        return [i for i, line in enumerate(lines) if pat.search(line)]
+
+    def test_the_next_window_is_asked_for_ahead(self):
+        """Each window below the top one is asked for before the one above
+        it is applied (the server lists it meanwhile): its command is in
+        the -vv trace before the pull turns to it ("next window"), once."""
+        self.run_ok("pull")
+        self.mark_all_read()
+        lines = self.run_ok("-vv", "pull").stderr.splitlines()
+        for lo, hi in ((WINDOW + 1, N - WINDOW), (1, WINDOW)):
+            sent = self.window_sends(lines, lo, hi)
+            turned = [i for i, line in enumerate(lines) if "INBOX: next window: UIDs %d:%d" % (lo, hi) in line]
+            self.assertEqual(len(sent), 1, "window %d:%d asked for %d times" % (lo, hi, len(sent)))
+            self.assertEqual(len(turned), 1)
+            self.assertLess(sent[0], turned[0], "window %d:%d not asked for ahead" % (lo, hi))
+        self.assertWhole()
+        self.assertEqual(sorted(k for k, v in self.local().items() if "S" not in v[0].letters), [])
+
+    def test_a_window_ahead_not_asked_for(self):
+        """New mail in the top window is fetched before the windows below
+        are asked for: the window sent ahead is read and dropped before
+        that download (its reports never mixed into it), asked for again,
+        and every message arrives once, all of them seen."""
+        self.run_ok("pull")
+        self.mark_all_read()
+        new = tb.make_message(9001, size=900, seed=1802)
+        with self.imap() as c:
+            c.append_message("INBOX", new)
+        lines = self.run_ok("-vv", "pull").stderr.splitlines()
+        top = N + 2 - WINDOW  # UIDNEXT N + 2: the top window is top:*
+        sent = self.window_sends(lines, top - WINDOW, top - 1)
+        body = [i for i, line in enumerate(lines) if re.search(r"C: \S+ UID FETCH [^\r\n]*BODY", line)]
+        self.assertEqual(len(sent), 2, "the window ahead was not dropped and asked for again")
+        self.assertTrue(body and sent[0] < body[0] < sent[1], "not dropped for the download")
+        local = self.local()
+        self.assertEqual(sorted(len(v) for v in local.values()), [1] * (N + 1), "lost or doubled")
+        self.assertEqual(local[tb.message_id(new)][0].data, new.replace(b"\r\n", b"\n"))
+        self.assertEqual(sorted(k for k, v in local.items() if "S" not in v[0].letters), [tb.message_id(new)])
+        self.assertEqual(self.server_count(), N + 1)
+        self.assertSynced()
+
+    def test_windows_ahead_in_both_passes(self):
+        """One message expunged beside the "mark all read": the windows go
+        down the folder in the first pass, its deletion waits for the
+        second pass, which opens the folder and goes down it again; in
+        each pass every window below the top one is asked for ahead, once,
+        and the end state is the server's."""
+        self.run_ok("pull")
+        self.mark_all_read()
+        with self.imap() as c:
+            c.expunge_uids("INBOX", [11])  # (UIDs 1..150)
+        lines = self.run_ok("-vv", "pull").stderr.splitlines()
+        for lo, hi in ((WINDOW + 1, N - WINDOW), (1, WINDOW)):
+            sent = self.window_sends(lines, lo, hi)
+            turned = [i for i, line in enumerate(lines) if "INBOX: next window: UIDs %d:%d" % (lo, hi) in line]
+            self.assertEqual(len(sent), 2, "window %d:%d: not once in each pass" % (lo, hi))
+            self.assertEqual(len(turned), 2)
+            self.assertTrue(sent[0] < turned[0] < sent[1] < turned[1], "window %d:%d not asked for ahead" % (lo, hi))
+        local = self.local()
+        self.assertEqual(sorted(len(v) for v in local.values()), [1] * (N - 1), "lost or doubled")
+        self.assertEqual(sorted(k for k, v in local.items() if "S" not in v[0].letters), [])
+        self.assertEqual(self.server_count(), N - 1)
+        self.assertSynced()
+
     def test_first_pull_in_windows(self):
         r = self.run_ok("-vv", "pull")
         # the open lists the top window (UID FETCH 101:*), then 51:100, 1:50
@@ -102,7 +174,7 @@ class WindowsMixin:
 
 
 class PullWindowsTest(WindowsMixin, tb.BedTestCase):
-    bed_options = {"pool": 4}
+    bed_options = {"pool": 7}
     whole_asked = 0  # QRESYNC: the changes come with the EXAMINE, dropped past a window
 
     def test_killed_then_resumed_in_windows(self):
@@ -124,7 +196,7 @@ class PullWindowsTest(WindowsMixin, tb.BedTestCase):
 
 
 class CondstoreWindowsTest(WindowsMixin, tb.BedTestCase):
-    bed_options = {"pool": 2, "hide_capabilities": ("QRESYNC", "LIST-STATUS")}
+    bed_options = {"pool": 5, "hide_capabilities": ("QRESYNC", "LIST-STATUS")}
     whole_asked = 1  # CONDSTORE: UID FETCH 1:* (CHANGEDSINCE), dropped past a window
     test_first_pull_in_windows = None
     test_killed_in_the_second_window = None
