@@ -404,6 +404,22 @@ static size_t uid_slice(const uint32_t *v, size_t n, uint32_t lo, uint32_t hi, s
     return b - a;
 }
 
+/* The window below the one just listed (win->from its lowest UID), asked
+ * for ahead where the side can (list_ahead): the server lists it while
+ * this one is applied, a round trip less a window. Only where the next
+ * window is listed anew: PULL_FULL's, and PULL_CHANGES' below the changes
+ * the open gave. */
+static int next_window_ahead(struct run *r, const struct pull_window *win, struct ms_error *err)
+{
+    const struct remote_ops *ops = r->remote->ops;
+    if (!ops->list_ahead || win->from <= 1 || (win->mode != PULL_CHANGES && win->mode != PULL_FULL))
+        return MS_OK;
+    uint32_t hi = win->from - 1, lo = hi > win->size ? hi - win->size + 1 : 1;
+    if (win->mode == PULL_CHANGES && !(win->chg_from && lo < win->chg_from))
+        return MS_OK;
+    return ops->list_ahead(r->remote, lo, hi, win->mode == PULL_CHANGES ? win->modseq : 0, err);
+}
+
 /* One window lo..hi of an incremental listing (PULL_CHANGES): its changes
  * (from win->chg, or asked for), the recorded messages gone in it, the rows
  * of both, merged into the window's listing. */
@@ -525,6 +541,8 @@ static int changes_top_window(struct run *r, const struct selected *sel, const s
     *guard_total = nrows;
     *windowed = true;
     rc = changes_window(r, sf, win, top_from, UINT32_MAX, st, ns, rm, nr, affected, err);
+    if (rc == MS_OK)
+        rc = next_window_ahead(r, win, err);
     if (win->chg_from) { /* the top window's changes: the windows below ask for theirs */
         remote_msgs_free(win->chg, win->nchg);
         win->chg = NULL;
@@ -827,6 +845,8 @@ static int full_in_windows(struct run *r, const struct selected *sel, const stru
         d.gone = NULL;
         *guard_total = d.held;
         rc = full_window(r, sf, win, top, UINT32_MAX, st, ns, rm, nr, affected, err);
+        if (rc == MS_OK)
+            rc = next_window_ahead(r, win, err);
         *done = true;
     } else if (rc == MS_OK && (d.counting || (doubt && !d.below))) {
         /* In one piece, as before: nothing held to rebuild it from, or
@@ -1118,10 +1138,11 @@ static int next_window(struct run *r, const struct selected *sel, const struct s
     uint32_t hi = win->from - 1, lo = hi > win->size ? hi - win->size + 1 : 1;
     win->from = lo > 1 ? lo : 0;
     log_msg(LOG_VERBOSE, "%s: next window: UIDs %u:%u", sel->name, lo, hi);
-    if (win->mode == PULL_CHANGES)
-        return changes_window(r, sf, win, lo, hi, st, ns, rm, nr, affected, err);
-    if (win->mode == PULL_FULL)
-        return full_window(r, sf, win, lo, hi, st, ns, rm, nr, affected, err);
+    if (win->mode == PULL_CHANGES || win->mode == PULL_FULL) {
+        int rc = (win->mode == PULL_CHANGES ? changes_window : full_window)(r, sf, win, lo, hi, st, ns, rm, nr,
+                                                                            affected, err);
+        return rc ? rc : next_window_ahead(r, win, err);
+    }
     int rc = r->remote->ops->fetch_meta_range(r->remote, lo, hi, rm, nr, err);
     if (rc || win->mode != PULL_RESUME)
         return rc;

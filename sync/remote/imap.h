@@ -74,6 +74,13 @@ int imap_list(struct imap_session *s, struct remote_folder **out, size_t *n, str
 int imap_select(struct imap_session *s, const char *name, bool read_write, struct remote_box *out,
                 struct ms_error *err);
 
+/* Send UID FETCH first:last (UID FLAGS RFC822.SIZE) [(CHANGEDSINCE
+ * modseq), modseq non-zero] on the selected folder now, first <= last:
+ * imap_fetch_flags(first, last) or imap_fetch_flags_changedsince(first,
+ * last, modseq) takes its answer; any other command reads and drops it
+ * first (remote.h: list_ahead). */
+int imap_list_ahead(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq, struct ms_error *err);
+
 /* UID FETCH first:last (UID FLAGS RFC822.SIZE) on the selected folder
  * (last == 0 means '*'). Returns the messages sorted by uid. Only the
  * tagged OK makes the list complete: on any failure nothing is returned. */

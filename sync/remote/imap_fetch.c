@@ -542,11 +542,16 @@ static int fetch_flags_capped(struct imap_session *s, uint32_t first, uint32_t l
     *n = 0;
     if (overflow)
         *overflow = false;
+    if (first == 0)
+        first = 1;
+    struct window_ahead a = s->win_ahead;
+    if (a.on && a.lo == first && a.hi == last && a.modseq == modseq && max == 0 && !s->dead) {
+        s->win_ahead.on = false; /* this listing, sent ahead (imap_list_ahead) */
+        return read_flags_fetch(s, a.tag, first, last, modseq, 0, out, n, NULL, err);
+    }
     int rc = imap_ready(s, true, err);
     if (rc != MS_OK)
         return rc;
-    if (first == 0)
-        first = 1;
     if (last != 0 && last < first)
         return MS_OK;
     int tag = 0;
@@ -555,30 +560,29 @@ static int fetch_flags_capped(struct imap_session *s, uint32_t first, uint32_t l
     return read_flags_fetch(s, tag, first, last, modseq, max, out, n, overflow, err);
 }
 
-/* ---- the next window of changes, sent ahead ---- */
+/* ---- a window's listing sent ahead ---- */
 
-int imap_send_changes_ahead(struct imap_session *s, uint32_t lo, uint32_t size, uint64_t modseq, struct ms_error *err)
+int imap_list_ahead(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq, struct ms_error *err)
 {
-    if (lo <= 1 || size == 0 || modseq == 0 || s->chg_ahead.on)
-        return MS_OK;
-    uint32_t hi = lo - 1, next_lo = hi > size ? hi - size + 1 : 1;
-    int rc = send_flags_fetch(s, next_lo, hi, modseq, &s->chg_ahead.tag, err);
-    if (rc == MS_OK)
-        s->chg_ahead = (struct changes_ahead){.on = true, .tag = s->chg_ahead.tag, .lo = next_lo, .hi = hi,
-                                              .modseq = modseq};
+    int rc = imap_ready(s, true, err); /* (drops one sent ahead before) */
+    if (rc != MS_OK || first == 0 || last < first)
+        return rc;
+    int tag = 0;
+    if ((rc = send_flags_fetch(s, first, last, modseq, &tag, err)) == MS_OK)
+        s->win_ahead = (struct window_ahead){.on = true, .tag = tag, .lo = first, .hi = last, .modseq = modseq};
     return rc;
 }
 
-int imap_drop_changes_ahead(struct imap_session *s, struct ms_error *err)
+int imap_drop_window_ahead(struct imap_session *s, struct ms_error *err)
 {
-    if (!s->chg_ahead.on)
+    if (!s->win_ahead.on)
         return MS_OK;
-    s->chg_ahead.on = false;
+    s->win_ahead.on = false;
     /* Not asked for after all: its reports are dropped, and so is a tagged
      * NO (the window was never wanted); only a broken stream is an error. */
     int state = -1;
-    int r = imap_read_tagged(s, s->chg_ahead.tag, NULL, &state);
-    return r == MAILIMAP_NO_ERROR ? MS_OK : imap_fail_call(s, r, "UID FETCH (FLAGS) (CHANGEDSINCE), sent ahead", err);
+    int r = imap_read_tagged(s, s->win_ahead.tag, NULL, &state);
+    return r == MAILIMAP_NO_ERROR ? MS_OK : imap_fail_call(s, r, "UID FETCH (FLAGS), sent ahead", err);
 }
 
 int imap_fetch_flags_modseq(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
@@ -604,37 +608,9 @@ int imap_fetch_changes_windowed(struct imap_session *s, uint64_t modseq, uint32_
         *n = 0;
     }
     /* More than a window changed ("mark all read" elsewhere): the top
-     * window now, the rest when the caller asks for it (the next one sent
-     * ahead). */
+     * window now, the rest when the caller asks for it. */
     *from = uidnext - window;
-    int rc = fetch_flags_capped(s, *from, 0, modseq, 0, out, n, NULL, err);
-    if (rc == MS_OK && (rc = imap_send_changes_ahead(s, *from, window, modseq, err)) != MS_OK) {
-        remote_msgs_free(*out, *n);
-        *out = NULL;
-        *n = 0;
-    }
-    return rc;
-}
-
-int imap_fetch_changes_window(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
-                              struct remote_msg **out, size_t *n, struct ms_error *err)
-{
-    *out = NULL;
-    *n = 0;
-    struct changes_ahead a = s->chg_ahead;
-    int rc;
-    if (a.on && a.lo == first && a.hi == last && a.modseq == modseq && !s->dead) {
-        s->chg_ahead.on = false;
-        rc = read_flags_fetch(s, a.tag, first, last, modseq, 0, out, n, NULL, err);
-    } else {
-        rc = fetch_flags_capped(s, first, last, modseq, 0, out, n, NULL, err); /* (imap_ready drops another) */
-    }
-    if (rc == MS_OK && last >= first && (rc = imap_send_changes_ahead(s, first, last - first + 1, modseq, err)) != MS_OK) {
-        remote_msgs_free(*out, *n);
-        *out = NULL;
-        *n = 0;
-    }
-    return rc;
+    return fetch_flags_capped(s, *from, 0, modseq, 0, out, n, NULL, err);
 }
 
 int imap_fetch_flags(struct imap_session *s, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n,

@@ -72,16 +72,16 @@ struct imap_session {
      * on this one EXAMINEs it again first (and checks its UIDVALIDITY). */
     char *reselect;
     uint32_t reselect_uv;
-    /* The next window of changes sent ahead (imap_fetch_flags_changedsince:
-     * UID FETCH lo:hi ... (CHANGEDSINCE modseq)), its answer not read yet:
-     * read by the call that asks for that window, dropped by imap_ready()
-     * before any other command. */
-    struct changes_ahead {
+    /* A window's flag listing sent ahead (imap_list_ahead: UID FETCH
+     * lo:hi ... [(CHANGEDSINCE modseq)]), its answer not read yet: read by
+     * the listing of that window, dropped by imap_ready() before any other
+     * command. */
+    struct window_ahead {
         bool on;
         int tag;
         uint32_t lo, hi;
         uint64_t modseq;
-    } chg_ahead;
+    } win_ahead;
     /* A sync run's listing sent behind the login (imap_listing_send_ahead)
      * and, once read, its answers for imap_status_and_list. */
     struct listing_ahead *ahead_listing;
@@ -188,18 +188,9 @@ int imap_finish_flags_fetch(struct fetch_ctx *f, int rc, struct remote_msg **out
  * modseq is non-zero]; last 0 means '*'. */
 int imap_fetch_flags_modseq(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
                             struct remote_msg **out, size_t *n, struct ms_error *err);
-/* Send the window of changes below lo (size UIDs, down to UID 1) since
- * modseq ahead: a caller going down a folder window by window (pull.c)
- * asks for it next, and the server lists it while the caller applies the
- * one it has. Its answer waits in s->chg_ahead. */
-int imap_send_changes_ahead(struct imap_session *s, uint32_t lo, uint32_t size, uint64_t modseq, struct ms_error *err);
-/* imap_fetch_flags_changedsince for first..last: the answer of the window
- * sent ahead when it is this one; the next one below sent ahead. */
-int imap_fetch_changes_window(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq,
-                              struct remote_msg **out, size_t *n, struct ms_error *err);
 /* Read and drop the answer of a window sent ahead and not asked for
  * (imap_ready, before any other command). */
-int imap_drop_changes_ahead(struct imap_session *s, struct ms_error *err);
+int imap_drop_window_ahead(struct imap_session *s, struct ms_error *err);
 /* ---- imap_status.c / imap_qresync.c ---- */
 
 /* The extension data at it if it is of ext_id/ext_type with data; else NULL. */

@@ -424,7 +424,7 @@ int imap_select_qresync_window(struct imap_session *s, const char *name, bool re
     char shown[120], what[160];
     int rc = imap_check_alive(s, err); /* not imap_ready(): its answer may be queued */
     if (rc == MS_OK)
-        rc = imap_drop_changes_ahead(s, err); /* (never beside queued EXAMINEs) */
+        rc = imap_drop_window_ahead(s, err); /* (never beside queued EXAMINEs) */
     if (rc == MS_OK)
         rc = imap_folder_name_ok(name, shown, sizeof shown, err);
     if (rc != MS_OK)
@@ -579,7 +579,7 @@ int imap_fetch_flags_changedsince(struct imap_session *s, uint32_t first, uint32
     *n = 0;
     if (modseq == 0)
         return ms_error_set(err, MS_EUSAGE, "UID FETCH (CHANGEDSINCE): needs a known MODSEQ");
-    return imap_fetch_changes_window(s, first, last, modseq, out, n, err);
+    return imap_fetch_flags_modseq(s, first, last, modseq, out, n, err);
 }
 
 /* UID SEARCH key (freed here), adding the answers within first..last

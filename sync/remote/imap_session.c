@@ -60,7 +60,7 @@ const char *imap_server_text(struct imap_session *s)
 void imap_kill_stream(struct imap_session *s)
 {
     s->dead = true;
-    s->chg_ahead.on = false;
+    s->win_ahead.on = false;
     if (s->imap && s->imap->imap_stream) {
         mailstream_close(s->imap->imap_stream);
         s->imap->imap_stream = NULL;
@@ -178,7 +178,7 @@ int imap_ready(struct imap_session *s, bool on_selected, struct ms_error *err)
 {
     int rc = imap_check_alive(s, err);
     if (rc == MS_OK)
-        rc = imap_drop_changes_ahead(s, err);
+        rc = imap_drop_window_ahead(s, err);
     return rc != MS_OK ? rc : imap_settle_ahead(s, on_selected, err);
 }
 
@@ -991,11 +991,11 @@ void imap_close(struct imap_session *s)
                 /* (Unread pipelined answers come first, EXAMINEs or a
                  * window of changes sent ahead: then the connection is
                  * just closed.) */
-                if (s->ahead_next == s->nahead && !s->chg_ahead.on &&
+                if (s->ahead_next == s->nahead && !s->win_ahead.on &&
                     (st->read_buffer_len > 0 || netstream_readable_now(s->ns)) &&
                     mailimap_read_line(s->imap) && mailimap_parse_response(s->imap, &resp) == MAILIMAP_NO_ERROR)
                     mailimap_response_free(resp);
-            } else if (s->ahead_next == s->nahead && !s->chg_ahead.on) {
+            } else if (s->ahead_next == s->nahead && !s->win_ahead.on) {
                 mailimap_logout(s->imap); /* closes the stream */
                 s->ns = NULL;
             }

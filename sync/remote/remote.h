@@ -331,6 +331,14 @@ struct remote_ops {
      * (remote_listing.from). REMOTE_CHANGES; may be NULL without it. */
     int (*fetch_changes_range)(struct remote *r, uint32_t first, uint32_t last, uint64_t modseq,
                                struct remote_msg **out, size_t *n, struct ms_error *err);
+    /* On the open folder: the caller's next call will be
+     * fetch_changes_range(first, last, modseq) (modseq non-zero) or
+     * fetch_meta_range(first, last) (modseq 0), unless it calls anything
+     * else first. The side may ask the server now, so that the listing
+     * comes while the caller applies the window it has (IMAP: the UID
+     * FETCH sent, its answer read by that call, or read and dropped before
+     * any other command). May be NULL. */
+    int (*list_ahead)(struct remote *r, uint32_t first, uint32_t last, uint64_t modseq, struct ms_error *err);
     /* On the open folder: the messages of uids (sorted) that still exist,
      * flags and sizes. Sorted. */
     int (*fetch_meta)(struct remote *r, const uint32_t *uids, size_t n, struct remote_msg **out, size_t *nout,

@@ -153,18 +153,12 @@ static int imap_r_open(struct remote *r, const char *name, const struct remote_k
         if (rc == MS_OK && usable_since(mb, known)) {
             out->kind = REMOTE_LIST_ALL_UIDS;
             out->how = "CONDSTORE";
-            /* Every UID first: the changes' listing may send the window
-             * below the top one ahead (imap_fetch_changes_windowed), which
-             * a command after it would have to read and drop. A message
-             * that comes between the two is among the changes, new; one
-             * expunged between them is seen gone by the next run. */
-            if (mb->exists)
+            rc = imap_fetch_changes_windowed(x->s, known->modseq, known->window, mb->uidnext, false, &out->msgs,
+                                             &out->nmsgs, &out->from, err);
+            if (rc == MS_OK && mb->exists)
                 rc = imap_fetch_uids(x->s, &out->uids, &out->nuids, err);
-            else
+            else if (rc == MS_OK)
                 out->uids = xcalloc(1, sizeof *out->uids);
-            if (rc == MS_OK)
-                rc = imap_fetch_changes_windowed(x->s, known->modseq, known->window, mb->uidnext, false, &out->msgs,
-                                                 &out->nmsgs, &out->from, err);
             if (rc)
                 remote_listing_free(out);
             return rc;
@@ -210,6 +204,11 @@ static int imap_r_fetch_changes_range(struct remote *r, uint32_t first, uint32_t
                                       struct remote_msg **out, size_t *n, struct ms_error *err)
 {
     return imap_fetch_flags_changedsince(ir(r)->s, first, last, modseq, out, n, err);
+}
+
+static int imap_r_list_ahead(struct remote *r, uint32_t first, uint32_t last, uint64_t modseq, struct ms_error *err)
+{
+    return imap_list_ahead(ir(r)->s, first, last, modseq, err);
 }
 
 static int imap_r_fetch_meta(struct remote *r, const uint32_t *uids, size_t n, struct remote_msg **out, size_t *nout,
@@ -359,6 +358,7 @@ static const struct remote_ops imap_ops = {
     .fetch_meta_range = imap_r_fetch_meta_range,
     .list_windows = imap_r_list_windows,
     .fetch_changes_range = imap_r_fetch_changes_range,
+    .list_ahead = imap_r_list_ahead,
     .fetch_meta = imap_r_fetch_meta,
     .fetch_identity = imap_r_fetch_identity,
     .fetch_identity_oid = imap_r_fetch_identity_oid,

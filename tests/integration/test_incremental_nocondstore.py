@@ -19,7 +19,7 @@ class NoCondstoreTest(IncrementalMixin, tb.BedTestCase):
 
 
 class NoCondstoreWindowsTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 16, "hide_capabilities": ("QRESYNC", "CONDSTORE", "LIST-STATUS")}
+    bed_options = {"pool": 17, "hide_capabilities": ("QRESYNC", "CONDSTORE", "LIST-STATUS")}
     expect_path = None
     expect_windows = 3
 
@@ -85,6 +85,37 @@ class NoCondstoreWindowsTest(IncrementalMixin, tb.BedTestCase):
         snap = tb.snapshot_tree(self.maildir)
         self.pull()
         self.assertEqual(tb.snapshot_tree(self.maildir), snap)
+
+    def test_windows_applied_in_turn_are_asked_for_ahead(self):
+        """Another client's "mark all read": more differences than a window,
+        so INBOX is listed again and applied window by window from its
+        UIDNEXT down; each window below the top one is asked for before the
+        one above it is applied (its UID FETCH in the -vv trace before the
+        pull turns to it), once, and the end state is the server's."""
+        import re
+        uids = self.seed()
+        self.pull()
+        inbox = sorted(uids["INBOX"])
+        with self.imap() as c:
+            c.set_flags("INBOX", inbox, ["\\Seen", "\\Flagged"])
+        r = self.run_ok("-vv", "pull")
+        self.assertIn("more than a window changed: applied window by window", r.stderr)
+        lines = r.stderr.splitlines()
+        w, hi = self.expect_windows, inbox[-1] - self.expect_windows  # below the top window
+        windows = 0
+        while hi >= 1:
+            lo = max(1, hi - w + 1)
+            pat = re.compile(r"C: \S+ UID FETCH %d:%d \(UID FLAGS RFC822\.SIZE\)\r?$" % (lo, hi))
+            sent = [i for i, line in enumerate(lines) if pat.search(line)]
+            turned = [i for i, line in enumerate(lines) if "INBOX: next window: UIDs %d:%d" % (lo, hi) in line]
+            self.assertEqual(len(sent), 1, "window %d:%d asked for %d times" % (lo, hi, len(sent)))
+            self.assertEqual(len(turned), 1)
+            self.assertLess(sent[0], turned[0], "window %d:%d not asked for ahead" % (lo, hi))
+            windows += 1
+            hi = lo - 1
+        self.assertGreaterEqual(windows, 2)
+        self.assertSynced()
+        self.assertTrue(all("F" in m.letters and "S" in m.letters for m in self.inbox_by_mid().values()))
 
     def inbox_by_mid(self):
         return {tb.message_id(m.data): m for m in tb.read_maildir(self.maildir).get("INBOX", [])}

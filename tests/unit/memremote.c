@@ -503,6 +503,14 @@ struct mem_session {
     bool write;          /* opened for writing */
     uint32_t open_uv;    /* its UIDVALIDITY when opened */
     bool dead;           /* dropped: every op fails with MS_ENET */
+    /* A window's listing asked for ahead (side_list_ahead), and the range
+     * the op being begun lists (asking: a fetch_meta_range). */
+    struct {
+        bool on;
+        uint32_t first, last;
+    } ahead;
+    bool asking;
+    uint32_t ask_first, ask_last;
 };
 
 static const struct remote_ops mem_ops;
@@ -519,6 +527,14 @@ static int op_begin(struct mem_session *m, const char *what, struct ms_error *er
 {
     struct mem_server *s = m->srv;
     pthread_mutex_lock(&s->mu);
+    if (m->ahead.on) { /* taken by the listing of its window, or dropped */
+        m->ahead.on = false;
+        if (m->asking && m->ask_first == m->ahead.first && m->ask_last == m->ahead.last)
+            s->ahead_taken++;
+        else
+            s->ahead_dropped++;
+    }
+    m->asking = false;
     if (!m->dead)
         exit_point(s, false);
     if (!m->dead && s->faults.drop_at_op && ++s->ops >= s->faults.drop_at_op) {
@@ -776,10 +792,29 @@ static int side_open(struct remote *r, const char *name, const struct remote_kno
     return MS_OK;
 }
 
+/* Only noted (not an op of its own: the fault points' counts stay as
+ * they were): the next op tells whether it was taken. */
+static int side_list_ahead(struct remote *r, uint32_t first, uint32_t last, uint64_t modseq, struct ms_error *err)
+{
+    (void)modseq, (void)err;
+    struct mem_session *m = sess(r);
+    pthread_mutex_lock(&m->srv->mu);
+    if (m->ahead.on)
+        m->srv->ahead_dropped++;
+    m->ahead.on = true;
+    m->ahead.first = first;
+    m->ahead.last = last;
+    pthread_mutex_unlock(&m->srv->mu);
+    return MS_OK;
+}
+
 static int side_fetch_meta_range(struct remote *r, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n,
                                 struct ms_error *err)
 {
     struct mem_session *m = sess(r);
+    m->asking = true;
+    m->ask_first = first;
+    m->ask_last = last;
     int rc = op_begin(m, "FETCH", err);
     if (rc)
         return rc;
@@ -1313,6 +1348,7 @@ static const struct remote_ops mem_ops = {
     .open = side_open,
     .open_ahead = NULL,
     .fetch_meta_range = side_fetch_meta_range,
+    .list_ahead = side_list_ahead,
     .fetch_changes_range = side_fetch_changes_range,
     .fetch_meta = side_fetch_meta,
     .fetch_identity = side_fetch_identity,

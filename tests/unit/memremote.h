@@ -167,6 +167,9 @@ struct mem_server {
      * report would); it returns an MS_ code. NULL: the side has no IDLE. */
     int (*on_wait)(void *ctx, bool *changed);
     void *on_wait_ctx;
+    /* Listings asked for ahead (list_ahead): taken by the call that asked
+     * for that window next, or dropped by another op before it. */
+    unsigned ahead_taken, ahead_dropped;
     /* A server whose counters lag behind its reports: the next
      * stale_answers answers of LIST (its statuses) and STATUS about
      * stale_folder give stale_status instead of the folder's. */

@@ -783,6 +783,26 @@ static void full_listing_in_windows(void **state)
     assert_in_step(fx, "INBOX");
 }
 
+/* Every message of INBOX changed on a server without modseqs: more than
+ * a window of differences, so the windows are listed again and applied
+ * in turn; each one below the top is asked for ahead (list_ahead) and
+ * taken by the listing of that window, none dropped. */
+static void full_windows_asked_ahead(void **state)
+{
+    struct fixture *fx = *state;
+    ten_without_modseqs(fx);
+    for (uint32_t uid = 1; uid <= 10; uid++)
+        mem_set_flags(fx->srv, "INBOX", uid, FLAG_FLAGGED);
+    size_t windowed;
+    assert_int_equal(run_counting(fx, PULL, "more than a window changed: applied window by window", &windowed),
+                     MS_OK);
+    assert_int_equal(windowed, 1);
+    assert_int_equal(fx->srv->ahead_taken, 2); /* 7:10 applied, 3:6 and 1:2 asked for ahead */
+    assert_int_equal(fx->srv->ahead_dropped, 0);
+    assert_int_equal(folder_result(fx, "INBOX")->flagged, 10);
+    assert_in_step(fx, "INBOX");
+}
+
 /* 30 messages on a server without modseqs, windows of 8: four expunges in
  * four windows (13%, under max_delete's 50%) are applied: the guard weighs
  * them against the folder's 30 rows, not against the four rows compared
@@ -3013,6 +3033,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(changes_in_windows_with_an_expunge_on_top, setup, teardown),
         cmocka_unit_test_setup_teardown(changes_in_windows_mass_expunge_guarded, setup, teardown),
         cmocka_unit_test_setup_teardown(full_listing_in_windows, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_windows_asked_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(full_listing_in_windows_guard, setup, teardown),
         cmocka_unit_test_setup_teardown(full_listing_all_changed_in_windows, setup, teardown),
         cmocka_unit_test_setup_teardown(full_listing_all_changed_drop_in_second, setup, teardown),
