@@ -40,7 +40,9 @@
  * top window's changes (remote_known.window), then each window below
  * (fetch_changes_range: UID FETCH lo:hi (CHANGEDSINCE m)), and each
  * window's changes, rows and files are planned, applied and recorded
- * before the next is listed. The folder's HIGHESTMODSEQ is saved only
+ * before the next is taken; the next one is asked for ahead (list_ahead,
+ * next_window_ahead), so the server lists it meanwhile and the windows
+ * cost no round trip each. The folder's HIGHESTMODSEQ is saved only
  * with the last window: a run killed in between is told every change
  * again. Only while no recorded message is gone: a deletion is weighed
  * by the mass-deletion guard against the whole folder, so then the
