@@ -162,6 +162,21 @@ static void long_line_refused(void **unused)
     assert_int_equal(feed(&f, "a APPEND x {4294967306}\r\n"), 0);
 }
 
+/* Up to times: pre, n bytes of big, post; stops at the first failure.
+ * The last feed's result. */
+static int feed_around(struct imap_framer *f, const char *pre, const char *big, size_t n, const char *post, int times)
+{
+    int rc = 0;
+    for (int i = 0; i < times && rc == 0; i++) {
+        rc = feed(f, pre);
+        if (rc == 0)
+            rc = imap_framer_feed(f, big, n, false);
+        if (rc == 0)
+            rc = feed(f, post);
+    }
+    return rc;
+}
+
 /* Runs of plain bytes are taken in one step once the greeting is in:
  * the limits still stop them at the first byte over, and a literal's
  * kind is still told from the bytes before its '{' however long the line
@@ -194,30 +209,14 @@ static void plain_runs_keep_the_limits(void **unused)
     /* One response over its limit: 8 MiB lines joined by 1-byte literals. */
     framer_setup(&f, &s, true);
     assert_int_equal(feed(&f, "* OK hi\r\n* 1 FETCH (X {1}\r\n"), 0);
-    int rc = 0;
-    for (int i = 0; i < 10 && rc == 0; i++) {
-        rc = feed(&f, "x");
-        if (rc == 0)
-            rc = imap_framer_feed(&f, big, n, false);
-        if (rc == 0)
-            rc = feed(&f, " {1}\r\n");
-    }
-    assert_int_equal(rc, -1);
+    assert_int_equal(feed_around(&f, "x", big, n, " {1}\r\n", 10), -1);
     assert_non_null(strstr(f.reason, "response longer"));
     assert_true(f.response_bytes > MAILSYNC_MAX_RESPONSE && f.response_bytes <= MAILSYNC_MAX_RESPONSE + 1);
 
     /* Untagged lines to one command over their limit. */
     framer_setup(&f, &s, true);
     assert_int_equal(feed(&f, "* OK hi\r\n"), 0);
-    rc = 0;
-    for (int i = 0; i < 70 && rc == 0; i++) {
-        rc = feed(&f, "* ");
-        if (rc == 0)
-            rc = imap_framer_feed(&f, big, n, false);
-        if (rc == 0)
-            rc = feed(&f, "\r\n");
-    }
-    assert_int_equal(rc, -1);
+    assert_int_equal(feed_around(&f, "* ", big, n, "\r\n", 70), -1);
     assert_non_null(strstr(f.reason, "responses to one command"));
     assert_true(f.command_bytes == MAILSYNC_MAX_COMMAND_RESPONSES + 1);
     free(big);
