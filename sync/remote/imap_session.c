@@ -989,7 +989,7 @@ void imap_close(struct imap_session *s)
                 mailstream *st = s->imap->imap_stream;
                 struct mailimap_response *resp = NULL;
                 /* (Unread pipelined answers come first, EXAMINEs or a
-                 * window of changes sent ahead: then the connection is
+                 * window's listing sent ahead: then the connection is
                  * just closed.) */
                 if (s->ahead_next == s->nahead && !s->win_ahead.on &&
                     (st->read_buffer_len > 0 || netstream_readable_now(s->ns)) &&
