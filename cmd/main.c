@@ -376,13 +376,15 @@ static int get_secret(const struct account *a, char **out, struct ms_error *err)
     return rc;
 }
 
-/* MAILSYNC_TEST_PULL_WINDOW: UIDs per window of a first pull of a big
- * folder (engine_options.pull_window), for the integration tests to make
- * windows of a small folder; not a user setting (undocumented), 0 or
- * unset: the engine's default. */
-static uint32_t test_pull_window(void)
+/* The number in the environment variable name, for the integration
+ * tests; not user settings (undocumented), 0 or unset: the default.
+ * MAILSYNC_TEST_PULL_WINDOW: UIDs per window of a first pull of a big
+ * folder (engine_options.pull_window), to make windows of a small folder;
+ * MAILSYNC_TEST_VANISHED_MAX: the most vanished UIDs an incremental
+ * listing holds (engine_options.vanished_max). */
+static uint32_t test_knob(const char *name)
 {
-    const char *v = getenv("MAILSYNC_TEST_PULL_WINDOW");
+    const char *v = getenv(name);
     char *end;
     unsigned long n = v ? strtoul(v, &end, 10) : 0;
     return v && *v && !*end && n <= UINT32_MAX ? (uint32_t)n : 0;
@@ -396,7 +398,8 @@ static struct engine_options engine_opts(const struct options *o)
                                    .nfolder_patterns = o->nfolders,
                                    .progress = output_progress(),
                                    .get_password = get_secret,
-                                   .pull_window = test_pull_window()};
+                                   .pull_window = test_knob("MAILSYNC_TEST_PULL_WINDOW"),
+                                   .vanished_max = test_knob("MAILSYNC_TEST_VANISHED_MAX")};
 }
 
 /* A command that needs capability bits (REMOTE_*) no server of the

@@ -188,6 +188,10 @@ struct engine_options {
     /* UIDs per window of a first pull of a big folder (pull.c): 0 is the
      * default (PULL_WINDOW, 10,000); tests make it small. */
     uint32_t pull_window;
+    /* The most vanished UIDs an incremental listing holds before the
+     * folder is listed in full (remote_known.vanished_max): 0 is the
+     * side's own cap; tests make it small. */
+    size_t vanished_max;
 };
 
 /* server -> local. Fills res (always, also on failure); returns res->status. */

@@ -903,6 +903,7 @@ static int remote_snapshot(struct run *r, const struct selected *sel, const stru
                                       .window = 0};
     }
     known.window = win->size;
+    known.vanished_max = r->opt->vanished_max;
     win->from = 0;
     if ((rc = r->remote->ops->open(r->remote, sel->raw, &known, &l, err)))
         return rc;

@@ -208,14 +208,16 @@ bool imap_enable_qresync(struct imap_session *s);
  * full listing (imap_fetch_flags):
  *   full = out->uidvalidity != uidvalidity || out->highestmodseq == 0 ||
  *          out->highestmodseq < modseq;
- * Both lists are malloc'd (never NULL on MS_OK; free with remote_msgs_free and
- * free). On failure nothing is returned; a server reporting more than 2^24
- * vanished UIDs is refused with MS_EPARTIAL (the caller may use the CONDSTORE
- * path instead). */
+ * Both lists are malloc'd (free with remote_msgs_free and free). On failure
+ * nothing is returned. A server reporting more vanished UIDs than the
+ * session holds (imap_set_vanished_max; 2^24 by default, 64 MiB) gives
+ * MS_OK with both lists NULL: the caller lists the folder in full. */
 int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
                         uint64_t modseq, uint32_t known_uidnext, uint32_t expect_uidnext, struct remote_box *out,
                         struct remote_msg **changed, size_t *nchanged, uint32_t **vanished, size_t *nvanished,
                         struct ms_error *err);
+/* The most vanished UIDs imap_select_qresync holds (0: its default). */
+void imap_set_vanished_max(struct imap_session *s, size_t max);
 /* imap_select_qresync with a window (0: none): when more than window
  * messages changed, only those from *from = UIDNEXT - window up are in
  * *changed (the rest: imap_fetch_flags_changedsince in windows); *from 0:

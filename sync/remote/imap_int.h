@@ -72,6 +72,7 @@ struct imap_session {
      * on this one EXAMINEs it again first (and checks its UIDVALIDITY). */
     char *reselect;
     uint32_t reselect_uv;
+    size_t vanished_max; /* imap_set_vanished_max(); 0: VANISHED_MAX */
     /* A window's flag listing sent ahead (imap_list_ahead: UID FETCH
      * lo:hi ... [(CHANGEDSINCE modseq)]), its answer not read yet: read by
      * the listing of that window, dropped by imap_ready() before any other

@@ -35,11 +35,14 @@
  * ==================================================================== */
 
 /* Add every VANISHED response of the last command to l (clipped to
- * max_uid, 0 = no clip). Returns MS_OK or fills err. libetpan's own API
- * hands out only the first one. */
-static int collect_vanished(struct imap_session *s, struct imap_uid_list *l, uint32_t max_uid, const char *what,
+ * max_uid, 0 = no clip). More than the session's cap (s->vanished_max, else
+ * VANISHED_MAX) sets *too_many and stops: the folder is to be listed in
+ * full. Returns MS_OK or fills err. libetpan's own API hands out only the
+ * first one. */
+static int collect_vanished(struct imap_session *s, struct imap_uid_list *l, uint32_t max_uid, bool *too_many,
                             struct ms_error *err)
 {
+    size_t cap = s->vanished_max ? s->vanished_max : VANISHED_MAX;
     struct mailimap_response_info *ri = s->imap ? s->imap->imap_response_info : NULL;
     if (!ri || !ri->rsp_extension_list)
         return MS_OK;
@@ -53,15 +56,21 @@ static int collect_vanished(struct imap_session *s, struct imap_uid_list *l, uin
             struct mailimap_set_item *item = clist_content(j);
             if (!item)
                 continue;
-            int r = imap_uid_list_add_range(l, item->set_first, item->set_last, max_uid, VANISHED_MAX);
+            int r = imap_uid_list_add_range(l, item->set_first, item->set_last, max_uid, cap);
             if (r == -1)
                 return ms_error_set(err, MS_ELOCAL, "out of memory");
-            if (r == -2)
-                return ms_error_set(err, MS_EPARTIAL, "%s: the server reported more than %zu vanished UIDs", what,
-                                    VANISHED_MAX);
+            if (r == -2) {
+                *too_many = true;
+                return MS_OK;
+            }
         }
     }
     return MS_OK;
+}
+
+void imap_set_vanished_max(struct imap_session *s, size_t max)
+{
+    s->vanished_max = max;
 }
 
 /* HIGHESTMODSEQ of the last command's response codes; 0 for NOMODSEQ or
@@ -503,14 +512,15 @@ int imap_select_qresync_window(struct imap_session *s, const char *name, bool re
     /* VANISHED (EARLIER) came with the SELECT: collect them all before the
      * next answer read replaces libetpan's response info. */
     uint32_t top = out->uidnext > 1 ? out->uidnext - 1 : 0;
+    bool too_many = false; /* more vanished UIDs than held: listed in full */
     if (incremental)
-        rc = collect_vanished(s, &gone, top, what, err);
+        rc = collect_vanished(s, &gone, top, &too_many, err);
     if (ahead) {
         /* Read whatever happens next: the session must stay in step. */
         int frc = read_ahead_fetch(s, ahead, &fresh, &nfresh, err);
         rc = rc != MS_OK ? rc : frc;
     }
-    if (incremental) {
+    if (incremental && !too_many) {
         int select_tag = s->imap->imap_tag;
         bool used = false;
         if (rc == MS_OK)
@@ -532,7 +542,7 @@ int imap_select_qresync_window(struct imap_session *s, const char *name, bool re
              * SELECT's, whose VANISHED are in, clipped at UIDNEXT). */
             if (nmsgs > 0 && msgs[nmsgs - 1].uid > top)
                 top = msgs[nmsgs - 1].uid;
-            rc = collect_vanished(s, &gone, top, what, err);
+            rc = collect_vanished(s, &gone, top, &too_many, err);
         }
         /* Mail that arrived after the SELECT was listed too: UIDNEXT is
          * past every UID seen (so past every VANISHED taken, which stop
@@ -543,10 +553,15 @@ int imap_select_qresync_window(struct imap_session *s, const char *name, bool re
     remote_msgs_free(sel->msgs, sel->nmsgs);
     free(sel);
     remote_msgs_free(fresh, nfresh); /* not taken (non-incremental, or no new UIDs) */
-    if (rc != MS_OK) {
+    if (rc != MS_OK || too_many) {
         imap_uid_list_free(&gone);
         remote_msgs_free(msgs, nmsgs);
-        return rc;
+        if (rc == MS_OK) {
+            *from = 0;
+            log_msg(LOG_VERBOSE, "%s: %s: more than %zu vanished UIDs since modseq %" PRIu64 ": listed in full",
+                    s->host, what, s->vanished_max ? s->vanished_max : VANISHED_MAX, modseq);
+        }
+        return rc; /* too_many: MS_OK, both lists NULL */
     }
     imap_uid_list_sort_unique(&gone);
     if (msgs)

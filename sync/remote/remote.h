@@ -119,6 +119,9 @@ struct remote_known {
                                 gives the changes from UIDNEXT - window up only
                                 (the same from), the rest being for
                                 fetch_changes_range */
+    size_t vanished_max;     /* 0, or: the most vanished UIDs an incremental
+                                listing holds (the side's own cap otherwise);
+                                past it the folder is listed in full */
 };
 
 /* The answer of open(). */

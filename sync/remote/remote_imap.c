@@ -140,10 +140,12 @@ static int imap_r_open(struct remote *r, const char *name, const struct remote_k
     if (!x->condstore || !known->uidvalidity || !known->modseq) {
         rc = imap_select(x->s, name, false, mb, err);
     } else if (x->qresync) {
+        imap_set_vanished_max(x->s, known->vanished_max);
         rc = imap_select_qresync_window(x->s, name, false, known->uidvalidity, known->modseq, known->uidnext,
                                         known->status_uidnext, known->window, mb, &out->msgs, &out->nmsgs,
                                         &out->from, &out->uids, &out->nuids, err);
-        if (rc == MS_OK && usable_since(mb, known)) {
+        /* (no vanished list: more UIDs vanished than it holds) */
+        if (rc == MS_OK && out->uids && usable_since(mb, known)) {
             out->kind = REMOTE_LIST_VANISHED;
             out->how = "QRESYNC";
             return MS_OK;

@@ -538,6 +538,30 @@ class IncrementalMixin:
 
 class QresyncTest(IncrementalMixin, tb.BedTestCase):
     expect_path = "QRESYNC"
+    bed_options = {"pool": 15, "hide_capabilities": ("LIST-STATUS",)}
+
+    def test_more_vanished_than_held(self):
+        """More vanished UIDs than an incremental listing holds (the cap,
+        2^24 = 64 MiB of UIDs, made 2 by MAILSYNC_TEST_VANISHED_MAX; a
+        server may report every gap of a sparse folder): the folder is
+        listed in full instead of failing, every expunge and flag change
+        lands, nothing else is deleted, and the next run is incremental
+        again."""
+        uids = self.seed()
+        self.pull()
+        self.change_server(uids)  # 3 UIDs gone from INBOX, 1 from Archive/2024
+        old = os.environ.get("MAILSYNC_TEST_VANISHED_MAX")
+        os.environ["MAILSYNC_TEST_VANISHED_MAX"] = "2"
+        self.addCleanup(lambda: os.environ.pop("MAILSYNC_TEST_VANISHED_MAX") if old is None
+                        else os.environ.__setitem__("MAILSYNC_TEST_VANISHED_MAX", old))
+        r = self.pull("-v")
+        self.assertRegex(r.stderr, r"EXAMINE INBOX \(QRESYNC\): more than 2 vanished UIDs since modseq \d+: "
+                         r"listed in full")
+        self.assertNotRegex(r.stderr, r"EXAMINE Archive/2024 \(QRESYNC\): more than")
+        self.assertSynced()
+        again = self.pull("-v")
+        self.assertNotIn("listed in full", again.stderr)
+        self.assertSynced()
 
 
 # The same tests on a server without QRESYNC and on one without CONDSTORE
