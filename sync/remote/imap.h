@@ -210,7 +210,7 @@ bool imap_enable_qresync(struct imap_session *s);
  *          out->highestmodseq < modseq;
  * Both lists are malloc'd (free with remote_msgs_free and free). On failure
  * nothing is returned. A server reporting more vanished UIDs than the
- * session holds (imap_set_vanished_max; 2^24 by default, 64 MiB) gives
+ * session holds (imap_set_vanished_max; 2^20 by default, 4 MiB) gives
  * MS_OK with both lists NULL: the caller lists the folder in full. */
 int imap_select_qresync(struct imap_session *s, const char *name, bool read_write, uint32_t uidvalidity,
                         uint64_t modseq, uint32_t known_uidnext, uint32_t expect_uidnext, struct remote_box *out,

@@ -499,13 +499,15 @@ static const char *flags_fetch_name(uint64_t modseq)
 static int send_flags_fetch(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq, int *tag,
                             struct ms_error *err)
 {
+    mailimap *imap = s->imap;
+    if (imap->imap_state != MAILIMAP_STATE_SELECTED) /* as libetpan's own commands refuse it */
+        return imap_fail_call(s, MAILIMAP_ERROR_BAD_STATE, flags_fetch_name(modseq), err);
     char cmd[128], to[16] = "*", since[48] = "";
     if (last)
         snprintf(to, sizeof to, "%" PRIu32, last);
     if (modseq)
         snprintf(since, sizeof since, " (CHANGEDSINCE %" PRIu64 ")", modseq);
     snprintf(cmd, sizeof cmd, "UID FETCH %" PRIu32 ":%s (UID FLAGS RFC822.SIZE)%s\r\n", first, to, since);
-    mailimap *imap = s->imap;
     if (mailimap_send_current_tag(imap) != MAILIMAP_NO_ERROR || imap_stream_puts(imap->imap_stream, cmd) ||
         mailstream_flush(imap->imap_stream) != 0)
         return imap_fail_call(s, MAILIMAP_ERROR_STREAM, flags_fetch_name(modseq), err);
@@ -898,6 +900,8 @@ int imap_fetch_flags_windows(struct imap_session *s, uint32_t below, uint32_t si
     if (size == 0)
         size = 1;
     mailimap *imap = s->imap;
+    if (imap->imap_state != MAILIMAP_STATE_SELECTED)
+        return imap_fail_call(s, MAILIMAP_ERROR_BAD_STATE, "UID FETCH (FLAGS)", err);
     struct fetch_ctx *f = calloc(1, sizeof *f); /* every report of the windows in flight */
     if (!f)
         return ms_error_set(err, MS_ELOCAL, "out of memory");

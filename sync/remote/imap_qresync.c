@@ -27,7 +27,9 @@
 #include "sync/log.h"
 #include "sync/net/netstream.h"
 
-#define VANISHED_MAX ((size_t)1 << 24)
+/* The most vanished UIDs an incremental listing holds (4 MiB of them):
+ * past it the folder is listed in full, its memory bounded by the windows. */
+#define VANISHED_MAX ((size_t)1 << 20)
 #define UIDS_PER_SEARCH 20000 /* expected answers per UID SEARCH of imap_fetch_uids */
 
 /* ======================================================================

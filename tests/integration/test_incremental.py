@@ -542,7 +542,7 @@ class QresyncTest(IncrementalMixin, tb.BedTestCase):
 
     def test_more_vanished_than_held(self):
         """More vanished UIDs than an incremental listing holds (the cap,
-        2^24 = 64 MiB of UIDs, made 2 by MAILSYNC_TEST_VANISHED_MAX; a
+        2^20 UIDs, 4 MiB, made 2 by MAILSYNC_TEST_VANISHED_MAX; a
         server may report every gap of a sparse folder): the folder is
         listed in full instead of failing, every expunge and flag change
         lands, nothing else is deleted, and the next run is incremental

@@ -133,10 +133,12 @@ static int run_op(struct imap_session *s, char *op)
         uint32_t uv = (uint32_t)strtoul(f[2], NULL, 10);
         uint64_t ms = strtoull(f[3], NULL, 10);
         double t0 = now_ms();
-        rc = imap_select_qresync(s, f[1], nf >= 5 && !strcmp(f[4], "rw"), uv, ms, 0, &mb, &m, &nm, &v, &nv, &err);
+        rc = imap_select_qresync(s, f[1], nf >= 5 && !strcmp(f[4], "rw"), uv, ms, 0, 0, &mb, &m, &nm, &v, &nv,
+                                 &err);
         if (rc == 0) {
             print_mailbox("qselect", &mb);
-            bool full = mb.uidvalidity != uv || mb.highestmodseq == 0 || mb.highestmodseq < ms;
+            /* (no vanished list: more vanished UIDs than it holds) */
+            bool full = mb.uidvalidity != uv || mb.highestmodseq == 0 || mb.highestmodseq < ms || !v;
             printf("qselect full-fallback %d in %.1f ms\n", full, now_ms() - t0);
             print_msgs("changed", m, nm);
             print_set("vanished", v, nv);
