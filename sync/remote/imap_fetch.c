@@ -346,6 +346,168 @@ static int fetch_batches(struct imap_session *s, struct fetch_ctx *f, const uint
  * imap_fetch_flags
  * ==================================================================== */
 
+/* Reports the stash holds at most (4 MiB of entries): past it, none. */
+#define STASH_MAX ((size_t)1 << 18) /* 3 MiB */
+
+void imap_stash_free(struct imap_stash *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; i < st->nkw; i++)
+        free(st->kw[i].keywords);
+    free(st->kw);
+    free(st->v);
+    free(st->folder);
+    free(st);
+}
+
+bool imap_stash_add(struct imap_stash *st, struct remote_msg *m)
+{
+    if (!st->ok || (m->flags & FLAGS_MISSING) || st->n == STASH_MAX)
+        return false;
+    if (st->n == st->cap) {
+        size_t ncap = st->cap ? st->cap * 2 : 4096;
+        struct stash_entry *v = realloc(st->v, ncap * sizeof *v);
+        if (!v)
+            return false;
+        st->v = v;
+        st->cap = ncap;
+    }
+    if (m->keywords) {
+        if (st->nkw == st->capkw) {
+            size_t ncap = st->capkw ? st->capkw * 2 : 64;
+            struct stash_keywords *k = realloc(st->kw, ncap * sizeof *k);
+            if (!k)
+                return false;
+            st->kw = k;
+            st->capkw = ncap;
+        }
+        st->kw[st->nkw++] = (struct stash_keywords){m->uid, (uint32_t)st->n, m->keywords};
+        m->keywords = NULL;
+    }
+    st->v[st->n] = (struct stash_entry){m->uid, (uint32_t)m->flags, (uint32_t)st->n};
+    st->n++;
+    return true;
+}
+
+static int cmp_stash_entry(const void *pa, const void *pb)
+{
+    const struct stash_entry *a = pa, *b = pb;
+    if (a->uid != b->uid)
+        return a->uid < b->uid ? -1 : 1;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+static int cmp_stash_keywords(const void *pa, const void *pb)
+{
+    const struct stash_keywords *a = pa, *b = pb;
+    if (a->uid != b->uid)
+        return a->uid < b->uid ? -1 : 1;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+void imap_stash_seal(struct imap_stash *st)
+{
+    if (st->n)
+        qsort(st->v, st->n, sizeof *st->v, cmp_stash_entry);
+    if (st->nkw)
+        qsort(st->kw, st->nkw, sizeof *st->kw, cmp_stash_keywords);
+    size_t o = 0;
+    for (size_t i = 0; i < st->n; i++) {
+        if (o && st->v[o - 1].uid == st->v[i].uid)
+            o--; /* a later report of the same UID replaces it */
+        st->v[o++] = st->v[i];
+    }
+    st->n = o;
+}
+
+/* The keywords of entry e: those its own report carried, if any. */
+static const char *stash_keywords_of(const struct imap_stash *st, const struct stash_entry *e)
+{
+    size_t lo = 0, hi = st->nkw;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct stash_keywords *k = &st->kw[mid];
+        if (k->uid < e->uid || (k->uid == e->uid && k->seq < e->seq))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < st->nkw && st->kw[lo].uid == e->uid && st->kw[lo].seq == e->seq ? st->kw[lo].keywords : NULL;
+}
+
+void imap_stash_drop(struct imap_stash *st, const uint32_t *v, size_t n)
+{
+    size_t o = 0, j = 0;
+    for (size_t i = 0; i < st->n; i++) {
+        while (j < n && v[j] < st->v[i].uid)
+            j++;
+        if (j < n && v[j] == st->v[i].uid)
+            continue;
+        st->v[o++] = st->v[i];
+    }
+    st->n = o;
+}
+
+bool imap_stash_serves(const struct imap_stash *st, uint32_t first, uint32_t last, uint64_t modseq)
+{
+    if (!st || !st->ok || st->modseq != modseq || first == 0 || last < first)
+        return false;
+    /* the last entry within first..last (sorted): below known_uidnext? */
+    size_t lo = 0, hi = st->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (st->v[mid].uid <= last)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo == 0 || st->v[lo - 1].uid < first || st->v[lo - 1].uid < st->known_uidnext;
+}
+
+bool imap_stash_take(const struct imap_stash *st, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n)
+{
+    size_t lo = 0, hi = st->n;
+    while (lo < hi) { /* the first entry >= first */
+        size_t mid = lo + (hi - lo) / 2;
+        if (st->v[mid].uid < first)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t end = lo;
+    while (end < st->n && st->v[end].uid <= last)
+        end++;
+    struct remote_msg *m = calloc(end - lo + 1, sizeof *m);
+    if (!m)
+        return false;
+    size_t k = 0;
+    for (size_t i = lo; i < end; i++, k++) {
+        const char *kw = stash_keywords_of(st, &st->v[i]);
+        m[k] = (struct remote_msg){.uid = st->v[i].uid, .flags = st->v[i].flags};
+        if (kw && !(m[k].keywords = strdup(kw))) {
+            remote_msgs_free(m, k);
+            return false;
+        }
+    }
+    *out = m;
+    *n = k;
+    return true;
+}
+
+/* The stash can hold no more: emptied, never used. */
+static void stash_give_up(struct imap_stash *st)
+{
+    for (size_t i = 0; i < st->nkw; i++)
+        free(st->kw[i].keywords);
+    free(st->kw);
+    free(st->v);
+    st->kw = NULL;
+    st->v = NULL;
+    st->n = st->cap = st->nkw = st->capkw = 0;
+    st->ok = false;
+}
+
 /* One report of a flag listing (its keywords now f's): kept in f->msgs
  * when it names a UID of the range asked for. */
 static void keep_flags_report(struct fetch_ctx *f, struct remote_msg m, bool has_uid, bool has_flags)
@@ -354,19 +516,27 @@ static void keep_flags_report(struct fetch_ctx *f, struct remote_msg m, bool has
      * "first:*" also returns the highest message when it is below first. */
     if (!has_uid || m.uid < f->first || (f->last && m.uid > f->last)) {
         f->unplaced += !has_uid;
+        if (!has_uid && f->stash)
+            stash_give_up(f->stash); /* it would not know where */
         free(m.keywords);
         return;
     }
     if (!has_flags)
         m.flags |= FLAGS_MISSING; /* e.g. an unsolicited MODSEQ-only update */
     if (f->max && (f->overflow || f->nmsgs >= f->max)) {
-        /* More than the caller wants whole: none kept, memory bounded. */
+        /* More than the caller wants whole: none kept, memory bounded
+         * (those kept so far and the rest go to the stash, compact). */
         if (!f->overflow) {
+            for (size_t i = 0; i < f->nmsgs && f->stash && f->stash->ok; i++)
+                if (!imap_stash_add(f->stash, &f->msgs[i]))
+                    stash_give_up(f->stash);
             remote_msgs_free(f->msgs, f->nmsgs);
             f->msgs = NULL;
             f->nmsgs = f->capmsgs = 0;
             f->overflow = true;
         }
+        if (f->stash && f->stash->ok && !imap_stash_add(f->stash, &m))
+            stash_give_up(f->stash);
         free(m.keywords);
         return;
     }
@@ -566,6 +736,8 @@ static int fetch_flags_capped(struct imap_session *s, uint32_t first, uint32_t l
 
 int imap_list_ahead(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq, struct ms_error *err)
 {
+    if (modseq && imap_stash_serves(s->stash, first, last, modseq))
+        return MS_OK; /* in hand already: the EXAMINE's answer */
     int rc = imap_ready(s, true, err); /* (drops one sent ahead before) */
     if (rc != MS_OK || first == 0 || last < first)
         return rc;

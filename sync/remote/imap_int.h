@@ -45,6 +45,46 @@ struct queued_examine {
     int fetch_tag;       /* its tag */
 };
 
+/* The changes a QRESYNC EXAMINE reported past the window its listing
+ * holds whole ("mark all read" elsewhere): kept compact (8 bytes a
+ * report, keywords apart) so that the windows below are taken from them
+ * rather than listed again (imap_fetch_flags_changedsince). Sorted by UID
+ * once the answer is read; one per session, for the folder selected. */
+struct stash_entry {
+    uint32_t uid;
+    uint32_t flags; /* FLAG_* */
+    uint32_t seq;   /* arrival: of two reports of a UID the later one counts */
+};
+struct stash_keywords {
+    uint32_t uid, seq;
+    char *keywords;
+};
+struct imap_stash {
+    bool ok;         /* false: a report it cannot hold came (no UID or no FLAGS, too many) */
+    uint64_t modseq; /* the changes since this */
+    uint32_t known_uidnext; /* UIDs from it up are new mail (sizes unknown here) */
+    char *folder;    /* whose (imap_select of another folder frees it) */
+    struct stash_entry *v;
+    size_t n, cap;
+    struct stash_keywords *kw; /* the entries with keywords, by UID */
+    size_t nkw, capkw;
+};
+void imap_stash_free(struct imap_stash *st);
+/* m into the stash (its keywords taken); false when it cannot be held (a
+ * report without FLAGS, more than it holds, out of memory). */
+bool imap_stash_add(struct imap_stash *st, struct remote_msg *m);
+/* Sorted by UID, the latest report of each (once the answer is read). */
+void imap_stash_seal(struct imap_stash *st);
+/* Drop the entries of the sorted, unique v[0..n) (vanished UIDs). */
+void imap_stash_drop(struct imap_stash *st, const uint32_t *v, size_t n);
+/* Whether the stash can give the reports of first..last (since modseq):
+ * sealed, of these changes, and no new mail among them (their sizes are
+ * not in it). */
+bool imap_stash_serves(const struct imap_stash *st, uint32_t first, uint32_t last, uint64_t modseq);
+/* The reports of first..last (sorted, sizes 0: the caller knows these
+ * messages) into *out; false if out of memory. */
+bool imap_stash_take(const struct imap_stash *st, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n);
+
 /* One connection: made by imap_connect(), freed by imap_close(). */
 struct imap_session {
     mailimap *imap;
@@ -73,6 +113,7 @@ struct imap_session {
     char *reselect;
     uint32_t reselect_uv;
     size_t vanished_max; /* imap_set_vanished_max(); 0: VANISHED_MAX */
+    struct imap_stash *stash; /* of the folder selected, or NULL */
     /* A window's flag listing sent ahead (imap_list_ahead: UID FETCH
      * lo:hi ... [(CHANGEDSINCE modseq)]), its answer not read yet: read by
      * the listing of that window, dropped by imap_ready() before any other
@@ -111,8 +152,10 @@ struct fetch_ctx {
     size_t nmsgs, capmsgs;
     size_t unplaced; /* reports without UID */
     size_t max;      /* 0, or: at most this many reports are kept; past it all
-                        are dropped as they arrive and overflow is set */
+                        are dropped as they arrive and overflow is set (into
+                        stash, when not NULL, they go compact) */
     bool overflow;
+    struct imap_stash *stash;
     /* imap_fetch_bodies */
     const struct remote_body_sink *sink;
     bool body_started;

@@ -446,14 +446,23 @@ int imap_select_qresync_window(struct imap_session *s, const char *name, bool re
     if (uidvalidity == 0 || modseq == 0)
         return ms_error_set(err, MS_EUSAGE, "%s: needs a known UIDVALIDITY and MODSEQ", what);
 
+    imap_stash_free(s->stash); /* another folder's, or an older answer's */
+    s->stash = NULL;
     struct fetch_ctx *sel = calloc(1, sizeof *sel);
     if (!sel)
         return ms_error_set(err, MS_ELOCAL, "out of memory");
     sel->s = s;
     sel->first = 1;
     /* The SELECT's reports of changed messages, up to a window of them:
-     * past it, none are kept (they are listed again in windows below). */
+     * past it, none are kept whole; they go to the stash, compact, and the
+     * windows below are taken from it (imap_fetch_flags_changedsince). */
     sel->max = window;
+    if (window && !(sel->stash = calloc(1, sizeof *sel->stash))) {
+        free(sel);
+        return ms_error_set(err, MS_ELOCAL, "out of memory");
+    }
+    if (sel->stash)
+        *sel->stash = (struct imap_stash){.ok = true, .modseq = modseq, .known_uidnext = known_uidnext};
     /* New mail the caller already knows of (a STATUS earlier in the
      * session): its listing goes out with the SELECT, a round trip less. */
     uint32_t ahead = known_uidnext > 1 && expect_uidnext > known_uidnext ? known_uidnext : 0;
@@ -466,6 +475,7 @@ int imap_select_qresync_window(struct imap_session *s, const char *name, bool re
     if (rc == MS_OK && !queued)
         rc = imap_settle_ahead(s, false, err);
     if (rc != MS_OK) {
+        imap_stash_free(sel->stash);
         free(sel);
         return rc;
     }
@@ -488,6 +498,7 @@ int imap_select_qresync_window(struct imap_session *s, const char *name, bool re
     }
     if (rc != MS_OK) {
         remote_msgs_free(sel->msgs, sel->nmsgs);
+        imap_stash_free(sel->stash);
         free(sel);
         return rc;
     }
@@ -502,6 +513,7 @@ int imap_select_qresync_window(struct imap_session *s, const char *name, bool re
         s->reselect_uv = out->uidvalidity;
         if (!s->reselect) {
             remote_msgs_free(sel->msgs, sel->nmsgs);
+            imap_stash_free(sel->stash);
             free(sel);
             return ms_error_set(err, MS_ELOCAL, "out of memory");
         }
@@ -535,9 +547,32 @@ int imap_select_qresync_window(struct imap_session *s, const char *name, bool re
             msgs = NULL;
             used = false;
         }
-        if (rc == MS_OK && !used && out->exists > 0)
-            rc = imap_fetch_changes_windowed(s, modseq, window, out->uidnext, sel->overflow, &msgs, &nmsgs, from,
-                                             err);
+        /* Past the window the EXAMINE's reports went to the stash: the
+         * windows below are taken from it, and so is the top one unless it
+         * holds new mail (whose sizes the answer did not say). */
+        bool stashed = sel->overflow && sel->stash && sel->stash->ok && known_uidnext > 1 && !too_many;
+        if (stashed) {
+            imap_stash_seal(sel->stash);
+            if (!(sel->stash->folder = strdup(name)))
+                rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+        }
+        if (rc == MS_OK && !used && out->exists > 0) {
+            uint32_t top_from = out->uidnext > window + 1 ? out->uidnext - window : 0;
+            if (stashed && top_from > 1 && imap_stash_serves(sel->stash, top_from, UINT32_MAX, modseq)) {
+                *from = top_from;
+                if (!imap_stash_take(sel->stash, top_from, UINT32_MAX, &msgs, &nmsgs))
+                    rc = ms_error_set(err, MS_ELOCAL, "out of memory");
+            } else {
+                rc = imap_fetch_changes_windowed(s, modseq, window, out->uidnext, sel->overflow, &msgs, &nmsgs, from,
+                                                 err);
+            }
+        }
+        if (rc == MS_OK && stashed && *from > 1) {
+            log_msg(LOG_VERBOSE, "%s: %s: %zu changes past the window kept from its answer", s->host, what,
+                    sel->stash->n);
+            s->stash = sel->stash; /* the windows below are taken from it */
+            sel->stash = NULL;
+        }
         if (rc == MS_OK && (ahead || s->imap->imap_tag != select_tag)) {
             /* Expunges while we fetched arrive as plain VANISHED (only
              * when a FETCH went out: else the response info is still the
@@ -553,6 +588,7 @@ int imap_select_qresync_window(struct imap_session *s, const char *name, bool re
             out->uidnext = msgs[nmsgs - 1].uid + 1;
     }
     remote_msgs_free(sel->msgs, sel->nmsgs);
+    imap_stash_free(sel->stash); /* not kept */
     free(sel);
     remote_msgs_free(fresh, nfresh); /* not taken (non-incremental, or no new UIDs) */
     if (rc != MS_OK || too_many) {
@@ -568,6 +604,8 @@ int imap_select_qresync_window(struct imap_session *s, const char *name, bool re
     imap_uid_list_sort_unique(&gone);
     if (msgs)
         drop_vanished(msgs, &nmsgs, gone.v, gone.n);
+    if (s->stash && gone.n) /* (kept by this call) what vanished is no change */
+        imap_stash_drop(s->stash, gone.v, gone.n);
     *changed = msgs ? msgs : calloc(1, sizeof **changed);
     *vanished = gone.v ? gone.v : calloc(1, sizeof **vanished);
     if (!*changed || !*vanished) {
@@ -596,6 +634,8 @@ int imap_fetch_flags_changedsince(struct imap_session *s, uint32_t first, uint32
     *n = 0;
     if (modseq == 0)
         return ms_error_set(err, MS_EUSAGE, "UID FETCH (CHANGEDSINCE): needs a known MODSEQ");
+    if (imap_stash_serves(s->stash, first, last, modseq)) /* the EXAMINE's answer had them */
+        return imap_stash_take(s->stash, first, last, out, n) ? MS_OK : ms_error_set(err, MS_ELOCAL, "out of memory");
     return imap_fetch_flags_modseq(s, first, last, modseq, out, n, err);
 }
 

@@ -61,6 +61,8 @@ void imap_kill_stream(struct imap_session *s)
 {
     s->dead = true;
     s->win_ahead.on = false;
+    imap_stash_free(s->stash);
+    s->stash = NULL;
     if (s->imap && s->imap->imap_stream) {
         mailstream_close(s->imap->imap_stream);
         s->imap->imap_stream = NULL;
@@ -1008,6 +1010,7 @@ void imap_close(struct imap_session *s)
         free(s->ahead[i].name);
     free(s->ahead);
     free(s->reselect);
+    imap_stash_free(s->stash);
     imap_listing_ahead_free(s);
     free(s->caps_greeting);
     free(s->memo);

@@ -130,6 +130,10 @@ int imap_select(struct imap_session *s, const char *name, bool read_write, struc
         return rc;
     free(s->reselect); /* whatever is selected next, it is this one */
     s->reselect = NULL;
+    if (s->stash && strcmp(s->stash->folder, name) != 0) { /* (the same one again: a reselect) */
+        imap_stash_free(s->stash);
+        s->stash = NULL;
+    }
     /* QRESYNC implies CONDSTORE (RFC 7162 section 3.2). */
     bool condstore = imap_has_capability(s, "CONDSTORE") || imap_has_capability(s, "QRESYNC");
     uint64_t modseq = 0;

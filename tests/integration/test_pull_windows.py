@@ -55,11 +55,16 @@ class WindowsMixin:
             c._ok(*c.uid("STORE", "1:*", "+FLAGS.SILENT", "(\\Seen)"), "STORE")
         r = self.run_ok("-vv", "pull")
         changed = r"C: \S+ UID FETCH %s \([^\r\n]*CHANGEDSINCE"
-        # the top window's changes, then 51:100 and 1:50, a window each
-        self.assertRegex(r.stderr, changed % ("%d:\\*" % (N - WINDOW + 1)))
-        self.assertRegex(r.stderr, changed % ("%d:%d" % (WINDOW + 1, N - WINDOW)))
-        self.assertRegex(r.stderr, changed % ("1:%d" % WINDOW))
-        self.assertEqual(len(re.findall(changed % r"1:\*", r.stderr)), self.whole_asked)
+        if self.windows_asked:
+            # the top window's changes, then 51:100 and 1:50, a window each
+            self.assertRegex(r.stderr, changed % ("%d:\\*" % (N - WINDOW + 1)))
+            self.assertRegex(r.stderr, changed % ("%d:%d" % (WINDOW + 1, N - WINDOW)))
+            self.assertRegex(r.stderr, changed % ("1:%d" % WINDOW))
+            self.assertEqual(len(re.findall(changed % r"1:\*", r.stderr)), self.whole_asked)
+        else:
+            # QRESYNC: every window taken from the EXAMINE's answer
+            self.assertIn("EXAMINE INBOX (QRESYNC): %d changes past the window kept from its answer" % N, r.stderr)
+            self.assertNotRegex(r.stderr, changed % r"\S+")
         self.assertNotRegex(r.stderr, r"C: \S+ UID FETCH [^\r\n]*BODY")
         self.assertIn("in windows of %d UIDs, from %d down" % (WINDOW, N - WINDOW + 1), r.stderr)
         self.assertWhole()
@@ -174,8 +179,52 @@ class WindowsMixin:
 
 
 class PullWindowsTest(WindowsMixin, tb.BedTestCase):
-    bed_options = {"pool": 7}
-    whole_asked = 0  # QRESYNC: the changes come with the EXAMINE, dropped past a window
+    bed_options = {"pool": 9}
+    whole_asked = 0
+    # QRESYNC: the changes come with the EXAMINE, those past a window kept
+    # compact; the windows are taken from them, none asked for
+    windows_asked = False
+    test_the_next_window_is_asked_for_ahead = None
+    test_a_window_ahead_not_asked_for = None
+    test_windows_ahead_in_both_passes = None
+
+    def test_new_mail_beside_the_kept_changes(self):
+        """New mail in the top window of a "mark all read": the top window
+        is listed by the server (the EXAMINE's answer does not say the new
+        message's size), the windows below are taken from the answer (no
+        UID FETCH for them); the new message arrives whole, once, unseen,
+        every other message seen."""
+        self.run_ok("pull")
+        self.mark_all_read()
+        new = tb.make_message(9001, size=900, seed=1802)
+        with self.imap() as c:
+            c.append_message("INBOX", new)
+        r = self.run_ok("-vv", "pull")
+        top = N + 2 - WINDOW
+        self.assertEqual(len(re.findall(r"C: \S+ UID FETCH %d:\* \([^\r\n]*CHANGEDSINCE" % top, r.stderr)), 1)
+        self.assertNotRegex(r.stderr, r"C: \S+ UID FETCH \d+:\d+ \([^\r\n]*CHANGEDSINCE")
+        self.assertIn("changes past the window kept from its answer", r.stderr)
+        local = self.local()
+        self.assertEqual(sorted(len(v) for v in local.values()), [1] * (N + 1), "lost or doubled")
+        self.assertEqual(local[tb.message_id(new)][0].data, new.replace(b"\r\n", b"\n"))
+        self.assertEqual(sorted(k for k, v in local.items() if "S" not in v[0].letters), [tb.message_id(new)])
+        self.assertSynced()
+
+    def test_expunge_beside_the_kept_changes(self):
+        """An expunge beside the "mark all read": both passes take their
+        windows from their EXAMINE's answer; the expunged message goes,
+        nothing else, every message left seen."""
+        self.run_ok("pull")
+        self.mark_all_read()
+        with self.imap() as c:
+            c.expunge_uids("INBOX", [11])  # (UIDs 1..150)
+        r = self.run_ok("-vv", "pull")
+        self.assertNotRegex(r.stderr, r"C: \S+ UID FETCH [^\r\n]*CHANGEDSINCE")
+        local = self.local()
+        self.assertEqual(sorted(len(v) for v in local.values()), [1] * (N - 1), "lost or doubled")
+        self.assertEqual(sorted(k for k, v in local.items() if "S" not in v[0].letters), [])
+        self.assertEqual(self.server_count(), N - 1)
+        self.assertSynced()
 
     def test_killed_then_resumed_in_windows(self):
         self.run_killed_at("pull", (b"UID FETCH %d:%d (" % (WINDOW + 1, N - WINDOW), 1))
@@ -198,6 +247,7 @@ class PullWindowsTest(WindowsMixin, tb.BedTestCase):
 class CondstoreWindowsTest(WindowsMixin, tb.BedTestCase):
     bed_options = {"pool": 5, "hide_capabilities": ("QRESYNC", "LIST-STATUS")}
     whole_asked = 1  # CONDSTORE: UID FETCH 1:* (CHANGEDSINCE), dropped past a window
+    windows_asked = True
     test_first_pull_in_windows = None
     test_killed_in_the_second_window = None
 

@@ -141,12 +141,74 @@ static void left_to_libetpan(void **state)
     assert_int_equal(imap_flagline_parse("* 1 FETCH (UID 4 FLAGS ())\r\n", 27, &x), IMAP_FLAGLINE_OTHER);
 }
 
+/* The compact stash of a QRESYNC EXAMINE's changes past its window
+ * (imap_qresync.c): sorted by UID, the later of two reports of a UID
+ * counts (its keywords or none), ranges taken as listings, and new mail
+ * (from known_uidnext up) never served from it. */
+static void stash_of_changes(void **state)
+{
+    (void)state;
+    struct imap_stash *st = calloc(1, sizeof *st);
+    assert_non_null(st);
+    *st = (struct imap_stash){.ok = true, .modseq = 7, .known_uidnext = 100};
+    struct {
+        uint32_t uid;
+        unsigned flags;
+        const char *kw;
+    } in[] = {{30, FLAG_SEEN, NULL}, {10, FLAG_FLAGGED, "$Label1"}, {20, 0, "a b"}, {10, FLAG_SEEN, NULL},
+              {20, FLAG_SEEN, "c"}, {40, FLAG_DRAFT, NULL}};
+    for (size_t i = 0; i < sizeof in / sizeof *in; i++) {
+        struct remote_msg m = {.uid = in[i].uid, .flags = in[i].flags, .keywords = in[i].kw ? strdup(in[i].kw) : NULL};
+        assert_true(imap_stash_add(st, &m));
+        assert_null(m.keywords); /* taken */
+    }
+    struct remote_msg bad = {.uid = 50, .flags = FLAGS_MISSING};
+    assert_false(imap_stash_add(st, &bad)); /* a report without FLAGS cannot be held */
+    imap_stash_seal(st);
+    struct remote_msg *m = NULL;
+    size_t n = 0;
+    assert_true(imap_stash_serves(st, 1, 35, 7));
+    assert_false(imap_stash_serves(st, 1, 35, 6)); /* other changes */
+    assert_true(imap_stash_take(st, 1, 35, &m, &n));
+    assert_int_equal(n, 3);
+    assert_int_equal(m[0].uid, 10);
+    assert_int_equal(m[0].flags, FLAG_SEEN); /* the later report */
+    assert_null(m[0].keywords);              /* ...which had none */
+    assert_int_equal(m[1].uid, 20);
+    assert_int_equal(m[1].flags, FLAG_SEEN);
+    assert_string_equal(m[1].keywords, "c");
+    assert_int_equal(m[2].uid, 30);
+    assert_int_equal(m[2].size, 0);
+    remote_msgs_free(m, n);
+    assert_true(imap_stash_take(st, 31, 39, &m, &n));
+    assert_int_equal(n, 0);
+    remote_msgs_free(m, n);
+    /* what vanished is no change */
+    const uint32_t gone[] = {5, 20, 40};
+    imap_stash_drop(st, gone, 3);
+    assert_true(imap_stash_take(st, 1, 100, &m, &n));
+    assert_int_equal(n, 2);
+    assert_int_equal(m[0].uid, 10);
+    assert_int_equal(m[1].uid, 30);
+    remote_msgs_free(m, n);
+    /* new mail is not in it with its size: a range holding it is not served */
+    struct remote_msg fresh = {.uid = 120, .flags = 0};
+    st->ok = true;
+    assert_true(imap_stash_add(st, &fresh));
+    imap_stash_seal(st);
+    assert_true(imap_stash_serves(st, 31, 99, 7));
+    assert_false(imap_stash_serves(st, 31, 130, 7));
+    assert_false(imap_stash_serves(st, 101, UINT32_MAX, 7));
+    imap_stash_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(plain_reports),
         cmocka_unit_test(keywords),
         cmocka_unit_test(left_to_libetpan),
+        cmocka_unit_test(stash_of_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
