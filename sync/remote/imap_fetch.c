@@ -361,57 +361,55 @@ void imap_stash_free(struct imap_stash *st)
     free(st);
 }
 
+/* v with room for one more of size bytes (*cap of them, n used), or NULL
+ * if out of memory (v unchanged). */
+static void *stash_room(void *v, size_t *cap, size_t n, size_t size, size_t first)
+{
+    if (n < *cap)
+        return v;
+    size_t ncap = *cap ? *cap * 2 : first;
+    void *p = realloc(v, ncap * size);
+    if (p)
+        *cap = ncap;
+    return p;
+}
+
 bool imap_stash_add(struct imap_stash *st, struct remote_msg *m)
 {
     if (!st->ok || (m->flags & FLAGS_MISSING) || st->n == STASH_MAX)
         return false;
-    if (st->n == st->cap) {
-        size_t ncap = st->cap ? st->cap * 2 : 4096;
-        struct stash_entry *v = realloc(st->v, ncap * sizeof *v);
-        if (!v)
-            return false;
-        st->v = v;
-        st->cap = ncap;
-    }
+    struct stash_entry *v = stash_room(st->v, &st->cap, st->n, sizeof *v, 4096);
+    if (!v)
+        return false;
+    st->v = v;
     if (m->keywords) {
-        if (st->nkw == st->capkw) {
-            size_t ncap = st->capkw ? st->capkw * 2 : 64;
-            struct stash_keywords *k = realloc(st->kw, ncap * sizeof *k);
-            if (!k)
-                return false;
-            st->kw = k;
-            st->capkw = ncap;
-        }
+        struct stash_keywords *k = stash_room(st->kw, &st->capkw, st->nkw, sizeof *k, 64);
+        if (!k)
+            return false;
+        st->kw = k;
         st->kw[st->nkw++] = (struct stash_keywords){m->uid, (uint32_t)st->n, m->keywords};
         m->keywords = NULL;
     }
-    st->v[st->n] = (struct stash_entry){m->uid, (uint32_t)m->flags, (uint32_t)st->n};
+    st->v[st->n] = (struct stash_entry){m->uid, (uint32_t)st->n, (uint32_t)m->flags};
     st->n++;
     return true;
 }
 
-static int cmp_stash_entry(const void *pa, const void *pb)
+/* By UID, then arrival: both kinds of entry start with uid and seq. */
+static int cmp_uid_seq(const void *pa, const void *pb)
 {
-    const struct stash_entry *a = pa, *b = pb;
-    if (a->uid != b->uid)
-        return a->uid < b->uid ? -1 : 1;
-    return a->seq < b->seq ? -1 : a->seq > b->seq;
-}
-
-static int cmp_stash_keywords(const void *pa, const void *pb)
-{
-    const struct stash_keywords *a = pa, *b = pb;
-    if (a->uid != b->uid)
-        return a->uid < b->uid ? -1 : 1;
-    return a->seq < b->seq ? -1 : a->seq > b->seq;
+    const uint32_t *a = pa, *b = pb;
+    if (a[0] != b[0])
+        return a[0] < b[0] ? -1 : 1;
+    return a[1] < b[1] ? -1 : a[1] > b[1];
 }
 
 void imap_stash_seal(struct imap_stash *st)
 {
     if (st->n)
-        qsort(st->v, st->n, sizeof *st->v, cmp_stash_entry);
+        qsort(st->v, st->n, sizeof *st->v, cmp_uid_seq);
     if (st->nkw)
-        qsort(st->kw, st->nkw, sizeof *st->kw, cmp_stash_keywords);
+        qsort(st->kw, st->nkw, sizeof *st->kw, cmp_uid_seq);
     size_t o = 0;
     for (size_t i = 0; i < st->n; i++) {
         if (o && st->v[o - 1].uid == st->v[i].uid)

@@ -52,10 +52,10 @@ struct queued_examine {
  * once the answer is read; one per session, for the folder selected. */
 struct stash_entry {
     uint32_t uid;
-    uint32_t flags; /* FLAG_* */
     uint32_t seq;   /* arrival: of two reports of a UID the later one counts */
+    uint32_t flags; /* FLAG_* */
 };
-struct stash_keywords {
+struct stash_keywords { /* (uid and seq first, as above: one order for both) */
     uint32_t uid, seq;
     char *keywords;
 };
