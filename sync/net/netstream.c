@@ -267,7 +267,9 @@ static int feed_literal(struct imap_framer *f, const char *data, size_t len, siz
  * (found by tests/fuzz/fuzz_imap_fetch; two are not fixed upstream):
  *   - "* CAPABILITY" with no capability names (also as a response code);
  *   - a malformed list in "[PERMANENTFLAGS (...)]";
- *   - a greeting whose response code holds a parenthesised list.
+ *   - a greeting whose response code holds a parenthesised list;
+ *   - a status response whose code is [ALERT] or [PARSE] with no text
+ *     after it (libetpan copies that text, NULL).
  * The framer sees each line before libetpan parses it, so these lines are
  * refused here and the connection fails (exit 4) instead of crashing. */
 
@@ -316,6 +318,40 @@ static bool rest_is_blank(const char *s, size_t len)
     return true;
 }
 
+/* "tag|* OK|NO|BAD|BYE|PREAUTH [ALERT]" or "+ [PARSE]", the code in any
+ * case, with only blanks after it. The head holds the line's first bytes
+ * and the tail its last ones: a longer line counts as blank when both
+ * are (what lies between is not kept; a line of hundreds of blanks around
+ * a lone character after such a code is refused too). */
+static bool code_without_text(const struct imap_framer *f)
+{
+    const char *h = f->head;
+    size_t n = f->head_len, i = 0;
+    while (i < n && h[i] != ' ')
+        i++; /* tag, '*' or '+' */
+    if (i == 0 || i + 1 >= n)
+        return false;
+    bool plus = i == 1 && h[0] == '+';
+    i++;
+    if (!plus) {
+        size_t w = i;
+        while (i < n && h[i] != ' ' && h[i] != '[')
+            i++;
+        static const char *const words[] = {"OK", "NO", "BAD", "BYE", "PREAUTH"};
+        bool status = false;
+        for (size_t k = 0; k < sizeof words / sizeof *words; k++)
+            status |= strlen(words[k]) == i - w && strncasecmp(h + w, words[k], i - w) == 0;
+        if (!status || i >= n || h[i] != ' ')
+            return false;
+        while (i < n && h[i] == ' ')
+            i++;
+    }
+    if (i + 7 > n || h[i] != '[' || h[i + 6] != ']' ||
+        (strncasecmp(h + i + 1, "ALERT", 5) != 0 && strncasecmp(h + i + 1, "PARSE", 5) != 0))
+        return false;
+    return rest_is_blank(h + i + 7, n - i - 7) && (f->line_len == f->head_len || rest_is_blank(f->tail, f->tail_len));
+}
+
 /* Checks on a complete line, at its end (head holds its first bytes). */
 static int refuse_libetpan_traps(struct imap_framer *f)
 {
@@ -333,6 +369,8 @@ static int refuse_libetpan_traps(struct imap_framer *f)
             if (j < n && h[j] == ']')
                 return framer_fail(f, "server sent an empty CAPABILITY code (refused: it would crash libetpan)");
         }
+    if (code_without_text(f))
+        return framer_fail(f, "server sent an ALERT or PARSE code without text (refused: it would crash libetpan)");
     f->greeting_seen = true;
     return 0;
 }

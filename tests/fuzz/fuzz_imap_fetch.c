@@ -323,14 +323,17 @@ static void run_op(struct imap_session *s, enum op op)
     case OP_QRESYNC:
     case OP_QRESYNC_AHEAD: {
         /* AHEAD: a STATUS said UIDNEXT 25, so the listing of UIDs 20:*
-         * goes out with the EXAMINE (which then says UIDNEXT 30) */
+         * goes out with the EXAMINE (which then says UIDNEXT 30). Plain
+         * QRESYNC holds a window of 2 changes: past it the answer's
+         * reports are kept compact and the windows below taken from them
+         * (or asked for: the server answers OK), down to UID 1. */
         struct remote_msg *changed = NULL;
         size_t nchanged = 0, nvanished = 0;
-        uint32_t *vanished = NULL;
-        uint32_t expect = op == OP_QRESYNC_AHEAD ? 25 : 0;
+        uint32_t *vanished = NULL, from = 0;
+        uint32_t expect = op == OP_QRESYNC_AHEAD ? 25 : 0, window = op == OP_QRESYNC ? 2 : 0;
         if (imap_enable_qresync(s) &&
-            imap_select_qresync(s, "INBOX", false, 7, 50, 20, expect, &mb, &changed, &nchanged, &vanished, &nvanished,
-                                &err) == MS_OK) {
+            imap_select_qresync_window(s, "INBOX", false, 7, 50, 20, expect, window, &mb, &changed, &nchanged, &from,
+                                       &vanished, &nvanished, &err) == MS_OK) {
             check_msgs(changed, nchanged);
             check_sorted_unique(vanished, nvanished, "VANISHED");
             for (size_t i = 0; i < nvanished; i++) {
@@ -338,6 +341,24 @@ static void run_op(struct imap_session *s, enum op op)
                       mb.uidnext);
                 for (size_t j = 0; j < nchanged; j++)
                     CHECK(changed[j].uid != vanished[i], "UID %u both changed and vanished", vanished[i]);
+            }
+            for (size_t j = 0; from && j < nchanged; j++)
+                CHECK(changed[j].uid >= from, "UID %u below the top window %u", changed[j].uid, from);
+            for (uint32_t hi = from > 1 ? from - 1 : 0; hi >= 1;) {
+                uint32_t lo = hi > window ? hi - window + 1 : 1;
+                struct remote_msg *w = NULL;
+                size_t nw = 0;
+                if (imap_fetch_flags_changedsince(s, lo, hi, 50, &w, &nw, &err) != MS_OK)
+                    break;
+                check_msgs(w, nw);
+                for (size_t j = 0; j < nw; j++) {
+                    CHECK(w[j].uid >= lo && w[j].uid <= hi, "UID %u outside the window %u:%u", w[j].uid, lo, hi);
+                    CHECK(j == 0 || w[j - 1].uid < w[j].uid, "window not unique");
+                    for (size_t i = 0; vanished && i < nvanished; i++)
+                        CHECK(w[j].uid != vanished[i], "UID %u both changed and vanished", vanished[i]);
+                }
+                remote_msgs_free(w, nw);
+                hi = lo - 1;
             }
         }
         remote_msgs_free(changed, nchanged);

@@ -1067,6 +1067,24 @@ class Auth(HostileTestCase):
                 self.assertIn("crash libetpan", res.stderr, res)
                 self.assertEqual(srv.auth_commands(), [])
 
+    def test_alert_without_text_is_refused(self):
+        """"* OK [ALERT]" with no text after the code, among a listing's
+        answer (libetpan 1.9.4 copies the missing text: a NULL dereference
+        found by tests/fuzz/fuzz_imap_fetch): refused by our transport,
+        exit 4, never a crash, nothing deleted; once the server stops, the
+        next run is a no-op."""
+        srv = self.server({"INBOX": fi.Folder(1, messages(3))})
+        self.write_config(srv)
+        self.pull(expect=0)
+        before = all_message_bytes(self.root)
+        srv.handlers = {"UID FETCH": lambda conn, cmd: conn.send(b"* OK [ALERT]  \r\n") and False}
+        res = self.pull(expect=4)
+        self.assertIn("ALERT or PARSE code without text", res.stderr, res)
+        self.assertEqual(all_message_bytes(self.root), before)
+        srv.handlers = {}
+        self.pull(expect=0)
+        self.assertEqual(all_message_bytes(self.root), before)
+
     def test_bye_greeting(self):
         """A "* BYE" greeting: exit 4, no credentials sent. libetpan 1.9.4
         leaks the parsed BYE greeting (49 bytes); that leak is suppressed

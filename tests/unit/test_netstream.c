@@ -235,6 +235,42 @@ static void plain_runs_keep_the_limits(void **unused)
     assert_non_null(strstr(f.reason, "limit 1048576"));
 }
 
+/* An [ALERT] or [PARSE] code with no text after it crashes libetpan
+ * (it copies the missing text): refused, tagged or not, in any case,
+ * whatever blanks follow; with text, or another code, it passes. */
+static void alert_without_text_refused(void **unused)
+{
+    (void)unused;
+    static const char *const bad[] = {"* OK [ALERT]\r\n", "* ok [alert] \r\n", "* NO [PARSE]\t\r\n",
+                                      "* BAD [ALERT]\n", "A7 OK [ALERT]\r\n", "+ [ALERT]\r\n",
+                                      "* BYE [PARSE]\r\n"};
+    static const char *const good[] = {"* OK [ALERT] x\r\n", "* OK [UNSEEN 3]\r\n", "* OK [ALERTS]\r\n",
+                                       "* 3 FETCH (UID 3 FLAGS ([ALERT]))\r\n", "A7 OK [PARSE] done\r\n"};
+    struct imap_framer f;
+    struct seen s;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        framer_setup(&f, &s, true);
+        assert_int_equal(feed(&f, "* OK hi\r\n"), 0);
+        assert_int_equal(feed(&f, bad[i]), -1);
+        assert_non_null(strstr(f.reason, "without text"));
+    }
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        framer_setup(&f, &s, true);
+        assert_int_equal(feed(&f, "* OK hi\r\n"), 0);
+        assert_int_equal(feed(&f, good[i]), 0);
+    }
+    /* A long line: blank in its head and its tail counts as blank. */
+    char line[600];
+    snprintf(line, sizeof line, "* OK [ALERT]%400s\r\n", "");
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* OK hi\r\n"), 0);
+    assert_int_equal(feed(&f, line), -1);
+    snprintf(line, sizeof line, "* OK [ALERT]%400s\r\n", "x");
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* OK hi\r\n"), 0);
+    assert_int_equal(feed(&f, line), 0);
+}
+
 /* A malformed PERMANENTFLAGS list crashes libetpan: refused, the code's
  * name in any case (found by its last letter first, then compared). */
 static void permanentflags_checked(void **unused)
@@ -500,6 +536,7 @@ int main(void)
         cmocka_unit_test(long_line_refused),
         cmocka_unit_test(plain_runs_keep_the_limits),
         cmocka_unit_test(permanentflags_checked),
+        cmocka_unit_test(alert_without_text_refused),
         cmocka_unit_test(bare_lf_and_trailing_space),
         cmocka_unit_test(masking),
         cmocka_unit_test(login_literal_password_masked),
