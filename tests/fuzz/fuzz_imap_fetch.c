@@ -191,9 +191,10 @@ static void *server(void *arg)
 
 /* ---- former findings ------------------------------------------------------
  *
- * Three NULL dereferences inside libetpan 1.9.4, reachable from sync/remote/imap_*.c,
+ * Four NULL dereferences inside libetpan 1.9.4, reachable from sync/remote/imap_*.c,
  * were found here: an empty CAPABILITY answer, a malformed PERMANENTFLAGS
- * list, a greeting whose response code holds a list. sync/net/netstream.c now
+ * list, a greeting whose response code holds a list, an [ALERT] or [PARSE]
+ * code with no text after it. sync/net/netstream.c now
  * refuses those lines before libetpan parses them (refuse_libetpan_traps);
  * the inputs are part of the seed corpus (crash-*), so every CI run replays
  * them. */
