@@ -406,6 +406,15 @@ static size_t uid_slice(const uint32_t *v, size_t n, uint32_t lo, uint32_t hi, s
     return b - a;
 }
 
+/* The window below the one just done (win->from, > 1, its lowest UID):
+ * lo..hi, win->size UIDs down to UID 1. next_window lists it; asked for
+ * ahead, it must be the same window. */
+static void window_below(const struct pull_window *win, uint32_t *lo, uint32_t *hi)
+{
+    *hi = win->from - 1;
+    *lo = *hi > win->size ? *hi - win->size + 1 : 1;
+}
+
 /* The window below the one just listed (win->from its lowest UID), asked
  * for ahead where the side can (list_ahead): the server lists it while
  * this one is applied, a round trip less a window. Only where the next
@@ -416,7 +425,8 @@ static int next_window_ahead(struct run *r, const struct pull_window *win, struc
     const struct remote_ops *ops = r->remote->ops;
     if (!ops->list_ahead || win->from <= 1 || (win->mode != PULL_CHANGES && win->mode != PULL_FULL))
         return MS_OK;
-    uint32_t hi = win->from - 1, lo = hi > win->size ? hi - win->size + 1 : 1;
+    uint32_t lo, hi;
+    window_below(win, &lo, &hi);
     if (win->mode == PULL_CHANGES && !(win->chg_from && lo < win->chg_from))
         return MS_OK;
     return ops->list_ahead(r->remote, lo, hi, win->mode == PULL_CHANGES ? win->modseq : 0, err);
@@ -1138,7 +1148,8 @@ static int next_window(struct run *r, const struct selected *sel, const struct s
                        struct pull_window *win, struct state_msg **st, size_t *ns, struct remote_msg **rm,
                        size_t *nr, struct uid_list *affected, struct ms_error *err)
 {
-    uint32_t hi = win->from - 1, lo = hi > win->size ? hi - win->size + 1 : 1;
+    uint32_t lo, hi;
+    window_below(win, &lo, &hi);
     win->from = lo > 1 ? lo : 0;
     log_msg(LOG_VERBOSE, "%s: next window: UIDs %u:%u", sel->name, lo, hi);
     if (win->mode == PULL_CHANGES || win->mode == PULL_FULL) {

@@ -97,6 +97,21 @@ static bool is_body_context(const char *s, size_t len)
            ends_with_ci(s, len, "RFC822.HEADER");
 }
 
+/* The length of the word at w (len bytes at most; it ends at a space, a
+ * line end or '[') when it names a status response, OK, NO, BAD, BYE or
+ * PREAUTH in any case; else 0. */
+static size_t status_word(const char *w, size_t len)
+{
+    size_t n = 0;
+    while (n < len && w[n] != ' ' && w[n] != '\r' && w[n] != '\n' && w[n] != '[')
+        n++;
+    static const char *const words[] = {"OK", "NO", "BAD", "BYE", "PREAUTH"};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (strlen(words[i]) == n && strncasecmp(w, words[i], n) == 0)
+            return n;
+    return 0;
+}
+
 /* A line whose {N} at the end is text, not a literal: server status
  * responses (untagged OK/NO/BAD/BYE/PREAUTH, every tagged line) and
  * continuation requests. libetpan parses their text to the line end. */
@@ -110,15 +125,7 @@ static bool is_text_line(const char *head, size_t len)
         return true; /* tagged: tag SP resp-cond-state */
     if (len < 2 || head[1] != ' ')
         return false;
-    const char *w = head + 2;
-    size_t n = 0;
-    while (2 + n < len && w[n] != ' ' && w[n] != '\r' && w[n] != '\n' && w[n] != '[')
-        n++;
-    static const char *const words[] = {"OK", "NO", "BAD", "BYE", "PREAUTH"};
-    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
-        if (strlen(words[i]) == n && strncasecmp(w, words[i], n) == 0)
-            return true;
-    return false;
+    return status_word(head + 2, len - 2) > 0;
 }
 
 static int framer_fail(struct imap_framer *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -334,14 +341,9 @@ static bool code_without_text(const struct imap_framer *f)
     bool plus = i == 1 && h[0] == '+';
     i++;
     if (!plus) {
-        size_t w = i;
-        while (i < n && h[i] != ' ' && h[i] != '[')
-            i++;
-        static const char *const words[] = {"OK", "NO", "BAD", "BYE", "PREAUTH"};
-        bool status = false;
-        for (size_t k = 0; k < sizeof words / sizeof *words; k++)
-            status |= strlen(words[k]) == i - w && strncasecmp(h + w, words[k], i - w) == 0;
-        if (!status || i >= n || h[i] != ' ')
+        size_t w = status_word(h + i, n - i);
+        i += w;
+        if (w == 0 || i >= n || h[i] != ' ')
             return false;
         while (i < n && h[i] == ' ')
             i++;

@@ -346,17 +346,26 @@ static int fetch_batches(struct imap_session *s, struct fetch_ctx *f, const uint
  * imap_fetch_flags
  * ==================================================================== */
 
-/* Reports the stash holds at most (4 MiB of entries): past it, none. */
-#define STASH_MAX ((size_t)1 << 18) /* 3 MiB */
+/* Reports the stash holds at most (3 MiB of entries): past it, none. */
+#define STASH_MAX ((size_t)1 << 18)
+
+/* Its reports freed, none held. */
+static void stash_clear(struct imap_stash *st)
+{
+    for (size_t i = 0; i < st->nkw; i++)
+        free(st->kw[i].keywords);
+    free(st->kw);
+    free(st->v);
+    st->kw = NULL;
+    st->v = NULL;
+    st->n = st->cap = st->nkw = st->capkw = 0;
+}
 
 void imap_stash_free(struct imap_stash *st)
 {
     if (!st)
         return;
-    for (size_t i = 0; i < st->nkw; i++)
-        free(st->kw[i].keywords);
-    free(st->kw);
-    free(st->v);
+    stash_clear(st);
     free(st->folder);
     free(st);
 }
@@ -447,35 +456,34 @@ void imap_stash_drop(struct imap_stash *st, const uint32_t *v, size_t n)
     st->n = o;
 }
 
+/* The index of the first entry (sealed: sorted) whose UID is uid or more. */
+static size_t stash_bound(const struct imap_stash *st, uint64_t uid)
+{
+    size_t lo = 0, hi = st->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (st->v[mid].uid < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 bool imap_stash_serves(const struct imap_stash *st, uint32_t first, uint32_t last, uint64_t modseq)
 {
     if (!st || !st->ok || st->modseq != modseq || first == 0 || last < first)
         return false;
-    /* the last entry within first..last (sorted): below known_uidnext? */
-    size_t lo = 0, hi = st->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (st->v[mid].uid <= last)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo == 0 || st->v[lo - 1].uid < first || st->v[lo - 1].uid < st->known_uidnext;
+    /* the last entry within first..last: below known_uidnext? */
+    size_t end = stash_bound(st, (uint64_t)last + 1);
+    return end == 0 || st->v[end - 1].uid < first || st->v[end - 1].uid < st->known_uidnext;
 }
 
 bool imap_stash_take(const struct imap_stash *st, uint32_t first, uint32_t last, struct remote_msg **out, size_t *n)
 {
-    size_t lo = 0, hi = st->n;
-    while (lo < hi) { /* the first entry >= first */
-        size_t mid = lo + (hi - lo) / 2;
-        if (st->v[mid].uid < first)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    size_t end = lo;
-    while (end < st->n && st->v[end].uid <= last)
-        end++;
+    size_t lo = stash_bound(st, first), end = stash_bound(st, (uint64_t)last + 1);
+    if (end < lo) /* (last below first: none) */
+        end = lo;
     struct remote_msg *m = calloc(end - lo + 1, sizeof *m);
     if (!m)
         return false;
@@ -496,13 +504,7 @@ bool imap_stash_take(const struct imap_stash *st, uint32_t first, uint32_t last,
 /* The stash can hold no more: emptied, never used. */
 static void stash_give_up(struct imap_stash *st)
 {
-    for (size_t i = 0; i < st->nkw; i++)
-        free(st->kw[i].keywords);
-    free(st->kw);
-    free(st->v);
-    st->kw = NULL;
-    st->v = NULL;
-    st->n = st->cap = st->nkw = st->capkw = 0;
+    stash_clear(st);
     st->ok = false;
 }
 
@@ -734,7 +736,7 @@ static int fetch_flags_capped(struct imap_session *s, uint32_t first, uint32_t l
 
 int imap_list_ahead(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq, struct ms_error *err)
 {
-    if (modseq && imap_stash_serves(s->stash, first, last, modseq))
+    if (imap_stash_serves(s->stash, first, last, modseq))
         return MS_OK; /* in hand already: the EXAMINE's answer */
     int rc = imap_ready(s, true, err); /* (drops one sent ahead before) */
     if (rc != MS_OK || first == 0 || last < first)

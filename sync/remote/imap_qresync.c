@@ -41,10 +41,15 @@
  * VANISHED_MAX) sets *too_many and stops: the folder is to be listed in
  * full. Returns MS_OK or fills err. libetpan's own API hands out only the
  * first one. */
+static size_t vanished_cap(const struct imap_session *s)
+{
+    return s->vanished_max ? s->vanished_max : VANISHED_MAX;
+}
+
 static int collect_vanished(struct imap_session *s, struct imap_uid_list *l, uint32_t max_uid, bool *too_many,
                             struct ms_error *err)
 {
-    size_t cap = s->vanished_max ? s->vanished_max : VANISHED_MAX;
+    size_t cap = vanished_cap(s);
     struct mailimap_response_info *ri = s->imap ? s->imap->imap_response_info : NULL;
     if (!ri || !ri->rsp_extension_list)
         return MS_OK;
@@ -550,7 +555,7 @@ int imap_select_qresync_window(struct imap_session *s, const char *name, bool re
         /* Past the window the EXAMINE's reports went to the stash: the
          * windows below are taken from it, and so is the top one unless it
          * holds new mail (whose sizes the answer did not say). */
-        bool stashed = sel->overflow && sel->stash && sel->stash->ok && known_uidnext > 1 && !too_many;
+        bool stashed = sel->overflow && sel->stash && sel->stash->ok && known_uidnext > 1;
         if (stashed) {
             imap_stash_seal(sel->stash);
             if (!(sel->stash->folder = strdup(name)))
@@ -597,7 +602,7 @@ int imap_select_qresync_window(struct imap_session *s, const char *name, bool re
         if (rc == MS_OK) {
             *from = 0;
             log_msg(LOG_VERBOSE, "%s: %s: more than %zu vanished UIDs since modseq %" PRIu64 ": listed in full",
-                    s->host, what, s->vanished_max ? s->vanished_max : VANISHED_MAX, modseq);
+                    s->host, what, vanished_cap(s), modseq);
         }
         return rc; /* too_many: MS_OK, both lists NULL */
     }
