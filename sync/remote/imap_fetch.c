@@ -301,22 +301,22 @@ static int start_fetch(struct imap_session *s, struct mailimap_fetch_att **atts,
     return MS_OK;
 }
 
-/* Run a fetch over sorted uids in batches; each batch's set and bookkeeping
- * come from here, the per-message work from h. */
+/* Run a fetch over sorted uids in batches of at most per_cmd UIDs; each
+ * batch's set and bookkeeping come from here, the per-message work from h. */
 static int fetch_batches(struct imap_session *s, struct fetch_ctx *f, const uint32_t *uids, size_t n,
-                         struct mailimap_fetch_type *ft, mailimap_msg_att_handler *h, enum body_mode mode,
-                         const char *what, struct ms_error *err)
+                         size_t per_cmd, struct mailimap_fetch_type *ft, mailimap_msg_att_handler *h,
+                         enum body_mode mode, const char *what, struct ms_error *err)
 {
-    struct uid_range *ranges = malloc(FETCH_BATCH_UIDS * sizeof *ranges);
-    uint32_t *batch = malloc(FETCH_BATCH_UIDS * sizeof *batch);
-    bool *seen = malloc(FETCH_BATCH_UIDS * sizeof *seen);
+    struct uid_range *ranges = malloc(per_cmd * sizeof *ranges);
+    uint32_t *batch = malloc(per_cmd * sizeof *batch);
+    bool *seen = malloc(per_cmd * sizeof *seen);
     int rc = MS_OK;
     if (!ranges || !batch || !seen)
         rc = ms_error_set(err, MS_ELOCAL, "out of memory");
     size_t i = 0;
     while (rc == MS_OK && i < n) {
         size_t nr = 0;
-        size_t used = imap_uid_batch(uids + i, n - i, FETCH_BATCH_UIDS, FETCH_SET_CHARS, ranges, FETCH_BATCH_UIDS, &nr);
+        size_t used = imap_uid_batch(uids + i, n - i, per_cmd, FETCH_SET_CHARS, ranges, per_cmd, &nr);
         size_t nb = 0;
         for (size_t k = 0; k < nr; k++)
             for (uint64_t u = ranges[k].first; u <= ranges[k].last; u++)
@@ -803,7 +803,7 @@ int imap_fetch_flags_uids(struct imap_session *s, const uint32_t *uids, size_t n
     struct fetch_ctx *f;
     if (rc != MS_OK || (rc = start_flags_fetch(s, &ft, &f, err)) != MS_OK)
         return rc;
-    rc = fetch_batches(s, f, uids, n, ft, on_flags_att, BODY_DISCARD, "UID FETCH (FLAGS)", err);
+    rc = fetch_batches(s, f, uids, n, FETCH_BATCH_UIDS, ft, on_flags_att, BODY_DISCARD, "UID FETCH (FLAGS)", err);
     mailimap_fetch_type_free(ft);
     return imap_finish_flags_fetch(f, rc, out, nout, err);
 }
@@ -1184,7 +1184,7 @@ int imap_fetch_bodies(struct imap_session *s, const uint32_t *uids, size_t n, co
     if ((rc = start_fetch(s, atts, kind != IMAP_OBJID_NONE ? 6 : 5, &ft, &f, err)) != MS_OK)
         return rc;
     f->sink = sink;
-    rc = fetch_batches(s, f, uids, n, ft, on_body_att, BODY_SINK, "UID FETCH (BODY.PEEK[])", err);
+    rc = fetch_batches(s, f, uids, n, FETCH_BODY_UIDS, ft, on_body_att, BODY_SINK, "UID FETCH (BODY.PEEK[])", err);
     mailimap_fetch_type_free(ft);
     free(f);
     return rc;
@@ -1296,7 +1296,7 @@ static int fetch_header_fields(struct imap_session *s, const uint32_t *uids, siz
     f->found_block = to->found_block;
     f->found_oid = to->found_oid;
     f->found_ctx = ctx;
-    rc = fetch_batches(s, f, uids, n, ft, on_identity_att, BODY_IDENTITY, what, err);
+    rc = fetch_batches(s, f, uids, n, FETCH_BATCH_UIDS, ft, on_identity_att, BODY_IDENTITY, what, err);
     mailimap_fetch_type_free(ft);
     free(f);
     return rc;

@@ -29,6 +29,10 @@
 #include "sync/remote/imap.h"
 
 #define FETCH_BATCH_UIDS 500 /* UIDs per command: UID FETCH, and the UID set commands of imap_mailbox.c */
+/* UIDs per UID FETCH of bodies: each command costs a round trip before
+ * its first byte, so small messages come in big commands (the engine's
+ * own cut, deliver.c's BATCH_MESSAGES, is the same; bytes cut it sooner) */
+#define FETCH_BODY_UIDS 4096
 #define FETCH_SET_CHARS 7000 /* keeps a UID FETCH line well under 8 KB */
 #define IDENTITY_MAX 8192
 #define FLAGS_MISSING (1u << 31) /* internal: a FETCH report without FLAGS */
