@@ -73,7 +73,8 @@ sys.path.insert(0, str(HERE))
 import testbed as tb        # noqa: E402
 import corpus as corpus_mod  # noqa: E402
 
-ALL_TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "wire", "session", "fetchnew", "listdir")
+ALL_TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "wire", "session", "fetchnew", "examine",
+             "store", "listdir")
 ALL_SCENARIOS = ("a", "b", "c", "d", "e", "f", "g")
 SCENARIO_NAMES = {"a": "(a) initial pull", "b": "(b) no-op resync", "c": "(c) 1% flags changed",
                   "d": "(d) 100 new messages", "e": "(e) 1% local seen (push)",
@@ -467,6 +468,19 @@ class Server:
         return entries
 
     # -- changing the server (scenario set-up) ------------------------------
+
+    def counters(self):
+        """{folder: (UIDVALIDITY, HIGHESTMODSEQ)} of every selectable folder."""
+        out = {}
+        with self.imap() as c:
+            for folder in c.list_folders():
+                typ, dat = c.status(c.mbox(folder), "(UIDVALIDITY HIGHESTMODSEQ)")
+                uv = re.search(rb"UIDVALIDITY (\d+)", dat[0] or b"") if typ == "OK" else None
+                ms = re.search(rb"HIGHESTMODSEQ (\d+)", dat[0] or b"") if typ == "OK" else None
+                if not uv or not ms:
+                    raise RuntimeError("STATUS %s: %r" % (folder, dat))
+                out[folder] = (int(uv.group(1)), int(ms.group(1)))
+        return out
 
     def enable_modseqs(self):
         """Turn on Dovecot's modseq tracking in every folder (what the first
@@ -1068,12 +1082,13 @@ class Wire(Tool):
     def prepare(self):
         self.write_burst(lambda i, mbox: ["e%d EXAMINE %s" % (i, mbox), "f%d UID FETCH 1:* BODY.PEEK[]" % i])
 
-    def write_burst(self, per_folder):
-        """The commands file: LOGIN, per_folder(i, quoted name) for every
-        folder of the corpus, LOGOUT (tag z), sent as one burst."""
+    def write_burst(self, per_folder, head=()):
+        """The commands file: LOGIN, head, per_folder(i, quoted name) for
+        every folder of the corpus, LOGOUT (tag z), sent as one burst."""
         self._mkdirs()
         folders = sorted({m.folder for m in self.server.corpus})
-        cmds = ["a LOGIN %s %s" % (USER, PASSWORD)]
+        self.folder_of = {tb.ImapClient.mbox(f): f for f in folders}
+        cmds = ["a LOGIN %s %s" % (USER, PASSWORD)] + list(head)
         for i, f in enumerate(folders):
             cmds += per_folder(i, tb.ImapClient.mbox(f))
         cmds.append("z LOGOUT")
@@ -1185,6 +1200,69 @@ class FetchNew(Session):
         return super().argv(scenario) + [str(self.new)]
 
 
+class Examine(Session):
+    """Reference row for (c), not a sync tool: what the server does to tell
+    a client which flags changed, whatever the client, timed as `session`:
+    LOGIN, ENABLE QRESYNC, a STATUS of every folder, and an EXAMINE with
+    the (a) state's UIDVALIDITY and HIGHESTMODSEQ (QRESYNC: the changes come
+    with the open) of each folder whose HIGHESTMODSEQ moved, all in one
+    burst. At large N this shows how much of a (c) resync is the server's
+    own work on a big folder, as fetchnew does for (d)."""
+
+    name = "examine"
+    ref_scenarios = ("c",)
+    counters = None  # {folder: (uidvalidity, highestmodseq)} of state (a) (set by the bench)
+
+    def prepare(self):
+        # untimed: which folders changed since (a) (the STATUS a client's
+        # own run begins with tells it the same)
+        now = self.server.counters()
+        changed = {f for f, (uv, ms) in now.items() if self.counters.get(f) != (uv, ms)}
+
+        def cmds(i, mbox):
+            out = ["s%d STATUS %s (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" % (i, mbox)]
+            folder = self.folder_of[mbox]
+            if folder in changed:
+                uv, ms = self.counters[folder]
+                out.append("e%d EXAMINE %s (QRESYNC (%d %d))" % (i, mbox, uv, ms))
+            return out
+        self.write_burst(cmds, head=["q ENABLE QRESYNC"])
+
+
+class Store(Session):
+    """Reference row for (e), not a sync tool: what the server does to take
+    a push of the same number of \\Seen flags, whatever the client, timed as
+    `session`: LOGIN, a STATUS of every folder, then for each folder with
+    picks a SELECT and one UID STORE +FLAGS.SILENT (\\Seen), all in one
+    burst. The picks are unseen messages of state (a) drawn the way (e)
+    draws the local ones (its count, spread over all folders), not the same
+    messages (a tool's local names do not say their UIDs). Added to listdir
+    it is (e)'s floor: no one-shot push does less on either side."""
+
+    name = "store"
+    ref_scenarios = ("e",)
+    changes = 0  # (e)'s count, --changes (0: 1%) (set by the bench)
+    seed = "1"
+
+    def prepare(self):
+        allmsgs = sorted((f, e["uid"]) for f, es in self.states["a"].items() for e in es
+                         if "S" not in e["letters"])
+        total = sum(len(es) for es in self.states["a"].values())
+        k = min(self.changes, len(allmsgs)) if self.changes else max(1, round(total * 0.01))
+        picks = collections.defaultdict(list)
+        for folder, uid in random.Random("bench-e-store/%s" % self.seed).sample(allmsgs, min(k, len(allmsgs))):
+            picks[folder].append(uid)
+        self.picked = sum(len(v) for v in picks.values())
+
+        def cmds(i, mbox):
+            out = ["s%d STATUS %s (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" % (i, mbox)]
+            uids = sorted(picks.get(self.folder_of[mbox], ()))
+            if uids:
+                out += ["o%d SELECT %s" % (i, mbox), "w%d UID STORE %s +FLAGS.SILENT (\\Seen)" % (i, tb.uid_set(uids))]
+            return out
+        self.write_burst(cmds)
+
+
 class ListDir(Tool):
     """Reference row for (e), not a sync tool: one bare listing of the
     Maildir a sync tool made in (a) (`ls -f` of every folder's cur/ and
@@ -1225,7 +1303,7 @@ class ListDir(Tool):
 
 
 TOOL_CLASSES = {c.name: c for c in (Mailsync, Mbsync, MbsyncNoFsync, OfflineImap, Wire, Session, FetchNew,
-                                    ListDir, MailsyncB)}
+                                    Examine, Store, ListDir, MailsyncB)}
 
 
 # ----------------------------------------------------------------------------
@@ -1489,6 +1567,9 @@ class Bench:
             self.states["a"] = self.server.state()
             if cache:
                 cache.save("a", snap, self.states["a"], self.server.content)
+        # Each folder's UIDVALIDITY and HIGHESTMODSEQ in (a): the row examine
+        # opens each folder with them.
+        self.counters_a = self.server.counters()
         # The derived states, each made from (a) (or taken from the cache).
         makers = {"c": self._make_c, "d": self._make_d, "f": self._make_f, "g": self._make_g}
         for name in SERVER_STATES:
@@ -1562,6 +1643,8 @@ class Bench:
         if scen == "a" or tool.reference:
             tool.states = self.states
             tool.snapshots = self.local_snap
+            tool.counters = self.counters_a
+            tool.changes, tool.seed = self.args.changes, self.args.seed
             tool.prepare()
         else:
             clone_tree(self.local_snap[tool.name], tool.work)
