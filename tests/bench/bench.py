@@ -1227,6 +1227,11 @@ class Examine(Session):
                 out.append("e%d EXAMINE %s (QRESYNC (%d %d))" % (i, mbox, uv, ms))
             return out
         self.write_burst(cmds, head=["q ENABLE QRESYNC"])
+        self.examined = len(changed)
+
+    def missing(self, scenario, result):
+        # a floor that opened no folder is no floor for (c)
+        return None if self.examined else "no folder changed since (a): nothing to examine"
 
 
 class Store(Session):
@@ -1261,6 +1266,9 @@ class Store(Session):
                 out += ["o%d SELECT %s" % (i, mbox), "w%d UID STORE %s +FLAGS.SILENT (\\Seen)" % (i, tb.uid_set(uids))]
             return out
         self.write_burst(cmds)
+
+    def missing(self, scenario, result):
+        return None if self.picked else "no unseen message in (a) to mark"
 
 
 class ListDir(Tool):

@@ -22,7 +22,8 @@ from pathlib import Path
 import testbed as tb
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench.py"
-TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "session", "fetchnew", "listdir")
+TOOLS = ("mailsync", "mbsync", "mbsync-nofsync", "offlineimap", "session", "fetchnew", "examine", "store",
+         "listdir")
 
 
 class BenchSmokeTest(unittest.TestCase):
@@ -64,6 +65,10 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertRegex(out, r"\n\s+fetchnew\s+[0-9.]+\s", report)
         # listdir (one bare listing of the Maildir: the floor for (e)) ran
         self.assertRegex(out, r"\n\s+listdir\s+[0-9.]+\s", report)
+        # examine (the server's floor for (c)) opened a changed folder, store
+        # (its half of (e)) selected and stored: every answer came OK
+        self.assertRegex(out, r"\n\s+examine\s+[0-9.]+\s", report)
+        self.assertRegex(out, r"\n\s+store\s+[0-9.]+\s", report)
 
 
 if __name__ == "__main__":
