@@ -399,7 +399,8 @@ static struct engine_options engine_opts(const struct options *o)
                                    .progress = output_progress(),
                                    .get_password = get_secret,
                                    .pull_window = test_knob("MAILSYNC_TEST_PULL_WINDOW"),
-                                   .vanished_max = test_knob("MAILSYNC_TEST_VANISHED_MAX")};
+                                   .vanished_max = test_knob("MAILSYNC_TEST_VANISHED_MAX"),
+                                   .stop_at_window = test_knob("MAILSYNC_TEST_STOP_AT_WINDOW")};
 }
 
 /* A command that needs capability bits (REMOTE_*) no server of the

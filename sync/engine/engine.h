@@ -192,6 +192,11 @@ struct engine_options {
      * folder is listed in full (remote_known.vanished_max): 0 is the
      * side's own cap; tests make it small. */
     size_t vanished_max;
+    /* Tests only (MAILSYNC_TEST_STOP_AT_WINDOW): the process stops itself
+     * (SIGSTOP) as it turns to the run's k-th window below a top window,
+     * before that window is listed or applied, so that a test can change
+     * the server or kill the run exactly there; 0 never. */
+    uint32_t stop_at_window;
 };
 
 /* server -> local. Fills res (always, also on failure); returns res->status. */

@@ -81,6 +81,7 @@ struct run {
     bool held_pull;
     /* The second pass: the folder's progress was reported by the first. */
     bool second_pass;
+    uint32_t windows_turned; /* next_window() calls of the run (opt->stop_at_window) */
     /* This run moved messages into the account's trash folder: its STATUS
      * taken with the LIST is out of date (see folders_is_trash). */
     bool trash_changed;

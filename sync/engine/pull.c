@@ -52,6 +52,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1152,6 +1153,8 @@ static int next_window(struct run *r, const struct selected *sel, const struct s
     window_below(win, &lo, &hi);
     win->from = lo > 1 ? lo : 0;
     log_msg(LOG_VERBOSE, "%s: next window: UIDs %u:%u", sel->name, lo, hi);
+    if (r->opt->stop_at_window && ++r->windows_turned == r->opt->stop_at_window)
+        raise(SIGSTOP); /* a test's hook (engine_options.stop_at_window) */
     if (win->mode == PULL_CHANGES || win->mode == PULL_FULL) {
         int rc = (win->mode == PULL_CHANGES ? changes_window : full_window)(r, sf, win, lo, hi, st, ns, rm, nr,
                                                                             affected, err);

@@ -7,6 +7,7 @@ resync lists its folders a window at a time and compares each window with
 its rows (what a folder of more than 10,000 messages does)."""
 
 import os
+import signal
 import unittest
 
 import testbed as tb
@@ -19,7 +20,7 @@ class NoCondstoreTest(IncrementalMixin, tb.BedTestCase):
 
 
 class NoCondstoreWindowsTest(IncrementalMixin, tb.BedTestCase):
-    bed_options = {"pool": 17, "hide_capabilities": ("QRESYNC", "CONDSTORE", "LIST-STATUS")}
+    bed_options = {"pool": 18, "hide_capabilities": ("QRESYNC", "CONDSTORE", "LIST-STATUS")}
     expect_path = None
     expect_windows = 3
 
@@ -116,6 +117,42 @@ class NoCondstoreWindowsTest(IncrementalMixin, tb.BedTestCase):
         self.assertGreaterEqual(windows, 2)
         self.assertSynced()
         self.assertTrue(all("F" in m.letters and "S" in m.letters for m in self.inbox_by_mid().values()))
+
+    def test_second_client_between_the_windows(self):
+        """Another client's "mark all read" on INBOX; the run stopped by the
+        test knob as it turns to its first window below the top one; then a
+        client expunges a message low in the folder, marks one of the top
+        window unread and appends one. The run goes on and ends well,
+        nothing doubled; the next one brings what changed meanwhile: the
+        Maildir is the server's, each message once."""
+        uids = self.seed()
+        self.pull()
+        inbox = sorted(uids["INBOX"])
+        with self.imap() as c:
+            ids = {m.uid: tb.message_id(m.data) for m in c.messages("INBOX")}
+            c.set_flags("INBOX", inbox, ["\\Seen", "\\Flagged"])
+        p = self.start_stopped_at_window(1, "pull")
+        new = tb.make_message(9201, size=700, seed=1804)
+        with self.imap() as c:
+            c.expunge_uids("INBOX", inbox[1:2])
+            c.set_flags("INBOX", inbox[-1:], ["\\Flagged"], mode="-")
+            c.append_message("INBOX", new)
+        os.kill(p.pid, signal.SIGCONT)
+        res = tb.finish_mailsync(p)
+        self.assertEqual(res.code, 0, res)
+        self.assertEqual(len(self.inbox_by_mid()), len(tb.read_maildir(self.maildir).get("INBOX", [])),
+                         "doubled locally")
+        self.pull()
+        self.assertSynced()
+        after = tb.read_maildir(self.maildir).get("INBOX", [])
+        by_mid = self.inbox_by_mid()
+        self.assertEqual(len(after), len(by_mid), "doubled locally")
+        self.assertEqual(len(by_mid), len(inbox))  # one gone, one new
+        self.assertNotIn(ids[inbox[1]], by_mid)
+        self.assertEqual(by_mid[tb.message_id(new)].data, new.replace(b"\r\n", b"\n"))
+        self.assertNotIn("F", by_mid[ids[inbox[-1]]].letters)
+        self.assertEqual(sorted(mid for mid, m in by_mid.items() if not {"F", "S"} <= set(m.letters)),
+                         sorted([ids[inbox[-1]], tb.message_id(new)]))
 
     def inbox_by_mid(self):
         return {tb.message_id(m.data): m for m in tb.read_maildir(self.maildir).get("INBOX", [])}

@@ -16,6 +16,8 @@ rest of a first pull a killed run left.
 
 import os
 import re
+import shutil
+import signal
 
 import testbed as tb
 
@@ -159,6 +161,91 @@ class WindowsMixin:
         self.assertNotRegex(again.stderr, r"C: \S+ UID FETCH [^\r\n]*BODY")  # no body asked for
         self.assertWhole()
 
+    def message_ids(self):
+        with self.imap() as c:
+            return {m.uid: tb.message_id(m.data) for m in c.messages("INBOX")}
+
+    def test_second_client_between_windows(self):
+        """Another client's "mark all read", then, while the run is between
+        the windows it applies (stopped by the test knob: the top window
+        applied, the ones below not), more changes by a client: a message
+        expunged and one marked unread in a window not applied yet, one
+        marked unread in the applied top window, new mail. The run ends well
+        with nothing doubled; the next one brings what changed meanwhile:
+        the Maildir is the server's, each message once."""
+        self.run_ok("pull")
+        ids = self.message_ids()
+        self.mark_all_read()
+        p = self.start_stopped_at_window(1, "pull")
+        new = tb.make_message(9101, size=800, seed=1803)
+        with self.imap() as c:
+            c.expunge_uids("INBOX", [20])
+            c.set_flags("INBOX", [30, N - 10], ["\\Seen"], mode="-")
+            c.append_message("INBOX", new)
+        os.kill(p.pid, signal.SIGCONT)
+        res = tb.finish_mailsync(p)
+        self.assertEqual(res.code, 0, res)
+        self.assertEqual([k for k, v in self.local().items() if len(v) > 1], [], "doubled locally")
+        # the top window was applied before the change to it: the next run's
+        self.assertIn("S", self.local()[ids[N - 10]][0].letters)
+        self.run_ok("pull")
+        local = self.local()
+        self.assertEqual(sorted(len(v) for v in local.values()), [1] * N, "lost or doubled")
+        self.assertNotIn(ids[20], local)
+        self.assertEqual(local[tb.message_id(new)][0].data, new.replace(b"\r\n", b"\n"))
+        self.assertEqual(sorted(k for k, v in local.items() if "S" not in v[0].letters),
+                         sorted([ids[30], ids[N - 10], tb.message_id(new)]))
+        self.assertSynced()
+
+    def test_killed_between_windows_of_changes(self):
+        """Another client's "mark all read"; the run killed as it turns to
+        the second window (the top one applied, its files renamed and rows
+        recorded; the folder's HIGHESTMODSEQ not saved). The next run is
+        told every change again and completes them: every message seen,
+        none downloaded again (same inodes), nothing doubled; the run after
+        it finds INBOX unchanged."""
+        self.run_ok("pull")
+        inodes = {k: os.stat(v[0].path).st_ino for k, v in self.local().items()}
+        self.mark_all_read()
+        p = self.start_stopped_at_window(1, "pull")
+        os.kill(p.pid, signal.SIGKILL)
+        res = tb.finish_mailsync(p)
+        self.assertEqual(res.code, -signal.SIGKILL, res)
+        self.assertEqual(sum("S" in v[0].letters for v in self.local().values()), WINDOW,
+                         "the kill fell elsewhere than after the top window")
+        r = self.run_ok("-vv", "pull")
+        self.assertNotRegex(r.stderr, r"C: \S+ UID FETCH [^\r\n]*BODY\.PEEK\[\]")
+        self.assertWhole()
+        local = self.local()
+        self.assertEqual(sorted(k for k, v in local.items() if "S" not in v[0].letters), [])
+        self.assertEqual({k: os.stat(v[0].path).st_ino for k, v in local.items()}, inodes)
+        self.assertIn("INBOX: unchanged since the last sync", self.run_ok("-vv", "pull").stderr)
+
+    def test_state_restored_from_before_the_changes(self):
+        """The state DB restored from a backup made before another client's
+        "mark all read" that a later run applied: the next sync finds it
+        older than the Maildir, sets it aside and matches the messages by
+        identity (the old HIGHESTMODSEQ is not trusted); it downloads no
+        message, uploads none, doubles none; every message seen on both
+        sides."""
+        self.run_ok("pull")
+        inodes = {k: os.stat(v[0].path).st_ino for k, v in self.local().items()}
+        self.assertFalse(os.path.exists(str(self.state) + "-wal"))
+        backup = self.work / "state-backup.sqlite"
+        shutil.copy2(self.state, backup)
+        self.mark_all_read()
+        self.run_ok("pull")
+        shutil.copy2(backup, self.state)
+        r = self.run_ok("-vv", "sync")
+        self.assertIn("older than the Maildir", r.stderr)
+        self.assertNotRegex(r.stderr, r"C: \S+ UID FETCH [^\r\n]*BODY\.PEEK\[\]")
+        self.assertNotRegex(r.stderr, r"C: \S+ APPEND")
+        self.assertWhole()
+        local = self.local()
+        self.assertEqual(sorted(k for k, v in local.items() if "S" not in v[0].letters), [])
+        self.assertEqual({k: os.stat(v[0].path).st_ino for k, v in local.items()}, inodes)
+        self.assertTrue(all("S" in m.letters for m in self.server_state()["INBOX"]))
+
     def test_killed_in_the_second_window(self):
         # killed while it waits for the second window's listing: the top
         # window is in place and recorded
@@ -179,7 +266,7 @@ class WindowsMixin:
 
 
 class PullWindowsTest(WindowsMixin, tb.BedTestCase):
-    bed_options = {"pool": 9}
+    bed_options = {"pool": 12}
     whole_asked = 0
     # QRESYNC: the changes come with the EXAMINE, those past a window kept
     # compact; the windows are taken from them, none asked for
@@ -245,7 +332,7 @@ class PullWindowsTest(WindowsMixin, tb.BedTestCase):
 
 
 class CondstoreWindowsTest(WindowsMixin, tb.BedTestCase):
-    bed_options = {"pool": 5, "hide_capabilities": ("QRESYNC", "LIST-STATUS")}
+    bed_options = {"pool": 8, "hide_capabilities": ("QRESYNC", "LIST-STATUS")}
     whole_asked = 1  # CONDSTORE: UID FETCH 1:* (CHANGEDSINCE), dropped past a window
     windows_asked = True
     test_first_pull_in_windows = None

@@ -1956,6 +1956,26 @@ class BedTestCase(unittest.TestCase):
         self.assertEqual(res.code, -signal.SIGKILL, "not killed: %s" % res)
         return res
 
+    def start_stopped_at_window(self, k, *args):
+        """`mailsync ARGS` with MAILSYNC_TEST_STOP_AT_WINDOW=k: the Popen once
+        the process has stopped itself (SIGSTOP) as it turned to the run's
+        k-th window below a top window (pull.c), nothing of that window
+        listed or applied yet. The test then changes the server or kills
+        it there; SIGCONT lets it go on (finish_mailsync reads its end)."""
+        env = mailsync_env(self.work, {"MAILSYNC_TEST_STOP_AT_WINDOW": str(k)})
+        p = start_mailsync(list(args), config=self.config_path, env=env)
+
+        def stopped():
+            try:
+                with open("/proc/%d/stat" % p.pid) as f:
+                    return f.read().rpartition(")")[2].split()[0] == "T"
+            except OSError:
+                return False
+        wait_for(lambda: p.poll() is not None or stopped(), timeout=60, step=0.01)
+        if p.poll() is not None:
+            self.fail("ended before its window %d: %s" % (k, finish_mailsync(p)))
+        return p
+
     def assertSynced(self, state=None, **kw):
         """Assert the local Maildir equals the server (compare_maildir)."""
         assert_maildir_matches(self.maildir, state if state is not None else self.server_state(), **kw)
