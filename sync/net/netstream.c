@@ -60,6 +60,9 @@ struct netstream {
 /* States of the PERMANENTFLAGS list check (perm_flags_step). */
 enum { PERM_NONE, PERM_SP, PERM_OPEN, PERM_FIRST, PERM_NEXT, PERM_BS, PERM_ATOM, PERM_STAR, PERM_CLOSE, PERM_DONE };
 
+/* alert_step()'s states (struct imap_framer's alert_state). */
+enum { ALERT_IDLE, ALERT_TOKEN, ALERT_BLANK_WORD, ALERT_WORD, ALERT_BLANK_CODE, ALERT_CODE, ALERT_AFTER };
+
 void imap_framer_init(struct imap_framer *f, bool check_limits)
 {
     void (*cb)(void *, const struct imap_framer *, bool, uint64_t) = f->on_line;
@@ -67,6 +70,7 @@ void imap_framer_init(struct imap_framer *f, bool check_limits)
     memset(f, 0, sizeof *f);
     f->check_limits = check_limits;
     f->response_start = true;
+    f->alert_state = check_limits ? ALERT_TOKEN : ALERT_IDLE;
     f->on_line = cb;
     f->ctx = ctx;
 }
@@ -100,10 +104,24 @@ static bool is_body_context(const char *s, size_t len)
 /* The length of the word at w (len bytes at most; it ends at a space, a
  * line end or '[') when it names a status response, OK, NO, BAD, BYE or
  * PREAUTH in any case; else 0. */
+/* What libetpan's parser takes for the one space between two tokens: any
+ * run of spaces and tabs (it is built with UNSTRICT_SYNTAX). */
+static bool blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static size_t skip_blanks(const char *s, size_t i, size_t n)
+{
+    while (i < n && blank(s[i]))
+        i++;
+    return i;
+}
+
 static size_t status_word(const char *w, size_t len)
 {
     size_t n = 0;
-    while (n < len && w[n] != ' ' && w[n] != '\r' && w[n] != '\n' && w[n] != '[')
+    while (n < len && !blank(w[n]) && w[n] != '\r' && w[n] != '\n' && w[n] != '[')
         n++;
     static const char *const words[] = {"OK", "NO", "BAD", "BYE", "PREAUTH"};
     for (size_t i = 0; i < sizeof words / sizeof *words; i++)
@@ -123,9 +141,10 @@ static bool is_text_line(const char *head, size_t len)
         return true;
     if (head[0] != '*')
         return true; /* tagged: tag SP resp-cond-state */
-    if (len < 2 || head[1] != ' ')
+    if (len < 2 || !blank(head[1]))
         return false;
-    return status_word(head + 2, len - 2) > 0;
+    size_t i = skip_blanks(head, 1, len);
+    return status_word(head + i, len - i) > 0;
 }
 
 static int framer_fail(struct imap_framer *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -220,6 +239,8 @@ static void reset_line(struct imap_framer *f)
     f->brace_state = 0;
     f->line_private = false;
     f->perm_state = PERM_NONE;
+    f->alert_state = f->check_limits ? ALERT_TOKEN : ALERT_IDLE;
+    f->alert_len = 0;
 }
 
 static int refuse_libetpan_traps(struct imap_framer *f);
@@ -276,7 +297,8 @@ static int feed_literal(struct imap_framer *f, const char *data, size_t len, siz
  *   - a malformed list in "[PERMANENTFLAGS (...)]";
  *   - a greeting whose response code holds a parenthesised list;
  *   - a status response whose code is [ALERT] or [PARSE] with no text
- *     after it (libetpan copies that text, NULL).
+ *     after it (libetpan copies that text, NULL), followed byte by byte
+ *     (alert_step).
  * The framer sees each line before libetpan parses it, so these lines are
  * refused here and the connection fails (exit 4) instead of crashing. */
 
@@ -325,33 +347,71 @@ static bool rest_is_blank(const char *s, size_t len)
     return true;
 }
 
-/* "tag|* OK|NO|BAD|BYE|PREAUTH [ALERT]" or "+ [PARSE]", the code in any
- * case, with only blanks after it. The head holds the line's first bytes
- * and the tail its last ones: a longer line counts as blank when both
- * are (what lies between is not kept; a line of hundreds of blanks around
- * a lone character after such a code is refused too). */
-static bool code_without_text(const struct imap_framer *f)
+/* One more byte of a line (every line outside a literal, also the rest of
+ * one after a literal, blanks before it or not), for the shape libetpan
+ * 1.9.4 crashes on: "tag|* OK|NO|BAD|BYE|PREAUTH [ALERT]" or "+ [PARSE]"
+ * (the code in any case) with no text after it. libetpan's text ends at
+ * the first CR, LF or NUL, even a bare CR inside the line, and it takes any run
+ * of spaces and tabs for the one space between tokens; so does this,
+ * byte by byte, however long the tag or the blanks are. No server sends
+ * that shape anywhere (RFC 3501 requires the text), so it is refused on
+ * every line. Idle for the rest of the line once the shape is ruled out. */
+static int alert_step(struct imap_framer *f, char c)
 {
-    const char *h = f->head;
-    size_t n = f->head_len, i = 0;
-    while (i < n && h[i] != ' ')
-        i++; /* tag, '*' or '+' */
-    if (i == 0 || i + 1 >= n)
-        return false;
-    bool plus = i == 1 && h[0] == '+';
-    i++;
-    if (!plus) {
-        size_t w = status_word(h + i, n - i);
-        i += w;
-        if (w == 0 || i >= n || h[i] != ' ')
-            return false;
-        while (i < n && h[i] == ' ')
-            i++;
+    bool end = c == '\r' || c == '\n' || c == '\0'; /* (no TEXT-CHAR to libetpan) */
+    switch (f->alert_state) {
+    case ALERT_TOKEN: /* the tag, '*' or '+' */
+        if (blank(c) && f->alert_len) {
+            f->alert_state = f->alert_len == 1 && f->alert_word[0] == '+' ? ALERT_BLANK_CODE : ALERT_BLANK_WORD;
+            f->alert_len = 0;
+        } else if (end) {
+            f->alert_state = ALERT_IDLE;
+        } else if (blank(c)) {
+            /* blanks before it: libetpan, reading on after a response it
+             * could not parse, has taken such a line for a status line */
+        } else if (f->alert_len++ == 0) {
+            f->alert_word[0] = c;
+        }
+        break;
+    case ALERT_BLANK_WORD:
+    case ALERT_WORD:
+        if (blank(c) && f->alert_state == ALERT_BLANK_WORD)
+            break;
+        if (blank(c)) {
+            f->alert_state = status_word(f->alert_word, f->alert_len) == f->alert_len ? ALERT_BLANK_CODE : ALERT_IDLE;
+            f->alert_len = 0;
+        } else if (end || c == '[' || f->alert_len == sizeof f->alert_word) {
+            f->alert_state = ALERT_IDLE;
+        } else {
+            f->alert_state = ALERT_WORD;
+            f->alert_word[f->alert_len++] = c;
+        }
+        break;
+    case ALERT_BLANK_CODE:
+        if (!blank(c)) {
+            f->alert_state = c == '[' ? ALERT_CODE : ALERT_IDLE;
+            f->alert_len = 0;
+        }
+        break;
+    case ALERT_CODE: /* "ALERT" or "PARSE", then ']' */
+        if (f->alert_len < 5 && !end) {
+            f->alert_word[f->alert_len++] = c;
+            break;
+        }
+        f->alert_state = c == ']' && (strncasecmp(f->alert_word, "ALERT", 5) == 0 ||
+                                      strncasecmp(f->alert_word, "PARSE", 5) == 0)
+                             ? ALERT_AFTER
+                             : ALERT_IDLE;
+        break;
+    case ALERT_AFTER:
+        if (end)
+            return framer_fail(f, "server sent an ALERT or PARSE code without text (refused: it would crash libetpan)");
+        if (!blank(c))
+            f->alert_state = ALERT_IDLE; /* the text */
+        break;
+    default: break;
     }
-    if (i + 7 > n || h[i] != '[' || h[i + 6] != ']' ||
-        (strncasecmp(h + i + 1, "ALERT", 5) != 0 && strncasecmp(h + i + 1, "PARSE", 5) != 0))
-        return false;
-    return rest_is_blank(h + i + 7, n - i - 7) && (f->line_len == f->head_len || rest_is_blank(f->tail, f->tail_len));
+    return 0;
 }
 
 /* Checks on a complete line, at its end (head holds its first bytes). */
@@ -365,14 +425,10 @@ static int refuse_libetpan_traps(struct imap_framer *f)
         return framer_fail(f, "server sent an empty CAPABILITY list (refused: it would crash libetpan)");
     for (size_t i = 0; i + 11 <= n; i++)
         if (h[i] == '[' && strncasecmp(h + i + 1, "CAPABILITY", 10) == 0) {
-            size_t j = i + 11;
-            while (j < n && h[j] == ' ')
-                j++;
+            size_t j = skip_blanks(h, i + 11, n);
             if (j < n && h[j] == ']')
                 return framer_fail(f, "server sent an empty CAPABILITY code (refused: it would crash libetpan)");
         }
-    if (code_without_text(f))
-        return framer_fail(f, "server sent an ALERT or PARSE code without text (refused: it would crash libetpan)");
     f->greeting_seen = true;
     return 0;
 }
@@ -406,6 +462,8 @@ static int feed_byte(struct imap_framer *f, char c, bool private_data)
         f->head[f->head_len++] = c;
     if (f->check_limits && !f->greeting_seen && greeting_step(f, c) != 0)
         return -1;
+    if (f->alert_state != ALERT_IDLE && alert_step(f, c) != 0)
+        return -1;
     if (f->check_limits && c != '\r' && c != '\n') {
         if (f->perm_state != PERM_NONE && perm_flags_step(f, (unsigned char)c) != 0)
             return -1;
@@ -432,11 +490,12 @@ static int feed_byte(struct imap_framer *f, char c, bool private_data)
  * limit stops (they stop short of the byte that breaks one). Not plain:
  * '{' (a literal's size may follow), LF (the line ends), 'S'/'s' (the
  * last letter of "[PERMANENTFLAGS"); nothing is plain while a {N}, a
- * PERMANENTFLAGS list or the greeting is followed byte by byte. */
+ * PERMANENTFLAGS list, the start of a response (alert_step) or the
+ * greeting is followed byte by byte. */
 static size_t plain_run(const struct imap_framer *f, const char *data, size_t len)
 {
     if (f->brace_state != 0 || (f->perm_state != PERM_NONE && f->perm_state != PERM_DONE) ||
-        (f->check_limits && !f->greeting_seen))
+        f->alert_state != ALERT_IDLE || (f->check_limits && !f->greeting_seen))
         return 0;
     if (f->check_limits) {
         uint64_t room = MAILSYNC_MAX_LINE - f->line_len;

@@ -149,6 +149,11 @@ struct imap_framer {
     bool greeting_seen;
     int greeting_code;   /* 0 before '[', 1 inside the code, 2 after ']' */
     int perm_state;      /* validating a [PERMANENTFLAGS (...)] list */
+    /* Following a response's first line for "tag|*|+ ... [ALERT]" without
+     * text (alert_step() in netstream.c): state, and the token or code so far. */
+    int alert_state;
+    unsigned alert_len;
+    char alert_word[8];
     /* Called for each complete line (head, head_len, full length, whether
      * a literal of literal_len bytes follows, private) and may be NULL. */
     void (*on_line)(void *ctx, const struct imap_framer *f, bool literal_follows, uint64_t literal_len);

@@ -1077,10 +1077,15 @@ class Auth(HostileTestCase):
         self.write_config(srv)
         self.pull(expect=0)
         before = all_message_bytes(self.root)
-        srv.handlers = {"UID FETCH": lambda conn, cmd: conn.send(b"* OK [ALERT]  \r\n") and False}
-        res = self.pull(expect=4)
-        self.assertIn("ALERT or PARSE code without text", res.stderr, res)
-        self.assertEqual(all_message_bytes(self.root), before)
+        # as libetpan reads a line: any run of spaces and tabs is a space,
+        # and the text ends at the first CR (found by fuzz_imap_fetch too)
+        for line in (b"* OK [ALERT]  \r\n", b"*\t OK\t[ALERT]\r\n", b"* NO [PARSE]\r[x\r\n",
+                     b"*" + b" " * 300 + b"OK [ALERT]\r\n"):
+            with self.subTest(line=line[:40]):
+                srv.handlers = {"UID FETCH": lambda conn, cmd, line=line: conn.send(line) and False}
+                res = self.pull(expect=4)
+                self.assertIn("ALERT or PARSE code without text", res.stderr, res)
+                self.assertEqual(all_message_bytes(self.root), before)
         srv.handlers = {}
         self.pull(expect=0)
         self.assertEqual(all_message_bytes(self.root), before)

@@ -237,15 +237,24 @@ static void plain_runs_keep_the_limits(void **unused)
 
 /* An [ALERT] or [PARSE] code with no text after it crashes libetpan
  * (it copies the missing text): refused, tagged or not, in any case,
- * whatever blanks follow; with text, or another code, it passes. */
+ * whatever blanks follow or stand for a space (libetpan takes any run of
+ * spaces and tabs for one); with text, or another code, it passes. */
 static void alert_without_text_refused(void **unused)
 {
     (void)unused;
     static const char *const bad[] = {"* OK [ALERT]\r\n", "* ok [alert] \r\n", "* NO [PARSE]\t\r\n",
                                       "* BAD [ALERT]\n", "A7 OK [ALERT]\r\n", "+ [ALERT]\r\n",
-                                      "* BYE [PARSE]\r\n"};
+                                      "* BYE [PARSE]\r\n",
+                                      /* libetpan takes any run of blanks for a space */
+                                      "j  OK [ALERT]\r\n", "j[COPYUID  OK [ALERT]\r\n", "j\tOK [ALERT]\r\n",
+                                      "j OK\t[ALERT]\r\n", "*  OK [ALERT]\r\n", "*\tOK [PARSE]\r\n",
+                                      "* \t NO \t [ALERT] \t\r\n", "+  [ALERT]\r\n", "+\t[PARSE]\r\n",
+                                      /* its text ends at the first CR, a bare one too */
+                                      "j\tOK [ALERT]\r[APPENDUID \n", "* OK [PARSE] \r x\r\n",
+                                      "a-long-tag-of-many-letters OK [ALERT]\r\n"};
     static const char *const good[] = {"* OK [ALERT] x\r\n", "* OK [UNSEEN 3]\r\n", "* OK [ALERTS]\r\n",
-                                       "* 3 FETCH (UID 3 FLAGS ([ALERT]))\r\n", "A7 OK [PARSE] done\r\n"};
+                                       "* 3 FETCH (UID 3 FLAGS ([ALERT]))\r\n", "A7 OK [PARSE] done\r\n",
+                                       "j  OK [ALERT] x\r\n", "*\tOK\t[ALERT]\tx\r\n", "* OK[ALERT]\r\n"};
     struct imap_framer f;
     struct seen s;
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -259,6 +268,34 @@ static void alert_without_text_refused(void **unused)
         assert_int_equal(feed(&f, "* OK hi\r\n"), 0);
         assert_int_equal(feed(&f, good[i]), 0);
     }
+    /* Past the framer's head (256 bytes): a long tag, a long run of
+     * blanks, blanks up to a bare CR in the middle of a long line. */
+    char big[1200], tag[301];
+    memset(tag, 't', 300);
+    tag[300] = '\0';
+    static const char *const far[] = {"%s OK [ALERT]\r\n", "*%300s OK [ALERT]\r\n", "* OK%300s[ALERT]\r\n",
+                                       "* OK [ALERT]%300s\rx%300s\r\n"};
+    for (size_t i = 0; i < sizeof far / sizeof *far; i++) {
+        snprintf(big, sizeof big, far[i], i == 0 ? tag : "", "y");
+        framer_setup(&f, &s, true);
+        assert_int_equal(feed(&f, "* OK hi\r\n"), 0);
+        assert_int_equal(feed(&f, big), -1);
+    }
+    /* Blanks before it (libetpan reading on after a response it could not
+     * parse); after a literal, the rest of the line in that response: a
+     * status word there is no status word, the literal's bytes not a tag. */
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* OK hi\r\n"), 0);
+    assert_int_equal(feed(&f, " \tUNSE\tOK [ALERT]\r[APPEN 4)\r\n"), -1);
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* OK hi\r\n"), 0);
+    assert_int_equal(feed(&f, "* 1 FETCH (X {3}\r\nabc OK [ALERT]\r\n"), 0);
+    assert_int_equal(feed(&f, "* 1 FETCH (X {3}\r\nabc x OK [ALERT]\r\n"), -1);
+    /* a NUL ends libetpan's text as a CR does */
+    static const char nul[] = " 9 OK [ALERT]\0\0 set as\r\n";
+    framer_setup(&f, &s, true);
+    assert_int_equal(feed(&f, "* OK hi\r\n"), 0);
+    assert_int_equal(imap_framer_feed(&f, nul, sizeof nul - 1, false), -1);
     /* A long line: blank in its head and its tail counts as blank. */
     char line[600];
     snprintf(line, sizeof line, "* OK [ALERT]%400s\r\n", "");
