@@ -101,9 +101,6 @@ static bool is_body_context(const char *s, size_t len)
            ends_with_ci(s, len, "RFC822.HEADER");
 }
 
-/* The length of the word at w (len bytes at most; it ends at a space, a
- * line end or '[') when it names a status response, OK, NO, BAD, BYE or
- * PREAUTH in any case; else 0. */
 /* What libetpan's parser takes for the one space between two tokens: any
  * run of spaces and tabs (it is built with UNSTRICT_SYNTAX). */
 static bool blank(char c)
@@ -118,6 +115,9 @@ static size_t skip_blanks(const char *s, size_t i, size_t n)
     return i;
 }
 
+/* The length of the word at w (len bytes at most; it ends at a blank, a
+ * line end or '[') when it names a status response, OK, NO, BAD, BYE or
+ * PREAUTH in any case; else 0. */
 static size_t status_word(const char *w, size_t len)
 {
     size_t n = 0;
