@@ -398,10 +398,10 @@ static int alert_step(struct imap_framer *f, char c)
             f->alert_word[f->alert_len++] = c;
             break;
         }
-        f->alert_state = c == ']' && (strncasecmp(f->alert_word, "ALERT", 5) == 0 ||
-                                      strncasecmp(f->alert_word, "PARSE", 5) == 0)
-                             ? ALERT_AFTER
-                             : ALERT_IDLE;
+        f->alert_state =
+            c == ']' && (strncasecmp(f->alert_word, "ALERT", 5) == 0 || strncasecmp(f->alert_word, "PARSE", 5) == 0)
+                ? ALERT_AFTER
+                : ALERT_IDLE;
         break;
     case ALERT_AFTER:
         if (end)

@@ -303,9 +303,9 @@ static int start_fetch(struct imap_session *s, struct mailimap_fetch_att **atts,
 
 /* Run a fetch over sorted uids in batches of at most per_cmd UIDs; each
  * batch's set and bookkeeping come from here, the per-message work from h. */
-static int fetch_batches(struct imap_session *s, struct fetch_ctx *f, const uint32_t *uids, size_t n,
-                         size_t per_cmd, struct mailimap_fetch_type *ft, mailimap_msg_att_handler *h,
-                         enum body_mode mode, const char *what, struct ms_error *err)
+static int fetch_batches(struct imap_session *s, struct fetch_ctx *f, const uint32_t *uids, size_t n, size_t per_cmd,
+                         struct mailimap_fetch_type *ft, mailimap_msg_att_handler *h, enum body_mode mode,
+                         const char *what, struct ms_error *err)
 {
     struct uid_range *ranges = malloc(per_cmd * sizeof *ranges);
     uint32_t *batch = malloc(per_cmd * sizeof *batch);
@@ -662,6 +662,15 @@ static const char *flags_fetch_name(uint64_t modseq)
     return modseq ? "UID FETCH (FLAGS) (CHANGEDSINCE)" : "UID FETCH (FLAGS)";
 }
 
+/* A flag listing sent by hand needs an open folder, as libetpan's own
+ * commands refuse it without one (MAILIMAP_ERROR_BAD_STATE, the session
+ * kept): MS_OK, or that refusal for the command what. */
+static int need_selected(struct imap_session *s, const char *what, struct ms_error *err)
+{
+    return s->imap->imap_state == MAILIMAP_STATE_SELECTED ? MS_OK
+                                                          : imap_fail_call(s, MAILIMAP_ERROR_BAD_STATE, what, err);
+}
+
 /* Send UID FETCH first:last (UID FLAGS RFC822.SIZE) [(CHANGEDSINCE
  * modseq)] (last 0: '*'), its tag into *tag; the answer is not read. Sent
  * by hand and read by imap_read_tagged, whose own reader takes the plain
@@ -669,9 +678,10 @@ static const char *flags_fetch_name(uint64_t modseq)
 static int send_flags_fetch(struct imap_session *s, uint32_t first, uint32_t last, uint64_t modseq, int *tag,
                             struct ms_error *err)
 {
+    int rc = need_selected(s, flags_fetch_name(modseq), err);
+    if (rc != MS_OK)
+        return rc;
     mailimap *imap = s->imap;
-    if (imap->imap_state != MAILIMAP_STATE_SELECTED) /* as libetpan's own commands refuse it */
-        return imap_fail_call(s, MAILIMAP_ERROR_BAD_STATE, flags_fetch_name(modseq), err);
     char cmd[128], to[16] = "*", since[48] = "";
     if (last)
         snprintf(to, sizeof to, "%" PRIu32, last);
@@ -1071,9 +1081,9 @@ int imap_fetch_flags_windows(struct imap_session *s, uint32_t below, uint32_t si
         return rc;
     if (size == 0)
         size = 1;
+    if ((rc = need_selected(s, "UID FETCH (FLAGS)", err)) != MS_OK)
+        return rc;
     mailimap *imap = s->imap;
-    if (imap->imap_state != MAILIMAP_STATE_SELECTED)
-        return imap_fail_call(s, MAILIMAP_ERROR_BAD_STATE, "UID FETCH (FLAGS)", err);
     struct fetch_ctx *f = calloc(1, sizeof *f); /* every report of the windows in flight */
     if (!f)
         return ms_error_set(err, MS_ELOCAL, "out of memory");

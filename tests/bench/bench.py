@@ -500,7 +500,7 @@ class Server:
         state = self.state()
         allmsgs = sorted((f, e["uid"], e["letters"]) for f, es in state.items() for e in es)
         rng = random.Random("bench-c/%s" % seed)
-        k = min(count, len(allmsgs)) if count else max(1, round(len(allmsgs) * share))
+        k = change_count(len(allmsgs), share, count)
         picked = rng.sample(allmsgs, k)
         ops = collections.defaultdict(list)
         for folder, uid, letters in picked:
@@ -1166,7 +1166,12 @@ class Session(Wire):
         return sys.executable
 
     def prepare(self):
-        self.write_burst(lambda i, mbox: ["s%d STATUS %s (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" % (i, mbox)])
+        self.write_burst(lambda i, mbox: [self.status_cmd(i, mbox)])
+
+    @staticmethod
+    def status_cmd(i, mbox):
+        """The STATUS a resync asks of folder i (quoted name mbox)."""
+        return "s%d STATUS %s (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" % (i, mbox)
 
     def argv(self, scenario):
         return [self.binary(), "-c", SESSION_SCRIPT, HOSTNAME, str(self.port),
@@ -1189,7 +1194,7 @@ class FetchNew(Session):
         top = max((e["uid"] for e in self.states["a"].get("INBOX", ())), default=0)
 
         def cmds(i, mbox):
-            out = ["s%d STATUS %s (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" % (i, mbox)]
+            out = [self.status_cmd(i, mbox)]
             if mbox == tb.ImapClient.mbox("INBOX"):
                 out += ["x EXAMINE %s" % mbox, "y UID FETCH %d:* (UID FLAGS RFC822.SIZE BODY.PEEK[])" % (top + 1)]
             return out
@@ -1220,7 +1225,7 @@ class Examine(Session):
         changed = {f for f, (uv, ms) in now.items() if self.counters.get(f) != (uv, ms)}
 
         def cmds(i, mbox):
-            out = ["s%d STATUS %s (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" % (i, mbox)]
+            out = [self.status_cmd(i, mbox)]
             folder = self.folder_of[mbox]
             if folder in changed:
                 uv, ms = self.counters[folder]
@@ -1252,15 +1257,14 @@ class Store(Session):
     def prepare(self):
         allmsgs = sorted((f, e["uid"]) for f, es in self.states["a"].items() for e in es
                          if "S" not in e["letters"])
-        total = sum(len(es) for es in self.states["a"].values())
-        k = min(self.changes, len(allmsgs)) if self.changes else max(1, round(total * 0.01))
+        k = change_count(sum(len(es) for es in self.states["a"].values()), 0.01, self.changes)
         picks = collections.defaultdict(list)
         for folder, uid in random.Random("bench-e-store/%s" % self.seed).sample(allmsgs, min(k, len(allmsgs))):
             picks[folder].append(uid)
         self.picked = sum(len(v) for v in picks.values())
 
         def cmds(i, mbox):
-            out = ["s%d STATUS %s (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" % (i, mbox)]
+            out = [self.status_cmd(i, mbox)]
             uids = sorted(picks.get(self.folder_of[mbox], ()))
             if uids:
                 out += ["o%d SELECT %s" % (i, mbox), "w%d UID STORE %s +FLAGS.SILENT (\\Seen)" % (i, tb.uid_set(uids))]
@@ -1458,13 +1462,19 @@ def settle(root):
         time.sleep(wait)
 
 
+def change_count(total, share, count=0):
+    """How many of total messages a scenario changes: count if given (at
+    most total), else share of them, at least one."""
+    return min(count, total) if count else max(1, round(total * share))
+
+
 def mark_local_seen(tool, share, seed, count=0):
     """Scenario (e): mark `share` of the local messages (`count` if given)
     seen the way a mail reader does (rename into cur/ with S added). Unread
     ones first."""
     local = local_state(tool)
     allmsgs = sorted((lm[3], lm[1]) for msgs in local.values() for lm in msgs)
-    k = min(count, len(allmsgs)) if count else max(1, round(len(allmsgs) * share))
+    k = change_count(len(allmsgs), share, count)
     rng = random.Random("bench-e/%s" % seed)
     unseen = [m for m in allmsgs if "S" not in m[1]]
     seen = [m for m in allmsgs if "S" in m[1]]

@@ -85,6 +85,10 @@ class WindowsMixin:
         pat = re.compile(r"C: \S+ UID FETCH %d:%d \([^\r\n]*CHANGEDSINCE" % (lo, hi))
         return [i for i, line in enumerate(lines) if pat.search(line)]
 
+    def window_turns(self, lines, lo, hi):
+        """Indexes of the trace lines where the pull turns to window lo:hi."""
+        return [i for i, line in enumerate(lines) if "INBOX: next window: UIDs %d:%d" % (lo, hi) in line]
+
     def test_the_next_window_is_asked_for_ahead(self):
         """Each window below the top one is asked for before the one above
         it is applied (the server lists it meanwhile): its command is in
@@ -94,7 +98,7 @@ class WindowsMixin:
         lines = self.run_ok("-vv", "pull").stderr.splitlines()
         for lo, hi in ((WINDOW + 1, N - WINDOW), (1, WINDOW)):
             sent = self.window_sends(lines, lo, hi)
-            turned = [i for i, line in enumerate(lines) if "INBOX: next window: UIDs %d:%d" % (lo, hi) in line]
+            turned = self.window_turns(lines, lo, hi)
             self.assertEqual(len(sent), 1, "window %d:%d asked for %d times" % (lo, hi, len(sent)))
             self.assertEqual(len(turned), 1)
             self.assertLess(sent[0], turned[0], "window %d:%d not asked for ahead" % (lo, hi))
@@ -137,7 +141,7 @@ class WindowsMixin:
         lines = self.run_ok("-vv", "pull").stderr.splitlines()
         for lo, hi in ((WINDOW + 1, N - WINDOW), (1, WINDOW)):
             sent = self.window_sends(lines, lo, hi)
-            turned = [i for i, line in enumerate(lines) if "INBOX: next window: UIDs %d:%d" % (lo, hi) in line]
+            turned = self.window_turns(lines, lo, hi)
             self.assertEqual(len(sent), 2, "window %d:%d: not once in each pass" % (lo, hi))
             self.assertEqual(len(turned), 2)
             self.assertTrue(sent[0] < turned[0] < sent[1] < turned[1], "window %d:%d not asked for ahead" % (lo, hi))
